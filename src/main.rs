@@ -1,0 +1,3 @@
+//! The `cluster-action` command line.
+
+fn main() {}
