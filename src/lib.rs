@@ -6,10 +6,14 @@
 //! - [`store`]: the artifact v4 client (Twirp + blob on signed URLs); the only HTTP code.
 //! - [`stream`]: duplex message streams built from append-blob artifacts.
 //! - [`layer`]: content-addressed tar.gz layers: pack, publish, fetch, verify, extract.
+//! - [`proto`]: the messages between runner, broker and worker.
 //! - [`serve`]: a local artifact service (both halves) for tests, benchmarks and `local`.
 
 pub mod layer;
+pub mod proto;
+pub mod runner;
 pub mod serve;
 pub mod store;
 pub mod stream;
 pub mod token;
+pub mod worker;

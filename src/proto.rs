@@ -1,0 +1,201 @@
+//! The messages between runner, broker and worker, as they travel over artifact streams.
+//!
+//! Every message is one JSON document in one stream frame. The stream layer guarantees order
+//! and exactly-once delivery per direction; these types only say what is said.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::layer::Digest;
+
+/// The version of this message set; a peer with another version is refused at hello.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A job's identity within one submission: its index in the manifest.
+pub type JobId = u64;
+
+/// One unit of work as the runner submits it and a worker runs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// Index in the manifest.
+    pub id: JobId,
+    /// Unique name from the manifest.
+    pub name: String,
+    /// Shell command, run by `bash -c` in the job's directory.
+    pub run: String,
+    /// Extra environment variables.
+    pub env: BTreeMap<String, String>,
+    /// Layers assembled into the job's directory, in order (later layers win).
+    pub layers: Vec<Digest>,
+    /// Time limit of one attempt, in milliseconds.
+    pub timeout_ms: u64,
+    /// Extra attempts after a failure or a lost worker.
+    pub retries: u32,
+    /// Globs (relative to the job directory) of files brought back to the runner.
+    pub outputs: Vec<String>,
+    /// Expected duration in milliseconds, if known; orders the queue.
+    pub estimate_ms: Option<u64>,
+}
+
+/// How one attempt of a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Exit code 0.
+    Passed,
+    /// Non-zero exit code or killed by a signal.
+    Failed,
+    /// Killed at its time limit.
+    TimedOut,
+    /// Could not be run (layer fetch failed, worker lost with no attempts left, ...).
+    Error,
+    /// Cancelled before it finished.
+    Cancelled,
+}
+
+/// The result of one attempt, as a worker reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobOutcome {
+    /// The job.
+    pub id: JobId,
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// How it ended.
+    pub status: JobStatus,
+    /// The exit code, when the process exited.
+    pub exit_code: Option<i32>,
+    /// Wall time of the attempt in milliseconds.
+    pub duration_ms: u64,
+    /// The worker that ran it.
+    pub worker: String,
+    /// Captured stdout+stderr (tail, with a marker of what was cut).
+    pub output: String,
+    /// The layer holding the job's declared outputs, if it produced any.
+    pub outputs_layer: Option<Digest>,
+    /// Why the job could not run, for `Error`.
+    pub error: Option<String>,
+}
+
+/// Who is saying hello to the broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum Hello {
+    /// A worker offering `slots` concurrent jobs.
+    Worker {
+        /// Protocol version.
+        version: u32,
+        /// A human-readable worker name (host/job/index).
+        name: String,
+        /// Concurrent jobs it runs.
+        slots: u32,
+    },
+    /// A runner that will submit work or control the cluster.
+    Runner {
+        /// Protocol version.
+        version: u32,
+        /// A human-readable name.
+        name: String,
+    },
+}
+
+/// Runner → broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RunnerMsg {
+    /// First message.
+    Hello(Hello),
+    /// Jobs to queue (a large manifest is sent in several batches).
+    Submit {
+        /// The jobs.
+        jobs: Vec<JobSpec>,
+    },
+    /// All jobs are submitted; the broker reports `AllDone` when they have finished.
+    EndOfSubmission,
+    /// Cancel every queued and running job of this runner.
+    Cancel,
+    /// Stop the whole cluster once this runner's work is done (or now, if it has none).
+    StopCluster,
+}
+
+/// Broker → runner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum BrokerToRunner {
+    /// The hello was accepted.
+    Welcome {
+        /// Workers connected now, and their total slots.
+        workers: u32,
+        /// Total slots.
+        slots: u32,
+    },
+    /// An attempt started on a worker.
+    Started {
+        /// The job.
+        id: JobId,
+        /// Attempt number.
+        attempt: u32,
+        /// The worker.
+        worker: String,
+    },
+    /// A job's final outcome (after retries).
+    Finished(JobOutcome),
+    /// Every submitted job has a final outcome.
+    AllDone,
+    /// Workers connected changed (for progress and `--worker-wait`).
+    Workers {
+        /// Workers connected now.
+        workers: u32,
+        /// Their total slots.
+        slots: u32,
+    },
+    /// The broker refuses this runner (e.g. protocol version).
+    Refused {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Broker → worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum BrokerToWorker {
+    /// The hello was accepted.
+    Welcome,
+    /// Run this attempt.
+    Assign {
+        /// The job.
+        job: JobSpec,
+        /// Attempt number.
+        attempt: u32,
+    },
+    /// Kill this job if it is running (or drop it if queued).
+    Cancel {
+        /// The job.
+        id: JobId,
+    },
+    /// The cluster is stopping: finish nothing more and exit 0.
+    Exit,
+    /// The broker refuses this worker.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Worker → broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WorkerMsg {
+    /// First message.
+    Hello(Hello),
+    /// An assigned attempt started.
+    Started {
+        /// The job.
+        id: JobId,
+        /// Attempt number.
+        attempt: u32,
+    },
+    /// An attempt ended.
+    Finished(JobOutcome),
+}

@@ -1,0 +1,1 @@
+//! The job manifest (YAML) and the commands file: parsing and validation.

@@ -1,0 +1,5 @@
+//! The runner: reads a manifest, submits its jobs to the broker, follows progress, brings
+//! back outputs and reports.
+
+pub mod manifest;
+pub mod report;

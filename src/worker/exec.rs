@@ -1,0 +1,1 @@
+//! Running one job attempt: a process group, a time limit, captured output.

@@ -1,0 +1,3 @@
+//! The worker: runs assigned jobs in their own directories and process groups.
+
+pub mod exec;
