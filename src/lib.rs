@@ -9,6 +9,7 @@
 //! - [`proto`]: the messages between runner, broker and worker.
 //! - [`serve`]: a local artifact service (both halves) for tests, benchmarks and `local`.
 
+pub mod broker;
 pub mod layer;
 pub mod proto;
 pub mod runner;

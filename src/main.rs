@@ -1,3 +1,19 @@
-//! The `cluster-action` command line.
+//! The `cluster-action` command line: parses flags, sets up logging, and hands each
+//! subcommand to its module in `cli`. Exit codes are documented in [`cli::exit`].
 
-fn main() {}
+use clap::Parser;
+
+mod cli;
+
+fn main() {
+    let args = cli::Cli::parse();
+    cli::init_logging(args.log_level.as_deref());
+    let code = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt.block_on(cli::dispatch(args.command)),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            cli::exit::INFRA
+        }
+    };
+    std::process::exit(code);
+}

