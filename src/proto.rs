@@ -199,3 +199,35 @@ pub enum WorkerMsg {
     /// An attempt ended.
     Finished(JobOutcome),
 }
+
+/// A message that could not be decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("undecodable {what} message: {source}")]
+pub struct DecodeError {
+    /// Which message type was expected.
+    pub what: &'static str,
+    /// The JSON error.
+    #[source]
+    pub source: serde_json::Error,
+}
+
+/// Encodes a message for one stream frame.
+pub fn encode<T: Serialize>(msg: &T) -> bytes::Bytes {
+    // Serializing these plain data types to JSON cannot fail (no maps with non-string keys).
+    bytes::Bytes::from(serde_json::to_vec(msg).unwrap_or_default())
+}
+
+/// Decodes one stream frame as message type `T` (`what` names it in errors).
+pub fn decode<T: serde::de::DeserializeOwned>(what: &'static str, frame: &[u8]) -> Result<T, DecodeError> {
+    serde_json::from_slice(frame).map_err(|source| DecodeError { what, source })
+}
+
+/// The first message of any peer: `{"type": "hello", "role": ...}`.
+pub fn decode_hello(frame: &[u8]) -> Result<Hello, DecodeError> {
+    #[derive(Deserialize)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    enum First {
+        Hello(Hello),
+    }
+    decode::<First>("hello", frame).map(|First::Hello(h)| h)
+}

@@ -1,3 +1,267 @@
 //! The broker: accepts workers and runners on an artifact-stream listener and schedules.
+//!
+//! Data path: one task accepts connections; one task per peer reads its stream and forwards
+//! decoded events into a single channel; the main loop feeds them to the [`scheduler`] (a
+//! pure state machine) and sends the messages it returns. Only the main loop touches state.
 
 pub mod scheduler;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::proto::{self, Hello, PROTOCOL_VERSION, RunnerMsg, WorkerMsg};
+use crate::store::ArtifactStore;
+use crate::stream::{Connection, Listener, Namespace, StreamConfig, StreamError, StreamSender};
+use scheduler::{Effect, PeerId, Scheduler};
+
+/// How to run a broker.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// The cluster's stream names.
+    pub ns: Namespace,
+    /// Stream timings (the peer timeout declares workers lost).
+    pub stream: StreamConfig,
+    /// Stop when no runner is connected and nothing is queued for this long.
+    pub idle_timeout: Duration,
+    /// Jobs given to a worker beyond its slots, to hide poll latency.
+    pub prefetch: u32,
+}
+
+/// Why the broker stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerEnd {
+    /// A runner asked to stop the cluster (`stop`, `run --stop-cluster`), or the caller did.
+    Stopped,
+    /// Nobody used it for the idle timeout.
+    Idle,
+}
+
+/// Why the broker failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The listener could not be published or stopped accepting.
+    #[error("broker listener failed: {0}")]
+    Listener(#[source] StreamError),
+}
+
+enum Role {
+    Worker,
+    Runner,
+}
+
+enum Event {
+    Joined { peer: PeerId, hello: Hello, tx: StreamSender },
+    Worker(PeerId, WorkerMsg),
+    Runner(PeerId, RunnerMsg),
+    Gone { peer: PeerId, reason: String },
+    ListenerFailed(StreamError),
+}
+
+/// Runs a broker until it is told to stop, it idles out, or `shutdown` completes (then it
+/// stops the cluster, telling workers to exit).
+pub async fn run(
+    store: ArtifactStore,
+    cfg: BrokerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<BrokerEnd, BrokerError> {
+    let listener = Listener::bind(store, cfg.ns.clone(), cfg.stream.clone())
+        .await
+        .map_err(BrokerError::Listener)?;
+    info!(cluster = %cfg.ns.cluster, "broker listening");
+    let (events_tx, mut events) = mpsc::channel(1024);
+    let acceptor = tokio::spawn(accept_loop(listener, events_tx));
+    let mut broker = Shell { sched: Scheduler::new(cfg.prefetch), peers: HashMap::new() };
+    tokio::pin!(shutdown);
+    let mut idle_since = tokio::time::Instant::now();
+    let end = loop {
+        let idle_deadline = idle_since + cfg.idle_timeout;
+        tokio::select! {
+            ev = events.recv() => {
+                let Some(ev) = ev else { break BrokerEnd::Stopped };
+                if let Event::ListenerFailed(e) = ev {
+                    acceptor.abort();
+                    return Err(BrokerError::Listener(e));
+                }
+                broker.handle(ev).await;
+                if broker.sched.should_stop() {
+                    break BrokerEnd::Stopped;
+                }
+                if broker.sched.runner_count() > 0 || broker.sched.unfinished() > 0 {
+                    idle_since = tokio::time::Instant::now();
+                }
+            }
+            () = tokio::time::sleep_until(idle_deadline) => {
+                if broker.sched.runner_count() == 0 && broker.sched.unfinished() == 0 {
+                    warn!("no runner and no work for {:?}: stopping the cluster", cfg.idle_timeout);
+                    break BrokerEnd::Idle;
+                }
+                idle_since = tokio::time::Instant::now();
+            }
+            () = &mut shutdown => break BrokerEnd::Stopped,
+        }
+    };
+    acceptor.abort();
+    broker.stop_all().await;
+    Ok(end)
+}
+
+async fn accept_loop(mut listener: Listener, events: mpsc::Sender<Event>) {
+    loop {
+        match listener.accept().await {
+            Ok(conn) => {
+                tokio::spawn(peer_loop(conn, events.clone()));
+            }
+            Err(e) => {
+                let _ = events.send(Event::ListenerFailed(e)).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Reads one peer's stream: a hello, then messages of its role, until it ends.
+async fn peer_loop(conn: Connection, events: mpsc::Sender<Event>) {
+    let Connection { peer, tx, mut rx } = conn;
+    let gone = |reason: String| Event::Gone { peer: peer.clone(), reason };
+    let hello = match rx.recv().await {
+        Ok(Some(frame)) => proto::decode_hello(&frame),
+        Ok(None) => return,
+        Err(e) => {
+            debug!(%peer, "peer vanished before hello: {e}");
+            return;
+        }
+    };
+    let role = match hello {
+        Ok(hello) => {
+            let role = match hello {
+                Hello::Worker { .. } => Role::Worker,
+                Hello::Runner { .. } => Role::Runner,
+            };
+            if events.send(Event::Joined { peer: peer.clone(), hello, tx }).await.is_err() {
+                return;
+            }
+            role
+        }
+        Err(e) => {
+            warn!(%peer, "refusing a peer: {e}");
+            return;
+        }
+    };
+    loop {
+        let ev = match rx.recv().await {
+            Ok(Some(frame)) => decode_event(&peer, &role, &frame).unwrap_or_else(|e| gone(e.to_string())),
+            Ok(None) => gone("it closed its stream".into()),
+            Err(e) => gone(e.to_string()),
+        };
+        let last = matches!(ev, Event::Gone { .. });
+        if events.send(ev).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+fn decode_event(peer: &str, role: &Role, frame: &Bytes) -> Result<Event, proto::DecodeError> {
+    Ok(match role {
+        Role::Worker => Event::Worker(peer.to_string(), proto::decode("worker", frame)?),
+        Role::Runner => Event::Runner(peer.to_string(), proto::decode("runner", frame)?),
+    })
+}
+
+/// The main loop's state: the scheduler and how to reach each peer.
+struct Shell {
+    sched: Scheduler,
+    peers: HashMap<PeerId, StreamSender>,
+}
+
+impl Shell {
+    async fn handle(&mut self, ev: Event) {
+        let effects = match ev {
+            Event::Joined { peer, hello, tx } => self.joined(peer, hello, tx).await,
+            Event::Worker(peer, msg) => match msg {
+                WorkerMsg::Hello(_) => Vec::new(),
+                WorkerMsg::Started { id, attempt } => self.sched.job_started(&peer, id, attempt),
+                WorkerMsg::Finished(outcome) => self.sched.job_finished(&peer, outcome),
+            },
+            Event::Runner(peer, msg) => match msg {
+                RunnerMsg::Hello(_) => Vec::new(),
+                RunnerMsg::Submit { jobs } => self.sched.submit(&peer, jobs),
+                RunnerMsg::EndOfSubmission => self.sched.end_of_submission(&peer),
+                RunnerMsg::Cancel => self.sched.cancel(&peer),
+                RunnerMsg::StopCluster => {
+                    self.sched.request_stop();
+                    Vec::new()
+                }
+            },
+            Event::Gone { peer, reason } => {
+                info!(%peer, "peer gone: {reason}");
+                self.peers.remove(&peer);
+                let mut fx = self.sched.worker_lost(&peer, &reason);
+                fx.extend(self.sched.runner_lost(&peer));
+                fx
+            }
+            Event::ListenerFailed(_) => Vec::new(),
+        };
+        self.apply(effects).await;
+    }
+
+    async fn joined(&mut self, peer: PeerId, hello: Hello, tx: StreamSender) -> Vec<Effect> {
+        let version = match &hello {
+            Hello::Worker { version, .. } | Hello::Runner { version, .. } => *version,
+        };
+        if version != PROTOCOL_VERSION {
+            let reason = format!(
+                "protocol version {version} is not this broker's {PROTOCOL_VERSION}: use the same cluster-action release everywhere"
+            );
+            warn!(%peer, "{reason}");
+            let msg = match hello {
+                Hello::Worker { .. } => proto::encode(&proto::BrokerToWorker::Refused { reason }),
+                Hello::Runner { .. } => proto::encode(&proto::BrokerToRunner::Refused { reason }),
+            };
+            let _ = tx.send(msg).await;
+            let _ = tx.close().await;
+            return Vec::new();
+        }
+        self.peers.insert(peer.clone(), tx);
+        match hello {
+            Hello::Worker { name, slots, .. } => {
+                info!(%peer, %name, slots, "worker joined");
+                self.sched.worker_joined(peer, slots)
+            }
+            Hello::Runner { name, .. } => {
+                info!(%peer, %name, "runner joined");
+                self.sched.runner_joined(peer)
+            }
+        }
+    }
+
+    async fn apply(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            let (peer, frame) = match &effect {
+                Effect::ToWorker(p, m) => (p, proto::encode(m)),
+                Effect::ToRunner(p, m) => (p, proto::encode(m)),
+            };
+            if let Some(tx) = self.peers.get(peer)
+                && let Err(e) = tx.send(frame).await
+            {
+                // The peer's reader will report it gone; the scheduler requeues then.
+                debug!(%peer, "send failed: {e}");
+            }
+        }
+    }
+
+    /// Tells every worker to exit and flushes every stream.
+    async fn stop_all(&mut self) {
+        let exits = self.sched.exit_all();
+        self.apply(exits).await;
+        for (peer, tx) in self.peers.drain() {
+            if let Err(e) = tx.close().await {
+                debug!(%peer, "closing stream: {e}");
+            }
+        }
+    }
+}

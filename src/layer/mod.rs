@@ -91,3 +91,8 @@ impl LayerCache {
         todo!()
     }
 }
+
+/// Builds a job directory from extracted layers (stub).
+pub fn materialize(_layers: &[PathBuf], _dest: &Path) -> Result<(), LayerError> {
+    todo!()
+}

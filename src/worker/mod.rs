@@ -1,3 +1,153 @@
-//! The worker: runs assigned jobs in their own directories and process groups.
+//! The worker: connects to the broker, announces its slots, runs assigned jobs in their own
+//! directories and process groups, and reports each attempt.
+//!
+//! Data path: the main loop reads the broker's messages and keeps a local queue (the broker
+//! prefetches a little beyond our slots); each started attempt is a task ([`attempt`]) that
+//! fetches layers, assembles the job directory, runs the command and publishes outputs.
 
+mod attempt;
 pub mod exec;
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::layer::LayerCache;
+use crate::proto::{self, BrokerToWorker, Hello, JobId, JobOutcome, JobSpec, JobStatus, PROTOCOL_VERSION, WorkerMsg};
+use crate::store::ArtifactStore;
+use crate::stream::{self, Namespace, StreamConfig, StreamError, StreamSender};
+
+/// How to run a worker.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The cluster's stream names.
+    pub ns: Namespace,
+    /// Stream timings (the peer timeout declares the broker lost).
+    pub stream: StreamConfig,
+    /// Jobs run at once.
+    pub slots: u32,
+    /// Where extracted layers are kept (shared by all jobs of this worker).
+    pub cache_dir: PathBuf,
+    /// Where job directories are made.
+    pub work_dir: PathBuf,
+    /// How long to wait for a broker to appear.
+    pub broker_wait: Duration,
+    /// The name jobs see as `CLUSTER_WORKER` and reports show.
+    pub name: String,
+    /// Output and kill limits of each job.
+    pub limits: exec::ExecLimits,
+}
+
+/// Why a worker failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// No broker appeared within `--broker-wait`.
+    #[error("no broker for cluster '{cluster}' appeared within {secs}s (start one with `cluster-action broker`, or raise --broker-wait)")]
+    NoBroker {
+        /// The cluster id.
+        cluster: String,
+        /// The wait in seconds.
+        secs: u64,
+    },
+    /// The broker stopped answering or closed without telling us to exit.
+    #[error("lost the broker: {0}")]
+    BrokerLost(String),
+    /// The broker refused us.
+    #[error("the broker refused this worker: {0}")]
+    Refused(String),
+    /// The stream failed.
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    /// The layer cache could not be opened.
+    #[error(transparent)]
+    Layer(#[from] crate::layer::LayerError),
+}
+
+/// What every attempt of this worker shares.
+pub(crate) struct Shared {
+    pub store: ArtifactStore,
+    pub cache: LayerCache,
+    pub cfg: WorkerConfig,
+    pub tx: StreamSender,
+}
+
+/// Runs a worker until the broker tells it to exit (`Ok`), or fails.
+pub async fn run(store: ArtifactStore, cfg: WorkerConfig) -> Result<(), WorkerError> {
+    let cache = LayerCache::open(&cfg.cache_dir)?;
+    let conn = stream::connect(store.clone(), cfg.ns.clone(), cfg.stream.clone(), cfg.broker_wait)
+        .await
+        .map_err(|e| match e {
+            StreamError::NoListener { .. } => WorkerError::NoBroker {
+                cluster: cfg.ns.cluster.clone(),
+                secs: cfg.broker_wait.as_secs(),
+            },
+            other => WorkerError::Stream(other),
+        })?;
+    let mut rx = conn.rx;
+    let hello = Hello::Worker { version: PROTOCOL_VERSION, name: cfg.name.clone(), slots: cfg.slots };
+    conn.tx.send(proto::encode(&WorkerMsg::Hello(hello))).await?;
+    info!(name = %cfg.name, slots = cfg.slots, "worker connected");
+
+    let shared = Arc::new(Shared { store, cache, cfg, tx: conn.tx.clone() });
+    let mut queue: VecDeque<(JobSpec, u32)> = VecDeque::new();
+    let mut running: JoinSet<JobOutcome> = JoinSet::new();
+    let mut cancels: HashMap<JobId, watch::Sender<bool>> = HashMap::new();
+    let result = loop {
+        while running.len() < shared.cfg.slots as usize {
+            let Some((spec, attempt)) = queue.pop_front() else { break };
+            let (cancel_tx, cancel_rx) = watch::channel(false);
+            cancels.insert(spec.id, cancel_tx);
+            running.spawn(attempt::run(shared.clone(), spec, attempt, cancel_rx));
+        }
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Ok(Some(frame)) => match proto::decode::<BrokerToWorker>("broker", &frame) {
+                    Ok(BrokerToWorker::Welcome) => {}
+                    Ok(BrokerToWorker::Assign { job, attempt }) => queue.push_back((job, attempt)),
+                    Ok(BrokerToWorker::Cancel { id }) => {
+                        if let Some(pos) = queue.iter().position(|(j, _)| j.id == id) {
+                            if let Some((spec, attempt)) = queue.remove(pos) {
+                                let outcome = attempt::not_run(&shared.cfg.name, &spec, attempt, JobStatus::Cancelled, None);
+                                send(&shared.tx, &WorkerMsg::Finished(outcome)).await?;
+                            }
+                        } else if let Some(c) = cancels.get(&id) {
+                            let _ = c.send(true);
+                        }
+                    }
+                    Ok(BrokerToWorker::Exit) => break Ok(()),
+                    Ok(BrokerToWorker::Refused { reason }) => break Err(WorkerError::Refused(reason)),
+                    Err(e) => break Err(WorkerError::BrokerLost(e.to_string())),
+                },
+                Ok(None) => break Err(WorkerError::BrokerLost("it closed the stream without telling this worker to exit".into())),
+                Err(e) => break Err(WorkerError::BrokerLost(e.to_string())),
+            },
+            Some(done) = running.join_next(), if !running.is_empty() => {
+                match done {
+                    Ok(outcome) => {
+                        cancels.remove(&outcome.id);
+                        send(&shared.tx, &WorkerMsg::Finished(outcome)).await?;
+                    }
+                    Err(e) => warn!("a job task failed: {e}"),
+                }
+            }
+        }
+    };
+    // Exit or failure: nothing may keep running. Dropping the tasks kills their process groups.
+    for c in cancels.values() {
+        let _ = c.send(true);
+    }
+    running.shutdown().await;
+    if let Err(e) = shared.tx.close().await {
+        warn!("closing the stream to the broker: {e}");
+    }
+    result
+}
+
+async fn send(tx: &StreamSender, msg: &WorkerMsg) -> Result<(), WorkerError> {
+    Ok(tx.send(proto::encode(msg)).await?)
+}
