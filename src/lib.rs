@@ -11,6 +11,7 @@
 
 pub mod broker;
 pub mod layer;
+pub mod local;
 pub mod proto;
 pub mod runner;
 pub mod serve;

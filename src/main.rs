@@ -9,7 +9,13 @@ fn main() {
     let args = cli::Cli::parse();
     cli::init_logging(args.log_level.as_deref());
     let code = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt.block_on(cli::dispatch(args.command)),
+        Ok(rt) => {
+            let code = rt.block_on(cli::dispatch(args.command));
+            // Dropping the runtime drops every task, and with them the guards that kill the
+            // process groups of jobs still running.
+            rt.shutdown_timeout(std::time::Duration::from_secs(5));
+            code
+        }
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             cli::exit::INFRA

@@ -1,7 +1,10 @@
 //! Subcommands of the binary. Each maps its flags onto a library configuration and turns the
 //! library's errors into a message on stderr and a documented exit code.
 
+mod cluster;
+mod common;
 pub mod exit;
+mod run;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +26,17 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a whole cluster on this machine (artifact service, broker, N worker processes,
+    /// runner) and run a manifest on it.
+    Local(run::LocalArgs),
+    /// Run a manifest on the cluster: upload layers, submit jobs, follow them, report.
+    Run(run::RunArgs),
+    /// Run the broker: accept workers and runners, schedule jobs.
+    Broker(cluster::BrokerArgs),
+    /// Run a worker: take jobs from the broker and run them.
+    Worker(cluster::WorkerArgs),
+    /// Tell the cluster's broker to stop; every worker then exits 0.
+    Stop(cluster::StopArgs),
     /// Serve a local artifact service (Twirp + blob) on loopback, for tests and `act`-free
     /// local clusters. Prints `ACTIONS_RESULTS_URL=...` as its first line when ready.
     Serve(serve::ServeArgs),
@@ -46,6 +60,11 @@ pub fn init_logging(level: Option<&str>) {
 /// Runs one subcommand and returns the process exit code.
 pub async fn dispatch(command: Command) -> i32 {
     let result = match command {
+        Command::Local(args) => run::local(args).await,
+        Command::Run(args) => run::run(args).await,
+        Command::Broker(args) => cluster::broker(args).await,
+        Command::Worker(args) => cluster::worker(args).await,
+        Command::Stop(args) => cluster::stop(args).await,
         Command::Serve(args) => serve::serve(args).await,
         Command::Token(args) => serve::token(args),
     };

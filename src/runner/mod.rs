@@ -2,4 +2,6 @@
 //! back outputs and reports.
 
 pub mod manifest;
+pub mod progress;
 pub mod report;
+pub mod session;

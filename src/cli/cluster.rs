@@ -1,0 +1,127 @@
+//! `cluster-action broker`, `worker` and `stop`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use cluster_action::broker::{self, BrokerConfig, BrokerEnd};
+use cluster_action::runner::manifest::parse_duration;
+use cluster_action::runner::session;
+use cluster_action::worker::{self, WorkerConfig, WorkerError, exec::ExecLimits};
+
+use super::common::{ClusterArgs, default_name, shutdown_signal, store_from_env};
+use super::exit;
+
+/// Flags of `broker`.
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Stop when no runner is connected and no work is queued for this long.
+    #[arg(long, default_value = "15m", value_parser = parse_duration, value_name = "DURATION")]
+    idle_timeout: Duration,
+    /// Jobs given to a worker beyond its slots, so it never waits a poll for its next job.
+    #[arg(long, default_value_t = 2)]
+    prefetch: u32,
+}
+
+impl BrokerArgs {
+    /// The broker configuration these flags describe (shared with `run --embed-broker`).
+    pub fn config(cluster: &ClusterArgs, idle_timeout: Duration, prefetch: u32) -> anyhow::Result<BrokerConfig> {
+        Ok(BrokerConfig { ns: cluster.namespace()?, stream: cluster.stream()?, idle_timeout, prefetch })
+    }
+}
+
+/// Flags of `worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Jobs run at once (default: the number of CPUs).
+    #[arg(long)]
+    slots: Option<u32>,
+    /// Where extracted layers are cached (default: a directory under the system temp dir).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Where job directories are made (default: next to the cache).
+    #[arg(long, value_name = "DIR")]
+    work_dir: Option<PathBuf>,
+    /// Wait this long for a broker to appear (matrix jobs start in any order).
+    #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
+    broker_wait: Duration,
+    /// The name jobs see as CLUSTER_WORKER (default: $GITHUB_JOB or the host name, with the pid).
+    #[arg(long)]
+    name: Option<String>,
+    /// Bytes of each job's output kept (the tail; the rest is cut with a marker).
+    #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
+    output_limit: usize,
+}
+
+/// Flags of `stop`.
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Wait this long for the broker to appear.
+    #[arg(long, default_value = "1m", value_parser = parse_duration, value_name = "DURATION")]
+    broker_wait: Duration,
+}
+
+/// Runs a broker until the cluster is stopped, it idles out, or a signal arrives.
+pub async fn broker(args: BrokerArgs) -> anyhow::Result<i32> {
+    let cfg = BrokerArgs::config(&args.cluster, args.idle_timeout, args.prefetch)?;
+    let store = store_from_env()?;
+    match broker::run(store, cfg, shutdown_signal()).await? {
+        BrokerEnd::Stopped => eprintln!("cluster '{}' stopped", args.cluster.cluster),
+        BrokerEnd::Idle => eprintln!(
+            "cluster '{}' stopped: no runner and no work for {:?} (--idle-timeout)",
+            args.cluster.cluster, args.idle_timeout
+        ),
+    }
+    Ok(exit::OK)
+}
+
+/// Runs a worker until the broker tells it to exit.
+pub async fn worker(args: WorkerArgs) -> anyhow::Result<i32> {
+    let slots = args.slots.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
+    if slots == 0 {
+        return Err(exit::ExitError::bad_input("--slots 0: a worker needs at least one slot"));
+    }
+    let name = args.name.unwrap_or_else(|| default_name("worker"));
+    let base = std::env::temp_dir().join(format!("cluster-action-worker-{}", std::process::id()));
+    let cache_dir = args.cache_dir.unwrap_or_else(|| base.join("cache"));
+    let work_dir = args.work_dir.unwrap_or_else(|| cache_dir.with_file_name("work"));
+    let cfg = WorkerConfig {
+        ns: args.cluster.namespace()?,
+        stream: args.cluster.stream()?,
+        slots,
+        cache_dir,
+        work_dir,
+        broker_wait: args.broker_wait,
+        name,
+        limits: ExecLimits { output_limit: args.output_limit, ..ExecLimits::default() },
+    };
+    let store = store_from_env()?;
+    tokio::select! {
+        result = worker::run(store, cfg) => match result {
+            Ok(()) => Ok(exit::OK),
+            Err(e @ WorkerError::Layer(_)) => Err(exit::ExitError::bad_input(e.to_string())),
+            Err(e) => Err(e.into()),
+        },
+        // Dropping the worker kills the process group of every running job.
+        () = shutdown_signal() => {
+            eprintln!("worker interrupted: running jobs were killed");
+            Ok(exit::CANCELLED)
+        }
+    }
+}
+
+/// Tells the cluster's broker to stop.
+pub async fn stop(args: StopArgs) -> anyhow::Result<i32> {
+    let store = store_from_env()?;
+    let ns = args.cluster.namespace()?;
+    session::stop_cluster(store, &ns, &args.cluster.stream()?, args.broker_wait, &default_name("stop")).await?;
+    eprintln!("cluster '{}' stopped", ns.cluster);
+    Ok(exit::OK)
+}

@@ -1,0 +1,119 @@
+//! `cluster-action local`: the whole cluster on one machine, speaking the real protocol over
+//! loopback: an in-process artifact service, the broker embedded in the runner, and N worker
+//! *processes*, each with its own cache directory, as separate CI runners would have.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+use tracing::{info, warn};
+
+use crate::runner::manifest::Manifest;
+use crate::runner::progress::Progress;
+use crate::runner::session::{self, RunConfig, RunError, RunResult};
+use crate::serve::{self, ServeConfig};
+use crate::store::{ArtifactStore, StoreConfig};
+use crate::token::{BackendIds, make_token};
+
+/// How long workers get to exit after the cluster stopped before they are killed.
+const WORKER_EXIT_GRACE: Duration = Duration::from_secs(10);
+
+/// What `local` runs.
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    /// Worker processes.
+    pub workers: u32,
+    /// Slots per worker.
+    pub slots: u32,
+    /// The `cluster-action` binary to start workers with.
+    pub binary: PathBuf,
+    /// Extra flags for every worker (stream timings, log level).
+    pub worker_args: Vec<String>,
+    /// The run (its `embed_broker` must be set).
+    pub run: RunConfig,
+}
+
+/// Why `local` failed before or around the run.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    /// The artifact service did not start.
+    #[error("cannot start the local artifact service: {0:#}")]
+    Serve(anyhow::Error),
+    /// A worker process did not start.
+    #[error("cannot start worker process {index} ({binary}): {source}")]
+    Spawn {
+        /// Its index.
+        index: u32,
+        /// The binary.
+        binary: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store client could not be set up.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The run failed.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// Local files.
+    #[error("cannot create a temporary directory: {0}")]
+    Io(#[source] std::io::Error),
+}
+
+/// Runs `manifest` on a fresh local cluster; `cancel` completing cancels the run.
+pub async fn run(
+    manifest: &Manifest,
+    cfg: &LocalConfig,
+    progress: &mut Progress,
+    cancel: impl std::future::Future<Output = ()>,
+) -> Result<RunResult, LocalError> {
+    let service = serve::start(ServeConfig::default()).await.map_err(LocalError::Serve)?;
+    let scratch = tempfile::Builder::new().prefix("cluster-action-local-").tempdir().map_err(LocalError::Io)?;
+    let run_id = format!("local-{}", std::process::id());
+    let mut children = Vec::new();
+    for index in 0..cfg.workers {
+        children.push(spawn_worker(cfg, index, service.url(), &run_id, scratch.path())?);
+    }
+    info!(workers = cfg.workers, url = service.url(), "local cluster started");
+    let store_cfg = StoreConfig::new(service.url(), &make_token(&BackendIds { run: run_id.clone(), job: "runner".into() }))?;
+    let result = session::run(ArtifactStore::new(store_cfg)?, manifest, &cfg.run, progress, cancel).await;
+    // The run stopped the cluster (its broker told the workers to exit); give them a moment.
+    for (index, mut child) in children.into_iter().enumerate() {
+        match tokio::time::timeout(WORKER_EXIT_GRACE, child.wait()).await {
+            Ok(Ok(status)) if status.success() => {}
+            Ok(Ok(status)) => warn!("worker {index} exited with {status}"),
+            Ok(Err(e)) => warn!("worker {index}: {e}"),
+            Err(_) => {
+                warn!("worker {index} did not exit within {WORKER_EXIT_GRACE:?}: killing it");
+                let _ = child.kill().await;
+            }
+        }
+    }
+    service.shutdown().await;
+    Ok(result?)
+}
+
+fn spawn_worker(cfg: &LocalConfig, index: u32, url: &str, run_id: &str, scratch: &Path) -> Result<Child, LocalError> {
+    let dir = scratch.join(format!("worker-{index}"));
+    let token = make_token(&BackendIds { run: run_id.to_string(), job: format!("worker-{index}") });
+    Command::new(&cfg.binary)
+        .arg("worker")
+        .args(["--cluster", &cfg.run.ns.cluster])
+        .args(["--slots", &cfg.slots.to_string()])
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .arg("--work-dir")
+        .arg(dir.join("work"))
+        .args(["--name", &format!("worker-{index}")])
+        .args(&cfg.worker_args)
+        .env("ACTIONS_RESULTS_URL", url)
+        .env("ACTIONS_RUNTIME_TOKEN", token)
+        .env("GITHUB_RUN_ATTEMPT", &cfg.run.ns.attempt)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| LocalError::Spawn { index, binary: cfg.binary.display().to_string(), source })
+}
