@@ -52,20 +52,27 @@ fn collect(root: &Path, paths: &[PathBuf]) -> Result<Tree, LayerError> {
             reason,
         };
         let rel = entry_path(path).map_err(invalid)?;
-        walk(root, &rel, &mut tree)?;
-        for parent in rel.ancestors().skip(1) {
-            if parent.as_os_str().is_empty() {
-                break;
-            }
-            let parent_node = node(&root.join(parent))?;
+        if let Err(e) = fs::symlink_metadata(root.join(&rel)) {
+            return Err(invalid(format!(
+                "it cannot be read in '{}': {e}",
+                root.display()
+            )));
+        }
+        // Parents first, top down, so a symlinked parent is refused before anything below it
+        // is read.
+        let mut parent = PathBuf::new();
+        for component in rel.parent().into_iter().flat_map(Path::components) {
+            parent.push(component);
+            let parent_node = node(&root.join(&parent))?;
             if let Node::Symlink { .. } = parent_node {
                 return Err(invalid(format!(
                     "its parent '{}' is a symlink, and a layer holds nothing below a symlink",
                     parent.display()
                 )));
             }
-            tree.insert(parent.to_path_buf(), parent_node);
+            tree.insert(parent.clone(), parent_node);
         }
+        walk(root, &rel, &mut tree)?;
     }
     for (rel, node) in &tree {
         if let Node::Symlink { target } = node {
