@@ -1,0 +1,145 @@
+//! Packing: a deterministic tar + gzip of local paths, hashed while it is written.
+//!
+//! Deterministic means the bytes depend only on the paths, contents, permission bits and
+//! symlink targets: entries are sorted, mtimes are 0, owners are uid/gid 0 with empty names, the
+//! gzip header has no name or time, and the compression level is fixed. So identical trees packed
+//! anywhere, at any time, get the same digest (with the same flate2 backend).
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read};
+use std::path::{Path, PathBuf};
+
+use flate2::{Compression, GzBuilder};
+use tar::{EntryType, Header};
+
+use super::digest::HashingWriter;
+use super::rules::{entry_path, link_target};
+use super::tree::{Node, Tree, node, walk};
+use super::{Digest, LayerError};
+
+/// The gzip level; part of the format, since another level gives other bytes.
+const GZIP_LEVEL: u32 = 6;
+
+/// The gzip header's OS field: "unknown", whatever machine packs.
+const GZIP_OS_UNKNOWN: u8 = 255;
+
+/// Packs `paths` (relative to `root`; files and directories, recursively; `.` is all of `root`)
+/// into a deterministic tar.gz at `out` and returns its digest.
+///
+/// Symlinks are packed as links, never followed, and must point inside the root (the rules
+/// `extract` applies). The parent directories of each path are packed too, so their modes
+/// travel. Absolute paths, `..`, paths below a symlink and special files are refused;
+/// setuid/setgid/sticky bits are dropped. Overlapping paths are packed once. The archive is
+/// streamed to `out`; on error `out` is removed.
+pub fn pack(root: &Path, paths: &[PathBuf], out: &Path) -> Result<Digest, LayerError> {
+    let tree = collect(root, paths)?;
+    let file = File::create(out)
+        .map_err(|e| LayerError::io(format!("creating '{}'", out.display()), e))?;
+    let packed = write_archive(root, &tree, file, out);
+    if packed.is_err() {
+        // Best effort: the error that matters is the one being returned.
+        let _ = fs::remove_file(out);
+    }
+    packed
+}
+
+/// The entries to pack, validated: the given paths, their parents and everything below them.
+fn collect(root: &Path, paths: &[PathBuf]) -> Result<Tree, LayerError> {
+    let mut tree = Tree::new();
+    for path in paths {
+        let invalid = |reason: String| LayerError::InvalidPath {
+            path: path.display().to_string(),
+            reason,
+        };
+        let rel = entry_path(path).map_err(invalid)?;
+        if let Err(e) = fs::symlink_metadata(root.join(&rel)) {
+            return Err(invalid(format!(
+                "it cannot be read in '{}': {e}",
+                root.display()
+            )));
+        }
+        // Parents first, top down, so a symlinked parent is refused before anything below it
+        // is read.
+        let mut parent = PathBuf::new();
+        for component in rel.parent().into_iter().flat_map(Path::components) {
+            parent.push(component);
+            let parent_node = node(&root.join(&parent))?;
+            if let Node::Symlink { .. } = parent_node {
+                return Err(invalid(format!(
+                    "its parent '{}' is a symlink, and a layer holds nothing below a symlink",
+                    parent.display()
+                )));
+            }
+            tree.insert(parent.clone(), parent_node);
+        }
+        walk(root, &rel, &mut tree)?;
+    }
+    for (rel, node) in &tree {
+        if let Node::Symlink { target } = node {
+            link_target(rel, target).map_err(|reason| LayerError::InvalidPath {
+                path: root.join(rel).display().to_string(),
+                reason,
+            })?;
+        }
+    }
+    Ok(tree)
+}
+
+/// Streams the archive of `tree` into `file` (which is `out`), hashing the compressed bytes.
+fn write_archive(root: &Path, tree: &Tree, file: File, out: &Path) -> Result<Digest, LayerError> {
+    let writing = |e| LayerError::io(format!("writing layer '{}'", out.display()), e);
+    let gzip = GzBuilder::new()
+        .mtime(0)
+        .operating_system(GZIP_OS_UNKNOWN)
+        .write(
+            HashingWriter::new(BufWriter::new(file)),
+            Compression::new(GZIP_LEVEL),
+        );
+    let mut builder = tar::Builder::new(gzip);
+    for (rel, node) in tree {
+        let full = root.join(rel);
+        let packing = |e| LayerError::io(format!("packing '{}'", full.display()), e);
+        match node {
+            Node::Dir { mode } => {
+                let mut header = header(EntryType::Directory, *mode, 0);
+                builder
+                    .append_data(&mut header, rel, io::empty())
+                    .map_err(packing)?;
+            }
+            Node::File { mode, len } => {
+                let file = File::open(&full).map_err(packing)?;
+                let mut data = file.take(*len);
+                let mut header = header(EntryType::Regular, *mode, *len);
+                builder
+                    .append_data(&mut header, rel, &mut data)
+                    .map_err(packing)?;
+                if data.limit() != 0 {
+                    let shrank = io::Error::other("the file shrank while it was being packed");
+                    return Err(packing(shrank));
+                }
+            }
+            Node::Symlink { target } => {
+                let mut header = header(EntryType::Symlink, 0o777, 0);
+                builder
+                    .append_link(&mut header, rel, target)
+                    .map_err(packing)?;
+            }
+        }
+    }
+    let gzip = builder.into_inner().map_err(writing)?;
+    let (buffered, digest) = gzip.finish().map_err(writing)?.finish();
+    buffered.into_inner().map_err(|e| writing(e.into_error()))?;
+    Ok(digest)
+}
+
+/// A header carrying only what a layer keeps: type, permission bits and size.
+fn header(kind: EntryType, mode: u32, size: u64) -> Header {
+    let mut header = Header::new_gnu();
+    header.set_entry_type(kind);
+    header.set_mode(mode);
+    header.set_size(size);
+    header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
+    header
+}
