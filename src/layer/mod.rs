@@ -45,7 +45,3 @@ pub async fn publish(
         .await?)
 }
 
-/// Builds a job directory from extracted layers (stub).
-pub fn materialize(_layers: &[PathBuf], _dest: &Path) -> Result<(), LayerError> {
-    todo!()
-}
