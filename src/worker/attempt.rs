@@ -68,14 +68,20 @@ async fn prepare(shared: &Shared, spec: &JobSpec, dir: &Path) -> Result<(), Stri
     .map_err(|e| format!("job directory task failed: {e}"))?
 }
 
-async fn execute(shared: &Shared, spec: &JobSpec, attempt: u32, dir: &Path, cancel: watch::Receiver<bool>) -> JobOutcome {
+async fn execute(shared: &Shared, spec: &JobSpec, attempt: u32, dir: &Path, mut cancel: watch::Receiver<bool>) -> JobOutcome {
     let name = &shared.cfg.name;
     let mut env: Vec<(String, String)> = spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     env.push(("CLUSTER_JOB_NAME".into(), spec.name.clone()));
     env.push(("CLUSTER_ATTEMPT".into(), attempt.to_string()));
     env.push(("CLUSTER_WORKER".into(), name.clone()));
     let timeout = Duration::from_millis(spec.timeout_ms);
-    let run = exec::run_job(&spec.run, dir, &env, timeout, &shared.cfg.limits, cancel).await;
+    let cancelled = async move {
+        if cancel.wait_for(|c| *c).await.is_err() {
+            // The worker dropped the sender: it is going away and drops this task too.
+            std::future::pending::<()>().await;
+        }
+    };
+    let run = exec::run_job(&spec.run, dir, env, timeout, &shared.cfg.limits, cancelled).await;
     let execution = match run {
         Ok(x) => x,
         Err(e) => return not_run(name, spec, attempt, JobStatus::Error, Some(format!("cannot start the job: {e}"))),

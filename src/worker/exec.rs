@@ -1,39 +1,367 @@
 //! Running one job attempt: a process group, a time limit, captured output.
-//! (stub until the executor lands)
-use std::path::Path;
-use std::time::Duration;
+//!
+//! The job is `bash -c <command>` in its own process group, so the whole tree it starts can be
+//! signalled at once: at its time limit, when it is cancelled, when the future running it is
+//! dropped, and after it exits (background processes it left behind must not outlive it).
+//!
+//! The group is only ever signalled while its leader (the bash process) is not yet reaped: a
+//! zombie leader keeps its pid, and so the group id, from being reused by an unrelated process.
+
+use std::ffi::OsStr;
+use std::future::Future;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::pin::{Pin, pin};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use futures_util::future::{Fuse, FusedFuture};
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
+use tokio::process::{Child, Command};
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::proto::JobStatus;
+use crate::worker::output::TailBuffer;
 
-/// Limits.
-#[derive(Debug, Clone, Default)]
+/// How much a job may print and how it is stopped.
+#[derive(Debug, Clone)]
 pub struct ExecLimits {
-    /// Output bytes kept.
+    /// Bytes of output (stdout and stderr together) kept; the tail is kept.
     pub output_limit: usize,
+    /// Time between SIGTERM and SIGKILL when a job is stopped, to let it clean up.
+    pub kill_grace: Duration,
+    /// How long output is still read after the job exited and its group was killed. Only a
+    /// process that left the group (e.g. with `setsid`) can hold the output pipe open longer.
+    pub drain: Duration,
 }
-/// Result.
+
+impl Default for ExecLimits {
+    /// 1 MiB of output, 2 s to terminate, 1 s to drain.
+    fn default() -> Self {
+        ExecLimits {
+            output_limit: 1 << 20,
+            kill_grace: Duration::from_secs(2),
+            drain: Duration::from_secs(1),
+        }
+    }
+}
+
+/// How one run of a job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Execution {
-    /// Status.
+    /// Passed, Failed, TimedOut or Cancelled (never Error: that is an [`ExecError`]).
     pub status: JobStatus,
-    /// Code.
+    /// The exit code of the job's shell, when it exited rather than being killed by a signal.
     pub exit_code: Option<i32>,
-    /// Duration.
+    /// Wall time from start until the job's processes were gone.
     pub duration: Duration,
-    /// Output.
+    /// The tail of stdout and stderr, merged as written, with notes from the executor.
     pub output: String,
 }
-/// Error.
+
+/// Why a job could not be run at all.
 #[derive(Debug, thiserror::Error)]
-#[error("exec")]
-pub struct ExecError;
-/// Runs.
-pub async fn run_job(
-    _cmd: &str,
-    _dir: &Path,
-    _env: &[(String, String)],
-    _timeout: Duration,
-    _limits: &ExecLimits,
-    _cancel: tokio::sync::watch::Receiver<bool>,
-) -> Result<Execution, ExecError> {
-    todo!()
+pub enum ExecError {
+    /// `bash` could not be started (missing directory, missing bash, resource limits).
+    #[error("cannot start `bash -c` in {}: {source}", dir.display())]
+    Spawn {
+        /// The job directory.
+        dir: PathBuf,
+        /// The system's reason.
+        source: io::Error,
+    },
+    /// An operating-system call around the job failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// The system's reason.
+        source: io::Error,
+    },
+}
+
+impl ExecError {
+    fn io(context: &'static str) -> impl FnOnce(io::Error) -> ExecError {
+        move |source| ExecError::Io { context, source }
+    }
+}
+
+/// Runs `bash -c cmd` in `dir` with the worker's environment plus `env`, stdin from
+/// `/dev/null`, until it exits, `timeout` passes or `cancel` completes.
+///
+/// `cancel` completing cancels the job; pass [`std::future::pending`] for a job that cannot be
+/// cancelled. On timeout or cancellation the job's process group gets SIGTERM, then SIGKILL
+/// after [`ExecLimits::kill_grace`]. Whatever is still running in the group when the job ends
+/// is killed. Dropping the returned future kills the group too.
+///
+/// Stdout and stderr share one pipe, so the output is in the order the job wrote it; only its
+/// last [`ExecLimits::output_limit`] bytes are kept.
+pub async fn run_job<K, V>(
+    cmd: &str,
+    dir: &Path,
+    env: impl IntoIterator<Item = (K, V)>,
+    timeout: Duration,
+    limits: &ExecLimits,
+    cancel: impl Future<Output = ()>,
+) -> Result<Execution, ExecError>
+where
+    K: AsRef<OsStr>,
+    V: AsRef<OsStr>,
+{
+    let start = Instant::now();
+    let (pipe, stdout, stderr) =
+        output_pipe().map_err(ExecError::io("cannot create the output pipe"))?;
+    let mut command = Command::new("bash");
+    command
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .process_group(0);
+    let child = command.spawn().map_err(|source| ExecError::Spawn {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    // The command holds our copies of the pipe's write end; the end of output is only seen
+    // once the job's processes are the only writers left.
+    drop(command);
+    let mut group = Group::new(child)?;
+    let mut tail = TailBuffer::new(limits.output_limit);
+    let (ending, exit) = supervise(&mut group, pipe, &mut tail, timeout, limits, cancel).await?;
+    let duration = start.elapsed();
+
+    let mut output = tail.into_string();
+    let status = match ending {
+        Ending::Exited if exit.success() => JobStatus::Passed,
+        Ending::Exited => {
+            if let Some(signal) = exit.signal() {
+                note(&mut output, &format!("killed by signal {signal}"));
+            }
+            JobStatus::Failed
+        }
+        Ending::TimedOut => {
+            let limit = timeout.as_secs_f64();
+            note(
+                &mut output,
+                &format!("time limit of {limit}s reached, killed"),
+            );
+            JobStatus::TimedOut
+        }
+        Ending::Cancelled => {
+            note(&mut output, "cancelled, killed");
+            JobStatus::Cancelled
+        }
+    };
+    Ok(Execution {
+        status,
+        exit_code: exit.code(),
+        duration,
+        output,
+    })
+}
+
+/// Waits for the job to end (stopping it at its time limit or on cancellation), kills what is
+/// left of its group, and reaps it; reads its output into `tail` all along.
+async fn supervise(
+    group: &mut Group,
+    pipe: pipe::Receiver,
+    tail: &mut TailBuffer,
+    timeout: Duration,
+    limits: &ExecLimits,
+    cancel: impl Future<Output = ()>,
+) -> Result<(Ending, ExitStatus), ExecError> {
+    let mut capture = pin!(capture(pipe, tail).fuse());
+    let ending = alongside(capture.as_mut(), async {
+        tokio::select! {
+            exited = group.exited() => exited.map(|()| Ending::Exited),
+            () = tokio::time::sleep(timeout) => Ok(Ending::TimedOut),
+            () = cancel => Ok(Ending::Cancelled),
+        }
+    })
+    .await??;
+    if ending != Ending::Exited {
+        group.signal(libc::SIGTERM);
+        let grace = tokio::time::timeout(limits.kill_grace, group.exited());
+        if let Ok(exited) = alongside(capture.as_mut(), grace).await? {
+            exited?;
+        } else {
+            group.signal(libc::SIGKILL);
+            alongside(capture.as_mut(), group.exited()).await??;
+        }
+    }
+    // Background processes the job left behind.
+    group.signal(libc::SIGKILL);
+    if !capture.is_terminated()
+        && let Ok(read) = tokio::time::timeout(limits.drain, capture.as_mut()).await
+    {
+        read?;
+    }
+    Ok((ending, group.reap().await?))
+}
+
+/// What ended the wait for the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Exited,
+    TimedOut,
+    Cancelled,
+}
+
+/// Appends an executor note on its own line.
+fn note(output: &mut String, text: &str) {
+    if !output.is_empty() && !output.ends_with('\n') {
+        output.push('\n');
+    }
+    output.push_str("[cluster-action: ");
+    output.push_str(text);
+    output.push_str("]\n");
+}
+
+/// One pipe for both stdout and stderr, so the job's writes arrive in the order it made them:
+/// our reading end, and two writing ends for the job.
+fn output_pipe() -> io::Result<(pipe::Receiver, io::PipeWriter, io::PipeWriter)> {
+    let (reader, stdout) = io::pipe()?;
+    let stderr = stdout.try_clone()?;
+    Ok((
+        pipe::Receiver::from_owned_fd(OwnedFd::from(reader))?,
+        stdout,
+        stderr,
+    ))
+}
+
+/// Reads the job's output pipe into `tail` until every writer has closed it.
+async fn capture(mut pipe: pipe::Receiver, tail: &mut TailBuffer) -> Result<(), ExecError> {
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        let n = pipe
+            .read(&mut buf)
+            .await
+            .map_err(ExecError::io("cannot read the job's output"))?;
+        if n == 0 {
+            return Ok(());
+        }
+        tail.push(&buf[..n]);
+    }
+}
+
+/// Runs `work` to completion while still reading output (so a job writing more than a pipe
+/// holds is never blocked while we wait for it). A read error ends the wait.
+async fn alongside<C, T>(
+    mut capture: Pin<&mut Fuse<C>>,
+    work: impl Future<Output = T>,
+) -> Result<T, ExecError>
+where
+    C: Future<Output = Result<(), ExecError>>,
+{
+    let mut work = pin!(work);
+    loop {
+        tokio::select! {
+            read = capture.as_mut(), if !capture.is_terminated() => read?,
+            done = &mut work => return Ok(done),
+        }
+    }
+}
+
+/// The job's process group, led by the bash process. Dropping it before the leader is reaped
+/// kills the group.
+struct Group {
+    child: Child,
+    /// The leader's pid, which is also the group id.
+    pgid: libc::pid_t,
+    reaped: bool,
+}
+
+impl Group {
+    fn new(child: Child) -> Result<Self, ExecError> {
+        let pgid = child
+            .id()
+            .and_then(|pid| libc::pid_t::try_from(pid).ok())
+            .ok_or_else(|| ExecError::Io {
+                context: "the job's process has no pid",
+                source: io::Error::from(io::ErrorKind::NotFound),
+            })?;
+        Ok(Group {
+            child,
+            pgid,
+            reaped: false,
+        })
+    }
+
+    /// Sends `signal` to every process in the group.
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: killpg has no memory-safety preconditions. The leader is not reaped yet, so
+        // `pgid` still names the job's group and no other.
+        if unsafe { libc::killpg(self.pgid, signal) } == -1 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::ESRCH) {
+                tracing::warn!(pgid = self.pgid, signal, %err, "cannot signal the job's process group");
+            }
+        }
+    }
+
+    /// Completes when the leader has exited, leaving it a zombie (not reaped), so the group id
+    /// stays ours until [`Group::reap`].
+    async fn exited(&self) -> Result<(), ExecError> {
+        let mut sigchld = signal(SignalKind::child())
+            .map_err(ExecError::io("cannot listen for the job's exit"))?;
+        // The listener exists before the check, so an exit right after it is not missed.
+        while !self.has_exited()? {
+            sigchld.recv().await;
+        }
+        Ok(())
+    }
+
+    fn has_exited(&self) -> Result<bool, ExecError> {
+        loop {
+            // SAFETY: an all-zero siginfo_t is a valid value; waitid writes into it only.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            // SAFETY: `info` is valid for writes; WNOWAIT leaves the child waitable.
+            let r = unsafe {
+                libc::waitid(
+                    libc::P_PID,
+                    self.pgid as libc::id_t,
+                    &mut info,
+                    libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
+                )
+            };
+            if r == 0 {
+                // SAFETY: waitid succeeded, so `info` is initialised; si_pid is 0 when the
+                // child has not exited yet (WNOHANG).
+                return Ok(unsafe { info.si_pid() } != 0);
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(ExecError::Io {
+                    context: "cannot wait for the job's process",
+                    source: err,
+                });
+            }
+        }
+    }
+
+    /// Collects the exited leader's status; the group id is free for reuse afterwards.
+    async fn reap(&mut self) -> Result<ExitStatus, ExecError> {
+        let status = self
+            .child
+            .wait()
+            .await
+            .map_err(ExecError::io("cannot wait for the job's process"))?;
+        self.reaped = true;
+        Ok(status)
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if !self.reaped {
+            self.signal(libc::SIGKILL);
+        }
+    }
 }

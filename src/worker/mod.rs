@@ -7,6 +7,7 @@
 
 mod attempt;
 pub mod exec;
+pub mod output;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;

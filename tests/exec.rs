@@ -1,0 +1,324 @@
+//! The job executor as a worker relies on it: exit statuses, environment, output capture,
+//! time limits, cancellation, and that nothing a job started outlives it.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::future::pending;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use cluster_action::proto::JobStatus;
+use cluster_action::worker::exec::{ExecError, ExecLimits, Execution, run_job};
+
+const NO_ENV: [(&str, &str); 0] = [];
+const LONG: Duration = Duration::from_secs(120);
+
+/// Runs `cmd` in `dir` with a time limit that is never reached and no cancellation.
+async fn run(cmd: &str, dir: &Path) -> Execution {
+    run_job(cmd, dir, NO_ENV, LONG, &ExecLimits::default(), pending())
+        .await
+        .unwrap()
+}
+
+/// The pids a job wrote to a file, one per line or separated by spaces.
+fn read_pids(path: &Path) -> Vec<i32> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .split_whitespace()
+        .map(|pid| pid.parse().unwrap())
+        .collect()
+}
+
+/// Whether `pid` is a running process (a zombie has finished running).
+fn running(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|rest| rest.trim().chars().next());
+    !matches!(state, Some('Z' | 'X'))
+}
+
+/// Waits (with a generous deadline) until none of `pids` runs any more.
+async fn assert_gone(pids: &[i32]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<i32> = pids.iter().copied().filter(|&pid| running(pid)).collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still running: {left:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A named pipe: a job writing to it blocks until the test reads, so the test learns exactly
+/// when the job has reached that point.
+fn fifo(dir: &Path, name: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let c_path = CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    path
+}
+
+/// Kills a process on drop, for processes a test deliberately lets escape the job.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(self.0, libc::SIGKILL) };
+    }
+}
+
+#[tokio::test]
+async fn exit_code_decides_passed_or_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let passed = run("echo hello", dir.path()).await;
+    assert_eq!(passed.status, JobStatus::Passed);
+    assert_eq!(passed.exit_code, Some(0));
+    assert_eq!(passed.output, "hello\n");
+
+    let failed = run("echo oops; exit 3", dir.path()).await;
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert_eq!(failed.exit_code, Some(3));
+    assert_eq!(failed.output, "oops\n");
+}
+
+#[tokio::test]
+async fn killed_by_a_signal_fails_without_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let killed = run("printf partial; kill -9 $$", dir.path()).await;
+    assert_eq!(killed.status, JobStatus::Failed);
+    assert_eq!(killed.exit_code, None);
+    assert_eq!(
+        killed.output,
+        "partial\n[cluster-action: killed by signal 9]\n"
+    );
+}
+
+#[tokio::test]
+async fn runs_in_its_directory_with_extra_env_and_no_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = BTreeMap::from([("CLUSTER_TEST_VAR".to_string(), "some value".to_string())]);
+    let cmd = r#"echo "$CLUSTER_TEST_VAR"; echo "$HOME"; pwd -P; cat; echo end"#;
+    // Spawned as the worker does, which needs the future to be Send.
+    let path = dir.path().to_path_buf();
+    let done = tokio::spawn(async move {
+        let limits = ExecLimits::default();
+        run_job(cmd, &path, &env, LONG, &limits, pending()).await
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(done.status, JobStatus::Passed);
+    let home = std::env::var("HOME").unwrap_or_default();
+    let cwd = dir.path().canonicalize().unwrap();
+    let expected = format!("some value\n{home}\n{}\nend\n", cwd.display());
+    assert_eq!(done.output, expected);
+}
+
+#[tokio::test]
+async fn stdout_and_stderr_are_merged_in_write_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let done = run("echo 1; echo 2 >&2; echo 3; echo 4 >&2", dir.path()).await;
+    assert_eq!(done.output, "1\n2\n3\n4\n");
+}
+
+#[tokio::test]
+async fn a_missing_directory_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let err = run_job(
+        "true",
+        &missing,
+        NO_ENV,
+        LONG,
+        &ExecLimits::default(),
+        pending(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, ExecError::Spawn { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains(&*missing.to_string_lossy()),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn huge_output_keeps_the_tail_and_counts_the_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let done = run(
+        "head -c 100000000 /dev/zero | tr '\\0' x; printf END",
+        dir.path(),
+    )
+    .await;
+    assert_eq!(done.status, JobStatus::Passed);
+    let limit = ExecLimits::default().output_limit;
+    assert_eq!(limit, 1 << 20);
+    let marker = format!(
+        "[cluster-action: {} bytes of output cut, the last {limit} bytes follow]\n",
+        100_000_003 - limit
+    );
+    let body = done
+        .output
+        .strip_prefix(&marker)
+        .expect(&done.output[..200]);
+    assert_eq!(body.len(), limit);
+    assert!(body.ends_with("xxxEND"));
+    assert!(body.bytes().take(limit - 3).all(|b| b == b'x'));
+}
+
+#[tokio::test]
+async fn time_limit_kills_the_whole_group() {
+    let dir = tempfile::tempdir().unwrap();
+    // A child, and a grandchild whose parent is still alive: all must go.
+    let cmd = r#"
+        sleep 1000 & echo $! >> pids
+        bash -c 'sleep 1000 & echo $!; wait' > grandchild & echo $! >> pids
+        until [ -s grandchild ]; do sleep 0.01; done
+        cat grandchild >> pids
+        echo ready
+        wait
+    "#;
+    let limit = Duration::from_secs(2);
+    let limits = ExecLimits::default();
+    let done = run_job(cmd, dir.path(), NO_ENV, limit, &limits, pending())
+        .await
+        .unwrap();
+    assert_eq!(done.status, JobStatus::TimedOut);
+    assert_eq!(
+        done.output,
+        "ready\n[cluster-action: time limit of 2s reached, killed]\n"
+    );
+    let pids = read_pids(&dir.path().join("pids"));
+    assert_eq!(pids.len(), 3);
+    assert_gone(&pids).await;
+}
+
+#[tokio::test]
+async fn time_limit_sends_sigterm_first_to_let_the_job_clean_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = "trap 'echo cleaning up; exit 7' TERM; echo ready; sleep 1000 & wait";
+    let limit = Duration::from_secs(1);
+    let done = run_job(
+        cmd,
+        dir.path(),
+        NO_ENV,
+        limit,
+        &ExecLimits::default(),
+        pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(done.status, JobStatus::TimedOut);
+    assert_eq!(done.exit_code, Some(7));
+    assert!(
+        done.output.starts_with("ready\ncleaning up\n"),
+        "{}",
+        done.output
+    );
+}
+
+#[tokio::test]
+async fn a_job_ignoring_sigterm_is_killed_after_the_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    // Ignored signals stay ignored in children, so nothing here dies of SIGTERM.
+    let cmd = "trap '' TERM; sleep 1000 & echo $$ $! > pids; wait; wait";
+    let limits = ExecLimits {
+        kill_grace: Duration::from_millis(200),
+        ..ExecLimits::default()
+    };
+    let limit = Duration::from_secs(1);
+    let done = run_job(cmd, dir.path(), NO_ENV, limit, &limits, pending())
+        .await
+        .unwrap();
+    assert_eq!(done.status, JobStatus::TimedOut);
+    assert_eq!(done.exit_code, None);
+    let pids = read_pids(&dir.path().join("pids"));
+    assert_eq!(pids.len(), 2);
+    assert_gone(&pids).await;
+}
+
+#[tokio::test]
+async fn background_processes_left_behind_are_killed_without_waiting_for_them() {
+    let dir = tempfile::tempdir().unwrap();
+    // The sleep holds the output pipe open; the job must still end when bash exits.
+    let done = run("sleep 1000 & echo $! > pids; echo done", dir.path()).await;
+    assert_eq!(done.status, JobStatus::Passed);
+    assert_eq!(done.output, "done\n");
+    assert_gone(&read_pids(&dir.path().join("pids"))).await;
+}
+
+#[tokio::test]
+async fn a_process_escaping_the_group_does_not_hold_the_job_open() {
+    let dir = tempfile::tempdir().unwrap();
+    // `setsid` puts the sleep in a new session, out of reach of the group kill, while it
+    // still holds the output pipe. The job ends once the sleep has left the group.
+    let cmd = r#"
+        setsid sh -c 'echo $$ > escaped; exec sleep 1000' &
+        until [ -s escaped ]; do sleep 0.01; done
+        echo done
+    "#;
+    let limits = ExecLimits {
+        drain: Duration::from_millis(100),
+        ..ExecLimits::default()
+    };
+    let done = run_job(cmd, dir.path(), NO_ENV, LONG, &limits, pending()).await;
+    let escaped = KillOnDrop(read_pids(&dir.path().join("escaped"))[0]);
+    let done = done.unwrap();
+    assert_eq!(done.status, JobStatus::Passed);
+    assert_eq!(done.output, "done\n");
+    assert!(running(escaped.0));
+}
+
+#[tokio::test]
+async fn cancellation_kills_the_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready = fifo(dir.path(), "ready");
+    let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
+    let cmd = "sleep 1000 & echo $$ $! > ready; wait";
+    let limits = ExecLimits::default();
+    let job = run_job(cmd, dir.path(), NO_ENV, LONG, &limits, async {
+        let _ = cancelled.await;
+    });
+    let started = async {
+        let pids = tokio::fs::read_to_string(&ready).await.unwrap();
+        cancel.send(()).unwrap();
+        pids
+    };
+    let (done, pids) = tokio::join!(job, started);
+    let done = done.unwrap();
+    assert_eq!(done.status, JobStatus::Cancelled);
+    assert_eq!(done.output, "[cluster-action: cancelled, killed]\n");
+    let pids: Vec<i32> = pids
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 2);
+    assert_gone(&pids).await;
+}
+
+#[tokio::test]
+async fn dropping_the_job_kills_the_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready = fifo(dir.path(), "ready");
+    let cmd = "sleep 1000 & echo $$ $! > ready; wait";
+    let limits = ExecLimits::default();
+    let job = run_job(cmd, dir.path(), NO_ENV, LONG, &limits, pending());
+    let pids = tokio::select! {
+        done = job => panic!("the job ended: {done:?}"),
+        pids = tokio::fs::read_to_string(&ready) => pids.unwrap(),
+    };
+    let pids: Vec<i32> = pids
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 2);
+    assert_gone(&pids).await;
+}
