@@ -3,8 +3,8 @@
 //! injection and per-operation request counters for tests and benchmarks.
 //!
 //! Routes: `POST /twirp/github.actions.results.api.v1.ArtifactService/{method}` (see
-//! [`twirp`]), `PUT`/`GET`/`HEAD /blob/artifacts/{id}?sig=…&se=…&sp=…` on signed URLs (see
-//! [`blob`]), and `GET /_stats` (a [`StatsSnapshot`] as JSON; not subject to faults).
+//! `twirp`), `PUT`/`GET`/`HEAD /blob/artifacts/{id}?sig=…&se=…&sp=…` on signed URLs (see
+//! `blob`), and `GET /_stats` (a [`StatsSnapshot`] as JSON; not subject to faults).
 //!
 //! Where act and github.com differ, this follows github.com: a second `CreateArtifact` of a
 //! name answers `already_exists`, only finalized artifacts are listed, another job's ids do not
@@ -12,8 +12,8 @@
 //! It trusts the runtime token's claims without checking a signature, which is why it only
 //! binds loopback addresses.
 //!
-//! Module map: [`artifacts`] (the registry), [`blobs`] (bytes on disk), [`sign`] (signed
-//! URLs), [`faults`] (latency and failures), [`stats`] (counters), [`timestamp`] (RFC 3339).
+//! Module map: `artifacts` (the registry), `blobs` (bytes on disk), `sign` (signed
+//! URLs), `faults` (latency and failures), `stats` (counters), `timestamp` (RFC 3339).
 
 mod artifacts;
 mod blob;
