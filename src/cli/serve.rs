@@ -77,7 +77,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         max_appends: args.max_appends,
         url_ttl: Duration::from_secs(args.url_ttl_secs),
     };
-    serve::run_until_signal(cfg, |url| println!("ACTIONS_RESULTS_URL={url}")).await?;
+    serve::run_until_signal(cfg, serve::announce_on_stdout).await?;
     Ok(exit::OK)
 }
 

@@ -302,11 +302,3 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         .await
         .context("listening for Ctrl-C")
 }
-
-/// Runs the service until SIGINT/SIGTERM, calling `print_url` once it is ready.
-pub async fn run_until_signal(
-    _cfg: ServeConfig,
-    _print_url: impl FnOnce(&str),
-) -> anyhow::Result<()> {
-    todo!()
-}
