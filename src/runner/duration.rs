@@ -92,18 +92,31 @@ mod tests {
             (" 5m ", 300_000),
         ];
         for (text, ms) in cases {
-            assert_eq!(parse_duration(text), Ok(Duration::from_millis(ms)), "{text}");
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_millis(ms)),
+                "{text}"
+            );
         }
     }
 
     #[test]
     fn refuses_what_it_does_not_document() {
-        for text in ["", "m", "1.5s", "10 m", "10min", "30m1h", "1m1m", "-5s", "5d"] {
+        for text in [
+            "", "m", "1.5s", "10 m", "10min", "30m1h", "1m1m", "-5s", "5d",
+        ] {
             let err = parse_duration(text).unwrap_err();
             assert!(err.contains(&format!("'{text}'")), "{err}");
-            assert!(err.contains("1h30m"), "the message names the accepted forms: {err}");
+            assert!(
+                err.contains("1h30m"),
+                "the message names the accepted forms: {err}"
+            );
         }
-        assert!(parse_duration("99999999999999999h").unwrap_err().contains("too large"));
+        assert!(
+            parse_duration("99999999999999999h")
+                .unwrap_err()
+                .contains("too large")
+        );
     }
 
     #[test]

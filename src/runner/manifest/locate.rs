@@ -41,8 +41,36 @@ pub(super) use node_path;
 /// The text of the error raised at the node we look for; nothing else produces it.
 const FOUND: &str = "\u{0}located";
 
+/// The first prefix of the text searched, in bytes (rounded up to a whole line).
+const FIRST_PREFIX: usize = 64 * 1024;
+
 /// The location of the node at `path` in `text`, if the document has it.
+///
+/// The parser reads a whole document before serde sees any of it, so searching the full text
+/// of a 100,000-job manifest for each problem would take seconds. Problems shown are the
+/// first ones, near the top, so we search growing prefixes cut at line ends: a prefix that
+/// holds the node locates it exactly as the whole text would (events before a cut or a
+/// syntax error still reach serde), and the total cost is a few times the node's offset.
 pub(super) fn locate(text: &str, path: &[Step]) -> Option<Location> {
+    let mut len = FIRST_PREFIX;
+    loop {
+        let end = text
+            .as_bytes()
+            .get(len..)
+            .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
+            .map_or(text.len(), |newline| len + newline + 1);
+        if let Some(found) = locate_in(&text[..end], path) {
+            return Some(found);
+        }
+        if end == text.len() {
+            return None;
+        }
+        len = len.saturating_mul(4);
+    }
+}
+
+/// The location of the node at `path` in `text`, which may end in the middle of the document.
+fn locate_in(text: &str, path: &[Step]) -> Option<Location> {
     let error = Walk(path)
         .deserialize(serde_yaml::Deserializer::from_str(text))
         .err()?;
@@ -128,7 +156,7 @@ env:
 ";
 
     fn at(path: NodePath) -> Option<(usize, usize)> {
-        locate(DOC, &path).map(|l| (l.line, l.column))
+        at_in(DOC, path)
     }
 
     #[test]
@@ -138,6 +166,29 @@ env:
         assert_eq!(at(node_path!["jobs", 0, "run"]), Some((3, 10)));
         assert_eq!(at(node_path!["jobs", 1, "name"]), Some((4, 12)));
         assert_eq!(at(node_path!["env", "K"]), Some((6, 6)));
+    }
+
+    #[test]
+    fn finds_nodes_beyond_the_first_prefix() {
+        let mut doc = String::from("jobs:\n");
+        for i in 0..10_000 {
+            doc.push_str(&format!("  - name: job-{i}\n    run: echo {i}\n"));
+        }
+        let line = |i: usize| at_in(&doc, node_path!["jobs", i, "run"]).map(|(line, _)| line);
+        assert!(doc.len() > 4 * FIRST_PREFIX);
+        assert_eq!(line(0), Some(3));
+        assert_eq!(line(9_999), Some(20_001));
+        assert_eq!(line(10_000), None);
+    }
+
+    #[test]
+    fn finds_nodes_before_a_syntax_error() {
+        let doc = "jobs:\n  - name: a\n  run: [unclosed\n";
+        assert_eq!(at_in(doc, node_path!["jobs", 0, "name"]), Some((2, 11)));
+    }
+
+    fn at_in(doc: &str, path: NodePath) -> Option<(usize, usize)> {
+        locate(doc, &path).map(|l| (l.line, l.column))
     }
 
     #[test]

@@ -31,7 +31,11 @@ pub(super) fn resolve(raw: schema::Manifest, base_dir: &Path) -> Result<Resolved
     let mut check = Checker::default();
     let defaults = &raw.defaults;
     let default_timeout = check
-        .timeout(defaults.timeout.as_deref(), node_path!["defaults", "timeout"], "defaults")
+        .timeout(
+            defaults.timeout.as_deref(),
+            node_path!["defaults", "timeout"],
+            "defaults",
+        )
         .unwrap_or(DEFAULT_TIMEOUT);
     check.env(&defaults.env, &node_path!["defaults", "env"], "defaults");
     let default_layers = defaults.layers.clone().unwrap_or_default();
@@ -69,7 +73,12 @@ pub(super) fn resolve(raw: schema::Manifest, base_dir: &Path) -> Result<Resolved
             None => Some(default_timeout),
         };
         let estimate = job.estimate.as_deref().and_then(|text| {
-            check.duration(text, node_path!["jobs", index, "estimate"], &owner, "estimate")
+            check.duration(
+                text,
+                node_path!["jobs", index, "estimate"],
+                &owner,
+                "estimate",
+            )
         });
         check.env(&job.env, &node_path!["jobs", index, "env"], &owner);
         let mut env = defaults.env.clone();
@@ -84,7 +93,12 @@ pub(super) fn resolve(raw: schema::Manifest, base_dir: &Path) -> Result<Resolved
         };
         for (i, output) in job.outputs.iter().enumerate() {
             let at = node_path!["jobs", index, "outputs", i];
-            check.relative_glob(output, at, &format!("{owner} output"), "the job's directory");
+            check.relative_glob(
+                output,
+                at,
+                &format!("{owner} output"),
+                "the job's directory",
+            );
         }
         jobs.push(JobDef {
             name: job.name.clone().unwrap_or_default(),
@@ -296,7 +310,10 @@ impl Checker {
     fn relative_glob(&mut self, pattern: &str, at: NodePath, owner: &str, root: &str) -> bool {
         let path = Path::new(pattern);
         let (message, hint) = if pattern.trim().is_empty() {
-            (format!("{owner} has an empty path"), "remove it or name a file".to_owned())
+            (
+                format!("{owner} has an empty path"),
+                "remove it or name a file".to_owned(),
+            )
         } else if path.is_absolute() {
             (
                 format!("{owner}: path '{pattern}' is absolute"),
