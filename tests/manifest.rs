@@ -164,6 +164,21 @@ jobs: [{name: a, run: 'true', layers: [files]}]
 }
 
 #[test]
+fn an_empty_base_dir_means_the_current_directory() {
+    let m = manifest::parse(
+        "layers: {src: {paths: [src/lib.rs, 'tests/']}}\njobs: [{name: a, run: 'true'}]",
+        Path::new("jobs.yml"),
+        Path::new(""),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(m.base_dir, Path::new("."));
+    assert_eq!(
+        m.layers["src"].paths,
+        ["src/lib.rs", "tests"].map(PathBuf::from)
+    );
+}
+
+#[test]
 fn load_resolves_layers_against_the_manifest_directory_not_the_current_one() {
     let dir = project();
     let file = dir.path().join("ci/jobs.yml");
@@ -233,7 +248,8 @@ fn keys_written_twice_are_refused() {
     let err = refuse("jobs: [{name: a, run: 'true', env: {K: 1, K: 2}}]");
     assert_has(&err, "key 'K' is written twice");
     let err = refuse("jobs:\n  - name: a\n    name: b\n    run: 'true'\n");
-    assert_has(&err, "duplicate field `name`");
+    assert_has(&err, "jobs.yml:2:5: jobs[0]: duplicate field `name`");
+    assert_has(&err, "hint: remove one of them");
 }
 
 #[test]

@@ -121,6 +121,11 @@ pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
 /// Checks the manifest `text`; `path` names it in messages, layer paths are relative to
 /// `base_dir` (which must exist for them to match).
 pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Manifest, ManifestError> {
+    let base_dir = if base_dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        base_dir
+    };
     let invalid = |problems: Vec<Problem>, omitted| ManifestError::Invalid {
         path: path.to_path_buf(),
         problems,
@@ -177,6 +182,21 @@ fn place(text: &str, finding: validate::Finding) -> Problem {
     }
 }
 
+/// Hints for serde_yaml's messages, by a phrase they contain; the first match wins.
+const SYNTAX_HINTS: [(&str, &str); 5] = [
+    (
+        "unknown field",
+        "check the spelling; the keys allowed here are listed above",
+    ),
+    ("written twice", "remove one of them"),
+    ("duplicate field", "remove one of them"),
+    ("expected u32", "retries is a whole number, 0 or more"),
+    (
+        "invalid type",
+        "check the value's type and the indentation above it",
+    ),
+];
+
 /// A YAML syntax or schema error (stops the parse) as a problem.
 fn syntax_problem(error: &serde_yaml::Error) -> Problem {
     let location = error.location().map(|at| Location {
@@ -188,17 +208,13 @@ fn syntax_problem(error: &serde_yaml::Error) -> Problem {
         // The location is shown in front; drop serde_yaml's copy of it.
         message = message.replacen(&format!(" at line {line} column {column}"), "", 1);
     }
-    let hint = if message.contains("unknown field") {
-        "check the spelling; the keys allowed here are listed above"
-    } else if message.contains("written twice") {
-        "remove one of them"
-    } else if message.contains("expected u32") {
-        "retries is a whole number, 0 or more"
-    } else if message.contains("invalid type") {
-        "check the value's type and the indentation above it"
-    } else {
-        "check the indentation and quoting near this line"
-    };
+    let hint = SYNTAX_HINTS
+        .iter()
+        .find(|(symptom, _)| message.contains(symptom))
+        .map_or(
+            "check the indentation and quoting near this line",
+            |(_, hint)| hint,
+        );
     Problem {
         location,
         message,

@@ -350,15 +350,15 @@ fn expand(base_dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
         require_literal_leading_dot: false,
     };
     let full = format!("{}/{pattern}", glob::Pattern::escape(base));
+    // glob drops `.` components from what it returns (`./a` comes back as `a`).
+    let base_dir = without_cur_dir(base_dir);
     let mut found = Vec::new();
     for entry in glob::glob_with(&full, options).map_err(|e| e.to_string())? {
-        let path = entry.map_err(|e| e.to_string())?;
-        let relative: PathBuf = path
-            .strip_prefix(base_dir)
+        let path = without_cur_dir(&entry.map_err(|e| e.to_string())?);
+        let relative = path
+            .strip_prefix(&base_dir)
             .map_err(|_| format!("{} is outside {base}", path.display()))?
-            .components()
-            .filter(|c| *c != Component::CurDir)
-            .collect();
+            .to_path_buf();
         found.push(if relative.as_os_str().is_empty() {
             PathBuf::from(".")
         } else {
@@ -366,4 +366,11 @@ fn expand(base_dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
         });
     }
     Ok(found)
+}
+
+/// `path` without its `.` components.
+fn without_cur_dir(path: &Path) -> PathBuf {
+    path.components()
+        .filter(|c| *c != Component::CurDir)
+        .collect()
 }
