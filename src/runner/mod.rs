@@ -1,6 +1,7 @@
 //! The runner: reads a manifest, submits its jobs to the broker, follows progress, brings
 //! back outputs and reports.
 
+pub mod duration;
 pub mod manifest;
 pub mod progress;
 pub mod report;

@@ -1,1 +1,0 @@
-//! The job manifest (YAML) and the commands file: parsing and validation.

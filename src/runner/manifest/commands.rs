@@ -1,0 +1,70 @@
+//! The commands file (`--commands FILE`): the quickest way in, one shell command per line,
+//! each a job with the default settings and no layers.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::{
+    DEFAULT_RETRIES, DEFAULT_TIMEOUT, JobDef, Manifest, ManifestError, Problem, base_dir_of, read,
+};
+
+/// Longest job name derived from a command, in characters.
+const MAX_NAME_CHARS: usize = 60;
+
+/// Reads a commands file: one shell command per line; blank lines and lines starting with `#`
+/// are skipped. Job `L12: cargo test -p foo` runs the command on line 12 (names are cut to 60
+/// characters and stay unique through the line number).
+pub fn from_commands(path: &Path) -> Result<Manifest, ManifestError> {
+    let text = read(path)?;
+    let jobs: Vec<JobDef> = text
+        .lines()
+        .enumerate()
+        .map(|(index, line)| (index + 1, line.trim()))
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+        .map(|(number, command)| JobDef {
+            name: job_name(number, command),
+            run: command.to_owned(),
+            env: BTreeMap::new(),
+            layers: Vec::new(),
+            timeout: DEFAULT_TIMEOUT,
+            retries: DEFAULT_RETRIES,
+            outputs: Vec::new(),
+            estimate: None,
+        })
+        .collect();
+    if jobs.is_empty() {
+        return Err(ManifestError::Invalid {
+            path: path.to_path_buf(),
+            problems: vec![Problem {
+                location: None,
+                message: "the commands file lists no commands".to_owned(),
+                hint: Some(
+                    "write one shell command per line; blank lines and lines starting with # \
+                     are skipped"
+                        .to_owned(),
+                ),
+            }],
+            omitted: 0,
+        });
+    }
+    Ok(Manifest {
+        path: path.to_path_buf(),
+        base_dir: base_dir_of(path),
+        layers: BTreeMap::new(),
+        jobs,
+    })
+}
+
+/// `L<line>: <command>`, control characters as spaces, cut with `…` to [`MAX_NAME_CHARS`].
+fn job_name(line: usize, command: &str) -> String {
+    let full: String = format!("L{line}: {command}")
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if full.chars().count() <= MAX_NAME_CHARS {
+        return full;
+    }
+    let mut cut: String = full.chars().take(MAX_NAME_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}

@@ -1,0 +1,223 @@
+//! The job manifest (YAML) and the commands file: what to run, checked completely before
+//! anything is uploaded or scheduled.
+//!
+//! ```yaml
+//! defaults:            # optional; every job inherits these
+//!   timeout: 10m       # per attempt (default 30m)
+//!   retries: 1         # extra attempts after a failure (default 0)
+//!   env: { RUST_BACKTRACE: "1" }
+//!   layers: [app]
+//! layers:              # named file sets; paths relative to the manifest's directory, globs allowed
+//!   app:
+//!     paths: [target/release/myapp, tests/fixtures]
+//! jobs:
+//!   - name: unit-1     # unique, printable
+//!     run: ./target/release/myapp --suite unit-1   # `bash -c` in the job's directory
+//!     estimate: 30s    # optional; the queue runs the longest first
+//!     outputs: [reports/*.xml]   # files brought back to the runner
+//!     # also per job: timeout, retries, env (merged over defaults.env), layers (replaces
+//!     # defaults.layers)
+//! ```
+//!
+//! Durations are whole numbers with units `ms`, `s`, `m`, `h` (`1h30m`), or a plain number of
+//! seconds; see [`parse_duration`](crate::runner::duration::parse_duration). Scalars are
+//! taken as written: `VERSION: 1.10` sets `1.10`.
+
+mod commands;
+mod error;
+mod locate;
+mod schema;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use commands::from_commands;
+pub use error::{Location, ManifestError, Problem};
+
+use crate::layer::Digest;
+use crate::proto::{JobId, JobSpec};
+use crate::runner::duration::millis;
+
+/// Time limit of one attempt when neither the job nor `defaults` sets one: long enough for
+/// real test suites, short enough that a hung job does not hold a runner for hours.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Extra attempts after a failure when neither the job nor `defaults` sets them: a failing
+/// test fails. (Jobs of a lost worker are requeued by the broker regardless.)
+pub const DEFAULT_RETRIES: u32 = 0;
+
+/// At most this many problems are shown, so that a broken generated manifest of 100,000 jobs
+/// gives a readable message; the rest are counted.
+const MAX_PROBLEMS: usize = 20;
+
+/// A checked manifest: every job resolved against the defaults, every layer path expanded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// The file it was read from, as given (for messages).
+    pub path: PathBuf,
+    /// The directory layer paths are relative to: the manifest's own.
+    pub base_dir: PathBuf,
+    /// Named file sets.
+    pub layers: BTreeMap<String, LayerDef>,
+    /// The jobs, in manifest order (a job's index is its [`JobId`]).
+    pub jobs: Vec<JobDef>,
+}
+
+/// A named file set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerDef {
+    /// Existing files and directories (directories mean all they contain), relative to the
+    /// manifest's directory, sorted, without duplicates; `.` is the directory itself.
+    pub paths: Vec<PathBuf>,
+}
+
+/// One job with the defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobDef {
+    /// Unique, printable name.
+    pub name: String,
+    /// Shell command, run by `bash -c` in the job's directory.
+    pub run: String,
+    /// Environment: `defaults.env` overridden by the job's `env`.
+    pub env: BTreeMap<String, String>,
+    /// Names of the layers assembled into the job's directory, in order (later win).
+    pub layers: Vec<String>,
+    /// Time limit of one attempt.
+    pub timeout: Duration,
+    /// Extra attempts after a failure.
+    pub retries: u32,
+    /// Globs, relative to the job's directory, of files brought back to the runner.
+    pub outputs: Vec<String>,
+    /// Expected duration; the queue runs the longest first.
+    pub estimate: Option<Duration>,
+}
+
+impl JobDef {
+    /// The job as submitted to the broker. `layer_digests` are the digests of
+    /// [`JobDef::layers`], in the same order.
+    pub fn to_spec(&self, id: JobId, layer_digests: &[Digest]) -> JobSpec {
+        JobSpec {
+            id,
+            name: self.name.clone(),
+            run: self.run.clone(),
+            env: self.env.clone(),
+            layers: layer_digests.to_vec(),
+            timeout_ms: millis(self.timeout),
+            retries: self.retries,
+            outputs: self.outputs.clone(),
+            estimate_ms: self.estimate.map(millis),
+        }
+    }
+}
+
+/// Reads and checks the manifest at `path`; layer paths are relative to its directory.
+pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+    let text = read(path)?;
+    parse(&text, path, &base_dir_of(path))
+}
+
+/// Checks the manifest `text`; `path` names it in messages, layer paths are relative to
+/// `base_dir` (which must exist for them to match).
+pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Manifest, ManifestError> {
+    let base_dir = if base_dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        base_dir
+    };
+    let invalid = |problems: Vec<Problem>, omitted| ManifestError::Invalid {
+        path: path.to_path_buf(),
+        problems,
+        omitted,
+    };
+    let raw: schema::Manifest =
+        serde_yaml::from_str(text).map_err(|e| invalid(vec![syntax_problem(&e)], 0))?;
+    match validate::resolve(raw, base_dir) {
+        Ok((layers, jobs)) => Ok(Manifest {
+            path: path.to_path_buf(),
+            base_dir: base_dir.to_path_buf(),
+            layers,
+            jobs,
+        }),
+        Err(findings) => {
+            let omitted = findings.len().saturating_sub(MAX_PROBLEMS);
+            let mut problems: Vec<Problem> = findings
+                .into_iter()
+                .take(MAX_PROBLEMS)
+                .map(|finding| place(text, finding))
+                .collect();
+            problems.sort_by_key(|p| p.location);
+            Err(invalid(problems, omitted))
+        }
+    }
+}
+
+/// Reads a manifest or commands file.
+fn read(path: &Path) -> Result<String, ManifestError> {
+    std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The directory of the file at `path` (`.` for a bare file name).
+fn base_dir_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// A finding with its location looked up in `text`.
+fn place(text: &str, finding: validate::Finding) -> Problem {
+    let mut message = finding.message;
+    if let Some(first) = finding.first.and_then(|at| locate::locate(text, &at)) {
+        message.push_str(&format!(" (first at line {})", first.line));
+    }
+    Problem {
+        location: locate::locate(text, &finding.at),
+        message,
+        hint: finding.hint,
+    }
+}
+
+/// Hints for serde_yaml's messages, by a phrase they contain; the first match wins.
+const SYNTAX_HINTS: [(&str, &str); 5] = [
+    (
+        "unknown field",
+        "check the spelling; the keys allowed here are listed above",
+    ),
+    ("written twice", "remove one of them"),
+    ("duplicate field", "remove one of them"),
+    ("expected u32", "retries is a whole number, 0 or more"),
+    (
+        "invalid type",
+        "check the value's type and the indentation above it",
+    ),
+];
+
+/// A YAML syntax or schema error (stops the parse) as a problem.
+fn syntax_problem(error: &serde_yaml::Error) -> Problem {
+    let location = error.location().map(|at| Location {
+        line: at.line(),
+        column: at.column(),
+    });
+    let mut message = error.to_string();
+    if let Some(Location { line, column }) = location {
+        // The location is shown in front; drop serde_yaml's copy of it.
+        message = message.replacen(&format!(" at line {line} column {column}"), "", 1);
+    }
+    let hint = SYNTAX_HINTS
+        .iter()
+        .find(|(symptom, _)| message.contains(symptom))
+        .map_or(
+            "check the indentation and quoting near this line",
+            |(_, hint)| hint,
+        );
+    Problem {
+        location,
+        message,
+        hint: Some(hint.to_owned()),
+    }
+}

@@ -1,0 +1,112 @@
+//! What the runner writes to a CI log: one line per finished job, `::error` annotations on the
+//! run page, and each job's output in a collapsible group that it cannot escape from.
+//!
+//! GitHub reads lines starting with `::` as workflow commands, so untrusted text is escaped
+//! (messages and properties) or fenced with `::stop-commands::` (job output).
+
+use super::{JobReport, last_lines, one_line, without_escapes};
+use crate::proto::JobStatus;
+
+/// Lines of output quoted in an annotation.
+const ANNOTATION_LINES: usize = 20;
+
+/// One line for a finished job: `PASS unit-1 (1.2s, worker w-2)`,
+/// `FAIL unit-3 exit 1 (attempt 2/2, 0.3s, worker w-1)`, `TIMEOUT unit-4 after 10m (10m, worker w-1)`,
+/// `ERROR unit-5: why (...)`, `CANCEL unit-6`.
+pub fn ci_line(job: &JobReport) -> String {
+    let (word, detail) = match job.status {
+        JobStatus::Passed => ("PASS", String::new()),
+        JobStatus::Failed => match job.exit_code {
+            Some(code) => ("FAIL", format!(" exit {code}")),
+            None => ("FAIL", " killed by a signal".to_owned()),
+        },
+        JobStatus::TimedOut => ("TIMEOUT", format!(" after {}", job.timeout())),
+        JobStatus::Error => (
+            "ERROR",
+            job.error
+                .as_deref()
+                .map_or_else(String::new, |why| format!(": {why}")),
+        ),
+        JobStatus::Cancelled => ("CANCEL", String::new()),
+    };
+    let mut facts = Vec::new();
+    if let Some(attempts) = job.attempts_of() {
+        facts.push(format!("attempt {attempts}"));
+    }
+    if job.attempts > 0 {
+        facts.push(job.duration());
+    }
+    if !job.worker.is_empty() {
+        facts.push(format!("worker {}", job.worker));
+    }
+    let facts = if facts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", facts.join(", "))
+    };
+    one_line(&format!("{word} {}{detail}{facts}", job.name))
+}
+
+/// An `::error` annotation for a job that failed, timed out or could not run, quoting the end
+/// of its output; `None` for a job that passed or was cancelled.
+pub fn annotation(job: &JobReport) -> Option<String> {
+    let trouble = match job.status {
+        JobStatus::Passed | JobStatus::Cancelled => return None,
+        JobStatus::Failed => "failed",
+        JobStatus::TimedOut => "timed out",
+        JobStatus::Error => "could not run",
+    };
+    let mut message = format!("job '{}' {}", job.name, job.describe());
+    if !job.worker.is_empty() {
+        message.push_str(&format!(" on worker {}", job.worker));
+    }
+    if let Some(attempts) = job.attempts_of() {
+        message.push_str(&format!(" (attempt {attempts})"));
+    }
+    let output = without_escapes(&job.output);
+    let tail = last_lines(&output, ANNOTATION_LINES);
+    if !tail.trim().is_empty() {
+        message.push_str("\n\n");
+        message.push_str(tail.trim_end());
+    }
+    Some(format!(
+        "::error title={}::{}",
+        escape_property(&format!("{} {trouble}", job.name)),
+        escape_data(&message)
+    ))
+}
+
+/// The job's output in a collapsible log group titled with its [`ci_line`]. The output is
+/// fenced with `::stop-commands::<token>` … `::<token>::`, with a fresh random token it does
+/// not contain, so nothing it prints can end the group or run a workflow command.
+pub fn group(job: &JobReport) -> String {
+    let token = loop {
+        let token = format!("{:032x}", rand::random::<u128>());
+        if !job.output.contains(&token) {
+            break token;
+        }
+    };
+    let output = if job.output.is_empty() {
+        "(no output)\n".to_owned()
+    } else if job.output.ends_with('\n') {
+        job.output.clone()
+    } else {
+        format!("{}\n", job.output)
+    };
+    format!(
+        "::group::{}\n::stop-commands::{token}\n{output}::{token}::\n::endgroup::\n",
+        escape_data(&ci_line(job))
+    )
+}
+
+/// Escapes the message of a workflow command.
+fn escape_data(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// Escapes a property value of a workflow command.
+fn escape_property(text: &str) -> String {
+    escape_data(text).replace(':', "%3A").replace(',', "%2C")
+}

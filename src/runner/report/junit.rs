@@ -1,0 +1,129 @@
+//! JUnit XML, the format CI test-report tools read: one test suite, one test case per job.
+
+use super::{JobReport, RunReport, last_lines, status_name, without_escapes};
+use crate::proto::JobStatus;
+
+/// The name of the suite and the class name of every test case.
+const SUITE: &str = "cluster-action";
+
+/// Lines of output in a failure's body, which tools show inline; the whole captured output
+/// goes to `<system-out>`.
+const FAILURE_LINES: usize = 50;
+
+impl RunReport {
+    /// JUnit XML: `<testsuites>` holding one `<testsuite name="cluster-action">` with its
+    /// counts and wall time in seconds, and one `<testcase>` per job. A failed or timed-out
+    /// job has a `<failure>`, a job that could not run an `<error>` (both with the tail of the
+    /// output, and the whole output in `<system-out>`), a cancelled job `<skipped>`.
+    pub fn to_junit(&self) -> String {
+        let summary = self.summary();
+        let counts = format!(
+            r#"tests="{}" failures="{}" errors="{}" skipped="{}" time="{}""#,
+            summary.total,
+            summary.failed + summary.timed_out,
+            summary.errors,
+            summary.cancelled,
+            seconds(self.wall_ms)
+        );
+        let mut xml = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+             <testsuites name=\"{SUITE}\" {counts}>\n  <testsuite name=\"{SUITE}\" {counts}>\n"
+        );
+        for job in &self.jobs {
+            push_testcase(&mut xml, job);
+        }
+        xml.push_str("  </testsuite>\n</testsuites>\n");
+        xml
+    }
+}
+
+/// Appends the `<testcase>` of `job`.
+fn push_testcase(xml: &mut String, job: &JobReport) {
+    xml.push_str(&format!(
+        r#"    <testcase name="{}" classname="{SUITE}" time="{}""#,
+        escape(&job.name, true),
+        seconds(job.duration_ms)
+    ));
+    let element = match job.status {
+        JobStatus::Passed => {
+            xml.push_str("/>\n");
+            return;
+        }
+        JobStatus::Cancelled => {
+            xml.push_str(">\n      <skipped message=\"cancelled\"/>\n    </testcase>\n");
+            return;
+        }
+        JobStatus::Failed | JobStatus::TimedOut => "failure",
+        JobStatus::Error => "error",
+    };
+    let output = without_escapes(&job.output);
+    xml.push_str(&format!(
+        ">\n      <{element} message=\"{}\" type=\"{}\">{}</{element}>\n",
+        escape(&job.describe(), true),
+        status_name(job.status),
+        escape(last_lines(&output, FAILURE_LINES), false)
+    ));
+    if !output.is_empty() {
+        xml.push_str(&format!(
+            "      <system-out>{}</system-out>\n",
+            escape(&output, false)
+        ));
+    }
+    xml.push_str("    </testcase>\n");
+}
+
+/// Milliseconds as seconds with three decimals.
+fn seconds(ms: u64) -> String {
+    format!("{}.{:03}", ms / 1000, ms % 1000)
+}
+
+/// `text` as XML character data, or as an attribute value (where line breaks and tabs must be
+/// character references to survive). Characters XML 1.0 cannot hold at all (most control
+/// characters, U+FFFE, U+FFFF) are dropped.
+fn escape(text: &str, attribute: bool) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&apos;"),
+            '\r' => escaped.push_str("&#13;"),
+            '\n' if attribute => escaped.push_str("&#10;"),
+            '\t' if attribute => escaped.push_str("&#9;"),
+            '\t' | '\n' | ' '..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'.. => {
+                escaped.push(c)
+            }
+            _ => {}
+        }
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup_and_drops_what_xml_cannot_hold() {
+        assert_eq!(
+            escape("a<b>&\"c\"'d'", false),
+            "a&lt;b&gt;&amp;&quot;c&quot;&apos;d&apos;"
+        );
+        assert_eq!(
+            escape("x\u{0}\u{8}\u{b}\u{c}\u{1b}\u{1f}\u{fffe}\u{ffff}y", false),
+            "xy"
+        );
+        assert_eq!(escape("l1\r\n\tl2", false), "l1&#13;\n\tl2");
+        assert_eq!(escape("l1\r\n\tl2", true), "l1&#13;&#10;&#9;l2");
+        assert_eq!(escape("ünïcödé 🦀 \u{7f}", false), "ünïcödé 🦀 \u{7f}");
+    }
+
+    #[test]
+    fn seconds_have_three_decimals() {
+        assert_eq!(seconds(0), "0.000");
+        assert_eq!(seconds(1_234), "1.234");
+        assert_eq!(seconds(60_005), "60.005");
+    }
+}

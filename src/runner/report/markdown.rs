@@ -1,0 +1,177 @@
+//! The job summary: a markdown page for `$GITHUB_STEP_SUMMARY` that says at a glance how the
+//! run went, lists what did not pass, and stays far below GitHub's 1 MiB cap at any size.
+
+use std::time::Duration;
+
+use super::{JobReport, RunReport, Summary, one_line};
+use crate::proto::JobStatus;
+use crate::runner::duration::format_duration;
+
+/// Rows per table at most; two tables of this many stay well under 1 MiB with the cell
+/// limits below.
+const MAX_ROWS: usize = 500;
+
+/// Characters of a job name, worker name or error shown in a cell at most.
+const MAX_CELL_CHARS: usize = 80;
+
+/// The table header, shared by both tables.
+const TABLE_HEAD: &str =
+    "| Job | Status | Attempts | Duration | Worker |\n| --- | --- | ---: | ---: | --- |\n";
+
+impl RunReport {
+    /// The job summary: a headline, the counts and wall time, a table of the jobs that did
+    /// not pass, and all jobs (slowest first) in a collapsed `<details>`. Each table shows at
+    /// most 500 rows and says how many it left out.
+    pub fn to_markdown(&self) -> String {
+        let summary = self.summary();
+        let mut page = format!(
+            "## {}\n\n{}\n\n",
+            headline(&summary),
+            counts(self, &summary)
+        );
+        let problems: Vec<&JobReport> = self
+            .jobs
+            .iter()
+            .filter(|job| {
+                matches!(
+                    job.status,
+                    JobStatus::Failed | JobStatus::TimedOut | JobStatus::Error
+                )
+            })
+            .collect();
+        if !problems.is_empty() {
+            page.push_str("### Jobs that did not pass\n\n");
+            push_table(&mut page, &problems);
+        }
+        if !self.jobs.is_empty() {
+            let mut all: Vec<&JobReport> = self.jobs.iter().collect();
+            all.sort_by_key(|job| std::cmp::Reverse(job.duration_ms));
+            page.push_str(&format!(
+                "<details><summary>All {} jobs, slowest first</summary>\n\n",
+                all.len()
+            ));
+            push_table(&mut page, &all);
+            page.push_str("</details>\n");
+        }
+        page
+    }
+}
+
+/// One line saying how the run went.
+fn headline(summary: &Summary) -> String {
+    let total = summary.total;
+    let jobs = if total == 1 { "job" } else { "jobs" };
+    if summary.not_passed() > 0 {
+        format!(
+            "❌ cluster-action: {} of {total} {jobs} did not pass",
+            summary.not_passed()
+        )
+    } else if summary.cancelled > 0 {
+        format!(
+            "🚫 cluster-action: cancelled, {} of {total} {jobs} did not finish",
+            summary.cancelled
+        )
+    } else if total == 0 {
+        "cluster-action: no jobs ran".to_owned()
+    } else {
+        format!("✅ cluster-action: all {total} {jobs} passed")
+    }
+}
+
+/// The count of each outcome that occurred (passed always), and the wall time.
+fn counts(report: &RunReport, summary: &Summary) -> String {
+    let mut parts = vec![format!("✅ {} passed", summary.passed)];
+    for (count, label) in [
+        (summary.failed, "❌ {} failed"),
+        (summary.timed_out, "⏱️ {} timed out"),
+        (summary.errors, "💥 {} could not run"),
+        (summary.cancelled, "🚫 {} cancelled"),
+    ] {
+        if count > 0 {
+            parts.push(label.replace("{}", &count.to_string()));
+        }
+    }
+    parts.push(format!(
+        "🕒 {} wall time",
+        format_duration(Duration::from_millis(report.wall_ms))
+    ));
+    parts.join(" · ")
+}
+
+/// Appends a table of `jobs`, cut at [`MAX_ROWS`] with a note of how many were left out.
+fn push_table(page: &mut String, jobs: &[&JobReport]) {
+    page.push_str(TABLE_HEAD);
+    for job in jobs.iter().take(MAX_ROWS) {
+        page.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            cell(&job.name),
+            status_cell(job),
+            job.attempts_of()
+                .unwrap_or_else(|| job.attempts.to_string()),
+            if job.attempts > 0 {
+                job.duration()
+            } else {
+                "–".to_owned()
+            },
+            cell(&job.worker)
+        ));
+    }
+    if jobs.len() > MAX_ROWS {
+        page.push_str(&format!(
+            "\n_{} more not shown; the JSON report lists every job._\n",
+            jobs.len() - MAX_ROWS
+        ));
+    }
+    page.push('\n');
+}
+
+/// The status with its emoji, and for problems the short reason.
+fn status_cell(job: &JobReport) -> String {
+    match job.status {
+        JobStatus::Passed => "✅ passed".to_owned(),
+        JobStatus::Failed => match job.exit_code {
+            Some(code) => format!("❌ failed (exit {code})"),
+            None => "❌ failed (signal)".to_owned(),
+        },
+        JobStatus::TimedOut => format!("⏱️ timed out ({})", job.timeout()),
+        JobStatus::Error => match &job.error {
+            Some(why) => format!("💥 could not run: {}", cell(why)),
+            None => "💥 could not run".to_owned(),
+        },
+        JobStatus::Cancelled => "🚫 cancelled".to_owned(),
+    }
+}
+
+/// Untrusted text as a table cell: on one line, cut to [`MAX_CELL_CHARS`], every ASCII
+/// punctuation character backslash-escaped so that no markdown or HTML in it takes effect.
+fn cell(text: &str) -> String {
+    let text = one_line(text);
+    let mut escaped = String::with_capacity(text.len());
+    for (i, c) in text.chars().enumerate() {
+        if i == MAX_CELL_CHARS {
+            escaped.push('…');
+            break;
+        }
+        if c.is_ascii_punctuation() {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_cannot_break_the_table_or_inject_markup() {
+        assert_eq!(cell("a|b"), "a\\|b");
+        assert_eq!(cell("<img src=x>"), "\\<img src\\=x\\>");
+        assert_eq!(cell("line\nbreak"), "line break");
+        assert_eq!(cell("**bold** [l](u)"), "\\*\\*bold\\*\\* \\[l\\]\\(u\\)");
+        let long = cell(&"é".repeat(200));
+        assert_eq!(long.chars().count(), MAX_CELL_CHARS + 1);
+        assert!(long.ends_with('…'));
+    }
+}

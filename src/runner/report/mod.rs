@@ -1,0 +1,283 @@
+//! Reports of a run: what each job did, told to machines (JSON, JUnit XML), to people reading
+//! the job summary (markdown) and to the CI log (one line per job, annotations, log groups).
+//!
+//! Everything here is a pure function of a [`RunReport`]; the runner decides where it goes.
+
+mod github;
+mod json;
+mod junit;
+mod markdown;
+
+use std::time::Duration;
+
+pub use github::{annotation, ci_line, group};
+
+use crate::proto::{JobOutcome, JobSpec, JobStatus};
+use crate::runner::duration::format_duration;
+
+/// The result of a whole run.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RunReport {
+    /// Every submitted job, in manifest order.
+    pub jobs: Vec<JobReport>,
+    /// Wall time of the run in milliseconds.
+    pub wall_ms: u64,
+}
+
+/// The final result of one job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobReport {
+    /// The job's name.
+    pub name: String,
+    /// How its last attempt ended.
+    pub status: JobStatus,
+    /// The exit code of its last attempt, when the process exited.
+    pub exit_code: Option<i32>,
+    /// Attempts made (0 if it never started).
+    pub attempts: u32,
+    /// Attempts allowed: 1 + retries.
+    pub max_attempts: u32,
+    /// Wall time of its last attempt in milliseconds.
+    pub duration_ms: u64,
+    /// Its time limit per attempt in milliseconds.
+    pub timeout_ms: u64,
+    /// The worker that ran its last attempt (empty if none did).
+    pub worker: String,
+    /// Output files brought back, relative paths.
+    pub outputs: Vec<String>,
+    /// Captured stdout+stderr of its last attempt (a tail).
+    pub output: String,
+    /// Why it could not run, for [`JobStatus::Error`].
+    pub error: Option<String>,
+}
+
+impl JobReport {
+    /// The report of a job from its final outcome and the output files brought back.
+    pub fn finished(spec: &JobSpec, outcome: &JobOutcome, outputs: Vec<String>) -> Self {
+        Self {
+            name: spec.name.clone(),
+            status: outcome.status,
+            exit_code: outcome.exit_code,
+            attempts: outcome.attempt,
+            max_attempts: spec.retries.saturating_add(1),
+            duration_ms: outcome.duration_ms,
+            timeout_ms: spec.timeout_ms,
+            worker: outcome.worker.clone(),
+            outputs,
+            output: outcome.output.clone(),
+            error: outcome.error.clone(),
+        }
+    }
+
+    /// The report of a job that was cancelled before it got a final outcome.
+    pub fn cancelled(spec: &JobSpec) -> Self {
+        Self {
+            name: spec.name.clone(),
+            status: JobStatus::Cancelled,
+            exit_code: None,
+            attempts: 0,
+            max_attempts: spec.retries.saturating_add(1),
+            duration_ms: 0,
+            timeout_ms: spec.timeout_ms,
+            worker: String::new(),
+            outputs: Vec::new(),
+            output: String::new(),
+            error: None,
+        }
+    }
+
+    /// What happened, as a phrase that follows "job 'name' ": `passed`, `failed with exit
+    /// code 1`, `timed out after 10m`, `could not run: ...`, `was cancelled`.
+    pub fn describe(&self) -> String {
+        match self.status {
+            JobStatus::Passed => "passed".to_owned(),
+            JobStatus::Failed => match self.exit_code {
+                Some(code) => format!("failed with exit code {code}"),
+                None => "failed without an exit code (killed by a signal)".to_owned(),
+            },
+            JobStatus::TimedOut => format!("timed out after {}", self.timeout()),
+            JobStatus::Error => match &self.error {
+                Some(why) => format!("could not run: {why}"),
+                None => "could not run".to_owned(),
+            },
+            JobStatus::Cancelled => "was cancelled".to_owned(),
+        }
+    }
+
+    /// `a/m` when more than one attempt was allowed or made, else `None`.
+    fn attempts_of(&self) -> Option<String> {
+        let allowed = self.max_attempts.max(self.attempts);
+        (self.attempts > 0 && allowed > 1).then(|| format!("{}/{allowed}", self.attempts))
+    }
+
+    /// The duration of its last attempt, for people.
+    fn duration(&self) -> String {
+        format_duration(Duration::from_millis(self.duration_ms))
+    }
+
+    /// Its time limit, for people.
+    fn timeout(&self) -> String {
+        format_duration(Duration::from_millis(self.timeout_ms))
+    }
+}
+
+/// How many jobs ended which way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Summary {
+    /// All jobs.
+    pub total: usize,
+    /// [`JobStatus::Passed`].
+    pub passed: usize,
+    /// [`JobStatus::Failed`].
+    pub failed: usize,
+    /// [`JobStatus::TimedOut`].
+    pub timed_out: usize,
+    /// [`JobStatus::Error`].
+    pub errors: usize,
+    /// [`JobStatus::Cancelled`].
+    pub cancelled: usize,
+}
+
+impl Summary {
+    /// Jobs that failed, timed out or could not run.
+    pub fn not_passed(&self) -> usize {
+        self.failed + self.timed_out + self.errors
+    }
+}
+
+impl RunReport {
+    /// The counts of each outcome.
+    pub fn summary(&self) -> Summary {
+        let mut summary = Summary {
+            total: self.jobs.len(),
+            ..Summary::default()
+        };
+        for job in &self.jobs {
+            *match job.status {
+                JobStatus::Passed => &mut summary.passed,
+                JobStatus::Failed => &mut summary.failed,
+                JobStatus::TimedOut => &mut summary.timed_out,
+                JobStatus::Error => &mut summary.errors,
+                JobStatus::Cancelled => &mut summary.cancelled,
+            } += 1;
+        }
+        summary
+    }
+
+    /// Whether a job failed, timed out or could not run.
+    pub fn has_failures(&self) -> bool {
+        self.summary().not_passed() > 0
+    }
+
+    /// Whether a job was cancelled.
+    pub fn has_cancelled(&self) -> bool {
+        self.jobs
+            .iter()
+            .any(|job| job.status == JobStatus::Cancelled)
+    }
+
+    /// The process exit code the report calls for: 130 if a job was cancelled (the run is
+    /// incomplete, whatever else happened, as after Ctrl-C), else 1 if a job failed, timed
+    /// out or could not run, else 0.
+    pub fn exit_code(&self) -> i32 {
+        if self.has_cancelled() {
+            130
+        } else if self.has_failures() {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// The name of a status in reports: `passed`, `failed`, `timed_out`, `error`, `cancelled`.
+pub fn status_name(status: JobStatus) -> &'static str {
+    match status {
+        JobStatus::Passed => "passed",
+        JobStatus::Failed => "failed",
+        JobStatus::TimedOut => "timed_out",
+        JobStatus::Error => "error",
+        JobStatus::Cancelled => "cancelled",
+    }
+}
+
+/// The last `n` lines of `text` (all of it if it has fewer).
+fn last_lines(text: &str, n: usize) -> &str {
+    if n == 0 {
+        return "";
+    }
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    match body.rmatch_indices('\n').nth(n - 1) {
+        Some((newline, _)) => &text[newline + 1..],
+        None => text,
+    }
+}
+
+/// `text` without terminal escape sequences (colours, cursor moves, hyperlinks), for places
+/// that do not render them: JUnit XML and annotations.
+fn without_escapes(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            plain.push(c);
+            continue;
+        }
+        match chars.next() {
+            // CSI: parameters and intermediates up to a final byte in @..~.
+            Some('[') => {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            // OSC: up to BEL or ESC \.
+            Some(']') => {
+                while let Some(c) = chars.next() {
+                    if c == '\u{7}' || (c == '\u{1b}' && chars.next_if_eq(&'\\').is_some()) {
+                        break;
+                    }
+                }
+            }
+            // nF: intermediates in ' '..'/' up to a final byte, as in ESC ( B.
+            Some(' '..='/') => {
+                for c in chars.by_ref() {
+                    if !(' '..='/').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            // Other two-character sequences.
+            _ => {}
+        }
+    }
+    plain
+}
+
+/// `text` on one line: control characters (newlines, tabs, escapes) become spaces.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_lines_counts_from_the_end() {
+        assert_eq!(last_lines("a\nb\nc\n", 2), "b\nc\n");
+        assert_eq!(last_lines("a\nb\nc", 2), "b\nc");
+        assert_eq!(last_lines("a\nb\n", 5), "a\nb\n");
+        assert_eq!(last_lines("a\nb\n", 0), "");
+        assert_eq!(last_lines("", 3), "");
+    }
+
+    #[test]
+    fn escapes_are_removed() {
+        let coloured = "\u{1b}[1;31merror\u{1b}[0m: see \u{1b}]8;;http://x\u{7}link\u{1b}]8;;\u{1b}\\ \u{1b}(Bdone";
+        assert_eq!(without_escapes(coloured), "error: see link done");
+    }
+}

@@ -1,0 +1,537 @@
+//! Reports as their readers get them: the JSON shape scripts rely on, JUnit XML that parsers
+//! accept whatever the jobs printed, a bounded job summary, CI log lines, annotations and log
+//! groups that job output cannot break out of.
+
+use std::collections::BTreeMap;
+
+use cluster_action::proto::{JobOutcome, JobSpec, JobStatus};
+use cluster_action::runner::report::{
+    JobReport, RunReport, annotation, ci_line, group, status_name,
+};
+use serde_json::json;
+
+fn job(name: &str, status: JobStatus) -> JobReport {
+    JobReport {
+        name: name.to_owned(),
+        status,
+        exit_code: match status {
+            JobStatus::Passed => Some(0),
+            JobStatus::Failed => Some(1),
+            _ => None,
+        },
+        attempts: 1,
+        max_attempts: 1,
+        duration_ms: 1_200,
+        timeout_ms: 600_000,
+        worker: "w-1".to_owned(),
+        outputs: Vec::new(),
+        output: format!("output of {name}\n"),
+        error: None,
+    }
+}
+
+/// One job of each outcome, plus a flaky one that passed on its second attempt.
+fn sample() -> RunReport {
+    let mut passed = job("unit-1", JobStatus::Passed);
+    passed.outputs = vec!["reports/unit-1.xml".to_owned()];
+    let flaky = JobReport {
+        attempts: 2,
+        max_attempts: 2,
+        worker: "w-2".to_owned(),
+        ..job("unit-2", JobStatus::Passed)
+    };
+    let failed = JobReport {
+        attempts: 2,
+        max_attempts: 2,
+        duration_ms: 300,
+        output: "running 3 tests\nassertion failed: left == right\n".to_owned(),
+        ..job("unit-3", JobStatus::Failed)
+    };
+    let timed_out = JobReport {
+        duration_ms: 600_000,
+        ..job("slow", JobStatus::TimedOut)
+    };
+    let error = JobReport {
+        error: Some("layer ab12 is not in the artifact store".to_owned()),
+        output: String::new(),
+        ..job("broken", JobStatus::Error)
+    };
+    let cancelled = JobReport {
+        attempts: 0,
+        duration_ms: 0,
+        worker: String::new(),
+        output: String::new(),
+        exit_code: None,
+        ..job("late", JobStatus::Cancelled)
+    };
+    RunReport {
+        jobs: vec![passed, flaky, failed, timed_out, error, cancelled],
+        wall_ms: 61_500,
+    }
+}
+
+#[test]
+fn json_has_the_documented_shape() {
+    let report = RunReport {
+        jobs: vec![
+            JobReport {
+                outputs: vec!["reports/a.xml".to_owned()],
+                ..job("a", JobStatus::Passed)
+            },
+            job("b", JobStatus::TimedOut),
+        ],
+        wall_ms: 2_000,
+    };
+    assert_eq!(
+        report.to_json(),
+        json!({
+            "summary": {"total": 2, "passed": 1, "failed": 0, "timed_out": 1, "errors": 0,
+                        "cancelled": 0, "wall_ms": 2000},
+            "jobs": [
+                {"name": "a", "status": "passed", "exit_code": 0, "attempts": 1,
+                 "duration_ms": 1200, "worker": "w-1", "outputs": ["reports/a.xml"]},
+                {"name": "b", "status": "timed_out", "exit_code": null, "attempts": 1,
+                 "duration_ms": 1200, "worker": "w-1", "outputs": []},
+            ]
+        })
+    );
+}
+
+#[test]
+fn json_counts_every_status() {
+    let value = sample().to_json();
+    assert_eq!(
+        value["summary"],
+        json!({"total": 6, "passed": 2, "failed": 1, "timed_out": 1, "errors": 1,
+               "cancelled": 1, "wall_ms": 61500})
+    );
+    let statuses: Vec<&str> = value["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "passed",
+            "passed",
+            "failed",
+            "timed_out",
+            "error",
+            "cancelled"
+        ]
+    );
+    assert_eq!(status_name(JobStatus::TimedOut), "timed_out");
+}
+
+/// Attribute `name` of `node` as an integer.
+fn count(node: roxmltree::Node, name: &str) -> u64 {
+    node.attribute(name).unwrap().parse().unwrap()
+}
+
+#[test]
+fn junit_parses_and_agrees_with_the_json_counts() {
+    let report = sample();
+    let xml = report.to_junit();
+    let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
+    let summary = &report.to_json()["summary"];
+    let suites: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testsuite"))
+        .collect();
+    assert_eq!(suites.len(), 1);
+    let suite = suites[0];
+    assert_eq!(suite.attribute("name"), Some("cluster-action"));
+    assert_eq!(count(suite, "tests"), summary["total"]);
+    assert_eq!(
+        count(suite, "failures"),
+        summary["failed"].as_u64().unwrap() + summary["timed_out"].as_u64().unwrap()
+    );
+    assert_eq!(count(suite, "errors"), summary["errors"]);
+    assert_eq!(count(suite, "skipped"), summary["cancelled"]);
+    assert_eq!(suite.attribute("time"), Some("61.500"));
+
+    let cases: Vec<_> = suite
+        .children()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    assert_eq!(cases.len(), report.jobs.len());
+    let by_name: BTreeMap<&str, roxmltree::Node> = cases
+        .iter()
+        .map(|c| (c.attribute("name").unwrap(), *c))
+        .collect();
+    assert!(
+        cases
+            .iter()
+            .all(|c| c.attribute("classname") == Some("cluster-action"))
+    );
+    assert_eq!(by_name["unit-1"].attribute("time"), Some("1.200"));
+    assert!(by_name["unit-1"].first_element_child().is_none());
+
+    let failure = by_name["unit-3"].first_element_child().unwrap();
+    assert!(failure.has_tag_name("failure"));
+    assert_eq!(
+        failure.attribute("message"),
+        Some("failed with exit code 1")
+    );
+    assert_eq!(
+        failure.text(),
+        Some("running 3 tests\nassertion failed: left == right\n")
+    );
+    let out = by_name["unit-3"]
+        .children()
+        .find(|n| n.has_tag_name("system-out"))
+        .unwrap();
+    assert_eq!(out.text(), Some(report.jobs[2].output.as_str()));
+
+    let timeout = by_name["slow"].first_element_child().unwrap();
+    assert!(timeout.has_tag_name("failure"));
+    assert_eq!(timeout.attribute("message"), Some("timed out after 10m"));
+
+    let error = by_name["broken"].first_element_child().unwrap();
+    assert!(error.has_tag_name("error"));
+    assert_eq!(
+        error.attribute("message"),
+        Some("could not run: layer ab12 is not in the artifact store")
+    );
+
+    let skipped = by_name["late"].first_element_child().unwrap();
+    assert!(skipped.has_tag_name("skipped"));
+    assert_eq!(skipped.attribute("message"), Some("cancelled"));
+}
+
+#[test]
+fn junit_survives_hostile_names_and_output() {
+    let name = "a<b>&\"c\"'d' ]]> </testcase>";
+    let output =
+        "\u{1b}[31mred\u{1b}[0m\0nul\u{8}bs\u{b}vt\u{c}ff\r\n<![CDATA[x]]>\n&amp;\u{fffe}\n";
+    let report = RunReport {
+        jobs: vec![JobReport {
+            output: output.to_owned(),
+            exit_code: Some(2),
+            ..job(name, JobStatus::Failed)
+        }],
+        wall_ms: 1,
+    };
+    let xml = report.to_junit();
+    let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
+    let case = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testcase"))
+        .unwrap();
+    assert_eq!(case.attribute("name"), Some(name));
+    let expected = "rednulbsvtff\r\n<![CDATA[x]]>\n&amp;\n";
+    let failure = case.first_element_child().unwrap();
+    assert_eq!(
+        failure.attribute("message"),
+        Some("failed with exit code 2")
+    );
+    assert_eq!(failure.text(), Some(expected));
+}
+
+#[test]
+fn junit_failure_body_is_the_tail_and_system_out_the_whole_output() {
+    let output: String = (1..=200).map(|i| format!("line {i}\n")).collect();
+    let report = RunReport {
+        jobs: vec![JobReport {
+            output: output.clone(),
+            ..job("long", JobStatus::Failed)
+        }],
+        wall_ms: 1,
+    };
+    let xml = report.to_junit();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let text = |tag: &str| {
+        doc.descendants()
+            .find(|n| n.has_tag_name(tag))
+            .and_then(|n| n.text())
+            .unwrap()
+            .to_owned()
+    };
+    let failure = text("failure");
+    assert!(failure.starts_with("line 151\n") && failure.ends_with("line 200\n"));
+    assert_eq!(text("system-out"), output);
+}
+
+#[test]
+fn markdown_leads_with_the_outcome_and_lists_problems_first() {
+    let md = sample().to_markdown();
+    let first_line = md.lines().next().unwrap();
+    assert_eq!(first_line, "## ❌ cluster-action: 3 of 6 jobs did not pass");
+    assert!(md.contains(
+        "✅ 2 passed · ❌ 1 failed · ⏱️ 1 timed out · 💥 1 could not run · 🚫 1 cancelled · \
+         🕒 1m01s wall time"
+    ));
+    let problems = md.find("### Jobs that did not pass").unwrap();
+    let details = md
+        .find("<details><summary>All 6 jobs, slowest first</summary>")
+        .unwrap();
+    assert!(problems < details && md.trim_end().ends_with("</details>"));
+    let problem_table = &md[problems..details];
+    assert!(problem_table.contains("| unit\\-3 | ❌ failed (exit 1) | 2/2 | 300ms | w\\-1 |"));
+    assert!(problem_table.contains("| slow | ⏱️ timed out (10m) | 1 | 10m | w\\-1 |"));
+    assert!(problem_table.contains("💥 could not run: layer ab12 is not in the artifact store"));
+    assert!(!problem_table.contains("unit\\-1") && !problem_table.contains("late"));
+    let all = &md[details..];
+    assert!(all.find("| slow |").unwrap() < all.find("| unit\\-1 |").unwrap());
+    assert!(all.contains("| unit\\-2 | ✅ passed | 2/2 | 1.2s | w\\-2 |"));
+    assert!(all.contains("| late | 🚫 cancelled | 0 | – |  |"));
+}
+
+#[test]
+fn markdown_headlines_for_success_and_cancellation() {
+    let passed = RunReport {
+        jobs: vec![job("a", JobStatus::Passed), job("b", JobStatus::Passed)],
+        wall_ms: 500,
+    };
+    let md = passed.to_markdown();
+    assert!(md.starts_with("## ✅ cluster-action: all 2 jobs passed\n"));
+    assert!(!md.contains("did not pass"));
+
+    let cancelled = RunReport {
+        jobs: vec![job("a", JobStatus::Passed), job("b", JobStatus::Cancelled)],
+        wall_ms: 500,
+    };
+    assert!(
+        cancelled
+            .to_markdown()
+            .starts_with("## 🚫 cluster-action: cancelled, 1 of 2 jobs did not finish\n")
+    );
+}
+
+#[test]
+fn markdown_stays_bounded_for_a_huge_run() {
+    let jobs: Vec<JobReport> = (0..100_000)
+        .map(|i| {
+            let status = if i % 2 == 0 {
+                JobStatus::Passed
+            } else {
+                JobStatus::Error
+            };
+            JobReport {
+                name: format!("{}-{i}", "|<&>".repeat(100)),
+                worker: "w|".repeat(100),
+                error: Some("why".repeat(100)),
+                ..job("", status)
+            }
+        })
+        .collect();
+    let md = RunReport { jobs, wall_ms: 1 }.to_markdown();
+    assert!(md.len() < 1024 * 1024, "{} bytes", md.len());
+    assert!(md.contains("_49500 more not shown; the JSON report lists every job._"));
+    assert!(md.contains("_99500 more not shown; the JSON report lists every job._"));
+    let rows = md.lines().filter(|l| l.starts_with("| ")).count();
+    assert_eq!(
+        rows,
+        2 * (2 + 500),
+        "two header lines and 500 rows per table"
+    );
+}
+
+#[test]
+fn markdown_cells_cannot_break_the_table() {
+    let report = RunReport {
+        jobs: vec![JobReport {
+            worker: "<script>".to_owned(),
+            ..job("a | b\nc", JobStatus::Passed)
+        }],
+        wall_ms: 1,
+    };
+    let md = report.to_markdown();
+    assert!(md.contains("| a \\| b c | ✅ passed | 1 | 1.2s | \\<script\\> |"));
+}
+
+#[test]
+fn ci_lines_say_what_happened_in_one_line() {
+    let report = sample();
+    let lines: Vec<String> = report.jobs.iter().map(ci_line).collect();
+    assert_eq!(
+        lines,
+        [
+            "PASS unit-1 (1.2s, worker w-1)",
+            "PASS unit-2 (attempt 2/2, 1.2s, worker w-2)",
+            "FAIL unit-3 exit 1 (attempt 2/2, 300ms, worker w-1)",
+            "TIMEOUT slow after 10m (10m, worker w-1)",
+            "ERROR broken: layer ab12 is not in the artifact store (1.2s, worker w-1)",
+            "CANCEL late",
+        ]
+    );
+    let multi_line = JobReport {
+        error: Some("first\nsecond".to_owned()),
+        ..job("x", JobStatus::Error)
+    };
+    assert_eq!(
+        ci_line(&multi_line),
+        "ERROR x: first second (1.2s, worker w-1)"
+    );
+    let killed = JobReport {
+        exit_code: None,
+        ..job("k", JobStatus::Failed)
+    };
+    assert_eq!(
+        ci_line(&killed),
+        "FAIL k killed by a signal (1.2s, worker w-1)"
+    );
+}
+
+#[test]
+fn annotations_escape_workflow_command_syntax() {
+    let failed = JobReport {
+        attempts: 2,
+        max_attempts: 2,
+        output: "\u{1b}[31m100% broken\u{1b}[0m\r\nsee: a, b\n".to_owned(),
+        ..job("db: a,b 50%", JobStatus::Failed)
+    };
+    assert_eq!(
+        annotation(&failed).unwrap(),
+        "::error title=db%3A a%2Cb 50%25 failed::job 'db: a,b 50%25' failed with exit code 1 \
+         on worker w-1 (attempt 2/2)%0A%0A100%25 broken%0D%0Asee: a, b"
+    );
+    let report = sample();
+    let annotated: Vec<Option<String>> = report.jobs.iter().map(annotation).collect();
+    assert_eq!(annotated[0], None, "passed");
+    assert_eq!(annotated[5], None, "cancelled");
+    assert_eq!(
+        annotated[4].as_deref(),
+        Some(
+            "::error title=broken could not run::job 'broken' could not run: layer ab12 is \
+             not in the artifact store on worker w-1"
+        )
+    );
+    assert!(
+        annotated[3]
+            .as_deref()
+            .unwrap()
+            .starts_with("::error title=slow timed out::job 'slow' timed out after 10m")
+    );
+}
+
+/// The workflow commands GitHub would act on in `log`, honouring `::stop-commands::`.
+fn commands_seen(log: &str) -> Vec<String> {
+    let mut stopped_until: Option<String> = None;
+    let mut seen = Vec::new();
+    for line in log.lines() {
+        if let Some(end) = &stopped_until {
+            if line == end {
+                stopped_until = None;
+            }
+            continue;
+        }
+        let Some(command) = line.strip_prefix("::") else {
+            continue;
+        };
+        let (name, value) = command.split_once("::").unwrap_or((command, ""));
+        if name == "stop-commands" {
+            stopped_until = Some(format!("::{value}::"));
+        } else {
+            seen.push(name.split(' ').next().unwrap().to_owned());
+        }
+    }
+    seen
+}
+
+#[test]
+fn groups_fence_job_output_so_it_cannot_run_commands() {
+    let hostile = JobReport {
+        output: "::endgroup::\n::error::injected\n::set-output name=x::y\n::stop-commands::x\n::x::\n::add-mask::secret\nlast line without newline".to_owned(),
+        ..job("unit-3", JobStatus::Failed)
+    };
+    let log = group(&hostile);
+    assert_eq!(commands_seen(&log), ["group", "endgroup"]);
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines[0], "::group::FAIL unit-3 exit 1 (1.2s, worker w-1)");
+    let token = lines[1].strip_prefix("::stop-commands::").unwrap();
+    assert!(token.len() >= 32 && !hostile.output.contains(token));
+    assert_eq!(
+        &lines[2..lines.len() - 2].join("\n"),
+        &hostile.output,
+        "output verbatim"
+    );
+    assert_eq!(lines[lines.len() - 2], format!("::{token}::"));
+    assert_eq!(lines[lines.len() - 1], "::endgroup::");
+    assert!(log.ends_with("::endgroup::\n"));
+
+    let again = group(&hostile);
+    assert_ne!(
+        again.lines().nth(1),
+        log.lines().nth(1),
+        "a fresh token each time"
+    );
+
+    let silent = JobReport {
+        output: String::new(),
+        ..job("quiet", JobStatus::Passed)
+    };
+    assert!(group(&silent).contains("\n(no output)\n"));
+}
+
+#[test]
+fn exit_codes_follow_the_worst_outcome() {
+    let run = |statuses: &[JobStatus]| RunReport {
+        jobs: statuses.iter().map(|s| job("j", *s)).collect(),
+        wall_ms: 0,
+    };
+    let passed = run(&[JobStatus::Passed, JobStatus::Passed]);
+    assert_eq!(
+        (
+            passed.exit_code(),
+            passed.has_failures(),
+            passed.has_cancelled()
+        ),
+        (0, false, false)
+    );
+    for failing in [JobStatus::Failed, JobStatus::TimedOut, JobStatus::Error] {
+        let report = run(&[JobStatus::Passed, failing]);
+        assert_eq!((report.exit_code(), report.has_failures()), (1, true));
+    }
+    let cancelled = run(&[JobStatus::Failed, JobStatus::Cancelled]);
+    assert_eq!(
+        (
+            cancelled.exit_code(),
+            cancelled.has_failures(),
+            cancelled.has_cancelled()
+        ),
+        (130, true, true)
+    );
+    assert_eq!(run(&[]).exit_code(), 0);
+}
+
+#[test]
+fn job_reports_are_built_from_the_spec_and_the_final_outcome() {
+    let spec = JobSpec {
+        id: 3,
+        name: "unit-3".to_owned(),
+        run: "false".to_owned(),
+        env: BTreeMap::new(),
+        layers: Vec::new(),
+        timeout_ms: 60_000,
+        retries: 2,
+        outputs: vec!["reports/*".to_owned()],
+        estimate_ms: None,
+    };
+    let outcome = JobOutcome {
+        id: 3,
+        attempt: 3,
+        status: JobStatus::Failed,
+        exit_code: Some(1),
+        duration_ms: 42,
+        worker: "w-9".to_owned(),
+        output: "boom\n".to_owned(),
+        outputs_layer: None,
+        error: None,
+    };
+    let report = JobReport::finished(&spec, &outcome, vec!["reports/a.xml".to_owned()]);
+    assert_eq!(
+        ci_line(&report),
+        "FAIL unit-3 exit 1 (attempt 3/3, 42ms, worker w-9)"
+    );
+    assert_eq!(report.outputs, ["reports/a.xml"]);
+    assert_eq!(report.output, "boom\n");
+    assert_eq!(report.timeout_ms, 60_000);
+
+    let cancelled = JobReport::cancelled(&spec);
+    assert_eq!(cancelled.status, JobStatus::Cancelled);
+    assert_eq!((cancelled.attempts, cancelled.max_attempts), (0, 3));
+    assert_eq!(ci_line(&cancelled), "CANCEL unit-3");
+}
