@@ -69,16 +69,44 @@ pub async fn run(
     progress: &mut Progress,
     cancel: impl std::future::Future<Output = ()>,
 ) -> Result<RunResult, LocalError> {
-    let service = serve::start(ServeConfig::default()).await.map_err(LocalError::Serve)?;
-    let scratch = tempfile::Builder::new().prefix("cluster-action-local-").tempdir().map_err(LocalError::Io)?;
+    let service = serve::start(ServeConfig::default())
+        .await
+        .map_err(LocalError::Serve)?;
+    let scratch = tempfile::Builder::new()
+        .prefix("cluster-action-local-")
+        .tempdir()
+        .map_err(LocalError::Io)?;
     let run_id = format!("local-{}", std::process::id());
     let mut children = Vec::new();
     for index in 0..cfg.workers {
-        children.push(spawn_worker(cfg, index, service.url(), &run_id, scratch.path())?);
+        children.push(spawn_worker(
+            cfg,
+            index,
+            service.url(),
+            &run_id,
+            scratch.path(),
+        )?);
     }
-    info!(workers = cfg.workers, url = service.url(), "local cluster started");
-    let store_cfg = StoreConfig::new(service.url(), &make_token(&BackendIds { run: run_id.clone(), job: "runner".into() }))?;
-    let result = session::run(ArtifactStore::new(store_cfg)?, manifest, &cfg.run, progress, cancel).await;
+    info!(
+        workers = cfg.workers,
+        url = service.url(),
+        "local cluster started"
+    );
+    let store_cfg = StoreConfig::new(
+        service.url(),
+        &make_token(&BackendIds {
+            run: run_id.clone(),
+            job: "runner".into(),
+        }),
+    )?;
+    let result = session::run(
+        ArtifactStore::new(store_cfg)?,
+        manifest,
+        &cfg.run,
+        progress,
+        cancel,
+    )
+    .await;
     // The run stopped the cluster (its broker told the workers to exit); give them a moment.
     for (index, mut child) in children.into_iter().enumerate() {
         match tokio::time::timeout(WORKER_EXIT_GRACE, child.wait()).await {
@@ -95,9 +123,18 @@ pub async fn run(
     Ok(result?)
 }
 
-fn spawn_worker(cfg: &LocalConfig, index: u32, url: &str, run_id: &str, scratch: &Path) -> Result<Child, LocalError> {
+fn spawn_worker(
+    cfg: &LocalConfig,
+    index: u32,
+    url: &str,
+    run_id: &str,
+    scratch: &Path,
+) -> Result<Child, LocalError> {
     let dir = scratch.join(format!("worker-{index}"));
-    let token = make_token(&BackendIds { run: run_id.to_string(), job: format!("worker-{index}") });
+    let token = make_token(&BackendIds {
+        run: run_id.to_string(),
+        job: format!("worker-{index}"),
+    });
     Command::new(&cfg.binary)
         .arg("worker")
         .args(["--cluster", &cfg.run.ns.cluster])
@@ -115,5 +152,9 @@ fn spawn_worker(cfg: &LocalConfig, index: u32, url: &str, run_id: &str, scratch:
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|source| LocalError::Spawn { index, binary: cfg.binary.display().to_string(), source })
+        .map_err(|source| LocalError::Spawn {
+            index,
+            binary: cfg.binary.display().to_string(),
+            source,
+        })
 }

@@ -218,7 +218,10 @@ pub fn encode<T: Serialize>(msg: &T) -> bytes::Bytes {
 }
 
 /// Decodes one stream frame as message type `T` (`what` names it in errors).
-pub fn decode<T: serde::de::DeserializeOwned>(what: &'static str, frame: &[u8]) -> Result<T, DecodeError> {
+pub fn decode<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    frame: &[u8],
+) -> Result<T, DecodeError> {
     serde_json::from_slice(frame).map_err(|source| DecodeError { what, source })
 }
 

@@ -55,10 +55,17 @@ enum Role {
 }
 
 enum Event {
-    Joined { peer: PeerId, hello: Hello, tx: StreamSender },
+    Joined {
+        peer: PeerId,
+        hello: Hello,
+        tx: StreamSender,
+    },
     Worker(PeerId, WorkerMsg),
     Runner(PeerId, RunnerMsg),
-    Gone { peer: PeerId, reason: String },
+    Gone {
+        peer: PeerId,
+        reason: String,
+    },
     ListenerFailed(StreamError),
 }
 
@@ -75,7 +82,10 @@ pub async fn run(
     info!(cluster = %cfg.ns.cluster, "broker listening");
     let (events_tx, mut events) = mpsc::channel(1024);
     let acceptor = tokio::spawn(accept_loop(listener, events_tx));
-    let mut broker = Shell { sched: Scheduler::new(cfg.prefetch), peers: HashMap::new() };
+    let mut broker = Shell {
+        sched: Scheduler::new(cfg.prefetch),
+        peers: HashMap::new(),
+    };
     tokio::pin!(shutdown);
     let mut idle_since = tokio::time::Instant::now();
     let end = loop {
@@ -127,7 +137,10 @@ async fn accept_loop(mut listener: Listener, events: mpsc::Sender<Event>) {
 /// Reads one peer's stream: a hello, then messages of its role, until it ends.
 async fn peer_loop(conn: Connection, events: mpsc::Sender<Event>) {
     let Connection { peer, tx, mut rx } = conn;
-    let gone = |reason: String| Event::Gone { peer: peer.clone(), reason };
+    let gone = |reason: String| Event::Gone {
+        peer: peer.clone(),
+        reason,
+    };
     let hello = match rx.recv().await {
         Ok(Some(frame)) => proto::decode_hello(&frame),
         Ok(None) => return,
@@ -142,7 +155,15 @@ async fn peer_loop(conn: Connection, events: mpsc::Sender<Event>) {
                 Hello::Worker { .. } => Role::Worker,
                 Hello::Runner { .. } => Role::Runner,
             };
-            if events.send(Event::Joined { peer: peer.clone(), hello, tx }).await.is_err() {
+            if events
+                .send(Event::Joined {
+                    peer: peer.clone(),
+                    hello,
+                    tx,
+                })
+                .await
+                .is_err()
+            {
                 return;
             }
             role
@@ -154,7 +175,9 @@ async fn peer_loop(conn: Connection, events: mpsc::Sender<Event>) {
     };
     loop {
         let ev = match rx.recv().await {
-            Ok(Some(frame)) => decode_event(&peer, &role, &frame).unwrap_or_else(|e| gone(e.to_string())),
+            Ok(Some(frame)) => {
+                decode_event(&peer, &role, &frame).unwrap_or_else(|e| gone(e.to_string()))
+            }
             Ok(None) => gone("it closed its stream".into()),
             Err(e) => gone(e.to_string()),
         };

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 
 use cluster_action::broker::{self, BrokerConfig, BrokerEnd};
-use cluster_action::runner::manifest::parse_duration;
+use cluster_action::runner::duration::parse_duration;
 use cluster_action::runner::session;
 use cluster_action::worker::{self, WorkerConfig, WorkerError, exec::ExecLimits};
 
@@ -28,8 +28,17 @@ pub struct BrokerArgs {
 
 impl BrokerArgs {
     /// The broker configuration these flags describe (shared with `run --embed-broker`).
-    pub fn config(cluster: &ClusterArgs, idle_timeout: Duration, prefetch: u32) -> anyhow::Result<BrokerConfig> {
-        Ok(BrokerConfig { ns: cluster.namespace()?, stream: cluster.stream()?, idle_timeout, prefetch })
+    pub fn config(
+        cluster: &ClusterArgs,
+        idle_timeout: Duration,
+        prefetch: u32,
+    ) -> anyhow::Result<BrokerConfig> {
+        Ok(BrokerConfig {
+            ns: cluster.namespace()?,
+            stream: cluster.stream()?,
+            idle_timeout,
+            prefetch,
+        })
     }
 }
 
@@ -84,14 +93,20 @@ pub async fn broker(args: BrokerArgs) -> anyhow::Result<i32> {
 
 /// Runs a worker until the broker tells it to exit.
 pub async fn worker(args: WorkerArgs) -> anyhow::Result<i32> {
-    let slots = args.slots.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
+    let slots = args
+        .slots
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
     if slots == 0 {
-        return Err(exit::ExitError::bad_input("--slots 0: a worker needs at least one slot"));
+        return Err(exit::ExitError::bad_input(
+            "--slots 0: a worker needs at least one slot",
+        ));
     }
     let name = args.name.unwrap_or_else(|| default_name("worker"));
     let base = std::env::temp_dir().join(format!("cluster-action-worker-{}", std::process::id()));
     let cache_dir = args.cache_dir.unwrap_or_else(|| base.join("cache"));
-    let work_dir = args.work_dir.unwrap_or_else(|| cache_dir.with_file_name("work"));
+    let work_dir = args
+        .work_dir
+        .unwrap_or_else(|| cache_dir.with_file_name("work"));
     let cfg = WorkerConfig {
         ns: args.cluster.namespace()?,
         stream: args.cluster.stream()?,
@@ -100,7 +115,10 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<i32> {
         work_dir,
         broker_wait: args.broker_wait,
         name,
-        limits: ExecLimits { output_limit: args.output_limit, ..ExecLimits::default() },
+        limits: ExecLimits {
+            output_limit: args.output_limit,
+            ..ExecLimits::default()
+        },
     };
     let store = store_from_env()?;
     tokio::select! {
@@ -121,7 +139,14 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<i32> {
 pub async fn stop(args: StopArgs) -> anyhow::Result<i32> {
     let store = store_from_env()?;
     let ns = args.cluster.namespace()?;
-    session::stop_cluster(store, &ns, &args.cluster.stream()?, args.broker_wait, &default_name("stop")).await?;
+    session::stop_cluster(
+        store,
+        &ns,
+        &args.cluster.stream()?,
+        args.broker_wait,
+        &default_name("stop"),
+    )
+    .await?;
     eprintln!("cluster '{}' stopped", ns.cluster);
     Ok(exit::OK)
 }

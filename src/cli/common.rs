@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use cluster_action::runner::manifest::parse_duration;
+use cluster_action::runner::duration::parse_duration;
 use cluster_action::store::{ArtifactStore, StoreConfig};
 use cluster_action::stream::{Namespace, StreamConfig};
 
@@ -33,15 +33,24 @@ impl ClusterArgs {
     pub fn namespace(&self) -> anyhow::Result<Namespace> {
         let ok = !self.cluster.is_empty()
             && self.cluster.len() <= 64
-            && self.cluster.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            && self
+                .cluster
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !ok {
             return Err(ExitError::bad_input(format!(
                 "--cluster '{}' is not a valid cluster id: use 1 to 64 letters, digits, '-' or '_'",
                 self.cluster
             )));
         }
-        let attempt = std::env::var("GITHUB_RUN_ATTEMPT").ok().filter(|a| !a.is_empty()).unwrap_or_else(|| "1".into());
-        Ok(Namespace { cluster: self.cluster.clone(), attempt })
+        let attempt = std::env::var("GITHUB_RUN_ATTEMPT")
+            .ok()
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| "1".into());
+        Ok(Namespace {
+            cluster: self.cluster.clone(),
+            attempt,
+        })
     }
 
     /// Stream timings from the flags.
@@ -104,7 +113,11 @@ pub async fn shutdown_signal() {
 pub fn default_name(role: &str) -> String {
     let base = std::env::var("GITHUB_JOB")
         .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| role.to_string());
     format!("{base}-{}", std::process::id())

@@ -6,7 +6,8 @@ use std::time::Duration;
 use clap::Args;
 
 use cluster_action::local::{self, LocalConfig};
-use cluster_action::runner::manifest::{self, Manifest, parse_duration};
+use cluster_action::runner::duration::parse_duration;
+use cluster_action::runner::manifest::{self, Manifest};
 use cluster_action::runner::progress::{Mode, Progress};
 use cluster_action::runner::session::{self, RunConfig, RunEnd, RunResult};
 
@@ -18,7 +19,11 @@ use super::exit::{self, ExitError};
 #[derive(Debug, Args)]
 pub struct JobsArgs {
     /// The job manifest (YAML). See the README for its format.
-    #[arg(value_name = "MANIFEST", required_unless_present = "commands", conflicts_with = "commands")]
+    #[arg(
+        value_name = "MANIFEST",
+        required_unless_present = "commands",
+        conflicts_with = "commands"
+    )]
     manifest: Option<PathBuf>,
     /// Instead of a manifest: a file with one shell command per line, each a job.
     #[arg(long, value_name = "FILE")]
@@ -86,7 +91,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let manifest = load(&args.jobs)?;
     let cluster = args.cluster;
     let embed_broker = if args.embed_broker {
-        Some(BrokerArgs::config(&cluster, Duration::from_secs(3600), args.prefetch)?)
+        Some(BrokerArgs::config(
+            &cluster,
+            Duration::from_secs(3600),
+            args.prefetch,
+        )?)
     } else {
         None
     };
@@ -111,12 +120,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
 pub async fn local(args: LocalArgs) -> anyhow::Result<i32> {
     let manifest = load(&args.jobs)?;
     if args.workers == 0 {
-        return Err(ExitError::bad_input("--workers 0: the local cluster needs at least one worker"));
+        return Err(ExitError::bad_input(
+            "--workers 0: the local cluster needs at least one worker",
+        ));
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let slots = args.slots.unwrap_or_else(|| (cpus / args.workers).max(1));
     if slots == 0 {
-        return Err(ExitError::bad_input("--slots 0: a worker needs at least one slot"));
+        return Err(ExitError::bad_input(
+            "--slots 0: a worker needs at least one slot",
+        ));
     }
     let cluster = ClusterArgs {
         cluster: "local".into(),
@@ -124,7 +137,8 @@ pub async fn local(args: LocalArgs) -> anyhow::Result<i32> {
         keepalive: (args.peer_timeout / 4).max(Duration::from_millis(100)),
         peer_timeout: args.peer_timeout,
     };
-    let binary = std::env::current_exe().map_err(|e| anyhow::anyhow!("cannot find this program's path to start workers: {e}"))?;
+    let binary = std::env::current_exe()
+        .map_err(|e| anyhow::anyhow!("cannot find this program's path to start workers: {e}"))?;
     let cfg = LocalConfig {
         workers: args.workers,
         slots,
@@ -133,7 +147,11 @@ pub async fn local(args: LocalArgs) -> anyhow::Result<i32> {
         run: RunConfig {
             ns: cluster.namespace()?,
             stream: cluster.stream()?,
-            embed_broker: Some(BrokerArgs::config(&cluster, Duration::from_secs(3600), args.prefetch)?),
+            embed_broker: Some(BrokerArgs::config(
+                &cluster,
+                Duration::from_secs(3600),
+                args.prefetch,
+            )?),
             stop_cluster: true,
             broker_wait: Duration::from_secs(30),
             worker_wait: args.jobs.worker_wait,
@@ -168,14 +186,22 @@ fn finish(result: RunResult, args: &JobsArgs) -> anyhow::Result<i32> {
     }
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
         use std::io::Write;
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
         file.write_all(report.to_markdown().as_bytes())?;
     }
     let s = report.to_json();
     let s = &s["summary"];
     eprintln!(
         "{} jobs: {} passed, {} failed, {} timed out, {} errors, {} cancelled in {:.1}s",
-        s["total"], s["passed"], s["failed"], s["timed_out"], s["errors"], s["cancelled"],
+        s["total"],
+        s["passed"],
+        s["failed"],
+        s["timed_out"],
+        s["errors"],
+        s["cancelled"],
         report.wall_ms as f64 / 1000.0
     );
     Ok(match result.end {
@@ -194,7 +220,8 @@ fn finish(result: RunResult, args: &JobsArgs) -> anyhow::Result<i32> {
 
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
     }
     std::fs::write(path, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
 }

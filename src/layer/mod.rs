@@ -44,4 +44,3 @@ pub async fn publish(
         .upload_file(&artifact_name(digest), archive, &digest.0)
         .await?)
 }
-

@@ -51,15 +51,21 @@ struct Counts {
 impl Progress {
     /// Progress shown in `mode`.
     pub fn new(mode: Mode) -> Self {
-        Self { mode, bar: None, counts: Counts::default() }
+        Self {
+            mode,
+            bar: None,
+            counts: Counts::default(),
+        }
     }
 
     /// The jobs were submitted.
     pub fn begin(&mut self, total: usize) {
         if self.mode == Mode::Bar {
             let bar = ProgressBar::new(total as u64);
-            let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar());
+            let style = ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
             bar.enable_steady_tick(std::time::Duration::from_millis(200));
             self.bar = Some(bar);
@@ -91,7 +97,11 @@ impl Progress {
                 if let Some(bar) = &self.bar {
                     bar.inc(1);
                     if failed {
-                        bar.println(format!("{}\n{}", report::ci_line(job), job.output.trim_end()));
+                        bar.println(format!(
+                            "{}\n{}",
+                            report::ci_line(job),
+                            job.output.trim_end()
+                        ));
                     }
                 }
             }
@@ -101,7 +111,9 @@ impl Progress {
                 if failed {
                     if github {
                         let _ = write!(out, "{}", report::group(job));
-                        let _ = writeln!(out, "{}", report::annotation(job));
+                        if let Some(annotation) = report::annotation(job) {
+                            let _ = writeln!(out, "{annotation}");
+                        }
                     } else {
                         let _ = writeln!(out, "{}", job.output.trim_end());
                     }

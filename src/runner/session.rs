@@ -17,7 +17,9 @@ use super::progress::Progress;
 use super::report::{JobReport, RunReport};
 use crate::broker::{self, BrokerConfig};
 use crate::layer::{self, Digest, LayerCache};
-use crate::proto::{self, BrokerToRunner, Hello, JobOutcome, JobStatus, PROTOCOL_VERSION, RunnerMsg};
+use crate::proto::{
+    self, BrokerToRunner, Hello, JobOutcome, JobStatus, PROTOCOL_VERSION, RunnerMsg,
+};
 use crate::store::ArtifactStore;
 use crate::stream::{self, Namespace, StreamConfig, StreamError, StreamSender};
 
@@ -83,7 +85,9 @@ pub enum RunError {
         source: layer::LayerError,
     },
     /// No broker appeared.
-    #[error("no broker for cluster '{cluster}' appeared within {secs}s (start one with `cluster-action broker`, use --embed-broker, or raise --broker-wait)")]
+    #[error(
+        "no broker for cluster '{cluster}' appeared within {secs}s (start one with `cluster-action broker`, use --embed-broker, or raise --broker-wait)"
+    )]
     NoBroker {
         /// The cluster id.
         cluster: String,
@@ -122,7 +126,11 @@ pub async fn run(
         .iter()
         .enumerate()
         .map(|(i, job)| {
-            let layers: Vec<Digest> = job.layers.iter().filter_map(|l| digests.get(l).cloned()).collect();
+            let layers: Vec<Digest> = job
+                .layers
+                .iter()
+                .filter_map(|l| digests.get(l).cloned())
+                .collect();
             job.to_spec(i as u64, &layers)
         })
         .collect();
@@ -138,20 +146,38 @@ pub async fn run(
         })
     });
 
-    let conn = stream::connect(store.clone(), cfg.ns.clone(), cfg.stream.clone(), cfg.broker_wait)
-        .await
-        .map_err(|e| match e {
-            StreamError::NoListener { .. } => RunError::NoBroker {
-                cluster: cfg.ns.cluster.clone(),
-                secs: cfg.broker_wait.as_secs(),
-            },
-            other => RunError::Stream(other),
-        })?;
+    let conn = stream::connect(
+        store.clone(),
+        cfg.ns.clone(),
+        cfg.stream.clone(),
+        cfg.broker_wait,
+    )
+    .await
+    .map_err(|e| match e {
+        StreamError::NoListener { .. } => RunError::NoBroker {
+            cluster: cfg.ns.cluster.clone(),
+            secs: cfg.broker_wait.as_secs(),
+        },
+        other => RunError::Stream(other),
+    })?;
     let tx = conn.tx;
     let mut rx = conn.rx;
-    send(&tx, &RunnerMsg::Hello(Hello::Runner { version: PROTOCOL_VERSION, name: cfg.name.clone() })).await?;
+    send(
+        &tx,
+        &RunnerMsg::Hello(Hello::Runner {
+            version: PROTOCOL_VERSION,
+            name: cfg.name.clone(),
+        }),
+    )
+    .await?;
     for batch in specs.chunks(SUBMIT_BATCH) {
-        send(&tx, &RunnerMsg::Submit { jobs: batch.to_vec() }).await?;
+        send(
+            &tx,
+            &RunnerMsg::Submit {
+                jobs: batch.to_vec(),
+            },
+        )
+        .await?;
     }
     send(&tx, &RunnerMsg::EndOfSubmission).await?;
     progress.begin(specs.len());
@@ -196,7 +222,7 @@ pub async fn run(
                             fetches.spawn(async move { (id, fetch_outputs(&store, &cache, &layer, &dest).await) });
                         }
                         if let Some(spec) = specs.get(id as usize) {
-                            progress.finished(&job_report(&spec.name, &outcome, Vec::new()));
+                            progress.finished(&JobReport::finished(spec, &outcome, Vec::new()));
                         }
                         outcomes.insert(id, outcome);
                     }
@@ -250,7 +276,9 @@ pub async fn run(
             Ok((id, Err(e))) => {
                 // The job's result stands, but its outputs are missing: say so loudly.
                 let name = specs.get(id as usize).map_or("?", |s| s.name.as_str());
-                progress.warn(&format!("outputs of job '{name}' could not be brought back: {e}"));
+                progress.warn(&format!(
+                    "outputs of job '{name}' could not be brought back: {e}"
+                ));
                 if let Some(o) = outcomes.get_mut(&id)
                     && o.status == JobStatus::Passed
                 {
@@ -265,11 +293,14 @@ pub async fn run(
     let jobs = specs
         .iter()
         .map(|spec| match outcomes.get(&spec.id) {
-            Some(o) => job_report(&spec.name, o, outputs.remove(&spec.id).unwrap_or_default()),
-            None => not_run_report(&spec.name, &end),
+            Some(o) => JobReport::finished(spec, o, outputs.remove(&spec.id).unwrap_or_default()),
+            None => not_run_report(spec, &end),
         })
         .collect();
-    let report = RunReport { jobs, wall_ms: started.elapsed().as_millis() as u64 };
+    let report = RunReport {
+        jobs,
+        wall_ms: started.elapsed().as_millis() as u64,
+    };
     info!("run finished in {:?}", started.elapsed());
     Ok(RunResult { report, end })
 }
@@ -286,19 +317,33 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 }
 
 /// Packs every layer some job uses and publishes those the store lacks.
-async fn publish_layers(store: &ArtifactStore, manifest: &Manifest) -> Result<BTreeMap<String, Digest>, RunError> {
-    let used: std::collections::BTreeSet<&String> = manifest.jobs.iter().flat_map(|j| j.layers.iter()).collect();
-    let staging = tempfile::tempdir().map_err(|e| RunError::Io(format!("cannot create a temporary directory: {e}")))?;
+async fn publish_layers(
+    store: &ArtifactStore,
+    manifest: &Manifest,
+) -> Result<BTreeMap<String, Digest>, RunError> {
+    let used: std::collections::BTreeSet<&String> =
+        manifest.jobs.iter().flat_map(|j| j.layers.iter()).collect();
+    let staging = tempfile::tempdir()
+        .map_err(|e| RunError::Io(format!("cannot create a temporary directory: {e}")))?;
     let mut digests = BTreeMap::new();
     let mut uploads = JoinSet::new();
     for name in used {
-        let Some(def) = manifest.layers.get(name) else { continue };
+        let Some(def) = manifest.layers.get(name) else {
+            continue;
+        };
         let archive = staging.path().join(format!("{}.tar.gz", digests.len()));
-        let (root, paths, out) = (manifest.base_dir.clone(), def.paths.clone(), archive.clone());
+        let (root, paths, out) = (
+            manifest.base_dir.clone(),
+            def.paths.clone(),
+            archive.clone(),
+        );
         let digest = tokio::task::spawn_blocking(move || layer::pack(&root, &paths, &out))
             .await
             .map_err(|e| RunError::Io(format!("layer packing task failed: {e}")))?
-            .map_err(|source| RunError::Layer { name: name.clone(), source })?;
+            .map_err(|source| RunError::Layer {
+                name: name.clone(),
+                source,
+            })?;
         info!(layer = %name, digest = %digest.0, "packed");
         digests.insert(name.clone(), digest.clone());
         let (store, name) = (store.clone(), name.clone());
@@ -308,25 +353,47 @@ async fn publish_layers(store: &ArtifactStore, manifest: &Manifest) -> Result<BT
         });
     }
     while let Some(done) = uploads.join_next().await {
-        let (name, result) = done.map_err(|e| RunError::Io(format!("layer upload task failed: {e}")))?;
-        let outcome = result.map_err(|source| RunError::Layer { name: name.clone(), source })?;
+        let (name, result) =
+            done.map_err(|e| RunError::Io(format!("layer upload task failed: {e}")))?;
+        let outcome = result.map_err(|source| RunError::Layer {
+            name: name.clone(),
+            source,
+        })?;
         debug!(layer = %name, ?outcome, "published");
     }
     Ok(digests)
 }
 
 fn open_outputs_cache(dir: &Path) -> Result<LayerCache, RunError> {
-    std::fs::create_dir_all(dir).map_err(|e| RunError::Io(format!("cannot create outputs directory {}: {e}", dir.display())))?;
-    let cache_dir = std::env::temp_dir().join(format!("cluster-action-outputs-{}", std::process::id()));
-    LayerCache::open(&cache_dir).map_err(|source| RunError::Layer { name: "outputs".into(), source })
+    std::fs::create_dir_all(dir).map_err(|e| {
+        RunError::Io(format!(
+            "cannot create outputs directory {}: {e}",
+            dir.display()
+        ))
+    })?;
+    let cache_dir =
+        std::env::temp_dir().join(format!("cluster-action-outputs-{}", std::process::id()));
+    LayerCache::open(&cache_dir).map_err(|source| RunError::Layer {
+        name: "outputs".into(),
+        source,
+    })
 }
 
 /// Fetches an outputs layer and copies its files under `dest`; returns their relative paths.
-async fn fetch_outputs(store: &ArtifactStore, cache: &LayerCache, digest: &Digest, dest: &Path) -> Result<Vec<String>, String> {
-    let tree = cache.fetch(store, digest).await.map_err(|e| e.to_string())?;
+async fn fetch_outputs(
+    store: &ArtifactStore,
+    cache: &LayerCache,
+    digest: &Digest,
+    dest: &Path,
+) -> Result<Vec<String>, String> {
+    let tree = cache
+        .fetch(store, digest)
+        .await
+        .map_err(|e| e.to_string())?;
     let dest = dest.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&dest).map_err(|e| format!("cannot create {}: {e}", dest.display()))?;
+        std::fs::create_dir_all(&dest)
+            .map_err(|e| format!("cannot create {}: {e}", dest.display()))?;
         layer::materialize(std::slice::from_ref(&tree), &dest).map_err(|e| e.to_string())?;
         let mut files = Vec::new();
         list_files(&tree, &tree, &mut files).map_err(|e| format!("cannot list outputs: {e}"))?;
@@ -354,7 +421,13 @@ fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result
 fn safe_dir_name(name: &str) -> String {
     let cleaned: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     match cleaned.as_str() {
         "" | "." | ".." => "_".into(),
@@ -362,40 +435,14 @@ fn safe_dir_name(name: &str) -> String {
     }
 }
 
-fn job_report(name: &str, o: &JobOutcome, outputs: Vec<String>) -> JobReport {
-    let mut output = o.output.clone();
-    if let Some(err) = &o.error
-        && !output.contains(err.as_str())
-    {
-        output = format!("{err}\n{output}");
+/// The report of a job that never got an outcome from the broker.
+fn not_run_report(spec: &proto::JobSpec, end: &RunEnd) -> JobReport {
+    let mut report = JobReport::cancelled(spec);
+    if let RunEnd::NoWorkers { .. } = end {
+        report.status = JobStatus::Error;
+        report.error = Some("not run: no worker was available".into());
     }
-    JobReport {
-        name: name.to_string(),
-        status: o.status,
-        exit_code: o.exit_code,
-        attempts: o.attempt,
-        duration_ms: o.duration_ms,
-        worker: o.worker.clone(),
-        outputs,
-        output,
-    }
-}
-
-fn not_run_report(name: &str, end: &RunEnd) -> JobReport {
-    let (status, why) = match end {
-        RunEnd::NoWorkers { .. } => (JobStatus::Error, "not run: no worker was available"),
-        _ => (JobStatus::Cancelled, "not run: the run was cancelled"),
-    };
-    JobReport {
-        name: name.to_string(),
-        status,
-        exit_code: None,
-        attempts: 0,
-        duration_ms: 0,
-        worker: String::new(),
-        outputs: Vec::new(),
-        output: why.to_string(),
-    }
+    report
 }
 
 #[cfg(test)]
@@ -413,19 +460,39 @@ mod tests {
 
 /// Tells the cluster's broker to stop (as `cluster-action stop` does) and waits until it
 /// acknowledges by closing the stream.
-pub async fn stop_cluster(store: ArtifactStore, ns: &Namespace, stream_cfg: &StreamConfig, wait: Duration, name: &str) -> Result<(), RunError> {
-    let conn = stream::connect(store, ns.clone(), stream_cfg.clone(), wait).await.map_err(|e| match e {
-        StreamError::NoListener { .. } => RunError::NoBroker { cluster: ns.cluster.clone(), secs: wait.as_secs() },
-        other => RunError::Stream(other),
-    })?;
+pub async fn stop_cluster(
+    store: ArtifactStore,
+    ns: &Namespace,
+    stream_cfg: &StreamConfig,
+    wait: Duration,
+    name: &str,
+) -> Result<(), RunError> {
+    let conn = stream::connect(store, ns.clone(), stream_cfg.clone(), wait)
+        .await
+        .map_err(|e| match e {
+            StreamError::NoListener { .. } => RunError::NoBroker {
+                cluster: ns.cluster.clone(),
+                secs: wait.as_secs(),
+            },
+            other => RunError::Stream(other),
+        })?;
     let (tx, mut rx) = (conn.tx, conn.rx);
-    send(&tx, &RunnerMsg::Hello(Hello::Runner { version: PROTOCOL_VERSION, name: name.to_string() })).await?;
+    send(
+        &tx,
+        &RunnerMsg::Hello(Hello::Runner {
+            version: PROTOCOL_VERSION,
+            name: name.to_string(),
+        }),
+    )
+    .await?;
     send(&tx, &RunnerMsg::StopCluster).await?;
     send(&tx, &RunnerMsg::EndOfSubmission).await?;
     loop {
         match rx.recv().await {
             Ok(Some(frame)) => {
-                if let Ok(BrokerToRunner::Refused { reason }) = proto::decode::<BrokerToRunner>("broker", &frame) {
+                if let Ok(BrokerToRunner::Refused { reason }) =
+                    proto::decode::<BrokerToRunner>("broker", &frame)
+                {
                     return Err(RunError::Refused(reason));
                 }
             }

@@ -12,12 +12,26 @@ use crate::layer::{self, Digest};
 use crate::proto::{JobOutcome, JobSpec, JobStatus, WorkerMsg};
 
 /// Runs one attempt and returns its outcome; never fails: problems become `Error` outcomes.
-pub(crate) async fn run(shared: Arc<Shared>, spec: JobSpec, attempt: u32, cancel: watch::Receiver<bool>) -> JobOutcome {
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    spec: JobSpec,
+    attempt: u32,
+    cancel: watch::Receiver<bool>,
+) -> JobOutcome {
     let started = Instant::now();
     let name = &shared.cfg.name;
-    let msg = WorkerMsg::Started { id: spec.id, attempt };
+    let msg = WorkerMsg::Started {
+        id: spec.id,
+        attempt,
+    };
     if let Err(e) = shared.tx.send(crate::proto::encode(&msg)).await {
-        return not_run(name, &spec, attempt, JobStatus::Error, Some(format!("cannot report the start: {e}")));
+        return not_run(
+            name,
+            &spec,
+            attempt,
+            JobStatus::Error,
+            Some(format!("cannot report the start: {e}")),
+        );
     }
     let dir = shared.cfg.work_dir.join(format!("{}-{}", spec.id, attempt));
     let mut outcome = match prepare(&shared, &spec, &dir).await {
@@ -34,7 +48,13 @@ pub(crate) async fn run(shared: Arc<Shared>, spec: JobSpec, attempt: u32, cancel
 }
 
 /// An outcome for an attempt that did not run (cancelled while queued, or could not start).
-pub(crate) fn not_run(worker: &str, spec: &JobSpec, attempt: u32, status: JobStatus, error: Option<String>) -> JobOutcome {
+pub(crate) fn not_run(
+    worker: &str,
+    spec: &JobSpec,
+    attempt: u32,
+    status: JobStatus,
+    error: Option<String>,
+) -> JobOutcome {
     JobOutcome {
         id: spec.id,
         attempt,
@@ -61,16 +81,28 @@ async fn prepare(shared: &Shared, spec: &JobSpec, dir: &Path) -> Result<(), Stri
     }
     let dir = dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create job directory {}: {e}", dir.display()))?;
-        layer::materialize(&trees, &dir).map_err(|e| format!("cannot assemble the job directory: {e}"))
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create job directory {}: {e}", dir.display()))?;
+        layer::materialize(&trees, &dir)
+            .map_err(|e| format!("cannot assemble the job directory: {e}"))
     })
     .await
     .map_err(|e| format!("job directory task failed: {e}"))?
 }
 
-async fn execute(shared: &Shared, spec: &JobSpec, attempt: u32, dir: &Path, mut cancel: watch::Receiver<bool>) -> JobOutcome {
+async fn execute(
+    shared: &Shared,
+    spec: &JobSpec,
+    attempt: u32,
+    dir: &Path,
+    mut cancel: watch::Receiver<bool>,
+) -> JobOutcome {
     let name = &shared.cfg.name;
-    let mut env: Vec<(String, String)> = spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut env: Vec<(String, String)> = spec
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     env.push(("CLUSTER_JOB_NAME".into(), spec.name.clone()));
     env.push(("CLUSTER_ATTEMPT".into(), attempt.to_string()));
     env.push(("CLUSTER_WORKER".into(), name.clone()));
@@ -84,7 +116,15 @@ async fn execute(shared: &Shared, spec: &JobSpec, attempt: u32, dir: &Path, mut 
     let run = exec::run_job(&spec.run, dir, env, timeout, &shared.cfg.limits, cancelled).await;
     let execution = match run {
         Ok(x) => x,
-        Err(e) => return not_run(name, spec, attempt, JobStatus::Error, Some(format!("cannot start the job: {e}"))),
+        Err(e) => {
+            return not_run(
+                name,
+                spec,
+                attempt,
+                JobStatus::Error,
+                Some(format!("cannot start the job: {e}")),
+            );
+        }
     };
     let mut outcome = JobOutcome {
         id: spec.id,
@@ -101,7 +141,9 @@ async fn execute(shared: &Shared, spec: &JobSpec, attempt: u32, dir: &Path, mut 
         match publish_outputs(shared, spec, dir).await {
             Ok(layer) => outcome.outputs_layer = layer,
             Err(e) => {
-                outcome.output.push_str(&format!("\n[cluster-action: outputs not brought back: {e}]"));
+                outcome.output.push_str(&format!(
+                    "\n[cluster-action: outputs not brought back: {e}]"
+                ));
                 if outcome.status == JobStatus::Passed {
                     outcome.status = JobStatus::Error;
                     outcome.error = Some(e);
@@ -113,22 +155,34 @@ async fn execute(shared: &Shared, spec: &JobSpec, attempt: u32, dir: &Path, mut 
 }
 
 /// Packs the files matching the job's output globs into a layer and publishes it.
-async fn publish_outputs(shared: &Shared, spec: &JobSpec, dir: &Path) -> Result<Option<Digest>, String> {
+async fn publish_outputs(
+    shared: &Shared,
+    spec: &JobSpec,
+    dir: &Path,
+) -> Result<Option<Digest>, String> {
     let dir = dir.to_path_buf();
     let patterns = spec.outputs.clone();
-    let packed = tokio::task::spawn_blocking(move || -> Result<Option<(tempfile::TempPath, Digest)>, String> {
-        let files = matching_files(&dir, &patterns)?;
-        if files.is_empty() {
-            return Ok(None);
-        }
-        let archive = tempfile::NamedTempFile::new().map_err(|e| format!("cannot create a temporary file: {e}"))?.into_temp_path();
-        let digest = layer::pack(&dir, &files, &archive).map_err(|e| e.to_string())?;
-        Ok(Some((archive, digest)))
-    })
+    let packed = tokio::task::spawn_blocking(
+        move || -> Result<Option<(tempfile::TempPath, Digest)>, String> {
+            let files = matching_files(&dir, &patterns)?;
+            if files.is_empty() {
+                return Ok(None);
+            }
+            let archive = tempfile::NamedTempFile::new()
+                .map_err(|e| format!("cannot create a temporary file: {e}"))?
+                .into_temp_path();
+            let digest = layer::pack(&dir, &files, &archive).map_err(|e| e.to_string())?;
+            Ok(Some((archive, digest)))
+        },
+    )
     .await
     .map_err(|e| format!("output packing task failed: {e}"))??;
-    let Some((archive, digest)) = packed else { return Ok(None) };
-    layer::publish(&shared.store, &archive, &digest).await.map_err(|e| e.to_string())?;
+    let Some((archive, digest)) = packed else {
+        return Ok(None);
+    };
+    layer::publish(&shared.store, &archive, &digest)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(Some(digest))
 }
 
@@ -137,10 +191,13 @@ fn matching_files(dir: &Path, patterns: &[String]) -> Result<Vec<PathBuf>, Strin
     let mut files = Vec::new();
     for pattern in patterns {
         let full = dir.join(pattern);
-        let full = full.to_str().ok_or_else(|| format!("output pattern '{pattern}' is not UTF-8"))?;
+        let full = full
+            .to_str()
+            .ok_or_else(|| format!("output pattern '{pattern}' is not UTF-8"))?;
         let escaped_root = glob::Pattern::escape(&dir.to_string_lossy());
         let full = full.replacen(&*dir.to_string_lossy(), &escaped_root, 1);
-        let paths = glob::glob(&full).map_err(|e| format!("bad output pattern '{pattern}': {e}"))?;
+        let paths =
+            glob::glob(&full).map_err(|e| format!("bad output pattern '{pattern}': {e}"))?;
         for path in paths.flatten() {
             if let Ok(rel) = path.strip_prefix(dir) {
                 files.push(rel.to_path_buf());

@@ -19,7 +19,9 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::layer::LayerCache;
-use crate::proto::{self, BrokerToWorker, Hello, JobId, JobOutcome, JobSpec, JobStatus, PROTOCOL_VERSION, WorkerMsg};
+use crate::proto::{
+    self, BrokerToWorker, Hello, JobId, JobOutcome, JobSpec, JobStatus, PROTOCOL_VERSION, WorkerMsg,
+};
 use crate::store::ArtifactStore;
 use crate::stream::{self, Namespace, StreamConfig, StreamError, StreamSender};
 
@@ -48,7 +50,9 @@ pub struct WorkerConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     /// No broker appeared within `--broker-wait`.
-    #[error("no broker for cluster '{cluster}' appeared within {secs}s (start one with `cluster-action broker`, or raise --broker-wait)")]
+    #[error(
+        "no broker for cluster '{cluster}' appeared within {secs}s (start one with `cluster-action broker`, or raise --broker-wait)"
+    )]
     NoBroker {
         /// The cluster id.
         cluster: String,
@@ -80,27 +84,45 @@ pub(crate) struct Shared {
 /// Runs a worker until the broker tells it to exit (`Ok`), or fails.
 pub async fn run(store: ArtifactStore, cfg: WorkerConfig) -> Result<(), WorkerError> {
     let cache = LayerCache::open(&cfg.cache_dir)?;
-    let conn = stream::connect(store.clone(), cfg.ns.clone(), cfg.stream.clone(), cfg.broker_wait)
-        .await
-        .map_err(|e| match e {
-            StreamError::NoListener { .. } => WorkerError::NoBroker {
-                cluster: cfg.ns.cluster.clone(),
-                secs: cfg.broker_wait.as_secs(),
-            },
-            other => WorkerError::Stream(other),
-        })?;
+    let conn = stream::connect(
+        store.clone(),
+        cfg.ns.clone(),
+        cfg.stream.clone(),
+        cfg.broker_wait,
+    )
+    .await
+    .map_err(|e| match e {
+        StreamError::NoListener { .. } => WorkerError::NoBroker {
+            cluster: cfg.ns.cluster.clone(),
+            secs: cfg.broker_wait.as_secs(),
+        },
+        other => WorkerError::Stream(other),
+    })?;
     let mut rx = conn.rx;
-    let hello = Hello::Worker { version: PROTOCOL_VERSION, name: cfg.name.clone(), slots: cfg.slots };
-    conn.tx.send(proto::encode(&WorkerMsg::Hello(hello))).await?;
+    let hello = Hello::Worker {
+        version: PROTOCOL_VERSION,
+        name: cfg.name.clone(),
+        slots: cfg.slots,
+    };
+    conn.tx
+        .send(proto::encode(&WorkerMsg::Hello(hello)))
+        .await?;
     info!(name = %cfg.name, slots = cfg.slots, "worker connected");
 
-    let shared = Arc::new(Shared { store, cache, cfg, tx: conn.tx.clone() });
+    let shared = Arc::new(Shared {
+        store,
+        cache,
+        cfg,
+        tx: conn.tx.clone(),
+    });
     let mut queue: VecDeque<(JobSpec, u32)> = VecDeque::new();
     let mut running: JoinSet<JobOutcome> = JoinSet::new();
     let mut cancels: HashMap<JobId, watch::Sender<bool>> = HashMap::new();
     let result = loop {
         while running.len() < shared.cfg.slots as usize {
-            let Some((spec, attempt)) = queue.pop_front() else { break };
+            let Some((spec, attempt)) = queue.pop_front() else {
+                break;
+            };
             let (cancel_tx, cancel_rx) = watch::channel(false);
             cancels.insert(spec.id, cancel_tx);
             running.spawn(attempt::run(shared.clone(), spec, attempt, cancel_rx));
