@@ -1,48 +1,341 @@
-//! Blob operations on signed URLs (Azure Blob REST, and act's variant of it).
+//! Blob operations on signed URLs: Azure Blob REST as github.com serves it, and act's
+//! variant of it.
+//!
+//! Differences this module absorbs: act writes data only for `comp=block` and
+//! `comp=appendBlock` (that spelling) and ignores a plain `PUT`, while Azure answers
+//! `comp=appendBlock` with 400 and wants `comp=appendblock`; act ignores `Range` and
+//! `If-None-Match` and always answers 200 with the whole blob; Azure answers a range at the end
+//! of a blob with 416 (Azurite with an empty 206). Query parameters are appended to the signed
+//! URL as text, never re-serialised, because act checks its signature on the exact string.
 
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
+use reqwest::{Client, Method, RequestBuilder, StatusCode, header};
+use tokio::io::AsyncWriteExt;
 
+use super::retry::error_chain;
 use super::{RetryPolicy, StoreError};
+
+/// The Azure Blob REST version we speak (old enough for every Azurite release).
+const API_VERSION: &str = "2020-10-02";
+/// The largest block we stage (Azure allows far more; this bounds memory per upload).
+pub const BLOCK_SIZE: usize = 8 * 1024 * 1024;
+/// The path of act's upload route: its signed upload URLs point here.
+const ACT_UPLOAD_PATH: &str = "/twirp/github.actions.results.api.v1.ArtifactService/UploadArtifact";
 
 /// What a ranged read found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RangeRead {
     /// New bytes starting at the requested offset, and the blob's current ETag if given.
-    Data { bytes: Bytes, etag: Option<String> },
+    Data {
+        /// The bytes from the offset on.
+        bytes: Bytes,
+        /// The blob's ETag, for the next conditional read.
+        etag: Option<String>,
+    },
     /// Nothing after the offset (304 on the ETag, 416 past the end, or an empty 206).
     NoNewData,
 }
 
-/// Raw blob requests on signed URLs, with retries. Cheap to clone.
+/// Raw blob requests on signed URLs, with retries. Every method names the artifact the URL
+/// belongs to, for error messages. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct BlobClient {
-    _retry: RetryPolicy,
+    http: Client,
+    retry: RetryPolicy,
 }
 
 impl BlobClient {
     /// A client with its own HTTP connection pool.
     pub fn new(retry: RetryPolicy) -> Self {
-        Self { _retry: retry }
+        Self {
+            http: http_client(),
+            retry,
+        }
     }
+
+    /// A client sharing `http`'s connection pool.
+    pub(super) fn with_http(http: Client, retry: RetryPolicy) -> Self {
+        Self { http, retry }
+    }
+
+    fn request(&self, method: Method, url: String) -> RequestBuilder {
+        self.http
+            .request(method, url)
+            .header("x-ms-version", API_VERSION)
+    }
+
+    /// Sends with retries and turns a non-success answer into an error.
+    async fn expect_success(
+        &self,
+        op: &'static str,
+        artifact: &str,
+        make: impl FnMut() -> RequestBuilder,
+    ) -> Result<reqwest::Response, StoreError> {
+        let response = self.retry.send(op, artifact, make).await?;
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            Err(StoreError::from_response(op, artifact, response).await)
+        }
+    }
+
+    /// Stages block number `index` (blocks must be staged in order: act appends them as
+    /// they come).
+    pub async fn put_block(
+        &self,
+        artifact: &str,
+        url: &str,
+        index: u32,
+        data: Bytes,
+    ) -> Result<(), StoreError> {
+        let id: String = url::form_urlencoded::byte_serialize(block_id(index).as_bytes()).collect();
+        let target = with_query(url, &format!("comp=block&blockid={id}"));
+        self.expect_success("put block", artifact, || {
+            self.request(Method::PUT, target.clone())
+                .body(data.clone())
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Commits blocks `0..count` as the blob's content.
+    pub async fn put_block_list(
+        &self,
+        artifact: &str,
+        url: &str,
+        count: u32,
+    ) -> Result<(), StoreError> {
+        let mut xml = String::from(r#"<?xml version="1.0" encoding="utf-8"?><BlockList>"#);
+        for index in 0..count {
+            xml.push_str(&format!("<Latest>{}</Latest>", block_id(index)));
+        }
+        xml.push_str("</BlockList>");
+        let target = with_query(url, "comp=blocklist");
+        self.expect_success("put block list", artifact, || {
+            self.request(Method::PUT, target.clone())
+                .header(header::CONTENT_TYPE, "application/xml")
+                .body(xml.clone())
+        })
+        .await?;
+        Ok(())
+    }
+
     /// Uploads `data` as a block blob: staged blocks, then the block list.
-    pub async fn put_block_blob(&self, _url: &str, _data: Bytes) -> Result<(), StoreError> {
-        todo!()
+    pub async fn put_block_blob(
+        &self,
+        artifact: &str,
+        url: &str,
+        data: Bytes,
+    ) -> Result<(), StoreError> {
+        let mut count = 0;
+        for start in (0..data.len()).step_by(BLOCK_SIZE) {
+            let end = (start + BLOCK_SIZE).min(data.len());
+            self.put_block(artifact, url, count, data.slice(start..end))
+                .await?;
+            count += 1;
+        }
+        self.put_block_list(artifact, url, count).await
     }
+
     /// Creates an empty append blob at `url`.
-    pub async fn create_append_blob(&self, _url: &str) -> Result<(), StoreError> {
-        todo!()
+    pub async fn create_append_blob(&self, artifact: &str, url: &str) -> Result<(), StoreError> {
+        self.expect_success("create append blob", artifact, || {
+            self.request(Method::PUT, url.to_string())
+                .header("x-ms-blob-type", "AppendBlob")
+                .header(header::CONTENT_LENGTH, 0)
+        })
+        .await?;
+        Ok(())
     }
-    /// Appends one block (at most 4 MiB) to the append blob at `url`.
-    pub async fn append_block(&self, _url: &str, _data: Bytes) -> Result<(), StoreError> {
-        todo!()
+
+    /// Appends one block (at most 4 MiB) to the append blob at `url`, which we know to hold
+    /// `position` bytes: Azure then refuses a duplicate of an append whose answer was lost,
+    /// and that refusal (412) means the block is already there.
+    pub async fn append_block(
+        &self,
+        artifact: &str,
+        url: &str,
+        position: u64,
+        data: Bytes,
+    ) -> Result<(), StoreError> {
+        let comp = if url.contains(ACT_UPLOAD_PATH) {
+            "comp=appendBlock"
+        } else {
+            "comp=appendblock"
+        };
+        let target = with_query(url, comp);
+        let response = self
+            .retry
+            .send("append block", artifact, || {
+                self.request(Method::PUT, target.clone())
+                    .header("x-ms-blob-condition-appendpos", position)
+                    .body(data.clone())
+            })
+            .await?;
+        match response.status() {
+            s if s.is_success() => Ok(()),
+            StatusCode::PRECONDITION_FAILED => Ok(()),
+            _ => Err(StoreError::from_response("append block", artifact, response).await),
+        }
     }
+
     /// Reads what the blob holds from `offset` on, conditional on `etag` when given.
     pub async fn read_from(
         &self,
-        _url: &str,
-        _offset: u64,
-        _etag: Option<&str>,
+        artifact: &str,
+        url: &str,
+        offset: u64,
+        etag: Option<&str>,
     ) -> Result<RangeRead, StoreError> {
-        todo!()
+        let response = self
+            .retry
+            .send("read", artifact, || {
+                let mut request = self
+                    .request(Method::GET, url.to_string())
+                    .header("x-ms-range", format!("bytes={offset}-"));
+                if let Some(etag) = etag {
+                    request = request.header(header::IF_NONE_MATCH, etag);
+                }
+                request
+            })
+            .await?;
+        let status = response.status();
+        match status {
+            StatusCode::NOT_MODIFIED | StatusCode::RANGE_NOT_SATISFIABLE => {
+                return Ok(RangeRead::NoNewData);
+            }
+            StatusCode::OK | StatusCode::PARTIAL_CONTENT => {}
+            _ => return Err(StoreError::from_response("read", artifact, response).await),
+        }
+        let new_etag = response
+            .headers()
+            .get(header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = response.bytes().await.map_err(|e| StoreError::Transport {
+            op: "read",
+            artifact: artifact.to_string(),
+            message: error_chain(&e),
+        })?;
+        // A 200 is the whole blob (act ignores Range): keep what lies past the offset.
+        let bytes = if status == StatusCode::OK {
+            let skip = usize::try_from(offset).unwrap_or(usize::MAX).min(body.len());
+            body.slice(skip..)
+        } else {
+            body
+        };
+        if bytes.is_empty() {
+            return Ok(RangeRead::NoNewData);
+        }
+        Ok(RangeRead::Data {
+            bytes,
+            etag: new_etag,
+        })
+    }
+
+    /// Downloads the whole blob at `url` into `dest` (created or truncated), streaming;
+    /// returns the byte count. A download cut short is retried from the start.
+    pub async fn download(
+        &self,
+        artifact: &str,
+        url: &str,
+        dest: &Path,
+    ) -> Result<u64, StoreError> {
+        let mut attempt = 1;
+        loop {
+            let response = self
+                .expect_success("download", artifact, || {
+                    self.request(Method::GET, url.to_string())
+                })
+                .await?;
+            match write_body(response, dest).await {
+                Ok(written) => return Ok(written),
+                Err(DownloadError::Io(source)) => {
+                    return Err(StoreError::Io {
+                        context: format!("writing artifact '{artifact}' to {}", dest.display()),
+                        source,
+                    });
+                }
+                Err(DownloadError::Cut(e)) if attempt >= self.retry.max_attempts => {
+                    return Err(StoreError::Transport {
+                        op: "download",
+                        artifact: artifact.to_string(),
+                        message: format!("{} (after {attempt} attempts)", error_chain(&e)),
+                    });
+                }
+                Err(DownloadError::Cut(_)) => {
+                    tokio::time::sleep(self.retry.delay(attempt, None)).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Why streaming a body to a file stopped.
+enum DownloadError {
+    /// The connection broke: worth retrying.
+    Cut(reqwest::Error),
+    /// The local file could not be written: not worth retrying.
+    Io(std::io::Error),
+}
+
+async fn write_body(mut response: reqwest::Response, dest: &Path) -> Result<u64, DownloadError> {
+    let mut file = tokio::fs::File::create(dest)
+        .await
+        .map_err(DownloadError::Io)?;
+    let mut written = 0u64;
+    while let Some(chunk) = response.chunk().await.map_err(DownloadError::Cut)? {
+        file.write_all(&chunk).await.map_err(DownloadError::Io)?;
+        written += chunk.len() as u64;
+    }
+    file.flush().await.map_err(DownloadError::Io)?;
+    Ok(written)
+}
+
+/// The HTTP client every store request goes through: bounded connect and read waits so a
+/// dead server becomes a retried error rather than a hang.
+pub(super) fn http_client() -> Client {
+    Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(60))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap_or_default()
+}
+
+/// `url` with `extra` appended to its query as text.
+fn with_query(url: &str, extra: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{extra}")
+}
+
+/// Block ids must all have the same length: base64 of a zero-padded index.
+fn block_id(index: u32) -> String {
+    STANDARD.encode(format!("block-{index:010}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parameters_are_appended_as_text() {
+        assert_eq!(
+            with_query("http://h/p?sig=a%2Bb==&x=1", "comp=block"),
+            "http://h/p?sig=a%2Bb==&x=1&comp=block"
+        );
+        assert_eq!(with_query("http://h/p", "comp=block"), "http://h/p?comp=block");
+    }
+
+    #[test]
+    fn block_ids_have_one_length() {
+        assert_eq!(block_id(0).len(), block_id(u32::MAX).len());
+        assert_ne!(block_id(1), block_id(2));
     }
 }

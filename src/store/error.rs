@@ -55,3 +55,80 @@ pub enum StoreError {
         source: std::io::Error,
     },
 }
+
+impl StoreError {
+    /// [`StoreError::Http`] from an error answer, with the server's message taken from a Twirp
+    /// JSON body (`msg`), an Azure XML body (`<Message>`), or the body itself.
+    pub(super) async fn from_response(
+        op: &'static str,
+        artifact: &str,
+        response: reqwest::Response,
+    ) -> Self {
+        let status = response.status().as_u16();
+        let code = response
+            .headers()
+            .get("x-ms-error-code")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = response.text().await.unwrap_or_default();
+        let mut message = server_message(&body);
+        if let Some(code) = code.filter(|c| !message.contains(c.as_str())) {
+            message = format!("{code}: {message}");
+        }
+        StoreError::Http {
+            op,
+            artifact: artifact.to_string(),
+            status,
+            message,
+        }
+    }
+
+    /// The HTTP status of an [`StoreError::Http`], if that is what this is.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            StoreError::Http { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// The human part of an error body: Twirp's `msg`, Azure's `<Message>`, or the trimmed body.
+fn server_message(body: &str) -> String {
+    if let Ok(json) = serde_json::from_str::<serde_json::Value>(body)
+        && let Some(msg) = json.get("msg").and_then(|m| m.as_str())
+    {
+        return msg.to_string();
+    }
+    if let Some(start) = body.find("<Message>")
+        && let Some(len) = body[start + 9..].find("</Message>")
+    {
+        return body[start + 9..start + 9 + len].trim().to_string();
+    }
+    let trimmed = body.trim();
+    match trimmed {
+        "" => "(empty body)".to_string(),
+        t if t.len() > 300 => format!("{}…", &t[..t.floor_char_boundary(300)]),
+        t => t.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_message;
+
+    #[test]
+    fn messages_come_from_twirp_azure_or_plain_bodies() {
+        assert_eq!(
+            server_message(r#"{"code":"not_found","msg":"artifact x not found"}"#),
+            "artifact x not found"
+        );
+        assert_eq!(
+            server_message(
+                "<?xml version=\"1.0\"?><Error><Code>InvalidRange</Code><Message>The range specified is invalid.\nRequestId:1</Message></Error>"
+            ),
+            "The range specified is invalid.\nRequestId:1"
+        );
+        assert_eq!(server_message("  plain  "), "plain");
+        assert_eq!(server_message(""), "(empty body)");
+    }
+}

@@ -6,20 +6,24 @@
 //! (lists unfinalized artifacts, ignores `Range`/`If-None-Match`, only `comp=block` and
 //! `comp=appendBlock` write data) and our own `serve` (github.com's behaviour).
 //!
-//! API (implemented in the submodules):
-//! - [`StoreConfig::from_env`] / [`StoreConfig::new`]: base URL + token (+ parsed backend ids).
-//! - [`ArtifactStore`]: the Twirp calls, plus the composite operations streams and layers need:
-//!   [`ArtifactStore::create_append`] → [`AppendWriter`], [`ArtifactStore::upload_file`],
-//!   [`ArtifactStore::find`], [`ArtifactStore::list`], [`ArtifactStore::tail`] → [`BlobTail`],
-//!   [`ArtifactStore::download_to`], [`ArtifactStore::delete`].
+//! - [`StoreConfig`] (`config`): base URL + token (+ parsed backend ids), validated up front.
+//! - [`ArtifactStore`] (`twirp`): the Twirp calls; and (`transfer`) the composite operations
+//!   streams and layers need: [`ArtifactStore::create_append`] → [`AppendWriter`],
+//!   [`ArtifactStore::upload_file`], [`ArtifactStore::download_to`],
+//!   [`ArtifactStore::tail`] → [`BlobTail`].
 //! - [`blob::BlobClient`]: raw blob operations on a signed URL (used by the above, and by the
 //!   Azurite interop test).
+//! - `retry`: exponential backoff with jitter around every request.
 
 pub mod blob;
+mod config;
 mod error;
 mod retry;
+mod transfer;
 mod twirp;
 
+pub use config::{RESULTS_URL_VAR, RUNTIME_TOKEN_VAR, StoreConfig};
 pub use error::StoreError;
 pub use retry::RetryPolicy;
-pub use twirp::{AppendWriter, ArtifactInfo, ArtifactStore, BlobTail, StoreConfig, UploadOutcome};
+pub use transfer::{AppendWriter, BlobTail, UploadOutcome};
+pub use twirp::{ArtifactInfo, ArtifactStore};

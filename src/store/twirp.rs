@@ -1,36 +1,18 @@
-//! The Results Twirp `ArtifactService` and the composite operations built on it.
+//! The Results Twirp `ArtifactService`: create, finalize, list, sign and delete artifacts.
+//!
+//! Requests carry only the fields every server version accepts (act 0.2.x rejects unknown
+//! ones); answers are read tolerantly: unknown fields ignored, int64 fields accepted as JSON
+//! strings or numbers, an empty list accepted when protojson leaves the field out.
 
-use std::path::Path;
+use reqwest::Client;
+use serde_json::{Value, json};
 
-use bytes::Bytes;
-use url::Url;
-
-use super::{RetryPolicy, StoreError};
+use super::blob::{BlobClient, http_client};
+use super::{StoreConfig, StoreError};
 use crate::token::BackendIds;
 
-/// Where the artifact service is and who we are to it.
-#[derive(Debug, Clone)]
-pub struct StoreConfig {
-    /// `ACTIONS_RESULTS_URL`.
-    pub results_url: Url,
-    /// `ACTIONS_RUNTIME_TOKEN`.
-    pub token: String,
-    /// Parsed from the token's `scp` claim.
-    pub ids: BackendIds,
-    /// Retry policy for every request.
-    pub retry: RetryPolicy,
-}
-
-impl StoreConfig {
-    /// From `ACTIONS_RESULTS_URL` and `ACTIONS_RUNTIME_TOKEN`; errors name the variable and what was expected.
-    pub fn from_env() -> Result<Self, StoreError> {
-        todo!()
-    }
-    /// From explicit values (validated as `from_env` does).
-    pub fn new(_results_url: &str, _token: &str) -> Result<Self, StoreError> {
-        todo!()
-    }
-}
+/// The Twirp service path below `ACTIONS_RESULTS_URL`.
+const SERVICE: &str = "twirp/github.actions.results.api.v1.ArtifactService/";
 
 /// One entry of `ListArtifacts`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,112 +29,244 @@ pub struct ArtifactInfo {
     pub size: u64,
 }
 
-/// The result of an upload-if-absent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UploadOutcome {
-    /// We uploaded it.
-    Uploaded,
-    /// Someone (possibly concurrently) already had: counts as success.
-    AlreadyPresent,
+impl ArtifactInfo {
+    /// The owner's ids, which requests about this artifact must carry.
+    fn owner(&self) -> BackendIds {
+        BackendIds {
+            run: self.run_backend_id.clone(),
+            job: self.job_backend_id.clone(),
+        }
+    }
 }
 
-/// Artifact store client. Cheap to clone.
+/// Artifact store client: the Twirp calls here, the composite operations streams and layers
+/// need in `transfer`. Cheap to clone (clones share one connection pool).
 #[derive(Debug, Clone)]
 pub struct ArtifactStore {
-    _cfg: StoreConfig,
+    pub(super) cfg: StoreConfig,
+    http: Client,
+    pub(super) blob: BlobClient,
 }
 
 impl ArtifactStore {
     /// A client for `cfg`.
     pub fn new(cfg: StoreConfig) -> Result<Self, StoreError> {
-        Ok(Self { _cfg: cfg })
+        let http = http_client();
+        let blob = BlobClient::with_http(http.clone(), cfg.retry.clone());
+        Ok(Self { cfg, http, blob })
     }
+
     /// Our own backend ids.
     pub fn ids(&self) -> &BackendIds {
-        &self._cfg.ids
+        &self.cfg.ids
     }
+
+    /// One Twirp call with retries; maps `already_exists` and `not_found` to their variants.
+    async fn call(
+        &self,
+        method: &'static str,
+        artifact: &str,
+        body: Value,
+    ) -> Result<Value, StoreError> {
+        let url = format!("{}{SERVICE}{method}", self.cfg.results_url);
+        let response = self
+            .cfg
+            .retry
+            .send(method, artifact, || {
+                self.http
+                    .post(&url)
+                    .bearer_auth(&self.cfg.token)
+                    .json(&body)
+            })
+            .await?;
+        let status = response.status().as_u16();
+        if !response.status().is_success() {
+            let error = StoreError::from_response(method, artifact, response).await;
+            return Err(match status {
+                409 => StoreError::AlreadyExists(artifact.to_string()),
+                404 => StoreError::NotFound(artifact.to_string()),
+                _ => error,
+            });
+        }
+        response.json().await.map_err(|e| StoreError::Protocol {
+            op: method,
+            artifact: artifact.to_string(),
+            message: format!("the answer is not JSON: {e}"),
+        })
+    }
+
+    /// The request body fields every call carries: the given ids.
+    fn ids_body(ids: &BackendIds) -> serde_json::Map<String, Value> {
+        let mut body = serde_json::Map::new();
+        body.insert("workflowRunBackendId".into(), json!(ids.run));
+        body.insert("workflowJobRunBackendId".into(), json!(ids.job));
+        body
+    }
+
     /// `CreateArtifact`: returns the signed upload URL.
-    pub async fn create_artifact(&self, _name: &str) -> Result<String, StoreError> {
-        todo!()
+    pub async fn create_artifact(&self, name: &str) -> Result<String, StoreError> {
+        let mut body = Self::ids_body(self.ids());
+        body.insert("name".into(), json!(name));
+        body.insert("version".into(), json!(4));
+        let answer = self.call("CreateArtifact", name, body.into()).await?;
+        check_ok("CreateArtifact", name, &answer)?;
+        string_field("CreateArtifact", name, &answer, "signedUploadUrl")
     }
+
     /// `FinalizeArtifact`: returns the artifact id.
     pub async fn finalize_artifact(
         &self,
-        _name: &str,
-        _size: u64,
-        _sha256_hex: Option<&str>,
+        name: &str,
+        size: u64,
+        sha256_hex: Option<&str>,
     ) -> Result<i64, StoreError> {
-        todo!()
+        let mut body = Self::ids_body(self.ids());
+        body.insert("name".into(), json!(name));
+        body.insert("size".into(), json!(size.to_string()));
+        if let Some(hex) = sha256_hex {
+            body.insert("hash".into(), json!(format!("sha256:{hex}")));
+        }
+        let answer = self.call("FinalizeArtifact", name, body.into()).await?;
+        check_ok("FinalizeArtifact", name, &answer)?;
+        int_field("FinalizeArtifact", name, &answer, "artifactId")
     }
-    /// `ListArtifacts`, optionally with an exact-name filter.
-    pub async fn list(&self, _name_filter: Option<&str>) -> Result<Vec<ArtifactInfo>, StoreError> {
-        todo!()
+
+    /// `ListArtifacts` of this run, optionally with an exact-name filter.
+    pub async fn list(&self, name_filter: Option<&str>) -> Result<Vec<ArtifactInfo>, StoreError> {
+        let mut body = Self::ids_body(self.ids());
+        if let Some(name) = name_filter {
+            body.insert("nameFilter".into(), json!(name));
+        }
+        let artifact = name_filter.unwrap_or("");
+        let answer = self.call("ListArtifacts", artifact, body.into()).await?;
+        let entries = match answer.get("artifacts") {
+            None | Some(Value::Null) => return Ok(Vec::new()),
+            Some(Value::Array(entries)) => entries,
+            Some(other) => {
+                return Err(StoreError::Protocol {
+                    op: "ListArtifacts",
+                    artifact: artifact.to_string(),
+                    message: format!("'artifacts' is not a list: {other}"),
+                });
+            }
+        };
+        entries
+            .iter()
+            .map(|entry| {
+                let name = string_field("ListArtifacts", artifact, entry, "name")?;
+                Ok(ArtifactInfo {
+                    run_backend_id: string_field("ListArtifacts", &name, entry, "workflowRunBackendId")
+                        .unwrap_or_else(|_| self.ids().run.clone()),
+                    job_backend_id: string_field("ListArtifacts", &name, entry, "workflowJobRunBackendId")
+                        .unwrap_or_else(|_| self.ids().job.clone()),
+                    database_id: int_field("ListArtifacts", &name, entry, "databaseId")?,
+                    size: int_field("ListArtifacts", &name, entry, "size")
+                        .map_or(0, |s| u64::try_from(s).unwrap_or(0)),
+                    name,
+                })
+            })
+            .collect()
     }
-    /// The listed artifact of exactly this name, if any.
-    pub async fn find(&self, _name: &str) -> Result<Option<ArtifactInfo>, StoreError> {
-        todo!()
+
+    /// The listed artifact of exactly this name, if any (the newest, should there be several).
+    pub async fn find(&self, name: &str) -> Result<Option<ArtifactInfo>, StoreError> {
+        Ok(self
+            .list(Some(name))
+            .await?
+            .into_iter()
+            .filter(|a| a.name == name)
+            .max_by_key(|a| a.database_id))
     }
+
     /// `GetSignedArtifactURL` for a listed artifact (with the owner's ids).
-    pub async fn download_url(&self, _artifact: &ArtifactInfo) -> Result<String, StoreError> {
-        todo!()
+    pub async fn download_url(&self, artifact: &ArtifactInfo) -> Result<String, StoreError> {
+        let mut body = Self::ids_body(&artifact.owner());
+        body.insert("name".into(), json!(artifact.name));
+        let answer = self
+            .call("GetSignedArtifactURL", &artifact.name, body.into())
+            .await?;
+        string_field("GetSignedArtifactURL", &artifact.name, &answer, "signedUrl")
     }
+
     /// `DeleteArtifact` for a listed artifact (with the owner's ids).
-    pub async fn delete(&self, _artifact: &ArtifactInfo) -> Result<(), StoreError> {
-        todo!()
-    }
-    /// Creates `name` as an append blob, finalized with size 0 so it is listable; keep appending.
-    pub async fn create_append(&self, _name: &str) -> Result<AppendWriter, StoreError> {
-        todo!()
-    }
-    /// Uploads a file as block blob artifact `name` and finalizes it, unless it exists already.
-    pub async fn upload_file(
-        &self,
-        _name: &str,
-        _path: &Path,
-        _sha256_hex: &str,
-    ) -> Result<UploadOutcome, StoreError> {
-        todo!()
-    }
-    /// Downloads a listed artifact to `dest`; returns the byte count.
-    pub async fn download_to(
-        &self,
-        _artifact: &ArtifactInfo,
-        _dest: &Path,
-    ) -> Result<u64, StoreError> {
-        todo!()
-    }
-    /// An incremental reader of a listed artifact's blob (re-signs its URL when it expires).
-    pub fn tail(&self, _artifact: ArtifactInfo) -> BlobTail {
-        todo!()
+    pub async fn delete(&self, artifact: &ArtifactInfo) -> Result<(), StoreError> {
+        let mut body = Self::ids_body(&artifact.owner());
+        body.insert("name".into(), json!(artifact.name));
+        let answer = self
+            .call("DeleteArtifact", &artifact.name, body.into())
+            .await?;
+        check_ok("DeleteArtifact", &artifact.name, &answer)
     }
 }
 
-/// Appends to one append-blob artifact through its upload URL.
-#[derive(Debug)]
-pub struct AppendWriter {
-    _url: String,
-}
-
-impl AppendWriter {
-    /// Appends one block (≤ 4 MiB). An error means this URL may no longer write: rotate.
-    pub async fn append(&mut self, _data: Bytes) -> Result<(), StoreError> {
-        todo!()
+/// Refuses an answer that says `"ok": false` (an absent `ok` is protojson's false, but act
+/// and older servers leave it out on success too, so only an explicit false counts).
+fn check_ok(op: &'static str, artifact: &str, answer: &Value) -> Result<(), StoreError> {
+    if answer.get("ok") == Some(&Value::Bool(false)) {
+        return Err(StoreError::Protocol {
+            op,
+            artifact: artifact.to_string(),
+            message: format!("the server answered ok: false ({answer})"),
+        });
     }
-    /// Appends made so far.
-    pub fn appends(&self) -> u64 {
-        todo!()
+    Ok(())
+}
+
+fn missing(op: &'static str, artifact: &str, field: &str, answer: &Value) -> StoreError {
+    StoreError::Protocol {
+        op,
+        artifact: artifact.to_string(),
+        message: format!("no usable '{field}' in {answer}"),
     }
 }
 
-/// Reads an artifact's blob incrementally: each call returns only bytes not returned before.
-#[derive(Debug)]
-pub struct BlobTail {
-    _artifact: ArtifactInfo,
+/// A string field of an answer.
+fn string_field(
+    op: &'static str,
+    artifact: &str,
+    answer: &Value,
+    field: &str,
+) -> Result<String, StoreError> {
+    answer
+        .get(field)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| missing(op, artifact, field, answer))
 }
 
-impl BlobTail {
-    /// New bytes since the last call, or `None` when nothing new arrived.
-    pub async fn read_new(&mut self) -> Result<Option<Bytes>, StoreError> {
-        todo!()
+/// An int64 field, which protojson writes as a string (and others as a number).
+fn int_field(
+    op: &'static str,
+    artifact: &str,
+    answer: &Value,
+    field: &str,
+) -> Result<i64, StoreError> {
+    match answer.get(field) {
+        Some(Value::String(s)) => s.parse().ok(),
+        Some(Value::Number(n)) => n.as_i64(),
+        _ => None,
+    }
+    .ok_or_else(|| missing(op, artifact, field, answer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn int64_fields_are_read_from_strings_and_numbers() {
+        let answer = json!({"a": "42", "b": 7, "c": "x"});
+        assert_eq!(int_field("op", "n", &answer, "a").unwrap(), 42);
+        assert_eq!(int_field("op", "n", &answer, "b").unwrap(), 7);
+        let e = int_field("op", "n", &answer, "c").unwrap_err().to_string();
+        assert!(e.contains("'c'") && e.contains("op") && e.contains("'n'"), "{e}");
+    }
+
+    #[test]
+    fn only_an_explicit_false_ok_is_refused() {
+        assert!(check_ok("op", "n", &json!({"ok": true})).is_ok());
+        assert!(check_ok("op", "n", &json!({})).is_ok());
+        assert!(check_ok("op", "n", &json!({"ok": false})).is_err());
     }
 }

@@ -1,0 +1,200 @@
+//! The composite operations streams and layers are built on: append-blob artifacts that stay
+//! writable after finalize, upload-if-absent of a file, downloads, and incremental reads that
+//! re-sign an expired URL.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use tokio::io::AsyncReadExt;
+
+use super::blob::{BLOCK_SIZE, BlobClient, RangeRead};
+use super::{ArtifactInfo, ArtifactStore, StoreError};
+
+/// The result of an upload-if-absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadOutcome {
+    /// We uploaded it.
+    Uploaded,
+    /// Someone (possibly concurrently) already had: counts as success.
+    AlreadyPresent,
+}
+
+/// Whether an error means the signed URL no longer works (expired), so a fresh one may.
+fn url_expired(error: &StoreError) -> bool {
+    matches!(error.status(), Some(401 | 403))
+}
+
+impl ArtifactStore {
+    /// Creates `name` as an append blob, finalized with size 0 so it is listable; keep
+    /// appending through the returned writer.
+    pub async fn create_append(&self, name: &str) -> Result<AppendWriter, StoreError> {
+        let url = self.create_artifact(name).await?;
+        self.blob.create_append_blob(name, &url).await?;
+        self.finalize_artifact(name, 0, None).await?;
+        Ok(AppendWriter {
+            blob: self.blob.clone(),
+            name: name.to_string(),
+            url,
+            position: 0,
+            appends: 0,
+        })
+    }
+
+    /// Uploads a file as block blob artifact `name` and finalizes it, unless it exists
+    /// already. The file is read and sent a block at a time, so memory stays bounded.
+    pub async fn upload_file(
+        &self,
+        name: &str,
+        path: &Path,
+        sha256_hex: &str,
+    ) -> Result<UploadOutcome, StoreError> {
+        if self.find(name).await?.is_some() {
+            return Ok(UploadOutcome::AlreadyPresent);
+        }
+        let url = match self.create_artifact(name).await {
+            Ok(url) => url,
+            Err(StoreError::AlreadyExists(_)) => return Ok(UploadOutcome::AlreadyPresent),
+            Err(e) => return Err(e),
+        };
+        let io = |source| StoreError::Io {
+            context: format!("reading {} to upload it as '{name}'", path.display()),
+            source,
+        };
+        let mut file = tokio::fs::File::open(path).await.map_err(io)?;
+        let (mut size, mut blocks) = (0u64, 0u32);
+        loop {
+            let mut block = Vec::with_capacity(BLOCK_SIZE);
+            (&mut file)
+                .take(BLOCK_SIZE as u64)
+                .read_to_end(&mut block)
+                .await
+                .map_err(io)?;
+            if block.is_empty() && blocks > 0 {
+                break;
+            }
+            let last = block.len() < BLOCK_SIZE;
+            size += block.len() as u64;
+            self.blob
+                .put_block(name, &url, blocks, Bytes::from(block))
+                .await?;
+            blocks += 1;
+            if last {
+                break;
+            }
+        }
+        self.blob.put_block_list(name, &url, blocks).await?;
+        self.finalize_artifact(name, size, Some(sha256_hex)).await?;
+        Ok(UploadOutcome::Uploaded)
+    }
+
+    /// Downloads a listed artifact to `dest`; returns the byte count.
+    pub async fn download_to(
+        &self,
+        artifact: &ArtifactInfo,
+        dest: &Path,
+    ) -> Result<u64, StoreError> {
+        let url = self.download_url(artifact).await?;
+        match self.blob.download(&artifact.name, &url, dest).await {
+            Err(e) if url_expired(&e) => {
+                let url = self.download_url(artifact).await?;
+                self.blob.download(&artifact.name, &url, dest).await
+            }
+            result => result,
+        }
+    }
+
+    /// An incremental reader of a listed artifact's blob (re-signs its URL when it expires).
+    pub fn tail(&self, artifact: ArtifactInfo) -> BlobTail {
+        BlobTail {
+            store: self.clone(),
+            artifact,
+            url: None,
+            offset: 0,
+            etag: None,
+        }
+    }
+}
+
+/// Appends to one append-blob artifact through its upload URL.
+#[derive(Debug)]
+pub struct AppendWriter {
+    blob: BlobClient,
+    name: String,
+    url: String,
+    position: u64,
+    appends: u64,
+}
+
+impl AppendWriter {
+    /// Appends one block (≤ 4 MiB). An error means this URL may no longer write: rotate.
+    pub async fn append(&mut self, data: Bytes) -> Result<(), StoreError> {
+        let len = data.len() as u64;
+        self.blob
+            .append_block(&self.name, &self.url, self.position, data)
+            .await?;
+        self.position += len;
+        self.appends += 1;
+        Ok(())
+    }
+
+    /// Appends made so far.
+    pub fn appends(&self) -> u64 {
+        self.appends
+    }
+
+    /// The artifact this writer appends to.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Reads an artifact's blob incrementally: each call returns only bytes not returned before.
+#[derive(Debug)]
+pub struct BlobTail {
+    store: ArtifactStore,
+    artifact: ArtifactInfo,
+    url: Option<String>,
+    offset: u64,
+    etag: Option<String>,
+}
+
+impl BlobTail {
+    /// New bytes since the last call, or `None` when nothing new arrived.
+    pub async fn read_new(&mut self) -> Result<Option<Bytes>, StoreError> {
+        let read = match self.read_once().await {
+            Err(e) if url_expired(&e) => {
+                self.url = None;
+                self.read_once().await?
+            }
+            result => result?,
+        };
+        match read {
+            RangeRead::NoNewData => Ok(None),
+            RangeRead::Data { bytes, etag } => {
+                self.offset += bytes.len() as u64;
+                self.etag = etag;
+                Ok(Some(bytes))
+            }
+        }
+    }
+
+    async fn read_once(&mut self) -> Result<RangeRead, StoreError> {
+        let url = match &self.url {
+            Some(url) => url.clone(),
+            None => {
+                let url = self.store.download_url(&self.artifact).await?;
+                self.url = Some(url.clone());
+                url
+            }
+        };
+        self.store
+            .blob
+            .read_from(&self.artifact.name, &url, self.offset, self.etag.as_deref())
+            .await
+    }
+
+    /// The artifact being read.
+    pub fn artifact(&self) -> &ArtifactInfo {
+        &self.artifact
+    }
+}
