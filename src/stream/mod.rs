@@ -7,7 +7,7 @@
 //! checksummed frames (data, part, keepalive, shutdown, rotate).
 //!
 //! Module map: `names` (artifact names), `frame` (the codec), `writer` (batching, keepalives,
-//! rotation), `reader` (polling, exactly-once delivery, following rotations, peer timeout),
+//! rotation), `reader` (polling, following rotations, peer timeout), `sequence` (exactly-once delivery),
 //! `listener` and `connect` (the two ways to get a [`Connection`]), `backoff` (patient waiting).
 //!
 //! Delivery guarantee: each message sent before a successful [`StreamSender::close`] is
@@ -19,6 +19,7 @@ mod frame;
 mod listener;
 mod names;
 mod reader;
+mod sequence;
 mod writer;
 
 use std::sync::Arc;

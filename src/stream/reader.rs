@@ -8,8 +8,9 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::backoff::{self, Backoff};
-use super::frame::{self, Frame, HEADER_LEN, Kind, MAX_PAYLOAD};
+use super::frame::{self, Frame, HEADER_LEN};
 use super::names::SegmentNames;
+use super::sequence::{Sequencer, Taken};
 use super::{StreamConfig, StreamError};
 use crate::store::{ArtifactInfo, ArtifactStore, BlobTail};
 
@@ -55,8 +56,7 @@ pub(crate) fn spawn(
         cfg: cfg.clone(),
         peer,
         segment,
-        last_seq: 0,
-        message: BytesMut::new(),
+        sequencer: Sequencer::default(),
         last_heard: Instant::now(),
         tx,
     };
@@ -119,10 +119,7 @@ struct Reader {
     cfg: StreamConfig,
     peer: String,
     segment: Segment,
-    /// The sequence number of the last message frame taken.
-    last_seq: u64,
-    /// Parts of a message still being reassembled.
-    message: BytesMut,
+    sequencer: Sequencer,
     last_heard: Instant,
     tx: mpsc::Sender<Delivery>,
 }
@@ -190,6 +187,7 @@ impl Reader {
     async fn handle(&mut self, frame: Frame) -> Result<Flow, StreamError> {
         let len = (HEADER_LEN + frame.payload.len()) as u64;
         let taken = self
+            .sequencer
             .take(frame)
             .map_err(|reason| self.segment.bad_frame(reason));
         self.segment.offset += len;
@@ -201,49 +199,6 @@ impl Reader {
             },
             Taken::Rotate(next) => Flow::Rotate(next),
             Taken::Shutdown => Flow::Shutdown,
-        })
-    }
-
-    /// Applies one frame to the sequence and reassembly state: drops duplicates, refuses gaps.
-    fn take(&mut self, frame: Frame) -> Result<Taken, String> {
-        let expected = self.last_seq + 1;
-        if !frame.kind.is_message() {
-            // Control frames carry the last message seq written before them.
-            if frame.seq > self.last_seq {
-                return Err(format!(
-                    "message frames {expected}..={} are missing",
-                    frame.seq
-                ));
-            }
-            return Ok(match frame.kind {
-                Kind::Rotate => Taken::Rotate(frame.rotate_target()?),
-                _ => Taken::Nothing,
-            });
-        }
-        if frame.seq < expected {
-            return Ok(Taken::Nothing); // a duplicate from a retried append or a re-send
-        }
-        if frame.seq > expected {
-            return Err(format!(
-                "sequence gap: expected frame {expected}, found {}",
-                frame.seq
-            ));
-        }
-        self.last_seq = frame.seq;
-        if self.message.len() + frame.payload.len() > MAX_PAYLOAD {
-            return Err(format!("message exceeds the limit of {MAX_PAYLOAD} bytes"));
-        }
-        Ok(match frame.kind {
-            Kind::Part => {
-                self.message.extend_from_slice(&frame.payload);
-                Taken::Nothing
-            }
-            Kind::Data if self.message.is_empty() => Taken::Message(frame.payload),
-            Kind::Data => {
-                self.message.extend_from_slice(&frame.payload);
-                Taken::Message(self.message.split().freeze())
-            }
-            _ => Taken::Shutdown,
         })
     }
 
@@ -301,12 +256,4 @@ impl Reader {
     fn peer_timeout(&self) -> StreamError {
         StreamError::peer_timeout(&self.peer, self.cfg.peer_timeout)
     }
-}
-
-/// What one frame amounts to.
-enum Taken {
-    Nothing,
-    Message(Bytes),
-    Rotate(u64),
-    Shutdown,
 }

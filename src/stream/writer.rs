@@ -94,6 +94,7 @@ pub(crate) fn spawn(
         max_appends: cfg.max_appends,
         keepalive: cfg.keepalive,
         encoder: Encoder::new(cfg.max_append_bytes),
+        written_seq: 0,
     };
     let task_outcome = Arc::clone(&outcome);
     tokio::spawn(async move {
@@ -131,6 +132,8 @@ struct Writer {
     max_appends: u64,
     keepalive: Duration,
     encoder: Encoder,
+    /// The sequence number of the last message frame written (what a rotate frame carries).
+    written_seq: u64,
 }
 
 impl Writer {
@@ -182,8 +185,9 @@ impl Writer {
     }
 
     async fn flush(&mut self) -> Result<(), StreamError> {
-        for body in self.encoder.take_appends() {
-            self.append(body).await?;
+        for append in self.encoder.take_appends() {
+            self.append(append.body).await?;
+            self.written_seq = append.last_seq;
         }
         Ok(())
     }
@@ -216,7 +220,7 @@ impl Writer {
     async fn rotate(&mut self) -> Result<(), StreamError> {
         let next = self.open(self.index + 1).await?;
         let mut rotate = BytesMut::new();
-        frame::encode_rotate(self.encoder.seq, self.index + 1, &mut rotate);
+        frame::encode_rotate(self.written_seq, self.index + 1, &mut rotate);
         match self.segment.append(rotate.freeze()).await {
             Ok(()) => {}
             Err(e) if url_is_dead(&e) => {
@@ -250,10 +254,20 @@ fn url_is_dead(e: &StoreError) -> bool {
 /// Encodes messages and control frames and packs them into append bodies of whole frames.
 struct Encoder {
     max_append: usize,
-    /// The sequence number of the last message frame.
+    /// The sequence number of the last message frame encoded.
     seq: u64,
-    done: Vec<Bytes>,
+    /// Finished append bodies.
+    done: Vec<Append>,
     current: BytesMut,
+    /// The sequence number of the last message frame in `current` or before it.
+    current_last_seq: u64,
+}
+
+/// One append body and the sequence number of the last message frame it holds (or of the one
+/// before it, for a body of control frames only).
+struct Append {
+    body: Bytes,
+    last_seq: u64,
 }
 
 impl Encoder {
@@ -263,6 +277,7 @@ impl Encoder {
             seq: 0,
             done: Vec::new(),
             current: BytesMut::new(),
+            current_last_seq: 0,
         }
     }
 
@@ -295,20 +310,31 @@ impl Encoder {
         if !self.current.is_empty()
             && self.current.len() + HEADER_LEN + payload.len() > self.max_append
         {
-            self.done.push(self.current.split().freeze());
+            self.finish_append();
         }
         frame::encode(kind, seq, payload, &mut self.current);
+        if kind.is_message() {
+            self.current_last_seq = seq;
+        }
     }
 
     /// Encoded bytes not yet taken.
     fn pending(&self) -> usize {
-        self.done.iter().map(Bytes::len).sum::<usize>() + self.current.len()
+        self.done.iter().map(|a| a.body.len()).sum::<usize>() + self.current.len()
+    }
+
+    fn finish_append(&mut self) {
+        let body = self.current.split().freeze();
+        self.done.push(Append {
+            body,
+            last_seq: self.current_last_seq,
+        });
     }
 
     /// The append bodies, in order; each at most `max_append` bytes.
-    fn take_appends(&mut self) -> Vec<Bytes> {
+    fn take_appends(&mut self) -> Vec<Append> {
         if !self.current.is_empty() {
-            self.done.push(self.current.split().freeze());
+            self.finish_append();
         }
         std::mem::take(&mut self.done)
     }
@@ -318,15 +344,17 @@ impl Encoder {
 mod tests {
     use super::*;
 
-    fn frames(bodies: &[Bytes]) -> Vec<frame::Frame> {
+    fn frames(appends: &[Append]) -> Vec<frame::Frame> {
         let mut out = Vec::new();
-        for body in bodies {
-            // Every append must hold whole frames only.
-            let mut buf = BytesMut::from(&body[..]);
+        for append in appends {
+            // Every append must hold whole frames only, and know its last message seq.
+            let mut buf = BytesMut::from(&append.body[..]);
             while let Some(f) = frame::decode(&mut buf).unwrap() {
                 out.push(f);
             }
             assert!(buf.is_empty(), "an append ends inside a frame");
+            let last = out.iter().rev().find(|f| f.kind.is_message());
+            assert_eq!(append.last_seq, last.map_or(0, |f| f.seq));
         }
         out
     }
@@ -338,7 +366,7 @@ mod tests {
             enc.message(&[i; 10]);
         }
         let bodies = enc.take_appends();
-        assert!(bodies.iter().all(|b| b.len() <= 100));
+        assert!(bodies.iter().all(|a| a.body.len() <= 100));
         // 20 frames of 28 bytes, 3 per append.
         assert_eq!(bodies.len(), 7);
         let seqs: Vec<_> = frames(&bodies).iter().map(|f| f.seq).collect();
@@ -354,7 +382,7 @@ mod tests {
         enc.keepalive();
         enc.shutdown();
         let bodies = enc.take_appends();
-        assert!(bodies.iter().all(|b| b.len() <= 64));
+        assert!(bodies.iter().all(|a| a.body.len() <= 64));
         let frames = frames(&bodies);
         let kinds: Vec<_> = frames.iter().map(|f| f.kind).collect();
         assert_eq!(kinds.iter().filter(|k| **k == Kind::Part).count(), 5);
