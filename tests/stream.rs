@@ -282,13 +282,13 @@ async fn keepalives_hold_an_idle_stream_open() {
     let service = serve::start(ServeConfig::default()).await.unwrap();
     guarded(async {
         let cfg = StreamConfig {
-            peer_timeout: Duration::from_millis(600),
+            peer_timeout: Duration::from_secs(1),
             ..quick()
         };
         let (mut server, client) = pair(&service, cfg).await;
         // Idle for several peer timeouts: keepalives must keep the peer alive.
         let later = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            tokio::time::sleep(Duration::from_secs(3)).await;
             client
                 .tx
                 .send(Bytes::from_static(b"still here"))
