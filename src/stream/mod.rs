@@ -3,23 +3,33 @@
 //!
 //! The listener (broker) publishes `ca.<cluster>.<attempt>.listen`; a client creates its
 //! up-stream, the listener discovers it through `ListArtifacts` and answers with a down-stream.
-//! Each direction is a sequence of append-blob segments carrying length-prefixed, versioned
-//! frames (data, keepalive, shutdown, rotate).
+//! Each direction is a sequence of append-blob segments carrying length-prefixed, versioned,
+//! checksummed frames (data, part, keepalive, shutdown, rotate).
+//!
+//! Module map: `names` (artifact names), `frame` (the codec), `writer` (batching, keepalives,
+//! rotation), `reader` (polling, following rotations, peer timeout), `sequence` (exactly-once delivery),
+//! `listener` and `connect` (the two ways to get a [`Connection`]), `backoff` (patient waiting).
+//!
+//! Delivery guarantee: each message sent before a successful [`StreamSender::close`] is
+//! received exactly once and in order, or the receiver gets an error; never a silent loss.
 
+mod backoff;
+mod connect;
+mod frame;
+mod listener;
+mod names;
+mod reader;
+mod sequence;
+mod writer;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-
-use crate::store::ArtifactStore;
-
-/// Names of one cluster's streams: `ca.<cluster>.<attempt>.…`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Namespace {
-    /// The cluster id (the `--cluster` flag).
-    pub cluster: String,
-    /// The run attempt (`GITHUB_RUN_ATTEMPT`, 1 when unset).
-    pub attempt: String,
-}
+pub use connect::connect;
+pub use listener::Listener;
+pub use names::Namespace;
+pub use reader::StreamReceiver;
+pub use writer::StreamSender;
 
 /// Timings and limits of a stream.
 #[derive(Debug, Clone)]
@@ -54,6 +64,30 @@ impl Default for StreamConfig {
             discovery_min: Duration::from_millis(200),
             discovery_max: Duration::from_secs(3),
         }
+    }
+}
+
+impl StreamConfig {
+    /// Checks the settings make sense together: no zero delays (busy loops), a peer timeout
+    /// longer than two keepalives (the reader probes for a new segment after two silent
+    /// keepalive periods), room for a rotate frame per segment and for a frame per append.
+    pub fn validate(&self) -> Result<(), StreamError> {
+        let problem = if self.poll_min.is_zero() || self.poll_min > self.poll_max {
+            "need 0 < poll_min <= poll_max"
+        } else if self.discovery_min.is_zero() || self.discovery_min > self.discovery_max {
+            "need 0 < discovery_min <= discovery_max"
+        } else if self.keepalive.is_zero() || self.peer_timeout <= self.keepalive * 2 {
+            "need 0 < 2 * keepalive < peer_timeout"
+        } else if self.max_appends < 2 {
+            "need max_appends >= 2"
+        } else if self.max_append_bytes <= frame::HEADER_LEN {
+            "need max_append_bytes > 18 (the frame header)"
+        } else {
+            return Ok(());
+        };
+        Err(StreamError::Config(format!(
+            "invalid stream settings: {problem} ({self:?})"
+        )))
     }
 }
 
@@ -92,6 +126,31 @@ pub enum StreamError {
     /// The local end was closed.
     #[error("the stream is closed")]
     Closed,
+    /// An invalid namespace or configuration; the message says what is allowed.
+    #[error("{0}")]
+    Config(String),
+    /// A message larger than a stream carries.
+    #[error("message of {len} bytes exceeds the stream limit of {max} bytes")]
+    TooLarge {
+        /// The message size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The sending side failed earlier (e.g. the store stayed unreachable); shared by every
+    /// clone of the sender.
+    #[error("the stream failed earlier: {0}")]
+    Broken(Arc<StreamError>),
+}
+
+impl StreamError {
+    /// [`StreamError::PeerTimeout`] for `peer` after `timeout`.
+    fn peer_timeout(peer: &str, timeout: Duration) -> Self {
+        Self::PeerTimeout {
+            peer: peer.to_string(),
+            secs: timeout.as_secs_f64().ceil() as u64,
+        }
+    }
 }
 
 /// One end of a duplex stream.
@@ -102,57 +161,4 @@ pub struct Connection {
     pub tx: StreamSender,
     /// Receives the peer's messages.
     pub rx: StreamReceiver,
-}
-
-/// The sending half. Clone it to send from several tasks.
-#[derive(Clone)]
-pub struct StreamSender {}
-
-impl StreamSender {
-    /// Queues one message; messages queued together go out in one append.
-    pub async fn send(&self, _msg: Bytes) -> Result<(), StreamError> {
-        todo!()
-    }
-    /// Sends a shutdown frame after everything queued and waits until it is written.
-    pub async fn close(&self) -> Result<(), StreamError> {
-        todo!()
-    }
-}
-
-/// The receiving half.
-pub struct StreamReceiver {}
-
-impl StreamReceiver {
-    /// The next message; `Ok(None)` once the peer shut down cleanly.
-    pub async fn recv(&mut self) -> Result<Option<Bytes>, StreamError> {
-        todo!()
-    }
-}
-
-/// Accepts clients of one namespace.
-pub struct Listener {}
-
-impl Listener {
-    /// Publishes the listen artifact and starts discovering clients.
-    pub async fn bind(
-        _store: ArtifactStore,
-        _ns: Namespace,
-        _cfg: StreamConfig,
-    ) -> Result<Self, StreamError> {
-        todo!()
-    }
-    /// The next new client.
-    pub async fn accept(&mut self) -> Result<Connection, StreamError> {
-        todo!()
-    }
-}
-
-/// Connects to the listener of `ns`, waiting up to `wait` for it to appear.
-pub async fn connect(
-    _store: ArtifactStore,
-    _ns: Namespace,
-    _cfg: StreamConfig,
-    _wait: Duration,
-) -> Result<Connection, StreamError> {
-    todo!()
 }

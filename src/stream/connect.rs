@@ -1,0 +1,51 @@
+//! The connecting side: waits for the listener, opens an up-stream and waits for the answer.
+
+use std::time::Duration;
+
+use tracing::debug;
+
+use super::backoff::{Backoff, wait_for};
+use super::names::{Direction, Namespace, new_peer_id};
+use super::{Connection, StreamConfig, StreamError, reader, writer};
+use crate::store::ArtifactStore;
+
+/// Connects to the listener of `ns`, waiting up to `wait` for it to appear. The listener must
+/// then answer within `cfg.peer_timeout`, else [`StreamError::PeerTimeout`].
+pub async fn connect(
+    store: ArtifactStore,
+    ns: Namespace,
+    cfg: StreamConfig,
+    wait: Duration,
+) -> Result<Connection, StreamError> {
+    ns.validate()?;
+    cfg.validate()?;
+    let discovery = Backoff::new(cfg.discovery_min, cfg.discovery_max);
+    let listen = ns.listen_name();
+    if wait_for(&store, &listen, discovery.clone(), wait)
+        .await?
+        .is_none()
+    {
+        return Err(StreamError::NoListener {
+            name: listen,
+            secs: wait.as_secs_f64().ceil() as u64,
+        });
+    }
+    let peer = new_peer_id();
+    let up = ns.segments(&peer, Direction::Up);
+    let first = store.create_append(&up.segment(0)).await?;
+    debug!(%peer, listen = %listen, "connecting");
+    // Writing starts now, so keepalives flow while the listener has yet to answer.
+    let tx = writer::spawn(store.clone(), up, first, &cfg);
+    let down = ns.segments(&peer, Direction::Down);
+    let listener = ns.to_string();
+    let Some(down0) = wait_for(&store, &down.segment(0), discovery, cfg.peer_timeout).await? else {
+        return Err(StreamError::peer_timeout(&listener, cfg.peer_timeout));
+    };
+    debug!(%peer, "connected");
+    let rx = reader::spawn(store, down, down0, listener.clone(), &cfg);
+    Ok(Connection {
+        peer: listener,
+        tx,
+        rx,
+    })
+}

@@ -1,0 +1,117 @@
+//! The listening side: publishes the listen artifact and turns each new client's up-stream,
+//! found by polling `ListArtifacts`, into a [`Connection`] with a fresh down-stream.
+
+use std::collections::HashSet;
+
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use super::backoff::Backoff;
+use super::names::{Direction, Namespace};
+use super::{Connection, StreamConfig, StreamError, reader, writer};
+use crate::store::{ArtifactInfo, ArtifactStore};
+
+/// Connections discovered but not yet accepted.
+const ACCEPT_QUEUE: usize = 16;
+
+/// Accepts clients of one namespace.
+pub struct Listener {
+    incoming: mpsc::Receiver<Result<Connection, StreamError>>,
+}
+
+impl Listener {
+    /// Publishes the listen artifact and starts discovering clients in the background (until
+    /// the listener is dropped).
+    pub async fn bind(
+        store: ArtifactStore,
+        ns: Namespace,
+        cfg: StreamConfig,
+    ) -> Result<Self, StreamError> {
+        ns.validate()?;
+        cfg.validate()?;
+        // An empty append blob: its existence is the announcement; the protocol version
+        // travels in every frame header.
+        store.create_append(&ns.listen_name()).await?;
+        debug!(listen = %ns.listen_name(), "listening");
+        let (tx, incoming) = mpsc::channel(ACCEPT_QUEUE);
+        tokio::spawn(discover(store, ns, cfg, tx));
+        Ok(Self { incoming })
+    }
+
+    /// The next new client. Cancel-safe. An error concerns one discovery round or one client;
+    /// the listener keeps discovering, so calling `accept` again is fine.
+    pub async fn accept(&mut self) -> Result<Connection, StreamError> {
+        self.incoming
+            .recv()
+            .await
+            .unwrap_or(Err(StreamError::Closed))
+    }
+}
+
+/// Lists the run's artifacts until the listener is dropped, backing off while nothing is new.
+/// GitHub's `nameFilter` matches exact names only, so the whole list is filtered here.
+async fn discover(
+    store: ArtifactStore,
+    ns: Namespace,
+    cfg: StreamConfig,
+    tx: mpsc::Sender<Result<Connection, StreamError>>,
+) {
+    let mut seen = HashSet::new();
+    let mut backoff = Backoff::new(cfg.discovery_min, cfg.discovery_max);
+    loop {
+        let found = match store.list(None).await {
+            Ok(list) => list,
+            Err(e) => {
+                if tx.send(Err(e.into())).await.is_err() {
+                    return;
+                }
+                Vec::new()
+            }
+        };
+        for info in found {
+            let Some(peer) = ns.up0_peer(&info.name) else {
+                continue;
+            };
+            if !seen.insert(peer.to_string()) {
+                continue;
+            }
+            backoff.reset();
+            let peer = peer.to_string();
+            debug!(%peer, "discovered a client");
+            if tx
+                .send(answer(&store, &ns, &cfg, peer, info).await)
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff.next_delay()) => {}
+            () = tx.closed() => return,
+        }
+    }
+}
+
+/// Creates the down-stream for client `peer` whose up-stream segment 0 is `up0`.
+async fn answer(
+    store: &ArtifactStore,
+    ns: &Namespace,
+    cfg: &StreamConfig,
+    peer: String,
+    up0: ArtifactInfo,
+) -> Result<Connection, StreamError> {
+    let down = ns.segments(&peer, Direction::Down);
+    let first = store.create_append(&down.segment(0)).await?;
+    Ok(Connection {
+        tx: writer::spawn(store.clone(), down, first, cfg),
+        rx: reader::spawn(
+            store.clone(),
+            ns.segments(&peer, Direction::Up),
+            up0,
+            peer.clone(),
+            cfg,
+        ),
+        peer,
+    })
+}

@@ -1,0 +1,259 @@
+//! The receiving half: a task per stream direction that tails the peer's current segment with
+//! adaptive polling, decodes frames, delivers each message exactly once and in order, follows
+//! the writer from segment to segment, and declares the peer dead when it falls silent.
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::backoff::{self, Backoff};
+use super::frame::{self, Frame, HEADER_LEN};
+use super::names::SegmentNames;
+use super::sequence::{Sequencer, Taken};
+use super::{StreamConfig, StreamError};
+use crate::store::{ArtifactInfo, ArtifactStore, BlobTail};
+
+/// Messages delivered but not yet received before the reader stops polling (backpressure).
+const RECV_QUEUE: usize = 256;
+
+type Delivery = Result<Option<Bytes>, StreamError>;
+
+/// The receiving half.
+pub struct StreamReceiver {
+    rx: mpsc::Receiver<Delivery>,
+    ended: bool,
+}
+
+impl StreamReceiver {
+    /// The next message; `Ok(None)` once the peer shut down cleanly (and on every call after).
+    /// After an error, later calls return [`StreamError::Closed`].
+    pub async fn recv(&mut self) -> Result<Option<Bytes>, StreamError> {
+        match self.rx.recv().await {
+            Some(delivery) => {
+                self.ended |= matches!(delivery, Ok(None));
+                delivery
+            }
+            None if self.ended => Ok(None),
+            None => Err(StreamError::Closed),
+        }
+    }
+}
+
+/// Starts reading the stream whose segment 0 is `first`; `peer` names the writer in errors.
+pub(crate) fn spawn(
+    store: ArtifactStore,
+    names: SegmentNames,
+    first: ArtifactInfo,
+    peer: String,
+    cfg: &StreamConfig,
+) -> StreamReceiver {
+    let (tx, rx) = mpsc::channel(RECV_QUEUE);
+    let segment = Segment::new(&store, 0, first);
+    let mut reader = Reader {
+        store,
+        names,
+        cfg: cfg.clone(),
+        peer,
+        segment,
+        sequencer: Sequencer::default(),
+        last_heard: Instant::now(),
+        tx,
+    };
+    tokio::spawn(async move {
+        let end = match reader.run().await {
+            Ok(Flow::Stop) => return,
+            Ok(_) => Ok(None),
+            Err(e) => Err(e),
+        };
+        let _ = reader.tx.send(end).await;
+    });
+    StreamReceiver { rx, ended: false }
+}
+
+/// What to do after a batch of bytes was decoded.
+enum Flow {
+    /// Keep reading this segment.
+    More,
+    /// The writer continues in segment n.
+    Rotate(u64),
+    /// The peer shut down cleanly.
+    Shutdown,
+    /// Our receiver is gone: stop quietly.
+    Stop,
+}
+
+/// The segment being read and the bytes of it not yet decoded.
+struct Segment {
+    index: u64,
+    name: String,
+    tail: BlobTail,
+    buf: BytesMut,
+    /// Offset in the segment of `buf[0]`.
+    offset: u64,
+}
+
+impl Segment {
+    fn new(store: &ArtifactStore, index: u64, info: ArtifactInfo) -> Self {
+        Self {
+            index,
+            name: info.name.clone(),
+            tail: store.tail(info),
+            buf: BytesMut::new(),
+            offset: 0,
+        }
+    }
+
+    fn bad_frame(&self, reason: String) -> StreamError {
+        StreamError::BadFrame {
+            artifact: self.name.clone(),
+            offset: self.offset,
+            reason,
+        }
+    }
+}
+
+struct Reader {
+    store: ArtifactStore,
+    names: SegmentNames,
+    cfg: StreamConfig,
+    peer: String,
+    segment: Segment,
+    sequencer: Sequencer,
+    last_heard: Instant,
+    tx: mpsc::Sender<Delivery>,
+}
+
+impl Reader {
+    async fn run(&mut self) -> Result<Flow, StreamError> {
+        let mut poll = Backoff::new(self.cfg.poll_min, self.cfg.poll_max);
+        // Silence this long means the writer may have moved on without a rotate frame.
+        let probe_after = self.cfg.keepalive * 2;
+        let mut last_probe = Instant::now();
+        loop {
+            let flow = match self.segment.tail.read_new().await? {
+                Some(bytes) => {
+                    poll.reset();
+                    self.segment.buf.extend_from_slice(&bytes);
+                    self.decode().await?
+                }
+                None => {
+                    let silent = self.last_heard.elapsed();
+                    if silent >= self.cfg.peer_timeout {
+                        return Err(self.peer_timeout());
+                    }
+                    if silent >= probe_after && last_probe.elapsed() >= probe_after {
+                        last_probe = Instant::now();
+                        self.probe_next().await?
+                    } else {
+                        Flow::More
+                    }
+                }
+            };
+            match flow {
+                Flow::More => {}
+                Flow::Rotate(next) => {
+                    self.follow_rotate(next).await?;
+                    poll.reset();
+                    last_probe = Instant::now();
+                    continue;
+                }
+                Flow::Shutdown | Flow::Stop => return Ok(flow),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(poll.next_delay()) => {}
+                () = self.tx.closed() => return Ok(Flow::Stop),
+            }
+        }
+    }
+
+    /// Decodes and handles every complete frame in the buffer.
+    async fn decode(&mut self) -> Result<Flow, StreamError> {
+        loop {
+            let frame = frame::decode(&mut self.segment.buf)
+                .map_err(|reason| self.segment.bad_frame(reason))?;
+            let Some(frame) = frame else {
+                return Ok(Flow::More);
+            };
+            self.last_heard = Instant::now();
+            let flow = self.handle(frame).await?;
+            if !matches!(flow, Flow::More) {
+                return Ok(flow);
+            }
+        }
+    }
+
+    /// Handles one frame and advances the segment offset past it.
+    async fn handle(&mut self, frame: Frame) -> Result<Flow, StreamError> {
+        let len = (HEADER_LEN + frame.payload.len()) as u64;
+        let taken = self
+            .sequencer
+            .take(frame)
+            .map_err(|reason| self.segment.bad_frame(reason));
+        self.segment.offset += len;
+        Ok(match taken? {
+            Taken::Nothing => Flow::More,
+            Taken::Message(msg) => match self.tx.send(Ok(Some(msg))).await {
+                Ok(()) => Flow::More,
+                Err(_) => Flow::Stop,
+            },
+            Taken::Rotate(next) => Flow::Rotate(next),
+            Taken::Shutdown => Flow::Shutdown,
+        })
+    }
+
+    /// The writer announced segment `next`: wait for it to be listed and continue there.
+    async fn follow_rotate(&mut self, next: u64) -> Result<(), StreamError> {
+        if next != self.segment.index + 1 {
+            return Err(self.segment.bad_frame(format!(
+                "rotate to segment {next} from segment {}",
+                self.segment.index
+            )));
+        }
+        let name = self.names.segment(next);
+        let discovery = Backoff::new(self.cfg.discovery_min, self.cfg.discovery_max);
+        let Some(info) =
+            backoff::wait_for(&self.store, &name, discovery, self.cfg.peer_timeout).await?
+        else {
+            return Err(self.peer_timeout());
+        };
+        // Bytes after a rotate frame can only be a duplicated append: nothing new.
+        self.switch(next, info);
+        Ok(())
+    }
+
+    /// The segment fell silent: if the writer started the next one (after its upload URL
+    /// stopped working), take the rest of this one and continue there.
+    async fn probe_next(&mut self) -> Result<Flow, StreamError> {
+        let next = self.segment.index + 1;
+        let Some(info) = self.store.find(&self.names.segment(next)).await? else {
+            return Ok(Flow::More);
+        };
+        // Everything written here was written before the next segment was created: one more
+        // read gets it all.
+        if let Some(bytes) = self.segment.tail.read_new().await? {
+            self.segment.buf.extend_from_slice(&bytes);
+            let flow = self.decode().await?;
+            if !matches!(flow, Flow::More) {
+                return Ok(flow);
+            }
+        }
+        self.switch(next, info);
+        Ok(Flow::More)
+    }
+
+    fn switch(&mut self, next: u64, info: ArtifactInfo) {
+        debug!(
+            from = %self.segment.name,
+            to = %info.name,
+            dropped_bytes = self.segment.buf.len(),
+            "following the writer to its next segment"
+        );
+        // A partial frame left behind belonged to a failed append; the writer re-sent it.
+        self.segment = Segment::new(&self.store, next, info);
+    }
+
+    fn peer_timeout(&self) -> StreamError {
+        StreamError::peer_timeout(&self.peer, self.cfg.peer_timeout)
+    }
+}

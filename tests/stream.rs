@@ -1,0 +1,412 @@
+//! Duplex artifact streams against the real local artifact service: ordering, exactly-once
+//! delivery, rotation (planned and forced by expiring upload URLs), peer death, clean close,
+//! injected faults and garbled input.
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cluster_action::serve::{self, ServeConfig, ServeHandle};
+use cluster_action::store::{ArtifactStore, RetryPolicy, StoreConfig};
+use cluster_action::stream::{
+    self, Connection, Listener, Namespace, StreamConfig, StreamError, StreamReceiver, StreamSender,
+};
+use cluster_action::token::{BackendIds, make_token};
+
+/// Upper bound on any one test, so a bug shows as a failure instead of a hang.
+const GUARD: Duration = Duration::from_secs(120);
+
+async fn guarded<T>(fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(GUARD, fut)
+        .await
+        .expect("test did not finish in time")
+}
+
+/// A client of `service` acting as job `job` of the one workflow run, with quick retries.
+fn store(service: &ServeHandle, job: &str) -> ArtifactStore {
+    let ids = BackendIds {
+        run: "run-1".into(),
+        job: job.into(),
+    };
+    let mut cfg = StoreConfig::new(service.url(), &make_token(&ids)).unwrap();
+    cfg.retry = RetryPolicy {
+        max_attempts: 10,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(50),
+    };
+    ArtifactStore::new(cfg).unwrap()
+}
+
+/// Timings that make tests take seconds; the peer timeout is long enough for a loaded machine.
+fn quick() -> StreamConfig {
+    StreamConfig {
+        poll_min: Duration::from_millis(2),
+        poll_max: Duration::from_millis(20),
+        keepalive: Duration::from_millis(100),
+        peer_timeout: Duration::from_secs(20),
+        discovery_min: Duration::from_millis(10),
+        discovery_max: Duration::from_millis(100),
+        ..StreamConfig::default()
+    }
+}
+
+fn ns() -> Namespace {
+    Namespace::new("test", "1").unwrap()
+}
+
+/// A listener (job `broker`) and one connected client (job `client`): (server end, client end).
+async fn pair(service: &ServeHandle, cfg: StreamConfig) -> (Connection, Connection) {
+    let mut listener = Listener::bind(store(service, "broker"), ns(), cfg.clone())
+        .await
+        .unwrap();
+    let (server, client) = tokio::join!(
+        listener.accept(),
+        stream::connect(store(service, "client"), ns(), cfg, Duration::from_secs(10)),
+    );
+    (server.unwrap(), client.unwrap())
+}
+
+fn message(i: usize) -> Bytes {
+    Bytes::from(format!("message {i} {}", "x".repeat(i % 50)))
+}
+
+/// Sends `count` messages, then closes.
+async fn send_all(tx: StreamSender, count: usize) {
+    for i in 0..count {
+        tx.send(message(i)).await.unwrap();
+    }
+    tx.close().await.unwrap();
+}
+
+/// Receives exactly `count` messages in order, then the clean end.
+async fn receive_all(rx: &mut StreamReceiver, count: usize) {
+    for i in 0..count {
+        let got = rx.recv().await.unwrap();
+        assert_eq!(got, Some(message(i)), "message {i}");
+    }
+    assert_eq!(rx.recv().await.unwrap(), None);
+}
+
+/// Names of the segments of `peer`'s stream in `direction` ("up" or "down").
+async fn segments(store: &ArtifactStore, peer: &str, direction: &str) -> Vec<String> {
+    let prefix = format!("{}.{peer}.{direction}.", ns());
+    let mut names: Vec<String> = store
+        .list(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.name)
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_messages_arrive_in_order_then_the_clean_end() {
+    let service = serve::start(ServeConfig::default()).await.unwrap();
+    guarded(async {
+        let (mut server, client) = pair(&service, quick()).await;
+        let sending = tokio::spawn(send_all(client.tx, 10_000));
+        receive_all(&mut server.rx, 10_000).await;
+        sending.await.unwrap();
+        // The end is sticky.
+        assert_eq!(server.rx.recv().await.unwrap(), None);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_directions_at_once() {
+    let service = serve::start(ServeConfig::default()).await.unwrap();
+    guarded(async {
+        let (mut server, mut client) = pair(&service, quick()).await;
+        let up = tokio::spawn(send_all(client.tx, 5_000));
+        let down = tokio::spawn(send_all(server.tx, 5_000));
+        tokio::join!(
+            receive_all(&mut server.rx, 5_000),
+            receive_all(&mut client.rx, 5_000)
+        );
+        up.await.unwrap();
+        down.await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_serves_several_clients() {
+    let service = serve::start(ServeConfig::default()).await.unwrap();
+    guarded(async {
+        let cfg = quick();
+        let mut listener = Listener::bind(store(&service, "broker"), ns(), cfg.clone())
+            .await
+            .unwrap();
+        let clients = (0..3).map(|i| {
+            let store = store(&service, &format!("worker-{i}"));
+            let cfg = cfg.clone();
+            tokio::spawn(async move {
+                let mut conn = stream::connect(store, ns(), cfg, Duration::from_secs(10))
+                    .await
+                    .unwrap();
+                conn.tx
+                    .send(Bytes::from(format!("hello {i}")))
+                    .await
+                    .unwrap();
+                // The answer comes back on this client's own down-stream.
+                let answer = conn.rx.recv().await.unwrap().unwrap();
+                assert_eq!(answer, Bytes::from(format!("welcome {i}")));
+                conn.tx.close().await.unwrap();
+            })
+        });
+        let clients: Vec<_> = clients.collect();
+        let mut peers = Vec::new();
+        for _ in 0..3 {
+            let mut conn = listener.accept().await.unwrap();
+            let hello = conn.rx.recv().await.unwrap().unwrap();
+            let i = hello.strip_prefix(b"hello ").unwrap();
+            conn.tx
+                .send(Bytes::from([&b"welcome "[..], i].concat()))
+                .await
+                .unwrap();
+            assert_eq!(conn.rx.recv().await.unwrap(), None);
+            peers.push(conn.peer);
+        }
+        for client in clients {
+            client.await.unwrap();
+        }
+        peers.sort();
+        peers.dedup();
+        assert_eq!(peers.len(), 3, "each client is accepted once");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotates_through_segments_before_the_append_limit() {
+    // The service enforces the limit too: a writer that overran it would fail.
+    let service = serve::start(ServeConfig {
+        max_appends: 20,
+        ..ServeConfig::default()
+    })
+    .await
+    .unwrap();
+    guarded(async {
+        // Small appends force many of them; messages bigger than an append travel in parts.
+        let cfg = StreamConfig {
+            max_appends: 20,
+            max_append_bytes: 256,
+            ..quick()
+        };
+        let (mut server, client) = pair(&service, cfg).await;
+        let big = |i: usize| Bytes::from(vec![(i % 251) as u8; 100 + i * 37 % 1000]);
+        let tx = client.tx.clone();
+        let sending = tokio::spawn(async move {
+            for i in 0..300 {
+                tx.send(message(i)).await.unwrap();
+                tx.send(big(i)).await.unwrap();
+            }
+            tx.close().await.unwrap();
+        });
+        for i in 0..300 {
+            assert_eq!(server.rx.recv().await.unwrap(), Some(message(i)));
+            assert_eq!(server.rx.recv().await.unwrap(), Some(big(i)));
+        }
+        assert_eq!(server.rx.recv().await.unwrap(), None);
+        sending.await.unwrap();
+        let segments = segments(&store(&service, "observer"), &server.peer, "up").await;
+        assert!(segments.len() >= 3, "segments: {segments:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moves_to_a_new_segment_when_the_upload_url_expires() {
+    // The service signs expiry in whole seconds: 2 s gives URLs that live 1 to 2 s.
+    let url_ttl = Duration::from_secs(2);
+    let service = serve::start(ServeConfig {
+        url_ttl,
+        ..ServeConfig::default()
+    })
+    .await
+    .unwrap();
+    guarded(async {
+        let (mut server, client) = pair(&service, quick()).await;
+        let sending = tokio::spawn(async move {
+            // Bursts spread over several URL lifetimes (the pauses are the scenario, not
+            // synchronisation): each burst after a pause meets an expired upload URL.
+            for burst in 0..3 {
+                for i in 0..100 {
+                    client.tx.send(message(burst * 100 + i)).await.unwrap();
+                }
+                tokio::time::sleep(url_ttl).await;
+            }
+            client.tx.close().await.unwrap();
+        });
+        receive_all(&mut server.rx, 300).await;
+        sending.await.unwrap();
+        let segments = segments(&store(&service, "observer"), &server.peer, "up").await;
+        assert!(segments.len() >= 2, "segments: {segments:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_vanishes_without_closing_times_out() {
+    let service = serve::start(ServeConfig::default()).await.unwrap();
+    guarded(async {
+        let cfg = StreamConfig {
+            peer_timeout: Duration::from_secs(1),
+            ..quick()
+        };
+        let (mut server, client) = pair(&service, cfg).await;
+        client
+            .tx
+            .send(Bytes::from_static(b"last words"))
+            .await
+            .unwrap();
+        drop(client); // as if its process died: no shutdown frame, no more keepalives
+        assert_eq!(
+            server.rx.recv().await.unwrap(),
+            Some(Bytes::from_static(b"last words"))
+        );
+        match server.rx.recv().await {
+            Err(StreamError::PeerTimeout { peer, .. }) => assert_eq!(peer, server.peer),
+            other => panic!("expected a peer timeout, got {other:?}"),
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalives_hold_an_idle_stream_open() {
+    let service = serve::start(ServeConfig::default()).await.unwrap();
+    guarded(async {
+        let cfg = StreamConfig {
+            peer_timeout: Duration::from_secs(1),
+            ..quick()
+        };
+        let (mut server, client) = pair(&service, cfg).await;
+        // Idle for several peer timeouts: keepalives must keep the peer alive.
+        let later = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            client
+                .tx
+                .send(Bytes::from_static(b"still here"))
+                .await
+                .unwrap();
+            client.tx.close().await.unwrap();
+        });
+        assert_eq!(
+            server.rx.recv().await.unwrap(),
+            Some(Bytes::from_static(b"still here"))
+        );
+        assert_eq!(server.rx.recv().await.unwrap(), None);
+        later.await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_ends_the_stream_cleanly() {
+    let service = serve::start(ServeConfig::default()).await.unwrap();
+    guarded(async {
+        let (mut server, client) = pair(&service, quick()).await;
+        client.tx.send(Bytes::new()).await.unwrap();
+        client.tx.close().await.unwrap();
+        assert_eq!(server.rx.recv().await.unwrap(), Some(Bytes::new()));
+        assert_eq!(server.rx.recv().await.unwrap(), None);
+        assert_eq!(server.rx.recv().await.unwrap(), None);
+        // Closing again is fine; sending after close is not.
+        client.tx.close().await.unwrap();
+        assert!(matches!(
+            client.tx.send(Bytes::from_static(b"late")).await,
+            Err(StreamError::Closed)
+        ));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivers_exactly_once_in_order_despite_faults() {
+    let service = serve::start(ServeConfig {
+        fail_rate: 0.1,
+        throttle_rate: 0.05,
+        seed: 7,
+        ..ServeConfig::default()
+    })
+    .await
+    .unwrap();
+    guarded(async {
+        let (mut server, mut client) = pair(&service, quick()).await;
+        let up = tokio::spawn(send_all(client.tx, 2_000));
+        let down = tokio::spawn(send_all(server.tx, 2_000));
+        tokio::join!(
+            receive_all(&mut server.rx, 2_000),
+            receive_all(&mut client.rx, 2_000)
+        );
+        up.await.unwrap();
+        down.await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_in_a_segment_is_a_bad_frame() {
+    let service = serve::start(ServeConfig::default()).await.unwrap();
+    guarded(async {
+        let mut listener = Listener::bind(store(&service, "broker"), ns(), quick())
+            .await
+            .unwrap();
+        // A client that writes its up-stream by hand, with bytes that are no frame.
+        let name = format!("{}.0123456789abcdef.up.0", ns());
+        let mut raw = store(&service, "rogue").create_append(&name).await.unwrap();
+        raw.append(Bytes::from_static(
+            b"GET / HTTP/1.1\r\nHost: example\r\n\r\n",
+        ))
+        .await
+        .unwrap();
+        let mut conn = listener.accept().await.unwrap();
+        assert_eq!(conn.peer, "0123456789abcdef");
+        match conn.rx.recv().await {
+            Err(StreamError::BadFrame {
+                artifact, offset, ..
+            }) => {
+                assert_eq!(artifact, name);
+                assert_eq!(offset, 0);
+            }
+            other => panic!("expected a bad frame, got {other:?}"),
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_gives_up_without_a_listener() {
+    let service = serve::start(ServeConfig::default()).await.unwrap();
+    let err = guarded(stream::connect(
+        store(&service, "client"),
+        ns(),
+        quick(),
+        Duration::from_millis(200),
+    ))
+    .await
+    .err()
+    .unwrap();
+    assert!(
+        matches!(&err, StreamError::NoListener { name, .. } if name == "ca.test.1.listen"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn rejects_bad_namespaces_and_settings() {
+    let err = Namespace::new("my cluster", "1").unwrap_err();
+    assert!(err.to_string().contains("invalid cluster id"), "{err}");
+    let bad = StreamConfig {
+        peer_timeout: Duration::from_millis(100),
+        ..quick()
+    };
+    assert!(matches!(bad.validate(), Err(StreamError::Config(_))));
+    assert!(quick().validate().is_ok());
+    assert!(StreamConfig::default().validate().is_ok());
+}
