@@ -445,19 +445,6 @@ fn not_run_report(spec: &proto::JobSpec, end: &RunEnd) -> JobReport {
     report
 }
 
-#[cfg(test)]
-mod tests {
-    use super::safe_dir_name;
-
-    #[test]
-    fn job_names_become_single_safe_directories() {
-        assert_eq!(safe_dir_name("unit-1"), "unit-1");
-        assert_eq!(safe_dir_name("a/../b c"), "a_.._b_c");
-        assert_eq!(safe_dir_name(".."), "_");
-        assert_eq!(safe_dir_name(""), "_");
-    }
-}
-
 /// Tells the cluster's broker to stop (as `cluster-action stop` does) and waits until it
 /// acknowledges by closing the stream.
 pub async fn stop_cluster(
@@ -502,4 +489,17 @@ pub async fn stop_cluster(
     }
     let _ = tx.close().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_dir_name;
+
+    #[test]
+    fn job_names_become_single_safe_directories() {
+        assert_eq!(safe_dir_name("unit-1"), "unit-1");
+        assert_eq!(safe_dir_name("a/../b c"), "a_.._b_c");
+        assert_eq!(safe_dir_name(".."), "_");
+        assert_eq!(safe_dir_name(""), "_");
+    }
 }

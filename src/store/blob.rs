@@ -96,8 +96,7 @@ impl BlobClient {
         let id: String = url::form_urlencoded::byte_serialize(block_id(index).as_bytes()).collect();
         let target = with_query(url, &format!("comp=block&blockid={id}"));
         self.expect_success("put block", artifact, || {
-            self.request(Method::PUT, target.clone())
-                .body(data.clone())
+            self.request(Method::PUT, target.clone()).body(data.clone())
         })
         .await?;
         Ok(())
@@ -224,7 +223,9 @@ impl BlobClient {
         })?;
         // A 200 is the whole blob (act ignores Range): keep what lies past the offset.
         let bytes = if status == StatusCode::OK {
-            let skip = usize::try_from(offset).unwrap_or(usize::MAX).min(body.len());
+            let skip = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(body.len());
             body.slice(skip..)
         } else {
             body
@@ -330,7 +331,10 @@ mod tests {
             with_query("http://h/p?sig=a%2Bb==&x=1", "comp=block"),
             "http://h/p?sig=a%2Bb==&x=1&comp=block"
         );
-        assert_eq!(with_query("http://h/p", "comp=block"), "http://h/p?comp=block");
+        assert_eq!(
+            with_query("http://h/p", "comp=block"),
+            "http://h/p?comp=block"
+        );
     }
 
     #[test]

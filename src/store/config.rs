@@ -36,9 +36,9 @@ impl StoreConfig {
                 "{name} is not set: cluster-action needs the workflow run's artifact credentials \
                  ({RESULTS_URL_VAR} and {RUNTIME_TOKEN_VAR})"
             ))),
-            Err(std::env::VarError::NotUnicode(_)) => Err(StoreError::Config(format!(
-                "{name} is not valid UTF-8"
-            ))),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                Err(StoreError::Config(format!("{name} is not valid UTF-8")))
+            }
         };
         Self::new(&var(RESULTS_URL_VAR)?, &var(RUNTIME_TOKEN_VAR)?)
     }
@@ -117,10 +117,14 @@ mod tests {
 
     #[test]
     fn bad_tokens_name_the_variable_and_what_is_missing() {
-        let e = StoreConfig::new("http://127.0.0.1/", "abc").unwrap_err().to_string();
+        let e = StoreConfig::new("http://127.0.0.1/", "abc")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("ACTIONS_RUNTIME_TOKEN"), "{e}");
         assert!(e.contains("JWT"), "{e}");
-        let e = StoreConfig::new("http://127.0.0.1/", "a.e30.c").unwrap_err().to_string();
+        let e = StoreConfig::new("http://127.0.0.1/", "a.e30.c")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("Actions.Results:<run>:<job>"), "{e}");
     }
 }

@@ -155,10 +155,20 @@ impl ArtifactStore {
             .map(|entry| {
                 let name = string_field("ListArtifacts", artifact, entry, "name")?;
                 Ok(ArtifactInfo {
-                    run_backend_id: string_field("ListArtifacts", &name, entry, "workflowRunBackendId")
-                        .unwrap_or_else(|_| self.ids().run.clone()),
-                    job_backend_id: string_field("ListArtifacts", &name, entry, "workflowJobRunBackendId")
-                        .unwrap_or_else(|_| self.ids().job.clone()),
+                    run_backend_id: string_field(
+                        "ListArtifacts",
+                        &name,
+                        entry,
+                        "workflowRunBackendId",
+                    )
+                    .unwrap_or_else(|_| self.ids().run.clone()),
+                    job_backend_id: string_field(
+                        "ListArtifacts",
+                        &name,
+                        entry,
+                        "workflowJobRunBackendId",
+                    )
+                    .unwrap_or_else(|_| self.ids().job.clone()),
                     database_id: int_field("ListArtifacts", &name, entry, "databaseId")?,
                     size: int_field("ListArtifacts", &name, entry, "size")
                         .map_or(0, |s| u64::try_from(s).unwrap_or(0)),
@@ -260,7 +270,10 @@ mod tests {
         assert_eq!(int_field("op", "n", &answer, "a").unwrap(), 42);
         assert_eq!(int_field("op", "n", &answer, "b").unwrap(), 7);
         let e = int_field("op", "n", &answer, "c").unwrap_err().to_string();
-        assert!(e.contains("'c'") && e.contains("op") && e.contains("'n'"), "{e}");
+        assert!(
+            e.contains("'c'") && e.contains("op") && e.contains("'n'"),
+            "{e}"
+        );
     }
 
     #[test]
