@@ -21,11 +21,12 @@ done
 step() { printf '\n==> %s\n' "$*"; }
 passed=0
 failed=0
-# Adds the counts of a test log to the totals: cargo's "test result:" lines, node's "# pass".
+# Adds the counts of a test log to the totals: cargo's "test result:" lines, node's "# pass",
+# and the "ok - " / "not ok - " lines of tests/act/run.sh.
 tally() {
   local log=$1 p f
-  p=$(awk '/test result:/ {for (i = 1; i < NF; i++) if ($(i+1) ~ /^passed/) s += $i} /^# pass / {s += $3} END {print s + 0}' "$log")
-  f=$(awk '/test result:/ {for (i = 1; i < NF; i++) if ($(i+1) ~ /^failed/) s += $i} /^# fail / {s += $3} END {print s + 0}' "$log")
+  p=$(awk '/test result:/ {for (i = 1; i < NF; i++) if ($(i+1) ~ /^passed/) s += $i} /^# pass / {s += $3} /^ok - / {s++} END {print s + 0}' "$log")
+  f=$(awk '/test result:/ {for (i = 1; i < NF; i++) if ($(i+1) ~ /^failed/) s += $i} /^# fail / {s += $3} /^not ok - / {s++} END {print s + 0}' "$log")
   passed=$((passed + p))
   failed=$((failed + f))
 }

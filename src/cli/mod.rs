@@ -5,6 +5,7 @@ mod cluster;
 mod common;
 pub mod exit;
 mod run;
+mod selftest;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -42,6 +43,16 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Print a runtime token that the local service accepts as the given run and job.
     Token(serve::TokenArgs),
+    /// Checks of a setup, run by the end-to-end tests (hidden: not part of the user's API).
+    #[command(subcommand, hide = true)]
+    Selftest(SelftestCommand),
+}
+
+/// The checks of `selftest`.
+#[derive(Debug, Subcommand)]
+pub enum SelftestCommand {
+    /// Two jobs exchange stream messages both ways and a layer through the artifact store.
+    Transport(selftest::TransportArgs),
 }
 
 /// Sets up `tracing` on stderr: `--log-level`, else `RUST_LOG`, else warnings only.
@@ -67,6 +78,7 @@ pub async fn dispatch(command: Command) -> i32 {
         Command::Stop(args) => cluster::stop(args).await,
         Command::Serve(args) => serve::serve(args).await,
         Command::Token(args) => serve::token(args),
+        Command::Selftest(SelftestCommand::Transport(args)) => selftest::transport(args).await,
     };
     match result {
         Ok(code) => code,
