@@ -385,11 +385,15 @@ async function releaseBinary(version, env) {
     throw noBinary(`${url} is not a gzipped tar archive: ${e.message}`);
   }
   if (!program) throw noBinary(`${url} holds no file named 'cluster-action'`);
-  fs.mkdirSync(dir, { recursive: true });
-  const partial = path.join(dir, `.cluster-action.${process.pid}.partial`);
-  fs.writeFileSync(partial, program, { mode: 0o755 });
-  fs.renameSync(partial, binary);
-  fs.writeFileSync(`${dir}.complete`, '');
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    const partial = path.join(dir, `.cluster-action.${process.pid}.partial`);
+    fs.writeFileSync(partial, program, { mode: 0o755 });
+    fs.renameSync(partial, binary);
+    fs.writeFileSync(`${dir}.complete`, '');
+  } catch (e) {
+    throw noBinary(`cannot put the binary into the tool cache (RUNNER_TOOL_CACHE): ${e.message}`);
+  }
   return binary;
 }
 
@@ -523,7 +527,8 @@ function runChild(file, argv, options = {}) {
  * exit code, 128+N for death by signal N.
  */
 async function runBinary(binary, argv, cfg) {
-  console.log(`[command]${[binary, ...argv].join(' ')}`);
+  const shown = [binary, ...argv].map(arg => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`));
+  console.log(`[command]${shown.join(' ')}`);
   const timers = [];
   // setTimeout cannot wait longer than 2^31-1 ms (24.8 days): no job lives that long.
   if (cfg.timeoutMs !== null && cfg.timeoutMs <= 2 ** 31 - 1) {
