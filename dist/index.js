@@ -601,15 +601,22 @@ async function main() {
   return code;
 }
 
+// exitCode rather than process.exit(): stdout may be an asynchronous pipe (macOS), and nothing
+// else keeps the process alive once the child has ended.
 if (require.main === module) {
   main().then(
-    code => process.exit(code),
+    code => {
+      process.exitCode = code;
+    },
     err => {
-      // A child that failed because we passed it a termination signal is a cancellation.
-      if (received) process.exit(signalExitCode(received));
+      if (received) {
+        // A child that failed because we passed it a termination signal is a cancellation.
+        process.exitCode = signalExitCode(received);
+        return;
+      }
       const known = err instanceof ActionError;
       console.log(`::error::${escapeData(known ? err.message : `cluster-action wrapper bug: ${err.stack}`)}`);
-      process.exit(known ? err.code : NO_BINARY);
+      process.exitCode = known ? err.code : NO_BINARY;
     },
   );
 }
