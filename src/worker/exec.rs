@@ -90,7 +90,18 @@ impl ExecError {
     }
 }
 
-/// Runs `bash -c cmd` in `dir` with the worker's environment plus `env`, stdin from
+/// Credentials of the worker's own step that a job must not see: a plain `run:` step does not
+/// get them either, and with them a job could delete or forge the cluster's artifacts.
+pub const HIDDEN_VARS: &[&str] = &[
+    "ACTIONS_RUNTIME_TOKEN",
+    "ACTIONS_RESULTS_URL",
+    "ACTIONS_RUNTIME_URL",
+    "ACTIONS_CACHE_URL",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+];
+
+/// Runs `bash -c cmd` in `dir` with the worker's environment (less [`HIDDEN_VARS`]) plus `env`, stdin from
 /// `/dev/null`, until it exits, `timeout` passes or `cancel` completes.
 ///
 /// `cancel` completing cancels the job; pass [`std::future::pending`] for a job that cannot be
@@ -116,6 +127,9 @@ where
     let (pipe, stdout, stderr) =
         output_pipe().map_err(ExecError::io("cannot create the output pipe"))?;
     let mut command = Command::new("bash");
+    for var in HIDDEN_VARS {
+        command.env_remove(var);
+    }
     command
         .arg("-c")
         .arg(cmd)
