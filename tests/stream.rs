@@ -399,6 +399,31 @@ async fn connect_gives_up_without_a_listener() {
 }
 
 #[tokio::test]
+async fn a_closed_listener_turns_late_clients_away_at_once() {
+    let service = serve::start(ServeConfig::default()).await.unwrap();
+    let broker = store(&service, "broker");
+    let listener = Listener::bind(broker.clone(), ns(), quick()).await.unwrap();
+    drop(listener);
+    stream::close_listener(&broker, &ns()).await.unwrap();
+    // Closing twice is fine (a broker stopping after a `stop`).
+    stream::close_listener(&broker, &ns()).await.unwrap();
+    // The wait would be an hour: the client must not sit it out.
+    let err = guarded(stream::connect(
+        store(&service, "late-worker"),
+        ns(),
+        quick(),
+        Duration::from_secs(3600),
+    ))
+    .await
+    .err()
+    .unwrap();
+    assert!(
+        matches!(&err, StreamError::ListenerClosed { name } if name == "ca.test.1.listen"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn rejects_bad_namespaces_and_settings() {
     let err = Namespace::new("my cluster", "1").unwrap_err();
     assert!(err.to_string().contains("invalid cluster id"), "{err}");

@@ -16,7 +16,9 @@ use tracing::{debug, info, warn};
 
 use crate::proto::{self, Hello, PROTOCOL_VERSION, RunnerMsg, WorkerMsg};
 use crate::store::ArtifactStore;
-use crate::stream::{Connection, Listener, Namespace, StreamConfig, StreamError, StreamSender};
+use crate::stream::{
+    self, Connection, Listener, Namespace, StreamConfig, StreamError, StreamSender,
+};
 use scheduler::{Effect, PeerId, Scheduler};
 
 /// How to run a broker.
@@ -76,7 +78,7 @@ pub async fn run(
     cfg: BrokerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<BrokerEnd, BrokerError> {
-    let listener = Listener::bind(store, cfg.ns.clone(), cfg.stream.clone())
+    let listener = Listener::bind(store.clone(), cfg.ns.clone(), cfg.stream.clone())
         .await
         .map_err(BrokerError::Listener)?;
     info!(cluster = %cfg.ns.cluster, "broker listening");
@@ -116,6 +118,10 @@ pub async fn run(
         }
     };
     acceptor.abort();
+    // First the marker, so that a worker starting now exits instead of waiting for an answer.
+    if let Err(e) = stream::close_listener(&store, &cfg.ns).await {
+        warn!("could not mark the cluster stopped for late workers: {e}");
+    }
     broker.stop_all().await;
     Ok(end)
 }

@@ -454,15 +454,18 @@ pub async fn stop_cluster(
     wait: Duration,
     name: &str,
 ) -> Result<(), RunError> {
-    let conn = stream::connect(store, ns.clone(), stream_cfg.clone(), wait)
-        .await
-        .map_err(|e| match e {
-            StreamError::NoListener { .. } => RunError::NoBroker {
-                cluster: ns.cluster.clone(),
-                secs: wait.as_secs(),
-            },
-            other => RunError::Stream(other),
-        })?;
+    let conn = match stream::connect(store, ns.clone(), stream_cfg.clone(), wait).await {
+        // Stopped already: what was asked is done.
+        Err(StreamError::ListenerClosed { .. }) => return Ok(()),
+        other => other,
+    }
+    .map_err(|e| match e {
+        StreamError::NoListener { .. } => RunError::NoBroker {
+            cluster: ns.cluster.clone(),
+            secs: wait.as_secs(),
+        },
+        other => RunError::Stream(other),
+    })?;
     let (tx, mut rx) = (conn.tx, conn.rx);
     send(
         &tx,

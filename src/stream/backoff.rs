@@ -36,24 +36,27 @@ impl Backoff {
     }
 }
 
-/// Looks `name` up until it is listed or `within` has passed (`None` then).
+/// Looks `names` up until one is listed or `within` has passed (`None` then). Returns the
+/// index of the first name listed, in the order given, and its entry.
 pub(crate) async fn wait_for(
     store: &ArtifactStore,
-    name: &str,
+    names: &[&str],
     mut backoff: Backoff,
     within: Duration,
-) -> Result<Option<ArtifactInfo>, StoreError> {
+) -> Result<Option<(usize, ArtifactInfo)>, StoreError> {
     let deadline = Instant::now() + within;
     loop {
-        if let Some(info) = store.find(name).await? {
-            return Ok(Some(info));
+        for (index, name) in names.iter().enumerate() {
+            if let Some(info) = store.find(name).await? {
+                return Ok(Some((index, info)));
+            }
         }
         let now = Instant::now();
         if now >= deadline {
             return Ok(None);
         }
         let delay = backoff.next_delay().min(deadline - now);
-        debug!(name, ?delay, "artifact not listed yet");
+        debug!(?names, ?delay, "artifact not listed yet");
         tokio::time::sleep(delay).await;
     }
 }

@@ -21,14 +21,16 @@ pub async fn connect(
     cfg.validate()?;
     let discovery = Backoff::new(cfg.discovery_min, cfg.discovery_max);
     let listen = ns.listen_name();
-    if wait_for(&store, &listen, discovery.clone(), wait)
-        .await?
-        .is_none()
-    {
-        return Err(StreamError::NoListener {
-            name: listen,
-            secs: wait.as_secs_f64().ceil() as u64,
-        });
+    let closed = ns.closed_name();
+    match wait_for(&store, &[&closed, &listen], discovery.clone(), wait).await? {
+        None => {
+            return Err(StreamError::NoListener {
+                name: listen,
+                secs: wait.as_secs_f64().ceil() as u64,
+            });
+        }
+        Some((0, _)) => return Err(StreamError::ListenerClosed { name: listen }),
+        Some(_) => {}
     }
     let peer = new_peer_id();
     let up = ns.segments(&peer, Direction::Up);
@@ -38,8 +40,18 @@ pub async fn connect(
     let tx = writer::spawn(store.clone(), up, first, &cfg);
     let down = ns.segments(&peer, Direction::Down);
     let listener = ns.to_string();
-    let Some(down0) = wait_for(&store, &down.segment(0), discovery, cfg.peer_timeout).await? else {
-        return Err(StreamError::peer_timeout(&listener, cfg.peer_timeout));
+    // The listener may close before it answers: then its closed marker appears instead.
+    let down0 = match wait_for(
+        &store,
+        &[&down.segment(0), &closed],
+        discovery,
+        cfg.peer_timeout,
+    )
+    .await?
+    {
+        None => return Err(StreamError::peer_timeout(&listener, cfg.peer_timeout)),
+        Some((0, down0)) => down0,
+        Some(_) => return Err(StreamError::ListenerClosed { name: listen }),
     };
     debug!(%peer, "connected");
     let rx = reader::spawn(store, down, down0, listener.clone(), &cfg);

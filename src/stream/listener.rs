@@ -48,6 +48,16 @@ impl Listener {
     }
 }
 
+/// Marks the listener of `ns` closed for good: clients that try to connect afterwards get
+/// [`StreamError::ListenerClosed`] at once instead of waiting for an answer that never comes.
+/// Closing twice is fine.
+pub async fn close_listener(store: &ArtifactStore, ns: &Namespace) -> Result<(), StreamError> {
+    match store.create_append(&ns.closed_name()).await {
+        Ok(_) | Err(crate::store::StoreError::AlreadyExists(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Lists the run's artifacts until the listener is dropped, backing off while nothing is new.
 /// GitHub's `nameFilter` matches exact names only, so the whole list is filtered here.
 async fn discover(

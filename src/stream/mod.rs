@@ -3,6 +3,8 @@
 //!
 //! The listener (broker) publishes `ca.<cluster>.<attempt>.listen`; a client creates its
 //! up-stream, the listener discovers it through `ListArtifacts` and answers with a down-stream.
+//! A listener closed for good publishes `ca.<cluster>.<attempt>.closed`, so that late clients
+//! learn it at once (see [`close_listener`]).
 //! Each direction is a sequence of append-blob segments carrying length-prefixed, versioned,
 //! checksummed frames (data, part, keepalive, shutdown, rotate).
 //!
@@ -26,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use connect::connect;
-pub use listener::Listener;
+pub use listener::{Listener, close_listener};
 pub use names::Namespace;
 pub use reader::StreamReceiver;
 pub use writer::StreamSender;
@@ -122,6 +124,12 @@ pub enum StreamError {
         name: String,
         /// The wait in seconds.
         secs: u64,
+    },
+    /// The listener has closed for good (its broker stopped the cluster).
+    #[error("the listener '{name}' has closed: it accepts no more connections")]
+    ListenerClosed {
+        /// The listen artifact name.
+        name: String,
     },
     /// The local end was closed.
     #[error("the stream is closed")]

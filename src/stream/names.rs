@@ -58,6 +58,11 @@ impl Namespace {
         format!("{self}.listen")
     }
 
+    /// The artifact a listener publishes when it closes for good.
+    pub(crate) fn closed_name(&self) -> String {
+        format!("{self}.closed")
+    }
+
     /// The segment names of `peer`'s stream in `direction`.
     pub(crate) fn segments(&self, peer: &str, direction: Direction) -> SegmentNames {
         SegmentNames {

@@ -212,8 +212,8 @@ impl Reader {
         }
         let name = self.names.segment(next);
         let discovery = Backoff::new(self.cfg.discovery_min, self.cfg.discovery_max);
-        let Some(info) =
-            backoff::wait_for(&self.store, &name, discovery, self.cfg.peer_timeout).await?
+        let Some((_, info)) =
+            backoff::wait_for(&self.store, &[&name], discovery, self.cfg.peer_timeout).await?
         else {
             return Err(self.peer_timeout());
         };

@@ -84,13 +84,21 @@ pub(crate) struct Shared {
 /// Runs a worker until the broker tells it to exit (`Ok`), or fails.
 pub async fn run(store: ArtifactStore, cfg: WorkerConfig) -> Result<(), WorkerError> {
     let cache = LayerCache::open(&cfg.cache_dir)?;
-    let conn = stream::connect(
+    let conn = match stream::connect(
         store.clone(),
         cfg.ns.clone(),
         cfg.stream.clone(),
         cfg.broker_wait,
     )
     .await
+    {
+        Err(StreamError::ListenerClosed { .. }) => {
+            // Started after the run was over (a slow matrix job): nothing left to do.
+            warn!(cluster = %cfg.ns.cluster, "the cluster was already stopped: exiting");
+            return Ok(());
+        }
+        other => other,
+    }
     .map_err(|e| match e {
         StreamError::NoListener { .. } => WorkerError::NoBroker {
             cluster: cfg.ns.cluster.clone(),

@@ -44,8 +44,46 @@ scenario_transport() {
     pass "transport: two matrix jobs stream both ways and ship a layer through act's artifact server"
 }
 
+# cluster_scenario NAME WORKFLOW JOBS: a whole cluster through the action (uses: ./); every job
+# of the workflow succeeds and the report and outputs are right.
+cluster_scenario() {
+  local name=$1 workflow=$2 jobs=$3 dir="$logs/$1"
+  mkdir -p "$dir"
+  if ! act_run "$name" "$workflow" --env CA_TEST_DIR="$dir" \
+    --env CA_TEST_MANIFEST=tests/act/spread/cluster.yml; then
+    fail "$name" "act failed"; tail -60 "$logs/$name.log"; return
+  fi
+  expect_lines "$name" 'Job succeeded' "$jobs" &&
+    expect_lines "$name" '\| outputs: passed=16 failed=0 total=16$' 1 &&
+    python3 tests/act/check_spread.py tests/act/spread/cluster.yml "$dir/report.json" "$dir/outputs" &&
+    pass "$name: 16 jobs spread over the workers, each passed once, report and outputs right"
+}
+
+scenario_roles() {
+  cluster_scenario roles tests/act/workflows/roles.yml 5
+}
+
+scenario_auto() {
+  cluster_scenario auto tests/act/workflows/auto.yml 4
+}
+
+# A failing job fails the runner step (instance 0) and only it, with an ::error annotation.
+scenario_failing() {
+  local dir="$logs/failing"
+  mkdir -p "$dir"
+  if act_run failing tests/act/workflows/auto.yml --env CA_TEST_DIR="$dir" \
+    --env CA_TEST_MANIFEST=tests/act/spread/failing.yml; then
+    fail failing "act succeeded although a job failed"; return
+  fi
+  expect_lines failing 'Job succeeded' 3 &&
+    expect_lines failing 'Job failed' 1 &&
+    expect_lines failing '::error.*broken' 1 &&
+    expect_lines failing '\| outputs: passed=1 failed=1 total=2$' 1 &&
+    pass "failing: only the runner step fails, with an ::error annotation naming the job"
+}
+
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(transport)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(transport roles auto failing)
 for s in "${scenarios[@]}"; do
   "scenario_$s"
 done
