@@ -11,7 +11,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::proto::{self, Hello, PROTOCOL_VERSION, RunnerMsg, WorkerMsg};
@@ -83,7 +83,11 @@ pub async fn run(
         .map_err(BrokerError::Listener)?;
     info!(cluster = %cfg.ns.cluster, "broker listening");
     let (events_tx, mut events) = mpsc::channel(1024);
-    let acceptor = tokio::spawn(accept_loop(listener, events_tx));
+    // Peers still saying hello when the cluster stops are closed cleanly: `stopping` tells
+    // them, and each holds an `unanswered` sender until it has joined or closed.
+    let (stopping_tx, stopping) = watch::channel(false);
+    let (unanswered_tx, mut unanswered) = mpsc::channel::<()>(1);
+    let acceptor = tokio::spawn(accept_loop(listener, events_tx, stopping, unanswered_tx));
     let mut broker = Shell {
         sched: Scheduler::new(cfg.prefetch),
         peers: HashMap::new(),
@@ -123,14 +127,26 @@ pub async fn run(
         warn!("could not mark the cluster stopped for late workers: {e}");
     }
     broker.stop_all().await;
+    let _ = stopping_tx.send(true);
+    // Every sender is gone once each peer still saying hello has closed its stream.
+    let _ = tokio::time::timeout(CLOSE_GRACE, unanswered.recv()).await;
     Ok(end)
 }
 
-async fn accept_loop(mut listener: Listener, events: mpsc::Sender<Event>) {
+/// How long a stopping broker waits for the streams of peers that never said hello to close.
+const CLOSE_GRACE: Duration = Duration::from_secs(10);
+
+async fn accept_loop(
+    mut listener: Listener,
+    events: mpsc::Sender<Event>,
+    stopping: watch::Receiver<bool>,
+    unanswered: mpsc::Sender<()>,
+) {
     loop {
         match listener.accept().await {
             Ok(conn) => {
-                tokio::spawn(peer_loop(conn, events.clone()));
+                let hello = await_hello(conn, stopping.clone(), unanswered.clone());
+                tokio::spawn(peer_loop(hello, events.clone()));
             }
             Err(e) => {
                 let _ = events.send(Event::ListenerFailed(e)).await;
@@ -140,21 +156,49 @@ async fn accept_loop(mut listener: Listener, events: mpsc::Sender<Event>) {
     }
 }
 
-/// Reads one peer's stream: a hello, then messages of its role, until it ends.
-async fn peer_loop(conn: Connection, events: mpsc::Sender<Event>) {
+/// The first frame of a new peer, or `None` when it left first or the cluster stopped first
+/// (then its stream is closed cleanly, so it learns at once).
+async fn await_hello(
+    conn: Connection,
+    mut stopping: watch::Receiver<bool>,
+    _unanswered: mpsc::Sender<()>,
+) -> Option<(Connection, Bytes)> {
     let Connection { peer, tx, mut rx } = conn;
+    // The guard `wait_for` returns is dropped inside the block: it must not live across awaits.
+    let stopped = async { stopping.wait_for(|stop| *stop).await.is_ok() };
+    let first = tokio::select! {
+        first = rx.recv() => Some(first),
+        true = stopped => None,
+    };
+    match first {
+        Some(Ok(Some(frame))) => Some((Connection { peer, tx, rx }, frame)),
+        Some(Ok(None)) => None,
+        Some(Err(e)) => {
+            debug!(%peer, "peer vanished before hello: {e}");
+            None
+        }
+        None => {
+            if let Err(e) = tx.close().await {
+                debug!(%peer, "closing the stream of a peer that never said hello: {e}");
+            }
+            None
+        }
+    }
+}
+
+/// Reads one peer's stream: a hello, then messages of its role, until it ends.
+async fn peer_loop(
+    hello: impl Future<Output = Option<(Connection, Bytes)>>,
+    events: mpsc::Sender<Event>,
+) {
+    let Some((Connection { peer, tx, mut rx }, first)) = hello.await else {
+        return;
+    };
     let gone = |reason: String| Event::Gone {
         peer: peer.clone(),
         reason,
     };
-    let hello = match rx.recv().await {
-        Ok(Some(frame)) => proto::decode_hello(&frame),
-        Ok(None) => return,
-        Err(e) => {
-            debug!(%peer, "peer vanished before hello: {e}");
-            return;
-        }
-    };
+    let hello = proto::decode_hello(&first);
     let role = match hello {
         Ok(hello) => {
             let role = match hello {

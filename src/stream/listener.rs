@@ -58,6 +58,11 @@ pub async fn close_listener(store: &ArtifactStore, ns: &Namespace) -> Result<(),
     }
 }
 
+/// Whether the listener of `ns` has been closed for good (see [`close_listener`]).
+pub async fn listener_closed(store: &ArtifactStore, ns: &Namespace) -> Result<bool, StreamError> {
+    Ok(store.find(&ns.closed_name()).await?.is_some())
+}
+
 /// Lists the run's artifacts until the listener is dropped, backing off while nothing is new.
 /// GitHub's `nameFilter` matches exact names only, so the whole list is filtered here.
 async fn discover(

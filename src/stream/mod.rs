@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use connect::connect;
-pub use listener::{Listener, close_listener};
+pub use listener::{Listener, close_listener, listener_closed};
 pub use names::Namespace;
 pub use reader::StreamReceiver;
 pub use writer::StreamSender;

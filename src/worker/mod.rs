@@ -176,7 +176,19 @@ pub async fn run(store: ArtifactStore, cfg: WorkerConfig) -> Result<(), WorkerEr
     if let Err(e) = shared.tx.close().await {
         warn!("closing the stream to the broker: {e}");
     }
-    result
+    match result {
+        // A broker that stopped the cluster before it knew this worker closes its stream
+        // without an exit message; its closed listener says the cluster is over, not lost.
+        Err(WorkerError::BrokerLost(reason))
+            if stream::listener_closed(&shared.store, &shared.cfg.ns)
+                .await
+                .unwrap_or(false) =>
+        {
+            warn!("the cluster was stopped ({reason}): exiting");
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 async fn send(tx: &StreamSender, msg: &WorkerMsg) -> Result<(), WorkerError> {
