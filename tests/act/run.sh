@@ -83,8 +83,18 @@ scenario_failing() {
     pass "failing: only the runner step fails, with an ::error annotation naming the job"
 }
 
+# The workflow users copy (.github/workflows/example-cluster.yml) works as shipped.
+scenario_example() {
+  if ! act_run example .github/workflows/example-cluster.yml; then
+    fail example "act failed"; tail -60 "$logs/example.log"; return
+  fi
+  expect_lines example 'Job succeeded' 5 &&
+    expect_lines example '\| 12 of 12 jobs passed, 0 failed$' 1 &&
+    pass "example: the example cluster workflow runs the quickstart manifest on 3 workers"
+}
+
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(transport roles auto failing)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(transport roles auto failing example)
 for s in "${scenarios[@]}"; do
   "scenario_$s"
 done
