@@ -3,11 +3,28 @@
 //!
 //! Maintainer's map, bottom up:
 //! - [`token`]: backend ids from the runtime token's `scp` claim.
-//! - [`store`]: the artifact v4 client (Twirp + blob on signed URLs); the only HTTP code.
-//! - [`stream`]: duplex message streams built from append-blob artifacts.
+//! - [`store`]: the artifact v4 client (Twirp + blob on signed URLs, retries); the only code
+//!   that speaks HTTP to the store. Absorbs the differences between github.com and act.
+//! - [`stream`]: duplex message streams built from append-blob artifacts (listen/connect,
+//!   frames, adaptive polling, rotation, peer timeout, the closed marker of a stopped broker).
 //! - [`layer`]: content-addressed tar.gz layers: pack, publish, fetch, verify, extract.
-//! - [`proto`]: the messages between runner, broker and worker.
+//! - [`proto`]: the messages between runner, broker and worker (JSON in stream frames).
+//! - [`broker`]: a pure scheduler (`broker::scheduler`) inside an async shell that owns the
+//!   listener and one stream per peer.
+//! - [`worker`]: connects, runs assigned jobs (`worker::attempt`: layers → directory →
+//!   `worker::exec` → outputs layer), reports outcomes.
+//! - [`runner`]: the manifest, the submission session, progress and reports.
+//! - [`local`]: `cluster-action local`: [`serve`] in-process, an embedded broker, worker
+//!   processes and the runner.
 //! - [`serve`]: a local artifact service (both halves) for tests, benchmarks and `local`.
+//!
+//! The data path of one job: the runner packs and publishes the manifest's layers, then sends
+//! `Submit` on its stream; the broker queues the jobs (longest estimate first) and sends
+//! `Assign` to a worker with a free slot (plus a small prefetch); the worker fetches the layers
+//! into its cache, materializes the job's directory, runs `bash -c`, publishes declared outputs
+//! as a layer and sends `Finished`; the broker forwards the outcome to the runner, which
+//! fetches the outputs and reports. The binary (`src/main.rs`, `src/cli/`) maps flags onto
+//! these modules and errors onto exit codes; `dist/index.js` is the GitHub Action around it.
 
 pub mod broker;
 pub mod layer;
