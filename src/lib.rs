@@ -11,7 +11,7 @@
 //! - [`proto`]: the messages between runner, broker and worker (JSON in stream frames).
 //! - [`broker`]: a pure scheduler (`broker::scheduler`) inside an async shell that owns the
 //!   listener and one stream per peer.
-//! - [`worker`]: connects, runs assigned jobs (`worker::attempt`: layers → directory →
+//! - [`worker`]: connects, runs assigned jobs (attempt: layers → directory →
 //!   `worker::exec` → outputs layer), reports outcomes.
 //! - [`runner`]: the manifest, the submission session, progress and reports.
 //! - [`local`]: `cluster-action local`: [`serve`] in-process, an embedded broker, worker
