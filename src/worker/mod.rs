@@ -2,7 +2,7 @@
 //! directories and process groups, and reports each attempt.
 //!
 //! Data path: the main loop reads the broker's messages and keeps a local queue (the broker
-//! prefetches a little beyond our slots); each started attempt is a task ([`attempt`]) that
+//! prefetches a little beyond our slots); each started attempt is a task (`attempt`) that
 //! fetches layers, assembles the job directory, runs the command and publishes outputs.
 
 mod attempt;
