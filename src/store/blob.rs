@@ -15,7 +15,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use reqwest::{Client, Method, RequestBuilder, StatusCode, header};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::retry::error_chain;
 use super::{RetryPolicy, StoreError};
@@ -131,14 +131,47 @@ impl BlobClient {
         url: &str,
         data: Bytes,
     ) -> Result<(), StoreError> {
-        let mut count = 0;
-        for start in (0..data.len()).step_by(BLOCK_SIZE) {
-            let end = (start + BLOCK_SIZE).min(data.len());
-            self.put_block(artifact, url, count, data.slice(start..end))
+        self.put_block_blob_from(artifact, url, &data[..], "memory")
+            .await?;
+        Ok(())
+    }
+
+    /// Uploads what `reader` yields as a block blob, one block at a time so memory stays
+    /// bounded: staged blocks, then the block list. Returns the byte count. Nothing to read
+    /// gives an empty blob of no blocks (Azure refuses an empty block). `source` names the
+    /// reader in I/O errors.
+    pub async fn put_block_blob_from(
+        &self,
+        artifact: &str,
+        url: &str,
+        mut reader: impl AsyncRead + Unpin,
+        source: &str,
+    ) -> Result<u64, StoreError> {
+        let (mut size, mut count) = (0u64, 0u32);
+        loop {
+            let mut block = Vec::with_capacity(BLOCK_SIZE);
+            (&mut reader)
+                .take(BLOCK_SIZE as u64)
+                .read_to_end(&mut block)
+                .await
+                .map_err(|e| StoreError::Io {
+                    context: format!("reading {source} to upload it as '{artifact}'"),
+                    source: e,
+                })?;
+            if block.is_empty() {
+                break;
+            }
+            let full = block.len() == BLOCK_SIZE;
+            size += block.len() as u64;
+            self.put_block(artifact, url, count, Bytes::from(block))
                 .await?;
             count += 1;
+            if !full {
+                break;
+            }
         }
-        self.put_block_list(artifact, url, count).await
+        self.put_block_list(artifact, url, count).await?;
+        Ok(size)
     }
 
     /// Creates an empty append blob at `url`.
