@@ -14,7 +14,8 @@ use super::{ArtifactInfo, ArtifactStore, StoreError};
 pub enum UploadOutcome {
     /// We uploaded it.
     Uploaded,
-    /// Someone (possibly concurrently) already had: counts as success.
+    /// Someone already had it, or was uploading it concurrently and has finished (we wait,
+    /// as patiently as the retry policy, for it to be listed): counts as success.
     AlreadyPresent,
 }
 
@@ -59,7 +60,10 @@ impl ArtifactStore {
         }
         let url = match self.create_artifact(name).await {
             Ok(url) => url,
-            Err(StoreError::AlreadyExists(_)) => return Ok(UploadOutcome::AlreadyPresent),
+            Err(StoreError::AlreadyExists(_)) => {
+                self.wait_until_listed(name).await?;
+                return Ok(UploadOutcome::AlreadyPresent);
+            }
             Err(e) => return Err(e),
         };
         let size = self
@@ -68,6 +72,25 @@ impl ArtifactStore {
             .await?;
         self.finalize_artifact(name, size, Some(sha256_hex)).await?;
         Ok(UploadOutcome::Uploaded)
+    }
+
+    /// Waits for a concurrent upload of `name` to be finalized, so that `AlreadyPresent`
+    /// means others can download it; github.com lists an artifact only once it is finalized.
+    /// Gives up (with a warning) after the retry policy's attempts: the other upload may have
+    /// died, and a reader will then find the artifact missing.
+    async fn wait_until_listed(&self, name: &str) -> Result<(), StoreError> {
+        let retry = &self.cfg.retry;
+        for attempt in 1..=retry.max_attempts {
+            if self.find(name).await?.is_some() {
+                return Ok(());
+            }
+            tokio::time::sleep(retry.delay(attempt, None)).await;
+        }
+        tracing::warn!(
+            artifact = name,
+            "another upload of this artifact has not been finalized; counting it as present"
+        );
+        Ok(())
     }
 
     /// Downloads a listed artifact to `dest`; returns the byte count.
