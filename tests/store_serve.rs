@@ -6,6 +6,8 @@
 
 use std::future::Future;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -44,19 +46,21 @@ fn ids(job: &str) -> BackendIds {
 }
 
 /// A client of the service at `url` acting as job `job` of the one workflow run.
-fn store_at(url: &str, job: &str) -> ArtifactStore {
+fn store_at(url: &str, job: &str, retry: RetryPolicy) -> ArtifactStore {
     let mut cfg = StoreConfig::new(url, &make_token(&ids(job))).unwrap();
-    cfg.retry = quick_retry();
+    cfg.retry = retry;
     ArtifactStore::new(cfg).unwrap()
 }
 
 fn store(service: &ServeHandle, job: &str) -> ArtifactStore {
-    store_at(service.url(), job)
+    store_at(service.url(), job, quick_retry())
 }
 
 /// `len` bytes that differ from offset to offset.
 fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i % 251) as u8 ^ (i >> 12) as u8).collect()
+    (0..len)
+        .map(|i| (i % 251) as u8 ^ (i >> 12) as u8)
+        .collect()
 }
 
 /// Writes `content` to `name` in `dir`; returns the path.
@@ -115,7 +119,11 @@ async fn an_artifact_is_created_finalized_listed_downloaded_and_deleted() {
         );
         let found = store.find("report").await.unwrap().unwrap();
         assert_eq!(found, listed[0]);
-        assert_eq!(store.find("repo").await.unwrap(), None, "names match exactly");
+        assert_eq!(
+            store.find("repo").await.unwrap(),
+            None,
+            "names match exactly"
+        );
         assert_eq!(download(&store, &found).await, b"all passed");
 
         store.delete(&found).await.unwrap();
@@ -142,7 +150,10 @@ async fn a_file_of_several_blocks_uploads_once_and_downloads_identically() {
         assert_eq!(service.stats().blob["put_block"], 2, "two blocks, once");
         let found = store.find("layer").await.unwrap().unwrap();
         assert_eq!(found.size, content.len() as u64);
-        assert!(download(&store, &found).await == content, "download differs");
+        assert!(
+            download(&store, &found).await == content,
+            "download differs"
+        );
     })
     .await;
 }
@@ -222,6 +233,54 @@ async fn concurrent_uploads_of_one_name_from_two_jobs_both_succeed() {
 }
 
 #[tokio::test]
+async fn an_upload_that_meets_an_unfinished_one_waits_until_it_is_listed() {
+    let service = serve::start(ServeConfig::default()).await.unwrap();
+    guarded(async {
+        let a = store(&service, "job-a");
+        // Patient enough to outwait job a's one finalize call on a loaded machine.
+        let b = store_at(
+            service.url(),
+            "job-b",
+            RetryPolicy {
+                max_delay: Duration::from_millis(200),
+                ..quick_retry()
+            },
+        );
+        // Job a's upload is under way: created and written, not yet finalized.
+        let upload = a.create_artifact("layer").await.unwrap();
+        BlobClient::new(quick_retry())
+            .put_block_blob("layer", &upload, Bytes::from_static(b"bytes"))
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = file(dir.path(), "layer", b"bytes");
+        let finalizing = Arc::new(AtomicBool::new(false));
+
+        let b_upload = tokio::spawn({
+            let finalizing = finalizing.clone();
+            async move {
+                let outcome = b.upload_file("layer", &path, "ab12").await.unwrap();
+                (outcome, finalizing.load(Ordering::SeqCst))
+            }
+        });
+        // Once b has found the name taken and looked for it again, a finishes its upload.
+        while twirp_calls(&service, "ListArtifacts") < 2 && !b_upload.is_finished() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        finalizing.store(true, Ordering::SeqCst);
+        a.finalize_artifact("layer", 5, None).await.unwrap();
+
+        let (outcome, after_finalize) = b_upload.await.unwrap();
+        assert_eq!(outcome, UploadOutcome::AlreadyPresent);
+        assert!(
+            after_finalize,
+            "AlreadyPresent came before the artifact could be listed"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn another_jobs_artifact_is_read_and_deleted_with_its_owners_ids() {
     let service = serve::start(ServeConfig::default()).await.unwrap();
     guarded(async {
@@ -247,7 +306,11 @@ async fn a_tail_returns_each_appended_byte_once() {
         let (writer_store, reader_store) = (store(&service, "job-a"), store(&service, "job-b"));
         let mut writer = writer_store.create_append("stream").await.unwrap();
         let mut tail = reader_store.tail(reader_store.find("stream").await.unwrap().unwrap());
-        assert_eq!(tail.read_new().await.unwrap(), None, "a new stream is empty");
+        assert_eq!(
+            tail.read_new().await.unwrap(),
+            None,
+            "a new stream is empty"
+        );
 
         writer.append(Bytes::from_static(b"one")).await.unwrap();
         assert_eq!(
@@ -331,7 +394,10 @@ async fn a_url_that_is_dead_when_signed_fails_after_one_re_sign() {
         for (op, error) in [("read", read), ("download", download)] {
             assert_eq!(error.status(), Some(403), "{error}");
             let message = error.to_string();
-            assert!(message.contains(op) && message.contains("'stream'"), "{message}");
+            assert!(
+                message.contains(op) && message.contains("'stream'"),
+                "{message}"
+            );
         }
         assert_eq!(twirp_calls(&service, "GetSignedArtifactURL"), 4);
     })
@@ -401,7 +467,7 @@ async fn a_server_that_is_not_there_is_a_transport_error_after_the_last_attempt(
         .port();
     let url = format!("http://127.0.0.1:{port}/");
     guarded(async {
-        let store = store_at(&url, "job-a");
+        let store = store_at(&url, "job-a", quick_retry());
         let blob = BlobClient::new(RetryPolicy {
             max_attempts: 3,
             ..quick_retry()
@@ -471,7 +537,10 @@ async fn error_answers_name_the_artifact() {
             message.contains("CreateArtifact") && message.contains("'a/b'"),
             "{message}"
         );
-        assert!(message.contains("contains one of"), "the server's message: {message}");
+        assert!(
+            message.contains("contains one of"),
+            "the server's message: {message}"
+        );
     })
     .await;
 }
