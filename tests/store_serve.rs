@@ -2,21 +2,23 @@
 //! which follows github.com): the artifact lifecycle, uploads of several blocks, upload-if-absent
 //! from one job and from two at once, reading another job's artifacts, incremental reads that
 //! re-sign expired URLs, retries through injected faults, and errors that say which operation
-//! on which artifact failed.
+//! on which artifact failed. Two stand-ins cover what the service never does: a port nobody
+//! listens on, and a server that cuts its answers short.
 
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use cluster_action::serve::{self, ServeConfig, ServeHandle};
-use cluster_action::store::blob::{BLOCK_SIZE, BlobClient};
+use cluster_action::store::blob::{BLOCK_SIZE, BlobClient, RangeRead};
 use cluster_action::store::{
     ArtifactInfo, ArtifactStore, RetryPolicy, StoreConfig, StoreError, UploadOutcome,
 };
 use cluster_action::token::{BackendIds, make_token};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const RUN: &str = "run-1";
 
@@ -499,6 +501,77 @@ async fn a_server_that_is_not_there_is_a_transport_error_after_the_last_attempt(
             let text = error.to_string();
             assert!(text.contains(op) && text.contains(artifact), "{text}");
         }
+    })
+    .await;
+}
+
+/// A blob server that answers the first `cuts` requests with the head of a 10-byte body and
+/// then hangs up, and every later one in full; returns its URL and the request counter.
+async fn cutting_server(cuts: usize) -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/blob", listener.local_addr().unwrap());
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = requests.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8];
+                if conn.read(&mut byte).await.unwrap() == 0 {
+                    break;
+                }
+                head.push(byte[0]);
+            }
+            let body: &[u8] = if counter.fetch_add(1, Ordering::SeqCst) < cuts {
+                b"abc"
+            } else {
+                b"0123456789"
+            };
+            let answer = [
+                &b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: close\r\n\r\n"[..],
+                body,
+            ]
+            .concat();
+            conn.write_all(&answer).await.unwrap();
+        }
+    });
+    (url, requests)
+}
+
+#[tokio::test]
+async fn reads_cut_short_are_asked_again() {
+    guarded(async {
+        let blob = BlobClient::new(RetryPolicy {
+            max_attempts: 3,
+            ..quick_retry()
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("download");
+
+        let (url, requests) = cutting_server(2).await;
+        let read = blob.read_from("stream", &url, 4, None).await.unwrap();
+        assert_eq!(
+            read,
+            RangeRead::Data {
+                bytes: Bytes::from_static(b"456789"),
+                etag: None
+            }
+        );
+        assert_eq!(requests.load(Ordering::SeqCst), 3);
+
+        let (url, _) = cutting_server(2).await;
+        assert_eq!(blob.download("layer", &url, &dest).await.unwrap(), 10);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"0123456789");
+
+        let (url, requests) = cutting_server(3).await;
+        let error = blob.read_from("stream", &url, 0, None).await.unwrap_err();
+        assert!(
+            matches!(&error, StoreError::Transport { op: "read", artifact, message }
+                if artifact == "stream" && message.contains("after 3 attempts")),
+            "{error:?}"
+        );
+        assert_eq!(requests.load(Ordering::SeqCst), 3);
     })
     .await;
 }
