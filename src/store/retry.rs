@@ -84,23 +84,7 @@ impl RetryPolicy {
             attempt += 1;
         }
     }
-}
 
-/// Why one attempt at a read (a request and the reading of its body) failed.
-pub(super) enum FetchError {
-    /// The body was cut off (connection reset, read timeout): worth asking again.
-    Cut(reqwest::Error),
-    /// Anything else, final.
-    Failed(StoreError),
-}
-
-impl From<StoreError> for FetchError {
-    fn from(e: StoreError) -> Self {
-        FetchError::Failed(e)
-    }
-}
-
-impl RetryPolicy {
     /// Runs `fetch` (one read: a request sent with [`RetryPolicy::send`], then its body read)
     /// again while its body is cut off, up to `max_attempts` reads; a cut on the last one
     /// becomes [`StoreError::Transport`] naming `op` and `artifact`.
@@ -126,12 +110,27 @@ impl RetryPolicy {
                     });
                 }
                 Err(FetchError::Cut(e)) => {
-                    debug!(op, artifact, error = %error_chain(&e), attempt, "body cut off; retrying");
+                    let error = error_chain(&e);
+                    debug!(op, artifact, error, attempt, "body cut off; retrying");
                     tokio::time::sleep(self.delay(attempt, None)).await;
                     attempt += 1;
                 }
             }
         }
+    }
+}
+
+/// Why one attempt at a read (a request and the reading of its body) failed.
+pub(super) enum FetchError {
+    /// The body was cut off (connection reset, read timeout): worth asking again.
+    Cut(reqwest::Error),
+    /// Anything else, final.
+    Failed(StoreError),
+}
+
+impl From<StoreError> for FetchError {
+    fn from(e: StoreError) -> Self {
+        FetchError::Failed(e)
     }
 }
 
