@@ -450,10 +450,9 @@ async fn every_operation_succeeds_through_injected_faults() {
 
         b.delete(&layer).await.unwrap();
         assert_eq!(a.list(None).await.unwrap().len(), 1);
-        let stats = service.stats();
         assert!(
-            stats.twirp_total + stats.blob_total > 60,
-            "faults were injected and retried: {stats:?}"
+            service.stats().blob["append_block"] > 20,
+            "some of the 20 appends met a fault and were sent again"
         );
     })
     .await;
