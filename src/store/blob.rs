@@ -15,9 +15,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use reqwest::{Client, Method, RequestBuilder, StatusCode, header};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use super::retry::error_chain;
+use super::retry::FetchError;
 use super::{RetryPolicy, StoreError};
 
 /// The Azure Blob REST version we speak (old enough for every Azurite release).
@@ -131,14 +131,47 @@ impl BlobClient {
         url: &str,
         data: Bytes,
     ) -> Result<(), StoreError> {
-        let mut count = 0;
-        for start in (0..data.len()).step_by(BLOCK_SIZE) {
-            let end = (start + BLOCK_SIZE).min(data.len());
-            self.put_block(artifact, url, count, data.slice(start..end))
+        self.put_block_blob_from(artifact, url, &data[..], "memory")
+            .await?;
+        Ok(())
+    }
+
+    /// Uploads what `reader` yields as a block blob, one block at a time so memory stays
+    /// bounded: staged blocks, then the block list. Returns the byte count. Nothing to read
+    /// gives an empty blob of no blocks (Azure refuses an empty block). `source` names the
+    /// reader in I/O errors.
+    pub async fn put_block_blob_from(
+        &self,
+        artifact: &str,
+        url: &str,
+        mut reader: impl AsyncRead + Unpin,
+        source: &str,
+    ) -> Result<u64, StoreError> {
+        let (mut size, mut count) = (0u64, 0u32);
+        loop {
+            let mut block = Vec::with_capacity(BLOCK_SIZE);
+            (&mut reader)
+                .take(BLOCK_SIZE as u64)
+                .read_to_end(&mut block)
+                .await
+                .map_err(|e| StoreError::Io {
+                    context: format!("reading {source} to upload it as '{artifact}'"),
+                    source: e,
+                })?;
+            if block.is_empty() {
+                break;
+            }
+            let full = block.len() == BLOCK_SIZE;
+            size += block.len() as u64;
+            self.put_block(artifact, url, count, Bytes::from(block))
                 .await?;
             count += 1;
+            if !full {
+                break;
+            }
         }
-        self.put_block_list(artifact, url, count).await
+        self.put_block_list(artifact, url, count).await?;
+        Ok(size)
     }
 
     /// Creates an empty append blob at `url`.
@@ -191,6 +224,21 @@ impl BlobClient {
         offset: u64,
         etag: Option<&str>,
     ) -> Result<RangeRead, StoreError> {
+        self.retry
+            .fetch("read", artifact, || {
+                self.read_once(artifact, url, offset, etag)
+            })
+            .await
+    }
+
+    /// One ranged read (its request retried as every request is).
+    async fn read_once(
+        &self,
+        artifact: &str,
+        url: &str,
+        offset: u64,
+        etag: Option<&str>,
+    ) -> Result<RangeRead, FetchError> {
         let response = self
             .retry
             .send("read", artifact, || {
@@ -209,18 +257,18 @@ impl BlobClient {
                 return Ok(RangeRead::NoNewData);
             }
             StatusCode::OK | StatusCode::PARTIAL_CONTENT => {}
-            _ => return Err(StoreError::from_response("read", artifact, response).await),
+            _ => {
+                return Err(StoreError::from_response("read", artifact, response)
+                    .await
+                    .into());
+            }
         }
         let new_etag = response
             .headers()
             .get(header::ETAG)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let body = response.bytes().await.map_err(|e| StoreError::Transport {
-            op: "read",
-            artifact: artifact.to_string(),
-            message: error_chain(&e),
-        })?;
+        let body = response.bytes().await.map_err(FetchError::Cut)?;
         // A 200 is the whole blob (act ignores Range): keep what lies past the offset.
         let bytes = if status == StatusCode::OK {
             let skip = usize::try_from(offset)
@@ -247,55 +295,38 @@ impl BlobClient {
         url: &str,
         dest: &Path,
     ) -> Result<u64, StoreError> {
-        let mut attempt = 1;
-        loop {
-            let response = self
-                .expect_success("download", artifact, || {
-                    self.request(Method::GET, url.to_string())
-                })
-                .await?;
-            match write_body(response, dest).await {
-                Ok(written) => return Ok(written),
-                Err(DownloadError::Io(source)) => {
-                    return Err(StoreError::Io {
-                        context: format!("writing artifact '{artifact}' to {}", dest.display()),
-                        source,
-                    });
-                }
-                Err(DownloadError::Cut(e)) if attempt >= self.retry.max_attempts => {
-                    return Err(StoreError::Transport {
-                        op: "download",
-                        artifact: artifact.to_string(),
-                        message: format!("{} (after {attempt} attempts)", error_chain(&e)),
-                    });
-                }
-                Err(DownloadError::Cut(_)) => {
-                    tokio::time::sleep(self.retry.delay(attempt, None)).await;
-                    attempt += 1;
-                }
-            }
-        }
+        self.retry
+            .fetch("download", artifact, || async move {
+                let response = self
+                    .expect_success("download", artifact, || {
+                        self.request(Method::GET, url.to_string())
+                    })
+                    .await?;
+                write_body(response, artifact, dest).await
+            })
+            .await
     }
 }
 
-/// Why streaming a body to a file stopped.
-enum DownloadError {
-    /// The connection broke: worth retrying.
-    Cut(reqwest::Error),
-    /// The local file could not be written: not worth retrying.
-    Io(std::io::Error),
-}
-
-async fn write_body(mut response: reqwest::Response, dest: &Path) -> Result<u64, DownloadError> {
-    let mut file = tokio::fs::File::create(dest)
-        .await
-        .map_err(DownloadError::Io)?;
+/// Streams a body into `dest`: a cut is worth retrying, a local write error is not.
+async fn write_body(
+    mut response: reqwest::Response,
+    artifact: &str,
+    dest: &Path,
+) -> Result<u64, FetchError> {
+    let io = |source| {
+        FetchError::Failed(StoreError::Io {
+            context: format!("writing artifact '{artifact}' to {}", dest.display()),
+            source,
+        })
+    };
+    let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
     let mut written = 0u64;
-    while let Some(chunk) = response.chunk().await.map_err(DownloadError::Cut)? {
-        file.write_all(&chunk).await.map_err(DownloadError::Io)?;
+    while let Some(chunk) = response.chunk().await.map_err(FetchError::Cut)? {
+        file.write_all(&chunk).await.map_err(io)?;
         written += chunk.len() as u64;
     }
-    file.flush().await.map_err(DownloadError::Io)?;
+    file.flush().await.map_err(io)?;
     Ok(written)
 }
 

@@ -1,9 +1,11 @@
 //! Retry with exponential backoff and full jitter, for every request the store sends.
 //!
 //! Retried: requests that got no answer (connection refused or reset, timeouts), 5xx answers,
-//! 408 and 429 (honouring `Retry-After`, capped by [`RetryPolicy::max_delay`]). Everything else
-//! is returned to the caller, which knows what the status means for its operation.
+//! 408 and 429 (honouring `Retry-After`, capped by [`RetryPolicy::max_delay`]), and reads whose
+//! body was cut off. Everything else is returned to the caller, which knows what the status
+//! means for its operation.
 
+use std::future::Future;
 use std::time::Duration;
 
 use rand::RngExt;
@@ -81,6 +83,54 @@ impl RetryPolicy {
             tokio::time::sleep(wait).await;
             attempt += 1;
         }
+    }
+
+    /// Runs `fetch` (one read: a request sent with [`RetryPolicy::send`], then its body read)
+    /// again while its body is cut off, up to `max_attempts` reads; a cut on the last one
+    /// becomes [`StoreError::Transport`] naming `op` and `artifact`.
+    pub(super) async fn fetch<T, F>(
+        &self,
+        op: &'static str,
+        artifact: &str,
+        mut fetch: impl FnMut() -> F,
+    ) -> Result<T, StoreError>
+    where
+        F: Future<Output = Result<T, FetchError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match fetch().await {
+                Ok(value) => return Ok(value),
+                Err(FetchError::Failed(e)) => return Err(e),
+                Err(FetchError::Cut(e)) if attempt >= self.max_attempts => {
+                    return Err(StoreError::Transport {
+                        op,
+                        artifact: artifact.to_string(),
+                        message: format!("{} (after {attempt} attempts)", error_chain(&e)),
+                    });
+                }
+                Err(FetchError::Cut(e)) => {
+                    let error = error_chain(&e);
+                    debug!(op, artifact, error, attempt, "body cut off; retrying");
+                    tokio::time::sleep(self.delay(attempt, None)).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Why one attempt at a read (a request and the reading of its body) failed.
+pub(super) enum FetchError {
+    /// The body was cut off (connection reset, read timeout): worth asking again.
+    Cut(reqwest::Error),
+    /// Anything else, final.
+    Failed(StoreError),
+}
+
+impl From<StoreError> for FetchError {
+    fn from(e: StoreError) -> Self {
+        FetchError::Failed(e)
     }
 }
 

@@ -5,9 +5,8 @@
 use std::path::Path;
 
 use bytes::Bytes;
-use tokio::io::AsyncReadExt;
 
-use super::blob::{BLOCK_SIZE, BlobClient, RangeRead};
+use super::blob::{BlobClient, RangeRead};
 use super::{ArtifactInfo, ArtifactStore, StoreError};
 
 /// The result of an upload-if-absent.
@@ -15,7 +14,8 @@ use super::{ArtifactInfo, ArtifactStore, StoreError};
 pub enum UploadOutcome {
     /// We uploaded it.
     Uploaded,
-    /// Someone (possibly concurrently) already had: counts as success.
+    /// Someone already had it, or was uploading it concurrently and has finished (we wait,
+    /// as patiently as the retry policy, for it to be listed): counts as success.
     AlreadyPresent,
 }
 
@@ -48,43 +48,49 @@ impl ArtifactStore {
         path: &Path,
         sha256_hex: &str,
     ) -> Result<UploadOutcome, StoreError> {
+        // Opened first: a create whose upload cannot even start would leave the name taken.
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|source| StoreError::Io {
+                context: format!("opening {} to upload it as '{name}'", path.display()),
+                source,
+            })?;
         if self.find(name).await?.is_some() {
             return Ok(UploadOutcome::AlreadyPresent);
         }
         let url = match self.create_artifact(name).await {
             Ok(url) => url,
-            Err(StoreError::AlreadyExists(_)) => return Ok(UploadOutcome::AlreadyPresent),
+            Err(StoreError::AlreadyExists(_)) => {
+                self.wait_until_listed(name).await?;
+                return Ok(UploadOutcome::AlreadyPresent);
+            }
             Err(e) => return Err(e),
         };
-        let io = |source| StoreError::Io {
-            context: format!("reading {} to upload it as '{name}'", path.display()),
-            source,
-        };
-        let mut file = tokio::fs::File::open(path).await.map_err(io)?;
-        let (mut size, mut blocks) = (0u64, 0u32);
-        loop {
-            let mut block = Vec::with_capacity(BLOCK_SIZE);
-            (&mut file)
-                .take(BLOCK_SIZE as u64)
-                .read_to_end(&mut block)
-                .await
-                .map_err(io)?;
-            if block.is_empty() && blocks > 0 {
-                break;
-            }
-            let last = block.len() < BLOCK_SIZE;
-            size += block.len() as u64;
-            self.blob
-                .put_block(name, &url, blocks, Bytes::from(block))
-                .await?;
-            blocks += 1;
-            if last {
-                break;
-            }
-        }
-        self.blob.put_block_list(name, &url, blocks).await?;
+        let size = self
+            .blob
+            .put_block_blob_from(name, &url, file, &path.display().to_string())
+            .await?;
         self.finalize_artifact(name, size, Some(sha256_hex)).await?;
         Ok(UploadOutcome::Uploaded)
+    }
+
+    /// Waits for a concurrent upload of `name` to be finalized, so that `AlreadyPresent`
+    /// means others can download it; github.com lists an artifact only once it is finalized.
+    /// Gives up (with a warning) after the retry policy's attempts: the other upload may have
+    /// died, and a reader will then find the artifact missing.
+    async fn wait_until_listed(&self, name: &str) -> Result<(), StoreError> {
+        let retry = &self.cfg.retry;
+        for attempt in 1..=retry.max_attempts {
+            if self.find(name).await?.is_some() {
+                return Ok(());
+            }
+            tokio::time::sleep(retry.delay(attempt, None)).await;
+        }
+        tracing::warn!(
+            artifact = name,
+            "another upload of this artifact has not been finalized; counting it as present"
+        );
+        Ok(())
     }
 
     /// Downloads a listed artifact to `dest`; returns the byte count.
