@@ -59,7 +59,7 @@ pub struct WorkerArgs {
     /// Wait this long for a broker to appear (matrix jobs start in any order).
     #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
     broker_wait: Duration,
-    /// The name jobs see as CLUSTER_WORKER (default: $GITHUB_JOB or the host name, with the pid).
+    /// The name jobs see as CLUSTER_WORKER (default: $GITHUB_JOB or the host name, and a random suffix).
     #[arg(long)]
     name: Option<String>,
     /// Bytes of each job's output kept (the tail; the rest is cut with a marker).

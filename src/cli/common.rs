@@ -108,8 +108,8 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// A default name for this process in logs and reports: `$GITHUB_JOB` or the host name, and
-/// the process id.
+/// A default name for this process in logs and reports: `$GITHUB_JOB` or the host name, and a
+/// random suffix (matrix jobs share `$GITHUB_JOB`, and fresh runner machines often share pids).
 pub fn default_name(role: &str) -> String {
     let base = std::env::var("GITHUB_JOB")
         .ok()
@@ -120,5 +120,6 @@ pub fn default_name(role: &str) -> String {
         })
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| role.to_string());
-    format!("{base}-{}", std::process::id())
+    let suffix: u32 = rand::random_range(0..0x100_0000);
+    format!("{base}-{suffix:06x}")
 }
