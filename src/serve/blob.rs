@@ -273,6 +273,16 @@ pub(super) async fn put(
             let block_id = query.get("blockid").ok_or_else(|| {
                 AzureError::bad_request("MissingRequiredQueryParameter", "blockid is required")
             })?;
+            // Azure refuses an empty block (Azurite too): clients must not send one.
+            if headers
+                .get(header::CONTENT_LENGTH)
+                .is_some_and(|len| len == "0")
+            {
+                return Err(AzureError::bad_request(
+                    "InvalidHeaderValue",
+                    "Content-Length 0: a block must not be empty",
+                ));
+            }
             app.blobs
                 .stage_block(id, block_id, body.into_data_stream())
                 .await?;
