@@ -641,6 +641,8 @@ async fn stats_count_each_operation() {
         assert_eq!(count(&served.blob, op), Some(1), "{op}");
     }
     assert_eq!((served.twirp_total, served.blob_total), (4, 4));
+    // "abc" went up once and came down once (the HEAD carries no body).
+    assert_eq!((served.blob_bytes_in, served.blob_bytes_out), (3, 3));
 
     // The blob bytes are on disk under the data directory.
     let run_dir = std::fs::read_dir(dir.path())

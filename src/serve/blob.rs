@@ -202,7 +202,16 @@ pub(super) async fn azure_headers(
         .get("x-ms-version")
         .cloned()
         .unwrap_or(HeaderValue::from_static(DEFAULT_VERSION));
+    let received = content_length(request.headers()).unwrap_or(0);
+    // A HEAD answer states the blob's length but carries no body.
+    let has_body = request.method() != axum::http::Method::HEAD;
     let mut response = next.run(request).await;
+    let sent = if has_body {
+        content_length(response.headers()).unwrap_or(0)
+    } else {
+        0
+    };
+    app.stats.count_blob_bytes(received, sent);
     let n = app.request_seq.fetch_add(1, Ordering::Relaxed);
     let headers = response.headers_mut();
     if let Ok(id) = HeaderValue::from_str(&format!("00000000-0000-4000-8000-{n:012x}")) {

@@ -97,6 +97,12 @@ pub struct StatsSnapshot {
     pub twirp_total: u64,
     /// Sum of `blob`.
     pub blob_total: u64,
+    /// Bytes of blob request bodies received (by `Content-Length`): what clients uploaded.
+    #[serde(default)]
+    pub blob_bytes_in: u64,
+    /// Bytes of blob answer bodies sent (by `Content-Length`): what clients downloaded.
+    #[serde(default)]
+    pub blob_bytes_out: u64,
 }
 
 /// Everything the handlers share.

@@ -29,6 +29,13 @@ impl Stats {
         counts.blob_total += 1;
     }
 
+    /// Adds the body sizes of one blob request and its answer.
+    pub(super) fn count_blob_bytes(&self, received: u64, sent: u64) {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        counts.blob_bytes_in += received;
+        counts.blob_bytes_out += sent;
+    }
+
     /// The counters now.
     pub(super) fn snapshot(&self) -> StatsSnapshot {
         self.counts
