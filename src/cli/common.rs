@@ -53,20 +53,21 @@ impl ClusterArgs {
         })
     }
 
-    /// Stream timings from the flags.
+    /// Stream timings from the flags (exit 2 when they cannot work together).
     pub fn stream(&self) -> anyhow::Result<StreamConfig> {
-        if self.keepalive >= self.peer_timeout {
-            return Err(ExitError::bad_input(format!(
-                "--keepalive ({:?}) must be shorter than --peer-timeout ({:?})",
-                self.keepalive, self.peer_timeout
-            )));
-        }
-        Ok(StreamConfig {
+        let cfg = StreamConfig {
             poll_max: self.poll_max,
             keepalive: self.keepalive,
             peer_timeout: self.peer_timeout,
             ..StreamConfig::default()
-        })
+        };
+        cfg.validate().map_err(|e| {
+            ExitError::bad_input(format!(
+                "{e}\n(--keepalive {:?} must be less than half of --peer-timeout {:?}, and --poll-max more than 0)",
+                self.keepalive, self.peer_timeout
+            ))
+        })?;
+        Ok(cfg)
     }
 
     /// These flags again, for the worker processes that `local` starts.

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Benchmarks (not tests): dispatch cost, balance, latency hiding, layer distribution, memory and
+# API politeness of a cluster of real processes on this machine.
+#   scripts/bench.sh [--quick]
+# Builds the release binary, prints a table, rewrites the figures in BENCHMARKS.md and writes
+# them to target/bench/results.json. --quick runs each scenario smaller (a smoke check).
+# The full run takes about 10 minutes on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+quick=()
+for arg in "$@"; do
+  case "$arg" in
+    --quick) quick=(--quick) ;;
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    *) echo "scripts/bench.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
+  esac
+done
+cargo build --release --quiet
+md=BENCHMARKS.md
+# A quick run is a smoke check: its figures do not replace the real ones.
+[ ${#quick[@]} -eq 0 ] || md=-
+exec python3 scripts/bench/bench.py target/release/cluster-action target/bench/results.json "$md" "${quick[@]}"

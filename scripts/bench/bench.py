@@ -1,0 +1,332 @@
+"""The benchmarks of scripts/bench.sh: a cluster of real processes (serve, broker, workers,
+runner: what `cluster-action local` starts, started one by one here so that each process's
+memory and the service's request counters can be read) on this machine.
+
+    python3 scripts/bench/bench.py BINARY OUT_JSON OUT_MD [--quick]
+
+Prints a table, writes the figures to OUT_JSON and rewrites OUT_MD (BENCHMARKS.md).
+Standard library only.
+"""
+import hashlib
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+# The stream timings `cluster-action local` uses (src/cli/run.rs).
+LOCAL_FLAGS = ["--poll-max", "100ms", "--peer-timeout", "10s"]
+
+
+def rss_mib(pid, field="VmHWM"):
+    """Peak (VmHWM) or current (VmRSS) resident memory of a live process, in MiB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+class Cluster:
+    """serve + broker + N workers, as separate processes; `run` submits a manifest."""
+
+    def __init__(self, binary, workdir, workers=4, slots=2, latency_ms=0, flags=LOCAL_FLAGS,
+                 broker=True):
+        self.bin, self.dir, self.flags = binary, Path(workdir), list(flags)
+        self.procs = []
+        self.serve = self._spawn("serve", [binary, "serve", "--latency-ms", str(latency_ms)],
+                                 env=os.environ, stdout=subprocess.PIPE)
+        first = self.serve.stdout.readline().decode().strip()
+        if not first.startswith("ACTIONS_RESULTS_URL="):
+            raise RuntimeError(f"serve printed {first!r}")
+        self.url = first.split("=", 1)[1]
+        self.broker = None
+        if broker:
+            self.broker = self._spawn("broker", [binary, "broker", "--idle-timeout", "1h"] + self.flags,
+                                      env=self.env("broker"))
+        self.workers = [self.add_worker(i, slots) for i in range(workers)]
+
+    def env(self, job):
+        token = subprocess.check_output([self.bin, "token", "--run", "bench", "--job", job], text=True).strip()
+        return dict(os.environ, ACTIONS_RESULTS_URL=self.url, ACTIONS_RUNTIME_TOKEN=token)
+
+    def _spawn(self, name, argv, env, stdout=subprocess.DEVNULL):
+        log = open(self.dir / f"{name}.log", "wb")
+        proc = subprocess.Popen(argv, env=env, stdout=stdout, stderr=log)
+        self.procs.append(proc)
+        return proc
+
+    def add_worker(self, i, slots):
+        cache = self.dir / f"worker-{i}"
+        return self._spawn(f"worker-{i}", [self.bin, "worker", "--slots", str(slots), "--name", f"worker-{i}",
+                                           "--cache-dir", str(cache / "cache"), "--work-dir", str(cache / "work")]
+                           + self.flags, env=self.env(f"worker-{i}"))
+
+    def stats(self):
+        with urllib.request.urlopen(self.url + "_stats") as r:
+            return json.load(r)
+
+    def run(self, manifest, extra=(), sample=()):
+        """Runs `run MANIFEST`; returns (exit code, wall seconds, report, peak MiB per sampled pid)."""
+        report = self.dir / "report.json"
+        argv = [self.bin, "run", str(manifest), "--report-json", str(report)] + list(extra) + self.flags
+        if self.broker is None:
+            argv.append("--embed-broker")
+        start = time.monotonic()
+        proc = subprocess.Popen(argv, env=self.env("runner"), stdout=subprocess.DEVNULL,
+                                stderr=open(self.dir / "runner.log", "wb"))
+        peaks = {}
+        while proc.poll() is None:
+            for name, pid in list(sample) + [("runner", proc.pid)]:
+                value = rss_mib(pid)
+                if value is not None:
+                    peaks[name] = max(peaks.get(name, 0), value)
+            time.sleep(0.05)
+        wall = time.monotonic() - start
+        data = json.loads(report.read_text()) if report.exists() else None
+        return proc.returncode, wall, data, peaks
+
+    def close(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+        for p in self.procs:
+            p.wait()
+
+
+@contextmanager
+def cluster(binary, **kw):
+    with tempfile.TemporaryDirectory(prefix="ca-bench-") as d:
+        c = Cluster(binary, d, **kw)
+        try:
+            yield c
+        finally:
+            c.close()
+
+
+def manifest(path, jobs, layers=None):
+    """Writes a manifest: jobs are dicts with name, run and optional estimate/layers."""
+    lines = []
+    if layers:
+        lines.append("layers:")
+        for name, paths in layers.items():
+            lines += [f"  {name}:", f"    paths: [{', '.join(paths)}]"]
+    lines.append("jobs:")
+    for job in jobs:
+        lines.append(f"  - name: {job['name']}")
+        lines.append(f"    run: {json.dumps(job['run'])}")
+        if "estimate" in job:
+            lines.append(f"    estimate: {job['estimate']}ms")
+        if "layers" in job:
+            lines.append(f"    layers: [{', '.join(job['layers'])}]")
+    Path(path).write_text("\n".join(lines) + "\n")
+    return path
+
+
+def delta(before, after, key):
+    return after[key] - before[key]
+
+
+def dispatch(binary, n, tmp, results):
+    path = manifest(tmp / "dispatch.yml", [{"name": f"j{i}", "run": "true"} for i in range(n)])
+    for latency, key in [(0, "dispatch_jobs_per_s"), (100, "dispatch_jobs_per_s_latency100")]:
+        with cluster(binary, latency_ms=latency) as c:
+            before = c.stats()
+            code, wall, report, _ = c.run(path, ["--stop-cluster"])
+            after = c.stats()
+            assert code == 0 and report["summary"]["passed"] == n, f"dispatch run failed ({code})"
+            results[key] = round(n / wall, 1)
+            if latency == 0:
+                results["twirp_calls_per_job"] = round(delta(before, after, "twirp_total") / n, 2)
+                results["blob_requests_per_job"] = round(delta(before, after, "blob_total") / n, 2)
+    start = time.monotonic()
+    subprocess.run(["xargs", "-P", "8", "-n", "1", "sh", "-c", "true"], input="x\n" * n, text=True, check=True,
+                   stdout=subprocess.DEVNULL)
+    results["xargs_jobs_per_s"] = round(n / (time.monotonic() - start), 1)
+
+
+def lognormal_durations(n, total_s, seed=20261122):
+    rng = random.Random(seed)
+    raw = [rng.lognormvariate(0.0, 1.0) for _ in range(n)]
+    scale = total_s / sum(raw)
+    return [max(0.01, d * scale) for d in raw]
+
+
+def makespan_of(shards):
+    return max(sum(s) for s in shards)
+
+
+def balance(binary, n, total_s, tmp, results):
+    durations = lognormal_durations(n, total_s)
+    measured = None
+    for estimates, key in [(False, "balance_ratio_no_estimates"), (True, "balance_ratio_estimates")]:
+        jobs = []
+        for i, d in enumerate(durations):
+            job = {"name": f"b{i:03}", "run": f"sleep {d:.3f}"}
+            if estimates:
+                job["estimate"] = int(d * 1000)
+            jobs.append(job)
+        path = manifest(tmp / f"balance-{estimates}.yml", jobs)
+        with cluster(binary) as c:
+            code, wall, report, _ = c.run(path, ["--stop-cluster"])
+        assert code == 0, f"balance run failed ({code})"
+        took = {j["name"]: j["duration_ms"] / 1000 for j in report["jobs"]}
+        work = [took[f"b{i:03}"] for i in range(n)]
+        lb = max(sum(work) / 8, max(work))
+        results[key] = round(wall / lb, 3)
+        if not estimates:
+            measured = work
+            results["_balance_lb_s"] = round(lb, 2)
+            results["_balance_makespan_no_estimates_s"] = round(wall, 2)
+        else:
+            results["_balance_makespan_estimates_s"] = round(wall, 2)
+    lb = max(sum(measured) / 8, max(measured))
+    rr = [[d for i, d in enumerate(measured) if i % 8 == k] for k in range(8)]
+    hashed = [[] for _ in range(8)]
+    for i, d in enumerate(measured):
+        h = int.from_bytes(hashlib.sha256(f"b{i:03}".encode()).digest()[:8], "big")
+        hashed[h % 8].append(d)
+    results["balance_ratio_static_count"] = round(makespan_of(rr) / lb, 3)
+    results["balance_ratio_static_hash"] = round(makespan_of(hashed) / lb, 3)
+
+
+def latency_hiding(binary, n, tmp, results):
+    path = manifest(tmp / "latency.yml", [{"name": f"l{i}", "run": "sleep 0.5"} for i in range(n)])
+    with cluster(binary, latency_ms=200) as c:
+        code, wall, report, _ = c.run(path, ["--stop-cluster"])
+    assert code == 0, f"latency run failed ({code})"
+    busy = sum(j["duration_ms"] for j in report["jobs"]) / 1000
+    results["utilisation_latency200"] = round(busy / (8 * wall), 3)
+
+
+def layer_distribution(binary, mib, tmp, results):
+    data = tmp / "layer"
+    data.mkdir()
+    big = data / "big.bin"
+    with open(big, "wb") as f:
+        for _ in range(mib):
+            f.write(os.urandom(1024 * 1024))
+    start = time.monotonic()
+    shutil.copyfile(big, tmp / "big.copy")
+    os.sync()
+    cp_s = time.monotonic() - start
+    (tmp / "big.copy").unlink()
+    jobs = [{"name": f"u{i}", "run": f"test $(stat -c %s big.bin) -eq {mib * 1024 * 1024}", "layers": ["big"]}
+            for i in range(16)]
+    path = manifest(data / "layer.yml", jobs, layers={"big": ["big.bin"]})
+    with cluster(binary, workers=4, slots=1) as c:
+        before = c.stats()
+        code, wall, report, _ = c.run(path, ["--stop-cluster"])
+        after = c.stats()
+    assert code == 0, f"layer run failed ({code})"
+    size = mib * 1024 * 1024
+    workers = {j["worker"] for j in report["jobs"]}
+    results["layer_upload_ratio"] = round(delta(before, after, "blob_bytes_in") / size, 3)
+    results["layer_downloads_per_worker"] = round(delta(before, after, "blob_bytes_out") / size / len(workers), 2)
+    results["layer_time_vs_cp"] = round(wall / cp_s, 1)
+    results["_layer_mib"] = mib
+    results["_layer_run_s"] = round(wall, 2)
+    results["_layer_cp_s"] = round(cp_s, 3)
+    results["_layer_workers_used"] = len(workers)
+
+
+def memory(binary, n, tmp, results):
+    path = manifest(tmp / "memory.yml", [{"name": f"m{i}", "run": "true"} for i in range(n)])
+    with cluster(binary, workers=0) as c:
+        code, wall, report, peaks = c.run(path, ["--worker-wait", "5s"], sample=[("broker", c.broker.pid)])
+        assert code == 3, f"the runner without workers should exit 3, got {code}"
+        results["broker_rss_mib_100k" if n == 100_000 else f"broker_rss_mib_{n}"] = round(peaks["broker"], 1)
+        results["runner_rss_mib_100k" if n == 100_000 else f"runner_rss_mib_{n}"] = round(peaks["runner"], 1)
+    with cluster(binary, workers=1) as c:
+        time.sleep(5)  # a benchmark settling period, not synchronisation
+        results["worker_idle_rss_mib"] = round(rss_mib(c.workers[0].pid), 1)
+
+
+def idle(binary, seconds, results):
+    for flags, suffix in [([], ""), (LOCAL_FLAGS, "_local_timings")]:
+        with cluster(binary, workers=4, flags=flags) as c:
+            time.sleep(3)  # let every worker connect before counting
+            before = c.stats()
+            time.sleep(seconds)
+            after = c.stats()
+        per_min = 60 / seconds
+        results["idle_twirp_calls_per_min" + suffix] = round(delta(before, after, "twirp_total") * per_min, 1)
+        results["idle_blob_requests_per_min" + suffix] = round(delta(before, after, "blob_total") * per_min, 1)
+
+
+def main():
+    binary, out_json, out_md = sys.argv[1:4]
+    quick = "--quick" in sys.argv[4:]
+    size = dict(dispatch=200, balance=(60, 20), latency=40, layer=20, memory=10_000, idle=10) if quick else \
+        dict(dispatch=2000, balance=(300, 120), latency=200, layer=200, memory=100_000, idle=60)
+    results = {}
+    timings = {}
+    with tempfile.TemporaryDirectory(prefix="ca-bench-") as d:
+        tmp = Path(d)
+        for name, fn in [
+            ("dispatch", lambda: dispatch(binary, size["dispatch"], tmp, results)),
+            ("balance", lambda: balance(binary, *size["balance"], tmp, results)),
+            ("latency", lambda: latency_hiding(binary, size["latency"], tmp, results)),
+            ("layer", lambda: layer_distribution(binary, size["layer"], tmp, results)),
+            ("memory", lambda: memory(binary, size["memory"], tmp, results)),
+            ("idle", lambda: idle(binary, size["idle"], results)),
+        ]:
+            start = time.monotonic()
+            print(f"bench: {name} ...", file=sys.stderr, flush=True)
+            fn()
+            timings[name] = round(time.monotonic() - start, 1)
+    figures = {k: v for k, v in results.items() if not k.startswith("_")}
+    details = {k[1:]: v for k, v in results.items() if k.startswith("_")}
+    machine = {
+        "cpus": os.cpu_count(),
+        "cpu": next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                     if l.startswith("model name")), platform.processor()),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "kernel": platform.release(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    Path(out_json).parent.mkdir(parents=True, exist_ok=True)
+    Path(out_json).write_text(json.dumps({**figures, "details": details, "machine": machine,
+                                          "quick": quick, "seconds_per_scenario": timings}, indent=2) + "\n")
+    width = max(len(k) for k in figures)
+    for k, v in figures.items():
+        print(f"{k:<{width}}  {v}")
+    if out_md != "-":
+        write_markdown(Path(out_md), figures, details, machine, timings, quick)
+
+
+BEGIN, END = "<!-- figures: written by scripts/bench.sh -->", "<!-- end of figures -->"
+
+
+def write_markdown(path, figures, details, machine, timings, quick):
+    """Rewrites the figures between the markers of BENCHMARKS.md, keeping the text around them."""
+    command = "scripts/bench.sh" + (" --quick" if quick else "")
+    lines = [BEGIN, "",
+             f"Measured {machine['date']} with `{command}` on {machine['cpus']} CPUs ({machine['cpu']}), "
+             f"{machine['memory_gib']} GiB, Linux {machine['kernel']}. Seconds per scenario: "
+             + ", ".join(f"{k} {v}" for k, v in timings.items()) + ".", "",
+             "| figure | value |", "|---|---|"]
+    lines += [f"| `{k}` | {v} |" for k, v in figures.items()]
+    lines += ["", "Details:", "", "| detail | value |", "|---|---|"]
+    lines += [f"| `{k}` | {v} |" for k, v in details.items()]
+    lines += ["", END]
+    block = "\n".join(lines)
+    old = path.read_text() if path.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+    if BEGIN in old and END in old:
+        head, rest = old.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+        path.write_text(head + block + tail)
+    else:
+        path.write_text(old.rstrip("\n") + "\n\n" + block + "\n")
+
+if __name__ == "__main__":
+    main()
