@@ -180,6 +180,7 @@ pub async fn run(
         .await?;
     }
     send(&tx, &RunnerMsg::EndOfSubmission).await?;
+    info!(jobs = specs.len(), "jobs submitted");
     progress.begin(specs.len());
 
     // The scratch directory (and the cache in it) is removed when the run returns.
