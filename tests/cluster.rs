@@ -1,5 +1,5 @@
 //! End-to-end tests of the `cluster-action` binary, driven as a user drives it: `local`, and
-//! the separate `serve`, `broker`, `worker` and `run` processes of a CI cluster.
+//! the separate `serve`, `broker`, `worker`, `run` and `stop` processes of a CI cluster.
 //!
 //! Each test asserts what a user relies on (exit codes, reports, outputs, the retry of a lost
 //! worker's jobs, cancellation, bounded output capture, manifest errors refused before any
@@ -29,31 +29,24 @@ const POLL: Duration = Duration::from_millis(20);
 
 /// Stream timings of the separate-process clusters: a lost worker is noticed after 3 s, and a
 /// keepalive every 300 ms leaves room for a loaded machine.
-const TIMINGS: [&str; 6] = [
-    "--poll-max",
-    "100ms",
-    "--keepalive",
-    "300ms",
-    "--peer-timeout",
-    "3s",
-];
+const TIMINGS: &str = "--poll-max 100ms --keepalive 300ms --peer-timeout 3s";
 
 /// Variables of the caller's environment that would change what the binary does.
 const SCRUBBED_ENV: [&str; 11] = [
     "ACTIONS_RESULTS_URL",
     "ACTIONS_RUNTIME_TOKEN",
     "CLUSTER_ACTION_CLUSTER",
+    "CLUSTER_ATTEMPT",
+    "CLUSTER_JOB_NAME",
+    "CLUSTER_WORKER",
     "GITHUB_ACTIONS",
     "GITHUB_JOB",
     "GITHUB_RUN_ATTEMPT",
     "GITHUB_STEP_SUMMARY",
     "RUST_LOG",
-    "CLUSTER_JOB_NAME",
-    "CLUSTER_ATTEMPT",
-    "CLUSTER_WORKER",
 ];
 
-/// Each test starts several processes on a 2-core machine; one at a time keeps the peer
+/// Each test starts several processes on a 2-core machine; one test at a time keeps the peer
 /// timeouts meaningful.
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -76,44 +69,6 @@ struct Proc {
 }
 
 impl Proc {
-    /// Starts `cluster-action ARGS` in `cwd`, with `TMPDIR` set to `tmp` and `env` added to a
-    /// scrubbed environment; its output goes to `logs/<name>.out` and `logs/<name>.err`.
-    fn start(
-        name: &str,
-        logs: &Path,
-        cwd: &Path,
-        tmp: &Path,
-        args: &[&str],
-        env: &[(&str, &str)],
-    ) -> Proc {
-        fs::create_dir_all(logs).unwrap();
-        fs::create_dir_all(tmp).unwrap();
-        let stdout = logs.join(format!("{name}.out"));
-        let stderr = logs.join(format!("{name}.err"));
-        let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .current_dir(cwd)
-            .env("TMPDIR", tmp)
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(&stdout).unwrap())
-            .stderr(fs::File::create(&stderr).unwrap())
-            .process_group(0);
-        for var in SCRUBBED_ENV {
-            cmd.env_remove(var);
-        }
-        cmd.envs(env.iter().copied());
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Proc {
-            name: name.to_string(),
-            child,
-            stdout,
-            stderr,
-            code: None,
-        }
-    }
-
     fn pid(&self) -> libc::pid_t {
         self.child.id() as libc::pid_t
     }
@@ -121,41 +76,20 @@ impl Proc {
     /// Sends `signal` to this process only (not its group).
     fn signal(&self, signal: libc::c_int) {
         // SAFETY: kill has no memory-safety preconditions; the child is not reaped yet.
-        assert_eq!(
-            unsafe { libc::kill(self.pid(), signal) },
-            0,
-            "kill {}",
-            self.name
-        );
+        let sent = unsafe { libc::kill(self.pid(), signal) };
+        assert_eq!(sent, 0, "signal {signal} to {}", self.name);
     }
 
-    /// Waits for the process to exit and returns its exit code (panics on a signal death or
-    /// a hang, showing its stderr).
-    fn wait(&mut self) -> i32 {
-        if let Some(code) = self.code {
-            return code;
-        }
+    /// Waits for the process to exit and asserts its exit code, showing its output if not.
+    fn expect_exit(&mut self, expected: i32) {
         let status = await_some(&format!("{} to exit", self.name), || {
             self.child.try_wait().unwrap()
         });
-        let code = status.code().unwrap_or_else(|| {
-            panic!(
-                "{} was killed ({status}); stderr:\n{}",
-                self.name,
-                self.stderr()
-            )
-        });
-        self.code = Some(code);
-        code
-    }
-
-    /// Waits for the exit and asserts its code.
-    fn expect_exit(&mut self, expected: i32) {
-        let code = self.wait();
+        self.code = status.code();
         assert_eq!(
-            code,
-            expected,
-            "exit code of {}; stderr:\n{}\nstdout (first 4000 bytes):\n{}",
+            self.code,
+            Some(expected),
+            "exit of {} ({status}); stderr:\n{}\nstdout (start):\n{}",
             self.name,
             self.stderr(),
             self.stdout().chars().take(4000).collect::<String>()
@@ -181,7 +115,7 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         if self.code.is_some() {
-            return; // exited and reaped: its workers were its own business
+            return; // exited and reaped
         }
         // The workers `local` starts lead their own process groups.
         for child in children(self.pid()) {
@@ -208,20 +142,16 @@ fn await_some<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// The fields of `/proc/<pid>/stat` after the command name: state, ppid, ...
+fn stat_fields(pid: libc::pid_t) -> Option<Vec<String>> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
 /// Whether `pid` is a live process (a zombie is not: it has exited).
 fn alive(pid: libc::pid_t) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let state = stat
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .next()?
-                .to_string();
-            Some(state != "Z" && state != "X")
-        })
-        .unwrap_or(false)
+    stat_fields(pid).is_some_and(|f| f[0] != "Z" && f[0] != "X")
 }
 
 /// The command line of `pid`, arguments separated by spaces.
@@ -233,47 +163,32 @@ fn cmdline(pid: libc::pid_t) -> String {
 
 /// The live children of `parent`.
 fn children(parent: libc::pid_t) -> Vec<libc::pid_t> {
-    let mut pids = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<libc::pid_t>().ok());
-        if ppid == Some(parent) && alive(pid) {
-            pids.push(pid);
-        }
-    }
-    pids
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&pid| stat_fields(pid).is_some_and(|f| f[1] == parent.to_string()) && alive(pid))
+        .collect()
 }
 
-/// Job processes (by pid files the jobs write) that must not outlive the test; killed on drop.
+/// Job processes (from the `*.pid` files jobs write into `dir`) that must not outlive the
+/// test: killed, with their process groups, on drop.
 struct JobPids {
     dir: PathBuf,
 }
 
 impl JobPids {
-    /// Every pid written to a `*.pid` file in the directory so far.
+    /// Every pid written so far.
     fn pids(&self) -> Vec<libc::pid_t> {
-        let mut pids = Vec::new();
-        for entry in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
-            if entry.path().extension().is_some_and(|e| e == "pid")
-                && let Some(pid) = fs::read_to_string(entry.path())
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok())
-            {
-                pids.push(pid);
-            }
-        }
-        pids
+        fs::read_dir(&self.dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "pid"))
+            .filter_map(|e| fs::read_to_string(e.path()).ok()?.trim().parse().ok())
+            .collect()
     }
 
-    /// Kills the process `pid` and its group, if it still runs a job's command.
+    /// Kills `pid` and its group, if it still runs a job's command.
     fn kill(pid: libc::pid_t) {
         let cmd = cmdline(pid);
         if alive(pid) && (cmd.starts_with("bash") || cmd.starts_with("sleep")) {
@@ -295,21 +210,17 @@ impl Drop for JobPids {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A test's directory, the artifact service, tokens
+// A test's directory, the artifact service
 
-/// A test's scratch directory: `logs/` for process output, `tmp/` as the processes' TMPDIR.
+/// A test's scratch directory: `logs/` holds process output, `tmp/` is the processes' TMPDIR.
 struct Scratch {
     dir: tempfile::TempDir,
 }
 
 impl Scratch {
     fn new() -> Scratch {
-        Scratch {
-            dir: tempfile::Builder::new()
-                .prefix("cluster-test-")
-                .tempdir()
-                .unwrap(),
-        }
+        let dir = tempfile::Builder::new().prefix("cluster-test-").tempdir();
+        Scratch { dir: dir.unwrap() }
     }
 
     fn path(&self) -> &Path {
@@ -320,53 +231,92 @@ impl Scratch {
         self.path().join("tmp")
     }
 
-    /// Starts `cluster-action ARGS` in this directory.
-    fn start(&self, name: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
-        self.start_in(self.path(), name, args, env)
+    /// Starts `cluster-action ARGS` (split at spaces) in this directory.
+    fn start(&self, name: &str, args: &str) -> Proc {
+        self.spawn(self.path(), name, args, &[])
     }
 
-    /// Starts `cluster-action ARGS` in `cwd`.
-    fn start_in(&self, cwd: &Path, name: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
-        Proc::start(name, &self.path().join("logs"), cwd, &self.tmp(), args, env)
+    /// Starts `cluster-action ARGS` (split at spaces) in `cwd`, with `env` added to a scrubbed
+    /// environment and `TMPDIR` set to [`Scratch::tmp`].
+    fn spawn(&self, cwd: &Path, name: &str, args: &str, env: &[(&str, &str)]) -> Proc {
+        let logs = self.path().join("logs");
+        fs::create_dir_all(&logs).unwrap();
+        fs::create_dir_all(self.tmp()).unwrap();
+        let stdout = logs.join(format!("{name}.out"));
+        let stderr = logs.join(format!("{name}.err"));
+        let mut cmd = Command::new(BIN);
+        cmd.args(args.split_whitespace())
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&stdout).unwrap())
+            .stderr(fs::File::create(&stderr).unwrap())
+            .process_group(0);
+        for var in SCRUBBED_ENV {
+            cmd.env_remove(var);
+        }
+        cmd.env("TMPDIR", self.tmp()).envs(env.iter().copied());
+        let child = cmd.spawn().unwrap();
+        Proc {
+            name: name.to_string(),
+            child,
+            stdout,
+            stderr,
+            code: None,
+        }
     }
 
-    fn write(&self, rel: &str, text: impl AsRef<[u8]>) -> PathBuf {
+    /// Writes `rel` (creating its directory); returns its path.
+    fn write(&self, rel: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
         let path = self.path().join(rel);
         fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(&path, text).unwrap();
+        fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    /// Makes directory `rel`; returns its path.
+    fn mkdir(&self, rel: &str) -> PathBuf {
+        let path = self.path().join(rel);
+        fs::create_dir_all(&path).unwrap();
         path
     }
 }
 
 /// A `cluster-action serve` process and its URL.
 struct Service {
-    proc: Proc,
+    _proc: Proc,
     url: String,
 }
 
 impl Service {
     /// Starts the service and waits for its `ACTIONS_RESULTS_URL=` line.
-    fn start(scratch: &Scratch) -> Service {
-        let proc = scratch.start("serve", &["serve"], &[]);
+    fn up(scratch: &Scratch) -> Service {
+        let proc = scratch.start("serve", "serve");
         let url = await_some("the service's URL", || {
             let out = proc.stdout();
-            let line = out.lines().next().filter(|_| out.contains('\n'))?;
+            let line = out.split_once('\n')?.0;
+            let url = line.strip_prefix("ACTIONS_RESULTS_URL=");
             Some(
-                line.strip_prefix("ACTIONS_RESULTS_URL=")
-                    .unwrap_or_else(|| panic!("unexpected first line of serve: {line}"))
+                url.unwrap_or_else(|| panic!("first line of serve: {line}"))
                     .to_string(),
             )
         });
         assert!(url.starts_with("http://127.0.0.1:") && url.ends_with('/'));
-        Service { proc, url }
+        Service { _proc: proc, url }
     }
 
-    /// The environment of a cluster process acting as job `job` of run `run`.
-    fn env(&self, job: &str) -> Vec<(&'static str, String)> {
-        vec![
-            ("ACTIONS_RESULTS_URL", self.url.clone()),
-            ("ACTIONS_RUNTIME_TOKEN", token("test-run", job)),
-        ]
+    /// Starts `cluster-action ARGS` in `cwd` as job `job` of the run (its name too).
+    fn start_in(&self, scratch: &Scratch, cwd: &Path, job: &str, args: &str) -> Proc {
+        let token = token("test-run", job);
+        let env = [
+            ("ACTIONS_RESULTS_URL", self.url.as_str()),
+            ("ACTIONS_RUNTIME_TOKEN", token.as_str()),
+        ];
+        scratch.spawn(cwd, job, args, &env)
+    }
+
+    /// Starts `cluster-action ARGS` in the scratch directory as job `job` of the run.
+    fn start(&self, scratch: &Scratch, job: &str, args: &str) -> Proc {
+        self.start_in(scratch, scratch.path(), job, args)
     }
 
     /// The request counters at `GET {url}_stats`.
@@ -396,120 +346,88 @@ fn token(run: &str, job: &str) -> String {
     token
 }
 
-/// `env` as the borrowed pairs [`Proc::start`] takes.
-fn pairs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
-}
-
 // ---------------------------------------------------------------------------------------------
-// Reports
+// Reports and files
 
-/// Reads a JSON report and checks its documented schema: the summary's keys and counts, and
-/// each job's keys and value types. Returns the jobs by name, checking each appears once.
+/// Reads a JSON report and checks its documented schema: the summary's keys and counts, each
+/// job's keys and value types, each job appearing once. Returns it and its jobs by name.
 fn read_report(path: &Path) -> (Value, BTreeMap<String, Value>) {
     let text = fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("cannot read the report {}: {e}", path.display()));
     let report: Value = serde_json::from_str(&text).unwrap();
-    let keys = |v: &Value| -> Vec<String> {
-        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
-        k.sort();
-        k
-    };
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
     assert_eq!(keys(&report), ["jobs", "summary"]);
     let summary = &report["summary"];
-    assert_eq!(
-        keys(summary),
-        [
-            "cancelled",
-            "errors",
-            "failed",
-            "passed",
-            "timed_out",
-            "total",
-            "wall_ms"
-        ]
-    );
-    for (key, value) in summary.as_object().unwrap() {
-        assert!(value.is_u64(), "summary.{key} is {value}");
-    }
+    let counts = ["passed", "failed", "timed_out", "errors", "cancelled"];
+    let mut summary_keys = keys(summary);
+    summary_keys.sort();
+    let mut expected: Vec<&str> = counts.into_iter().chain(["total", "wall_ms"]).collect();
+    expected.sort();
+    assert_eq!(summary_keys, expected);
+    assert!(summary.as_object().unwrap().values().all(Value::is_u64));
+
     let mut jobs = BTreeMap::new();
-    let mut tally: BTreeMap<String, u64> = BTreeMap::new();
+    let mut tally: BTreeMap<&str, u64> = BTreeMap::new();
     for job in report["jobs"].as_array().unwrap() {
-        assert_eq!(
-            keys(job),
-            [
-                "attempts",
-                "duration_ms",
-                "exit_code",
-                "name",
-                "outputs",
-                "status",
-                "worker"
-            ]
-        );
-        let name = job["name"].as_str().unwrap().to_string();
+        let mut job_keys = keys(job);
+        job_keys.sort();
+        let expected = [
+            "attempts",
+            "duration_ms",
+            "exit_code",
+            "name",
+            "outputs",
+            "status",
+            "worker",
+        ];
+        assert_eq!(job_keys, expected);
         let status = job["status"].as_str().unwrap();
+        let count = match status {
+            "error" => "errors",
+            other => counts.into_iter().find(|c| *c == other).expect(other),
+        };
+        *tally.entry(count).or_default() += 1;
         assert!(
-            ["passed", "failed", "timed_out", "error", "cancelled"].contains(&status),
-            "status {status}"
+            job["exit_code"].is_null() || job["exit_code"].is_i64(),
+            "{job}"
         );
-        assert!(job["exit_code"].is_null() || job["exit_code"].is_i64());
-        assert!(job["attempts"].is_u64() && job["duration_ms"].is_u64());
-        assert!(job["worker"].is_string());
         assert!(
-            job["outputs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(Value::is_string)
+            job["attempts"].is_u64() && job["duration_ms"].is_u64(),
+            "{job}"
         );
-        *tally
-            .entry(
-                match status {
-                    "error" => "errors",
-                    other => other,
-                }
-                .to_string(),
-            )
-            .or_default() += 1;
+        assert!(job["worker"].is_string(), "{job}");
+        let outputs = job["outputs"].as_array().unwrap();
+        assert!(outputs.iter().all(Value::is_string), "{job}");
+        let name = job["name"].as_str().unwrap().to_string();
         assert!(
-            jobs.insert(name.clone(), job.clone()).is_none(),
-            "job {name} appears twice"
+            jobs.insert(name, job.clone()).is_none(),
+            "{job} appears twice"
         );
     }
     assert_eq!(summary["total"], jobs.len());
-    for key in ["passed", "failed", "timed_out", "errors", "cancelled"] {
-        assert_eq!(
-            summary[key].as_u64(),
-            Some(tally.get(key).copied().unwrap_or(0)),
-            "summary.{key} against the jobs"
-        );
+    for count in counts {
+        let n = tally.get(count).copied().unwrap_or(0);
+        assert_eq!(summary[count], n, "summary.{count} against the jobs");
     }
     (report, jobs)
 }
 
 /// The names of the jobs with `status`.
 fn with_status(jobs: &BTreeMap<String, Value>, status: &str) -> BTreeSet<String> {
-    jobs.iter()
-        .filter(|(_, j)| j["status"] == status)
-        .map(|(n, _)| n.clone())
-        .collect()
+    let named = jobs.iter().filter(|(_, j)| j["status"] == status);
+    named.map(|(n, _)| n.clone()).collect()
 }
 
-/// Every file under `dir`, relative, with its bytes.
+/// Every file under `dir`, by relative path, with its bytes.
 fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
         for entry in fs::read_dir(dir).unwrap().flatten() {
             let path = entry.path();
-            if entry.file_type().unwrap().is_dir() {
+            if path.is_dir() {
                 walk(root, &path, out);
             } else {
-                let rel = path
-                    .strip_prefix(root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
-                out.insert(rel, fs::read(&path).unwrap());
+                let rel = path.strip_prefix(root).unwrap().to_string_lossy();
+                out.insert(rel.into_owned(), fs::read(&path).unwrap());
             }
         }
     }
@@ -518,9 +436,33 @@ fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-/// A manifest `run:` value: a double-quoted YAML scalar (JSON's escapes are YAML's too).
+/// Names of the files in `dir` ending with `suffix`.
+fn names_ending(dir: &Path, suffix: &str) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.ends_with(suffix))
+        .collect();
+    names.sort();
+    names
+}
+
+/// `text` as a double-quoted YAML scalar (JSON's escapes are YAML's too).
 fn quoted(text: &str) -> String {
     serde_json::to_string(text).unwrap()
+}
+
+/// A manifest: `head` (defaults, layers), then one job per `(name, run, extra keys)`.
+fn manifest(head: &str, jobs: &[(String, String, String)]) -> String {
+    let mut text = format!("{head}jobs:\n");
+    for (name, run, extra) in jobs {
+        text.push_str(&format!("  - name: {name}\n    run: {}\n", quoted(run)));
+        for line in extra.lines() {
+            text.push_str(&format!("    {line}\n"));
+        }
+    }
+    text
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -547,19 +489,13 @@ impl Kind {
         }
     }
 
-    fn name(self, index: usize) -> String {
-        let label = match self {
-            Kind::Pass => "pass",
-            Kind::Fail => "fail",
-            Kind::Timeout => "timeout",
-            Kind::Outputs => "outputs",
-            Kind::Layer => "layer",
-        };
+    fn name(index: usize) -> String {
+        let label = format!("{:?}", Kind::of(index)).to_lowercase();
         format!("{label}-{index:02}")
     }
 }
 
-/// The bytes output job `name` writes to `out/<name>.txt` (`printf` below), and to
+/// The files output job `name` brings back: `out/<name>.txt` (the `printf` below) and
 /// `out/seq.txt` (`seq 1 lines`).
 fn expected_outputs(name: &str, lines: usize) -> BTreeMap<String, Vec<u8>> {
     let mut own = format!("job {name}\n").into_bytes();
@@ -571,8 +507,8 @@ fn expected_outputs(name: &str, lines: usize) -> BTreeMap<String, Vec<u8>> {
     ])
 }
 
-/// Sets up the files of the mixed manifest's `data` layer; returns the SHA-256 (hex) of the
-/// binary file in it.
+/// Writes the files of the `data` layer: text files, a binary file and an executable script
+/// checking them (`./data/check.sh K SHA256`); returns the binary file's SHA-256 in hex.
 fn write_data_layer(scratch: &Scratch) -> String {
     for k in 0..10 {
         scratch.write(&format!("data/f{k}.txt"), format!("layer-content-{k}\n"));
@@ -582,7 +518,6 @@ fn write_data_layer(scratch: &Scratch) -> String {
     let check = scratch.write(
         "data/check.sh",
         "#!/bin/bash\n\
-         # Checks the layer's files arrived intact: ./data/check.sh K SHA256\n\
          set -e\n\
          test \"$(cat data/f$1.txt)\" = \"layer-content-$1\"\n\
          test \"$(sha256sum < data/sub/bytes.bin)\" = \"$2  -\"\n",
@@ -596,117 +531,79 @@ fn local_runs_a_mixed_manifest_and_reports_every_job() {
     let _serial = serial();
     let scratch = Scratch::new();
     let sha = write_data_layer(&scratch);
-    let mut manifest = String::from(
-        "defaults:\n  timeout: 30s\n  retries: 0\n\
-         layers:\n  data:\n    paths: [data]\n\
-         jobs:\n",
-    );
     let count = 60;
-    for i in 0..count {
-        let kind = Kind::of(i);
-        let name = kind.name(i);
-        manifest.push_str(&format!("  - name: {name}\n"));
-        let run = match kind {
-            Kind::Pass => "echo passing".to_string(),
-            Kind::Fail => "echo failing; exit 1".to_string(),
-            Kind::Timeout => {
-                manifest.push_str("    timeout: 1s\n");
-                "sleep 30".to_string()
-            }
-            Kind::Outputs => {
-                manifest.push_str("    outputs: [out/*.txt]\n");
-                format!(
-                    "mkdir -p out/nested && \
-                     printf 'job %s\\n\\000\\001\\377 end' \"$CLUSTER_JOB_NAME\" > out/$CLUSTER_JOB_NAME.txt && \
-                     seq 1 {} > out/seq.txt && echo kept here > out/nested/deep.txt && echo log > out/run.log",
-                    i * 1000
-                )
-            }
-            Kind::Layer => {
-                manifest.push_str("    layers: [data]\n");
-                format!("./data/check.sh {} {sha}", i % 10)
-            }
-        };
-        manifest.push_str(&format!("    run: {}\n", quoted(&run)));
-    }
-    scratch.write("cluster.yml", &manifest);
+    let jobs: Vec<(String, String, String)> = (0..count)
+        .map(|i| {
+            let (run, extra) = match Kind::of(i) {
+                Kind::Pass => ("echo passing".to_string(), ""),
+                Kind::Fail => ("echo failing; exit 1".to_string(), ""),
+                Kind::Timeout => ("sleep 30".to_string(), "timeout: 1s"),
+                Kind::Outputs => (
+                    format!(
+                        "mkdir -p out/nested && \
+                         printf 'job %s\\n\\000\\001\\377 end' $CLUSTER_JOB_NAME > out/$CLUSTER_JOB_NAME.txt && \
+                         seq 1 {} > out/seq.txt && echo stays > out/nested/deep.txt && echo stays > out/run.log",
+                        i * 1000
+                    ),
+                    "outputs: [out/*.txt]",
+                ),
+                Kind::Layer => (format!("./data/check.sh {} {sha}", i % 10), "layers: [data]"),
+            };
+            (Kind::name(i), run, extra.to_string())
+        })
+        .collect();
+    let head = "defaults: { timeout: 30s, retries: 0 }\nlayers:\n  data: { paths: [data] }\n";
+    scratch.write("cluster.yml", manifest(head, &jobs));
 
     let mut local = scratch.start(
         "local",
-        &[
-            "local",
-            "--workers",
-            "3",
-            "--slots",
-            "2",
-            "cluster.yml",
-            "--report-json",
-            "report.json",
-            "--report-junit",
-            "junit.xml",
-            "--outputs-dir",
-            "outputs",
-        ],
-        &[],
+        "local --workers 3 --slots 2 cluster.yml --report-json report.json \
+         --report-junit junit.xml --outputs-dir outputs",
     );
     local.expect_exit(1);
 
     let (report, jobs) = read_report(&scratch.path().join("report.json"));
     assert_eq!(jobs.len(), count, "every job appears exactly once");
-    let workers: BTreeSet<&str> = ["worker-0", "worker-1", "worker-2"].into();
     for i in 0..count {
-        let kind = Kind::of(i);
-        let name = kind.name(i);
+        let name = Kind::name(i);
         let job = &jobs[&name];
-        let (status, exit_code) = match kind {
+        let (status, exit_code) = match Kind::of(i) {
             Kind::Pass | Kind::Outputs | Kind::Layer => ("passed", Value::from(0)),
             Kind::Fail => ("failed", Value::from(1)),
             Kind::Timeout => ("timed_out", Value::Null),
         };
-        assert_eq!(job["status"], status, "{name}: {job}");
-        assert_eq!(job["exit_code"], exit_code, "{name}: {job}");
-        assert_eq!(job["attempts"], 1, "{name}: retries: 0");
-        assert!(
-            workers.contains(job["worker"].as_str().unwrap()),
-            "{name}: {job}"
+        assert_eq!(
+            (&job["status"], &job["exit_code"]),
+            (&status.into(), &exit_code),
+            "{job}"
         );
+        assert_eq!(job["attempts"], 1, "{job}");
+        assert!(["worker-0", "worker-1", "worker-2"].contains(&job["worker"].as_str().unwrap()));
         let dir = scratch.path().join("outputs").join(&name);
-        if kind == Kind::Outputs {
-            let expected = expected_outputs(&name, i * 1000);
-            let listed: Vec<&str> = job["outputs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_str().unwrap())
-                .collect();
-            assert_eq!(
-                listed,
-                expected.keys().map(String::as_str).collect::<Vec<_>>(),
-                "{name}"
-            );
+        if Kind::of(i) == Kind::Outputs {
             // Exactly the files matching the globs, byte for byte, under <outputs-dir>/<job>/.
+            let expected = expected_outputs(&name, i * 1000);
+            let listed: Vec<&str> = expected.keys().map(String::as_str).collect();
+            assert_eq!(job["outputs"], serde_json::json!(listed), "{job}");
             assert!(files_under(&dir) == expected, "{name}: outputs differ");
         } else {
-            assert_eq!(job["outputs"], Value::Array(Vec::new()), "{name}");
+            assert_eq!(job["outputs"], serde_json::json!([]), "{job}");
             assert!(!dir.exists(), "{name} declared no outputs");
         }
     }
     let summary = &report["summary"];
-    assert_eq!(
-        (
-            &summary["total"],
-            &summary["passed"],
-            &summary["failed"],
-            &summary["timed_out"]
-        ),
-        (&60.into(), &42.into(), &12.into(), &6.into())
-    );
-    assert_eq!(
-        (&summary["errors"], &summary["cancelled"]),
-        (&0.into(), &0.into())
-    );
+    let counts = [
+        "total",
+        "passed",
+        "failed",
+        "timed_out",
+        "errors",
+        "cancelled",
+    ]
+    .map(|k| &summary[k]);
+    assert_eq!(counts, [60, 42, 12, 6, 0, 0].map(Value::from).each_ref());
 
-    // The JUnit file parses, and agrees with the JSON report.
+    // The JUnit file parses and agrees with the JSON report.
     let xml = fs::read_to_string(scratch.path().join("junit.xml")).unwrap();
     let doc = roxmltree::Document::parse(&xml).unwrap();
     let suite = doc
@@ -714,35 +611,33 @@ fn local_runs_a_mixed_manifest_and_reports_every_job() {
         .find(|n| n.has_tag_name("testsuite"))
         .unwrap();
     let attr = |name: &str| suite.attribute(name).unwrap().parse::<u64>().unwrap();
-    assert_eq!(attr("tests"), summary["total"].as_u64().unwrap());
-    assert_eq!(
-        attr("failures"),
-        summary["failed"].as_u64().unwrap() + summary["timed_out"].as_u64().unwrap()
-    );
-    assert_eq!(attr("errors"), 0);
-    assert_eq!(attr("skipped"), 0);
+    assert_eq!(attr("tests"), 60);
+    assert_eq!(attr("failures"), 12 + 6, "failed and timed out");
+    assert_eq!((attr("errors"), attr("skipped")), (0, 0));
     let cases: Vec<_> = suite
         .children()
         .filter(|n| n.has_tag_name("testcase"))
         .collect();
     let names: BTreeSet<String> = cases
         .iter()
-        .map(|c| c.attribute("name").unwrap().to_string())
+        .map(|c| c.attribute("name").unwrap().into())
         .collect();
     assert_eq!(cases.len(), count);
     assert_eq!(names, jobs.keys().cloned().collect());
-    let failure_of = |status: &str| -> BTreeSet<String> {
-        cases
-            .iter()
-            .filter(|c| {
-                c.children()
-                    .any(|f| f.has_tag_name("failure") && f.attribute("type") == Some(status))
-            })
+    let failures_of_type = |kind: &str| -> BTreeSet<String> {
+        let failed = cases.iter().filter(|c| {
+            c.children()
+                .any(|f| f.has_tag_name("failure") && f.attribute("type") == Some(kind))
+        });
+        failed
             .map(|c| c.attribute("name").unwrap().to_string())
             .collect()
     };
-    assert_eq!(failure_of("failed"), with_status(&jobs, "failed"));
-    assert_eq!(failure_of("timed_out"), with_status(&jobs, "timed_out"));
+    assert_eq!(failures_of_type("failed"), with_status(&jobs, "failed"));
+    assert_eq!(
+        failures_of_type("timed_out"),
+        with_status(&jobs, "timed_out")
+    );
 
     // Nothing is left behind in the temporary directory.
     let left: Vec<_> = fs::read_dir(scratch.tmp()).unwrap().flatten().collect();
@@ -756,95 +651,67 @@ fn local_runs_a_mixed_manifest_and_reports_every_job() {
 fn a_killed_worker_s_jobs_run_again_on_another_worker() {
     let _serial = serial();
     let scratch = Scratch::new();
-    let service = Service::start(&scratch);
-    let marks = scratch.path().join("marks");
-    fs::create_dir_all(&marks).unwrap();
+    let service = Service::up(&scratch);
+    let marks = scratch.mkdir("marks");
     let _job_pids = JobPids { dir: marks.clone() };
     // Each attempt records its process group and its worker; on the victim it runs until the
     // worker is killed (a machine that hangs, then dies).
-    let run = "echo $$ > \"$MARKS/$CLUSTER_JOB_NAME.$CLUSTER_ATTEMPT.pid\"; \
-               echo \"$CLUSTER_WORKER\" > \"$MARKS/$CLUSTER_JOB_NAME.$CLUSTER_ATTEMPT.tmp\"; \
-               mv \"$MARKS/$CLUSTER_JOB_NAME.$CLUSTER_ATTEMPT.tmp\" \"$MARKS/$CLUSTER_JOB_NAME.$CLUSTER_ATTEMPT.worker\"; \
-               if [ \"$CLUSTER_WORKER\" = victim ]; then sleep 120; else sleep 0.3; fi";
-    let mut manifest = format!(
-        "defaults:\n  retries: 0\n  timeout: 5m\n  env: {{ MARKS: {} }}\njobs:\n",
+    let run = "at=$MARKS/$CLUSTER_JOB_NAME.$CLUSTER_ATTEMPT; echo $$ > $at.pid; \
+               echo $CLUSTER_WORKER > $at.tmp; mv $at.tmp $at.worker; \
+               if [ $CLUSTER_WORKER = victim ]; then sleep 120; else sleep 0.3; fi";
+    let count = 6;
+    let jobs: Vec<_> = (0..count)
+        .map(|i| (format!("job-{i}"), run.to_string(), String::new()))
+        .collect();
+    let head = format!(
+        "defaults:\n  retries: 0\n  env: {{ MARKS: {} }}\n",
         quoted(marks.to_str().unwrap())
     );
-    let count = 6;
-    for i in 0..count {
-        manifest.push_str(&format!("  - name: job-{i}\n    run: {}\n", quoted(run)));
-    }
-    scratch.write("cluster.yml", &manifest);
+    scratch.write("cluster.yml", manifest(&head, &jobs));
 
-    let cluster = |role: &str, extra: &[&str]| -> Vec<String> {
-        let mut args: Vec<String> = vec![role.into(), "--cluster".into(), "kill".into()];
-        args.extend(TIMINGS.iter().map(|s| s.to_string()));
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args
-    };
-    let start = |name: &str, args: Vec<String>, log: &str| -> Proc {
-        let args: Vec<&str> = std::iter::once("--log-level")
-            .chain(std::iter::once(log))
-            .chain(args.iter().map(String::as_str))
-            .collect();
-        scratch.start(name, &args, &pairs(&service.env(name)))
-    };
-    let mut broker = start("broker", cluster("broker", &[]), "warn");
-    let mut workers = BTreeMap::new();
-    for name in ["victim", "survivor"] {
-        let dir = scratch.path().join(name);
-        let args = cluster(
-            "worker",
-            &[
-                "--name",
-                name,
-                "--slots",
-                "1",
-                "--cache-dir",
-                dir.join("cache").to_str().unwrap(),
-                "--work-dir",
-                dir.join("work").to_str().unwrap(),
-            ],
-        );
-        workers.insert(name, start(name, args, "info"));
-    }
+    let mut broker = service.start(&scratch, "broker", &format!("broker --cluster k {TIMINGS}"));
+    let mut workers: BTreeMap<&str, Proc> = ["victim", "survivor"]
+        .into_iter()
+        .map(|name| {
+            let dir = scratch.path().join(name);
+            let args = format!(
+                "--log-level info worker --cluster k {TIMINGS} --name {name} --slots 1 \
+                 --cache-dir {} --work-dir {}",
+                dir.join("cache").display(),
+                dir.join("work").display()
+            );
+            (name, service.start(&scratch, name, &args))
+        })
+        .collect();
     // Both are connected before the jobs come, so both get some.
     for worker in workers.values() {
         worker.await_stderr("worker connected");
     }
-    let mut runner = start(
+    let mut runner = service.start(
+        &scratch,
         "runner",
-        cluster(
-            "run",
-            &[
-                "cluster.yml",
-                "--stop-cluster",
-                "--report-json",
-                "report.json",
-            ],
+        &format!(
+            "--log-level warn,cluster_action::runner::progress=debug run cluster.yml --cluster k \
+             {TIMINGS} --stop-cluster --report-json report.json"
         ),
-        "warn,cluster_action::runner::progress=debug",
     );
 
     // The victim runs a job, and the broker knows it started (the runner heard of it).
     let victims_job = await_some("a job running on the victim", || {
-        fs::read_dir(&marks).unwrap().flatten().find_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let job = name.strip_suffix(".1.worker")?;
-            (fs::read_to_string(e.path()).ok()?.trim() == "victim").then(|| job.to_string())
-        })
+        names_ending(&marks, ".1.worker")
+            .into_iter()
+            .find_map(|file| {
+                let worker = fs::read_to_string(marks.join(&file)).ok()?;
+                (worker.trim() == "victim").then(|| file.trim_end_matches(".1.worker").to_string())
+            })
     });
     runner.await_stderr(&format!(
         "started job=\"{victims_job}\" attempt=1 worker=\"victim\""
     ));
-    workers.get("victim").unwrap().signal(libc::SIGKILL);
+    workers["victim"].signal(libc::SIGKILL);
     // The machine is gone, and its job with it.
-    let victim_pid: libc::pid_t = fs::read_to_string(marks.join(format!("{victims_job}.1.pid")))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    JobPids::kill(victim_pid);
+    let pid = fs::read_to_string(marks.join(format!("{victims_job}.1.pid"))).unwrap();
+    JobPids::kill(pid.trim().parse().unwrap());
 
     runner.expect_exit(0);
     broker.expect_exit(0);
@@ -853,25 +720,25 @@ fn a_killed_worker_s_jobs_run_again_on_another_worker() {
     let (_, jobs) = read_report(&scratch.path().join("report.json"));
     assert_eq!(jobs.len(), count);
     for (name, job) in &jobs {
-        assert_eq!(job["status"], "passed", "{name}: {job}");
-        assert_eq!(job["worker"], "survivor", "{name}: {job}");
-        let expected_attempts = if *name == victims_job { 2 } else { 1 };
-        assert_eq!(job["attempts"], expected_attempts, "{name}: {job}");
+        let attempts = if *name == victims_job { 2 } else { 1 };
+        assert_eq!(job["status"], "passed", "{job}");
+        assert_eq!(
+            (&job["worker"], &job["attempts"]),
+            (&"survivor".into(), &attempts.into()),
+            "{job}"
+        );
     }
-    let second = fs::read_to_string(marks.join(format!("{victims_job}.2.worker"))).unwrap();
-    assert_eq!(second.trim(), "survivor");
-    let on_victim: Vec<String> = fs::read_dir(&marks)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".worker"))
-        .filter(|e| fs::read_to_string(e.path()).unwrap().trim() == "victim")
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+    let on_victim: Vec<String> = names_ending(&marks, ".worker")
+        .into_iter()
+        .filter(|file| fs::read_to_string(marks.join(file)).unwrap().trim() == "victim")
         .collect();
     assert_eq!(
         on_victim,
         [format!("{victims_job}.1.worker")],
-        "one slot: one job started on the victim"
+        "one slot, one job started"
     );
+    let second = fs::read_to_string(marks.join(format!("{victims_job}.2.worker"))).unwrap();
+    assert_eq!(second.trim(), "survivor");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -881,87 +748,93 @@ fn a_killed_worker_s_jobs_run_again_on_another_worker() {
 fn a_worker_joining_after_the_run_started_gets_the_work() {
     let _serial = serial();
     let scratch = Scratch::new();
-    let service = Service::start(&scratch);
-    let mut manifest = String::from("jobs:\n");
-    for i in 0..3 {
-        manifest.push_str(&format!(
-            "  - name: job-{i}\n    run: test \"$CLUSTER_WORKER\" = late\n"
-        ));
-    }
-    scratch.write("cluster.yml", &manifest);
-    let mut args = vec![
-        "--log-level",
-        "info",
-        "run",
-        "cluster.yml",
-        "--embed-broker",
-    ];
-    args.extend(TIMINGS);
-    args.extend(["--cluster", "late", "--report-json", "report.json"]);
-    let mut runner = scratch.start("runner", &args, &pairs(&service.env("runner")));
+    let service = Service::up(&scratch);
+    let run = "test $CLUSTER_WORKER = late";
+    let jobs: Vec<_> = (0..3)
+        .map(|i| (format!("job-{i}"), run.into(), String::new()))
+        .collect();
+    scratch.write("cluster.yml", manifest("", &jobs));
+    let mut runner = service.start(
+        &scratch,
+        "runner",
+        &format!(
+            "--log-level info run cluster.yml --embed-broker --cluster late {TIMINGS} \
+             --report-json report.json"
+        ),
+    );
     runner.await_stderr("jobs submitted");
 
-    let mut args = vec![
-        "worker",
-        "--name",
-        "late",
-        "--slots",
-        "2",
-        "--cluster",
-        "late",
-    ];
-    args.extend(TIMINGS);
-    let mut worker = scratch.start("worker", &args, &pairs(&service.env("worker")));
+    let args = format!("worker --name late --slots 2 --cluster late {TIMINGS}");
+    let mut worker = service.start(&scratch, "worker", &args);
     runner.expect_exit(0);
     worker.expect_exit(0);
     let (_, jobs) = read_report(&scratch.path().join("report.json"));
     assert_eq!(jobs.len(), 3);
-    for (name, job) in &jobs {
+    for job in jobs.values() {
         assert_eq!(
             (&job["status"], &job["worker"]),
             (&"passed".into(), &"late".into()),
-            "{name}"
+            "{job}"
         );
     }
 }
 
 // ---------------------------------------------------------------------------------------------
-// 4. No workers at all
+// 4. No workers, no broker; `stop`
 
 #[test]
 fn a_run_without_workers_gives_up_after_the_worker_wait() {
     let _serial = serial();
     let scratch = Scratch::new();
-    let service = Service::start(&scratch);
-    scratch.write(
-        "cluster.yml",
-        "jobs:\n  - { name: a, run: 'true' }\n  - { name: b, run: 'true' }\n  - { name: c, run: 'true' }\n",
+    let service = Service::up(&scratch);
+    let jobs: Vec<_> = ["a", "b", "c"]
+        .map(|n| (n.to_string(), "true".into(), String::new()))
+        .into();
+    scratch.write("cluster.yml", manifest("", &jobs));
+    let args = format!(
+        "run cluster.yml --embed-broker --worker-wait 2s {TIMINGS} --report-json report.json"
     );
-    let mut args = vec![
-        "run",
-        "cluster.yml",
-        "--embed-broker",
-        "--worker-wait",
-        "2s",
-        "--report-json",
-        "report.json",
-    ];
-    args.extend(TIMINGS);
-    let mut runner = scratch.start("runner", &args, &pairs(&service.env("runner")));
+    let mut runner = service.start(&scratch, "runner", &args);
     runner.expect_exit(3);
     let stderr = runner.stderr();
-    assert!(
-        stderr.contains(
-            "no worker joined the cluster within --worker-wait; 3 of 3 job(s) did not run"
-        ),
-        "{stderr}"
-    );
+    let message = "no worker joined the cluster within --worker-wait; 3 of 3 job(s) did not run";
+    assert!(stderr.contains(message), "{stderr}");
     let (_, jobs) = read_report(&scratch.path().join("report.json"));
     assert_eq!(with_status(&jobs, "error").len(), 3, "{jobs:?}");
 }
 
+#[test]
+fn a_worker_without_a_broker_gives_up_after_the_broker_wait() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = Service::up(&scratch);
+    let args = format!("worker --cluster nobody --broker-wait 1s {TIMINGS}");
+    let mut worker = service.start(&scratch, "worker", &args);
+    worker.expect_exit(3);
+    let stderr = worker.stderr();
+    assert!(
+        stderr.contains("no broker for cluster 'nobody' appeared"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn stop_ends_the_cluster_and_every_worker_exits_0() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = Service::up(&scratch);
+    let mut broker = service.start(&scratch, "broker", &format!("broker --cluster s {TIMINGS}"));
+    let args = format!("--log-level info worker --cluster s --slots 1 {TIMINGS}");
+    let mut worker = service.start(&scratch, "worker", &args);
+    worker.await_stderr("worker connected");
+    let mut stop = service.start(&scratch, "stop", &format!("stop --cluster s {TIMINGS}"));
+    stop.expect_exit(0);
+    broker.expect_exit(0);
+    worker.expect_exit(0);
+}
+
 // ---------------------------------------------------------------------------------------------
-// 5. SIGTERM cancels a `local` run
+// 5. Cancelling a `local` run
 
 /// Runs four long jobs on `local` (two workers with one slot each), interrupts it with
 /// `interrupt` once both slots run a job, and checks the cancellation: exit 130, every job
@@ -970,63 +843,42 @@ fn a_run_without_workers_gives_up_after_the_worker_wait() {
 fn cancel_a_local_run(interrupt: impl FnOnce(&Proc)) {
     let _serial = serial();
     let scratch = Scratch::new();
-    let pids = scratch.path().join("pids");
-    fs::create_dir_all(&pids).unwrap();
+    let pids = scratch.mkdir("pids");
     let job_pids = JobPids { dir: pids.clone() };
     // The shell and a background child: both must be gone after the cancellation.
-    let run = "echo $$ > \"$PIDS/$CLUSTER_JOB_NAME.sh.pid\"; \
-               sleep 300 & echo $! > \"$PIDS/$CLUSTER_JOB_NAME.tmp\"; \
-               mv \"$PIDS/$CLUSTER_JOB_NAME.tmp\" \"$PIDS/$CLUSTER_JOB_NAME.sleep.pid\"; wait";
-    let mut manifest = format!(
-        "defaults:\n  timeout: 10m\n  env: {{ PIDS: {} }}\njobs:\n",
+    let run = "at=$PIDS/$CLUSTER_JOB_NAME; echo $$ > $at.sh.pid; \
+               sleep 300 & echo $! > $at.tmp; mv $at.tmp $at.sleep.pid; wait";
+    let jobs: Vec<_> = (0..4)
+        .map(|i| (format!("long-{i}"), run.into(), String::new()))
+        .collect();
+    let head = format!(
+        "defaults:\n  env: {{ PIDS: {} }}\n",
         quoted(pids.to_str().unwrap())
     );
-    for i in 0..4 {
-        manifest.push_str(&format!("  - name: long-{i}\n    run: {}\n", quoted(run)));
-    }
-    scratch.write("cluster.yml", &manifest);
+    scratch.write("cluster.yml", manifest(&head, &jobs));
     let mut local = scratch.start(
         "local",
-        &[
-            "local",
-            "--workers",
-            "2",
-            "--slots",
-            "1",
-            "cluster.yml",
-            "--report-json",
-            "report.json",
-        ],
-        &[],
+        "local --workers 2 --slots 1 cluster.yml --report-json report.json",
     );
-    // Both slots run a job.
-    await_some("two running jobs", || {
-        let running = fs::read_dir(&pids)
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".sleep.pid"))
-            .count();
-        (running == 2).then_some(())
+    await_some("both slots running a job", || {
+        (names_ending(&pids, ".sleep.pid").len() == 2).then_some(())
     });
     let workers = children(local.pid());
-    assert_eq!(workers.len(), 2, "worker processes of local");
+    assert_eq!(workers.len(), 2, "local's worker processes");
     assert!(workers.iter().all(|&w| cmdline(w).contains(" worker ")));
 
     interrupt(&local);
     local.expect_exit(130);
     let stderr = local.stderr();
-    assert!(
-        !stderr.contains("exited with") && !stderr.contains("did not exit"),
-        "the workers exited 0 in time: {stderr}"
-    );
-    for pid in workers.iter().copied().chain(job_pids.pids()) {
+    let clean = !stderr.contains("exited with") && !stderr.contains("did not exit");
+    assert!(clean, "the workers exited 0 in time: {stderr}");
+    for pid in workers.into_iter().chain(job_pids.pids()) {
         await_some(&format!("process {pid} to be gone"), || {
             (!alive(pid)).then_some(())
         });
     }
     let (report, jobs) = read_report(&scratch.path().join("report.json"));
     assert_eq!(report["summary"]["cancelled"], 4, "{report}");
-    assert_eq!(with_status(&jobs, "cancelled").len(), 4);
     let started: Vec<&Value> = jobs.values().filter(|j| j["attempts"] == 1).collect();
     assert!(started.len() >= 2, "{report}");
     for job in started {
@@ -1059,69 +911,59 @@ fn huge_output_is_cut_to_its_tail_in_bounded_worker_memory() {
     let _serial = serial();
     let scratch = Scratch::new();
     let flood = "head -c 100000000 /dev/zero | tr '\\0' x";
-    // Jobs run in manifest order on the one slot: `memory` reads the worker's peak resident
-    // memory (its parent's VmHWM) after both floods were captured and reported.
-    let manifest = format!(
-        "jobs:\n\
-         \x20 - name: flood-pass\n    run: {}\n\
-         \x20 - name: flood-fail\n    run: {}\n\
-         \x20 - name: memory\n    run: {}\n    outputs: [out/*]\n",
-        quoted(flood),
-        quoted(&format!("{flood}; echo; echo END-OF-JOB; exit 1")),
-        quoted(
-            "mkdir out && grep VmHWM /proc/$PPID/status > out/hwm && tr '\\0' ' ' < /proc/$PPID/cmdline > out/cmdline"
+    // One slot runs the jobs in manifest order: `memory` reads the worker's (its parent's)
+    // peak resident memory after both floods were captured and reported.
+    let jobs = [
+        ("flood-pass", flood.to_string(), ""),
+        (
+            "flood-fail",
+            format!("{flood}; echo; echo END-OF-JOB; exit 1"),
+            "",
         ),
-    );
-    scratch.write("cluster.yml", &manifest);
+        (
+            "memory",
+            "mkdir out && grep VmHWM /proc/$PPID/status > out/hwm && \
+             tr '\\0' ' ' < /proc/$PPID/cmdline > out/cmdline"
+                .to_string(),
+            "outputs: [out/*]",
+        ),
+    ]
+    .map(|(n, r, x)| (n.to_string(), r, x.to_string()));
+    scratch.write("cluster.yml", manifest("", &jobs));
     let mut local = scratch.start(
         "local",
-        &[
-            "local",
-            "--workers",
-            "1",
-            "--slots",
-            "1",
-            "cluster.yml",
-            "--report-json",
-            "report.json",
-            "--report-junit",
-            "junit.xml",
-            "--outputs-dir",
-            "outputs",
-        ],
-        &[],
+        "local --workers 1 --slots 1 cluster.yml --report-json report.json \
+         --report-junit junit.xml --outputs-dir outputs",
     );
     local.expect_exit(1);
     let (_, jobs) = read_report(&scratch.path().join("report.json"));
-    assert_eq!(jobs["flood-pass"]["status"], "passed");
-    assert_eq!(jobs["flood-fail"]["status"], "failed");
-    assert_eq!(jobs["memory"]["status"], "passed");
+    let statuses = ["flood-pass", "flood-fail", "memory"].map(|n| jobs[n]["status"].clone());
+    assert_eq!(statuses, ["passed", "failed", "passed"].map(Value::from));
 
     // The kept output is the last 1 MiB, after a marker saying how much was cut.
     let xml = fs::read_to_string(scratch.path().join("junit.xml")).unwrap();
     let doc = roxmltree::Document::parse(&xml).unwrap();
     let case = doc
         .descendants()
-        .find(|n| n.has_tag_name("testcase") && n.attribute("name") == Some("flood-fail"))
+        .find(|n| n.attribute("name") == Some("flood-fail"))
         .unwrap();
     let out = case
         .children()
         .find(|n| n.has_tag_name("system-out"))
-        .and_then(|n| n.text())
         .unwrap();
+    let out = out.text().unwrap();
     let kept = 1 << 20;
-    let tail = "\nEND-OF-JOB\n";
-    let printed = 100_000_000 + tail.len();
+    let end = "\nEND-OF-JOB\n";
+    let cut = 100_000_000 + end.len() - kept;
     let expected = format!(
-        "[cluster-action: {} bytes of output cut, the last {kept} bytes follow]\n{}{tail}",
-        printed - kept,
-        "x".repeat(kept - tail.len())
+        "[cluster-action: {cut} bytes of output cut, the last {kept} bytes follow]\n{}{end}",
+        "x".repeat(kept - end.len())
     );
     assert!(
         out == expected,
-        "captured output: {} bytes, starting {:?}",
+        "captured {} bytes: {:?}...",
         out.len(),
-        &out[..out.len().min(120)]
+        &out[..out.len().min(100)]
     );
 
     let memory = scratch.path().join("outputs/memory/out");
@@ -1132,7 +974,7 @@ fn huge_output_is_cut_to_its_tail_in_bounded_worker_memory() {
         .split_whitespace()
         .nth(1)
         .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("VmHWM line: {hwm}"));
+        .expect(&hwm);
     assert!(
         kib < 100 * 1024,
         "worker peak memory {kib} KiB after 200 MB of output"
@@ -1146,7 +988,7 @@ fn huge_output_is_cut_to_its_tail_in_bounded_worker_memory() {
 fn manifest_errors_exit_2_with_a_location_and_upload_nothing() {
     let _serial = serial();
     let scratch = Scratch::new();
-    let service = Service::start(&scratch);
+    let service = Service::up(&scratch);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let cases = [
         ("unknown-key", 6, "unknown field `comand`"),
@@ -1170,38 +1012,32 @@ fn manifest_errors_exit_2_with_a_location_and_upload_nothing() {
     ];
     for (name, line, problem) in cases {
         let path = format!("tests/fixtures/cluster/{name}.yml");
-        let mut run = scratch.start_in(
-            root,
-            name,
-            &["run", &path, "--embed-broker", "--worker-wait", "1s"],
-            &pairs(&service.env(name)),
-        );
+        let args = format!("run {path} --embed-broker --worker-wait 1s");
+        let mut run = service.start_in(&scratch, root, name, &args);
         run.expect_exit(2);
         let stderr = run.stderr();
+        let located = stderr.contains(&format!("{path}:{line}:")) && stderr.contains(problem);
         assert!(
-            stderr.contains(&format!("{path}:{line}:")) && stderr.contains(problem),
+            located,
             "{name}: expected '{path}:{line}:' and '{problem}' in:\n{stderr}"
         );
         let stats = service.stats();
+        let calls = (&stats["twirp_total"], &stats["blob_total"]);
         assert_eq!(
-            (&stats["twirp_total"], &stats["blob_total"]),
+            calls,
             (&0.into(), &0.into()),
-            "{name}: nothing may reach the artifact store: {stats}"
+            "{name}: nothing may reach the store: {stats}"
         );
     }
     // The counters do see a run that gets going (it gives up without workers).
     scratch.write("fine.yml", "jobs:\n  - { name: a, run: 'true' }\n");
-    let mut args = vec!["run", "fine.yml", "--embed-broker", "--worker-wait", "1s"];
-    args.extend(TIMINGS);
-    scratch
-        .start("fine", &args, &pairs(&service.env("fine")))
-        .expect_exit(3);
+    let args = format!("run fine.yml --embed-broker --worker-wait 1s {TIMINGS}");
+    service.start(&scratch, "fine", &args).expect_exit(3);
     let stats = service.stats();
     assert!(
         stats["twirp"]["CreateArtifact"].as_u64() > Some(0),
         "{stats}"
     );
-    drop(service.proc);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1213,18 +1049,11 @@ fn the_quickstart_from_the_readme_passes() {
     let scratch = Scratch::new();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let report = scratch.path().join("report.json");
-    let mut local = scratch.start_in(
-        root,
-        "quickstart",
-        &[
-            "local",
-            "examples/quickstart/cluster.yml",
-            "--report-json",
-            report.to_str().unwrap(),
-        ],
-        &[],
+    let args = format!(
+        "local examples/quickstart/cluster.yml --report-json {}",
+        report.display()
     );
-    local.expect_exit(0);
+    scratch.spawn(root, "quickstart", &args, &[]).expect_exit(0);
     let (report, jobs) = read_report(&report);
     assert_eq!(jobs.len(), 12);
     assert_eq!(report["summary"]["passed"], 12, "{report}");
