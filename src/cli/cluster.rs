@@ -62,10 +62,16 @@ pub struct WorkerArgs {
     /// The name jobs see as CLUSTER_WORKER (default: $GITHUB_JOB or the host name, with the pid).
     #[arg(long)]
     name: Option<String>,
-    /// Bytes of each job's output kept (the tail; the rest is cut with a marker).
+    /// Bytes of each job's output kept (the tail; the rest is cut with a marker); at most
+    /// 8 MiB.
     #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
     output_limit: usize,
 }
+
+/// The largest `--output-limit`. A job's result travels to the runner as one stream message
+/// (at most 64 MiB), and JSON escaping makes a control character up to six bytes long; a
+/// larger result would make the worker fail instead of reporting the job.
+const MAX_OUTPUT_LIMIT: usize = 8 << 20;
 
 /// Flags of `stop`.
 #[derive(Debug, Args)]
@@ -100,6 +106,12 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<i32> {
         return Err(exit::ExitError::bad_input(
             "--slots 0: a worker needs at least one slot",
         ));
+    }
+    if args.output_limit > MAX_OUTPUT_LIMIT {
+        return Err(exit::ExitError::bad_input(format!(
+            "--output-limit {} is too large: at most {MAX_OUTPUT_LIMIT} bytes (8 MiB) of a job's output can be reported",
+            args.output_limit
+        )));
     }
     let name = args.name.unwrap_or_else(|| default_name("worker"));
     let base = std::env::temp_dir().join(format!("cluster-action-worker-{}", std::process::id()));
