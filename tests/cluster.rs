@@ -818,6 +818,20 @@ fn a_worker_without_a_broker_gives_up_after_the_broker_wait() {
     );
 }
 
+/// A job's result must fit one stream message: a worker refuses to keep more output than
+/// it can report, instead of failing on the first job that prints that much.
+#[test]
+fn a_worker_refuses_an_output_limit_it_cannot_report() {
+    let scratch = Scratch::new();
+    let mut worker = scratch.start("worker", "worker --output-limit 100000000");
+    worker.expect_exit(2);
+    let stderr = worker.stderr();
+    assert!(
+        stderr.contains("--output-limit 100000000 is too large"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn stop_ends_the_cluster_and_every_worker_exits_0() {
     let _serial = serial();
@@ -1057,4 +1071,53 @@ fn the_quickstart_from_the_readme_passes() {
     let (report, jobs) = read_report(&report);
     assert_eq!(jobs.len(), 12);
     assert_eq!(report["summary"]["passed"], 12, "{report}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. A lost broker
+
+#[test]
+fn a_lost_broker_ends_the_run_and_the_workers_with_exit_3() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = Service::up(&scratch);
+    let pids = scratch.mkdir("pids");
+    let job_pids = JobPids { dir: pids.clone() };
+    let run = "echo $$ > $PIDS/$CLUSTER_JOB_NAME.tmp; mv $PIDS/$CLUSTER_JOB_NAME.tmp $PIDS/$CLUSTER_JOB_NAME.pid; sleep 120";
+    let head = format!(
+        "defaults:\n  env: {{ PIDS: {} }}\n",
+        quoted(pids.to_str().unwrap())
+    );
+    scratch.write(
+        "cluster.yml",
+        manifest(&head, &[("long".into(), run.into(), String::new())]),
+    );
+    let broker = service.start(&scratch, "broker", &format!("broker --cluster b {TIMINGS}"));
+    let args = format!("--log-level info worker --cluster b --slots 1 {TIMINGS}");
+    let mut worker = service.start(&scratch, "worker", &args);
+    worker.await_stderr("worker connected");
+    let args = format!("run cluster.yml --cluster b {TIMINGS}");
+    let mut runner = service.start(&scratch, "runner", &args);
+    await_some("the job to run", || {
+        (!job_pids.pids().is_empty()).then_some(())
+    });
+
+    broker.signal(libc::SIGKILL);
+    runner.expect_exit(3);
+    assert!(
+        runner.stderr().contains("lost the broker"),
+        "{}",
+        runner.stderr()
+    );
+    worker.expect_exit(3);
+    assert!(
+        worker.stderr().contains("lost the broker"),
+        "{}",
+        worker.stderr()
+    );
+    for pid in job_pids.pids() {
+        await_some(&format!("job process {pid} to be gone"), || {
+            (!alive(pid)).then_some(())
+        });
+    }
 }
