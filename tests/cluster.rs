@@ -645,10 +645,21 @@ fn local_runs_a_mixed_manifest_and_reports_every_job() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 2. A worker killed with SIGKILL: its jobs run again elsewhere
+// 2. A lost worker: its jobs run again elsewhere
 
-#[test]
-fn a_killed_worker_s_jobs_run_again_on_another_worker() {
+/// How the victim worker goes away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loss {
+    /// SIGKILL, and its job with it: a machine that died. The broker notices the silence.
+    Killed,
+    /// SIGTERM: a cancelled CI job. The worker kills its job and says it is leaving.
+    Terminated,
+}
+
+/// Two workers with one slot share six jobs; the victim runs one until it is lost. Every job
+/// must pass on the survivor, the victim's started job on a second attempt; everyone else
+/// exits 0 when the run stops the cluster.
+fn lose_a_worker(loss: Loss) {
     let _serial = serial();
     let scratch = Scratch::new();
     let service = Service::up(&scratch);
@@ -669,7 +680,8 @@ fn a_killed_worker_s_jobs_run_again_on_another_worker() {
     );
     scratch.write("cluster.yml", manifest(&head, &jobs));
 
-    let mut broker = service.start(&scratch, "broker", &format!("broker --cluster k {TIMINGS}"));
+    let args = format!("--log-level info broker --cluster k {TIMINGS}");
+    let mut broker = service.start(&scratch, "broker", &args);
     let mut workers: BTreeMap<&str, Proc> = ["victim", "survivor"]
         .into_iter()
         .map(|name| {
@@ -708,13 +720,29 @@ fn a_killed_worker_s_jobs_run_again_on_another_worker() {
     runner.await_stderr(&format!(
         "started job=\"{victims_job}\" attempt=1 worker=\"victim\""
     ));
-    workers["victim"].signal(libc::SIGKILL);
-    // The machine is gone, and its job with it.
+    let victim = workers.get_mut("victim").unwrap();
     let pid = fs::read_to_string(marks.join(format!("{victims_job}.1.pid"))).unwrap();
-    JobPids::kill(pid.trim().parse().unwrap());
+    let pid: libc::pid_t = pid.trim().parse().unwrap();
+    let gone = match loss {
+        Loss::Killed => {
+            victim.signal(libc::SIGKILL);
+            JobPids::kill(pid); // the machine is gone, and its job with it
+            "sent nothing for 3s: considered dead"
+        }
+        Loss::Terminated => {
+            victim.signal(libc::SIGTERM);
+            victim.expect_exit(130);
+            await_some("the victim's job to be killed", || {
+                (!alive(pid)).then_some(())
+            });
+            "peer gone: it closed its stream"
+        }
+    };
 
     runner.expect_exit(0);
     broker.expect_exit(0);
+    let stderr = broker.stderr();
+    assert!(stderr.contains(gone), "{stderr}");
     workers.get_mut("survivor").unwrap().expect_exit(0);
 
     let (_, jobs) = read_report(&scratch.path().join("report.json"));
@@ -739,6 +767,17 @@ fn a_killed_worker_s_jobs_run_again_on_another_worker() {
     );
     let second = fs::read_to_string(marks.join(format!("{victims_job}.2.worker"))).unwrap();
     assert_eq!(second.trim(), "survivor");
+}
+
+#[test]
+fn a_killed_worker_s_jobs_run_again_on_another_worker() {
+    lose_a_worker(Loss::Killed);
+}
+
+/// The broker learns at once that a terminated worker left, not after its peer timeout.
+#[test]
+fn a_terminated_worker_hands_its_jobs_back_at_once() {
+    lose_a_worker(Loss::Terminated);
 }
 
 // ---------------------------------------------------------------------------------------------

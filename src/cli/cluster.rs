@@ -8,7 +8,7 @@ use clap::Args;
 use cluster_action::broker::{self, BrokerConfig, BrokerEnd};
 use cluster_action::runner::duration::parse_duration;
 use cluster_action::runner::session;
-use cluster_action::worker::{self, WorkerConfig, WorkerError, exec::ExecLimits};
+use cluster_action::worker::{self, WorkerConfig, WorkerEnd, WorkerError, exec::ExecLimits};
 
 use super::common::{ClusterArgs, default_name, shutdown_signal, store_from_env};
 use super::exit;
@@ -133,17 +133,16 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<i32> {
         },
     };
     let store = store_from_env()?;
-    tokio::select! {
-        result = worker::run(store, cfg) => match result {
-            Ok(()) => Ok(exit::OK),
-            Err(e @ WorkerError::Layer(_)) => Err(exit::ExitError::bad_input(e.to_string())),
-            Err(e) => Err(e.into()),
-        },
-        // Dropping the worker kills the process group of every running job.
-        () = shutdown_signal() => {
-            eprintln!("worker interrupted: running jobs were killed");
+    match worker::run(store, cfg, shutdown_signal()).await {
+        Ok(WorkerEnd::Exited) => Ok(exit::OK),
+        Ok(WorkerEnd::Interrupted) => {
+            eprintln!(
+                "worker interrupted: its running jobs were killed and handed back to the broker"
+            );
             Ok(exit::CANCELLED)
         }
+        Err(e @ WorkerError::Layer(_)) => Err(exit::ExitError::bad_input(e.to_string())),
+        Err(e) => Err(e.into()),
     }
 }
 
