@@ -265,6 +265,12 @@ impl Scratch {
         }
     }
 
+    /// Asserts that the processes left nothing in their TMPDIR.
+    fn assert_tmp_empty(&self) {
+        let left: Vec<_> = fs::read_dir(self.tmp()).unwrap().flatten().collect();
+        assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+    }
+
     /// Writes `rel` (creating its directory); returns its path.
     fn write(&self, rel: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
         let path = self.path().join(rel);
@@ -290,7 +296,10 @@ struct Service {
 impl Service {
     /// Starts the service and waits for its `ACTIONS_RESULTS_URL=` line.
     fn up(scratch: &Scratch) -> Service {
-        let proc = scratch.start("serve", "serve");
+        // Its blobs go to a temporary directory of its own, apart from the cluster's TMPDIR.
+        let data = scratch.mkdir("serve-tmp");
+        let env = [("TMPDIR", data.to_str().unwrap())];
+        let proc = scratch.spawn(scratch.path(), "serve", "serve", &env);
         let url = await_some("the service's URL", || {
             let out = proc.stdout();
             let line = out.split_once('\n')?.0;
@@ -639,9 +648,7 @@ fn local_runs_a_mixed_manifest_and_reports_every_job() {
         with_status(&jobs, "timed_out")
     );
 
-    // Nothing is left behind in the temporary directory.
-    let left: Vec<_> = fs::read_dir(scratch.tmp()).unwrap().flatten().collect();
-    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+    scratch.assert_tmp_empty();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -884,6 +891,7 @@ fn stop_ends_the_cluster_and_every_worker_exits_0() {
     stop.expect_exit(0);
     broker.expect_exit(0);
     worker.expect_exit(0);
+    scratch.assert_tmp_empty();
 }
 
 // ---------------------------------------------------------------------------------------------

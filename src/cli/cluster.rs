@@ -50,7 +50,7 @@ pub struct WorkerArgs {
     /// Jobs run at once (default: the number of CPUs).
     #[arg(long)]
     slots: Option<u32>,
-    /// Where extracted layers are cached (default: a directory under the system temp dir).
+    /// Where extracted layers are cached (default: a temporary directory, removed on exit).
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
     /// Where job directories are made (default: next to the cache).
@@ -114,8 +114,19 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<i32> {
         )));
     }
     let name = args.name.unwrap_or_else(|| default_name("worker"));
-    let base = std::env::temp_dir().join(format!("cluster-action-worker-{}", std::process::id()));
-    let cache_dir = args.cache_dir.unwrap_or_else(|| base.join("cache"));
+    // Without --cache-dir, the cache (and the job directories next to it) live in a temporary
+    // directory removed when the worker exits.
+    let (_scratch, cache_dir) = match args.cache_dir {
+        Some(dir) => (None, dir),
+        None => {
+            let scratch = tempfile::Builder::new()
+                .prefix("cluster-action-worker-")
+                .tempdir()
+                .map_err(|e| anyhow::anyhow!("cannot create a temporary directory: {e}"))?;
+            let dir = scratch.path().join("cache");
+            (Some(scratch), dir)
+        }
+    };
     let work_dir = args
         .work_dir
         .unwrap_or_else(|| cache_dir.with_file_name("work"));
