@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 /// The binary under test.
@@ -481,6 +481,8 @@ fn manifest(head: &str, jobs: &[(String, String, String)]) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Pass,
+    /// Fails its first two attempts, passes the third (`retries: 2`).
+    Flaky,
     Fail,
     Timeout,
     Outputs,
@@ -490,7 +492,8 @@ enum Kind {
 impl Kind {
     fn of(index: usize) -> Kind {
         match index % 10 {
-            0..=3 => Kind::Pass,
+            0..=2 => Kind::Pass,
+            3 => Kind::Flaky,
             4 | 5 => Kind::Fail,
             6 => Kind::Timeout,
             7 | 8 => Kind::Outputs,
@@ -545,6 +548,7 @@ fn local_runs_a_mixed_manifest_and_reports_every_job() {
         .map(|i| {
             let (run, extra) = match Kind::of(i) {
                 Kind::Pass => ("echo passing".to_string(), ""),
+                Kind::Flaky => ("test $CLUSTER_ATTEMPT = 3".to_string(), "retries: 2"),
                 Kind::Fail => ("echo failing; exit 1".to_string(), ""),
                 Kind::Timeout => ("sleep 30".to_string(), "timeout: 1s"),
                 Kind::Outputs => (
@@ -577,26 +581,27 @@ fn local_runs_a_mixed_manifest_and_reports_every_job() {
         let name = Kind::name(i);
         let job = &jobs[&name];
         let (status, exit_code) = match Kind::of(i) {
-            Kind::Pass | Kind::Outputs | Kind::Layer => ("passed", Value::from(0)),
+            Kind::Pass | Kind::Flaky | Kind::Outputs | Kind::Layer => ("passed", Value::from(0)),
             Kind::Fail => ("failed", Value::from(1)),
             Kind::Timeout => ("timed_out", Value::Null),
         };
+        let attempts = if Kind::of(i) == Kind::Flaky { 3 } else { 1 };
         assert_eq!(
             (&job["status"], &job["exit_code"]),
             (&status.into(), &exit_code),
             "{job}"
         );
-        assert_eq!(job["attempts"], 1, "{job}");
+        assert_eq!(job["attempts"], attempts, "{job}");
         assert!(["worker-0", "worker-1", "worker-2"].contains(&job["worker"].as_str().unwrap()));
         let dir = scratch.path().join("outputs").join(&name);
         if Kind::of(i) == Kind::Outputs {
             // Exactly the files matching the globs, byte for byte, under <outputs-dir>/<job>/.
             let expected = expected_outputs(&name, i * 1000);
             let listed: Vec<&str> = expected.keys().map(String::as_str).collect();
-            assert_eq!(job["outputs"], serde_json::json!(listed), "{job}");
+            assert_eq!(job["outputs"], json!(listed), "{job}");
             assert!(files_under(&dir) == expected, "{name}: outputs differ");
         } else {
-            assert_eq!(job["outputs"], serde_json::json!([]), "{job}");
+            assert_eq!(job["outputs"], json!([]), "{job}");
             assert!(!dir.exists(), "{name} declared no outputs");
         }
     }
@@ -649,6 +654,31 @@ fn local_runs_a_mixed_manifest_and_reports_every_job() {
     );
 
     scratch.assert_tmp_empty();
+}
+
+#[test]
+fn local_runs_a_commands_file() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    // One job per command line; blank lines and comments are skipped. Each runs in a fresh,
+    // empty directory (a commands file has no layers).
+    scratch.write(
+        "commands.txt",
+        "echo one\n\n# a comment\nexit 3\ntest -z \"$(ls -A)\"\n",
+    );
+    let args = "local --workers 1 --commands commands.txt --report-json report.json";
+    scratch.start("local", args).expect_exit(1);
+    let (_, jobs) = read_report(&scratch.path().join("report.json"));
+    let outcomes: BTreeMap<&str, Value> = jobs
+        .iter()
+        .map(|(name, job)| (name.as_str(), json!([job["status"], job["exit_code"]])))
+        .collect();
+    let expected = BTreeMap::from([
+        ("L1: echo one", json!(["passed", 0])),
+        ("L4: exit 3", json!(["failed", 3])),
+        ("L5: test -z \"$(ls -A)\"", json!(["passed", 0])),
+    ]);
+    assert_eq!(outcomes, expected);
 }
 
 // ---------------------------------------------------------------------------------------------
