@@ -507,16 +507,24 @@ impl Kind {
     }
 }
 
-/// The files output job `name` brings back: `out/<name>.txt` (the `printf` below) and
-/// `out/seq.txt` (`seq 1 lines`).
-fn expected_outputs(name: &str, lines: usize) -> BTreeMap<String, Vec<u8>> {
-    let mut own = format!("job {name}\n").into_bytes();
-    own.extend_from_slice(b"\x00\x01\xff end");
-    let seq: String = (1..=lines).map(|n| format!("{n}\n")).collect();
-    BTreeMap::from([
-        (format!("out/{name}.txt"), own),
-        ("out/seq.txt".to_string(), seq.into_bytes()),
-    ])
+/// The files job `index` of the mixed manifest brings back. An output job writes
+/// `out/<name>.txt` (the `printf` below) and `out/seq.txt` (`seq 1 <index * 1000>`); a failing
+/// job explains itself in `out/why.txt` (test reports matter most when tests fail).
+fn expected_outputs(index: usize) -> BTreeMap<String, Vec<u8>> {
+    let name = Kind::name(index);
+    match Kind::of(index) {
+        Kind::Outputs => {
+            let mut own = format!("job {name}\n").into_bytes();
+            own.extend_from_slice(b"\x00\x01\xff end");
+            let seq: String = (1..=index * 1000).map(|n| format!("{n}\n")).collect();
+            BTreeMap::from([
+                (format!("out/{name}.txt"), own),
+                ("out/seq.txt".to_string(), seq.into_bytes()),
+            ])
+        }
+        Kind::Fail => BTreeMap::from([("out/why.txt".to_string(), b"failing\n".to_vec())]),
+        _ => BTreeMap::new(),
+    }
 }
 
 /// Writes the files of the `data` layer: text files, a binary file and an executable script
@@ -549,7 +557,10 @@ fn local_runs_a_mixed_manifest_and_reports_every_job() {
             let (run, extra) = match Kind::of(i) {
                 Kind::Pass => ("echo passing".to_string(), ""),
                 Kind::Flaky => ("test $CLUSTER_ATTEMPT = 3".to_string(), "retries: 2"),
-                Kind::Fail => ("echo failing; exit 1".to_string(), ""),
+                Kind::Fail => (
+                    "mkdir out && echo failing | tee out/why.txt; exit 1".to_string(),
+                    "outputs: [out/*.txt]",
+                ),
                 Kind::Timeout => ("sleep 30".to_string(), "timeout: 1s"),
                 Kind::Outputs => (
                     format!(
@@ -594,15 +605,14 @@ fn local_runs_a_mixed_manifest_and_reports_every_job() {
         assert_eq!(job["attempts"], attempts, "{job}");
         assert!(["worker-0", "worker-1", "worker-2"].contains(&job["worker"].as_str().unwrap()));
         let dir = scratch.path().join("outputs").join(&name);
-        if Kind::of(i) == Kind::Outputs {
-            // Exactly the files matching the globs, byte for byte, under <outputs-dir>/<job>/.
-            let expected = expected_outputs(&name, i * 1000);
-            let listed: Vec<&str> = expected.keys().map(String::as_str).collect();
-            assert_eq!(job["outputs"], json!(listed), "{job}");
-            assert!(files_under(&dir) == expected, "{name}: outputs differ");
+        // Exactly the files matching the globs, byte for byte, under <outputs-dir>/<job>/.
+        let expected = expected_outputs(i);
+        let listed: Vec<&str> = expected.keys().map(String::as_str).collect();
+        assert_eq!(job["outputs"], json!(listed), "{job}");
+        if expected.is_empty() {
+            assert!(!dir.exists(), "{name} brought back no outputs");
         } else {
-            assert_eq!(job["outputs"], json!([]), "{job}");
-            assert!(!dir.exists(), "{name} declared no outputs");
+            assert!(files_under(&dir) == expected, "{name}: outputs differ");
         }
     }
     let summary = &report["summary"];
