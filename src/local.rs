@@ -150,6 +150,10 @@ fn spawn_worker(
         .env("GITHUB_RUN_ATTEMPT", &cfg.run.ns.attempt)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
+        // Its own process group: a terminal's Ctrl-C (SIGINT to the foreground group) then
+        // reaches only this process, which cancels the run through the broker, so jobs end
+        // reported as cancelled and workers exit 0 instead of dying with the signal.
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|source| LocalError::Spawn {

@@ -303,7 +303,7 @@ impl Shell {
         match hello {
             Hello::Worker { name, slots, .. } => {
                 info!(%peer, %name, slots, "worker joined");
-                self.sched.worker_joined(peer, slots)
+                self.sched.worker_joined(peer, name, slots)
             }
             Hello::Runner { name, .. } => {
                 info!(%peer, %name, "runner joined");

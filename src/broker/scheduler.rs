@@ -73,6 +73,8 @@ impl PartialOrd for Queued {
 
 #[derive(Debug)]
 struct Worker {
+    /// The name it gave (what jobs see as `CLUSTER_WORKER`), for reports and messages.
+    name: String,
     slots: u32,
     /// Jobs assigned and not finished (running or prefetched).
     assigned: BTreeSet<JobId>,
@@ -137,12 +139,13 @@ impl Scheduler {
         self.stop_requested && self.unfinished() == 0
     }
 
-    /// A worker said hello.
-    pub fn worker_joined(&mut self, peer: PeerId, slots: u32) -> Vec<Effect> {
+    /// A worker said hello, naming itself `name`.
+    pub fn worker_joined(&mut self, peer: PeerId, name: String, slots: u32) -> Vec<Effect> {
         let mut fx = vec![Effect::ToWorker(peer.clone(), BrokerToWorker::Welcome)];
         self.workers.insert(
             peer,
             Worker {
+                name,
                 slots: slots.max(1),
                 assigned: BTreeSet::new(),
             },
@@ -159,7 +162,7 @@ impl Scheduler {
         let Some(worker) = self.workers.remove(peer) else {
             return fx;
         };
-        for global in worker.assigned {
+        for &global in &worker.assigned {
             let Some(job) = self.jobs.get_mut(&global) else {
                 continue;
             };
@@ -169,13 +172,14 @@ impl Scheduler {
                 job.attempts -= 1;
             }
             if job.cancelled {
-                let outcome = synthetic(job, peer, JobStatus::Cancelled, None);
+                let outcome = synthetic(job, &worker.name, JobStatus::Cancelled, None);
                 self.finish(global, outcome, &mut fx);
             } else if started && job.attempts >= max_attempts_after_loss(&job.spec) {
                 let msg = format!(
-                    "worker {peer} was lost while running the job ({reason}); no attempts left"
+                    "worker {} was lost while running the job ({reason}); no attempts left",
+                    worker.name
                 );
-                let outcome = synthetic(job, peer, JobStatus::Error, Some(msg));
+                let outcome = synthetic(job, &worker.name, JobStatus::Error, Some(msg));
                 self.finish(global, outcome, &mut fx);
             } else {
                 self.requeue(global);
@@ -188,7 +192,7 @@ impl Scheduler {
 
     /// A worker started an attempt.
     pub fn job_started(&mut self, peer: &str, global: JobId, attempt: u32) -> Vec<Effect> {
-        let Some(job) = self.jobs.get_mut(&global) else {
+        let (Some(job), Some(w)) = (self.jobs.get_mut(&global), self.workers.get(peer)) else {
             return Vec::new();
         };
         match &mut job.state {
@@ -199,7 +203,7 @@ impl Scheduler {
                     BrokerToRunner::Started {
                         id: job.local_id,
                         attempt,
-                        worker: peer.to_string(),
+                        worker: w.name.clone(),
                     },
                 )]
             }
@@ -531,7 +535,7 @@ mod tests {
                 spec(3, Some(500), 0),
             ],
         );
-        let fx = s.worker_joined("w".into(), 4);
+        let fx = s.worker_joined("w".into(), "w".into(), 4);
         let names: Vec<_> = assigns(&fx).into_iter().map(|a| a.3).collect();
         assert_eq!(names, ["job-3", "job-1", "job-0", "job-2"]);
     }
@@ -540,8 +544,8 @@ mod tests {
     fn fills_free_slots_before_prefetching() {
         let mut s = Scheduler::new(1);
         s.runner_joined("r".into());
-        s.worker_joined("a".into(), 2);
-        s.worker_joined("b".into(), 2);
+        s.worker_joined("a".into(), "a".into(), 2);
+        s.worker_joined("b".into(), "b".into(), 2);
         let fx = s.submit("r", (0..6).map(|i| spec(i, None, 0)).collect());
         let a = assigns(&fx);
         assert_eq!(a.len(), 6, "4 slots + 1 prefetch each");
@@ -559,7 +563,7 @@ mod tests {
     fn failed_job_is_retried_then_reported_once() {
         let mut s = Scheduler::new(0);
         s.runner_joined("r".into());
-        s.worker_joined("w".into(), 1);
+        s.worker_joined("w".into(), "w".into(), 1);
         let fx = s.submit("r", vec![spec(7, None, 1)]);
         let (_, g, attempt, _) = assigns(&fx)[0].clone();
         assert_eq!(attempt, 1);
@@ -581,7 +585,7 @@ mod tests {
     fn lost_worker_jobs_run_elsewhere_and_stale_results_are_ignored() {
         let mut s = Scheduler::new(0);
         s.runner_joined("r".into());
-        s.worker_joined("a".into(), 1);
+        s.worker_joined("a".into(), "a".into(), 1);
         let fx = s.submit("r", vec![spec(0, None, 0)]);
         let (_, g, _, _) = assigns(&fx)[0].clone();
         s.job_started("a", g, 1);
@@ -589,7 +593,7 @@ mod tests {
             assigns(&s.worker_lost("a", "timeout")).is_empty(),
             "no other worker yet"
         );
-        let fx = s.worker_joined("b".into(), 1);
+        let fx = s.worker_joined("b".into(), "b".into(), 1);
         assert_eq!(assigns(&fx)[0].2, 2, "the lost attempt counts");
         // A late result from the lost worker changes nothing.
         assert!(finished(&s.job_finished("a", outcome(g, 1, JobStatus::Passed))).is_empty());
@@ -599,13 +603,46 @@ mod tests {
     }
 
     #[test]
+    fn reports_name_workers_by_their_names() {
+        let mut s = Scheduler::new(0);
+        s.runner_joined("r".into());
+        s.worker_joined("peer-a".into(), "machine-a".into(), 1);
+        let fx = s.submit("r", vec![spec(0, None, 0)]);
+        let g = assigns(&fx)[0].1;
+        let fx = s.job_started("peer-a", g, 1);
+        assert!(fx.contains(&Effect::ToRunner(
+            "r".into(),
+            BrokerToRunner::Started {
+                id: 0,
+                attempt: 1,
+                worker: "machine-a".into()
+            }
+        )));
+        s.worker_lost("peer-a", "timeout");
+        s.worker_joined("peer-b".into(), "machine-b".into(), 1);
+        s.job_started("peer-b", g, 2);
+        let done = finished(&s.worker_lost("peer-b", "timeout"));
+        assert_eq!(
+            (done[0].status, done[0].worker.as_str()),
+            (JobStatus::Error, "machine-b")
+        );
+        assert!(
+            done[0]
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("worker machine-b was lost")
+        );
+    }
+
+    #[test]
     fn prefetched_job_of_lost_worker_keeps_its_attempt() {
         let mut s = Scheduler::new(1);
         s.runner_joined("r".into());
-        s.worker_joined("a".into(), 1);
+        s.worker_joined("a".into(), "a".into(), 1);
         s.submit("r", vec![spec(0, None, 0), spec(1, None, 0)]);
         s.worker_lost("a", "gone");
-        let fx = s.worker_joined("b".into(), 2);
+        let fx = s.worker_joined("b".into(), "b".into(), 2);
         let attempts: Vec<u32> = assigns(&fx).iter().map(|a| a.2).collect();
         assert_eq!(attempts, [1, 1]);
     }
@@ -614,7 +651,7 @@ mod tests {
     fn cancel_reports_queued_now_and_running_when_the_worker_answers() {
         let mut s = Scheduler::new(0);
         s.runner_joined("r".into());
-        s.worker_joined("w".into(), 1);
+        s.worker_joined("w".into(), "w".into(), 1);
         let fx = s.submit("r", vec![spec(0, None, 3), spec(1, None, 0)]);
         let (_, running, _, _) = assigns(&fx)[0].clone();
         s.end_of_submission("r");
@@ -633,7 +670,7 @@ mod tests {
     fn stop_waits_for_work_and_exits_every_worker() {
         let mut s = Scheduler::new(0);
         s.runner_joined("r".into());
-        s.worker_joined("w".into(), 1);
+        s.worker_joined("w".into(), "w".into(), 1);
         let fx = s.submit("r", vec![spec(0, None, 0)]);
         s.request_stop();
         assert!(!s.should_stop());

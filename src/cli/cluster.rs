@@ -8,7 +8,7 @@ use clap::Args;
 use cluster_action::broker::{self, BrokerConfig, BrokerEnd};
 use cluster_action::runner::duration::parse_duration;
 use cluster_action::runner::session;
-use cluster_action::worker::{self, WorkerConfig, WorkerError, exec::ExecLimits};
+use cluster_action::worker::{self, WorkerConfig, WorkerEnd, WorkerError, exec::ExecLimits};
 
 use super::common::{ClusterArgs, default_name, shutdown_signal, store_from_env};
 use super::exit;
@@ -50,7 +50,7 @@ pub struct WorkerArgs {
     /// Jobs run at once (default: the number of CPUs).
     #[arg(long)]
     slots: Option<u32>,
-    /// Where extracted layers are cached (default: a directory under the system temp dir).
+    /// Where extracted layers are cached (default: a temporary directory, removed on exit).
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
     /// Where job directories are made (default: next to the cache).
@@ -62,10 +62,16 @@ pub struct WorkerArgs {
     /// The name jobs see as CLUSTER_WORKER (default: $GITHUB_JOB or the host name, and a random suffix).
     #[arg(long)]
     name: Option<String>,
-    /// Bytes of each job's output kept (the tail; the rest is cut with a marker).
+    /// Bytes of each job's output kept (the tail; the rest is cut with a marker); at most
+    /// 8 MiB.
     #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
     output_limit: usize,
 }
+
+/// The largest `--output-limit`. A job's result travels to the runner as one stream message
+/// (at most 64 MiB), and JSON escaping makes a control character up to six bytes long; a
+/// larger result would make the worker fail instead of reporting the job.
+const MAX_OUTPUT_LIMIT: usize = 8 << 20;
 
 /// Flags of `stop`.
 #[derive(Debug, Args)]
@@ -101,9 +107,26 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<i32> {
             "--slots 0: a worker needs at least one slot",
         ));
     }
+    if args.output_limit > MAX_OUTPUT_LIMIT {
+        return Err(exit::ExitError::bad_input(format!(
+            "--output-limit {} is too large: at most {MAX_OUTPUT_LIMIT} bytes (8 MiB) of a job's output can be reported",
+            args.output_limit
+        )));
+    }
     let name = args.name.unwrap_or_else(|| default_name("worker"));
-    let base = std::env::temp_dir().join(format!("cluster-action-worker-{}", std::process::id()));
-    let cache_dir = args.cache_dir.unwrap_or_else(|| base.join("cache"));
+    // Without --cache-dir, the cache (and the job directories next to it) live in a temporary
+    // directory removed when the worker exits.
+    let (_scratch, cache_dir) = match args.cache_dir {
+        Some(dir) => (None, dir),
+        None => {
+            let scratch = tempfile::Builder::new()
+                .prefix("cluster-action-worker-")
+                .tempdir()
+                .map_err(|e| anyhow::anyhow!("cannot create a temporary directory: {e}"))?;
+            let dir = scratch.path().join("cache");
+            (Some(scratch), dir)
+        }
+    };
     let work_dir = args
         .work_dir
         .unwrap_or_else(|| cache_dir.with_file_name("work"));
@@ -121,17 +144,16 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<i32> {
         },
     };
     let store = store_from_env()?;
-    tokio::select! {
-        result = worker::run(store, cfg) => match result {
-            Ok(()) => Ok(exit::OK),
-            Err(e @ WorkerError::Layer(_)) => Err(exit::ExitError::bad_input(e.to_string())),
-            Err(e) => Err(e.into()),
-        },
-        // Dropping the worker kills the process group of every running job.
-        () = shutdown_signal() => {
-            eprintln!("worker interrupted: running jobs were killed");
+    match worker::run(store, cfg, shutdown_signal()).await {
+        Ok(WorkerEnd::Exited) => Ok(exit::OK),
+        Ok(WorkerEnd::Interrupted) => {
+            eprintln!(
+                "worker interrupted: its running jobs were killed and handed back to the broker"
+            );
             Ok(exit::CANCELLED)
         }
+        Err(e @ WorkerError::Layer(_)) => Err(exit::ExitError::bad_input(e.to_string())),
+        Err(e) => Err(e.into()),
     }
 }
 

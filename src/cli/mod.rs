@@ -55,8 +55,12 @@ pub enum SelftestCommand {
     Transport(selftest::TransportArgs),
 }
 
-/// Sets up `tracing` on stderr: `--log-level`, else `RUST_LOG`, else warnings only.
+/// Sets up `tracing` on stderr: `--log-level`, else `RUST_LOG`, else warnings only. Colours
+/// only on a terminal (and not with `NO_COLOR`), so log files and pipes get plain text.
 pub fn init_logging(level: Option<&str>) {
+    use std::io::IsTerminal;
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let filter = level
         .map(tracing_subscriber::EnvFilter::new)
         .or_else(|| tracing_subscriber::EnvFilter::try_from_default_env().ok())
@@ -64,7 +68,7 @@ pub fn init_logging(level: Option<&str>) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(colour)
         .with_target(false)
         .init();
 }

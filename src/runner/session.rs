@@ -180,11 +180,16 @@ pub async fn run(
         .await?;
     }
     send(&tx, &RunnerMsg::EndOfSubmission).await?;
+    info!(jobs = specs.len(), "jobs submitted");
     progress.begin(specs.len());
 
-    let outputs_cache = match &cfg.outputs_dir {
-        Some(dir) => Some(open_outputs_cache(dir)?),
-        None => None,
+    // The scratch directory (and the cache in it) is removed when the run returns.
+    let (_outputs_scratch, outputs_cache) = match &cfg.outputs_dir {
+        Some(dir) => {
+            let (scratch, cache) = open_outputs_cache(dir)?;
+            (Some(scratch), Some(cache))
+        }
+        None => (None, None),
     };
     let mut outcomes: BTreeMap<u64, JobOutcome> = BTreeMap::new();
     let mut fetches: JoinSet<(u64, Result<Vec<String>, String>)> = JoinSet::new();
@@ -364,19 +369,24 @@ async fn publish_layers(
     Ok(digests)
 }
 
-fn open_outputs_cache(dir: &Path) -> Result<LayerCache, RunError> {
+/// Creates the outputs directory, and a layer cache for the outputs layers in a temporary
+/// directory that is removed when the returned guard is dropped.
+fn open_outputs_cache(dir: &Path) -> Result<(tempfile::TempDir, LayerCache), RunError> {
     std::fs::create_dir_all(dir).map_err(|e| {
         RunError::Io(format!(
             "cannot create outputs directory {}: {e}",
             dir.display()
         ))
     })?;
-    let cache_dir =
-        std::env::temp_dir().join(format!("cluster-action-outputs-{}", std::process::id()));
-    LayerCache::open(&cache_dir).map_err(|source| RunError::Layer {
+    let scratch = tempfile::Builder::new()
+        .prefix("cluster-action-outputs-")
+        .tempdir()
+        .map_err(|e| RunError::Io(format!("cannot create a temporary directory: {e}")))?;
+    let cache = LayerCache::open(scratch.path()).map_err(|source| RunError::Layer {
         name: "outputs".into(),
         source,
-    })
+    })?;
+    Ok((scratch, cache))
 }
 
 /// Fetches an outputs layer and copies its files under `dest`; returns their relative paths.

@@ -10,6 +10,7 @@ pub mod exec;
 pub mod output;
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,10 @@ use crate::proto::{
 };
 use crate::store::ArtifactStore;
 use crate::stream::{self, Namespace, StreamConfig, StreamError, StreamSender};
+
+/// How long an interrupted worker tries to tell the broker it is leaving: CI systems follow
+/// their SIGINT with a SIGKILL within seconds (GitHub Actions: 7.5 s).
+const INTERRUPTED_CLOSE: Duration = Duration::from_secs(5);
 
 /// How to run a worker.
 #[derive(Debug, Clone)]
@@ -81,25 +86,42 @@ pub(crate) struct Shared {
     pub tx: StreamSender,
 }
 
-/// Runs a worker until the broker tells it to exit (`Ok`), or fails.
-pub async fn run(store: ArtifactStore, cfg: WorkerConfig) -> Result<(), WorkerError> {
+/// How a worker's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerEnd {
+    /// The broker told it to exit (the cluster stopped).
+    Exited,
+    /// `shutdown` completed (SIGINT/SIGTERM): its running jobs were killed, and it closed its
+    /// stream so that the broker gives them to other workers at once.
+    Interrupted,
+}
+
+/// Runs a worker until the broker tells it to exit, `shutdown` completes, or it fails.
+pub async fn run(
+    store: ArtifactStore,
+    cfg: WorkerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<WorkerEnd, WorkerError> {
     let cache = LayerCache::open(&cfg.cache_dir)?;
-    let conn = match stream::connect(
+    tokio::pin!(shutdown);
+    let connect = stream::connect(
         store.clone(),
         cfg.ns.clone(),
         cfg.stream.clone(),
         cfg.broker_wait,
-    )
-    .await
-    {
+    );
+    let connected = match tokio::select! {
+        connected = connect => connected,
+        () = &mut shutdown => return Ok(WorkerEnd::Interrupted),
+    } {
         Err(StreamError::ListenerClosed { .. }) => {
             // Started after the run was over (a slow matrix job): nothing left to do.
             warn!(cluster = %cfg.ns.cluster, "the cluster was already stopped: exiting");
-            return Ok(());
+            return Ok(WorkerEnd::Exited);
         }
         other => other,
-    }
-    .map_err(|e| match e {
+    };
+    let conn = connected.map_err(|e| match e {
         StreamError::NoListener { .. } => WorkerError::NoBroker {
             cluster: cfg.ns.cluster.clone(),
             secs: cfg.broker_wait.as_secs(),
@@ -150,7 +172,7 @@ pub async fn run(store: ArtifactStore, cfg: WorkerConfig) -> Result<(), WorkerEr
                             let _ = c.send(true);
                         }
                     }
-                    Ok(BrokerToWorker::Exit) => break Ok(()),
+                    Ok(BrokerToWorker::Exit) => break Ok(WorkerEnd::Exited),
                     Ok(BrokerToWorker::Refused { reason }) => break Err(WorkerError::Refused(reason)),
                     Err(e) => break Err(WorkerError::BrokerLost(e.to_string())),
                 },
@@ -166,14 +188,24 @@ pub async fn run(store: ArtifactStore, cfg: WorkerConfig) -> Result<(), WorkerEr
                     Err(e) => warn!("a job task failed: {e}"),
                 }
             }
+            () = &mut shutdown => break Ok(WorkerEnd::Interrupted),
         }
     };
-    // Exit or failure: nothing may keep running. Dropping the tasks kills their process groups.
-    for c in cancels.values() {
-        let _ = c.send(true);
-    }
+    // Exit, interruption or failure: nothing may keep running. Dropping the tasks kills their
+    // process groups. Their attempts are not reported: closing the stream tells the broker
+    // this worker is gone, and it requeues them.
     running.shutdown().await;
-    if let Err(e) = shared.tx.close().await {
+    let close = shared.tx.close();
+    let closed = match result {
+        Ok(WorkerEnd::Interrupted) => tokio::time::timeout(INTERRUPTED_CLOSE, close)
+            .await
+            .unwrap_or_else(|_| {
+                warn!("could not tell the broker within {INTERRUPTED_CLOSE:?} that this worker is leaving");
+                Ok(())
+            }),
+        _ => close.await,
+    };
+    if let Err(e) = closed {
         warn!("closing the stream to the broker: {e}");
     }
     match result {
@@ -185,7 +217,7 @@ pub async fn run(store: ArtifactStore, cfg: WorkerConfig) -> Result<(), WorkerEr
                 .unwrap_or(false) =>
         {
             warn!("the cluster was stopped ({reason}): exiting");
-            Ok(())
+            Ok(WorkerEnd::Exited)
         }
         other => other,
     }

@@ -1,0 +1,1213 @@
+//! End-to-end tests of the `cluster-action` binary, driven as a user drives it: `local`, and
+//! the separate `serve`, `broker`, `worker`, `run` and `stop` processes of a CI cluster.
+//!
+//! Each test asserts what a user relies on (exit codes, reports, outputs, the retry of a lost
+//! worker's jobs, cancellation, bounded output capture, manifest errors refused before any
+//! upload) and waits for events (files appearing, log lines, process exits), never for time.
+//! Every process a test starts is killed when the test ends, also when it fails.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+/// The binary under test.
+const BIN: &str = env!("CARGO_BIN_EXE_cluster-action");
+
+/// How long anything may take before a test gives up: only a hang reaches it.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// How often an awaited condition is checked.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Stream timings of the separate-process clusters: a lost worker is noticed after 3 s, and a
+/// keepalive every 300 ms leaves room for a loaded machine.
+const TIMINGS: &str = "--poll-max 100ms --keepalive 300ms --peer-timeout 3s";
+
+/// Variables of the caller's environment that would change what the binary does.
+const SCRUBBED_ENV: [&str; 11] = [
+    "ACTIONS_RESULTS_URL",
+    "ACTIONS_RUNTIME_TOKEN",
+    "CLUSTER_ACTION_CLUSTER",
+    "CLUSTER_ATTEMPT",
+    "CLUSTER_JOB_NAME",
+    "CLUSTER_WORKER",
+    "GITHUB_ACTIONS",
+    "GITHUB_JOB",
+    "GITHUB_RUN_ATTEMPT",
+    "GITHUB_STEP_SUMMARY",
+    "RUST_LOG",
+];
+
+/// Each test starts several processes on a 2-core machine; one test at a time keeps the peer
+/// timeouts meaningful.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+/// A `cluster-action` process with its stdout and stderr in files, leading its own process
+/// group. Dropping it before it exited kills it, its group and its `cluster-action` children
+/// (`local`'s workers).
+struct Proc {
+    name: String,
+    child: Child,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    code: Option<i32>,
+}
+
+impl Proc {
+    fn pid(&self) -> libc::pid_t {
+        self.child.id() as libc::pid_t
+    }
+
+    /// Sends `signal` to this process only (not its group).
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill has no memory-safety preconditions; the child is not reaped yet.
+        let sent = unsafe { libc::kill(self.pid(), signal) };
+        assert_eq!(sent, 0, "signal {signal} to {}", self.name);
+    }
+
+    /// Waits for the process to exit and asserts its exit code, showing its output if not.
+    fn expect_exit(&mut self, expected: i32) {
+        let status = await_some(&format!("{} to exit", self.name), || {
+            self.child.try_wait().unwrap()
+        });
+        self.code = status.code();
+        assert_eq!(
+            self.code,
+            Some(expected),
+            "exit of {} ({status}); stderr:\n{}\nstdout (start):\n{}",
+            self.name,
+            self.stderr(),
+            self.stdout().chars().take(4000).collect::<String>()
+        );
+    }
+
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&fs::read(&self.stdout).unwrap_or_default()).into_owned()
+    }
+
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&fs::read(&self.stderr).unwrap_or_default()).into_owned()
+    }
+
+    /// Waits until the process's stderr contains `text`.
+    fn await_stderr(&self, text: &str) {
+        await_some(&format!("'{text}' in the stderr of {}", self.name), || {
+            self.stderr().contains(text).then_some(())
+        });
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.code.is_some() {
+            return; // exited and reaped
+        }
+        // The workers `local` starts lead their own process groups.
+        for child in children(self.pid()) {
+            if cmdline(child).starts_with(BIN) {
+                // SAFETY: killpg has no memory-safety preconditions; the child is not reaped.
+                unsafe { libc::killpg(child, libc::SIGKILL) };
+            }
+        }
+        // SAFETY: as above; the group is the one this process leads.
+        unsafe { libc::killpg(self.pid(), libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `probe` until it returns a value; panics naming `what` after [`PATIENCE`].
+fn await_some<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        std::thread::sleep(POLL);
+    }
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name: state, ppid, ...
+fn stat_fields(pid: libc::pid_t) -> Option<Vec<String>> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// Whether `pid` is a live process (a zombie is not: it has exited).
+fn alive(pid: libc::pid_t) -> bool {
+    stat_fields(pid).is_some_and(|f| f[0] != "Z" && f[0] != "X")
+}
+
+/// The command line of `pid`, arguments separated by spaces.
+fn cmdline(pid: libc::pid_t) -> String {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// The live children of `parent`.
+fn children(parent: libc::pid_t) -> Vec<libc::pid_t> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&pid| stat_fields(pid).is_some_and(|f| f[1] == parent.to_string()) && alive(pid))
+        .collect()
+}
+
+/// Job processes (from the `*.pid` files jobs write into `dir`) that must not outlive the
+/// test: killed, with their process groups, on drop.
+struct JobPids {
+    dir: PathBuf,
+}
+
+impl JobPids {
+    /// Every pid written so far.
+    fn pids(&self) -> Vec<libc::pid_t> {
+        fs::read_dir(&self.dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "pid"))
+            .filter_map(|e| fs::read_to_string(e.path()).ok()?.trim().parse().ok())
+            .collect()
+    }
+
+    /// Kills `pid` and its group, if it still runs a job's command.
+    fn kill(pid: libc::pid_t) {
+        let cmd = cmdline(pid);
+        if alive(pid) && (cmd.starts_with("bash") || cmd.starts_with("sleep")) {
+            // SAFETY: plain signal calls on a process of this test's jobs.
+            unsafe {
+                libc::killpg(pid, libc::SIGKILL);
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for JobPids {
+    fn drop(&mut self) {
+        for pid in self.pids() {
+            JobPids::kill(pid);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A test's directory, the artifact service
+
+/// A test's scratch directory: `logs/` holds process output, `tmp/` is the processes' TMPDIR.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        let dir = tempfile::Builder::new().prefix("cluster-test-").tempdir();
+        Scratch { dir: dir.unwrap() }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn tmp(&self) -> PathBuf {
+        self.path().join("tmp")
+    }
+
+    /// Starts `cluster-action ARGS` (split at spaces) in this directory.
+    fn start(&self, name: &str, args: &str) -> Proc {
+        self.spawn(self.path(), name, args, &[])
+    }
+
+    /// Starts `cluster-action ARGS` (split at spaces) in `cwd`, with `env` added to a scrubbed
+    /// environment and `TMPDIR` set to [`Scratch::tmp`].
+    fn spawn(&self, cwd: &Path, name: &str, args: &str, env: &[(&str, &str)]) -> Proc {
+        let logs = self.path().join("logs");
+        fs::create_dir_all(&logs).unwrap();
+        fs::create_dir_all(self.tmp()).unwrap();
+        let stdout = logs.join(format!("{name}.out"));
+        let stderr = logs.join(format!("{name}.err"));
+        let mut cmd = Command::new(BIN);
+        cmd.args(args.split_whitespace())
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&stdout).unwrap())
+            .stderr(fs::File::create(&stderr).unwrap())
+            .process_group(0);
+        for var in SCRUBBED_ENV {
+            cmd.env_remove(var);
+        }
+        cmd.env("TMPDIR", self.tmp()).envs(env.iter().copied());
+        let child = cmd.spawn().unwrap();
+        Proc {
+            name: name.to_string(),
+            child,
+            stdout,
+            stderr,
+            code: None,
+        }
+    }
+
+    /// Asserts that the processes left nothing in their TMPDIR.
+    fn assert_tmp_empty(&self) {
+        let left: Vec<_> = fs::read_dir(self.tmp()).unwrap().flatten().collect();
+        assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+    }
+
+    /// Writes `rel` (creating its directory); returns its path.
+    fn write(&self, rel: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.path().join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    /// Makes directory `rel`; returns its path.
+    fn mkdir(&self, rel: &str) -> PathBuf {
+        let path = self.path().join(rel);
+        fs::create_dir_all(&path).unwrap();
+        path
+    }
+}
+
+/// A `cluster-action serve` process and its URL.
+struct Service {
+    _proc: Proc,
+    url: String,
+}
+
+impl Service {
+    /// Starts the service and waits for its `ACTIONS_RESULTS_URL=` line.
+    fn up(scratch: &Scratch) -> Service {
+        // Its blobs go to a temporary directory of its own, apart from the cluster's TMPDIR.
+        let data = scratch.mkdir("serve-tmp");
+        let env = [("TMPDIR", data.to_str().unwrap())];
+        let proc = scratch.spawn(scratch.path(), "serve", "serve", &env);
+        let url = await_some("the service's URL", || {
+            let out = proc.stdout();
+            let line = out.split_once('\n')?.0;
+            let url = line.strip_prefix("ACTIONS_RESULTS_URL=");
+            Some(
+                url.unwrap_or_else(|| panic!("first line of serve: {line}"))
+                    .to_string(),
+            )
+        });
+        assert!(url.starts_with("http://127.0.0.1:") && url.ends_with('/'));
+        Service { _proc: proc, url }
+    }
+
+    /// Starts `cluster-action ARGS` in `cwd` as job `job` of the run (its name too).
+    fn start_in(&self, scratch: &Scratch, cwd: &Path, job: &str, args: &str) -> Proc {
+        let token = token("test-run", job);
+        let env = [
+            ("ACTIONS_RESULTS_URL", self.url.as_str()),
+            ("ACTIONS_RUNTIME_TOKEN", token.as_str()),
+        ];
+        scratch.spawn(cwd, job, args, &env)
+    }
+
+    /// Starts `cluster-action ARGS` in the scratch directory as job `job` of the run.
+    fn start(&self, scratch: &Scratch, job: &str, args: &str) -> Proc {
+        self.start_in(scratch, scratch.path(), job, args)
+    }
+
+    /// The request counters at `GET {url}_stats`.
+    fn stats(&self) -> Value {
+        let url = format!("{}_stats", self.url);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let response = reqwest::get(&url).await.unwrap();
+            assert!(response.status().is_success(), "GET {url}");
+            response.json::<Value>().await.unwrap()
+        })
+    }
+}
+
+/// A runtime token for the local service, from `cluster-action token`.
+fn token(run: &str, job: &str) -> String {
+    let out = Command::new(BIN)
+        .args(["token", "--run", run, "--job", job])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "token: {out:?}");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(!token.is_empty());
+    token
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reports and files
+
+/// Reads a JSON report and checks its documented schema: the summary's keys and counts, each
+/// job's keys and value types, each job appearing once. Returns it and its jobs by name.
+fn read_report(path: &Path) -> (Value, BTreeMap<String, Value>) {
+    let text = fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read the report {}: {e}", path.display()));
+    let report: Value = serde_json::from_str(&text).unwrap();
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&report), ["jobs", "summary"]);
+    let summary = &report["summary"];
+    let counts = ["passed", "failed", "timed_out", "errors", "cancelled"];
+    let mut summary_keys = keys(summary);
+    summary_keys.sort();
+    let mut expected: Vec<&str> = counts.into_iter().chain(["total", "wall_ms"]).collect();
+    expected.sort();
+    assert_eq!(summary_keys, expected);
+    assert!(summary.as_object().unwrap().values().all(Value::is_u64));
+
+    let mut jobs = BTreeMap::new();
+    let mut tally: BTreeMap<&str, u64> = BTreeMap::new();
+    for job in report["jobs"].as_array().unwrap() {
+        let mut job_keys = keys(job);
+        job_keys.sort();
+        let expected = [
+            "attempts",
+            "duration_ms",
+            "exit_code",
+            "name",
+            "outputs",
+            "status",
+            "worker",
+        ];
+        assert_eq!(job_keys, expected);
+        let status = job["status"].as_str().unwrap();
+        let count = match status {
+            "error" => "errors",
+            other => counts.into_iter().find(|c| *c == other).expect(other),
+        };
+        *tally.entry(count).or_default() += 1;
+        assert!(
+            job["exit_code"].is_null() || job["exit_code"].is_i64(),
+            "{job}"
+        );
+        assert!(
+            job["attempts"].is_u64() && job["duration_ms"].is_u64(),
+            "{job}"
+        );
+        assert!(job["worker"].is_string(), "{job}");
+        let outputs = job["outputs"].as_array().unwrap();
+        assert!(outputs.iter().all(Value::is_string), "{job}");
+        let name = job["name"].as_str().unwrap().to_string();
+        assert!(
+            jobs.insert(name, job.clone()).is_none(),
+            "{job} appears twice"
+        );
+    }
+    assert_eq!(summary["total"], jobs.len());
+    for count in counts {
+        let n = tally.get(count).copied().unwrap_or(0);
+        assert_eq!(summary[count], n, "summary.{count} against the jobs");
+    }
+    (report, jobs)
+}
+
+/// The names of the jobs with `status`.
+fn with_status(jobs: &BTreeMap<String, Value>, status: &str) -> BTreeSet<String> {
+    let named = jobs.iter().filter(|(_, j)| j["status"] == status);
+    named.map(|(n, _)| n.clone()).collect()
+}
+
+/// Every file under `dir`, by relative path, with its bytes.
+fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for entry in fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let rel = path.strip_prefix(root).unwrap().to_string_lossy();
+                out.insert(rel.into_owned(), fs::read(&path).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Names of the files in `dir` ending with `suffix`.
+fn names_ending(dir: &Path, suffix: &str) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.ends_with(suffix))
+        .collect();
+    names.sort();
+    names
+}
+
+/// `text` as a double-quoted YAML scalar (JSON's escapes are YAML's too).
+fn quoted(text: &str) -> String {
+    serde_json::to_string(text).unwrap()
+}
+
+/// A manifest: `head` (defaults, layers), then one job per `(name, run, extra keys)`.
+fn manifest(head: &str, jobs: &[(String, String, String)]) -> String {
+    let mut text = format!("{head}jobs:\n");
+    for (name, run, extra) in jobs {
+        text.push_str(&format!("  - name: {name}\n    run: {}\n", quoted(run)));
+        for line in extra.lines() {
+            text.push_str(&format!("    {line}\n"));
+        }
+    }
+    text
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. A mixed manifest on `local`: statuses, reports, outputs
+
+/// What a generated job of the mixed manifest does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Pass,
+    /// Fails its first two attempts, passes the third (`retries: 2`).
+    Flaky,
+    Fail,
+    Timeout,
+    Outputs,
+    Layer,
+}
+
+impl Kind {
+    fn of(index: usize) -> Kind {
+        match index % 10 {
+            0..=2 => Kind::Pass,
+            3 => Kind::Flaky,
+            4 | 5 => Kind::Fail,
+            6 => Kind::Timeout,
+            7 | 8 => Kind::Outputs,
+            _ => Kind::Layer,
+        }
+    }
+
+    fn name(index: usize) -> String {
+        let label = format!("{:?}", Kind::of(index)).to_lowercase();
+        format!("{label}-{index:02}")
+    }
+}
+
+/// The files job `index` of the mixed manifest brings back. An output job writes
+/// `out/<name>.txt` (the `printf` below) and `out/seq.txt` (`seq 1 <index * 1000>`); a failing
+/// job explains itself in `out/why.txt` (test reports matter most when tests fail).
+fn expected_outputs(index: usize) -> BTreeMap<String, Vec<u8>> {
+    let name = Kind::name(index);
+    match Kind::of(index) {
+        Kind::Outputs => {
+            let mut own = format!("job {name}\n").into_bytes();
+            own.extend_from_slice(b"\x00\x01\xff end");
+            let seq: String = (1..=index * 1000).map(|n| format!("{n}\n")).collect();
+            BTreeMap::from([
+                (format!("out/{name}.txt"), own),
+                ("out/seq.txt".to_string(), seq.into_bytes()),
+            ])
+        }
+        Kind::Fail => BTreeMap::from([("out/why.txt".to_string(), b"failing\n".to_vec())]),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// Writes the files of the `data` layer: text files, a binary file and an executable script
+/// checking them (`./data/check.sh K SHA256`); returns the binary file's SHA-256 in hex.
+fn write_data_layer(scratch: &Scratch) -> String {
+    for k in 0..10 {
+        scratch.write(&format!("data/f{k}.txt"), format!("layer-content-{k}\n"));
+    }
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    scratch.write("data/sub/bytes.bin", &bytes);
+    let check = scratch.write(
+        "data/check.sh",
+        "#!/bin/bash\n\
+         set -e\n\
+         test \"$(cat data/f$1.txt)\" = \"layer-content-$1\"\n\
+         test \"$(sha256sum < data/sub/bytes.bin)\" = \"$2  -\"\n",
+    );
+    fs::set_permissions(&check, fs::Permissions::from_mode(0o755)).unwrap();
+    hex::encode(Sha256::digest(&bytes))
+}
+
+#[test]
+fn local_runs_a_mixed_manifest_and_reports_every_job() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let sha = write_data_layer(&scratch);
+    let count = 60;
+    let jobs: Vec<(String, String, String)> = (0..count)
+        .map(|i| {
+            let (run, extra) = match Kind::of(i) {
+                Kind::Pass => ("echo passing".to_string(), ""),
+                Kind::Flaky => ("test $CLUSTER_ATTEMPT = 3".to_string(), "retries: 2"),
+                Kind::Fail => (
+                    "mkdir out && echo failing | tee out/why.txt; exit 1".to_string(),
+                    "outputs: [out/*.txt]",
+                ),
+                Kind::Timeout => ("sleep 30".to_string(), "timeout: 1s"),
+                Kind::Outputs => (
+                    format!(
+                        "mkdir -p out/nested && \
+                         printf 'job %s\\n\\000\\001\\377 end' $CLUSTER_JOB_NAME > out/$CLUSTER_JOB_NAME.txt && \
+                         seq 1 {} > out/seq.txt && echo stays > out/nested/deep.txt && echo stays > out/run.log",
+                        i * 1000
+                    ),
+                    "outputs: [out/*.txt]",
+                ),
+                Kind::Layer => (format!("./data/check.sh {} {sha}", i % 10), "layers: [data]"),
+            };
+            (Kind::name(i), run, extra.to_string())
+        })
+        .collect();
+    let head = "defaults: { timeout: 30s, retries: 0 }\nlayers:\n  data: { paths: [data] }\n";
+    scratch.write("cluster.yml", manifest(head, &jobs));
+
+    let mut local = scratch.start(
+        "local",
+        "local --workers 3 --slots 2 cluster.yml --report-json report.json \
+         --report-junit junit.xml --outputs-dir outputs",
+    );
+    local.expect_exit(1);
+
+    let (report, jobs) = read_report(&scratch.path().join("report.json"));
+    assert_eq!(jobs.len(), count, "every job appears exactly once");
+    for i in 0..count {
+        let name = Kind::name(i);
+        let job = &jobs[&name];
+        let (status, exit_code) = match Kind::of(i) {
+            Kind::Pass | Kind::Flaky | Kind::Outputs | Kind::Layer => ("passed", Value::from(0)),
+            Kind::Fail => ("failed", Value::from(1)),
+            Kind::Timeout => ("timed_out", Value::Null),
+        };
+        let attempts = if Kind::of(i) == Kind::Flaky { 3 } else { 1 };
+        assert_eq!(
+            (&job["status"], &job["exit_code"]),
+            (&status.into(), &exit_code),
+            "{job}"
+        );
+        assert_eq!(job["attempts"], attempts, "{job}");
+        assert!(["worker-0", "worker-1", "worker-2"].contains(&job["worker"].as_str().unwrap()));
+        let dir = scratch.path().join("outputs").join(&name);
+        // Exactly the files matching the globs, byte for byte, under <outputs-dir>/<job>/.
+        let expected = expected_outputs(i);
+        let listed: Vec<&str> = expected.keys().map(String::as_str).collect();
+        assert_eq!(job["outputs"], json!(listed), "{job}");
+        if expected.is_empty() {
+            assert!(!dir.exists(), "{name} brought back no outputs");
+        } else {
+            assert!(files_under(&dir) == expected, "{name}: outputs differ");
+        }
+    }
+    let summary = &report["summary"];
+    let counts = [
+        "total",
+        "passed",
+        "failed",
+        "timed_out",
+        "errors",
+        "cancelled",
+    ]
+    .map(|k| &summary[k]);
+    assert_eq!(counts, [60, 42, 12, 6, 0, 0].map(Value::from).each_ref());
+
+    // The JUnit file parses and agrees with the JSON report.
+    let xml = fs::read_to_string(scratch.path().join("junit.xml")).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let suite = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testsuite"))
+        .unwrap();
+    let attr = |name: &str| Value::from(suite.attribute(name).unwrap().parse::<u64>().unwrap());
+    let failed_or_timed_out =
+        summary["failed"].as_u64().unwrap() + summary["timed_out"].as_u64().unwrap();
+    assert_eq!(attr("tests"), summary["total"]);
+    assert_eq!(attr("failures"), failed_or_timed_out);
+    assert_eq!(attr("errors"), summary["errors"]);
+    assert_eq!(attr("skipped"), summary["cancelled"]);
+    let cases: Vec<_> = suite
+        .children()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    let names: BTreeSet<String> = cases
+        .iter()
+        .map(|c| c.attribute("name").unwrap().into())
+        .collect();
+    assert_eq!(cases.len(), count);
+    assert_eq!(names, jobs.keys().cloned().collect());
+    let failures_of_type = |kind: &str| -> BTreeSet<String> {
+        let failed = cases.iter().filter(|c| {
+            c.children()
+                .any(|f| f.has_tag_name("failure") && f.attribute("type") == Some(kind))
+        });
+        failed
+            .map(|c| c.attribute("name").unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(failures_of_type("failed"), with_status(&jobs, "failed"));
+    assert_eq!(
+        failures_of_type("timed_out"),
+        with_status(&jobs, "timed_out")
+    );
+
+    scratch.assert_tmp_empty();
+}
+
+#[test]
+fn local_runs_a_commands_file() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    // One job per command line; blank lines and comments are skipped. Each runs in a fresh,
+    // empty directory (a commands file has no layers).
+    scratch.write(
+        "commands.txt",
+        "echo one\n\n# a comment\nexit 3\ntest -z \"$(ls -A)\"\n",
+    );
+    let args = "local --workers 1 --commands commands.txt --report-json report.json";
+    scratch.start("local", args).expect_exit(1);
+    let (_, jobs) = read_report(&scratch.path().join("report.json"));
+    let outcomes: BTreeMap<&str, Value> = jobs
+        .iter()
+        .map(|(name, job)| (name.as_str(), json!([job["status"], job["exit_code"]])))
+        .collect();
+    let expected = BTreeMap::from([
+        ("L1: echo one", json!(["passed", 0])),
+        ("L4: exit 3", json!(["failed", 3])),
+        ("L5: test -z \"$(ls -A)\"", json!(["passed", 0])),
+    ]);
+    assert_eq!(outcomes, expected);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. A lost worker: its jobs run again elsewhere
+
+/// How the victim worker goes away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loss {
+    /// SIGKILL, and its job with it: a machine that died. The broker notices the silence.
+    Killed,
+    /// SIGTERM: a cancelled CI job. The worker kills its job and says it is leaving.
+    Terminated,
+}
+
+/// Two workers with one slot share six jobs; the victim runs one until it is lost. Every job
+/// must pass on the survivor, the victim's started job on a second attempt; everyone else
+/// exits 0 when the run stops the cluster.
+fn lose_a_worker(loss: Loss) {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = Service::up(&scratch);
+    let marks = scratch.mkdir("marks");
+    let _job_pids = JobPids { dir: marks.clone() };
+    // Each attempt records its process group and its worker; on the victim it runs until the
+    // worker is killed (a machine that hangs, then dies).
+    let run = "at=$MARKS/$CLUSTER_JOB_NAME.$CLUSTER_ATTEMPT; echo $$ > $at.pid; \
+               echo $CLUSTER_WORKER > $at.tmp; mv $at.tmp $at.worker; \
+               if [ $CLUSTER_WORKER = victim ]; then sleep 120; else sleep 0.3; fi";
+    let count = 6;
+    let jobs: Vec<_> = (0..count)
+        .map(|i| (format!("job-{i}"), run.to_string(), String::new()))
+        .collect();
+    let head = format!(
+        "defaults:\n  retries: 0\n  env: {{ MARKS: {} }}\n",
+        quoted(marks.to_str().unwrap())
+    );
+    scratch.write("cluster.yml", manifest(&head, &jobs));
+
+    let args = format!("--log-level info broker --cluster k {TIMINGS}");
+    let mut broker = service.start(&scratch, "broker", &args);
+    let mut workers: BTreeMap<&str, Proc> = ["victim", "survivor"]
+        .into_iter()
+        .map(|name| {
+            let dir = scratch.path().join(name);
+            let args = format!(
+                "--log-level info worker --cluster k {TIMINGS} --name {name} --slots 1 \
+                 --cache-dir {} --work-dir {}",
+                dir.join("cache").display(),
+                dir.join("work").display()
+            );
+            (name, service.start(&scratch, name, &args))
+        })
+        .collect();
+    // Both are connected before the jobs come, so both get some.
+    for worker in workers.values() {
+        worker.await_stderr("worker connected");
+    }
+    let mut runner = service.start(
+        &scratch,
+        "runner",
+        &format!(
+            "--log-level warn,cluster_action::runner::progress=debug run cluster.yml --cluster k \
+             {TIMINGS} --stop-cluster --report-json report.json"
+        ),
+    );
+
+    // The victim runs a job, and the broker knows it started (the runner heard of it).
+    let victims_job = await_some("a job running on the victim", || {
+        names_ending(&marks, ".1.worker")
+            .into_iter()
+            .find_map(|file| {
+                let worker = fs::read_to_string(marks.join(&file)).ok()?;
+                (worker.trim() == "victim").then(|| file.trim_end_matches(".1.worker").to_string())
+            })
+    });
+    runner.await_stderr(&format!(
+        "started job=\"{victims_job}\" attempt=1 worker=\"victim\""
+    ));
+    let victim = workers.get_mut("victim").unwrap();
+    let pid = fs::read_to_string(marks.join(format!("{victims_job}.1.pid"))).unwrap();
+    let pid: libc::pid_t = pid.trim().parse().unwrap();
+    let gone = match loss {
+        Loss::Killed => {
+            victim.signal(libc::SIGKILL);
+            JobPids::kill(pid); // the machine is gone, and its job with it
+            "sent nothing for 3s: considered dead"
+        }
+        Loss::Terminated => {
+            victim.signal(libc::SIGTERM);
+            victim.expect_exit(130);
+            await_some("the victim's job to be killed", || {
+                (!alive(pid)).then_some(())
+            });
+            "peer gone: it closed its stream"
+        }
+    };
+
+    runner.expect_exit(0);
+    broker.expect_exit(0);
+    let stderr = broker.stderr();
+    assert!(stderr.contains(gone), "{stderr}");
+    workers.get_mut("survivor").unwrap().expect_exit(0);
+
+    let (_, jobs) = read_report(&scratch.path().join("report.json"));
+    assert_eq!(jobs.len(), count);
+    for (name, job) in &jobs {
+        let attempts = if *name == victims_job { 2 } else { 1 };
+        assert_eq!(job["status"], "passed", "{job}");
+        assert_eq!(
+            (&job["worker"], &job["attempts"]),
+            (&"survivor".into(), &attempts.into()),
+            "{job}"
+        );
+    }
+    let on_victim: Vec<String> = names_ending(&marks, ".worker")
+        .into_iter()
+        .filter(|file| fs::read_to_string(marks.join(file)).unwrap().trim() == "victim")
+        .collect();
+    assert_eq!(
+        on_victim,
+        [format!("{victims_job}.1.worker")],
+        "one slot, one job started"
+    );
+    let second = fs::read_to_string(marks.join(format!("{victims_job}.2.worker"))).unwrap();
+    assert_eq!(second.trim(), "survivor");
+}
+
+#[test]
+fn a_killed_worker_s_jobs_run_again_on_another_worker() {
+    lose_a_worker(Loss::Killed);
+}
+
+/// The broker learns at once that a terminated worker left, not after its peer timeout.
+#[test]
+fn a_terminated_worker_hands_its_jobs_back_at_once() {
+    lose_a_worker(Loss::Terminated);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. A worker that joins a running run gets its work
+
+#[test]
+fn a_worker_joining_after_the_run_started_gets_the_work() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = Service::up(&scratch);
+    let run = "test $CLUSTER_WORKER = late";
+    let jobs: Vec<_> = (0..3)
+        .map(|i| (format!("job-{i}"), run.into(), String::new()))
+        .collect();
+    scratch.write("cluster.yml", manifest("", &jobs));
+    let mut runner = service.start(
+        &scratch,
+        "runner",
+        &format!(
+            "--log-level info run cluster.yml --embed-broker --cluster late {TIMINGS} \
+             --report-json report.json"
+        ),
+    );
+    runner.await_stderr("jobs submitted");
+
+    let args = format!("worker --name late --slots 2 --cluster late {TIMINGS}");
+    let mut worker = service.start(&scratch, "worker", &args);
+    runner.expect_exit(0);
+    worker.expect_exit(0);
+    let (_, jobs) = read_report(&scratch.path().join("report.json"));
+    assert_eq!(jobs.len(), 3);
+    for job in jobs.values() {
+        assert_eq!(
+            (&job["status"], &job["worker"]),
+            (&"passed".into(), &"late".into()),
+            "{job}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. No workers, no broker; `stop`
+
+#[test]
+fn a_run_without_workers_gives_up_after_the_worker_wait() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = Service::up(&scratch);
+    let jobs: Vec<_> = ["a", "b", "c"]
+        .map(|n| (n.to_string(), "true".into(), String::new()))
+        .into();
+    scratch.write("cluster.yml", manifest("", &jobs));
+    let args = format!(
+        "run cluster.yml --embed-broker --worker-wait 2s {TIMINGS} --report-json report.json"
+    );
+    let mut runner = service.start(&scratch, "runner", &args);
+    runner.expect_exit(3);
+    let stderr = runner.stderr();
+    let message = "no worker joined the cluster within --worker-wait; 3 of 3 job(s) did not run";
+    assert!(stderr.contains(message), "{stderr}");
+    let (_, jobs) = read_report(&scratch.path().join("report.json"));
+    assert_eq!(with_status(&jobs, "error").len(), 3, "{jobs:?}");
+}
+
+#[test]
+fn a_worker_without_a_broker_gives_up_after_the_broker_wait() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = Service::up(&scratch);
+    let args = format!("worker --cluster nobody --broker-wait 1s {TIMINGS}");
+    let mut worker = service.start(&scratch, "worker", &args);
+    worker.expect_exit(3);
+    let stderr = worker.stderr();
+    assert!(
+        stderr.contains("no broker for cluster 'nobody' appeared"),
+        "{stderr}"
+    );
+}
+
+/// A job's result must fit one stream message: a worker refuses to keep more output than
+/// it can report, instead of failing on the first job that prints that much.
+#[test]
+fn a_worker_refuses_an_output_limit_it_cannot_report() {
+    let scratch = Scratch::new();
+    let mut worker = scratch.start("worker", "worker --output-limit 100000000");
+    worker.expect_exit(2);
+    let stderr = worker.stderr();
+    assert!(
+        stderr.contains("--output-limit 100000000 is too large"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn stop_ends_the_cluster_and_every_worker_exits_0() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = Service::up(&scratch);
+    let mut broker = service.start(&scratch, "broker", &format!("broker --cluster s {TIMINGS}"));
+    let args = format!("--log-level info worker --cluster s --slots 1 {TIMINGS}");
+    let mut worker = service.start(&scratch, "worker", &args);
+    worker.await_stderr("worker connected");
+    let mut stop = service.start(&scratch, "stop", &format!("stop --cluster s {TIMINGS}"));
+    stop.expect_exit(0);
+    broker.expect_exit(0);
+    worker.expect_exit(0);
+    scratch.assert_tmp_empty();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Cancelling a `local` run
+
+/// Runs four long jobs on `local` (two workers with one slot each), interrupts it with
+/// `interrupt` once both slots run a job, and checks the cancellation: exit 130, every job
+/// reported cancelled (the started ones by the worker that ran them), the workers exited 0,
+/// and no job process is left.
+fn cancel_a_local_run(interrupt: impl FnOnce(&Proc)) {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let pids = scratch.mkdir("pids");
+    let job_pids = JobPids { dir: pids.clone() };
+    // The shell and a background child: both must be gone after the cancellation.
+    let run = "at=$PIDS/$CLUSTER_JOB_NAME; echo $$ > $at.sh.pid; \
+               sleep 300 & echo $! > $at.tmp; mv $at.tmp $at.sleep.pid; wait";
+    let jobs: Vec<_> = (0..4)
+        .map(|i| (format!("long-{i}"), run.into(), String::new()))
+        .collect();
+    let head = format!(
+        "defaults:\n  env: {{ PIDS: {} }}\n",
+        quoted(pids.to_str().unwrap())
+    );
+    scratch.write("cluster.yml", manifest(&head, &jobs));
+    let mut local = scratch.start(
+        "local",
+        "local --workers 2 --slots 1 cluster.yml --report-json report.json",
+    );
+    await_some("both slots running a job", || {
+        (names_ending(&pids, ".sleep.pid").len() == 2).then_some(())
+    });
+    let workers = children(local.pid());
+    assert_eq!(workers.len(), 2, "local's worker processes");
+    assert!(workers.iter().all(|&w| cmdline(w).contains(" worker ")));
+
+    interrupt(&local);
+    local.expect_exit(130);
+    let stderr = local.stderr();
+    let clean = !stderr.contains("exited with") && !stderr.contains("did not exit");
+    assert!(clean, "the workers exited 0 in time: {stderr}");
+    for pid in workers.into_iter().chain(job_pids.pids()) {
+        await_some(&format!("process {pid} to be gone"), || {
+            (!alive(pid)).then_some(())
+        });
+    }
+    let (report, jobs) = read_report(&scratch.path().join("report.json"));
+    assert_eq!(report["summary"]["cancelled"], 4, "{report}");
+    let started: Vec<&Value> = jobs.values().filter(|j| j["attempts"] == 1).collect();
+    assert!(started.len() >= 2, "{report}");
+    for job in started {
+        assert!(
+            job["worker"] == "worker-0" || job["worker"] == "worker-1",
+            "{job}"
+        );
+    }
+}
+
+#[test]
+fn sigterm_cancels_a_local_run_and_leaves_no_job_running() {
+    cancel_a_local_run(|local| local.signal(libc::SIGTERM));
+}
+
+/// What a terminal's Ctrl-C does: SIGINT to the whole foreground process group.
+#[test]
+fn ctrl_c_cancels_a_local_run_cleanly() {
+    cancel_a_local_run(|local| {
+        // SAFETY: killpg has no memory-safety preconditions; `local` leads its group.
+        assert_eq!(unsafe { libc::killpg(local.pid(), libc::SIGINT) }, 0);
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. 100 MB of output
+
+#[test]
+fn huge_output_is_cut_to_its_tail_in_bounded_worker_memory() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let flood = "head -c 100000000 /dev/zero | tr '\\0' x";
+    // One slot runs the jobs in manifest order: `memory` reads the worker's (its parent's)
+    // peak resident memory after both floods were captured and reported.
+    let jobs = [
+        ("flood-pass", flood.to_string(), ""),
+        (
+            "flood-fail",
+            format!("{flood}; echo; echo END-OF-JOB; exit 1"),
+            "",
+        ),
+        (
+            "memory",
+            "mkdir out && grep VmHWM /proc/$PPID/status > out/hwm && \
+             tr '\\0' ' ' < /proc/$PPID/cmdline > out/cmdline"
+                .to_string(),
+            "outputs: [out/*]",
+        ),
+    ]
+    .map(|(n, r, x)| (n.to_string(), r, x.to_string()));
+    scratch.write("cluster.yml", manifest("", &jobs));
+    let mut local = scratch.start(
+        "local",
+        "local --workers 1 --slots 1 cluster.yml --report-json report.json \
+         --report-junit junit.xml --outputs-dir outputs",
+    );
+    local.expect_exit(1);
+    let (_, jobs) = read_report(&scratch.path().join("report.json"));
+    let statuses = ["flood-pass", "flood-fail", "memory"].map(|n| jobs[n]["status"].clone());
+    assert_eq!(statuses, ["passed", "failed", "passed"].map(Value::from));
+
+    // The kept output is the last 1 MiB, after a marker saying how much was cut.
+    let xml = fs::read_to_string(scratch.path().join("junit.xml")).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let case = doc
+        .descendants()
+        .find(|n| n.attribute("name") == Some("flood-fail"))
+        .unwrap();
+    let out = case
+        .children()
+        .find(|n| n.has_tag_name("system-out"))
+        .unwrap();
+    let out = out.text().unwrap();
+    let kept = 1 << 20;
+    let end = "\nEND-OF-JOB\n";
+    let cut = 100_000_000 + end.len() - kept;
+    let expected = format!(
+        "[cluster-action: {cut} bytes of output cut, the last {kept} bytes follow]\n{}{end}",
+        "x".repeat(kept - end.len())
+    );
+    assert!(
+        out == expected,
+        "captured {} bytes: {:?}...",
+        out.len(),
+        &out[..out.len().min(100)]
+    );
+
+    let memory = scratch.path().join("outputs/memory/out");
+    let cmdline = fs::read_to_string(memory.join("cmdline")).unwrap();
+    assert!(cmdline.contains(" worker "), "the job's parent: {cmdline}");
+    let hwm = fs::read_to_string(memory.join("hwm")).unwrap();
+    let kib: u64 = hwm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect(&hwm);
+    assert!(
+        kib < 100 * 1024,
+        "worker peak memory {kib} KiB after 200 MB of output"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Manifest errors: exit 2, a located message, nothing uploaded
+
+#[test]
+fn manifest_errors_exit_2_with_a_location_and_upload_nothing() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = Service::up(&scratch);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cases = [
+        ("unknown-key", 6, "unknown field `comand`"),
+        ("duplicate-names", 7, "job 'unit' is defined twice"),
+        ("empty-run", 6, "job 'nothing' has an empty `run` command"),
+        (
+            "bad-duration",
+            7,
+            "bad timeout: invalid duration '10 minutes'",
+        ),
+        (
+            "undefined-layer",
+            8,
+            "uses layer 'toolchain', which is not defined",
+        ),
+        (
+            "path-matches-nothing",
+            4,
+            "'no-such-dir/*.xml' matches nothing",
+        ),
+    ];
+    for (name, line, problem) in cases {
+        let path = format!("tests/fixtures/cluster/{name}.yml");
+        let args = format!("run {path} --embed-broker --worker-wait 1s");
+        let mut run = service.start_in(&scratch, root, name, &args);
+        run.expect_exit(2);
+        let stderr = run.stderr();
+        let located = stderr.contains(&format!("{path}:{line}:")) && stderr.contains(problem);
+        assert!(
+            located,
+            "{name}: expected '{path}:{line}:' and '{problem}' in:\n{stderr}"
+        );
+        let stats = service.stats();
+        let calls = (&stats["twirp_total"], &stats["blob_total"]);
+        assert_eq!(
+            calls,
+            (&0.into(), &0.into()),
+            "{name}: nothing may reach the store: {stats}"
+        );
+    }
+    // The counters do see a run that gets going (it gives up without workers).
+    scratch.write("fine.yml", "jobs:\n  - { name: a, run: 'true' }\n");
+    let args = format!("run fine.yml --embed-broker --worker-wait 1s {TIMINGS}");
+    service.start(&scratch, "fine", &args).expect_exit(3);
+    let stats = service.stats();
+    assert!(
+        stats["twirp"]["CreateArtifact"].as_u64() > Some(0),
+        "{stats}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. The README's first command
+
+#[test]
+fn the_quickstart_from_the_readme_passes() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let report = scratch.path().join("report.json");
+    let args = format!(
+        "local examples/quickstart/cluster.yml --report-json {}",
+        report.display()
+    );
+    scratch.spawn(root, "quickstart", &args, &[]).expect_exit(0);
+    let (report, jobs) = read_report(&report);
+    assert_eq!(jobs.len(), 12);
+    assert_eq!(report["summary"]["passed"], 12, "{report}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. A lost broker
+
+#[test]
+fn a_lost_broker_ends_the_run_and_the_workers_with_exit_3() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = Service::up(&scratch);
+    let pids = scratch.mkdir("pids");
+    let job_pids = JobPids { dir: pids.clone() };
+    let run = "echo $$ > $PIDS/$CLUSTER_JOB_NAME.tmp; mv $PIDS/$CLUSTER_JOB_NAME.tmp $PIDS/$CLUSTER_JOB_NAME.pid; sleep 120";
+    let head = format!(
+        "defaults:\n  env: {{ PIDS: {} }}\n",
+        quoted(pids.to_str().unwrap())
+    );
+    scratch.write(
+        "cluster.yml",
+        manifest(&head, &[("long".into(), run.into(), String::new())]),
+    );
+    let broker = service.start(&scratch, "broker", &format!("broker --cluster b {TIMINGS}"));
+    let args = format!("--log-level info worker --cluster b --slots 1 {TIMINGS}");
+    let mut worker = service.start(&scratch, "worker", &args);
+    worker.await_stderr("worker connected");
+    let args = format!("run cluster.yml --cluster b {TIMINGS}");
+    let mut runner = service.start(&scratch, "runner", &args);
+    await_some("the job to run", || {
+        (!job_pids.pids().is_empty()).then_some(())
+    });
+
+    broker.signal(libc::SIGKILL);
+    runner.expect_exit(3);
+    assert!(
+        runner.stderr().contains("lost the broker"),
+        "{}",
+        runner.stderr()
+    );
+    worker.expect_exit(3);
+    assert!(
+        worker.stderr().contains("lost the broker"),
+        "{}",
+        worker.stderr()
+    );
+    for pid in job_pids.pids() {
+        await_some(&format!("job process {pid} to be gone"), || {
+            (!alive(pid)).then_some(())
+        });
+    }
+}
