@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 # The stream timings `cluster-action local` uses (src/cli/run.rs).
-LOCAL_FLAGS = ["--poll-max", "100ms", "--peer-timeout", "10s"]
+LOCAL_FLAGS = ["--poll-max", "100ms", "--keepalive", "2s", "--peer-timeout", "10s"]
 
 
 def rss_mib(pid, field="VmHWM"):
