@@ -4,7 +4,7 @@
 #   scripts/bench.sh [--quick]
 # Builds the release binary, prints a table, rewrites the figures in BENCHMARKS.md and writes
 # them to target/bench/results.json. --quick runs each scenario smaller (a smoke check).
-# The full run takes about 10 minutes on 2 cores.
+# The full run takes about 5 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=()
