@@ -28,6 +28,7 @@
 
 pub mod broker;
 pub mod layer;
+pub mod link;
 pub mod local;
 pub mod proto;
 pub mod runner;

@@ -1,6 +1,6 @@
 //! `cluster-action local`: the whole cluster on one machine, speaking the real protocol over
-//! loopback: an in-process artifact service, the broker embedded in the runner, and N worker
-//! *processes*, each with its own cache directory, as separate CI runners would have.
+//! loopback: an in-process artifact service, an embedded broker beside the runner, and N
+//! worker *processes*, each with its own cache directory, as separate CI runners would have.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 use tracing::{info, warn};
 
+use crate::broker::{BrokerConfig, BrokerError, EmbeddedBroker};
 use crate::runner::manifest::Manifest;
 use crate::runner::progress::Progress;
 use crate::runner::session::{self, RunConfig, RunError, RunResult};
@@ -30,7 +31,9 @@ pub struct LocalConfig {
     pub binary: PathBuf,
     /// Extra flags for every worker (stream timings, log level).
     pub worker_args: Vec<String>,
-    /// The run (its `embed_broker` must be set).
+    /// The embedded broker.
+    pub broker: BrokerConfig,
+    /// The run (it should stop the cluster, so that the workers exit).
     pub run: RunConfig,
 }
 
@@ -57,6 +60,9 @@ pub enum LocalError {
     /// The run failed.
     #[error(transparent)]
     Run(#[from] RunError),
+    /// The embedded broker failed.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
     /// Local files.
     #[error("cannot create a temporary directory: {0}")]
     Io(#[source] std::io::Error),
@@ -99,14 +105,10 @@ pub async fn run(
             job: "runner".into(),
         }),
     )?;
-    let result = session::run(
-        ArtifactStore::new(store_cfg)?,
-        manifest,
-        &cfg.run,
-        progress,
-        cancel,
-    )
-    .await;
+    let store = ArtifactStore::new(store_cfg)?;
+    let broker = EmbeddedBroker::start(store.clone(), cfg.broker.clone());
+    let result = session::run(store, manifest, &cfg.run, progress, cancel).await;
+    let stopped = broker.stop().await;
     // The run stopped the cluster (its broker told the workers to exit); give them a moment.
     for (index, mut child) in children.into_iter().enumerate() {
         match tokio::time::timeout(WORKER_EXIT_GRACE, child.wait()).await {
@@ -120,7 +122,9 @@ pub async fn run(
         }
     }
     service.shutdown().await;
-    Ok(result?)
+    let result = result?;
+    stopped?;
+    Ok(result)
 }
 
 fn spawn_worker(

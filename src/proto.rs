@@ -10,16 +10,40 @@ use serde::{Deserialize, Serialize};
 use crate::layer::Digest;
 
 /// The version of this message set; a peer with another version is refused at hello.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
-/// A job's identity within one submission: its index in the manifest.
-pub type JobId = u64;
+/// A job as its runner knows it: its index in the manifest. Runner ↔ broker messages name
+/// jobs by it; it is unique only within one runner's submission.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[serde(transparent)]
+pub struct JobIndex(pub u64);
 
-/// One unit of work as the runner submits it and a worker runs it.
+/// A job as the broker knows it: unique over every runner of the cluster. Broker ↔ worker
+/// messages name jobs by it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[serde(transparent)]
+pub struct JobId(pub u64);
+
+impl std::fmt::Display for JobIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Display for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// One unit of work as the runner submits it and a worker runs it (who names it how is up to
+/// the message that carries it: [`Submission`], [`BrokerToWorker::Assign`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobSpec {
-    /// Index in the manifest.
-    pub id: JobId,
     /// Unique name from the manifest.
     pub name: String,
     /// Shell command, run by `bash -c` in the job's directory.
@@ -38,6 +62,15 @@ pub struct JobSpec {
     pub estimate_ms: Option<u64>,
 }
 
+/// A job as the runner submits it: its index and what to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submission {
+    /// The runner's index of the job.
+    pub index: JobIndex,
+    /// What to run.
+    pub spec: JobSpec,
+}
+
 /// How one attempt of a job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -54,11 +87,9 @@ pub enum JobStatus {
     Cancelled,
 }
 
-/// The result of one attempt, as a worker reports it.
+/// The result of one attempt, as a worker reports it (the message carrying it names the job).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobOutcome {
-    /// The job.
-    pub id: JobId,
     /// 1-based attempt number.
     pub attempt: u32,
     /// How it ended.
@@ -108,7 +139,7 @@ pub enum RunnerMsg {
     /// Jobs to queue (a large manifest is sent in several batches).
     Submit {
         /// The jobs.
-        jobs: Vec<JobSpec>,
+        jobs: Vec<Submission>,
     },
     /// All jobs are submitted; the broker reports `AllDone` when they have finished.
     EndOfSubmission,
@@ -132,14 +163,19 @@ pub enum BrokerToRunner {
     /// An attempt started on a worker.
     Started {
         /// The job.
-        id: JobId,
+        index: JobIndex,
         /// Attempt number.
         attempt: u32,
         /// The worker.
         worker: String,
     },
     /// A job's final outcome (after retries).
-    Finished(JobOutcome),
+    Finished {
+        /// The job.
+        index: JobIndex,
+        /// Its last attempt.
+        outcome: JobOutcome,
+    },
     /// Every submitted job has a final outcome.
     AllDone,
     /// Workers connected changed (for progress and `--worker-wait`).
@@ -165,6 +201,8 @@ pub enum BrokerToWorker {
     /// Run this attempt.
     Assign {
         /// The job.
+        id: JobId,
+        /// What to run.
         job: JobSpec,
         /// Attempt number.
         attempt: u32,
@@ -197,7 +235,12 @@ pub enum WorkerMsg {
         attempt: u32,
     },
     /// An attempt ended.
-    Finished(JobOutcome),
+    Finished {
+        /// The job.
+        id: JobId,
+        /// How the attempt ended.
+        outcome: JobOutcome,
+    },
 }
 
 /// A message that could not be decoded.

@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use cluster_action::layer::Digest;
+use cluster_action::proto::JobIndex;
 use cluster_action::runner::manifest::{
     self, DEFAULT_RETRIES, DEFAULT_TIMEOUT, Manifest, ManifestError, from_commands, load,
 };
@@ -485,8 +486,9 @@ jobs:
 ",
     );
     let digests = [Digest("aa".into()), Digest("bb".into())];
-    let spec = m.jobs[0].to_spec(7, &digests);
-    assert_eq!(spec.id, 7);
+    let submission = m.jobs[0].to_spec(JobIndex(7), &digests);
+    assert_eq!(submission.index, JobIndex(7));
+    let spec = submission.spec;
     assert_eq!(spec.name, "unit-1");
     assert_eq!(spec.run, "./bin/app");
     assert_eq!(spec.layers, digests);

@@ -500,7 +500,6 @@ fn exit_codes_follow_the_worst_outcome() {
 #[test]
 fn job_reports_are_built_from_the_spec_and_the_final_outcome() {
     let spec = JobSpec {
-        id: 3,
         name: "unit-3".to_owned(),
         run: "false".to_owned(),
         env: BTreeMap::new(),
@@ -511,7 +510,6 @@ fn job_reports_are_built_from_the_spec_and_the_final_outcome() {
         estimate_ms: None,
     };
     let outcome = JobOutcome {
-        id: 3,
         attempt: 3,
         status: JobStatus::Failed,
         exit_code: Some(1),

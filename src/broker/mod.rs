@@ -133,6 +133,36 @@ pub async fn run(
     Ok(end)
 }
 
+/// A broker running as a task of this process, beside a runner (`run --embed-broker`,
+/// `local`): the caller starts it before the run and stops it after.
+pub struct EmbeddedBroker {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<BrokerEnd, BrokerError>>,
+}
+
+impl EmbeddedBroker {
+    /// Starts a broker task.
+    pub fn start(store: ArtifactStore, cfg: BrokerConfig) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run(store, cfg, async {
+            let _ = stopped.await;
+        }));
+        Self { stop, task }
+    }
+
+    /// Stops the broker (it tells its workers to exit) and waits until it has.
+    pub async fn stop(self) -> Result<BrokerEnd, BrokerError> {
+        let _ = self.stop.send(());
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) => {
+                warn!("embedded broker task failed: {e}");
+                Ok(BrokerEnd::Stopped)
+            }
+        }
+    }
+}
+
 /// How long a stopping broker waits for the streams of peers that never said hello to close.
 const CLOSE_GRACE: Duration = Duration::from_secs(10);
 
@@ -258,7 +288,7 @@ impl Shell {
             Event::Worker(peer, msg) => match msg {
                 WorkerMsg::Hello(_) => Vec::new(),
                 WorkerMsg::Started { id, attempt } => self.sched.job_started(&peer, id, attempt),
-                WorkerMsg::Finished(outcome) => self.sched.job_finished(&peer, outcome),
+                WorkerMsg::Finished { id, outcome } => self.sched.job_finished(&peer, id, outcome),
             },
             Event::Runner(peer, msg) => match msg {
                 RunnerMsg::Hello(_) => Vec::new(),

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Args;
 
 use cluster_action::broker::{self, BrokerConfig, BrokerEnd};
+use cluster_action::link::Target;
 use cluster_action::runner::duration::parse_duration;
 use cluster_action::runner::session;
 use cluster_action::worker::{self, WorkerConfig, WorkerEnd, WorkerError, exec::ExecLimits};
@@ -161,14 +162,12 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<i32> {
 pub async fn stop(args: StopArgs) -> anyhow::Result<i32> {
     let store = store_from_env()?;
     let ns = args.cluster.namespace()?;
-    session::stop_cluster(
-        store,
-        &ns,
-        &args.cluster.stream()?,
-        args.broker_wait,
-        &default_name("stop"),
-    )
-    .await?;
+    let target = Target {
+        ns: ns.clone(),
+        stream: args.cluster.stream()?,
+        wait: args.broker_wait,
+    };
+    session::stop_cluster(store, &target, &default_name("stop")).await?;
     eprintln!("cluster '{}' stopped", ns.cluster);
     Ok(exit::OK)
 }

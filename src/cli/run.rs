@@ -5,11 +5,13 @@ use std::time::Duration;
 
 use clap::Args;
 
+use cluster_action::broker::EmbeddedBroker;
 use cluster_action::local::{self, LocalConfig};
 use cluster_action::runner::duration::parse_duration;
+use cluster_action::runner::machine::RunEnd;
 use cluster_action::runner::manifest::{self, Manifest};
 use cluster_action::runner::progress::{Mode, Progress};
-use cluster_action::runner::session::{self, RunConfig, RunEnd, RunResult};
+use cluster_action::runner::session::{self, RunConfig, RunResult};
 
 use super::cluster::BrokerArgs;
 use super::common::{ClusterArgs, default_name, shutdown_signal, store_from_env};
@@ -102,17 +104,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let cfg = RunConfig {
         ns: cluster.namespace()?,
         stream: cluster.stream()?,
-        embed_broker,
-        stop_cluster: args.stop_cluster,
+        // An embedded broker stops with the run: its workers exit then.
+        stop_cluster: args.stop_cluster || embed_broker.is_some(),
         broker_wait: args.broker_wait,
         worker_wait: args.jobs.worker_wait,
         outputs_dir: args.jobs.outputs_dir.clone(),
         name: default_name("runner"),
     };
     let store = store_from_env()?;
+    let broker = embed_broker.map(|bcfg| EmbeddedBroker::start(store.clone(), bcfg));
     let mut progress = Progress::new(Mode::detect());
     let result = session::run(store, &manifest, &cfg, &mut progress, shutdown_signal()).await;
     progress.end();
+    if let Some(broker) = broker {
+        let stopped = broker.stop().await;
+        let result = result?;
+        stopped?;
+        return finish(result, &args.jobs);
+    }
     finish(result?, &args.jobs)
 }
 
@@ -144,14 +153,10 @@ pub async fn local(args: LocalArgs) -> anyhow::Result<i32> {
         slots,
         binary,
         worker_args: cluster.to_worker_args(),
+        broker: BrokerArgs::config(&cluster, Duration::from_secs(3600), args.prefetch)?,
         run: RunConfig {
             ns: cluster.namespace()?,
             stream: cluster.stream()?,
-            embed_broker: Some(BrokerArgs::config(
-                &cluster,
-                Duration::from_secs(3600),
-                args.prefetch,
-            )?),
             stop_cluster: true,
             broker_wait: Duration::from_secs(30),
             worker_wait: args.jobs.worker_wait,

@@ -37,7 +37,7 @@ pub use commands::from_commands;
 pub use error::{Location, ManifestError, Problem};
 
 use crate::layer::Digest;
-use crate::proto::{JobId, JobSpec};
+use crate::proto::{JobIndex, JobSpec, Submission};
 use crate::runner::duration::millis;
 
 /// Time limit of one attempt when neither the job nor `defaults` sets one: long enough for
@@ -61,7 +61,7 @@ pub struct Manifest {
     pub base_dir: PathBuf,
     /// Named file sets.
     pub layers: BTreeMap<String, LayerDef>,
-    /// The jobs, in manifest order (a job's index is its [`JobId`]).
+    /// The jobs, in manifest order (a job's index is its [`JobIndex`]).
     pub jobs: Vec<JobDef>,
 }
 
@@ -97,9 +97,8 @@ pub struct JobDef {
 impl JobDef {
     /// The job as submitted to the broker. `layer_digests` are the digests of
     /// [`JobDef::layers`], in the same order.
-    pub fn to_spec(&self, id: JobId, layer_digests: &[Digest]) -> JobSpec {
-        JobSpec {
-            id,
+    pub fn to_spec(&self, index: JobIndex, layer_digests: &[Digest]) -> Submission {
+        let spec = JobSpec {
             name: self.name.clone(),
             run: self.run.clone(),
             env: self.env.clone(),
@@ -108,7 +107,8 @@ impl JobDef {
             retries: self.retries,
             outputs: self.outputs.clone(),
             estimate_ms: self.estimate.map(millis),
-        }
+        };
+        Submission { index, spec }
     }
 }
 
