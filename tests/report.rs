@@ -467,37 +467,6 @@ fn groups_fence_job_output_so_it_cannot_run_commands() {
 }
 
 #[test]
-fn exit_codes_follow_the_worst_outcome() {
-    let run = |statuses: &[JobStatus]| RunReport {
-        jobs: statuses.iter().map(|s| job("j", *s)).collect(),
-        wall_ms: 0,
-    };
-    let passed = run(&[JobStatus::Passed, JobStatus::Passed]);
-    assert_eq!(
-        (
-            passed.exit_code(),
-            passed.has_failures(),
-            passed.has_cancelled()
-        ),
-        (0, false, false)
-    );
-    for failing in [JobStatus::Failed, JobStatus::TimedOut, JobStatus::Error] {
-        let report = run(&[JobStatus::Passed, failing]);
-        assert_eq!((report.exit_code(), report.has_failures()), (1, true));
-    }
-    let cancelled = run(&[JobStatus::Failed, JobStatus::Cancelled]);
-    assert_eq!(
-        (
-            cancelled.exit_code(),
-            cancelled.has_failures(),
-            cancelled.has_cancelled()
-        ),
-        (130, true, true)
-    );
-    assert_eq!(run(&[]).exit_code(), 0);
-}
-
-#[test]
 fn job_reports_are_built_from_the_spec_and_the_final_outcome() {
     let spec = JobSpec {
         name: "unit-3".to_owned(),

@@ -9,7 +9,7 @@ use cluster_action::runner::duration::parse_duration;
 use cluster_action::store::{ArtifactStore, StoreConfig};
 use cluster_action::stream::{Namespace, StreamConfig};
 
-use super::exit::ExitError;
+use super::exit::Failure;
 
 /// `--cluster` and the stream timings.
 #[derive(Debug, Clone, Args)]
@@ -30,7 +30,7 @@ pub struct ClusterArgs {
 
 impl ClusterArgs {
     /// The stream names: this cluster in this run attempt (`GITHUB_RUN_ATTEMPT`, default 1).
-    pub fn namespace(&self) -> anyhow::Result<Namespace> {
+    pub fn namespace(&self) -> Result<Namespace, Failure> {
         let ok = !self.cluster.is_empty()
             && self.cluster.len() <= 64
             && self
@@ -38,7 +38,7 @@ impl ClusterArgs {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !ok {
-            return Err(ExitError::bad_input(format!(
+            return Err(Failure::bad_input(format!(
                 "--cluster '{}' is not a valid cluster id: use 1 to 64 letters, digits, '-' or '_'",
                 self.cluster
             )));
@@ -54,19 +54,21 @@ impl ClusterArgs {
     }
 
     /// Stream timings from the flags (exit 2 when they cannot work together).
-    pub fn stream(&self) -> anyhow::Result<StreamConfig> {
+    pub fn stream(&self) -> Result<StreamConfig, Failure> {
         let cfg = StreamConfig {
             poll_max: self.poll_max,
             keepalive: self.keepalive,
             peer_timeout: self.peer_timeout,
             ..StreamConfig::default()
         };
-        cfg.validate().map_err(|e| {
-            ExitError::bad_input(format!(
-                "{e}\n(--keepalive {:?} must be less than half of --peer-timeout {:?}, and --poll-max more than 0)",
-                self.keepalive, self.peer_timeout
-            ))
-        })?;
+        cfg.validate()
+            .map_err(|source| Failure::StreamSettings {
+                source,
+                flags: format!(
+                    "--keepalive {:?} must be less than half of --peer-timeout {:?}, and --poll-max more than 0",
+                    self.keepalive, self.peer_timeout
+                ),
+            })?;
         Ok(cfg)
     }
 
@@ -84,12 +86,8 @@ impl ClusterArgs {
 }
 
 /// The artifact store from `ACTIONS_RESULTS_URL` and `ACTIONS_RUNTIME_TOKEN` (exit 2 if unusable).
-pub fn store_from_env() -> anyhow::Result<ArtifactStore> {
-    let cfg = StoreConfig::from_env().map_err(|e| {
-        ExitError::bad_input(format!(
-            "{e}\n(in a workflow, run cluster-action through its action, which passes these on; locally, use `cluster-action local`)"
-        ))
-    })?;
+pub fn store_from_env() -> Result<ArtifactStore, Failure> {
+    let cfg = StoreConfig::from_env().map_err(Failure::Environment)?;
     Ok(ArtifactStore::new(cfg)?)
 }
 

@@ -87,6 +87,6 @@ pub async fn dispatch(command: Command) -> i32 {
     };
     match result {
         Ok(code) => code,
-        Err(err) => exit::report(&err),
+        Err(failure) => exit::report(&failure),
     }
 }

@@ -15,7 +15,7 @@ use cluster_action::runner::session::{self, RunConfig, RunResult};
 
 use super::cluster::BrokerArgs;
 use super::common::{ClusterArgs, default_name, shutdown_signal, store_from_env};
-use super::exit::{self, ExitError};
+use super::exit::{self, Failure};
 
 /// What to run and where the reports go (shared by `run` and `local`).
 #[derive(Debug, Args)]
@@ -89,7 +89,7 @@ pub struct LocalArgs {
 }
 
 /// Runs a manifest on an existing cluster (or one it embeds).
-pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
+pub async fn run(args: RunArgs) -> Result<i32, Failure> {
     let manifest = load(&args.jobs)?;
     let cluster = args.cluster;
     let embed_broker = if args.embed_broker {
@@ -126,17 +126,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
 }
 
 /// Runs a manifest on a fresh cluster on this machine.
-pub async fn local(args: LocalArgs) -> anyhow::Result<i32> {
+pub async fn local(args: LocalArgs) -> Result<i32, Failure> {
     let manifest = load(&args.jobs)?;
     if args.workers == 0 {
-        return Err(ExitError::bad_input(
+        return Err(Failure::bad_input(
             "--workers 0: the local cluster needs at least one worker",
         ));
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let slots = args.slots.unwrap_or_else(|| (cpus / args.workers).max(1));
     if slots == 0 {
-        return Err(ExitError::bad_input(
+        return Err(Failure::bad_input(
             "--slots 0: a worker needs at least one slot",
         ));
     }
@@ -146,8 +146,9 @@ pub async fn local(args: LocalArgs) -> anyhow::Result<i32> {
         keepalive: (args.peer_timeout / 4).max(Duration::from_millis(100)),
         peer_timeout: args.peer_timeout,
     };
-    let binary = std::env::current_exe()
-        .map_err(|e| anyhow::anyhow!("cannot find this program's path to start workers: {e}"))?;
+    let binary = std::env::current_exe().map_err(Failure::io(
+        "cannot find this program's path to start workers",
+    ))?;
     let cfg = LocalConfig {
         workers: args.workers,
         slots,
@@ -170,20 +171,21 @@ pub async fn local(args: LocalArgs) -> anyhow::Result<i32> {
     finish(result?, &args.jobs)
 }
 
-fn load(args: &JobsArgs) -> anyhow::Result<Manifest> {
+fn load(args: &JobsArgs) -> Result<Manifest, Failure> {
     let loaded = match (&args.manifest, &args.commands) {
         (Some(path), _) => manifest::load(path),
         (None, Some(path)) => manifest::from_commands(path),
-        (None, None) => return Err(ExitError::bad_input("give a MANIFEST or --commands FILE")),
+        (None, None) => return Err(Failure::bad_input("give a MANIFEST or --commands FILE")),
     };
-    loaded.map_err(|e| ExitError::bad_input(e.to_string()))
+    Ok(loaded?)
 }
 
 /// Writes the reports, prints the summary line and picks the exit code.
-fn finish(result: RunResult, args: &JobsArgs) -> anyhow::Result<i32> {
+fn finish(result: RunResult, args: &JobsArgs) -> Result<i32, Failure> {
     let report = &result.report;
     if let Some(path) = &args.report_json {
-        let json = serde_json::to_string_pretty(&report.to_json())?;
+        // A JSON value always serializes.
+        let json = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
         write(path, &json)?;
     }
     if let Some(path) = &args.report_junit {
@@ -191,42 +193,41 @@ fn finish(result: RunResult, args: &JobsArgs) -> anyhow::Result<i32> {
     }
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
         use std::io::Write;
-        let mut file = std::fs::OpenOptions::new()
+        let what = format!(
+            "cannot write the job summary {}",
+            Path::new(&path).display()
+        );
+        std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&path)?;
-        file.write_all(report.to_markdown().as_bytes())?;
+            .open(&path)
+            .and_then(|mut file| file.write_all(report.to_markdown().as_bytes()))
+            .map_err(Failure::io(what))?;
     }
-    let s = report.to_json();
-    let s = &s["summary"];
+    let s = report.summary();
     eprintln!(
         "{} jobs: {} passed, {} failed, {} timed out, {} errors, {} cancelled in {:.1}s",
-        s["total"],
-        s["passed"],
-        s["failed"],
-        s["timed_out"],
-        s["errors"],
-        s["cancelled"],
+        s.total,
+        s.passed,
+        s.failed,
+        s.timed_out,
+        s.errors,
+        s.cancelled,
         report.wall_ms as f64 / 1000.0
     );
-    Ok(match result.end {
-        RunEnd::Cancelled => exit::CANCELLED,
-        RunEnd::NoWorkers { not_run } => {
-            eprintln!(
-                "error: no worker joined the cluster within --worker-wait; {not_run} of {} job(s) did not run",
-                report.jobs.len()
-            );
-            exit::INFRA
-        }
-        RunEnd::Completed if report.has_failures() => exit::JOBS_FAILED,
-        RunEnd::Completed => exit::OK,
-    })
+    if let RunEnd::NoWorkers { not_run } = result.end {
+        eprintln!(
+            "error: no worker joined the cluster within --worker-wait; {not_run} of {} job(s) did not run",
+            s.total
+        );
+    }
+    Ok(exit::run_ended(&result.end, &s))
 }
 
-fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+fn write(path: &Path, text: &str) -> Result<(), Failure> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
-            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+            .map_err(Failure::io(format!("cannot create {}", dir.display())))?;
     }
-    std::fs::write(path, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+    std::fs::write(path, text).map_err(Failure::io(format!("cannot write {}", path.display())))
 }

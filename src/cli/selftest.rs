@@ -17,7 +17,7 @@ use clap::{Args, ValueEnum};
 use cluster_action::layer::{self, Digest, LayerCache};
 use cluster_action::runner::duration::parse_duration;
 use cluster_action::store::ArtifactStore;
-use cluster_action::stream::{self, Connection, Listener, StreamReceiver};
+use cluster_action::stream::{self, Connection, Listener, Namespace, StreamConfig, StreamReceiver};
 
 use super::common::{ClusterArgs, store_from_env};
 use super::exit;
@@ -51,30 +51,43 @@ pub struct TransportArgs {
 }
 
 /// Runs one side of the transport check; exit 0 when everything arrived intact.
-pub async fn transport(args: TransportArgs) -> anyhow::Result<i32> {
+pub async fn transport(args: TransportArgs) -> Result<i32, exit::Failure> {
     let store = store_from_env()?;
     let ns = args.cluster.namespace()?;
     let cfg = args.cluster.stream()?;
     if !args.layer_dir.is_dir() {
-        return Err(exit::ExitError::bad_input(format!(
+        return Err(exit::Failure::bad_input(format!(
             "--layer-dir {} is not a directory",
             args.layer_dir.display()
         )));
     }
+    check(store, ns, cfg, &args)
+        .await
+        .map_err(exit::Failure::Check)?;
+    Ok(exit::OK)
+}
+
+/// Runs this job's side of the check.
+async fn check(
+    store: ArtifactStore,
+    ns: Namespace,
+    cfg: StreamConfig,
+    args: &TransportArgs,
+) -> anyhow::Result<()> {
     match args.role {
         Role::Listen => {
             let mut listener = Listener::bind(store.clone(), ns, cfg).await?;
             let conn = tokio::time::timeout(args.wait, listener.accept())
                 .await
                 .context("no peer connected in time")??;
-            listen(&store, conn, &args).await?;
+            listen(&store, conn, args).await?;
         }
         Role::Connect => {
             let conn = stream::connect(store.clone(), ns, cfg, args.wait).await?;
-            connect(&store, conn, &args).await?;
+            connect(&store, conn, args).await?;
         }
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
 async fn listen(

@@ -55,13 +55,13 @@ pub struct TokenArgs {
 }
 
 /// Runs the service until SIGINT/SIGTERM.
-pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
+pub async fn serve(args: ServeArgs) -> Result<i32, exit::Failure> {
     for (flag, rate) in [
         ("--fail-rate", args.fail_rate),
         ("--throttle-rate", args.throttle_rate),
     ] {
         if !(0.0..=1.0).contains(&rate) {
-            return Err(exit::ExitError::bad_input(format!(
+            return Err(exit::Failure::bad_input(format!(
                 "{flag} {rate} is out of range: give a fraction from 0.0 to 1.0"
             )));
         }
@@ -77,12 +77,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         max_appends: args.max_appends,
         url_ttl: Duration::from_secs(args.url_ttl_secs),
     };
-    serve::run_until_signal(cfg, serve::announce_on_stdout).await?;
+    serve::run_until_signal(cfg, serve::announce_on_stdout)
+        .await
+        .map_err(exit::Failure::Serve)?;
     Ok(exit::OK)
 }
 
 /// Prints a token for the local service.
-pub fn token(args: TokenArgs) -> anyhow::Result<i32> {
+pub fn token(args: TokenArgs) -> Result<i32, exit::Failure> {
     println!(
         "{}",
         make_token(&BackendIds {
