@@ -5,7 +5,9 @@
 //! [`Link::join`] is the one way a runner or a worker reaches its broker: it waits for the
 //! listener, turns "no listener" into [`JoinError::NoBroker`] and a closed listener into
 //! [`Joined::ClusterClosed`], and sends the hello. The link then carries messages of its role
-//! only: a [`RunnerLink`] sends [`RunnerMsg`] and receives [`BrokerToRunner`].
+//! only: a [`RunnerLink`] sends [`RunnerMsg`] and receives [`BrokerToRunner`]. The broker's
+//! end is the same type the other way round ([`Link::accept`] reads the hello and types the
+//! link by the role it announces).
 
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -34,8 +36,8 @@ pub trait Upward: Serialize {
     fn hello(hello: Hello) -> Self;
 }
 
-/// A message a peer receives from the broker.
-pub trait Downward: DeserializeOwned {
+/// A message a link receives.
+pub trait Incoming: DeserializeOwned {
     /// Who sends it, for decode errors.
     const FROM: &'static str;
 }
@@ -56,12 +58,20 @@ impl Upward for WorkerMsg {
     }
 }
 
-impl Downward for BrokerToRunner {
+impl Incoming for BrokerToRunner {
     const FROM: &'static str = "broker";
 }
 
-impl Downward for BrokerToWorker {
+impl Incoming for BrokerToWorker {
     const FROM: &'static str = "broker";
+}
+
+impl Incoming for RunnerMsg {
+    const FROM: &'static str = "runner";
+}
+
+impl Incoming for WorkerMsg {
+    const FROM: &'static str = "worker";
 }
 
 /// Where the broker is and how long to wait for it.
@@ -139,16 +149,37 @@ impl<Out: Serialize> LinkSender<Out> {
     }
 }
 
-/// A typed duplex link over one artifact stream.
-pub struct Link<Out, In> {
-    tx: LinkSender<Out>,
+/// The receiving half of a link.
+pub struct LinkReceiver<In> {
     rx: StreamReceiver,
-    store: ArtifactStore,
-    ns: Namespace,
     incoming: PhantomData<fn() -> In>,
 }
 
-impl<Out: Upward, In: Downward> Link<Out, In> {
+impl<In: Incoming> LinkReceiver<In> {
+    /// The next message, or `None` once the peer closed its stream.
+    pub async fn recv(&mut self) -> Result<Option<In>, LinkError> {
+        match self.rx.recv().await? {
+            Some(frame) => Ok(Some(proto::decode(In::FROM, &frame)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// A typed duplex link over one artifact stream.
+pub struct Link<Out, In> {
+    tx: LinkSender<Out>,
+    rx: LinkReceiver<In>,
+}
+
+/// The broker's end of a link whose hello said who the peer is.
+pub enum PeerLink {
+    /// A worker.
+    Worker(Link<BrokerToWorker, WorkerMsg>),
+    /// A runner.
+    Runner(Link<BrokerToRunner, RunnerMsg>),
+}
+
+impl<Out: Upward, In: Incoming> Link<Out, In> {
     /// Connects to the broker of `target` (waiting up to `target.wait` for it) and says
     /// `hello`.
     pub async fn join(
@@ -175,24 +206,46 @@ impl<Out: Upward, In: Downward> Link<Out, In> {
             }
             Err(e) => return Err(e.into()),
         };
-        let link = Self::new(store, target.ns.clone(), conn);
+        let link = Self::new(conn.tx, conn.rx);
         link.send(&Out::hello(hello)).await?;
         Ok(Joined::Linked(link))
     }
 }
 
-impl<Out: Serialize, In: Downward> Link<Out, In> {
-    /// A link over an open connection to the broker of `ns`.
-    fn new(store: ArtifactStore, ns: Namespace, conn: Connection) -> Self {
+impl PeerLink {
+    /// The broker's end of a new peer's stream whose first frame is `first`: its hello, and
+    /// the link typed by the role the hello announces.
+    pub fn accept(
+        tx: StreamSender,
+        rx: StreamReceiver,
+        first: &[u8],
+    ) -> Result<(Hello, Self), DecodeError> {
+        let hello = proto::decode_hello(first)?;
+        let link = match hello {
+            Hello::Worker { .. } => Self::Worker(Link::new(tx, rx)),
+            Hello::Runner { .. } => Self::Runner(Link::new(tx, rx)),
+        };
+        Ok((hello, link))
+    }
+}
+
+impl<Out: Serialize, In: Incoming> Link<Out, In> {
+    /// A link over an open connection (either end), for messages other than the cluster's.
+    pub fn over(conn: Connection) -> Self {
+        Self::new(conn.tx, conn.rx)
+    }
+
+    /// A link over the two halves of an open stream.
+    fn new(tx: StreamSender, rx: StreamReceiver) -> Self {
         Self {
             tx: LinkSender {
-                tx: conn.tx,
+                tx,
                 out: PhantomData,
             },
-            rx: conn.rx,
-            store,
-            ns,
-            incoming: PhantomData,
+            rx: LinkReceiver {
+                rx,
+                incoming: PhantomData,
+            },
         }
     }
 
@@ -201,12 +254,9 @@ impl<Out: Serialize, In: Downward> Link<Out, In> {
         self.tx.send(msg).await
     }
 
-    /// The next message, or `None` once the broker closed its stream.
+    /// The next message, or `None` once the peer closed its stream.
     pub async fn recv(&mut self) -> Result<Option<In>, LinkError> {
-        match self.rx.recv().await? {
-            Some(frame) => Ok(Some(proto::decode(In::FROM, &frame)?)),
-            None => Ok(None),
-        }
+        self.rx.recv().await
     }
 
     /// Flushes every message sent and closes this side.
@@ -214,16 +264,8 @@ impl<Out: Serialize, In: Downward> Link<Out, In> {
         self.tx.close().await
     }
 
-    /// Another handle on the sending half.
-    pub fn sender(&self) -> LinkSender<Out> {
-        self.tx.clone()
-    }
-
-    /// Whether the cluster has been stopped for good (its broker closed the listener): a
-    /// stream that ended then ended with the cluster, not with a lost broker.
-    pub async fn cluster_stopped(&self) -> bool {
-        stream::listener_closed(&self.store, &self.ns)
-            .await
-            .unwrap_or(false)
+    /// The two halves, for a sender and a reader that live in different tasks.
+    pub fn split(self) -> (LinkSender<Out>, LinkReceiver<In>) {
+        (self.tx, self.rx)
     }
 }

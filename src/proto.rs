@@ -1,7 +1,11 @@
 //! The messages between runner, broker and worker, as they travel over artifact streams.
 //!
 //! Every message is one JSON document in one stream frame. The stream layer guarantees order
-//! and exactly-once delivery per direction; these types only say what is said.
+//! and exactly-once delivery per direction; these types only say what is said, and
+//! [`crate::link`] is the only code that encodes and decodes them.
+//!
+//! Jobs have two names: a runner's [`JobIndex`] (runner ↔ broker) and the broker's
+//! [`JobId`] (broker ↔ worker); the broker maps one onto the other.
 
 use std::collections::BTreeMap;
 
@@ -255,13 +259,13 @@ pub struct DecodeError {
 }
 
 /// Encodes a message for one stream frame.
-pub fn encode<T: Serialize>(msg: &T) -> bytes::Bytes {
+pub(crate) fn encode<T: Serialize>(msg: &T) -> bytes::Bytes {
     // Serializing these plain data types to JSON cannot fail (no maps with non-string keys).
     bytes::Bytes::from(serde_json::to_vec(msg).unwrap_or_default())
 }
 
 /// Decodes one stream frame as message type `T` (`what` names it in errors).
-pub fn decode<T: serde::de::DeserializeOwned>(
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
     what: &'static str,
     frame: &[u8],
 ) -> Result<T, DecodeError> {
@@ -269,7 +273,7 @@ pub fn decode<T: serde::de::DeserializeOwned>(
 }
 
 /// The first message of any peer: `{"type": "hello", "role": ...}`.
-pub fn decode_hello(frame: &[u8]) -> Result<Hello, DecodeError> {
+pub(crate) fn decode_hello(frame: &[u8]) -> Result<Hello, DecodeError> {
     #[derive(Deserialize)]
     #[serde(tag = "type", rename_all = "snake_case")]
     enum First {

@@ -14,11 +14,10 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use crate::proto::{self, Hello, PROTOCOL_VERSION, RunnerMsg, WorkerMsg};
+use crate::link::{Incoming, LinkReceiver, LinkSender, PeerLink};
+use crate::proto::{BrokerToRunner, BrokerToWorker, Hello, PROTOCOL_VERSION, RunnerMsg, WorkerMsg};
 use crate::store::ArtifactStore;
-use crate::stream::{
-    self, Connection, Listener, Namespace, StreamConfig, StreamError, StreamSender,
-};
+use crate::stream::{self, Connection, Listener, Namespace, StreamConfig, StreamError};
 use scheduler::{Effect, PeerId, Scheduler};
 
 /// How to run a broker.
@@ -51,16 +50,26 @@ pub enum BrokerError {
     Listener(#[source] StreamError),
 }
 
-enum Role {
-    Worker,
-    Runner,
+/// The sending half of a peer's link, typed by its role.
+enum PeerTx {
+    Worker(LinkSender<BrokerToWorker>),
+    Runner(LinkSender<BrokerToRunner>),
+}
+
+impl PeerTx {
+    async fn close(&self) -> Result<(), StreamError> {
+        match self {
+            Self::Worker(tx) => tx.close().await,
+            Self::Runner(tx) => tx.close().await,
+        }
+    }
 }
 
 enum Event {
     Joined {
         peer: PeerId,
         hello: Hello,
-        tx: StreamSender,
+        tx: PeerTx,
     },
     Worker(PeerId, WorkerMsg),
     Runner(PeerId, RunnerMsg),
@@ -221,45 +230,60 @@ async fn peer_loop(
     hello: impl Future<Output = Option<(Connection, Bytes)>>,
     events: mpsc::Sender<Event>,
 ) {
-    let Some((Connection { peer, tx, mut rx }, first)) = hello.await else {
+    let Some((Connection { peer, tx, rx }, first)) = hello.await else {
         return;
     };
-    let gone = |reason: String| Event::Gone {
-        peer: peer.clone(),
-        reason,
-    };
-    let hello = proto::decode_hello(&first);
-    let role = match hello {
-        Ok(hello) => {
-            let role = match hello {
-                Hello::Worker { .. } => Role::Worker,
-                Hello::Runner { .. } => Role::Runner,
-            };
-            if events
-                .send(Event::Joined {
-                    peer: peer.clone(),
-                    hello,
-                    tx,
-                })
-                .await
-                .is_err()
-            {
-                return;
-            }
-            role
-        }
+    let (hello, link) = match PeerLink::accept(tx, rx, &first) {
+        Ok(accepted) => accepted,
         Err(e) => {
             warn!(%peer, "refusing a peer: {e}");
             return;
         }
     };
+    match link {
+        PeerLink::Worker(link) => {
+            let (tx, rx) = link.split();
+            let joined = Event::Joined {
+                peer: peer.clone(),
+                hello,
+                tx: PeerTx::Worker(tx),
+            };
+            if events.send(joined).await.is_ok() {
+                read_peer(peer, rx, events, Event::Worker).await;
+            }
+        }
+        PeerLink::Runner(link) => {
+            let (tx, rx) = link.split();
+            let joined = Event::Joined {
+                peer: peer.clone(),
+                hello,
+                tx: PeerTx::Runner(tx),
+            };
+            if events.send(joined).await.is_ok() {
+                read_peer(peer, rx, events, Event::Runner).await;
+            }
+        }
+    }
+}
+
+/// Forwards a joined peer's messages as events until its stream ends or fails.
+async fn read_peer<In: Incoming>(
+    peer: PeerId,
+    mut rx: LinkReceiver<In>,
+    events: mpsc::Sender<Event>,
+    event: fn(PeerId, In) -> Event,
+) {
     loop {
         let ev = match rx.recv().await {
-            Ok(Some(frame)) => {
-                decode_event(&peer, &role, &frame).unwrap_or_else(|e| gone(e.to_string()))
-            }
-            Ok(None) => gone("it closed its stream".into()),
-            Err(e) => gone(e.to_string()),
+            Ok(Some(msg)) => event(peer.clone(), msg),
+            Ok(None) => Event::Gone {
+                peer: peer.clone(),
+                reason: "it closed its stream".into(),
+            },
+            Err(e) => Event::Gone {
+                peer: peer.clone(),
+                reason: e.to_string(),
+            },
         };
         let last = matches!(ev, Event::Gone { .. });
         if events.send(ev).await.is_err() || last {
@@ -268,17 +292,10 @@ async fn peer_loop(
     }
 }
 
-fn decode_event(peer: &str, role: &Role, frame: &Bytes) -> Result<Event, proto::DecodeError> {
-    Ok(match role {
-        Role::Worker => Event::Worker(peer.to_string(), proto::decode("worker", frame)?),
-        Role::Runner => Event::Runner(peer.to_string(), proto::decode("runner", frame)?),
-    })
-}
-
 /// The main loop's state: the scheduler and how to reach each peer.
 struct Shell {
     sched: Scheduler,
-    peers: HashMap<PeerId, StreamSender>,
+    peers: HashMap<PeerId, PeerTx>,
 }
 
 impl Shell {
@@ -312,7 +329,7 @@ impl Shell {
         self.apply(effects).await;
     }
 
-    async fn joined(&mut self, peer: PeerId, hello: Hello, tx: StreamSender) -> Vec<Effect> {
+    async fn joined(&mut self, peer: PeerId, hello: Hello, tx: PeerTx) -> Vec<Effect> {
         let version = match &hello {
             Hello::Worker { version, .. } | Hello::Runner { version, .. } => *version,
         };
@@ -321,11 +338,10 @@ impl Shell {
                 "protocol version {version} is not this broker's {PROTOCOL_VERSION}: use the same cluster-action release everywhere"
             );
             warn!(%peer, "{reason}");
-            let msg = match hello {
-                Hello::Worker { .. } => proto::encode(&proto::BrokerToWorker::Refused { reason }),
-                Hello::Runner { .. } => proto::encode(&proto::BrokerToRunner::Refused { reason }),
+            let _ = match &tx {
+                PeerTx::Worker(tx) => tx.send(&BrokerToWorker::Refused { reason }).await,
+                PeerTx::Runner(tx) => tx.send(&BrokerToRunner::Refused { reason }).await,
             };
-            let _ = tx.send(msg).await;
             let _ = tx.close().await;
             return Vec::new();
         }
@@ -344,13 +360,17 @@ impl Shell {
 
     async fn apply(&mut self, effects: Vec<Effect>) {
         for effect in effects {
-            let (peer, frame) = match &effect {
-                Effect::ToWorker(p, m) => (p, proto::encode(m)),
-                Effect::ToRunner(p, m) => (p, proto::encode(m)),
+            let (peer, sent) = match &effect {
+                Effect::ToWorker(p, m) => match self.peers.get(p) {
+                    Some(PeerTx::Worker(tx)) => (p, tx.send(m).await),
+                    _ => continue,
+                },
+                Effect::ToRunner(p, m) => match self.peers.get(p) {
+                    Some(PeerTx::Runner(tx)) => (p, tx.send(m).await),
+                    _ => continue,
+                },
             };
-            if let Some(tx) = self.peers.get(peer)
-                && let Err(e) = tx.send(frame).await
-            {
+            if let Err(e) = sent {
                 // The peer's reader will report it gone; the scheduler requeues then.
                 debug!(%peer, "send failed: {e}");
             }

@@ -25,7 +25,7 @@ use crate::layer::LayerCache;
 use crate::link::{JoinError, Joined, LinkError, Target, WorkerLink};
 use crate::proto::{Hello, JobId, JobOutcome, PROTOCOL_VERSION};
 use crate::store::ArtifactStore;
-use crate::stream::{Namespace, StreamConfig, StreamError};
+use crate::stream::{self, Namespace, StreamConfig, StreamError};
 use machine::{Effect, Ending, Machine};
 
 /// How long an interrupted worker tries to tell the broker it is leaving: CI systems follow
@@ -251,7 +251,9 @@ impl Shell {
             // A broker that stopped the cluster before it knew this worker closes its stream
             // without an exit message; its closed listener says the cluster is over, not lost.
             Err(e @ (WorkerError::BrokerLost(_) | WorkerError::BrokerClosed))
-                if self.link.cluster_stopped().await =>
+                if stream::listener_closed(&self.shared.store, &self.shared.cfg.ns)
+                    .await
+                    .unwrap_or(false) =>
             {
                 warn!("the cluster was stopped ({e}): exiting");
                 Ok(WorkerEnd::Exited)
