@@ -8,15 +8,29 @@
 //! - [`stream`]: duplex message streams built from append-blob artifacts (listen/connect,
 //!   frames, adaptive polling, rotation, peer timeout, the closed marker of a stopped broker).
 //! - [`layer`]: content-addressed tar.gz layers: pack, publish, fetch, verify, extract.
-//! - [`proto`]: the messages between runner, broker and worker (JSON in stream frames).
+//! - [`proto`]: the messages between runner, broker and worker (JSON in stream frames); jobs
+//!   are named by the runner's [`proto::JobIndex`] towards runners and by the broker's
+//!   [`proto::JobId`] towards workers.
+//! - [`link`]: a typed link over one stream (`send`, `recv`, `close`) and `Link::join`, the one
+//!   way a runner or worker reaches its broker (no broker, closed cluster, hello); the only code
+//!   that encodes or decodes `proto`.
 //! - [`broker`]: a pure scheduler (`broker::scheduler`) inside an async shell that owns the
-//!   listener and one stream per peer.
-//! - [`worker`]: connects, runs assigned jobs (attempt: layers → directory →
-//!   `worker::exec` → outputs layer), reports outcomes.
-//! - [`runner`]: the manifest, the submission session, progress and reports.
+//!   listener and one link per peer; `broker::EmbeddedBroker` runs one beside a runner.
+//! - [`worker`]: a pure state machine (`worker::machine`: slots, queue, cancel, stop) inside an
+//!   async shell that joins the broker and runs each attempt as a task (layers → directory →
+//!   `worker::exec` → outputs layer).
+//! - [`runner`]: the manifest, and the run as a pure state machine (`runner::machine`:
+//!   submission, progress, worker wait, cancel, lost broker, outputs, the report) inside an
+//!   async shell (`runner::session`) that publishes layers, joins the broker and fetches
+//!   outputs; progress and reports.
 //! - [`local`]: `cluster-action local`: [`serve`] in-process, an embedded broker, worker
 //!   processes and the runner.
 //! - [`serve`]: a local artifact service (both halves) for tests, benchmarks and `local`.
+//!
+//! Every rule of the cluster lives in one of the three state machines (`broker::scheduler`,
+//! `worker::machine`, `runner::machine`): each takes events (messages, timers, signals, task
+//! results) and returns effects, and is unit-tested without a network; the shells only move
+//! messages, timers and signals.
 //!
 //! The data path of one job: the runner packs and publishes the manifest's layers, then sends
 //! `Submit` on its stream; the broker queues the jobs (longest estimate first) and sends
@@ -24,7 +38,9 @@
 //! into its cache, materializes the job's directory, runs `bash -c`, publishes declared outputs
 //! as a layer and sends `Finished`; the broker forwards the outcome to the runner, which
 //! fetches the outputs and reports. The binary (`src/main.rs`, `src/cli/`) maps flags onto
-//! these modules and errors onto exit codes; `dist/index.js` is the GitHub Action around it.
+//! these modules, composes the embedded broker for `run --embed-broker` and `local`, and maps
+//! every failure and every run's end onto an exit code in one exhaustive table
+//! (`cli/exit.rs`); `dist/index.js` is the GitHub Action around it.
 
 pub mod broker;
 pub mod layer;
