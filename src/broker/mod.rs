@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use crate::link::{Incoming, LinkReceiver, LinkSender, PeerLink};
+use crate::link::{Incoming, Link, LinkSender, PeerLink};
 use crate::proto::{BrokerToRunner, BrokerToWorker, Hello, PROTOCOL_VERSION, RunnerMsg, WorkerMsg};
 use crate::store::ArtifactStore;
 use crate::stream::{self, Connection, Listener, Namespace, StreamConfig, StreamError};
@@ -242,37 +242,33 @@ async fn peer_loop(
     };
     match link {
         PeerLink::Worker(link) => {
-            let (tx, rx) = link.split();
-            let joined = Event::Joined {
-                peer: peer.clone(),
-                hello,
-                tx: PeerTx::Worker(tx),
-            };
-            if events.send(joined).await.is_ok() {
-                read_peer(peer, rx, events, Event::Worker).await;
-            }
+            serve_peer(peer, hello, link, events, PeerTx::Worker, Event::Worker).await;
         }
         PeerLink::Runner(link) => {
-            let (tx, rx) = link.split();
-            let joined = Event::Joined {
-                peer: peer.clone(),
-                hello,
-                tx: PeerTx::Runner(tx),
-            };
-            if events.send(joined).await.is_ok() {
-                read_peer(peer, rx, events, Event::Runner).await;
-            }
+            serve_peer(peer, hello, link, events, PeerTx::Runner, Event::Runner).await;
         }
     }
 }
 
-/// Forwards a joined peer's messages as events until its stream ends or fails.
-async fn read_peer<In: Incoming>(
+/// Hands a joined peer's sending half to the main loop, then forwards its messages as
+/// events until its stream ends or fails.
+async fn serve_peer<Out: serde::Serialize, In: Incoming>(
     peer: PeerId,
-    mut rx: LinkReceiver<In>,
+    hello: Hello,
+    link: Link<Out, In>,
     events: mpsc::Sender<Event>,
+    tx: fn(LinkSender<Out>) -> PeerTx,
     event: fn(PeerId, In) -> Event,
 ) {
+    let (sender, mut rx) = link.split();
+    let joined = Event::Joined {
+        peer: peer.clone(),
+        hello,
+        tx: tx(sender),
+    };
+    if events.send(joined).await.is_err() {
+        return;
+    }
     loop {
         let ev = match rx.recv().await {
             Ok(Some(msg)) => event(peer.clone(), msg),
