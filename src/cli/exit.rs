@@ -135,6 +135,7 @@ impl Failure {
     }
 }
 
+/// The exit code of each way a worker fails.
 fn worker_failure(e: &WorkerError) -> i32 {
     match e {
         // The cache directory is the user's --cache-dir.
@@ -147,6 +148,7 @@ fn worker_failure(e: &WorkerError) -> i32 {
     }
 }
 
+/// The exit code of each way a run fails.
 fn run_failure(e: &RunError) -> i32 {
     match e {
         RunError::Layer { .. }

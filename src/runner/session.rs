@@ -200,11 +200,9 @@ impl Shell<'_> {
             let effects = tokio::select! {
                 msg = self.link.recv() => match msg {
                     Ok(Some(msg)) => self.machine.message(msg, tokio::time::Instant::now()),
-                    Ok(None) => {
-                        self.machine.broker_gone();
-                        return Err(RunError::BrokerClosed);
-                    }
+                    Ok(None) => self.machine.broker_gone(),
                     Err(e) => {
+                        // The machine's verdict is the same; the error keeps the cause.
                         self.machine.broker_gone();
                         return Err(RunError::BrokerLost(e));
                     }

@@ -166,8 +166,11 @@ impl Shell {
                 () = &mut *shutdown => self.machine.interrupted(),
             };
             for effect in effects {
-                if let Some(end) = self.apply(effect).await? {
-                    return end;
+                match self.apply(effect).await? {
+                    None => {}
+                    Some(Ending::Exited) => return Ok(WorkerEnd::Exited),
+                    Some(Ending::Interrupted) => return Ok(WorkerEnd::Interrupted),
+                    Some(Ending::Refused(reason)) => return Err(WorkerError::Refused(reason)),
                 }
             }
         }
@@ -196,10 +199,7 @@ impl Shell {
     }
 
     /// Carries out one effect; `Some` when the worker ends.
-    async fn apply(
-        &mut self,
-        effect: Effect,
-    ) -> Result<Option<Result<WorkerEnd, WorkerError>>, WorkerError> {
+    async fn apply(&mut self, effect: Effect) -> Result<Option<Ending>, WorkerError> {
         match effect {
             Effect::Send(msg) => self.link.send(&msg).await?,
             Effect::Start(assignment) => {
@@ -215,13 +215,7 @@ impl Shell {
                     let _ = kill.send(true);
                 }
             }
-            Effect::End(ending) => {
-                return Ok(Some(match ending {
-                    Ending::Exited => Ok(WorkerEnd::Exited),
-                    Ending::Interrupted => Ok(WorkerEnd::Interrupted),
-                    Ending::Refused(reason) => Err(WorkerError::Refused(reason)),
-                }));
-            }
+            Effect::End(ending) => return Ok(Some(ending)),
         }
         Ok(None)
     }
