@@ -12,7 +12,8 @@
 //! - [`broker`]: a pure scheduler (`broker::scheduler`) inside an async shell that owns the
 //!   listener and one stream per peer.
 //! - [`worker`]: connects, runs assigned jobs (attempt: layers → directory →
-//!   `worker::exec` → outputs layer), reports outcomes.
+//!   `worker::exec` → outputs layer), reports outcomes; `worker::contain` makes every process
+//!   a job starts die with the job and with its worker.
 //! - [`runner`]: the manifest, the submission session, progress and reports.
 //! - [`local`]: `cluster-action local`: [`serve`] in-process, an embedded broker, worker
 //!   processes and the runner.

@@ -256,25 +256,53 @@ async fn background_processes_left_behind_are_killed_without_waiting_for_them() 
 }
 
 #[tokio::test]
-async fn a_process_escaping_the_group_does_not_hold_the_job_open() {
+async fn a_process_escaping_the_group_dies_with_the_job() {
     let dir = tempfile::tempdir().unwrap();
     // `setsid` puts the sleep in a new session, out of reach of the group kill, while it
-    // still holds the output pipe. The job ends once the sleep has left the group.
+    // still holds the output pipe; a daemon's own child, one level further, too. The job ends
+    // when bash exits, and takes them with it.
     let cmd = r#"
-        setsid sh -c 'echo $$ > escaped; exec sleep 1000' &
-        until [ -s escaped ]; do sleep 0.01; done
+        setsid sh -c 'echo $$ > escaped; sleep 1000 & echo $! > grandchild; wait' &
+        until [ -s escaped ] && [ -s grandchild ]; do sleep 0.01; done
         echo done
     "#;
-    let limits = ExecLimits {
-        drain: Duration::from_millis(100),
-        ..ExecLimits::default()
-    };
-    let done = run_job(cmd, dir.path(), NO_ENV, LONG, &limits, pending()).await;
-    let escaped = KillOnDrop(read_pids(&dir.path().join("escaped"))[0]);
-    let done = done.unwrap();
+    let done = run(cmd, dir.path()).await;
+    let escaped = read_pids(&dir.path().join("escaped"));
+    let grandchild = read_pids(&dir.path().join("grandchild"));
+    let _guards: Vec<KillOnDrop> = escaped
+        .iter()
+        .chain(&grandchild)
+        .map(|&p| KillOnDrop(p))
+        .collect();
     assert_eq!(done.status, JobStatus::Passed);
-    assert_eq!(done.output, "done\n");
-    assert!(running(escaped.0));
+    assert!(done.output.starts_with("done\n"), "{}", done.output);
+    assert!(
+        done.output
+            .contains("killed 2 process(es) the job left running outside its process group"),
+        "{}",
+        done.output
+    );
+    assert_gone(&escaped).await;
+    assert_gone(&grandchild).await;
+}
+
+#[tokio::test]
+async fn every_process_of_a_job_carries_its_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let done = run(
+        r"setsid sh -c 'cat /proc/$$/environ' | tr '\0' '\n' | grep ^CLUSTER_ACTION_JOB_MARK=",
+        dir.path(),
+    )
+    .await;
+    assert_eq!(done.status, JobStatus::Passed, "{}", done.output);
+    let mark = done
+        .output
+        .trim()
+        .strip_prefix("CLUSTER_ACTION_JOB_MARK=")
+        .unwrap();
+    let (owner, seq) = mark.split_once('.').unwrap();
+    assert_eq!(owner, std::process::id().to_string());
+    assert!(seq.parse::<u64>().is_ok(), "{mark}");
 }
 
 #[tokio::test]

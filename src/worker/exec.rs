@@ -4,6 +4,10 @@
 //! signalled at once: at its time limit, when it is cancelled, when the future running it is
 //! dropped, and after it exits (background processes it left behind must not outlive it).
 //!
+//! Processes that leave the group (`setsid`) are caught by [`contain`]: they carry the job's
+//! mark, are adopted by this process once the job's shell is gone, and are killed when the job
+//! ends.
+//!
 //! The group is only ever signalled while its leader (the bash process) is not yet reaped: a
 //! zombie leader keeps its pid, and so the group id, from being reused by an unrelated process.
 
@@ -25,6 +29,7 @@ use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::proto::JobStatus;
+use crate::worker::contain;
 use crate::worker::output::TailBuffer;
 
 /// How much a job may print and how it is stopped.
@@ -126,6 +131,8 @@ where
     let start = Instant::now();
     let (pipe, stdout, stderr) =
         output_pipe().map_err(ExecError::io("cannot create the output pipe"))?;
+    contain::become_subreaper();
+    let mark = contain::Mark::new();
     let mut command = Command::new("bash");
     for var in HIDDEN_VARS {
         command.env_remove(var);
@@ -135,10 +142,16 @@ where
         .arg(cmd)
         .current_dir(dir)
         .envs(env)
+        .env(contain::MARK_VAR, mark.value())
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)
         .process_group(0);
+    let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(libc::pid_t::MAX);
+    // SAFETY: `in_child` makes only async-signal-safe calls and does not allocate.
+    unsafe {
+        command.pre_exec(move || contain::in_child(parent));
+    }
     let child = command.spawn().map_err(|source| ExecError::Spawn {
         dir: dir.to_path_buf(),
         source,
@@ -148,10 +161,17 @@ where
     drop(command);
     let mut group = Group::new(child)?;
     let mut tail = TailBuffer::new(limits.output_limit);
-    let (ending, exit) = supervise(&mut group, pipe, &mut tail, timeout, limits, cancel).await?;
+    let (ending, exit, killed) =
+        supervise(&mut group, pipe, &mut tail, timeout, limits, cancel, mark).await?;
     let duration = start.elapsed();
 
     let mut output = tail.into_string();
+    if killed > 0 {
+        note(
+            &mut output,
+            &format!("killed {killed} process(es) the job left running outside its process group"),
+        );
+    }
     let status = match ending {
         Ending::Exited if exit.success() => JobStatus::Passed,
         Ending::Exited => {
@@ -182,7 +202,8 @@ where
 }
 
 /// Waits for the job to end (stopping it at its time limit or on cancellation), kills what is
-/// left of its group, and reaps it; reads its output into `tail` all along.
+/// left of its group and what left the group, and reaps it; reads its output into `tail` all
+/// along. Also returns how many processes outside the group were killed.
 async fn supervise(
     group: &mut Group,
     pipe: pipe::Receiver,
@@ -190,7 +211,8 @@ async fn supervise(
     timeout: Duration,
     limits: &ExecLimits,
     cancel: impl Future<Output = ()>,
-) -> Result<(Ending, ExitStatus), ExecError> {
+    mark: contain::Mark,
+) -> Result<(Ending, ExitStatus, usize), ExecError> {
     let mut capture = pin!(capture(pipe, tail).fuse());
     let ending = alongside(capture.as_mut(), async {
         tokio::select! {
@@ -210,14 +232,19 @@ async fn supervise(
             alongside(capture.as_mut(), group.exited()).await??;
         }
     }
-    // Background processes the job left behind.
+    // Background processes the job left behind, in its group and out of it.
     group.signal(libc::SIGKILL);
+    drop(mark);
+    let pgid = group.pgid;
+    let killed = tokio::task::spawn_blocking(move || contain::kill_leftovers(pgid))
+        .await
+        .unwrap_or(0);
     if !capture.is_terminated()
         && let Ok(read) = tokio::time::timeout(limits.drain, capture.as_mut()).await
     {
         read?;
     }
-    Ok((ending, group.reap().await?))
+    Ok((ending, group.reap().await?, killed))
 }
 
 /// What ended the wait for the job.

@@ -6,6 +6,7 @@
 //! fetches layers, assembles the job directory, runs the command and publishes outputs.
 
 mod attempt;
+pub mod contain;
 pub mod exec;
 pub mod output;
 
