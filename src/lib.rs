@@ -13,7 +13,8 @@
 //!   listener and one stream per peer.
 //! - [`worker`]: connects, runs assigned jobs (attempt: layers → directory →
 //!   `worker::exec` → outputs layer), reports outcomes; `worker::contain` makes every process
-//!   a job starts die with the job and with its worker.
+//!   a job starts die with the job and with its worker, `worker::sandbox` gives a job its own
+//!   namespaces (`isolation: sandbox`).
 //! - [`runner`]: the manifest, the submission session, progress and reports.
 //! - [`local`]: `cluster-action local`: [`serve`] in-process, an embedded broker, worker
 //!   processes and the runner.

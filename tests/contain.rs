@@ -136,3 +136,31 @@ exit $found"#;
     assert_eq!(status.code(), Some(0), "{job}");
     assert_eq!(job["status"], "passed", "{job}");
 }
+
+#[test]
+fn isolation_from_the_manifest_reaches_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    // In a sandbox the job's shell is its namespace's init and sees a network of its own.
+    let boxed =
+        r#"test $$ = 1 && test "$(cut -d: -f1 /proc/net/dev | tail -n +3 | tr -d ' ')" = lo"#;
+    let manifest = format!(
+        "defaults:\n  isolation: sandbox-no-network\njobs:\n  - name: boxed\n    run: {}\n  \
+         - name: plain\n    isolation: process\n    run: test $$ != 1\n",
+        serde_json::to_string(boxed).unwrap()
+    );
+    let status = start_local(dir.path(), &manifest).wait().unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(status.code(), Some(0), "{report}");
+}
+
+#[test]
+fn an_unknown_isolation_is_bad_input_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = "jobs:\n  - name: a\n    run: true\n    isolation: vm\n";
+    let status = start_local(dir.path(), manifest).wait().unwrap();
+    let stderr = fs::read_to_string(dir.path().join("local.err")).unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cluster.yml:4:"), "{stderr}");
+    assert!(stderr.contains("sandbox-no-network"), "{stderr}");
+}

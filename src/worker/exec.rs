@@ -28,9 +28,9 @@ use tokio::net::unix::pipe;
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::proto::JobStatus;
-use crate::worker::contain;
+use crate::proto::{Isolation, JobStatus};
 use crate::worker::output::TailBuffer;
+use crate::worker::{contain, sandbox};
 
 /// How much a job may print and how it is stopped.
 #[derive(Debug, Clone)]
@@ -79,6 +79,12 @@ pub enum ExecError {
         /// The system's reason.
         source: io::Error,
     },
+    /// The job asked for `isolation: sandbox` and this machine cannot give it.
+    #[error("isolation: sandbox is not available on this worker: {reason}")]
+    NoSandbox {
+        /// Why, and what allows it.
+        reason: String,
+    },
     /// An operating-system call around the job failed.
     #[error("{context}: {source}")]
     Io {
@@ -120,6 +126,7 @@ pub async fn run_job<K, V>(
     cmd: &str,
     dir: &Path,
     env: impl IntoIterator<Item = (K, V)>,
+    isolation: Isolation,
     timeout: Duration,
     limits: &ExecLimits,
     cancel: impl Future<Output = ()>,
@@ -131,8 +138,7 @@ where
     let start = Instant::now();
     let (pipe, stdout, stderr) =
         output_pipe().map_err(ExecError::io("cannot create the output pipe"))?;
-    contain::become_subreaper();
-    let mark = contain::Mark::new();
+    let mark = (isolation != Isolation::None).then(contain::Mark::new);
     let mut command = Command::new("bash");
     for var in HIDDEN_VARS {
         command.env_remove(var);
@@ -142,15 +148,26 @@ where
         .arg(cmd)
         .current_dir(dir)
         .envs(env)
-        .env(contain::MARK_VAR, mark.value())
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)
         .process_group(0);
-    let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(libc::pid_t::MAX);
-    // SAFETY: `in_child` makes only async-signal-safe calls and does not allocate.
-    unsafe {
-        command.pre_exec(move || contain::in_child(parent));
+    if let Some(mark) = &mark {
+        contain::become_subreaper();
+        command.env(contain::MARK_VAR, mark.value());
+        let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(libc::pid_t::MAX);
+        // SAFETY: `in_child` makes only async-signal-safe calls and does not allocate.
+        unsafe { command.pre_exec(move || contain::in_child(parent)) };
+    }
+    if matches!(isolation, Isolation::Sandbox | Isolation::SandboxNoNetwork) {
+        sandbox::available().map_err(|reason| ExecError::NoSandbox { reason })?;
+        let dir =
+            std::path::absolute(dir).map_err(ExecError::io("cannot resolve the job directory"))?;
+        let network = isolation == Isolation::Sandbox;
+        let mut sandbox = sandbox::Sandbox::new(&dir, network)
+            .map_err(ExecError::io("cannot prepare the sandbox"))?;
+        // SAFETY: `enter` makes only async-signal-safe calls and does not allocate.
+        unsafe { command.pre_exec(move || sandbox.enter()) };
     }
     let child = command.spawn().map_err(|source| ExecError::Spawn {
         dir: dir.to_path_buf(),
@@ -211,7 +228,7 @@ async fn supervise(
     timeout: Duration,
     limits: &ExecLimits,
     cancel: impl Future<Output = ()>,
-    mark: contain::Mark,
+    mark: Option<contain::Mark>,
 ) -> Result<(Ending, ExitStatus, usize), ExecError> {
     let mut capture = pin!(capture(pipe, tail).fuse());
     let ending = alongside(capture.as_mut(), async {
@@ -234,11 +251,16 @@ async fn supervise(
     }
     // Background processes the job left behind, in its group and out of it.
     group.signal(libc::SIGKILL);
-    drop(mark);
-    let pgid = group.pgid;
-    let killed = tokio::task::spawn_blocking(move || contain::kill_leftovers(pgid))
-        .await
-        .unwrap_or(0);
+    let killed = match mark {
+        Some(mark) => {
+            drop(mark);
+            let pgid = group.pgid;
+            tokio::task::spawn_blocking(move || contain::kill_leftovers(pgid))
+                .await
+                .unwrap_or(0)
+        }
+        None => 0,
+    };
     if !capture.is_terminated()
         && let Ok(read) = tokio::time::timeout(limits.drain, capture.as_mut()).await
     {

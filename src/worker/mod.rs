@@ -9,6 +9,7 @@ mod attempt;
 pub mod contain;
 pub mod exec;
 pub mod output;
+pub mod sandbox;
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
