@@ -18,7 +18,9 @@
 //!   listener and one link per peer; `broker::EmbeddedBroker` runs one beside a runner.
 //! - [`worker`]: a pure state machine (`worker::machine`: slots, queue, cancel, stop) inside an
 //!   async shell that joins the broker and runs each attempt as a task (layers → directory →
-//!   `worker::exec` → outputs layer).
+//!   `worker::exec` → outputs layer); `worker::contain` makes every process a job starts die
+//!   with the job and with its worker, `worker::sandbox` gives a job its own namespaces
+//!   (`isolation: sandbox`).
 //! - [`runner`]: the manifest, and the run as a pure state machine (`runner::machine`:
 //!   submission, progress, worker wait, cancel, lost broker, outputs, the report) inside an
 //!   async shell (`runner::session`) that publishes layers, joins the broker and fetches

@@ -16,6 +16,7 @@ use crate::runner::session::{self, RunConfig, RunError, RunResult};
 use crate::serve::{self, ServeConfig};
 use crate::store::{ArtifactStore, StoreConfig};
 use crate::token::{BackendIds, make_token};
+use crate::worker::contain;
 
 /// How long workers get to exit after the cluster stopped before they are killed.
 const WORKER_EXIT_GRACE: Duration = Duration::from_secs(10);
@@ -110,21 +111,65 @@ pub async fn run(
     let result = session::run(store, manifest, &cfg.run, progress, cancel).await;
     let stopped = broker.stop().await;
     // The run stopped the cluster (its broker told the workers to exit); give them a moment.
-    for (index, mut child) in children.into_iter().enumerate() {
-        match tokio::time::timeout(WORKER_EXIT_GRACE, child.wait()).await {
-            Ok(Ok(status)) if status.success() => {}
-            Ok(Ok(status)) => warn!("worker {index} exited with {status}"),
-            Ok(Err(e)) => warn!("worker {index}: {e}"),
-            Err(_) => {
-                warn!("worker {index} did not exit within {WORKER_EXIT_GRACE:?}: killing it");
-                let _ = child.kill().await;
-            }
-        }
+    for (index, worker) in children.into_iter().enumerate() {
+        worker.finish(index).await;
     }
     service.shutdown().await;
     let result = result?;
     stopped?;
     Ok(result)
+}
+
+/// A worker process, watched from the moment it starts: when it exits, for whatever reason,
+/// the processes its jobs left running are killed at once (a SIGKILLed worker could not).
+struct WorkerProcess {
+    exited: tokio::task::JoinHandle<std::io::Result<std::process::ExitStatus>>,
+    kill: tokio::sync::oneshot::Sender<()>,
+}
+
+impl WorkerProcess {
+    fn watch(mut child: Child, index: u32) -> WorkerProcess {
+        let (kill, kill_rx) = tokio::sync::oneshot::channel::<()>();
+        let exited = tokio::spawn(async move {
+            let pid = child.id();
+            let status = tokio::select! {
+                status = child.wait() => status,
+                _ = kill_rx => {
+                    let _ = child.start_kill();
+                    child.wait().await
+                }
+            };
+            if let Some(pid) = pid {
+                let killed = tokio::task::spawn_blocking(move || contain::kill_marked_by(pid))
+                    .await
+                    .unwrap_or(0);
+                if killed > 0 {
+                    warn!("killed {killed} process(es) that jobs of worker {index} left running");
+                }
+            }
+            status
+        });
+        WorkerProcess { exited, kill }
+    }
+
+    /// Waits for the worker to exit after the cluster stopped, killing it after the grace.
+    async fn finish(self, index: usize) {
+        let WorkerProcess { mut exited, kill } = self;
+        let status = match tokio::time::timeout(WORKER_EXIT_GRACE, &mut exited).await {
+            Ok(status) => status,
+            Err(_) => {
+                warn!("worker {index} did not exit within {WORKER_EXIT_GRACE:?}: killing it");
+                let _ = kill.send(());
+                exited.await
+            }
+        };
+        match status {
+            Ok(Ok(status)) if status.success() => {}
+            Ok(Ok(status)) => warn!("worker {index} exited with {status}"),
+            Ok(Err(e)) => warn!("worker {index}: {e}"),
+            Err(e) => warn!("worker {index}: its watch task failed: {e}"),
+        }
+    }
 }
 
 fn spawn_worker(
@@ -133,7 +178,7 @@ fn spawn_worker(
     url: &str,
     run_id: &str,
     scratch: &Path,
-) -> Result<Child, LocalError> {
+) -> Result<WorkerProcess, LocalError> {
     let dir = scratch.join(format!("worker-{index}"));
     let token = make_token(&BackendIds {
         run: run_id.to_string(),
@@ -160,6 +205,7 @@ fn spawn_worker(
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
+        .map(|child| WorkerProcess::watch(child, index))
         .map_err(|source| LocalError::Spawn {
             index,
             binary: cfg.binary.display().to_string(),

@@ -64,6 +64,25 @@ pub struct JobSpec {
     pub outputs: Vec<String>,
     /// Expected duration in milliseconds, if known; orders the queue.
     pub estimate_ms: Option<u64>,
+    /// How far the job is kept apart from its worker and the other jobs.
+    #[serde(default)]
+    pub isolation: Isolation,
+}
+
+/// How far a job is kept apart from its worker and the other jobs (manifest `isolation`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// Its own process group, killed when the job ends; what leaves the group may stay.
+    None,
+    /// Every process the job starts dies with the job and with its worker (the default).
+    #[default]
+    Process,
+    /// Own PID and mount namespaces: only its own processes, private `/tmp`, read-only
+    /// everywhere but its directory.
+    Sandbox,
+    /// [`Isolation::Sandbox`] with a network namespace of its own (loopback only).
+    SandboxNoNetwork,
 }
 
 /// A job as the runner submits it: its index and what to run.

@@ -477,6 +477,7 @@ fn job_reports_are_built_from_the_spec_and_the_final_outcome() {
         retries: 2,
         outputs: vec!["reports/*".to_owned()],
         estimate_ms: None,
+        isolation: Default::default(),
     };
     let outcome = JobOutcome {
         attempt: 3,

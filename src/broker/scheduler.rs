@@ -498,6 +498,7 @@ mod tests {
             retries,
             outputs: Vec::new(),
             estimate_ms,
+            isolation: Default::default(),
         }
     }
 

@@ -3,6 +3,7 @@
 
 mod cluster;
 mod common;
+pub mod credentials;
 pub mod exit;
 mod run;
 mod selftest;

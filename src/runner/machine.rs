@@ -369,6 +369,7 @@ mod tests {
                     retries: 2,
                     outputs: vec!["out/*".into()],
                     estimate_ms: None,
+                    isolation: Default::default(),
                 },
             })
             .collect()

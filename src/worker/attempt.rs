@@ -84,7 +84,16 @@ async fn execute(
             std::future::pending::<()>().await;
         }
     };
-    let run = exec::run_job(&spec.run, dir, env, timeout, &shared.cfg.limits, cancelled).await;
+    let run = exec::run_job(
+        &spec.run,
+        dir,
+        env,
+        spec.isolation,
+        timeout,
+        &shared.cfg.limits,
+        cancelled,
+    )
+    .await;
     let execution = match run {
         Ok(x) => x,
         Err(e) => {

@@ -180,6 +180,7 @@ mod tests {
             retries: 0,
             outputs: Vec::new(),
             estimate_ms: None,
+            isolation: Default::default(),
         }
     }
 

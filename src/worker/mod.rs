@@ -7,9 +7,11 @@
 //! [`exec`] → outputs layer) and watches for signals.
 
 mod attempt;
+pub mod contain;
 pub mod exec;
 pub mod machine;
 pub mod output;
+pub mod sandbox;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -16,7 +16,7 @@
 //!     estimate: 30s    # optional; the queue runs the longest first
 //!     outputs: [reports/*.xml]   # files brought back to the runner
 //!     # also per job: timeout, retries, env (merged over defaults.env), layers (replaces
-//!     # defaults.layers)
+//!     # defaults.layers), isolation (none | process | sandbox | sandbox-no-network)
 //! ```
 //!
 //! Durations are whole numbers with units `ms`, `s`, `m`, `h` (`1h30m`), or a plain number of
@@ -37,7 +37,7 @@ pub use commands::from_commands;
 pub use error::{Location, ManifestError, Problem};
 
 use crate::layer::Digest;
-use crate::proto::{JobIndex, JobSpec, Submission};
+use crate::proto::{Isolation, JobIndex, JobSpec, Submission};
 use crate::runner::duration::millis;
 
 /// Time limit of one attempt when neither the job nor `defaults` sets one: long enough for
@@ -92,6 +92,8 @@ pub struct JobDef {
     pub outputs: Vec<String>,
     /// Expected duration; the queue runs the longest first.
     pub estimate: Option<Duration>,
+    /// How far the job is kept apart from its worker and the other jobs.
+    pub isolation: Isolation,
 }
 
 impl JobDef {
@@ -107,6 +109,7 @@ impl JobDef {
             retries: self.retries,
             outputs: self.outputs.clone(),
             estimate_ms: self.estimate.map(millis),
+            isolation: self.isolation,
         };
         Submission { index, spec }
     }

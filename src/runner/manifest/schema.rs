@@ -12,6 +12,8 @@ use std::marker::PhantomData;
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 
+use crate::proto::Isolation;
+
 /// The whole document.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +38,7 @@ pub(super) struct Defaults {
     #[serde(default, deserialize_with = "unique_keys")]
     pub env: BTreeMap<String, String>,
     pub layers: Option<Vec<String>>,
+    pub isolation: Option<Isolation>,
 }
 
 /// One entry of `layers:`.
@@ -60,6 +63,7 @@ pub(super) struct Job {
     #[serde(default, deserialize_with = "unique_keys")]
     pub env: BTreeMap<String, String>,
     pub layers: Option<Vec<String>>,
+    pub isolation: Option<Isolation>,
 }
 
 /// Reads a mapping, refusing a key written twice (serde's maps keep the last one silently).

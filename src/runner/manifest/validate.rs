@@ -109,6 +109,7 @@ pub(super) fn resolve(raw: schema::Manifest, base_dir: &Path) -> Result<Resolved
             retries: job.retries.or(defaults.retries).unwrap_or(DEFAULT_RETRIES),
             outputs: job.outputs.clone(),
             estimate,
+            isolation: job.isolation.or(defaults.isolation).unwrap_or_default(),
         });
     }
     if check.findings.is_empty() {
