@@ -29,6 +29,7 @@
 pub mod broker;
 pub mod layer;
 pub mod local;
+pub mod plan;
 pub mod proto;
 pub mod runner;
 pub mod serve;
