@@ -205,9 +205,20 @@ impl std::fmt::Display for MissReason {
     }
 }
 
+/// Which source a miss is about, and so what the run does without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The results of this run's earlier attempts: without them every test runs.
+    EarlierAttempts,
+    /// The default branch's timings: without them tests are estimated with no history.
+    DefaultBranch,
+}
+
 /// A source that gave nothing: what was looked for and why there was nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Miss {
+    /// The source.
+    pub source: Source,
     /// What was looked for ("results of earlier attempts", "ca-timings-ci.yml on main").
     pub what: String,
     /// Why there was nothing.
@@ -216,7 +227,11 @@ pub struct Miss {
 
 impl std::fmt::Display for Miss {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "no {}: {}", self.what, self.why)
+        let then = match self.source {
+            Source::EarlierAttempts => "every test runs",
+            Source::DefaultBranch => "going on with estimates",
+        };
+        write!(f, "no {}: {}; {then}", self.what, self.why)
     }
 }
 
@@ -272,8 +287,17 @@ pub async fn fetch_history(run: &GithubRun, want_timings: bool) -> History {
     let client = match HistoryClient::new(run) {
         Ok(client) => client,
         Err(why) => {
+            let (source, what) = if run.attempt > 1 {
+                (
+                    Source::EarlierAttempts,
+                    "earlier results or timing history from GitHub",
+                )
+            } else {
+                (Source::DefaultBranch, "timing history from GitHub")
+            };
             history.misses.push(Miss {
-                what: "timing history or earlier results from GitHub".into(),
+                source,
+                what: what.into(),
                 why,
             });
             return history;
@@ -347,8 +371,13 @@ impl<'a> HistoryClient<'a> {
                 .max_by_key(|(attempt, _)| *attempt)
                 .map(|(_, artifact)| artifact)
         });
-        self.fetch(what, newest, AttemptResults::from_artifact_zip)
-            .await
+        self.fetch(
+            Source::EarlierAttempts,
+            what,
+            newest,
+            AttemptResults::from_artifact_zip,
+        )
+        .await
     }
 
     /// The newest unexpired `ca-timings-<workflow>` of another run on the default branch: one
@@ -357,6 +386,7 @@ impl<'a> HistoryClient<'a> {
         let name = timings_artifact_name(self.run.workflow.as_deref());
         let Some(branch) = &self.run.default_branch else {
             return Lookup::Missed(Miss {
+                source: Source::DefaultBranch,
                 what: format!("timing history ({name})"),
                 why: MissReason::NoDefaultBranch,
             });
@@ -383,25 +413,33 @@ impl<'a> HistoryClient<'a> {
                 })
                 .max_by_key(|a| a.created_at)
         });
-        self.fetch(what, newest, Timings::from_artifact_zip).await
+        self.fetch(
+            Source::DefaultBranch,
+            what,
+            newest,
+            Timings::from_artifact_zip,
+        )
+        .await
     }
 
     /// Downloads the artifact a list chose and decodes it, or says why there is nothing.
     async fn fetch<T>(
         &self,
+        source: Source,
         what: String,
         listed: octocrab::Result<Option<WorkflowListArtifact>>,
         decode: impl Fn(&[u8]) -> Result<T, String>,
     ) -> Lookup<T> {
         let miss = |why| {
             Lookup::Missed(Miss {
+                source,
                 what: what.clone(),
                 why,
             })
         };
         let artifact = match listed {
             Ok(Some(artifact)) => artifact,
-            Ok(None) => return miss(MissReason::NotFound("none listed".into())),
+            Ok(None) => return miss(MissReason::NotFound("none unexpired is listed".into())),
             Err(e) => return miss(reason(&e)),
         };
         let from = ArtifactRef {
