@@ -13,12 +13,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use cluster_action::plan::TestKey;
 use cluster_action::plan::github::{GithubRun, History, MissReason, fetch_history};
 use cluster_action::plan::results::{
     AttemptResults, RESULTS_FILE, RerunMode, TestOutcome, TestStatus, select_rerun,
 };
 use cluster_action::plan::timings::{TIMINGS_FILE, Timings};
+use cluster_action::plan::{ArtifactDocument, TestKey};
 use serde_json::{Value, json};
 
 const OWNER: &str = "octo-org";
@@ -93,6 +93,24 @@ impl Server {
         })
     }
 
+    /// A list answer: 403 without permission, else the page of artifacts `keep` chooses.
+    fn list(
+        &self,
+        owner: &str,
+        repo: &str,
+        headers: &HeaderMap,
+        query: &Query<Vec<(String, String)>>,
+        keep: impl Fn(&Stored) -> bool,
+    ) -> Response {
+        if self.fault == Fault::ListForbidden || !authorized(headers) {
+            return forbidden();
+        }
+        if (owner, repo) != (OWNER, REPO) {
+            return github_error(StatusCode::NOT_FOUND, "Not Found");
+        }
+        axum::Json(self.page(query, keep)).into_response()
+    }
+
     /// A page of artifacts, newest first as GitHub lists them, at most `per_page`.
     fn page(&self, query: &Query<Vec<(String, String)>>, keep: impl Fn(&Stored) -> bool) -> Value {
         let param = |key: &str| query.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
@@ -127,6 +145,15 @@ fn authorized(headers: &HeaderMap) -> bool {
         == Some(&format!("Bearer {TOKEN}"))
 }
 
+/// GitHub's answer to a token without `actions: read`.
+fn forbidden() -> Response {
+    github_error(
+        StatusCode::FORBIDDEN,
+        "Resource not accessible by integration",
+    )
+}
+
+/// "List artifacts for a repository", filtered by `name`.
 async fn list_repo(
     State(server): State<Arc<Server>>,
     Path((owner, repo)): Path<(String, String)>,
@@ -134,37 +161,23 @@ async fn list_repo(
     query: Query<Vec<(String, String)>>,
 ) -> Response {
     server.counts.repo_lists.fetch_add(1, Ordering::SeqCst);
-    if server.fault == Fault::ListForbidden || !authorized(&headers) {
-        return github_error(
-            StatusCode::FORBIDDEN,
-            "Resource not accessible by integration",
-        );
-    }
     let name = query
         .iter()
         .find(|(k, _)| k == "name")
         .map(|(_, v)| v.clone());
-    let here = owner == OWNER && repo == REPO;
-    let page = server.page(&query, |a| {
-        here && name.as_ref().is_none_or(|n| *n == a.name)
-    });
-    axum::Json(page).into_response()
+    let keep = |a: &Stored| name.as_ref().is_none_or(|n| *n == a.name);
+    server.list(&owner, &repo, &headers, &query, keep)
 }
 
+/// "List workflow run artifacts": every attempt's.
 async fn list_run(
     State(server): State<Arc<Server>>,
-    Path((_, _, run)): Path<(String, String, u64)>,
+    Path((owner, repo, run)): Path<(String, String, u64)>,
     headers: HeaderMap,
     query: Query<Vec<(String, String)>>,
 ) -> Response {
     server.counts.run_lists.fetch_add(1, Ordering::SeqCst);
-    if server.fault == Fault::ListForbidden || !authorized(&headers) {
-        return github_error(
-            StatusCode::FORBIDDEN,
-            "Resource not accessible by integration",
-        );
-    }
-    axum::Json(server.page(&query, |a| a.run_id == run)).into_response()
+    server.list(&owner, &repo, &headers, &query, |a| a.run_id == run)
 }
 
 /// "Download an artifact": 302 to where the zip is.
@@ -175,10 +188,7 @@ async fn download(
 ) -> Response {
     server.counts.downloads.fetch_add(1, Ordering::SeqCst);
     if !authorized(&headers) {
-        return github_error(
-            StatusCode::FORBIDDEN,
-            "Resource not accessible by integration",
-        );
+        return forbidden();
     }
     if server.fault == Fault::DownloadNotFound || !server.artifacts.iter().any(|a| a.id == id) {
         return github_error(StatusCode::NOT_FOUND, "Not Found");

@@ -10,9 +10,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use http_body_util::BodyExt;
-use octocrab::Octocrab;
+use octocrab::etag::Etagged;
 use octocrab::models::workflows::WorkflowListArtifact;
+use octocrab::{Octocrab, Page};
 
+use super::ArtifactDocument;
 use super::results::{AttemptResults, results_artifact_attempt};
 use super::timings::{Timings, timings_artifact_name};
 
@@ -361,11 +363,7 @@ impl<'a> HistoryClient<'a> {
             .send()
             .await;
         let newest = listed.map(|page| {
-            page.value
-                .map(|p| p.items)
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|a| !a.expired)
+            unexpired(page)
                 .filter_map(|a| Some((results_artifact_attempt(&a.name)?, a)))
                 .filter(|(attempt, _)| *attempt < self.run.attempt)
                 .max_by_key(|(attempt, _)| *attempt)
@@ -401,11 +399,8 @@ impl<'a> HistoryClient<'a> {
             .send()
             .await;
         let newest = listed.map(|page| {
-            page.value
-                .map(|p| p.items)
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|a| a.name == name && !a.expired)
+            unexpired(page)
+                .filter(|a| a.name == name)
                 .filter(|a| {
                     a.workflow_run.as_ref().is_some_and(|run| {
                         &run.head_branch == branch && run.id.into_inner() != self.run.run_id
@@ -469,6 +464,14 @@ impl<'a> HistoryClient<'a> {
         let response = octocrab::map_github_error(response).await?;
         Ok(response.into_body().collect().await?.to_bytes())
     }
+}
+
+/// The unexpired artifacts of a listing.
+fn unexpired(
+    page: Etagged<Page<WorkflowListArtifact>>,
+) -> impl Iterator<Item = WorkflowListArtifact> {
+    let items = page.value.map(|p| p.items).unwrap_or_default();
+    items.into_iter().filter(|a| !a.expired)
 }
 
 /// The reason an octocrab error stands for.

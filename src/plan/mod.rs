@@ -3,16 +3,18 @@
 //!
 //! Pure parts first: [`batch`] packs tests into batches from their estimates, [`timings`] is the
 //! `ca-timings` history format and its merge rules, [`results`] the per-attempt results that a
-//! re-run selects from, [`makespan`] the measure benchmarks compare plans with. [`github`] is the
+//! re-run selects from, [`makespan`] the measure benchmarks compare plans with, [`document`] how the history
+//! documents travel (JSON in a zip). [`github`] is the
 //! one part that does I/O: it finds and downloads the history through GitHub's REST API.
 
 pub mod batch;
+pub mod document;
 pub mod github;
 pub mod makespan;
 pub mod results;
 pub mod timings;
-mod zipped;
 
+pub use document::ArtifactDocument;
 use serde::{Deserialize, Serialize};
 
 /// One test of one suite: what every plan, history and result is keyed by.

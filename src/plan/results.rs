@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::TestKey;
+use super::document::ArtifactDocument;
 use super::timings::{Timings, check_version};
-use super::zipped::{unzip_one, zip_one};
 
 /// The format version this build writes and reads.
 pub const RESULTS_VERSION: u32 = 1;
@@ -161,26 +161,6 @@ impl AttemptResults {
             timings,
         }
     }
-
-    /// The JSON document.
-    pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec_pretty(self).unwrap_or_default()
-    }
-
-    /// From the JSON document; the error says what is wrong.
-    pub fn from_json(bytes: &[u8]) -> Result<Self, String> {
-        serde_json::from_slice(bytes).map_err(|e| e.to_string())
-    }
-
-    /// The artifact's contents: a zip holding [`RESULTS_FILE`].
-    pub fn to_artifact_zip(&self) -> Result<Vec<u8>, String> {
-        zip_one(RESULTS_FILE, &self.to_json())
-    }
-
-    /// From a downloaded artifact zip; the error says what is wrong with it.
-    pub fn from_artifact_zip(archive: &[u8]) -> Result<Self, String> {
-        Self::from_json(&unzip_one(archive, RESULTS_FILE)?)
-    }
 }
 
 /// `--rerun`: what an attempt above 1 runs.
@@ -250,6 +230,10 @@ pub fn select_rerun(
         skipped: skipped.len(),
         from_attempt: Some(previous.attempt),
     }
+}
+
+impl ArtifactDocument for AttemptResults {
+    const FILE: &'static str = RESULTS_FILE;
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::TestKey;
+use super::document::ArtifactDocument;
 use super::results::{TestOutcome, TestStatus};
-use super::zipped::{unzip_one, zip_one};
 
 /// The format version this build writes and reads.
 pub const TIMINGS_VERSION: u32 = 1;
@@ -191,26 +191,6 @@ impl Timings {
         }
     }
 
-    /// The JSON document.
-    pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec_pretty(self).unwrap_or_default()
-    }
-
-    /// From the JSON document; the error says what is wrong.
-    pub fn from_json(bytes: &[u8]) -> Result<Self, String> {
-        serde_json::from_slice(bytes).map_err(|e| e.to_string())
-    }
-
-    /// The artifact's contents: a zip holding [`TIMINGS_FILE`].
-    pub fn to_artifact_zip(&self) -> Result<Vec<u8>, String> {
-        zip_one(TIMINGS_FILE, &self.to_json())
-    }
-
-    /// From a downloaded artifact zip; the error says what is wrong with it.
-    pub fn from_artifact_zip(archive: &[u8]) -> Result<Self, String> {
-        Self::from_json(&unzip_one(archive, TIMINGS_FILE)?)
-    }
-
     /// Reads `--timings FILE`: none when the file does not exist yet (a first run), an error
     /// naming the file when it cannot be read or is not a timings file.
     pub fn read_file(path: &Path) -> Result<Option<Self>, TimingsFileError> {
@@ -242,6 +222,10 @@ impl Timings {
         std::fs::write(&partial, self.to_json()).map_err(io)?;
         std::fs::rename(&partial, path).map_err(io)
     }
+}
+
+impl ArtifactDocument for Timings {
+    const FILE: &'static str = TIMINGS_FILE;
 }
 
 #[cfg(test)]
