@@ -55,10 +55,14 @@ struct Counts {
     run_lists: AtomicUsize,
     downloads: AtomicUsize,
     blobs: AtomicUsize,
+    /// Blob reads that carried an Authorization header (the token must stay with the API).
+    blobs_with_token: AtomicUsize,
 }
 
 struct Server {
     base: String,
+    /// Where the zips are: another authority, as GitHub redirects to blob storage.
+    blob_base: String,
     artifacts: Vec<Stored>,
     fault: Fault,
     counts: Counts,
@@ -193,12 +197,22 @@ async fn download(
     if server.fault == Fault::DownloadNotFound || !server.artifacts.iter().any(|a| a.id == id) {
         return github_error(StatusCode::NOT_FOUND, "Not Found");
     }
-    let location = format!("{}/blob/{id}.zip?sig=signed", server.base);
+    let location = format!("{}/blob/{id}.zip?sig=signed", server.blob_base);
     (StatusCode::FOUND, [(header::LOCATION, location)]).into_response()
 }
 
-async fn blob(State(server): State<Arc<Server>>, Path(file): Path<String>) -> Response {
+async fn blob(
+    State(server): State<Arc<Server>>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     server.counts.blobs.fetch_add(1, Ordering::SeqCst);
+    if headers.contains_key(header::AUTHORIZATION) {
+        server
+            .counts
+            .blobs_with_token
+            .fetch_add(1, Ordering::SeqCst);
+    }
     let id: Option<u64> = file.strip_suffix(".zip").and_then(|id| id.parse().ok());
     match server.artifacts.iter().find(|a| Some(a.id) == id) {
         Some(a) => ([(header::CONTENT_TYPE, "application/zip")], a.zip.clone()).into_response(),
@@ -206,16 +220,18 @@ async fn blob(State(server): State<Arc<Server>>, Path(file): Path<String>) -> Re
     }
 }
 
-/// Starts the server with `artifacts` (its base URL filled in).
+/// Starts the API and the blob host (two listeners on 127.0.0.1) with `artifacts`.
 async fn serve(artifacts: Vec<Stored>, fault: Fault) -> Arc<Server> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let blobs = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = Arc::new(Server {
-        base: format!("http://{}", listener.local_addr().unwrap()),
+        base: format!("http://{}", api.local_addr().unwrap()),
+        blob_base: format!("http://{}", blobs.local_addr().unwrap()),
         artifacts,
         fault,
         counts: Counts::default(),
     });
-    let router = Router::new()
+    let api_routes = Router::new()
         .route("/repos/{owner}/{repo}/actions/artifacts", get(list_repo))
         .route(
             "/repos/{owner}/{repo}/actions/runs/{run}/artifacts",
@@ -225,9 +241,12 @@ async fn serve(artifacts: Vec<Stored>, fault: Fault) -> Arc<Server> {
             "/repos/{owner}/{repo}/actions/artifacts/{id}/zip",
             get(download),
         )
+        .with_state(server.clone());
+    let blob_routes = Router::new()
         .route("/blob/{file}", get(blob))
         .with_state(server.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    tokio::spawn(async move { axum::serve(api, api_routes).await });
+    tokio::spawn(async move { axum::serve(blobs, blob_routes).await });
     server
 }
 
@@ -328,6 +347,7 @@ async fn timings_come_from_the_newest_default_branch_artifact_in_one_list_and_on
     assert_eq!(slow_estimate(&history), Some(1_000));
     assert_eq!(history.previous, None);
     assert_eq!(counts(&server), (1, 0, 1, 1));
+    assert_eq!(server.counts.blobs_with_token.load(Ordering::SeqCst), 0);
     let lines = history.lines();
     assert_eq!(lines.len(), 1);
     assert!(
