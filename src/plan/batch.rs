@@ -349,6 +349,51 @@ mod tests {
         }
     }
 
+    #[test]
+    fn with_history_the_plan_is_near_the_lower_bound() {
+        let mut rng = StdRng::seed_from_u64(17);
+        let (mut informed, mut blind, mut bound) = (0, 0, 0);
+        for _ in 0..50 {
+            // 400 tests, heavy-tailed: most take tens of milliseconds, a few take seconds.
+            let actual: Vec<u64> = (0..400)
+                .map(|_| 10u64.pow(rng.random_range(1..5)) * rng.random_range(1..10))
+                .collect();
+            let suite = |estimate: &dyn Fn(u64) -> Estimate| -> Vec<Estimated> {
+                (0..actual.len())
+                    .map(|i| with(&format!("t{i:03}"), None, estimate(actual[i])))
+                    .collect()
+            };
+            let run = |plan: Vec<Batch>| -> Vec<u64> {
+                let ms = |k: &TestKey| actual[k.id[1..].parse::<usize>().unwrap()];
+                plan.iter().map(|b| b.tests.iter().map(ms).sum()).collect()
+            };
+            let slots = 8;
+            informed += makespan_ms(
+                &run(plan_batches(suite(&Estimate::Measured), None, slots)),
+                slots,
+            );
+            let guessed = plan_batches(
+                suite(&|_| Estimate::Guessed(DEFAULT_ESTIMATE_MS)),
+                None,
+                slots,
+            );
+            blind += makespan_ms(&run(guessed), slots);
+            bound += lower_bound_ms(&actual, slots);
+        }
+        let ratio = |m: u64| m as f64 / bound as f64;
+        assert!(
+            ratio(informed) <= 1.10,
+            "with history: {:.3}",
+            ratio(informed)
+        );
+        assert!(
+            ratio(informed) < ratio(blind),
+            "history did not help: {:.3} against {:.3} without",
+            ratio(informed),
+            ratio(blind)
+        );
+    }
+
     /// Every rule of a plan, checked from the input alone.
     fn check_rules(tests: &[Estimated], batches: &[Batch], slots: usize) {
         // Units as the input defines them: a group's sum, or a test alone.
