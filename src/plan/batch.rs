@@ -147,7 +147,7 @@ fn units(tests: Vec<Estimated>) -> Vec<Unit> {
             Some(index) if index < units.len() => {
                 let unit = &mut units[index];
                 unit.tests.push(test.key);
-                unit.ms += estimate.ms();
+                unit.ms = unit.ms.saturating_add(estimate.ms());
                 unit.guessed |= estimate.is_guess();
             }
             _ => units.push(Unit {
@@ -172,7 +172,7 @@ pub fn plan_batches(tests: Vec<Estimated>, target_ms: Option<u64>, slots: usize)
             .then(b.ms.cmp(&a.ms))
             .then_with(|| a.tests.cmp(&b.tests))
     });
-    let total: u64 = units.iter().map(|u| u.ms).sum();
+    let total = units.iter().fold(0u64, |sum, u| sum.saturating_add(u.ms));
     let slots = slots.max(1) as u64;
     let target = target_ms
         .unwrap_or_else(|| default_target_ms(total, slots as usize))
@@ -183,8 +183,8 @@ pub fn plan_batches(tests: Vec<Estimated>, target_ms: Option<u64>, slots: usize)
     let mut open: Option<(Batch, u64)> = None;
     for unit in units {
         if let Some((batch, cap)) = open.take() {
-            if batch.estimate_ms + unit.ms > cap {
-                remaining -= batch.estimate_ms;
+            if batch.estimate_ms.saturating_add(unit.ms) > cap {
+                remaining = remaining.saturating_sub(batch.estimate_ms);
                 batches.push(batch);
             } else {
                 open = Some((batch, cap));
@@ -200,7 +200,7 @@ pub fn plan_batches(tests: Vec<Estimated>, target_ms: Option<u64>, slots: usize)
             (empty, cap)
         });
         batch.tests.extend(unit.tests);
-        batch.estimate_ms += unit.ms;
+        batch.estimate_ms = batch.estimate_ms.saturating_add(unit.ms);
         batch.guessed |= unit.guessed;
     }
     batches.extend(open.map(|(batch, _)| batch));

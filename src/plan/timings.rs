@@ -17,6 +17,8 @@ use super::results::{TestOutcome, TestStatus};
 pub const TIMINGS_VERSION: u32 = 1;
 /// How many passing durations are kept per test.
 pub const SAMPLES_KEPT: usize = 3;
+/// A duration above this (a week) is kept as this, so sums of estimates cannot overflow.
+pub const LONGEST_DURATION_MS: u64 = 7 * 24 * 3_600_000;
 /// The artifact's name prefix; [`timings_artifact_name`] adds the workflow.
 pub const TIMINGS_ARTIFACT: &str = "ca-timings";
 /// The file inside the artifact's zip.
@@ -185,7 +187,7 @@ impl Timings {
     /// Appends a sample, dropping the oldest beyond [`SAMPLES_KEPT`].
     fn push(&mut self, key: TestKey, ms: u64) {
         let samples = self.tests.entry(key).or_default();
-        samples.push(ms);
+        samples.push(ms.min(LONGEST_DURATION_MS));
         if samples.len() > SAMPLES_KEPT {
             samples.drain(..samples.len() - SAMPLES_KEPT);
         }
@@ -285,6 +287,9 @@ mod tests {
             Timings::from_json(long).unwrap().samples(&key("a")),
             &[2, 3, 4]
         );
+        let huge = br#"{"version":1,"tests":[{"suite":"s","id":"a","durations_ms":[18446744073709551615]}]}"#;
+        let huge = Timings::from_json(huge).unwrap();
+        assert_eq!(huge.samples(&key("a")), &[LONGEST_DURATION_MS]);
         let zipped = timings.to_artifact_zip().unwrap();
         assert_eq!(Timings::from_artifact_zip(&zipped).unwrap(), timings);
     }
