@@ -419,6 +419,11 @@ async fn a_rerun_without_earlier_results_falls_back_to_the_default_branch() {
     assert_eq!(slow_estimate(&history), Some(1_000));
     assert_eq!(history.misses.len(), 1);
     assert!(matches!(history.misses[0].why, MissReason::NotFound(_)));
+    let lines = history.lines();
+    assert!(
+        lines.iter().any(|l| l.ends_with("every test runs")),
+        "{lines:?}"
+    );
     assert_eq!(counts(&server), (1, 1, 1, 1));
 }
 
@@ -431,6 +436,11 @@ fn assert_one_miss(history: &History, expected: fn(&MissReason) -> bool, words: 
     assert_eq!(lines.len(), 1);
     assert!(!lines[0].contains('\n'));
     assert!(lines[0].contains(words), "{}", lines[0]);
+    assert!(
+        lines[0].ends_with("going on with estimates"),
+        "{}",
+        lines[0]
+    );
 }
 
 #[tokio::test]

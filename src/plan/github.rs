@@ -270,13 +270,9 @@ impl History {
             ));
         }
         if let Some((timings, from)) = &self.timings {
-            lines.push(format!("timings of {} tests from {from}", timings.len()));
+            lines.push(format!("timings of {} test(s) from {from}", timings.len()));
         }
-        lines.extend(
-            self.misses
-                .iter()
-                .map(|m| format!("{m}; going on without it")),
-        );
+        lines.extend(self.misses.iter().map(Miss::to_string));
         lines
     }
 }
