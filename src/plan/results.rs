@@ -173,6 +173,21 @@ pub enum RerunMode {
     All,
 }
 
+impl std::str::FromStr for RerunMode {
+    type Err = String;
+
+    /// `failed` or `all`, as `--rerun` takes them.
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "failed" => Ok(Self::Failed),
+            "all" => Ok(Self::All),
+            _ => Err(format!(
+                "--rerun takes `failed` (the tests that failed or never ran) or `all`, got {text:?}"
+            )),
+        }
+    }
+}
+
 /// The tests an attempt runs, and what it leaves out, as the runner announces it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RerunSelection {
@@ -285,10 +300,17 @@ mod tests {
             "{selection}"
         );
 
-        let all = select_rerun(&listed, Some(&previous), RerunMode::All);
+        let all = select_rerun(&listed, Some(&previous), "all".parse().unwrap());
         assert_eq!(all.run, listed);
         let first = select_rerun(&listed, None, RerunMode::Failed);
         assert_eq!((first.run.len(), first.skipped), (6, 0));
+    }
+
+    #[test]
+    fn rerun_modes_parse_and_a_wrong_one_is_named() {
+        assert_eq!("failed".parse(), Ok(RerunMode::Failed));
+        let err = "some".parse::<RerunMode>().unwrap_err();
+        assert!(err.contains("--rerun") && err.contains("\"some\""), "{err}");
     }
 
     #[test]
