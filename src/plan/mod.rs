@@ -3,9 +3,9 @@
 //!
 //! Pure parts first: [`batch`] packs tests into batches from their estimates, [`timings`] is the
 //! `ca-timings` history format and its merge rules, [`results`] the per-attempt results that a
-//! re-run selects from, [`makespan`] the measure benchmarks compare plans with, [`document`] how the history
-//! documents travel (JSON in a zip). [`github`] is the
-//! one part that does I/O: it finds and downloads the history through GitHub's REST API.
+//! re-run selects from, [`makespan`] the measure benchmarks compare plans with, and
+//! [`document`] how both documents travel (versioned JSON in a zip). [`github`] is the one part
+//! that does I/O: it finds and downloads them through GitHub's REST API.
 
 pub mod batch;
 pub mod document;
