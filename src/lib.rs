@@ -15,7 +15,7 @@
 //!   `worker::exec` → outputs layer), reports outcomes.
 //! - [`runner`]: the manifest, the submission session, progress and reports.
 //! - [`plan`]: a test suite's plan: batches from estimates (longest and unknown first, none
-//!   over total / slots), the `ca-timings` and `ca-results-<attempt>` documents, re-run
+//!   over total / slots), the `ca-timings` and `ca-results` documents, re-run
 //!   selection, and `plan::github`, which reads them back through GitHub's REST API (octocrab).
 //! - [`local`]: `cluster-action local`: [`serve`] in-process, an embedded broker, worker
 //!   processes and the runner.

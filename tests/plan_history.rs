@@ -25,7 +25,8 @@ const OWNER: &str = "octo-org";
 const REPO: &str = "octo-repo";
 const TOKEN: &str = "ghs_test_token";
 const RUN: u64 = 900;
-const TIMINGS: &str = "ca-timings-ci.yml";
+const CLUSTER: &str = "default";
+const TIMINGS: &str = "ca-timings-default-ci.yml";
 
 /// One stored artifact: its listing fields and the zip a download redirects to.
 struct Stored {
@@ -298,7 +299,7 @@ fn repository_artifacts() -> Vec<Stored> {
     let mut expired = timings_artifact(2, 102, "main", "2026-11-20T10:00:00Z", 2_000);
     expired.expired = true;
     let mut other_workflow = timings_artifact(4, 104, "main", "2026-11-22T10:00:00Z", 4_000);
-    other_workflow.name = "ca-timings-release.yml".into();
+    other_workflow.name = "ca-timings-default-release.yml".into();
     vec![
         timings_artifact(1, 101, "main", "2026-11-10T10:00:00Z", 1_000),
         expired,
@@ -340,7 +341,7 @@ fn slow_estimate(history: &History) -> Option<u64> {
 #[tokio::test]
 async fn timings_come_from_the_newest_default_branch_artifact_in_one_list_and_one_download() {
     let server = serve(repository_artifacts(), Fault::None).await;
-    let history = fetch_history(&run(&server, 1), true).await;
+    let history = fetch_history(&run(&server, 1), CLUSTER, true).await;
     assert_eq!(history.misses, []);
     let (_, from) = history.timings.as_ref().unwrap();
     assert_eq!((from.id, from.run_id), (1, Some(101)));
@@ -351,7 +352,7 @@ async fn timings_come_from_the_newest_default_branch_artifact_in_one_list_and_on
     let lines = history.lines();
     assert_eq!(lines.len(), 1);
     assert!(
-        lines[0].contains("ca-timings-ci.yml") && lines[0].contains("run 101"),
+        lines[0].contains(TIMINGS) && lines[0].contains("run 101"),
         "{lines:?}"
     );
 }
@@ -376,7 +377,7 @@ async fn a_rerun_takes_the_newest_earlier_attempt_and_runs_only_what_did_not_pas
         );
         Stored {
             id: 10 + u64::from(attempt),
-            name: format!("ca-results-{attempt}"),
+            name: format!("ca-results-{CLUSTER}-{attempt}"),
             run_id: RUN,
             branch: "feature",
             created_at: if attempt == 1 {
@@ -393,10 +394,13 @@ async fn a_rerun_takes_the_newest_earlier_attempt_and_runs_only_what_did_not_pas
     artifacts.push(results(2, &["lost"]));
     let server = serve(artifacts, Fault::None).await;
 
-    let history = fetch_history(&run(&server, 3), true).await;
+    let history = fetch_history(&run(&server, 3), CLUSTER, true).await;
     assert_eq!(history.misses, []);
     let (previous, from) = history.previous.as_ref().unwrap();
-    assert_eq!((previous.attempt, from.name.as_str()), (2, "ca-results-2"));
+    assert_eq!(
+        (previous.attempt, from.name.as_str()),
+        (2, "ca-results-default-2")
+    );
     // Estimates come from the earlier attempt too; the default branch is not asked.
     assert_eq!(slow_estimate(&history), Some(7_002));
     assert_eq!(counts(&server), (0, 1, 1, 1));
@@ -413,8 +417,20 @@ async fn a_rerun_takes_the_newest_earlier_attempt_and_runs_only_what_did_not_pas
 
 #[tokio::test]
 async fn a_rerun_without_earlier_results_falls_back_to_the_default_branch() {
-    let server = serve(repository_artifacts(), Fault::None).await;
-    let history = fetch_history(&run(&server, 2), true).await;
+    // This run has results, but of another cluster: not ours to re-run from.
+    let mut artifacts = repository_artifacts();
+    let other = AttemptResults::after_attempt(None, RUN, 1, Default::default(), timings(RUN, 5));
+    artifacts.push(Stored {
+        id: 50,
+        name: "ca-results-other-1".into(),
+        run_id: RUN,
+        branch: "feature",
+        created_at: "2026-11-30T10:00:00Z",
+        expired: false,
+        zip: zip(RESULTS_FILE, &other.to_json()),
+    });
+    let server = serve(artifacts, Fault::None).await;
+    let history = fetch_history(&run(&server, 2), CLUSTER, true).await;
     assert_eq!(history.previous, None);
     assert_eq!(slow_estimate(&history), Some(1_000));
     assert_eq!(history.misses.len(), 1);
@@ -446,7 +462,7 @@ fn assert_one_miss(history: &History, expected: fn(&MissReason) -> bool, words: 
 #[tokio::test]
 async fn no_permission_is_one_line() {
     let server = serve(repository_artifacts(), Fault::ListForbidden).await;
-    let history = fetch_history(&run(&server, 1), true).await;
+    let history = fetch_history(&run(&server, 1), CLUSTER, true).await;
     assert_one_miss(
         &history,
         |w| matches!(w, MissReason::Forbidden(_)),
@@ -458,7 +474,7 @@ async fn no_permission_is_one_line() {
 #[tokio::test]
 async fn no_artifact_is_one_line() {
     let server = serve(Vec::new(), Fault::None).await;
-    let history = fetch_history(&run(&server, 1), true).await;
+    let history = fetch_history(&run(&server, 1), CLUSTER, true).await;
     assert_one_miss(
         &history,
         |w| matches!(w, MissReason::NotFound(_)),
@@ -467,7 +483,7 @@ async fn no_artifact_is_one_line() {
     assert_eq!(counts(&server), (1, 0, 0, 0));
 
     let server = serve(repository_artifacts(), Fault::DownloadNotFound).await;
-    let history = fetch_history(&run(&server, 1), true).await;
+    let history = fetch_history(&run(&server, 1), CLUSTER, true).await;
     assert_one_miss(&history, |w| matches!(w, MissReason::NotFound(_)), "404");
     assert_eq!(counts(&server), (1, 0, 1, 0));
 }
@@ -477,7 +493,7 @@ async fn a_garbled_artifact_is_one_line() {
     let mut artifacts = repository_artifacts();
     artifacts[0].zip = b"PK\x03\x04 this is not a zip".to_vec();
     let server = serve(artifacts, Fault::None).await;
-    let history = fetch_history(&run(&server, 1), true).await;
+    let history = fetch_history(&run(&server, 1), CLUSTER, true).await;
     assert_one_miss(
         &history,
         |w| matches!(w, MissReason::Corrupt(_)),
@@ -487,7 +503,7 @@ async fn a_garbled_artifact_is_one_line() {
     let mut artifacts = repository_artifacts();
     artifacts[0].zip = zip(TIMINGS_FILE, b"{\"version\": 1, \"tests\": ");
     let server = serve(artifacts, Fault::None).await;
-    let history = fetch_history(&run(&server, 1), true).await;
+    let history = fetch_history(&run(&server, 1), CLUSTER, true).await;
     assert_one_miss(
         &history,
         |w| matches!(w, MissReason::Corrupt(_)),

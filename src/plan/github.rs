@@ -15,7 +15,7 @@ use octocrab::models::workflows::WorkflowListArtifact;
 use octocrab::{Octocrab, Page};
 
 use super::ArtifactDocument;
-use super::results::{AttemptResults, results_artifact_attempt};
+use super::results::{AttemptResults, results_artifact_attempt, results_artifact_name};
 use super::timings::{Timings, timings_artifact_name};
 
 /// The REST API's base URL (GitHub Enterprise Server sets its own).
@@ -221,7 +221,7 @@ pub enum Source {
 pub struct Miss {
     /// The source.
     pub source: Source,
-    /// What was looked for ("results of earlier attempts", "ca-timings-ci.yml on main").
+    /// What was looked for ("results of earlier attempts", "ca-timings-default-ci.yml on main").
     pub what: String,
     /// Why there was nothing.
     pub why: MissReason,
@@ -277,12 +277,12 @@ impl History {
     }
 }
 
-/// Asks GitHub, in order: the previous attempts of this run (attempts above 1), then, when
-/// `want_timings` and no earlier attempt had timings, the newest timings of this workflow on
-/// the default branch.
-pub async fn fetch_history(run: &GithubRun, want_timings: bool) -> History {
+/// Asks GitHub for `cluster`'s history, in order: the previous attempts of this run (attempts
+/// above 1), then, when `want_timings` and no earlier attempt had timings, the newest timings
+/// of this workflow on the default branch.
+pub async fn fetch_history(run: &GithubRun, cluster: &str, want_timings: bool) -> History {
     let mut history = History::default();
-    let client = match HistoryClient::new(run) {
+    let client = match HistoryClient::new(run, cluster) {
         Ok(client) => client,
         Err(why) => {
             let (source, what) = if run.attempt > 1 {
@@ -321,15 +321,16 @@ pub async fn fetch_history(run: &GithubRun, want_timings: bool) -> History {
     history
 }
 
-/// The REST client for one run.
+/// The REST client for one cluster of one run.
 pub struct HistoryClient<'a> {
     crab: Octocrab,
     run: &'a GithubRun,
+    cluster: &'a str,
 }
 
 impl<'a> HistoryClient<'a> {
-    /// A client with the run's token and API URL.
-    pub fn new(run: &'a GithubRun) -> Result<Self, MissReason> {
+    /// A client with the run's token and API URL, for `cluster`'s artifacts.
+    pub fn new(run: &'a GithubRun, cluster: &'a str) -> Result<Self, MissReason> {
         let token = run.token.clone().ok_or(MissReason::NoToken)?;
         let crab = Octocrab::builder()
             .base_uri(run.api_url.as_str())
@@ -340,16 +341,17 @@ impl<'a> HistoryClient<'a> {
                     .build()
             })
             .map_err(|e| MissReason::Failed(one_line(&e)))?;
-        Ok(Self { crab, run })
+        Ok(Self { crab, run, cluster })
     }
 
-    /// The newest earlier attempt's `ca-results-<attempt>`: one list of the run's artifacts
-    /// (every attempt's), one download.
+    /// The newest earlier attempt's `ca-results-<cluster>-<attempt>`: one list of the run's
+    /// artifacts (every attempt's), one download.
     pub async fn previous_attempt(&self) -> Lookup<AttemptResults> {
         let what = format!(
-            "results of earlier attempts of run {} (ca-results-1 to ca-results-{})",
+            "results of earlier attempts of run {} ({} to {})",
             self.run.run_id,
-            self.run.attempt.saturating_sub(1)
+            results_artifact_name(self.cluster, 1),
+            results_artifact_name(self.cluster, self.run.attempt.saturating_sub(1))
         );
         let listed = self
             .crab
@@ -360,7 +362,7 @@ impl<'a> HistoryClient<'a> {
             .await;
         let newest = listed.map(|page| {
             unexpired(page)
-                .filter_map(|a| Some((results_artifact_attempt(&a.name)?, a)))
+                .filter_map(|a| Some((results_artifact_attempt(self.cluster, &a.name)?, a)))
                 .filter(|(attempt, _)| *attempt < self.run.attempt)
                 .max_by_key(|(attempt, _)| *attempt)
                 .map(|(_, artifact)| artifact)
@@ -374,10 +376,10 @@ impl<'a> HistoryClient<'a> {
         .await
     }
 
-    /// The newest unexpired `ca-timings-<workflow>` of another run on the default branch: one
-    /// list by name, one download.
+    /// The newest unexpired `ca-timings-<cluster>-<workflow>` of another run on the default
+    /// branch: one list by name, one download.
     pub async fn default_branch_timings(&self) -> Lookup<Timings> {
-        let name = timings_artifact_name(self.run.workflow.as_deref());
+        let name = timings_artifact_name(self.cluster, self.run.workflow.as_deref());
         let Some(branch) = &self.run.default_branch else {
             return Lookup::Missed(Miss {
                 source: Source::DefaultBranch,
@@ -562,7 +564,7 @@ mod tests {
     #[tokio::test]
     async fn without_a_token_there_is_one_line_and_nothing_else() {
         let run = GithubRun::from_vars(vars(&BASE)).unwrap().unwrap();
-        let history = fetch_history(&run, true).await;
+        let history = fetch_history(&run, "default", true).await;
         assert_eq!(history.previous, None);
         assert_eq!(history.timings, None);
         let lines = history.lines();

@@ -1,4 +1,4 @@
-//! `ca-results-<attempt>`: every test's final status at the end of one run attempt, written by
+//! `ca-results-<cluster>-<attempt>`: every test's final status at the end of one run attempt, written by
 //! the runner so that a re-run ("Re-run failed jobs" bumps `GITHUB_RUN_ATTEMPT`) can run only
 //! what failed or never ran. An attempt's results are complete for the run: a test a re-run
 //! skipped keeps the status it had, so the newest attempt's artifact is all a later one reads.
@@ -15,20 +15,25 @@ use super::timings::{Timings, check_version};
 
 /// The format version this build writes and reads.
 pub const RESULTS_VERSION: u32 = 1;
-/// The artifact's name prefix; [`results_artifact_name`] adds the attempt.
-pub const RESULTS_ARTIFACT: &str = "ca-results-";
+/// The artifact's name prefix; [`results_artifact_name`] adds the cluster and the attempt.
+pub const RESULTS_ARTIFACT: &str = "ca-results";
 /// The file inside the artifact's zip.
 pub const RESULTS_FILE: &str = "ca-results.json";
 
-/// The results artifact of run attempt `attempt`: `ca-results-<attempt>` (artifact names are
-/// unique within a run across all its attempts, so each attempt needs its own).
-pub fn results_artifact_name(attempt: u32) -> String {
-    format!("{RESULTS_ARTIFACT}{attempt}")
+/// The results artifact of `cluster` in run attempt `attempt`: `ca-results-<cluster>-<attempt>`
+/// (artifact names are unique within a run across all its attempts, and several clusters can
+/// share a run, so each needs its own).
+pub fn results_artifact_name(cluster: &str, attempt: u32) -> String {
+    format!("{RESULTS_ARTIFACT}-{cluster}-{attempt}")
 }
 
-/// The attempt a results artifact name belongs to, if it is one.
-pub fn results_artifact_attempt(name: &str) -> Option<u32> {
-    let digits = name.strip_prefix(RESULTS_ARTIFACT)?;
+/// The attempt a results artifact of `cluster` belongs to, if `name` is one.
+pub fn results_artifact_attempt(cluster: &str, name: &str) -> Option<u32> {
+    let digits = name
+        .strip_prefix(RESULTS_ARTIFACT)?
+        .strip_prefix('-')?
+        .strip_prefix(cluster)?
+        .strip_prefix('-')?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -344,16 +349,21 @@ mod tests {
         assert!(AttemptResults::from_json(b"{}").is_err());
         let zipped = results.to_artifact_zip().unwrap();
         assert_eq!(AttemptResults::from_artifact_zip(&zipped).unwrap(), results);
-        assert_eq!(results_artifact_name(3), "ca-results-3");
-        assert_eq!(results_artifact_attempt("ca-results-3"), Some(3));
+        assert_eq!(results_artifact_name("default", 3), "ca-results-default-3");
+        assert_eq!(
+            results_artifact_attempt("default", "ca-results-default-3"),
+            Some(3)
+        );
         for name in [
-            "ca-results-",
-            "ca-results-0",
-            "ca-results-x",
-            "ca-results--1",
+            "ca-results-default-",
+            "ca-results-default-0",
+            "ca-results-default-x",
+            "ca-results-default--1",
+            "ca-results-other-1",
+            "ca-results-3",
             "x",
         ] {
-            assert_eq!(results_artifact_attempt(name), None, "{name}");
+            assert_eq!(results_artifact_attempt("default", name), None, "{name}");
         }
     }
 }

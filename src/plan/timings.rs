@@ -19,18 +19,19 @@ pub const TIMINGS_VERSION: u32 = 1;
 pub const SAMPLES_KEPT: usize = 3;
 /// A duration above this (a week) is kept as this, so sums of estimates cannot overflow.
 pub const LONGEST_DURATION_MS: u64 = 7 * 24 * 3_600_000;
-/// The artifact's name prefix; [`timings_artifact_name`] adds the workflow.
+/// The artifact's name prefix; [`timings_artifact_name`] adds the cluster and the workflow.
 pub const TIMINGS_ARTIFACT: &str = "ca-timings";
 /// The file inside the artifact's zip.
 pub const TIMINGS_FILE: &str = "ca-timings.json";
 
-/// The timings artifact of one workflow: `ca-timings-<workflow file>`, or `ca-timings` when the
-/// workflow is unknown (a local run). The name carries the workflow because a repository's
-/// artifact listing (filtered by exact name) does not say which workflow made an artifact.
-pub fn timings_artifact_name(workflow: Option<&str>) -> String {
+/// The timings artifact of one cluster of one workflow: `ca-timings-<cluster>-<workflow file>`,
+/// or `ca-timings-<cluster>` when the workflow is unknown (a local run). The name carries the
+/// workflow because a repository's artifact listing (filtered by exact name) does not say which
+/// workflow made an artifact, and the cluster because several can share a run.
+pub fn timings_artifact_name(cluster: &str, workflow: Option<&str>) -> String {
     match workflow {
-        Some(workflow) => format!("{TIMINGS_ARTIFACT}-{}", artifact_safe(workflow)),
-        None => TIMINGS_ARTIFACT.to_string(),
+        Some(workflow) => format!("{TIMINGS_ARTIFACT}-{cluster}-{}", artifact_safe(workflow)),
+        None => format!("{TIMINGS_ARTIFACT}-{cluster}"),
     }
 }
 
@@ -313,8 +314,14 @@ mod tests {
 
     #[test]
     fn artifact_names_carry_the_workflow_safely() {
-        assert_eq!(timings_artifact_name(None), "ca-timings");
-        assert_eq!(timings_artifact_name(Some("ci.yml")), "ca-timings-ci.yml");
-        assert_eq!(timings_artifact_name(Some("a:b/c")), "ca-timings-a_b_c");
+        assert_eq!(timings_artifact_name("default", None), "ca-timings-default");
+        assert_eq!(
+            timings_artifact_name("default", Some("ci.yml")),
+            "ca-timings-default-ci.yml"
+        );
+        assert_eq!(
+            timings_artifact_name("c", Some("a:b/c")),
+            "ca-timings-c-a_b_c"
+        );
     }
 }
