@@ -25,6 +25,9 @@
 //!   submission, progress, worker wait, cancel, lost broker, outputs, the report) inside an
 //!   async shell (`runner::session`) that publishes layers, joins the broker and fetches
 //!   outputs; progress and reports.
+//! - [`plan`]: a test suite's plan: batches from estimates (longest and unknown first, none
+//!   over total / slots), the `ca-timings` and `ca-results` documents, re-run
+//!   selection, and `plan::github`, which reads them back through GitHub's REST API (octocrab).
 //! - [`local`]: `cluster-action local`: [`serve`] in-process, an embedded broker, worker
 //!   processes and the runner.
 //! - [`serve`]: a local artifact service (both halves) for tests, benchmarks and `local`.
@@ -48,6 +51,7 @@ pub mod broker;
 pub mod layer;
 pub mod link;
 pub mod local;
+pub mod plan;
 pub mod proto;
 pub mod runner;
 pub mod serve;
