@@ -14,6 +14,9 @@
 //! - [`worker`]: connects, runs assigned jobs (attempt: layers → directory →
 //!   `worker::exec` → outputs layer), reports outcomes.
 //! - [`runner`]: the manifest, the submission session, progress and reports.
+//! - [`suite`]: test frameworks (nextest, pytest, go test, a command pair): listing a suite
+//!   on the runner, the command a worker runs for a batch, per-test results from the
+//!   framework's own report, and the merged JUnit.
 //! - [`local`]: `cluster-action local`: [`serve`] in-process, an embedded broker, worker
 //!   processes and the runner.
 //! - [`serve`]: a local artifact service (both halves) for tests, benchmarks and `local`.
@@ -34,5 +37,6 @@ pub mod runner;
 pub mod serve;
 pub mod store;
 pub mod stream;
+pub mod suite;
 pub mod token;
 pub mod worker;
