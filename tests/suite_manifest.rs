@@ -1,0 +1,141 @@
+//! The manifest's `suites:` section as a user writes it: what is accepted, how defaults
+//! apply, and each mistake named with file, line and column before anything runs.
+
+use std::path::Path;
+use std::time::Duration;
+
+use cluster_action::runner::manifest::{self, Manifest, ManifestError};
+use cluster_action::suite::{Framework, Split};
+
+fn parse(yaml: &str) -> Result<Manifest, ManifestError> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("app")).unwrap();
+    manifest::parse(yaml, Path::new("ci.yml"), dir.path())
+}
+
+fn refuse(yaml: &str) -> String {
+    match parse(yaml) {
+        Ok(m) => panic!("accepted: {m:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn assert_has(message: &str, expected: &str) {
+    assert!(
+        message.contains(expected),
+        "expected {expected:?} in:\n{message}"
+    );
+}
+
+#[test]
+fn the_issue_example_is_accepted_as_written() {
+    let m = parse(
+        "\
+defaults:
+  retries: 1
+layers:
+  app: {paths: [app]}
+suites:
+  - name: rust
+    framework: nextest
+    args: [--workspace]
+    layers: [app]
+    batch: 30s
+    retries: 2
+  - name: py
+    framework: pytest
+    args: [tests/]
+    split: file
+  - name: anything
+    framework: command
+    list: ./list-tests.sh
+    run: ./run-tests.sh \"$@\"
+",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(m.jobs.is_empty());
+    let [rust, py, any] = &m.suites[..] else {
+        panic!("{:?}", m.suites)
+    };
+    assert_eq!(rust.suite.framework, Framework::Nextest);
+    assert_eq!(rust.suite.args, ["--workspace"]);
+    assert_eq!(rust.layers, ["app"]);
+    assert_eq!(rust.batch, Some(Duration::from_secs(30)));
+    assert_eq!((rust.retries, rust.split), (2, Split::Test));
+    assert_eq!((py.retries, py.split, py.batch), (1, Split::File, None));
+    assert_eq!(
+        any.suite.framework,
+        Framework::Command {
+            list: "./list-tests.sh".into(),
+            run: "./run-tests.sh \"$@\"".into()
+        }
+    );
+}
+
+#[test]
+fn jobs_and_suites_live_side_by_side() {
+    let m = parse("jobs:\n  - {name: a, run: 'true'}\nsuites:\n  - {name: s, framework: go}\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((m.jobs.len(), m.suites.len()), (1, 1));
+}
+
+#[test]
+fn a_bad_batch_time_is_named_with_its_line() {
+    let err = refuse("suites:\n  - name: rust\n    framework: nextest\n    batch: abc\n");
+    assert_has(
+        &err,
+        "ci.yml:4:12: suite 'rust' has a bad batch: invalid duration 'abc'",
+    );
+}
+
+#[test]
+fn every_mistake_is_reported_at_once() {
+    let err = refuse(
+        "\
+suites:
+  - name: a
+    framework: jest
+  - name: a
+    framework: pytest
+    split: module
+    layers: [nope]
+    list: ./x
+  - framework: command
+    list: ./list
+",
+    );
+    assert_has(
+        &err,
+        "ci.yml:3:16: suite 'a' has an unknown framework 'jest'",
+    );
+    assert_has(&err, "hint: use one of nextest, pytest, go, command");
+    assert_has(
+        &err,
+        "ci.yml:4:11: suite 'a' is defined twice (first at line 2)",
+    );
+    assert_has(&err, "ci.yml:6:12: suite 'a' has an unknown split 'module'");
+    assert_has(
+        &err,
+        "ci.yml:7:14: suite 'a' uses layer 'nope', which is not defined",
+    );
+    assert_has(
+        &err,
+        "ci.yml:8:11: suite 'a' sets `list`, which only `framework: command` uses",
+    );
+    assert_has(&err, "ci.yml:9:5: suite #3 has no name");
+    assert_has(&err, "suite '#3' has no `run` command");
+}
+
+#[test]
+fn unknown_keys_and_missing_frameworks_are_refused() {
+    let err = refuse("suites:\n  - name: a\n    framwork: go\n");
+    assert_has(&err, "ci.yml:3:5: suites[0]: unknown field `framwork`");
+    let err = refuse("suites:\n  - name: a\n");
+    assert_has(&err, "ci.yml:2:5: suite 'a' has no framework");
+}
+
+#[test]
+fn a_suite_may_not_take_a_jobs_name() {
+    let err = refuse("jobs:\n  - {name: a, run: 'true'}\nsuites:\n  - {name: a, framework: go}\n");
+    assert_has(&err, "ci.yml:4:12: suite 'a' has the name of a job");
+}
