@@ -31,7 +31,8 @@ pub(super) fn list(suite: &Suite, dir: &Path) -> Result<Listing, SuiteError> {
     let mut args: Vec<String> = ["-m", "pytest", "--collect-only", "-q"]
         .map(str::to_owned)
         .to_vec();
-    args.extend(suite.args.iter().cloned());
+    // Verbosity would change the listing's format; it still applies to the batches.
+    args.extend(suite.args.iter().filter(|arg| !is_verbosity(arg)).cloned());
     let stdout = match run(suite, dir, &python, &args) {
         Ok(out) => out.stdout,
         Err(SuiteError::ListFailed { stderr_tail, .. })
@@ -70,6 +71,14 @@ pub(super) fn list(suite: &Suite, dir: &Path) -> Result<Listing, SuiteError> {
         .cloned()
         .collect();
     Ok(listing)
+}
+
+/// Whether `arg` sets pytest's verbosity (`-q`, `-vv`, `--quiet`, `--verbose`).
+fn is_verbosity(arg: &str) -> bool {
+    matches!(arg, "--quiet" | "--verbose")
+        || arg
+            .strip_prefix('-')
+            .is_some_and(|flags| !flags.is_empty() && flags.bytes().all(|b| b == b'q' || b == b'v'))
 }
 
 /// Runs the batch's node ids with the suite's options, JUnit to the report file.
