@@ -139,3 +139,25 @@ fn a_suite_may_not_take_a_jobs_name() {
     let err = refuse("jobs:\n  - {name: a, run: 'true'}\nsuites:\n  - {name: a, framework: go}\n");
     assert_has(&err, "ci.yml:4:12: suite 'a' has the name of a job");
 }
+
+#[test]
+fn the_binary_refuses_a_bad_suite_with_exit_2_and_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ci.yml");
+    std::fs::write(
+        &path,
+        "suites:\n  - name: rust\n    framework: nextest\n    batch: abc\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cluster-action"))
+        .arg("run")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_has(
+        &stderr,
+        &format!("{}:4:12: suite 'rust' has a bad batch", path.display()),
+    );
+}

@@ -135,4 +135,23 @@ mod tests {
         assert!(on_path("bash").is_some());
         assert!(on_path("surely-not-a-program-here").is_none());
     }
+
+    #[test]
+    fn a_missing_tool_is_named_with_its_install_command() {
+        let suite = Suite {
+            name: "rust".into(),
+            framework: super::super::Framework::Nextest,
+            args: vec![],
+        };
+        let tool = Tool {
+            program: "surely-not-a-program-here",
+            install: "install it with `make magic`",
+        };
+        let message = tool.find(&suite).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "suite 'rust': `surely-not-a-program-here` is not installed (not found on PATH); \
+             install it with `make magic`"
+        );
+    }
 }
