@@ -71,6 +71,27 @@ fn have(program: &str, probe: &[&str]) -> bool {
     ok
 }
 
+/// Lists the fixture `name` as suite `suite` (builds go to a temporary directory, returned too).
+fn list_fixture(name: &str, suite_name: &str, framework: Framework, args: &[&str]) -> Fixture {
+    let source = fixture(name);
+    let work = tempfile::tempdir().unwrap();
+    let listing = suite(suite_name, framework, args)
+        .list(&source, work.path())
+        .unwrap_or_else(|e| panic!("{e}"));
+    Fixture {
+        source,
+        listing,
+        _work: work,
+    }
+}
+
+/// A listed fixture.
+struct Fixture {
+    source: PathBuf,
+    listing: Listing,
+    _work: tempfile::TempDir,
+}
+
 fn suite(name: &str, framework: Framework, args: &[&str]) -> Suite {
     Suite {
         name: name.into(),
@@ -291,11 +312,11 @@ fn nextest_batches_report_every_test_once() {
     if !have("cargo-nextest", &["nextest", "--version"]) {
         return;
     }
-    let source = fixture("suite-cargo");
-    let work = tempfile::tempdir().unwrap();
-    let listing = suite("rust", Framework::Nextest, &[])
-        .list(&source, work.path())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let Fixture {
+        source,
+        listing,
+        _work,
+    } = list_fixture("suite-cargo", "rust", Framework::Nextest, &[]);
     assert_eq!(listing.tests.len(), 6);
     assert_eq!(listing.ship.len(), 2, "the archive and cargo-nextest");
     let records = run_suite(&listing, &source, Split::Test);
@@ -308,6 +329,7 @@ fn nextest_batches_report_every_test_once() {
         ("suite-fixture::more adds", Passed),
         ("suite-fixture::more also_passes", Passed),
     ];
+    let work = tempfile::tempdir().unwrap();
     let config = work.path().join("alone.toml");
     std::fs::write(
         &config,
@@ -338,11 +360,11 @@ fn pytest_batches_report_every_test_once_keeping_files_together() {
     if !have("python", &["-m", "pytest", "--version"]) {
         return;
     }
-    let source = fixture("suite-pytest");
-    let work = tempfile::tempdir().unwrap();
-    let listing = suite("py", Framework::Pytest, &["-q"])
-        .list(&source, work.path())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let Fixture {
+        source,
+        listing,
+        _work,
+    } = list_fixture("suite-pytest", "py", Framework::Pytest, &["-q"]);
     assert_eq!(listing.tests.len(), 7);
     for batch in batches(&listing, Split::File, 3) {
         let files: std::collections::BTreeSet<_> = batch.iter().map(|t| &t.file).collect();
@@ -369,11 +391,11 @@ fn go_batches_report_every_test_once() {
     if !have("go", &["version"]) {
         return;
     }
-    let source = fixture("suite-go");
-    let work = tempfile::tempdir().unwrap();
-    let listing = suite("go", Framework::Go, &["./..."])
-        .list(&source, work.path())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let Fixture {
+        source,
+        listing,
+        _work,
+    } = list_fixture("suite-go", "go", Framework::Go, &["./..."]);
     assert_eq!(listing.tests.len(), 6);
     assert_eq!(listing.ship.len(), 2, "one test binary per package");
     let records = run_suite(&listing, &source, Split::Test);
@@ -407,11 +429,11 @@ fn a_go_batch_killed_part_way_keeps_what_finished() {
     if !have("go", &["version"]) {
         return;
     }
-    let source = fixture("suite-go");
-    let work = tempfile::tempdir().unwrap();
-    let listing = suite("go", Framework::Go, &["./calc"])
-        .list(&source, work.path())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let Fixture {
+        source,
+        listing,
+        _work,
+    } = list_fixture("suite-go", "go", Framework::Go, &["./calc"]);
     let batch = listing.tests.clone();
     // The report goes to the batch's stdout, so its progress can be followed as it happens.
     let dir = job_dir(&listing, &source);

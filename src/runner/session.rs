@@ -428,7 +428,7 @@ fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result
 }
 
 /// A job name as a single, safe directory name.
-fn safe_dir_name(name: &str) -> String {
+pub(crate) fn safe_dir_name(name: &str) -> String {
     let cleaned: String = name
         .chars()
         .map(|c| {

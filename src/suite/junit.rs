@@ -221,7 +221,7 @@ fn push_testcase(xml: &mut String, record: &TestRecord) {
             } else {
                 "failure"
             };
-            push_outcome(&mut body, element, last);
+            push_attempt(&mut body, element, last);
             for attempt in failed.iter().filter(|a| !std::ptr::eq(**a, last)) {
                 push_attempt(&mut body, "rerunFailure", attempt);
             }
@@ -239,24 +239,19 @@ fn push_testcase(xml: &mut String, record: &TestRecord) {
     }
 }
 
-/// A `<failure>` or `<error>` with the attempt's message and its output as the body.
-fn push_outcome(xml: &mut String, element: &str, attempt: &TestResult) {
-    xml.push_str(&format!(
-        "      <{element} message=\"{}\" type=\"{}\">{}</{element}>\n",
-        escape(attempt.message.as_deref().unwrap_or(""), true),
-        attempt.status.name(),
-        escape(&attempt.output, false)
-    ));
-}
-
-/// A `<flakyFailure>` or `<rerunFailure>`: message and type, with the output as
-/// `<stackTrace>` (where Surefire keeps it).
+/// An `<element>` for one attempt: its message and type, its output as the body (a
+/// `<failure>` or `<error>`) or, for `<flakyFailure>` and `<rerunFailure>`, as the
+/// `<stackTrace>` inside it, where Surefire keeps it.
 fn push_attempt(xml: &mut String, element: &str, attempt: &TestResult) {
+    let output = escape(&attempt.output, false);
+    let body = match element {
+        "failure" | "error" => output,
+        _ => format!("<stackTrace>{output}</stackTrace>"),
+    };
     xml.push_str(&format!(
-        "      <{element} message=\"{}\" type=\"{}\"><stackTrace>{}</stackTrace></{element}>\n",
+        "      <{element} message=\"{}\" type=\"{}\">{body}</{element}>\n",
         escape(attempt.message.as_deref().unwrap_or(""), true),
         attempt.status.name(),
-        escape(&attempt.output, false)
     ));
 }
 

@@ -25,6 +25,8 @@ mod report;
 
 use std::path::{Path, PathBuf};
 
+use crate::runner::session::safe_dir_name as ship_name;
+
 pub use error::SuiteError;
 pub use junit::{TestEntry, TestRecord};
 
@@ -268,19 +270,6 @@ impl Listing {
             }
         }
     }
-}
-
-/// `name` as a file name: characters other than letters, digits, `.`, `_` and `-` become `_`.
-fn ship_name(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 /// Where a shipped file named `file` of `suite` lands, relative to the job's directory.
