@@ -424,6 +424,82 @@ fn go_batches_report_every_test_once() {
     check(&records, &expected, alone);
 }
 
+/// Runs the tests of `listing` named `names` as one batch, follows its output until a line
+/// contains `marker`, then SIGKILLs the batch's process group (as a worker's loss would end
+/// it) and parses what the report holds. Returns each test's status by name.
+fn kill_part_way(
+    listing: &Listing,
+    source: &Path,
+    names: &[&str],
+    marker: &str,
+) -> BTreeMap<String, TestStatus> {
+    let batch: Vec<TestCase> = names
+        .iter()
+        .map(|name| {
+            listing
+                .tests
+                .iter()
+                .find(|t| t.name == *name)
+                .unwrap()
+                .clone()
+        })
+        .collect();
+    let dir = job_dir(listing, source);
+    let file = dir.path().join("report.out");
+    // go writes progress only to its report, so follow the report itself there; nextest and
+    // pytest print their progress as they write it.
+    let follow_report = listing.suite.framework == Framework::Go;
+    let report = if follow_report {
+        PathBuf::from("/dev/stdout")
+    } else {
+        file.clone()
+    };
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg(listing.batch_command(&batch))
+        .current_dir(dir.path())
+        .env(REPORT_ENV, &report)
+        .env("CLUSTER_ATTEMPT", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut lines = BufReader::new(child.stdout.take().unwrap());
+    loop {
+        let mut line = String::new();
+        assert!(
+            lines.read_line(&mut line).unwrap() > 0,
+            "ended before {marker:?}"
+        );
+        seen.extend_from_slice(line.as_bytes());
+        if line.contains(marker) {
+            break;
+        }
+    }
+    let pgid = i32::try_from(child.id()).unwrap();
+    // SAFETY: a plain syscall on the process group of the child started above.
+    assert_eq!(unsafe { libc::killpg(pgid, libc::SIGKILL) }, 0);
+    std::io::Read::read_to_end(lines.get_mut(), &mut seen).unwrap();
+    child.wait().unwrap();
+    let bytes = if follow_report {
+        Some(seen)
+    } else {
+        std::fs::read(&file).ok()
+    };
+    listing
+        .parse_report(bytes.as_deref(), &batch)
+        .into_iter()
+        .map(|r| (r.case.name, r.status))
+        .collect()
+}
+
+/// `names` with `status` each, for comparing with [`kill_part_way`].
+fn statuses(names: &[(&str, TestStatus)]) -> BTreeMap<String, TestStatus> {
+    names.iter().map(|(n, s)| (n.to_string(), *s)).collect()
+}
+
 #[test]
 fn a_go_batch_killed_part_way_keeps_what_finished() {
     if !have("go", &["version"]) {
@@ -434,53 +510,54 @@ fn a_go_batch_killed_part_way_keeps_what_finished() {
         listing,
         _work,
     } = list_fixture("suite-go", "go", Framework::Go, &["./calc"]);
-    let batch = listing.tests.clone();
-    // The report goes to the batch's stdout, so its progress can be followed as it happens.
-    let dir = job_dir(&listing, &source);
-    let mut child = Command::new("bash")
-        .arg("-c")
-        .arg(listing.batch_command(&batch))
-        .current_dir(dir.path())
-        .env(REPORT_ENV, "/dev/stdout")
-        .env("CLUSTER_ATTEMPT", "1")
-        .stdout(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let mut report = Vec::new();
-    let mut lines = BufReader::new(child.stdout.take().unwrap());
-    loop {
-        let mut line = String::new();
-        assert!(
-            lines.read_line(&mut line).unwrap() > 0,
-            "ended before TestSlow"
-        );
-        report.extend_from_slice(line.as_bytes());
-        if line.starts_with("=== RUN   TestSlow") {
-            break;
-        }
+    let names = ["TestAdd", "TestSlow", "TestFails", "TestFlaky"];
+    let got = kill_part_way(&listing, &source, &names, "=== RUN   TestSlow");
+    use TestStatus::*;
+    let want = [
+        ("TestAdd", Passed),
+        ("TestSlow", NotRun),
+        ("TestFails", NotRun),
+        ("TestFlaky", NotRun),
+    ];
+    assert_eq!(got, statuses(&want));
+}
+
+#[test]
+fn a_pytest_batch_killed_part_way_keeps_what_finished() {
+    if !have("python", &["-m", "pytest", "--version"]) {
+        return;
     }
-    // SAFETY: plain syscall on the process group of the child we started.
-    assert_eq!(unsafe { libc::killpg(child.id() as i32, libc::SIGKILL) }, 0);
-    std::io::Read::read_to_end(lines.get_mut(), &mut report).unwrap();
-    child.wait().unwrap();
-    let results = listing.parse_report(Some(&report), &batch);
-    let status: BTreeMap<&str, TestStatus> = results
-        .iter()
-        .map(|r| (r.case.name.as_str(), r.status))
-        .collect();
-    assert_eq!(
-        status["TestAdd"],
-        TestStatus::Passed,
-        "finished before the kill"
-    );
-    for name in ["TestSlow", "TestFails", "TestFlaky"] {
-        assert_eq!(
-            status[name],
-            TestStatus::NotRun,
-            "{name} goes back to the queue"
-        );
+    let Fixture {
+        source,
+        listing,
+        _work,
+    } = list_fixture("suite-pytest", "py", Framework::Pytest, &[]);
+    let names = ["test_adds", "test_slow", "test_fails"];
+    let got = kill_part_way(&listing, &source, &names, "test_adds PASSED");
+    use TestStatus::*;
+    let want = [
+        ("test_adds", Passed),
+        ("test_slow", NotRun),
+        ("test_fails", NotRun),
+    ];
+    assert_eq!(got, statuses(&want));
+}
+
+#[test]
+fn a_nextest_batch_killed_part_way_keeps_what_finished() {
+    if !have("cargo-nextest", &["nextest", "--version"]) {
+        return;
     }
+    let Fixture {
+        source,
+        listing,
+        _work,
+    } = list_fixture("suite-cargo", "rust", Framework::Nextest, &["--lib"]);
+    let names = ["tests::adds", "tests::slow"];
+    let got = kill_part_way(&listing, &source, &names, "suite-fixture tests::adds");
+    use TestStatus::*;
+    let want = [("tests::adds", Passed), ("tests::slow", NotRun)];
+    assert_eq!(got, statuses(&want));
 }
 
 #[test]

@@ -11,7 +11,10 @@
 //! Results come from the framework's report alone, never from the batch's exit code: a test
 //! of the batch that a complete report does not mention is an [`TestStatus::Error`] ("not
 //! reported"); when the report is missing or cut short (the batch was killed), what it
-//! finished is kept and the rest is [`TestStatus::NotRun`], to be queued again.
+//! finished is kept and the rest is [`TestStatus::NotRun`], to be queued again. (go's report
+//! is its streamed verbose output; for nextest and pytest the report file holds their progress
+//! lines until the framework's JUnit replaces it at the end; a `command` suite's JUnit is all
+//! or nothing.)
 //! [`junit`] merges the results of every batch and attempt into one JUnit XML.
 
 mod command;
@@ -237,9 +240,13 @@ impl Listing {
         let reported = match (&self.suite.framework, report) {
             (_, None) => report::Reported::default(),
             (Framework::Go, Some(bytes)) => gotest::parse(bytes),
-            (Framework::Nextest, Some(bytes)) => report::junit(bytes, nextest::junit_key),
-            (Framework::Pytest, Some(bytes)) => report::junit(bytes, pytest::junit_key),
-            (Framework::Command { .. }, Some(bytes)) => report::junit(bytes, command::junit_key),
+            (Framework::Nextest, Some(bytes)) => report::junit(bytes, nextest::junit_key)
+                .unwrap_or_else(|| report::progress(bytes, nextest::progress_line)),
+            (Framework::Pytest, Some(bytes)) => report::junit(bytes, pytest::junit_key)
+                .unwrap_or_else(|| report::progress(bytes, pytest::progress_line)),
+            (Framework::Command { .. }, Some(bytes)) => {
+                report::junit(bytes, command::junit_key).unwrap_or_default()
+            }
         };
         reported.results(batch, |case| match self.suite.framework {
             Framework::Nextest => nextest::case_key(case),

@@ -9,7 +9,8 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::process::{Tool, output};
-use super::{Listing, Shipped, Suite, SuiteError, TestCase, shell_quote, ship_dest};
+use super::report::seconds_to_ms;
+use super::{Listing, Shipped, Suite, SuiteError, TestCase, TestStatus, shell_quote, ship_dest};
 
 /// The nextest binary, run on the runner and shipped to workers.
 const NEXTEST: Tool = Tool {
@@ -112,8 +113,9 @@ pub(super) fn list(suite: &Suite, dir: &Path, work: &Path) -> Result<Listing, Su
     Ok(listing)
 }
 
-/// Runs the batch from the shipped archive with the job directory as the workspace, nextest's
-/// JUnit (no retries of its own: retries are the cluster's) copied to the report file.
+/// Runs the batch from the shipped archive with the job directory as the workspace, with no
+/// retries of nextest's own (retries are the cluster's). Its status lines stand in for the
+/// report until nextest's JUnit replaces it at the end.
 pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
     let dir = shell_quote(&ship_dest(&listing.suite, "").display().to_string());
     let config = format!(
@@ -122,16 +124,39 @@ pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
     );
     format!(
         "d=\"$PWD\"/{dir}\n\
+         r=\"${REPORT}\"\n\
          printf '{config}' \"$d\" > \"$d/nextest.toml\"\n\
          \"$d/{BINARY}\" nextest run --archive-file \"$d/{ARCHIVE}\" --workspace-remap . \
          --tool-config-file \"cluster-action:$d/nextest.toml\" --profile {PROFILE} \
-         --no-tests fail -E {}\n\
-         status=$?\n\
-         cp \"$d/store/{PROFILE}/junit.xml\" \"${REPORT}\"\n\
+         --no-tests fail --color never --status-level pass --final-status-level none \
+         -E {} 2>&1 | tee \"$r\"\n\
+         status=${{PIPESTATUS[0]}}\n\
+         if cp \"$d/store/{PROFILE}/junit.xml\" \"$r.xml\"; then mv \"$r.xml\" \"$r\"; fi\n\
          exit $status\n",
         shell_quote(&filter(batch)),
         REPORT = super::REPORT_ENV,
     )
+}
+
+/// A status line, `PASS [   0.005s] (2/3) binary-id test::name`: the test's key, status and
+/// run time.
+pub(super) fn progress_line(line: &str) -> Option<(String, TestStatus, u64)> {
+    let (word, rest) = line.trim_start().split_once(' ')?;
+    let status = match word {
+        "PASS" | "LEAK" => TestStatus::Passed,
+        "SKIP" => TestStatus::Skipped,
+        "FAIL" | "TIMEOUT" | "ABORT" | "LEAK-FAIL" => TestStatus::Failed,
+        _ if word.starts_with("SIG") => TestStatus::Failed,
+        _ => return None,
+    };
+    let (time, rest) = rest.trim_start().strip_prefix('[')?.split_once(']')?;
+    let seconds: f64 = time.trim().strip_suffix('s')?.parse().ok()?;
+    let mut rest = rest.trim_start();
+    if rest.starts_with('(') {
+        rest = rest.split_once(") ")?.1;
+    }
+    let (binary, name) = rest.trim_end().split_once(' ')?;
+    Some((format!("{binary} {name}"), status, seconds_to_ms(seconds)))
 }
 
 /// A filterset naming exactly `batch`: per binary, `binary_id(=B) & (test(=a) | …)`.
@@ -186,6 +211,19 @@ mod tests {
             name: name.into(),
             file: None,
         }
+    }
+
+    #[test]
+    fn status_lines_name_a_test_its_status_and_time() {
+        let line = "        PASS [   0.005s] (2/3) suite-fixture::more adds";
+        assert_eq!(
+            progress_line(line),
+            Some(("suite-fixture::more adds".into(), TestStatus::Passed, 5))
+        );
+        let line = "     SIGKILL [   1.500s] b x::y";
+        assert_eq!(progress_line(line).unwrap().1, TestStatus::Failed);
+        assert!(progress_line("    Starting 3 tests across 2 binaries").is_none());
+        assert!(progress_line("     Summary [   0.111s] 3 tests run: 1 passed").is_none());
     }
 
     #[test]

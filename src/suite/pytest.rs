@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::process::{Tool, on_path, run};
-use super::{Listing, Suite, SuiteError, TestCase, shell_quote};
+use super::{Listing, Suite, SuiteError, TestCase, TestStatus, shell_quote};
 
 /// The interpreter, looked up as `python`, then as this.
 const PYTHON: Tool = Tool {
@@ -81,21 +81,44 @@ fn is_verbosity(arg: &str) -> bool {
             .is_some_and(|flags| !flags.is_empty() && flags.bytes().all(|b| b == b'q' || b == b'v'))
 }
 
-/// Runs the batch's node ids with the suite's options, JUnit to the report file.
+/// Runs the batch's node ids with the suite's options (verbosity aside: the batch's own `-v`
+/// prints the progress lines that stand in for the report until pytest's JUnit replaces it).
 pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
     let words: Vec<String> = listing
         .run_args
         .iter()
+        .filter(|arg| !is_verbosity(arg))
         .map(String::as_str)
         .chain(batch.iter().map(|case| case.id.as_str()))
         .map(shell_quote)
         .collect();
     format!(
         "py=$(command -v python || command -v python3)\n\
-         exec \"$py\" -m pytest --junitxml=\"${}\" {}\n",
+         r=\"${}\"\n\
+         \"$py\" -u -m pytest -v --junitxml=\"$r.xml\" {} | tee \"$r\"\n\
+         status=${{PIPESTATUS[0]}}\n\
+         if [ -f \"$r.xml\" ]; then mv \"$r.xml\" \"$r\"; fi\n\
+         exit $status\n",
         super::REPORT_ENV,
         words.join(" ")
     )
+}
+
+/// A `-v` progress line, `path::test[p] PASSED   [ 50%]`: the test's key and status.
+pub(super) fn progress_line(line: &str) -> Option<(String, TestStatus, u64)> {
+    let line = match line.rfind(" [") {
+        Some(at) if line.trim_end().ends_with("%]") => &line[..at],
+        _ => line,
+    };
+    let (id, word) = line.trim_end().rsplit_once(' ')?;
+    let status = match word {
+        "PASSED" | "XPASS" => TestStatus::Passed,
+        "FAILED" => TestStatus::Failed,
+        "ERROR" => TestStatus::Error,
+        "SKIPPED" | "XFAIL" => TestStatus::Skipped,
+        _ => return None,
+    };
+    id.contains("::").then(|| (mangle(id.trim()), status, 0))
 }
 
 /// pytest's JUnit names a test by a class name made from its node id and a name.
@@ -106,9 +129,14 @@ pub(super) fn junit_key(classname: &str, name: &str) -> Vec<String> {
 /// The key [`junit_key`] gives `case`: its node id mangled as pytest's junitxml plugin does
 /// (`dir/test_a.py::Class::test[p]` is class `dir.test_a.Class`, name `test[p]`).
 pub(super) fn case_key(case: &TestCase) -> String {
-    let (path, params) = match case.id.find('[') {
-        Some(open) => case.id.split_at(open),
-        None => (case.id.as_str(), ""),
+    mangle(&case.id)
+}
+
+/// A node id as the key [`junit_key`] makes of pytest's JUnit names.
+fn mangle(id: &str) -> String {
+    let (path, params) = match id.find('[') {
+        Some(open) => id.split_at(open),
+        None => (id, ""),
     };
     let mut names: Vec<String> = path.split("::").map(str::to_owned).collect();
     names[0] = names[0].replace('/', ".");
@@ -131,6 +159,22 @@ mod tests {
             file: None,
         })
         .replace('\u{0}', " | ")
+    }
+
+    #[test]
+    fn progress_lines_name_a_test_and_its_status() {
+        let line = "sub/test_a.py::test_x[a b] FAILED                               [ 50%]";
+        let (key, status, _) = progress_line(line).unwrap();
+        assert_eq!(
+            (key.as_str(), status),
+            ("sub.test_a\u{0}test_x[a b]", TestStatus::Failed)
+        );
+        assert_eq!(
+            progress_line("test_a.py::t PASSED").unwrap().1,
+            TestStatus::Passed
+        );
+        assert!(progress_line("collected 7 items").is_none());
+        assert!(progress_line("=== 1 failed, 6 passed in 1.6s ===").is_none());
     }
 
     #[test]

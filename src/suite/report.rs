@@ -75,17 +75,15 @@ impl Reported {
     }
 }
 
-/// The test cases of a JUnit XML report, each under the keys `key(classname, name)` gives.
-/// A report that is not well-formed XML (cut short by a kill) is incomplete and empty.
-pub(super) fn junit(bytes: &[u8], key: fn(&str, &str) -> Vec<String>) -> Reported {
-    let mut reported = Reported::default();
-    let Ok(text) = std::str::from_utf8(bytes) else {
-        return reported;
+/// The test cases of a JUnit XML report, each under the keys `key(classname, name)` gives;
+/// `None` when it is not well-formed XML (a batch killed before its framework wrote it).
+pub(super) fn junit(bytes: &[u8], key: fn(&str, &str) -> Vec<String>) -> Option<Reported> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let doc = roxmltree::Document::parse(text).ok()?;
+    let mut reported = Reported {
+        complete: true,
+        ..Reported::default()
     };
-    let Ok(doc) = roxmltree::Document::parse(text) else {
-        return reported;
-    };
-    reported.complete = true;
     for case in doc.descendants().filter(|n| n.has_tag_name("testcase")) {
         let name = case.attribute("name").unwrap_or_default();
         let classname = case.attribute("classname").unwrap_or_default();
@@ -93,6 +91,28 @@ pub(super) fn junit(bytes: &[u8], key: fn(&str, &str) -> Vec<String>) -> Reporte
         for k in key(classname, name) {
             reported.insert(k, found.clone());
         }
+    }
+    Some(reported)
+}
+
+/// A framework's progress lines, which a batch leaves as its report when it is killed before
+/// the framework writes JUnit: `line` reads one into a key, a status and a run time. Such a
+/// report is never complete, so the tests it does not mention run again.
+pub(super) fn progress(
+    bytes: &[u8],
+    line: fn(&str) -> Option<(String, TestStatus, u64)>,
+) -> Reported {
+    let mut reported = Reported::default();
+    for (key, status, duration_ms) in String::from_utf8_lossy(bytes).lines().filter_map(line) {
+        let message = (status != TestStatus::Passed)
+            .then(|| format!("{}; the batch was stopped before its report", status.name()));
+        let case = ReportedCase {
+            status,
+            duration_ms,
+            message,
+            output: String::new(),
+        };
+        reported.insert(key, case);
     }
     reported
 }
@@ -170,6 +190,7 @@ mod tests {
     #[test]
     fn reads_statuses_times_and_output() {
         let results = junit(REPORT.as_bytes(), by_name)
+            .unwrap()
             .results(&[case("ok"), case("bad"), case("skip")], |c| c.id.clone());
         let statuses: Vec<_> = results.iter().map(|r| r.status).collect();
         assert_eq!(
@@ -184,7 +205,9 @@ mod tests {
 
     #[test]
     fn a_test_missing_from_a_whole_report_is_an_error() {
-        let results = junit(REPORT.as_bytes(), by_name).results(&[case("gone")], |c| c.id.clone());
+        let results = junit(REPORT.as_bytes(), by_name)
+            .unwrap()
+            .results(&[case("gone")], |c| c.id.clone());
         assert_eq!(results[0].status, TestStatus::Error);
         assert!(
             results[0]
@@ -196,9 +219,28 @@ mod tests {
     }
 
     #[test]
-    fn a_cut_report_leaves_tests_not_run() {
-        let cut = &REPORT.as_bytes()[..REPORT.len() / 2];
-        let results = junit(cut, by_name).results(&[case("ok")], |c| c.id.clone());
-        assert_eq!(results[0].status, TestStatus::NotRun);
+    fn a_cut_report_is_not_junit() {
+        assert!(junit(&REPORT.as_bytes()[..REPORT.len() / 2], by_name).is_none());
+    }
+
+    #[test]
+    fn progress_keeps_what_finished_and_leaves_the_rest_not_run() {
+        fn line(text: &str) -> Option<(String, TestStatus, u64)> {
+            let (name, word) = text.split_once(' ')?;
+            let status = match word {
+                "ok" => TestStatus::Passed,
+                "bad" => TestStatus::Failed,
+                _ => return None,
+            };
+            Some((name.to_owned(), status, 5))
+        }
+        let results = progress(b"a ok\nnoise\nb bad\n", line)
+            .results(&[case("a"), case("b"), case("c")], |c| c.id.clone());
+        let statuses: Vec<_> = results.iter().map(|r| r.status).collect();
+        assert_eq!(
+            statuses,
+            [TestStatus::Passed, TestStatus::Failed, TestStatus::NotRun]
+        );
+        assert!(results[1].message.as_deref().unwrap().contains("stopped"));
     }
 }
