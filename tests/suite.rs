@@ -19,7 +19,8 @@ use std::sync::Once;
 
 use cluster_action::suite::junit::{FinalStatus, TestRecord, merged};
 use cluster_action::suite::{
-    Framework, Listing, REPORT_ENV, Split, Suite, SuiteError, TestCase, TestResult, TestStatus,
+    ATTEMPT_ENV, Framework, Listing, REPORT_ENV, Split, Suite, SuiteError, TestCase, TestResult,
+    TestStatus,
 };
 
 /// The fixture directory `name`.
@@ -139,7 +140,7 @@ fn start_batch(listing: &Listing, source: &Path, batch: &[TestCase], attempt: u3
         .arg(listing.batch_command(batch))
         .current_dir(dir.path())
         .env(REPORT_ENV, &report)
-        .env("CLUSTER_ATTEMPT", attempt.to_string())
+        .env(ATTEMPT_ENV, attempt.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -301,7 +302,7 @@ fn run_alone(source: &Path, program: &str, args: &[&str]) -> (tempfile::TempDir,
     let out = Command::new(program)
         .args(args)
         .current_dir(dir.path())
-        .env("CLUSTER_ATTEMPT", "2")
+        .env(ATTEMPT_ENV, "2")
         .output()
         .unwrap();
     (dir, String::from_utf8_lossy(&out.stdout).into_owned())
@@ -459,7 +460,7 @@ fn kill_part_way(
         .arg(listing.batch_command(&batch))
         .current_dir(dir.path())
         .env(REPORT_ENV, &report)
-        .env("CLUSTER_ATTEMPT", "1")
+        .env(ATTEMPT_ENV, "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .process_group(0)

@@ -120,7 +120,7 @@ pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
     let dir = shell_quote(&ship_dest(&listing.suite, "").display().to_string());
     let config = format!(
         "[store]\\ndir = \"%s/store\"\\n[profile.{PROFILE}]\\nfail-fast = false\\nretries = 0\\n\
-         [profile.{PROFILE}.junit]\\npath = \"junit.xml\"\\nstore-success-output = true\\n"
+         [profile.{PROFILE}.junit]\\npath = \"junit.xml\"\\n"
     );
     format!(
         "d=\"$PWD\"/{dir}\n\
