@@ -31,9 +31,10 @@ pub enum FinalStatus {
     Flaky,
     /// The framework skipped it.
     Skipped,
-    /// It could not run, or was not reported.
+    /// It could not run, was not reported, or every attempt stopped before finishing it (a
+    /// test that crashes its batch each time must not pass for skipped).
     Error,
-    /// No attempt finished it.
+    /// No attempt was made (the run was cancelled first).
     NotRun,
 }
 
@@ -76,9 +77,9 @@ impl TestRecord {
             .filter(|a| a.status != TestStatus::NotRun)
     }
 
-    /// The last attempt that ended.
+    /// The last attempt that ended, else the last attempt made.
     fn last(&self) -> Option<&TestResult> {
-        self.ran().last()
+        self.ran().last().or(self.attempts.last())
     }
 
     /// How the test ended over all its attempts.
@@ -91,8 +92,7 @@ impl TestRecord {
             TestStatus::Passed => FinalStatus::Passed,
             TestStatus::Failed => FinalStatus::Failed,
             TestStatus::Skipped => FinalStatus::Skipped,
-            TestStatus::Error => FinalStatus::Error,
-            TestStatus::NotRun => FinalStatus::NotRun,
+            TestStatus::Error | TestStatus::NotRun => FinalStatus::Error,
         }
     }
 
@@ -165,8 +165,9 @@ impl Counts {
 /// One JUnit XML of `records`: `<testsuites name="cluster-action">` with a `<testsuite>` per
 /// suite and group in order of first appearance, a `<testcase>` per test. A failed test
 /// carries `<failure>` (its last attempt) and a `<rerunFailure>` per earlier one; a flaky one
-/// passes with a `<flakyFailure>` per failed attempt; an error `<error>`; a skipped test
-/// `<skipped>`, as does one that never ran (message "not run").
+/// passes with a `<flakyFailure>` per failed attempt; an error (also a test whose every
+/// attempt stopped before finishing it) `<error>`; a skipped test `<skipped>`, as does one
+/// never attempted (message "not run").
 pub fn merged(records: &[TestRecord]) -> String {
     let mut groups: Vec<((&str, &str), Vec<&TestRecord>)> = Vec::new();
     let mut index: BTreeMap<(&str, &str), usize> = BTreeMap::new();
@@ -216,10 +217,10 @@ fn push_testcase(xml: &mut String, record: &TestRecord) {
             }
         }
         (FinalStatus::Failed | FinalStatus::Error, Some(last)) => {
-            let element = if last.status == TestStatus::Error {
-                "error"
-            } else {
+            let element = if last.status == TestStatus::Failed {
                 "failure"
+            } else {
+                "error"
             };
             push_attempt(&mut body, element, last);
             for attempt in failed.iter().filter(|a| !std::ptr::eq(**a, last)) {
@@ -291,7 +292,8 @@ mod tests {
         assert_eq!(status(&[Failed, Passed]), FinalStatus::Flaky);
         assert_eq!(status(&[NotRun, Passed]), FinalStatus::Passed);
         assert_eq!(status(&[Failed, Failed]), FinalStatus::Failed);
-        assert_eq!(status(&[NotRun]), FinalStatus::NotRun);
+        assert_eq!(status(&[NotRun, NotRun]), FinalStatus::Error);
+        assert_eq!(status(&[]), FinalStatus::NotRun);
         assert_eq!(status(&[Error]), FinalStatus::Error);
     }
 
@@ -302,13 +304,15 @@ mod tests {
             record("a", "ok", &[Passed]),
             record("b", "flaky", &[Failed, Passed]),
             record("a", "bad", &[Failed, Failed]),
-            record("b", "gone", &[NotRun]),
+            record("b", "crashes", &[NotRun, NotRun]),
+            record("b", "cancelled", &[]),
         ];
         let xml = merged(&records);
         let doc = roxmltree::Document::parse(&xml).unwrap();
         let root = doc.root_element();
-        assert_eq!(root.attribute("tests"), Some("4"));
+        assert_eq!(root.attribute("tests"), Some("5"));
         assert_eq!(root.attribute("failures"), Some("1"));
+        assert_eq!(root.attribute("errors"), Some("1"));
         assert_eq!(root.attribute("skipped"), Some("1"));
         let suites: Vec<_> = root.children().filter(|n| n.is_element()).collect();
         assert_eq!(suites.len(), 2);
