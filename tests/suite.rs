@@ -72,18 +72,28 @@ fn have(program: &str, probe: &[&str]) -> bool {
     ok
 }
 
-/// Lists the fixture `name` as suite `suite` (builds go to a temporary directory, returned too).
-fn list_fixture(name: &str, suite_name: &str, framework: Framework, args: &[&str]) -> Fixture {
+/// The fixture of `framework` listed with `args`, or `None` when the framework's tool is
+/// missing (outside CI; under CI that fails the test). Builds go to a temporary directory.
+fn listed(framework: Framework, args: &[&str]) -> Option<Fixture> {
+    let (name, probe): (&str, &[&str]) = match framework {
+        Framework::Nextest => ("suite-cargo", &["cargo-nextest", "nextest", "--version"]),
+        Framework::Pytest => ("suite-pytest", &["python", "-m", "pytest", "--version"]),
+        Framework::Go => ("suite-go", &["go", "version"]),
+        Framework::Command { .. } => unreachable!("command suites have no fixture"),
+    };
+    if !have(probe[0], &probe[1..]) {
+        return None;
+    }
     let source = fixture(name);
     let work = tempfile::tempdir().unwrap();
-    let listing = suite(suite_name, framework, args)
+    let listing = suite(framework.name(), framework, args)
         .list(&source, work.path())
         .unwrap_or_else(|e| panic!("{e}"));
-    Fixture {
+    Some(Fixture {
         source,
         listing,
         _work: work,
-    }
+    })
 }
 
 /// A listed fixture.
@@ -310,14 +320,14 @@ fn run_alone(source: &Path, program: &str, args: &[&str]) -> (tempfile::TempDir,
 
 #[test]
 fn nextest_batches_report_every_test_once() {
-    if !have("cargo-nextest", &["nextest", "--version"]) {
-        return;
-    }
-    let Fixture {
+    let Some(Fixture {
         source,
         listing,
         _work,
-    } = list_fixture("suite-cargo", "rust", Framework::Nextest, &[]);
+    }) = listed(Framework::Nextest, &[])
+    else {
+        return;
+    };
     assert_eq!(listing.tests.len(), 6);
     assert_eq!(listing.ship.len(), 2, "the archive and cargo-nextest");
     let records = run_suite(&listing, &source, Split::Test);
@@ -358,14 +368,14 @@ fn nextest_batches_report_every_test_once() {
 
 #[test]
 fn pytest_batches_report_every_test_once_keeping_files_together() {
-    if !have("python", &["-m", "pytest", "--version"]) {
-        return;
-    }
-    let Fixture {
+    let Some(Fixture {
         source,
         listing,
         _work,
-    } = list_fixture("suite-pytest", "py", Framework::Pytest, &["-q"]);
+    }) = listed(Framework::Pytest, &["-q"])
+    else {
+        return;
+    };
     assert_eq!(listing.tests.len(), 7);
     for batch in batches(&listing, Split::File, 3) {
         let files: std::collections::BTreeSet<_> = batch.iter().map(|t| &t.file).collect();
@@ -389,14 +399,14 @@ fn pytest_batches_report_every_test_once_keeping_files_together() {
 
 #[test]
 fn go_batches_report_every_test_once() {
-    if !have("go", &["version"]) {
-        return;
-    }
-    let Fixture {
+    let Some(Fixture {
         source,
         listing,
         _work,
-    } = list_fixture("suite-go", "go", Framework::Go, &["./..."]);
+    }) = listed(Framework::Go, &["./..."])
+    else {
+        return;
+    };
     assert_eq!(listing.tests.len(), 6);
     assert_eq!(listing.ship.len(), 2, "one test binary per package");
     let records = run_suite(&listing, &source, Split::Test);
@@ -503,14 +513,14 @@ fn statuses(names: &[(&str, TestStatus)]) -> BTreeMap<String, TestStatus> {
 
 #[test]
 fn a_go_batch_killed_part_way_keeps_what_finished() {
-    if !have("go", &["version"]) {
-        return;
-    }
-    let Fixture {
+    let Some(Fixture {
         source,
         listing,
         _work,
-    } = list_fixture("suite-go", "go", Framework::Go, &["./calc"]);
+    }) = listed(Framework::Go, &["./calc"])
+    else {
+        return;
+    };
     let names = ["TestAdd", "TestSlow", "TestFails", "TestFlaky"];
     let got = kill_part_way(&listing, &source, &names, "=== RUN   TestSlow");
     use TestStatus::*;
@@ -525,14 +535,14 @@ fn a_go_batch_killed_part_way_keeps_what_finished() {
 
 #[test]
 fn a_pytest_batch_killed_part_way_keeps_what_finished() {
-    if !have("python", &["-m", "pytest", "--version"]) {
-        return;
-    }
-    let Fixture {
+    let Some(Fixture {
         source,
         listing,
         _work,
-    } = list_fixture("suite-pytest", "py", Framework::Pytest, &[]);
+    }) = listed(Framework::Pytest, &[])
+    else {
+        return;
+    };
     let names = ["test_adds", "test_slow", "test_fails"];
     let got = kill_part_way(&listing, &source, &names, "test_adds PASSED");
     use TestStatus::*;
@@ -546,14 +556,14 @@ fn a_pytest_batch_killed_part_way_keeps_what_finished() {
 
 #[test]
 fn a_nextest_batch_killed_part_way_keeps_what_finished() {
-    if !have("cargo-nextest", &["nextest", "--version"]) {
-        return;
-    }
-    let Fixture {
+    let Some(Fixture {
         source,
         listing,
         _work,
-    } = list_fixture("suite-cargo", "rust", Framework::Nextest, &["--lib"]);
+    }) = listed(Framework::Nextest, &["--lib"])
+    else {
+        return;
+    };
     let names = ["tests::adds", "tests::slow"];
     let got = kill_part_way(&listing, &source, &names, "suite-fixture tests::adds");
     use TestStatus::*;
