@@ -28,6 +28,9 @@
 //! - [`plan`]: a test suite's plan: batches from estimates (longest and unknown first, none
 //!   over total / slots), the `ca-timings` and `ca-results` documents, re-run
 //!   selection, and `plan::github`, which reads them back through GitHub's REST API (octocrab).
+//! - [`suite`]: test frameworks (nextest, pytest, go test, a command pair): listing a suite
+//!   on the runner, the command a worker runs for a batch, per-test results from the
+//!   framework's own report, and the merged JUnit.
 //! - [`local`]: `cluster-action local`: [`serve`] in-process, an embedded broker, worker
 //!   processes and the runner.
 //! - [`serve`]: a local artifact service (both halves) for tests, benchmarks and `local`.
@@ -57,5 +60,6 @@ pub mod runner;
 pub mod serve;
 pub mod store;
 pub mod stream;
+pub mod suite;
 pub mod token;
 pub mod worker;

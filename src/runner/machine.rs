@@ -333,7 +333,7 @@ fn not_run_report(spec: &JobSpec, end: &RunEnd) -> JobReport {
 }
 
 /// A job name as a single, safe directory name.
-fn safe_dir_name(name: &str) -> String {
+pub(crate) fn safe_dir_name(name: &str) -> String {
     let cleaned: String = name
         .chars()
         .map(|c| {

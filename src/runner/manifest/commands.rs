@@ -54,6 +54,7 @@ pub fn from_commands(path: &Path) -> Result<Manifest, ManifestError> {
         base_dir: base_dir_of(path),
         layers: BTreeMap::new(),
         jobs,
+        suites: Vec::new(),
     })
 }
 

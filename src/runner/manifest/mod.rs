@@ -17,7 +17,12 @@
 //!     outputs: [reports/*.xml]   # files brought back to the runner
 //!     # also per job: timeout, retries, env (merged over defaults.env), layers (replaces
 //!     # defaults.layers), isolation (none | process | sandbox | sandbox-no-network)
+//! suites:              # test suites the runner lists and batches itself; see `suites.rs`
+//!   - name: rust
+//!     framework: nextest    # nextest | pytest | go | command
 //! ```
+//!
+//! A manifest needs jobs, suites or both.
 //!
 //! Durations are whole numbers with units `ms`, `s`, `m`, `h` (`1h30m`), or a plain number of
 //! seconds; see [`parse_duration`](crate::runner::duration::parse_duration). Scalars are
@@ -27,6 +32,7 @@ mod commands;
 mod error;
 mod locate;
 mod schema;
+mod suites;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -35,6 +41,7 @@ use std::time::Duration;
 
 pub use commands::from_commands;
 pub use error::{Location, ManifestError, Problem};
+pub use suites::SuiteDef;
 
 use crate::layer::Digest;
 use crate::proto::{Isolation, JobIndex, JobSpec, Submission};
@@ -63,6 +70,8 @@ pub struct Manifest {
     pub layers: BTreeMap<String, LayerDef>,
     /// The jobs, in manifest order (a job's index is its [`JobIndex`]).
     pub jobs: Vec<JobDef>,
+    /// The test suites, in manifest order.
+    pub suites: Vec<SuiteDef>,
 }
 
 /// A named file set.
@@ -136,14 +145,21 @@ pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Manifest, Manif
     };
     let raw: schema::Manifest =
         serde_yaml::from_str(text).map_err(|e| invalid(vec![syntax_problem(&e)], 0))?;
-    match validate::resolve(raw, base_dir) {
-        Ok((layers, jobs)) => Ok(Manifest {
+    let suites = suites::resolve(&raw);
+    match (validate::resolve(raw, base_dir), suites) {
+        (Ok((layers, jobs)), Ok(suites)) => Ok(Manifest {
             path: path.to_path_buf(),
             base_dir: base_dir.to_path_buf(),
             layers,
             jobs,
+            suites,
         }),
-        Err(findings) => {
+        (jobs, suites) => {
+            let findings: Vec<validate::Finding> = [jobs.err(), suites.err()]
+                .into_iter()
+                .flatten()
+                .flatten()
+                .collect();
             let omitted = findings.len().saturating_sub(MAX_PROBLEMS);
             let mut problems: Vec<Problem> = findings
                 .into_iter()

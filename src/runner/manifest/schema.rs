@@ -27,6 +27,9 @@ pub(super) struct Manifest {
     /// The jobs, in order.
     #[serde(default)]
     pub jobs: Vec<Job>,
+    /// Test suites, in order.
+    #[serde(default)]
+    pub suites: Vec<super::suites::RawSuite>,
 }
 
 /// The `defaults:` section.

@@ -5,7 +5,7 @@
 
 mod github;
 mod json;
-mod junit;
+pub(crate) mod junit;
 mod markdown;
 
 use std::time::Duration;
