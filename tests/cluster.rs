@@ -916,7 +916,7 @@ fn a_worker_refuses_an_output_limit_it_cannot_report() {
     worker.expect_exit(2);
     let stderr = worker.stderr();
     assert!(
-        stderr.contains("--output-limit 100000000 is too large"),
+        stderr.contains("'--output-limit <BYTES>': 100000000 is not in 0..=8388608"),
         "{stderr}"
     );
 }

@@ -11,6 +11,32 @@ use cluster_action::stream::{Namespace, StreamConfig};
 
 use super::exit::ExitError;
 
+/// `local --poll-max`'s default: one machine answers fast, so polls can be frequent.
+pub const LOCAL_POLL_MAX: &str = "100ms";
+/// `local --peer-timeout`'s default: a lost worker on this machine is noticed soon.
+pub const LOCAL_PEER_TIMEOUT: &str = "10s";
+/// `local` sends this many keepalives per peer timeout, so one lost append never looks like
+/// a lost peer.
+pub const LOCAL_KEEPALIVES_PER_PEER_TIMEOUT: u32 = 4;
+/// The shortest keepalive `local` uses, however short its peer timeout.
+pub const LOCAL_MIN_KEEPALIVE: Duration = Duration::from_millis(100);
+/// How long `local`'s runner waits for its own embedded broker's listener.
+pub const LOCAL_BROKER_WAIT: Duration = Duration::from_secs(30);
+/// The idle timeout of a broker embedded in a runner (`run --embed-broker`, `local`): it
+/// lives as long as its runner, so this only bounds a runner that hangs.
+pub const EMBEDDED_BROKER_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Prints the stream flags `local` gives its worker processes with its default timings, one
+/// a line, so scripts/bench can build the same cluster from separate processes.
+pub fn print_local_flags() -> anyhow::Result<i32> {
+    let poll_max = parse_duration(LOCAL_POLL_MAX).map_err(anyhow::Error::msg)?;
+    let peer_timeout = parse_duration(LOCAL_PEER_TIMEOUT).map_err(anyhow::Error::msg)?;
+    for flag in ClusterArgs::local(poll_max, peer_timeout).to_worker_args() {
+        println!("{flag}");
+    }
+    Ok(super::exit::OK)
+}
+
 /// `--cluster` and the stream timings.
 #[derive(Debug, Clone, Args)]
 pub struct ClusterArgs {
@@ -29,28 +55,25 @@ pub struct ClusterArgs {
 }
 
 impl ClusterArgs {
-    /// The stream names: this cluster in this run attempt (`GITHUB_RUN_ATTEMPT`, default 1).
+    /// The stream names: this cluster in this run attempt (exit 2 when either is not a legal
+    /// part of an artifact name).
     pub fn namespace(&self) -> anyhow::Result<Namespace> {
-        let ok = !self.cluster.is_empty()
-            && self.cluster.len() <= 64
-            && self
-                .cluster
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !ok {
-            return Err(ExitError::bad_input(format!(
-                "--cluster '{}' is not a valid cluster id: use 1 to 64 letters, digits, '-' or '_'",
-                self.cluster
-            )));
-        }
-        let attempt = std::env::var("GITHUB_RUN_ATTEMPT")
-            .ok()
-            .filter(|a| !a.is_empty())
-            .unwrap_or_else(|| "1".into());
-        Ok(Namespace {
-            cluster: self.cluster.clone(),
-            attempt,
+        Namespace::from_env(&self.cluster).map_err(|e| {
+            ExitError::bad_input(format!(
+                "{e}\n(the cluster id comes from --cluster or CLUSTER_ACTION_CLUSTER, the run attempt from GITHUB_RUN_ATTEMPT)"
+            ))
         })
+    }
+
+    /// The cluster `local` runs: its own cluster id, and a keepalive that fits
+    /// [`LOCAL_KEEPALIVES_PER_PEER_TIMEOUT`] times into `peer_timeout`.
+    pub fn local(poll_max: Duration, peer_timeout: Duration) -> Self {
+        Self {
+            cluster: "local".into(),
+            poll_max,
+            keepalive: (peer_timeout / LOCAL_KEEPALIVES_PER_PEER_TIMEOUT).max(LOCAL_MIN_KEEPALIVE),
+            peer_timeout,
+        }
     }
 
     /// Stream timings from the flags (exit 2 when they cannot work together).

@@ -90,6 +90,19 @@ impl StoreError {
             _ => None,
         }
     }
+
+    /// Whether a write through a signed upload URL failed because the URL no longer writes
+    /// (expired signature, blob gone, append limit or size reached: 401, 403, 404, 409, 410,
+    /// 412, 413), so a fresh artifact with a fresh URL is the cure rather than a retry.
+    pub fn upload_url_is_spent(&self) -> bool {
+        match self {
+            StoreError::Http { status, .. } => {
+                matches!(status, 401 | 403 | 404 | 409 | 410 | 412 | 413)
+            }
+            StoreError::NotFound(_) => true,
+            _ => false,
+        }
+    }
 }
 
 /// The human part of an error body: Twirp's `msg`, Azure's `<Message>`, or the trimmed body.
@@ -114,7 +127,30 @@ fn server_message(body: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::server_message;
+    use super::{StoreError, server_message};
+
+    #[test]
+    fn only_spent_url_errors_call_for_a_new_artifact() {
+        let http = |status| StoreError::Http {
+            op: "append block",
+            artifact: "a".into(),
+            status,
+            message: String::new(),
+        };
+        assert!(http(403).upload_url_is_spent());
+        assert!(http(409).upload_url_is_spent());
+        assert!(!http(500).upload_url_is_spent());
+        assert!(!http(400).upload_url_is_spent());
+        assert!(StoreError::NotFound("a".into()).upload_url_is_spent());
+        assert!(
+            !StoreError::Transport {
+                op: "append block",
+                artifact: "a".into(),
+                message: "reset".into()
+            }
+            .upload_url_is_spent()
+        );
+    }
 
     #[test]
     fn messages_come_from_twirp_azure_or_plain_bodies() {
