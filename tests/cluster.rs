@@ -6,6 +6,9 @@
 //! upload) and waits for events (files appearing, log lines, process exits), never for time.
 //! Every process a test starts is killed when the test ends, also when it fails.
 
+// Helpers of a test crate unwrap like its tests: a failure there is the test failing.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

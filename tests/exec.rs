@@ -1,6 +1,9 @@
 //! The job executor as a worker relies on it: exit statuses, environment, output capture,
 //! time limits, cancellation, and that nothing a job started outlives it.
 
+// Helpers of a test crate unwrap like its tests: a failure there is the test failing.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::future::pending;

@@ -1,6 +1,9 @@
 //! The local artifact service driven with plain HTTP, checking the answers a client relies on:
 //! github.com's Twirp rules and Azure's blob semantics, fault injection and the counters.
 
+// Helpers of a test crate unwrap like its tests: a failure there is the test failing.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use base64::Engine;

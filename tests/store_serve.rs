@@ -5,6 +5,9 @@
 //! on which artifact failed. Two stand-ins cover what the service never does: a port nobody
 //! listens on, and a server that cuts its answers short.
 
+// Helpers of a test crate unwrap like its tests: a failure there is the test failing.
+#![allow(clippy::unwrap_used)]
+
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;

@@ -2,6 +2,9 @@
 //! delivery, rotation (planned and forced by expiring upload URLs), peer death, clean close,
 //! injected faults and garbled input.
 
+// Helpers of a test crate unwrap like its tests: a failure there is the test failing.
+#![allow(clippy::unwrap_used)]
+
 use std::future::Future;
 use std::time::Duration;
 

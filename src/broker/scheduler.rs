@@ -30,7 +30,6 @@ enum JobState {
         worker: PeerId,
         started: bool,
     },
-    Done,
 }
 
 #[derive(Debug)]
@@ -52,7 +51,7 @@ struct Job {
 #[derive(Debug, PartialEq, Eq)]
 struct Queued {
     estimate: Option<u64>,
-    order: u64,
+    /// Global ids are given in submission order.
     global: JobId,
 }
 
@@ -61,7 +60,7 @@ impl Ord for Queued {
         // `None < Some(_)`: estimated jobs come first, the longest first; then earliest first.
         self.estimate
             .cmp(&other.estimate)
-            .then_with(|| other.order.cmp(&self.order))
+            .then_with(|| other.global.cmp(&self.global))
     }
 }
 
@@ -315,7 +314,6 @@ impl Scheduler {
                         BrokerToWorker::Cancel { id: global },
                     ));
                 }
-                JobState::Done => {}
             }
         }
         self.queue.retain(|q| {
@@ -358,7 +356,6 @@ impl Scheduler {
             job.state = JobState::Queued;
             self.queue.push(Queued {
                 estimate: job.spec.estimate_ms,
-                order: global,
                 global,
             });
         }
@@ -369,7 +366,6 @@ impl Scheduler {
         let Some(job) = self.jobs.get_mut(&global) else {
             return;
         };
-        job.state = JobState::Done;
         outcome.id = job.local_id;
         let runner = job.runner.clone();
         if let Some(r) = self.runners.get_mut(&runner) {

@@ -15,7 +15,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::pin::{Pin, pin};
 use std::process::{ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::{Fuse, FusedFuture};
@@ -57,8 +57,6 @@ pub struct Execution {
     pub status: JobStatus,
     /// The exit code of the job's shell, when it exited rather than being killed by a signal.
     pub exit_code: Option<i32>,
-    /// Wall time from start until the job's processes were gone.
-    pub duration: Duration,
     /// The tail of stdout and stderr, merged as written, with notes from the executor.
     pub output: String,
 }
@@ -123,7 +121,6 @@ where
     K: AsRef<OsStr>,
     V: AsRef<OsStr>,
 {
-    let start = Instant::now();
     let (pipe, stdout, stderr) =
         output_pipe().map_err(ExecError::io("cannot create the output pipe"))?;
     let mut command = Command::new("bash");
@@ -149,7 +146,6 @@ where
     let mut group = Group::new(child)?;
     let mut tail = TailBuffer::new(limits.output_limit);
     let (ending, exit) = supervise(&mut group, pipe, &mut tail, timeout, limits, cancel).await?;
-    let duration = start.elapsed();
 
     let mut output = tail.into_string();
     let status = match ending {
@@ -176,7 +172,6 @@ where
     Ok(Execution {
         status,
         exit_code: exit.code(),
-        duration,
         output,
     })
 }
