@@ -9,6 +9,8 @@
 // Helpers of a test crate unwrap like its tests: a failure there is the test failing.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -152,10 +154,7 @@ fn stat_fields(pid: libc::pid_t) -> Option<Vec<String>> {
     Some(rest.split_whitespace().map(str::to_string).collect())
 }
 
-/// Whether `pid` is a live process (a zombie is not: it has exited).
-fn alive(pid: libc::pid_t) -> bool {
-    stat_fields(pid).is_some_and(|f| f[0] != "Z" && f[0] != "X")
-}
+use common::alive;
 
 /// The command line of `pid`, arguments separated by spaces.
 fn cmdline(pid: libc::pid_t) -> String {

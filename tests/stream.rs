@@ -5,40 +5,18 @@
 // Helpers of a test crate unwrap like its tests: a failure there is the test failing.
 #![allow(clippy::unwrap_used)]
 
-use std::future::Future;
+mod common;
+
 use std::time::Duration;
 
 use bytes::Bytes;
 use cluster_action::serve::{self, ServeConfig, ServeHandle};
-use cluster_action::store::{ArtifactStore, RetryPolicy, StoreConfig};
+use cluster_action::store::ArtifactStore;
 use cluster_action::stream::{
     self, Connection, Listener, Namespace, StreamConfig, StreamError, StreamReceiver, StreamSender,
 };
-use cluster_action::token::{BackendIds, make_token};
 
-/// Upper bound on any one test, so a bug shows as a failure instead of a hang.
-const GUARD: Duration = Duration::from_secs(120);
-
-async fn guarded<T>(fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(GUARD, fut)
-        .await
-        .expect("test did not finish in time")
-}
-
-/// A client of `service` acting as job `job` of the one workflow run, with quick retries.
-fn store(service: &ServeHandle, job: &str) -> ArtifactStore {
-    let ids = BackendIds {
-        run: "run-1".into(),
-        job: job.into(),
-    };
-    let mut cfg = StoreConfig::new(service.url(), &make_token(&ids)).unwrap();
-    cfg.retry = RetryPolicy {
-        max_attempts: 10,
-        base_delay: Duration::from_millis(5),
-        max_delay: Duration::from_millis(50),
-    };
-    ArtifactStore::new(cfg).unwrap()
-}
+use common::{guarded, store};
 
 /// Timings that make tests take seconds; the peer timeout is long enough for a loaded machine.
 fn quick() -> StreamConfig {
