@@ -3,7 +3,8 @@
 # API politeness of a cluster of real processes on this machine.
 #   scripts/bench.sh [--quick]
 # Builds the release binary, prints a table, rewrites the figures in BENCHMARKS.md and writes
-# them to target/bench/results.json. --quick runs each scenario smaller (a smoke check).
+# them to bench/results.json in cargo's target directory (CARGO_TARGET_DIR, default target/).
+# --quick runs each scenario smaller (a smoke check).
 # The full run takes about 5 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,7 @@ quick=()
 for arg in "$@"; do
   case "$arg" in
     --quick) quick=(--quick) ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
     *) echo "scripts/bench.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -19,4 +20,5 @@ cargo build --release --quiet
 md=BENCHMARKS.md
 # A quick run is a smoke check: its figures do not replace the real ones.
 [ ${#quick[@]} -eq 0 ] || md=-
-exec python3 scripts/bench/bench.py target/release/cluster-action target/bench/results.json "$md" "${quick[@]}"
+target=$(scripts/target-dir.sh)
+exec python3 scripts/bench/bench.py "$target/release/cluster-action" "$target/bench/results.json" "$md" "${quick[@]}"
