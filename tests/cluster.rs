@@ -1213,3 +1213,57 @@ fn a_lost_broker_ends_the_run_and_the_workers_with_exit_3() {
         });
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// 10. A quiet idle cluster
+
+/// Timings of an idle cluster in seconds instead of minutes: polls slow to 2 s after 1 s
+/// without a message.
+const IDLE_TIMINGS: &str =
+    "--poll-max 100ms --idle-poll-max 2s --idle-after 1s --keepalive 1s --peer-timeout 5s";
+
+/// Blob reads so far (`GET` of a segment: what stream polling costs).
+fn blob_reads(service: &Service) -> u64 {
+    service.stats()["blob"]["get"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn an_idle_cluster_polls_slowly_and_still_runs_a_late_runners_job() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = Service::up(&scratch);
+    let args = format!("--log-level info broker --cluster idle {IDLE_TIMINGS}");
+    let mut broker = service.start(&scratch, "broker", &args);
+    let args = format!("worker --cluster idle --slots 1 --name w {IDLE_TIMINGS}");
+    let mut worker = service.start(&scratch, "worker", &args);
+    broker.await_stderr("worker joined");
+
+    // The idle time is the scenario, not synchronisation: past --idle-after and the backoff's
+    // climb to the idle ceiling, the two streams (broker→worker, worker→broker) poll every 2 s.
+    std::thread::sleep(Duration::from_secs(5));
+    let before = blob_reads(&service);
+    let window = Duration::from_secs(6);
+    std::thread::sleep(window);
+    let reads = blob_reads(&service) - before;
+    // At --poll-max (100 ms) the two streams would read about 120 times in the window; at the
+    // idle ceiling 3 times each, plus one for a poll in flight at either end.
+    assert!(
+        reads <= 2 * (6 / 2 + 1),
+        "{reads} blob reads in {window:?} of idle"
+    );
+
+    // A runner arriving now still gets its job run (the worker sees it on its next poll).
+    scratch.write(
+        "late.yml",
+        manifest("", &[("late".into(), "true".into(), String::new())]),
+    );
+    let args = format!(
+        "run late.yml --cluster idle {IDLE_TIMINGS} --stop-cluster --report-json report.json"
+    );
+    service.start(&scratch, "runner", &args).expect_exit(0);
+    worker.expect_exit(0);
+    broker.expect_exit(0);
+    let (_, jobs) = read_report(&scratch.path().join("report.json"));
+    assert_eq!(jobs["late"]["status"], "passed", "{jobs:?}");
+    assert_eq!(jobs["late"]["worker"], "w", "{jobs:?}");
+}

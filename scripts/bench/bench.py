@@ -254,10 +254,12 @@ def memory(binary, n, tmp, results):
         results["worker_idle_rss_mib"] = round(rss_mib(c.workers[0].pid), 1)
 
 
-def idle(binary, seconds, results):
+def idle(binary, settle, seconds, results):
+    """Requests of a broker and 4 workers waiting for work, counted after `settle` seconds of
+    idle (the streams slow their polls after a minute without a message)."""
     for flags, suffix in [([], ""), (LOCAL_FLAGS, "_local_timings")]:
         with cluster(binary, workers=4, flags=flags) as c:
-            time.sleep(3)  # let every worker connect before counting
+            time.sleep(settle)  # the idle time before counting is the scenario
             before = c.stats()
             time.sleep(seconds)
             after = c.stats()
@@ -273,8 +275,8 @@ def main():
     quick = "--quick" in rest
     only = set(rest[rest.index("--only") + 1].split(",")) if "--only" in rest else None
     LOCAL_FLAGS = subprocess.check_output([binary, "selftest", "local-flags"], text=True).split()
-    size = dict(dispatch=200, balance=(60, 20), latency=40, layer=20, memory=10_000, idle=10) if quick else \
-        dict(dispatch=2000, balance=(300, 120), latency=200, layer=200, memory=100_000, idle=60)
+    size = dict(dispatch=200, balance=(60, 20), latency=40, layer=20, memory=10_000, idle=(3, 10)) if quick else \
+        dict(dispatch=2000, balance=(300, 120), latency=200, layer=200, memory=100_000, idle=(65, 60))
     results = {}
     timings = {}
     with tempfile.TemporaryDirectory(prefix="ca-bench-") as d:
@@ -285,7 +287,7 @@ def main():
             ("latency", lambda: latency_hiding(binary, size["latency"], tmp, results)),
             ("layer", lambda: layer_distribution(binary, size["layer"], tmp, results)),
             ("memory", lambda: memory(binary, size["memory"], tmp, results)),
-            ("idle", lambda: idle(binary, size["idle"], results)),
+            ("idle", lambda: idle(binary, *size["idle"], results)),
         ]:
             if only is not None and name not in only:
                 continue

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
 use super::backoff::Backoff;
@@ -73,6 +73,8 @@ async fn discover(
 ) {
     let mut seen = HashSet::new();
     let mut backoff = Backoff::new(cfg.discovery_min, cfg.discovery_max);
+    // A new client may bring work: every stream of this listener polls fast again.
+    let (wake, _) = watch::channel(());
     loop {
         let found = match store.list(None).await {
             Ok(list) => list,
@@ -91,10 +93,11 @@ async fn discover(
                 continue;
             }
             backoff.reset();
+            wake.send_replace(());
             let peer = peer.to_string();
             debug!(%peer, "discovered a client");
             if tx
-                .send(answer(&store, &ns, &cfg, peer, info).await)
+                .send(answer(&store, &ns, &cfg, peer, info, wake.subscribe()).await)
                 .await
                 .is_err()
             {
@@ -115,6 +118,7 @@ async fn answer(
     cfg: &StreamConfig,
     peer: String,
     up0: ArtifactInfo,
+    wake: watch::Receiver<()>,
 ) -> Result<Connection, StreamError> {
     let down = ns.segments(&peer, Direction::Down);
     let first = store.create_append(&down.segment(0)).await?;
@@ -126,6 +130,7 @@ async fn answer(
             up0,
             peer.clone(),
             cfg,
+            Some(wake),
         ),
         peer,
     })
