@@ -7,7 +7,8 @@
 //!   that speaks HTTP to the store. Absorbs the differences between github.com and act.
 //! - [`stream`]: duplex message streams built from append-blob artifacts (listen/connect,
 //!   frames, adaptive polling that slows on idle streams and speeds up when a new peer is
-//!   discovered, rotation, peer timeout, the closed marker of a stopped broker).
+//!   discovered, rotation, peer timeout, the closed marker of a stopped broker, a listener
+//!   that notices its listen artifact vanishing).
 //! - [`layer`]: content-addressed tar.gz layers: pack, publish, fetch, verify, extract.
 //! - [`proto`]: the messages between runner, broker and worker (JSON in stream frames).
 //! - [`broker`]: a pure scheduler (`broker::scheduler`) inside an async shell that owns the

@@ -298,10 +298,15 @@ struct Service {
 impl Service {
     /// Starts the service and waits for its `ACTIONS_RESULTS_URL=` line.
     fn up(scratch: &Scratch) -> Service {
+        Service::up_as(scratch, "serve", "serve")
+    }
+
+    /// Starts the service as `cluster-action ARGS`, its logs named `name`.
+    fn up_as(scratch: &Scratch, name: &str, args: &str) -> Service {
         // Its blobs go to a temporary directory of its own, apart from the cluster's TMPDIR.
         let data = scratch.mkdir("serve-tmp");
         let env = [("TMPDIR", data.to_str().unwrap())];
-        let proc = scratch.spawn(scratch.path(), "serve", "serve", &env);
+        let proc = scratch.spawn(scratch.path(), name, args, &env);
         let url = await_some("the service's URL", || {
             let out = proc.stdout();
             let line = out.split_once('\n')?.0;
@@ -1266,4 +1271,40 @@ fn an_idle_cluster_polls_slowly_and_still_runs_a_late_runners_job() {
     let (_, jobs) = read_report(&scratch.path().join("report.json"));
     assert_eq!(jobs["late"]["status"], "passed", "{jobs:?}");
     assert_eq!(jobs["late"]["worker"], "w", "{jobs:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 11. A restarted service
+
+#[test]
+fn a_broker_whose_service_restarted_exits_3_and_says_what_happened() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let data = scratch.mkdir("serve-data");
+    let args = format!("serve --data-dir {}", data.display());
+    let first = Service::up_as(&scratch, "serve-1", &args);
+    let args = format!("--log-level info broker --cluster gone {TIMINGS}");
+    let mut broker = first.start(&scratch, "broker", &args);
+    broker.await_stderr("broker listening");
+
+    // The same address and data directory, but none of the run's artifacts.
+    let addr = first
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let url = first.url.clone();
+    drop(first);
+    let args = format!("serve --data-dir {} --addr {addr}", data.display());
+    let second = Service::up_as(&scratch, "serve-2", &args);
+    assert_eq!(second.url, url);
+
+    broker.expect_exit(3);
+    let stderr = broker.stderr();
+    assert!(
+        stderr.contains("the listen artifact 'ca.gone.1.listen' vanished from the artifact store"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("was it restarted?"), "{stderr}");
+    assert!(!stderr.contains("artifact ''"), "{stderr}");
 }

@@ -64,7 +64,10 @@ pub async fn listener_closed(store: &ArtifactStore, ns: &Namespace) -> Result<bo
 }
 
 /// Lists the run's artifacts until the listener is dropped, backing off while nothing is new.
-/// GitHub's `nameFilter` matches exact names only, so the whole list is filtered here.
+/// GitHub's `nameFilter` matches exact names only, so the whole list is filtered here. The same
+/// listing watches the listen artifact: once seen, missing from two listings in a row (one
+/// could be a store's hiccup), it is gone, and discovery ends with
+/// [`StreamError::ListenerVanished`].
 async fn discover(
     store: ArtifactStore,
     ns: Namespace,
@@ -72,12 +75,29 @@ async fn discover(
     tx: mpsc::Sender<Result<Connection, StreamError>>,
 ) {
     let mut seen = HashSet::new();
+    let listen = ns.listen_name();
+    let mut listen_seen = false;
+    let mut listen_missing = 0;
     let mut backoff = Backoff::new(cfg.discovery_min, cfg.discovery_max);
     // A new client may bring work: every stream of this listener polls fast again.
     let (wake, _) = watch::channel(());
     loop {
         let found = match store.list(None).await {
-            Ok(list) => list,
+            Ok(list) => {
+                if list.iter().any(|info| info.name == listen) {
+                    listen_seen = true;
+                    listen_missing = 0;
+                } else if listen_seen {
+                    listen_missing += 1;
+                }
+                if listen_missing >= 2 {
+                    let _ = tx
+                        .send(Err(StreamError::ListenerVanished { name: listen }))
+                        .await;
+                    return;
+                }
+                list
+            }
             Err(e) => {
                 if tx.send(Err(e.into())).await.is_err() {
                     return;

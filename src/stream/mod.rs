@@ -100,7 +100,16 @@ impl StreamConfig {
             return Ok(());
         };
         Err(StreamError::Config(format!(
-            "invalid stream settings: {problem} ({self:?})"
+            "invalid stream settings: {problem} (poll {:?} to {:?}, discovery {:?} to {:?}, \
+             keepalive {:?}, peer timeout {:?}, {} appends of at most {} bytes per segment)",
+            self.poll_min,
+            self.poll_max,
+            self.discovery_min,
+            self.discovery_max,
+            self.keepalive,
+            self.peer_timeout,
+            self.max_appends,
+            self.max_append_bytes
         )))
     }
 }
@@ -140,6 +149,17 @@ pub enum StreamError {
     /// The listener has closed for good (its broker stopped the cluster).
     #[error("the listener '{name}' has closed: it accepts no more connections")]
     ListenerClosed {
+        /// The listen artifact name.
+        name: String,
+    },
+    /// The listener's own listen artifact is gone from the store (the service lost the run's
+    /// artifacts, say a restarted `serve`, or someone deleted it): no client can find it.
+    #[error(
+        "the listen artifact '{name}' vanished from the artifact store: the service lost this \
+         run's artifacts (was it restarted?) or someone deleted it, so no client can reach \
+         this listener any more"
+    )]
+    ListenerVanished {
         /// The listen artifact name.
         name: String,
     },
