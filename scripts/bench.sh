@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
 # Benchmarks (not tests): dispatch cost, balance, latency hiding, layer distribution, memory and
 # API politeness of a cluster of real processes on this machine.
-#   scripts/bench.sh [--quick]
+#   scripts/bench.sh [--quick] [--only SCENARIO[,SCENARIO...]]
 # Builds the release binary, prints a table, rewrites the figures in BENCHMARKS.md and writes
-# them to target/bench/results.json. --quick runs each scenario smaller (a smoke check).
-# The full run takes about 5 minutes on 2 cores.
+# them to bench/results.json in cargo's target directory (CARGO_TARGET_DIR, default target/).
+# --quick runs each scenario smaller (a smoke check); --only runs just the named scenarios
+# (dispatch, balance, latency, layer, memory, idle) and leaves BENCHMARKS.md alone.
+# The full run takes about 7 minutes on 2 cores (idle alone about 4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=()
-for arg in "$@"; do
+only=()
+while [ $# -gt 0 ]; do
+  arg=$1
+  shift
   case "$arg" in
     --quick) quick=(--quick) ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    --only)
+      [ $# -gt 0 ] || { echo "scripts/bench.sh: --only needs a scenario list" >&2; exit 2; }
+      only=(--only "$1")
+      shift ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "scripts/bench.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -19,4 +28,7 @@ cargo build --release --quiet
 md=BENCHMARKS.md
 # A quick run is a smoke check: its figures do not replace the real ones.
 [ ${#quick[@]} -eq 0 ] || md=-
-exec python3 scripts/bench/bench.py target/release/cluster-action target/bench/results.json "$md" "${quick[@]}"
+# Some scenarios only: their figures are printed, not merged into the page.
+[ ${#only[@]} -eq 0 ] || md=-
+target=$(scripts/target-dir.sh)
+exec python3 scripts/bench/bench.py "$target/release/cluster-action" "$target/bench/results.json" "$md" "${quick[@]}" "${only[@]}"

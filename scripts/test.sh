@@ -73,7 +73,7 @@ cargo clippy --all-targets --quiet -- -D warnings
 
 step "Rust tests (cargo test)"
 cargo build --quiet
-export CLUSTER_ACTION_BIN="$root/target/debug/cluster-action"
+export CLUSTER_ACTION_BIN="$(scripts/target-dir.sh)/debug/cluster-action"
 log=$(mktemp)
 if ! cargo test --quiet 2>&1 | tee "$log"; then status=1; fi
 tally "$log"

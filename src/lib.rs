@@ -6,7 +6,9 @@
 //! - [`store`]: the artifact v4 client (Twirp + blob on signed URLs, retries); the only code
 //!   that speaks HTTP to the store. Absorbs the differences between github.com and act.
 //! - [`stream`]: duplex message streams built from append-blob artifacts (listen/connect,
-//!   frames, adaptive polling, rotation, peer timeout, the closed marker of a stopped broker).
+//!   frames, adaptive polling that slows on idle streams and speeds up when a new peer is
+//!   discovered, rotation, peer timeout, the closed marker of a stopped broker, a listener
+//!   that notices its listen artifact vanishing).
 //! - [`layer`]: content-addressed tar.gz layers: pack, publish, fetch, verify, extract.
 //! - [`proto`]: the messages between runner, broker and worker (JSON in stream frames); jobs
 //!   are named by the runner's [`proto::JobIndex`] towards runners and by the broker's

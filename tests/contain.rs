@@ -2,6 +2,9 @@
 //! every process a job starts dies with its worker, however the worker goes, and no process
 //! above a job shows it the artifact credentials.
 
+// Helpers of a test crate unwrap like its tests: a failure there is the test failing.
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};

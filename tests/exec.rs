@@ -1,6 +1,11 @@
 //! The job executor as a worker relies on it: exit statuses, environment, output capture,
 //! time limits, cancellation, and that nothing a job started outlives it.
 
+// Helpers of a test crate unwrap like its tests: a failure there is the test failing.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::future::pending;
@@ -38,17 +43,7 @@ fn read_pids(path: &Path) -> Vec<i32> {
         .collect()
 }
 
-/// Whether `pid` is a running process (a zombie has finished running).
-fn running(pid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let state = stat
-        .rsplit(')')
-        .next()
-        .and_then(|rest| rest.trim().chars().next());
-    !matches!(state, Some('Z' | 'X'))
-}
+use common::alive as running;
 
 /// Waits (with a generous deadline) until none of `pids` runs any more.
 async fn assert_gone(pids: &[i32]) {

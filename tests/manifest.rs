@@ -1,6 +1,9 @@
 //! The manifest and commands file as a user writes them: what is accepted, how defaults apply,
 //! and what each mistake is called (with file, line and column) before anything runs.
 
+// Helpers of a test crate unwrap like its tests: a failure there is the test failing.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};

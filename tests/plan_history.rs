@@ -4,6 +4,9 @@
 //! artifact": a 302 to the zip). The server counts requests, so the one-list-one-download
 //! budget is checked, and every failure (403, 404, a garbled zip) must come back as one line.
 
+// Helpers of a test crate unwrap like its tests: a failure there is the test failing.
+#![allow(clippy::unwrap_used)]
+
 use std::io::{Cursor, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -2,6 +2,9 @@
 //! accept whatever the jobs printed, a bounded job summary, CI log lines, annotations and log
 //! groups that job output cannot break out of.
 
+// Helpers of a test crate unwrap like its tests: a failure there is the test failing.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 
 use cluster_action::proto::{JobOutcome, JobSpec, JobStatus};

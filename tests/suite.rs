@@ -10,6 +10,9 @@
 //! virtualenv's `bin`). Outside CI a missing tool skips its tests with a message; under
 //! `CI=true` it fails them.
 
+// Helpers of a test crate unwrap like its tests: a failure there is the test failing.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;

@@ -1,6 +1,9 @@
 //! The manifest's `suites:` section as a user writes it: what is accepted, how defaults
 //! apply, and each mistake named with file, line and column before anything runs.
 
+// Helpers of a test crate unwrap like its tests: a failure there is the test failing.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::time::Duration;
 

@@ -2,9 +2,10 @@
 runner: what `cluster-action local` starts, started one by one here so that each process's
 memory and the service's request counters can be read) on this machine.
 
-    python3 scripts/bench/bench.py BINARY OUT_JSON OUT_MD [--quick]
+    python3 scripts/bench/bench.py BINARY OUT_JSON OUT_MD [--quick] [--only SCENARIO,...]
 
-Prints a table, writes the figures to OUT_JSON and rewrites OUT_MD (BENCHMARKS.md).
+Prints a table, writes the figures to OUT_JSON and rewrites OUT_MD (BENCHMARKS.md; "-" for
+none). --only runs just the named scenarios (dispatch, balance, latency, layer, memory, idle).
 Standard library only.
 """
 import hashlib
@@ -21,8 +22,9 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-# The stream timings `cluster-action local` uses (src/cli/run.rs).
-LOCAL_FLAGS = ["--poll-max", "100ms", "--keepalive", "2s", "--peer-timeout", "10s"]
+# The stream flags `cluster-action local` gives its workers, asked from the binary itself
+# (`selftest local-flags`, built from the constants in src/cli/common.rs) in main().
+LOCAL_FLAGS = []
 
 
 def rss_mib(pid, field="VmHWM"):
@@ -39,9 +41,10 @@ def rss_mib(pid, field="VmHWM"):
 class Cluster:
     """serve + broker + N workers, as separate processes; `run` submits a manifest."""
 
-    def __init__(self, binary, workdir, workers=4, slots=2, latency_ms=0, flags=LOCAL_FLAGS,
+    def __init__(self, binary, workdir, workers=4, slots=2, latency_ms=0, flags=None,
                  broker=True):
-        self.bin, self.dir, self.flags = binary, Path(workdir), list(flags)
+        self.bin, self.dir = binary, Path(workdir)
+        self.flags = list(LOCAL_FLAGS if flags is None else flags)
         self.procs = []
         self.serve = self._spawn("serve", [binary, "serve", "--latency-ms", str(latency_ms)],
                                  env=os.environ, stdout=subprocess.PIPE)
@@ -251,10 +254,12 @@ def memory(binary, n, tmp, results):
         results["worker_idle_rss_mib"] = round(rss_mib(c.workers[0].pid), 1)
 
 
-def idle(binary, seconds, results):
+def idle(binary, settle, seconds, results):
+    """Requests of a broker and 4 workers waiting for work, counted after `settle` seconds of
+    idle (the streams slow their polls after a minute without a message)."""
     for flags, suffix in [([], ""), (LOCAL_FLAGS, "_local_timings")]:
         with cluster(binary, workers=4, flags=flags) as c:
-            time.sleep(3)  # let every worker connect before counting
+            time.sleep(settle)  # the idle time before counting is the scenario
             before = c.stats()
             time.sleep(seconds)
             after = c.stats()
@@ -264,10 +269,14 @@ def idle(binary, seconds, results):
 
 
 def main():
+    global LOCAL_FLAGS
     binary, out_json, out_md = sys.argv[1:4]
-    quick = "--quick" in sys.argv[4:]
-    size = dict(dispatch=200, balance=(60, 20), latency=40, layer=20, memory=10_000, idle=10) if quick else \
-        dict(dispatch=2000, balance=(300, 120), latency=200, layer=200, memory=100_000, idle=60)
+    rest = sys.argv[4:]
+    quick = "--quick" in rest
+    only = set(rest[rest.index("--only") + 1].split(",")) if "--only" in rest else None
+    LOCAL_FLAGS = subprocess.check_output([binary, "selftest", "local-flags"], text=True).split()
+    size = dict(dispatch=200, balance=(60, 20), latency=40, layer=20, memory=10_000, idle=(3, 10)) if quick else \
+        dict(dispatch=2000, balance=(300, 120), latency=200, layer=200, memory=100_000, idle=(65, 60))
     results = {}
     timings = {}
     with tempfile.TemporaryDirectory(prefix="ca-bench-") as d:
@@ -278,8 +287,10 @@ def main():
             ("latency", lambda: latency_hiding(binary, size["latency"], tmp, results)),
             ("layer", lambda: layer_distribution(binary, size["layer"], tmp, results)),
             ("memory", lambda: memory(binary, size["memory"], tmp, results)),
-            ("idle", lambda: idle(binary, size["idle"], results)),
+            ("idle", lambda: idle(binary, *size["idle"], results)),
         ]:
+            if only is not None and name not in only:
+                continue
             start = time.monotonic()
             print(f"bench: {name} ...", file=sys.stderr, flush=True)
             fn()
@@ -300,7 +311,7 @@ def main():
     width = max(len(k) for k in figures)
     for k, v in figures.items():
         print(f"{k:<{width}}  {v}")
-    if out_md != "-":
+    if out_md != "-" and only is None:
         write_markdown(Path(out_md), figures, details, machine, timings, quick)
 
 

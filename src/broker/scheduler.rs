@@ -32,7 +32,6 @@ enum JobState {
         worker: PeerId,
         started: bool,
     },
-    Done,
 }
 
 #[derive(Debug)]
@@ -54,7 +53,7 @@ struct Job {
 #[derive(Debug, PartialEq, Eq)]
 struct Queued {
     estimate: Option<u64>,
-    order: u64,
+    /// Global ids are given in submission order.
     global: JobId,
 }
 
@@ -63,7 +62,7 @@ impl Ord for Queued {
         // `None < Some(_)`: estimated jobs come first, the longest first; then earliest first.
         self.estimate
             .cmp(&other.estimate)
-            .then_with(|| other.order.cmp(&self.order))
+            .then_with(|| other.global.cmp(&self.global))
     }
 }
 
@@ -321,7 +320,6 @@ impl Scheduler {
                         BrokerToWorker::Cancel { id: global },
                     ));
                 }
-                JobState::Done => {}
             }
         }
         self.queue.retain(|q| {
@@ -364,7 +362,6 @@ impl Scheduler {
             job.state = JobState::Queued;
             self.queue.push(Queued {
                 estimate: job.spec.estimate_ms,
-                order: global.0,
                 global,
             });
         }
@@ -375,7 +372,6 @@ impl Scheduler {
         let Some(job) = self.jobs.get_mut(&global) else {
             return;
         };
-        job.state = JobState::Done;
         let index = job.index;
         let runner = job.runner.clone();
         if let Some(r) = self.runners.get_mut(&runner) {

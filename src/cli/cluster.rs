@@ -49,7 +49,7 @@ pub struct WorkerArgs {
     #[command(flatten)]
     cluster: ClusterArgs,
     /// Jobs run at once (default: the number of CPUs).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     slots: Option<u32>,
     /// Where extracted layers are cached (default: a temporary directory, removed on exit).
     #[arg(long, value_name = "DIR")]
@@ -65,7 +65,12 @@ pub struct WorkerArgs {
     name: Option<String>,
     /// Bytes of each job's output kept (the tail; the rest is cut with a marker); at most
     /// 8 MiB.
-    #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
+    #[arg(
+        long,
+        default_value_t = 1024 * 1024,
+        value_name = "BYTES",
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(..=MAX_OUTPUT_LIMIT as u64)
+    )]
     output_limit: usize,
 }
 
@@ -103,17 +108,6 @@ pub async fn worker(args: WorkerArgs) -> Result<i32, exit::Failure> {
     let slots = args
         .slots
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
-    if slots == 0 {
-        return Err(exit::Failure::bad_input(
-            "--slots 0: a worker needs at least one slot",
-        ));
-    }
-    if args.output_limit > MAX_OUTPUT_LIMIT {
-        return Err(exit::Failure::bad_input(format!(
-            "--output-limit {} is too large: at most {MAX_OUTPUT_LIMIT} bytes (8 MiB) of a job's output can be reported",
-            args.output_limit
-        )));
-    }
     let name = args.name.unwrap_or_else(|| default_name("worker"));
     // Without --cache-dir, the cache (and the job directories next to it) live in a temporary
     // directory removed when the worker exits.

@@ -14,7 +14,10 @@ use cluster_action::runner::progress::{Mode, Progress};
 use cluster_action::runner::session::{self, RunConfig, RunResult};
 
 use super::cluster::BrokerArgs;
-use super::common::{ClusterArgs, default_name, shutdown_signal, store_from_env};
+use super::common::{
+    ClusterArgs, EMBEDDED_BROKER_IDLE_TIMEOUT, LOCAL_BROKER_WAIT, LOCAL_PEER_TIMEOUT,
+    LOCAL_POLL_MAX, default_name, shutdown_signal, store_from_env,
+};
 use super::exit::{self, Failure};
 
 /// What to run and where the reports go (shared by `run` and `local`).
@@ -72,19 +75,19 @@ pub struct LocalArgs {
     #[command(flatten)]
     jobs: JobsArgs,
     /// Worker processes to start.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     workers: u32,
     /// Slots per worker (default: CPUs divided among the workers, at least 1).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     slots: Option<u32>,
     /// Jobs given to a worker beyond its slots.
     #[arg(long, default_value_t = 2)]
     prefetch: u32,
     /// Longest pause between polls of an idle stream.
-    #[arg(long, default_value = "100ms", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = LOCAL_POLL_MAX, value_parser = parse_duration, value_name = "DURATION")]
     poll_max: Duration,
     /// Declare a silent worker lost (its jobs are requeued) after this long.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = LOCAL_PEER_TIMEOUT, value_parser = parse_duration, value_name = "DURATION")]
     peer_timeout: Duration,
 }
 
@@ -95,7 +98,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
     let embed_broker = if args.embed_broker {
         Some(BrokerArgs::config(
             &cluster,
-            Duration::from_secs(3600),
+            EMBEDDED_BROKER_IDLE_TIMEOUT,
             args.prefetch,
         )?)
     } else {
@@ -128,24 +131,9 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
 /// Runs a manifest on a fresh cluster on this machine.
 pub async fn local(args: LocalArgs) -> Result<i32, Failure> {
     let manifest = load(&args.jobs)?;
-    if args.workers == 0 {
-        return Err(Failure::bad_input(
-            "--workers 0: the local cluster needs at least one worker",
-        ));
-    }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let slots = args.slots.unwrap_or_else(|| (cpus / args.workers).max(1));
-    if slots == 0 {
-        return Err(Failure::bad_input(
-            "--slots 0: a worker needs at least one slot",
-        ));
-    }
-    let cluster = ClusterArgs {
-        cluster: "local".into(),
-        poll_max: args.poll_max,
-        keepalive: (args.peer_timeout / 4).max(Duration::from_millis(100)),
-        peer_timeout: args.peer_timeout,
-    };
+    let cluster = ClusterArgs::local(args.poll_max, args.peer_timeout);
     let binary = std::env::current_exe().map_err(Failure::io(
         "cannot find this program's path to start workers",
     ))?;
@@ -154,12 +142,12 @@ pub async fn local(args: LocalArgs) -> Result<i32, Failure> {
         slots,
         binary,
         worker_args: cluster.to_worker_args(),
-        broker: BrokerArgs::config(&cluster, Duration::from_secs(3600), args.prefetch)?,
+        broker: BrokerArgs::config(&cluster, EMBEDDED_BROKER_IDLE_TIMEOUT, args.prefetch)?,
         run: RunConfig {
             ns: cluster.namespace()?,
             stream: cluster.stream()?,
             stop_cluster: true,
-            broker_wait: Duration::from_secs(30),
+            broker_wait: LOCAL_BROKER_WAIT,
             worker_wait: args.jobs.worker_wait,
             outputs_dir: args.jobs.outputs_dir.clone(),
             name: "local-runner".into(),

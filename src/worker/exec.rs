@@ -19,7 +19,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::pin::{Pin, pin};
 use std::process::{ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::{Fuse, FusedFuture};
@@ -62,8 +62,6 @@ pub struct Execution {
     pub status: JobStatus,
     /// The exit code of the job's shell, when it exited rather than being killed by a signal.
     pub exit_code: Option<i32>,
-    /// Wall time from start until the job's processes were gone.
-    pub duration: Duration,
     /// The tail of stdout and stderr, merged as written, with notes from the executor.
     pub output: String,
 }
@@ -135,7 +133,6 @@ where
     K: AsRef<OsStr>,
     V: AsRef<OsStr>,
 {
-    let start = Instant::now();
     let (pipe, stdout, stderr) =
         output_pipe().map_err(ExecError::io("cannot create the output pipe"))?;
     let mark = (isolation != Isolation::None).then(contain::Mark::new);
@@ -180,7 +177,6 @@ where
     let mut tail = TailBuffer::new(limits.output_limit);
     let (ending, exit, killed) =
         supervise(&mut group, pipe, &mut tail, timeout, limits, cancel, mark).await?;
-    let duration = start.elapsed();
 
     let mut output = tail.into_string();
     if killed > 0 {
@@ -213,7 +209,6 @@ where
     Ok(Execution {
         status,
         exit_code: exit.code(),
-        duration,
         output,
     })
 }

@@ -96,6 +96,8 @@ pub enum WorkerEnd {
 }
 
 /// Runs a worker until the broker tells it to exit, `shutdown` completes, or it fails.
+// Until the issue-8 shape lands.
+#[allow(clippy::too_many_lines)]
 pub async fn run(
     store: ArtifactStore,
     cfg: WorkerConfig,
