@@ -143,6 +143,19 @@ impl<Out: Serialize> LinkSender<Out> {
         self.tx.send(proto::encode(msg)).await
     }
 
+    /// Sends messages that are ready together in one append (as far as one append holds them).
+    pub async fn send_all(&self, msgs: &[Out]) -> Result<(), StreamError> {
+        match msgs {
+            [] => Ok(()),
+            [one] => self.send(one).await,
+            many => {
+                self.tx
+                    .send_many(many.iter().map(proto::encode).collect())
+                    .await
+            }
+        }
+    }
+
     /// Flushes every message sent and closes the stream: the peer then sees its end.
     pub async fn close(&self) -> Result<(), StreamError> {
         self.tx.close().await
@@ -252,6 +265,11 @@ impl<Out: Serialize, In: Incoming> Link<Out, In> {
     /// Sends one message.
     pub async fn send(&self, msg: &Out) -> Result<(), StreamError> {
         self.tx.send(msg).await
+    }
+
+    /// Sends messages that are ready together in one append.
+    pub async fn send_all(&self, msgs: &[Out]) -> Result<(), StreamError> {
+        self.tx.send_all(msgs).await
     }
 
     /// The next message, or `None` once the peer closed its stream.

@@ -8,13 +8,14 @@
 //! [`JobId`] (broker ↔ worker); the broker maps one onto the other.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::layer::Digest;
 
 /// The version of this message set; a peer with another version is refused at hello.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// A job as its runner knows it: its index in the manifest. Runner ↔ broker messages name
 /// jobs by it; it is unique only within one runner's submission.
@@ -225,8 +226,8 @@ pub enum BrokerToWorker {
     Assign {
         /// The job.
         id: JobId,
-        /// What to run.
-        job: JobSpec,
+        /// What to run (shared with the broker's queue, not copied per attempt).
+        job: Arc<JobSpec>,
         /// Attempt number.
         attempt: u32,
     },
@@ -234,6 +235,22 @@ pub enum BrokerToWorker {
     Cancel {
         /// The job.
         id: JobId,
+    },
+    /// Give these attempts back unless they have started (another worker idles): the worker
+    /// answers [`WorkerMsg::Released`] with the ones it gave up; the others run here.
+    TakeBack {
+        /// The attempts asked back.
+        jobs: Vec<AttemptRef>,
+    },
+    /// The answer to [`WorkerMsg::Renew`] (request 0 is the hello): the broker still counts
+    /// this worker as alive. The worker may start assigned attempts until `valid_ms` after it
+    /// *sent* request `seq`; the broker declares a worker lost only after a longer silence, so
+    /// a worker it has declared lost holds no lease.
+    Lease {
+        /// The request answered.
+        seq: u64,
+        /// How long the lease lasts, from when the request was sent.
+        valid_ms: u64,
     },
     /// The cluster is stopping: finish nothing more and exit 0.
     Exit,
@@ -264,6 +281,28 @@ pub enum WorkerMsg {
         /// How the attempt ended.
         outcome: JobOutcome,
     },
+    /// Asks for a fresh [`BrokerToWorker::Lease`]: a worker starts nothing it was assigned
+    /// without a lease, so a worker the broker declared lost (stalled, cut off) never starts
+    /// work the broker has given to others since.
+    Renew {
+        /// Numbers the request (the hello is request 0).
+        seq: u64,
+    },
+    /// The answer to [`BrokerToWorker::TakeBack`]: the attempts this worker gave up (never
+    /// started, never will be); attempts asked back but not listed run here.
+    Released {
+        /// The attempts given up.
+        jobs: Vec<AttemptRef>,
+    },
+}
+
+/// One attempt of one job, as take-back names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AttemptRef {
+    /// The job.
+    pub id: JobId,
+    /// The attempt number.
+    pub attempt: u32,
 }
 
 /// A message that could not be decoded.

@@ -18,7 +18,7 @@ use crate::link::{Incoming, Link, LinkSender, PeerLink};
 use crate::proto::{BrokerToRunner, BrokerToWorker, Hello, PROTOCOL_VERSION, RunnerMsg, WorkerMsg};
 use crate::store::ArtifactStore;
 use crate::stream::{self, Connection, Listener, Namespace, StreamConfig, StreamError};
-use scheduler::{Effect, PeerId, Scheduler};
+use scheduler::{Dispatch, Effect, PeerId, Scheduler};
 
 /// How to run a broker.
 #[derive(Debug, Clone)]
@@ -29,7 +29,8 @@ pub struct BrokerConfig {
     pub stream: StreamConfig,
     /// Stop when no runner is connected and nothing is queued for this long.
     pub idle_timeout: Duration,
-    /// Jobs given to a worker beyond its slots, to hide poll latency.
+    /// Jobs given to a worker beyond its slots before its round trip is measured (then the
+    /// pipeline is sized from measurements); 0 turns prefetching off.
     pub prefetch: u32,
 }
 
@@ -98,7 +99,12 @@ pub async fn run(
     let (unanswered_tx, mut unanswered) = mpsc::channel::<()>(1);
     let acceptor = tokio::spawn(accept_loop(listener, events_tx, stopping, unanswered_tx));
     let mut broker = Shell {
-        sched: Scheduler::new(cfg.prefetch),
+        sched: Scheduler::new(Dispatch {
+            prefetch: cfg.prefetch,
+            // Half the silence after which a worker is declared lost: a worker whose lease ran
+            // out may have been declared lost, one that holds it cannot have been.
+            lease: cfg.stream.peer_timeout / 2,
+        }),
         peers: HashMap::new(),
     };
     tokio::pin!(shutdown);
@@ -108,11 +114,10 @@ pub async fn run(
         tokio::select! {
             ev = events.recv() => {
                 let Some(ev) = ev else { break BrokerEnd::Stopped };
-                if let Event::ListenerFailed(e) = ev {
+                if let Err(e) = broker.handle(ev, &mut events).await {
                     acceptor.abort();
                     return Err(BrokerError::Listener(e));
                 }
-                broker.handle(ev).await;
                 if broker.sched.should_stop() {
                     break BrokerEnd::Stopped;
                 }
@@ -294,14 +299,48 @@ struct Shell {
     peers: HashMap<PeerId, PeerTx>,
 }
 
+/// Events handled before their messages are sent, so that what is ready together (outcomes
+/// to a runner, assignments to a worker) travels in one append.
+const EVENTS_PER_BATCH: usize = 256;
+
 impl Shell {
-    async fn handle(&mut self, ev: Event) {
-        let effects = match ev {
+    /// Handles `first` and whatever else is ready (up to [`EVENTS_PER_BATCH`]), then sends
+    /// their messages; fails when the listener failed.
+    async fn handle(
+        &mut self,
+        first: Event,
+        more: &mut mpsc::Receiver<Event>,
+    ) -> Result<(), StreamError> {
+        let mut effects = Vec::new();
+        let mut next = Some(first);
+        let mut handled = 0;
+        let mut result = Ok(());
+        while let Some(ev) = next.take() {
+            if let Event::ListenerFailed(e) = ev {
+                result = Err(e);
+                break;
+            }
+            effects.extend(self.effects_of(ev).await);
+            handled += 1;
+            if handled == EVENTS_PER_BATCH || self.sched.should_stop() {
+                break;
+            }
+            next = more.try_recv().ok();
+        }
+        self.apply(effects).await;
+        result
+    }
+
+    async fn effects_of(&mut self, ev: Event) -> Vec<Effect> {
+        self.sched.at(std::time::Instant::now());
+        match ev {
             Event::Joined { peer, hello, tx } => self.joined(peer, hello, tx).await,
             Event::Worker(peer, msg) => match msg {
                 WorkerMsg::Hello(_) => Vec::new(),
                 WorkerMsg::Started { id, attempt } => self.sched.job_started(&peer, id, attempt),
                 WorkerMsg::Finished { id, outcome } => self.sched.job_finished(&peer, id, outcome),
+                WorkerMsg::Renew { seq } => self.sched.renew(&peer, seq),
+                WorkerMsg::Released { jobs } => self.sched.released(&peer, &jobs),
             },
             Event::Runner(peer, msg) => match msg {
                 RunnerMsg::Hello(_) => Vec::new(),
@@ -321,8 +360,7 @@ impl Shell {
                 fx
             }
             Event::ListenerFailed(_) => Vec::new(),
-        };
-        self.apply(effects).await;
+        }
     }
 
     async fn joined(&mut self, peer: PeerId, hello: Hello, tx: PeerTx) -> Vec<Effect> {
@@ -354,21 +392,24 @@ impl Shell {
         }
     }
 
+    /// Sends the effects' messages, each peer's in one batch (one append while they fit).
     async fn apply(&mut self, effects: Vec<Effect>) {
+        let mut to_workers: Vec<(PeerId, Vec<BrokerToWorker>)> = Vec::new();
+        let mut to_runners: Vec<(PeerId, Vec<BrokerToRunner>)> = Vec::new();
         for effect in effects {
-            let (peer, sent) = match &effect {
-                Effect::ToWorker(p, m) => match self.peers.get(p) {
-                    Some(PeerTx::Worker(tx)) => (p, tx.send(m).await),
-                    _ => continue,
-                },
-                Effect::ToRunner(p, m) => match self.peers.get(p) {
-                    Some(PeerTx::Runner(tx)) => (p, tx.send(m).await),
-                    _ => continue,
-                },
-            };
-            if let Err(e) = sent {
-                // The peer's reader will report it gone; the scheduler requeues then.
-                debug!(%peer, "send failed: {e}");
+            match effect {
+                Effect::ToWorker(p, m) => push_for(&mut to_workers, p, m),
+                Effect::ToRunner(p, m) => push_for(&mut to_runners, p, m),
+            }
+        }
+        for (peer, msgs) in to_workers {
+            if let Some(PeerTx::Worker(tx)) = self.peers.get(&peer) {
+                report_send(&peer, tx.send_all(&msgs).await);
+            }
+        }
+        for (peer, msgs) in to_runners {
+            if let Some(PeerTx::Runner(tx)) = self.peers.get(&peer) {
+                report_send(&peer, tx.send_all(&msgs).await);
             }
         }
     }
@@ -382,5 +423,20 @@ impl Shell {
                 debug!(%peer, "closing stream: {e}");
             }
         }
+    }
+}
+
+/// Adds `msg` to `peer`'s batch, keeping each peer's messages in order.
+fn push_for<M>(batches: &mut Vec<(PeerId, Vec<M>)>, peer: PeerId, msg: M) {
+    match batches.iter_mut().find(|(p, _)| *p == peer) {
+        Some((_, msgs)) => msgs.push(msg),
+        None => batches.push((peer, vec![msg])),
+    }
+}
+
+fn report_send(peer: &str, sent: Result<(), StreamError>) {
+    if let Err(e) = sent {
+        // The peer's reader will report it gone; the scheduler requeues then.
+        debug!(%peer, "send failed: {e}");
     }
 }

@@ -3,13 +3,48 @@
 //!
 //! It does no I/O. Each event returns the messages to send ([`Effect`]); the async shell in
 //! `broker::mod` delivers them. That keeps every scheduling rule unit-testable and
-//! deterministic.
+//! deterministic. Time enters only through [`Scheduler::at`], so tests choose it.
+//!
+//! Pipelining: each worker is kept [`Dispatch`]ed enough work beyond its slots to cover its
+//! round trip (sized from what the broker measures: the assign → started round trip of that
+//! worker, over the mean job time), bounded so that a lost worker strands little. When the
+//! queue runs dry and a worker has a free slot, unstarted prefetched work is taken back from
+//! a worker that holds more than it can run ([`BrokerToWorker::TakeBack`]); the worker answers
+//! with what it gave up, and an attempt it had started meanwhile keeps running there.
+//!
+//! Fencing: a worker starts assigned work only under a lease ([`BrokerToWorker::Lease`])
+//! shorter than the silence after which the broker declares it lost, so a lost worker starts
+//! nothing it was given; a late result from a worker declared lost is dropped.
 
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::info;
 
 use crate::proto::{
-    BrokerToRunner, BrokerToWorker, JobId, JobIndex, JobOutcome, JobSpec, JobStatus, Submission,
+    AttemptRef, BrokerToRunner, BrokerToWorker, JobId, JobIndex, JobOutcome, JobSpec, JobStatus,
+    Submission,
 };
+
+/// The most jobs kept beyond a worker's slots, per slot, however short jobs are: what a lost
+/// worker can strand until the peer timeout.
+const MAX_EXTRA_PER_SLOT: u32 = 32;
+/// Pipelines cover this many measured round trips (room for jitter).
+const ROUND_TRIPS_COVERED: f64 = 2.0;
+/// Weight of a new sample in the running means.
+const SAMPLE_WEIGHT: f64 = 0.2;
+
+/// How the scheduler pipelines work and fences workers.
+#[derive(Debug, Clone)]
+pub struct Dispatch {
+    /// Jobs given to a worker beyond its slots until the broker has measured its round trip
+    /// and job times (then the pipeline is sized from those); 0 turns prefetching off.
+    pub prefetch: u32,
+    /// How long a lease lets a worker start assigned work; shorter than the peer timeout after
+    /// which the broker declares a silent worker lost.
+    pub lease: Duration,
+}
 
 /// A connected peer's id (its stream's peer id).
 pub type PeerId = String;
@@ -31,16 +66,23 @@ enum JobState {
     Assigned {
         worker: PeerId,
         started: bool,
+        /// Asked back from the worker; it answers with `Released` or `Started`.
+        taking_back: bool,
+        /// The order of assignments (the newest are taken back first: they start last).
+        order: u64,
+        /// When it was sent to a free slot: its `Started` measures the round trip.
+        probe: Option<Instant>,
     },
 }
 
 #[derive(Debug)]
 struct Job {
-    runner: PeerId,
+    /// Shared by every job of the runner.
+    runner: Arc<str>,
     /// The runner's own id for the job (its manifest index).
     index: JobIndex,
-    /// The spec as submitted.
-    spec: JobSpec,
+    /// The spec as submitted, shared with every assignment of it.
+    spec: Arc<JobSpec>,
     /// Attempts started so far (the next assignment is attempt `attempts + 1`).
     attempts: u32,
     state: JobState,
@@ -79,6 +121,8 @@ struct Worker {
     slots: u32,
     /// Jobs assigned and not finished (running or prefetched).
     assigned: BTreeSet<JobId>,
+    /// The measured assign → started round trip (a running mean).
+    round_trip: Option<Duration>,
 }
 
 #[derive(Debug, Default)]
@@ -94,7 +138,13 @@ struct Runner {
 /// The broker's state.
 #[derive(Debug)]
 pub struct Scheduler {
-    prefetch: u32,
+    dispatch: Dispatch,
+    /// The time of the event being handled.
+    now: Instant,
+    /// The mean duration of an attempt, in seconds (a running mean).
+    job_secs: Option<f64>,
+    /// Counts assignments (their `order`).
+    assignments: u64,
     jobs: HashMap<JobId, Job>,
     queue: BinaryHeap<Queued>,
     workers: BTreeMap<PeerId, Worker>,
@@ -104,11 +154,13 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// A scheduler that gives each worker up to `prefetch` jobs beyond its slots, so that a
-    /// worker never waits a poll round-trip for its next job while work is queued.
-    pub fn new(prefetch: u32) -> Self {
+    /// A scheduler that pipelines work as `dispatch` says.
+    pub fn new(dispatch: Dispatch) -> Self {
         Self {
-            prefetch,
+            dispatch,
+            now: Instant::now(),
+            job_secs: None,
+            assignments: 0,
             jobs: HashMap::new(),
             queue: BinaryHeap::new(),
             workers: BTreeMap::new(),
@@ -116,6 +168,12 @@ impl Scheduler {
             next_global: JobId(0),
             stop_requested: false,
         }
+    }
+
+    /// Sets the time of the next event (the shell calls it with the clock; tests choose it).
+    pub fn at(&mut self, now: Instant) -> &mut Self {
+        self.now = now;
+        self
     }
 
     /// Connected workers and their total slots.
@@ -142,18 +200,37 @@ impl Scheduler {
 
     /// A worker said hello, naming itself `name`.
     pub fn worker_joined(&mut self, peer: PeerId, name: String, slots: u32) -> Vec<Effect> {
-        let mut fx = vec![Effect::ToWorker(peer.clone(), BrokerToWorker::Welcome)];
+        let mut fx = vec![
+            Effect::ToWorker(peer.clone(), BrokerToWorker::Welcome),
+            Effect::ToWorker(peer.clone(), self.lease(0)),
+        ];
         self.workers.insert(
             peer,
             Worker {
                 name,
                 slots: slots.max(1),
                 assigned: BTreeSet::new(),
+                round_trip: None,
             },
         );
         self.announce_capacity(&mut fx);
         self.fill(&mut fx);
         fx
+    }
+
+    /// A worker asks for a fresh lease; a worker declared lost gets none.
+    pub fn renew(&self, peer: &str, seq: u64) -> Vec<Effect> {
+        if !self.workers.contains_key(peer) {
+            return Vec::new();
+        }
+        vec![Effect::ToWorker(peer.to_string(), self.lease(seq))]
+    }
+
+    fn lease(&self, seq: u64) -> BrokerToWorker {
+        BrokerToWorker::Lease {
+            seq,
+            valid_ms: self.dispatch.lease.as_millis() as u64,
+        }
     }
 
     /// A worker is gone (timed out or disconnected): its jobs go back to the queue. A job that
@@ -193,14 +270,27 @@ impl Scheduler {
 
     /// A worker started an attempt.
     pub fn job_started(&mut self, peer: &str, global: JobId, attempt: u32) -> Vec<Effect> {
-        let (Some(job), Some(w)) = (self.jobs.get_mut(&global), self.workers.get(peer)) else {
+        let (Some(job), Some(w)) = (self.jobs.get_mut(&global), self.workers.get_mut(peer)) else {
             return Vec::new();
         };
         match &mut job.state {
-            JobState::Assigned { worker, started } if worker == peer && job.attempts == attempt => {
+            JobState::Assigned {
+                worker,
+                started,
+                taking_back,
+                probe,
+                ..
+            } if worker == peer && job.attempts == attempt => {
                 *started = true;
+                // A take-back that crossed the start: the attempt runs here.
+                *taking_back = false;
+                if let Some(sent) = probe.take() {
+                    let sample = self.now.saturating_duration_since(sent).as_secs_f64();
+                    let mean = running_mean(w.round_trip.map(|d| d.as_secs_f64()), sample);
+                    w.round_trip = Some(Duration::from_secs_f64(mean));
+                }
                 vec![Effect::ToRunner(
-                    job.runner.clone(),
+                    job.runner.to_string(),
                     BrokerToRunner::Started {
                         index: job.index,
                         attempt,
@@ -225,7 +315,18 @@ impl Scheduler {
                 && job.attempts == outcome.attempt
         });
         if !current {
-            return fx; // a stale attempt (its worker was declared lost): ignore
+            info!(
+                job = %global,
+                attempt = outcome.attempt,
+                worker = %outcome.worker,
+                "dropping a late result: not the job's current attempt (its worker was declared \
+                 lost, or the job was given to another)"
+            );
+            return fx;
+        }
+        if outcome.status != JobStatus::Cancelled {
+            let secs = Duration::from_millis(outcome.duration_ms).as_secs_f64();
+            self.job_secs = Some(running_mean(self.job_secs, secs));
         }
         if let Some(w) = self.workers.get_mut(peer) {
             w.assigned.remove(&global);
@@ -248,6 +349,35 @@ impl Scheduler {
         fx
     }
 
+    /// A worker answered a take-back with the attempts it gave up: they never started and
+    /// never will there, so they go back to the queue with their attempt unspent.
+    pub fn released(&mut self, peer: &str, attempts: &[AttemptRef]) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        for r in attempts {
+            let Some(job) = self.jobs.get_mut(&r.id) else {
+                continue;
+            };
+            let unstarted = matches!(&job.state,
+                JobState::Assigned { worker, started: false, .. } if worker == peer)
+                && job.attempts == r.attempt;
+            if !unstarted {
+                continue;
+            }
+            if let Some(w) = self.workers.get_mut(peer) {
+                w.assigned.remove(&r.id);
+            }
+            job.attempts -= 1;
+            if job.cancelled {
+                let outcome = synthetic(job, "", JobStatus::Cancelled, None);
+                self.finish(r.id, outcome, &mut fx);
+            } else {
+                self.requeue(r.id);
+            }
+        }
+        self.fill(&mut fx);
+        fx
+    }
+
     /// A runner said hello.
     pub fn runner_joined(&mut self, peer: PeerId) -> Vec<Effect> {
         let (workers, slots) = self.capacity();
@@ -264,13 +394,14 @@ impl Scheduler {
         if !self.runners.contains_key(peer) {
             return fx;
         }
+        let runner: Arc<str> = Arc::from(peer);
         for Submission { index, spec } in jobs {
             let global = self.next_global;
             self.next_global.0 += 1;
             let job = Job {
-                runner: peer.to_string(),
+                runner: Arc::clone(&runner),
                 index,
-                spec,
+                spec: Arc::new(spec),
                 attempts: 0,
                 state: JobState::Queued,
                 cancelled: false,
@@ -373,7 +504,7 @@ impl Scheduler {
             return;
         };
         let index = job.index;
-        let runner = job.runner.clone();
+        let runner = job.runner.to_string();
         if let Some(r) = self.runners.get_mut(&runner) {
             r.pending.remove(&global);
         }
@@ -406,51 +537,151 @@ impl Scheduler {
         }
     }
 
-    /// Hands queued jobs out: first to free slots (the emptiest worker first), then up to
-    /// `prefetch` extra per worker.
+    /// Hands queued jobs out: first to free slots (the emptiest worker first), then up to each
+    /// worker's pipeline depth; when the queue is dry, takes back prefetched work for free slots.
     fn fill(&mut self, fx: &mut Vec<Effect>) {
-        for limit_extra in [0, self.prefetch] {
+        for prefetching in [false, true] {
             while !self.queue.is_empty() {
-                let target = self
-                    .workers
-                    .iter()
-                    .filter(|(_, w)| (w.assigned.len() as u32) < w.slots + limit_extra)
-                    .max_by_key(|(_, w)| {
-                        (
-                            i64::from(w.slots) - w.assigned.len() as i64,
-                            std::cmp::Reverse(w.assigned.len()),
-                        )
-                    })
-                    .map(|(p, _)| p.clone());
-                let Some(worker) = target else { break };
+                let Some(worker) = self.next_target(prefetching) else {
+                    break;
+                };
                 let Some(q) = self.queue.pop() else { break };
-                let Some(job) = self.jobs.get_mut(&q.global) else {
-                    continue;
-                };
-                if !matches!(job.state, JobState::Queued) {
-                    continue; // a stale queue entry
-                }
-                job.attempts += 1;
-                job.state = JobState::Assigned {
-                    worker: worker.clone(),
-                    started: false,
-                };
-                let spec = job.spec.clone();
-                let attempt = job.attempts;
-                if let Some(w) = self.workers.get_mut(&worker) {
-                    w.assigned.insert(q.global);
-                }
-                fx.push(Effect::ToWorker(
-                    worker,
-                    BrokerToWorker::Assign {
-                        id: q.global,
-                        job: spec,
-                        attempt,
-                    },
-                ));
+                self.assign(q.global, worker, fx);
             }
         }
+        if self.queue.is_empty() {
+            self.take_back(fx);
+        }
     }
+
+    /// The worker the next queued job goes to: the one with the most free slots, or when
+    /// `prefetching`, the one furthest below its pipeline depth.
+    fn next_target(&self, prefetching: bool) -> Option<PeerId> {
+        self.workers
+            .iter()
+            .filter(|(_, w)| {
+                let extra = if prefetching { self.extra(w) } else { 0 };
+                (w.assigned.len() as u32) < w.slots + extra
+            })
+            .max_by_key(|(_, w)| {
+                (
+                    i64::from(w.slots) - w.assigned.len() as i64,
+                    std::cmp::Reverse(w.assigned.len()),
+                )
+            })
+            .map(|(p, _)| p.clone())
+    }
+
+    fn assign(&mut self, global: JobId, worker: PeerId, fx: &mut Vec<Effect>) {
+        let (Some(job), Some(w)) = (self.jobs.get_mut(&global), self.workers.get_mut(&worker))
+        else {
+            return;
+        };
+        if !matches!(job.state, JobState::Queued) {
+            return; // a stale queue entry
+        }
+        let free_slot = (w.assigned.len() as u32) < w.slots;
+        self.assignments += 1;
+        job.attempts += 1;
+        job.state = JobState::Assigned {
+            worker: worker.clone(),
+            started: false,
+            taking_back: false,
+            order: self.assignments,
+            probe: free_slot.then_some(self.now),
+        };
+        w.assigned.insert(global);
+        fx.push(Effect::ToWorker(
+            worker,
+            BrokerToWorker::Assign {
+                id: global,
+                job: Arc::clone(&job.spec),
+                attempt: job.attempts,
+            },
+        ));
+    }
+
+    /// Jobs kept assigned to `w` beyond its slots: enough to cover its round trip at the mean
+    /// job time (the slots finish `round trip / job time` jobs each while the next assignment
+    /// travels), at least one, at most [`MAX_EXTRA_PER_SLOT`] per slot; `prefetch` until both
+    /// are measured.
+    fn extra(&self, w: &Worker) -> u32 {
+        let prefetch = self.dispatch.prefetch;
+        let (Some(round_trip), Some(job_secs)) = (w.round_trip, self.job_secs) else {
+            return prefetch;
+        };
+        if prefetch == 0 {
+            return 0;
+        }
+        let jobs_per_trip = round_trip.as_secs_f64() / job_secs.max(0.001);
+        let want = (ROUND_TRIPS_COVERED * jobs_per_trip * f64::from(w.slots)).ceil();
+        (want as u32).clamp(1, MAX_EXTRA_PER_SLOT * w.slots)
+    }
+
+    /// The queue is dry: asks workers holding more than their slots for unstarted work, as
+    /// much as other workers have free slots (the newest assignments first: they start last).
+    fn take_back(&mut self, fx: &mut Vec<Effect>) {
+        let free: usize = self
+            .workers
+            .values()
+            .map(|w| (w.slots as usize).saturating_sub(w.assigned.len()))
+            .sum();
+        let mut candidates: Vec<(PeerId, Vec<(u64, JobId)>)> = Vec::new();
+        let mut asked = 0;
+        for (peer, w) in &self.workers {
+            let mut unstarted = Vec::new();
+            let mut in_flight = 0;
+            for id in &w.assigned {
+                match self.jobs.get(id).map(|j| &j.state) {
+                    Some(JobState::Assigned {
+                        taking_back: true, ..
+                    }) => in_flight += 1,
+                    Some(JobState::Assigned {
+                        started: false,
+                        order,
+                        ..
+                    }) => unstarted.push((*order, *id)),
+                    _ => {}
+                }
+            }
+            asked += in_flight;
+            let excess = w.assigned.len() - in_flight;
+            let excess = excess.saturating_sub(w.slots as usize).min(unstarted.len());
+            unstarted.sort_unstable();
+            candidates.push((peer.clone(), unstarted.split_off(unstarted.len() - excess)));
+        }
+        let mut want = free.saturating_sub(asked);
+        let mut chosen: BTreeMap<PeerId, Vec<AttemptRef>> = BTreeMap::new();
+        // One at a time from whoever holds the most, so that no worker is emptied first.
+        while want > 0 {
+            let Some((peer, jobs)) = candidates
+                .iter_mut()
+                .filter(|(_, jobs)| !jobs.is_empty())
+                .max_by_key(|(_, jobs)| jobs.len())
+            else {
+                break;
+            };
+            let Some((_, id)) = jobs.pop() else { break };
+            want -= 1;
+            if let Some(job) = self.jobs.get_mut(&id)
+                && let JobState::Assigned { taking_back, .. } = &mut job.state
+            {
+                *taking_back = true;
+                chosen.entry(peer.clone()).or_default().push(AttemptRef {
+                    id,
+                    attempt: job.attempts,
+                });
+            }
+        }
+        for (peer, jobs) in chosen {
+            fx.push(Effect::ToWorker(peer, BrokerToWorker::TakeBack { jobs }));
+        }
+    }
+}
+
+/// A running mean with the weight [`SAMPLE_WEIGHT`] on the new sample.
+fn running_mean(mean: Option<f64>, sample: f64) -> f64 {
+    mean.map_or(sample, |m| m + SAMPLE_WEIGHT * (sample - m))
 }
 
 /// Attempts a job may use when workers get lost: its retries, but at least one requeue, since
@@ -476,6 +707,14 @@ fn synthetic(job: &Job, worker: &str, status: JobStatus, error: Option<String>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A scheduler with this initial prefetch and a 30 s lease.
+    fn sched(prefetch: u32) -> Scheduler {
+        Scheduler::new(Dispatch {
+            prefetch,
+            lease: Duration::from_secs(30),
+        })
+    }
 
     fn spec(index: u64, estimate_ms: Option<u64>, retries: u32) -> Submission {
         Submission {
@@ -537,7 +776,7 @@ mod tests {
 
     #[test]
     fn longest_estimate_first_then_manifest_order() {
-        let mut s = Scheduler::new(0);
+        let mut s = sched(0);
         s.runner_joined("r".into());
         s.submit(
             "r",
@@ -555,7 +794,7 @@ mod tests {
 
     #[test]
     fn fills_free_slots_before_prefetching() {
-        let mut s = Scheduler::new(1);
+        let mut s = sched(1);
         s.runner_joined("r".into());
         s.worker_joined("a".into(), "a".into(), 2);
         s.worker_joined("b".into(), "b".into(), 2);
@@ -574,7 +813,7 @@ mod tests {
 
     #[test]
     fn failed_job_is_retried_then_reported_once() {
-        let mut s = Scheduler::new(0);
+        let mut s = sched(0);
         s.runner_joined("r".into());
         s.worker_joined("w".into(), "w".into(), 1);
         let fx = s.submit("r", vec![spec(7, None, 1)]);
@@ -596,7 +835,7 @@ mod tests {
 
     #[test]
     fn lost_worker_jobs_run_elsewhere_and_stale_results_are_ignored() {
-        let mut s = Scheduler::new(0);
+        let mut s = sched(0);
         s.runner_joined("r".into());
         s.worker_joined("a".into(), "a".into(), 1);
         let fx = s.submit("r", vec![spec(0, None, 0)]);
@@ -620,7 +859,7 @@ mod tests {
 
     #[test]
     fn reports_name_workers_by_their_names() {
-        let mut s = Scheduler::new(0);
+        let mut s = sched(0);
         s.runner_joined("r".into());
         s.worker_joined("peer-a".into(), "machine-a".into(), 1);
         let fx = s.submit("r", vec![spec(0, None, 0)]);
@@ -654,7 +893,7 @@ mod tests {
 
     #[test]
     fn prefetched_job_of_lost_worker_keeps_its_attempt() {
-        let mut s = Scheduler::new(1);
+        let mut s = sched(1);
         s.runner_joined("r".into());
         s.worker_joined("a".into(), "a".into(), 1);
         s.submit("r", vec![spec(0, None, 0), spec(1, None, 0)]);
@@ -666,7 +905,7 @@ mod tests {
 
     #[test]
     fn cancel_reports_queued_now_and_running_when_the_worker_answers() {
-        let mut s = Scheduler::new(0);
+        let mut s = sched(0);
         s.runner_joined("r".into());
         s.worker_joined("w".into(), "w".into(), 1);
         let fx = s.submit("r", vec![spec(0, None, 3), spec(1, None, 0)]);
@@ -689,7 +928,7 @@ mod tests {
 
     #[test]
     fn stop_waits_for_work_and_exits_every_worker() {
-        let mut s = Scheduler::new(0);
+        let mut s = sched(0);
         s.runner_joined("r".into());
         s.worker_joined("w".into(), "w".into(), 1);
         let fx = s.submit("r", vec![spec(0, None, 0)]);

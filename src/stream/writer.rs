@@ -28,6 +28,8 @@ type CloseReply = oneshot::Sender<Result<(), StreamError>>;
 
 enum Command {
     Send(Bytes),
+    /// Messages that must travel together (one append, while they fit in one).
+    SendMany(Vec<Bytes>),
     Close(CloseReply),
 }
 
@@ -45,14 +47,20 @@ impl StreamSender {
     /// Queues one message; messages queued together go out in one append. Waits while the
     /// queue is full. Fails once the stream was closed or its writer failed.
     pub async fn send(&self, msg: Bytes) -> Result<(), StreamError> {
-        if msg.len() > MAX_PAYLOAD {
-            return Err(StreamError::TooLarge {
-                len: msg.len(),
-                max: MAX_PAYLOAD,
-            });
-        }
+        check_size(&msg)?;
+        self.queue(Command::Send(msg)).await
+    }
+
+    /// Queues several messages at once, so that they go out in the same append (as far as
+    /// one append holds them) instead of racing the writer one by one.
+    pub async fn send_many(&self, msgs: Vec<Bytes>) -> Result<(), StreamError> {
+        msgs.iter().try_for_each(check_size)?;
+        self.queue(Command::SendMany(msgs)).await
+    }
+
+    async fn queue(&self, command: Command) -> Result<(), StreamError> {
         self.tx
-            .send(Command::Send(msg))
+            .send(command)
             .await
             .map_err(|_| match self.outcome.get() {
                 Some(Err(e)) => StreamError::Broken(e.clone()),
@@ -75,6 +83,16 @@ impl StreamSender {
             None => Err(StreamError::Closed),
         }
     }
+}
+
+fn check_size(msg: &Bytes) -> Result<(), StreamError> {
+    if msg.len() > MAX_PAYLOAD {
+        return Err(StreamError::TooLarge {
+            len: msg.len(),
+            max: MAX_PAYLOAD,
+        });
+    }
+    Ok(())
 }
 
 /// Starts the writer of one direction whose segment 0 (`first`) is already created.
@@ -162,6 +180,7 @@ impl Writer {
             loop {
                 match command {
                     Command::Send(msg) => self.encoder.message(&msg),
+                    Command::SendMany(msgs) => msgs.iter().for_each(|m| self.encoder.message(m)),
                     Command::Close(reply) => {
                         self.encoder.shutdown();
                         *close = Some(reply);

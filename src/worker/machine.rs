@@ -1,15 +1,24 @@
 //! The worker's decisions, as a pure state machine: which assigned attempt starts when a slot
-//! is free, what a cancel does to a queued or a running attempt, what is reported, when the
-//! worker ends.
+//! is free, what a cancel or a take-back does to a queued or a running attempt, what is
+//! reported, when the worker ends.
 //!
 //! It does no I/O. Each event returns the [`Effect`]s the shell in `worker::mod` carries out
 //! (send a message, start or kill an attempt, end), as `broker::scheduler` does for the broker.
 //! Attempts are keyed by job id *and* attempt number, so that a stale message about an
 //! earlier attempt never touches a later one.
+//!
+//! Fencing: an assigned attempt starts only under a lease ([`BrokerToWorker::Lease`]), valid
+//! for a while after this worker *sent* the request it answers. The broker declares a worker
+//! lost only after a longer silence, so a worker that was stalled (SIGSTOP, a frozen VM) or cut
+//! off finds its lease run out and starts nothing the broker has since given to others.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crate::proto::{BrokerToWorker, JobId, JobOutcome, JobSpec, JobStatus, WorkerMsg};
+use tracing::warn;
+
+use crate::proto::{AttemptRef, BrokerToWorker, JobId, JobOutcome, JobSpec, JobStatus, WorkerMsg};
 
 /// One attempt the broker gave this worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +28,7 @@ pub struct Assignment {
     /// The attempt number.
     pub attempt: u32,
     /// What to run.
-    pub job: JobSpec,
+    pub job: Arc<JobSpec>,
 }
 
 /// Something the shell must do.
@@ -46,6 +55,54 @@ pub enum Ending {
     Refused(String),
 }
 
+/// The lease under which assigned attempts may start.
+#[derive(Debug)]
+struct Lease {
+    /// The next request's number (the hello was request 0).
+    next_seq: u64,
+    /// When each unanswered request was sent.
+    asked: BTreeMap<u64, Instant>,
+    /// Starting is allowed before this instant.
+    until: Option<Instant>,
+    /// How long a lease lasts, as the broker last said (until it says, nothing starts).
+    valid: Duration,
+    /// A warning about an expired lease was logged and no lease came since.
+    warned: bool,
+}
+
+impl Lease {
+    fn holds(&self, now: Instant) -> bool {
+        self.until.is_some_and(|until| now < until)
+    }
+
+    /// Whether a request that may still bring a usable lease is on its way.
+    fn asking(&self, now: Instant) -> bool {
+        self.asked
+            .values()
+            .any(|&sent| self.valid.is_zero() || now < sent + self.valid)
+    }
+
+    /// A new request, sent now.
+    fn ask(&mut self, now: Instant) -> WorkerMsg {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.asked.insert(seq, now);
+        WorkerMsg::Renew { seq }
+    }
+
+    /// The broker answered request `seq`.
+    fn granted(&mut self, seq: u64, valid: Duration) {
+        let Some(sent) = self.asked.remove(&seq) else {
+            return;
+        };
+        // Older requests can only bring shorter leases.
+        self.asked.retain(|&s, _| s > seq);
+        self.valid = valid;
+        self.until = self.until.max(Some(sent + valid));
+        self.warned = false;
+    }
+}
+
 /// The worker's state: attempts waiting for a slot and attempts running.
 #[derive(Debug)]
 pub struct Machine {
@@ -54,16 +111,25 @@ pub struct Machine {
     queue: VecDeque<Assignment>,
     /// Running attempts: job id → attempt number.
     running: BTreeMap<JobId, u32>,
+    lease: Lease,
 }
 
 impl Machine {
-    /// A worker named `name` running up to `slots` attempts at once (at least one).
-    pub fn new(name: impl Into<String>, slots: u32) -> Self {
+    /// A worker named `name` running up to `slots` attempts at once (at least one), whose
+    /// hello (lease request 0) was sent at `hello_sent`.
+    pub fn new(name: impl Into<String>, slots: u32, hello_sent: Instant) -> Self {
         Self {
             name: name.into(),
             slots: (slots as usize).max(1),
             queue: VecDeque::new(),
             running: BTreeMap::new(),
+            lease: Lease {
+                next_seq: 1,
+                asked: BTreeMap::from([(0, hello_sent)]),
+                until: None,
+                valid: Duration::ZERO,
+                warned: false,
+            },
         }
     }
 
@@ -72,14 +138,19 @@ impl Machine {
         self.running.len()
     }
 
-    /// A message from the broker.
-    pub fn message(&mut self, msg: BrokerToWorker) -> Vec<Effect> {
+    /// A message from the broker, received at `now`.
+    pub fn message(&mut self, msg: BrokerToWorker, now: Instant) -> Vec<Effect> {
         match msg {
             BrokerToWorker::Welcome => Vec::new(),
             BrokerToWorker::Assign { id, job, attempt } => {
                 self.queue.push_back(Assignment { id, attempt, job });
-                self.fill()
+                self.fill(now)
             }
+            BrokerToWorker::Lease { seq, valid_ms } => {
+                self.lease.granted(seq, Duration::from_millis(valid_ms));
+                self.fill(now)
+            }
+            BrokerToWorker::TakeBack { jobs } => self.take_back(&jobs),
             BrokerToWorker::Cancel { id } => self.cancel(id),
             BrokerToWorker::Exit => vec![Effect::End(Ending::Exited)],
             BrokerToWorker::Refused { reason } => vec![Effect::End(Ending::Refused(reason))],
@@ -91,26 +162,26 @@ impl Machine {
         vec![Effect::End(Ending::Interrupted)]
     }
 
-    /// A running attempt ended with `outcome`: report it and use the slot.
-    pub fn attempt_ended(&mut self, id: JobId, outcome: JobOutcome) -> Vec<Effect> {
+    /// A running attempt ended with `outcome` at `now`: report it and use the slot.
+    pub fn attempt_ended(&mut self, id: JobId, outcome: JobOutcome, now: Instant) -> Vec<Effect> {
         if self.running.get(&id) != Some(&outcome.attempt) {
             return Vec::new();
         }
         self.running.remove(&id);
         let mut fx = vec![Effect::Send(WorkerMsg::Finished { id, outcome })];
-        fx.extend(self.fill());
+        fx.extend(self.fill(now));
         fx
     }
 
     /// The task running an attempt of job `id` failed (it panicked): the attempt is reported
     /// as an error, so that the job is not left waiting for an answer forever.
-    pub fn attempt_failed(&mut self, id: JobId, reason: &str) -> Vec<Effect> {
+    pub fn attempt_failed(&mut self, id: JobId, reason: &str, now: Instant) -> Vec<Effect> {
         let Some(&attempt) = self.running.get(&id) else {
             return Vec::new();
         };
         let why = format!("the worker's job task failed: {reason}");
         let outcome = not_run(&self.name, attempt, JobStatus::Error, Some(why));
-        self.attempt_ended(id, outcome)
+        self.attempt_ended(id, outcome, now)
     }
 
     /// Cancel: a queued attempt is dropped and reported `Cancelled` now; a running one is
@@ -129,10 +200,32 @@ impl Machine {
         Vec::new()
     }
 
-    /// Starts queued attempts, in the order they were assigned, while slots are free.
-    fn fill(&mut self) -> Vec<Effect> {
+    /// Take-back: the attempts still queued are given up; the others have started (their
+    /// `Started` went out before this answer) or ended, and stay here.
+    fn take_back(&mut self, jobs: &[AttemptRef]) -> Vec<Effect> {
+        let mut released = Vec::new();
+        self.queue.retain(|a| {
+            let asked = jobs.iter().any(|r| r.id == a.id && r.attempt == a.attempt);
+            if asked {
+                released.push(AttemptRef {
+                    id: a.id,
+                    attempt: a.attempt,
+                });
+            }
+            !asked
+        });
+        vec![Effect::Send(WorkerMsg::Released { jobs: released })]
+    }
+
+    /// Starts queued attempts, in the order they were assigned, while slots are free and the
+    /// lease holds; asks for a lease when it does not, or before it runs out while work waits.
+    fn fill(&mut self, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
-        while self.running.len() < self.slots {
+        while self.running.len() < self.slots && !self.queue.is_empty() {
+            if !self.lease.holds(now) {
+                self.fenced(now, &mut fx);
+                return fx;
+            }
             let Some(next) = self.queue.pop_front() else {
                 break;
             };
@@ -143,7 +236,30 @@ impl Machine {
             }));
             fx.push(Effect::Start(next));
         }
+        // Renew early while work waits, so that the next start does not wait a round trip.
+        let half_gone = self
+            .lease
+            .until
+            .is_some_and(|until| until.saturating_duration_since(now) < self.lease.valid / 2);
+        if !self.queue.is_empty() && half_gone && !self.lease.asking(now) {
+            fx.push(Effect::Send(self.lease.ask(now)));
+        }
         fx
+    }
+
+    /// Work waits but the lease does not hold: ask for one (once), and say why nothing starts.
+    fn fenced(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        if self.lease.until.is_some() && !self.lease.warned {
+            self.lease.warned = true;
+            warn!(
+                queued = self.queue.len(),
+                "this worker's lease ran out (it was stalled or cut off from the broker): \
+                 starting nothing it was given before until the broker renews it"
+            );
+        }
+        if !self.lease.asking(now) {
+            fx.push(Effect::Send(self.lease.ask(now)));
+        }
     }
 }
 
@@ -170,6 +286,23 @@ pub(crate) fn not_run(
 mod tests {
     use super::*;
 
+    /// The instant `ms` milliseconds into a test.
+    fn at(ms: u64) -> Instant {
+        static BASE: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+        *BASE + Duration::from_millis(ms)
+    }
+
+    /// A worker whose hello (at 0) the broker answered with a lease of 10 s.
+    fn leased(name: &str, slots: u32) -> Machine {
+        let mut w = Machine::new(name, slots, at(0));
+        assert!(w.message(lease(0, 10_000), at(0)).is_empty());
+        w
+    }
+
+    fn lease(seq: u64, valid_ms: u64) -> BrokerToWorker {
+        BrokerToWorker::Lease { seq, valid_ms }
+    }
+
     fn spec(name: &str) -> JobSpec {
         JobSpec {
             name: name.into(),
@@ -188,7 +321,7 @@ mod tests {
         BrokerToWorker::Assign {
             id: JobId(id),
             attempt,
-            job: spec(&format!("job-{id}")),
+            job: Arc::new(spec(&format!("job-{id}"))),
         }
     }
 
@@ -222,8 +355,8 @@ mod tests {
 
     #[test]
     fn an_attempt_starts_when_a_slot_is_free_and_says_so_first() {
-        let mut w = Machine::new("w", 1);
-        let fx = w.message(assign(4, 2));
+        let mut w = leased("w", 1);
+        let fx = w.message(assign(4, 2), at(1));
         assert_eq!(
             fx[0],
             Effect::Send(WorkerMsg::Started {
@@ -232,35 +365,41 @@ mod tests {
             })
         );
         assert_eq!(started(&fx), [(4, 2)]);
-        assert!(started(&w.message(assign(5, 1))).is_empty(), "no free slot");
+        assert!(
+            started(&w.message(assign(5, 1), at(1))).is_empty(),
+            "no free slot"
+        );
         assert_eq!(w.running(), 1);
     }
 
     #[test]
     fn prefetched_attempts_start_in_assignment_order_as_slots_free() {
-        let mut w = Machine::new("w", 2);
+        let mut w = leased("w", 2);
         for id in 0..5 {
-            w.message(assign(id, 1));
+            w.message(assign(id, 1), at(1));
         }
         assert_eq!(w.running(), 2);
-        let fx = w.attempt_ended(JobId(1), passed(1));
+        let fx = w.attempt_ended(JobId(1), passed(1), at(1));
         assert_eq!(finished(&fx), [(1, JobStatus::Passed)]);
         assert_eq!(started(&fx), [(2, 1)]);
-        assert_eq!(started(&w.attempt_ended(JobId(0), passed(1))), [(3, 1)]);
+        assert_eq!(
+            started(&w.attempt_ended(JobId(0), passed(1), at(1))),
+            [(3, 1)]
+        );
     }
 
     #[test]
     fn zero_slots_still_run_one_attempt() {
-        let mut w = Machine::new("w", 0);
-        assert_eq!(started(&w.message(assign(0, 1))), [(0, 1)]);
+        let mut w = leased("w", 0);
+        assert_eq!(started(&w.message(assign(0, 1), at(1))), [(0, 1)]);
     }
 
     #[test]
     fn cancel_drops_a_queued_attempt_and_reports_it_cancelled_at_once() {
-        let mut w = Machine::new("w", 1);
-        w.message(assign(0, 1));
-        w.message(assign(1, 3));
-        let fx = w.message(BrokerToWorker::Cancel { id: JobId(1) });
+        let mut w = leased("w", 1);
+        w.message(assign(0, 1), at(1));
+        w.message(assign(1, 3), at(1));
+        let fx = w.message(BrokerToWorker::Cancel { id: JobId(1) }, at(1));
         assert_eq!(finished(&fx), [(1, JobStatus::Cancelled)]);
         match &fx[0] {
             Effect::Send(WorkerMsg::Finished { outcome, .. }) => {
@@ -269,72 +408,189 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert!(
-            started(&w.attempt_ended(JobId(0), passed(1))).is_empty(),
+            started(&w.attempt_ended(JobId(0), passed(1), at(1))).is_empty(),
             "the dropped attempt never starts"
         );
     }
 
     #[test]
     fn cancel_kills_a_running_attempt_which_is_reported_when_it_ends() {
-        let mut w = Machine::new("w", 1);
-        w.message(assign(0, 1));
+        let mut w = leased("w", 1);
+        w.message(assign(0, 1), at(1));
         assert_eq!(
-            w.message(BrokerToWorker::Cancel { id: JobId(0) }),
+            w.message(BrokerToWorker::Cancel { id: JobId(0) }, at(1)),
             [Effect::Kill(JobId(0))]
         );
         let cancelled = not_run("w", 1, JobStatus::Cancelled, None);
         assert_eq!(
-            finished(&w.attempt_ended(JobId(0), cancelled)),
+            finished(&w.attempt_ended(JobId(0), cancelled, at(1))),
             [(0, JobStatus::Cancelled)]
         );
     }
 
     #[test]
     fn cancel_of_an_unknown_job_does_nothing() {
-        let mut w = Machine::new("w", 1);
+        let mut w = leased("w", 1);
         assert!(
-            w.message(BrokerToWorker::Cancel { id: JobId(9) })
+            w.message(BrokerToWorker::Cancel { id: JobId(9) }, at(1))
                 .is_empty()
         );
     }
 
     #[test]
     fn a_stale_attempt_s_end_is_not_reported() {
-        let mut w = Machine::new("w", 1);
-        w.message(assign(0, 2));
-        assert!(w.attempt_ended(JobId(0), passed(1)).is_empty());
+        let mut w = leased("w", 1);
+        w.message(assign(0, 2), at(1));
+        assert!(w.attempt_ended(JobId(0), passed(1), at(1)).is_empty());
         assert_eq!(w.running(), 1);
     }
 
     #[test]
     fn a_failed_job_task_is_reported_as_an_error() {
-        let mut w = Machine::new("w", 1);
-        w.message(assign(0, 1));
-        let fx = w.attempt_failed(JobId(0), "panicked");
+        let mut w = leased("w", 1);
+        w.message(assign(0, 1), at(1));
+        let fx = w.attempt_failed(JobId(0), "panicked", at(1));
         assert_eq!(finished(&fx), [(0, JobStatus::Error)]);
         assert_eq!(w.running(), 0);
     }
 
     #[test]
     fn exit_ends_the_worker_without_reporting_what_runs() {
-        let mut w = Machine::new("w", 1);
-        w.message(assign(0, 1));
+        let mut w = leased("w", 1);
+        w.message(assign(0, 1), at(1));
         assert_eq!(
-            w.message(BrokerToWorker::Exit),
+            w.message(BrokerToWorker::Exit, at(1)),
             [Effect::End(Ending::Exited)]
         );
     }
 
     #[test]
     fn a_signal_or_a_refusal_ends_the_worker() {
-        let mut w = Machine::new("w", 1);
+        let mut w = leased("w", 1);
         assert_eq!(w.interrupted(), [Effect::End(Ending::Interrupted)]);
         let refused = BrokerToWorker::Refused {
             reason: "version".into(),
         };
         assert_eq!(
-            w.message(refused),
+            w.message(refused, at(1)),
             [Effect::End(Ending::Refused("version".into()))]
+        );
+    }
+
+    /// The `Renew` requests sent in `fx`.
+    fn renewals(fx: &[Effect]) -> Vec<u64> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::Send(WorkerMsg::Renew { seq }) => Some(*seq),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn nothing_starts_before_the_broker_answers_the_hello() {
+        let mut w = Machine::new("w", 1, at(0));
+        assert!(started(&w.message(assign(0, 1), at(5))).is_empty());
+        assert_eq!(started(&w.message(lease(0, 10_000), at(6))), [(0, 1)]);
+    }
+
+    #[test]
+    fn a_worker_whose_lease_ran_out_starts_nothing_it_was_given_before() {
+        let mut w = leased("w", 1);
+        w.message(assign(0, 1), at(1));
+        w.message(assign(1, 1), at(2));
+        // Stalled past the lease (counted from the hello at 0): job 1 must not start.
+        let fx = w.attempt_ended(JobId(0), passed(1), at(30_000));
+        assert_eq!(finished(&fx), [(0, JobStatus::Passed)]);
+        assert!(started(&fx).is_empty(), "fenced");
+        assert_eq!(renewals(&fx), [1], "asks for a new lease");
+        // A lease answering a request sent before the stall is no lease now.
+        assert!(started(&w.message(lease(0, 10_000), at(30_001))).is_empty());
+        // Only an answer to the request sent after the stall lets it start again.
+        assert_eq!(started(&w.message(lease(1, 10_000), at(30_100))), [(1, 1)]);
+    }
+
+    #[test]
+    fn a_late_answer_counts_from_when_the_request_was_sent() {
+        let mut w = leased("w", 1);
+        w.message(assign(0, 1), at(1));
+        w.message(assign(1, 1), at(1));
+        let fx = w.attempt_ended(JobId(0), passed(1), at(10_500));
+        assert_eq!(renewals(&fx), [1]);
+        // The answer arrives after the lease it grants (sent at 10.5 s, 10 s) has run out.
+        let fx = w.message(lease(1, 10_000), at(21_000));
+        assert!(started(&fx).is_empty());
+        assert_eq!(renewals(&fx), [2], "asks again");
+    }
+
+    #[test]
+    fn the_lease_is_renewed_early_while_work_waits() {
+        let mut w = leased("w", 1);
+        w.message(assign(0, 1), at(1));
+        assert!(
+            renewals(&w.message(assign(1, 1), at(2))).is_empty(),
+            "fresh lease"
+        );
+        let fx = w.message(assign(2, 1), at(6_000));
+        assert_eq!(renewals(&fx), [1], "half of it gone, work waiting");
+        assert!(
+            renewals(&w.message(assign(3, 1), at(6_001))).is_empty(),
+            "already asked"
+        );
+        w.message(lease(1, 10_000), at(6_100));
+        assert_eq!(
+            started(&w.attempt_ended(JobId(0), passed(1), at(12_000))),
+            [(1, 1)]
+        );
+    }
+
+    #[test]
+    fn take_back_gives_up_only_attempts_that_have_not_started() {
+        let mut w = leased("w", 1);
+        w.message(assign(0, 1), at(1));
+        w.message(assign(1, 1), at(1));
+        w.message(assign(2, 2), at(1));
+        let asked = [0, 1, 2].map(|id| AttemptRef {
+            id: JobId(id),
+            attempt: if id == 2 { 2 } else { 1 },
+        });
+        let fx = w.message(
+            BrokerToWorker::TakeBack {
+                jobs: asked.to_vec(),
+            },
+            at(2),
+        );
+        assert_eq!(
+            fx,
+            [Effect::Send(WorkerMsg::Released {
+                jobs: asked[1..].to_vec()
+            })],
+            "job 0 runs here; 1 and 2 are given up"
+        );
+        assert!(
+            started(&w.attempt_ended(JobId(0), passed(1), at(3))).is_empty(),
+            "a released attempt never starts"
+        );
+    }
+
+    #[test]
+    fn take_back_of_an_attempt_that_started_meanwhile_keeps_it_running() {
+        let mut w = leased("w", 1);
+        w.message(assign(0, 1), at(1));
+        w.message(assign(1, 1), at(1));
+        // Job 0 ends and job 1 starts before the take-back (sent by the broker meanwhile) arrives.
+        let fx = w.attempt_ended(JobId(0), passed(1), at(2));
+        assert_eq!(started(&fx), [(1, 1)]);
+        let asked = vec![AttemptRef {
+            id: JobId(1),
+            attempt: 1,
+        }];
+        let fx = w.message(BrokerToWorker::TakeBack { jobs: asked }, at(3));
+        assert_eq!(fx, [Effect::Send(WorkerMsg::Released { jobs: vec![] })]);
+        assert_eq!(w.running(), 1);
+        assert_eq!(
+            finished(&w.attempt_ended(JobId(1), passed(1), at(4))),
+            [(1, JobStatus::Passed)]
         );
     }
 }

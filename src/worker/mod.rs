@@ -115,6 +115,8 @@ pub async fn run(
         name: cfg.name.clone(),
         slots: cfg.slots,
     };
+    // Request 0 of the lease is the hello: its lease counts from before it was sent.
+    let hello_sent = std::time::Instant::now();
     let joined = tokio::select! {
         joined = WorkerLink::join(store.clone(), &target, hello) => joined?,
         () = &mut shutdown => return Ok(WorkerEnd::Interrupted),
@@ -129,7 +131,7 @@ pub async fn run(
     };
     info!(name = %cfg.name, slots = cfg.slots, "worker connected");
     let mut shell = Shell {
-        machine: Machine::new(cfg.name.clone(), cfg.slots),
+        machine: Machine::new(cfg.name.clone(), cfg.slots, hello_sent),
         shared: Arc::new(Shared { store, cache, cfg }),
         link,
         running: JoinSet::new(),
@@ -160,7 +162,7 @@ impl Shell {
         loop {
             let effects = tokio::select! {
                 msg = self.link.recv() => match msg {
-                    Ok(Some(msg)) => self.machine.message(msg),
+                    Ok(Some(msg)) => self.machine.message(msg, std::time::Instant::now()),
                     Ok(None) => return Err(WorkerError::BrokerClosed),
                     Err(e) => return Err(WorkerError::BrokerLost(e)),
                 },
@@ -169,7 +171,17 @@ impl Shell {
                 }
                 () = &mut *shutdown => self.machine.interrupted(),
             };
+            // Messages ready together (an outcome, the next start, a renewal) share an append.
+            let mut msgs = Vec::new();
+            let mut actions = Vec::new();
             for effect in effects {
+                match effect {
+                    Effect::Send(msg) => msgs.push(msg),
+                    other => actions.push(other),
+                }
+            }
+            self.link.send_all(&msgs).await?;
+            for effect in actions {
                 match self.apply(effect).await? {
                     None => {}
                     Some(Ending::Exited) => return Ok(WorkerEnd::Exited),
@@ -193,11 +205,12 @@ impl Shell {
             return Vec::new();
         };
         self.kills.remove(&id);
+        let now = std::time::Instant::now();
         match done {
-            Ok((_, outcome)) => self.machine.attempt_ended(id, outcome),
+            Ok((_, outcome)) => self.machine.attempt_ended(id, outcome, now),
             Err(e) => {
                 warn!("a job task failed: {e}");
-                self.machine.attempt_failed(id, &e.to_string())
+                self.machine.attempt_failed(id, &e.to_string(), now)
             }
         }
     }
