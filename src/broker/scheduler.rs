@@ -941,4 +941,169 @@ mod tests {
             [Effect::ToWorker("w".into(), BrokerToWorker::Exit)]
         );
     }
+
+    /// The instant `ms` milliseconds into a test.
+    fn at(ms: u64) -> Instant {
+        static BASE: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+        *BASE + Duration::from_millis(ms)
+    }
+
+    /// The attempts asked back from each worker in `fx`.
+    fn taken_back(fx: &[Effect]) -> Vec<(String, Vec<AttemptRef>)> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::ToWorker(w, BrokerToWorker::TakeBack { jobs }) => {
+                    Some((w.clone(), jobs.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn passed_in(attempt: u32, ms: u64) -> JobOutcome {
+        JobOutcome {
+            duration_ms: ms,
+            ..outcome(attempt, JobStatus::Passed)
+        }
+    }
+
+    /// A runner with `n` queued jobs and one worker `w` with `slots` slots, whose first job took
+    /// `job_ms` and whose round trip (assign → started) took `trip_ms`.
+    fn measured(prefetch: u32, slots: u32, n: u64, trip_ms: u64, job_ms: u64) -> Scheduler {
+        let mut s = sched(prefetch);
+        s.at(at(0)).runner_joined("r".into());
+        s.submit("r", (0..n).map(|i| spec(i, None, 0)).collect());
+        let fx = s.worker_joined("w".into(), "w".into(), slots);
+        let first = assigns(&fx)[0].1;
+        s.at(at(trip_ms)).job_started("w", first, 1);
+        s.at(at(trip_ms + job_ms))
+            .job_finished("w", first, passed_in(1, job_ms));
+        s
+    }
+
+    fn assigned_to(s: &Scheduler, worker: &str) -> usize {
+        s.workers.get(worker).map_or(0, |w| w.assigned.len())
+    }
+
+    #[test]
+    fn pipeline_depth_covers_the_measured_round_trip() {
+        // Before measurements: slots + the configured prefetch.
+        let mut s = sched(2);
+        s.runner_joined("r".into());
+        s.submit("r", (0..100).map(|i| spec(i, None, 0)).collect());
+        s.worker_joined("w".into(), "w".into(), 2);
+        assert_eq!(assigned_to(&s, "w"), 4);
+        // 400 ms round trip, 50 ms jobs, 2 slots: 2 trips × 8 jobs per trip × 2 slots = 32.
+        let s = measured(2, 2, 100, 400, 50);
+        assert_eq!(assigned_to(&s, "w"), 2 + 32);
+        // Long jobs need no more than one extra.
+        let s = measured(2, 2, 100, 400, 60_000);
+        assert_eq!(assigned_to(&s, "w"), 2 + 1);
+    }
+
+    #[test]
+    fn pipeline_depth_is_bounded_so_a_lost_worker_strands_little() {
+        // 1 s round trip, 1 ms jobs would want 4,000 extra: capped per slot.
+        let s = measured(2, 2, 1_000, 1_000, 1);
+        assert_eq!(assigned_to(&s, "w"), (2 + 2 * MAX_EXTRA_PER_SLOT) as usize);
+    }
+
+    #[test]
+    fn prefetch_zero_turns_pipelining_off() {
+        let s = measured(0, 2, 100, 400, 50);
+        assert_eq!(assigned_to(&s, "w"), 2);
+    }
+
+    #[test]
+    fn an_idle_worker_takes_back_only_unstarted_prefetched_work() {
+        let mut s = sched(3);
+        s.runner_joined("r".into());
+        s.worker_joined("a".into(), "a".into(), 1);
+        let fx = s.submit("r", (0..4).map(|i| spec(i, None, 0)).collect());
+        let ids: Vec<JobId> = assigns(&fx).iter().map(|a| a.1).collect();
+        assert_eq!(ids.len(), 4, "1 slot + 3 prefetched, all on a");
+        s.job_started("a", ids[0], 1);
+        // b joins with 2 free slots and the queue is dry: the two newest unstarted come back.
+        let fx = s.worker_joined("b".into(), "b".into(), 2);
+        assert!(assigns(&fx).is_empty());
+        let asked = taken_back(&fx);
+        assert_eq!(asked.len(), 1);
+        assert_eq!(asked[0].0, "a");
+        let asked_ids: Vec<JobId> = asked[0].1.iter().map(|r| r.id).collect();
+        assert_eq!(asked_ids, [ids[3], ids[2]]);
+        assert!(!asked_ids.contains(&ids[0]), "never the running one");
+        // Asked once: further events do not ask again while the answer travels.
+        assert!(taken_back(&s.job_started("a", ids[1], 1)).is_empty());
+        // a gave both up: they go to b with their attempt unspent.
+        let fx = s.released("a", &asked[0].1);
+        let got: Vec<_> = assigns(&fx).into_iter().map(|a| (a.0, a.2)).collect();
+        assert_eq!(got, [("b".to_string(), 1), ("b".to_string(), 1)]);
+    }
+
+    #[test]
+    fn a_take_back_that_crosses_a_start_leaves_the_job_running_where_it_started() {
+        let mut s = sched(1);
+        s.runner_joined("r".into());
+        s.worker_joined("a".into(), "a".into(), 1);
+        let fx = s.submit("r", (0..2).map(|i| spec(i, None, 0)).collect());
+        let ids: Vec<JobId> = assigns(&fx).iter().map(|a| a.1).collect();
+        let fx = s.worker_joined("b".into(), "b".into(), 1);
+        let asked = taken_back(&fx)[0].1.clone();
+        assert_eq!(asked[0].id, ids[1]);
+        // Meanwhile a finished job 0 and started job 1, then read the take-back: it gives up
+        // nothing, and its Started arrived first.
+        s.job_finished("a", ids[0], outcome(1, JobStatus::Passed));
+        s.job_started("a", ids[1], 1);
+        let fx = s.released("a", &[]);
+        assert!(assigns(&fx).is_empty(), "job 1 is not given to b");
+        // Even a confused answer naming the started job cannot move it.
+        assert!(assigns(&s.released("a", &asked)).is_empty());
+        let done = finished(&s.job_finished("a", ids[1], outcome(1, JobStatus::Passed)));
+        assert_eq!((done[0].0, done[0].1.attempt), (JobIndex(1), 1));
+        assert_eq!(s.unfinished(), 0);
+    }
+
+    #[test]
+    fn no_take_back_while_work_is_queued() {
+        let mut s = sched(2);
+        s.runner_joined("r".into());
+        s.worker_joined("a".into(), "a".into(), 1);
+        s.submit("r", (0..10).map(|i| spec(i, None, 0)).collect());
+        let fx = s.worker_joined("b".into(), "b".into(), 1);
+        assert!(taken_back(&fx).is_empty());
+        assert_eq!(assigns(&fx).len(), 3, "b gets queued work instead");
+    }
+
+    #[test]
+    fn a_lost_worker_gets_no_lease_and_its_late_result_is_dropped() {
+        let mut s = sched(0);
+        s.runner_joined("r".into());
+        let fx = s.worker_joined("a".into(), "a".into(), 1);
+        assert!(fx.contains(&Effect::ToWorker(
+            "a".into(),
+            BrokerToWorker::Lease {
+                seq: 0,
+                valid_ms: 30_000
+            }
+        )));
+        assert_eq!(
+            s.renew("a", 3),
+            [Effect::ToWorker(
+                "a".into(),
+                BrokerToWorker::Lease {
+                    seq: 3,
+                    valid_ms: 30_000
+                }
+            )]
+        );
+        let g = assigns(&s.submit("r", vec![spec(0, None, 0)]))[0].1;
+        s.worker_lost("a", "timeout");
+        assert!(s.renew("a", 4).is_empty(), "fenced: no lease");
+        let fx = s.worker_joined("b".into(), "b".into(), 1);
+        assert_eq!(assigns(&fx)[0].2, 1, "never started on a: same attempt");
+        // a's late result for the same attempt number is not b's.
+        let fx = s.job_finished("a", g, outcome(1, JobStatus::Passed));
+        assert!(finished(&fx).is_empty());
+        assert_eq!(s.unfinished(), 1);
+    }
 }
