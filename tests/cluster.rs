@@ -1308,3 +1308,161 @@ fn a_broker_whose_service_restarted_exits_3_and_says_what_happened() {
     assert!(stderr.contains("was it restarted?"), "{stderr}");
     assert!(!stderr.contains("artifact ''"), "{stderr}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fencing: a stalled worker starts nothing the broker has given to others
+
+/// Starts worker `name` of cluster `cluster` with `slots` slots and its own cache and work
+/// directories.
+fn start_worker(
+    service: &Service,
+    scratch: &Scratch,
+    cluster: &str,
+    name: &str,
+    slots: u32,
+) -> Proc {
+    let dir = scratch.path().join(name);
+    let args = format!(
+        "--log-level info worker --cluster {cluster} {TIMINGS} --name {name} --slots {slots} \
+         --cache-dir {} --work-dir {}",
+        dir.join("cache").display(),
+        dir.join("work").display()
+    );
+    service.start(scratch, name, &args)
+}
+
+/// A job command that appends `worker attempt nanoseconds` to `$MARKS/<job>.starts` when it
+/// starts (one line per start, written in one `write`), then runs `rest`.
+fn recording_starts(rest: &str) -> String {
+    format!(
+        "echo \"$CLUSTER_WORKER $CLUSTER_ATTEMPT $(date +%s%N)\" >> \"$MARKS/$CLUSTER_JOB_NAME.starts\"; {rest}"
+    )
+}
+
+/// Every recorded start: job name → (worker, attempt, wall-clock nanoseconds).
+fn starts(marks: &Path) -> BTreeMap<String, Vec<(String, u64, u128)>> {
+    names_ending(marks, ".starts")
+        .into_iter()
+        .map(|file| {
+            let text = fs::read_to_string(marks.join(&file)).unwrap();
+            let lines = text
+                .lines()
+                .map(|line| {
+                    let f: Vec<&str> = line.split_whitespace().collect();
+                    (
+                        f[0].to_string(),
+                        f[1].parse().unwrap(),
+                        f[2].parse().unwrap(),
+                    )
+                })
+                .collect();
+            (file.trim_end_matches(".starts").to_string(), lines)
+        })
+        .collect()
+}
+
+/// Nanoseconds since the epoch, as `date +%s%N` prints them.
+fn wall_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// Asserts that no attempt of any job started twice and that nothing started on `fenced`
+/// after `fenced_at`; returns the number of starts of each job.
+fn assert_no_start_after_fence(
+    marks: &Path,
+    fenced: &str,
+    fenced_at: u128,
+) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for (job, lines) in starts(marks) {
+        let attempts: BTreeSet<u64> = lines.iter().map(|l| l.1).collect();
+        assert_eq!(
+            attempts.len(),
+            lines.len(),
+            "{job}: an attempt started twice: {lines:?}"
+        );
+        for (worker, attempt, at) in &lines {
+            assert!(
+                worker != fenced || *at < fenced_at,
+                "{job} attempt {attempt} started on {fenced} after it was stopped: {lines:?}"
+            );
+        }
+        counts.insert(job, lines.len());
+    }
+    counts
+}
+
+#[test]
+fn a_stalled_worker_starts_nothing_it_was_given_before_it_was_declared_lost() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = Service::up(&scratch);
+    let marks = scratch.mkdir("marks");
+    let count = 20;
+    let jobs: Vec<_> = (0..count)
+        .map(|i| {
+            (
+                format!("job-{i}"),
+                recording_starts("sleep 0.5"),
+                String::new(),
+            )
+        })
+        .collect();
+    let head = format!(
+        "defaults:\n  retries: 0\n  env: {{ MARKS: {} }}\n",
+        quoted(marks.to_str().unwrap())
+    );
+    scratch.write("cluster.yml", manifest(&head, &jobs));
+    let mut broker = service.start(
+        &scratch,
+        "broker",
+        &format!("--log-level info broker --cluster f {TIMINGS}"),
+    );
+    let mut stalled = start_worker(&service, &scratch, "f", "stalled", 1);
+    let steady = start_worker(&service, &scratch, "f", "steady", 1);
+    stalled.await_stderr("worker connected");
+    steady.await_stderr("worker connected");
+    let mut runner = service.start(
+        &scratch,
+        "runner",
+        &format!("--log-level warn,cluster_action::runner::progress=debug run cluster.yml --cluster f {TIMINGS} --stop-cluster --report-json report.json"),
+    );
+    // The stalled worker runs a job (it holds prefetched ones behind it) when it is stopped.
+    await_some("a job started on the stalled worker", || {
+        starts(&marks)
+            .values()
+            .flatten()
+            .any(|l| l.0 == "stalled")
+            .then_some(())
+    });
+    runner.await_stderr("worker=\"stalled\"");
+    stalled.signal(libc::SIGSTOP);
+    let stopped_at = wall_nanos();
+    broker.await_stderr("sent nothing for 3s: considered dead");
+    stalled.signal(libc::SIGCONT);
+    // Its job ended while it was stopped; its lease ran out, so the prefetched ones wait.
+    stalled.await_stderr("lease ran out");
+
+    runner.expect_exit(0);
+    broker.expect_exit(0);
+    let (_, report) = read_report(&scratch.path().join("report.json"));
+    let counts = assert_no_start_after_fence(&marks, "stalled", stopped_at);
+    assert_eq!(report.len(), count);
+    for (name, job) in &report {
+        assert_eq!(job["status"], "passed", "{job}");
+        assert_eq!(
+            job["attempts"], counts[name],
+            "{name}: every start counted: {job}"
+        );
+    }
+    // Never renewed, it gives up on the broker it lost.
+    stalled.expect_exit(3);
+    assert!(
+        stalled.stderr().contains("lost the broker"),
+        "{}",
+        stalled.stderr()
+    );
+}
