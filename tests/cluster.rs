@@ -1466,3 +1466,155 @@ fn a_stalled_worker_starts_nothing_it_was_given_before_it_was_declared_lost() {
         stalled.stderr()
     );
 }
+
+/// Stream timings of the soak: faults make requests slow (retries), so a peer is declared lost
+/// after a longer silence than [`TIMINGS`] allows.
+const SOAK_TIMINGS: &str = "--poll-max 100ms --keepalive 500ms --peer-timeout 5s";
+
+/// The soak's manifest: `count` short jobs recording their starts (and pids) in `marks`; every
+/// 25th fails by design.
+fn soak_manifest(scratch: &Scratch, file: &str, marks: &Path, count: usize) {
+    let jobs: Vec<_> = (0..count)
+        .map(|i| {
+            let end = if i % 25 == 0 { "exit 1" } else { "sleep 0.05" };
+            let run = recording_starts(&format!(
+                "echo $$ > \"$MARKS/$CLUSTER_JOB_NAME.$CLUSTER_ATTEMPT.$CLUSTER_WORKER.pid\"; {end}"
+            ));
+            (format!("job-{i}"), run, String::new())
+        })
+        .collect();
+    let head = format!(
+        "defaults:\n  retries: 1\n  env: {{ MARKS: {} }}\n",
+        quoted(marks.to_str().unwrap())
+    );
+    scratch.write(file, manifest(&head, &jobs));
+}
+
+/// Each job's status in a report.
+fn statuses(report: &BTreeMap<String, Value>) -> BTreeMap<String, String> {
+    report
+        .iter()
+        .map(|(name, job)| (name.clone(), job["status"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+/// 500 jobs under injected store faults (20 % failed requests, 5 % throttled), one worker
+/// stopped until it is declared lost and then resumed, another killed: every job is reported
+/// once with the status a fault-free run gives it, nothing starts on the stopped worker once it
+/// was stopped, and no job process is left.
+#[test]
+fn soak_500_jobs_under_faults_with_a_stalled_and_a_killed_worker() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let count = 500;
+    // The fault-free reference.
+    let clean_marks = scratch.mkdir("clean-marks");
+    soak_manifest(&scratch, "clean.yml", &clean_marks, count);
+    let args = "local --workers 2 clean.yml --report-json clean.json";
+    scratch.start("local", args).expect_exit(1);
+    let (_, clean) = read_report(&scratch.path().join("clean.json"));
+
+    let service = Service::up_as(
+        &scratch,
+        "serve",
+        "serve --fail-rate 0.2 --throttle-rate 0.05 --seed 12",
+    );
+    let marks = scratch.mkdir("marks");
+    let _job_pids = JobPids { dir: marks.clone() };
+    soak_manifest(&scratch, "soak.yml", &marks, count);
+    let timed = |name: &str, slots: u32| {
+        let dir = scratch.path().join(name);
+        let args = format!(
+            "--log-level info worker --cluster soak {SOAK_TIMINGS} --name {name} --slots {slots} \
+             --cache-dir {} --work-dir {}",
+            dir.join("cache").display(),
+            dir.join("work").display()
+        );
+        service.start(&scratch, name, &args)
+    };
+    let mut broker = service.start(
+        &scratch,
+        "broker",
+        &format!("--log-level info broker --cluster soak {SOAK_TIMINGS}"),
+    );
+    let mut workers: BTreeMap<&str, Proc> = ["steady-1", "steady-2", "stalled", "killed"]
+        .into_iter()
+        .map(|name| (name, timed(name, 2)))
+        .collect();
+    for worker in workers.values() {
+        worker.await_stderr("worker connected");
+    }
+    let mut runner = service.start(
+        &scratch,
+        "runner",
+        &format!(
+            "run soak.yml --cluster soak {SOAK_TIMINGS} --stop-cluster --report-json report.json"
+        ),
+    );
+    let started_on = |worker: &str| {
+        let worker = worker.to_string();
+        let marks = marks.clone();
+        move || {
+            let n = starts(&marks)
+                .values()
+                .flatten()
+                .filter(|l| l.0 == worker)
+                .count();
+            (n >= 3).then_some(())
+        }
+    };
+    await_some("jobs started on the worker to stop", started_on("stalled"));
+    let stalled = &workers["stalled"];
+    stalled.signal(libc::SIGSTOP);
+    let stopped_at = wall_nanos();
+    broker.await_stderr("considered dead");
+    stalled.signal(libc::SIGCONT);
+    stalled.await_stderr("lease ran out");
+    await_some("jobs started on the worker to kill", started_on("killed"));
+    let killed = workers.get_mut("killed").unwrap();
+    killed.signal(libc::SIGKILL);
+
+    runner.expect_exit(1);
+    broker.expect_exit(0);
+    for name in ["steady-1", "steady-2"] {
+        workers.get_mut(name).unwrap().expect_exit(0);
+    }
+    // The resumed worker gives up on the broker it lost, or exits with the cluster.
+    let stalled = workers.get_mut("stalled").unwrap();
+    let code = await_some("the resumed worker to exit", || {
+        stalled.child.try_wait().unwrap()
+    });
+    stalled.code = code.code();
+    assert!(
+        matches!(stalled.code, Some(0 | 3)),
+        "{code}: {}",
+        stalled.stderr()
+    );
+
+    let (_, report) = read_report(&scratch.path().join("report.json"));
+    assert_eq!(report.len(), count, "every job reported once");
+    assert_eq!(
+        statuses(&report),
+        statuses(&clean),
+        "the statuses of a fault-free run"
+    );
+    for (job, lines) in starts(&marks) {
+        for (worker, attempt, at) in &lines {
+            assert!(
+                worker != "stalled" || *at < stopped_at,
+                "{job} attempt {attempt} started on the stalled worker after it was stopped"
+            );
+        }
+        // Only a worker that was lost (stopped or killed) may have started an attempt the
+        // broker never heard of, which then ran again elsewhere under the same number.
+        let kept: Vec<_> = lines.iter().filter(|l| l.0.starts_with("steady")).collect();
+        let attempts: BTreeSet<u64> = kept.iter().map(|l| l.1).collect();
+        assert_eq!(attempts.len(), kept.len(), "{job}: {lines:?}");
+    }
+    let left: Vec<_> = _job_pids
+        .pids()
+        .into_iter()
+        .filter(|&p| alive(p) && ["bash", "sleep"].iter().any(|c| cmdline(p).starts_with(c)))
+        .collect();
+    assert!(left.is_empty(), "job processes left behind: {left:?}");
+}
