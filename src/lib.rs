@@ -44,7 +44,9 @@
 //!
 //! The data path of one job: the runner packs and publishes the manifest's layers, then sends
 //! `Submit` on its stream; the broker queues the jobs (longest estimate first) and sends
-//! `Assign` to a worker with a free slot (plus a small prefetch); the worker fetches the layers
+//! `Assign` to a worker with a free slot (plus a pipeline sized from the measured round trip,
+//! taken back for an idle worker when the queue runs dry); under a lease the broker renews
+//! (`Lease`, fencing a worker declared lost), the worker fetches the layers
 //! into its cache, materializes the job's directory, runs `bash -c`, publishes declared outputs
 //! as a layer and sends `Finished`; the broker forwards the outcome to the runner, which
 //! fetches the outputs and reports. The binary (`src/main.rs`, `src/cli/`) maps flags onto

@@ -1312,18 +1312,18 @@ fn a_broker_whose_service_restarted_exits_3_and_says_what_happened() {
 // ---------------------------------------------------------------------------------------------
 // Fencing: a stalled worker starts nothing the broker has given to others
 
-/// Starts worker `name` of cluster `cluster` with `slots` slots and its own cache and work
-/// directories.
+/// Starts worker `name` of cluster `cluster` (stream flags `timings`) with `slots` slots and
+/// its own cache and work directories.
 fn start_worker(
-    service: &Service,
-    scratch: &Scratch,
+    (service, scratch): (&Service, &Scratch),
     cluster: &str,
+    timings: &str,
     name: &str,
     slots: u32,
 ) -> Proc {
     let dir = scratch.path().join(name);
     let args = format!(
-        "--log-level info worker --cluster {cluster} {TIMINGS} --name {name} --slots {slots} \
+        "--log-level info worker --cluster {cluster} {timings} --name {name} --slots {slots} \
          --cache-dir {} --work-dir {}",
         dir.join("cache").display(),
         dir.join("work").display()
@@ -1421,8 +1421,8 @@ fn a_stalled_worker_starts_nothing_it_was_given_before_it_was_declared_lost() {
         "broker",
         &format!("--log-level info broker --cluster f {TIMINGS}"),
     );
-    let mut stalled = start_worker(&service, &scratch, "f", "stalled", 1);
-    let steady = start_worker(&service, &scratch, "f", "steady", 1);
+    let mut stalled = start_worker((&service, &scratch), "f", TIMINGS, "stalled", 1);
+    let steady = start_worker((&service, &scratch), "f", TIMINGS, "steady", 1);
     stalled.await_stderr("worker connected");
     steady.await_stderr("worker connected");
     let mut runner = service.start(
@@ -1522,16 +1522,6 @@ fn soak_500_jobs_under_faults_with_a_stalled_and_a_killed_worker() {
     let marks = scratch.mkdir("marks");
     let _job_pids = JobPids { dir: marks.clone() };
     soak_manifest(&scratch, "soak.yml", &marks, count);
-    let timed = |name: &str, slots: u32| {
-        let dir = scratch.path().join(name);
-        let args = format!(
-            "--log-level info worker --cluster soak {SOAK_TIMINGS} --name {name} --slots {slots} \
-             --cache-dir {} --work-dir {}",
-            dir.join("cache").display(),
-            dir.join("work").display()
-        );
-        service.start(&scratch, name, &args)
-    };
     let mut broker = service.start(
         &scratch,
         "broker",
@@ -1539,7 +1529,10 @@ fn soak_500_jobs_under_faults_with_a_stalled_and_a_killed_worker() {
     );
     let mut workers: BTreeMap<&str, Proc> = ["steady-1", "steady-2", "stalled", "killed"]
         .into_iter()
-        .map(|name| (name, timed(name, 2)))
+        .map(|name| {
+            let worker = start_worker((&service, &scratch), "soak", SOAK_TIMINGS, name, 2);
+            (name, worker)
+        })
         .collect();
     for worker in workers.values() {
         worker.await_stderr("worker connected");
@@ -1598,7 +1591,19 @@ fn soak_500_jobs_under_faults_with_a_stalled_and_a_killed_worker() {
         statuses(&clean),
         "the statuses of a fault-free run"
     );
-    for (job, lines) in starts(&marks) {
+    assert_soak_starts(&marks, stopped_at);
+    let left: Vec<_> = _job_pids
+        .pids()
+        .into_iter()
+        .filter(|&p| alive(p) && ["bash", "sleep"].iter().any(|c| cmdline(p).starts_with(c)))
+        .collect();
+    assert!(left.is_empty(), "job processes left behind: {left:?}");
+}
+
+/// Nothing started on the stalled worker once it was stopped (at `stopped_at`), and no attempt
+/// started twice on the workers that were never lost.
+fn assert_soak_starts(marks: &Path, stopped_at: u128) {
+    for (job, lines) in starts(marks) {
         for (worker, attempt, at) in &lines {
             assert!(
                 worker != "stalled" || *at < stopped_at,
@@ -1611,10 +1616,4 @@ fn soak_500_jobs_under_faults_with_a_stalled_and_a_killed_worker() {
         let attempts: BTreeSet<u64> = kept.iter().map(|l| l.1).collect();
         assert_eq!(attempts.len(), kept.len(), "{job}: {lines:?}");
     }
-    let left: Vec<_> = _job_pids
-        .pids()
-        .into_iter()
-        .filter(|&p| alive(p) && ["bash", "sleep"].iter().any(|c| cmdline(p).starts_with(c)))
-        .collect();
-    assert!(left.is_empty(), "job processes left behind: {left:?}");
 }

@@ -62,17 +62,22 @@ pub enum Effect {
 #[derive(Debug)]
 enum JobState {
     Queued,
-    /// Assigned to a worker; `started` once the worker said so.
-    Assigned {
-        worker: PeerId,
-        started: bool,
-        /// Asked back from the worker; it answers with `Released` or `Started`.
-        taking_back: bool,
-        /// The order of assignments (the newest are taken back first: they start last).
-        order: u64,
-        /// When it was sent to a free slot: its `Started` measures the round trip.
-        probe: Option<Instant>,
-    },
+    /// Assigned to a worker (boxed: most jobs wait queued, and those stay small).
+    Assigned(Box<Placement>),
+}
+
+/// Where an assigned job is.
+#[derive(Debug)]
+struct Placement {
+    worker: PeerId,
+    /// The worker said it started.
+    started: bool,
+    /// Asked back from the worker; it answers with `Released` or `Started`.
+    taking_back: bool,
+    /// The order of assignments (the newest are taken back first: they start last).
+    order: u64,
+    /// When it was sent to a free slot: its `Started` measures the round trip.
+    probe: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -244,7 +249,7 @@ impl Scheduler {
             let Some(job) = self.jobs.get_mut(&global) else {
                 continue;
             };
-            let started = matches!(job.state, JobState::Assigned { started: true, .. });
+            let started = matches!(&job.state, JobState::Assigned(p) if p.started);
             if !started {
                 // Never ran there: the attempt it was given is handed out again.
                 job.attempts -= 1;
@@ -274,17 +279,11 @@ impl Scheduler {
             return Vec::new();
         };
         match &mut job.state {
-            JobState::Assigned {
-                worker,
-                started,
-                taking_back,
-                probe,
-                ..
-            } if worker == peer && job.attempts == attempt => {
-                *started = true;
+            JobState::Assigned(p) if p.worker == peer && job.attempts == attempt => {
+                p.started = true;
                 // A take-back that crossed the start: the attempt runs here.
-                *taking_back = false;
-                if let Some(sent) = probe.take() {
+                p.taking_back = false;
+                if let Some(sent) = p.probe.take() {
                     let sample = self.now.saturating_duration_since(sent).as_secs_f64();
                     let mean = running_mean(w.round_trip.map(|d| d.as_secs_f64()), sample);
                     w.round_trip = Some(Duration::from_secs_f64(mean));
@@ -311,7 +310,7 @@ impl Scheduler {
     ) -> Vec<Effect> {
         let mut fx = Vec::new();
         let current = self.jobs.get(&global).is_some_and(|job| {
-            matches!(&job.state, JobState::Assigned { worker, .. } if worker == peer)
+            matches!(&job.state, JobState::Assigned(p) if p.worker == peer)
                 && job.attempts == outcome.attempt
         });
         if !current {
@@ -358,7 +357,7 @@ impl Scheduler {
                 continue;
             };
             let unstarted = matches!(&job.state,
-                JobState::Assigned { worker, started: false, .. } if worker == peer)
+                JobState::Assigned(p) if p.worker == peer && !p.started)
                 && job.attempts == r.attempt;
             if !unstarted {
                 continue;
@@ -445,9 +444,9 @@ impl Scheduler {
                     let outcome = synthetic(job, "", JobStatus::Cancelled, None);
                     self.finish(global, outcome, &mut fx);
                 }
-                JobState::Assigned { worker, .. } => {
+                JobState::Assigned(p) => {
                     fx.push(Effect::ToWorker(
-                        worker.clone(),
+                        p.worker.clone(),
                         BrokerToWorker::Cancel { id: global },
                     ));
                 }
@@ -583,13 +582,13 @@ impl Scheduler {
         let free_slot = (w.assigned.len() as u32) < w.slots;
         self.assignments += 1;
         job.attempts += 1;
-        job.state = JobState::Assigned {
+        job.state = JobState::Assigned(Box::new(Placement {
             worker: worker.clone(),
             started: false,
             taking_back: false,
             order: self.assignments,
             probe: free_slot.then_some(self.now),
-        };
+        }));
         w.assigned.insert(global);
         fx.push(Effect::ToWorker(
             worker,
@@ -633,14 +632,8 @@ impl Scheduler {
             let mut in_flight = 0;
             for id in &w.assigned {
                 match self.jobs.get(id).map(|j| &j.state) {
-                    Some(JobState::Assigned {
-                        taking_back: true, ..
-                    }) => in_flight += 1,
-                    Some(JobState::Assigned {
-                        started: false,
-                        order,
-                        ..
-                    }) => unstarted.push((*order, *id)),
+                    Some(JobState::Assigned(p)) if p.taking_back => in_flight += 1,
+                    Some(JobState::Assigned(p)) if !p.started => unstarted.push((p.order, *id)),
                     _ => {}
                 }
             }
@@ -664,9 +657,9 @@ impl Scheduler {
             let Some((_, id)) = jobs.pop() else { break };
             want -= 1;
             if let Some(job) = self.jobs.get_mut(&id)
-                && let JobState::Assigned { taking_back, .. } = &mut job.state
+                && let JobState::Assigned(p) = &mut job.state
             {
-                *taking_back = true;
+                p.taking_back = true;
                 chosen.entry(peer.clone()).or_default().push(AttemptRef {
                     id,
                     attempt: job.attempts,

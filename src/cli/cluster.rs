@@ -22,7 +22,8 @@ pub struct BrokerArgs {
     /// Stop when no runner is connected and no work is queued for this long.
     #[arg(long, default_value = "15m", value_parser = parse_duration, value_name = "DURATION")]
     idle_timeout: Duration,
-    /// Jobs given to a worker beyond its slots, so it never waits a poll for its next job.
+    /// Jobs given to a worker beyond its slots until its round trip is measured (then sized
+    /// from it, to cover the round trip); 0 turns prefetching off.
     #[arg(long, default_value_t = 2)]
     prefetch: u32,
 }

@@ -64,7 +64,8 @@ pub struct RunArgs {
     /// Wait this long for the broker to appear.
     #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
     broker_wait: Duration,
-    /// With --embed-broker: jobs given to a worker beyond its slots.
+    /// With --embed-broker: jobs given to a worker beyond its slots until its round trip is
+    /// measured (then sized from it); 0 turns prefetching off.
     #[arg(long, default_value_t = 2)]
     prefetch: u32,
 }
@@ -80,7 +81,7 @@ pub struct LocalArgs {
     /// Slots per worker (default: CPUs divided among the workers, at least 1).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     slots: Option<u32>,
-    /// Jobs given to a worker beyond its slots.
+    /// Jobs given to a worker beyond its slots until its round trip is measured; 0: none.
     #[arg(long, default_value_t = 2)]
     prefetch: u32,
     /// Longest pause between polls of an idle stream.
