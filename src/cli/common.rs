@@ -47,6 +47,12 @@ impl ClusterArgs {
             .ok()
             .filter(|a| !a.is_empty())
             .unwrap_or_else(|| "1".into());
+        if attempt.is_empty() || !attempt.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ExitError::bad_input(format!(
+                "GITHUB_RUN_ATTEMPT {attempt:?} is not a run attempt: GitHub sets it to a \
+                 whole number (1 for the first attempt); unset it or fix it"
+            )));
+        }
         Ok(Namespace {
             cluster: self.cluster.clone(),
             attempt,

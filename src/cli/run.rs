@@ -9,6 +9,7 @@ use cluster_action::local::{self, LocalConfig};
 use cluster_action::runner::duration::parse_duration;
 use cluster_action::runner::manifest::{self, Manifest};
 use cluster_action::runner::progress::{Mode, Progress};
+use cluster_action::runner::report;
 use cluster_action::runner::session::{self, RunConfig, RunEnd, RunResult};
 
 use super::cluster::BrokerArgs;
@@ -171,6 +172,9 @@ fn load(args: &JobsArgs) -> anyhow::Result<Manifest> {
         (None, Some(path)) => manifest::from_commands(path),
         (None, None) => return Err(ExitError::bad_input("give a MANIFEST or --commands FILE")),
     };
+    let reports = [args.report_json.as_deref(), args.report_junit.as_deref()];
+    report::check_destinations(&reports, args.outputs_dir.as_deref())
+        .map_err(ExitError::bad_input)?;
     loaded.map_err(|e| ExitError::bad_input(e.to_string()))
 }
 

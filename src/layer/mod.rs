@@ -26,7 +26,7 @@ pub use digest::Digest;
 pub use error::LayerError;
 pub use extract::extract;
 pub use materialize::materialize;
-pub use pack::pack;
+pub use pack::{check, pack};
 
 /// The artifact name of a layer: `ca-layer-<sha256>`.
 pub fn artifact_name(digest: &Digest) -> String {

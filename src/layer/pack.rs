@@ -43,6 +43,12 @@ pub fn pack(root: &Path, paths: &[PathBuf], out: &Path) -> Result<Digest, LayerE
     packed
 }
 
+/// Checks that `paths` (relative to `root`) can be packed, without writing anything: the
+/// rules [`pack`] applies, so that a manifest is refused before anything starts.
+pub fn check(root: &Path, paths: &[PathBuf]) -> Result<(), LayerError> {
+    collect(root, paths).map(drop)
+}
+
 /// The entries to pack, validated: the given paths, their parents and everything below them.
 fn collect(root: &Path, paths: &[PathBuf]) -> Result<Tree, LayerError> {
     let mut tree = Tree::new();

@@ -21,10 +21,12 @@
 //!
 //! Durations are whole numbers with units `ms`, `s`, `m`, `h` (`1h30m`), or a plain number of
 //! seconds; see [`parse_duration`](crate::runner::duration::parse_duration). Scalars are
-//! taken as written: `VERSION: 1.10` sets `1.10`.
+//! taken as written: `VERSION: 1.10` sets `1.10`. Before any of that, `limits` bounds what
+//! the YAML may cost to read (flow nesting depth, alias expansion).
 
 mod commands;
 mod error;
+mod limits;
 mod locate;
 mod schema;
 mod validate;
@@ -131,6 +133,14 @@ pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Manifest, Manif
         problems,
         omitted,
     };
+    if let Err(excess) = limits::check(text) {
+        let problem = Problem {
+            location: excess.location,
+            message: excess.message,
+            hint: Some(excess.hint.to_owned()),
+        };
+        return Err(invalid(vec![problem], 0));
+    }
     let raw: schema::Manifest =
         serde_yaml::from_str(text).map_err(|e| invalid(vec![syntax_problem(&e)], 0))?;
     match validate::resolve(raw, base_dir) {

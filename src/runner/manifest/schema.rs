@@ -3,7 +3,8 @@
 //! them all and report every problem at once.
 //!
 //! Scalars are read as the text written: `timeout: 90`, `RUST_BACKTRACE: 1` and
-//! `VERSION: 1.10` arrive as `"90"`, `"1"` and `"1.10"`.
+//! `VERSION: 1.10` arrive as `"90"`, `"1"` and `"1.10"`. An environment value left null
+//! (`A: ~`, `A:`) arrives as `None`, so that it is refused rather than set to the text `~`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -34,7 +35,7 @@ pub(super) struct Defaults {
     pub timeout: Option<String>,
     pub retries: Option<u32>,
     #[serde(default, deserialize_with = "unique_keys")]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, Option<String>>,
     pub layers: Option<Vec<String>>,
 }
 
@@ -58,7 +59,7 @@ pub(super) struct Job {
     pub timeout: Option<String>,
     pub retries: Option<u32>,
     #[serde(default, deserialize_with = "unique_keys")]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, Option<String>>,
     pub layers: Option<Vec<String>>,
 }
 

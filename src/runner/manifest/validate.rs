@@ -10,6 +10,33 @@ use super::locate::{NodePath, node_path};
 use super::{DEFAULT_RETRIES, DEFAULT_TIMEOUT, JobDef, LayerDef, schema};
 use crate::runner::duration::parse_duration;
 
+/// The longest string a process can be given as one argument or one `NAME=value`
+/// variable, with its terminating NUL (Linux's `MAX_ARG_STRLEN`): a longer `run` command
+/// or value would pass validation and fail every attempt with "Argument list too long".
+pub(super) const MAX_ARG_BYTES: usize = 128 * 1024;
+
+/// What makes `run` impossible to hand to `bash -c`, as the end of a sentence about the
+/// command, with a hint; `None` when it can be run.
+pub(super) fn command_fault(run: &str) -> Option<(String, &'static str)> {
+    if run.contains('\0') {
+        Some((
+            "with a NUL character".to_owned(),
+            "commands cannot hold NUL characters; remove it (printf '\\0' writes one)",
+        ))
+    } else if run.len() + 1 > MAX_ARG_BYTES {
+        Some((
+            format!(
+                "of {} bytes, over the {} KiB a process argument can hold",
+                run.len(),
+                MAX_ARG_BYTES >> 10
+            ),
+            "put the commands in a script file in a layer and run the script",
+        ))
+    } else {
+        None
+    }
+}
+
 /// One problem, before it is given a location.
 #[derive(Debug)]
 pub(super) struct Finding {
@@ -37,7 +64,7 @@ pub(super) fn resolve(raw: schema::Manifest, base_dir: &Path) -> Result<Resolved
             "defaults",
         )
         .unwrap_or(DEFAULT_TIMEOUT);
-    check.env(&defaults.env, &node_path!["defaults", "env"], "defaults");
+    let default_env = check.env(&defaults.env, &node_path!["defaults", "env"], "defaults");
     let default_layers = defaults.layers.clone().unwrap_or_default();
     check.layer_refs(
         &default_layers,
@@ -80,9 +107,8 @@ pub(super) fn resolve(raw: schema::Manifest, base_dir: &Path) -> Result<Resolved
                 "estimate",
             )
         });
-        check.env(&job.env, &node_path!["jobs", index, "env"], &owner);
-        let mut env = defaults.env.clone();
-        env.extend(job.env.clone());
+        let mut env = default_env.clone();
+        env.extend(check.env(&job.env, &node_path!["jobs", index, "env"], &owner));
         let layers = match &job.layers {
             Some(names) => {
                 let at = node_path!["jobs", index, "layers"];
@@ -182,7 +208,14 @@ impl Checker {
                 format!("{owner} has an empty `run` command"),
                 "give the shell command to run; it runs with `bash -c` in the job's directory",
             ),
-            Some(run) => return run.to_owned(),
+            Some(run) => match command_fault(run) {
+                Some((message, hint)) => self.problem(
+                    node_path!["jobs", index, "run"],
+                    format!("{owner} has a `run` command {message}"),
+                    hint,
+                ),
+                None => return run.to_owned(),
+            },
         }
         String::new()
     }
@@ -217,8 +250,14 @@ impl Checker {
         Some(timeout)
     }
 
-    /// Environment variables a process can be given.
-    fn env(&mut self, env: &BTreeMap<String, String>, at: &NodePath, owner: &str) {
+    /// Environment variables a process can be given; returns those with a value.
+    fn env(
+        &mut self,
+        env: &BTreeMap<String, Option<String>>,
+        at: &NodePath,
+        owner: &str,
+    ) -> BTreeMap<String, String> {
+        let mut checked = BTreeMap::new();
         for (name, value) in env {
             let mut at = at.clone();
             at.push(name.as_str().into());
@@ -228,14 +267,41 @@ impl Checker {
                     format!("{owner} has an invalid environment variable name {name:?}"),
                     "variable names must be non-empty and contain no '=' or NUL",
                 );
-            } else if value.contains('\0') {
+                continue;
+            }
+            let Some(value) = value else {
+                self.problem(
+                    at,
+                    format!("{owner} leaves {name} without a value (null)"),
+                    format!(
+                        "write {name}: \"\" for an empty value, or quote it ({name}: \"~\") \
+                         for the text"
+                    ),
+                );
+                continue;
+            };
+            if value.contains('\0') {
                 self.problem(
                     at,
                     format!("{owner} sets {name} to a value with a NUL character"),
                     "environment values cannot hold NUL characters",
                 );
+            } else if name.len() + value.len() + 2 > MAX_ARG_BYTES {
+                self.problem(
+                    at,
+                    format!(
+                        "{owner} sets {name} to a value of {} bytes, over the {} KiB a \
+                         variable can hold",
+                        value.len(),
+                        MAX_ARG_BYTES >> 10
+                    ),
+                    "put the value in a file of a layer and read it from there",
+                );
+            } else {
+                checked.insert(name.clone(), value.clone());
             }
         }
+        checked
     }
 
     /// Layer names that must be defined under `layers:`.
@@ -302,6 +368,14 @@ impl Checker {
         }
         paths.sort();
         paths.dedup();
+        if let Err(e) = crate::layer::check(base_dir, &paths) {
+            self.problem(
+                node_path!["layers", name, "paths"],
+                format!("{owner}: {e}"),
+                "a layer holds files, directories and symlinks that stay inside it; \
+                 replace the symlink by what it points to, or leave it out",
+            );
+        }
         LayerDef { paths }
     }
 
