@@ -713,3 +713,25 @@ fn a_layer_with_a_symlink_leaving_it_is_refused_at_validation() {
     assert_has(&err, "jobs.yml:3:12: layer 'data': cannot use");
     assert_has(&err, "the symlink target '/etc' is absolute");
 }
+
+#[test]
+fn layer_globs_do_not_follow_symlink_loops() {
+    let dir = project();
+    for link in ["fixtures/a", "fixtures/b"] {
+        std::os::unix::fs::symlink(".", dir.path().join(link)).unwrap();
+    }
+    let root = dir.path().to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // The `glob` crate followed the links: `a/b/a/b/...` without end.
+    std::thread::spawn(move || {
+        let yaml =
+            "layers:\n  data: {paths: ['fixtures/**/*.txt']}\njobs: [{name: a, run: 'true'}]\n";
+        let _ = tx.send(parse_in(&root, yaml).map(|m| m.layers["data"].paths.clone()));
+    });
+    let paths = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("expanding the layer glob hung")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let expected = ["fixtures/a.txt", "fixtures/b.txt", "fixtures/sub/c.txt"];
+    assert_eq!(paths, expected.map(PathBuf::from));
+}

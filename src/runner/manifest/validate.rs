@@ -4,10 +4,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::locate::{NodePath, node_path};
 use super::{DEFAULT_RETRIES, DEFAULT_TIMEOUT, JobDef, LayerDef, schema};
+use crate::layer;
 use crate::runner::duration::parse_duration;
 
 /// The longest string a process can be given as one argument or one `NAME=value`
@@ -368,7 +369,7 @@ impl Checker {
         }
         paths.sort();
         paths.dedup();
-        if let Err(e) = crate::layer::check(base_dir, &paths) {
+        if let Err(e) = layer::check(base_dir, &paths) {
             self.problem(
                 node_path!["layers", name, "paths"],
                 format!("{owner}: {e}"),
@@ -413,38 +414,24 @@ impl Checker {
     }
 }
 
-/// The paths under `base_dir` that `pattern` matches, relative to `base_dir` (`.` for itself).
-fn expand(base_dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
-    let base = base_dir
-        .to_str()
-        .ok_or_else(|| format!("the directory {} is not valid UTF-8", base_dir.display()))?;
-    let options = glob::MatchOptions {
-        case_sensitive: true,
-        require_literal_separator: true,
-        require_literal_leading_dot: false,
-    };
-    let full = format!("{}/{pattern}", glob::Pattern::escape(base));
-    // glob drops `.` components from what it returns (`./a` comes back as `a`).
-    let base_dir = without_cur_dir(base_dir);
-    let mut found = Vec::new();
-    for entry in glob::glob_with(&full, options).map_err(|e| e.to_string())? {
-        let path = without_cur_dir(&entry.map_err(|e| e.to_string())?);
-        let relative = path
-            .strip_prefix(&base_dir)
-            .map_err(|_| format!("{} is outside {base}", path.display()))?
-            .to_path_buf();
-        found.push(if relative.as_os_str().is_empty() {
-            PathBuf::from(".")
-        } else {
-            relative
-        });
-    }
-    Ok(found)
-}
+/// The most entries of the manifest's directory looked at to expand one layer path.
+const MAX_LAYER_ENTRIES: usize = 1_000_000;
 
-/// `path` without its `.` components.
-fn without_cur_dir(path: &Path) -> PathBuf {
-    path.components()
-        .filter(|c| *c != Component::CurDir)
-        .collect()
+/// The longest one layer path may take to expand: a directory tree that takes longer to list
+/// is on a hung file system, or far bigger than a layer should be.
+const LAYER_LISTING_TIME: Duration = Duration::from_secs(120);
+
+/// The paths under `base_dir` that `pattern` matches, relative to `base_dir` (`.` for itself).
+/// Symlinks are matched as entries and never followed, so a link to `.` or `/` cannot make
+/// the expansion endless.
+fn expand(base_dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
+    let bounds = layer::Bounds {
+        max_entries: MAX_LAYER_ENTRIES,
+        deadline: Instant::now().checked_add(LAYER_LISTING_TIME),
+        cancel: None,
+    };
+    let patterns = [pattern.to_owned()];
+    layer::select(base_dir, &patterns, layer::Directories::Whole, bounds)
+        .map(|found| found.paths)
+        .map_err(|e| e.to_string())
 }
