@@ -13,7 +13,8 @@
 //!   listener and one stream per peer.
 //! - [`worker`]: connects, runs assigned jobs (attempt: layers → directory →
 //!   `worker::exec` → outputs layer), reports outcomes.
-//! - [`runner`]: the manifest, the submission session, progress and reports.
+//! - [`runner`]: the manifest, the submission session, progress, reports, and the directory
+//!   each job's outputs come back to (`runner::outputs_dir`).
 //! - [`local`]: `cluster-action local`: [`serve`] in-process, an embedded broker, worker
 //!   processes and the runner.
 //! - [`serve`]: a local artifact service (both halves) for tests, benchmarks and `local`.

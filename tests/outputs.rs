@@ -103,3 +103,51 @@ fn a_symlink_out_of_the_job_directory_is_left_out_not_followed() {
     assert!(fs::symlink_metadata(out.join("host.xml")).is_err());
     assert_eq!(fs::read_to_string(out.join("same.xml")).unwrap(), "ok\n");
 }
+
+#[test]
+fn every_job_gets_its_own_bounded_outputs_directory() {
+    let long = "n".repeat(300);
+    let names = [
+        "a b",
+        "a_b",
+        "a/b",
+        "a:b",
+        "ü",
+        "é",
+        ".",
+        "..",
+        "Unit",
+        "unit",
+        long.as_str(),
+    ];
+    let mut manifest = String::from("jobs:\n");
+    for name in names {
+        manifest.push_str(&format!(
+            "  - name: '{name}'\n    run: mkdir r && printf %s \"$CLUSTER_JOB_NAME\" > r/name.txt\n    \
+             outputs: [r]\n"
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (code, report) = local(dir.path(), &manifest);
+    assert_eq!(code, 0, "{report}");
+    let mut dirs = std::collections::BTreeSet::new();
+    for name in names {
+        let job = job(&report, name);
+        let outputs_dir = job["outputs_dir"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{job}"));
+        assert!(outputs_dir.len() <= 64, "{outputs_dir}");
+        // Distinct even on a file system that folds case.
+        assert!(
+            dirs.insert(outputs_dir.to_lowercase()),
+            "{outputs_dir} twice"
+        );
+        let file = dir.path().join("out").join(outputs_dir).join("r/name.txt");
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            name,
+            "{}",
+            file.display()
+        );
+    }
+}

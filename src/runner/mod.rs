@@ -3,6 +3,7 @@
 
 pub mod duration;
 pub mod manifest;
+pub mod outputs_dir;
 pub mod progress;
 pub mod report;
 pub mod session;

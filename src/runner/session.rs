@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use super::manifest::Manifest;
+use super::outputs_dir;
 use super::progress::Progress;
 use super::report::{JobReport, RunReport};
 use crate::broker::{self, BrokerConfig};
@@ -223,7 +224,7 @@ pub async fn run(
                         if let (Some(cache), Some(dir), Some(layer), Some(spec)) =
                             (&outputs_cache, &cfg.outputs_dir, outcome.outputs_layer.clone(), specs.get(id as usize))
                         {
-                            let (store, cache, dest) = (store.clone(), cache.clone(), dir.join(safe_dir_name(&spec.name)));
+                            let (store, cache, dest) = (store.clone(), cache.clone(), dir.join(outputs_dir::dir_name(&spec.name)));
                             fetches.spawn(async move { (id, fetch_outputs(&store, &cache, &layer, &dest).await) });
                         }
                         if let Some(spec) = specs.get(id as usize) {
@@ -427,24 +428,6 @@ fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result
     Ok(())
 }
 
-/// A job name as a single, safe directory name.
-fn safe_dir_name(name: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    match cleaned.as_str() {
-        "" | "." | ".." => "_".into(),
-        _ => cleaned,
-    }
-}
-
 /// The report of a job that never got an outcome from the broker.
 fn not_run_report(spec: &proto::JobSpec, end: &RunEnd) -> JobReport {
     let mut report = JobReport::cancelled(spec);
@@ -502,17 +485,4 @@ pub async fn stop_cluster(
     }
     let _ = tx.close().await;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::safe_dir_name;
-
-    #[test]
-    fn job_names_become_single_safe_directories() {
-        assert_eq!(safe_dir_name("unit-1"), "unit-1");
-        assert_eq!(safe_dir_name("a/../b c"), "a_.._b_c");
-        assert_eq!(safe_dir_name(".."), "_");
-        assert_eq!(safe_dir_name(""), "_");
-    }
 }
