@@ -735,3 +735,35 @@ fn layer_globs_do_not_follow_symlink_loops() {
     let expected = ["fixtures/a.txt", "fixtures/b.txt", "fixtures/sub/c.txt"];
     assert_eq!(paths, expected.map(PathBuf::from));
 }
+
+#[test]
+fn layer_paths_resolving_outside_the_manifest_directory_need_allow_outside() {
+    let dir = project();
+    let elsewhere = tempfile::tempdir().unwrap();
+    fs::write(elsewhere.path().join("lib.txt"), "lib").unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("vendor")).unwrap();
+    let layers = "layers:\n  v:\n    paths: [vendor, vendor/lib.txt]\n";
+    let jobs = "jobs: [{name: a, run: 'true', layers: [v]}]\n";
+    let err = parse_in(dir.path(), &format!("{layers}{jobs}"))
+        .unwrap_err()
+        .to_string();
+    let real = elsewhere.path().canonicalize().unwrap();
+    assert_has(
+        &err,
+        &format!(
+            "jobs.yml:3:13: layer 'v': 'vendor' resolves to {}, outside the manifest's directory",
+            real.display()
+        ),
+    );
+    assert_has(
+        &err,
+        "jobs.yml:3:21: layer 'v': 'vendor/lib.txt' resolves to",
+    );
+    assert_has(&err, "hint: copy it inside, or set `allow-outside: true`");
+    let allowed = format!("{layers}    allow-outside: true\n{jobs}");
+    let m = parse_in(dir.path(), &allowed).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        m.layers["v"].paths,
+        [PathBuf::from("vendor"), PathBuf::from("vendor/lib.txt")]
+    );
+}

@@ -1,7 +1,8 @@
-//! What a job's outputs can reach, end to end through `cluster-action local`: collecting them
-//! never follows a symlink (a loop or a link to `/` cannot hang the worker, a link out of the
-//! job's directory brings nothing back from outside), and each job's outputs land in a
-//! directory of its own.
+//! What a job's outputs and inputs can reach, end to end through `cluster-action local`:
+//! collecting outputs never follows a symlink (a loop or a link to `/` cannot hang the worker,
+//! a link out of the job's directory brings nothing back from outside), each job's outputs
+//! land in a directory of its own, and a layer reaches outside the manifest's directory only
+//! when it says `allow-outside: true`.
 
 use std::fs;
 use std::os::unix::process::CommandExt;
@@ -150,4 +151,22 @@ fn every_job_gets_its_own_bounded_outputs_directory() {
             file.display()
         );
     }
+}
+
+#[test]
+fn a_layer_allowed_outside_carries_what_its_symlink_points_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    fs::create_dir(elsewhere.path().join("lib")).unwrap();
+    fs::write(elsewhere.path().join("lib/data.txt"), "from outside").unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("vendor")).unwrap();
+    let (code, report) = local(
+        dir.path(),
+        "layers:\n  v:\n    paths: [vendor]\n    allow-outside: true\njobs:\n  - name: reads\n    \
+         layers: [v]\n    run: test -d vendor && test ! -L vendor && mkdir r && \
+         cp vendor/lib/data.txt r/\n    outputs: [r]\n",
+    );
+    assert_eq!(code, 0, "{report}");
+    let copied = dir.path().join("out/reads/r/data.txt");
+    assert_eq!(fs::read_to_string(copied).unwrap(), "from outside");
 }

@@ -28,7 +28,7 @@ pub use digest::Digest;
 pub use error::LayerError;
 pub use extract::extract;
 pub use materialize::materialize;
-pub use pack::{check, pack};
+pub use pack::{Listed, check, pack, pack_listed};
 pub use select::{Bounds, Directories, SelectError, Selection, select};
 
 /// The artifact name of a layer: `ca-layer-<sha256>`.

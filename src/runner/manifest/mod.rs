@@ -10,6 +10,7 @@
 //! layers:              # named file sets; paths relative to the manifest's directory, globs allowed
 //!   app:
 //!     paths: [target/release/myapp, tests/fixtures]
+//!     allow-outside: false   # true: paths may resolve (through symlinks) outside it
 //! jobs:
 //!   - name: unit-1     # unique, printable
 //!     run: ./target/release/myapp --suite unit-1   # `bash -c` in the job's directory
@@ -38,7 +39,7 @@ use std::time::Duration;
 pub use commands::from_commands;
 pub use error::{Location, ManifestError, Problem};
 
-use crate::layer::Digest;
+use crate::layer::{Digest, Listed};
 use crate::proto::{JobId, JobSpec};
 use crate::runner::duration::millis;
 
@@ -73,6 +74,9 @@ pub struct LayerDef {
     /// Existing files and directories (directories mean all they contain), relative to the
     /// manifest's directory, sorted, without duplicates; `.` is the directory itself.
     pub paths: Vec<PathBuf>,
+    /// How the paths are packed: as entries of the manifest's directory, or (with
+    /// `allow-outside: true`) resolved through symlinks, wherever they lead.
+    pub listed: Listed,
 }
 
 /// One job with the defaults applied.

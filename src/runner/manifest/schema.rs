@@ -44,6 +44,8 @@ pub(super) struct Defaults {
 #[serde(deny_unknown_fields)]
 pub(super) struct Layer {
     pub paths: Vec<String>,
+    #[serde(default, rename = "allow-outside")]
+    pub allow_outside: bool,
 }
 
 /// One entry of `jobs:`. `name` and `run` are optional here so that a missing one is

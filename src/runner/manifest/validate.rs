@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::locate::{NodePath, node_path};
 use super::{DEFAULT_RETRIES, DEFAULT_TIMEOUT, JobDef, LayerDef, schema};
-use crate::layer;
+use crate::layer::{self, Listed};
 use crate::runner::duration::parse_duration;
 
 /// The longest string a process can be given as one argument or one `NAME=value`
@@ -343,6 +343,11 @@ impl Checker {
                 "list files, directories or globs under `paths:`",
             );
         }
+        let listed = if layer.allow_outside {
+            Listed::Resolved
+        } else {
+            Listed::Entries
+        };
         let mut paths = Vec::new();
         for (i, pattern) in layer.paths.iter().enumerate() {
             let at = node_path!["layers", name, "paths", i];
@@ -359,7 +364,12 @@ impl Checker {
                     "create the files first (for example, build before running) or fix the \
                      path; layer paths are relative to the manifest's directory",
                 ),
-                Ok(found) => paths.extend(found),
+                Ok(found) => {
+                    if listed == Listed::Entries {
+                        self.inside(&owner, &found, base_dir, &at);
+                    }
+                    paths.extend(found);
+                }
                 Err(why) => self.problem(
                     at,
                     format!("{owner}: cannot expand '{pattern}': {why}"),
@@ -369,7 +379,7 @@ impl Checker {
         }
         paths.sort();
         paths.dedup();
-        if let Err(e) = layer::check(base_dir, &paths) {
+        if let Err(e) = layer::check(base_dir, &paths, listed) {
             self.problem(
                 node_path!["layers", name, "paths"],
                 format!("{owner}: {e}"),
@@ -377,7 +387,31 @@ impl Checker {
                  replace the symlink by what it points to, or leave it out",
             );
         }
-        LayerDef { paths }
+        LayerDef { paths, listed }
+    }
+
+    /// Refuses each of `paths` that resolves, through symlinks, outside `base_dir`.
+    fn inside(&mut self, owner: &str, paths: &[PathBuf], base_dir: &Path, at: &NodePath) {
+        let Ok(base) = base_dir.canonicalize() else {
+            return;
+        };
+        for path in paths {
+            let Ok(real) = base_dir.join(path).canonicalize() else {
+                continue;
+            };
+            if !real.starts_with(&base) {
+                self.problem(
+                    at.clone(),
+                    format!(
+                        "{owner}: '{}' resolves to {}, outside the manifest's directory",
+                        path.display(),
+                        real.display()
+                    ),
+                    "copy it inside, or set `allow-outside: true` on the layer to pack what \
+                     its paths point to",
+                );
+            }
+        }
     }
 
     /// A glob naming files under a directory: relative, not leaving it, well-formed. Returns
@@ -425,6 +459,23 @@ const LAYER_LISTING_TIME: Duration = Duration::from_secs(120);
 /// Symlinks are matched as entries and never followed, so a link to `.` or `/` cannot make
 /// the expansion endless.
 fn expand(base_dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
+    if !pattern.contains(['*', '?', '[']) {
+        // A plain path names one entry, wherever its parents' symlinks lead: whether that is
+        // allowed is for the caller to say.
+        let path: PathBuf = Path::new(pattern)
+            .components()
+            .filter(|c| *c != Component::CurDir)
+            .collect();
+        return Ok(if base_dir.join(&path).exists() {
+            vec![if path.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                path
+            }]
+        } else {
+            Vec::new()
+        });
+    }
     let bounds = layer::Bounds {
         max_entries: MAX_LAYER_ENTRIES,
         deadline: Instant::now().checked_add(LAYER_LISTING_TIME),
