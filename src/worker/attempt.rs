@@ -214,6 +214,10 @@ async fn publish_outputs(
                 ),
             ));
         }
+        Err(layer::SelectError::Cancelled) => {
+            let why = "cancelled while its outputs were being found".to_owned();
+            return Err((JobStatus::Cancelled, why));
+        }
         Err(e) => return Err(error(format!("cannot find the outputs: {e}"))),
     };
     for (path, reason) in skipped {
@@ -272,4 +276,44 @@ fn pack_outputs(
     let digest =
         layer::pack(dir, &found.paths, &archive).map_err(|e| io(std::io::Error::other(e)))?;
     Ok(Some((archive, digest, found.escaping_links)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    fn job_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("r")).unwrap();
+        std::fs::write(dir.path().join("r/t.xml"), "x").unwrap();
+        symlink(".", dir.path().join("a")).unwrap();
+        symlink("/", dir.path().join("r/root.xml")).unwrap();
+        dir
+    }
+
+    #[test]
+    fn outputs_are_packed_without_links_that_leave_the_job_directory() {
+        let dir = job_dir();
+        let patterns = vec!["**/*.xml".to_owned()];
+        let stop = AtomicBool::new(false);
+        let (_, _, skipped) = pack_outputs(dir.path(), &patterns, None, &stop)
+            .unwrap()
+            .unwrap();
+        let skipped: Vec<&Path> = skipped.iter().map(|(p, _)| p.as_path()).collect();
+        assert_eq!(skipped, [Path::new("r/root.xml")]);
+    }
+
+    #[test]
+    fn finding_outputs_stops_at_the_deadline_and_when_stopped() {
+        let dir = job_dir();
+        let patterns = vec!["**/*.xml".to_owned()];
+        let stop = AtomicBool::new(false);
+        let late = pack_outputs(dir.path(), &patterns, Some(Instant::now()), &stop);
+        assert!(matches!(late, Err(layer::SelectError::Deadline(_))));
+        stop.store(true, Ordering::Relaxed);
+        let stopped = pack_outputs(dir.path(), &patterns, None, &stop);
+        assert!(matches!(stopped, Err(layer::SelectError::Cancelled)));
+    }
 }
