@@ -393,6 +393,7 @@ fn read_report(path: &Path) -> (Value, BTreeMap<String, Value>) {
             "exit_code",
             "name",
             "outputs",
+            "outputs_dir",
             "status",
             "worker",
         ];

@@ -71,8 +71,17 @@ pub struct ClusterArgs {
 
 impl ClusterArgs {
     /// The stream names: this cluster in this run attempt (exit 2 when either is not a legal
-    /// part of an artifact name).
+    /// part of an artifact name, or the attempt is not a whole number).
     pub fn namespace(&self) -> Result<Namespace, Failure> {
+        if let Ok(attempt) = std::env::var("GITHUB_RUN_ATTEMPT")
+            && !attempt.is_empty()
+            && !attempt.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(Failure::bad_input(format!(
+                "GITHUB_RUN_ATTEMPT {attempt:?} is not a run attempt: GitHub sets it to a \
+                 whole number (1 for the first attempt); unset it or fix it"
+            )));
+        }
         Namespace::from_env(&self.cluster).map_err(|e| {
             Failure::bad_input(format!(
                 "{e}\n(the cluster id comes from --cluster or CLUSTER_ACTION_CLUSTER, the run attempt from GITHUB_RUN_ATTEMPT)"

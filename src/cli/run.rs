@@ -11,6 +11,7 @@ use cluster_action::runner::duration::parse_duration;
 use cluster_action::runner::machine::RunEnd;
 use cluster_action::runner::manifest::{self, Manifest};
 use cluster_action::runner::progress::{Mode, Progress};
+use cluster_action::runner::report;
 use cluster_action::runner::session::{self, RunConfig, RunResult};
 
 use super::cluster::BrokerArgs;
@@ -165,6 +166,9 @@ fn load(args: &JobsArgs) -> Result<Manifest, Failure> {
         (None, Some(path)) => manifest::from_commands(path),
         (None, None) => return Err(Failure::bad_input("give a MANIFEST or --commands FILE")),
     };
+    let reports = [args.report_json.as_deref(), args.report_junit.as_deref()];
+    report::check_destinations(&reports, args.outputs_dir.as_deref())
+        .map_err(Failure::bad_input)?;
     let manifest = loaded?;
     // Until the runner batches suites (issue 9), refuse them rather than skip them silently.
     if let Some(suite) = manifest.suites.first() {

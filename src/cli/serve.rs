@@ -14,7 +14,8 @@ use super::exit;
 /// Flags of `serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on; loopback only (the service trusts unsigned tokens).
+    /// Address to listen on; loopback only (the service trusts unsigned tokens), anything
+    /// else is refused with exit 2 and no flag allows it.
     #[arg(long, default_value = "127.0.0.1:0")]
     addr: SocketAddr,
     /// Keep blobs in this directory (default: a temporary directory removed on exit).
@@ -70,6 +71,13 @@ fn fraction(text: &str) -> Result<f64, String> {
 
 /// Runs the service until SIGINT/SIGTERM.
 pub async fn serve(args: ServeArgs) -> Result<i32, exit::Failure> {
+    if !args.addr.ip().is_loopback() {
+        return Err(exit::Failure::bad_input(format!(
+            "--addr {}: the service trusts unsigned tokens, so it serves loopback only; give \
+             127.0.0.1:PORT or [::1]:PORT (to reach it from elsewhere, forward a port to it)",
+            args.addr
+        )));
+    }
     let cfg = ServeConfig {
         addr: args.addr,
         data_dir: args.data_dir,

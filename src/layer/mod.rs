@@ -6,7 +6,8 @@
 //! [`materialize`] copies the layers a job needs into its own directory.
 //!
 //! Modules: `digest` (SHA-256 names), `rules` (what a layer may contain, shared by packing and
-//! extraction), `tree` (sorted non-following walks), `pack`, `extract`, `cache`, `materialize`.
+//! extraction), `tree` (sorted non-following walks), `select` (bounded, non-following glob
+//! matching for layer paths and job outputs), `pack`, `extract`, `cache`, `materialize`.
 
 mod cache;
 mod digest;
@@ -15,6 +16,7 @@ mod extract;
 mod materialize;
 mod pack;
 mod rules;
+mod select;
 mod tree;
 
 use std::path::Path;
@@ -26,7 +28,8 @@ pub use digest::Digest;
 pub use error::LayerError;
 pub use extract::extract;
 pub use materialize::materialize;
-pub use pack::pack;
+pub use pack::{Listed, check, pack, pack_listed};
+pub use select::{Bounds, Directories, SelectError, Selection, select};
 
 /// The artifact name of a layer: `ca-layer-<sha256>`.
 pub fn artifact_name(digest: &Digest) -> String {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::warn;
 
+use super::outputs_dir;
 use super::report::{JobReport, RunReport};
 use crate::layer::Digest;
 use crate::proto::Submission;
@@ -306,7 +307,7 @@ impl Machine {
         if let (true, Some(layer)) = (self.fetch_outputs, outcome.outputs_layer.clone()) {
             fx.push(Effect::FetchOutputs {
                 index,
-                dir: safe_dir_name(&spec.name),
+                dir: outputs_dir::dir_name(&spec.name),
                 layer,
             });
         }
@@ -330,24 +331,6 @@ fn not_run_report(spec: &JobSpec, end: &RunEnd) -> JobReport {
         report.error = Some("not run: no worker was available".into());
     }
     report
-}
-
-/// A job name as a single, safe directory name.
-pub(crate) fn safe_dir_name(name: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    match cleaned.as_str() {
-        "" | "." | ".." => "_".into(),
-        _ => cleaned,
-    }
 }
 
 #[cfg(test)]
@@ -656,13 +639,5 @@ mod tests {
         };
         let m = Machine::new(jobs(1), &rules, now);
         assert_eq!(m.closing(), [Effect::Send(RunnerMsg::StopCluster)]);
-    }
-
-    #[test]
-    fn job_names_become_single_safe_directories() {
-        assert_eq!(safe_dir_name("unit-1"), "unit-1");
-        assert_eq!(safe_dir_name("a/../b c"), "a_.._b_c");
-        assert_eq!(safe_dir_name(".."), "_");
-        assert_eq!(safe_dir_name(""), "_");
     }
 }

@@ -324,16 +324,18 @@ async fn publish_layers(
             def.paths.clone(),
             archive.clone(),
         );
-        let digest = tokio::task::spawn_blocking(move || layer::pack(&root, &paths, &out))
-            .await
-            .map_err(|source| RunError::Task {
-                what: "layer packing",
-                source,
-            })?
-            .map_err(|source| RunError::Layer {
-                name: name.clone(),
-                source,
-            })?;
+        let listed = def.listed;
+        let digest =
+            tokio::task::spawn_blocking(move || layer::pack_listed(&root, &paths, listed, &out))
+                .await
+                .map_err(|source| RunError::Task {
+                    what: "layer packing",
+                    source,
+                })?
+                .map_err(|source| RunError::Layer {
+                    name: name.clone(),
+                    source,
+                })?;
         info!(layer = %name, digest = %digest.0, "packed");
         digests.insert(name.clone(), digest.clone());
         let (store, name) = (store.clone(), name.clone());

@@ -10,6 +10,7 @@
 //! layers:              # named file sets; paths relative to the manifest's directory, globs allowed
 //!   app:
 //!     paths: [target/release/myapp, tests/fixtures]
+//!     allow-outside: false   # true: paths may resolve (through symlinks) outside it
 //! jobs:
 //!   - name: unit-1     # unique, printable
 //!     run: ./target/release/myapp --suite unit-1   # `bash -c` in the job's directory
@@ -26,10 +27,12 @@
 //!
 //! Durations are whole numbers with units `ms`, `s`, `m`, `h` (`1h30m`), or a plain number of
 //! seconds; see [`parse_duration`](crate::runner::duration::parse_duration). Scalars are
-//! taken as written: `VERSION: 1.10` sets `1.10`.
+//! taken as written: `VERSION: 1.10` sets `1.10`. Before any of that, `limits` bounds what
+//! the YAML may cost to read (flow nesting depth, alias expansion).
 
 mod commands;
 mod error;
+mod limits;
 mod locate;
 mod schema;
 mod suites;
@@ -43,7 +46,7 @@ pub use commands::from_commands;
 pub use error::{Location, ManifestError, Problem};
 pub use suites::SuiteDef;
 
-use crate::layer::Digest;
+use crate::layer::{Digest, Listed};
 use crate::proto::{Isolation, JobIndex, JobSpec, Submission};
 use crate::runner::duration::millis;
 
@@ -80,6 +83,9 @@ pub struct LayerDef {
     /// Existing files and directories (directories mean all they contain), relative to the
     /// manifest's directory, sorted, without duplicates; `.` is the directory itself.
     pub paths: Vec<PathBuf>,
+    /// How the paths are packed: as entries of the manifest's directory, or (with
+    /// `allow-outside: true`) resolved through symlinks, wherever they lead.
+    pub listed: Listed,
 }
 
 /// One job with the defaults applied.
@@ -143,6 +149,14 @@ pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Manifest, Manif
         problems,
         omitted,
     };
+    if let Err(excess) = limits::check(text) {
+        let problem = Problem {
+            location: excess.location,
+            message: excess.message,
+            hint: Some(excess.hint.to_owned()),
+        };
+        return Err(invalid(vec![problem], 0));
+    }
     let raw: schema::Manifest =
         serde_yaml::from_str(text).map_err(|e| invalid(vec![syntax_problem(&e)], 0))?;
     let suites = suites::resolve(&raw);
