@@ -571,7 +571,7 @@ mod tests {
             fx[0],
             Effect::FetchOutputs {
                 index: JobIndex(0),
-                dir: "job_0".into(),
+                dir: outputs_dir::dir_name("job 0"),
                 layer: Digest("ab".into())
             }
         );
