@@ -31,6 +31,7 @@ pub mod layer;
 pub mod local;
 pub mod proto;
 pub mod runner;
+pub mod seal;
 pub mod serve;
 pub mod store;
 pub mod stream;
