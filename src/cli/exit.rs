@@ -16,7 +16,7 @@ pub const HELP: &str = "\
 Exit codes:
   0    all jobs passed
   1    some job failed or timed out
-  2    bad input (flags, manifest, environment)
+  2    bad input (flags, manifest, environment; peers with different CLUSTER_SECRETs)
   3    cluster or infrastructure failure (artifact store, broker, workers)
   130  cancelled (SIGINT/SIGTERM)";
 
@@ -41,8 +41,16 @@ impl ExitError {
     }
 }
 
-/// Prints `err` with its chain of causes and returns its exit code.
+/// Prints `err` with its chain of causes and returns its exit code; peers that do not share
+/// the cluster secret are a configuration error (exit 2).
 pub fn report(err: &anyhow::Error) -> i32 {
     eprintln!("error: {err:#}");
+    let secrets_differ = err.chain().any(|e| {
+        e.downcast_ref::<cluster_action::seal::SealError>()
+            .is_some_and(cluster_action::seal::SealError::is_mismatch)
+    });
+    if secrets_differ {
+        return BAD_INPUT;
+    }
     err.downcast_ref::<ExitError>().map_or(INFRA, |e| e.code)
 }

@@ -87,7 +87,9 @@ async fn listen(
     let scratch = tempfile::tempdir()?;
     let archive = scratch.path().join("layer.tar.gz");
     let digest = layer::pack(&args.layer_dir, &[PathBuf::from(".")], &archive)?;
-    let outcome = layer::publish(store, &archive, &digest).await?;
+    let outcome = layer::publish(store, None, &archive, &digest)
+        .await?
+        .outcome;
     println!("published layer {} ({outcome:?})", digest.0);
     tx.send(Bytes::from(format!("layer {}", digest.0))).await?;
     for i in 0..args.messages {

@@ -20,6 +20,7 @@ use crate::layer::{self, Digest, LayerCache};
 use crate::proto::{
     self, BrokerToRunner, Hello, JobOutcome, JobStatus, PROTOCOL_VERSION, RunnerMsg,
 };
+use crate::seal::{ClusterKeys, LayerSeal};
 use crate::store::ArtifactStore;
 use crate::stream::{self, Namespace, StreamConfig, StreamError, StreamSender};
 
@@ -120,7 +121,8 @@ pub async fn run(
     cancel: impl Future<Output = ()>,
 ) -> Result<RunResult, RunError> {
     let started = Instant::now();
-    let digests = publish_layers(&store, manifest).await?;
+    let layer_seal = cfg.stream.seal.as_ref().map(ClusterKeys::layers);
+    let digests = publish_layers(&store, layer_seal.as_ref(), manifest).await?;
     let specs: Vec<proto::JobSpec> = manifest
         .jobs
         .iter()
@@ -187,7 +189,7 @@ pub async fn run(
     let (_outputs_scratch, outputs_cache) = match &cfg.outputs_dir {
         Some(dir) => {
             let (scratch, cache) = open_outputs_cache(dir)?;
-            (Some(scratch), Some(cache))
+            (Some(scratch), Some(cache.with_seal(layer_seal)))
         }
         None => (None, None),
     };
@@ -205,6 +207,7 @@ pub async fn run(
                 let frame = match msg {
                     Ok(Some(frame)) => frame,
                     Ok(None) => return Err(RunError::BrokerLost("it closed the stream before all jobs finished".into())),
+                    Err(e @ StreamError::Refused { .. }) => return Err(e.into()),
                     Err(e) => return Err(RunError::BrokerLost(e.to_string())),
                 };
                 match proto::decode::<BrokerToRunner>("broker", &frame).map_err(|e| RunError::BrokerLost(e.to_string()))? {
@@ -324,6 +327,7 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 /// Packs every layer some job uses and publishes those the store lacks.
 async fn publish_layers(
     store: &ArtifactStore,
+    seal: Option<&LayerSeal>,
     manifest: &Manifest,
 ) -> Result<BTreeMap<String, Digest>, RunError> {
     let used: std::collections::BTreeSet<&String> =
@@ -350,21 +354,21 @@ async fn publish_layers(
                 source,
             })?;
         info!(layer = %name, digest = %digest.0, "packed");
-        digests.insert(name.clone(), digest.clone());
-        let (store, name) = (store.clone(), name.clone());
+        let (store, name, seal) = (store.clone(), name.clone(), seal.cloned());
         uploads.spawn(async move {
-            let result = layer::publish(&store, &archive, &digest).await;
+            let result = layer::publish(&store, seal.as_ref(), &archive, &digest).await;
             (name, result)
         });
     }
     while let Some(done) = uploads.join_next().await {
         let (name, result) =
             done.map_err(|e| RunError::Io(format!("layer upload task failed: {e}")))?;
-        let outcome = result.map_err(|source| RunError::Layer {
+        let published = result.map_err(|source| RunError::Layer {
             name: name.clone(),
             source,
         })?;
-        debug!(layer = %name, ?outcome, "published");
+        debug!(layer = %name, ?published, "published");
+        digests.insert(name, published.digest);
     }
     Ok(digests)
 }

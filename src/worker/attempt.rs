@@ -10,6 +10,7 @@ use super::Shared;
 use super::exec;
 use crate::layer::{self, Digest};
 use crate::proto::{JobOutcome, JobSpec, JobStatus, WorkerMsg};
+use crate::seal::ClusterKeys;
 
 /// Runs one attempt and returns its outcome; never fails: problems become `Error` outcomes.
 pub(crate) async fn run(
@@ -180,10 +181,11 @@ async fn publish_outputs(
     let Some((archive, digest)) = packed else {
         return Ok(None);
     };
-    layer::publish(&shared.store, &archive, &digest)
+    let seal = shared.cfg.stream.seal.as_ref().map(ClusterKeys::layers);
+    let published = layer::publish(&shared.store, seal.as_ref(), &archive, &digest)
         .await
         .map_err(|e| e.to_string())?;
-    Ok(Some(digest))
+    Ok(Some(published.digest))
 }
 
 /// Files (relative to `dir`) matching any of `patterns`; directories are packed whole.

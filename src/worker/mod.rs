@@ -102,7 +102,12 @@ pub async fn run(
     cfg: WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<WorkerEnd, WorkerError> {
-    let cache = LayerCache::open(&cfg.cache_dir)?;
+    let cache = LayerCache::open(&cfg.cache_dir)?.with_seal(
+        cfg.stream
+            .seal
+            .as_ref()
+            .map(crate::seal::ClusterKeys::layers),
+    );
     tokio::pin!(shutdown);
     let connect = stream::connect(
         store.clone(),
@@ -177,6 +182,7 @@ pub async fn run(
                     Err(e) => break Err(WorkerError::BrokerLost(e.to_string())),
                 },
                 Ok(None) => break Err(WorkerError::BrokerLost("it closed the stream without telling this worker to exit".into())),
+                Err(e @ StreamError::Refused { .. }) => break Err(e.into()),
                 Err(e) => break Err(WorkerError::BrokerLost(e.to_string())),
             },
             Some(done) = running.join_next(), if !running.is_empty() => {
