@@ -500,6 +500,7 @@ fn exit_codes_follow_the_worst_outcome() {
 #[test]
 fn job_reports_are_built_from_the_spec_and_the_final_outcome() {
     let spec = JobSpec {
+        secret_env: Default::default(),
         id: 3,
         name: "unit-3".to_owned(),
         run: "false".to_owned(),

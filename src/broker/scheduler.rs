@@ -475,6 +475,7 @@ mod tests {
 
     fn spec(id: JobId, estimate_ms: Option<u64>, retries: u32) -> JobSpec {
         JobSpec {
+            secret_env: Default::default(),
             id,
             name: format!("job-{id}"),
             run: "true".into(),

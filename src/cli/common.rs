@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 
 use cluster_action::runner::duration::parse_duration;
-use cluster_action::seal::ClusterKeys;
+use cluster_action::seal::{ClusterKeys, SECRET_VAR};
 use cluster_action::store::{ArtifactStore, StoreConfig};
 use cluster_action::stream::{Namespace, StreamConfig};
 
@@ -85,9 +85,6 @@ impl ClusterArgs {
         ]
     }
 }
-
-/// The variable that holds the cluster secret (never a flag: argv is visible to every process).
-const SECRET_VAR: &str = "CLUSTER_SECRET";
 
 /// The cluster's keys from `CLUSTER_SECRET`, bound to this run (`GITHUB_RUN_ID`, `local`
 /// when unset) and `cluster`; `None` without a secret, then with one warning annotation when

@@ -44,7 +44,17 @@ impl ExitError {
 /// Prints `err` with its chain of causes and returns its exit code; peers that do not share
 /// the cluster secret are a configuration error (exit 2).
 pub fn report(err: &anyhow::Error) -> i32 {
-    eprintln!("error: {err:#}");
+    // Causes that the message before them already includes are not repeated.
+    let mut message = String::new();
+    for cause in err.chain().map(ToString::to_string) {
+        if !message.ends_with(&cause) {
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(&cause);
+        }
+    }
+    eprintln!("error: {message}");
     let secrets_differ = err.chain().any(|e| {
         e.downcast_ref::<cluster_action::seal::SealError>()
             .is_some_and(cluster_action::seal::SealError::is_mismatch)

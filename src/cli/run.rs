@@ -171,7 +171,13 @@ fn load(args: &JobsArgs) -> anyhow::Result<Manifest> {
         (None, Some(path)) => manifest::from_commands(path),
         (None, None) => return Err(ExitError::bad_input("give a MANIFEST or --commands FILE")),
     };
-    loaded.map_err(|e| ExitError::bad_input(e.to_string()))
+    let manifest = loaded.map_err(|e| ExitError::bad_input(e.to_string()))?;
+    if matches!(Mode::detect(), Mode::Lines { github: true }) {
+        for line in cluster_action::runner::report::add_masks(&manifest) {
+            println!("{line}");
+        }
+    }
+    Ok(manifest)
 }
 
 /// Writes the reports, prints the summary line and picks the exit code.

@@ -26,6 +26,10 @@ pub use frame::{FRAME_OVERHEAD, FrameSeal, open_frame};
 pub use keys::{ClusterKeys, Direction};
 pub use layer::{LayerSeal, SealedLayer};
 
+/// The environment variable that holds the cluster secret (never a flag: every process can
+/// read another's argv).
+pub const SECRET_VAR: &str = "CLUSTER_SECRET";
+
 /// Authentication failures seen by this process.
 static REFUSED: AtomicU64 = AtomicU64::new(0);
 

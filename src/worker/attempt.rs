@@ -104,6 +104,12 @@ async fn execute(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    env.extend(
+        spec.secret_env
+            .0
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
     env.push(("CLUSTER_JOB_NAME".into(), spec.name.clone()));
     env.push(("CLUSTER_ATTEMPT".into(), attempt.to_string()));
     env.push(("CLUSTER_WORKER".into(), name.clone()));
@@ -134,7 +140,7 @@ async fn execute(
         exit_code: execution.exit_code,
         duration_ms: 0,
         worker: name.clone(),
-        output: execution.output,
+        output: super::output::mask(execution.output, &spec.secret_env),
         outputs_layer: None,
         error: None,
     };

@@ -1,7 +1,31 @@
 //! The captured output of a job: only its tail is kept, in bounded memory, whatever it prints.
 //!
 //! The end of a log is where a failure is explained, so the first bytes are the ones given up.
-//! A marker at the start of the result says how much was cut.
+//! A marker at the start of the result says how much was cut. Before the output leaves the
+//! worker, [`mask`] replaces the values of the job's secret variables.
+
+use crate::proto::SecretEnv;
+
+/// What a secret value becomes in captured output (as on GitHub).
+const MASK: &str = "***";
+
+/// `output` with every non-empty value of `secrets` replaced by `***`; longer values first,
+/// so that a secret containing another is masked whole.
+pub fn mask(mut output: String, secrets: &SecretEnv) -> String {
+    let mut values: Vec<&str> = secrets
+        .0
+        .values()
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+        .collect();
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    for value in values {
+        if output.contains(value) {
+            output = output.replace(value, MASK);
+        }
+    }
+    output
+}
 
 /// A byte ring keeping the last `limit` bytes written to it and counting the rest.
 #[derive(Debug)]

@@ -22,6 +22,7 @@ pub fn from_commands(path: &Path) -> Result<Manifest, ManifestError> {
         .map(|(index, line)| (index + 1, line.trim()))
         .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
         .map(|(number, command)| JobDef {
+            secret_env: Default::default(),
             name: job_name(number, command),
             run: command.to_owned(),
             env: BTreeMap::new(),

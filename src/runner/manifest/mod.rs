@@ -6,6 +6,8 @@
 //!   timeout: 10m       # per attempt (default 30m)
 //!   retries: 1         # extra attempts after a failure (default 0)
 //!   env: { RUST_BACKTRACE: "1" }
+//!   secret-env: [API_TOKEN]   # passed from the runner's environment, masked in output;
+//!                             # needs CLUSTER_SECRET (values travel sealed)
 //!   layers: [app]
 //! layers:              # named file sets; paths relative to the manifest's directory, globs allowed
 //!   app:
@@ -15,8 +17,8 @@
 //!     run: ./target/release/myapp --suite unit-1   # `bash -c` in the job's directory
 //!     estimate: 30s    # optional; the queue runs the longest first
 //!     outputs: [reports/*.xml]   # files brought back to the runner
-//!     # also per job: timeout, retries, env (merged over defaults.env), layers (replaces
-//!     # defaults.layers)
+//!     # also per job: timeout, retries, env (merged over defaults.env), secret-env (added
+//!     # to defaults.secret-env), layers (replaces defaults.layers)
 //! ```
 //!
 //! Durations are whole numbers with units `ms`, `s`, `m`, `h` (`1h30m`), or a plain number of
@@ -37,7 +39,7 @@ pub use commands::from_commands;
 pub use error::{Location, ManifestError, Problem};
 
 use crate::layer::Digest;
-use crate::proto::{JobId, JobSpec};
+use crate::proto::{JobId, JobSpec, SecretEnv};
 use crate::runner::duration::millis;
 
 /// Time limit of one attempt when neither the job nor `defaults` sets one: long enough for
@@ -92,6 +94,9 @@ pub struct JobDef {
     pub outputs: Vec<String>,
     /// Expected duration; the queue runs the longest first.
     pub estimate: Option<Duration>,
+    /// `defaults.secret-env` and the job's `secret-env`, with their values from the runner's
+    /// environment.
+    pub secret_env: SecretEnv,
 }
 
 impl JobDef {
@@ -108,6 +113,7 @@ impl JobDef {
             retries: self.retries,
             outputs: self.outputs.clone(),
             estimate_ms: self.estimate.map(millis),
+            secret_env: self.secret_env.clone(),
         }
     }
 }

@@ -35,6 +35,8 @@ pub(super) struct Defaults {
     pub retries: Option<u32>,
     #[serde(default, deserialize_with = "unique_keys")]
     pub env: BTreeMap<String, String>,
+    #[serde(default, rename = "secret-env")]
+    pub secret_env: Vec<String>,
     pub layers: Option<Vec<String>>,
 }
 
@@ -59,6 +61,8 @@ pub(super) struct Job {
     pub retries: Option<u32>,
     #[serde(default, deserialize_with = "unique_keys")]
     pub env: BTreeMap<String, String>,
+    #[serde(default, rename = "secret-env")]
+    pub secret_env: Vec<String>,
     pub layers: Option<Vec<String>>,
 }
 

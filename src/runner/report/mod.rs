@@ -10,7 +10,7 @@ mod markdown;
 
 use std::time::Duration;
 
-pub use github::{annotation, ci_line, group};
+pub use github::{add_masks, annotation, ci_line, group};
 
 use crate::proto::{JobOutcome, JobSpec, JobStatus};
 use crate::runner::duration::format_duration;
