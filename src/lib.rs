@@ -7,6 +7,11 @@
 //!   that speaks HTTP to the store. Absorbs the differences between github.com and act.
 //! - [`stream`]: duplex message streams built from append-blob artifacts (listen/connect,
 //!   frames, adaptive polling, rotation, peer timeout, the closed marker of a stopped broker).
+//! - [`seal`]: with a cluster secret (`CLUSTER_SECRET`), keys per purpose and direction
+//!   (HKDF-SHA256), sealed frames (XChaCha20-Poly1305), chunked sealed layers and keyed
+//!   (HMAC) layer names. Hooked in at the frame codec (`stream::frame` encode/decode, keys in
+//!   [`stream::StreamConfig::seal`]), at [`layer::publish`] and at [`layer::LayerCache`]'s
+//!   insert; a frame it refuses ends its stream, a layer it refuses fails the job.
 //! - [`layer`]: content-addressed tar.gz layers: pack, publish, fetch, verify, extract.
 //! - [`proto`]: the messages between runner, broker and worker (JSON in stream frames).
 //! - [`broker`]: a pure scheduler (`broker::scheduler`) inside an async shell that owns the

@@ -321,6 +321,14 @@ impl Service {
         Service { _proc: proc, url }
     }
 
+    /// Starts the service with its blobs in `blobs/` of the scratch directory (returned), to
+    /// be read and tampered with.
+    fn keeping_blobs(scratch: &Scratch) -> (Service, PathBuf) {
+        let data = scratch.mkdir("blobs");
+        let args = format!("serve --data-dir {}", data.display());
+        (Service::up_with(scratch, &args), data)
+    }
+
     /// Starts `cluster-action ARGS` in `cwd` as job `job` of the run (its name too).
     fn start_in(&self, scratch: &Scratch, cwd: &Path, job: &str, args: &str) -> Proc {
         self.start_env(scratch, cwd, job, args, &[])
@@ -1346,8 +1354,7 @@ fn flip_a_middle_bit(path: &Path) {
 fn a_sealed_run_stores_none_of_its_jobs_markers() {
     let _serial = serial();
     let scratch = Scratch::new();
-    let data = scratch.mkdir("blobs");
-    let service = Service::up_with(&scratch, &format!("serve --data-dir {}", data.display()));
+    let (service, data) = Service::keeping_blobs(&scratch);
     // Each marker is written in one place only; the output ones are computed by the shell,
     // so that they appear nowhere but in the job's output and its output file. The job fails,
     // so that the JUnit report quotes its output.
@@ -1524,8 +1531,7 @@ fn peers_with_different_secrets_are_refused_at_hello_with_exit_2() {
 fn a_tampered_layer_is_refused_and_its_job_never_runs() {
     let _serial = serial();
     let scratch = Scratch::new();
-    let data = scratch.mkdir("blobs");
-    let service = Service::up_with(&scratch, &format!("serve --data-dir {}", data.display()));
+    let (service, data) = Service::keeping_blobs(&scratch);
     scratch.write("data/f.txt", "layer content\n");
     let ran = scratch.path().join("ran");
     let run = format!("touch {}; cat data/f.txt", ran.display());
@@ -1567,8 +1573,7 @@ fn a_tampered_layer_is_refused_and_its_job_never_runs() {
 fn a_tampered_outputs_layer_is_refused_and_nothing_is_written() {
     let _serial = serial();
     let scratch = Scratch::new();
-    let data = scratch.mkdir("blobs");
-    let service = Service::up_with(&scratch, &format!("serve --data-dir {}", data.display()));
+    let (service, data) = Service::keeping_blobs(&scratch);
     let jobs = [(
         "makes-outputs".to_string(),
         "mkdir -p out; echo result > out/r.txt".to_string(),
@@ -1621,8 +1626,7 @@ fn a_tampered_outputs_layer_is_refused_and_nothing_is_written() {
 fn a_tampered_frame_ends_the_stream_with_exit_3() {
     let _serial = serial();
     let scratch = Scratch::new();
-    let data = scratch.mkdir("blobs");
-    let service = Service::up_with(&scratch, &format!("serve --data-dir {}", data.display()));
+    let (service, data) = Service::keeping_blobs(&scratch);
     let jobs = [("a".to_string(), "true".to_string(), String::new())];
     scratch.write("cluster.yml", manifest("", &jobs));
     let _broker = start_sealed(
@@ -1663,4 +1667,36 @@ fn a_tampered_frame_ends_the_stream_with_exit_3() {
     let stderr = runner.stderr();
     assert!(stderr.contains("refused frame in"), "{stderr}");
     assert!(stderr.contains("failed authentication"), "{stderr}");
+}
+
+#[test]
+fn a_public_repository_without_a_secret_gets_one_warning() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let jobs = [("a".to_string(), "true".to_string(), String::new())];
+    scratch.write("cluster.yml", manifest("", &jobs));
+    let warning = "::warning title=cluster-action: this cluster is readable by anyone::";
+    for (name, private, secret, expected) in [
+        ("public", false, None, 1),
+        ("private", true, None, 0),
+        ("sealed", false, Some(SECRET), 0),
+    ] {
+        let event = scratch.write(
+            &format!("{name}.json"),
+            json!({"repository": {"private": private}}).to_string(),
+        );
+        let mut env = vec![("GITHUB_EVENT_PATH", event.to_str().unwrap())];
+        env.extend(secret.map(|s| ("CLUSTER_SECRET", s)));
+        let mut local = scratch.spawn(scratch.path(), name, "local --workers 2 cluster.yml", &env);
+        local.expect_exit(0);
+        let stdout = local.stdout();
+        assert_eq!(
+            stdout.matches(warning).count(),
+            expected,
+            "{name}: {stdout}"
+        );
+        if expected == 1 {
+            assert!(stdout.contains("secrets.CLUSTER_SECRET"), "{stdout}");
+        }
+    }
 }

@@ -87,15 +87,10 @@ impl ClusterArgs {
 }
 
 /// The cluster's keys from `CLUSTER_SECRET`, bound to this run (`GITHUB_RUN_ID`, `local`
-/// when unset) and `cluster`; `None` without a secret, then with one warning annotation when
-/// the repository is public.
+/// when unset) and `cluster`; `None` without a secret.
 fn seal_from_env(cluster: &str) -> anyhow::Result<Option<ClusterKeys>> {
     use std::os::unix::ffi::OsStrExt;
     let Some(secret) = std::env::var_os(SECRET_VAR) else {
-        static WARNED: std::sync::Once = std::sync::Once::new();
-        if repository_is_public() {
-            WARNED.call_once(|| println!("{PUBLIC_WARNING}"));
-        }
         return Ok(None);
     };
     let run_id = std::env::var("GITHUB_RUN_ID")
@@ -105,6 +100,15 @@ fn seal_from_env(cluster: &str) -> anyhow::Result<Option<ClusterKeys>> {
     let keys = ClusterKeys::derive(secret.as_bytes(), &run_id, cluster)
         .map_err(|e| ExitError::bad_input(e.to_string()))?;
     Ok(Some(keys))
+}
+
+/// Prints one warning annotation when the repository is public and no secret is set. The
+/// runner calls it (it is the one that sends the jobs), so a cluster warns once, not once per
+/// worker.
+pub fn warn_if_readable() {
+    if std::env::var_os(SECRET_VAR).is_none() && repository_is_public() {
+        println!("{PUBLIC_WARNING}");
+    }
 }
 
 /// What a public repository without a secret exposes, and the fix.

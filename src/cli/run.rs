@@ -12,7 +12,7 @@ use cluster_action::runner::progress::{Mode, Progress};
 use cluster_action::runner::session::{self, RunConfig, RunEnd, RunResult};
 
 use super::cluster::BrokerArgs;
-use super::common::{ClusterArgs, default_name, shutdown_signal, store_from_env};
+use super::common::{ClusterArgs, default_name, shutdown_signal, store_from_env, warn_if_readable};
 use super::exit::{self, ExitError};
 
 /// What to run and where the reports go (shared by `run` and `local`).
@@ -172,6 +172,7 @@ fn load(args: &JobsArgs) -> anyhow::Result<Manifest> {
         (None, None) => return Err(ExitError::bad_input("give a MANIFEST or --commands FILE")),
     };
     let manifest = loaded.map_err(|e| ExitError::bad_input(e.to_string()))?;
+    warn_if_readable();
     if matches!(Mode::detect(), Mode::Lines { github: true }) {
         for line in cluster_action::runner::report::add_masks(&manifest) {
             println!("{line}");
