@@ -1700,3 +1700,34 @@ fn a_public_repository_without_a_secret_gets_one_warning() {
         }
     }
 }
+
+#[test]
+fn secret_env_values_reach_the_job_and_are_masked_everywhere() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let value = "tok-3f9a-value";
+    // The job fails, so that its output is shown in the log.
+    let run = "test \"$TOKEN\" = tok-3f9a-value && echo \"token: $TOKEN\" && exit 1";
+    let jobs = [(
+        "a".to_string(),
+        run.to_string(),
+        "secret-env: [TOKEN]".to_string(),
+    )];
+    scratch.write("cluster.yml", manifest("", &jobs));
+    let env = [
+        ("GITHUB_ACTIONS", "true"),
+        ("CLUSTER_SECRET", SECRET),
+        ("TOKEN", value),
+    ];
+    let mut local = scratch.spawn(scratch.path(), "local", "local cluster.yml", &env);
+    local.expect_exit(1);
+    let stdout = local.stdout();
+    let mask = format!("::add-mask::{value}");
+    assert_eq!(stdout.matches(&mask).count(), 1, "{stdout}");
+    assert!(stdout.contains("token: ***"), "{stdout}");
+    assert_eq!(
+        stdout.matches(value).count(),
+        1,
+        "only in the mask command: {stdout}"
+    );
+}
