@@ -527,13 +527,13 @@ function runChild(file, argv, options = {}) {
  * on the command line, which every process on the machine can read) and masked in the log.
  */
 function childEnv(cfg, env = process.env) {
-  const childEnv = { ...env };
-  delete childEnv.INPUT_SECRET;
+  const out = { ...env };
+  delete out.INPUT_SECRET;
   if (cfg.secret) {
     for (const line of cfg.secret.split(/\r?\n/)) if (line.trim()) console.log(`::add-mask::${line}`);
-    childEnv.CLUSTER_SECRET = cfg.secret;
+    out.CLUSTER_SECRET = cfg.secret;
   }
-  return childEnv;
+  return out;
 }
 
 /**

@@ -1361,22 +1361,21 @@ fn a_sealed_run_stores_none_of_its_jobs_markers() {
     let mark = |what: &str| format!("MARKER-{what}-5c1e");
     let layer_text = format!("{}\n", mark("layer")).repeat(200);
     scratch.write("data/notes.txt", &layer_text);
+    scratch.write("extra/e.txt", format!("{}\n", mark("extra")));
     let run = format!(
         "echo {cmd}; echo $ENV_MARK; echo $SECRET_MARK; cat data/notes.txt | head -1; \
+         cat extra/e.txt; \
          echo MARKER-output-$((2 * 21))-5c1e; mkdir -p out; \
          echo MARKER-file-$((3 * 16))-5c1e > out/o.txt; exit 1",
         cmd = mark("command")
     );
     let head = format!(
         "defaults:\n  env: {{ ENV_MARK: {} }}\n  secret-env: [SECRET_MARK]\n\
-         layers:\n  data:\n    paths: [data]\n",
+         layers:\n  data:\n    paths: [data]\n  extra:\n    paths: [extra]\n",
         mark("env")
     );
-    let jobs = [(
-        "marks".to_string(),
-        run,
-        "layers: [data]\noutputs: [out/*]".to_string(),
-    )];
+    let extra = "layers: [data, extra]\noutputs: [out/*]".to_string();
+    let jobs = [("marks".to_string(), run, extra)];
     scratch.write("cluster.yml", manifest(&head, &jobs));
     let secret_value = mark("secret");
     let mut runner = service.start_env(
@@ -1401,7 +1400,7 @@ fn a_sealed_run_stores_none_of_its_jobs_markers() {
 
     // The markers did travel: in the job's output (the secret masked) and its output file.
     let output = fs::read_to_string(scratch.path().join("report.xml")).unwrap();
-    for what in ["command", "env", "layer", "output-42"] {
+    for what in ["command", "env", "layer", "extra", "output-42"] {
         assert!(output.contains(&mark(what)), "{what} missing from {output}");
     }
     assert!(
@@ -1415,9 +1414,17 @@ fn a_sealed_run_stores_none_of_its_jobs_markers() {
     );
 
     // None of them is in the store, in plain text or gzip-inflated.
-    let markers: Vec<String> = ["command", "env", "layer", "output-42", "file-48", "secret"]
-        .map(mark)
-        .into();
+    let markers: Vec<String> = [
+        "command",
+        "env",
+        "layer",
+        "extra",
+        "output-42",
+        "file-48",
+        "secret",
+    ]
+    .map(mark)
+    .into();
     let stored = every_file(&data);
     assert!(
         stored.len() >= 8,
@@ -1433,8 +1440,8 @@ fn a_sealed_run_stores_none_of_its_jobs_markers() {
     assert_eq!(markers_in(&gz.finish().unwrap(), &markers), [mark("layer")]);
     assert_eq!(
         sealed_layers(&data).len(),
-        2,
-        "the data layer and the outputs layer"
+        3,
+        "two layers and the outputs layer"
     );
 }
 

@@ -336,11 +336,11 @@ async fn publish_layers(
         .map_err(|e| RunError::Io(format!("cannot create a temporary directory: {e}")))?;
     let mut digests = BTreeMap::new();
     let mut uploads = JoinSet::new();
-    for name in used {
+    for (index, name) in used.into_iter().enumerate() {
         let Some(def) = manifest.layers.get(name) else {
             continue;
         };
-        let archive = staging.path().join(format!("{}.tar.gz", digests.len()));
+        let archive = staging.path().join(format!("{index}.tar.gz"));
         let (root, paths, out) = (
             manifest.base_dir.clone(),
             def.paths.clone(),
