@@ -59,6 +59,7 @@ const INPUTS = {
   'log-level': 'all',
   args: 'all',
   'outputs-dir': ['runner', 'auto'],
+  secret: 'all',
 };
 
 /** A failure the user can fix, with the exit code that reports it. */
@@ -560,6 +561,20 @@ function runChild(file, argv, options = {}) {
 }
 
 /**
+ * The binary's environment: this process's, with the `secret` input as CLUSTER_SECRET (never
+ * on the command line, which every process on the machine can read) and masked in the log.
+ */
+function childEnv(cfg, env = process.env) {
+  const out = { ...env };
+  delete out.INPUT_SECRET;
+  if (cfg.secret) {
+    for (const line of cfg.secret.split(/\r?\n/)) if (line.trim()) console.log(`::add-mask::${line}`);
+    out.CLUSTER_SECRET = cfg.secret;
+  }
+  return out;
+}
+
+/**
  * Runs the binary, stopping it at the `timeout` input: SIGTERM first (it cancels its jobs and
  * writes its reports), SIGKILL after CLUSTER_ACTION_KILL_GRACE (default 10s). Resolves with its
  * exit code, 128+N for death by signal N.
@@ -578,7 +593,7 @@ async function runBinary(binary, argv, cfg) {
       }, cfg.timeoutMs),
     );
   }
-  const { code, signal } = await runChild(binary, argv).finally(() => timers.forEach(clearTimeout));
+  const { code, signal } = await runChild(binary, argv, { env: childEnv(cfg) }).finally(() => timers.forEach(clearTimeout));
   return code ?? signalExitCode(signal);
 }
 

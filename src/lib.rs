@@ -9,6 +9,11 @@
 //!   frames, adaptive polling that slows on idle streams and speeds up when a new peer is
 //!   discovered, rotation, peer timeout, the closed marker of a stopped broker, a listener
 //!   that notices its listen artifact vanishing).
+//! - [`seal`]: with a cluster secret (`CLUSTER_SECRET`), keys per purpose and direction
+//!   (HKDF-SHA256), sealed frames (XChaCha20-Poly1305), chunked sealed layers and keyed
+//!   (HMAC) layer names. Hooked in at the frame codec (`stream::frame` encode/decode, keys in
+//!   [`stream::StreamConfig::seal`]), at [`layer::publish`] and at [`layer::LayerCache`]'s
+//!   insert; a frame it refuses ends its stream, a layer it refuses fails the job.
 //! - [`layer`]: content-addressed tar.gz layers: pack, publish, fetch, verify, extract.
 //! - [`proto`]: the messages between runner, broker and worker (JSON in stream frames); jobs
 //!   are named by the runner's [`proto::JobIndex`] towards runners and by the broker's
@@ -59,6 +64,7 @@ pub mod local;
 pub mod plan;
 pub mod proto;
 pub mod runner;
+pub mod seal;
 pub mod serve;
 pub mod store;
 pub mod stream;

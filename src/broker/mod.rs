@@ -212,6 +212,12 @@ async fn await_hello(
     match first {
         Some(Ok(Some(frame))) => Some((Connection { peer, tx, rx }, frame)),
         Some(Ok(None)) => None,
+        Some(Err(e @ StreamError::Refused { .. })) => {
+            // Closing tells the peer: it cannot open our frames either, and says why.
+            warn!(%peer, "refusing a peer at hello: {e}");
+            let _ = tx.close().await;
+            None
+        }
         Some(Err(e)) => {
             debug!(%peer, "peer vanished before hello: {e}");
             None

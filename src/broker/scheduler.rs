@@ -486,6 +486,7 @@ mod tests {
 
     fn job(index: u64, estimate_ms: Option<u64>, retries: u32) -> JobSpec {
         JobSpec {
+            secret_env: Default::default(),
             name: format!("job-{index}"),
             run: "true".into(),
             env: BTreeMap::new(),

@@ -17,7 +17,7 @@ use cluster_action::runner::session::{self, RunConfig, RunResult};
 use super::cluster::BrokerArgs;
 use super::common::{
     ClusterArgs, EMBEDDED_BROKER_IDLE_TIMEOUT, LOCAL_BROKER_WAIT, LOCAL_PEER_TIMEOUT,
-    LOCAL_POLL_MAX, default_name, shutdown_signal, store_from_env,
+    LOCAL_POLL_MAX, default_name, shutdown_signal, store_from_env, warn_if_readable,
 };
 use super::exit::{self, Failure};
 
@@ -170,6 +170,12 @@ fn load(args: &JobsArgs) -> Result<Manifest, Failure> {
     report::check_destinations(&reports, args.outputs_dir.as_deref())
         .map_err(Failure::bad_input)?;
     let manifest = loaded?;
+    warn_if_readable();
+    if matches!(Mode::detect(), Mode::Lines { github: true }) {
+        for line in cluster_action::runner::report::add_masks(&manifest) {
+            println!("{line}");
+        }
+    }
     // Until the runner batches suites (issue 9), refuse them rather than skip them silently.
     if let Some(suite) = manifest.suites.first() {
         return Err(Failure::bad_input(format!(

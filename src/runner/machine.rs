@@ -353,6 +353,7 @@ mod tests {
                     outputs: vec!["out/*".into()],
                     estimate_ms: None,
                     isolation: Default::default(),
+                    secret_env: Default::default(),
                 },
             })
             .collect()

@@ -25,6 +25,7 @@ use super::report::RunReport;
 use crate::layer::{self, Digest, LayerCache};
 use crate::link::{JoinError, Joined, LinkError, RunnerLink, Target};
 use crate::proto::{Hello, JobIndex, PROTOCOL_VERSION, RunnerMsg, Submission};
+use crate::seal::{ClusterKeys, LayerSeal};
 use crate::store::ArtifactStore;
 use crate::stream::{Namespace, StreamConfig, StreamError};
 
@@ -128,10 +129,15 @@ pub async fn run(
     cancel: impl Future<Output = ()>,
 ) -> Result<RunResult, RunError> {
     let started = Instant::now();
-    let digests = publish_layers(&store, manifest).await?;
+    let layer_seal = cfg.stream.seal.as_ref().map(ClusterKeys::layers);
+    let digests = publish_layers(&store, layer_seal.as_ref(), manifest).await?;
     let jobs = submissions(manifest, &digests);
     // The scratch directory (and the cache in it) is removed when the run returns.
-    let outputs = cfg.outputs_dir.as_deref().map(Outputs::open).transpose()?;
+    let outputs = cfg
+        .outputs_dir
+        .as_deref()
+        .map(|dir| Outputs::open(dir, layer_seal))
+        .transpose()?;
     let rules = Rules {
         worker_wait: cfg.worker_wait,
         fetch_outputs: outputs.is_some(),
@@ -304,6 +310,7 @@ async fn sleep_until(deadline: Option<(tokio::time::Instant, Timer)>) -> Timer {
 /// Packs every layer some job uses and publishes those the store lacks.
 async fn publish_layers(
     store: &ArtifactStore,
+    seal: Option<&LayerSeal>,
     manifest: &Manifest,
 ) -> Result<BTreeMap<String, Digest>, RunError> {
     let used: std::collections::BTreeSet<&String> =
@@ -314,11 +321,11 @@ async fn publish_layers(
     })?;
     let mut digests = BTreeMap::new();
     let mut uploads = JoinSet::new();
-    for name in used {
+    for (index, name) in used.into_iter().enumerate() {
         let Some(def) = manifest.layers.get(name) else {
             continue;
         };
-        let archive = staging.path().join(format!("{}.tar.gz", digests.len()));
+        let archive = staging.path().join(format!("{index}.tar.gz"));
         let (root, paths, out) = (
             manifest.base_dir.clone(),
             def.paths.clone(),
@@ -337,10 +344,9 @@ async fn publish_layers(
                     source,
                 })?;
         info!(layer = %name, digest = %digest.0, "packed");
-        digests.insert(name.clone(), digest.clone());
-        let (store, name) = (store.clone(), name.clone());
+        let (store, name, seal) = (store.clone(), name.clone(), seal.cloned());
         uploads.spawn(async move {
-            let result = layer::publish(&store, &archive, &digest).await;
+            let result = layer::publish(&store, seal.as_ref(), &archive, &digest).await;
             (name, result)
         });
     }
@@ -349,11 +355,12 @@ async fn publish_layers(
             what: "layer upload",
             source,
         })?;
-        let outcome = result.map_err(|source| RunError::Layer {
+        let published = result.map_err(|source| RunError::Layer {
             name: name.clone(),
             source,
         })?;
-        debug!(layer = %name, ?outcome, "published");
+        debug!(layer = %name, ?published, "published");
+        digests.insert(name, published.digest);
     }
     Ok(digests)
 }
@@ -367,8 +374,8 @@ struct Outputs {
 }
 
 impl Outputs {
-    /// Creates the outputs directory and the scratch cache.
-    fn open(dir: &Path) -> Result<Self, RunError> {
+    /// Creates the outputs directory and the scratch cache; `seal` opens sealed layers.
+    fn open(dir: &Path, seal: Option<LayerSeal>) -> Result<Self, RunError> {
         std::fs::create_dir_all(dir).map_err(|source| RunError::Io {
             what: format!("cannot create outputs directory {}", dir.display()),
             source,
@@ -380,10 +387,12 @@ impl Outputs {
                 what: "cannot create a temporary directory".into(),
                 source,
             })?;
-        let cache = LayerCache::open(scratch.path()).map_err(|source| RunError::Layer {
-            name: "outputs".into(),
-            source,
-        })?;
+        let cache = LayerCache::open(scratch.path())
+            .map_err(|source| RunError::Layer {
+                name: "outputs".into(),
+                source,
+            })?
+            .with_seal(seal);
         Ok(Self {
             dir: dir.to_path_buf(),
             cache,

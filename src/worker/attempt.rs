@@ -13,6 +13,7 @@ use super::exec;
 use super::machine::{Assignment, not_run};
 use crate::layer::{self, Digest};
 use crate::proto::{JobOutcome, JobSpec, JobStatus};
+use crate::seal::ClusterKeys;
 
 /// Runs one attempt and returns its outcome; never fails: problems become `Error` outcomes.
 pub(crate) async fn run(
@@ -76,6 +77,12 @@ async fn execute(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    env.extend(
+        spec.secret_env
+            .0
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
     env.push(("CLUSTER_JOB_NAME".into(), spec.name.clone()));
     env.push(("CLUSTER_ATTEMPT".into(), attempt.to_string()));
     env.push(("CLUSTER_WORKER".into(), name.clone()));
@@ -108,7 +115,7 @@ async fn execute(
         exit_code: execution.exit_code,
         duration_ms: 0,
         worker: name.clone(),
-        output: execution.output,
+        output: super::output::mask(execution.output, &spec.secret_env),
         outputs_layer: None,
         error: None,
     };
@@ -196,10 +203,11 @@ async fn publish_outputs(
             path.display()
         ));
     }
-    layer::publish(&shared.store, &archive, &digest)
+    let seal = shared.cfg.stream.seal.as_ref().map(ClusterKeys::layers);
+    let published = layer::publish(&shared.store, seal.as_ref(), &archive, &digest)
         .await
         .map_err(|e| error(e.to_string()))?;
-    Ok(Some(digest))
+    Ok(Some(published.digest))
 }
 
 /// The least time finding outputs gets, even when the job used up its timeout: a timed-out

@@ -181,6 +181,7 @@ mod tests {
             outputs: Vec::new(),
             estimate_ms: None,
             isolation: Default::default(),
+            secret_env: Default::default(),
         }
     }
 

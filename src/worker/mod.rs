@@ -103,7 +103,12 @@ pub async fn run(
     cfg: WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<WorkerEnd, WorkerError> {
-    let cache = LayerCache::open(&cfg.cache_dir)?;
+    let cache = LayerCache::open(&cfg.cache_dir)?.with_seal(
+        cfg.stream
+            .seal
+            .as_ref()
+            .map(crate::seal::ClusterKeys::layers),
+    );
     tokio::pin!(shutdown);
     let target = Target {
         ns: cfg.ns.clone(),

@@ -47,7 +47,14 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
   }
 }
 const argv = process.argv.slice(2);
-log({ binary: __filename, argv, token: process.env.ACTIONS_RUNTIME_TOKEN, url: process.env.ACTIONS_RESULTS_URL });
+log({
+  binary: __filename,
+  argv,
+  token: process.env.ACTIONS_RUNTIME_TOKEN,
+  url: process.env.ACTIONS_RESULTS_URL,
+  secret: process.env.CLUSTER_SECRET,
+  inputSecret: process.env.INPUT_SECRET,
+});
 const at = argv.indexOf('--report-json');
 if (at >= 0 && process.env.FAKE_REPORT) {
   fs.writeFileSync(argv[at + 1], process.env.FAKE_REPORT);
@@ -239,6 +246,25 @@ test('the binary gets the whole environment, artifact credentials included', asy
   const [run] = binaryRuns(result);
   assert.equal(run.token, 'token-for-the-binary');
   assert.equal(run.url, 'http://127.0.0.1:9/');
+});
+
+test('the secret input reaches the binary as CLUSTER_SECRET, masked, never in argv', async () => {
+  const secret = 'hunter2-sealing-secret';
+  for (const role of ['broker', 'worker']) {
+    const result = await runAction({ inputs: { binary: fakeBinary, role, secret } });
+    assert.equal(result.code, 0, failure(result));
+    const [run] = binaryRuns(result);
+    assert.equal(run.secret, secret);
+    assert.equal(run.inputSecret, undefined, 'the INPUT_ copy is not passed on');
+    assert.ok(!run.argv.some(arg => arg.includes(secret)), run.argv.join(' '));
+    assert.match(result.stdout, new RegExp(`^::add-mask::${secret}$`, 'm'));
+    assert.ok(!result.stdout.replace(`::add-mask::${secret}`, '').includes(secret), result.stdout);
+  }
+  // Without the input, a CLUSTER_SECRET from the step's env passes through untouched.
+  const fromEnv = await runAction({ inputs: { binary: fakeBinary, role: 'broker' }, env: { CLUSTER_SECRET: 'from-env' } });
+  assert.equal(binaryRuns(fromEnv)[0].secret, 'from-env');
+  const none = await runAction({ inputs: { binary: fakeBinary, role: 'broker' } });
+  assert.equal(binaryRuns(none)[0].secret, undefined);
 });
 
 test('an input the role does not use is a warning, not a flag', async () => {

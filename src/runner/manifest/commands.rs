@@ -48,6 +48,7 @@ pub fn from_commands(path: &Path) -> Result<Manifest, ManifestError> {
             outputs: Vec::new(),
             estimate: None,
             isolation: Isolation::default(),
+            secret_env: Default::default(),
         });
     }
     if !problems.is_empty() {

@@ -6,6 +6,8 @@
 //!   timeout: 10m       # per attempt (default 30m)
 //!   retries: 1         # extra attempts after a failure (default 0)
 //!   env: { RUST_BACKTRACE: "1" }
+//!   secret-env: [API_TOKEN]   # passed from the runner's environment, masked in output;
+//!                             # needs CLUSTER_SECRET (values travel sealed)
 //!   layers: [app]
 //! layers:              # named file sets; paths relative to the manifest's directory, globs allowed
 //!   app:
@@ -16,8 +18,8 @@
 //!     run: ./target/release/myapp --suite unit-1   # `bash -c` in the job's directory
 //!     estimate: 30s    # optional; the queue runs the longest first
 //!     outputs: [reports/*.xml]   # files brought back to the runner
-//!     # also per job: timeout, retries, env (merged over defaults.env), layers (replaces
-//!     # defaults.layers), isolation (none | process | sandbox | sandbox-no-network)
+//!     # also per job: timeout, retries, env (merged over defaults.env), secret-env (added
+//!     # to defaults.secret-env), layers (replaces defaults.layers), isolation (none | process | sandbox | sandbox-no-network)
 //! suites:              # test suites the runner lists and batches itself; see `suites.rs`
 //!   - name: rust
 //!     framework: nextest    # nextest | pytest | go | command
@@ -47,7 +49,7 @@ pub use error::{Location, ManifestError, Problem};
 pub use suites::SuiteDef;
 
 use crate::layer::{Digest, Listed};
-use crate::proto::{Isolation, JobIndex, JobSpec, Submission};
+use crate::proto::{Isolation, JobIndex, JobSpec, SecretEnv, Submission};
 use crate::runner::duration::millis;
 
 /// Time limit of one attempt when neither the job nor `defaults` sets one: long enough for
@@ -109,6 +111,9 @@ pub struct JobDef {
     pub estimate: Option<Duration>,
     /// How far the job is kept apart from its worker and the other jobs.
     pub isolation: Isolation,
+    /// `defaults.secret-env` and the job's `secret-env`, with their values from the runner's
+    /// environment.
+    pub secret_env: SecretEnv,
 }
 
 impl JobDef {
@@ -125,6 +130,7 @@ impl JobDef {
             outputs: self.outputs.clone(),
             estimate_ms: self.estimate.map(millis),
             isolation: self.isolation,
+            secret_env: self.secret_env.clone(),
         };
         Submission { index, spec }
     }

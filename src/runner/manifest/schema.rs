@@ -41,6 +41,8 @@ pub(super) struct Defaults {
     pub retries: Option<u32>,
     #[serde(default, deserialize_with = "unique_keys")]
     pub env: BTreeMap<String, Option<String>>,
+    #[serde(default, rename = "secret-env")]
+    pub secret_env: Vec<String>,
     pub layers: Option<Vec<String>>,
     pub isolation: Option<Isolation>,
 }
@@ -68,6 +70,8 @@ pub(super) struct Job {
     pub retries: Option<u32>,
     #[serde(default, deserialize_with = "unique_keys")]
     pub env: BTreeMap<String, Option<String>>,
+    #[serde(default, rename = "secret-env")]
+    pub secret_env: Vec<String>,
     pub layers: Option<Vec<String>>,
     pub isolation: Option<Isolation>,
 }

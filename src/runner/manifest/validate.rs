@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use super::locate::{NodePath, node_path};
 use super::{DEFAULT_RETRIES, DEFAULT_TIMEOUT, JobDef, LayerDef, schema};
 use crate::layer::{self, Listed};
+use crate::proto::SecretEnv;
 use crate::runner::duration::parse_duration;
+use crate::seal::SECRET_VAR;
 
 /// The longest string a process can be given as one argument or one `NAME=value`
 /// variable, with its terminating NUL (Linux's `MAX_ARG_STRLEN`): a longer `run` command
@@ -66,6 +68,8 @@ pub(super) fn resolve(raw: schema::Manifest, base_dir: &Path) -> Result<Resolved
         )
         .unwrap_or(DEFAULT_TIMEOUT);
     let default_env = check.env(&defaults.env, &node_path!["defaults", "env"], "defaults");
+    let at = node_path!["defaults", "secret-env"];
+    let default_secrets = check.secret_env(&defaults.secret_env, at, "defaults");
     let default_layers = defaults.layers.clone().unwrap_or_default();
     check.layer_refs(
         &default_layers,
@@ -111,6 +115,11 @@ pub(super) fn resolve(raw: schema::Manifest, base_dir: &Path) -> Result<Resolved
         });
         let mut env = default_env.clone();
         env.extend(check.env(&job.env, &node_path!["jobs", index, "env"], &owner));
+        let mut secret_env = default_secrets.clone();
+        let at = node_path!["jobs", index, "secret-env"];
+        secret_env
+            .0
+            .extend(check.secret_env(&job.secret_env, at, &owner).0);
         let layers = match &job.layers {
             Some(names) => {
                 let at = node_path!["jobs", index, "layers"];
@@ -138,6 +147,7 @@ pub(super) fn resolve(raw: schema::Manifest, base_dir: &Path) -> Result<Resolved
             outputs: job.outputs.clone(),
             estimate,
             isolation: job.isolation.or(defaults.isolation).unwrap_or_default(),
+            secret_env,
         });
     }
     if check.findings.is_empty() {
@@ -316,6 +326,38 @@ impl Checker {
             }
         }
         checked
+    }
+
+    /// `secret-env` names, with their values from this process's environment. Allowed only
+    /// with a cluster secret, which seals them on their way to the worker.
+    fn secret_env(&mut self, names: &[String], at: NodePath, owner: &str) -> SecretEnv {
+        let mut found = SecretEnv::default();
+        if names.is_empty() {
+            return found;
+        }
+        if std::env::var_os(SECRET_VAR).is_none() {
+            self.problem(
+                at,
+                format!("{owner} sets secret-env, but no cluster secret is set: the values would travel in plain text"),
+                format!("set {SECRET_VAR} (action input `secret: ${{{{ secrets.CLUSTER_SECRET }}}}`) on every job of the cluster, or remove secret-env"),
+            );
+            return found;
+        }
+        for (i, name) in names.iter().enumerate() {
+            let mut at = at.clone();
+            at.push(i.into());
+            match std::env::var(name) {
+                Ok(value) if !name.is_empty() && !name.contains(['=', '\0']) => {
+                    found.0.insert(name.clone(), value);
+                }
+                _ => self.problem(
+                    at,
+                    format!("{owner} passes secret-env {name:?}, which is not set (as UTF-8) in the runner's environment"),
+                    "set the variable in the step's `env:` (e.g. from `secrets.`), or remove it from secret-env",
+                ),
+            }
+        }
+        found
     }
 
     /// Layer names that must be defined under `layers:`.

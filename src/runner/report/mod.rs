@@ -13,7 +13,7 @@ mod markdown;
 use std::time::Duration;
 
 pub use destinations::check_destinations;
-pub use github::{annotation, ci_line, group};
+pub use github::{add_masks, annotation, ci_line, group};
 
 use crate::proto::{JobOutcome, JobSpec, JobStatus};
 use crate::runner::duration::format_duration;
