@@ -17,6 +17,8 @@
 //! - [`local`]: `cluster-action local`: [`serve`] in-process, an embedded broker, worker
 //!   processes and the runner.
 //! - [`serve`]: a local artifact service (both halves) for tests, benchmarks and `local`.
+//! - [`cleanup`]: what a cluster leaves behind: the broker's clean-stop deletion, `gc`'s
+//!   leftovers, the `keep` rule (artifacts' retention is the store's `expiresAt`).
 //!
 //! The data path of one job: the runner packs and publishes the manifest's layers, then sends
 //! `Submit` on its stream; the broker queues the jobs (longest estimate first) and sends
@@ -27,6 +29,7 @@
 //! these modules and errors onto exit codes; `dist/index.js` is the GitHub Action around it.
 
 pub mod broker;
+pub mod cleanup;
 pub mod layer;
 pub mod local;
 pub mod proto;

@@ -10,7 +10,7 @@ use cluster_action::runner::duration::parse_duration;
 use cluster_action::runner::session;
 use cluster_action::worker::{self, WorkerConfig, WorkerEnd, WorkerError, exec::ExecLimits};
 
-use super::common::{ClusterArgs, default_name, shutdown_signal, store_from_env};
+use super::common::{ClusterArgs, default_name, shutdown_signal};
 use super::exit;
 
 /// Flags of `broker`.
@@ -38,6 +38,7 @@ impl BrokerArgs {
             stream: cluster.stream()?,
             idle_timeout,
             prefetch,
+            keep: cluster.cleanup.keep,
         })
     }
 }
@@ -86,7 +87,7 @@ pub struct StopArgs {
 /// Runs a broker until the cluster is stopped, it idles out, or a signal arrives.
 pub async fn broker(args: BrokerArgs) -> anyhow::Result<i32> {
     let cfg = BrokerArgs::config(&args.cluster, args.idle_timeout, args.prefetch)?;
-    let store = store_from_env()?;
+    let store = args.cluster.cleanup.store()?;
     match broker::run(store, cfg, shutdown_signal()).await? {
         BrokerEnd::Stopped => eprintln!("cluster '{}' stopped", args.cluster.cluster),
         BrokerEnd::Idle => eprintln!(
@@ -143,7 +144,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<i32> {
             ..ExecLimits::default()
         },
     };
-    let store = store_from_env()?;
+    let store = args.cluster.cleanup.store()?;
     match worker::run(store, cfg, shutdown_signal()).await {
         Ok(WorkerEnd::Exited) => Ok(exit::OK),
         Ok(WorkerEnd::Interrupted) => {
@@ -159,7 +160,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<i32> {
 
 /// Tells the cluster's broker to stop.
 pub async fn stop(args: StopArgs) -> anyhow::Result<i32> {
-    let store = store_from_env()?;
+    let store = args.cluster.cleanup.store()?;
     let ns = args.cluster.namespace()?;
     session::stop_cluster(
         store,

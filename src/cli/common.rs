@@ -26,6 +26,9 @@ pub struct ClusterArgs {
     /// Declare a peer dead (and requeue a lost worker's jobs) after this long without a word.
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     pub peer_timeout: Duration,
+    /// `--keep` and `--retention`.
+    #[command(flatten)]
+    pub cleanup: super::cleanup::CleanupArgs,
 }
 
 impl ClusterArgs {

@@ -12,7 +12,7 @@ use cluster_action::runner::progress::{Mode, Progress};
 use cluster_action::runner::session::{self, RunConfig, RunEnd, RunResult};
 
 use super::cluster::BrokerArgs;
-use super::common::{ClusterArgs, default_name, shutdown_signal, store_from_env};
+use super::common::{ClusterArgs, default_name, shutdown_signal};
 use super::exit::{self, ExitError};
 
 /// What to run and where the reports go (shared by `run` and `local`).
@@ -109,7 +109,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         outputs_dir: args.jobs.outputs_dir.clone(),
         name: default_name("runner"),
     };
-    let store = store_from_env()?;
+    let store = cluster.cleanup.store()?;
     let mut progress = Progress::new(Mode::detect());
     let result = session::run(store, &manifest, &cfg, &mut progress, shutdown_signal()).await;
     progress.end();
@@ -136,6 +136,7 @@ pub async fn local(args: LocalArgs) -> anyhow::Result<i32> {
         poll_max: args.poll_max,
         keepalive: (args.peer_timeout / 4).max(Duration::from_millis(100)),
         peer_timeout: args.peer_timeout,
+        cleanup: super::cleanup::CleanupArgs::default(),
     };
     let binary = std::env::current_exe()
         .map_err(|e| anyhow::anyhow!("cannot find this program's path to start workers: {e}"))?;

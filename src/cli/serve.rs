@@ -41,6 +41,10 @@ pub struct ServeArgs {
     /// How long signed URLs stay valid, in seconds.
     #[arg(long, default_value_t = 6 * 3600, value_name = "SECS")]
     url_ttl_secs: u64,
+    /// Most artifacts one job may create; the next create is refused as GitHub refuses it
+    /// (GitHub: 500).
+    #[arg(long, default_value_t = serve::MAX_ARTIFACTS_PER_JOB, value_name = "N")]
+    max_artifacts_per_job: u32,
 }
 
 /// Flags of `token`.
@@ -76,6 +80,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         max_append_bytes: args.max_append_bytes,
         max_appends: args.max_appends,
         url_ttl: Duration::from_secs(args.url_ttl_secs),
+        max_artifacts_per_job: args.max_artifacts_per_job,
     };
     serve::run_until_signal(cfg, serve::announce_on_stdout).await?;
     Ok(exit::OK)

@@ -256,22 +256,7 @@ pub async fn run(
     };
     debug!(?end, workers, "run ended");
 
-    if cfg.stop_cluster || embedded.is_some() {
-        send(&tx, &RunnerMsg::StopCluster).await?;
-    }
-    if let Err(e) = tx.close().await {
-        warn!("closing the stream to the broker: {e}");
-    }
-    if let Some(task) = embedded {
-        let _ = broker_stop_tx.send(());
-        match task.await {
-            Ok(result) => {
-                result?;
-            }
-            Err(e) => warn!("embedded broker task failed: {e}"),
-        }
-    }
-
+    // Outputs first: a clean stop deletes the cluster's layers, outputs layers included.
     let mut outputs: BTreeMap<u64, Vec<String>> = BTreeMap::new();
     while let Some(done) = fetches.join_next().await {
         match done {
@@ -292,6 +277,22 @@ pub async fn run(
                 }
             }
             Err(e) => warn!("an output fetch task failed: {e}"),
+        }
+    }
+
+    if cfg.stop_cluster || embedded.is_some() {
+        send(&tx, &RunnerMsg::StopCluster).await?;
+    }
+    if let Err(e) = tx.close().await {
+        warn!("closing the stream to the broker: {e}");
+    }
+    if let Some(task) = embedded {
+        let _ = broker_stop_tx.send(());
+        match task.await {
+            Ok(result) => {
+                result?;
+            }
+            Err(e) => warn!("embedded broker task failed: {e}"),
         }
     }
 
