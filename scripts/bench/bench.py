@@ -2,9 +2,10 @@
 runner: what `cluster-action local` starts, started one by one here so that each process's
 memory and the service's request counters can be read) on this machine.
 
-    python3 scripts/bench/bench.py BINARY OUT_JSON OUT_MD [--quick]
+    python3 scripts/bench/bench.py BINARY OUT_JSON OUT_MD [--quick] [--only SCENARIO]
 
-Prints a table, writes the figures to OUT_JSON and rewrites OUT_MD (BENCHMARKS.md).
+Prints a table, writes the figures to OUT_JSON and rewrites OUT_MD (BENCHMARKS.md). With
+--only, runs one scenario and updates just its figures in OUT_MD, saying when they were taken.
 Standard library only.
 """
 import hashlib
@@ -24,6 +25,12 @@ from pathlib import Path
 # The stream timings `cluster-action local` uses (src/cli/run.rs).
 LOCAL_FLAGS = ["--poll-max", "100ms", "--keepalive", "2s", "--peer-timeout", "10s"]
 
+# A latency model closer to GitHub's artifact service than a constant (an assumption, not a
+# measurement of github.com): a lognormal delay with a median of 150 ms (95th percentile about
+# 340 ms) and 1 % of requests taking 2 s, seeded so runs see the same delays.
+GITHUB_LATENCY = ["--latency-ms", "150", "--latency-sigma", "0.5", "--latency-tail-ms", "2000",
+                  "--latency-tail-rate", "0.01", "--seed", "20261201"]
+
 
 def rss_mib(pid, field="VmHWM"):
     """Peak (VmHWM) or current (VmRSS) resident memory of a live process, in MiB."""
@@ -40,10 +47,11 @@ class Cluster:
     """serve + broker + N workers, as separate processes; `run` submits a manifest."""
 
     def __init__(self, binary, workdir, workers=4, slots=2, latency_ms=0, flags=LOCAL_FLAGS,
-                 broker=True):
+                 broker=True, serve_args=None):
         self.bin, self.dir, self.flags = binary, Path(workdir), list(flags)
         self.procs = []
-        self.serve = self._spawn("serve", [binary, "serve", "--latency-ms", str(latency_ms)],
+        serve_args = serve_args if serve_args is not None else ["--latency-ms", str(latency_ms)]
+        self.serve = self._spawn("serve", [binary, "serve"] + serve_args,
                                  env=os.environ, stdout=subprocess.PIPE)
         first = self.serve.stdout.readline().decode().strip()
         if not first.startswith("ACTIONS_RESULTS_URL="):
@@ -208,6 +216,22 @@ def latency_hiding(binary, n, tmp, results):
     results["utilisation_latency200"] = round(busy / (8 * wall), 3)
 
 
+def github_latency(binary, n, tmp, results):
+    """Slot utilisation for n jobs of 0.2-5 s on 4 workers x 2 slots under GITHUB_LATENCY."""
+    rng = random.Random(20261201)
+    seconds = [round(rng.uniform(0.2, 5.0), 1) for _ in range(n)]
+    path = manifest(tmp / "github-latency.yml",
+                    [{"name": f"g{i}", "run": f"sleep {s}"} for i, s in enumerate(seconds)])
+    with cluster(binary, serve_args=GITHUB_LATENCY) as c:
+        code, wall, report, _ = c.run(path, ["--stop-cluster"])
+    assert code == 0, f"github-latency run failed ({code})"
+    busy = sum(j["duration_ms"] for j in report["jobs"]) / 1000
+    results["utilisation_github_latency"] = round(busy / (8 * wall), 3)
+    results["_github_latency_work_s"] = round(sum(seconds), 1)
+    results["_github_latency_lower_bound_s"] = round(max(sum(seconds) / 8, max(seconds)), 1)
+    results["_github_latency_wall_s"] = round(wall, 1)
+
+
 def layer_distribution(binary, mib, tmp, results):
     data = tmp / "layer"
     data.mkdir()
@@ -265,21 +289,31 @@ def idle(binary, seconds, results):
 
 def main():
     binary, out_json, out_md = sys.argv[1:4]
-    quick = "--quick" in sys.argv[4:]
-    size = dict(dispatch=200, balance=(60, 20), latency=40, layer=20, memory=10_000, idle=10) if quick else \
-        dict(dispatch=2000, balance=(300, 120), latency=200, layer=200, memory=100_000, idle=60)
+    options = sys.argv[4:]
+    quick = "--quick" in options
+    only = options[options.index("--only") + 1] if "--only" in options[:-1] else None
+    size = dict(dispatch=200, balance=(60, 20), latency=40, github_latency=40, layer=20, memory=10_000,
+                idle=10) if quick else \
+        dict(dispatch=2000, balance=(300, 120), latency=200, github_latency=300, layer=200, memory=100_000,
+             idle=60)
     results = {}
     timings = {}
     with tempfile.TemporaryDirectory(prefix="ca-bench-") as d:
         tmp = Path(d)
-        for name, fn in [
+        scenarios = [
             ("dispatch", lambda: dispatch(binary, size["dispatch"], tmp, results)),
             ("balance", lambda: balance(binary, *size["balance"], tmp, results)),
             ("latency", lambda: latency_hiding(binary, size["latency"], tmp, results)),
+            ("github_latency", lambda: github_latency(binary, size["github_latency"], tmp, results)),
             ("layer", lambda: layer_distribution(binary, size["layer"], tmp, results)),
             ("memory", lambda: memory(binary, size["memory"], tmp, results)),
             ("idle", lambda: idle(binary, size["idle"], results)),
-        ]:
+        ]
+        if only is not None and only not in dict(scenarios):
+            sys.exit(f"bench.py: --only {only}: no such scenario (one of {', '.join(dict(scenarios))})")
+        for name, fn in scenarios:
+            if only is not None and name != only:
+                continue
             start = time.monotonic()
             print(f"bench: {name} ...", file=sys.stderr, flush=True)
             fn()
@@ -301,7 +335,10 @@ def main():
     for k, v in figures.items():
         print(f"{k:<{width}}  {v}")
     if out_md != "-":
-        write_markdown(Path(out_md), figures, details, machine, timings, quick)
+        if only is None:
+            write_markdown(Path(out_md), figures, details, machine, timings, quick)
+        else:
+            update_markdown(Path(out_md), figures, details, machine, timings)
 
 
 BEGIN, END = "<!-- figures: written by scripts/bench.sh -->", "<!-- end of figures -->"
@@ -327,6 +364,33 @@ def write_markdown(path, figures, details, machine, timings, quick):
         path.write_text(head + block + tail)
     else:
         path.write_text(old.rstrip("\n") + "\n\n" + block + "\n")
+
+def update_markdown(path, figures, details, machine, timings):
+    """Updates (or adds) the rows of one scenario's figures and details in BENCHMARKS.md's
+    figures block, and says under the block's first line when and how they were measured."""
+    text = path.read_text()
+    head, rest = text.split(BEGIN, 1)
+    block, tail = rest.split(END, 1)
+    lines = block.split("\n")
+    for rows, table_head in [(figures, "| figure | value |"), (details, "| detail | value |")]:
+        for key, value in rows.items():
+            row = f"| `{key}` | {value} |"
+            found = [i for i, l in enumerate(lines) if l.startswith(f"| `{key}` |")]
+            if found:
+                lines[found[0]] = row
+            else:
+                end = lines.index(table_head) + 2
+                while end < len(lines) and lines[end].startswith("| `"):
+                    end += 1
+                lines.insert(end, row)
+    (name, secs), = timings.items()
+    note = (f"`{name}` measured {machine['date']} with `scripts/bench.sh --only {name}` "
+            f"({secs} s) on the same machine.")
+    lines = [l for l in lines if not l.startswith(f"`{name}` measured ")]
+    first = next(i for i, l in enumerate(lines) if l.startswith("Measured "))
+    lines.insert(first + 1, note)
+    path.write_text(head + BEGIN + "\n".join(lines) + END + tail)
+
 
 if __name__ == "__main__":
     main()

@@ -20,9 +20,19 @@ pub struct ServeArgs {
     /// Keep blobs in this directory (default: a temporary directory removed on exit).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Delay added to every request, in milliseconds.
+    /// Delay added to every request, in milliseconds (the median, with --latency-sigma).
     #[arg(long, default_value_t = 0, value_name = "MS")]
     latency_ms: u64,
+    /// Spread the delays lognormally around --latency-ms: each is latency-ms × e^(SIGMA·Z),
+    /// Z standard normal (0: constant; 0.5 puts the 95th percentile at 2.3 × the median).
+    #[arg(long, default_value_t = 0.0, value_name = "SIGMA")]
+    latency_sigma: f64,
+    /// The delay of a request in the tail, in milliseconds (with --latency-tail-rate).
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    latency_tail_ms: u64,
+    /// Fraction of requests delayed --latency-tail-ms instead (0.0 to 1.0), e.g. 0.01.
+    #[arg(long, default_value_t = 0.0, value_name = "FRACTION")]
+    latency_tail_rate: f64,
     /// Fraction of requests answered 500/503 before they take effect (0.0 to 1.0).
     #[arg(long, default_value_t = 0.0, value_name = "FRACTION")]
     fail_rate: f64,
@@ -63,6 +73,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     for (flag, rate) in [
         ("--fail-rate", args.fail_rate),
         ("--throttle-rate", args.throttle_rate),
+        ("--latency-tail-rate", args.latency_tail_rate),
     ] {
         if !(0.0..=1.0).contains(&rate) {
             return Err(exit::ExitError::bad_input(format!(
@@ -70,10 +81,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
             )));
         }
     }
+    if !(0.0..f64::INFINITY).contains(&args.latency_sigma) {
+        return Err(exit::ExitError::bad_input(format!(
+            "--latency-sigma {} is out of range: give a spread of 0 (constant delays) or more",
+            args.latency_sigma
+        )));
+    }
     let cfg = ServeConfig {
         addr: args.addr,
         data_dir: args.data_dir,
-        latency: Duration::from_millis(args.latency_ms),
+        latency: serve::Latency {
+            median: Duration::from_millis(args.latency_ms),
+            sigma: args.latency_sigma,
+            tail: Duration::from_millis(args.latency_tail_ms),
+            tail_rate: args.latency_tail_rate,
+        },
         fail_rate: args.fail_rate,
         throttle_rate: args.throttle_rate,
         seed: args.seed,

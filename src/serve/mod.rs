@@ -43,6 +43,7 @@ pub use artifacts::MAX_ARTIFACTS_PER_JOB;
 use artifacts::Registry;
 use blobs::BlobStore;
 use faults::Faults;
+pub use faults::Latency;
 use sign::Signer;
 use stats::Stats;
 
@@ -54,8 +55,8 @@ pub struct ServeConfig {
     /// Where blobs live: a fresh `serve-*` subdirectory of it is created (and kept) for each
     /// start; a temporary directory removed with the handle when `None`.
     pub data_dir: Option<PathBuf>,
-    /// Added to every request before it is answered.
-    pub latency: Duration,
+    /// The delay added to every request before it is answered.
+    pub latency: Latency,
     /// Fraction of requests answered 500 or 503 (before they take effect).
     pub fail_rate: f64,
     /// Fraction of requests answered 429 with `Retry-After` (before they take effect).
@@ -77,7 +78,7 @@ impl Default for ServeConfig {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: None,
-            latency: Duration::ZERO,
+            latency: Latency::default(),
             fail_rate: 0.0,
             throttle_rate: 0.0,
             seed: 0,
