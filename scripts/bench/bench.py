@@ -385,7 +385,8 @@ def update_markdown(path, figures, details, machine, timings):
                 lines.insert(end, row)
     (name, secs), = timings.items()
     note = (f"`{name}` measured {machine['date']} with `scripts/bench.sh --only {name}` "
-            f"({secs} s) on the same machine.")
+            f"({secs} s) on {machine['cpus']} CPUs ({machine['cpu']}), {machine['memory_gib']} GiB, "
+            f"Linux {machine['kernel']}.")
     lines = [l for l in lines if not l.startswith(f"`{name}` measured ")]
     first = next(i for i, l in enumerate(lines) if l.startswith("Measured "))
     lines.insert(first + 1, note)
