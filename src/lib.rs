@@ -12,11 +12,14 @@
 //! - [`broker`]: a pure scheduler (`broker::scheduler`) inside an async shell that owns the
 //!   listener and one stream per peer.
 //! - [`worker`]: connects, runs assigned jobs (attempt: layers → directory →
-//!   `worker::exec` → outputs layer), reports outcomes.
+//!   `worker::exec` → outputs, packed with other jobs' by `worker::outputs_pack`), reports
+//!   outcomes.
 //! - [`runner`]: the manifest, the submission session, progress and reports.
 //! - [`local`]: `cluster-action local`: [`serve`] in-process, an embedded broker, worker
 //!   processes and the runner.
 //! - [`serve`]: a local artifact service (both halves) for tests, benchmarks and `local`.
+//! - [`budget`]: GitHub's 500 artifacts per job: the runner's up-front check of a manifest, the
+//!   workers' outputs flush pacing.
 //! - [`cleanup`]: what a cluster leaves behind: the broker's clean-stop deletion, `gc`'s
 //!   leftovers, the `keep` rule (artifacts' retention is the store's `expiresAt`).
 //!
@@ -29,6 +32,7 @@
 //! these modules and errors onto exit codes; `dist/index.js` is the GitHub Action around it.
 
 pub mod broker;
+pub mod budget;
 pub mod cleanup;
 pub mod layer;
 pub mod local;

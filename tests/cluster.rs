@@ -131,8 +131,14 @@ impl Drop for Proc {
 }
 
 /// Polls `probe` until it returns a value; panics naming `what` after [`PATIENCE`].
-fn await_some<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + PATIENCE;
+fn await_some<T>(what: &str, probe: impl FnMut() -> Option<T>) -> T {
+    await_within(what, PATIENCE, probe)
+}
+
+/// Polls `probe` until it returns a value; panics naming `what` after `patience` (longer than
+/// [`PATIENCE`] only for runs that are long by design).
+fn await_within<T>(what: &str, patience: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + patience;
     loop {
         if let Some(value) = probe() {
             return value;
@@ -1388,4 +1394,72 @@ fn a_crashed_cluster_s_leftovers_expire_and_gc_deletes_them() {
     assert!(gc.stderr().contains("gc: deleted"), "{}", gc.stderr());
     let expected = BTreeSet::from(["ca-timings", "user-artifact"].map(String::from));
     assert_eq!(service.listed("anyone"), expected);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The 500-artifact budget
+
+#[test]
+fn a_manifest_needing_600_layer_artifacts_is_refused_before_any_upload() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = Service::up(&scratch);
+    let mut head = String::from("layers:\n");
+    let mut jobs = Vec::new();
+    for i in 0..600 {
+        scratch.write(&format!("l/{i}.txt"), format!("{i}"));
+        head.push_str(&format!("  l{i}: {{ paths: [l/{i}.txt] }}\n"));
+        jobs.push((
+            format!("j{i}"),
+            "true".to_string(),
+            format!("layers: [l{i}]"),
+        ));
+    }
+    scratch.write("cluster.yml", manifest(&head, &jobs));
+    let args = format!("run cluster.yml --cluster b --embed-broker {TIMINGS}");
+    let mut runner = service.start(&scratch, "runner", &args);
+    runner.expect_exit(2);
+    let stderr = runner.stderr();
+    assert!(
+        stderr.contains("600 layers") && stderr.contains("limit of 500 artifacts per job"),
+        "{stderr}"
+    );
+    assert_eq!(service.stats()["twirp_total"], 0, "{}", service.stats());
+}
+
+#[test]
+fn five_thousand_jobs_with_outputs_stay_within_500_artifacts_per_worker() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    // Each worker runs about 1,700 jobs with outputs: one outputs layer per job would take
+    // more than the 500 artifacts the in-process service allows each worker's job.
+    let jobs: Vec<_> = (0..5000)
+        .map(|i| {
+            (
+                format!("o{i}"),
+                format!("mkdir -p out && echo {i} > out/{i}.txt"),
+                "outputs: [out/*.txt]".to_string(),
+            )
+        })
+        .collect();
+    scratch.write("cluster.yml", manifest("", &jobs));
+    let args =
+        "local --workers 3 --slots 4 cluster.yml --outputs-dir back --report-json report.json";
+    let mut local = scratch.start("local", args);
+    let status = await_within("5,000 jobs", Duration::from_secs(600), || {
+        local.child.try_wait().unwrap()
+    });
+    local.code = status.code();
+    let (summary, jobs) = read_report(&scratch.path().join("report.json"));
+    let errors: Vec<&Value> = jobs
+        .values()
+        .filter(|j| j["status"] != "passed")
+        .take(2)
+        .collect();
+    assert_eq!(local.code, Some(0), "{errors:?}\n{}", local.stderr());
+    assert_eq!(summary["summary"]["passed"], 5000);
+    for i in [0, 1234, 4999] {
+        let file = scratch.path().join(format!("back/o{i}/out/{i}.txt"));
+        assert_eq!(fs::read_to_string(&file).unwrap(), format!("{i}\n"));
+    }
 }

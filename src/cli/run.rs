@@ -172,7 +172,10 @@ fn load(args: &JobsArgs) -> anyhow::Result<Manifest> {
         (None, Some(path)) => manifest::from_commands(path),
         (None, None) => return Err(ExitError::bad_input("give a MANIFEST or --commands FILE")),
     };
-    loaded.map_err(|e| ExitError::bad_input(e.to_string()))
+    let manifest = loaded.map_err(|e| ExitError::bad_input(e.to_string()))?;
+    cluster_action::budget::check_manifest(&manifest)
+        .map_err(|e| ExitError::bad_input(e.to_string()))?;
+    Ok(manifest)
 }
 
 /// Writes the reports, prints the summary line and picks the exit code.

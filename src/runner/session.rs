@@ -224,7 +224,8 @@ pub async fn run(
                             (&outputs_cache, &cfg.outputs_dir, outcome.outputs_layer.clone(), specs.get(id as usize))
                         {
                             let (store, cache, dest) = (store.clone(), cache.clone(), dir.join(safe_dir_name(&spec.name)));
-                            fetches.spawn(async move { (id, fetch_outputs(&store, &cache, &layer, &dest).await) });
+                            let sub = crate::worker::outputs_pack::job_dir(id, outcome.attempt);
+                            fetches.spawn(async move { (id, fetch_outputs(&store, &cache, &layer, &sub, &dest).await) });
                         }
                         if let Some(spec) = specs.get(id as usize) {
                             progress.finished(&JobReport::finished(spec, &outcome, Vec::new()));
@@ -390,17 +391,20 @@ fn open_outputs_cache(dir: &Path) -> Result<(tempfile::TempDir, LayerCache), Run
     Ok((scratch, cache))
 }
 
-/// Fetches an outputs layer and copies its files under `dest`; returns their relative paths.
+/// Fetches an outputs layer and copies the files of its directory `sub` (the job's, in a
+/// layer a worker packed for several jobs) under `dest`; returns their relative paths.
 async fn fetch_outputs(
     store: &ArtifactStore,
     cache: &LayerCache,
     digest: &Digest,
+    sub: &Path,
     dest: &Path,
 ) -> Result<Vec<String>, String> {
     let tree = cache
         .fetch(store, digest)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .join(sub);
     let dest = dest.to_path_buf();
     tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&dest)

@@ -34,10 +34,9 @@ impl Artifact {
     }
 }
 
-/// GitHub's limit on the artifacts one job may create ("Maximum of 500 artifacts per job",
-/// upload-artifact's README). Every `CreateArtifact` counts, deleted or not: GitHub does not
-/// say that deleting gives one back, so planning against this is the safe reading.
-pub const MAX_ARTIFACTS_PER_JOB: u32 = 500;
+/// GitHub's limit on the artifacts one job may create. Every `CreateArtifact` counts, deleted
+/// or not: GitHub does not say that deleting gives one back, so this is the safe reading.
+pub const MAX_ARTIFACTS_PER_JOB: u32 = crate::budget::ARTIFACTS_PER_JOB;
 
 /// What `FinalizeArtifact` recorded.
 #[derive(Debug, Clone)]

@@ -138,7 +138,7 @@ async fn execute(
         error: None,
     };
     if !spec.outputs.is_empty() && outcome.status != JobStatus::Cancelled {
-        match publish_outputs(shared, spec, dir).await {
+        match publish_outputs(shared, spec, attempt, dir).await {
             Ok(layer) => outcome.outputs_layer = layer,
             Err(e) => {
                 outcome.output.push_str(&format!(
@@ -154,35 +154,22 @@ async fn execute(
     outcome
 }
 
-/// Packs the files matching the job's output globs into a layer and publishes it.
+/// Hands the files matching the job's output globs to the worker's outputs packer, which
+/// publishes them in a layer shared with the other jobs finishing about now.
 async fn publish_outputs(
     shared: &Shared,
     spec: &JobSpec,
+    attempt: u32,
     dir: &Path,
 ) -> Result<Option<Digest>, String> {
-    let dir = dir.to_path_buf();
-    let patterns = spec.outputs.clone();
-    let packed = tokio::task::spawn_blocking(
-        move || -> Result<Option<(tempfile::TempPath, Digest)>, String> {
-            let files = matching_files(&dir, &patterns)?;
-            if files.is_empty() {
-                return Ok(None);
-            }
-            let archive = tempfile::NamedTempFile::new()
-                .map_err(|e| format!("cannot create a temporary file: {e}"))?
-                .into_temp_path();
-            let digest = layer::pack(&dir, &files, &archive).map_err(|e| e.to_string())?;
-            Ok(Some((archive, digest)))
-        },
-    )
-    .await
-    .map_err(|e| format!("output packing task failed: {e}"))??;
-    let Some((archive, digest)) = packed else {
-        return Ok(None);
-    };
-    layer::publish(&shared.store, &archive, &digest)
+    let (root, patterns) = (dir.to_path_buf(), spec.outputs.clone());
+    let files = tokio::task::spawn_blocking(move || matching_files(&root, &patterns))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("output matching task failed: {e}"))??;
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let digest = shared.outputs.publish(spec.id, attempt, dir, files).await?;
     Ok(Some(digest))
 }
 

@@ -8,6 +8,7 @@
 mod attempt;
 pub mod exec;
 pub mod output;
+pub mod outputs_pack;
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -84,6 +85,7 @@ pub(crate) struct Shared {
     pub cache: LayerCache,
     pub cfg: WorkerConfig,
     pub tx: StreamSender,
+    pub outputs: outputs_pack::OutputsPacker,
 }
 
 /// How a worker's run ended.
@@ -140,6 +142,16 @@ pub async fn run(
     info!(name = %cfg.name, slots = cfg.slots, "worker connected");
 
     let shared = Arc::new(Shared {
+        outputs: outputs_pack::OutputsPacker::new(store.clone(), &cfg.work_dir, cfg.slots)
+            .map_err(|e| {
+                crate::layer::LayerError::io(
+                    format!(
+                        "creating an outputs staging directory in '{}'",
+                        cfg.work_dir.display()
+                    ),
+                    e,
+                )
+            })?,
         store,
         cache,
         cfg,
