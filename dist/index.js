@@ -60,6 +60,8 @@ const INPUTS = {
   args: 'all',
   'outputs-dir': ['runner', 'auto'],
   secret: 'all',
+  keep: ['broker', 'auto'],
+  retention: 'all',
 };
 
 /** A failure the user can fix, with the exit code that reports it. */
@@ -204,6 +206,12 @@ function readInputs(env = process.env) {
   }
   const timeout = durationInput('timeout', raw.timeout);
   if (timeout === 0) throw badInput("timeout: '0' would stop the binary at once: give a longer duration, or none");
+  if (raw.keep && !['reports', 'all', 'none'].includes(raw.keep)) {
+    throw badInput(`keep: '${raw.keep}' is not one of reports, all, none: say what a clean stop leaves in the run's artifacts`);
+  }
+  if (raw.retention && !(/^\d+$/.test(raw.retention) && Number(raw.retention) >= 1 && Number(raw.retention) <= 90)) {
+    throw badInput(`retention: '${raw.retention}' is not a number of days from 1 to 90 (GitHub's artifact retention): e.g. 1`);
+  }
   durationInput('worker-wait', raw['worker-wait']);
   durationInput('broker-wait', raw['broker-wait']);
   return {
@@ -224,10 +232,15 @@ function commandLine(cfg, reports) {
   const flag = (name, value) => (value ? [`--${name}`, value] : []);
   switch (cfg.mode) {
     case 'broker':
-      argv.push('broker', '--cluster', cfg.cluster);
+      argv.push('broker', '--cluster', cfg.cluster, ...flag('keep', cfg.keep), ...flag('retention', cfg.retention));
       break;
     case 'worker':
-      argv.push('worker', '--cluster', cfg.cluster, ...flag('slots', cfg.slots), ...flag('broker-wait', cfg['broker-wait']));
+      argv.push(
+        'worker', '--cluster', cfg.cluster,
+        ...flag('slots', cfg.slots),
+        ...flag('broker-wait', cfg['broker-wait']),
+        ...flag('retention', cfg.retention),
+      );
       break;
     default: {
       const embedded = cfg.mode === 'embedded';
@@ -238,6 +251,8 @@ function commandLine(cfg, reports) {
         ...flag('worker-wait', cfg['worker-wait']),
         ...(embedded ? [] : flag('broker-wait', cfg['broker-wait'])),
         ...flag('outputs-dir', cfg['outputs-dir']),
+        ...(embedded ? flag('keep', cfg.keep) : []),
+        ...flag('retention', cfg.retention),
         '--report-json', reports.json,
         '--report-junit', reports.junit,
         ...flag('commands', cfg.commands),

@@ -41,6 +41,10 @@
 //! - [`local`]: `cluster-action local`: [`serve`] in-process, an embedded broker, worker
 //!   processes and the runner.
 //! - [`serve`]: a local artifact service (both halves) for tests, benchmarks and `local`.
+//! - [`budget`]: GitHub's 500 artifacts per job: the runner's up-front check of a manifest, the
+//!   workers' outputs flush pacing.
+//! - [`cleanup`]: what a cluster leaves behind: the broker's clean-stop deletion, `gc`'s
+//!   leftovers, the `keep` rule (artifacts' retention is the store's `expiresAt`).
 //!
 //! Every rule of the cluster lives in one of the three state machines (`broker::scheduler`,
 //! `worker::machine`, `runner::machine`): each takes events (messages, timers, signals, task
@@ -58,6 +62,8 @@
 //! (`cli/exit.rs`); `dist/index.js` is the GitHub Action around it.
 
 pub mod broker;
+pub mod budget;
+pub mod cleanup;
 pub mod layer;
 pub mod link;
 pub mod local;

@@ -149,6 +149,10 @@ pub struct JobOutcome {
     pub output: String,
     /// The layer holding the job's declared outputs, if it produced any.
     pub outputs_layer: Option<Digest>,
+    /// The directory of [`JobOutcome::outputs_layer`] holding this attempt's outputs (a worker
+    /// packs several jobs' outputs into one layer); the whole layer when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs_path: Option<String>,
     /// Why the job could not run, for `Error`.
     pub error: Option<String>,
 }

@@ -139,8 +139,14 @@ impl Drop for Proc {
 }
 
 /// Polls `probe` until it returns a value; panics naming `what` after [`PATIENCE`].
-fn await_some<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + PATIENCE;
+fn await_some<T>(what: &str, probe: impl FnMut() -> Option<T>) -> T {
+    await_within(what, PATIENCE, probe)
+}
+
+/// Polls `probe` until it returns a value; panics naming `what` after `patience` (longer than
+/// [`PATIENCE`] only for runs that are long by design).
+fn await_within<T>(what: &str, patience: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + patience;
     loop {
         if let Some(value) = probe() {
             return value;
@@ -361,12 +367,13 @@ impl Service {
 
     /// The request counters at `GET {url}_stats`.
     fn stats(&self) -> Value {
-        let url = format!("{}_stats", self.url);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
+        self.get("_stats")
+    }
+
+    /// The JSON answer of the service's own route `path` (`_stats`, `_artifacts`).
+    fn get(&self, path: &str) -> Value {
+        let url = format!("{}{path}", self.url);
+        block_on(async {
             let response = reqwest::get(&url).await.unwrap();
             assert!(response.status().is_success(), "GET {url}");
             response.json::<Value>().await.unwrap()
@@ -1830,4 +1837,249 @@ fn secret_env_values_reach_the_job_and_are_masked_everywhere() {
         1,
         "only in the mask command: {stdout}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cleanup and retention
+
+impl Service {
+    /// Every artifact the service holds, at `GET {url}_artifacts` (unfinalized and expiring
+    /// ones too), by name.
+    fn artifacts(&self) -> BTreeMap<String, Value> {
+        let all = self.get("_artifacts");
+        all["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["name"].as_str().unwrap().to_string(), a.clone()))
+            .collect()
+    }
+
+    /// The names `ListArtifacts` shows job `job` of the test run.
+    fn listed(&self, job: &str) -> BTreeSet<String> {
+        let listed = block_on(self.store(job).list(None)).unwrap();
+        listed.into_iter().map(|a| a.name).collect()
+    }
+
+    /// A store client acting as job `job` of the test run.
+    fn store(&self, job: &str) -> cluster_action::store::ArtifactStore {
+        let cfg = cluster_action::store::StoreConfig::new(&self.url, &token("test-run", job));
+        cluster_action::store::ArtifactStore::new(cfg.unwrap()).unwrap()
+    }
+
+    /// Uploads a small artifact `name` as job `job`, kept for the repository's retention.
+    fn upload(&self, scratch: &Scratch, job: &str, name: &str) {
+        let file = scratch.write(&format!("uploads/{name}"), name);
+        let store = self.store(job).with_retention(None);
+        block_on(store.upload_file(name, &file, &"0".repeat(64))).unwrap();
+    }
+}
+
+/// Runs `future` to its end on a runtime of its own.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(future)
+}
+
+/// A service holding a report and a user's artifact, and `cluster.yml`: a manifest with a
+/// layer and outputs, so a cluster makes every kind of artifact.
+fn seeded_service(scratch: &Scratch) -> Service {
+    let service = Service::up(scratch);
+    service.upload(scratch, "earlier", "ca-timings");
+    service.upload(scratch, "earlier", "user-artifact");
+    write_data_layer(scratch);
+    let jobs: Vec<_> = (0..4)
+        .map(|i| {
+            (
+                format!("job-{i}"),
+                format!("mkdir -p out && echo {i} > out/{i}.txt && cat data/f{i}.txt"),
+                "layers: [data]\noutputs: [out/*.txt]".to_string(),
+            )
+        })
+        .collect();
+    let head = "layers:\n  data: { paths: [data] }\n";
+    scratch.write("cluster.yml", manifest(head, &jobs));
+    service
+}
+
+#[test]
+fn a_clean_stop_deletes_what_the_cluster_made_and_keeps_reports() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = seeded_service(&scratch);
+    let args = format!("--log-level info worker --cluster k --slots 2 {TIMINGS}");
+    let mut workers: Vec<Proc> = (0..2)
+        .map(|i| service.start(&scratch, &format!("worker-{i}"), &args))
+        .collect();
+    let args = format!("run cluster.yml --cluster k --embed-broker --outputs-dir out {TIMINGS}");
+    let mut runner = service.start(&scratch, "runner", &args);
+    runner.expect_exit(0);
+    for worker in &mut workers {
+        worker.expect_exit(0);
+    }
+    assert_eq!(
+        fs::read_to_string(scratch.path().join("out/job-3/out/3.txt")).unwrap(),
+        "3\n"
+    );
+
+    // Streams, the listen marker, the data layer and four outputs layers were made and are
+    // gone; what the user asked to keep stays, with the stopped marker late workers read.
+    let deleted = service.stats()["twirp"]["DeleteArtifact"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(deleted >= 10, "DeleteArtifact calls: {deleted}");
+    let left = service.listed("anyone");
+    let expected =
+        BTreeSet::from(["ca-timings", "ca.k.1.closed", "user-artifact"].map(String::from));
+    assert_eq!(left, expected);
+    assert_eq!(
+        service.artifacts().len(),
+        expected.len(),
+        "{:?}",
+        service.artifacts()
+    );
+}
+
+#[test]
+fn a_crashed_cluster_s_leftovers_expire_and_gc_deletes_them() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = seeded_service(&scratch);
+    let broker = service.start(&scratch, "broker", &format!("broker --cluster x {TIMINGS}"));
+    let args = format!("--log-level info worker --cluster x --slots 2 --retention 3 {TIMINGS}");
+    let mut worker = service.start(&scratch, "worker", &args);
+    worker.await_stderr("worker connected");
+    let before = std::time::SystemTime::now();
+    // Jobs that never end: the broker dies with the cluster busy.
+    let pids = scratch.mkdir("pids");
+    let job_pids = JobPids { dir: pids.clone() };
+    let run = "echo $$ > $PIDS/$CLUSTER_JOB_NAME.tmp; mv $PIDS/$CLUSTER_JOB_NAME.tmp $PIDS/$CLUSTER_JOB_NAME.pid; sleep 120";
+    let jobs: Vec<_> = (0..2)
+        .map(|i| {
+            (
+                format!("long-{i}"),
+                run.to_string(),
+                "layers: [data]".to_string(),
+            )
+        })
+        .collect();
+    let head = format!(
+        "defaults:\n  env: {{ PIDS: {} }}\nlayers:\n  data: {{ paths: [data] }}\n",
+        quoted(pids.to_str().unwrap())
+    );
+    scratch.write("long.yml", manifest(&head, &jobs));
+    let mut runner = service.start(
+        &scratch,
+        "runner",
+        &format!("run long.yml --cluster x {TIMINGS}"),
+    );
+    await_some("both jobs to run", || {
+        (job_pids.pids().len() == 2).then_some(())
+    });
+    broker.signal(libc::SIGKILL);
+    runner.expect_exit(3);
+    worker.expect_exit(3);
+
+    let day = 86_400.0;
+    let all = service.artifacts();
+    let made: Vec<_> = all
+        .iter()
+        .filter(|(n, _)| n.starts_with("ca.") || n.starts_with("ca-layer-"))
+        .collect();
+    assert!(made.len() >= 5, "{made:?}");
+    for (name, artifact) in made {
+        let expires = artifact["expiresAt"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: {artifact}"));
+        let at = humantime::parse_rfc3339(expires).unwrap();
+        let days = at.duration_since(before).unwrap().as_secs_f64() / day;
+        // The worker asked for 3 days, the others have the default day.
+        let wanted = if artifact["workflowJobRunBackendId"] == "worker" {
+            3.0
+        } else {
+            1.0
+        };
+        assert!(
+            (days - wanted).abs() < 0.01,
+            "{name} expires in {days} days: {artifact}"
+        );
+    }
+    assert!(all["user-artifact"]["expiresAt"].is_null());
+
+    let mut gc = service.start(&scratch, "gc", "gc");
+    gc.expect_exit(0);
+    assert!(gc.stderr().contains("gc: deleted"), "{}", gc.stderr());
+    let expected = BTreeSet::from(["ca-timings", "user-artifact"].map(String::from));
+    assert_eq!(service.listed("anyone"), expected);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The 500-artifact budget
+
+#[test]
+fn a_manifest_needing_600_layer_artifacts_is_refused_before_any_upload() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = Service::up(&scratch);
+    let mut head = String::from("layers:\n");
+    let mut jobs = Vec::new();
+    for i in 0..600 {
+        scratch.write(&format!("l/{i}.txt"), format!("{i}"));
+        head.push_str(&format!("  l{i}: {{ paths: [l/{i}.txt] }}\n"));
+        jobs.push((
+            format!("j{i}"),
+            "true".to_string(),
+            format!("layers: [l{i}]"),
+        ));
+    }
+    scratch.write("cluster.yml", manifest(&head, &jobs));
+    let args = format!("run cluster.yml --cluster b --embed-broker {TIMINGS}");
+    let mut runner = service.start(&scratch, "runner", &args);
+    runner.expect_exit(2);
+    let stderr = runner.stderr();
+    assert!(
+        stderr.contains("600 layers") && stderr.contains("limit of 500 artifacts per job"),
+        "{stderr}"
+    );
+    assert_eq!(service.stats()["twirp_total"], 0, "{}", service.stats());
+}
+
+#[test]
+fn five_thousand_jobs_with_outputs_stay_within_500_artifacts_per_worker() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    // Each worker runs about 1,700 jobs with outputs: one outputs layer per job would take
+    // more than the 500 artifacts the in-process service allows each worker's job.
+    let jobs: Vec<_> = (0..5000)
+        .map(|i| {
+            (
+                format!("o{i}"),
+                format!("mkdir -p out && echo {i} > out/{i}.txt"),
+                "outputs: [out/*.txt]".to_string(),
+            )
+        })
+        .collect();
+    scratch.write("cluster.yml", manifest("", &jobs));
+    let args =
+        "local --workers 3 --slots 4 cluster.yml --outputs-dir back --report-json report.json";
+    let mut local = scratch.start("local", args);
+    let status = await_within("5,000 jobs", Duration::from_secs(600), || {
+        local.child.try_wait().unwrap()
+    });
+    local.code = status.code();
+    let (summary, jobs) = read_report(&scratch.path().join("report.json"));
+    let errors: Vec<&Value> = jobs
+        .values()
+        .filter(|j| j["status"] != "passed")
+        .take(2)
+        .collect();
+    assert_eq!(local.code, Some(0), "{errors:?}\n{}", local.stderr());
+    assert_eq!(summary["summary"]["passed"], 5000);
+    for i in [0, 1234, 4999] {
+        let file = scratch.path().join(format!("back/o{i}/out/{i}.txt"));
+        assert_eq!(fs::read_to_string(&file).unwrap(), format!("{i}\n"));
+    }
 }

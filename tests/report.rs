@@ -492,6 +492,7 @@ fn job_reports_are_built_from_the_spec_and_the_final_outcome() {
         worker: "w-9".to_owned(),
         output: "boom\n".to_owned(),
         outputs_layer: None,
+        outputs_path: None,
         error: None,
     };
     let report = JobReport::finished(&spec, &outcome, vec!["reports/a.xml".to_owned()]);

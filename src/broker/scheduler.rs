@@ -469,6 +469,7 @@ fn synthetic(job: &Job, worker: &str, status: JobStatus, error: Option<String>) 
         worker: worker.to_string(),
         output: String::new(),
         outputs_layer: None,
+        outputs_path: None,
         error,
     }
 }
@@ -508,6 +509,7 @@ mod tests {
             worker: "w".into(),
             output: String::new(),
             outputs_layer: None,
+            outputs_path: None,
             error: None,
         }
     }

@@ -68,6 +68,9 @@ pub struct ClusterArgs {
     /// Declare a peer dead (and requeue a lost worker's jobs) after this long without a word.
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     pub peer_timeout: Duration,
+    /// `--keep` and `--retention`.
+    #[command(flatten)]
+    pub cleanup: super::cleanup::CleanupArgs,
 }
 
 impl ClusterArgs {
@@ -100,6 +103,7 @@ impl ClusterArgs {
             idle_after: StreamConfig::default().idle_after,
             keepalive: (peer_timeout / LOCAL_KEEPALIVES_PER_PEER_TIMEOUT).max(LOCAL_MIN_KEEPALIVE),
             peer_timeout,
+            cleanup: super::cleanup::CleanupArgs::default(),
         }
     }
 

@@ -17,7 +17,7 @@ use cluster_action::runner::session::{self, RunConfig, RunResult};
 use super::cluster::BrokerArgs;
 use super::common::{
     ClusterArgs, EMBEDDED_BROKER_IDLE_TIMEOUT, LOCAL_BROKER_WAIT, LOCAL_PEER_TIMEOUT,
-    LOCAL_POLL_MAX, default_name, shutdown_signal, store_from_env, warn_if_readable,
+    LOCAL_POLL_MAX, default_name, shutdown_signal, warn_if_readable,
 };
 use super::exit::{self, Failure};
 
@@ -115,7 +115,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
         outputs_dir: args.jobs.outputs_dir.clone(),
         name: default_name("runner"),
     };
-    let store = store_from_env()?;
+    let store = cluster.cleanup.store()?;
     let broker = embed_broker.map(|bcfg| EmbeddedBroker::start(store.clone(), bcfg));
     let mut progress = Progress::new(Mode::detect());
     let result = session::run(store, &manifest, &cfg, &mut progress, shutdown_signal()).await;
@@ -185,6 +185,8 @@ fn load(args: &JobsArgs) -> Result<Manifest, Failure> {
             suite.suite.name
         )));
     }
+    cluster_action::budget::check_manifest(&manifest)
+        .map_err(|e| Failure::bad_input(e.to_string()))?;
     Ok(manifest)
 }
 

@@ -66,6 +66,8 @@ pub enum Effect {
         dir: String,
         /// The layer.
         layer: Digest,
+        /// The directory of the layer holding this job's outputs (the whole layer: `None`).
+        path: Option<String>,
     },
     /// The run is over.
     End(RunEnd),
@@ -309,6 +311,7 @@ impl Machine {
                 index,
                 dir: outputs_dir::dir_name(&spec.name),
                 layer,
+                path: outcome.outputs_path.clone(),
             });
         }
         let report = JobReport::finished(spec, &outcome, Vec::new());
@@ -377,6 +380,7 @@ mod tests {
             worker: "w".into(),
             output: String::new(),
             outputs_layer: layer.map(|l| Digest(l.into())),
+            outputs_path: None,
             error: None,
         }
     }
@@ -573,7 +577,8 @@ mod tests {
             Effect::FetchOutputs {
                 index: JobIndex(0),
                 dir: outputs_dir::dir_name("job 0"),
-                layer: Digest("ab".into())
+                layer: Digest("ab".into()),
+                path: None,
             }
         );
         assert!(matches!(&fx[1], Effect::Finished(r) if r.status == JobStatus::Failed));

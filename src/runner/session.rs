@@ -244,7 +244,12 @@ impl Shell<'_> {
                 } => self.progress.started(&name, attempt, &worker),
                 Effect::Finished(report) => self.progress.finished(&report),
                 Effect::Warn(text) => self.progress.warn(&text),
-                Effect::FetchOutputs { index, dir, layer } => self.fetch(index, &dir, layer),
+                Effect::FetchOutputs {
+                    index,
+                    dir,
+                    layer,
+                    path,
+                } => self.fetch(index, &dir, layer, path),
                 Effect::End(e) => end = Some(e),
                 Effect::Refused(reason) => return Err(RunError::Refused(reason)),
                 Effect::BrokerLost => return Err(RunError::BrokerClosed),
@@ -253,15 +258,20 @@ impl Shell<'_> {
         Ok(end)
     }
 
-    /// Starts fetching an outputs layer into the outputs directory.
-    fn fetch(&mut self, index: JobIndex, dir: &str, layer: Digest) {
+    /// Starts fetching (the directory `path` of) an outputs layer into the outputs directory.
+    fn fetch(&mut self, index: JobIndex, dir: &str, layer: Digest, path: Option<String>) {
         let Some(outputs) = &self.outputs else {
             return;
         };
         let (store, cache) = (self.store.clone(), outputs.cache.clone());
         let dest = outputs.dir.join(dir);
-        self.fetches
-            .spawn(async move { (index, fetch_outputs(&store, &cache, &layer, &dest).await) });
+        self.fetches.spawn(async move {
+            let sub = PathBuf::from(path.unwrap_or_default());
+            (
+                index,
+                fetch_outputs(&store, &cache, &layer, &sub, &dest).await,
+            )
+        });
     }
 
     /// The machine's event for a finished fetch.
@@ -401,17 +411,30 @@ impl Outputs {
     }
 }
 
-/// Fetches an outputs layer and copies its files under `dest`; returns their relative paths.
+/// Fetches an outputs layer and copies the files of its directory `sub` (the job's, in a
+/// layer a worker packed for several jobs) under `dest`; returns their relative paths.
 async fn fetch_outputs(
     store: &ArtifactStore,
     cache: &LayerCache,
     digest: &Digest,
+    sub: &Path,
     dest: &Path,
 ) -> Result<Vec<String>, String> {
+    // A worker names the directory: it stays inside the layer.
+    if !sub
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(format!(
+            "the worker named outputs directory '{}', which leaves the layer",
+            sub.display()
+        ));
+    }
     let tree = cache
         .fetch(store, digest)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .join(sub);
     let dest = dest.to_path_buf();
     tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&dest)

@@ -13,7 +13,6 @@ use super::exec;
 use super::machine::{Assignment, not_run};
 use crate::layer::{self, Digest};
 use crate::proto::{JobOutcome, JobSpec, JobStatus};
-use crate::seal::ClusterKeys;
 
 /// Runs one attempt and returns its outcome; never fails: problems become `Error` outcomes.
 pub(crate) async fn run(
@@ -117,6 +116,7 @@ async fn execute(
         worker: name.clone(),
         output: super::output::mask(execution.output, &spec.secret_env),
         outputs_layer: None,
+        outputs_path: None,
         error: None,
     };
     if !spec.outputs.is_empty() && outcome.status != JobStatus::Cancelled {
@@ -130,7 +130,11 @@ async fn execute(
             &mut outcome.output,
         );
         match found.await {
-            Ok(layer) => outcome.outputs_layer = layer,
+            Ok(Some((layer, path))) => {
+                outcome.outputs_layer = Some(layer);
+                outcome.outputs_path = Some(path);
+            }
+            Ok(None) => {}
             Err((status, e)) => {
                 outcome.output.push_str(&format!(
                     "\n[cluster-action: outputs not brought back: {e}]"
@@ -153,10 +157,12 @@ async fn cancelled(cancel: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Packs the files matching the job's output globs into a layer and publishes it. Finding
-/// them gets what is left of the job's timeout (at least [`OUTPUTS_GRACE`]) and stops when the
-/// job is cancelled or this attempt is dropped; running out of time is a timeout of the job.
-/// Matching symlinks that leave the job's directory are left out, with a note in `output`.
+/// Hands the files matching the job's output globs to the worker's outputs packer, which
+/// publishes them in a layer shared with the other jobs finishing about now; returns that
+/// layer and the job's directory in it. Finding them gets what is left of the job's timeout
+/// (at least [`OUTPUTS_GRACE`]) and stops when the job is cancelled or this attempt is
+/// dropped; running out of time is a timeout of the job. Matching symlinks that leave the
+/// job's directory are left out, with a note in `output`.
 async fn publish_outputs(
     shared: &Shared,
     spec: &JobSpec,
@@ -164,25 +170,22 @@ async fn publish_outputs(
     deadline: Option<Instant>,
     cancel: &mut watch::Receiver<bool>,
     output: &mut String,
-) -> Result<Option<Digest>, (JobStatus, String)> {
+) -> Result<Option<(Digest, String)>, (JobStatus, String)> {
     let error = |e: String| (JobStatus::Error, e);
     let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
-    let (dir, patterns, flag) = (dir.to_path_buf(), spec.outputs.clone(), stop.0.clone());
+    let (root, patterns, flag) = (dir.to_path_buf(), spec.outputs.clone(), stop.0.clone());
     let deadline = deadline.map(|d| d.max(Instant::now() + OUTPUTS_GRACE));
-    let mut packing =
-        tokio::task::spawn_blocking(move || pack_outputs(&dir, &patterns, deadline, &flag));
-    let packed = tokio::select! {
-        done = &mut packing => done,
+    let mut finding =
+        tokio::task::spawn_blocking(move || find_outputs(&root, &patterns, deadline, &flag));
+    let found = tokio::select! {
+        done = &mut finding => done,
         () = cancelled(cancel) => {
             stop.0.store(true, Ordering::Relaxed);
-            (&mut packing).await
+            (&mut finding).await
         }
     };
-    let (archive, digest, skipped) = match packed
-        .map_err(|e| error(format!("output packing task failed: {e}")))?
-    {
-        Ok(Some(packed)) => packed,
-        Ok(None) => return Ok(None),
+    let found = match found.map_err(|e| error(format!("output search task failed: {e}")))? {
+        Ok(found) => found,
         Err(layer::SelectError::Deadline(took)) => {
             return Err((
                 JobStatus::TimedOut,
@@ -197,17 +200,21 @@ async fn publish_outputs(
         }
         Err(e) => return Err(error(format!("cannot find the outputs: {e}"))),
     };
-    for (path, reason) in skipped {
+    for (path, reason) in &found.escaping_links {
         output.push_str(&format!(
             "\n[cluster-action: output '{}' left out: {reason}]",
             path.display()
         ));
     }
-    let seal = shared.cfg.stream.seal.as_ref().map(ClusterKeys::layers);
-    let published = layer::publish(&shared.store, seal.as_ref(), &archive, &digest)
+    if found.paths.is_empty() {
+        return Ok(None);
+    }
+    let published = shared
+        .outputs
+        .publish(dir, found.paths)
         .await
-        .map_err(|e| error(e.to_string()))?;
-    Ok(Some(published.digest))
+        .map_err(error)?;
+    Ok(Some(published))
 }
 
 /// The least time finding outputs gets, even when the job used up its timeout: a timed-out
@@ -216,9 +223,6 @@ const OUTPUTS_GRACE: Duration = Duration::from_secs(5);
 
 /// The most entries of a job's directory looked at to find its outputs.
 const MAX_OUTPUT_ENTRIES: usize = 1_000_000;
-
-/// An outputs archive, its digest and the symlinks left out of it.
-type PackedOutputs = (tempfile::TempPath, Digest, Vec<(PathBuf, String)>);
 
 /// Sets the flag when dropped: the blocking search stops when its attempt goes away.
 struct StopOnDrop(Arc<AtomicBool>);
@@ -229,31 +233,20 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// Finds the files under `dir` matching `patterns` (directories mean what they contain) and
-/// packs them; `None` when nothing matches. Packing errors come back as `Io` selections.
-fn pack_outputs(
+/// The entries matching `patterns` in the job's directory `dir`, never following a symlink,
+/// within `deadline` and until `stop` is set.
+fn find_outputs(
     dir: &Path,
     patterns: &[String],
     deadline: Option<Instant>,
     stop: &AtomicBool,
-) -> Result<Option<PackedOutputs>, layer::SelectError> {
+) -> Result<layer::Selection, layer::SelectError> {
     let bounds = layer::Bounds {
         max_entries: MAX_OUTPUT_ENTRIES,
         deadline,
         cancel: Some(stop),
     };
-    let found = layer::select(dir, patterns, layer::Directories::Contents, bounds)?;
-    if found.paths.is_empty() {
-        return Ok(None);
-    }
-    let io = |e: std::io::Error| layer::SelectError::Io {
-        path: dir.to_path_buf(),
-        source: e,
-    };
-    let archive = tempfile::NamedTempFile::new().map_err(io)?.into_temp_path();
-    let digest =
-        layer::pack(dir, &found.paths, &archive).map_err(|e| io(std::io::Error::other(e)))?;
-    Ok(Some((archive, digest, found.escaping_links)))
+    layer::select(dir, patterns, layer::Directories::Contents, bounds)
 }
 
 #[cfg(test)]
@@ -272,14 +265,17 @@ mod tests {
     }
 
     #[test]
-    fn outputs_are_packed_without_links_that_leave_the_job_directory() {
+    fn outputs_are_found_without_links_that_leave_the_job_directory() {
         let dir = job_dir();
         let patterns = vec!["**/*.xml".to_owned()];
         let stop = AtomicBool::new(false);
-        let (_, _, skipped) = pack_outputs(dir.path(), &patterns, None, &stop)
-            .unwrap()
-            .unwrap();
-        let skipped: Vec<&Path> = skipped.iter().map(|(p, _)| p.as_path()).collect();
+        let found = find_outputs(dir.path(), &patterns, None, &stop).unwrap();
+        assert_eq!(found.paths, [Path::new("r/t.xml")]);
+        let skipped: Vec<&Path> = found
+            .escaping_links
+            .iter()
+            .map(|(p, _)| p.as_path())
+            .collect();
         assert_eq!(skipped, [Path::new("r/root.xml")]);
     }
 
@@ -288,10 +284,10 @@ mod tests {
         let dir = job_dir();
         let patterns = vec!["**/*.xml".to_owned()];
         let stop = AtomicBool::new(false);
-        let late = pack_outputs(dir.path(), &patterns, Some(Instant::now()), &stop);
+        let late = find_outputs(dir.path(), &patterns, Some(Instant::now()), &stop);
         assert!(matches!(late, Err(layer::SelectError::Deadline(_))));
         stop.store(true, Ordering::Relaxed);
-        let stopped = pack_outputs(dir.path(), &patterns, None, &stop);
+        let stopped = find_outputs(dir.path(), &patterns, None, &stop);
         assert!(matches!(stopped, Err(layer::SelectError::Cancelled)));
     }
 }
