@@ -1484,7 +1484,7 @@ fn a_sealed_run_stores_none_of_its_jobs_markers() {
         "runner",
         &format!(
             "run cluster.yml --embed-broker --stop-cluster {TIMINGS} --report-junit report.xml \
-             --outputs-dir outs"
+             --outputs-dir outs --keep all"
         ),
         &[("CLUSTER_SECRET", SECRET), ("SECRET_MARK", &secret_value)],
     );
@@ -1700,6 +1700,10 @@ fn a_tampered_outputs_layer_is_refused_and_nothing_is_written() {
     let mut worker = sealed("worker", "worker");
     let mut first = sealed("run-1", "run cluster.yml --outputs-dir outs-1");
     first.expect_exit(0);
+    // A fresh worker packs the same job's outputs into the same layer as the first did.
+    worker.signal(libc::SIGTERM);
+    worker.expect_exit(130);
+    let mut worker = sealed("worker-2", "worker");
     assert!(
         scratch
             .path()
