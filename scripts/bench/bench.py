@@ -2,9 +2,10 @@
 runner: what `cluster-action local` starts, started one by one here so that each process's
 memory and the service's request counters can be read) on this machine.
 
-    python3 scripts/bench/bench.py BINARY OUT_JSON OUT_MD [--quick]
+    python3 scripts/bench/bench.py BINARY OUT_JSON OUT_MD [--quick] [--only SCENARIO]
 
-Prints a table, writes the figures to OUT_JSON and rewrites OUT_MD (BENCHMARKS.md).
+Prints a table, writes the figures to OUT_JSON and rewrites OUT_MD (BENCHMARKS.md); with
+--only, runs one scenario and updates only its figures there.
 Standard library only.
 """
 import hashlib
@@ -12,6 +13,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -40,8 +42,9 @@ class Cluster:
     """serve + broker + N workers, as separate processes; `run` submits a manifest."""
 
     def __init__(self, binary, workdir, workers=4, slots=2, latency_ms=0, flags=LOCAL_FLAGS,
-                 broker=True):
+                 broker=True, log=None):
         self.bin, self.dir, self.flags = binary, Path(workdir), list(flags)
+        self.log = log
         self.procs = []
         self.serve = self._spawn("serve", [binary, "serve", "--latency-ms", str(latency_ms)],
                                  env=os.environ, stdout=subprocess.PIPE)
@@ -57,7 +60,19 @@ class Cluster:
 
     def env(self, job):
         token = subprocess.check_output([self.bin, "token", "--run", "bench", "--job", job], text=True).strip()
-        return dict(os.environ, ACTIONS_RESULTS_URL=self.url, ACTIONS_RUNTIME_TOKEN=token)
+        env = dict(os.environ, ACTIONS_RESULTS_URL=self.url, ACTIONS_RUNTIME_TOKEN=token)
+        if self.log:
+            env["RUST_LOG"] = self.log
+        return env
+
+    def events(self, message):
+        """The fields of every `message` event logged at info level, from all process logs."""
+        found = []
+        for log in sorted(self.dir.glob("*.log")):
+            for line in log.read_text(errors="replace").splitlines():
+                if f" {message} " in line + " ":
+                    found.append({k: v for k, v in re.findall(r"(\w+)=(\S+)", line)})
+        return found
 
     def _spawn(self, name, argv, env, stdout=subprocess.DEVNULL):
         log = open(self.dir / f"{name}.log", "wb")
@@ -223,10 +238,14 @@ def layer_distribution(binary, mib, tmp, results):
     jobs = [{"name": f"u{i}", "run": f"test $(stat -c %s big.bin) -eq {mib * 1024 * 1024}", "layers": ["big"]}
             for i in range(16)]
     path = manifest(data / "layer.yml", jobs, layers={"big": ["big.bin"]})
-    with cluster(binary, workers=4, slots=1) as c:
+    # Info-level timings of the layer path: packed, uploaded (runner), fetched, materialized.
+    log = "warn,cluster_action::layer=info,cluster_action::worker::attempt=info"
+    with cluster(binary, workers=4, slots=1, log=log) as c:
         before = c.stats()
         code, wall, report, _ = c.run(path, ["--stop-cluster"])
         after = c.stats()
+        packed, uploaded = c.events("layer packed"), c.events("layer uploaded")
+        fetched, materialized = c.events("layer fetched"), c.events("job directory materialized")
     assert code == 0, f"layer run failed ({code})"
     size = mib * 1024 * 1024
     workers = {j["worker"] for j in report["jobs"]}
@@ -237,6 +256,20 @@ def layer_distribution(binary, mib, tmp, results):
     results["_layer_run_s"] = round(wall, 2)
     results["_layer_cp_s"] = round(cp_s, 3)
     results["_layer_workers_used"] = len(workers)
+
+    def seconds(events, field, combine=max):
+        values = [int(e[field]) / 1000 for e in events if field in e]
+        return round(combine(values), 2) if values else None
+    # Where the time goes: the runner packs, then uploads; each worker then downloads and
+    # extracts at once (extract_ms is the extractor's own time, not its waiting for bytes),
+    # then copies the tree into each job's private directory.
+    results["_layer_pack_s"] = seconds(packed, "ms")
+    results["_layer_upload_s"] = seconds(uploaded, "ms")
+    results["_layer_download_s_slowest_worker"] = seconds(fetched, "download_ms")
+    results["_layer_extract_busy_s_slowest_worker"] = seconds(fetched, "extract_ms")
+    results["_layer_fetch_s_slowest_worker"] = seconds(fetched, "total_ms")
+    results["_layer_materialize_s_per_job"] = seconds(materialized, "ms", lambda v: sum(v) / len(v))
+    results["_layer_materialize_s_all_jobs"] = seconds(materialized, "ms", sum)
 
 
 def memory(binary, n, tmp, results):
@@ -266,6 +299,7 @@ def idle(binary, seconds, results):
 def main():
     binary, out_json, out_md = sys.argv[1:4]
     quick = "--quick" in sys.argv[4:]
+    only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv[4:] else None
     size = dict(dispatch=200, balance=(60, 20), latency=40, layer=20, memory=10_000, idle=10) if quick else \
         dict(dispatch=2000, balance=(300, 120), latency=200, layer=200, memory=100_000, idle=60)
     results = {}
@@ -280,6 +314,8 @@ def main():
             ("memory", lambda: memory(binary, size["memory"], tmp, results)),
             ("idle", lambda: idle(binary, size["idle"], results)),
         ]:
+            if only and name != only:
+                continue
             start = time.monotonic()
             print(f"bench: {name} ...", file=sys.stderr, flush=True)
             fn()
@@ -295,23 +331,47 @@ def main():
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     Path(out_json).parent.mkdir(parents=True, exist_ok=True)
+    if only and Path(out_json).exists():
+        # One scenario again: keep the other scenarios' figures of the last run.
+        old = json.loads(Path(out_json).read_text())
+        figures = {**{k: v for k, v in old.items() if k not in ("details", "machine", "quick", "seconds_per_scenario")},
+                   **figures}
+        details = {**old.get("details", {}), **details}
+        timings = {**old.get("seconds_per_scenario", {}), **timings}
     Path(out_json).write_text(json.dumps({**figures, "details": details, "machine": machine,
                                           "quick": quick, "seconds_per_scenario": timings}, indent=2) + "\n")
     width = max(len(k) for k in figures)
     for k, v in figures.items():
         print(f"{k:<{width}}  {v}")
     if out_md != "-":
-        write_markdown(Path(out_md), figures, details, machine, timings, quick)
+        write_markdown(Path(out_md), figures, details, machine, timings, quick, only)
 
 
 BEGIN, END = "<!-- figures: written by scripts/bench.sh -->", "<!-- end of figures -->"
 
 
-def write_markdown(path, figures, details, machine, timings, quick):
-    """Rewrites the figures between the markers of BENCHMARKS.md, keeping the text around them."""
-    command = "scripts/bench.sh" + (" --quick" if quick else "")
+def write_markdown(path, figures, details, machine, timings, quick, only=None):
+    """Rewrites the figures between the markers of BENCHMARKS.md, keeping the text around them.
+    With `only`, the figures of other scenarios are those already there (kept from the JSON)."""
+    command = "scripts/bench.sh" + (" --quick" if quick else "") + (f" --only {only}" if only else "")
+    old_text = path.read_text() if path.exists() else ""
+    measured = f"Measured {machine['date']} with `{command}`"
+    if only and BEGIN in old_text:
+        # Keep the other scenarios' rows (figures first, then details) and per-scenario times.
+        block = old_text.split(BEGIN, 1)[1].split(END, 1)[0]
+        figures_text, _, details_text = block.partition("Details:")
+        row = r"^\| `([^`]+)` \| (.*) \|$"
+        figures = {**dict(re.findall(row, figures_text, re.M)), **figures}
+        details = {**dict(re.findall(row, details_text, re.M)), **details}
+        seconds = re.search(r"Seconds per scenario: (.*?)\.$", block, re.M)
+        if seconds:
+            timings = {**dict(t.rsplit(" ", 1) for t in seconds.group(1).split(", ")), **timings}
+    if only:
+        previous = re.search(r"Measured (.*?) with `scripts/bench.sh[^`]*`", old_text)
+        measured = (f"Measured {previous.group(1)} with `scripts/bench.sh` (the `{only}` figures "
+                    f"{machine['date']} with `{command}`)") if previous else measured
     lines = [BEGIN, "",
-             f"Measured {machine['date']} with `{command}` on {machine['cpus']} CPUs ({machine['cpu']}), "
+             f"{measured} on {machine['cpus']} CPUs ({machine['cpu']}), "
              f"{machine['memory_gib']} GiB, Linux {machine['kernel']}. Seconds per scenario: "
              + ", ".join(f"{k} {v}" for k, v in timings.items()) + ".", "",
              "| figure | value |", "|---|---|"]

@@ -1,11 +1,20 @@
 //! The per-machine cache of extracted layers: one read-mostly tree per digest at
 //! `<cache>/<digest>/`, filled atomically so a tree that exists is always complete.
+//!
+//! A download is extracted as it arrives, into a staging directory, while its bytes are hashed;
+//! only a download that hashes to its digest is renamed into place, so a corrupt or partial one
+//! leaves nothing behind. One digest is fetched once per cache however many jobs ask at once.
 
-use std::fs;
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use super::{Digest, LayerError, artifact_name, extract};
+use super::digest::HashingReader;
+use super::extract::extract_from;
+use super::{Digest, LayerError, artifact_name, transport};
 use crate::store::ArtifactStore;
 
 /// Downloads of one layer before a hash mismatch is final. act lists an artifact as soon as it
@@ -16,10 +25,15 @@ const FETCH_ATTEMPTS: u32 = 5;
 /// The wait after the first mismatch; doubled after each one (0.25 + 0.5 + 1 + 2 s in all).
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 
-/// Extracted layers on one machine, keyed by digest.
+/// One digest's place in the cache: held while it is fetched, so a second fetch waits for the
+/// first; `true` once this cache has put a complete tree there.
+type Slot = Arc<tokio::sync::Mutex<bool>>;
+
+/// Extracted layers on one machine, keyed by digest. Clones share the same slots.
 #[derive(Debug, Clone)]
 pub struct LayerCache {
     dir: PathBuf,
+    slots: Arc<Mutex<HashMap<Digest, Slot>>>,
 }
 
 impl LayerCache {
@@ -30,63 +44,82 @@ impl LayerCache {
         })?;
         Ok(Self {
             dir: dir.to_path_buf(),
+            slots: Arc::default(),
         })
     }
 
     /// The extracted tree of `digest`, downloading, verifying and extracting it if needed.
     ///
     /// A download that does not hash to `digest` is deleted and retried with backoff
-    /// (five downloads in all, about 4 s of waiting) because act serves artifacts that are still being uploaded;
-    /// after that the error is [`LayerError::HashMismatch`].
+    /// (five downloads in all, about 4 s of waiting) because act serves artifacts that are
+    /// still being uploaded; after that the error is [`LayerError::HashMismatch`].
     pub async fn fetch(
         &self,
         store: &ArtifactStore,
         digest: &Digest,
     ) -> Result<PathBuf, LayerError> {
         let tree = self.tree_path(digest)?;
-        if tree.is_dir() {
+        let slot = self.slot(digest);
+        let mut ready = slot.lock().await;
+        if *ready || tree.is_dir() {
+            *ready = true;
             return Ok(tree);
         }
-        let name = artifact_name(digest);
         let mut backoff = FIRST_BACKOFF;
         let mut attempt = 1;
         loop {
-            let artifact = store
-                .find(&name)
-                .await?
-                .ok_or_else(|| LayerError::Missing(digest.0.clone()))?;
-            // Removed when dropped, whatever happens below.
-            let download = tempfile::Builder::new()
-                .prefix(".download-")
-                .tempfile_in(&self.dir)
-                .map_err(|e| {
-                    LayerError::io(
-                        format!("creating a download file in '{}'", self.dir.display()),
-                        e,
-                    )
-                })?;
-            store.download_to(&artifact, download.path()).await?;
-            let cache = self.clone();
-            let expected = digest.clone();
-            let inserted =
-                tokio::task::spawn_blocking(move || cache.insert(download.path(), &expected))
-                    .await
-                    .map_err(|e| {
-                        LayerError::io(
-                            format!("extracting layer {digest}"),
-                            std::io::Error::other(e),
-                        )
-                    })?;
-            match inserted {
+            match self.download(store, digest).await {
                 Err(LayerError::HashMismatch { actual, .. }) if attempt < FETCH_ATTEMPTS => {
                     tracing::debug!(%digest, %actual, attempt, "layer download incomplete or corrupt; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff *= 2;
                     attempt += 1;
                 }
-                result => return result,
+                result => {
+                    *ready = result.is_ok();
+                    return result;
+                }
             }
         }
+    }
+
+    /// One download of `digest`, extracted as it arrives; the tree once it is in place.
+    async fn download(
+        &self,
+        store: &ArtifactStore,
+        digest: &Digest,
+    ) -> Result<PathBuf, LayerError> {
+        let started = Instant::now();
+        let artifact = store
+            .find(&artifact_name(digest))
+            .await?
+            .ok_or_else(|| LayerError::Missing(digest.0.clone()))?;
+        let (mut download, reading) = transport::download(store, artifact);
+        let (cache, expected) = (self.clone(), digest.clone());
+        let receiving = tokio::task::spawn_blocking(move || {
+            let tree = cache.receive(&mut download, &expected);
+            (tree, download.waited(), started.elapsed())
+        });
+        let reading = async {
+            let read = reading.await;
+            (read, started.elapsed())
+        };
+        let (received, (read, download_time)) = tokio::join!(receiving, reading);
+        let joined = |e: tokio::task::JoinError| {
+            LayerError::io(format!("fetching layer {digest}"), std::io::Error::other(e))
+        };
+        let bytes = read.map_err(joined)??;
+        let (tree, waited, receive_time) = received.map_err(joined)?;
+        let tree = tree?;
+        tracing::info!(
+            layer = %digest,
+            bytes,
+            download_ms = download_time.as_millis() as u64,
+            extract_ms = receive_time.saturating_sub(waited).as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "layer fetched"
+        );
+        Ok(tree)
     }
 
     /// Verifies that the local file `archive` hashes to `digest`, extracts it into a staging
@@ -97,16 +130,33 @@ impl LayerCache {
     /// [`LayerError::HashMismatch`] and leaves the cache unchanged.
     pub fn insert(&self, archive: &Path, digest: &Digest) -> Result<PathBuf, LayerError> {
         let tree = self.tree_path(digest)?;
-        let actual = Digest::of_file(archive)?;
-        if actual != *digest {
-            return Err(LayerError::HashMismatch {
-                expected: digest.0.clone(),
-                actual: actual.0,
-            });
-        }
-        if tree.is_dir() {
+        let slot = self.slot(digest);
+        let mut ready = slot.blocking_lock();
+        if *ready {
+            let actual = Digest::of_file(archive)?;
+            if actual != *digest {
+                return Err(LayerError::HashMismatch {
+                    expected: digest.0.clone(),
+                    actual: actual.0,
+                });
+            }
             return Ok(tree);
         }
+        let file = File::open(archive).map_err(|e| {
+            LayerError::io(
+                format!("reading layer {digest} from '{}'", archive.display()),
+                e,
+            )
+        })?;
+        let tree = self.receive(file, digest)?;
+        *ready = true;
+        Ok(tree)
+    }
+
+    /// Extracts the tar.gz stream `archive` into a staging directory while hashing it, and
+    /// renames the staging directory to the tree of `digest` only if the hash matches.
+    fn receive(&self, archive: impl Read, digest: &Digest) -> Result<PathBuf, LayerError> {
+        let tree = self.tree_path(digest)?;
         // Removed when dropped unless it became the tree.
         let staging = tempfile::Builder::new()
             .prefix(".extract-")
@@ -117,7 +167,19 @@ impl LayerCache {
                     e,
                 )
             })?;
-        extract(archive, staging.path(), digest)?;
+        let mut hashing = HashingReader::new(archive);
+        let extracted = extract_from(&mut hashing, staging.path(), digest);
+        // The hash decides first: a hostile entry in a corrupt download is corruption.
+        let actual = hashing
+            .finish()
+            .map_err(|e| LayerError::io(format!("reading layer {digest}"), e))?;
+        if actual != *digest {
+            return Err(LayerError::HashMismatch {
+                expected: digest.0.clone(),
+                actual: actual.0,
+            });
+        }
+        extracted?;
         match fs::rename(staging.path(), &tree) {
             Ok(()) => {
                 // The staging path is the tree now: nothing left to clean up.
@@ -130,6 +192,12 @@ impl LayerCache {
                 e,
             )),
         }
+    }
+
+    /// The slot of `digest`, made on first use.
+    fn slot(&self, digest: &Digest) -> Slot {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots.entry(digest.clone()).or_default().clone()
     }
 
     /// Where the tree of `digest` lives; the digest is checked since it becomes a path.

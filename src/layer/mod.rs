@@ -6,20 +6,25 @@
 //! [`materialize`] copies the layers a job needs into its own directory.
 //!
 //! Modules: `digest` (SHA-256 names), `rules` (what a layer may contain, shared by packing and
-//! extraction), `tree` (sorted non-following walks), `pack`, `extract`, `cache`, `materialize`.
+//! extraction), `tree` (sorted non-following walks), `gzip` (a writer whose level changes per
+//! file), `pack`, `extract`, `transport` (the one place a layer's bytes pass between a local
+//! archive and the store), `cache`, `materialize`.
 
 mod cache;
 mod digest;
 mod error;
 mod extract;
+mod gzip;
 mod materialize;
 mod pack;
 mod rules;
+mod transport;
 mod tree;
 
 use std::path::Path;
+use std::time::Instant;
 
-use crate::store::{ArtifactStore, UploadOutcome};
+use crate::store::{ArtifactStore, StoreError, UploadOutcome};
 
 pub use cache::LayerCache;
 pub use digest::Digest;
@@ -40,7 +45,26 @@ pub async fn publish(
     archive: &Path,
     digest: &Digest,
 ) -> Result<UploadOutcome, LayerError> {
-    Ok(store
-        .upload_file(&artifact_name(digest), archive, &digest.0)
-        .await?)
+    let name = artifact_name(digest);
+    let started = Instant::now();
+    if store.find(&name).await?.is_some() {
+        return Ok(UploadOutcome::AlreadyPresent);
+    }
+    let outcome = match transport::upload(store, &name, archive, digest).await {
+        Ok(bytes) => {
+            tracing::info!(layer = %digest, bytes, ms = started.elapsed().as_millis() as u64, "layer uploaded");
+            UploadOutcome::Uploaded
+        }
+        Err(StoreError::AlreadyExists(_)) => {
+            if store.wait_for(|| store.find(&name)).await?.is_none() {
+                tracing::warn!(
+                    artifact = name,
+                    "another upload of this layer has not been finalized; counting it as present"
+                );
+            }
+            UploadOutcome::AlreadyPresent
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(outcome)
 }

@@ -41,6 +41,21 @@ pub enum RangeRead {
     NoNewData,
 }
 
+/// What a ranged read of one span of a blob found.
+#[derive(Debug)]
+pub(super) enum Span {
+    /// The server honoured the range: the span's bytes, and the blob's length.
+    Part {
+        /// The bytes of the span.
+        bytes: Bytes,
+        /// The blob's length, from `Content-Range`.
+        total: u64,
+    },
+    /// The server ignores ranges (act; Azure for an empty blob): the whole blob follows in
+    /// this answer's body.
+    Whole(reqwest::Response),
+}
+
 /// Raw blob requests on signed URLs, with retries. Every method names the artifact the URL
 /// belongs to, for error messages. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -287,6 +302,49 @@ impl BlobClient {
         })
     }
 
+    /// Reads bytes `start..=end` of the blob at `url`, whole (a cut body is read again).
+    pub(super) async fn read_span(
+        &self,
+        artifact: &str,
+        url: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<Span, StoreError> {
+        self.retry
+            .fetch("read", artifact, || async move {
+                let response = self
+                    .expect_success("read", artifact, || {
+                        self.request(Method::GET, url.to_string())
+                            .header("x-ms-range", format!("bytes={start}-{end}"))
+                    })
+                    .await?;
+                if response.status() != StatusCode::PARTIAL_CONTENT {
+                    return Ok(Span::Whole(response));
+                }
+                let total = content_range_total(&response).ok_or_else(|| {
+                    FetchError::Failed(StoreError::Protocol {
+                        op: "read",
+                        artifact: artifact.to_string(),
+                        message: "a 206 answer without a usable Content-Range".into(),
+                    })
+                })?;
+                let bytes = response.bytes().await.map_err(FetchError::Cut)?;
+                let expected = end.min(total.saturating_sub(1)).saturating_sub(start) + 1;
+                if bytes.len() as u64 != expected {
+                    return Err(FetchError::Failed(StoreError::Protocol {
+                        op: "read",
+                        artifact: artifact.to_string(),
+                        message: format!(
+                            "asked for bytes {start}-{end} of {total}, got {} bytes",
+                            bytes.len()
+                        ),
+                    }));
+                }
+                Ok(Span::Part { bytes, total })
+            })
+            .await
+    }
+
     /// Downloads the whole blob at `url` into `dest` (created or truncated), streaming;
     /// returns the byte count. A download cut short is retried from the start.
     pub async fn download(
@@ -328,6 +386,16 @@ async fn write_body(
     }
     file.flush().await.map_err(io)?;
     Ok(written)
+}
+
+/// The blob length of a `Content-Range: bytes a-b/total` header.
+fn content_range_total(response: &reqwest::Response) -> Option<u64> {
+    let value = response
+        .headers()
+        .get(header::CONTENT_RANGE)?
+        .to_str()
+        .ok()?;
+    value.rsplit_once('/')?.1.trim().parse().ok()
 }
 
 /// The HTTP client every store request goes through: bounded connect and read waits so a

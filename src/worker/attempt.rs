@@ -68,23 +68,28 @@ pub(crate) fn not_run(
     }
 }
 
-/// Fetches the job's layers and assembles its directory (later layers win).
+/// Fetches the job's layers (all at once) and assembles its directory (later layers win).
 async fn prepare(shared: &Shared, spec: &JobSpec, dir: &Path) -> Result<(), String> {
-    let mut trees: Vec<PathBuf> = Vec::with_capacity(spec.layers.len());
-    for digest in &spec.layers {
-        let tree = shared
+    let fetches = spec.layers.iter().map(|digest| async move {
+        shared
             .cache
             .fetch(&shared.store, digest)
             .await
-            .map_err(|e| format!("cannot fetch layer {}: {e}", digest.0))?;
-        trees.push(tree);
-    }
+            .map_err(|e| format!("cannot fetch layer {}: {e}", digest.0))
+    });
+    let trees: Vec<PathBuf> = futures_util::future::try_join_all(fetches).await?;
     let dir = dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create job directory {}: {e}", dir.display()))?;
         layer::materialize(&trees, &dir)
-            .map_err(|e| format!("cannot assemble the job directory: {e}"))
+            .map_err(|e| format!("cannot assemble the job directory: {e}"))?;
+        tracing::info!(
+            ms = started.elapsed().as_millis() as u64,
+            "job directory materialized"
+        );
+        Ok(())
     })
     .await
     .map_err(|e| format!("job directory task failed: {e}"))?

@@ -1,0 +1,162 @@
+//! Layers through the local artifact service (`cluster_action::serve`), as the runner and the
+//! workers move them: a big layer published and fetched (read in parallel ranges, extracted as
+//! it arrives) comes back identical, and a corrupt one leaves nothing in the cache.
+
+use std::fs;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use cluster_action::layer::{self, Digest, LayerCache, LayerError};
+use cluster_action::serve::{self, ServeConfig, ServeHandle};
+use cluster_action::store::blob::BlobClient;
+use cluster_action::store::{ArtifactStore, RetryPolicy, StoreConfig, UploadOutcome};
+use cluster_action::token::{BackendIds, make_token};
+use tempfile::TempDir;
+
+/// Upper bound on any one test, so a bug shows as a failure instead of a hang.
+const GUARD: Duration = Duration::from_secs(120);
+
+async fn guarded<T>(fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(GUARD, fut)
+        .await
+        .expect("test did not finish in time")
+}
+
+fn quick_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 6,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(50),
+    }
+}
+
+/// A client of `service` acting as job `job` of the one workflow run.
+fn store(service: &ServeHandle, job: &str) -> ArtifactStore {
+    let ids = BackendIds {
+        run: "run-1".into(),
+        job: job.into(),
+    };
+    let mut cfg = StoreConfig::new(service.url(), &make_token(&ids)).unwrap();
+    cfg.retry = quick_retry();
+    ArtifactStore::new(cfg).unwrap()
+}
+
+/// Bytes that neither repeat nor compress (so the layer is stored, and big).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
+/// A tree with a big incompressible file, a compressible one and a small one, packed.
+fn packed_layer(dir: &Path) -> (PathBuf, PathBuf, Digest) {
+    let tree = dir.join("tree");
+    fs::create_dir_all(tree.join("sub")).unwrap();
+    fs::write(tree.join("big.bin"), noise(9 * 1024 * 1024 + 17, 7)).unwrap();
+    fs::write(
+        tree.join("sub/text.txt"),
+        "compressible line\n".repeat(50_000),
+    )
+    .unwrap();
+    fs::write(tree.join("small"), "x").unwrap();
+    let archive = dir.join("layer.tar.gz");
+    let digest = layer::pack(&tree, &[PathBuf::from(".")], &archive).unwrap();
+    (tree, archive, digest)
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_layer_is_published_once_and_fetched_identically() {
+    let service = serve::start(ServeConfig::default()).await.unwrap();
+    guarded(async {
+        let dir = TempDir::new().unwrap();
+        let (tree, archive, digest) = packed_layer(dir.path());
+        let packed = fs::metadata(&archive).unwrap().len();
+        assert!(
+            packed < 9 * 1024 * 1024 + 200_000,
+            "the text is deflated and the noise stored: {packed} bytes"
+        );
+        let runner = store(&service, "runner");
+        assert_eq!(
+            layer::publish(&runner, &archive, &digest).await.unwrap(),
+            UploadOutcome::Uploaded
+        );
+        assert_eq!(
+            layer::publish(&runner, &archive, &digest).await.unwrap(),
+            UploadOutcome::AlreadyPresent
+        );
+
+        let cache_dir = dir.path().join("cache");
+        let cache = LayerCache::open(&cache_dir).unwrap();
+        let worker = store(&service, "worker");
+        // Two jobs asking at once get one tree from one download.
+        let (a, b) = tokio::join!(cache.fetch(&worker, &digest), cache.fetch(&worker, &digest));
+        let fetched = a.unwrap();
+        assert_eq!(b.unwrap(), fetched);
+        for file in ["big.bin", "sub/text.txt", "small"] {
+            assert!(
+                fs::read(fetched.join(file)).unwrap() == fs::read(tree.join(file)).unwrap(),
+                "{file} differs"
+            );
+        }
+        assert_eq!(entries(&cache_dir), [digest.0.as_str()]);
+        let sent = service.stats().blob_bytes_out;
+        assert!(
+            sent >= packed && sent < 2 * packed,
+            "one download of {packed} bytes, not {sent}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_layer_is_refused_and_leaves_no_cache_entry() {
+    let service = serve::start(ServeConfig::default()).await.unwrap();
+    guarded(async {
+        let dir = TempDir::new().unwrap();
+        let (_, archive, digest) = packed_layer(dir.path());
+        // Someone stores other bytes under the layer's name: one flipped byte in the middle.
+        let mut bytes = fs::read(&archive).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        let forger = store(&service, "forger");
+        let name = layer::artifact_name(&digest);
+        let url = forger.create_artifact(&name).await.unwrap();
+        BlobClient::new(quick_retry())
+            .put_block_blob(&name, &url, Bytes::from(bytes.clone()))
+            .await
+            .unwrap();
+        forger
+            .finalize_artifact(&name, bytes.len() as u64, None)
+            .await
+            .unwrap();
+
+        let cache_dir = dir.path().join("cache");
+        let cache = LayerCache::open(&cache_dir).unwrap();
+        match cache.fetch(&store(&service, "worker"), &digest).await {
+            Err(LayerError::HashMismatch { expected, actual }) => {
+                assert_eq!(expected, digest.0);
+                assert_ne!(actual, digest.0);
+            }
+            other => panic!("expected a hash mismatch, got {other:?}"),
+        }
+        assert!(entries(&cache_dir).is_empty(), "{:?}", entries(&cache_dir));
+    })
+    .await;
+}
