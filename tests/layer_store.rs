@@ -72,6 +72,16 @@ fn packed_layer(dir: &Path) -> (PathBuf, PathBuf, Digest) {
     (tree, archive, digest)
 }
 
+/// A layer of one small file, `data.txt`, packed.
+fn small_layer(dir: &Path) -> (PathBuf, Digest) {
+    let tree = dir.join("tree");
+    fs::create_dir_all(&tree).unwrap();
+    fs::write(tree.join("data.txt"), "the layer's bytes\n").unwrap();
+    let archive = dir.join("layer.tar.gz");
+    let digest = layer::pack(&tree, &[PathBuf::from(".")], &archive).unwrap();
+    (archive, digest)
+}
+
 fn entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
         .unwrap()
@@ -130,7 +140,7 @@ async fn a_corrupt_layer_is_refused_and_leaves_no_cache_entry() {
     let service = serve::start(ServeConfig::default()).await.unwrap();
     guarded(async {
         let dir = TempDir::new().unwrap();
-        let (_, archive, digest) = packed_layer(dir.path());
+        let (archive, digest) = small_layer(dir.path());
         // Someone stores other bytes under the layer's name: one flipped byte in the middle.
         let mut bytes = fs::read(&archive).unwrap();
         let middle = bytes.len() / 2;
@@ -157,6 +167,59 @@ async fn a_corrupt_layer_is_refused_and_leaves_no_cache_entry() {
             other => panic!("expected a hash mismatch, got {other:?}"),
         }
         assert!(entries(&cache_dir).is_empty(), "{:?}", entries(&cache_dir));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_whose_name_a_dead_upload_holds_is_still_published_and_fetched() {
+    let service = serve::start(ServeConfig::default()).await.unwrap();
+    guarded(async {
+        let dir = TempDir::new().unwrap();
+        let (archive, digest) = small_layer(dir.path());
+        // An upload that died after CreateArtifact: the name is taken, nothing is finalized.
+        store(&service, "crashed")
+            .create_artifact(&layer::artifact_name(&digest))
+            .await
+            .unwrap();
+
+        let runner = store(&service, "runner");
+        assert_eq!(
+            layer::publish(&runner, &archive, &digest).await.unwrap(),
+            UploadOutcome::Uploaded
+        );
+        let cache_dir = dir.path().join("cache");
+        let fetched = LayerCache::open(&cache_dir)
+            .unwrap()
+            .fetch(&store(&service, "worker"), &digest)
+            .await
+            .unwrap();
+        assert_eq!(
+            fs::read_to_string(fetched.join("data.txt")).unwrap(),
+            "the layer's bytes\n"
+        );
+        // A later publisher finds the copy at once: no second copy, no wait for the dead one.
+        let creates = service.stats().twirp.get("CreateArtifact").copied();
+        assert_eq!(
+            layer::publish(&store(&service, "other"), &archive, &digest)
+                .await
+                .unwrap(),
+            UploadOutcome::AlreadyPresent
+        );
+        assert_eq!(
+            service.stats().twirp.get("CreateArtifact").copied(),
+            creates.map(|n| n + 1),
+            "one create (refused), and no new copy"
+        );
+        let copies: Vec<String> = runner
+            .list(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.name)
+            .collect();
+        assert_eq!(copies.len(), 1, "{copies:?}");
+        assert!(copies[0].starts_with(&format!("{}.", layer::artifact_name(&digest))));
     })
     .await;
 }

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use super::digest::HashingReader;
 use super::extract::extract_from;
-use super::{Digest, LayerError, artifact_name, transport};
+use super::publish::find_layer;
+use super::{Digest, LayerError, transport};
 use crate::store::ArtifactStore;
 
 /// Downloads of one layer before a hash mismatch is final. act lists an artifact as soon as it
@@ -90,8 +91,7 @@ impl LayerCache {
         digest: &Digest,
     ) -> Result<PathBuf, LayerError> {
         let started = Instant::now();
-        let artifact = store
-            .find(&artifact_name(digest))
+        let artifact = find_layer(store, digest)
             .await?
             .ok_or_else(|| LayerError::Missing(digest.0.clone()))?;
         let (mut download, reading) = transport::download(store, artifact);

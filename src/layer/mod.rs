@@ -7,7 +7,8 @@
 //!
 //! Modules: `digest` (SHA-256 names), `rules` (what a layer may contain, shared by packing and
 //! extraction), `tree` (sorted non-following walks), `gzip` (a writer whose level changes per
-//! file), `pack`, `extract`, `transport` (the one place a layer's bytes pass between a local
+//! file), `pack`, `publish` (names in the store, upload-if-absent, the copy that replaces a dead
+//! upload), `extract`, `transport` (the one place a layer's bytes pass between a local
 //! archive and the store), `cache`, `materialize`.
 
 mod cache;
@@ -17,14 +18,10 @@ mod extract;
 mod gzip;
 mod materialize;
 mod pack;
+mod publish;
 mod rules;
 mod transport;
 mod tree;
-
-use std::path::Path;
-use std::time::Instant;
-
-use crate::store::{ArtifactStore, StoreError, UploadOutcome};
 
 pub use cache::LayerCache;
 pub use digest::Digest;
@@ -32,39 +29,4 @@ pub use error::LayerError;
 pub use extract::extract;
 pub use materialize::materialize;
 pub use pack::pack;
-
-/// The artifact name of a layer: `ca-layer-<sha256>`.
-pub fn artifact_name(digest: &Digest) -> String {
-    format!("ca-layer-{}", digest.0)
-}
-
-/// Uploads a packed layer unless the store has it already (a concurrent upload of the same
-/// digest counts as present).
-pub async fn publish(
-    store: &ArtifactStore,
-    archive: &Path,
-    digest: &Digest,
-) -> Result<UploadOutcome, LayerError> {
-    let name = artifact_name(digest);
-    let started = Instant::now();
-    if store.find(&name).await?.is_some() {
-        return Ok(UploadOutcome::AlreadyPresent);
-    }
-    let outcome = match transport::upload(store, &name, archive, digest).await {
-        Ok(bytes) => {
-            tracing::info!(layer = %digest, bytes, ms = started.elapsed().as_millis() as u64, "layer uploaded");
-            UploadOutcome::Uploaded
-        }
-        Err(StoreError::AlreadyExists(_)) => {
-            if store.wait_for(|| store.find(&name)).await?.is_none() {
-                tracing::warn!(
-                    artifact = name,
-                    "another upload of this layer has not been finalized; counting it as present"
-                );
-            }
-            UploadOutcome::AlreadyPresent
-        }
-        Err(e) => return Err(e.into()),
-    };
-    Ok(outcome)
-}
+pub use publish::{artifact_name, publish};
