@@ -223,3 +223,56 @@ async fn a_layer_whose_name_a_dead_upload_holds_is_still_published_and_fetched()
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_writes_into_the_cache_does_not_change_the_next_job_s_files() {
+    let service = serve::start(ServeConfig::default()).await.unwrap();
+    guarded(async {
+        let dir = TempDir::new().unwrap();
+        let (archive, digest) = small_layer(dir.path());
+        let runner = store(&service, "runner");
+        layer::publish(&runner, &archive, &digest).await.unwrap();
+        let worker = store(&service, "worker");
+        let cache = LayerCache::open(&dir.path().join("cache")).unwrap();
+        let original = "the layer's bytes\n";
+        let digests = [digest.clone()];
+
+        // The first job writes through the cache path (as `../../cache/<digest>/data.txt`
+        // would), then through a hard link it made into the cache, then its own copy.
+        let first = dir.path().join("job-1");
+        cache.assemble(&worker, &digests, &first).await.unwrap();
+        let cached = cache
+            .fetch(&worker, &digest)
+            .await
+            .unwrap()
+            .join("data.txt");
+        fs::write(&cached, "tampered through the cache path\n").unwrap();
+        let second = dir.path().join("job-2");
+        cache.assemble(&worker, &digests, &second).await.unwrap();
+        assert_eq!(
+            fs::read_to_string(second.join("data.txt")).unwrap(),
+            original
+        );
+
+        let cached = cache
+            .fetch(&worker, &digest)
+            .await
+            .unwrap()
+            .join("data.txt");
+        fs::hard_link(&cached, second.join("link")).unwrap();
+        fs::write(second.join("link"), "tampered through a hard link\n").unwrap();
+        fs::write(second.join("data.txt"), "the job's own change\n").unwrap();
+        let third = dir.path().join("job-3");
+        cache.assemble(&worker, &digests, &third).await.unwrap();
+        assert_eq!(
+            fs::read_to_string(third.join("data.txt")).unwrap(),
+            original
+        );
+        assert_eq!(
+            fs::read_to_string(first.join("data.txt")).unwrap(),
+            original,
+            "a job's files are its own copies"
+        );
+    })
+    .await;
+}

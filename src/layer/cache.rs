@@ -4,6 +4,12 @@
 //! A download is extracted as it arrives, into a staging directory, while its bytes are hashed;
 //! only a download that hashes to its digest is renamed into place, so a corrupt or partial one
 //! leaves nothing behind. One digest is fetched once per cache however many jobs ask at once.
+//!
+//! Jobs run as the worker's user, so nothing stops a job from writing into the cache (by a
+//! relative path such as `../../cache/<digest>/`, or a hard link). The cache therefore trusts
+//! only trees it made itself and whose stamps (`stamp`) still match: a tree found changed, or
+//! found on disk without this cache having made it, is moved aside and fetched again, and job
+//! directories are private copies checked against the stamps after copying ([`LayerCache::assemble`]).
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -15,7 +21,8 @@ use std::time::{Duration, Instant};
 use super::digest::HashingReader;
 use super::extract::extract_from;
 use super::publish::find_layer;
-use super::{Digest, LayerError, transport};
+use super::stamp::Snapshot;
+use super::{Digest, LayerError, materialize, transport};
 use crate::store::ArtifactStore;
 
 /// Downloads of one layer before a hash mismatch is final. act lists an artifact as soon as it
@@ -26,9 +33,12 @@ const FETCH_ATTEMPTS: u32 = 5;
 /// The wait after the first mismatch; doubled after each one (0.25 + 0.5 + 1 + 2 s in all).
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 
-/// One digest's place in the cache: held while it is fetched, so a second fetch waits for the
-/// first; `true` once this cache has put a complete tree there.
-type Slot = Arc<tokio::sync::Mutex<bool>>;
+/// Builds of one job directory before a layer that keeps changing under it is an error.
+const ASSEMBLE_ATTEMPTS: u32 = 3;
+
+/// One digest's place in the cache: held while it is fetched or checked, so a second fetch
+/// waits for the first; the stamps of the tree once this cache has put it there.
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Snapshot>>>>;
 
 /// Extracted layers on one machine, keyed by digest. Clones share the same slots.
 #[derive(Debug, Clone)]
@@ -61,10 +71,12 @@ impl LayerCache {
     ) -> Result<PathBuf, LayerError> {
         let tree = self.tree_path(digest)?;
         let slot = self.slot(digest);
-        let mut ready = slot.lock().await;
-        if *ready || tree.is_dir() {
-            *ready = true;
-            return Ok(tree);
+        let mut made = slot.lock().await;
+        if let Some(snapshot) = made.clone() {
+            if self.intact(snapshot, &tree).await? {
+                return Ok(tree);
+            }
+            *made = None;
         }
         let mut backoff = FIRST_BACKOFF;
         let mut attempt = 1;
@@ -76,20 +88,136 @@ impl LayerCache {
                     backoff *= 2;
                     attempt += 1;
                 }
-                result => {
-                    *ready = result.is_ok();
-                    return result;
+                Err(e) => return Err(e),
+                Ok(snapshot) => {
+                    *made = Some(Arc::new(snapshot));
+                    return Ok(tree);
                 }
             }
         }
     }
 
-    /// One download of `digest`, extracted as it arrives; the tree once it is in place.
+    /// Builds the job directory `dest` from the layers `digests`, in order (later layers win;
+    /// see [`materialize`]), fetching them as needed, all at once. The job gets private
+    /// copies; a layer that changed in the cache before or while it was copied (a job writing
+    /// into the cache) is fetched again and the directory rebuilt, so no job sees another
+    /// job's changes.
+    pub async fn assemble(
+        &self,
+        store: &ArtifactStore,
+        digests: &[Digest],
+        dest: &Path,
+    ) -> Result<(), LayerError> {
+        for attempt in 1..=ASSEMBLE_ATTEMPTS {
+            let fetches = digests.iter().map(|digest| self.fetch(store, digest));
+            let trees = futures_util::future::try_join_all(fetches).await?;
+            let started = Instant::now();
+            let target = dest.to_path_buf();
+            let copied = tokio::task::spawn_blocking(move || {
+                if attempt > 1 {
+                    fs::remove_dir_all(&target).map_err(|e| {
+                        LayerError::io(format!("clearing '{}'", target.display()), e)
+                    })?;
+                }
+                materialize(&trees, &target)
+            })
+            .await
+            .map_err(|e| {
+                LayerError::io(
+                    format!("building '{}'", dest.display()),
+                    std::io::Error::other(e),
+                )
+            })?;
+            let mut changed = Vec::new();
+            for digest in digests {
+                if !self.still_as_made(digest).await? {
+                    changed.push(digest.0.as_str());
+                }
+            }
+            if changed.is_empty() {
+                copied?;
+                tracing::info!(
+                    ms = started.elapsed().as_millis() as u64,
+                    "job directory materialized"
+                );
+                return Ok(());
+            }
+        }
+        Err(LayerError::KeptChanging {
+            cache: self.dir.display().to_string(),
+        })
+    }
+
+    /// Whether the tree of `digest` is still the one this cache made; if not it is moved aside
+    /// and forgotten, so the next fetch downloads it again.
+    async fn still_as_made(&self, digest: &Digest) -> Result<bool, LayerError> {
+        let tree = self.tree_path(digest)?;
+        let slot = self.slot(digest);
+        let mut made = slot.lock().await;
+        let Some(snapshot) = made.clone() else {
+            return Ok(false);
+        };
+        let intact = self.intact(snapshot, &tree).await?;
+        if !intact {
+            *made = None;
+        }
+        Ok(intact)
+    }
+
+    /// Checks `tree` against `snapshot` (on a blocking thread: it walks the tree); a changed
+    /// tree is moved aside, with a warning.
+    async fn intact(&self, snapshot: Arc<Snapshot>, tree: &Path) -> Result<bool, LayerError> {
+        let (cache, path) = (self.clone(), tree.to_path_buf());
+        tokio::task::spawn_blocking(move || {
+            if snapshot.matches(&path) {
+                return Ok(true);
+            }
+            tracing::warn!(
+                tree = %path.display(),
+                "a cached layer was changed after it was extracted (does a job write into the \
+                 cache?); fetching it again"
+            );
+            cache.evict(&path)?;
+            Ok(false)
+        })
+        .await
+        .map_err(|e| {
+            LayerError::io(
+                format!("checking '{}'", tree.display()),
+                std::io::Error::other(e),
+            )
+        })?
+    }
+
+    /// Moves the tree at `tree` out of the way (so its digest can be fetched again) and
+    /// removes it; a removal that fails (a job made it unremovable) only warns.
+    fn evict(&self, tree: &Path) -> Result<(), LayerError> {
+        let aside = self
+            .dir
+            .join(format!(".stale-{:016x}", rand::random::<u64>()));
+        match fs::rename(tree, &aside) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(LayerError::io(
+                    format!("moving the changed layer '{}' aside", tree.display()),
+                    e,
+                ));
+            }
+        }
+        if let Err(e) = fs::remove_dir_all(&aside) {
+            tracing::warn!(path = %aside.display(), "cannot remove a changed layer: {e}");
+        }
+        Ok(())
+    }
+
+    /// One download of `digest`, extracted as it arrives; the stamps of the tree once it is
+    /// in place.
     async fn download(
         &self,
         store: &ArtifactStore,
         digest: &Digest,
-    ) -> Result<PathBuf, LayerError> {
+    ) -> Result<Snapshot, LayerError> {
         let started = Instant::now();
         let artifact = find_layer(store, digest)
             .await?
@@ -110,7 +238,7 @@ impl LayerCache {
         };
         let bytes = read.map_err(joined)??;
         let (tree, waited, receive_time) = received.map_err(joined)?;
-        let tree = tree?;
+        let snapshot = tree?;
         tracing::info!(
             layer = %digest,
             bytes,
@@ -119,7 +247,7 @@ impl LayerCache {
             total_ms = started.elapsed().as_millis() as u64,
             "layer fetched"
         );
-        Ok(tree)
+        Ok(snapshot)
     }
 
     /// Verifies that the local file `archive` hashes to `digest`, extracts it into a staging
@@ -131,8 +259,11 @@ impl LayerCache {
     pub fn insert(&self, archive: &Path, digest: &Digest) -> Result<PathBuf, LayerError> {
         let tree = self.tree_path(digest)?;
         let slot = self.slot(digest);
-        let mut ready = slot.blocking_lock();
-        if *ready {
+        let mut made = slot.blocking_lock();
+        if made
+            .as_ref()
+            .is_some_and(|snapshot| snapshot.matches(&tree))
+        {
             let actual = Digest::of_file(archive)?;
             if actual != *digest {
                 return Err(LayerError::HashMismatch {
@@ -148,14 +279,15 @@ impl LayerCache {
                 e,
             )
         })?;
-        let tree = self.receive(file, digest)?;
-        *ready = true;
+        *made = Some(Arc::new(self.receive(file, digest)?));
         Ok(tree)
     }
 
     /// Extracts the tar.gz stream `archive` into a staging directory while hashing it, and
-    /// renames the staging directory to the tree of `digest` only if the hash matches.
-    fn receive(&self, archive: impl Read, digest: &Digest) -> Result<PathBuf, LayerError> {
+    /// renames the staging directory to the tree of `digest` only if the hash matches;
+    /// returns the stamps of the tree in place. Whatever was at the tree's path (a tree this
+    /// cache did not make, or one that changed) is evicted first.
+    fn receive(&self, archive: impl Read, digest: &Digest) -> Result<Snapshot, LayerError> {
         let tree = self.tree_path(digest)?;
         // Removed when dropped unless it became the tree.
         let staging = tempfile::Builder::new()
@@ -180,18 +312,21 @@ impl LayerCache {
             });
         }
         extracted?;
+        self.evict(&tree)?;
         match fs::rename(staging.path(), &tree) {
-            Ok(()) => {
-                // The staging path is the tree now: nothing left to clean up.
-                let _ = staging.keep();
-                Ok(tree)
+            // The staging path is the tree now: nothing left to clean up.
+            Ok(()) => drop(staging.keep()),
+            // Another process sharing this directory put it there in the meantime.
+            Err(_) if tree.is_dir() => {}
+            Err(e) => {
+                return Err(LayerError::io(
+                    format!("moving layer {digest} into '{}'", tree.display()),
+                    e,
+                ));
             }
-            Err(_) if tree.is_dir() => Ok(tree),
-            Err(e) => Err(LayerError::io(
-                format!("moving layer {digest} into '{}'", tree.display()),
-                e,
-            )),
         }
+        Snapshot::take(&tree)
+            .map_err(|e| LayerError::io(format!("reading '{}'", tree.display()), e))
     }
 
     /// The slot of `digest`, made on first use.

@@ -7,6 +7,7 @@ use std::io::{self, BufReader, BufWriter, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
 
 use flate2::read::GzDecoder;
 use tar::{Archive, Entry, EntryType};
@@ -25,7 +26,7 @@ const READ_BUFFER: usize = 256 * 1024;
 /// devices and fifos, entries below a symlink (so nothing is ever written through a link), and
 /// a second entry at a path already extracted. Files and directories get the archive's
 /// permission bits, except that directories are always owner-rwx so a tree can be filled,
-/// copied and removed. An error can leave a partial tree in `dest`; nothing is written outside.
+/// copied and removed; files get modification time 0, as in the archive. An error can leave a partial tree in `dest`; nothing is written outside.
 pub fn extract(archive: &Path, dest: &Path, layer: &Digest) -> Result<(), LayerError> {
     let file = File::open(archive).map_err(|e| {
         LayerError::io(
@@ -152,6 +153,9 @@ fn unpack<R: Read>(mut entry: Entry<'_, R>, dest: &Path, layer: &Digest) -> Resu
             let mut writer = BufWriter::with_capacity(READ_BUFFER, file);
             io::copy(&mut entry, &mut writer).map_err(|e| named.io(e))?;
             let file = writer.into_inner().map_err(|e| named.io(e.into_error()))?;
+            // The archive's time (0): any later write to the file moves it, however coarse
+            // the clock, which is how the cache notices a job writing into it.
+            file.set_modified(UNIX_EPOCH).map_err(|e| named.io(e))?;
             file.set_permissions(Permissions::from_mode(mode))
                 .map_err(|e| named.io(e))?;
         }

@@ -3,13 +3,15 @@
 //!
 //! Flow: [`pack`] a tree → [`publish`] it (upload if absent) → on a worker,
 //! [`LayerCache::fetch`] downloads, verifies and [`extract`]s it once per machine →
-//! [`materialize`] copies the layers a job needs into its own directory.
+//! [`LayerCache::assemble`] copies the layers a job needs into its own directory
+//! ([`materialize`]), checking that no job changed them in the cache.
 //!
 //! Modules: `digest` (SHA-256 names), `rules` (what a layer may contain, shared by packing and
 //! extraction), `tree` (sorted non-following walks), `gzip` (a writer whose level changes per
 //! file), `pack`, `publish` (names in the store, upload-if-absent, the copy that replaces a dead
 //! upload), `extract`, `transport` (the one place a layer's bytes pass between a local
-//! archive and the store), `cache`, `materialize`.
+//! archive and the store), `cache`, `stamp` (what a cached tree was when made, to notice a job writing into it),
+//! `materialize`.
 
 mod cache;
 mod digest;
@@ -20,6 +22,7 @@ mod materialize;
 mod pack;
 mod publish;
 mod rules;
+mod stamp;
 mod transport;
 mod tree;
 

@@ -68,31 +68,13 @@ pub(crate) fn not_run(
     }
 }
 
-/// Fetches the job's layers (all at once) and assembles its directory (later layers win).
+/// Fetches the job's layers and assembles its directory (later layers win).
 async fn prepare(shared: &Shared, spec: &JobSpec, dir: &Path) -> Result<(), String> {
-    let fetches = spec.layers.iter().map(|digest| async move {
-        shared
-            .cache
-            .fetch(&shared.store, digest)
-            .await
-            .map_err(|e| format!("cannot fetch layer {}: {e}", digest.0))
-    });
-    let trees: Vec<PathBuf> = futures_util::future::try_join_all(fetches).await?;
-    let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let started = Instant::now();
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create job directory {}: {e}", dir.display()))?;
-        layer::materialize(&trees, &dir)
-            .map_err(|e| format!("cannot assemble the job directory: {e}"))?;
-        tracing::info!(
-            ms = started.elapsed().as_millis() as u64,
-            "job directory materialized"
-        );
-        Ok(())
-    })
-    .await
-    .map_err(|e| format!("job directory task failed: {e}"))?
+    shared
+        .cache
+        .assemble(&shared.store, &spec.layers, dir)
+        .await
+        .map_err(|e| format!("cannot prepare the job directory {}: {e}", dir.display()))
 }
 
 async fn execute(
