@@ -239,7 +239,7 @@ def layer_distribution(binary, mib, tmp, results):
             for i in range(16)]
     path = manifest(data / "layer.yml", jobs, layers={"big": ["big.bin"]})
     # Info-level timings of the layer path: packed, uploaded (runner), fetched, materialized.
-    log = "warn,cluster_action::layer=info,cluster_action::worker::attempt=info"
+    log = "warn,cluster_action::layer=info"
     with cluster(binary, workers=4, slots=1, log=log) as c:
         before = c.stats()
         code, wall, report, _ = c.run(path, ["--stop-cluster"])
@@ -270,6 +270,12 @@ def layer_distribution(binary, mib, tmp, results):
     results["_layer_fetch_s_slowest_worker"] = seconds(fetched, "total_ms")
     results["_layer_materialize_s_per_job"] = seconds(materialized, "ms", lambda v: sum(v) / len(v))
     results["_layer_materialize_s_all_jobs"] = seconds(materialized, "ms", sum)
+    # The same jobs without the layer: what starting, dispatching and reporting cost anyway.
+    bare = manifest(data / "bare.yml", [{"name": j["name"], "run": "true"} for j in jobs])
+    with cluster(binary, workers=4, slots=1) as c:
+        code, bare_wall, _, _ = c.run(bare, ["--stop-cluster"])
+    assert code == 0, f"layer baseline run failed ({code})"
+    results["_layer_run_without_layer_s"] = round(bare_wall, 2)
 
 
 def memory(binary, n, tmp, results):
@@ -366,13 +372,14 @@ def write_markdown(path, figures, details, machine, timings, quick, only=None):
         seconds = re.search(r"Seconds per scenario: (.*?)\.$", block, re.M)
         if seconds:
             timings = {**dict(t.rsplit(" ", 1) for t in seconds.group(1).split(", ")), **timings}
-    if only:
-        previous = re.search(r"Measured (.*?) with `scripts/bench.sh[^`]*`", old_text)
-        measured = (f"Measured {previous.group(1)} with `scripts/bench.sh` (the `{only}` figures "
-                    f"{machine['date']} with `{command}`)") if previous else measured
+    on = f"on {machine['cpus']} CPUs ({machine['cpu']}), {machine['memory_gib']} GiB, Linux {machine['kernel']}"
+    sentence = f"{measured} {on}."
+    previous = re.search(r"^(Measured .*? with `scripts/bench.sh[^`]*` on [^.]*(?:\.\d+[^.]*)*)\.", old_text, re.M)
+    if only and previous:
+        # The full run's sentence stays; the re-measured scenario says when and where it ran.
+        sentence = f"{previous.group(1)}. The `{only}` figures: {machine['date']} with `{command}` {on}."
     lines = [BEGIN, "",
-             f"{measured} on {machine['cpus']} CPUs ({machine['cpu']}), "
-             f"{machine['memory_gib']} GiB, Linux {machine['kernel']}. Seconds per scenario: "
+             f"{sentence} Seconds per scenario: "
              + ", ".join(f"{k} {v}" for k, v in timings.items()) + ".", "",
              "| figure | value |", "|---|---|"]
     lines += [f"| `{k}` | {v} |" for k, v in figures.items()]
