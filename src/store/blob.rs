@@ -14,6 +14,8 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use reqwest::{Client, Method, RequestBuilder, StatusCode, header};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
@@ -24,6 +26,8 @@ use super::{RetryPolicy, StoreError};
 const API_VERSION: &str = "2020-10-02";
 /// The largest block we stage (Azure allows far more; this bounds memory per upload).
 pub const BLOCK_SIZE: usize = 8 * 1024 * 1024;
+/// Blocks staged at once (blob storage takes them in any order; the block list orders them).
+const PARALLEL_BLOCKS: usize = 4;
 /// The path of act's upload route: its signed upload URLs point here.
 const ACT_UPLOAD_PATH: &str = "/twirp/github.actions.results.api.v1.ArtifactService/UploadArtifact";
 
@@ -99,8 +103,8 @@ impl BlobClient {
         }
     }
 
-    /// Stages block number `index` (blocks must be staged in order: act appends them as
-    /// they come).
+    /// Stages block number `index` (on act, blocks must be staged in order: it appends them
+    /// as they come).
     pub async fn put_block(
         &self,
         artifact: &str,
@@ -151,10 +155,11 @@ impl BlobClient {
         Ok(())
     }
 
-    /// Uploads what `reader` yields as a block blob, one block at a time so memory stays
-    /// bounded: staged blocks, then the block list. Returns the byte count. Nothing to read
-    /// gives an empty blob of no blocks (Azure refuses an empty block). `source` names the
-    /// reader in I/O errors.
+    /// Uploads what `reader` yields as a block blob, a few blocks at a time so memory stays
+    /// bounded: staged blocks (several at once, except on act, which appends blocks in the
+    /// order they arrive), then the block list. Returns the byte count. Nothing to read gives
+    /// an empty blob of no blocks (Azure refuses an empty block). `source` names the reader in
+    /// I/O errors.
     pub async fn put_block_blob_from(
         &self,
         artifact: &str,
@@ -162,6 +167,12 @@ impl BlobClient {
         mut reader: impl AsyncRead + Unpin,
         source: &str,
     ) -> Result<u64, StoreError> {
+        let in_flight = if url.contains(ACT_UPLOAD_PATH) {
+            1
+        } else {
+            PARALLEL_BLOCKS
+        };
+        let mut staging = FuturesUnordered::new();
         let (mut size, mut count) = (0u64, 0u32);
         loop {
             let mut block = Vec::with_capacity(BLOCK_SIZE);
@@ -178,12 +189,19 @@ impl BlobClient {
             }
             let full = block.len() == BLOCK_SIZE;
             size += block.len() as u64;
-            self.put_block(artifact, url, count, Bytes::from(block))
-                .await?;
+            staging.push(self.put_block(artifact, url, count, Bytes::from(block)));
             count += 1;
+            while staging.len() >= in_flight {
+                if let Some(staged) = staging.next().await {
+                    staged?;
+                }
+            }
             if !full {
                 break;
             }
+        }
+        while let Some(staged) = staging.next().await {
+            staged?;
         }
         self.put_block_list(artifact, url, count).await?;
         Ok(size)
