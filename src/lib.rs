@@ -7,7 +7,9 @@
 //!   that speaks HTTP to the store. Absorbs the differences between github.com and act.
 //! - [`stream`]: duplex message streams built from append-blob artifacts (listen/connect,
 //!   frames, adaptive polling, rotation, peer timeout, the closed marker of a stopped broker).
-//! - [`layer`]: content-addressed tar.gz layers: pack, publish, fetch, verify, extract.
+//! - [`layer`]: content-addressed tar.gz layers: pack, publish (with a copy under a second
+//!   name when a dead upload holds the first), streamed fetch (download, verify and extract at
+//!   once), a cache that notices jobs writing into it, job directories of private copies.
 //! - [`proto`]: the messages between runner, broker and worker (JSON in stream frames).
 //! - [`broker`]: a pure scheduler (`broker::scheduler`) inside an async shell that owns the
 //!   listener and one stream per peer.
@@ -21,7 +23,7 @@
 //! The data path of one job: the runner packs and publishes the manifest's layers, then sends
 //! `Submit` on its stream; the broker queues the jobs (longest estimate first) and sends
 //! `Assign` to a worker with a free slot (plus a small prefetch); the worker fetches the layers
-//! into its cache, materializes the job's directory, runs `bash -c`, publishes declared outputs
+//! into its cache, assembles the job's directory from private copies, runs `bash -c`, publishes declared outputs
 //! as a layer and sends `Finished`; the broker forwards the outcome to the runner, which
 //! fetches the outputs and reports. The binary (`src/main.rs`, `src/cli/`) maps flags onto
 //! these modules and errors onto exit codes; `dist/index.js` is the GitHub Action around it.
