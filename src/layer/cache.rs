@@ -255,7 +255,8 @@ impl LayerCache {
     ///
     /// `archive` is left in place (the caller owns it). If the tree exists already, e.g.
     /// because a concurrent insert won the rename, that is success. A mismatch is
-    /// [`LayerError::HashMismatch`] and leaves the cache unchanged.
+    /// [`LayerError::HashMismatch`] and leaves the cache unchanged. Blocking: call it from
+    /// a blocking thread, not from async code.
     pub fn insert(&self, archive: &Path, digest: &Digest) -> Result<PathBuf, LayerError> {
         let tree = self.tree_path(digest)?;
         let slot = self.slot(digest);
