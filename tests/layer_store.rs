@@ -1,6 +1,8 @@
 //! Layers through the local artifact service (`cluster_action::serve`), as the runner and the
 //! workers move them: a big layer published and fetched (read in parallel ranges, extracted as
-//! it arrives) comes back identical, and a corrupt one leaves nothing in the cache.
+//! it arrives) comes back identical, a corrupt one leaves nothing in the cache, a server that
+//! ignores ranges (act) still delivers, a name held by a dead upload does not block a layer, and
+//! a job writing into the cache does not change the next job's files.
 
 use std::fs;
 use std::future::Future;
@@ -273,6 +275,55 @@ async fn a_job_that_writes_into_the_cache_does_not_change_the_next_job_s_files()
             original,
             "a job's files are its own copies"
         );
+    })
+    .await;
+}
+
+/// A stand-in for act's artifact server as far as a download goes: it signs a URL, and answers
+/// every read of it with 200 and the whole blob, ignoring `Range` (as act does).
+async fn range_ignoring_server(blob: Vec<u8>) -> (String, tokio::task::JoinHandle<()>) {
+    use axum::routing::{get, post};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/", listener.local_addr().unwrap());
+    let signed = format!("{base}blob");
+    let app = axum::Router::new()
+        .route(
+            "/twirp/github.actions.results.api.v1.ArtifactService/GetSignedArtifactURL",
+            post(move || async move { axum::Json(serde_json::json!({ "signedUrl": signed })) }),
+        )
+        .route("/blob", get(move || async move { blob }));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_ignores_ranges_still_delivers_a_big_blob_in_order() {
+    guarded(async {
+        let blob = noise(9 * 1024 * 1024 + 5, 3);
+        let (base, server) = range_ignoring_server(blob.clone()).await;
+        let ids = BackendIds {
+            run: "run-1".into(),
+            job: "worker".into(),
+        };
+        let mut cfg = StoreConfig::new(&base, &make_token(&ids)).unwrap();
+        cfg.retry = quick_retry();
+        let store = ArtifactStore::new(cfg).unwrap();
+        let artifact = cluster_action::store::ArtifactInfo {
+            name: "ca-layer-x".into(),
+            run_backend_id: ids.run.clone(),
+            job_backend_id: ids.job.clone(),
+            database_id: 1,
+            size: 0,
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let reading = tokio::spawn(async move { store.read_to(&artifact, &tx).await });
+        let mut received = Vec::new();
+        while let Some(chunk) = rx.recv().await {
+            received.extend_from_slice(&chunk);
+        }
+        assert_eq!(reading.await.unwrap().unwrap(), blob.len() as u64);
+        assert!(received == blob, "the bytes arrived whole and in order");
+        server.abort();
     })
     .await;
 }
