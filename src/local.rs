@@ -1,6 +1,6 @@
 //! `cluster-action local`: the whole cluster on one machine, speaking the real protocol over
-//! loopback: an in-process artifact service, the broker embedded in the runner, and N worker
-//! *processes*, each with its own cache directory, as separate CI runners would have.
+//! loopback: an in-process artifact service, an embedded broker beside the runner, and N
+//! worker *processes*, each with its own cache directory, as separate CI runners would have.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -9,12 +9,14 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 use tracing::{info, warn};
 
+use crate::broker::{BrokerConfig, BrokerError, EmbeddedBroker};
 use crate::runner::manifest::Manifest;
 use crate::runner::progress::Progress;
 use crate::runner::session::{self, RunConfig, RunError, RunResult};
 use crate::serve::{self, ServeConfig};
 use crate::store::{ArtifactStore, StoreConfig};
 use crate::token::{BackendIds, make_token};
+use crate::worker::contain;
 
 /// How long workers get to exit after the cluster stopped before they are killed.
 const WORKER_EXIT_GRACE: Duration = Duration::from_secs(10);
@@ -30,7 +32,9 @@ pub struct LocalConfig {
     pub binary: PathBuf,
     /// Extra flags for every worker (stream timings, log level).
     pub worker_args: Vec<String>,
-    /// The run (its `embed_broker` must be set).
+    /// The embedded broker.
+    pub broker: BrokerConfig,
+    /// The run (it should stop the cluster, so that the workers exit).
     pub run: RunConfig,
 }
 
@@ -57,6 +61,9 @@ pub enum LocalError {
     /// The run failed.
     #[error(transparent)]
     Run(#[from] RunError),
+    /// The embedded broker failed.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
     /// Local files.
     #[error("cannot create a temporary directory: {0}")]
     Io(#[source] std::io::Error),
@@ -99,28 +106,70 @@ pub async fn run(
             job: "runner".into(),
         }),
     )?;
-    let result = session::run(
-        ArtifactStore::new(store_cfg)?,
-        manifest,
-        &cfg.run,
-        progress,
-        cancel,
-    )
-    .await;
+    let store = ArtifactStore::new(store_cfg)?;
+    let broker = EmbeddedBroker::start(store.clone(), cfg.broker.clone());
+    let result = session::run(store, manifest, &cfg.run, progress, cancel).await;
+    let stopped = broker.stop().await;
     // The run stopped the cluster (its broker told the workers to exit); give them a moment.
-    for (index, mut child) in children.into_iter().enumerate() {
-        match tokio::time::timeout(WORKER_EXIT_GRACE, child.wait()).await {
+    for (index, worker) in children.into_iter().enumerate() {
+        worker.finish(index).await;
+    }
+    service.shutdown().await;
+    let result = result?;
+    stopped?;
+    Ok(result)
+}
+
+/// A worker process, watched from the moment it starts: when it exits, for whatever reason,
+/// the processes its jobs left running are killed at once (a SIGKILLed worker could not).
+struct WorkerProcess {
+    exited: tokio::task::JoinHandle<std::io::Result<std::process::ExitStatus>>,
+    kill: tokio::sync::oneshot::Sender<()>,
+}
+
+impl WorkerProcess {
+    fn watch(mut child: Child, index: u32) -> WorkerProcess {
+        let (kill, kill_rx) = tokio::sync::oneshot::channel::<()>();
+        let exited = tokio::spawn(async move {
+            let pid = child.id();
+            let status = tokio::select! {
+                status = child.wait() => status,
+                _ = kill_rx => {
+                    let _ = child.start_kill();
+                    child.wait().await
+                }
+            };
+            if let Some(pid) = pid {
+                let killed = tokio::task::spawn_blocking(move || contain::kill_marked_by(pid))
+                    .await
+                    .unwrap_or(0);
+                if killed > 0 {
+                    warn!("killed {killed} process(es) that jobs of worker {index} left running");
+                }
+            }
+            status
+        });
+        WorkerProcess { exited, kill }
+    }
+
+    /// Waits for the worker to exit after the cluster stopped, killing it after the grace.
+    async fn finish(self, index: usize) {
+        let WorkerProcess { mut exited, kill } = self;
+        let status = match tokio::time::timeout(WORKER_EXIT_GRACE, &mut exited).await {
+            Ok(status) => status,
+            Err(_) => {
+                warn!("worker {index} did not exit within {WORKER_EXIT_GRACE:?}: killing it");
+                let _ = kill.send(());
+                exited.await
+            }
+        };
+        match status {
             Ok(Ok(status)) if status.success() => {}
             Ok(Ok(status)) => warn!("worker {index} exited with {status}"),
             Ok(Err(e)) => warn!("worker {index}: {e}"),
-            Err(_) => {
-                warn!("worker {index} did not exit within {WORKER_EXIT_GRACE:?}: killing it");
-                let _ = child.kill().await;
-            }
+            Err(e) => warn!("worker {index}: its watch task failed: {e}"),
         }
     }
-    service.shutdown().await;
-    Ok(result?)
 }
 
 fn spawn_worker(
@@ -129,7 +178,7 @@ fn spawn_worker(
     url: &str,
     run_id: &str,
     scratch: &Path,
-) -> Result<Child, LocalError> {
+) -> Result<WorkerProcess, LocalError> {
     let dir = scratch.join(format!("worker-{index}"));
     let token = make_token(&BackendIds {
         run: run_id.to_string(),
@@ -156,6 +205,7 @@ fn spawn_worker(
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
+        .map(|child| WorkerProcess::watch(child, index))
         .map_err(|source| LocalError::Spawn {
             index,
             binary: cfg.binary.display().to_string(),

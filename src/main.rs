@@ -6,6 +6,7 @@ use clap::Parser;
 mod cli;
 
 fn main() {
+    cli::credentials::hide();
     let args = cli::Cli::parse();
     cli::init_logging(args.log_level.as_deref());
     let code = match tokio::runtime::Runtime::new() {
@@ -14,6 +15,9 @@ fn main() {
             // Dropping the runtime drops every task, and with them the guards that kill the
             // process groups of jobs still running.
             rt.shutdown_timeout(std::time::Duration::from_secs(5));
+            // What jobs started outside their process groups and still runs (a job dropped
+            // while its shell was being killed) goes with this process.
+            cluster_action::worker::contain::kill_marked_by(std::process::id());
             code
         }
         Err(e) => {

@@ -1,7 +1,11 @@
 //! The messages between runner, broker and worker, as they travel over artifact streams.
 //!
 //! Every message is one JSON document in one stream frame. The stream layer guarantees order
-//! and exactly-once delivery per direction; these types only say what is said.
+//! and exactly-once delivery per direction; these types only say what is said, and
+//! [`crate::link`] is the only code that encodes and decodes them.
+//!
+//! Jobs have two names: a runner's [`JobIndex`] (runner ↔ broker) and the broker's
+//! [`JobId`] (broker ↔ worker); the broker maps one onto the other.
 
 use std::collections::BTreeMap;
 
@@ -10,16 +14,40 @@ use serde::{Deserialize, Serialize};
 use crate::layer::Digest;
 
 /// The version of this message set; a peer with another version is refused at hello.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
-/// A job's identity within one submission: its index in the manifest.
-pub type JobId = u64;
+/// A job as its runner knows it: its index in the manifest. Runner ↔ broker messages name
+/// jobs by it; it is unique only within one runner's submission.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[serde(transparent)]
+pub struct JobIndex(pub u64);
 
-/// One unit of work as the runner submits it and a worker runs it.
+/// A job as the broker knows it: unique over every runner of the cluster. Broker ↔ worker
+/// messages name jobs by it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[serde(transparent)]
+pub struct JobId(pub u64);
+
+impl std::fmt::Display for JobIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Display for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// One unit of work as the runner submits it and a worker runs it (who names it how is up to
+/// the message that carries it: [`Submission`], [`BrokerToWorker::Assign`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobSpec {
-    /// Index in the manifest.
-    pub id: JobId,
     /// Unique name from the manifest.
     pub name: String,
     /// Shell command, run by `bash -c` in the job's directory.
@@ -36,6 +64,34 @@ pub struct JobSpec {
     pub outputs: Vec<String>,
     /// Expected duration in milliseconds, if known; orders the queue.
     pub estimate_ms: Option<u64>,
+    /// How far the job is kept apart from its worker and the other jobs.
+    #[serde(default)]
+    pub isolation: Isolation,
+}
+
+/// How far a job is kept apart from its worker and the other jobs (manifest `isolation`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// Its own process group, killed when the job ends; what leaves the group may stay.
+    None,
+    /// Every process the job starts dies with the job and with its worker (the default).
+    #[default]
+    Process,
+    /// Own PID and mount namespaces: only its own processes, private `/tmp`, read-only
+    /// everywhere but its directory.
+    Sandbox,
+    /// [`Isolation::Sandbox`] with a network namespace of its own (loopback only).
+    SandboxNoNetwork,
+}
+
+/// A job as the runner submits it: its index and what to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submission {
+    /// The runner's index of the job.
+    pub index: JobIndex,
+    /// What to run.
+    pub spec: JobSpec,
 }
 
 /// How one attempt of a job ended.
@@ -54,11 +110,9 @@ pub enum JobStatus {
     Cancelled,
 }
 
-/// The result of one attempt, as a worker reports it.
+/// The result of one attempt, as a worker reports it (the message carrying it names the job).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobOutcome {
-    /// The job.
-    pub id: JobId,
     /// 1-based attempt number.
     pub attempt: u32,
     /// How it ended.
@@ -108,7 +162,7 @@ pub enum RunnerMsg {
     /// Jobs to queue (a large manifest is sent in several batches).
     Submit {
         /// The jobs.
-        jobs: Vec<JobSpec>,
+        jobs: Vec<Submission>,
     },
     /// All jobs are submitted; the broker reports `AllDone` when they have finished.
     EndOfSubmission,
@@ -132,14 +186,19 @@ pub enum BrokerToRunner {
     /// An attempt started on a worker.
     Started {
         /// The job.
-        id: JobId,
+        index: JobIndex,
         /// Attempt number.
         attempt: u32,
         /// The worker.
         worker: String,
     },
     /// A job's final outcome (after retries).
-    Finished(JobOutcome),
+    Finished {
+        /// The job.
+        index: JobIndex,
+        /// Its last attempt.
+        outcome: JobOutcome,
+    },
     /// Every submitted job has a final outcome.
     AllDone,
     /// Workers connected changed (for progress and `--worker-wait`).
@@ -165,6 +224,8 @@ pub enum BrokerToWorker {
     /// Run this attempt.
     Assign {
         /// The job.
+        id: JobId,
+        /// What to run.
         job: JobSpec,
         /// Attempt number.
         attempt: u32,
@@ -197,7 +258,12 @@ pub enum WorkerMsg {
         attempt: u32,
     },
     /// An attempt ended.
-    Finished(JobOutcome),
+    Finished {
+        /// The job.
+        id: JobId,
+        /// How the attempt ended.
+        outcome: JobOutcome,
+    },
 }
 
 /// A message that could not be decoded.
@@ -212,13 +278,13 @@ pub struct DecodeError {
 }
 
 /// Encodes a message for one stream frame.
-pub fn encode<T: Serialize>(msg: &T) -> bytes::Bytes {
+pub(crate) fn encode<T: Serialize>(msg: &T) -> bytes::Bytes {
     // Serializing these plain data types to JSON cannot fail (no maps with non-string keys).
     bytes::Bytes::from(serde_json::to_vec(msg).unwrap_or_default())
 }
 
 /// Decodes one stream frame as message type `T` (`what` names it in errors).
-pub fn decode<T: serde::de::DeserializeOwned>(
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
     what: &'static str,
     frame: &[u8],
 ) -> Result<T, DecodeError> {
@@ -226,7 +292,7 @@ pub fn decode<T: serde::de::DeserializeOwned>(
 }
 
 /// The first message of any peer: `{"type": "hello", "role": ...}`.
-pub fn decode_hello(frame: &[u8]) -> Result<Hello, DecodeError> {
+pub(crate) fn decode_hello(frame: &[u8]) -> Result<Hello, DecodeError> {
     #[derive(Deserialize)]
     #[serde(tag = "type", rename_all = "snake_case")]
     enum First {

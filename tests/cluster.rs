@@ -6,6 +6,11 @@
 //! upload) and waits for events (files appearing, log lines, process exits), never for time.
 //! Every process a test starts is killed when the test ends, also when it fails.
 
+// Helpers of a test crate unwrap like its tests: a failure there is the test failing.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -149,10 +154,7 @@ fn stat_fields(pid: libc::pid_t) -> Option<Vec<String>> {
     Some(rest.split_whitespace().map(str::to_string).collect())
 }
 
-/// Whether `pid` is a live process (a zombie is not: it has exited).
-fn alive(pid: libc::pid_t) -> bool {
-    stat_fields(pid).is_some_and(|f| f[0] != "Z" && f[0] != "X")
-}
+use common::alive;
 
 /// The command line of `pid`, arguments separated by spaces.
 fn cmdline(pid: libc::pid_t) -> String {
@@ -296,10 +298,15 @@ struct Service {
 impl Service {
     /// Starts the service and waits for its `ACTIONS_RESULTS_URL=` line.
     fn up(scratch: &Scratch) -> Service {
+        Service::up_as(scratch, "serve", "serve")
+    }
+
+    /// Starts the service as `cluster-action ARGS`, its logs named `name`.
+    fn up_as(scratch: &Scratch, name: &str, args: &str) -> Service {
         // Its blobs go to a temporary directory of its own, apart from the cluster's TMPDIR.
         let data = scratch.mkdir("serve-tmp");
         let env = [("TMPDIR", data.to_str().unwrap())];
-        let proc = scratch.spawn(scratch.path(), "serve", "serve", &env);
+        let proc = scratch.spawn(scratch.path(), name, args, &env);
         let url = await_some("the service's URL", || {
             let out = proc.stdout();
             let line = out.split_once('\n')?.0;
@@ -955,7 +962,7 @@ fn a_worker_refuses_an_output_limit_it_cannot_report() {
     worker.expect_exit(2);
     let stderr = worker.stderr();
     assert!(
-        stderr.contains("--output-limit 100000000 is too large"),
+        stderr.contains("'--output-limit <BYTES>': 100000000 is not in 0..=8388608"),
         "{stderr}"
     );
 }
@@ -1249,4 +1256,94 @@ fn a_lost_broker_ends_the_run_and_the_workers_with_exit_3() {
             (!alive(pid)).then_some(())
         });
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 10. A quiet idle cluster
+
+/// Timings of an idle cluster in seconds instead of minutes: polls slow to 2 s after 1 s
+/// without a message.
+const IDLE_TIMINGS: &str =
+    "--poll-max 100ms --idle-poll-max 2s --idle-after 1s --keepalive 1s --peer-timeout 5s";
+
+/// Blob reads so far (`GET` of a segment: what stream polling costs).
+fn blob_reads(service: &Service) -> u64 {
+    service.stats()["blob"]["get"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn an_idle_cluster_polls_slowly_and_still_runs_a_late_runners_job() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = Service::up(&scratch);
+    let args = format!("--log-level info broker --cluster idle {IDLE_TIMINGS}");
+    let mut broker = service.start(&scratch, "broker", &args);
+    let args = format!("worker --cluster idle --slots 1 --name w {IDLE_TIMINGS}");
+    let mut worker = service.start(&scratch, "worker", &args);
+    broker.await_stderr("worker joined");
+
+    // The idle time is the scenario, not synchronisation: past --idle-after and the backoff's
+    // climb to the idle ceiling, the two streams (broker→worker, worker→broker) poll every 2 s.
+    std::thread::sleep(Duration::from_secs(5));
+    let before = blob_reads(&service);
+    let window = Duration::from_secs(6);
+    std::thread::sleep(window);
+    let reads = blob_reads(&service) - before;
+    // At --poll-max (100 ms) the two streams would read about 120 times in the window; at the
+    // idle ceiling 3 times each, plus one for a poll in flight at either end.
+    assert!(
+        reads <= 2 * (6 / 2 + 1),
+        "{reads} blob reads in {window:?} of idle"
+    );
+
+    // A runner arriving now still gets its job run (the worker sees it on its next poll).
+    scratch.write(
+        "late.yml",
+        manifest("", &[("late".into(), "true".into(), String::new())]),
+    );
+    let args = format!(
+        "run late.yml --cluster idle {IDLE_TIMINGS} --stop-cluster --report-json report.json"
+    );
+    service.start(&scratch, "runner", &args).expect_exit(0);
+    worker.expect_exit(0);
+    broker.expect_exit(0);
+    let (_, jobs) = read_report(&scratch.path().join("report.json"));
+    assert_eq!(jobs["late"]["status"], "passed", "{jobs:?}");
+    assert_eq!(jobs["late"]["worker"], "w", "{jobs:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 11. A restarted service
+
+#[test]
+fn a_broker_whose_service_restarted_exits_3_and_says_what_happened() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let data = scratch.mkdir("serve-data");
+    let args = format!("serve --data-dir {}", data.display());
+    let first = Service::up_as(&scratch, "serve-1", &args);
+    let args = format!("--log-level info broker --cluster gone {TIMINGS}");
+    let mut broker = first.start(&scratch, "broker", &args);
+    broker.await_stderr("broker listening");
+
+    // The same address and data directory, but none of the run's artifacts.
+    let addr = first
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let url = first.url.clone();
+    drop(first);
+    let args = format!("serve --data-dir {} --addr {addr}", data.display());
+    let second = Service::up_as(&scratch, "serve-2", &args);
+    assert_eq!(second.url, url);
+
+    broker.expect_exit(3);
+    let stderr = broker.stderr();
+    assert!(
+        stderr.contains("the listen artifact 'ca.gone.1.listen' vanished from the artifact store"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("was it restarted?"), "{stderr}");
+    assert!(!stderr.contains("artifact ''"), "{stderr}");
 }

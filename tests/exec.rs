@@ -1,6 +1,11 @@
 //! The job executor as a worker relies on it: exit statuses, environment, output capture,
 //! time limits, cancellation, and that nothing a job started outlives it.
 
+// Helpers of a test crate unwrap like its tests: a failure there is the test failing.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::future::pending;
@@ -8,7 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cluster_action::proto::JobStatus;
+use cluster_action::proto::{Isolation, JobStatus};
 use cluster_action::worker::exec::{ExecError, ExecLimits, Execution, run_job};
 
 const NO_ENV: [(&str, &str); 0] = [];
@@ -16,9 +21,17 @@ const LONG: Duration = Duration::from_secs(120);
 
 /// Runs `cmd` in `dir` with a time limit that is never reached and no cancellation.
 async fn run(cmd: &str, dir: &Path) -> Execution {
-    run_job(cmd, dir, NO_ENV, LONG, &ExecLimits::default(), pending())
-        .await
-        .unwrap()
+    run_job(
+        cmd,
+        dir,
+        NO_ENV,
+        Isolation::Process,
+        LONG,
+        &ExecLimits::default(),
+        pending(),
+    )
+    .await
+    .unwrap()
 }
 
 /// The pids a job wrote to a file, one per line or separated by spaces.
@@ -30,17 +43,7 @@ fn read_pids(path: &Path) -> Vec<i32> {
         .collect()
 }
 
-/// Whether `pid` is a running process (a zombie has finished running).
-fn running(pid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let state = stat
-        .rsplit(')')
-        .next()
-        .and_then(|rest| rest.trim().chars().next());
-    !matches!(state, Some('Z' | 'X'))
-}
+use common::alive as running;
 
 /// Waits (with a generous deadline) until none of `pids` runs any more.
 async fn assert_gone(pids: &[i32]) {
@@ -110,7 +113,16 @@ async fn runs_in_its_directory_with_extra_env_and_no_stdin() {
     let path = dir.path().to_path_buf();
     let done = tokio::spawn(async move {
         let limits = ExecLimits::default();
-        run_job(cmd, &path, &env, LONG, &limits, pending()).await
+        run_job(
+            cmd,
+            &path,
+            &env,
+            Isolation::Process,
+            LONG,
+            &limits,
+            pending(),
+        )
+        .await
     })
     .await
     .unwrap()
@@ -137,6 +149,7 @@ async fn a_missing_directory_is_an_error_naming_it() {
         "true",
         &missing,
         NO_ENV,
+        Isolation::Process,
         LONG,
         &ExecLimits::default(),
         pending(),
@@ -188,9 +201,17 @@ async fn time_limit_kills_the_whole_group() {
     "#;
     let limit = Duration::from_secs(2);
     let limits = ExecLimits::default();
-    let done = run_job(cmd, dir.path(), NO_ENV, limit, &limits, pending())
-        .await
-        .unwrap();
+    let done = run_job(
+        cmd,
+        dir.path(),
+        NO_ENV,
+        Isolation::Process,
+        limit,
+        &limits,
+        pending(),
+    )
+    .await
+    .unwrap();
     assert_eq!(done.status, JobStatus::TimedOut);
     assert_eq!(
         done.output,
@@ -210,6 +231,7 @@ async fn time_limit_sends_sigterm_first_to_let_the_job_clean_up() {
         cmd,
         dir.path(),
         NO_ENV,
+        Isolation::Process,
         limit,
         &ExecLimits::default(),
         pending(),
@@ -235,9 +257,17 @@ async fn a_job_ignoring_sigterm_is_killed_after_the_grace() {
         ..ExecLimits::default()
     };
     let limit = Duration::from_secs(1);
-    let done = run_job(cmd, dir.path(), NO_ENV, limit, &limits, pending())
-        .await
-        .unwrap();
+    let done = run_job(
+        cmd,
+        dir.path(),
+        NO_ENV,
+        Isolation::Process,
+        limit,
+        &limits,
+        pending(),
+    )
+    .await
+    .unwrap();
     assert_eq!(done.status, JobStatus::TimedOut);
     assert_eq!(done.exit_code, None);
     let pids = read_pids(&dir.path().join("pids"));
@@ -256,25 +286,53 @@ async fn background_processes_left_behind_are_killed_without_waiting_for_them() 
 }
 
 #[tokio::test]
-async fn a_process_escaping_the_group_does_not_hold_the_job_open() {
+async fn a_process_escaping_the_group_dies_with_the_job() {
     let dir = tempfile::tempdir().unwrap();
     // `setsid` puts the sleep in a new session, out of reach of the group kill, while it
-    // still holds the output pipe. The job ends once the sleep has left the group.
+    // still holds the output pipe; a daemon's own child, one level further, too. The job ends
+    // when bash exits, and takes them with it.
     let cmd = r#"
-        setsid sh -c 'echo $$ > escaped; exec sleep 1000' &
-        until [ -s escaped ]; do sleep 0.01; done
+        setsid sh -c 'echo $$ > escaped; sleep 1000 & echo $! > grandchild; wait' &
+        until [ -s escaped ] && [ -s grandchild ]; do sleep 0.01; done
         echo done
     "#;
-    let limits = ExecLimits {
-        drain: Duration::from_millis(100),
-        ..ExecLimits::default()
-    };
-    let done = run_job(cmd, dir.path(), NO_ENV, LONG, &limits, pending()).await;
-    let escaped = KillOnDrop(read_pids(&dir.path().join("escaped"))[0]);
-    let done = done.unwrap();
+    let done = run(cmd, dir.path()).await;
+    let escaped = read_pids(&dir.path().join("escaped"));
+    let grandchild = read_pids(&dir.path().join("grandchild"));
+    let _guards: Vec<KillOnDrop> = escaped
+        .iter()
+        .chain(&grandchild)
+        .map(|&p| KillOnDrop(p))
+        .collect();
     assert_eq!(done.status, JobStatus::Passed);
-    assert_eq!(done.output, "done\n");
-    assert!(running(escaped.0));
+    assert!(done.output.starts_with("done\n"), "{}", done.output);
+    assert!(
+        done.output
+            .contains("killed 2 process(es) the job left running outside its process group"),
+        "{}",
+        done.output
+    );
+    assert_gone(&escaped).await;
+    assert_gone(&grandchild).await;
+}
+
+#[tokio::test]
+async fn every_process_of_a_job_carries_its_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let done = run(
+        r"setsid sh -c 'cat /proc/$$/environ' | tr '\0' '\n' | grep ^CLUSTER_ACTION_JOB_MARK=",
+        dir.path(),
+    )
+    .await;
+    assert_eq!(done.status, JobStatus::Passed, "{}", done.output);
+    let mark = done
+        .output
+        .trim()
+        .strip_prefix("CLUSTER_ACTION_JOB_MARK=")
+        .unwrap();
+    let (owner, seq) = mark.split_once('.').unwrap();
+    assert_eq!(owner, std::process::id().to_string());
+    assert!(seq.parse::<u64>().is_ok(), "{mark}");
 }
 
 #[tokio::test]
@@ -284,9 +342,17 @@ async fn cancellation_kills_the_group() {
     let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
     let cmd = "sleep 1000 & echo $$ $! > ready; wait";
     let limits = ExecLimits::default();
-    let job = run_job(cmd, dir.path(), NO_ENV, LONG, &limits, async {
-        let _ = cancelled.await;
-    });
+    let job = run_job(
+        cmd,
+        dir.path(),
+        NO_ENV,
+        Isolation::Process,
+        LONG,
+        &limits,
+        async {
+            let _ = cancelled.await;
+        },
+    );
     let started = async {
         let pids = tokio::fs::read_to_string(&ready).await.unwrap();
         cancel.send(()).unwrap();
@@ -310,7 +376,15 @@ async fn dropping_the_job_kills_the_group() {
     let ready = fifo(dir.path(), "ready");
     let cmd = "sleep 1000 & echo $$ $! > ready; wait";
     let limits = ExecLimits::default();
-    let job = run_job(cmd, dir.path(), NO_ENV, LONG, &limits, pending());
+    let job = run_job(
+        cmd,
+        dir.path(),
+        NO_ENV,
+        Isolation::Process,
+        LONG,
+        &limits,
+        pending(),
+    );
     let pids = tokio::select! {
         done = job => panic!("the job ended: {done:?}"),
         pids = tokio::fs::read_to_string(&ready) => pids.unwrap(),
@@ -321,4 +395,117 @@ async fn dropping_the_job_kills_the_group() {
         .collect();
     assert_eq!(pids.len(), 2);
     assert_gone(&pids).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// isolation: sandbox
+
+/// Runs `cmd` in a sandbox in `dir`.
+async fn sandboxed(cmd: &str, dir: &Path, isolation: Isolation) -> Execution {
+    let limits = ExecLimits::default();
+    run_job(cmd, dir, NO_ENV, isolation, LONG, &limits, pending())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_sandboxed_job_sees_only_its_own_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let done = sandboxed(
+        "echo $$; ls /proc | grep -c '^[0-9]'",
+        dir.path(),
+        Isolation::Sandbox,
+    )
+    .await;
+    assert_eq!(done.status, JobStatus::Passed, "{}", done.output);
+    let lines: Vec<&str> = done.output.lines().collect();
+    assert_eq!(lines[0], "1", "the job's shell is its namespace's init");
+    let seen: u32 = lines[1].parse().unwrap();
+    assert!(seen <= 4, "the job sees {seen} processes");
+}
+
+#[tokio::test]
+async fn a_sandboxed_job_writes_only_its_directory_and_a_private_tmp() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job");
+    std::fs::create_dir(&job).unwrap();
+    let outside = std::env::temp_dir().join(format!("sandbox-probe-{}", std::process::id()));
+    let host = format!("/var/tmp/sandbox-probe-{}", std::process::id());
+    let cmd = format!(
+        "echo kept > mine; echo private > {tmp}; test -e {tmp} && echo tmp-ok; \
+         if echo x > {host}; then echo host-written; else echo host-refused; fi",
+        tmp = outside.display()
+    );
+    let done = sandboxed(&cmd, &job, Isolation::Sandbox).await;
+    assert_eq!(done.status, JobStatus::Passed, "{}", done.output);
+    assert!(done.output.contains("tmp-ok"), "{}", done.output);
+    assert!(done.output.contains("host-refused"), "{}", done.output);
+    assert_eq!(std::fs::read_to_string(job.join("mine")).unwrap(), "kept\n");
+    assert!(!outside.exists(), "the job's /tmp is its own");
+    assert!(
+        !Path::new(&host).exists(),
+        "the rest of the tree is read-only"
+    );
+}
+
+#[tokio::test]
+async fn a_sandboxed_jobs_processes_die_with_its_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    // A marker argument no other process has, to find the daemon from outside.
+    let marker = format!(
+        "{}.{}",
+        1000 + std::process::id() % 1000,
+        std::process::id() % 97
+    );
+    let cmd = format!("setsid sleep {marker} & sleep 0.2; echo started");
+    let done = sandboxed(&cmd, dir.path(), Isolation::Sandbox).await;
+    assert_eq!(done.status, JobStatus::Passed, "{}", done.output);
+    let survivors = || -> Vec<i32> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter(|pid: &i32| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                cmdline == format!("sleep\0{marker}\0").into_bytes() && running(*pid)
+            })
+            .collect()
+    };
+    assert_gone(&survivors()).await;
+}
+
+#[tokio::test]
+async fn a_sandboxed_job_keeps_its_exit_status_and_time_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let done = sandboxed("echo out; exit 7", dir.path(), Isolation::Sandbox).await;
+    assert_eq!((done.status, done.exit_code), (JobStatus::Failed, Some(7)));
+    assert_eq!(done.output, "out\n");
+    let limits = ExecLimits {
+        kill_grace: Duration::from_millis(200),
+        ..ExecLimits::default()
+    };
+    let limit = Duration::from_secs(1);
+    let done = run_job(
+        "sleep 1000",
+        dir.path(),
+        NO_ENV,
+        Isolation::Sandbox,
+        limit,
+        &limits,
+        pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(done.status, JobStatus::TimedOut, "{}", done.output);
+}
+
+#[tokio::test]
+async fn a_sandbox_without_network_has_a_working_loopback_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = "cut -d: -f1 /proc/net/dev | tail -n +3 | tr -d ' '; \
+               (exec 3<>/dev/tcp/127.0.0.1/9) 2>&1 | grep -o 'Connection refused' | head -n 1";
+    let done = sandboxed(cmd, dir.path(), Isolation::SandboxNoNetwork).await;
+    assert_eq!(done.status, JobStatus::Passed, "{}", done.output);
+    // Only `lo`, and it is up: a connection to a closed port is refused, not unroutable.
+    assert_eq!(done.output, "lo\nConnection refused\n");
 }

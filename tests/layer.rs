@@ -2,6 +2,9 @@
 //! cache refuses corrupt archives, extraction refuses hostile ones, job directories are built
 //! from layers in order.
 
+// Helpers of a test crate unwrap like its tests: a failure there is the test failing.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::fs::{self, File, FileTimes, Permissions};
 use std::io::Write;

@@ -1,6 +1,9 @@
 //! The manifest and commands file as a user writes them: what is accepted, how defaults apply,
 //! and what each mistake is called (with file, line and column) before anything runs.
 
+// Helpers of a test crate unwrap like its tests: a failure there is the test failing.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -8,6 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use cluster_action::layer::Digest;
+use cluster_action::proto::JobIndex;
 use cluster_action::runner::manifest::{
     self, DEFAULT_RETRIES, DEFAULT_TIMEOUT, Manifest, ManifestError, from_commands, load,
 };
@@ -485,8 +489,9 @@ jobs:
 ",
     );
     let digests = [Digest("aa".into()), Digest("bb".into())];
-    let spec = m.jobs[0].to_spec(7, &digests);
-    assert_eq!(spec.id, 7);
+    let submission = m.jobs[0].to_spec(JobIndex(7), &digests);
+    assert_eq!(submission.index, JobIndex(7));
+    let spec = submission.spec;
     assert_eq!(spec.name, "unit-1");
     assert_eq!(spec.run, "./bin/app");
     assert_eq!(spec.layers, digests);

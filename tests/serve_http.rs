@@ -1,6 +1,11 @@
 //! The local artifact service driven with plain HTTP, checking the answers a client relies on:
 //! github.com's Twirp rules and Azure's blob semantics, fault injection and the counters.
 
+// Helpers of a test crate unwrap like its tests: a failure there is the test failing.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
 use std::time::Duration;
 
 use base64::Engine;
@@ -10,14 +15,7 @@ use cluster_action::token::{BackendIds, make_token};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-const RUN: &str = "run-1";
-
-fn ids(job: &str) -> BackendIds {
-    BackendIds {
-        run: RUN.into(),
-        job: job.into(),
-    }
-}
+use common::{RUN, ids};
 
 /// A job's view of the service: its token and the HTTP client.
 struct Job {

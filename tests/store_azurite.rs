@@ -9,6 +9,9 @@
 //! carry an account SAS signed with the emulator's published development key, as github.com's
 //! signed URLs carry a SAS. Set `CLUSTER_ACTION_SKIP_EXTERNAL=1` to skip these tests.
 
+// Helpers of a test crate unwrap like its tests: a failure there is the test failing.
+#![allow(clippy::unwrap_used)]
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{ChildStdin, Command, Stdio};

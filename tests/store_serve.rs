@@ -5,7 +5,11 @@
 //! on which artifact failed. Two stand-ins cover what the service never does: a port nobody
 //! listens on, and a server that cuts its answers short.
 
-use std::future::Future;
+// Helpers of a test crate unwrap like its tests: a failure there is the test failing.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,49 +18,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use cluster_action::serve::{self, ServeConfig, ServeHandle};
 use cluster_action::store::blob::{BLOCK_SIZE, BlobClient, RangeRead};
-use cluster_action::store::{
-    ArtifactInfo, ArtifactStore, RetryPolicy, StoreConfig, StoreError, UploadOutcome,
-};
-use cluster_action::token::{BackendIds, make_token};
+use cluster_action::store::{ArtifactInfo, ArtifactStore, RetryPolicy, StoreError, UploadOutcome};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const RUN: &str = "run-1";
-
-/// Upper bound on any one test, so a bug shows as a failure instead of a hang.
-const GUARD: Duration = Duration::from_secs(60);
-
-async fn guarded<T>(fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(GUARD, fut)
-        .await
-        .expect("test did not finish in time")
-}
-
-/// Quick retries; enough attempts that injected faults never exhaust them.
-fn quick_retry() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 20,
-        base_delay: Duration::from_millis(5),
-        max_delay: Duration::from_millis(50),
-    }
-}
-
-fn ids(job: &str) -> BackendIds {
-    BackendIds {
-        run: RUN.into(),
-        job: job.into(),
-    }
-}
-
-/// A client of the service at `url` acting as job `job` of the one workflow run.
-fn store_at(url: &str, job: &str, retry: RetryPolicy) -> ArtifactStore {
-    let mut cfg = StoreConfig::new(url, &make_token(&ids(job))).unwrap();
-    cfg.retry = retry;
-    ArtifactStore::new(cfg).unwrap()
-}
-
-fn store(service: &ServeHandle, job: &str) -> ArtifactStore {
-    store_at(service.url(), job, quick_retry())
-}
+use common::{RUN, guarded, quick_retry, store, store_at};
 
 /// `len` bytes that differ from offset to offset.
 fn pattern(len: usize) -> Vec<u8> {

@@ -2,40 +2,21 @@
 //! delivery, rotation (planned and forced by expiring upload URLs), peer death, clean close,
 //! injected faults and garbled input.
 
-use std::future::Future;
+// Helpers of a test crate unwrap like its tests: a failure there is the test failing.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
 use std::time::Duration;
 
 use bytes::Bytes;
 use cluster_action::serve::{self, ServeConfig, ServeHandle};
-use cluster_action::store::{ArtifactStore, RetryPolicy, StoreConfig};
+use cluster_action::store::ArtifactStore;
 use cluster_action::stream::{
     self, Connection, Listener, Namespace, StreamConfig, StreamError, StreamReceiver, StreamSender,
 };
-use cluster_action::token::{BackendIds, make_token};
 
-/// Upper bound on any one test, so a bug shows as a failure instead of a hang.
-const GUARD: Duration = Duration::from_secs(120);
-
-async fn guarded<T>(fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(GUARD, fut)
-        .await
-        .expect("test did not finish in time")
-}
-
-/// A client of `service` acting as job `job` of the one workflow run, with quick retries.
-fn store(service: &ServeHandle, job: &str) -> ArtifactStore {
-    let ids = BackendIds {
-        run: "run-1".into(),
-        job: job.into(),
-    };
-    let mut cfg = StoreConfig::new(service.url(), &make_token(&ids)).unwrap();
-    cfg.retry = RetryPolicy {
-        max_attempts: 10,
-        base_delay: Duration::from_millis(5),
-        max_delay: Duration::from_millis(50),
-    };
-    ArtifactStore::new(cfg).unwrap()
-}
+use common::{GUARD, guarded, store};
 
 /// Timings that make tests take seconds; the peer timeout is long enough for a loaded machine.
 fn quick() -> StreamConfig {
@@ -431,7 +412,49 @@ async fn rejects_bad_namespaces_and_settings() {
         peer_timeout: Duration::from_millis(100),
         ..quick()
     };
-    assert!(matches!(bad.validate(), Err(StreamError::Config(_))));
+    let err = bad.validate().unwrap_err();
+    assert!(matches!(err, StreamError::Config(_)));
+    // The settings by name and value, not a Debug dump of the struct.
+    let text = err.to_string();
+    assert!(
+        text.contains("need 0 < 2 * keepalive < peer_timeout"),
+        "{text}"
+    );
+    assert!(
+        text.contains("keepalive 100ms, peer timeout 100ms"),
+        "{text}"
+    );
+    assert!(!text.contains("StreamConfig"), "{text}");
     assert!(quick().validate().is_ok());
     assert!(StreamConfig::default().validate().is_ok());
+}
+
+/// A service that lost the run's artifacts (a restarted `serve`) or a deleted listen artifact:
+/// the listener says so instead of waiting for clients that can no longer find it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_whose_listen_artifact_vanishes_says_so() {
+    let service = serve::start(ServeConfig::default()).await.unwrap();
+    guarded(async {
+        let broker = store(&service, "broker");
+        let mut listener = Listener::bind(broker.clone(), ns(), quick()).await.unwrap();
+        // A client accepted: discovery has listed the listen artifact at least once.
+        let (server, client) = tokio::join!(
+            listener.accept(),
+            stream::connect(store(&service, "client"), ns(), quick(), GUARD),
+        );
+        let (_server, _client) = (server.unwrap(), client.unwrap());
+        let listen = broker.find("ca.test.1.listen").await.unwrap().unwrap();
+        broker.delete(&listen).await.unwrap();
+        let err = listener
+            .accept()
+            .await
+            .err()
+            .expect("an error, not a client");
+        assert!(
+            matches!(&err, StreamError::ListenerVanished { name } if name == "ca.test.1.listen"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("was it restarted?"), "{err}");
+    })
+    .await;
 }

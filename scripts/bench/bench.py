@@ -2,10 +2,10 @@
 runner: what `cluster-action local` starts, started one by one here so that each process's
 memory and the service's request counters can be read) on this machine.
 
-    python3 scripts/bench/bench.py BINARY OUT_JSON OUT_MD [--quick] [--only SCENARIO]
+    python3 scripts/bench/bench.py BINARY OUT_JSON OUT_MD [--quick] [--only SCENARIO,...]
 
-Prints a table, writes the figures to OUT_JSON and rewrites OUT_MD (BENCHMARKS.md); with
---only, runs one scenario and updates only its figures there.
+Prints a table, writes the figures to OUT_JSON and rewrites OUT_MD (BENCHMARKS.md; "-" for
+none). --only runs just the named scenarios (dispatch, balance, latency, layer, memory, idle).
 Standard library only.
 """
 import hashlib
@@ -23,8 +23,9 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-# The stream timings `cluster-action local` uses (src/cli/run.rs).
-LOCAL_FLAGS = ["--poll-max", "100ms", "--keepalive", "2s", "--peer-timeout", "10s"]
+# The stream flags `cluster-action local` gives its workers, asked from the binary itself
+# (`selftest local-flags`, built from the constants in src/cli/common.rs) in main().
+LOCAL_FLAGS = []
 
 
 def rss_mib(pid, field="VmHWM"):
@@ -41,10 +42,11 @@ def rss_mib(pid, field="VmHWM"):
 class Cluster:
     """serve + broker + N workers, as separate processes; `run` submits a manifest."""
 
-    def __init__(self, binary, workdir, workers=4, slots=2, latency_ms=0, flags=LOCAL_FLAGS,
+    def __init__(self, binary, workdir, workers=4, slots=2, latency_ms=0, flags=None,
                  broker=True, log=None):
-        self.bin, self.dir, self.flags = binary, Path(workdir), list(flags)
+        self.bin, self.dir = binary, Path(workdir)
         self.log = log
+        self.flags = list(LOCAL_FLAGS if flags is None else flags)
         self.procs = []
         self.serve = self._spawn("serve", [binary, "serve", "--latency-ms", str(latency_ms)],
                                  env=os.environ, stdout=subprocess.PIPE)
@@ -239,8 +241,7 @@ def layer_distribution(binary, mib, tmp, results):
             for i in range(16)]
     path = manifest(data / "layer.yml", jobs, layers={"big": ["big.bin"]})
     # Info-level timings of the layer path: packed, uploaded (runner), fetched, materialized.
-    log = "warn,cluster_action::layer=info"
-    with cluster(binary, workers=4, slots=1, log=log) as c:
+    with cluster(binary, workers=4, slots=1, log="warn,cluster_action::layer=info") as c:
         before = c.stats()
         code, wall, report, _ = c.run(path, ["--stop-cluster"])
         after = c.stats()
@@ -290,10 +291,12 @@ def memory(binary, n, tmp, results):
         results["worker_idle_rss_mib"] = round(rss_mib(c.workers[0].pid), 1)
 
 
-def idle(binary, seconds, results):
+def idle(binary, settle, seconds, results):
+    """Requests of a broker and 4 workers waiting for work, counted after `settle` seconds of
+    idle (the streams slow their polls after a minute without a message)."""
     for flags, suffix in [([], ""), (LOCAL_FLAGS, "_local_timings")]:
         with cluster(binary, workers=4, flags=flags) as c:
-            time.sleep(3)  # let every worker connect before counting
+            time.sleep(settle)  # the idle time before counting is the scenario
             before = c.stats()
             time.sleep(seconds)
             after = c.stats()
@@ -303,11 +306,14 @@ def idle(binary, seconds, results):
 
 
 def main():
+    global LOCAL_FLAGS
     binary, out_json, out_md = sys.argv[1:4]
-    quick = "--quick" in sys.argv[4:]
-    only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv[4:] else None
-    size = dict(dispatch=200, balance=(60, 20), latency=40, layer=20, memory=10_000, idle=10) if quick else \
-        dict(dispatch=2000, balance=(300, 120), latency=200, layer=200, memory=100_000, idle=60)
+    rest = sys.argv[4:]
+    quick = "--quick" in rest
+    only = set(rest[rest.index("--only") + 1].split(",")) if "--only" in rest else None
+    LOCAL_FLAGS = subprocess.check_output([binary, "selftest", "local-flags"], text=True).split()
+    size = dict(dispatch=200, balance=(60, 20), latency=40, layer=20, memory=10_000, idle=(3, 10)) if quick else \
+        dict(dispatch=2000, balance=(300, 120), latency=200, layer=200, memory=100_000, idle=(65, 60))
     results = {}
     timings = {}
     with tempfile.TemporaryDirectory(prefix="ca-bench-") as d:
@@ -318,9 +324,9 @@ def main():
             ("latency", lambda: latency_hiding(binary, size["latency"], tmp, results)),
             ("layer", lambda: layer_distribution(binary, size["layer"], tmp, results)),
             ("memory", lambda: memory(binary, size["memory"], tmp, results)),
-            ("idle", lambda: idle(binary, size["idle"], results)),
+            ("idle", lambda: idle(binary, *size["idle"], results)),
         ]:
-            if only and name != only:
+            if only is not None and name not in only:
                 continue
             start = time.monotonic()
             print(f"bench: {name} ...", file=sys.stderr, flush=True)
@@ -337,49 +343,24 @@ def main():
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     Path(out_json).parent.mkdir(parents=True, exist_ok=True)
-    if only and Path(out_json).exists():
-        # One scenario again: keep the other scenarios' figures of the last run.
-        old = json.loads(Path(out_json).read_text())
-        figures = {**{k: v for k, v in old.items() if k not in ("details", "machine", "quick", "seconds_per_scenario")},
-                   **figures}
-        details = {**old.get("details", {}), **details}
-        timings = {**old.get("seconds_per_scenario", {}), **timings}
     Path(out_json).write_text(json.dumps({**figures, "details": details, "machine": machine,
                                           "quick": quick, "seconds_per_scenario": timings}, indent=2) + "\n")
     width = max(len(k) for k in figures)
     for k, v in figures.items():
         print(f"{k:<{width}}  {v}")
-    if out_md != "-":
-        write_markdown(Path(out_md), figures, details, machine, timings, quick, only)
+    if out_md != "-" and only is None:
+        write_markdown(Path(out_md), figures, details, machine, timings, quick)
 
 
 BEGIN, END = "<!-- figures: written by scripts/bench.sh -->", "<!-- end of figures -->"
 
 
-def write_markdown(path, figures, details, machine, timings, quick, only=None):
-    """Rewrites the figures between the markers of BENCHMARKS.md, keeping the text around them.
-    With `only`, the figures of other scenarios are those already there (kept from the JSON)."""
-    command = "scripts/bench.sh" + (" --quick" if quick else "") + (f" --only {only}" if only else "")
-    old_text = path.read_text() if path.exists() else ""
-    measured = f"Measured {machine['date']} with `{command}`"
-    if only and BEGIN in old_text:
-        # Keep the other scenarios' rows (figures first, then details) and per-scenario times.
-        block = old_text.split(BEGIN, 1)[1].split(END, 1)[0]
-        figures_text, _, details_text = block.partition("Details:")
-        row = r"^\| `([^`]+)` \| (.*) \|$"
-        figures = {**dict(re.findall(row, figures_text, re.M)), **figures}
-        details = {**dict(re.findall(row, details_text, re.M)), **details}
-        seconds = re.search(r"Seconds per scenario: (.*?)\.$", block, re.M)
-        if seconds:
-            timings = {**dict(t.rsplit(" ", 1) for t in seconds.group(1).split(", ")), **timings}
-    on = f"on {machine['cpus']} CPUs ({machine['cpu']}), {machine['memory_gib']} GiB, Linux {machine['kernel']}"
-    sentence = f"{measured} {on}."
-    previous = re.search(r"^(Measured .*? with `scripts/bench.sh[^`]*` on [^.]*(?:\.\d+[^.]*)*)\.", old_text, re.M)
-    if only and previous:
-        # The full run's sentence stays; the re-measured scenario says when and where it ran.
-        sentence = f"{previous.group(1)}. The `{only}` figures: {machine['date']} with `{command}` {on}."
+def write_markdown(path, figures, details, machine, timings, quick):
+    """Rewrites the figures between the markers of BENCHMARKS.md, keeping the text around them."""
+    command = "scripts/bench.sh" + (" --quick" if quick else "")
     lines = [BEGIN, "",
-             f"{sentence} Seconds per scenario: "
+             f"Measured {machine['date']} with `{command}` on {machine['cpus']} CPUs ({machine['cpu']}), "
+             f"{machine['memory_gib']} GiB, Linux {machine['kernel']}. Seconds per scenario: "
              + ", ".join(f"{k} {v}" for k, v in timings.items()) + ".", "",
              "| figure | value |", "|---|---|"]
     lines += [f"| `{k}` | {v} |" for k, v in figures.items()]

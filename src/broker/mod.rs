@@ -14,11 +14,10 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use crate::proto::{self, Hello, PROTOCOL_VERSION, RunnerMsg, WorkerMsg};
+use crate::link::{Incoming, Link, LinkSender, PeerLink};
+use crate::proto::{BrokerToRunner, BrokerToWorker, Hello, PROTOCOL_VERSION, RunnerMsg, WorkerMsg};
 use crate::store::ArtifactStore;
-use crate::stream::{
-    self, Connection, Listener, Namespace, StreamConfig, StreamError, StreamSender,
-};
+use crate::stream::{self, Connection, Listener, Namespace, StreamConfig, StreamError};
 use scheduler::{Effect, PeerId, Scheduler};
 
 /// How to run a broker.
@@ -51,16 +50,26 @@ pub enum BrokerError {
     Listener(#[source] StreamError),
 }
 
-enum Role {
-    Worker,
-    Runner,
+/// The sending half of a peer's link, typed by its role.
+enum PeerTx {
+    Worker(LinkSender<BrokerToWorker>),
+    Runner(LinkSender<BrokerToRunner>),
+}
+
+impl PeerTx {
+    async fn close(&self) -> Result<(), StreamError> {
+        match self {
+            Self::Worker(tx) => tx.close().await,
+            Self::Runner(tx) => tx.close().await,
+        }
+    }
 }
 
 enum Event {
     Joined {
         peer: PeerId,
         hello: Hello,
-        tx: StreamSender,
+        tx: PeerTx,
     },
     Worker(PeerId, WorkerMsg),
     Runner(PeerId, RunnerMsg),
@@ -133,6 +142,36 @@ pub async fn run(
     Ok(end)
 }
 
+/// A broker running as a task of this process, beside a runner (`run --embed-broker`,
+/// `local`): the caller starts it before the run and stops it after.
+pub struct EmbeddedBroker {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<BrokerEnd, BrokerError>>,
+}
+
+impl EmbeddedBroker {
+    /// Starts a broker task.
+    pub fn start(store: ArtifactStore, cfg: BrokerConfig) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run(store, cfg, async {
+            let _ = stopped.await;
+        }));
+        Self { stop, task }
+    }
+
+    /// Stops the broker (it tells its workers to exit) and waits until it has.
+    pub async fn stop(self) -> Result<BrokerEnd, BrokerError> {
+        let _ = self.stop.send(());
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) => {
+                warn!("embedded broker task failed: {e}");
+                Ok(BrokerEnd::Stopped)
+            }
+        }
+    }
+}
+
 /// How long a stopping broker waits for the streams of peers that never said hello to close.
 const CLOSE_GRACE: Duration = Duration::from_secs(10);
 
@@ -191,45 +230,56 @@ async fn peer_loop(
     hello: impl Future<Output = Option<(Connection, Bytes)>>,
     events: mpsc::Sender<Event>,
 ) {
-    let Some((Connection { peer, tx, mut rx }, first)) = hello.await else {
+    let Some((Connection { peer, tx, rx }, first)) = hello.await else {
         return;
     };
-    let gone = |reason: String| Event::Gone {
-        peer: peer.clone(),
-        reason,
-    };
-    let hello = proto::decode_hello(&first);
-    let role = match hello {
-        Ok(hello) => {
-            let role = match hello {
-                Hello::Worker { .. } => Role::Worker,
-                Hello::Runner { .. } => Role::Runner,
-            };
-            if events
-                .send(Event::Joined {
-                    peer: peer.clone(),
-                    hello,
-                    tx,
-                })
-                .await
-                .is_err()
-            {
-                return;
-            }
-            role
-        }
+    let (hello, link) = match PeerLink::accept(tx, rx, &first) {
+        Ok(accepted) => accepted,
         Err(e) => {
             warn!(%peer, "refusing a peer: {e}");
             return;
         }
     };
+    match link {
+        PeerLink::Worker(link) => {
+            serve_peer(peer, hello, link, events, PeerTx::Worker, Event::Worker).await;
+        }
+        PeerLink::Runner(link) => {
+            serve_peer(peer, hello, link, events, PeerTx::Runner, Event::Runner).await;
+        }
+    }
+}
+
+/// Hands a joined peer's sending half to the main loop, then forwards its messages as
+/// events until its stream ends or fails.
+async fn serve_peer<Out: serde::Serialize, In: Incoming>(
+    peer: PeerId,
+    hello: Hello,
+    link: Link<Out, In>,
+    events: mpsc::Sender<Event>,
+    tx: fn(LinkSender<Out>) -> PeerTx,
+    event: fn(PeerId, In) -> Event,
+) {
+    let (sender, mut rx) = link.split();
+    let joined = Event::Joined {
+        peer: peer.clone(),
+        hello,
+        tx: tx(sender),
+    };
+    if events.send(joined).await.is_err() {
+        return;
+    }
     loop {
         let ev = match rx.recv().await {
-            Ok(Some(frame)) => {
-                decode_event(&peer, &role, &frame).unwrap_or_else(|e| gone(e.to_string()))
-            }
-            Ok(None) => gone("it closed its stream".into()),
-            Err(e) => gone(e.to_string()),
+            Ok(Some(msg)) => event(peer.clone(), msg),
+            Ok(None) => Event::Gone {
+                peer: peer.clone(),
+                reason: "it closed its stream".into(),
+            },
+            Err(e) => Event::Gone {
+                peer: peer.clone(),
+                reason: e.to_string(),
+            },
         };
         let last = matches!(ev, Event::Gone { .. });
         if events.send(ev).await.is_err() || last {
@@ -238,17 +288,10 @@ async fn peer_loop(
     }
 }
 
-fn decode_event(peer: &str, role: &Role, frame: &Bytes) -> Result<Event, proto::DecodeError> {
-    Ok(match role {
-        Role::Worker => Event::Worker(peer.to_string(), proto::decode("worker", frame)?),
-        Role::Runner => Event::Runner(peer.to_string(), proto::decode("runner", frame)?),
-    })
-}
-
 /// The main loop's state: the scheduler and how to reach each peer.
 struct Shell {
     sched: Scheduler,
-    peers: HashMap<PeerId, StreamSender>,
+    peers: HashMap<PeerId, PeerTx>,
 }
 
 impl Shell {
@@ -258,7 +301,7 @@ impl Shell {
             Event::Worker(peer, msg) => match msg {
                 WorkerMsg::Hello(_) => Vec::new(),
                 WorkerMsg::Started { id, attempt } => self.sched.job_started(&peer, id, attempt),
-                WorkerMsg::Finished(outcome) => self.sched.job_finished(&peer, outcome),
+                WorkerMsg::Finished { id, outcome } => self.sched.job_finished(&peer, id, outcome),
             },
             Event::Runner(peer, msg) => match msg {
                 RunnerMsg::Hello(_) => Vec::new(),
@@ -282,7 +325,7 @@ impl Shell {
         self.apply(effects).await;
     }
 
-    async fn joined(&mut self, peer: PeerId, hello: Hello, tx: StreamSender) -> Vec<Effect> {
+    async fn joined(&mut self, peer: PeerId, hello: Hello, tx: PeerTx) -> Vec<Effect> {
         let version = match &hello {
             Hello::Worker { version, .. } | Hello::Runner { version, .. } => *version,
         };
@@ -291,11 +334,10 @@ impl Shell {
                 "protocol version {version} is not this broker's {PROTOCOL_VERSION}: use the same cluster-action release everywhere"
             );
             warn!(%peer, "{reason}");
-            let msg = match hello {
-                Hello::Worker { .. } => proto::encode(&proto::BrokerToWorker::Refused { reason }),
-                Hello::Runner { .. } => proto::encode(&proto::BrokerToRunner::Refused { reason }),
+            let _ = match &tx {
+                PeerTx::Worker(tx) => tx.send(&BrokerToWorker::Refused { reason }).await,
+                PeerTx::Runner(tx) => tx.send(&BrokerToRunner::Refused { reason }).await,
             };
-            let _ = tx.send(msg).await;
             let _ = tx.close().await;
             return Vec::new();
         }
@@ -314,13 +356,17 @@ impl Shell {
 
     async fn apply(&mut self, effects: Vec<Effect>) {
         for effect in effects {
-            let (peer, frame) = match &effect {
-                Effect::ToWorker(p, m) => (p, proto::encode(m)),
-                Effect::ToRunner(p, m) => (p, proto::encode(m)),
+            let (peer, sent) = match &effect {
+                Effect::ToWorker(p, m) => match self.peers.get(p) {
+                    Some(PeerTx::Worker(tx)) => (p, tx.send(m).await),
+                    _ => continue,
+                },
+                Effect::ToRunner(p, m) => match self.peers.get(p) {
+                    Some(PeerTx::Runner(tx)) => (p, tx.send(m).await),
+                    _ => continue,
+                },
             };
-            if let Some(tx) = self.peers.get(peer)
-                && let Err(e) = tx.send(frame).await
-            {
+            if let Err(e) = sent {
                 // The peer's reader will report it gone; the scheduler requeues then.
                 debug!(%peer, "send failed: {e}");
             }

@@ -7,7 +7,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
-use crate::proto::{BrokerToRunner, BrokerToWorker, JobId, JobOutcome, JobSpec, JobStatus};
+use crate::proto::{
+    BrokerToRunner, BrokerToWorker, JobId, JobIndex, JobOutcome, JobSpec, JobStatus, Submission,
+};
 
 /// A connected peer's id (its stream's peer id).
 pub type PeerId = String;
@@ -30,15 +32,14 @@ enum JobState {
         worker: PeerId,
         started: bool,
     },
-    Done,
 }
 
 #[derive(Debug)]
 struct Job {
     runner: PeerId,
     /// The runner's own id for the job (its manifest index).
-    local_id: JobId,
-    /// The spec as submitted (its `id` is the runner's); sent with the global id.
+    index: JobIndex,
+    /// The spec as submitted.
     spec: JobSpec,
     /// Attempts started so far (the next assignment is attempt `attempts + 1`).
     attempts: u32,
@@ -52,7 +53,7 @@ struct Job {
 #[derive(Debug, PartialEq, Eq)]
 struct Queued {
     estimate: Option<u64>,
-    order: u64,
+    /// Global ids are given in submission order.
     global: JobId,
 }
 
@@ -61,7 +62,7 @@ impl Ord for Queued {
         // `None < Some(_)`: estimated jobs come first, the longest first; then earliest first.
         self.estimate
             .cmp(&other.estimate)
-            .then_with(|| other.order.cmp(&self.order))
+            .then_with(|| other.global.cmp(&self.global))
     }
 }
 
@@ -112,7 +113,7 @@ impl Scheduler {
             queue: BinaryHeap::new(),
             workers: BTreeMap::new(),
             runners: BTreeMap::new(),
-            next_global: 0,
+            next_global: JobId(0),
             stop_requested: false,
         }
     }
@@ -201,7 +202,7 @@ impl Scheduler {
                 vec![Effect::ToRunner(
                     job.runner.clone(),
                     BrokerToRunner::Started {
-                        id: job.local_id,
+                        index: job.index,
                         attempt,
                         worker: w.name.clone(),
                     },
@@ -212,9 +213,13 @@ impl Scheduler {
     }
 
     /// A worker finished an attempt: final, or retried while attempts remain.
-    pub fn job_finished(&mut self, peer: &str, mut outcome: JobOutcome) -> Vec<Effect> {
+    pub fn job_finished(
+        &mut self,
+        peer: &str,
+        global: JobId,
+        mut outcome: JobOutcome,
+    ) -> Vec<Effect> {
         let mut fx = Vec::new();
-        let global = outcome.id;
         let current = self.jobs.get(&global).is_some_and(|job| {
             matches!(&job.state, JobState::Assigned { worker, .. } if worker == peer)
                 && job.attempts == outcome.attempt
@@ -253,18 +258,18 @@ impl Scheduler {
         )]
     }
 
-    /// A runner submitted jobs (their `id`s are the runner's own).
-    pub fn submit(&mut self, peer: &str, specs: Vec<JobSpec>) -> Vec<Effect> {
+    /// A runner submitted jobs (named by the runner's own indexes).
+    pub fn submit(&mut self, peer: &str, jobs: Vec<Submission>) -> Vec<Effect> {
         let mut fx = Vec::new();
         if !self.runners.contains_key(peer) {
             return fx;
         }
-        for spec in specs {
+        for Submission { index, spec } in jobs {
             let global = self.next_global;
-            self.next_global += 1;
+            self.next_global.0 += 1;
             let job = Job {
                 runner: peer.to_string(),
-                local_id: spec.id,
+                index,
                 spec,
                 attempts: 0,
                 state: JobState::Queued,
@@ -315,7 +320,6 @@ impl Scheduler {
                         BrokerToWorker::Cancel { id: global },
                     ));
                 }
-                JobState::Done => {}
             }
         }
         self.queue.retain(|q| {
@@ -358,26 +362,24 @@ impl Scheduler {
             job.state = JobState::Queued;
             self.queue.push(Queued {
                 estimate: job.spec.estimate_ms,
-                order: global,
                 global,
             });
         }
     }
 
     /// Records a final outcome and tells the runner.
-    fn finish(&mut self, global: JobId, mut outcome: JobOutcome, fx: &mut Vec<Effect>) {
+    fn finish(&mut self, global: JobId, outcome: JobOutcome, fx: &mut Vec<Effect>) {
         let Some(job) = self.jobs.get_mut(&global) else {
             return;
         };
-        job.state = JobState::Done;
-        outcome.id = job.local_id;
+        let index = job.index;
         let runner = job.runner.clone();
         if let Some(r) = self.runners.get_mut(&runner) {
             r.pending.remove(&global);
         }
         fx.push(Effect::ToRunner(
             runner.clone(),
-            BrokerToRunner::Finished(outcome),
+            BrokerToRunner::Finished { index, outcome },
         ));
         self.jobs.remove(&global);
         self.check_runner_done(&runner, fx);
@@ -433,15 +435,18 @@ impl Scheduler {
                     worker: worker.clone(),
                     started: false,
                 };
-                let mut spec = job.spec.clone();
-                spec.id = q.global;
+                let spec = job.spec.clone();
                 let attempt = job.attempts;
                 if let Some(w) = self.workers.get_mut(&worker) {
                     w.assigned.insert(q.global);
                 }
                 fx.push(Effect::ToWorker(
                     worker,
-                    BrokerToWorker::Assign { job: spec, attempt },
+                    BrokerToWorker::Assign {
+                        id: q.global,
+                        job: spec,
+                        attempt,
+                    },
                 ));
             }
         }
@@ -457,7 +462,6 @@ fn max_attempts_after_loss(spec: &JobSpec) -> u32 {
 /// An outcome the broker makes up for a job no worker reported on.
 fn synthetic(job: &Job, worker: &str, status: JobStatus, error: Option<String>) -> JobOutcome {
     JobOutcome {
-        id: job.local_id,
         attempt: job.attempts,
         status,
         exit_code: None,
@@ -473,10 +477,16 @@ fn synthetic(job: &Job, worker: &str, status: JobStatus, error: Option<String>) 
 mod tests {
     use super::*;
 
-    fn spec(id: JobId, estimate_ms: Option<u64>, retries: u32) -> JobSpec {
+    fn spec(index: u64, estimate_ms: Option<u64>, retries: u32) -> Submission {
+        Submission {
+            index: JobIndex(index),
+            spec: job(index, estimate_ms, retries),
+        }
+    }
+
+    fn job(index: u64, estimate_ms: Option<u64>, retries: u32) -> JobSpec {
         JobSpec {
-            id,
-            name: format!("job-{id}"),
+            name: format!("job-{index}"),
             run: "true".into(),
             env: BTreeMap::new(),
             layers: Vec::new(),
@@ -484,12 +494,12 @@ mod tests {
             retries,
             outputs: Vec::new(),
             estimate_ms,
+            isolation: Default::default(),
         }
     }
 
-    fn outcome(global: JobId, attempt: u32, status: JobStatus) -> JobOutcome {
+    fn outcome(attempt: u32, status: JobStatus) -> JobOutcome {
         JobOutcome {
-            id: global,
             attempt,
             status,
             exit_code: Some(i32::from(status != JobStatus::Passed)),
@@ -505,18 +515,21 @@ mod tests {
     fn assigns(fx: &[Effect]) -> Vec<(String, JobId, u32, String)> {
         fx.iter()
             .filter_map(|e| match e {
-                Effect::ToWorker(w, BrokerToWorker::Assign { job, attempt }) => {
-                    Some((w.clone(), job.id, *attempt, job.name.clone()))
+                Effect::ToWorker(w, BrokerToWorker::Assign { id, job, attempt }) => {
+                    Some((w.clone(), *id, *attempt, job.name.clone()))
                 }
                 _ => None,
             })
             .collect()
     }
 
-    fn finished(fx: &[Effect]) -> Vec<JobOutcome> {
+    /// (runner index, outcome) of every final outcome in `fx`.
+    fn finished(fx: &[Effect]) -> Vec<(JobIndex, JobOutcome)> {
         fx.iter()
             .filter_map(|e| match e {
-                Effect::ToRunner(_, BrokerToRunner::Finished(o)) => Some(o.clone()),
+                Effect::ToRunner(_, BrokerToRunner::Finished { index, outcome }) => {
+                    Some((*index, outcome.clone()))
+                }
                 _ => None,
             })
             .collect()
@@ -567,16 +580,16 @@ mod tests {
         let fx = s.submit("r", vec![spec(7, None, 1)]);
         let (_, g, attempt, _) = assigns(&fx)[0].clone();
         assert_eq!(attempt, 1);
-        let fx = s.job_finished("w", outcome(g, 1, JobStatus::Failed));
+        let fx = s.job_finished("w", g, outcome(1, JobStatus::Failed));
         assert!(finished(&fx).is_empty());
         assert_eq!(assigns(&fx)[0].2, 2, "second attempt");
-        let mut fx = s.job_finished("w", outcome(g, 2, JobStatus::Failed));
+        let mut fx = s.job_finished("w", g, outcome(2, JobStatus::Failed));
         fx.extend(s.end_of_submission("r"));
         let done = finished(&fx);
         assert_eq!(done.len(), 1);
         assert_eq!(
-            (done[0].id, done[0].attempt, done[0].status),
-            (7, 2, JobStatus::Failed)
+            (done[0].0, done[0].1.attempt, done[0].1.status),
+            (JobIndex(7), 2, JobStatus::Failed)
         );
         assert!(fx.contains(&Effect::ToRunner("r".into(), BrokerToRunner::AllDone)));
     }
@@ -596,9 +609,12 @@ mod tests {
         let fx = s.worker_joined("b".into(), "b".into(), 1);
         assert_eq!(assigns(&fx)[0].2, 2, "the lost attempt counts");
         // A late result from the lost worker changes nothing.
-        assert!(finished(&s.job_finished("a", outcome(g, 1, JobStatus::Passed))).is_empty());
-        let done = finished(&s.job_finished("b", outcome(g, 2, JobStatus::Passed)));
-        assert_eq!((done[0].attempt, done[0].status), (2, JobStatus::Passed));
+        assert!(finished(&s.job_finished("a", g, outcome(1, JobStatus::Passed))).is_empty());
+        let done = finished(&s.job_finished("b", g, outcome(2, JobStatus::Passed)));
+        assert_eq!(
+            (done[0].1.attempt, done[0].1.status),
+            (2, JobStatus::Passed)
+        );
         assert_eq!(s.unfinished(), 0);
     }
 
@@ -613,7 +629,7 @@ mod tests {
         assert!(fx.contains(&Effect::ToRunner(
             "r".into(),
             BrokerToRunner::Started {
-                id: 0,
+                index: JobIndex(0),
                 attempt: 1,
                 worker: "machine-a".into()
             }
@@ -623,11 +639,12 @@ mod tests {
         s.job_started("peer-b", g, 2);
         let done = finished(&s.worker_lost("peer-b", "timeout"));
         assert_eq!(
-            (done[0].status, done[0].worker.as_str()),
+            (done[0].1.status, done[0].1.worker.as_str()),
             (JobStatus::Error, "machine-b")
         );
         assert!(
             done[0]
+                .1
                 .error
                 .as_deref()
                 .unwrap()
@@ -661,8 +678,12 @@ mod tests {
             "w".into(),
             BrokerToWorker::Cancel { id: running }
         )));
-        let fx = s.job_finished("w", outcome(running, 1, JobStatus::Failed));
-        assert_eq!(finished(&fx)[0].status, JobStatus::Cancelled, "not retried");
+        let fx = s.job_finished("w", running, outcome(1, JobStatus::Failed));
+        assert_eq!(
+            finished(&fx)[0].1.status,
+            JobStatus::Cancelled,
+            "not retried"
+        );
         assert!(fx.contains(&Effect::ToRunner("r".into(), BrokerToRunner::AllDone)));
     }
 
@@ -674,7 +695,7 @@ mod tests {
         let fx = s.submit("r", vec![spec(0, None, 0)]);
         s.request_stop();
         assert!(!s.should_stop());
-        s.job_finished("w", outcome(assigns(&fx)[0].1, 1, JobStatus::Passed));
+        s.job_finished("w", assigns(&fx)[0].1, outcome(1, JobStatus::Passed));
         assert!(s.should_stop());
         assert_eq!(
             s.exit_all(),

@@ -6,9 +6,10 @@ use std::time::Duration;
 use clap::Args;
 
 use cluster_action::broker::{self, BrokerConfig, BrokerEnd};
+use cluster_action::link::Target;
 use cluster_action::runner::duration::parse_duration;
 use cluster_action::runner::session;
-use cluster_action::worker::{self, WorkerConfig, WorkerEnd, WorkerError, exec::ExecLimits};
+use cluster_action::worker::{self, WorkerConfig, WorkerEnd, exec::ExecLimits};
 
 use super::common::{ClusterArgs, default_name, shutdown_signal, store_from_env};
 use super::exit;
@@ -32,7 +33,7 @@ impl BrokerArgs {
         cluster: &ClusterArgs,
         idle_timeout: Duration,
         prefetch: u32,
-    ) -> anyhow::Result<BrokerConfig> {
+    ) -> Result<BrokerConfig, exit::Failure> {
         Ok(BrokerConfig {
             ns: cluster.namespace()?,
             stream: cluster.stream()?,
@@ -48,7 +49,7 @@ pub struct WorkerArgs {
     #[command(flatten)]
     cluster: ClusterArgs,
     /// Jobs run at once (default: the number of CPUs).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     slots: Option<u32>,
     /// Where extracted layers are cached (default: a temporary directory, removed on exit).
     #[arg(long, value_name = "DIR")]
@@ -64,7 +65,12 @@ pub struct WorkerArgs {
     name: Option<String>,
     /// Bytes of each job's output kept (the tail; the rest is cut with a marker); at most
     /// 8 MiB.
-    #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
+    #[arg(
+        long,
+        default_value_t = 1024 * 1024,
+        value_name = "BYTES",
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(..=MAX_OUTPUT_LIMIT as u64)
+    )]
     output_limit: usize,
 }
 
@@ -84,7 +90,7 @@ pub struct StopArgs {
 }
 
 /// Runs a broker until the cluster is stopped, it idles out, or a signal arrives.
-pub async fn broker(args: BrokerArgs) -> anyhow::Result<i32> {
+pub async fn broker(args: BrokerArgs) -> Result<i32, exit::Failure> {
     let cfg = BrokerArgs::config(&args.cluster, args.idle_timeout, args.prefetch)?;
     let store = store_from_env()?;
     match broker::run(store, cfg, shutdown_signal()).await? {
@@ -98,21 +104,10 @@ pub async fn broker(args: BrokerArgs) -> anyhow::Result<i32> {
 }
 
 /// Runs a worker until the broker tells it to exit.
-pub async fn worker(args: WorkerArgs) -> anyhow::Result<i32> {
+pub async fn worker(args: WorkerArgs) -> Result<i32, exit::Failure> {
     let slots = args
         .slots
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
-    if slots == 0 {
-        return Err(exit::ExitError::bad_input(
-            "--slots 0: a worker needs at least one slot",
-        ));
-    }
-    if args.output_limit > MAX_OUTPUT_LIMIT {
-        return Err(exit::ExitError::bad_input(format!(
-            "--output-limit {} is too large: at most {MAX_OUTPUT_LIMIT} bytes (8 MiB) of a job's output can be reported",
-            args.output_limit
-        )));
-    }
     let name = args.name.unwrap_or_else(|| default_name("worker"));
     // Without --cache-dir, the cache (and the job directories next to it) live in a temporary
     // directory removed when the worker exits.
@@ -122,7 +117,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<i32> {
             let scratch = tempfile::Builder::new()
                 .prefix("cluster-action-worker-")
                 .tempdir()
-                .map_err(|e| anyhow::anyhow!("cannot create a temporary directory: {e}"))?;
+                .map_err(exit::Failure::io("cannot create a temporary directory"))?;
             let dir = scratch.path().join("cache");
             (Some(scratch), dir)
         }
@@ -144,31 +139,23 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<i32> {
         },
     };
     let store = store_from_env()?;
-    match worker::run(store, cfg, shutdown_signal()).await {
-        Ok(WorkerEnd::Exited) => Ok(exit::OK),
-        Ok(WorkerEnd::Interrupted) => {
-            eprintln!(
-                "worker interrupted: its running jobs were killed and handed back to the broker"
-            );
-            Ok(exit::CANCELLED)
-        }
-        Err(e @ WorkerError::Layer(_)) => Err(exit::ExitError::bad_input(e.to_string())),
-        Err(e) => Err(e.into()),
+    let end = worker::run(store, cfg, shutdown_signal()).await?;
+    if end == WorkerEnd::Interrupted {
+        eprintln!("worker interrupted: its running jobs were killed and handed back to the broker");
     }
+    Ok(exit::worker_ended(end))
 }
 
 /// Tells the cluster's broker to stop.
-pub async fn stop(args: StopArgs) -> anyhow::Result<i32> {
+pub async fn stop(args: StopArgs) -> Result<i32, exit::Failure> {
     let store = store_from_env()?;
     let ns = args.cluster.namespace()?;
-    session::stop_cluster(
-        store,
-        &ns,
-        &args.cluster.stream()?,
-        args.broker_wait,
-        &default_name("stop"),
-    )
-    .await?;
+    let target = Target {
+        ns: ns.clone(),
+        stream: args.cluster.stream()?,
+        wait: args.broker_wait,
+    };
+    session::stop_cluster(store, &target, &default_name("stop")).await?;
     eprintln!("cluster '{}' stopped", ns.cluster);
     Ok(exit::OK)
 }

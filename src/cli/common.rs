@@ -9,7 +9,41 @@ use cluster_action::runner::duration::parse_duration;
 use cluster_action::store::{ArtifactStore, StoreConfig};
 use cluster_action::stream::{Namespace, StreamConfig};
 
-use super::exit::ExitError;
+use super::exit::Failure;
+
+/// `--idle-poll-max`'s default (as [`StreamConfig::default`]): a job sent to an idle worker is seen within 6 s, so a late
+/// runner's first job starts within 15 s (discovery takes up to 2 × 3 s, the submission up
+/// to 1 s), while an idle cluster of a broker and 4 workers makes fewer than 200 blob requests
+/// a minute (8 streams polled every 6 s and a keepalive on each every 5 s).
+const DEFAULT_IDLE_POLL_MAX: &str = "6s";
+/// `--idle-after`'s default (as [`StreamConfig::default`]).
+const DEFAULT_IDLE_AFTER: &str = "1m";
+
+/// `local --poll-max`'s default: one machine answers fast, so polls can be frequent.
+pub const LOCAL_POLL_MAX: &str = "100ms";
+/// `local --peer-timeout`'s default: a lost worker on this machine is noticed soon.
+pub const LOCAL_PEER_TIMEOUT: &str = "10s";
+/// `local` sends this many keepalives per peer timeout, so one lost append never looks like
+/// a lost peer.
+pub const LOCAL_KEEPALIVES_PER_PEER_TIMEOUT: u32 = 4;
+/// The shortest keepalive `local` uses, however short its peer timeout.
+pub const LOCAL_MIN_KEEPALIVE: Duration = Duration::from_millis(100);
+/// How long `local`'s runner waits for its own embedded broker's listener.
+pub const LOCAL_BROKER_WAIT: Duration = Duration::from_secs(30);
+/// The idle timeout of a broker embedded in a runner (`run --embed-broker`, `local`): it
+/// lives as long as its runner, so this only bounds a runner that hangs.
+pub const EMBEDDED_BROKER_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Prints the stream flags `local` gives its worker processes with its default timings, one
+/// a line, so scripts/bench can build the same cluster from separate processes.
+pub fn print_local_flags() -> Result<i32, Failure> {
+    let poll_max = parse_duration(LOCAL_POLL_MAX).map_err(Failure::bad_input)?;
+    let peer_timeout = parse_duration(LOCAL_PEER_TIMEOUT).map_err(Failure::bad_input)?;
+    for flag in ClusterArgs::local(poll_max, peer_timeout).to_worker_args() {
+        println!("{flag}");
+    }
+    Ok(super::exit::OK)
+}
 
 /// `--cluster` and the stream timings.
 #[derive(Debug, Clone, Args)]
@@ -20,6 +54,13 @@ pub struct ClusterArgs {
     /// Longest pause between polls of an idle stream (e.g. 500ms, 1s).
     #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
     pub poll_max: Duration,
+    /// Longest pause between polls of a stream that carried no message for --idle-after: the
+    /// longest a job sent to an idle worker waits to be seen. At least --poll-max.
+    #[arg(long, default_value = DEFAULT_IDLE_POLL_MAX, value_parser = parse_duration, value_name = "DURATION")]
+    pub idle_poll_max: Duration,
+    /// How long a stream carries no message before its polls slow to --idle-poll-max.
+    #[arg(long, default_value = DEFAULT_IDLE_AFTER, value_parser = parse_duration, value_name = "DURATION")]
+    pub idle_after: Duration,
     /// Send a keepalive when nothing else was sent for this long.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub keepalive: Duration,
@@ -29,44 +70,47 @@ pub struct ClusterArgs {
 }
 
 impl ClusterArgs {
-    /// The stream names: this cluster in this run attempt (`GITHUB_RUN_ATTEMPT`, default 1).
-    pub fn namespace(&self) -> anyhow::Result<Namespace> {
-        let ok = !self.cluster.is_empty()
-            && self.cluster.len() <= 64
-            && self
-                .cluster
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !ok {
-            return Err(ExitError::bad_input(format!(
-                "--cluster '{}' is not a valid cluster id: use 1 to 64 letters, digits, '-' or '_'",
-                self.cluster
-            )));
-        }
-        let attempt = std::env::var("GITHUB_RUN_ATTEMPT")
-            .ok()
-            .filter(|a| !a.is_empty())
-            .unwrap_or_else(|| "1".into());
-        Ok(Namespace {
-            cluster: self.cluster.clone(),
-            attempt,
+    /// The stream names: this cluster in this run attempt (exit 2 when either is not a legal
+    /// part of an artifact name).
+    pub fn namespace(&self) -> Result<Namespace, Failure> {
+        Namespace::from_env(&self.cluster).map_err(|e| {
+            Failure::bad_input(format!(
+                "{e}\n(the cluster id comes from --cluster or CLUSTER_ACTION_CLUSTER, the run attempt from GITHUB_RUN_ATTEMPT)"
+            ))
         })
     }
 
+    /// The cluster `local` runs: its own cluster id, and a keepalive that fits
+    /// [`LOCAL_KEEPALIVES_PER_PEER_TIMEOUT`] times into `peer_timeout`.
+    pub fn local(poll_max: Duration, peer_timeout: Duration) -> Self {
+        Self {
+            cluster: "local".into(),
+            poll_max,
+            idle_poll_max: StreamConfig::default().idle_poll_max,
+            idle_after: StreamConfig::default().idle_after,
+            keepalive: (peer_timeout / LOCAL_KEEPALIVES_PER_PEER_TIMEOUT).max(LOCAL_MIN_KEEPALIVE),
+            peer_timeout,
+        }
+    }
+
     /// Stream timings from the flags (exit 2 when they cannot work together).
-    pub fn stream(&self) -> anyhow::Result<StreamConfig> {
+    pub fn stream(&self) -> Result<StreamConfig, Failure> {
         let cfg = StreamConfig {
             poll_max: self.poll_max,
+            idle_poll_max: self.idle_poll_max,
+            idle_after: self.idle_after,
             keepalive: self.keepalive,
             peer_timeout: self.peer_timeout,
             ..StreamConfig::default()
         };
-        cfg.validate().map_err(|e| {
-            ExitError::bad_input(format!(
-                "{e}\n(--keepalive {:?} must be less than half of --peer-timeout {:?}, and --poll-max more than 0)",
-                self.keepalive, self.peer_timeout
-            ))
-        })?;
+        cfg.validate()
+            .map_err(|source| Failure::StreamSettings {
+                source,
+                flags: format!(
+                    "--keepalive {:?} must be less than half of --peer-timeout {:?}, and --poll-max more than 0",
+                    self.keepalive, self.peer_timeout
+                ),
+            })?;
         Ok(cfg)
     }
 
@@ -75,6 +119,10 @@ impl ClusterArgs {
         vec![
             "--poll-max".into(),
             format!("{}ms", self.poll_max.as_millis()),
+            "--idle-poll-max".into(),
+            format!("{}ms", self.idle_poll_max.as_millis()),
+            "--idle-after".into(),
+            format!("{}ms", self.idle_after.as_millis()),
             "--keepalive".into(),
             format!("{}ms", self.keepalive.as_millis()),
             "--peer-timeout".into(),
@@ -84,12 +132,8 @@ impl ClusterArgs {
 }
 
 /// The artifact store from `ACTIONS_RESULTS_URL` and `ACTIONS_RUNTIME_TOKEN` (exit 2 if unusable).
-pub fn store_from_env() -> anyhow::Result<ArtifactStore> {
-    let cfg = StoreConfig::from_env().map_err(|e| {
-        ExitError::bad_input(format!(
-            "{e}\n(in a workflow, run cluster-action through its action, which passes these on; locally, use `cluster-action local`)"
-        ))
-    })?;
+pub fn store_from_env() -> Result<ArtifactStore, Failure> {
+    let cfg = StoreConfig::from_env().map_err(Failure::Environment)?;
     Ok(ArtifactStore::new(cfg)?)
 }
 
@@ -123,4 +167,19 @@ pub fn default_name(role: &str) -> String {
         .unwrap_or_else(|| role.to_string());
     let suffix: u32 = rand::random_range(0..0x100_0000);
     format!("{base}-{suffix:06x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_idle_defaults_are_the_stream_defaults() {
+        let defaults = StreamConfig::default();
+        assert_eq!(
+            parse_duration(DEFAULT_IDLE_POLL_MAX),
+            Ok(defaults.idle_poll_max)
+        );
+        assert_eq!(parse_duration(DEFAULT_IDLE_AFTER), Ok(defaults.idle_after));
+    }
 }

@@ -1,4 +1,18 @@
-//! Exit codes, the same for every subcommand, and how an error becomes one.
+//! Exit codes, the same for every subcommand, and the one table that maps every way a command
+//! ends onto them. The table is exhaustive (as nextest's `process_exit_code`): every error a
+//! subcommand can meet converts into a [`Failure`] keeping its cause chain, and a new variant
+//! anywhere below makes the compiler ask for its code here.
+
+use cluster_action::broker::BrokerError;
+use cluster_action::layer::LayerError;
+use cluster_action::local::LocalError;
+use cluster_action::runner::machine::RunEnd;
+use cluster_action::runner::manifest::ManifestError;
+use cluster_action::runner::report::Summary;
+use cluster_action::runner::session::RunError;
+use cluster_action::store::StoreError;
+use cluster_action::stream::StreamError;
+use cluster_action::worker::{WorkerEnd, WorkerError};
 
 /// Every job passed (or the command did what it was asked).
 pub const OK: i32 = 0;
@@ -20,29 +34,275 @@ Exit codes:
   3    cluster or infrastructure failure (artifact store, broker, workers)
   130  cancelled (SIGINT/SIGTERM)";
 
-/// An error that carries its exit code; anything else is an infrastructure failure.
+/// Why a subcommand failed.
 #[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct ExitError {
-    /// The exit code.
-    pub code: i32,
-    /// The message for the user.
-    pub message: String,
+pub enum Failure {
+    /// A flag is unusable; the message names it and the fix.
+    #[error("{0}")]
+    BadInput(String),
+    /// The manifest or commands file was refused.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The artifact store the environment describes is unusable.
+    #[error(
+        "{0}\n(in a workflow, run cluster-action through its action, which passes these on; locally, use `cluster-action local`)"
+    )]
+    Environment(#[source] StoreError),
+    /// The stream timing flags cannot work together.
+    #[error("{source}\n({flags})")]
+    StreamSettings {
+        /// What the stream layer says.
+        #[source]
+        source: StreamError,
+        /// The flags and the rule they break.
+        flags: String,
+    },
+    /// The artifact store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stream failed.
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    /// A layer could not be packed, published or fetched.
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    /// The broker failed.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// The worker failed.
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+    /// The run failed.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// The local cluster failed.
+    #[error(transparent)]
+    Local(#[from] LocalError),
+    /// The artifact service failed.
+    #[error(transparent)]
+    Serve(anyhow::Error),
+    /// A check of `selftest` failed.
+    #[error(transparent)]
+    Check(anyhow::Error),
+    /// A local file or directory.
+    #[error("{what}: {source}")]
+    Io {
+        /// What could not be done.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-impl ExitError {
-    /// A bad-input error (exit 2).
-    pub fn bad_input(message: impl Into<String>) -> anyhow::Error {
-        ExitError {
-            code: BAD_INPUT,
-            message: message.into(),
+impl Failure {
+    /// A bad-input failure (exit 2) with a message that names the input and the fix.
+    pub fn bad_input(message: impl Into<String>) -> Self {
+        Self::BadInput(message.into())
+    }
+
+    /// A failure of a local file operation: `what` could not be done.
+    pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let what = what.into();
+        move |source| Self::Io { what, source }
+    }
+
+    /// The exit code of this failure.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::BadInput(_)
+            | Self::Manifest(_)
+            | Self::Environment(_)
+            | Self::StreamSettings { .. } => BAD_INPUT,
+            Self::Worker(e) => worker_failure(e),
+            Self::Run(e) => run_failure(e),
+            Self::Local(e) => match e {
+                LocalError::Run(e) => run_failure(e),
+                LocalError::Serve(_)
+                | LocalError::Spawn { .. }
+                | LocalError::Store(_)
+                | LocalError::Broker(_)
+                | LocalError::Io(_) => INFRA,
+            },
+            Self::Store(_)
+            | Self::Stream(_)
+            | Self::Layer(_)
+            | Self::Broker(_)
+            | Self::Serve(_)
+            | Self::Check(_)
+            | Self::Io { .. } => INFRA,
         }
-        .into()
     }
 }
 
-/// Prints `err` with its chain of causes and returns its exit code.
-pub fn report(err: &anyhow::Error) -> i32 {
-    eprintln!("error: {err:#}");
-    err.downcast_ref::<ExitError>().map_or(INFRA, |e| e.code)
+/// The exit code of each way a worker fails.
+fn worker_failure(e: &WorkerError) -> i32 {
+    match e {
+        // The cache directory is the user's --cache-dir.
+        WorkerError::Layer(_) => BAD_INPUT,
+        WorkerError::Join(_)
+        | WorkerError::BrokerLost(_)
+        | WorkerError::BrokerClosed
+        | WorkerError::Refused(_)
+        | WorkerError::Stream(_) => INFRA,
+    }
+}
+
+/// The exit code of each way a run fails.
+fn run_failure(e: &RunError) -> i32 {
+    match e {
+        RunError::Layer { .. }
+        | RunError::Join(_)
+        | RunError::ClusterStopped(_)
+        | RunError::Refused(_)
+        | RunError::BrokerLost(_)
+        | RunError::BrokerClosed
+        | RunError::Stream(_)
+        | RunError::Io { .. }
+        | RunError::Task { .. } => INFRA,
+    }
+}
+
+/// The exit code of a run that ended: a cancelled run is incomplete whatever else happened, a
+/// run without workers is an infrastructure failure, a completed run follows its worst job.
+pub fn run_ended(end: &RunEnd, summary: &Summary) -> i32 {
+    match end {
+        RunEnd::Cancelled => CANCELLED,
+        RunEnd::NoWorkers { .. } => INFRA,
+        RunEnd::Completed if summary.not_passed() > 0 => JOBS_FAILED,
+        RunEnd::Completed => OK,
+    }
+}
+
+/// The exit code of a worker that ended.
+pub fn worker_ended(end: WorkerEnd) -> i32 {
+    match end {
+        WorkerEnd::Exited => OK,
+        WorkerEnd::Interrupted => CANCELLED,
+    }
+}
+
+/// Prints `failure` with its causes (each once) and returns its exit code.
+pub fn report(failure: &Failure) -> i32 {
+    eprintln!("error: {}", with_causes(failure));
+    failure.exit_code()
+}
+
+/// The message of `err` followed by each cause its message does not already contain.
+fn with_causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(e) = cause {
+        let line = e.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        cause = e.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cluster_action::proto::JobStatus;
+    use cluster_action::runner::report::{JobReport, RunReport};
+
+    fn job(status: JobStatus) -> JobReport {
+        JobReport {
+            name: "j".into(),
+            status,
+            exit_code: None,
+            attempts: 1,
+            max_attempts: 1,
+            duration_ms: 0,
+            timeout_ms: 1000,
+            worker: "w".into(),
+            outputs: Vec::new(),
+            output: String::new(),
+            error: None,
+        }
+    }
+
+    fn run(statuses: &[JobStatus]) -> RunReport {
+        RunReport {
+            jobs: statuses.iter().map(|s| job(*s)).collect(),
+            wall_ms: 0,
+        }
+    }
+
+    #[test]
+    fn exit_codes_follow_the_worst_outcome() {
+        let completed = |r: &RunReport| run_ended(&RunEnd::Completed, &r.summary());
+        let passed = run(&[JobStatus::Passed, JobStatus::Passed]);
+        assert_eq!(
+            (
+                completed(&passed),
+                passed.summary().not_passed() > 0,
+                passed.summary().cancelled > 0
+            ),
+            (0, false, false)
+        );
+        for failing in [JobStatus::Failed, JobStatus::TimedOut, JobStatus::Error] {
+            let report = run(&[JobStatus::Passed, failing]);
+            assert_eq!(
+                (completed(&report), report.summary().not_passed() > 0),
+                (1, true)
+            );
+        }
+        let cancelled = run(&[JobStatus::Failed, JobStatus::Cancelled]);
+        assert_eq!(
+            (
+                run_ended(&RunEnd::Cancelled, &cancelled.summary()),
+                cancelled.summary().not_passed() > 0,
+                cancelled.summary().cancelled > 0
+            ),
+            (130, true, true)
+        );
+        assert_eq!(completed(&run(&[])), 0);
+        let none = RunEnd::NoWorkers { not_run: 1 };
+        assert_eq!(run_ended(&none, &run(&[JobStatus::Error]).summary()), 3);
+    }
+
+    #[test]
+    fn workers_exit_0_when_told_and_130_when_interrupted() {
+        assert_eq!(worker_ended(WorkerEnd::Exited), OK);
+        assert_eq!(worker_ended(WorkerEnd::Interrupted), CANCELLED);
+    }
+
+    #[test]
+    fn bad_input_exits_2_and_a_lost_broker_3() {
+        assert_eq!(Failure::bad_input("--slots 0").exit_code(), BAD_INPUT);
+        assert_eq!(
+            Failure::from(RunError::BrokerClosed).exit_code(),
+            INFRA,
+            "a run"
+        );
+        assert_eq!(
+            Failure::from(LocalError::Run(RunError::BrokerClosed)).exit_code(),
+            INFRA,
+            "a local run"
+        );
+        assert_eq!(
+            Failure::from(WorkerError::BrokerClosed).exit_code(),
+            INFRA,
+            "a worker"
+        );
+    }
+
+    #[test]
+    fn causes_are_shown_once() {
+        let io = std::io::Error::other("disk full");
+        let failure = Failure::io("cannot write r.json")(io);
+        assert_eq!(with_causes(&failure), "cannot write r.json: disk full");
+        let outer = RunError::Io {
+            what: "cannot create outputs directory o".into(),
+            source: std::io::Error::other("denied"),
+        };
+        assert_eq!(
+            with_causes(&Failure::from(outer)),
+            "cannot create outputs directory o: denied"
+        );
+    }
 }

@@ -3,6 +3,7 @@
 
 mod cluster;
 mod common;
+pub mod credentials;
 pub mod exit;
 mod run;
 mod selftest;
@@ -53,6 +54,9 @@ pub enum Command {
 pub enum SelftestCommand {
     /// Two jobs exchange stream messages both ways and a layer through the artifact store.
     Transport(selftest::TransportArgs),
+    /// Prints the stream flags `local` gives its workers, one a line (scripts/bench builds
+    /// the same cluster from separate processes with them).
+    LocalFlags,
 }
 
 /// Sets up `tracing` on stderr: `--log-level`, else `RUST_LOG`, else warnings only. Colours
@@ -84,9 +88,10 @@ pub async fn dispatch(command: Command) -> i32 {
         Command::Serve(args) => serve::serve(args).await,
         Command::Token(args) => serve::token(args),
         Command::Selftest(SelftestCommand::Transport(args)) => selftest::transport(args).await,
+        Command::Selftest(SelftestCommand::LocalFlags) => common::print_local_flags(),
     };
     match result {
         Ok(code) => code,
-        Err(err) => exit::report(&err),
+        Err(failure) => exit::report(&failure),
     }
 }

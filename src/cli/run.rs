@@ -5,15 +5,20 @@ use std::time::Duration;
 
 use clap::Args;
 
+use cluster_action::broker::EmbeddedBroker;
 use cluster_action::local::{self, LocalConfig};
 use cluster_action::runner::duration::parse_duration;
+use cluster_action::runner::machine::RunEnd;
 use cluster_action::runner::manifest::{self, Manifest};
 use cluster_action::runner::progress::{Mode, Progress};
-use cluster_action::runner::session::{self, RunConfig, RunEnd, RunResult};
+use cluster_action::runner::session::{self, RunConfig, RunResult};
 
 use super::cluster::BrokerArgs;
-use super::common::{ClusterArgs, default_name, shutdown_signal, store_from_env};
-use super::exit::{self, ExitError};
+use super::common::{
+    ClusterArgs, EMBEDDED_BROKER_IDLE_TIMEOUT, LOCAL_BROKER_WAIT, LOCAL_PEER_TIMEOUT,
+    LOCAL_POLL_MAX, default_name, shutdown_signal, store_from_env,
+};
+use super::exit::{self, Failure};
 
 /// What to run and where the reports go (shared by `run` and `local`).
 #[derive(Debug, Args)]
@@ -70,30 +75,30 @@ pub struct LocalArgs {
     #[command(flatten)]
     jobs: JobsArgs,
     /// Worker processes to start.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     workers: u32,
     /// Slots per worker (default: CPUs divided among the workers, at least 1).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     slots: Option<u32>,
     /// Jobs given to a worker beyond its slots.
     #[arg(long, default_value_t = 2)]
     prefetch: u32,
     /// Longest pause between polls of an idle stream.
-    #[arg(long, default_value = "100ms", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = LOCAL_POLL_MAX, value_parser = parse_duration, value_name = "DURATION")]
     poll_max: Duration,
     /// Declare a silent worker lost (its jobs are requeued) after this long.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = LOCAL_PEER_TIMEOUT, value_parser = parse_duration, value_name = "DURATION")]
     peer_timeout: Duration,
 }
 
 /// Runs a manifest on an existing cluster (or one it embeds).
-pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
+pub async fn run(args: RunArgs) -> Result<i32, Failure> {
     let manifest = load(&args.jobs)?;
     let cluster = args.cluster;
     let embed_broker = if args.embed_broker {
         Some(BrokerArgs::config(
             &cluster,
-            Duration::from_secs(3600),
+            EMBEDDED_BROKER_IDLE_TIMEOUT,
             args.prefetch,
         )?)
     } else {
@@ -102,58 +107,47 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let cfg = RunConfig {
         ns: cluster.namespace()?,
         stream: cluster.stream()?,
-        embed_broker,
-        stop_cluster: args.stop_cluster,
+        // An embedded broker stops with the run: its workers exit then.
+        stop_cluster: args.stop_cluster || embed_broker.is_some(),
         broker_wait: args.broker_wait,
         worker_wait: args.jobs.worker_wait,
         outputs_dir: args.jobs.outputs_dir.clone(),
         name: default_name("runner"),
     };
     let store = store_from_env()?;
+    let broker = embed_broker.map(|bcfg| EmbeddedBroker::start(store.clone(), bcfg));
     let mut progress = Progress::new(Mode::detect());
     let result = session::run(store, &manifest, &cfg, &mut progress, shutdown_signal()).await;
     progress.end();
+    if let Some(broker) = broker {
+        let stopped = broker.stop().await;
+        let result = result?;
+        stopped?;
+        return finish(result, &args.jobs);
+    }
     finish(result?, &args.jobs)
 }
 
 /// Runs a manifest on a fresh cluster on this machine.
-pub async fn local(args: LocalArgs) -> anyhow::Result<i32> {
+pub async fn local(args: LocalArgs) -> Result<i32, Failure> {
     let manifest = load(&args.jobs)?;
-    if args.workers == 0 {
-        return Err(ExitError::bad_input(
-            "--workers 0: the local cluster needs at least one worker",
-        ));
-    }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let slots = args.slots.unwrap_or_else(|| (cpus / args.workers).max(1));
-    if slots == 0 {
-        return Err(ExitError::bad_input(
-            "--slots 0: a worker needs at least one slot",
-        ));
-    }
-    let cluster = ClusterArgs {
-        cluster: "local".into(),
-        poll_max: args.poll_max,
-        keepalive: (args.peer_timeout / 4).max(Duration::from_millis(100)),
-        peer_timeout: args.peer_timeout,
-    };
-    let binary = std::env::current_exe()
-        .map_err(|e| anyhow::anyhow!("cannot find this program's path to start workers: {e}"))?;
+    let cluster = ClusterArgs::local(args.poll_max, args.peer_timeout);
+    let binary = std::env::current_exe().map_err(Failure::io(
+        "cannot find this program's path to start workers",
+    ))?;
     let cfg = LocalConfig {
         workers: args.workers,
         slots,
         binary,
         worker_args: cluster.to_worker_args(),
+        broker: BrokerArgs::config(&cluster, EMBEDDED_BROKER_IDLE_TIMEOUT, args.prefetch)?,
         run: RunConfig {
             ns: cluster.namespace()?,
             stream: cluster.stream()?,
-            embed_broker: Some(BrokerArgs::config(
-                &cluster,
-                Duration::from_secs(3600),
-                args.prefetch,
-            )?),
             stop_cluster: true,
-            broker_wait: Duration::from_secs(30),
+            broker_wait: LOCAL_BROKER_WAIT,
             worker_wait: args.jobs.worker_wait,
             outputs_dir: args.jobs.outputs_dir.clone(),
             name: "local-runner".into(),
@@ -165,20 +159,31 @@ pub async fn local(args: LocalArgs) -> anyhow::Result<i32> {
     finish(result?, &args.jobs)
 }
 
-fn load(args: &JobsArgs) -> anyhow::Result<Manifest> {
+fn load(args: &JobsArgs) -> Result<Manifest, Failure> {
     let loaded = match (&args.manifest, &args.commands) {
         (Some(path), _) => manifest::load(path),
         (None, Some(path)) => manifest::from_commands(path),
-        (None, None) => return Err(ExitError::bad_input("give a MANIFEST or --commands FILE")),
+        (None, None) => return Err(Failure::bad_input("give a MANIFEST or --commands FILE")),
     };
-    loaded.map_err(|e| ExitError::bad_input(e.to_string()))
+    let manifest = loaded?;
+    // Until the runner batches suites (issue 9), refuse them rather than skip them silently.
+    if let Some(suite) = manifest.suites.first() {
+        return Err(Failure::bad_input(format!(
+            "{}: suite '{}': this version checks `suites:` but cannot run them yet; list the \
+             tests as `jobs:` for now",
+            manifest.path.display(),
+            suite.suite.name
+        )));
+    }
+    Ok(manifest)
 }
 
 /// Writes the reports, prints the summary line and picks the exit code.
-fn finish(result: RunResult, args: &JobsArgs) -> anyhow::Result<i32> {
+fn finish(result: RunResult, args: &JobsArgs) -> Result<i32, Failure> {
     let report = &result.report;
     if let Some(path) = &args.report_json {
-        let json = serde_json::to_string_pretty(&report.to_json())?;
+        // A JSON value always serializes.
+        let json = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
         write(path, &json)?;
     }
     if let Some(path) = &args.report_junit {
@@ -186,42 +191,41 @@ fn finish(result: RunResult, args: &JobsArgs) -> anyhow::Result<i32> {
     }
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
         use std::io::Write;
-        let mut file = std::fs::OpenOptions::new()
+        let what = format!(
+            "cannot write the job summary {}",
+            Path::new(&path).display()
+        );
+        std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&path)?;
-        file.write_all(report.to_markdown().as_bytes())?;
+            .open(&path)
+            .and_then(|mut file| file.write_all(report.to_markdown().as_bytes()))
+            .map_err(Failure::io(what))?;
     }
-    let s = report.to_json();
-    let s = &s["summary"];
+    let s = report.summary();
     eprintln!(
         "{} jobs: {} passed, {} failed, {} timed out, {} errors, {} cancelled in {:.1}s",
-        s["total"],
-        s["passed"],
-        s["failed"],
-        s["timed_out"],
-        s["errors"],
-        s["cancelled"],
+        s.total,
+        s.passed,
+        s.failed,
+        s.timed_out,
+        s.errors,
+        s.cancelled,
         report.wall_ms as f64 / 1000.0
     );
-    Ok(match result.end {
-        RunEnd::Cancelled => exit::CANCELLED,
-        RunEnd::NoWorkers { not_run } => {
-            eprintln!(
-                "error: no worker joined the cluster within --worker-wait; {not_run} of {} job(s) did not run",
-                report.jobs.len()
-            );
-            exit::INFRA
-        }
-        RunEnd::Completed if report.has_failures() => exit::JOBS_FAILED,
-        RunEnd::Completed => exit::OK,
-    })
+    if let RunEnd::NoWorkers { not_run } = result.end {
+        eprintln!(
+            "error: no worker joined the cluster within --worker-wait; {not_run} of {} job(s) did not run",
+            s.total
+        );
+    }
+    Ok(exit::run_ended(&result.end, &s))
 }
 
-fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+fn write(path: &Path, text: &str) -> Result<(), Failure> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
-            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+            .map_err(Failure::io(format!("cannot create {}", dir.display())))?;
     }
-    std::fs::write(path, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+    std::fs::write(path, text).map_err(Failure::io(format!("cannot write {}", path.display())))
 }

@@ -11,13 +11,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use bytes::Bytes;
 use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
 
 use cluster_action::layer::{self, Digest, LayerCache};
+use cluster_action::link::{Incoming, Link};
 use cluster_action::runner::duration::parse_duration;
 use cluster_action::store::ArtifactStore;
-use cluster_action::stream::{self, Connection, Listener, StreamReceiver};
+use cluster_action::stream::{self, Connection, Listener, Namespace, StreamConfig};
 
 use super::common::{ClusterArgs, store_from_env};
 use super::exit;
@@ -51,57 +52,91 @@ pub struct TransportArgs {
 }
 
 /// Runs one side of the transport check; exit 0 when everything arrived intact.
-pub async fn transport(args: TransportArgs) -> anyhow::Result<i32> {
+pub async fn transport(args: TransportArgs) -> Result<i32, exit::Failure> {
     let store = store_from_env()?;
     let ns = args.cluster.namespace()?;
     let cfg = args.cluster.stream()?;
     if !args.layer_dir.is_dir() {
-        return Err(exit::ExitError::bad_input(format!(
+        return Err(exit::Failure::bad_input(format!(
             "--layer-dir {} is not a directory",
             args.layer_dir.display()
         )));
     }
+    check(store, ns, cfg, &args)
+        .await
+        .map_err(exit::Failure::Check)?;
+    Ok(exit::OK)
+}
+
+/// Runs this job's side of the check.
+async fn check(
+    store: ArtifactStore,
+    ns: Namespace,
+    cfg: StreamConfig,
+    args: &TransportArgs,
+) -> anyhow::Result<()> {
     match args.role {
         Role::Listen => {
             let mut listener = Listener::bind(store.clone(), ns, cfg).await?;
             let conn = tokio::time::timeout(args.wait, listener.accept())
                 .await
                 .context("no peer connected in time")??;
-            listen(&store, conn, &args).await?;
+            listen(&store, conn, args).await?;
         }
         Role::Connect => {
             let conn = stream::connect(store.clone(), ns, cfg, args.wait).await?;
-            connect(&store, conn, &args).await?;
+            connect(&store, conn, args).await?;
         }
     }
-    Ok(exit::OK)
+    Ok(())
 }
+
+/// The messages of the check, over a typed link like the cluster's.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Check {
+    /// The listener published the layer with this digest.
+    Layer { digest: String },
+    /// The connecting side's `n`th message.
+    Ping { n: u32 },
+    /// The answer to ping `n`.
+    Pong { n: u32 },
+}
+
+impl Incoming for Check {
+    const FROM: &'static str = "the other side's";
+}
+
+/// Either end of the check's stream.
+type CheckLink = Link<Check, Check>;
 
 async fn listen(
     store: &ArtifactStore,
     conn: Connection,
     args: &TransportArgs,
 ) -> anyhow::Result<()> {
-    let Connection { peer, tx, mut rx } = conn;
-    println!("accepted peer {peer}");
+    println!("accepted peer {}", conn.peer);
+    let mut link = CheckLink::over(conn);
     let scratch = tempfile::tempdir()?;
     let archive = scratch.path().join("layer.tar.gz");
     let digest = layer::pack(&args.layer_dir, &[PathBuf::from(".")], &archive)?;
     let outcome = layer::publish(store, &archive, &digest).await?;
     println!("published layer {} ({outcome:?})", digest.0);
-    tx.send(Bytes::from(format!("layer {}", digest.0))).await?;
-    for i in 0..args.messages {
-        let ping = expect(&mut rx, &format!("ping {i}")).await?;
-        tx.send(Bytes::from(ping.replacen("ping", "pong", 1)))
-            .await?;
+    let layer = Check::Layer {
+        digest: digest.0.clone(),
+    };
+    link.send(&layer).await?;
+    for n in 0..args.messages {
+        expect(&mut link, &Check::Ping { n }).await?;
+        link.send(&Check::Pong { n }).await?;
     }
     println!("answered {} pings in order", args.messages);
     // The peer closes once it has every pong and the layer: the clean end of its stream.
-    match rx.recv().await? {
+    match link.recv().await? {
         None => {}
         Some(extra) => bail!("unexpected message after the pings: {extra:?}"),
     }
-    tx.close().await?;
+    link.close().await?;
     println!("transport ok");
     Ok(())
 }
@@ -111,52 +146,50 @@ async fn connect(
     conn: Connection,
     args: &TransportArgs,
 ) -> anyhow::Result<()> {
-    let Connection { tx, mut rx, .. } = conn;
+    let mut link = CheckLink::over(conn);
     println!("connected");
-    for i in 0..args.messages {
-        tx.send(Bytes::from(format!("ping {i}"))).await?;
+    for n in 0..args.messages {
+        link.send(&Check::Ping { n }).await?;
     }
-    let announce = next(&mut rx).await?;
-    let hex = announce
-        .strip_prefix("layer ")
-        .with_context(|| format!("expected the layer announcement, got {announce:?}"))?;
-    for i in 0..args.messages {
-        expect(&mut rx, &format!("pong {i}")).await?;
+    let hex = match next(&mut link).await? {
+        Check::Layer { digest } => digest,
+        other => bail!("expected the layer announcement, got {other:?}"),
+    };
+    for n in 0..args.messages {
+        expect(&mut link, &Check::Pong { n }).await?;
     }
     println!("received {} pongs in order", args.messages);
-    let digest = Digest::parse(hex)?;
+    let digest = Digest::parse(&hex)?;
     let cache_dir = tempfile::tempdir()?;
     let tree = LayerCache::open(cache_dir.path())?
         .fetch(store, &digest)
         .await?;
     let files = compare_trees(&args.layer_dir, &tree)?;
     println!("layer {} verified: {files} files identical", digest.0);
-    tx.close().await?;
+    link.close().await?;
     ensure!(
-        rx.recv().await?.is_none(),
+        link.recv().await?.is_none(),
         "the listener sent more than expected"
     );
     println!("transport ok");
     Ok(())
 }
 
-/// The next message as text; the end of the stream is an error here.
-async fn next(rx: &mut StreamReceiver) -> anyhow::Result<String> {
-    let frame = rx
-        .recv()
+/// The next message; the end of the stream is an error here.
+async fn next(link: &mut CheckLink) -> anyhow::Result<Check> {
+    link.recv()
         .await?
-        .context("the peer closed the stream early")?;
-    Ok(String::from_utf8_lossy(&frame).into_owned())
+        .context("the peer closed the stream early")
 }
 
 /// The next message, which must be `want`.
-async fn expect(rx: &mut StreamReceiver, want: &str) -> anyhow::Result<String> {
-    let got = next(rx).await?;
+async fn expect(link: &mut CheckLink, want: &Check) -> anyhow::Result<()> {
+    let got = next(link).await?;
     ensure!(
-        got == want,
+        &got == want,
         "expected {want:?}, got {got:?} (lost or reordered)"
     );
-    Ok(got)
+    Ok(())
 }
 
 /// Checks that every regular file under `want` exists with the same bytes under `got`;

@@ -24,10 +24,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 0, value_name = "MS")]
     latency_ms: u64,
     /// Fraction of requests answered 500/503 before they take effect (0.0 to 1.0).
-    #[arg(long, default_value_t = 0.0, value_name = "FRACTION")]
+    #[arg(long, default_value_t = 0.0, value_name = "FRACTION", value_parser = fraction)]
     fail_rate: f64,
     /// Fraction of requests answered 429 with Retry-After before they take effect (0.0 to 1.0).
-    #[arg(long, default_value_t = 0.0, value_name = "FRACTION")]
+    #[arg(long, default_value_t = 0.0, value_name = "FRACTION", value_parser = fraction)]
     throttle_rate: f64,
     /// Seed for the fault injection's random choices.
     #[arg(long, default_value_t = 0)]
@@ -54,18 +54,22 @@ pub struct TokenArgs {
     job: String,
 }
 
-/// Runs the service until SIGINT/SIGTERM.
-pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
-    for (flag, rate) in [
-        ("--fail-rate", args.fail_rate),
-        ("--throttle-rate", args.throttle_rate),
-    ] {
-        if !(0.0..=1.0).contains(&rate) {
-            return Err(exit::ExitError::bad_input(format!(
-                "{flag} {rate} is out of range: give a fraction from 0.0 to 1.0"
-            )));
-        }
+/// A fraction from 0.0 to 1.0 (`--fail-rate`, `--throttle-rate`).
+fn fraction(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number: give a fraction from 0.0 to 1.0"))?;
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!(
+            "{value} is out of range: give a fraction from 0.0 to 1.0"
+        ))
     }
+}
+
+/// Runs the service until SIGINT/SIGTERM.
+pub async fn serve(args: ServeArgs) -> Result<i32, exit::Failure> {
     let cfg = ServeConfig {
         addr: args.addr,
         data_dir: args.data_dir,
@@ -77,12 +81,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         max_appends: args.max_appends,
         url_ttl: Duration::from_secs(args.url_ttl_secs),
     };
-    serve::run_until_signal(cfg, serve::announce_on_stdout).await?;
+    serve::run_until_signal(cfg, serve::announce_on_stdout)
+        .await
+        .map_err(exit::Failure::Serve)?;
     Ok(exit::OK)
 }
 
 /// Prints a token for the local service.
-pub fn token(args: TokenArgs) -> anyhow::Result<i32> {
+pub fn token(args: TokenArgs) -> Result<i32, exit::Failure> {
     println!(
         "{}",
         make_token(&BackendIds {

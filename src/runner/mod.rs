@@ -2,6 +2,7 @@
 //! back outputs and reports.
 
 pub mod duration;
+pub mod machine;
 pub mod manifest;
 pub mod progress;
 pub mod report;

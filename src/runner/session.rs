@@ -1,5 +1,11 @@
 //! One run of a manifest against a cluster: publish layers, submit, follow, collect, report.
 //!
+//! Shape: the decisions live in [`super::machine`] (a pure state machine); `run` is its async
+//! shell, which only moves messages between the [`RunnerLink`] and the machine, runs its
+//! timers, fetches outputs layers and shows progress. The broker is not started here: callers
+//! that embed one (`run --embed-broker`, `local`) start it beside the run
+//! ([`crate::broker::EmbeddedBroker`]).
+//!
 //! Data path: layers are packed and published first (only those the store lacks); the jobs
 //! go to the broker in batches; the broker's `Started`/`Finished` messages drive progress, and
 //! each job's outputs layer is fetched into `--outputs-dir` as it finishes.
@@ -12,21 +18,15 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
+use super::machine::{Effect, Machine, Rules, RunEnd, Timer};
 use super::manifest::Manifest;
 use super::progress::Progress;
-use super::report::{JobReport, RunReport};
-use crate::broker::{self, BrokerConfig};
+use super::report::RunReport;
 use crate::layer::{self, Digest, LayerCache};
-use crate::proto::{
-    self, BrokerToRunner, Hello, JobOutcome, JobStatus, PROTOCOL_VERSION, RunnerMsg,
-};
+use crate::link::{JoinError, Joined, LinkError, RunnerLink, Target};
+use crate::proto::{Hello, JobIndex, PROTOCOL_VERSION, RunnerMsg, Submission};
 use crate::store::ArtifactStore;
-use crate::stream::{self, Namespace, StreamConfig, StreamError, StreamSender};
-
-/// Jobs per `Submit` message.
-const SUBMIT_BATCH: usize = 500;
-/// How long a cancelled run waits for workers to confirm their jobs were killed.
-const CANCEL_GRACE: Duration = Duration::from_secs(30);
+use crate::stream::{Namespace, StreamConfig, StreamError};
 
 /// How to run a manifest.
 #[derive(Debug, Clone)]
@@ -35,8 +35,6 @@ pub struct RunConfig {
     pub ns: Namespace,
     /// Stream timings.
     pub stream: StreamConfig,
-    /// Run the broker inside this process (then the cluster stops when the run ends).
-    pub embed_broker: Option<BrokerConfig>,
     /// Stop the cluster when this run is done.
     pub stop_cluster: bool,
     /// How long to wait for the broker to appear.
@@ -49,18 +47,15 @@ pub struct RunConfig {
     pub name: String,
 }
 
-/// How a run ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RunEnd {
-    /// Every job has a final outcome.
-    Completed,
-    /// Cancelled by a signal.
-    Cancelled,
-    /// No worker was there for `worker_wait`; `not_run` jobs never ran.
-    NoWorkers {
-        /// Jobs without an outcome.
-        not_run: usize,
-    },
+impl RunConfig {
+    /// Where the broker is.
+    fn target(&self) -> Target {
+        Target {
+            ns: self.ns.clone(),
+            stream: self.stream.clone(),
+            wait: self.broker_wait,
+        }
+    }
 }
 
 /// A finished run.
@@ -84,34 +79,47 @@ pub enum RunError {
         #[source]
         source: layer::LayerError,
     },
-    /// No broker appeared.
-    #[error(
-        "no broker for cluster '{cluster}' appeared within {secs}s (start one with `cluster-action broker`, use --embed-broker, or raise --broker-wait)"
-    )]
-    NoBroker {
-        /// The cluster id.
-        cluster: String,
-        /// The wait.
-        secs: u64,
-    },
+    /// No broker appeared, or connecting to it failed.
+    #[error(transparent)]
+    Join(#[from] JoinError),
+    /// The cluster was stopped before this run could join it.
+    #[error("cluster '{0}' was stopped already: start its broker again")]
+    ClusterStopped(String),
     /// The broker refused this runner.
     #[error("the broker refused this runner: {0}")]
     Refused(String),
-    /// The broker stopped answering.
+    /// The broker stopped answering, or sent something that is not a message for runners.
     #[error("lost the broker: {0}")]
-    BrokerLost(String),
-    /// The embedded broker failed.
-    #[error(transparent)]
-    Broker(#[from] broker::BrokerError),
-    /// The stream failed.
+    BrokerLost(#[source] LinkError),
+    /// The broker closed its stream before the run was over.
+    #[error("lost the broker: it closed the stream before all jobs finished")]
+    BrokerClosed,
+    /// Sending to the broker failed.
     #[error(transparent)]
     Stream(#[from] StreamError),
     /// Local files.
-    #[error("{0}")]
-    Io(String),
+    #[error("{what}: {source}")]
+    Io {
+        /// What could not be done.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A task of this run failed (it panicked or was cancelled).
+    #[error("{what} task failed: {source}")]
+    Task {
+        /// Which task.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: tokio::task::JoinError,
+    },
 }
 
 /// Runs `manifest` on the cluster; `cancel` completing cancels the run (SIGINT/SIGTERM).
+// Until the issue-8 shape lands.
+#[allow(clippy::too_many_lines)]
 pub async fn run(
     store: ArtifactStore,
     manifest: &Manifest,
@@ -121,7 +129,41 @@ pub async fn run(
 ) -> Result<RunResult, RunError> {
     let started = Instant::now();
     let digests = publish_layers(&store, manifest).await?;
-    let specs: Vec<proto::JobSpec> = manifest
+    let jobs = submissions(manifest, &digests);
+    // The scratch directory (and the cache in it) is removed when the run returns.
+    let outputs = cfg.outputs_dir.as_deref().map(Outputs::open).transpose()?;
+    let rules = Rules {
+        worker_wait: cfg.worker_wait,
+        fetch_outputs: outputs.is_some(),
+        stop_cluster: cfg.stop_cluster,
+    };
+    let machine = Machine::new(jobs, &rules, tokio::time::Instant::now());
+    let hello = Hello::Runner {
+        version: PROTOCOL_VERSION,
+        name: cfg.name.clone(),
+    };
+    let link = match RunnerLink::join(store.clone(), &cfg.target(), hello).await? {
+        Joined::Linked(link) => link,
+        Joined::ClusterClosed => return Err(RunError::ClusterStopped(cfg.ns.cluster.clone())),
+    };
+    let mut shell = Shell {
+        machine,
+        link,
+        progress,
+        store,
+        outputs,
+        fetches: JoinSet::new(),
+    };
+    let end = shell.follow(cancel).await?;
+    debug!(?end, "run ended");
+    let report = shell.finish(&end, started).await?;
+    info!("run finished in {:?}", started.elapsed());
+    Ok(RunResult { report, end })
+}
+
+/// The manifest's jobs as submitted: indexed in manifest order, with their layers' digests.
+fn submissions(manifest: &Manifest, digests: &BTreeMap<String, Digest>) -> Vec<Submission> {
+    manifest
         .jobs
         .iter()
         .enumerate()
@@ -131,192 +173,130 @@ pub async fn run(
                 .iter()
                 .filter_map(|l| digests.get(l).cloned())
                 .collect();
-            job.to_spec(i as u64, &layers)
+            job.to_spec(JobIndex(i as u64), &layers)
         })
-        .collect();
+        .collect()
+}
 
-    let (broker_stop_tx, broker_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let embedded = cfg.embed_broker.clone().map(|bcfg| {
-        let store = store.clone();
-        tokio::spawn(async move {
-            broker::run(store, bcfg, async {
-                let _ = broker_stop_rx.await;
-            })
-            .await
-        })
-    });
+/// The async shell around the runner's [`Machine`].
+struct Shell<'a> {
+    machine: Machine,
+    link: RunnerLink,
+    progress: &'a mut Progress,
+    store: ArtifactStore,
+    outputs: Option<Outputs>,
+    fetches: JoinSet<(JobIndex, Result<Vec<String>, String>)>,
+}
 
-    let conn = stream::connect(
-        store.clone(),
-        cfg.ns.clone(),
-        cfg.stream.clone(),
-        cfg.broker_wait,
-    )
-    .await
-    .map_err(|e| match e {
-        StreamError::NoListener { .. } => RunError::NoBroker {
-            cluster: cfg.ns.cluster.clone(),
-            secs: cfg.broker_wait.as_secs(),
-        },
-        other => RunError::Stream(other),
-    })?;
-    let tx = conn.tx;
-    let mut rx = conn.rx;
-    send(
-        &tx,
-        &RunnerMsg::Hello(Hello::Runner {
-            version: PROTOCOL_VERSION,
-            name: cfg.name.clone(),
-        }),
-    )
-    .await?;
-    for batch in specs.chunks(SUBMIT_BATCH) {
-        send(
-            &tx,
-            &RunnerMsg::Submit {
-                jobs: batch.to_vec(),
-            },
-        )
-        .await?;
-    }
-    send(&tx, &RunnerMsg::EndOfSubmission).await?;
-    info!(jobs = specs.len(), "jobs submitted");
-    progress.begin(specs.len());
-
-    // The scratch directory (and the cache in it) is removed when the run returns.
-    let (_outputs_scratch, outputs_cache) = match &cfg.outputs_dir {
-        Some(dir) => {
-            let (scratch, cache) = open_outputs_cache(dir)?;
-            (Some(scratch), Some(cache))
-        }
-        None => (None, None),
-    };
-    let mut outcomes: BTreeMap<u64, JobOutcome> = BTreeMap::new();
-    let mut fetches: JoinSet<(u64, Result<Vec<String>, String>)> = JoinSet::new();
-    let mut workers = 0u32;
-    let mut no_workers_since = Some(tokio::time::Instant::now());
-    let mut cancelled_at: Option<tokio::time::Instant> = None;
-    tokio::pin!(cancel);
-    let end = loop {
-        let worker_deadline = no_workers_since.map(|t| t + cfg.worker_wait);
-        let cancel_deadline = cancelled_at.map(|t| t + CANCEL_GRACE);
-        tokio::select! {
-            msg = rx.recv() => {
-                let frame = match msg {
-                    Ok(Some(frame)) => frame,
-                    Ok(None) => return Err(RunError::BrokerLost("it closed the stream before all jobs finished".into())),
-                    Err(e) => return Err(RunError::BrokerLost(e.to_string())),
-                };
-                match proto::decode::<BrokerToRunner>("broker", &frame).map_err(|e| RunError::BrokerLost(e.to_string()))? {
-                    BrokerToRunner::Welcome { workers: w, .. } | BrokerToRunner::Workers { workers: w, .. } => {
-                        workers = w;
-                        no_workers_since = if w == 0 { no_workers_since.or(Some(tokio::time::Instant::now())) } else { None };
-                        progress.workers(w);
+impl Shell<'_> {
+    /// Submits the jobs and feeds the machine until the run ends.
+    async fn follow(&mut self, cancel: impl Future<Output = ()>) -> Result<RunEnd, RunError> {
+        let submission = self.machine.submit();
+        self.apply_all(submission).await?;
+        info!(jobs = self.machine.len(), "jobs submitted");
+        self.progress.begin(self.machine.len());
+        tokio::pin!(cancel);
+        let mut cancelled = false;
+        loop {
+            let deadline = self.machine.deadline();
+            let effects = tokio::select! {
+                msg = self.link.recv() => match msg {
+                    Ok(Some(msg)) => self.machine.message(msg, tokio::time::Instant::now()),
+                    Ok(None) => self.machine.broker_gone(),
+                    Err(e) => {
+                        // The machine's verdict is the same; the error keeps the cause.
+                        self.machine.broker_gone();
+                        return Err(RunError::BrokerLost(e));
                     }
-                    BrokerToRunner::Started { id, attempt, worker } => {
-                        if let Some(spec) = specs.get(id as usize) {
-                            progress.started(&spec.name, attempt, &worker);
-                        }
-                    }
-                    BrokerToRunner::Finished(outcome) => {
-                        let id = outcome.id;
-                        if let (Some(cache), Some(dir), Some(layer), Some(spec)) =
-                            (&outputs_cache, &cfg.outputs_dir, outcome.outputs_layer.clone(), specs.get(id as usize))
-                        {
-                            let (store, cache, dest) = (store.clone(), cache.clone(), dir.join(safe_dir_name(&spec.name)));
-                            fetches.spawn(async move { (id, fetch_outputs(&store, &cache, &layer, &dest).await) });
-                        }
-                        if let Some(spec) = specs.get(id as usize) {
-                            progress.finished(&JobReport::finished(spec, &outcome, Vec::new()));
-                        }
-                        outcomes.insert(id, outcome);
-                    }
-                    BrokerToRunner::AllDone => {
-                        break if cancelled_at.is_some() { RunEnd::Cancelled } else { RunEnd::Completed };
-                    }
-                    BrokerToRunner::Refused { reason } => return Err(RunError::Refused(reason)),
+                },
+                () = &mut cancel, if !cancelled => {
+                    cancelled = true;
+                    self.machine.cancel(tokio::time::Instant::now())
                 }
+                timer = sleep_until(deadline) => self.machine.timer(timer),
+                Some(done) = self.fetches.join_next(), if !self.fetches.is_empty() => {
+                    self.fetched(done)
+                }
+            };
+            if let Some(end) = self.apply_all(effects).await? {
+                return Ok(end);
             }
-            () = &mut cancel, if cancelled_at.is_none() => {
-                warn!("cancelling: queued jobs are dropped, running jobs are killed");
-                send(&tx, &RunnerMsg::Cancel).await?;
-                cancelled_at = Some(tokio::time::Instant::now());
-            }
-            () = sleep_until(worker_deadline), if worker_deadline.is_some() && cancelled_at.is_none() => {
-                let not_run = specs.len() - outcomes.len();
-                warn!("no worker connected for {:?} with {not_run} job(s) waiting", cfg.worker_wait);
-                send(&tx, &RunnerMsg::Cancel).await?;
-                break RunEnd::NoWorkers { not_run };
-            }
-            () = sleep_until(cancel_deadline), if cancel_deadline.is_some() => {
-                warn!("workers did not confirm the cancellation within {CANCEL_GRACE:?}");
-                break RunEnd::Cancelled;
-            }
-        }
-    };
-    debug!(?end, workers, "run ended");
-
-    if cfg.stop_cluster || embedded.is_some() {
-        send(&tx, &RunnerMsg::StopCluster).await?;
-    }
-    if let Err(e) = tx.close().await {
-        warn!("closing the stream to the broker: {e}");
-    }
-    if let Some(task) = embedded {
-        let _ = broker_stop_tx.send(());
-        match task.await {
-            Ok(result) => {
-                result?;
-            }
-            Err(e) => warn!("embedded broker task failed: {e}"),
         }
     }
 
-    let mut outputs: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-    while let Some(done) = fetches.join_next().await {
+    /// Carries out effects; the run's end when one of them ends it.
+    async fn apply_all(&mut self, effects: Vec<Effect>) -> Result<Option<RunEnd>, RunError> {
+        let mut end = None;
+        for effect in effects {
+            match effect {
+                Effect::Send(msg) => self.link.send(&msg).await?,
+                Effect::Workers(n) => self.progress.workers(n),
+                Effect::Started {
+                    name,
+                    attempt,
+                    worker,
+                } => self.progress.started(&name, attempt, &worker),
+                Effect::Finished(report) => self.progress.finished(&report),
+                Effect::Warn(text) => self.progress.warn(&text),
+                Effect::FetchOutputs { index, dir, layer } => self.fetch(index, &dir, layer),
+                Effect::End(e) => end = Some(e),
+                Effect::Refused(reason) => return Err(RunError::Refused(reason)),
+                Effect::BrokerLost => return Err(RunError::BrokerClosed),
+            }
+        }
+        Ok(end)
+    }
+
+    /// Starts fetching an outputs layer into the outputs directory.
+    fn fetch(&mut self, index: JobIndex, dir: &str, layer: Digest) {
+        let Some(outputs) = &self.outputs else {
+            return;
+        };
+        let (store, cache) = (self.store.clone(), outputs.cache.clone());
+        let dest = outputs.dir.join(dir);
+        self.fetches
+            .spawn(async move { (index, fetch_outputs(&store, &cache, &layer, &dest).await) });
+    }
+
+    /// The machine's event for a finished fetch.
+    fn fetched(
+        &mut self,
+        done: Result<(JobIndex, Result<Vec<String>, String>), tokio::task::JoinError>,
+    ) -> Vec<Effect> {
         match done {
-            Ok((id, Ok(files))) => {
-                outputs.insert(id, files);
+            Ok((index, fetched)) => self.machine.outputs_fetched(index, fetched),
+            Err(e) => {
+                warn!("an output fetch task failed: {e}");
+                Vec::new()
             }
-            Ok((id, Err(e))) => {
-                // The job's result stands, but its outputs are missing: say so loudly.
-                let name = specs.get(id as usize).map_or("?", |s| s.name.as_str());
-                progress.warn(&format!(
-                    "outputs of job '{name}' could not be brought back: {e}"
-                ));
-                if let Some(o) = outcomes.get_mut(&id)
-                    && o.status == JobStatus::Passed
-                {
-                    o.status = JobStatus::Error;
-                    o.error = Some(format!("outputs could not be brought back: {e}"));
-                }
-            }
-            Err(e) => warn!("an output fetch task failed: {e}"),
         }
     }
 
-    let jobs = specs
-        .iter()
-        .map(|spec| match outcomes.get(&spec.id) {
-            Some(o) => JobReport::finished(spec, o, outputs.remove(&spec.id).unwrap_or_default()),
-            None => not_run_report(spec, &end),
-        })
-        .collect();
-    let report = RunReport {
-        jobs,
-        wall_ms: started.elapsed().as_millis() as u64,
-    };
-    info!("run finished in {:?}", started.elapsed());
-    Ok(RunResult { report, end })
+    /// Stops the cluster if asked, closes the stream, waits for the outputs still on their
+    /// way, and makes the report.
+    async fn finish(mut self, end: &RunEnd, started: Instant) -> Result<RunReport, RunError> {
+        let closing = self.machine.closing();
+        self.apply_all(closing).await?;
+        if let Err(e) = self.link.close().await {
+            warn!("closing the stream to the broker: {e}");
+        }
+        while let Some(done) = self.fetches.join_next().await {
+            let effects = self.fetched(done);
+            self.apply_all(effects).await?;
+        }
+        Ok(self
+            .machine
+            .report(end, started.elapsed().as_millis() as u64))
+    }
 }
 
-async fn send(tx: &StreamSender, msg: &RunnerMsg) -> Result<(), RunError> {
-    Ok(tx.send(proto::encode(msg)).await?)
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+/// Sleeps until the machine's next deadline, if it has one.
+async fn sleep_until(deadline: Option<(tokio::time::Instant, Timer)>) -> Timer {
     match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
+        Some((at, timer)) => {
+            tokio::time::sleep_until(at).await;
+            timer
+        }
         None => std::future::pending().await,
     }
 }
@@ -328,8 +308,10 @@ async fn publish_layers(
 ) -> Result<BTreeMap<String, Digest>, RunError> {
     let used: std::collections::BTreeSet<&String> =
         manifest.jobs.iter().flat_map(|j| j.layers.iter()).collect();
-    let staging = tempfile::tempdir()
-        .map_err(|e| RunError::Io(format!("cannot create a temporary directory: {e}")))?;
+    let staging = tempfile::tempdir().map_err(|source| RunError::Io {
+        what: "cannot create a temporary directory".into(),
+        source,
+    })?;
     let mut digests = BTreeMap::new();
     let mut uploads = JoinSet::new();
     for name in used {
@@ -344,7 +326,10 @@ async fn publish_layers(
         );
         let digest = tokio::task::spawn_blocking(move || layer::pack(&root, &paths, &out))
             .await
-            .map_err(|e| RunError::Io(format!("layer packing task failed: {e}")))?
+            .map_err(|source| RunError::Task {
+                what: "layer packing",
+                source,
+            })?
             .map_err(|source| RunError::Layer {
                 name: name.clone(),
                 source,
@@ -358,8 +343,10 @@ async fn publish_layers(
         });
     }
     while let Some(done) = uploads.join_next().await {
-        let (name, result) =
-            done.map_err(|e| RunError::Io(format!("layer upload task failed: {e}")))?;
+        let (name, result) = done.map_err(|source| RunError::Task {
+            what: "layer upload",
+            source,
+        })?;
         let outcome = result.map_err(|source| RunError::Layer {
             name: name.clone(),
             source,
@@ -369,24 +356,38 @@ async fn publish_layers(
     Ok(digests)
 }
 
-/// Creates the outputs directory, and a layer cache for the outputs layers in a temporary
-/// directory that is removed when the returned guard is dropped.
-fn open_outputs_cache(dir: &Path) -> Result<(tempfile::TempDir, LayerCache), RunError> {
-    std::fs::create_dir_all(dir).map_err(|e| {
-        RunError::Io(format!(
-            "cannot create outputs directory {}: {e}",
-            dir.display()
-        ))
-    })?;
-    let scratch = tempfile::Builder::new()
-        .prefix("cluster-action-outputs-")
-        .tempdir()
-        .map_err(|e| RunError::Io(format!("cannot create a temporary directory: {e}")))?;
-    let cache = LayerCache::open(scratch.path()).map_err(|source| RunError::Layer {
-        name: "outputs".into(),
-        source,
-    })?;
-    Ok((scratch, cache))
+/// Where outputs go: the directory, and a layer cache for the outputs layers in a
+/// temporary directory that is removed when this is dropped.
+struct Outputs {
+    dir: PathBuf,
+    cache: LayerCache,
+    _scratch: tempfile::TempDir,
+}
+
+impl Outputs {
+    /// Creates the outputs directory and the scratch cache.
+    fn open(dir: &Path) -> Result<Self, RunError> {
+        std::fs::create_dir_all(dir).map_err(|source| RunError::Io {
+            what: format!("cannot create outputs directory {}", dir.display()),
+            source,
+        })?;
+        let scratch = tempfile::Builder::new()
+            .prefix("cluster-action-outputs-")
+            .tempdir()
+            .map_err(|source| RunError::Io {
+                what: "cannot create a temporary directory".into(),
+                source,
+            })?;
+        let cache = LayerCache::open(scratch.path()).map_err(|source| RunError::Layer {
+            name: "outputs".into(),
+            source,
+        })?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            cache,
+            _scratch: scratch,
+        })
+    }
 }
 
 /// Fetches an outputs layer and copies its files under `dest`; returns their relative paths.
@@ -427,92 +428,34 @@ fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result
     Ok(())
 }
 
-/// A job name as a single, safe directory name.
-fn safe_dir_name(name: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    match cleaned.as_str() {
-        "" | "." | ".." => "_".into(),
-        _ => cleaned,
-    }
-}
-
-/// The report of a job that never got an outcome from the broker.
-fn not_run_report(spec: &proto::JobSpec, end: &RunEnd) -> JobReport {
-    let mut report = JobReport::cancelled(spec);
-    if let RunEnd::NoWorkers { .. } = end {
-        report.status = JobStatus::Error;
-        report.error = Some("not run: no worker was available".into());
-    }
-    report
-}
-
 /// Tells the cluster's broker to stop (as `cluster-action stop` does) and waits until it
 /// acknowledges by closing the stream.
 pub async fn stop_cluster(
     store: ArtifactStore,
-    ns: &Namespace,
-    stream_cfg: &StreamConfig,
-    wait: Duration,
+    target: &Target,
     name: &str,
 ) -> Result<(), RunError> {
-    let conn = match stream::connect(store, ns.clone(), stream_cfg.clone(), wait).await {
+    let hello = Hello::Runner {
+        version: PROTOCOL_VERSION,
+        name: name.to_string(),
+    };
+    let mut link = match RunnerLink::join(store, target, hello).await? {
+        Joined::Linked(link) => link,
         // Stopped already: what was asked is done.
-        Err(StreamError::ListenerClosed { .. }) => return Ok(()),
-        other => other,
-    }
-    .map_err(|e| match e {
-        StreamError::NoListener { .. } => RunError::NoBroker {
-            cluster: ns.cluster.clone(),
-            secs: wait.as_secs(),
-        },
-        other => RunError::Stream(other),
-    })?;
-    let (tx, mut rx) = (conn.tx, conn.rx);
-    send(
-        &tx,
-        &RunnerMsg::Hello(Hello::Runner {
-            version: PROTOCOL_VERSION,
-            name: name.to_string(),
-        }),
-    )
-    .await?;
-    send(&tx, &RunnerMsg::StopCluster).await?;
-    send(&tx, &RunnerMsg::EndOfSubmission).await?;
+        Joined::ClusterClosed => return Ok(()),
+    };
+    link.send(&RunnerMsg::StopCluster).await?;
+    link.send(&RunnerMsg::EndOfSubmission).await?;
     loop {
-        match rx.recv().await {
-            Ok(Some(frame)) => {
-                if let Ok(BrokerToRunner::Refused { reason }) =
-                    proto::decode::<BrokerToRunner>("broker", &frame)
-                {
-                    return Err(RunError::Refused(reason));
-                }
+        match link.recv().await {
+            Ok(Some(crate::proto::BrokerToRunner::Refused { reason })) => {
+                return Err(RunError::Refused(reason));
             }
+            Ok(Some(_)) => {}
             Ok(None) => break,
-            Err(e) => return Err(RunError::BrokerLost(e.to_string())),
+            Err(e) => return Err(RunError::BrokerLost(e)),
         }
     }
-    let _ = tx.close().await;
+    let _ = link.close().await;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::safe_dir_name;
-
-    #[test]
-    fn job_names_become_single_safe_directories() {
-        assert_eq!(safe_dir_name("unit-1"), "unit-1");
-        assert_eq!(safe_dir_name("a/../b c"), "a_.._b_c");
-        assert_eq!(safe_dir_name(".."), "_");
-        assert_eq!(safe_dir_name(""), "_");
-    }
 }

@@ -8,7 +8,7 @@ pub enum StoreError {
     #[error("{0}")]
     Config(String),
     /// The server answered with an error status (after retries, where retrying made sense).
-    #[error("{op} of artifact '{artifact}' failed: HTTP {status}: {message}")]
+    #[error("{op}{} failed: HTTP {status}: {message}", of_artifact(.artifact))]
     Http {
         /// The operation, e.g. `CreateArtifact` or `append block`.
         op: &'static str,
@@ -20,11 +20,11 @@ pub enum StoreError {
         message: String,
     },
     /// The request did not get an answer (connection refused, reset, timed out), after retries.
-    #[error("{op} of artifact '{artifact}' failed: {message}")]
+    #[error("{op}{} failed: {message}", of_artifact(.artifact))]
     Transport {
         /// The operation.
         op: &'static str,
-        /// The artifact name.
+        /// The artifact name ("" where none applies).
         artifact: String,
         /// What went wrong.
         message: String,
@@ -36,11 +36,11 @@ pub enum StoreError {
     #[error("artifact '{0}' was not found")]
     NotFound(String),
     /// The server answered with something that is not what the protocol says.
-    #[error("{op} of artifact '{artifact}': unexpected answer: {message}")]
+    #[error("{op}{}: unexpected answer: {message}", of_artifact(.artifact))]
     Protocol {
         /// The operation.
         op: &'static str,
-        /// The artifact name.
+        /// The artifact name ("" where none applies).
         artifact: String,
         /// What was wrong with it.
         message: String,
@@ -90,6 +90,29 @@ impl StoreError {
             _ => None,
         }
     }
+
+    /// Whether a write through a signed upload URL failed because the URL no longer writes
+    /// (expired signature, blob gone, append limit or size reached: 401, 403, 404, 409, 410,
+    /// 412, 413), so a fresh artifact with a fresh URL is the cure rather than a retry.
+    pub fn upload_url_is_spent(&self) -> bool {
+        match self {
+            StoreError::Http { status, .. } => {
+                matches!(status, 401 | 403 | 404 | 409 | 410 | 412 | 413)
+            }
+            StoreError::NotFound(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// ` of artifact 'NAME'`, or nothing for an operation on no one artifact (a listing), so no
+/// message ever shows an empty name.
+fn of_artifact(name: &str) -> String {
+    if name.is_empty() {
+        String::new()
+    } else {
+        format!(" of artifact '{name}'")
+    }
 }
 
 /// The human part of an error body: Twirp's `msg`, Azure's `<Message>`, or the trimmed body.
@@ -114,7 +137,54 @@ fn server_message(body: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::server_message;
+    use super::{StoreError, server_message};
+
+    #[test]
+    fn messages_name_the_artifact_only_where_there_is_one() {
+        let http = |artifact: &str| StoreError::Http {
+            op: "ListArtifacts",
+            artifact: artifact.into(),
+            status: 500,
+            message: "boom".into(),
+        };
+        assert_eq!(http("").to_string(), "ListArtifacts failed: HTTP 500: boom");
+        assert_eq!(
+            http("a").to_string(),
+            "ListArtifacts of artifact 'a' failed: HTTP 500: boom"
+        );
+        let transport = StoreError::Transport {
+            op: "ListArtifacts",
+            artifact: String::new(),
+            message: "connection refused".into(),
+        };
+        assert_eq!(
+            transport.to_string(),
+            "ListArtifacts failed: connection refused"
+        );
+    }
+
+    #[test]
+    fn only_spent_url_errors_call_for_a_new_artifact() {
+        let http = |status| StoreError::Http {
+            op: "append block",
+            artifact: "a".into(),
+            status,
+            message: String::new(),
+        };
+        assert!(http(403).upload_url_is_spent());
+        assert!(http(409).upload_url_is_spent());
+        assert!(!http(500).upload_url_is_spent());
+        assert!(!http(400).upload_url_is_spent());
+        assert!(StoreError::NotFound("a".into()).upload_url_is_spent());
+        assert!(
+            !StoreError::Transport {
+                op: "append block",
+                artifact: "a".into(),
+                message: "reset".into()
+            }
+            .upload_url_is_spent()
+        );
+    }
 
     #[test]
     fn messages_come_from_twirp_azure_or_plain_bodies() {

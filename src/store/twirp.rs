@@ -82,9 +82,10 @@ impl ArtifactStore {
         let status = response.status().as_u16();
         if !response.status().is_success() {
             let error = StoreError::from_response(method, artifact, response).await;
+            // A listing names no artifact: its 404 (say, an unknown run) stays an HTTP error.
             return Err(match status {
-                409 => StoreError::AlreadyExists(artifact.to_string()),
-                404 => StoreError::NotFound(artifact.to_string()),
+                409 if !artifact.is_empty() => StoreError::AlreadyExists(artifact.to_string()),
+                404 if !artifact.is_empty() => StoreError::NotFound(artifact.to_string()),
                 _ => error,
             });
         }

@@ -54,7 +54,7 @@ pub async fn connect(
         Some(_) => return Err(StreamError::ListenerClosed { name: listen }),
     };
     debug!(%peer, "connected");
-    let rx = reader::spawn(store, down, down0, listener.clone(), &cfg);
+    let rx = reader::spawn(store, down, down0, listener.clone(), &cfg, None);
     Ok(Connection {
         peer: listener,
         tx,

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
 use super::backoff::Backoff;
@@ -64,7 +64,10 @@ pub async fn listener_closed(store: &ArtifactStore, ns: &Namespace) -> Result<bo
 }
 
 /// Lists the run's artifacts until the listener is dropped, backing off while nothing is new.
-/// GitHub's `nameFilter` matches exact names only, so the whole list is filtered here.
+/// GitHub's `nameFilter` matches exact names only, so the whole list is filtered here. The same
+/// listing watches the listen artifact: once seen, missing from two listings in a row (one
+/// could be a store's hiccup), it is gone, and discovery ends with
+/// [`StreamError::ListenerVanished`].
 async fn discover(
     store: ArtifactStore,
     ns: Namespace,
@@ -72,10 +75,29 @@ async fn discover(
     tx: mpsc::Sender<Result<Connection, StreamError>>,
 ) {
     let mut seen = HashSet::new();
+    let listen = ns.listen_name();
+    let mut listen_seen = false;
+    let mut listen_missing = 0;
     let mut backoff = Backoff::new(cfg.discovery_min, cfg.discovery_max);
+    // A new client may bring work: every stream of this listener polls fast again.
+    let (wake, _) = watch::channel(());
     loop {
         let found = match store.list(None).await {
-            Ok(list) => list,
+            Ok(list) => {
+                if list.iter().any(|info| info.name == listen) {
+                    listen_seen = true;
+                    listen_missing = 0;
+                } else if listen_seen {
+                    listen_missing += 1;
+                }
+                if listen_missing >= 2 {
+                    let _ = tx
+                        .send(Err(StreamError::ListenerVanished { name: listen }))
+                        .await;
+                    return;
+                }
+                list
+            }
             Err(e) => {
                 if tx.send(Err(e.into())).await.is_err() {
                     return;
@@ -91,10 +113,11 @@ async fn discover(
                 continue;
             }
             backoff.reset();
+            wake.send_replace(());
             let peer = peer.to_string();
             debug!(%peer, "discovered a client");
             if tx
-                .send(answer(&store, &ns, &cfg, peer, info).await)
+                .send(answer(&store, &ns, &cfg, peer, info, wake.subscribe()).await)
                 .await
                 .is_err()
             {
@@ -115,6 +138,7 @@ async fn answer(
     cfg: &StreamConfig,
     peer: String,
     up0: ArtifactInfo,
+    wake: watch::Receiver<()>,
 ) -> Result<Connection, StreamError> {
     let down = ns.segments(&peer, Direction::Down);
     let first = store.create_append(&down.segment(0)).await?;
@@ -126,6 +150,7 @@ async fn answer(
             up0,
             peer.clone(),
             cfg,
+            Some(wake),
         ),
         peer,
     })

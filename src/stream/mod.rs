@@ -10,7 +10,11 @@
 //!
 //! Module map: `names` (artifact names), `frame` (the codec), `writer` (batching, keepalives,
 //! rotation), `reader` (polling, following rotations, peer timeout), `sequence` (exactly-once delivery),
-//! `listener` and `connect` (the two ways to get a [`Connection`]), `backoff` (patient waiting).
+//! `listener` and `connect` (the two ways to get a [`Connection`]), `backoff` (patient waiting, the reader's poll pace).
+//!
+//! Idle cost: a stream that carried no message for `idle_after` slows its polls from
+//! `poll_max` to `idle_poll_max`; a listener that discovers a new client wakes the
+//! readers of all its streams, so the broker polls fast again as soon as work may arrive.
 //!
 //! Delivery guarantee: each message sent before a successful [`StreamSender::close`] is
 //! received exactly once and in order, or the receiver gets an error; never a silent loss.
@@ -38,8 +42,14 @@ pub use writer::StreamSender;
 pub struct StreamConfig {
     /// Poll delay right after data arrived.
     pub poll_min: Duration,
-    /// Ceiling of the idle poll backoff.
+    /// Ceiling of the poll backoff of a busy stream (one that carried a message lately).
     pub poll_max: Duration,
+    /// Ceiling of the poll backoff once the stream carried no message for `idle_after`; at
+    /// least `poll_max`. It bounds how long a message written into an idle stream waits to be
+    /// read.
+    pub idle_poll_max: Duration,
+    /// How long without a message until polls slow down to `idle_poll_max`.
+    pub idle_after: Duration,
     /// Send a keepalive frame when nothing else was sent for this long.
     pub keepalive: Duration,
     /// Declare the peer dead when nothing arrived for this long.
@@ -59,6 +69,8 @@ impl Default for StreamConfig {
         Self {
             poll_min: Duration::from_millis(20),
             poll_max: Duration::from_secs(1),
+            idle_poll_max: Duration::from_secs(6),
+            idle_after: Duration::from_secs(60),
             keepalive: Duration::from_secs(5),
             peer_timeout: Duration::from_secs(60),
             max_appends: 49_000,
@@ -88,7 +100,16 @@ impl StreamConfig {
             return Ok(());
         };
         Err(StreamError::Config(format!(
-            "invalid stream settings: {problem} ({self:?})"
+            "invalid stream settings: {problem} (poll {:?} to {:?}, discovery {:?} to {:?}, \
+             keepalive {:?}, peer timeout {:?}, {} appends of at most {} bytes per segment)",
+            self.poll_min,
+            self.poll_max,
+            self.discovery_min,
+            self.discovery_max,
+            self.keepalive,
+            self.peer_timeout,
+            self.max_appends,
+            self.max_append_bytes
         )))
     }
 }
@@ -128,6 +149,17 @@ pub enum StreamError {
     /// The listener has closed for good (its broker stopped the cluster).
     #[error("the listener '{name}' has closed: it accepts no more connections")]
     ListenerClosed {
+        /// The listen artifact name.
+        name: String,
+    },
+    /// The listener's own listen artifact is gone from the store (the service lost the run's
+    /// artifacts, say a restarted `serve`, or someone deleted it): no client can find it.
+    #[error(
+        "the listen artifact '{name}' vanished from the artifact store: the service lost this \
+         run's artifacts (was it restarted?) or someone deleted it, so no client can reach \
+         this listener any more"
+    )]
+    ListenerVanished {
         /// The listen artifact name.
         name: String,
     },

@@ -3,12 +3,12 @@
 //! the writer from segment to segment, and declares the peer dead when it falls silent.
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::backoff::{self, Backoff};
-use super::frame::{self, Frame, HEADER_LEN};
+use super::backoff::{self, Backoff, PollPace};
+use super::frame::{self, Frame, HEADER_LEN, Kind};
 use super::names::SegmentNames;
 use super::sequence::{Sequencer, Taken};
 use super::{StreamConfig, StreamError};
@@ -41,12 +41,14 @@ impl StreamReceiver {
 }
 
 /// Starts reading the stream whose segment 0 is `first`; `peer` names the writer in errors.
+/// A change on `wake` (the listener found a new client) makes an idle reader poll fast again.
 pub(crate) fn spawn(
     store: ArtifactStore,
     names: SegmentNames,
     first: ArtifactInfo,
     peer: String,
     cfg: &StreamConfig,
+    wake: Option<watch::Receiver<()>>,
 ) -> StreamReceiver {
     let (tx, rx) = mpsc::channel(RECV_QUEUE);
     let segment = Segment::new(&store, 0, first);
@@ -58,6 +60,8 @@ pub(crate) fn spawn(
         segment,
         sequencer: Sequencer::default(),
         last_heard: Instant::now(),
+        heard_message: false,
+        wake,
         tx,
     };
     tokio::spawn(async move {
@@ -121,19 +125,21 @@ struct Reader {
     segment: Segment,
     sequencer: Sequencer,
     last_heard: Instant,
+    /// Whether a frame other than a keepalive was decoded since the last poll.
+    heard_message: bool,
+    wake: Option<watch::Receiver<()>>,
     tx: mpsc::Sender<Delivery>,
 }
 
 impl Reader {
     async fn run(&mut self) -> Result<Flow, StreamError> {
-        let mut poll = Backoff::new(self.cfg.poll_min, self.cfg.poll_max);
+        let mut poll = PollPace::new(&self.cfg);
         // Silence this long means the writer may have moved on without a rotate frame.
         let probe_after = self.cfg.keepalive * 2;
         let mut last_probe = Instant::now();
         loop {
             let flow = match self.segment.tail.read_new().await? {
                 Some(bytes) => {
-                    poll.reset();
                     self.segment.buf.extend_from_slice(&bytes);
                     self.decode().await?
                 }
@@ -154,14 +160,24 @@ impl Reader {
                 Flow::More => {}
                 Flow::Rotate(next) => {
                     self.follow_rotate(next).await?;
-                    poll.reset();
+                    poll.activity();
                     last_probe = Instant::now();
                     continue;
                 }
                 Flow::Shutdown | Flow::Stop => return Ok(flow),
             }
+            if std::mem::take(&mut self.heard_message) {
+                poll.activity();
+            }
             tokio::select! {
                 () = tokio::time::sleep(poll.next_delay()) => {}
+                woken = woken(&mut self.wake) => {
+                    if woken {
+                        poll.activity();
+                    } else {
+                        self.wake = None;
+                    }
+                }
                 () = self.tx.closed() => return Ok(Flow::Stop),
             }
         }
@@ -176,6 +192,7 @@ impl Reader {
                 return Ok(Flow::More);
             };
             self.last_heard = Instant::now();
+            self.heard_message |= frame.kind != Kind::Keepalive;
             let flow = self.handle(frame).await?;
             if !matches!(flow, Flow::More) {
                 return Ok(flow);
@@ -255,5 +272,14 @@ impl Reader {
 
     fn peer_timeout(&self) -> StreamError {
         StreamError::peer_timeout(&self.peer, self.cfg.peer_timeout)
+    }
+}
+
+/// Completes with `true` on a wake-up, with `false` once nobody can wake the reader any more
+/// (the listener is gone), and never without a wake source.
+async fn woken(wake: &mut Option<watch::Receiver<()>>) -> bool {
+    match wake {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
     }
 }

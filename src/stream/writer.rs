@@ -16,7 +16,7 @@ use tracing::{debug, warn};
 use super::frame::{self, HEADER_LEN, Kind, MAX_PAYLOAD};
 use super::names::SegmentNames;
 use super::{StreamConfig, StreamError};
-use crate::store::{AppendWriter, ArtifactStore, StoreError};
+use crate::store::{AppendWriter, ArtifactStore};
 
 /// Messages a sender may queue before `send` waits (backpressure).
 const SEND_QUEUE: usize = 1024;
@@ -202,7 +202,7 @@ impl Writer {
             }
             match self.segment.append(body.clone()).await {
                 Ok(()) => return Ok(()),
-                Err(e) if url_is_dead(&e) && dead_in_a_row < MAX_DEAD_IN_A_ROW => {
+                Err(e) if e.upload_url_is_spent() && dead_in_a_row < MAX_DEAD_IN_A_ROW => {
                     dead_in_a_row += 1;
                     debug!(segment = %self.names.segment(self.index), error = %e,
                         "segment can no longer be written; continuing in a new one");
@@ -223,7 +223,7 @@ impl Writer {
         frame::encode_rotate(self.written_seq, self.index + 1, &mut rotate);
         match self.segment.append(rotate.freeze()).await {
             Ok(()) => {}
-            Err(e) if url_is_dead(&e) => {
+            Err(e) if e.upload_url_is_spent() => {
                 debug!(error = %e, "rotate frame not written; the reader will probe")
             }
             Err(e) => return Err(e.into()),
@@ -236,18 +236,6 @@ impl Writer {
 
     async fn open(&self, index: u64) -> Result<AppendWriter, StreamError> {
         Ok(self.store.create_append(&self.names.segment(index)).await?)
-    }
-}
-
-/// Whether an append failed because the upload URL no longer writes (expired signature, blob
-/// gone, append limit or size reached), so a fresh segment with a fresh URL is the cure.
-fn url_is_dead(e: &StoreError) -> bool {
-    match e {
-        StoreError::Http { status, .. } => {
-            matches!(status, 401 | 403 | 404 | 409 | 410 | 412 | 413)
-        }
-        StoreError::NotFound(_) => true,
-        _ => false,
     }
 }
 
@@ -395,24 +383,5 @@ mod tests {
         // The keepalive carries the last message seq and takes none itself.
         assert_eq!(frames[6].seq, 6);
         assert_eq!(frames[7].seq, 7);
-    }
-
-    #[test]
-    fn only_dead_url_errors_rotate() {
-        let http = |status| StoreError::Http {
-            op: "append block",
-            artifact: "a".into(),
-            status,
-            message: String::new(),
-        };
-        assert!(url_is_dead(&http(403)));
-        assert!(url_is_dead(&http(409)));
-        assert!(!url_is_dead(&http(500)));
-        assert!(!url_is_dead(&http(400)));
-        assert!(!url_is_dead(&StoreError::Transport {
-            op: "append block",
-            artifact: "a".into(),
-            message: "reset".into()
-        }));
     }
 }

@@ -8,34 +8,26 @@ use tokio::sync::watch;
 
 use super::Shared;
 use super::exec;
+use super::machine::{Assignment, not_run};
 use crate::layer::{self, Digest};
-use crate::proto::{JobOutcome, JobSpec, JobStatus, WorkerMsg};
+use crate::proto::{JobOutcome, JobSpec, JobStatus};
 
 /// Runs one attempt and returns its outcome; never fails: problems become `Error` outcomes.
 pub(crate) async fn run(
     shared: Arc<Shared>,
-    spec: JobSpec,
-    attempt: u32,
+    assignment: Assignment,
     cancel: watch::Receiver<bool>,
 ) -> JobOutcome {
     let started = Instant::now();
     let name = &shared.cfg.name;
-    let msg = WorkerMsg::Started {
-        id: spec.id,
+    let Assignment {
+        id,
         attempt,
-    };
-    if let Err(e) = shared.tx.send(crate::proto::encode(&msg)).await {
-        return not_run(
-            name,
-            &spec,
-            attempt,
-            JobStatus::Error,
-            Some(format!("cannot report the start: {e}")),
-        );
-    }
-    let dir = shared.cfg.work_dir.join(format!("{}-{}", spec.id, attempt));
+        job: spec,
+    } = assignment;
+    let dir = shared.cfg.work_dir.join(format!("{id}-{attempt}"));
     let mut outcome = match prepare(&shared, &spec, &dir).await {
-        Err(e) => not_run(name, &spec, attempt, JobStatus::Error, Some(e)),
+        Err(e) => not_run(name, attempt, JobStatus::Error, Some(e)),
         Ok(()) => execute(&shared, &spec, attempt, &dir, cancel).await,
     };
     outcome.duration_ms = started.elapsed().as_millis() as u64;
@@ -45,27 +37,6 @@ pub(crate) async fn run(
         tracing::warn!("cannot remove job directory {}: {e}", dir.display());
     }
     outcome
-}
-
-/// An outcome for an attempt that did not run (cancelled while queued, or could not start).
-pub(crate) fn not_run(
-    worker: &str,
-    spec: &JobSpec,
-    attempt: u32,
-    status: JobStatus,
-    error: Option<String>,
-) -> JobOutcome {
-    JobOutcome {
-        id: spec.id,
-        attempt,
-        status,
-        exit_code: None,
-        duration_ms: 0,
-        worker: worker.to_string(),
-        output: error.clone().unwrap_or_default(),
-        outputs_layer: None,
-        error,
-    }
 }
 
 /// Fetches the job's layers and assembles its directory (later layers win).
@@ -100,13 +71,21 @@ async fn execute(
             std::future::pending::<()>().await;
         }
     };
-    let run = exec::run_job(&spec.run, dir, env, timeout, &shared.cfg.limits, cancelled).await;
+    let run = exec::run_job(
+        &spec.run,
+        dir,
+        env,
+        spec.isolation,
+        timeout,
+        &shared.cfg.limits,
+        cancelled,
+    )
+    .await;
     let execution = match run {
         Ok(x) => x,
         Err(e) => {
             return not_run(
                 name,
-                spec,
                 attempt,
                 JobStatus::Error,
                 Some(format!("cannot start the job: {e}")),
@@ -114,7 +93,6 @@ async fn execute(
         }
     };
     let mut outcome = JobOutcome {
-        id: spec.id,
         attempt,
         status: execution.status,
         exit_code: execution.exit_code,

@@ -4,6 +4,10 @@
 //! signalled at once: at its time limit, when it is cancelled, when the future running it is
 //! dropped, and after it exits (background processes it left behind must not outlive it).
 //!
+//! Processes that leave the group (`setsid`) are caught by [`contain`]: they carry the job's
+//! mark, are adopted by this process once the job's shell is gone, and are killed when the job
+//! ends.
+//!
 //! The group is only ever signalled while its leader (the bash process) is not yet reaped: a
 //! zombie leader keeps its pid, and so the group id, from being reused by an unrelated process.
 
@@ -15,7 +19,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::pin::{Pin, pin};
 use std::process::{ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::{Fuse, FusedFuture};
@@ -24,8 +28,9 @@ use tokio::net::unix::pipe;
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::proto::JobStatus;
+use crate::proto::{Isolation, JobStatus};
 use crate::worker::output::TailBuffer;
+use crate::worker::{contain, sandbox};
 
 /// How much a job may print and how it is stopped.
 #[derive(Debug, Clone)]
@@ -57,8 +62,6 @@ pub struct Execution {
     pub status: JobStatus,
     /// The exit code of the job's shell, when it exited rather than being killed by a signal.
     pub exit_code: Option<i32>,
-    /// Wall time from start until the job's processes were gone.
-    pub duration: Duration,
     /// The tail of stdout and stderr, merged as written, with notes from the executor.
     pub output: String,
 }
@@ -73,6 +76,12 @@ pub enum ExecError {
         dir: PathBuf,
         /// The system's reason.
         source: io::Error,
+    },
+    /// The job asked for `isolation: sandbox` and this machine cannot give it.
+    #[error("isolation: sandbox is not available on this worker: {reason}")]
+    NoSandbox {
+        /// Why, and what allows it.
+        reason: String,
     },
     /// An operating-system call around the job failed.
     #[error("{context}: {source}")]
@@ -115,6 +124,7 @@ pub async fn run_job<K, V>(
     cmd: &str,
     dir: &Path,
     env: impl IntoIterator<Item = (K, V)>,
+    isolation: Isolation,
     timeout: Duration,
     limits: &ExecLimits,
     cancel: impl Future<Output = ()>,
@@ -123,9 +133,9 @@ where
     K: AsRef<OsStr>,
     V: AsRef<OsStr>,
 {
-    let start = Instant::now();
     let (pipe, stdout, stderr) =
         output_pipe().map_err(ExecError::io("cannot create the output pipe"))?;
+    let mark = (isolation != Isolation::None).then(contain::Mark::new);
     let mut command = Command::new("bash");
     for var in HIDDEN_VARS {
         command.env_remove(var);
@@ -139,6 +149,23 @@ where
         .stdout(stdout)
         .stderr(stderr)
         .process_group(0);
+    if let Some(mark) = &mark {
+        contain::become_subreaper();
+        command.env(contain::MARK_VAR, mark.value());
+        let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(libc::pid_t::MAX);
+        // SAFETY: `in_child` makes only async-signal-safe calls and does not allocate.
+        unsafe { command.pre_exec(move || contain::in_child(parent)) };
+    }
+    if matches!(isolation, Isolation::Sandbox | Isolation::SandboxNoNetwork) {
+        sandbox::available().map_err(|reason| ExecError::NoSandbox { reason })?;
+        let dir =
+            std::path::absolute(dir).map_err(ExecError::io("cannot resolve the job directory"))?;
+        let network = isolation == Isolation::Sandbox;
+        let mut sandbox = sandbox::Sandbox::new(&dir, network)
+            .map_err(ExecError::io("cannot prepare the sandbox"))?;
+        // SAFETY: `enter` makes only async-signal-safe calls and does not allocate.
+        unsafe { command.pre_exec(move || sandbox.enter()) };
+    }
     let child = command.spawn().map_err(|source| ExecError::Spawn {
         dir: dir.to_path_buf(),
         source,
@@ -148,10 +175,16 @@ where
     drop(command);
     let mut group = Group::new(child)?;
     let mut tail = TailBuffer::new(limits.output_limit);
-    let (ending, exit) = supervise(&mut group, pipe, &mut tail, timeout, limits, cancel).await?;
-    let duration = start.elapsed();
+    let (ending, exit, killed) =
+        supervise(&mut group, pipe, &mut tail, timeout, limits, cancel, mark).await?;
 
     let mut output = tail.into_string();
+    if killed > 0 {
+        note(
+            &mut output,
+            &format!("killed {killed} process(es) the job left running outside its process group"),
+        );
+    }
     let status = match ending {
         Ending::Exited if exit.success() => JobStatus::Passed,
         Ending::Exited => {
@@ -176,13 +209,13 @@ where
     Ok(Execution {
         status,
         exit_code: exit.code(),
-        duration,
         output,
     })
 }
 
 /// Waits for the job to end (stopping it at its time limit or on cancellation), kills what is
-/// left of its group, and reaps it; reads its output into `tail` all along.
+/// left of its group and what left the group, and reaps it; reads its output into `tail` all
+/// along. Also returns how many processes outside the group were killed.
 async fn supervise(
     group: &mut Group,
     pipe: pipe::Receiver,
@@ -190,7 +223,8 @@ async fn supervise(
     timeout: Duration,
     limits: &ExecLimits,
     cancel: impl Future<Output = ()>,
-) -> Result<(Ending, ExitStatus), ExecError> {
+    mark: Option<contain::Mark>,
+) -> Result<(Ending, ExitStatus, usize), ExecError> {
     let mut capture = pin!(capture(pipe, tail).fuse());
     let ending = alongside(capture.as_mut(), async {
         tokio::select! {
@@ -210,14 +244,24 @@ async fn supervise(
             alongside(capture.as_mut(), group.exited()).await??;
         }
     }
-    // Background processes the job left behind.
+    // Background processes the job left behind, in its group and out of it.
     group.signal(libc::SIGKILL);
+    let killed = match mark {
+        Some(mark) => {
+            drop(mark);
+            let pgid = group.pgid;
+            tokio::task::spawn_blocking(move || contain::kill_leftovers(pgid))
+                .await
+                .unwrap_or(0)
+        }
+        None => 0,
+    };
     if !capture.is_terminated()
         && let Ok(read) = tokio::time::timeout(limits.drain, capture.as_mut()).await
     {
         read?;
     }
-    Ok((ending, group.reap().await?))
+    Ok((ending, group.reap().await?, killed))
 }
 
 /// What ended the wait for the job.

@@ -1,15 +1,19 @@
-//! The worker: connects to the broker, announces its slots, runs assigned jobs in their own
+//! The worker: joins the broker, announces its slots, runs assigned jobs in their own
 //! directories and process groups, and reports each attempt.
 //!
-//! Data path: the main loop reads the broker's messages and keeps a local queue (the broker
-//! prefetches a little beyond our slots); each started attempt is a task (`attempt`) that
-//! fetches layers, assembles the job directory, runs the command and publishes outputs.
+//! Shape: the decisions live in [`machine`] (a pure state machine: slots, queue, cancel,
+//! stop); `run` is its async shell, which only moves messages between the [`WorkerLink`] and
+//! the machine, starts and kills attempt tasks (`attempt`: layers → job directory →
+//! [`exec`] → outputs layer) and watches for signals.
 
 mod attempt;
+pub mod contain;
 pub mod exec;
+pub mod machine;
 pub mod output;
+pub mod sandbox;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,11 +24,11 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::layer::LayerCache;
-use crate::proto::{
-    self, BrokerToWorker, Hello, JobId, JobOutcome, JobSpec, JobStatus, PROTOCOL_VERSION, WorkerMsg,
-};
+use crate::link::{JoinError, Joined, LinkError, Target, WorkerLink};
+use crate::proto::{Hello, JobId, JobOutcome, PROTOCOL_VERSION};
 use crate::store::ArtifactStore;
-use crate::stream::{self, Namespace, StreamConfig, StreamError, StreamSender};
+use crate::stream::{self, Namespace, StreamConfig, StreamError};
+use machine::{Effect, Ending, Machine};
 
 /// How long an interrupted worker tries to tell the broker it is leaving: CI systems follow
 /// their SIGINT with a SIGKILL within seconds (GitHub Actions: 7.5 s).
@@ -54,23 +58,19 @@ pub struct WorkerConfig {
 /// Why a worker failed.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    /// No broker appeared within `--broker-wait`.
-    #[error(
-        "no broker for cluster '{cluster}' appeared within {secs}s (start one with `cluster-action broker`, or raise --broker-wait)"
-    )]
-    NoBroker {
-        /// The cluster id.
-        cluster: String,
-        /// The wait in seconds.
-        secs: u64,
-    },
-    /// The broker stopped answering or closed without telling us to exit.
+    /// No broker appeared within `--broker-wait`, or connecting failed.
+    #[error(transparent)]
+    Join(#[from] JoinError),
+    /// The broker stopped answering, or sent something that is not a message for workers.
     #[error("lost the broker: {0}")]
-    BrokerLost(String),
+    BrokerLost(#[source] LinkError),
+    /// The broker closed its stream without telling this worker to exit.
+    #[error("lost the broker: it closed the stream without telling this worker to exit")]
+    BrokerClosed,
     /// The broker refused us.
     #[error("the broker refused this worker: {0}")]
     Refused(String),
-    /// The stream failed.
+    /// Sending to the broker failed.
     #[error(transparent)]
     Stream(#[from] StreamError),
     /// The layer cache could not be opened.
@@ -83,7 +83,6 @@ pub(crate) struct Shared {
     pub store: ArtifactStore,
     pub cache: LayerCache,
     pub cfg: WorkerConfig,
-    pub tx: StreamSender,
 }
 
 /// How a worker's run ended.
@@ -97,6 +96,8 @@ pub enum WorkerEnd {
 }
 
 /// Runs a worker until the broker tells it to exit, `shutdown` completes, or it fails.
+// Until the issue-8 shape lands.
+#[allow(clippy::too_many_lines)]
 pub async fn run(
     store: ArtifactStore,
     cfg: WorkerConfig,
@@ -104,125 +105,158 @@ pub async fn run(
 ) -> Result<WorkerEnd, WorkerError> {
     let cache = LayerCache::open(&cfg.cache_dir)?;
     tokio::pin!(shutdown);
-    let connect = stream::connect(
-        store.clone(),
-        cfg.ns.clone(),
-        cfg.stream.clone(),
-        cfg.broker_wait,
-    );
-    let connected = match tokio::select! {
-        connected = connect => connected,
-        () = &mut shutdown => return Ok(WorkerEnd::Interrupted),
-    } {
-        Err(StreamError::ListenerClosed { .. }) => {
-            // Started after the run was over (a slow matrix job): nothing left to do.
-            warn!(cluster = %cfg.ns.cluster, "the cluster was already stopped: exiting");
-            return Ok(WorkerEnd::Exited);
-        }
-        other => other,
+    let target = Target {
+        ns: cfg.ns.clone(),
+        stream: cfg.stream.clone(),
+        wait: cfg.broker_wait,
     };
-    let conn = connected.map_err(|e| match e {
-        StreamError::NoListener { .. } => WorkerError::NoBroker {
-            cluster: cfg.ns.cluster.clone(),
-            secs: cfg.broker_wait.as_secs(),
-        },
-        other => WorkerError::Stream(other),
-    })?;
-    let mut rx = conn.rx;
     let hello = Hello::Worker {
         version: PROTOCOL_VERSION,
         name: cfg.name.clone(),
         slots: cfg.slots,
     };
-    conn.tx
-        .send(proto::encode(&WorkerMsg::Hello(hello)))
-        .await?;
+    let joined = tokio::select! {
+        joined = WorkerLink::join(store.clone(), &target, hello) => joined?,
+        () = &mut shutdown => return Ok(WorkerEnd::Interrupted),
+    };
+    let link = match joined {
+        Joined::Linked(link) => link,
+        Joined::ClusterClosed => {
+            // Started after the run was over (a slow matrix job): nothing left to do.
+            warn!(cluster = %cfg.ns.cluster, "the cluster was already stopped: exiting");
+            return Ok(WorkerEnd::Exited);
+        }
+    };
     info!(name = %cfg.name, slots = cfg.slots, "worker connected");
-
-    let shared = Arc::new(Shared {
-        store,
-        cache,
-        cfg,
-        tx: conn.tx.clone(),
-    });
-    let mut queue: VecDeque<(JobSpec, u32)> = VecDeque::new();
-    let mut running: JoinSet<JobOutcome> = JoinSet::new();
-    let mut cancels: HashMap<JobId, watch::Sender<bool>> = HashMap::new();
-    let result = loop {
-        while running.len() < shared.cfg.slots as usize {
-            let Some((spec, attempt)) = queue.pop_front() else {
-                break;
-            };
-            let (cancel_tx, cancel_rx) = watch::channel(false);
-            cancels.insert(spec.id, cancel_tx);
-            running.spawn(attempt::run(shared.clone(), spec, attempt, cancel_rx));
-        }
-        tokio::select! {
-            msg = rx.recv() => match msg {
-                Ok(Some(frame)) => match proto::decode::<BrokerToWorker>("broker", &frame) {
-                    Ok(BrokerToWorker::Welcome) => {}
-                    Ok(BrokerToWorker::Assign { job, attempt }) => queue.push_back((job, attempt)),
-                    Ok(BrokerToWorker::Cancel { id }) => {
-                        if let Some(pos) = queue.iter().position(|(j, _)| j.id == id) {
-                            if let Some((spec, attempt)) = queue.remove(pos) {
-                                let outcome = attempt::not_run(&shared.cfg.name, &spec, attempt, JobStatus::Cancelled, None);
-                                send(&shared.tx, &WorkerMsg::Finished(outcome)).await?;
-                            }
-                        } else if let Some(c) = cancels.get(&id) {
-                            let _ = c.send(true);
-                        }
-                    }
-                    Ok(BrokerToWorker::Exit) => break Ok(WorkerEnd::Exited),
-                    Ok(BrokerToWorker::Refused { reason }) => break Err(WorkerError::Refused(reason)),
-                    Err(e) => break Err(WorkerError::BrokerLost(e.to_string())),
-                },
-                Ok(None) => break Err(WorkerError::BrokerLost("it closed the stream without telling this worker to exit".into())),
-                Err(e) => break Err(WorkerError::BrokerLost(e.to_string())),
-            },
-            Some(done) = running.join_next(), if !running.is_empty() => {
-                match done {
-                    Ok(outcome) => {
-                        cancels.remove(&outcome.id);
-                        send(&shared.tx, &WorkerMsg::Finished(outcome)).await?;
-                    }
-                    Err(e) => warn!("a job task failed: {e}"),
-                }
-            }
-            () = &mut shutdown => break Ok(WorkerEnd::Interrupted),
-        }
+    let mut shell = Shell {
+        machine: Machine::new(cfg.name.clone(), cfg.slots),
+        shared: Arc::new(Shared { store, cache, cfg }),
+        link,
+        running: JoinSet::new(),
+        tasks: HashMap::new(),
+        kills: HashMap::new(),
     };
-    // Exit, interruption or failure: nothing may keep running. Dropping the tasks kills their
-    // process groups. Their attempts are not reported: closing the stream tells the broker
-    // this worker is gone, and it requeues them.
-    running.shutdown().await;
-    let close = shared.tx.close();
-    let closed = match result {
-        Ok(WorkerEnd::Interrupted) => tokio::time::timeout(INTERRUPTED_CLOSE, close)
-            .await
-            .unwrap_or_else(|_| {
-                warn!("could not tell the broker within {INTERRUPTED_CLOSE:?} that this worker is leaving");
-                Ok(())
-            }),
-        _ => close.await,
-    };
-    if let Err(e) = closed {
-        warn!("closing the stream to the broker: {e}");
-    }
-    match result {
-        // A broker that stopped the cluster before it knew this worker closes its stream
-        // without an exit message; its closed listener says the cluster is over, not lost.
-        Err(WorkerError::BrokerLost(reason))
-            if stream::listener_closed(&shared.store, &shared.cfg.ns)
-                .await
-                .unwrap_or(false) =>
-        {
-            warn!("the cluster was stopped ({reason}): exiting");
-            Ok(WorkerEnd::Exited)
-        }
-        other => other,
-    }
+    let result = shell.serve(&mut shutdown).await;
+    shell.wind_down(result).await
 }
 
-async fn send(tx: &StreamSender, msg: &WorkerMsg) -> Result<(), WorkerError> {
-    Ok(tx.send(proto::encode(msg)).await?)
+/// The async shell around the [`Machine`]: the link, the attempt tasks and their kill switches.
+struct Shell {
+    machine: Machine,
+    shared: Arc<Shared>,
+    link: WorkerLink,
+    running: JoinSet<JobOutcome>,
+    /// The job of each attempt task.
+    tasks: HashMap<tokio::task::Id, JobId>,
+    kills: HashMap<JobId, watch::Sender<bool>>,
+}
+
+impl Shell {
+    /// Feeds the machine until it ends (or the link fails).
+    async fn serve(
+        &mut self,
+        shutdown: &mut (impl Future<Output = ()> + Unpin),
+    ) -> Result<WorkerEnd, WorkerError> {
+        loop {
+            let effects = tokio::select! {
+                msg = self.link.recv() => match msg {
+                    Ok(Some(msg)) => self.machine.message(msg),
+                    Ok(None) => return Err(WorkerError::BrokerClosed),
+                    Err(e) => return Err(WorkerError::BrokerLost(e)),
+                },
+                Some(done) = self.running.join_next_with_id(), if !self.running.is_empty() => {
+                    self.attempt_done(done)
+                }
+                () = &mut *shutdown => self.machine.interrupted(),
+            };
+            for effect in effects {
+                match self.apply(effect).await? {
+                    None => {}
+                    Some(Ending::Exited) => return Ok(WorkerEnd::Exited),
+                    Some(Ending::Interrupted) => return Ok(WorkerEnd::Interrupted),
+                    Some(Ending::Refused(reason)) => return Err(WorkerError::Refused(reason)),
+                }
+            }
+        }
+    }
+
+    /// The machine's event for an attempt task that returned (or panicked).
+    fn attempt_done(
+        &mut self,
+        done: Result<(tokio::task::Id, JobOutcome), tokio::task::JoinError>,
+    ) -> Vec<Effect> {
+        let task = match &done {
+            Ok((task, _)) => *task,
+            Err(e) => e.id(),
+        };
+        let Some(id) = self.tasks.remove(&task) else {
+            return Vec::new();
+        };
+        self.kills.remove(&id);
+        match done {
+            Ok((_, outcome)) => self.machine.attempt_ended(id, outcome),
+            Err(e) => {
+                warn!("a job task failed: {e}");
+                self.machine.attempt_failed(id, &e.to_string())
+            }
+        }
+    }
+
+    /// Carries out one effect; `Some` when the worker ends.
+    async fn apply(&mut self, effect: Effect) -> Result<Option<Ending>, WorkerError> {
+        match effect {
+            Effect::Send(msg) => self.link.send(&msg).await?,
+            Effect::Start(assignment) => {
+                let (kill_tx, kill_rx) = watch::channel(false);
+                let id = assignment.id;
+                self.kills.insert(id, kill_tx);
+                let task = attempt::run(self.shared.clone(), assignment, kill_rx);
+                let handle = self.running.spawn(task);
+                self.tasks.insert(handle.id(), id);
+            }
+            Effect::Kill(id) => {
+                if let Some(kill) = self.kills.get(&id) {
+                    let _ = kill.send(true);
+                }
+            }
+            Effect::End(ending) => return Ok(Some(ending)),
+        }
+        Ok(None)
+    }
+
+    /// Exit, interruption or failure: nothing may keep running. Dropping the tasks kills their
+    /// process groups. Their attempts are not reported: closing the stream tells the broker
+    /// this worker is gone, and it requeues them.
+    async fn wind_down(
+        mut self,
+        result: Result<WorkerEnd, WorkerError>,
+    ) -> Result<WorkerEnd, WorkerError> {
+        self.running.shutdown().await;
+        let close = self.link.close();
+        let closed = match result {
+            Ok(WorkerEnd::Interrupted) => tokio::time::timeout(INTERRUPTED_CLOSE, close)
+                .await
+                .unwrap_or_else(|_| {
+                    warn!("could not tell the broker within {INTERRUPTED_CLOSE:?} that this worker is leaving");
+                    Ok(())
+                }),
+            _ => close.await,
+        };
+        if let Err(e) = closed {
+            warn!("closing the stream to the broker: {e}");
+        }
+        match result {
+            // A broker that stopped the cluster before it knew this worker closes its stream
+            // without an exit message; its closed listener says the cluster is over, not lost.
+            Err(e @ (WorkerError::BrokerLost(_) | WorkerError::BrokerClosed))
+                if stream::listener_closed(&self.shared.store, &self.shared.cfg.ns)
+                    .await
+                    .unwrap_or(false) =>
+            {
+                warn!("the cluster was stopped ({e}): exiting");
+                Ok(WorkerEnd::Exited)
+            }
+            other => other,
+        }
+    }
 }

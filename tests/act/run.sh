@@ -2,12 +2,13 @@
 # End-to-end tests under nektos/act: real workflows of this repository run by act on this
 # machine, with act's own artifact server between the jobs. Called by scripts/test.sh.
 #   tests/act/run.sh [NAME...]     (default: every scenario)
-# The binary under test comes from CLUSTER_ACTION_BIN (default target/debug/cluster-action)
+# The binary under test comes from CLUSTER_ACTION_BIN (default: debug/cluster-action in cargo's
+# target directory, which CARGO_TARGET_DIR moves)
 # and reaches the jobs as CLUSTER_ACTION_BINARY (act does not copy the gitignored target/).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
-bin=${CLUSTER_ACTION_BIN:-$root/target/debug/cluster-action}
+bin=${CLUSTER_ACTION_BIN:-$(scripts/target-dir.sh)/debug/cluster-action}
 [ -x "$bin" ] || { echo "tests/act/run.sh: no binary at $bin (run cargo build first)" >&2; exit 2; }
 logs=$(mktemp -d)
 passed=0

@@ -53,6 +53,15 @@ if (at >= 0 && process.env.FAKE_REPORT) {
   fs.writeFileSync(argv[at + 1], process.env.FAKE_REPORT);
   fs.writeFileSync(argv[argv.indexOf('--report-junit') + 1], '<testsuites/>');
 }
+if (mode === 'leave') {
+  // A job's process that outlives its worker: detached, with the worker's mark.
+  const { spawn } = require('node:child_process');
+  const env = { ...process.env, CLUSTER_ACTION_JOB_MARK: \`\${process.pid}.1\` };
+  const left = spawn('/bin/sleep', ['300'], { detached: true, stdio: 'ignore', env });
+  left.unref();
+  log({ left: left.pid });
+  process.exit(Number(process.env.FAKE_EXIT || 0));
+}
 if (mode === 'exit') process.exit(Number(process.env.FAKE_EXIT || 0));
 console.log('FAKE READY');
 setInterval(() => {}, 1 << 30);
@@ -332,6 +341,21 @@ test('SIGTERM and SIGINT reach the binary; the wrapper exits with its code', asy
     assert.equal(result.code, 130, failure(result));
     assert.deepEqual(result.records.filter(r => r.signal), [{ signal }]);
   }
+});
+
+test('processes a worker\'s jobs left running die when the worker exits', { skip: process.platform !== 'linux' }, async () => {
+  const result = await runAction({ inputs: { binary: fakeBinary, role: 'worker' }, env: { FAKE_MODE: 'leave', FAKE_EXIT: '3' } });
+  assert.equal(result.code, 3, failure(result));
+  const [{ left }] = result.records.filter(r => r.left);
+  const stat = (() => {
+    try {
+      return fs.readFileSync(`/proc/${left}/stat`, 'utf8');
+    } catch {
+      return null;
+    }
+  })();
+  assert.ok(stat === null || /\) [ZX] /.test(stat), `process ${left} still runs: ${stat}`);
+  assert.match(result.stdout, /::warning::killed 1 process\(es\) the worker's jobs left running/);
 });
 
 test('a binary killed by a signal makes the wrapper exit 128 + the signal number', async () => {

@@ -1,6 +1,7 @@
 //! The commands file (`--commands FILE`): the quickest way in, one shell command per line,
 //! each a job with the default settings and no layers.
 
+use crate::proto::Isolation;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -30,6 +31,7 @@ pub fn from_commands(path: &Path) -> Result<Manifest, ManifestError> {
             retries: DEFAULT_RETRIES,
             outputs: Vec::new(),
             estimate: None,
+            isolation: Isolation::default(),
         })
         .collect();
     if jobs.is_empty() {
@@ -52,6 +54,7 @@ pub fn from_commands(path: &Path) -> Result<Manifest, ManifestError> {
         base_dir: base_dir_of(path),
         layers: BTreeMap::new(),
         jobs,
+        suites: Vec::new(),
     })
 }
 

@@ -16,8 +16,13 @@
 //!     estimate: 30s    # optional; the queue runs the longest first
 //!     outputs: [reports/*.xml]   # files brought back to the runner
 //!     # also per job: timeout, retries, env (merged over defaults.env), layers (replaces
-//!     # defaults.layers)
+//!     # defaults.layers), isolation (none | process | sandbox | sandbox-no-network)
+//! suites:              # test suites the runner lists and batches itself; see `suites.rs`
+//!   - name: rust
+//!     framework: nextest    # nextest | pytest | go | command
 //! ```
+//!
+//! A manifest needs jobs, suites or both.
 //!
 //! Durations are whole numbers with units `ms`, `s`, `m`, `h` (`1h30m`), or a plain number of
 //! seconds; see [`parse_duration`](crate::runner::duration::parse_duration). Scalars are
@@ -27,6 +32,7 @@ mod commands;
 mod error;
 mod locate;
 mod schema;
+mod suites;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -35,9 +41,10 @@ use std::time::Duration;
 
 pub use commands::from_commands;
 pub use error::{Location, ManifestError, Problem};
+pub use suites::SuiteDef;
 
 use crate::layer::Digest;
-use crate::proto::{JobId, JobSpec};
+use crate::proto::{Isolation, JobIndex, JobSpec, Submission};
 use crate::runner::duration::millis;
 
 /// Time limit of one attempt when neither the job nor `defaults` sets one: long enough for
@@ -61,8 +68,10 @@ pub struct Manifest {
     pub base_dir: PathBuf,
     /// Named file sets.
     pub layers: BTreeMap<String, LayerDef>,
-    /// The jobs, in manifest order (a job's index is its [`JobId`]).
+    /// The jobs, in manifest order (a job's index is its [`JobIndex`]).
     pub jobs: Vec<JobDef>,
+    /// The test suites, in manifest order.
+    pub suites: Vec<SuiteDef>,
 }
 
 /// A named file set.
@@ -92,14 +101,15 @@ pub struct JobDef {
     pub outputs: Vec<String>,
     /// Expected duration; the queue runs the longest first.
     pub estimate: Option<Duration>,
+    /// How far the job is kept apart from its worker and the other jobs.
+    pub isolation: Isolation,
 }
 
 impl JobDef {
     /// The job as submitted to the broker. `layer_digests` are the digests of
     /// [`JobDef::layers`], in the same order.
-    pub fn to_spec(&self, id: JobId, layer_digests: &[Digest]) -> JobSpec {
-        JobSpec {
-            id,
+    pub fn to_spec(&self, index: JobIndex, layer_digests: &[Digest]) -> Submission {
+        let spec = JobSpec {
             name: self.name.clone(),
             run: self.run.clone(),
             env: self.env.clone(),
@@ -108,7 +118,9 @@ impl JobDef {
             retries: self.retries,
             outputs: self.outputs.clone(),
             estimate_ms: self.estimate.map(millis),
-        }
+            isolation: self.isolation,
+        };
+        Submission { index, spec }
     }
 }
 
@@ -133,14 +145,21 @@ pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Manifest, Manif
     };
     let raw: schema::Manifest =
         serde_yaml::from_str(text).map_err(|e| invalid(vec![syntax_problem(&e)], 0))?;
-    match validate::resolve(raw, base_dir) {
-        Ok((layers, jobs)) => Ok(Manifest {
+    let suites = suites::resolve(&raw);
+    match (validate::resolve(raw, base_dir), suites) {
+        (Ok((layers, jobs)), Ok(suites)) => Ok(Manifest {
             path: path.to_path_buf(),
             base_dir: base_dir.to_path_buf(),
             layers,
             jobs,
+            suites,
         }),
-        Err(findings) => {
+        (jobs, suites) => {
+            let findings: Vec<validate::Finding> = [jobs.err(), suites.err()]
+                .into_iter()
+                .flatten()
+                .flatten()
+                .collect();
             let omitted = findings.len().saturating_sub(MAX_PROBLEMS);
             let mut problems: Vec<Problem> = findings
                 .into_iter()

@@ -12,6 +12,8 @@ use std::marker::PhantomData;
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 
+use crate::proto::Isolation;
+
 /// The whole document.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,6 +27,9 @@ pub(super) struct Manifest {
     /// The jobs, in order.
     #[serde(default)]
     pub jobs: Vec<Job>,
+    /// Test suites, in order.
+    #[serde(default)]
+    pub suites: Vec<super::suites::RawSuite>,
 }
 
 /// The `defaults:` section.
@@ -36,6 +41,7 @@ pub(super) struct Defaults {
     #[serde(default, deserialize_with = "unique_keys")]
     pub env: BTreeMap<String, String>,
     pub layers: Option<Vec<String>>,
+    pub isolation: Option<Isolation>,
 }
 
 /// One entry of `layers:`.
@@ -60,6 +66,7 @@ pub(super) struct Job {
     #[serde(default, deserialize_with = "unique_keys")]
     pub env: BTreeMap<String, String>,
     pub layers: Option<Vec<String>>,
+    pub isolation: Option<Isolation>,
 }
 
 /// Reads a mapping, refusing a key written twice (serde's maps keep the last one silently).

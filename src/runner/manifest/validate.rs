@@ -52,11 +52,12 @@ pub(super) fn resolve(raw: schema::Manifest, base_dir: &Path) -> Result<Resolved
         .map(|(name, layer)| (name.clone(), check.layer(name, layer, base_dir)))
         .collect();
 
-    if raw.jobs.is_empty() {
+    if raw.jobs.is_empty() && raw.suites.is_empty() {
         check.problem(
             node_path!["jobs"],
             "the manifest defines no jobs",
-            "add at least one entry under `jobs:`, each with a `name` and a `run` command",
+            "add at least one entry under `jobs:`, each with a `name` and a `run` command, \
+             or a test suite under `suites:`",
         );
     }
     let mut first_index: HashMap<String, usize> = HashMap::new();
@@ -109,6 +110,7 @@ pub(super) fn resolve(raw: schema::Manifest, base_dir: &Path) -> Result<Resolved
             retries: job.retries.or(defaults.retries).unwrap_or(DEFAULT_RETRIES),
             outputs: job.outputs.clone(),
             estimate,
+            isolation: job.isolation.or(defaults.isolation).unwrap_or_default(),
         });
     }
     if check.findings.is_empty() {
@@ -120,12 +122,17 @@ pub(super) fn resolve(raw: schema::Manifest, base_dir: &Path) -> Result<Resolved
 
 /// Collects findings while checking.
 #[derive(Default)]
-struct Checker {
-    findings: Vec<Finding>,
+pub(super) struct Checker {
+    pub(super) findings: Vec<Finding>,
 }
 
 impl Checker {
-    fn problem(&mut self, at: NodePath, message: impl Into<String>, hint: impl Into<String>) {
+    pub(super) fn problem(
+        &mut self,
+        at: NodePath,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
         self.findings.push(Finding {
             at,
             message: message.into(),
@@ -188,7 +195,13 @@ impl Checker {
     }
 
     /// A duration as written, or `None` after recording why it is not one.
-    fn duration(&mut self, text: &str, at: NodePath, owner: &str, key: &str) -> Option<Duration> {
+    pub(super) fn duration(
+        &mut self,
+        text: &str,
+        at: NodePath,
+        owner: &str,
+        key: &str,
+    ) -> Option<Duration> {
         match parse_duration(text) {
             Ok(duration) => Some(duration),
             Err(why) => {
@@ -239,7 +252,7 @@ impl Checker {
     }
 
     /// Layer names that must be defined under `layers:`.
-    fn layer_refs(
+    pub(super) fn layer_refs(
         &mut self,
         names: &[String],
         defined: &BTreeMap<String, schema::Layer>,

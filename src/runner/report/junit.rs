@@ -73,14 +73,14 @@ fn push_testcase(xml: &mut String, job: &JobReport) {
 }
 
 /// Milliseconds as seconds with three decimals.
-fn seconds(ms: u64) -> String {
+pub(crate) fn seconds(ms: u64) -> String {
     format!("{}.{:03}", ms / 1000, ms % 1000)
 }
 
 /// `text` as XML character data, or as an attribute value (where line breaks and tabs must be
 /// character references to survive). Characters XML 1.0 cannot hold at all (most control
 /// characters, U+FFFE, U+FFFF) are dropped.
-fn escape(text: &str, attribute: bool) -> String {
+pub(crate) fn escape(text: &str, attribute: bool) -> String {
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -5,7 +5,7 @@
 
 mod github;
 mod json;
-mod junit;
+pub(crate) mod junit;
 mod markdown;
 
 use std::time::Duration;
@@ -162,31 +162,6 @@ impl RunReport {
             } += 1;
         }
         summary
-    }
-
-    /// Whether a job failed, timed out or could not run.
-    pub fn has_failures(&self) -> bool {
-        self.summary().not_passed() > 0
-    }
-
-    /// Whether a job was cancelled.
-    pub fn has_cancelled(&self) -> bool {
-        self.jobs
-            .iter()
-            .any(|job| job.status == JobStatus::Cancelled)
-    }
-
-    /// The process exit code the report calls for: 130 if a job was cancelled (the run is
-    /// incomplete, whatever else happened, as after Ctrl-C), else 1 if a job failed, timed
-    /// out or could not run, else 0.
-    pub fn exit_code(&self) -> i32 {
-        if self.has_cancelled() {
-            130
-        } else if self.has_failures() {
-            1
-        } else {
-            0
-        }
     }
 }
 

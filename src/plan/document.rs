@@ -1,0 +1,76 @@
+//! The history documents as artifacts: versioned JSON inside a zip with one file, which is what
+//! `@actions/artifact` uploads and GitHub's REST download (`…/artifacts/{id}/zip`) hands back.
+
+use std::io::{Cursor, Read, Write};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use zip::write::SimpleFileOptions;
+
+/// A document kept in an artifact: [`super::timings::Timings`] and
+/// [`super::results::AttemptResults`].
+pub trait ArtifactDocument: Serialize + DeserializeOwned {
+    /// The file inside the artifact's zip.
+    const FILE: &'static str;
+
+    /// The JSON document.
+    fn to_json(&self) -> Vec<u8> {
+        // These documents hold only strings, numbers and lists: serializing cannot fail.
+        serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+
+    /// From the JSON document; the error says what is wrong.
+    fn from_json(bytes: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    }
+
+    /// The artifact's contents: a zip holding [`ArtifactDocument::FILE`].
+    fn to_artifact_zip(&self) -> Result<Vec<u8>, String> {
+        zip_one(Self::FILE, &self.to_json())
+    }
+
+    /// From a downloaded artifact zip; the error says what is wrong with it.
+    fn from_artifact_zip(archive: &[u8]) -> Result<Self, String> {
+        Self::from_json(&unzip_one(archive, Self::FILE)?)
+    }
+}
+
+/// A zip holding `name` with `contents`.
+fn zip_one(name: &str, contents: &[u8]) -> Result<Vec<u8>, String> {
+    let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    zip.start_file(name, SimpleFileOptions::default())
+        .map_err(|e| e.to_string())?;
+    zip.write_all(contents).map_err(|e| e.to_string())?;
+    let cursor = zip.finish().map_err(|e| e.to_string())?;
+    Ok(cursor.into_inner())
+}
+
+/// The file `name` from a downloaded zip; the error says what is wrong with the archive.
+fn unzip_one(archive: &[u8], name: &str) -> Result<Vec<u8>, String> {
+    let mut zip =
+        zip::ZipArchive::new(Cursor::new(archive)).map_err(|e| format!("not a zip: {e}"))?;
+    let mut file = zip
+        .by_name(name)
+        .map_err(|e| format!("the zip holds no {name}: {e}"))?;
+    let mut contents = Vec::new();
+    file.read_to_end(&mut contents)
+        .map_err(|e| format!("{name} in the zip cannot be read: {e}"))?;
+    Ok(contents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zipped_file_comes_back_and_garbage_is_named() {
+        let zip = zip_one("a.json", b"{}").unwrap();
+        assert_eq!(unzip_one(&zip, "a.json").unwrap(), b"{}");
+        assert!(unzip_one(&zip, "b.json").unwrap_err().contains("no b.json"));
+        assert!(
+            unzip_one(b"garbage", "a.json")
+                .unwrap_err()
+                .starts_with("not a zip")
+        );
+    }
+}

@@ -1,0 +1,574 @@
+//! Timing history and earlier attempts' results from GitHub's REST API, with no service: the
+//! previous attempts of this run (`GET /repos/{o}/{r}/actions/runs/{id}/artifacts`; the runtime
+//! artifact service only sees the current attempt) and the newest timings of this workflow on
+//! the default branch (`GET /repos/{o}/{r}/actions/artifacts?name=…`). Each source costs one
+//! list and one download, far inside `GITHUB_TOKEN`'s 1,000 requests an hour. Nothing here
+//! fails a run: a source that cannot be read (no token, no permission, no artifact, a corrupt
+//! one) is a [`Miss`], one line for the log, and the run goes on with estimates.
+
+use std::path::Path;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use octocrab::etag::Etagged;
+use octocrab::models::workflows::WorkflowListArtifact;
+use octocrab::{Octocrab, Page};
+
+use super::ArtifactDocument;
+use super::results::{AttemptResults, results_artifact_attempt, results_artifact_name};
+use super::timings::{Timings, timings_artifact_name};
+
+/// The REST API's base URL (GitHub Enterprise Server sets its own).
+pub const API_URL_VAR: &str = "GITHUB_API_URL";
+/// The token the REST calls carry; it needs `actions: read`.
+pub const TOKEN_VAR: &str = "GITHUB_TOKEN";
+/// `owner/repo`.
+pub const REPOSITORY_VAR: &str = "GITHUB_REPOSITORY";
+/// The workflow run's id.
+pub const RUN_ID_VAR: &str = "GITHUB_RUN_ID";
+/// The run attempt: 1, then 2, 3… for each re-run.
+pub const RUN_ATTEMPT_VAR: &str = "GITHUB_RUN_ATTEMPT";
+/// The event's JSON, which names the repository's default branch.
+pub const EVENT_PATH_VAR: &str = "GITHUB_EVENT_PATH";
+/// `owner/repo/.github/workflows/FILE@REF`: which workflow this is.
+pub const WORKFLOW_REF_VAR: &str = "GITHUB_WORKFLOW_REF";
+/// github.com's API, when `GITHUB_API_URL` is not set.
+pub const DEFAULT_API_URL: &str = "https://api.github.com";
+/// Artifacts asked for in the one list request (GitHub's maximum page).
+const PAGE_SIZE: u8 = 100;
+/// How long a REST request may take before the source counts as unreachable.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Where this workflow run is on GitHub, from the variables every Actions job has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GithubRun {
+    /// `GITHUB_API_URL`.
+    pub api_url: String,
+    /// `GITHUB_TOKEN`, when the job passes it.
+    pub token: Option<String>,
+    /// The repository's owner.
+    pub owner: String,
+    /// The repository's name.
+    pub repo: String,
+    /// `GITHUB_RUN_ID`.
+    pub run_id: u64,
+    /// `GITHUB_RUN_ATTEMPT` (1 when unset).
+    pub attempt: u32,
+    /// `repository.default_branch` of the event, when it names one.
+    pub default_branch: Option<String>,
+    /// The workflow's file name, from `GITHUB_WORKFLOW_REF`.
+    pub workflow: Option<String>,
+}
+
+/// A GitHub variable with a value this build cannot use (exit 2: bad input).
+#[derive(Debug, thiserror::Error)]
+#[error("{var} {problem}")]
+pub struct RunEnvError {
+    /// The variable.
+    pub var: &'static str,
+    /// What is wrong and what is expected.
+    pub problem: String,
+}
+
+impl GithubRun {
+    /// From the process environment; none outside a workflow run (`GITHUB_RUN_ID` unset).
+    pub fn from_env() -> Result<Option<Self>, RunEnvError> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// From variables looked up by `var`, validated as [`GithubRun::from_env`] does.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, RunEnvError> {
+        let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let Some(run_id) = set(RUN_ID_VAR) else {
+            return Ok(None);
+        };
+        let run_id = positive(RUN_ID_VAR, &run_id)?;
+        let attempt = match set(RUN_ATTEMPT_VAR) {
+            Some(text) => {
+                u32::try_from(positive(RUN_ATTEMPT_VAR, &text)?).map_err(|_| RunEnvError {
+                    var: RUN_ATTEMPT_VAR,
+                    problem: format!("is {text:?}, too large for a run attempt"),
+                })?
+            }
+            None => 1,
+        };
+        let repository = set(REPOSITORY_VAR).unwrap_or_default();
+        let Some((owner, repo)) = repository
+            .split_once('/')
+            .filter(|(o, r)| !o.is_empty() && !r.is_empty() && !r.contains('/'))
+        else {
+            return Err(RunEnvError {
+                var: REPOSITORY_VAR,
+                problem: format!("must be owner/repo, got {repository:?}"),
+            });
+        };
+        let api_url = set(API_URL_VAR).unwrap_or_else(|| DEFAULT_API_URL.to_string());
+        if url::Url::parse(&api_url).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
+            return Err(RunEnvError {
+                var: API_URL_VAR,
+                problem: format!(
+                    "must be an http(s) URL such as {DEFAULT_API_URL}, got {api_url:?}"
+                ),
+            });
+        }
+        Ok(Some(Self {
+            api_url: api_url.trim_end_matches('/').to_string(),
+            token: set(TOKEN_VAR),
+            owner: owner.to_string(),
+            repo: repo.to_string(),
+            run_id,
+            attempt,
+            default_branch: set(EVENT_PATH_VAR).and_then(|p| default_branch(Path::new(&p))),
+            workflow: set(WORKFLOW_REF_VAR).and_then(|r| workflow_file(&r)),
+        }))
+    }
+}
+
+/// A positive whole number, or an error naming the variable.
+fn positive(var: &'static str, text: &str) -> Result<u64, RunEnvError> {
+    match text.trim().parse::<u64>() {
+        Ok(n) if n > 0 && text.trim().bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+        _ => Err(RunEnvError {
+            var,
+            problem: format!("must be a positive whole number (as GitHub sets it), got {text:?}"),
+        }),
+    }
+}
+
+/// `repository.default_branch` of the event JSON at `path`, if it has one.
+fn default_branch(path: &Path) -> Option<String> {
+    let event: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    Some(event["repository"]["default_branch"].as_str()?.to_string())
+}
+
+/// `ci.yml` from `owner/repo/.github/workflows/ci.yml@refs/heads/main`.
+fn workflow_file(workflow_ref: &str) -> Option<String> {
+    let path = workflow_ref.split('@').next()?;
+    let file = path.rsplit('/').next()?;
+    (!file.is_empty()).then(|| file.to_string())
+}
+
+/// The artifact a value came from, for the log line that says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactRef {
+    /// Its name.
+    pub name: String,
+    /// Its id.
+    pub id: u64,
+    /// The run that made it.
+    pub run_id: Option<u64>,
+}
+
+impl std::fmt::Display for ArtifactRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "artifact {} (id {}", self.name, self.id)?;
+        match self.run_id {
+            Some(run) => write!(f, ", run {run})"),
+            None => write!(f, ")"),
+        }
+    }
+}
+
+/// Why a source gave nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MissReason {
+    /// No `GITHUB_TOKEN` in the environment.
+    NoToken,
+    /// The event does not name the default branch.
+    NoDefaultBranch,
+    /// The token may not read the artifacts (HTTP 403, or 401).
+    Forbidden(String),
+    /// No artifact fits (none listed, expired, another branch, or 404 on download).
+    NotFound(String),
+    /// The artifact is there but is not what this build writes.
+    Corrupt(String),
+    /// The API could not be reached or answered something else.
+    Failed(String),
+}
+
+impl std::fmt::Display for MissReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoToken => write!(
+                f,
+                "{TOKEN_VAR} is not set (the action passes its `token` input, ${{{{ github.token }}}})"
+            ),
+            Self::NoDefaultBranch => {
+                write!(f, "{EVENT_PATH_VAR} names no repository.default_branch")
+            }
+            Self::Forbidden(detail) => write!(
+                f,
+                "the token may not read artifacts ({detail}); give the job `permissions: actions: read`"
+            ),
+            Self::NotFound(detail) => write!(f, "{detail}"),
+            Self::Corrupt(detail) => write!(f, "the artifact is unreadable: {detail}"),
+            Self::Failed(detail) => write!(f, "the REST API failed: {detail}"),
+        }
+    }
+}
+
+/// Which source a miss is about, and so what the run does without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The results of this run's earlier attempts: without them every test runs.
+    EarlierAttempts,
+    /// The default branch's timings: without them tests are estimated with no history.
+    DefaultBranch,
+}
+
+/// A source that gave nothing: what was looked for and why there was nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Miss {
+    /// The source.
+    pub source: Source,
+    /// What was looked for ("results of earlier attempts", "ca-timings-default-ci.yml on main").
+    pub what: String,
+    /// Why there was nothing.
+    pub why: MissReason,
+}
+
+impl std::fmt::Display for Miss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let then = match self.source {
+            Source::EarlierAttempts => "every test runs",
+            Source::DefaultBranch => "going on with estimates",
+        };
+        write!(f, "no {}: {}; {then}", self.what, self.why)
+    }
+}
+
+/// What one source gave.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup<T> {
+    /// A value, and the artifact it came from.
+    Found(T, ArtifactRef),
+    /// Nothing, and why.
+    Missed(Miss),
+}
+
+/// What the runner starts from: the previous attempt's results (attempts above 1) and the
+/// timings to estimate with, each with where it came from, and one [`Miss`] per source that
+/// gave nothing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    /// The newest earlier attempt's results.
+    pub previous: Option<(AttemptResults, ArtifactRef)>,
+    /// The timings to estimate with.
+    pub timings: Option<(Timings, ArtifactRef)>,
+    /// The sources that gave nothing, in the order they were asked.
+    pub misses: Vec<Miss>,
+}
+
+impl History {
+    /// One line per source: where results and timings came from, and every miss.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if let Some((results, from)) = &self.previous {
+            lines.push(format!(
+                "results of attempt {} from {from}",
+                results.attempt
+            ));
+        }
+        if let Some((timings, from)) = &self.timings {
+            lines.push(format!("timings of {} test(s) from {from}", timings.len()));
+        }
+        lines.extend(self.misses.iter().map(Miss::to_string));
+        lines
+    }
+}
+
+/// Asks GitHub for `cluster`'s history, in order: the previous attempts of this run (attempts
+/// above 1), then, when `want_timings` and no earlier attempt had timings, the newest timings
+/// of this workflow on the default branch.
+pub async fn fetch_history(run: &GithubRun, cluster: &str, want_timings: bool) -> History {
+    let mut history = History::default();
+    let client = match HistoryClient::new(run, cluster) {
+        Ok(client) => client,
+        Err(why) => {
+            let (source, what) = if run.attempt > 1 {
+                (
+                    Source::EarlierAttempts,
+                    "earlier results or timing history from GitHub",
+                )
+            } else {
+                (Source::DefaultBranch, "timing history from GitHub")
+            };
+            history.misses.push(Miss {
+                source,
+                what: what.into(),
+                why,
+            });
+            return history;
+        }
+    };
+    if run.attempt > 1 {
+        match client.previous_attempt().await {
+            Lookup::Found(results, from) => {
+                if !results.timings.is_empty() {
+                    history.timings = Some((results.timings.clone(), from.clone()));
+                }
+                history.previous = Some((results, from));
+            }
+            Lookup::Missed(miss) => history.misses.push(miss),
+        }
+    }
+    if want_timings && history.timings.is_none() {
+        match client.default_branch_timings().await {
+            Lookup::Found(timings, from) => history.timings = Some((timings, from)),
+            Lookup::Missed(miss) => history.misses.push(miss),
+        }
+    }
+    history
+}
+
+/// The REST client for one cluster of one run.
+pub struct HistoryClient<'a> {
+    crab: Octocrab,
+    run: &'a GithubRun,
+    cluster: &'a str,
+}
+
+impl<'a> HistoryClient<'a> {
+    /// A client with the run's token and API URL, for `cluster`'s artifacts.
+    pub fn new(run: &'a GithubRun, cluster: &'a str) -> Result<Self, MissReason> {
+        let token = run.token.clone().ok_or(MissReason::NoToken)?;
+        let crab = Octocrab::builder()
+            .base_uri(run.api_url.as_str())
+            .and_then(|b| {
+                b.personal_token(token)
+                    .set_connect_timeout(Some(REQUEST_TIMEOUT))
+                    .set_read_timeout(Some(REQUEST_TIMEOUT))
+                    .build()
+            })
+            .map_err(|e| MissReason::Failed(one_line(&e)))?;
+        Ok(Self { crab, run, cluster })
+    }
+
+    /// The newest earlier attempt's `ca-results-<cluster>-<attempt>`: one list of the run's
+    /// artifacts (every attempt's), one download.
+    pub async fn previous_attempt(&self) -> Lookup<AttemptResults> {
+        let what = format!(
+            "results of earlier attempts of run {} ({} to {})",
+            self.run.run_id,
+            results_artifact_name(self.cluster, 1),
+            results_artifact_name(self.cluster, self.run.attempt.saturating_sub(1))
+        );
+        let listed = self
+            .crab
+            .actions()
+            .list_workflow_run_artifacts(&self.run.owner, &self.run.repo, self.run.run_id.into())
+            .per_page(PAGE_SIZE)
+            .send()
+            .await;
+        let newest = listed.map(|page| {
+            unexpired(page)
+                .filter_map(|a| Some((results_artifact_attempt(self.cluster, &a.name)?, a)))
+                .filter(|(attempt, _)| *attempt < self.run.attempt)
+                .max_by_key(|(attempt, _)| *attempt)
+                .map(|(_, artifact)| artifact)
+        });
+        self.fetch(
+            Source::EarlierAttempts,
+            what,
+            newest,
+            AttemptResults::from_artifact_zip,
+        )
+        .await
+    }
+
+    /// The newest unexpired `ca-timings-<cluster>-<workflow>` of another run on the default
+    /// branch: one list by name, one download.
+    pub async fn default_branch_timings(&self) -> Lookup<Timings> {
+        let name = timings_artifact_name(self.cluster, self.run.workflow.as_deref());
+        let Some(branch) = &self.run.default_branch else {
+            return Lookup::Missed(Miss {
+                source: Source::DefaultBranch,
+                what: format!("timing history ({name})"),
+                why: MissReason::NoDefaultBranch,
+            });
+        };
+        let what = format!("timing history ({name} on {branch})");
+        let listed = self
+            .crab
+            .actions()
+            .list_repository_artifacts(&self.run.owner, &self.run.repo)
+            .name(name.as_str())
+            .per_page(PAGE_SIZE)
+            .send()
+            .await;
+        let newest = listed.map(|page| {
+            unexpired(page)
+                .filter(|a| a.name == name)
+                .filter(|a| {
+                    a.workflow_run.as_ref().is_some_and(|run| {
+                        &run.head_branch == branch && run.id.into_inner() != self.run.run_id
+                    })
+                })
+                .max_by_key(|a| a.created_at)
+        });
+        self.fetch(
+            Source::DefaultBranch,
+            what,
+            newest,
+            Timings::from_artifact_zip,
+        )
+        .await
+    }
+
+    /// Downloads the artifact a list chose and decodes it, or says why there is nothing.
+    async fn fetch<T>(
+        &self,
+        source: Source,
+        what: String,
+        listed: octocrab::Result<Option<WorkflowListArtifact>>,
+        decode: impl Fn(&[u8]) -> Result<T, String>,
+    ) -> Lookup<T> {
+        let miss = |why| {
+            Lookup::Missed(Miss {
+                source,
+                what: what.clone(),
+                why,
+            })
+        };
+        let artifact = match listed {
+            Ok(Some(artifact)) => artifact,
+            Ok(None) => return miss(MissReason::NotFound("none unexpired is listed".into())),
+            Err(e) => return miss(reason(&e)),
+        };
+        let from = ArtifactRef {
+            name: artifact.name.clone(),
+            id: artifact.id.into_inner(),
+            run_id: artifact.workflow_run.as_ref().map(|r| r.id.into_inner()),
+        };
+        let bytes = match self.download(from.id).await {
+            Ok(bytes) => bytes,
+            Err(e) => return miss(reason(&e)),
+        };
+        match decode(&bytes) {
+            Ok(value) => Lookup::Found(value, from),
+            Err(detail) => miss(MissReason::Corrupt(format!("{from}: {detail}"))),
+        }
+    }
+
+    /// `GET /repos/{o}/{r}/actions/artifacts/{id}/zip`, following its redirect to the zip.
+    /// (octocrab's `download_artifact` returns an error answer's body as if it were the zip,
+    /// so a 403 or 404 would look like a corrupt artifact; this checks the status first.)
+    async fn download(&self, id: u64) -> octocrab::Result<bytes::Bytes> {
+        let route = format!(
+            "/repos/{}/{}/actions/artifacts/{id}/zip",
+            self.run.owner, self.run.repo
+        );
+        let response = self.crab._get(route).await?;
+        let response = octocrab::map_github_error(response).await?;
+        Ok(response.into_body().collect().await?.to_bytes())
+    }
+}
+
+/// The unexpired artifacts of a listing.
+fn unexpired(
+    page: Etagged<Page<WorkflowListArtifact>>,
+) -> impl Iterator<Item = WorkflowListArtifact> {
+    let items = page.value.map(|p| p.items).unwrap_or_default();
+    items.into_iter().filter(|a| !a.expired)
+}
+
+/// The reason an octocrab error stands for.
+fn reason(error: &octocrab::Error) -> MissReason {
+    if let octocrab::Error::GitHub { source, .. } = error {
+        let detail = format!("HTTP {}: {}", source.status_code.as_u16(), source.message);
+        return match source.status_code.as_u16() {
+            401 | 403 => MissReason::Forbidden(detail),
+            404 | 410 => MissReason::NotFound(detail),
+            _ => MissReason::Failed(detail),
+        };
+    }
+    MissReason::Failed(one_line(error))
+}
+
+/// An error's message on one line (octocrab's can carry a backtrace below).
+fn one_line(error: &impl std::fmt::Display) -> String {
+    let text = error.to_string();
+    text.lines().next().unwrap_or_default().trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    const BASE: [(&str, &str); 3] = [
+        (RUN_ID_VAR, "77"),
+        (REPOSITORY_VAR, "octo/repo"),
+        (
+            WORKFLOW_REF_VAR,
+            "octo/repo/.github/workflows/ci.yml@refs/heads/main",
+        ),
+    ];
+
+    #[test]
+    fn outside_a_workflow_run_there_is_no_run() {
+        assert_eq!(GithubRun::from_vars(vars(&[])).unwrap(), None);
+    }
+
+    #[test]
+    fn the_run_comes_from_the_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let event = dir.path().join("event.json");
+        std::fs::write(&event, r#"{"repository": {"default_branch": "trunk"}}"#).unwrap();
+        let event = event.to_str().unwrap();
+        let mut all = BASE.to_vec();
+        all.extend([
+            (RUN_ATTEMPT_VAR, "2"),
+            (EVENT_PATH_VAR, event),
+            (TOKEN_VAR, "t"),
+        ]);
+        let run = GithubRun::from_vars(vars(&all)).unwrap().unwrap();
+        assert_eq!((run.owner.as_str(), run.repo.as_str()), ("octo", "repo"));
+        assert_eq!((run.run_id, run.attempt), (77, 2));
+        assert_eq!(run.api_url, DEFAULT_API_URL);
+        assert_eq!(run.default_branch.as_deref(), Some("trunk"));
+        assert_eq!(run.workflow.as_deref(), Some("ci.yml"));
+        assert_eq!(run.token.as_deref(), Some("t"));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (var, value) in [
+            (RUN_ATTEMPT_VAR, "../1"),
+            (RUN_ATTEMPT_VAR, "0"),
+            (RUN_ATTEMPT_VAR, "+1"),
+            (RUN_ATTEMPT_VAR, "99999999999"),
+            (RUN_ID_VAR, "abc"),
+            (REPOSITORY_VAR, "no-slash"),
+            (REPOSITORY_VAR, "a/b/c"),
+            (API_URL_VAR, "ftp://x"),
+        ] {
+            let mut all = BASE.to_vec();
+            all.retain(|(k, _)| *k != var);
+            all.push((var, value));
+            let err = GithubRun::from_vars(vars(&all)).unwrap_err();
+            assert_eq!(err.var, var);
+            assert!(err.to_string().contains(&format!("{value:?}")), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn without_a_token_there_is_one_line_and_nothing_else() {
+        let run = GithubRun::from_vars(vars(&BASE)).unwrap().unwrap();
+        let history = fetch_history(&run, "default", true).await;
+        assert_eq!(history.previous, None);
+        assert_eq!(history.timings, None);
+        let lines = history.lines();
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].contains(TOKEN_VAR), "{}", lines[0]);
+    }
+}

@@ -1,0 +1,327 @@
+//! `ca-timings`: how long each test took in its last passing runs, the history that estimates
+//! come from. Uploaded as an artifact at the end of a run and read back at the start of the next
+//! one, or kept in a file (`--timings`, `--write-timings`) for local use. Only passing runs
+//! count (a timeout or a crash says nothing about how long the test takes) and only the newest
+//! [`SAMPLES_KEPT`] durations are kept, so a test that got faster is believed soon.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::TestKey;
+use super::document::ArtifactDocument;
+use super::results::{TestOutcome, TestStatus};
+
+/// The format version this build writes and reads.
+pub const TIMINGS_VERSION: u32 = 1;
+/// How many passing durations are kept per test.
+pub const SAMPLES_KEPT: usize = 3;
+/// A duration above this (a week) is kept as this, so sums of estimates cannot overflow.
+pub const LONGEST_DURATION_MS: u64 = 7 * 24 * 3_600_000;
+/// The artifact's name prefix; [`timings_artifact_name`] adds the cluster and the workflow.
+pub const TIMINGS_ARTIFACT: &str = "ca-timings";
+/// The file inside the artifact's zip.
+pub const TIMINGS_FILE: &str = "ca-timings.json";
+
+/// The timings artifact of one cluster of one workflow: `ca-timings-<cluster>-<workflow file>`,
+/// or `ca-timings-<cluster>` when the workflow is unknown (a local run). The name carries the
+/// workflow because a repository's artifact listing (filtered by exact name) does not say which
+/// workflow made an artifact, and the cluster because several can share a run.
+pub fn timings_artifact_name(cluster: &str, workflow: Option<&str>) -> String {
+    match workflow {
+        Some(workflow) => format!("{TIMINGS_ARTIFACT}-{cluster}-{}", artifact_safe(workflow)),
+        None => format!("{TIMINGS_ARTIFACT}-{cluster}"),
+    }
+}
+
+/// `text` with the characters GitHub refuses in artifact names (`" : < > | * ? \ /` and line
+/// breaks) replaced by `_`.
+fn artifact_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '"' | ':' | '<' | '>' | '|' | '*' | '?' | '\\' | '/' | '\r' | '\n' => '_',
+            c => c,
+        })
+        .collect()
+}
+
+/// The timing history: per test, its newest passing durations in milliseconds, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "TimingsWire", into = "TimingsWire")]
+pub struct Timings {
+    /// The workflow run that recorded the newest durations (none for a local run).
+    pub run_id: Option<u64>,
+    tests: BTreeMap<TestKey, Vec<u64>>,
+}
+
+/// The JSON shape: `{"version": 1, "run_id": 123, "tests": [{"suite", "id", "durations_ms"}]}`.
+#[derive(Serialize, Deserialize)]
+struct TimingsWire {
+    version: u32,
+    #[serde(default)]
+    run_id: Option<u64>,
+    tests: Vec<TimingsEntry>,
+}
+
+/// One test's line in the JSON.
+#[derive(Serialize, Deserialize)]
+struct TimingsEntry {
+    suite: String,
+    id: String,
+    durations_ms: Vec<u64>,
+}
+
+impl TryFrom<TimingsWire> for Timings {
+    type Error = String;
+
+    fn try_from(wire: TimingsWire) -> Result<Self, String> {
+        check_version("ca-timings", wire.version, TIMINGS_VERSION)?;
+        let mut timings = Timings {
+            run_id: wire.run_id,
+            tests: BTreeMap::new(),
+        };
+        for entry in wire.tests {
+            let key = TestKey::new(entry.suite, entry.id);
+            for ms in entry.durations_ms {
+                timings.push(key.clone(), ms);
+            }
+        }
+        Ok(timings)
+    }
+}
+
+impl From<Timings> for TimingsWire {
+    fn from(timings: Timings) -> Self {
+        TimingsWire {
+            version: TIMINGS_VERSION,
+            run_id: timings.run_id,
+            tests: timings
+                .tests
+                .into_iter()
+                .map(|(key, durations_ms)| TimingsEntry {
+                    suite: key.suite,
+                    id: key.id,
+                    durations_ms,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A format version this build can read, or an error naming both versions.
+pub(crate) fn check_version(what: &str, found: u32, known: u32) -> Result<(), String> {
+    if found == known {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} format version {found} is not the version {known} this cluster-action reads"
+        ))
+    }
+}
+
+/// A timings file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TimingsFileError {
+    /// The file exists but cannot be read or written.
+    #[error("timings file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a `ca-timings` JSON document this build reads.
+    #[error("timings file {path} is not a ca-timings JSON file: {reason}")]
+    Format {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl Timings {
+    /// The newest passing durations of `key`, oldest first (empty when it never passed).
+    pub fn samples(&self, key: &TestKey) -> &[u64] {
+        self.tests.get(key).map_or(&[], Vec::as_slice)
+    }
+
+    /// The estimate for `key`: the median of its kept durations (the mean of the middle two for
+    /// an even count), or none without history.
+    pub fn estimate_ms(&self, key: &TestKey) -> Option<u64> {
+        let mut samples = self.samples(key).to_vec();
+        samples.sort_unstable();
+        let n = samples.len();
+        match n {
+            0 => None,
+            _ if n % 2 == 1 => Some(samples[n / 2]),
+            _ => Some(samples[n / 2 - 1].midpoint(samples[n / 2])),
+        }
+    }
+
+    /// How many tests have history.
+    pub fn len(&self) -> usize {
+        self.tests.len()
+    }
+
+    /// Whether no test has history.
+    pub fn is_empty(&self) -> bool {
+        self.tests.is_empty()
+    }
+
+    /// Adds one run's results: the duration of every test that passed (first time, not after a
+    /// retry) becomes its newest sample; every other outcome leaves the history as it was.
+    pub fn record_run<'a>(
+        &mut self,
+        run_id: Option<u64>,
+        outcomes: impl IntoIterator<Item = (&'a TestKey, &'a TestOutcome)>,
+    ) {
+        for (key, outcome) in outcomes {
+            if let (TestStatus::Passed, Some(ms)) = (outcome.status, outcome.duration_ms) {
+                self.push(key.clone(), ms);
+            }
+        }
+        self.run_id = run_id;
+    }
+
+    /// Appends a sample, dropping the oldest beyond [`SAMPLES_KEPT`].
+    fn push(&mut self, key: TestKey, ms: u64) {
+        let samples = self.tests.entry(key).or_default();
+        samples.push(ms.min(LONGEST_DURATION_MS));
+        if samples.len() > SAMPLES_KEPT {
+            samples.drain(..samples.len() - SAMPLES_KEPT);
+        }
+    }
+
+    /// Reads `--timings FILE`: none when the file does not exist yet (a first run), an error
+    /// naming the file when it cannot be read or is not a timings file.
+    pub fn read_file(path: &Path) -> Result<Option<Self>, TimingsFileError> {
+        let shown = path.display().to_string();
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                Self::from_json(&bytes)
+                    .map(Some)
+                    .map_err(|reason| TimingsFileError::Format {
+                        path: shown,
+                        reason,
+                    })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(TimingsFileError::Io {
+                path: shown,
+                source,
+            }),
+        }
+    }
+
+    /// Writes `--write-timings FILE` (through a temporary file, so a reader never sees half).
+    pub fn write_file(&self, path: &Path) -> Result<(), TimingsFileError> {
+        let io = |source| TimingsFileError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, self.to_json()).map_err(io)?;
+        std::fs::rename(&partial, path).map_err(io)
+    }
+}
+
+impl ArtifactDocument for Timings {
+    const FILE: &'static str = TIMINGS_FILE;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: &str) -> TestKey {
+        TestKey::new("s", id)
+    }
+
+    fn outcome(status: TestStatus, ms: u64) -> TestOutcome {
+        TestOutcome {
+            status,
+            duration_ms: Some(ms),
+            attempt: 1,
+        }
+    }
+
+    #[test]
+    fn only_passing_durations_count_and_the_newest_three_are_kept() {
+        let mut timings = Timings::default();
+        for (run, ms) in [(1, 10), (2, 20), (3, 30), (4, 40)] {
+            timings.record_run(Some(run), [(&key("a"), &outcome(TestStatus::Passed, ms))]);
+        }
+        for status in [TestStatus::Failed, TestStatus::TimedOut, TestStatus::Flaky] {
+            timings.record_run(Some(5), [(&key("a"), &outcome(status, 9_999))]);
+        }
+        assert_eq!(timings.samples(&key("a")), &[20, 30, 40]);
+        assert_eq!(timings.estimate_ms(&key("a")), Some(30));
+        assert_eq!(timings.run_id, Some(5));
+        assert_eq!(timings.estimate_ms(&key("never")), None);
+    }
+
+    #[test]
+    fn the_estimate_is_the_median() {
+        let mut timings = Timings::default();
+        for ms in [100, 10] {
+            timings.record_run(None, [(&key("a"), &outcome(TestStatus::Passed, ms))]);
+        }
+        assert_eq!(timings.estimate_ms(&key("a")), Some(55));
+        timings.record_run(None, [(&key("a"), &outcome(TestStatus::Passed, 5_000))]);
+        assert_eq!(timings.estimate_ms(&key("a")), Some(100));
+    }
+
+    #[test]
+    fn json_round_trips_and_names_a_wrong_version() {
+        let mut timings = Timings::default();
+        timings.record_run(Some(7), [(&key("a::b"), &outcome(TestStatus::Passed, 12))]);
+        let back = Timings::from_json(&timings.to_json()).unwrap();
+        assert_eq!(back, timings);
+        let future = br#"{"version": 2, "tests": []}"#;
+        let err = Timings::from_json(future).unwrap_err();
+        assert!(err.contains("version 2"), "{err}");
+        // Too many samples in a file are cut to the newest three on reading.
+        let long = br#"{"version":1,"tests":[{"suite":"s","id":"a","durations_ms":[1,2,3,4]}]}"#;
+        assert_eq!(
+            Timings::from_json(long).unwrap().samples(&key("a")),
+            &[2, 3, 4]
+        );
+        let huge = br#"{"version":1,"tests":[{"suite":"s","id":"a","durations_ms":[18446744073709551615]}]}"#;
+        let huge = Timings::from_json(huge).unwrap();
+        assert_eq!(huge.samples(&key("a")), &[LONGEST_DURATION_MS]);
+        let zipped = timings.to_artifact_zip().unwrap();
+        assert_eq!(Timings::from_artifact_zip(&zipped).unwrap(), timings);
+    }
+
+    #[test]
+    fn a_missing_file_is_a_first_run_and_a_garbled_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.json");
+        assert!(Timings::read_file(&path).unwrap().is_none());
+        std::fs::write(&path, b"not json").unwrap();
+        let err = Timings::read_file(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("t.json") && err.contains("not a ca-timings"),
+            "{err}"
+        );
+        let mut timings = Timings::default();
+        timings.record_run(None, [(&key("a"), &outcome(TestStatus::Passed, 3))]);
+        timings.write_file(&path).unwrap();
+        assert_eq!(Timings::read_file(&path).unwrap(), Some(timings));
+    }
+
+    #[test]
+    fn artifact_names_carry_the_workflow_safely() {
+        assert_eq!(timings_artifact_name("default", None), "ca-timings-default");
+        assert_eq!(
+            timings_artifact_name("default", Some("ci.yml")),
+            "ca-timings-default-ci.yml"
+        );
+        assert_eq!(
+            timings_artifact_name("c", Some("a:b/c")),
+            "ca-timings-c-a_b_c"
+        );
+    }
+}

@@ -1,0 +1,254 @@
+//! The manifest's `suites:` section: test suites the runner lists and splits into batches
+//! itself, beside (or instead of) `jobs:`.
+//!
+//! ```yaml
+//! suites:
+//!   - name: rust
+//!     framework: nextest     # nextest | pytest | go | command
+//!     args: [--workspace]    # for listing and running
+//!     layers: [app]          # what workers need besides what the framework ships
+//!     batch: 30s             # target time per batch (default: from the suite and the slots)
+//!     retries: 2             # per test (default: defaults.retries, else 0)
+//!   - name: py
+//!     framework: pytest
+//!     args: [tests/]
+//!     split: file            # test (default) | file: a file's tests stay in one batch
+//!   - name: anything
+//!     framework: command
+//!     list: ./list-tests.sh  # prints one test id a line
+//!     run: ./run-tests.sh "$@"   # gets the ids as arguments, writes JUnit to $CLUSTER_JUNIT
+//! ```
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::locate::node_path;
+use super::validate::{Checker, Finding};
+use super::{DEFAULT_RETRIES, schema};
+use crate::suite::{Framework, Split, Suite};
+
+/// One entry of `suites:` as written. Everything is optional here so that every problem is
+/// reported at once.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSuite {
+    pub name: Option<String>,
+    pub framework: Option<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    pub layers: Option<Vec<String>>,
+    pub batch: Option<String>,
+    pub retries: Option<u32>,
+    pub split: Option<String>,
+    pub list: Option<String>,
+    pub run: Option<String>,
+}
+
+/// A checked suite with the defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuiteDef {
+    /// Its name, framework and arguments: what [`Suite::list`] needs.
+    pub suite: Suite,
+    /// Names of the layers every batch gets, in order (later win).
+    pub layers: Vec<String>,
+    /// Target time per batch; `None` leaves it to the runner.
+    pub batch: Option<Duration>,
+    /// Extra attempts of a failed test.
+    pub retries: u32,
+    /// How tests may be grouped.
+    pub split: Split,
+}
+
+/// Checks the manifest's suites against its layers and defaults; job names are taken so that
+/// a suite cannot share one. Returns the suites, or every problem found.
+pub(super) fn resolve(raw: &schema::Manifest) -> Result<Vec<SuiteDef>, Vec<Finding>> {
+    let suites = &raw.suites;
+    let mut check = Checker::default();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let jobs: Vec<&str> = raw.jobs.iter().filter_map(|j| j.name.as_deref()).collect();
+    let mut resolved = Vec::with_capacity(suites.len());
+    for (index, suite) in suites.iter().enumerate() {
+        let name = name(&mut check, index, suite.name.as_deref(), &mut seen, &jobs);
+        let owner = format!("suite '{name}'");
+        let framework = framework(&mut check, index, suite, &owner);
+        let batch = suite.batch.as_deref().and_then(|text| {
+            let at = node_path!["suites", index, "batch"];
+            let batch = check.duration(text, at.clone(), &owner, "batch")?;
+            if batch.is_zero() {
+                check.problem(
+                    at,
+                    format!("{owner} has a batch time of zero"),
+                    "give a target time per batch such as 30s, or leave it out",
+                );
+                return None;
+            }
+            Some(batch)
+        });
+        let split = match suite.split.as_deref() {
+            None | Some("test") => Split::Test,
+            Some("file") => Split::File,
+            Some(other) => {
+                check.problem(
+                    node_path!["suites", index, "split"],
+                    format!("{owner} has an unknown split '{other}'"),
+                    "use `split: test` (any test in any batch) or `split: file` (a file's tests \
+                     in one batch)",
+                );
+                Split::Test
+            }
+        };
+        let layers = match &suite.layers {
+            Some(names) => {
+                let at = node_path!["suites", index, "layers"];
+                check.layer_refs(names, &raw.layers, &at, &owner);
+                names.clone()
+            }
+            None => raw.defaults.layers.clone().unwrap_or_default(),
+        };
+        resolved.push(SuiteDef {
+            suite: Suite {
+                name,
+                framework: framework.unwrap_or(Framework::Nextest),
+                args: suite.args.clone(),
+            },
+            layers,
+            batch,
+            retries: suite
+                .retries
+                .or(raw.defaults.retries)
+                .unwrap_or(DEFAULT_RETRIES),
+            split,
+        });
+    }
+    if check.findings.is_empty() {
+        Ok(resolved)
+    } else {
+        Err(check.findings)
+    }
+}
+
+/// A suite's name: present, printable, unique among suites and jobs.
+fn name(
+    check: &mut Checker,
+    index: usize,
+    name: Option<&str>,
+    seen: &mut HashMap<String, usize>,
+    jobs: &[&str],
+) -> String {
+    let number = index + 1;
+    let hint = "give every suite a unique `name:`";
+    let at = node_path!["suites", index, "name"];
+    match name {
+        None => check.problem(
+            node_path!["suites", index],
+            format!("suite #{number} has no name"),
+            hint,
+        ),
+        Some(name) if name.trim().is_empty() || name.chars().any(char::is_control) => check
+            .problem(
+                at,
+                format!("suite #{number} has an empty or unprintable name: {name:?}"),
+                hint,
+            ),
+        Some(name) if jobs.contains(&name) => check.problem(
+            at,
+            format!("suite '{name}' has the name of a job"),
+            "suites and jobs share one name space; rename one of them",
+        ),
+        Some(name) => {
+            if let Some(&earlier) = seen.get(name) {
+                check.findings.push(Finding {
+                    at,
+                    message: format!("suite '{name}' is defined twice"),
+                    hint: Some("suite names must be unique; rename one of them".into()),
+                    first: Some(node_path!["suites", earlier, "name"]),
+                });
+            } else {
+                seen.insert(name.to_owned(), index);
+            }
+            return name.to_owned();
+        }
+    }
+    format!("#{number}")
+}
+
+/// A suite's framework, with `list` and `run` given exactly when it is `command`.
+fn framework(
+    check: &mut Checker,
+    index: usize,
+    suite: &RawSuite,
+    owner: &str,
+) -> Option<Framework> {
+    let names = Framework::NAMES.join(", ");
+    let is_command = suite.framework.as_deref() == Some("command");
+    if !is_command {
+        for (key, value) in [("list", &suite.list), ("run", &suite.run)] {
+            if value.is_some() {
+                check.problem(
+                    node_path!["suites", index, key],
+                    format!("{owner} sets `{key}`, which only `framework: command` uses"),
+                    "remove it, or use `framework: command` with both `list` and `run`",
+                );
+            }
+        }
+    }
+    let framework = match suite.framework.as_deref() {
+        None => {
+            check.problem(
+                node_path!["suites", index],
+                format!("{owner} has no framework"),
+                format!("add `framework:`, one of {names}"),
+            );
+            return None;
+        }
+        Some("nextest") => Framework::Nextest,
+        Some("pytest") => Framework::Pytest,
+        Some("go") => Framework::Go,
+        Some("command") => Framework::Command {
+            list: command(check, index, "list", suite.list.as_deref(), owner),
+            run: command(check, index, "run", suite.run.as_deref(), owner),
+        },
+        Some(other) => {
+            check.problem(
+                node_path!["suites", index, "framework"],
+                format!("{owner} has an unknown framework '{other}'"),
+                format!("use one of {names}"),
+            );
+            return None;
+        }
+    };
+    Some(framework)
+}
+
+/// The `list` or `run` command of a `command` suite: present and not blank.
+fn command(
+    check: &mut Checker,
+    index: usize,
+    key: &str,
+    value: Option<&str>,
+    owner: &str,
+) -> String {
+    let hint = match key {
+        "list" => "`list:` is a shell command printing one test id a line",
+        _ => {
+            "`run:` is a shell command given the batch's ids as arguments (\"$@\"); it writes \
+              JUnit to $CLUSTER_JUNIT"
+        }
+    };
+    match value {
+        Some(value) if !value.trim().is_empty() => return value.to_owned(),
+        Some(_) => check.problem(
+            node_path!["suites", index, key],
+            format!("{owner} has an empty `{key}` command"),
+            hint,
+        ),
+        None => check.problem(
+            node_path!["suites", index],
+            format!("{owner} has no `{key}` command"),
+            hint,
+        ),
+    }
+    String::new()
+}

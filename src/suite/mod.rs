@@ -1,0 +1,342 @@
+//! Test suites as work: a framework (nextest, pytest, go test or a pair of commands) lists a
+//! suite's tests on the runner, says what a worker runs for a batch of them, and turns the
+//! framework's own report of that batch into one result per test.
+//!
+//! The runner's side is [`Suite::list`]: it runs the framework's listing (building what has to
+//! be built once: a nextest archive, go test binaries) and returns a [`Listing`], the tests
+//! and the files to ship to workers. A worker runs [`Listing::batch_command`] with `bash -c` in
+//! its job directory, with [`REPORT_ENV`] naming the file the framework writes its report to
+//! and [`ATTEMPT_ENV`] the attempt number. [`Listing::parse_report`] reads that report back.
+//!
+//! Results come from the framework's report alone, never from the batch's exit code: a test
+//! of the batch that a complete report does not mention is an [`TestStatus::Error`] ("not
+//! reported"); when the report is missing or cut short (the batch was killed), what it
+//! finished is kept and the rest is [`TestStatus::NotRun`], to be queued again. (go's report
+//! is its streamed verbose output; for nextest and pytest the report file holds their progress
+//! lines until the framework's JUnit replaces it at the end; a `command` suite's JUnit is all
+//! or nothing.)
+//! [`junit`] merges the results of every batch and attempt into one JUnit XML.
+
+mod command;
+mod error;
+mod gotest;
+pub mod junit;
+mod nextest;
+mod process;
+mod pytest;
+mod report;
+
+use std::path::{Path, PathBuf};
+
+use crate::runner::machine::safe_dir_name as ship_name;
+
+pub use error::SuiteError;
+pub use junit::{TestEntry, TestRecord};
+
+/// The variable naming the file a batch writes its report to (JUnit XML; for go, the test
+/// binaries' verbose output), relative to the job's directory or absolute.
+pub const REPORT_ENV: &str = "CLUSTER_JUNIT";
+
+/// The variable holding the attempt number of a batch, from 1 (the first run).
+pub const ATTEMPT_ENV: &str = "CLUSTER_ATTEMPT";
+
+/// The directory, relative to a job's directory, where shipped files land.
+const SHIP_DIR: &str = ".cluster-suite";
+
+/// A test framework, as named by a suite's `framework:` key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Framework {
+    /// `cargo nextest`: an archive built on the runner, run from it on workers.
+    Nextest,
+    /// `python -m pytest`, by node id.
+    Pytest,
+    /// `go test`: test binaries built on the runner.
+    Go,
+    /// Any tool: `list` prints one test id a line, `run` gets a batch's ids as arguments and
+    /// writes JUnit to [`REPORT_ENV`].
+    Command {
+        /// Shell command printing the test ids.
+        list: String,
+        /// Shell command running the ids given as arguments (`"$@"`).
+        run: String,
+    },
+}
+
+impl Framework {
+    /// The names `framework:` accepts, for messages.
+    pub const NAMES: [&'static str; 4] = ["nextest", "pytest", "go", "command"];
+
+    /// The framework's name as written in a manifest.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Framework::Nextest => "nextest",
+            Framework::Pytest => "pytest",
+            Framework::Go => "go",
+            Framework::Command { .. } => "command",
+        }
+    }
+}
+
+/// How tests are grouped into batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Split {
+    /// Any test in any batch.
+    #[default]
+    Test,
+    /// A file's tests stay in one batch (module-scoped fixtures run once).
+    File,
+}
+
+/// A suite to list: what the manifest's `suites:` entry says about running it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suite {
+    /// The suite's name (unique in the manifest).
+    pub name: String,
+    /// Its framework.
+    pub framework: Framework,
+    /// Arguments for listing and running.
+    pub args: Vec<String>,
+}
+
+/// One test of a suite.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TestCase {
+    /// Unique id within the suite: what timing history and re-runs key on.
+    pub id: String,
+    /// Its group, a `<testsuite>` of the merged JUnit: the nextest binary, the pytest file,
+    /// the go package, or the suite's name.
+    pub group: String,
+    /// Its name within the group.
+    pub name: String,
+    /// The file it is in, where the framework says (pytest; `split: file` keeps these together).
+    pub file: Option<String>,
+}
+
+/// A file the runner ships to workers for a suite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shipped {
+    /// Where it is on the runner.
+    pub source: PathBuf,
+    /// Where the batch command expects it, relative to the job's directory.
+    pub dest: PathBuf,
+}
+
+/// How one test ended in one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TestStatus {
+    /// It passed.
+    Passed,
+    /// It failed.
+    Failed,
+    /// The framework skipped it.
+    Skipped,
+    /// It could not run, or the report does not say what happened to it.
+    Error,
+    /// The batch stopped before it finished: it should run again.
+    NotRun,
+}
+
+impl TestStatus {
+    /// The status as the JSON report and messages name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TestStatus::Passed => "passed",
+            TestStatus::Failed => "failed",
+            TestStatus::Skipped => "skipped",
+            TestStatus::Error => "error",
+            TestStatus::NotRun => "not_run",
+        }
+    }
+}
+
+/// The result of one test in one attempt, from the framework's report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestResult {
+    /// The test.
+    pub case: TestCase,
+    /// How it ended.
+    pub status: TestStatus,
+    /// Its run time as the framework measured it.
+    pub duration_ms: u64,
+    /// The one-line reason of a failure or error.
+    pub message: Option<String>,
+    /// Its captured output (failure details, stdout, stderr).
+    pub output: String,
+}
+
+/// A listed suite: its tests, the files workers need, and what a batch of it runs.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    /// The suite.
+    pub suite: Suite,
+    /// Every test, in the framework's order.
+    pub tests: Vec<TestCase>,
+    /// Files to ship as a layer with every batch.
+    pub ship: Vec<Shipped>,
+    /// Arguments the batch command passes on (the options among the suite's arguments).
+    run_args: Vec<String>,
+    /// For go: each package's import path and source directory relative to the listing
+    /// directory (where its binary runs).
+    packages: Vec<(String, String)>,
+}
+
+impl Suite {
+    /// Lists the suite in `dir` (the checkout), writing what must be built once (a nextest
+    /// archive, go test binaries) under `work`. Errors are the user's to fix: the framework's
+    /// command is missing, listing failed, or nothing matched.
+    pub fn list(&self, dir: &Path, work: &Path) -> Result<Listing, SuiteError> {
+        let work = work.join(ship_name(&self.name));
+        std::fs::create_dir_all(&work).map_err(|source| SuiteError::Io {
+            path: work.clone(),
+            source,
+        })?;
+        let mut listing = match &self.framework {
+            Framework::Nextest => nextest::list(self, dir, &work)?,
+            Framework::Pytest => pytest::list(self, dir)?,
+            Framework::Go => gotest::list(self, dir, &work)?,
+            Framework::Command { list, .. } => command::list(self, list, dir)?,
+        };
+        if listing.tests.is_empty() {
+            return Err(SuiteError::NoTests {
+                suite: self.name.clone(),
+                args: self.args.clone(),
+            });
+        }
+        // A test listed twice (a `command` list, overlapping go patterns) runs once.
+        let mut seen = std::collections::HashSet::new();
+        listing.tests.retain(|t| seen.insert(t.id.clone()));
+        Ok(listing)
+    }
+}
+
+impl Listing {
+    /// The listing of `suite` with `tests` and no files to ship or arguments to pass on;
+    /// each framework adds what it needs.
+    fn new(suite: &Suite, tests: Vec<TestCase>) -> Self {
+        Self {
+            suite: suite.clone(),
+            tests,
+            ship: Vec::new(),
+            run_args: Vec::new(),
+            packages: Vec::new(),
+        }
+    }
+
+    /// The `bash -c` command a worker runs for `batch` in its job directory (with the
+    /// shipped files and the suite's layers in place). It writes the framework's report to
+    /// the file named by [`REPORT_ENV`]; its exit code does not decide any test's result.
+    pub fn batch_command(&self, batch: &[TestCase]) -> String {
+        match &self.suite.framework {
+            Framework::Nextest => nextest::batch_command(self, batch),
+            Framework::Pytest => pytest::batch_command(self, batch),
+            Framework::Go => gotest::batch_command(self, batch),
+            Framework::Command { run, .. } => command::batch_command(run, batch),
+        }
+    }
+
+    /// One result per test of `batch`, in its order, from the report a batch command wrote
+    /// (`None` when it wrote none). See the module documentation for tests the report does not
+    /// mention.
+    pub fn parse_report(&self, report: Option<&[u8]>, batch: &[TestCase]) -> Vec<TestResult> {
+        let reported = match (&self.suite.framework, report) {
+            (_, None) => report::Reported::default(),
+            (Framework::Go, Some(bytes)) => gotest::parse(bytes),
+            (Framework::Nextest, Some(bytes)) => report::junit(bytes, nextest::junit_key)
+                .unwrap_or_else(|| report::progress(bytes, nextest::progress_line)),
+            (Framework::Pytest, Some(bytes)) => report::junit(bytes, pytest::junit_key)
+                .unwrap_or_else(|| report::progress(bytes, pytest::progress_line)),
+            (Framework::Command { .. }, Some(bytes)) => {
+                report::junit(bytes, command::junit_key).unwrap_or_default()
+            }
+        };
+        reported.results(batch, |case| match self.suite.framework {
+            Framework::Nextest => nextest::case_key(case),
+            Framework::Pytest => pytest::case_key(case),
+            Framework::Go => gotest::case_key(case),
+            Framework::Command { .. } => case.id.clone(),
+        })
+    }
+
+    /// The batches `split` allows: with [`Split::File`], the tests of one file (in test
+    /// order) form one unit that must not be divided; otherwise every test is its own unit.
+    pub fn units(&self, split: Split) -> Vec<Vec<TestCase>> {
+        match split {
+            Split::Test => self.tests.iter().map(|t| vec![t.clone()]).collect(),
+            Split::File => {
+                let mut units: Vec<Vec<TestCase>> = Vec::new();
+                for test in &self.tests {
+                    let file = test.file.as_ref().unwrap_or(&test.group);
+                    match units
+                        .iter_mut()
+                        .find(|u| u[0].file.as_ref().unwrap_or(&u[0].group) == file)
+                    {
+                        Some(unit) => unit.push(test.clone()),
+                        None => units.push(vec![test.clone()]),
+                    }
+                }
+                units
+            }
+        }
+    }
+}
+
+/// Where a shipped file named `file` of `suite` lands, relative to the job's directory.
+fn ship_dest(suite: &Suite, file: &str) -> PathBuf {
+    Path::new(SHIP_DIR).join(ship_name(&suite.name)).join(file)
+}
+
+/// `text` quoted for bash: single quotes, with `'` written as `'\''`.
+fn shell_quote(text: &str) -> String {
+    if !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
+    {
+        return text.to_owned();
+    }
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_for_bash() {
+        assert_eq!(shell_quote("tests/a.py::t"), "tests/a.py::t");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("t[1-$x]"), "'t[1-$x]'");
+    }
+
+    #[test]
+    fn file_split_keeps_a_files_tests_together() {
+        let case = |id: &str, file: &str| TestCase {
+            id: id.into(),
+            group: file.into(),
+            name: id.into(),
+            file: Some(file.into()),
+        };
+        let suite = Suite {
+            name: "py".into(),
+            framework: Framework::Pytest,
+            args: vec![],
+        };
+        let listing = Listing::new(
+            &suite,
+            vec![case("a1", "a.py"), case("b1", "b.py"), case("a2", "a.py")],
+        );
+        let ids = |units: Vec<Vec<TestCase>>| -> Vec<Vec<String>> {
+            units
+                .into_iter()
+                .map(|u| u.into_iter().map(|t| t.id).collect())
+                .collect()
+        };
+        assert_eq!(
+            ids(listing.units(Split::File)),
+            [vec!["a1", "a2"], vec!["b1"]]
+        );
+        assert_eq!(listing.units(Split::Test).len(), 3);
+    }
+}

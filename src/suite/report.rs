@@ -1,0 +1,246 @@
+//! Reading a framework's report back into one result per test of a batch, with the rules
+//! that keep a test from being lost: a complete report that does not mention a test makes it
+//! an error, an incomplete one (or none) leaves it not run.
+
+use std::collections::HashMap;
+
+use super::{TestCase, TestResult, TestStatus};
+
+/// What a report says about one test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ReportedCase {
+    /// How it ended.
+    pub status: TestStatus,
+    /// Its run time.
+    pub duration_ms: u64,
+    /// The reason of a failure.
+    pub message: Option<String>,
+    /// Its output.
+    pub output: String,
+}
+
+/// The tests a report mentions, by the framework's key, and whether it is whole.
+#[derive(Debug, Default)]
+pub(super) struct Reported {
+    /// Each reported test by key.
+    pub cases: HashMap<String, ReportedCase>,
+    /// Whether the framework finished writing it: only then is a missing test an error.
+    pub complete: bool,
+}
+
+impl Reported {
+    /// Records `case` under `key`; the first report of a key wins.
+    pub fn insert(&mut self, key: String, case: ReportedCase) {
+        self.cases.entry(key).or_insert(case);
+    }
+
+    /// One result per test of `batch`, found by `key_of`.
+    pub fn results(
+        mut self,
+        batch: &[TestCase],
+        key_of: impl Fn(&TestCase) -> String,
+    ) -> Vec<TestResult> {
+        batch
+            .iter()
+            .map(|case| match self.cases.remove(&key_of(case)) {
+                Some(found) => TestResult {
+                    case: case.clone(),
+                    status: found.status,
+                    duration_ms: found.duration_ms,
+                    message: found.message,
+                    output: found.output,
+                },
+                None => {
+                    let (status, message) = if self.complete {
+                        (
+                            TestStatus::Error,
+                            "not reported: the framework's report does not mention this test",
+                        )
+                    } else {
+                        (
+                            TestStatus::NotRun,
+                            "not run: the batch stopped before reporting this test",
+                        )
+                    };
+                    TestResult {
+                        case: case.clone(),
+                        status,
+                        duration_ms: 0,
+                        message: Some(message.to_owned()),
+                        output: String::new(),
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+/// The test cases of a JUnit XML report, each under the keys `key(classname, name)` gives;
+/// `None` when it is not well-formed XML (a batch killed before its framework wrote it).
+pub(super) fn junit(bytes: &[u8], key: fn(&str, &str) -> Vec<String>) -> Option<Reported> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let doc = roxmltree::Document::parse(text).ok()?;
+    let mut reported = Reported {
+        complete: true,
+        ..Reported::default()
+    };
+    for case in doc.descendants().filter(|n| n.has_tag_name("testcase")) {
+        let name = case.attribute("name").unwrap_or_default();
+        let classname = case.attribute("classname").unwrap_or_default();
+        let found = junit_case(case);
+        for k in key(classname, name) {
+            reported.insert(k, found.clone());
+        }
+    }
+    Some(reported)
+}
+
+/// A framework's progress lines, which a batch leaves as its report when it is killed before
+/// the framework writes JUnit: `line` reads one into a key, a status and a run time. Such a
+/// report is never complete, so the tests it does not mention run again.
+pub(super) fn progress(
+    bytes: &[u8],
+    line: fn(&str) -> Option<(String, TestStatus, u64)>,
+) -> Reported {
+    let mut reported = Reported::default();
+    for (key, status, duration_ms) in String::from_utf8_lossy(bytes).lines().filter_map(line) {
+        let message = (status != TestStatus::Passed)
+            .then(|| format!("{}; the batch was stopped before its report", status.name()));
+        let case = ReportedCase {
+            status,
+            duration_ms,
+            message,
+            output: String::new(),
+        };
+        reported.insert(key, case);
+    }
+    reported
+}
+
+/// What one `<testcase>` says.
+fn junit_case(case: roxmltree::Node) -> ReportedCase {
+    let child = |tag: &str| case.children().find(|c| c.has_tag_name(tag));
+    let text = |tag: &str| child(tag).and_then(|c| c.text()).unwrap_or_default();
+    let (status, outcome) = if let Some(failure) = child("failure") {
+        (TestStatus::Failed, Some(failure))
+    } else if let Some(error) = child("error") {
+        (TestStatus::Error, Some(error))
+    } else if let Some(skipped) = child("skipped") {
+        (TestStatus::Skipped, Some(skipped))
+    } else {
+        (TestStatus::Passed, None)
+    };
+    let body = outcome.and_then(|n| n.text()).unwrap_or_default();
+    let message = outcome.and_then(|n| {
+        n.attribute("message")
+            .map(str::to_owned)
+            .or_else(|| body.lines().next().map(str::to_owned))
+    });
+    let output = [body, text("system-out"), text("system-err")]
+        .iter()
+        .map(|part| part.trim_end())
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
+    ReportedCase {
+        status,
+        duration_ms: case
+            .attribute("time")
+            .and_then(|t| t.trim().parse::<f64>().ok())
+            .map_or(0, seconds_to_ms),
+        message,
+        output,
+    }
+}
+
+/// Seconds as whole milliseconds (negative and non-finite values as 0).
+pub(super) fn seconds_to_ms(seconds: f64) -> u64 {
+    if seconds.is_finite() && seconds > 0.0 {
+        // Saturating float-to-int conversion; rounded to the nearest millisecond.
+        (seconds * 1000.0).round() as u64
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn case(id: &str) -> TestCase {
+        TestCase {
+            id: id.into(),
+            group: "g".into(),
+            name: id.into(),
+            file: None,
+        }
+    }
+
+    fn by_name(_classname: &str, name: &str) -> Vec<String> {
+        vec![name.to_owned()]
+    }
+
+    const REPORT: &str = r#"<?xml version="1.0"?>
+<testsuites><testsuite name="g">
+  <testcase name="ok" classname="g" time="1.5"><system-out>hello</system-out></testcase>
+  <testcase name="bad" classname="g" time="0.002"><failure message="boom">trace</failure></testcase>
+  <testcase name="skip" classname="g"><skipped message="not here"/></testcase>
+</testsuite></testsuites>"#;
+
+    #[test]
+    fn reads_statuses_times_and_output() {
+        let results = junit(REPORT.as_bytes(), by_name)
+            .unwrap()
+            .results(&[case("ok"), case("bad"), case("skip")], |c| c.id.clone());
+        let statuses: Vec<_> = results.iter().map(|r| r.status).collect();
+        assert_eq!(
+            statuses,
+            [TestStatus::Passed, TestStatus::Failed, TestStatus::Skipped]
+        );
+        assert_eq!(results[0].duration_ms, 1500);
+        assert_eq!(results[0].output, "hello");
+        assert_eq!(results[1].message.as_deref(), Some("boom"));
+        assert_eq!(results[1].output, "trace");
+    }
+
+    #[test]
+    fn a_test_missing_from_a_whole_report_is_an_error() {
+        let results = junit(REPORT.as_bytes(), by_name)
+            .unwrap()
+            .results(&[case("gone")], |c| c.id.clone());
+        assert_eq!(results[0].status, TestStatus::Error);
+        assert!(
+            results[0]
+                .message
+                .as_deref()
+                .unwrap()
+                .contains("not reported")
+        );
+    }
+
+    #[test]
+    fn a_cut_report_is_not_junit() {
+        assert!(junit(&REPORT.as_bytes()[..REPORT.len() / 2], by_name).is_none());
+    }
+
+    #[test]
+    fn progress_keeps_what_finished_and_leaves_the_rest_not_run() {
+        fn line(text: &str) -> Option<(String, TestStatus, u64)> {
+            let (name, word) = text.split_once(' ')?;
+            let status = match word {
+                "ok" => TestStatus::Passed,
+                "bad" => TestStatus::Failed,
+                _ => return None,
+            };
+            Some((name.to_owned(), status, 5))
+        }
+        let results = progress(b"a ok\nnoise\nb bad\n", line)
+            .results(&[case("a"), case("b"), case("c")], |c| c.id.clone());
+        let statuses: Vec<_> = results.iter().map(|r| r.status).collect();
+        assert_eq!(
+            statuses,
+            [TestStatus::Passed, TestStatus::Failed, TestStatus::NotRun]
+        );
+        assert!(results[1].message.as_deref().unwrap().contains("stopped"));
+    }
+}

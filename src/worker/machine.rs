@@ -1,0 +1,340 @@
+//! The worker's decisions, as a pure state machine: which assigned attempt starts when a slot
+//! is free, what a cancel does to a queued or a running attempt, what is reported, when the
+//! worker ends.
+//!
+//! It does no I/O. Each event returns the [`Effect`]s the shell in `worker::mod` carries out
+//! (send a message, start or kill an attempt, end), as `broker::scheduler` does for the broker.
+//! Attempts are keyed by job id *and* attempt number, so that a stale message about an
+//! earlier attempt never touches a later one.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::proto::{BrokerToWorker, JobId, JobOutcome, JobSpec, JobStatus, WorkerMsg};
+
+/// One attempt the broker gave this worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    /// The broker's id of the job.
+    pub id: JobId,
+    /// The attempt number.
+    pub attempt: u32,
+    /// What to run.
+    pub job: JobSpec,
+}
+
+/// Something the shell must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Send this message to the broker.
+    Send(WorkerMsg),
+    /// Start running this attempt (its `Started` message was sent just before).
+    Start(Assignment),
+    /// Kill the running attempt of this job; it ends `Cancelled` and is reported then.
+    Kill(JobId),
+    /// Stop: kill what runs, close the stream and end this way.
+    End(Ending),
+}
+
+/// Why the worker ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// The broker told it to exit: the cluster stopped.
+    Exited,
+    /// SIGINT/SIGTERM: running attempts are killed, the broker requeues them.
+    Interrupted,
+    /// The broker refused this worker.
+    Refused(String),
+}
+
+/// The worker's state: attempts waiting for a slot and attempts running.
+#[derive(Debug)]
+pub struct Machine {
+    name: String,
+    slots: usize,
+    queue: VecDeque<Assignment>,
+    /// Running attempts: job id → attempt number.
+    running: BTreeMap<JobId, u32>,
+}
+
+impl Machine {
+    /// A worker named `name` running up to `slots` attempts at once (at least one).
+    pub fn new(name: impl Into<String>, slots: u32) -> Self {
+        Self {
+            name: name.into(),
+            slots: (slots as usize).max(1),
+            queue: VecDeque::new(),
+            running: BTreeMap::new(),
+        }
+    }
+
+    /// Attempts running now.
+    pub fn running(&self) -> usize {
+        self.running.len()
+    }
+
+    /// A message from the broker.
+    pub fn message(&mut self, msg: BrokerToWorker) -> Vec<Effect> {
+        match msg {
+            BrokerToWorker::Welcome => Vec::new(),
+            BrokerToWorker::Assign { id, job, attempt } => {
+                self.queue.push_back(Assignment { id, attempt, job });
+                self.fill()
+            }
+            BrokerToWorker::Cancel { id } => self.cancel(id),
+            BrokerToWorker::Exit => vec![Effect::End(Ending::Exited)],
+            BrokerToWorker::Refused { reason } => vec![Effect::End(Ending::Refused(reason))],
+        }
+    }
+
+    /// SIGINT or SIGTERM arrived.
+    pub fn interrupted(&mut self) -> Vec<Effect> {
+        vec![Effect::End(Ending::Interrupted)]
+    }
+
+    /// A running attempt ended with `outcome`: report it and use the slot.
+    pub fn attempt_ended(&mut self, id: JobId, outcome: JobOutcome) -> Vec<Effect> {
+        if self.running.get(&id) != Some(&outcome.attempt) {
+            return Vec::new();
+        }
+        self.running.remove(&id);
+        let mut fx = vec![Effect::Send(WorkerMsg::Finished { id, outcome })];
+        fx.extend(self.fill());
+        fx
+    }
+
+    /// The task running an attempt of job `id` failed (it panicked): the attempt is reported
+    /// as an error, so that the job is not left waiting for an answer forever.
+    pub fn attempt_failed(&mut self, id: JobId, reason: &str) -> Vec<Effect> {
+        let Some(&attempt) = self.running.get(&id) else {
+            return Vec::new();
+        };
+        let why = format!("the worker's job task failed: {reason}");
+        let outcome = not_run(&self.name, attempt, JobStatus::Error, Some(why));
+        self.attempt_ended(id, outcome)
+    }
+
+    /// Cancel: a queued attempt is dropped and reported `Cancelled` now; a running one is
+    /// killed and reported when it ends.
+    fn cancel(&mut self, id: JobId) -> Vec<Effect> {
+        if let Some(pos) = self.queue.iter().position(|a| a.id == id) {
+            let Some(dropped) = self.queue.remove(pos) else {
+                return Vec::new();
+            };
+            let outcome = not_run(&self.name, dropped.attempt, JobStatus::Cancelled, None);
+            return vec![Effect::Send(WorkerMsg::Finished { id, outcome })];
+        }
+        if self.running.contains_key(&id) {
+            return vec![Effect::Kill(id)];
+        }
+        Vec::new()
+    }
+
+    /// Starts queued attempts, in the order they were assigned, while slots are free.
+    fn fill(&mut self) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        while self.running.len() < self.slots {
+            let Some(next) = self.queue.pop_front() else {
+                break;
+            };
+            self.running.insert(next.id, next.attempt);
+            fx.push(Effect::Send(WorkerMsg::Started {
+                id: next.id,
+                attempt: next.attempt,
+            }));
+            fx.push(Effect::Start(next));
+        }
+        fx
+    }
+}
+
+/// The outcome of an attempt that did not run (cancelled while queued, or could not start).
+pub(crate) fn not_run(
+    worker: &str,
+    attempt: u32,
+    status: JobStatus,
+    error: Option<String>,
+) -> JobOutcome {
+    JobOutcome {
+        attempt,
+        status,
+        exit_code: None,
+        duration_ms: 0,
+        worker: worker.to_string(),
+        output: error.clone().unwrap_or_default(),
+        outputs_layer: None,
+        error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str) -> JobSpec {
+        JobSpec {
+            name: name.into(),
+            run: "true".into(),
+            env: Default::default(),
+            layers: Vec::new(),
+            timeout_ms: 1000,
+            retries: 0,
+            outputs: Vec::new(),
+            estimate_ms: None,
+            isolation: Default::default(),
+        }
+    }
+
+    fn assign(id: u64, attempt: u32) -> BrokerToWorker {
+        BrokerToWorker::Assign {
+            id: JobId(id),
+            attempt,
+            job: spec(&format!("job-{id}")),
+        }
+    }
+
+    fn passed(attempt: u32) -> JobOutcome {
+        JobOutcome {
+            status: JobStatus::Passed,
+            exit_code: Some(0),
+            ..not_run("w", attempt, JobStatus::Passed, None)
+        }
+    }
+
+    /// (id, attempt) of every attempt started in `fx`.
+    fn started(fx: &[Effect]) -> Vec<(u64, u32)> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::Start(a) => Some((a.id.0, a.attempt)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// (id, status) of every `Finished` sent in `fx`.
+    fn finished(fx: &[Effect]) -> Vec<(u64, JobStatus)> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::Send(WorkerMsg::Finished { id, outcome }) => Some((id.0, outcome.status)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_attempt_starts_when_a_slot_is_free_and_says_so_first() {
+        let mut w = Machine::new("w", 1);
+        let fx = w.message(assign(4, 2));
+        assert_eq!(
+            fx[0],
+            Effect::Send(WorkerMsg::Started {
+                id: JobId(4),
+                attempt: 2
+            })
+        );
+        assert_eq!(started(&fx), [(4, 2)]);
+        assert!(started(&w.message(assign(5, 1))).is_empty(), "no free slot");
+        assert_eq!(w.running(), 1);
+    }
+
+    #[test]
+    fn prefetched_attempts_start_in_assignment_order_as_slots_free() {
+        let mut w = Machine::new("w", 2);
+        for id in 0..5 {
+            w.message(assign(id, 1));
+        }
+        assert_eq!(w.running(), 2);
+        let fx = w.attempt_ended(JobId(1), passed(1));
+        assert_eq!(finished(&fx), [(1, JobStatus::Passed)]);
+        assert_eq!(started(&fx), [(2, 1)]);
+        assert_eq!(started(&w.attempt_ended(JobId(0), passed(1))), [(3, 1)]);
+    }
+
+    #[test]
+    fn zero_slots_still_run_one_attempt() {
+        let mut w = Machine::new("w", 0);
+        assert_eq!(started(&w.message(assign(0, 1))), [(0, 1)]);
+    }
+
+    #[test]
+    fn cancel_drops_a_queued_attempt_and_reports_it_cancelled_at_once() {
+        let mut w = Machine::new("w", 1);
+        w.message(assign(0, 1));
+        w.message(assign(1, 3));
+        let fx = w.message(BrokerToWorker::Cancel { id: JobId(1) });
+        assert_eq!(finished(&fx), [(1, JobStatus::Cancelled)]);
+        match &fx[0] {
+            Effect::Send(WorkerMsg::Finished { outcome, .. }) => {
+                assert_eq!((outcome.attempt, outcome.worker.as_str()), (3, "w"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(
+            started(&w.attempt_ended(JobId(0), passed(1))).is_empty(),
+            "the dropped attempt never starts"
+        );
+    }
+
+    #[test]
+    fn cancel_kills_a_running_attempt_which_is_reported_when_it_ends() {
+        let mut w = Machine::new("w", 1);
+        w.message(assign(0, 1));
+        assert_eq!(
+            w.message(BrokerToWorker::Cancel { id: JobId(0) }),
+            [Effect::Kill(JobId(0))]
+        );
+        let cancelled = not_run("w", 1, JobStatus::Cancelled, None);
+        assert_eq!(
+            finished(&w.attempt_ended(JobId(0), cancelled)),
+            [(0, JobStatus::Cancelled)]
+        );
+    }
+
+    #[test]
+    fn cancel_of_an_unknown_job_does_nothing() {
+        let mut w = Machine::new("w", 1);
+        assert!(
+            w.message(BrokerToWorker::Cancel { id: JobId(9) })
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_stale_attempt_s_end_is_not_reported() {
+        let mut w = Machine::new("w", 1);
+        w.message(assign(0, 2));
+        assert!(w.attempt_ended(JobId(0), passed(1)).is_empty());
+        assert_eq!(w.running(), 1);
+    }
+
+    #[test]
+    fn a_failed_job_task_is_reported_as_an_error() {
+        let mut w = Machine::new("w", 1);
+        w.message(assign(0, 1));
+        let fx = w.attempt_failed(JobId(0), "panicked");
+        assert_eq!(finished(&fx), [(0, JobStatus::Error)]);
+        assert_eq!(w.running(), 0);
+    }
+
+    #[test]
+    fn exit_ends_the_worker_without_reporting_what_runs() {
+        let mut w = Machine::new("w", 1);
+        w.message(assign(0, 1));
+        assert_eq!(
+            w.message(BrokerToWorker::Exit),
+            [Effect::End(Ending::Exited)]
+        );
+    }
+
+    #[test]
+    fn a_signal_or_a_refusal_ends_the_worker() {
+        let mut w = Machine::new("w", 1);
+        assert_eq!(w.interrupted(), [Effect::End(Ending::Interrupted)]);
+        let refused = BrokerToWorker::Refused {
+            reason: "version".into(),
+        };
+        assert_eq!(
+            w.message(refused),
+            [Effect::End(Ending::Refused("version".into()))]
+        );
+    }
+}

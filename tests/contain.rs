@@ -1,0 +1,169 @@
+//! What a job can leave behind and what it can read, through the real binary on `local`:
+//! every process a job starts dies with its worker, however the worker goes, and no process
+//! above a job shows it the artifact credentials.
+
+// Helpers of a test crate unwrap like its tests: a failure there is the test failing.
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cluster-action");
+
+/// A bash function for jobs: whether pid $1 is a live process (a zombie is not).
+const RUNNING_FN: &str = r#"running() { s=$(cat /proc/$1/stat 2>/dev/null) || return 1; case "${s##*) }" in Z*|X*) return 1;; esac; }"#;
+
+/// Waits (at most a minute) until `probe` gives a value.
+fn await_some<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts `cluster-action local` on `manifest` in `dir` with two one-slot workers.
+fn start_local(dir: &Path, manifest: &str) -> std::process::Child {
+    fs::write(dir.join("cluster.yml"), manifest).unwrap();
+    Command::new(BIN)
+        .args([
+            "local",
+            "--workers",
+            "2",
+            "--slots",
+            "1",
+            "cluster.yml",
+            "--report-json",
+            "report.json",
+        ])
+        .current_dir(dir)
+        .env_remove("ACTIONS_RUNTIME_TOKEN")
+        .env_remove("ACTIONS_RESULTS_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(dir.join("local.err")).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// The JSON report's entry for the only job.
+fn the_job(dir: &Path) -> serde_json::Value {
+    let report: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("report.json")).unwrap()).unwrap();
+    report["jobs"][0].clone()
+}
+
+/// A job whose first attempt starts a background process and a `setsid` daemon (with a child
+/// of its own), writes their pids, and then loses its worker by `lose` (run in the job, or by
+/// the test when it is empty). The second attempt, on the other worker, passes only once every
+/// process of the first is gone while the run goes on.
+fn the_first_attempts_processes_die_with_its_worker(lose: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = format!(
+        r#"{RUNNING_FN}
+if [ "$CLUSTER_ATTEMPT" = 1 ]; then
+  sleep 300 & echo $! >> {d}/pids
+  setsid sh -c 'echo $$ >> {d}/pids; sleep 300 & echo $! >> {d}/pids; wait' &
+  until [ $(wc -l < {d}/pids) -ge 3 ]; do sleep 0.01; done
+  echo $$ >> {d}/pids
+  echo $PPID > {d}/worker.tmp; mv {d}/worker.tmp {d}/worker
+  {lose}
+  wait
+else
+  for i in $(seq 300); do
+    left=0; for p in $(cat {d}/pids); do running $p && left=1; done
+    [ $left = 0 ] && exit 0
+    sleep 0.1
+  done
+  echo "still running: $(cat {d}/pids)"; exit 1
+fi"#,
+        d = d.display()
+    );
+    let manifest = format!(
+        "jobs:\n  - name: daemon\n    retries: 1\n    run: {}\n",
+        serde_json::to_string(&run).unwrap()
+    );
+    let mut local = start_local(d, &manifest);
+    let worker: libc::pid_t = await_some("the first attempt to start", || {
+        fs::read_to_string(d.join("worker"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    });
+    if lose.is_empty() {
+        // SAFETY: kill has no memory-safety preconditions; `worker` is local's child.
+        assert_eq!(unsafe { libc::kill(worker, libc::SIGKILL) }, 0);
+    }
+    let status = local.wait().unwrap();
+    let job = the_job(d);
+    assert_eq!(status.code(), Some(0), "{job}");
+    assert_eq!(job["status"], "passed", "{job}");
+    assert_eq!(job["attempts"], 2, "{job}");
+}
+
+#[test]
+fn processes_of_a_sigkilled_workers_job_die_with_it() {
+    the_first_attempts_processes_die_with_its_worker("");
+}
+
+#[test]
+fn a_job_that_kills_its_worker_takes_its_processes_with_it() {
+    the_first_attempts_processes_die_with_its_worker("kill -9 $PPID");
+}
+
+#[test]
+fn no_process_above_a_job_shows_it_the_artifact_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every ancestor's initial environment, as far up as the job can read.
+    let run = r#"p=$$; found=0
+while [ "$p" -gt 1 ]; do
+  if tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qE '^ACTIONS_(RUNTIME_TOKEN|RESULTS_URL)='; then
+    echo "found in $p: $(tr '\0' ' ' < /proc/$p/cmdline)"; found=1
+  fi
+  p=$(sed 's/.*) //' /proc/$p/stat | cut -d' ' -f2)
+done
+exit $found"#;
+    let manifest = format!(
+        "jobs:\n  - name: snoop\n    run: {}\n",
+        serde_json::to_string(run).unwrap()
+    );
+    let status = start_local(dir.path(), &manifest).wait().unwrap();
+    let job = the_job(dir.path());
+    assert_eq!(status.code(), Some(0), "{job}");
+    assert_eq!(job["status"], "passed", "{job}");
+}
+
+#[test]
+fn isolation_from_the_manifest_reaches_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    // In a sandbox the job's shell is its namespace's init and sees a network of its own.
+    let boxed =
+        r#"test $$ = 1 && test "$(cut -d: -f1 /proc/net/dev | tail -n +3 | tr -d ' ')" = lo"#;
+    let manifest = format!(
+        "defaults:\n  isolation: sandbox-no-network\njobs:\n  - name: boxed\n    run: {}\n  \
+         - name: plain\n    isolation: process\n    run: test $$ != 1\n",
+        serde_json::to_string(boxed).unwrap()
+    );
+    let status = start_local(dir.path(), &manifest).wait().unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(status.code(), Some(0), "{report}");
+}
+
+#[test]
+fn an_unknown_isolation_is_bad_input_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = "jobs:\n  - name: a\n    run: true\n    isolation: vm\n";
+    let status = start_local(dir.path(), manifest).wait().unwrap();
+    let stderr = fs::read_to_string(dir.path().join("local.err")).unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cluster.yml:4:"), "{stderr}");
+    assert!(stderr.contains("sandbox-no-network"), "{stderr}");
+}

@@ -1,0 +1,515 @@
+//! Timing history and earlier attempts' results read through GitHub's REST API, against a
+//! server on 127.0.0.1 that answers the endpoints octocrab calls with the JSON shapes GitHub
+//! documents ("List artifacts for a repository", "List workflow run artifacts", "Download an
+//! artifact": a 302 to the zip). The server counts requests, so the one-list-one-download
+//! budget is checked, and every failure (403, 404, a garbled zip) must come back as one line.
+
+// Helpers of a test crate unwrap like its tests: a failure there is the test failing.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Cursor, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use cluster_action::plan::github::{GithubRun, History, MissReason, fetch_history};
+use cluster_action::plan::results::{
+    AttemptResults, RESULTS_FILE, RerunMode, TestOutcome, TestStatus, select_rerun,
+};
+use cluster_action::plan::timings::{TIMINGS_FILE, Timings};
+use cluster_action::plan::{ArtifactDocument, TestKey};
+use serde_json::{Value, json};
+
+const OWNER: &str = "octo-org";
+const REPO: &str = "octo-repo";
+const TOKEN: &str = "ghs_test_token";
+const RUN: u64 = 900;
+const CLUSTER: &str = "default";
+const TIMINGS: &str = "ca-timings-default-ci.yml";
+
+/// One stored artifact: its listing fields and the zip a download redirects to.
+struct Stored {
+    id: u64,
+    name: String,
+    run_id: u64,
+    branch: &'static str,
+    created_at: &'static str,
+    expired: bool,
+    zip: Vec<u8>,
+}
+
+/// What the server answers wrong, when a test asks for it.
+#[derive(Clone, Copy, PartialEq)]
+enum Fault {
+    None,
+    /// Every list answers 403, as for a token without `actions: read`.
+    ListForbidden,
+    /// Downloads answer 404 (the artifact was deleted between list and download).
+    DownloadNotFound,
+}
+
+/// Requests per endpoint.
+#[derive(Default)]
+struct Counts {
+    repo_lists: AtomicUsize,
+    run_lists: AtomicUsize,
+    downloads: AtomicUsize,
+    blobs: AtomicUsize,
+    /// Blob reads that carried an Authorization header (the token must stay with the API).
+    blobs_with_token: AtomicUsize,
+}
+
+struct Server {
+    base: String,
+    /// Where the zips are: another authority, as GitHub redirects to blob storage.
+    blob_base: String,
+    artifacts: Vec<Stored>,
+    fault: Fault,
+    counts: Counts,
+}
+
+impl Server {
+    /// The "artifact" object as GitHub documents it.
+    fn artifact_json(&self, a: &Stored) -> Value {
+        let url = format!(
+            "{}/repos/{OWNER}/{REPO}/actions/artifacts/{}",
+            self.base, a.id
+        );
+        json!({
+            "id": a.id,
+            "node_id": "MDg6QXJ0aWZhY3QxMQ==",
+            "name": a.name,
+            "size_in_bytes": a.zip.len(),
+            "url": url,
+            "archive_download_url": format!("{url}/zip"),
+            "expired": a.expired,
+            "created_at": a.created_at,
+            "expires_at": "2027-03-21T14:59:22Z",
+            "updated_at": a.created_at,
+            "digest": "sha256:cfc3236bdad15b5898bca8408945c9e19e1917da8704adc20eaa618444f48e2f",
+            "workflow_run": {
+                "id": a.run_id,
+                "repository_id": 1296269,
+                "head_repository_id": 1296269,
+                "head_branch": a.branch,
+                "head_sha": "328faa0536e6fef19753d9d91dc96a9931694ce3"
+            }
+        })
+    }
+
+    /// A list answer: 403 without permission, else the page of artifacts `keep` chooses.
+    fn list(
+        &self,
+        owner: &str,
+        repo: &str,
+        headers: &HeaderMap,
+        query: &Query<Vec<(String, String)>>,
+        keep: impl Fn(&Stored) -> bool,
+    ) -> Response {
+        if self.fault == Fault::ListForbidden || !authorized(headers) {
+            return forbidden();
+        }
+        if (owner, repo) != (OWNER, REPO) {
+            return github_error(StatusCode::NOT_FOUND, "Not Found");
+        }
+        axum::Json(self.page(query, keep)).into_response()
+    }
+
+    /// A page of artifacts, newest first as GitHub lists them, at most `per_page`.
+    fn page(&self, query: &Query<Vec<(String, String)>>, keep: impl Fn(&Stored) -> bool) -> Value {
+        let param = |key: &str| query.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        let per_page: usize = param("per_page").and_then(|p| p.parse().ok()).unwrap_or(30);
+        let mut chosen: Vec<&Stored> = self.artifacts.iter().filter(|a| keep(a)).collect();
+        chosen.sort_by(|a, b| b.created_at.cmp(a.created_at));
+        let total = chosen.len();
+        let artifacts: Vec<Value> = chosen
+            .into_iter()
+            .take(per_page)
+            .map(|a| self.artifact_json(a))
+            .collect();
+        json!({"total_count": total, "artifacts": artifacts})
+    }
+}
+
+/// GitHub's error body.
+fn github_error(status: StatusCode, message: &str) -> Response {
+    let body = json!({
+        "message": message,
+        "documentation_url": "https://docs.github.com/rest/actions/artifacts",
+        "status": status.as_u16().to_string()
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+/// Every API call must carry the token.
+fn authorized(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        == Some(&format!("Bearer {TOKEN}"))
+}
+
+/// GitHub's answer to a token without `actions: read`.
+fn forbidden() -> Response {
+    github_error(
+        StatusCode::FORBIDDEN,
+        "Resource not accessible by integration",
+    )
+}
+
+/// "List artifacts for a repository", filtered by `name`.
+async fn list_repo(
+    State(server): State<Arc<Server>>,
+    Path((owner, repo)): Path<(String, String)>,
+    headers: HeaderMap,
+    query: Query<Vec<(String, String)>>,
+) -> Response {
+    server.counts.repo_lists.fetch_add(1, Ordering::SeqCst);
+    let name = query
+        .iter()
+        .find(|(k, _)| k == "name")
+        .map(|(_, v)| v.clone());
+    let keep = |a: &Stored| name.as_ref().is_none_or(|n| *n == a.name);
+    server.list(&owner, &repo, &headers, &query, keep)
+}
+
+/// "List workflow run artifacts": every attempt's.
+async fn list_run(
+    State(server): State<Arc<Server>>,
+    Path((owner, repo, run)): Path<(String, String, u64)>,
+    headers: HeaderMap,
+    query: Query<Vec<(String, String)>>,
+) -> Response {
+    server.counts.run_lists.fetch_add(1, Ordering::SeqCst);
+    server.list(&owner, &repo, &headers, &query, |a| a.run_id == run)
+}
+
+/// "Download an artifact": 302 to where the zip is.
+async fn download(
+    State(server): State<Arc<Server>>,
+    Path((_, _, id)): Path<(String, String, u64)>,
+    headers: HeaderMap,
+) -> Response {
+    server.counts.downloads.fetch_add(1, Ordering::SeqCst);
+    if !authorized(&headers) {
+        return forbidden();
+    }
+    if server.fault == Fault::DownloadNotFound || !server.artifacts.iter().any(|a| a.id == id) {
+        return github_error(StatusCode::NOT_FOUND, "Not Found");
+    }
+    let location = format!("{}/blob/{id}.zip?sig=signed", server.blob_base);
+    (StatusCode::FOUND, [(header::LOCATION, location)]).into_response()
+}
+
+async fn blob(
+    State(server): State<Arc<Server>>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    server.counts.blobs.fetch_add(1, Ordering::SeqCst);
+    if headers.contains_key(header::AUTHORIZATION) {
+        server
+            .counts
+            .blobs_with_token
+            .fetch_add(1, Ordering::SeqCst);
+    }
+    let id: Option<u64> = file.strip_suffix(".zip").and_then(|id| id.parse().ok());
+    match server.artifacts.iter().find(|a| Some(a.id) == id) {
+        Some(a) => ([(header::CONTENT_TYPE, "application/zip")], a.zip.clone()).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// Starts the API and the blob host (two listeners on 127.0.0.1) with `artifacts`.
+async fn serve(artifacts: Vec<Stored>, fault: Fault) -> Arc<Server> {
+    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let blobs = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = Arc::new(Server {
+        base: format!("http://{}", api.local_addr().unwrap()),
+        blob_base: format!("http://{}", blobs.local_addr().unwrap()),
+        artifacts,
+        fault,
+        counts: Counts::default(),
+    });
+    let api_routes = Router::new()
+        .route("/repos/{owner}/{repo}/actions/artifacts", get(list_repo))
+        .route(
+            "/repos/{owner}/{repo}/actions/runs/{run}/artifacts",
+            get(list_run),
+        )
+        .route(
+            "/repos/{owner}/{repo}/actions/artifacts/{id}/zip",
+            get(download),
+        )
+        .with_state(server.clone());
+    let blob_routes = Router::new()
+        .route("/blob/{file}", get(blob))
+        .with_state(server.clone());
+    tokio::spawn(async move { axum::serve(api, api_routes).await });
+    tokio::spawn(async move { axum::serve(blobs, blob_routes).await });
+    server
+}
+
+/// A zip as `@actions/artifact` uploads it: the file at the root, deflated.
+fn zip(name: &str, contents: &[u8]) -> Vec<u8> {
+    let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    zip.start_file(name, options).unwrap();
+    zip.write_all(contents).unwrap();
+    zip.finish().unwrap().into_inner()
+}
+
+fn passed(ms: u64) -> TestOutcome {
+    TestOutcome {
+        status: TestStatus::Passed,
+        duration_ms: Some(ms),
+        attempt: 1,
+    }
+}
+
+/// Timings where test `slow` took `ms`.
+fn timings(run: u64, ms: u64) -> Timings {
+    let mut timings = Timings::default();
+    timings.record_run(Some(run), [(&TestKey::new("rust", "slow"), &passed(ms))]);
+    timings
+}
+
+fn timings_artifact(
+    id: u64,
+    run_id: u64,
+    branch: &'static str,
+    at: &'static str,
+    ms: u64,
+) -> Stored {
+    Stored {
+        id,
+        name: TIMINGS.into(),
+        run_id,
+        branch,
+        created_at: at,
+        expired: false,
+        zip: zip(TIMINGS_FILE, &timings(run_id, ms).to_json()),
+    }
+}
+
+/// The default branch's history: the right one, plus newer ones that must not be taken.
+fn repository_artifacts() -> Vec<Stored> {
+    let mut expired = timings_artifact(2, 102, "main", "2026-11-20T10:00:00Z", 2_000);
+    expired.expired = true;
+    let mut other_workflow = timings_artifact(4, 104, "main", "2026-11-22T10:00:00Z", 4_000);
+    other_workflow.name = "ca-timings-default-release.yml".into();
+    vec![
+        timings_artifact(1, 101, "main", "2026-11-10T10:00:00Z", 1_000),
+        expired,
+        timings_artifact(3, 103, "feature", "2026-11-21T10:00:00Z", 3_000),
+        other_workflow,
+    ]
+}
+
+fn run(server: &Server, attempt: u32) -> GithubRun {
+    GithubRun {
+        api_url: server.base.clone(),
+        token: Some(TOKEN.into()),
+        owner: OWNER.into(),
+        repo: REPO.into(),
+        run_id: RUN,
+        attempt,
+        default_branch: Some("main".into()),
+        workflow: Some("ci.yml".into()),
+    }
+}
+
+/// (repository lists, run lists, downloads, blob reads)
+fn counts(server: &Server) -> (usize, usize, usize, usize) {
+    let c = &server.counts;
+    let load = |n: &AtomicUsize| n.load(Ordering::SeqCst);
+    (
+        load(&c.repo_lists),
+        load(&c.run_lists),
+        load(&c.downloads),
+        load(&c.blobs),
+    )
+}
+
+fn slow_estimate(history: &History) -> Option<u64> {
+    let (timings, _) = history.timings.as_ref()?;
+    timings.estimate_ms(&TestKey::new("rust", "slow"))
+}
+
+#[tokio::test]
+async fn timings_come_from_the_newest_default_branch_artifact_in_one_list_and_one_download() {
+    let server = serve(repository_artifacts(), Fault::None).await;
+    let history = fetch_history(&run(&server, 1), CLUSTER, true).await;
+    assert_eq!(history.misses, []);
+    let (_, from) = history.timings.as_ref().unwrap();
+    assert_eq!((from.id, from.run_id), (1, Some(101)));
+    assert_eq!(slow_estimate(&history), Some(1_000));
+    assert_eq!(history.previous, None);
+    assert_eq!(counts(&server), (1, 0, 1, 1));
+    assert_eq!(server.counts.blobs_with_token.load(Ordering::SeqCst), 0);
+    let lines = history.lines();
+    assert_eq!(lines.len(), 1);
+    assert!(
+        lines[0].contains(TIMINGS) && lines[0].contains("run 101"),
+        "{lines:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_rerun_takes_the_newest_earlier_attempt_and_runs_only_what_did_not_pass() {
+    let results = |attempt: u32, failing: &[&str]| {
+        let tests = ["ok", "bad", "lost"].into_iter().map(|id| {
+            let mut outcome = passed(10);
+            if failing.contains(&id) {
+                outcome.status = TestStatus::Failed;
+            }
+            outcome.attempt = attempt;
+            (TestKey::new("rust", id), outcome)
+        });
+        let all = AttemptResults::after_attempt(
+            None,
+            RUN,
+            attempt,
+            tests.collect(),
+            timings(RUN, 7_000 + u64::from(attempt)),
+        );
+        Stored {
+            id: 10 + u64::from(attempt),
+            name: format!("ca-results-{CLUSTER}-{attempt}"),
+            run_id: RUN,
+            branch: "feature",
+            created_at: if attempt == 1 {
+                "2026-11-30T10:00:00Z"
+            } else {
+                "2026-11-30T11:00:00Z"
+            },
+            expired: false,
+            zip: zip(RESULTS_FILE, &all.to_json()),
+        }
+    };
+    let mut artifacts = repository_artifacts();
+    artifacts.push(results(1, &["bad", "lost"]));
+    artifacts.push(results(2, &["lost"]));
+    let server = serve(artifacts, Fault::None).await;
+
+    let history = fetch_history(&run(&server, 3), CLUSTER, true).await;
+    assert_eq!(history.misses, []);
+    let (previous, from) = history.previous.as_ref().unwrap();
+    assert_eq!(
+        (previous.attempt, from.name.as_str()),
+        (2, "ca-results-default-2")
+    );
+    // Estimates come from the earlier attempt too; the default branch is not asked.
+    assert_eq!(slow_estimate(&history), Some(7_002));
+    assert_eq!(counts(&server), (0, 1, 1, 1));
+
+    let listed: Vec<TestKey> = ["ok", "bad", "lost", "new"]
+        .into_iter()
+        .map(|id| TestKey::new("rust", id))
+        .collect();
+    let selection = select_rerun(&listed, Some(previous), RerunMode::Failed);
+    let ids: Vec<&str> = selection.run.iter().map(|k| k.id.as_str()).collect();
+    assert_eq!(ids, ["lost", "new"]);
+    assert_eq!(selection.skipped, 2);
+}
+
+#[tokio::test]
+async fn a_rerun_without_earlier_results_falls_back_to_the_default_branch() {
+    // This run has results, but of another cluster: not ours to re-run from.
+    let mut artifacts = repository_artifacts();
+    let other = AttemptResults::after_attempt(None, RUN, 1, Default::default(), timings(RUN, 5));
+    artifacts.push(Stored {
+        id: 50,
+        name: "ca-results-other-1".into(),
+        run_id: RUN,
+        branch: "feature",
+        created_at: "2026-11-30T10:00:00Z",
+        expired: false,
+        zip: zip(RESULTS_FILE, &other.to_json()),
+    });
+    let server = serve(artifacts, Fault::None).await;
+    let history = fetch_history(&run(&server, 2), CLUSTER, true).await;
+    assert_eq!(history.previous, None);
+    assert_eq!(slow_estimate(&history), Some(1_000));
+    assert_eq!(history.misses.len(), 1);
+    assert!(matches!(history.misses[0].why, MissReason::NotFound(_)));
+    let lines = history.lines();
+    assert!(
+        lines.iter().any(|l| l.ends_with("every test runs")),
+        "{lines:?}"
+    );
+    assert_eq!(counts(&server), (1, 1, 1, 1));
+}
+
+/// One miss, of the expected kind, and nothing taken.
+fn assert_one_miss(history: &History, expected: fn(&MissReason) -> bool, words: &str) {
+    assert_eq!(history.timings, None);
+    assert_eq!(history.misses.len(), 1, "{:?}", history.misses);
+    assert!(expected(&history.misses[0].why), "{:?}", history.misses[0]);
+    let lines = history.lines();
+    assert_eq!(lines.len(), 1);
+    assert!(!lines[0].contains('\n'));
+    assert!(lines[0].contains(words), "{}", lines[0]);
+    assert!(
+        lines[0].ends_with("going on with estimates"),
+        "{}",
+        lines[0]
+    );
+}
+
+#[tokio::test]
+async fn no_permission_is_one_line() {
+    let server = serve(repository_artifacts(), Fault::ListForbidden).await;
+    let history = fetch_history(&run(&server, 1), CLUSTER, true).await;
+    assert_one_miss(
+        &history,
+        |w| matches!(w, MissReason::Forbidden(_)),
+        "actions: read",
+    );
+    assert_eq!(counts(&server), (1, 0, 0, 0));
+}
+
+#[tokio::test]
+async fn no_artifact_is_one_line() {
+    let server = serve(Vec::new(), Fault::None).await;
+    let history = fetch_history(&run(&server, 1), CLUSTER, true).await;
+    assert_one_miss(
+        &history,
+        |w| matches!(w, MissReason::NotFound(_)),
+        "on main",
+    );
+    assert_eq!(counts(&server), (1, 0, 0, 0));
+
+    let server = serve(repository_artifacts(), Fault::DownloadNotFound).await;
+    let history = fetch_history(&run(&server, 1), CLUSTER, true).await;
+    assert_one_miss(&history, |w| matches!(w, MissReason::NotFound(_)), "404");
+    assert_eq!(counts(&server), (1, 0, 1, 0));
+}
+
+#[tokio::test]
+async fn a_garbled_artifact_is_one_line() {
+    let mut artifacts = repository_artifacts();
+    artifacts[0].zip = b"PK\x03\x04 this is not a zip".to_vec();
+    let server = serve(artifacts, Fault::None).await;
+    let history = fetch_history(&run(&server, 1), CLUSTER, true).await;
+    assert_one_miss(
+        &history,
+        |w| matches!(w, MissReason::Corrupt(_)),
+        "not a zip",
+    );
+
+    let mut artifacts = repository_artifacts();
+    artifacts[0].zip = zip(TIMINGS_FILE, b"{\"version\": 1, \"tests\": ");
+    let server = serve(artifacts, Fault::None).await;
+    let history = fetch_history(&run(&server, 1), CLUSTER, true).await;
+    assert_one_miss(
+        &history,
+        |w| matches!(w, MissReason::Corrupt(_)),
+        "unreadable",
+    );
+}

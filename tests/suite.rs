@@ -1,0 +1,651 @@
+//! Real test frameworks through `cluster_action::suite`, on the fixtures in tests/fixtures/:
+//! list on the "runner", split into batches, run each batch command with bash in its own job
+//! directory (a copy of the fixture plus the shipped files, as layers would make it), parse
+//! the framework's report, retry what failed with `CLUSTER_ATTEMPT=2`, and check that every
+//! test is reported exactly once with the right status and that the merged JUnit counts what
+//! the framework counts when it runs the whole suite alone.
+//!
+//! Tools: `cargo-nextest`, `go` and a `python` with pytest are looked up on PATH, after the
+//! directories in `CLUSTER_TEST_TOOLS` (colon-separated; scripts/test.sh sets it to the test
+//! virtualenv's `bin`). Outside CI a missing tool skips its tests with a message; under
+//! `CI=true` it fails them.
+
+// Helpers of a test crate unwrap like its tests: a failure there is the test failing.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Once;
+
+use cluster_action::suite::junit::{FinalStatus, TestRecord, merged};
+use cluster_action::suite::{
+    ATTEMPT_ENV, Framework, Listing, REPORT_ENV, Split, Suite, SuiteError, TestCase, TestResult,
+    TestStatus,
+};
+
+/// The fixture directory `name`.
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Sets up the environment every framework here runs in, once per test process: the tool
+/// directories first on PATH, the cargo fixture's builds in this build's temporary directory,
+/// no bytecode written into the fixtures.
+fn environment() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let mut path = std::env::var("CLUSTER_TEST_TOOLS").unwrap_or_default();
+        if let Some(rest) = std::env::var_os("PATH") {
+            path = format!("{path}:{}", rest.to_string_lossy());
+        }
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("suite-cargo");
+        // SAFETY: runs before any test of this process starts a child or reads these
+        // variables (every test calls it first; Once makes the others wait), and only Rust code
+        // touches the environment here, through std's lock.
+        unsafe {
+            std::env::set_var("PATH", path);
+            std::env::set_var("CARGO_TARGET_DIR", target);
+            std::env::set_var("PYTHONDONTWRITEBYTECODE", "1");
+        }
+    });
+}
+
+/// Whether `program` (with `probe` arguments) runs; a missing tool fails the test under CI.
+fn have(program: &str, probe: &[&str]) -> bool {
+    environment();
+    let ok = Command::new(program)
+        .args(probe)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "`{program} {}` does not run: scripts/test.sh installs it",
+            probe.join(" ")
+        );
+        eprintln!("skipped: `{program}` is not available (scripts/test.sh installs it)");
+    }
+    ok
+}
+
+/// The fixture of `framework` listed with `args`, or `None` when the framework's tool is
+/// missing (outside CI; under CI that fails the test). Builds go to a temporary directory.
+fn listed(framework: Framework, args: &[&str]) -> Option<Fixture> {
+    let (name, probe): (&str, &[&str]) = match framework {
+        Framework::Nextest => ("suite-cargo", &["cargo-nextest", "nextest", "--version"]),
+        Framework::Pytest => ("suite-pytest", &["python", "-m", "pytest", "--version"]),
+        Framework::Go => ("suite-go", &["go", "version"]),
+        Framework::Command { .. } => unreachable!("command suites have no fixture"),
+    };
+    if !have(probe[0], &probe[1..]) {
+        return None;
+    }
+    let source = fixture(name);
+    let work = tempfile::tempdir().unwrap();
+    let listing = suite(framework.name(), framework, args)
+        .list(&source, work.path())
+        .unwrap_or_else(|e| panic!("{e}"));
+    Some(Fixture {
+        source,
+        listing,
+        _work: work,
+    })
+}
+
+/// A listed fixture.
+struct Fixture {
+    source: PathBuf,
+    listing: Listing,
+    _work: tempfile::TempDir,
+}
+
+fn suite(name: &str, framework: Framework, args: &[&str]) -> Suite {
+    Suite {
+        name: name.into(),
+        framework,
+        args: args.iter().map(|a| a.to_string()).collect(),
+    }
+}
+
+/// Copies the tree at `from` to `to`, leaving out build output and caches.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if ["target", "__pycache__"].contains(&name.to_str().unwrap()) {
+            continue;
+        }
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &to.join(&name));
+        } else {
+            std::fs::copy(entry.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
+/// A job directory for one batch: the fixture (the suite's layer) and the shipped files.
+fn job_dir(listing: &Listing, source: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(source, dir.path());
+    for file in &listing.ship {
+        let dest = dir.path().join(&file.dest);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&file.source, dest).unwrap();
+    }
+    dir
+}
+
+/// The batch command of `batch` as a worker would start it: bash in a fresh job directory,
+/// in its own process group, with the report path and attempt in its environment.
+fn start_batch(listing: &Listing, source: &Path, batch: &[TestCase], attempt: u32) -> Batch {
+    let dir = job_dir(listing, source);
+    let report = dir.path().join("report.out");
+    let child = Command::new("bash")
+        .arg("-c")
+        .arg(listing.batch_command(batch))
+        .current_dir(dir.path())
+        .env(REPORT_ENV, &report)
+        .env(ATTEMPT_ENV, attempt.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    Batch {
+        _dir: dir,
+        report,
+        child,
+    }
+}
+
+/// A running batch.
+struct Batch {
+    _dir: tempfile::TempDir,
+    report: PathBuf,
+    child: std::process::Child,
+}
+
+impl Batch {
+    /// Waits for the batch to end and returns its report, if it wrote one.
+    fn finish(mut self) -> Option<Vec<u8>> {
+        let mut out = String::new();
+        std::io::Read::read_to_string(self.child.stdout.as_mut().unwrap(), &mut out).unwrap();
+        self.child.wait().unwrap();
+        std::fs::read(&self.report).ok()
+    }
+}
+
+/// Runs `batch` and parses its report.
+fn run_batch(
+    listing: &Listing,
+    source: &Path,
+    batch: &[TestCase],
+    attempt: u32,
+) -> Vec<TestResult> {
+    let report = start_batch(listing, source, batch, attempt).finish();
+    listing.parse_report(report.as_deref(), batch)
+}
+
+/// Deals the listing's units into `n` batches, round robin.
+fn batches(listing: &Listing, split: Split, n: usize) -> Vec<Vec<TestCase>> {
+    let mut batches = vec![Vec::new(); n];
+    for (i, unit) in listing.units(split).into_iter().enumerate() {
+        batches[i % n].extend(unit);
+    }
+    batches.retain(|b| !b.is_empty());
+    batches
+}
+
+/// The whole cluster's part, on one machine: 3 batches at attempt 1, then one retry batch of
+/// everything that failed at attempt 2. Returns the record of every test.
+fn run_suite(listing: &Listing, source: &Path, split: Split) -> Vec<TestRecord> {
+    let mut records: BTreeMap<String, TestRecord> = BTreeMap::new();
+    let mut add = |result: TestResult| {
+        records
+            .entry(result.case.id.clone())
+            .or_insert_with(|| TestRecord {
+                suite: listing.suite.name.clone(),
+                case: result.case.clone(),
+                attempts: Vec::new(),
+            })
+            .attempts
+            .push(result);
+    };
+    let mut failed = Vec::new();
+    let mut reported = 0;
+    for batch in batches(listing, split, 3) {
+        let results = run_batch(listing, source, &batch, 1);
+        assert_eq!(results.len(), batch.len());
+        reported += results.len();
+        for result in results {
+            if matches!(result.status, TestStatus::Failed | TestStatus::Error) {
+                failed.push(result.case.clone());
+            }
+            add(result);
+        }
+    }
+    assert_eq!(reported, listing.tests.len(), "every test ran exactly once");
+    for result in run_batch(listing, source, &failed, 2) {
+        add(result);
+    }
+    records.into_values().collect()
+}
+
+/// `(tests, failures, errors, skipped)` of a JUnit XML, counted from its test cases.
+fn junit_counts(xml: &str) -> (usize, usize, usize, usize) {
+    let doc = roxmltree::Document::parse(xml).unwrap();
+    let cases: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    let with = |tag: &str| {
+        cases
+            .iter()
+            .filter(|c| c.children().any(|n| n.has_tag_name(tag)))
+            .count()
+    };
+    (cases.len(), with("failure"), with("error"), with("skipped"))
+}
+
+/// Checks the records against the expected final status of every test id, and the merged
+/// JUnit against itself and against `alone`, the framework's counts for the whole suite
+/// run on one machine with `CLUSTER_ATTEMPT=2`.
+fn check(
+    records: &[TestRecord],
+    expected: &[(&str, FinalStatus)],
+    alone: (usize, usize, usize, usize),
+) {
+    let got: BTreeMap<&str, FinalStatus> = records
+        .iter()
+        .map(|r| (r.case.id.as_str(), r.status()))
+        .collect();
+    let want: BTreeMap<&str, FinalStatus> = expected.iter().copied().collect();
+    assert_eq!(got, want);
+    let flaky = records
+        .iter()
+        .find(|r| r.status() == FinalStatus::Flaky)
+        .unwrap();
+    assert_eq!(flaky.entry().attempts, 2);
+    let xml = merged(records);
+    let counts = junit_counts(&xml);
+    assert_eq!(
+        counts, alone,
+        "merged JUnit against the framework alone:\n{xml}"
+    );
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let root = doc.root_element();
+    assert_eq!(root.attribute("tests"), Some(counts.0.to_string().as_str()));
+    assert_eq!(
+        root.attribute("failures"),
+        Some(counts.1.to_string().as_str())
+    );
+    let flaky_case = doc
+        .descendants()
+        .find(|n| n.has_tag_name("flakyFailure"))
+        .expect("the flaky test carries a flakyFailure")
+        .parent()
+        .unwrap();
+    assert_eq!(flaky_case.attribute("name"), Some(flaky.case.name.as_str()));
+    let failure = doc
+        .descendants()
+        .find(|n| n.has_tag_name("failure"))
+        .unwrap();
+    assert!(
+        failure
+            .text()
+            .unwrap_or_default()
+            .contains("two and two make"),
+        "a failure carries the test's own message: {xml}"
+    );
+}
+
+/// Runs `program args` in a copy of `source` with `CLUSTER_ATTEMPT=2` and returns its output.
+fn run_alone(source: &Path, program: &str, args: &[&str]) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(source, dir.path());
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir.path())
+        .env(ATTEMPT_ENV, "2")
+        .output()
+        .unwrap();
+    (dir, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn nextest_batches_report_every_test_once() {
+    let Some(Fixture {
+        source,
+        listing,
+        _work,
+    }) = listed(Framework::Nextest, &[])
+    else {
+        return;
+    };
+    assert_eq!(listing.tests.len(), 6);
+    assert_eq!(listing.ship.len(), 2, "the archive and cargo-nextest");
+    let records = run_suite(&listing, &source, Split::Test);
+    use FinalStatus::*;
+    let expected = [
+        ("suite-fixture tests::adds", Passed),
+        ("suite-fixture tests::slow", Passed),
+        ("suite-fixture tests::fails", Failed),
+        ("suite-fixture tests::flaky", Flaky),
+        ("suite-fixture::more adds", Passed),
+        ("suite-fixture::more also_passes", Passed),
+    ];
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("alone.toml");
+    std::fs::write(
+        &config,
+        "[profile.alone]\nfail-fast = false\n[profile.alone.junit]\npath = \"junit.xml\"\n",
+    )
+    .unwrap();
+    let tool = format!("alone:{}", config.display());
+    let (dir, _) = run_alone(
+        &source,
+        "cargo-nextest",
+        &[
+            "nextest",
+            "run",
+            "--tool-config-file",
+            &tool,
+            "--profile",
+            "alone",
+        ],
+    );
+    // nextest's store is under the workspace, whatever the target directory.
+    let junit = std::fs::read_to_string(dir.path().join("target/nextest/alone/junit.xml"))
+        .unwrap_or_else(|e| panic!("nextest's own JUnit in {}: {e}", dir.path().display()));
+    check(&records, &expected, junit_counts(&junit));
+}
+
+#[test]
+fn pytest_batches_report_every_test_once_keeping_files_together() {
+    let Some(Fixture {
+        source,
+        listing,
+        _work,
+    }) = listed(Framework::Pytest, &["-q"])
+    else {
+        return;
+    };
+    assert_eq!(listing.tests.len(), 7);
+    for batch in batches(&listing, Split::File, 3) {
+        let files: std::collections::BTreeSet<_> = batch.iter().map(|t| &t.file).collect();
+        assert_eq!(files.len(), 1, "split: file keeps a file in one batch");
+    }
+    let records = run_suite(&listing, &source, Split::File);
+    use FinalStatus::*;
+    let expected = [
+        ("test_math.py::test_adds", Passed),
+        ("test_math.py::test_slow", Passed),
+        ("test_math.py::test_fails", Failed),
+        ("test_math.py::test_param[1]", Passed),
+        ("test_math.py::test_param[2]", Passed),
+        ("test_more.py::test_flaky", Flaky),
+        ("test_more.py::TestGroup::test_method", Passed),
+    ];
+    let (dir, _) = run_alone(&source, "python", &["-m", "pytest", "--junitxml=alone.xml"]);
+    let junit = std::fs::read_to_string(dir.path().join("alone.xml")).unwrap();
+    check(&records, &expected, junit_counts(&junit));
+}
+
+#[test]
+fn go_batches_report_every_test_once() {
+    let Some(Fixture {
+        source,
+        listing,
+        _work,
+    }) = listed(Framework::Go, &["./..."])
+    else {
+        return;
+    };
+    assert_eq!(listing.tests.len(), 6);
+    assert_eq!(listing.ship.len(), 2, "one test binary per package");
+    let records = run_suite(&listing, &source, Split::Test);
+    use FinalStatus::*;
+    let expected = [
+        ("example.com/suitefix/calc TestAdd", Passed),
+        ("example.com/suitefix/calc TestSlow", Passed),
+        ("example.com/suitefix/calc TestFails", Failed),
+        ("example.com/suitefix/calc TestFlaky", Flaky),
+        ("example.com/suitefix/strs TestAdd", Passed),
+        ("example.com/suitefix/strs TestUpper", Passed),
+    ];
+    // go test has no JUnit: count its top-level results in `go test -v`.
+    let (_dir, out) = run_alone(&source, "go", &["test", "-v", "-count=1", "./..."]);
+    let count = |word: &str| {
+        out.lines()
+            .filter(|l| l.starts_with(&format!("--- {word}: ")))
+            .count()
+    };
+    let alone = (
+        count("PASS") + count("FAIL") + count("SKIP"),
+        count("FAIL"),
+        0,
+        count("SKIP"),
+    );
+    check(&records, &expected, alone);
+}
+
+/// Runs the tests of `listing` named `names` as one batch, follows its output until a line
+/// contains `marker`, then SIGKILLs the batch's process group (as a worker's loss would end
+/// it) and parses what the report holds. Returns each test's status by name.
+fn kill_part_way(
+    listing: &Listing,
+    source: &Path,
+    names: &[&str],
+    marker: &str,
+) -> BTreeMap<String, TestStatus> {
+    let batch: Vec<TestCase> = names
+        .iter()
+        .map(|name| {
+            listing
+                .tests
+                .iter()
+                .find(|t| t.name == *name)
+                .unwrap()
+                .clone()
+        })
+        .collect();
+    let dir = job_dir(listing, source);
+    let file = dir.path().join("report.out");
+    // go writes progress only to its report, so follow the report itself there; nextest and
+    // pytest print their progress as they write it.
+    let follow_report = listing.suite.framework == Framework::Go;
+    let report = if follow_report {
+        PathBuf::from("/dev/stdout")
+    } else {
+        file.clone()
+    };
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg(listing.batch_command(&batch))
+        .current_dir(dir.path())
+        .env(REPORT_ENV, &report)
+        .env(ATTEMPT_ENV, "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut lines = BufReader::new(child.stdout.take().unwrap());
+    loop {
+        let mut line = String::new();
+        assert!(
+            lines.read_line(&mut line).unwrap() > 0,
+            "ended before {marker:?}"
+        );
+        seen.extend_from_slice(line.as_bytes());
+        if line.contains(marker) {
+            break;
+        }
+    }
+    let pgid = i32::try_from(child.id()).unwrap();
+    // SAFETY: a plain syscall on the process group of the child started above.
+    assert_eq!(unsafe { libc::killpg(pgid, libc::SIGKILL) }, 0);
+    std::io::Read::read_to_end(lines.get_mut(), &mut seen).unwrap();
+    child.wait().unwrap();
+    let bytes = if follow_report {
+        Some(seen)
+    } else {
+        std::fs::read(&file).ok()
+    };
+    listing
+        .parse_report(bytes.as_deref(), &batch)
+        .into_iter()
+        .map(|r| (r.case.name, r.status))
+        .collect()
+}
+
+/// `names` with `status` each, for comparing with [`kill_part_way`].
+fn statuses(names: &[(&str, TestStatus)]) -> BTreeMap<String, TestStatus> {
+    names.iter().map(|(n, s)| (n.to_string(), *s)).collect()
+}
+
+#[test]
+fn a_go_batch_killed_part_way_keeps_what_finished() {
+    let Some(Fixture {
+        source,
+        listing,
+        _work,
+    }) = listed(Framework::Go, &["./calc"])
+    else {
+        return;
+    };
+    let names = ["TestAdd", "TestSlow", "TestFails", "TestFlaky"];
+    let got = kill_part_way(&listing, &source, &names, "=== RUN   TestSlow");
+    use TestStatus::*;
+    let want = [
+        ("TestAdd", Passed),
+        ("TestSlow", NotRun),
+        ("TestFails", NotRun),
+        ("TestFlaky", NotRun),
+    ];
+    assert_eq!(got, statuses(&want));
+}
+
+#[test]
+fn a_pytest_batch_killed_part_way_keeps_what_finished() {
+    let Some(Fixture {
+        source,
+        listing,
+        _work,
+    }) = listed(Framework::Pytest, &[])
+    else {
+        return;
+    };
+    let names = ["test_adds", "test_slow", "test_fails"];
+    let got = kill_part_way(&listing, &source, &names, "test_adds PASSED");
+    use TestStatus::*;
+    let want = [
+        ("test_adds", Passed),
+        ("test_slow", NotRun),
+        ("test_fails", NotRun),
+    ];
+    assert_eq!(got, statuses(&want));
+}
+
+#[test]
+fn a_nextest_batch_killed_part_way_keeps_what_finished() {
+    let Some(Fixture {
+        source,
+        listing,
+        _work,
+    }) = listed(Framework::Nextest, &["--lib"])
+    else {
+        return;
+    };
+    let names = ["tests::adds", "tests::slow"];
+    let got = kill_part_way(&listing, &source, &names, "suite-fixture tests::adds");
+    use TestStatus::*;
+    let want = [("tests::adds", Passed), ("tests::slow", NotRun)];
+    assert_eq!(got, statuses(&want));
+}
+
+#[test]
+fn a_command_suite_reports_unreported_tests_as_errors() {
+    environment();
+    let dir = tempfile::tempdir().unwrap();
+    // The run command writes JUnit for every id it gets except `c`.
+    let run = r#"{ echo '<testsuite name="s">'; for id in "$@"; do [ "$id" = c ] || echo "<testcase classname=\"s\" name=\"$id\"/>"; done; echo '</testsuite>'; } > "$CLUSTER_JUNIT""#;
+    let framework = Framework::Command {
+        list: "printf 'a\\nb b\\n\\nc\\n'".into(),
+        run: run.into(),
+    };
+    let listing = suite("cmd", framework, &[])
+        .list(dir.path(), dir.path())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<&str> = listing.tests.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b b", "c"]);
+    let results = run_batch(&listing, dir.path(), &listing.tests, 1);
+    let status: Vec<TestStatus> = results.iter().map(|r| r.status).collect();
+    assert_eq!(
+        status,
+        [TestStatus::Passed, TestStatus::Passed, TestStatus::Error]
+    );
+    assert!(
+        results[2]
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("not reported")
+    );
+    let killed = listing.parse_report(None, &listing.tests);
+    assert!(killed.iter().all(|r| r.status == TestStatus::NotRun));
+}
+
+#[test]
+fn listing_problems_are_the_users_to_fix() {
+    environment();
+    let dir = tempfile::tempdir().unwrap();
+    let failing = Framework::Command {
+        list: "echo listing >&2; echo 'no such suite' >&2; exit 3".into(),
+        run: "true".into(),
+    };
+    let err = suite("cmd", failing, &[])
+        .list(dir.path(), dir.path())
+        .unwrap_err();
+    assert!(matches!(err, SuiteError::ListFailed { .. }), "{err}");
+    let message = err.to_string();
+    assert!(message.contains("exit status: 3"), "{message}");
+    assert!(message.ends_with("listing\nno such suite"), "{message}");
+    let empty = Framework::Command {
+        list: "true".into(),
+        run: "true".into(),
+    };
+    let err = suite("cmd", empty, &[])
+        .list(dir.path(), dir.path())
+        .unwrap_err();
+    assert!(matches!(err, SuiteError::NoTests { .. }), "{err}");
+    assert!(err.to_string().contains("no tests match"), "{err}");
+}
+
+#[test]
+fn pytest_listing_problems_name_their_cause() {
+    if !have("python", &["-m", "pytest", "--version"]) {
+        return;
+    }
+    let source = fixture("suite-pytest");
+    let work = tempfile::tempdir().unwrap();
+    let err = suite("py", Framework::Pytest, &["-k", "no_test_is_called_this"])
+        .list(&source, work.path())
+        .unwrap_err();
+    assert!(matches!(err, SuiteError::NoTests { .. }), "{err}");
+    let err = suite("py", Framework::Pytest, &["missing_dir/"])
+        .list(&source, work.path())
+        .unwrap_err();
+    assert!(matches!(err, SuiteError::ListFailed { .. }), "{err}");
+    assert!(err.to_string().contains("missing_dir"), "{err}");
+}
