@@ -4,46 +4,20 @@
 //! ignores ranges (act) still delivers, a name held by a dead upload does not block a layer, and
 //! a job writing into the cache does not change the next job's files.
 
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
 use std::fs;
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use bytes::Bytes;
 use cluster_action::layer::{self, Digest, LayerCache, LayerError};
-use cluster_action::serve::{self, ServeConfig, ServeHandle};
+use cluster_action::serve::{self, ServeConfig};
 use cluster_action::store::blob::BlobClient;
-use cluster_action::store::{ArtifactStore, RetryPolicy, StoreConfig, UploadOutcome};
-use cluster_action::token::{BackendIds, make_token};
+use cluster_action::store::{ArtifactInfo, UploadOutcome};
+use common::{guarded, ids, quick_retry, store, store_at};
 use tempfile::TempDir;
-
-/// Upper bound on any one test, so a bug shows as a failure instead of a hang.
-const GUARD: Duration = Duration::from_secs(120);
-
-async fn guarded<T>(fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(GUARD, fut)
-        .await
-        .expect("test did not finish in time")
-}
-
-fn quick_retry() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 6,
-        base_delay: Duration::from_millis(5),
-        max_delay: Duration::from_millis(50),
-    }
-}
-
-/// A client of `service` acting as job `job` of the one workflow run.
-fn store(service: &ServeHandle, job: &str) -> ArtifactStore {
-    let ids = BackendIds {
-        run: "run-1".into(),
-        job: job.into(),
-    };
-    let mut cfg = StoreConfig::new(service.url(), &make_token(&ids)).unwrap();
-    cfg.retry = quick_retry();
-    ArtifactStore::new(cfg).unwrap()
-}
 
 /// Bytes that neither repeat nor compress (so the layer is stored, and big).
 fn noise(len: usize, seed: u64) -> Vec<u8> {
@@ -301,17 +275,12 @@ async fn a_server_that_ignores_ranges_still_delivers_a_big_blob_in_order() {
     guarded(async {
         let blob = noise(9 * 1024 * 1024 + 5, 3);
         let (base, server) = range_ignoring_server(blob.clone()).await;
-        let ids = BackendIds {
-            run: "run-1".into(),
-            job: "worker".into(),
-        };
-        let mut cfg = StoreConfig::new(&base, &make_token(&ids)).unwrap();
-        cfg.retry = quick_retry();
-        let store = ArtifactStore::new(cfg).unwrap();
-        let artifact = cluster_action::store::ArtifactInfo {
+        let store = store_at(&base, "worker", quick_retry());
+        let owner = ids("worker");
+        let artifact = ArtifactInfo {
             name: "ca-layer-x".into(),
-            run_backend_id: ids.run.clone(),
-            job_backend_id: ids.job.clone(),
+            run_backend_id: owner.run,
+            job_backend_id: owner.job,
             database_id: 1,
             size: 0,
         };
