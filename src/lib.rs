@@ -54,7 +54,7 @@
 //! The data path of one job: the runner packs and publishes the manifest's layers, then sends
 //! `Submit` on its stream; the broker queues the jobs (longest estimate first) and sends
 //! `Assign` to a worker with a free slot (plus a small prefetch); the worker fetches the layers
-//! into its cache, materializes the job's directory, runs `bash -c`, publishes declared outputs
+//! into its cache, assembles the job's directory from private copies, runs `bash -c`, publishes declared outputs
 //! as a layer and sends `Finished`; the broker forwards the outcome to the runner, which
 //! fetches the outputs and reports. The binary (`src/main.rs`, `src/cli/`) maps flags onto
 //! these modules, composes the embedded broker for `run --embed-broker` and `local`, and maps

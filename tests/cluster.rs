@@ -733,6 +733,45 @@ fn local_runs_a_commands_file() {
     assert_eq!(outcomes, expected);
 }
 
+/// A job that writes into the worker's layer cache (by the relative path from its directory,
+/// and through a hard link it makes into the cache) and into its own copy changes nothing the
+/// next job on that worker sees.
+#[test]
+fn a_job_writing_into_the_layer_cache_leaves_the_next_job_s_files_intact() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    scratch.write("data/data.txt", "original\n");
+    // `local` lays a worker out as <worker>/cache/<digest>/ and <worker>/work/<job dir>/.
+    let tamper = "set -e; shopt -s nullglob; cached=(../../cache/*/data/data.txt); \
+                  test ${#cached[@]} -eq 1; echo tampered > \"${cached[0]}\"; \
+                  ln \"${cached[0]}\" link; echo tampered through a link > link; \
+                  echo tampered > data/data.txt";
+    let check = "test \"$(cat data/data.txt)\" = original";
+    let jobs = [
+        ("tamper", tamper, "estimate: 60s"),
+        ("check", check, "estimate: 1s"),
+    ]
+    .map(|(name, run, extra)| {
+        let extra = format!("{extra}\nlayers: [data]");
+        (name.to_string(), run.to_string(), extra)
+    });
+    let head = "layers:\n  data: { paths: [data] }\n";
+    scratch.write("cluster.yml", manifest(head, &jobs));
+    // One worker with one slot: the longest estimate runs first, then the check.
+    scratch
+        .start(
+            "local",
+            "local --workers 1 --slots 1 cluster.yml --report-json report.json",
+        )
+        .expect_exit(0);
+    let (_, jobs) = read_report(&scratch.path().join("report.json"));
+    assert_eq!(
+        jobs["tamper"]["status"], "passed",
+        "the tamper job reached the cache"
+    );
+    assert_eq!(jobs["check"]["status"], "passed", "{:?}", jobs["check"]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. A lost worker: its jobs run again elsewhere
 
