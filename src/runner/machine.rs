@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::warn;
 
+use super::outputs_dir;
 use super::report::{JobReport, RunReport};
 use crate::layer::Digest;
 use crate::proto::Submission;
@@ -65,6 +66,8 @@ pub enum Effect {
         dir: String,
         /// The layer.
         layer: Digest,
+        /// The directory of the layer holding this job's outputs (the whole layer: `None`).
+        path: Option<String>,
     },
     /// The run is over.
     End(RunEnd),
@@ -306,8 +309,9 @@ impl Machine {
         if let (true, Some(layer)) = (self.fetch_outputs, outcome.outputs_layer.clone()) {
             fx.push(Effect::FetchOutputs {
                 index,
-                dir: safe_dir_name(&spec.name),
+                dir: outputs_dir::dir_name(&spec.name),
                 layer,
+                path: outcome.outputs_path.clone(),
             });
         }
         let report = JobReport::finished(spec, &outcome, Vec::new());
@@ -332,24 +336,6 @@ fn not_run_report(spec: &JobSpec, end: &RunEnd) -> JobReport {
     report
 }
 
-/// A job name as a single, safe directory name.
-pub(crate) fn safe_dir_name(name: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    match cleaned.as_str() {
-        "" | "." | ".." => "_".into(),
-        _ => cleaned,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,6 +356,7 @@ mod tests {
                     outputs: vec!["out/*".into()],
                     estimate_ms: None,
                     isolation: Default::default(),
+                    secret_env: Default::default(),
                 },
             })
             .collect()
@@ -393,6 +380,7 @@ mod tests {
             worker: "w".into(),
             output: String::new(),
             outputs_layer: layer.map(|l| Digest(l.into())),
+            outputs_path: None,
             error: None,
         }
     }
@@ -588,8 +576,9 @@ mod tests {
             fx[0],
             Effect::FetchOutputs {
                 index: JobIndex(0),
-                dir: "job_0".into(),
-                layer: Digest("ab".into())
+                dir: outputs_dir::dir_name("job 0"),
+                layer: Digest("ab".into()),
+                path: None,
             }
         );
         assert!(matches!(&fx[1], Effect::Finished(r) if r.status == JobStatus::Failed));
@@ -656,13 +645,5 @@ mod tests {
         };
         let m = Machine::new(jobs(1), &rules, now);
         assert_eq!(m.closing(), [Effect::Send(RunnerMsg::StopCluster)]);
-    }
-
-    #[test]
-    fn job_names_become_single_safe_directories() {
-        assert_eq!(safe_dir_name("unit-1"), "unit-1");
-        assert_eq!(safe_dir_name("a/../b c"), "a_.._b_c");
-        assert_eq!(safe_dir_name(".."), "_");
-        assert_eq!(safe_dir_name(""), "_");
     }
 }

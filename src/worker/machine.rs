@@ -278,6 +278,7 @@ pub(crate) fn not_run(
         worker: worker.to_string(),
         output: error.clone().unwrap_or_default(),
         outputs_layer: None,
+        outputs_path: None,
         error,
     }
 }
@@ -314,6 +315,7 @@ mod tests {
             outputs: Vec::new(),
             estimate_ms: None,
             isolation: Default::default(),
+            secret_env: Default::default(),
         }
     }
 

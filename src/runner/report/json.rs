@@ -3,12 +3,15 @@
 use serde_json::{Value, json};
 
 use super::{RunReport, status_name};
+use crate::runner::outputs_dir::dir_name;
 
 impl RunReport {
     /// `{"summary": {"total", "passed", "failed", "timed_out", "errors", "cancelled",
     /// "wall_ms"}, "jobs": [{"name", "status", "exit_code", "attempts", "duration_ms",
-    /// "worker", "outputs"}]}`, jobs in manifest order; `status` is one of `passed`, `failed`,
-    /// `timed_out`, `error`, `cancelled`; `exit_code` is null when the process did not exit.
+    /// "worker", "outputs", "outputs_dir"}]}`, jobs in manifest order; `status` is one of
+    /// `passed`, `failed`, `timed_out`, `error`, `cancelled`; `exit_code` is null when the
+    /// process did not exit; `outputs_dir` is where `outputs` are, relative to
+    /// `--outputs-dir` (null when none were brought back).
     pub fn to_json(&self) -> Value {
         let summary = self.summary();
         let jobs: Vec<Value> = self
@@ -23,6 +26,7 @@ impl RunReport {
                     "duration_ms": job.duration_ms,
                     "worker": job.worker,
                     "outputs": job.outputs,
+                    "outputs_dir": (!job.outputs.is_empty()).then(|| dir_name(&job.name)),
                 })
             })
             .collect();
