@@ -2292,7 +2292,8 @@ fn a_stalled_worker_starts_nothing_it_was_given_before_it_was_declared_lost() {
 const SOAK_TIMINGS: &str = "--poll-max 100ms --keepalive 500ms --peer-timeout 5s";
 
 /// The soak's manifest: `count` short jobs recording their starts (and pids) in `marks`; every
-/// 25th fails by design.
+/// 25th fails by design. `retries: 2`: a job may be lost on both the stopped and the killed
+/// worker and still gets the attempt that reports it as a fault-free run would.
 fn soak_manifest(scratch: &Scratch, file: &str, marks: &Path, count: usize) {
     let jobs: Vec<_> = (0..count)
         .map(|i| {
@@ -2304,11 +2305,14 @@ fn soak_manifest(scratch: &Scratch, file: &str, marks: &Path, count: usize) {
         })
         .collect();
     let head = format!(
-        "defaults:\n  retries: 1\n  env: {{ MARKS: {} }}\n",
+        "defaults:\n  retries: 2\n  env: {{ MARKS: {} }}\n",
         quoted(marks.to_str().unwrap())
     );
     scratch.write(file, manifest(&head, &jobs));
 }
+
+/// How long after its worker launched it a job may record its start.
+const LAUNCH_GRACE: Duration = Duration::from_secs(1);
 
 /// Each job's status in a report.
 fn statuses(report: &BTreeMap<String, Value>) -> BTreeMap<String, String> {
@@ -2420,14 +2424,18 @@ fn soak_500_jobs_under_faults_with_a_stalled_and_a_killed_worker() {
     assert!(left.is_empty(), "job processes left behind: {left:?}");
 }
 
-/// Nothing started on the stalled worker once it was stopped (at `stopped_at`), and no attempt
-/// started twice on the workers that were never lost.
+/// Nothing started on the stalled worker once it was stopped (at `stopped_at`; a job it had
+/// launched just before may write its line a little later, within [`LAUNCH_GRACE`]: the
+/// resume comes only after the peer timeout), and no attempt started twice on the workers that
+/// were never lost.
 fn assert_soak_starts(marks: &Path, stopped_at: u128) {
+    let limit = stopped_at + LAUNCH_GRACE.as_nanos();
     for (job, lines) in starts(marks) {
         for (worker, attempt, at) in &lines {
             assert!(
-                worker != "stalled" || *at < stopped_at,
-                "{job} attempt {attempt} started on the stalled worker after it was stopped"
+                worker != "stalled" || *at < limit,
+                "{job} attempt {attempt} started on the stalled worker {} ms after it was stopped: {lines:?}",
+                (at - stopped_at) / 1_000_000
             );
         }
         // Only a worker that was lost (stopped or killed) may have started an attempt the
