@@ -7,3 +7,4 @@ pub mod manifest;
 pub mod progress;
 pub mod report;
 pub mod session;
+pub mod suites;
