@@ -8,6 +8,7 @@ pub mod exit;
 mod run;
 mod selftest;
 mod serve;
+mod suites;
 
 use clap::{Parser, Subcommand};
 

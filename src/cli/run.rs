@@ -19,6 +19,7 @@ use super::common::{
     LOCAL_POLL_MAX, default_name, shutdown_signal, store_from_env,
 };
 use super::exit::{self, Failure};
+use super::suites::SuiteArgs;
 
 /// What to run and where the reports go (shared by `run` and `local`).
 #[derive(Debug, Args)]
@@ -26,8 +27,8 @@ pub struct JobsArgs {
     /// The job manifest (YAML). See the README for its format.
     #[arg(
         value_name = "MANIFEST",
-        required_unless_present = "commands",
-        conflicts_with = "commands"
+        required_unless_present_any = ["commands", "nextest", "pytest", "go_test"],
+        conflicts_with_all = ["commands", "nextest", "pytest", "go_test"]
     )]
     manifest: Option<PathBuf>,
     /// Instead of a manifest: a file with one shell command per line, each a job.
@@ -45,6 +46,8 @@ pub struct JobsArgs {
     /// Give up (exit 3) when no worker is connected for this long while jobs wait.
     #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
     worker_wait: Duration,
+    #[command(flatten)]
+    suites: SuiteArgs,
 }
 
 /// Flags of `run`.
@@ -113,6 +116,8 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
         worker_wait: args.jobs.worker_wait,
         outputs_dir: args.jobs.outputs_dir.clone(),
         name: default_name("runner"),
+        slots_hint: 0,
+        timings: args.jobs.suites.read_timings()?,
     };
     let store = store_from_env()?;
     let broker = embed_broker.map(|bcfg| EmbeddedBroker::start(store.clone(), bcfg));
@@ -123,9 +128,9 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
         let stopped = broker.stop().await;
         let result = result?;
         stopped?;
-        return finish(result, &args.jobs);
+        return finish(result, &args.jobs, &cfg);
     }
-    finish(result?, &args.jobs)
+    finish(result?, &args.jobs, &cfg)
 }
 
 /// Runs a manifest on a fresh cluster on this machine.
@@ -151,36 +156,29 @@ pub async fn local(args: LocalArgs) -> Result<i32, Failure> {
             worker_wait: args.jobs.worker_wait,
             outputs_dir: args.jobs.outputs_dir.clone(),
             name: "local-runner".into(),
+            slots_hint: (args.workers * slots) as usize,
+            timings: args.jobs.suites.read_timings()?,
         },
     };
     let mut progress = Progress::new(Mode::detect());
     let result = local::run(&manifest, &cfg, &mut progress, shutdown_signal()).await;
     progress.end();
-    finish(result?, &args.jobs)
+    finish(result?, &args.jobs, &cfg.run)
 }
 
 fn load(args: &JobsArgs) -> Result<Manifest, Failure> {
     let loaded = match (&args.manifest, &args.commands) {
         (Some(path), _) => manifest::load(path),
         (None, Some(path)) => manifest::from_commands(path),
-        (None, None) => return Err(Failure::bad_input("give a MANIFEST or --commands FILE")),
+        (None, None) => return args.suites.manifest(),
     };
-    let manifest = loaded?;
-    // Until the runner batches suites (issue 9), refuse them rather than skip them silently.
-    if let Some(suite) = manifest.suites.first() {
-        return Err(Failure::bad_input(format!(
-            "{}: suite '{}': this version checks `suites:` but cannot run them yet; list the \
-             tests as `jobs:` for now",
-            manifest.path.display(),
-            suite.suite.name
-        )));
-    }
-    Ok(manifest)
+    Ok(loaded?)
 }
 
 /// Writes the reports, prints the summary line and picks the exit code.
-fn finish(result: RunResult, args: &JobsArgs) -> Result<i32, Failure> {
+fn finish(result: RunResult, args: &JobsArgs, cfg: &RunConfig) -> Result<i32, Failure> {
     let report = &result.report;
+    args.suites.write_timings(cfg.timings.clone(), report)?;
     if let Some(path) = &args.report_json {
         // A JSON value always serializes.
         let json = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
@@ -203,23 +201,39 @@ fn finish(result: RunResult, args: &JobsArgs) -> Result<i32, Failure> {
             .map_err(Failure::io(what))?;
     }
     let s = report.summary();
-    eprintln!(
-        "{} jobs: {} passed, {} failed, {} timed out, {} errors, {} cancelled in {:.1}s",
-        s.total,
-        s.passed,
-        s.failed,
-        s.timed_out,
-        s.errors,
-        s.cancelled,
-        report.wall_ms as f64 / 1000.0
-    );
+    if !report.jobs.is_empty() || report.tests.is_empty() {
+        eprintln!(
+            "{} jobs: {} passed, {} failed, {} timed out, {} errors, {} cancelled in {:.1}s",
+            s.total,
+            s.passed,
+            s.failed,
+            s.timed_out,
+            s.errors,
+            s.cancelled,
+            report.wall_ms as f64 / 1000.0
+        );
+    }
     if let RunEnd::NoWorkers { not_run } = result.end {
         eprintln!(
             "error: no worker joined the cluster within --worker-wait; {not_run} of {} job(s) did not run",
             s.total
         );
     }
-    Ok(exit::run_ended(&result.end, &s))
+    let mut failing_tests = 0;
+    if !report.tests.is_empty() {
+        let t = report.test_summary();
+        eprintln!(
+            "{} tests: {} passed, {} failed, {} flaky, {} skipped, {} errors",
+            t.total, t.passed, t.failed, t.flaky, t.skipped, t.errors
+        );
+        if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+            for line in report.test_annotations() {
+                println!("{line}");
+            }
+        }
+        failing_tests = t.failing(args.suites.flaky());
+    }
+    Ok(exit::run_ended(&result.end, &s, failing_tests))
 }
 
 fn write(path: &Path, text: &str) -> Result<(), Failure> {

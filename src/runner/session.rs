@@ -19,14 +19,17 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use super::machine::{Effect, Machine, Rules, RunEnd, Timer};
-use super::manifest::Manifest;
+use super::manifest::{Manifest, SuiteDef};
 use super::progress::Progress;
 use super::report::RunReport;
+use super::suites::{ListedSuite, REPORT_FILE, SuiteRun};
 use crate::layer::{self, Digest, LayerCache};
 use crate::link::{JoinError, Joined, LinkError, RunnerLink, Target};
+use crate::plan::timings::Timings;
 use crate::proto::{Hello, JobIndex, PROTOCOL_VERSION, RunnerMsg, Submission};
 use crate::store::ArtifactStore;
 use crate::stream::{Namespace, StreamConfig, StreamError};
+use crate::suite::{Listing, Shipped, SuiteError};
 
 /// How to run a manifest.
 #[derive(Debug, Clone)]
@@ -45,6 +48,11 @@ pub struct RunConfig {
     pub outputs_dir: Option<PathBuf>,
     /// This runner's name in the broker's logs.
     pub name: String,
+    /// The cluster's slots when known before the broker tells (`local`), else 0: suites are
+    /// planned for them.
+    pub slots_hint: usize,
+    /// Timing history the suites' batches are planned from.
+    pub timings: Timings,
 }
 
 impl RunConfig {
@@ -106,6 +114,9 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// A suite could not be listed.
+    #[error(transparent)]
+    Suite(#[from] SuiteError),
     /// A task of this run failed (it panicked or was cancelled).
     #[error("{what} task failed: {source}")]
     Task {
@@ -128,16 +139,26 @@ pub async fn run(
     cancel: impl Future<Output = ()>,
 ) -> Result<RunResult, RunError> {
     let started = Instant::now();
+    // What listing builds (a nextest archive, go test binaries) lives until the run returns.
+    let builds = scratch_dir("cluster-action-suites-")?;
+    let listings = list_suites(manifest, builds.path()).await?;
     let digests = publish_layers(&store, manifest).await?;
     let jobs = submissions(manifest, &digests);
+    let suites = ship_suites(&store, listings, &digests).await?;
     // The scratch directory (and the cache in it) is removed when the run returns.
     let outputs = cfg.outputs_dir.as_deref().map(Outputs::open).transpose()?;
+    let reports = match suites.is_empty() {
+        true => None,
+        false => Some(Reports::open()?),
+    };
+    let suites = SuiteRun::new(suites, cfg.timings.clone(), jobs.len() as u64);
     let rules = Rules {
         worker_wait: cfg.worker_wait,
         fetch_outputs: outputs.is_some(),
         stop_cluster: cfg.stop_cluster,
     };
-    let machine = Machine::new(jobs, &rules, tokio::time::Instant::now());
+    let machine =
+        Machine::new(jobs, &rules, tokio::time::Instant::now()).with_suites(suites, cfg.slots_hint);
     let hello = Hello::Runner {
         version: PROTOCOL_VERSION,
         name: cfg.name.clone(),
@@ -153,6 +174,8 @@ pub async fn run(
         store,
         outputs,
         fetches: JoinSet::new(),
+        reports,
+        report_fetches: JoinSet::new(),
     };
     let end = shell.follow(cancel).await?;
     debug!(?end, "run ended");
@@ -186,6 +209,8 @@ struct Shell<'a> {
     store: ArtifactStore,
     outputs: Option<Outputs>,
     fetches: JoinSet<(JobIndex, Result<Vec<String>, String>)>,
+    reports: Option<Reports>,
+    report_fetches: JoinSet<(JobIndex, Option<Vec<u8>>)>,
 }
 
 impl Shell<'_> {
@@ -217,6 +242,12 @@ impl Shell<'_> {
                 Some(done) = self.fetches.join_next(), if !self.fetches.is_empty() => {
                     self.fetched(done)
                 }
+                Some(done) = self.report_fetches.join_next(), if !self.report_fetches.is_empty() => {
+                    match done {
+                        Ok((index, report)) => self.machine.report_fetched(index, report),
+                        Err(source) => return Err(RunError::Task { what: "report fetch", source }),
+                    }
+                }
             };
             if let Some(end) = self.apply_all(effects).await? {
                 return Ok(end);
@@ -239,6 +270,7 @@ impl Shell<'_> {
                 Effect::Finished(report) => self.progress.finished(&report),
                 Effect::Warn(text) => self.progress.warn(&text),
                 Effect::FetchOutputs { index, dir, layer } => self.fetch(index, &dir, layer),
+                Effect::FetchReport { index, layer } => self.fetch_report(index, layer),
                 Effect::End(e) => end = Some(e),
                 Effect::Refused(reason) => return Err(RunError::Refused(reason)),
                 Effect::BrokerLost => return Err(RunError::BrokerClosed),
@@ -256,6 +288,25 @@ impl Shell<'_> {
         let dest = outputs.dir.join(dir);
         self.fetches
             .spawn(async move { (index, fetch_outputs(&store, &cache, &layer, &dest).await) });
+    }
+
+    /// Starts fetching the report of a suite batch (none without an outputs layer).
+    fn fetch_report(&mut self, index: JobIndex, layer: Option<Digest>) {
+        let cache = self.reports.as_ref().map(|r| r.cache.clone());
+        let store = self.store.clone();
+        self.report_fetches.spawn(async move {
+            let (Some(cache), Some(layer)) = (cache, layer) else {
+                return (index, None);
+            };
+            match cache.fetch(&store, &layer).await {
+                Ok(tree) => (index, tokio::fs::read(tree.join(REPORT_FILE)).await.ok()),
+                Err(e) => {
+                    // Its tests go back to the queue as not run.
+                    warn!("the report of a suite batch could not be fetched: {e}");
+                    (index, None)
+                }
+            }
+        });
     }
 
     /// The machine's event for a finished fetch.
@@ -301,13 +352,122 @@ async fn sleep_until(deadline: Option<(tokio::time::Instant, Timer)>) -> Timer {
     }
 }
 
+/// A temporary directory named `prefix…`, removed when dropped.
+fn scratch_dir(prefix: &str) -> Result<tempfile::TempDir, RunError> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|source| RunError::Io {
+            what: "cannot create a temporary directory".into(),
+            source,
+        })
+}
+
+/// Lists every suite of the manifest in its directory, writing builds under `builds`.
+async fn list_suites(
+    manifest: &Manifest,
+    builds: &Path,
+) -> Result<Vec<(SuiteDef, Listing)>, RunError> {
+    let mut listings = Vec::with_capacity(manifest.suites.len());
+    for def in &manifest.suites {
+        let (suite, dir, work) = (
+            def.suite.clone(),
+            manifest.base_dir.clone(),
+            builds.to_path_buf(),
+        );
+        info!(suite = %suite.name, framework = suite.framework.name(), "listing");
+        let listing = tokio::task::spawn_blocking(move || suite.list(&dir, &work))
+            .await
+            .map_err(|source| RunError::Task {
+                what: "suite listing",
+                source,
+            })??;
+        info!(suite = %def.suite.name, tests = listing.tests.len(), "listed");
+        listings.push((def.clone(), listing));
+    }
+    Ok(listings)
+}
+
+/// Packs and publishes what each suite's framework ships (one layer per suite) and gives
+/// each suite its batches' layers: its manifest layers, then the shipped files.
+async fn ship_suites(
+    store: &ArtifactStore,
+    listings: Vec<(SuiteDef, Listing)>,
+    digests: &BTreeMap<String, Digest>,
+) -> Result<Vec<ListedSuite>, RunError> {
+    let mut suites = Vec::with_capacity(listings.len());
+    for (def, listing) in listings {
+        let mut layers: Vec<Digest> = def
+            .layers
+            .iter()
+            .filter_map(|l| digests.get(l).cloned())
+            .collect();
+        if !listing.ship.is_empty() {
+            let name = format!("suite '{}' files", def.suite.name);
+            let layer_err = |source| RunError::Layer {
+                name: name.clone(),
+                source,
+            };
+            let staging = scratch_dir("cluster-action-ship-")?;
+            let (ship, root) = (listing.ship.clone(), staging.path().to_path_buf());
+            let digest = tokio::task::spawn_blocking(move || pack_shipped(&ship, &root))
+                .await
+                .map_err(|source| RunError::Task {
+                    what: "layer packing",
+                    source,
+                })?
+                .map_err(layer_err)?;
+            layer::publish(store, &staging.path().join(SHIP_ARCHIVE), &digest)
+                .await
+                .map_err(layer_err)?;
+            info!(layer = %name, digest = %digest.0, "published");
+            layers.push(digest);
+        }
+        suites.push(ListedSuite {
+            def,
+            listing,
+            layers,
+        });
+    }
+    Ok(suites)
+}
+
+/// The archive [`pack_shipped`] writes in its staging directory.
+const SHIP_ARCHIVE: &str = "ship.tar.gz";
+
+/// Puts each shipped file at its destination under `root/files` (a hard link, else a copy)
+/// and packs them into `root/`[`SHIP_ARCHIVE`].
+fn pack_shipped(ship: &[Shipped], root: &Path) -> Result<Digest, layer::LayerError> {
+    let files = root.join("files");
+    let mut paths = Vec::with_capacity(ship.len());
+    for file in ship {
+        let dest = files.join(&file.dest);
+        let placed = dest
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| {
+                std::fs::hard_link(&file.source, &dest)
+                    .or_else(|_| std::fs::copy(&file.source, &dest).map(|_| ()))
+            });
+        placed.map_err(|e| {
+            layer::LayerError::io(format!("placing '{}'", file.source.display()), e)
+        })?;
+        paths.push(file.dest.clone());
+    }
+    layer::pack(&files, &paths, &root.join(SHIP_ARCHIVE))
+}
+
 /// Packs every layer some job uses and publishes those the store lacks.
 async fn publish_layers(
     store: &ArtifactStore,
     manifest: &Manifest,
 ) -> Result<BTreeMap<String, Digest>, RunError> {
-    let used: std::collections::BTreeSet<&String> =
-        manifest.jobs.iter().flat_map(|j| j.layers.iter()).collect();
+    let used: std::collections::BTreeSet<&String> = manifest
+        .jobs
+        .iter()
+        .flat_map(|j| j.layers.iter())
+        .chain(manifest.suites.iter().flat_map(|s| s.layers.iter()))
+        .collect();
     let staging = tempfile::tempdir().map_err(|source| RunError::Io {
         what: "cannot create a temporary directory".into(),
         source,
@@ -384,6 +544,28 @@ impl Outputs {
         })?;
         Ok(Self {
             dir: dir.to_path_buf(),
+            cache,
+            _scratch: scratch,
+        })
+    }
+}
+
+/// Where suite batches' reports are fetched to: a layer cache in a temporary directory that
+/// is removed when this is dropped.
+struct Reports {
+    cache: LayerCache,
+    _scratch: tempfile::TempDir,
+}
+
+impl Reports {
+    /// Creates the scratch cache.
+    fn open() -> Result<Self, RunError> {
+        let scratch = scratch_dir("cluster-action-reports-")?;
+        let cache = LayerCache::open(scratch.path()).map_err(|source| RunError::Layer {
+            name: "reports".into(),
+            source,
+        })?;
+        Ok(Self {
             cache,
             _scratch: scratch,
         })

@@ -13,9 +13,11 @@ use std::collections::BTreeMap;
 use crate::layer::Digest;
 use crate::plan::TestKey;
 use crate::plan::batch::{PlanTest, estimate_tests, plan_batches};
+use crate::plan::results::{TestOutcome, TestStatus as PlanStatus};
 use crate::plan::timings::Timings;
 use crate::proto::{Isolation, JobIndex, JobSpec, Submission};
 use crate::runner::manifest::{DEFAULT_TIMEOUT, SuiteDef};
+use crate::suite::junit::FinalStatus;
 use crate::suite::{ATTEMPT_ENV, Listing, REPORT_ENV, Split, TestCase, TestRecord, TestStatus};
 
 /// The file, relative to a batch's directory, its framework writes its report to; the batch's
@@ -298,6 +300,33 @@ impl SuiteRun {
             .insert(index, InFlight { suite, tests, name });
         Submission { index, spec }
     }
+}
+
+/// The outcome of each test for the timing history and the re-run of a later attempt, as of
+/// run attempt `attempt`: a skipped test counts as passed without a duration, an error as a
+/// failure.
+pub fn outcomes(records: &[TestRecord], attempt: u32) -> BTreeMap<TestKey, TestOutcome> {
+    records
+        .iter()
+        .map(|record| {
+            let entry = record.entry();
+            let (status, duration_ms) = match record.status() {
+                FinalStatus::Passed => (PlanStatus::Passed, Some(entry.duration_ms)),
+                FinalStatus::Flaky => (PlanStatus::Flaky, Some(entry.duration_ms)),
+                FinalStatus::Skipped => (PlanStatus::Passed, None),
+                FinalStatus::Failed | FinalStatus::Error => {
+                    (PlanStatus::Failed, Some(entry.duration_ms))
+                }
+                FinalStatus::NotRun => (PlanStatus::NotRun, None),
+            };
+            let outcome = TestOutcome {
+                status,
+                duration_ms,
+                attempt,
+            };
+            (TestKey::new(&record.suite, &record.case.id), outcome)
+        })
+        .collect()
 }
 
 /// Attempts of a record that ran to an end.

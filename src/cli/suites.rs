@@ -1,0 +1,143 @@
+//! The flags of `run` and `local` for test suites: the one-suite shorthands (`--nextest`,
+//! `--pytest`, `--go-test`), timing history files and `--flaky-result`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+
+use cluster_action::plan::timings::Timings;
+use cluster_action::runner::manifest::{LayerDef, Manifest, SuiteDef};
+use cluster_action::runner::report::{FlakyResult, RunReport};
+use cluster_action::runner::suites::outcomes;
+use cluster_action::suite::{Framework, Split, Suite};
+
+use super::exit::Failure;
+
+/// `--flaky-result`: whether a test that passed only on a retry passes the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FlakyArg {
+    /// It passes (and is flagged).
+    Pass,
+    /// It fails the run.
+    Fail,
+}
+
+/// Suite flags, shared by `run` and `local`.
+#[derive(Debug, Args)]
+pub struct SuiteArgs {
+    /// Instead of a manifest: one nextest suite of this directory, with these arguments for
+    /// `cargo nextest list`/`run` (e.g. `--nextest --workspace`).
+    #[arg(long, num_args = 0.., allow_hyphen_values = true, value_name = "ARGS",
+          conflicts_with_all = ["pytest", "go_test"])]
+    pub nextest: Option<Vec<String>>,
+    /// Instead of a manifest: one pytest suite of this directory (e.g. `--pytest tests/`); the
+    /// directory is shipped to the workers.
+    #[arg(long, num_args = 0.., allow_hyphen_values = true, value_name = "ARGS",
+          conflicts_with = "go_test")]
+    pub pytest: Option<Vec<String>>,
+    /// Instead of a manifest: one go test suite of these packages (default `./...`); the
+    /// directory is shipped to the workers.
+    #[arg(long, num_args = 0.., allow_hyphen_values = true, value_name = "PKGS")]
+    pub go_test: Option<Vec<String>>,
+    /// Retries of a failed test, for the shorthands.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub test_retries: u32,
+    /// Whether a test that passed only on a retry passes the run.
+    #[arg(long, value_enum, default_value = "pass", value_name = "pass|fail")]
+    pub flaky_result: FlakyArg,
+    /// Read test estimates from FILE (a `ca-timings` document; a missing file is a first run).
+    #[arg(long, value_name = "FILE")]
+    pub timings: Option<PathBuf>,
+    /// Write the timing history, this run's durations added, to FILE at the end.
+    #[arg(long, value_name = "FILE")]
+    pub write_timings: Option<PathBuf>,
+}
+
+impl SuiteArgs {
+    /// The one-suite manifest of the shorthand given, for the current directory.
+    pub fn manifest(&self) -> Result<Manifest, Failure> {
+        let (framework, args, flag) = match (&self.nextest, &self.pytest, &self.go_test) {
+            (Some(args), _, _) => (Framework::Nextest, args.clone(), "--nextest"),
+            (_, Some(args), _) => (Framework::Pytest, args.clone(), "--pytest"),
+            (_, _, Some(args)) => (Framework::Go, args.clone(), "--go-test"),
+            _ => {
+                return Err(Failure::bad_input(
+                    "give a MANIFEST, --commands FILE or a suite",
+                ));
+            }
+        };
+        let base_dir =
+            std::env::current_dir().map_err(Failure::io("cannot read the current directory"))?;
+        // nextest ships its archive; pytest and go run from the source.
+        let layers: BTreeMap<String, LayerDef> = match framework {
+            Framework::Nextest => BTreeMap::new(),
+            _ => BTreeMap::from([(
+                "checkout".to_string(),
+                LayerDef {
+                    paths: vec![PathBuf::from(".")],
+                },
+            )]),
+        };
+        let suite = SuiteDef {
+            suite: Suite {
+                name: framework.name().to_string(),
+                framework,
+                args,
+            },
+            layers: layers.keys().cloned().collect(),
+            batch: None,
+            retries: self.test_retries,
+            split: Split::Test,
+        };
+        Ok(Manifest {
+            path: PathBuf::from(flag),
+            base_dir,
+            layers,
+            jobs: Vec::new(),
+            suites: vec![suite],
+        })
+    }
+
+    /// The `--flaky-result` rule.
+    pub fn flaky(&self) -> FlakyResult {
+        match self.flaky_result {
+            FlakyArg::Pass => FlakyResult::Pass,
+            FlakyArg::Fail => FlakyResult::Fail,
+        }
+    }
+
+    /// The timing history to plan from: `--timings FILE`, else none.
+    pub fn read_timings(&self) -> Result<Timings, Failure> {
+        let Some(path) = &self.timings else {
+            return Ok(Timings::default());
+        };
+        let read = Timings::read_file(path).map_err(|e| Failure::bad_input(e.to_string()))?;
+        if read.is_none() {
+            eprintln!(
+                "no timing history in {} yet: tests are estimated",
+                path.display()
+            );
+        }
+        Ok(read.unwrap_or_default())
+    }
+
+    /// Writes `--write-timings FILE`: `start` with this run's passing durations added.
+    pub fn write_timings(&self, start: Timings, report: &RunReport) -> Result<(), Failure> {
+        let Some(path) = &self.write_timings else {
+            return Ok(());
+        };
+        let mut timings = start;
+        let outcomes = outcomes(&report.tests, 1);
+        timings.record_run(None, &outcomes);
+        timings
+            .write_file(path)
+            .map_err(|e| Failure::bad_input(format!("{e}")))
+            .map(|()| written(path))
+    }
+}
+
+/// Says where the timings went.
+fn written(path: &Path) {
+    eprintln!("timing history written to {}", path.display());
+}
