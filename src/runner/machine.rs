@@ -753,4 +753,87 @@ mod tests {
         assert_eq!(safe_dir_name(".."), "_");
         assert_eq!(safe_dir_name(""), "_");
     }
+
+    fn suite_machine(now: Instant, retries: u32) -> Machine {
+        use crate::runner::suites::{SuiteRun, tests::listed};
+        let suites = SuiteRun::new(
+            vec![listed("s", &["a", "b"], retries)],
+            Default::default(),
+            0,
+        );
+        let rules = Rules {
+            worker_wait: WAIT,
+            fetch_outputs: false,
+            stop_cluster: false,
+        };
+        Machine::new(Vec::new(), &rules, now).with_suites(suites, 0)
+    }
+
+    fn submitted(fx: &[Effect]) -> Vec<JobIndex> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::Send(RunnerMsg::Submit { jobs }) => Some(jobs.iter().map(|j| j.index)),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    #[test]
+    fn suites_are_planned_once_the_first_slot_is_known_and_submission_ends_when_they_are_done() {
+        use crate::runner::suites::tests::junit;
+        let now = Instant::now();
+        let mut m = suite_machine(now, 0);
+        assert!(m.submit().is_empty(), "no slots known: nothing yet");
+        let fx = m.message(workers(1), now);
+        let batches = submitted(&fx);
+        assert_eq!(batches.len(), 1);
+        assert!(!fx.contains(&Effect::Send(RunnerMsg::EndOfSubmission)));
+        assert!(
+            submitted(&m.message(workers(2), now)).is_empty(),
+            "planned once"
+        );
+        let fx = m.message(
+            finished(batches[0].0, outcome(1, JobStatus::Failed, Some("l"))),
+            now,
+        );
+        assert_eq!(
+            fx,
+            [Effect::FetchReport {
+                index: batches[0],
+                layer: Some(Digest("l".into()))
+            }],
+            "a batch's exit code decides nothing: its report is fetched"
+        );
+        let report = junit(&[("a", "pass"), ("b", "fail")]);
+        assert_eq!(
+            m.report_fetched(batches[0], Some(report)),
+            [Effect::Send(RunnerMsg::EndOfSubmission)]
+        );
+        let report = m.report(&RunEnd::Completed, 1);
+        assert_eq!(report.jobs.len(), 0, "batches are not jobs");
+        assert_eq!(report.tests.len(), 2);
+    }
+
+    #[test]
+    fn a_lost_batch_is_submitted_again_before_the_submission_ends() {
+        let now = Instant::now();
+        let mut m = suite_machine(now, 0);
+        let first = submitted(&m.message(workers(1), now))[0];
+        let fx = m.report_fetched(first, None);
+        assert_eq!(submitted(&fx).len(), 1);
+        assert!(!fx.contains(&Effect::Send(RunnerMsg::EndOfSubmission)));
+    }
+
+    #[test]
+    fn a_cancel_ends_the_submission_and_submits_no_more_batches() {
+        let now = Instant::now();
+        let mut m = suite_machine(now, 2);
+        let first = submitted(&m.message(workers(1), now))[0];
+        assert_eq!(m.cancel(now), [Effect::Send(RunnerMsg::Cancel)]);
+        assert_eq!(
+            m.report_fetched(first, None),
+            [Effect::Send(RunnerMsg::EndOfSubmission)]
+        );
+    }
 }

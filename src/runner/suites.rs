@@ -339,11 +339,12 @@ fn ran(record: &TestRecord) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::suite::{Framework, Suite};
 
-    fn listed(name: &str, ids: &[&str], retries: u32) -> ListedSuite {
+    /// A `command` suite `name` of tests `ids`.
+    pub(crate) fn listed(name: &str, ids: &[&str], retries: u32) -> ListedSuite {
         let suite = Suite {
             name: name.into(),
             framework: Framework::Command {
@@ -375,7 +376,7 @@ mod tests {
     }
 
     /// A JUnit report: each `(id, outcome)` with outcome `pass` or `fail`.
-    fn junit(cases: &[(&str, &str)]) -> Vec<u8> {
+    pub(crate) fn junit(cases: &[(&str, &str)]) -> Vec<u8> {
         let mut xml = String::from("<testsuites><testsuite name=\"s\">");
         for (id, outcome) in cases {
             xml.push_str(&format!("<testcase name=\"{id}\" time=\"0.5\">"));
