@@ -27,17 +27,18 @@ pub enum FlakyArg {
 #[derive(Debug, Args)]
 pub struct SuiteArgs {
     /// Instead of a manifest: one nextest suite of this directory, with these arguments for
-    /// `cargo nextest list`/`run` (e.g. `--nextest --workspace`).
+    /// `cargo nextest list`/`run` (e.g. `--nextest --workspace`); the directory is shipped to
+    /// the workers beside the archive. Give it last: it takes every argument after it.
     #[arg(long, num_args = 0.., allow_hyphen_values = true, value_name = "ARGS",
           conflicts_with_all = ["pytest", "go_test"])]
     pub nextest: Option<Vec<String>>,
     /// Instead of a manifest: one pytest suite of this directory (e.g. `--pytest tests/`); the
-    /// directory is shipped to the workers.
+    /// directory is shipped to the workers. Give it last.
     #[arg(long, num_args = 0.., allow_hyphen_values = true, value_name = "ARGS",
           conflicts_with = "go_test")]
     pub pytest: Option<Vec<String>>,
     /// Instead of a manifest: one go test suite of these packages (default `./...`); the
-    /// directory is shipped to the workers.
+    /// directory is shipped to the workers. Give it last.
     #[arg(long, num_args = 0.., allow_hyphen_values = true, value_name = "PKGS")]
     pub go_test: Option<Vec<String>>,
     /// Retries of a failed test, for the shorthands.
@@ -69,16 +70,13 @@ impl SuiteArgs {
         };
         let base_dir =
             std::env::current_dir().map_err(Failure::io("cannot read the current directory"))?;
-        // nextest ships its archive; pytest and go run from the source.
-        let layers: BTreeMap<String, LayerDef> = match framework {
-            Framework::Nextest => BTreeMap::new(),
-            _ => BTreeMap::from([(
-                "checkout".to_string(),
-                LayerDef {
-                    paths: vec![PathBuf::from(".")],
-                },
-            )]),
-        };
+        // The batches run in the source directory (nextest remaps its workspace onto it).
+        let layers = BTreeMap::from([(
+            "checkout".to_string(),
+            LayerDef {
+                paths: vec![PathBuf::from(".")],
+            },
+        )]);
         let suite = SuiteDef {
             suite: Suite {
                 name: framework.name().to_string(),

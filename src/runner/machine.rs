@@ -365,9 +365,16 @@ impl Machine {
     fn finished(&mut self, index: JobIndex, outcome: JobOutcome) -> Vec<Effect> {
         if self.suites.owns(index) {
             let mut fx = Vec::new();
+            let name = self.suites.name(index).unwrap_or("?");
             if let Some(error) = outcome.error.as_deref() {
-                let name = self.suites.name(index).unwrap_or("?");
                 fx.push(Effect::Warn(format!("suite batch '{name}': {error}")));
+            } else if outcome.outputs_layer.is_none() && outcome.status != JobStatus::Cancelled {
+                let tail: Vec<&str> = outcome.output.lines().rev().take(10).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                fx.push(Effect::Warn(format!(
+                    "suite batch '{name}' wrote no report; the end of its output:\n{}",
+                    tail.join("\n")
+                )));
             }
             fx.push(Effect::FetchReport {
                 index,
