@@ -48,6 +48,8 @@ const INPUTS = {
   instance: ['auto'],
   jobs: ['runner', 'auto'],
   commands: ['runner', 'auto'],
+  tests: ['runner', 'auto'],
+  'test-args': ['runner', 'auto'],
   cluster: 'all',
   slots: ['worker', 'auto'],
   'stop-cluster': ['runner'],
@@ -59,7 +61,12 @@ const INPUTS = {
   'log-level': 'all',
   args: 'all',
   'outputs-dir': ['runner', 'auto'],
+  // Defaults to the workflow's token in action.yml, so every role gets it; only runs use it.
+  token: 'all',
 };
+
+/** The `tests` input's frameworks and the binary's flag for each (a one-suite run). */
+const TEST_FLAGS = { nextest: '--nextest', pytest: '--pytest', go: '--go-test' };
 
 /** A failure the user can fix, with the exit code that reports it. */
 class ActionError extends Error {
@@ -189,11 +196,18 @@ function readInputs(env = process.env) {
     }
     mode = Number(raw.instance) === 0 ? 'embedded' : 'worker';
   }
-  if ((role === 'runner' || role === 'auto') && !raw.jobs === !raw.commands) {
+  const given = ['jobs', 'commands', 'tests'].filter(name => raw[name]);
+  if ((role === 'runner' || role === 'auto') && given.length !== 1) {
     throw badInput(
-      `role '${role}' needs exactly one of 'jobs' (a manifest) or 'commands' (a file of commands), ` +
-        `got ${raw.jobs ? 'both' : 'neither'}`,
+      `role '${role}' needs exactly one of 'jobs' (a manifest), 'commands' (a file of commands) ` +
+        `or 'tests' (a framework), got ${given.length ? given.join(' and ') : 'none'}`,
     );
+  }
+  if (raw.tests && !TEST_FLAGS[raw.tests]) {
+    throw badInput(`tests: '${raw.tests}' is not a test framework: use one of ${Object.keys(TEST_FLAGS).join(', ')}`);
+  }
+  if (raw['test-args'] && !raw.tests) {
+    throw badInput("test-args: arguments for a test framework need 'tests' (nextest, pytest or go)");
   }
   if (raw.slots && !/^[1-9]\d*$/.test(raw.slots)) {
     throw badInput(`slots: '${raw.slots}' is not a positive whole number: give the jobs a worker runs at once, e.g. 4`);
@@ -214,6 +228,7 @@ function readInputs(env = process.env) {
     timeoutMs: timeout,
     killGraceMs: durationInput('CLUSTER_ACTION_KILL_GRACE', env.CLUSTER_ACTION_KILL_GRACE || '10s'),
     args: splitArgs(raw.args),
+    testArgs: splitArgs(raw['test-args']),
   };
 }
 
@@ -244,6 +259,8 @@ function commandLine(cfg, reports) {
     }
   }
   argv.push(...cfg.args);
+  // A suite flag takes every argument after it: it goes last.
+  if (cfg.tests && (cfg.mode === 'runner' || cfg.mode === 'embedded')) argv.push(TEST_FLAGS[cfg.tests], ...cfg.testArgs);
   // The manifest goes last, after `--`, so a path starting with '-' is never read as a flag.
   if (cfg.jobs && (cfg.mode === 'runner' || cfg.mode === 'embedded')) argv.push('--', cfg.jobs);
   return argv;
@@ -565,6 +582,10 @@ function runChild(file, argv, options = {}) {
  * exit code, 128+N for death by signal N.
  */
 async function runBinary(binary, argv, cfg) {
+  // GitHub puts the token in no job's environment: a run reads timing history and earlier
+  // attempts with it (workers and brokers do not get it).
+  const runsJobs = cfg.mode === 'runner' || cfg.mode === 'embedded';
+  const env = runsJobs && cfg.token ? { ...process.env, GITHUB_TOKEN: cfg.token } : process.env;
   const shown = [binary, ...argv].map(arg => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`));
   console.log(`[command]${shown.join(' ')}`);
   const timers = [];
@@ -578,7 +599,7 @@ async function runBinary(binary, argv, cfg) {
       }, cfg.timeoutMs),
     );
   }
-  const { code, signal } = await runChild(binary, argv).finally(() => timers.forEach(clearTimeout));
+  const { code, signal } = await runChild(binary, argv, { env }).finally(() => timers.forEach(clearTimeout));
   return code ?? signalExitCode(signal);
 }
 

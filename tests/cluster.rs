@@ -1168,6 +1168,7 @@ fn the_quickstart_from_the_readme_passes() {
     let (report, jobs) = read_report(&report);
     assert_eq!(jobs.len(), 12);
     assert_eq!(report["summary"]["passed"], 12, "{report}");
+    assert_eq!(report["test_summary"]["passed"], 20, "{report}");
 }
 
 // ---------------------------------------------------------------------------------------------

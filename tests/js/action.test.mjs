@@ -47,7 +47,7 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
   }
 }
 const argv = process.argv.slice(2);
-log({ binary: __filename, argv, token: process.env.ACTIONS_RUNTIME_TOKEN, url: process.env.ACTIONS_RESULTS_URL });
+log({ binary: __filename, argv, token: process.env.ACTIONS_RUNTIME_TOKEN, url: process.env.ACTIONS_RESULTS_URL, github: process.env.GITHUB_TOKEN });
 const at = argv.indexOf('--report-json');
 if (at >= 0 && process.env.FAKE_REPORT) {
   fs.writeFileSync(argv[at + 1], process.env.FAKE_REPORT);
@@ -213,6 +213,11 @@ test('each role gets the flags its inputs name, after the global --log-level', a
         '--report-json', 'JSON', '--report-junit', 'JUNIT', '--', 'ci/cluster.yml'],
     ],
     [
+      { role: 'runner', tests: 'pytest', 'test-args': `tests/ -k 'not slow'`, args: '--flaky-result fail' },
+      ['run', '--cluster', 'default', '--report-json', 'JSON', '--report-junit', 'JUNIT', '--flaky-result', 'fail',
+        '--pytest', 'tests/', '-k', 'not slow'],
+    ],
+    [
       { role: 'runner', commands: 'commands.txt', 'stop-cluster': 'false' },
       ['run', '--cluster', 'default', '--report-json', 'JSON', '--report-junit', 'JUNIT', '--commands', 'commands.txt'],
     ],
@@ -241,6 +246,17 @@ test('the binary gets the whole environment, artifact credentials included', asy
   assert.equal(run.url, 'http://127.0.0.1:9/');
 });
 
+test('the token input reaches a run as GITHUB_TOKEN, and no worker', async () => {
+  for (const [inputs, expected] of [
+    [{ role: 'runner', tests: 'go', token: 'ghs-run' }, 'ghs-run'],
+    [{ role: 'worker', token: 'ghs-run' }, undefined],
+  ]) {
+    const result = await runAction({ inputs: { binary: fakeBinary, ...inputs } });
+    assert.equal(result.code, 0, failure(result));
+    assert.equal(binaryRuns(result)[0].github, expected, JSON.stringify(inputs));
+  }
+});
+
 test('an input the role does not use is a warning, not a flag', async () => {
   const cases = [
     [{ role: 'runner', jobs: 'm.yml', slots: '4' }, 'slots', 'runner', '--slots'],
@@ -266,8 +282,11 @@ test('bad inputs stop the step with exit 2 and a message naming the fix; nothing
     [{ role: 'worker', slots: '0' }, /::error::slots: '0' is not a positive whole number: .*e\.g\. 4/],
     [{ role: 'worker', slots: 'many' }, /::error::slots: 'many' is not a positive whole number/],
     [{ role: 'auto', jobs: 'm.yml' }, /::error::instance: role 'auto' needs this job's instance number.*strategy\.job-index/],
-    [{ role: 'runner', jobs: 'm.yml', commands: 'c.txt' }, /::error::role 'runner' needs exactly one of 'jobs' .* or 'commands' .*, got both/],
-    [{ role: 'runner' }, /::error::role 'runner' needs exactly one of .*, got neither/],
+    [{ role: 'runner', jobs: 'm.yml', commands: 'c.txt' }, /::error::role 'runner' needs exactly one of 'jobs' .*, 'commands' .* or 'tests' .*, got jobs and commands/],
+    [{ role: 'runner', jobs: 'm.yml', tests: 'pytest' }, /::error::role 'runner' needs exactly one of .*, got jobs and tests/],
+    [{ role: 'runner' }, /::error::role 'runner' needs exactly one of .*, got none/],
+    [{ role: 'runner', tests: 'jest' }, /::error::tests: 'jest' is not a test framework: use one of nextest, pytest, go/],
+    [{ role: 'runner', jobs: 'm.yml', 'test-args': '-x' }, /::error::test-args: arguments for a test framework need 'tests'/],
     [{ role: 'runner', jobs: 'm.yml', 'stop-cluster': 'yes' }, /::error::stop-cluster: 'yes' is not a boolean: use true or false/],
     [{ role: 'broker', args: `--name 'open` }, /::error::args: unterminated ' quote/],
     [{ role: 'broker', version: '../v1' }, /::error::version: '..\/v1' is not a release tag/],
@@ -599,5 +618,7 @@ test('action.yml, the wrapper and the README name the same inputs and outputs', 
   assert.deepEqual([...inputs].sort(), Object.keys(wrapper.INPUTS).sort());
   const readme = fs.readFileSync(path.join(repo, 'README.md'), 'utf8');
   for (const name of [...inputs, ...declared('outputs')]) assert.match(readme, new RegExp(`^\\| \`${name}\` \\|`, 'm'), name);
-  assert.doesNotMatch(fs.readFileSync(path.join(repo, 'action.yml'), 'utf8'), /^\s+default:/m, 'defaults live in the wrapper');
+  // The workflow's token is the one default the wrapper cannot know.
+  const defaults = [...fs.readFileSync(path.join(repo, 'action.yml'), 'utf8').matchAll(/^\s+default:.*$/gm)].map(m => m[0].trim());
+  assert.deepEqual(defaults, ['default: ${{ github.token }}'], 'defaults live in the wrapper');
 });
