@@ -672,7 +672,7 @@ fn pytest_listing_problems_name_their_cause() {
 // Through `cluster-action local`: the runner lists, plans, ships and retries; workers run the
 // batches; the reports come back per test.
 
-/// `cluster-action local` with `args` in a copy of `source`, two workers, one retry per test.
+/// `cluster-action local` with `args` in a copy of `source`, one retry per test (shorthands).
 /// Returns its exit code, its JSON report and its JUnit report.
 fn run_local(source: &Path, args: &[&str]) -> (i32, serde_json::Value, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -684,7 +684,7 @@ fn run_local(source: &Path, args: &[&str]) -> (i32, serde_json::Value, String) {
     );
     let out = Command::new(env!("CARGO_BIN_EXE_cluster-action"))
         .arg("local")
-        .args(["--workers", "2", "--test-retries", "1"])
+        .args(["--test-retries", "1"])
         .arg("--report-json")
         .arg(&json)
         .arg("--report-junit")
@@ -743,7 +743,7 @@ fn pytest_through_local_runs_every_test_once_plus_retries() {
     let Some(fixture) = listed(Framework::Pytest, &[]) else {
         return;
     };
-    let run = run_local(&fixture.source, &["--pytest"]);
+    let run = run_local(&fixture.source, &["--workers", "2", "--pytest"]);
     check_local(run, &PYTEST_EXPECTED, pytest_alone(&fixture.source));
 }
 
@@ -752,7 +752,7 @@ fn go_through_local_runs_every_test_once_plus_retries() {
     let Some(fixture) = listed(Framework::Go, &["./..."]) else {
         return;
     };
-    let run = run_local(&fixture.source, &["--go-test", "./..."]);
+    let run = run_local(&fixture.source, &["--workers", "2", "--go-test", "./..."]);
     check_local(run, &GO_EXPECTED, go_alone(&fixture.source));
 }
 
@@ -761,7 +761,7 @@ fn nextest_through_local_runs_every_test_once_plus_retries() {
     let Some(fixture) = listed(Framework::Nextest, &[]) else {
         return;
     };
-    let run = run_local(&fixture.source, &["--nextest"]);
+    let run = run_local(&fixture.source, &["--workers", "2", "--nextest"]);
     check_local(run, &NEXTEST_EXPECTED, nextest_alone(&fixture.source));
 }
 
@@ -796,7 +796,10 @@ done
     }))
     .unwrap();
     std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
-    let (code, report, _) = run_local(dir.path(), &["cluster.yml", "--peer-timeout", "3s"]);
+    let (code, report, _) = run_local(
+        dir.path(),
+        &["--workers", "2", "cluster.yml", "--peer-timeout", "3s"],
+    );
     assert!(marker.exists(), "a worker was killed");
     let statuses: BTreeMap<&str, &str> = report["tests"]
         .as_array()
@@ -847,4 +850,48 @@ fn bad_suites_exit_2_with_what_to_fix() {
     let (code, err) = local_error(dir.path(), &path, &["empty.yml"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no tests match"), "{err}");
+}
+
+#[test]
+fn a_second_run_plans_from_the_first_runs_timings_longest_first() {
+    environment();
+    let dir = tempfile::tempdir().unwrap();
+    let order = dir.path().join("order");
+    // Test `tN` sleeps N×0.1s; it appends its id to `order` as it runs.
+    let run = format!(
+        r#"for t in "$@"; do echo "$t" >> {order}; sleep "0.${{t#t}}"; done
+{{ echo '<testsuite name="h">'; for t in "$@"; do echo "<testcase name=\"$t\" time=\"0.${{t#t}}\"/>"; done; echo '</testsuite>'; }} > "$CLUSTER_JUNIT"
+"#,
+        order = order.display()
+    );
+    let manifest = serde_yaml::to_string(&serde_json::json!({
+        "suites": [{
+            "name": "h",
+            "framework": "command",
+            "list": "printf 't1\\nt3\\nt2\\nt5\\nt4\\n'",
+            "run": run,
+        }]
+    }))
+    .unwrap();
+    std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
+    let timings = dir.path().join("timings.json");
+    let timings = timings.to_str().unwrap();
+    let ran = |args: &[&str]| {
+        let _ = std::fs::remove_file(&order);
+        let mut all = vec!["cluster.yml", "--workers", "1", "--slots", "1"];
+        all.extend(args);
+        let (code, _, _) = run_local(dir.path(), &all);
+        assert_eq!(code, 0);
+        std::fs::read_to_string(&order).unwrap()
+    };
+    ran(&["--write-timings", timings]);
+    let history: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(timings).unwrap()).unwrap();
+    assert_eq!(history["tests"].as_array().unwrap().len(), 5, "{history}");
+    let second = ran(&["--timings", timings]);
+    assert_eq!(
+        second.lines().collect::<Vec<_>>(),
+        ["t5", "t4", "t3", "t2", "t1"],
+        "measured tests run longest first"
+    );
 }
