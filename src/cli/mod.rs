@@ -5,6 +5,7 @@ mod cluster;
 mod common;
 pub mod credentials;
 pub mod exit;
+mod history;
 mod run;
 mod selftest;
 mod serve;

@@ -19,6 +19,7 @@ use super::common::{
     LOCAL_POLL_MAX, default_name, shutdown_signal, store_from_env,
 };
 use super::exit::{self, Failure};
+use super::history::RunHistory;
 use super::suites::SuiteArgs;
 
 /// What to run and where the reports go (shared by `run` and `local`).
@@ -98,6 +99,7 @@ pub struct LocalArgs {
 pub async fn run(args: RunArgs) -> Result<i32, Failure> {
     let manifest = load(&args.jobs)?;
     let cluster = args.cluster;
+    let history = RunHistory::load(&args.jobs.suites, &manifest, &cluster.cluster).await?;
     let embed_broker = if args.embed_broker {
         Some(BrokerArgs::config(
             &cluster,
@@ -117,20 +119,32 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
         outputs_dir: args.jobs.outputs_dir.clone(),
         name: default_name("runner"),
         slots_hint: 0,
-        timings: args.jobs.suites.read_timings()?,
+        timings: history.timings.clone(),
+        rerun: history.rerun(args.jobs.suites.rerun),
     };
     let store = store_from_env()?;
     let broker = embed_broker.map(|bcfg| EmbeddedBroker::start(store.clone(), bcfg));
     let mut progress = Progress::new(Mode::detect());
-    let result = session::run(store, &manifest, &cfg, &mut progress, shutdown_signal()).await;
+    let result = session::run(
+        store.clone(),
+        &manifest,
+        &cfg,
+        &mut progress,
+        shutdown_signal(),
+    )
+    .await;
     progress.end();
+    if let Ok(result) = &result {
+        let store = Some(&store);
+        (history.save(&args.jobs.suites, store, &cluster.cluster, &result.report)).await?;
+    }
     if let Some(broker) = broker {
         let stopped = broker.stop().await;
         let result = result?;
         stopped?;
-        return finish(result, &args.jobs, &cfg);
+        return finish(result, &args.jobs);
     }
-    finish(result?, &args.jobs, &cfg)
+    finish(result?, &args.jobs)
 }
 
 /// Runs a manifest on a fresh cluster on this machine.
@@ -139,6 +153,7 @@ pub async fn local(args: LocalArgs) -> Result<i32, Failure> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let slots = args.slots.unwrap_or_else(|| (cpus / args.workers).max(1));
     let cluster = ClusterArgs::local(args.poll_max, args.peer_timeout);
+    let history = RunHistory::load(&args.jobs.suites, &manifest, &cluster.cluster).await?;
     let binary = std::env::current_exe().map_err(Failure::io(
         "cannot find this program's path to start workers",
     ))?;
@@ -157,13 +172,17 @@ pub async fn local(args: LocalArgs) -> Result<i32, Failure> {
             outputs_dir: args.jobs.outputs_dir.clone(),
             name: "local-runner".into(),
             slots_hint: (args.workers * slots) as usize,
-            timings: args.jobs.suites.read_timings()?,
+            timings: history.timings.clone(),
+            rerun: history.rerun(args.jobs.suites.rerun),
         },
     };
     let mut progress = Progress::new(Mode::detect());
     let result = local::run(&manifest, &cfg, &mut progress, shutdown_signal()).await;
     progress.end();
-    finish(result?, &args.jobs, &cfg.run)
+    let result = result?;
+    // The local artifact service ends with the run: only the file keeps history.
+    (history.save(&args.jobs.suites, None, &cluster.cluster, &result.report)).await?;
+    finish(result, &args.jobs)
 }
 
 fn load(args: &JobsArgs) -> Result<Manifest, Failure> {
@@ -176,9 +195,8 @@ fn load(args: &JobsArgs) -> Result<Manifest, Failure> {
 }
 
 /// Writes the reports, prints the summary line and picks the exit code.
-fn finish(result: RunResult, args: &JobsArgs, cfg: &RunConfig) -> Result<i32, Failure> {
+fn finish(result: RunResult, args: &JobsArgs) -> Result<i32, Failure> {
     let report = &result.report;
-    args.suites.write_timings(cfg.timings.clone(), report)?;
     if let Some(path) = &args.report_json {
         // A JSON value always serializes.
         let json = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();

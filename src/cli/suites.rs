@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 
+use cluster_action::plan::results::RerunMode;
 use cluster_action::plan::timings::Timings;
 use cluster_action::runner::manifest::{LayerDef, Manifest, SuiteDef};
-use cluster_action::runner::report::{FlakyResult, RunReport};
-use cluster_action::runner::suites::outcomes;
+use cluster_action::runner::report::FlakyResult;
 use cluster_action::suite::{Framework, Split, Suite};
 
 use super::exit::Failure;
@@ -53,6 +53,10 @@ pub struct SuiteArgs {
     /// Write the timing history, this run's durations added, to FILE at the end.
     #[arg(long, value_name = "FILE")]
     pub write_timings: Option<PathBuf>,
+    /// On a re-run (GITHUB_RUN_ATTEMPT above 1): `failed` runs only the tests that failed or
+    /// never ran before, `all` every test.
+    #[arg(long, default_value = "failed", value_name = "failed|all")]
+    pub rerun: RerunMode,
 }
 
 impl SuiteArgs {
@@ -105,10 +109,11 @@ impl SuiteArgs {
         }
     }
 
-    /// The timing history to plan from: `--timings FILE`, else none.
-    pub fn read_timings(&self) -> Result<Timings, Failure> {
+    /// `--timings FILE`: none when not given or (said in one line) when the file does not
+    /// exist yet.
+    pub fn read_timings(&self) -> Result<Option<Timings>, Failure> {
         let Some(path) = &self.timings else {
-            return Ok(Timings::default());
+            return Ok(None);
         };
         let read = Timings::read_file(path).map_err(|e| Failure::bad_input(e.to_string()))?;
         if read.is_none() {
@@ -117,17 +122,14 @@ impl SuiteArgs {
                 path.display()
             );
         }
-        Ok(read.unwrap_or_default())
+        Ok(read)
     }
 
-    /// Writes `--write-timings FILE`: `start` with this run's passing durations added.
-    pub fn write_timings(&self, start: Timings, report: &RunReport) -> Result<(), Failure> {
+    /// Writes `--write-timings FILE`.
+    pub fn write_timings(&self, timings: &Timings) -> Result<(), Failure> {
         let Some(path) = &self.write_timings else {
             return Ok(());
         };
-        let mut timings = start;
-        let outcomes = outcomes(&report.tests, 1);
-        timings.record_run(None, &outcomes);
         timings
             .write_file(path)
             .map_err(|e| Failure::bad_input(format!("{e}")))

@@ -25,6 +25,8 @@ use super::report::RunReport;
 use super::suites::{ListedSuite, REPORT_FILE, SuiteRun};
 use crate::layer::{self, Digest, LayerCache};
 use crate::link::{JoinError, Joined, LinkError, RunnerLink, Target};
+use crate::plan::TestKey;
+use crate::plan::results::{AttemptResults, RerunMode, RerunSelection, select_rerun};
 use crate::plan::timings::Timings;
 use crate::proto::{Hello, JobIndex, PROTOCOL_VERSION, RunnerMsg, Submission};
 use crate::store::ArtifactStore;
@@ -53,6 +55,8 @@ pub struct RunConfig {
     pub slots_hint: usize,
     /// Timing history the suites' batches are planned from.
     pub timings: Timings,
+    /// On a re-run: the previous attempt's results, and what to run again.
+    pub rerun: Option<(AttemptResults, RerunMode)>,
 }
 
 impl RunConfig {
@@ -141,7 +145,11 @@ pub async fn run(
     let started = Instant::now();
     // What listing builds (a nextest archive, go test binaries) lives until the run returns.
     let builds = scratch_dir("cluster-action-suites-")?;
-    let listings = list_suites(manifest, builds.path()).await?;
+    let mut listings = list_suites(manifest, builds.path()).await?;
+    if let Some((previous, mode)) = &cfg.rerun {
+        let selection = rerun(&mut listings, previous, *mode);
+        progress.warn(&selection.to_string());
+    }
     let digests = publish_layers(&store, manifest).await?;
     let jobs = submissions(manifest, &digests);
     let suites = ship_suites(&store, listings, &digests).await?;
@@ -386,6 +394,27 @@ async fn list_suites(
         listings.push((def.clone(), listing));
     }
     Ok(listings)
+}
+
+/// Keeps in `listings` only the tests a re-run runs (see [`select_rerun`]); a suite left with
+/// none is dropped.
+fn rerun(
+    listings: &mut Vec<(SuiteDef, Listing)>,
+    previous: &AttemptResults,
+    mode: RerunMode,
+) -> RerunSelection {
+    let key = |def: &SuiteDef, id: &str| TestKey::new(&def.suite.name, id);
+    let listed: Vec<TestKey> = listings
+        .iter()
+        .flat_map(|(def, listing)| listing.tests.iter().map(move |t| key(def, &t.id)))
+        .collect();
+    let selection = select_rerun(&listed, Some(previous), mode);
+    let run: std::collections::BTreeSet<&TestKey> = selection.run.iter().collect();
+    for (def, listing) in listings.iter_mut() {
+        listing.tests.retain(|t| run.contains(&key(def, &t.id)));
+    }
+    listings.retain(|(_, listing)| !listing.tests.is_empty());
+    selection
 }
 
 /// Packs and publishes what each suite's framework ships (one layer per suite) and gives
