@@ -608,18 +608,20 @@ async function runBinary(binary, argv, cfg) {
 
 /** The step outputs from the binary's JSON report, or null if there is no readable report. */
 function reportOutputs(reports) {
-  let summary;
+  let report;
   try {
-    summary = JSON.parse(fs.readFileSync(reports.json, 'utf8')).summary;
+    report = JSON.parse(fs.readFileSync(reports.json, 'utf8'));
   } catch {
     return null;
   }
-  const count = key => Number(summary?.[key] ?? 0);
+  const count = key => Number(report?.summary?.[key] ?? 0);
+  // A run with suites counts its tests too (a flaky test passed).
+  const tests = key => Number(report?.test_summary?.[key] ?? 0);
   return {
-    passed: count('passed'),
+    passed: count('passed') + tests('passed') + tests('flaky'),
     // Everything that did not pass because of the job itself; cancelled jobs are not failures.
-    failed: count('failed') + count('timed_out') + count('errors'),
-    total: count('total'),
+    failed: count('failed') + count('timed_out') + count('errors') + tests('failed') + tests('errors'),
+    total: count('total') + tests('total'),
     'report-json': reports.json,
     'report-junit': fs.existsSync(reports.junit) ? reports.junit : '',
   };

@@ -330,6 +330,21 @@ test('a runner sets the outputs from its JSON report and exits with the binary\'
   }
 });
 
+test('a run with suites counts its tests in the outputs, flaky tests as passed', async () => {
+  const report = {
+    summary: { total: 1, passed: 1, failed: 0, timed_out: 0, errors: 0, cancelled: 0, wall_ms: 10 },
+    jobs: [],
+    test_summary: { total: 9, passed: 5, failed: 1, flaky: 1, skipped: 1, errors: 1 },
+    tests: [],
+  };
+  const result = await runAction({
+    inputs: { binary: fakeBinary, role: 'runner', tests: 'pytest' },
+    env: { FAKE_EXIT: '1', FAKE_REPORT: JSON.stringify(report) },
+  });
+  assert.equal(result.code, 1, failure(result));
+  assert.deepEqual([result.outputs.passed, result.outputs.failed, result.outputs.total], ['7', '2', '10']);
+});
+
 test('every exit code of the binary passes through; workers and brokers set no outputs', async () => {
   for (const code of [0, 1, 2, 3, 130]) {
     const result = await runAction({ inputs: { binary: fakeBinary, role: 'worker' }, env: { FAKE_EXIT: String(code) } });
