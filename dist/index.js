@@ -63,6 +63,9 @@ const INPUTS = {
   'outputs-dir': ['runner', 'auto'],
   // Defaults to the workflow's token in action.yml, so every role gets it; only runs use it.
   token: 'all',
+  secret: 'all',
+  keep: ['broker', 'auto'],
+  retention: 'all',
 };
 
 /** The `tests` input's frameworks and the binary's flag for each (a one-suite run). */
@@ -217,6 +220,12 @@ function readInputs(env = process.env) {
   }
   const timeout = durationInput('timeout', raw.timeout);
   if (timeout === 0) throw badInput("timeout: '0' would stop the binary at once: give a longer duration, or none");
+  if (raw.keep && !['reports', 'all', 'none'].includes(raw.keep)) {
+    throw badInput(`keep: '${raw.keep}' is not one of reports, all, none: say what a clean stop leaves in the run's artifacts`);
+  }
+  if (raw.retention && !(/^\d+$/.test(raw.retention) && Number(raw.retention) >= 1 && Number(raw.retention) <= 90)) {
+    throw badInput(`retention: '${raw.retention}' is not a number of days from 1 to 90 (GitHub's artifact retention): e.g. 1`);
+  }
   durationInput('worker-wait', raw['worker-wait']);
   durationInput('broker-wait', raw['broker-wait']);
   return {
@@ -238,10 +247,15 @@ function commandLine(cfg, reports) {
   const flag = (name, value) => (value ? [`--${name}`, value] : []);
   switch (cfg.mode) {
     case 'broker':
-      argv.push('broker', '--cluster', cfg.cluster);
+      argv.push('broker', '--cluster', cfg.cluster, ...flag('keep', cfg.keep), ...flag('retention', cfg.retention));
       break;
     case 'worker':
-      argv.push('worker', '--cluster', cfg.cluster, ...flag('slots', cfg.slots), ...flag('broker-wait', cfg['broker-wait']));
+      argv.push(
+        'worker', '--cluster', cfg.cluster,
+        ...flag('slots', cfg.slots),
+        ...flag('broker-wait', cfg['broker-wait']),
+        ...flag('retention', cfg.retention),
+      );
       break;
     default: {
       const embedded = cfg.mode === 'embedded';
@@ -252,6 +266,8 @@ function commandLine(cfg, reports) {
         ...flag('worker-wait', cfg['worker-wait']),
         ...(embedded ? [] : flag('broker-wait', cfg['broker-wait'])),
         ...flag('outputs-dir', cfg['outputs-dir']),
+        ...(embedded ? flag('keep', cfg.keep) : []),
+        ...flag('retention', cfg.retention),
         '--report-json', reports.json,
         '--report-junit', reports.junit,
         ...flag('commands', cfg.commands),
@@ -577,15 +593,29 @@ function runChild(file, argv, options = {}) {
 }
 
 /**
+ * The binary's environment: this process's, with the `secret` input as CLUSTER_SECRET (never
+ * on the command line, which every process on the machine can read) and masked in the log.
+ */
+function childEnv(cfg, env = process.env) {
+  const out = { ...env };
+  delete out.INPUT_SECRET;
+  delete out.INPUT_TOKEN;
+  // GitHub puts the token in no job's environment: a run reads timing history and earlier
+  // attempts with it (workers and brokers do not get it, nor their jobs).
+  if (cfg.token && (cfg.mode === 'runner' || cfg.mode === 'embedded')) out.GITHUB_TOKEN = cfg.token;
+  if (cfg.secret) {
+    for (const line of cfg.secret.split(/\r?\n/)) if (line.trim()) console.log(`::add-mask::${line}`);
+    out.CLUSTER_SECRET = cfg.secret;
+  }
+  return out;
+}
+
+/**
  * Runs the binary, stopping it at the `timeout` input: SIGTERM first (it cancels its jobs and
  * writes its reports), SIGKILL after CLUSTER_ACTION_KILL_GRACE (default 10s). Resolves with its
  * exit code, 128+N for death by signal N.
  */
 async function runBinary(binary, argv, cfg) {
-  // GitHub puts the token in no job's environment: a run reads timing history and earlier
-  // attempts with it (workers and brokers do not get it).
-  const runsJobs = cfg.mode === 'runner' || cfg.mode === 'embedded';
-  const env = runsJobs && cfg.token ? { ...process.env, GITHUB_TOKEN: cfg.token } : process.env;
   const shown = [binary, ...argv].map(arg => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`));
   console.log(`[command]${shown.join(' ')}`);
   const timers = [];
@@ -599,7 +629,7 @@ async function runBinary(binary, argv, cfg) {
       }, cfg.timeoutMs),
     );
   }
-  const { code, signal } = await runChild(binary, argv, { env }).finally(() => timers.forEach(clearTimeout));
+  const { code, signal } = await runChild(binary, argv, { env: childEnv(cfg) }).finally(() => timers.forEach(clearTimeout));
   return code ?? signalExitCode(signal);
 }
 

@@ -11,12 +11,13 @@ use cluster_action::runner::duration::parse_duration;
 use cluster_action::runner::machine::RunEnd;
 use cluster_action::runner::manifest::{self, Manifest};
 use cluster_action::runner::progress::{Mode, Progress};
+use cluster_action::runner::report;
 use cluster_action::runner::session::{self, RunConfig, RunResult};
 
 use super::cluster::BrokerArgs;
 use super::common::{
     ClusterArgs, EMBEDDED_BROKER_IDLE_TIMEOUT, LOCAL_BROKER_WAIT, LOCAL_PEER_TIMEOUT,
-    LOCAL_POLL_MAX, default_name, shutdown_signal, store_from_env,
+    LOCAL_POLL_MAX, default_name, shutdown_signal, warn_if_readable,
 };
 use super::exit::{self, Failure};
 use super::history::RunHistory;
@@ -122,7 +123,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
         timings: history.timings.clone(),
         rerun: history.rerun(args.jobs.suites.rerun),
     };
-    let store = store_from_env()?;
+    let store = cluster.cleanup.store()?;
     let broker = embed_broker.map(|bcfg| EmbeddedBroker::start(store.clone(), bcfg));
     let mut progress = Progress::new(Mode::detect());
     let result = session::run(
@@ -187,11 +188,23 @@ pub async fn local(args: LocalArgs) -> Result<i32, Failure> {
 
 fn load(args: &JobsArgs) -> Result<Manifest, Failure> {
     let loaded = match (&args.manifest, &args.commands) {
-        (Some(path), _) => manifest::load(path),
-        (None, Some(path)) => manifest::from_commands(path),
-        (None, None) => return args.suites.manifest(),
+        (Some(path), _) => manifest::load(path).map_err(Failure::from),
+        (None, Some(path)) => manifest::from_commands(path).map_err(Failure::from),
+        (None, None) => args.suites.manifest(),
     };
-    Ok(loaded?)
+    let reports = [args.report_json.as_deref(), args.report_junit.as_deref()];
+    report::check_destinations(&reports, args.outputs_dir.as_deref())
+        .map_err(Failure::bad_input)?;
+    let manifest = loaded?;
+    warn_if_readable();
+    if matches!(Mode::detect(), Mode::Lines { github: true }) {
+        for line in cluster_action::runner::report::add_masks(&manifest) {
+            println!("{line}");
+        }
+    }
+    cluster_action::budget::check_manifest(&manifest)
+        .map_err(|e| Failure::bad_input(e.to_string()))?;
+    Ok(manifest)
 }
 
 /// Writes the reports, prints the summary line and picks the exit code.

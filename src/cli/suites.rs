@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 
+use cluster_action::layer::Listed;
 use cluster_action::plan::results::RerunMode;
 use cluster_action::plan::timings::Timings;
 use cluster_action::runner::manifest::{LayerDef, Manifest, SuiteDef};
@@ -79,6 +80,7 @@ impl SuiteArgs {
             "checkout".to_string(),
             LayerDef {
                 paths: vec![PathBuf::from(".")],
+                listed: Listed::Entries,
             },
         )]);
         let suite = SuiteDef {

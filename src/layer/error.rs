@@ -43,9 +43,28 @@ pub enum LayerError {
     /// checked before use).
     #[error("'{0}' is not a layer digest (64 lowercase hex digits)")]
     InvalidDigest(String),
+    /// A sealed layer failed authentication (tampered with, truncated, or sealed under
+    /// another secret), or could not be sealed or opened.
+    #[error("layer {layer} refused: {source}")]
+    Refused {
+        /// The layer's digest.
+        layer: String,
+        /// Why.
+        #[source]
+        source: crate::seal::SealError,
+    },
     /// The layer is not in the artifact store.
     #[error("layer {0} is not in the artifact store")]
     Missing(String),
+    /// A cached layer changed under every attempt to copy it into a job directory.
+    #[error(
+        "a cached layer in '{cache}' changed every time a job directory was built from it: \
+         some job keeps writing into the layer cache; jobs must write only in their own directory"
+    )]
+    KeptChanging {
+        /// The cache directory.
+        cache: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),

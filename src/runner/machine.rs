@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::warn;
 
+use super::outputs_dir;
 use super::report::{JobReport, RunReport};
 use super::suites::SuiteRun;
 use crate::layer::Digest;
@@ -66,6 +67,8 @@ pub enum Effect {
         dir: String,
         /// The layer.
         layer: Digest,
+        /// The directory of the layer holding this job's outputs (the whole layer: `None`).
+        path: Option<String>,
     },
     /// Fetch the outputs layer of suite batch `index` (none when it brought none back), read
     /// its report file ([`super::suites::REPORT_FILE`]) and hand it to
@@ -75,6 +78,8 @@ pub enum Effect {
         index: JobIndex,
         /// Its outputs layer.
         layer: Option<Digest>,
+        /// The directory of the layer holding its outputs (the whole layer: `None`).
+        path: Option<String>,
     },
     /// The run is over.
     End(RunEnd),
@@ -379,6 +384,7 @@ impl Machine {
             fx.push(Effect::FetchReport {
                 index,
                 layer: outcome.outputs_layer,
+                path: outcome.outputs_path,
             });
             return fx;
         }
@@ -389,8 +395,9 @@ impl Machine {
         if let (true, Some(layer)) = (self.fetch_outputs, outcome.outputs_layer.clone()) {
             fx.push(Effect::FetchOutputs {
                 index,
-                dir: safe_dir_name(&spec.name),
+                dir: outputs_dir::dir_name(&spec.name),
                 layer,
+                path: outcome.outputs_path.clone(),
             });
         }
         let report = JobReport::finished(spec, &outcome, Vec::new());
@@ -426,24 +433,6 @@ fn not_run_report(spec: &JobSpec, end: &RunEnd) -> JobReport {
     report
 }
 
-/// A job name as a single, safe directory name.
-pub(crate) fn safe_dir_name(name: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    match cleaned.as_str() {
-        "" | "." | ".." => "_".into(),
-        _ => cleaned,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -464,6 +453,7 @@ mod tests {
                     outputs: vec!["out/*".into()],
                     estimate_ms: None,
                     isolation: Default::default(),
+                    secret_env: Default::default(),
                 },
             })
             .collect()
@@ -487,6 +477,7 @@ mod tests {
             worker: "w".into(),
             output: String::new(),
             outputs_layer: layer.map(|l| Digest(l.into())),
+            outputs_path: None,
             error: None,
         }
     }
@@ -683,8 +674,9 @@ mod tests {
             fx[0],
             Effect::FetchOutputs {
                 index: JobIndex(0),
-                dir: "job_0".into(),
-                layer: Digest("ab".into())
+                dir: outputs_dir::dir_name("job 0"),
+                layer: Digest("ab".into()),
+                path: None,
             }
         );
         assert!(matches!(&fx[1], Effect::Finished(r) if r.status == JobStatus::Failed));
@@ -753,14 +745,6 @@ mod tests {
         assert_eq!(m.closing(), [Effect::Send(RunnerMsg::StopCluster)]);
     }
 
-    #[test]
-    fn job_names_become_single_safe_directories() {
-        assert_eq!(safe_dir_name("unit-1"), "unit-1");
-        assert_eq!(safe_dir_name("a/../b c"), "a_.._b_c");
-        assert_eq!(safe_dir_name(".."), "_");
-        assert_eq!(safe_dir_name(""), "_");
-    }
-
     fn suite_machine(now: Instant, retries: u32) -> Machine {
         use crate::runner::suites::{SuiteRun, tests::listed};
         let suites = SuiteRun::new(
@@ -808,7 +792,8 @@ mod tests {
             fx,
             [Effect::FetchReport {
                 index: batches[0],
-                layer: Some(Digest("l".into()))
+                layer: Some(Digest("l".into())),
+                path: None,
             }],
             "a batch's exit code decides nothing: its report is fetched"
         );

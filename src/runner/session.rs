@@ -29,6 +29,7 @@ use crate::plan::TestKey;
 use crate::plan::results::{AttemptResults, RerunMode, RerunSelection, select_rerun};
 use crate::plan::timings::Timings;
 use crate::proto::{Hello, JobIndex, PROTOCOL_VERSION, RunnerMsg, Submission};
+use crate::seal::{ClusterKeys, LayerSeal};
 use crate::store::ArtifactStore;
 use crate::stream::{Namespace, StreamConfig, StreamError};
 use crate::suite::{Listing, Shipped, SuiteError};
@@ -150,14 +151,19 @@ pub async fn run(
         let selection = rerun(&mut listings, previous, *mode);
         progress.warn(&selection.to_string());
     }
-    let digests = publish_layers(&store, manifest).await?;
+    let layer_seal = cfg.stream.seal.as_ref().map(ClusterKeys::layers);
+    let digests = publish_layers(&store, layer_seal.as_ref(), manifest).await?;
     let jobs = submissions(manifest, &digests);
-    let suites = ship_suites(&store, listings, &digests).await?;
+    let suites = ship_suites(&store, layer_seal.as_ref(), listings, &digests).await?;
     // The scratch directory (and the cache in it) is removed when the run returns.
-    let outputs = cfg.outputs_dir.as_deref().map(Outputs::open).transpose()?;
+    let outputs = cfg
+        .outputs_dir
+        .as_deref()
+        .map(|dir| Outputs::open(dir, layer_seal.clone()))
+        .transpose()?;
     let reports = match suites.is_empty() {
         true => None,
-        false => Some(Reports::open()?),
+        false => Some(Reports::open(layer_seal)?),
     };
     let suites = SuiteRun::new(suites, cfg.timings.clone(), jobs.len() as u64);
     let rules = Rules {
@@ -277,8 +283,15 @@ impl Shell<'_> {
                 } => self.progress.started(&name, attempt, &worker),
                 Effect::Finished(report) => self.progress.finished(&report),
                 Effect::Warn(text) => self.progress.warn(&text),
-                Effect::FetchOutputs { index, dir, layer } => self.fetch(index, &dir, layer),
-                Effect::FetchReport { index, layer } => self.fetch_report(index, layer),
+                Effect::FetchOutputs {
+                    index,
+                    dir,
+                    layer,
+                    path,
+                } => self.fetch(index, &dir, layer, path),
+                Effect::FetchReport { index, layer, path } => {
+                    self.fetch_report(index, layer, path);
+                }
                 Effect::End(e) => end = Some(e),
                 Effect::Refused(reason) => return Err(RunError::Refused(reason)),
                 Effect::BrokerLost => return Err(RunError::BrokerClosed),
@@ -287,19 +300,25 @@ impl Shell<'_> {
         Ok(end)
     }
 
-    /// Starts fetching an outputs layer into the outputs directory.
-    fn fetch(&mut self, index: JobIndex, dir: &str, layer: Digest) {
+    /// Starts fetching (the directory `path` of) an outputs layer into the outputs directory.
+    fn fetch(&mut self, index: JobIndex, dir: &str, layer: Digest, path: Option<String>) {
         let Some(outputs) = &self.outputs else {
             return;
         };
         let (store, cache) = (self.store.clone(), outputs.cache.clone());
         let dest = outputs.dir.join(dir);
-        self.fetches
-            .spawn(async move { (index, fetch_outputs(&store, &cache, &layer, &dest).await) });
+        self.fetches.spawn(async move {
+            let sub = PathBuf::from(path.unwrap_or_default());
+            (
+                index,
+                fetch_outputs(&store, &cache, &layer, &sub, &dest).await,
+            )
+        });
     }
 
-    /// Starts fetching the report of a suite batch (none without an outputs layer).
-    fn fetch_report(&mut self, index: JobIndex, layer: Option<Digest>) {
+    /// Starts fetching the report of a suite batch (none without an outputs layer) from its
+    /// directory `path` of the layer (the whole layer: `None`).
+    fn fetch_report(&mut self, index: JobIndex, layer: Option<Digest>, path: Option<String>) {
         let cache = self.reports.as_ref().map(|r| r.cache.clone());
         let store = self.store.clone();
         self.report_fetches.spawn(async move {
@@ -307,7 +326,10 @@ impl Shell<'_> {
                 return (index, None);
             };
             match cache.fetch(&store, &layer).await {
-                Ok(tree) => (index, tokio::fs::read(tree.join(REPORT_FILE)).await.ok()),
+                Ok(tree) => {
+                    let file = tree.join(path.unwrap_or_default()).join(REPORT_FILE);
+                    (index, tokio::fs::read(file).await.ok())
+                }
                 Err(e) => {
                     // Its tests go back to the queue as not run.
                     warn!("the report of a suite batch could not be fetched: {e}");
@@ -421,6 +443,7 @@ fn rerun(
 /// each suite its batches' layers: its manifest layers, then the shipped files.
 async fn ship_suites(
     store: &ArtifactStore,
+    seal: Option<&LayerSeal>,
     listings: Vec<(SuiteDef, Listing)>,
     digests: &BTreeMap<String, Digest>,
 ) -> Result<Vec<ListedSuite>, RunError> {
@@ -446,11 +469,12 @@ async fn ship_suites(
                     source,
                 })?
                 .map_err(layer_err)?;
-            layer::publish(store, &staging.path().join(SHIP_ARCHIVE), &digest)
+            let archive = staging.path().join(SHIP_ARCHIVE);
+            let published = layer::publish(store, seal, &archive, &digest)
                 .await
                 .map_err(layer_err)?;
-            info!(layer = %name, digest = %digest.0, "published");
-            layers.push(digest);
+            info!(layer = %name, digest = %published.digest.0, "published");
+            layers.push(published.digest);
         }
         suites.push(ListedSuite {
             def,
@@ -489,6 +513,7 @@ fn pack_shipped(ship: &[Shipped], root: &Path) -> Result<Digest, layer::LayerErr
 /// Packs every layer some job uses and publishes those the store lacks.
 async fn publish_layers(
     store: &ArtifactStore,
+    seal: Option<&LayerSeal>,
     manifest: &Manifest,
 ) -> Result<BTreeMap<String, Digest>, RunError> {
     let used: std::collections::BTreeSet<&String> = manifest
@@ -503,31 +528,32 @@ async fn publish_layers(
     })?;
     let mut digests = BTreeMap::new();
     let mut uploads = JoinSet::new();
-    for name in used {
+    for (index, name) in used.into_iter().enumerate() {
         let Some(def) = manifest.layers.get(name) else {
             continue;
         };
-        let archive = staging.path().join(format!("{}.tar.gz", digests.len()));
+        let archive = staging.path().join(format!("{index}.tar.gz"));
         let (root, paths, out) = (
             manifest.base_dir.clone(),
             def.paths.clone(),
             archive.clone(),
         );
-        let digest = tokio::task::spawn_blocking(move || layer::pack(&root, &paths, &out))
-            .await
-            .map_err(|source| RunError::Task {
-                what: "layer packing",
-                source,
-            })?
-            .map_err(|source| RunError::Layer {
-                name: name.clone(),
-                source,
-            })?;
+        let listed = def.listed;
+        let digest =
+            tokio::task::spawn_blocking(move || layer::pack_listed(&root, &paths, listed, &out))
+                .await
+                .map_err(|source| RunError::Task {
+                    what: "layer packing",
+                    source,
+                })?
+                .map_err(|source| RunError::Layer {
+                    name: name.clone(),
+                    source,
+                })?;
         info!(layer = %name, digest = %digest.0, "packed");
-        digests.insert(name.clone(), digest.clone());
-        let (store, name) = (store.clone(), name.clone());
+        let (store, name, seal) = (store.clone(), name.clone(), seal.cloned());
         uploads.spawn(async move {
-            let result = layer::publish(&store, &archive, &digest).await;
+            let result = layer::publish(&store, seal.as_ref(), &archive, &digest).await;
             (name, result)
         });
     }
@@ -536,11 +562,12 @@ async fn publish_layers(
             what: "layer upload",
             source,
         })?;
-        let outcome = result.map_err(|source| RunError::Layer {
+        let published = result.map_err(|source| RunError::Layer {
             name: name.clone(),
             source,
         })?;
-        debug!(layer = %name, ?outcome, "published");
+        debug!(layer = %name, ?published, "published");
+        digests.insert(name, published.digest);
     }
     Ok(digests)
 }
@@ -554,8 +581,8 @@ struct Outputs {
 }
 
 impl Outputs {
-    /// Creates the outputs directory and the scratch cache.
-    fn open(dir: &Path) -> Result<Self, RunError> {
+    /// Creates the outputs directory and the scratch cache; `seal` opens sealed layers.
+    fn open(dir: &Path, seal: Option<LayerSeal>) -> Result<Self, RunError> {
         std::fs::create_dir_all(dir).map_err(|source| RunError::Io {
             what: format!("cannot create outputs directory {}", dir.display()),
             source,
@@ -567,10 +594,12 @@ impl Outputs {
                 what: "cannot create a temporary directory".into(),
                 source,
             })?;
-        let cache = LayerCache::open(scratch.path()).map_err(|source| RunError::Layer {
-            name: "outputs".into(),
-            source,
-        })?;
+        let cache = LayerCache::open(scratch.path())
+            .map_err(|source| RunError::Layer {
+                name: "outputs".into(),
+                source,
+            })?
+            .with_seal(seal);
         Ok(Self {
             dir: dir.to_path_buf(),
             cache,
@@ -587,13 +616,15 @@ struct Reports {
 }
 
 impl Reports {
-    /// Creates the scratch cache.
-    fn open() -> Result<Self, RunError> {
+    /// Creates the scratch cache; `seal` opens sealed layers.
+    fn open(seal: Option<LayerSeal>) -> Result<Self, RunError> {
         let scratch = scratch_dir("cluster-action-reports-")?;
-        let cache = LayerCache::open(scratch.path()).map_err(|source| RunError::Layer {
-            name: "reports".into(),
-            source,
-        })?;
+        let cache = LayerCache::open(scratch.path())
+            .map_err(|source| RunError::Layer {
+                name: "reports".into(),
+                source,
+            })?
+            .with_seal(seal);
         Ok(Self {
             cache,
             _scratch: scratch,
@@ -601,17 +632,30 @@ impl Reports {
     }
 }
 
-/// Fetches an outputs layer and copies its files under `dest`; returns their relative paths.
+/// Fetches an outputs layer and copies the files of its directory `sub` (the job's, in a
+/// layer a worker packed for several jobs) under `dest`; returns their relative paths.
 async fn fetch_outputs(
     store: &ArtifactStore,
     cache: &LayerCache,
     digest: &Digest,
+    sub: &Path,
     dest: &Path,
 ) -> Result<Vec<String>, String> {
+    // A worker names the directory: it stays inside the layer.
+    if !sub
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(format!(
+            "the worker named outputs directory '{}', which leaves the layer",
+            sub.display()
+        ));
+    }
     let tree = cache
         .fetch(store, digest)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .join(sub);
     let dest = dest.to_path_buf();
     tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&dest)

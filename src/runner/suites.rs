@@ -295,6 +295,7 @@ impl SuiteRun {
             // No estimate: the broker keeps submission order, which is the plan's.
             estimate_ms: None,
             isolation: Isolation::default(),
+            secret_env: Default::default(),
         };
         self.in_flight
             .insert(index, InFlight { suite, tests, name });

@@ -3,13 +3,16 @@
 use serde_json::{Value, json};
 
 use super::{RunReport, status_name};
+use crate::runner::outputs_dir::dir_name;
 use crate::suite::TestRecord;
 
 impl RunReport {
     /// `{"summary": {"total", "passed", "failed", "timed_out", "errors", "cancelled",
     /// "wall_ms"}, "jobs": [{"name", "status", "exit_code", "attempts", "duration_ms",
-    /// "worker", "outputs"}]}`, jobs in manifest order; `status` is one of `passed`, `failed`,
-    /// `timed_out`, `error`, `cancelled`; `exit_code` is null when the process did not exit.
+    /// "worker", "outputs", "outputs_dir"}]}`, jobs in manifest order; `status` is one of
+    /// `passed`, `failed`, `timed_out`, `error`, `cancelled`; `exit_code` is null when the
+    /// process did not exit; `outputs_dir` is where `outputs` are, relative to
+    /// `--outputs-dir` (null when none were brought back).
     /// A run with suites adds `test_summary` (`total`, `passed`, `failed`, `flaky`, `skipped`,
     /// `errors`) and `tests`: `[{"suite", "id", "status", "attempts", "duration_ms",
     /// "message"}]`, `status` one of `passed`, `failed`, `flaky`, `skipped`, `error`, `not_run`.
@@ -27,6 +30,7 @@ impl RunReport {
                     "duration_ms": job.duration_ms,
                     "worker": job.worker,
                     "outputs": job.outputs,
+                    "outputs_dir": (!job.outputs.is_empty()).then(|| dir_name(&job.name)),
                 })
             })
             .collect();
