@@ -274,7 +274,6 @@ test('the token input reaches a run as GITHUB_TOKEN, and no worker', async () =>
     assert.equal(binaryRuns(result)[0].github, expected, JSON.stringify(inputs));
     assert.equal(binaryRuns(result)[0].inputToken, undefined, 'the INPUT_ copy is not passed on');
   }
-  }
 });
 
 test('the secret input reaches the binary as CLUSTER_SECRET, masked, never in argv', async () => {
