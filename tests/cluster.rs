@@ -1725,7 +1725,7 @@ fn a_tampered_layer_is_refused_and_its_job_never_runs() {
     worker.expect_exit(0);
     let (_, jobs) = read_report(&scratch.path().join("report.json"));
     assert_eq!(jobs["uses-layer"]["status"], "error");
-    let line = "ERROR uses-layer: cannot fetch layer";
+    let line = "ERROR uses-layer: cannot prepare the job directory";
     let says = "refused: layer";
     let stdout = runner.stdout();
     assert!(stdout.contains(line) && stdout.contains(says), "{stdout}");
@@ -2113,7 +2113,9 @@ fn five_thousand_jobs_with_outputs_stay_within_500_artifacts_per_worker() {
     let _serial = serial();
     let scratch = Scratch::new();
     // Each worker runs about 1,700 jobs with outputs: one outputs layer per job would take
-    // more than the 500 artifacts the in-process service allows each worker's job.
+    // more than the 500 artifacts the in-process service allows each worker's job. A flush
+    // packs at most one finished job per slot (a job holds its slot until its outputs are
+    // uploaded), so 8 slots leave the budget a wide margin.
     let jobs: Vec<_> = (0..5000)
         .map(|i| {
             (
@@ -2125,7 +2127,7 @@ fn five_thousand_jobs_with_outputs_stay_within_500_artifacts_per_worker() {
         .collect();
     scratch.write("cluster.yml", manifest("", &jobs));
     let args =
-        "local --workers 3 --slots 4 cluster.yml --outputs-dir back --report-json report.json";
+        "local --workers 3 --slots 8 cluster.yml --outputs-dir back --report-json report.json";
     let mut local = scratch.start("local", args);
     let status = await_within("5,000 jobs", Duration::from_secs(600), || {
         local.child.try_wait().unwrap()
