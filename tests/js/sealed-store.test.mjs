@@ -171,7 +171,7 @@ before(async () => {
   process.env.GITHUB_WORKSPACE = path.join(scratch, 'workspace');
   const { DefaultArtifactClient } = await import('@actions/artifact');
   client = new DefaultArtifactClient();
-});
+}, { timeout: 120_000 });
 
 after(async () => {
   if (server && server.exitCode === null) {
@@ -208,12 +208,15 @@ test('the scan sees through gzip and zip', () => {
 test('the official client lists and downloads every artifact: no marker readable', { timeout: 120_000 }, async () => {
   const { artifacts } = await client.listArtifacts();
   const names = artifacts.map(a => a.name);
-  console.log(`artifacts of the sealed run: ${names.join(', ')}`);
   const layers = names.filter(n => n.startsWith('ca-layer-'));
   assert.ok(artifacts.length >= 8, `streams, markers, layers, outputs layers: ${names.join(', ')}`);
   assert.ok(layers.length >= 2, `the layer and the outputs layers: ${names.join(', ')}`);
+  // Every name is one of the cluster's shapes, made of the cluster id, the attempt, random
+  // peer ids and keyed hashes: nothing from the manifest or the jobs.
+  const shape = /^(ca\.default\.1\.(listen|closed|[0-9a-f]{16}\.(up|down)\.\d+)|ca-layer-[0-9a-f]{64})$/;
   for (const name of names) {
     assert.deepEqual(markersIn(Buffer.from(name)), [], `plaintext in the artifact name ${name}`);
+    assert.match(name, shape, 'an artifact name of an unknown shape');
   }
   let sealed = 0;
   for (const artifact of artifacts) {
