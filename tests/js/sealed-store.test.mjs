@@ -123,6 +123,7 @@ before(async () => {
   const job = [
     `echo ${mark('command')}`,
     'echo "$ENV_MARK $SECRET_MARK"',
+    'echo "cluster secret: ${CLUSTER_SECRET:-unset}"',
     'head -1 src/notes.txt',
     `echo MARKER-output-$((2 * 21))-3b9f`,
     'mkdir -p out',
@@ -187,6 +188,8 @@ test("the markers did travel: in the failed job's output and in the outputs brou
     assert.ok(junit.includes(mark(what)), `${what} missing from the JUnit report: ${junit}`);
   }
   assert.ok(!junit.includes(mark('secret')) && junit.includes('***'), `the secret is masked: ${junit}`);
+  // The cluster secret opens every artifact: no job gets it, so none can print it.
+  assert.ok(junit.includes('cluster secret: unset') && !junit.includes(SECRET), `a job saw CLUSTER_SECRET: ${junit}`);
   const { jobs } = JSON.parse(fs.readFileSync(path.join(scratch, 'report.json'), 'utf8'));
   assert.deepEqual(jobs.map(j => [j.name, j.status]), [[`${mark('jobname')}-1`, 'passed'], [`${mark('jobname')}-2`, 'failed']]);
   for (const { outputs_dir } of jobs) {
