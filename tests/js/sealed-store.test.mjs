@@ -10,26 +10,15 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
 import zlib from 'node:zlib';
-import { fileURLToPath } from 'node:url';
+import { bin, startServer, token as serviceToken } from './service.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, '..', '..');
-const bin = process.env.CLUSTER_ACTION_BIN ?? path.join(repo, 'target', 'debug', 'cluster-action');
-
-if (!fs.existsSync(path.join(here, 'node_modules', '@actions', 'artifact'))) {
-  throw new Error(`${here}/node_modules is missing @actions/artifact: run \`npm ci\` in tests/js first`);
-}
-if (!fs.existsSync(bin)) {
-  throw new Error(`${bin} does not exist: run \`cargo build\` first or set CLUSTER_ACTION_BIN`);
-}
 
 const RUN = 'run-sealed-store';
 const SECRET = 'a cluster secret for the sealed-store test';
@@ -42,7 +31,7 @@ const MARKERS = ['command', 'env', 'secret', 'layer', 'output-42', 'file-48', 'j
 let server;
 let url;
 
-const token = job => execFileSync(bin, ['token', '--run', RUN, '--job', job]).toString().trim();
+const token = job => serviceToken(bin, RUN, job);
 
 /// The environment of a cluster process: ours without anything that would change what the
 /// binary does, plus the service, a token for `job` and `extra`.
@@ -64,25 +53,6 @@ function runCluster(job, args, extra = {}) {
   return once(child, 'exit').then(([code]) => ({ code, output }));
 }
 
-/// Starts `cluster-action serve` and resolves with the URL from its first stdout line.
-async function startServer() {
-  server = spawn(bin, ['serve', '--addr', '127.0.0.1:0', '--data-dir', path.join(scratch, 'data')], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const exited = once(server, 'exit').then(([code, signal]) => {
-    throw new Error(`cluster-action serve exited before announcing its URL (code ${code}, signal ${signal})`);
-  });
-  const lines = readline.createInterface({ input: server.stdout });
-  const announced = once(lines, 'line').then(([line]) => {
-    const match = /^ACTIONS_RESULTS_URL=(http:\/\/127\.0\.0\.1:\d+\/)$/.exec(line);
-    if (!match) throw new Error(`unexpected first line from cluster-action serve: ${line}`);
-    return match[1];
-  });
-  const timeout = new Promise((_, reject) =>
-    setTimeout(() => reject(new Error('cluster-action serve did not announce its URL within 10 s')), 10_000).unref(),
-  );
-  return Promise.race([announced, exited, timeout]);
-}
 
 /// `data` and everything that inflates out of it, recursively: gzip streams starting anywhere
 /// (what a broken stream yields up to the damage too) and zip entries (raw deflate after each
@@ -151,7 +121,7 @@ before(async () => {
       '',
     ].join('\n'),
   );
-  url = await startServer();
+  ({ server, url } = await startServer(bin, path.join(scratch, 'data')));
   const timings = ['--poll-max', '100ms', '--keepalive', '300ms', '--peer-timeout', '5s'];
   const sealed = { CLUSTER_SECRET: SECRET };
   const runnerDone = runCluster(
