@@ -87,6 +87,16 @@ impl RunHistory {
         let (Some(run), Some(store)) = (&self.run, store) else {
             return Ok(());
         };
+        // Test names and statuses would be readable by everyone who can read the run, and the
+        // cluster's keys (bound to this run) could not seal them for later runs.
+        if std::env::var_os(cluster_action::seal::SECRET_VAR).is_some() {
+            eprintln!(
+                "note: with a cluster secret, the timing history and results artifacts are not \
+                 kept (they would hold test names in plain text); keep timings with \
+                 --write-timings FILE and a cache step instead"
+            );
+            return Ok(());
+        }
         let results = AttemptResults::after_attempt(
             self.previous.as_ref(),
             run.run_id,
