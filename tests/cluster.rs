@@ -397,13 +397,30 @@ fn token(run: &str, job: &str) -> String {
 // Reports and files
 
 /// Reads a JSON report and checks its documented schema: the summary's keys and counts, each
-/// job's keys and value types, each job appearing once. Returns it and its jobs by name.
+/// job's keys and value types, each job appearing once, each test's keys. Returns it and its jobs by name.
 fn read_report(path: &Path) -> (Value, BTreeMap<String, Value>) {
     let text = fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("cannot read the report {}: {e}", path.display()));
     let report: Value = serde_json::from_str(&text).unwrap();
     let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
-    assert_eq!(keys(&report), ["jobs", "summary"]);
+    // A run with suites adds its tests, each with its documented keys.
+    match report.get("tests") {
+        None => assert_eq!(keys(&report), ["jobs", "summary"]),
+        Some(tests) => {
+            assert_eq!(keys(&report), ["jobs", "summary", "test_summary", "tests"]);
+            for test in tests.as_array().unwrap() {
+                let want = [
+                    "attempts",
+                    "duration_ms",
+                    "id",
+                    "message",
+                    "status",
+                    "suite",
+                ];
+                assert_eq!(keys(test), want, "{test}");
+            }
+        }
+    }
     let summary = &report["summary"];
     let counts = ["passed", "failed", "timed_out", "errors", "cancelled"];
     let mut summary_keys = keys(summary);
@@ -1239,6 +1256,7 @@ fn the_quickstart_from_the_readme_passes() {
     let (report, jobs) = read_report(&report);
     assert_eq!(jobs.len(), 12);
     assert_eq!(report["summary"]["passed"], 12, "{report}");
+    assert_eq!(report["test_summary"]["passed"], 20, "{report}");
 }
 
 // ---------------------------------------------------------------------------------------------

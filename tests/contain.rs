@@ -29,6 +29,11 @@ fn await_some<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
 
 /// Starts `cluster-action local` on `manifest` in `dir` with two one-slot workers.
 fn start_local(dir: &Path, manifest: &str) -> std::process::Child {
+    start_local_env(dir, manifest, &[])
+}
+
+/// [`start_local`] with `env` added to the cluster's environment.
+fn start_local_env(dir: &Path, manifest: &str, env: &[(&str, &str)]) -> std::process::Child {
     fs::write(dir.join("cluster.yml"), manifest).unwrap();
     Command::new(BIN)
         .args([
@@ -44,6 +49,8 @@ fn start_local(dir: &Path, manifest: &str) -> std::process::Child {
         .current_dir(dir)
         .env_remove("ACTIONS_RUNTIME_TOKEN")
         .env_remove("ACTIONS_RESULTS_URL")
+        .env_remove("CLUSTER_SECRET")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(fs::File::create(dir.join("local.err")).unwrap())
@@ -119,12 +126,15 @@ fn a_job_that_kills_its_worker_takes_its_processes_with_it() {
 }
 
 #[test]
-fn no_process_above_a_job_shows_it_the_artifact_credentials() {
+fn no_process_above_a_job_shows_it_the_artifact_credentials_or_the_cluster_secret() {
     let dir = tempfile::tempdir().unwrap();
-    // Every ancestor's initial environment, as far up as the job can read.
-    let run = r#"p=$$; found=0
+    // Its own environment, then every ancestor's initial environment, as far up as the job
+    // can read. With the cluster secret a job could open every sealed artifact of the run, and
+    // a job that prints its environment would put it in the reports.
+    let run = r#"test -z "${CLUSTER_SECRET:-}" || { echo "the job has CLUSTER_SECRET"; exit 1; }
+p=$$; found=0
 while [ "$p" -gt 1 ]; do
-  if tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qE '^ACTIONS_(RUNTIME_TOKEN|RESULTS_URL)='; then
+  if tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qE '^(ACTIONS_(RUNTIME_TOKEN|RESULTS_URL)|CLUSTER_SECRET)='; then
     echo "found in $p: $(tr '\0' ' ' < /proc/$p/cmdline)"; found=1
   fi
   p=$(sed 's/.*) //' /proc/$p/stat | cut -d' ' -f2)
@@ -134,7 +144,10 @@ exit $found"#;
         "jobs:\n  - name: snoop\n    run: {}\n",
         serde_json::to_string(run).unwrap()
     );
-    let status = start_local(dir.path(), &manifest).wait().unwrap();
+    let secret = [("CLUSTER_SECRET", "a secret no job may see")];
+    let status = start_local_env(dir.path(), &manifest, &secret)
+        .wait()
+        .unwrap();
     let job = the_job(dir.path());
     assert_eq!(status.code(), Some(0), "{job}");
     assert_eq!(job["status"], "passed", "{job}");

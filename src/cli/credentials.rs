@@ -1,7 +1,9 @@
-//! Keeps the artifact credentials out of what other processes can read of this one.
+//! Keeps the artifact credentials and the cluster secret out of what other processes can read
+//! of this one.
 //!
 //! GitHub hands `ACTIONS_RUNTIME_TOKEN` and `ACTIONS_RESULTS_URL` to the action through the
-//! environment, and `/proc/<pid>/environ` shows the environment a process *started* with to
+//! environment, and the wrapper passes the secret as `CLUSTER_SECRET` (all of them are
+//! [`HIDDEN_VARS`]); `/proc/<pid>/environ` shows the environment a process *started* with to
 //! every process of the same user, however the process changes its variables later. A job is
 //! such a process. So, before anything else runs (one thread, nothing has read the
 //! environment yet), the entries of the credential variables in that initial block are

@@ -70,7 +70,10 @@ async fn execute(
             .map(|(k, v)| (k.clone(), v.clone())),
     );
     env.push(("CLUSTER_JOB_NAME".into(), spec.name.clone()));
-    env.push(("CLUSTER_ATTEMPT".into(), attempt.to_string()));
+    // A suite batch sets its tests' attempt itself (a retry is a new job to the broker).
+    if !spec.env.contains_key("CLUSTER_ATTEMPT") {
+        env.push(("CLUSTER_ATTEMPT".into(), attempt.to_string()));
+    }
     env.push(("CLUSTER_WORKER".into(), name.clone()));
     let timeout = Duration::from_millis(spec.timeout_ms);
     let started = Instant::now();

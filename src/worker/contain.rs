@@ -132,6 +132,11 @@ pub fn in_child(parent: libc::pid_t) -> io::Result<()> {
 /// that just ended, which its group kill reached already). Blocking: call it from a blocking
 /// thread.
 pub fn kill_leftovers(pgid: libc::pid_t) -> usize {
+    // One at a time: a stray is ours to reap, and only until it is reaped is its pid its own.
+    // Two jobs ending together would otherwise both kill and reap the same stray, and the
+    // second `waitpid` could reap (and its kill hit) a new job's shell that reused the pid.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let prefix = format!("{}.", std::process::id());
     let mut killed = 0;
     for _ in 0..ROUNDS {

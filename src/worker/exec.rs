@@ -100,8 +100,12 @@ impl ExecError {
 }
 
 /// Credentials of the worker's own step that a job must not see: a plain `run:` step does not
-/// get them either, and with them a job could delete or forge the cluster's artifacts.
+/// get the artifact ones either, and with them a job could delete or forge the cluster's
+/// artifacts; with the cluster secret it could open every sealed one, and a job that prints
+/// its environment would put the secret in the reports (a manifest that means to pass it
+/// names it in `secret-env`, which masks it).
 pub const HIDDEN_VARS: &[&str] = &[
+    crate::seal::SECRET_VAR,
     "ACTIONS_RUNTIME_TOKEN",
     "ACTIONS_RESULTS_URL",
     "ACTIONS_RUNTIME_URL",

@@ -84,6 +84,25 @@ scenario_failing() {
     pass "failing: only the runner step fails, with an ::error annotation naming the job"
 }
 
+# Sealing over act's artifact server: a cluster with the secret input (act's -s) runs jobs that
+# print and write markers; it passes, the markers come back, and nothing act stored (every
+# upload, plain, gzip-inflated or unzipped) reveals one of them.
+scenario_sealed() {
+  local dir="$logs/sealed" markers=()
+  mkdir -p "$dir"
+  for what in command env secret layer output-42 file-48; do markers+=("MARKER-$what-7d2a"); done
+  if ! act_run sealed tests/act/workflows/sealed.yml --env CA_TEST_DIR="$dir" \
+    -s CLUSTER_SECRET="act sealed scenario secret" -s SECRET_MARK=MARKER-secret-7d2a; then
+    fail sealed "act failed"; tail -60 "$logs/sealed.log"; return
+  fi
+  expect_lines sealed 'Job succeeded' 3 &&
+    expect_lines sealed '\| outputs: passed=3 failed=0 total=3$' 1 &&
+    python3 tests/act/check_sealed.py "$dir/report.json" "$dir/outputs" \
+      "MARKER-file-48-7d2a MARKER-env-7d2a MARKER-layer-7d2a" &&
+    python3 tests/act/scan_markers.py "$logs/sealed-artifacts" 8 2 "${markers[@]}" &&
+    pass "sealed: a sealed cluster passes over act's artifact server, which stores none of its markers"
+}
+
 # The workflow users copy (.github/workflows/example-cluster.yml) works as shipped.
 scenario_example() {
   if ! act_run example .github/workflows/example-cluster.yml; then
@@ -95,7 +114,7 @@ scenario_example() {
 }
 
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(transport roles auto failing example)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(transport roles auto failing sealed example)
 for s in "${scenarios[@]}"; do
   "scenario_$s"
 done

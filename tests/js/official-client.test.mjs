@@ -7,52 +7,21 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { bin, startServer, token as serviceToken } from './service.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, '..', '..');
-const bin = process.env.CLUSTER_ACTION_BIN ?? path.join(repo, 'target', 'debug', 'cluster-action');
-
-if (!fs.existsSync(path.join(here, 'node_modules', '@actions', 'artifact'))) {
-  throw new Error(`${here}/node_modules is missing @actions/artifact: run \`npm ci\` in tests/js first`);
-}
-if (!fs.existsSync(bin)) {
-  throw new Error(`${bin} does not exist: run \`cargo build\` first or set CLUSTER_ACTION_BIN`);
-}
 
 const RUN = 'run-official-client';
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'official-client-'));
 let server;
 let stats;
 
-const token = job => execFileSync(bin, ['token', '--run', RUN, '--job', job]).toString().trim();
+const token = job => serviceToken(bin, RUN, job);
 
-/// Starts `cluster-action serve` and resolves with the URL from its first stdout line.
-async function startServer() {
-  server = spawn(bin, ['serve', '--addr', '127.0.0.1:0', '--data-dir', path.join(scratch, 'data')], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const exited = once(server, 'exit').then(([code, signal]) => {
-    throw new Error(`cluster-action serve exited before announcing its URL (code ${code}, signal ${signal})`);
-  });
-  const lines = readline.createInterface({ input: server.stdout });
-  const announced = once(lines, 'line').then(([line]) => {
-    const match = /^ACTIONS_RESULTS_URL=(http:\/\/127\.0\.0\.1:\d+\/)$/.exec(line);
-    if (!match) throw new Error(`unexpected first line from cluster-action serve: ${line}`);
-    return match[1];
-  });
-  const timeout = new Promise((_, reject) =>
-    setTimeout(() => reject(new Error('cluster-action serve did not announce its URL within 10 s')), 10_000).unref(),
-  );
-  return Promise.race([announced, exited, timeout]);
-}
 
 const sha256 = file => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 
@@ -82,7 +51,8 @@ before(async () => {
     fs.mkdirSync(path.dirname(path.join(source, name)), { recursive: true });
     fs.writeFileSync(path.join(source, name), data);
   }
-  const url = await startServer();
+  let url;
+  ({ server, url } = await startServer(bin, path.join(scratch, 'data')));
   stats = async () => (await fetch(`${url}_stats`)).json();
   // The client reads these when it is called; set them before importing it all the same.
   for (const proxy of ['http_proxy', 'https_proxy', 'HTTP_PROXY', 'HTTPS_PROXY']) delete process.env[proxy];

@@ -4,6 +4,7 @@ use serde_json::{Value, json};
 
 use super::{RunReport, status_name};
 use crate::runner::outputs_dir::dir_name;
+use crate::suite::TestRecord;
 
 impl RunReport {
     /// `{"summary": {"total", "passed", "failed", "timed_out", "errors", "cancelled",
@@ -12,6 +13,9 @@ impl RunReport {
     /// `passed`, `failed`, `timed_out`, `error`, `cancelled`; `exit_code` is null when the
     /// process did not exit; `outputs_dir` is where `outputs` are, relative to
     /// `--outputs-dir` (null when none were brought back).
+    /// A run with suites adds `test_summary` (`total`, `passed`, `failed`, `flaky`, `skipped`,
+    /// `errors`) and `tests`: `[{"suite", "id", "status", "attempts", "duration_ms",
+    /// "message"}]`, `status` one of `passed`, `failed`, `flaky`, `skipped`, `error`, `not_run`.
     pub fn to_json(&self) -> Value {
         let summary = self.summary();
         let jobs: Vec<Value> = self
@@ -30,7 +34,7 @@ impl RunReport {
                 })
             })
             .collect();
-        json!({
+        let mut report = json!({
             "summary": {
                 "total": summary.total,
                 "passed": summary.passed,
@@ -41,6 +45,19 @@ impl RunReport {
                 "wall_ms": self.wall_ms,
             },
             "jobs": jobs,
-        })
+        });
+        if !self.tests.is_empty() {
+            let t = self.test_summary();
+            report["test_summary"] = json!({
+                "total": t.total,
+                "passed": t.passed,
+                "failed": t.failed,
+                "flaky": t.flaky,
+                "skipped": t.skipped,
+                "errors": t.errors,
+            });
+            report["tests"] = json!(self.tests.iter().map(TestRecord::entry).collect::<Vec<_>>());
+        }
+        report
     }
 }
