@@ -156,7 +156,6 @@ fn run_failure(e: &RunError) -> i32 {
         | RunError::ClusterStopped(_)
         | RunError::Refused(_)
         | RunError::BrokerLost(_)
-        | RunError::BrokerClosed
         | RunError::Stream(_)
         | RunError::Io { .. }
         | RunError::Task { .. } => INFRA,
@@ -168,7 +167,7 @@ fn run_failure(e: &RunError) -> i32 {
 pub fn run_ended(end: &RunEnd, summary: &Summary) -> i32 {
     match end {
         RunEnd::Cancelled => CANCELLED,
-        RunEnd::NoWorkers { .. } => INFRA,
+        RunEnd::NoWorkers { .. } | RunEnd::BrokerLost { .. } => INFRA,
         RunEnd::Completed if summary.not_passed() > 0 => JOBS_FAILED,
         RunEnd::Completed => OK,
     }
@@ -263,6 +262,12 @@ mod tests {
         assert_eq!(completed(&run(&[])), 0);
         let none = RunEnd::NoWorkers { not_run: 1 };
         assert_eq!(run_ended(&none, &run(&[JobStatus::Error]).summary()), 3);
+        let lost = RunEnd::BrokerLost {
+            reason: "closed".into(),
+            not_run: 1,
+        };
+        let some_passed = run(&[JobStatus::Passed, JobStatus::Error]);
+        assert_eq!(run_ended(&lost, &some_passed.summary()), 3, "a lost broker");
     }
 
     #[test]
@@ -275,12 +280,12 @@ mod tests {
     fn bad_input_exits_2_and_a_lost_broker_3() {
         assert_eq!(Failure::bad_input("--slots 0").exit_code(), BAD_INPUT);
         assert_eq!(
-            Failure::from(RunError::BrokerClosed).exit_code(),
+            Failure::from(RunError::ClusterStopped("c".into())).exit_code(),
             INFRA,
             "a run"
         );
         assert_eq!(
-            Failure::from(LocalError::Run(RunError::BrokerClosed)).exit_code(),
+            Failure::from(LocalError::Run(RunError::ClusterStopped("c".into()))).exit_code(),
             INFRA,
             "a local run"
         );

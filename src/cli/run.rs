@@ -13,7 +13,9 @@ use cluster_action::runner::manifest::{self, Manifest};
 use cluster_action::runner::progress::{Mode, Progress};
 use cluster_action::runner::session::{self, RunConfig, RunResult};
 
-use super::cluster::BrokerArgs;
+use cluster_action::worker::{InProcessWorker, WorkerConfig, exec::ExecLimits};
+
+use super::cluster::{BrokerArgs, worker_dirs};
 use super::common::{
     ClusterArgs, EMBEDDED_BROKER_IDLE_TIMEOUT, LOCAL_BROKER_WAIT, LOCAL_PEER_TIMEOUT,
     LOCAL_POLL_MAX, default_name, shutdown_signal, store_from_env,
@@ -42,7 +44,8 @@ pub struct JobsArgs {
     /// Bring each job's declared outputs back under DIR/<job name>/.
     #[arg(long, value_name = "DIR")]
     outputs_dir: Option<PathBuf>,
-    /// Give up (exit 3) when no worker is connected for this long while jobs wait.
+    /// Give up (exit 3) when no worker is connected for this long while jobs wait; a runner
+    /// with --slots goes on alone instead.
     #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
     worker_wait: Duration,
 }
@@ -67,6 +70,14 @@ pub struct RunArgs {
     /// With --embed-broker: jobs given to a worker beyond its slots.
     #[arg(long, default_value_t = 2)]
     prefetch: u32,
+    /// Jobs this runner runs itself, as a worker of the cluster inside this process (0: none;
+    /// default: the number of CPUs with --embed-broker, else 0).
+    #[arg(long, value_name = "N")]
+    slots: Option<u32>,
+    /// With --slots: where the runner's worker caches layers (default: a temporary directory,
+    /// removed on exit).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
 }
 
 /// Flags of `local`.
@@ -91,19 +102,25 @@ pub struct LocalArgs {
     peer_timeout: Duration,
 }
 
-/// Runs a manifest on an existing cluster (or one it embeds).
+/// Runs a manifest on an existing cluster (or one it embeds), with a worker of its own when it
+/// has slots.
 pub async fn run(args: RunArgs) -> Result<i32, Failure> {
     let manifest = load(&args.jobs)?;
-    let cluster = args.cluster;
+    let cluster = &args.cluster;
     let embed_broker = if args.embed_broker {
         Some(BrokerArgs::config(
-            &cluster,
+            cluster,
             EMBEDDED_BROKER_IDLE_TIMEOUT,
             args.prefetch,
         )?)
     } else {
         None
     };
+    let own_slots = args.slots.unwrap_or(match embed_broker {
+        Some(_) => cpus(),
+        None => 0,
+    });
+    let name = default_name("runner");
     let cfg = RunConfig {
         ns: cluster.namespace()?,
         stream: cluster.stream()?,
@@ -112,27 +129,55 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
         broker_wait: args.broker_wait,
         worker_wait: args.jobs.worker_wait,
         outputs_dir: args.jobs.outputs_dir.clone(),
-        name: default_name("runner"),
+        name: name.clone(),
+        own_slots,
     };
     let store = store_from_env()?;
     let broker = embed_broker.map(|bcfg| EmbeddedBroker::start(store.clone(), bcfg));
+    let (_scratch, own_worker) = match own_slots {
+        0 => (None, None),
+        slots => {
+            let (scratch, cache_dir, work_dir) = worker_dirs(args.cache_dir.clone(), None)?;
+            let wcfg = WorkerConfig {
+                ns: cfg.ns.clone(),
+                stream: cfg.stream.clone(),
+                slots,
+                cache_dir,
+                work_dir,
+                broker_wait: cfg.broker_wait,
+                name: format!("{name}-worker"),
+                limits: ExecLimits::default(),
+            };
+            (scratch, Some(InProcessWorker::start(store.clone(), wcfg)))
+        }
+    };
     let mut progress = Progress::new(Mode::detect());
     let result = session::run(store, &manifest, &cfg, &mut progress, shutdown_signal()).await;
     progress.end();
-    if let Some(broker) = broker {
-        let stopped = broker.stop().await;
-        let result = result?;
-        stopped?;
-        return finish(result, &args.jobs);
+    // The broker first: stopping, it tells the runner's worker to exit too.
+    let stopped = match broker {
+        Some(broker) => broker.stop().await.map(drop),
+        None => Ok(()),
+    };
+    if let Some(worker) = own_worker
+        && let Err(e) = worker.stop().await
+    {
+        tracing::warn!("this runner's worker: {e}");
     }
-    finish(result?, &args.jobs)
+    let code = finish(result?, &args.jobs)?;
+    stopped?;
+    Ok(code)
+}
+
+/// The CPUs of this machine (at least 1).
+fn cpus() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
 }
 
 /// Runs a manifest on a fresh cluster on this machine.
 pub async fn local(args: LocalArgs) -> Result<i32, Failure> {
     let manifest = load(&args.jobs)?;
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-    let slots = args.slots.unwrap_or_else(|| (cpus / args.workers).max(1));
+    let slots = args.slots.unwrap_or_else(|| (cpus() / args.workers).max(1));
     let cluster = ClusterArgs::local(args.poll_max, args.peer_timeout);
     let binary = std::env::current_exe().map_err(Failure::io(
         "cannot find this program's path to start workers",
@@ -151,6 +196,7 @@ pub async fn local(args: LocalArgs) -> Result<i32, Failure> {
             worker_wait: args.jobs.worker_wait,
             outputs_dir: args.jobs.outputs_dir.clone(),
             name: "local-runner".into(),
+            own_slots: 0,
         },
     };
     let mut progress = Progress::new(Mode::detect());
@@ -178,29 +224,21 @@ fn load(args: &JobsArgs) -> Result<Manifest, Failure> {
     Ok(manifest)
 }
 
-/// Writes the reports, prints the summary line and picks the exit code.
+/// Writes every report it can, prints the summary line and picks the exit code; a report
+/// that cannot be written fails the command after the others and the summary.
 fn finish(result: RunResult, args: &JobsArgs) -> Result<i32, Failure> {
     let report = &result.report;
+    let mut failures = Vec::new();
     if let Some(path) = &args.report_json {
         // A JSON value always serializes.
         let json = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
-        write(path, &json)?;
+        failures.extend(write(path, &json).err());
     }
     if let Some(path) = &args.report_junit {
-        write(path, &report.to_junit())?;
+        failures.extend(write(path, &report.to_junit()).err());
     }
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
-        use std::io::Write;
-        let what = format!(
-            "cannot write the job summary {}",
-            Path::new(&path).display()
-        );
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|mut file| file.write_all(report.to_markdown().as_bytes()))
-            .map_err(Failure::io(what))?;
+        failures.extend(append_summary(Path::new(&path), &report.to_markdown()).err());
     }
     let s = report.summary();
     eprintln!(
@@ -213,13 +251,39 @@ fn finish(result: RunResult, args: &JobsArgs) -> Result<i32, Failure> {
         s.cancelled,
         report.wall_ms as f64 / 1000.0
     );
-    if let RunEnd::NoWorkers { not_run } = result.end {
-        eprintln!(
+    match &result.end {
+        RunEnd::NoWorkers { not_run } => eprintln!(
             "error: no worker joined the cluster within --worker-wait; {not_run} of {} job(s) did not run",
             s.total
-        );
+        ),
+        RunEnd::BrokerLost { reason, not_run } => eprintln!(
+            "error: lost the broker: {reason}; {not_run} of {} job(s) did not finish",
+            s.total
+        ),
+        RunEnd::Completed | RunEnd::Cancelled => {}
     }
-    Ok(exit::run_ended(&result.end, &s))
+    let mut failures = failures.into_iter();
+    match failures.next() {
+        Some(first) => {
+            for other in failures {
+                eprintln!("error: {other}");
+            }
+            Err(first)
+        }
+        None => Ok(exit::run_ended(&result.end, &s)),
+    }
+}
+
+/// Appends the markdown report to the job summary.
+fn append_summary(path: &Path, markdown: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    let what = format!("cannot write the job summary {}", path.display());
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut file| file.write_all(markdown.as_bytes()))
+        .map_err(Failure::io(what))
 }
 
 fn write(path: &Path, text: &str) -> Result<(), Failure> {

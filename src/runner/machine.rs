@@ -1,10 +1,14 @@
-//! The runner's decisions, as a pure state machine: what to submit, what each broker message
-//! means for progress and the report, when to give up waiting for workers, how a cancel ends,
-//! what a failed outputs fetch does to a job's result, and the final report.
+//! The runner's decisions, as a pure state machine: what to submit and in which batches, what
+//! each broker message means for progress and the report, when to give up waiting for
+//! workers (or go on alone on the runner's own slots), how a cancel ends, what a lost broker
+//! leaves in the report, when a failed outputs fetch is tried again, and the final report.
 //!
 //! It does no I/O. Each event returns the [`Effect`]s the shell in `runner::session` carries
 //! out, as `broker::scheduler` does for the broker; time comes in as arguments, and the shell
 //! sleeps until [`Machine::deadline`].
+//!
+//! Memory: a job's spec is given away at submission; what stays is its compact report entry,
+//! and of a passed or cancelled job no captured output (no report shows it).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,12 +19,20 @@ use tracing::warn;
 use super::report::{JobReport, RunReport};
 use crate::layer::Digest;
 use crate::proto::Submission;
-use crate::proto::{BrokerToRunner, JobIndex, JobOutcome, JobSpec, JobStatus, RunnerMsg};
+use crate::proto::{BrokerToRunner, JobIndex, JobOutcome, JobStatus, RunnerMsg};
 
-/// Jobs per `Submit` message.
+/// Most jobs per `Submit` message.
 const SUBMIT_BATCH: usize = 500;
+/// Most bytes of jobs per `Submit` message: well under the 64 MiB a stream message may have,
+/// so that a manifest of large jobs (a big `defaults.env` inherited by each) still travels.
+pub const SUBMIT_BATCH_BYTES: usize = 8 << 20;
 /// How long a cancelled run waits for workers to confirm their jobs were killed.
 pub const CANCEL_GRACE: Duration = Duration::from_secs(30);
+/// Fetches of one job's outputs layer before its outputs count as lost: a transient store
+/// failure is the infrastructure's, not the job's.
+pub const OUTPUTS_FETCH_TRIES: u32 = 4;
+/// The pause before the first repeated fetch; doubled for each further one.
+const OUTPUTS_FETCH_BACKOFF: Duration = Duration::from_secs(1);
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +43,14 @@ pub enum RunEnd {
     Cancelled,
     /// No worker was there for `worker_wait`; `not_run` jobs never ran.
     NoWorkers {
+        /// Jobs without an outcome.
+        not_run: usize,
+    },
+    /// The broker went away before every job had an outcome; the report keeps what had
+    /// finished, and the rest are errors with `reason`.
+    BrokerLost {
+        /// What happened to the broker.
+        reason: String,
         /// Jobs without an outcome.
         not_run: usize,
     },
@@ -57,7 +77,7 @@ pub enum Effect {
     /// Warn the user (on the terminal and in the CI log).
     Warn(String),
     /// Fetch the outputs layer of a job into the directory named `dir` under the outputs
-    /// directory, then report with [`Machine::outputs_fetched`].
+    /// directory, after waiting `after`, then report with [`Machine::outputs_fetched`].
     FetchOutputs {
         /// The job.
         index: JobIndex,
@@ -65,13 +85,13 @@ pub enum Effect {
         dir: String,
         /// The layer.
         layer: Digest,
+        /// How long to wait first (zero for the first fetch).
+        after: Duration,
     },
     /// The run is over.
     End(RunEnd),
     /// The broker refused this runner: the run fails.
     Refused(String),
-    /// The broker went away before the run was over: the run fails.
-    BrokerLost,
 }
 
 /// A timer the shell runs for the machine.
@@ -79,21 +99,38 @@ pub enum Effect {
 pub enum Timer {
     /// No worker has been connected for `worker_wait`.
     WorkerWait,
+    /// No worker but the runner's own joined within `worker_wait`.
+    Alone,
     /// Workers did not confirm a cancel within [`CANCEL_GRACE`].
     CancelGrace,
+}
+
+/// What the runner knows of one job.
+#[derive(Debug)]
+struct Entry {
+    /// Its report: a not-run skeleton until the broker reports its outcome.
+    report: JobReport,
+    /// Whether the broker reported its final outcome.
+    finished: bool,
+    /// Its outputs layer while it is being fetched, and the fetches made.
+    fetching: Option<(Digest, u32)>,
 }
 
 /// The runner's state: every job of the manifest and what is known of it.
 #[derive(Debug)]
 pub struct Machine {
-    jobs: BTreeMap<JobIndex, JobSpec>,
-    outcomes: BTreeMap<JobIndex, JobOutcome>,
-    outputs: BTreeMap<JobIndex, Vec<String>>,
+    jobs: BTreeMap<JobIndex, Entry>,
+    /// The specs until [`Machine::submit`] gives them away.
+    unsent: Vec<Submission>,
     fetch_outputs: bool,
     stop_cluster: bool,
     worker_wait: Duration,
+    own_slots: u32,
     no_workers_since: Option<Instant>,
+    /// While only the runner's own worker may be there: since when.
+    alone_since: Option<Instant>,
     cancelled_at: Option<Instant>,
+    broker_lost: bool,
     ended: bool,
 }
 
@@ -106,20 +143,36 @@ pub struct Rules {
     pub fetch_outputs: bool,
     /// Stop the cluster when the run is over.
     pub stop_cluster: bool,
+    /// Slots of the worker inside this runner (0: none); with some, a run that no other
+    /// worker joins goes on alone.
+    pub own_slots: u32,
 }
 
 impl Machine {
     /// A run of `jobs` that starts at `now` (with no worker known yet).
     pub fn new(jobs: Vec<Submission>, rules: &Rules, now: Instant) -> Self {
+        let entries = jobs
+            .iter()
+            .map(|s| {
+                let entry = Entry {
+                    report: JobReport::cancelled(&s.spec),
+                    finished: false,
+                    fetching: None,
+                };
+                (s.index, entry)
+            })
+            .collect();
         Self {
-            jobs: jobs.into_iter().map(|s| (s.index, s.spec)).collect(),
-            outcomes: BTreeMap::new(),
-            outputs: BTreeMap::new(),
+            jobs: entries,
+            unsent: jobs,
             fetch_outputs: rules.fetch_outputs,
             stop_cluster: rules.stop_cluster,
             worker_wait: rules.worker_wait,
+            own_slots: rules.own_slots,
             no_workers_since: Some(now),
+            alone_since: (rules.own_slots > 0).then_some(now),
             cancelled_at: None,
+            broker_lost: false,
             ended: false,
         }
     }
@@ -136,27 +189,31 @@ impl Machine {
 
     /// Jobs without a final outcome yet.
     pub fn unfinished(&self) -> usize {
-        self.jobs.len() - self.outcomes.len()
+        self.jobs.values().filter(|e| !e.finished).count()
     }
 
-    /// The submission: every job in batches, then the end of submission.
-    pub fn submit(&self) -> Vec<Effect> {
-        let all: Vec<Submission> = self
-            .jobs
-            .iter()
-            .map(|(&index, spec)| Submission {
-                index,
-                spec: spec.clone(),
-            })
-            .collect();
-        let mut fx: Vec<Effect> = all
-            .chunks(SUBMIT_BATCH)
-            .map(|batch| {
-                Effect::Send(RunnerMsg::Submit {
-                    jobs: batch.to_vec(),
-                })
-            })
-            .collect();
+    /// The submission: every job in batches of at most [`SUBMIT_BATCH`] jobs and
+    /// [`SUBMIT_BATCH_BYTES`] bytes (a job larger than that travels alone), then the end of
+    /// submission. The specs are given away: the machine keeps only the report entries.
+    pub fn submit(&mut self) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        for job in std::mem::take(&mut self.unsent) {
+            let size = serde_json::to_vec(&job).map_or(0, |v| v.len());
+            if !batch.is_empty()
+                && (batch.len() == SUBMIT_BATCH || bytes + size > SUBMIT_BATCH_BYTES)
+            {
+                let jobs = std::mem::take(&mut batch);
+                fx.push(Effect::Send(RunnerMsg::Submit { jobs }));
+                bytes = 0;
+            }
+            bytes += size;
+            batch.push(job);
+        }
+        if !batch.is_empty() {
+            fx.push(Effect::Send(RunnerMsg::Submit { jobs: batch }));
+        }
         fx.push(Effect::Send(RunnerMsg::EndOfSubmission));
         fx
     }
@@ -165,19 +222,15 @@ impl Machine {
     pub fn message(&mut self, msg: BrokerToRunner, now: Instant) -> Vec<Effect> {
         match msg {
             BrokerToRunner::Welcome { workers, .. } | BrokerToRunner::Workers { workers, .. } => {
-                self.no_workers_since = match workers {
-                    0 => self.no_workers_since.or(Some(now)),
-                    _ => None,
-                };
-                vec![Effect::Workers(workers)]
+                self.workers(workers, now)
             }
             BrokerToRunner::Started {
                 index,
                 attempt,
                 worker,
             } => match self.jobs.get(&index) {
-                Some(spec) => vec![Effect::Started {
-                    name: spec.name.clone(),
+                Some(entry) => vec![Effect::Started {
+                    name: entry.report.name.clone(),
                     attempt,
                     worker,
                 }],
@@ -205,13 +258,18 @@ impl Machine {
         vec![Effect::Send(RunnerMsg::Cancel)]
     }
 
-    /// The broker's stream ended or failed.
-    pub fn broker_gone(&mut self) -> Vec<Effect> {
+    /// The broker's stream ended, failed or could not be written (`reason`): the run ends,
+    /// and the report keeps every outcome that had arrived.
+    pub fn broker_gone(&mut self, reason: &str) -> Vec<Effect> {
         if self.ended {
             return Vec::new();
         }
-        self.ended = true;
-        vec![Effect::BrokerLost]
+        self.broker_lost = true;
+        let not_run = self.unfinished();
+        self.end(RunEnd::BrokerLost {
+            reason: reason.to_string(),
+            not_run,
+        })
     }
 
     /// The next timer to run, if any.
@@ -219,11 +277,16 @@ impl Machine {
         if self.ended {
             return None;
         }
-        match (self.cancelled_at, self.no_workers_since) {
-            (Some(at), _) => Some((at + CANCEL_GRACE, Timer::CancelGrace)),
-            (None, Some(since)) => Some((since + self.worker_wait, Timer::WorkerWait)),
-            (None, None) => None,
+        if let Some(at) = self.cancelled_at {
+            return Some((at + CANCEL_GRACE, Timer::CancelGrace));
         }
+        let waits = [
+            self.no_workers_since
+                .map(|t| (t + self.worker_wait, Timer::WorkerWait)),
+            self.alone_since
+                .map(|t| (t + self.worker_wait, Timer::Alone)),
+        ];
+        waits.into_iter().flatten().min_by_key(|(at, _)| *at)
     }
 
     /// `timer` ran out.
@@ -242,6 +305,16 @@ impl Machine {
                 fx.extend(self.end(RunEnd::NoWorkers { not_run }));
                 fx
             }
+            Timer::Alone => {
+                self.alone_since = None;
+                vec![Effect::Warn(format!(
+                    "no other worker joined within --worker-wait ({:?}): this runner goes on \
+                     alone on its {} slot(s) with {} job(s) left",
+                    self.worker_wait,
+                    self.own_slots,
+                    self.unfinished()
+                ))]
+            }
             Timer::CancelGrace => {
                 warn!("workers did not confirm the cancellation within {CANCEL_GRACE:?}");
                 self.end(RunEnd::Cancelled)
@@ -250,33 +323,53 @@ impl Machine {
     }
 
     /// The outputs of job `index` were brought back (their relative paths), or could not be:
-    /// then the job's result stands, but a passed job becomes an error, said loudly.
+    /// then the fetch is tried again, up to [`OUTPUTS_FETCH_TRIES`] fetches; after the last,
+    /// the job's result stands, but a passed job becomes an error, said loudly.
     pub fn outputs_fetched(
         &mut self,
         index: JobIndex,
         fetched: Result<Vec<String>, String>,
     ) -> Vec<Effect> {
+        let Some(entry) = self.jobs.get_mut(&index) else {
+            return Vec::new();
+        };
+        let Some((layer, tries)) = entry.fetching.take() else {
+            return Vec::new();
+        };
         let error = match fetched {
             Ok(files) => {
-                self.outputs.insert(index, files);
+                entry.report.outputs = files;
                 return Vec::new();
             }
             Err(e) => e,
         };
-        let name = self.jobs.get(&index).map_or("?", |s| s.name.as_str());
+        let name = &entry.report.name;
+        if tries < OUTPUTS_FETCH_TRIES && !self.broker_lost {
+            let after = OUTPUTS_FETCH_BACKOFF * 2u32.pow(tries - 1);
+            warn!(
+                "outputs of job '{name}' could not be brought back ({error}): again in {after:?}"
+            );
+            let dir = safe_dir_name(name);
+            entry.fetching = Some((layer.clone(), tries + 1));
+            return vec![Effect::FetchOutputs {
+                index,
+                dir,
+                layer,
+                after,
+            }];
+        }
         let warning = format!("outputs of job '{name}' could not be brought back: {error}");
-        if let Some(o) = self.outcomes.get_mut(&index)
-            && o.status == JobStatus::Passed
-        {
-            o.status = JobStatus::Error;
-            o.error = Some(format!("outputs could not be brought back: {error}"));
+        if entry.report.status == JobStatus::Passed {
+            entry.report.status = JobStatus::Error;
+            entry.report.error = Some(format!("outputs could not be brought back: {error}"));
         }
         vec![Effect::Warn(warning)]
     }
 
-    /// What to send once the run is over, before the stream is closed.
+    /// What to send once the run is over, before the stream is closed (nothing to a lost
+    /// broker).
     pub fn closing(&self) -> Vec<Effect> {
-        match self.stop_cluster {
+        match self.stop_cluster && !self.broker_lost {
             true => vec![Effect::Send(RunnerMsg::StopCluster)],
             false => Vec::new(),
         }
@@ -286,33 +379,50 @@ impl Machine {
     pub fn report(&self, end: &RunEnd, wall_ms: u64) -> RunReport {
         let jobs = self
             .jobs
-            .iter()
-            .map(|(index, spec)| match self.outcomes.get(index) {
-                Some(o) => {
-                    let outputs = self.outputs.get(index).cloned().unwrap_or_default();
-                    JobReport::finished(spec, o, outputs)
-                }
-                None => not_run_report(spec, end),
+            .values()
+            .map(|entry| match entry.finished {
+                true => entry.report.clone(),
+                false => not_run_report(&entry.report, end),
             })
             .collect();
         RunReport { jobs, wall_ms }
     }
 
-    fn finished(&mut self, index: JobIndex, outcome: JobOutcome) -> Vec<Effect> {
-        let Some(spec) = self.jobs.get(&index) else {
+    /// The number of workers changed.
+    fn workers(&mut self, workers: u32, now: Instant) -> Vec<Effect> {
+        self.no_workers_since = match workers {
+            0 => self.no_workers_since.or(Some(now)),
+            _ => None,
+        };
+        // Another worker beside the runner's own: the run is not alone (and never says so).
+        if workers > u32::from(self.own_slots > 0) {
+            self.alone_since = None;
+        }
+        vec![Effect::Workers(workers)]
+    }
+
+    fn finished(&mut self, index: JobIndex, mut outcome: JobOutcome) -> Vec<Effect> {
+        let Some(entry) = self.jobs.get_mut(&index) else {
             return Vec::new();
         };
         let mut fx = Vec::new();
-        if let (true, Some(layer)) = (self.fetch_outputs, outcome.outputs_layer.clone()) {
+        if let (true, Some(layer)) = (self.fetch_outputs, outcome.outputs_layer.take()) {
+            entry.fetching = Some((layer.clone(), 1));
             fx.push(Effect::FetchOutputs {
                 index,
-                dir: safe_dir_name(&spec.name),
+                dir: safe_dir_name(&entry.report.name),
                 layer,
+                after: Duration::ZERO,
             });
         }
-        let report = JobReport::finished(spec, &outcome, Vec::new());
-        fx.push(Effect::Finished(Box::new(report)));
-        self.outcomes.insert(index, outcome);
+        let mut report = finished_report(&entry.report, outcome);
+        fx.push(Effect::Finished(Box::new(report.clone())));
+        // No report shows what a passed or cancelled job printed: it is not kept.
+        if matches!(report.status, JobStatus::Passed | JobStatus::Cancelled) {
+            report.output = String::new();
+        }
+        entry.report = report;
+        entry.finished = true;
         fx
     }
 
@@ -322,13 +432,33 @@ impl Machine {
     }
 }
 
-/// The report of a job that never got an outcome from the broker.
-fn not_run_report(spec: &JobSpec, end: &RunEnd) -> JobReport {
-    let mut report = JobReport::cancelled(spec);
-    if let RunEnd::NoWorkers { .. } = end {
-        report.status = JobStatus::Error;
-        report.error = Some("not run: no worker was available".into());
+/// The report of a job from its not-run skeleton and its final outcome.
+fn finished_report(skeleton: &JobReport, outcome: JobOutcome) -> JobReport {
+    JobReport {
+        name: skeleton.name.clone(),
+        status: outcome.status,
+        exit_code: outcome.exit_code,
+        attempts: outcome.attempt,
+        max_attempts: skeleton.max_attempts,
+        duration_ms: outcome.duration_ms,
+        timeout_ms: skeleton.timeout_ms,
+        worker: outcome.worker,
+        outputs: Vec::new(),
+        output: outcome.output,
+        error: outcome.error,
     }
+}
+
+/// The report of a job that never got an outcome from the broker.
+fn not_run_report(skeleton: &JobReport, end: &RunEnd) -> JobReport {
+    let mut report = skeleton.clone();
+    let why = match end {
+        RunEnd::NoWorkers { .. } => "not run: no worker was available".to_string(),
+        RunEnd::BrokerLost { reason, .. } => format!("not finished: lost the broker: {reason}"),
+        RunEnd::Completed | RunEnd::Cancelled => return report,
+    };
+    report.status = JobStatus::Error;
+    report.error = Some(why);
     report
 }
 
@@ -353,6 +483,7 @@ pub(crate) fn safe_dir_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::JobSpec;
 
     const WAIT: Duration = Duration::from_secs(60);
 
@@ -380,6 +511,7 @@ mod tests {
             worker_wait: WAIT,
             fetch_outputs: true,
             stop_cluster: false,
+            own_slots: 0,
         };
         Machine::new(jobs(n), &rules, now)
     }
@@ -549,14 +681,28 @@ mod tests {
     }
 
     #[test]
-    fn a_broker_gone_before_the_end_loses_the_run() {
+    fn a_broker_gone_before_the_end_reports_what_finished_and_the_rest_as_errors() {
         let now = Instant::now();
         let mut m = machine(2, now);
         m.message(finished(0, outcome(1, JobStatus::Passed, None)), now);
-        assert_eq!(m.broker_gone(), [Effect::BrokerLost]);
-        assert_eq!(m.unfinished(), 1);
+        let lost = RunEnd::BrokerLost {
+            reason: "it stopped answering".into(),
+            not_run: 1,
+        };
+        assert_eq!(
+            m.broker_gone("it stopped answering"),
+            [Effect::End(lost.clone())]
+        );
         assert_eq!(m.deadline(), None, "no timer outlives the broker");
         assert!(m.timer(Timer::WorkerWait).is_empty());
+        assert!(m.closing().is_empty(), "nothing is sent to a lost broker");
+        let report = m.report(&lost, 0);
+        assert_eq!(report.jobs[0].status, JobStatus::Passed);
+        assert_eq!(report.jobs[1].status, JobStatus::Error);
+        assert_eq!(
+            report.jobs[1].error.as_deref(),
+            Some("not finished: lost the broker: it stopped answering")
+        );
     }
 
     #[test]
@@ -564,7 +710,7 @@ mod tests {
         let now = Instant::now();
         let mut m = machine(0, now);
         m.message(BrokerToRunner::AllDone, now);
-        assert!(m.broker_gone().is_empty());
+        assert!(m.broker_gone("closed").is_empty());
     }
 
     #[test]
@@ -589,7 +735,8 @@ mod tests {
             Effect::FetchOutputs {
                 index: JobIndex(0),
                 dir: "job_0".into(),
-                layer: Digest("ab".into())
+                layer: Digest("ab".into()),
+                after: Duration::ZERO,
             }
         );
         assert!(matches!(&fx[1], Effect::Finished(r) if r.status == JobStatus::Failed));
@@ -609,6 +756,7 @@ mod tests {
             worker_wait: WAIT,
             fetch_outputs: false,
             stop_cluster: false,
+            own_slots: 0,
         };
         let mut m = Machine::new(jobs(2), &rules, now);
         let fx = m.message(finished(0, outcome(1, JobStatus::Passed, Some("ab"))), now);
@@ -618,20 +766,56 @@ mod tests {
         assert!(!fx.iter().any(|e| matches!(e, Effect::FetchOutputs { .. })));
     }
 
+    /// Fails every fetch of job `index`'s outputs until the machine gives up.
+    fn fail_every_fetch(m: &mut Machine, index: u64) -> Vec<Effect> {
+        for _ in 1..OUTPUTS_FETCH_TRIES {
+            let fx = m.outputs_fetched(JobIndex(index), Err("gone".into()));
+            assert!(matches!(fx[..], [Effect::FetchOutputs { .. }]), "{fx:?}");
+        }
+        m.outputs_fetched(JobIndex(index), Err("gone".into()))
+    }
+
+    #[test]
+    fn a_failed_outputs_fetch_is_tried_again_with_growing_pauses() {
+        let now = Instant::now();
+        let mut m = machine(1, now);
+        m.message(finished(0, outcome(1, JobStatus::Passed, Some("aa"))), now);
+        let pauses: Vec<Duration> = (1..OUTPUTS_FETCH_TRIES)
+            .map(
+                |_| match &m.outputs_fetched(JobIndex(0), Err("503".into()))[..] {
+                    [Effect::FetchOutputs { after, layer, .. }] => {
+                        assert_eq!(layer, &Digest("aa".into()));
+                        *after
+                    }
+                    other => panic!("unexpected {other:?}"),
+                },
+            )
+            .collect();
+        assert_eq!(pauses, [1, 2, 4].map(Duration::from_secs));
+        m.outputs_fetched(JobIndex(0), Ok(vec!["out/a".into()]));
+        let report = m.report(&RunEnd::Completed, 0);
+        assert_eq!(
+            report.jobs[0].status,
+            JobStatus::Passed,
+            "the store's fault"
+        );
+        assert_eq!(report.jobs[0].outputs, ["out/a"]);
+    }
+
     #[test]
     fn outputs_that_cannot_be_brought_back_turn_a_pass_into_an_error() {
         let now = Instant::now();
         let mut m = machine(2, now);
         m.message(finished(0, outcome(1, JobStatus::Passed, Some("aa"))), now);
         m.message(finished(1, outcome(1, JobStatus::Failed, Some("bb"))), now);
-        let fx = m.outputs_fetched(JobIndex(0), Err("gone".into()));
+        let fx = fail_every_fetch(&mut m, 0);
         assert_eq!(
             fx,
             [Effect::Warn(
                 "outputs of job 'job 0' could not be brought back: gone".into()
             )]
         );
-        m.outputs_fetched(JobIndex(1), Err("gone".into()));
+        fail_every_fetch(&mut m, 1);
         let report = m.report(&RunEnd::Completed, 0);
         assert_eq!(report.jobs[0].status, JobStatus::Error);
         assert_eq!(
@@ -643,6 +827,103 @@ mod tests {
             JobStatus::Failed,
             "a failure stays a failure"
         );
+        assert!(
+            m.outputs_fetched(JobIndex(0), Err("late".into()))
+                .is_empty(),
+            "no fetch is outstanding"
+        );
+    }
+
+    #[test]
+    fn large_jobs_are_submitted_in_batches_under_the_byte_limit() {
+        let now = Instant::now();
+        let big = "x".repeat(140 << 10);
+        let mut all = jobs(500);
+        for job in &mut all {
+            job.spec.env.insert("BIG".into(), big.clone());
+        }
+        let mut m = Machine::new(all, &rules(0), now);
+        let fx = m.submit();
+        let mut indices = Vec::new();
+        for effect in &fx[..fx.len() - 1] {
+            let Effect::Send(msg @ RunnerMsg::Submit { jobs }) = effect else {
+                panic!("a batch: {effect:?}");
+            };
+            let bytes = serde_json::to_vec(msg).unwrap().len();
+            assert!(bytes <= SUBMIT_BATCH_BYTES + 4096, "{bytes} bytes");
+            indices.extend(jobs.iter().map(|j| j.index.0));
+        }
+        assert!(fx.len() > 9, "500 × 140 KB needs several batches");
+        assert_eq!(
+            indices,
+            (0..500).collect::<Vec<_>>(),
+            "every job once, in order"
+        );
+    }
+
+    #[test]
+    fn a_passed_job_s_output_is_shown_but_not_kept() {
+        let now = Instant::now();
+        let mut m = machine(2, now);
+        let mut pass = outcome(1, JobStatus::Passed, None);
+        pass.output = "ok\n".into();
+        let mut fail = outcome(1, JobStatus::Failed, None);
+        fail.output = "boom\n".into();
+        let fx = m.message(finished(0, pass), now);
+        assert!(matches!(&fx[..], [Effect::Finished(r)] if r.output == "ok\n"));
+        m.message(finished(1, fail), now);
+        let report = m.report(&RunEnd::Completed, 0);
+        assert_eq!(report.jobs[0].output, "");
+        assert_eq!(
+            report.jobs[1].output, "boom\n",
+            "a failure keeps its output"
+        );
+    }
+
+    fn rules(own_slots: u32) -> Rules {
+        Rules {
+            worker_wait: WAIT,
+            fetch_outputs: false,
+            stop_cluster: false,
+            own_slots,
+        }
+    }
+
+    #[test]
+    fn a_runner_with_slots_and_no_other_worker_goes_on_alone_and_says_so() {
+        let start = Instant::now();
+        let mut m = Machine::new(jobs(2), &rules(2), start);
+        m.message(workers(1), start);
+        assert_eq!(m.deadline(), Some((start + WAIT, Timer::Alone)));
+        let fx = m.timer(Timer::Alone);
+        assert!(
+            matches!(&fx[..], [Effect::Warn(w)] if w.contains("goes on alone on its 2 slot(s)")),
+            "{fx:?}"
+        );
+        assert_eq!(m.deadline(), None, "said once, and the run goes on");
+        m.message(finished(0, outcome(1, JobStatus::Passed, None)), start);
+        m.message(finished(1, outcome(1, JobStatus::Passed, None)), start);
+        assert_eq!(
+            m.message(BrokerToRunner::AllDone, start),
+            [Effect::End(RunEnd::Completed)]
+        );
+    }
+
+    #[test]
+    fn a_runner_with_slots_joined_by_another_worker_never_says_it_is_alone() {
+        let start = Instant::now();
+        let mut m = Machine::new(jobs(1), &rules(2), start);
+        m.message(workers(2), start);
+        assert_eq!(m.deadline(), None);
+    }
+
+    #[test]
+    fn a_runner_without_slots_and_without_workers_still_gives_up() {
+        let start = Instant::now();
+        let mut m = Machine::new(jobs(1), &rules(0), start);
+        assert_eq!(m.deadline(), Some((start + WAIT, Timer::WorkerWait)));
+        m.message(workers(1), start);
+        assert_eq!(m.deadline(), None, "one worker is another worker");
     }
 
     #[test]
@@ -653,6 +934,7 @@ mod tests {
             worker_wait: WAIT,
             fetch_outputs: false,
             stop_cluster: true,
+            own_slots: 0,
         };
         let m = Machine::new(jobs(1), &rules, now);
         assert_eq!(m.closing(), [Effect::Send(RunnerMsg::StopCluster)]);

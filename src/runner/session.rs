@@ -45,6 +45,9 @@ pub struct RunConfig {
     pub outputs_dir: Option<PathBuf>,
     /// This runner's name in the broker's logs.
     pub name: String,
+    /// Slots of the worker running inside this process beside the run (0: none): with some,
+    /// a run that no other worker joins goes on alone instead of giving up.
+    pub own_slots: u32,
 }
 
 impl RunConfig {
@@ -91,9 +94,6 @@ pub enum RunError {
     /// The broker stopped answering, or sent something that is not a message for runners.
     #[error("lost the broker: {0}")]
     BrokerLost(#[source] LinkError),
-    /// The broker closed its stream before the run was over.
-    #[error("lost the broker: it closed the stream before all jobs finished")]
-    BrokerClosed,
     /// Sending to the broker failed.
     #[error(transparent)]
     Stream(#[from] StreamError),
@@ -136,6 +136,7 @@ pub async fn run(
         worker_wait: cfg.worker_wait,
         fetch_outputs: outputs.is_some(),
         stop_cluster: cfg.stop_cluster,
+        own_slots: cfg.own_slots,
     };
     let machine = Machine::new(jobs, &rules, tokio::time::Instant::now());
     let hello = Hello::Runner {
@@ -202,12 +203,10 @@ impl Shell<'_> {
             let effects = tokio::select! {
                 msg = self.link.recv() => match msg {
                     Ok(Some(msg)) => self.machine.message(msg, tokio::time::Instant::now()),
-                    Ok(None) => self.machine.broker_gone(),
-                    Err(e) => {
-                        // The machine's verdict is the same; the error keeps the cause.
-                        self.machine.broker_gone();
-                        return Err(RunError::BrokerLost(e));
-                    }
+                    Ok(None) => self
+                        .machine
+                        .broker_gone("it closed the stream before all jobs finished"),
+                    Err(e) => self.machine.broker_gone(&e.to_string()),
                 },
                 () = &mut cancel, if !cancelled => {
                     cancelled = true;
@@ -229,7 +228,21 @@ impl Shell<'_> {
         let mut end = None;
         for effect in effects {
             match effect {
-                Effect::Send(msg) => self.link.send(&msg).await?,
+                Effect::Send(msg) => {
+                    if let Err(e) = self.link.send(&msg).await {
+                        let reason = format!("cannot send to it: {e}");
+                        let gone = self.machine.broker_gone(&reason);
+                        end = gone.into_iter().find_map(|fx| match fx {
+                            Effect::End(e) => Some(e),
+                            _ => None,
+                        });
+                        // A message after the end (the closing `StopCluster`) is not the run's.
+                        if end.is_none() {
+                            warn!("the broker did not get {msg:?}: {e}");
+                        }
+                        break;
+                    }
+                }
                 Effect::Workers(n) => self.progress.workers(n),
                 Effect::Started {
                     name,
@@ -238,24 +251,30 @@ impl Shell<'_> {
                 } => self.progress.started(&name, attempt, &worker),
                 Effect::Finished(report) => self.progress.finished(&report),
                 Effect::Warn(text) => self.progress.warn(&text),
-                Effect::FetchOutputs { index, dir, layer } => self.fetch(index, &dir, layer),
+                Effect::FetchOutputs {
+                    index,
+                    dir,
+                    layer,
+                    after,
+                } => self.fetch(index, &dir, layer, after),
                 Effect::End(e) => end = Some(e),
                 Effect::Refused(reason) => return Err(RunError::Refused(reason)),
-                Effect::BrokerLost => return Err(RunError::BrokerClosed),
             }
         }
         Ok(end)
     }
 
-    /// Starts fetching an outputs layer into the outputs directory.
-    fn fetch(&mut self, index: JobIndex, dir: &str, layer: Digest) {
+    /// Starts fetching an outputs layer into the outputs directory after `after`.
+    fn fetch(&mut self, index: JobIndex, dir: &str, layer: Digest, after: Duration) {
         let Some(outputs) = &self.outputs else {
             return;
         };
         let (store, cache) = (self.store.clone(), outputs.cache.clone());
         let dest = outputs.dir.join(dir);
-        self.fetches
-            .spawn(async move { (index, fetch_outputs(&store, &cache, &layer, &dest).await) });
+        self.fetches.spawn(async move {
+            tokio::time::sleep(after).await;
+            (index, fetch_outputs(&store, &cache, &layer, &dest).await)
+        });
     }
 
     /// The machine's event for a finished fetch.

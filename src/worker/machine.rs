@@ -54,6 +54,8 @@ pub struct Machine {
     queue: VecDeque<Assignment>,
     /// Running attempts: job id → attempt number.
     running: BTreeMap<JobId, u32>,
+    /// The broker is gone: nothing starts.
+    broker_lost: bool,
 }
 
 impl Machine {
@@ -64,6 +66,7 @@ impl Machine {
             slots: (slots as usize).max(1),
             queue: VecDeque::new(),
             running: BTreeMap::new(),
+            broker_lost: false,
         }
     }
 
@@ -76,10 +79,11 @@ impl Machine {
     pub fn message(&mut self, msg: BrokerToWorker) -> Vec<Effect> {
         match msg {
             BrokerToWorker::Welcome => Vec::new(),
-            BrokerToWorker::Assign { id, job, attempt } => {
+            BrokerToWorker::Assign { id, job, attempt } if !self.broker_lost => {
                 self.queue.push_back(Assignment { id, attempt, job });
                 self.fill()
             }
+            BrokerToWorker::Assign { .. } => Vec::new(),
             BrokerToWorker::Cancel { id } => self.cancel(id),
             BrokerToWorker::Exit => vec![Effect::End(Ending::Exited)],
             BrokerToWorker::Refused { reason } => vec![Effect::End(Ending::Refused(reason))],
@@ -89,6 +93,16 @@ impl Machine {
     /// SIGINT or SIGTERM arrived.
     pub fn interrupted(&mut self) -> Vec<Effect> {
         vec![Effect::End(Ending::Interrupted)]
+    }
+
+    /// The broker is gone (its stream ended or failed): no attempt it gave starts any more,
+    /// since nobody would take its result and the broker, if it comes back, gives them to
+    /// others. Returns the prefetched attempts dropped.
+    pub fn broker_gone(&mut self) -> usize {
+        self.broker_lost = true;
+        let dropped = self.queue.len();
+        self.queue.clear();
+        dropped
     }
 
     /// A running attempt ended with `outcome`: report it and use the slot.
@@ -313,6 +327,18 @@ mod tests {
         let fx = w.attempt_failed(JobId(0), "panicked");
         assert_eq!(finished(&fx), [(0, JobStatus::Error)]);
         assert_eq!(w.running(), 0);
+    }
+
+    #[test]
+    fn a_lost_broker_s_prefetched_attempts_never_start() {
+        let mut w = Machine::new("w", 1);
+        for id in 0..3 {
+            w.message(assign(id, 1));
+        }
+        assert_eq!(w.broker_gone(), 2, "two were waiting for the slot");
+        let fx = w.attempt_ended(JobId(0), passed(1));
+        assert!(started(&fx).is_empty(), "{fx:?}");
+        assert!(started(&w.message(assign(7, 1))).is_empty());
     }
 
     #[test]

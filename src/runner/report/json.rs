@@ -7,8 +7,9 @@ use super::{RunReport, status_name};
 impl RunReport {
     /// `{"summary": {"total", "passed", "failed", "timed_out", "errors", "cancelled",
     /// "wall_ms"}, "jobs": [{"name", "status", "exit_code", "attempts", "duration_ms",
-    /// "worker", "outputs"}]}`, jobs in manifest order; `status` is one of `passed`, `failed`,
-    /// `timed_out`, `error`, `cancelled`; `exit_code` is null when the process did not exit.
+    /// "worker", "outputs", "error"}]}`, jobs in manifest order; `status` is one of `passed`,
+    /// `failed`, `timed_out`, `error`, `cancelled`; `exit_code` is null when the process did
+    /// not exit; `error` is why a job with status `error` could not run (null otherwise).
     pub fn to_json(&self) -> Value {
         let summary = self.summary();
         let jobs: Vec<Value> = self
@@ -23,6 +24,7 @@ impl RunReport {
                     "duration_ms": job.duration_ms,
                     "worker": job.worker,
                     "outputs": job.outputs,
+                    "error": job.error,
                 })
             })
             .collect();
