@@ -390,6 +390,7 @@ fn read_report(path: &Path) -> (Value, BTreeMap<String, Value>) {
         let expected = [
             "attempts",
             "duration_ms",
+            "error",
             "exit_code",
             "name",
             "outputs",
@@ -412,6 +413,12 @@ fn read_report(path: &Path) -> (Value, BTreeMap<String, Value>) {
             "{job}"
         );
         assert!(job["worker"].is_string(), "{job}");
+        // Every error says why; nothing else has an error.
+        assert_eq!(
+            status == "error",
+            job["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{job}"
+        );
         let outputs = job["outputs"].as_array().unwrap();
         assert!(outputs.iter().all(Value::is_string), "{job}");
         let name = job["name"].as_str().unwrap().to_string();
@@ -854,7 +861,7 @@ fn a_worker_joining_after_the_run_started_gets_the_work() {
         &scratch,
         "runner",
         &format!(
-            "--log-level info run cluster.yml --embed-broker --cluster late {TIMINGS} \
+            "--log-level info run cluster.yml --embed-broker --slots 0 --cluster late {TIMINGS} \
              --report-json report.json"
         ),
     );
@@ -888,7 +895,7 @@ fn a_run_without_workers_gives_up_after_the_worker_wait() {
         .into();
     scratch.write("cluster.yml", manifest("", &jobs));
     let args = format!(
-        "run cluster.yml --embed-broker --worker-wait 2s {TIMINGS} --report-json report.json"
+        "run cluster.yml --embed-broker --slots 0 --worker-wait 2s {TIMINGS} --report-json report.json"
     );
     let mut runner = service.start(&scratch, "runner", &args);
     runner.expect_exit(3);
@@ -897,6 +904,40 @@ fn a_run_without_workers_gives_up_after_the_worker_wait() {
     assert!(stderr.contains(message), "{stderr}");
     let (_, jobs) = read_report(&scratch.path().join("report.json"));
     assert_eq!(with_status(&jobs, "error").len(), 3, "{jobs:?}");
+}
+
+#[test]
+fn a_runner_with_slots_and_no_workers_runs_the_manifest_alone_and_says_so() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = Service::up(&scratch);
+    let jobs: Vec<_> = (0..6)
+        .map(|i| {
+            let run = format!("sleep 2; mkdir -p out && echo {i} > out/n.txt");
+            (format!("job-{i}"), run, "outputs: [out/n.txt]".to_string())
+        })
+        .collect();
+    scratch.write("cluster.yml", manifest("", &jobs));
+    let args = format!(
+        "run cluster.yml --embed-broker --slots 2 --worker-wait 2s {TIMINGS} \
+         --report-json report.json --outputs-dir outputs"
+    );
+    let mut runner = service.start(&scratch, "runner", &args);
+    runner.expect_exit(0);
+    let (report, jobs) = read_report(&scratch.path().join("report.json"));
+    assert_eq!(report["summary"]["passed"], 6, "{report}");
+    for (name, job) in &jobs {
+        let worker = job["worker"].as_str().unwrap();
+        assert!(worker.ends_with("-worker"), "{name} ran on {worker}");
+        let n = fs::read_to_string(scratch.path().join("outputs").join(name).join("out/n.txt"));
+        assert_eq!(n.unwrap().trim(), name.trim_start_matches("job-"));
+    }
+    let stderr = runner.stderr();
+    assert!(
+        stderr.contains("no other worker joined within --worker-wait"),
+        "{stderr}"
+    );
+    scratch.assert_tmp_empty();
 }
 
 #[test]
@@ -1142,7 +1183,7 @@ fn manifest_errors_exit_2_with_a_location_and_upload_nothing() {
     }
     // The counters do see a run that gets going (it gives up without workers).
     scratch.write("fine.yml", "jobs:\n  - { name: a, run: 'true' }\n");
-    let args = format!("run fine.yml --embed-broker --worker-wait 1s {TIMINGS}");
+    let args = format!("run fine.yml --embed-broker --slots 0 --worker-wait 1s {TIMINGS}");
     service.start(&scratch, "fine", &args).expect_exit(3);
     let stats = service.stats();
     assert!(
@@ -1217,6 +1258,86 @@ fn a_lost_broker_ends_the_run_and_the_workers_with_exit_3() {
             (!alive(pid)).then_some(())
         });
     }
+}
+
+/// Twenty jobs on one worker slot: ten pass, then the broker goes away (`signal`) while the
+/// eleventh runs. The runner exits 3 and still writes both reports: ten passed, ten errors
+/// that say the broker was lost; the worker starts none of its prefetched jobs after that.
+fn lose_the_broker_halfway(signal: libc::c_int) {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = Service::up(&scratch);
+    let pids = scratch.mkdir("pids");
+    let job_pids = JobPids { dir: pids.clone() };
+    let slow = "echo $$ > $PIDS/$CLUSTER_JOB_NAME.tmp; mv $PIDS/$CLUSTER_JOB_NAME.tmp $PIDS/$CLUSTER_JOB_NAME.pid; sleep 120";
+    let jobs: Vec<_> = (0..20)
+        .map(|i| {
+            let run = if i < 10 { "true" } else { slow };
+            (format!("job-{i:02}"), run.to_string(), String::new())
+        })
+        .collect();
+    let head = format!(
+        "defaults:\n  env: {{ PIDS: {} }}\n",
+        quoted(pids.to_str().unwrap())
+    );
+    scratch.write("cluster.yml", manifest(&head, &jobs));
+    let broker = service.start(&scratch, "broker", &format!("broker --cluster b {TIMINGS}"));
+    let args = format!("--log-level info worker --cluster b --slots 1 {TIMINGS}");
+    let mut worker = service.start(&scratch, "worker", &args);
+    worker.await_stderr("worker connected");
+    let args = format!(
+        "run cluster.yml --cluster b {TIMINGS} --report-json r/report.json --report-junit r/junit.xml"
+    );
+    let mut runner = service.start(&scratch, "runner", &args);
+    await_some("ten jobs to pass and the eleventh to run", || {
+        let passed = runner.stdout().matches("PASS").count();
+        (passed == 10 && !job_pids.pids().is_empty()).then_some(())
+    });
+
+    broker.signal(signal);
+    runner.expect_exit(3);
+    let stderr = runner.stderr();
+    assert!(
+        stderr.contains("lost the broker") && stderr.contains("10 of 20 job(s) did not finish"),
+        "{stderr}"
+    );
+    let (report, jobs) = read_report(&scratch.path().join("r/report.json"));
+    assert_eq!(
+        (&report["summary"]["passed"], &report["summary"]["errors"]),
+        (&json!(10), &json!(10)),
+        "{report}"
+    );
+    for name in with_status(&jobs, "error") {
+        let why = jobs[&name]["error"].as_str().unwrap();
+        assert!(
+            why.starts_with("not finished: lost the broker"),
+            "{name}: {why}"
+        );
+    }
+    let junit = fs::read_to_string(scratch.path().join("r/junit.xml")).unwrap();
+    assert_eq!(junit.matches("<testcase ").count(), 20, "{junit}");
+    assert_eq!(junit.matches("<error ").count(), 10, "{junit}");
+    worker.expect_exit(if signal == libc::SIGKILL { 3 } else { 0 });
+    assert_eq!(
+        job_pids.pids().len(),
+        1,
+        "no prefetched job started after the broker was gone"
+    );
+    for pid in job_pids.pids() {
+        await_some(&format!("job process {pid} to be gone"), || {
+            (!alive(pid)).then_some(())
+        });
+    }
+}
+
+#[test]
+fn a_killed_broker_loses_no_result_the_runner_had() {
+    lose_the_broker_halfway(libc::SIGKILL);
+}
+
+#[test]
+fn a_terminated_broker_loses_no_result_the_runner_had() {
+    lose_the_broker_halfway(libc::SIGTERM);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -92,9 +92,10 @@ fn json_has_the_documented_shape() {
                         "cancelled": 0, "wall_ms": 2000},
             "jobs": [
                 {"name": "a", "status": "passed", "exit_code": 0, "attempts": 1,
-                 "duration_ms": 1200, "worker": "w-1", "outputs": ["reports/a.xml"]},
+                 "duration_ms": 1200, "worker": "w-1", "outputs": ["reports/a.xml"],
+                 "error": null},
                 {"name": "b", "status": "timed_out", "exit_code": null, "attempts": 1,
-                 "duration_ms": 1200, "worker": "w-1", "outputs": []},
+                 "duration_ms": 1200, "worker": "w-1", "outputs": [], "error": null},
             ]
         })
     );

@@ -280,13 +280,16 @@ impl Machine {
         if let Some(at) = self.cancelled_at {
             return Some((at + CANCEL_GRACE, Timer::CancelGrace));
         }
-        let waits = [
-            self.no_workers_since
+        // A runner with slots of its own is a worker itself: it never gives up for want of
+        // workers, it says once that it goes on alone.
+        match self.own_slots {
+            0 => self
+                .no_workers_since
                 .map(|t| (t + self.worker_wait, Timer::WorkerWait)),
-            self.alone_since
+            _ => self
+                .alone_since
                 .map(|t| (t + self.worker_wait, Timer::Alone)),
-        ];
-        waits.into_iter().flatten().min_by_key(|(at, _)| *at)
+        }
     }
 
     /// `timer` ran out.
@@ -907,6 +910,16 @@ mod tests {
             m.message(BrokerToRunner::AllDone, start),
             [Effect::End(RunEnd::Completed)]
         );
+    }
+
+    #[test]
+    fn a_runner_with_slots_never_gives_up_for_want_of_workers() {
+        let start = Instant::now();
+        let mut m = Machine::new(jobs(1), &rules(1), start);
+        m.message(workers(0), start);
+        assert_eq!(m.deadline(), Some((start + WAIT, Timer::Alone)));
+        m.timer(Timer::Alone);
+        assert_eq!(m.deadline(), None, "its own worker may still be joining");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 
 use super::Shared;
 use super::exec;
-use super::machine::{Assignment, not_run};
+use super::machine::{Assignment, not_run, outputs_retry};
 use crate::layer::{self, Digest};
 use crate::proto::{JobOutcome, JobSpec, JobStatus};
 
@@ -116,7 +116,7 @@ async fn execute(
         error: None,
     };
     if !spec.outputs.is_empty() && outcome.status != JobStatus::Cancelled {
-        match publish_outputs(shared, spec, dir).await {
+        match publish_outputs_retried(shared, spec, dir).await {
             Ok(layer) => outcome.outputs_layer = layer,
             Err(e) => {
                 outcome.output.push_str(&format!(
@@ -130,6 +130,30 @@ async fn execute(
         }
     }
     outcome
+}
+
+/// [`publish_outputs`], tried again after a failure as [`outputs_retry`] says.
+async fn publish_outputs_retried(
+    shared: &Shared,
+    spec: &JobSpec,
+    dir: &Path,
+) -> Result<Option<Digest>, String> {
+    let mut failed = 0;
+    loop {
+        let error = match publish_outputs(shared, spec, dir).await {
+            Ok(layer) => return Ok(layer),
+            Err(e) => e,
+        };
+        failed += 1;
+        let Some(pause) = outputs_retry(failed) else {
+            return Err(error);
+        };
+        tracing::warn!(
+            job = %spec.name,
+            "publishing the outputs failed ({error}): again in {pause:?}"
+        );
+        tokio::time::sleep(pause).await;
+    }
 }
 
 /// Packs the files matching the job's output globs into a layer and publishes it.
