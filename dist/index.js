@@ -49,7 +49,7 @@ const INPUTS = {
   jobs: ['runner', 'auto'],
   commands: ['runner', 'auto'],
   cluster: 'all',
-  slots: ['worker', 'auto'],
+  slots: ['worker', 'runner', 'auto'],
   'stop-cluster': ['runner'],
   'worker-wait': ['runner', 'auto'],
   'broker-wait': ['worker', 'runner', 'auto'],
@@ -195,8 +195,11 @@ function readInputs(env = process.env) {
         `got ${raw.jobs ? 'both' : 'neither'}`,
     );
   }
-  if (raw.slots && !/^[1-9]\d*$/.test(raw.slots)) {
-    throw badInput(`slots: '${raw.slots}' is not a positive whole number: give the jobs a worker runs at once, e.g. 4`);
+  // A runner may have no slots of its own (0); a worker runs at least one job at once.
+  const slotsPattern = role === 'runner' ? /^(0|[1-9]\d*)$/ : /^[1-9]\d*$/;
+  if (raw.slots && !slotsPattern.test(raw.slots)) {
+    const what = role === 'runner' ? 'a whole number' : 'a positive whole number';
+    throw badInput(`slots: '${raw.slots}' is not ${what}: give the jobs this machine runs at once, e.g. 4`);
   }
   if (raw.version && (!/^[A-Za-z0-9._+-]+$/.test(raw.version) || /^\.+$/.test(raw.version))) {
     throw badInput(`version: '${raw.version}' is not a release tag: give one such as v1.2.3`);
@@ -234,6 +237,7 @@ function commandLine(cfg, reports) {
         'run',
         '--cluster', cfg.cluster,
         ...(embedded ? ['--embed-broker', '--stop-cluster'] : cfg.stopCluster ? ['--stop-cluster'] : []),
+        ...flag('slots', cfg.slots),
         ...flag('worker-wait', cfg['worker-wait']),
         ...(embedded ? [] : flag('broker-wait', cfg['broker-wait'])),
         ...flag('outputs-dir', cfg['outputs-dir']),
