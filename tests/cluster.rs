@@ -1341,6 +1341,74 @@ fn a_terminated_broker_loses_no_result_the_runner_had() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 9b. Store faults after a job ran; a large submission
+
+/// At `serve --fail-rate 0.3`, a passing job whose outputs meet a transient store failure
+/// (publishing them on the worker, fetching them on the runner) still passes: the outputs step
+/// is tried again as infrastructure, and no job attempt is spent on it.
+#[test]
+fn transient_store_failures_around_outputs_never_fail_a_passing_job() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = Service::up_as(&scratch, "serve", "serve --fail-rate 0.3 --seed 7");
+    let jobs: Vec<_> = (0..12)
+        .map(|i| {
+            let run = format!("mkdir -p out && seq 1 {} > out/seq.txt", 1000 * (i + 1));
+            (
+                format!("job-{i:02}"),
+                run,
+                "outputs: [out/seq.txt]".to_string(),
+            )
+        })
+        .collect();
+    scratch.write("cluster.yml", manifest("", &jobs));
+    let args = format!("worker --cluster f --slots 2 {TIMINGS}");
+    let mut worker = service.start(&scratch, "worker", &args);
+    let args = format!(
+        "run cluster.yml --cluster f --embed-broker --slots 0 {TIMINGS} \
+         --report-json report.json --outputs-dir outputs"
+    );
+    let mut runner = service.start(&scratch, "runner", &args);
+    runner.expect_exit(0);
+    worker.expect_exit(0);
+    let (report, jobs) = read_report(&scratch.path().join("report.json"));
+    assert_eq!(report["summary"]["passed"], 12, "{report}");
+    for (i, (name, job)) in jobs.iter().enumerate() {
+        assert_eq!(job["attempts"], 1, "{job}");
+        let seq = fs::read_to_string(
+            scratch
+                .path()
+                .join("outputs")
+                .join(name)
+                .join("out/seq.txt"),
+        );
+        assert_eq!(seq.unwrap().lines().count(), 1000 * (i + 1), "{name}");
+    }
+}
+
+/// 500 jobs inheriting a 140 KB `defaults.env` are 70 MB of jobs, more than one stream
+/// message may carry: the runner submits them in batches sized by bytes.
+#[test]
+fn a_submission_larger_than_a_stream_message_travels_in_batches() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    // Two variables of 70 KB: one environment string may not exceed 128 KiB (execve).
+    let big = "x".repeat(70_000);
+    let head = format!("defaults:\n  env: {{ BIG1: {big}, BIG2: {big} }}\n");
+    let jobs: Vec<_> = (0..500)
+        .map(|i| {
+            let run = "test ${#BIG1} -eq 70000 && test ${#BIG2} -eq 70000".to_string();
+            (format!("job-{i:03}"), run, String::new())
+        })
+        .collect();
+    scratch.write("cluster.yml", manifest(&head, &jobs));
+    let args = "local --workers 1 --slots 2 cluster.yml --report-json report.json";
+    scratch.start("local", args).expect_exit(0);
+    let (report, _) = read_report(&scratch.path().join("report.json"));
+    assert_eq!(report["summary"]["passed"], 500, "{report}");
+}
+
+// ---------------------------------------------------------------------------------------------
 // 10. A quiet idle cluster
 
 /// Timings of an idle cluster in seconds instead of minutes: polls slow to 2 s after 1 s
