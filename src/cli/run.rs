@@ -145,7 +145,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
                 cache_dir,
                 work_dir,
                 broker_wait: cfg.broker_wait,
-                name: format!("{name}-worker"),
+                name: format!("{name}-runner"),
                 limits: ExecLimits::default(),
             };
             (scratch, Some(InProcessWorker::start(store.clone(), wcfg)))
