@@ -152,7 +152,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
         }
     };
     let mut progress = Progress::new(Mode::detect());
-    let result = session::run(store, &manifest, &cfg, &mut progress, shutdown_signal()).await;
+    let result = session::run(store, manifest, &cfg, &mut progress, shutdown_signal()).await;
     progress.end();
     // The broker first: stopping, it tells the runner's worker to exit too.
     let stopped = match broker {
@@ -200,7 +200,7 @@ pub async fn local(args: LocalArgs) -> Result<i32, Failure> {
         },
     };
     let mut progress = Progress::new(Mode::detect());
-    let result = local::run(&manifest, &cfg, &mut progress, shutdown_signal()).await;
+    let result = local::run(manifest, &cfg, &mut progress, shutdown_signal()).await;
     progress.end();
     finish(result?, &args.jobs)
 }
@@ -230,12 +230,14 @@ fn finish(result: RunResult, args: &JobsArgs) -> Result<i32, Failure> {
     let report = &result.report;
     let mut failures = Vec::new();
     if let Some(path) = &args.report_json {
-        // A JSON value always serializes.
-        let json = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
-        failures.extend(write(path, &json).err());
+        let json = |out: &mut dyn std::io::Write| {
+            serde_json::to_writer_pretty(out, &report.json()).map_err(std::io::Error::from)
+        };
+        failures.extend(write(path, json).err());
     }
     if let Some(path) = &args.report_junit {
-        failures.extend(write(path, &report.to_junit()).err());
+        let junit = report.to_junit();
+        failures.extend(write(path, |out| out.write_all(junit.as_bytes())).err());
     }
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
         failures.extend(append_summary(Path::new(&path), &report.to_markdown()).err());
@@ -286,10 +288,21 @@ fn append_summary(path: &Path, markdown: &str) -> Result<(), Failure> {
         .map_err(Failure::io(what))
 }
 
-fn write(path: &Path, text: &str) -> Result<(), Failure> {
+/// Writes a report file (and its directory) with `fill`, buffered.
+fn write(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> Result<(), Failure> {
+    use std::io::Write;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(Failure::io(format!("cannot create {}", dir.display())))?;
     }
-    std::fs::write(path, text).map_err(Failure::io(format!("cannot write {}", path.display())))
+    std::fs::File::create(path)
+        .and_then(|file| {
+            let mut out = std::io::BufWriter::new(file);
+            fill(&mut out)?;
+            out.flush()
+        })
+        .map_err(Failure::io(format!("cannot write {}", path.display())))
 }

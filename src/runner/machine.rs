@@ -378,14 +378,15 @@ impl Machine {
         }
     }
 
-    /// The report: every job in manifest order; a job without an outcome did not run.
-    pub fn report(&self, end: &RunEnd, wall_ms: u64) -> RunReport {
+    /// The report: every job in manifest order; a job without an outcome did not run. The
+    /// entries become the report (no copy).
+    pub fn into_report(self, end: &RunEnd, wall_ms: u64) -> RunReport {
         let jobs = self
             .jobs
-            .values()
+            .into_values()
             .map(|entry| match entry.finished {
-                true => entry.report.clone(),
-                false => not_run_report(&entry.report, end),
+                true => entry.report,
+                false => not_run_report(entry.report, end),
             })
             .collect();
         RunReport { jobs, wall_ms }
@@ -453,8 +454,8 @@ fn finished_report(skeleton: &JobReport, outcome: JobOutcome) -> JobReport {
 }
 
 /// The report of a job that never got an outcome from the broker.
-fn not_run_report(skeleton: &JobReport, end: &RunEnd) -> JobReport {
-    let mut report = skeleton.clone();
+fn not_run_report(skeleton: JobReport, end: &RunEnd) -> JobReport {
+    let mut report = skeleton;
     let why = match end {
         RunEnd::NoWorkers { .. } => "not run: no worker was available".to_string(),
         RunEnd::BrokerLost { reason, .. } => format!("not finished: lost the broker: {reason}"),
@@ -589,7 +590,7 @@ mod tests {
             m.message(BrokerToRunner::AllDone, now),
             [Effect::End(RunEnd::Completed)]
         );
-        let report = m.report(&RunEnd::Completed, 9);
+        let report = m.into_report(&RunEnd::Completed, 9);
         assert_eq!(report.jobs.len(), 1);
         assert_eq!(
             (report.jobs[0].attempts, report.jobs[0].max_attempts),
@@ -633,7 +634,7 @@ mod tests {
                 Effect::End(RunEnd::NoWorkers { not_run: 2 })
             ]
         );
-        let report = m.report(&RunEnd::NoWorkers { not_run: 2 }, 0);
+        let report = m.into_report(&RunEnd::NoWorkers { not_run: 2 }, 0);
         let statuses: Vec<JobStatus> = report.jobs.iter().map(|j| j.status).collect();
         assert_eq!(
             statuses,
@@ -661,7 +662,7 @@ mod tests {
             m.message(BrokerToRunner::AllDone, now),
             [Effect::End(RunEnd::Cancelled)]
         );
-        let report = m.report(&RunEnd::Cancelled, 0);
+        let report = m.into_report(&RunEnd::Cancelled, 0);
         assert_eq!(report.jobs[0].status, JobStatus::Cancelled, "never ran");
         assert_eq!(report.jobs[0].attempts, 0);
         assert_eq!(
@@ -699,7 +700,7 @@ mod tests {
         assert_eq!(m.deadline(), None, "no timer outlives the broker");
         assert!(m.timer(Timer::WorkerWait).is_empty());
         assert!(m.closing().is_empty(), "nothing is sent to a lost broker");
-        let report = m.report(&lost, 0);
+        let report = m.into_report(&lost, 0);
         assert_eq!(report.jobs[0].status, JobStatus::Passed);
         assert_eq!(report.jobs[1].status, JobStatus::Error);
         assert_eq!(
@@ -747,7 +748,7 @@ mod tests {
             m.outputs_fetched(JobIndex(0), Ok(vec!["out/a".into()]))
                 .is_empty()
         );
-        let report = m.report(&RunEnd::Completed, 0);
+        let report = m.into_report(&RunEnd::Completed, 0);
         assert_eq!(report.jobs[0].outputs, ["out/a"]);
         assert_eq!(report.jobs[0].status, JobStatus::Failed);
     }
@@ -796,7 +797,7 @@ mod tests {
             .collect();
         assert_eq!(pauses, [1, 2, 4].map(Duration::from_secs));
         m.outputs_fetched(JobIndex(0), Ok(vec!["out/a".into()]));
-        let report = m.report(&RunEnd::Completed, 0);
+        let report = m.into_report(&RunEnd::Completed, 0);
         assert_eq!(
             report.jobs[0].status,
             JobStatus::Passed,
@@ -819,7 +820,12 @@ mod tests {
             )]
         );
         fail_every_fetch(&mut m, 1);
-        let report = m.report(&RunEnd::Completed, 0);
+        assert!(
+            m.outputs_fetched(JobIndex(0), Err("late".into()))
+                .is_empty(),
+            "no fetch is outstanding"
+        );
+        let report = m.into_report(&RunEnd::Completed, 0);
         assert_eq!(report.jobs[0].status, JobStatus::Error);
         assert_eq!(
             report.jobs[0].error.as_deref(),
@@ -829,11 +835,6 @@ mod tests {
             report.jobs[1].status,
             JobStatus::Failed,
             "a failure stays a failure"
-        );
-        assert!(
-            m.outputs_fetched(JobIndex(0), Err("late".into()))
-                .is_empty(),
-            "no fetch is outstanding"
         );
     }
 
@@ -875,7 +876,7 @@ mod tests {
         let fx = m.message(finished(0, pass), now);
         assert!(matches!(&fx[..], [Effect::Finished(r)] if r.output == "ok\n"));
         m.message(finished(1, fail), now);
-        let report = m.report(&RunEnd::Completed, 0);
+        let report = m.into_report(&RunEnd::Completed, 0);
         assert_eq!(report.jobs[0].output, "");
         assert_eq!(
             report.jobs[1].output, "boom\n",

@@ -117,18 +117,19 @@ pub enum RunError {
     },
 }
 
-/// Runs `manifest` on the cluster; `cancel` completing cancels the run (SIGINT/SIGTERM).
+/// Runs `manifest` on the cluster; `cancel` completing cancels the run (SIGINT/SIGTERM). The
+/// manifest is given away: once its layers are published, its jobs become the submission.
 // Until the issue-8 shape lands.
 #[allow(clippy::too_many_lines)]
 pub async fn run(
     store: ArtifactStore,
-    manifest: &Manifest,
+    manifest: Manifest,
     cfg: &RunConfig,
     progress: &mut Progress,
     cancel: impl Future<Output = ()>,
 ) -> Result<RunResult, RunError> {
     let started = Instant::now();
-    let digests = publish_layers(&store, manifest).await?;
+    let digests = publish_layers(&store, &manifest).await?;
     let jobs = submissions(manifest, &digests);
     // The scratch directory (and the cache in it) is removed when the run returns.
     let outputs = cfg.outputs_dir.as_deref().map(Outputs::open).transpose()?;
@@ -163,10 +164,10 @@ pub async fn run(
 }
 
 /// The manifest's jobs as submitted: indexed in manifest order, with their layers' digests.
-fn submissions(manifest: &Manifest, digests: &BTreeMap<String, Digest>) -> Vec<Submission> {
+fn submissions(manifest: Manifest, digests: &BTreeMap<String, Digest>) -> Vec<Submission> {
     manifest
         .jobs
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(i, job)| {
             let layers: Vec<Digest> = job
@@ -174,7 +175,7 @@ fn submissions(manifest: &Manifest, digests: &BTreeMap<String, Digest>) -> Vec<S
                 .iter()
                 .filter_map(|l| digests.get(l).cloned())
                 .collect();
-            job.to_spec(JobIndex(i as u64), &layers)
+            job.into_spec(JobIndex(i as u64), &layers)
         })
         .collect()
 }
@@ -305,7 +306,7 @@ impl Shell<'_> {
         }
         Ok(self
             .machine
-            .report(end, started.elapsed().as_millis() as u64))
+            .into_report(end, started.elapsed().as_millis() as u64))
     }
 }
 

@@ -1,44 +1,84 @@
 //! The JSON report: the stable, machine-readable record of a run, for scripts and dashboards.
+//!
+//! It is written straight from the [`RunReport`] through borrowed views, never built as a
+//! `serde_json::Value` tree first: for 100,000 jobs such a tree alone is tens of megabytes.
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde::ser::Serializer;
+use serde_json::Value;
 
-use super::{RunReport, status_name};
+use super::{JobReport, RunReport, status_name};
+
+/// The JSON report of a run, borrowing it (see [`RunReport::to_json`] for its shape).
+#[derive(Serialize)]
+pub struct JsonReport<'a> {
+    summary: JsonSummary,
+    #[serde(serialize_with = "jobs")]
+    jobs: &'a [JobReport],
+}
+
+#[derive(Serialize)]
+struct JsonSummary {
+    total: usize,
+    passed: usize,
+    failed: usize,
+    timed_out: usize,
+    errors: usize,
+    cancelled: usize,
+    wall_ms: u64,
+}
+
+#[derive(Serialize)]
+struct JsonJob<'a> {
+    name: &'a str,
+    status: &'static str,
+    exit_code: Option<i32>,
+    attempts: u32,
+    duration_ms: u64,
+    worker: &'a str,
+    outputs: &'a [String],
+    error: Option<&'a str>,
+}
+
+/// The jobs one by one, each as a [`JsonJob`].
+fn jobs<S: Serializer>(jobs: &&[JobReport], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(jobs.iter().map(|job| JsonJob {
+        name: &job.name,
+        status: status_name(job.status),
+        exit_code: job.exit_code,
+        attempts: job.attempts,
+        duration_ms: job.duration_ms,
+        worker: &job.worker,
+        outputs: &job.outputs,
+        error: job.error.as_deref(),
+    }))
+}
 
 impl RunReport {
+    /// The JSON report, to serialize (for example with `serde_json::to_writer`).
+    pub fn json(&self) -> JsonReport<'_> {
+        let summary = self.summary();
+        JsonReport {
+            summary: JsonSummary {
+                total: summary.total,
+                passed: summary.passed,
+                failed: summary.failed,
+                timed_out: summary.timed_out,
+                errors: summary.errors,
+                cancelled: summary.cancelled,
+                wall_ms: self.wall_ms,
+            },
+            jobs: &self.jobs,
+        }
+    }
+
     /// `{"summary": {"total", "passed", "failed", "timed_out", "errors", "cancelled",
     /// "wall_ms"}, "jobs": [{"name", "status", "exit_code", "attempts", "duration_ms",
     /// "worker", "outputs", "error"}]}`, jobs in manifest order; `status` is one of `passed`,
     /// `failed`, `timed_out`, `error`, `cancelled`; `exit_code` is null when the process did
     /// not exit; `error` is why a job with status `error` could not run (null otherwise).
     pub fn to_json(&self) -> Value {
-        let summary = self.summary();
-        let jobs: Vec<Value> = self
-            .jobs
-            .iter()
-            .map(|job| {
-                json!({
-                    "name": job.name,
-                    "status": status_name(job.status),
-                    "exit_code": job.exit_code,
-                    "attempts": job.attempts,
-                    "duration_ms": job.duration_ms,
-                    "worker": job.worker,
-                    "outputs": job.outputs,
-                    "error": job.error,
-                })
-            })
-            .collect();
-        json!({
-            "summary": {
-                "total": summary.total,
-                "passed": summary.passed,
-                "failed": summary.failed,
-                "timed_out": summary.timed_out,
-                "errors": summary.errors,
-                "cancelled": summary.cancelled,
-                "wall_ms": self.wall_ms,
-            },
-            "jobs": jobs,
-        })
+        // Plain structs of strings and numbers always serialize.
+        serde_json::to_value(self.json()).unwrap_or(Value::Null)
     }
 }

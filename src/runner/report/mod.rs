@@ -11,6 +11,7 @@ mod markdown;
 use std::time::Duration;
 
 pub use github::{annotation, ci_line, group};
+pub use json::JsonReport;
 
 use crate::proto::{JobOutcome, JobSpec, JobStatus};
 use crate::runner::duration::format_duration;
