@@ -694,7 +694,11 @@ fn local_runs_a_commands_file() {
         "echo one\n\n# a comment\nexit 3\ntest -z \"$(ls -A)\"\n",
     );
     let args = "local --workers 1 --commands commands.txt --report-json report.json";
-    scratch.start("local", args).expect_exit(1);
+    let mut local = scratch.start("local", args);
+    local.expect_exit(1);
+    // An ordinary end of the cluster is no warning.
+    let stderr = local.stderr();
+    assert!(!stderr.contains("WARN"), "{stderr}");
     let (_, jobs) = read_report(&scratch.path().join("report.json"));
     let outcomes: BTreeMap<&str, Value> = jobs
         .iter()
