@@ -59,6 +59,9 @@ const INPUTS = {
   'log-level': 'all',
   args: 'all',
   'outputs-dir': ['runner', 'auto'],
+  secret: 'all',
+  keep: ['broker', 'auto'],
+  retention: 'all',
 };
 
 /** A failure the user can fix, with the exit code that reports it. */
@@ -206,6 +209,12 @@ function readInputs(env = process.env) {
   }
   const timeout = durationInput('timeout', raw.timeout);
   if (timeout === 0) throw badInput("timeout: '0' would stop the binary at once: give a longer duration, or none");
+  if (raw.keep && !['reports', 'all', 'none'].includes(raw.keep)) {
+    throw badInput(`keep: '${raw.keep}' is not one of reports, all, none: say what a clean stop leaves in the run's artifacts`);
+  }
+  if (raw.retention && !(/^\d+$/.test(raw.retention) && Number(raw.retention) >= 1 && Number(raw.retention) <= 90)) {
+    throw badInput(`retention: '${raw.retention}' is not a number of days from 1 to 90 (GitHub's artifact retention): e.g. 1`);
+  }
   durationInput('worker-wait', raw['worker-wait']);
   durationInput('broker-wait', raw['broker-wait']);
   return {
@@ -226,10 +235,15 @@ function commandLine(cfg, reports) {
   const flag = (name, value) => (value ? [`--${name}`, value] : []);
   switch (cfg.mode) {
     case 'broker':
-      argv.push('broker', '--cluster', cfg.cluster);
+      argv.push('broker', '--cluster', cfg.cluster, ...flag('keep', cfg.keep), ...flag('retention', cfg.retention));
       break;
     case 'worker':
-      argv.push('worker', '--cluster', cfg.cluster, ...flag('slots', cfg.slots), ...flag('broker-wait', cfg['broker-wait']));
+      argv.push(
+        'worker', '--cluster', cfg.cluster,
+        ...flag('slots', cfg.slots),
+        ...flag('broker-wait', cfg['broker-wait']),
+        ...flag('retention', cfg.retention),
+      );
       break;
     default: {
       const embedded = cfg.mode === 'embedded';
@@ -241,6 +255,8 @@ function commandLine(cfg, reports) {
         ...flag('worker-wait', cfg['worker-wait']),
         ...(embedded ? [] : flag('broker-wait', cfg['broker-wait'])),
         ...flag('outputs-dir', cfg['outputs-dir']),
+        ...(embedded ? flag('keep', cfg.keep) : []),
+        ...flag('retention', cfg.retention),
         '--report-json', reports.json,
         '--report-junit', reports.junit,
         ...flag('commands', cfg.commands),
@@ -564,6 +580,20 @@ function runChild(file, argv, options = {}) {
 }
 
 /**
+ * The binary's environment: this process's, with the `secret` input as CLUSTER_SECRET (never
+ * on the command line, which every process on the machine can read) and masked in the log.
+ */
+function childEnv(cfg, env = process.env) {
+  const out = { ...env };
+  delete out.INPUT_SECRET;
+  if (cfg.secret) {
+    for (const line of cfg.secret.split(/\r?\n/)) if (line.trim()) console.log(`::add-mask::${line}`);
+    out.CLUSTER_SECRET = cfg.secret;
+  }
+  return out;
+}
+
+/**
  * Runs the binary, stopping it at the `timeout` input: SIGTERM first (it cancels its jobs and
  * writes its reports), SIGKILL after CLUSTER_ACTION_KILL_GRACE (default 10s). Resolves with its
  * exit code, 128+N for death by signal N.
@@ -582,7 +612,7 @@ async function runBinary(binary, argv, cfg) {
       }, cfg.timeoutMs),
     );
   }
-  const { code, signal } = await runChild(binary, argv).finally(() => timers.forEach(clearTimeout));
+  const { code, signal } = await runChild(binary, argv, { env: childEnv(cfg) }).finally(() => timers.forEach(clearTimeout));
   return code ?? signalExitCode(signal);
 }
 

@@ -5,7 +5,8 @@
 # Builds the release binary, prints a table, rewrites the figures in BENCHMARKS.md and writes
 # them to bench/results.json in cargo's target directory (CARGO_TARGET_DIR, default target/).
 # --quick runs each scenario smaller (a smoke check); --only runs just the named scenarios
-# (dispatch, balance, latency, layer, memory, idle) and leaves BENCHMARKS.md alone.
+# (dispatch, balance, latency, github_latency, layer, memory, idle) and updates just
+# their figures in BENCHMARKS.md.
 # The full run takes about 7 minutes on 2 cores (idle alone about 4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,12 +24,11 @@ while [ $# -gt 0 ]; do
     -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "scripts/bench.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
   esac
+  shift
 done
 cargo build --release --quiet
 md=BENCHMARKS.md
 # A quick run is a smoke check: its figures do not replace the real ones.
 [ ${#quick[@]} -eq 0 ] || md=-
-# Some scenarios only: their figures are printed, not merged into the page.
-[ ${#only[@]} -eq 0 ] || md=-
 target=$(scripts/target-dir.sh)
 exec python3 scripts/bench/bench.py "$target/release/cluster-action" "$target/bench/results.json" "$md" "${quick[@]}" "${only[@]}"

@@ -9,6 +9,11 @@
 //!   frames, adaptive polling that slows on idle streams and speeds up when a new peer is
 //!   discovered, rotation, peer timeout, the closed marker of a stopped broker, a listener
 //!   that notices its listen artifact vanishing).
+//! - [`seal`]: with a cluster secret (`CLUSTER_SECRET`), keys per purpose and direction
+//!   (HKDF-SHA256), sealed frames (XChaCha20-Poly1305), chunked sealed layers and keyed
+//!   (HMAC) layer names. Hooked in at the frame codec (`stream::frame` encode/decode, keys in
+//!   [`stream::StreamConfig::seal`]), at [`layer::publish`] and at [`layer::LayerCache`]'s
+//!   insert; a frame it refuses ends its stream, a layer it refuses fails the job.
 //! - [`layer`]: content-addressed tar.gz layers: pack, publish, fetch, verify, extract.
 //! - [`proto`]: the messages between runner, broker and worker (JSON in stream frames); jobs
 //!   are named by the runner's [`proto::JobIndex`] towards runners and by the broker's
@@ -39,6 +44,10 @@
 //! - [`local`]: `cluster-action local`: [`serve`] in-process, an embedded broker, worker
 //!   processes and the runner.
 //! - [`serve`]: a local artifact service (both halves) for tests, benchmarks and `local`.
+//! - [`budget`]: GitHub's 500 artifacts per job: the runner's up-front check of a manifest, the
+//!   workers' outputs flush pacing.
+//! - [`cleanup`]: what a cluster leaves behind: the broker's clean-stop deletion, `gc`'s
+//!   leftovers, the `keep` rule (artifacts' retention is the store's `expiresAt`).
 //!
 //! Every rule of the cluster lives in one of the three state machines (`broker::scheduler`,
 //! `worker::machine`, `runner::machine`): each takes events (messages, timers, signals, task
@@ -56,12 +65,15 @@
 //! (`cli/exit.rs`); `dist/index.js` is the GitHub Action around it.
 
 pub mod broker;
+pub mod budget;
+pub mod cleanup;
 pub mod layer;
 pub mod link;
 pub mod local;
 pub mod plan;
 pub mod proto;
 pub mod runner;
+pub mod seal;
 pub mod serve;
 pub mod store;
 pub mod stream;

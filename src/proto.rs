@@ -67,6 +67,28 @@ pub struct JobSpec {
     /// How far the job is kept apart from its worker and the other jobs.
     #[serde(default)]
     pub isolation: Isolation,
+    /// Variables passed from the runner's environment (`secret-env`): set like `env`, and
+    /// their values masked in the captured output.
+    #[serde(default, skip_serializing_if = "SecretEnv::is_empty")]
+    pub secret_env: SecretEnv,
+}
+
+/// Secret environment variables of a job; `Debug` shows their names only.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretEnv(pub BTreeMap<String, String>);
+
+impl SecretEnv {
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for SecretEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 /// How far a job is kept apart from its worker and the other jobs (manifest `isolation`).
@@ -127,6 +149,10 @@ pub struct JobOutcome {
     pub output: String,
     /// The layer holding the job's declared outputs, if it produced any.
     pub outputs_layer: Option<Digest>,
+    /// The directory of [`JobOutcome::outputs_layer`] holding this attempt's outputs (a worker
+    /// packs several jobs' outputs into one layer); the whole layer when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs_path: Option<String>,
     /// Why the job could not run, for `Error`.
     pub error: Option<String>,
 }

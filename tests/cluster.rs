@@ -37,11 +37,14 @@ const POLL: Duration = Duration::from_millis(20);
 const TIMINGS: &str = "--poll-max 100ms --keepalive 300ms --peer-timeout 3s";
 
 /// Variables of the caller's environment that would change what the binary does.
-const SCRUBBED_ENV: [&str; 11] = [
+const SCRUBBED_ENV: [&str; 14] = [
     "ACTIONS_RESULTS_URL",
     "ACTIONS_RUNTIME_TOKEN",
     "CLUSTER_ACTION_CLUSTER",
     "CLUSTER_ATTEMPT",
+    "CLUSTER_SECRET",
+    "GITHUB_EVENT_PATH",
+    "GITHUB_RUN_ID",
     "CLUSTER_JOB_NAME",
     "CLUSTER_WORKER",
     "GITHUB_ACTIONS",
@@ -136,8 +139,14 @@ impl Drop for Proc {
 }
 
 /// Polls `probe` until it returns a value; panics naming `what` after [`PATIENCE`].
-fn await_some<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + PATIENCE;
+fn await_some<T>(what: &str, probe: impl FnMut() -> Option<T>) -> T {
+    await_within(what, PATIENCE, probe)
+}
+
+/// Polls `probe` until it returns a value; panics naming `what` after `patience` (longer than
+/// [`PATIENCE`] only for runs that are long by design).
+fn await_within<T>(what: &str, patience: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + patience;
     loop {
         if let Some(value) = probe() {
             return value;
@@ -320,14 +329,35 @@ impl Service {
         Service { _proc: proc, url }
     }
 
+    /// Starts the service with its blobs in `blobs/` of the scratch directory (returned), to
+    /// be read and tampered with.
+    fn keeping_blobs(scratch: &Scratch) -> (Service, PathBuf) {
+        let data = scratch.mkdir("blobs");
+        let args = format!("serve --data-dir {}", data.display());
+        (Service::up_as(scratch, "serve", &args), data)
+    }
+
     /// Starts `cluster-action ARGS` in `cwd` as job `job` of the run (its name too).
     fn start_in(&self, scratch: &Scratch, cwd: &Path, job: &str, args: &str) -> Proc {
+        self.start_env(scratch, cwd, job, args, &[])
+    }
+
+    /// [`Service::start_in`] with `env` added.
+    fn start_env(
+        &self,
+        scratch: &Scratch,
+        cwd: &Path,
+        job: &str,
+        args: &str,
+        env: &[(&str, &str)],
+    ) -> Proc {
         let token = token("test-run", job);
-        let env = [
+        let mut all = vec![
             ("ACTIONS_RESULTS_URL", self.url.as_str()),
             ("ACTIONS_RUNTIME_TOKEN", token.as_str()),
         ];
-        scratch.spawn(cwd, job, args, &env)
+        all.extend_from_slice(env);
+        scratch.spawn(cwd, job, args, &all)
     }
 
     /// Starts `cluster-action ARGS` in the scratch directory as job `job` of the run.
@@ -337,12 +367,13 @@ impl Service {
 
     /// The request counters at `GET {url}_stats`.
     fn stats(&self) -> Value {
-        let url = format!("{}_stats", self.url);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
+        self.get("_stats")
+    }
+
+    /// The JSON answer of the service's own route `path` (`_stats`, `_artifacts`).
+    fn get(&self, path: &str) -> Value {
+        let url = format!("{}{path}", self.url);
+        block_on(async {
             let response = reqwest::get(&url).await.unwrap();
             assert!(response.status().is_success(), "GET {url}");
             response.json::<Value>().await.unwrap()
@@ -394,6 +425,7 @@ fn read_report(path: &Path) -> (Value, BTreeMap<String, Value>) {
             "exit_code",
             "name",
             "outputs",
+            "outputs_dir",
             "status",
             "worker",
         ];
@@ -1503,4 +1535,751 @@ fn a_broker_whose_service_restarted_exits_3_and_says_what_happened() {
     );
     assert!(stderr.contains("was it restarted?"), "{stderr}");
     assert!(!stderr.contains("artifact ''"), "{stderr}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 12. Sealing: a cluster secret, secret-env, tampering, mismatched secrets
+
+/// The cluster secret of the sealing tests.
+const SECRET: &str = "correct horse battery staple";
+
+/// Starts `cluster-action ARGS` as job `job` with the cluster secret `secret` (none: unset).
+fn start_sealed(
+    service: &Service,
+    scratch: &Scratch,
+    job: &str,
+    args: &str,
+    secret: Option<&str>,
+) -> Proc {
+    let env: Vec<(&str, &str)> = secret.map(|s| ("CLUSTER_SECRET", s)).into_iter().collect();
+    service.start_env(scratch, scratch.path(), job, args, &env)
+}
+
+/// Every file under `dir`, recursively, with its bytes.
+fn every_file(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(every_file(&path));
+        } else {
+            out.push((path.clone(), fs::read(&path).unwrap()));
+        }
+    }
+    out
+}
+
+/// The markers found in `bytes`, in plain text or in any gzip stream starting anywhere in it.
+fn markers_in(bytes: &[u8], markers: &[String]) -> Vec<String> {
+    use std::io::Read as _;
+    let mut views = vec![bytes.to_vec()];
+    for start in 0..bytes.len().saturating_sub(2) {
+        if bytes[start..start + 3] == [0x1f, 0x8b, 0x08] {
+            let mut inflated = Vec::new();
+            // A broken stream still yields what it inflated before the damage.
+            let _ = flate2::read::MultiGzDecoder::new(&bytes[start..]).read_to_end(&mut inflated);
+            views.push(inflated);
+        }
+    }
+    markers
+        .iter()
+        .filter(|m| {
+            views
+                .iter()
+                .any(|v| v.windows(m.len()).any(|w| w == m.as_bytes()))
+        })
+        .cloned()
+        .collect()
+}
+
+/// The stored blobs that are sealed layers (they start with the seal's magic).
+fn sealed_layers(data: &Path) -> Vec<PathBuf> {
+    every_file(data)
+        .into_iter()
+        .filter(|(_, bytes)| bytes.starts_with(b"ca-seal1"))
+        .map(|(path, _)| path)
+        .collect()
+}
+
+/// Flips a bit of byte `at` of the file at `path` in place (bytes appended meanwhile stay).
+fn flip_a_bit(path: &Path, at: usize) {
+    use std::os::unix::fs::FileExt as _;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, at as u64).unwrap();
+    byte[0] ^= 0x10;
+    file.write_all_at(&byte, at as u64).unwrap();
+}
+
+/// Flips a bit in the payload of the last frame of the stream segment `bytes` (stored at
+/// `path`) and fixes the frame's CRC, as a forger would: only the seal can tell.
+fn forge_last_frame(path: &Path, bytes: &[u8]) {
+    // Frame header: version, kind, seq (8), length (4), CRC (4) over the rest.
+    let mut start = 0;
+    let mut last = None;
+    while start + 18 <= bytes.len() {
+        let len = u32::from_be_bytes(bytes[start + 10..start + 14].try_into().unwrap()) as usize;
+        if start + 18 + len > bytes.len() {
+            break;
+        }
+        last = Some((start, len));
+        start += 18 + len;
+    }
+    let (start, len) = last.expect("a whole frame");
+    let mut frame = bytes[start..start + 18 + len].to_vec();
+    frame[18 + len / 2] ^= 0x01;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&frame[..14]);
+    crc.update(&frame[18..]);
+    frame[14..18].copy_from_slice(&crc.finalize().to_be_bytes());
+    use std::os::unix::fs::FileExt as _;
+    let file = fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.write_all_at(&frame, start as u64).unwrap();
+}
+
+/// Flips a bit in the middle of the file at `path`.
+fn flip_a_middle_bit(path: &Path) {
+    flip_a_bit(path, fs::metadata(path).unwrap().len() as usize / 2);
+}
+
+#[test]
+fn a_sealed_run_stores_none_of_its_jobs_markers() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let (service, data) = Service::keeping_blobs(&scratch);
+    // Each marker is written in one place only; the output ones are computed by the shell,
+    // so that they appear nowhere but in the job's output and its output file. The job fails,
+    // so that the JUnit report quotes its output.
+    let mark = |what: &str| format!("MARKER-{what}-5c1e");
+    let layer_text = format!("{}\n", mark("layer")).repeat(200);
+    scratch.write("data/notes.txt", &layer_text);
+    scratch.write("extra/e.txt", format!("{}\n", mark("extra")));
+    let run = format!(
+        "echo {cmd}; echo $ENV_MARK; echo $SECRET_MARK; cat data/notes.txt | head -1; \
+         cat extra/e.txt; \
+         echo MARKER-output-$((2 * 21))-5c1e; mkdir -p out; \
+         echo MARKER-file-$((3 * 16))-5c1e > out/o.txt; exit 1",
+        cmd = mark("command")
+    );
+    let head = format!(
+        "defaults:\n  env: {{ ENV_MARK: {} }}\n  secret-env: [SECRET_MARK]\n\
+         layers:\n  data:\n    paths: [data]\n  extra:\n    paths: [extra]\n",
+        mark("env")
+    );
+    let extra = "layers: [data, extra]\noutputs: [out/*]".to_string();
+    let jobs = [("marks".to_string(), run, extra)];
+    scratch.write("cluster.yml", manifest(&head, &jobs));
+    let secret_value = mark("secret");
+    let mut runner = service.start_env(
+        &scratch,
+        scratch.path(),
+        "runner",
+        &format!(
+            "run cluster.yml --embed-broker --stop-cluster {TIMINGS} --report-junit report.xml \
+             --outputs-dir outs --keep all"
+        ),
+        &[("CLUSTER_SECRET", SECRET), ("SECRET_MARK", &secret_value)],
+    );
+    let mut worker = start_sealed(
+        &service,
+        &scratch,
+        "worker",
+        &format!("worker {TIMINGS}"),
+        Some(SECRET),
+    );
+    runner.expect_exit(1);
+    worker.expect_exit(0);
+
+    // The markers did travel: in the job's output (the secret masked) and its output file.
+    let output = fs::read_to_string(scratch.path().join("report.xml")).unwrap();
+    for what in ["command", "env", "layer", "extra", "output-42"] {
+        assert!(output.contains(&mark(what)), "{what} missing from {output}");
+    }
+    assert!(
+        !output.contains(&secret_value) && output.contains("***"),
+        "{output}"
+    );
+    let outputs = files_under(&scratch.path().join("outs/marks"));
+    assert_eq!(
+        outputs["out/o.txt"],
+        format!("{}\n", mark("file-48")).into_bytes()
+    );
+
+    // None of them is in the store, in plain text or gzip-inflated.
+    let markers: Vec<String> = [
+        "command",
+        "env",
+        "layer",
+        "extra",
+        "output-42",
+        "file-48",
+        "secret",
+    ]
+    .map(mark)
+    .into();
+    let stored = every_file(&data);
+    assert!(
+        stored.len() >= 8,
+        "streams, the layer and the outputs layer: {stored:?}"
+    );
+    for (path, bytes) in &stored {
+        let found = markers_in(bytes, &markers);
+        assert!(found.is_empty(), "{found:?} readable in {}", path.display());
+    }
+    // The scan does find what a gzip stream holds, and names are keyed hashes.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, layer_text.as_bytes()).unwrap();
+    assert_eq!(markers_in(&gz.finish().unwrap(), &markers), [mark("layer")]);
+    assert_eq!(
+        sealed_layers(&data).len(),
+        3,
+        "two layers and the outputs layer"
+    );
+}
+
+#[test]
+fn secret_env_without_a_secret_is_refused_naming_the_line() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let jobs = [(
+        "a".to_string(),
+        "true".to_string(),
+        "secret-env: [TOKEN]".to_string(),
+    )];
+    scratch.write("cluster.yml", manifest("", &jobs));
+    let mut runner = scratch.spawn(
+        scratch.path(),
+        "local",
+        "local cluster.yml",
+        &[("TOKEN", "x")],
+    );
+    runner.expect_exit(2);
+    let stderr = runner.stderr();
+    assert!(stderr.contains("cluster.yml:4"), "{stderr}");
+    assert!(
+        stderr.contains("sets secret-env, but no cluster secret is set"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn peers_with_different_secrets_are_refused_at_hello_with_exit_2() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = Service::up(&scratch);
+    let jobs = [("a".to_string(), "true".to_string(), String::new())];
+    scratch.write("cluster.yml", manifest("", &jobs));
+    let args = format!(
+        "--log-level info run cluster.yml --embed-broker --cluster m --worker-wait 60s {TIMINGS} \
+         --report-json report.json"
+    );
+    let mut runner = start_sealed(&service, &scratch, "runner", &args, Some(SECRET));
+    runner.await_stderr("jobs submitted");
+    let worker_args = format!("worker --cluster m {TIMINGS}");
+    for (name, secret, says) in [
+        (
+            "other",
+            Some("another secret"),
+            "the peer seals with another secret",
+        ),
+        ("none", None, "but this side has no CLUSTER_SECRET"),
+    ] {
+        let mut worker = start_sealed(&service, &scratch, name, &worker_args, secret);
+        worker.expect_exit(2);
+        let stderr = worker.stderr();
+        assert!(stderr.contains(says), "{name}: {stderr}");
+    }
+    let stderr = runner.stderr();
+    assert!(
+        stderr.contains("refusing a peer at hello: refused frame"),
+        "{stderr}"
+    );
+    for says in [
+        "the peer seals with another secret",
+        "the peer sends without a secret",
+    ] {
+        assert!(stderr.contains(says), "{says}: {stderr}");
+    }
+    // The broker carries on: a worker with the right secret runs the job.
+    let mut good = start_sealed(&service, &scratch, "good", &worker_args, Some(SECRET));
+    runner.expect_exit(0);
+    good.expect_exit(0);
+
+    // And a worker with a secret refuses a broker without one.
+    let unsealed = format!(
+        "run cluster.yml --embed-broker --cluster n --worker-wait 60s {TIMINGS} --log-level info"
+    );
+    let runner = start_sealed(&service, &scratch, "unsealed", &unsealed, None);
+    runner.await_stderr("jobs submitted");
+    let mut worker = start_sealed(
+        &service,
+        &scratch,
+        "sealed",
+        &format!("worker --cluster n {TIMINGS}"),
+        Some(SECRET),
+    );
+    worker.expect_exit(2);
+    let stderr = worker.stderr();
+    assert!(
+        stderr.contains("the peer sends without a secret, but this side has CLUSTER_SECRET"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_tampered_layer_is_refused_and_its_job_never_runs() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let (service, data) = Service::keeping_blobs(&scratch);
+    scratch.write("data/f.txt", "layer content\n");
+    let ran = scratch.path().join("ran");
+    let run = format!("touch {}; cat data/f.txt", ran.display());
+    let jobs = [("uses-layer".to_string(), run, "layers: [data]".to_string())];
+    scratch.write(
+        "cluster.yml",
+        manifest("layers:\n  data:\n    paths: [data]\n", &jobs),
+    );
+    let args = format!(
+        "--log-level info run cluster.yml --embed-broker --worker-wait 60s {TIMINGS} \
+         --report-json report.json"
+    );
+    let mut runner = start_sealed(&service, &scratch, "runner", &args, Some(SECRET));
+    runner.await_stderr("jobs submitted");
+    let layers = sealed_layers(&data);
+    assert_eq!(layers.len(), 1, "{layers:?}");
+    flip_a_middle_bit(&layers[0]);
+
+    let mut worker = start_sealed(
+        &service,
+        &scratch,
+        "worker",
+        &format!("worker {TIMINGS}"),
+        Some(SECRET),
+    );
+    runner.expect_exit(1);
+    worker.expect_exit(0);
+    let (_, jobs) = read_report(&scratch.path().join("report.json"));
+    assert_eq!(jobs["uses-layer"]["status"], "error");
+    let line = "ERROR uses-layer: cannot fetch layer";
+    let says = "refused: layer";
+    let stdout = runner.stdout();
+    assert!(stdout.contains(line) && stdout.contains(says), "{stdout}");
+    assert!(stdout.contains("failed authentication"), "{stdout}");
+    assert!(!ran.exists(), "the job ran on a tampered layer");
+}
+
+#[test]
+fn a_tampered_outputs_layer_is_refused_and_nothing_is_written() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let (service, data) = Service::keeping_blobs(&scratch);
+    let jobs = [(
+        "makes-outputs".to_string(),
+        "mkdir -p out; echo result > out/r.txt".to_string(),
+        "outputs: [out/*]".to_string(),
+    )];
+    scratch.write("cluster.yml", manifest("", &jobs));
+    let sealed = |job: &str, args: &str| {
+        start_sealed(
+            &service,
+            &scratch,
+            job,
+            &format!("{args} --cluster o {TIMINGS}"),
+            Some(SECRET),
+        )
+    };
+    let mut broker = sealed("broker", "broker");
+    let mut worker = sealed("worker", "worker");
+    let mut first = sealed("run-1", "run cluster.yml --outputs-dir outs-1");
+    first.expect_exit(0);
+    // A fresh worker packs the same job's outputs into the same layer as the first did.
+    worker.signal(libc::SIGTERM);
+    worker.expect_exit(130);
+    let mut worker = sealed("worker-2", "worker");
+    assert!(
+        scratch
+            .path()
+            .join("outs-1/makes-outputs/out/r.txt")
+            .exists()
+    );
+    let layers = sealed_layers(&data);
+    assert_eq!(layers.len(), 1, "{layers:?}");
+    flip_a_middle_bit(&layers[0]);
+
+    // The same job makes the same sealed outputs layer, which the store has: the runner
+    // fetches the tampered one.
+    let mut second = sealed(
+        "run-2",
+        "run cluster.yml --outputs-dir outs-2 --report-json report.json",
+    );
+    second.expect_exit(1);
+    let (_, jobs) = read_report(&scratch.path().join("report.json"));
+    assert_eq!(jobs["makes-outputs"]["status"], "error");
+    let stderr = second.stderr();
+    let says = "outputs of job 'makes-outputs' could not be brought back: layer";
+    assert!(stderr.contains(says), "{stderr}");
+    assert!(stderr.contains("failed authentication"), "{stderr}");
+    assert!(files_under(&scratch.path().join("outs-2")).is_empty());
+    sealed("stop", "stop").expect_exit(0);
+    broker.expect_exit(0);
+    worker.expect_exit(0);
+}
+
+#[test]
+fn a_tampered_frame_ends_the_stream_with_exit_3() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let (service, data) = Service::keeping_blobs(&scratch);
+    let jobs = [("a".to_string(), "true".to_string(), String::new())];
+    scratch.write("cluster.yml", manifest("", &jobs));
+    let _broker = start_sealed(
+        &service,
+        &scratch,
+        "broker",
+        &format!("broker --cluster f {TIMINGS}"),
+        Some(SECRET),
+    );
+    let args = format!("--log-level info run cluster.yml --cluster f --worker-wait 60s {TIMINGS}");
+    let mut runner = start_sealed(&service, &scratch, "runner", &args, Some(SECRET));
+    runner.await_stderr("jobs submitted");
+    // With the runner stopped, the broker's keepalives pile up unread in the runner's
+    // down-stream. A segment that grows twice is that one: an append the runner had under way
+    // when it stopped can make its up-stream grow once, never twice. Forge the newest frame.
+    runner.signal(libc::SIGSTOP);
+    let mut last: BTreeMap<PathBuf, usize> = every_file(&data)
+        .into_iter()
+        .map(|(p, b)| (p, b.len()))
+        .collect();
+    let mut growths: BTreeMap<PathBuf, u32> = BTreeMap::new();
+    let (path, bytes) = await_some("a segment growing twice", || {
+        for (path, bytes) in every_file(&data) {
+            let before = last.insert(path.clone(), bytes.len());
+            if before.is_some_and(|n| bytes.len() > n) {
+                let count = growths.entry(path.clone()).or_default();
+                *count += 1;
+                if *count == 2 {
+                    return Some((path, bytes));
+                }
+            }
+        }
+        None
+    });
+    forge_last_frame(&path, &bytes);
+    runner.signal(libc::SIGCONT);
+    runner.expect_exit(3);
+    let stderr = runner.stderr();
+    assert!(stderr.contains("refused frame in"), "{stderr}");
+    assert!(stderr.contains("failed authentication"), "{stderr}");
+}
+
+#[test]
+fn a_public_repository_without_a_secret_gets_one_warning() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let jobs = [("a".to_string(), "true".to_string(), String::new())];
+    scratch.write("cluster.yml", manifest("", &jobs));
+    let warning = "::warning title=cluster-action: this cluster is readable by anyone::";
+    for (name, private, secret, expected) in [
+        ("public", false, None, 1),
+        ("private", true, None, 0),
+        ("sealed", false, Some(SECRET), 0),
+    ] {
+        let event = scratch.write(
+            &format!("{name}.json"),
+            json!({"repository": {"private": private}}).to_string(),
+        );
+        let mut env = vec![("GITHUB_EVENT_PATH", event.to_str().unwrap())];
+        env.extend(secret.map(|s| ("CLUSTER_SECRET", s)));
+        let mut local = scratch.spawn(scratch.path(), name, "local --workers 2 cluster.yml", &env);
+        local.expect_exit(0);
+        let stdout = local.stdout();
+        assert_eq!(
+            stdout.matches(warning).count(),
+            expected,
+            "{name}: {stdout}"
+        );
+        if expected == 1 {
+            assert!(stdout.contains("secrets.CLUSTER_SECRET"), "{stdout}");
+        }
+    }
+}
+
+#[test]
+fn secret_env_values_reach_the_job_and_are_masked_everywhere() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let value = "tok-3f9a-value";
+    // The job fails, so that its output is shown in the log.
+    let run = "test \"$TOKEN\" = tok-3f9a-value && echo \"token: $TOKEN\" && exit 1";
+    let jobs = [(
+        "a".to_string(),
+        run.to_string(),
+        "secret-env: [TOKEN]".to_string(),
+    )];
+    scratch.write("cluster.yml", manifest("", &jobs));
+    let env = [
+        ("GITHUB_ACTIONS", "true"),
+        ("CLUSTER_SECRET", SECRET),
+        ("TOKEN", value),
+    ];
+    let mut local = scratch.spawn(scratch.path(), "local", "local cluster.yml", &env);
+    local.expect_exit(1);
+    let stdout = local.stdout();
+    let mask = format!("::add-mask::{value}");
+    assert_eq!(stdout.matches(&mask).count(), 1, "{stdout}");
+    assert!(stdout.contains("token: ***"), "{stdout}");
+    assert_eq!(
+        stdout.matches(value).count(),
+        1,
+        "only in the mask command: {stdout}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cleanup and retention
+
+impl Service {
+    /// Every artifact the service holds, at `GET {url}_artifacts` (unfinalized and expiring
+    /// ones too), by name.
+    fn artifacts(&self) -> BTreeMap<String, Value> {
+        let all = self.get("_artifacts");
+        all["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["name"].as_str().unwrap().to_string(), a.clone()))
+            .collect()
+    }
+
+    /// The names `ListArtifacts` shows job `job` of the test run.
+    fn listed(&self, job: &str) -> BTreeSet<String> {
+        let listed = block_on(self.store(job).list(None)).unwrap();
+        listed.into_iter().map(|a| a.name).collect()
+    }
+
+    /// A store client acting as job `job` of the test run.
+    fn store(&self, job: &str) -> cluster_action::store::ArtifactStore {
+        let cfg = cluster_action::store::StoreConfig::new(&self.url, &token("test-run", job));
+        cluster_action::store::ArtifactStore::new(cfg.unwrap()).unwrap()
+    }
+
+    /// Uploads a small artifact `name` as job `job`, kept for the repository's retention.
+    fn upload(&self, scratch: &Scratch, job: &str, name: &str) {
+        let file = scratch.write(&format!("uploads/{name}"), name);
+        let store = self.store(job).with_retention(None);
+        block_on(store.upload_file(name, &file, &"0".repeat(64))).unwrap();
+    }
+}
+
+/// Runs `future` to its end on a runtime of its own.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(future)
+}
+
+/// A service holding a report and a user's artifact, and `cluster.yml`: a manifest with a
+/// layer and outputs, so a cluster makes every kind of artifact.
+fn seeded_service(scratch: &Scratch) -> Service {
+    let service = Service::up(scratch);
+    service.upload(scratch, "earlier", "ca-timings");
+    service.upload(scratch, "earlier", "user-artifact");
+    write_data_layer(scratch);
+    let jobs: Vec<_> = (0..4)
+        .map(|i| {
+            (
+                format!("job-{i}"),
+                format!("mkdir -p out && echo {i} > out/{i}.txt && cat data/f{i}.txt"),
+                "layers: [data]\noutputs: [out/*.txt]".to_string(),
+            )
+        })
+        .collect();
+    let head = "layers:\n  data: { paths: [data] }\n";
+    scratch.write("cluster.yml", manifest(head, &jobs));
+    service
+}
+
+#[test]
+fn a_clean_stop_deletes_what_the_cluster_made_and_keeps_reports() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = seeded_service(&scratch);
+    let args = format!("--log-level info worker --cluster k --slots 2 {TIMINGS}");
+    let mut workers: Vec<Proc> = (0..2)
+        .map(|i| service.start(&scratch, &format!("worker-{i}"), &args))
+        .collect();
+    let args = format!("run cluster.yml --cluster k --embed-broker --outputs-dir out {TIMINGS}");
+    let mut runner = service.start(&scratch, "runner", &args);
+    runner.expect_exit(0);
+    for worker in &mut workers {
+        worker.expect_exit(0);
+    }
+    assert_eq!(
+        fs::read_to_string(scratch.path().join("out/job-3/out/3.txt")).unwrap(),
+        "3\n"
+    );
+
+    // Streams, the listen marker, the data layer and four outputs layers were made and are
+    // gone; what the user asked to keep stays, with the stopped marker late workers read.
+    let deleted = service.stats()["twirp"]["DeleteArtifact"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(deleted >= 10, "DeleteArtifact calls: {deleted}");
+    let left = service.listed("anyone");
+    let expected =
+        BTreeSet::from(["ca-timings", "ca.k.1.closed", "user-artifact"].map(String::from));
+    assert_eq!(left, expected);
+    assert_eq!(
+        service.artifacts().len(),
+        expected.len(),
+        "{:?}",
+        service.artifacts()
+    );
+}
+
+#[test]
+fn a_crashed_cluster_s_leftovers_expire_and_gc_deletes_them() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = seeded_service(&scratch);
+    let broker = service.start(&scratch, "broker", &format!("broker --cluster x {TIMINGS}"));
+    let args = format!("--log-level info worker --cluster x --slots 2 --retention 3 {TIMINGS}");
+    let mut worker = service.start(&scratch, "worker", &args);
+    worker.await_stderr("worker connected");
+    let before = std::time::SystemTime::now();
+    // Jobs that never end: the broker dies with the cluster busy.
+    let pids = scratch.mkdir("pids");
+    let job_pids = JobPids { dir: pids.clone() };
+    let run = "echo $$ > $PIDS/$CLUSTER_JOB_NAME.tmp; mv $PIDS/$CLUSTER_JOB_NAME.tmp $PIDS/$CLUSTER_JOB_NAME.pid; sleep 120";
+    let jobs: Vec<_> = (0..2)
+        .map(|i| {
+            (
+                format!("long-{i}"),
+                run.to_string(),
+                "layers: [data]".to_string(),
+            )
+        })
+        .collect();
+    let head = format!(
+        "defaults:\n  env: {{ PIDS: {} }}\nlayers:\n  data: {{ paths: [data] }}\n",
+        quoted(pids.to_str().unwrap())
+    );
+    scratch.write("long.yml", manifest(&head, &jobs));
+    let mut runner = service.start(
+        &scratch,
+        "runner",
+        &format!("run long.yml --cluster x {TIMINGS}"),
+    );
+    await_some("both jobs to run", || {
+        (job_pids.pids().len() == 2).then_some(())
+    });
+    broker.signal(libc::SIGKILL);
+    runner.expect_exit(3);
+    worker.expect_exit(3);
+
+    let day = 86_400.0;
+    let all = service.artifacts();
+    let made: Vec<_> = all
+        .iter()
+        .filter(|(n, _)| n.starts_with("ca.") || n.starts_with("ca-layer-"))
+        .collect();
+    assert!(made.len() >= 5, "{made:?}");
+    for (name, artifact) in made {
+        let expires = artifact["expiresAt"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: {artifact}"));
+        let at = humantime::parse_rfc3339(expires).unwrap();
+        let days = at.duration_since(before).unwrap().as_secs_f64() / day;
+        // The worker asked for 3 days, the others have the default day.
+        let wanted = if artifact["workflowJobRunBackendId"] == "worker" {
+            3.0
+        } else {
+            1.0
+        };
+        assert!(
+            (days - wanted).abs() < 0.01,
+            "{name} expires in {days} days: {artifact}"
+        );
+    }
+    assert!(all["user-artifact"]["expiresAt"].is_null());
+
+    let mut gc = service.start(&scratch, "gc", "gc");
+    gc.expect_exit(0);
+    assert!(gc.stderr().contains("gc: deleted"), "{}", gc.stderr());
+    let expected = BTreeSet::from(["ca-timings", "user-artifact"].map(String::from));
+    assert_eq!(service.listed("anyone"), expected);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The 500-artifact budget
+
+#[test]
+fn a_manifest_needing_600_layer_artifacts_is_refused_before_any_upload() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = Service::up(&scratch);
+    let mut head = String::from("layers:\n");
+    let mut jobs = Vec::new();
+    for i in 0..600 {
+        scratch.write(&format!("l/{i}.txt"), format!("{i}"));
+        head.push_str(&format!("  l{i}: {{ paths: [l/{i}.txt] }}\n"));
+        jobs.push((
+            format!("j{i}"),
+            "true".to_string(),
+            format!("layers: [l{i}]"),
+        ));
+    }
+    scratch.write("cluster.yml", manifest(&head, &jobs));
+    let args = format!("run cluster.yml --cluster b --embed-broker {TIMINGS}");
+    let mut runner = service.start(&scratch, "runner", &args);
+    runner.expect_exit(2);
+    let stderr = runner.stderr();
+    assert!(
+        stderr.contains("600 layers") && stderr.contains("limit of 500 artifacts per job"),
+        "{stderr}"
+    );
+    assert_eq!(service.stats()["twirp_total"], 0, "{}", service.stats());
+}
+
+#[test]
+fn five_thousand_jobs_with_outputs_stay_within_500_artifacts_per_worker() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    // Each worker runs about 1,700 jobs with outputs: one outputs layer per job would take
+    // more than the 500 artifacts the in-process service allows each worker's job.
+    let jobs: Vec<_> = (0..5000)
+        .map(|i| {
+            (
+                format!("o{i}"),
+                format!("mkdir -p out && echo {i} > out/{i}.txt"),
+                "outputs: [out/*.txt]".to_string(),
+            )
+        })
+        .collect();
+    scratch.write("cluster.yml", manifest("", &jobs));
+    let args =
+        "local --workers 3 --slots 4 cluster.yml --outputs-dir back --report-json report.json";
+    let mut local = scratch.start("local", args);
+    let status = await_within("5,000 jobs", Duration::from_secs(600), || {
+        local.child.try_wait().unwrap()
+    });
+    local.code = status.code();
+    let (summary, jobs) = read_report(&scratch.path().join("report.json"));
+    let errors: Vec<&Value> = jobs
+        .values()
+        .filter(|j| j["status"] != "passed")
+        .take(2)
+        .collect();
+    assert_eq!(local.code, Some(0), "{errors:?}\n{}", local.stderr());
+    assert_eq!(summary["summary"]["passed"], 5000);
+    for i in [0, 1234, 4999] {
+        let file = scratch.path().join(format!("back/o{i}/out/{i}.txt"));
+        assert_eq!(fs::read_to_string(&file).unwrap(), format!("{i}\n"));
+    }
 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use cluster_action::layer::{Digest, LayerCache, LayerError, extract, materialize, pack};
+use cluster_action::seal::ClusterKeys;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use tar::{EntryType, Header};
@@ -346,6 +347,48 @@ fn cache_insert_verifies_extracts_and_places_the_tree() {
     assert_eq!(cache.insert(&archive, &digest).unwrap(), tree);
     assert_eq!(entries(&cache_dir), [digest.0.as_str()]);
     assert!(archive.exists(), "the caller's archive is left alone");
+}
+
+#[test]
+fn a_sealed_cache_opens_sealed_layers_and_refuses_tampered_ones() {
+    let (dir, archive, _) = sample_layer();
+    let keys = ClusterKeys::derive(b"secret", "run", "cluster").unwrap();
+    let sealed_path = dir.path().join("sealed");
+    let sealed = keys.layers().seal_file(&archive, &sealed_path).unwrap();
+    let digest = Digest::parse(&sealed.name).unwrap();
+    let cache_dir = dir.path().join("cache");
+    let cache = LayerCache::open(&cache_dir)
+        .unwrap()
+        .with_seal(Some(keys.layers()));
+    // A sealed layer works only with the key: an unsealed cache sees a hash mismatch.
+    let plain_cache = LayerCache::open(&dir.path().join("plain-cache")).unwrap();
+    assert!(matches!(
+        plain_cache.insert(&sealed_path, &digest),
+        Err(LayerError::HashMismatch { .. })
+    ));
+    let mut bytes = fs::read(&sealed_path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    let tampered = dir.path().join("tampered");
+    fs::write(&tampered, &bytes).unwrap();
+    match cache.insert(&tampered, &digest) {
+        Err(e @ LayerError::Refused { .. }) => {
+            assert!(e.to_string().contains("failed authentication"), "{e}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(entries(&cache_dir).is_empty(), "nothing of it is kept");
+    let other = ClusterKeys::derive(b"other", "run", "cluster").unwrap();
+    let wrong_key = LayerCache::open(&dir.path().join("other-cache"))
+        .unwrap()
+        .with_seal(Some(other.layers()));
+    assert!(matches!(
+        wrong_key.insert(&sealed_path, &digest),
+        Err(LayerError::Refused { .. })
+    ));
+    let tree = cache.insert(&sealed_path, &digest).unwrap();
+    assert_eq!(snapshot(&tree), snapshot(&dir.path().join("tree")));
+    assert_eq!(entries(&cache_dir), [digest.0.as_str()]);
 }
 
 #[test]

@@ -127,7 +127,7 @@ fn unset_settings_take_the_documented_defaults() {
 
 #[test]
 fn scalars_are_taken_as_written() {
-    let m = parse("jobs: [{name: 007, run: echo 1, env: {N: 1, B: true, F: 1.10, E: }}]");
+    let m = parse("jobs: [{name: 007, run: echo 1, env: {N: 1, B: true, F: 1.10, E: ''}}]");
     let job = &m.jobs[0];
     assert_eq!(job.name, "007");
     assert_eq!(job.env["N"], "1");
@@ -591,4 +591,184 @@ fn copy(from: &Path, to: &Path) {
         fs::create_dir_all(to.parent().unwrap()).unwrap();
         fs::copy(from, to).unwrap();
     }
+}
+
+#[test]
+fn aliases_that_expand_beyond_the_limit_are_refused_before_they_are_expanded() {
+    // 1 MiB behind one anchor, used 300 times: a 1 MB file standing for 300 MiB.
+    let big = "x".repeat(1 << 20);
+    let aliases = vec!["*big"; 300].join(", ");
+    let yaml = format!(
+        "defaults:\n  env: {{BIG: &big '{big}'}}\njobs:\n  - name: a\n    run: 'true'\n    \
+         outputs: [{aliases}]\n"
+    );
+    let err = refuse(&yaml);
+    assert_has(
+        &err,
+        "with its aliases (*name) expanded, the manifest stands for more than",
+    );
+    assert_has(&err, "hint: use each anchor (&name) fewer times");
+}
+
+#[test]
+fn anchors_within_the_limit_are_expanded() {
+    let mut yaml = String::from("x-common: &common {A: '1', B: two}\njobs:\n");
+    for i in 0..2_000 {
+        yaml.push_str(&format!("  - {{name: j{i}, run: 'true', env: *common}}\n"));
+    }
+    // `x-common` is not a manifest key: the anchor must sit where the schema allows it.
+    let yaml = yaml.replacen("x-common: &common {A: '1', B: two}\njobs:\n", "jobs:\n", 1);
+    let yaml = yaml.replacen("env: *common}", "env: &common {A: '1', B: two}}", 1);
+    let m = parse(&yaml);
+    assert_eq!(m.jobs.len(), 2_000);
+    assert_eq!(m.jobs[1_999].env["B"], "two");
+}
+
+#[test]
+fn deeply_nested_flow_collections_are_refused_at_once() {
+    // 200 KB of '[' kept the parser busy for over 30 s (its time grows with depth × length).
+    let yaml = format!("jobs: {}\n", "[".repeat(200_000));
+    let err = refuse(&yaml);
+    assert_has(
+        &err,
+        "jobs.yml:1:39: flow collections ('[' and '{') nest more than 32 deep",
+    );
+    let yaml = format!(
+        "jobs:\n  - name: a\n    run: {}x{}\n",
+        "[".repeat(40),
+        "]".repeat(40)
+    );
+    assert_has(&refuse(&yaml), "jobs.yml:3:42: flow collections");
+}
+
+#[test]
+fn a_nul_character_in_a_command_is_refused() {
+    let err = refuse("jobs:\n  - name: a\n    run: \"echo a\\0b\"\n");
+    assert_has(
+        &err,
+        "jobs.yml:3:10: job 'a' has a `run` command with a NUL character",
+    );
+}
+
+#[test]
+fn commands_and_values_over_128_kib_are_refused() {
+    let long = "x".repeat(128 * 1024);
+    let err = refuse(&format!(
+        "jobs:\n  - name: a\n    run: echo {long}\n  - name: b\n    run: 'true'\n    env: {{V: {long}}}\n"
+    ));
+    assert_has(
+        &err,
+        "jobs.yml:3:10: job 'a' has a `run` command of 131077 bytes, over the 128 KiB",
+    );
+    assert_has(
+        &err,
+        "jobs.yml:6:14: job 'b' sets V to a value of 131072 bytes",
+    );
+    let fits = "x".repeat(128 * 1024 - 4);
+    let m = parse(&format!(
+        "jobs: [{{name: a, run: 'true', env: {{V: {fits}}}}}]"
+    ));
+    assert_eq!(m.jobs[0].env["V"].len(), fits.len());
+}
+
+#[test]
+fn a_null_environment_value_is_refused_and_a_quoted_tilde_is_text() {
+    let err = refuse(
+        "defaults:\n  env: {A: ~}\njobs:\n  - name: a\n    run: 'true'\n    env:\n      B:\n",
+    );
+    assert_has(
+        &err,
+        "jobs.yml:2:12: defaults leaves A without a value (null)",
+    );
+    assert_has(
+        &err,
+        "jobs.yml:7:9: job 'a' leaves B without a value (null)",
+    );
+    assert_has(&err, "hint: write A: \"\" for an empty value");
+    let m = parse("jobs: [{name: a, run: 'true', env: {A: '~', B: ''}}]");
+    assert_eq!(m.jobs[0].env["A"], "~");
+    assert_eq!(m.jobs[0].env["B"], "");
+}
+
+#[test]
+fn a_commands_file_with_a_nul_or_an_overlong_line_is_refused_with_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("commands.txt");
+    let long = "y".repeat(128 * 1024);
+    fs::write(&path, format!("echo ok\necho a\0b\n# fine\necho {long}\n")).unwrap();
+    let err = from_commands(&path).unwrap_err().to_string();
+    let shown = path.display();
+    assert_has(
+        &err,
+        &format!("{shown}:2:1: the command with a NUL character"),
+    );
+    assert_has(&err, &format!("{shown}:4:1: the command of 131077 bytes"));
+}
+
+#[test]
+fn a_layer_with_a_symlink_leaving_it_is_refused_at_validation() {
+    let dir = project();
+    std::os::unix::fs::symlink("/etc", dir.path().join("fixtures/etc")).unwrap();
+    let err = parse_in(
+        dir.path(),
+        "layers:\n  data:\n    paths: [fixtures]\njobs: [{name: a, run: 'true'}]\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert_has(&err, "jobs.yml:3:12: layer 'data': cannot use");
+    assert_has(&err, "the symlink target '/etc' is absolute");
+}
+
+#[test]
+fn layer_globs_do_not_follow_symlink_loops() {
+    let dir = project();
+    for link in ["fixtures/a", "fixtures/b"] {
+        std::os::unix::fs::symlink(".", dir.path().join(link)).unwrap();
+    }
+    let root = dir.path().to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // The `glob` crate followed the links: `a/b/a/b/...` without end.
+    std::thread::spawn(move || {
+        let yaml =
+            "layers:\n  data: {paths: ['fixtures/**/*.txt']}\njobs: [{name: a, run: 'true'}]\n";
+        let _ = tx.send(parse_in(&root, yaml).map(|m| m.layers["data"].paths.clone()));
+    });
+    let paths = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("expanding the layer glob hung")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let expected = ["fixtures/a.txt", "fixtures/b.txt", "fixtures/sub/c.txt"];
+    assert_eq!(paths, expected.map(PathBuf::from));
+}
+
+#[test]
+fn layer_paths_resolving_outside_the_manifest_directory_need_allow_outside() {
+    let dir = project();
+    let elsewhere = tempfile::tempdir().unwrap();
+    fs::write(elsewhere.path().join("lib.txt"), "lib").unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("vendor")).unwrap();
+    let layers = "layers:\n  v:\n    paths: [vendor, vendor/lib.txt]\n";
+    let jobs = "jobs: [{name: a, run: 'true', layers: [v]}]\n";
+    let err = parse_in(dir.path(), &format!("{layers}{jobs}"))
+        .unwrap_err()
+        .to_string();
+    let real = elsewhere.path().canonicalize().unwrap();
+    assert_has(
+        &err,
+        &format!(
+            "jobs.yml:3:13: layer 'v': 'vendor' resolves to {}, outside the manifest's directory",
+            real.display()
+        ),
+    );
+    assert_has(
+        &err,
+        "jobs.yml:3:21: layer 'v': 'vendor/lib.txt' resolves to",
+    );
+    assert_has(&err, "hint: copy it inside, or set `allow-outside: true`");
+    let allowed = format!("{layers}    allow-outside: true\n{jobs}");
+    let m = parse_in(dir.path(), &allowed).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        m.layers["v"].paths,
+        [PathBuf::from("vendor"), PathBuf::from("vendor/lib.txt")]
+    );
 }

@@ -93,9 +93,10 @@ fn json_has_the_documented_shape() {
             "jobs": [
                 {"name": "a", "status": "passed", "exit_code": 0, "attempts": 1,
                  "duration_ms": 1200, "worker": "w-1", "outputs": ["reports/a.xml"],
-                 "error": null},
+                 "outputs_dir": "a", "error": null},
                 {"name": "b", "status": "timed_out", "exit_code": null, "attempts": 1,
-                 "duration_ms": 1200, "worker": "w-1", "outputs": [], "error": null},
+                 "duration_ms": 1200, "worker": "w-1", "outputs": [], "outputs_dir": null,
+                 "error": null},
             ]
         })
     );
@@ -473,6 +474,7 @@ fn groups_fence_job_output_so_it_cannot_run_commands() {
 #[test]
 fn job_reports_are_built_from_the_spec_and_the_final_outcome() {
     let spec = JobSpec {
+        secret_env: Default::default(),
         name: "unit-3".to_owned(),
         run: "false".to_owned(),
         env: BTreeMap::new(),
@@ -491,6 +493,7 @@ fn job_reports_are_built_from_the_spec_and_the_final_outcome() {
         worker: "w-9".to_owned(),
         output: "boom\n".to_owned(),
         outputs_layer: None,
+        outputs_path: None,
         error: None,
     };
     let report = JobReport::finished(&spec, &outcome, vec!["reports/a.xml".to_owned()]);

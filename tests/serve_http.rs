@@ -54,6 +54,13 @@ impl Job {
         (status, response.json().await.unwrap())
     }
 
+    /// A JSON answer of the service's own route `path` (`_stats`, `_artifacts`).
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        let url = format!("{}{path}", self.base);
+        let response = self.http.get(url).send().await.unwrap();
+        response.json().await.unwrap()
+    }
+
     /// The body every method starts from: our own ids.
     fn body(&self, extra: Value) -> Value {
         let mut body = json!({
@@ -616,15 +623,7 @@ async fn stats_count_each_operation() {
     job.http.get(&read_url).send().await.unwrap();
     job.list(json!({})).await;
 
-    let served: serve::StatsSnapshot = job
-        .http
-        .get(format!("{}_stats", server.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let served: serve::StatsSnapshot = job.get("_stats").await;
     assert_eq!(served, server.stats());
     let count = |map: &std::collections::BTreeMap<String, u64>, k: &str| map.get(k).copied();
     for method in [
@@ -660,4 +659,98 @@ async fn stats_count_each_operation() {
     let url = server.url().to_string();
     server.shutdown().await;
     assert!(http().get(format!("{url}_stats")).send().await.is_err());
+}
+
+#[tokio::test]
+async fn a_job_s_create_past_the_limit_is_refused_like_github_and_others_go_on() {
+    let server = start(ServeConfig {
+        max_artifacts_per_job: 3,
+        ..ServeConfig::default()
+    })
+    .await;
+    let job = Job::new(&server, "job-a");
+    for name in ["a", "b", "c"] {
+        job.create(name).await;
+        job.finalize(name, 0).await;
+    }
+    // Deleting does not give a create back.
+    let (status, _) = delete(&job, &job.ids, "c").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, answer) = job
+        .call(
+            "CreateArtifact",
+            job.body(json!({"name": "d", "version": 4})),
+        )
+        .await;
+    // 412 is not among the statuses the official client (or ours) retries.
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{answer}");
+    assert_eq!(answer["code"], "failed_precondition");
+    let msg = answer["msg"].as_str().unwrap();
+    assert!(
+        msg.contains("'d'") && msg.contains("limit of 3 artifacts per job"),
+        "{msg}"
+    );
+    Job::new(&server, "job-b").create("d").await;
+}
+
+#[tokio::test]
+async fn expires_at_is_kept_and_an_expired_artifact_is_gone() {
+    let server = start(ServeConfig::default()).await;
+    let job = Job::new(&server, "job-a");
+    for (name, at) in [
+        ("later", json!("2099-01-02T03:04:05.678Z")),
+        ("fields", json!({"seconds": "4071006245", "nanos": 0})),
+        ("gone", json!("2001-01-01T00:00:00Z")),
+    ] {
+        let (status, answer) = job
+            .call(
+                "CreateArtifact",
+                job.body(json!({"name": name, "version": 4, "expiresAt": at})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    job.finalize("later", 0).await;
+    job.finalize("fields", 0).await;
+    let (status, _) = job
+        .call(
+            "FinalizeArtifact",
+            job.body(json!({"name": "gone", "size": "0"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let names: Vec<_> = job
+        .list(json!({}))
+        .await
+        .iter()
+        .map(|a| a["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("later"), json!("fields")]);
+    // GitHub's ListArtifacts has no expiresAt; the inspection route shows it.
+    let all: Value = job.get("_artifacts").await;
+    let expiry: Vec<_> = all["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["expiresAt"].clone())
+        .collect();
+    assert_eq!(
+        expiry,
+        [
+            json!("2099-01-02T03:04:05Z"),
+            json!("2099-01-02T03:04:05Z"),
+            json!("2001-01-01T00:00:00Z")
+        ]
+    );
+    let (status, answer) = job
+        .call(
+            "CreateArtifact",
+            job.body(json!({"name": "bad", "version": 4, "expiresAt": "tomorrow"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(
+        answer["msg"].as_str().unwrap().contains("expiresAt"),
+        "{answer}"
+    );
 }

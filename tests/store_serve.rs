@@ -169,7 +169,7 @@ async fn uploading_a_missing_file_fails_without_taking_the_name() {
 async fn concurrent_uploads_of_one_name_from_two_jobs_both_succeed() {
     // Latency keeps both uploads in flight at once.
     let service = serve::start(ServeConfig {
-        latency: Duration::from_millis(20),
+        latency: serve::Latency::constant(Duration::from_millis(20)),
         ..ServeConfig::default()
     })
     .await

@@ -458,3 +458,73 @@ async fn a_listener_whose_listen_artifact_vanishes_says_so() {
     })
     .await;
 }
+
+/// Sealed streams: messages arrive as sent, no plaintext is stored, and a client with another
+/// secret is refused on both sides as a mismatch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_streams_deliver_and_refuse_another_secret() {
+    use cluster_action::seal::ClusterKeys;
+    let service = serve::start(ServeConfig::default()).await.unwrap();
+    let sealed = |secret: &[u8]| StreamConfig {
+        seal: Some(ClusterKeys::derive(secret, "run-1", "test").unwrap()),
+        ..quick()
+    };
+    guarded(async {
+        let (mut server, client) = pair(&service, sealed(b"secret")).await;
+        let sender = tokio::spawn(send_all(client.tx, 50));
+        receive_all(&mut server.rx, 50).await;
+        sender.await.unwrap();
+        let store = store(&service, "client");
+        let up = segments(&store, &server.peer, "up").await;
+        assert!(!up.is_empty());
+        for name in up {
+            let info = store.find(&name).await.unwrap().unwrap();
+            let bytes = store
+                .tail(info)
+                .read_new()
+                .await
+                .unwrap()
+                .unwrap_or_default();
+            assert!(
+                !bytes.windows(7).any(|w| w == b"message"),
+                "plaintext in {name}"
+            );
+        }
+
+        let mut listener = Listener::bind(
+            store.clone(),
+            Namespace::new("other", "1").unwrap(),
+            sealed(b"secret"),
+        )
+        .await
+        .unwrap();
+        let (server, client) = tokio::join!(
+            listener.accept(),
+            stream::connect(
+                store.clone(),
+                Namespace::new("other", "1").unwrap(),
+                sealed(b"another"),
+                Duration::from_secs(10)
+            ),
+        );
+        let (mut server, client) = (server.unwrap(), client.unwrap());
+        client.tx.send(message(1)).await.unwrap();
+        let refused = server.rx.recv().await.unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("the peer seals with another secret"),
+            "{refused}"
+        );
+        server.tx.close().await.unwrap();
+        let mut client_rx = client.rx;
+        let refused = client_rx.recv().await.unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("the peer seals with another secret"),
+            "{refused}"
+        );
+    })
+    .await;
+}

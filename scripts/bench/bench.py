@@ -5,7 +5,8 @@ memory and the service's request counters can be read) on this machine.
     python3 scripts/bench/bench.py BINARY OUT_JSON OUT_MD [--quick] [--only SCENARIO,...]
 
 Prints a table, writes the figures to OUT_JSON and rewrites OUT_MD (BENCHMARKS.md; "-" for
-none). --only runs just the named scenarios (dispatch, balance, latency, layer, memory, idle).
+none). --only runs just the named scenarios and updates just their figures in OUT_MD (dispatch, balance, latency, github_latency, layer,
+memory, idle).
 Standard library only.
 """
 import hashlib
@@ -26,6 +27,12 @@ from pathlib import Path
 # (`selftest local-flags`, built from the constants in src/cli/common.rs) in main().
 LOCAL_FLAGS = []
 
+# A latency model closer to GitHub's artifact service than a constant (an assumption, not a
+# measurement of github.com): a lognormal delay with a median of 150 ms (95th percentile about
+# 340 ms) and 1 % of requests taking 2 s, seeded so runs see the same delays.
+GITHUB_LATENCY = ["--latency-ms", "150", "--latency-sigma", "0.5", "--latency-tail-ms", "2000",
+                  "--latency-tail-rate", "0.01", "--seed", "20261201"]
+
 
 def rss_mib(pid, field="VmHWM"):
     """Peak (VmHWM) or current (VmRSS) resident memory of a live process, in MiB."""
@@ -42,11 +49,12 @@ class Cluster:
     """serve + broker + N workers, as separate processes; `run` submits a manifest."""
 
     def __init__(self, binary, workdir, workers=4, slots=2, latency_ms=0, flags=None,
-                 broker=True):
+                 broker=True, serve_args=None):
         self.bin, self.dir = binary, Path(workdir)
         self.flags = list(LOCAL_FLAGS if flags is None else flags)
         self.procs = []
-        self.serve = self._spawn("serve", [binary, "serve", "--latency-ms", str(latency_ms)],
+        serve_args = serve_args if serve_args is not None else ["--latency-ms", str(latency_ms)]
+        self.serve = self._spawn("serve", [binary, "serve"] + serve_args,
                                  env=os.environ, stdout=subprocess.PIPE)
         first = self.serve.stdout.readline().decode().strip()
         if not first.startswith("ACTIONS_RESULTS_URL="):
@@ -212,6 +220,22 @@ def latency_hiding(binary, n, tmp, results):
     results["utilisation_latency200"] = round(busy / (8 * wall), 3)
 
 
+def github_latency(binary, n, tmp, results):
+    """Slot utilisation for n jobs of 0.2-5 s on 4 workers x 2 slots under GITHUB_LATENCY."""
+    rng = random.Random(20261201)
+    seconds = [round(rng.uniform(0.2, 5.0), 1) for _ in range(n)]
+    path = manifest(tmp / "github-latency.yml",
+                    [{"name": f"g{i}", "run": f"sleep {s}"} for i, s in enumerate(seconds)])
+    with cluster(binary, serve_args=GITHUB_LATENCY) as c:
+        code, wall, report, _ = c.run(path, ["--stop-cluster"])
+    assert code == 0, f"github-latency run failed ({code})"
+    busy = sum(j["duration_ms"] for j in report["jobs"]) / 1000
+    results["utilisation_github_latency"] = round(busy / (8 * wall), 3)
+    results["_github_latency_work_s"] = round(sum(seconds), 1)
+    results["_github_latency_lower_bound_s"] = round(max(sum(seconds) / 8, max(seconds)), 1)
+    results["_github_latency_wall_s"] = round(wall, 1)
+
+
 def layer_distribution(binary, mib, tmp, results):
     data = tmp / "layer"
     data.mkdir()
@@ -276,20 +300,27 @@ def main():
     quick = "--quick" in rest
     only = set(rest[rest.index("--only") + 1].split(",")) if "--only" in rest else None
     LOCAL_FLAGS = subprocess.check_output([binary, "selftest", "local-flags"], text=True).split()
-    size = dict(dispatch=200, balance=(60, 20), latency=40, layer=20, memory=10_000, idle=(3, 10)) if quick else \
-        dict(dispatch=2000, balance=(300, 120), latency=200, layer=200, memory=100_000, idle=(65, 60))
+    size = dict(dispatch=200, balance=(60, 20), latency=40, github_latency=40, layer=20, memory=10_000,
+                idle=(3, 10)) if quick else \
+        dict(dispatch=2000, balance=(300, 120), latency=200, github_latency=300, layer=200, memory=100_000,
+             idle=(65, 60))
     results = {}
     timings = {}
     with tempfile.TemporaryDirectory(prefix="ca-bench-") as d:
         tmp = Path(d)
-        for name, fn in [
+        scenarios = [
             ("dispatch", lambda: dispatch(binary, size["dispatch"], tmp, results)),
             ("balance", lambda: balance(binary, *size["balance"], tmp, results)),
             ("latency", lambda: latency_hiding(binary, size["latency"], tmp, results)),
+            ("github_latency", lambda: github_latency(binary, size["github_latency"], tmp, results)),
             ("layer", lambda: layer_distribution(binary, size["layer"], tmp, results)),
             ("memory", lambda: memory(binary, size["memory"], tmp, results)),
             ("idle", lambda: idle(binary, *size["idle"], results)),
-        ]:
+        ]
+        unknown = (only or set()) - set(dict(scenarios))
+        if unknown:
+            sys.exit(f"bench.py: --only {','.join(sorted(unknown))}: no such scenario (one of {', '.join(dict(scenarios))})")
+        for name, fn in scenarios:
             if only is not None and name not in only:
                 continue
             start = time.monotonic()
@@ -312,8 +343,11 @@ def main():
     width = max(len(k) for k in figures)
     for k, v in figures.items():
         print(f"{k:<{width}}  {v}")
-    if out_md != "-" and only is None:
-        write_markdown(Path(out_md), figures, details, machine, timings, quick)
+    if out_md != "-":
+        if only is None:
+            write_markdown(Path(out_md), figures, details, machine, timings, quick)
+        else:
+            update_markdown(Path(out_md), figures, details, machine, timings)
 
 
 BEGIN, END = "<!-- figures: written by scripts/bench.sh -->", "<!-- end of figures -->"
@@ -339,6 +373,34 @@ def write_markdown(path, figures, details, machine, timings, quick):
         path.write_text(head + block + tail)
     else:
         path.write_text(old.rstrip("\n") + "\n\n" + block + "\n")
+
+def update_markdown(path, figures, details, machine, timings):
+    """Updates (or adds) the rows of one scenario's figures and details in BENCHMARKS.md's
+    figures block, and says under the block's first line when and how they were measured."""
+    text = path.read_text()
+    head, rest = text.split(BEGIN, 1)
+    block, tail = rest.split(END, 1)
+    lines = block.split("\n")
+    for rows, table_head in [(figures, "| figure | value |"), (details, "| detail | value |")]:
+        for key, value in rows.items():
+            row = f"| `{key}` | {value} |"
+            found = [i for i, l in enumerate(lines) if l.startswith(f"| `{key}` |")]
+            if found:
+                lines[found[0]] = row
+            else:
+                end = lines.index(table_head) + 2
+                while end < len(lines) and lines[end].startswith("| `"):
+                    end += 1
+                lines.insert(end, row)
+    (name, secs), = timings.items()
+    note = (f"`{name}` measured {machine['date']} with `scripts/bench.sh --only {name}` "
+            f"({secs} s) on {machine['cpus']} CPUs ({machine['cpu']}), {machine['memory_gib']} GiB, "
+            f"Linux {machine['kernel']}.")
+    lines = [l for l in lines if not l.startswith(f"`{name}` measured ")]
+    first = next(i for i, l in enumerate(lines) if l.startswith("Measured "))
+    lines.insert(first + 1, note)
+    path.write_text(head + BEGIN + "\n".join(lines) + END + tail)
+
 
 if __name__ == "__main__":
     main()

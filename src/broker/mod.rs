@@ -14,6 +14,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
+use crate::cleanup::{self, Keep, Made};
 use crate::link::{Incoming, Link, LinkSender, PeerLink};
 use crate::proto::{BrokerToRunner, BrokerToWorker, Hello, PROTOCOL_VERSION, RunnerMsg, WorkerMsg};
 use crate::store::ArtifactStore;
@@ -31,6 +32,8 @@ pub struct BrokerConfig {
     pub idle_timeout: Duration,
     /// Jobs given to a worker beyond its slots, to hide poll latency.
     pub prefetch: u32,
+    /// What a clean stop leaves in the store (the rest is deleted, see [`crate::cleanup`]).
+    pub keep: Keep,
 }
 
 /// Why the broker stopped.
@@ -100,6 +103,7 @@ pub async fn run(
     let mut broker = Shell {
         sched: Scheduler::new(cfg.prefetch),
         peers: HashMap::new(),
+        made: Made::default(),
     };
     tokio::pin!(shutdown);
     let mut idle_since = tokio::time::Instant::now();
@@ -135,10 +139,14 @@ pub async fn run(
     if let Err(e) = stream::close_listener(&store, &cfg.ns).await {
         warn!("could not mark the cluster stopped for late workers: {e}");
     }
+    let joined = broker.peers.len();
     broker.stop_all().await;
     let _ = stopping_tx.send(true);
     // Every sender is gone once each peer still saying hello has closed its stream.
     let _ = tokio::time::timeout(CLOSE_GRACE, unanswered.recv()).await;
+    // Deleting streams peers still read would fail them: first let them leave.
+    let _ = tokio::time::timeout(CLOSE_GRACE, peers_left(&mut events, joined)).await;
+    cleanup::after_stop(&store, &cfg.ns, &broker.made, cfg.keep).await;
     Ok(end)
 }
 
@@ -168,6 +176,17 @@ impl EmbeddedBroker {
                 warn!("embedded broker task failed: {e}");
                 Ok(BrokerEnd::Stopped)
             }
+        }
+    }
+}
+
+/// Completes once `count` peers have closed their streams (or every reader is done).
+async fn peers_left(events: &mut mpsc::Receiver<Event>, mut count: usize) {
+    while count > 0 {
+        match events.recv().await {
+            Some(Event::Gone { .. }) => count -= 1,
+            Some(_) => {}
+            None => return,
         }
     }
 }
@@ -212,6 +231,12 @@ async fn await_hello(
     match first {
         Some(Ok(Some(frame))) => Some((Connection { peer, tx, rx }, frame)),
         Some(Ok(None)) => None,
+        Some(Err(e @ StreamError::Refused { .. })) => {
+            // Closing tells the peer: it cannot open our frames either, and says why.
+            warn!(%peer, "refusing a peer at hello: {e}");
+            let _ = tx.close().await;
+            None
+        }
         Some(Err(e)) => {
             debug!(%peer, "peer vanished before hello: {e}");
             None
@@ -292,6 +317,8 @@ async fn serve_peer<Out: serde::Serialize, In: Incoming>(
 struct Shell {
     sched: Scheduler,
     peers: HashMap<PeerId, PeerTx>,
+    /// The layers the cluster's jobs used and produced, for the cleanup at a clean stop.
+    made: Made,
 }
 
 impl Shell {
@@ -301,11 +328,17 @@ impl Shell {
             Event::Worker(peer, msg) => match msg {
                 WorkerMsg::Hello(_) => Vec::new(),
                 WorkerMsg::Started { id, attempt } => self.sched.job_started(&peer, id, attempt),
-                WorkerMsg::Finished { id, outcome } => self.sched.job_finished(&peer, id, outcome),
+                WorkerMsg::Finished { id, outcome } => {
+                    self.made.finished(&outcome);
+                    self.sched.job_finished(&peer, id, outcome)
+                }
             },
             Event::Runner(peer, msg) => match msg {
                 RunnerMsg::Hello(_) => Vec::new(),
-                RunnerMsg::Submit { jobs } => self.sched.submit(&peer, jobs),
+                RunnerMsg::Submit { jobs } => {
+                    self.made.submitted(&jobs);
+                    self.sched.submit(&peer, jobs)
+                }
                 RunnerMsg::EndOfSubmission => self.sched.end_of_submission(&peer),
                 RunnerMsg::Cancel => self.sched.cancel(&peer),
                 RunnerMsg::StopCluster => {

@@ -469,6 +469,7 @@ fn synthetic(job: &Job, worker: &str, status: JobStatus, error: Option<String>) 
         worker: worker.to_string(),
         output: String::new(),
         outputs_layer: None,
+        outputs_path: None,
         error,
     }
 }
@@ -486,6 +487,7 @@ mod tests {
 
     fn job(index: u64, estimate_ms: Option<u64>, retries: u32) -> JobSpec {
         JobSpec {
+            secret_env: Default::default(),
             name: format!("job-{index}"),
             run: "true".into(),
             env: BTreeMap::new(),
@@ -507,6 +509,7 @@ mod tests {
             worker: "w".into(),
             output: String::new(),
             outputs_layer: None,
+            outputs_path: None,
             error: None,
         }
     }

@@ -11,7 +11,7 @@ use cluster_action::runner::duration::parse_duration;
 use cluster_action::runner::session;
 use cluster_action::worker::{self, WorkerConfig, WorkerEnd, exec::ExecLimits};
 
-use super::common::{ClusterArgs, default_name, shutdown_signal, store_from_env};
+use super::common::{ClusterArgs, default_name, shutdown_signal};
 use super::exit;
 
 /// Flags of `broker`.
@@ -39,6 +39,7 @@ impl BrokerArgs {
             stream: cluster.stream()?,
             idle_timeout,
             prefetch,
+            keep: cluster.cleanup.keep,
         })
     }
 }
@@ -92,7 +93,7 @@ pub struct StopArgs {
 /// Runs a broker until the cluster is stopped, it idles out, or a signal arrives.
 pub async fn broker(args: BrokerArgs) -> Result<i32, exit::Failure> {
     let cfg = BrokerArgs::config(&args.cluster, args.idle_timeout, args.prefetch)?;
-    let store = store_from_env()?;
+    let store = args.cluster.cleanup.store()?;
     match broker::run(store, cfg, shutdown_signal()).await? {
         BrokerEnd::Stopped => eprintln!("cluster '{}' stopped", args.cluster.cluster),
         BrokerEnd::Idle => eprintln!(
@@ -123,7 +124,7 @@ pub async fn worker(args: WorkerArgs) -> Result<i32, exit::Failure> {
             ..ExecLimits::default()
         },
     };
-    let store = store_from_env()?;
+    let store = args.cluster.cleanup.store()?;
     let end = worker::run(store, cfg, shutdown_signal()).await?;
     if end == WorkerEnd::Interrupted {
         eprintln!("worker interrupted: its running jobs were killed and handed back to the broker");
@@ -155,7 +156,7 @@ pub fn worker_dirs(
 
 /// Tells the cluster's broker to stop.
 pub async fn stop(args: StopArgs) -> Result<i32, exit::Failure> {
-    let store = store_from_env()?;
+    let store = args.cluster.cleanup.store()?;
     let ns = args.cluster.namespace()?;
     let target = Target {
         ns: ns.clone(),

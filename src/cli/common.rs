@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Args;
 
 use cluster_action::runner::duration::parse_duration;
+use cluster_action::seal::{ClusterKeys, SECRET_VAR};
 use cluster_action::store::{ArtifactStore, StoreConfig};
 use cluster_action::stream::{Namespace, StreamConfig};
 
@@ -67,12 +68,24 @@ pub struct ClusterArgs {
     /// Declare a peer dead (and requeue a lost worker's jobs) after this long without a word.
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     pub peer_timeout: Duration,
+    /// `--keep` and `--retention`.
+    #[command(flatten)]
+    pub cleanup: super::cleanup::CleanupArgs,
 }
 
 impl ClusterArgs {
     /// The stream names: this cluster in this run attempt (exit 2 when either is not a legal
-    /// part of an artifact name).
+    /// part of an artifact name, or the attempt is not a whole number).
     pub fn namespace(&self) -> Result<Namespace, Failure> {
+        if let Ok(attempt) = std::env::var("GITHUB_RUN_ATTEMPT")
+            && !attempt.is_empty()
+            && !attempt.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(Failure::bad_input(format!(
+                "GITHUB_RUN_ATTEMPT {attempt:?} is not a run attempt: GitHub sets it to a \
+                 whole number (1 for the first attempt); unset it or fix it"
+            )));
+        }
         Namespace::from_env(&self.cluster).map_err(|e| {
             Failure::bad_input(format!(
                 "{e}\n(the cluster id comes from --cluster or CLUSTER_ACTION_CLUSTER, the run attempt from GITHUB_RUN_ATTEMPT)"
@@ -90,10 +103,12 @@ impl ClusterArgs {
             idle_after: StreamConfig::default().idle_after,
             keepalive: (peer_timeout / LOCAL_KEEPALIVES_PER_PEER_TIMEOUT).max(LOCAL_MIN_KEEPALIVE),
             peer_timeout,
+            cleanup: super::cleanup::CleanupArgs::default(),
         }
     }
 
-    /// Stream timings from the flags (exit 2 when they cannot work together).
+    /// Stream timings from the flags (exit 2 when they cannot work together), and the
+    /// cluster's keys from `CLUSTER_SECRET`.
     pub fn stream(&self) -> Result<StreamConfig, Failure> {
         let cfg = StreamConfig {
             poll_max: self.poll_max,
@@ -101,6 +116,7 @@ impl ClusterArgs {
             idle_after: self.idle_after,
             keepalive: self.keepalive,
             peer_timeout: self.peer_timeout,
+            seal: seal_from_env(&self.cluster)?,
             ..StreamConfig::default()
         };
         cfg.validate()
@@ -129,6 +145,49 @@ impl ClusterArgs {
             format!("{}ms", self.peer_timeout.as_millis()),
         ]
     }
+}
+
+/// The cluster's keys from `CLUSTER_SECRET`, bound to this run (`GITHUB_RUN_ID`, `local`
+/// when unset) and `cluster`; `None` without a secret.
+fn seal_from_env(cluster: &str) -> Result<Option<ClusterKeys>, Failure> {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(secret) = std::env::var_os(SECRET_VAR) else {
+        return Ok(None);
+    };
+    let run_id = std::env::var("GITHUB_RUN_ID")
+        .ok()
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| "local".into());
+    let keys = ClusterKeys::derive(secret.as_bytes(), &run_id, cluster)
+        .map_err(|e| Failure::bad_input(e.to_string()))?;
+    Ok(Some(keys))
+}
+
+/// Prints one warning annotation when the repository is public and no secret is set. The
+/// runner calls it (it is the one that sends the jobs), so a cluster warns once, not once per
+/// worker.
+pub fn warn_if_readable() {
+    if std::env::var_os(SECRET_VAR).is_none() && repository_is_public() {
+        println!("{PUBLIC_WARNING}");
+    }
+}
+
+/// What a public repository without a secret exposes, and the fix.
+const PUBLIC_WARNING: &str = "::warning title=cluster-action: this cluster is readable by anyone::\
+This repository is public and no secret is set, so job commands, environments, output and \
+layer files travel as plain artifacts of this run that anyone signed in to GitHub can \
+download until they expire. Add a repository secret CLUSTER_SECRET and pass it to every \
+cluster-action step: `with: secret: ${{ secrets.CLUSTER_SECRET }}`.";
+
+/// Whether `GITHUB_EVENT_PATH`'s event says `repository.private: false`.
+fn repository_is_public() -> bool {
+    let Some(path) = std::env::var_os("GITHUB_EVENT_PATH") else {
+        return false;
+    };
+    let event: Option<serde_json::Value> = std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    event.is_some_and(|e| e["repository"]["private"] == serde_json::Value::Bool(false))
 }
 
 /// The artifact store from `ACTIONS_RESULTS_URL` and `ACTIONS_RUNTIME_TOKEN` (exit 2 if unusable).

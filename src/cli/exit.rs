@@ -10,6 +10,7 @@ use cluster_action::runner::machine::RunEnd;
 use cluster_action::runner::manifest::ManifestError;
 use cluster_action::runner::report::Summary;
 use cluster_action::runner::session::RunError;
+use cluster_action::seal::SealError;
 use cluster_action::store::StoreError;
 use cluster_action::stream::StreamError;
 use cluster_action::worker::{WorkerEnd, WorkerError};
@@ -30,7 +31,7 @@ pub const HELP: &str = "\
 Exit codes:
   0    all jobs passed
   1    some job failed or timed out
-  2    bad input (flags, manifest, environment)
+  2    bad input (flags, manifest, environment; peers with different CLUSTER_SECRETs)
   3    cluster or infrastructure failure (artifact store, broker, workers)
   130  cancelled (SIGINT/SIGTERM)";
 
@@ -107,8 +108,12 @@ impl Failure {
         move |source| Self::Io { what, source }
     }
 
-    /// The exit code of this failure.
+    /// The exit code of this failure. Peers that do not share the cluster secret are a
+    /// configuration error (exit 2), wherever in the cause chain the refusal surfaced.
     pub fn exit_code(&self) -> i32 {
+        if secrets_differ(self) {
+            return BAD_INPUT;
+        }
         match self {
             Self::BadInput(_)
             | Self::Manifest(_)
@@ -133,6 +138,20 @@ impl Failure {
             | Self::Io { .. } => INFRA,
         }
     }
+}
+
+/// Whether a refusal for a different (or missing) cluster secret is among `err`'s causes.
+fn secrets_differ(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if e.downcast_ref::<SealError>()
+            .is_some_and(SealError::is_mismatch)
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// The exit code of each way a worker fails.

@@ -1,6 +1,7 @@
 //! Subcommands of the binary. Each maps its flags onto a library configuration and turns the
 //! library's errors into a message on stderr and a documented exit code.
 
+mod cleanup;
 mod cluster;
 mod common;
 pub mod credentials;
@@ -42,6 +43,10 @@ pub enum Command {
     /// Serve a local artifact service (Twirp + blob) on loopback, for tests and `act`-free
     /// local clusters. Prints `ACTIONS_RESULTS_URL=...` as its first line when ready.
     Serve(serve::ServeArgs),
+    /// Delete the run's cluster-action leftovers (streams, markers, layers of every cluster;
+    /// reports unless --keep none), e.g. after a crashed cluster. Exit 0 when all are gone,
+    /// 3 when the store cannot be listed or some artifact could not be deleted.
+    Gc(cleanup::GcArgs),
     /// Print a runtime token that the local service accepts as the given run and job.
     Token(serve::TokenArgs),
     /// Checks of a setup, run by the end-to-end tests (hidden: not part of the user's API).
@@ -85,6 +90,7 @@ pub async fn dispatch(command: Command) -> i32 {
         Command::Broker(args) => cluster::broker(args).await,
         Command::Worker(args) => cluster::worker(args).await,
         Command::Stop(args) => cluster::stop(args).await,
+        Command::Gc(args) => cleanup::gc(args).await,
         Command::Serve(args) => serve::serve(args).await,
         Command::Token(args) => serve::token(args),
         Command::Selftest(SelftestCommand::Transport(args)) => selftest::transport(args).await,

@@ -11,6 +11,7 @@ use cluster_action::runner::duration::parse_duration;
 use cluster_action::runner::machine::RunEnd;
 use cluster_action::runner::manifest::{self, Manifest};
 use cluster_action::runner::progress::{Mode, Progress};
+use cluster_action::runner::report;
 use cluster_action::runner::session::{self, RunConfig, RunResult};
 
 use cluster_action::worker::{InProcessWorker, WorkerConfig, exec::ExecLimits};
@@ -18,7 +19,7 @@ use cluster_action::worker::{InProcessWorker, WorkerConfig, exec::ExecLimits};
 use super::cluster::{BrokerArgs, worker_dirs};
 use super::common::{
     ClusterArgs, EMBEDDED_BROKER_IDLE_TIMEOUT, LOCAL_BROKER_WAIT, LOCAL_PEER_TIMEOUT,
-    LOCAL_POLL_MAX, default_name, shutdown_signal, store_from_env,
+    LOCAL_POLL_MAX, default_name, shutdown_signal, warn_if_readable,
 };
 use super::exit::{self, Failure};
 
@@ -132,7 +133,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
         name: name.clone(),
         own_slots,
     };
-    let store = store_from_env()?;
+    let store = cluster.cleanup.store()?;
     let broker = embed_broker.map(|bcfg| EmbeddedBroker::start(store.clone(), bcfg));
     let (_scratch, own_worker) = match own_slots {
         0 => (None, None),
@@ -211,7 +212,16 @@ fn load(args: &JobsArgs) -> Result<Manifest, Failure> {
         (None, Some(path)) => manifest::from_commands(path),
         (None, None) => return Err(Failure::bad_input("give a MANIFEST or --commands FILE")),
     };
+    let reports = [args.report_json.as_deref(), args.report_junit.as_deref()];
+    report::check_destinations(&reports, args.outputs_dir.as_deref())
+        .map_err(Failure::bad_input)?;
     let manifest = loaded?;
+    warn_if_readable();
+    if matches!(Mode::detect(), Mode::Lines { github: true }) {
+        for line in cluster_action::runner::report::add_masks(&manifest) {
+            println!("{line}");
+        }
+    }
     // Until the runner batches suites (issue 9), refuse them rather than skip them silently.
     if let Some(suite) = manifest.suites.first() {
         return Err(Failure::bad_input(format!(
@@ -221,6 +231,8 @@ fn load(args: &JobsArgs) -> Result<Manifest, Failure> {
             suite.suite.name
         )));
     }
+    cluster_action::budget::check_manifest(&manifest)
+        .map_err(|e| Failure::bad_input(e.to_string()))?;
     Ok(manifest)
 }
 

@@ -120,7 +120,9 @@ async fn listen(
     let scratch = tempfile::tempdir()?;
     let archive = scratch.path().join("layer.tar.gz");
     let digest = layer::pack(&args.layer_dir, &[PathBuf::from(".")], &archive)?;
-    let outcome = layer::publish(store, &archive, &digest).await?;
+    let outcome = layer::publish(store, None, &archive, &digest)
+        .await?
+        .outcome;
     println!("published layer {} ({outcome:?})", digest.0);
     let layer = Check::Layer {
         digest: digest.0.clone(),

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{Digest, LayerError, artifact_name, extract};
+use crate::seal::LayerSeal;
 use crate::store::ArtifactStore;
 
 /// Downloads of one layer before a hash mismatch is final. act lists an artifact as soon as it
@@ -20,6 +21,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 #[derive(Debug, Clone)]
 pub struct LayerCache {
     dir: PathBuf,
+    seal: Option<LayerSeal>,
 }
 
 impl LayerCache {
@@ -30,14 +32,20 @@ impl LayerCache {
         })?;
         Ok(Self {
             dir: dir.to_path_buf(),
+            seal: None,
         })
+    }
+
+    /// This cache, fetching layers sealed with `seal` (as [`super::publish`] made them).
+    pub fn with_seal(self, seal: Option<LayerSeal>) -> Self {
+        Self { seal, ..self }
     }
 
     /// The extracted tree of `digest`, downloading, verifying and extracting it if needed.
     ///
     /// A download that does not hash to `digest` is deleted and retried with backoff
     /// (five downloads in all, about 4 s of waiting) because act serves artifacts that are still being uploaded;
-    /// after that the error is [`LayerError::HashMismatch`].
+    /// after that the error is [`LayerError::HashMismatch`] ([`LayerError::Refused`] when sealed).
     pub async fn fetch(
         &self,
         store: &ArtifactStore,
@@ -78,8 +86,10 @@ impl LayerCache {
                         )
                     })?;
             match inserted {
-                Err(LayerError::HashMismatch { actual, .. }) if attempt < FETCH_ATTEMPTS => {
-                    tracing::debug!(%digest, %actual, attempt, "layer download incomplete or corrupt; retrying");
+                Err(e @ (LayerError::HashMismatch { .. } | LayerError::Refused { .. }))
+                    if attempt < FETCH_ATTEMPTS =>
+                {
+                    tracing::debug!(%digest, error = %e, attempt, "layer download incomplete or corrupt; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff *= 2;
                     attempt += 1;
@@ -89,7 +99,8 @@ impl LayerCache {
         }
     }
 
-    /// Verifies that the local file `archive` hashes to `digest`, extracts it into a staging
+    /// Verifies that the local file `archive` hashes to `digest` (with a seal: that its keyed
+    /// hash is `digest` and every chunk authenticates), extracts it into a staging
     /// directory inside the cache and renames that to `<cache>/<digest>`; returns the tree.
     ///
     /// `archive` is left in place (the caller owns it). If the tree exists already, e.g.
@@ -97,13 +108,20 @@ impl LayerCache {
     /// [`LayerError::HashMismatch`] and leaves the cache unchanged.
     pub fn insert(&self, archive: &Path, digest: &Digest) -> Result<PathBuf, LayerError> {
         let tree = self.tree_path(digest)?;
-        let actual = Digest::of_file(archive)?;
-        if actual != *digest {
-            return Err(LayerError::HashMismatch {
-                expected: digest.0.clone(),
-                actual: actual.0,
-            });
-        }
+        let opened = match &self.seal {
+            Some(seal) => Some(self.open_sealed(seal, archive, digest)?),
+            None => {
+                let actual = Digest::of_file(archive)?;
+                if actual != *digest {
+                    return Err(LayerError::HashMismatch {
+                        expected: digest.0.clone(),
+                        actual: actual.0,
+                    });
+                }
+                None
+            }
+        };
+        let archive = opened.as_deref().unwrap_or(archive);
         if tree.is_dir() {
             return Ok(tree);
         }
@@ -130,6 +148,27 @@ impl LayerCache {
                 e,
             )),
         }
+    }
+
+    /// Checks the sealed file `archive` against its name `digest` and opens it into a
+    /// temporary plain file in the cache (removed when dropped).
+    fn open_sealed(
+        &self,
+        seal: &LayerSeal,
+        archive: &Path,
+        digest: &Digest,
+    ) -> Result<tempfile::TempPath, LayerError> {
+        let plain = tempfile::Builder::new()
+            .prefix(".opened-")
+            .tempfile_in(&self.dir)
+            .map_err(|e| LayerError::io(format!("creating a file in '{}'", self.dir.display()), e))?
+            .into_temp_path();
+        seal.open_file(archive, &digest.0, &plain)
+            .map_err(|source| LayerError::Refused {
+                layer: digest.0.clone(),
+                source,
+            })?;
+        Ok(plain)
     }
 
     /// Where the tree of `digest` lives; the digest is checked since it becomes a path.

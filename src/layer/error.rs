@@ -43,6 +43,16 @@ pub enum LayerError {
     /// checked before use).
     #[error("'{0}' is not a layer digest (64 lowercase hex digits)")]
     InvalidDigest(String),
+    /// A sealed layer failed authentication (tampered with, truncated, or sealed under
+    /// another secret), or could not be sealed or opened.
+    #[error("layer {layer} refused: {source}")]
+    Refused {
+        /// The layer's digest.
+        layer: String,
+        /// Why.
+        #[source]
+        source: crate::seal::SealError,
+    },
     /// The layer is not in the artifact store.
     #[error("layer {0} is not in the artifact store")]
     Missing(String),

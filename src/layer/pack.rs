@@ -14,7 +14,7 @@ use tar::{EntryType, Header};
 
 use super::digest::HashingWriter;
 use super::rules::{entry_path, link_target};
-use super::tree::{Node, Tree, node, walk};
+use super::tree::{Node, Tree, node, walk, walk_from};
 use super::{Digest, LayerError};
 
 /// The gzip level; part of the format, since another level gives other bytes.
@@ -32,7 +32,28 @@ const GZIP_OS_UNKNOWN: u8 = 255;
 /// setuid/setgid/sticky bits are dropped. Overlapping paths are packed once. The archive is
 /// streamed to `out`; on error `out` is removed.
 pub fn pack(root: &Path, paths: &[PathBuf], out: &Path) -> Result<Digest, LayerError> {
-    let tree = collect(root, paths)?;
+    pack_listed(root, paths, Listed::Entries, out)
+}
+
+/// How the paths given to [`pack_listed`] and [`check`] are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listed {
+    /// As entries of the root: a symlink is packed as a link, nothing below a symlink is
+    /// packed.
+    Entries,
+    /// Resolved through symlinks (theirs and their parents'): what a path points to is packed
+    /// under the path's name, wherever it is. Below a listed path, symlinks are entries again.
+    Resolved,
+}
+
+/// [`pack`], with the listed paths read as `listed` says.
+pub fn pack_listed(
+    root: &Path,
+    paths: &[PathBuf],
+    listed: Listed,
+    out: &Path,
+) -> Result<Digest, LayerError> {
+    let tree = collect(root, paths, listed)?;
     let file = File::create(out)
         .map_err(|e| LayerError::io(format!("creating '{}'", out.display()), e))?;
     let packed = write_archive(root, &tree, file, out);
@@ -43,8 +64,14 @@ pub fn pack(root: &Path, paths: &[PathBuf], out: &Path) -> Result<Digest, LayerE
     packed
 }
 
+/// Checks that `paths` (relative to `root`) can be packed, without writing anything: the
+/// rules [`pack`] applies, so that a manifest is refused before anything starts.
+pub fn check(root: &Path, paths: &[PathBuf], listed: Listed) -> Result<(), LayerError> {
+    collect(root, paths, listed).map(drop)
+}
+
 /// The entries to pack, validated: the given paths, their parents and everything below them.
-fn collect(root: &Path, paths: &[PathBuf]) -> Result<Tree, LayerError> {
+fn collect(root: &Path, paths: &[PathBuf], listed: Listed) -> Result<Tree, LayerError> {
     let mut tree = Tree::new();
     for path in paths {
         let invalid = |reason: String| LayerError::InvalidPath {
@@ -63,7 +90,10 @@ fn collect(root: &Path, paths: &[PathBuf]) -> Result<Tree, LayerError> {
         let mut parent = PathBuf::new();
         for component in rel.parent().into_iter().flat_map(Path::components) {
             parent.push(component);
-            let parent_node = node(&root.join(&parent))?;
+            let parent_node = match listed {
+                Listed::Entries => node(&root.join(&parent))?,
+                Listed::Resolved => resolved_node(&root.join(&parent))?,
+            };
             if let Node::Symlink { .. } = parent_node {
                 return Err(invalid(format!(
                     "its parent '{}' is a symlink, and a layer holds nothing below a symlink",
@@ -72,7 +102,10 @@ fn collect(root: &Path, paths: &[PathBuf]) -> Result<Tree, LayerError> {
             }
             tree.insert(parent.clone(), parent_node);
         }
-        walk(root, &rel, &mut tree)?;
+        match listed {
+            Listed::Entries => walk(root, &rel, &mut tree)?,
+            Listed::Resolved => walk_from(root, &rel, resolved_node(&root.join(&rel))?, &mut tree)?,
+        }
     }
     for (rel, node) in &tree {
         if let Node::Symlink { target } = node {
@@ -83,6 +116,13 @@ fn collect(root: &Path, paths: &[PathBuf]) -> Result<Tree, LayerError> {
         }
     }
     Ok(tree)
+}
+
+/// What `path` resolves to (following symlinks), as a directory or a file.
+fn resolved_node(path: &Path) -> Result<Node, LayerError> {
+    let real = fs::canonicalize(path)
+        .map_err(|e| LayerError::io(format!("resolving '{}'", path.display()), e))?;
+    node(&real)
 }
 
 /// Streams the archive of `tree` into `file` (which is `out`), hashing the compressed bytes.

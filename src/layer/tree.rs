@@ -23,8 +23,17 @@ pub(crate) type Tree = BTreeMap<PathBuf, Node>;
 /// Adds `rel` (relative to `root`; the empty path is the root itself, which is walked but not
 /// added) and everything below it to `tree`.
 pub(crate) fn walk(root: &Path, rel: &Path, tree: &mut Tree) -> Result<(), LayerError> {
+    walk_from(root, rel, node(&root.join(rel))?, tree)
+}
+
+/// [`walk`], with `node` taken as what `rel` is (so a caller may resolve `rel` first).
+pub(crate) fn walk_from(
+    root: &Path,
+    rel: &Path,
+    node: Node,
+    tree: &mut Tree,
+) -> Result<(), LayerError> {
     let full = root.join(rel);
-    let node = node(&full)?;
     let is_dir = matches!(node, Node::Dir { .. });
     if !rel.as_os_str().is_empty() {
         tree.insert(rel.to_path_buf(), node);

@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::warn;
 
+use super::outputs_dir;
 use super::report::{JobReport, RunReport};
 use crate::layer::Digest;
 use crate::proto::Submission;
@@ -87,6 +88,8 @@ pub enum Effect {
         layer: Digest,
         /// How long to wait first (zero for the first fetch).
         after: Duration,
+        /// The directory of the layer holding this job's outputs (the whole layer: `None`).
+        path: Option<String>,
     },
     /// The run is over.
     End(RunEnd),
@@ -112,8 +115,9 @@ struct Entry {
     report: JobReport,
     /// Whether the broker reported its final outcome.
     finished: bool,
-    /// Its outputs layer while it is being fetched, and the fetches made.
-    fetching: Option<(Digest, u32)>,
+    /// Its outputs layer (and its directory in it) while it is being fetched, and the
+    /// fetches made.
+    fetching: Option<(Digest, Option<String>, u32)>,
 }
 
 /// The runner's state: every job of the manifest and what is known of it.
@@ -336,7 +340,7 @@ impl Machine {
         let Some(entry) = self.jobs.get_mut(&index) else {
             return Vec::new();
         };
-        let Some((layer, tries)) = entry.fetching.take() else {
+        let Some((layer, path, tries)) = entry.fetching.take() else {
             return Vec::new();
         };
         let error = match fetched {
@@ -352,12 +356,13 @@ impl Machine {
             warn!(
                 "outputs of job '{name}' could not be brought back ({error}): again in {after:?}"
             );
-            let dir = safe_dir_name(name);
-            entry.fetching = Some((layer.clone(), tries + 1));
+            let dir = outputs_dir::dir_name(name);
+            entry.fetching = Some((layer.clone(), path.clone(), tries + 1));
             return vec![Effect::FetchOutputs {
                 index,
                 dir,
                 layer,
+                path,
                 after,
             }];
         }
@@ -411,11 +416,13 @@ impl Machine {
         };
         let mut fx = Vec::new();
         if let (true, Some(layer)) = (self.fetch_outputs, outcome.outputs_layer.take()) {
-            entry.fetching = Some((layer.clone(), 1));
+            let path = outcome.outputs_path.take();
+            entry.fetching = Some((layer.clone(), path.clone(), 1));
             fx.push(Effect::FetchOutputs {
                 index,
-                dir: safe_dir_name(&entry.report.name),
+                dir: outputs_dir::dir_name(&entry.report.name),
                 layer,
+                path,
                 after: Duration::ZERO,
             });
         }
@@ -466,24 +473,6 @@ fn not_run_report(skeleton: JobReport, end: &RunEnd) -> JobReport {
     report
 }
 
-/// A job name as a single, safe directory name.
-pub(crate) fn safe_dir_name(name: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    match cleaned.as_str() {
-        "" | "." | ".." => "_".into(),
-        _ => cleaned,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,6 +494,7 @@ mod tests {
                     outputs: vec!["out/*".into()],
                     estimate_ms: None,
                     isolation: Default::default(),
+                    secret_env: Default::default(),
                 },
             })
             .collect()
@@ -529,6 +519,7 @@ mod tests {
             worker: "w".into(),
             output: String::new(),
             outputs_layer: layer.map(|l| Digest(l.into())),
+            outputs_path: None,
             error: None,
         }
     }
@@ -738,8 +729,9 @@ mod tests {
             fx[0],
             Effect::FetchOutputs {
                 index: JobIndex(0),
-                dir: "job_0".into(),
+                dir: outputs_dir::dir_name("job 0"),
                 layer: Digest("ab".into()),
+                path: None,
                 after: Duration::ZERO,
             }
         );
@@ -952,13 +944,5 @@ mod tests {
         };
         let m = Machine::new(jobs(1), &rules, now);
         assert_eq!(m.closing(), [Effect::Send(RunnerMsg::StopCluster)]);
-    }
-
-    #[test]
-    fn job_names_become_single_safe_directories() {
-        assert_eq!(safe_dir_name("unit-1"), "unit-1");
-        assert_eq!(safe_dir_name("a/../b c"), "a_.._b_c");
-        assert_eq!(safe_dir_name(".."), "_");
-        assert_eq!(safe_dir_name(""), "_");
     }
 }

@@ -4,6 +4,7 @@
 pub mod duration;
 pub mod machine;
 pub mod manifest;
+pub mod outputs_dir;
 pub mod progress;
 pub mod report;
 pub mod session;

@@ -25,6 +25,7 @@ use super::report::RunReport;
 use crate::layer::{self, Digest, LayerCache};
 use crate::link::{JoinError, Joined, LinkError, RunnerLink, Target};
 use crate::proto::{Hello, JobIndex, PROTOCOL_VERSION, RunnerMsg, Submission};
+use crate::seal::{ClusterKeys, LayerSeal};
 use crate::store::ArtifactStore;
 use crate::stream::{Namespace, StreamConfig, StreamError};
 
@@ -129,10 +130,15 @@ pub async fn run(
     cancel: impl Future<Output = ()>,
 ) -> Result<RunResult, RunError> {
     let started = Instant::now();
-    let digests = publish_layers(&store, &manifest).await?;
+    let layer_seal = cfg.stream.seal.as_ref().map(ClusterKeys::layers);
+    let digests = publish_layers(&store, layer_seal.as_ref(), &manifest).await?;
     let jobs = submissions(manifest, &digests);
     // The scratch directory (and the cache in it) is removed when the run returns.
-    let outputs = cfg.outputs_dir.as_deref().map(Outputs::open).transpose()?;
+    let outputs = cfg
+        .outputs_dir
+        .as_deref()
+        .map(|dir| Outputs::open(dir, layer_seal))
+        .transpose()?;
     let rules = Rules {
         worker_wait: cfg.worker_wait,
         fetch_outputs: outputs.is_some(),
@@ -256,8 +262,9 @@ impl Shell<'_> {
                     index,
                     dir,
                     layer,
+                    path,
                     after,
-                } => self.fetch(index, &dir, layer, after),
+                } => self.fetch(index, &dir, layer, path, after),
                 Effect::End(e) => end = Some(e),
                 Effect::Refused(reason) => return Err(RunError::Refused(reason)),
             }
@@ -265,8 +272,16 @@ impl Shell<'_> {
         Ok(end)
     }
 
-    /// Starts fetching an outputs layer into the outputs directory after `after`.
-    fn fetch(&mut self, index: JobIndex, dir: &str, layer: Digest, after: Duration) {
+    /// Starts fetching (the directory `path` of) an outputs layer into the outputs directory,
+    /// after `after`.
+    fn fetch(
+        &mut self,
+        index: JobIndex,
+        dir: &str,
+        layer: Digest,
+        path: Option<String>,
+        after: Duration,
+    ) {
         let Some(outputs) = &self.outputs else {
             return;
         };
@@ -274,7 +289,11 @@ impl Shell<'_> {
         let dest = outputs.dir.join(dir);
         self.fetches.spawn(async move {
             tokio::time::sleep(after).await;
-            (index, fetch_outputs(&store, &cache, &layer, &dest).await)
+            let sub = PathBuf::from(path.unwrap_or_default());
+            (
+                index,
+                fetch_outputs(&store, &cache, &layer, &sub, &dest).await,
+            )
         });
     }
 
@@ -324,6 +343,7 @@ async fn sleep_until(deadline: Option<(tokio::time::Instant, Timer)>) -> Timer {
 /// Packs every layer some job uses and publishes those the store lacks.
 async fn publish_layers(
     store: &ArtifactStore,
+    seal: Option<&LayerSeal>,
     manifest: &Manifest,
 ) -> Result<BTreeMap<String, Digest>, RunError> {
     let used: std::collections::BTreeSet<&String> =
@@ -334,31 +354,32 @@ async fn publish_layers(
     })?;
     let mut digests = BTreeMap::new();
     let mut uploads = JoinSet::new();
-    for name in used {
+    for (index, name) in used.into_iter().enumerate() {
         let Some(def) = manifest.layers.get(name) else {
             continue;
         };
-        let archive = staging.path().join(format!("{}.tar.gz", digests.len()));
+        let archive = staging.path().join(format!("{index}.tar.gz"));
         let (root, paths, out) = (
             manifest.base_dir.clone(),
             def.paths.clone(),
             archive.clone(),
         );
-        let digest = tokio::task::spawn_blocking(move || layer::pack(&root, &paths, &out))
-            .await
-            .map_err(|source| RunError::Task {
-                what: "layer packing",
-                source,
-            })?
-            .map_err(|source| RunError::Layer {
-                name: name.clone(),
-                source,
-            })?;
+        let listed = def.listed;
+        let digest =
+            tokio::task::spawn_blocking(move || layer::pack_listed(&root, &paths, listed, &out))
+                .await
+                .map_err(|source| RunError::Task {
+                    what: "layer packing",
+                    source,
+                })?
+                .map_err(|source| RunError::Layer {
+                    name: name.clone(),
+                    source,
+                })?;
         info!(layer = %name, digest = %digest.0, "packed");
-        digests.insert(name.clone(), digest.clone());
-        let (store, name) = (store.clone(), name.clone());
+        let (store, name, seal) = (store.clone(), name.clone(), seal.cloned());
         uploads.spawn(async move {
-            let result = layer::publish(&store, &archive, &digest).await;
+            let result = layer::publish(&store, seal.as_ref(), &archive, &digest).await;
             (name, result)
         });
     }
@@ -367,11 +388,12 @@ async fn publish_layers(
             what: "layer upload",
             source,
         })?;
-        let outcome = result.map_err(|source| RunError::Layer {
+        let published = result.map_err(|source| RunError::Layer {
             name: name.clone(),
             source,
         })?;
-        debug!(layer = %name, ?outcome, "published");
+        debug!(layer = %name, ?published, "published");
+        digests.insert(name, published.digest);
     }
     Ok(digests)
 }
@@ -385,8 +407,8 @@ struct Outputs {
 }
 
 impl Outputs {
-    /// Creates the outputs directory and the scratch cache.
-    fn open(dir: &Path) -> Result<Self, RunError> {
+    /// Creates the outputs directory and the scratch cache; `seal` opens sealed layers.
+    fn open(dir: &Path, seal: Option<LayerSeal>) -> Result<Self, RunError> {
         std::fs::create_dir_all(dir).map_err(|source| RunError::Io {
             what: format!("cannot create outputs directory {}", dir.display()),
             source,
@@ -398,10 +420,12 @@ impl Outputs {
                 what: "cannot create a temporary directory".into(),
                 source,
             })?;
-        let cache = LayerCache::open(scratch.path()).map_err(|source| RunError::Layer {
-            name: "outputs".into(),
-            source,
-        })?;
+        let cache = LayerCache::open(scratch.path())
+            .map_err(|source| RunError::Layer {
+                name: "outputs".into(),
+                source,
+            })?
+            .with_seal(seal);
         Ok(Self {
             dir: dir.to_path_buf(),
             cache,
@@ -410,17 +434,30 @@ impl Outputs {
     }
 }
 
-/// Fetches an outputs layer and copies its files under `dest`; returns their relative paths.
+/// Fetches an outputs layer and copies the files of its directory `sub` (the job's, in a
+/// layer a worker packed for several jobs) under `dest`; returns their relative paths.
 async fn fetch_outputs(
     store: &ArtifactStore,
     cache: &LayerCache,
     digest: &Digest,
+    sub: &Path,
     dest: &Path,
 ) -> Result<Vec<String>, String> {
+    // A worker names the directory: it stays inside the layer.
+    if !sub
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(format!(
+            "the worker named outputs directory '{}', which leaves the layer",
+            sub.display()
+        ));
+    }
     let tree = cache
         .fetch(store, digest)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .join(sub);
     let dest = dest.to_path_buf();
     tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&dest)

@@ -4,7 +4,10 @@
 //!
 //! Routes: `POST /twirp/github.actions.results.api.v1.ArtifactService/{method}` (see
 //! `twirp`), `PUT`/`GET`/`HEAD /blob/artifacts/{id}?sig=…&se=…&sp=…` on signed URLs (see
-//! `blob`), and `GET /_stats` (a [`StatsSnapshot`] as JSON; not subject to faults).
+//! `blob`), `GET /_stats` (a [`StatsSnapshot`] as JSON; not subject to faults), and
+//! `GET /_artifacts` (every artifact the service holds, with what `ListArtifacts` does not show:
+//! unfinalized ones and `expiresAt`; `{"artifacts": [{databaseId, name, workflowRunBackendId,
+//! workflowJobRunBackendId, finalized, createdAt, expiresAt}]}`, for tests).
 //!
 //! Where act and github.com differ, this follows github.com: a second `CreateArtifact` of a
 //! name answers `already_exists`, only finalized artifacts are listed, another job's ids do not
@@ -13,7 +16,7 @@
 //! binds loopback addresses.
 //!
 //! Module map: `artifacts` (the registry), `blobs` (bytes on disk), `sign` (signed
-//! URLs), `faults` (latency and failures), `stats` (counters), `timestamp` (RFC 3339).
+//! URLs), `faults` (latency and failures), `stats` (counters).
 
 mod artifacts;
 mod blob;
@@ -21,7 +24,6 @@ mod blobs;
 mod faults;
 mod sign;
 mod stats;
-mod timestamp;
 mod twirp;
 
 use std::io::Write;
@@ -37,9 +39,11 @@ use axum::routing::{get, post};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use artifacts::MAX_ARTIFACTS_PER_JOB;
 use artifacts::Registry;
 use blobs::BlobStore;
 use faults::Faults;
+pub use faults::Latency;
 use sign::Signer;
 use stats::Stats;
 
@@ -51,8 +55,8 @@ pub struct ServeConfig {
     /// Where blobs live: a fresh `serve-*` subdirectory of it is created (and kept) for each
     /// start; a temporary directory removed with the handle when `None`.
     pub data_dir: Option<PathBuf>,
-    /// Added to every request before it is answered.
-    pub latency: Duration,
+    /// The delay added to every request before it is answered.
+    pub latency: Latency,
     /// Fraction of requests answered 500 or 503 (before they take effect).
     pub fail_rate: f64,
     /// Fraction of requests answered 429 with `Retry-After` (before they take effect).
@@ -65,6 +69,8 @@ pub struct ServeConfig {
     pub max_appends: u64,
     /// How long signed URLs stay valid.
     pub url_ttl: Duration,
+    /// Most artifacts one job may create (GitHub: 500).
+    pub max_artifacts_per_job: u32,
 }
 
 impl Default for ServeConfig {
@@ -72,13 +78,14 @@ impl Default for ServeConfig {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: None,
-            latency: Duration::ZERO,
+            latency: Latency::default(),
             fail_rate: 0.0,
             throttle_rate: 0.0,
             seed: 0,
             max_append_bytes: 4 * 1024 * 1024,
             max_appends: 50_000,
             url_ttl: Duration::from_secs(6 * 3600),
+            max_artifacts_per_job: MAX_ARTIFACTS_PER_JOB,
         }
     }
 }
@@ -207,7 +214,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<ServeHandle> {
     let url = format!("http://{local}/");
     let app = Arc::new(App {
         base_url: url.clone(),
-        registry: Mutex::default(),
+        registry: Mutex::new(Registry::new(cfg.max_artifacts_per_job)),
         blobs,
         signer: Signer::new(),
         faults,
@@ -253,6 +260,7 @@ fn router(app: Arc<App>) -> Router {
             post(twirp::handle),
         )
         .route("/_stats", get(stats_json))
+        .route("/_artifacts", get(artifacts_json))
         .merge(blob_routes)
         .with_state(app)
 }
@@ -261,6 +269,18 @@ async fn stats_json(
     axum::extract::State(app): axum::extract::State<Arc<App>>,
 ) -> axum::Json<StatsSnapshot> {
     axum::Json(app.stats.snapshot())
+}
+
+async fn artifacts_json(
+    axum::extract::State(app): axum::extract::State<Arc<App>>,
+) -> axum::Json<serde_json::Value> {
+    let all = app.registry().inspect(rfc3339);
+    axum::Json(serde_json::json!({ "artifacts": all }))
+}
+
+/// `t` as protojson writes a `google.protobuf.Timestamp` (RFC 3339, UTC, whole seconds).
+fn rfc3339(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// What `cluster-action serve` runs: starts the service, calls `announce` with its URL once it

@@ -6,8 +6,14 @@
 //! `{"value": …}`. Answers are protojson: camelCase, int64 as strings. The caller is the job in
 //! the bearer token's `scp` claim; the ids in the body must name the token's run, and for
 //! `CreateArtifact`/`FinalizeArtifact` its job too. Errors are Twirp's `{"code","msg"}`.
+//!
+//! `CreateArtifact` honours `expiresAt` (a protojson `Timestamp`: RFC 3339, or
+//! `{"seconds","nanos"}`): the artifact is gone from then on. A job's 501st create is refused
+//! with Twirp `failed_precondition` (HTTP 412, which no client retries) and a message naming the
+//! limit; GitHub documents the limit, not its error text, so the text is ours.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -17,11 +23,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::App;
 use super::artifacts::{Finalized, RegistryError};
 use super::faults::{Fault, RETRY_AFTER_SECS};
 use super::sign::Access;
-use super::timestamp::rfc3339;
+use super::{App, rfc3339};
 use crate::token::{self, BackendIds};
 
 /// The service's methods.
@@ -74,6 +79,7 @@ impl TwirpError {
             "permission_denied" => StatusCode::FORBIDDEN,
             "not_found" | "bad_route" => StatusCode::NOT_FOUND,
             "already_exists" => StatusCode::CONFLICT,
+            "failed_precondition" => StatusCode::PRECONDITION_FAILED,
             "resource_exhausted" => StatusCode::TOO_MANY_REQUESTS,
             "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -109,6 +115,7 @@ impl From<RegistryError> for TwirpError {
         let code = match e {
             RegistryError::AlreadyExists(_) => "already_exists",
             RegistryError::NotFound(_) => "not_found",
+            RegistryError::LimitReached { .. } => "failed_precondition",
         };
         Self::new(code, e.to_string())
     }
@@ -153,6 +160,36 @@ impl<T> Wrapped<T> {
     }
 }
 
+/// A protojson `google.protobuf.Timestamp`: an RFC 3339 string, or the message's fields.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Timestamp {
+    Text(String),
+    Fields {
+        #[serde(default)]
+        seconds: Option<Int64>,
+        #[serde(default)]
+        nanos: Option<u32>,
+    },
+}
+
+impl Timestamp {
+    fn value(&self, field: &str) -> Result<SystemTime, TwirpError> {
+        let bad = |why: String| TwirpError::new("invalid_argument", format!("{field}: {why}"));
+        match self {
+            Timestamp::Text(s) => humantime::parse_rfc3339_weak(s)
+                .map_err(|e| bad(format!("{s:?} is not an RFC 3339 timestamp: {e}"))),
+            Timestamp::Fields { seconds, nanos } => {
+                let secs = seconds.as_ref().map_or(Ok(0), |s| s.value(field))?;
+                let secs = u64::try_from(secs).map_err(|_| bad("before 1970".into()))?;
+                Ok(UNIX_EPOCH
+                    + Duration::from_secs(secs)
+                    + Duration::from_nanos(u64::from(nanos.unwrap_or(0))))
+            }
+        }
+    }
+}
+
 /// The union of the methods' request fields (each method reads what it needs).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -171,6 +208,8 @@ struct Request {
     name_filter: Option<Wrapped<String>>,
     #[serde(rename = "idFilter", alias = "id_filter")]
     id_filter: Option<Wrapped<Int64>>,
+    #[serde(rename = "expiresAt", alias = "expires_at")]
+    expires_at: Option<Timestamp>,
 }
 
 impl Request {
@@ -276,7 +315,11 @@ fn caller(headers: &HeaderMap) -> Result<BackendIds, TwirpError> {
 
 fn create(app: &App, request: &Request) -> Result<Value, TwirpError> {
     let name = request.name()?;
-    let id = app.registry().create(&request.ids(), name)?;
+    let expires_at = match &request.expires_at {
+        Some(at) => Some(at.value("expiresAt")?),
+        None => None,
+    };
+    let id = app.registry().create(&request.ids(), name, expires_at)?;
     app.blobs.register(id);
     let url = app
         .signer

@@ -26,4 +26,4 @@ pub use config::{RESULTS_URL_VAR, RUNTIME_TOKEN_VAR, StoreConfig};
 pub use error::StoreError;
 pub use retry::RetryPolicy;
 pub use transfer::{AppendWriter, BlobTail, UploadOutcome};
-pub use twirp::{ArtifactInfo, ArtifactStore};
+pub use twirp::{ArtifactInfo, ArtifactStore, DEFAULT_RETENTION};

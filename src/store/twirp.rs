@@ -4,6 +4,8 @@
 //! ones); answers are read tolerantly: unknown fields ignored, int64 fields accepted as JSON
 //! strings or numbers, an empty list accepted when protojson leaves the field out.
 
+use std::time::{Duration, SystemTime};
+
 use reqwest::Client;
 use serde_json::{Value, json};
 
@@ -39,6 +41,11 @@ impl ArtifactInfo {
     }
 }
 
+/// How long what a cluster creates is retained unless it is deleted: a crashed cluster's
+/// leftovers go after a day (the shortest retention GitHub's own action offers) instead of the
+/// repository's 90-day default.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
 /// Artifact store client: the Twirp calls here, the composite operations streams and layers
 /// need in `transfer`. Cheap to clone (clones share one connection pool).
 #[derive(Debug, Clone)]
@@ -46,14 +53,28 @@ pub struct ArtifactStore {
     pub(super) cfg: StoreConfig,
     http: Client,
     pub(super) blob: BlobClient,
+    retention: Option<Duration>,
 }
 
 impl ArtifactStore {
-    /// A client for `cfg`.
+    /// A client for `cfg` whose artifacts expire after [`DEFAULT_RETENTION`].
     pub fn new(cfg: StoreConfig) -> Result<Self, StoreError> {
         let http = http_client();
         let blob = BlobClient::with_http(http.clone(), cfg.retry.clone());
-        Ok(Self { cfg, http, blob })
+        Ok(Self {
+            cfg,
+            http,
+            blob,
+            retention: Some(DEFAULT_RETENTION),
+        })
+    }
+
+    /// The same client, creating artifacts that expire `retention` after their creation
+    /// (`CreateArtifact`'s `expiresAt`), or never before the repository's retention (`None`:
+    /// for what should outlive the run, such as reports).
+    pub fn with_retention(mut self, retention: Option<Duration>) -> Self {
+        self.retention = retention;
+        self
     }
 
     /// Our own backend ids.
@@ -109,6 +130,10 @@ impl ArtifactStore {
         let mut body = Self::ids_body(self.ids());
         body.insert("name".into(), json!(name));
         body.insert("version".into(), json!(4));
+        if let Some(retention) = self.retention {
+            let at = humantime::format_rfc3339_seconds(SystemTime::now() + retention);
+            body.insert("expiresAt".into(), json!(at.to_string()));
+        }
         let answer = self.call("CreateArtifact", name, body.into()).await?;
         check_ok("CreateArtifact", name, &answer)?;
         string_field("CreateArtifact", name, &answer, "signedUploadUrl")
@@ -199,7 +224,8 @@ impl ArtifactStore {
         string_field("GetSignedArtifactURL", &artifact.name, &answer, "signedUrl")
     }
 
-    /// `DeleteArtifact` for a listed artifact (with the owner's ids).
+    /// `DeleteArtifact` for a listed artifact (with the owner's ids, as GitHub requires for
+    /// another job's artifact). An artifact already gone is [`StoreError::NotFound`].
     pub async fn delete(&self, artifact: &ArtifactInfo) -> Result<(), StoreError> {
         let mut body = Self::ids_body(&artifact.owner());
         body.insert("name".into(), json!(artifact.name));

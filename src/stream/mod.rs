@@ -16,6 +16,9 @@
 //! `poll_max` to `idle_poll_max`; a listener that discovers a new client wakes the
 //! readers of all its streams, so the broker polls fast again as soon as work may arrive.
 //!
+//! With a secret ([`StreamConfig::seal`]) every frame is sealed (see [`crate::seal`]); a frame
+//! that fails authentication ends the stream with [`StreamError::Refused`].
+//!
 //! Delivery guarantee: each message sent before a successful [`StreamSender::close`] is
 //! received exactly once and in order, or the receiver gets an error; never a silent loss.
 
@@ -30,6 +33,8 @@ mod writer;
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use crate::seal::{ClusterKeys, SealError};
 
 pub use connect::connect;
 pub use listener::{Listener, close_listener, listener_closed};
@@ -62,6 +67,9 @@ pub struct StreamConfig {
     pub discovery_min: Duration,
     /// Ceiling of discovery polling.
     pub discovery_max: Duration,
+    /// The cluster's keys when it has a secret: every frame is then sealed, and frames that
+    /// are not (or fail authentication) are refused. Also the keys of the cluster's layers.
+    pub seal: Option<ClusterKeys>,
 }
 
 impl Default for StreamConfig {
@@ -77,6 +85,7 @@ impl Default for StreamConfig {
             max_append_bytes: 4 * 1024 * 1024,
             discovery_min: Duration::from_millis(200),
             discovery_max: Duration::from_secs(3),
+            seal: None,
         }
     }
 }
@@ -94,8 +103,8 @@ impl StreamConfig {
             "need 0 < 2 * keepalive < peer_timeout"
         } else if self.max_appends < 2 {
             "need max_appends >= 2"
-        } else if self.max_append_bytes <= frame::HEADER_LEN {
-            "need max_append_bytes > 18 (the frame header)"
+        } else if self.max_append_bytes <= frame::HEADER_LEN + crate::seal::FRAME_OVERHEAD {
+            "need max_append_bytes > 66 (a sealed frame's header)"
         } else {
             return Ok(());
         };
@@ -137,6 +146,18 @@ pub enum StreamError {
         offset: u64,
         /// What was wrong.
         reason: String,
+    },
+    /// A frame was refused by the seal: it failed authentication, or the peer does not share
+    /// this side's secret ([`SealError::is_mismatch`]).
+    #[error("refused frame in '{artifact}' at byte {offset}: {source}")]
+    Refused {
+        /// The segment artifact.
+        artifact: String,
+        /// Byte offset of the frame.
+        offset: u64,
+        /// Why.
+        #[source]
+        source: SealError,
     },
     /// No listener appeared within the wait.
     #[error("no listener '{name}' appeared within {secs}s")]

@@ -11,6 +11,7 @@
 use std::fmt;
 
 use super::StreamError;
+use crate::seal::{self, ClusterKeys, FrameSeal};
 
 /// Length of a peer id in hex characters (64 random bits).
 const PEER_ID_LEN: usize = 16;
@@ -67,6 +68,7 @@ impl Namespace {
     pub(crate) fn segments(&self, peer: &str, direction: Direction) -> SegmentNames {
         SegmentNames {
             base: format!("{self}.{peer}.{}", direction.as_str()),
+            direction,
         }
     }
 
@@ -122,9 +124,19 @@ impl Direction {
 #[derive(Debug, Clone)]
 pub(crate) struct SegmentNames {
     base: String,
+    direction: Direction,
 }
 
 impl SegmentNames {
+    /// The seal of this stream's frames under `keys` (none without a secret).
+    pub(crate) fn seal(&self, keys: Option<&ClusterKeys>) -> Option<FrameSeal> {
+        let direction = match self.direction {
+            Direction::Up => seal::Direction::Up,
+            Direction::Down => seal::Direction::Down,
+        };
+        keys.map(|keys| keys.frames(direction, &self.base))
+    }
+
     /// The name of segment `n`.
     pub(crate) fn segment(&self, n: u64) -> String {
         format!("{}.{n}", self.base)

@@ -8,10 +8,11 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::backoff::{self, Backoff, PollPace};
-use super::frame::{self, Frame, HEADER_LEN, Kind};
+use super::frame::{self, DecodeError, Frame, Kind};
 use super::names::SegmentNames;
 use super::sequence::{Sequencer, Taken};
 use super::{StreamConfig, StreamError};
+use crate::seal::FrameSeal;
 use crate::store::{ArtifactInfo, ArtifactStore, BlobTail};
 
 /// Messages delivered but not yet received before the reader stops polling (backpressure).
@@ -52,7 +53,9 @@ pub(crate) fn spawn(
 ) -> StreamReceiver {
     let (tx, rx) = mpsc::channel(RECV_QUEUE);
     let segment = Segment::new(&store, 0, first);
+    let seal = names.seal(cfg.seal.as_ref());
     let mut reader = Reader {
+        seal,
         store,
         names,
         cfg: cfg.clone(),
@@ -108,6 +111,17 @@ impl Segment {
         }
     }
 
+    fn undecodable(&self, error: DecodeError) -> StreamError {
+        match error {
+            DecodeError::Garbled(reason) => self.bad_frame(reason),
+            DecodeError::Refused(source) => StreamError::Refused {
+                artifact: self.name.clone(),
+                offset: self.offset,
+                source,
+            },
+        }
+    }
+
     fn bad_frame(&self, reason: String) -> StreamError {
         StreamError::BadFrame {
             artifact: self.name.clone(),
@@ -129,6 +143,7 @@ struct Reader {
     heard_message: bool,
     wake: Option<watch::Receiver<()>>,
     tx: mpsc::Sender<Delivery>,
+    seal: Option<FrameSeal>,
 }
 
 impl Reader {
@@ -186,8 +201,8 @@ impl Reader {
     /// Decodes and handles every complete frame in the buffer.
     async fn decode(&mut self) -> Result<Flow, StreamError> {
         loop {
-            let frame = frame::decode(&mut self.segment.buf)
-                .map_err(|reason| self.segment.bad_frame(reason))?;
+            let frame = frame::decode(&mut self.segment.buf, self.seal.as_ref())
+                .map_err(|e| self.segment.undecodable(e))?;
             let Some(frame) = frame else {
                 return Ok(Flow::More);
             };
@@ -202,7 +217,7 @@ impl Reader {
 
     /// Handles one frame and advances the segment offset past it.
     async fn handle(&mut self, frame: Frame) -> Result<Flow, StreamError> {
-        let len = (HEADER_LEN + frame.payload.len()) as u64;
+        let len = frame.wire_len as u64;
         let taken = self
             .sequencer
             .take(frame)

@@ -86,6 +86,7 @@ mod tests {
             kind,
             seq,
             payload: Bytes::copy_from_slice(payload),
+            wire_len: crate::stream::frame::HEADER_LEN + payload.len(),
         }
     }
 

@@ -13,9 +13,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Duration, Instant};
 use tracing::{debug, warn};
 
-use super::frame::{self, HEADER_LEN, Kind, MAX_PAYLOAD};
+use super::frame::{self, Kind, MAX_PAYLOAD};
 use super::names::SegmentNames;
 use super::{StreamConfig, StreamError};
+use crate::seal::FrameSeal;
 use crate::store::{AppendWriter, ArtifactStore};
 
 /// Messages a sender may queue before `send` waits (backpressure).
@@ -87,13 +88,13 @@ pub(crate) fn spawn(
     let (tx, mut rx) = mpsc::channel(SEND_QUEUE);
     let outcome = Arc::new(OnceLock::new());
     let mut writer = Writer {
+        encoder: Encoder::new(cfg.max_append_bytes, names.seal(cfg.seal.as_ref())),
         store,
         names,
         index: 0,
         segment: first,
         max_appends: cfg.max_appends,
         keepalive: cfg.keepalive,
-        encoder: Encoder::new(cfg.max_append_bytes),
         written_seq: 0,
     };
     let task_outcome = Arc::clone(&outcome);
@@ -219,9 +220,8 @@ impl Writer {
     /// Planned rotation: creates the next segment, then ends this one with a rotate frame.
     async fn rotate(&mut self) -> Result<(), StreamError> {
         let next = self.open(self.index + 1).await?;
-        let mut rotate = BytesMut::new();
-        frame::encode_rotate(self.written_seq, self.index + 1, &mut rotate);
-        match self.segment.append(rotate.freeze()).await {
+        let rotate = self.encoder.rotate_frame(self.written_seq, self.index + 1);
+        match self.segment.append(rotate).await {
             Ok(()) => {}
             Err(e) if e.upload_url_is_spent() => {
                 debug!(error = %e, "rotate frame not written; the reader will probe")
@@ -242,6 +242,8 @@ impl Writer {
 /// Encodes messages and control frames and packs them into append bodies of whole frames.
 struct Encoder {
     max_append: usize,
+    /// Seals every frame when the cluster has a secret.
+    seal: Option<FrameSeal>,
     /// The sequence number of the last message frame encoded.
     seq: u64,
     /// Finished append bodies.
@@ -259,9 +261,10 @@ struct Append {
 }
 
 impl Encoder {
-    fn new(max_append: usize) -> Self {
+    fn new(max_append: usize, seal: Option<FrameSeal>) -> Self {
         Self {
             max_append,
+            seal,
             seq: 0,
             done: Vec::new(),
             current: BytesMut::new(),
@@ -271,7 +274,7 @@ impl Encoder {
 
     /// One message: a data frame, preceded by part frames if it does not fit in one append.
     fn message(&mut self, msg: &[u8]) {
-        let chunk = (self.max_append - HEADER_LEN).min(MAX_PAYLOAD);
+        let chunk = (self.max_append - frame::overhead(self.seal.as_ref())).min(MAX_PAYLOAD);
         let mut rest = msg;
         while rest.len() > chunk {
             let (part, tail) = rest.split_at(chunk);
@@ -296,14 +299,22 @@ impl Encoder {
 
     fn push(&mut self, kind: Kind, seq: u64, payload: &[u8]) {
         if !self.current.is_empty()
-            && self.current.len() + HEADER_LEN + payload.len() > self.max_append
+            && self.current.len() + frame::overhead(self.seal.as_ref()) + payload.len()
+                > self.max_append
         {
             self.finish_append();
         }
-        frame::encode(kind, seq, payload, &mut self.current);
+        frame::encode(kind, seq, payload, self.seal.as_ref(), &mut self.current);
         if kind.is_message() {
             self.current_last_seq = seq;
         }
+    }
+
+    /// A [`Kind::Rotate`] frame after message `seq`, pointing at segment `next`.
+    fn rotate_frame(&self, seq: u64, next: u64) -> Bytes {
+        let mut rotate = BytesMut::new();
+        frame::encode_rotate(seq, next, self.seal.as_ref(), &mut rotate);
+        rotate.freeze()
     }
 
     /// Encoded bytes not yet taken.
@@ -337,7 +348,7 @@ mod tests {
         for append in appends {
             // Every append must hold whole frames only, and know its last message seq.
             let mut buf = BytesMut::from(&append.body[..]);
-            while let Some(f) = frame::decode(&mut buf).unwrap() {
+            while let Some(f) = frame::decode(&mut buf, None).unwrap() {
                 out.push(f);
             }
             assert!(buf.is_empty(), "an append ends inside a frame");
@@ -349,7 +360,7 @@ mod tests {
 
     #[test]
     fn packs_ready_messages_into_few_appends_within_the_limit() {
-        let mut enc = Encoder::new(100);
+        let mut enc = Encoder::new(100, None);
         for i in 0..20u8 {
             enc.message(&[i; 10]);
         }
@@ -364,7 +375,7 @@ mod tests {
 
     #[test]
     fn splits_big_messages_into_parts() {
-        let mut enc = Encoder::new(64);
+        let mut enc = Encoder::new(64, None);
         let msg: Vec<u8> = (0..=255).collect();
         enc.message(&msg);
         enc.keepalive();
@@ -383,5 +394,35 @@ mod tests {
         // The keepalive carries the last message seq and takes none itself.
         assert_eq!(frames[6].seq, 6);
         assert_eq!(frames[7].seq, 7);
+    }
+
+    #[test]
+    fn sealed_appends_stay_within_the_limit() {
+        let keys = crate::seal::ClusterKeys::derive(b"k", "1", "c").unwrap();
+        let seal = keys.frames(crate::seal::Direction::Up, "ca.c.1.p.up");
+        let mut enc = Encoder::new(200, Some(seal.clone()));
+        let msg: Vec<u8> = (0..1000).map(|i| (i % 256) as u8).collect();
+        enc.message(&msg);
+        enc.keepalive();
+        enc.shutdown();
+        let bodies = enc.take_appends();
+        assert!(bodies.iter().all(|a| a.body.len() <= 200));
+        let mut joined = Vec::new();
+        for append in &bodies {
+            let mut buf = BytesMut::from(&append.body[..]);
+            while let Some(f) = frame::decode(&mut buf, Some(&seal)).unwrap() {
+                joined.extend_from_slice(&f.payload);
+            }
+            assert!(buf.is_empty());
+        }
+        assert_eq!(joined, msg);
+        let rotate = enc.rotate_frame(9, 2);
+        let f = frame::decode(&mut BytesMut::from(&rotate[..]), Some(&seal))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (f.kind, f.seq, f.rotate_target().unwrap()),
+            (Kind::Rotate, 9, 2)
+        );
     }
 }

@@ -28,7 +28,7 @@ mod report;
 
 use std::path::{Path, PathBuf};
 
-use crate::runner::machine::safe_dir_name as ship_name;
+use crate::runner::outputs_dir::dir_name as ship_name;
 
 pub use error::SuiteError;
 pub use junit::{TestEntry, TestRecord};

@@ -1,7 +1,9 @@
-//! One attempt of one job on this worker: layers → job directory → process → outputs.
+//! One attempt of one job on this worker: layers → job directory → process → outputs (found
+//! by `layer::select`, which never follows a symlink and is bounded by the job's timeout).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -74,16 +76,17 @@ async fn execute(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    env.extend(
+        spec.secret_env
+            .0
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
     env.push(("CLUSTER_JOB_NAME".into(), spec.name.clone()));
     env.push(("CLUSTER_ATTEMPT".into(), attempt.to_string()));
     env.push(("CLUSTER_WORKER".into(), name.clone()));
     let timeout = Duration::from_millis(spec.timeout_ms);
-    let cancelled = async move {
-        if cancel.wait_for(|c| *c).await.is_err() {
-            // The worker dropped the sender: it is going away and drops this task too.
-            std::future::pending::<()>().await;
-        }
-    };
+    let started = Instant::now();
     let run = exec::run_job(
         &spec.run,
         dir,
@@ -91,7 +94,7 @@ async fn execute(
         spec.isolation,
         timeout,
         &shared.cfg.limits,
-        cancelled,
+        cancelled(&mut cancel),
     )
     .await;
     let execution = match run {
@@ -111,19 +114,33 @@ async fn execute(
         exit_code: execution.exit_code,
         duration_ms: 0,
         worker: name.clone(),
-        output: execution.output,
+        output: super::output::mask(execution.output, &spec.secret_env),
         outputs_layer: None,
+        outputs_path: None,
         error: None,
     };
     if !spec.outputs.is_empty() && outcome.status != JobStatus::Cancelled {
-        match publish_outputs_retried(shared, spec, dir).await {
-            Ok(layer) => outcome.outputs_layer = layer,
-            Err(e) => {
+        let deadline = started.checked_add(timeout);
+        let found = publish_outputs(
+            shared,
+            spec,
+            dir,
+            deadline,
+            &mut cancel,
+            &mut outcome.output,
+        );
+        match found.await {
+            Ok(Some((layer, path))) => {
+                outcome.outputs_layer = Some(layer);
+                outcome.outputs_path = Some(path);
+            }
+            Ok(None) => {}
+            Err((status, e)) => {
                 outcome.output.push_str(&format!(
                     "\n[cluster-action: outputs not brought back: {e}]"
                 ));
                 if outcome.status == JobStatus::Passed {
-                    outcome.status = JobStatus::Error;
+                    outcome.status = status;
                     outcome.error = Some(e);
                 }
             }
@@ -132,16 +149,84 @@ async fn execute(
     outcome
 }
 
-/// [`publish_outputs`], tried again after a failure as [`outputs_retry`] says.
-async fn publish_outputs_retried(
+/// Completes when the attempt is cancelled. When the worker drops the sender it is going away
+/// and drops this attempt too, so that never completes.
+async fn cancelled(cancel: &mut watch::Receiver<bool>) {
+    if cancel.wait_for(|c| *c).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Hands the files matching the job's output globs to the worker's outputs packer, which
+/// publishes them in a layer shared with the other jobs finishing about now; returns that
+/// layer and the job's directory in it. Finding them gets what is left of the job's timeout
+/// (at least [`OUTPUTS_GRACE`]) and stops when the job is cancelled or this attempt is
+/// dropped; running out of time is a timeout of the job. Matching symlinks that leave the
+/// job's directory are left out, with a note in `output`.
+async fn publish_outputs(
     shared: &Shared,
     spec: &JobSpec,
     dir: &Path,
-) -> Result<Option<Digest>, String> {
+    deadline: Option<Instant>,
+    cancel: &mut watch::Receiver<bool>,
+    output: &mut String,
+) -> Result<Option<(Digest, String)>, (JobStatus, String)> {
+    let error = |e: String| (JobStatus::Error, e);
+    let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+    let (root, patterns, flag) = (dir.to_path_buf(), spec.outputs.clone(), stop.0.clone());
+    let deadline = deadline.map(|d| d.max(Instant::now() + OUTPUTS_GRACE));
+    let mut finding =
+        tokio::task::spawn_blocking(move || find_outputs(&root, &patterns, deadline, &flag));
+    let found = tokio::select! {
+        done = &mut finding => done,
+        () = cancelled(cancel) => {
+            stop.0.store(true, Ordering::Relaxed);
+            (&mut finding).await
+        }
+    };
+    let found = match found.map_err(|e| error(format!("output search task failed: {e}")))? {
+        Ok(found) => found,
+        Err(layer::SelectError::Deadline(took)) => {
+            return Err((
+                JobStatus::TimedOut,
+                format!(
+                    "finding the outputs took longer than the {took:?} left of the job's timeout"
+                ),
+            ));
+        }
+        Err(layer::SelectError::Cancelled) => {
+            let why = "cancelled while its outputs were being found".to_owned();
+            return Err((JobStatus::Cancelled, why));
+        }
+        Err(e) => return Err(error(format!("cannot find the outputs: {e}"))),
+    };
+    for (path, reason) in &found.escaping_links {
+        output.push_str(&format!(
+            "\n[cluster-action: output '{}' left out: {reason}]",
+            path.display()
+        ));
+    }
+    if found.paths.is_empty() {
+        return Ok(None);
+    }
+    let published = publish_retried(shared, spec, dir, found.paths)
+        .await
+        .map_err(error)?;
+    Ok(Some(published))
+}
+
+/// Publishes the outputs found, tried again after a failure as [`outputs_retry`] says: the
+/// job ran, so a store failure now is the infrastructure's, not one of the job's attempts.
+async fn publish_retried(
+    shared: &Shared,
+    spec: &JobSpec,
+    dir: &Path,
+    paths: Vec<PathBuf>,
+) -> Result<(Digest, String), String> {
     let mut failed = 0;
     loop {
-        let error = match publish_outputs(shared, spec, dir).await {
-            Ok(layer) => return Ok(layer),
+        let error = match shared.outputs.publish(dir, paths.clone()).await {
+            Ok(published) => return Ok(published),
             Err(e) => e,
         };
         failed += 1;
@@ -156,57 +241,77 @@ async fn publish_outputs_retried(
     }
 }
 
-/// Packs the files matching the job's output globs into a layer and publishes it.
-async fn publish_outputs(
-    shared: &Shared,
-    spec: &JobSpec,
-    dir: &Path,
-) -> Result<Option<Digest>, String> {
-    let dir = dir.to_path_buf();
-    let patterns = spec.outputs.clone();
-    let packed = tokio::task::spawn_blocking(
-        move || -> Result<Option<(tempfile::TempPath, Digest)>, String> {
-            let files = matching_files(&dir, &patterns)?;
-            if files.is_empty() {
-                return Ok(None);
-            }
-            let archive = tempfile::NamedTempFile::new()
-                .map_err(|e| format!("cannot create a temporary file: {e}"))?
-                .into_temp_path();
-            let digest = layer::pack(&dir, &files, &archive).map_err(|e| e.to_string())?;
-            Ok(Some((archive, digest)))
-        },
-    )
-    .await
-    .map_err(|e| format!("output packing task failed: {e}"))??;
-    let Some((archive, digest)) = packed else {
-        return Ok(None);
-    };
-    layer::publish(&shared.store, &archive, &digest)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(Some(digest))
+/// The least time finding outputs gets, even when the job used up its timeout: a timed-out
+/// job's partial reports are worth bringing back.
+const OUTPUTS_GRACE: Duration = Duration::from_secs(5);
+
+/// The most entries of a job's directory looked at to find its outputs.
+const MAX_OUTPUT_ENTRIES: usize = 1_000_000;
+
+/// Sets the flag when dropped: the blocking search stops when its attempt goes away.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
-/// Files (relative to `dir`) matching any of `patterns`; directories are packed whole.
-fn matching_files(dir: &Path, patterns: &[String]) -> Result<Vec<PathBuf>, String> {
-    let mut files = Vec::new();
-    for pattern in patterns {
-        let full = dir.join(pattern);
-        let full = full
-            .to_str()
-            .ok_or_else(|| format!("output pattern '{pattern}' is not UTF-8"))?;
-        let escaped_root = glob::Pattern::escape(&dir.to_string_lossy());
-        let full = full.replacen(&*dir.to_string_lossy(), &escaped_root, 1);
-        let paths =
-            glob::glob(&full).map_err(|e| format!("bad output pattern '{pattern}': {e}"))?;
-        for path in paths.flatten() {
-            if let Ok(rel) = path.strip_prefix(dir) {
-                files.push(rel.to_path_buf());
-            }
-        }
+/// The entries matching `patterns` in the job's directory `dir`, never following a symlink,
+/// within `deadline` and until `stop` is set.
+fn find_outputs(
+    dir: &Path,
+    patterns: &[String],
+    deadline: Option<Instant>,
+    stop: &AtomicBool,
+) -> Result<layer::Selection, layer::SelectError> {
+    let bounds = layer::Bounds {
+        max_entries: MAX_OUTPUT_ENTRIES,
+        deadline,
+        cancel: Some(stop),
+    };
+    layer::select(dir, patterns, layer::Directories::Contents, bounds)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    fn job_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("r")).unwrap();
+        std::fs::write(dir.path().join("r/t.xml"), "x").unwrap();
+        symlink(".", dir.path().join("a")).unwrap();
+        symlink("/", dir.path().join("r/root.xml")).unwrap();
+        dir
     }
-    files.sort();
-    files.dedup();
-    Ok(files)
+
+    #[test]
+    fn outputs_are_found_without_links_that_leave_the_job_directory() {
+        let dir = job_dir();
+        let patterns = vec!["**/*.xml".to_owned()];
+        let stop = AtomicBool::new(false);
+        let found = find_outputs(dir.path(), &patterns, None, &stop).unwrap();
+        assert_eq!(found.paths, [Path::new("r/t.xml")]);
+        let skipped: Vec<&Path> = found
+            .escaping_links
+            .iter()
+            .map(|(p, _)| p.as_path())
+            .collect();
+        assert_eq!(skipped, [Path::new("r/root.xml")]);
+    }
+
+    #[test]
+    fn finding_outputs_stops_at_the_deadline_and_when_stopped() {
+        let dir = job_dir();
+        let patterns = vec!["**/*.xml".to_owned()];
+        let stop = AtomicBool::new(false);
+        let late = find_outputs(dir.path(), &patterns, Some(Instant::now()), &stop);
+        assert!(matches!(late, Err(layer::SelectError::Deadline(_))));
+        stop.store(true, Ordering::Relaxed);
+        let stopped = find_outputs(dir.path(), &patterns, None, &stop);
+        assert!(matches!(stopped, Err(layer::SelectError::Cancelled)));
+    }
 }

@@ -188,6 +188,7 @@ pub(crate) fn not_run(
         worker: worker.to_string(),
         output: error.clone().unwrap_or_default(),
         outputs_layer: None,
+        outputs_path: None,
         error,
     }
 }
@@ -207,6 +208,7 @@ mod tests {
             outputs: Vec::new(),
             estimate_ms: None,
             isolation: Default::default(),
+            secret_env: Default::default(),
         }
     }
 

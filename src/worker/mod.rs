@@ -11,6 +11,7 @@ pub mod contain;
 pub mod exec;
 pub mod machine;
 pub mod output;
+pub mod outputs_pack;
 pub mod sandbox;
 
 use std::collections::HashMap;
@@ -83,6 +84,8 @@ pub(crate) struct Shared {
     pub store: ArtifactStore,
     pub cache: LayerCache,
     pub cfg: WorkerConfig,
+    /// Publishes the outputs of several attempts in one layer.
+    pub outputs: outputs_pack::OutputsPacker,
 }
 
 /// How a worker's run ended.
@@ -134,7 +137,23 @@ pub async fn run(
     cfg: WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<WorkerEnd, WorkerError> {
-    let cache = LayerCache::open(&cfg.cache_dir)?;
+    let layer_seal = cfg
+        .stream
+        .seal
+        .as_ref()
+        .map(crate::seal::ClusterKeys::layers);
+    let cache = LayerCache::open(&cfg.cache_dir)?.with_seal(layer_seal.clone());
+    let outputs =
+        outputs_pack::OutputsPacker::new(store.clone(), layer_seal, &cfg.work_dir, cfg.slots)
+            .map_err(|e| {
+                crate::layer::LayerError::io(
+                    format!(
+                        "creating an outputs staging directory in '{}'",
+                        cfg.work_dir.display()
+                    ),
+                    e,
+                )
+            })?;
     tokio::pin!(shutdown);
     let target = Target {
         ns: cfg.ns.clone(),
@@ -161,7 +180,12 @@ pub async fn run(
     info!(name = %cfg.name, slots = cfg.slots, "worker connected");
     let mut shell = Shell {
         machine: Machine::new(cfg.name.clone(), cfg.slots),
-        shared: Arc::new(Shared { store, cache, cfg }),
+        shared: Arc::new(Shared {
+            store,
+            cache,
+            cfg,
+            outputs,
+        }),
         link,
         running: JoinSet::new(),
         tasks: HashMap::new(),

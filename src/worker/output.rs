@@ -1,7 +1,58 @@
 //! The captured output of a job: only its tail is kept, in bounded memory, whatever it prints.
 //!
 //! The end of a log is where a failure is explained, so the first bytes are the ones given up.
-//! A marker at the start of the result says how much was cut.
+//! A marker at the start of the result says how much was cut. Before the output leaves the
+//! worker, [`mask`] replaces the values of the job's secret variables.
+
+use crate::proto::SecretEnv;
+
+/// What a secret value becomes in captured output (as on GitHub).
+const MASK: &str = "***";
+
+/// The words of the marker line of a cut output.
+const CUT_NOTE: &str = "bytes of output cut";
+
+/// `output` with every non-empty value of `secrets` replaced by `***`; longer values first,
+/// so that a secret containing another is masked whole. When the start of a long output was
+/// cut, the end of a secret the cut went through is masked too.
+pub fn mask(mut output: String, secrets: &SecretEnv) -> String {
+    let mut values: Vec<&str> = secrets
+        .0
+        .values()
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+        .collect();
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    for value in &values {
+        if output.contains(value) {
+            output = output.replace(value, MASK);
+        }
+    }
+    mask_cut_secret(output, &values)
+}
+
+/// Masks the longest end of a secret that a cut output starts with.
+fn mask_cut_secret(output: String, values: &[&str]) -> String {
+    let Some((marker, kept)) = output.split_once('\n') else {
+        return output;
+    };
+    if !(marker.starts_with("[cluster-action: ") && marker.contains(CUT_NOTE)) {
+        return output;
+    }
+    let tail = values
+        .iter()
+        .filter_map(|value| {
+            (1..value.len())
+                .filter(|&i| value.is_char_boundary(i))
+                .map(|i| &value[i..])
+                .find(|tail| kept.starts_with(tail))
+        })
+        .max_by_key(|tail| tail.len());
+    match tail {
+        Some(tail) => format!("{marker}\n{MASK}{}", &kept[tail.len()..]),
+        None => output,
+    }
+}
 
 /// A byte ring keeping the last `limit` bytes written to it and counting the rest.
 #[derive(Debug)]
@@ -67,7 +118,7 @@ impl TailBuffer {
             return text.into_owned();
         }
         format!(
-            "[cluster-action: {cut} bytes of output cut, the last {} bytes follow]\n{text}",
+            "[cluster-action: {cut} {CUT_NOTE}, the last {} bytes follow]\n{text}",
             kept.len()
         )
     }
@@ -75,7 +126,36 @@ impl TailBuffer {
 
 #[cfg(test)]
 mod tests {
-    use super::TailBuffer;
+    use super::{SecretEnv, TailBuffer, mask};
+
+    #[test]
+    fn masks_every_secret_value_whole() {
+        let secrets = SecretEnv(
+            [
+                ("A".to_string(), "hunter2".to_string()),
+                ("B".to_string(), "hunter2-long".to_string()),
+                ("EMPTY".to_string(), String::new()),
+            ]
+            .into(),
+        );
+        let out = mask("x hunter2 y hunter2-long z hunter2".into(), &secrets);
+        assert_eq!(out, "x *** y *** z ***");
+        assert_eq!(mask("nothing here".into(), &secrets), "nothing here");
+    }
+
+    #[test]
+    fn masks_the_end_of_a_secret_the_cut_went_through() {
+        let secrets = SecretEnv([("A".to_string(), "hunter2".to_string())].into());
+        let mut buf = TailBuffer::new(14);
+        buf.push(b"xx hunter2 and more");
+        // The last 14 bytes are "nter2 and more": the end of the secret survived the cut.
+        let out = mask(buf.into_string(), &secrets);
+        assert!(out.ends_with("\n*** and more"), "{out}");
+        assert!(!out.contains("ter2"), "{out}");
+        // Without a cut, only whole secrets are masked.
+        let uncut = mask("ter2 is not a secret".into(), &secrets);
+        assert_eq!(uncut, "ter2 is not a secret");
+    }
 
     fn tail_of(limit: usize, pushes: &[&[u8]]) -> String {
         let mut buffer = TailBuffer::new(limit);

@@ -47,7 +47,14 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
   }
 }
 const argv = process.argv.slice(2);
-log({ binary: __filename, argv, token: process.env.ACTIONS_RUNTIME_TOKEN, url: process.env.ACTIONS_RESULTS_URL });
+log({
+  binary: __filename,
+  argv,
+  token: process.env.ACTIONS_RUNTIME_TOKEN,
+  url: process.env.ACTIONS_RESULTS_URL,
+  secret: process.env.CLUSTER_SECRET,
+  inputSecret: process.env.INPUT_SECRET,
+});
 const at = argv.indexOf('--report-json');
 if (at >= 0 && process.env.FAKE_REPORT) {
   fs.writeFileSync(argv[at + 1], process.env.FAKE_REPORT);
@@ -234,6 +241,15 @@ test('each role gets the flags its inputs name, after the global --log-level', a
     [{ ...auto, instance: '2' }, ['worker', '--cluster', 'default', '--slots', '2', '--broker-wait', '1m', '--keepalive', '2s']],
     // auto is the default role.
     [{ instance: '1', commands: 'c.txt' }, ['worker', '--cluster', 'default']],
+    // What the cluster leaves behind: keep is the broker's, retention every process's.
+    [{ role: 'broker', keep: 'none', retention: '3' }, ['broker', '--cluster', 'default', '--keep', 'none', '--retention', '3']],
+    [{ role: 'worker', retention: '2' }, ['worker', '--cluster', 'default', '--retention', '2']],
+    [{ role: 'runner', jobs: 'm.yml', retention: '5' }, ['run', '--cluster', 'default', '--retention', '5',
+      '--report-json', 'JSON', '--report-junit', 'JUNIT', '--', 'm.yml']],
+    [{ ...auto, instance: '0', keep: 'all', retention: '7' }, ['run', '--cluster', 'default', '--embed-broker', '--stop-cluster',
+      '--worker-wait', '3m', '--keep', 'all', '--retention', '7', '--report-json', 'JSON', '--report-junit', 'JUNIT',
+      '--keepalive', '2s', '--', 'm.yml']],
+    [{ ...auto, instance: '1', keep: 'all' }, ['worker', '--cluster', 'default', '--slots', '2', '--broker-wait', '1m', '--keepalive', '2s']],
   );
   for (const [inputs, expected] of cases) {
     const result = await runAction({ inputs: { binary: fakeBinary, ...inputs } });
@@ -250,6 +266,25 @@ test('the binary gets the whole environment, artifact credentials included', asy
   assert.equal(run.url, 'http://127.0.0.1:9/');
 });
 
+test('the secret input reaches the binary as CLUSTER_SECRET, masked, never in argv', async () => {
+  const secret = 'hunter2-sealing-secret';
+  for (const role of ['broker', 'worker']) {
+    const result = await runAction({ inputs: { binary: fakeBinary, role, secret } });
+    assert.equal(result.code, 0, failure(result));
+    const [run] = binaryRuns(result);
+    assert.equal(run.secret, secret);
+    assert.equal(run.inputSecret, undefined, 'the INPUT_ copy is not passed on');
+    assert.ok(!run.argv.some(arg => arg.includes(secret)), run.argv.join(' '));
+    assert.match(result.stdout, new RegExp(`^::add-mask::${secret}$`, 'm'));
+    assert.ok(!result.stdout.replace(`::add-mask::${secret}`, '').includes(secret), result.stdout);
+  }
+  // Without the input, a CLUSTER_SECRET from the step's env passes through untouched.
+  const fromEnv = await runAction({ inputs: { binary: fakeBinary, role: 'broker' }, env: { CLUSTER_SECRET: 'from-env' } });
+  assert.equal(binaryRuns(fromEnv)[0].secret, 'from-env');
+  const none = await runAction({ inputs: { binary: fakeBinary, role: 'broker' } });
+  assert.equal(binaryRuns(none)[0].secret, undefined);
+});
+
 test('an input the role does not use is a warning, not a flag', async () => {
   const cases = [
     [{ role: 'broker', slots: '4' }, 'slots', 'broker', '--slots'],
@@ -257,6 +292,7 @@ test('an input the role does not use is a warning, not a flag', async () => {
     [{ role: 'worker', 'worker-wait': '1m' }, 'worker-wait', 'worker', '--worker-wait'],
     [{ role: 'runner', jobs: 'm.yml', instance: '0' }, 'instance', 'runner', '--embed-broker'],
     [{ role: 'auto', instance: '0', jobs: 'm.yml', 'stop-cluster': 'false' }, 'stop-cluster', 'auto', 'false'],
+    [{ role: 'runner', jobs: 'm.yml', keep: 'none' }, 'keep', 'runner', '--keep'],
   ];
   for (const [inputs, name, role, absent] of cases) {
     const result = await runAction({ inputs: { binary: fakeBinary, ...inputs } });
@@ -280,6 +316,9 @@ test('bad inputs stop the step with exit 2 and a message naming the fix; nothing
     [{ role: 'runner', jobs: 'm.yml', 'stop-cluster': 'yes' }, /::error::stop-cluster: 'yes' is not a boolean: use true or false/],
     [{ role: 'broker', args: `--name 'open` }, /::error::args: unterminated ' quote/],
     [{ role: 'broker', version: '../v1' }, /::error::version: '..\/v1' is not a release tag/],
+    [{ role: 'broker', keep: 'some' }, /::error::keep: 'some' is not one of reports, all, none/],
+    [{ role: 'broker', retention: '0' }, /::error::retention: '0' is not a number of days from 1 to 90/],
+    [{ role: 'worker', retention: '2 weeks' }, /::error::retention: '2 weeks' is not a number of days/],
     [{ role: 'broker' , env: { CLUSTER_ACTION_KILL_GRACE: 'later' } }, /::error::CLUSTER_ACTION_KILL_GRACE: 'later' is not a duration/],
   ];
   for (const [{ env, ...inputs }, message] of cases) {

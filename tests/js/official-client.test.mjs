@@ -160,3 +160,26 @@ test('deleteArtifact removes it', { timeout: 60_000 }, async () => {
   assert.deepEqual((await client.listArtifacts()).artifacts, []);
   await assert.rejects(client.getArtifact('bundle'), artifactClientModule.ArtifactNotFoundError);
 });
+
+test('retentionDays becomes the expiresAt the service keeps', { timeout: 60_000 }, async () => {
+  const before = Date.now();
+  await client.uploadArtifact('kept-two-days', [path.join(source, 'a.txt')], source, { retentionDays: 2 });
+  const all = (await (await fetch(`${process.env.ACTIONS_RESULTS_URL}_artifacts`)).json()).artifacts;
+  const entry = all.find(a => a.name === 'kept-two-days');
+  assert.ok(entry && entry.expiresAt, JSON.stringify(all));
+  const days = (Date.parse(entry.expiresAt) - before) / 86_400_000;
+  assert.ok(Math.abs(days - 2) < 0.01, `expires in ${days} days: ${entry.expiresAt}`);
+});
+
+test("another job deletes the first job's artifact with its owner's ids", { timeout: 60_000 }, async () => {
+  const { id } = await client.uploadArtifact('shared', [path.join(source, 'a.txt')], source);
+  process.env.ACTIONS_RUNTIME_TOKEN = token('job-b');
+  try {
+    const deleted = await client.deleteArtifact('shared');
+    assert.equal(deleted.id, id);
+    const names = (await client.listArtifacts()).artifacts.map(a => a.name);
+    assert.ok(!names.includes('shared'), names.join(', '));
+  } finally {
+    process.env.ACTIONS_RUNTIME_TOKEN = token('job-a');
+  }
+});

@@ -5,24 +5,40 @@ use crate::proto::Isolation;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use super::validate::command_fault;
 use super::{
-    DEFAULT_RETRIES, DEFAULT_TIMEOUT, JobDef, Manifest, ManifestError, Problem, base_dir_of, read,
+    DEFAULT_RETRIES, DEFAULT_TIMEOUT, JobDef, Location, MAX_PROBLEMS, Manifest, ManifestError,
+    Problem, base_dir_of, read,
 };
 
 /// Longest job name derived from a command, in characters.
 const MAX_NAME_CHARS: usize = 60;
 
 /// Reads a commands file: one shell command per line; blank lines and lines starting with `#`
-/// are skipped. Job `L12: cargo test -p foo` runs the command on line 12 (names are cut to 60
+/// are skipped; a line that cannot be run (a NUL, over 128 KiB) is refused with its number. Job `L12: cargo test -p foo` runs the command on line 12 (names are cut to 60
 /// characters and stay unique through the line number).
 pub fn from_commands(path: &Path) -> Result<Manifest, ManifestError> {
     let text = read(path)?;
-    let jobs: Vec<JobDef> = text
+    let mut problems = Vec::new();
+    let mut jobs = Vec::new();
+    let lines = text
         .lines()
         .enumerate()
         .map(|(index, line)| (index + 1, line.trim()))
-        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
-        .map(|(number, command)| JobDef {
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'));
+    for (number, command) in lines {
+        if let Some((message, hint)) = command_fault(command) {
+            problems.push(Problem {
+                location: Some(Location {
+                    line: number,
+                    column: 1,
+                }),
+                message: format!("the command {message}"),
+                hint: Some(hint.to_owned()),
+            });
+            continue;
+        }
+        jobs.push(JobDef {
             name: job_name(number, command),
             run: command.to_owned(),
             env: BTreeMap::new(),
@@ -32,8 +48,18 @@ pub fn from_commands(path: &Path) -> Result<Manifest, ManifestError> {
             outputs: Vec::new(),
             estimate: None,
             isolation: Isolation::default(),
-        })
-        .collect();
+            secret_env: Default::default(),
+        });
+    }
+    if !problems.is_empty() {
+        let omitted = problems.len().saturating_sub(MAX_PROBLEMS);
+        problems.truncate(MAX_PROBLEMS);
+        return Err(ManifestError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+            omitted,
+        });
+    }
     if jobs.is_empty() {
         return Err(ManifestError::Invalid {
             path: path.to_path_buf(),

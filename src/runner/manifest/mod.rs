@@ -6,17 +6,20 @@
 //!   timeout: 10m       # per attempt (default 30m)
 //!   retries: 1         # extra attempts after a failure (default 0)
 //!   env: { RUST_BACKTRACE: "1" }
+//!   secret-env: [API_TOKEN]   # passed from the runner's environment, masked in output;
+//!                             # needs CLUSTER_SECRET (values travel sealed)
 //!   layers: [app]
 //! layers:              # named file sets; paths relative to the manifest's directory, globs allowed
 //!   app:
 //!     paths: [target/release/myapp, tests/fixtures]
+//!     allow-outside: false   # true: paths may resolve (through symlinks) outside it
 //! jobs:
 //!   - name: unit-1     # unique, printable
 //!     run: ./target/release/myapp --suite unit-1   # `bash -c` in the job's directory
 //!     estimate: 30s    # optional; the queue runs the longest first
 //!     outputs: [reports/*.xml]   # files brought back to the runner
-//!     # also per job: timeout, retries, env (merged over defaults.env), layers (replaces
-//!     # defaults.layers), isolation (none | process | sandbox | sandbox-no-network)
+//!     # also per job: timeout, retries, env (merged over defaults.env), secret-env (added
+//!     # to defaults.secret-env), layers (replaces defaults.layers), isolation (none | process | sandbox | sandbox-no-network)
 //! suites:              # test suites the runner lists and batches itself; see `suites.rs`
 //!   - name: rust
 //!     framework: nextest    # nextest | pytest | go | command
@@ -26,10 +29,12 @@
 //!
 //! Durations are whole numbers with units `ms`, `s`, `m`, `h` (`1h30m`), or a plain number of
 //! seconds; see [`parse_duration`](crate::runner::duration::parse_duration). Scalars are
-//! taken as written: `VERSION: 1.10` sets `1.10`.
+//! taken as written: `VERSION: 1.10` sets `1.10`. Before any of that, `limits` bounds what
+//! the YAML may cost to read (flow nesting depth, alias expansion).
 
 mod commands;
 mod error;
+mod limits;
 mod locate;
 mod schema;
 mod suites;
@@ -43,8 +48,8 @@ pub use commands::from_commands;
 pub use error::{Location, ManifestError, Problem};
 pub use suites::SuiteDef;
 
-use crate::layer::Digest;
-use crate::proto::{Isolation, JobIndex, JobSpec, Submission};
+use crate::layer::{Digest, Listed};
+use crate::proto::{Isolation, JobIndex, JobSpec, SecretEnv, Submission};
 use crate::runner::duration::millis;
 
 /// Time limit of one attempt when neither the job nor `defaults` sets one: long enough for
@@ -80,6 +85,9 @@ pub struct LayerDef {
     /// Existing files and directories (directories mean all they contain), relative to the
     /// manifest's directory, sorted, without duplicates; `.` is the directory itself.
     pub paths: Vec<PathBuf>,
+    /// How the paths are packed: as entries of the manifest's directory, or (with
+    /// `allow-outside: true`) resolved through symlinks, wherever they lead.
+    pub listed: Listed,
 }
 
 /// One job with the defaults applied.
@@ -103,6 +111,9 @@ pub struct JobDef {
     pub estimate: Option<Duration>,
     /// How far the job is kept apart from its worker and the other jobs.
     pub isolation: Isolation,
+    /// `defaults.secret-env` and the job's `secret-env`, with their values from the runner's
+    /// environment.
+    pub secret_env: SecretEnv,
 }
 
 impl JobDef {
@@ -124,6 +135,7 @@ impl JobDef {
             outputs: self.outputs,
             estimate_ms: self.estimate.map(millis),
             isolation: self.isolation,
+            secret_env: self.secret_env.clone(),
         };
         Submission { index, spec }
     }
@@ -148,6 +160,14 @@ pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Manifest, Manif
         problems,
         omitted,
     };
+    if let Err(excess) = limits::check(text) {
+        let problem = Problem {
+            location: excess.location,
+            message: excess.message,
+            hint: Some(excess.hint.to_owned()),
+        };
+        return Err(invalid(vec![problem], 0));
+    }
     let raw: schema::Manifest =
         serde_yaml::from_str(text).map_err(|e| invalid(vec![syntax_problem(&e)], 0))?;
     let suites = suites::resolve(&raw);

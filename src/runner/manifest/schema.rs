@@ -3,7 +3,8 @@
 //! them all and report every problem at once.
 //!
 //! Scalars are read as the text written: `timeout: 90`, `RUST_BACKTRACE: 1` and
-//! `VERSION: 1.10` arrive as `"90"`, `"1"` and `"1.10"`.
+//! `VERSION: 1.10` arrive as `"90"`, `"1"` and `"1.10"`. An environment value left null
+//! (`A: ~`, `A:`) arrives as `None`, so that it is refused rather than set to the text `~`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -39,7 +40,9 @@ pub(super) struct Defaults {
     pub timeout: Option<String>,
     pub retries: Option<u32>,
     #[serde(default, deserialize_with = "unique_keys")]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, Option<String>>,
+    #[serde(default, rename = "secret-env")]
+    pub secret_env: Vec<String>,
     pub layers: Option<Vec<String>>,
     pub isolation: Option<Isolation>,
 }
@@ -49,6 +52,8 @@ pub(super) struct Defaults {
 #[serde(deny_unknown_fields)]
 pub(super) struct Layer {
     pub paths: Vec<String>,
+    #[serde(default, rename = "allow-outside")]
+    pub allow_outside: bool,
 }
 
 /// One entry of `jobs:`. `name` and `run` are optional here so that a missing one is
@@ -64,7 +69,9 @@ pub(super) struct Job {
     pub timeout: Option<String>,
     pub retries: Option<u32>,
     #[serde(default, deserialize_with = "unique_keys")]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, Option<String>>,
+    #[serde(default, rename = "secret-env")]
+    pub secret_env: Vec<String>,
     pub layers: Option<Vec<String>>,
     pub isolation: Option<Isolation>,
 }

@@ -4,11 +4,41 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::locate::{NodePath, node_path};
 use super::{DEFAULT_RETRIES, DEFAULT_TIMEOUT, JobDef, LayerDef, schema};
+use crate::layer::{self, Listed};
+use crate::proto::SecretEnv;
 use crate::runner::duration::parse_duration;
+use crate::seal::SECRET_VAR;
+
+/// The longest string a process can be given as one argument or one `NAME=value`
+/// variable, with its terminating NUL (Linux's `MAX_ARG_STRLEN`): a longer `run` command
+/// or value would pass validation and fail every attempt with "Argument list too long".
+pub(super) const MAX_ARG_BYTES: usize = 128 * 1024;
+
+/// What makes `run` impossible to hand to `bash -c`, as the end of a sentence about the
+/// command, with a hint; `None` when it can be run.
+pub(super) fn command_fault(run: &str) -> Option<(String, &'static str)> {
+    if run.contains('\0') {
+        Some((
+            "with a NUL character".to_owned(),
+            "commands cannot hold NUL characters; remove it (printf '\\0' writes one)",
+        ))
+    } else if run.len() + 1 > MAX_ARG_BYTES {
+        Some((
+            format!(
+                "of {} bytes, over the {} KiB a process argument can hold",
+                run.len(),
+                MAX_ARG_BYTES >> 10
+            ),
+            "put the commands in a script file in a layer and run the script",
+        ))
+    } else {
+        None
+    }
+}
 
 /// One problem, before it is given a location.
 #[derive(Debug)]
@@ -37,7 +67,9 @@ pub(super) fn resolve(raw: schema::Manifest, base_dir: &Path) -> Result<Resolved
             "defaults",
         )
         .unwrap_or(DEFAULT_TIMEOUT);
-    check.env(&defaults.env, &node_path!["defaults", "env"], "defaults");
+    let default_env = check.env(&defaults.env, &node_path!["defaults", "env"], "defaults");
+    let at = node_path!["defaults", "secret-env"];
+    let default_secrets = check.secret_env(&defaults.secret_env, at, "defaults");
     let default_layers = defaults.layers.clone().unwrap_or_default();
     check.layer_refs(
         &default_layers,
@@ -81,9 +113,13 @@ pub(super) fn resolve(raw: schema::Manifest, base_dir: &Path) -> Result<Resolved
                 "estimate",
             )
         });
-        check.env(&job.env, &node_path!["jobs", index, "env"], &owner);
-        let mut env = defaults.env.clone();
-        env.extend(job.env.clone());
+        let mut env = default_env.clone();
+        env.extend(check.env(&job.env, &node_path!["jobs", index, "env"], &owner));
+        let mut secret_env = default_secrets.clone();
+        let at = node_path!["jobs", index, "secret-env"];
+        secret_env
+            .0
+            .extend(check.secret_env(&job.secret_env, at, &owner).0);
         let layers = match &job.layers {
             Some(names) => {
                 let at = node_path!["jobs", index, "layers"];
@@ -111,6 +147,7 @@ pub(super) fn resolve(raw: schema::Manifest, base_dir: &Path) -> Result<Resolved
             outputs: job.outputs.clone(),
             estimate,
             isolation: job.isolation.or(defaults.isolation).unwrap_or_default(),
+            secret_env,
         });
     }
     if check.findings.is_empty() {
@@ -189,7 +226,14 @@ impl Checker {
                 format!("{owner} has an empty `run` command"),
                 "give the shell command to run; it runs with `bash -c` in the job's directory",
             ),
-            Some(run) => return run.to_owned(),
+            Some(run) => match command_fault(run) {
+                Some((message, hint)) => self.problem(
+                    node_path!["jobs", index, "run"],
+                    format!("{owner} has a `run` command {message}"),
+                    hint,
+                ),
+                None => return run.to_owned(),
+            },
         }
         String::new()
     }
@@ -230,8 +274,14 @@ impl Checker {
         Some(timeout)
     }
 
-    /// Environment variables a process can be given.
-    fn env(&mut self, env: &BTreeMap<String, String>, at: &NodePath, owner: &str) {
+    /// Environment variables a process can be given; returns those with a value.
+    fn env(
+        &mut self,
+        env: &BTreeMap<String, Option<String>>,
+        at: &NodePath,
+        owner: &str,
+    ) -> BTreeMap<String, String> {
+        let mut checked = BTreeMap::new();
         for (name, value) in env {
             let mut at = at.clone();
             at.push(name.as_str().into());
@@ -241,14 +291,73 @@ impl Checker {
                     format!("{owner} has an invalid environment variable name {name:?}"),
                     "variable names must be non-empty and contain no '=' or NUL",
                 );
-            } else if value.contains('\0') {
+                continue;
+            }
+            let Some(value) = value else {
+                self.problem(
+                    at,
+                    format!("{owner} leaves {name} without a value (null)"),
+                    format!(
+                        "write {name}: \"\" for an empty value, or quote it ({name}: \"~\") \
+                         for the text"
+                    ),
+                );
+                continue;
+            };
+            if value.contains('\0') {
                 self.problem(
                     at,
                     format!("{owner} sets {name} to a value with a NUL character"),
                     "environment values cannot hold NUL characters",
                 );
+            } else if name.len() + value.len() + 2 > MAX_ARG_BYTES {
+                self.problem(
+                    at,
+                    format!(
+                        "{owner} sets {name} to a value of {} bytes, over the {} KiB a \
+                         variable can hold",
+                        value.len(),
+                        MAX_ARG_BYTES >> 10
+                    ),
+                    "put the value in a file of a layer and read it from there",
+                );
+            } else {
+                checked.insert(name.clone(), value.clone());
             }
         }
+        checked
+    }
+
+    /// `secret-env` names, with their values from this process's environment. Allowed only
+    /// with a cluster secret, which seals them on their way to the worker.
+    fn secret_env(&mut self, names: &[String], at: NodePath, owner: &str) -> SecretEnv {
+        let mut found = SecretEnv::default();
+        if names.is_empty() {
+            return found;
+        }
+        if std::env::var_os(SECRET_VAR).is_none() {
+            self.problem(
+                at,
+                format!("{owner} sets secret-env, but no cluster secret is set: the values would travel in plain text"),
+                format!("set {SECRET_VAR} (action input `secret: ${{{{ secrets.CLUSTER_SECRET }}}}`) on every job of the cluster, or remove secret-env"),
+            );
+            return found;
+        }
+        for (i, name) in names.iter().enumerate() {
+            let mut at = at.clone();
+            at.push(i.into());
+            match std::env::var(name) {
+                Ok(value) if !name.is_empty() && !name.contains(['=', '\0']) => {
+                    found.0.insert(name.clone(), value);
+                }
+                _ => self.problem(
+                    at,
+                    format!("{owner} passes secret-env {name:?}, which is not set (as UTF-8) in the runner's environment"),
+                    "set the variable in the step's `env:` (e.g. from `secrets.`), or remove it from secret-env",
+                ),
+            }
+        }
+        found
     }
 
     /// Layer names that must be defined under `layers:`.
@@ -289,6 +398,11 @@ impl Checker {
                 "list files, directories or globs under `paths:`",
             );
         }
+        let listed = if layer.allow_outside {
+            Listed::Resolved
+        } else {
+            Listed::Entries
+        };
         let mut paths = Vec::new();
         for (i, pattern) in layer.paths.iter().enumerate() {
             let at = node_path!["layers", name, "paths", i];
@@ -305,7 +419,12 @@ impl Checker {
                     "create the files first (for example, build before running) or fix the \
                      path; layer paths are relative to the manifest's directory",
                 ),
-                Ok(found) => paths.extend(found),
+                Ok(found) => {
+                    if listed == Listed::Entries {
+                        self.inside(&owner, &found, base_dir, &at);
+                    }
+                    paths.extend(found);
+                }
                 Err(why) => self.problem(
                     at,
                     format!("{owner}: cannot expand '{pattern}': {why}"),
@@ -315,7 +434,39 @@ impl Checker {
         }
         paths.sort();
         paths.dedup();
-        LayerDef { paths }
+        if let Err(e) = layer::check(base_dir, &paths, listed) {
+            self.problem(
+                node_path!["layers", name, "paths"],
+                format!("{owner}: {e}"),
+                "a layer holds files, directories and symlinks that stay inside it; \
+                 replace the symlink by what it points to, or leave it out",
+            );
+        }
+        LayerDef { paths, listed }
+    }
+
+    /// Refuses each of `paths` that resolves, through symlinks, outside `base_dir`.
+    fn inside(&mut self, owner: &str, paths: &[PathBuf], base_dir: &Path, at: &NodePath) {
+        let Ok(base) = base_dir.canonicalize() else {
+            return;
+        };
+        for path in paths {
+            let Ok(real) = base_dir.join(path).canonicalize() else {
+                continue;
+            };
+            if !real.starts_with(&base) {
+                self.problem(
+                    at.clone(),
+                    format!(
+                        "{owner}: '{}' resolves to {}, outside the manifest's directory",
+                        path.display(),
+                        real.display()
+                    ),
+                    "copy it inside, or set `allow-outside: true` on the layer to pack what \
+                     its paths point to",
+                );
+            }
+        }
     }
 
     /// A glob naming files under a directory: relative, not leaving it, well-formed. Returns
@@ -352,38 +503,41 @@ impl Checker {
     }
 }
 
+/// The most entries of the manifest's directory looked at to expand one layer path.
+const MAX_LAYER_ENTRIES: usize = 1_000_000;
+
+/// The longest one layer path may take to expand: a directory tree that takes longer to list
+/// is on a hung file system, or far bigger than a layer should be.
+const LAYER_LISTING_TIME: Duration = Duration::from_secs(120);
+
 /// The paths under `base_dir` that `pattern` matches, relative to `base_dir` (`.` for itself).
+/// Symlinks are matched as entries and never followed, so a link to `.` or `/` cannot make
+/// the expansion endless.
 fn expand(base_dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
-    let base = base_dir
-        .to_str()
-        .ok_or_else(|| format!("the directory {} is not valid UTF-8", base_dir.display()))?;
-    let options = glob::MatchOptions {
-        case_sensitive: true,
-        require_literal_separator: true,
-        require_literal_leading_dot: false,
-    };
-    let full = format!("{}/{pattern}", glob::Pattern::escape(base));
-    // glob drops `.` components from what it returns (`./a` comes back as `a`).
-    let base_dir = without_cur_dir(base_dir);
-    let mut found = Vec::new();
-    for entry in glob::glob_with(&full, options).map_err(|e| e.to_string())? {
-        let path = without_cur_dir(&entry.map_err(|e| e.to_string())?);
-        let relative = path
-            .strip_prefix(&base_dir)
-            .map_err(|_| format!("{} is outside {base}", path.display()))?
-            .to_path_buf();
-        found.push(if relative.as_os_str().is_empty() {
-            PathBuf::from(".")
+    if !pattern.contains(['*', '?', '[']) {
+        // A plain path names one entry, wherever its parents' symlinks lead: whether that is
+        // allowed is for the caller to say.
+        let path: PathBuf = Path::new(pattern)
+            .components()
+            .filter(|c| *c != Component::CurDir)
+            .collect();
+        return Ok(if base_dir.join(&path).exists() {
+            vec![if path.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                path
+            }]
         } else {
-            relative
+            Vec::new()
         });
     }
-    Ok(found)
-}
-
-/// `path` without its `.` components.
-fn without_cur_dir(path: &Path) -> PathBuf {
-    path.components()
-        .filter(|c| *c != Component::CurDir)
-        .collect()
+    let bounds = layer::Bounds {
+        max_entries: MAX_LAYER_ENTRIES,
+        deadline: Instant::now().checked_add(LAYER_LISTING_TIME),
+        cancel: None,
+    };
+    let patterns = [pattern.to_owned()];
+    layer::select(base_dir, &patterns, layer::Directories::Whole, bounds)
+        .map(|found| found.paths)
+        .map_err(|e| e.to_string())
 }

@@ -5,7 +5,27 @@
 //! (messages and properties) or fenced with `::stop-commands::` (job output).
 
 use super::{JobReport, last_lines, one_line, without_escapes};
+use std::collections::BTreeSet;
+
 use crate::proto::JobStatus;
+use crate::runner::manifest::Manifest;
+
+/// `::add-mask::` commands for the values of the jobs' `secret-env` variables (each line of a
+/// multi-line value, as GitHub masks line by line), each value once, so that GitHub hides
+/// them wherever they would appear in this job's log.
+pub fn add_masks(manifest: &Manifest) -> Vec<String> {
+    let values: BTreeSet<&str> = manifest
+        .jobs
+        .iter()
+        .flat_map(|job| job.secret_env.0.values())
+        .flat_map(|value| value.lines())
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    values
+        .into_iter()
+        .map(|value| format!("::add-mask::{value}"))
+        .collect()
+}
 
 /// Lines of output quoted in an annotation.
 const ANNOTATION_LINES: usize = 20;

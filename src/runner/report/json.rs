@@ -8,6 +8,7 @@ use serde::ser::Serializer;
 use serde_json::Value;
 
 use super::{JobReport, RunReport, status_name};
+use crate::runner::outputs_dir::dir_name;
 
 /// The JSON report of a run, borrowing it (see [`RunReport::to_json`] for its shape).
 #[derive(Serialize)]
@@ -37,6 +38,7 @@ struct JsonJob<'a> {
     duration_ms: u64,
     worker: &'a str,
     outputs: &'a [String],
+    outputs_dir: Option<String>,
     error: Option<&'a str>,
 }
 
@@ -50,6 +52,7 @@ fn jobs<S: Serializer>(jobs: &&[JobReport], s: S) -> Result<S::Ok, S::Error> {
         duration_ms: job.duration_ms,
         worker: &job.worker,
         outputs: &job.outputs,
+        outputs_dir: (!job.outputs.is_empty()).then(|| dir_name(&job.name)),
         error: job.error.as_deref(),
     }))
 }
@@ -74,9 +77,11 @@ impl RunReport {
 
     /// `{"summary": {"total", "passed", "failed", "timed_out", "errors", "cancelled",
     /// "wall_ms"}, "jobs": [{"name", "status", "exit_code", "attempts", "duration_ms",
-    /// "worker", "outputs", "error"}]}`, jobs in manifest order; `status` is one of `passed`,
-    /// `failed`, `timed_out`, `error`, `cancelled`; `exit_code` is null when the process did
-    /// not exit; `error` is why a job with status `error` could not run (null otherwise).
+    /// "worker", "outputs", "outputs_dir", "error"}]}`, jobs in manifest order; `status` is one
+    /// of `passed`, `failed`, `timed_out`, `error`, `cancelled`; `exit_code` is null when the
+    /// process did not exit; `outputs_dir` is where `outputs` are, relative to `--outputs-dir`
+    /// (null when none were brought back); `error` is why a job with status `error` could not
+    /// run (null otherwise).
     pub fn to_json(&self) -> Value {
         // Plain structs of strings and numbers always serialize.
         serde_json::to_value(self.json()).unwrap_or(Value::Null)

@@ -1,8 +1,10 @@
 //! Reports of a run: what each job did, told to machines (JSON, JUnit XML), to people reading
 //! the job summary (markdown) and to the CI log (one line per job, annotations, log groups).
 //!
-//! Everything here is a pure function of a [`RunReport`]; the runner decides where it goes.
+//! Everything here is a pure function of a [`RunReport`]; the runner decides where it goes,
+//! after [`check_destinations`] has found that it can go there.
 
+mod destinations;
 mod github;
 mod json;
 pub(crate) mod junit;
@@ -10,7 +12,8 @@ mod markdown;
 
 use std::time::Duration;
 
-pub use github::{annotation, ci_line, group};
+pub use destinations::check_destinations;
+pub use github::{add_masks, annotation, ci_line, group};
 pub use json::JsonReport;
 
 use crate::proto::{JobOutcome, JobSpec, JobStatus};

@@ -1,0 +1,161 @@
+//! The 500-artifact budget: GitHub lets one job create at most [`ARTIFACTS_PER_JOB`]
+//! artifacts, and every stream segment, marker, layer and outputs layer is one. Each process
+//! of a cluster is one GitHub job, so each plans against its own budget.
+//!
+//! - The runner's job creates the manifest's layers, its stream, the reports and, with an
+//!   embedded broker, the broker's markers and one down-stream per peer: [`check_manifest`]
+//!   refuses up front (exit 2, with the count) a manifest whose layers cannot fit beside
+//!   [`RUNNER_RESERVE`].
+//! - A worker's job creates its stream and its outputs layers. Workers pack the outputs of
+//!   several jobs into one layer (see `worker::outputs_pack`): a flush takes every job waiting,
+//!   and first waits up to [`outputs_linger`] for one job per slot (a job holds its slot until
+//!   its outputs are uploaded, so a worker never has more waiting than it has slots); the wait
+//!   grows as [`OUTPUTS_BUDGET`] runs out, so thousands of jobs stay within the budget. Only a
+//!   worker that has spent all of it refuses outputs: each such job is reported as an error
+//!   naming the limit, never dropped silently.
+
+use std::time::Duration;
+
+use crate::runner::manifest::Manifest;
+
+/// GitHub's limit on the artifacts one job may create ("Maximum of 500 artifacts per job",
+/// actions/upload-artifact's README).
+pub const ARTIFACTS_PER_JOB: u32 = 500;
+
+/// What the runner's job keeps for other than layers: its stream's segments, the reports
+/// (`ca-timings`, `ca-results-…`), and an embedded broker's listen and closed markers and
+/// down-streams (one per peer: a matrix of up to about 90 workers, with some rotations).
+pub const RUNNER_RESERVE: u32 = 100;
+
+/// What a worker's job keeps for its stream (segments after rotations).
+pub const WORKER_STREAM_RESERVE: u32 = 20;
+
+/// Outputs layers one worker may upload.
+pub const OUTPUTS_BUDGET: u32 = ARTIFACTS_PER_JOB - WORKER_STREAM_RESERVE;
+
+/// The shortest and longest wait of an outputs flush for more finished jobs.
+const MIN_LINGER: Duration = Duration::from_millis(50);
+const MAX_LINGER: Duration = Duration::from_secs(2);
+
+/// A manifest whose uploads do not fit in the runner's budget.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{manifest}: the jobs use {layers} layers, and each is an artifact of the runner's job: with \
+     {RUNNER_RESERVE} more for streams and reports that is {total}, over GitHub's limit of \
+     {ARTIFACTS_PER_JOB} artifacts per job; merge layers so that at most {max} remain"
+)]
+pub struct OverBudget {
+    /// The manifest's path.
+    pub manifest: String,
+    /// Distinct layers the jobs use.
+    pub layers: u32,
+    /// Artifacts the runner's job would need.
+    pub total: u32,
+    /// The most layers that fit.
+    pub max: u32,
+}
+
+/// The runner's upload plan of `manifest`: the number of layer artifacts it needs, or why
+/// they do not fit. Pure: called before anything is packed or uploaded.
+pub fn check_manifest(manifest: &Manifest) -> Result<u32, OverBudget> {
+    let used: std::collections::BTreeSet<&String> = manifest
+        .jobs
+        .iter()
+        .flat_map(|j| &j.layers)
+        .filter(|l| manifest.layers.contains_key(*l))
+        .collect();
+    let layers = u32::try_from(used.len()).unwrap_or(u32::MAX);
+    let max = ARTIFACTS_PER_JOB - RUNNER_RESERVE;
+    if layers > max {
+        return Err(OverBudget {
+            manifest: manifest.path.display().to_string(),
+            layers,
+            total: layers.saturating_add(RUNNER_RESERVE),
+            max,
+        });
+    }
+    Ok(layers)
+}
+
+/// How long the next outputs flush of a worker that has made `flushes` may wait for a full
+/// batch (one job per slot): [`MIN_LINGER`] in the first quarter of [`OUTPUTS_BUDGET`], then
+/// doubling every 1/16 of it up to [`MAX_LINGER`]; `None` once the budget is spent.
+pub fn outputs_linger(flushes: u32) -> Option<Duration> {
+    if flushes >= OUTPUTS_BUDGET {
+        return None;
+    }
+    let steps = flushes.saturating_sub(OUTPUTS_BUDGET / 4) / (OUTPUTS_BUDGET / 16).max(1);
+    let linger = MIN_LINGER.saturating_mul(1 << steps.min(16));
+    Some(linger.min(MAX_LINGER))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    use crate::runner::manifest::{JobDef, LayerDef};
+
+    fn with_layers(count: usize) -> Manifest {
+        let names: Vec<String> = (0..count).map(|i| format!("l{i}")).collect();
+        let job = |layers: Vec<String>| JobDef {
+            name: "j".into(),
+            run: "true".into(),
+            env: BTreeMap::new(),
+            layers,
+            timeout: std::time::Duration::from_secs(1),
+            retries: 0,
+            outputs: vec![],
+            estimate: None,
+            isolation: Default::default(),
+            secret_env: Default::default(),
+        };
+        Manifest {
+            path: PathBuf::from("m.yml"),
+            base_dir: PathBuf::from("."),
+            layers: names
+                .iter()
+                .map(|n| {
+                    let def = LayerDef {
+                        paths: vec![],
+                        listed: crate::layer::Listed::Entries,
+                    };
+                    (n.clone(), def)
+                })
+                .collect::<BTreeMap<_, _>>(),
+            // Two jobs sharing every layer: a layer counts once.
+            jobs: vec![job(names.clone()), job(names)],
+            suites: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_manifest_fits_up_to_the_budget_and_is_refused_with_its_count_beyond() {
+        assert_eq!(check_manifest(&with_layers(0)), Ok(0));
+        assert_eq!(check_manifest(&with_layers(400)), Ok(400));
+        let e = check_manifest(&with_layers(600)).unwrap_err();
+        assert_eq!((e.layers, e.total, e.max), (600, 700, 400));
+        let msg = e.to_string();
+        assert!(
+            msg.contains("m.yml")
+                && msg.contains("600 layers")
+                && msg.contains("700")
+                && msg.contains("limit of 500"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn flushes_linger_longer_as_the_outputs_budget_runs_out() {
+        assert_eq!(outputs_linger(0), Some(MIN_LINGER));
+        assert_eq!(outputs_linger(OUTPUTS_BUDGET / 4 - 1), Some(MIN_LINGER));
+        let lingers: Vec<Duration> = (OUTPUTS_BUDGET / 4..OUTPUTS_BUDGET)
+            .map(|f| outputs_linger(f).unwrap())
+            .collect();
+        assert!(lingers.windows(2).all(|w| w[0] <= w[1]));
+        assert!(lingers[lingers.len() / 2] > MIN_LINGER);
+        assert_eq!(*lingers.last().unwrap(), MAX_LINGER);
+        assert_eq!(outputs_linger(OUTPUTS_BUDGET), None);
+    }
+}
