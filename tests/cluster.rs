@@ -1679,7 +1679,7 @@ fn a_sealed_run_stores_none_of_its_jobs_markers() {
         scratch.path(),
         "runner",
         &format!(
-            "run cluster.yml --embed-broker --stop-cluster {TIMINGS} --report-junit report.xml \
+            "run cluster.yml --embed-broker --slots 0 --stop-cluster {TIMINGS} --report-junit report.xml \
              --outputs-dir outs --keep all"
         ),
         &[("CLUSTER_SECRET", SECRET), ("SECRET_MARK", &secret_value)],
@@ -1774,7 +1774,7 @@ fn peers_with_different_secrets_are_refused_at_hello_with_exit_2() {
     let jobs = [("a".to_string(), "true".to_string(), String::new())];
     scratch.write("cluster.yml", manifest("", &jobs));
     let args = format!(
-        "--log-level info run cluster.yml --embed-broker --cluster m --worker-wait 60s {TIMINGS} \
+        "--log-level info run cluster.yml --embed-broker --slots 0 --cluster m --worker-wait 60s {TIMINGS} \
          --report-json report.json"
     );
     let mut runner = start_sealed(&service, &scratch, "runner", &args, Some(SECRET));
@@ -1811,7 +1811,7 @@ fn peers_with_different_secrets_are_refused_at_hello_with_exit_2() {
 
     // And a worker with a secret refuses a broker without one.
     let unsealed = format!(
-        "run cluster.yml --embed-broker --cluster n --worker-wait 60s {TIMINGS} --log-level info"
+        "run cluster.yml --embed-broker --slots 0 --cluster n --worker-wait 60s {TIMINGS} --log-level info"
     );
     let runner = start_sealed(&service, &scratch, "unsealed", &unsealed, None);
     runner.await_stderr("jobs submitted");
@@ -1844,7 +1844,7 @@ fn a_tampered_layer_is_refused_and_its_job_never_runs() {
         manifest("layers:\n  data:\n    paths: [data]\n", &jobs),
     );
     let args = format!(
-        "--log-level info run cluster.yml --embed-broker --worker-wait 60s {TIMINGS} \
+        "--log-level info run cluster.yml --embed-broker --slots 0 --worker-wait 60s {TIMINGS} \
          --report-json report.json"
     );
     let mut runner = start_sealed(&service, &scratch, "runner", &args, Some(SECRET));
@@ -2114,7 +2114,8 @@ fn a_clean_stop_deletes_what_the_cluster_made_and_keeps_reports() {
     let mut workers: Vec<Proc> = (0..2)
         .map(|i| service.start(&scratch, &format!("worker-{i}"), &args))
         .collect();
-    let args = format!("run cluster.yml --cluster k --embed-broker --outputs-dir out {TIMINGS}");
+    let args =
+        format!("run cluster.yml --cluster k --embed-broker --slots 0 --outputs-dir out {TIMINGS}");
     let mut runner = service.start(&scratch, "runner", &args);
     runner.expect_exit(0);
     for worker in &mut workers {
