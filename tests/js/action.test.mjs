@@ -247,7 +247,7 @@ test('each role gets the flags its inputs name, after the global --log-level', a
     [{ role: 'runner', jobs: 'm.yml', retention: '5' }, ['run', '--cluster', 'default', '--retention', '5',
       '--report-json', 'JSON', '--report-junit', 'JUNIT', '--', 'm.yml']],
     [{ ...auto, instance: '0', keep: 'all', retention: '7' }, ['run', '--cluster', 'default', '--embed-broker', '--stop-cluster',
-      '--worker-wait', '3m', '--keep', 'all', '--retention', '7', '--report-json', 'JSON', '--report-junit', 'JUNIT',
+      '--slots', '2', '--worker-wait', '3m', '--keep', 'all', '--retention', '7', '--report-json', 'JSON', '--report-junit', 'JUNIT',
       '--keepalive', '2s', '--', 'm.yml']],
     [{ ...auto, instance: '1', keep: 'all' }, ['worker', '--cluster', 'default', '--slots', '2', '--broker-wait', '1m', '--keepalive', '2s']],
   );
