@@ -48,6 +48,8 @@ const INPUTS = {
   instance: ['auto'],
   jobs: ['runner', 'auto'],
   commands: ['runner', 'auto'],
+  tests: ['runner', 'auto'],
+  'test-args': ['runner', 'auto'],
   cluster: 'all',
   slots: ['worker', 'runner', 'auto'],
   'stop-cluster': ['runner'],
@@ -59,10 +61,15 @@ const INPUTS = {
   'log-level': 'all',
   args: 'all',
   'outputs-dir': ['runner', 'auto'],
+  // Defaults to the workflow's token in action.yml, so every role gets it; only runs use it.
+  token: 'all',
   secret: 'all',
   keep: ['broker', 'auto'],
   retention: 'all',
 };
+
+/** The `tests` input's frameworks and the binary's flag for each (a one-suite run). */
+const TEST_FLAGS = { nextest: '--nextest', pytest: '--pytest', go: '--go-test' };
 
 /** A failure the user can fix, with the exit code that reports it. */
 class ActionError extends Error {
@@ -192,11 +199,18 @@ function readInputs(env = process.env) {
     }
     mode = Number(raw.instance) === 0 ? 'embedded' : 'worker';
   }
-  if ((role === 'runner' || role === 'auto') && !raw.jobs === !raw.commands) {
+  const given = ['jobs', 'commands', 'tests'].filter(name => raw[name]);
+  if ((role === 'runner' || role === 'auto') && given.length !== 1) {
     throw badInput(
-      `role '${role}' needs exactly one of 'jobs' (a manifest) or 'commands' (a file of commands), ` +
-        `got ${raw.jobs ? 'both' : 'neither'}`,
+      `role '${role}' needs exactly one of 'jobs' (a manifest), 'commands' (a file of commands) ` +
+        `or 'tests' (a framework), got ${given.length ? given.join(' and ') : 'none'}`,
     );
+  }
+  if (raw.tests && !TEST_FLAGS[raw.tests]) {
+    throw badInput(`tests: '${raw.tests}' is not a test framework: use one of ${Object.keys(TEST_FLAGS).join(', ')}`);
+  }
+  if (raw['test-args'] && !raw.tests) {
+    throw badInput("test-args: arguments for a test framework need 'tests' (nextest, pytest or go)");
   }
   // A runner may have no slots of its own (0); a worker runs at least one job at once.
   const slotsPattern = role === 'runner' ? /^(0|[1-9]\d*)$/ : /^[1-9]\d*$/;
@@ -226,6 +240,7 @@ function readInputs(env = process.env) {
     timeoutMs: timeout,
     killGraceMs: durationInput('CLUSTER_ACTION_KILL_GRACE', env.CLUSTER_ACTION_KILL_GRACE || '10s'),
     args: splitArgs(raw.args),
+    testArgs: splitArgs(raw['test-args']),
   };
 }
 
@@ -264,6 +279,8 @@ function commandLine(cfg, reports) {
     }
   }
   argv.push(...cfg.args);
+  // A suite flag takes every argument after it: it goes last.
+  if (cfg.tests && (cfg.mode === 'runner' || cfg.mode === 'embedded')) argv.push(TEST_FLAGS[cfg.tests], ...cfg.testArgs);
   // The manifest goes last, after `--`, so a path starting with '-' is never read as a flag.
   if (cfg.jobs && (cfg.mode === 'runner' || cfg.mode === 'embedded')) argv.push('--', cfg.jobs);
   return argv;
@@ -586,6 +603,10 @@ function runChild(file, argv, options = {}) {
 function childEnv(cfg, env = process.env) {
   const out = { ...env };
   delete out.INPUT_SECRET;
+  delete out.INPUT_TOKEN;
+  // GitHub puts the token in no job's environment: a run reads timing history and earlier
+  // attempts with it (workers and brokers do not get it, nor their jobs).
+  if (cfg.token && (cfg.mode === 'runner' || cfg.mode === 'embedded')) out.GITHUB_TOKEN = cfg.token;
   if (cfg.secret) {
     for (const line of cfg.secret.split(/\r?\n/)) if (line.trim()) console.log(`::add-mask::${line}`);
     out.CLUSTER_SECRET = cfg.secret;
@@ -621,18 +642,20 @@ async function runBinary(binary, argv, cfg) {
 
 /** The step outputs from the binary's JSON report, or null if there is no readable report. */
 function reportOutputs(reports) {
-  let summary;
+  let report;
   try {
-    summary = JSON.parse(fs.readFileSync(reports.json, 'utf8')).summary;
+    report = JSON.parse(fs.readFileSync(reports.json, 'utf8'));
   } catch {
     return null;
   }
-  const count = key => Number(summary?.[key] ?? 0);
+  const count = key => Number(report?.summary?.[key] ?? 0);
+  // A run with suites counts its tests too (a flaky test passed).
+  const tests = key => Number(report?.test_summary?.[key] ?? 0);
   return {
-    passed: count('passed'),
+    passed: count('passed') + tests('passed') + tests('flaky'),
     // Everything that did not pass because of the job itself; cancelled jobs are not failures.
-    failed: count('failed') + count('timed_out') + count('errors'),
-    total: count('total'),
+    failed: count('failed') + count('timed_out') + count('errors') + tests('failed') + tests('errors'),
+    total: count('total') + tests('total'),
     'report-json': reports.json,
     'report-junit': fs.existsSync(reports.junit) ? reports.junit : '',
   };

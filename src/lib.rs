@@ -32,9 +32,12 @@
 //! - [`runner`]: the manifest, and the run as a pure state machine (`runner::machine`:
 //!   submission in batches sized by bytes, progress, worker wait or going on alone on its own
 //!   slots, cancel, lost broker (a report of what finished), outputs fetches tried again,
-//!   compact report entries) inside an
-//!   async shell (`runner::session`) that publishes layers, joins the broker and fetches
-//!   outputs; progress and reports.
+//!   compact report entries, the report) inside an
+//!   async shell (`runner::session`) that lists suites, publishes layers, joins the broker and
+//!   fetches outputs and batch reports; `runner::suites`, the suites' part of the machine
+//!   (plan batches once the slots are known, each test's result from its batch's report,
+//!   requeue what a batch never finished, retry failures alone, flaky); progress and reports
+//!   (per job, and per test: `runner::report`).
 //! - [`plan`]: a test suite's plan: batches from estimates (longest and unknown first, none
 //!   over total / slots), the `ca-timings` and `ca-results` documents, re-run
 //!   selection, and `plan::github`, which reads them back through GitHub's REST API (octocrab).
@@ -49,17 +52,19 @@
 //! - [`cleanup`]: what a cluster leaves behind: the broker's clean-stop deletion, `gc`'s
 //!   leftovers, the `keep` rule (artifacts' retention is the store's `expiresAt`).
 //!
-//! Every rule of the cluster lives in one of the three state machines (`broker::scheduler`,
-//! `worker::machine`, `runner::machine`): each takes events (messages, timers, signals, task
+//! Every rule of the cluster lives in one of the state machines (`broker::scheduler`,
+//! `worker::machine`, `runner::machine` with `runner::suites`): each takes events (messages, timers, signals, task
 //! results) and returns effects, and is unit-tested without a network; the shells only move
 //! messages, timers and signals.
 //!
 //! The data path of one job: the runner packs and publishes the manifest's layers, then sends
 //! `Submit` on its stream; the broker queues the jobs (longest estimate first) and sends
 //! `Assign` to a worker with a free slot (plus a small prefetch); the worker fetches the layers
-//! into its cache, materializes the job's directory, runs `bash -c`, publishes declared outputs
+//! into its cache, assembles the job's directory from private copies, runs `bash -c`, publishes declared outputs
 //! as a layer and sends `Finished`; the broker forwards the outcome to the runner, which
-//! fetches the outputs and reports. The binary (`src/main.rs`, `src/cli/`) maps flags onto
+//! fetches the outputs and reports. A suite's batch is such a job: its command is the
+//! framework's run of exactly its tests, its one output the framework's report, which the
+//! runner reads back to decide each test. The binary (`src/main.rs`, `src/cli/`) maps flags onto
 //! these modules, composes the embedded broker for `run --embed-broker` and `local`, and maps
 //! every failure and every run's end onto an exit code in one exhaustive table
 //! (`cli/exit.rs`); `dist/index.js` is the GitHub Action around it.

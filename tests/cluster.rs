@@ -397,13 +397,30 @@ fn token(run: &str, job: &str) -> String {
 // Reports and files
 
 /// Reads a JSON report and checks its documented schema: the summary's keys and counts, each
-/// job's keys and value types, each job appearing once. Returns it and its jobs by name.
+/// job's keys and value types, each job appearing once, each test's keys. Returns it and its jobs by name.
 fn read_report(path: &Path) -> (Value, BTreeMap<String, Value>) {
     let text = fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("cannot read the report {}: {e}", path.display()));
     let report: Value = serde_json::from_str(&text).unwrap();
     let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
-    assert_eq!(keys(&report), ["jobs", "summary"]);
+    // A run with suites adds its tests, each with its documented keys.
+    match report.get("tests") {
+        None => assert_eq!(keys(&report), ["jobs", "summary"]),
+        Some(tests) => {
+            assert_eq!(keys(&report), ["jobs", "summary", "test_summary", "tests"]);
+            for test in tests.as_array().unwrap() {
+                let want = [
+                    "attempts",
+                    "duration_ms",
+                    "id",
+                    "message",
+                    "status",
+                    "suite",
+                ];
+                assert_eq!(keys(test), want, "{test}");
+            }
+        }
+    }
     let summary = &report["summary"];
     let counts = ["passed", "failed", "timed_out", "errors", "cancelled"];
     let mut summary_keys = keys(summary);
@@ -742,6 +759,45 @@ fn local_runs_a_commands_file() {
         ("L5: test -z \"$(ls -A)\"", json!(["passed", 0])),
     ]);
     assert_eq!(outcomes, expected);
+}
+
+/// A job that writes into the worker's layer cache (by the relative path from its directory,
+/// and through a hard link it makes into the cache) and into its own copy changes nothing the
+/// next job on that worker sees.
+#[test]
+fn a_job_writing_into_the_layer_cache_leaves_the_next_job_s_files_intact() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    scratch.write("data/data.txt", "original\n");
+    // `local` lays a worker out as <worker>/cache/<digest>/ and <worker>/work/<job dir>/.
+    let tamper = "set -e; shopt -s nullglob; cached=(../../cache/*/data/data.txt); \
+                  test ${#cached[@]} -eq 1; echo tampered > \"${cached[0]}\"; \
+                  ln \"${cached[0]}\" link; echo tampered through a link > link; \
+                  echo tampered > data/data.txt";
+    let check = "test \"$(cat data/data.txt)\" = original";
+    let jobs = [
+        ("tamper", tamper, "estimate: 60s"),
+        ("check", check, "estimate: 1s"),
+    ]
+    .map(|(name, run, extra)| {
+        let extra = format!("{extra}\nlayers: [data]");
+        (name.to_string(), run.to_string(), extra)
+    });
+    let head = "layers:\n  data: { paths: [data] }\n";
+    scratch.write("cluster.yml", manifest(head, &jobs));
+    // One worker with one slot: the longest estimate runs first, then the check.
+    scratch
+        .start(
+            "local",
+            "local --workers 1 --slots 1 cluster.yml --report-json report.json",
+        )
+        .expect_exit(0);
+    let (_, jobs) = read_report(&scratch.path().join("report.json"));
+    assert_eq!(
+        jobs["tamper"]["status"], "passed",
+        "the tamper job reached the cache"
+    );
+    assert_eq!(jobs["check"]["status"], "passed", "{:?}", jobs["check"]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1245,6 +1301,7 @@ fn the_quickstart_from_the_readme_passes() {
     let (report, jobs) = read_report(&report);
     assert_eq!(jobs.len(), 12);
     assert_eq!(report["summary"]["passed"], 12, "{report}");
+    assert_eq!(report["test_summary"]["passed"], 20, "{report}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1864,7 +1921,7 @@ fn a_tampered_layer_is_refused_and_its_job_never_runs() {
     worker.expect_exit(0);
     let (_, jobs) = read_report(&scratch.path().join("report.json"));
     assert_eq!(jobs["uses-layer"]["status"], "error");
-    let line = "ERROR uses-layer: cannot fetch layer";
+    let line = "ERROR uses-layer: cannot prepare the job directory";
     let says = "refused: layer";
     let stdout = runner.stdout();
     assert!(stdout.contains(line) && stdout.contains(says), "{stdout}");
@@ -2253,7 +2310,9 @@ fn five_thousand_jobs_with_outputs_stay_within_500_artifacts_per_worker() {
     let _serial = serial();
     let scratch = Scratch::new();
     // Each worker runs about 1,700 jobs with outputs: one outputs layer per job would take
-    // more than the 500 artifacts the in-process service allows each worker's job.
+    // more than the 500 artifacts the in-process service allows each worker's job. A flush
+    // packs at most one finished job per slot (a job holds its slot until its outputs are
+    // uploaded), so 8 slots leave the budget a wide margin.
     let jobs: Vec<_> = (0..5000)
         .map(|i| {
             (
@@ -2265,7 +2324,7 @@ fn five_thousand_jobs_with_outputs_stay_within_500_artifacts_per_worker() {
         .collect();
     scratch.write("cluster.yml", manifest("", &jobs));
     let args =
-        "local --workers 3 --slots 4 cluster.yml --outputs-dir back --report-json report.json";
+        "local --workers 3 --slots 8 cluster.yml --outputs-dir back --report-json report.json";
     let mut local = scratch.start("local", args);
     let status = await_within("5,000 jobs", Duration::from_secs(600), || {
         local.child.try_wait().unwrap()

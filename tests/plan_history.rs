@@ -513,3 +513,73 @@ async fn a_garbled_artifact_is_one_line() {
         "unreadable",
     );
 }
+
+#[tokio::test]
+async fn attempt_2_through_local_runs_only_the_tests_that_failed_or_never_ran() {
+    let outcome = |status| TestOutcome {
+        status,
+        duration_ms: Some(5),
+        attempt: 1,
+    };
+    let key = |id: &str| TestKey::new("r", id);
+    let previous = AttemptResults {
+        run_id: RUN,
+        attempt: 1,
+        tests: [
+            (key("t1"), outcome(TestStatus::Passed)),
+            (key("t2"), outcome(TestStatus::Flaky)),
+            (key("t3"), outcome(TestStatus::Failed)),
+            (key("t4"), outcome(TestStatus::NotRun)),
+        ]
+        .into(),
+        timings: Timings::default(),
+    };
+    // `local` names its cluster `local`.
+    let name = cluster_action::plan::results::results_artifact_name("local", 1);
+    let server = serve(
+        vec![Stored {
+            id: 7,
+            name,
+            run_id: RUN,
+            branch: "main",
+            created_at: "2026-03-01T10:00:00Z",
+            expired: false,
+            zip: zip(RESULTS_FILE, &previous.to_json()),
+        }],
+        Fault::None,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = "suites:\n  - name: r\n    framework: command\n    list: printf 't1\\nt2\\nt3\\nt4\\nt5\\n'\n    run: |\n      { echo '<testsuite>'; for t in \"$@\"; do echo \"<testcase name='$t'/>\"; done; echo '</testsuite>'; } > \"$CLUSTER_JUNIT\"\n";
+    std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
+    let report = dir.path().join("report.json");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cluster-action"));
+    command
+        .args(["local", "--workers", "1", "cluster.yml", "--report-json"])
+        .arg(&report)
+        .current_dir(dir.path())
+        .env("GITHUB_API_URL", &server.base)
+        .env("GITHUB_REPOSITORY", format!("{OWNER}/{REPO}"))
+        .env("GITHUB_RUN_ID", RUN.to_string())
+        .env("GITHUB_RUN_ATTEMPT", "2")
+        .env("GITHUB_TOKEN", TOKEN)
+        .env_remove("GITHUB_EVENT_PATH")
+        .env_remove("GITHUB_WORKFLOW_REF");
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("re-run: running 3 of 5 tests"),
+        "the run says what it re-runs: {stderr}"
+    );
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let ran: Vec<&str> = report["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ran, ["t3", "t4", "t5"], "failed, never ran, and new");
+}

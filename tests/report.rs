@@ -70,6 +70,7 @@ fn sample() -> RunReport {
     RunReport {
         jobs: vec![passed, flaky, failed, timed_out, error, cancelled],
         wall_ms: 61_500,
+        ..RunReport::default()
     }
 }
 
@@ -84,6 +85,7 @@ fn json_has_the_documented_shape() {
             job("b", JobStatus::TimedOut),
         ],
         wall_ms: 2_000,
+        ..RunReport::default()
     };
     assert_eq!(
         report.to_json(),
@@ -218,6 +220,7 @@ fn junit_survives_hostile_names_and_output() {
             ..job(name, JobStatus::Failed)
         }],
         wall_ms: 1,
+        ..RunReport::default()
     };
     let xml = report.to_junit();
     let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
@@ -244,6 +247,7 @@ fn junit_failure_body_is_the_tail_and_system_out_the_whole_output() {
             ..job("long", JobStatus::Failed)
         }],
         wall_ms: 1,
+        ..RunReport::default()
     };
     let xml = report.to_junit();
     let doc = roxmltree::Document::parse(&xml).unwrap();
@@ -289,6 +293,7 @@ fn markdown_headlines_for_success_and_cancellation() {
     let passed = RunReport {
         jobs: vec![job("a", JobStatus::Passed), job("b", JobStatus::Passed)],
         wall_ms: 500,
+        ..RunReport::default()
     };
     let md = passed.to_markdown();
     assert!(md.starts_with("## ✅ cluster-action: all 2 jobs passed\n"));
@@ -297,6 +302,7 @@ fn markdown_headlines_for_success_and_cancellation() {
     let cancelled = RunReport {
         jobs: vec![job("a", JobStatus::Passed), job("b", JobStatus::Cancelled)],
         wall_ms: 500,
+        ..RunReport::default()
     };
     assert!(
         cancelled
@@ -322,7 +328,12 @@ fn markdown_stays_bounded_for_a_huge_run() {
             }
         })
         .collect();
-    let md = RunReport { jobs, wall_ms: 1 }.to_markdown();
+    let md = RunReport {
+        jobs,
+        wall_ms: 1,
+        ..RunReport::default()
+    }
+    .to_markdown();
     assert!(md.len() < 1024 * 1024, "{} bytes", md.len());
     assert!(md.contains("_49500 more not shown; the JSON report lists every job._"));
     assert!(md.contains("_99500 more not shown; the JSON report lists every job._"));
@@ -342,6 +353,7 @@ fn markdown_cells_cannot_break_the_table() {
             ..job("a | b\nc", JobStatus::Passed)
         }],
         wall_ms: 1,
+        ..RunReport::default()
     };
     let md = report.to_markdown();
     assert!(md.contains("| a \\| b c | ✅ passed | 1 | 1.2s | \\<script\\> |"));

@@ -321,28 +321,41 @@ fn run_alone(source: &Path, program: &str, args: &[&str]) -> (tempfile::TempDir,
     (dir, String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-#[test]
-fn nextest_batches_report_every_test_once() {
-    let Some(Fixture {
-        source,
-        listing,
-        _work,
-    }) = listed(Framework::Nextest, &[])
-    else {
-        return;
-    };
-    assert_eq!(listing.tests.len(), 6);
-    assert_eq!(listing.ship.len(), 2, "the archive and cargo-nextest");
-    let records = run_suite(&listing, &source, Split::Test);
-    use FinalStatus::*;
-    let expected = [
-        ("suite-fixture tests::adds", Passed),
-        ("suite-fixture tests::slow", Passed),
-        ("suite-fixture tests::fails", Failed),
-        ("suite-fixture tests::flaky", Flaky),
-        ("suite-fixture::more adds", Passed),
-        ("suite-fixture::more also_passes", Passed),
-    ];
+use FinalStatus::{Failed, Flaky, Passed};
+
+/// The nextest fixture's tests and how each ends (with a retry).
+const NEXTEST_EXPECTED: [(&str, FinalStatus); 6] = [
+    ("suite-fixture tests::adds", Passed),
+    ("suite-fixture tests::slow", Passed),
+    ("suite-fixture tests::fails", Failed),
+    ("suite-fixture tests::flaky", Flaky),
+    ("suite-fixture::more adds", Passed),
+    ("suite-fixture::more also_passes", Passed),
+];
+
+/// The pytest fixture's tests and how each ends (with a retry).
+const PYTEST_EXPECTED: [(&str, FinalStatus); 7] = [
+    ("test_math.py::test_adds", Passed),
+    ("test_math.py::test_slow", Passed),
+    ("test_math.py::test_fails", Failed),
+    ("test_math.py::test_param[1]", Passed),
+    ("test_math.py::test_param[2]", Passed),
+    ("test_more.py::test_flaky", Flaky),
+    ("test_more.py::TestGroup::test_method", Passed),
+];
+
+/// The go fixture's tests and how each ends (with a retry).
+const GO_EXPECTED: [(&str, FinalStatus); 6] = [
+    ("example.com/suitefix/calc TestAdd", Passed),
+    ("example.com/suitefix/calc TestSlow", Passed),
+    ("example.com/suitefix/calc TestFails", Failed),
+    ("example.com/suitefix/calc TestFlaky", Flaky),
+    ("example.com/suitefix/strs TestAdd", Passed),
+    ("example.com/suitefix/strs TestUpper", Passed),
+];
+
+/// nextest's own JUnit counts for the whole fixture run alone.
+fn nextest_alone(source: &Path) -> (usize, usize, usize, usize) {
     let work = tempfile::tempdir().unwrap();
     let config = work.path().join("alone.toml");
     std::fs::write(
@@ -352,7 +365,7 @@ fn nextest_batches_report_every_test_once() {
     .unwrap();
     let tool = format!("alone:{}", config.display());
     let (dir, _) = run_alone(
-        &source,
+        source,
         "cargo-nextest",
         &[
             "nextest",
@@ -366,7 +379,47 @@ fn nextest_batches_report_every_test_once() {
     // nextest's store is under the workspace, whatever the target directory.
     let junit = std::fs::read_to_string(dir.path().join("target/nextest/alone/junit.xml"))
         .unwrap_or_else(|e| panic!("nextest's own JUnit in {}: {e}", dir.path().display()));
-    check(&records, &expected, junit_counts(&junit));
+    junit_counts(&junit)
+}
+
+/// pytest's own JUnit counts for the whole fixture run alone.
+fn pytest_alone(source: &Path) -> (usize, usize, usize, usize) {
+    let (dir, _) = run_alone(source, "python", &["-m", "pytest", "--junitxml=alone.xml"]);
+    let junit = std::fs::read_to_string(dir.path().join("alone.xml")).unwrap();
+    junit_counts(&junit)
+}
+
+/// go test's counts for the whole fixture run alone (it has no JUnit: its top-level results
+/// in `go test -v`).
+fn go_alone(source: &Path) -> (usize, usize, usize, usize) {
+    let (_dir, out) = run_alone(source, "go", &["test", "-v", "-count=1", "./..."]);
+    let count = |word: &str| {
+        out.lines()
+            .filter(|l| l.starts_with(&format!("--- {word}: ")))
+            .count()
+    };
+    (
+        count("PASS") + count("FAIL") + count("SKIP"),
+        count("FAIL"),
+        0,
+        count("SKIP"),
+    )
+}
+
+#[test]
+fn nextest_batches_report_every_test_once() {
+    let Some(Fixture {
+        source,
+        listing,
+        _work,
+    }) = listed(Framework::Nextest, &[])
+    else {
+        return;
+    };
+    assert_eq!(listing.tests.len(), 6);
+    assert_eq!(listing.ship.len(), 2, "the archive and cargo-nextest");
+    let records = run_suite(&listing, &source, Split::Test);
+    check(&records, &NEXTEST_EXPECTED, nextest_alone(&source));
 }
 
 #[test]
@@ -385,19 +438,7 @@ fn pytest_batches_report_every_test_once_keeping_files_together() {
         assert_eq!(files.len(), 1, "split: file keeps a file in one batch");
     }
     let records = run_suite(&listing, &source, Split::File);
-    use FinalStatus::*;
-    let expected = [
-        ("test_math.py::test_adds", Passed),
-        ("test_math.py::test_slow", Passed),
-        ("test_math.py::test_fails", Failed),
-        ("test_math.py::test_param[1]", Passed),
-        ("test_math.py::test_param[2]", Passed),
-        ("test_more.py::test_flaky", Flaky),
-        ("test_more.py::TestGroup::test_method", Passed),
-    ];
-    let (dir, _) = run_alone(&source, "python", &["-m", "pytest", "--junitxml=alone.xml"]);
-    let junit = std::fs::read_to_string(dir.path().join("alone.xml")).unwrap();
-    check(&records, &expected, junit_counts(&junit));
+    check(&records, &PYTEST_EXPECTED, pytest_alone(&source));
 }
 
 #[test]
@@ -413,29 +454,7 @@ fn go_batches_report_every_test_once() {
     assert_eq!(listing.tests.len(), 6);
     assert_eq!(listing.ship.len(), 2, "one test binary per package");
     let records = run_suite(&listing, &source, Split::Test);
-    use FinalStatus::*;
-    let expected = [
-        ("example.com/suitefix/calc TestAdd", Passed),
-        ("example.com/suitefix/calc TestSlow", Passed),
-        ("example.com/suitefix/calc TestFails", Failed),
-        ("example.com/suitefix/calc TestFlaky", Flaky),
-        ("example.com/suitefix/strs TestAdd", Passed),
-        ("example.com/suitefix/strs TestUpper", Passed),
-    ];
-    // go test has no JUnit: count its top-level results in `go test -v`.
-    let (_dir, out) = run_alone(&source, "go", &["test", "-v", "-count=1", "./..."]);
-    let count = |word: &str| {
-        out.lines()
-            .filter(|l| l.starts_with(&format!("--- {word}: ")))
-            .count()
-    };
-    let alone = (
-        count("PASS") + count("FAIL") + count("SKIP"),
-        count("FAIL"),
-        0,
-        count("SKIP"),
-    );
-    check(&records, &expected, alone);
+    check(&records, &GO_EXPECTED, go_alone(&source));
 }
 
 /// Runs the tests of `listing` named `names` as one batch, follows its output until a line
@@ -648,4 +667,231 @@ fn pytest_listing_problems_name_their_cause() {
         .unwrap_err();
     assert!(matches!(err, SuiteError::ListFailed { .. }), "{err}");
     assert!(err.to_string().contains("missing_dir"), "{err}");
+}
+
+// Through `cluster-action local`: the runner lists, plans, ships and retries; workers run the
+// batches; the reports come back per test.
+
+/// `cluster-action local` with `args` in a copy of `source`, one retry per test (shorthands).
+/// Returns its exit code, its JSON report and its JUnit report.
+fn run_local(source: &Path, args: &[&str]) -> (i32, serde_json::Value, String) {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(source, dir.path());
+    let reports = tempfile::tempdir().unwrap();
+    let (json, xml) = (
+        reports.path().join("report.json"),
+        reports.path().join("report.xml"),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_cluster-action"))
+        .arg("local")
+        .args(["--test-retries", "1"])
+        .arg("--report-json")
+        .arg(&json)
+        .arg("--report-junit")
+        .arg(&xml)
+        .args(args)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report = std::fs::read(&json).unwrap_or_else(|e| panic!("no JSON report ({e}): {stderr}"));
+    let xml = std::fs::read_to_string(&xml).unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_slice(&report).unwrap(),
+        xml,
+    )
+}
+
+/// Checks a `local` run: every expected test reported once, with its status; attempts are 1
+/// for a pass, 2 (one retry) for a failure or a flaky test; the merged JUnit counts equal the
+/// framework's alone; the flaky test makes no failure (`--flaky-result pass`), the failing one
+/// exit 1.
+fn check_local(
+    (code, report, xml): (i32, serde_json::Value, String),
+    expected: &[(&str, FinalStatus)],
+    alone: (usize, usize, usize, usize),
+) {
+    let tests = report["tests"].as_array().unwrap();
+    let got: BTreeMap<&str, (&str, u64)> = tests
+        .iter()
+        .map(|t| {
+            let attempts = t["attempts"].as_u64().unwrap();
+            (
+                t["id"].as_str().unwrap(),
+                (t["status"].as_str().unwrap(), attempts),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), tests.len(), "each test once: {report}");
+    let want: BTreeMap<&str, (&str, u64)> = expected
+        .iter()
+        .map(|(id, status)| {
+            let attempts = if *status == Passed { 1 } else { 2 };
+            (*id, (status.name(), attempts))
+        })
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(junit_counts(&xml), alone, "merged JUnit:\n{xml}");
+    assert_eq!(report["test_summary"]["flaky"], 1);
+    assert_eq!(code, 1, "a test failed");
+}
+
+#[test]
+fn pytest_through_local_runs_every_test_once_plus_retries() {
+    let Some(fixture) = listed(Framework::Pytest, &[]) else {
+        return;
+    };
+    let run = run_local(&fixture.source, &["--workers", "2", "--pytest"]);
+    check_local(run, &PYTEST_EXPECTED, pytest_alone(&fixture.source));
+}
+
+#[test]
+fn go_through_local_runs_every_test_once_plus_retries() {
+    let Some(fixture) = listed(Framework::Go, &["./..."]) else {
+        return;
+    };
+    let run = run_local(&fixture.source, &["--workers", "2", "--go-test", "./..."]);
+    check_local(run, &GO_EXPECTED, go_alone(&fixture.source));
+}
+
+#[test]
+fn nextest_through_local_runs_every_test_once_plus_retries() {
+    let Some(fixture) = listed(Framework::Nextest, &[]) else {
+        return;
+    };
+    let run = run_local(&fixture.source, &["--workers", "2", "--nextest"]);
+    check_local(run, &NEXTEST_EXPECTED, nextest_alone(&fixture.source));
+}
+
+#[test]
+fn a_worker_killed_mid_batch_loses_no_test() {
+    environment();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("killed");
+    // `t2`, on its first run, SIGKILLs the worker that runs it (the first `cluster-action`
+    // among its ancestors) mid-batch; every test must still end passed.
+    let run = format!(
+        r#"for t in "$@"; do
+  if [ "$t" = t2 ] && mkdir {marker} 2>/dev/null; then
+    p=$$
+    while [ "$p" -gt 1 ]; do
+      p=$(awk '{{print $4}}' /proc/$p/stat)
+      if [ "$(cat /proc/$p/comm)" = cluster-action ]; then kill -9 "$p"; sleep 5; fi
+    done
+  fi
+done
+{{ echo '<testsuite name="k">'; for t in "$@"; do echo "<testcase name=\"$t\"/>"; done; echo '</testsuite>'; }} > "$CLUSTER_JUNIT"
+"#,
+        marker = marker.display()
+    );
+    let manifest = serde_yaml::to_string(&serde_json::json!({
+        "suites": [{
+            "name": "k",
+            "framework": "command",
+            "list": "printf 't1\\nt2\\nt3\\nt4\\n'",
+            "run": run,
+        }]
+    }))
+    .unwrap();
+    std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
+    let (code, report, _) = run_local(
+        dir.path(),
+        &["--workers", "2", "cluster.yml", "--peer-timeout", "3s"],
+    );
+    assert!(marker.exists(), "a worker was killed");
+    let statuses: BTreeMap<&str, &str> = report["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["id"].as_str().unwrap(), t["status"].as_str().unwrap()))
+        .collect();
+    let want: BTreeMap<&str, &str> = ["t1", "t2", "t3", "t4"].map(|t| (t, "passed")).into();
+    assert_eq!(statuses, want, "{report}");
+    assert_eq!(code, 0);
+}
+
+/// `cluster-action local` with `args` in `dir`: its exit code and standard error.
+fn local_error(dir: &Path, path: &str, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cluster-action"))
+        .arg("local")
+        .args(args)
+        .current_dir(dir)
+        .env("PATH", path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_suites_exit_2_with_what_to_fix() {
+    environment();
+    let dir = tempfile::tempdir().unwrap();
+    let path = std::env::var("PATH").unwrap();
+    // No go on PATH: named, with how to install it.
+    let (code, err) = local_error(dir.path(), "/nonexistent", &["--go-test"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("`go` is not installed"), "{err}");
+    // A listing that fails: its stderr tail.
+    let manifest = "suites:\n  - name: c\n    framework: command\n    list: echo no list here >&2; exit 4\n    run: 'true'\n";
+    std::fs::write(dir.path().join("bad.yml"), manifest).unwrap();
+    let (code, err) = local_error(dir.path(), &path, &["bad.yml"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no list here"), "{err}");
+    // No tests.
+    let manifest =
+        "suites:\n  - name: c\n    framework: command\n    list: 'true'\n    run: 'true'\n";
+    std::fs::write(dir.path().join("empty.yml"), manifest).unwrap();
+    let (code, err) = local_error(dir.path(), &path, &["empty.yml"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no tests match"), "{err}");
+}
+
+#[test]
+fn a_second_run_plans_from_the_first_runs_timings_longest_first() {
+    environment();
+    let dir = tempfile::tempdir().unwrap();
+    let order = dir.path().join("order");
+    // Test `tN` sleeps N×0.1s; it appends its id to `order` as it runs.
+    let run = format!(
+        r#"for t in "$@"; do echo "$t" >> {order}; sleep "0.${{t#t}}"; done
+{{ echo '<testsuite name="h">'; for t in "$@"; do echo "<testcase name=\"$t\" time=\"0.${{t#t}}\"/>"; done; echo '</testsuite>'; }} > "$CLUSTER_JUNIT"
+"#,
+        order = order.display()
+    );
+    let manifest = serde_yaml::to_string(&serde_json::json!({
+        "suites": [{
+            "name": "h",
+            "framework": "command",
+            "list": "printf 't1\\nt3\\nt2\\nt5\\nt4\\n'",
+            "run": run,
+        }]
+    }))
+    .unwrap();
+    std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
+    let timings = dir.path().join("timings.json");
+    let timings = timings.to_str().unwrap();
+    let ran = |args: &[&str]| {
+        let _ = std::fs::remove_file(&order);
+        let mut all = vec!["cluster.yml", "--workers", "1", "--slots", "1"];
+        all.extend(args);
+        let (code, _, _) = run_local(dir.path(), &all);
+        assert_eq!(code, 0);
+        std::fs::read_to_string(&order).unwrap()
+    };
+    ran(&["--write-timings", timings]);
+    let history: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(timings).unwrap()).unwrap();
+    assert_eq!(history["tests"].as_array().unwrap().len(), 5, "{history}");
+    let second = ran(&["--timings", timings]);
+    assert_eq!(
+        second.lines().collect::<Vec<_>>(),
+        ["t5", "t4", "t3", "t2", "t1"],
+        "measured tests run longest first"
+    );
 }

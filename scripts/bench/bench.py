@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -49,8 +50,9 @@ class Cluster:
     """serve + broker + N workers, as separate processes; `run` submits a manifest."""
 
     def __init__(self, binary, workdir, workers=4, slots=2, latency_ms=0, flags=None,
-                 broker=True, serve_args=None):
+                 broker=True, serve_args=None, log=None):
         self.bin, self.dir = binary, Path(workdir)
+        self.log = log
         self.flags = list(LOCAL_FLAGS if flags is None else flags)
         self.procs = []
         serve_args = serve_args if serve_args is not None else ["--latency-ms", str(latency_ms)]
@@ -68,7 +70,19 @@ class Cluster:
 
     def env(self, job):
         token = subprocess.check_output([self.bin, "token", "--run", "bench", "--job", job], text=True).strip()
-        return dict(os.environ, ACTIONS_RESULTS_URL=self.url, ACTIONS_RUNTIME_TOKEN=token)
+        env = dict(os.environ, ACTIONS_RESULTS_URL=self.url, ACTIONS_RUNTIME_TOKEN=token)
+        if self.log:
+            env["RUST_LOG"] = self.log
+        return env
+
+    def events(self, message):
+        """The fields of every `message` event logged at info level, from all process logs."""
+        found = []
+        for log in sorted(self.dir.glob("*.log")):
+            for line in log.read_text(errors="replace").splitlines():
+                if f" {message} " in line + " ":
+                    found.append({k: v for k, v in re.findall(r"(\w+)=(\S+)", line)})
+        return found
 
     def _spawn(self, name, argv, env, stdout=subprocess.DEVNULL):
         log = open(self.dir / f"{name}.log", "wb")
@@ -251,10 +265,13 @@ def layer_distribution(binary, mib, tmp, results):
     jobs = [{"name": f"u{i}", "run": f"test $(stat -c %s big.bin) -eq {mib * 1024 * 1024}", "layers": ["big"]}
             for i in range(16)]
     path = manifest(data / "layer.yml", jobs, layers={"big": ["big.bin"]})
-    with cluster(binary, workers=4, slots=1) as c:
+    # Info-level timings of the layer path: packed, uploaded (runner), fetched, materialized.
+    with cluster(binary, workers=4, slots=1, log="warn,cluster_action::layer=info") as c:
         before = c.stats()
         code, wall, report, _ = c.run(path, ["--stop-cluster"])
         after = c.stats()
+        packed, uploaded = c.events("layer packed"), c.events("layer uploaded")
+        fetched, materialized = c.events("layer fetched"), c.events("job directory materialized")
     assert code == 0, f"layer run failed ({code})"
     size = mib * 1024 * 1024
     workers = {j["worker"] for j in report["jobs"]}
@@ -265,6 +282,26 @@ def layer_distribution(binary, mib, tmp, results):
     results["_layer_run_s"] = round(wall, 2)
     results["_layer_cp_s"] = round(cp_s, 3)
     results["_layer_workers_used"] = len(workers)
+
+    def seconds(events, field, combine=max):
+        values = [int(e[field]) / 1000 for e in events if field in e]
+        return round(combine(values), 2) if values else None
+    # Where the time goes: the runner packs, then uploads; each worker then downloads and
+    # extracts at once (extract_ms is the extractor's own time, not its waiting for bytes),
+    # then copies the tree into each job's private directory.
+    results["_layer_pack_s"] = seconds(packed, "ms")
+    results["_layer_upload_s"] = seconds(uploaded, "ms")
+    results["_layer_download_s_slowest_worker"] = seconds(fetched, "download_ms")
+    results["_layer_extract_busy_s_slowest_worker"] = seconds(fetched, "extract_ms")
+    results["_layer_fetch_s_slowest_worker"] = seconds(fetched, "total_ms")
+    results["_layer_materialize_s_per_job"] = seconds(materialized, "ms", lambda v: sum(v) / len(v))
+    results["_layer_materialize_s_all_jobs"] = seconds(materialized, "ms", sum)
+    # The same jobs without the layer: what starting, dispatching and reporting cost anyway.
+    bare = manifest(data / "bare.yml", [{"name": j["name"], "run": "true"} for j in jobs])
+    with cluster(binary, workers=4, slots=1) as c:
+        code, bare_wall, _, _ = c.run(bare, ["--stop-cluster"])
+    assert code == 0, f"layer baseline run failed ({code})"
+    results["_layer_run_without_layer_s"] = round(bare_wall, 2)
 
 
 def memory(binary, n, tmp, results):

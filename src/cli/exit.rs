@@ -29,8 +29,8 @@ pub const CANCELLED: i32 = 130;
 /// The exit code table shown at the end of `--help`.
 pub const HELP: &str = "\
 Exit codes:
-  0    all jobs passed
-  1    some job failed or timed out
+  0    all jobs and tests passed
+  1    some job failed or timed out, or some test failed
   2    bad input (flags, manifest, environment; peers with different CLUSTER_SECRETs)
   3    cluster or infrastructure failure (artifact store, broker, workers)
   130  cancelled (SIGINT/SIGTERM)";
@@ -178,16 +178,19 @@ fn run_failure(e: &RunError) -> i32 {
         | RunError::Stream(_)
         | RunError::Io { .. }
         | RunError::Task { .. } => INFRA,
+        // Every suite listing problem is the user's to fix.
+        RunError::Suite(_) => BAD_INPUT,
     }
 }
 
 /// The exit code of a run that ended: a cancelled run is incomplete whatever else happened, a
-/// run without workers is an infrastructure failure, a completed run follows its worst job.
-pub fn run_ended(end: &RunEnd, summary: &Summary) -> i32 {
+/// run without workers is an infrastructure failure, a completed run follows its worst job and
+/// its worst test (`failing_tests`: those that fail the run under `--flaky-result`).
+pub fn run_ended(end: &RunEnd, summary: &Summary, failing_tests: usize) -> i32 {
     match end {
         RunEnd::Cancelled => CANCELLED,
         RunEnd::NoWorkers { .. } | RunEnd::BrokerLost { .. } => INFRA,
-        RunEnd::Completed if summary.not_passed() > 0 => JOBS_FAILED,
+        RunEnd::Completed if summary.not_passed() + failing_tests > 0 => JOBS_FAILED,
         RunEnd::Completed => OK,
     }
 }
@@ -246,13 +249,13 @@ mod tests {
     fn run(statuses: &[JobStatus]) -> RunReport {
         RunReport {
             jobs: statuses.iter().map(|s| job(*s)).collect(),
-            wall_ms: 0,
+            ..RunReport::default()
         }
     }
 
     #[test]
     fn exit_codes_follow_the_worst_outcome() {
-        let completed = |r: &RunReport| run_ended(&RunEnd::Completed, &r.summary());
+        let completed = |r: &RunReport| run_ended(&RunEnd::Completed, &r.summary(), 0);
         let passed = run(&[JobStatus::Passed, JobStatus::Passed]);
         assert_eq!(
             (
@@ -272,7 +275,7 @@ mod tests {
         let cancelled = run(&[JobStatus::Failed, JobStatus::Cancelled]);
         assert_eq!(
             (
-                run_ended(&RunEnd::Cancelled, &cancelled.summary()),
+                run_ended(&RunEnd::Cancelled, &cancelled.summary(), 0),
                 cancelled.summary().not_passed() > 0,
                 cancelled.summary().cancelled > 0
             ),
@@ -280,13 +283,17 @@ mod tests {
         );
         assert_eq!(completed(&run(&[])), 0);
         let none = RunEnd::NoWorkers { not_run: 1 };
-        assert_eq!(run_ended(&none, &run(&[JobStatus::Error]).summary()), 3);
+        assert_eq!(run_ended(&none, &run(&[JobStatus::Error]).summary(), 0), 3);
         let lost = RunEnd::BrokerLost {
             reason: "closed".into(),
             not_run: 1,
         };
         let some_passed = run(&[JobStatus::Passed, JobStatus::Error]);
-        assert_eq!(run_ended(&lost, &some_passed.summary()), 3, "a lost broker");
+        assert_eq!(
+            run_ended(&lost, &some_passed.summary(), 0),
+            3,
+            "a lost broker"
+        );
     }
 
     #[test]

@@ -6,9 +6,11 @@ mod cluster;
 mod common;
 pub mod credentials;
 pub mod exit;
+mod history;
 mod run;
 mod selftest;
 mod serve;
+mod suites;
 
 use clap::{Parser, Subcommand};
 

@@ -22,6 +22,8 @@ use super::common::{
     LOCAL_POLL_MAX, default_name, shutdown_signal, warn_if_readable,
 };
 use super::exit::{self, Failure};
+use super::history::RunHistory;
+use super::suites::SuiteArgs;
 
 /// What to run and where the reports go (shared by `run` and `local`).
 #[derive(Debug, Args)]
@@ -29,8 +31,8 @@ pub struct JobsArgs {
     /// The job manifest (YAML). See the README for its format.
     #[arg(
         value_name = "MANIFEST",
-        required_unless_present = "commands",
-        conflicts_with = "commands"
+        required_unless_present_any = ["commands", "nextest", "pytest", "go_test"],
+        conflicts_with_all = ["commands", "nextest", "pytest", "go_test"]
     )]
     manifest: Option<PathBuf>,
     /// Instead of a manifest: a file with one shell command per line, each a job.
@@ -49,6 +51,8 @@ pub struct JobsArgs {
     /// with --slots goes on alone instead.
     #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
     worker_wait: Duration,
+    #[command(flatten)]
+    suites: SuiteArgs,
 }
 
 /// Flags of `run`.
@@ -108,6 +112,7 @@ pub struct LocalArgs {
 pub async fn run(args: RunArgs) -> Result<i32, Failure> {
     let manifest = load(&args.jobs)?;
     let cluster = &args.cluster;
+    let history = RunHistory::load(&args.jobs.suites, &manifest, &cluster.cluster).await?;
     let embed_broker = if args.embed_broker {
         Some(BrokerArgs::config(
             cluster,
@@ -132,6 +137,9 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
         outputs_dir: args.jobs.outputs_dir.clone(),
         name: name.clone(),
         own_slots,
+        slots_hint: 0,
+        timings: history.timings.clone(),
+        rerun: history.rerun(args.jobs.suites.rerun),
     };
     let store = cluster.cleanup.store()?;
     let broker = embed_broker.map(|bcfg| EmbeddedBroker::start(store.clone(), bcfg));
@@ -153,7 +161,14 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
         }
     };
     let mut progress = Progress::new(Mode::detect());
-    let result = session::run(store, manifest, &cfg, &mut progress, shutdown_signal()).await;
+    let result = session::run(
+        store.clone(),
+        manifest,
+        &cfg,
+        &mut progress,
+        shutdown_signal(),
+    )
+    .await;
     progress.end();
     // The broker first: stopping, it tells the runner's worker to exit too.
     let stopped = match broker {
@@ -165,7 +180,17 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
     {
         tracing::warn!("this runner's worker: {e}");
     }
-    let code = finish(result?, &args.jobs)?;
+    let result = result?;
+    let saved = history
+        .save(
+            &args.jobs.suites,
+            Some(&store),
+            &cluster.cluster,
+            &result.report,
+        )
+        .await;
+    let code = finish(result, &args.jobs)?;
+    saved?;
     stopped?;
     Ok(code)
 }
@@ -180,6 +205,7 @@ pub async fn local(args: LocalArgs) -> Result<i32, Failure> {
     let manifest = load(&args.jobs)?;
     let slots = args.slots.unwrap_or_else(|| (cpus() / args.workers).max(1));
     let cluster = ClusterArgs::local(args.poll_max, args.peer_timeout);
+    let history = RunHistory::load(&args.jobs.suites, &manifest, &cluster.cluster).await?;
     let binary = std::env::current_exe().map_err(Failure::io(
         "cannot find this program's path to start workers",
     ))?;
@@ -198,19 +224,25 @@ pub async fn local(args: LocalArgs) -> Result<i32, Failure> {
             outputs_dir: args.jobs.outputs_dir.clone(),
             name: "local-runner".into(),
             own_slots: 0,
+            slots_hint: (args.workers * slots) as usize,
+            timings: history.timings.clone(),
+            rerun: history.rerun(args.jobs.suites.rerun),
         },
     };
     let mut progress = Progress::new(Mode::detect());
     let result = local::run(manifest, &cfg, &mut progress, shutdown_signal()).await;
     progress.end();
-    finish(result?, &args.jobs)
+    let result = result?;
+    // The local artifact service ends with the run: only the file keeps history.
+    (history.save(&args.jobs.suites, None, &cluster.cluster, &result.report)).await?;
+    finish(result, &args.jobs)
 }
 
 fn load(args: &JobsArgs) -> Result<Manifest, Failure> {
     let loaded = match (&args.manifest, &args.commands) {
-        (Some(path), _) => manifest::load(path),
-        (None, Some(path)) => manifest::from_commands(path),
-        (None, None) => return Err(Failure::bad_input("give a MANIFEST or --commands FILE")),
+        (Some(path), _) => manifest::load(path).map_err(Failure::from),
+        (None, Some(path)) => manifest::from_commands(path).map_err(Failure::from),
+        (None, None) => args.suites.manifest(),
     };
     let reports = [args.report_json.as_deref(), args.report_junit.as_deref()];
     report::check_destinations(&reports, args.outputs_dir.as_deref())
@@ -221,15 +253,6 @@ fn load(args: &JobsArgs) -> Result<Manifest, Failure> {
         for line in cluster_action::runner::report::add_masks(&manifest) {
             println!("{line}");
         }
-    }
-    // Until the runner batches suites (issue 9), refuse them rather than skip them silently.
-    if let Some(suite) = manifest.suites.first() {
-        return Err(Failure::bad_input(format!(
-            "{}: suite '{}': this version checks `suites:` but cannot run them yet; list the \
-             tests as `jobs:` for now",
-            manifest.path.display(),
-            suite.suite.name
-        )));
     }
     cluster_action::budget::check_manifest(&manifest)
         .map_err(|e| Failure::bad_input(e.to_string()))?;
@@ -255,16 +278,32 @@ fn finish(result: RunResult, args: &JobsArgs) -> Result<i32, Failure> {
         failures.extend(append_summary(Path::new(&path), &report.to_markdown()).err());
     }
     let s = report.summary();
-    eprintln!(
-        "{} jobs: {} passed, {} failed, {} timed out, {} errors, {} cancelled in {:.1}s",
-        s.total,
-        s.passed,
-        s.failed,
-        s.timed_out,
-        s.errors,
-        s.cancelled,
-        report.wall_ms as f64 / 1000.0
-    );
+    if !report.jobs.is_empty() || report.tests.is_empty() {
+        eprintln!(
+            "{} jobs: {} passed, {} failed, {} timed out, {} errors, {} cancelled in {:.1}s",
+            s.total,
+            s.passed,
+            s.failed,
+            s.timed_out,
+            s.errors,
+            s.cancelled,
+            report.wall_ms as f64 / 1000.0
+        );
+    }
+    let mut failing_tests = 0;
+    if !report.tests.is_empty() {
+        let t = report.test_summary();
+        eprintln!(
+            "{} tests: {} passed, {} failed, {} flaky, {} skipped, {} errors",
+            t.total, t.passed, t.failed, t.flaky, t.skipped, t.errors
+        );
+        if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+            for line in report.test_annotations() {
+                println!("{line}");
+            }
+        }
+        failing_tests = t.failing(args.suites.flaky());
+    }
     match &result.end {
         RunEnd::NoWorkers { not_run } => eprintln!(
             "error: no worker joined the cluster within --worker-wait; {not_run} of {} job(s) did not run",
@@ -284,7 +323,7 @@ fn finish(result: RunResult, args: &JobsArgs) -> Result<i32, Failure> {
             }
             Err(first)
         }
-        None => Ok(exit::run_ended(&result.end, &s)),
+        None => Ok(exit::run_ended(&result.end, &s, failing_tests)),
     }
 }
 

@@ -56,6 +56,15 @@ pub enum LayerError {
     /// The layer is not in the artifact store.
     #[error("layer {0} is not in the artifact store")]
     Missing(String),
+    /// A cached layer changed under every attempt to copy it into a job directory.
+    #[error(
+        "a cached layer in '{cache}' changed every time a job directory was built from it: \
+         some job keeps writing into the layer cache; jobs must write only in their own directory"
+    )]
+    KeptChanging {
+        /// The cache directory.
+        cache: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),

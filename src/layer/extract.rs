@@ -3,16 +3,20 @@
 
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions, Permissions};
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, BufWriter, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
 
 use flate2::read::GzDecoder;
 use tar::{Archive, Entry, EntryType};
 
 use super::rules::{entry_path, link_target};
 use super::{Digest, LayerError};
+
+/// Bytes read from the archive at a time, and written to a file at a time.
+const READ_BUFFER: usize = 256 * 1024;
 
 /// Extracts the tar.gz `archive` of layer `layer` (used in messages) into `dest` (created if
 /// missing; meant to be a fresh directory).
@@ -22,18 +26,29 @@ use super::{Digest, LayerError};
 /// devices and fifos, entries below a symlink (so nothing is ever written through a link), and
 /// a second entry at a path already extracted. Files and directories get the archive's
 /// permission bits, except that directories are always owner-rwx so a tree can be filled,
-/// copied and removed. An error can leave a partial tree in `dest`; nothing is written outside.
+/// copied and removed; files get modification time 0, as in the archive. An error can leave a partial tree in `dest`; nothing is written outside.
 pub fn extract(archive: &Path, dest: &Path, layer: &Digest) -> Result<(), LayerError> {
-    let reading = |e| {
+    let file = File::open(archive).map_err(|e| {
         LayerError::io(
             format!("reading layer {layer} from '{}'", archive.display()),
             e,
         )
-    };
-    let file = File::open(archive).map_err(reading)?;
+    })?;
+    extract_from(file, dest, layer)
+}
+
+/// [`extract`] of the tar.gz bytes `archive` yields (a file, or a download as it arrives).
+/// Reading stops at the tar end marker: the caller drains what follows, if it must.
+pub(crate) fn extract_from(
+    archive: impl Read,
+    dest: &Path,
+    layer: &Digest,
+) -> Result<(), LayerError> {
+    let reading = |e| LayerError::io(format!("reading layer {layer}"), e);
     fs::create_dir_all(dest)
         .map_err(|e| LayerError::io(format!("creating '{}'", dest.display()), e))?;
-    let mut tar = Archive::new(GzDecoder::new(BufReader::new(file)));
+    let gunzip = GzDecoder::new(BufReader::with_capacity(READ_BUFFER, archive));
+    let mut tar = Archive::new(gunzip);
     for entry in tar.entries().map_err(reading)? {
         unpack(entry.map_err(reading)?, dest, layer)?;
     }
@@ -126,7 +141,7 @@ fn unpack<R: Read>(mut entry: Entry<'_, R>, dest: &Path, layer: &Digest) -> Resu
         }
         _ => {
             // `create_new` never follows a symlink and never reuses an existing file.
-            let mut file = OpenOptions::new()
+            let file = OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
@@ -135,7 +150,12 @@ fn unpack<R: Read>(mut entry: Entry<'_, R>, dest: &Path, layer: &Digest) -> Resu
                     io::ErrorKind::AlreadyExists => duplicate(),
                     _ => named.io(e),
                 })?;
-            io::copy(&mut entry, &mut file).map_err(|e| named.io(e))?;
+            let mut writer = BufWriter::with_capacity(READ_BUFFER, file);
+            io::copy(&mut entry, &mut writer).map_err(|e| named.io(e))?;
+            let file = writer.into_inner().map_err(|e| named.io(e.into_error()))?;
+            // The archive's time (0): any later write to the file moves it, however coarse
+            // the clock, which is how the cache notices a job writing into it.
+            file.set_modified(UNIX_EPOCH).map_err(|e| named.io(e))?;
             file.set_permissions(Permissions::from_mode(mode))
                 .map_err(|e| named.io(e))?;
         }

@@ -18,6 +18,7 @@ use tracing::warn;
 
 use super::outputs_dir;
 use super::report::{JobReport, RunReport};
+use super::suites::SuiteRun;
 use crate::layer::Digest;
 use crate::proto::Submission;
 use crate::proto::{BrokerToRunner, JobIndex, JobOutcome, JobStatus, RunnerMsg};
@@ -91,6 +92,17 @@ pub enum Effect {
         /// The directory of the layer holding this job's outputs (the whole layer: `None`).
         path: Option<String>,
     },
+    /// Fetch the outputs layer of suite batch `index` (none when it brought none back), read
+    /// its report file ([`super::suites::REPORT_FILE`]) and hand it to
+    /// [`Machine::report_fetched`].
+    FetchReport {
+        /// The batch.
+        index: JobIndex,
+        /// Its outputs layer.
+        layer: Option<Digest>,
+        /// The directory of the layer holding its outputs (the whole layer: `None`).
+        path: Option<String>,
+    },
     /// The run is over.
     End(RunEnd),
     /// The broker refused this runner: the run fails.
@@ -136,6 +148,11 @@ pub struct Machine {
     cancelled_at: Option<Instant>,
     broker_lost: bool,
     ended: bool,
+    suites: SuiteRun,
+    /// Slots known before the broker says (`local` starts its workers itself), else 0.
+    slots_hint: usize,
+    /// `EndOfSubmission` was sent.
+    submitted_all: bool,
 }
 
 /// How the machine is set up.
@@ -178,7 +195,18 @@ impl Machine {
             cancelled_at: None,
             broker_lost: false,
             ended: false,
+            suites: SuiteRun::new(Vec::new(), Default::default(), 0),
+            slots_hint: 0,
+            submitted_all: false,
         }
+    }
+
+    /// The run also runs `suites`, planned for `slots_hint` slots when that is known (not 0),
+    /// else once the broker first tells of a free slot.
+    pub fn with_suites(mut self, suites: SuiteRun, slots_hint: usize) -> Self {
+        self.suites = suites;
+        self.slots_hint = slots_hint;
+        self
     }
 
     /// Jobs in the run.
@@ -191,50 +219,69 @@ impl Machine {
         self.jobs.is_empty()
     }
 
-    /// Jobs without a final outcome yet.
+    /// Jobs without a final outcome yet, and suite batches on their way.
     pub fn unfinished(&self) -> usize {
-        self.jobs.values().filter(|e| !e.finished).count()
+        self.jobs.values().filter(|e| !e.finished).count() + self.suites.in_flight()
     }
 
-    /// The submission: every job in batches of at most [`SUBMIT_BATCH`] jobs and
-    /// [`SUBMIT_BATCH_BYTES`] bytes (a job larger than that travels alone), then the end of
-    /// submission. The specs are given away: the machine keeps only the report entries.
+    /// The submission: every job in batches (see [`submit_all`]), the suites' first batches
+    /// when the slots are known, then the end of submission once the suites will submit
+    /// nothing more. The specs are given away: the machine keeps only the report entries.
     pub fn submit(&mut self) -> Vec<Effect> {
-        let mut fx = Vec::new();
-        let mut batch = Vec::new();
-        let mut bytes = 0;
-        for job in std::mem::take(&mut self.unsent) {
-            let size = serde_json::to_vec(&job).map_or(0, |v| v.len());
-            if !batch.is_empty()
-                && (batch.len() == SUBMIT_BATCH || bytes + size > SUBMIT_BATCH_BYTES)
-            {
-                let jobs = std::mem::take(&mut batch);
-                fx.push(Effect::Send(RunnerMsg::Submit { jobs }));
-                bytes = 0;
-            }
-            bytes += size;
-            batch.push(job);
+        let mut fx = submit_all(std::mem::take(&mut self.unsent));
+        if self.slots_hint > 0 {
+            fx.extend(self.plan_suites(self.slots_hint));
         }
-        if !batch.is_empty() {
-            fx.push(Effect::Send(RunnerMsg::Submit { jobs: batch }));
+        fx.extend(self.end_submission_when_done());
+        fx
+    }
+
+    /// The suites' first batches for `slots` slots (once).
+    fn plan_suites(&mut self, slots: usize) -> Vec<Effect> {
+        submit_all(self.suites.plan(slots))
+    }
+
+    /// `EndOfSubmission`, once, when the suites will submit nothing more.
+    fn end_submission_when_done(&mut self) -> Vec<Effect> {
+        if self.submitted_all || !self.suites.is_done() {
+            return Vec::new();
         }
-        fx.push(Effect::Send(RunnerMsg::EndOfSubmission));
+        self.submitted_all = true;
+        vec![Effect::Send(RunnerMsg::EndOfSubmission)]
+    }
+
+    /// The report of suite batch `index` was fetched (`None`: it brought none back): the
+    /// suites' next batches, and the end of submission when they are done.
+    pub fn report_fetched(&mut self, index: JobIndex, report: Option<Vec<u8>>) -> Vec<Effect> {
+        let mut fx = submit_all(self.suites.finished(index, report.as_deref()));
+        fx.extend(self.end_submission_when_done());
         fx
     }
 
     /// A message from the broker, at `now`.
     pub fn message(&mut self, msg: BrokerToRunner, now: Instant) -> Vec<Effect> {
         match msg {
-            BrokerToRunner::Welcome { workers, .. } | BrokerToRunner::Workers { workers, .. } => {
-                self.workers(workers, now)
+            BrokerToRunner::Welcome { workers, slots }
+            | BrokerToRunner::Workers { workers, slots } => {
+                let mut fx = self.workers(workers, now);
+                if slots > 0 && !self.suites.is_planned() && self.cancelled_at.is_none() {
+                    fx.extend(self.plan_suites(self.slots_hint.max(slots as usize)));
+                    fx.extend(self.end_submission_when_done());
+                }
+                fx
             }
             BrokerToRunner::Started {
                 index,
                 attempt,
                 worker,
-            } => match self.jobs.get(&index) {
-                Some(entry) => vec![Effect::Started {
-                    name: entry.report.name.clone(),
+            } => match self
+                .jobs
+                .get(&index)
+                .map(|entry| entry.report.name.as_str())
+                .or_else(|| self.suites.name(index))
+            {
+                Some(name) => vec![Effect::Started {
+                    name: name.to_string(),
                     attempt,
                     worker,
                 }],
@@ -259,7 +306,10 @@ impl Machine {
         }
         warn!("cancelling: queued jobs are dropped, running jobs are killed");
         self.cancelled_at = Some(now);
-        vec![Effect::Send(RunnerMsg::Cancel)]
+        self.suites.stop();
+        let mut fx = vec![Effect::Send(RunnerMsg::Cancel)];
+        fx.extend(self.end_submission_when_done());
+        fx
     }
 
     /// The broker's stream ended, failed or could not be written (`reason`): the run ends,
@@ -308,6 +358,7 @@ impl Machine {
                     "no worker connected for {:?} with {not_run} job(s) waiting",
                     self.worker_wait
                 );
+                self.suites.stop();
                 let mut fx = vec![Effect::Send(RunnerMsg::Cancel)];
                 fx.extend(self.end(RunEnd::NoWorkers { not_run }));
                 fx
@@ -394,7 +445,11 @@ impl Machine {
                 false => not_run_report(entry.report, end),
             })
             .collect();
-        RunReport { jobs, wall_ms }
+        RunReport {
+            jobs,
+            tests: self.suites.records(),
+            wall_ms,
+        }
     }
 
     /// The number of workers changed.
@@ -411,6 +466,26 @@ impl Machine {
     }
 
     fn finished(&mut self, index: JobIndex, mut outcome: JobOutcome) -> Vec<Effect> {
+        if self.suites.owns(index) {
+            let mut fx = Vec::new();
+            let name = self.suites.name(index).unwrap_or("?");
+            if let Some(error) = outcome.error.as_deref() {
+                fx.push(Effect::Warn(format!("suite batch '{name}': {error}")));
+            } else if outcome.outputs_layer.is_none() && outcome.status != JobStatus::Cancelled {
+                let tail: Vec<&str> = outcome.output.lines().rev().take(10).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                fx.push(Effect::Warn(format!(
+                    "suite batch '{name}' wrote no report; the end of its output:\n{}",
+                    tail.join("\n")
+                )));
+            }
+            fx.push(Effect::FetchReport {
+                index,
+                layer: outcome.outputs_layer,
+                path: outcome.outputs_path,
+            });
+            return fx;
+        }
         let Some(entry) = self.jobs.get_mut(&index) else {
             return Vec::new();
         };
@@ -441,6 +516,28 @@ impl Machine {
         self.ended = true;
         vec![Effect::End(end)]
     }
+}
+
+/// `Submit` messages for `jobs`, in batches of at most [`SUBMIT_BATCH`] jobs and
+/// [`SUBMIT_BATCH_BYTES`] bytes (a job larger than that travels alone).
+fn submit_all(jobs: Vec<Submission>) -> Vec<Effect> {
+    let mut fx = Vec::new();
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    for job in jobs {
+        let size = serde_json::to_vec(&job).map_or(0, |v| v.len());
+        if !batch.is_empty() && (batch.len() == SUBMIT_BATCH || bytes + size > SUBMIT_BATCH_BYTES) {
+            let jobs = std::mem::take(&mut batch);
+            fx.push(Effect::Send(RunnerMsg::Submit { jobs }));
+            bytes = 0;
+        }
+        bytes += size;
+        batch.push(job);
+    }
+    if !batch.is_empty() {
+        fx.push(Effect::Send(RunnerMsg::Submit { jobs: batch }));
+    }
+    fx
 }
 
 /// The report of a job from its not-run skeleton and its final outcome.
@@ -641,6 +738,7 @@ mod tests {
     fn cancel_is_sent_once_and_the_run_ends_cancelled_when_the_broker_confirms() {
         let now = Instant::now();
         let mut m = machine(2, now);
+        m.submit();
         assert_eq!(m.cancel(now), [Effect::Send(RunnerMsg::Cancel)]);
         assert!(
             m.cancel(now).is_empty(),
@@ -944,5 +1042,90 @@ mod tests {
         };
         let m = Machine::new(jobs(1), &rules, now);
         assert_eq!(m.closing(), [Effect::Send(RunnerMsg::StopCluster)]);
+    }
+
+    fn suite_machine(now: Instant, retries: u32) -> Machine {
+        use crate::runner::suites::{SuiteRun, tests::listed};
+        let suites = SuiteRun::new(
+            vec![listed("s", &["a", "b"], retries)],
+            Default::default(),
+            0,
+        );
+        let rules = Rules {
+            worker_wait: WAIT,
+            fetch_outputs: false,
+            stop_cluster: false,
+            own_slots: 0,
+        };
+        Machine::new(Vec::new(), &rules, now).with_suites(suites, 0)
+    }
+
+    fn submitted(fx: &[Effect]) -> Vec<JobIndex> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::Send(RunnerMsg::Submit { jobs }) => Some(jobs.iter().map(|j| j.index)),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    #[test]
+    fn suites_are_planned_once_the_first_slot_is_known_and_submission_ends_when_they_are_done() {
+        use crate::runner::suites::tests::junit;
+        let now = Instant::now();
+        let mut m = suite_machine(now, 0);
+        assert!(m.submit().is_empty(), "no slots known: nothing yet");
+        let fx = m.message(workers(1), now);
+        let batches = submitted(&fx);
+        assert_eq!(batches.len(), 1);
+        assert!(!fx.contains(&Effect::Send(RunnerMsg::EndOfSubmission)));
+        assert!(
+            submitted(&m.message(workers(2), now)).is_empty(),
+            "planned once"
+        );
+        let fx = m.message(
+            finished(batches[0].0, outcome(1, JobStatus::Failed, Some("l"))),
+            now,
+        );
+        assert_eq!(
+            fx,
+            [Effect::FetchReport {
+                index: batches[0],
+                layer: Some(Digest("l".into())),
+                path: None,
+            }],
+            "a batch's exit code decides nothing: its report is fetched"
+        );
+        let report = junit(&[("a", "pass"), ("b", "fail")]);
+        assert_eq!(
+            m.report_fetched(batches[0], Some(report)),
+            [Effect::Send(RunnerMsg::EndOfSubmission)]
+        );
+        let report = m.into_report(&RunEnd::Completed, 1);
+        assert_eq!(report.jobs.len(), 0, "batches are not jobs");
+        assert_eq!(report.tests.len(), 2);
+    }
+
+    #[test]
+    fn a_lost_batch_is_submitted_again_before_the_submission_ends() {
+        let now = Instant::now();
+        let mut m = suite_machine(now, 0);
+        let first = submitted(&m.message(workers(1), now))[0];
+        let fx = m.report_fetched(first, None);
+        assert_eq!(submitted(&fx).len(), 1);
+        assert!(!fx.contains(&Effect::Send(RunnerMsg::EndOfSubmission)));
+    }
+
+    #[test]
+    fn a_cancel_ends_the_submission_and_submits_no_more_batches() {
+        let now = Instant::now();
+        let mut m = suite_machine(now, 2);
+        let first = submitted(&m.message(workers(1), now))[0];
+        assert_eq!(m.cancel(now), [Effect::Send(RunnerMsg::Cancel)]);
+        assert_eq!(
+            m.report_fetched(first, None),
+            [Effect::Send(RunnerMsg::EndOfSubmission)]
+        );
     }
 }

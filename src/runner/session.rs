@@ -19,15 +19,20 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use super::machine::{Effect, Machine, Rules, RunEnd, Timer};
-use super::manifest::Manifest;
+use super::manifest::{Manifest, SuiteDef};
 use super::progress::Progress;
 use super::report::RunReport;
+use super::suites::{ListedSuite, REPORT_FILE, SuiteRun};
 use crate::layer::{self, Digest, LayerCache};
 use crate::link::{JoinError, Joined, LinkError, RunnerLink, Target};
+use crate::plan::TestKey;
+use crate::plan::results::{AttemptResults, RerunMode, RerunSelection, select_rerun};
+use crate::plan::timings::Timings;
 use crate::proto::{Hello, JobIndex, PROTOCOL_VERSION, RunnerMsg, Submission};
 use crate::seal::{ClusterKeys, LayerSeal};
 use crate::store::ArtifactStore;
 use crate::stream::{Namespace, StreamConfig, StreamError};
+use crate::suite::{Listing, Shipped, SuiteError};
 
 /// How to run a manifest.
 #[derive(Debug, Clone)]
@@ -49,6 +54,13 @@ pub struct RunConfig {
     /// Slots of the worker running inside this process beside the run (0: none): with some,
     /// a run that no other worker joins goes on alone instead of giving up.
     pub own_slots: u32,
+    /// The cluster's slots when known before the broker tells (`local`), else 0: suites are
+    /// planned for them.
+    pub slots_hint: usize,
+    /// Timing history the suites' batches are planned from.
+    pub timings: Timings,
+    /// On a re-run: the previous attempt's results, and what to run again.
+    pub rerun: Option<(AttemptResults, RerunMode)>,
 }
 
 impl RunConfig {
@@ -107,6 +119,9 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// A suite could not be listed.
+    #[error(transparent)]
+    Suite(#[from] SuiteError),
     /// A task of this run failed (it panicked or was cancelled).
     #[error("{what} task failed: {source}")]
     Task {
@@ -130,22 +145,36 @@ pub async fn run(
     cancel: impl Future<Output = ()>,
 ) -> Result<RunResult, RunError> {
     let started = Instant::now();
+    // What listing builds (a nextest archive, go test binaries) lives until the run returns.
+    let builds = scratch_dir("cluster-action-suites-")?;
+    let mut listings = list_suites(&manifest, builds.path()).await?;
+    if let Some((previous, mode)) = &cfg.rerun {
+        let selection = rerun(&mut listings, previous, *mode);
+        progress.warn(&selection.to_string());
+    }
     let layer_seal = cfg.stream.seal.as_ref().map(ClusterKeys::layers);
     let digests = publish_layers(&store, layer_seal.as_ref(), &manifest).await?;
     let jobs = submissions(manifest, &digests);
+    let suites = ship_suites(&store, layer_seal.as_ref(), listings, &digests).await?;
     // The scratch directory (and the cache in it) is removed when the run returns.
     let outputs = cfg
         .outputs_dir
         .as_deref()
-        .map(|dir| Outputs::open(dir, layer_seal))
+        .map(|dir| Outputs::open(dir, layer_seal.clone()))
         .transpose()?;
+    let reports = match suites.is_empty() {
+        true => None,
+        false => Some(Reports::open(layer_seal)?),
+    };
+    let suites = SuiteRun::new(suites, cfg.timings.clone(), jobs.len() as u64);
     let rules = Rules {
         worker_wait: cfg.worker_wait,
         fetch_outputs: outputs.is_some(),
         stop_cluster: cfg.stop_cluster,
         own_slots: cfg.own_slots,
     };
-    let machine = Machine::new(jobs, &rules, tokio::time::Instant::now());
+    let machine =
+        Machine::new(jobs, &rules, tokio::time::Instant::now()).with_suites(suites, cfg.slots_hint);
     let hello = Hello::Runner {
         version: PROTOCOL_VERSION,
         name: cfg.name.clone(),
@@ -161,6 +190,8 @@ pub async fn run(
         store,
         outputs,
         fetches: JoinSet::new(),
+        reports,
+        report_fetches: JoinSet::new(),
     };
     let end = shell.follow(cancel).await?;
     debug!(?end, "run ended");
@@ -194,6 +225,8 @@ struct Shell<'a> {
     store: ArtifactStore,
     outputs: Option<Outputs>,
     fetches: JoinSet<(JobIndex, Result<Vec<String>, String>)>,
+    reports: Option<Reports>,
+    report_fetches: JoinSet<(JobIndex, Option<Vec<u8>>)>,
 }
 
 impl Shell<'_> {
@@ -222,6 +255,12 @@ impl Shell<'_> {
                 timer = sleep_until(deadline) => self.machine.timer(timer),
                 Some(done) = self.fetches.join_next(), if !self.fetches.is_empty() => {
                     self.fetched(done)
+                }
+                Some(done) = self.report_fetches.join_next(), if !self.report_fetches.is_empty() => {
+                    match done {
+                        Ok((index, report)) => self.machine.report_fetched(index, report),
+                        Err(source) => return Err(RunError::Task { what: "report fetch", source }),
+                    }
                 }
             };
             if let Some(end) = self.apply_all(effects).await? {
@@ -265,6 +304,9 @@ impl Shell<'_> {
                     path,
                     after,
                 } => self.fetch(index, &dir, layer, path, after),
+                Effect::FetchReport { index, layer, path } => {
+                    self.fetch_report(index, layer, path);
+                }
                 Effect::End(e) => end = Some(e),
                 Effect::Refused(reason) => return Err(RunError::Refused(reason)),
             }
@@ -294,6 +336,29 @@ impl Shell<'_> {
                 index,
                 fetch_outputs(&store, &cache, &layer, &sub, &dest).await,
             )
+        });
+    }
+
+    /// Starts fetching the report of a suite batch (none without an outputs layer) from its
+    /// directory `path` of the layer (the whole layer: `None`).
+    fn fetch_report(&mut self, index: JobIndex, layer: Option<Digest>, path: Option<String>) {
+        let cache = self.reports.as_ref().map(|r| r.cache.clone());
+        let store = self.store.clone();
+        self.report_fetches.spawn(async move {
+            let (Some(cache), Some(layer)) = (cache, layer) else {
+                return (index, None);
+            };
+            match cache.fetch(&store, &layer).await {
+                Ok(tree) => {
+                    let file = tree.join(path.unwrap_or_default()).join(REPORT_FILE);
+                    (index, tokio::fs::read(file).await.ok())
+                }
+                Err(e) => {
+                    // Its tests go back to the queue as not run.
+                    warn!("the report of a suite batch could not be fetched: {e}");
+                    (index, None)
+                }
+            }
         });
     }
 
@@ -340,14 +405,146 @@ async fn sleep_until(deadline: Option<(tokio::time::Instant, Timer)>) -> Timer {
     }
 }
 
+/// A temporary directory named `prefix…`, removed when dropped.
+fn scratch_dir(prefix: &str) -> Result<tempfile::TempDir, RunError> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|source| RunError::Io {
+            what: "cannot create a temporary directory".into(),
+            source,
+        })
+}
+
+/// Lists every suite of the manifest in its directory, writing builds under `builds`.
+async fn list_suites(
+    manifest: &Manifest,
+    builds: &Path,
+) -> Result<Vec<(SuiteDef, Listing)>, RunError> {
+    let mut listings = Vec::with_capacity(manifest.suites.len());
+    for def in &manifest.suites {
+        let (suite, dir, work) = (
+            def.suite.clone(),
+            manifest.base_dir.clone(),
+            builds.to_path_buf(),
+        );
+        info!(suite = %suite.name, framework = suite.framework.name(), "listing");
+        let listing = tokio::task::spawn_blocking(move || suite.list(&dir, &work))
+            .await
+            .map_err(|source| RunError::Task {
+                what: "suite listing",
+                source,
+            })??;
+        info!(suite = %def.suite.name, tests = listing.tests.len(), "listed");
+        listings.push((def.clone(), listing));
+    }
+    Ok(listings)
+}
+
+/// Keeps in `listings` only the tests a re-run runs (see [`select_rerun`]); a suite left with
+/// none is dropped.
+fn rerun(
+    listings: &mut Vec<(SuiteDef, Listing)>,
+    previous: &AttemptResults,
+    mode: RerunMode,
+) -> RerunSelection {
+    let key = |def: &SuiteDef, id: &str| TestKey::new(&def.suite.name, id);
+    let listed: Vec<TestKey> = listings
+        .iter()
+        .flat_map(|(def, listing)| listing.tests.iter().map(move |t| key(def, &t.id)))
+        .collect();
+    let selection = select_rerun(&listed, Some(previous), mode);
+    let run: std::collections::BTreeSet<&TestKey> = selection.run.iter().collect();
+    for (def, listing) in listings.iter_mut() {
+        listing.tests.retain(|t| run.contains(&key(def, &t.id)));
+    }
+    listings.retain(|(_, listing)| !listing.tests.is_empty());
+    selection
+}
+
+/// Packs and publishes what each suite's framework ships (one layer per suite) and gives
+/// each suite its batches' layers: its manifest layers, then the shipped files.
+async fn ship_suites(
+    store: &ArtifactStore,
+    seal: Option<&LayerSeal>,
+    listings: Vec<(SuiteDef, Listing)>,
+    digests: &BTreeMap<String, Digest>,
+) -> Result<Vec<ListedSuite>, RunError> {
+    let mut suites = Vec::with_capacity(listings.len());
+    for (def, listing) in listings {
+        let mut layers: Vec<Digest> = def
+            .layers
+            .iter()
+            .filter_map(|l| digests.get(l).cloned())
+            .collect();
+        if !listing.ship.is_empty() {
+            let name = format!("suite '{}' files", def.suite.name);
+            let layer_err = |source| RunError::Layer {
+                name: name.clone(),
+                source,
+            };
+            let staging = scratch_dir("cluster-action-ship-")?;
+            let (ship, root) = (listing.ship.clone(), staging.path().to_path_buf());
+            let digest = tokio::task::spawn_blocking(move || pack_shipped(&ship, &root))
+                .await
+                .map_err(|source| RunError::Task {
+                    what: "layer packing",
+                    source,
+                })?
+                .map_err(layer_err)?;
+            let archive = staging.path().join(SHIP_ARCHIVE);
+            let published = layer::publish(store, seal, &archive, &digest)
+                .await
+                .map_err(layer_err)?;
+            info!(layer = %name, digest = %published.digest.0, "published");
+            layers.push(published.digest);
+        }
+        suites.push(ListedSuite {
+            def,
+            listing,
+            layers,
+        });
+    }
+    Ok(suites)
+}
+
+/// The archive [`pack_shipped`] writes in its staging directory.
+const SHIP_ARCHIVE: &str = "ship.tar.gz";
+
+/// Puts each shipped file at its destination under `root/files` (a hard link, else a copy)
+/// and packs them into `root/`[`SHIP_ARCHIVE`].
+fn pack_shipped(ship: &[Shipped], root: &Path) -> Result<Digest, layer::LayerError> {
+    let files = root.join("files");
+    let mut paths = Vec::with_capacity(ship.len());
+    for file in ship {
+        let dest = files.join(&file.dest);
+        let placed = dest
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| {
+                std::fs::hard_link(&file.source, &dest)
+                    .or_else(|_| std::fs::copy(&file.source, &dest).map(|_| ()))
+            });
+        placed.map_err(|e| {
+            layer::LayerError::io(format!("placing '{}'", file.source.display()), e)
+        })?;
+        paths.push(file.dest.clone());
+    }
+    layer::pack(&files, &paths, &root.join(SHIP_ARCHIVE))
+}
+
 /// Packs every layer some job uses and publishes those the store lacks.
 async fn publish_layers(
     store: &ArtifactStore,
     seal: Option<&LayerSeal>,
     manifest: &Manifest,
 ) -> Result<BTreeMap<String, Digest>, RunError> {
-    let used: std::collections::BTreeSet<&String> =
-        manifest.jobs.iter().flat_map(|j| j.layers.iter()).collect();
+    let used: std::collections::BTreeSet<&String> = manifest
+        .jobs
+        .iter()
+        .flat_map(|j| j.layers.iter())
+        .chain(manifest.suites.iter().flat_map(|s| s.layers.iter()))
+        .collect();
     let staging = tempfile::tempdir().map_err(|source| RunError::Io {
         what: "cannot create a temporary directory".into(),
         source,
@@ -428,6 +625,30 @@ impl Outputs {
             .with_seal(seal);
         Ok(Self {
             dir: dir.to_path_buf(),
+            cache,
+            _scratch: scratch,
+        })
+    }
+}
+
+/// Where suite batches' reports are fetched to: a layer cache in a temporary directory that
+/// is removed when this is dropped.
+struct Reports {
+    cache: LayerCache,
+    _scratch: tempfile::TempDir,
+}
+
+impl Reports {
+    /// Creates the scratch cache; `seal` opens sealed layers.
+    fn open(seal: Option<LayerSeal>) -> Result<Self, RunError> {
+        let scratch = scratch_dir("cluster-action-reports-")?;
+        let cache = LayerCache::open(scratch.path())
+            .map_err(|source| RunError::Layer {
+                name: "reports".into(),
+                source,
+            })?
+            .with_seal(seal);
+        Ok(Self {
             cache,
             _scratch: scratch,
         })

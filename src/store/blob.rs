@@ -14,6 +14,8 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use reqwest::{Client, Method, RequestBuilder, StatusCode, header};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
@@ -24,6 +26,8 @@ use super::{RetryPolicy, StoreError};
 const API_VERSION: &str = "2020-10-02";
 /// The largest block we stage (Azure allows far more; this bounds memory per upload).
 pub const BLOCK_SIZE: usize = 8 * 1024 * 1024;
+/// Blocks staged at once (blob storage takes them in any order; the block list orders them).
+const PARALLEL_BLOCKS: usize = 4;
 /// The path of act's upload route: its signed upload URLs point here.
 const ACT_UPLOAD_PATH: &str = "/twirp/github.actions.results.api.v1.ArtifactService/UploadArtifact";
 
@@ -39,6 +43,21 @@ pub enum RangeRead {
     },
     /// Nothing after the offset (304 on the ETag, 416 past the end, or an empty 206).
     NoNewData,
+}
+
+/// What a ranged read of one span of a blob found.
+#[derive(Debug)]
+pub(super) enum Span {
+    /// The server honoured the range: the span's bytes, and the blob's length.
+    Part {
+        /// The bytes of the span.
+        bytes: Bytes,
+        /// The blob's length, from `Content-Range`.
+        total: u64,
+    },
+    /// The server ignores ranges (act; Azure for an empty blob): the whole blob follows in
+    /// this answer's body.
+    Whole(reqwest::Response),
 }
 
 /// Raw blob requests on signed URLs, with retries. Every method names the artifact the URL
@@ -84,8 +103,8 @@ impl BlobClient {
         }
     }
 
-    /// Stages block number `index` (blocks must be staged in order: act appends them as
-    /// they come).
+    /// Stages block number `index` (on act, blocks must be staged in order: it appends them
+    /// as they come).
     pub async fn put_block(
         &self,
         artifact: &str,
@@ -136,10 +155,11 @@ impl BlobClient {
         Ok(())
     }
 
-    /// Uploads what `reader` yields as a block blob, one block at a time so memory stays
-    /// bounded: staged blocks, then the block list. Returns the byte count. Nothing to read
-    /// gives an empty blob of no blocks (Azure refuses an empty block). `source` names the
-    /// reader in I/O errors.
+    /// Uploads what `reader` yields as a block blob, a few blocks at a time so memory stays
+    /// bounded: staged blocks (several at once, except on act, which appends blocks in the
+    /// order they arrive), then the block list. Returns the byte count. Nothing to read gives
+    /// an empty blob of no blocks (Azure refuses an empty block). `source` names the reader in
+    /// I/O errors.
     pub async fn put_block_blob_from(
         &self,
         artifact: &str,
@@ -147,6 +167,12 @@ impl BlobClient {
         mut reader: impl AsyncRead + Unpin,
         source: &str,
     ) -> Result<u64, StoreError> {
+        let in_flight = if url.contains(ACT_UPLOAD_PATH) {
+            1
+        } else {
+            PARALLEL_BLOCKS
+        };
+        let mut staging = FuturesUnordered::new();
         let (mut size, mut count) = (0u64, 0u32);
         loop {
             let mut block = Vec::with_capacity(BLOCK_SIZE);
@@ -163,12 +189,19 @@ impl BlobClient {
             }
             let full = block.len() == BLOCK_SIZE;
             size += block.len() as u64;
-            self.put_block(artifact, url, count, Bytes::from(block))
-                .await?;
+            staging.push(self.put_block(artifact, url, count, Bytes::from(block)));
             count += 1;
+            while staging.len() >= in_flight {
+                if let Some(staged) = staging.next().await {
+                    staged?;
+                }
+            }
             if !full {
                 break;
             }
+        }
+        while let Some(staged) = staging.next().await {
+            staged?;
         }
         self.put_block_list(artifact, url, count).await?;
         Ok(size)
@@ -287,6 +320,49 @@ impl BlobClient {
         })
     }
 
+    /// Reads bytes `start..=end` of the blob at `url`, whole (a cut body is read again).
+    pub(super) async fn read_span(
+        &self,
+        artifact: &str,
+        url: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<Span, StoreError> {
+        self.retry
+            .fetch("read", artifact, || async move {
+                let response = self
+                    .expect_success("read", artifact, || {
+                        self.request(Method::GET, url.to_string())
+                            .header("x-ms-range", format!("bytes={start}-{end}"))
+                    })
+                    .await?;
+                if response.status() != StatusCode::PARTIAL_CONTENT {
+                    return Ok(Span::Whole(response));
+                }
+                let total = content_range_total(&response).ok_or_else(|| {
+                    FetchError::Failed(StoreError::Protocol {
+                        op: "read",
+                        artifact: artifact.to_string(),
+                        message: "a 206 answer without a usable Content-Range".into(),
+                    })
+                })?;
+                let bytes = response.bytes().await.map_err(FetchError::Cut)?;
+                let expected = end.min(total.saturating_sub(1)).saturating_sub(start) + 1;
+                if bytes.len() as u64 != expected {
+                    return Err(FetchError::Failed(StoreError::Protocol {
+                        op: "read",
+                        artifact: artifact.to_string(),
+                        message: format!(
+                            "asked for bytes {start}-{end} of {total}, got {} bytes",
+                            bytes.len()
+                        ),
+                    }));
+                }
+                Ok(Span::Part { bytes, total })
+            })
+            .await
+    }
+
     /// Downloads the whole blob at `url` into `dest` (created or truncated), streaming;
     /// returns the byte count. A download cut short is retried from the start.
     pub async fn download(
@@ -328,6 +404,16 @@ async fn write_body(
     }
     file.flush().await.map_err(io)?;
     Ok(written)
+}
+
+/// The blob length of a `Content-Range: bytes a-b/total` header.
+fn content_range_total(response: &reqwest::Response) -> Option<u64> {
+    let value = response
+        .headers()
+        .get(header::CONTENT_RANGE)?
+        .to_str()
+        .ok()?;
+    value.rsplit_once('/')?.1.trim().parse().ok()
 }
 
 /// The HTTP client every store request goes through: bounded connect and read waits so a

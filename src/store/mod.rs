@@ -9,8 +9,10 @@
 //! - [`StoreConfig`] (`config`): base URL + token (+ parsed backend ids), validated up front.
 //! - [`ArtifactStore`] (`twirp`): the Twirp calls; and (`transfer`) the composite operations
 //!   streams and layers need: [`ArtifactStore::create_append`] → [`AppendWriter`],
-//!   [`ArtifactStore::upload_file`], [`ArtifactStore::download_to`],
-//!   [`ArtifactStore::tail`] → [`BlobTail`].
+//!   [`ArtifactStore::upload_file`] (upload-if-absent) and [`ArtifactStore::upload_new`],
+//!   [`ArtifactStore::download_to`], [`ArtifactStore::read_to`] (a streamed download, big
+//!   blobs in parallel ranges), [`ArtifactStore::wait_for`], [`ArtifactStore::tail`] →
+//!   [`BlobTail`].
 //! - [`blob::BlobClient`]: raw blob operations on a signed URL (used by the above, and by the
 //!   Azurite interop test).
 //! - `retry`: exponential backoff with jitter around every request.

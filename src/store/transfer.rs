@@ -5,9 +5,17 @@
 use std::path::Path;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
 
-use super::blob::{BlobClient, RangeRead};
+use super::blob::{BlobClient, RangeRead, Span};
 use super::{ArtifactInfo, ArtifactStore, StoreError};
+
+/// Big blobs are read in ranges of this size...
+const SPAN: u64 = 4 * 1024 * 1024;
+
+/// ...this many at once (a single connection to blob storage is slower than the disk).
+const PARALLEL_SPANS: usize = 4;
 
 /// The result of an upload-if-absent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +56,32 @@ impl ArtifactStore {
         path: &Path,
         sha256_hex: &str,
     ) -> Result<UploadOutcome, StoreError> {
+        if self.find(name).await?.is_some() {
+            return Ok(UploadOutcome::AlreadyPresent);
+        }
+        match self.upload_new(name, path, sha256_hex).await {
+            Ok(_) => Ok(UploadOutcome::Uploaded),
+            Err(StoreError::AlreadyExists(_)) => {
+                if self.wait_for(|| self.find(name)).await?.is_none() {
+                    tracing::warn!(
+                        artifact = name,
+                        "another upload of this artifact has not been finalized; counting it as present"
+                    );
+                }
+                Ok(UploadOutcome::AlreadyPresent)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates artifact `name`, uploads the file at `path` as its block blob and finalizes
+    /// it; returns the byte count. A name already taken is [`StoreError::AlreadyExists`].
+    pub async fn upload_new(
+        &self,
+        name: &str,
+        path: &Path,
+        sha256_hex: &str,
+    ) -> Result<u64, StoreError> {
         // Opened first: a create whose upload cannot even start would leave the name taken.
         let file = tokio::fs::File::open(path)
             .await
@@ -55,42 +89,33 @@ impl ArtifactStore {
                 context: format!("opening {} to upload it as '{name}'", path.display()),
                 source,
             })?;
-        if self.find(name).await?.is_some() {
-            return Ok(UploadOutcome::AlreadyPresent);
-        }
-        let url = match self.create_artifact(name).await {
-            Ok(url) => url,
-            Err(StoreError::AlreadyExists(_)) => {
-                self.wait_until_listed(name).await?;
-                return Ok(UploadOutcome::AlreadyPresent);
-            }
-            Err(e) => return Err(e),
-        };
+        let url = self.create_artifact(name).await?;
         let size = self
             .blob
             .put_block_blob_from(name, &url, file, &path.display().to_string())
             .await?;
         self.finalize_artifact(name, size, Some(sha256_hex)).await?;
-        Ok(UploadOutcome::Uploaded)
+        Ok(size)
     }
 
-    /// Waits for a concurrent upload of `name` to be finalized, so that `AlreadyPresent`
-    /// means others can download it; github.com lists an artifact only once it is finalized.
-    /// Gives up (with a warning) after the retry policy's attempts: the other upload may have
-    /// died, and a reader will then find the artifact missing.
-    async fn wait_until_listed(&self, name: &str) -> Result<(), StoreError> {
+    /// Polls `probe` until it finds something, as patiently as the retry policy (github.com
+    /// lists an artifact only once it is finalized, so this is how a concurrent upload is
+    /// awaited); `None` when it never did.
+    pub async fn wait_for<T, F>(
+        &self,
+        mut probe: impl FnMut() -> F,
+    ) -> Result<Option<T>, StoreError>
+    where
+        F: std::future::Future<Output = Result<Option<T>, StoreError>>,
+    {
         let retry = &self.cfg.retry;
         for attempt in 1..=retry.max_attempts {
-            if self.find(name).await?.is_some() {
-                return Ok(());
+            if let Some(found) = probe().await? {
+                return Ok(Some(found));
             }
             tokio::time::sleep(retry.delay(attempt, None)).await;
         }
-        tracing::warn!(
-            artifact = name,
-            "another upload of this artifact has not been finalized; counting it as present"
-        );
-        Ok(())
+        Ok(None)
     }
 
     /// Downloads a listed artifact to `dest`; returns the byte count.
@@ -104,6 +129,74 @@ impl ArtifactStore {
             Err(e) if url_expired(&e) => {
                 let url = self.download_url(artifact).await?;
                 self.blob.download(&artifact.name, &url, dest).await
+            }
+            result => result,
+        }
+    }
+
+    /// Sends the bytes of a listed artifact, in order, into `sink` as they arrive; returns the
+    /// byte count. A blob bigger than one span is read in ranges, several at once, each retried
+    /// on its own; a server that ignores ranges (act) sends it in one answer. A closed `sink`
+    /// (the consumer gave up) ends the read early without an error.
+    pub async fn read_to(
+        &self,
+        artifact: &ArtifactInfo,
+        sink: &mpsc::Sender<Bytes>,
+    ) -> Result<u64, StoreError> {
+        let url = self.download_url(artifact).await?;
+        let (bytes, total) = match self.span(artifact, &url, 0).await? {
+            Span::Part { bytes, total } => (bytes, total),
+            Span::Whole(mut response) => {
+                let mut sent = 0u64;
+                let cut = |e: reqwest::Error| StoreError::Transport {
+                    op: "download",
+                    artifact: artifact.name.clone(),
+                    message: super::retry::error_chain(&e),
+                };
+                while let Some(chunk) = response.chunk().await.map_err(cut)? {
+                    sent += chunk.len() as u64;
+                    if sink.send(chunk).await.is_err() {
+                        break;
+                    }
+                }
+                return Ok(sent);
+            }
+        };
+        let mut sent = bytes.len() as u64;
+        if sink.send(bytes).await.is_err() {
+            return Ok(sent);
+        }
+        let mut rest = futures_util::stream::iter((sent..total).step_by(SPAN as usize))
+            .map(|start| self.span(artifact, &url, start))
+            .buffered(PARALLEL_SPANS);
+        while let Some(span) = rest.next().await {
+            let Span::Part { bytes, .. } = span? else {
+                return Err(StoreError::Protocol {
+                    op: "read",
+                    artifact: artifact.name.clone(),
+                    message: "the server stopped honouring ranges in the middle of a read".into(),
+                });
+            };
+            sent += bytes.len() as u64;
+            if sink.send(bytes).await.is_err() {
+                break;
+            }
+        }
+        Ok(sent)
+    }
+
+    /// The span of `artifact` starting at `start`, re-signing the URL once if it expired.
+    async fn span(
+        &self,
+        artifact: &ArtifactInfo,
+        url: &str,
+        start: u64,
+    ) -> Result<Span, StoreError> {
+        let end = start + SPAN - 1;
+        match self.blob.read_span(&artifact.name, url, start, end).await {
+            Err(e) if url_expired(&e) => {
+                let url = self.download_url(artifact).await?;
+                self.blob.read_span(&artifact.name, &url, start, end).await
             }
             result => result,
         }

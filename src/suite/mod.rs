@@ -211,8 +211,8 @@ impl Suite {
 
 impl Listing {
     /// The listing of `suite` with `tests` and no files to ship or arguments to pass on;
-    /// each framework adds what it needs.
-    fn new(suite: &Suite, tests: Vec<TestCase>) -> Self {
+    /// each framework adds what it needs (the runner's unit tests build one directly).
+    pub(crate) fn new(suite: &Suite, tests: Vec<TestCase>) -> Self {
         Self {
             suite: suite.clone(),
             tests,

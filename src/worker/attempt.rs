@@ -43,24 +43,11 @@ pub(crate) async fn run(
 
 /// Fetches the job's layers and assembles its directory (later layers win).
 async fn prepare(shared: &Shared, spec: &JobSpec, dir: &Path) -> Result<(), String> {
-    let mut trees: Vec<PathBuf> = Vec::with_capacity(spec.layers.len());
-    for digest in &spec.layers {
-        let tree = shared
-            .cache
-            .fetch(&shared.store, digest)
-            .await
-            .map_err(|e| format!("cannot fetch layer {}: {e}", digest.0))?;
-        trees.push(tree);
-    }
-    let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create job directory {}: {e}", dir.display()))?;
-        layer::materialize(&trees, &dir)
-            .map_err(|e| format!("cannot assemble the job directory: {e}"))
-    })
-    .await
-    .map_err(|e| format!("job directory task failed: {e}"))?
+    shared
+        .cache
+        .assemble(&shared.store, &spec.layers, dir)
+        .await
+        .map_err(|e| format!("cannot prepare the job directory {}: {e}", dir.display()))
 }
 
 async fn execute(
@@ -83,7 +70,10 @@ async fn execute(
             .map(|(k, v)| (k.clone(), v.clone())),
     );
     env.push(("CLUSTER_JOB_NAME".into(), spec.name.clone()));
-    env.push(("CLUSTER_ATTEMPT".into(), attempt.to_string()));
+    // A suite batch sets its tests' attempt itself (a retry is a new job to the broker).
+    if !spec.env.contains_key("CLUSTER_ATTEMPT") {
+        env.push(("CLUSTER_ATTEMPT".into(), attempt.to_string()));
+    }
     env.push(("CLUSTER_WORKER".into(), name.clone()));
     let timeout = Duration::from_millis(spec.timeout_ms);
     let started = Instant::now();

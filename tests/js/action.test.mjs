@@ -54,6 +54,8 @@ log({
   url: process.env.ACTIONS_RESULTS_URL,
   secret: process.env.CLUSTER_SECRET,
   inputSecret: process.env.INPUT_SECRET,
+  github: process.env.GITHUB_TOKEN,
+  inputToken: process.env.INPUT_TOKEN,
 });
 const at = argv.indexOf('--report-json');
 if (at >= 0 && process.env.FAKE_REPORT) {
@@ -220,6 +222,11 @@ test('each role gets the flags its inputs name, after the global --log-level', a
         '--report-json', 'JSON', '--report-junit', 'JUNIT', '--', 'ci/cluster.yml'],
     ],
     [
+      { role: 'runner', tests: 'pytest', 'test-args': `tests/ -k 'not slow'`, args: '--flaky-result fail' },
+      ['run', '--cluster', 'default', '--report-json', 'JSON', '--report-junit', 'JUNIT', '--flaky-result', 'fail',
+        '--pytest', 'tests/', '-k', 'not slow'],
+    ],
+    [
       { role: 'runner', commands: 'commands.txt', 'stop-cluster': 'false' },
       ['run', '--cluster', 'default', '--report-json', 'JSON', '--report-junit', 'JUNIT', '--commands', 'commands.txt'],
     ],
@@ -264,6 +271,18 @@ test('the binary gets the whole environment, artifact credentials included', asy
   const [run] = binaryRuns(result);
   assert.equal(run.token, 'token-for-the-binary');
   assert.equal(run.url, 'http://127.0.0.1:9/');
+});
+
+test('the token input reaches a run as GITHUB_TOKEN, and no worker', async () => {
+  for (const [inputs, expected] of [
+    [{ role: 'runner', tests: 'go', token: 'ghs-run' }, 'ghs-run'],
+    [{ role: 'worker', token: 'ghs-run' }, undefined],
+  ]) {
+    const result = await runAction({ inputs: { binary: fakeBinary, ...inputs } });
+    assert.equal(result.code, 0, failure(result));
+    assert.equal(binaryRuns(result)[0].github, expected, JSON.stringify(inputs));
+    assert.equal(binaryRuns(result)[0].inputToken, undefined, 'the INPUT_ copy is not passed on');
+  }
 });
 
 test('the secret input reaches the binary as CLUSTER_SECRET, masked, never in argv', async () => {
@@ -311,8 +330,11 @@ test('bad inputs stop the step with exit 2 and a message naming the fix; nothing
     [{ role: 'worker', slots: '0' }, /::error::slots: '0' is not a positive whole number: .*e\.g\. 4/],
     [{ role: 'worker', slots: 'many' }, /::error::slots: 'many' is not a positive whole number/],
     [{ role: 'auto', jobs: 'm.yml' }, /::error::instance: role 'auto' needs this job's instance number.*strategy\.job-index/],
-    [{ role: 'runner', jobs: 'm.yml', commands: 'c.txt' }, /::error::role 'runner' needs exactly one of 'jobs' .* or 'commands' .*, got both/],
-    [{ role: 'runner' }, /::error::role 'runner' needs exactly one of .*, got neither/],
+    [{ role: 'runner', jobs: 'm.yml', commands: 'c.txt' }, /::error::role 'runner' needs exactly one of 'jobs' .*, 'commands' .* or 'tests' .*, got jobs and commands/],
+    [{ role: 'runner', jobs: 'm.yml', tests: 'pytest' }, /::error::role 'runner' needs exactly one of .*, got jobs and tests/],
+    [{ role: 'runner' }, /::error::role 'runner' needs exactly one of .*, got none/],
+    [{ role: 'runner', tests: 'jest' }, /::error::tests: 'jest' is not a test framework: use one of nextest, pytest, go/],
+    [{ role: 'runner', jobs: 'm.yml', 'test-args': '-x' }, /::error::test-args: arguments for a test framework need 'tests'/],
     [{ role: 'runner', jobs: 'm.yml', 'stop-cluster': 'yes' }, /::error::stop-cluster: 'yes' is not a boolean: use true or false/],
     [{ role: 'broker', args: `--name 'open` }, /::error::args: unterminated ' quote/],
     [{ role: 'broker', version: '../v1' }, /::error::version: '..\/v1' is not a release tag/],
@@ -357,6 +379,21 @@ test('a runner sets the outputs from its JSON report and exits with the binary\'
     assert.deepEqual(result.outputs, { passed: '2', failed: '3', total: '7', 'report-json': json, 'report-junit': junit });
     assert.deepEqual(Object.keys(result.outputs).sort(), declared('outputs').sort());
   }
+});
+
+test('a run with suites counts its tests in the outputs, flaky tests as passed', async () => {
+  const report = {
+    summary: { total: 1, passed: 1, failed: 0, timed_out: 0, errors: 0, cancelled: 0, wall_ms: 10 },
+    jobs: [],
+    test_summary: { total: 9, passed: 5, failed: 1, flaky: 1, skipped: 1, errors: 1 },
+    tests: [],
+  };
+  const result = await runAction({
+    inputs: { binary: fakeBinary, role: 'runner', tests: 'pytest' },
+    env: { FAKE_EXIT: '1', FAKE_REPORT: JSON.stringify(report) },
+  });
+  assert.equal(result.code, 1, failure(result));
+  assert.deepEqual([result.outputs.passed, result.outputs.failed, result.outputs.total], ['7', '2', '10']);
 });
 
 test('every exit code of the binary passes through; workers and brokers set no outputs', async () => {
@@ -647,5 +684,7 @@ test('action.yml, the wrapper and the README name the same inputs and outputs', 
   assert.deepEqual([...inputs].sort(), Object.keys(wrapper.INPUTS).sort());
   const readme = fs.readFileSync(path.join(repo, 'README.md'), 'utf8');
   for (const name of [...inputs, ...declared('outputs')]) assert.match(readme, new RegExp(`^\\| \`${name}\` \\|`, 'm'), name);
-  assert.doesNotMatch(fs.readFileSync(path.join(repo, 'action.yml'), 'utf8'), /^\s+default:/m, 'defaults live in the wrapper');
+  // The workflow's token is the one default the wrapper cannot know.
+  const defaults = [...fs.readFileSync(path.join(repo, 'action.yml'), 'utf8').matchAll(/^\s+default:.*$/gm)].map(m => m[0].trim());
+  assert.deepEqual(defaults, ['default: ${{ github.token }}'], 'defaults live in the wrapper');
 });

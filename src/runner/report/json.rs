@@ -5,10 +5,11 @@
 
 use serde::Serialize;
 use serde::ser::Serializer;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::{JobReport, RunReport, status_name};
 use crate::runner::outputs_dir::dir_name;
+use crate::suite::{TestEntry, TestRecord};
 
 /// The JSON report of a run, borrowing it (see [`RunReport::to_json`] for its shape).
 #[derive(Serialize)]
@@ -16,6 +17,10 @@ pub struct JsonReport<'a> {
     summary: JsonSummary,
     #[serde(serialize_with = "jobs")]
     jobs: &'a [JobReport],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    test_summary: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tests: Option<Vec<TestEntry>>,
 }
 
 #[derive(Serialize)]
@@ -72,6 +77,19 @@ impl RunReport {
                 wall_ms: self.wall_ms,
             },
             jobs: &self.jobs,
+            test_summary: (!self.tests.is_empty()).then(|| {
+                let t = self.test_summary();
+                json!({
+                    "total": t.total,
+                    "passed": t.passed,
+                    "failed": t.failed,
+                    "flaky": t.flaky,
+                    "skipped": t.skipped,
+                    "errors": t.errors,
+                })
+            }),
+            tests: (!self.tests.is_empty())
+                .then(|| self.tests.iter().map(TestRecord::entry).collect()),
         }
     }
 
@@ -81,6 +99,9 @@ impl RunReport {
     /// of `passed`, `failed`, `timed_out`, `error`, `cancelled`; `exit_code` is null when the
     /// process did not exit; `outputs_dir` is where `outputs` are, relative to `--outputs-dir`
     /// (null when none were brought back); `error` is why a job with status `error` could not
+    /// A run with suites adds `test_summary` (`total`, `passed`, `failed`, `flaky`, `skipped`,
+    /// `errors`) and `tests`: `[{"suite", "id", "status", "attempts", "duration_ms",
+    /// "message"}]`, `status` one of `passed`, `failed`, `flaky`, `skipped`, `error`, `not_run`.
     /// run (null otherwise).
     pub fn to_json(&self) -> Value {
         // Plain structs of strings and numbers always serialize.

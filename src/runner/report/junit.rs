@@ -2,6 +2,7 @@
 
 use super::{JobReport, RunReport, last_lines, status_name, without_escapes};
 use crate::proto::JobStatus;
+use crate::suite::junit;
 
 /// The name of the suite and the class name of every test case.
 const SUITE: &str = "cluster-action";
@@ -15,7 +16,29 @@ impl RunReport {
     /// counts and wall time in seconds, and one `<testcase>` per job. A failed or timed-out
     /// job has a `<failure>`, a job that could not run an `<error>` (both with the tail of the
     /// output, and the whole output in `<system-out>`), a cancelled job `<skipped>`.
+    ///
+    /// A run with suites writes the suites' merged JUnit instead ([`junit::merged`]: a
+    /// `<testsuite>` per suite group, a `<testcase>` per test), with the jobs' `<testsuite>`
+    /// after the suites' when it has jobs too (the top counts are then the tests').
     pub fn to_junit(&self) -> String {
+        let jobs = self.jobs_junit();
+        if self.tests.is_empty() {
+            return jobs;
+        }
+        let mut xml = junit::merged(&self.tests);
+        if let (false, Some(start), Some(end)) = (
+            self.jobs.is_empty(),
+            jobs.find("  <testsuite "),
+            xml.rfind("</testsuites>"),
+        ) {
+            let block = jobs[start..].trim_end_matches("</testsuites>\n");
+            xml.insert_str(end, block);
+        }
+        xml
+    }
+
+    /// The jobs' JUnit XML.
+    fn jobs_junit(&self) -> String {
         let summary = self.summary();
         let counts = format!(
             r#"tests="{}" failures="{}" errors="{}" skipped="{}" time="{}""#,

@@ -53,6 +53,7 @@ impl RunReport {
             push_table(&mut page, &all);
             page.push_str("</details>\n");
         }
+        page.push_str(&self.tests_markdown());
         page
     }
 }

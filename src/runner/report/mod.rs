@@ -9,12 +9,14 @@ mod github;
 mod json;
 pub(crate) mod junit;
 mod markdown;
+mod per_test;
 
 use std::time::Duration;
 
 pub use destinations::check_destinations;
 pub use github::{add_masks, annotation, ci_line, group};
 pub use json::JsonReport;
+pub use per_test::{FlakyResult, MAX_ERROR_ANNOTATIONS, TestSummary};
 
 use crate::proto::{JobOutcome, JobSpec, JobStatus};
 use crate::runner::duration::format_duration;
@@ -24,6 +26,8 @@ use crate::runner::duration::format_duration;
 pub struct RunReport {
     /// Every submitted job, in manifest order.
     pub jobs: Vec<JobReport>,
+    /// Every test of the run's suites, in manifest and listing order.
+    pub tests: Vec<crate::suite::TestRecord>,
     /// Wall time of the run in milliseconds.
     pub wall_ms: u64,
 }

@@ -1,0 +1,145 @@
+//! The flags of `run` and `local` for test suites: the one-suite shorthands (`--nextest`,
+//! `--pytest`, `--go-test`), timing history files and `--flaky-result`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+
+use cluster_action::layer::Listed;
+use cluster_action::plan::results::RerunMode;
+use cluster_action::plan::timings::Timings;
+use cluster_action::runner::manifest::{LayerDef, Manifest, SuiteDef};
+use cluster_action::runner::report::FlakyResult;
+use cluster_action::suite::{Framework, Split, Suite};
+
+use super::exit::Failure;
+
+/// `--flaky-result`: whether a test that passed only on a retry passes the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FlakyArg {
+    /// It passes (and is flagged).
+    Pass,
+    /// It fails the run.
+    Fail,
+}
+
+/// Suite flags, shared by `run` and `local`.
+#[derive(Debug, Args)]
+pub struct SuiteArgs {
+    /// Instead of a manifest: one nextest suite of this directory, with these arguments for
+    /// `cargo nextest list`/`run` (e.g. `--nextest --workspace`); the directory is shipped to
+    /// the workers beside the archive. Give it last: it takes every argument after it.
+    #[arg(long, num_args = 0.., allow_hyphen_values = true, value_name = "ARGS",
+          conflicts_with_all = ["pytest", "go_test"])]
+    pub nextest: Option<Vec<String>>,
+    /// Instead of a manifest: one pytest suite of this directory (e.g. `--pytest tests/`); the
+    /// directory is shipped to the workers. Give it last.
+    #[arg(long, num_args = 0.., allow_hyphen_values = true, value_name = "ARGS",
+          conflicts_with = "go_test")]
+    pub pytest: Option<Vec<String>>,
+    /// Instead of a manifest: one go test suite of these packages (default `./...`); the
+    /// directory is shipped to the workers. Give it last.
+    #[arg(long, num_args = 0.., allow_hyphen_values = true, value_name = "PKGS")]
+    pub go_test: Option<Vec<String>>,
+    /// Retries of a failed test, for the shorthands.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub test_retries: u32,
+    /// Whether a test that passed only on a retry passes the run.
+    #[arg(long, value_enum, default_value = "pass", value_name = "pass|fail")]
+    pub flaky_result: FlakyArg,
+    /// Read test estimates from FILE (a `ca-timings` document; a missing file is a first run).
+    #[arg(long, value_name = "FILE")]
+    pub timings: Option<PathBuf>,
+    /// Write the timing history, this run's durations added, to FILE at the end.
+    #[arg(long, value_name = "FILE")]
+    pub write_timings: Option<PathBuf>,
+    /// On a re-run (GITHUB_RUN_ATTEMPT above 1): `failed` runs only the tests that failed or
+    /// never ran before, `all` every test.
+    #[arg(long, default_value = "failed", value_name = "failed|all")]
+    pub rerun: RerunMode,
+}
+
+impl SuiteArgs {
+    /// The one-suite manifest of the shorthand given, for the current directory.
+    pub fn manifest(&self) -> Result<Manifest, Failure> {
+        let (framework, args, flag) = match (&self.nextest, &self.pytest, &self.go_test) {
+            (Some(args), _, _) => (Framework::Nextest, args.clone(), "--nextest"),
+            (_, Some(args), _) => (Framework::Pytest, args.clone(), "--pytest"),
+            (_, _, Some(args)) => (Framework::Go, args.clone(), "--go-test"),
+            _ => {
+                return Err(Failure::bad_input(
+                    "give a MANIFEST, --commands FILE or a suite",
+                ));
+            }
+        };
+        let base_dir =
+            std::env::current_dir().map_err(Failure::io("cannot read the current directory"))?;
+        // The batches run in the source directory (nextest remaps its workspace onto it).
+        let layers = BTreeMap::from([(
+            "checkout".to_string(),
+            LayerDef {
+                paths: vec![PathBuf::from(".")],
+                listed: Listed::Entries,
+            },
+        )]);
+        let suite = SuiteDef {
+            suite: Suite {
+                name: framework.name().to_string(),
+                framework,
+                args,
+            },
+            layers: layers.keys().cloned().collect(),
+            batch: None,
+            retries: self.test_retries,
+            split: Split::Test,
+        };
+        Ok(Manifest {
+            path: PathBuf::from(flag),
+            base_dir,
+            layers,
+            jobs: Vec::new(),
+            suites: vec![suite],
+        })
+    }
+
+    /// The `--flaky-result` rule.
+    pub fn flaky(&self) -> FlakyResult {
+        match self.flaky_result {
+            FlakyArg::Pass => FlakyResult::Pass,
+            FlakyArg::Fail => FlakyResult::Fail,
+        }
+    }
+
+    /// `--timings FILE`: none when not given or (said in one line) when the file does not
+    /// exist yet.
+    pub fn read_timings(&self) -> Result<Option<Timings>, Failure> {
+        let Some(path) = &self.timings else {
+            return Ok(None);
+        };
+        let read = Timings::read_file(path).map_err(|e| Failure::bad_input(e.to_string()))?;
+        if read.is_none() {
+            eprintln!(
+                "no timing history in {} yet: tests are estimated",
+                path.display()
+            );
+        }
+        Ok(read)
+    }
+
+    /// Writes `--write-timings FILE`.
+    pub fn write_timings(&self, timings: &Timings) -> Result<(), Failure> {
+        let Some(path) = &self.write_timings else {
+            return Ok(());
+        };
+        timings
+            .write_file(path)
+            .map_err(|e| Failure::bad_input(format!("{e}")))
+            .map(|()| written(path))
+    }
+}
+
+/// Says where the timings went.
+fn written(path: &Path) {
+    eprintln!("timing history written to {}", path.display());
+}
