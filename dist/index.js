@@ -51,7 +51,7 @@ const INPUTS = {
   tests: ['runner', 'auto'],
   'test-args': ['runner', 'auto'],
   cluster: 'all',
-  slots: ['worker', 'auto'],
+  slots: ['worker', 'runner', 'auto'],
   'stop-cluster': ['runner'],
   'worker-wait': ['runner', 'auto'],
   'broker-wait': ['worker', 'runner', 'auto'],
@@ -212,8 +212,11 @@ function readInputs(env = process.env) {
   if (raw['test-args'] && !raw.tests) {
     throw badInput("test-args: arguments for a test framework need 'tests' (nextest, pytest or go)");
   }
-  if (raw.slots && !/^[1-9]\d*$/.test(raw.slots)) {
-    throw badInput(`slots: '${raw.slots}' is not a positive whole number: give the jobs a worker runs at once, e.g. 4`);
+  // A runner may have no slots of its own (0); a worker runs at least one job at once.
+  const slotsPattern = role === 'runner' ? /^(0|[1-9]\d*)$/ : /^[1-9]\d*$/;
+  if (raw.slots && !slotsPattern.test(raw.slots)) {
+    const what = role === 'runner' ? 'a whole number' : 'a positive whole number';
+    throw badInput(`slots: '${raw.slots}' is not ${what}: give the jobs this machine runs at once, e.g. 4`);
   }
   if (raw.version && (!/^[A-Za-z0-9._+-]+$/.test(raw.version) || /^\.+$/.test(raw.version))) {
     throw badInput(`version: '${raw.version}' is not a release tag: give one such as v1.2.3`);
@@ -263,6 +266,7 @@ function commandLine(cfg, reports) {
         'run',
         '--cluster', cfg.cluster,
         ...(embedded ? ['--embed-broker', '--stop-cluster'] : cfg.stopCluster ? ['--stop-cluster'] : []),
+        ...flag('slots', cfg.slots),
         ...flag('worker-wait', cfg['worker-wait']),
         ...(embedded ? [] : flag('broker-wait', cfg['broker-wait'])),
         ...flag('outputs-dir', cfg['outputs-dir']),

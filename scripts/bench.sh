@@ -24,7 +24,6 @@ while [ $# -gt 0 ]; do
     -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "scripts/bench.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
   esac
-  shift
 done
 cargo build --release --quiet
 md=BENCHMARKS.md

@@ -27,9 +27,12 @@
 //!   async shell that joins the broker and runs each attempt as a task (layers → directory →
 //!   `worker::exec` → outputs layer); `worker::contain` makes every process a job starts die
 //!   with the job and with its worker, `worker::sandbox` gives a job its own namespaces
-//!   (`isolation: sandbox`).
+//!   (`isolation: sandbox`); `worker::InProcessWorker` runs one inside a runner (`run
+//!   --slots`), joining the cluster like any other.
 //! - [`runner`]: the manifest, and the run as a pure state machine (`runner::machine`:
-//!   submission, progress, worker wait, cancel, lost broker, outputs, the report) inside an
+//!   submission in batches sized by bytes, progress, worker wait or going on alone on its own
+//!   slots, cancel, lost broker (a report of what finished), outputs fetches tried again,
+//!   compact report entries, the report) inside an
 //!   async shell (`runner::session`) that lists suites, publishes layers, joins the broker and
 //!   fetches outputs and batch reports; `runner::suites`, the suites' part of the machine
 //!   (plan batches once the slots are known, each test's result from its batch's report,

@@ -71,7 +71,7 @@ pub enum LocalError {
 
 /// Runs `manifest` on a fresh local cluster; `cancel` completing cancels the run.
 pub async fn run(
-    manifest: &Manifest,
+    manifest: Manifest,
     cfg: &LocalConfig,
     progress: &mut Progress,
     cancel: impl std::future::Future<Output = ()>,

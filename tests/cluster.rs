@@ -438,6 +438,7 @@ fn read_report(path: &Path) -> (Value, BTreeMap<String, Value>) {
         let expected = [
             "attempts",
             "duration_ms",
+            "error",
             "exit_code",
             "name",
             "outputs",
@@ -461,6 +462,12 @@ fn read_report(path: &Path) -> (Value, BTreeMap<String, Value>) {
             "{job}"
         );
         assert!(job["worker"].is_string(), "{job}");
+        // Every error says why; nothing else has an error.
+        assert_eq!(
+            status == "error",
+            job["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{job}"
+        );
         let outputs = job["outputs"].as_array().unwrap();
         assert!(outputs.iter().all(Value::is_string), "{job}");
         let name = job["name"].as_str().unwrap().to_string();
@@ -736,7 +743,11 @@ fn local_runs_a_commands_file() {
         "echo one\n\n# a comment\nexit 3\ntest -z \"$(ls -A)\"\n",
     );
     let args = "local --workers 1 --commands commands.txt --report-json report.json";
-    scratch.start("local", args).expect_exit(1);
+    let mut local = scratch.start("local", args);
+    local.expect_exit(1);
+    // An ordinary end of the cluster is no warning.
+    let stderr = local.stderr();
+    assert!(!stderr.contains("WARN"), "{stderr}");
     let (_, jobs) = read_report(&scratch.path().join("report.json"));
     let outcomes: BTreeMap<&str, Value> = jobs
         .iter()
@@ -942,7 +953,7 @@ fn a_worker_joining_after_the_run_started_gets_the_work() {
         &scratch,
         "runner",
         &format!(
-            "--log-level info run cluster.yml --embed-broker --cluster late {TIMINGS} \
+            "--log-level info run cluster.yml --embed-broker --slots 0 --cluster late {TIMINGS} \
              --report-json report.json"
         ),
     );
@@ -976,7 +987,7 @@ fn a_run_without_workers_gives_up_after_the_worker_wait() {
         .into();
     scratch.write("cluster.yml", manifest("", &jobs));
     let args = format!(
-        "run cluster.yml --embed-broker --worker-wait 2s {TIMINGS} --report-json report.json"
+        "run cluster.yml --embed-broker --slots 0 --worker-wait 2s {TIMINGS} --report-json report.json"
     );
     let mut runner = service.start(&scratch, "runner", &args);
     runner.expect_exit(3);
@@ -985,6 +996,40 @@ fn a_run_without_workers_gives_up_after_the_worker_wait() {
     assert!(stderr.contains(message), "{stderr}");
     let (_, jobs) = read_report(&scratch.path().join("report.json"));
     assert_eq!(with_status(&jobs, "error").len(), 3, "{jobs:?}");
+}
+
+#[test]
+fn a_runner_with_slots_and_no_workers_runs_the_manifest_alone_and_says_so() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = Service::up(&scratch);
+    let jobs: Vec<_> = (0..6)
+        .map(|i| {
+            let run = format!("sleep 2; mkdir -p out && echo {i} > out/n.txt");
+            (format!("job-{i}"), run, "outputs: [out/n.txt]".to_string())
+        })
+        .collect();
+    scratch.write("cluster.yml", manifest("", &jobs));
+    let args = format!(
+        "run cluster.yml --embed-broker --slots 2 --worker-wait 2s {TIMINGS} \
+         --report-json report.json --outputs-dir outputs"
+    );
+    let mut runner = service.start(&scratch, "runner", &args);
+    runner.expect_exit(0);
+    let (report, jobs) = read_report(&scratch.path().join("report.json"));
+    assert_eq!(report["summary"]["passed"], 6, "{report}");
+    for (name, job) in &jobs {
+        let worker = job["worker"].as_str().unwrap();
+        assert!(worker.ends_with("-runner"), "{name} ran on {worker}");
+        let n = fs::read_to_string(scratch.path().join("outputs").join(name).join("out/n.txt"));
+        assert_eq!(n.unwrap().trim(), name.trim_start_matches("job-"));
+    }
+    let stderr = runner.stderr();
+    assert!(
+        stderr.contains("no other worker joined within --worker-wait"),
+        "{stderr}"
+    );
+    scratch.assert_tmp_empty();
 }
 
 #[test]
@@ -1230,7 +1275,7 @@ fn manifest_errors_exit_2_with_a_location_and_upload_nothing() {
     }
     // The counters do see a run that gets going (it gives up without workers).
     scratch.write("fine.yml", "jobs:\n  - { name: a, run: 'true' }\n");
-    let args = format!("run fine.yml --embed-broker --worker-wait 1s {TIMINGS}");
+    let args = format!("run fine.yml --embed-broker --slots 0 --worker-wait 1s {TIMINGS}");
     service.start(&scratch, "fine", &args).expect_exit(3);
     let stats = service.stats();
     assert!(
@@ -1306,6 +1351,157 @@ fn a_lost_broker_ends_the_run_and_the_workers_with_exit_3() {
             (!alive(pid)).then_some(())
         });
     }
+}
+
+/// Twenty jobs on one worker slot: ten pass, then the broker goes away (`signal`) while the
+/// eleventh runs. The runner exits 3 and still writes both reports: ten passed, ten errors
+/// that say the broker was lost; the worker starts none of its prefetched jobs after that.
+fn lose_the_broker_halfway(signal: libc::c_int) {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = Service::up(&scratch);
+    let pids = scratch.mkdir("pids");
+    let job_pids = JobPids { dir: pids.clone() };
+    let slow = "echo $$ > $PIDS/$CLUSTER_JOB_NAME.tmp; mv $PIDS/$CLUSTER_JOB_NAME.tmp $PIDS/$CLUSTER_JOB_NAME.pid; sleep 120";
+    let jobs: Vec<_> = (0..20)
+        .map(|i| {
+            let run = if i < 10 { "true" } else { slow };
+            (format!("job-{i:02}"), run.to_string(), String::new())
+        })
+        .collect();
+    let head = format!(
+        "defaults:\n  env: {{ PIDS: {} }}\n",
+        quoted(pids.to_str().unwrap())
+    );
+    scratch.write("cluster.yml", manifest(&head, &jobs));
+    let broker = service.start(&scratch, "broker", &format!("broker --cluster b {TIMINGS}"));
+    let args = format!("--log-level info worker --cluster b --slots 1 {TIMINGS}");
+    let mut worker = service.start(&scratch, "worker", &args);
+    worker.await_stderr("worker connected");
+    let args = format!(
+        "run cluster.yml --cluster b {TIMINGS} --report-json r/report.json --report-junit r/junit.xml"
+    );
+    let mut runner = service.start(&scratch, "runner", &args);
+    await_some("ten jobs to pass and the eleventh to run", || {
+        let passed = runner.stdout().matches("PASS").count();
+        (passed == 10 && !job_pids.pids().is_empty()).then_some(())
+    });
+
+    broker.signal(signal);
+    runner.expect_exit(3);
+    let stderr = runner.stderr();
+    assert!(
+        stderr.contains("lost the broker") && stderr.contains("10 of 20 job(s) did not finish"),
+        "{stderr}"
+    );
+    let (report, jobs) = read_report(&scratch.path().join("r/report.json"));
+    assert_eq!(
+        (&report["summary"]["passed"], &report["summary"]["errors"]),
+        (&json!(10), &json!(10)),
+        "{report}"
+    );
+    for name in with_status(&jobs, "error") {
+        let why = jobs[&name]["error"].as_str().unwrap();
+        assert!(
+            why.starts_with("not finished: lost the broker"),
+            "{name}: {why}"
+        );
+    }
+    let junit = fs::read_to_string(scratch.path().join("r/junit.xml")).unwrap();
+    assert_eq!(junit.matches("<testcase ").count(), 20, "{junit}");
+    assert_eq!(junit.matches("<error ").count(), 10, "{junit}");
+    worker.expect_exit(if signal == libc::SIGKILL { 3 } else { 0 });
+    assert_eq!(
+        job_pids.pids().len(),
+        1,
+        "no prefetched job started after the broker was gone"
+    );
+    for pid in job_pids.pids() {
+        await_some(&format!("job process {pid} to be gone"), || {
+            (!alive(pid)).then_some(())
+        });
+    }
+}
+
+#[test]
+fn a_killed_broker_loses_no_result_the_runner_had() {
+    lose_the_broker_halfway(libc::SIGKILL);
+}
+
+#[test]
+fn a_terminated_broker_loses_no_result_the_runner_had() {
+    lose_the_broker_halfway(libc::SIGTERM);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9b. Store faults after a job ran; a large submission
+
+/// At `serve --fail-rate 0.3`, a passing job whose outputs meet a transient store failure
+/// (publishing them on the worker, fetching them on the runner) still passes: the outputs step
+/// is tried again as infrastructure, and no job attempt is spent on it.
+#[test]
+fn transient_store_failures_around_outputs_never_fail_a_passing_job() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = Service::up_as(&scratch, "serve", "serve --fail-rate 0.3 --seed 7");
+    let jobs: Vec<_> = (0..12)
+        .map(|i| {
+            let run = format!("mkdir -p out && seq 1 {} > out/seq.txt", 1000 * (i + 1));
+            (
+                format!("job-{i:02}"),
+                run,
+                "outputs: [out/seq.txt]".to_string(),
+            )
+        })
+        .collect();
+    scratch.write("cluster.yml", manifest("", &jobs));
+    let args = format!("worker --cluster f --slots 2 {TIMINGS}");
+    let mut worker = service.start(&scratch, "worker", &args);
+    let args = format!(
+        "run cluster.yml --cluster f --embed-broker --slots 0 {TIMINGS} \
+         --report-json report.json --outputs-dir outputs"
+    );
+    let mut runner = service.start(&scratch, "runner", &args);
+    runner.expect_exit(0);
+    worker.expect_exit(0);
+    let (report, jobs) = read_report(&scratch.path().join("report.json"));
+    assert_eq!(report["summary"]["passed"], 12, "{report}");
+    for (i, (name, job)) in jobs.iter().enumerate() {
+        assert_eq!(job["attempts"], 1, "{job}");
+        let seq = fs::read_to_string(
+            scratch
+                .path()
+                .join("outputs")
+                .join(name)
+                .join("out/seq.txt"),
+        );
+        assert_eq!(seq.unwrap().lines().count(), 1000 * (i + 1), "{name}");
+    }
+}
+
+/// 500 jobs inheriting a 140 KB `defaults.env` are 70 MB of jobs, more than one stream
+/// message may carry: the runner submits them in batches sized by bytes.
+#[test]
+fn a_submission_larger_than_a_stream_message_travels_in_batches() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    // Two variables of 70 KB: one environment string may not exceed 128 KiB (execve).
+    let big = "x".repeat(70_000);
+    // `isolation: none`: this test is about the submission, and 500 short jobs under process
+    // containment meet a race between one job's leftover sweep and another's reaping (seen as
+    // "cannot wait for the job's process: No child processes"), reported separately.
+    let head = format!("defaults:\n  isolation: none\n  env: {{ BIG1: {big}, BIG2: {big} }}\n");
+    let jobs: Vec<_> = (0..500)
+        .map(|i| {
+            let run = "test ${#BIG1} -eq 70000 && test ${#BIG2} -eq 70000".to_string();
+            (format!("job-{i:03}"), run, String::new())
+        })
+        .collect();
+    scratch.write("cluster.yml", manifest(&head, &jobs));
+    let args = "local --workers 1 --slots 2 cluster.yml --report-json report.json";
+    scratch.start("local", args).expect_exit(0);
+    let (report, _) = read_report(&scratch.path().join("report.json"));
+    assert_eq!(report["summary"]["passed"], 500, "{report}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1540,7 +1736,7 @@ fn a_sealed_run_stores_none_of_its_jobs_markers() {
         scratch.path(),
         "runner",
         &format!(
-            "run cluster.yml --embed-broker --stop-cluster {TIMINGS} --report-junit report.xml \
+            "run cluster.yml --embed-broker --slots 0 --stop-cluster {TIMINGS} --report-junit report.xml \
              --outputs-dir outs --keep all"
         ),
         &[("CLUSTER_SECRET", SECRET), ("SECRET_MARK", &secret_value)],
@@ -1635,7 +1831,7 @@ fn peers_with_different_secrets_are_refused_at_hello_with_exit_2() {
     let jobs = [("a".to_string(), "true".to_string(), String::new())];
     scratch.write("cluster.yml", manifest("", &jobs));
     let args = format!(
-        "--log-level info run cluster.yml --embed-broker --cluster m --worker-wait 60s {TIMINGS} \
+        "--log-level info run cluster.yml --embed-broker --slots 0 --cluster m --worker-wait 60s {TIMINGS} \
          --report-json report.json"
     );
     let mut runner = start_sealed(&service, &scratch, "runner", &args, Some(SECRET));
@@ -1672,7 +1868,7 @@ fn peers_with_different_secrets_are_refused_at_hello_with_exit_2() {
 
     // And a worker with a secret refuses a broker without one.
     let unsealed = format!(
-        "run cluster.yml --embed-broker --cluster n --worker-wait 60s {TIMINGS} --log-level info"
+        "run cluster.yml --embed-broker --slots 0 --cluster n --worker-wait 60s {TIMINGS} --log-level info"
     );
     let runner = start_sealed(&service, &scratch, "unsealed", &unsealed, None);
     runner.await_stderr("jobs submitted");
@@ -1705,7 +1901,7 @@ fn a_tampered_layer_is_refused_and_its_job_never_runs() {
         manifest("layers:\n  data:\n    paths: [data]\n", &jobs),
     );
     let args = format!(
-        "--log-level info run cluster.yml --embed-broker --worker-wait 60s {TIMINGS} \
+        "--log-level info run cluster.yml --embed-broker --slots 0 --worker-wait 60s {TIMINGS} \
          --report-json report.json"
     );
     let mut runner = start_sealed(&service, &scratch, "runner", &args, Some(SECRET));
@@ -1975,7 +2171,8 @@ fn a_clean_stop_deletes_what_the_cluster_made_and_keeps_reports() {
     let mut workers: Vec<Proc> = (0..2)
         .map(|i| service.start(&scratch, &format!("worker-{i}"), &args))
         .collect();
-    let args = format!("run cluster.yml --cluster k --embed-broker --outputs-dir out {TIMINGS}");
+    let args =
+        format!("run cluster.yml --cluster k --embed-broker --slots 0 --outputs-dir out {TIMINGS}");
     let mut runner = service.start(&scratch, "runner", &args);
     runner.expect_exit(0);
     for worker in &mut workers {

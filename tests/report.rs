@@ -95,9 +95,10 @@ fn json_has_the_documented_shape() {
             "jobs": [
                 {"name": "a", "status": "passed", "exit_code": 0, "attempts": 1,
                  "duration_ms": 1200, "worker": "w-1", "outputs": ["reports/a.xml"],
-                 "outputs_dir": "a"},
+                 "outputs_dir": "a", "error": null},
                 {"name": "b", "status": "timed_out", "exit_code": null, "attempts": 1,
-                 "duration_ms": 1200, "worker": "w-1", "outputs": [], "outputs_dir": null},
+                 "duration_ms": 1200, "worker": "w-1", "outputs": [], "outputs_dir": null,
+                 "error": null},
             ]
         })
     );

@@ -105,7 +105,8 @@ class Cluster:
         report = self.dir / "report.json"
         argv = [self.bin, "run", str(manifest), "--report-json", str(report)] + list(extra) + self.flags
         if self.broker is None:
-            argv.append("--embed-broker")
+            # The runner's own slots would change what each scenario's workers measure.
+            argv += ["--embed-broker", "--slots", "0"]
         start = time.monotonic()
         proc = subprocess.Popen(argv, env=self.env("runner"), stdout=subprocess.DEVNULL,
                                 stderr=open(self.dir / "runner.log", "wb"))

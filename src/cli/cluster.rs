@@ -111,22 +111,7 @@ pub async fn worker(args: WorkerArgs) -> Result<i32, exit::Failure> {
         .slots
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
     let name = args.name.unwrap_or_else(|| default_name("worker"));
-    // Without --cache-dir, the cache (and the job directories next to it) live in a temporary
-    // directory removed when the worker exits.
-    let (_scratch, cache_dir) = match args.cache_dir {
-        Some(dir) => (None, dir),
-        None => {
-            let scratch = tempfile::Builder::new()
-                .prefix("cluster-action-worker-")
-                .tempdir()
-                .map_err(exit::Failure::io("cannot create a temporary directory"))?;
-            let dir = scratch.path().join("cache");
-            (Some(scratch), dir)
-        }
-    };
-    let work_dir = args
-        .work_dir
-        .unwrap_or_else(|| cache_dir.with_file_name("work"));
+    let (_scratch, cache_dir, work_dir) = worker_dirs(args.cache_dir, args.work_dir)?;
     let cfg = WorkerConfig {
         ns: args.cluster.namespace()?,
         stream: args.cluster.stream()?,
@@ -146,6 +131,28 @@ pub async fn worker(args: WorkerArgs) -> Result<i32, exit::Failure> {
         eprintln!("worker interrupted: its running jobs were killed and handed back to the broker");
     }
     Ok(exit::worker_ended(end))
+}
+
+/// A worker's cache and work directories. Without a cache directory, the cache (and the job
+/// directories next to it) live in a temporary directory removed when the returned guard is
+/// dropped.
+pub fn worker_dirs(
+    cache_dir: Option<PathBuf>,
+    work_dir: Option<PathBuf>,
+) -> Result<(Option<tempfile::TempDir>, PathBuf, PathBuf), exit::Failure> {
+    let (scratch, cache_dir) = match cache_dir {
+        Some(dir) => (None, dir),
+        None => {
+            let scratch = tempfile::Builder::new()
+                .prefix("cluster-action-worker-")
+                .tempdir()
+                .map_err(exit::Failure::io("cannot create a temporary directory"))?;
+            let dir = scratch.path().join("cache");
+            (Some(scratch), dir)
+        }
+    };
+    let work_dir = work_dir.unwrap_or_else(|| cache_dir.with_file_name("work"));
+    Ok((scratch, cache_dir, work_dir))
 }
 
 /// Tells the cluster's broker to stop.

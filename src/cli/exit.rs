@@ -175,7 +175,6 @@ fn run_failure(e: &RunError) -> i32 {
         | RunError::ClusterStopped(_)
         | RunError::Refused(_)
         | RunError::BrokerLost(_)
-        | RunError::BrokerClosed
         | RunError::Stream(_)
         | RunError::Io { .. }
         | RunError::Task { .. } => INFRA,
@@ -190,7 +189,7 @@ fn run_failure(e: &RunError) -> i32 {
 pub fn run_ended(end: &RunEnd, summary: &Summary, failing_tests: usize) -> i32 {
     match end {
         RunEnd::Cancelled => CANCELLED,
-        RunEnd::NoWorkers { .. } => INFRA,
+        RunEnd::NoWorkers { .. } | RunEnd::BrokerLost { .. } => INFRA,
         RunEnd::Completed if summary.not_passed() + failing_tests > 0 => JOBS_FAILED,
         RunEnd::Completed => OK,
     }
@@ -285,6 +284,16 @@ mod tests {
         assert_eq!(completed(&run(&[])), 0);
         let none = RunEnd::NoWorkers { not_run: 1 };
         assert_eq!(run_ended(&none, &run(&[JobStatus::Error]).summary(), 0), 3);
+        let lost = RunEnd::BrokerLost {
+            reason: "closed".into(),
+            not_run: 1,
+        };
+        let some_passed = run(&[JobStatus::Passed, JobStatus::Error]);
+        assert_eq!(
+            run_ended(&lost, &some_passed.summary(), 0),
+            3,
+            "a lost broker"
+        );
     }
 
     #[test]
@@ -297,12 +306,12 @@ mod tests {
     fn bad_input_exits_2_and_a_lost_broker_3() {
         assert_eq!(Failure::bad_input("--slots 0").exit_code(), BAD_INPUT);
         assert_eq!(
-            Failure::from(RunError::BrokerClosed).exit_code(),
+            Failure::from(RunError::ClusterStopped("c".into())).exit_code(),
             INFRA,
             "a run"
         );
         assert_eq!(
-            Failure::from(LocalError::Run(RunError::BrokerClosed)).exit_code(),
+            Failure::from(LocalError::Run(RunError::ClusterStopped("c".into()))).exit_code(),
             INFRA,
             "a local run"
         );

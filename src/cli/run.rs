@@ -14,7 +14,9 @@ use cluster_action::runner::progress::{Mode, Progress};
 use cluster_action::runner::report;
 use cluster_action::runner::session::{self, RunConfig, RunResult};
 
-use super::cluster::BrokerArgs;
+use cluster_action::worker::{InProcessWorker, WorkerConfig, exec::ExecLimits};
+
+use super::cluster::{BrokerArgs, worker_dirs};
 use super::common::{
     ClusterArgs, EMBEDDED_BROKER_IDLE_TIMEOUT, LOCAL_BROKER_WAIT, LOCAL_PEER_TIMEOUT,
     LOCAL_POLL_MAX, default_name, shutdown_signal, warn_if_readable,
@@ -45,7 +47,8 @@ pub struct JobsArgs {
     /// Bring each job's declared outputs back under DIR/<job name>/.
     #[arg(long, value_name = "DIR")]
     outputs_dir: Option<PathBuf>,
-    /// Give up (exit 3) when no worker is connected for this long while jobs wait.
+    /// Give up (exit 3) when no worker is connected for this long while jobs wait; a runner
+    /// with --slots goes on alone instead.
     #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
     worker_wait: Duration,
     #[command(flatten)]
@@ -73,6 +76,14 @@ pub struct RunArgs {
     /// measured (then sized from it); 0 turns prefetching off.
     #[arg(long, default_value_t = 2)]
     prefetch: u32,
+    /// Jobs this runner runs itself, as a worker of the cluster inside this process (0: none;
+    /// default: the number of CPUs with --embed-broker, else 0).
+    #[arg(long, value_name = "N")]
+    slots: Option<u32>,
+    /// With --slots: where the runner's worker caches layers (default: a temporary directory,
+    /// removed on exit).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
 }
 
 /// Flags of `local`.
@@ -97,20 +108,26 @@ pub struct LocalArgs {
     peer_timeout: Duration,
 }
 
-/// Runs a manifest on an existing cluster (or one it embeds).
+/// Runs a manifest on an existing cluster (or one it embeds), with a worker of its own when it
+/// has slots.
 pub async fn run(args: RunArgs) -> Result<i32, Failure> {
     let manifest = load(&args.jobs)?;
-    let cluster = args.cluster;
+    let cluster = &args.cluster;
     let history = RunHistory::load(&args.jobs.suites, &manifest, &cluster.cluster).await?;
     let embed_broker = if args.embed_broker {
         Some(BrokerArgs::config(
-            &cluster,
+            cluster,
             EMBEDDED_BROKER_IDLE_TIMEOUT,
             args.prefetch,
         )?)
     } else {
         None
     };
+    let own_slots = args.slots.unwrap_or(match embed_broker {
+        Some(_) => cpus(),
+        None => 0,
+    });
+    let name = default_name("runner");
     let cfg = RunConfig {
         ns: cluster.namespace()?,
         stream: cluster.stream()?,
@@ -119,41 +136,75 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
         broker_wait: args.broker_wait,
         worker_wait: args.jobs.worker_wait,
         outputs_dir: args.jobs.outputs_dir.clone(),
-        name: default_name("runner"),
+        name: name.clone(),
+        own_slots,
         slots_hint: 0,
         timings: history.timings.clone(),
         rerun: history.rerun(args.jobs.suites.rerun),
     };
     let store = cluster.cleanup.store()?;
     let broker = embed_broker.map(|bcfg| EmbeddedBroker::start(store.clone(), bcfg));
+    let (_scratch, own_worker) = match own_slots {
+        0 => (None, None),
+        slots => {
+            let (scratch, cache_dir, work_dir) = worker_dirs(args.cache_dir.clone(), None)?;
+            let wcfg = WorkerConfig {
+                ns: cfg.ns.clone(),
+                stream: cfg.stream.clone(),
+                slots,
+                cache_dir,
+                work_dir,
+                broker_wait: cfg.broker_wait,
+                name: format!("{name}-runner"),
+                limits: ExecLimits::default(),
+            };
+            (scratch, Some(InProcessWorker::start(store.clone(), wcfg)))
+        }
+    };
     let mut progress = Progress::new(Mode::detect());
     let result = session::run(
         store.clone(),
-        &manifest,
+        manifest,
         &cfg,
         &mut progress,
         shutdown_signal(),
     )
     .await;
     progress.end();
-    if let Ok(result) = &result {
-        let store = Some(&store);
-        (history.save(&args.jobs.suites, store, &cluster.cluster, &result.report)).await?;
+    // The broker first: stopping, it tells the runner's worker to exit too.
+    let stopped = match broker {
+        Some(broker) => broker.stop().await.map(drop),
+        None => Ok(()),
+    };
+    if let Some(worker) = own_worker
+        && let Err(e) = worker.stop().await
+    {
+        tracing::warn!("this runner's worker: {e}");
     }
-    if let Some(broker) = broker {
-        let stopped = broker.stop().await;
-        let result = result?;
-        stopped?;
-        return finish(result, &args.jobs);
-    }
-    finish(result?, &args.jobs)
+    let result = result?;
+    let saved = history
+        .save(
+            &args.jobs.suites,
+            Some(&store),
+            &cluster.cluster,
+            &result.report,
+        )
+        .await;
+    let code = finish(result, &args.jobs)?;
+    saved?;
+    stopped?;
+    Ok(code)
+}
+
+/// The CPUs of this machine (at least 1).
+fn cpus() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
 }
 
 /// Runs a manifest on a fresh cluster on this machine.
 pub async fn local(args: LocalArgs) -> Result<i32, Failure> {
     let manifest = load(&args.jobs)?;
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-    let slots = args.slots.unwrap_or_else(|| (cpus / args.workers).max(1));
+    let slots = args.slots.unwrap_or_else(|| (cpus() / args.workers).max(1));
     let cluster = ClusterArgs::local(args.poll_max, args.peer_timeout);
     let history = RunHistory::load(&args.jobs.suites, &manifest, &cluster.cluster).await?;
     let binary = std::env::current_exe().map_err(Failure::io(
@@ -173,13 +224,14 @@ pub async fn local(args: LocalArgs) -> Result<i32, Failure> {
             worker_wait: args.jobs.worker_wait,
             outputs_dir: args.jobs.outputs_dir.clone(),
             name: "local-runner".into(),
+            own_slots: 0,
             slots_hint: (args.workers * slots) as usize,
             timings: history.timings.clone(),
             rerun: history.rerun(args.jobs.suites.rerun),
         },
     };
     let mut progress = Progress::new(Mode::detect());
-    let result = local::run(&manifest, &cfg, &mut progress, shutdown_signal()).await;
+    let result = local::run(manifest, &cfg, &mut progress, shutdown_signal()).await;
     progress.end();
     let result = result?;
     // The local artifact service ends with the run: only the file keeps history.
@@ -208,29 +260,23 @@ fn load(args: &JobsArgs) -> Result<Manifest, Failure> {
     Ok(manifest)
 }
 
-/// Writes the reports, prints the summary line and picks the exit code.
+/// Writes every report it can, prints the summary line and picks the exit code; a report
+/// that cannot be written fails the command after the others and the summary.
 fn finish(result: RunResult, args: &JobsArgs) -> Result<i32, Failure> {
     let report = &result.report;
+    let mut failures = Vec::new();
     if let Some(path) = &args.report_json {
-        // A JSON value always serializes.
-        let json = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
-        write(path, &json)?;
+        let json = |out: &mut dyn std::io::Write| {
+            serde_json::to_writer_pretty(out, &report.json()).map_err(std::io::Error::from)
+        };
+        failures.extend(write(path, json).err());
     }
     if let Some(path) = &args.report_junit {
-        write(path, &report.to_junit())?;
+        let junit = report.to_junit();
+        failures.extend(write(path, |out| out.write_all(junit.as_bytes())).err());
     }
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
-        use std::io::Write;
-        let what = format!(
-            "cannot write the job summary {}",
-            Path::new(&path).display()
-        );
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|mut file| file.write_all(report.to_markdown().as_bytes()))
-            .map_err(Failure::io(what))?;
+        failures.extend(append_summary(Path::new(&path), &report.to_markdown()).err());
     }
     let s = report.summary();
     if !report.jobs.is_empty() || report.tests.is_empty() {
@@ -243,12 +289,6 @@ fn finish(result: RunResult, args: &JobsArgs) -> Result<i32, Failure> {
             s.errors,
             s.cancelled,
             report.wall_ms as f64 / 1000.0
-        );
-    }
-    if let RunEnd::NoWorkers { not_run } = result.end {
-        eprintln!(
-            "error: no worker joined the cluster within --worker-wait; {not_run} of {} job(s) did not run",
-            s.total
         );
     }
     let mut failing_tests = 0;
@@ -265,13 +305,56 @@ fn finish(result: RunResult, args: &JobsArgs) -> Result<i32, Failure> {
         }
         failing_tests = t.failing(args.suites.flaky());
     }
-    Ok(exit::run_ended(&result.end, &s, failing_tests))
+    match &result.end {
+        RunEnd::NoWorkers { not_run } => eprintln!(
+            "error: no worker joined the cluster within --worker-wait; {not_run} of {} job(s) did not run",
+            s.total
+        ),
+        RunEnd::BrokerLost { reason, not_run } => eprintln!(
+            "error: lost the broker: {reason}; {not_run} of {} job(s) did not finish",
+            s.total
+        ),
+        RunEnd::Completed | RunEnd::Cancelled => {}
+    }
+    let mut failures = failures.into_iter();
+    match failures.next() {
+        Some(first) => {
+            for other in failures {
+                eprintln!("error: {other}");
+            }
+            Err(first)
+        }
+        None => Ok(exit::run_ended(&result.end, &s, failing_tests)),
+    }
 }
 
-fn write(path: &Path, text: &str) -> Result<(), Failure> {
+/// Appends the markdown report to the job summary.
+fn append_summary(path: &Path, markdown: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    let what = format!("cannot write the job summary {}", path.display());
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut file| file.write_all(markdown.as_bytes()))
+        .map_err(Failure::io(what))
+}
+
+/// Writes a report file (and its directory) with `fill`, buffered.
+fn write(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> Result<(), Failure> {
+    use std::io::Write;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(Failure::io(format!("cannot create {}", dir.display())))?;
     }
-    std::fs::write(path, text).map_err(Failure::io(format!("cannot write {}", path.display())))
+    std::fs::File::create(path)
+        .and_then(|file| {
+            let mut out = std::io::BufWriter::new(file);
+            fill(&mut out)?;
+            out.flush()
+        })
+        .map_err(Failure::io(format!("cannot write {}", path.display())))
 }

@@ -1,10 +1,14 @@
-//! The runner's decisions, as a pure state machine: what to submit, what each broker message
-//! means for progress and the report, when to give up waiting for workers, how a cancel ends,
-//! what a failed outputs fetch does to a job's result, and the final report.
+//! The runner's decisions, as a pure state machine: what to submit and in which batches, what
+//! each broker message means for progress and the report, when to give up waiting for
+//! workers (or go on alone on the runner's own slots), how a cancel ends, what a lost broker
+//! leaves in the report, when a failed outputs fetch is tried again, and the final report.
 //!
 //! It does no I/O. Each event returns the [`Effect`]s the shell in `runner::session` carries
 //! out, as `broker::scheduler` does for the broker; time comes in as arguments, and the shell
 //! sleeps until [`Machine::deadline`].
+//!
+//! Memory: a job's spec is given away at submission; what stays is its compact report entry,
+//! and of a passed or cancelled job no captured output (no report shows it).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,12 +21,20 @@ use super::report::{JobReport, RunReport};
 use super::suites::SuiteRun;
 use crate::layer::Digest;
 use crate::proto::Submission;
-use crate::proto::{BrokerToRunner, JobIndex, JobOutcome, JobSpec, JobStatus, RunnerMsg};
+use crate::proto::{BrokerToRunner, JobIndex, JobOutcome, JobStatus, RunnerMsg};
 
-/// Jobs per `Submit` message.
+/// Most jobs per `Submit` message.
 const SUBMIT_BATCH: usize = 500;
+/// Most bytes of jobs per `Submit` message: well under the 64 MiB a stream message may have,
+/// so that a manifest of large jobs (a big `defaults.env` inherited by each) still travels.
+pub const SUBMIT_BATCH_BYTES: usize = 8 << 20;
 /// How long a cancelled run waits for workers to confirm their jobs were killed.
 pub const CANCEL_GRACE: Duration = Duration::from_secs(30);
+/// Fetches of one job's outputs layer before its outputs count as lost: a transient store
+/// failure is the infrastructure's, not the job's.
+pub const OUTPUTS_FETCH_TRIES: u32 = 4;
+/// The pause before the first repeated fetch; doubled for each further one.
+const OUTPUTS_FETCH_BACKOFF: Duration = Duration::from_secs(1);
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +45,14 @@ pub enum RunEnd {
     Cancelled,
     /// No worker was there for `worker_wait`; `not_run` jobs never ran.
     NoWorkers {
+        /// Jobs without an outcome.
+        not_run: usize,
+    },
+    /// The broker went away before every job had an outcome; the report keeps what had
+    /// finished, and the rest are errors with `reason`.
+    BrokerLost {
+        /// What happened to the broker.
+        reason: String,
         /// Jobs without an outcome.
         not_run: usize,
     },
@@ -59,7 +79,7 @@ pub enum Effect {
     /// Warn the user (on the terminal and in the CI log).
     Warn(String),
     /// Fetch the outputs layer of a job into the directory named `dir` under the outputs
-    /// directory, then report with [`Machine::outputs_fetched`].
+    /// directory, after waiting `after`, then report with [`Machine::outputs_fetched`].
     FetchOutputs {
         /// The job.
         index: JobIndex,
@@ -67,6 +87,8 @@ pub enum Effect {
         dir: String,
         /// The layer.
         layer: Digest,
+        /// How long to wait first (zero for the first fetch).
+        after: Duration,
         /// The directory of the layer holding this job's outputs (the whole layer: `None`).
         path: Option<String>,
     },
@@ -85,8 +107,6 @@ pub enum Effect {
     End(RunEnd),
     /// The broker refused this runner: the run fails.
     Refused(String),
-    /// The broker went away before the run was over: the run fails.
-    BrokerLost,
 }
 
 /// A timer the shell runs for the machine.
@@ -94,21 +114,39 @@ pub enum Effect {
 pub enum Timer {
     /// No worker has been connected for `worker_wait`.
     WorkerWait,
+    /// No worker but the runner's own joined within `worker_wait`.
+    Alone,
     /// Workers did not confirm a cancel within [`CANCEL_GRACE`].
     CancelGrace,
+}
+
+/// What the runner knows of one job.
+#[derive(Debug)]
+struct Entry {
+    /// Its report: a not-run skeleton until the broker reports its outcome.
+    report: JobReport,
+    /// Whether the broker reported its final outcome.
+    finished: bool,
+    /// Its outputs layer (and its directory in it) while it is being fetched, and the
+    /// fetches made.
+    fetching: Option<(Digest, Option<String>, u32)>,
 }
 
 /// The runner's state: every job of the manifest and what is known of it.
 #[derive(Debug)]
 pub struct Machine {
-    jobs: BTreeMap<JobIndex, JobSpec>,
-    outcomes: BTreeMap<JobIndex, JobOutcome>,
-    outputs: BTreeMap<JobIndex, Vec<String>>,
+    jobs: BTreeMap<JobIndex, Entry>,
+    /// The specs until [`Machine::submit`] gives them away.
+    unsent: Vec<Submission>,
     fetch_outputs: bool,
     stop_cluster: bool,
     worker_wait: Duration,
+    own_slots: u32,
     no_workers_since: Option<Instant>,
+    /// While only the runner's own worker may be there: since when.
+    alone_since: Option<Instant>,
     cancelled_at: Option<Instant>,
+    broker_lost: bool,
     ended: bool,
     suites: SuiteRun,
     /// Slots known before the broker says (`local` starts its workers itself), else 0.
@@ -126,20 +164,36 @@ pub struct Rules {
     pub fetch_outputs: bool,
     /// Stop the cluster when the run is over.
     pub stop_cluster: bool,
+    /// Slots of the worker inside this runner (0: none); with some, a run that no other
+    /// worker joins goes on alone.
+    pub own_slots: u32,
 }
 
 impl Machine {
     /// A run of `jobs` that starts at `now` (with no worker known yet).
     pub fn new(jobs: Vec<Submission>, rules: &Rules, now: Instant) -> Self {
+        let entries = jobs
+            .iter()
+            .map(|s| {
+                let entry = Entry {
+                    report: JobReport::cancelled(&s.spec),
+                    finished: false,
+                    fetching: None,
+                };
+                (s.index, entry)
+            })
+            .collect();
         Self {
-            jobs: jobs.into_iter().map(|s| (s.index, s.spec)).collect(),
-            outcomes: BTreeMap::new(),
-            outputs: BTreeMap::new(),
+            jobs: entries,
+            unsent: jobs,
             fetch_outputs: rules.fetch_outputs,
             stop_cluster: rules.stop_cluster,
             worker_wait: rules.worker_wait,
+            own_slots: rules.own_slots,
             no_workers_since: Some(now),
+            alone_since: (rules.own_slots > 0).then_some(now),
             cancelled_at: None,
+            broker_lost: false,
             ended: false,
             suites: SuiteRun::new(Vec::new(), Default::default(), 0),
             slots_hint: 0,
@@ -167,21 +221,14 @@ impl Machine {
 
     /// Jobs without a final outcome yet, and suite batches on their way.
     pub fn unfinished(&self) -> usize {
-        self.jobs.len() - self.outcomes.len() + self.suites.in_flight()
+        self.jobs.values().filter(|e| !e.finished).count() + self.suites.in_flight()
     }
 
-    /// The submission: every job in batches, the suites' first batches when the slots are
-    /// known, then the end of submission once the suites will submit nothing more.
+    /// The submission: every job in batches (see [`submit_all`]), the suites' first batches
+    /// when the slots are known, then the end of submission once the suites will submit
+    /// nothing more. The specs are given away: the machine keeps only the report entries.
     pub fn submit(&mut self) -> Vec<Effect> {
-        let all: Vec<Submission> = self
-            .jobs
-            .iter()
-            .map(|(&index, spec)| Submission {
-                index,
-                spec: spec.clone(),
-            })
-            .collect();
-        let mut fx = submit_all(all);
+        let mut fx = submit_all(std::mem::take(&mut self.unsent));
         if self.slots_hint > 0 {
             fx.extend(self.plan_suites(self.slots_hint));
         }
@@ -216,11 +263,7 @@ impl Machine {
         match msg {
             BrokerToRunner::Welcome { workers, slots }
             | BrokerToRunner::Workers { workers, slots } => {
-                self.no_workers_since = match workers {
-                    0 => self.no_workers_since.or(Some(now)),
-                    _ => None,
-                };
-                let mut fx = vec![Effect::Workers(workers)];
+                let mut fx = self.workers(workers, now);
                 if slots > 0 && !self.suites.is_planned() && self.cancelled_at.is_none() {
                     fx.extend(self.plan_suites(self.slots_hint.max(slots as usize)));
                     fx.extend(self.end_submission_when_done());
@@ -234,7 +277,7 @@ impl Machine {
             } => match self
                 .jobs
                 .get(&index)
-                .map(|spec| spec.name.as_str())
+                .map(|entry| entry.report.name.as_str())
                 .or_else(|| self.suites.name(index))
             {
                 Some(name) => vec![Effect::Started {
@@ -269,13 +312,18 @@ impl Machine {
         fx
     }
 
-    /// The broker's stream ended or failed.
-    pub fn broker_gone(&mut self) -> Vec<Effect> {
+    /// The broker's stream ended, failed or could not be written (`reason`): the run ends,
+    /// and the report keeps every outcome that had arrived.
+    pub fn broker_gone(&mut self, reason: &str) -> Vec<Effect> {
         if self.ended {
             return Vec::new();
         }
-        self.ended = true;
-        vec![Effect::BrokerLost]
+        self.broker_lost = true;
+        let not_run = self.unfinished();
+        self.end(RunEnd::BrokerLost {
+            reason: reason.to_string(),
+            not_run,
+        })
     }
 
     /// The next timer to run, if any.
@@ -283,10 +331,18 @@ impl Machine {
         if self.ended {
             return None;
         }
-        match (self.cancelled_at, self.no_workers_since) {
-            (Some(at), _) => Some((at + CANCEL_GRACE, Timer::CancelGrace)),
-            (None, Some(since)) => Some((since + self.worker_wait, Timer::WorkerWait)),
-            (None, None) => None,
+        if let Some(at) = self.cancelled_at {
+            return Some((at + CANCEL_GRACE, Timer::CancelGrace));
+        }
+        // A runner with slots of its own is a worker itself: it never gives up for want of
+        // workers, it says once that it goes on alone.
+        match self.own_slots {
+            0 => self
+                .no_workers_since
+                .map(|t| (t + self.worker_wait, Timer::WorkerWait)),
+            _ => self
+                .alone_since
+                .map(|t| (t + self.worker_wait, Timer::Alone)),
         }
     }
 
@@ -307,6 +363,16 @@ impl Machine {
                 fx.extend(self.end(RunEnd::NoWorkers { not_run }));
                 fx
             }
+            Timer::Alone => {
+                self.alone_since = None;
+                vec![Effect::Warn(format!(
+                    "no other worker joined within --worker-wait ({:?}): this runner goes on \
+                     alone on its {} slot(s) with {} job(s) left",
+                    self.worker_wait,
+                    self.own_slots,
+                    self.unfinished()
+                ))]
+            }
             Timer::CancelGrace => {
                 warn!("workers did not confirm the cancellation within {CANCEL_GRACE:?}");
                 self.end(RunEnd::Cancelled)
@@ -315,49 +381,68 @@ impl Machine {
     }
 
     /// The outputs of job `index` were brought back (their relative paths), or could not be:
-    /// then the job's result stands, but a passed job becomes an error, said loudly.
+    /// then the fetch is tried again, up to [`OUTPUTS_FETCH_TRIES`] fetches; after the last,
+    /// the job's result stands, but a passed job becomes an error, said loudly.
     pub fn outputs_fetched(
         &mut self,
         index: JobIndex,
         fetched: Result<Vec<String>, String>,
     ) -> Vec<Effect> {
+        let Some(entry) = self.jobs.get_mut(&index) else {
+            return Vec::new();
+        };
+        let Some((layer, path, tries)) = entry.fetching.take() else {
+            return Vec::new();
+        };
         let error = match fetched {
             Ok(files) => {
-                self.outputs.insert(index, files);
+                entry.report.outputs = files;
                 return Vec::new();
             }
             Err(e) => e,
         };
-        let name = self.jobs.get(&index).map_or("?", |s| s.name.as_str());
+        let name = &entry.report.name;
+        if tries < OUTPUTS_FETCH_TRIES && !self.broker_lost {
+            let after = OUTPUTS_FETCH_BACKOFF * 2u32.pow(tries - 1);
+            warn!(
+                "outputs of job '{name}' could not be brought back ({error}): again in {after:?}"
+            );
+            let dir = outputs_dir::dir_name(name);
+            entry.fetching = Some((layer.clone(), path.clone(), tries + 1));
+            return vec![Effect::FetchOutputs {
+                index,
+                dir,
+                layer,
+                path,
+                after,
+            }];
+        }
         let warning = format!("outputs of job '{name}' could not be brought back: {error}");
-        if let Some(o) = self.outcomes.get_mut(&index)
-            && o.status == JobStatus::Passed
-        {
-            o.status = JobStatus::Error;
-            o.error = Some(format!("outputs could not be brought back: {error}"));
+        if entry.report.status == JobStatus::Passed {
+            entry.report.status = JobStatus::Error;
+            entry.report.error = Some(format!("outputs could not be brought back: {error}"));
         }
         vec![Effect::Warn(warning)]
     }
 
-    /// What to send once the run is over, before the stream is closed.
+    /// What to send once the run is over, before the stream is closed (nothing to a lost
+    /// broker).
     pub fn closing(&self) -> Vec<Effect> {
-        match self.stop_cluster {
+        match self.stop_cluster && !self.broker_lost {
             true => vec![Effect::Send(RunnerMsg::StopCluster)],
             false => Vec::new(),
         }
     }
 
-    /// The report: every job in manifest order; a job without an outcome did not run.
-    pub fn report(&self, end: &RunEnd, wall_ms: u64) -> RunReport {
+    /// The report: every job in manifest order; a job without an outcome did not run. The
+    /// entries become the report (no copy).
+    pub fn into_report(self, end: &RunEnd, wall_ms: u64) -> RunReport {
         let jobs = self
             .jobs
-            .iter()
-            .map(|(index, spec)| match self.outcomes.get(index) {
-                Some(o) => {
-                    let outputs = self.outputs.get(index).cloned().unwrap_or_default();
-                    JobReport::finished(spec, o, outputs)
-                }
-                None => not_run_report(spec, end),
+            .into_values()
+            .map(|entry| match entry.finished {
+                true => entry.report,
+                false => not_run_report(entry.report, end),
             })
             .collect();
         RunReport {
@@ -367,7 +452,20 @@ impl Machine {
         }
     }
 
-    fn finished(&mut self, index: JobIndex, outcome: JobOutcome) -> Vec<Effect> {
+    /// The number of workers changed.
+    fn workers(&mut self, workers: u32, now: Instant) -> Vec<Effect> {
+        self.no_workers_since = match workers {
+            0 => self.no_workers_since.or(Some(now)),
+            _ => None,
+        };
+        // Another worker beside the runner's own: the run is not alone (and never says so).
+        if workers > u32::from(self.own_slots > 0) {
+            self.alone_since = None;
+        }
+        vec![Effect::Workers(workers)]
+    }
+
+    fn finished(&mut self, index: JobIndex, mut outcome: JobOutcome) -> Vec<Effect> {
         if self.suites.owns(index) {
             let mut fx = Vec::new();
             let name = self.suites.name(index).unwrap_or("?");
@@ -388,21 +486,29 @@ impl Machine {
             });
             return fx;
         }
-        let Some(spec) = self.jobs.get(&index) else {
+        let Some(entry) = self.jobs.get_mut(&index) else {
             return Vec::new();
         };
         let mut fx = Vec::new();
-        if let (true, Some(layer)) = (self.fetch_outputs, outcome.outputs_layer.clone()) {
+        if let (true, Some(layer)) = (self.fetch_outputs, outcome.outputs_layer.take()) {
+            let path = outcome.outputs_path.take();
+            entry.fetching = Some((layer.clone(), path.clone(), 1));
             fx.push(Effect::FetchOutputs {
                 index,
-                dir: outputs_dir::dir_name(&spec.name),
+                dir: outputs_dir::dir_name(&entry.report.name),
                 layer,
-                path: outcome.outputs_path.clone(),
+                path,
+                after: Duration::ZERO,
             });
         }
-        let report = JobReport::finished(spec, &outcome, Vec::new());
-        fx.push(Effect::Finished(Box::new(report)));
-        self.outcomes.insert(index, outcome);
+        let mut report = finished_report(&entry.report, outcome);
+        fx.push(Effect::Finished(Box::new(report.clone())));
+        // No report shows what a passed or cancelled job printed: it is not kept.
+        if matches!(report.status, JobStatus::Passed | JobStatus::Cancelled) {
+            report.output = String::new();
+        }
+        entry.report = report;
+        entry.finished = true;
         fx
     }
 
@@ -412,30 +518,62 @@ impl Machine {
     }
 }
 
-/// `Submit` messages for `jobs`, in batches.
+/// `Submit` messages for `jobs`, in batches of at most [`SUBMIT_BATCH`] jobs and
+/// [`SUBMIT_BATCH_BYTES`] bytes (a job larger than that travels alone).
 fn submit_all(jobs: Vec<Submission>) -> Vec<Effect> {
-    jobs.chunks(SUBMIT_BATCH)
-        .map(|batch| {
-            Effect::Send(RunnerMsg::Submit {
-                jobs: batch.to_vec(),
-            })
-        })
-        .collect()
+    let mut fx = Vec::new();
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    for job in jobs {
+        let size = serde_json::to_vec(&job).map_or(0, |v| v.len());
+        if !batch.is_empty() && (batch.len() == SUBMIT_BATCH || bytes + size > SUBMIT_BATCH_BYTES) {
+            let jobs = std::mem::take(&mut batch);
+            fx.push(Effect::Send(RunnerMsg::Submit { jobs }));
+            bytes = 0;
+        }
+        bytes += size;
+        batch.push(job);
+    }
+    if !batch.is_empty() {
+        fx.push(Effect::Send(RunnerMsg::Submit { jobs: batch }));
+    }
+    fx
+}
+
+/// The report of a job from its not-run skeleton and its final outcome.
+fn finished_report(skeleton: &JobReport, outcome: JobOutcome) -> JobReport {
+    JobReport {
+        name: skeleton.name.clone(),
+        status: outcome.status,
+        exit_code: outcome.exit_code,
+        attempts: outcome.attempt,
+        max_attempts: skeleton.max_attempts,
+        duration_ms: outcome.duration_ms,
+        timeout_ms: skeleton.timeout_ms,
+        worker: outcome.worker,
+        outputs: Vec::new(),
+        output: outcome.output,
+        error: outcome.error,
+    }
 }
 
 /// The report of a job that never got an outcome from the broker.
-fn not_run_report(spec: &JobSpec, end: &RunEnd) -> JobReport {
-    let mut report = JobReport::cancelled(spec);
-    if let RunEnd::NoWorkers { .. } = end {
-        report.status = JobStatus::Error;
-        report.error = Some("not run: no worker was available".into());
-    }
+fn not_run_report(skeleton: JobReport, end: &RunEnd) -> JobReport {
+    let mut report = skeleton;
+    let why = match end {
+        RunEnd::NoWorkers { .. } => "not run: no worker was available".to_string(),
+        RunEnd::BrokerLost { reason, .. } => format!("not finished: lost the broker: {reason}"),
+        RunEnd::Completed | RunEnd::Cancelled => return report,
+    };
+    report.status = JobStatus::Error;
+    report.error = Some(why);
     report
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::JobSpec;
 
     const WAIT: Duration = Duration::from_secs(60);
 
@@ -464,6 +602,7 @@ mod tests {
             worker_wait: WAIT,
             fetch_outputs: true,
             stop_cluster: false,
+            own_slots: 0,
         };
         Machine::new(jobs(n), &rules, now)
     }
@@ -539,7 +678,7 @@ mod tests {
             m.message(BrokerToRunner::AllDone, now),
             [Effect::End(RunEnd::Completed)]
         );
-        let report = m.report(&RunEnd::Completed, 9);
+        let report = m.into_report(&RunEnd::Completed, 9);
         assert_eq!(report.jobs.len(), 1);
         assert_eq!(
             (report.jobs[0].attempts, report.jobs[0].max_attempts),
@@ -583,7 +722,7 @@ mod tests {
                 Effect::End(RunEnd::NoWorkers { not_run: 2 })
             ]
         );
-        let report = m.report(&RunEnd::NoWorkers { not_run: 2 }, 0);
+        let report = m.into_report(&RunEnd::NoWorkers { not_run: 2 }, 0);
         let statuses: Vec<JobStatus> = report.jobs.iter().map(|j| j.status).collect();
         assert_eq!(
             statuses,
@@ -612,7 +751,7 @@ mod tests {
             m.message(BrokerToRunner::AllDone, now),
             [Effect::End(RunEnd::Cancelled)]
         );
-        let report = m.report(&RunEnd::Cancelled, 0);
+        let report = m.into_report(&RunEnd::Cancelled, 0);
         assert_eq!(report.jobs[0].status, JobStatus::Cancelled, "never ran");
         assert_eq!(report.jobs[0].attempts, 0);
         assert_eq!(
@@ -635,14 +774,28 @@ mod tests {
     }
 
     #[test]
-    fn a_broker_gone_before_the_end_loses_the_run() {
+    fn a_broker_gone_before_the_end_reports_what_finished_and_the_rest_as_errors() {
         let now = Instant::now();
         let mut m = machine(2, now);
         m.message(finished(0, outcome(1, JobStatus::Passed, None)), now);
-        assert_eq!(m.broker_gone(), [Effect::BrokerLost]);
-        assert_eq!(m.unfinished(), 1);
+        let lost = RunEnd::BrokerLost {
+            reason: "it stopped answering".into(),
+            not_run: 1,
+        };
+        assert_eq!(
+            m.broker_gone("it stopped answering"),
+            [Effect::End(lost.clone())]
+        );
         assert_eq!(m.deadline(), None, "no timer outlives the broker");
         assert!(m.timer(Timer::WorkerWait).is_empty());
+        assert!(m.closing().is_empty(), "nothing is sent to a lost broker");
+        let report = m.into_report(&lost, 0);
+        assert_eq!(report.jobs[0].status, JobStatus::Passed);
+        assert_eq!(report.jobs[1].status, JobStatus::Error);
+        assert_eq!(
+            report.jobs[1].error.as_deref(),
+            Some("not finished: lost the broker: it stopped answering")
+        );
     }
 
     #[test]
@@ -650,7 +803,7 @@ mod tests {
         let now = Instant::now();
         let mut m = machine(0, now);
         m.message(BrokerToRunner::AllDone, now);
-        assert!(m.broker_gone().is_empty());
+        assert!(m.broker_gone("closed").is_empty());
     }
 
     #[test]
@@ -677,6 +830,7 @@ mod tests {
                 dir: outputs_dir::dir_name("job 0"),
                 layer: Digest("ab".into()),
                 path: None,
+                after: Duration::ZERO,
             }
         );
         assert!(matches!(&fx[1], Effect::Finished(r) if r.status == JobStatus::Failed));
@@ -684,7 +838,7 @@ mod tests {
             m.outputs_fetched(JobIndex(0), Ok(vec!["out/a".into()]))
                 .is_empty()
         );
-        let report = m.report(&RunEnd::Completed, 0);
+        let report = m.into_report(&RunEnd::Completed, 0);
         assert_eq!(report.jobs[0].outputs, ["out/a"]);
         assert_eq!(report.jobs[0].status, JobStatus::Failed);
     }
@@ -696,6 +850,7 @@ mod tests {
             worker_wait: WAIT,
             fetch_outputs: false,
             stop_cluster: false,
+            own_slots: 0,
         };
         let mut m = Machine::new(jobs(2), &rules, now);
         let fx = m.message(finished(0, outcome(1, JobStatus::Passed, Some("ab"))), now);
@@ -705,21 +860,62 @@ mod tests {
         assert!(!fx.iter().any(|e| matches!(e, Effect::FetchOutputs { .. })));
     }
 
+    /// Fails every fetch of job `index`'s outputs until the machine gives up.
+    fn fail_every_fetch(m: &mut Machine, index: u64) -> Vec<Effect> {
+        for _ in 1..OUTPUTS_FETCH_TRIES {
+            let fx = m.outputs_fetched(JobIndex(index), Err("gone".into()));
+            assert!(matches!(fx[..], [Effect::FetchOutputs { .. }]), "{fx:?}");
+        }
+        m.outputs_fetched(JobIndex(index), Err("gone".into()))
+    }
+
+    #[test]
+    fn a_failed_outputs_fetch_is_tried_again_with_growing_pauses() {
+        let now = Instant::now();
+        let mut m = machine(1, now);
+        m.message(finished(0, outcome(1, JobStatus::Passed, Some("aa"))), now);
+        let pauses: Vec<Duration> = (1..OUTPUTS_FETCH_TRIES)
+            .map(
+                |_| match &m.outputs_fetched(JobIndex(0), Err("503".into()))[..] {
+                    [Effect::FetchOutputs { after, layer, .. }] => {
+                        assert_eq!(layer, &Digest("aa".into()));
+                        *after
+                    }
+                    other => panic!("unexpected {other:?}"),
+                },
+            )
+            .collect();
+        assert_eq!(pauses, [1, 2, 4].map(Duration::from_secs));
+        m.outputs_fetched(JobIndex(0), Ok(vec!["out/a".into()]));
+        let report = m.into_report(&RunEnd::Completed, 0);
+        assert_eq!(
+            report.jobs[0].status,
+            JobStatus::Passed,
+            "the store's fault"
+        );
+        assert_eq!(report.jobs[0].outputs, ["out/a"]);
+    }
+
     #[test]
     fn outputs_that_cannot_be_brought_back_turn_a_pass_into_an_error() {
         let now = Instant::now();
         let mut m = machine(2, now);
         m.message(finished(0, outcome(1, JobStatus::Passed, Some("aa"))), now);
         m.message(finished(1, outcome(1, JobStatus::Failed, Some("bb"))), now);
-        let fx = m.outputs_fetched(JobIndex(0), Err("gone".into()));
+        let fx = fail_every_fetch(&mut m, 0);
         assert_eq!(
             fx,
             [Effect::Warn(
                 "outputs of job 'job 0' could not be brought back: gone".into()
             )]
         );
-        m.outputs_fetched(JobIndex(1), Err("gone".into()));
-        let report = m.report(&RunEnd::Completed, 0);
+        fail_every_fetch(&mut m, 1);
+        assert!(
+            m.outputs_fetched(JobIndex(0), Err("late".into()))
+                .is_empty(),
+            "no fetch is outstanding"
+        );
+        let report = m.into_report(&RunEnd::Completed, 0);
         assert_eq!(report.jobs[0].status, JobStatus::Error);
         assert_eq!(
             report.jobs[0].error.as_deref(),
@@ -733,6 +929,108 @@ mod tests {
     }
 
     #[test]
+    fn large_jobs_are_submitted_in_batches_under_the_byte_limit() {
+        let now = Instant::now();
+        let big = "x".repeat(140 << 10);
+        let mut all = jobs(500);
+        for job in &mut all {
+            job.spec.env.insert("BIG".into(), big.clone());
+        }
+        let mut m = Machine::new(all, &rules(0), now);
+        let fx = m.submit();
+        let mut indices = Vec::new();
+        for effect in &fx[..fx.len() - 1] {
+            let Effect::Send(msg @ RunnerMsg::Submit { jobs }) = effect else {
+                panic!("a batch: {effect:?}");
+            };
+            let bytes = serde_json::to_vec(msg).unwrap().len();
+            assert!(bytes <= SUBMIT_BATCH_BYTES + 4096, "{bytes} bytes");
+            indices.extend(jobs.iter().map(|j| j.index.0));
+        }
+        assert!(fx.len() > 9, "500 × 140 KB needs several batches");
+        assert_eq!(
+            indices,
+            (0..500).collect::<Vec<_>>(),
+            "every job once, in order"
+        );
+    }
+
+    #[test]
+    fn a_passed_job_s_output_is_shown_but_not_kept() {
+        let now = Instant::now();
+        let mut m = machine(2, now);
+        let mut pass = outcome(1, JobStatus::Passed, None);
+        pass.output = "ok\n".into();
+        let mut fail = outcome(1, JobStatus::Failed, None);
+        fail.output = "boom\n".into();
+        let fx = m.message(finished(0, pass), now);
+        assert!(matches!(&fx[..], [Effect::Finished(r)] if r.output == "ok\n"));
+        m.message(finished(1, fail), now);
+        let report = m.into_report(&RunEnd::Completed, 0);
+        assert_eq!(report.jobs[0].output, "");
+        assert_eq!(
+            report.jobs[1].output, "boom\n",
+            "a failure keeps its output"
+        );
+    }
+
+    fn rules(own_slots: u32) -> Rules {
+        Rules {
+            worker_wait: WAIT,
+            fetch_outputs: false,
+            stop_cluster: false,
+            own_slots,
+        }
+    }
+
+    #[test]
+    fn a_runner_with_slots_and_no_other_worker_goes_on_alone_and_says_so() {
+        let start = Instant::now();
+        let mut m = Machine::new(jobs(2), &rules(2), start);
+        m.message(workers(1), start);
+        assert_eq!(m.deadline(), Some((start + WAIT, Timer::Alone)));
+        let fx = m.timer(Timer::Alone);
+        assert!(
+            matches!(&fx[..], [Effect::Warn(w)] if w.contains("goes on alone on its 2 slot(s)")),
+            "{fx:?}"
+        );
+        assert_eq!(m.deadline(), None, "said once, and the run goes on");
+        m.message(finished(0, outcome(1, JobStatus::Passed, None)), start);
+        m.message(finished(1, outcome(1, JobStatus::Passed, None)), start);
+        assert_eq!(
+            m.message(BrokerToRunner::AllDone, start),
+            [Effect::End(RunEnd::Completed)]
+        );
+    }
+
+    #[test]
+    fn a_runner_with_slots_never_gives_up_for_want_of_workers() {
+        let start = Instant::now();
+        let mut m = Machine::new(jobs(1), &rules(1), start);
+        m.message(workers(0), start);
+        assert_eq!(m.deadline(), Some((start + WAIT, Timer::Alone)));
+        m.timer(Timer::Alone);
+        assert_eq!(m.deadline(), None, "its own worker may still be joining");
+    }
+
+    #[test]
+    fn a_runner_with_slots_joined_by_another_worker_never_says_it_is_alone() {
+        let start = Instant::now();
+        let mut m = Machine::new(jobs(1), &rules(2), start);
+        m.message(workers(2), start);
+        assert_eq!(m.deadline(), None);
+    }
+
+    #[test]
+    fn a_runner_without_slots_and_without_workers_still_gives_up() {
+        let start = Instant::now();
+        let mut m = Machine::new(jobs(1), &rules(0), start);
+        assert_eq!(m.deadline(), Some((start + WAIT, Timer::WorkerWait)));
+        m.message(workers(1), start);
+        assert_eq!(m.deadline(), None, "one worker is another worker");
+    }
+
+    #[test]
     fn the_cluster_is_stopped_at_the_end_only_when_asked() {
         let now = Instant::now();
         assert!(machine(1, now).closing().is_empty());
@@ -740,6 +1038,7 @@ mod tests {
             worker_wait: WAIT,
             fetch_outputs: false,
             stop_cluster: true,
+            own_slots: 0,
         };
         let m = Machine::new(jobs(1), &rules, now);
         assert_eq!(m.closing(), [Effect::Send(RunnerMsg::StopCluster)]);
@@ -756,6 +1055,7 @@ mod tests {
             worker_wait: WAIT,
             fetch_outputs: false,
             stop_cluster: false,
+            own_slots: 0,
         };
         Machine::new(Vec::new(), &rules, now).with_suites(suites, 0)
     }
@@ -802,7 +1102,7 @@ mod tests {
             m.report_fetched(batches[0], Some(report)),
             [Effect::Send(RunnerMsg::EndOfSubmission)]
         );
-        let report = m.report(&RunEnd::Completed, 1);
+        let report = m.into_report(&RunEnd::Completed, 1);
         assert_eq!(report.jobs.len(), 0, "batches are not jobs");
         assert_eq!(report.tests.len(), 2);
     }

@@ -51,6 +51,9 @@ pub struct RunConfig {
     pub outputs_dir: Option<PathBuf>,
     /// This runner's name in the broker's logs.
     pub name: String,
+    /// Slots of the worker running inside this process beside the run (0: none): with some,
+    /// a run that no other worker joins goes on alone instead of giving up.
+    pub own_slots: u32,
     /// The cluster's slots when known before the broker tells (`local`), else 0: suites are
     /// planned for them.
     pub slots_hint: usize,
@@ -104,9 +107,6 @@ pub enum RunError {
     /// The broker stopped answering, or sent something that is not a message for runners.
     #[error("lost the broker: {0}")]
     BrokerLost(#[source] LinkError),
-    /// The broker closed its stream before the run was over.
-    #[error("lost the broker: it closed the stream before all jobs finished")]
-    BrokerClosed,
     /// Sending to the broker failed.
     #[error(transparent)]
     Stream(#[from] StreamError),
@@ -133,12 +133,11 @@ pub enum RunError {
     },
 }
 
-/// Runs `manifest` on the cluster; `cancel` completing cancels the run (SIGINT/SIGTERM).
-// Until the issue-8 shape lands.
-#[allow(clippy::too_many_lines)]
+/// Runs `manifest` on the cluster; `cancel` completing cancels the run (SIGINT/SIGTERM). The
+/// manifest is given away: once its layers are published, its jobs become the submission.
 pub async fn run(
     store: ArtifactStore,
-    manifest: &Manifest,
+    manifest: Manifest,
     cfg: &RunConfig,
     progress: &mut Progress,
     cancel: impl Future<Output = ()>,
@@ -146,13 +145,13 @@ pub async fn run(
     let started = Instant::now();
     // What listing builds (a nextest archive, go test binaries) lives until the run returns.
     let builds = scratch_dir("cluster-action-suites-")?;
-    let mut listings = list_suites(manifest, builds.path()).await?;
+    let mut listings = list_suites(&manifest, builds.path()).await?;
     if let Some((previous, mode)) = &cfg.rerun {
         let selection = rerun(&mut listings, previous, *mode);
         progress.warn(&selection.to_string());
     }
     let layer_seal = cfg.stream.seal.as_ref().map(ClusterKeys::layers);
-    let digests = publish_layers(&store, layer_seal.as_ref(), manifest).await?;
+    let digests = publish_layers(&store, layer_seal.as_ref(), &manifest).await?;
     let jobs = submissions(manifest, &digests);
     let suites = ship_suites(&store, layer_seal.as_ref(), listings, &digests).await?;
     // The scratch directory (and the cache in it) is removed when the run returns.
@@ -170,6 +169,7 @@ pub async fn run(
         worker_wait: cfg.worker_wait,
         fetch_outputs: outputs.is_some(),
         stop_cluster: cfg.stop_cluster,
+        own_slots: cfg.own_slots,
     };
     let machine =
         Machine::new(jobs, &rules, tokio::time::Instant::now()).with_suites(suites, cfg.slots_hint);
@@ -199,10 +199,10 @@ pub async fn run(
 }
 
 /// The manifest's jobs as submitted: indexed in manifest order, with their layers' digests.
-fn submissions(manifest: &Manifest, digests: &BTreeMap<String, Digest>) -> Vec<Submission> {
+fn submissions(manifest: Manifest, digests: &BTreeMap<String, Digest>) -> Vec<Submission> {
     manifest
         .jobs
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(i, job)| {
             let layers: Vec<Digest> = job
@@ -210,7 +210,7 @@ fn submissions(manifest: &Manifest, digests: &BTreeMap<String, Digest>) -> Vec<S
                 .iter()
                 .filter_map(|l| digests.get(l).cloned())
                 .collect();
-            job.to_spec(JobIndex(i as u64), &layers)
+            job.into_spec(JobIndex(i as u64), &layers)
         })
         .collect()
 }
@@ -241,12 +241,10 @@ impl Shell<'_> {
             let effects = tokio::select! {
                 msg = self.link.recv() => match msg {
                     Ok(Some(msg)) => self.machine.message(msg, tokio::time::Instant::now()),
-                    Ok(None) => self.machine.broker_gone(),
-                    Err(e) => {
-                        // The machine's verdict is the same; the error keeps the cause.
-                        self.machine.broker_gone();
-                        return Err(RunError::BrokerLost(e));
-                    }
+                    Ok(None) => self
+                        .machine
+                        .broker_gone("it closed the stream before all jobs finished"),
+                    Err(e) => self.machine.broker_gone(&e.to_string()),
                 },
                 () = &mut cancel, if !cancelled => {
                     cancelled = true;
@@ -274,7 +272,21 @@ impl Shell<'_> {
         let mut end = None;
         for effect in effects {
             match effect {
-                Effect::Send(msg) => self.link.send(&msg).await?,
+                Effect::Send(msg) => {
+                    if let Err(e) = self.link.send(&msg).await {
+                        let reason = format!("cannot send to it: {e}");
+                        let gone = self.machine.broker_gone(&reason);
+                        end = gone.into_iter().find_map(|fx| match fx {
+                            Effect::End(e) => Some(e),
+                            _ => None,
+                        });
+                        // A message after the end (the closing `StopCluster`) is not the run's.
+                        if end.is_none() {
+                            warn!("the broker did not get {msg:?}: {e}");
+                        }
+                        break;
+                    }
+                }
                 Effect::Workers(n) => self.progress.workers(n),
                 Effect::Started {
                     name,
@@ -288,26 +300,35 @@ impl Shell<'_> {
                     dir,
                     layer,
                     path,
-                } => self.fetch(index, &dir, layer, path),
+                    after,
+                } => self.fetch(index, &dir, layer, path, after),
                 Effect::FetchReport { index, layer, path } => {
                     self.fetch_report(index, layer, path);
                 }
                 Effect::End(e) => end = Some(e),
                 Effect::Refused(reason) => return Err(RunError::Refused(reason)),
-                Effect::BrokerLost => return Err(RunError::BrokerClosed),
             }
         }
         Ok(end)
     }
 
-    /// Starts fetching (the directory `path` of) an outputs layer into the outputs directory.
-    fn fetch(&mut self, index: JobIndex, dir: &str, layer: Digest, path: Option<String>) {
+    /// Starts fetching (the directory `path` of) an outputs layer into the outputs directory,
+    /// after `after`.
+    fn fetch(
+        &mut self,
+        index: JobIndex,
+        dir: &str,
+        layer: Digest,
+        path: Option<String>,
+        after: Duration,
+    ) {
         let Some(outputs) = &self.outputs else {
             return;
         };
         let (store, cache) = (self.store.clone(), outputs.cache.clone());
         let dest = outputs.dir.join(dir);
         self.fetches.spawn(async move {
+            tokio::time::sleep(after).await;
             let sub = PathBuf::from(path.unwrap_or_default());
             (
                 index,
@@ -367,7 +388,7 @@ impl Shell<'_> {
         }
         Ok(self
             .machine
-            .report(end, started.elapsed().as_millis() as u64))
+            .into_report(end, started.elapsed().as_millis() as u64))
     }
 }
 

@@ -1,7 +1,7 @@
 //! One attempt of one job on this worker: layers → job directory → process → outputs (found
 //! by `layer::select`, which never follows a symlink and is bounded by the job's timeout).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use super::Shared;
 use super::exec;
-use super::machine::{Assignment, not_run};
+use super::machine::{Assignment, not_run, outputs_retry};
 use crate::layer::{self, Digest};
 use crate::proto::{JobOutcome, JobSpec, JobStatus};
 
@@ -199,12 +199,36 @@ async fn publish_outputs(
     if found.paths.is_empty() {
         return Ok(None);
     }
-    let published = shared
-        .outputs
-        .publish(dir, found.paths)
+    let published = publish_retried(shared, spec, dir, found.paths)
         .await
         .map_err(error)?;
     Ok(Some(published))
+}
+
+/// Publishes the outputs found, tried again after a failure as [`outputs_retry`] says: the
+/// job ran, so a store failure now is the infrastructure's, not one of the job's attempts.
+async fn publish_retried(
+    shared: &Shared,
+    spec: &JobSpec,
+    dir: &Path,
+    paths: Vec<PathBuf>,
+) -> Result<(Digest, String), String> {
+    let mut failed = 0;
+    loop {
+        let error = match shared.outputs.publish(dir, paths.clone()).await {
+            Ok(published) => return Ok(published),
+            Err(e) => e,
+        };
+        failed += 1;
+        let Some(pause) = outputs_retry(failed) else {
+            return Err(error);
+        };
+        tracing::warn!(
+            job = %spec.name,
+            "publishing the outputs failed ({error}): again in {pause:?}"
+        );
+        tokio::time::sleep(pause).await;
+    }
 }
 
 /// The least time finding outputs gets, even when the job used up its timeout: a timed-out

@@ -112,6 +112,8 @@ pub struct Machine {
     /// Running attempts: job id → attempt number.
     running: BTreeMap<JobId, u32>,
     lease: Lease,
+    /// The broker is gone: nothing starts.
+    broker_lost: bool,
 }
 
 impl Machine {
@@ -130,6 +132,7 @@ impl Machine {
                 valid: Duration::ZERO,
                 warned: false,
             },
+            broker_lost: false,
         }
     }
 
@@ -142,7 +145,7 @@ impl Machine {
     pub fn message(&mut self, msg: BrokerToWorker, now: Instant) -> Vec<Effect> {
         match msg {
             BrokerToWorker::Welcome => Vec::new(),
-            BrokerToWorker::Assign { id, job, attempt } => {
+            BrokerToWorker::Assign { id, job, attempt } if !self.broker_lost => {
                 self.queue.push_back(Assignment { id, attempt, job });
                 self.fill(now)
             }
@@ -151,6 +154,7 @@ impl Machine {
                 self.fill(now)
             }
             BrokerToWorker::TakeBack { jobs } => self.take_back(&jobs),
+            BrokerToWorker::Assign { .. } => Vec::new(),
             BrokerToWorker::Cancel { id } => self.cancel(id),
             BrokerToWorker::Exit => vec![Effect::End(Ending::Exited)],
             BrokerToWorker::Refused { reason } => vec![Effect::End(Ending::Refused(reason))],
@@ -160,6 +164,16 @@ impl Machine {
     /// SIGINT or SIGTERM arrived.
     pub fn interrupted(&mut self) -> Vec<Effect> {
         vec![Effect::End(Ending::Interrupted)]
+    }
+
+    /// The broker is gone (its stream ended or failed): no attempt it gave starts any more,
+    /// since nobody would take its result and the broker, if it comes back, gives them to
+    /// others. Returns the prefetched attempts dropped.
+    pub fn broker_gone(&mut self) -> usize {
+        self.broker_lost = true;
+        let dropped = self.queue.len();
+        self.queue.clear();
+        dropped
     }
 
     /// A running attempt ended with `outcome` at `now`: report it and use the slot.
@@ -261,6 +275,18 @@ impl Machine {
             fx.push(Effect::Send(self.lease.ask(now)));
         }
     }
+}
+
+/// Publishes of one attempt's outputs layer before the outputs count as lost: a transient
+/// store failure after the job ran is the infrastructure's, retried here as the outputs step
+/// alone, and never costs the job one of its `retries`.
+pub const OUTPUTS_PUBLISH_TRIES: u32 = 4;
+
+/// After `failed` failed publishes of an attempt's outputs: the pause before the next one
+/// (1 s, doubled each time), or `None` when the outputs are lost.
+pub fn outputs_retry(failed: u32) -> Option<std::time::Duration> {
+    (failed < OUTPUTS_PUBLISH_TRIES)
+        .then(|| std::time::Duration::from_secs(1) * 2u32.pow(failed.saturating_sub(1)))
 }
 
 /// The outcome of an attempt that did not run (cancelled while queued, or could not start).
@@ -454,6 +480,26 @@ mod tests {
         let fx = w.attempt_failed(JobId(0), "panicked", at(1));
         assert_eq!(finished(&fx), [(0, JobStatus::Error)]);
         assert_eq!(w.running(), 0);
+    }
+
+    #[test]
+    fn a_lost_broker_s_prefetched_attempts_never_start() {
+        let mut w = leased("w", 1);
+        for id in 0..3 {
+            w.message(assign(id, 1), at(1));
+        }
+        assert_eq!(w.broker_gone(), 2, "two were waiting for the slot");
+        let fx = w.attempt_ended(JobId(0), passed(1), at(1));
+        assert!(started(&fx).is_empty(), "{fx:?}");
+        assert!(started(&w.message(assign(7, 1), at(1))).is_empty());
+    }
+
+    #[test]
+    fn a_failed_outputs_publish_is_retried_with_growing_pauses_then_given_up() {
+        let secs: Vec<Option<u64>> = (1..=OUTPUTS_PUBLISH_TRIES)
+            .map(|failed| outputs_retry(failed).map(|d| d.as_secs()))
+            .collect();
+        assert_eq!(secs, [Some(1), Some(2), Some(4), None]);
     }
 
     #[test]

@@ -98,9 +98,38 @@ pub enum WorkerEnd {
     Interrupted,
 }
 
+/// A worker inside another process (`run --slots`): it joins the cluster like any other
+/// worker (its own link, cache, process groups and reports) and leaves when stopped.
+pub struct InProcessWorker {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<WorkerEnd, WorkerError>>,
+}
+
+impl InProcessWorker {
+    /// Starts a worker task.
+    pub fn start(store: ArtifactStore, cfg: WorkerConfig) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run(store, cfg, async {
+            let _ = stopped.await;
+        }));
+        Self { stop, task }
+    }
+
+    /// Stops the worker if it still runs (it kills what it runs and leaves the cluster, whose
+    /// broker gives that work to others) and waits until it has.
+    pub async fn stop(self) -> Result<WorkerEnd, WorkerError> {
+        let _ = self.stop.send(());
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) => {
+                warn!("the in-process worker's task failed: {e}");
+                Ok(WorkerEnd::Interrupted)
+            }
+        }
+    }
+}
+
 /// Runs a worker until the broker tells it to exit, `shutdown` completes, or it fails.
-// Until the issue-8 shape lands.
-#[allow(clippy::too_many_lines)]
 pub async fn run(
     store: ArtifactStore,
     cfg: WorkerConfig,
@@ -187,8 +216,14 @@ impl Shell {
             let effects = tokio::select! {
                 msg = self.link.recv() => match msg {
                     Ok(Some(msg)) => self.machine.message(msg, std::time::Instant::now()),
-                    Ok(None) => return Err(WorkerError::BrokerClosed),
-                    Err(e) => return Err(WorkerError::BrokerLost(e)),
+                    Ok(None) => {
+                        self.broker_gone();
+                        return Err(WorkerError::BrokerClosed);
+                    }
+                    Err(e) => {
+                        self.broker_gone();
+                        return Err(WorkerError::BrokerLost(e));
+                    }
                 },
                 Some(done) = self.running.join_next_with_id(), if !self.running.is_empty() => {
                     self.attempt_done(done)
@@ -213,6 +248,14 @@ impl Shell {
                     Some(Ending::Refused(reason)) => return Err(WorkerError::Refused(reason)),
                 }
             }
+        }
+    }
+
+    /// The broker is gone: nothing it gave this worker starts any more.
+    fn broker_gone(&mut self) {
+        let dropped = self.machine.broker_gone();
+        if dropped > 0 {
+            warn!("the broker is gone: {dropped} prefetched job(s) will not start here");
         }
     }
 
@@ -290,7 +333,8 @@ impl Shell {
                     .await
                     .unwrap_or(false) =>
             {
-                warn!("the cluster was stopped ({e}): exiting");
+                // The broker said so in its listener: an ordinary end, not a warning.
+                info!("the cluster was stopped ({e}): exiting");
                 Ok(WorkerEnd::Exited)
             }
             other => other,

@@ -1,8 +1,10 @@
 """Checks what a cluster run of tests/act/spread/cluster.yml left for the act tests:
 every job of the manifest passed exactly once, the work was spread over more than one worker,
-and each job's outputs came back naming the job and the worker the report names.
+and each job's outputs came back naming the job and the worker the report names. With
+--runner-works, the runner ran jobs too (its own worker, named `<runner>-runner`: auto's
+instance 0 with slots).
 
-    python3 check_spread.py MANIFEST REPORT_JSON OUTPUTS_DIR
+    python3 check_spread.py MANIFEST REPORT_JSON OUTPUTS_DIR [--runner-works]
 """
 import json
 import pathlib
@@ -10,7 +12,8 @@ import re
 import sys
 
 
-def main(manifest, report_path, outputs):
+def main(manifest, report_path, outputs, *flags):
+    runner_works = "--runner-works" in flags
     names = re.findall(r"^  - name: (\S+)$", pathlib.Path(manifest).read_text(), re.M)
     report = json.loads(pathlib.Path(report_path).read_text())
     problems = []
@@ -39,6 +42,11 @@ def main(manifest, report_path, outputs):
             )
     if len(workers) < 2:
         problems.append(f"all jobs ran on one worker: {workers}")
+    on_runner = [w for w in workers if w.endswith("-runner")]
+    if runner_works and not on_runner:
+        problems.append(f"no job ran on the runner's own worker (instance 0): {sorted(workers)}")
+    if not runner_works and on_runner:
+        problems.append(f"jobs ran on a runner without slots: {on_runner}")
     for p in problems:
         print(f"check_spread: {p}")
     if not problems:

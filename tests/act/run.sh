@@ -45,10 +45,11 @@ scenario_transport() {
     pass "transport: two matrix jobs stream both ways and ship a layer through act's artifact server"
 }
 
-# cluster_scenario NAME WORKFLOW JOBS: a whole cluster through the action (uses: ./); every job
-# of the workflow succeeds and the report and outputs are right.
+# cluster_scenario NAME WORKFLOW JOBS [--runner-works]: a whole cluster through the action
+# (uses: ./); every job of the workflow succeeds and the report and outputs are right (and with
+# --runner-works, the runner ran jobs too).
 cluster_scenario() {
-  local name=$1 workflow=$2 jobs=$3 dir="$logs/$1"
+  local name=$1 workflow=$2 jobs=$3 dir="$logs/$1" check=("${@:4}")
   mkdir -p "$dir"
   if ! act_run "$name" "$workflow" --env CA_TEST_DIR="$dir" \
     --env CA_TEST_MANIFEST=tests/act/spread/cluster.yml; then
@@ -56,7 +57,7 @@ cluster_scenario() {
   fi
   expect_lines "$name" 'Job succeeded' "$jobs" &&
     expect_lines "$name" '\| outputs: passed=16 failed=0 total=16$' 1 &&
-    python3 tests/act/check_spread.py tests/act/spread/cluster.yml "$dir/report.json" "$dir/outputs" &&
+    python3 tests/act/check_spread.py tests/act/spread/cluster.yml "$dir/report.json" "$dir/outputs" "${check[@]}" &&
     pass "$name: 16 jobs spread over the workers, each passed once, report and outputs right"
 }
 
@@ -65,7 +66,7 @@ scenario_roles() {
 }
 
 scenario_auto() {
-  cluster_scenario auto tests/act/workflows/auto.yml 4
+  cluster_scenario auto tests/act/workflows/auto.yml 4 --runner-works
 }
 
 # A failing job fails the runner step (instance 0) and only it, with an ::error annotation.

@@ -230,11 +230,20 @@ test('each role gets the flags its inputs name, after the global --log-level', a
       { role: 'runner', commands: 'commands.txt', 'stop-cluster': 'false' },
       ['run', '--cluster', 'default', '--report-json', 'JSON', '--report-junit', 'JUNIT', '--commands', 'commands.txt'],
     ],
+    // A runner with slots runs jobs too; 0 is none.
+    [
+      { role: 'runner', jobs: 'm.yml', slots: '4' },
+      ['run', '--cluster', 'default', '--slots', '4', '--report-json', 'JSON', '--report-junit', 'JUNIT', '--', 'm.yml'],
+    ],
+    [
+      { role: 'runner', jobs: 'm.yml', slots: '0' },
+      ['run', '--cluster', 'default', '--slots', '0', '--report-json', 'JSON', '--report-junit', 'JUNIT', '--', 'm.yml'],
+    ],
   ];
   // Under auto every instance gets the same inputs; instance 0 runs the jobs with the broker.
   const auto = { role: 'auto', jobs: 'm.yml', slots: '2', 'broker-wait': '1m', 'worker-wait': '3m', args: '--keepalive 2s' };
   cases.push(
-    [{ ...auto, instance: '0' }, ['run', '--cluster', 'default', '--embed-broker', '--stop-cluster', '--worker-wait', '3m',
+    [{ ...auto, instance: '0' }, ['run', '--cluster', 'default', '--embed-broker', '--stop-cluster', '--slots', '2', '--worker-wait', '3m',
       '--report-json', 'JSON', '--report-junit', 'JUNIT', '--keepalive', '2s', '--', 'm.yml']],
     [{ ...auto, instance: '2' }, ['worker', '--cluster', 'default', '--slots', '2', '--broker-wait', '1m', '--keepalive', '2s']],
     // auto is the default role.
@@ -245,7 +254,7 @@ test('each role gets the flags its inputs name, after the global --log-level', a
     [{ role: 'runner', jobs: 'm.yml', retention: '5' }, ['run', '--cluster', 'default', '--retention', '5',
       '--report-json', 'JSON', '--report-junit', 'JUNIT', '--', 'm.yml']],
     [{ ...auto, instance: '0', keep: 'all', retention: '7' }, ['run', '--cluster', 'default', '--embed-broker', '--stop-cluster',
-      '--worker-wait', '3m', '--keep', 'all', '--retention', '7', '--report-json', 'JSON', '--report-junit', 'JUNIT',
+      '--slots', '2', '--worker-wait', '3m', '--keep', 'all', '--retention', '7', '--report-json', 'JSON', '--report-junit', 'JUNIT',
       '--keepalive', '2s', '--', 'm.yml']],
     [{ ...auto, instance: '1', keep: 'all' }, ['worker', '--cluster', 'default', '--slots', '2', '--broker-wait', '1m', '--keepalive', '2s']],
   );
@@ -297,7 +306,7 @@ test('the secret input reaches the binary as CLUSTER_SECRET, masked, never in ar
 
 test('an input the role does not use is a warning, not a flag', async () => {
   const cases = [
-    [{ role: 'runner', jobs: 'm.yml', slots: '4' }, 'slots', 'runner', '--slots'],
+    [{ role: 'broker', slots: '4' }, 'slots', 'broker', '--slots'],
     [{ role: 'broker', jobs: 'm.yml' }, 'jobs', 'broker', 'm.yml'],
     [{ role: 'worker', 'worker-wait': '1m' }, 'worker-wait', 'worker', '--worker-wait'],
     [{ role: 'runner', jobs: 'm.yml', instance: '0' }, 'instance', 'runner', '--embed-broker'],

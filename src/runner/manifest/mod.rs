@@ -120,14 +120,19 @@ impl JobDef {
     /// The job as submitted to the broker. `layer_digests` are the digests of
     /// [`JobDef::layers`], in the same order.
     pub fn to_spec(&self, index: JobIndex, layer_digests: &[Digest]) -> Submission {
+        self.clone().into_spec(index, layer_digests)
+    }
+
+    /// [`JobDef::to_spec`], giving this definition away (no copy of its strings).
+    pub fn into_spec(self, index: JobIndex, layer_digests: &[Digest]) -> Submission {
         let spec = JobSpec {
-            name: self.name.clone(),
-            run: self.run.clone(),
-            env: self.env.clone(),
+            name: self.name,
+            run: self.run,
+            env: self.env,
             layers: layer_digests.to_vec(),
             timeout_ms: millis(self.timeout),
             retries: self.retries,
-            outputs: self.outputs.clone(),
+            outputs: self.outputs,
             estimate_ms: self.estimate.map(millis),
             isolation: self.isolation,
             secret_env: self.secret_env.clone(),

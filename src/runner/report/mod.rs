@@ -15,6 +15,7 @@ use std::time::Duration;
 
 pub use destinations::check_destinations;
 pub use github::{add_masks, annotation, ci_line, group};
+pub use json::JsonReport;
 pub use per_test::{FlakyResult, MAX_ERROR_ANNOTATIONS, TestSummary};
 
 use crate::proto::{JobOutcome, JobSpec, JobStatus};
