@@ -76,6 +76,29 @@ impl Drop for Mark {
     }
 }
 
+/// The job shells this process spawned and has not reaped: the async runtime owns their
+/// reaping (also of those whose job was dropped), so the leftover sweep never touches them.
+fn leaders() -> &'static Mutex<HashSet<libc::pid_t>> {
+    static LEADERS: OnceLock<Mutex<HashSet<libc::pid_t>>> = OnceLock::new();
+    LEADERS.get_or_init(Mutex::default)
+}
+
+/// Notes a job's shell just spawned (see [`kill_leftovers`]).
+pub fn spawned(pid: libc::pid_t) {
+    leaders()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(pid);
+}
+
+/// Notes that a job's shell was reaped: its pid may now be reused.
+pub fn reaped(pid: libc::pid_t) {
+    leaders()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&pid);
+}
+
 /// The sequence numbers of this process's jobs that are running.
 fn running() -> &'static Mutex<HashSet<u64>> {
     static RUNNING: OnceLock<Mutex<HashSet<u64>>> = OnceLock::new();
@@ -140,8 +163,10 @@ pub fn kill_leftovers(pgid: libc::pid_t) -> usize {
     let prefix = format!("{}.", std::process::id());
     let mut killed = 0;
     for _ in 0..ROUNDS {
+        let owned = leaders().lock().unwrap_or_else(|p| p.into_inner()).clone();
         let strays: Vec<libc::pid_t> = own_children()
             .into_iter()
+            .filter(|pid| !owned.contains(pid))
             .filter(|&pid| {
                 mark_of(pid)
                     .and_then(|m| m.strip_prefix(&prefix).map(str::to_owned))

@@ -178,6 +178,7 @@ where
     // once the job's processes are the only writers left.
     drop(command);
     let mut group = Group::new(child)?;
+    contain::spawned(group.pgid);
     let mut tail = TailBuffer::new(limits.output_limit);
     let (ending, exit, killed) =
         supervise(&mut group, pipe, &mut tail, timeout, limits, cancel, mark).await?;
@@ -416,6 +417,7 @@ impl Group {
             .await
             .map_err(ExecError::io("cannot wait for the job's process"))?;
         self.reaped = true;
+        contain::reaped(self.pgid);
         Ok(status)
     }
 }
