@@ -110,7 +110,7 @@ scenario_example() {
     fail example "act failed"; tail -60 "$logs/example.log"; return
   fi
   expect_lines example 'Job succeeded' 5 &&
-    expect_lines example '\| 12 of 12 jobs passed, 0 failed$' 1 &&
+    expect_lines example '\| 32 of 32 jobs and tests passed, 0 failed$' 1 &&
     pass "example: the example cluster workflow runs the quickstart manifest on 3 workers"
 }
 
