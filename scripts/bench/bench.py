@@ -56,7 +56,9 @@ class Cluster:
         self.flags = list(LOCAL_FLAGS if flags is None else flags)
         self.procs = []
         serve_args = serve_args if serve_args is not None else ["--latency-ms", str(latency_ms)]
-        self.serve = self._spawn("serve", [binary, "serve"] + serve_args,
+        # Its blobs go under the scenario's directory, removed with it even when serve is killed.
+        blobs = ["--data-dir", str(self.dir / "serve-data")]
+        self.serve = self._spawn("serve", [binary, "serve"] + blobs + serve_args,
                                  env=os.environ, stdout=subprocess.PIPE)
         first = self.serve.stdout.readline().decode().strip()
         if not first.startswith("ACTIONS_RESULTS_URL="):
