@@ -1,24 +1,63 @@
-//! One attempt of one job on this worker: layers → job directory → process → outputs (found
-//! by `layer::select`, which never follows a symlink and is bounded by the job's timeout).
+//! One attempt of one job on this worker: layers → job directory → launch under the lease →
+//! process → outputs (found by `layer::select`, which never follows a symlink and is bounded
+//! by the job's timeout).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::Shared;
 use super::exec;
 use super::machine::{Assignment, not_run, outputs_retry};
 use crate::layer::{self, Digest};
-use crate::proto::{JobOutcome, JobSpec, JobStatus};
+use crate::proto::{JobId, JobOutcome, JobSpec, JobStatus};
+
+/// An attempt asking to launch: its job, and where to send the end of the lease it may
+/// launch under.
+pub(crate) type LaunchRequest = (JobId, oneshot::Sender<Instant>);
+
+/// The last check before an attempt spawns its process: the worker's machine lets it launch
+/// only under a lease ([`super::machine::Machine::ready`]).
+pub(crate) struct Gate {
+    id: JobId,
+    ask: mpsc::UnboundedSender<LaunchRequest>,
+}
+
+impl Gate {
+    /// The gate of job `id`'s attempt, asking through `ask`.
+    pub(crate) fn new(id: JobId, ask: mpsc::UnboundedSender<LaunchRequest>) -> Self {
+        Self { id, ask }
+    }
+
+    /// Completes when the attempt may spawn its process now, checked against the clock at the
+    /// last moment: the caller spawns without yielding in between. A permission that arrives
+    /// after its lease ran out (the worker was stalled in between) is asked for again. Never
+    /// completes once the worker is going away.
+    async fn open(&self) {
+        loop {
+            let (answer, permission) = oneshot::channel();
+            let until = match self.ask.send((self.id, answer)) {
+                Ok(()) => permission.await.ok(),
+                Err(_) => None,
+            };
+            match until {
+                Some(until) if Instant::now() < until => return,
+                Some(_) => {}
+                None => std::future::pending().await,
+            }
+        }
+    }
+}
 
 /// Runs one attempt and returns its outcome; never fails: problems become `Error` outcomes.
 pub(crate) async fn run(
     shared: Arc<Shared>,
     assignment: Assignment,
-    cancel: watch::Receiver<bool>,
+    gate: Gate,
+    mut cancel: watch::Receiver<bool>,
 ) -> JobOutcome {
     let started = Instant::now();
     let name = &shared.cfg.name;
@@ -30,7 +69,17 @@ pub(crate) async fn run(
     let dir = shared.cfg.work_dir.join(format!("{id}-{attempt}"));
     let mut outcome = match prepare(&shared, &spec, &dir).await {
         Err(e) => not_run(name, attempt, JobStatus::Error, Some(e)),
-        Ok(()) => execute(&shared, &spec, attempt, &dir, cancel).await,
+        Ok(()) => {
+            let launched = tokio::select! {
+                () = gate.open() => true,
+                () = cancelled(&mut cancel) => false,
+            };
+            if launched {
+                execute(&shared, &spec, attempt, &dir, cancel).await
+            } else {
+                not_run(name, attempt, JobStatus::Cancelled, None)
+            }
+        }
     };
     outcome.duration_ms = started.elapsed().as_millis() as u64;
     if let Err(e) = tokio::fs::remove_dir_all(&dir).await

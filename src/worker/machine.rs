@@ -11,8 +11,11 @@
 //! for a while after this worker *sent* the request it answers. The broker declares a worker
 //! lost only after a longer silence, so a worker that was stalled (SIGSTOP, a frozen VM) or cut
 //! off finds its lease run out and starts nothing the broker has since given to others.
+//! The lease is checked twice: when an attempt is taken from the queue, and again when its
+//! job directory is ready and its process is about to be spawned ([`Machine::ready`]):
+//! fetching layers takes time, and a fence can come in between.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,8 +39,17 @@ pub struct Assignment {
 pub enum Effect {
     /// Send this message to the broker.
     Send(WorkerMsg),
-    /// Start running this attempt (its `Started` message was sent just before).
+    /// Start preparing this attempt (its `Started` message was sent just before); it asks
+    /// [`Machine::ready`] before it spawns its process.
     Start(Assignment),
+    /// The prepared attempt of this job may spawn its process, before `until` (the lease's
+    /// end): past it, it asks again.
+    Launch {
+        /// The job.
+        id: JobId,
+        /// The end of the lease it launches under.
+        until: Instant,
+    },
     /// Kill the running attempt of this job; it ends `Cancelled` and is reported then.
     Kill(JobId),
     /// Stop: kill what runs, close the stream and end this way.
@@ -111,6 +123,8 @@ pub struct Machine {
     queue: VecDeque<Assignment>,
     /// Running attempts: job id → attempt number.
     running: BTreeMap<JobId, u32>,
+    /// Running attempts whose directory is ready, waiting for a lease to spawn their process.
+    waiting_launch: BTreeSet<JobId>,
     lease: Lease,
     /// The broker is gone: nothing starts.
     broker_lost: bool,
@@ -125,6 +139,7 @@ impl Machine {
             slots: (slots as usize).max(1),
             queue: VecDeque::new(),
             running: BTreeMap::new(),
+            waiting_launch: BTreeSet::new(),
             lease: Lease {
                 next_seq: 1,
                 asked: BTreeMap::from([(0, hello_sent)]),
@@ -151,7 +166,9 @@ impl Machine {
             }
             BrokerToWorker::Lease { seq, valid_ms } => {
                 self.lease.granted(seq, Duration::from_millis(valid_ms));
-                self.fill(now)
+                let mut fx = self.launch_waiting(now);
+                fx.extend(self.fill(now));
+                fx
             }
             BrokerToWorker::TakeBack { jobs } => self.take_back(&jobs),
             BrokerToWorker::Assign { .. } => Vec::new(),
@@ -176,12 +193,40 @@ impl Machine {
         dropped
     }
 
+    /// The attempt of job `id` has its directory ready at `now` and is about to spawn its
+    /// process: it may ([`Effect::Launch`]) while the lease holds and the broker is there;
+    /// otherwise it waits for the next lease, which is asked for.
+    pub fn ready(&mut self, id: JobId, now: Instant) -> Vec<Effect> {
+        if !self.running.contains_key(&id) {
+            return Vec::new();
+        }
+        self.waiting_launch.insert(id);
+        let mut fx = self.launch_waiting(now);
+        if !self.waiting_launch.is_empty() && !self.broker_lost {
+            self.fenced(now, &mut fx);
+        }
+        fx
+    }
+
+    /// Launches every prepared attempt while the lease holds (and the broker is there).
+    fn launch_waiting(&mut self, now: Instant) -> Vec<Effect> {
+        let until = match self.lease.until {
+            Some(until) if now < until && !self.broker_lost => until,
+            _ => return Vec::new(),
+        };
+        std::mem::take(&mut self.waiting_launch)
+            .into_iter()
+            .map(|id| Effect::Launch { id, until })
+            .collect()
+    }
+
     /// A running attempt ended with `outcome` at `now`: report it and use the slot.
     pub fn attempt_ended(&mut self, id: JobId, outcome: JobOutcome, now: Instant) -> Vec<Effect> {
         if self.running.get(&id) != Some(&outcome.attempt) {
             return Vec::new();
         }
         self.running.remove(&id);
+        self.waiting_launch.remove(&id);
         let mut fx = vec![Effect::Send(WorkerMsg::Finished { id, outcome })];
         fx.extend(self.fill(now));
         fx
@@ -267,6 +312,7 @@ impl Machine {
             self.lease.warned = true;
             warn!(
                 queued = self.queue.len(),
+                prepared = self.waiting_launch.len(),
                 "this worker's lease ran out (it was stalled or cut off from the broker): \
                  starting nothing it was given before until the broker renews it"
             );
@@ -589,6 +635,72 @@ mod tests {
         assert_eq!(
             started(&w.attempt_ended(JobId(0), passed(1), at(12_000))),
             [(1, 1)]
+        );
+    }
+
+    /// The jobs launched in `fx`, with the end of their lease.
+    fn launched(fx: &[Effect]) -> Vec<(u64, Instant)> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::Launch { id, until } => Some((id.0, *until)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_prepared_attempt_launches_at_once_while_the_lease_holds() {
+        let mut w = leased("w", 1);
+        assert_eq!(started(&w.message(assign(0, 1), at(1))), [(0, 1)]);
+        let fx = w.ready(JobId(0), at(2_000));
+        assert_eq!(launched(&fx), [(0, at(10_000))]);
+        assert!(renewals(&fx).is_empty());
+    }
+
+    #[test]
+    fn a_lease_that_ran_out_while_the_job_was_prepared_holds_back_its_launch() {
+        let mut w = leased("w", 1);
+        w.message(assign(0, 1), at(1));
+        // Its layers took until after the lease (the worker was stalled meanwhile).
+        let fx = w.ready(JobId(0), at(12_000));
+        assert!(launched(&fx).is_empty(), "fenced: {fx:?}");
+        assert_eq!(renewals(&fx), [1], "asks for a new lease");
+        assert!(
+            launched(&w.message(lease(0, 10_000), at(12_001))).is_empty(),
+            "an answer to a request from before is no lease now"
+        );
+        let fx = w.message(lease(1, 10_000), at(12_100));
+        assert_eq!(launched(&fx), [(0, at(22_000))]);
+        assert!(
+            launched(&w.message(lease(1, 10_000), at(12_200))).is_empty(),
+            "once"
+        );
+    }
+
+    #[test]
+    fn nothing_launches_once_the_broker_is_gone() {
+        let mut w = leased("w", 1);
+        w.message(assign(0, 1), at(1));
+        w.broker_gone();
+        let fx = w.ready(JobId(0), at(2));
+        assert!(fx.is_empty(), "{fx:?}");
+    }
+
+    #[test]
+    fn an_attempt_that_ended_while_it_waited_to_launch_never_launches() {
+        let mut w = leased("w", 1);
+        w.message(assign(0, 1), at(1));
+        assert!(launched(&w.ready(JobId(0), at(12_000))).is_empty());
+        assert_eq!(
+            w.message(BrokerToWorker::Cancel { id: JobId(0) }, at(12_001)),
+            [Effect::Kill(JobId(0))]
+        );
+        let cancelled = not_run("w", 1, JobStatus::Cancelled, None);
+        w.attempt_ended(JobId(0), cancelled, at(12_002));
+        assert!(launched(&w.message(lease(1, 10_000), at(12_100))).is_empty());
+        assert!(
+            w.ready(JobId(0), at(12_200)).is_empty(),
+            "a stale request changes nothing"
         );
     }
 

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
@@ -178,6 +178,7 @@ pub async fn run(
         }
     };
     info!(name = %cfg.name, slots = cfg.slots, "worker connected");
+    let (ask_launch, launch_asked) = mpsc::unbounded_channel();
     let mut shell = Shell {
         machine: Machine::new(cfg.name.clone(), cfg.slots, hello_sent),
         shared: Arc::new(Shared {
@@ -190,6 +191,9 @@ pub async fn run(
         running: JoinSet::new(),
         tasks: HashMap::new(),
         kills: HashMap::new(),
+        ask_launch,
+        launch_asked,
+        launches: HashMap::new(),
     };
     let result = shell.serve(&mut shutdown).await;
     shell.wind_down(result).await
@@ -204,6 +208,11 @@ struct Shell {
     /// The job of each attempt task.
     tasks: HashMap<tokio::task::Id, JobId>,
     kills: HashMap<JobId, watch::Sender<bool>>,
+    /// Given to each attempt task: it asks here before it spawns its job's process.
+    ask_launch: mpsc::UnboundedSender<attempt::LaunchRequest>,
+    launch_asked: mpsc::UnboundedReceiver<attempt::LaunchRequest>,
+    /// Where to answer each attempt that asked to launch (with the end of the lease).
+    launches: HashMap<JobId, oneshot::Sender<std::time::Instant>>,
 }
 
 impl Shell {
@@ -227,6 +236,10 @@ impl Shell {
                 },
                 Some(done) = self.running.join_next_with_id(), if !self.running.is_empty() => {
                     self.attempt_done(done)
+                }
+                Some((id, answer)) = self.launch_asked.recv() => {
+                    self.launches.insert(id, answer);
+                    self.machine.ready(id, std::time::Instant::now())
                 }
                 () = &mut *shutdown => self.machine.interrupted(),
             };
@@ -272,6 +285,7 @@ impl Shell {
             return Vec::new();
         };
         self.kills.remove(&id);
+        self.launches.remove(&id);
         let now = std::time::Instant::now();
         match done {
             Ok((_, outcome)) => self.machine.attempt_ended(id, outcome, now),
@@ -290,9 +304,15 @@ impl Shell {
                 let (kill_tx, kill_rx) = watch::channel(false);
                 let id = assignment.id;
                 self.kills.insert(id, kill_tx);
-                let task = attempt::run(self.shared.clone(), assignment, kill_rx);
+                let gate = attempt::Gate::new(id, self.ask_launch.clone());
+                let task = attempt::run(self.shared.clone(), assignment, gate, kill_rx);
                 let handle = self.running.spawn(task);
                 self.tasks.insert(handle.id(), id);
+            }
+            Effect::Launch { id, until } => {
+                if let Some(answer) = self.launches.remove(&id) {
+                    let _ = answer.send(until);
+                }
             }
             Effect::Kill(id) => {
                 if let Some(kill) = self.kills.get(&id) {
