@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cluster_action::serve::{self, ServeConfig, ServeHandle};
-use cluster_action::store::ArtifactStore;
+use cluster_action::store::{ArtifactStore, RetryPolicy};
 use cluster_action::stream::{
     self, Connection, Listener, Namespace, StreamConfig, StreamError, StreamReceiver, StreamSender,
 };
 
-use common::{GUARD, guarded, store};
+use common::{GUARD, guarded, store, store_at};
 
 /// Timings that make tests take seconds; the peer timeout is long enough for a loaded machine.
 fn quick() -> StreamConfig {
@@ -327,6 +327,75 @@ async fn delivers_exactly_once_in_order_despite_faults() {
         );
         up.await.unwrap();
         down.await.unwrap();
+    })
+    .await;
+}
+
+/// A listener and a connected client of cluster `cluster`, whose stores give each request only
+/// `retry`'s attempts; `None` when the store failed while they were being set up.
+async fn pair_with(
+    service: &ServeHandle,
+    cluster: &str,
+    retry: &RetryPolicy,
+) -> Option<(Connection, Connection)> {
+    let ns = Namespace::new(cluster, "1").unwrap();
+    let at = |job| store_at(service.url(), job, retry.clone());
+    let mut listener = Listener::bind(at("broker"), ns.clone(), quick())
+        .await
+        .ok()?;
+    let (server, client) = tokio::join!(
+        listener.accept(),
+        stream::connect(at("client"), ns, quick(), Duration::from_secs(10)),
+    );
+    Some((server.ok()?, client.ok()?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_rides_out_store_failures_that_outlast_each_request_s_retries() {
+    let service = serve::start(ServeConfig {
+        fail_rate: 0.2,
+        seed: 11,
+        ..ServeConfig::default()
+    })
+    .await
+    .unwrap();
+    // Two attempts per request: one in 25 requests fails for good, dozens of times while the
+    // messages travel. The stream tries again until its peer timeout.
+    let retry = RetryPolicy {
+        max_attempts: 2,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(20),
+    };
+    guarded(async {
+        // Setting up is not what is tested here: a failed set-up is tried again.
+        let mut pair = None;
+        for attempt in 0..20 {
+            pair = pair_with(&service, &format!("flaky{attempt}"), &retry).await;
+            if pair.is_some() {
+                break;
+            }
+        }
+        let (mut server, mut client) = pair.expect("a stream pair set up within 20 tries");
+        // Ping-pong: each message waits for the answer to the one before, so every message
+        // is an append and a read of its own.
+        const ROUNDS: usize = 100;
+        let echo = tokio::spawn(async move {
+            for _ in 0..ROUNDS {
+                let ping = server.rx.recv().await.unwrap().unwrap();
+                server.tx.send(ping).await.unwrap();
+            }
+            server.tx.close().await.unwrap();
+        });
+        for i in 0..ROUNDS {
+            client.tx.send(message(i)).await.unwrap();
+            assert_eq!(
+                client.rx.recv().await.unwrap(),
+                Some(message(i)),
+                "round {i}"
+            );
+        }
+        assert_eq!(client.rx.recv().await.unwrap(), None);
+        echo.await.unwrap();
     })
     .await;
 }

@@ -91,6 +91,19 @@ impl StoreError {
         }
     }
 
+    /// Whether the store failed in a way that may pass (no answer, 5xx, 408, 429, after the
+    /// request's own retries): a long-lived user such as a stream tries again later instead
+    /// of giving up, and lets its peer timeout decide when the store is gone for good.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Transport { .. } => true,
+            StoreError::Http { status, .. } => {
+                reqwest::StatusCode::from_u16(*status).is_ok_and(super::retry::retryable)
+            }
+            _ => false,
+        }
+    }
+
     /// Whether a write through a signed upload URL failed because the URL no longer writes
     /// (expired signature, blob gone, append limit or size reached: 401, 403, 404, 409, 410,
     /// 412, 413), so a fresh artifact with a fresh URL is the cure rather than a retry.

@@ -135,7 +135,7 @@ impl From<StoreError> for FetchError {
 }
 
 /// Whether an answer with this status may succeed when asked again.
-fn retryable(status: StatusCode) -> bool {
+pub(super) fn retryable(status: StatusCode) -> bool {
     status.is_server_error()
         || status == StatusCode::TOO_MANY_REQUESTS
         || status == StatusCode::REQUEST_TIMEOUT

@@ -93,7 +93,9 @@ impl PollPace {
 }
 
 /// Looks `names` up until one is listed or `within` has passed (`None` then). Returns the
-/// index of the first name listed, in the order given, and its entry.
+/// index of the first name listed, in the order given, and its entry. A look-up that fails in
+/// a way that may pass ([`StoreError::is_transient`]) counts as "not listed yet"; when the
+/// last look-up before the deadline failed so, that failure is the answer instead of `None`.
 pub(crate) async fn wait_for(
     store: &ArtifactStore,
     names: &[&str],
@@ -102,14 +104,21 @@ pub(crate) async fn wait_for(
 ) -> Result<Option<(usize, ArtifactInfo)>, StoreError> {
     let deadline = Instant::now() + within;
     loop {
+        let mut failed = None;
         for (index, name) in names.iter().enumerate() {
-            if let Some(info) = store.find(name).await? {
-                return Ok(Some((index, info)));
+            match store.find(name).await {
+                Ok(Some(info)) => return Ok(Some((index, info))),
+                Ok(None) => {}
+                Err(e) if e.is_transient() => {
+                    debug!(%name, error = %e, "look-up failed; trying again");
+                    failed = Some(e);
+                }
+                Err(e) => return Err(e),
             }
         }
         let now = Instant::now();
         if now >= deadline {
-            return Ok(None);
+            return failed.map_or(Ok(None), Err);
         }
         let delay = backoff.next_delay().min(deadline - now);
         debug!(?names, ?delay, "artifact not listed yet");

@@ -98,6 +98,11 @@ async fn discover(
                 }
                 list
             }
+            // A listing that failed in a way that may pass is a listing that found nothing new.
+            Err(e) if e.is_transient() => {
+                debug!(error = %e, "listing for new clients failed; trying again");
+                Vec::new()
+            }
             Err(e) => {
                 if tx.send(Err(e.into())).await.is_err() {
                     return;
@@ -116,11 +121,16 @@ async fn discover(
             wake.send_replace(());
             let peer = peer.to_string();
             debug!(%peer, "discovered a client");
-            if tx
-                .send(answer(&store, &ns, &cfg, peer, info, wake.subscribe()).await)
-                .await
-                .is_err()
+            let answered = answer(&store, &ns, &cfg, peer.clone(), info, wake.subscribe()).await;
+            if let Err(e) = &answered
+                && e.is_transient()
             {
+                // Not answered yet: the next listing finds the client again.
+                debug!(%peer, error = %e, "answering a client failed; trying again");
+                seen.remove(&peer);
+                continue;
+            }
+            if tx.send(answered).await.is_err() {
                 return;
             }
         }

@@ -205,6 +205,11 @@ pub enum StreamError {
 }
 
 impl StreamError {
+    /// Whether this is a store failure that may pass ([`crate::store::StoreError::is_transient`]).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StreamError::Store(e) if e.is_transient())
+    }
+
     /// [`StreamError::PeerTimeout`] for `peer` after `timeout`.
     fn peer_timeout(peer: &str, timeout: Duration) -> Self {
         Self::PeerTimeout {

@@ -153,7 +153,17 @@ impl Reader {
         let probe_after = self.cfg.keepalive * 2;
         let mut last_probe = Instant::now();
         loop {
-            let flow = match self.segment.tail.read_new().await? {
+            // A read the store failed (after its own retries) in a way that may pass is a read
+            // that brought nothing: only the peer timeout ends a stream whose peer is silent.
+            let (read, failed) = match self.segment.tail.read_new().await {
+                Ok(read) => (read, None),
+                Err(e) if e.is_transient() => {
+                    debug!(segment = %self.segment.name, error = %e, "read failed; trying again");
+                    (None, Some(e))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let flow = match read {
                 Some(bytes) => {
                     self.segment.buf.extend_from_slice(&bytes);
                     self.decode().await?
@@ -161,7 +171,8 @@ impl Reader {
                 None => {
                     let silent = self.last_heard.elapsed();
                     if silent >= self.cfg.peer_timeout {
-                        return Err(self.peer_timeout());
+                        // Silent because the store kept failing: say so rather than blame the peer.
+                        return Err(failed.map_or_else(|| self.peer_timeout(), StreamError::from));
                     }
                     if silent >= probe_after && last_probe.elapsed() >= probe_after {
                         last_probe = Instant::now();
@@ -256,14 +267,23 @@ impl Reader {
 
     /// The segment fell silent: if the writer started the next one (after its upload URL
     /// stopped working), take the rest of this one and continue there.
+    /// A look-up or read that failed in a way that may pass leaves things as they are: the
+    /// next probe tries again.
     async fn probe_next(&mut self) -> Result<Flow, StreamError> {
         let next = self.segment.index + 1;
-        let Some(info) = self.store.find(&self.names.segment(next)).await? else {
-            return Ok(Flow::More);
+        let info = match self.store.find(&self.names.segment(next)).await {
+            Ok(Some(info)) => info,
+            Ok(None) => return Ok(Flow::More),
+            Err(e) if e.is_transient() => return Ok(Flow::More),
+            Err(e) => return Err(e.into()),
         };
         // Everything written here was written before the next segment was created: one more
         // read gets it all.
-        if let Some(bytes) = self.segment.tail.read_new().await? {
+        let rest = match self.segment.tail.read_new().await {
+            Err(e) if e.is_transient() => return Ok(Flow::More),
+            rest => rest?,
+        };
+        if let Some(bytes) = rest {
             self.segment.buf.extend_from_slice(&bytes);
             let flow = self.decode().await?;
             if !matches!(flow, Flow::More) {

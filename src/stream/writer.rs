@@ -17,13 +17,15 @@ use super::frame::{self, Kind, MAX_PAYLOAD};
 use super::names::SegmentNames;
 use super::{StreamConfig, StreamError};
 use crate::seal::FrameSeal;
-use crate::store::{AppendWriter, ArtifactStore};
+use crate::store::{AppendWriter, ArtifactStore, StoreError};
 
 /// Messages a sender may queue before `send` waits (backpressure).
 const SEND_QUEUE: usize = 1024;
 /// Segments in a row whose first append fails before the writer gives up: a fresh upload URL
 /// that cannot write either means the store, not the URL, is the problem.
 const MAX_DEAD_IN_A_ROW: u32 = 3;
+/// The pause before a write the store failed (after its own retries) is tried again.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 type CloseReply = oneshot::Sender<Result<(), StreamError>>;
 
@@ -113,6 +115,7 @@ pub(crate) fn spawn(
         segment: first,
         max_appends: cfg.max_appends,
         keepalive: cfg.keepalive,
+        patience: cfg.peer_timeout,
         written_seq: 0,
     };
     let task_outcome = Arc::clone(&outcome);
@@ -150,6 +153,9 @@ struct Writer {
     segment: AppendWriter,
     max_appends: u64,
     keepalive: Duration,
+    /// How long writes the store fails in a way that may pass are tried again: the peer
+    /// timeout, after which the peer has given up on this side anyway.
+    patience: Duration,
     encoder: Encoder,
     /// The sequence number of the last message frame written (what a rotate frame carries).
     written_seq: u64,
@@ -212,10 +218,13 @@ impl Writer {
         Ok(())
     }
 
-    /// Appends one body, rotating first when the segment is one append short of its limit, and
-    /// re-sending the body in a new segment when the current one can no longer be written.
+    /// Appends one body, rotating first when the segment is one append short of its limit,
+    /// re-sending the body in a new segment when the current one can no longer be written, and
+    /// again after a pause while the store fails in a way that may pass (for at most
+    /// `patience`).
     async fn append(&mut self, body: Bytes) -> Result<(), StreamError> {
         let mut dead_in_a_row = 0;
+        let mut failing_since = None;
         loop {
             if self.segment.appends() + 1 >= self.max_appends {
                 self.rotate().await?;
@@ -231,6 +240,11 @@ impl Writer {
                     self.segment = self.open(self.index + 1).await?;
                     self.index += 1;
                 }
+                Err(e) if self.patient(&e, &mut failing_since) => {
+                    debug!(segment = %self.names.segment(self.index), error = %e,
+                        "append failed; trying again");
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -242,7 +256,7 @@ impl Writer {
         let rotate = self.encoder.rotate_frame(self.written_seq, self.index + 1);
         match self.segment.append(rotate).await {
             Ok(()) => {}
-            Err(e) if e.upload_url_is_spent() => {
+            Err(e) if e.upload_url_is_spent() || e.is_transient() => {
                 debug!(error = %e, "rotate frame not written; the reader will probe")
             }
             Err(e) => return Err(e.into()),
@@ -253,8 +267,26 @@ impl Writer {
         Ok(())
     }
 
+    /// Whether a write that failed with `e` is tried again: a failure that may pass, within
+    /// `patience` of the first of a row (`failing_since`, set now if unset).
+    fn patient(&self, e: &StoreError, failing_since: &mut Option<Instant>) -> bool {
+        e.is_transient() && failing_since.get_or_insert_with(Instant::now).elapsed() < self.patience
+    }
+
+    /// Creates segment `index`, trying again while the store fails in a way that may pass.
     async fn open(&self, index: u64) -> Result<AppendWriter, StreamError> {
-        Ok(self.store.create_append(&self.names.segment(index)).await?)
+        let name = self.names.segment(index);
+        let mut failing_since = None;
+        loop {
+            match self.store.create_append(&name).await {
+                Ok(segment) => return Ok(segment),
+                Err(e) if self.patient(&e, &mut failing_since) => {
+                    debug!(segment = %name, error = %e, "creating the segment failed; trying again");
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }
 
