@@ -166,7 +166,7 @@ impl Machine {
             }
             BrokerToWorker::Lease { seq, valid_ms } => {
                 self.lease.granted(seq, Duration::from_millis(valid_ms));
-                let mut fx = self.launch_waiting(now);
+                let mut fx = self.launch_or_ask(now);
                 fx.extend(self.fill(now));
                 fx
             }
@@ -201,23 +201,25 @@ impl Machine {
             return Vec::new();
         }
         self.waiting_launch.insert(id);
-        let mut fx = self.launch_waiting(now);
-        if !self.waiting_launch.is_empty() && !self.broker_lost {
-            self.fenced(now, &mut fx);
-        }
-        fx
+        self.launch_or_ask(now)
     }
 
-    /// Launches every prepared attempt while the lease holds (and the broker is there).
-    fn launch_waiting(&mut self, now: Instant) -> Vec<Effect> {
-        let until = match self.lease.until {
-            Some(until) if now < until && !self.broker_lost => until,
-            _ => return Vec::new(),
-        };
-        std::mem::take(&mut self.waiting_launch)
-            .into_iter()
-            .map(|id| Effect::Launch { id, until })
-            .collect()
+    /// Launches every prepared attempt while the lease holds (and the broker is there), or
+    /// asks for a lease for them.
+    fn launch_or_ask(&mut self, now: Instant) -> Vec<Effect> {
+        if self.waiting_launch.is_empty() || self.broker_lost {
+            return Vec::new();
+        }
+        let mut fx = Vec::new();
+        match self.lease.until {
+            Some(until) if now < until => fx.extend(
+                std::mem::take(&mut self.waiting_launch)
+                    .into_iter()
+                    .map(|id| Effect::Launch { id, until }),
+            ),
+            _ => self.fenced(now, &mut fx),
+        }
+        fx
     }
 
     /// A running attempt ended with `outcome` at `now`: report it and use the slot.
@@ -674,6 +676,21 @@ mod tests {
         assert!(
             launched(&w.message(lease(1, 10_000), at(12_200))).is_empty(),
             "once"
+        );
+    }
+
+    #[test]
+    fn a_lease_that_comes_too_late_for_a_prepared_attempt_is_asked_for_again() {
+        let mut w = leased("w", 1);
+        w.message(assign(0, 1), at(1));
+        assert_eq!(renewals(&w.ready(JobId(0), at(12_000))), [1]);
+        // The answer arrives after the lease it grants (asked at 12 s, 10 s) has run out.
+        let fx = w.message(lease(1, 10_000), at(23_000));
+        assert!(launched(&fx).is_empty());
+        assert_eq!(renewals(&fx), [2], "asks again, though no work is queued");
+        assert_eq!(
+            launched(&w.message(lease(2, 10_000), at(23_100))),
+            [(0, at(33_000))]
         );
     }
 
