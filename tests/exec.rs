@@ -509,3 +509,49 @@ async fn a_sandbox_without_network_has_a_working_loopback_only() {
     // Only `lo`, and it is up: a connection to a closed port is refused, not unroutable.
     assert_eq!(done.output, "lo\nConnection refused\n");
 }
+
+/// Many short jobs at once under `isolation: process`, some leaving a process outside their
+/// group behind: every job ends with its own shell's exit status. Each job's end sweeps the
+/// worker's children for leftovers while other jobs' shells start and end; a sweep that took
+/// a starting shell for a leftover reaped it, and its job failed with ECHILD (about one job
+/// in a few thousand).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_short_jobs_at_once_each_keep_their_exit_status() {
+    let jobs: usize = std::env::var("STRESS_JOBS").map_or(3000, |v| v.parse().unwrap());
+    const AT_ONCE: usize = 32;
+    let dir = tempfile::tempdir().unwrap();
+    let limits = ExecLimits::default();
+    let mut set = tokio::task::JoinSet::new();
+    let mut lost = Vec::new();
+    for i in 0..jobs {
+        if set.len() >= AT_ONCE {
+            lost.extend(set.join_next().await.unwrap().unwrap());
+        }
+        let job_dir = dir.path().join(i.to_string());
+        std::fs::create_dir(&job_dir).unwrap();
+        let limits = limits.clone();
+        set.spawn(async move {
+            // Every 5th leaves a process outside its group; every 7th fails by design.
+            let stray = if i % 5 == 0 { "(setsid true &); " } else { "" };
+            let code = if i % 7 == 0 { 3 } else { 0 };
+            let cmd = format!("{stray}exit {code}");
+            let run = run_job(
+                &cmd,
+                &job_dir,
+                NO_ENV,
+                Isolation::Process,
+                LONG,
+                &limits,
+                pending(),
+            );
+            match run.await {
+                Ok(x) if x.exit_code == Some(code) => None,
+                other => Some(format!("job {i}: {other:?}")),
+            }
+        });
+    }
+    while let Some(done) = set.join_next().await {
+        lost.extend(done.unwrap());
+    }
+    assert!(lost.is_empty(), "{} of {jobs} jobs: {lost:?}", lost.len());
+}

@@ -163,16 +163,21 @@ pub fn kill_leftovers(pgid: libc::pid_t) -> usize {
     let prefix = format!("{}.", std::process::id());
     let mut killed = 0;
     for _ in 0..ROUNDS {
-        let owned = leaders().lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // The order of the two checks matters. A job's shell is noted as a leader before its
+        // mark can stop running (its job drops the mark only after the shell exited), and it
+        // stays a leader until its job reaped it, after its own sweep, which waits for this
+        // one. So a shell whose mark was seen stale is seen a leader when looked up *after*:
+        // a set of leaders taken before the marks were read could miss a shell that started
+        // and ended meanwhile, which would then be reaped here, its job left with ECHILD.
         let strays: Vec<libc::pid_t> = own_children()
             .into_iter()
-            .filter(|pid| !owned.contains(pid))
             .filter(|&pid| {
                 mark_of(pid)
                     .and_then(|m| m.strip_prefix(&prefix).map(str::to_owned))
                     .and_then(|seq| seq.parse::<u64>().ok())
                     .is_some_and(|seq| !is_running(seq))
             })
+            .filter(|pid| !is_leader(*pid))
             .collect();
         if strays.is_empty() {
             break;
@@ -219,6 +224,13 @@ pub fn kill_marked_by(owner: u32) -> usize {
         }
     }
     killed
+}
+
+fn is_leader(pid: libc::pid_t) -> bool {
+    leaders()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(&pid)
 }
 
 fn is_running(seq: u64) -> bool {
