@@ -90,6 +90,9 @@ struct Job {
     spec: Arc<JobSpec>,
     /// Attempts started so far (the next assignment is attempt `attempts + 1`).
     attempts: u32,
+    /// Of those, attempts lost with their worker: the infrastructure's, not the job's, so
+    /// they do not use up its `retries` (they have a budget of their own).
+    lost: u32,
     state: JobState,
     /// Set when the runner cancelled it; a late result then reports `Cancelled`.
     cancelled: bool,
@@ -250,14 +253,16 @@ impl Scheduler {
                 continue;
             };
             let started = matches!(&job.state, JobState::Assigned(p) if p.started);
-            if !started {
+            if started {
+                job.lost += 1;
+            } else {
                 // Never ran there: the attempt it was given is handed out again.
                 job.attempts -= 1;
             }
             if job.cancelled {
                 let outcome = synthetic(job, &worker.name, JobStatus::Cancelled, None);
                 self.finish(global, outcome, &mut fx);
-            } else if started && job.attempts >= max_attempts_after_loss(&job.spec) {
+            } else if started && job.lost >= max_losses(&job.spec) {
                 let msg = format!(
                     "worker {} was lost while running the job ({reason}); no attempts left",
                     worker.name
@@ -335,7 +340,7 @@ impl Scheduler {
         };
         let retry = matches!(outcome.status, JobStatus::Failed | JobStatus::TimedOut)
             && !job.cancelled
-            && job.attempts < 1 + job.spec.retries;
+            && job.attempts - job.lost < 1 + job.spec.retries;
         if retry {
             self.requeue(global);
         } else {
@@ -402,6 +407,7 @@ impl Scheduler {
                 index,
                 spec: Arc::new(spec),
                 attempts: 0,
+                lost: 0,
                 state: JobState::Queued,
                 cancelled: false,
             };
@@ -677,9 +683,10 @@ fn running_mean(mean: Option<f64>, sample: f64) -> f64 {
     mean.map_or(sample, |m| m + SAMPLE_WEIGHT * (sample - m))
 }
 
-/// Attempts a job may use when workers get lost: its retries, but at least one requeue, since
-/// a lost runner machine is not the job's fault.
-fn max_attempts_after_loss(spec: &JobSpec) -> u32 {
+/// Attempts of a job that may be lost with their workers before it is given up as an error:
+/// one more than its retries, and at least two, since a lost runner machine is not the job's
+/// fault (a job that kills every worker it runs on is stopped by this bound).
+fn max_losses(spec: &JobSpec) -> u32 {
     1 + spec.retries.max(1)
 }
 
@@ -851,6 +858,58 @@ mod tests {
             (2, JobStatus::Passed)
         );
         assert_eq!(s.unfinished(), 0);
+    }
+
+    #[test]
+    fn attempts_lost_with_their_workers_do_not_use_up_the_retries_of_a_failing_job() {
+        let mut s = sched(0);
+        s.runner_joined("r".into());
+        let fx = s.submit("r", vec![spec(0, None, 2)]);
+        assert!(assigns(&fx).is_empty());
+        // Attempt 1 fails; its retry (attempt 2, on the same worker) and attempt 3 are lost
+        // with their workers.
+        let fx = s.worker_joined("a".into(), "a".into(), 1);
+        let (_, g, _, _) = assigns(&fx)[0].clone();
+        s.job_started("a", g, 1);
+        let fx = s.job_finished("a", g, outcome(1, JobStatus::Failed));
+        assert_eq!(assigns(&fx)[0].2, 2, "retried");
+        s.job_started("a", g, 2);
+        assert!(finished(&s.worker_lost("a", "timeout")).is_empty());
+        let fx = s.worker_joined("b".into(), "b".into(), 1);
+        assert_eq!(assigns(&fx)[0].2, 3);
+        s.job_started("b", g, 3);
+        assert!(finished(&s.worker_lost("b", "timeout")).is_empty());
+        // One of its two retries is still its own: attempts 4 and 5 fail as a fault-free
+        // run's second and third do.
+        let fx = s.worker_joined("c".into(), "c".into(), 1);
+        assert_eq!(assigns(&fx)[0].2, 4);
+        s.job_started("c", g, 4);
+        let fx = s.job_finished("c", g, outcome(4, JobStatus::Failed));
+        assert_eq!(assigns(&fx)[0].2, 5, "retried");
+        s.job_started("c", g, 5);
+        let done = finished(&s.job_finished("c", g, outcome(5, JobStatus::Failed)));
+        assert_eq!(
+            (done[0].1.attempt, done[0].1.status),
+            (5, JobStatus::Failed)
+        );
+    }
+
+    #[test]
+    fn a_job_lost_with_every_worker_it_runs_on_ends_as_an_error() {
+        let mut s = sched(0);
+        s.runner_joined("r".into());
+        let fx = s.submit("r", vec![spec(0, None, 0)]);
+        assert!(assigns(&fx).is_empty());
+        let mut ended = Vec::new();
+        for (worker, attempt) in [("a", 1), ("b", 2)] {
+            let fx = s.worker_joined(worker.into(), worker.into(), 1);
+            let (_, g, got, _) = assigns(&fx)[0].clone();
+            assert_eq!(got, attempt);
+            s.job_started(worker, g, attempt);
+            ended = finished(&s.worker_lost(worker, "timeout"));
+        }
+        assert_eq!(ended.len(), 1, "two losses, at least one requeue: given up");
+        assert_eq!(ended[0].1.status, JobStatus::Error);
     }
 
     #[test]
