@@ -8,7 +8,8 @@
 //! - [`stream`]: duplex message streams built from append-blob artifacts (listen/connect,
 //!   frames, adaptive polling that slows on idle streams and speeds up when a new peer is
 //!   discovered, rotation, peer timeout, the closed marker of a stopped broker, a listener
-//!   that notices its listen artifact vanishing).
+//!   that notices its listen artifact vanishing; store failures that outlast a request's
+//!   retries are tried again until the peer timeout).
 //! - [`seal`]: with a cluster secret (`CLUSTER_SECRET`), keys per purpose and direction
 //!   (HKDF-SHA256), sealed frames (XChaCha20-Poly1305), chunked sealed layers and keyed
 //!   (HMAC) layer names. Hooked in at the frame codec (`stream::frame` encode/decode, keys in
@@ -25,7 +26,8 @@
 //!   listener and one link per peer; `broker::EmbeddedBroker` runs one beside a runner.
 //! - [`worker`]: a pure state machine (`worker::machine`: slots, queue, cancel, stop) inside an
 //!   async shell that joins the broker and runs each attempt as a task (layers → directory →
-//!   `worker::exec` → outputs layer); `worker::contain` makes every process a job starts die
+//!   launch, asked of the machine, which checks the lease again → `worker::exec` → outputs
+//!   layer); `worker::contain` makes every process a job starts die
 //!   with the job and with its worker, `worker::sandbox` gives a job its own namespaces
 //!   (`isolation: sandbox`); `worker::InProcessWorker` runs one inside a runner (`run
 //!   --slots`), joining the cluster like any other.
