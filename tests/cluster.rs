@@ -1147,6 +1147,42 @@ fn ctrl_c_cancels_a_local_run_cleanly() {
     });
 }
 
+/// A worker nobody waits for (the action's wrapper replaced itself with it) that is SIGKILLed:
+/// its guard kills what its job started outside the job's process group (a `setsid` daemon).
+#[test]
+fn a_sigkilled_worker_that_nobody_waits_for_leaves_no_job_process() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = Service::up(&scratch);
+    let pids = scratch.mkdir("pids");
+    let run = format!(
+        "setsid sh -c 'echo $$ > {d}/daemon.tmp; mv {d}/daemon.tmp {d}/daemon; exec sleep 300' & wait",
+        d = pids.display()
+    );
+    scratch.write(
+        "cluster.yml",
+        manifest("", &[("daemon".into(), run, String::new())]),
+    );
+    let mut runner = service.start(
+        &scratch,
+        "runner",
+        "run cluster.yml --embed-broker --slots 1 --worker-wait 1m",
+    );
+    let daemon: libc::pid_t = await_some("the job's daemon", || {
+        fs::read_to_string(pids.join("daemon"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    });
+    assert!(alive(daemon));
+    runner.signal(libc::SIGKILL);
+    let _ = runner.child.wait();
+    await_some(&format!("the daemon {daemon} to be gone"), || {
+        (!alive(daemon)).then_some(())
+    });
+}
+
 /// `--timeout` (the action's `timeout` input) stops a run as SIGTERM does: its jobs cancelled,
 /// its report and step outputs written, exit 130.
 #[test]

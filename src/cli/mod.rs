@@ -63,6 +63,14 @@ pub enum Command {
     Gc(cleanup::GcArgs),
     /// Print a runtime token that the local service accepts as the given run and job.
     Token(serve::TokenArgs),
+    /// Waits for process OWNER to end, then kills what its jobs left running (started by a
+    /// worker; hidden: not part of the user's API).
+    #[command(hide = true)]
+    Guard {
+        /// The worker's pid.
+        #[arg(long)]
+        owner: u32,
+    },
     /// Checks of a setup, run by the end-to-end tests (hidden: not part of the user's API).
     #[command(subcommand, hide = true)]
     Selftest(SelftestCommand),
@@ -115,6 +123,11 @@ pub async fn dispatch(command: Command) -> i32 {
         Command::Gc(args) => cleanup::gc(args).await,
         Command::Serve(args) => serve::serve(args).await,
         Command::Token(args) => serve::token(args),
+        Command::Guard { owner } => {
+            let guard =
+                tokio::task::spawn_blocking(move || cluster_action::worker::contain::guard(owner));
+            Ok(guard.await.map_or(exit::INFRA, |_| 0))
+        }
         Command::Selftest(SelftestCommand::Transport(args)) => selftest::transport(args).await,
         Command::Selftest(SelftestCommand::LocalFlags) => common::print_local_flags(),
     };

@@ -152,6 +152,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
         0 => (None, None),
         slots => {
             let (scratch, cache_dir, work_dir) = worker_dirs(args.cache_dir.clone(), None)?;
+            cluster_action::worker::contain::start_guard();
             let wcfg = WorkerConfig {
                 ns: cfg.ns.clone(),
                 stream: cfg.stream.clone(),
