@@ -559,42 +559,6 @@ function forwardSignals() {
   }
 }
 
-/**
- * Kills what the jobs of an exited worker left running: every process whose initial
- * environment carries the worker's mark (CLUSTER_ACTION_JOB_MARK=<pid>.<n>, set by the binary
- * for each job, see src/worker/contain.rs). A worker that died (SIGKILL, OOM) could not do it
- * itself. Linux only (elsewhere there is no /proc to read); returns how many it killed.
- */
-function killMarkedBy(pid) {
-  if (process.platform !== 'linux' || !pid) return 0;
-  const mark = Buffer.from(`\0CLUSTER_ACTION_JOB_MARK=${pid}.`);
-  const killed = new Set();
-  // Each round kills what it sees; what those had started is seen in the next.
-  for (let round = 0; round < 16; round++) {
-    let found = 0;
-    for (const name of fs.readdirSync('/proc')) {
-      const other = Number(name);
-      if (!/^\d+$/.test(name) || other === process.pid) continue;
-      let environ;
-      try {
-        environ = Buffer.concat([Buffer.from([0]), fs.readFileSync(`/proc/${name}/environ`)]);
-      } catch {
-        continue;
-      }
-      if (!environ.includes(mark)) continue;
-      try {
-        process.kill(other, 'SIGKILL');
-        killed.add(other);
-        found++;
-      } catch {
-        // Gone already.
-      }
-    }
-    if (found === 0) break;
-  }
-  return killed.size;
-}
-
 /** Runs a program with this process's stdio and environment; resolves with how it ended. */
 function runChild(file, argv, options = {}) {
   return new Promise((resolve, reject) => {
@@ -606,8 +570,6 @@ function runChild(file, argv, options = {}) {
     });
     child.on('exit', (code, signal) => {
       current = null;
-      const killed = killMarkedBy(child.pid);
-      if (killed > 0) warn(`killed ${killed} process(es) the worker's jobs left running`);
       resolve({ code, signal });
     });
   });
@@ -668,8 +630,8 @@ async function main() {
   return runBinary(binary, commandLine(cfg, reports), cfg);
 }
 
-// exitCode rather than process.exit(): stdout may be an asynchronous pipe (macOS), and nothing
-// else keeps the process alive once the child has ended.
+// exitCode rather than process.exit(): nothing else keeps the process alive once the child
+// has ended.
 if (require.main === module) {
   main().then(
     code => {
@@ -689,4 +651,4 @@ if (require.main === module) {
 }
 
 // For tests: the pure parts.
-module.exports = { INPUTS, TARGETS, canExecve, parseDuration, releaseTarget, splitArgs, tarFile };
+module.exports = { INPUTS, TARGETS, parseDuration, releaseTarget, splitArgs, tarFile };

@@ -38,9 +38,8 @@ let counter = 0;
 const fresh = name => path.join(scratch, `${name}-${++counter}`);
 
 // A stand-in for cluster-action. It appends JSON lines to $FAKE_RECORD (what it was run with,
-// signals it got), writes $FAKE_REPORT to the --report-json path, and then by $FAKE_MODE:
-// `exit` with $FAKE_EXIT; `trap` waits and exits 130 on SIGINT/SIGTERM as the real binary
-// does; `ignore` waits and ignores them; `die` waits without handlers. Waiting modes print
+// signals it got), and then by $FAKE_MODE: `exit` with $FAKE_EXIT; `trap` waits and exits 130
+// on SIGINT/SIGTERM as the real binary does; `die` waits without handlers. Waiting modes print
 // FAKE READY once their handlers are in place.
 const FAKE = `#!${process.execPath}
 'use strict';
@@ -48,10 +47,10 @@ const fs = require('node:fs');
 const mode = process.env.FAKE_MODE || 'exit';
 const log = event => fs.appendFileSync(process.env.FAKE_RECORD, JSON.stringify(event) + '\\n');
 for (const signal of ['SIGINT', 'SIGTERM']) {
-  if (mode === 'trap' || mode === 'ignore') {
+  if (mode === 'trap') {
     process.on(signal, () => {
       log({ signal });
-      if (mode === 'trap') process.exit(130);
+      process.exit(130);
     });
   }
 }
@@ -66,20 +65,6 @@ log({
   github: process.env.GITHUB_TOKEN,
   inputToken: process.env.INPUT_TOKEN,
 });
-const at = argv.indexOf('--report-json');
-if (at >= 0 && process.env.FAKE_REPORT) {
-  fs.writeFileSync(argv[at + 1], process.env.FAKE_REPORT);
-  fs.writeFileSync(argv[argv.indexOf('--report-junit') + 1], '<testsuites/>');
-}
-if (mode === 'leave') {
-  // A job's process that outlives its worker: detached, with the worker's mark.
-  const { spawn } = require('node:child_process');
-  const env = { ...process.env, CLUSTER_ACTION_JOB_MARK: \`\${process.pid}.1\` };
-  const left = spawn('/bin/sleep', ['300'], { detached: true, stdio: 'ignore', env });
-  left.unref();
-  log({ left: left.pid });
-  process.exit(Number(process.env.FAKE_EXIT || 0));
-}
 if (mode === 'exit') process.exit(Number(process.env.FAKE_EXIT || 0));
 console.log('FAKE READY');
 setInterval(() => {}, 1 << 30);
@@ -378,23 +363,6 @@ test('SIGTERM and SIGINT reach the binary; the wrapper exits with its code', asy
       assert.deepEqual(result.records.filter(r => r.signal), [{ signal }]);
     }
   }
-});
-
-// Without process.execve the wrapper outlives a worker that died, and cleans up after it.
-const spawning = process.platform !== 'linux' ? 'Linux only' : wrapper.canExecve() && 'this Node has process.execve';
-test('processes a worker\'s jobs left running die when the worker exits', { skip: spawning }, async () => {
-  const result = await runAction({ inputs: { binary: fakeBinary, role: 'worker' }, env: { FAKE_MODE: 'leave', FAKE_EXIT: '3' } });
-  assert.equal(result.code, 3, failure(result));
-  const [{ left }] = result.records.filter(r => r.left);
-  const stat = (() => {
-    try {
-      return fs.readFileSync(`/proc/${left}/stat`, 'utf8');
-    } catch {
-      return null;
-    }
-  })();
-  assert.ok(stat === null || /\) [ZX] /.test(stat), `process ${left} still runs: ${stat}`);
-  assert.match(result.stdout, /::warning::killed 1 process\(es\) the worker's jobs left running/);
 });
 
 test('a binary killed by a signal makes the wrapper exit 128 + the signal number', async () => {
