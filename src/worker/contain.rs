@@ -206,7 +206,9 @@ pub fn start_guard() {
             let mut cmd = Command::new(exe);
             cmd.args(["guard", "--owner", &std::process::id().to_string()])
                 .stdin(Stdio::piped())
+                // Holding none of the step's output pipes, it delays no reader's end of file.
                 .stdout(Stdio::null())
+                .stderr(Stdio::null())
                 .process_group(0);
             for var in super::exec::HIDDEN_VARS {
                 cmd.env_remove(var);
