@@ -812,6 +812,74 @@ done
     assert_eq!(code, 0);
 }
 
+#[test]
+fn a_failed_test_is_retried_on_another_worker() {
+    environment();
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first-worker");
+    // `machine` fails on the worker it first ran on (as a test does whose machine is broken)
+    // and passes anywhere else; `t1`..`t4` keep both workers busy.
+    let run = format!(
+        r#"for t in "$@"; do
+  if [ "$t" = machine ]; then
+    [ -e {first} ] || echo "$CLUSTER_WORKER" > {first}
+    [ "$(cat {first})" = "$CLUSTER_WORKER" ] && failed=1
+  else
+    sleep 0.2
+  fi
+done
+{{ echo '<testsuite name="m">'
+for t in "$@"; do
+  if [ "$t" = machine ] && [ -n "$failed" ]; then
+    echo "<testcase name=\"$t\"><failure message=\"broken on $CLUSTER_WORKER\"/></testcase>"
+  else
+    echo "<testcase name=\"$t\"/>"
+  fi
+done
+echo '</testsuite>'; }} > "$CLUSTER_JUNIT"
+"#,
+        first = first.display()
+    );
+    let manifest = serde_yaml::to_string(&serde_json::json!({
+        "suites": [{
+            "name": "m",
+            "framework": "command",
+            "list": "printf 'machine\\nt1\\nt2\\nt3\\nt4\\n'",
+            "run": run,
+            "retries": 2,
+        }]
+    }))
+    .unwrap();
+    std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
+    let (code, report, xml) = run_local(
+        dir.path(),
+        &["--workers", "2", "--slots", "1", "cluster.yml"],
+    );
+    let tests = report["tests"].as_array().unwrap();
+    let machine = tests.iter().find(|t| t["id"] == "machine").unwrap();
+    let first = std::fs::read_to_string(&first).unwrap();
+    let workers: Vec<&str> = machine["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        (machine["status"].as_str(), machine["attempts"].as_u64()),
+        (Some("flaky"), Some(2)),
+        "{report}"
+    );
+    assert_eq!(workers.len(), 2, "{report}");
+    assert_eq!(workers[0], first.trim(), "it failed where it first ran");
+    assert_ne!(workers[1], workers[0], "the retry ran on the other worker");
+    assert!(xml.contains(&format!("broken on {}", workers[0])), "{xml}");
+    for t in tests.iter().filter(|t| t["id"] != "machine") {
+        assert_eq!(t["status"], "passed", "{report}");
+        assert_eq!(t["workers"].as_array().unwrap().len(), 1, "{report}");
+    }
+    assert_eq!(code, 0, "flaky passes");
+}
+
 /// `cluster-action local` with `args` in `dir`: its exit code and standard error.
 fn local_error(dir: &Path, path: &str, args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_cluster-action"))
