@@ -818,14 +818,15 @@ fn a_failed_test_is_retried_on_another_worker() {
     let dir = tempfile::tempdir().unwrap();
     let first = dir.path().join("first-worker");
     // `machine` fails on the worker it first ran on (as a test does whose machine is broken)
-    // and passes anywhere else; `t1`..`t4` keep both workers busy.
+    // and passes anywhere else. `slow` keeps the other worker busy meanwhile: a retry that
+    // took the free slot would fail again on the same worker.
     let run = format!(
         r#"for t in "$@"; do
   if [ "$t" = machine ]; then
     [ -e {first} ] || echo "$CLUSTER_WORKER" > {first}
     [ "$(cat {first})" = "$CLUSTER_WORKER" ] && failed=1
   else
-    sleep 0.2
+    sleep 3
   fi
 done
 {{ echo '<testsuite name="m">'
@@ -844,7 +845,7 @@ echo '</testsuite>'; }} > "$CLUSTER_JUNIT"
         "suites": [{
             "name": "m",
             "framework": "command",
-            "list": "printf 'machine\\nt1\\nt2\\nt3\\nt4\\n'",
+            "list": "printf 'machine\\nslow\\n'",
             "run": run,
             "retries": 2,
         }]
@@ -853,7 +854,15 @@ echo '</testsuite>'; }} > "$CLUSTER_JUNIT"
     std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
     let (code, report, xml) = run_local(
         dir.path(),
-        &["--workers", "2", "--slots", "1", "cluster.yml"],
+        &[
+            "--workers",
+            "2",
+            "--slots",
+            "1",
+            "--prefetch",
+            "0",
+            "cluster.yml",
+        ],
     );
     let tests = report["tests"].as_array().unwrap();
     let machine = tests.iter().find(|t| t["id"] == "machine").unwrap();
