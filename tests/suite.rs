@@ -905,28 +905,103 @@ fn local_error(dir: &Path, path: &str, args: &[&str]) -> (i32, String) {
     )
 }
 
+/// Asserts that a `local` run was refused as bad input (exit 2) with every one of `words` in
+/// its one error message.
+fn assert_bad_input((code, err): (i32, String), words: &[&str]) {
+    assert_eq!(code, 2, "{err}");
+    for word in words {
+        assert!(err.contains(word), "{word:?} not in:\n{err}");
+    }
+    assert_eq!(err.matches(words[0]).count(), 1, "said twice:\n{err}");
+}
+
 #[test]
-fn bad_suites_exit_2_with_what_to_fix() {
+fn a_missing_framework_exits_2_naming_the_command_and_how_to_install_it() {
+    environment();
+    let dir = tempfile::tempdir().unwrap();
+    let none = "/nonexistent";
+    assert_bad_input(
+        local_error(dir.path(), none, &["--go-test"]),
+        &["`go` is not installed", "apt-get install golang-go"],
+    );
+    assert_bad_input(
+        local_error(dir.path(), none, &["--nextest"]),
+        &[
+            "`cargo-nextest` is not installed",
+            "cargo install --locked cargo-nextest",
+        ],
+    );
+    assert_bad_input(
+        local_error(dir.path(), none, &["--pytest"]),
+        &["`python3` is not installed", "python -m pip install pytest"],
+    );
+    // A Python without pytest (a fresh virtual environment): pytest is what is missing.
+    let venv = dir.path().join("venv");
+    let made = Command::new("python3")
+        .args(["-m", "venv", "--without-pip"])
+        .arg(&venv)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have("python3", &["-m", "venv", "--help"]) || !made {
+        return;
+    }
+    let bin = venv.join("bin");
+    assert_bad_input(
+        local_error(dir.path(), bin.to_str().unwrap(), &["--pytest"]),
+        &[
+            "`pytest` is not installed",
+            "python -m pytest`: no module named pytest",
+            "install it into the Python on PATH: `python -m pip install pytest`",
+        ],
+    );
+}
+
+#[test]
+fn a_failing_listing_exits_2_with_the_command_and_the_tail_of_its_stderr() {
     environment();
     let dir = tempfile::tempdir().unwrap();
     let path = std::env::var("PATH").unwrap();
-    // No go on PATH: named, with how to install it.
-    let (code, err) = local_error(dir.path(), "/nonexistent", &["--go-test"]);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("`go` is not installed"), "{err}");
-    // A listing that fails: its stderr tail.
-    let manifest = "suites:\n  - name: c\n    framework: command\n    list: echo no list here >&2; exit 4\n    run: 'true'\n";
+    // 30 lines on stderr: the last ones are shown, not the first.
+    let manifest = "suites:\n  - name: c\n    framework: command\n    list: 'for i in $(seq 1 30); do echo \"listing line $i\" >&2; done; echo no list here >&2; exit 4'\n    run: 'true'\n";
     std::fs::write(dir.path().join("bad.yml"), manifest).unwrap();
     let (code, err) = local_error(dir.path(), &path, &["bad.yml"]);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("no list here"), "{err}");
-    // No tests.
+    assert_bad_input(
+        (code, err.clone()),
+        &[
+            "suite 'c': `bash -c ",
+            "failed (exit status: 4)",
+            "listing line 30\nno list here",
+        ],
+    );
+    assert!(!err.contains("listing line 5\n"), "only the tail:\n{err}");
+}
+
+#[test]
+fn a_suite_with_no_tests_exits_2() {
+    environment();
+    let dir = tempfile::tempdir().unwrap();
+    let path = std::env::var("PATH").unwrap();
     let manifest =
         "suites:\n  - name: c\n    framework: command\n    list: 'true'\n    run: 'true'\n";
     std::fs::write(dir.path().join("empty.yml"), manifest).unwrap();
-    let (code, err) = local_error(dir.path(), &path, &["empty.yml"]);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("no tests match"), "{err}");
+    assert_bad_input(
+        local_error(dir.path(), &path, &["empty.yml"]),
+        &["suite 'c': no tests match", "check the suite's `args:`"],
+    );
+    // pytest selecting nothing, as nextest refuses to run no tests.
+    let Some(fixture) = listed(Framework::Pytest, &[]) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    copy_tree(&fixture.source, work.path());
+    assert_bad_input(
+        local_error(
+            work.path(),
+            &path,
+            &["--pytest", "-k", "no_test_is_called_this"],
+        ),
+        &["suite 'pytest': no tests match", "no_test_is_called_this"],
+    );
 }
 
 #[test]
