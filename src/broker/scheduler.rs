@@ -15,6 +15,12 @@
 //! Fencing: a worker starts assigned work only under a lease ([`BrokerToWorker::Lease`])
 //! shorter than the silence after which the broker declares it lost, so a lost worker starts
 //! nothing it was given; a late result from a worker declared lost is dropped.
+//!
+//! Retries elsewhere: a job avoids the workers its attempts failed on or were lost with, and
+//! those its spec names (`avoid_workers`: where a failed test's earlier attempts ran). It waits
+//! in the queue for another worker's room while later jobs go out, and goes to an avoided
+//! worker only when no other is connected; take-back moves work only to a worker that may run
+//! it.
 
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
