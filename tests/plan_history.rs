@@ -549,32 +549,12 @@ async fn attempt_2_through_local_runs_only_the_tests_that_failed_or_never_ran() 
         Fault::None,
     )
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = "suites:\n  - name: r\n    framework: command\n    list: printf 't1\\nt2\\nt3\\nt4\\nt5\\n'\n    run: |\n      { echo '<testsuite>'; for t in \"$@\"; do echo \"<testcase name='$t'/>\"; done; echo '</testsuite>'; } > \"$CLUSTER_JUNIT\"\n";
-    std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
-    let report = dir.path().join("report.json");
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cluster-action"));
-    command
-        .args(["local", "--workers", "1", "cluster.yml", "--report-json"])
-        .arg(&report)
-        .current_dir(dir.path())
-        .env("GITHUB_API_URL", &server.base)
-        .env("GITHUB_REPOSITORY", format!("{OWNER}/{REPO}"))
-        .env("GITHUB_RUN_ID", RUN.to_string())
-        .env("GITHUB_RUN_ATTEMPT", "2")
-        .env("GITHUB_TOKEN", TOKEN)
-        .env_remove("GITHUB_EVENT_PATH")
-        .env_remove("GITHUB_WORKFLOW_REF");
-    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (code, stderr, report) = local_run(&server, &["t1", "t2", "t3", "t4", "t5"], 2).await;
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stderr.contains("re-run: running 3 of 5 tests"),
         "the run says what it re-runs: {stderr}"
     );
-    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     let ran: Vec<&str> = report["tests"]
         .as_array()
         .unwrap()
@@ -601,15 +581,17 @@ fn local_timings(zip_bytes: Vec<u8>) -> Vec<Stored> {
     }]
 }
 
-/// A `local` run of a three-test suite as attempt 1 of run [`RUN`] of `ci.yml` on `main`,
-/// against `server`: its exit code, its standard error and its JSON report.
-async fn local_run_with_history(server: &Server) -> (Option<i32>, String, Value) {
+/// A `local` run of a suite of tests `ids` (each passes) as attempt `attempt` of run [`RUN`]
+/// of `ci.yml` on `main`, against `server`: its exit code, its standard error and its JSON
+/// report. Attempt 1 knows the workflow and the default branch (for timings); later attempts
+/// look only at the run's own earlier attempts.
+async fn local_run(server: &Server, ids: &[&str], attempt: u32) -> (Option<i32>, String, Value) {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = "suites:\n  - name: r\n    framework: command\n    list: printf 't1\\nt2\\nt3\\n'\n    run: |\n      { echo '<testsuite>'; for t in \"$@\"; do echo \"<testcase name='$t'/>\"; done; echo '</testsuite>'; } > \"$CLUSTER_JUNIT\"\n";
+    let manifest = format!(
+        "suites:\n  - name: r\n    framework: command\n    list: printf '{}\\n'\n    run: |\n      {{ echo '<testsuite>'; for t in \"$@\"; do echo \"<testcase name='$t'/>\"; done; echo '</testsuite>'; }} > \"$CLUSTER_JUNIT\"\n",
+        ids.join("\\n")
+    );
     std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
-    let event = dir.path().join("event.json");
-    let body = json!({"repository": {"default_branch": "main", "private": true}});
-    std::fs::write(&event, body.to_string()).unwrap();
     let report = dir.path().join("report.json");
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cluster-action"));
     command
@@ -619,14 +601,22 @@ async fn local_run_with_history(server: &Server) -> (Option<i32>, String, Value)
         .env("GITHUB_API_URL", &server.base)
         .env("GITHUB_REPOSITORY", format!("{OWNER}/{REPO}"))
         .env("GITHUB_RUN_ID", RUN.to_string())
-        .env("GITHUB_RUN_ATTEMPT", "1")
+        .env("GITHUB_RUN_ATTEMPT", attempt.to_string())
         .env("GITHUB_TOKEN", TOKEN)
-        .env("GITHUB_EVENT_PATH", &event)
-        .env(
-            "GITHUB_WORKFLOW_REF",
-            format!("{OWNER}/{REPO}/.github/workflows/ci.yml@refs/heads/main"),
-        )
         .env_remove("GITHUB_STEP_SUMMARY");
+    if attempt == 1 {
+        let event = dir.path().join("event.json");
+        let body = json!({"repository": {"default_branch": "main", "private": true}});
+        std::fs::write(&event, body.to_string()).unwrap();
+        let workflow = format!("{OWNER}/{REPO}/.github/workflows/ci.yml@refs/heads/main");
+        command
+            .env("GITHUB_EVENT_PATH", &event)
+            .env("GITHUB_WORKFLOW_REF", workflow);
+    } else {
+        command
+            .env_remove("GITHUB_EVENT_PATH")
+            .env_remove("GITHUB_WORKFLOW_REF");
+    }
     let out = tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
         .unwrap();
@@ -669,7 +659,7 @@ fn assert_went_on_with_estimates(
 async fn a_run_whose_history_lookup_is_forbidden_says_so_once_and_passes() {
     let timings = zip(TIMINGS_FILE, &timings(101, 1_000).to_json());
     let server = serve(local_timings(timings), Fault::ListForbidden).await;
-    let run = local_run_with_history(&server).await;
+    let run = local_run(&server, &["t1", "t2", "t3"], 1).await;
     assert_went_on_with_estimates(
         run,
         "no timing history (ca-timings-local-ci.yml on main): the token may not read artifacts \
@@ -683,7 +673,7 @@ async fn a_run_whose_history_lookup_is_forbidden_says_so_once_and_passes() {
 async fn a_run_whose_history_download_is_not_found_says_so_once_and_passes() {
     let timings = zip(TIMINGS_FILE, &timings(101, 1_000).to_json());
     let server = serve(local_timings(timings), Fault::DownloadNotFound).await;
-    let run = local_run_with_history(&server).await;
+    let run = local_run(&server, &["t1", "t2", "t3"], 1).await;
     assert_went_on_with_estimates(
         run,
         "no timing history (ca-timings-local-ci.yml on main): HTTP 404: Not Found; going on with \
@@ -695,7 +685,7 @@ async fn a_run_whose_history_download_is_not_found_says_so_once_and_passes() {
 #[tokio::test]
 async fn a_run_whose_history_artifact_is_garbled_says_so_once_and_passes() {
     let server = serve(local_timings(b"PK\x03\x04 garbled".to_vec()), Fault::None).await;
-    let run = local_run_with_history(&server).await;
+    let run = local_run(&server, &["t1", "t2", "t3"], 1).await;
     assert_went_on_with_estimates(
         run,
         "no timing history (ca-timings-local-ci.yml on main): the artifact is unreadable: artifact \

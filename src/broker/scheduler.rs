@@ -671,6 +671,9 @@ impl Scheduler {
             .iter()
             .map(|w| (w.slots as usize).saturating_sub(w.assigned.len()))
             .sum();
+        if free == 0 {
+            return;
+        }
         let mut candidates: Vec<(PeerId, Vec<(u64, JobId)>)> = Vec::new();
         let mut asked = 0;
         for (peer, w) in &self.workers {
@@ -883,8 +886,9 @@ mod tests {
         assert!(fx.contains(&Effect::ToRunner("r".into(), BrokerToRunner::AllDone)));
     }
 
-    #[test]
-    fn a_failed_job_is_retried_on_another_worker_and_waits_for_it_while_later_jobs_run() {
+    /// Two workers of one slot each running job 0 (one retry) and job 1; job 0 has just
+    /// failed. Returns the scheduler, job 0's worker and id, and job 1's worker and id.
+    fn failed_beside_a_busy_worker() -> (Scheduler, PeerId, JobId, PeerId, JobId) {
         let mut s = sched(0);
         s.runner_joined("r".into());
         s.worker_joined("a".into(), "a".into(), 1);
@@ -892,14 +896,19 @@ mod tests {
         let fx = s.submit("r", vec![spec(0, Some(20), 1), spec(1, Some(10), 0)]);
         let placed = assigns(&fx);
         let on = |name: &str| placed.iter().find(|a| a.3 == name).unwrap().clone();
-        let (first, flaky, _, _) = on("job-0");
-        let (other, steady, _, _) = on("job-1");
+        let ((first, flaky, _, _), (other, steady, _, _)) = (on("job-0"), on("job-1"));
         assert_ne!(first, other);
         s.job_started(&first, flaky, 1);
         s.job_started(&other, steady, 1);
-        // Job 0 fails: its retry waits for the other worker, and a later job takes the free one.
         let fx = s.job_finished(&first, flaky, outcome(1, JobStatus::Failed));
         assert!(assigns(&fx).is_empty(), "not again on {first}");
+        (s, first, flaky, other, steady)
+    }
+
+    #[test]
+    fn a_failed_job_is_retried_on_another_worker_and_waits_for_it_while_later_jobs_run() {
+        let (mut s, first, flaky, other, steady) = failed_beside_a_busy_worker();
+        // A later job takes the free worker meanwhile.
         let fx = s.submit("r", vec![spec(2, None, 0)]);
         let later: Vec<_> = assigns(&fx).into_iter().map(|a| (a.0, a.3)).collect();
         assert_eq!(later, [(first.clone(), "job-2".to_string())]);
@@ -911,16 +920,7 @@ mod tests {
 
     #[test]
     fn a_retry_runs_on_the_worker_it_failed_on_once_no_other_is_connected() {
-        let mut s = sched(0);
-        s.runner_joined("r".into());
-        s.worker_joined("a".into(), "a".into(), 1);
-        s.worker_joined("b".into(), "b".into(), 1);
-        let fx = s.submit("r", vec![spec(0, Some(20), 1), spec(1, Some(10), 0)]);
-        let placed = assigns(&fx);
-        let ((first, flaky, _, _), (other, steady, _, _)) = (placed[0].clone(), placed[1].clone());
-        s.job_started(&first, flaky, 1);
-        s.job_started(&other, steady, 1);
-        assert!(assigns(&s.job_finished(&first, flaky, outcome(1, JobStatus::Failed))).is_empty());
+        let (mut s, first, flaky, other, _) = failed_beside_a_busy_worker();
         // The other worker is lost: the retry is not starved, it runs where it failed.
         let fx = s.worker_lost(&other, "gone");
         let got: Vec<_> = assigns(&fx).into_iter().map(|a| (a.0, a.1, a.2)).collect();
