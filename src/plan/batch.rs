@@ -240,7 +240,7 @@ fn deal_measured(units: Vec<Unit>, count: usize) -> Vec<Batch> {
         least.estimate_ms = least.estimate_ms.saturating_add(unit.ms);
     }
     batches.retain(|b| !b.tests.is_empty());
-    batches.sort_by(|a, b| b.estimate_ms.cmp(&a.estimate_ms));
+    batches.sort_by_key(|b| std::cmp::Reverse(b.estimate_ms));
     batches
 }
 
