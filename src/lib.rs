@@ -58,11 +58,15 @@
 //! messages, timers and signals.
 //!
 //! The data path of one job: the runner packs and publishes the manifest's layers, then sends
-//! `Submit` on its stream; the broker queues the jobs (longest estimate first) and sends
-//! `Assign` to a worker with a free slot (plus a pipeline sized from the measured round trip,
-//! taken back for an idle worker when the queue runs dry); under a lease the broker renews
-//! (`Lease`, fencing a worker declared lost), the worker fetches the layers
-//! into its cache, assembles the job's directory from private copies, runs `bash -c`, publishes declared outputs
+//! the manifest's shared defaults once (`Defaults`: the environment every job inherits) and
+//! `Submit` on its stream (each job carrying only what it sets itself); the broker queues the
+//! jobs (longest estimate first) and sends `Assign` to a worker with a free slot (plus a
+//! pipeline sized from the measured round trip, taken back for an idle worker when the queue
+//! runs dry), the runner's defaults going to each worker once, before its first such job;
+//! under a lease the broker renews (`Lease`, fencing a worker declared lost), the worker
+//! merges the defaults in (`proto::JobDefaults::merge_into`, the manifest's own rule), fetches
+//! the layers into its cache, assembles the job's directory from private copies, runs
+//! `bash -c`, publishes declared outputs
 //! as a layer and sends `Finished`; the broker forwards the outcome to the runner, which
 //! fetches the outputs and reports. A suite's batch is such a job: its command is the
 //! framework's run of exactly its tests, its one output the framework's report, which the

@@ -1479,29 +1479,53 @@ fn transient_store_failures_around_outputs_never_fail_a_passing_job() {
     }
 }
 
-/// 500 jobs inheriting a 140 KB `defaults.env` are 70 MB of jobs, more than one stream
-/// message may carry: the runner submits them in batches sized by bytes.
+/// 500 jobs inheriting a 140 KB `defaults.env` were 70 MB of jobs, more than one stream
+/// message may carry: the defaults now cross the store once from the runner and once to each
+/// worker, and every job still sees them merged under its own `env`.
 #[test]
-fn a_submission_larger_than_a_stream_message_travels_in_batches() {
+fn shared_defaults_cross_the_store_once_not_once_per_job() {
     let _serial = serial();
     let scratch = Scratch::new();
+    let service = Service::up(&scratch);
     // Two variables of 70 KB: one environment string may not exceed 128 KiB (execve).
     let big = "x".repeat(70_000);
     // `isolation: none`: this test is about the submission, and 500 short jobs under process
     // containment meet a race between one job's leftover sweep and another's reaping (seen as
     // "cannot wait for the job's process: No child processes"), reported separately.
-    let head = format!("defaults:\n  isolation: none\n  env: {{ BIG1: {big}, BIG2: {big} }}\n");
+    let head = format!(
+        "defaults:\n  isolation: none\n  env: {{ BIG1: {big}, BIG2: {big}, MODE: default }}\n"
+    );
+    let sizes = "test ${#BIG1} -eq 70000 && test ${#BIG2} -eq 70000";
     let jobs: Vec<_> = (0..500)
-        .map(|i| {
-            let run = "test ${#BIG1} -eq 70000 && test ${#BIG2} -eq 70000".to_string();
-            (format!("job-{i:03}"), run, String::new())
+        .map(|i| match i % 100 {
+            0 => (
+                format!("job-{i:03}"),
+                format!("{sizes} && test \"$MODE\" = own"),
+                "env: { MODE: own }".to_string(),
+            ),
+            _ => (
+                format!("job-{i:03}"),
+                format!("{sizes} && test \"$MODE\" = default"),
+                String::new(),
+            ),
         })
         .collect();
     scratch.write("cluster.yml", manifest(&head, &jobs));
-    let args = "local --workers 1 --slots 2 cluster.yml --report-json report.json";
-    scratch.start("local", args).expect_exit(0);
+    let written = |service: &Service| service.stats()["blob_bytes_in"].as_u64().unwrap();
+    let mut broker = service.start(&scratch, "broker", "--log-level info broker --cluster big");
+    let mut worker = service.start(&scratch, "worker", "worker --cluster big --slots 2");
+    broker.await_stderr("worker joined");
+    let before = written(&service);
+    let args = "run cluster.yml --cluster big --stop-cluster --report-json report.json";
+    service.start(&scratch, "runner", args).expect_exit(0);
+    worker.expect_exit(0);
+    broker.expect_exit(0);
     let (report, _) = read_report(&scratch.path().join("report.json"));
     assert_eq!(report["summary"]["passed"], 500, "{report}");
+    // One copy is 140 KB: the runner's to the broker and the broker's to the one worker, plus
+    // what 500 small jobs say (submit, assign, started, finished): far from 500 copies (70 MB).
+    let bytes = written(&service) - before;
+    assert!(bytes < 4 * 140_000 + 500 * 1_500, "{bytes} bytes written");
 }
 
 // ---------------------------------------------------------------------------------------------

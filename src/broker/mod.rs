@@ -374,6 +374,10 @@ impl Shell {
             },
             Event::Runner(peer, msg) => match msg {
                 RunnerMsg::Hello(_) => Vec::new(),
+                RunnerMsg::Defaults(defaults) => {
+                    self.sched.defaults(&peer, defaults);
+                    Vec::new()
+                }
                 RunnerMsg::Submit { jobs } => {
                     self.made.submitted(&jobs);
                     self.sched.submit(&peer, jobs)

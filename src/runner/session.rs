@@ -137,7 +137,7 @@ pub enum RunError {
 /// manifest is given away: once its layers are published, its jobs become the submission.
 pub async fn run(
     store: ArtifactStore,
-    manifest: Manifest,
+    mut manifest: Manifest,
     cfg: &RunConfig,
     progress: &mut Progress,
     cancel: impl Future<Output = ()>,
@@ -152,6 +152,7 @@ pub async fn run(
     }
     let layer_seal = cfg.stream.seal.as_ref().map(ClusterKeys::layers);
     let digests = publish_layers(&store, layer_seal.as_ref(), &manifest).await?;
+    let defaults = std::mem::take(&mut manifest.defaults);
     let jobs = submissions(manifest, &digests);
     let suites = ship_suites(&store, layer_seal.as_ref(), listings, &digests).await?;
     // The scratch directory (and the cache in it) is removed when the run returns.
@@ -171,8 +172,9 @@ pub async fn run(
         stop_cluster: cfg.stop_cluster,
         own_slots: cfg.own_slots,
     };
-    let machine =
-        Machine::new(jobs, &rules, tokio::time::Instant::now()).with_suites(suites, cfg.slots_hint);
+    let machine = Machine::new(jobs, &rules, tokio::time::Instant::now())
+        .with_defaults(defaults)
+        .with_suites(suites, cfg.slots_hint);
     let hello = Hello::Runner {
         version: PROTOCOL_VERSION,
         name: cfg.name.clone(),

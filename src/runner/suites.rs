@@ -296,6 +296,7 @@ impl SuiteRun {
             estimate_ms: None,
             isolation: Isolation::default(),
             secret_env: Default::default(),
+            inherits: false,
         };
         self.in_flight
             .insert(index, InFlight { suite, tests, name });

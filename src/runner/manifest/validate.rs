@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::locate::{NodePath, node_path};
 use super::{DEFAULT_RETRIES, DEFAULT_TIMEOUT, JobDef, LayerDef, schema};
 use crate::layer::{self, Listed};
-use crate::proto::SecretEnv;
+use crate::proto::{JobDefaults, SecretEnv};
 use crate::runner::duration::parse_duration;
 use crate::seal::SECRET_VAR;
 
@@ -54,7 +54,7 @@ pub(super) struct Finding {
 }
 
 /// The resolved contents of a valid manifest.
-pub(super) type Resolved = (BTreeMap<String, LayerDef>, Vec<JobDef>);
+pub(super) type Resolved = (BTreeMap<String, LayerDef>, Vec<JobDef>, JobDefaults);
 
 /// Checks `raw` and resolves it, or returns every problem found.
 pub(super) fn resolve(raw: schema::Manifest, base_dir: &Path) -> Result<Resolved, Vec<Finding>> {
@@ -67,9 +67,11 @@ pub(super) fn resolve(raw: schema::Manifest, base_dir: &Path) -> Result<Resolved
             "defaults",
         )
         .unwrap_or(DEFAULT_TIMEOUT);
-    let default_env = check.env(&defaults.env, &node_path!["defaults", "env"], "defaults");
     let at = node_path!["defaults", "secret-env"];
-    let default_secrets = check.secret_env(&defaults.secret_env, at, "defaults");
+    let shared = JobDefaults {
+        env: check.env(&defaults.env, &node_path!["defaults", "env"], "defaults"),
+        secret_env: check.secret_env(&defaults.secret_env, at, "defaults"),
+    };
     let default_layers = defaults.layers.clone().unwrap_or_default();
     check.layer_refs(
         &default_layers,
@@ -113,13 +115,10 @@ pub(super) fn resolve(raw: schema::Manifest, base_dir: &Path) -> Result<Resolved
                 "estimate",
             )
         });
-        let mut env = default_env.clone();
-        env.extend(check.env(&job.env, &node_path!["jobs", index, "env"], &owner));
-        let mut secret_env = default_secrets.clone();
+        let mut env = check.env(&job.env, &node_path!["jobs", index, "env"], &owner);
         let at = node_path!["jobs", index, "secret-env"];
-        secret_env
-            .0
-            .extend(check.secret_env(&job.secret_env, at, &owner).0);
+        let mut secret_env = check.secret_env(&job.secret_env, at, &owner);
+        shared.merge_into(&mut env, &mut secret_env);
         let layers = match &job.layers {
             Some(names) => {
                 let at = node_path!["jobs", index, "layers"];
@@ -151,7 +150,7 @@ pub(super) fn resolve(raw: schema::Manifest, base_dir: &Path) -> Result<Resolved
         });
     }
     if check.findings.is_empty() {
-        Ok((layers, jobs))
+        Ok((layers, jobs, shared))
     } else {
         Err(check.findings)
     }
