@@ -44,6 +44,8 @@
 //! - [`suite`]: test frameworks (nextest, pytest, go test, a command pair): listing a suite
 //!   on the runner, the command a worker runs for a batch, per-test results from the
 //!   framework's own report, and the merged JUnit.
+//! - [`in_process`]: a broker or worker run as a task beside a runner, stopped by it
+//!   (`broker::EmbeddedBroker`, `worker::InProcessWorker`).
 //! - [`local`]: `cluster-action local`: [`serve`] in-process, an embedded broker, worker
 //!   processes and the runner.
 //! - [`serve`]: a local artifact service (both halves) for tests, benchmarks and `local`.
@@ -78,6 +80,7 @@
 pub mod broker;
 pub mod budget;
 pub mod cleanup;
+pub mod in_process;
 pub mod layer;
 pub mod link;
 pub mod local;
