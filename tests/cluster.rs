@@ -1284,6 +1284,39 @@ fn manifest_errors_exit_2_with_a_location_and_upload_nothing() {
     );
 }
 
+/// A runner with `--stop-cluster` whose manifest is refused still stops its cluster: the broker
+/// and the workers of the other jobs exit now, not after their 15-minute idle timeout.
+#[test]
+fn a_refused_manifest_with_stop_cluster_stops_the_separate_broker_and_workers() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = Service::up(&scratch);
+    let args = format!("--log-level info broker --cluster refused {TIMINGS}");
+    let mut broker = service.start(&scratch, "broker", &args);
+    let args = format!("worker --cluster refused --slots 1 {TIMINGS}");
+    let mut worker = service.start(&scratch, "worker", &args);
+    broker.await_stderr("worker joined");
+    scratch.write("bad.yml", "jobs:\n  - { name: a, comand: 'true' }\n");
+    let args = format!("run bad.yml --cluster refused --stop-cluster {TIMINGS}");
+    let mut runner = service.start(&scratch, "runner", &args);
+    runner.expect_exit(2);
+    assert!(runner.stderr().contains("unknown field `comand`"));
+    assert!(
+        runner
+            .stderr()
+            .contains("telling cluster 'refused' to stop"),
+        "{}",
+        runner.stderr()
+    );
+    worker.expect_exit(0);
+    broker.expect_exit(0);
+    assert!(
+        !broker.stderr().contains("--idle-timeout"),
+        "stopped by the runner, not idle: {}",
+        broker.stderr()
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 8. The README's first command
 

@@ -713,17 +713,9 @@ pub async fn stop_cluster(
     target: &Target,
     name: &str,
 ) -> Result<(), RunError> {
-    let hello = Hello::Runner {
-        version: PROTOCOL_VERSION,
-        name: name.to_string(),
+    let Some(mut link) = ask_to_stop(store, target, name).await? else {
+        return Ok(());
     };
-    let mut link = match RunnerLink::join(store, target, hello).await? {
-        Joined::Linked(link) => link,
-        // Stopped already: what was asked is done.
-        Joined::ClusterClosed => return Ok(()),
-    };
-    link.send(&RunnerMsg::StopCluster).await?;
-    link.send(&RunnerMsg::EndOfSubmission).await?;
     loop {
         match link.recv().await {
             Ok(Some(crate::proto::BrokerToRunner::Refused { reason })) => {
@@ -736,4 +728,26 @@ pub async fn stop_cluster(
     }
     let _ = link.close().await;
     Ok(())
+}
+
+/// Asks the cluster's broker to stop once every runner's work is done (as a runner with
+/// `--stop-cluster` that failed before it could submit anything does, so that the broker and
+/// the workers waiting for its jobs stop instead of idling out). Returns the link, to wait on
+/// or to close, or `None` when the cluster was stopped already.
+pub async fn ask_to_stop(
+    store: ArtifactStore,
+    target: &Target,
+    name: &str,
+) -> Result<Option<RunnerLink>, RunError> {
+    let hello = Hello::Runner {
+        version: PROTOCOL_VERSION,
+        name: name.to_string(),
+    };
+    let link = match RunnerLink::join(store, target, hello).await? {
+        Joined::Linked(link) => link,
+        Joined::ClusterClosed => return Ok(None),
+    };
+    link.send(&RunnerMsg::StopCluster).await?;
+    link.send(&RunnerMsg::EndOfSubmission).await?;
+    Ok(Some(link))
 }
