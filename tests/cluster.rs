@@ -1300,6 +1300,8 @@ fn a_refused_manifest_with_stop_cluster_stops_the_separate_broker_and_workers() 
     let args = format!("run bad.yml --cluster refused --stop-cluster {TIMINGS}");
     let mut runner = service.start(&scratch, "runner", &args);
     runner.expect_exit(2);
+    worker.expect_exit(0);
+    broker.expect_exit(0);
     assert!(runner.stderr().contains("unknown field `comand`"));
     assert!(
         runner
@@ -1308,8 +1310,6 @@ fn a_refused_manifest_with_stop_cluster_stops_the_separate_broker_and_workers() 
         "{}",
         runner.stderr()
     );
-    worker.expect_exit(0);
-    broker.expect_exit(0);
     assert!(
         !broker.stderr().contains("--idle-timeout"),
         "stopped by the runner, not idle: {}",
