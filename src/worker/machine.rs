@@ -117,7 +117,9 @@ pub struct Machine {
     lease: Lease,
     /// The broker is gone: nothing starts.
     broker_lost: bool,
-    /// The runners' shared defaults the broker sent, by the name assignments use.
+    /// The runners' shared defaults the broker sent, by the name assignments use: one copy
+    /// per runner of the cluster, kept for the worker's life (a late retry may still name
+    /// them).
     defaults: BTreeMap<DefaultsId, Arc<JobDefaults>>,
 }
 
