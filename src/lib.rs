@@ -36,7 +36,8 @@
 //!   async shell (`runner::session`) that lists suites, publishes layers, joins the broker and
 //!   fetches outputs and batch reports; `runner::suites`, the suites' part of the machine
 //!   (plan batches once the slots are known, each test's result from its batch's report,
-//!   requeue what a batch never finished, retry failures alone, flaky); progress and reports
+//!   requeue what a batch never finished, retry failures alone and away from the workers
+//!   they ran on, flaky); progress and reports
 //!   (per job, and per test: `runner::report`).
 //! - [`plan`]: a test suite's plan: batches from estimates (longest and unknown first, none
 //!   over total / slots), the `ca-timings` and `ca-results` documents, re-run

@@ -77,6 +77,11 @@ pub struct JobSpec {
     /// once per job.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub inherits: bool,
+    /// The workers (by name) earlier attempts of this work ran on, as a failed test's retry
+    /// names them: the broker gives it to another worker when one is connected, and to one of
+    /// these only when no other is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub avoid_workers: Vec<String>,
 }
 
 /// What the jobs of one runner share: the manifest's `defaults:` environment. A runner sends

@@ -416,6 +416,7 @@ fn read_report(path: &Path) -> (Value, BTreeMap<String, Value>) {
                     "message",
                     "status",
                     "suite",
+                    "workers",
                 ];
                 assert_eq!(keys(test), want, "{test}");
             }

@@ -486,6 +486,7 @@ impl Machine {
 
     fn finished(&mut self, index: JobIndex, mut outcome: JobOutcome) -> Vec<Effect> {
         if self.suites.owns(index) {
+            self.suites.ended_on(index, &outcome.worker);
             let mut fx = Vec::new();
             let name = self.suites.name(index).unwrap_or("?");
             if let Some(error) = outcome.error.as_deref() {
@@ -612,6 +613,7 @@ mod tests {
                     isolation: Default::default(),
                     secret_env: Default::default(),
                     inherits: false,
+                    avoid_workers: Vec::new(),
                 },
             })
             .collect()

@@ -390,6 +390,7 @@ mod tests {
             isolation: Default::default(),
             secret_env: Default::default(),
             inherits: false,
+            avoid_workers: Vec::new(),
         }
     }
 

@@ -140,6 +140,7 @@ impl JobDef {
             isolation: self.isolation,
             secret_env: self.secret_env,
             inherits: false,
+            avoid_workers: Vec::new(),
         };
         Submission { index, spec }
     }
