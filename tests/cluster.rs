@@ -381,6 +381,23 @@ impl Service {
     }
 }
 
+/// A broker and one worker of cluster `cluster` started as jobs of the run (the worker with
+/// `worker_args`, both with `timings`), once the worker has joined.
+fn broker_and_worker(
+    scratch: &Scratch,
+    service: &Service,
+    cluster: &str,
+    worker_args: &str,
+    timings: &str,
+) -> (Proc, Proc) {
+    let args = format!("--log-level info broker --cluster {cluster} {timings}");
+    let broker = service.start(scratch, "broker", &args);
+    let args = format!("worker --cluster {cluster} {worker_args} {timings}");
+    let worker = service.start(scratch, "worker", &args);
+    broker.await_stderr("worker joined");
+    (broker, worker)
+}
+
 /// A runtime token for the local service, from `cluster-action token`.
 fn token(run: &str, job: &str) -> String {
     let out = Command::new(BIN)
@@ -1292,11 +1309,8 @@ fn a_refused_manifest_with_stop_cluster_stops_the_separate_broker_and_workers() 
     let _serial = serial();
     let scratch = Scratch::new();
     let service = Service::up(&scratch);
-    let args = format!("--log-level info broker --cluster refused {TIMINGS}");
-    let mut broker = service.start(&scratch, "broker", &args);
-    let args = format!("worker --cluster refused --slots 1 {TIMINGS}");
-    let mut worker = service.start(&scratch, "worker", &args);
-    broker.await_stderr("worker joined");
+    let (mut broker, mut worker) =
+        broker_and_worker(&scratch, &service, "refused", "--slots 1", TIMINGS);
     scratch.write("bad.yml", "jobs:\n  - { name: a, comand: 'true' }\n");
     let args = format!("run bad.yml --cluster refused --stop-cluster {TIMINGS}");
     let mut runner = service.start(&scratch, "runner", &args);
@@ -1546,9 +1560,7 @@ fn shared_defaults_cross_the_store_once_not_once_per_job() {
         .collect();
     scratch.write("cluster.yml", manifest(&head, &jobs));
     let written = |service: &Service| service.stats()["blob_bytes_in"].as_u64().unwrap();
-    let mut broker = service.start(&scratch, "broker", "--log-level info broker --cluster big");
-    let mut worker = service.start(&scratch, "worker", "worker --cluster big --slots 2");
-    broker.await_stderr("worker joined");
+    let (mut broker, mut worker) = broker_and_worker(&scratch, &service, "big", "--slots 2", "");
     let before = written(&service);
     let args = "run cluster.yml --cluster big --stop-cluster --report-json report.json";
     service.start(&scratch, "runner", args).expect_exit(0);
@@ -1580,11 +1592,13 @@ fn an_idle_cluster_polls_slowly_and_still_runs_a_late_runners_job() {
     let _serial = serial();
     let scratch = Scratch::new();
     let service = Service::up(&scratch);
-    let args = format!("--log-level info broker --cluster idle {IDLE_TIMINGS}");
-    let mut broker = service.start(&scratch, "broker", &args);
-    let args = format!("worker --cluster idle --slots 1 --name w {IDLE_TIMINGS}");
-    let mut worker = service.start(&scratch, "worker", &args);
-    broker.await_stderr("worker joined");
+    let (mut broker, mut worker) = broker_and_worker(
+        &scratch,
+        &service,
+        "idle",
+        "--slots 1 --name w",
+        IDLE_TIMINGS,
+    );
 
     // The idle time is the scenario, not synchronisation: past --idle-after and the backoff's
     // climb to the idle ceiling, the two streams (broker→worker, worker→broker) poll every 2 s.
