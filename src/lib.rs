@@ -26,7 +26,7 @@
 //! - [`worker`]: a pure state machine (`worker::machine`: slots, queue, cancel, stop) inside an
 //!   async shell that joins the broker and runs each attempt as a task (layers → directory →
 //!   `worker::exec` → outputs layer); `worker::contain` makes every process a job starts die
-//!   with the job and with its worker, `worker::sandbox` gives a job its own namespaces
+//!   with the job and with its worker (a guard process for a worker that dies), `worker::sandbox` gives a job its own namespaces
 //!   (`isolation: sandbox`); `worker::InProcessWorker` runs one inside a runner (`run
 //!   --slots`), joining the cluster like any other.
 //! - [`runner`]: the manifest, and the run as a pure state machine (`runner::machine`:
@@ -76,7 +76,9 @@
 //! runner reads back to decide each test. The binary (`src/main.rs`, `src/cli/`) maps flags onto
 //! these modules, composes the embedded broker for `run --embed-broker` and `local`, and maps
 //! every failure and every run's end onto an exit code in one exhaustive table
-//! (`cli/exit.rs`); `dist/index.js` is the GitHub Action around it.
+//! (`cli/exit.rs`); `dist/index.js` is the GitHub Action around it, which replaces itself with
+//! the binary where Node has `process.execve` (the binary keeps the step's `--timeout` and
+//! writes its outputs, `run --step-outputs`).
 
 pub mod broker;
 pub mod budget;
