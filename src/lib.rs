@@ -26,7 +26,7 @@
 //! - [`worker`]: a pure state machine (`worker::machine`: slots, queue, cancel, stop) inside an
 //!   async shell that joins the broker and runs each attempt as a task (layers → directory →
 //!   `worker::exec` → outputs layer); `worker::contain` makes every process a job starts die
-//!   with the job and with its worker, `worker::sandbox` gives a job its own namespaces
+//!   with the job and with its worker (a guard process for a worker that dies), `worker::sandbox` gives a job its own namespaces
 //!   (`isolation: sandbox`); `worker::InProcessWorker` runs one inside a runner (`run
 //!   --slots`), joining the cluster like any other.
 //! - [`runner`]: the manifest, and the run as a pure state machine (`runner::machine`:
@@ -36,7 +36,8 @@
 //!   async shell (`runner::session`) that lists suites, publishes layers, joins the broker and
 //!   fetches outputs and batch reports; `runner::suites`, the suites' part of the machine
 //!   (plan batches once the slots are known, each test's result from its batch's report,
-//!   requeue what a batch never finished, retry failures alone, flaky); progress and reports
+//!   requeue what a batch never finished, retry failures alone and away from the workers
+//!   they ran on, flaky); progress and reports
 //!   (per job, and per test: `runner::report`).
 //! - [`plan`]: a test suite's plan: batches from estimates (longest and unknown first, none
 //!   over total / slots; a fully measured suite dealt onto two batches per slot), the
@@ -44,6 +45,8 @@
 //! - [`suite`]: test frameworks (nextest, pytest, go test, a command pair): listing a suite
 //!   on the runner, the command a worker runs for a batch, per-test results from the
 //!   framework's own report, and the merged JUnit.
+//! - [`in_process`]: a broker or worker run as a task beside a runner, stopped by it
+//!   (`broker::EmbeddedBroker`, `worker::InProcessWorker`).
 //! - [`local`]: `cluster-action local`: [`serve`] in-process, an embedded broker, worker
 //!   processes and the runner.
 //! - [`serve`]: a local artifact service (both halves) for tests, benchmarks and `local`.
@@ -58,22 +61,29 @@
 //! messages, timers and signals.
 //!
 //! The data path of one job: the runner packs and publishes the manifest's layers, then sends
-//! `Submit` on its stream; the broker queues the jobs (longest estimate first) and sends
-//! `Assign` to a worker with a free slot (plus a pipeline sized from the measured round trip,
-//! taken back for an idle worker when the queue runs dry); under a lease the broker renews
-//! (`Lease`, fencing a worker declared lost), the worker fetches the layers
-//! into its cache, assembles the job's directory from private copies, runs `bash -c`, publishes declared outputs
+//! the manifest's shared defaults once (`Defaults`: the environment every job inherits) and
+//! `Submit` on its stream (each job carrying only what it sets itself); the broker queues the
+//! jobs (longest estimate first) and sends `Assign` to a worker with a free slot (plus a
+//! pipeline sized from the measured round trip, taken back for an idle worker when the queue
+//! runs dry), the runner's defaults going to each worker once, before its first such job;
+//! under a lease the broker renews (`Lease`, fencing a worker declared lost), the worker
+//! merges the defaults in (`proto::JobDefaults::merge_into`, the manifest's own rule), fetches
+//! the layers into its cache, assembles the job's directory from private copies, runs
+//! `bash -c`, publishes declared outputs
 //! as a layer and sends `Finished`; the broker forwards the outcome to the runner, which
 //! fetches the outputs and reports. A suite's batch is such a job: its command is the
 //! framework's run of exactly its tests, its one output the framework's report, which the
 //! runner reads back to decide each test. The binary (`src/main.rs`, `src/cli/`) maps flags onto
 //! these modules, composes the embedded broker for `run --embed-broker` and `local`, and maps
 //! every failure and every run's end onto an exit code in one exhaustive table
-//! (`cli/exit.rs`); `dist/index.js` is the GitHub Action around it.
+//! (`cli/exit.rs`); `dist/index.js` is the GitHub Action around it, which replaces itself with
+//! the binary where Node has `process.execve` (the binary keeps the step's `--timeout` and
+//! writes its outputs, `run --step-outputs`).
 
 pub mod broker;
 pub mod budget;
 pub mod cleanup;
+pub mod in_process;
 pub mod layer;
 pub mod link;
 pub mod local;

@@ -381,6 +381,23 @@ impl Service {
     }
 }
 
+/// A broker and one worker of cluster `cluster` started as jobs of the run (the worker with
+/// `worker_args`, both with `timings`), once the worker has joined.
+fn broker_and_worker(
+    scratch: &Scratch,
+    service: &Service,
+    cluster: &str,
+    worker_args: &str,
+    timings: &str,
+) -> (Proc, Proc) {
+    let args = format!("--log-level info broker --cluster {cluster} {timings}");
+    let broker = service.start(scratch, "broker", &args);
+    let args = format!("worker --cluster {cluster} {worker_args} {timings}");
+    let worker = service.start(scratch, "worker", &args);
+    broker.await_stderr("worker joined");
+    (broker, worker)
+}
+
 /// A runtime token for the local service, from `cluster-action token`.
 fn token(run: &str, job: &str) -> String {
     let out = Command::new(BIN)
@@ -416,6 +433,7 @@ fn read_report(path: &Path) -> (Value, BTreeMap<String, Value>) {
                     "message",
                     "status",
                     "suite",
+                    "workers",
                 ];
                 assert_eq!(keys(test), want, "{test}");
             }
@@ -1147,6 +1165,126 @@ fn ctrl_c_cancels_a_local_run_cleanly() {
     });
 }
 
+/// A worker nobody waits for (the action's wrapper replaced itself with it) that is SIGKILLed:
+/// its guard kills what its job started outside the job's process group (a `setsid` daemon).
+#[test]
+fn a_sigkilled_worker_that_nobody_waits_for_leaves_no_job_process() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = Service::up(&scratch);
+    let pids = scratch.mkdir("pids");
+    let run = format!(
+        "setsid sh -c 'echo $$ > {d}/daemon.tmp; mv {d}/daemon.tmp {d}/daemon; exec sleep 300' & wait",
+        d = pids.display()
+    );
+    scratch.write(
+        "cluster.yml",
+        manifest("", &[("daemon".into(), run, String::new())]),
+    );
+    let mut runner = service.start(
+        &scratch,
+        "runner",
+        "run cluster.yml --embed-broker --slots 1 --worker-wait 1m",
+    );
+    let daemon: libc::pid_t = await_some("the job's daemon", || {
+        fs::read_to_string(pids.join("daemon"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    });
+    assert!(alive(daemon));
+    runner.signal(libc::SIGKILL);
+    let _ = runner.child.wait();
+    await_some(&format!("the daemon {daemon} to be gone"), || {
+        (!alive(daemon)).then_some(())
+    });
+}
+
+/// `--timeout` (the action's `timeout` input) stops a run as SIGTERM does: its jobs cancelled,
+/// its report and step outputs written, exit 130.
+#[test]
+fn the_timeout_cancels_a_local_run_and_still_writes_its_report_and_step_outputs() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let jobs: Vec<_> = (0..3)
+        .map(|i| (format!("long-{i}"), "sleep 300".to_string(), String::new()))
+        .collect();
+    scratch.write("cluster.yml", manifest("", &jobs));
+    let outputs = scratch.path().join("github-output");
+    let mut local = scratch.spawn(
+        scratch.path(),
+        "local",
+        "--timeout 3s local --workers 1 --slots 1 cluster.yml --report-json report.json --step-outputs",
+        &[("GITHUB_OUTPUT", outputs.to_str().unwrap())],
+    );
+    local.expect_exit(130);
+    assert!(
+        local
+            .stderr()
+            .contains("error: cluster-action ran longer than its --timeout (3s): stopping it"),
+        "{}",
+        local.stderr()
+    );
+    let (report, _) = read_report(&scratch.path().join("report.json"));
+    assert_eq!(report["summary"]["cancelled"], 3, "{report}");
+    let text = fs::read_to_string(&outputs).unwrap();
+    let values: BTreeMap<&str, &str> = text
+        .split("\n")
+        .collect::<Vec<_>>()
+        .chunks(3)
+        .filter(|entry| entry.len() == 3)
+        .map(|entry| (entry[0].split_once("<<").unwrap().0, entry[1]))
+        .collect();
+    assert_eq!(values["passed"], "0", "{text}");
+    assert_eq!(
+        values["failed"], "0",
+        "cancelled jobs are not failures: {text}"
+    );
+    assert_eq!(values["total"], "3", "{text}");
+    assert_eq!(values["report-json"], "report.json", "{text}");
+    assert_eq!(values["report-junit"], "", "{text}");
+}
+
+/// A process that does not stop on the timeout's SIGTERM (here: it has SIGTERM blocked) is
+/// killed --kill-grace later.
+#[test]
+fn the_timeout_kills_a_process_that_does_not_stop_after_the_grace() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "--timeout",
+        "300ms",
+        "--kill-grace",
+        "300ms",
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+    ])
+    .env_remove("GITHUB_ACTIONS")
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    // SAFETY: sigprocmask on a local set is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{:?}", out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "ran longer than its --timeout (300ms): stopping it (SIGTERM, then SIGKILL after 300ms)"
+        ),
+        "{stderr}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 6. 100 MB of output
 
@@ -1281,6 +1419,36 @@ fn manifest_errors_exit_2_with_a_location_and_upload_nothing() {
     assert!(
         stats["twirp"]["CreateArtifact"].as_u64() > Some(0),
         "{stats}"
+    );
+}
+
+/// A runner with `--stop-cluster` whose manifest is refused still stops its cluster: the broker
+/// and the workers of the other jobs exit now, not after their 15-minute idle timeout.
+#[test]
+fn a_refused_manifest_with_stop_cluster_stops_the_separate_broker_and_workers() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = Service::up(&scratch);
+    let (mut broker, mut worker) =
+        broker_and_worker(&scratch, &service, "refused", "--slots 1", TIMINGS);
+    scratch.write("bad.yml", "jobs:\n  - { name: a, comand: 'true' }\n");
+    let args = format!("run bad.yml --cluster refused --stop-cluster {TIMINGS}");
+    let mut runner = service.start(&scratch, "runner", &args);
+    runner.expect_exit(2);
+    worker.expect_exit(0);
+    broker.expect_exit(0);
+    assert!(runner.stderr().contains("unknown field `comand`"));
+    assert!(
+        runner
+            .stderr()
+            .contains("telling cluster 'refused' to stop"),
+        "{}",
+        runner.stderr()
+    );
+    assert!(
+        !broker.stderr().contains("--idle-timeout"),
+        "stopped by the runner, not idle: {}",
+        broker.stderr()
     );
 }
 
@@ -1479,29 +1647,51 @@ fn transient_store_failures_around_outputs_never_fail_a_passing_job() {
     }
 }
 
-/// 500 jobs inheriting a 140 KB `defaults.env` are 70 MB of jobs, more than one stream
-/// message may carry: the runner submits them in batches sized by bytes.
+/// 500 jobs inheriting a 140 KB `defaults.env` were 70 MB of jobs, more than one stream
+/// message may carry: the defaults now cross the store once from the runner and once to each
+/// worker, and every job still sees them merged under its own `env`.
 #[test]
-fn a_submission_larger_than_a_stream_message_travels_in_batches() {
+fn shared_defaults_cross_the_store_once_not_once_per_job() {
     let _serial = serial();
     let scratch = Scratch::new();
+    let service = Service::up(&scratch);
     // Two variables of 70 KB: one environment string may not exceed 128 KiB (execve).
     let big = "x".repeat(70_000);
     // `isolation: none`: this test is about the submission, and 500 short jobs under process
     // containment meet a race between one job's leftover sweep and another's reaping (seen as
     // "cannot wait for the job's process: No child processes"), reported separately.
-    let head = format!("defaults:\n  isolation: none\n  env: {{ BIG1: {big}, BIG2: {big} }}\n");
+    let head = format!(
+        "defaults:\n  isolation: none\n  env: {{ BIG1: {big}, BIG2: {big}, MODE: default }}\n"
+    );
+    let sizes = "test ${#BIG1} -eq 70000 && test ${#BIG2} -eq 70000";
     let jobs: Vec<_> = (0..500)
-        .map(|i| {
-            let run = "test ${#BIG1} -eq 70000 && test ${#BIG2} -eq 70000".to_string();
-            (format!("job-{i:03}"), run, String::new())
+        .map(|i| match i % 100 {
+            0 => (
+                format!("job-{i:03}"),
+                format!("{sizes} && test \"$MODE\" = own"),
+                "env: { MODE: own }".to_string(),
+            ),
+            _ => (
+                format!("job-{i:03}"),
+                format!("{sizes} && test \"$MODE\" = default"),
+                String::new(),
+            ),
         })
         .collect();
     scratch.write("cluster.yml", manifest(&head, &jobs));
-    let args = "local --workers 1 --slots 2 cluster.yml --report-json report.json";
-    scratch.start("local", args).expect_exit(0);
+    let written = |service: &Service| service.stats()["blob_bytes_in"].as_u64().unwrap();
+    let (mut broker, mut worker) = broker_and_worker(&scratch, &service, "big", "--slots 2", "");
+    let before = written(&service);
+    let args = "run cluster.yml --cluster big --stop-cluster --report-json report.json";
+    service.start(&scratch, "runner", args).expect_exit(0);
+    worker.expect_exit(0);
+    broker.expect_exit(0);
     let (report, _) = read_report(&scratch.path().join("report.json"));
     assert_eq!(report["summary"]["passed"], 500, "{report}");
+    // One copy is 140 KB: the runner's to the broker and the broker's to the one worker, plus
+    // what 500 small jobs say (submit, assign, started, finished): far from 500 copies (70 MB).
+    let bytes = written(&service) - before;
+    assert!(bytes < 4 * 140_000 + 500 * 1_500, "{bytes} bytes written");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1522,11 +1712,13 @@ fn an_idle_cluster_polls_slowly_and_still_runs_a_late_runners_job() {
     let _serial = serial();
     let scratch = Scratch::new();
     let service = Service::up(&scratch);
-    let args = format!("--log-level info broker --cluster idle {IDLE_TIMINGS}");
-    let mut broker = service.start(&scratch, "broker", &args);
-    let args = format!("worker --cluster idle --slots 1 --name w {IDLE_TIMINGS}");
-    let mut worker = service.start(&scratch, "worker", &args);
-    broker.await_stderr("worker joined");
+    let (mut broker, mut worker) = broker_and_worker(
+        &scratch,
+        &service,
+        "idle",
+        "--slots 1 --name w",
+        IDLE_TIMINGS,
+    );
 
     // The idle time is the scenario, not synchronisation: past --idle-after and the backoff's
     // climb to the idle ceiling, the two streams (broker→worker, worker→broker) poll every 2 s.

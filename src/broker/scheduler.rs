@@ -15,6 +15,12 @@
 //! Fencing: a worker starts assigned work only under a lease ([`BrokerToWorker::Lease`])
 //! shorter than the silence after which the broker declares it lost, so a lost worker starts
 //! nothing it was given; a late result from a worker declared lost is dropped.
+//!
+//! Retries elsewhere: a job avoids the workers its attempts failed on or were lost with, and
+//! those its spec names (`avoid_workers`: where a failed test's earlier attempts ran). It waits
+//! in the queue for another worker's room while later jobs go out, and goes to an avoided
+//! worker only when no other is connected; take-back moves work only to a worker that may run
+//! it.
 
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
@@ -23,8 +29,8 @@ use std::time::{Duration, Instant};
 use tracing::info;
 
 use crate::proto::{
-    AttemptRef, BrokerToRunner, BrokerToWorker, JobId, JobIndex, JobOutcome, JobSpec, JobStatus,
-    Submission,
+    AttemptRef, BrokerToRunner, BrokerToWorker, DefaultsId, JobDefaults, JobId, JobIndex,
+    JobOutcome, JobSpec, JobStatus, Submission,
 };
 
 /// The most jobs kept beyond a worker's slots, per slot, however short jobs are: what a lost
@@ -88,11 +94,23 @@ struct Job {
     index: JobIndex,
     /// The spec as submitted, shared with every assignment of it.
     spec: Arc<JobSpec>,
+    /// The runner's shared defaults it inherits, if it does.
+    defaults: Option<(DefaultsId, Arc<JobDefaults>)>,
     /// Attempts started so far (the next assignment is attempt `attempts + 1`).
     attempts: u32,
     state: JobState,
     /// Set when the runner cancelled it; a late result then reports `Cancelled`.
     cancelled: bool,
+    /// The workers (by name) attempts of it failed on or were lost with: like the spec's
+    /// `avoid_workers`, its retries go elsewhere when another worker is connected.
+    failed_on: Vec<String>,
+}
+
+impl Job {
+    /// Whether the job would rather not run on `w` (an earlier attempt of it failed there).
+    fn avoids(&self, w: &Worker) -> bool {
+        self.spec.avoid_workers.contains(&w.name) || self.failed_on.contains(&w.name)
+    }
 }
 
 /// A queue entry: longest estimate first; jobs without an estimate after those with one, in
@@ -128,6 +146,8 @@ struct Worker {
     assigned: BTreeSet<JobId>,
     /// The measured assign → started round trip (a running mean).
     round_trip: Option<Duration>,
+    /// The shared defaults it was sent (each once).
+    defaults: BTreeSet<DefaultsId>,
 }
 
 #[derive(Debug, Default)]
@@ -138,6 +158,8 @@ struct Runner {
     submitted_all: bool,
     /// `AllDone` was sent.
     done_sent: bool,
+    /// What its jobs that inherit share ([`RunnerMsg::Defaults`](crate::proto::RunnerMsg)).
+    defaults: Option<(DefaultsId, Arc<JobDefaults>)>,
 }
 
 /// The broker's state.
@@ -155,6 +177,7 @@ pub struct Scheduler {
     workers: BTreeMap<PeerId, Worker>,
     runners: BTreeMap<PeerId, Runner>,
     next_global: JobId,
+    next_defaults: DefaultsId,
     stop_requested: bool,
 }
 
@@ -171,6 +194,7 @@ impl Scheduler {
             workers: BTreeMap::new(),
             runners: BTreeMap::new(),
             next_global: JobId(0),
+            next_defaults: DefaultsId(0),
             stop_requested: false,
         }
     }
@@ -216,6 +240,7 @@ impl Scheduler {
                 slots: slots.max(1),
                 assigned: BTreeSet::new(),
                 round_trip: None,
+                defaults: BTreeSet::new(),
             },
         );
         self.announce_capacity(&mut fx);
@@ -250,7 +275,9 @@ impl Scheduler {
                 continue;
             };
             let started = matches!(&job.state, JobState::Assigned(p) if p.started);
-            if !started {
+            if started {
+                job.failed_on.push(worker.name.clone());
+            } else {
                 // Never ran there: the attempt it was given is handed out again.
                 job.attempts -= 1;
             }
@@ -327,9 +354,10 @@ impl Scheduler {
             let secs = Duration::from_millis(outcome.duration_ms).as_secs_f64();
             self.job_secs = Some(running_mean(self.job_secs, secs));
         }
-        if let Some(w) = self.workers.get_mut(peer) {
+        let worker = self.workers.get_mut(peer).map(|w| {
             w.assigned.remove(&global);
-        }
+            w.name.clone()
+        });
         let Some(job) = self.jobs.get_mut(&global) else {
             return fx;
         };
@@ -337,6 +365,7 @@ impl Scheduler {
             && !job.cancelled
             && job.attempts < 1 + job.spec.retries;
         if retry {
+            job.failed_on.extend(worker);
             self.requeue(global);
         } else {
             if job.cancelled {
@@ -387,6 +416,16 @@ impl Scheduler {
         )]
     }
 
+    /// A runner sent what its jobs share: kept once, and handed to each worker once, before
+    /// the first of those jobs it is given.
+    pub fn defaults(&mut self, peer: &str, defaults: JobDefaults) {
+        if let Some(r) = self.runners.get_mut(peer) {
+            let id = self.next_defaults;
+            self.next_defaults.0 += 1;
+            r.defaults = Some((id, Arc::new(defaults)));
+        }
+    }
+
     /// A runner submitted jobs (named by the runner's own indexes).
     pub fn submit(&mut self, peer: &str, jobs: Vec<Submission>) -> Vec<Effect> {
         let mut fx = Vec::new();
@@ -394,16 +433,19 @@ impl Scheduler {
             return fx;
         }
         let runner: Arc<str> = Arc::from(peer);
+        let defaults = self.runners.get(peer).and_then(|r| r.defaults.clone());
         for Submission { index, spec } in jobs {
             let global = self.next_global;
             self.next_global.0 += 1;
             let job = Job {
                 runner: Arc::clone(&runner),
                 index,
+                defaults: defaults.clone().filter(|_| spec.inherits),
                 spec: Arc::new(spec),
                 attempts: 0,
                 state: JobState::Queued,
                 cancelled: false,
+                failed_on: Vec::new(),
             };
             self.jobs.insert(global, job);
             if let Some(r) = self.runners.get_mut(peer) {
@@ -537,31 +579,51 @@ impl Scheduler {
     }
 
     /// Hands queued jobs out: first to free slots (the emptiest worker first), then up to each
-    /// worker's pipeline depth; when the queue is dry, takes back prefetched work for free slots.
+    /// worker's pipeline depth. A job that would rather not run where there is room (a retry,
+    /// see [`Scheduler::may_run_on`]) waits in the queue while later jobs go out. Then takes
+    /// back prefetched work for free slots the queue cannot use.
     fn fill(&mut self, fx: &mut Vec<Effect>) {
+        let mut waiting = Vec::new();
         for prefetching in [false, true] {
-            while !self.queue.is_empty() {
-                let Some(worker) = self.next_target(prefetching) else {
-                    break;
+            while let Some(q) = self.queue.pop() {
+                let Some(job) = self.jobs.get(&q.global) else {
+                    continue; // a stale queue entry
                 };
-                let Some(q) = self.queue.pop() else { break };
-                self.assign(q.global, worker, fx);
+                if let Some(worker) = self.next_target(job, prefetching) {
+                    self.assign(q.global, worker, fx);
+                } else if self.workers.values().any(|w| self.has_room(w, prefetching)) {
+                    waiting.push(q);
+                } else {
+                    self.queue.push(q);
+                    break;
+                }
             }
+            self.queue.extend(waiting.drain(..));
         }
-        if self.queue.is_empty() {
-            self.take_back(fx);
-        }
+        self.take_back(fx);
     }
 
-    /// The worker the next queued job goes to: the one with the most free slots, or when
-    /// `prefetching`, the one furthest below its pipeline depth.
-    fn next_target(&self, prefetching: bool) -> Option<PeerId> {
+    /// Whether `w` takes another job: below its slots, or when `prefetching`, below its
+    /// pipeline depth.
+    fn has_room(&self, w: &Worker, prefetching: bool) -> bool {
+        let extra = if prefetching { self.extra(w) } else { 0 };
+        (w.assigned.len() as u32) < w.slots + extra
+    }
+
+    /// Whether `job` may go to `w`: a job goes to a worker it avoids (one an earlier attempt
+    /// failed on) only when every connected worker is one (never starved: a lone worker
+    /// runs its retries), and otherwise waits for another.
+    fn may_run_on(&self, job: &Job, w: &Worker) -> bool {
+        !job.avoids(w) || self.workers.values().all(|other| job.avoids(other))
+    }
+
+    /// The worker `job` goes to next: of those it may run on (see [`Scheduler::may_run_on`]),
+    /// the one with the most free slots, or when `prefetching`, the one furthest below its
+    /// pipeline depth.
+    fn next_target(&self, job: &Job, prefetching: bool) -> Option<PeerId> {
         self.workers
             .iter()
-            .filter(|(_, w)| {
-                let extra = if prefetching { self.extra(w) } else { 0 };
-                (w.assigned.len() as u32) < w.slots + extra
-            })
+            .filter(|(_, w)| self.has_room(w, prefetching) && self.may_run_on(job, w))
             .max_by_key(|(_, w)| {
                 (
                     i64::from(w.slots) - w.assigned.len() as i64,
@@ -590,12 +652,20 @@ impl Scheduler {
             probe: free_slot.then_some(self.now),
         }));
         w.assigned.insert(global);
+        if let Some((id, defaults)) = &job.defaults
+            && w.defaults.insert(*id)
+        {
+            let defaults = Arc::clone(defaults);
+            let msg = BrokerToWorker::Defaults { id: *id, defaults };
+            fx.push(Effect::ToWorker(worker.clone(), msg));
+        }
         fx.push(Effect::ToWorker(
             worker,
             BrokerToWorker::Assign {
                 id: global,
                 job: Arc::clone(&job.spec),
                 attempt: job.attempts,
+                defaults: job.defaults.as_ref().map(|(id, _)| *id),
             },
         ));
     }
@@ -617,23 +687,38 @@ impl Scheduler {
         (want as u32).clamp(1, MAX_EXTRA_PER_SLOT * w.slots)
     }
 
-    /// The queue is dry: asks workers holding more than their slots for unstarted work, as
-    /// much as other workers have free slots (the newest assignments first: they start last).
+    /// Free slots the queue cannot use: asks workers holding more than their slots for
+    /// unstarted work, as much as other workers have free slots (the newest assignments first:
+    /// they start last), and only work a worker with a free slot may run.
     fn take_back(&mut self, fx: &mut Vec<Effect>) {
-        let free: usize = self
+        let idle: Vec<&Worker> = self
             .workers
             .values()
+            .filter(|w| (w.assigned.len() as u32) < w.slots)
+            .collect();
+        let free: usize = idle
+            .iter()
             .map(|w| (w.slots as usize).saturating_sub(w.assigned.len()))
             .sum();
+        if free == 0 {
+            return;
+        }
         let mut candidates: Vec<(PeerId, Vec<(u64, JobId)>)> = Vec::new();
         let mut asked = 0;
         for (peer, w) in &self.workers {
             let mut unstarted = Vec::new();
             let mut in_flight = 0;
             for id in &w.assigned {
-                match self.jobs.get(id).map(|j| &j.state) {
-                    Some(JobState::Assigned(p)) if p.taking_back => in_flight += 1,
-                    Some(JobState::Assigned(p)) if !p.started => unstarted.push((p.order, *id)),
+                let Some(job) = self.jobs.get(id) else {
+                    continue;
+                };
+                match &job.state {
+                    JobState::Assigned(p) if p.taking_back => in_flight += 1,
+                    JobState::Assigned(p)
+                        if !p.started && idle.iter().any(|w| self.may_run_on(job, w)) =>
+                    {
+                        unstarted.push((p.order, *id));
+                    }
                     _ => {}
                 }
             }
@@ -720,6 +805,8 @@ mod tests {
     fn job(index: u64, estimate_ms: Option<u64>, retries: u32) -> JobSpec {
         JobSpec {
             secret_env: Default::default(),
+            inherits: false,
+            avoid_workers: Vec::new(),
             name: format!("job-{index}"),
             run: "true".into(),
             env: BTreeMap::new(),
@@ -750,9 +837,12 @@ mod tests {
     fn assigns(fx: &[Effect]) -> Vec<(String, JobId, u32, String)> {
         fx.iter()
             .filter_map(|e| match e {
-                Effect::ToWorker(w, BrokerToWorker::Assign { id, job, attempt }) => {
-                    Some((w.clone(), *id, *attempt, job.name.clone()))
-                }
+                Effect::ToWorker(
+                    w,
+                    BrokerToWorker::Assign {
+                        id, job, attempt, ..
+                    },
+                ) => Some((w.clone(), *id, *attempt, job.name.clone())),
                 _ => None,
             })
             .collect()
@@ -768,6 +858,61 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_runner_s_defaults_go_to_each_worker_once_before_its_first_inheriting_job() {
+        let mut s = sched(0);
+        s.runner_joined("r".into());
+        s.runner_joined("plain".into());
+        let shared = JobDefaults {
+            env: BTreeMap::from([("BIG".into(), "x".repeat(1000))]),
+            secret_env: Default::default(),
+        };
+        s.defaults("r", shared.clone());
+        s.worker_joined("a".into(), "a".into(), 2);
+        s.worker_joined("b".into(), "b".into(), 2);
+        let inheriting = |i| {
+            let mut job = spec(i, None, 0);
+            job.spec.inherits = true;
+            job
+        };
+        let mut fx = s.submit("r", (0..3).map(inheriting).collect());
+        fx.extend(s.submit("plain", vec![spec(9, None, 0)]));
+        let mut sent: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for effect in &fx {
+            if let Effect::ToWorker(w, msg) = effect {
+                let what = match msg {
+                    BrokerToWorker::Defaults { id, defaults } => {
+                        assert_eq!(**defaults, shared);
+                        format!("defaults {}", id.0)
+                    }
+                    BrokerToWorker::Assign { job, defaults, .. } => {
+                        format!("{} {defaults:?}", job.name)
+                    }
+                    _ => continue,
+                };
+                sent.entry(w.clone()).or_default().push(what);
+            }
+        }
+        let firsts: Vec<&str> = sent.values().map(|msgs| msgs[0].as_str()).collect();
+        assert_eq!(firsts, ["defaults 0", "defaults 0"], "{sent:?}");
+        let copies = sent
+            .values()
+            .flatten()
+            .filter(|m| m.starts_with("defaults"))
+            .count();
+        assert_eq!(copies, 2, "one copy per worker, not per job: {sent:?}");
+        let plain: Vec<&String> = sent
+            .values()
+            .flatten()
+            .filter(|m| m.starts_with("job-9"))
+            .collect();
+        assert_eq!(
+            plain,
+            ["job-9 None"],
+            "another runner's job inherits nothing"
+        );
     }
 
     #[test]
@@ -827,6 +972,98 @@ mod tests {
             (JobIndex(7), 2, JobStatus::Failed)
         );
         assert!(fx.contains(&Effect::ToRunner("r".into(), BrokerToRunner::AllDone)));
+    }
+
+    /// Two workers of one slot each running job 0 (one retry) and job 1; job 0 has just
+    /// failed. Returns the scheduler, job 0's worker and id, and job 1's worker and id.
+    fn failed_beside_a_busy_worker() -> (Scheduler, PeerId, JobId, PeerId, JobId) {
+        let mut s = sched(0);
+        s.runner_joined("r".into());
+        s.worker_joined("a".into(), "a".into(), 1);
+        s.worker_joined("b".into(), "b".into(), 1);
+        let fx = s.submit("r", vec![spec(0, Some(20), 1), spec(1, Some(10), 0)]);
+        let placed = assigns(&fx);
+        let on = |name: &str| placed.iter().find(|a| a.3 == name).unwrap().clone();
+        let ((first, flaky, _, _), (other, steady, _, _)) = (on("job-0"), on("job-1"));
+        assert_ne!(first, other);
+        s.job_started(&first, flaky, 1);
+        s.job_started(&other, steady, 1);
+        let fx = s.job_finished(&first, flaky, outcome(1, JobStatus::Failed));
+        assert!(assigns(&fx).is_empty(), "not again on {first}");
+        (s, first, flaky, other, steady)
+    }
+
+    #[test]
+    fn a_failed_job_is_retried_on_another_worker_and_waits_for_it_while_later_jobs_run() {
+        let (mut s, first, flaky, other, steady) = failed_beside_a_busy_worker();
+        // A later job takes the free worker meanwhile.
+        let fx = s.submit("r", vec![spec(2, None, 0)]);
+        let later: Vec<_> = assigns(&fx).into_iter().map(|a| (a.0, a.3)).collect();
+        assert_eq!(later, [(first.clone(), "job-2".to_string())]);
+        // The other worker frees its slot: the retry goes there.
+        let fx = s.job_finished(&other, steady, outcome(1, JobStatus::Passed));
+        let retry: Vec<_> = assigns(&fx).into_iter().map(|a| (a.0, a.1, a.2)).collect();
+        assert_eq!(retry, [(other, flaky, 2)]);
+    }
+
+    #[test]
+    fn a_retry_runs_on_the_worker_it_failed_on_once_no_other_is_connected() {
+        let (mut s, first, flaky, other, _) = failed_beside_a_busy_worker();
+        // The other worker is lost: the retry is not starved, it runs where it failed.
+        let fx = s.worker_lost(&other, "gone");
+        let got: Vec<_> = assigns(&fx).into_iter().map(|a| (a.0, a.1, a.2)).collect();
+        assert_eq!(got, [(first, flaky, 2)]);
+    }
+
+    #[test]
+    fn a_runners_avoid_list_steers_a_job_away_unless_only_those_workers_are_there() {
+        let avoiding = |index, names: &[&str]| {
+            let mut sub = spec(index, None, 0);
+            sub.spec.avoid_workers = names.iter().map(|n| n.to_string()).collect();
+            sub
+        };
+        let mut s = sched(0);
+        s.runner_joined("r".into());
+        s.worker_joined("peer-a".into(), "machine-a".into(), 4);
+        s.worker_joined("peer-b".into(), "machine-b".into(), 1);
+        let fx = s.submit("r", vec![avoiding(0, &["machine-a"])]);
+        assert_eq!(assigns(&fx)[0].0, "peer-b", "named by worker name");
+        let mut s = sched(0);
+        s.runner_joined("r".into());
+        s.worker_joined("peer-a".into(), "machine-a".into(), 1);
+        let fx = s.submit("r", vec![avoiding(0, &["machine-a", "machine-gone"])]);
+        assert_eq!(assigns(&fx)[0].0, "peer-a");
+    }
+
+    #[test]
+    fn work_is_taken_back_only_for_a_worker_that_may_run_it() {
+        let mut s = sched(1);
+        s.runner_joined("r".into());
+        s.worker_joined("a".into(), "a".into(), 1);
+        s.worker_joined("b".into(), "b".into(), 1);
+        let fx = s.submit("r", vec![spec(0, Some(20), 0), spec(1, Some(10), 0)]);
+        let placed = assigns(&fx);
+        let (busy_a, busy_b) = (placed[0].clone(), placed[1].clone());
+        s.job_started(&busy_a.0, busy_a.1, 1);
+        s.job_started(&busy_b.0, busy_b.1, 1);
+        let mut retry = spec(2, None, 0);
+        retry.spec.avoid_workers = vec![busy_a.0.clone()];
+        let fx = s.submit("r", vec![retry]);
+        let prefetched = assigns(&fx);
+        assert_eq!(prefetched[0].0, busy_b.0, "prefetched where it may run");
+        // The avoided worker idles: it is not given the retry behind the other's back.
+        let fx = s.job_finished(&busy_a.0, busy_a.1, outcome(1, JobStatus::Passed));
+        assert!(taken_back(&fx).is_empty(), "{fx:?}");
+        // A third worker may run it: it is asked back for that one.
+        let fx = s.worker_joined("c".into(), "c".into(), 1);
+        let asked = taken_back(&fx);
+        assert_eq!(asked.len(), 1);
+        assert_eq!(
+            (asked[0].0.as_str(), asked[0].1[0].id),
+            (busy_b.0.as_str(), prefetched[0].1)
+        );
+        let fx = s.released(&busy_b.0, &asked[0].1);
+        assert_eq!(assigns(&fx)[0].0, "c");
     }
 
     #[test]

@@ -6,13 +6,14 @@ use std::time::Duration;
 use clap::Args;
 
 use cluster_action::broker::EmbeddedBroker;
+use cluster_action::link::Target;
 use cluster_action::local::{self, LocalConfig};
 use cluster_action::runner::duration::parse_duration;
 use cluster_action::runner::machine::RunEnd;
 use cluster_action::runner::manifest::{self, Manifest};
 use cluster_action::runner::progress::{Mode, Progress};
 use cluster_action::runner::report;
-use cluster_action::runner::session::{self, RunConfig, RunResult};
+use cluster_action::runner::session::{self, RunConfig, RunError, RunResult};
 
 use cluster_action::worker::{InProcessWorker, WorkerConfig, exec::ExecLimits};
 
@@ -44,6 +45,10 @@ pub struct JobsArgs {
     /// Write a JUnit XML report here.
     #[arg(long, value_name = "PATH")]
     report_junit: Option<PathBuf>,
+    /// Also write the run's counts and report paths as the step outputs of the action
+    /// (passed, failed, total, report-json, report-junit) to the file $GITHUB_OUTPUT names.
+    #[arg(long)]
+    step_outputs: bool,
     /// Bring each job's declared outputs back under DIR/<job name>/.
     #[arg(long, value_name = "DIR")]
     outputs_dir: Option<PathBuf>,
@@ -109,8 +114,68 @@ pub struct LocalArgs {
 }
 
 /// Runs a manifest on an existing cluster (or one it embeds), with a worker of its own when it
-/// has slots.
+/// has slots. A run with `--stop-cluster` refused for bad input before it joined still stops
+/// the cluster it names, if it can reach it (see [`stop_unused_cluster`]).
 pub async fn run(args: RunArgs) -> Result<i32, Failure> {
+    match run_manifest(&args).await {
+        Err(failure)
+            if args.stop_cluster && !args.embed_broker && refused_before_joining(&failure) =>
+        {
+            stop_unused_cluster(&args).await;
+            Err(failure)
+        }
+        other => other,
+    }
+}
+
+/// Whether `failure` is bad input found before the run joined its cluster: the manifest, the
+/// flags, a suite that cannot be listed. (A refusal at hello, such as another cluster secret,
+/// is not: this runner cannot speak to that broker.)
+fn refused_before_joining(failure: &Failure) -> bool {
+    matches!(
+        failure,
+        Failure::BadInput(_) | Failure::Manifest(_) | Failure::Run(RunError::Suite(_))
+    )
+}
+
+/// Tells the broker of a run that will not happen to stop once it has no work, so that it and
+/// its workers exit now rather than after their idle timeout (other jobs of the workflow
+/// would wait for them until then). It waits for the broker as long as the run would have
+/// (`--broker-wait`). Without the store's credentials, a namespace or stream settings it
+/// cannot reach the broker, which then stops at its idle timeout; without `--stop-cluster`
+/// the cluster is not this runner's to stop (other runners may use it).
+async fn stop_unused_cluster(args: &RunArgs) {
+    let cluster = &args.cluster;
+    let reach = || -> Result<_, Failure> {
+        let target = Target {
+            ns: cluster.namespace()?,
+            stream: cluster.stream()?,
+            wait: args.broker_wait,
+        };
+        Ok((cluster.cleanup.store()?, target))
+    };
+    let Ok((store, target)) = reach() else {
+        return;
+    };
+    eprintln!(
+        "this run cannot start: telling cluster '{}' to stop (--stop-cluster)",
+        target.ns.cluster
+    );
+    match session::ask_to_stop(store, &target, &default_name("runner")).await {
+        Ok(Some(link)) => {
+            if let Err(e) = link.close().await {
+                tracing::warn!("telling the cluster to stop: {e}");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(
+            "could not tell the cluster to stop ({e}): it stops after its idle timeout"
+        ),
+    }
+}
+
+/// [`run`] itself.
+async fn run_manifest(args: &RunArgs) -> Result<i32, Failure> {
     let manifest = load(&args.jobs)?;
     let cluster = &args.cluster;
     let history = RunHistory::load(&args.jobs.suites, &manifest, &cluster.cluster).await?;
@@ -148,6 +213,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
         0 => (None, None),
         slots => {
             let (scratch, cache_dir, work_dir) = worker_dirs(args.cache_dir.clone(), None)?;
+            cluster_action::worker::contain::start_guard();
             let wcfg = WorkerConfig {
                 ns: cfg.ns.clone(),
                 stream: cfg.stream.clone(),
@@ -265,15 +331,15 @@ fn load(args: &JobsArgs) -> Result<Manifest, Failure> {
 fn finish(result: RunResult, args: &JobsArgs) -> Result<i32, Failure> {
     let report = &result.report;
     let mut failures = Vec::new();
-    if let Some(path) = &args.report_json {
-        let json = |out: &mut dyn std::io::Write| {
-            serde_json::to_writer_pretty(out, &report.json()).map_err(std::io::Error::from)
-        };
-        failures.extend(write(path, json).err());
-    }
-    if let Some(path) = &args.report_junit {
-        let junit = report.to_junit();
-        failures.extend(write(path, |out| out.write_all(junit.as_bytes())).err());
+    let json = written(args.report_json.as_deref(), &mut failures, |out| {
+        serde_json::to_writer_pretty(out, &report.json()).map_err(std::io::Error::from)
+    });
+    let junit = written(args.report_junit.as_deref(), &mut failures, |out| {
+        out.write_all(report.to_junit().as_bytes())
+    });
+    if args.step_outputs {
+        let outputs = report::step_outputs(&report.summary(), &report.test_summary(), json, junit);
+        failures.extend(set_step_outputs(&outputs).err());
     }
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
         failures.extend(append_summary(Path::new(&path), &report.to_markdown()).err());
@@ -328,6 +394,28 @@ fn finish(result: RunResult, args: &JobsArgs) -> Result<i32, Failure> {
     }
 }
 
+/// Appends the step outputs to the file `$GITHUB_OUTPUT` names; without one (not a GitHub
+/// step) prints them instead.
+fn set_step_outputs(outputs: &[(&str, String)]) -> Result<(), Failure> {
+    use std::io::Write;
+    let Some(path) = std::env::var_os("GITHUB_OUTPUT").filter(|p| !p.is_empty()) else {
+        let shown: Vec<String> = outputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        eprintln!(
+            "GITHUB_OUTPUT is not set; step outputs: {}",
+            shown.join(" ")
+        );
+        return Ok(());
+    };
+    let path = Path::new(&path);
+    let what = format!("cannot write the step outputs to {}", path.display());
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut file| file.write_all(report::output_file_text(outputs).as_bytes()))
+        .map_err(Failure::io(what))
+}
+
 /// Appends the markdown report to the job summary.
 fn append_summary(path: &Path, markdown: &str) -> Result<(), Failure> {
     use std::io::Write;
@@ -338,6 +426,23 @@ fn append_summary(path: &Path, markdown: &str) -> Result<(), Failure> {
         .open(path)
         .and_then(|mut file| file.write_all(markdown.as_bytes()))
         .map_err(Failure::io(what))
+}
+
+/// The report at `path` (if one was asked for) written with `fill`; None, with the failure
+/// kept, when it could not be.
+fn written<'a>(
+    path: Option<&'a Path>,
+    failures: &mut Vec<Failure>,
+    fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> Option<&'a Path> {
+    let path = path?;
+    match write(path, fill) {
+        Ok(()) => Some(path),
+        Err(e) => {
+            failures.push(e);
+            None
+        }
+    }
 }
 
 /// Writes a report file (and its directory) with `fill`, buffered.
