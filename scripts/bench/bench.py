@@ -289,6 +289,16 @@ def suite_scenario(binary, n, total_s, tmp, results):
             results["_suite_lb_s"] = round(lb, 2)
             results["_suite_longest_test_s"] = round(max(measured), 2)
             results["_suite_work_s"] = round(sum(measured), 1)
+    # The same history through the packer the dealt plan replaced (`batch: 5s`, what the default
+    # target came to here), in the same minute, so that the two plans compare on equal load.
+    packed = root / "packed.yml"
+    packed.write_text("layers:\n  checkout:\n    paths: [tests, pytest.ini]\nsuites:\n"
+                      "  - name: pytest\n    framework: pytest\n    args: [tests]\n"
+                      "    layers: [checkout]\n    batch: 5s\n")
+    with cluster(binary, tools=tools) as c:
+        code, wall, report, _ = c.run(packed, ["--stop-cluster", "--timings", str(timings)], cwd=root)
+    assert code == 0 and report["test_summary"]["passed"] == n, f"suite run (packed) failed ({code})"
+    results["_suite_ratio_history_packed_5s"] = round(wall / results["_suite_lb_s"], 3)
     # nextest's `--partition count:k/N`: test i (in listing order) goes to shard i mod N.
     shards = [[i for j, i in enumerate(ids) if j % slots == k] for k in range(slots)]
     jobs = [{"name": f"count-{k + 1}-of-{slots}", "layers": ["suite"],
