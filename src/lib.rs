@@ -42,11 +42,13 @@
 //!   they ran on, flaky); progress and reports
 //!   (per job, and per test: `runner::report`).
 //! - [`plan`]: a test suite's plan: batches from estimates (longest and unknown first, none
-//!   over total / slots), the `ca-timings` and `ca-results` documents, re-run
-//!   selection, and `plan::github`, which reads them back through GitHub's REST API (octocrab).
+//!   over total / slots; a fully measured suite dealt onto two batches per slot), the
+//!   `ca-timings` and `ca-results` documents, re-run selection, and `plan::github`, which reads them back through GitHub's REST API (octocrab).
 //! - [`suite`]: test frameworks (nextest, pytest, go test, a command pair): listing a suite
 //!   on the runner, the command a worker runs for a batch, per-test results from the
 //!   framework's own report, and the merged JUnit.
+//! - [`in_process`]: a broker or worker run as a task beside a runner, stopped by it
+//!   (`broker::EmbeddedBroker`, `worker::InProcessWorker`).
 //! - [`local`]: `cluster-action local`: [`serve`] in-process, an embedded broker, worker
 //!   processes and the runner.
 //! - [`serve`]: a local artifact service (both halves) for tests, benchmarks and `local`.
@@ -61,11 +63,15 @@
 //! messages, timers and signals.
 //!
 //! The data path of one job: the runner packs and publishes the manifest's layers, then sends
-//! `Submit` on its stream; the broker queues the jobs (longest estimate first) and sends
-//! `Assign` to a worker with a free slot (plus a pipeline sized from the measured round trip,
-//! taken back for an idle worker when the queue runs dry); under a lease the broker renews
-//! (`Lease`, fencing a worker declared lost), the worker fetches the layers
-//! into its cache, assembles the job's directory from private copies, runs `bash -c`, publishes declared outputs
+//! the manifest's shared defaults once (`Defaults`: the environment every job inherits) and
+//! `Submit` on its stream (each job carrying only what it sets itself); the broker queues the
+//! jobs (longest estimate first) and sends `Assign` to a worker with a free slot (plus a
+//! pipeline sized from the measured round trip, taken back for an idle worker when the queue
+//! runs dry), the runner's defaults going to each worker once, before its first such job;
+//! under a lease the broker renews (`Lease`, fencing a worker declared lost), the worker
+//! merges the defaults in (`proto::JobDefaults::merge_into`, the manifest's own rule), fetches
+//! the layers into its cache, assembles the job's directory from private copies, runs
+//! `bash -c`, publishes declared outputs
 //! as a layer and sends `Finished`; the broker forwards the outcome to the runner, which
 //! fetches the outputs and reports. A suite's batch is such a job: its command is the
 //! framework's run of exactly its tests, its one output the framework's report, which the
@@ -79,6 +85,7 @@
 pub mod broker;
 pub mod budget;
 pub mod cleanup;
+pub mod in_process;
 pub mod layer;
 pub mod link;
 pub mod local;
