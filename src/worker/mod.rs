@@ -2,9 +2,10 @@
 //! directories and process groups, and reports each attempt.
 //!
 //! Shape: the decisions live in [`machine`] (a pure state machine: slots, queue, cancel,
-//! stop); `run` is its async shell, which only moves messages between the [`WorkerLink`] and
-//! the machine, starts and kills attempt tasks (`attempt`: layers → job directory →
-//! [`exec`] → outputs layer) and watches for signals.
+//! stop, uploading); `run` is its async shell, which only moves messages between the
+//! [`WorkerLink`] and the machine, starts and kills attempt tasks (`attempt`: layers → job
+//! directory → [`exec`] → staged outputs), runs the outputs uploads of attempts that gave
+//! their slot back, and watches for signals.
 
 mod attempt;
 pub mod contain;
@@ -24,12 +25,15 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use crate::layer::Digest;
 use crate::layer::LayerCache;
 use crate::link::{JoinError, Joined, LinkError, Target, WorkerLink};
-use crate::proto::{Hello, JobId, JobOutcome, PROTOCOL_VERSION};
+use crate::proto::{Hello, JobId, PROTOCOL_VERSION};
 use crate::store::ArtifactStore;
 use crate::stream::{self, Namespace, StreamConfig, StreamError};
+use attempt::Ran;
 use machine::{Effect, Ending, Machine};
+use outputs_pack::Staged;
 
 /// How long an interrupted worker tries to tell the broker it is leaving: CI systems follow
 /// their SIGINT with a SIGKILL within seconds (GitHub Actions: 7.5 s).
@@ -190,6 +194,9 @@ pub async fn run(
         running: JoinSet::new(),
         tasks: HashMap::new(),
         kills: HashMap::new(),
+        staged: HashMap::new(),
+        uploads: JoinSet::new(),
+        upload_tasks: HashMap::new(),
     };
     let result = shell.serve(&mut shutdown).await;
     shell.wind_down(result).await
@@ -200,11 +207,20 @@ struct Shell {
     machine: Machine,
     shared: Arc<Shared>,
     link: WorkerLink,
-    running: JoinSet<JobOutcome>,
+    running: JoinSet<Ran>,
     /// The job of each attempt task.
     tasks: HashMap<tokio::task::Id, JobId>,
     kills: HashMap<JobId, watch::Sender<bool>>,
+    /// Staged outputs of attempts that ran, until the machine says to upload them.
+    staged: HashMap<JobId, (u32, Staged)>,
+    /// Outputs uploads, each answering with its job, attempt and result.
+    uploads: JoinSet<Uploaded>,
+    /// The job and attempt of each upload task.
+    upload_tasks: HashMap<tokio::task::Id, (JobId, u32)>,
 }
+
+/// What an upload task returns: its job, attempt, and the layer and directory or why not.
+type Uploaded = (JobId, u32, Result<(Digest, String), String>);
 
 impl Shell {
     /// Feeds the machine until it ends (or the link fails).
@@ -227,6 +243,9 @@ impl Shell {
                 },
                 Some(done) = self.running.join_next_with_id(), if !self.running.is_empty() => {
                     self.attempt_done(done)
+                }
+                Some(done) = self.uploads.join_next_with_id(), if !self.uploads.is_empty() => {
+                    self.upload_done(done)
                 }
                 () = &mut *shutdown => self.machine.interrupted(),
             };
@@ -262,7 +281,7 @@ impl Shell {
     /// The machine's event for an attempt task that returned (or panicked).
     fn attempt_done(
         &mut self,
-        done: Result<(tokio::task::Id, JobOutcome), tokio::task::JoinError>,
+        done: Result<(tokio::task::Id, Ran), tokio::task::JoinError>,
     ) -> Vec<Effect> {
         let task = match &done {
             Ok((task, _)) => *task,
@@ -274,10 +293,43 @@ impl Shell {
         self.kills.remove(&id);
         let now = std::time::Instant::now();
         match done {
-            Ok((_, outcome)) => self.machine.attempt_ended(id, outcome, now),
+            Ok((_, Ran { outcome, staged })) => match staged {
+                None => self.machine.attempt_ended(id, outcome, now),
+                Some(staged) => {
+                    self.staged.insert(id, (outcome.attempt, staged));
+                    let fx = self.machine.attempt_ran(id, outcome, now);
+                    // A stale attempt's staged files go now (dropping them removes them).
+                    if !fx.contains(&Effect::Upload(id)) {
+                        self.staged.remove(&id);
+                    }
+                    fx
+                }
+            },
             Err(e) => {
                 warn!("a job task failed: {e}");
                 self.machine.attempt_failed(id, &e.to_string(), now)
+            }
+        }
+    }
+
+    /// The machine's event for an upload task that returned (or panicked).
+    fn upload_done(
+        &mut self,
+        done: Result<(tokio::task::Id, Uploaded), tokio::task::JoinError>,
+    ) -> Vec<Effect> {
+        let now = std::time::Instant::now();
+        match done {
+            Ok((task, (id, attempt, result))) => {
+                self.upload_tasks.remove(&task);
+                self.machine.upload_ended(id, attempt, result, now)
+            }
+            Err(e) => {
+                let Some((id, attempt)) = self.upload_tasks.remove(&e.id()) else {
+                    return Vec::new();
+                };
+                warn!("an outputs upload task failed: {e}");
+                let why = format!("the worker's upload task failed: {e}");
+                self.machine.upload_ended(id, attempt, Err(why), now)
             }
         }
     }
@@ -293,6 +345,15 @@ impl Shell {
                 let task = attempt::run(self.shared.clone(), assignment, kill_rx);
                 let handle = self.running.spawn(task);
                 self.tasks.insert(handle.id(), id);
+            }
+            Effect::Upload(id) => {
+                if let Some((attempt, staged)) = self.staged.remove(&id) {
+                    let shared = self.shared.clone();
+                    let handle = self.uploads.spawn(async move {
+                        (id, attempt, attempt::upload(shared, id, staged).await)
+                    });
+                    self.upload_tasks.insert(handle.id(), (id, attempt));
+                }
             }
             Effect::Kill(id) => {
                 if let Some(kill) = self.kills.get(&id) {
@@ -312,6 +373,7 @@ impl Shell {
         result: Result<WorkerEnd, WorkerError>,
     ) -> Result<WorkerEnd, WorkerError> {
         self.running.shutdown().await;
+        self.uploads.shutdown().await;
         let close = self.link.close();
         let closed = match result {
             Ok(WorkerEnd::Interrupted) => tokio::time::timeout(INTERRUPTED_CLOSE, close)
