@@ -2349,6 +2349,50 @@ fn five_thousand_jobs_with_outputs_stay_within_500_artifacts_per_worker() {
     }
 }
 
+#[test]
+fn a_one_slot_worker_runs_800_jobs_with_outputs_within_its_500_artifacts() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    // One slot: a job gives it back when its process ends, and its outputs wait for the next
+    // flush, so a flush packs the outputs of every job that ended while the last one uploaded.
+    // Were a job to hold its slot until its outputs were uploaded, each flush would carry one
+    // job and the worker would run out of its 500 artifacts (which the service enforces)
+    // after some 480 jobs.
+    let count = 800;
+    let jobs: Vec<_> = (0..count)
+        .map(|i| {
+            (
+                format!("o{i}"),
+                format!("mkdir -p out && echo {i} > out/{i}.txt"),
+                "outputs: [out/*.txt]".to_string(),
+            )
+        })
+        .collect();
+    scratch.write(
+        "cluster.yml",
+        manifest("defaults:\n  isolation: none\n", &jobs),
+    );
+    let args =
+        "local --workers 1 --slots 1 cluster.yml --outputs-dir back --report-json report.json";
+    let mut local = scratch.start("local", args);
+    let status = await_within("800 jobs on one slot", Duration::from_secs(600), || {
+        local.child.try_wait().unwrap()
+    });
+    local.code = status.code();
+    let (summary, jobs) = read_report(&scratch.path().join("report.json"));
+    let errors: Vec<&Value> = jobs
+        .values()
+        .filter(|j| j["status"] != "passed")
+        .take(2)
+        .collect();
+    assert_eq!(local.code, Some(0), "{errors:?}\n{}", local.stderr());
+    assert_eq!(summary["summary"]["passed"], count);
+    for i in 0..count {
+        let file = scratch.path().join(format!("back/o{i}/out/{i}.txt"));
+        assert_eq!(fs::read_to_string(&file).unwrap(), format!("{i}\n"), "{file:?}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Fencing: a stalled worker starts nothing the broker has given to others
 
