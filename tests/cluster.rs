@@ -2389,8 +2389,63 @@ fn a_one_slot_worker_runs_800_jobs_with_outputs_within_its_500_artifacts() {
     assert_eq!(summary["summary"]["passed"], count);
     for i in 0..count {
         let file = scratch.path().join(format!("back/o{i}/out/{i}.txt"));
-        assert_eq!(fs::read_to_string(&file).unwrap(), format!("{i}\n"), "{file:?}");
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            format!("{i}\n"),
+            "{file:?}"
+        );
     }
+}
+
+#[test]
+fn outputs_refused_by_the_artifact_limit_fail_at_once_naming_it() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    // Each job's job-id has 20 artifacts: the worker's stream takes a few, then its outputs
+    // layers (one per job: each job outlasts a flush's wait) reach the limit.
+    let service = Service::up_as(&scratch, "serve", "serve --max-artifacts-per-job 20");
+    let count = 30;
+    let jobs: Vec<_> = (0..count)
+        .map(|i| {
+            (
+                format!("o{i}"),
+                format!("sleep 0.2; mkdir -p out && echo {i} > out/{i}.txt"),
+                "outputs: [out/*.txt]".to_string(),
+            )
+        })
+        .collect();
+    scratch.write(
+        "cluster.yml",
+        manifest("defaults:\n  isolation: none\n", &jobs),
+    );
+    let mut worker = start_worker((&service, &scratch), "lim", TIMINGS, "w", 1);
+    worker.await_stderr("worker connected");
+    let mut runner = service.start(
+        &scratch,
+        "runner",
+        &format!(
+            "run cluster.yml --cluster lim {TIMINGS} --embed-broker --stop-cluster --slots 0 \
+             --report-json report.json"
+        ),
+    );
+    runner.expect_exit(1);
+    worker.expect_exit(0);
+    let (_, report) = read_report(&scratch.path().join("report.json"));
+    let refused: Vec<&Value> = report.values().filter(|j| j["status"] == "error").collect();
+    assert!(!refused.is_empty(), "some outputs must hit the limit");
+    assert!(report.values().any(|j| j["status"] == "passed"));
+    for job in &refused {
+        let error = job["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("limit of 20 artifacts per job")
+                && error.contains("not tried again")
+                && error.contains("500 artifacts per job"),
+            "{job}"
+        );
+    }
+    // A refusal is not a transient failure: never asked again.
+    let log = worker.stderr();
+    assert!(!log.contains("uploading the outputs failed"), "{log}");
 }
 
 // ---------------------------------------------------------------------------------------------

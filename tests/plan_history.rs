@@ -583,3 +583,52 @@ async fn attempt_2_through_local_runs_only_the_tests_that_failed_or_never_ran() 
         .collect();
     assert_eq!(ran, ["t3", "t4", "t5"], "failed, never ran, and new");
 }
+
+#[tokio::test]
+async fn sealed_history_is_read_with_the_same_secret_and_missed_in_one_line_without_it() {
+    use cluster_action::plan::github::fetch_sealed_history;
+    use cluster_action::seal::{HISTORY_ARTIFACT, HistorySeal};
+    let seal = HistorySeal::derive(b"s3cret").unwrap();
+    // What a sealed run on main kept: its timings under their sealed name, sealed.
+    let mut sealed = timings_artifact(1, 101, "main", "2026-11-10T10:00:00Z", 1_000);
+    sealed.name = seal.name(TIMINGS);
+    sealed.zip = timings(101, 1_000).to_sealed_zip(&seal, TIMINGS).unwrap();
+    assert!(sealed.name.starts_with(HISTORY_ARTIFACT) && !sealed.name.contains("ci.yml"));
+    let server = serve(vec![sealed], Fault::None).await;
+
+    let later = HistorySeal::derive(b"s3cret").unwrap();
+    let history = fetch_sealed_history(&run(&server, 1), CLUSTER, true, &later).await;
+    assert_eq!(history.misses, []);
+    assert_eq!(slow_estimate(&history), Some(1_000));
+    assert_eq!(counts(&server), (1, 0, 1, 1), "one list, one download");
+
+    let other = HistorySeal::derive(b"another secret").unwrap();
+    let history = fetch_sealed_history(&run(&server, 1), CLUSTER, true, &other).await;
+    assert_one_miss(
+        &history,
+        |w| matches!(w, MissReason::NotFound(_)),
+        "sealed as",
+    );
+    let history = fetch_history(&run(&server, 1), CLUSTER, true).await;
+    assert_one_miss(&history, |w| matches!(w, MissReason::NotFound(_)), TIMINGS);
+}
+
+#[tokio::test]
+async fn a_tampered_sealed_history_is_refused_in_one_line() {
+    use cluster_action::plan::github::fetch_sealed_history;
+    use cluster_action::seal::HistorySeal;
+    let seal = HistorySeal::derive(b"s3cret").unwrap();
+    let mut sealed = timings_artifact(1, 101, "main", "2026-11-10T10:00:00Z", 1_000);
+    sealed.name = seal.name(TIMINGS);
+    // Sealed as another document (results of attempt 1): bound to its name, so refused.
+    sealed.zip = timings(101, 1_000)
+        .to_sealed_zip(&seal, "ca-results-default-1")
+        .unwrap();
+    let server = serve(vec![sealed], Fault::None).await;
+    let history = fetch_sealed_history(&run(&server, 1), CLUSTER, true, &seal).await;
+    assert_one_miss(
+        &history,
+        |w| matches!(w, MissReason::Corrupt(_)),
+        "failed authentication",
+    );
+}
