@@ -2418,8 +2418,6 @@ fn outputs_refused_by_the_artifact_limit_fail_at_once_naming_it() {
         "cluster.yml",
         manifest("defaults:\n  isolation: none\n", &jobs),
     );
-    let mut worker = start_worker((&service, &scratch), "lim", TIMINGS, "w", 1);
-    worker.await_stderr("worker connected");
     let mut runner = service.start(
         &scratch,
         "runner",
@@ -2428,6 +2426,7 @@ fn outputs_refused_by_the_artifact_limit_fail_at_once_naming_it() {
              --report-json report.json"
         ),
     );
+    let mut worker = start_worker((&service, &scratch), "lim", TIMINGS, "w", 1);
     runner.expect_exit(1);
     worker.expect_exit(0);
     let (_, report) = read_report(&scratch.path().join("report.json"));
