@@ -11,7 +11,8 @@
 //!   that notices its listen artifact vanishing).
 //! - [`seal`]: with a cluster secret (`CLUSTER_SECRET`), keys per purpose and direction
 //!   (HKDF-SHA256), sealed frames (XChaCha20-Poly1305), chunked sealed layers and keyed
-//!   (HMAC) layer names. Hooked in at the frame codec (`stream::frame` encode/decode, keys in
+//!   (HMAC) layer names; `seal::HistorySeal`, the timing history and results a sealed cluster
+//!   keeps for later runs, under keys from the secret alone. Hooked in at the frame codec (`stream::frame` encode/decode, keys in
 //!   [`stream::StreamConfig::seal`]), at [`layer::publish`] and at [`layer::LayerCache`]'s
 //!   insert; a frame it refuses ends its stream, a layer it refuses fails the job.
 //! - [`layer`]: content-addressed tar.gz layers: pack, publish, fetch, verify, extract.
@@ -23,9 +24,10 @@
 //!   that encodes or decodes `proto`.
 //! - [`broker`]: a pure scheduler (`broker::scheduler`) inside an async shell that owns the
 //!   listener and one link per peer; `broker::EmbeddedBroker` runs one beside a runner.
-//! - [`worker`]: a pure state machine (`worker::machine`: slots, queue, cancel, stop) inside an
-//!   async shell that joins the broker and runs each attempt as a task (layers → directory →
-//!   `worker::exec` → outputs layer); `worker::contain` makes every process a job starts die
+//! - [`worker`]: a pure state machine (`worker::machine`: slots, queue, cancel, stop, attempts
+//!   uploading their outputs after giving their slot back, bounded) inside an async shell that
+//!   joins the broker and runs each attempt as a task (layers → directory → `worker::exec` →
+//!   staged outputs), then its upload (`worker::outputs_pack` packs many jobs per layer); `worker::contain` makes every process a job starts die
 //!   with the job and with its worker, `worker::sandbox` gives a job its own namespaces
 //!   (`isolation: sandbox`); `worker::InProcessWorker` runs one inside a runner (`run
 //!   --slots`), joining the cluster like any other.
@@ -39,8 +41,9 @@
 //!   requeue what a batch never finished, retry failures alone, flaky); progress and reports
 //!   (per job, and per test: `runner::report`).
 //! - [`plan`]: a test suite's plan: batches from estimates (longest and unknown first, none
-//!   over total / slots), the `ca-timings` and `ca-results` documents, re-run
-//!   selection, and `plan::github`, which reads them back through GitHub's REST API (octocrab).
+//!   over total / slots), the `ca-timings` and `ca-results` documents (sealed as
+//!   `ca-history-…` with a secret), re-run selection, and `plan::github`, which reads them
+//!   back through GitHub's REST API (octocrab).
 //! - [`suite`]: test frameworks (nextest, pytest, go test, a command pair): listing a suite
 //!   on the runner, the command a worker runs for a batch, per-test results from the
 //!   framework's own report, and the merged JUnit.
@@ -62,8 +65,9 @@
 //! `Assign` to a worker with a free slot (plus a pipeline sized from the measured round trip,
 //! taken back for an idle worker when the queue runs dry); under a lease the broker renews
 //! (`Lease`, fencing a worker declared lost), the worker fetches the layers
-//! into its cache, assembles the job's directory from private copies, runs `bash -c`, publishes declared outputs
-//! as a layer and sends `Finished`; the broker forwards the outcome to the runner, which
+//! into its cache, assembles the job's directory from private copies, runs `bash -c`, gives
+//! the slot back (`Uploading`), publishes declared outputs in a layer shared with other jobs
+//! and sends `Finished`; the broker forwards the outcome to the runner, which
 //! fetches the outputs and reports. A suite's batch is such a job: its command is the
 //! framework's run of exactly its tests, its one output the framework's report, which the
 //! runner reads back to decide each test. The binary (`src/main.rs`, `src/cli/`) maps flags onto

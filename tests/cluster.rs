@@ -2305,60 +2305,13 @@ fn a_manifest_needing_600_layer_artifacts_is_refused_before_any_upload() {
     assert_eq!(service.stats()["twirp_total"], 0, "{}", service.stats());
 }
 
-#[test]
-fn five_thousand_jobs_with_outputs_stay_within_500_artifacts_per_worker() {
-    let _serial = serial();
+/// Runs `count` jobs that each write one output file on `local --workers W --slots S` (as
+/// `workers_slots` says), expects every job to pass, and returns the scratch directory
+/// holding the outputs brought back under `back/`. The jobs run with `isolation: none`: these
+/// tests are about the budget, and one in several thousand jobs under the leftover sweep of
+/// `process` isolation has been seen to lose its shell's exit status.
+fn run_jobs_with_outputs(count: usize, workers_slots: (u32, u32)) -> Scratch {
     let scratch = Scratch::new();
-    // Each worker runs about 1,700 jobs with outputs: one outputs layer per job would take
-    // more than the 500 artifacts the in-process service allows each worker's job. A flush
-    // packs at most one finished job per slot (a job holds its slot until its outputs are
-    // uploaded), so 8 slots leave the budget a wide margin. The jobs run with `isolation:
-    // none`: this test is about the budget, and one in several thousand jobs under the
-    // leftover sweep of `process` isolation has been seen to lose its shell's exit status.
-    let jobs: Vec<_> = (0..5000)
-        .map(|i| {
-            (
-                format!("o{i}"),
-                format!("mkdir -p out && echo {i} > out/{i}.txt"),
-                "outputs: [out/*.txt]".to_string(),
-            )
-        })
-        .collect();
-    scratch.write(
-        "cluster.yml",
-        manifest("defaults:\n  isolation: none\n", &jobs),
-    );
-    let args =
-        "local --workers 3 --slots 8 cluster.yml --outputs-dir back --report-json report.json";
-    let mut local = scratch.start("local", args);
-    let status = await_within("5,000 jobs", Duration::from_secs(600), || {
-        local.child.try_wait().unwrap()
-    });
-    local.code = status.code();
-    let (summary, jobs) = read_report(&scratch.path().join("report.json"));
-    let errors: Vec<&Value> = jobs
-        .values()
-        .filter(|j| j["status"] != "passed")
-        .take(2)
-        .collect();
-    assert_eq!(local.code, Some(0), "{errors:?}\n{}", local.stderr());
-    assert_eq!(summary["summary"]["passed"], 5000);
-    for i in [0, 1234, 4999] {
-        let file = scratch.path().join(format!("back/o{i}/out/{i}.txt"));
-        assert_eq!(fs::read_to_string(&file).unwrap(), format!("{i}\n"));
-    }
-}
-
-#[test]
-fn a_one_slot_worker_runs_800_jobs_with_outputs_within_its_500_artifacts() {
-    let _serial = serial();
-    let scratch = Scratch::new();
-    // One slot: a job gives it back when its process ends, and its outputs wait for the next
-    // flush, so a flush packs the outputs of every job that ended while the last one uploaded.
-    // Were a job to hold its slot until its outputs were uploaded, each flush would carry one
-    // job and the worker would run out of its 500 artifacts (which the service enforces)
-    // after some 480 jobs.
-    let count = 800;
     let jobs: Vec<_> = (0..count)
         .map(|i| {
             (
@@ -2372,10 +2325,13 @@ fn a_one_slot_worker_runs_800_jobs_with_outputs_within_its_500_artifacts() {
         "cluster.yml",
         manifest("defaults:\n  isolation: none\n", &jobs),
     );
-    let args =
-        "local --workers 1 --slots 1 cluster.yml --outputs-dir back --report-json report.json";
-    let mut local = scratch.start("local", args);
-    let status = await_within("800 jobs on one slot", Duration::from_secs(600), || {
+    let (workers, slots) = workers_slots;
+    let args = format!(
+        "local --workers {workers} --slots {slots} cluster.yml --outputs-dir back \
+         --report-json report.json"
+    );
+    let mut local = scratch.start("local", &args);
+    let status = await_within(&format!("{count} jobs"), Duration::from_secs(600), || {
         local.child.try_wait().unwrap()
     });
     local.code = status.code();
@@ -2387,13 +2343,41 @@ fn a_one_slot_worker_runs_800_jobs_with_outputs_within_its_500_artifacts() {
         .collect();
     assert_eq!(local.code, Some(0), "{errors:?}\n{}", local.stderr());
     assert_eq!(summary["summary"]["passed"], count);
-    for i in 0..count {
-        let file = scratch.path().join(format!("back/o{i}/out/{i}.txt"));
-        assert_eq!(
-            fs::read_to_string(&file).unwrap(),
-            format!("{i}\n"),
-            "{file:?}"
-        );
+    scratch
+}
+
+/// Asserts that job `o{i}`'s output came back whole.
+fn output_back(scratch: &Scratch, i: usize) {
+    let file = scratch.path().join(format!("back/o{i}/out/{i}.txt"));
+    assert_eq!(
+        fs::read_to_string(&file).unwrap(),
+        format!("{i}\n"),
+        "{file:?}"
+    );
+}
+
+#[test]
+fn five_thousand_jobs_with_outputs_stay_within_500_artifacts_per_worker() {
+    let _serial = serial();
+    // Each worker runs about 1,700 jobs with outputs: one outputs layer per job would take
+    // more than the 500 artifacts the in-process service allows each worker's job.
+    let scratch = run_jobs_with_outputs(5000, (3, 8));
+    for i in [0, 1234, 4999] {
+        output_back(&scratch, i);
+    }
+}
+
+#[test]
+fn a_one_slot_worker_runs_800_jobs_with_outputs_within_its_500_artifacts() {
+    let _serial = serial();
+    // One slot: a job gives it back when its process ends, and its outputs wait for the next
+    // flush, so a flush packs the outputs of every job that ended while the last one uploaded.
+    // Were a job to hold its slot until its outputs were uploaded, each flush would carry one
+    // job and the worker would run out of its 500 artifacts (which the service enforces)
+    // after some 480 jobs.
+    let scratch = run_jobs_with_outputs(800, (1, 1));
+    for i in 0..800 {
+        output_back(&scratch, i);
     }
 }
 

@@ -20,11 +20,12 @@
 //! estimates in one line, as with no history at all; a document that fails authentication is
 //! refused ([`SealError::Forged`]), counted, and treated as unreadable.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chacha20poly1305::XChaCha20Poly1305;
+use chacha20poly1305::aead::KeyInit;
 use hkdf::Hkdf;
 use sha2::Sha256;
 
+use super::frame::{open_with_nonce, seal_with_random_nonce};
 use super::{SealError, name};
 
 /// HKDF salt of the history keys: versions their derivation, apart from the cluster keys'.
@@ -33,7 +34,6 @@ const SALT: &[u8] = b"cluster-action history v1";
 pub const HISTORY_ARTIFACT: &str = "ca-history-";
 /// The file inside a sealed history artifact's zip.
 pub const SEALED_FILE: &str = "history.sealed";
-const NONCE_LEN: usize = 24;
 /// Bytes of the name's HMAC shown (128 bits).
 const NAME_BYTES: usize = 16;
 
@@ -79,38 +79,14 @@ impl HistorySeal {
 
     /// The sealed form of document `plain_name`'s bytes `document`.
     pub fn seal(&self, plain_name: &str, document: &[u8]) -> Vec<u8> {
-        let nonce: [u8; NONCE_LEN] = rand::random();
-        let sealed = self
-            .cipher
-            .encrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: document,
-                    aad: plain_name.as_bytes(),
-                },
-            )
-            .expect("XChaCha20-Poly1305 seals any history-sized document");
-        [&nonce[..], &sealed].concat()
+        seal_with_random_nonce(&self.cipher, document, plain_name.as_bytes())
     }
 
     /// The document `plain_name` from its sealed form; refused when it fails authentication.
     pub fn open(&self, plain_name: &str, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
-        let forged =
-            || SealError::forged(format!("the history document {}", self.name(plain_name)));
-        if sealed.len() < NONCE_LEN {
-            return Err(forged());
-        }
-        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| forged())?;
-        self.cipher
-            .decrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: plain_name.as_bytes(),
-                },
-            )
-            .map_err(|_| forged())
+        open_with_nonce(&self.cipher, sealed, plain_name.as_bytes()).ok_or_else(|| {
+            SealError::forged(format!("the history document {}", self.name(plain_name)))
+        })
     }
 }
 
@@ -167,7 +143,7 @@ mod tests {
     fn every_document_gets_a_fresh_nonce_and_an_empty_secret_is_refused() {
         let seal = HistorySeal::derive(b"s3cret").unwrap();
         let (a, b) = (seal.seal("n", b"same"), seal.seal("n", b"same"));
-        assert_ne!(a[..NONCE_LEN], b[..NONCE_LEN]);
+        assert_ne!(a[..24], b[..24], "the nonces differ");
         assert_ne!(a, b);
         assert!(HistorySeal::derive(b"").is_err());
     }

@@ -2,14 +2,14 @@
 //! within GitHub's 500 artifacts per job (see [`crate::budget`]).
 //!
 //! When an attempt's process has ended, its matching files are hard-linked (or copied) out of
-//! its job directory into the packer's tree, under [`job_dir`] of a number of its own
-//! ([`OutputsPacker::stage`]); the job directory can go, and the attempt's slot is free. Its
-//! upload ([`OutputsPacker::upload`]) waits for a flush. One task flushes: it takes every
+//! its job directory into the packer's tree, under a directory numbered for it (`stage`); the
+//! job directory can go, and the attempt's slot is free. Its upload (`upload`) waits for a
+//! flush. One task flushes: it takes every
 //! attempt waiting (after waiting up to [`budget::outputs_linger`] for
 //! [`budget::pending_uploads_max`] of them), packs their directories of the tree as one layer,
 //! publishes it and hands every attempt the same digest. While one flush uploads, the
 //! attempts finishing meanwhile queue for the next. A failed flush leaves the staged files in
-//! place, so that each attempt can ask again; a [`Staged`] removes its files when dropped.
+//! place, so that each attempt can ask again; a `Staged` removes its files when dropped.
 //! Each attempt's directory in the layer travels with its outcome
 //! ([`crate::proto::JobOutcome::outputs_path`]); the runner brings back just that directory.
 
