@@ -12,6 +12,9 @@
 //! a worker that holds more than it can run ([`BrokerToWorker::TakeBack`]); the worker answers
 //! with what it gave up, and an attempt it had started meanwhile keeps running there.
 //!
+//! A job whose process ended and whose outputs its worker uploads ([`Scheduler::job_uploading`])
+//! stays that worker's until its result, but holds none of its slots.
+//!
 //! Fencing: a worker starts assigned work only under a lease ([`BrokerToWorker::Lease`])
 //! shorter than the silence after which the broker declares it lost, so a lost worker starts
 //! nothing it was given; a late result from a worker declared lost is dropped.
