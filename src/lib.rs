@@ -27,10 +27,11 @@
 //! - [`worker`]: a pure state machine (`worker::machine`: slots, queue, cancel, stop, attempts
 //!   uploading their outputs after giving their slot back, bounded) inside an async shell that
 //!   joins the broker and runs each attempt as a task (layers → directory → `worker::exec` →
-//!   staged outputs), then its upload (`worker::outputs_pack` packs many jobs per layer); `worker::contain` makes every process a job starts die
-//!   with the job and with its worker, `worker::sandbox` gives a job its own namespaces
-//!   (`isolation: sandbox`); `worker::InProcessWorker` runs one inside a runner (`run
-//!   --slots`), joining the cluster like any other.
+//!   staged outputs), then its upload (`worker::outputs_pack` packs many jobs per layer);
+//!   `worker::contain` makes every process a job starts die with the job and with its worker
+//!   (a guard process for a worker that dies), `worker::sandbox` gives a job its own
+//!   namespaces (`isolation: sandbox`); `worker::InProcessWorker` runs one inside a runner
+//!   (`run --slots`), joining the cluster like any other.
 //! - [`runner`]: the manifest, and the run as a pure state machine (`runner::machine`:
 //!   submission in batches sized by bytes, progress, worker wait or going on alone on its own
 //!   slots, cancel, lost broker (a report of what finished), outputs fetches tried again,
@@ -38,7 +39,8 @@
 //!   async shell (`runner::session`) that lists suites, publishes layers, joins the broker and
 //!   fetches outputs and batch reports; `runner::suites`, the suites' part of the machine
 //!   (plan batches once the slots are known, each test's result from its batch's report,
-//!   requeue what a batch never finished, retry failures alone, flaky); progress and reports
+//!   requeue what a batch never finished, retry failures alone and away from the workers
+//!   they ran on, flaky); progress and reports
 //!   (per job, and per test: `runner::report`).
 //! - [`plan`]: a test suite's plan: batches from estimates (longest and unknown first, none
 //!   over total / slots), the `ca-timings` and `ca-results` documents (sealed as
@@ -73,7 +75,9 @@
 //! runner reads back to decide each test. The binary (`src/main.rs`, `src/cli/`) maps flags onto
 //! these modules, composes the embedded broker for `run --embed-broker` and `local`, and maps
 //! every failure and every run's end onto an exit code in one exhaustive table
-//! (`cli/exit.rs`); `dist/index.js` is the GitHub Action around it.
+//! (`cli/exit.rs`); `dist/index.js` is the GitHub Action around it, which replaces itself with
+//! the binary where Node has `process.execve` (the binary keeps the step's `--timeout` and
+//! writes its outputs, `run --step-outputs`).
 
 pub mod broker;
 pub mod budget;

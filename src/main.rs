@@ -9,6 +9,9 @@ fn main() {
     cli::credentials::hide();
     let args = cli::Cli::parse();
     cli::init_logging(args.log_level.as_deref());
+    if let Some(timeout) = args.timeout {
+        cli::deadline::start(timeout, args.kill_grace);
+    }
     let code = match tokio::runtime::Runtime::new() {
         Ok(rt) => {
             let code = rt.block_on(cli::dispatch(args.command));

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::layer::Digest;
 
 /// The version of this message set; a peer with another version is refused at hello.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// A job as its runner knows it: its index in the manifest. Runner ↔ broker messages name
 /// jobs by it; it is unique only within one runner's submission.
@@ -72,6 +72,11 @@ pub struct JobSpec {
     /// their values masked in the captured output.
     #[serde(default, skip_serializing_if = "SecretEnv::is_empty")]
     pub secret_env: SecretEnv,
+    /// The workers (by name) earlier attempts of this work ran on, as a failed test's retry
+    /// names them: the broker gives it to another worker when one is connected, and to one of
+    /// these only when no other is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub avoid_workers: Vec<String>,
 }
 
 /// Secret environment variables of a job; `Debug` shows their names only.

@@ -416,6 +416,7 @@ fn read_report(path: &Path) -> (Value, BTreeMap<String, Value>) {
                     "message",
                     "status",
                     "suite",
+                    "workers",
                 ];
                 assert_eq!(keys(test), want, "{test}");
             }
@@ -1145,6 +1146,126 @@ fn ctrl_c_cancels_a_local_run_cleanly() {
         // SAFETY: killpg has no memory-safety preconditions; `local` leads its group.
         assert_eq!(unsafe { libc::killpg(local.pid(), libc::SIGINT) }, 0);
     });
+}
+
+/// A worker nobody waits for (the action's wrapper replaced itself with it) that is SIGKILLed:
+/// its guard kills what its job started outside the job's process group (a `setsid` daemon).
+#[test]
+fn a_sigkilled_worker_that_nobody_waits_for_leaves_no_job_process() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = Service::up(&scratch);
+    let pids = scratch.mkdir("pids");
+    let run = format!(
+        "setsid sh -c 'echo $$ > {d}/daemon.tmp; mv {d}/daemon.tmp {d}/daemon; exec sleep 300' & wait",
+        d = pids.display()
+    );
+    scratch.write(
+        "cluster.yml",
+        manifest("", &[("daemon".into(), run, String::new())]),
+    );
+    let mut runner = service.start(
+        &scratch,
+        "runner",
+        "run cluster.yml --embed-broker --slots 1 --worker-wait 1m",
+    );
+    let daemon: libc::pid_t = await_some("the job's daemon", || {
+        fs::read_to_string(pids.join("daemon"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    });
+    assert!(alive(daemon));
+    runner.signal(libc::SIGKILL);
+    let _ = runner.child.wait();
+    await_some(&format!("the daemon {daemon} to be gone"), || {
+        (!alive(daemon)).then_some(())
+    });
+}
+
+/// `--timeout` (the action's `timeout` input) stops a run as SIGTERM does: its jobs cancelled,
+/// its report and step outputs written, exit 130.
+#[test]
+fn the_timeout_cancels_a_local_run_and_still_writes_its_report_and_step_outputs() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let jobs: Vec<_> = (0..3)
+        .map(|i| (format!("long-{i}"), "sleep 300".to_string(), String::new()))
+        .collect();
+    scratch.write("cluster.yml", manifest("", &jobs));
+    let outputs = scratch.path().join("github-output");
+    let mut local = scratch.spawn(
+        scratch.path(),
+        "local",
+        "--timeout 3s local --workers 1 --slots 1 cluster.yml --report-json report.json --step-outputs",
+        &[("GITHUB_OUTPUT", outputs.to_str().unwrap())],
+    );
+    local.expect_exit(130);
+    assert!(
+        local
+            .stderr()
+            .contains("error: cluster-action ran longer than its --timeout (3s): stopping it"),
+        "{}",
+        local.stderr()
+    );
+    let (report, _) = read_report(&scratch.path().join("report.json"));
+    assert_eq!(report["summary"]["cancelled"], 3, "{report}");
+    let text = fs::read_to_string(&outputs).unwrap();
+    let values: BTreeMap<&str, &str> = text
+        .split("\n")
+        .collect::<Vec<_>>()
+        .chunks(3)
+        .filter(|entry| entry.len() == 3)
+        .map(|entry| (entry[0].split_once("<<").unwrap().0, entry[1]))
+        .collect();
+    assert_eq!(values["passed"], "0", "{text}");
+    assert_eq!(
+        values["failed"], "0",
+        "cancelled jobs are not failures: {text}"
+    );
+    assert_eq!(values["total"], "3", "{text}");
+    assert_eq!(values["report-json"], "report.json", "{text}");
+    assert_eq!(values["report-junit"], "", "{text}");
+}
+
+/// A process that does not stop on the timeout's SIGTERM (here: it has SIGTERM blocked) is
+/// killed --kill-grace later.
+#[test]
+fn the_timeout_kills_a_process_that_does_not_stop_after_the_grace() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "--timeout",
+        "300ms",
+        "--kill-grace",
+        "300ms",
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+    ])
+    .env_remove("GITHUB_ACTIONS")
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    // SAFETY: sigprocmask on a local set is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{:?}", out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "ran longer than its --timeout (300ms): stopping it (SIGTERM, then SIGKILL after 300ms)"
+        ),
+        "{stderr}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -549,8 +549,48 @@ async fn attempt_2_through_local_runs_only_the_tests_that_failed_or_never_ran() 
         Fault::None,
     )
     .await;
+    let (code, stderr, report) = local_run(&server, &["t1", "t2", "t3", "t4", "t5"], 2).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("re-run: running 3 of 5 tests"),
+        "the run says what it re-runs: {stderr}"
+    );
+    let ran: Vec<&str> = report["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ran, ["t3", "t4", "t5"], "failed, never ran, and new");
+}
+
+// Whole runs: `cluster-action local` as attempt 1 of a workflow run whose history lookup
+// fails. Each failure is one line on standard error, and the run goes on with estimates.
+
+/// The default branch's timings for `local`'s cluster in workflow `ci.yml`, as the server
+/// stores them (a download answers `zip`).
+fn local_timings(zip_bytes: Vec<u8>) -> Vec<Stored> {
+    vec![Stored {
+        id: 21,
+        name: cluster_action::plan::timings::timings_artifact_name("local", Some("ci.yml")),
+        run_id: 101,
+        branch: "main",
+        created_at: "2026-11-10T10:00:00Z",
+        expired: false,
+        zip: zip_bytes,
+    }]
+}
+
+/// A `local` run of a suite of tests `ids` (each passes) as attempt `attempt` of run [`RUN`]
+/// of `ci.yml` on `main`, against `server`: its exit code, its standard error and its JSON
+/// report. Attempt 1 knows the workflow and the default branch (for timings); later attempts
+/// look only at the run's own earlier attempts.
+async fn local_run(server: &Server, ids: &[&str], attempt: u32) -> (Option<i32>, String, Value) {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = "suites:\n  - name: r\n    framework: command\n    list: printf 't1\\nt2\\nt3\\nt4\\nt5\\n'\n    run: |\n      { echo '<testsuite>'; for t in \"$@\"; do echo \"<testcase name='$t'/>\"; done; echo '</testsuite>'; } > \"$CLUSTER_JUNIT\"\n";
+    let manifest = format!(
+        "suites:\n  - name: r\n    framework: command\n    list: printf '{}\\n'\n    run: |\n      {{ echo '<testsuite>'; for t in \"$@\"; do echo \"<testcase name='$t'/>\"; done; echo '</testsuite>'; }} > \"$CLUSTER_JUNIT\"\n",
+        ids.join("\\n")
+    );
     std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
     let report = dir.path().join("report.json");
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cluster-action"));
@@ -561,27 +601,97 @@ async fn attempt_2_through_local_runs_only_the_tests_that_failed_or_never_ran() 
         .env("GITHUB_API_URL", &server.base)
         .env("GITHUB_REPOSITORY", format!("{OWNER}/{REPO}"))
         .env("GITHUB_RUN_ID", RUN.to_string())
-        .env("GITHUB_RUN_ATTEMPT", "2")
+        .env("GITHUB_RUN_ATTEMPT", attempt.to_string())
         .env("GITHUB_TOKEN", TOKEN)
-        .env_remove("GITHUB_EVENT_PATH")
-        .env_remove("GITHUB_WORKFLOW_REF");
+        .env_remove("GITHUB_STEP_SUMMARY");
+    if attempt == 1 {
+        let event = dir.path().join("event.json");
+        let body = json!({"repository": {"default_branch": "main", "private": true}});
+        std::fs::write(&event, body.to_string()).unwrap();
+        let workflow = format!("{OWNER}/{REPO}/.github/workflows/ci.yml@refs/heads/main");
+        command
+            .env("GITHUB_EVENT_PATH", &event)
+            .env("GITHUB_WORKFLOW_REF", workflow);
+    } else {
+        command
+            .env_remove("GITHUB_EVENT_PATH")
+            .env_remove("GITHUB_WORKFLOW_REF");
+    }
     let out = tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(
-        stderr.contains("re-run: running 3 of 5 tests"),
-        "the run says what it re-runs: {stderr}"
-    );
-    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
-    let ran: Vec<&str> = report["tests"]
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = std::fs::read(&report).unwrap_or_else(|e| panic!("no report ({e}): {stderr}"));
+    (
+        out.status.code(),
+        stderr,
+        serde_json::from_slice(&report).unwrap(),
+    )
+}
+
+/// The run passed every test, and said `expected` once and nothing else about the history it
+/// looked for: a whole line, or its start and end around a `…` (the zip library's own words).
+fn assert_went_on_with_estimates(
+    (code, stderr, report): (Option<i32>, String, Value),
+    expected: &str,
+) {
+    assert_eq!(code, Some(0), "{stderr}");
+    let statuses: Vec<&str> = report["tests"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| t["id"].as_str().unwrap())
+        .map(|t| t["status"].as_str().unwrap())
         .collect();
-    assert_eq!(ran, ["t3", "t4", "t5"], "failed, never ran, and new");
+    assert_eq!(statuses, ["passed"; 3], "{report}");
+    let about_history: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("ca-timings") || l.contains("history"))
+        .collect();
+    assert_eq!(about_history.len(), 1, "{stderr}");
+    let line = about_history[0];
+    match expected.split_once('…') {
+        Some((start, end)) => assert!(line.starts_with(start) && line.ends_with(end), "{line}"),
+        None => assert_eq!(line, expected),
+    }
+}
+
+#[tokio::test]
+async fn a_run_whose_history_lookup_is_forbidden_says_so_once_and_passes() {
+    let timings = zip(TIMINGS_FILE, &timings(101, 1_000).to_json());
+    let server = serve(local_timings(timings), Fault::ListForbidden).await;
+    let run = local_run(&server, &["t1", "t2", "t3"], 1).await;
+    assert_went_on_with_estimates(
+        run,
+        "no timing history (ca-timings-local-ci.yml on main): the token may not read artifacts \
+         (HTTP 403: Resource not accessible by integration); give the job `permissions: actions: \
+         read`; going on with estimates",
+    );
+    assert_eq!(counts(&server), (1, 0, 0, 0));
+}
+
+#[tokio::test]
+async fn a_run_whose_history_download_is_not_found_says_so_once_and_passes() {
+    let timings = zip(TIMINGS_FILE, &timings(101, 1_000).to_json());
+    let server = serve(local_timings(timings), Fault::DownloadNotFound).await;
+    let run = local_run(&server, &["t1", "t2", "t3"], 1).await;
+    assert_went_on_with_estimates(
+        run,
+        "no timing history (ca-timings-local-ci.yml on main): HTTP 404: Not Found; going on with \
+         estimates",
+    );
+    assert_eq!(counts(&server), (1, 0, 1, 0));
+}
+
+#[tokio::test]
+async fn a_run_whose_history_artifact_is_garbled_says_so_once_and_passes() {
+    let server = serve(local_timings(b"PK\x03\x04 garbled".to_vec()), Fault::None).await;
+    let run = local_run(&server, &["t1", "t2", "t3"], 1).await;
+    assert_went_on_with_estimates(
+        run,
+        "no timing history (ca-timings-local-ci.yml on main): the artifact is unreadable: artifact \
+         ca-timings-local-ci.yml (id 21, run 101): not a zip: …; going on with estimates",
+    );
+    assert_eq!(counts(&server), (1, 0, 1, 1));
 }
 
 #[tokio::test]

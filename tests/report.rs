@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 
 use cluster_action::proto::{JobOutcome, JobSpec, JobStatus};
 use cluster_action::runner::report::{
-    JobReport, RunReport, annotation, ci_line, group, status_name,
+    JobReport, RunReport, Summary, TestSummary, annotation, ci_line, group, output_file_text,
+    status_name, step_outputs,
 };
 use serde_json::json;
 
@@ -487,6 +488,7 @@ fn groups_fence_job_output_so_it_cannot_run_commands() {
 fn job_reports_are_built_from_the_spec_and_the_final_outcome() {
     let spec = JobSpec {
         secret_env: Default::default(),
+        avoid_workers: Vec::new(),
         name: "unit-3".to_owned(),
         run: "false".to_owned(),
         env: BTreeMap::new(),
@@ -521,4 +523,55 @@ fn job_reports_are_built_from_the_spec_and_the_final_outcome() {
     assert_eq!(cancelled.status, JobStatus::Cancelled);
     assert_eq!((cancelled.attempts, cancelled.max_attempts), (0, 3));
     assert_eq!(ci_line(&cancelled), "CANCEL unit-3");
+}
+
+#[test]
+fn step_outputs_count_jobs_and_tests_and_cancelled_jobs_are_not_failures() {
+    let jobs = sample().summary();
+    let none = step_outputs(&jobs, &TestSummary::default(), None, None);
+    // sample(): 2 passed, 1 failed, 1 timed out, 1 error, 1 cancelled.
+    assert_eq!(
+        none.map(|(name, value)| format!("{name}={value}")),
+        [
+            "passed=2",
+            "failed=3",
+            "total=6",
+            "report-json=",
+            "report-junit="
+        ]
+    );
+    let jobs = Summary {
+        total: 1,
+        passed: 1,
+        ..Summary::default()
+    };
+    let tests = TestSummary {
+        total: 9,
+        passed: 5,
+        failed: 1,
+        flaky: 1,
+        skipped: 1,
+        errors: 1,
+    };
+    let json = std::path::Path::new("/tmp/r/report.json");
+    let with_suites = step_outputs(&jobs, &tests, Some(json), None);
+    // Flaky tests passed; skipped ones neither passed nor failed.
+    assert_eq!(
+        with_suites.map(|(_, value)| value),
+        ["7", "2", "10", "/tmp/r/report.json", ""]
+    );
+}
+
+#[test]
+fn step_output_values_cannot_end_early_or_set_another_output() {
+    let hostile = "a\nghadelimiter_x\nfailed<<EOF\n0\nEOF".to_owned();
+    let text = output_file_text(&[("report-json", hostile.clone()), ("total", "3".to_owned())]);
+    let lines: Vec<&str> = text.lines().collect();
+    let (name, delimiter) = lines[0].split_once("<<").unwrap();
+    assert_eq!(name, "report-json");
+    assert!(delimiter.starts_with("ghadelimiter_") && !hostile.contains(delimiter));
+    let end = lines.iter().rposition(|l| *l == delimiter).unwrap();
+    assert_eq!(lines[1..end].join("\n"), hostile);
+    assert_eq!(lines[end + 1].split_once("<<").unwrap().0, "total");
+    assert_eq!(lines[end + 2], "3");
 }

@@ -812,6 +812,83 @@ done
     assert_eq!(code, 0);
 }
 
+#[test]
+fn a_failed_test_is_retried_on_another_worker() {
+    environment();
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first-worker");
+    // `machine` fails on the worker it first ran on (as a test does whose machine is broken)
+    // and passes anywhere else. `slow` keeps the other worker busy meanwhile: a retry that
+    // took the free slot would fail again on the same worker.
+    let run = format!(
+        r#"for t in "$@"; do
+  if [ "$t" = machine ]; then
+    [ -e {first} ] || echo "$CLUSTER_WORKER" > {first}
+    [ "$(cat {first})" = "$CLUSTER_WORKER" ] && failed=1
+  else
+    sleep 3
+  fi
+done
+{{ echo '<testsuite name="m">'
+for t in "$@"; do
+  if [ "$t" = machine ] && [ -n "$failed" ]; then
+    echo "<testcase name=\"$t\"><failure message=\"broken on $CLUSTER_WORKER\"/></testcase>"
+  else
+    echo "<testcase name=\"$t\"/>"
+  fi
+done
+echo '</testsuite>'; }} > "$CLUSTER_JUNIT"
+"#,
+        first = first.display()
+    );
+    let manifest = serde_yaml::to_string(&serde_json::json!({
+        "suites": [{
+            "name": "m",
+            "framework": "command",
+            "list": "printf 'machine\\nslow\\n'",
+            "run": run,
+            "retries": 2,
+        }]
+    }))
+    .unwrap();
+    std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
+    let (code, report, xml) = run_local(
+        dir.path(),
+        &[
+            "--workers",
+            "2",
+            "--slots",
+            "1",
+            "--prefetch",
+            "0",
+            "cluster.yml",
+        ],
+    );
+    let tests = report["tests"].as_array().unwrap();
+    let machine = tests.iter().find(|t| t["id"] == "machine").unwrap();
+    let first = std::fs::read_to_string(&first).unwrap();
+    let workers: Vec<&str> = machine["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        (machine["status"].as_str(), machine["attempts"].as_u64()),
+        (Some("flaky"), Some(2)),
+        "{report}"
+    );
+    assert_eq!(workers.len(), 2, "{report}");
+    assert_eq!(workers[0], first.trim(), "it failed where it first ran");
+    assert_ne!(workers[1], workers[0], "the retry ran on the other worker");
+    assert!(xml.contains(&format!("broken on {}", workers[0])), "{xml}");
+    for t in tests.iter().filter(|t| t["id"] != "machine") {
+        assert_eq!(t["status"], "passed", "{report}");
+        assert_eq!(t["workers"].as_array().unwrap().len(), 1, "{report}");
+    }
+    assert_eq!(code, 0, "flaky passes");
+}
+
 /// `cluster-action local` with `args` in `dir`: its exit code and standard error.
 fn local_error(dir: &Path, path: &str, args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_cluster-action"))
@@ -828,28 +905,103 @@ fn local_error(dir: &Path, path: &str, args: &[&str]) -> (i32, String) {
     )
 }
 
+/// Asserts that a `local` run was refused as bad input (exit 2) with every one of `words` in
+/// its one error message.
+fn assert_bad_input((code, err): (i32, String), words: &[&str]) {
+    assert_eq!(code, 2, "{err}");
+    for word in words {
+        assert!(err.contains(word), "{word:?} not in:\n{err}");
+    }
+    assert_eq!(err.matches(words[0]).count(), 1, "said twice:\n{err}");
+}
+
 #[test]
-fn bad_suites_exit_2_with_what_to_fix() {
+fn a_missing_framework_exits_2_naming_the_command_and_how_to_install_it() {
+    environment();
+    let dir = tempfile::tempdir().unwrap();
+    let none = "/nonexistent";
+    assert_bad_input(
+        local_error(dir.path(), none, &["--go-test"]),
+        &["`go` is not installed", "apt-get install golang-go"],
+    );
+    assert_bad_input(
+        local_error(dir.path(), none, &["--nextest"]),
+        &[
+            "`cargo-nextest` is not installed",
+            "cargo install --locked cargo-nextest",
+        ],
+    );
+    assert_bad_input(
+        local_error(dir.path(), none, &["--pytest"]),
+        &["`python3` is not installed", "python -m pip install pytest"],
+    );
+    // A Python without pytest (a fresh virtual environment): pytest is what is missing.
+    let venv = dir.path().join("venv");
+    let made = Command::new("python3")
+        .args(["-m", "venv", "--without-pip"])
+        .arg(&venv)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have("python3", &["-m", "venv", "--help"]) || !made {
+        return;
+    }
+    let bin = venv.join("bin");
+    assert_bad_input(
+        local_error(dir.path(), bin.to_str().unwrap(), &["--pytest"]),
+        &[
+            "`pytest` is not installed",
+            "python -m pytest`: no module named pytest",
+            "install it into the Python on PATH: `python -m pip install pytest`",
+        ],
+    );
+}
+
+#[test]
+fn a_failing_listing_exits_2_with_the_command_and_the_tail_of_its_stderr() {
     environment();
     let dir = tempfile::tempdir().unwrap();
     let path = std::env::var("PATH").unwrap();
-    // No go on PATH: named, with how to install it.
-    let (code, err) = local_error(dir.path(), "/nonexistent", &["--go-test"]);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("`go` is not installed"), "{err}");
-    // A listing that fails: its stderr tail.
-    let manifest = "suites:\n  - name: c\n    framework: command\n    list: echo no list here >&2; exit 4\n    run: 'true'\n";
+    // 30 lines on stderr: the last ones are shown, not the first.
+    let manifest = "suites:\n  - name: c\n    framework: command\n    list: 'for i in $(seq 1 30); do echo \"listing line $i\" >&2; done; echo no list here >&2; exit 4'\n    run: 'true'\n";
     std::fs::write(dir.path().join("bad.yml"), manifest).unwrap();
     let (code, err) = local_error(dir.path(), &path, &["bad.yml"]);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("no list here"), "{err}");
-    // No tests.
+    assert_bad_input(
+        (code, err.clone()),
+        &[
+            "suite 'c': `bash -c ",
+            "failed (exit status: 4)",
+            "listing line 30\nno list here",
+        ],
+    );
+    assert!(!err.contains("listing line 5\n"), "only the tail:\n{err}");
+}
+
+#[test]
+fn a_suite_with_no_tests_exits_2() {
+    environment();
+    let dir = tempfile::tempdir().unwrap();
+    let path = std::env::var("PATH").unwrap();
     let manifest =
         "suites:\n  - name: c\n    framework: command\n    list: 'true'\n    run: 'true'\n";
     std::fs::write(dir.path().join("empty.yml"), manifest).unwrap();
-    let (code, err) = local_error(dir.path(), &path, &["empty.yml"]);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("no tests match"), "{err}");
+    assert_bad_input(
+        local_error(dir.path(), &path, &["empty.yml"]),
+        &["suite 'c': no tests match", "check the suite's `args:`"],
+    );
+    // pytest selecting nothing, as nextest refuses to run no tests.
+    let Some(fixture) = listed(Framework::Pytest, &[]) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    copy_tree(&fixture.source, work.path());
+    assert_bad_input(
+        local_error(
+            work.path(),
+            &path,
+            &["--pytest", "-k", "no_test_is_called_this"],
+        ),
+        &["suite 'pytest': no tests match", "no_test_is_called_this"],
+    );
 }
 
 #[test]

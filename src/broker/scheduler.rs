@@ -18,6 +18,12 @@
 //! Fencing: a worker starts assigned work only under a lease ([`BrokerToWorker::Lease`])
 //! shorter than the silence after which the broker declares it lost, so a lost worker starts
 //! nothing it was given; a late result from a worker declared lost is dropped.
+//!
+//! Retries elsewhere: a job avoids the workers its attempts failed on or were lost with, and
+//! those its spec names (`avoid_workers`: where a failed test's earlier attempts ran). It waits
+//! in the queue for another worker's room while later jobs go out, and goes to an avoided
+//! worker only when no other is connected; take-back moves work only to a worker that may run
+//! it.
 
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
@@ -96,6 +102,16 @@ struct Job {
     state: JobState,
     /// Set when the runner cancelled it; a late result then reports `Cancelled`.
     cancelled: bool,
+    /// The workers (by name) attempts of it failed on or were lost with: like the spec's
+    /// `avoid_workers`, its retries go elsewhere when another worker is connected.
+    failed_on: Vec<String>,
+}
+
+impl Job {
+    /// Whether the job would rather not run on `w` (an earlier attempt of it failed there).
+    fn avoids(&self, w: &Worker) -> bool {
+        self.spec.avoid_workers.contains(&w.name) || self.failed_on.contains(&w.name)
+    }
 }
 
 /// A queue entry: longest estimate first; jobs without an estimate after those with one, in
@@ -264,7 +280,9 @@ impl Scheduler {
                 continue;
             };
             let started = matches!(&job.state, JobState::Assigned(p) if p.started);
-            if !started {
+            if started {
+                job.failed_on.push(worker.name.clone());
+            } else {
                 // Never ran there: the attempt it was given is handed out again.
                 job.attempts -= 1;
             }
@@ -356,10 +374,11 @@ impl Scheduler {
             let secs = Duration::from_millis(outcome.duration_ms).as_secs_f64();
             self.job_secs = Some(running_mean(self.job_secs, secs));
         }
-        if let Some(w) = self.workers.get_mut(peer) {
+        let worker = self.workers.get_mut(peer).map(|w| {
             w.assigned.remove(&global);
             w.uploading.remove(&global);
-        }
+            w.name.clone()
+        });
         let Some(job) = self.jobs.get_mut(&global) else {
             return fx;
         };
@@ -367,6 +386,7 @@ impl Scheduler {
             && !job.cancelled
             && job.attempts < 1 + job.spec.retries;
         if retry {
+            job.failed_on.extend(worker);
             self.requeue(global);
         } else {
             if job.cancelled {
@@ -434,6 +454,7 @@ impl Scheduler {
                 attempts: 0,
                 state: JobState::Queued,
                 cancelled: false,
+                failed_on: Vec::new(),
             };
             self.jobs.insert(global, job);
             if let Some(r) = self.runners.get_mut(peer) {
@@ -567,31 +588,51 @@ impl Scheduler {
     }
 
     /// Hands queued jobs out: first to free slots (the emptiest worker first), then up to each
-    /// worker's pipeline depth; when the queue is dry, takes back prefetched work for free slots.
+    /// worker's pipeline depth. A job that would rather not run where there is room (a retry,
+    /// see [`Scheduler::may_run_on`]) waits in the queue while later jobs go out. Then takes
+    /// back prefetched work for free slots the queue cannot use.
     fn fill(&mut self, fx: &mut Vec<Effect>) {
+        let mut waiting = Vec::new();
         for prefetching in [false, true] {
-            while !self.queue.is_empty() {
-                let Some(worker) = self.next_target(prefetching) else {
-                    break;
+            while let Some(q) = self.queue.pop() {
+                let Some(job) = self.jobs.get(&q.global) else {
+                    continue; // a stale queue entry
                 };
-                let Some(q) = self.queue.pop() else { break };
-                self.assign(q.global, worker, fx);
+                if let Some(worker) = self.next_target(job, prefetching) {
+                    self.assign(q.global, worker, fx);
+                } else if self.workers.values().any(|w| self.has_room(w, prefetching)) {
+                    waiting.push(q);
+                } else {
+                    self.queue.push(q);
+                    break;
+                }
             }
+            self.queue.extend(waiting.drain(..));
         }
-        if self.queue.is_empty() {
-            self.take_back(fx);
-        }
+        self.take_back(fx);
     }
 
-    /// The worker the next queued job goes to: the one with the most free slots, or when
-    /// `prefetching`, the one furthest below its pipeline depth.
-    fn next_target(&self, prefetching: bool) -> Option<PeerId> {
+    /// Whether `w` takes another job: below its slots, or when `prefetching`, below its
+    /// pipeline depth.
+    fn has_room(&self, w: &Worker, prefetching: bool) -> bool {
+        let extra = if prefetching { self.extra(w) } else { 0 };
+        (w.holding() as u32) < w.slots + extra
+    }
+
+    /// Whether `job` may go to `w`: a job goes to a worker it avoids (one an earlier attempt
+    /// failed on) only when every connected worker is one (never starved: a lone worker
+    /// runs its retries), and otherwise waits for another.
+    fn may_run_on(&self, job: &Job, w: &Worker) -> bool {
+        !job.avoids(w) || self.workers.values().all(|other| job.avoids(other))
+    }
+
+    /// The worker `job` goes to next: of those it may run on (see [`Scheduler::may_run_on`]),
+    /// the one with the most free slots, or when `prefetching`, the one furthest below its
+    /// pipeline depth.
+    fn next_target(&self, job: &Job, prefetching: bool) -> Option<PeerId> {
         self.workers
             .iter()
-            .filter(|(_, w)| {
-                let extra = if prefetching { self.extra(w) } else { 0 };
-                (w.holding() as u32) < w.slots + extra
-            })
+            .filter(|(_, w)| self.has_room(w, prefetching) && self.may_run_on(job, w))
             .max_by_key(|(_, w)| {
                 (
                     i64::from(w.slots) - w.holding() as i64,
@@ -647,23 +688,38 @@ impl Scheduler {
         (want as u32).clamp(1, MAX_EXTRA_PER_SLOT * w.slots)
     }
 
-    /// The queue is dry: asks workers holding more than their slots for unstarted work, as
-    /// much as other workers have free slots (the newest assignments first: they start last).
+    /// Free slots the queue cannot use: asks workers holding more than their slots for
+    /// unstarted work, as much as other workers have free slots (the newest assignments first:
+    /// they start last), and only work a worker with a free slot may run.
     fn take_back(&mut self, fx: &mut Vec<Effect>) {
-        let free: usize = self
+        let idle: Vec<&Worker> = self
             .workers
             .values()
+            .filter(|w| (w.holding() as u32) < w.slots)
+            .collect();
+        let free: usize = idle
+            .iter()
             .map(|w| (w.slots as usize).saturating_sub(w.holding()))
             .sum();
+        if free == 0 {
+            return;
+        }
         let mut candidates: Vec<(PeerId, Vec<(u64, JobId)>)> = Vec::new();
         let mut asked = 0;
         for (peer, w) in &self.workers {
             let mut unstarted = Vec::new();
             let mut in_flight = 0;
             for id in &w.assigned {
-                match self.jobs.get(id).map(|j| &j.state) {
-                    Some(JobState::Assigned(p)) if p.taking_back => in_flight += 1,
-                    Some(JobState::Assigned(p)) if !p.started => unstarted.push((p.order, *id)),
+                let Some(job) = self.jobs.get(id) else {
+                    continue;
+                };
+                match &job.state {
+                    JobState::Assigned(p) if p.taking_back => in_flight += 1,
+                    JobState::Assigned(p)
+                        if !p.started && idle.iter().any(|w| self.may_run_on(job, w)) =>
+                    {
+                        unstarted.push((p.order, *id));
+                    }
                     _ => {}
                 }
             }
@@ -750,6 +806,7 @@ mod tests {
     fn job(index: u64, estimate_ms: Option<u64>, retries: u32) -> JobSpec {
         JobSpec {
             secret_env: Default::default(),
+            avoid_workers: Vec::new(),
             name: format!("job-{index}"),
             run: "true".into(),
             env: BTreeMap::new(),
@@ -877,6 +934,98 @@ mod tests {
             (JobIndex(7), 2, JobStatus::Failed)
         );
         assert!(fx.contains(&Effect::ToRunner("r".into(), BrokerToRunner::AllDone)));
+    }
+
+    /// Two workers of one slot each running job 0 (one retry) and job 1; job 0 has just
+    /// failed. Returns the scheduler, job 0's worker and id, and job 1's worker and id.
+    fn failed_beside_a_busy_worker() -> (Scheduler, PeerId, JobId, PeerId, JobId) {
+        let mut s = sched(0);
+        s.runner_joined("r".into());
+        s.worker_joined("a".into(), "a".into(), 1);
+        s.worker_joined("b".into(), "b".into(), 1);
+        let fx = s.submit("r", vec![spec(0, Some(20), 1), spec(1, Some(10), 0)]);
+        let placed = assigns(&fx);
+        let on = |name: &str| placed.iter().find(|a| a.3 == name).unwrap().clone();
+        let ((first, flaky, _, _), (other, steady, _, _)) = (on("job-0"), on("job-1"));
+        assert_ne!(first, other);
+        s.job_started(&first, flaky, 1);
+        s.job_started(&other, steady, 1);
+        let fx = s.job_finished(&first, flaky, outcome(1, JobStatus::Failed));
+        assert!(assigns(&fx).is_empty(), "not again on {first}");
+        (s, first, flaky, other, steady)
+    }
+
+    #[test]
+    fn a_failed_job_is_retried_on_another_worker_and_waits_for_it_while_later_jobs_run() {
+        let (mut s, first, flaky, other, steady) = failed_beside_a_busy_worker();
+        // A later job takes the free worker meanwhile.
+        let fx = s.submit("r", vec![spec(2, None, 0)]);
+        let later: Vec<_> = assigns(&fx).into_iter().map(|a| (a.0, a.3)).collect();
+        assert_eq!(later, [(first.clone(), "job-2".to_string())]);
+        // The other worker frees its slot: the retry goes there.
+        let fx = s.job_finished(&other, steady, outcome(1, JobStatus::Passed));
+        let retry: Vec<_> = assigns(&fx).into_iter().map(|a| (a.0, a.1, a.2)).collect();
+        assert_eq!(retry, [(other, flaky, 2)]);
+    }
+
+    #[test]
+    fn a_retry_runs_on_the_worker_it_failed_on_once_no_other_is_connected() {
+        let (mut s, first, flaky, other, _) = failed_beside_a_busy_worker();
+        // The other worker is lost: the retry is not starved, it runs where it failed.
+        let fx = s.worker_lost(&other, "gone");
+        let got: Vec<_> = assigns(&fx).into_iter().map(|a| (a.0, a.1, a.2)).collect();
+        assert_eq!(got, [(first, flaky, 2)]);
+    }
+
+    #[test]
+    fn a_runners_avoid_list_steers_a_job_away_unless_only_those_workers_are_there() {
+        let avoiding = |index, names: &[&str]| {
+            let mut sub = spec(index, None, 0);
+            sub.spec.avoid_workers = names.iter().map(|n| n.to_string()).collect();
+            sub
+        };
+        let mut s = sched(0);
+        s.runner_joined("r".into());
+        s.worker_joined("peer-a".into(), "machine-a".into(), 4);
+        s.worker_joined("peer-b".into(), "machine-b".into(), 1);
+        let fx = s.submit("r", vec![avoiding(0, &["machine-a"])]);
+        assert_eq!(assigns(&fx)[0].0, "peer-b", "named by worker name");
+        let mut s = sched(0);
+        s.runner_joined("r".into());
+        s.worker_joined("peer-a".into(), "machine-a".into(), 1);
+        let fx = s.submit("r", vec![avoiding(0, &["machine-a", "machine-gone"])]);
+        assert_eq!(assigns(&fx)[0].0, "peer-a");
+    }
+
+    #[test]
+    fn work_is_taken_back_only_for_a_worker_that_may_run_it() {
+        let mut s = sched(1);
+        s.runner_joined("r".into());
+        s.worker_joined("a".into(), "a".into(), 1);
+        s.worker_joined("b".into(), "b".into(), 1);
+        let fx = s.submit("r", vec![spec(0, Some(20), 0), spec(1, Some(10), 0)]);
+        let placed = assigns(&fx);
+        let (busy_a, busy_b) = (placed[0].clone(), placed[1].clone());
+        s.job_started(&busy_a.0, busy_a.1, 1);
+        s.job_started(&busy_b.0, busy_b.1, 1);
+        let mut retry = spec(2, None, 0);
+        retry.spec.avoid_workers = vec![busy_a.0.clone()];
+        let fx = s.submit("r", vec![retry]);
+        let prefetched = assigns(&fx);
+        assert_eq!(prefetched[0].0, busy_b.0, "prefetched where it may run");
+        // The avoided worker idles: it is not given the retry behind the other's back.
+        let fx = s.job_finished(&busy_a.0, busy_a.1, outcome(1, JobStatus::Passed));
+        assert!(taken_back(&fx).is_empty(), "{fx:?}");
+        // A third worker may run it: it is asked back for that one.
+        let fx = s.worker_joined("c".into(), "c".into(), 1);
+        let asked = taken_back(&fx);
+        assert_eq!(asked.len(), 1);
+        assert_eq!(
+            (asked[0].0.as_str(), asked[0].1[0].id),
+            (busy_b.0.as_str(), prefetched[0].1)
+        );
+        let fx = s.released(&busy_b.0, &asked[0].1);
+        assert_eq!(assigns(&fx)[0].0, "c");
     }
 
     #[test]

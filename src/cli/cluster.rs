@@ -126,6 +126,7 @@ pub async fn worker(args: WorkerArgs) -> Result<i32, exit::Failure> {
         },
     };
     let store = args.cluster.cleanup.store()?;
+    worker::contain::start_guard();
     let end = worker::run(store, cfg, shutdown_signal()).await?;
     if end == WorkerEnd::Interrupted {
         eprintln!("worker interrupted: its running jobs were killed and handed back to the broker");

@@ -2,8 +2,8 @@
 //! of this one.
 //!
 //! GitHub hands `ACTIONS_RUNTIME_TOKEN` and `ACTIONS_RESULTS_URL` to the action through the
-//! environment, and the wrapper passes the secret as `CLUSTER_SECRET` (all of them are
-//! [`HIDDEN_VARS`]); `/proc/<pid>/environ` shows the environment a process *started* with to
+//! environment, and the wrapper passes the secret as `CLUSTER_SECRET` and the `token` input as
+//! `GITHUB_TOKEN` (all of them are [`HIDDEN_VARS`]); `/proc/<pid>/environ` shows the environment a process *started* with to
 //! every process of the same user, however the process changes its variables later. A job is
 //! such a process. So, before anything else runs (one thread, nothing has read the
 //! environment yet), the entries of the credential variables in that initial block are

@@ -5,6 +5,7 @@ mod cleanup;
 mod cluster;
 mod common;
 pub mod credentials;
+pub mod deadline;
 pub mod exit;
 mod history;
 mod run;
@@ -12,7 +13,11 @@ mod selftest;
 mod serve;
 mod suites;
 
+use std::time::Duration;
+
 use clap::{Parser, Subcommand};
+
+use cluster_action::runner::duration::parse_duration;
 
 /// Turns the jobs of one GitHub Actions workflow run into a compute cluster that talks only
 /// through the run's artifact store.
@@ -23,6 +28,13 @@ pub struct Cli {
     /// `cluster_action::stream=debug`). Overrides RUST_LOG. Default: warn.
     #[arg(long, global = true, value_name = "LEVEL")]
     pub log_level: Option<String>,
+    /// Stop after this long, as on SIGTERM (a run cancels its jobs and writes its reports,
+    /// exit 130), and SIGKILL --kill-grace later if still running. Default: no limit.
+    #[arg(long, global = true, value_parser = positive_duration, value_name = "DURATION")]
+    pub timeout: Option<Duration>,
+    /// With --timeout: how long after its SIGTERM the process is killed.
+    #[arg(long, global = true, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub kill_grace: Duration,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -51,6 +63,14 @@ pub enum Command {
     Gc(cleanup::GcArgs),
     /// Print a runtime token that the local service accepts as the given run and job.
     Token(serve::TokenArgs),
+    /// Waits for process OWNER to end, then kills what its jobs left running (started by a
+    /// worker; hidden: not part of the user's API).
+    #[command(hide = true)]
+    Guard {
+        /// The worker's pid.
+        #[arg(long)]
+        owner: u32,
+    },
     /// Checks of a setup, run by the end-to-end tests (hidden: not part of the user's API).
     #[command(subcommand, hide = true)]
     Selftest(SelftestCommand),
@@ -64,6 +84,14 @@ pub enum SelftestCommand {
     /// Prints the stream flags `local` gives its workers, one a line (scripts/bench builds
     /// the same cluster from separate processes with them).
     LocalFlags,
+}
+
+/// A duration longer than zero (a limit of 0 would stop the process at once).
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err("0 would stop the process at once: give a longer duration".into()),
+        d => Ok(d),
+    }
 }
 
 /// Sets up `tracing` on stderr: `--log-level`, else `RUST_LOG`, else warnings only. Colours
@@ -95,6 +123,11 @@ pub async fn dispatch(command: Command) -> i32 {
         Command::Gc(args) => cleanup::gc(args).await,
         Command::Serve(args) => serve::serve(args).await,
         Command::Token(args) => serve::token(args),
+        Command::Guard { owner } => {
+            let guard =
+                tokio::task::spawn_blocking(move || cluster_action::worker::contain::guard(owner));
+            Ok(guard.await.map_or(exit::INFRA, |_| 0))
+        }
         Command::Selftest(SelftestCommand::Transport(args)) => selftest::transport(args).await,
         Command::Selftest(SelftestCommand::LocalFlags) => common::print_local_flags(),
     };

@@ -44,6 +44,10 @@ pub struct JobsArgs {
     /// Write a JUnit XML report here.
     #[arg(long, value_name = "PATH")]
     report_junit: Option<PathBuf>,
+    /// Also write the run's counts and report paths as the step outputs of the action
+    /// (passed, failed, total, report-json, report-junit) to the file $GITHUB_OUTPUT names.
+    #[arg(long)]
+    step_outputs: bool,
     /// Bring each job's declared outputs back under DIR/<job name>/.
     #[arg(long, value_name = "DIR")]
     outputs_dir: Option<PathBuf>,
@@ -148,6 +152,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failure> {
         0 => (None, None),
         slots => {
             let (scratch, cache_dir, work_dir) = worker_dirs(args.cache_dir.clone(), None)?;
+            cluster_action::worker::contain::start_guard();
             let wcfg = WorkerConfig {
                 ns: cfg.ns.clone(),
                 stream: cfg.stream.clone(),
@@ -265,15 +270,15 @@ fn load(args: &JobsArgs) -> Result<Manifest, Failure> {
 fn finish(result: RunResult, args: &JobsArgs) -> Result<i32, Failure> {
     let report = &result.report;
     let mut failures = Vec::new();
-    if let Some(path) = &args.report_json {
-        let json = |out: &mut dyn std::io::Write| {
-            serde_json::to_writer_pretty(out, &report.json()).map_err(std::io::Error::from)
-        };
-        failures.extend(write(path, json).err());
-    }
-    if let Some(path) = &args.report_junit {
-        let junit = report.to_junit();
-        failures.extend(write(path, |out| out.write_all(junit.as_bytes())).err());
+    let json = written(args.report_json.as_deref(), &mut failures, |out| {
+        serde_json::to_writer_pretty(out, &report.json()).map_err(std::io::Error::from)
+    });
+    let junit = written(args.report_junit.as_deref(), &mut failures, |out| {
+        out.write_all(report.to_junit().as_bytes())
+    });
+    if args.step_outputs {
+        let outputs = report::step_outputs(&report.summary(), &report.test_summary(), json, junit);
+        failures.extend(set_step_outputs(&outputs).err());
     }
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
         failures.extend(append_summary(Path::new(&path), &report.to_markdown()).err());
@@ -328,6 +333,28 @@ fn finish(result: RunResult, args: &JobsArgs) -> Result<i32, Failure> {
     }
 }
 
+/// Appends the step outputs to the file `$GITHUB_OUTPUT` names; without one (not a GitHub
+/// step) prints them instead.
+fn set_step_outputs(outputs: &[(&str, String)]) -> Result<(), Failure> {
+    use std::io::Write;
+    let Some(path) = std::env::var_os("GITHUB_OUTPUT").filter(|p| !p.is_empty()) else {
+        let shown: Vec<String> = outputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        eprintln!(
+            "GITHUB_OUTPUT is not set; step outputs: {}",
+            shown.join(" ")
+        );
+        return Ok(());
+    };
+    let path = Path::new(&path);
+    let what = format!("cannot write the step outputs to {}", path.display());
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut file| file.write_all(report::output_file_text(outputs).as_bytes()))
+        .map_err(Failure::io(what))
+}
+
 /// Appends the markdown report to the job summary.
 fn append_summary(path: &Path, markdown: &str) -> Result<(), Failure> {
     use std::io::Write;
@@ -338,6 +365,23 @@ fn append_summary(path: &Path, markdown: &str) -> Result<(), Failure> {
         .open(path)
         .and_then(|mut file| file.write_all(markdown.as_bytes()))
         .map_err(Failure::io(what))
+}
+
+/// The report at `path` (if one was asked for) written with `fill`; None, with the failure
+/// kept, when it could not be.
+fn written<'a>(
+    path: Option<&'a Path>,
+    failures: &mut Vec<Failure>,
+    fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> Option<&'a Path> {
+    let path = path?;
+    match write(path, fill) {
+        Ok(()) => Some(path),
+        Err(e) => {
+            failures.push(e);
+            None
+        }
+    }
 }
 
 /// Writes a report file (and its directory) with `fill`, buffered.

@@ -467,6 +467,7 @@ impl Machine {
 
     fn finished(&mut self, index: JobIndex, mut outcome: JobOutcome) -> Vec<Effect> {
         if self.suites.owns(index) {
+            self.suites.ended_on(index, &outcome.worker);
             let mut fx = Vec::new();
             let name = self.suites.name(index).unwrap_or("?");
             if let Some(error) = outcome.error.as_deref() {
@@ -592,6 +593,7 @@ mod tests {
                     estimate_ms: None,
                     isolation: Default::default(),
                     secret_env: Default::default(),
+                    avoid_workers: Vec::new(),
                 },
             })
             .collect()

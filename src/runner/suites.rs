@@ -46,6 +46,8 @@ struct InFlight {
     suite: usize,
     tests: Vec<TestCase>,
     name: String,
+    /// The worker it ran on, once the broker said.
+    worker: Option<String>,
 }
 
 /// Every suite of a run and what is known of each test.
@@ -188,6 +190,16 @@ impl SuiteRun {
         self.stopped = true;
     }
 
+    /// Batch `index` ended on `worker` (before its report is fetched): its tests' results
+    /// will name it, and their retries go to another worker where there is one.
+    pub fn ended_on(&mut self, index: JobIndex, worker: &str) {
+        if let Some(batch) = self.in_flight.get_mut(&index)
+            && !worker.is_empty()
+        {
+            batch.worker = Some(worker.to_string());
+        }
+    }
+
     /// Batch `index` ended and its report (if it wrote one) was fetched: each test's result is
     /// recorded, and the batches to submit next are returned: the tests it never finished go
     /// back to the queue together (at most [`MAX_REQUEUES`] times), and each failed test is
@@ -204,7 +216,8 @@ impl SuiteRun {
         let name = self.suites[suite].def.suite.name.clone();
         let mut requeue = Vec::new();
         let mut retry = Vec::new();
-        for result in results {
+        for mut result in results {
+            result.worker.clone_from(&batch.worker);
             let key = TestKey::new(&name, &result.case.id);
             let Some(&(s, t)) = self.position.get(&key) else {
                 continue;
@@ -264,8 +277,25 @@ impl SuiteRun {
             .map_or(0, |&(s, t)| ran(&self.records[s][t]))
     }
 
-    /// A batch of `tests` of suite `suite` at `attempt`, as submitted.
+    /// The workers earlier attempts of `tests` ran on (those that ran to an end and those a
+    /// batch stopped on), each once.
+    fn earlier_workers(&self, suite: usize, tests: &[TestCase]) -> Vec<String> {
+        let name = &self.suites[suite].def.suite.name;
+        let mut workers: Vec<String> = tests
+            .iter()
+            .filter_map(|case| self.position.get(&TestKey::new(name, &case.id)))
+            .flat_map(|&(s, t)| self.records[s][t].attempts.iter())
+            .filter_map(|a| a.worker.clone())
+            .collect();
+        workers.sort();
+        workers.dedup();
+        workers
+    }
+
+    /// A batch of `tests` of suite `suite` at `attempt`, as submitted: away from the workers
+    /// earlier attempts of its tests ran on, where there is another.
     fn batch(&mut self, suite: usize, tests: Vec<TestCase>, attempt: u32) -> Submission {
+        let avoid_workers = self.earlier_workers(suite, &tests);
         let index = JobIndex(self.next_index);
         self.next_index += 1;
         self.batches_made += 1;
@@ -296,9 +326,15 @@ impl SuiteRun {
             estimate_ms: None,
             isolation: Isolation::default(),
             secret_env: Default::default(),
+            avoid_workers,
         };
-        self.in_flight
-            .insert(index, InFlight { suite, tests, name });
+        let batch = InFlight {
+            suite,
+            tests,
+            name,
+            worker: None,
+        };
+        self.in_flight.insert(index, batch);
         Submission { index, spec }
     }
 }
@@ -487,6 +523,31 @@ pub(crate) mod tests {
         );
         assert!(run.is_done());
         assert_eq!(status_of(&run, "2").name(), "flaky");
+    }
+
+    #[test]
+    fn a_retry_avoids_every_worker_its_test_ran_on_and_results_name_them() {
+        let mut run = SuiteRun::new(vec![listed("a", &["1", "2"], 2)], Timings::default(), 0);
+        let planned = run.plan(1);
+        assert!(
+            planned[0].spec.avoid_workers.is_empty(),
+            "a first attempt goes anywhere"
+        );
+        let first = planned[0].index;
+        run.ended_on(first, "w1");
+        let next = run.finished(first, Some(&junit(&[("1", "pass"), ("2", "fail")])));
+        assert_eq!(next[0].spec.avoid_workers, ["w1"]);
+        run.ended_on(next[0].index, "w2");
+        let last = run.finished(next[0].index, Some(&junit(&[("2", "fail")])));
+        assert_eq!(last[0].spec.avoid_workers, ["w1", "w2"]);
+        run.ended_on(last[0].index, "w1");
+        assert!(
+            run.finished(last[0].index, Some(&junit(&[("2", "pass")])))
+                .is_empty()
+        );
+        let entries: Vec<_> = run.records().iter().map(TestRecord::entry).collect();
+        assert_eq!(entries[0].workers, ["w1"]);
+        assert_eq!(entries[1].workers, ["w1", "w2", "w1"]);
     }
 
     #[test]

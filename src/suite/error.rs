@@ -7,12 +7,14 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum SuiteError {
     /// The framework's command is not installed.
-    #[error("suite '{suite}': `{command}` is not installed (not found on PATH); {install}")]
+    #[error("suite '{suite}': `{command}` is not installed ({looked}); {install}")]
     ToolMissing {
         /// The suite.
         suite: String,
         /// The command looked for.
         command: String,
+        /// Where it was looked for ("not found on PATH").
+        looked: String,
         /// How to install it.
         install: &'static str,
     },

@@ -67,6 +67,9 @@ pub struct TestEntry {
     pub duration_ms: u64,
     /// Why its last attempt failed, when it did.
     pub message: Option<String>,
+    /// The worker of each attempt that ran it to an end, in order (a retry runs on another
+    /// worker where there is one).
+    pub workers: Vec<String>,
 }
 
 impl TestRecord {
@@ -108,6 +111,7 @@ impl TestRecord {
             message: last
                 .filter(|a| a.status != TestStatus::Passed)
                 .and_then(|a| a.message.clone()),
+            workers: self.ran().filter_map(|a| a.worker.clone()).collect(),
         }
     }
 }
@@ -275,6 +279,7 @@ mod tests {
                 duration_ms: 10,
                 message: (status != TestStatus::Passed).then(|| "it <broke>".to_owned()),
                 output: "out & about".into(),
+                worker: Some("w".into()),
             })
             .collect();
         TestRecord {

@@ -162,6 +162,8 @@ pub struct TestResult {
     pub message: Option<String>,
     /// Its captured output (failure details, stdout, stderr).
     pub output: String,
+    /// The worker that ran it, once the runner has recorded it (a report does not say).
+    pub worker: Option<String>,
 }
 
 /// A listed suite: its tests, the files workers need, and what a batch of it runs.

@@ -21,14 +21,15 @@ pub(super) struct Tool {
 impl Tool {
     /// The program's path on PATH, or the error naming it and its install command.
     pub fn find(self, suite: &Suite) -> Result<PathBuf, SuiteError> {
-        on_path(self.program).ok_or_else(|| self.missing(suite))
+        on_path(self.program).ok_or_else(|| self.missing(suite, "not found on PATH".into()))
     }
 
-    /// The error for this tool being absent.
-    pub fn missing(self, suite: &Suite) -> SuiteError {
+    /// The error for this tool being absent (`looked`: where it was looked for).
+    pub fn missing(self, suite: &Suite, looked: String) -> SuiteError {
         SuiteError::ToolMissing {
             suite: suite.name.clone(),
             command: self.program.to_owned(),
+            looked,
             install: self.install,
         }
     }

@@ -38,7 +38,8 @@ pub(super) fn list(suite: &Suite, dir: &Path) -> Result<Listing, SuiteError> {
         Err(SuiteError::ListFailed { stderr_tail, .. })
             if stderr_tail.contains("No module named pytest") =>
         {
-            return Err(PYTEST.missing(suite));
+            let looked = format!("`{} -m pytest`: no module named pytest", python.display());
+            return Err(PYTEST.missing(suite, looked));
         }
         Err(SuiteError::ListFailed { status, .. })
             if status.ends_with(&format!("exit status: {NO_TESTS_COLLECTED}")) =>

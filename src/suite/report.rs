@@ -49,6 +49,7 @@ impl Reported {
                     duration_ms: found.duration_ms,
                     message: found.message,
                     output: found.output,
+                    worker: None,
                 },
                 None => {
                     let (status, message) = if self.complete {
@@ -68,6 +69,7 @@ impl Reported {
                         duration_ms: 0,
                         message: Some(message.to_owned()),
                         output: String::new(),
+                        worker: None,
                     }
                 }
             })

@@ -13,8 +13,10 @@
 //!    adopted child that carries the mark of a job no longer running, and what they started.
 //! 3. **A parent-death signal.** The job's shell gets SIGKILL when the thread that started it
 //!    dies. What else a dead worker's jobs left running carries the worker's pid in its mark:
-//!    whoever waits for the worker (`local`, the action's wrapper) calls [`kill_marked_by`],
-//!    which scans `/proc` once for it.
+//!    whoever waits for the worker (`local`, the action's wrapper on a Node that spawns the
+//!    binary) calls [`kill_marked_by`], which scans `/proc` once for it. A worker nobody waits
+//!    for (the wrapper replaced itself with it) starts its own [`start_guard`]: a child that
+//!    notices its end, however it ends, and does the same.
 //!
 //! A process that clears its environment *and* leaves the group escapes only while its worker
 //! lives and only until it ends; `isolation` with namespaces is the airtight option.
@@ -188,6 +190,54 @@ pub fn kill_leftovers(pgid: libc::pid_t) -> usize {
         }
     }
     killed
+}
+
+/// Starts the guard of this process (`cluster-action guard --owner <pid>`, the same binary):
+/// it holds the read end of a pipe whose write end only this process has (close-on-exec, so no
+/// job inherits it), and when that ends, as it does however this process ends (SIGKILL, OOM),
+/// it calls [`kill_marked_by`] for it. In its own process group (a Ctrl-C to the step's group
+/// does not stop it first) and without the credentials in its environment. Linux only.
+pub fn start_guard() {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        use std::process::{Command, Stdio};
+        let started = std::env::current_exe().and_then(|exe| {
+            let mut cmd = Command::new(exe);
+            cmd.args(["guard", "--owner", &std::process::id().to_string()])
+                .stdin(Stdio::piped())
+                // Holding none of the step's output pipes, it delays no reader's end of file.
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0);
+            for var in super::exec::HIDDEN_VARS {
+                cmd.env_remove(var);
+            }
+            cmd.spawn()
+        });
+        match started {
+            // The write end stays open, unused, until this process ends.
+            Ok(mut child) => std::mem::forget(child.stdin.take()),
+            Err(e) => tracing::warn!(
+                "cannot start the guard that kills what this worker's jobs leave if it dies ({e}): such processes may outlive it"
+            ),
+        }
+    }
+}
+
+/// The guard's side of [`start_guard`]: deaf to the signals that stop a step (it must outlive
+/// its owner), it waits until its stdin ends, then kills what `owner`'s jobs left running.
+/// Returns how many it killed.
+pub fn guard(owner: u32) -> usize {
+    use std::io::Read;
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: setting a signal to SIG_IGN has no memory-safety preconditions.
+        unsafe { libc::signal(signal, libc::SIG_IGN) };
+    }
+    let mut stdin = io::stdin();
+    let mut buf = [0u8; 64];
+    while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+    kill_marked_by(owner)
 }
 
 /// Kills every process on this machine whose mark names `owner` (a worker that exited), for

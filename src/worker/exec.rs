@@ -103,9 +103,11 @@ impl ExecError {
 /// get the artifact ones either, and with them a job could delete or forge the cluster's
 /// artifacts; with the cluster secret it could open every sealed one, and a job that prints
 /// its environment would put the secret in the reports (a manifest that means to pass it
-/// names it in `secret-env`, which masks it).
+/// names it in `secret-env`, which masks it). `GITHUB_TOKEN`, which the action gives a run for
+/// timing history, is GitHub's token of the workflow: GitHub puts it in no step's environment.
 pub const HIDDEN_VARS: &[&str] = &[
     crate::seal::SECRET_VAR,
+    crate::plan::github::TOKEN_VAR,
     "ACTIONS_RUNTIME_TOKEN",
     "ACTIONS_RESULTS_URL",
     "ACTIONS_RUNTIME_URL",

