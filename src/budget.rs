@@ -145,6 +145,7 @@ mod tests {
             // Two jobs sharing every layer: a layer counts once.
             jobs: vec![job(names.clone()), job(names)],
             suites: Vec::new(),
+            defaults: Default::default(),
         }
     }
 

@@ -49,6 +49,8 @@
 //! - [`suite`]: test frameworks (nextest, pytest, go test, a command pair): listing a suite
 //!   on the runner, the command a worker runs for a batch, per-test results from the
 //!   framework's own report, and the merged JUnit.
+//! - [`in_process`]: a broker or worker run as a task beside a runner, stopped by it
+//!   (`broker::EmbeddedBroker`, `worker::InProcessWorker`).
 //! - [`local`]: `cluster-action local`: [`serve`] in-process, an embedded broker, worker
 //!   processes and the runner.
 //! - [`serve`]: a local artifact service (both halves) for tests, benchmarks and `local`.
@@ -63,13 +65,17 @@
 //! messages, timers and signals.
 //!
 //! The data path of one job: the runner packs and publishes the manifest's layers, then sends
-//! `Submit` on its stream; the broker queues the jobs (longest estimate first) and sends
-//! `Assign` to a worker with a free slot (plus a pipeline sized from the measured round trip,
-//! taken back for an idle worker when the queue runs dry); under a lease the broker renews
-//! (`Lease`, fencing a worker declared lost), the worker fetches the layers
-//! into its cache, assembles the job's directory from private copies, runs `bash -c`, gives
-//! the slot back (`Uploading`), publishes declared outputs in a layer shared with other jobs
-//! and sends `Finished`; the broker forwards the outcome to the runner, which
+//! the manifest's shared defaults once (`Defaults`: the environment every job inherits) and
+//! `Submit` on its stream (each job carrying only what it sets itself); the broker queues the
+//! jobs (longest estimate first) and sends `Assign` to a worker with a free slot (plus a
+//! pipeline sized from the measured round trip, taken back for an idle worker when the queue
+//! runs dry), the runner's defaults going to each worker once, before its first such job;
+//! under a lease the broker renews (`Lease`, fencing a worker declared lost), the worker
+//! merges the defaults in (`proto::JobDefaults::merge_into`, the manifest's own rule), fetches
+//! the layers into its cache, assembles the job's directory from private copies, runs
+//! `bash -c`, gives the slot back (`Uploading`), publishes declared outputs in a layer
+//! shared with other jobs and sends `Finished`; the broker forwards the outcome to the runner,
+//! which
 //! fetches the outputs and reports. A suite's batch is such a job: its command is the
 //! framework's run of exactly its tests, its one output the framework's report, which the
 //! runner reads back to decide each test. The binary (`src/main.rs`, `src/cli/`) maps flags onto
@@ -82,6 +88,7 @@
 pub mod broker;
 pub mod budget;
 pub mod cleanup;
+pub mod in_process;
 pub mod layer;
 pub mod link;
 pub mod local;

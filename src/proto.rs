@@ -72,12 +72,74 @@ pub struct JobSpec {
     /// their values masked in the captured output.
     #[serde(default, skip_serializing_if = "SecretEnv::is_empty")]
     pub secret_env: SecretEnv,
+    /// The job takes its runner's [`JobDefaults`] under its own `env` and `secret_env`
+    /// (which then hold only what it sets itself): the defaults travel once per run, not
+    /// once per job.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inherits: bool,
     /// The workers (by name) earlier attempts of this work ran on, as a failed test's retry
     /// names them: the broker gives it to another worker when one is connected, and to one of
     /// these only when no other is.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub avoid_workers: Vec<String>,
 }
+
+/// What the jobs of one runner share: the manifest's `defaults:` environment. A runner sends
+/// it once ([`RunnerMsg::Defaults`]), the broker hands it to each worker once
+/// ([`BrokerToWorker::Defaults`]), and a worker merges it into every job that
+/// [`JobSpec::inherits`] before the job starts. (The scalar defaults, such as `timeout` and
+/// `retries`, are resolved into each job: the broker schedules by them, and they are small.)
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobDefaults {
+    /// Variables every job gets unless it sets them itself.
+    pub env: BTreeMap<String, String>,
+    /// Secret variables every job gets unless it sets them itself.
+    #[serde(default, skip_serializing_if = "SecretEnv::is_empty")]
+    pub secret_env: SecretEnv,
+}
+
+impl JobDefaults {
+    /// Whether there is nothing to share.
+    pub fn is_empty(&self) -> bool {
+        self.env.is_empty() && self.secret_env.is_empty()
+    }
+
+    /// Puts these defaults under a job's own `env` and `secret_env`: a variable the job sets
+    /// keeps the job's value. The one merge of the manifest's rule ("`env` merged over
+    /// `defaults.env`, `secret-env` added to `defaults.secret-env`"): the manifest resolves
+    /// its jobs with it, and a worker applies a runner's shared defaults with it.
+    pub fn merge_into(&self, env: &mut BTreeMap<String, String>, secret_env: &mut SecretEnv) {
+        for (name, value) in &self.env {
+            env.entry(name.clone()).or_insert_with(|| value.clone());
+        }
+        for (name, value) in &self.secret_env.0 {
+            secret_env
+                .0
+                .entry(name.clone())
+                .or_insert_with(|| value.clone());
+        }
+    }
+
+    /// `spec` as it travels when it inherits these defaults: its `env` and `secret_env` keep
+    /// only what differs from them, so that [`JobDefaults::merge_into`] gives back what it
+    /// had (every variable of the defaults is in a resolved job's environment).
+    pub fn factor_out(&self, spec: &mut JobSpec) {
+        spec.env
+            .retain(|name, value| self.env.get(name) != Some(value));
+        let secrets = &self.secret_env.0;
+        spec.secret_env
+            .0
+            .retain(|name, value| secrets.get(name) != Some(value));
+        spec.inherits = true;
+    }
+}
+
+/// Names one runner's [`JobDefaults`] between the broker and its workers.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[serde(transparent)]
+pub struct DefaultsId(pub u64);
 
 /// Secret environment variables of a job; `Debug` shows their names only.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,6 +253,8 @@ pub enum Hello {
 pub enum RunnerMsg {
     /// First message.
     Hello(Hello),
+    /// What the jobs of this run that [`JobSpec::inherits`] share; sent once, before them.
+    Defaults(JobDefaults),
     /// Jobs to queue (a large manifest is sent in several batches).
     Submit {
         /// The jobs.
@@ -261,6 +325,17 @@ pub enum BrokerToWorker {
         job: Arc<JobSpec>,
         /// Attempt number.
         attempt: u32,
+        /// The defaults the job inherits (sent to this worker before, once), if it does.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        defaults: Option<DefaultsId>,
+    },
+    /// The shared defaults `id` of one runner's jobs, sent to a worker once, before the first
+    /// [`BrokerToWorker::Assign`] that names them.
+    Defaults {
+        /// Their name in later assignments.
+        id: DefaultsId,
+        /// The defaults (shared by the broker's copies for each worker).
+        defaults: Arc<JobDefaults>,
     },
     /// Kill this job if it is running (or drop it if queued).
     Cancel {

@@ -381,6 +381,23 @@ impl Service {
     }
 }
 
+/// A broker and one worker of cluster `cluster` started as jobs of the run (the worker with
+/// `worker_args`, both with `timings`), once the worker has joined.
+fn broker_and_worker(
+    scratch: &Scratch,
+    service: &Service,
+    cluster: &str,
+    worker_args: &str,
+    timings: &str,
+) -> (Proc, Proc) {
+    let args = format!("--log-level info broker --cluster {cluster} {timings}");
+    let broker = service.start(scratch, "broker", &args);
+    let args = format!("worker --cluster {cluster} {worker_args} {timings}");
+    let worker = service.start(scratch, "worker", &args);
+    broker.await_stderr("worker joined");
+    (broker, worker)
+}
+
 /// A runtime token for the local service, from `cluster-action token`.
 fn token(run: &str, job: &str) -> String {
     let out = Command::new(BIN)
@@ -1405,6 +1422,36 @@ fn manifest_errors_exit_2_with_a_location_and_upload_nothing() {
     );
 }
 
+/// A runner with `--stop-cluster` whose manifest is refused still stops its cluster: the broker
+/// and the workers of the other jobs exit now, not after their 15-minute idle timeout.
+#[test]
+fn a_refused_manifest_with_stop_cluster_stops_the_separate_broker_and_workers() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = Service::up(&scratch);
+    let (mut broker, mut worker) =
+        broker_and_worker(&scratch, &service, "refused", "--slots 1", TIMINGS);
+    scratch.write("bad.yml", "jobs:\n  - { name: a, comand: 'true' }\n");
+    let args = format!("run bad.yml --cluster refused --stop-cluster {TIMINGS}");
+    let mut runner = service.start(&scratch, "runner", &args);
+    runner.expect_exit(2);
+    worker.expect_exit(0);
+    broker.expect_exit(0);
+    assert!(runner.stderr().contains("unknown field `comand`"));
+    assert!(
+        runner
+            .stderr()
+            .contains("telling cluster 'refused' to stop"),
+        "{}",
+        runner.stderr()
+    );
+    assert!(
+        !broker.stderr().contains("--idle-timeout"),
+        "stopped by the runner, not idle: {}",
+        broker.stderr()
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 8. The README's first command
 
@@ -1600,29 +1647,51 @@ fn transient_store_failures_around_outputs_never_fail_a_passing_job() {
     }
 }
 
-/// 500 jobs inheriting a 140 KB `defaults.env` are 70 MB of jobs, more than one stream
-/// message may carry: the runner submits them in batches sized by bytes.
+/// 500 jobs inheriting a 140 KB `defaults.env` were 70 MB of jobs, more than one stream
+/// message may carry: the defaults now cross the store once from the runner and once to each
+/// worker, and every job still sees them merged under its own `env`.
 #[test]
-fn a_submission_larger_than_a_stream_message_travels_in_batches() {
+fn shared_defaults_cross_the_store_once_not_once_per_job() {
     let _serial = serial();
     let scratch = Scratch::new();
+    let service = Service::up(&scratch);
     // Two variables of 70 KB: one environment string may not exceed 128 KiB (execve).
     let big = "x".repeat(70_000);
     // `isolation: none`: this test is about the submission, and 500 short jobs under process
     // containment meet a race between one job's leftover sweep and another's reaping (seen as
     // "cannot wait for the job's process: No child processes"), reported separately.
-    let head = format!("defaults:\n  isolation: none\n  env: {{ BIG1: {big}, BIG2: {big} }}\n");
+    let head = format!(
+        "defaults:\n  isolation: none\n  env: {{ BIG1: {big}, BIG2: {big}, MODE: default }}\n"
+    );
+    let sizes = "test ${#BIG1} -eq 70000 && test ${#BIG2} -eq 70000";
     let jobs: Vec<_> = (0..500)
-        .map(|i| {
-            let run = "test ${#BIG1} -eq 70000 && test ${#BIG2} -eq 70000".to_string();
-            (format!("job-{i:03}"), run, String::new())
+        .map(|i| match i % 100 {
+            0 => (
+                format!("job-{i:03}"),
+                format!("{sizes} && test \"$MODE\" = own"),
+                "env: { MODE: own }".to_string(),
+            ),
+            _ => (
+                format!("job-{i:03}"),
+                format!("{sizes} && test \"$MODE\" = default"),
+                String::new(),
+            ),
         })
         .collect();
     scratch.write("cluster.yml", manifest(&head, &jobs));
-    let args = "local --workers 1 --slots 2 cluster.yml --report-json report.json";
-    scratch.start("local", args).expect_exit(0);
+    let written = |service: &Service| service.stats()["blob_bytes_in"].as_u64().unwrap();
+    let (mut broker, mut worker) = broker_and_worker(&scratch, &service, "big", "--slots 2", "");
+    let before = written(&service);
+    let args = "run cluster.yml --cluster big --stop-cluster --report-json report.json";
+    service.start(&scratch, "runner", args).expect_exit(0);
+    worker.expect_exit(0);
+    broker.expect_exit(0);
     let (report, _) = read_report(&scratch.path().join("report.json"));
     assert_eq!(report["summary"]["passed"], 500, "{report}");
+    // One copy is 140 KB: the runner's to the broker and the broker's to the one worker, plus
+    // what 500 small jobs say (submit, assign, started, finished): far from 500 copies (70 MB).
+    let bytes = written(&service) - before;
+    assert!(bytes < 4 * 140_000 + 500 * 1_500, "{bytes} bytes written");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1643,11 +1712,13 @@ fn an_idle_cluster_polls_slowly_and_still_runs_a_late_runners_job() {
     let _serial = serial();
     let scratch = Scratch::new();
     let service = Service::up(&scratch);
-    let args = format!("--log-level info broker --cluster idle {IDLE_TIMINGS}");
-    let mut broker = service.start(&scratch, "broker", &args);
-    let args = format!("worker --cluster idle --slots 1 --name w {IDLE_TIMINGS}");
-    let mut worker = service.start(&scratch, "worker", &args);
-    broker.await_stderr("worker joined");
+    let (mut broker, mut worker) = broker_and_worker(
+        &scratch,
+        &service,
+        "idle",
+        "--slots 1 --name w",
+        IDLE_TIMINGS,
+    );
 
     // The idle time is the scenario, not synchronisation: past --idle-after and the backoff's
     // climb to the idle ceiling, the two streams (broker→worker, worker→broker) poll every 2 s.

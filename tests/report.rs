@@ -488,6 +488,7 @@ fn groups_fence_job_output_so_it_cannot_run_commands() {
 fn job_reports_are_built_from_the_spec_and_the_final_outcome() {
     let spec = JobSpec {
         secret_env: Default::default(),
+        inherits: false,
         avoid_workers: Vec::new(),
         name: "unit-3".to_owned(),
         run: "false".to_owned(),

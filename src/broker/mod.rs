@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::cleanup::{self, Keep, Made};
+use crate::in_process::InProcess;
 use crate::link::{Incoming, Link, LinkSender, PeerLink};
 use crate::proto::{BrokerToRunner, BrokerToWorker, Hello, PROTOCOL_VERSION, RunnerMsg, WorkerMsg};
 use crate::store::ArtifactStore;
@@ -157,31 +158,17 @@ pub async fn run(
 
 /// A broker running as a task of this process, beside a runner (`run --embed-broker`,
 /// `local`): the caller starts it before the run and stops it after.
-pub struct EmbeddedBroker {
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<BrokerEnd, BrokerError>>,
-}
+pub struct EmbeddedBroker(InProcess<Result<BrokerEnd, BrokerError>>);
 
 impl EmbeddedBroker {
     /// Starts a broker task.
     pub fn start(store: ArtifactStore, cfg: BrokerConfig) -> Self {
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(run(store, cfg, async {
-            let _ = stopped.await;
-        }));
-        Self { stop, task }
+        Self(InProcess::start(|stopped| run(store, cfg, stopped)))
     }
 
     /// Stops the broker (it tells its workers to exit) and waits until it has.
     pub async fn stop(self) -> Result<BrokerEnd, BrokerError> {
-        let _ = self.stop.send(());
-        match self.task.await {
-            Ok(result) => result,
-            Err(e) => {
-                warn!("embedded broker task failed: {e}");
-                Ok(BrokerEnd::Stopped)
-            }
-        }
+        self.0.stop("embedded broker", Ok(BrokerEnd::Stopped)).await
     }
 }
 
@@ -377,6 +364,10 @@ impl Shell {
             },
             Event::Runner(peer, msg) => match msg {
                 RunnerMsg::Hello(_) => Vec::new(),
+                RunnerMsg::Defaults(defaults) => {
+                    self.sched.defaults(&peer, defaults);
+                    Vec::new()
+                }
                 RunnerMsg::Submit { jobs } => {
                     self.made.submitted(&jobs);
                     self.sched.submit(&peer, jobs)

@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 use tracing::info;
 
 use crate::proto::{
-    AttemptRef, BrokerToRunner, BrokerToWorker, JobId, JobIndex, JobOutcome, JobSpec, JobStatus,
-    Submission,
+    AttemptRef, BrokerToRunner, BrokerToWorker, DefaultsId, JobDefaults, JobId, JobIndex,
+    JobOutcome, JobSpec, JobStatus, Submission,
 };
 
 /// The most jobs kept beyond a worker's slots, per slot, however short jobs are: what a lost
@@ -97,6 +97,8 @@ struct Job {
     index: JobIndex,
     /// The spec as submitted, shared with every assignment of it.
     spec: Arc<JobSpec>,
+    /// The runner's shared defaults it inherits, if it does.
+    defaults: Option<(DefaultsId, Arc<JobDefaults>)>,
     /// Attempts started so far (the next assignment is attempt `attempts + 1`).
     attempts: u32,
     state: JobState,
@@ -150,6 +152,8 @@ struct Worker {
     uploading: BTreeSet<JobId>,
     /// The measured assign → started round trip (a running mean).
     round_trip: Option<Duration>,
+    /// The shared defaults it was sent (each once).
+    defaults: BTreeSet<DefaultsId>,
 }
 
 impl Worker {
@@ -167,6 +171,8 @@ struct Runner {
     submitted_all: bool,
     /// `AllDone` was sent.
     done_sent: bool,
+    /// What its jobs that inherit share ([`RunnerMsg::Defaults`](crate::proto::RunnerMsg)).
+    defaults: Option<(DefaultsId, Arc<JobDefaults>)>,
 }
 
 /// The broker's state.
@@ -184,6 +190,7 @@ pub struct Scheduler {
     workers: BTreeMap<PeerId, Worker>,
     runners: BTreeMap<PeerId, Runner>,
     next_global: JobId,
+    next_defaults: DefaultsId,
     stop_requested: bool,
 }
 
@@ -200,6 +207,7 @@ impl Scheduler {
             workers: BTreeMap::new(),
             runners: BTreeMap::new(),
             next_global: JobId(0),
+            next_defaults: DefaultsId(0),
             stop_requested: false,
         }
     }
@@ -246,6 +254,7 @@ impl Scheduler {
                 assigned: BTreeSet::new(),
                 uploading: BTreeSet::new(),
                 round_trip: None,
+                defaults: BTreeSet::new(),
             },
         );
         self.announce_capacity(&mut fx);
@@ -437,6 +446,16 @@ impl Scheduler {
         )]
     }
 
+    /// A runner sent what its jobs share: kept once, and handed to each worker once, before
+    /// the first of those jobs it is given.
+    pub fn defaults(&mut self, peer: &str, defaults: JobDefaults) {
+        if let Some(r) = self.runners.get_mut(peer) {
+            let id = self.next_defaults;
+            self.next_defaults.0 += 1;
+            r.defaults = Some((id, Arc::new(defaults)));
+        }
+    }
+
     /// A runner submitted jobs (named by the runner's own indexes).
     pub fn submit(&mut self, peer: &str, jobs: Vec<Submission>) -> Vec<Effect> {
         let mut fx = Vec::new();
@@ -444,12 +463,14 @@ impl Scheduler {
             return fx;
         }
         let runner: Arc<str> = Arc::from(peer);
+        let defaults = self.runners.get(peer).and_then(|r| r.defaults.clone());
         for Submission { index, spec } in jobs {
             let global = self.next_global;
             self.next_global.0 += 1;
             let job = Job {
                 runner: Arc::clone(&runner),
                 index,
+                defaults: defaults.clone().filter(|_| spec.inherits),
                 spec: Arc::new(spec),
                 attempts: 0,
                 state: JobState::Queued,
@@ -661,12 +682,20 @@ impl Scheduler {
             probe: free_slot.then_some(self.now),
         }));
         w.assigned.insert(global);
+        if let Some((id, defaults)) = &job.defaults
+            && w.defaults.insert(*id)
+        {
+            let defaults = Arc::clone(defaults);
+            let msg = BrokerToWorker::Defaults { id: *id, defaults };
+            fx.push(Effect::ToWorker(worker.clone(), msg));
+        }
         fx.push(Effect::ToWorker(
             worker,
             BrokerToWorker::Assign {
                 id: global,
                 job: Arc::clone(&job.spec),
                 attempt: job.attempts,
+                defaults: job.defaults.as_ref().map(|(id, _)| *id),
             },
         ));
     }
@@ -806,6 +835,7 @@ mod tests {
     fn job(index: u64, estimate_ms: Option<u64>, retries: u32) -> JobSpec {
         JobSpec {
             secret_env: Default::default(),
+            inherits: false,
             avoid_workers: Vec::new(),
             name: format!("job-{index}"),
             run: "true".into(),
@@ -837,9 +867,12 @@ mod tests {
     fn assigns(fx: &[Effect]) -> Vec<(String, JobId, u32, String)> {
         fx.iter()
             .filter_map(|e| match e {
-                Effect::ToWorker(w, BrokerToWorker::Assign { id, job, attempt }) => {
-                    Some((w.clone(), *id, *attempt, job.name.clone()))
-                }
+                Effect::ToWorker(
+                    w,
+                    BrokerToWorker::Assign {
+                        id, job, attempt, ..
+                    },
+                ) => Some((w.clone(), *id, *attempt, job.name.clone())),
                 _ => None,
             })
             .collect()
@@ -855,6 +888,61 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_runner_s_defaults_go_to_each_worker_once_before_its_first_inheriting_job() {
+        let mut s = sched(0);
+        s.runner_joined("r".into());
+        s.runner_joined("plain".into());
+        let shared = JobDefaults {
+            env: BTreeMap::from([("BIG".into(), "x".repeat(1000))]),
+            secret_env: Default::default(),
+        };
+        s.defaults("r", shared.clone());
+        s.worker_joined("a".into(), "a".into(), 2);
+        s.worker_joined("b".into(), "b".into(), 2);
+        let inheriting = |i| {
+            let mut job = spec(i, None, 0);
+            job.spec.inherits = true;
+            job
+        };
+        let mut fx = s.submit("r", (0..3).map(inheriting).collect());
+        fx.extend(s.submit("plain", vec![spec(9, None, 0)]));
+        let mut sent: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for effect in &fx {
+            if let Effect::ToWorker(w, msg) = effect {
+                let what = match msg {
+                    BrokerToWorker::Defaults { id, defaults } => {
+                        assert_eq!(**defaults, shared);
+                        format!("defaults {}", id.0)
+                    }
+                    BrokerToWorker::Assign { job, defaults, .. } => {
+                        format!("{} {defaults:?}", job.name)
+                    }
+                    _ => continue,
+                };
+                sent.entry(w.clone()).or_default().push(what);
+            }
+        }
+        let firsts: Vec<&str> = sent.values().map(|msgs| msgs[0].as_str()).collect();
+        assert_eq!(firsts, ["defaults 0", "defaults 0"], "{sent:?}");
+        let copies = sent
+            .values()
+            .flatten()
+            .filter(|m| m.starts_with("defaults"))
+            .count();
+        assert_eq!(copies, 2, "one copy per worker, not per job: {sent:?}");
+        let plain: Vec<&String> = sent
+            .values()
+            .flatten()
+            .filter(|m| m.starts_with("job-9"))
+            .collect();
+        assert_eq!(
+            plain,
+            ["job-9 None"],
+            "another runner's job inherits nothing"
+        );
     }
 
     #[test]

@@ -58,18 +58,11 @@ pub enum Failure {
         /// The flags and the rule they break.
         flags: String,
     },
-    /// The artifact store failed.
+    /// The cluster or the infrastructure failed: the artifact store, a stream, a layer, the
+    /// broker, the artifact service, a check of `selftest`. Exit 3 whatever the cause, so
+    /// they are one case here (see [`Failure::infra`]).
     #[error(transparent)]
-    Store(#[from] StoreError),
-    /// A stream failed.
-    #[error(transparent)]
-    Stream(#[from] StreamError),
-    /// A layer could not be packed, published or fetched.
-    #[error(transparent)]
-    Layer(#[from] LayerError),
-    /// The broker failed.
-    #[error(transparent)]
-    Broker(#[from] BrokerError),
+    Infra(Box<dyn std::error::Error + Send + Sync>),
     /// The worker failed.
     #[error(transparent)]
     Worker(#[from] WorkerError),
@@ -79,12 +72,6 @@ pub enum Failure {
     /// The local cluster failed.
     #[error(transparent)]
     Local(#[from] LocalError),
-    /// The artifact service failed.
-    #[error(transparent)]
-    Serve(anyhow::Error),
-    /// A check of `selftest` failed.
-    #[error(transparent)]
-    Check(anyhow::Error),
     /// A local file or directory.
     #[error("{what}: {source}")]
     Io {
@@ -96,7 +83,24 @@ pub enum Failure {
     },
 }
 
+/// `?` on the errors that are always the infrastructure's makes a [`Failure::Infra`].
+macro_rules! infra_from {
+    ($($error:ty),*) => {$(
+        impl From<$error> for Failure {
+            fn from(e: $error) -> Self {
+                Self::infra(e)
+            }
+        }
+    )*};
+}
+infra_from!(StoreError, StreamError, LayerError, BrokerError);
+
 impl Failure {
+    /// A failure of the cluster or the infrastructure (exit 3).
+    pub fn infra(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Infra(e.into())
+    }
+
     /// A bad-input failure (exit 2) with a message that names the input and the fix.
     pub fn bad_input(message: impl Into<String>) -> Self {
         Self::BadInput(message.into())
@@ -129,13 +133,7 @@ impl Failure {
                 | LocalError::Broker(_)
                 | LocalError::Io(_) => INFRA,
             },
-            Self::Store(_)
-            | Self::Stream(_)
-            | Self::Layer(_)
-            | Self::Broker(_)
-            | Self::Serve(_)
-            | Self::Check(_)
-            | Self::Io { .. } => INFRA,
+            Self::Infra(_) | Self::Io { .. } => INFRA,
         }
     }
 }

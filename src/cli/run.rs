@@ -6,13 +6,14 @@ use std::time::Duration;
 use clap::Args;
 
 use cluster_action::broker::EmbeddedBroker;
+use cluster_action::link::Target;
 use cluster_action::local::{self, LocalConfig};
 use cluster_action::runner::duration::parse_duration;
 use cluster_action::runner::machine::RunEnd;
 use cluster_action::runner::manifest::{self, Manifest};
 use cluster_action::runner::progress::{Mode, Progress};
 use cluster_action::runner::report;
-use cluster_action::runner::session::{self, RunConfig, RunResult};
+use cluster_action::runner::session::{self, RunConfig, RunError, RunResult};
 
 use cluster_action::worker::{InProcessWorker, WorkerConfig, exec::ExecLimits};
 
@@ -113,8 +114,68 @@ pub struct LocalArgs {
 }
 
 /// Runs a manifest on an existing cluster (or one it embeds), with a worker of its own when it
-/// has slots.
+/// has slots. A run with `--stop-cluster` refused for bad input before it joined still stops
+/// the cluster it names, if it can reach it (see [`stop_unused_cluster`]).
 pub async fn run(args: RunArgs) -> Result<i32, Failure> {
+    match run_manifest(&args).await {
+        Err(failure)
+            if args.stop_cluster && !args.embed_broker && refused_before_joining(&failure) =>
+        {
+            stop_unused_cluster(&args).await;
+            Err(failure)
+        }
+        other => other,
+    }
+}
+
+/// Whether `failure` is bad input found before the run joined its cluster: the manifest, the
+/// flags, a suite that cannot be listed. (A refusal at hello, such as another cluster secret,
+/// is not: this runner cannot speak to that broker.)
+fn refused_before_joining(failure: &Failure) -> bool {
+    matches!(
+        failure,
+        Failure::BadInput(_) | Failure::Manifest(_) | Failure::Run(RunError::Suite(_))
+    )
+}
+
+/// Tells the broker of a run that will not happen to stop once it has no work, so that it and
+/// its workers exit now rather than after their idle timeout (other jobs of the workflow
+/// would wait for them until then). It waits for the broker as long as the run would have
+/// (`--broker-wait`). Without the store's credentials, a namespace or stream settings it
+/// cannot reach the broker, which then stops at its idle timeout; without `--stop-cluster`
+/// the cluster is not this runner's to stop (other runners may use it).
+async fn stop_unused_cluster(args: &RunArgs) {
+    let cluster = &args.cluster;
+    let reach = || -> Result<_, Failure> {
+        let target = Target {
+            ns: cluster.namespace()?,
+            stream: cluster.stream()?,
+            wait: args.broker_wait,
+        };
+        Ok((cluster.cleanup.store()?, target))
+    };
+    let Ok((store, target)) = reach() else {
+        return;
+    };
+    eprintln!(
+        "this run cannot start: telling cluster '{}' to stop (--stop-cluster)",
+        target.ns.cluster
+    );
+    match session::ask_to_stop(store, &target, &default_name("runner")).await {
+        Ok(Some(link)) => {
+            if let Err(e) = link.close().await {
+                tracing::warn!("telling the cluster to stop: {e}");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(
+            "could not tell the cluster to stop ({e}): it stops after its idle timeout"
+        ),
+    }
+}
+
+/// [`run`] itself.
+async fn run_manifest(args: &RunArgs) -> Result<i32, Failure> {
     let manifest = load(&args.jobs)?;
     let cluster = &args.cluster;
     let history = RunHistory::load(&args.jobs.suites, &manifest, &cluster.cluster).await?;

@@ -64,7 +64,7 @@ pub async fn transport(args: TransportArgs) -> Result<i32, exit::Failure> {
     }
     check(store, ns, cfg, &args)
         .await
-        .map_err(exit::Failure::Check)?;
+        .map_err(exit::Failure::infra)?;
     Ok(exit::OK)
 }
 

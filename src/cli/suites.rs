@@ -100,6 +100,7 @@ impl SuiteArgs {
             layers,
             jobs: Vec::new(),
             suites: vec![suite],
+            defaults: Default::default(),
         })
     }
 

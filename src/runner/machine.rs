@@ -20,13 +20,14 @@ use super::outputs_dir;
 use super::report::{JobReport, RunReport};
 use super::suites::SuiteRun;
 use crate::layer::Digest;
-use crate::proto::Submission;
 use crate::proto::{BrokerToRunner, JobIndex, JobOutcome, JobStatus, RunnerMsg};
+use crate::proto::{JobDefaults, Submission};
 
 /// Most jobs per `Submit` message.
 const SUBMIT_BATCH: usize = 500;
 /// Most bytes of jobs per `Submit` message: well under the 64 MiB a stream message may have,
-/// so that a manifest of large jobs (a big `defaults.env` inherited by each) still travels.
+/// so that a manifest of large jobs (big `env` values of their own) still travels; what they
+/// inherit from `defaults:` travels once, apart ([`RunnerMsg::Defaults`]).
 pub const SUBMIT_BATCH_BYTES: usize = 8 << 20;
 /// How long a cancelled run waits for workers to confirm their jobs were killed.
 pub const CANCEL_GRACE: Duration = Duration::from_secs(30);
@@ -138,6 +139,8 @@ pub struct Machine {
     jobs: BTreeMap<JobIndex, Entry>,
     /// The specs until [`Machine::submit`] gives them away.
     unsent: Vec<Submission>,
+    /// What the manifest's jobs share, sent once before them (none: nothing shared).
+    defaults: Option<JobDefaults>,
     fetch_outputs: bool,
     stop_cluster: bool,
     worker_wait: Duration,
@@ -186,6 +189,7 @@ impl Machine {
         Self {
             jobs: entries,
             unsent: jobs,
+            defaults: None,
             fetch_outputs: rules.fetch_outputs,
             stop_cluster: rules.stop_cluster,
             worker_wait: rules.worker_wait,
@@ -209,6 +213,13 @@ impl Machine {
         self
     }
 
+    /// The jobs were resolved with `defaults` (the manifest's `defaults:`): they are sent
+    /// once, and each job carries only what it sets itself.
+    pub fn with_defaults(mut self, defaults: JobDefaults) -> Self {
+        self.defaults = (!defaults.is_empty()).then_some(defaults);
+        self
+    }
+
     /// Jobs in the run.
     pub fn len(&self) -> usize {
         self.jobs.len()
@@ -224,11 +235,19 @@ impl Machine {
         self.jobs.values().filter(|e| !e.finished).count() + self.suites.in_flight()
     }
 
-    /// The submission: every job in batches (see [`submit_all`]), the suites' first batches
+    /// The submission: the shared defaults (once), every job in batches (see [`submit_all`]), the suites' first batches
     /// when the slots are known, then the end of submission once the suites will submit
     /// nothing more. The specs are given away: the machine keeps only the report entries.
     pub fn submit(&mut self) -> Vec<Effect> {
-        let mut fx = submit_all(std::mem::take(&mut self.unsent));
+        let mut jobs = std::mem::take(&mut self.unsent);
+        let mut fx = Vec::new();
+        if let Some(defaults) = self.defaults.take() {
+            for job in &mut jobs {
+                defaults.factor_out(&mut job.spec);
+            }
+            fx.push(Effect::Send(RunnerMsg::Defaults(defaults)));
+        }
+        fx.extend(submit_all(jobs));
         if self.slots_hint > 0 {
             fx.extend(self.plan_suites(self.slots_hint));
         }
@@ -593,6 +612,7 @@ mod tests {
                     estimate_ms: None,
                     isolation: Default::default(),
                     secret_env: Default::default(),
+                    inherits: false,
                     avoid_workers: Vec::new(),
                 },
             })
@@ -954,6 +974,42 @@ mod tests {
             indices,
             (0..500).collect::<Vec<_>>(),
             "every job once, in order"
+        );
+    }
+
+    #[test]
+    fn shared_defaults_are_sent_once_before_the_jobs_that_carry_only_their_own_env() {
+        let now = Instant::now();
+        let defaults = JobDefaults {
+            env: BTreeMap::from([
+                ("BIG".to_string(), "x".repeat(140 << 10)),
+                ("MODE".to_string(), "default".to_string()),
+            ]),
+            secret_env: Default::default(),
+        };
+        let mut all = jobs(500);
+        for job in &mut all {
+            // As the manifest resolves them: the defaults merged under the job's own.
+            job.spec.env.insert("MODE".into(), "own".into());
+            defaults.merge_into(&mut job.spec.env, &mut job.spec.secret_env);
+        }
+        let resolved = all[0].spec.clone();
+        let mut m = Machine::new(all, &rules(0), now).with_defaults(defaults.clone());
+        let fx = m.submit();
+        assert_eq!(fx[0], Effect::Send(RunnerMsg::Defaults(defaults.clone())));
+        let Effect::Send(submit @ RunnerMsg::Submit { jobs }) = &fx[1] else {
+            panic!("one batch: {fx:?}");
+        };
+        assert_eq!(jobs.len(), 500, "small jobs: one batch");
+        assert!(serde_json::to_vec(submit).unwrap().len() < 140 << 10);
+        let mut sent = jobs[0].spec.clone();
+        assert!(sent.inherits);
+        assert_eq!(sent.env, BTreeMap::from([("MODE".into(), "own".into())]));
+        // What a worker runs: the defaults merged back by the same rule.
+        defaults.merge_into(&mut sent.env, &mut sent.secret_env);
+        assert_eq!(
+            (sent.env, sent.secret_env),
+            (resolved.env, resolved.secret_env)
         );
     }
 

@@ -137,7 +137,7 @@ pub enum RunError {
 /// manifest is given away: once its layers are published, its jobs become the submission.
 pub async fn run(
     store: ArtifactStore,
-    manifest: Manifest,
+    mut manifest: Manifest,
     cfg: &RunConfig,
     progress: &mut Progress,
     cancel: impl Future<Output = ()>,
@@ -152,6 +152,7 @@ pub async fn run(
     }
     let layer_seal = cfg.stream.seal.as_ref().map(ClusterKeys::layers);
     let digests = publish_layers(&store, layer_seal.as_ref(), &manifest).await?;
+    let defaults = std::mem::take(&mut manifest.defaults);
     let jobs = submissions(manifest, &digests);
     let suites = ship_suites(&store, layer_seal.as_ref(), listings, &digests).await?;
     // The scratch directory (and the cache in it) is removed when the run returns.
@@ -171,8 +172,9 @@ pub async fn run(
         stop_cluster: cfg.stop_cluster,
         own_slots: cfg.own_slots,
     };
-    let machine =
-        Machine::new(jobs, &rules, tokio::time::Instant::now()).with_suites(suites, cfg.slots_hint);
+    let machine = Machine::new(jobs, &rules, tokio::time::Instant::now())
+        .with_defaults(defaults)
+        .with_suites(suites, cfg.slots_hint);
     let hello = Hello::Runner {
         version: PROTOCOL_VERSION,
         name: cfg.name.clone(),
@@ -711,17 +713,9 @@ pub async fn stop_cluster(
     target: &Target,
     name: &str,
 ) -> Result<(), RunError> {
-    let hello = Hello::Runner {
-        version: PROTOCOL_VERSION,
-        name: name.to_string(),
+    let Some(mut link) = ask_to_stop(store, target, name).await? else {
+        return Ok(());
     };
-    let mut link = match RunnerLink::join(store, target, hello).await? {
-        Joined::Linked(link) => link,
-        // Stopped already: what was asked is done.
-        Joined::ClusterClosed => return Ok(()),
-    };
-    link.send(&RunnerMsg::StopCluster).await?;
-    link.send(&RunnerMsg::EndOfSubmission).await?;
     loop {
         match link.recv().await {
             Ok(Some(crate::proto::BrokerToRunner::Refused { reason })) => {
@@ -734,4 +728,26 @@ pub async fn stop_cluster(
     }
     let _ = link.close().await;
     Ok(())
+}
+
+/// Asks the cluster's broker to stop once every runner's work is done (as a runner with
+/// `--stop-cluster` that failed before it could submit anything does, so that the broker and
+/// the workers waiting for its jobs stop instead of idling out). Returns the link, to wait on
+/// or to close, or `None` when the cluster was stopped already.
+pub async fn ask_to_stop(
+    store: ArtifactStore,
+    target: &Target,
+    name: &str,
+) -> Result<Option<RunnerLink>, RunError> {
+    let hello = Hello::Runner {
+        version: PROTOCOL_VERSION,
+        name: name.to_string(),
+    };
+    let link = match RunnerLink::join(store, target, hello).await? {
+        Joined::Linked(link) => link,
+        Joined::ClusterClosed => return Ok(None),
+    };
+    link.send(&RunnerMsg::StopCluster).await?;
+    link.send(&RunnerMsg::EndOfSubmission).await?;
+    Ok(Some(link))
 }

@@ -326,6 +326,7 @@ impl SuiteRun {
             estimate_ms: None,
             isolation: Isolation::default(),
             secret_env: Default::default(),
+            inherits: false,
             avoid_workers,
         };
         let batch = InFlight {

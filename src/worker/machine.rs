@@ -26,7 +26,10 @@ use std::time::{Duration, Instant};
 use tracing::warn;
 
 use crate::layer::Digest;
-use crate::proto::{AttemptRef, BrokerToWorker, JobId, JobOutcome, JobSpec, JobStatus, WorkerMsg};
+use crate::proto::{
+    AttemptRef, BrokerToWorker, DefaultsId, JobDefaults, JobId, JobOutcome, JobSpec, JobStatus,
+    WorkerMsg,
+};
 
 /// One attempt the broker gave this worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +132,10 @@ pub struct Machine {
     lease: Lease,
     /// The broker is gone: nothing starts.
     broker_lost: bool,
+    /// The runners' shared defaults the broker sent, by the name assignments use: one copy
+    /// per runner of the cluster, kept for the worker's life (a late retry may still name
+    /// them).
+    defaults: BTreeMap<DefaultsId, Arc<JobDefaults>>,
 }
 
 impl Machine {
@@ -150,6 +157,7 @@ impl Machine {
                 warned: false,
             },
             broker_lost: false,
+            defaults: BTreeMap::new(),
         }
     }
 
@@ -167,9 +175,24 @@ impl Machine {
     pub fn message(&mut self, msg: BrokerToWorker, now: Instant) -> Vec<Effect> {
         match msg {
             BrokerToWorker::Welcome => Vec::new(),
-            BrokerToWorker::Assign { id, job, attempt } if !self.broker_lost => {
-                self.queue.push_back(Assignment { id, attempt, job });
-                self.fill(now)
+            BrokerToWorker::Assign {
+                id,
+                job,
+                attempt,
+                defaults,
+            } if !self.broker_lost => match self.inherited(job, defaults) {
+                Ok(job) => {
+                    self.queue.push_back(Assignment { id, attempt, job });
+                    self.fill(now)
+                }
+                Err(why) => {
+                    let outcome = not_run(&self.name, attempt, JobStatus::Error, Some(why));
+                    vec![Effect::Send(WorkerMsg::Finished { id, outcome })]
+                }
+            },
+            BrokerToWorker::Defaults { id, defaults } => {
+                self.defaults.insert(id, defaults);
+                Vec::new()
             }
             BrokerToWorker::Lease { seq, valid_ms } => {
                 self.lease.granted(seq, Duration::from_millis(valid_ms));
@@ -181,6 +204,29 @@ impl Machine {
             BrokerToWorker::Exit => vec![Effect::End(Ending::Exited)],
             BrokerToWorker::Refused { reason } => vec![Effect::End(Ending::Refused(reason))],
         }
+    }
+
+    /// `job` as it runs: with the runner's shared `defaults` merged in by the manifest's rule
+    /// (its own variables win), when it inherits them.
+    fn inherited(
+        &self,
+        job: Arc<JobSpec>,
+        defaults: Option<DefaultsId>,
+    ) -> Result<Arc<JobSpec>, String> {
+        let Some(id) = defaults else {
+            return Ok(job);
+        };
+        let Some(shared) = self.defaults.get(&id) else {
+            return Err(format!(
+                "the broker assigned the job with shared defaults {} it never sent to this \
+                 worker",
+                id.0
+            ));
+        };
+        let mut spec = Arc::unwrap_or_clone(job);
+        shared.merge_into(&mut spec.env, &mut spec.secret_env);
+        spec.inherits = false;
+        Ok(Arc::new(spec))
     }
 
     /// SIGINT or SIGTERM arrived: what runs is killed (the broker gives it to others), but an
@@ -413,6 +459,7 @@ pub(crate) fn not_run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::SecretEnv;
 
     /// The instant `ms` milliseconds into a test.
     fn at(ms: u64) -> Instant {
@@ -443,6 +490,7 @@ mod tests {
             estimate_ms: None,
             isolation: Default::default(),
             secret_env: Default::default(),
+            inherits: false,
             avoid_workers: Vec::new(),
         }
     }
@@ -452,7 +500,61 @@ mod tests {
             id: JobId(id),
             attempt,
             job: Arc::new(spec(&format!("job-{id}"))),
+            defaults: None,
         }
+    }
+
+    #[test]
+    fn an_inheriting_job_runs_with_its_runner_s_defaults_under_its_own_env() {
+        let mut w = leased("w", 2);
+        let shared = JobDefaults {
+            env: [("A", "default"), ("B", "default")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into(),
+            secret_env: SecretEnv([("S".to_string(), "s".to_string())].into()),
+        };
+        let defaults = BrokerToWorker::Defaults {
+            id: DefaultsId(3),
+            defaults: Arc::new(shared),
+        };
+        assert!(w.message(defaults, at(1)).is_empty());
+        let mut job = spec("j");
+        job.env.insert("B".into(), "own".into());
+        job.inherits = true;
+        let inherit = |id| BrokerToWorker::Assign {
+            id: JobId(id),
+            attempt: 1,
+            job: Arc::new(job.clone()),
+            defaults: Some(DefaultsId(3)),
+        };
+        let fx = w.message(inherit(1), at(2));
+        let Some(Effect::Start(a)) = fx.last() else {
+            panic!("{fx:?}");
+        };
+        let env: Vec<(&str, &str)> = a.job.env.iter().map(|(k, v)| (&**k, &**v)).collect();
+        assert_eq!(env, [("A", "default"), ("B", "own")]);
+        assert_eq!(a.job.secret_env.0["S"], "s");
+        assert_eq!(
+            started(&w.message(inherit(2), at(3))),
+            [(2, 1)],
+            "sent once, used by every job"
+        );
+    }
+
+    #[test]
+    fn a_job_naming_defaults_never_sent_ends_as_an_error_and_runs_nothing() {
+        let mut w = leased("w", 1);
+        let fx = w.message(
+            BrokerToWorker::Assign {
+                id: JobId(1),
+                attempt: 1,
+                job: Arc::new(spec("j")),
+                defaults: Some(DefaultsId(9)),
+            },
+            at(1),
+        );
+        assert_eq!(finished(&fx), [(1, JobStatus::Error)]);
+        assert!(started(&fx).is_empty());
     }
 
     fn passed(attempt: u32) -> JobOutcome {

@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use crate::in_process::InProcess;
 use crate::layer::Digest;
 use crate::layer::LayerCache;
 use crate::link::{JoinError, Joined, LinkError, Target, WorkerLink};
@@ -104,32 +105,20 @@ pub enum WorkerEnd {
 
 /// A worker inside another process (`run --slots`): it joins the cluster like any other
 /// worker (its own link, cache, process groups and reports) and leaves when stopped.
-pub struct InProcessWorker {
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<WorkerEnd, WorkerError>>,
-}
+pub struct InProcessWorker(InProcess<Result<WorkerEnd, WorkerError>>);
 
 impl InProcessWorker {
     /// Starts a worker task.
     pub fn start(store: ArtifactStore, cfg: WorkerConfig) -> Self {
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(run(store, cfg, async {
-            let _ = stopped.await;
-        }));
-        Self { stop, task }
+        Self(InProcess::start(|stopped| run(store, cfg, stopped)))
     }
 
     /// Stops the worker if it still runs (it kills what it runs and leaves the cluster, whose
     /// broker gives that work to others) and waits until it has.
     pub async fn stop(self) -> Result<WorkerEnd, WorkerError> {
-        let _ = self.stop.send(());
-        match self.task.await {
-            Ok(result) => result,
-            Err(e) => {
-                warn!("the in-process worker's task failed: {e}");
-                Ok(WorkerEnd::Interrupted)
-            }
-        }
+        self.0
+            .stop("in-process worker", Ok(WorkerEnd::Interrupted))
+            .await
     }
 }
 

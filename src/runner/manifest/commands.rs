@@ -81,6 +81,7 @@ pub fn from_commands(path: &Path) -> Result<Manifest, ManifestError> {
         layers: BTreeMap::new(),
         jobs,
         suites: Vec::new(),
+        defaults: Default::default(),
     })
 }
 

@@ -49,7 +49,7 @@ pub use error::{Location, ManifestError, Problem};
 pub use suites::SuiteDef;
 
 use crate::layer::{Digest, Listed};
-use crate::proto::{Isolation, JobIndex, JobSpec, SecretEnv, Submission};
+use crate::proto::{Isolation, JobDefaults, JobIndex, JobSpec, SecretEnv, Submission};
 use crate::runner::duration::millis;
 
 /// Time limit of one attempt when neither the job nor `defaults` sets one: long enough for
@@ -77,6 +77,9 @@ pub struct Manifest {
     pub jobs: Vec<JobDef>,
     /// The test suites, in manifest order.
     pub suites: Vec<SuiteDef>,
+    /// What `defaults:` gives every job's environment (already merged into each
+    /// [`JobDef`]); the runner sends it once and each job only what it sets itself.
+    pub defaults: JobDefaults,
 }
 
 /// A named file set.
@@ -135,7 +138,8 @@ impl JobDef {
             outputs: self.outputs,
             estimate_ms: self.estimate.map(millis),
             isolation: self.isolation,
-            secret_env: self.secret_env.clone(),
+            secret_env: self.secret_env,
+            inherits: false,
             avoid_workers: Vec::new(),
         };
         Submission { index, spec }
@@ -173,12 +177,13 @@ pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Manifest, Manif
         serde_yaml::from_str(text).map_err(|e| invalid(vec![syntax_problem(&e)], 0))?;
     let suites = suites::resolve(&raw);
     match (validate::resolve(raw, base_dir), suites) {
-        (Ok((layers, jobs)), Ok(suites)) => Ok(Manifest {
+        (Ok((layers, jobs, defaults)), Ok(suites)) => Ok(Manifest {
             path: path.to_path_buf(),
             base_dir: base_dir.to_path_buf(),
             layers,
             jobs,
             suites,
+            defaults,
         }),
         (jobs, suites) => {
             let findings: Vec<validate::Finding> = [jobs.err(), suites.err()]

@@ -137,41 +137,17 @@ fn name(
     seen: &mut HashMap<String, usize>,
     jobs: &[&str],
 ) -> String {
-    let number = index + 1;
-    let hint = "give every suite a unique `name:`";
-    let at = node_path!["suites", index, "name"];
-    match name {
-        None => check.problem(
-            node_path!["suites", index],
-            format!("suite #{number} has no name"),
-            hint,
-        ),
-        Some(name) if name.trim().is_empty() || name.chars().any(char::is_control) => check
-            .problem(
-                at,
-                format!("suite #{number} has an empty or unprintable name: {name:?}"),
-                hint,
-            ),
-        Some(name) if jobs.contains(&name) => check.problem(
-            at,
+    let Some(name) = check.unique_name(("suites", "suite"), index, name, seen) else {
+        return format!("#{}", index + 1);
+    };
+    if jobs.contains(&name) {
+        check.problem(
+            node_path!["suites", index, "name"],
             format!("suite '{name}' has the name of a job"),
             "suites and jobs share one name space; rename one of them",
-        ),
-        Some(name) => {
-            if let Some(&earlier) = seen.get(name) {
-                check.findings.push(Finding {
-                    at,
-                    message: format!("suite '{name}' is defined twice"),
-                    hint: Some("suite names must be unique; rename one of them".into()),
-                    first: Some(node_path!["suites", earlier, "name"]),
-                });
-            } else {
-                seen.insert(name.to_owned(), index);
-            }
-            return name.to_owned();
-        }
+        );
     }
-    format!("#{number}")
+    name.to_owned()
 }
 
 /// A suite's framework, with `list` and `run` given exactly when it is `command`.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::locate::{NodePath, node_path};
 use super::{DEFAULT_RETRIES, DEFAULT_TIMEOUT, JobDef, LayerDef, schema};
 use crate::layer::{self, Listed};
-use crate::proto::SecretEnv;
+use crate::proto::{JobDefaults, SecretEnv};
 use crate::runner::duration::parse_duration;
 use crate::seal::SECRET_VAR;
 
@@ -54,7 +54,7 @@ pub(super) struct Finding {
 }
 
 /// The resolved contents of a valid manifest.
-pub(super) type Resolved = (BTreeMap<String, LayerDef>, Vec<JobDef>);
+pub(super) type Resolved = (BTreeMap<String, LayerDef>, Vec<JobDef>, JobDefaults);
 
 /// Checks `raw` and resolves it, or returns every problem found.
 pub(super) fn resolve(raw: schema::Manifest, base_dir: &Path) -> Result<Resolved, Vec<Finding>> {
@@ -67,9 +67,11 @@ pub(super) fn resolve(raw: schema::Manifest, base_dir: &Path) -> Result<Resolved
             "defaults",
         )
         .unwrap_or(DEFAULT_TIMEOUT);
-    let default_env = check.env(&defaults.env, &node_path!["defaults", "env"], "defaults");
     let at = node_path!["defaults", "secret-env"];
-    let default_secrets = check.secret_env(&defaults.secret_env, at, "defaults");
+    let shared = JobDefaults {
+        env: check.env(&defaults.env, &node_path!["defaults", "env"], "defaults"),
+        secret_env: check.secret_env(&defaults.secret_env, at, "defaults"),
+    };
     let default_layers = defaults.layers.clone().unwrap_or_default();
     check.layer_refs(
         &default_layers,
@@ -99,7 +101,12 @@ pub(super) fn resolve(raw: schema::Manifest, base_dir: &Path) -> Result<Resolved
             Some(name) if !name.trim().is_empty() => format!("job '{name}'"),
             _ => format!("job #{}", index + 1),
         };
-        check.job_name(index, job.name.as_deref(), &mut first_index);
+        check.unique_name(
+            ("jobs", "job"),
+            index,
+            job.name.as_deref(),
+            &mut first_index,
+        );
         let run = check.run(index, job.run.as_deref(), &owner);
         let timeout = match &job.timeout {
             Some(text) => check.timeout(Some(text), node_path!["jobs", index, "timeout"], &owner),
@@ -113,13 +120,10 @@ pub(super) fn resolve(raw: schema::Manifest, base_dir: &Path) -> Result<Resolved
                 "estimate",
             )
         });
-        let mut env = default_env.clone();
-        env.extend(check.env(&job.env, &node_path!["jobs", index, "env"], &owner));
-        let mut secret_env = default_secrets.clone();
+        let mut env = check.env(&job.env, &node_path!["jobs", index, "env"], &owner);
         let at = node_path!["jobs", index, "secret-env"];
-        secret_env
-            .0
-            .extend(check.secret_env(&job.secret_env, at, &owner).0);
+        let mut secret_env = check.secret_env(&job.secret_env, at, &owner);
+        shared.merge_into(&mut env, &mut secret_env);
         let layers = match &job.layers {
             Some(names) => {
                 let at = node_path!["jobs", index, "layers"];
@@ -151,7 +155,7 @@ pub(super) fn resolve(raw: schema::Manifest, base_dir: &Path) -> Result<Resolved
         });
     }
     if check.findings.is_empty() {
-        Ok((layers, jobs))
+        Ok((layers, jobs, shared))
     } else {
         Err(check.findings)
     }
@@ -178,39 +182,48 @@ impl Checker {
         });
     }
 
-    /// A job's name: present, printable, unique.
-    fn job_name(&mut self, index: usize, name: Option<&str>, first: &mut HashMap<String, usize>) {
-        let at = node_path!["jobs", index, "name"];
+    /// The name of entry `index` of `section` (`jobs`, `suites`), a `kind` (`job`, `suite`):
+    /// present, printable, unique among those in `first` (name → index, where it is added).
+    /// Returns it when it is all three.
+    pub(super) fn unique_name<'a>(
+        &mut self,
+        (section, kind): (&str, &str),
+        index: usize,
+        name: Option<&'a str>,
+        first: &mut HashMap<String, usize>,
+    ) -> Option<&'a str> {
+        let at = node_path![section, index, "name"];
         let number = index + 1;
+        let hint = format!("give every {kind} a unique `name:`");
         match name {
             None => self.problem(
-                node_path!["jobs", index],
-                format!("job #{number} has no name"),
-                "give every job a unique `name:`",
+                node_path![section, index],
+                format!("{kind} #{number} has no name"),
+                hint,
             ),
-            Some(name) if name.trim().is_empty() => self.problem(
-                at,
-                format!("job #{number} has an empty name"),
-                "give every job a unique `name:`",
-            ),
+            Some(name) if name.trim().is_empty() => {
+                self.problem(at, format!("{kind} #{number} has an empty name"), hint);
+            }
             Some(name) if name.chars().any(char::is_control) => self.problem(
                 at,
-                format!("job #{number} has a name with a control character: {name:?}"),
-                "use printable characters only in job names",
+                format!("{kind} #{number} has a name with a control character: {name:?}"),
+                format!("use printable characters only in {kind} names"),
             ),
             Some(name) => {
                 if let Some(&earlier) = first.get(name) {
                     self.findings.push(Finding {
                         at,
-                        message: format!("job '{name}' is defined twice"),
-                        hint: Some("job names must be unique; rename one of them".into()),
-                        first: Some(node_path!["jobs", earlier, "name"]),
+                        message: format!("{kind} '{name}' is defined twice"),
+                        hint: Some(format!("{kind} names must be unique; rename one of them")),
+                        first: Some(node_path![section, earlier, "name"]),
                     });
                 } else {
                     first.insert(name.to_owned(), index);
                 }
+                return Some(name);
             }
         }
+        None
     }
 
     /// A job's command: present and not blank.
