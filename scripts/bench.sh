@@ -5,9 +5,9 @@
 # Builds the release binary, prints a table, rewrites the figures in BENCHMARKS.md and writes
 # them to bench/results.json in cargo's target directory (CARGO_TARGET_DIR, default target/).
 # --quick runs each scenario smaller (a smoke check); --only runs just the named scenarios
-# (dispatch, balance, latency, github_latency, layer, memory, idle) and updates just
-# their figures in BENCHMARKS.md.
-# The full run takes about 7 minutes on 2 cores (idle alone about 4).
+# (dispatch, balance, latency, suite, github_latency, layer, memory, idle) and updates just
+# their figures in BENCHMARKS.md. suite needs pytest in .cache/venv (scripts/test.sh installs it).
+# The full run takes about 8 minutes on 2 cores (idle alone about 4, suite about 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=()

@@ -43,9 +43,10 @@
 //!   they ran on, flaky); progress and reports
 //!   (per job, and per test: `runner::report`).
 //! - [`plan`]: a test suite's plan: batches from estimates (longest and unknown first, none
-//!   over total / slots), the `ca-timings` and `ca-results` documents (sealed as
-//!   `ca-history-…` with a secret), re-run selection, and `plan::github`, which reads them
-//!   back through GitHub's REST API (octocrab).
+//!   over total / slots; a fully measured suite dealt onto two batches per slot), the
+//!   `ca-timings` and `ca-results` documents (sealed as `ca-history-…` with a secret), re-run
+//!   selection, and `plan::github`, which reads them back through GitHub's REST API
+//!   (octocrab).
 //! - [`suite`]: test frameworks (nextest, pytest, go test, a command pair): listing a suite
 //!   on the runner, the command a worker runs for a batch, per-test results from the
 //!   framework's own report, and the merged JUnit.

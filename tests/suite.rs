@@ -748,6 +748,25 @@ fn pytest_through_local_runs_every_test_once_plus_retries() {
 }
 
 #[test]
+fn a_pytest_suite_in_a_subdirectory_runs_from_the_checkout_root() {
+    let Some(fixture) = listed(Framework::Pytest, &[]) else {
+        return;
+    };
+    // The fixture's pytest.ini would make its own directory the rootdir, and node ids
+    // relative to it name no file from the checkout root, where the batches run.
+    let checkout = tempfile::tempdir().unwrap();
+    copy_tree(&fixture.source, &checkout.path().join("sub"));
+    let expected: Vec<(String, FinalStatus)> = PYTEST_EXPECTED
+        .iter()
+        .map(|(id, status)| (format!("sub/{id}"), *status))
+        .collect();
+    let expected: Vec<(&str, FinalStatus)> =
+        expected.iter().map(|(id, s)| (id.as_str(), *s)).collect();
+    let run = run_local(checkout.path(), &["--workers", "1", "--pytest", "sub"]);
+    check_local(run, &expected, pytest_alone(&fixture.source));
+}
+
+#[test]
 fn go_through_local_runs_every_test_once_plus_retries() {
     let Some(fixture) = listed(Framework::Go, &["./..."]) else {
         return;

@@ -5,8 +5,8 @@ memory and the service's request counters can be read) on this machine.
     python3 scripts/bench/bench.py BINARY OUT_JSON OUT_MD [--quick] [--only SCENARIO,...]
 
 Prints a table, writes the figures to OUT_JSON and rewrites OUT_MD (BENCHMARKS.md; "-" for
-none). --only runs just the named scenarios and updates just their figures in OUT_MD (dispatch, balance, latency, github_latency, layer,
-memory, idle).
+none). --only runs just the named scenarios and updates just their figures in OUT_MD (dispatch, balance, latency, suite,
+github_latency, layer, memory, idle).
 Standard library only.
 """
 import hashlib
@@ -50,9 +50,11 @@ class Cluster:
     """serve + broker + N workers, as separate processes; `run` submits a manifest."""
 
     def __init__(self, binary, workdir, workers=4, slots=2, latency_ms=0, flags=None,
-                 broker=True, serve_args=None, log=None):
+                 broker=True, serve_args=None, log=None, tools=None):
         self.bin, self.dir = binary, Path(workdir)
         self.log = log
+        # A directory put first on every process's PATH (the Python with pytest, for suites).
+        self.tools = tools
         self.flags = list(LOCAL_FLAGS if flags is None else flags)
         self.procs = []
         serve_args = serve_args if serve_args is not None else ["--latency-ms", str(latency_ms)]
@@ -75,6 +77,8 @@ class Cluster:
         env = dict(os.environ, ACTIONS_RESULTS_URL=self.url, ACTIONS_RUNTIME_TOKEN=token)
         if self.log:
             env["RUST_LOG"] = self.log
+        if self.tools:
+            env["PATH"] = f"{self.tools}:{env.get('PATH', '')}"
         return env
 
     def events(self, message):
@@ -102,16 +106,20 @@ class Cluster:
         with urllib.request.urlopen(self.url + "_stats") as r:
             return json.load(r)
 
-    def run(self, manifest, extra=(), sample=()):
-        """Runs `run MANIFEST`; returns (exit code, wall seconds, report, peak MiB per sampled pid)."""
+    def run(self, manifest, extra=(), sample=(), suite=(), cwd=None):
+        """Runs `run MANIFEST` (or, with no manifest, `run ... SUITE`: a suite flag and its
+        arguments, which go last) in `cwd`; returns (exit code, wall seconds, report, peak MiB
+        per sampled pid)."""
         report = self.dir / "report.json"
-        argv = [self.bin, "run", str(manifest), "--report-json", str(report)] + list(extra) + self.flags
+        argv = [self.bin, "run"] + ([str(manifest)] if manifest else []) + ["--report-json", str(report)] \
+            + list(extra) + self.flags
         if self.broker is None:
             # The runner's own slots would change what each scenario's workers measure.
             argv += ["--embed-broker", "--slots", "0"]
+        argv += list(suite)
         start = time.monotonic()
-        proc = subprocess.Popen(argv, env=self.env("runner"), stdout=subprocess.DEVNULL,
-                                stderr=open(self.dir / "runner.log", "wb"))
+        proc = subprocess.Popen(argv, env=self.env("runner"), stdout=subprocess.DEVNULL, cwd=cwd,
+                                stderr=open(self.dir / "runner.log", "ab"))
         peaks = {}
         while proc.poll() is None:
             for name, pid in list(sample) + [("runner", proc.pid)]:
@@ -227,6 +235,85 @@ def balance(binary, n, total_s, tmp, results):
     results["balance_ratio_static_hash"] = round(makespan_of(hashed) / lb, 3)
 
 
+def pytest_tools():
+    """The directory of the test virtualenv's python, which has pytest (scripts/test.sh
+    installs it into .cache/venv)."""
+    tools = Path(__file__).resolve().parents[2] / ".cache" / "venv" / "bin"
+    ok = subprocess.run([tools / "python", "-m", "pytest", "--version"], capture_output=True).returncode == 0 \
+        if (tools / "python").exists() else False
+    if not ok:
+        sys.exit(f"bench.py: suite needs pytest in {tools.parent} (scripts/test.sh installs it, or "
+                 f"`python3 -m venv {tools.parent} && {tools}/pip install pytest`)")
+    return tools
+
+
+def pytest_suite(root, durations, per_file=20):
+    """Writes a real pytest suite under `root`: test i sleeps durations[i] seconds, 20 tests a
+    file in tests/; returns the node ids in collection order."""
+    (root / "tests").mkdir(parents=True)
+    (root / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\n")
+    ids = []
+    for f in range(0, len(durations), per_file):
+        name = f"tests/test_m{f // per_file:02}.py"
+        body = ["import time", ""]
+        for i in range(f, min(f + per_file, len(durations))):
+            body += ["", f"def test_{i:03}():", f"    time.sleep({durations[i]:.3f})", ""]
+            ids.append(f"{name}::test_{i:03}")
+        (root / name).write_text("\n".join(body))
+    return ids
+
+
+def suite_scenario(binary, n, total_s, tmp, results):
+    """A pytest suite of n tests with lognormal durations (seed 20261201) scaled to total_s
+    seconds of sleep, on 4 workers x 2 slots: without history, with the history the first run
+    wrote, and as nextest-style static `count:k/8` shards run as 8 jobs."""
+    tools = pytest_tools()
+    root = tmp / "suite"
+    durations = lognormal_durations(n, total_s, seed=20261201)
+    ids = pytest_suite(root, durations)
+    timings = tmp / "suite-timings.json"
+    slots = 8
+    measured = None
+    for key, extra in [("no_history", ["--write-timings", str(timings)]), ("history", ["--timings", str(timings)])]:
+        with cluster(binary, tools=tools) as c:
+            code, wall, report, _ = c.run(None, ["--stop-cluster"] + extra, suite=["--pytest", "tests"], cwd=root)
+        assert code == 0, f"suite run ({key}) failed ({code})"
+        took = {t["id"]: t["duration_ms"] / 1000 for t in report["tests"]}
+        assert sorted(took) == sorted(ids) and all(t["status"] == "passed" for t in report["tests"]), \
+            f"suite run ({key}): not every test passed once"
+        lb = max(sum(took.values()) / slots, max(took.values()))
+        results[f"suite_ratio_{key}"] = round(wall / lb, 3)
+        results[f"_suite_makespan_{key}_s"] = round(wall, 2)
+        if measured is None:
+            measured = [took[i] for i in ids]
+            results["_suite_lb_s"] = round(lb, 2)
+            results["_suite_longest_test_s"] = round(max(measured), 2)
+            results["_suite_work_s"] = round(sum(measured), 1)
+    # The same history through the packer the dealt plan replaced (`batch: 5s`, what the default
+    # target came to here), in the same minute, so that the two plans compare on equal load.
+    packed = root / "packed.yml"
+    packed.write_text("layers:\n  checkout:\n    paths: [tests, pytest.ini]\nsuites:\n"
+                      "  - name: pytest\n    framework: pytest\n    args: [tests]\n"
+                      "    layers: [checkout]\n    batch: 5s\n")
+    with cluster(binary, tools=tools) as c:
+        code, wall, report, _ = c.run(packed, ["--stop-cluster", "--timings", str(timings)], cwd=root)
+    assert code == 0 and report["test_summary"]["passed"] == n, f"suite run (packed) failed ({code})"
+    results["_suite_ratio_history_packed_5s"] = round(wall / results["_suite_lb_s"], 3)
+    # nextest's `--partition count:k/N`: test i (in listing order) goes to shard i mod N.
+    shards = [[i for j, i in enumerate(ids) if j % slots == k] for k in range(slots)]
+    jobs = [{"name": f"count-{k + 1}-of-{slots}", "layers": ["suite"],
+             "run": "python -m pytest -q " + " ".join(shard)} for k, shard in enumerate(shards)]
+    path = manifest(root / "static.yml", jobs, layers={"suite": ["tests", "pytest.ini"]})
+    with cluster(binary, tools=tools) as c:
+        code, wall, report, _ = c.run(path, ["--stop-cluster"])
+    assert code == 0 and report["summary"]["passed"] == slots, f"static shards failed ({code})"
+    lb = max(sum(measured) / slots, max(measured))
+    results["suite_ratio_static_count"] = round(wall / lb, 3)
+    results["_suite_makespan_static_count_s"] = round(wall, 2)
+    sums = [sum(measured[j] for j in range(k, n, slots)) for k in range(slots)]
+    results["_suite_ratio_static_count_simulated"] = round(max(sums) / lb, 3)
+
+
 def latency_hiding(binary, n, tmp, results):
     path = manifest(tmp / "latency.yml", [{"name": f"l{i}", "run": "sleep 0.5"} for i in range(n)])
     with cluster(binary, latency_ms=200) as c:
@@ -335,14 +422,15 @@ def idle(binary, settle, seconds, results):
 def main():
     global LOCAL_FLAGS
     binary, out_json, out_md = sys.argv[1:4]
+    binary = os.path.abspath(binary)  # the suite scenario's runner runs in another directory
     rest = sys.argv[4:]
     quick = "--quick" in rest
     only = set(rest[rest.index("--only") + 1].split(",")) if "--only" in rest else None
     LOCAL_FLAGS = subprocess.check_output([binary, "selftest", "local-flags"], text=True).split()
     size = dict(dispatch=200, balance=(60, 20), latency=40, github_latency=40, layer=20, memory=10_000,
-                idle=(3, 10)) if quick else \
+                idle=(3, 10), suite=(60, 15)) if quick else \
         dict(dispatch=2000, balance=(300, 120), latency=200, github_latency=300, layer=200, memory=100_000,
-             idle=(65, 60))
+             idle=(65, 60), suite=(400, 96))
     results = {}
     timings = {}
     with tempfile.TemporaryDirectory(prefix="ca-bench-") as d:
@@ -351,6 +439,7 @@ def main():
             ("dispatch", lambda: dispatch(binary, size["dispatch"], tmp, results)),
             ("balance", lambda: balance(binary, *size["balance"], tmp, results)),
             ("latency", lambda: latency_hiding(binary, size["latency"], tmp, results)),
+            ("suite", lambda: suite_scenario(binary, *size["suite"], tmp, results)),
             ("github_latency", lambda: github_latency(binary, size["github_latency"], tmp, results)),
             ("layer", lambda: layer_distribution(binary, size["layer"], tmp, results)),
             ("memory", lambda: memory(binary, size["memory"], tmp, results)),

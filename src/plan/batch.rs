@@ -3,7 +3,10 @@
 //! small ones fill the end; tests without history go first of all (a new slow test must not be
 //! the last to start). No batch holds more than an even share of the suite (total / slots), so
 //! every slot gets work, and batches shrink toward the end (the remaining work per slot) so the
-//! slots finish together. A `split: file` group stays in one batch.
+//! slots finish together. A `split: file` group stays in one batch. A suite whose every test
+//! has history (and no `batch` target) is dealt onto two batches per slot instead: good
+//! estimates need few batches to balance, and every batch costs a framework start and a round
+//! trip through the store.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +23,10 @@ pub const DEFAULT_TARGET_MIN_MS: u64 = 5_000;
 pub const DEFAULT_TARGET_MAX_MS: u64 = 120_000;
 /// Batches shrink toward the end of the plan, but not below this (or the target if smaller).
 pub const SMALLEST_BATCH_MS: u64 = 2_000;
+/// A suite whose every test has history (and that sets no `batch`) is dealt onto this many
+/// batches per slot: its estimates are good enough that balance needs few batches, and each
+/// batch costs a framework start and a round trip through the store.
+pub const MEASURED_BATCHES_PER_SLOT: usize = 2;
 
 /// A test to plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +172,9 @@ fn units(tests: Vec<Estimated>) -> Vec<Unit> {
 /// the open batch while it stays within its cap: the remaining work per slot, between
 /// [`SMALLEST_BATCH_MS`] and the target (`target_ms`, or [`default_target_ms`]), which is never
 /// above total / slots. A unit larger than the cap is a batch of its own.
+///
+/// A suite that sets no target and whose every test has history is dealt instead: see
+/// [`deal_measured`].
 pub fn plan_batches(tests: Vec<Estimated>, target_ms: Option<u64>, slots: usize) -> Vec<Batch> {
     let mut units = units(tests);
     units.sort_by(|a, b| {
@@ -172,6 +182,9 @@ pub fn plan_batches(tests: Vec<Estimated>, target_ms: Option<u64>, slots: usize)
             .then(b.ms.cmp(&a.ms))
             .then_with(|| a.tests.cmp(&b.tests))
     });
+    if target_ms.is_none() && units.iter().all(|u| !u.guessed) {
+        return deal_measured(units, slots.max(1) * MEASURED_BATCHES_PER_SLOT);
+    }
     let total = units.iter().fold(0u64, |sum, u| sum.saturating_add(u.ms));
     let slots = slots.max(1) as u64;
     let target = target_ms
@@ -204,6 +217,30 @@ pub fn plan_batches(tests: Vec<Estimated>, target_ms: Option<u64>, slots: usize)
         batch.guessed |= unit.guessed;
     }
     batches.extend(open.map(|(batch, _)| batch));
+    batches
+}
+
+/// Deals `units` (sorted longest first) onto `count` batches, each unit to the batch with the
+/// least work so far (longest processing time first): the batches come out nearly equal, none
+/// above total / slots unless a unit is alone, with one framework start each. Batches go out
+/// largest first; empty ones (fewer units than batches) are dropped.
+fn deal_measured(units: Vec<Unit>, count: usize) -> Vec<Batch> {
+    let mut batches: Vec<Batch> = (0..count.max(1))
+        .map(|_| Batch {
+            tests: Vec::new(),
+            estimate_ms: 0,
+            guessed: false,
+        })
+        .collect();
+    for unit in units {
+        let Some(least) = batches.iter_mut().min_by_key(|b| b.estimate_ms) else {
+            break;
+        };
+        least.tests.extend(unit.tests);
+        least.estimate_ms = least.estimate_ms.saturating_add(unit.ms);
+    }
+    batches.retain(|b| !b.tests.is_empty());
+    batches.sort_by_key(|b| std::cmp::Reverse(b.estimate_ms));
     batches
 }
 
@@ -256,6 +293,44 @@ mod tests {
             [vec!["b"], vec!["c"], vec!["d"], vec!["e"], vec!["a", "f"]]
         );
         assert_eq!(batches[0].estimate_ms, 9_000);
+    }
+
+    #[test]
+    fn a_measured_suite_is_dealt_onto_two_batches_per_slot_longest_first() {
+        let tests: Vec<Estimated> = [9, 8, 5, 4, 3, 3, 2, 1, 1]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| measured(&format!("t{i}"), s * 1_000))
+            .collect();
+        // 36 s on 2 slots: 4 batches, each test to the one with the least work so far.
+        let batches = plan_batches(tests.clone(), None, 2);
+        assert_eq!(
+            ids(&batches),
+            [
+                vec!["t0"],
+                vec!["t1", "t7"],
+                vec!["t2", "t5", "t8"],
+                vec!["t3", "t4", "t6"]
+            ]
+        );
+        let ms: Vec<u64> = batches.iter().map(|b| b.estimate_ms).collect();
+        assert_eq!(ms, [9_000, 9_000, 9_000, 9_000]);
+        // A target set by the suite, or a test without history, keeps the packer (its plan
+        // is longest first throughout; the guessed test first of all).
+        let flat = |batches: Vec<Batch>| -> Vec<String> {
+            batches
+                .into_iter()
+                .flat_map(|b| b.tests)
+                .map(|k| k.id)
+                .collect()
+        };
+        let order: Vec<String> = (0..9).map(|i| format!("t{i}")).collect();
+        assert_eq!(flat(plan_batches(tests.clone(), Some(40_000), 2)), order);
+        let mut one_new = tests;
+        one_new[8].estimate = Estimate::Guessed(1_000);
+        let mut order = order;
+        order.rotate_right(1);
+        assert_eq!(flat(plan_batches(one_new, None, 2)), order);
     }
 
     #[test]
@@ -345,7 +420,12 @@ mod tests {
             let tests = random_suite(&mut rng);
             let slots = rng.random_range(1..17);
             let target = rng.random_bool(0.5).then(|| rng.random_range(1..60_000));
-            check_rules(&tests, &plan_batches(tests.clone(), target, slots), slots);
+            check_rules(
+                &tests,
+                &plan_batches(tests.clone(), target, slots),
+                slots,
+                target,
+            );
         }
     }
 
@@ -395,7 +475,7 @@ mod tests {
     }
 
     /// Every rule of a plan, checked from the input alone.
-    fn check_rules(tests: &[Estimated], batches: &[Batch], slots: usize) {
+    fn check_rules(tests: &[Estimated], batches: &[Batch], slots: usize, target: Option<u64>) {
         // Units as the input defines them: a group's sum, or a test alone.
         let mut group_ms: BTreeMap<&str, (u64, bool)> = BTreeMap::new();
         for t in tests {
@@ -426,10 +506,25 @@ mod tests {
                 order.push(unit);
             }
         }
-        for pair in order.windows(2) {
-            let ((_, (a_ms, a_guess)), (_, (b_ms, b_guess))) = (&pair[0], &pair[1]);
-            assert!(a_guess >= b_guess, "a measured unit before a guessed one");
-            assert!(a_guess != b_guess || a_ms >= b_ms, "not longest first");
+        let dealt = target.is_none() && tests.iter().all(|t| !t.estimate.is_guess());
+        if dealt {
+            // Dealt: batches largest first, and longest first within each.
+            for pair in batches.windows(2) {
+                assert!(
+                    pair[0].estimate_ms >= pair[1].estimate_ms,
+                    "not largest first"
+                );
+            }
+            for batch in batches {
+                let ms: Vec<u64> = batch.tests.iter().map(|k| unit_of(k).1.0).collect();
+                assert!(ms.windows(2).all(|w| w[0] >= w[1]), "not longest first");
+            }
+        } else {
+            for pair in order.windows(2) {
+                let ((_, (a_ms, a_guess)), (_, (b_ms, b_guess))) = (&pair[0], &pair[1]);
+                assert!(a_guess >= b_guess, "a measured unit before a guessed one");
+                assert!(a_guess != b_guess || a_ms >= b_ms, "not longest first");
+            }
         }
         // No batch above the even share unless it is one unit too big alone.
         let total: u64 = tests.iter().map(|t| t.estimate.ms()).sum();

@@ -19,6 +19,12 @@ const PYTEST: Tool = Tool {
     install: "install it into the Python on PATH: `python -m pip install pytest`",
 };
 
+/// Pins pytest's rootdir to the directory the runner lists in and the batches run in: node
+/// ids are relative to the rootdir, which pytest otherwise takes from an ini file or the
+/// arguments' common ancestor (`tests/` for `--pytest tests/`), so a batch run from the
+/// checkout would name files that are not there.
+const ROOTDIR: &str = "--rootdir=.";
+
 /// pytest's exit code when it collected no tests.
 const NO_TESTS_COLLECTED: i32 = 5;
 
@@ -31,6 +37,8 @@ pub(super) fn list(suite: &Suite, dir: &Path) -> Result<Listing, SuiteError> {
     let mut args: Vec<String> = ["-m", "pytest", "--collect-only", "-q"]
         .map(str::to_owned)
         .to_vec();
+    let rootdir = own_rootdir(&suite.args);
+    args.extend(rootdir.map(str::to_owned));
     // Verbosity would change the listing's format; it still applies to the batches.
     args.extend(suite.args.iter().filter(|arg| !is_verbosity(arg)).cloned());
     let stdout = match run(suite, dir, &python, &args) {
@@ -65,13 +73,26 @@ pub(super) fn list(suite: &Suite, dir: &Path) -> Result<Listing, SuiteError> {
         .collect();
     let mut listing = Listing::new(suite, tests);
     // Paths among the arguments select what to collect; the rest are options for every run.
-    listing.run_args = suite
-        .args
-        .iter()
-        .filter(|arg| !arg.contains("::") && !dir.join(arg).exists())
-        .cloned()
+    listing.run_args = rootdir
+        .into_iter()
+        .map(str::to_owned)
+        .chain(
+            suite
+                .args
+                .iter()
+                .filter(|arg| !arg.contains("::") && !dir.join(arg).exists())
+                .cloned(),
+        )
         .collect();
     Ok(listing)
+}
+
+/// [`ROOTDIR`], unless the suite's arguments choose a rootdir themselves.
+fn own_rootdir(args: &[String]) -> Option<&'static str> {
+    let chosen = args
+        .iter()
+        .any(|arg| arg == "--rootdir" || arg.starts_with("--rootdir="));
+    (!chosen).then_some(ROOTDIR)
 }
 
 /// Whether `arg` sets pytest's verbosity (`-q`, `-vv`, `--quiet`, `--verbose`).
@@ -176,6 +197,14 @@ mod tests {
         );
         assert!(progress_line("collected 7 items").is_none());
         assert!(progress_line("=== 1 failed, 6 passed in 1.6s ===").is_none());
+    }
+
+    #[test]
+    fn the_rootdir_is_the_listing_directory_unless_the_arguments_choose_one() {
+        let args = |list: &[&str]| list.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        assert_eq!(own_rootdir(&args(&["tests/", "-x"])), Some("--rootdir=."));
+        assert_eq!(own_rootdir(&args(&["--rootdir=tests"])), None);
+        assert_eq!(own_rootdir(&args(&["--rootdir", "tests"])), None);
     }
 
     #[test]

@@ -114,8 +114,27 @@ scenario_example() {
     pass "example: the example cluster workflow runs the quickstart manifest on 3 workers"
 }
 
+# A test suite through the action (tests: pytest) over a matrix of 3: the merged JUnit has one
+# testcase per test and pytest's own counts for the suite run alone here, the flaky test is
+# flagged, and the failing one fails the runner step (instance 0) and only it. The jobs get the
+# test virtualenv's python (scripts/test.sh installs pytest into it).
+scenario_suite() {
+  local dir="$logs/suite" python="$root/.cache/venv/bin/python"
+  mkdir -p "$dir"
+  "$python" -m pytest --version >/dev/null 2>&1 ||
+    { fail suite "no pytest in $root/.cache/venv (scripts/test.sh installs it)"; return; }
+  if act_run suite tests/act/workflows/suite.yml --env CA_TEST_DIR="$dir" \
+    --env CA_TEST_PYTHON="$root/.cache/venv/bin"; then
+    fail suite "act succeeded although a test failed"; tail -60 "$logs/suite.log"; return
+  fi
+  expect_lines suite 'Success - Main \./' 2 &&
+    expect_lines suite 'Failure - Main \./' 1 &&
+    python3 tests/act/check_suite.py "$python" tests/fixtures/suite-pytest "$dir" &&
+    pass "suite: tests: pytest over a matrix of 3, one merged JUnit with pytest's own counts, the flaky test flagged"
+}
+
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(transport roles auto failing sealed example)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(transport roles auto failing sealed example suite)
 for s in "${scenarios[@]}"; do
   "scenario_$s"
 done

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{JobReport, RunReport, Summary, one_line};
+use super::{JobReport, RunReport, Summary, TestSummary, one_line};
 use crate::proto::JobStatus;
 use crate::runner::duration::format_duration;
 
@@ -26,7 +26,7 @@ impl RunReport {
         let summary = self.summary();
         let mut page = format!(
             "## {}\n\n{}\n\n",
-            headline(&summary),
+            headline(&summary, &self.test_summary()),
             counts(self, &summary)
         );
         let problems: Vec<&JobReport> = self
@@ -58,24 +58,40 @@ impl RunReport {
     }
 }
 
-/// One line saying how the run went.
-fn headline(summary: &Summary) -> String {
-    let total = summary.total;
-    let jobs = if total == 1 { "job" } else { "jobs" };
-    if summary.not_passed() > 0 {
-        format!(
-            "❌ cluster-action: {} of {total} {jobs} did not pass",
-            summary.not_passed()
-        )
+/// One line saying how the run went, counting a run's tests beside its jobs (a run of suites
+/// alone has tests and no jobs).
+fn headline(summary: &Summary, tests: &TestSummary) -> String {
+    let total = summary.total + tests.total;
+    let not_passed = summary.not_passed() + tests.failed + tests.errors;
+    let what = noun(summary.total, tests.total);
+    if not_passed > 0 {
+        format!("❌ cluster-action: {not_passed} of {total} {what} did not pass")
     } else if summary.cancelled > 0 {
         format!(
-            "🚫 cluster-action: cancelled, {} of {total} {jobs} did not finish",
+            "🚫 cluster-action: cancelled, {} of {total} {what} did not finish",
             summary.cancelled
         )
     } else if total == 0 {
-        "cluster-action: no jobs ran".to_owned()
+        "cluster-action: nothing ran".to_owned()
+    } else if tests.skipped > 0 {
+        format!(
+            "✅ cluster-action: all {} {what} passed, {} skipped",
+            total - tests.skipped,
+            tests.skipped
+        )
     } else {
-        format!("✅ cluster-action: all {total} {jobs} passed")
+        format!("✅ cluster-action: all {total} {what} passed")
+    }
+}
+
+/// What the headline counts: jobs, tests, or both.
+fn noun(jobs: usize, tests: usize) -> &'static str {
+    match (jobs, tests) {
+        (1, 0) => "job",
+        (_, 0) => "jobs",
+        (0, 1) => "test",
+        (0, _) => "tests",
+        _ => "jobs and tests",
     }
 }
 
@@ -174,5 +190,47 @@ mod tests {
         let long = cell(&"é".repeat(200));
         assert_eq!(long.chars().count(), MAX_CELL_CHARS + 1);
         assert!(long.ends_with('…'));
+    }
+
+    #[test]
+    fn the_headline_counts_the_tests_of_a_run_of_suites_alone() {
+        let no_jobs = Summary::default();
+        let tests = TestSummary {
+            total: 7,
+            passed: 5,
+            failed: 1,
+            flaky: 1,
+            ..TestSummary::default()
+        };
+        assert_eq!(
+            headline(&no_jobs, &tests),
+            "❌ cluster-action: 1 of 7 tests did not pass"
+        );
+        let green = TestSummary {
+            failed: 0,
+            skipped: 1,
+            ..tests
+        };
+        assert_eq!(
+            headline(&no_jobs, &green),
+            "✅ cluster-action: all 6 tests passed, 1 skipped"
+        );
+        let one_job = Summary {
+            total: 1,
+            passed: 1,
+            ..Summary::default()
+        };
+        assert_eq!(
+            headline(&one_job, &green),
+            "✅ cluster-action: all 7 jobs and tests passed, 1 skipped"
+        );
+        assert_eq!(
+            headline(&one_job, &TestSummary::default()),
+            "✅ cluster-action: all 1 job passed"
+        );
+        assert_eq!(
+            headline(&no_jobs, &TestSummary::default()),
+            "cluster-action: nothing ran"
+        );
     }
 }
