@@ -7,12 +7,14 @@
 //!   refuses up front (exit 2, with the count) a manifest whose layers cannot fit beside
 //!   [`RUNNER_RESERVE`].
 //! - A worker's job creates its stream and its outputs layers. Workers pack the outputs of
-//!   several jobs into one layer (see `worker::outputs_pack`): a flush takes every job waiting,
-//!   and first waits up to [`outputs_linger`] for one job per slot (a job holds its slot until
-//!   its outputs are uploaded, so a worker never has more waiting than it has slots); the wait
-//!   grows as [`OUTPUTS_BUDGET`] runs out, so thousands of jobs stay within the budget. Only a
-//!   worker that has spent all of it refuses outputs: each such job is reported as an error
-//!   naming the limit, never dropped silently.
+//!   several jobs into one layer (see `worker::outputs_pack`). A job frees its slot when its
+//!   process ends, and its outputs wait, staged, for a flush; at most [`pending_uploads_max`]
+//!   wait (a worker with that many starts nothing new until a flush takes them), which bounds
+//!   the disk and memory they hold. A flush takes every job waiting, and first waits up to
+//!   [`outputs_linger`] for that many; the wait grows as [`OUTPUTS_BUDGET`] runs out, so
+//!   thousands of jobs stay within the budget even on one slot. Only a worker that has spent
+//!   all of it refuses outputs: each such job is reported as an error naming the limit, never
+//!   dropped silently.
 
 use std::time::Duration;
 
@@ -32,6 +34,22 @@ pub const WORKER_STREAM_RESERVE: u32 = 20;
 
 /// Outputs layers one worker may upload.
 pub const OUTPUTS_BUDGET: u32 = ARTIFACTS_PER_JOB - WORKER_STREAM_RESERVE;
+
+/// Jobs per slot whose outputs may wait for an upload (at least [`MIN_PENDING_UPLOADS`], at
+/// most [`MAX_PENDING_UPLOADS`] per worker).
+const PENDING_UPLOADS_PER_SLOT: usize = 8;
+const MIN_PENDING_UPLOADS: usize = 16;
+const MAX_PENDING_UPLOADS: usize = 256;
+
+/// The most jobs of a worker with `slots` whose process ended and whose outputs wait to be
+/// uploaded: the worker starts nothing new while that many wait, and a flush takes up to that
+/// many at once.
+pub fn pending_uploads_max(slots: u32) -> usize {
+    let slots = usize::try_from(slots).unwrap_or(usize::MAX).max(1);
+    slots
+        .saturating_mul(PENDING_UPLOADS_PER_SLOT)
+        .clamp(MIN_PENDING_UPLOADS, MAX_PENDING_UPLOADS)
+}
 
 /// The shortest and longest wait of an outputs flush for more finished jobs.
 const MIN_LINGER: Duration = Duration::from_millis(50);
@@ -78,7 +96,7 @@ pub fn check_manifest(manifest: &Manifest) -> Result<u32, OverBudget> {
 }
 
 /// How long the next outputs flush of a worker that has made `flushes` may wait for a full
-/// batch (one job per slot): [`MIN_LINGER`] in the first quarter of [`OUTPUTS_BUDGET`], then
+/// batch ([`pending_uploads_max`] jobs): [`MIN_LINGER`] in the first quarter of [`OUTPUTS_BUDGET`], then
 /// doubling every 1/16 of it up to [`MAX_LINGER`]; `None` once the budget is spent.
 pub fn outputs_linger(flushes: u32) -> Option<Duration> {
     if flushes >= OUTPUTS_BUDGET {
@@ -145,6 +163,14 @@ mod tests {
                 && msg.contains("limit of 500"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn pending_uploads_grow_with_slots_within_bounds() {
+        assert_eq!(pending_uploads_max(0), MIN_PENDING_UPLOADS);
+        assert_eq!(pending_uploads_max(1), MIN_PENDING_UPLOADS);
+        assert_eq!(pending_uploads_max(4), 32);
+        assert_eq!(pending_uploads_max(1000), MAX_PENDING_UPLOADS);
     }
 
     #[test]

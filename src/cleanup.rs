@@ -34,7 +34,8 @@ const PARALLEL_DELETES: usize = 8;
 /// What a cleanup keeps (the `keep` input).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Keep {
-    /// Reports (`ca-timings…`, `ca-results-…`) and the stopped marker; everything else goes.
+    /// Reports (`ca-timings…`, `ca-results-…`, a sealed cluster's `ca-history-…`) and the
+    /// stopped marker; everything else goes.
     #[default]
     Reports,
     /// Everything: no cleanup (the artifacts still expire with their retention).
@@ -60,10 +61,12 @@ impl FromStr for Keep {
     }
 }
 
-/// Whether `name` is a report artifact: the timing history (`ca-timings…`) or a run's results
-/// (`ca-results-…`), which outlive the run on purpose.
+/// Whether `name` is a report artifact: the timing history (`ca-timings…`), a run's results
+/// (`ca-results-…`), or either sealed (`ca-history-…`), which outlive the run on purpose.
 pub fn is_report(name: &str) -> bool {
-    name.starts_with("ca-timings") || name.starts_with("ca-results-")
+    name.starts_with("ca-timings")
+        || name.starts_with("ca-results-")
+        || name.starts_with(crate::seal::HISTORY_ARTIFACT)
 }
 
 /// The layers a cluster used or produced, as its broker saw them go by.
@@ -225,6 +228,7 @@ mod tests {
         "ca-layer-bb",
         "ca-timings",
         "ca-results-c",
+        "ca-history-0123456789abcdef0123456789abcdef",
         "user-artifact",
     ];
 
@@ -256,7 +260,8 @@ mod tests {
                 "ca.c.1.0123456789abcdef.up.0",
                 "ca-layer-aa",
                 "ca-timings",
-                "ca-results-c"
+                "ca-results-c",
+                "ca-history-0123456789abcdef0123456789abcdef"
             ]
         );
         assert!(stop_targets(listed(RUN), &ns, &made(), Keep::All).is_empty());
@@ -267,7 +272,7 @@ mod tests {
         let picked = names(leftovers(listed(RUN), Keep::Reports));
         assert_eq!(picked, RUN[..7]);
         let picked = names(leftovers(listed(RUN), Keep::None));
-        assert_eq!(picked, RUN[..9]);
+        assert_eq!(picked, RUN[..10]);
         assert!(leftovers(listed(RUN), Keep::All).is_empty());
     }
 

@@ -12,7 +12,8 @@
 //!   retries are tried again until the peer timeout).
 //! - [`seal`]: with a cluster secret (`CLUSTER_SECRET`), keys per purpose and direction
 //!   (HKDF-SHA256), sealed frames (XChaCha20-Poly1305), chunked sealed layers and keyed
-//!   (HMAC) layer names. Hooked in at the frame codec (`stream::frame` encode/decode, keys in
+//!   (HMAC) layer names; `seal::HistorySeal`, the timing history and results a sealed cluster
+//!   keeps for later runs, under keys from the secret alone. Hooked in at the frame codec (`stream::frame` encode/decode, keys in
 //!   [`stream::StreamConfig::seal`]), at [`layer::publish`] and at [`layer::LayerCache`]'s
 //!   insert; a frame it refuses ends its stream, a layer it refuses fails the job.
 //! - [`layer`]: content-addressed tar.gz layers: pack, publish, fetch, verify, extract.
@@ -24,13 +25,15 @@
 //!   that encodes or decodes `proto`.
 //! - [`broker`]: a pure scheduler (`broker::scheduler`) inside an async shell that owns the
 //!   listener and one link per peer; `broker::EmbeddedBroker` runs one beside a runner.
-//! - [`worker`]: a pure state machine (`worker::machine`: slots, queue, cancel, stop) inside an
-//!   async shell that joins the broker and runs each attempt as a task (layers → directory →
-//!   launch, asked of the machine, which checks the lease again → `worker::exec` → outputs
-//!   layer); `worker::contain` makes every process a job starts die
-//!   with the job and with its worker (a guard process for a worker that dies), `worker::sandbox` gives a job its own namespaces
-//!   (`isolation: sandbox`); `worker::InProcessWorker` runs one inside a runner (`run
-//!   --slots`), joining the cluster like any other.
+//! - [`worker`]: a pure state machine (`worker::machine`: slots, queue, cancel, stop, attempts
+//!   uploading their outputs after giving their slot back, bounded) inside an async shell that
+//!   joins the broker and runs each attempt as a task (layers → directory → launch, asked of
+//!   the machine, which checks the lease again → `worker::exec` → staged outputs), then its
+//!   upload (`worker::outputs_pack` packs many jobs per layer); `worker::contain` makes every
+//!   process a job starts die with the job and with its worker (a guard process for a worker
+//!   that dies), `worker::sandbox` gives a job its own namespaces (`isolation: sandbox`);
+//!   `worker::InProcessWorker` runs one inside a runner (`run --slots`), joining the cluster
+//!   like any other.
 //! - [`runner`]: the manifest, and the run as a pure state machine (`runner::machine`:
 //!   submission in batches sized by bytes, progress, worker wait or going on alone on its own
 //!   slots, cancel, lost broker (a report of what finished), outputs fetches tried again,
@@ -43,7 +46,9 @@
 //!   (per job, and per test: `runner::report`).
 //! - [`plan`]: a test suite's plan: batches from estimates (longest and unknown first, none
 //!   over total / slots; a fully measured suite dealt onto two batches per slot), the
-//!   `ca-timings` and `ca-results` documents, re-run selection, and `plan::github`, which reads them back through GitHub's REST API (octocrab).
+//!   `ca-timings` and `ca-results` documents (sealed as `ca-history-…` with a secret), re-run
+//!   selection, and `plan::github`, which reads them back through GitHub's REST API
+//!   (octocrab).
 //! - [`suite`]: test frameworks (nextest, pytest, go test, a command pair): listing a suite
 //!   on the runner, the command a worker runs for a batch, per-test results from the
 //!   framework's own report, and the merged JUnit.
@@ -71,8 +76,9 @@
 //! under a lease the broker renews (`Lease`, fencing a worker declared lost), the worker
 //! merges the defaults in (`proto::JobDefaults::merge_into`, the manifest's own rule), fetches
 //! the layers into its cache, assembles the job's directory from private copies, runs
-//! `bash -c`, publishes declared outputs
-//! as a layer and sends `Finished`; the broker forwards the outcome to the runner, which
+//! `bash -c`, gives the slot back (`Uploading`), publishes declared outputs in a layer
+//! shared with other jobs and sends `Finished`; the broker forwards the outcome to the runner,
+//! which
 //! fetches the outputs and reports. A suite's batch is such a job: its command is the
 //! framework's run of exactly its tests, its one output the framework's report, which the
 //! runner reads back to decide each test. The binary (`src/main.rs`, `src/cli/`) maps flags onto

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::layer::Digest;
 
 /// The version of this message set; a peer with another version is refused at hello.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// A job as its runner knows it: its index in the manifest. Runner ↔ broker messages name
 /// jobs by it; it is unique only within one runner's submission.
@@ -375,6 +375,14 @@ pub enum WorkerMsg {
     Hello(Hello),
     /// An assigned attempt started.
     Started {
+        /// The job.
+        id: JobId,
+        /// Attempt number.
+        attempt: u32,
+    },
+    /// An attempt's process ended and its outputs are being uploaded: it holds no slot of
+    /// the worker any more, and its `Finished` follows once the outputs are in the store.
+    Uploading {
         /// The job.
         id: JobId,
         /// Attempt number.

@@ -2375,12 +2375,17 @@ fn a_clean_stop_deletes_what_the_cluster_made_and_keeps_reports() {
         "3\n"
     );
 
-    // Streams, the listen marker, the data layer and four outputs layers were made and are
-    // gone; what the user asked to keep stays, with the stopped marker late workers read.
-    let deleted = service.stats()["twirp"]["DeleteArtifact"]
-        .as_u64()
-        .unwrap_or(0);
-    assert!(deleted >= 10, "DeleteArtifact calls: {deleted}");
+    // Streams, the listen marker, the data layer and the outputs layers (a worker packs the
+    // outputs of jobs that end together into one) were made and are gone: every artifact
+    // created but the two the test uploaded and the stopped marker. What the user asked to
+    // keep stays, with the stopped marker late workers read.
+    let twirp = &service.stats()["twirp"];
+    let deleted = twirp["DeleteArtifact"].as_u64().unwrap_or(0);
+    let created = twirp["CreateArtifact"].as_u64().unwrap_or(0);
+    assert!(
+        deleted >= created.saturating_sub(3) && deleted >= 8,
+        "DeleteArtifact calls: {deleted}, CreateArtifact calls: {created}"
+    );
     let left = service.listed("anyone");
     let expected =
         BTreeSet::from(["ca-timings", "ca.k.1.closed", "user-artifact"].map(String::from));
@@ -2497,15 +2502,13 @@ fn a_manifest_needing_600_layer_artifacts_is_refused_before_any_upload() {
     assert_eq!(service.stats()["twirp_total"], 0, "{}", service.stats());
 }
 
-#[test]
-fn five_thousand_jobs_with_outputs_stay_within_500_artifacts_per_worker() {
-    let _serial = serial();
+/// Runs `count` jobs that each write one output file on `local --workers W --slots S` (as
+/// `workers_slots` says), expects every job to pass, and returns the scratch directory
+/// holding the outputs brought back under `back/`. The jobs run with the default isolation
+/// (`process`, with its leftover sweep), as a user's jobs do.
+fn run_jobs_with_outputs(count: usize, workers_slots: (u32, u32)) -> Scratch {
     let scratch = Scratch::new();
-    // Each worker runs about 1,700 jobs with outputs: one outputs layer per job would take
-    // more than the 500 artifacts the in-process service allows each worker's job. A flush
-    // packs at most one finished job per slot (a job holds its slot until its outputs are
-    // uploaded), so 8 slots leave the budget a wide margin.
-    let jobs: Vec<_> = (0..5000)
+    let jobs: Vec<_> = (0..count)
         .map(|i| {
             (
                 format!("o{i}"),
@@ -2515,10 +2518,13 @@ fn five_thousand_jobs_with_outputs_stay_within_500_artifacts_per_worker() {
         })
         .collect();
     scratch.write("cluster.yml", manifest("", &jobs));
-    let args =
-        "local --workers 3 --slots 8 cluster.yml --outputs-dir back --report-json report.json";
-    let mut local = scratch.start("local", args);
-    let status = await_within("5,000 jobs", Duration::from_secs(600), || {
+    let (workers, slots) = workers_slots;
+    let args = format!(
+        "local --workers {workers} --slots {slots} cluster.yml --outputs-dir back \
+         --report-json report.json"
+    );
+    let mut local = scratch.start("local", &args);
+    let status = await_within(&format!("{count} jobs"), Duration::from_secs(600), || {
         local.child.try_wait().unwrap()
     });
     local.code = status.code();
@@ -2529,11 +2535,93 @@ fn five_thousand_jobs_with_outputs_stay_within_500_artifacts_per_worker() {
         .take(2)
         .collect();
     assert_eq!(local.code, Some(0), "{errors:?}\n{}", local.stderr());
-    assert_eq!(summary["summary"]["passed"], 5000);
+    assert_eq!(summary["summary"]["passed"], count);
+    scratch
+}
+
+/// Asserts that job `o{i}`'s output came back whole.
+fn output_back(scratch: &Scratch, i: usize) {
+    let file = scratch.path().join(format!("back/o{i}/out/{i}.txt"));
+    assert_eq!(
+        fs::read_to_string(&file).unwrap(),
+        format!("{i}\n"),
+        "{file:?}"
+    );
+}
+
+#[test]
+fn five_thousand_jobs_with_outputs_stay_within_500_artifacts_per_worker() {
+    let _serial = serial();
+    // Each worker runs about 1,700 jobs with outputs: one outputs layer per job would take
+    // more than the 500 artifacts the in-process service allows each worker's job.
+    let scratch = run_jobs_with_outputs(5000, (3, 8));
     for i in [0, 1234, 4999] {
-        let file = scratch.path().join(format!("back/o{i}/out/{i}.txt"));
-        assert_eq!(fs::read_to_string(&file).unwrap(), format!("{i}\n"));
+        output_back(&scratch, i);
     }
+}
+
+#[test]
+fn a_one_slot_worker_runs_800_jobs_with_outputs_within_its_500_artifacts() {
+    let _serial = serial();
+    // One slot: a job gives it back when its process ends, and its outputs wait for the next
+    // flush, so a flush packs the outputs of every job that ended while the last one uploaded.
+    // Were a job to hold its slot until its outputs were uploaded, each flush would carry one
+    // job and the worker would run out of its 500 artifacts (which the service enforces)
+    // after some 480 jobs.
+    let scratch = run_jobs_with_outputs(800, (1, 1));
+    for i in 0..800 {
+        output_back(&scratch, i);
+    }
+}
+
+#[test]
+fn outputs_refused_by_the_artifact_limit_fail_at_once_naming_it() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    // Each job's job-id has 20 artifacts: the worker's stream takes a few, then its outputs
+    // layers (one per job: each job outlasts a flush's wait) reach the limit.
+    let service = Service::up_as(&scratch, "serve", "serve --max-artifacts-per-job 20");
+    let count = 30;
+    let jobs: Vec<_> = (0..count)
+        .map(|i| {
+            (
+                format!("o{i}"),
+                format!("sleep 0.2; mkdir -p out && echo {i} > out/{i}.txt"),
+                "outputs: [out/*.txt]".to_string(),
+            )
+        })
+        .collect();
+    scratch.write(
+        "cluster.yml",
+        manifest("defaults:\n  isolation: none\n", &jobs),
+    );
+    let mut runner = service.start(
+        &scratch,
+        "runner",
+        &format!(
+            "run cluster.yml --cluster lim {TIMINGS} --embed-broker --stop-cluster --slots 0 \
+             --report-json report.json"
+        ),
+    );
+    let mut worker = start_worker((&service, &scratch), "lim", TIMINGS, "w", 1);
+    runner.expect_exit(1);
+    worker.expect_exit(0);
+    let (_, report) = read_report(&scratch.path().join("report.json"));
+    let refused: Vec<&Value> = report.values().filter(|j| j["status"] == "error").collect();
+    assert!(!refused.is_empty(), "some outputs must hit the limit");
+    assert!(report.values().any(|j| j["status"] == "passed"));
+    for job in &refused {
+        let error = job["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("limit of 20 artifacts per job")
+                && error.contains("not tried again")
+                && error.contains("500 artifacts per job"),
+            "{job}"
+        );
+    }
+    // A refusal is not a transient failure: never asked again.
+    let log = worker.stderr();
+    assert!(!log.contains("uploading the outputs failed"), "{log}");
 }
 
 // ---------------------------------------------------------------------------------------------

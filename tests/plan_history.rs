@@ -693,3 +693,181 @@ async fn a_run_whose_history_artifact_is_garbled_says_so_once_and_passes() {
     );
     assert_eq!(counts(&server), (1, 0, 1, 1));
 }
+
+#[tokio::test]
+async fn sealed_history_is_read_with_the_same_secret_and_missed_in_one_line_without_it() {
+    use cluster_action::plan::github::fetch_sealed_history;
+    use cluster_action::seal::{HISTORY_ARTIFACT, HistorySeal};
+    let seal = HistorySeal::derive(b"s3cret").unwrap();
+    // What a sealed run on main kept: its timings under their sealed name, sealed.
+    let mut sealed = timings_artifact(1, 101, "main", "2026-11-10T10:00:00Z", 1_000);
+    sealed.name = seal.name(TIMINGS);
+    sealed.zip = timings(101, 1_000).to_sealed_zip(&seal, TIMINGS).unwrap();
+    assert!(sealed.name.starts_with(HISTORY_ARTIFACT) && !sealed.name.contains("ci.yml"));
+    let server = serve(vec![sealed], Fault::None).await;
+
+    let later = HistorySeal::derive(b"s3cret").unwrap();
+    let history = fetch_sealed_history(&run(&server, 1), CLUSTER, true, &later).await;
+    assert_eq!(history.misses, []);
+    assert_eq!(slow_estimate(&history), Some(1_000));
+    assert_eq!(counts(&server), (1, 0, 1, 1), "one list, one download");
+
+    let other = HistorySeal::derive(b"another secret").unwrap();
+    let history = fetch_sealed_history(&run(&server, 1), CLUSTER, true, &other).await;
+    assert_one_miss(
+        &history,
+        |w| matches!(w, MissReason::NotFound(_)),
+        "sealed as",
+    );
+    let history = fetch_history(&run(&server, 1), CLUSTER, true).await;
+    assert_one_miss(&history, |w| matches!(w, MissReason::NotFound(_)), TIMINGS);
+}
+
+#[tokio::test]
+async fn a_tampered_sealed_history_is_refused_in_one_line() {
+    use cluster_action::plan::github::fetch_sealed_history;
+    use cluster_action::seal::HistorySeal;
+    let seal = HistorySeal::derive(b"s3cret").unwrap();
+    let mut sealed = timings_artifact(1, 101, "main", "2026-11-10T10:00:00Z", 1_000);
+    sealed.name = seal.name(TIMINGS);
+    // Sealed as another document (results of attempt 1): bound to its name, so refused.
+    sealed.zip = timings(101, 1_000)
+        .to_sealed_zip(&seal, "ca-results-default-1")
+        .unwrap();
+    let server = serve(vec![sealed], Fault::None).await;
+    let history = fetch_sealed_history(&run(&server, 1), CLUSTER, true, &seal).await;
+    assert_one_miss(
+        &history,
+        |w| matches!(w, MissReason::Corrupt(_)),
+        "failed authentication",
+    );
+}
+
+/// Runs `cluster-action ARGS` in `dir` with the GitHub variables of attempt `attempt` of
+/// [`RUN`] (REST API at `api`), `env` added; returns its exit code and stderr.
+async fn run_binary(
+    dir: &std::path::Path,
+    args: &[&str],
+    api: &str,
+    attempt: u32,
+    env: &[(&str, String)],
+) -> (Option<i32>, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cluster-action"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env("GITHUB_API_URL", api)
+        .env("GITHUB_REPOSITORY", format!("{OWNER}/{REPO}"))
+        .env("GITHUB_RUN_ID", RUN.to_string())
+        .env("GITHUB_RUN_ATTEMPT", attempt.to_string())
+        .env("GITHUB_TOKEN", TOKEN)
+        .env_remove("GITHUB_EVENT_PATH")
+        .env_remove("GITHUB_WORKFLOW_REF")
+        .env_remove("CLUSTER_SECRET")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_sealed_run_s_history_is_sealed_and_only_the_same_secret_re_runs_from_it() {
+    use cluster_action::seal::HISTORY_ARTIFACT;
+    use cluster_action::token::{BackendIds, make_token};
+    let service = cluster_action::serve::start(Default::default())
+        .await
+        .unwrap();
+    let nothing = serve(Vec::new(), Fault::None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ids = ["alpha_marker_one", "beta_marker_two", "gamma_marker_three"];
+    let manifest = format!(
+        "suites:\n  - name: r\n    framework: command\n    list: printf '{}\\n'\n    run: |\n      \
+         {{ echo '<testsuite>'; for t in \"$@\"; do if [ \"$t\" = beta_marker_two ] && [ \"$GITHUB_RUN_ATTEMPT\" = 1 ]; then echo \"<testcase name='$t'><failure/></testcase>\"; else echo \"<testcase name='$t'/>\"; fi; done; echo '</testsuite>'; }} > \"$CLUSTER_JUNIT\"\n      \
+         env:\n        GITHUB_RUN_ATTEMPT: \"${{GITHUB_RUN_ATTEMPT}}\"\n",
+        ids.join("\\n")
+    );
+    std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
+    let secret = ("CLUSTER_SECRET", "s3cret".to_string());
+    let token = make_token(&BackendIds {
+        run: "run-1".into(),
+        job: "runner".into(),
+    });
+    let store_env = [
+        ("ACTIONS_RESULTS_URL", service.url().to_string()),
+        ("ACTIONS_RUNTIME_TOKEN", token.clone()),
+        secret.clone(),
+    ];
+    let args = [
+        "run",
+        "cluster.yml",
+        "--embed-broker",
+        "--slots",
+        "1",
+        "--stop-cluster",
+        // `local`'s cluster id, which the history names carry.
+        "--cluster",
+        "local",
+    ];
+    let (code, stderr) = run_binary(dir.path(), &args, &nothing.base, 1, &store_env).await;
+    assert_eq!(code, Some(1), "one test fails in attempt 1: {stderr}");
+
+    // What the run kept: sealed history only, holding none of the test names.
+    let store = cluster_action::store::ArtifactStore::new(
+        cluster_action::store::StoreConfig::new(service.url(), &token).unwrap(),
+    )
+    .unwrap();
+    let listed = store.list(None).await.unwrap();
+    let names: Vec<&str> = listed.iter().map(|a| a.name.as_str()).collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("ca-timings") || n.starts_with("ca-results")),
+        "{names:?}"
+    );
+    let history: Vec<_> = listed
+        .iter()
+        .filter(|a| a.name.starts_with(HISTORY_ARTIFACT))
+        .collect();
+    assert_eq!(history.len(), 2, "timings and results: {names:?}");
+    let mut stored = Vec::new();
+    for (i, artifact) in history.into_iter().enumerate() {
+        let path = dir.path().join(format!("kept-{i}.zip"));
+        store.download_to(artifact, &path).await.unwrap();
+        let zip = std::fs::read(&path).unwrap();
+        let text = String::from_utf8_lossy(&zip);
+        assert!(!ids.iter().any(|id| text.contains(id)), "{text}");
+        stored.push(Stored {
+            id: 10 + i as u64,
+            name: artifact.name.clone(),
+            run_id: RUN,
+            branch: "main",
+            created_at: "2026-03-01T10:00:00Z",
+            expired: false,
+            zip,
+        });
+    }
+    let github = serve(stored, Fault::None).await;
+
+    // Attempt 2 with the same secret re-runs only what failed.
+    let local = ["local", "--workers", "1", "cluster.yml"];
+    let (code, stderr) = run_binary(dir.path(), &local, &github.base, 2, &[secret]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("re-run: running 1 of 3 tests"), "{stderr}");
+
+    // Another secret, or none: not found, one line, every test runs.
+    for env in [vec![("CLUSTER_SECRET", "other".to_string())], vec![]] {
+        let (code, stderr) = run_binary(dir.path(), &local, &github.base, 2, &env).await;
+        assert_eq!(code, Some(0), "{stderr}");
+        let misses: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("no results of earlier attempts"))
+            .collect();
+        assert_eq!(misses.len(), 1, "{stderr}");
+        assert!(misses[0].ends_with("every test runs"), "{stderr}");
+        assert!(!stderr.contains("re-run: running 1 of 3"), "{stderr}");
+    }
+}

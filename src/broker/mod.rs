@@ -352,6 +352,9 @@ impl Shell {
             Event::Worker(peer, msg) => match msg {
                 WorkerMsg::Hello(_) => Vec::new(),
                 WorkerMsg::Started { id, attempt } => self.sched.job_started(&peer, id, attempt),
+                WorkerMsg::Uploading { id, attempt } => {
+                    self.sched.job_uploading(&peer, id, attempt)
+                }
                 WorkerMsg::Finished { id, outcome } => {
                     self.made.finished(&outcome);
                     self.sched.job_finished(&peer, id, outcome)

@@ -12,6 +12,9 @@
 //! a worker that holds more than it can run ([`BrokerToWorker::TakeBack`]); the worker answers
 //! with what it gave up, and an attempt it had started meanwhile keeps running there.
 //!
+//! A job whose process ended and whose outputs its worker uploads ([`Scheduler::job_uploading`])
+//! stays that worker's until its result, but holds none of its slots.
+//!
 //! Fencing: a worker starts assigned work only under a lease ([`BrokerToWorker::Lease`])
 //! shorter than the silence after which the broker declares it lost, so a lost worker starts
 //! nothing it was given; a late result from a worker declared lost is dropped.
@@ -145,12 +148,22 @@ struct Worker {
     /// The name it gave (what jobs see as `CLUSTER_WORKER`), for reports and messages.
     name: String,
     slots: u32,
-    /// Jobs assigned and not finished (running or prefetched).
+    /// Jobs assigned and not finished (running, prefetched, or uploading their outputs).
     assigned: BTreeSet<JobId>,
+    /// Those of `assigned` whose process ended and whose outputs are being uploaded: they
+    /// hold no slot.
+    uploading: BTreeSet<JobId>,
     /// The measured assign → started round trip (a running mean).
     round_trip: Option<Duration>,
     /// The shared defaults it was sent (each once).
     defaults: BTreeSet<DefaultsId>,
+}
+
+impl Worker {
+    /// Jobs that hold a slot or wait for one: assigned, minus those uploading outputs.
+    fn holding(&self) -> usize {
+        self.assigned.len() - self.uploading.len()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -242,6 +255,7 @@ impl Scheduler {
                 name,
                 slots: slots.max(1),
                 assigned: BTreeSet::new(),
+                uploading: BTreeSet::new(),
                 round_trip: None,
                 defaults: BTreeSet::new(),
             },
@@ -333,6 +347,21 @@ impl Scheduler {
         }
     }
 
+    /// A worker's attempt ended its process and uploads its outputs: its slot is free (the
+    /// job stays the worker's until `Finished`).
+    pub fn job_uploading(&mut self, peer: &str, global: JobId, attempt: u32) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        let current = self.jobs.get(&global).is_some_and(|job| {
+            matches!(&job.state, JobState::Assigned(p) if p.worker == peer && p.started)
+                && job.attempts == attempt
+        });
+        if current && let Some(w) = self.workers.get_mut(peer) {
+            w.uploading.insert(global);
+            self.fill(&mut fx);
+        }
+        fx
+    }
+
     /// A worker finished an attempt: final, or retried while attempts remain.
     pub fn job_finished(
         &mut self,
@@ -361,6 +390,7 @@ impl Scheduler {
         }
         let worker = self.workers.get_mut(peer).map(|w| {
             w.assigned.remove(&global);
+            w.uploading.remove(&global);
             w.name.clone()
         });
         let Some(job) = self.jobs.get_mut(&global) else {
@@ -613,7 +643,7 @@ impl Scheduler {
     /// pipeline depth.
     fn has_room(&self, w: &Worker, prefetching: bool) -> bool {
         let extra = if prefetching { self.extra(w) } else { 0 };
-        (w.assigned.len() as u32) < w.slots + extra
+        (w.holding() as u32) < w.slots + extra
     }
 
     /// Whether `job` may go to `w`: a job goes to a worker it avoids (one an earlier attempt
@@ -632,8 +662,8 @@ impl Scheduler {
             .filter(|(_, w)| self.has_room(w, prefetching) && self.may_run_on(job, w))
             .max_by_key(|(_, w)| {
                 (
-                    i64::from(w.slots) - w.assigned.len() as i64,
-                    std::cmp::Reverse(w.assigned.len()),
+                    i64::from(w.slots) - w.holding() as i64,
+                    std::cmp::Reverse(w.holding()),
                 )
             })
             .map(|(p, _)| p.clone())
@@ -647,7 +677,7 @@ impl Scheduler {
         if !matches!(job.state, JobState::Queued) {
             return; // a stale queue entry
         }
-        let free_slot = (w.assigned.len() as u32) < w.slots;
+        let free_slot = (w.holding() as u32) < w.slots;
         self.assignments += 1;
         job.attempts += 1;
         job.state = JobState::Assigned(Box::new(Placement {
@@ -700,11 +730,11 @@ impl Scheduler {
         let idle: Vec<&Worker> = self
             .workers
             .values()
-            .filter(|w| (w.assigned.len() as u32) < w.slots)
+            .filter(|w| (w.holding() as u32) < w.slots)
             .collect();
         let free: usize = idle
             .iter()
-            .map(|w| (w.slots as usize).saturating_sub(w.assigned.len()))
+            .map(|w| (w.slots as usize).saturating_sub(w.holding()))
             .sum();
         if free == 0 {
             return;
@@ -729,7 +759,7 @@ impl Scheduler {
                 }
             }
             asked += in_flight;
-            let excess = w.assigned.len() - in_flight;
+            let excess = w.holding() - in_flight;
             let excess = excess.saturating_sub(w.slots as usize).min(unstarted.len());
             unstarted.sort_unstable();
             candidates.push((peer.clone(), unstarted.split_off(unstarted.len() - excess)));
@@ -957,6 +987,26 @@ mod tests {
             assigns(&more).is_empty(),
             "no worker has room beyond slots + prefetch"
         );
+    }
+
+    #[test]
+    fn a_job_uploading_its_outputs_frees_its_slot_and_its_result_still_counts() {
+        let mut s = sched(0);
+        s.runner_joined("r".into());
+        s.worker_joined("w".into(), "w".into(), 1);
+        let fx = s.submit("r", (0..2).map(|i| spec(i, None, 0)).collect());
+        let (_, g, attempt, _) = assigns(&fx)[0].clone();
+        assert_eq!(assigns(&fx).len(), 1, "one slot, no prefetch");
+        assert!(
+            assigns(&s.job_uploading("w", g, attempt)).is_empty(),
+            "not started yet: a stale message"
+        );
+        s.job_started("w", g, attempt);
+        let fx = s.job_uploading("w", g, attempt);
+        assert_eq!(assigns(&fx).len(), 1, "the slot is free for the next job");
+        let done = finished(&s.job_finished("w", g, outcome(1, JobStatus::Passed)));
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].1.status, JobStatus::Passed);
     }
 
     #[test]

@@ -1,17 +1,20 @@
 //! A run's timing history and earlier attempts, outside the runner: read before the run
 //! (`--timings FILE`, else GitHub's REST API through `plan::github`), kept after it (the
 //! `ca-timings` and `ca-results` artifacts, and `--write-timings FILE`). Nothing here fails a
-//! run: a source that gives nothing is one line, and the run goes on with estimates.
+//! run: a source that gives nothing is one line, and the run goes on with estimates. With a
+//! cluster secret both artifacts are sealed under the history keys of the secret alone
+//! (`seal::HistorySeal`), named `ca-history-…`, so a later run with the same secret reads them.
 
 use sha2::{Digest as _, Sha256};
 
 use cluster_action::plan::ArtifactDocument;
-use cluster_action::plan::github::{GithubRun, fetch_history};
+use cluster_action::plan::github::{GithubRun, fetch_history, fetch_sealed_history};
 use cluster_action::plan::results::{AttemptResults, RerunMode, results_artifact_name};
 use cluster_action::plan::timings::{Timings, timings_artifact_name};
 use cluster_action::runner::manifest::Manifest;
 use cluster_action::runner::report::RunReport;
 use cluster_action::runner::suites::outcomes;
+use cluster_action::seal::{HistorySeal, SECRET_VAR};
 use cluster_action::store::ArtifactStore;
 
 use super::exit::Failure;
@@ -26,6 +29,8 @@ pub struct RunHistory {
     pub timings: Timings,
     /// The previous attempt's results, on a re-run.
     pub previous: Option<AttemptResults>,
+    /// With a cluster secret: the keys the history is sealed under.
+    seal: Option<HistorySeal>,
 }
 
 impl RunHistory {
@@ -40,6 +45,7 @@ impl RunHistory {
         if manifest.suites.is_empty() {
             return Ok(Self::default());
         }
+        let seal = history_seal()?;
         // Outside GitHub some variables are set otherwise (act sets GITHUB_REPOSITORY to a
         // local path): history from GitHub is then off, like any other miss, in one line.
         let run = GithubRun::from_env().unwrap_or_else(|e| {
@@ -49,10 +55,15 @@ impl RunHistory {
         let Some(run) = run else {
             return Ok(Self {
                 timings: from_file.unwrap_or_default(),
+                seal,
                 ..Self::default()
             });
         };
-        let history = fetch_history(&run, cluster, from_file.is_none()).await;
+        let want_timings = from_file.is_none();
+        let history = match &seal {
+            Some(seal) => fetch_sealed_history(&run, cluster, want_timings, seal).await,
+            None => fetch_history(&run, cluster, want_timings).await,
+        };
         for line in history.lines() {
             eprintln!("{line}");
         }
@@ -63,6 +74,7 @@ impl RunHistory {
             run: Some(run),
             timings,
             previous: history.previous.map(|(r, _)| r),
+            seal,
         })
     }
 
@@ -92,16 +104,6 @@ impl RunHistory {
         let (Some(run), Some(store)) = (&self.run, store) else {
             return Ok(());
         };
-        // Test names and statuses would be readable by everyone who can read the run, and the
-        // cluster's keys (bound to this run) could not seal them for later runs.
-        if std::env::var_os(cluster_action::seal::SECRET_VAR).is_some() {
-            eprintln!(
-                "note: with a cluster secret, the timing history and results artifacts are not \
-                 kept (they would hold test names in plain text); keep timings with \
-                 --write-timings FILE and a cache step instead"
-            );
-            return Ok(());
-        }
         let results = AttemptResults::after_attempt(
             self.previous.as_ref(),
             run.run_id,
@@ -109,16 +111,26 @@ impl RunHistory {
             outcomes,
             timings.clone(),
         );
-        let documents = [
-            (
-                timings_artifact_name(cluster, run.workflow.as_deref()),
-                timings.to_artifact_zip(),
-            ),
-            (
-                results_artifact_name(cluster, attempt),
-                results.to_artifact_zip(),
-            ),
-        ];
+        let timings_name = timings_artifact_name(cluster, run.workflow.as_deref());
+        let results_name = results_artifact_name(cluster, attempt);
+        // Test names and statuses are readable by everyone who can read the run: a sealed
+        // cluster keeps them sealed, under names that say only that they are history.
+        let documents = match &self.seal {
+            None => [
+                (timings_name, timings.to_artifact_zip()),
+                (results_name, results.to_artifact_zip()),
+            ],
+            Some(seal) => [
+                (
+                    seal.name(&timings_name),
+                    timings.to_sealed_zip(seal, &timings_name),
+                ),
+                (
+                    seal.name(&results_name),
+                    results.to_sealed_zip(seal, &results_name),
+                ),
+            ],
+        };
         for (name, zip) in documents {
             if let Err(e) = upload(store, &name, zip).await {
                 eprintln!("warning: the history artifact '{name}' was not kept: {e}");
@@ -126,6 +138,17 @@ impl RunHistory {
         }
         Ok(())
     }
+}
+
+/// The history keys of `CLUSTER_SECRET`, when it is set.
+fn history_seal() -> Result<Option<HistorySeal>, Failure> {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(secret) = std::env::var_os(SECRET_VAR) else {
+        return Ok(None);
+    };
+    HistorySeal::derive(secret.as_bytes())
+        .map(Some)
+        .map_err(|e| Failure::bad_input(e.to_string()))
 }
 
 /// Uploads `zip` as artifact `name`.

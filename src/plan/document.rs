@@ -7,6 +7,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use zip::write::SimpleFileOptions;
 
+use crate::seal::{HistorySeal, SEALED_FILE};
+
 /// A document kept in an artifact: [`super::timings::Timings`] and
 /// [`super::results::AttemptResults`].
 pub trait ArtifactDocument: Serialize + DeserializeOwned {
@@ -32,6 +34,24 @@ pub trait ArtifactDocument: Serialize + DeserializeOwned {
     /// From a downloaded artifact zip; the error says what is wrong with it.
     fn from_artifact_zip(archive: &[u8]) -> Result<Self, String> {
         Self::from_json(&unzip_one(archive, Self::FILE)?)
+    }
+
+    /// The artifact's contents with a secret: a zip holding [`SEALED_FILE`], the document
+    /// sealed under `seal` and bound to its plain artifact name `plain_name`.
+    fn to_sealed_zip(&self, seal: &HistorySeal, plain_name: &str) -> Result<Vec<u8>, String> {
+        zip_one(SEALED_FILE, &seal.seal(plain_name, &self.to_json()))
+    }
+
+    /// From a downloaded sealed artifact zip; the error says what is wrong with it (also when
+    /// it fails authentication).
+    fn from_sealed_zip(
+        archive: &[u8],
+        seal: &HistorySeal,
+        plain_name: &str,
+    ) -> Result<Self, String> {
+        let sealed = unzip_one(archive, SEALED_FILE)?;
+        let plain = seal.open(plain_name, &sealed).map_err(|e| e.to_string())?;
+        Self::from_json(&plain)
     }
 }
 
@@ -61,6 +81,25 @@ fn unzip_one(archive: &[u8], name: &str) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::timings::Timings;
+
+    #[test]
+    fn a_sealed_document_holds_no_plain_text_and_opens_only_with_its_key_and_name() {
+        let mut timings = Timings::default();
+        timings.run_id = Some(77);
+        let seal = HistorySeal::derive(b"s3cret").unwrap();
+        let zip = timings.to_sealed_zip(&seal, "ca-timings-c").unwrap();
+        assert!(!String::from_utf8_lossy(&zip).contains("run_id"));
+        let back = Timings::from_sealed_zip(&zip, &seal, "ca-timings-c").unwrap();
+        assert_eq!(back, timings);
+        let other = HistorySeal::derive(b"other").unwrap();
+        let refused = Timings::from_sealed_zip(&zip, &other, "ca-timings-c").unwrap_err();
+        assert!(refused.contains("failed authentication"), "{refused}");
+        assert!(
+            Timings::from_artifact_zip(&zip).is_err(),
+            "not readable as plain"
+        );
+    }
 
     #[test]
     fn a_zipped_file_comes_back_and_garbage_is_named() {

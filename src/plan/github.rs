@@ -5,6 +5,10 @@
 //! list and one download, far inside `GITHUB_TOKEN`'s 1,000 requests an hour. Nothing here
 //! fails a run: a source that cannot be read (no token, no permission, no artifact, a corrupt
 //! one) is a [`Miss`], one line for the log, and the run goes on with estimates.
+//!
+//! A sealed cluster ([`fetch_sealed_history`]) looks for its documents under their sealed
+//! names and opens them with the history keys of its secret ([`crate::seal::HistorySeal`]);
+//! history sealed under another secret, or none, is not found: one line, as with no history.
 
 use std::path::Path;
 use std::time::Duration;
@@ -15,8 +19,9 @@ use octocrab::models::workflows::WorkflowListArtifact;
 use octocrab::{Octocrab, Page};
 
 use super::ArtifactDocument;
-use super::results::{AttemptResults, results_artifact_attempt, results_artifact_name};
+use super::results::{AttemptResults, results_artifact_name};
 use super::timings::{Timings, timings_artifact_name};
+use crate::seal::HistorySeal;
 
 /// The REST API's base URL (GitHub Enterprise Server sets its own).
 pub const API_URL_VAR: &str = "GITHUB_API_URL";
@@ -281,8 +286,27 @@ impl History {
 /// above 1), then, when `want_timings` and no earlier attempt had timings, the newest timings
 /// of this workflow on the default branch.
 pub async fn fetch_history(run: &GithubRun, cluster: &str, want_timings: bool) -> History {
+    fetch(run, cluster, want_timings, None).await
+}
+
+/// [`fetch_history`] of a sealed cluster: the documents sealed under `seal`'s secret.
+pub async fn fetch_sealed_history(
+    run: &GithubRun,
+    cluster: &str,
+    want_timings: bool,
+    seal: &HistorySeal,
+) -> History {
+    fetch(run, cluster, want_timings, Some(seal)).await
+}
+
+async fn fetch(
+    run: &GithubRun,
+    cluster: &str,
+    want_timings: bool,
+    seal: Option<&HistorySeal>,
+) -> History {
     let mut history = History::default();
-    let client = match HistoryClient::new(run, cluster) {
+    let client = match HistoryClient::new(run, cluster, seal) {
         Ok(client) => client,
         Err(why) => {
             let (source, what) = if run.attempt > 1 {
@@ -326,11 +350,18 @@ pub struct HistoryClient<'a> {
     crab: Octocrab,
     run: &'a GithubRun,
     cluster: &'a str,
+    /// The history keys of a sealed cluster.
+    seal: Option<&'a HistorySeal>,
 }
 
 impl<'a> HistoryClient<'a> {
-    /// A client with the run's token and API URL, for `cluster`'s artifacts.
-    pub fn new(run: &'a GithubRun, cluster: &'a str) -> Result<Self, MissReason> {
+    /// A client with the run's token and API URL, for `cluster`'s artifacts (sealed under
+    /// `seal`, when given).
+    pub fn new(
+        run: &'a GithubRun,
+        cluster: &'a str,
+        seal: Option<&'a HistorySeal>,
+    ) -> Result<Self, MissReason> {
         let token = run.token.clone().ok_or(MissReason::NoToken)?;
         let crab = Octocrab::builder()
             .base_uri(run.api_url.as_str())
@@ -341,7 +372,26 @@ impl<'a> HistoryClient<'a> {
                     .build()
             })
             .map_err(|e| MissReason::Failed(one_line(&e)))?;
-        Ok(Self { crab, run, cluster })
+        Ok(Self {
+            crab,
+            run,
+            cluster,
+            seal,
+        })
+    }
+
+    /// The artifact name of the document whose plain name is `plain`: sealed, with a seal.
+    fn stored_name(&self, plain: &str) -> String {
+        self.seal
+            .map_or_else(|| plain.to_string(), |s| s.name(plain))
+    }
+
+    /// `plain`, and its sealed name when there is one, for log lines.
+    fn shown(&self, plain: &str) -> String {
+        match self.seal {
+            Some(seal) => format!("{plain}, sealed as {}", seal.name(plain)),
+            None => plain.to_string(),
+        }
     }
 
     /// The newest earlier attempt's `ca-results-<cluster>-<attempt>`: one list of the run's
@@ -351,8 +401,18 @@ impl<'a> HistoryClient<'a> {
             "results of earlier attempts of run {} ({} to {})",
             self.run.run_id,
             results_artifact_name(self.cluster, 1),
-            results_artifact_name(self.cluster, self.run.attempt.saturating_sub(1))
+            self.shown(&results_artifact_name(
+                self.cluster,
+                self.run.attempt.saturating_sub(1)
+            ))
         );
+        // attempt → (stored name, plain name)
+        let names: Vec<(u32, String, String)> = (1..self.run.attempt)
+            .map(|attempt| {
+                let plain = results_artifact_name(self.cluster, attempt);
+                (attempt, self.stored_name(&plain), plain)
+            })
+            .collect();
         let listed = self
             .crab
             .actions()
@@ -362,32 +422,29 @@ impl<'a> HistoryClient<'a> {
             .await;
         let newest = listed.map(|page| {
             unexpired(page)
-                .filter_map(|a| Some((results_artifact_attempt(self.cluster, &a.name)?, a)))
-                .filter(|(attempt, _)| *attempt < self.run.attempt)
-                .max_by_key(|(attempt, _)| *attempt)
-                .map(|(_, artifact)| artifact)
+                .filter_map(|a| {
+                    let (attempt, _, plain) = names.iter().find(|(_, n, _)| *n == a.name)?;
+                    Some((*attempt, a, plain.clone()))
+                })
+                .max_by_key(|(attempt, _, _)| *attempt)
+                .map(|(_, artifact, plain)| (artifact, plain))
         });
-        self.fetch(
-            Source::EarlierAttempts,
-            what,
-            newest,
-            AttemptResults::from_artifact_zip,
-        )
-        .await
+        self.fetch(Source::EarlierAttempts, what, newest).await
     }
 
     /// The newest unexpired `ca-timings-<cluster>-<workflow>` of another run on the default
     /// branch: one list by name, one download.
     pub async fn default_branch_timings(&self) -> Lookup<Timings> {
-        let name = timings_artifact_name(self.cluster, self.run.workflow.as_deref());
+        let plain = timings_artifact_name(self.cluster, self.run.workflow.as_deref());
+        let name = self.stored_name(&plain);
         let Some(branch) = &self.run.default_branch else {
             return Lookup::Missed(Miss {
                 source: Source::DefaultBranch,
-                what: format!("timing history ({name})"),
+                what: format!("timing history ({})", self.shown(&plain)),
                 why: MissReason::NoDefaultBranch,
             });
         };
-        let what = format!("timing history ({name} on {branch})");
+        let what = format!("timing history ({} on {branch})", self.shown(&plain));
         let listed = self
             .crab
             .actions()
@@ -405,23 +462,18 @@ impl<'a> HistoryClient<'a> {
                     })
                 })
                 .max_by_key(|a| a.created_at)
+                .map(|a| (a, plain.clone()))
         });
-        self.fetch(
-            Source::DefaultBranch,
-            what,
-            newest,
-            Timings::from_artifact_zip,
-        )
-        .await
+        self.fetch(Source::DefaultBranch, what, newest).await
     }
 
-    /// Downloads the artifact a list chose and decodes it, or says why there is nothing.
-    async fn fetch<T>(
+    /// Downloads the artifact a list chose (with the plain name of its document) and decodes
+    /// it (opens it, with a seal), or says why there is nothing.
+    async fn fetch<T: ArtifactDocument>(
         &self,
         source: Source,
         what: String,
-        listed: octocrab::Result<Option<WorkflowListArtifact>>,
-        decode: impl Fn(&[u8]) -> Result<T, String>,
+        listed: octocrab::Result<Option<(WorkflowListArtifact, String)>>,
     ) -> Lookup<T> {
         let miss = |why| {
             Lookup::Missed(Miss {
@@ -430,8 +482,8 @@ impl<'a> HistoryClient<'a> {
                 why,
             })
         };
-        let artifact = match listed {
-            Ok(Some(artifact)) => artifact,
+        let (artifact, plain) = match listed {
+            Ok(Some(found)) => found,
             Ok(None) => return miss(MissReason::NotFound("none unexpired is listed".into())),
             Err(e) => return miss(reason(&e)),
         };
@@ -444,7 +496,11 @@ impl<'a> HistoryClient<'a> {
             Ok(bytes) => bytes,
             Err(e) => return miss(reason(&e)),
         };
-        match decode(&bytes) {
+        let decoded = match self.seal {
+            Some(seal) => T::from_sealed_zip(&bytes, seal, &plain),
+            None => T::from_artifact_zip(&bytes),
+        };
+        match decoded {
             Ok(value) => Lookup::Found(value, from),
             Err(detail) => miss(MissReason::Corrupt(format!("{from}: {detail}"))),
         }

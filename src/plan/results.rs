@@ -27,19 +27,6 @@ pub fn results_artifact_name(cluster: &str, attempt: u32) -> String {
     format!("{RESULTS_ARTIFACT}-{cluster}-{attempt}")
 }
 
-/// The attempt a results artifact of `cluster` belongs to, if `name` is one.
-pub fn results_artifact_attempt(cluster: &str, name: &str) -> Option<u32> {
-    let digits = name
-        .strip_prefix(RESULTS_ARTIFACT)?
-        .strip_prefix('-')?
-        .strip_prefix(cluster)?
-        .strip_prefix('-')?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok().filter(|&attempt| attempt > 0)
-}
-
 /// How a test ended in the attempt that last ran it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -350,20 +337,5 @@ mod tests {
         let zipped = results.to_artifact_zip().unwrap();
         assert_eq!(AttemptResults::from_artifact_zip(&zipped).unwrap(), results);
         assert_eq!(results_artifact_name("default", 3), "ca-results-default-3");
-        assert_eq!(
-            results_artifact_attempt("default", "ca-results-default-3"),
-            Some(3)
-        );
-        for name in [
-            "ca-results-default-",
-            "ca-results-default-0",
-            "ca-results-default-x",
-            "ca-results-default--1",
-            "ca-results-other-1",
-            "ca-results-3",
-            "x",
-        ] {
-            assert_eq!(results_artifact_attempt("default", name), None, "{name}");
-        }
     }
 }

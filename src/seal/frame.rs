@@ -57,21 +57,13 @@ impl FrameSeal {
     /// Appends the sealed form of `plain` (`plain.len() + FRAME_OVERHEAD` bytes) to `out`;
     /// `header` is the frame header that precedes it, which is authenticated too.
     pub fn seal(&self, header: &[u8], plain: &[u8], out: &mut BytesMut) {
-        let nonce: [u8; NONCE_LEN] = rand::random();
-        let sealed = self
-            .cipher
-            .encrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: plain,
-                    aad: &self.aad(header),
-                },
-            )
-            .expect("XChaCha20-Poly1305 seals any frame-sized message");
         out.reserve(FRAME_OVERHEAD + plain.len());
         out.put_slice(&self.key_id);
-        out.put_slice(&nonce);
-        out.put_slice(&sealed);
+        out.put_slice(&seal_with_random_nonce(
+            &self.cipher,
+            plain,
+            &self.aad(header),
+        ));
     }
 
     /// The plaintext of a sealed payload that followed `header`.
@@ -90,19 +82,44 @@ impl FrameSeal {
                 theirs: hex::encode(key_id),
             }));
         }
-        let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("split at the nonce length");
-        self.cipher
-            .decrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: &self.aad(header),
-                },
-            )
+        open_with_nonce(&self.cipher, rest, &self.aad(header))
             .map(Bytes::from)
-            .map_err(|_| SealError::forged(format!("a frame of '{}'", self.stream)))
+            .ok_or_else(|| SealError::forged(format!("a frame of '{}'", self.stream)))
     }
+}
+
+/// `[nonce (24)][ciphertext + tag]` of `plain` under `cipher` with associated data `aad`, the
+/// nonce 192 fresh random bits (no counter state to lose or repeat).
+pub(super) fn seal_with_random_nonce(
+    cipher: &XChaCha20Poly1305,
+    plain: &[u8],
+    aad: &[u8],
+) -> Vec<u8> {
+    let nonce: [u8; NONCE_LEN] = rand::random();
+    let sealed = cipher
+        .encrypt(&XNonce::from(nonce), Payload { msg: plain, aad })
+        .expect("XChaCha20-Poly1305 seals any message shorter than 256 GiB");
+    [&nonce[..], &sealed].concat()
+}
+
+/// The plaintext of [`seal_with_random_nonce`]'s `sealed`, or `None` when it fails
+/// authentication (or is too short to hold a nonce).
+pub(super) fn open_with_nonce(
+    cipher: &XChaCha20Poly1305,
+    sealed: &[u8],
+    aad: &[u8],
+) -> Option<Vec<u8>> {
+    let (nonce, ciphertext) = sealed.split_at_checked(NONCE_LEN)?;
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
+    cipher
+        .decrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: ciphertext,
+                aad,
+            },
+        )
+        .ok()
 }
 
 /// Opens a payload read from a stream whose header says it is `sealed` (or not), with this

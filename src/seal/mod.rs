@@ -5,17 +5,24 @@
 //! Modules: `keys` (HKDF-SHA256 derivation of one key per purpose and direction, and the key
 //! id peers compare), `frame` (one stream frame: random 192-bit nonces), `layer` (a layer file
 //! in 64 KiB chunks, STREAM-like: a nonce prefix, a chunk counter and a last-chunk flag), `name`
-//! (HMAC-SHA256 content addresses).
+//! (HMAC-SHA256 content addresses), `history` (the timing history and results a sealed
+//! cluster keeps for later runs, under keys from the secret alone).
 //!
 //! Nonces never repeat under one key: frame nonces are 192 random bits each (a collision is
 //! expected only after about 2^96 frames, so restarts, rotations and retries are harmless); a
 //! layer's nonce prefix is an HMAC of its plaintext, so two layers share a prefix only when
 //! their bytes are equal (then their sealed bytes are equal too: deterministic sealing, which
-//! keeps upload-if-absent working), and chunks within a layer differ by their counter.
+//! keeps upload-if-absent working), and chunks within a layer differ by their counter; history
+//! documents take 192 random bits each, like frames.
+//!
+//! Key schedule: the cluster's keys (`keys`) come from the secret, the run id and the cluster
+//! id, so nothing sealed in one run or cluster opens in another; the history keys (`history`)
+//! come from the secret alone under a salt of their own, since a later run must read them.
 //!
 //! Every authentication failure is refused, counted ([`refused`]) and reported; none is used.
 
 mod frame;
+mod history;
 mod keys;
 mod layer;
 mod name;
@@ -23,6 +30,7 @@ mod name;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use frame::{FRAME_OVERHEAD, FrameSeal, open_frame};
+pub use history::{HISTORY_ARTIFACT, HistorySeal, SEALED_FILE};
 pub use keys::{ClusterKeys, Direction};
 pub use layer::{LayerSeal, SealedLayer};
 

@@ -104,6 +104,18 @@ impl StoreError {
         }
     }
 
+    /// Whether the server refused the request for good: an answer in 4xx other than 408 and
+    /// 429 (a limit reached, a bad or unauthorised request), which asking again only repeats.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            StoreError::Http { status, .. } => {
+                (400..500).contains(status) && !matches!(status, 408 | 429)
+            }
+            StoreError::Config(_) => true,
+            _ => false,
+        }
+    }
+
     /// Whether a write through a signed upload URL failed because the URL no longer writes
     /// (expired signature, blob gone, append limit or size reached: 401, 403, 404, 409, 410,
     /// 412, 413), so a fresh artifact with a fresh URL is the cure rather than a retry.
@@ -174,6 +186,27 @@ mod tests {
             transport.to_string(),
             "ListArtifacts failed: connection refused"
         );
+    }
+
+    #[test]
+    fn refusals_are_4xx_answers_other_than_timeouts_and_throttling() {
+        let http = |status| StoreError::Http {
+            op: "CreateArtifact",
+            artifact: "a".into(),
+            status,
+            message: String::new(),
+        };
+        assert!(http(412).is_refusal());
+        assert!(http(403).is_refusal());
+        assert!(!http(429).is_refusal());
+        assert!(!http(408).is_refusal());
+        assert!(!http(503).is_refusal());
+        let cut = StoreError::Transport {
+            op: "CreateArtifact",
+            artifact: "a".into(),
+            message: "reset".into(),
+        };
+        assert!(!cut.is_refusal());
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! One attempt of one job on this worker: layers → job directory → launch under the lease →
 //! process → outputs (found by `layer::select`, which never follows a symlink and is bounded
-//! by the job's timeout).
+//! by the job's timeout, and staged for the worker's outputs packer) → [`upload`], which runs
+//! after the attempt gave its slot back.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -11,7 +12,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::Shared;
 use super::exec;
-use super::machine::{Assignment, not_run, outputs_retry};
+use super::machine::{Assignment, not_run, outputs_lost, outputs_retry};
+use super::outputs_pack::Staged;
 use crate::layer::{self, Digest};
 use crate::proto::{JobId, JobOutcome, JobSpec, JobStatus};
 
@@ -52,13 +54,23 @@ impl Gate {
     }
 }
 
-/// Runs one attempt and returns its outcome; never fails: problems become `Error` outcomes.
+/// An attempt whose process ended.
+#[derive(Debug)]
+pub(crate) struct Ran {
+    /// How it ended (without its outputs layer).
+    pub outcome: JobOutcome,
+    /// Its outputs, staged for upload, when it has any.
+    pub staged: Option<Staged>,
+}
+
+/// Runs one attempt until its process ended and its outputs are staged; never fails:
+/// problems become `Error` outcomes.
 pub(crate) async fn run(
     shared: Arc<Shared>,
     assignment: Assignment,
     gate: Gate,
     mut cancel: watch::Receiver<bool>,
-) -> JobOutcome {
+) -> Ran {
     let started = Instant::now();
     let name = &shared.cfg.name;
     let Assignment {
@@ -67,8 +79,11 @@ pub(crate) async fn run(
         job: spec,
     } = assignment;
     let dir = shared.cfg.work_dir.join(format!("{id}-{attempt}"));
-    let mut outcome = match prepare(&shared, &spec, &dir).await {
-        Err(e) => not_run(name, attempt, JobStatus::Error, Some(e)),
+    let mut ran = match prepare(&shared, &spec, &dir).await {
+        Err(e) => Ran {
+            outcome: not_run(name, attempt, JobStatus::Error, Some(e)),
+            staged: None,
+        },
         Ok(()) => {
             let launched = tokio::select! {
                 () = gate.open() => true,
@@ -77,17 +92,20 @@ pub(crate) async fn run(
             if launched {
                 execute(&shared, &spec, attempt, &dir, cancel).await
             } else {
-                not_run(name, attempt, JobStatus::Cancelled, None)
+                Ran {
+                    outcome: not_run(name, attempt, JobStatus::Cancelled, None),
+                    staged: None,
+                }
             }
         }
     };
-    outcome.duration_ms = started.elapsed().as_millis() as u64;
+    ran.outcome.duration_ms = started.elapsed().as_millis() as u64;
     if let Err(e) = tokio::fs::remove_dir_all(&dir).await
         && e.kind() != std::io::ErrorKind::NotFound
     {
         tracing::warn!("cannot remove job directory {}: {e}", dir.display());
     }
-    outcome
+    ran
 }
 
 /// Fetches the job's layers and assembles its directory (later layers win).
@@ -105,7 +123,7 @@ async fn execute(
     attempt: u32,
     dir: &Path,
     mut cancel: watch::Receiver<bool>,
-) -> JobOutcome {
+) -> Ran {
     let name = &shared.cfg.name;
     let mut env: Vec<(String, String)> = spec
         .env
@@ -139,12 +157,11 @@ async fn execute(
     let execution = match run {
         Ok(x) => x,
         Err(e) => {
-            return not_run(
-                name,
-                attempt,
-                JobStatus::Error,
-                Some(format!("cannot start the job: {e}")),
-            );
+            let why = format!("cannot start the job: {e}");
+            return Ran {
+                outcome: not_run(name, attempt, JobStatus::Error, Some(why)),
+                staged: None,
+            };
         }
     };
     let mut outcome = JobOutcome {
@@ -158,9 +175,10 @@ async fn execute(
         outputs_path: None,
         error: None,
     };
+    let mut staged = None;
     if !spec.outputs.is_empty() && outcome.status != JobStatus::Cancelled {
         let deadline = started.checked_add(timeout);
-        let found = publish_outputs(
+        let found = stage_outputs(
             shared,
             spec,
             dir,
@@ -169,23 +187,11 @@ async fn execute(
             &mut outcome.output,
         );
         match found.await {
-            Ok(Some((layer, path))) => {
-                outcome.outputs_layer = Some(layer);
-                outcome.outputs_path = Some(path);
-            }
-            Ok(None) => {}
-            Err((status, e)) => {
-                outcome.output.push_str(&format!(
-                    "\n[cluster-action: outputs not brought back: {e}]"
-                ));
-                if outcome.status == JobStatus::Passed {
-                    outcome.status = status;
-                    outcome.error = Some(e);
-                }
-            }
+            Ok(found) => staged = found,
+            Err((status, e)) => outputs_lost(&mut outcome, status, e),
         }
     }
-    outcome
+    Ran { outcome, staged }
 }
 
 /// Completes when the attempt is cancelled. When the worker drops the sender it is going away
@@ -196,20 +202,19 @@ async fn cancelled(cancel: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Hands the files matching the job's output globs to the worker's outputs packer, which
-/// publishes them in a layer shared with the other jobs finishing about now; returns that
-/// layer and the job's directory in it. Finding them gets what is left of the job's timeout
+/// Stages the files matching the job's output globs with the worker's outputs packer, which
+/// publishes them in a layer shared with the other jobs finishing about now. Finding them gets what is left of the job's timeout
 /// (at least [`OUTPUTS_GRACE`]) and stops when the job is cancelled or this attempt is
 /// dropped; running out of time is a timeout of the job. Matching symlinks that leave the
 /// job's directory are left out, with a note in `output`.
-async fn publish_outputs(
+async fn stage_outputs(
     shared: &Shared,
     spec: &JobSpec,
     dir: &Path,
     deadline: Option<Instant>,
     cancel: &mut watch::Receiver<bool>,
     output: &mut String,
-) -> Result<Option<(Digest, String)>, (JobStatus, String)> {
+) -> Result<Option<Staged>, (JobStatus, String)> {
     let error = |e: String| (JobStatus::Error, e);
     let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
     let (root, patterns, flag) = (dir.to_path_buf(), spec.outputs.clone(), stop.0.clone());
@@ -248,34 +253,35 @@ async fn publish_outputs(
     if found.paths.is_empty() {
         return Ok(None);
     }
-    let published = publish_retried(shared, spec, dir, found.paths)
+    let staged = shared
+        .outputs
+        .stage(dir, found.paths)
         .await
         .map_err(error)?;
-    Ok(Some(published))
+    Ok(Some(staged))
 }
 
-/// Publishes the outputs found, tried again after a failure as [`outputs_retry`] says: the
-/// job ran, so a store failure now is the infrastructure's, not one of the job's attempts.
-async fn publish_retried(
-    shared: &Shared,
-    spec: &JobSpec,
-    dir: &Path,
-    paths: Vec<PathBuf>,
+/// Uploads the staged outputs of job `id`, tried again after a transient failure as
+/// [`outputs_retry`] says (the job ran, so a store failure now is the infrastructure's, not
+/// one of the job's attempts); a refusal no retry helps fails at once. Returns the layer
+/// holding them and their directory in it; the staged files go when this returns.
+pub(crate) async fn upload(
+    shared: Arc<Shared>,
+    id: crate::proto::JobId,
+    staged: Staged,
 ) -> Result<(Digest, String), String> {
     let mut failed = 0;
     loop {
-        let error = match shared.outputs.publish(dir, paths.clone()).await {
+        let error = match shared.outputs.upload(&staged).await {
             Ok(published) => return Ok(published),
-            Err(e) => e,
+            Err(e) if e.permanent => return Err(e.message),
+            Err(e) => e.message,
         };
         failed += 1;
         let Some(pause) = outputs_retry(failed) else {
             return Err(error);
         };
-        tracing::warn!(
-            job = %spec.name,
-            "publishing the outputs failed ({error}): again in {pause:?}"
-        );
+        tracing::warn!(job = %id, "uploading the outputs failed ({error}): again in {pause:?}");
         tokio::time::sleep(pause).await;
     }
 }

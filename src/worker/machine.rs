@@ -1,6 +1,6 @@
 //! The worker's decisions, as a pure state machine: which assigned attempt starts when a slot
-//! is free, what a cancel or a take-back does to a queued or a running attempt, what is
-//! reported, when the worker ends.
+//! is free, what a cancel or a take-back does to a queued, running or uploading attempt, what
+//! is reported, when the worker ends.
 //!
 //! It does no I/O. Each event returns the [`Effect`]s the shell in `worker::mod` carries out
 //! (send a message, start or kill an attempt, end), as `broker::scheduler` does for the broker.
@@ -14,6 +14,13 @@
 //! The lease is checked twice: when an attempt is taken from the queue, and again when its
 //! job directory is ready and its process is about to be spawned ([`Machine::ready`]):
 //! fetching layers takes time, and a fence can come in between.
+//!
+//! Uploading: an attempt whose process ended with outputs to bring back frees its slot at
+//! once and waits, *uploading*, until its outputs are in the store ([`Effect::Upload`]); only
+//! then is its result sent. At most [`crate::budget::pending_uploads_max`] attempts upload at
+//! once: a worker with that many starts nothing new (backpressure, so that staged files and
+//! held outcomes stay bounded). An uploading attempt is never run again: a cancel reports it
+//! cancelled at once, a signal reports it with its outputs lost, a take-back never touches it.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -21,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use tracing::warn;
 
+use crate::layer::Digest;
 use crate::proto::{
     AttemptRef, BrokerToWorker, DefaultsId, JobDefaults, JobId, JobOutcome, JobSpec, JobStatus,
     WorkerMsg,
@@ -55,6 +63,9 @@ pub enum Effect {
     },
     /// Kill the running attempt of this job; it ends `Cancelled` and is reported then.
     Kill(JobId),
+    /// Upload the staged outputs of this job's attempt (its process ended; `Uploading` was
+    /// sent just before); the shell answers with [`Machine::upload_ended`].
+    Upload(JobId),
     /// Stop: kill what runs, close the stream and end this way.
     End(Ending),
 }
@@ -128,6 +139,10 @@ pub struct Machine {
     running: BTreeMap<JobId, u32>,
     /// Running attempts whose directory is ready, waiting for a lease to spawn their process.
     waiting_launch: BTreeSet<JobId>,
+    /// Attempts whose process ended, waiting for their outputs' upload: their outcomes.
+    uploading: BTreeMap<JobId, JobOutcome>,
+    /// The most attempts uploading before nothing new starts.
+    max_uploading: usize,
     lease: Lease,
     /// The broker is gone: nothing starts.
     broker_lost: bool,
@@ -147,6 +162,8 @@ impl Machine {
             queue: VecDeque::new(),
             running: BTreeMap::new(),
             waiting_launch: BTreeSet::new(),
+            uploading: BTreeMap::new(),
+            max_uploading: crate::budget::pending_uploads_max(slots),
             lease: Lease {
                 next_seq: 1,
                 asked: BTreeMap::from([(0, hello_sent)]),
@@ -162,6 +179,11 @@ impl Machine {
     /// Attempts running now.
     pub fn running(&self) -> usize {
         self.running.len()
+    }
+
+    /// Attempts whose outputs are being uploaded now.
+    pub fn uploading(&self) -> usize {
+        self.uploading.len()
     }
 
     /// A message from the broker, received at `now`.
@@ -224,9 +246,22 @@ impl Machine {
         Ok(Arc::new(spec))
     }
 
-    /// SIGINT or SIGTERM arrived.
+    /// SIGINT or SIGTERM arrived: what runs is killed (the broker gives it to others), but an
+    /// attempt whose process ended is reported now, its outputs lost, never run again.
     pub fn interrupted(&mut self) -> Vec<Effect> {
-        vec![Effect::End(Ending::Interrupted)]
+        let mut fx: Vec<Effect> = std::mem::take(&mut self.uploading)
+            .into_iter()
+            .map(|(id, mut outcome)| {
+                outputs_lost(
+                    &mut outcome,
+                    JobStatus::Error,
+                    "the worker was stopped (SIGINT/SIGTERM) before they were uploaded".into(),
+                );
+                Effect::Send(WorkerMsg::Finished { id, outcome })
+            })
+            .collect();
+        fx.push(Effect::End(Ending::Interrupted));
+        fx
     }
 
     /// The broker is gone (its stream ended or failed): no attempt it gave starts any more,
@@ -280,6 +315,51 @@ impl Machine {
         fx
     }
 
+    /// A running attempt's process ended with `outcome` and outputs staged for upload, at
+    /// `now`: its slot is free, and its result waits for the upload.
+    pub fn attempt_ran(&mut self, id: JobId, outcome: JobOutcome, now: Instant) -> Vec<Effect> {
+        if self.running.get(&id) != Some(&outcome.attempt) {
+            return Vec::new();
+        }
+        self.running.remove(&id);
+        let attempt = outcome.attempt;
+        self.uploading.insert(id, outcome);
+        let mut fx = vec![
+            Effect::Send(WorkerMsg::Uploading { id, attempt }),
+            Effect::Upload(id),
+        ];
+        fx.extend(self.fill(now));
+        fx
+    }
+
+    /// The upload of attempt `attempt` of job `id` ended at `now`: with the layer holding its
+    /// outputs and their directory in it, or why they are lost (every retry spent, or a
+    /// refusal no retry helps); its result goes to the broker now.
+    pub fn upload_ended(
+        &mut self,
+        id: JobId,
+        attempt: u32,
+        uploaded: Result<(Digest, String), String>,
+        now: Instant,
+    ) -> Vec<Effect> {
+        if self.uploading.get(&id).is_none_or(|o| o.attempt != attempt) {
+            return Vec::new();
+        }
+        let Some(mut outcome) = self.uploading.remove(&id) else {
+            return Vec::new();
+        };
+        match uploaded {
+            Ok((layer, path)) => {
+                outcome.outputs_layer = Some(layer);
+                outcome.outputs_path = Some(path);
+            }
+            Err(e) => outputs_lost(&mut outcome, JobStatus::Error, e),
+        }
+        let mut fx = vec![Effect::Send(WorkerMsg::Finished { id, outcome })];
+        fx.extend(self.fill(now));
+        fx
+    }
+
     /// The task running an attempt of job `id` failed (it panicked): the attempt is reported
     /// as an error, so that the job is not left waiting for an answer forever.
     pub fn attempt_failed(&mut self, id: JobId, reason: &str, now: Instant) -> Vec<Effect> {
@@ -304,6 +384,11 @@ impl Machine {
         if self.running.contains_key(&id) {
             return vec![Effect::Kill(id)];
         }
+        // Its process ended: nothing to kill, and its outputs are no longer wanted.
+        if let Some(mut outcome) = self.uploading.remove(&id) {
+            outcome.status = JobStatus::Cancelled;
+            return vec![Effect::Send(WorkerMsg::Finished { id, outcome })];
+        }
         Vec::new()
     }
 
@@ -324,11 +409,15 @@ impl Machine {
         vec![Effect::Send(WorkerMsg::Released { jobs: released })]
     }
 
-    /// Starts queued attempts, in the order they were assigned, while slots are free and the
-    /// lease holds; asks for a lease when it does not, or before it runs out while work waits.
+    /// Starts queued attempts, in the order they were assigned, while slots are free, fewer
+    /// than the most attempts upload, and the lease holds; asks for a lease when it does not,
+    /// or before it runs out while work waits.
     fn fill(&mut self, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
-        while self.running.len() < self.slots && !self.queue.is_empty() {
+        while self.running.len() < self.slots
+            && self.uploading.len() < self.max_uploading
+            && !self.queue.is_empty()
+        {
             if !self.lease.holds(now) {
                 self.fenced(now, &mut fx);
                 return fx;
@@ -381,6 +470,18 @@ pub const OUTPUTS_PUBLISH_TRIES: u32 = 4;
 pub fn outputs_retry(failed: u32) -> Option<std::time::Duration> {
     (failed < OUTPUTS_PUBLISH_TRIES)
         .then(|| std::time::Duration::from_secs(1) * 2u32.pow(failed.saturating_sub(1)))
+}
+
+/// Marks `outcome` as having lost its outputs (`why`): a passing attempt ends `status` (an
+/// error, or a timeout or cancel that came while they were found).
+pub(crate) fn outputs_lost(outcome: &mut JobOutcome, status: JobStatus, why: String) {
+    outcome.output.push_str(&format!(
+        "\n[cluster-action: outputs not brought back: {why}]"
+    ));
+    if outcome.status == JobStatus::Passed {
+        outcome.status = status;
+        outcome.error = Some(why);
+    }
 }
 
 /// The outcome of an attempt that did not run (cancelled while queued, or could not start).
@@ -651,6 +752,147 @@ mod tests {
             .map(|failed| outputs_retry(failed).map(|d| d.as_secs()))
             .collect();
         assert_eq!(secs, [Some(1), Some(2), Some(4), None]);
+    }
+
+    /// A layer digest for tests.
+    fn digest() -> Digest {
+        Digest("ab".repeat(32))
+    }
+
+    /// Job `id`'s attempt 1 ran on a leased 1-slot worker and uploads its outputs now.
+    fn uploading_one(id: u64) -> Machine {
+        let mut w = leased("w", 1);
+        w.message(assign(id, 1), at(1));
+        w.attempt_ran(JobId(id), passed(1), at(2));
+        w
+    }
+
+    #[test]
+    fn an_attempt_whose_process_ended_frees_its_slot_while_its_outputs_upload() {
+        let mut w = leased("w", 1);
+        w.message(assign(0, 1), at(1));
+        w.message(assign(1, 1), at(1));
+        let fx = w.attempt_ran(JobId(0), passed(1), at(2));
+        assert_eq!(
+            fx[..2],
+            [
+                Effect::Send(WorkerMsg::Uploading {
+                    id: JobId(0),
+                    attempt: 1
+                }),
+                Effect::Upload(JobId(0)),
+            ]
+        );
+        assert!(finished(&fx).is_empty(), "no result before the upload");
+        assert_eq!(started(&fx), [(1, 1)], "the slot went to the next job");
+        assert_eq!((w.running(), w.uploading()), (1, 1));
+    }
+
+    #[test]
+    fn the_result_is_sent_when_the_outputs_are_uploaded_with_their_layer() {
+        let mut w = uploading_one(0);
+        let uploaded = Ok((digest(), ".cluster-action-outputs/0".to_string()));
+        let fx = w.upload_ended(JobId(0), 1, uploaded, at(3));
+        match &fx[..] {
+            [Effect::Send(WorkerMsg::Finished { id, outcome })] => {
+                assert_eq!((id.0, outcome.status), (0, JobStatus::Passed));
+                assert_eq!(outcome.outputs_layer, Some(digest()));
+                assert_eq!(
+                    outcome.outputs_path.as_deref(),
+                    Some(".cluster-action-outputs/0")
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(w.uploading(), 0);
+    }
+
+    #[test]
+    fn a_lost_upload_makes_a_passed_attempt_an_error_naming_why() {
+        let mut w = uploading_one(0);
+        let fx = w.upload_ended(JobId(0), 1, Err("limit of 500 artifacts".into()), at(3));
+        match &fx[..] {
+            [Effect::Send(WorkerMsg::Finished { outcome, .. })] => {
+                assert_eq!(outcome.status, JobStatus::Error);
+                assert_eq!(outcome.error.as_deref(), Some("limit of 500 artifacts"));
+                assert!(outcome.output.contains("outputs not brought back"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_worker_with_too_many_uploads_waiting_starts_nothing_until_one_ends() {
+        let mut w = leased("w", 1);
+        let max = crate::budget::pending_uploads_max(1) as u64;
+        for id in 0..=max {
+            w.message(assign(id, 1), at(1));
+        }
+        for id in 0..max {
+            let fx = w.attempt_ran(JobId(id), passed(1), at(2));
+            let next = if id + 1 < max {
+                vec![(id + 1, 1)]
+            } else {
+                vec![]
+            };
+            assert_eq!(started(&fx), next, "after job {id}");
+        }
+        assert_eq!((w.running(), w.uploading()), (0, max as usize));
+        let fx = w.upload_ended(JobId(0), 1, Ok((digest(), "d".into())), at(3));
+        assert_eq!(finished(&fx), [(0, JobStatus::Passed)]);
+        assert_eq!(
+            started(&fx),
+            [(max, 1)],
+            "one upload ended: one more starts"
+        );
+    }
+
+    #[test]
+    fn cancel_reports_an_uploading_attempt_at_once_and_its_late_upload_is_ignored() {
+        let mut w = uploading_one(0);
+        let fx = w.message(BrokerToWorker::Cancel { id: JobId(0) }, at(3));
+        assert_eq!(
+            finished(&fx),
+            [(0, JobStatus::Cancelled)],
+            "nothing to kill"
+        );
+        let late = w.upload_ended(JobId(0), 1, Ok((digest(), "d".into())), at(4));
+        assert!(finished(&late).is_empty());
+    }
+
+    #[test]
+    fn a_signal_reports_uploading_attempts_with_their_outputs_lost_never_to_run_again() {
+        let mut w = uploading_one(0);
+        let fx = w.interrupted();
+        assert_eq!(finished(&fx), [(0, JobStatus::Error)]);
+        assert_eq!(fx.last(), Some(&Effect::End(Ending::Interrupted)));
+    }
+
+    #[test]
+    fn take_back_and_a_stale_upload_never_touch_an_uploading_attempt() {
+        let mut w = uploading_one(0);
+        let asked = vec![AttemptRef {
+            id: JobId(0),
+            attempt: 1,
+        }];
+        let fx = w.message(BrokerToWorker::TakeBack { jobs: asked }, at(3));
+        assert_eq!(fx, [Effect::Send(WorkerMsg::Released { jobs: vec![] })]);
+        assert!(
+            w.upload_ended(JobId(0), 2, Err("x".into()), at(3))
+                .is_empty()
+        );
+        assert!(
+            w.attempt_ran(JobId(0), passed(1), at(3)).is_empty(),
+            "not running"
+        );
+        assert_eq!(w.uploading(), 1);
+    }
+
+    #[test]
+    fn an_upload_ends_even_after_the_lease_ran_out() {
+        let mut w = uploading_one(0);
+        let fx = w.upload_ended(JobId(0), 1, Ok((digest(), "d".into())), at(60_000));
+        assert_eq!(finished(&fx), [(0, JobStatus::Passed)]);
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! directories and process groups, and reports each attempt.
 //!
 //! Shape: the decisions live in [`machine`] (a pure state machine: slots, queue, cancel,
-//! stop); `run` is its async shell, which only moves messages between the [`WorkerLink`] and
-//! the machine, starts and kills attempt tasks (`attempt`: layers → job directory →
-//! [`exec`] → outputs layer) and watches for signals.
+//! stop, uploading); `run` is its async shell, which only moves messages between the
+//! [`WorkerLink`] and the machine, starts and kills attempt tasks (`attempt`: layers → job
+//! directory → launch, asked of the machine → [`exec`] → staged outputs), runs the outputs
+//! uploads of attempts that gave their slot back, and watches for signals.
 
 mod attempt;
 pub mod contain;
@@ -25,12 +26,15 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::in_process::InProcess;
+use crate::layer::Digest;
 use crate::layer::LayerCache;
 use crate::link::{JoinError, Joined, LinkError, Target, WorkerLink};
-use crate::proto::{Hello, JobId, JobOutcome, PROTOCOL_VERSION};
+use crate::proto::{Hello, JobId, PROTOCOL_VERSION};
 use crate::store::ArtifactStore;
 use crate::stream::{self, Namespace, StreamConfig, StreamError};
+use attempt::Ran;
 use machine::{Effect, Ending, Machine};
+use outputs_pack::Staged;
 
 /// How long an interrupted worker tries to tell the broker it is leaving: CI systems follow
 /// their SIGINT with a SIGKILL within seconds (GitHub Actions: 7.5 s).
@@ -183,6 +187,9 @@ pub async fn run(
         ask_launch,
         launch_asked,
         launches: HashMap::new(),
+        staged: HashMap::new(),
+        uploads: JoinSet::new(),
+        upload_tasks: HashMap::new(),
     };
     let result = shell.serve(&mut shutdown).await;
     shell.wind_down(result).await
@@ -193,7 +200,7 @@ struct Shell {
     machine: Machine,
     shared: Arc<Shared>,
     link: WorkerLink,
-    running: JoinSet<JobOutcome>,
+    running: JoinSet<Ran>,
     /// The job of each attempt task.
     tasks: HashMap<tokio::task::Id, JobId>,
     kills: HashMap<JobId, watch::Sender<bool>>,
@@ -202,7 +209,16 @@ struct Shell {
     launch_asked: mpsc::UnboundedReceiver<attempt::LaunchRequest>,
     /// Where to answer each attempt that asked to launch (with the end of the lease).
     launches: HashMap<JobId, oneshot::Sender<std::time::Instant>>,
+    /// Staged outputs of attempts that ran, until the machine says to upload them.
+    staged: HashMap<JobId, (u32, Staged)>,
+    /// Outputs uploads, each answering with its job, attempt and result.
+    uploads: JoinSet<Uploaded>,
+    /// The job and attempt of each upload task.
+    upload_tasks: HashMap<tokio::task::Id, (JobId, u32)>,
 }
+
+/// What an upload task returns: its job, attempt, and the layer and directory or why not.
+type Uploaded = (JobId, u32, Result<(Digest, String), String>);
 
 impl Shell {
     /// Feeds the machine until it ends (or the link fails).
@@ -229,6 +245,9 @@ impl Shell {
                 Some((id, answer)) = self.launch_asked.recv() => {
                     self.launches.insert(id, answer);
                     self.machine.ready(id, std::time::Instant::now())
+                }
+                Some(done) = self.uploads.join_next_with_id(), if !self.uploads.is_empty() => {
+                    self.upload_done(done)
                 }
                 () = &mut *shutdown => self.machine.interrupted(),
             };
@@ -264,7 +283,7 @@ impl Shell {
     /// The machine's event for an attempt task that returned (or panicked).
     fn attempt_done(
         &mut self,
-        done: Result<(tokio::task::Id, JobOutcome), tokio::task::JoinError>,
+        done: Result<(tokio::task::Id, Ran), tokio::task::JoinError>,
     ) -> Vec<Effect> {
         let task = match &done {
             Ok((task, _)) => *task,
@@ -277,10 +296,43 @@ impl Shell {
         self.launches.remove(&id);
         let now = std::time::Instant::now();
         match done {
-            Ok((_, outcome)) => self.machine.attempt_ended(id, outcome, now),
+            Ok((_, Ran { outcome, staged })) => match staged {
+                None => self.machine.attempt_ended(id, outcome, now),
+                Some(staged) => {
+                    self.staged.insert(id, (outcome.attempt, staged));
+                    let fx = self.machine.attempt_ran(id, outcome, now);
+                    // A stale attempt's staged files go now (dropping them removes them).
+                    if !fx.contains(&Effect::Upload(id)) {
+                        self.staged.remove(&id);
+                    }
+                    fx
+                }
+            },
             Err(e) => {
                 warn!("a job task failed: {e}");
                 self.machine.attempt_failed(id, &e.to_string(), now)
+            }
+        }
+    }
+
+    /// The machine's event for an upload task that returned (or panicked).
+    fn upload_done(
+        &mut self,
+        done: Result<(tokio::task::Id, Uploaded), tokio::task::JoinError>,
+    ) -> Vec<Effect> {
+        let now = std::time::Instant::now();
+        match done {
+            Ok((task, (id, attempt, result))) => {
+                self.upload_tasks.remove(&task);
+                self.machine.upload_ended(id, attempt, result, now)
+            }
+            Err(e) => {
+                let Some((id, attempt)) = self.upload_tasks.remove(&e.id()) else {
+                    return Vec::new();
+                };
+                warn!("an outputs upload task failed: {e}");
+                let why = format!("the worker's upload task failed: {e}");
+                self.machine.upload_ended(id, attempt, Err(why), now)
             }
         }
     }
@@ -303,6 +355,15 @@ impl Shell {
                     let _ = answer.send(until);
                 }
             }
+            Effect::Upload(id) => {
+                if let Some((attempt, staged)) = self.staged.remove(&id) {
+                    let shared = self.shared.clone();
+                    let handle = self.uploads.spawn(async move {
+                        (id, attempt, attempt::upload(shared, id, staged).await)
+                    });
+                    self.upload_tasks.insert(handle.id(), (id, attempt));
+                }
+            }
             Effect::Kill(id) => {
                 if let Some(kill) = self.kills.get(&id) {
                     let _ = kill.send(true);
@@ -321,6 +382,7 @@ impl Shell {
         result: Result<WorkerEnd, WorkerError>,
     ) -> Result<WorkerEnd, WorkerError> {
         self.running.shutdown().await;
+        self.uploads.shutdown().await;
         let close = self.link.close();
         let closed = match result {
             Ok(WorkerEnd::Interrupted) => tokio::time::timeout(INTERRUPTED_CLOSE, close)

@@ -1,39 +1,75 @@
 //! The outputs of many jobs in one layer, so that a worker running thousands of jobs stays
 //! within GitHub's 500 artifacts per job (see [`crate::budget`]).
 //!
-//! Each attempt with outputs hard-links (or copies) its matching files out of its job
-//! directory into a staging area and waits for a flush. One task flushes: it takes every
-//! attempt waiting (after waiting up to [`budget::outputs_linger`] for one per slot), moves
-//! each one's files under [`job_dir`] of a fresh tree, packs the tree as one layer, publishes
-//! it and hands every attempt the same digest. While one flush uploads, the attempts finishing
-//! meanwhile queue for the next.
+//! When an attempt's process has ended, its matching files are hard-linked (or copied) out of
+//! its job directory into the packer's tree, under a directory numbered for it (`stage`); the
+//! job directory can go, and the attempt's slot is free. Its upload (`upload`) waits for a
+//! flush. One task flushes: it takes every
+//! attempt waiting (after waiting up to [`budget::outputs_linger`] for
+//! [`budget::pending_uploads_max`] of them), packs their directories of the tree as one layer,
+//! publishes it and hands every attempt the same digest. While one flush uploads, the
+//! attempts finishing meanwhile queue for the next. A failed flush leaves the staged files in
+//! place, so that each attempt can ask again; a `Staged` removes its files when dropped.
 //! Each attempt's directory in the layer travels with its outcome
 //! ([`crate::proto::JobOutcome::outputs_path`]); the runner brings back just that directory.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use crate::budget;
-use crate::layer::{self, Digest};
+use crate::layer::{self, Digest, LayerError};
 use crate::seal::LayerSeal;
 use crate::store::ArtifactStore;
 
 /// The directory of an outputs layer holding the attempts' trees.
 const OUTPUTS_ROOT: &str = ".cluster-action-outputs";
 
-/// Where the outputs of the `n`th attempt this worker published are inside its layer.
+/// Where the outputs of the `n`th attempt this worker staged are inside its layer.
 fn job_dir(n: u64) -> String {
     format!("{OUTPUTS_ROOT}/{n}")
 }
 
-/// One attempt waiting for a flush: its staged files, and who to tell.
+/// Why an upload of staged outputs failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UploadError {
+    /// What went wrong, for the job's report.
+    pub message: String,
+    /// Asking again cannot help (the budget is spent, the store refused the layer): the
+    /// attempt fails now instead of after the retries' pauses.
+    pub permanent: bool,
+}
+
+impl UploadError {
+    fn transient(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            permanent: false,
+        }
+    }
+}
+
+/// One attempt's outputs, staged in the packer's tree until they are uploaded; dropping it
+/// removes them.
+#[derive(Debug)]
+pub(crate) struct Staged {
+    /// Its directory, relative to the tree (and inside the layer).
+    rel: String,
+    /// The same, absolute.
+    abs: PathBuf,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.abs);
+    }
+}
+
+/// One upload waiting for a flush: its staged directory, and who to tell.
 struct Waiting {
-    staged: PathBuf,
-    key: String,
-    done: oneshot::Sender<Result<Digest, String>>,
+    rel: String,
+    done: oneshot::Sender<Result<Digest, UploadError>>,
 }
 
 /// The worker's outputs packer (one per worker; its flush task ends when it is dropped).
@@ -58,8 +94,9 @@ impl OutputsPacker {
         let staging = tempfile::Builder::new()
             .prefix(".outputs-")
             .tempdir_in(work_dir)?;
+        std::fs::create_dir_all(staging.path().join(TREE).join(OUTPUTS_ROOT))?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let full = usize::try_from(slots).unwrap_or(usize::MAX).max(1);
+        let full = budget::pending_uploads_max(slots);
         tokio::spawn(flush_loop(
             store,
             seal,
@@ -74,36 +111,42 @@ impl OutputsPacker {
         })
     }
 
-    /// Stages `files` (relative to `dir`) of one attempt and waits for the flush that
-    /// publishes them; returns the digest of the layer holding them and their directory in it.
-    pub(crate) async fn publish(
-        &self,
-        dir: &Path,
-        files: Vec<PathBuf>,
-    ) -> Result<(Digest, String), String> {
+    /// Stages `files` (relative to `dir`) of one attempt: after this, `dir` may go.
+    pub(crate) async fn stage(&self, dir: &Path, files: Vec<PathBuf>) -> Result<Staged, String> {
         let n = self.staged.fetch_add(1, Ordering::Relaxed);
-        let staged = self.staging.path().join(format!("pending-{n}"));
-        let (from, to) = (dir.to_path_buf(), staged.clone());
+        let rel = job_dir(n);
+        let staged = Staged {
+            abs: self.staging.path().join(TREE).join(&rel),
+            rel,
+        };
+        let (from, to) = (dir.to_path_buf(), staged.abs.clone());
         tokio::task::spawn_blocking(move || stage(&from, &files, &to))
             .await
             .map_err(|e| format!("output staging task failed: {e}"))?
             .map_err(|e| format!("cannot stage the outputs: {e}"))?;
+        Ok(staged)
+    }
+
+    /// Waits for the flush that publishes `staged`; returns the digest of the layer holding it
+    /// and its directory in it. After a failure `staged` is still there to ask again.
+    pub(crate) async fn upload(&self, staged: &Staged) -> Result<(Digest, String), UploadError> {
         let (done, result) = oneshot::channel();
-        let key = job_dir(n);
         let waiting = Waiting {
-            staged,
-            key: key.clone(),
+            rel: staged.rel.clone(),
             done,
         };
-        self.tx
-            .send(waiting)
-            .map_err(|_| "the worker is stopping".to_string())?;
-        let digest = result
-            .await
-            .map_err(|_| "the worker stopped before the outputs were uploaded".to_string())??;
-        Ok((digest, key))
+        let stopping = || UploadError {
+            message: "the worker stopped before the outputs were uploaded".into(),
+            permanent: true,
+        };
+        self.tx.send(waiting).map_err(|_| stopping())?;
+        let digest = result.await.map_err(|_| stopping())??;
+        Ok((digest, staged.rel.clone()))
     }
 }
+
+/// The staging directory's tree of staged attempts, the root of every outputs layer.
+const TREE: &str = "tree";
 
 /// Links (or, across file systems, copies) `files` of `dir` into `to`, keeping their paths;
 /// directories are staged whole, symbolic links as links.
@@ -158,60 +201,56 @@ async fn flush_loop(
             batch.push(more);
         }
         let result = match linger {
-            None => Err(format!(
-                "this worker has uploaded {} outputs layers, all that GitHub's limit of {} \
-                 artifacts per job leaves it beside its stream",
-                budget::OUTPUTS_BUDGET,
-                budget::ARTIFACTS_PER_JOB
-            )),
+            None => Err(UploadError {
+                message: format!(
+                    "this worker has uploaded {} outputs layers, all that GitHub's limit of {} \
+                     artifacts per job leaves it beside its stream: give the cluster more \
+                     workers, or fewer jobs with outputs",
+                    budget::OUTPUTS_BUDGET,
+                    budget::ARTIFACTS_PER_JOB
+                ),
+                permanent: true,
+            }),
             Some(_) => {
                 flushes += 1;
-                let root = staging.join(format!("batch-{flushes}"));
-                flush(&store, seal.as_ref(), &root, &batch).await
+                let archive = staging.join(format!("batch-{flushes}.tar.gz"));
+                flush(&store, seal.as_ref(), &staging.join(TREE), &archive, &batch).await
             }
         };
         tracing::debug!(jobs = batch.len(), flushes, "outputs flushed");
         for waiting in batch {
-            let _ = tokio::fs::remove_dir_all(&waiting.staged).await;
             let _ = waiting.done.send(result.clone());
         }
     }
 }
 
-/// Packs the staged trees of `batch` under `root` into one layer and publishes it.
+/// Packs the staged directories of `batch` in `tree` into `archive`, one layer, and
+/// publishes it.
 async fn flush(
     store: &ArtifactStore,
     seal: Option<&LayerSeal>,
-    root: &Path,
+    tree: &Path,
+    archive: &Path,
     batch: &[Waiting],
-) -> Result<Digest, String> {
-    let moves: Vec<(PathBuf, PathBuf)> = batch
-        .iter()
-        .map(|w| (w.staged.clone(), root.join(&w.key)))
-        .collect();
-    let tree = root.to_path_buf();
-    let packed = tokio::task::spawn_blocking(move || -> Result<_, String> {
-        for (from, to) in &moves {
-            let parent = to.parent().unwrap_or(to);
-            std::fs::create_dir_all(parent)
-                .and_then(|()| std::fs::rename(from, to))
-                .map_err(|e| format!("cannot gather the outputs: {e}"))?;
-        }
-        let archive = tree.with_extension("tar.gz");
-        let digest = layer::pack(&tree, &[PathBuf::from(OUTPUTS_ROOT)], &archive)
-            .map_err(|e| e.to_string())?;
-        Ok((archive, digest))
+) -> Result<Digest, UploadError> {
+    let paths: Vec<PathBuf> = batch.iter().map(|w| PathBuf::from(&w.rel)).collect();
+    let (root, out) = (tree.to_path_buf(), archive.to_path_buf());
+    let packed = tokio::task::spawn_blocking(move || layer::pack(&root, &paths, &out))
+        .await
+        .map_err(|e| UploadError::transient(format!("output packing task failed: {e}")))?
+        .map_err(|e| UploadError::transient(e.to_string()))?;
+    let published = layer::publish(store, seal, archive, &packed).await;
+    let _ = tokio::fs::remove_file(archive).await;
+    published.map(|p| p.digest).map_err(|e| match &e {
+        LayerError::Store(store) if store.is_refusal() => UploadError {
+            message: format!(
+                "{e}: the store refused the outputs layer, so it is not tried again (when that \
+                 is GitHub's limit of {} artifacts per job, this worker's job has made all the \
+                 artifacts it may: give the cluster more workers)",
+                budget::ARTIFACTS_PER_JOB
+            ),
+            permanent: true,
+        },
+        _ => UploadError::transient(e.to_string()),
     })
-    .await
-    .map_err(|e| format!("output packing task failed: {e}"))?;
-    let result = match packed {
-        Ok((archive, digest)) => {
-            let published = layer::publish(store, seal, &archive, &digest).await;
-            let _ = tokio::fs::remove_file(&archive).await;
-            published.map(|p| p.digest).map_err(|e| e.to_string())
-        }
-        Err(e) => Err(e),
-    };
-    let _ = tokio::fs::remove_dir_all(root).await;
-    result
 }
