@@ -183,7 +183,7 @@ pub fn plan_batches(tests: Vec<Estimated>, target_ms: Option<u64>, slots: usize)
             .then_with(|| a.tests.cmp(&b.tests))
     });
     if target_ms.is_none() && units.iter().all(|u| !u.guessed) {
-        return deal_measured(units, slots.max(1) * MEASURED_BATCHES_PER_SLOT);
+        return deal_measured(units, measured_batch_count(slots));
     }
     let total = units.iter().fold(0u64, |sum, u| sum.saturating_add(u.ms));
     let slots = slots.max(1) as u64;
@@ -220,10 +220,22 @@ pub fn plan_batches(tests: Vec<Estimated>, target_ms: Option<u64>, slots: usize)
     batches
 }
 
+/// How many batches a measured suite is dealt onto: [`MEASURED_BATCHES_PER_SLOT`] per slot,
+/// but one for a single slot, which has nothing to balance (a second batch would only cost a
+/// framework start and run a shorter test before a longer one).
+fn measured_batch_count(slots: usize) -> usize {
+    if slots <= 1 {
+        1
+    } else {
+        slots * MEASURED_BATCHES_PER_SLOT
+    }
+}
+
 /// Deals `units` (sorted longest first) onto `count` batches, each unit to the batch with the
 /// least work so far (longest processing time first): the batches come out nearly equal, none
 /// above total / slots unless a unit is alone, with one framework start each. Batches go out
-/// largest first; empty ones (fewer units than batches) are dropped.
+/// in the order they were opened, so the i-th longest test is the first of the i-th batch
+/// and the longest tests start first; empty ones (fewer units than batches) are dropped.
 fn deal_measured(units: Vec<Unit>, count: usize) -> Vec<Batch> {
     let mut batches: Vec<Batch> = (0..count.max(1))
         .map(|_| Batch {
@@ -240,7 +252,6 @@ fn deal_measured(units: Vec<Unit>, count: usize) -> Vec<Batch> {
         least.estimate_ms = least.estimate_ms.saturating_add(unit.ms);
     }
     batches.retain(|b| !b.tests.is_empty());
-    batches.sort_by_key(|b| std::cmp::Reverse(b.estimate_ms));
     batches
 }
 
@@ -315,6 +326,10 @@ mod tests {
         );
         let ms: Vec<u64> = batches.iter().map(|b| b.estimate_ms).collect();
         assert_eq!(ms, [9_000, 9_000, 9_000, 9_000]);
+        // One slot has nothing to balance: one batch, longest first.
+        let one = plan_batches(tests.clone(), None, 1);
+        let all: Vec<String> = (0..9).map(|i| format!("t{i}")).collect();
+        assert_eq!(ids(&one), [all]);
         // A target set by the suite, or a test without history, keeps the packer (its plan
         // is longest first throughout; the guessed test first of all).
         let flat = |batches: Vec<Batch>| -> Vec<String> {
@@ -508,12 +523,11 @@ mod tests {
         }
         let dealt = target.is_none() && tests.iter().all(|t| !t.estimate.is_guess());
         if dealt {
-            // Dealt: batches largest first, and longest first within each.
+            // Dealt: batches in the order of their first (longest) tests, and longest first
+            // within each.
+            let first = |b: &Batch| unit_of(&b.tests[0]).1.0;
             for pair in batches.windows(2) {
-                assert!(
-                    pair[0].estimate_ms >= pair[1].estimate_ms,
-                    "not largest first"
-                );
+                assert!(first(&pair[0]) >= first(&pair[1]), "not longest first");
             }
             for batch in batches {
                 let ms: Vec<u64> = batch.tests.iter().map(|k| unit_of(k).1.0).collect();
