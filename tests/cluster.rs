@@ -18,19 +18,13 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 /// The binary under test.
 const BIN: &str = env!("CARGO_BIN_EXE_cluster-action");
-
-/// How long anything may take before a test gives up: only a hang reaches it.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-/// How often an awaited condition is checked.
-const POLL: Duration = Duration::from_millis(20);
 
 /// Stream timings of the separate-process clusters: a lost worker is noticed after 3 s, and a
 /// keepalive every 300 ms leaves room for a loaded machine.
@@ -138,24 +132,6 @@ impl Drop for Proc {
     }
 }
 
-/// Polls `probe` until it returns a value; panics naming `what` after [`PATIENCE`].
-fn await_some<T>(what: &str, probe: impl FnMut() -> Option<T>) -> T {
-    await_within(what, PATIENCE, probe)
-}
-
-/// Polls `probe` until it returns a value; panics naming `what` after `patience` (longer than
-/// [`PATIENCE`] only for runs that are long by design).
-fn await_within<T>(what: &str, patience: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + patience;
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        std::thread::sleep(POLL);
-    }
-}
-
 /// The fields of `/proc/<pid>/stat` after the command name: state, ppid, ...
 fn stat_fields(pid: libc::pid_t) -> Option<Vec<String>> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -163,7 +139,7 @@ fn stat_fields(pid: libc::pid_t) -> Option<Vec<String>> {
     Some(rest.split_whitespace().map(str::to_string).collect())
 }
 
-use common::alive;
+use common::{alive, await_some, await_within};
 
 /// The command line of `pid`, arguments separated by spaces.
 fn cmdline(pid: libc::pid_t) -> String {

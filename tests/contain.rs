@@ -8,24 +8,14 @@
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+
+mod common;
+use common::await_some;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cluster-action");
 
 /// A bash function for jobs: whether pid $1 is a live process (a zombie is not).
 const RUNNING_FN: &str = r#"running() { s=$(cat /proc/$1/stat 2>/dev/null) || return 1; case "${s##*) }" in Z*|X*) return 1;; esac; }"#;
-
-/// Waits (at most a minute) until `probe` gives a value.
-fn await_some<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// Starts `cluster-action local` on `manifest` in `dir` with two one-slot workers.
 fn start_local(dir: &Path, manifest: &str) -> std::process::Child {

@@ -26,6 +26,9 @@ use cluster_action::suite::{
     TestStatus,
 };
 
+mod common;
+use common::await_some;
+
 /// The fixture directory `name`.
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -510,6 +513,15 @@ fn kill_part_way(
         if line.contains(marker) {
             break;
         }
+    }
+    if !follow_report {
+        // The batch tees its progress to stdout and to the report: the line can reach us
+        // before the report, and a kill in between would lose what the test means to keep.
+        await_some("the marker in the report", || {
+            std::fs::read_to_string(&file)
+                .is_ok_and(|text| text.contains(marker))
+                .then_some(())
+        });
     }
     let pgid = i32::try_from(child.id()).unwrap();
     // SAFETY: a plain syscall on the process group of the child started above.

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cluster_action::serve::ServeHandle;
 use cluster_action::store::{ArtifactStore, RetryPolicy, StoreConfig};
@@ -63,4 +63,28 @@ pub fn alive(pid: i32) -> bool {
         .next()
         .and_then(|rest| rest.trim().chars().next());
     !matches!(state, Some('Z' | 'X'))
+}
+
+/// How long a test waits for a condition before giving up: only a hang reaches it.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// How often an awaited condition is checked.
+pub const POLL: Duration = Duration::from_millis(20);
+
+/// Polls `probe` until it returns a value; panics naming `what` after [`PATIENCE`].
+pub fn await_some<T>(what: &str, probe: impl FnMut() -> Option<T>) -> T {
+    await_within(what, PATIENCE, probe)
+}
+
+/// Polls `probe` until it returns a value; panics naming `what` after `patience` (longer than
+/// [`PATIENCE`] only for runs that are long by design).
+pub fn await_within<T>(what: &str, patience: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + patience;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        std::thread::sleep(POLL);
+    }
 }
