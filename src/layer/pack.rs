@@ -203,7 +203,10 @@ impl Sampler {
         Self {
             deflate: Compress::new(Compression::new(FAST_LEVEL), false),
             sample: Vec::with_capacity(SAMPLE),
-            compressed: Vec::with_capacity(SAMPLE + 1024),
+            // Room for the worst a level-1 deflate makes of a sample (fixed codes spend 9 bits
+            // on some bytes): zlib-rs 0.6 reused with too little room panicked inside the
+            // library on incompressible data (seen on git objects) instead of saying so.
+            compressed: Vec::with_capacity(2 * SAMPLE),
         }
     }
 
@@ -238,4 +241,52 @@ fn header(kind: EntryType, mode: u32, size: u64) -> Header {
     header.set_uid(0);
     header.set_gid(0);
     header
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes that deflate cannot shrink (an xorshift stream), as in archives and media.
+    fn incompressible(len: usize, mut seed: u64) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn incompressible_and_compressible_files_get_their_levels() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sampler = Sampler::new();
+        for (i, len) in [SAMPLE_MIN as usize, SAMPLE - 1, SAMPLE, 3 * SAMPLE]
+            .into_iter()
+            .enumerate()
+        {
+            let random = dir.path().join(format!("random-{i}"));
+            fs::write(
+                &random,
+                incompressible(len, 0x9e37_79b9_7f4a_7c15 + i as u64),
+            )
+            .unwrap();
+            let mut file = File::open(&random).unwrap();
+            assert_eq!(
+                sampler.level(&mut file, len as u64).unwrap(),
+                STORED_LEVEL,
+                "{len} random bytes"
+            );
+            let text = dir.path().join(format!("text-{i}"));
+            fs::write(&text, "a line of text that repeats\n".repeat(len / 28 + 1)).unwrap();
+            let mut file = File::open(&text).unwrap();
+            assert_eq!(
+                sampler.level(&mut file, len as u64).unwrap(),
+                FAST_LEVEL,
+                "{len} bytes of text"
+            );
+        }
+    }
 }
