@@ -17,6 +17,13 @@ failed=0
 pass() { echo "ok - $1"; passed=$((passed + 1)); }
 fail() { echo "not ok - $1: $2"; failed=$((failed + 1)); }
 
+# check NAME COMMAND...: runs a checker; one that fails or crashes fails the scenario.
+check() {
+  local name=$1
+  shift
+  "$@" || { fail "$name" "${2##*/} found it wrong (its output is above)"; return 1; }
+}
+
 # act_run NAME WORKFLOW [ACT ARGS...]: runs the workflow, log in $logs/NAME.log; act's status.
 act_run() {
   local name=$1 workflow=$2
@@ -57,7 +64,7 @@ cluster_scenario() {
   fi
   expect_lines "$name" 'Job succeeded' "$jobs" &&
     expect_lines "$name" '\| outputs: passed=16 failed=0 total=16$' 1 &&
-    python3 tests/act/check_spread.py tests/act/spread/cluster.yml "$dir/report.json" "$dir/outputs" "${check[@]}" &&
+    check "$name" python3 tests/act/check_spread.py tests/act/spread/cluster.yml "$dir/report.json" "$dir/outputs" "${check[@]}" &&
     pass "$name: 16 jobs spread over the workers, each passed once, report and outputs right"
 }
 
@@ -98,9 +105,9 @@ scenario_sealed() {
   fi
   expect_lines sealed 'Job succeeded' 3 &&
     expect_lines sealed '\| outputs: passed=3 failed=0 total=3$' 1 &&
-    python3 tests/act/check_sealed.py "$dir/report.json" "$dir/outputs" \
+    check sealed python3 tests/act/check_sealed.py "$dir/report.json" "$dir/outputs" \
       "MARKER-file-48-7d2a MARKER-env-7d2a MARKER-layer-7d2a" &&
-    python3 tests/act/scan_markers.py "$logs/sealed-artifacts" 8 2 "${markers[@]}" &&
+    check sealed python3 tests/act/scan_markers.py "$logs/sealed-artifacts" 8 2 "${markers[@]}" &&
     pass "sealed: a sealed cluster passes over act's artifact server, which stores none of its markers"
 }
 
@@ -129,7 +136,7 @@ scenario_suite() {
   fi
   expect_lines suite 'Success - Main \./' 2 &&
     expect_lines suite 'Failure - Main \./' 1 &&
-    python3 tests/act/check_suite.py "$python" tests/fixtures/suite-pytest "$dir" &&
+    check suite python3 tests/act/check_suite.py "$python" tests/fixtures/suite-pytest "$dir" &&
     pass "suite: tests: pytest over a matrix of 3, one merged JUnit with pytest's own counts, the flaky test flagged"
 }
 
