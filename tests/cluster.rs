@@ -1599,10 +1599,13 @@ fn transient_store_failures_around_outputs_never_fail_a_passing_job() {
         })
         .collect();
     scratch.write("cluster.yml", manifest("", &jobs));
-    let args = format!("worker --cluster f --slots 2 {TIMINGS}");
+    // At this fault rate one request's retries can take seconds (backoff from 100 ms,
+    // doubling): the peer timeout must outlast them, or a silent peer is taken for lost.
+    let timings = "--poll-max 100ms --keepalive 500ms --peer-timeout 15s";
+    let args = format!("worker --cluster f --slots 2 {timings}");
     let mut worker = service.start(&scratch, "worker", &args);
     let args = format!(
-        "run cluster.yml --cluster f --embed-broker --slots 0 {TIMINGS} \
+        "run cluster.yml --cluster f --embed-broker --slots 0 {timings} \
          --report-json report.json --outputs-dir outputs"
     );
     let mut runner = service.start(&scratch, "runner", &args);
