@@ -376,17 +376,18 @@ impl Shell<'_> {
         }
     }
 
-    /// Stops the cluster if asked, closes the stream, waits for the outputs still on their
-    /// way, and makes the report.
+    /// Waits for the outputs still on their way, then stops the cluster if asked (a stopping
+    /// broker deletes the outputs layers: stopped first, it deleted layers still being
+    /// fetched), closes the stream, and makes the report.
     async fn finish(mut self, end: &RunEnd, started: Instant) -> Result<RunReport, RunError> {
+        while let Some(done) = self.fetches.join_next().await {
+            let effects = self.fetched(done);
+            self.apply_all(effects).await?;
+        }
         let closing = self.machine.closing();
         self.apply_all(closing).await?;
         if let Err(e) = self.link.close().await {
             warn!("closing the stream to the broker: {e}");
-        }
-        while let Some(done) = self.fetches.join_next().await {
-            let effects = self.fetched(done);
-            self.apply_all(effects).await?;
         }
         Ok(self
             .machine
