@@ -193,6 +193,9 @@ fn spawn_worker(
         .arg("--work-dir")
         .arg(dir.join("work"))
         .args(["--name", &format!("worker-{index}")])
+        // A run that ends before a worker joined (bad input found while listing) stops the
+        // cluster under it: the run's error says why, the worker need not add a warning.
+        .arg("--quiet-if-stopped")
         .args(&cfg.worker_args)
         .env("ACTIONS_RESULTS_URL", url)
         .env("ACTIONS_RUNTIME_TOKEN", token)

@@ -681,6 +681,44 @@ fn pytest_listing_problems_name_their_cause() {
     assert!(err.to_string().contains("missing_dir"), "{err}");
 }
 
+#[test]
+fn a_local_run_with_a_bad_suite_says_only_why_and_exits_2() {
+    // Its workers start while the runner lists, and find the cluster stopped when the
+    // listing fails: that is `local`'s own shutdown, not news for the user.
+    let cases = [
+        (
+            "suites:\n  - {name: cmd, framework: command, list: 'echo listing broke >&2; exit 1', run: 'true'}\n",
+            None,
+            "listing broke",
+        ),
+        (
+            "suites:\n  - {name: rust, framework: nextest}\n",
+            Some("/nonexistent"),
+            "`cargo-nextest` is not installed",
+        ),
+    ];
+    for (manifest, path, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ci.yml"), manifest).unwrap();
+        let mut local = Command::new(env!("CARGO_BIN_EXE_cluster-action"));
+        local
+            .args(["local", "--workers", "3", "ci.yml"])
+            .current_dir(dir.path())
+            .stdin(Stdio::null());
+        if let Some(path) = path {
+            local.env("PATH", path);
+        }
+        let out = local.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(expected), "{expected:?} not in:\n{stderr}");
+        assert_eq!(
+            stderr.lines().filter(|l| l.contains("WARN")).count(),
+            0,
+            "warnings beside the error:\n{stderr}"
+        );
+    }
+}
 // Through `cluster-action local`: the runner lists, plans, ships and retries; workers run the
 // batches; the reports come back per test.
 

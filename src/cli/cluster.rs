@@ -74,6 +74,11 @@ pub struct WorkerArgs {
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(..=MAX_OUTPUT_LIMIT as u64)
     )]
     output_limit: usize,
+    /// No warning when the cluster was stopped before this worker joined: `local` gives it
+    /// to its workers, which start while its run lists and find the cluster stopped when the
+    /// run ended early (its error says why).
+    #[arg(long, hide = true)]
+    quiet_if_stopped: bool,
 }
 
 /// The largest `--output-limit`. A job's result travels to the runner as one stream message
@@ -128,8 +133,16 @@ pub async fn worker(args: WorkerArgs) -> Result<i32, exit::Failure> {
     let store = args.cluster.cleanup.store()?;
     worker::contain::start_guard();
     let end = worker::run(store, cfg, shutdown_signal()).await?;
-    if end == WorkerEnd::Interrupted {
-        eprintln!("worker interrupted: its running jobs were killed and handed back to the broker");
+    match end {
+        WorkerEnd::Interrupted => eprintln!(
+            "worker interrupted: its running jobs were killed and handed back to the broker"
+        ),
+        // Started after the run was over (a slow matrix job): nothing left to do.
+        WorkerEnd::ClusterStopped if !args.quiet_if_stopped => tracing::warn!(
+            cluster = %args.cluster.cluster,
+            "the cluster was already stopped: exiting"
+        ),
+        WorkerEnd::ClusterStopped | WorkerEnd::Exited => {}
     }
     Ok(exit::worker_ended(end))
 }

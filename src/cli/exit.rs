@@ -196,7 +196,7 @@ pub fn run_ended(end: &RunEnd, summary: &Summary, failing_tests: usize) -> i32 {
 /// The exit code of a worker that ended.
 pub fn worker_ended(end: WorkerEnd) -> i32 {
     match end {
-        WorkerEnd::Exited => OK,
+        WorkerEnd::Exited | WorkerEnd::ClusterStopped => OK,
         WorkerEnd::Interrupted => CANCELLED,
     }
 }
@@ -297,6 +297,11 @@ mod tests {
     #[test]
     fn workers_exit_0_when_told_and_130_when_interrupted() {
         assert_eq!(worker_ended(WorkerEnd::Exited), OK);
+        assert_eq!(
+            worker_ended(WorkerEnd::ClusterStopped),
+            OK,
+            "nothing left to do"
+        );
         assert_eq!(worker_ended(WorkerEnd::Interrupted), CANCELLED);
     }
 

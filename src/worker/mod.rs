@@ -101,6 +101,10 @@ pub enum WorkerEnd {
     /// `shutdown` completed (SIGINT/SIGTERM): its running jobs were killed, and it closed its
     /// stream so that the broker gives them to other workers at once.
     Interrupted,
+    /// The cluster had stopped before this worker joined it: a slow matrix job started after
+    /// the run was over, or the run that started this worker ended before it joined. Who
+    /// started it knows which, and whether that is worth a word.
+    ClusterStopped,
 }
 
 /// A worker inside another process (`run --slots`): it joins the cluster like any other
@@ -164,11 +168,7 @@ pub async fn run(
     };
     let link = match joined {
         Joined::Linked(link) => link,
-        Joined::ClusterClosed => {
-            // Started after the run was over (a slow matrix job): nothing left to do.
-            warn!(cluster = %cfg.ns.cluster, "the cluster was already stopped: exiting");
-            return Ok(WorkerEnd::Exited);
-        }
+        Joined::ClusterClosed => return Ok(WorkerEnd::ClusterStopped),
     };
     info!(name = %cfg.name, slots = cfg.slots, "worker connected");
     let (ask_launch, launch_asked) = mpsc::unbounded_channel();
