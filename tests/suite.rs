@@ -445,6 +445,47 @@ fn pytest_batches_report_every_test_once_keeping_files_together() {
 }
 
 #[test]
+fn pytest_options_given_as_two_words_reach_the_batches_with_their_values() {
+    // Each value names something that exists here: none may be taken for a path to collect.
+    let args = [
+        "--rootdir",
+        ".",
+        "-c",
+        "pytest.ini",
+        "--confcutdir",
+        ".",
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        "not slow",
+        "-k",
+        "test_math.py and (adds or fails)",
+    ];
+    let Some(Fixture {
+        source,
+        listing,
+        _work,
+    }) = listed(Framework::Pytest, &args)
+    else {
+        return;
+    };
+    let ids: Vec<&str> = listing.tests.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, ["test_math.py::test_adds", "test_math.py::test_fails"]);
+    let results = run_batch(&listing, &source, &listing.tests, 1);
+    let got: Vec<(&str, TestStatus)> = results
+        .iter()
+        .map(|r| (r.case.id.as_str(), r.status))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("test_math.py::test_adds", TestStatus::Passed),
+            ("test_math.py::test_fails", TestStatus::Failed),
+        ]
+    );
+}
+
+#[test]
 fn go_batches_report_every_test_once() {
     let Some(Fixture {
         source,

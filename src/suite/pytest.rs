@@ -34,13 +34,12 @@ pub(super) fn list(suite: &Suite, dir: &Path) -> Result<Listing, SuiteError> {
         Some(python) => python,
         None => PYTHON.find(suite)?,
     };
+    let parsed = parse(&suite.args);
     let mut args: Vec<String> = ["-m", "pytest", "--collect-only", "-q"]
         .map(str::to_owned)
         .to_vec();
-    let rootdir = own_rootdir(&suite.args);
-    args.extend(rootdir.map(str::to_owned));
     // Verbosity would change the listing's format; it still applies to the batches.
-    args.extend(suite.args.iter().filter(|arg| !is_verbosity(arg)).cloned());
+    args.extend(listing_args(&parsed));
     let stdout = match run(suite, dir, &python, &args) {
         Ok(out) => out.stdout,
         Err(SuiteError::ListFailed { stderr_tail, .. })
@@ -72,44 +71,205 @@ pub(super) fn list(suite: &Suite, dir: &Path) -> Result<Listing, SuiteError> {
         })
         .collect();
     let mut listing = Listing::new(suite, tests);
-    // Paths among the arguments select what to collect; the rest are options for every run.
-    listing.run_args = rootdir
-        .into_iter()
-        .map(str::to_owned)
-        .chain(
-            suite
-                .args
-                .iter()
-                .filter(|arg| !arg.contains("::") && !dir.join(arg).exists())
-                .cloned(),
-        )
-        .collect();
+    listing.run_args = run_args(&parsed, |path| dir.join(path).exists());
     Ok(listing)
 }
 
+/// pytest's options that take a value, which may be the next word (`-k EXPR`, `--rootdir
+/// DIR`): pytest's own (9.x, `pytest --help`) and those of plugins users commonly pass
+/// (xdist, pytest-cov, pytest-timeout, pytest-rerunfailures). The value of an option not
+/// named here still reaches the batches unless it is an existing path or a node id.
+const VALUE_OPTIONS: &[&str] = &[
+    "-k",
+    "-m",
+    "-c",
+    "-p",
+    "-o",
+    "-W",
+    "-r",
+    "-n",
+    "--maxfail",
+    "--pythonwarnings",
+    "--max-warnings",
+    "--ignore",
+    "--ignore-glob",
+    "--deselect",
+    "--confcutdir",
+    "--import-mode",
+    "--config-file",
+    "--rootdir",
+    "--basetemp",
+    "--durations",
+    "--durations-min",
+    "--debug",
+    "--override-ini",
+    "--verbosity",
+    "--report-chars",
+    "--tb",
+    "--show-capture",
+    "--color",
+    "--code-highlight",
+    "--pdbcls",
+    "--capture",
+    "--pastebin",
+    "--assert",
+    "--junitxml",
+    "--junit-xml",
+    "--junitprefix",
+    "--junit-prefix",
+    "--doctest-report",
+    "--doctest-glob",
+    "--cache-show",
+    "--lfnf",
+    "--last-failed-no-failures",
+    "--log-level",
+    "--log-format",
+    "--log-date-format",
+    "--log-cli-level",
+    "--log-cli-format",
+    "--log-cli-date-format",
+    "--log-file",
+    "--log-file-mode",
+    "--log-file-level",
+    "--log-file-format",
+    "--log-file-date-format",
+    "--log-auto-indent",
+    "--log-disable",
+    "--numprocesses",
+    "--maxprocesses",
+    "--dist",
+    "--cov",
+    "--cov-report",
+    "--cov-config",
+    "--cov-fail-under",
+    "--cov-context",
+    "--timeout",
+    "--timeout-method",
+    "--reruns",
+    "--reruns-delay",
+    "--only-rerun",
+];
+
+/// One argument of a suite as pytest's parser reads it: an option with its value when the
+/// value is the next word, or a positional (a path or node id to collect).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arg<'a> {
+    /// An option: its words (one, or the option and its value).
+    Option(&'a [String]),
+    /// A positional argument.
+    Positional(&'a str),
+}
+
+impl Arg<'_> {
+    /// The option's name (`--rootdir` of `--rootdir=x`), `None` for a positional.
+    fn option_name(&self) -> Option<&str> {
+        match self {
+            Arg::Option(words) => words.first().map(|w| w.split('=').next().unwrap_or(w)),
+            Arg::Positional(_) => None,
+        }
+    }
+
+    /// Whether it sets pytest's verbosity (`-q`, `-vv`, `--quiet`, `--verbose`,
+    /// `--verbosity N`).
+    fn is_verbosity(&self) -> bool {
+        match self.option_name() {
+            Some("--quiet" | "--verbose" | "--verbosity") => true,
+            Some(name) => name.strip_prefix('-').is_some_and(|flags| {
+                !flags.is_empty() && flags.bytes().all(|b| b == b'q' || b == b'v')
+            }),
+            None => false,
+        }
+    }
+}
+
+/// The suite's arguments read as pytest's parser reads them (no abbreviated long options, as
+/// pytest sets): an option in [`VALUE_OPTIONS`] takes the next word unless it has its value
+/// (`--rootdir=x`, `-kEXPR`, `-xkEXPR`) or the next word is an option; after `--` every word
+/// is a positional.
+fn parse(args: &[String]) -> Vec<Arg<'_>> {
+    let mut parsed = Vec::with_capacity(args.len());
+    let mut at = 0;
+    while let Some(word) = args.get(at) {
+        if word == "--" {
+            parsed.extend(args[at + 1..].iter().map(|w| Arg::Positional(w)));
+            break;
+        }
+        let takes_next = word.starts_with('-')
+            && wants_next_word(word)
+            && args.get(at + 1).is_some_and(|next| !next.starts_with('-'));
+        let len = if takes_next { 2 } else { 1 };
+        parsed.push(match word.starts_with('-') && word.len() > 1 {
+            true => Arg::Option(&args[at..at + len]),
+            false => Arg::Positional(word),
+        });
+        at += len;
+    }
+    parsed
+}
+
+/// Whether the option `word` takes its value from the next word: a long option in
+/// [`VALUE_OPTIONS`] without `=value`, or short flags whose first value-taking letter ends
+/// the word (`-k`, `-xk`; not `-kEXPR`).
+fn wants_next_word(word: &str) -> bool {
+    if word.starts_with("--") {
+        return !word.contains('=') && VALUE_OPTIONS.contains(&word);
+    }
+    let letters = word.trim_start_matches('-');
+    letters
+        .char_indices()
+        .find(|(_, c)| VALUE_OPTIONS.contains(&format!("-{c}").as_str()))
+        .is_some_and(|(at, c)| at + c.len_utf8() == letters.len())
+}
+
+/// What the listing passes to pytest: the suite's arguments but verbosity, with
+/// [`ROOTDIR`] first unless they choose a rootdir themselves.
+fn listing_args(parsed: &[Arg<'_>]) -> Vec<String> {
+    let rootdir = own_rootdir(parsed).map(str::to_owned);
+    rootdir
+        .into_iter()
+        .chain(
+            parsed
+                .iter()
+                .filter(|arg| !arg.is_verbosity())
+                .flat_map(words),
+        )
+        .collect()
+}
+
+/// What every batch passes to pytest before its node ids: [`ROOTDIR`] unless the arguments
+/// choose one, and every option with its value (verbosity aside: the batch's own `-v` prints
+/// the progress lines that stand in for the report until pytest's JUnit replaces it), but
+/// not the positionals that selected what to collect: node ids and paths that `exists`.
+fn run_args(parsed: &[Arg<'_>], exists: impl Fn(&str) -> bool) -> Vec<String> {
+    let rootdir = own_rootdir(parsed).map(str::to_owned);
+    let kept = parsed.iter().filter(|arg| match arg {
+        Arg::Option(_) => !arg.is_verbosity(),
+        Arg::Positional(word) => !word.contains("::") && !exists(word),
+    });
+    rootdir.into_iter().chain(kept.flat_map(words)).collect()
+}
+
+/// The words of one argument.
+fn words(arg: &Arg<'_>) -> Vec<String> {
+    match arg {
+        Arg::Option(words) => words.to_vec(),
+        Arg::Positional(word) => vec![(*word).to_owned()],
+    }
+}
+
 /// [`ROOTDIR`], unless the suite's arguments choose a rootdir themselves.
-fn own_rootdir(args: &[String]) -> Option<&'static str> {
-    let chosen = args
+fn own_rootdir(parsed: &[Arg<'_>]) -> Option<&'static str> {
+    let chosen = parsed
         .iter()
-        .any(|arg| arg == "--rootdir" || arg.starts_with("--rootdir="));
+        .any(|arg| arg.option_name() == Some("--rootdir"));
     (!chosen).then_some(ROOTDIR)
 }
 
-/// Whether `arg` sets pytest's verbosity (`-q`, `-vv`, `--quiet`, `--verbose`).
-fn is_verbosity(arg: &str) -> bool {
-    matches!(arg, "--quiet" | "--verbose")
-        || arg
-            .strip_prefix('-')
-            .is_some_and(|flags| !flags.is_empty() && flags.bytes().all(|b| b == b'q' || b == b'v'))
-}
-
-/// Runs the batch's node ids with the suite's options (verbosity aside: the batch's own `-v`
-/// prints the progress lines that stand in for the report until pytest's JUnit replaces it).
+/// Runs the batch's node ids with the suite's options ([`run_args`]).
 pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
     let words: Vec<String> = listing
         .run_args
         .iter()
-        .filter(|arg| !is_verbosity(arg))
         .map(String::as_str)
         .chain(batch.iter().map(|case| case.id.as_str()))
         .map(shell_quote)
@@ -199,12 +359,97 @@ mod tests {
         assert!(progress_line("=== 1 failed, 6 passed in 1.6s ===").is_none());
     }
 
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|a| a.to_string()).collect()
+    }
+
+    /// The listing's and the batches' arguments for `args`, in a directory holding `tests/`,
+    /// `sub/` and `pytest.ini`.
+    fn split(args: &[&str]) -> (Vec<String>, Vec<String>) {
+        let args = strings(args);
+        let parsed = parse(&args);
+        let exists = |path: &str| ["tests", "tests/", "sub", "pytest.ini", "."].contains(&path);
+        (listing_args(&parsed), run_args(&parsed, exists))
+    }
+
     #[test]
     fn the_rootdir_is_the_listing_directory_unless_the_arguments_choose_one() {
-        let args = |list: &[&str]| list.iter().map(|a| a.to_string()).collect::<Vec<_>>();
-        assert_eq!(own_rootdir(&args(&["tests/", "-x"])), Some("--rootdir=."));
-        assert_eq!(own_rootdir(&args(&["--rootdir=tests"])), None);
-        assert_eq!(own_rootdir(&args(&["--rootdir", "tests"])), None);
+        let own = |list: &[&str]| own_rootdir(&parse(&strings(list)));
+        assert_eq!(own(&["tests/", "-x"]), Some("--rootdir=."));
+        assert_eq!(own(&["--rootdir=tests"]), None);
+        assert_eq!(own(&["--rootdir", "tests"]), None);
+        assert_eq!(own(&["-k", "rootdir", "--rootdir"]), None);
+    }
+
+    #[test]
+    fn options_reach_the_batches_with_their_values_in_either_spelling() {
+        for pair in [
+            ["--rootdir", "sub"],
+            ["-c", "pytest.ini"],
+            ["--config-file", "pytest.ini"],
+            ["-k", "tests"],
+            ["-k", "a::b"],
+            ["-m", "not slow"],
+            ["-p", "no:cacheprovider"],
+            ["--confcutdir", "tests"],
+            ["--ignore", "tests/"],
+            ["--deselect", "tests/test_a.py::test_x"],
+            ["--basetemp", "."],
+            ["-o", "xfail_strict=true"],
+        ] {
+            let (listing, run) = split(&["tests/", pair[0], pair[1], "-x"]);
+            let rootdir = pair[0] != "--rootdir";
+            let own: &[&str] = if rootdir { &["--rootdir=."] } else { &[] };
+            let expect = |words: &[&str]| strings(&[own, words].concat());
+            assert_eq!(
+                listing,
+                expect(&["tests/", pair[0], pair[1], "-x"]),
+                "{pair:?}"
+            );
+            assert_eq!(run, expect(&[pair[0], pair[1], "-x"]), "{pair:?}");
+            let glued = format!("{}={}", pair[0], pair[1]);
+            let glued = match pair[0].starts_with("--") {
+                true => glued,
+                false => format!("{}{}", pair[0], pair[1]),
+            };
+            let (_, run) = split(&[glued.as_str(), "tests/"]);
+            assert_eq!(run, expect(&[&glued]), "{glued}");
+        }
+    }
+
+    #[test]
+    fn paths_and_node_ids_select_and_only_the_listing_gets_them() {
+        let (listing, run) = split(&["tests/", "sub", "tests/test_a.py::test_x", "-x"]);
+        assert_eq!(
+            listing,
+            strings(&[
+                "--rootdir=.",
+                "tests/",
+                "sub",
+                "tests/test_a.py::test_x",
+                "-x"
+            ])
+        );
+        assert_eq!(run, strings(&["--rootdir=.", "-x"]));
+        // A word pytest reads as a path after `--`, and flags before a value-taking letter.
+        let (_, run) = split(&["-xk", "tests", "--", "-k"]);
+        assert_eq!(run, strings(&["--rootdir=.", "-xk", "tests", "-k"]));
+        let (_, run) = split(&["-kfoo", "tests"]);
+        assert_eq!(
+            run,
+            strings(&["--rootdir=.", "-kfoo"]),
+            "-k's value is glued"
+        );
+        // An unknown option's value that is not a path stays with it.
+        let (_, run) = split(&["--plugin-opt", "value", "tests"]);
+        assert_eq!(run, strings(&["--rootdir=.", "--plugin-opt", "value"]));
+    }
+
+    #[test]
+    fn verbosity_is_left_out_of_the_listing_and_the_batches_but_not_a_value() {
+        let (listing, run) = split(&["-vv", "--quiet", "--verbosity", "2", "-k", "v", "tests"]);
+        assert_eq!(listing, strings(&["--rootdir=.", "-k", "v", "tests"]));
+        assert_eq!(run, strings(&["--rootdir=.", "-k", "v"]));
     }
 
     #[test]
