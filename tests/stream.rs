@@ -331,23 +331,63 @@ async fn delivers_exactly_once_in_order_despite_faults() {
     .await;
 }
 
-/// A listener and a connected client of cluster `cluster`, whose stores give each request only
-/// `retry`'s attempts; `None` when the store failed while they were being set up.
+/// A listener and a connected client of cluster `cluster` with stream timings `cfg`, whose
+/// stores give each request only `retry`'s attempts; `None` when the store failed while they
+/// were being set up.
 async fn pair_with(
     service: &ServeHandle,
     cluster: &str,
     retry: &RetryPolicy,
+    cfg: &StreamConfig,
 ) -> Option<(Connection, Connection)> {
     let ns = Namespace::new(cluster, "1").unwrap();
     let at = |job| store_at(service.url(), job, retry.clone());
-    let mut listener = Listener::bind(at("broker"), ns.clone(), quick())
+    let mut listener = Listener::bind(at("broker"), ns.clone(), cfg.clone())
         .await
         .ok()?;
     let (server, client) = tokio::join!(
         listener.accept(),
-        stream::connect(at("client"), ns, quick(), Duration::from_secs(10)),
+        stream::connect(at("client"), ns, cfg.clone(), Duration::from_secs(10)),
     );
     Some((server.ok()?, client.ok()?))
+}
+
+/// A pair set up on a store that fails some requests for good (a failed set-up is tried
+/// again: setting up is not what the callers test).
+async fn flaky_pair(
+    service: &ServeHandle,
+    retry: &RetryPolicy,
+    cfg: &StreamConfig,
+) -> (Connection, Connection) {
+    for attempt in 0..20 {
+        let cluster = format!("flaky{attempt}");
+        if let Some(pair) = pair_with(service, &cluster, retry, cfg).await {
+            return pair;
+        }
+    }
+    panic!("no stream pair set up within 20 tries");
+}
+
+/// Sends `rounds` messages from `client`, each answered by `server` before the next: every
+/// message is an append and a read of its own. Both ends close after.
+async fn ping_pong(mut server: Connection, mut client: Connection, rounds: usize) {
+    let echo = tokio::spawn(async move {
+        for _ in 0..rounds {
+            let ping = server.rx.recv().await.unwrap().unwrap();
+            server.tx.send(ping).await.unwrap();
+        }
+        server.tx.close().await.unwrap();
+    });
+    for i in 0..rounds {
+        client.tx.send(message(i)).await.unwrap();
+        assert_eq!(
+            client.rx.recv().await.unwrap(),
+            Some(message(i)),
+            "round {i}"
+        );
+    }
+    assert_eq!(client.rx.recv().await.unwrap(), None);
+    echo.await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -367,35 +407,41 @@ async fn a_stream_rides_out_store_failures_that_outlast_each_request_s_retries()
         max_delay: Duration::from_millis(20),
     };
     guarded(async {
-        // Setting up is not what is tested here: a failed set-up is tried again.
-        let mut pair = None;
-        for attempt in 0..20 {
-            pair = pair_with(&service, &format!("flaky{attempt}"), &retry).await;
-            if pair.is_some() {
-                break;
-            }
-        }
-        let (mut server, mut client) = pair.expect("a stream pair set up within 20 tries");
-        // Ping-pong: each message waits for the answer to the one before, so every message
-        // is an append and a read of its own.
-        const ROUNDS: usize = 100;
-        let echo = tokio::spawn(async move {
-            for _ in 0..ROUNDS {
-                let ping = server.rx.recv().await.unwrap().unwrap();
-                server.tx.send(ping).await.unwrap();
-            }
-            server.tx.close().await.unwrap();
-        });
-        for i in 0..ROUNDS {
-            client.tx.send(message(i)).await.unwrap();
-            assert_eq!(
-                client.rx.recv().await.unwrap(),
-                Some(message(i)),
-                "round {i}"
-            );
-        }
-        assert_eq!(client.rx.recv().await.unwrap(), None);
-        echo.await.unwrap();
+        let (server, client) = flaky_pair(&service, &retry, &quick()).await;
+        ping_pong(server, client, 100).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_half_created_when_the_store_failed_is_finished_not_created_again() {
+    // Creating a segment is three requests (CreateArtifact, the append blob, FinalizeArtifact);
+    // with two attempts each, one rotation in about twelve sees a later one fail for good
+    // after CreateArtifact took the name. A new segment every 2 appends: dozens of rotations.
+    let service = serve::start(ServeConfig {
+        fail_rate: 0.2,
+        seed: 23,
+        ..ServeConfig::default()
+    })
+    .await
+    .unwrap();
+    let retry = RetryPolicy {
+        max_attempts: 2,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(20),
+    };
+    let cfg = StreamConfig {
+        max_appends: 3,
+        ..quick()
+    };
+    guarded(async {
+        let (server, client) = flaky_pair(&service, &retry, &cfg).await;
+        let peer = server.peer.clone();
+        ping_pong(server, client, 80).await;
+        let listed = store(&service, "observer").list(None).await.unwrap();
+        let up = format!(".{peer}.up.");
+        let segments = listed.iter().filter(|a| a.name.contains(&up)).count();
+        assert!(segments >= 30, "{segments} segments");
     })
     .await;
 }

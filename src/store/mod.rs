@@ -8,7 +8,8 @@
 //!
 //! - [`StoreConfig`] (`config`): base URL + token (+ parsed backend ids), validated up front.
 //! - [`ArtifactStore`] (`twirp`): the Twirp calls; and (`transfer`) the composite operations
-//!   streams and layers need: [`ArtifactStore::create_append`] → [`AppendWriter`],
+//!   streams and layers need: [`ArtifactStore::create_append`] → [`AppendWriter`] (or
+//!   [`AppendCreation`], which finishes a creation the store failed part-way),
 //!   [`ArtifactStore::upload_file`] (upload-if-absent) and [`ArtifactStore::upload_new`],
 //!   [`ArtifactStore::download_to`], [`ArtifactStore::read_to`] (a streamed download, big
 //!   blobs in parallel ranges), [`ArtifactStore::wait_for`], [`ArtifactStore::tail`] →
@@ -27,5 +28,5 @@ mod twirp;
 pub use config::{RESULTS_URL_VAR, RUNTIME_TOKEN_VAR, StoreConfig};
 pub use error::StoreError;
 pub use retry::RetryPolicy;
-pub use transfer::{AppendWriter, BlobTail, UploadOutcome};
+pub use transfer::{AppendCreation, AppendWriter, BlobTail, UploadOutcome};
 pub use twirp::{ArtifactInfo, ArtifactStore, DEFAULT_RETENTION};

@@ -36,16 +36,7 @@ impl ArtifactStore {
     /// Creates `name` as an append blob, finalized with size 0 so it is listable; keep
     /// appending through the returned writer.
     pub async fn create_append(&self, name: &str) -> Result<AppendWriter, StoreError> {
-        let url = self.create_artifact(name).await?;
-        self.blob.create_append_blob(name, &url).await?;
-        self.finalize_artifact(name, 0, None).await?;
-        Ok(AppendWriter {
-            blob: self.blob.clone(),
-            name: name.to_string(),
-            url,
-            position: 0,
-            appends: 0,
-        })
+        AppendCreation::new(name).create(self).await
     }
 
     /// Uploads a file as block blob artifact `name` and finalizes it, unless it exists
@@ -211,6 +202,51 @@ impl ArtifactStore {
             offset: 0,
             etag: None,
         }
+    }
+}
+
+/// An append-blob artifact being created ([`ArtifactStore::create_append`]'s three steps:
+/// CreateArtifact, the empty append blob, FinalizeArtifact with size 0). After a step the store
+/// failed, creating again repeats only what may not have taken effect: CreateArtifact once
+/// answered, a second one would be refused, the name being taken by this very artifact.
+///
+/// A CreateArtifact answered with an error that took effect all the same (an answer lost on
+/// the way back) cannot be finished: its upload URL was never seen, so the name stays taken.
+#[derive(Debug)]
+pub struct AppendCreation {
+    name: String,
+    /// The upload URL, once CreateArtifact answered it.
+    url: Option<String>,
+}
+
+impl AppendCreation {
+    /// The creation of `name`, nothing done yet.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            url: None,
+        }
+    }
+
+    /// Creates the artifact, or finishes creating it after an earlier call failed; keep
+    /// appending through the returned writer.
+    pub async fn create(&mut self, store: &ArtifactStore) -> Result<AppendWriter, StoreError> {
+        let name = self.name.as_str();
+        let url = match &self.url {
+            Some(url) => url.clone(),
+            None => self.url.insert(store.create_artifact(name).await?).clone(),
+        };
+        // Both steps may be repeated: the blob is empty until the writer appends, and a
+        // finalize is repeated only after it failed (`serve` accepts a second one).
+        store.blob.create_append_blob(name, &url).await?;
+        store.finalize_artifact(name, 0, None).await?;
+        Ok(AppendWriter {
+            blob: store.blob.clone(),
+            name: self.name.clone(),
+            url,
+            position: 0,
+            appends: 0,
+        })
     }
 }
 

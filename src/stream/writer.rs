@@ -17,7 +17,7 @@ use super::frame::{self, Kind, MAX_PAYLOAD};
 use super::names::SegmentNames;
 use super::{StreamConfig, StreamError};
 use crate::seal::FrameSeal;
-use crate::store::{AppendWriter, ArtifactStore, StoreError};
+use crate::store::{AppendCreation, AppendWriter, ArtifactStore, StoreError};
 
 /// Messages a sender may queue before `send` waits (backpressure).
 const SEND_QUEUE: usize = 1024;
@@ -273,12 +273,15 @@ impl Writer {
         e.is_transient() && failing_since.get_or_insert_with(Instant::now).elapsed() < self.patience
     }
 
-    /// Creates segment `index`, trying again while the store fails in a way that may pass.
+    /// Creates segment `index`, trying again while the store fails in a way that may pass;
+    /// a try finishes what the one before it started (the segment's name is taken as soon as
+    /// its CreateArtifact succeeded).
     async fn open(&self, index: u64) -> Result<AppendWriter, StreamError> {
         let name = self.names.segment(index);
+        let mut creation = AppendCreation::new(&name);
         let mut failing_since = None;
         loop {
-            match self.store.create_append(&name).await {
+            match creation.create(&self.store).await {
                 Ok(segment) => return Ok(segment),
                 Err(e) if self.patient(&e, &mut failing_since) => {
                     debug!(segment = %name, error = %e, "creating the segment failed; trying again");
