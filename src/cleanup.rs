@@ -4,7 +4,9 @@
 //! it counts against the account's storage. So at a clean stop the broker deletes what the
 //! cluster made ([`after_stop`]): its streams (every segment and the listen marker, named
 //! `ca.<cluster>.<attempt>.…`) and the layers its jobs used or produced (`ca-layer-<sha256>`,
-//! as the broker saw them in submissions and outcomes), keeping what [`Keep`] says. A crashed
+//! as the broker saw them in submissions and outcomes), keeping what [`Keep`] says, once every
+//! runner has left (a runner fetches its jobs' outputs layers before it closes its stream; see
+//! `broker::Departures`). A crashed
 //! cluster cannot clean up; its artifacts carry an `expiresAt` instead (the store's retention,
 //! [`crate::store::DEFAULT_RETENTION`] unless set), and `cluster-action gc` deletes a run's
 //! leftovers on demand ([`leftovers`]).

@@ -6,7 +6,7 @@
 
 pub mod scheduler;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
 
@@ -145,15 +145,67 @@ pub async fn run(
     if let Err(e) = stream::close_listener(&store, &cfg.ns).await {
         warn!("could not mark the cluster stopped for late workers: {e}");
     }
-    let joined = broker.peers.len();
+    let departures = Departures::of(&broker.peers);
     broker.stop_all().await;
     let _ = stopping_tx.send(true);
     // Every sender is gone once each peer still saying hello has closed its stream.
     let _ = tokio::time::timeout(CLOSE_GRACE, unanswered.recv()).await;
-    // Deleting streams peers still read would fail them: first let them leave.
-    let _ = tokio::time::timeout(CLOSE_GRACE, peers_left(&mut events, joined)).await;
+    // Deleting streams peers still read would fail them, and deleting the outputs layers a
+    // runner still fetches would turn its passing jobs into errors: first let them leave.
+    if departures.runners() > 0 {
+        info!(
+            runners = departures.runners(),
+            "waiting for the runners to fetch their results and leave before cleaning up"
+        );
+    }
+    peers_left(&mut events, departures).await;
     cleanup::after_stop(&store, &cfg.ns, &broker.made, cfg.keep).await;
     Ok(end)
+}
+
+/// The peers a stopping broker waits for before its cleanup deletes the cluster's streams and
+/// layers. A runner may still be fetching its jobs' outputs layers, which it does before it
+/// closes its stream: it is waited for however long that takes (a runner that dies is gone
+/// after the peer timeout). Workers and other peers get [`CLOSE_GRACE`].
+#[derive(Debug)]
+struct Departures {
+    /// Runners still connected.
+    runners: HashSet<PeerId>,
+    /// Other peers still connected.
+    others: usize,
+}
+
+impl Departures {
+    /// Every peer joined now.
+    fn of(peers: &HashMap<PeerId, PeerTx>) -> Self {
+        let runners: HashSet<PeerId> = peers
+            .iter()
+            .filter(|(_, tx)| matches!(tx, PeerTx::Runner(_)))
+            .map(|(peer, _)| peer.clone())
+            .collect();
+        Self {
+            others: peers.len() - runners.len(),
+            runners,
+        }
+    }
+
+    /// Runners still connected.
+    fn runners(&self) -> usize {
+        self.runners.len()
+    }
+
+    /// `peer` closed its stream or was lost.
+    fn gone(&mut self, peer: &str) {
+        if !self.runners.remove(peer) {
+            self.others = self.others.saturating_sub(1);
+        }
+    }
+
+    /// Whether the cleanup may start: every runner has left, and so has every other peer
+    /// unless the grace is over.
+    fn may_clean_up(&self, grace_over: bool) -> bool {
+        self.runners.is_empty() && (self.others == 0 || grace_over)
+    }
 }
 
 /// A broker running as a task of this process, beside a runner (`run --embed-broker`,
@@ -172,19 +224,26 @@ impl EmbeddedBroker {
     }
 }
 
-/// Completes once `count` peers have closed their streams (or every reader is done).
-async fn peers_left(events: &mut mpsc::Receiver<Event>, mut count: usize) {
-    while count > 0 {
-        match events.recv().await {
-            Some(Event::Gone { .. }) => count -= 1,
-            Some(_) => {}
-            None => return,
+/// Completes once [`Departures::may_clean_up`] (or every reader is done).
+async fn peers_left(events: &mut mpsc::Receiver<Event>, mut departures: Departures) {
+    let grace = tokio::time::sleep(CLOSE_GRACE);
+    tokio::pin!(grace);
+    let mut grace_over = false;
+    while !departures.may_clean_up(grace_over) {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(Event::Gone { peer, .. }) => departures.gone(&peer),
+                Some(_) => {}
+                None => return,
+            },
+            () = &mut grace, if !grace_over => grace_over = true,
         }
     }
 }
 
-/// How long a stopping broker waits for the streams of peers that never said hello to close.
-const CLOSE_GRACE: Duration = Duration::from_secs(10);
+/// How long a stopping broker waits for the streams of peers that never said hello to close,
+/// and for its workers to leave (not for its runners: see [`Departures`]).
+pub const CLOSE_GRACE: Duration = Duration::from_secs(10);
 
 async fn accept_loop(
     mut listener: Listener,
@@ -465,5 +524,42 @@ fn report_send(peer: &str, sent: Result<(), StreamError>) {
     if let Err(e) = sent {
         // The peer's reader will report it gone; the scheduler requeues then.
         debug!(%peer, "send failed: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn departures(runners: &[&str], others: usize) -> Departures {
+        Departures {
+            runners: runners.iter().map(|r| (*r).to_string()).collect(),
+            others,
+        }
+    }
+
+    #[test]
+    fn the_cleanup_waits_for_every_runner_however_long_the_grace() {
+        let mut d = departures(&["r1", "r2"], 0);
+        assert!(!d.may_clean_up(true), "r1 and r2 may still be fetching");
+        d.gone("r1");
+        assert!(!d.may_clean_up(true), "r2 may still be fetching");
+        d.gone("r2");
+        assert!(d.may_clean_up(false));
+    }
+
+    #[test]
+    fn the_cleanup_waits_for_workers_only_until_the_grace_is_over() {
+        let mut d = departures(&["r"], 2);
+        d.gone("r");
+        assert!(!d.may_clean_up(false));
+        assert!(d.may_clean_up(true));
+        d.gone("w1");
+        d.gone("w2");
+        assert!(d.may_clean_up(false));
+        // A peer that left without being counted (it joined as the broker stopped) is no
+        // runner the cleanup waits for.
+        d.gone("late");
+        assert!(d.may_clean_up(false));
     }
 }
