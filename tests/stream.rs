@@ -352,6 +352,26 @@ async fn pair_with(
     Some((server.ok()?, client.ok()?))
 }
 
+/// A service failing one request in five (500 or 503), its faults drawn from `seed`.
+async fn failing_one_in_five(seed: u64) -> ServeHandle {
+    let cfg = ServeConfig {
+        fail_rate: 0.2,
+        seed,
+        ..ServeConfig::default()
+    };
+    serve::start(cfg).await.unwrap()
+}
+
+/// Two attempts per request, quickly: on [`failing_one_in_five`], one request in 25 fails for
+/// good.
+fn two_attempts() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 2,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(20),
+    }
+}
+
 /// A pair set up on a store that fails some requests for good (a failed set-up is tried
 /// again: setting up is not what the callers test).
 async fn flaky_pair(
@@ -392,22 +412,11 @@ async fn ping_pong(mut server: Connection, mut client: Connection, rounds: usize
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_rides_out_store_failures_that_outlast_each_request_s_retries() {
-    let service = serve::start(ServeConfig {
-        fail_rate: 0.2,
-        seed: 11,
-        ..ServeConfig::default()
-    })
-    .await
-    .unwrap();
-    // Two attempts per request: one in 25 requests fails for good, dozens of times while the
-    // messages travel. The stream tries again until its peer timeout.
-    let retry = RetryPolicy {
-        max_attempts: 2,
-        base_delay: Duration::from_millis(5),
-        max_delay: Duration::from_millis(20),
-    };
+    // One in 25 requests fails for good, dozens of times while the messages travel. The
+    // stream tries again until its peer timeout.
+    let service = failing_one_in_five(11).await;
     guarded(async {
-        let (server, client) = flaky_pair(&service, &retry, &quick()).await;
+        let (server, client) = flaky_pair(&service, &two_attempts(), &quick()).await;
         ping_pong(server, client, 100).await;
     })
     .await;
@@ -418,24 +427,13 @@ async fn a_segment_half_created_when_the_store_failed_is_finished_not_created_ag
     // Creating a segment is three requests (CreateArtifact, the append blob, FinalizeArtifact);
     // with two attempts each, one rotation in about twelve sees a later one fail for good
     // after CreateArtifact took the name. A new segment every 2 appends: dozens of rotations.
-    let service = serve::start(ServeConfig {
-        fail_rate: 0.2,
-        seed: 23,
-        ..ServeConfig::default()
-    })
-    .await
-    .unwrap();
-    let retry = RetryPolicy {
-        max_attempts: 2,
-        base_delay: Duration::from_millis(5),
-        max_delay: Duration::from_millis(20),
-    };
+    let service = failing_one_in_five(23).await;
     let cfg = StreamConfig {
         max_appends: 3,
         ..quick()
     };
     guarded(async {
-        let (server, client) = flaky_pair(&service, &retry, &cfg).await;
+        let (server, client) = flaky_pair(&service, &two_attempts(), &cfg).await;
         let peer = server.peer.clone();
         ping_pong(server, client, 80).await;
         let listed = store(&service, "observer").list(None).await.unwrap();
