@@ -423,6 +423,43 @@ async fn a_stream_rides_out_store_failures_that_outlast_each_request_s_retries()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_whose_answer_the_store_failed_part_way_answers_again() {
+    // Answering a client creates its down-stream's first segment: three requests, each given
+    // two attempts, so one answer in about twelve fails after CreateArtifact took the name.
+    let service = failing_one_in_five(31).await;
+    const CLIENTS: usize = 40;
+    guarded(async {
+        let mut bound = None;
+        for attempt in 0..20 {
+            let ns = Namespace::new(&format!("answers{attempt}"), "1").unwrap();
+            let at = store_at(service.url(), "broker", two_attempts());
+            if let Ok(listener) = Listener::bind(at, ns.clone(), quick()).await {
+                bound = Some((listener, ns));
+                break;
+            }
+        }
+        let (mut listener, ns) = bound.expect("a listener bound within 20 tries");
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|i| {
+                let (store, ns) = (store(&service, &format!("client-{i}")), ns.clone());
+                tokio::spawn(stream::connect(store, ns, quick(), Duration::from_secs(10)))
+            })
+            .collect();
+        let mut peers = Vec::new();
+        for _ in 0..CLIENTS {
+            peers.push(listener.accept().await.unwrap().peer);
+        }
+        for client in clients {
+            client.await.unwrap().unwrap();
+        }
+        peers.sort();
+        peers.dedup();
+        assert_eq!(peers.len(), CLIENTS, "each client is accepted once");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_segment_half_created_when_the_store_failed_is_finished_not_created_again() {
     // Creating a segment is three requests (CreateArtifact, the append blob, FinalizeArtifact);
     // with two attempts each, one rotation in about twelve sees a later one fail for good

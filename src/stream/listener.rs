@@ -1,7 +1,7 @@
 //! The listening side: publishes the listen artifact and turns each new client's up-stream,
 //! found by polling `ListArtifacts`, into a [`Connection`] with a fresh down-stream.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use tokio::sync::{mpsc, watch};
 use tracing::debug;
@@ -9,7 +9,7 @@ use tracing::debug;
 use super::backoff::Backoff;
 use super::names::{Direction, Namespace};
 use super::{Connection, StreamConfig, StreamError, reader, writer};
-use crate::store::{ArtifactInfo, ArtifactStore};
+use crate::store::{AppendCreation, AppendWriter, ArtifactInfo, ArtifactStore};
 
 /// Connections discovered but not yet accepted.
 const ACCEPT_QUEUE: usize = 16;
@@ -75,6 +75,8 @@ async fn discover(
     tx: mpsc::Sender<Result<Connection, StreamError>>,
 ) {
     let mut seen = HashSet::new();
+    // Down-streams whose creation failed part-way, by peer: the next answer finishes them.
+    let mut creating: HashMap<String, AppendCreation> = HashMap::new();
     let listen = ns.listen_name();
     let mut listen_seen = false;
     let mut listen_missing = 0;
@@ -121,7 +123,21 @@ async fn discover(
             wake.send_replace(());
             let peer = peer.to_string();
             debug!(%peer, "discovered a client");
-            let answered = answer(&store, &ns, &cfg, peer.clone(), info, wake.subscribe()).await;
+            let creation = creating.entry(peer.clone()).or_insert_with(|| {
+                AppendCreation::new(&ns.segments(&peer, Direction::Down).segment(0))
+            });
+            let answered = match creation.create(&store).await {
+                Ok(first) => Ok(connection(
+                    &store,
+                    &ns,
+                    &cfg,
+                    peer.clone(),
+                    first,
+                    info,
+                    &wake,
+                )),
+                Err(e) => Err(StreamError::from(e)),
+            };
             if let Err(e) = &answered
                 && e.is_transient()
             {
@@ -130,6 +146,7 @@ async fn discover(
                 seen.remove(&peer);
                 continue;
             }
+            creating.remove(&peer);
             if tx.send(answered).await.is_err() {
                 return;
             }
@@ -141,27 +158,32 @@ async fn discover(
     }
 }
 
-/// Creates the down-stream for client `peer` whose up-stream segment 0 is `up0`.
-async fn answer(
+/// The connection to client `peer` whose up-stream segment 0 is `up0`, its down-stream's
+/// segment 0 created as `first`.
+fn connection(
     store: &ArtifactStore,
     ns: &Namespace,
     cfg: &StreamConfig,
     peer: String,
+    first: AppendWriter,
     up0: ArtifactInfo,
-    wake: watch::Receiver<()>,
-) -> Result<Connection, StreamError> {
-    let down = ns.segments(&peer, Direction::Down);
-    let first = store.create_append(&down.segment(0)).await?;
-    Ok(Connection {
-        tx: writer::spawn(store.clone(), down, first, cfg),
+    wake: &watch::Sender<()>,
+) -> Connection {
+    Connection {
+        tx: writer::spawn(
+            store.clone(),
+            ns.segments(&peer, Direction::Down),
+            first,
+            cfg,
+        ),
         rx: reader::spawn(
             store.clone(),
             ns.segments(&peer, Direction::Up),
             up0,
             peer.clone(),
             cfg,
-            Some(wake),
+            Some(wake.subscribe()),
         ),
         peer,
-    })
+    }
 }
