@@ -9,7 +9,8 @@
 //!   frames, adaptive polling that slows on idle streams and speeds up when a new peer is
 //!   discovered, rotation, peer timeout, the closed marker of a stopped broker, a listener
 //!   that notices its listen artifact vanishing; store failures that outlast a request's
-//!   retries are tried again until the peer timeout).
+//!   retries are tried again until the peer timeout, a segment whose creation failed part-way
+//!   finished rather than created again: `store::AppendCreation`).
 //! - [`seal`]: with a cluster secret (`CLUSTER_SECRET`), keys per purpose and direction
 //!   (HKDF-SHA256), sealed frames (XChaCha20-Poly1305), chunked sealed layers and keyed
 //!   (HMAC) layer names; `seal::HistorySeal`, the timing history and results a sealed cluster
@@ -24,7 +25,8 @@
 //!   way a runner or worker reaches its broker (no broker, closed cluster, hello); the only code
 //!   that encodes or decodes `proto`.
 //! - [`broker`]: a pure scheduler (`broker::scheduler`) inside an async shell that owns the
-//!   listener and one link per peer; `broker::EmbeddedBroker` runs one beside a runner.
+//!   listener and one link per peer, and at a stop cleans up once every runner has left (it
+//!   may still be fetching outputs layers); `broker::EmbeddedBroker` runs one beside a runner.
 //! - [`worker`]: a pure state machine (`worker::machine`: slots, queue, cancel, stop, attempts
 //!   uploading their outputs after giving their slot back, bounded) inside an async shell that
 //!   joins the broker and runs each attempt as a task (layers → directory → launch, asked of
