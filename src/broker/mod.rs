@@ -242,7 +242,7 @@ async fn peers_left(events: &mut mpsc::Receiver<Event>, mut departures: Departur
 }
 
 /// How long a stopping broker waits for the streams of peers that never said hello to close,
-/// and for its workers to leave (not for its runners: see [`Departures`]).
+/// and for its workers to leave (not for its runners, which may still be fetching outputs).
 pub const CLOSE_GRACE: Duration = Duration::from_secs(10);
 
 async fn accept_loop(
