@@ -345,11 +345,12 @@ async fn pair_with(
     let mut listener = Listener::bind(at("broker"), ns.clone(), cfg.clone())
         .await
         .ok()?;
-    let (server, client) = tokio::join!(
+    // Either failing is a failed set-up: the other would wait for it in vain.
+    tokio::try_join!(
         listener.accept(),
         stream::connect(at("client"), ns, cfg.clone(), Duration::from_secs(10)),
-    );
-    Some((server.ok()?, client.ok()?))
+    )
+    .ok()
 }
 
 /// A service failing one request in five (500 or 503), its faults drawn from `seed`.
