@@ -88,3 +88,5 @@ pub fn await_within<T>(what: &str, patience: Duration, mut probe: impl FnMut() -
         std::thread::sleep(POLL);
     }
 }
+
+pub mod cluster;
