@@ -77,6 +77,18 @@ impl Drop for JobPids {
     }
 }
 
+/// A job that writes its pid to `$PIDS/<job>.pid` (whole: written aside, then renamed) and
+/// runs for two minutes, longer than any test.
+const PARKED: &str = "echo $$ > $PIDS/$CLUSTER_JOB_NAME.tmp; \
+                      mv $PIDS/$CLUSTER_JOB_NAME.tmp $PIDS/$CLUSTER_JOB_NAME.pid; sleep 120";
+
+/// Waits until process `pid` (`what`, for the message) is gone.
+fn await_gone(what: &str, pid: libc::pid_t) {
+    await_some(&format!("{what} {pid} to be gone"), || {
+        (!alive(pid)).then_some(())
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reports and files
 
@@ -208,6 +220,13 @@ fn names_ending(dir: &Path, suffix: &str) -> Vec<String> {
 /// `text` as a double-quoted YAML scalar (JSON's escapes are YAML's too).
 fn quoted(text: &str) -> String {
     serde_json::to_string(text).unwrap()
+}
+
+/// A manifest head whose `defaults` give every job `$VAR`, the directory `dir` (more
+/// `defaults` keys may follow, indented by two spaces).
+fn defaults_env(var: &str, dir: &Path) -> String {
+    let dir = quoted(dir.to_str().unwrap());
+    format!("defaults:\n  env: {{ {var}: {dir} }}\n")
 }
 
 /// A manifest: `head` (defaults, layers), then one job per `(name, run, extra keys)`.
@@ -488,6 +507,11 @@ fn a_job_writing_into_the_layer_cache_leaves_the_next_job_s_files_intact() {
 // ---------------------------------------------------------------------------------------------
 // 2. A lost worker: its jobs run again elsewhere
 
+/// A runner of `cluster.yml` that logs each job's start (which worker, which attempt), stops
+/// the cluster at the end and writes `report.json`.
+const WATCHED_RUN: &str = "--log-level warn,cluster_action::runner::progress=debug \
+                           run cluster.yml --stop-cluster --report-json report.json";
+
 /// How the victim worker goes away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Loss {
@@ -514,21 +538,14 @@ fn lose_a_worker(loss: Loss) {
     let jobs: Vec<_> = (0..count)
         .map(|i| (format!("job-{i}"), run.to_string(), String::new()))
         .collect();
-    let head = format!(
-        "defaults:\n  retries: 0\n  env: {{ MARKS: {} }}\n",
-        quoted(marks.to_str().unwrap())
-    );
+    let head = format!("{}  retries: 0\n", defaults_env("MARKS", &marks));
     scratch.write("cluster.yml", manifest(&head, &jobs));
 
     // Both are connected before the jobs come, so both get some.
     let mut cluster = Cluster::builder("k")
         .named_workers(&["victim", "survivor"])
         .start(&scratch);
-    let mut runner = cluster.start(
-        "runner",
-        "--log-level warn,cluster_action::runner::progress=debug run cluster.yml --stop-cluster \
-         --report-json report.json",
-    );
+    let mut runner = cluster.start("runner", WATCHED_RUN);
 
     // The victim runs a job, and the broker knows it started (the runner heard of it).
     let victims_job = await_some("a job running on the victim", || {
@@ -554,9 +571,7 @@ fn lose_a_worker(loss: Loss) {
         Loss::Terminated => {
             victim.signal(libc::SIGTERM);
             victim.expect_exit(130);
-            await_some("the victim's job to be killed", || {
-                (!alive(pid)).then_some(())
-            });
+            await_gone("the victim's job", pid);
             "peer gone: it closed its stream"
         }
     };
@@ -751,11 +766,7 @@ fn cancel_a_local_run(interrupt: impl FnOnce(&Proc)) {
     let jobs: Vec<_> = (0..4)
         .map(|i| (format!("long-{i}"), run.into(), String::new()))
         .collect();
-    let head = format!(
-        "defaults:\n  env: {{ PIDS: {} }}\n",
-        quoted(pids.to_str().unwrap())
-    );
-    scratch.write("cluster.yml", manifest(&head, &jobs));
+    scratch.write("cluster.yml", manifest(&defaults_env("PIDS", &pids), &jobs));
     let mut local = scratch.start(
         "local",
         "local --workers 2 --slots 1 cluster.yml --report-json report.json",
@@ -773,9 +784,7 @@ fn cancel_a_local_run(interrupt: impl FnOnce(&Proc)) {
     let clean = !stderr.contains("exited with") && !stderr.contains("did not exit");
     assert!(clean, "the workers exited 0 in time: {stderr}");
     for pid in workers.into_iter().chain(job_pids.pids()) {
-        await_some(&format!("process {pid} to be gone"), || {
-            (!alive(pid)).then_some(())
-        });
+        await_gone("process", pid);
     }
     let (report, jobs) = read_report(&scratch.path().join("report.json"));
     assert_eq!(report["summary"]["cancelled"], 4, "{report}");
@@ -834,9 +843,7 @@ fn a_sigkilled_worker_that_nobody_waits_for_leaves_no_job_process() {
     assert!(alive(daemon));
     runner.signal(libc::SIGKILL);
     let _ = runner.child.wait();
-    await_some(&format!("the daemon {daemon} to be gone"), || {
-        (!alive(daemon)).then_some(())
-    });
+    await_gone("the daemon", daemon);
 }
 
 /// `--timeout` (the action's `timeout` input) stops a run as SIGTERM does: its jobs cancelled,
@@ -1117,14 +1124,10 @@ fn a_lost_broker_ends_the_run_and_the_workers_with_exit_3() {
     let scratch = Scratch::new();
     let pids = scratch.mkdir("pids");
     let job_pids = JobPids { dir: pids.clone() };
-    let run = "echo $$ > $PIDS/$CLUSTER_JOB_NAME.tmp; mv $PIDS/$CLUSTER_JOB_NAME.tmp $PIDS/$CLUSTER_JOB_NAME.pid; sleep 120";
-    let head = format!(
-        "defaults:\n  env: {{ PIDS: {} }}\n",
-        quoted(pids.to_str().unwrap())
-    );
+    let head = defaults_env("PIDS", &pids);
     scratch.write(
         "cluster.yml",
-        manifest(&head, &[("long".into(), run.into(), String::new())]),
+        manifest(&head, &[("long".into(), PARKED.into(), String::new())]),
     );
     let mut cluster = Cluster::builder("b").workers(1).start(&scratch);
     let mut runner = cluster.start("runner", "run cluster.yml");
@@ -1147,9 +1150,7 @@ fn a_lost_broker_ends_the_run_and_the_workers_with_exit_3() {
         worker.stderr()
     );
     for pid in job_pids.pids() {
-        await_some(&format!("job process {pid} to be gone"), || {
-            (!alive(pid)).then_some(())
-        });
+        await_gone("job process", pid);
     }
 }
 
@@ -1161,18 +1162,13 @@ fn lose_the_broker_halfway(signal: libc::c_int) {
     let scratch = Scratch::new();
     let pids = scratch.mkdir("pids");
     let job_pids = JobPids { dir: pids.clone() };
-    let slow = "echo $$ > $PIDS/$CLUSTER_JOB_NAME.tmp; mv $PIDS/$CLUSTER_JOB_NAME.tmp $PIDS/$CLUSTER_JOB_NAME.pid; sleep 120";
     let jobs: Vec<_> = (0..20)
         .map(|i| {
-            let run = if i < 10 { "true" } else { slow };
+            let run = if i < 10 { "true" } else { PARKED };
             (format!("job-{i:02}"), run.to_string(), String::new())
         })
         .collect();
-    let head = format!(
-        "defaults:\n  env: {{ PIDS: {} }}\n",
-        quoted(pids.to_str().unwrap())
-    );
-    scratch.write("cluster.yml", manifest(&head, &jobs));
+    scratch.write("cluster.yml", manifest(&defaults_env("PIDS", &pids), &jobs));
     let mut cluster = Cluster::builder("b").workers(1).start(&scratch);
     let args = "run cluster.yml --report-json r/report.json --report-junit r/junit.xml";
     let mut runner = cluster.start("runner", args);
@@ -1213,9 +1209,7 @@ fn lose_the_broker_halfway(signal: libc::c_int) {
         "no prefetched job started after the broker was gone"
     );
     for pid in job_pids.pids() {
-        await_some(&format!("job process {pid} to be gone"), || {
-            (!alive(pid)).then_some(())
-        });
+        await_gone("job process", pid);
     }
 }
 
@@ -1438,6 +1432,12 @@ fn start_sealed(
     service.start_env(scratch, scratch.path(), job, args, &env)
 }
 
+/// A cluster on `service` sealed with [`SECRET`] whose runners embed the broker.
+fn sealed_cluster(service: Service, scratch: &Scratch) -> Cluster<'_> {
+    let sealed = Cluster::builder("sealed").on(service).secret(SECRET);
+    sealed.embedded_broker().start(scratch)
+}
+
 /// Every file under `dir`, recursively, with its bytes.
 fn every_file(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
@@ -1557,23 +1557,14 @@ fn a_sealed_run_stores_none_of_its_jobs_markers() {
     let jobs = [("marks".to_string(), run, extra)];
     scratch.write("cluster.yml", manifest(&head, &jobs));
     let secret_value = mark("secret");
-    let mut runner = service.start_env(
-        &scratch,
-        scratch.path(),
+    let cluster = sealed_cluster(service, &scratch);
+    let mut runner = cluster.start_env(
         "runner",
-        &format!(
-            "run cluster.yml --embed-broker --slots 0 --stop-cluster {TIMINGS} --report-junit report.xml \
-             --outputs-dir outs --keep all"
-        ),
-        &[("CLUSTER_SECRET", SECRET), ("SECRET_MARK", &secret_value)],
+        "run cluster.yml --embed-broker --slots 0 --stop-cluster --report-junit report.xml \
+         --outputs-dir outs --keep all",
+        &[("SECRET_MARK", &secret_value)],
     );
-    let mut worker = start_sealed(
-        &service,
-        &scratch,
-        "worker",
-        &format!("worker {TIMINGS}"),
-        Some(SECRET),
-    );
+    let mut worker = cluster.start("worker", "worker");
     runner.expect_exit(1);
     worker.expect_exit(0);
 
@@ -1726,23 +1717,16 @@ fn a_tampered_layer_is_refused_and_its_job_never_runs() {
         "cluster.yml",
         manifest("layers:\n  data:\n    paths: [data]\n", &jobs),
     );
-    let args = format!(
-        "--log-level info run cluster.yml --embed-broker --slots 0 --worker-wait 60s {TIMINGS} \
-         --report-json report.json"
-    );
-    let mut runner = start_sealed(&service, &scratch, "runner", &args, Some(SECRET));
+    let cluster = sealed_cluster(service, &scratch);
+    let args = "--log-level info run cluster.yml --embed-broker --slots 0 --worker-wait 60s \
+                --report-json report.json";
+    let mut runner = cluster.start("runner", args);
     runner.await_stderr("jobs submitted");
     let layers = sealed_layers(&data);
     assert_eq!(layers.len(), 1, "{layers:?}");
     flip_a_middle_bit(&layers[0]);
 
-    let mut worker = start_sealed(
-        &service,
-        &scratch,
-        "worker",
-        &format!("worker {TIMINGS}"),
-        Some(SECRET),
-    );
+    let mut worker = cluster.start("worker", "worker");
     runner.expect_exit(1);
     worker.expect_exit(0);
     let (_, jobs) = read_report(&scratch.path().join("report.json"));
@@ -2029,19 +2013,18 @@ fn a_crashed_cluster_s_leftovers_expire_and_gc_deletes_them() {
     // Jobs that never end: the broker dies with the cluster busy.
     let pids = scratch.mkdir("pids");
     let job_pids = JobPids { dir: pids.clone() };
-    let run = "echo $$ > $PIDS/$CLUSTER_JOB_NAME.tmp; mv $PIDS/$CLUSTER_JOB_NAME.tmp $PIDS/$CLUSTER_JOB_NAME.pid; sleep 120";
     let jobs: Vec<_> = (0..2)
         .map(|i| {
             (
                 format!("long-{i}"),
-                run.to_string(),
+                PARKED.to_string(),
                 "layers: [data]".to_string(),
             )
         })
         .collect();
     let head = format!(
-        "defaults:\n  env: {{ PIDS: {} }}\nlayers:\n  data: {{ paths: [data] }}\n",
-        quoted(pids.to_str().unwrap())
+        "{}layers:\n  data: {{ paths: [data] }}\n",
+        defaults_env("PIDS", &pids)
     );
     scratch.write("long.yml", manifest(&head, &jobs));
     let mut runner = cluster.start("runner", "run long.yml");
@@ -2321,19 +2304,12 @@ fn a_stalled_worker_starts_nothing_it_was_given_before_it_was_declared_lost() {
             )
         })
         .collect();
-    let head = format!(
-        "defaults:\n  retries: 0\n  env: {{ MARKS: {} }}\n",
-        quoted(marks.to_str().unwrap())
-    );
+    let head = format!("{}  retries: 0\n", defaults_env("MARKS", &marks));
     scratch.write("cluster.yml", manifest(&head, &jobs));
     let mut cluster = Cluster::builder("f")
         .named_workers(&["stalled", "steady"])
         .start(&scratch);
-    let mut runner = cluster.start(
-        "runner",
-        "--log-level warn,cluster_action::runner::progress=debug run cluster.yml --stop-cluster \
-         --report-json report.json",
-    );
+    let mut runner = cluster.start("runner", WATCHED_RUN);
     // The stalled worker runs a job (it holds prefetched ones behind it) when it is stopped.
     await_some("a job started on the stalled worker", || {
         starts(&marks)
@@ -2392,10 +2368,7 @@ fn soak_manifest(scratch: &Scratch, file: &str, marks: &Path, count: usize) {
             (format!("job-{i}"), run, String::new())
         })
         .collect();
-    let head = format!(
-        "defaults:\n  retries: 2\n  env: {{ MARKS: {} }}\n",
-        quoted(marks.to_str().unwrap())
-    );
+    let head = format!("{}  retries: 2\n", defaults_env("MARKS", marks));
     scratch.write(file, manifest(&head, &jobs));
 }
 

@@ -367,15 +367,21 @@ impl Cluster<'_> {
     /// Starts `cluster-action ARGS --cluster NAME TIMINGS` as job `job` of the run, with the
     /// cluster's secret (the args name the subcommand: `run cluster.yml`, `worker`, `stop`).
     pub fn start(&self, job: &str, args: &str) -> Proc {
+        self.start_env(job, args, &[])
+    }
+
+    /// [`Cluster::start`] with `env` added.
+    pub fn start_env(&self, job: &str, args: &str, env: &[(&str, &str)]) -> Proc {
         let args = format!("{args} --cluster {} {}", self.name, self.timings);
-        let env: Vec<(&str, &str)> = self
+        let mut all: Vec<(&str, &str)> = self
             .secret
             .iter()
             .map(|s| ("CLUSTER_SECRET", s.as_str()))
             .collect();
+        all.extend_from_slice(env);
         let scratch = self.scratch;
         self.service
-            .start_env(scratch, scratch.path(), job, &args, &env)
+            .start_env(scratch, scratch.path(), job, &args, &all)
     }
 
     /// Starts worker `name` with `slots` slots and its own cache and work directories under
