@@ -26,7 +26,7 @@ use sha2::{Digest as _, Sha256};
 use common::cluster::{
     BIN, Cluster, Proc, Scratch, Service, TIMINGS, block_on, children, cmdline, token,
 };
-use common::{alive, await_some, await_within};
+use common::{alive, await_some};
 
 /// Each test starts several processes on a 2-core machine; one test at a time keeps the peer
 /// timeouts meaningful.
@@ -2122,10 +2122,7 @@ fn run_jobs_with_outputs(count: usize, workers_slots: (u32, u32)) -> Scratch {
          --report-json report.json"
     );
     let mut local = scratch.start("local", &args);
-    let status = await_within(&format!("{count} jobs"), Duration::from_secs(600), || {
-        local.child.try_wait().unwrap()
-    });
-    local.code = status.code();
+    local.wait_within(Duration::from_secs(600));
     let (summary, jobs) = read_report(&scratch.path().join("report.json"));
     let errors: Vec<&Value> = jobs
         .values()
@@ -2444,10 +2441,7 @@ fn soak_500_jobs_under_faults_with_a_stalled_and_a_killed_worker() {
     }
     // The resumed worker gives up on the broker it lost, or exits with the cluster.
     let stalled = cluster.worker("stalled");
-    let code = await_some("the resumed worker to exit", || {
-        stalled.child.try_wait().unwrap()
-    });
-    stalled.code = code.code();
+    let code = stalled.wait();
     assert!(
         matches!(stalled.code, Some(0 | 3)),
         "{code}: {}",

@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{alive, await_some};
+use super::{PATIENCE, alive, await_some, await_within};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_cluster-action");
@@ -61,12 +62,23 @@ impl Proc {
         assert_eq!(sent, 0, "signal {signal} to {}", self.name);
     }
 
+    /// Waits for the process to exit (for [`PATIENCE`]: only a hang takes longer).
+    pub fn wait(&mut self) -> ExitStatus {
+        self.wait_within(PATIENCE)
+    }
+
+    /// Waits for the process to exit, for `patience` (longer than [`PATIENCE`] only for runs
+    /// that are long by design).
+    pub fn wait_within(&mut self, patience: Duration) -> ExitStatus {
+        let what = format!("{} to exit", self.name);
+        let status = await_within(&what, patience, || self.child.try_wait().unwrap());
+        self.code = status.code();
+        status
+    }
+
     /// Waits for the process to exit and asserts its exit code, showing its output if not.
     pub fn expect_exit(&mut self, expected: i32) {
-        let status = await_some(&format!("{} to exit", self.name), || {
-            self.child.try_wait().unwrap()
-        });
-        self.code = status.code();
+        let status = self.wait();
         assert_eq!(
             self.code,
             Some(expected),
