@@ -349,7 +349,7 @@ pub struct ClusterBuilder {
 /// Processes it starts get `--cluster NAME` and its timings; dropping it kills them all.
 pub struct Cluster<'a> {
     /// The broker, if the cluster started one.
-    pub broker: Option<Proc>,
+    broker: Option<Proc>,
     /// The workers, by job name.
     pub workers: BTreeMap<String, Proc>,
     /// The artifact service.
