@@ -20,7 +20,7 @@ use crate::proto::{
 };
 use crate::store::ArtifactStore;
 use crate::stream::{
-    self, Connection, Namespace, StreamConfig, StreamError, StreamReceiver, StreamSender,
+    self, Connection, Expecting, Namespace, StreamConfig, StreamError, StreamReceiver, StreamSender,
 };
 
 /// A runner's link: sends [`RunnerMsg`], receives [`BrokerToRunner`].
@@ -176,6 +176,11 @@ impl<In: Incoming> LinkReceiver<In> {
             None => Ok(None),
         }
     }
+
+    /// The handle that says whether the peer owes a message (see [`Expecting`]).
+    pub fn expecting(&self) -> Expecting {
+        self.rx.expecting()
+    }
 }
 
 /// A typed duplex link over one artifact stream.
@@ -275,6 +280,11 @@ impl<Out: Serialize, In: Incoming> Link<Out, In> {
     /// The next message, or `None` once the peer closed its stream.
     pub async fn recv(&mut self) -> Result<Option<In>, LinkError> {
         self.rx.recv().await
+    }
+
+    /// The handle that says whether the peer owes a message (see [`Expecting`]).
+    pub fn expecting(&self) -> Expecting {
+        self.rx.expecting()
     }
 
     /// Flushes every message sent and closes this side.

@@ -19,7 +19,7 @@ use crate::in_process::InProcess;
 use crate::link::{Incoming, Link, LinkSender, PeerLink};
 use crate::proto::{BrokerToRunner, BrokerToWorker, Hello, PROTOCOL_VERSION, RunnerMsg, WorkerMsg};
 use crate::store::ArtifactStore;
-use crate::stream::{self, Connection, Listener, Namespace, StreamConfig, StreamError};
+use crate::stream::{self, Connection, Expecting, Listener, Namespace, StreamConfig, StreamError};
 use scheduler::{Dispatch, Effect, PeerId, Scheduler};
 
 /// How to run a broker.
@@ -75,6 +75,8 @@ enum Event {
         peer: PeerId,
         hello: Hello,
         tx: PeerTx,
+        /// Tells the peer's reader whether the peer owes the broker a message.
+        expecting: Expecting,
     },
     Worker(PeerId, WorkerMsg),
     Runner(PeerId, RunnerMsg),
@@ -110,6 +112,7 @@ pub async fn run(
             lease: cfg.stream.peer_timeout / 2,
         }),
         peers: HashMap::new(),
+        expecting: HashMap::new(),
         made: Made::default(),
     };
     tokio::pin!(shutdown);
@@ -282,6 +285,7 @@ async fn serve_peer<Out: serde::Serialize, In: Incoming>(
         peer: peer.clone(),
         hello,
         tx: tx(sender),
+        expecting: rx.expecting(),
     };
     if events.send(joined).await.is_err() {
         return;
@@ -309,6 +313,9 @@ async fn serve_peer<Out: serde::Serialize, In: Incoming>(
 struct Shell {
     sched: Scheduler,
     peers: HashMap<PeerId, PeerTx>,
+    /// Each joined peer's reader's [`Expecting`]: a runner owes messages for as long as it is
+    /// here (it submits, cancels, stops), a worker while it holds jobs (their results).
+    expecting: HashMap<PeerId, Expecting>,
     /// The layers the cluster's jobs used and produced, for the cleanup at a clean stop.
     made: Made,
 }
@@ -342,13 +349,36 @@ impl Shell {
             next = more.try_recv().ok();
         }
         self.apply(effects).await;
+        self.expect_owed();
         result
+    }
+
+    /// Tells each peer's reader whether that peer owes the broker a message now, so that a
+    /// result after a long silence is read at the busy pace, and idle workers' streams are
+    /// polled at the idle one.
+    fn expect_owed(&self) {
+        for (peer, expecting) in &self.expecting {
+            let owed = match self.peers.get(peer) {
+                Some(PeerTx::Runner(_)) => true,
+                Some(PeerTx::Worker(_)) => self.sched.holds_work(peer),
+                None => false,
+            };
+            expecting.set(owed);
+        }
     }
 
     async fn effects_of(&mut self, ev: Event) -> Vec<Effect> {
         self.sched.at(std::time::Instant::now());
         match ev {
-            Event::Joined { peer, hello, tx } => self.joined(peer, hello, tx).await,
+            Event::Joined {
+                peer,
+                hello,
+                tx,
+                expecting,
+            } => {
+                self.expecting.insert(peer.clone(), expecting);
+                self.joined(peer, hello, tx).await
+            }
             Event::Worker(peer, msg) => match msg {
                 WorkerMsg::Hello(_) => Vec::new(),
                 WorkerMsg::Started { id, attempt } => self.sched.job_started(&peer, id, attempt),
@@ -382,6 +412,7 @@ impl Shell {
             Event::Gone { peer, reason } => {
                 info!(%peer, "peer gone: {reason}");
                 self.peers.remove(&peer);
+                self.expecting.remove(&peer);
                 let mut fx = self.sched.worker_lost(&peer, &reason);
                 fx.extend(self.sched.runner_lost(&peer));
                 fx

@@ -243,6 +243,14 @@ impl Scheduler {
         self.stop_requested && self.unfinished() == 0
     }
 
+    /// Whether worker `peer` holds jobs whose results it owes (running, prefetched or
+    /// uploading their outputs): the broker then reads its stream at the busy pace.
+    pub fn holds_work(&self, peer: &str) -> bool {
+        self.workers
+            .get(peer)
+            .is_some_and(|w| !w.assigned.is_empty())
+    }
+
     /// A worker said hello, naming itself `name`.
     pub fn worker_joined(&mut self, peer: PeerId, name: String, slots: u32) -> Vec<Effect> {
         let mut fx = vec![
@@ -1007,6 +1015,26 @@ mod tests {
         let done = finished(&s.job_finished("w", g, outcome(1, JobStatus::Passed)));
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].1.status, JobStatus::Passed);
+    }
+
+    #[test]
+    fn a_worker_holds_work_from_its_assignment_until_its_result_through_the_upload() {
+        let mut s = sched(0);
+        s.runner_joined("r".into());
+        s.worker_joined("w".into(), "w".into(), 1);
+        assert!(!s.holds_work("w"), "nothing assigned yet");
+        let fx = s.submit("r", vec![spec(0, None, 0)]);
+        let (_, g, attempt, _) = assigns(&fx)[0].clone();
+        assert!(s.holds_work("w"), "assigned, not started");
+        s.job_started("w", g, attempt);
+        s.job_uploading("w", g, attempt);
+        assert!(
+            s.holds_work("w"),
+            "its result is still owed while it uploads"
+        );
+        s.job_finished("w", g, outcome(1, JobStatus::Passed));
+        assert!(!s.holds_work("w"), "nothing owed");
+        assert!(!s.holds_work("nobody"));
     }
 
     #[test]

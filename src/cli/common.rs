@@ -59,7 +59,8 @@ pub struct ClusterArgs {
     /// longest a job sent to an idle worker waits to be seen. At least --poll-max.
     #[arg(long, default_value = DEFAULT_IDLE_POLL_MAX, value_parser = parse_duration, value_name = "DURATION")]
     pub idle_poll_max: Duration,
-    /// How long a stream carries no message before its polls slow to --idle-poll-max.
+    /// How long a stream carries no message before its polls slow to --idle-poll-max (not
+    /// where a message is owed: a runner's stream, a busy worker's, the broker's to a runner).
     #[arg(long, default_value = DEFAULT_IDLE_AFTER, value_parser = parse_duration, value_name = "DURATION")]
     pub idle_after: Duration,
     /// Send a keepalive when nothing else was sent for this long.

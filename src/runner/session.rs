@@ -183,6 +183,9 @@ pub async fn run(
         Joined::Linked(link) => link,
         Joined::ClusterClosed => return Err(RunError::ClusterStopped(cfg.ns.cluster.clone())),
     };
+    // The broker owes this runner its jobs' outcomes for the whole run: a result after
+    // minutes of silence is read at the busy pace.
+    link.expecting().set(true);
     let mut shell = Shell {
         machine,
         link,

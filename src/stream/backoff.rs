@@ -44,7 +44,10 @@ impl Backoff {
 /// `poll_max` until `idle_after` has passed, `idle_poll_max` from then on. So a stream in use
 /// (even one whose jobs run for most of a minute) answers within `poll_max`, and a cluster
 /// waiting for work polls each stream only every `idle_poll_max`. Keepalive frames are not
-/// activity: they are what an idle stream carries.
+/// activity: they are what an idle stream carries. A reader *expecting* a message (its peer
+/// owes it one: a worker running jobs, a runner in the middle of its run) keeps the busy
+/// ceiling however long the silence: a job's result after minutes of running is read within
+/// `poll_max`, not `idle_poll_max`.
 #[derive(Debug, Clone)]
 pub(crate) struct PollPace {
     min: Duration,
@@ -53,6 +56,7 @@ pub(crate) struct PollPace {
     idle_after: Duration,
     next: Duration,
     last_activity: Instant,
+    expecting: bool,
 }
 
 impl PollPace {
@@ -66,7 +70,13 @@ impl PollPace {
             idle_after: cfg.idle_after,
             next: cfg.poll_min,
             last_activity: Instant::now(),
+            expecting: false,
         }
+    }
+
+    /// Whether a message is owed (see [`Expecting`](super::Expecting)).
+    pub(crate) fn expect(&mut self, expecting: bool) {
+        self.expecting = expecting;
     }
 
     /// A message arrived (or the reader was woken): poll fast again.
@@ -75,9 +85,10 @@ impl PollPace {
         self.last_activity = Instant::now();
     }
 
-    /// The ceiling now: `poll_max` after activity, `idle_poll_max` once `idle_after` passed.
+    /// The ceiling now: `poll_max` after activity or while expecting, `idle_poll_max` once
+    /// `idle_after` passed.
     pub(crate) fn ceiling(&self) -> Duration {
-        if self.last_activity.elapsed() >= self.idle_after {
+        if !self.expecting && self.last_activity.elapsed() >= self.idle_after {
             self.idle_max
         } else {
             self.max
@@ -209,6 +220,22 @@ mod tests {
         pace.activity();
         assert_eq!(pace.ceiling(), Duration::from_secs(1));
         assert_eq!(pace.next_delay(), Duration::from_millis(20));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expecting_reader_keeps_the_busy_ceiling_through_any_silence() {
+        let mut pace = pace();
+        pace.expect(true);
+        tokio::time::advance(Duration::from_secs(600)).await;
+        let delays = idle_polls(&mut pace, 40).await;
+        assert_eq!(delays.iter().max(), Some(&Duration::from_secs(1)));
+        // No longer expecting: the minute of silence counts again.
+        pace.expect(false);
+        assert_eq!(pace.ceiling(), Duration::from_secs(6));
+        assert_eq!(
+            idle_polls(&mut pace, 4).await,
+            [2, 4, 6, 6].map(Duration::from_secs)
+        );
     }
 
     /// After 5 minutes of idle, a message written at any moment is read within the idle

@@ -39,7 +39,7 @@ use crate::seal::{ClusterKeys, SealError};
 pub use connect::connect;
 pub use listener::{Listener, close_listener, listener_closed};
 pub use names::Namespace;
-pub use reader::StreamReceiver;
+pub use reader::{Expecting, StreamReceiver};
 pub use writer::StreamSender;
 
 /// Timings and limits of a stream.

@@ -2,6 +2,8 @@
 //! adaptive polling, decodes frames, delivers each message exactly once and in order, follows
 //! the writer from segment to segment, and declares the peer dead when it falls silent.
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -24,9 +26,30 @@ type Delivery = Result<Option<Bytes>, StreamError>;
 pub struct StreamReceiver {
     rx: mpsc::Receiver<Delivery>,
     ended: bool,
+    expecting: Expecting,
+}
+
+/// Tells a stream's reader whether its peer owes a message (a worker holding jobs owes their
+/// results; a runner's broker owes its outcomes): while it does, the reader polls at the busy
+/// pace however long the stream stays silent, instead of slowing to `idle_poll_max`. Clones
+/// share one setting; the protocol layer above the stream sets it.
+#[derive(Debug, Clone)]
+pub struct Expecting(Arc<watch::Sender<bool>>);
+
+impl Expecting {
+    /// Sets whether a message is owed; a change wakes the reader to poll at the new pace.
+    pub fn set(&self, expecting: bool) {
+        self.0
+            .send_if_modified(|now| std::mem::replace(now, expecting) != expecting);
+    }
 }
 
 impl StreamReceiver {
+    /// The handle that says whether this stream's peer owes a message.
+    pub fn expecting(&self) -> Expecting {
+        self.expecting.clone()
+    }
+
     /// The next message; `Ok(None)` once the peer shut down cleanly (and on every call after).
     /// After an error, later calls return [`StreamError::Closed`].
     pub async fn recv(&mut self) -> Result<Option<Bytes>, StreamError> {
@@ -52,6 +75,7 @@ pub(crate) fn spawn(
     wake: Option<watch::Receiver<()>>,
 ) -> StreamReceiver {
     let (tx, rx) = mpsc::channel(RECV_QUEUE);
+    let (expecting, expected) = watch::channel(false);
     let segment = Segment::new(&store, 0, first);
     let seal = names.seal(cfg.seal.as_ref());
     let mut reader = Reader {
@@ -65,6 +89,7 @@ pub(crate) fn spawn(
         last_heard: Instant::now(),
         heard_message: false,
         wake,
+        expected: Some(expected),
         tx,
     };
     tokio::spawn(async move {
@@ -75,7 +100,11 @@ pub(crate) fn spawn(
         };
         let _ = reader.tx.send(end).await;
     });
-    StreamReceiver { rx, ended: false }
+    StreamReceiver {
+        rx,
+        ended: false,
+        expecting: Expecting(Arc::new(expecting)),
+    }
 }
 
 /// What to do after a batch of bytes was decoded.
@@ -142,6 +171,8 @@ struct Reader {
     /// Whether a frame other than a keepalive was decoded since the last poll.
     heard_message: bool,
     wake: Option<watch::Receiver<()>>,
+    /// Whether the peer owes a message ([`Expecting`]); `None` once nobody can change it.
+    expected: Option<watch::Receiver<bool>>,
     tx: mpsc::Sender<Delivery>,
     seal: Option<FrameSeal>,
 }
@@ -195,8 +226,14 @@ impl Reader {
             if std::mem::take(&mut self.heard_message) {
                 poll.activity();
             }
+            poll.expect(self.expected.as_ref().is_some_and(|rx| *rx.borrow()));
             tokio::select! {
                 () = tokio::time::sleep(poll.next_delay()) => {}
+                changed = changed(&mut self.expected) => {
+                    if !changed {
+                        self.expected = None;
+                    }
+                }
                 woken = woken(&mut self.wake) => {
                     if woken {
                         poll.activity();
@@ -312,6 +349,14 @@ impl Reader {
 
 /// Completes with `true` on a wake-up, with `false` once nobody can wake the reader any more
 /// (the listener is gone), and never without a wake source.
+/// Completes when the expectation changes (true), or when nobody can change it any more (false).
+async fn changed(expected: &mut Option<watch::Receiver<bool>>) -> bool {
+    match expected {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
+
 async fn woken(wake: &mut Option<watch::Receiver<()>>) -> bool {
     match wake {
         Some(rx) => rx.changed().await.is_ok(),

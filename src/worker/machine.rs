@@ -264,6 +264,27 @@ impl Machine {
         fx
     }
 
+    /// When the shell should call [`Machine::tick`] though nothing else happens: while work
+    /// waits in the queue, at half the lease (to renew it before it runs out, so that a slot
+    /// freed by a long job starts the next one without waiting a round trip to the broker),
+    /// or when an unanswered renewal may be given up and asked again. `None` while nothing
+    /// waits or no lease was ever granted.
+    pub fn renewal_due(&self) -> Option<Instant> {
+        if self.queue.is_empty() || self.broker_lost {
+            return None;
+        }
+        let until = self.lease.until?;
+        Some(match self.lease.asked.values().max() {
+            Some(&sent) => sent + self.lease.valid,
+            None => until.checked_sub(self.lease.valid / 2).unwrap_or(until),
+        })
+    }
+
+    /// Time passed to `now` with nothing else happening (see [`Machine::renewal_due`]).
+    pub fn tick(&mut self, now: Instant) -> Vec<Effect> {
+        self.fill(now)
+    }
+
     /// The broker is gone (its stream ended or failed): no attempt it gave starts any more,
     /// since nobody would take its result and the broker, if it comes back, gives them to
     /// others. Returns the prefetched attempts dropped.
@@ -436,7 +457,7 @@ impl Machine {
         let half_gone = self
             .lease
             .until
-            .is_some_and(|until| until.saturating_duration_since(now) < self.lease.valid / 2);
+            .is_some_and(|until| until.saturating_duration_since(now) <= self.lease.valid / 2);
         if !self.queue.is_empty() && half_gone && !self.lease.asking(now) {
             fx.push(Effect::Send(self.lease.ask(now)));
         }
@@ -1063,6 +1084,47 @@ mod tests {
         assert!(
             w.ready(JobId(0), at(12_200)).is_empty(),
             "a stale request changes nothing"
+        );
+    }
+
+    #[test]
+    fn a_worker_with_queued_work_renews_its_lease_at_half_time_though_nothing_happens() {
+        let mut w = leased("w", 1);
+        assert_eq!(w.renewal_due(), None, "nothing waits: no renewal");
+        assert_eq!(started(&w.message(assign(1, 1), at(1_000))), [(1, 1)]);
+        assert_eq!(w.renewal_due(), None, "the only job runs: nothing waits");
+        assert!(started(&w.message(assign(2, 1), at(2_000))).is_empty());
+        assert_eq!(w.renewal_due(), Some(at(5_000)), "half of the 10 s lease");
+        assert_eq!(
+            w.tick(at(5_000)),
+            [Effect::Send(WorkerMsg::Renew { seq: 1 })]
+        );
+        // The renewal is on its way: nothing is asked again until it may be given up.
+        assert_eq!(w.renewal_due(), Some(at(15_000)));
+        assert!(w.tick(at(6_000)).is_empty());
+        // Answered: the lease runs from when the request was sent, to 15 s.
+        assert!(w.message(lease(1, 10_000), at(6_500)).is_empty());
+        assert_eq!(w.renewal_due(), Some(at(10_000)));
+        // Job 1 ends after the first lease ran out: job 2 starts at once, no round trip.
+        let fx = w.attempt_ended(JobId(1), passed(1), at(12_000));
+        assert_eq!(started(&fx), [(2, 1)]);
+        assert_eq!(w.renewal_due(), None);
+    }
+
+    #[test]
+    fn an_unanswered_renewal_is_asked_again_once_it_could_no_longer_help() {
+        let mut w = leased("w", 1);
+        w.message(assign(1, 1), at(0));
+        w.message(assign(2, 1), at(0));
+        assert_eq!(
+            w.tick(at(5_000)),
+            [Effect::Send(WorkerMsg::Renew { seq: 1 })]
+        );
+        assert_eq!(w.renewal_due(), Some(at(15_000)));
+        let fx = w.tick(at(15_000));
+        assert!(
+            fx.contains(&Effect::Send(WorkerMsg::Renew { seq: 2 })),
+            "{fx:?}"
         );
     }
 

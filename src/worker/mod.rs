@@ -249,6 +249,9 @@ impl Shell {
                 Some(done) = self.uploads.join_next_with_id(), if !self.uploads.is_empty() => {
                     self.upload_done(done)
                 }
+                () = renewal(self.machine.renewal_due()) => {
+                    self.machine.tick(std::time::Instant::now())
+                }
                 () = &mut *shutdown => self.machine.interrupted(),
             };
             // Messages ready together (an outcome, the next start, a renewal) share an append.
@@ -410,5 +413,13 @@ impl Shell {
             }
             other => other,
         }
+    }
+}
+
+/// Waits until `due` (the machine's next lease renewal), or forever when there is none.
+async fn renewal(due: Option<std::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await,
+        None => std::future::pending().await,
     }
 }
