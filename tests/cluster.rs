@@ -16,37 +16,17 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-/// The binary under test.
-const BIN: &str = env!("CARGO_BIN_EXE_cluster-action");
-
-/// Stream timings of the separate-process clusters: a lost worker is noticed after 3 s, and a
-/// keepalive every 300 ms leaves room for a loaded machine.
-const TIMINGS: &str = "--poll-max 100ms --keepalive 300ms --peer-timeout 3s";
-
-/// Variables of the caller's environment that would change what the binary does.
-const SCRUBBED_ENV: [&str; 14] = [
-    "ACTIONS_RESULTS_URL",
-    "ACTIONS_RUNTIME_TOKEN",
-    "CLUSTER_ACTION_CLUSTER",
-    "CLUSTER_ATTEMPT",
-    "CLUSTER_SECRET",
-    "GITHUB_EVENT_PATH",
-    "GITHUB_RUN_ID",
-    "CLUSTER_JOB_NAME",
-    "CLUSTER_WORKER",
-    "GITHUB_ACTIONS",
-    "GITHUB_JOB",
-    "GITHUB_RUN_ATTEMPT",
-    "GITHUB_STEP_SUMMARY",
-    "RUST_LOG",
-];
+use common::cluster::{
+    BIN, Cluster, Proc, Scratch, Service, TIMINGS, block_on, children, cmdline, token,
+};
+use common::{alive, await_some};
 
 /// Each test starts several processes on a 2-core machine; one test at a time keeps the peer
 /// timeouts meaningful.
@@ -57,106 +37,7 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Processes
-
-/// A `cluster-action` process with its stdout and stderr in files, leading its own process
-/// group. Dropping it before it exited kills it, its group and its `cluster-action` children
-/// (`local`'s workers).
-struct Proc {
-    name: String,
-    child: Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
-    code: Option<i32>,
-}
-
-impl Proc {
-    fn pid(&self) -> libc::pid_t {
-        self.child.id() as libc::pid_t
-    }
-
-    /// Sends `signal` to this process only (not its group).
-    fn signal(&self, signal: libc::c_int) {
-        // SAFETY: kill has no memory-safety preconditions; the child is not reaped yet.
-        let sent = unsafe { libc::kill(self.pid(), signal) };
-        assert_eq!(sent, 0, "signal {signal} to {}", self.name);
-    }
-
-    /// Waits for the process to exit and asserts its exit code, showing its output if not.
-    fn expect_exit(&mut self, expected: i32) {
-        let status = await_some(&format!("{} to exit", self.name), || {
-            self.child.try_wait().unwrap()
-        });
-        self.code = status.code();
-        assert_eq!(
-            self.code,
-            Some(expected),
-            "exit of {} ({status}); stderr:\n{}\nstdout (start):\n{}",
-            self.name,
-            self.stderr(),
-            self.stdout().chars().take(4000).collect::<String>()
-        );
-    }
-
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&fs::read(&self.stdout).unwrap_or_default()).into_owned()
-    }
-
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&fs::read(&self.stderr).unwrap_or_default()).into_owned()
-    }
-
-    /// Waits until the process's stderr contains `text`.
-    fn await_stderr(&self, text: &str) {
-        await_some(&format!("'{text}' in the stderr of {}", self.name), || {
-            self.stderr().contains(text).then_some(())
-        });
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.code.is_some() {
-            return; // exited and reaped
-        }
-        // The workers `local` starts lead their own process groups.
-        for child in children(self.pid()) {
-            if cmdline(child).starts_with(BIN) {
-                // SAFETY: killpg has no memory-safety preconditions; the child is not reaped.
-                unsafe { libc::killpg(child, libc::SIGKILL) };
-            }
-        }
-        // SAFETY: as above; the group is the one this process leads.
-        unsafe { libc::killpg(self.pid(), libc::SIGKILL) };
-        let _ = self.child.wait();
-    }
-}
-
-/// The fields of `/proc/<pid>/stat` after the command name: state, ppid, ...
-fn stat_fields(pid: libc::pid_t) -> Option<Vec<String>> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    Some(rest.split_whitespace().map(str::to_string).collect())
-}
-
-use common::{alive, await_some, await_within};
-
-/// The command line of `pid`, arguments separated by spaces.
-fn cmdline(pid: libc::pid_t) -> String {
-    fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
-        .unwrap_or_default()
-}
-
-/// The live children of `parent`.
-fn children(parent: libc::pid_t) -> Vec<libc::pid_t> {
-    fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .filter(|&pid| stat_fields(pid).is_some_and(|f| f[1] == parent.to_string()) && alive(pid))
-        .collect()
-}
+// Job processes
 
 /// Job processes (from the `*.pid` files jobs write into `dir`) that must not outlive the
 /// test: killed, with their process groups, on drop.
@@ -196,194 +77,16 @@ impl Drop for JobPids {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// A test's directory, the artifact service
+/// A job that writes its pid to `$PIDS/<job>.pid` (whole: written aside, then renamed) and
+/// runs for two minutes, longer than any test.
+const PARKED: &str = "echo $$ > $PIDS/$CLUSTER_JOB_NAME.tmp; \
+                      mv $PIDS/$CLUSTER_JOB_NAME.tmp $PIDS/$CLUSTER_JOB_NAME.pid; sleep 120";
 
-/// A test's scratch directory: `logs/` holds process output, `tmp/` is the processes' TMPDIR.
-struct Scratch {
-    dir: tempfile::TempDir,
-}
-
-impl Scratch {
-    fn new() -> Scratch {
-        let dir = tempfile::Builder::new().prefix("cluster-test-").tempdir();
-        Scratch { dir: dir.unwrap() }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn tmp(&self) -> PathBuf {
-        self.path().join("tmp")
-    }
-
-    /// Starts `cluster-action ARGS` (split at spaces) in this directory.
-    fn start(&self, name: &str, args: &str) -> Proc {
-        self.spawn(self.path(), name, args, &[])
-    }
-
-    /// Starts `cluster-action ARGS` (split at spaces) in `cwd`, with `env` added to a scrubbed
-    /// environment and `TMPDIR` set to [`Scratch::tmp`].
-    fn spawn(&self, cwd: &Path, name: &str, args: &str, env: &[(&str, &str)]) -> Proc {
-        let logs = self.path().join("logs");
-        fs::create_dir_all(&logs).unwrap();
-        fs::create_dir_all(self.tmp()).unwrap();
-        let stdout = logs.join(format!("{name}.out"));
-        let stderr = logs.join(format!("{name}.err"));
-        let mut cmd = Command::new(BIN);
-        cmd.args(args.split_whitespace())
-            .current_dir(cwd)
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(&stdout).unwrap())
-            .stderr(fs::File::create(&stderr).unwrap())
-            .process_group(0);
-        for var in SCRUBBED_ENV {
-            cmd.env_remove(var);
-        }
-        cmd.env("TMPDIR", self.tmp()).envs(env.iter().copied());
-        let child = cmd.spawn().unwrap();
-        Proc {
-            name: name.to_string(),
-            child,
-            stdout,
-            stderr,
-            code: None,
-        }
-    }
-
-    /// Asserts that the processes left nothing in their TMPDIR.
-    fn assert_tmp_empty(&self) {
-        let left: Vec<_> = fs::read_dir(self.tmp()).unwrap().flatten().collect();
-        assert!(left.is_empty(), "left in TMPDIR: {left:?}");
-    }
-
-    /// Writes `rel` (creating its directory); returns its path.
-    fn write(&self, rel: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
-        let path = self.path().join(rel);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(&path, bytes).unwrap();
-        path
-    }
-
-    /// Makes directory `rel`; returns its path.
-    fn mkdir(&self, rel: &str) -> PathBuf {
-        let path = self.path().join(rel);
-        fs::create_dir_all(&path).unwrap();
-        path
-    }
-}
-
-/// A `cluster-action serve` process and its URL.
-struct Service {
-    _proc: Proc,
-    url: String,
-}
-
-impl Service {
-    /// Starts the service and waits for its `ACTIONS_RESULTS_URL=` line.
-    fn up(scratch: &Scratch) -> Service {
-        Service::up_as(scratch, "serve", "serve")
-    }
-
-    /// Starts the service as `cluster-action ARGS`, its logs named `name`.
-    fn up_as(scratch: &Scratch, name: &str, args: &str) -> Service {
-        // Its blobs go to a temporary directory of its own, apart from the cluster's TMPDIR.
-        let data = scratch.mkdir("serve-tmp");
-        let env = [("TMPDIR", data.to_str().unwrap())];
-        let proc = scratch.spawn(scratch.path(), name, args, &env);
-        let url = await_some("the service's URL", || {
-            let out = proc.stdout();
-            let line = out.split_once('\n')?.0;
-            let url = line.strip_prefix("ACTIONS_RESULTS_URL=");
-            Some(
-                url.unwrap_or_else(|| panic!("first line of serve: {line}"))
-                    .to_string(),
-            )
-        });
-        assert!(url.starts_with("http://127.0.0.1:") && url.ends_with('/'));
-        Service { _proc: proc, url }
-    }
-
-    /// Starts the service with its blobs in `blobs/` of the scratch directory (returned), to
-    /// be read and tampered with.
-    fn keeping_blobs(scratch: &Scratch) -> (Service, PathBuf) {
-        let data = scratch.mkdir("blobs");
-        let args = format!("serve --data-dir {}", data.display());
-        (Service::up_as(scratch, "serve", &args), data)
-    }
-
-    /// Starts `cluster-action ARGS` in `cwd` as job `job` of the run (its name too).
-    fn start_in(&self, scratch: &Scratch, cwd: &Path, job: &str, args: &str) -> Proc {
-        self.start_env(scratch, cwd, job, args, &[])
-    }
-
-    /// [`Service::start_in`] with `env` added.
-    fn start_env(
-        &self,
-        scratch: &Scratch,
-        cwd: &Path,
-        job: &str,
-        args: &str,
-        env: &[(&str, &str)],
-    ) -> Proc {
-        let token = token("test-run", job);
-        let mut all = vec![
-            ("ACTIONS_RESULTS_URL", self.url.as_str()),
-            ("ACTIONS_RUNTIME_TOKEN", token.as_str()),
-        ];
-        all.extend_from_slice(env);
-        scratch.spawn(cwd, job, args, &all)
-    }
-
-    /// Starts `cluster-action ARGS` in the scratch directory as job `job` of the run.
-    fn start(&self, scratch: &Scratch, job: &str, args: &str) -> Proc {
-        self.start_in(scratch, scratch.path(), job, args)
-    }
-
-    /// The request counters at `GET {url}_stats`.
-    fn stats(&self) -> Value {
-        self.get("_stats")
-    }
-
-    /// The JSON answer of the service's own route `path` (`_stats`, `_artifacts`).
-    fn get(&self, path: &str) -> Value {
-        let url = format!("{}{path}", self.url);
-        block_on(async {
-            let response = reqwest::get(&url).await.unwrap();
-            assert!(response.status().is_success(), "GET {url}");
-            response.json::<Value>().await.unwrap()
-        })
-    }
-}
-
-/// A broker and one worker of cluster `cluster` started as jobs of the run (the worker with
-/// `worker_args`, both with `timings`), once the worker has joined.
-fn broker_and_worker(
-    scratch: &Scratch,
-    service: &Service,
-    cluster: &str,
-    worker_args: &str,
-    timings: &str,
-) -> (Proc, Proc) {
-    let args = format!("--log-level info broker --cluster {cluster} {timings}");
-    let broker = service.start(scratch, "broker", &args);
-    let args = format!("worker --cluster {cluster} {worker_args} {timings}");
-    let worker = service.start(scratch, "worker", &args);
-    broker.await_stderr("worker joined");
-    (broker, worker)
-}
-
-/// A runtime token for the local service, from `cluster-action token`.
-fn token(run: &str, job: &str) -> String {
-    let out = Command::new(BIN)
-        .args(["token", "--run", run, "--job", job])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "token: {out:?}");
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    assert!(!token.is_empty());
-    token
+/// Waits until process `pid` (`what`, for the message) is gone.
+fn await_gone(what: &str, pid: libc::pid_t) {
+    await_some(&format!("{what} {pid} to be gone"), || {
+        (!alive(pid)).then_some(())
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -517,6 +220,13 @@ fn names_ending(dir: &Path, suffix: &str) -> Vec<String> {
 /// `text` as a double-quoted YAML scalar (JSON's escapes are YAML's too).
 fn quoted(text: &str) -> String {
     serde_json::to_string(text).unwrap()
+}
+
+/// A manifest head whose `defaults` give every job `$VAR`, the directory `dir` (more
+/// `defaults` keys may follow, indented by two spaces).
+fn defaults_env(var: &str, dir: &Path) -> String {
+    let dir = quoted(dir.to_str().unwrap());
+    format!("defaults:\n  env: {{ {var}: {dir} }}\n")
 }
 
 /// A manifest: `head` (defaults, layers), then one job per `(name, run, extra keys)`.
@@ -797,6 +507,11 @@ fn a_job_writing_into_the_layer_cache_leaves_the_next_job_s_files_intact() {
 // ---------------------------------------------------------------------------------------------
 // 2. A lost worker: its jobs run again elsewhere
 
+/// A runner of `cluster.yml` that logs each job's start (which worker, which attempt), stops
+/// the cluster at the end and writes `report.json`.
+const WATCHED_RUN: &str = "--log-level warn,cluster_action::runner::progress=debug \
+                           run cluster.yml --stop-cluster --report-json report.json";
+
 /// How the victim worker goes away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Loss {
@@ -812,7 +527,6 @@ enum Loss {
 fn lose_a_worker(loss: Loss) {
     let _serial = serial();
     let scratch = Scratch::new();
-    let service = Service::up(&scratch);
     let marks = scratch.mkdir("marks");
     let _job_pids = JobPids { dir: marks.clone() };
     // Each attempt records its process group and its worker; on the victim it runs until the
@@ -824,39 +538,14 @@ fn lose_a_worker(loss: Loss) {
     let jobs: Vec<_> = (0..count)
         .map(|i| (format!("job-{i}"), run.to_string(), String::new()))
         .collect();
-    let head = format!(
-        "defaults:\n  retries: 0\n  env: {{ MARKS: {} }}\n",
-        quoted(marks.to_str().unwrap())
-    );
+    let head = format!("{}  retries: 0\n", defaults_env("MARKS", &marks));
     scratch.write("cluster.yml", manifest(&head, &jobs));
 
-    let args = format!("--log-level info broker --cluster k {TIMINGS}");
-    let mut broker = service.start(&scratch, "broker", &args);
-    let mut workers: BTreeMap<&str, Proc> = ["victim", "survivor"]
-        .into_iter()
-        .map(|name| {
-            let dir = scratch.path().join(name);
-            let args = format!(
-                "--log-level info worker --cluster k {TIMINGS} --name {name} --slots 1 \
-                 --cache-dir {} --work-dir {}",
-                dir.join("cache").display(),
-                dir.join("work").display()
-            );
-            (name, service.start(&scratch, name, &args))
-        })
-        .collect();
     // Both are connected before the jobs come, so both get some.
-    for worker in workers.values() {
-        worker.await_stderr("worker connected");
-    }
-    let mut runner = service.start(
-        &scratch,
-        "runner",
-        &format!(
-            "--log-level warn,cluster_action::runner::progress=debug run cluster.yml --cluster k \
-             {TIMINGS} --stop-cluster --report-json report.json"
-        ),
-    );
+    let mut cluster = Cluster::builder("k")
+        .named_workers(&["victim", "survivor"])
+        .start(&scratch);
+    let mut runner = cluster.start("runner", WATCHED_RUN);
 
     // The victim runs a job, and the broker knows it started (the runner heard of it).
     let victims_job = await_some("a job running on the victim", || {
@@ -870,7 +559,7 @@ fn lose_a_worker(loss: Loss) {
     runner.await_stderr(&format!(
         "started job=\"{victims_job}\" attempt=1 worker=\"victim\""
     ));
-    let victim = workers.get_mut("victim").unwrap();
+    let victim = cluster.worker("victim");
     let pid = fs::read_to_string(marks.join(format!("{victims_job}.1.pid"))).unwrap();
     let pid: libc::pid_t = pid.trim().parse().unwrap();
     let gone = match loss {
@@ -882,18 +571,16 @@ fn lose_a_worker(loss: Loss) {
         Loss::Terminated => {
             victim.signal(libc::SIGTERM);
             victim.expect_exit(130);
-            await_some("the victim's job to be killed", || {
-                (!alive(pid)).then_some(())
-            });
+            await_gone("the victim's job", pid);
             "peer gone: it closed its stream"
         }
     };
 
     runner.expect_exit(0);
-    broker.expect_exit(0);
-    let stderr = broker.stderr();
+    cluster.broker().expect_exit(0);
+    let stderr = cluster.broker().stderr();
     assert!(stderr.contains(gone), "{stderr}");
-    workers.get_mut("survivor").unwrap().expect_exit(0);
+    cluster.worker("survivor").expect_exit(0);
 
     let (_, jobs) = read_report(&scratch.path().join("report.json"));
     assert_eq!(jobs.len(), count);
@@ -937,24 +624,19 @@ fn a_terminated_worker_hands_its_jobs_back_at_once() {
 fn a_worker_joining_after_the_run_started_gets_the_work() {
     let _serial = serial();
     let scratch = Scratch::new();
-    let service = Service::up(&scratch);
+    let cluster = Cluster::builder("late").embedded_broker().start(&scratch);
     let run = "test $CLUSTER_WORKER = late";
     let jobs: Vec<_> = (0..3)
         .map(|i| (format!("job-{i}"), run.into(), String::new()))
         .collect();
     scratch.write("cluster.yml", manifest("", &jobs));
-    let mut runner = service.start(
-        &scratch,
+    let mut runner = cluster.start(
         "runner",
-        &format!(
-            "--log-level info run cluster.yml --embed-broker --slots 0 --cluster late {TIMINGS} \
-             --report-json report.json"
-        ),
+        "--log-level info run cluster.yml --embed-broker --slots 0 --report-json report.json",
     );
     runner.await_stderr("jobs submitted");
 
-    let args = format!("worker --name late --slots 2 --cluster late {TIMINGS}");
-    let mut worker = service.start(&scratch, "worker", &args);
+    let mut worker = cluster.start("worker", "worker --name late --slots 2");
     runner.expect_exit(0);
     worker.expect_exit(0);
     let (_, jobs) = read_report(&scratch.path().join("report.json"));
@@ -1059,15 +741,10 @@ fn a_worker_refuses_an_output_limit_it_cannot_report() {
 fn stop_ends_the_cluster_and_every_worker_exits_0() {
     let _serial = serial();
     let scratch = Scratch::new();
-    let service = Service::up(&scratch);
-    let mut broker = service.start(&scratch, "broker", &format!("broker --cluster s {TIMINGS}"));
-    let args = format!("--log-level info worker --cluster s --slots 1 {TIMINGS}");
-    let mut worker = service.start(&scratch, "worker", &args);
-    worker.await_stderr("worker connected");
-    let mut stop = service.start(&scratch, "stop", &format!("stop --cluster s {TIMINGS}"));
-    stop.expect_exit(0);
-    broker.expect_exit(0);
-    worker.expect_exit(0);
+    let mut cluster = Cluster::builder("s").workers(1).start(&scratch);
+    cluster.start("stop", "stop").expect_exit(0);
+    cluster.broker().expect_exit(0);
+    cluster.worker("worker").expect_exit(0);
     scratch.assert_tmp_empty();
 }
 
@@ -1089,11 +766,7 @@ fn cancel_a_local_run(interrupt: impl FnOnce(&Proc)) {
     let jobs: Vec<_> = (0..4)
         .map(|i| (format!("long-{i}"), run.into(), String::new()))
         .collect();
-    let head = format!(
-        "defaults:\n  env: {{ PIDS: {} }}\n",
-        quoted(pids.to_str().unwrap())
-    );
-    scratch.write("cluster.yml", manifest(&head, &jobs));
+    scratch.write("cluster.yml", manifest(&defaults_env("PIDS", &pids), &jobs));
     let mut local = scratch.start(
         "local",
         "local --workers 2 --slots 1 cluster.yml --report-json report.json",
@@ -1111,9 +784,7 @@ fn cancel_a_local_run(interrupt: impl FnOnce(&Proc)) {
     let clean = !stderr.contains("exited with") && !stderr.contains("did not exit");
     assert!(clean, "the workers exited 0 in time: {stderr}");
     for pid in workers.into_iter().chain(job_pids.pids()) {
-        await_some(&format!("process {pid} to be gone"), || {
-            (!alive(pid)).then_some(())
-        });
+        await_gone("process", pid);
     }
     let (report, jobs) = read_report(&scratch.path().join("report.json"));
     assert_eq!(report["summary"]["cancelled"], 4, "{report}");
@@ -1172,9 +843,7 @@ fn a_sigkilled_worker_that_nobody_waits_for_leaves_no_job_process() {
     assert!(alive(daemon));
     runner.signal(libc::SIGKILL);
     let _ = runner.child.wait();
-    await_some(&format!("the daemon {daemon} to be gone"), || {
-        (!alive(daemon)).then_some(())
-    });
+    await_gone("the daemon", daemon);
 }
 
 /// `--timeout` (the action's `timeout` input) stops a run as SIGTERM does: its jobs cancelled,
@@ -1404,14 +1073,12 @@ fn manifest_errors_exit_2_with_a_location_and_upload_nothing() {
 fn a_refused_manifest_with_stop_cluster_stops_the_separate_broker_and_workers() {
     let _serial = serial();
     let scratch = Scratch::new();
-    let service = Service::up(&scratch);
-    let (mut broker, mut worker) =
-        broker_and_worker(&scratch, &service, "refused", "--slots 1", TIMINGS);
+    let mut cluster = Cluster::builder("refused").workers(1).start(&scratch);
     scratch.write("bad.yml", "jobs:\n  - { name: a, comand: 'true' }\n");
-    let args = format!("run bad.yml --cluster refused --stop-cluster {TIMINGS}");
-    let mut runner = service.start(&scratch, "runner", &args);
+    let mut runner = cluster.start("runner", "run bad.yml --stop-cluster");
     runner.expect_exit(2);
-    worker.expect_exit(0);
+    cluster.worker("worker").expect_exit(0);
+    let broker = cluster.broker();
     broker.expect_exit(0);
     assert!(runner.stderr().contains("unknown field `comand`"));
     assert!(
@@ -1455,35 +1122,27 @@ fn the_quickstart_from_the_readme_passes() {
 fn a_lost_broker_ends_the_run_and_the_workers_with_exit_3() {
     let _serial = serial();
     let scratch = Scratch::new();
-    let service = Service::up(&scratch);
     let pids = scratch.mkdir("pids");
     let job_pids = JobPids { dir: pids.clone() };
-    let run = "echo $$ > $PIDS/$CLUSTER_JOB_NAME.tmp; mv $PIDS/$CLUSTER_JOB_NAME.tmp $PIDS/$CLUSTER_JOB_NAME.pid; sleep 120";
-    let head = format!(
-        "defaults:\n  env: {{ PIDS: {} }}\n",
-        quoted(pids.to_str().unwrap())
-    );
+    let head = defaults_env("PIDS", &pids);
     scratch.write(
         "cluster.yml",
-        manifest(&head, &[("long".into(), run.into(), String::new())]),
+        manifest(&head, &[("long".into(), PARKED.into(), String::new())]),
     );
-    let broker = service.start(&scratch, "broker", &format!("broker --cluster b {TIMINGS}"));
-    let args = format!("--log-level info worker --cluster b --slots 1 {TIMINGS}");
-    let mut worker = service.start(&scratch, "worker", &args);
-    worker.await_stderr("worker connected");
-    let args = format!("run cluster.yml --cluster b {TIMINGS}");
-    let mut runner = service.start(&scratch, "runner", &args);
+    let mut cluster = Cluster::builder("b").workers(1).start(&scratch);
+    let mut runner = cluster.start("runner", "run cluster.yml");
     await_some("the job to run", || {
         (!job_pids.pids().is_empty()).then_some(())
     });
 
-    broker.signal(libc::SIGKILL);
+    cluster.broker().signal(libc::SIGKILL);
     runner.expect_exit(3);
     assert!(
         runner.stderr().contains("lost the broker"),
         "{}",
         runner.stderr()
     );
+    let worker = cluster.worker("worker");
     worker.expect_exit(3);
     assert!(
         worker.stderr().contains("lost the broker"),
@@ -1491,9 +1150,7 @@ fn a_lost_broker_ends_the_run_and_the_workers_with_exit_3() {
         worker.stderr()
     );
     for pid in job_pids.pids() {
-        await_some(&format!("job process {pid} to be gone"), || {
-            (!alive(pid)).then_some(())
-        });
+        await_gone("job process", pid);
     }
 }
 
@@ -1503,35 +1160,24 @@ fn a_lost_broker_ends_the_run_and_the_workers_with_exit_3() {
 fn lose_the_broker_halfway(signal: libc::c_int) {
     let _serial = serial();
     let scratch = Scratch::new();
-    let service = Service::up(&scratch);
     let pids = scratch.mkdir("pids");
     let job_pids = JobPids { dir: pids.clone() };
-    let slow = "echo $$ > $PIDS/$CLUSTER_JOB_NAME.tmp; mv $PIDS/$CLUSTER_JOB_NAME.tmp $PIDS/$CLUSTER_JOB_NAME.pid; sleep 120";
     let jobs: Vec<_> = (0..20)
         .map(|i| {
-            let run = if i < 10 { "true" } else { slow };
+            let run = if i < 10 { "true" } else { PARKED };
             (format!("job-{i:02}"), run.to_string(), String::new())
         })
         .collect();
-    let head = format!(
-        "defaults:\n  env: {{ PIDS: {} }}\n",
-        quoted(pids.to_str().unwrap())
-    );
-    scratch.write("cluster.yml", manifest(&head, &jobs));
-    let broker = service.start(&scratch, "broker", &format!("broker --cluster b {TIMINGS}"));
-    let args = format!("--log-level info worker --cluster b --slots 1 {TIMINGS}");
-    let mut worker = service.start(&scratch, "worker", &args);
-    worker.await_stderr("worker connected");
-    let args = format!(
-        "run cluster.yml --cluster b {TIMINGS} --report-json r/report.json --report-junit r/junit.xml"
-    );
-    let mut runner = service.start(&scratch, "runner", &args);
+    scratch.write("cluster.yml", manifest(&defaults_env("PIDS", &pids), &jobs));
+    let mut cluster = Cluster::builder("b").workers(1).start(&scratch);
+    let args = "run cluster.yml --report-json r/report.json --report-junit r/junit.xml";
+    let mut runner = cluster.start("runner", args);
     await_some("ten jobs to pass and the eleventh to run", || {
         let passed = runner.stdout().matches("PASS").count();
         (passed == 10 && !job_pids.pids().is_empty()).then_some(())
     });
 
-    broker.signal(signal);
+    cluster.broker().signal(signal);
     runner.expect_exit(3);
     let stderr = runner.stderr();
     assert!(
@@ -1554,16 +1200,16 @@ fn lose_the_broker_halfway(signal: libc::c_int) {
     let junit = fs::read_to_string(scratch.path().join("r/junit.xml")).unwrap();
     assert_eq!(junit.matches("<testcase ").count(), 20, "{junit}");
     assert_eq!(junit.matches("<error ").count(), 10, "{junit}");
-    worker.expect_exit(if signal == libc::SIGKILL { 3 } else { 0 });
+    cluster
+        .worker("worker")
+        .expect_exit(if signal == libc::SIGKILL { 3 } else { 0 });
     assert_eq!(
         job_pids.pids().len(),
         1,
         "no prefetched job started after the broker was gone"
     );
     for pid in job_pids.pids() {
-        await_some(&format!("job process {pid} to be gone"), || {
-            (!alive(pid)).then_some(())
-        });
+        await_gone("job process", pid);
     }
 }
 
@@ -1587,7 +1233,6 @@ fn a_terminated_broker_loses_no_result_the_runner_had() {
 fn transient_store_failures_around_outputs_never_fail_a_passing_job() {
     let _serial = serial();
     let scratch = Scratch::new();
-    let service = Service::up_as(&scratch, "serve", "serve --fail-rate 0.3 --seed 7");
     let jobs: Vec<_> = (0..12)
         .map(|i| {
             let run = format!("mkdir -p out && seq 1 {} > out/seq.txt", 1000 * (i + 1));
@@ -1601,16 +1246,22 @@ fn transient_store_failures_around_outputs_never_fail_a_passing_job() {
     scratch.write("cluster.yml", manifest("", &jobs));
     // At this fault rate one request's retries can take seconds (backoff from 100 ms,
     // doubling): the peer timeout must outlast them, or a silent peer is taken for lost.
-    let timings = "--poll-max 100ms --keepalive 500ms --peer-timeout 15s";
-    let args = format!("worker --cluster f --slots 2 {timings}");
-    let mut worker = service.start(&scratch, "worker", &args);
-    let args = format!(
-        "run cluster.yml --cluster f --embed-broker --slots 0 {timings} \
-         --report-json report.json --outputs-dir outputs"
-    );
-    let mut runner = service.start(&scratch, "runner", &args);
+    let mut cluster = Cluster::builder("f")
+        .on(Service::up_as(
+            &scratch,
+            "serve",
+            "serve --fail-rate 0.3 --seed 7",
+        ))
+        .timings("--poll-max 100ms --keepalive 500ms --peer-timeout 15s")
+        .embedded_broker()
+        .workers(1)
+        .slots(2)
+        .start(&scratch);
+    let args = "run cluster.yml --embed-broker --slots 0 --report-json report.json \
+                --outputs-dir outputs";
+    let mut runner = cluster.start("runner", args);
     runner.expect_exit(0);
-    worker.expect_exit(0);
+    cluster.worker("worker").expect_exit(0);
     let (report, jobs) = read_report(&scratch.path().join("report.json"));
     assert_eq!(report["summary"]["passed"], 12, "{report}");
     for (i, (name, job)) in jobs.iter().enumerate() {
@@ -1633,7 +1284,6 @@ fn transient_store_failures_around_outputs_never_fail_a_passing_job() {
 fn shared_defaults_cross_the_store_once_not_once_per_job() {
     let _serial = serial();
     let scratch = Scratch::new();
-    let service = Service::up(&scratch);
     // Two variables of 70 KB: one environment string may not exceed 128 KiB (execve).
     let big = "x".repeat(70_000);
     // `isolation: none`: this test is about the submission, and 500 short jobs under process
@@ -1659,17 +1309,21 @@ fn shared_defaults_cross_the_store_once_not_once_per_job() {
         .collect();
     scratch.write("cluster.yml", manifest(&head, &jobs));
     let written = |service: &Service| service.stats()["blob_bytes_in"].as_u64().unwrap();
-    let (mut broker, mut worker) = broker_and_worker(&scratch, &service, "big", "--slots 2", "");
-    let before = written(&service);
-    let args = "run cluster.yml --cluster big --stop-cluster --report-json report.json";
-    service.start(&scratch, "runner", args).expect_exit(0);
-    worker.expect_exit(0);
-    broker.expect_exit(0);
+    let mut cluster = Cluster::builder("big")
+        .timings("")
+        .workers(1)
+        .slots(2)
+        .start(&scratch);
+    let before = written(&cluster.service);
+    let args = "run cluster.yml --stop-cluster --report-json report.json";
+    cluster.start("runner", args).expect_exit(0);
+    cluster.worker("worker").expect_exit(0);
+    cluster.broker().expect_exit(0);
     let (report, _) = read_report(&scratch.path().join("report.json"));
     assert_eq!(report["summary"]["passed"], 500, "{report}");
     // One copy is 140 KB: the runner's to the broker and the broker's to the one worker, plus
     // what 500 small jobs say (submit, assign, started, finished): far from 500 copies (70 MB).
-    let bytes = written(&service) - before;
+    let bytes = written(&cluster.service) - before;
     assert!(bytes < 4 * 140_000 + 500 * 1_500, "{bytes} bytes written");
 }
 
@@ -1690,22 +1344,19 @@ fn blob_reads(service: &Service) -> u64 {
 fn an_idle_cluster_polls_slowly_and_still_runs_a_late_runners_job() {
     let _serial = serial();
     let scratch = Scratch::new();
-    let service = Service::up(&scratch);
-    let (mut broker, mut worker) = broker_and_worker(
-        &scratch,
-        &service,
-        "idle",
-        "--slots 1 --name w",
-        IDLE_TIMINGS,
-    );
+    let mut cluster = Cluster::builder("idle")
+        .timings(IDLE_TIMINGS)
+        .workers(1)
+        .worker_args("--name w")
+        .start(&scratch);
 
     // The idle time is the scenario, not synchronisation: past --idle-after and the backoff's
     // climb to the idle ceiling, the two streams (broker→worker, worker→broker) poll every 2 s.
     std::thread::sleep(Duration::from_secs(5));
-    let before = blob_reads(&service);
+    let before = blob_reads(&cluster.service);
     let window = Duration::from_secs(6);
     std::thread::sleep(window);
-    let reads = blob_reads(&service) - before;
+    let reads = blob_reads(&cluster.service) - before;
     // At --poll-max (100 ms) the two streams would read about 120 times in the window; at the
     // idle ceiling 3 times each, plus one for a poll in flight at either end.
     assert!(
@@ -1718,12 +1369,10 @@ fn an_idle_cluster_polls_slowly_and_still_runs_a_late_runners_job() {
         "late.yml",
         manifest("", &[("late".into(), "true".into(), String::new())]),
     );
-    let args = format!(
-        "run late.yml --cluster idle {IDLE_TIMINGS} --stop-cluster --report-json report.json"
-    );
-    service.start(&scratch, "runner", &args).expect_exit(0);
-    worker.expect_exit(0);
-    broker.expect_exit(0);
+    let args = "run late.yml --stop-cluster --report-json report.json";
+    cluster.start("runner", args).expect_exit(0);
+    cluster.worker("worker").expect_exit(0);
+    cluster.broker().expect_exit(0);
     let (_, jobs) = read_report(&scratch.path().join("report.json"));
     assert_eq!(jobs["late"]["status"], "passed", "{jobs:?}");
     assert_eq!(jobs["late"]["worker"], "w", "{jobs:?}");
@@ -1781,6 +1430,12 @@ fn start_sealed(
 ) -> Proc {
     let env: Vec<(&str, &str)> = secret.map(|s| ("CLUSTER_SECRET", s)).into_iter().collect();
     service.start_env(scratch, scratch.path(), job, args, &env)
+}
+
+/// A cluster on `service` sealed with [`SECRET`] whose runners embed the broker.
+fn sealed_cluster(service: Service, scratch: &Scratch) -> Cluster<'_> {
+    let sealed = Cluster::builder("sealed").on(service).secret(SECRET);
+    sealed.embedded_broker().start(scratch)
 }
 
 /// Every file under `dir`, recursively, with its bytes.
@@ -1902,23 +1557,14 @@ fn a_sealed_run_stores_none_of_its_jobs_markers() {
     let jobs = [("marks".to_string(), run, extra)];
     scratch.write("cluster.yml", manifest(&head, &jobs));
     let secret_value = mark("secret");
-    let mut runner = service.start_env(
-        &scratch,
-        scratch.path(),
+    let cluster = sealed_cluster(service, &scratch);
+    let mut runner = cluster.start_env(
         "runner",
-        &format!(
-            "run cluster.yml --embed-broker --slots 0 --stop-cluster {TIMINGS} --report-junit report.xml \
-             --outputs-dir outs --keep all"
-        ),
-        &[("CLUSTER_SECRET", SECRET), ("SECRET_MARK", &secret_value)],
+        "run cluster.yml --embed-broker --slots 0 --stop-cluster --report-junit report.xml \
+         --outputs-dir outs --keep all",
+        &[("SECRET_MARK", &secret_value)],
     );
-    let mut worker = start_sealed(
-        &service,
-        &scratch,
-        "worker",
-        &format!("worker {TIMINGS}"),
-        Some(SECRET),
-    );
+    let mut worker = cluster.start("worker", "worker");
     runner.expect_exit(1);
     worker.expect_exit(0);
 
@@ -2071,23 +1717,16 @@ fn a_tampered_layer_is_refused_and_its_job_never_runs() {
         "cluster.yml",
         manifest("layers:\n  data:\n    paths: [data]\n", &jobs),
     );
-    let args = format!(
-        "--log-level info run cluster.yml --embed-broker --slots 0 --worker-wait 60s {TIMINGS} \
-         --report-json report.json"
-    );
-    let mut runner = start_sealed(&service, &scratch, "runner", &args, Some(SECRET));
+    let cluster = sealed_cluster(service, &scratch);
+    let args = "--log-level info run cluster.yml --embed-broker --slots 0 --worker-wait 60s \
+                --report-json report.json";
+    let mut runner = cluster.start("runner", args);
     runner.await_stderr("jobs submitted");
     let layers = sealed_layers(&data);
     assert_eq!(layers.len(), 1, "{layers:?}");
     flip_a_middle_bit(&layers[0]);
 
-    let mut worker = start_sealed(
-        &service,
-        &scratch,
-        "worker",
-        &format!("worker {TIMINGS}"),
-        Some(SECRET),
-    );
+    let mut worker = cluster.start("worker", "worker");
     runner.expect_exit(1);
     worker.expect_exit(0);
     let (_, jobs) = read_report(&scratch.path().join("report.json"));
@@ -2111,23 +1750,17 @@ fn a_tampered_outputs_layer_is_refused_and_nothing_is_written() {
         "outputs: [out/*]".to_string(),
     )];
     scratch.write("cluster.yml", manifest("", &jobs));
-    let sealed = |job: &str, args: &str| {
-        start_sealed(
-            &service,
-            &scratch,
-            job,
-            &format!("{args} --cluster o {TIMINGS}"),
-            Some(SECRET),
-        )
-    };
-    let mut broker = sealed("broker", "broker");
-    let mut worker = sealed("worker", "worker");
-    let mut first = sealed("run-1", "run cluster.yml --outputs-dir outs-1");
+    let mut cluster = Cluster::builder("o")
+        .on(service)
+        .secret(SECRET)
+        .start(&scratch);
+    let mut worker = cluster.start("worker", "worker");
+    let mut first = cluster.start("run-1", "run cluster.yml --outputs-dir outs-1");
     first.expect_exit(0);
     // A fresh worker packs the same job's outputs into the same layer as the first did.
     worker.signal(libc::SIGTERM);
     worker.expect_exit(130);
-    let mut worker = sealed("worker-2", "worker");
+    let mut worker = cluster.start("worker-2", "worker");
     assert!(
         scratch
             .path()
@@ -2140,7 +1773,7 @@ fn a_tampered_outputs_layer_is_refused_and_nothing_is_written() {
 
     // The same job makes the same sealed outputs layer, which the store has: the runner
     // fetches the tampered one.
-    let mut second = sealed(
+    let mut second = cluster.start(
         "run-2",
         "run cluster.yml --outputs-dir outs-2 --report-json report.json",
     );
@@ -2152,8 +1785,8 @@ fn a_tampered_outputs_layer_is_refused_and_nothing_is_written() {
     assert!(stderr.contains(says), "{stderr}");
     assert!(stderr.contains("failed authentication"), "{stderr}");
     assert!(files_under(&scratch.path().join("outs-2")).is_empty());
-    sealed("stop", "stop").expect_exit(0);
-    broker.expect_exit(0);
+    cluster.start("stop", "stop").expect_exit(0);
+    cluster.broker().expect_exit(0);
     worker.expect_exit(0);
 }
 
@@ -2164,15 +1797,12 @@ fn a_tampered_frame_ends_the_stream_with_exit_3() {
     let (service, data) = Service::keeping_blobs(&scratch);
     let jobs = [("a".to_string(), "true".to_string(), String::new())];
     scratch.write("cluster.yml", manifest("", &jobs));
-    let _broker = start_sealed(
-        &service,
-        &scratch,
-        "broker",
-        &format!("broker --cluster f {TIMINGS}"),
-        Some(SECRET),
-    );
-    let args = format!("--log-level info run cluster.yml --cluster f --worker-wait 60s {TIMINGS}");
-    let mut runner = start_sealed(&service, &scratch, "runner", &args, Some(SECRET));
+    let cluster = Cluster::builder("f")
+        .on(service)
+        .secret(SECRET)
+        .start(&scratch);
+    let args = "--log-level info run cluster.yml --worker-wait 60s";
+    let mut runner = cluster.start("runner", args);
     runner.await_stderr("jobs submitted");
     // With the runner stopped, the broker's keepalives pile up unread in the runner's
     // down-stream. A segment that grows twice is that one: an append the runner had under way
@@ -2303,15 +1933,6 @@ impl Service {
     }
 }
 
-/// Runs `future` to its end on a runtime of its own.
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(future)
-}
-
 /// A service holding a report and a user's artifact, and `cluster.yml`: a manifest with a
 /// layer and outputs, so a cluster makes every kind of artifact.
 fn seeded_service(scratch: &Scratch) -> Service {
@@ -2337,18 +1958,19 @@ fn seeded_service(scratch: &Scratch) -> Service {
 fn a_clean_stop_deletes_what_the_cluster_made_and_keeps_reports() {
     let _serial = serial();
     let scratch = Scratch::new();
-    let service = seeded_service(&scratch);
-    let args = format!("--log-level info worker --cluster k --slots 2 {TIMINGS}");
-    let mut workers: Vec<Proc> = (0..2)
-        .map(|i| service.start(&scratch, &format!("worker-{i}"), &args))
-        .collect();
-    let args =
-        format!("run cluster.yml --cluster k --embed-broker --slots 0 --outputs-dir out {TIMINGS}");
-    let mut runner = service.start(&scratch, "runner", &args);
+    let mut cluster = Cluster::builder("k")
+        .on(seeded_service(&scratch))
+        .embedded_broker()
+        .workers(2)
+        .slots(2)
+        .start(&scratch);
+    let args = "run cluster.yml --embed-broker --slots 0 --outputs-dir out";
+    let mut runner = cluster.start("runner", args);
     runner.expect_exit(0);
-    for worker in &mut workers {
+    for worker in cluster.workers.values_mut() {
         worker.expect_exit(0);
     }
+    let service = &cluster.service;
     assert_eq!(
         fs::read_to_string(scratch.path().join("out/job-3/out/3.txt")).unwrap(),
         "3\n"
@@ -2432,41 +2054,38 @@ fn a_runner_still_fetching_when_another_stops_the_cluster_loses_no_result() {
 fn a_crashed_cluster_s_leftovers_expire_and_gc_deletes_them() {
     let _serial = serial();
     let scratch = Scratch::new();
-    let service = seeded_service(&scratch);
-    let broker = service.start(&scratch, "broker", &format!("broker --cluster x {TIMINGS}"));
-    let args = format!("--log-level info worker --cluster x --slots 2 --retention 3 {TIMINGS}");
-    let mut worker = service.start(&scratch, "worker", &args);
-    worker.await_stderr("worker connected");
+    let mut cluster = Cluster::builder("x")
+        .on(seeded_service(&scratch))
+        .workers(1)
+        .slots(2)
+        .worker_args("--retention 3")
+        .start(&scratch);
     let before = std::time::SystemTime::now();
     // Jobs that never end: the broker dies with the cluster busy.
     let pids = scratch.mkdir("pids");
     let job_pids = JobPids { dir: pids.clone() };
-    let run = "echo $$ > $PIDS/$CLUSTER_JOB_NAME.tmp; mv $PIDS/$CLUSTER_JOB_NAME.tmp $PIDS/$CLUSTER_JOB_NAME.pid; sleep 120";
     let jobs: Vec<_> = (0..2)
         .map(|i| {
             (
                 format!("long-{i}"),
-                run.to_string(),
+                PARKED.to_string(),
                 "layers: [data]".to_string(),
             )
         })
         .collect();
     let head = format!(
-        "defaults:\n  env: {{ PIDS: {} }}\nlayers:\n  data: {{ paths: [data] }}\n",
-        quoted(pids.to_str().unwrap())
+        "{}layers:\n  data: {{ paths: [data] }}\n",
+        defaults_env("PIDS", &pids)
     );
     scratch.write("long.yml", manifest(&head, &jobs));
-    let mut runner = service.start(
-        &scratch,
-        "runner",
-        &format!("run long.yml --cluster x {TIMINGS}"),
-    );
+    let mut runner = cluster.start("runner", "run long.yml");
     await_some("both jobs to run", || {
         (job_pids.pids().len() == 2).then_some(())
     });
-    broker.signal(libc::SIGKILL);
+    cluster.broker().signal(libc::SIGKILL);
     runner.expect_exit(3);
-    worker.expect_exit(3);
+    cluster.worker("worker").expect_exit(3);
+    let service = &cluster.service;
 
     let day = 86_400.0;
     let all = service.artifacts();
@@ -2554,10 +2173,7 @@ fn run_jobs_with_outputs(count: usize, workers_slots: (u32, u32)) -> Scratch {
          --report-json report.json"
     );
     let mut local = scratch.start("local", &args);
-    let status = await_within(&format!("{count} jobs"), Duration::from_secs(600), || {
-        local.child.try_wait().unwrap()
-    });
-    local.code = status.code();
+    local.wait_within(Duration::from_secs(600));
     let (summary, jobs) = read_report(&scratch.path().join("report.json"));
     let errors: Vec<&Value> = jobs
         .values()
@@ -2611,6 +2227,10 @@ fn outputs_refused_by_the_artifact_limit_fail_at_once_naming_it() {
     // Each job's job-id has 20 artifacts: the worker's stream takes a few, then its outputs
     // layers (one per job: each job outlasts a flush's wait) reach the limit.
     let service = Service::up_as(&scratch, "serve", "serve --max-artifacts-per-job 20");
+    let cluster = Cluster::builder("lim")
+        .on(service)
+        .embedded_broker()
+        .start(&scratch);
     let count = 30;
     let jobs: Vec<_> = (0..count)
         .map(|i| {
@@ -2625,15 +2245,11 @@ fn outputs_refused_by_the_artifact_limit_fail_at_once_naming_it() {
         "cluster.yml",
         manifest("defaults:\n  isolation: none\n", &jobs),
     );
-    let mut runner = service.start(
-        &scratch,
+    let mut runner = cluster.start(
         "runner",
-        &format!(
-            "run cluster.yml --cluster lim {TIMINGS} --embed-broker --stop-cluster --slots 0 \
-             --report-json report.json"
-        ),
+        "run cluster.yml --embed-broker --stop-cluster --slots 0 --report-json report.json",
     );
-    let mut worker = start_worker((&service, &scratch), "lim", TIMINGS, "w", 1);
+    let mut worker = cluster.start_worker("w", 1);
     runner.expect_exit(1);
     worker.expect_exit(0);
     let (_, report) = read_report(&scratch.path().join("report.json"));
@@ -2656,25 +2272,6 @@ fn outputs_refused_by_the_artifact_limit_fail_at_once_naming_it() {
 
 // ---------------------------------------------------------------------------------------------
 // Fencing: a stalled worker starts nothing the broker has given to others
-
-/// Starts worker `name` of cluster `cluster` (stream flags `timings`) with `slots` slots and
-/// its own cache and work directories.
-fn start_worker(
-    (service, scratch): (&Service, &Scratch),
-    cluster: &str,
-    timings: &str,
-    name: &str,
-    slots: u32,
-) -> Proc {
-    let dir = scratch.path().join(name);
-    let args = format!(
-        "--log-level info worker --cluster {cluster} {timings} --name {name} --slots {slots} \
-         --cache-dir {} --work-dir {}",
-        dir.join("cache").display(),
-        dir.join("work").display()
-    );
-    service.start(scratch, name, &args)
-}
 
 /// A job command that appends `worker attempt nanoseconds` to `$MARKS/<job>.starts` when it
 /// starts (one line per start, written in one `write`), then runs `rest`.
@@ -2744,7 +2341,6 @@ fn assert_no_start_after_fence(
 fn a_stalled_worker_starts_nothing_it_was_given_before_it_was_declared_lost() {
     let _serial = serial();
     let scratch = Scratch::new();
-    let service = Service::up(&scratch);
     let marks = scratch.mkdir("marks");
     let count = 20;
     let jobs: Vec<_> = (0..count)
@@ -2756,25 +2352,12 @@ fn a_stalled_worker_starts_nothing_it_was_given_before_it_was_declared_lost() {
             )
         })
         .collect();
-    let head = format!(
-        "defaults:\n  retries: 0\n  env: {{ MARKS: {} }}\n",
-        quoted(marks.to_str().unwrap())
-    );
+    let head = format!("{}  retries: 0\n", defaults_env("MARKS", &marks));
     scratch.write("cluster.yml", manifest(&head, &jobs));
-    let mut broker = service.start(
-        &scratch,
-        "broker",
-        &format!("--log-level info broker --cluster f {TIMINGS}"),
-    );
-    let mut stalled = start_worker((&service, &scratch), "f", TIMINGS, "stalled", 1);
-    let steady = start_worker((&service, &scratch), "f", TIMINGS, "steady", 1);
-    stalled.await_stderr("worker connected");
-    steady.await_stderr("worker connected");
-    let mut runner = service.start(
-        &scratch,
-        "runner",
-        &format!("--log-level warn,cluster_action::runner::progress=debug run cluster.yml --cluster f {TIMINGS} --stop-cluster --report-json report.json"),
-    );
+    let mut cluster = Cluster::builder("f")
+        .named_workers(&["stalled", "steady"])
+        .start(&scratch);
+    let mut runner = cluster.start("runner", WATCHED_RUN);
     // The stalled worker runs a job (it holds prefetched ones behind it) when it is stopped.
     await_some("a job started on the stalled worker", || {
         starts(&marks)
@@ -2784,15 +2367,18 @@ fn a_stalled_worker_starts_nothing_it_was_given_before_it_was_declared_lost() {
             .then_some(())
     });
     runner.await_stderr("worker=\"stalled\"");
-    stalled.signal(libc::SIGSTOP);
+    cluster.worker("stalled").signal(libc::SIGSTOP);
     let stopped_at = wall_nanos();
-    broker.await_stderr("sent nothing for 3s: considered dead");
+    cluster
+        .broker()
+        .await_stderr("sent nothing for 3s: considered dead");
+    let stalled = cluster.worker("stalled");
     stalled.signal(libc::SIGCONT);
     // Its job ended while it was stopped; its lease ran out, so the prefetched ones wait.
     stalled.await_stderr("lease ran out");
 
     runner.expect_exit(0);
-    broker.expect_exit(0);
+    cluster.broker().expect_exit(0);
     let (_, report) = read_report(&scratch.path().join("report.json"));
     let counts = assert_no_start_after_fence(&marks, "stalled", stopped_at);
     assert_eq!(report.len(), count);
@@ -2804,6 +2390,7 @@ fn a_stalled_worker_starts_nothing_it_was_given_before_it_was_declared_lost() {
         );
     }
     // Never renewed, it gives up on the broker it lost.
+    let stalled = cluster.worker("stalled");
     stalled.expect_exit(3);
     assert!(
         stalled.stderr().contains("lost the broker"),
@@ -2829,10 +2416,7 @@ fn soak_manifest(scratch: &Scratch, file: &str, marks: &Path, count: usize) {
             (format!("job-{i}"), run, String::new())
         })
         .collect();
-    let head = format!(
-        "defaults:\n  retries: 2\n  env: {{ MARKS: {} }}\n",
-        quoted(marks.to_str().unwrap())
-    );
+    let head = format!("{}  retries: 2\n", defaults_env("MARKS", marks));
     scratch.write(file, manifest(&head, &jobs));
 }
 
@@ -2871,28 +2455,14 @@ fn soak_500_jobs_under_faults_with_a_stalled_and_a_killed_worker() {
     let marks = scratch.mkdir("marks");
     let _job_pids = JobPids { dir: marks.clone() };
     soak_manifest(&scratch, "soak.yml", &marks, count);
-    let mut broker = service.start(
-        &scratch,
-        "broker",
-        &format!("--log-level info broker --cluster soak {SOAK_TIMINGS}"),
-    );
-    let mut workers: BTreeMap<&str, Proc> = ["steady-1", "steady-2", "stalled", "killed"]
-        .into_iter()
-        .map(|name| {
-            let worker = start_worker((&service, &scratch), "soak", SOAK_TIMINGS, name, 2);
-            (name, worker)
-        })
-        .collect();
-    for worker in workers.values() {
-        worker.await_stderr("worker connected");
-    }
-    let mut runner = service.start(
-        &scratch,
-        "runner",
-        &format!(
-            "run soak.yml --cluster soak {SOAK_TIMINGS} --stop-cluster --report-json report.json"
-        ),
-    );
+    let mut cluster = Cluster::builder("soak")
+        .on(service)
+        .timings(SOAK_TIMINGS)
+        .named_workers(&["steady-1", "steady-2", "stalled", "killed"])
+        .slots(2)
+        .start(&scratch);
+    let args = "run soak.yml --stop-cluster --report-json report.json";
+    let mut runner = cluster.start("runner", args);
     let started_on = |worker: &str| {
         let worker = worker.to_string();
         let marks = marks.clone();
@@ -2906,27 +2476,23 @@ fn soak_500_jobs_under_faults_with_a_stalled_and_a_killed_worker() {
         }
     };
     await_some("jobs started on the worker to stop", started_on("stalled"));
-    let stalled = &workers["stalled"];
-    stalled.signal(libc::SIGSTOP);
+    cluster.worker("stalled").signal(libc::SIGSTOP);
     let stopped_at = wall_nanos();
-    broker.await_stderr("considered dead");
+    cluster.broker().await_stderr("considered dead");
+    let stalled = cluster.worker("stalled");
     stalled.signal(libc::SIGCONT);
     stalled.await_stderr("lease ran out");
     await_some("jobs started on the worker to kill", started_on("killed"));
-    let killed = workers.get_mut("killed").unwrap();
-    killed.signal(libc::SIGKILL);
+    cluster.worker("killed").signal(libc::SIGKILL);
 
     runner.expect_exit(1);
-    broker.expect_exit(0);
+    cluster.broker().expect_exit(0);
     for name in ["steady-1", "steady-2"] {
-        workers.get_mut(name).unwrap().expect_exit(0);
+        cluster.worker(name).expect_exit(0);
     }
     // The resumed worker gives up on the broker it lost, or exits with the cluster.
-    let stalled = workers.get_mut("stalled").unwrap();
-    let code = await_some("the resumed worker to exit", || {
-        stalled.child.try_wait().unwrap()
-    });
-    stalled.code = code.code();
+    let stalled = cluster.worker("stalled");
+    let code = stalled.wait();
     assert!(
         matches!(stalled.code, Some(0 | 3)),
         "{code}: {}",

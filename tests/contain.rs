@@ -7,45 +7,24 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 mod common;
 use common::await_some;
-
-const BIN: &str = env!("CARGO_BIN_EXE_cluster-action");
+use common::cluster::{Proc, Scratch};
 
 /// A bash function for jobs: whether pid $1 is a live process (a zombie is not).
 const RUNNING_FN: &str = r#"running() { s=$(cat /proc/$1/stat 2>/dev/null) || return 1; case "${s##*) }" in Z*|X*) return 1;; esac; }"#;
 
-/// Starts `cluster-action local` on `manifest` in `dir` with two one-slot workers.
-fn start_local(dir: &Path, manifest: &str) -> std::process::Child {
-    start_local_env(dir, manifest, &[])
+/// Starts `cluster-action local` on `manifest` in `scratch` with two one-slot workers.
+fn start_local(scratch: &Scratch, manifest: &str) -> Proc {
+    start_local_env(scratch, manifest, &[])
 }
 
 /// [`start_local`] with `env` added to the cluster's environment.
-fn start_local_env(dir: &Path, manifest: &str, env: &[(&str, &str)]) -> std::process::Child {
-    fs::write(dir.join("cluster.yml"), manifest).unwrap();
-    Command::new(BIN)
-        .args([
-            "local",
-            "--workers",
-            "2",
-            "--slots",
-            "1",
-            "cluster.yml",
-            "--report-json",
-            "report.json",
-        ])
-        .current_dir(dir)
-        .env_remove("ACTIONS_RUNTIME_TOKEN")
-        .env_remove("ACTIONS_RESULTS_URL")
-        .env_remove("CLUSTER_SECRET")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(dir.join("local.err")).unwrap())
-        .spawn()
-        .unwrap()
+fn start_local_env(scratch: &Scratch, manifest: &str, env: &[(&str, &str)]) -> Proc {
+    scratch.write("cluster.yml", manifest);
+    let args = "local --workers 2 --slots 1 cluster.yml --report-json report.json";
+    scratch.spawn(scratch.path(), "local", args, env)
 }
 
 /// The JSON report's entry for the only job.
@@ -60,8 +39,8 @@ fn the_job(dir: &Path) -> serde_json::Value {
 /// the test when it is empty). The second attempt, on the other worker, passes only once every
 /// process of the first is gone while the run goes on.
 fn the_first_attempts_processes_die_with_its_worker(lose: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+    let scratch = Scratch::new();
+    let d = scratch.path();
     let run = format!(
         r#"{RUNNING_FN}
 if [ "$CLUSTER_ATTEMPT" = 1 ]; then
@@ -86,7 +65,7 @@ fi"#,
         "jobs:\n  - name: daemon\n    retries: 1\n    run: {}\n",
         serde_json::to_string(&run).unwrap()
     );
-    let mut local = start_local(d, &manifest);
+    let mut local = start_local(&scratch, &manifest);
     let worker: libc::pid_t = await_some("the first attempt to start", || {
         fs::read_to_string(d.join("worker"))
             .ok()?
@@ -98,7 +77,7 @@ fi"#,
         // SAFETY: kill has no memory-safety preconditions; `worker` is local's child.
         assert_eq!(unsafe { libc::kill(worker, libc::SIGKILL) }, 0);
     }
-    let status = local.wait().unwrap();
+    let status = local.wait();
     let job = the_job(d);
     assert_eq!(status.code(), Some(0), "{job}");
     assert_eq!(job["status"], "passed", "{job}");
@@ -117,7 +96,7 @@ fn a_job_that_kills_its_worker_takes_its_processes_with_it() {
 
 #[test]
 fn no_process_above_a_job_shows_it_the_artifact_credentials_or_the_cluster_secret() {
-    let dir = tempfile::tempdir().unwrap();
+    let scratch = Scratch::new();
     // Its own environment, then every ancestor's initial environment, as far up as the job
     // can read. With the cluster secret a job could open every sealed artifact of the run, and
     // a job that prints its environment would put it in the reports.
@@ -135,17 +114,15 @@ exit $found"#;
         serde_json::to_string(run).unwrap()
     );
     let secret = [("CLUSTER_SECRET", "a secret no job may see")];
-    let status = start_local_env(dir.path(), &manifest, &secret)
-        .wait()
-        .unwrap();
-    let job = the_job(dir.path());
+    let status = start_local_env(&scratch, &manifest, &secret).wait();
+    let job = the_job(scratch.path());
     assert_eq!(status.code(), Some(0), "{job}");
     assert_eq!(job["status"], "passed", "{job}");
 }
 
 #[test]
 fn isolation_from_the_manifest_reaches_the_job() {
-    let dir = tempfile::tempdir().unwrap();
+    let scratch = Scratch::new();
     // In a sandbox the job's shell is its namespace's init and sees a network of its own.
     let boxed =
         r#"test $$ = 1 && test "$(cut -d: -f1 /proc/net/dev | tail -n +3 | tr -d ' ')" = lo"#;
@@ -154,18 +131,19 @@ fn isolation_from_the_manifest_reaches_the_job() {
          - name: plain\n    isolation: process\n    run: test $$ != 1\n",
         serde_json::to_string(boxed).unwrap()
     );
-    let status = start_local(dir.path(), &manifest).wait().unwrap();
+    let status = start_local(&scratch, &manifest).wait();
     let report: serde_json::Value =
-        serde_json::from_slice(&fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+        serde_json::from_slice(&fs::read(scratch.path().join("report.json")).unwrap()).unwrap();
     assert_eq!(status.code(), Some(0), "{report}");
 }
 
 #[test]
 fn an_unknown_isolation_is_bad_input_with_its_location() {
-    let dir = tempfile::tempdir().unwrap();
+    let scratch = Scratch::new();
     let manifest = "jobs:\n  - name: a\n    run: true\n    isolation: vm\n";
-    let status = start_local(dir.path(), manifest).wait().unwrap();
-    let stderr = fs::read_to_string(dir.path().join("local.err")).unwrap();
+    let mut local = start_local(&scratch, manifest);
+    let status = local.wait();
+    let stderr = local.stderr();
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("cluster.yml:4:"), "{stderr}");
     assert!(stderr.contains("sandbox-no-network"), "{stderr}");

@@ -17,19 +17,15 @@ use cluster_action::serve::{self, ServeConfig};
 use cluster_action::store::blob::BlobClient;
 use cluster_action::store::{ArtifactInfo, UploadOutcome};
 use common::{guarded, ids, quick_retry, store, store_at};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use tempfile::TempDir;
 
 /// Bytes that neither repeat nor compress (so the layer is stored, and big).
 fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
+    let mut bytes = vec![0; len];
+    StdRng::seed_from_u64(seed).fill_bytes(&mut bytes);
+    bytes
 }
 
 /// A tree with a big incompressible file, a compressible one and a small one, packed.

@@ -8,54 +8,25 @@
 #![allow(clippy::unwrap_used)]
 
 use std::fs;
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
 use serde_json::Value;
 
-/// The binary under test.
-const BIN: &str = env!("CARGO_BIN_EXE_cluster-action");
+mod common;
+use common::cluster::Scratch;
 
-/// How long a run may take before the test calls it a hang (and kills it).
-const PATIENCE: Duration = Duration::from_secs(90);
-
-/// Runs `manifest` (written to `dir/cluster.yml`) with `local`, one worker, reports and
-/// outputs in `dir`; returns the exit code and the JSON report. A run that outlives
-/// [`PATIENCE`] is killed, with its process group, and fails the test.
-fn local(dir: &Path, manifest: &str) -> (i32, Value) {
-    fs::write(dir.join("cluster.yml"), manifest).unwrap();
-    let child = Command::new(BIN)
-        .args(["local", "cluster.yml", "--workers", "1", "--slots", "2"])
-        .args(["--report-json", "report.json", "--outputs-dir", "out"])
-        .current_dir(dir)
-        .env_remove("GITHUB_RUN_ATTEMPT")
-        .env_remove("GITHUB_STEP_SUMMARY")
-        .env("TMPDIR", dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let Ok(output) = rx.recv_timeout(PATIENCE) else {
-        // SAFETY: kills the process group the test started.
-        unsafe { libc::kill(-pid, libc::SIGKILL) };
-        panic!("`local` did not finish within {PATIENCE:?}");
-    };
-    let output = output.unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let report = fs::read_to_string(dir.join("report.json"))
-        .unwrap_or_else(|e| panic!("no report ({e}); stderr:\n{stderr}"));
+/// Runs `manifest` (written to `cluster.yml` in `scratch`) with `local`, one worker, reports
+/// and outputs in `scratch`; returns the exit code and the JSON report. A run that hangs fails
+/// the test, and its processes are killed.
+fn local(scratch: &Scratch, manifest: &str) -> (i32, Value) {
+    scratch.write("cluster.yml", manifest);
+    let args = "local cluster.yml --workers 1 --slots 2 --report-json report.json \
+                --outputs-dir out";
+    let mut local = scratch.start("local", args);
+    let status = local.wait();
+    let report = fs::read_to_string(scratch.path().join("report.json"))
+        .unwrap_or_else(|e| panic!("no report ({e}); stderr:\n{}", local.stderr()));
     (
-        output.status.code().unwrap_or(-1),
+        status.code().unwrap_or(-1),
         serde_json::from_str(&report).unwrap(),
     )
 }
@@ -72,9 +43,9 @@ fn job<'r>(report: &'r Value, name: &str) -> &'r Value {
 
 #[test]
 fn output_globs_through_symlink_loops_finish_and_bring_back_the_real_files() {
-    let dir = tempfile::tempdir().unwrap();
+    let scratch = Scratch::new();
     let (code, report) = local(
-        dir.path(),
+        &scratch,
         "jobs:\n  - name: loops\n    run: mkdir -p r && echo x > r/t.xml && ln -s . a && \
          ln -s . b && ln -s / root\n    outputs: ['**/*.xml']\n",
     );
@@ -82,16 +53,16 @@ fn output_globs_through_symlink_loops_finish_and_bring_back_the_real_files() {
     assert_eq!(code, 0, "{report}");
     assert_eq!(loops["outputs"], serde_json::json!(["r/t.xml"]), "{loops}");
     assert_eq!(
-        fs::read_to_string(dir.path().join("out/loops/r/t.xml")).unwrap(),
+        fs::read_to_string(scratch.path().join("out/loops/r/t.xml")).unwrap(),
         "x\n"
     );
 }
 
 #[test]
 fn a_symlink_out_of_the_job_directory_is_left_out_not_followed() {
-    let dir = tempfile::tempdir().unwrap();
+    let scratch = Scratch::new();
     let (code, report) = local(
-        dir.path(),
+        &scratch,
         "jobs:\n  - name: escape\n    run: mkdir r && echo ok > r/ok.xml && \
          ln -s /etc/hostname r/host.xml && ln -s ok.xml r/same.xml\n    outputs: [r]\n",
     );
@@ -103,7 +74,7 @@ fn a_symlink_out_of_the_job_directory_is_left_out_not_followed() {
         serde_json::json!(["r/ok.xml", "r/same.xml"]),
         "{escape}"
     );
-    let out = dir.path().join("out/escape/r");
+    let out = scratch.path().join("out/escape/r");
     assert!(fs::symlink_metadata(out.join("host.xml")).is_err());
     assert_eq!(fs::read_to_string(out.join("same.xml")).unwrap(), "ok\n");
 }
@@ -122,8 +93,8 @@ fn every_job_gets_its_own_bounded_outputs_directory() {
              outputs: [r]\n"
         ));
     }
-    let dir = tempfile::tempdir().unwrap();
-    let (code, report) = local(dir.path(), &manifest);
+    let scratch = Scratch::new();
+    let (code, report) = local(&scratch, &manifest);
     assert_eq!(code, 0, "{report}");
     let mut dirs = std::collections::BTreeSet::new();
     for name in names {
@@ -137,7 +108,11 @@ fn every_job_gets_its_own_bounded_outputs_directory() {
             dirs.insert(outputs_dir.to_lowercase()),
             "{outputs_dir} twice"
         );
-        let file = dir.path().join("out").join(outputs_dir).join("r/name.txt");
+        let file = scratch
+            .path()
+            .join("out")
+            .join(outputs_dir)
+            .join("r/name.txt");
         assert_eq!(
             fs::read_to_string(&file).unwrap(),
             name,
@@ -149,18 +124,18 @@ fn every_job_gets_its_own_bounded_outputs_directory() {
 
 #[test]
 fn a_layer_allowed_outside_carries_what_its_symlink_points_to() {
-    let dir = tempfile::tempdir().unwrap();
+    let scratch = Scratch::new();
     let elsewhere = tempfile::tempdir().unwrap();
     fs::create_dir(elsewhere.path().join("lib")).unwrap();
     fs::write(elsewhere.path().join("lib/data.txt"), "from outside").unwrap();
-    std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("vendor")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), scratch.path().join("vendor")).unwrap();
     let (code, report) = local(
-        dir.path(),
+        &scratch,
         "layers:\n  v:\n    paths: [vendor]\n    allow-outside: true\njobs:\n  - name: reads\n    \
          layers: [v]\n    run: test -d vendor && test ! -L vendor && mkdir r && \
          cp vendor/lib/data.txt r/\n    outputs: [r]\n",
     );
     assert_eq!(code, 0, "{report}");
-    let copied = dir.path().join("out/reads/r/data.txt");
+    let copied = scratch.path().join("out/reads/r/data.txt");
     assert_eq!(fs::read_to_string(copied).unwrap(), "from outside");
 }

@@ -232,6 +232,40 @@ async fn moves_to_a_new_segment_when_the_upload_url_expires() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_whose_segment_a_stopped_cluster_deleted_leaves_nothing_behind() {
+    let service = serve::start(ServeConfig::default()).await.unwrap();
+    guarded(async {
+        let (server, client) = pair(&service, quick()).await;
+        // The cluster stops while the client is still connecting: the marker first, then
+        // the cleanup deletes the client's up-stream.
+        let broker = store(&service, "broker");
+        stream::close_listener(&broker, &ns()).await.unwrap();
+        let up0 = format!("{}.{}.up.0", ns(), server.peer);
+        let listed = broker
+            .find(&up0)
+            .await
+            .unwrap()
+            .expect("the up-stream exists");
+        broker.delete(&listed).await.unwrap();
+        client.tx.send(message(1)).await.ok();
+        // The keepalive or the message finds the segment gone; either way the error says why.
+        let err = client
+            .tx
+            .close()
+            .await
+            .expect_err("the write cannot succeed");
+        assert!(
+            err.to_string()
+                .contains("the listener 'ca.test.1.listen' has closed"),
+            "{err}"
+        );
+        let left = segments(&store(&service, "observer"), &server.peer, "up").await;
+        assert!(left.is_empty(), "a new segment was left behind: {left:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_vanishes_without_closing_times_out() {
     let service = serve::start(ServeConfig::default()).await.unwrap();
     guarded(async {

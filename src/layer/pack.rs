@@ -246,17 +246,14 @@ fn header(kind: EntryType, mode: u32, size: u64) -> Header {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
 
-    /// Bytes that deflate cannot shrink (an xorshift stream), as in archives and media.
-    fn incompressible(len: usize, mut seed: u64) -> Vec<u8> {
-        (0..len)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                (seed >> 24) as u8
-            })
-            .collect()
+    /// Bytes that deflate cannot shrink (random ones), as in archives and media.
+    fn incompressible(len: usize, seed: u64) -> Vec<u8> {
+        let mut bytes = vec![0; len];
+        StdRng::seed_from_u64(seed).fill_bytes(&mut bytes);
+        bytes
     }
 
     #[test]

@@ -69,6 +69,7 @@ impl Namespace {
         SegmentNames {
             base: format!("{self}.{peer}.{}", direction.as_str()),
             direction,
+            ns: self.clone(),
         }
     }
 
@@ -125,6 +126,8 @@ impl Direction {
 pub(crate) struct SegmentNames {
     base: String,
     direction: Direction,
+    /// The namespace: once its listener closed for good, no new segment is worth creating.
+    ns: Namespace,
 }
 
 impl SegmentNames {
@@ -140,6 +143,11 @@ impl SegmentNames {
     /// The name of segment `n`.
     pub(crate) fn segment(&self, n: u64) -> String {
         format!("{}.{n}", self.base)
+    }
+
+    /// The namespace the stream belongs to.
+    pub(crate) fn namespace(&self) -> &Namespace {
+        &self.ns
     }
 }
 

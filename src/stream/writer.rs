@@ -233,6 +233,13 @@ impl Writer {
                 Ok(()) => return Ok(()),
                 Err(e) if e.upload_url_is_spent() && dead_in_a_row < MAX_DEAD_IN_A_ROW => {
                     dead_in_a_row += 1;
+                    // A stopped cluster's cleanup deletes the segments of a peer that was
+                    // still connecting: a new one would be left behind in the store.
+                    if self.cluster_closed().await {
+                        return Err(StreamError::ListenerClosed {
+                            name: self.names.namespace().listen_name(),
+                        });
+                    }
                     debug!(segment = %self.names.segment(self.index), error = %e,
                         "segment can no longer be written; continuing in a new one");
                     // No rotate frame: it could not be written either. The reader finds the
@@ -248,6 +255,13 @@ impl Writer {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Whether the namespace's listener has closed for good (a failed look-up says no: the
+    /// append is then tried in a new segment, as before).
+    async fn cluster_closed(&self) -> bool {
+        let closed = self.names.namespace().closed_name();
+        matches!(self.store.find(&closed).await, Ok(Some(_)))
     }
 
     /// Planned rotation: creates the next segment, then ends this one with a rotate frame.

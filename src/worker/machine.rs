@@ -15,6 +15,17 @@
 //! job directory is ready and its process is about to be spawned ([`Machine::ready`]):
 //! fetching layers takes time, and a fence can come in between.
 //!
+//! An attempt's states:
+//!
+//! | state | holds a slot | entered by | left by |
+//! |---|---|---|---|
+//! | queued | no | `Assign` | a free slot under the lease (→ running); `TakeBack` (→ released); `Cancel` (→ reported cancelled) |
+//! | running | yes | [`Machine::tick`], a message or an ended attempt filling a free slot | its process ending (→ uploading, or reported); `Cancel` or a signal (killed, reported) |
+//! | uploading | no | its process ended with outputs ([`Machine::attempt_ran`]) | [`Machine::upload_ended`] (→ reported); `Cancel` or a signal (reported at once) |
+//!
+//! A running attempt waits for its directory first, then launches only under the lease
+//! ([`Machine::ready`]).
+//!
 //! Uploading: an attempt whose process ended with outputs to bring back frees its slot at
 //! once and waits, *uploading*, until its outputs are in the store ([`Effect::Upload`]); only
 //! then is its result sent. At most [`crate::budget::pending_uploads_max`] attempts upload at

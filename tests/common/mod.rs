@@ -88,3 +88,7 @@ pub fn await_within<T>(what: &str, patience: Duration, mut probe: impl FnMut() -
         std::thread::sleep(POLL);
     }
 }
+
+/// `cluster-action` processes in a scratch directory, the `serve` service, and `Cluster`:
+/// a service, broker and workers started as jobs of one run (tests/cluster.rs and others).
+pub mod cluster;
