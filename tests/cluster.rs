@@ -2003,9 +2003,6 @@ fn a_clean_stop_deletes_what_the_cluster_made_and_keeps_reports() {
 fn a_runner_still_fetching_when_another_stops_the_cluster_loses_no_result() {
     let _serial = serial();
     let scratch = Scratch::new();
-    let service = Service::up(&scratch);
-    // A runner paused for seconds (a slow or busy machine) is no lost runner.
-    let timings = "--poll-max 100ms --keepalive 300ms --peer-timeout 30s";
     let started = scratch.path().join("started");
     let slow = format!(
         "touch {} && sleep 2 && mkdir -p out && echo result > out/r.txt",
@@ -2015,20 +2012,19 @@ fn a_runner_still_fetching_when_another_stops_the_cluster_loses_no_result() {
     scratch.write("slow.yml", manifest("", &jobs));
     let jobs = [("quick".into(), "true".into(), String::new())];
     scratch.write("quick.yml", manifest("", &jobs));
-    let args = format!("--log-level info broker --cluster o {timings}");
-    let mut broker = service.start(&scratch, "broker", &args);
-    let args = format!("worker --cluster o --slots 2 {timings}");
-    let mut worker = service.start(&scratch, "worker", &args);
-    let args = format!("run slow.yml --cluster o --outputs-dir outputs {timings}");
-    let mut slow = service.start(&scratch, "slow-runner", &args);
+    // A runner paused for seconds (a slow or busy machine) is no lost runner.
+    let mut cluster = Cluster::builder("o")
+        .timings("--poll-max 100ms --keepalive 300ms --peer-timeout 30s")
+        .workers(1)
+        .slots(2)
+        .start(&scratch);
+    let mut slow = cluster.start("slow-runner", "run slow.yml --outputs-dir outputs");
     await_some("the slow job to start", || started.exists().then_some(()));
     // The slow runner sleeps through its job's end; the other runner stops the cluster, which
     // the broker does once that job has finished.
     slow.signal(libc::SIGSTOP);
-    let args = format!("run quick.yml --cluster o --stop-cluster {timings}");
-    service
-        .start(&scratch, "stopping-runner", &args)
-        .expect_exit(0);
+    let mut stopping = cluster.start("stopping-runner", "run quick.yml --stop-cluster");
+    stopping.expect_exit(0);
     // The scenario, not synchronisation: the slow runner wakes up only after any grace a
     // stopping broker gives its peers, and then fetches its job's outputs.
     std::thread::sleep(cluster_action::broker::CLOSE_GRACE + Duration::from_secs(3));
@@ -2038,11 +2034,14 @@ fn a_runner_still_fetching_when_another_stops_the_cluster_loses_no_result() {
         fs::read_to_string(scratch.path().join("outputs/slow/out/r.txt")).unwrap(),
         "result\n"
     );
-    broker.expect_exit(0);
-    worker.expect_exit(0);
+    cluster.broker().expect_exit(0);
+    cluster.worker("worker").expect_exit(0);
     // The cleanup still ran, once the runner had left.
-    broker.await_stderr("waiting for the runners to fetch their results");
-    let layers: Vec<String> = service
+    cluster
+        .broker()
+        .await_stderr("waiting for the runners to fetch their results");
+    let layers: Vec<String> = cluster
+        .service
         .listed("anyone")
         .into_iter()
         .filter(|name| name.starts_with("ca-layer-"))
