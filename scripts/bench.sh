@@ -7,7 +7,7 @@
 # --quick runs each scenario smaller (a smoke check); --only runs just the named scenarios
 # (dispatch, balance, latency, suite, github_latency, layer, memory, idle) and updates just
 # their figures in BENCHMARKS.md. suite needs pytest in .cache/venv (scripts/test.sh installs it).
-# The full run takes about 8 minutes on 2 cores (idle alone about 4, suite about 1).
+# The full run takes about 11 minutes on 2 cores (idle alone about 4, suite about 4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=()

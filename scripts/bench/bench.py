@@ -266,7 +266,9 @@ def pytest_suite(root, durations, per_file=20):
 def suite_scenario(binary, n, total_s, tmp, results):
     """A pytest suite of n tests with lognormal durations (seed 20261201) scaled to total_s
     seconds of sleep, on 4 workers x 2 slots: without history, with the history the first run
-    wrote, and as nextest-style static `count:k/8` shards run as 8 jobs."""
+    wrote, and as nextest-style static `count:k/8` shards run as 8 jobs. 480 s of tests is a
+    minute on 8 slots: a suite worth spreading; a run's fixed cost (listing, the first
+    dispatch, the last results, about 2 s here) is reported apart as `suite_overhead_*_s`."""
     tools = pytest_tools()
     root = tmp / "suite"
     durations = lognormal_durations(n, total_s, seed=20261201)
@@ -284,21 +286,13 @@ def suite_scenario(binary, n, total_s, tmp, results):
         lb = max(sum(took.values()) / slots, max(took.values()))
         results[f"suite_ratio_{key}"] = round(wall / lb, 3)
         results[f"_suite_makespan_{key}_s"] = round(wall, 2)
+        # What the run adds to its tests' own time: listing, start, batches' framework starts, end.
+        results[f"_suite_overhead_{key}_s"] = round(wall - lb, 2)
         if measured is None:
             measured = [took[i] for i in ids]
             results["_suite_lb_s"] = round(lb, 2)
             results["_suite_longest_test_s"] = round(max(measured), 2)
             results["_suite_work_s"] = round(sum(measured), 1)
-    # The same history through the packer the dealt plan replaced (`batch: 5s`, what the default
-    # target came to here), in the same minute, so that the two plans compare on equal load.
-    packed = root / "packed.yml"
-    packed.write_text("layers:\n  checkout:\n    paths: [tests, pytest.ini]\nsuites:\n"
-                      "  - name: pytest\n    framework: pytest\n    args: [tests]\n"
-                      "    layers: [checkout]\n    batch: 5s\n")
-    with cluster(binary, tools=tools) as c:
-        code, wall, report, _ = c.run(packed, ["--stop-cluster", "--timings", str(timings)], cwd=root)
-    assert code == 0 and report["test_summary"]["passed"] == n, f"suite run (packed) failed ({code})"
-    results["_suite_ratio_history_packed_5s"] = round(wall / results["_suite_lb_s"], 3)
     # nextest's `--partition count:k/N`: test i (in listing order) goes to shard i mod N.
     shards = [[i for j, i in enumerate(ids) if j % slots == k] for k in range(slots)]
     jobs = [{"name": f"count-{k + 1}-of-{slots}", "layers": ["suite"],
@@ -430,7 +424,7 @@ def main():
     size = dict(dispatch=200, balance=(60, 20), latency=40, github_latency=40, layer=20, memory=10_000,
                 idle=(3, 10), suite=(60, 15)) if quick else \
         dict(dispatch=2000, balance=(300, 120), latency=200, github_latency=300, layer=200, memory=100_000,
-             idle=(65, 60), suite=(400, 96))
+             idle=(65, 60), suite=(400, 480))
     results = {}
     timings = {}
     with tempfile.TemporaryDirectory(prefix="ca-bench-") as d:
