@@ -6,7 +6,8 @@
 //! - [`store`]: the artifact v4 client (Twirp + blob on signed URLs, retries); the only code
 //!   that speaks HTTP to the store. Absorbs the differences between github.com and act.
 //! - [`stream`]: duplex message streams built from append-blob artifacts (listen/connect,
-//!   frames, adaptive polling that slows on idle streams and speeds up when a new peer is
+//!   frames, adaptive polling that slows on idle streams (not while the layer above says a
+//!   message is owed: `stream::Expecting`, set by the broker and the runner) and speeds up when a new peer is
 //!   discovered, rotation, peer timeout, the closed marker of a stopped broker, a listener
 //!   that notices its listen artifact vanishing; store failures that outlast a request's
 //!   retries are tried again until the peer timeout, a segment whose creation failed part-way
@@ -28,7 +29,8 @@
 //!   listener and one link per peer, and at a stop cleans up once every runner has left (it
 //!   may still be fetching outputs layers); `broker::EmbeddedBroker` runs one beside a runner.
 //! - [`worker`]: a pure state machine (`worker::machine`: slots, queue, cancel, stop, attempts
-//!   uploading their outputs after giving their slot back, bounded) inside an async shell that
+//!   uploading their outputs after giving their slot back, bounded, the lease renewed at half
+//!   time while work waits) inside an async shell that
 //!   joins the broker and runs each attempt as a task (layers → directory → launch, asked of
 //!   the machine, which checks the lease again → `worker::exec` → staged outputs), then its
 //!   upload (`worker::outputs_pack` packs many jobs per layer); `worker::contain` makes every
