@@ -465,11 +465,7 @@ impl Machine {
             fx.push(Effect::Start(next));
         }
         // Renew early while work waits, so that the next start does not wait a round trip.
-        let half_gone = self
-            .lease
-            .until
-            .is_some_and(|until| until.saturating_duration_since(now) <= self.lease.valid / 2);
-        if !self.queue.is_empty() && half_gone && !self.lease.asking(now) {
+        if self.renewal_due().is_some_and(|due| now >= due) {
             fx.push(Effect::Send(self.lease.ask(now)));
         }
         fx
