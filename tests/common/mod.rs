@@ -90,5 +90,5 @@ pub fn await_within<T>(what: &str, patience: Duration, mut probe: impl FnMut() -
 }
 
 /// `cluster-action` processes in a scratch directory, the `serve` service, and `Cluster`:
-/// a service, broker and workers started as jobs of one run (tests/cluster.rs and others).
+/// a service, broker and workers started as jobs of one run (tests/cluster_*.rs and others).
 pub mod cluster;
