@@ -1,10 +1,14 @@
 //! Helpers shared by the integration tests: a bound on every async test, the local artifact
-//! service's clients as one job of one workflow run, and whether a process still runs.
+//! service's clients as one job of one workflow run, whether a process still runs, and the files
+//! under a directory.
 
 // Each test crate compiles this module and uses the part it needs.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
+use std::fs;
 use std::future::Future;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cluster_action::serve::ServeHandle;
@@ -89,6 +93,43 @@ pub fn await_within<T>(what: &str, patience: Duration, mut probe: impl FnMut() -
     }
 }
 
-/// `cluster-action` processes in a scratch directory, the `serve` service, and `Cluster`:
-/// a service, broker and workers started as jobs of one run (tests/cluster_*.rs and others).
+/// Every file under `dir` (recursively), by its path relative to `dir`, with its bytes.
+pub fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for entry in fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let rel = path.strip_prefix(root).unwrap().to_string_lossy();
+                out.insert(rel.into_owned(), fs::read(&path).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Names of the files in `dir` ending with `suffix`, sorted.
+pub fn names_ending(dir: &Path, suffix: &str) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.ends_with(suffix))
+        .collect();
+    names.sort();
+    names
+}
+
+/// `cluster-action` processes in a scratch directory, the `serve` service, `Cluster` (a
+/// service, broker and workers started as jobs of one run) and job processes
+/// (tests/cluster_*.rs and others).
 pub mod cluster;
+
+/// Manifest text and the `data` layer's files for the end-to-end tests.
+pub mod manifest;
+
+/// The JSON report, read and checked against its schema.
+pub mod report;
