@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: a bound on every async test, the local artifact
-//! service's clients as one job of one workflow run, whether a process still runs, and the files
-//! under a directory.
+//! service's clients as one job of one workflow run, whether a process still runs, the files
+//! under a directory, and a job as the runner submits it.
 
 // Each test crate compiles this module and uses the part it needs.
 #![allow(dead_code)]
@@ -10,6 +10,8 @@ use std::fs;
 use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+use cluster_action::proto::JobSpec;
 
 use cluster_action::serve::ServeHandle;
 use cluster_action::store::{ArtifactStore, RetryPolicy, StoreConfig};
@@ -121,6 +123,26 @@ pub fn names_ending(dir: &Path, suffix: &str) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// Job `name` running `run` as the runner submits it, everything else as a manifest leaves it
+/// by default (30 minutes, no retries, no layers, outputs or environment): a test sets what
+/// it is about with `JobSpec { field, ..job_spec(name, run) }`.
+pub fn job_spec(name: &str, run: &str) -> JobSpec {
+    JobSpec {
+        name: name.to_owned(),
+        run: run.to_owned(),
+        env: BTreeMap::new(),
+        layers: Vec::new(),
+        timeout_ms: 30 * 60 * 1000,
+        retries: 0,
+        outputs: Vec::new(),
+        estimate_ms: None,
+        isolation: Default::default(),
+        secret_env: Default::default(),
+        inherits: false,
+        avoid_workers: Vec::new(),
+    }
 }
 
 /// `cluster-action` processes in a scratch directory, the `serve` service, `Cluster` (a
