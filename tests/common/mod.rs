@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: a bound on every async test, the local artifact
 //! service's clients as one job of one workflow run, whether a process still runs, the files
-//! under a directory, and a job as the runner submits it.
+//! and names under a directory, and a job as the runner submits it.
 
 // Each test crate compiles this module and uses the part it needs.
 #![allow(dead_code)]
@@ -113,15 +113,20 @@ pub fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-/// Names of the files in `dir` ending with `suffix`, sorted.
-pub fn names_ending(dir: &Path, suffix: &str) -> Vec<String> {
+/// The names of the entries of `dir`, sorted.
+pub fn entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
         .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n.ends_with(suffix))
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     names.sort();
+    names
+}
+
+/// Names of the files in `dir` ending with `suffix`, sorted.
+pub fn names_ending(dir: &Path, suffix: &str) -> Vec<String> {
+    let mut names = entries(dir);
+    names.retain(|n| n.ends_with(suffix));
     names
 }
 
