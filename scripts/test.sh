@@ -11,7 +11,7 @@
 # node >= 20, npm, python3 and bash.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$PWD
+source scripts/lib/tools.sh
 
 run_act=1
 for arg in "$@"; do
@@ -51,23 +51,10 @@ if [ "$run_act" = 1 ]; then
 fi
 
 step "test frameworks for tests/suite.rs (pytest in .cache/venv, go, cargo-nextest)"
-PYTEST_VERSION=9.2.0
-venv=.cache/venv
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-if ! "$venv/bin/python" -m pytest --version 2>/dev/null | grep -q "$PYTEST_VERSION"; then
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "pytest==$PYTEST_VERSION"
-fi
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-if ! command -v go >/dev/null; then
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go
-fi
-if ! command -v cargo-nextest >/dev/null; then
-  cargo install --locked cargo-nextest
-fi
-# tests/suite.rs looks up python (with pytest), go and cargo-nextest in these directories
-# first, then on PATH; under CI=true a missing one fails its tests instead of skipping them.
-export CLUSTER_TEST_TOOLS="$root/$venv/bin:${CARGO_HOME:-$HOME/.cargo}/bin"
+install_pytest
+install_go_and_nextest
+# Under CI=true a framework tests/suite.rs does not find fails its tests instead of skipping them.
+export_test_tools
 
 # A clean build for CI needs no incremental state: without it the target directory is about
 # half the size (CI's disk may be small) and the first build is no slower.

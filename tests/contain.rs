@@ -11,6 +11,7 @@ use std::path::Path;
 mod common;
 use common::await_some;
 use common::cluster::{Proc, Scratch};
+use common::report::read_report;
 
 /// A bash function for jobs: whether pid $1 is a live process (a zombie is not).
 const RUNNING_FN: &str = r#"running() { s=$(cat /proc/$1/stat 2>/dev/null) || return 1; case "${s##*) }" in Z*|X*) return 1;; esac; }"#;
@@ -29,8 +30,7 @@ fn start_local_env(scratch: &Scratch, manifest: &str, env: &[(&str, &str)]) -> P
 
 /// The JSON report's entry for the only job.
 fn the_job(dir: &Path) -> serde_json::Value {
-    let report: serde_json::Value =
-        serde_json::from_slice(&fs::read(dir.join("report.json")).unwrap()).unwrap();
+    let (report, _) = read_report(&dir.join("report.json"));
     report["jobs"][0].clone()
 }
 
@@ -132,8 +132,7 @@ fn isolation_from_the_manifest_reaches_the_job() {
         serde_json::to_string(boxed).unwrap()
     );
     let status = start_local(&scratch, &manifest).wait();
-    let report: serde_json::Value =
-        serde_json::from_slice(&fs::read(scratch.path().join("report.json")).unwrap()).unwrap();
+    let (report, _) = read_report(&scratch.path().join("report.json"));
     assert_eq!(status.code(), Some(0), "{report}");
 }
 

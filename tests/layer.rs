@@ -19,6 +19,9 @@ use flate2::write::GzEncoder;
 use tar::{EntryType, Header};
 use tempfile::TempDir;
 
+mod common;
+use common::entries;
+
 /// Writes `rel` below `root` with `contents` and `mode`, creating parents.
 fn write(root: &Path, rel: &str, contents: &str, mode: u32) {
     let path = root.join(rel);
@@ -324,15 +327,6 @@ fn sample_layer() -> (TempDir, PathBuf, Digest) {
     let archive = dir.path().join("layer.tgz");
     let digest = pack(&tree, &all(), &archive).unwrap();
     (dir, archive, digest)
-}
-
-fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<_> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    names
 }
 
 #[test]

@@ -16,7 +16,7 @@ use cluster_action::layer::{self, Digest, LayerCache, LayerError};
 use cluster_action::serve::{self, ServeConfig};
 use cluster_action::store::blob::BlobClient;
 use cluster_action::store::{ArtifactInfo, UploadOutcome};
-use common::{guarded, ids, quick_retry, store, store_at};
+use common::{entries, guarded, ids, quick_retry, store, store_at};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tempfile::TempDir;
@@ -52,15 +52,6 @@ fn small_layer(dir: &Path) -> (PathBuf, Digest) {
     let archive = dir.join("layer.tar.gz");
     let digest = layer::pack(&tree, &[PathBuf::from(".")], &archive).unwrap();
     (archive, digest)
-}
-
-fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    names
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 mod common;
 use common::cluster::Scratch;
+use common::report::read_report_of;
 
 /// Runs `manifest` (written to `cluster.yml` in `scratch`) with `local`, one worker, reports
 /// and outputs in `scratch`; returns the exit code and the JSON report. A run that hangs fails
@@ -23,12 +24,8 @@ fn local(scratch: &Scratch, manifest: &str) -> (i32, Value) {
                 --outputs-dir out";
     let mut local = scratch.start("local", args);
     let status = local.wait();
-    let report = fs::read_to_string(scratch.path().join("report.json"))
-        .unwrap_or_else(|e| panic!("no report ({e}); stderr:\n{}", local.stderr()));
-    (
-        status.code().unwrap_or(-1),
-        serde_json::from_str(&report).unwrap(),
-    )
+    let (report, _) = read_report_of(&scratch.path().join("report.json"), &local.stderr());
+    (status.code().unwrap_or(-1), report)
 }
 
 /// The report entry of job `name`.

@@ -24,6 +24,9 @@ use cluster_action::plan::timings::{TIMINGS_FILE, Timings};
 use cluster_action::plan::{ArtifactDocument, TestKey};
 use serde_json::{Value, json};
 
+mod common;
+use common::report::read_report_of;
+
 const OWNER: &str = "octo-org";
 const REPO: &str = "octo-repo";
 const TOKEN: &str = "ghs_test_token";
@@ -621,12 +624,8 @@ async fn local_run(server: &Server, ids: &[&str], attempt: u32) -> (Option<i32>,
         .await
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let report = std::fs::read(&report).unwrap_or_else(|e| panic!("no report ({e}): {stderr}"));
-    (
-        out.status.code(),
-        stderr,
-        serde_json::from_slice(&report).unwrap(),
-    )
+    let (report, _) = read_report_of(&report, &stderr);
+    (out.status.code(), stderr, report)
 }
 
 /// The run passed every test, and said `expected` once and nothing else about the history it

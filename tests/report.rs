@@ -14,6 +14,9 @@ use cluster_action::runner::report::{
 };
 use serde_json::json;
 
+mod common;
+use common::job_spec;
+
 fn job(name: &str, status: JobStatus) -> JobReport {
     JobReport {
         name: name.to_owned(),
@@ -487,18 +490,10 @@ fn groups_fence_job_output_so_it_cannot_run_commands() {
 #[test]
 fn job_reports_are_built_from_the_spec_and_the_final_outcome() {
     let spec = JobSpec {
-        secret_env: Default::default(),
-        inherits: false,
-        avoid_workers: Vec::new(),
-        name: "unit-3".to_owned(),
-        run: "false".to_owned(),
-        env: BTreeMap::new(),
-        layers: Vec::new(),
         timeout_ms: 60_000,
         retries: 2,
         outputs: vec!["reports/*".to_owned()],
-        estimate_ms: None,
-        isolation: Default::default(),
+        ..job_spec("unit-3", "false")
     };
     let outcome = JobOutcome {
         attempt: 3,

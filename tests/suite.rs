@@ -28,6 +28,7 @@ use cluster_action::suite::{
 
 mod common;
 use common::await_some;
+use common::report::read_report_of;
 
 /// The fixture directory `name`.
 fn fixture(name: &str) -> PathBuf {
@@ -748,13 +749,9 @@ fn run_local(source: &Path, args: &[&str]) -> (i32, serde_json::Value, String) {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let report = std::fs::read(&json).unwrap_or_else(|e| panic!("no JSON report ({e}): {stderr}"));
+    let (report, _) = read_report_of(&json, &stderr);
     let xml = std::fs::read_to_string(&xml).unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        serde_json::from_slice(&report).unwrap(),
-        xml,
-    )
+    (out.status.code().unwrap_or(-1), report, xml)
 }
 
 /// Checks a `local` run: every expected test reported once, with its status; attempts are 1

@@ -236,14 +236,15 @@ def balance(binary, n, total_s, tmp, results):
 
 
 def pytest_tools():
-    """The directory of the test virtualenv's python, which has pytest (scripts/test.sh
-    installs it into .cache/venv)."""
-    tools = Path(__file__).resolve().parents[2] / ".cache" / "venv" / "bin"
-    ok = subprocess.run([tools / "python", "-m", "pytest", "--version"], capture_output=True).returncode == 0 \
-        if (tools / "python").exists() else False
+    """The directories of CLUSTER_TEST_TOOLS, put first on PATH for the suite scenario: there
+    `python` has pytest (scripts/bench.sh installs it and sets the variable)."""
+    tools = os.environ.get("CLUSTER_TEST_TOOLS", "")
+    python = shutil.which("python", path=tools) if tools else None
+    ok = python is not None and \
+        subprocess.run([python, "-m", "pytest", "--version"], capture_output=True).returncode == 0
     if not ok:
-        sys.exit(f"bench.py: suite needs pytest in {tools.parent} (scripts/test.sh installs it, or "
-                 f"`python3 -m venv {tools.parent} && {tools}/pip install pytest`)")
+        sys.exit(f"bench.py: suite needs python with pytest in CLUSTER_TEST_TOOLS ({tools or 'unset'}); "
+                 "run the benchmarks with scripts/bench.sh, which installs it")
     return tools
 
 

@@ -1,12 +1,14 @@
 //! The processes of a cluster as a CI workflow runs them, for the end-to-end tests: a scratch
 //! directory, `cluster-action` processes whose output lands in files, the `serve` artifact
-//! service, and [`Cluster`], a service with a broker and workers started as jobs of one run.
+//! service, [`Cluster`], a service with a broker and workers started as jobs of one run, and
+//! the job processes a test must not leave behind ([`JobPids`]).
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -511,4 +513,64 @@ impl ClusterBuilder {
         }
         cluster
     }
+}
+
+/// Each test starts several processes on a 2-core machine; one test at a time keeps the peer
+/// timeouts meaningful.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Holds the test to itself: taken first by every test that starts processes.
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Job processes (from the `*.pid` files jobs write into `dir`) that must not outlive the
+/// test: killed, with their process groups, on drop.
+pub struct JobPids {
+    /// Where the jobs write their `*.pid` files.
+    pub dir: PathBuf,
+}
+
+impl JobPids {
+    /// Every pid written so far.
+    pub fn pids(&self) -> Vec<libc::pid_t> {
+        fs::read_dir(&self.dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "pid"))
+            .filter_map(|e| fs::read_to_string(e.path()).ok()?.trim().parse().ok())
+            .collect()
+    }
+
+    /// Kills `pid` and its group, if it still runs a job's command.
+    pub fn kill(pid: libc::pid_t) {
+        let cmd = cmdline(pid);
+        if alive(pid) && (cmd.starts_with("bash") || cmd.starts_with("sleep")) {
+            // SAFETY: plain signal calls on a process of this test's jobs.
+            unsafe {
+                libc::killpg(pid, libc::SIGKILL);
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for JobPids {
+    fn drop(&mut self) {
+        for pid in self.pids() {
+            JobPids::kill(pid);
+        }
+    }
+}
+
+/// A job that writes its pid to `$PIDS/<job>.pid` (whole: written aside, then renamed) and
+/// runs for two minutes, longer than any test.
+pub const PARKED: &str = "echo $$ > $PIDS/$CLUSTER_JOB_NAME.tmp; \
+                      mv $PIDS/$CLUSTER_JOB_NAME.tmp $PIDS/$CLUSTER_JOB_NAME.pid; sleep 120";
+
+/// Waits until process `pid` (`what`, for the message) is gone.
+pub fn await_gone(what: &str, pid: libc::pid_t) {
+    await_some(&format!("{what} {pid} to be gone"), || {
+        (!alive(pid)).then_some(())
+    });
 }

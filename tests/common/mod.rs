@@ -1,11 +1,17 @@
 //! Helpers shared by the integration tests: a bound on every async test, the local artifact
-//! service's clients as one job of one workflow run, and whether a process still runs.
+//! service's clients as one job of one workflow run, whether a process still runs, the files
+//! and names under a directory, and a job as the runner submits it.
 
 // Each test crate compiles this module and uses the part it needs.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
+use std::fs;
 use std::future::Future;
+use std::path::Path;
 use std::time::{Duration, Instant};
+
+use cluster_action::proto::JobSpec;
 
 use cluster_action::serve::ServeHandle;
 use cluster_action::store::{ArtifactStore, RetryPolicy, StoreConfig};
@@ -89,6 +95,68 @@ pub fn await_within<T>(what: &str, patience: Duration, mut probe: impl FnMut() -
     }
 }
 
-/// `cluster-action` processes in a scratch directory, the `serve` service, and `Cluster`:
-/// a service, broker and workers started as jobs of one run (tests/cluster.rs and others).
+/// Every file under `dir` (recursively), by its path relative to `dir`, with its bytes.
+pub fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for entry in fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let rel = path.strip_prefix(root).unwrap().to_string_lossy();
+                out.insert(rel.into_owned(), fs::read(&path).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// The names of the entries of `dir`, sorted.
+pub fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Names of the files in `dir` ending with `suffix`, sorted.
+pub fn names_ending(dir: &Path, suffix: &str) -> Vec<String> {
+    let mut names = entries(dir);
+    names.retain(|n| n.ends_with(suffix));
+    names
+}
+
+/// Job `name` running `run` as the runner submits it, everything else as a manifest leaves it
+/// by default (30 minutes, no retries, no layers, outputs or environment): a test sets what
+/// it is about with `JobSpec { field, ..job_spec(name, run) }`.
+pub fn job_spec(name: &str, run: &str) -> JobSpec {
+    JobSpec {
+        name: name.to_owned(),
+        run: run.to_owned(),
+        env: BTreeMap::new(),
+        layers: Vec::new(),
+        timeout_ms: 30 * 60 * 1000,
+        retries: 0,
+        outputs: Vec::new(),
+        estimate_ms: None,
+        isolation: Default::default(),
+        secret_env: Default::default(),
+        inherits: false,
+        avoid_workers: Vec::new(),
+    }
+}
+
+/// `cluster-action` processes in a scratch directory, the `serve` service, `Cluster` (a
+/// service, broker and workers started as jobs of one run) and job processes
+/// (tests/cluster_*.rs and others).
 pub mod cluster;
+
+/// Manifest text and the `data` layer's files for the end-to-end tests.
+pub mod manifest;
+
+/// The JSON report, read and checked against its schema.
+pub mod report;

@@ -1,0 +1,36 @@
+# The test frameworks the tests (scripts/test.sh) and the benchmarks (scripts/bench.sh) run,
+# installed into the checkout only when missing: pytest from PyPI into the virtualenv
+# .cache/venv, go (Debian's golang-go, with apt-get) and cargo-nextest (`cargo install
+# --locked`). Sourced from the checkout's root by those scripts: it defines, runs nothing.
+#   source scripts/lib/tools.sh; install_pytest; export_test_tools
+
+TOOLS_VENV=.cache/venv
+PYTEST_VERSION=9.2.0
+
+# pytest $PYTEST_VERSION in $TOOLS_VENV (made first if need be).
+install_pytest() {
+  [ -x "$TOOLS_VENV/bin/python" ] || python3 -m venv "$TOOLS_VENV"
+  if ! "$TOOLS_VENV/bin/python" -m pytest --version 2>/dev/null | grep -q "$PYTEST_VERSION"; then
+    "$TOOLS_VENV/bin/pip" install --quiet --disable-pip-version-check "pytest==$PYTEST_VERSION"
+  fi
+}
+
+# go and cargo-nextest, unless they are on PATH.
+install_go_and_nextest() {
+  if ! command -v go >/dev/null; then
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go
+  fi
+  if ! command -v cargo-nextest >/dev/null; then
+    cargo install --locked cargo-nextest
+  fi
+}
+
+# Runs its arguments as root (through sudo unless this is root).
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Exports CLUSTER_TEST_TOOLS: the directories where tests/suite.rs and the benchmarks' suite
+# scenario look first (then on PATH) for python (with pytest), go and cargo-nextest.
+export_test_tools() {
+  export CLUSTER_TEST_TOOLS="$PWD/$TOOLS_VENV/bin:${CARGO_HOME:-$HOME/.cargo}/bin"
+}
