@@ -124,8 +124,8 @@ pub async fn run(
         .map_err(BrokerError::Listener)?;
     info!(cluster = %cfg.ns.cluster, "broker listening");
     let (events_tx, mut events) = mpsc::channel(1024);
-    let (greeting, greeters) = Greeting::open();
-    let acceptor = tokio::spawn(accept_loop(listener, events_tx, greeters));
+    let (greeting, greeter) = Greeting::open();
+    let acceptor = tokio::spawn(accept_loop(listener, events_tx, greeter));
     let mut broker = Shell::new(&cfg);
     let end = broker.serve(&mut events, cfg.idle_timeout, shutdown).await;
     acceptor.abort();
