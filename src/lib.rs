@@ -3,6 +3,7 @@
 //!
 //! Maintainer's map, bottom up:
 //! - [`token`]: backend ids from the runtime token's `scp` claim.
+//! - [`retry`]: the one retry schedule (attempts, doubling pauses) of every retrying caller.
 //! - [`store`]: the artifact v4 client (Twirp + blob on signed URLs, retries); the only code
 //!   that speaks HTTP to the store. Absorbs the differences between github.com and act.
 //! - [`stream`]: duplex message streams built from append-blob artifacts (listen/connect,
@@ -101,6 +102,7 @@ pub mod link;
 pub mod local;
 pub mod plan;
 pub mod proto;
+pub mod retry;
 pub mod runner;
 pub mod seal;
 pub mod serve;

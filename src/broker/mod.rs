@@ -19,7 +19,9 @@ use crate::in_process::InProcess;
 use crate::link::{Incoming, Link, LinkSender, PeerLink};
 use crate::proto::{BrokerToRunner, BrokerToWorker, Hello, PROTOCOL_VERSION, RunnerMsg, WorkerMsg};
 use crate::store::ArtifactStore;
-use crate::stream::{self, Connection, Expecting, Listener, Namespace, StreamConfig, StreamError};
+use crate::stream::{
+    self, Connection, Expecting, Listener, Namespace, StreamConfig, StreamError, StreamSender,
+};
 use scheduler::{Dispatch, Effect, PeerId, Scheduler};
 
 /// How to run a broker.
@@ -62,12 +64,35 @@ enum PeerTx {
 }
 
 impl PeerTx {
+    /// Closes the stream to the peer.
     async fn close(&self) -> Result<(), StreamError> {
         match self {
             Self::Worker(tx) => tx.close().await,
             Self::Runner(tx) => tx.close().await,
         }
     }
+
+    /// Tells the peer it is refused, and why, then closes its stream.
+    async fn refuse(self, reason: String) {
+        let _ = match &self {
+            Self::Worker(tx) => tx.send(&BrokerToWorker::Refused { reason }).await,
+            Self::Runner(tx) => tx.send(&BrokerToRunner::Refused { reason }).await,
+        };
+        let _ = self.close().await;
+    }
+}
+
+/// Why a peer saying `hello` cannot join: it speaks another protocol version.
+fn version_mismatch(hello: &Hello) -> Option<String> {
+    let version = match hello {
+        Hello::Worker { version, .. } | Hello::Runner { version, .. } => *version,
+    };
+    (version != PROTOCOL_VERSION).then(|| {
+        format!(
+            "protocol version {version} is not this broker's {PROTOCOL_VERSION}: use the same \
+             cluster-action release everywhere"
+        )
+    })
 }
 
 enum Event {
@@ -99,71 +124,53 @@ pub async fn run(
         .map_err(BrokerError::Listener)?;
     info!(cluster = %cfg.ns.cluster, "broker listening");
     let (events_tx, mut events) = mpsc::channel(1024);
-    // Peers still saying hello when the cluster stops are closed cleanly: `stopping` tells
-    // them, and each holds an `unanswered` sender until it has joined or closed.
-    let (stopping_tx, stopping) = watch::channel(false);
-    let (unanswered_tx, mut unanswered) = mpsc::channel::<()>(1);
-    let acceptor = tokio::spawn(accept_loop(listener, events_tx, stopping, unanswered_tx));
-    let mut broker = Shell {
-        sched: Scheduler::new(Dispatch {
-            prefetch: cfg.prefetch,
-            // Half the silence after which a worker is declared lost: a worker whose lease ran
-            // out may have been declared lost, one that holds it cannot have been.
-            lease: cfg.stream.peer_timeout / 2,
-        }),
-        peers: HashMap::new(),
-        expecting: HashMap::new(),
-        made: Made::default(),
-    };
-    tokio::pin!(shutdown);
-    let mut idle_since = tokio::time::Instant::now();
-    let end = loop {
-        let idle_deadline = idle_since + cfg.idle_timeout;
-        tokio::select! {
-            ev = events.recv() => {
-                let Some(ev) = ev else { break BrokerEnd::Stopped };
-                if let Err(e) = broker.handle(ev, &mut events).await {
-                    acceptor.abort();
-                    return Err(BrokerError::Listener(e));
-                }
-                if broker.sched.should_stop() {
-                    break BrokerEnd::Stopped;
-                }
-                if broker.sched.runner_count() > 0 || broker.sched.unfinished() > 0 {
-                    idle_since = tokio::time::Instant::now();
-                }
-            }
-            () = tokio::time::sleep_until(idle_deadline) => {
-                if broker.sched.runner_count() == 0 && broker.sched.unfinished() == 0 {
-                    warn!("no runner and no work for {:?}: stopping the cluster", cfg.idle_timeout);
-                    break BrokerEnd::Idle;
-                }
-                idle_since = tokio::time::Instant::now();
-            }
-            () = &mut shutdown => break BrokerEnd::Stopped,
-        }
-    };
+    let (greeting, greeter) = Greeting::open();
+    let acceptor = tokio::spawn(accept_loop(listener, events_tx, greeter));
+    let mut broker = Shell::new(&cfg);
+    let end = broker.serve(&mut events, cfg.idle_timeout, shutdown).await;
     acceptor.abort();
-    // First the marker, so that a worker starting now exits instead of waiting for an answer.
-    if let Err(e) = stream::close_listener(&store, &cfg.ns).await {
-        warn!("could not mark the cluster stopped for late workers: {e}");
-    }
-    let departures = Departures::of(&broker.peers);
-    broker.stop_all().await;
-    let _ = stopping_tx.send(true);
-    // Every sender is gone once each peer still saying hello has closed its stream.
-    let _ = tokio::time::timeout(CLOSE_GRACE, unanswered.recv()).await;
-    // Deleting streams peers still read would fail them, and deleting the outputs layers a
-    // runner still fetches would turn its passing jobs into errors: first let them leave.
-    if departures.runners() > 0 {
-        info!(
-            runners = departures.runners(),
-            "waiting for the runners to fetch their results and leave before cleaning up"
-        );
-    }
-    peers_left(&mut events, departures).await;
-    cleanup::after_stop(&store, &cfg.ns, &broker.made, cfg.keep).await;
+    let end = end.map_err(BrokerError::Listener)?;
+    broker.stop(&store, &cfg, &mut events, greeting).await;
     Ok(end)
+}
+
+/// Peers still saying hello when the cluster stops are closed cleanly: `stopping` tells
+/// them, and each holds a sender of `unanswered` until it has joined or closed.
+struct Greeting {
+    stopping: watch::Sender<bool>,
+    unanswered: mpsc::Receiver<()>,
+}
+
+/// What each peer saying hello is given: the stopping signal, and its `unanswered` sender.
+#[derive(Clone)]
+struct Greeter {
+    stopping: watch::Receiver<bool>,
+    _unanswered: mpsc::Sender<()>,
+}
+
+impl Greeting {
+    /// A greeting open to new peers, and what the acceptor hands each of them.
+    fn open() -> (Self, Greeter) {
+        let (stopping_tx, stopping) = watch::channel(false);
+        let (unanswered_tx, unanswered) = mpsc::channel::<()>(1);
+        let greeting = Self {
+            stopping: stopping_tx,
+            unanswered,
+        };
+        let greeter = Greeter {
+            stopping,
+            _unanswered: unanswered_tx,
+        };
+        (greeting, greeter)
+    }
+
+    /// Tells the peers still saying hello that the cluster stopped, and waits (at most
+    /// [`CLOSE_GRACE`]) until each has closed its stream.
+    async fn close(mut self) {
+        let _ = self.stopping.send(true);
+        // Every sender is gone once each peer still saying hello has closed its stream.
+        let _ = tokio::time::timeout(CLOSE_GRACE, self.unanswered.recv()).await;
+    }
 }
 
 /// The peers a stopping broker waits for before its cleanup deletes the cluster's streams and
@@ -248,16 +255,12 @@ async fn peers_left(events: &mut mpsc::Receiver<Event>, mut departures: Departur
 /// and for its workers to leave (not for its runners, which may still be fetching outputs).
 pub const CLOSE_GRACE: Duration = Duration::from_secs(10);
 
-async fn accept_loop(
-    mut listener: Listener,
-    events: mpsc::Sender<Event>,
-    stopping: watch::Receiver<bool>,
-    unanswered: mpsc::Sender<()>,
-) {
+/// Accepts new peers until the listener fails, each served by a task of its own.
+async fn accept_loop(mut listener: Listener, events: mpsc::Sender<Event>, greeter: Greeter) {
     loop {
         match listener.accept().await {
             Ok(conn) => {
-                let hello = await_hello(conn, stopping.clone(), unanswered.clone());
+                let hello = await_hello(conn, greeter.clone());
                 tokio::spawn(peer_loop(hello, events.clone()));
             }
             Err(e) => {
@@ -270,37 +273,48 @@ async fn accept_loop(
 
 /// The first frame of a new peer, or `None` when it left first or the cluster stopped first
 /// (then its stream is closed cleanly, so it learns at once).
-async fn await_hello(
-    conn: Connection,
-    mut stopping: watch::Receiver<bool>,
-    _unanswered: mpsc::Sender<()>,
-) -> Option<(Connection, Bytes)> {
+async fn await_hello(conn: Connection, greeter: Greeter) -> Option<(Connection, Bytes)> {
+    let Greeter {
+        mut stopping,
+        _unanswered,
+    } = greeter;
     let Connection { peer, tx, mut rx } = conn;
     // The guard `wait_for` returns is dropped inside the block: it must not live across awaits.
     let stopped = async { stopping.wait_for(|stop| *stop).await.is_ok() };
     let first = tokio::select! {
-        first = rx.recv() => Some(first),
-        true = stopped => None,
+        first = rx.recv() => first,
+        true = stopped => {
+            close_unanswered(&peer, &tx).await;
+            return None;
+        }
     };
     match first {
-        Some(Ok(Some(frame))) => Some((Connection { peer, tx, rx }, frame)),
-        Some(Ok(None)) => None,
-        Some(Err(e @ StreamError::Refused { .. })) => {
-            // Closing tells the peer: it cannot open our frames either, and says why.
-            warn!(%peer, "refusing a peer at hello: {e}");
-            let _ = tx.close().await;
+        Ok(Some(frame)) => Some((Connection { peer, tx, rx }, frame)),
+        Ok(None) => None,
+        Err(e) => {
+            failed_before_hello(&peer, &tx, e).await;
             None
         }
-        Some(Err(e)) => {
-            debug!(%peer, "peer vanished before hello: {e}");
-            None
-        }
-        None => {
-            if let Err(e) = tx.close().await {
-                debug!(%peer, "closing the stream of a peer that never said hello: {e}");
-            }
-            None
-        }
+    }
+}
+
+/// Closes the stream of a peer that never said hello before the cluster stopped, so it
+/// learns at once.
+async fn close_unanswered(peer: &str, tx: &StreamSender) {
+    if let Err(e) = tx.close().await {
+        debug!(%peer, "closing the stream of a peer that never said hello: {e}");
+    }
+}
+
+/// A peer's stream failed before its hello: a peer whose frames this broker refuses is told
+/// by closing the stream (it cannot open the broker's frames either, and says why); any
+/// other failure means it vanished.
+async fn failed_before_hello(peer: &str, tx: &StreamSender, e: StreamError) {
+    if let StreamError::Refused { .. } = e {
+        warn!(%peer, "refusing a peer at hello: {e}");
+        let _ = tx.close().await;
+    } else {
+        debug!(%peer, "peer vanished before hello: {e}");
     }
 }
 
@@ -384,6 +398,89 @@ struct Shell {
 const EVENTS_PER_BATCH: usize = 256;
 
 impl Shell {
+    /// A broker's state before any peer joined.
+    fn new(cfg: &BrokerConfig) -> Self {
+        Self {
+            sched: Scheduler::new(Dispatch {
+                prefetch: cfg.prefetch,
+                // Half the silence after which a worker is declared lost: a worker whose lease
+                // ran out may have been declared lost, one that holds it cannot have been.
+                lease: cfg.stream.peer_timeout / 2,
+            }),
+            peers: HashMap::new(),
+            expecting: HashMap::new(),
+            made: Made::default(),
+        }
+    }
+
+    /// Handles events until the cluster is to stop: a runner asked, `shutdown` completed, or
+    /// nobody used it for `idle_timeout`. Fails when the listener failed.
+    async fn serve(
+        &mut self,
+        events: &mut mpsc::Receiver<Event>,
+        idle_timeout: Duration,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<BrokerEnd, StreamError> {
+        tokio::pin!(shutdown);
+        let mut idle_since = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                ev = events.recv() => {
+                    let Some(ev) = ev else { return Ok(BrokerEnd::Stopped) };
+                    self.handle(ev, events).await?;
+                    if self.sched.should_stop() {
+                        return Ok(BrokerEnd::Stopped);
+                    }
+                    if self.in_use() {
+                        idle_since = tokio::time::Instant::now();
+                    }
+                }
+                () = tokio::time::sleep_until(idle_since + idle_timeout) => {
+                    if !self.in_use() {
+                        warn!("no runner and no work for {idle_timeout:?}: stopping the cluster");
+                        return Ok(BrokerEnd::Idle);
+                    }
+                    idle_since = tokio::time::Instant::now();
+                }
+                () = &mut shutdown => return Ok(BrokerEnd::Stopped),
+            }
+        }
+    }
+
+    /// Whether a runner is connected or work is unfinished: the broker is not idle.
+    fn in_use(&self) -> bool {
+        self.sched.runner_count() > 0 || self.sched.unfinished() > 0
+    }
+
+    /// Stops the cluster: marks the listener closed, tells every worker to exit, closes the
+    /// peers still saying hello, waits for the peers to leave, then cleans up.
+    async fn stop(
+        mut self,
+        store: &ArtifactStore,
+        cfg: &BrokerConfig,
+        events: &mut mpsc::Receiver<Event>,
+        greeting: Greeting,
+    ) {
+        // First the marker, so that a worker starting now exits instead of waiting for an
+        // answer.
+        if let Err(e) = stream::close_listener(store, &cfg.ns).await {
+            warn!("could not mark the cluster stopped for late workers: {e}");
+        }
+        let departures = Departures::of(&self.peers);
+        self.stop_all().await;
+        greeting.close().await;
+        // Deleting streams peers still read would fail them, and deleting the outputs layers a
+        // runner still fetches would turn its passing jobs into errors: first let them leave.
+        if departures.runners() > 0 {
+            info!(
+                runners = departures.runners(),
+                "waiting for the runners to fetch their results and leave before cleaning up"
+            );
+        }
+        peers_left(events, departures).await;
+        cleanup::after_stop(store, &cfg.ns, &self.made, cfg.keep).await;
+    }
+
     /// Handles `first` and whatever else is ready (up to [`EVENTS_PER_BATCH`]), then sends
     /// their messages; fails when the listener failed.
     async fn handle(
@@ -480,23 +577,20 @@ impl Shell {
         }
     }
 
+    /// A peer said hello: it joins the scheduler, unless it speaks another protocol version
+    /// (then it is told why and its stream closed).
     async fn joined(&mut self, peer: PeerId, hello: Hello, tx: PeerTx) -> Vec<Effect> {
-        let version = match &hello {
-            Hello::Worker { version, .. } | Hello::Runner { version, .. } => *version,
-        };
-        if version != PROTOCOL_VERSION {
-            let reason = format!(
-                "protocol version {version} is not this broker's {PROTOCOL_VERSION}: use the same cluster-action release everywhere"
-            );
+        if let Some(reason) = version_mismatch(&hello) {
             warn!(%peer, "{reason}");
-            let _ = match &tx {
-                PeerTx::Worker(tx) => tx.send(&BrokerToWorker::Refused { reason }).await,
-                PeerTx::Runner(tx) => tx.send(&BrokerToRunner::Refused { reason }).await,
-            };
-            let _ = tx.close().await;
+            tx.refuse(reason).await;
             return Vec::new();
         }
         self.peers.insert(peer.clone(), tx);
+        self.admit(peer, hello)
+    }
+
+    /// A peer of this protocol version joins the scheduler in its role.
+    fn admit(&mut self, peer: PeerId, hello: Hello) -> Vec<Effect> {
         match hello {
             Hello::Worker { name, slots, .. } => {
                 info!(%peer, %name, slots, "worker joined");

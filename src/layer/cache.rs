@@ -27,16 +27,19 @@ use super::extract::extract_from;
 use super::publish::find_layer;
 use super::stamp::Snapshot;
 use super::{Digest, LayerError, materialize, transport};
+use crate::retry::RetryPolicy;
 use crate::seal::LayerSeal;
 use crate::store::ArtifactStore;
 
-/// Downloads of one layer before a hash mismatch is final. act lists an artifact as soon as it
-/// is created, before its upload is finished, so a worker can download a partial layer; on
-/// github.com only finalized artifacts are listed and a mismatch is real corruption.
-const FETCH_ATTEMPTS: u32 = 5;
-
-/// The wait after the first mismatch; doubled after each one (0.25 + 0.5 + 1 + 2 s in all).
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// Downloads of one layer before a hash mismatch is final, and the waits between them (0.25 +
+/// 0.5 + 1 + 2 s in all). act lists an artifact as soon as it is created, before its upload
+/// is finished, so a worker can download a partial layer; on github.com only finalized
+/// artifacts are listed and a mismatch is real corruption.
+const FETCH_RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: 5,
+    base_delay: Duration::from_millis(250),
+    max_delay: Duration::from_secs(2),
+};
 
 /// Builds of one job directory before a layer that keeps changing under it is an error.
 const ASSEMBLE_ATTEMPTS: u32 = 3;
@@ -100,16 +103,14 @@ impl LayerCache {
             }
             *made = None;
         }
-        let mut backoff = FIRST_BACKOFF;
         let mut attempt = 1;
         loop {
             match self.download(store, digest).await {
                 Err(e @ (LayerError::HashMismatch { .. } | LayerError::Refused { .. }))
-                    if attempt < FETCH_ATTEMPTS =>
+                    if FETCH_RETRY.retries_after(attempt) =>
                 {
                     tracing::debug!(%digest, error = %e, attempt, "layer download incomplete or corrupt; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
+                    tokio::time::sleep(FETCH_RETRY.pause(attempt)).await;
                     attempt += 1;
                 }
                 Err(e) => return Err(e),

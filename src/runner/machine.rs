@@ -22,6 +22,7 @@ use super::suites::SuiteRun;
 use crate::layer::Digest;
 use crate::proto::{BrokerToRunner, JobIndex, JobOutcome, JobStatus, RunnerMsg};
 use crate::proto::{JobDefaults, Submission};
+use crate::retry::RetryPolicy;
 
 /// Most jobs per `Submit` message.
 const SUBMIT_BATCH: usize = 500;
@@ -31,11 +32,13 @@ const SUBMIT_BATCH: usize = 500;
 pub const SUBMIT_BATCH_BYTES: usize = 8 << 20;
 /// How long a cancelled run waits for workers to confirm their jobs were killed.
 pub const CANCEL_GRACE: Duration = Duration::from_secs(30);
-/// Fetches of one job's outputs layer before its outputs count as lost: a transient store
-/// failure is the infrastructure's, not the job's.
-pub const OUTPUTS_FETCH_TRIES: u32 = 4;
-/// The pause before the first repeated fetch; doubled for each further one.
-const OUTPUTS_FETCH_BACKOFF: Duration = Duration::from_secs(1);
+/// Fetches of one job's outputs layer before its outputs count as lost (pauses of 1, 2 and
+/// 4 s): a transient store failure is the infrastructure's, not the job's.
+pub const OUTPUTS_FETCH: RetryPolicy = RetryPolicy {
+    max_attempts: 4,
+    base_delay: Duration::from_secs(1),
+    max_delay: Duration::from_secs(4),
+};
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -400,7 +403,7 @@ impl Machine {
     }
 
     /// The outputs of job `index` were brought back (their relative paths), or could not be:
-    /// then the fetch is tried again, up to [`OUTPUTS_FETCH_TRIES`] fetches; after the last,
+    /// then the fetch is tried again as [`OUTPUTS_FETCH`] says; after the last,
     /// the job's result stands, but a passed job becomes an error, said loudly.
     pub fn outputs_fetched(
         &mut self,
@@ -421,8 +424,9 @@ impl Machine {
             Err(e) => e,
         };
         let name = &entry.report.name;
-        if tries < OUTPUTS_FETCH_TRIES && !self.broker_lost {
-            let after = OUTPUTS_FETCH_BACKOFF * 2u32.pow(tries - 1);
+        if let Some(after) = OUTPUTS_FETCH.after_failure(tries)
+            && !self.broker_lost
+        {
             warn!(
                 "outputs of job '{name}' could not be brought back ({error}): again in {after:?}"
             );
@@ -884,7 +888,7 @@ mod tests {
 
     /// Fails every fetch of job `index`'s outputs until the machine gives up.
     fn fail_every_fetch(m: &mut Machine, index: u64) -> Vec<Effect> {
-        for _ in 1..OUTPUTS_FETCH_TRIES {
+        for _ in 1..OUTPUTS_FETCH.max_attempts {
             let fx = m.outputs_fetched(JobIndex(index), Err("gone".into()));
             assert!(matches!(fx[..], [Effect::FetchOutputs { .. }]), "{fx:?}");
         }
@@ -896,7 +900,7 @@ mod tests {
         let now = Instant::now();
         let mut m = machine(1, now);
         m.message(finished(0, outcome(1, JobStatus::Passed, Some("aa"))), now);
-        let pauses: Vec<Duration> = (1..OUTPUTS_FETCH_TRIES)
+        let pauses: Vec<Duration> = (1..OUTPUTS_FETCH.max_attempts)
             .map(
                 |_| match &m.outputs_fetched(JobIndex(0), Err("503".into()))[..] {
                     [Effect::FetchOutputs { after, layer, .. }] => {

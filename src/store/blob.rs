@@ -19,7 +19,7 @@ use futures_util::stream::FuturesUnordered;
 use reqwest::{Client, Method, RequestBuilder, StatusCode, header};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use super::retry::FetchError;
+use super::retry::{self, FetchError};
 use super::{RetryPolicy, StoreError};
 
 /// The Azure Blob REST version we speak (old enough for every Azurite release).
@@ -95,7 +95,7 @@ impl BlobClient {
         artifact: &str,
         make: impl FnMut() -> RequestBuilder,
     ) -> Result<reqwest::Response, StoreError> {
-        let response = self.retry.send(op, artifact, make).await?;
+        let response = retry::send(&self.retry, op, artifact, make).await?;
         if response.status().is_success() {
             Ok(response)
         } else {
@@ -234,14 +234,12 @@ impl BlobClient {
             "comp=appendblock"
         };
         let target = with_query(url, comp);
-        let response = self
-            .retry
-            .send("append block", artifact, || {
-                self.request(Method::PUT, target.clone())
-                    .header("x-ms-blob-condition-appendpos", position)
-                    .body(data.clone())
-            })
-            .await?;
+        let response = retry::send(&self.retry, "append block", artifact, || {
+            self.request(Method::PUT, target.clone())
+                .header("x-ms-blob-condition-appendpos", position)
+                .body(data.clone())
+        })
+        .await?;
         match response.status() {
             s if s.is_success() => Ok(()),
             StatusCode::PRECONDITION_FAILED => Ok(()),
@@ -257,11 +255,10 @@ impl BlobClient {
         offset: u64,
         etag: Option<&str>,
     ) -> Result<RangeRead, StoreError> {
-        self.retry
-            .fetch("read", artifact, || {
-                self.read_once(artifact, url, offset, etag)
-            })
-            .await
+        retry::fetch(&self.retry, "read", artifact, || {
+            self.read_once(artifact, url, offset, etag)
+        })
+        .await
     }
 
     /// One ranged read (its request retried as every request is).
@@ -272,18 +269,16 @@ impl BlobClient {
         offset: u64,
         etag: Option<&str>,
     ) -> Result<RangeRead, FetchError> {
-        let response = self
-            .retry
-            .send("read", artifact, || {
-                let mut request = self
-                    .request(Method::GET, url.to_string())
-                    .header("x-ms-range", format!("bytes={offset}-"));
-                if let Some(etag) = etag {
-                    request = request.header(header::IF_NONE_MATCH, etag);
-                }
-                request
-            })
-            .await?;
+        let response = retry::send(&self.retry, "read", artifact, || {
+            let mut request = self
+                .request(Method::GET, url.to_string())
+                .header("x-ms-range", format!("bytes={offset}-"));
+            if let Some(etag) = etag {
+                request = request.header(header::IF_NONE_MATCH, etag);
+            }
+            request
+        })
+        .await?;
         let status = response.status();
         match status {
             StatusCode::NOT_MODIFIED | StatusCode::RANGE_NOT_SATISFIABLE => {
@@ -328,39 +323,38 @@ impl BlobClient {
         start: u64,
         end: u64,
     ) -> Result<Span, StoreError> {
-        self.retry
-            .fetch("read", artifact, || async move {
-                let response = self
-                    .expect_success("read", artifact, || {
-                        self.request(Method::GET, url.to_string())
-                            .header("x-ms-range", format!("bytes={start}-{end}"))
-                    })
-                    .await?;
-                if response.status() != StatusCode::PARTIAL_CONTENT {
-                    return Ok(Span::Whole(response));
-                }
-                let total = content_range_total(&response).ok_or_else(|| {
-                    FetchError::Failed(StoreError::Protocol {
-                        op: "read",
-                        artifact: artifact.to_string(),
-                        message: "a 206 answer without a usable Content-Range".into(),
-                    })
-                })?;
-                let bytes = response.bytes().await.map_err(FetchError::Cut)?;
-                let expected = end.min(total.saturating_sub(1)).saturating_sub(start) + 1;
-                if bytes.len() as u64 != expected {
-                    return Err(FetchError::Failed(StoreError::Protocol {
-                        op: "read",
-                        artifact: artifact.to_string(),
-                        message: format!(
-                            "asked for bytes {start}-{end} of {total}, got {} bytes",
-                            bytes.len()
-                        ),
-                    }));
-                }
-                Ok(Span::Part { bytes, total })
-            })
-            .await
+        retry::fetch(&self.retry, "read", artifact, || async move {
+            let response = self
+                .expect_success("read", artifact, || {
+                    self.request(Method::GET, url.to_string())
+                        .header("x-ms-range", format!("bytes={start}-{end}"))
+                })
+                .await?;
+            if response.status() != StatusCode::PARTIAL_CONTENT {
+                return Ok(Span::Whole(response));
+            }
+            let total = content_range_total(&response).ok_or_else(|| {
+                FetchError::Failed(StoreError::Protocol {
+                    op: "read",
+                    artifact: artifact.to_string(),
+                    message: "a 206 answer without a usable Content-Range".into(),
+                })
+            })?;
+            let bytes = response.bytes().await.map_err(FetchError::Cut)?;
+            let expected = end.min(total.saturating_sub(1)).saturating_sub(start) + 1;
+            if bytes.len() as u64 != expected {
+                return Err(FetchError::Failed(StoreError::Protocol {
+                    op: "read",
+                    artifact: artifact.to_string(),
+                    message: format!(
+                        "asked for bytes {start}-{end} of {total}, got {} bytes",
+                        bytes.len()
+                    ),
+                }));
+            }
+            Ok(Span::Part { bytes, total })
+        })
+        .await
     }
 
     /// Downloads the whole blob at `url` into `dest` (created or truncated), streaming;
@@ -371,16 +365,15 @@ impl BlobClient {
         url: &str,
         dest: &Path,
     ) -> Result<u64, StoreError> {
-        self.retry
-            .fetch("download", artifact, || async move {
-                let response = self
-                    .expect_success("download", artifact, || {
-                        self.request(Method::GET, url.to_string())
-                    })
-                    .await?;
-                write_body(response, artifact, dest).await
-            })
-            .await
+        retry::fetch(&self.retry, "download", artifact, || async move {
+            let response = self
+                .expect_success("download", artifact, || {
+                    self.request(Method::GET, url.to_string())
+                })
+                .await?;
+            write_body(response, artifact, dest).await
+        })
+        .await
     }
 }
 

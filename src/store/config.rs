@@ -56,7 +56,7 @@ impl StoreConfig {
             results_url,
             token,
             ids,
-            retry: RetryPolicy::default(),
+            retry: super::retry::REQUEST_RETRY,
         })
     }
 }

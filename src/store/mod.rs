@@ -16,7 +16,7 @@
 //!   [`BlobTail`].
 //! - [`blob::BlobClient`]: raw blob operations on a signed URL (used by the above, and by the
 //!   Azurite interop test).
-//! - `retry`: exponential backoff with jitter around every request.
+//! - `retry`: every request retried on the crate's [`RetryPolicy`], with jitter.
 
 pub mod blob;
 mod config;
@@ -25,8 +25,8 @@ mod retry;
 mod transfer;
 mod twirp;
 
+pub use crate::retry::RetryPolicy;
 pub use config::{RESULTS_URL_VAR, RUNTIME_TOKEN_VAR, StoreConfig};
 pub use error::StoreError;
-pub use retry::RetryPolicy;
 pub use transfer::{AppendCreation, AppendWriter, BlobTail, UploadOutcome};
 pub use twirp::{ArtifactInfo, ArtifactStore, DEFAULT_RETENTION};

@@ -1,120 +1,100 @@
-//! Retry with exponential backoff and full jitter, for every request the store sends.
+//! Retry on the crate's schedule ([`RetryPolicy`]) with full jitter, for every request the
+//! store sends.
 //!
 //! Retried: requests that got no answer (connection refused or reset, timeouts), 5xx answers,
-//! 408 and 429 (honouring `Retry-After`, capped by [`RetryPolicy::max_delay`]), and reads whose
+//! 408 and 429 (honouring `Retry-After`, capped by the policy's `max_delay`), and reads whose
 //! body was cut off. Everything else is returned to the caller, which knows what the status
 //! means for its operation.
 
 use std::future::Future;
 use std::time::Duration;
 
-use rand::RngExt;
 use reqwest::{RequestBuilder, Response, StatusCode};
 use tracing::debug;
 
 use super::StoreError;
+use crate::retry::RetryPolicy;
 
-/// How often and how patiently to retry connection errors, 5xx and 429.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included.
-    pub max_attempts: u32,
-    /// The first backoff; doubled each attempt, with full jitter.
-    pub base_delay: Duration,
-    /// The largest backoff (also caps a server's `Retry-After`).
-    pub max_delay: Duration,
-}
+/// The schedule of every store request unless its [`super::StoreConfig`] says otherwise.
+pub const REQUEST_RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: 8,
+    base_delay: Duration::from_millis(100),
+    max_delay: Duration::from_secs(10),
+};
 
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 8,
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(10),
-        }
+/// The wait before retry number `retry` (1 for the first retry): a jittered pause of
+/// `policy`; a server's `Retry-After` wins, capped by `max_delay`.
+pub(super) fn delay(policy: &RetryPolicy, retry: u32, retry_after: Option<Duration>) -> Duration {
+    match retry_after {
+        Some(after) => after.min(policy.max_delay),
+        None => policy.jittered_pause(retry),
     }
 }
 
-impl RetryPolicy {
-    /// The wait before retry number `retry` (1 for the first retry): a random duration up to
-    /// `base_delay * 2^(retry-1)`, capped at `max_delay`; a server's `Retry-After` wins.
-    pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
-        if let Some(after) = retry_after {
-            return after.min(self.max_delay);
-        }
-        let ceiling = self
-            .base_delay
-            .saturating_mul(1u32 << retry.saturating_sub(1).min(20))
-            .min(self.max_delay);
-        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(rand::rng().random_range(0..=millis))
+/// Sends the request built by `make` until it gets an answer that is not worth retrying, or
+/// the attempts of `policy` run out. Returns the last answer whatever its status; a request
+/// that never got an answer becomes [`StoreError::Transport`] naming `op` and `artifact`.
+pub(super) async fn send(
+    policy: &RetryPolicy,
+    op: &'static str,
+    artifact: &str,
+    mut make: impl FnMut() -> RequestBuilder,
+) -> Result<Response, StoreError> {
+    let mut attempt = 1;
+    loop {
+        let last = !policy.retries_after(attempt);
+        let wait = match make().send().await {
+            Ok(response) if last || !retryable(response.status()) => return Ok(response),
+            Ok(response) => {
+                debug!(op, artifact, status = %response.status(), attempt, "retrying");
+                delay(policy, attempt, retry_after(&response))
+            }
+            Err(e) if last => {
+                return Err(StoreError::Transport {
+                    op,
+                    artifact: artifact.to_string(),
+                    message: format!("{} (after {attempt} attempts)", error_chain(&e)),
+                });
+            }
+            Err(e) => {
+                debug!(op, artifact, error = %error_chain(&e), attempt, "retrying");
+                delay(policy, attempt, None)
+            }
+        };
+        tokio::time::sleep(wait).await;
+        attempt += 1;
     }
+}
 
-    /// Sends the request built by `make` until it gets an answer that is not worth retrying,
-    /// or attempts run out. Returns the last answer whatever its status; a request that never
-    /// got an answer becomes [`StoreError::Transport`] naming `op` and `artifact`.
-    pub(super) async fn send(
-        &self,
-        op: &'static str,
-        artifact: &str,
-        mut make: impl FnMut() -> RequestBuilder,
-    ) -> Result<Response, StoreError> {
-        let mut attempt = 1;
-        loop {
-            let last = attempt >= self.max_attempts.max(1);
-            let wait = match make().send().await {
-                Ok(response) if last || !retryable(response.status()) => return Ok(response),
-                Ok(response) => {
-                    debug!(op, artifact, status = %response.status(), attempt, "retrying");
-                    self.delay(attempt, retry_after(&response))
-                }
-                Err(e) if last => {
-                    return Err(StoreError::Transport {
-                        op,
-                        artifact: artifact.to_string(),
-                        message: format!("{} (after {attempt} attempts)", error_chain(&e)),
-                    });
-                }
-                Err(e) => {
-                    debug!(op, artifact, error = %error_chain(&e), attempt, "retrying");
-                    self.delay(attempt, None)
-                }
-            };
-            tokio::time::sleep(wait).await;
-            attempt += 1;
-        }
-    }
-
-    /// Runs `fetch` (one read: a request sent with [`RetryPolicy::send`], then its body read)
-    /// again while its body is cut off, up to `max_attempts` reads; a cut on the last one
-    /// becomes [`StoreError::Transport`] naming `op` and `artifact`.
-    pub(super) async fn fetch<T, F>(
-        &self,
-        op: &'static str,
-        artifact: &str,
-        mut fetch: impl FnMut() -> F,
-    ) -> Result<T, StoreError>
-    where
-        F: Future<Output = Result<T, FetchError>>,
-    {
-        let mut attempt = 1;
-        loop {
-            match fetch().await {
-                Ok(value) => return Ok(value),
-                Err(FetchError::Failed(e)) => return Err(e),
-                Err(FetchError::Cut(e)) if attempt >= self.max_attempts => {
-                    return Err(StoreError::Transport {
-                        op,
-                        artifact: artifact.to_string(),
-                        message: format!("{} (after {attempt} attempts)", error_chain(&e)),
-                    });
-                }
-                Err(FetchError::Cut(e)) => {
-                    let error = error_chain(&e);
-                    debug!(op, artifact, error, attempt, "body cut off; retrying");
-                    tokio::time::sleep(self.delay(attempt, None)).await;
-                    attempt += 1;
-                }
+/// Runs `fetch` (one read: a request sent with [`send`], then its body read) again while its
+/// body is cut off, up to the attempts of `policy`; a cut on the last one becomes
+/// [`StoreError::Transport`] naming `op` and `artifact`.
+pub(super) async fn fetch<T, F>(
+    policy: &RetryPolicy,
+    op: &'static str,
+    artifact: &str,
+    mut fetch: impl FnMut() -> F,
+) -> Result<T, StoreError>
+where
+    F: Future<Output = Result<T, FetchError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match fetch().await {
+            Ok(value) => return Ok(value),
+            Err(FetchError::Failed(e)) => return Err(e),
+            Err(FetchError::Cut(e)) if !policy.retries_after(attempt) => {
+                return Err(StoreError::Transport {
+                    op,
+                    artifact: artifact.to_string(),
+                    message: format!("{} (after {attempt} attempts)", error_chain(&e)),
+                });
+            }
+            Err(FetchError::Cut(e)) => {
+                let error = error_chain(&e);
+                debug!(op, artifact, error, attempt, "body cut off; retrying");
+                tokio::time::sleep(delay(policy, attempt, None)).await;
+                attempt += 1;
             }
         }
     }
@@ -165,25 +145,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn delays_grow_within_their_ceiling_and_honour_retry_after() {
+    fn a_servers_retry_after_wins_within_the_longest_pause() {
         let policy = RetryPolicy {
             max_attempts: 5,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_millis(350),
         };
+        let after = |secs| delay(&policy, 1, Some(Duration::from_millis(secs)));
+        assert_eq!(after(300), Duration::from_millis(300));
+        assert_eq!(after(60_000), Duration::from_millis(350));
         for _ in 0..100 {
-            assert!(policy.delay(1, None) <= Duration::from_millis(100));
-            assert!(policy.delay(2, None) <= Duration::from_millis(200));
-            assert!(policy.delay(9, None) <= Duration::from_millis(350));
+            assert!(delay(&policy, 2, None) <= Duration::from_millis(200));
         }
-        assert_eq!(
-            policy.delay(1, Some(Duration::from_millis(300))),
-            Duration::from_millis(300)
-        );
-        assert_eq!(
-            policy.delay(1, Some(Duration::from_secs(60))),
-            Duration::from_millis(350)
-        );
     }
 
     #[test]

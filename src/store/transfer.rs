@@ -104,7 +104,7 @@ impl ArtifactStore {
             if let Some(found) = probe().await? {
                 return Ok(Some(found));
             }
-            tokio::time::sleep(retry.delay(attempt, None)).await;
+            tokio::time::sleep(retry.jittered_pause(attempt)).await;
         }
         Ok(None)
     }

@@ -10,7 +10,7 @@ use reqwest::Client;
 use serde_json::{Value, json};
 
 use super::blob::{BlobClient, http_client};
-use super::{StoreConfig, StoreError};
+use super::{StoreConfig, StoreError, retry};
 use crate::token::BackendIds;
 
 /// The Twirp service path below `ACTIONS_RESULTS_URL`.
@@ -90,16 +90,13 @@ impl ArtifactStore {
         body: Value,
     ) -> Result<Value, StoreError> {
         let url = format!("{}{SERVICE}{method}", self.cfg.results_url);
-        let response = self
-            .cfg
-            .retry
-            .send(method, artifact, || {
-                self.http
-                    .post(&url)
-                    .bearer_auth(&self.cfg.token)
-                    .json(&body)
-            })
-            .await?;
+        let response = retry::send(&self.cfg.retry, method, artifact, || {
+            self.http
+                .post(&url)
+                .bearer_auth(&self.cfg.token)
+                .json(&body)
+        })
+        .await?;
         let status = response.status().as_u16();
         if !response.status().is_success() {
             let error = StoreError::from_response(method, artifact, response).await;

@@ -65,8 +65,7 @@ pub async fn listener_closed(store: &ArtifactStore, ns: &Namespace) -> Result<bo
 
 /// Lists the run's artifacts until the listener is dropped, backing off while nothing is new.
 /// GitHub's `nameFilter` matches exact names only, so the whole list is filtered here. The same
-/// listing watches the listen artifact: once seen, missing from two listings in a row (one
-/// could be a store's hiccup), it is gone, and discovery ends with
+/// listing watches the listen artifact ([`ListenWatch`]); once it is gone, discovery ends with
 /// [`StreamError::ListenerVanished`].
 async fn discover(
     store: ArtifactStore,
@@ -74,87 +73,149 @@ async fn discover(
     cfg: StreamConfig,
     tx: mpsc::Sender<Result<Connection, StreamError>>,
 ) {
-    let mut seen = HashSet::new();
-    // Down-streams whose creation failed part-way, by peer: the next answer finishes them.
-    let mut creating: HashMap<String, AppendCreation> = HashMap::new();
-    let listen = ns.listen_name();
-    let mut listen_seen = false;
-    let mut listen_missing = 0;
-    let mut backoff = Backoff::new(cfg.discovery_min, cfg.discovery_max);
-    // A new client may bring work: every stream of this listener polls fast again.
-    let (wake, _) = watch::channel(());
+    let mut discovery = Discovery::new(store, ns, cfg);
     loop {
-        let found = match store.list(None).await {
-            Ok(list) => {
-                if list.iter().any(|info| info.name == listen) {
-                    listen_seen = true;
-                    listen_missing = 0;
-                } else if listen_seen {
-                    listen_missing += 1;
-                }
-                if listen_missing >= 2 {
-                    let _ = tx
-                        .send(Err(StreamError::ListenerVanished { name: listen }))
-                        .await;
-                    return;
-                }
-                list
-            }
-            // A listing that failed in a way that may pass is a listing that found nothing new.
-            Err(e) if e.is_transient() => {
-                debug!(error = %e, "listing for new clients failed; trying again");
-                Vec::new()
+        let found = match discovery.list().await {
+            Ok(found) => found,
+            Err(e @ StreamError::ListenerVanished { .. }) => {
+                let _ = tx.send(Err(e)).await;
+                return;
             }
             Err(e) => {
-                if tx.send(Err(e.into())).await.is_err() {
+                if tx.send(Err(e)).await.is_err() {
                     return;
                 }
                 Vec::new()
             }
         };
         for info in found {
-            let Some(peer) = ns.up0_peer(&info.name) else {
-                continue;
-            };
-            if !seen.insert(peer.to_string()) {
-                continue;
-            }
-            backoff.reset();
-            wake.send_replace(());
-            let peer = peer.to_string();
-            debug!(%peer, "discovered a client");
-            let creation = creating.entry(peer.clone()).or_insert_with(|| {
-                AppendCreation::new(&ns.segments(&peer, Direction::Down).segment(0))
-            });
-            let answered = match creation.create(&store).await {
-                Ok(first) => Ok(connection(
-                    &store,
-                    &ns,
-                    &cfg,
-                    peer.clone(),
-                    first,
-                    info,
-                    &wake,
-                )),
-                Err(e) => Err(StreamError::from(e)),
-            };
-            if let Err(e) = &answered
-                && e.is_transient()
+            if let Some(answered) = discovery.client(info).await
+                && tx.send(answered).await.is_err()
             {
-                // Not answered yet: the next listing finds the client again.
-                debug!(%peer, error = %e, "answering a client failed; trying again");
-                seen.remove(&peer);
-                continue;
-            }
-            creating.remove(&peer);
-            if tx.send(answered).await.is_err() {
                 return;
             }
         }
         tokio::select! {
-            () = tokio::time::sleep(backoff.next_delay()) => {}
+            () = tokio::time::sleep(discovery.backoff.next_delay()) => {}
             () = tx.closed() => return,
         }
+    }
+}
+
+/// The state of [`discover`]: the clients answered so far and the pace of its listings.
+struct Discovery {
+    store: ArtifactStore,
+    ns: Namespace,
+    cfg: StreamConfig,
+    /// Clients answered (or being answered), by peer.
+    seen: HashSet<String>,
+    /// Down-streams whose creation failed part-way, by peer: the next answer finishes them.
+    creating: HashMap<String, AppendCreation>,
+    /// Whether the listen artifact is still there.
+    listen: ListenWatch,
+    /// The pause between listings: back to its floor when a client is found.
+    backoff: Backoff,
+    /// A new client may bring work: every stream of this listener polls fast again.
+    wake: watch::Sender<()>,
+}
+
+impl Discovery {
+    /// Discovery of the clients of `ns`, none found yet.
+    fn new(store: ArtifactStore, ns: Namespace, cfg: StreamConfig) -> Self {
+        Self {
+            backoff: Backoff::new(cfg.discovery_min, cfg.discovery_max),
+            store,
+            ns,
+            cfg,
+            seen: HashSet::new(),
+            creating: HashMap::new(),
+            listen: ListenWatch::default(),
+            wake: watch::channel(()).0,
+        }
+    }
+
+    /// One listing of the run's artifacts. A listing that failed in a way that may pass is a
+    /// listing that found nothing new; a listing that no longer shows the listen artifact
+    /// fails with [`StreamError::ListenerVanished`].
+    async fn list(&mut self) -> Result<Vec<ArtifactInfo>, StreamError> {
+        let listen = self.ns.listen_name();
+        match self.store.list(None).await {
+            Ok(list) => {
+                let listed = list.iter().any(|info| info.name == listen);
+                if self.listen.gone_after(listed) {
+                    return Err(StreamError::ListenerVanished { name: listen });
+                }
+                Ok(list)
+            }
+            Err(e) if e.is_transient() => {
+                debug!(error = %e, "listing for new clients failed; trying again");
+                Ok(Vec::new())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The answer to the client whose up-stream segment 0 is `info`, if it is a new client:
+    /// its connection, or why it cannot have one. `None` for an artifact that is no new
+    /// client, and for a client whose answer failed in a way that may pass (the next listing
+    /// finds it again).
+    async fn client(&mut self, info: ArtifactInfo) -> Option<Result<Connection, StreamError>> {
+        let peer = self.ns.up0_peer(&info.name)?.to_string();
+        if !self.seen.insert(peer.clone()) {
+            return None;
+        }
+        self.backoff.reset();
+        self.wake.send_replace(());
+        debug!(%peer, "discovered a client");
+        let answered = self.answer(&peer, info).await;
+        if let Err(e) = &answered
+            && e.is_transient()
+        {
+            debug!(%peer, error = %e, "answering a client failed; trying again");
+            self.seen.remove(&peer);
+            return None;
+        }
+        self.creating.remove(&peer);
+        Some(answered)
+    }
+
+    /// Creates the down-stream of client `peer` (finishing a creation that failed part-way)
+    /// and connects the two streams.
+    async fn answer(&mut self, peer: &str, up0: ArtifactInfo) -> Result<Connection, StreamError> {
+        let creation = self.creating.entry(peer.to_string()).or_insert_with(|| {
+            AppendCreation::new(&self.ns.segments(peer, Direction::Down).segment(0))
+        });
+        let first = creation.create(&self.store).await?;
+        Ok(connection(
+            &self.store,
+            &self.ns,
+            &self.cfg,
+            peer.to_string(),
+            first,
+            up0,
+            &self.wake,
+        ))
+    }
+}
+
+/// The listen artifact, watched through the listings: once seen, it is gone when missing from
+/// two listings in a row (one could be a store's hiccup).
+#[derive(Debug, Default)]
+struct ListenWatch {
+    seen: bool,
+    missing: u32,
+}
+
+impl ListenWatch {
+    /// One listing, which `listed` the listen artifact or not: whether it is gone now.
+    fn gone_after(&mut self, listed: bool) -> bool {
+        if listed {
+            self.seen = true;
+            self.missing = 0;
+        } else if self.seen {
+            self.missing += 1;
+        }
+        self.missing >= 2
     }
 }
 
@@ -185,5 +246,24 @@ fn connection(
             Some(wake.subscribe()),
         ),
         peer,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_listen_artifact_is_gone_once_seen_then_missing_twice_in_a_row() {
+        let mut watch = ListenWatch::default();
+        let gone: Vec<bool> = [false, false, true, false, true, false, false]
+            .into_iter()
+            .map(|listed| watch.gone_after(listed))
+            .collect();
+        assert_eq!(
+            gone,
+            [false, false, false, false, false, false, true],
+            "not before it was seen, not after one miss"
+        );
     }
 }

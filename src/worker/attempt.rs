@@ -12,10 +12,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::Shared;
 use super::exec;
-use super::machine::{Assignment, not_run, outputs_lost, outputs_retry};
+use super::machine::{Assignment, not_run, outputs_lost};
 use super::outputs_pack::Staged;
 use crate::layer::{self, Digest};
 use crate::proto::{JobId, JobOutcome, JobSpec, JobStatus};
+use crate::retry::RetryPolicy;
 
 /// An attempt asking to launch: its job, and where to send the end of the lease it may
 /// launch under.
@@ -261,8 +262,17 @@ async fn stage_outputs(
     Ok(Some(staged))
 }
 
+/// Publishes of one attempt's outputs layer before the outputs count as lost (pauses of 1, 2
+/// and 4 s): a transient store failure after the job ran is the infrastructure's, retried
+/// here as the outputs step alone, and never costs the job one of its `retries`.
+pub const OUTPUTS_PUBLISH: RetryPolicy = RetryPolicy {
+    max_attempts: 4,
+    base_delay: Duration::from_secs(1),
+    max_delay: Duration::from_secs(4),
+};
+
 /// Uploads the staged outputs of job `id`, tried again after a transient failure as
-/// [`outputs_retry`] says (the job ran, so a store failure now is the infrastructure's, not
+/// [`OUTPUTS_PUBLISH`] says (the job ran, so a store failure now is the infrastructure's, not
 /// one of the job's attempts); a refusal no retry helps fails at once. Returns the layer
 /// holding them and their directory in it; the staged files go when this returns.
 pub(crate) async fn upload(
@@ -278,7 +288,7 @@ pub(crate) async fn upload(
             Err(e) => e.message,
         };
         failed += 1;
-        let Some(pause) = outputs_retry(failed) else {
+        let Some(pause) = OUTPUTS_PUBLISH.after_failure(failed) else {
             return Err(error);
         };
         tracing::warn!(job = %id, "uploading the outputs failed ({error}): again in {pause:?}");
@@ -323,6 +333,14 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     use super::*;
+
+    #[test]
+    fn a_failed_outputs_publish_is_retried_with_growing_pauses_then_given_up() {
+        let secs: Vec<Option<u64>> = (1..=OUTPUTS_PUBLISH.max_attempts)
+            .map(|failed| OUTPUTS_PUBLISH.after_failure(failed).map(|d| d.as_secs()))
+            .collect();
+        assert_eq!(secs, [Some(1), Some(2), Some(4), None]);
+    }
 
     fn job_dir() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();

@@ -488,18 +488,6 @@ impl Machine {
     }
 }
 
-/// Publishes of one attempt's outputs layer before the outputs count as lost: a transient
-/// store failure after the job ran is the infrastructure's, retried here as the outputs step
-/// alone, and never costs the job one of its `retries`.
-pub const OUTPUTS_PUBLISH_TRIES: u32 = 4;
-
-/// After `failed` failed publishes of an attempt's outputs: the pause before the next one
-/// (1 s, doubled each time), or `None` when the outputs are lost.
-pub fn outputs_retry(failed: u32) -> Option<std::time::Duration> {
-    (failed < OUTPUTS_PUBLISH_TRIES)
-        .then(|| std::time::Duration::from_secs(1) * 2u32.pow(failed.saturating_sub(1)))
-}
-
 /// Marks `outcome` as having lost its outputs (`why`): a passing attempt ends `status` (an
 /// error, or a timeout or cancel that came while they were found).
 pub(crate) fn outputs_lost(outcome: &mut JobOutcome, status: JobStatus, why: String) {
@@ -772,14 +760,6 @@ mod tests {
         let fx = w.attempt_ended(JobId(0), passed(1), at(1));
         assert!(started(&fx).is_empty(), "{fx:?}");
         assert!(started(&w.message(assign(7, 1), at(1))).is_empty());
-    }
-
-    #[test]
-    fn a_failed_outputs_publish_is_retried_with_growing_pauses_then_given_up() {
-        let secs: Vec<Option<u64>> = (1..=OUTPUTS_PUBLISH_TRIES)
-            .map(|failed| outputs_retry(failed).map(|d| d.as_secs()))
-            .collect();
-        assert_eq!(secs, [Some(1), Some(2), Some(4), None]);
     }
 
     /// A layer digest for tests.

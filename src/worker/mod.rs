@@ -5,7 +5,9 @@
 //! stop, uploading); `run` is its async shell, which only moves messages between the
 //! [`WorkerLink`] and the machine, starts and kills attempt tasks (`attempt`: layers → job
 //! directory → launch, asked of the machine → [`exec`] → staged outputs), runs the outputs
-//! uploads of attempts that gave their slot back, and watches for signals.
+//! uploads of attempts that gave their slot back, and watches for signals. It keeps one
+//! record per attempt (running, staged or uploading), from its start until its last task
+//! ended.
 
 mod attempt;
 pub mod contain;
@@ -15,21 +17,21 @@ pub mod output;
 pub mod outputs_pack;
 pub mod sandbox;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinSet;
+use tokio::task::{self, JoinSet};
 use tracing::{info, warn};
 
 use crate::in_process::InProcess;
 use crate::layer::Digest;
 use crate::layer::LayerCache;
 use crate::link::{JoinError, Joined, LinkError, Target, WorkerLink};
-use crate::proto::{Hello, JobId, PROTOCOL_VERSION};
+use crate::proto::{AttemptRef, Hello, JobId, PROTOCOL_VERSION};
 use crate::store::ArtifactStore;
 use crate::stream::{self, Namespace, StreamConfig, StreamError};
 use attempt::Ran;
@@ -181,44 +183,74 @@ pub async fn run(
             outputs,
         }),
         link,
-        running: JoinSet::new(),
-        tasks: HashMap::new(),
-        kills: HashMap::new(),
+        tasks: JoinSet::new(),
+        attempts: BTreeMap::new(),
         ask_launch,
         launch_asked,
-        launches: HashMap::new(),
-        staged: HashMap::new(),
-        uploads: JoinSet::new(),
-        upload_tasks: HashMap::new(),
     };
     let result = shell.serve(&mut shutdown).await;
     shell.wind_down(result).await
 }
 
-/// The async shell around the [`Machine`]: the link, the attempt tasks and their kill switches.
+/// The async shell around the [`Machine`]: the link, and each attempt's tasks.
 struct Shell {
     machine: Machine,
     shared: Arc<Shared>,
     link: WorkerLink,
-    running: JoinSet<Ran>,
-    /// The job of each attempt task.
-    tasks: HashMap<tokio::task::Id, JobId>,
-    kills: HashMap<JobId, watch::Sender<bool>>,
+    /// The tasks of the attempts: each attempt's run, then its outputs upload.
+    tasks: JoinSet<TaskEnd>,
+    /// Every attempt started and not yet over, by job and attempt number.
+    attempts: BTreeMap<AttemptRef, Attempt>,
     /// Given to each attempt task: it asks here before it spawns its job's process.
     ask_launch: mpsc::UnboundedSender<attempt::LaunchRequest>,
     launch_asked: mpsc::UnboundedReceiver<attempt::LaunchRequest>,
-    /// Where to answer each attempt that asked to launch (with the end of the lease).
-    launches: HashMap<JobId, oneshot::Sender<std::time::Instant>>,
-    /// Staged outputs of attempts that ran, until the machine says to upload them.
-    staged: HashMap<JobId, (u32, Staged)>,
-    /// Outputs uploads, each answering with its job, attempt and result.
-    uploads: JoinSet<Uploaded>,
-    /// The job and attempt of each upload task.
-    upload_tasks: HashMap<tokio::task::Id, (JobId, u32)>,
 }
 
-/// What an upload task returns: its job, attempt, and the layer and directory or why not.
-type Uploaded = (JobId, u32, Result<(Digest, String), String>);
+/// The shell's record of one attempt, from its start until its last task ended: what it
+/// holds in each stage, so that no part of an attempt outlives the rest.
+enum Attempt {
+    /// Its task runs it (layers, directory, process, staged outputs).
+    Running(Running),
+    /// Its process ran; its outputs are staged until the machine says to upload them.
+    Staged(Staged),
+    /// Its outputs are being uploaded by this task.
+    Uploading(task::Id),
+}
+
+/// A running attempt: its task, and the two ways the shell reaches into it.
+struct Running {
+    task: task::Id,
+    /// Kills its process.
+    kill: watch::Sender<bool>,
+    /// Where to answer once it asked to launch (with the end of the lease).
+    launch: Option<oneshot::Sender<std::time::Instant>>,
+}
+
+impl Attempt {
+    /// The task working on it now.
+    fn task(&self) -> Option<task::Id> {
+        match self {
+            Self::Running(Running { task, .. }) | Self::Uploading(task) => Some(*task),
+            Self::Staged(_) => None,
+        }
+    }
+}
+
+/// What an attempt's task returns.
+enum TaskEnd {
+    /// Its run: the attempt's process ended (or never started).
+    Ran(Ran),
+    /// Its outputs upload: the layer and directory holding them, or why they are lost.
+    Uploaded(Result<(Digest, String), String>),
+}
+
+/// Every attempt of job `id`, as a range of [`Shell::attempts`].
+fn of_job(id: JobId) -> std::ops::RangeInclusive<AttemptRef> {
+    AttemptRef { id, attempt: 0 }..=AttemptRef {
+        id,
+        attempt: u32::MAX,
+    }
+}
 
 impl Shell {
     /// Feeds the machine until it ends (or the link fails).
@@ -239,16 +271,10 @@ impl Shell {
                         return Err(WorkerError::BrokerLost(e));
                     }
                 },
-                Some(done) = self.running.join_next_with_id(), if !self.running.is_empty() => {
-                    self.attempt_done(done)
+                Some(done) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
+                    self.task_done(done)
                 }
-                Some((id, answer)) = self.launch_asked.recv() => {
-                    self.launches.insert(id, answer);
-                    self.machine.ready(id, std::time::Instant::now())
-                }
-                Some(done) = self.uploads.join_next_with_id(), if !self.uploads.is_empty() => {
-                    self.upload_done(done)
-                }
+                Some((id, answer)) = self.launch_asked.recv() => self.launch_asked(id, answer),
                 () = renewal(self.machine.renewal_due()) => {
                     self.machine.tick(std::time::Instant::now())
                 }
@@ -283,98 +309,142 @@ impl Shell {
         }
     }
 
-    /// The machine's event for an attempt task that returned (or panicked).
-    fn attempt_done(
-        &mut self,
-        done: Result<(tokio::task::Id, Ran), tokio::task::JoinError>,
-    ) -> Vec<Effect> {
+    /// The machine's event for an attempt's task that returned (or panicked): its run or
+    /// its upload, as the attempt's record says.
+    fn task_done(&mut self, done: Result<(task::Id, TaskEnd), task::JoinError>) -> Vec<Effect> {
         let task = match &done {
             Ok((task, _)) => *task,
             Err(e) => e.id(),
         };
-        let Some(id) = self.tasks.remove(&task) else {
+        let Some((key, attempt)) = self.take_task(task) else {
             return Vec::new();
         };
-        self.kills.remove(&id);
-        self.launches.remove(&id);
         let now = std::time::Instant::now();
-        match done {
-            Ok((_, Ran { outcome, staged })) => match staged {
-                None => self.machine.attempt_ended(id, outcome, now),
-                Some(staged) => {
-                    self.staged.insert(id, (outcome.attempt, staged));
-                    let fx = self.machine.attempt_ran(id, outcome, now);
-                    // A stale attempt's staged files go now (dropping them removes them).
-                    if !fx.contains(&Effect::Upload(id)) {
-                        self.staged.remove(&id);
-                    }
-                    fx
-                }
-            },
-            Err(e) => {
+        match (done, attempt) {
+            (Ok((_, TaskEnd::Ran(ran))), _) => self.ran(key, ran, now),
+            (Ok((_, TaskEnd::Uploaded(result))), _) => {
+                self.machine.upload_ended(key.id, key.attempt, result, now)
+            }
+            (Err(e), Attempt::Running(_)) => {
                 warn!("a job task failed: {e}");
-                self.machine.attempt_failed(id, &e.to_string(), now)
+                self.machine.attempt_failed(key.id, &e.to_string(), now)
+            }
+            (Err(e), _) => {
+                warn!("an outputs upload task failed: {e}");
+                let why = format!("the worker's upload task failed: {e}");
+                self.machine
+                    .upload_ended(key.id, key.attempt, Err(why), now)
             }
         }
     }
 
-    /// The machine's event for an upload task that returned (or panicked).
-    fn upload_done(
-        &mut self,
-        done: Result<(tokio::task::Id, Uploaded), tokio::task::JoinError>,
-    ) -> Vec<Effect> {
-        let now = std::time::Instant::now();
-        match done {
-            Ok((task, (id, attempt, result))) => {
-                self.upload_tasks.remove(&task);
-                self.machine.upload_ended(id, attempt, result, now)
-            }
-            Err(e) => {
-                let Some((id, attempt)) = self.upload_tasks.remove(&e.id()) else {
-                    return Vec::new();
-                };
-                warn!("an outputs upload task failed: {e}");
-                let why = format!("the worker's upload task failed: {e}");
-                self.machine.upload_ended(id, attempt, Err(why), now)
-            }
+    /// Removes the record of the attempt `task` works on.
+    fn take_task(&mut self, task: task::Id) -> Option<(AttemptRef, Attempt)> {
+        let key = *self
+            .attempts
+            .iter()
+            .find(|(_, attempt)| attempt.task() == Some(task))?
+            .0;
+        self.attempts.remove_entry(&key)
+    }
+
+    /// The machine's event for attempt `key`, whose process ended: its outputs, if it has
+    /// any, stay staged while the machine wants them uploaded.
+    fn ran(&mut self, key: AttemptRef, ran: Ran, now: std::time::Instant) -> Vec<Effect> {
+        let Ran { outcome, staged } = ran;
+        let Some(staged) = staged else {
+            return self.machine.attempt_ended(key.id, outcome, now);
+        };
+        let fx = self.machine.attempt_ran(key.id, outcome, now);
+        // A stale attempt's staged files go now (dropping them removes them).
+        if fx.contains(&Effect::Upload(key.id)) {
+            self.attempts.insert(key, Attempt::Staged(staged));
         }
+        fx
+    }
+
+    /// An attempt task of job `id` asks to launch its process: the machine answers with
+    /// [`Effect::Launch`], to `answer`.
+    fn launch_asked(
+        &mut self,
+        id: JobId,
+        answer: oneshot::Sender<std::time::Instant>,
+    ) -> Vec<Effect> {
+        if let Some(running) = self.running_mut(id) {
+            running.launch = Some(answer);
+        }
+        self.machine.ready(id, std::time::Instant::now())
     }
 
     /// Carries out one effect; `Some` when the worker ends.
     async fn apply(&mut self, effect: Effect) -> Result<Option<Ending>, WorkerError> {
         match effect {
             Effect::Send(msg) => self.link.send(&msg).await?,
-            Effect::Start(assignment) => {
-                let (kill_tx, kill_rx) = watch::channel(false);
-                let id = assignment.id;
-                self.kills.insert(id, kill_tx);
-                let gate = attempt::Gate::new(id, self.ask_launch.clone());
-                let task = attempt::run(self.shared.clone(), assignment, gate, kill_rx);
-                let handle = self.running.spawn(task);
-                self.tasks.insert(handle.id(), id);
-            }
+            Effect::Start(assignment) => self.start(assignment),
             Effect::Launch { id, until } => {
-                if let Some(answer) = self.launches.remove(&id) {
+                if let Some(answer) = self.running_mut(id).and_then(|r| r.launch.take()) {
                     let _ = answer.send(until);
                 }
             }
-            Effect::Upload(id) => {
-                if let Some((attempt, staged)) = self.staged.remove(&id) {
-                    let shared = self.shared.clone();
-                    let handle = self.uploads.spawn(async move {
-                        (id, attempt, attempt::upload(shared, id, staged).await)
-                    });
-                    self.upload_tasks.insert(handle.id(), (id, attempt));
-                }
-            }
+            Effect::Upload(id) => self.upload(id),
             Effect::Kill(id) => {
-                if let Some(kill) = self.kills.get(&id) {
-                    let _ = kill.send(true);
+                if let Some(running) = self.running_mut(id) {
+                    let _ = running.kill.send(true);
                 }
             }
             Effect::End(ending) => return Ok(Some(ending)),
         }
         Ok(None)
+    }
+
+    /// Starts the task running `assignment`.
+    fn start(&mut self, assignment: machine::Assignment) {
+        let (kill, kill_rx) = watch::channel(false);
+        let key = AttemptRef {
+            id: assignment.id,
+            attempt: assignment.attempt,
+        };
+        let gate = attempt::Gate::new(key.id, self.ask_launch.clone());
+        let run = attempt::run(self.shared.clone(), assignment, gate, kill_rx);
+        let task = self.tasks.spawn(async { TaskEnd::Ran(run.await) }).id();
+        let running = Running {
+            task,
+            kill,
+            launch: None,
+        };
+        self.attempts.insert(key, Attempt::Running(running));
+    }
+
+    /// Starts the upload of the staged outputs of job `id`.
+    fn upload(&mut self, id: JobId) {
+        let Some(key) = self
+            .attempts
+            .range(of_job(id))
+            .find(|(_, attempt)| matches!(attempt, Attempt::Staged(_)))
+            .map(|(key, _)| *key)
+        else {
+            return;
+        };
+        let Some(Attempt::Staged(staged)) = self.attempts.remove(&key) else {
+            return;
+        };
+        let shared = self.shared.clone();
+        let upload = attempt::upload(shared, id, staged);
+        let task = self
+            .tasks
+            .spawn(async { TaskEnd::Uploaded(upload.await) })
+            .id();
+        self.attempts.insert(key, Attempt::Uploading(task));
+    }
+
+    /// The running attempt of job `id`.
+    fn running_mut(&mut self, id: JobId) -> Option<&mut Running> {
+        self.attempts
+            .range_mut(of_job(id))
+            .find_map(|(_, attempt)| match attempt {
+                Attempt::Running(running) => Some(running),
+                _ => None,
+            })
     }
 
     /// Exit, interruption or failure: nothing may keep running. Dropping the tasks kills their
@@ -384,8 +454,7 @@ impl Shell {
         mut self,
         result: Result<WorkerEnd, WorkerError>,
     ) -> Result<WorkerEnd, WorkerError> {
-        self.running.shutdown().await;
-        self.uploads.shutdown().await;
+        self.tasks.shutdown().await;
         let close = self.link.close();
         let closed = match result {
             Ok(WorkerEnd::Interrupted) => tokio::time::timeout(INTERRUPTED_CLOSE, close)
