@@ -197,18 +197,31 @@ pub fn store_from_env() -> Result<ArtifactStore, Failure> {
     Ok(ArtifactStore::new(cfg)?)
 }
 
-/// Completes on the first SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
+/// A future that completes on the first SIGINT or SIGTERM. The signals are caught from this
+/// call on, not from the first poll: call it before starting anything that must not outlive
+/// this process (`local`'s workers), so that a signal in between cancels the run instead of
+/// ending the process at once.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + use<> {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    let listen = |kind: SignalKind| {
+        signal(kind)
+            .inspect_err(|e| tracing::warn!("cannot catch {kind:?} ({e}): it ends this process"))
+            .ok()
+    };
+    let (interrupt, terminate) = (
+        listen(SignalKind::interrupt()),
+        listen(SignalKind::terminate()),
+    );
+    async fn received(signal: Option<Signal>) {
+        match signal {
+            Some(mut signal) => drop(signal.recv().await),
+            None => std::future::pending().await,
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+    }
+    async move {
+        tokio::select! {
+            () = received(interrupt) => {}
+            () = received(terminate) => {}
         }
     }
 }

@@ -96,8 +96,8 @@ pub struct RunArgs {
 pub struct LocalArgs {
     #[command(flatten)]
     jobs: JobsArgs,
-    /// Worker processes to start.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Worker processes to start, 1 to 64 (for more parallelism give each more --slots).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=i64::from(local::MAX_WORKERS)))]
     workers: u32,
     /// Slots per worker (default: CPUs divided among the workers, at least 1).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
@@ -296,8 +296,10 @@ pub async fn local(args: LocalArgs) -> Result<i32, Failure> {
             rerun: history.rerun(args.jobs.suites.rerun),
         },
     };
+    // Caught from here on, before the first worker starts (see `local::run`).
+    let cancel = shutdown_signal();
     let mut progress = Progress::new(Mode::detect());
-    let result = local::run(manifest, &cfg, &mut progress, shutdown_signal()).await;
+    let result = local::run(manifest, &cfg, &mut progress, cancel).await;
     progress.end();
     let result = result?;
     // The local artifact service ends with the run: only the file keeps history.
@@ -462,4 +464,30 @@ fn write(
             out.flush()
         })
         .map_err(Failure::io(format!("cannot write {}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::local::MAX_WORKERS;
+
+    #[test]
+    fn the_help_of_local_workers_names_the_limit_the_parser_keeps() {
+        let cli = super::super::Cli::command();
+        let local = cli.find_subcommand("local").expect("local");
+        let workers = local
+            .get_arguments()
+            .find(|a| a.get_id() == "workers")
+            .expect("--workers");
+        let help = workers.get_help().expect("help").to_string();
+        assert!(help.contains(&format!("1 to {MAX_WORKERS}")), "{help}");
+        let parsed = |n: u32| {
+            let workers = n.to_string();
+            super::super::Cli::try_parse_from(["ca", "local", "--workers", &workers, "m.yml"])
+        };
+        assert!(parsed(MAX_WORKERS).is_ok());
+        let refused = parsed(MAX_WORKERS + 1).expect_err("over the limit");
+        assert_eq!(refused.exit_code(), super::super::exit::BAD_INPUT);
+    }
 }
