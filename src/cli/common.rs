@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use cluster_action::broker::BrokerConfig;
 use cluster_action::runner::duration::parse_duration;
 use cluster_action::seal::{ClusterKeys, SECRET_VAR};
 use cluster_action::store::{ArtifactStore, StoreConfig};
@@ -224,6 +225,45 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + use<> {
             () = received(terminate) => {}
         }
     }
+}
+
+/// The CPUs of this machine (at least 1): the default slots of a worker.
+pub fn cpus() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+}
+
+/// `--broker-wait` of `run` and `worker`.
+#[derive(Debug, Clone, Args)]
+pub struct BrokerWaitArg {
+    /// Wait this long for the broker to appear (the jobs of a workflow start in any order).
+    #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
+    pub broker_wait: Duration,
+}
+
+/// `--prefetch` of `broker`, `run --embed-broker` and `local`: the flag of [`BrokerConfig`]'s
+/// `prefetch`.
+#[derive(Debug, Clone, Args)]
+pub struct PrefetchArg {
+    /// Jobs given to a worker beyond its slots until its round trip is measured (then sized
+    /// from it, to cover the round trip); 0 turns prefetching off (`run`: only with --embed-broker).
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub prefetch: u32,
+}
+
+/// The configuration of a broker of `cluster` (`broker`, and the one `run --embed-broker`
+/// and `local` embed).
+pub fn broker_config(
+    cluster: &ClusterArgs,
+    idle_timeout: Duration,
+    prefetch: &PrefetchArg,
+) -> Result<BrokerConfig, Failure> {
+    Ok(BrokerConfig {
+        ns: cluster.namespace()?,
+        stream: cluster.stream()?,
+        idle_timeout,
+        prefetch: prefetch.prefetch,
+        keep: cluster.cleanup.keep,
+    })
 }
 
 /// A default name for this process in logs and reports: `$GITHUB_JOB` or the host name, and a
