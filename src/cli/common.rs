@@ -13,14 +13,6 @@ use cluster_action::stream::{Namespace, StreamConfig};
 
 use super::exit::Failure;
 
-/// `--idle-poll-max`'s default (as [`StreamConfig::default`]): a job sent to an idle worker is seen within 6 s, so a late
-/// runner's first job starts within 15 s (discovery takes up to 2 × 3 s, the submission up
-/// to 1 s), while an idle cluster of a broker and 4 workers makes fewer than 200 blob requests
-/// a minute (8 streams polled every 6 s and a keepalive on each every 5 s).
-const DEFAULT_IDLE_POLL_MAX: &str = "6s";
-/// `--idle-after`'s default (as [`StreamConfig::default`]).
-const DEFAULT_IDLE_AFTER: &str = "1m";
-
 /// `local --poll-max`'s default: one machine answers fast, so polls can be frequent.
 pub const LOCAL_POLL_MAX: &str = "100ms";
 /// `local --peer-timeout`'s default: a lost worker on this machine is noticed soon.
@@ -54,21 +46,21 @@ pub struct ClusterArgs {
     #[arg(long, default_value = "default", env = "CLUSTER_ACTION_CLUSTER")]
     pub cluster: String,
     /// Longest pause between polls of an idle stream (e.g. 500ms, 1s).
-    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = shown(StreamConfig::default().poll_max), value_parser = parse_duration, value_name = "DURATION")]
     pub poll_max: Duration,
     /// Longest pause between polls of a stream that carried no message for --idle-after: the
     /// longest a job sent to an idle worker waits to be seen. At least --poll-max.
-    #[arg(long, default_value = DEFAULT_IDLE_POLL_MAX, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = shown(StreamConfig::default().idle_poll_max), value_parser = parse_duration, value_name = "DURATION")]
     pub idle_poll_max: Duration,
     /// How long a stream carries no message before its polls slow to --idle-poll-max (not
     /// where a message is owed: a runner's stream, a busy worker's, the broker's to a runner).
-    #[arg(long, default_value = DEFAULT_IDLE_AFTER, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = shown(StreamConfig::default().idle_after), value_parser = parse_duration, value_name = "DURATION")]
     pub idle_after: Duration,
     /// Send a keepalive when nothing else was sent for this long.
-    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = shown(StreamConfig::default().keepalive), value_parser = parse_duration, value_name = "DURATION")]
     pub keepalive: Duration,
     /// Declare a peer dead (and requeue a lost worker's jobs) after this long without a word.
-    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = shown(StreamConfig::default().peer_timeout), value_parser = parse_duration, value_name = "DURATION")]
     pub peer_timeout: Duration,
     /// `--keep` and `--retention`.
     #[command(flatten)]
@@ -282,17 +274,39 @@ pub fn default_name(role: &str) -> String {
     format!("{base}-{suffix:06x}")
 }
 
+/// `d` as a duration flag is written (`1h30m`, `6s`, `100ms`), so that a flag's default can be
+/// the library's own value and `--help` still shows it.
+pub fn shown(d: Duration) -> String {
+    let mut ms = d.as_millis();
+    let mut text = String::new();
+    for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+        if ms >= size {
+            text.push_str(&format!("{}{unit}", ms / size));
+            ms %= size;
+        }
+    }
+    if text.is_empty() { "0s".into() } else { text }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_idle_defaults_are_the_stream_defaults() {
+    fn a_shown_duration_parses_back_to_itself() {
         let defaults = StreamConfig::default();
-        assert_eq!(
-            parse_duration(DEFAULT_IDLE_POLL_MAX),
-            Ok(defaults.idle_poll_max)
-        );
-        assert_eq!(parse_duration(DEFAULT_IDLE_AFTER), Ok(defaults.idle_after));
+        for d in [
+            defaults.poll_max,
+            defaults.idle_poll_max,
+            defaults.idle_after,
+            defaults.keepalive,
+            defaults.peer_timeout,
+            Duration::ZERO,
+            Duration::from_millis(5_400_250),
+        ] {
+            assert_eq!(parse_duration(&shown(d)), Ok(d), "{}", shown(d));
+        }
+        assert_eq!(shown(Duration::from_secs(60)), "1m");
+        assert_eq!(shown(Duration::from_millis(5_400_250)), "1h30m250ms");
     }
 }
