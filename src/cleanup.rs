@@ -51,6 +51,16 @@ pub enum Keep {
 #[error("keep '{0}' is not one of reports, all, none")]
 pub struct KeepError(String);
 
+impl std::fmt::Display for Keep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Keep::Reports => "reports",
+            Keep::All => "all",
+            Keep::None => "none",
+        })
+    }
+}
+
 impl FromStr for Keep {
     type Err = KeepError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -283,6 +293,13 @@ mod tests {
         assert_eq!("reports".parse::<Keep>().unwrap(), Keep::Reports);
         assert_eq!("all".parse::<Keep>().unwrap(), Keep::All);
         assert_eq!("none".parse::<Keep>().unwrap(), Keep::None);
+        for keep in [Keep::Reports, Keep::All, Keep::None] {
+            assert_eq!(
+                keep.to_string().parse::<Keep>().unwrap(),
+                keep,
+                "shown as parsed"
+            );
+        }
         let e = "some".parse::<Keep>().unwrap_err().to_string();
         assert!(
             e.contains("'some'") && e.contains("reports, all, none"),

@@ -62,6 +62,8 @@
 //! - [`local`]: `cluster-action local`: [`serve`] in-process, an embedded broker, worker
 //!   processes and the runner.
 //! - [`serve`]: a local artifact service (both halves) for tests, benchmarks and `local`.
+//! - [`selftest`]: the transport check of two jobs (`selftest transport`): streams both ways
+//!   and a layer, through the run's artifact store.
 //! - [`budget`]: GitHub's 500 artifacts per job: the runner's up-front check of a manifest, the
 //!   workers' outputs flush pacing.
 //! - [`cleanup`]: what a cluster leaves behind: the broker's clean-stop deletion, `gc`'s
@@ -105,6 +107,7 @@ pub mod proto;
 pub mod retry;
 pub mod runner;
 pub mod seal;
+pub mod selftest;
 pub mod serve;
 pub mod store;
 pub mod stream;

@@ -21,6 +21,10 @@ use crate::worker::contain;
 /// How long workers get to exit after the cluster stopped before they are killed.
 const WORKER_EXIT_GRACE: Duration = Duration::from_secs(10);
 
+/// The most worker processes `local` starts: each is a process with its own cache, and on one
+/// machine more of them than this only compete for the same CPUs (give them slots instead).
+pub const MAX_WORKERS: u32 = 64;
+
 /// What `local` runs.
 #[derive(Debug, Clone)]
 pub struct LocalConfig {
@@ -69,7 +73,12 @@ pub enum LocalError {
     Io(#[source] std::io::Error),
 }
 
-/// Runs `manifest` on a fresh local cluster; `cancel` completing cancels the run.
+/// Runs `manifest` on a fresh local cluster; `cancel` completing cancels the run. The workers
+/// start first: `cancel` must already be listening for what ends the run (its signals
+/// registered), or a signal in the run's first moments would end the process before the
+/// workers are told. However this process ends, its workers end with it: on a cancel or
+/// error they are stopped or killed before `run` returns, and a worker whose `local` dies
+/// gets SIGTERM.
 pub async fn run(
     manifest: Manifest,
     cfg: &LocalConfig,
@@ -122,53 +131,73 @@ pub async fn run(
 
 /// A worker process, watched from the moment it starts: when it exits, for whatever reason,
 /// the processes its jobs left running are killed at once (a SIGKILLed worker could not).
+/// Dropped before it exited (`local` ending early), it kills the worker.
 struct WorkerProcess {
     exited: tokio::task::JoinHandle<std::io::Result<std::process::ExitStatus>>,
     kill: tokio::sync::oneshot::Sender<()>,
 }
 
 impl WorkerProcess {
-    fn watch(mut child: Child, index: u32) -> WorkerProcess {
+    fn watch(child: Child, index: u32) -> WorkerProcess {
         let (kill, kill_rx) = tokio::sync::oneshot::channel::<()>();
-        let exited = tokio::spawn(async move {
-            let pid = child.id();
-            let status = tokio::select! {
-                status = child.wait() => status,
-                _ = kill_rx => {
-                    let _ = child.start_kill();
-                    child.wait().await
-                }
-            };
-            if let Some(pid) = pid {
-                let killed = tokio::task::spawn_blocking(move || contain::kill_marked_by(pid))
-                    .await
-                    .unwrap_or(0);
-                if killed > 0 {
-                    warn!("killed {killed} process(es) that jobs of worker {index} left running");
-                }
-            }
-            status
-        });
+        let exited = tokio::spawn(watched(child, index, kill_rx));
         WorkerProcess { exited, kill }
     }
 
-    /// Waits for the worker to exit after the cluster stopped, killing it after the grace.
+    /// Waits for the worker to exit after the cluster stopped, killing it after the grace;
+    /// warns unless it exited 0.
     async fn finish(self, index: usize) {
-        let WorkerProcess { mut exited, kill } = self;
-        let status = match tokio::time::timeout(WORKER_EXIT_GRACE, &mut exited).await {
-            Ok(status) => status,
-            Err(_) => {
-                warn!("worker {index} did not exit within {WORKER_EXIT_GRACE:?}: killing it");
-                let _ = kill.send(());
-                exited.await
-            }
-        };
-        match status {
+        match self.exited_or_killed(index).await {
             Ok(Ok(status)) if status.success() => {}
             Ok(Ok(status)) => warn!("worker {index} exited with {status}"),
             Ok(Err(e)) => warn!("worker {index}: {e}"),
             Err(e) => warn!("worker {index}: its watch task failed: {e}"),
         }
+    }
+
+    /// How the worker exited, killed if it did not within [`WORKER_EXIT_GRACE`].
+    async fn exited_or_killed(self, index: usize) -> WatchResult {
+        let WorkerProcess { mut exited, kill } = self;
+        if let Ok(status) = tokio::time::timeout(WORKER_EXIT_GRACE, &mut exited).await {
+            return status;
+        }
+        warn!("worker {index} did not exit within {WORKER_EXIT_GRACE:?}: killing it");
+        let _ = kill.send(());
+        exited.await
+    }
+}
+
+/// What the watch of a worker process ends with.
+type WatchResult = Result<std::io::Result<std::process::ExitStatus>, tokio::task::JoinError>;
+
+/// Waits for worker `index` to exit, killing it when `kill` is sent or dropped, then kills what
+/// its jobs left running.
+async fn watched(
+    mut child: Child,
+    index: u32,
+    kill: tokio::sync::oneshot::Receiver<()>,
+) -> std::io::Result<std::process::ExitStatus> {
+    let pid = child.id();
+    let status = tokio::select! {
+        status = child.wait() => status,
+        _ = kill => {
+            let _ = child.start_kill();
+            child.wait().await
+        }
+    };
+    if let Some(pid) = pid {
+        kill_leftovers_of(pid, index).await;
+    }
+    status
+}
+
+/// Kills what the jobs of worker `index` (process `pid`, exited) left running.
+async fn kill_leftovers_of(pid: u32, index: u32) {
+    let killed = tokio::task::spawn_blocking(move || contain::kill_marked_by(pid))
+        .await
+        .unwrap_or(0);
+    if killed > 0 {
+        warn!("killed {killed} process(es) that jobs of worker {index} left running");
     }
 }
 
@@ -184,7 +213,8 @@ fn spawn_worker(
         run: run_id.to_string(),
         job: format!("worker-{index}"),
     });
-    Command::new(&cfg.binary)
+    let mut command = Command::new(&cfg.binary);
+    command
         .arg("worker")
         .args(["--cluster", &cfg.run.ns.cluster])
         .args(["--slots", &cfg.slots.to_string()])
@@ -206,7 +236,15 @@ fn spawn_worker(
         // reaches only this process, which cancels the run through the broker, so jobs end
         // reported as cancelled and workers exit 0 instead of dying with the signal.
         .process_group(0)
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    // SIGTERM when this thread ends, however `local` ends (SIGKILL, a crash): the worker then
+    // stops as when it is interrupted, and its jobs end with it.
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure makes only the async-signal-safe calls of `signalled_when_parent_dies`.
+    unsafe {
+        command.pre_exec(move || contain::signalled_when_parent_dies(libc::SIGTERM, parent));
+    }
+    command
         .spawn()
         .map(|child| WorkerProcess::watch(child, index))
         .map_err(|source| LocalError::Spawn {

@@ -118,3 +118,18 @@ fn a_layer_symlink_leaving_the_manifest_directory_is_refused_before_workers_star
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn local_refuses_more_workers_than_its_limit_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    // No manifest: the limit is checked before anything is read, and a binary without the
+    // limit fails here on the missing file instead of starting 100000 processes.
+    let out = run(
+        dir.path(),
+        &["local", "--workers", "100000", "missing.yml"],
+        &[],
+    );
+    assert_refused(&out, "--workers");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("64"), "the limit is named: {stderr}");
+}

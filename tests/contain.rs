@@ -7,11 +7,12 @@
 
 use std::fs;
 use std::path::Path;
+use std::time::Duration;
 
 mod common;
-use common::await_some;
-use common::cluster::{Proc, Scratch};
+use common::cluster::{Proc, Scratch, children, cmdline};
 use common::report::read_report;
+use common::{alive, await_some, await_within};
 
 /// A bash function for jobs: whether pid $1 is a live process (a zombie is not).
 const RUNNING_FN: &str = r#"running() { s=$(cat /proc/$1/stat 2>/dev/null) || return 1; case "${s##*) }" in Z*|X*) return 1;; esac; }"#;
@@ -146,4 +147,57 @@ fn an_unknown_isolation_is_bad_input_with_its_location() {
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("cluster.yml:4:"), "{stderr}");
     assert!(stderr.contains("sandbox-no-network"), "{stderr}");
+}
+
+/// `local`'s worker processes, as soon as `count` of them run.
+fn workers_of(local: &Proc, count: usize) -> Vec<libc::pid_t> {
+    await_some("local's workers to start", || {
+        let workers: Vec<libc::pid_t> = children(local.pid())
+            .into_iter()
+            .filter(|&pid| cmdline(pid).contains(" worker "))
+            .collect();
+        (workers.len() >= count).then_some(workers)
+    })
+}
+
+/// Kills the processes it holds when dropped: what a failing test left running.
+struct Leftovers(Vec<libc::pid_t>);
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        for &pid in self.0.iter().filter(|&&pid| alive(pid)) {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// A job that would hold the run for minutes.
+const LONG_JOB: &str = "jobs:\n  - name: long\n    run: sleep 300\n";
+
+#[test]
+fn a_sigterm_right_after_local_starts_its_workers_ends_them_with_it() {
+    let scratch = Scratch::new();
+    let mut local = start_local(&scratch, LONG_JOB);
+    // At once: the run has not listed, published or joined yet.
+    let workers = Leftovers(workers_of(&local, 2));
+    local.signal(libc::SIGTERM);
+    local.expect_exit(130);
+    // `local` waited for its workers before it exited: none may be left, not even briefly.
+    let left: Vec<_> = workers.0.iter().filter(|&&pid| alive(pid)).collect();
+    assert!(left.is_empty(), "workers left running: {left:?}");
+}
+
+#[test]
+fn the_workers_of_a_sigkilled_local_end_too() {
+    let scratch = Scratch::new();
+    let mut local = start_local(&scratch, LONG_JOB);
+    let workers = Leftovers(workers_of(&local, 2));
+    local.signal(libc::SIGKILL);
+    local.wait();
+    // Well within the workers' own ways of noticing a lost cluster (their broker wait, the
+    // peer timeout of 10 s), so only `local`'s death can be what ends them.
+    await_within("local's workers to end", Duration::from_secs(5), || {
+        workers.0.iter().all(|&pid| !alive(pid)).then_some(())
+    });
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::Args;
 
 use cluster_action::cleanup::{self, Keep};
-use cluster_action::store::ArtifactStore;
+use cluster_action::store::{ArtifactStore, DEFAULT_RETENTION};
 
 use super::common::store_from_env;
 use super::exit;
@@ -18,11 +18,11 @@ const RETENTION_DAYS: std::ops::RangeInclusive<u64> = 1..=90;
 pub struct CleanupArgs {
     /// What a clean stop leaves in the run's artifact store: reports (the timing history and
     /// results artifacts), all (delete nothing) or none.
-    #[arg(long, default_value = "reports", env = "CLUSTER_ACTION_KEEP", value_parser = parse_keep)]
+    #[arg(long, default_value = Keep::default().to_string(), env = "CLUSTER_ACTION_KEEP", value_parser = parse_keep)]
     pub keep: Keep,
     /// How long what this process creates is kept if nobody deletes it (a crashed cluster's
     /// leftovers): 1 to 90 days, as days (`3`) or a duration (`36h`, `2days`).
-    #[arg(long, default_value = "1d", env = "CLUSTER_ACTION_RETENTION", value_parser = parse_retention, value_name = "DAYS")]
+    #[arg(long, default_value = (DEFAULT_RETENTION.as_secs() / 86_400).to_string(), env = "CLUSTER_ACTION_RETENTION", value_parser = parse_retention, value_name = "DAYS")]
     pub retention: Duration,
 }
 
@@ -30,7 +30,7 @@ impl Default for CleanupArgs {
     fn default() -> Self {
         Self {
             keep: Keep::default(),
-            retention: cluster_action::store::DEFAULT_RETENTION,
+            retention: DEFAULT_RETENTION,
         }
     }
 }
@@ -68,7 +68,7 @@ fn parse_retention(s: &str) -> Result<Duration, String> {
 #[derive(Debug, Args)]
 pub struct GcArgs {
     /// What to leave: reports (default) or none (reports go too); all makes gc a no-op.
-    #[arg(long, default_value = "reports", value_parser = parse_keep)]
+    #[arg(long, default_value = Keep::default().to_string(), value_parser = parse_keep)]
     keep: Keep,
 }
 

@@ -5,13 +5,15 @@ use std::time::Duration;
 
 use clap::Args;
 
-use cluster_action::broker::{self, BrokerConfig, BrokerEnd};
+use cluster_action::broker::{self, BrokerEnd};
 use cluster_action::link::Target;
 use cluster_action::runner::duration::parse_duration;
 use cluster_action::runner::session;
 use cluster_action::worker::{self, WorkerConfig, WorkerEnd, exec::ExecLimits};
 
-use super::common::{ClusterArgs, default_name, shutdown_signal};
+use super::common::{
+    BrokerWaitArg, ClusterArgs, PrefetchArg, broker_config, cpus, default_name, shutdown_signal,
+};
 use super::exit;
 
 /// Flags of `broker`.
@@ -22,27 +24,8 @@ pub struct BrokerArgs {
     /// Stop when no runner is connected and no work is queued for this long.
     #[arg(long, default_value = "15m", value_parser = parse_duration, value_name = "DURATION")]
     idle_timeout: Duration,
-    /// Jobs given to a worker beyond its slots until its round trip is measured (then sized
-    /// from it, to cover the round trip); 0 turns prefetching off.
-    #[arg(long, default_value_t = 2)]
-    prefetch: u32,
-}
-
-impl BrokerArgs {
-    /// The broker configuration these flags describe (shared with `run --embed-broker`).
-    pub fn config(
-        cluster: &ClusterArgs,
-        idle_timeout: Duration,
-        prefetch: u32,
-    ) -> Result<BrokerConfig, exit::Failure> {
-        Ok(BrokerConfig {
-            ns: cluster.namespace()?,
-            stream: cluster.stream()?,
-            idle_timeout,
-            prefetch,
-            keep: cluster.cleanup.keep,
-        })
-    }
+    #[command(flatten)]
+    prefetch: PrefetchArg,
 }
 
 /// Flags of `worker`.
@@ -59,9 +42,8 @@ pub struct WorkerArgs {
     /// Where job directories are made (default: next to the cache).
     #[arg(long, value_name = "DIR")]
     work_dir: Option<PathBuf>,
-    /// Wait this long for a broker to appear (matrix jobs start in any order).
-    #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
-    broker_wait: Duration,
+    #[command(flatten)]
+    broker_wait: BrokerWaitArg,
     /// The name jobs see as CLUSTER_WORKER (default: $GITHUB_JOB or the host name, and a random suffix).
     #[arg(long)]
     name: Option<String>,
@@ -98,7 +80,7 @@ pub struct StopArgs {
 
 /// Runs a broker until the cluster is stopped, it idles out, or a signal arrives.
 pub async fn broker(args: BrokerArgs) -> Result<i32, exit::Failure> {
-    let cfg = BrokerArgs::config(&args.cluster, args.idle_timeout, args.prefetch)?;
+    let cfg = broker_config(&args.cluster, args.idle_timeout, &args.prefetch)?;
     let store = args.cluster.cleanup.store()?;
     match broker::run(store, cfg, shutdown_signal()).await? {
         BrokerEnd::Stopped => eprintln!("cluster '{}' stopped", args.cluster.cluster),
@@ -112,9 +94,7 @@ pub async fn broker(args: BrokerArgs) -> Result<i32, exit::Failure> {
 
 /// Runs a worker until the broker tells it to exit.
 pub async fn worker(args: WorkerArgs) -> Result<i32, exit::Failure> {
-    let slots = args
-        .slots
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
+    let slots = args.slots.unwrap_or_else(cpus);
     let name = args.name.unwrap_or_else(|| default_name("worker"));
     let (_scratch, cache_dir, work_dir) = worker_dirs(args.cache_dir, args.work_dir)?;
     let cfg = WorkerConfig {
@@ -123,7 +103,7 @@ pub async fn worker(args: WorkerArgs) -> Result<i32, exit::Failure> {
         slots,
         cache_dir,
         work_dir,
-        broker_wait: args.broker_wait,
+        broker_wait: args.broker_wait.broker_wait,
         name,
         limits: ExecLimits {
             output_limit: args.output_limit,

@@ -5,20 +5,13 @@ use std::time::Duration;
 
 use clap::Args;
 
+use cluster_action::broker::BrokerConfig;
 use cluster_action::runner::duration::parse_duration;
 use cluster_action::seal::{ClusterKeys, SECRET_VAR};
 use cluster_action::store::{ArtifactStore, StoreConfig};
 use cluster_action::stream::{Namespace, StreamConfig};
 
 use super::exit::Failure;
-
-/// `--idle-poll-max`'s default (as [`StreamConfig::default`]): a job sent to an idle worker is seen within 6 s, so a late
-/// runner's first job starts within 15 s (discovery takes up to 2 × 3 s, the submission up
-/// to 1 s), while an idle cluster of a broker and 4 workers makes fewer than 200 blob requests
-/// a minute (8 streams polled every 6 s and a keepalive on each every 5 s).
-const DEFAULT_IDLE_POLL_MAX: &str = "6s";
-/// `--idle-after`'s default (as [`StreamConfig::default`]).
-const DEFAULT_IDLE_AFTER: &str = "1m";
 
 /// `local --poll-max`'s default: one machine answers fast, so polls can be frequent.
 pub const LOCAL_POLL_MAX: &str = "100ms";
@@ -53,21 +46,21 @@ pub struct ClusterArgs {
     #[arg(long, default_value = "default", env = "CLUSTER_ACTION_CLUSTER")]
     pub cluster: String,
     /// Longest pause between polls of an idle stream (e.g. 500ms, 1s).
-    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = shown(StreamConfig::default().poll_max), value_parser = parse_duration, value_name = "DURATION")]
     pub poll_max: Duration,
     /// Longest pause between polls of a stream that carried no message for --idle-after: the
     /// longest a job sent to an idle worker waits to be seen. At least --poll-max.
-    #[arg(long, default_value = DEFAULT_IDLE_POLL_MAX, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = shown(StreamConfig::default().idle_poll_max), value_parser = parse_duration, value_name = "DURATION")]
     pub idle_poll_max: Duration,
     /// How long a stream carries no message before its polls slow to --idle-poll-max (not
     /// where a message is owed: a runner's stream, a busy worker's, the broker's to a runner).
-    #[arg(long, default_value = DEFAULT_IDLE_AFTER, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = shown(StreamConfig::default().idle_after), value_parser = parse_duration, value_name = "DURATION")]
     pub idle_after: Duration,
     /// Send a keepalive when nothing else was sent for this long.
-    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = shown(StreamConfig::default().keepalive), value_parser = parse_duration, value_name = "DURATION")]
     pub keepalive: Duration,
     /// Declare a peer dead (and requeue a lost worker's jobs) after this long without a word.
-    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = shown(StreamConfig::default().peer_timeout), value_parser = parse_duration, value_name = "DURATION")]
     pub peer_timeout: Duration,
     /// `--keep` and `--retention`.
     #[command(flatten)]
@@ -197,20 +190,72 @@ pub fn store_from_env() -> Result<ArtifactStore, Failure> {
     Ok(ArtifactStore::new(cfg)?)
 }
 
-/// Completes on the first SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+/// A future that completes on the first SIGINT or SIGTERM. The signals are caught from this
+/// call on, not from the first poll: call it before starting anything that must not outlive
+/// this process (`local`'s workers), so that a signal in between cancels the run instead of
+/// ending the process at once.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + use<> {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    let listen = |kind: SignalKind| {
+        signal(kind)
+            .inspect_err(|e| tracing::warn!("cannot catch {kind:?} ({e}): it ends this process"))
+            .ok()
+    };
+    let (interrupt, terminate) = (
+        listen(SignalKind::interrupt()),
+        listen(SignalKind::terminate()),
+    );
+    async fn received(signal: Option<Signal>) {
+        match signal {
+            Some(mut signal) => drop(signal.recv().await),
+            None => std::future::pending().await,
         }
     }
+    async move {
+        tokio::select! {
+            () = received(interrupt) => {}
+            () = received(terminate) => {}
+        }
+    }
+}
+
+/// The CPUs of this machine (at least 1): the default slots of a worker.
+pub fn cpus() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+}
+
+/// `--broker-wait` of `run` and `worker`.
+#[derive(Debug, Clone, Args)]
+pub struct BrokerWaitArg {
+    /// Wait this long for the broker to appear (the jobs of a workflow start in any order).
+    #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
+    pub broker_wait: Duration,
+}
+
+/// `--prefetch` of `broker`, `run --embed-broker` and `local`: the flag of [`BrokerConfig`]'s
+/// `prefetch`.
+#[derive(Debug, Clone, Args)]
+pub struct PrefetchArg {
+    /// Jobs given to a worker beyond its slots until its round trip is measured (then sized
+    /// from it, to cover the round trip); 0 turns prefetching off (`run`: only with --embed-broker).
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub prefetch: u32,
+}
+
+/// The configuration of a broker of `cluster` (`broker`, and the one `run --embed-broker`
+/// and `local` embed).
+pub fn broker_config(
+    cluster: &ClusterArgs,
+    idle_timeout: Duration,
+    prefetch: &PrefetchArg,
+) -> Result<BrokerConfig, Failure> {
+    Ok(BrokerConfig {
+        ns: cluster.namespace()?,
+        stream: cluster.stream()?,
+        idle_timeout,
+        prefetch: prefetch.prefetch,
+        keep: cluster.cleanup.keep,
+    })
 }
 
 /// A default name for this process in logs and reports: `$GITHUB_JOB` or the host name, and a
@@ -229,17 +274,39 @@ pub fn default_name(role: &str) -> String {
     format!("{base}-{suffix:06x}")
 }
 
+/// `d` as a duration flag is written (`1h30m`, `6s`, `100ms`), so that a flag's default can be
+/// the library's own value and `--help` still shows it.
+pub fn shown(d: Duration) -> String {
+    let mut ms = d.as_millis();
+    let mut text = String::new();
+    for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+        if ms >= size {
+            text.push_str(&format!("{}{unit}", ms / size));
+            ms %= size;
+        }
+    }
+    if text.is_empty() { "0s".into() } else { text }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_idle_defaults_are_the_stream_defaults() {
+    fn a_shown_duration_parses_back_to_itself() {
         let defaults = StreamConfig::default();
-        assert_eq!(
-            parse_duration(DEFAULT_IDLE_POLL_MAX),
-            Ok(defaults.idle_poll_max)
-        );
-        assert_eq!(parse_duration(DEFAULT_IDLE_AFTER), Ok(defaults.idle_after));
+        for d in [
+            defaults.poll_max,
+            defaults.idle_poll_max,
+            defaults.idle_after,
+            defaults.keepalive,
+            defaults.peer_timeout,
+            Duration::ZERO,
+            Duration::from_millis(5_400_250),
+        ] {
+            assert_eq!(parse_duration(&shown(d)), Ok(d), "{}", shown(d));
+        }
+        assert_eq!(shown(Duration::from_secs(60)), "1m");
+        assert_eq!(shown(Duration::from_millis(5_400_250)), "1h30m250ms");
     }
 }

@@ -1,16 +1,17 @@
 //! Exit codes, the same for every subcommand, and the one table that maps every way a command
 //! ends onto them. The table is exhaustive (as nextest's `process_exit_code`): every error a
-//! subcommand can meet converts into a [`Failure`] keeping its cause chain, and a new variant
-//! anywhere below makes the compiler ask for its code here.
+//! subcommand can meet converts into a typed variant of [`Failure`] keeping its cause chain
+//! (none boxes an arbitrary error), and a new variant of `Failure`, or of the run's, worker's
+//! and local cluster's errors below it, makes the compiler ask for its code here.
 
 use cluster_action::broker::BrokerError;
-use cluster_action::layer::LayerError;
 use cluster_action::local::LocalError;
 use cluster_action::runner::machine::RunEnd;
 use cluster_action::runner::manifest::ManifestError;
 use cluster_action::runner::report::Summary;
 use cluster_action::runner::session::RunError;
 use cluster_action::seal::SealError;
+use cluster_action::selftest::TransportError;
 use cluster_action::store::StoreError;
 use cluster_action::stream::StreamError;
 use cluster_action::worker::{WorkerEnd, WorkerError};
@@ -58,11 +59,18 @@ pub enum Failure {
         /// The flags and the rule they break.
         flags: String,
     },
-    /// The cluster or the infrastructure failed: the artifact store, a stream, a layer, the
-    /// broker, the artifact service, a check of `selftest`. Exit 3 whatever the cause, so
-    /// they are one case here (see [`Failure::infra`]).
+    /// The artifact store failed (after its retries).
     #[error(transparent)]
-    Infra(Box<dyn std::error::Error + Send + Sync>),
+    Store(#[from] StoreError),
+    /// The broker failed.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// The local artifact service (`serve`) failed.
+    #[error("the artifact service failed: {0:#}")]
+    Serve(anyhow::Error),
+    /// `selftest transport` found the transport broken.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
     /// The worker failed.
     #[error(transparent)]
     Worker(#[from] WorkerError),
@@ -83,24 +91,7 @@ pub enum Failure {
     },
 }
 
-/// `?` on the errors that are always the infrastructure's makes a [`Failure::Infra`].
-macro_rules! infra_from {
-    ($($error:ty),*) => {$(
-        impl From<$error> for Failure {
-            fn from(e: $error) -> Self {
-                Self::infra(e)
-            }
-        }
-    )*};
-}
-infra_from!(StoreError, StreamError, LayerError, BrokerError);
-
 impl Failure {
-    /// A failure of the cluster or the infrastructure (exit 3).
-    pub fn infra(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        Self::Infra(e.into())
-    }
-
     /// A bad-input failure (exit 2) with a message that names the input and the fix.
     pub fn bad_input(message: impl Into<String>) -> Self {
         Self::BadInput(message.into())
@@ -133,7 +124,11 @@ impl Failure {
                 | LocalError::Broker(_)
                 | LocalError::Io(_) => INFRA,
             },
-            Self::Infra(_) | Self::Io { .. } => INFRA,
+            Self::Store(_)
+            | Self::Broker(_)
+            | Self::Serve(_)
+            | Self::Transport(_)
+            | Self::Io { .. } => INFRA,
         }
     }
 }
@@ -305,24 +300,146 @@ mod tests {
         assert_eq!(worker_ended(WorkerEnd::Interrupted), CANCELLED);
     }
 
+    /// The row of the table `failure` falls under. Exhaustive, so a new variant of
+    /// [`Failure`] does not compile until [`one_of_each_failure`] has an example of it.
+    fn variant(failure: &Failure) -> &'static str {
+        match failure {
+            Failure::BadInput(_) => "bad input",
+            Failure::Manifest(_) => "manifest",
+            Failure::Environment(_) => "environment",
+            Failure::StreamSettings { .. } => "stream settings",
+            Failure::Store(_) => "store",
+            Failure::Broker(_) => "broker",
+            Failure::Serve(_) => "serve",
+            Failure::Transport(_) => "transport",
+            Failure::Worker(_) => "worker",
+            Failure::Run(_) => "run",
+            Failure::Local(_) => "local",
+            Failure::Io { .. } => "io",
+        }
+    }
+
+    /// A stream refused for another cluster secret, somewhere below whatever carries it.
+    fn other_secret() -> StreamError {
+        StreamError::Refused {
+            artifact: "ca.c.1.s".into(),
+            offset: 0,
+            source: SealError::OtherSecret {
+                ours: "a".into(),
+                theirs: "b".into(),
+            },
+        }
+    }
+
+    /// An example of each kind of failure, with the exit code `HELP` documents for it.
+    fn one_of_each_failure() -> Vec<(Failure, i32)> {
+        let io = || std::io::Error::other("denied");
+        let suite = || {
+            RunError::Suite(cluster_action::suite::SuiteError::ToolMissing {
+                suite: "s".into(),
+                command: "pytest".into(),
+                looked: "not found on PATH".into(),
+                install: "install it",
+            })
+        };
+        let store = || StoreError::NotFound("a".into());
+        vec![
+            (Failure::bad_input("--slots 0"), BAD_INPUT),
+            (
+                Failure::from(ManifestError::Read {
+                    path: "m.yml".into(),
+                    source: io(),
+                }),
+                BAD_INPUT,
+            ),
+            (
+                Failure::Environment(StoreError::Config("no URL".into())),
+                BAD_INPUT,
+            ),
+            (
+                Failure::StreamSettings {
+                    source: StreamError::from(store()),
+                    flags: "--keepalive".into(),
+                },
+                BAD_INPUT,
+            ),
+            (Failure::from(store()), INFRA),
+            (
+                Failure::from(BrokerError::Listener(StreamError::from(store()))),
+                INFRA,
+            ),
+            (Failure::Serve(anyhow::anyhow!("cannot bind")), INFRA),
+            (
+                Failure::from(TransportError::NoPeer(std::time::Duration::from_secs(1))),
+                INFRA,
+            ),
+            (Failure::from(WorkerError::BrokerClosed), INFRA),
+            (
+                Failure::from(WorkerError::Layer(cluster_action::layer::LayerError::Io {
+                    context: "--cache-dir".into(),
+                    source: io(),
+                })),
+                BAD_INPUT,
+            ),
+            (Failure::from(RunError::ClusterStopped("c".into())), INFRA),
+            (Failure::from(suite()), BAD_INPUT),
+            (Failure::from(LocalError::Io(io())), INFRA),
+            (Failure::from(LocalError::Run(suite())), BAD_INPUT),
+            (Failure::io("cannot write r.json")(io()), INFRA),
+            // Another cluster secret is bad input wherever it surfaces.
+            (Failure::from(RunError::Stream(other_secret())), BAD_INPUT),
+            (
+                Failure::from(BrokerError::Listener(other_secret())),
+                BAD_INPUT,
+            ),
+        ]
+    }
+
     #[test]
-    fn bad_input_exits_2_and_a_lost_broker_3() {
-        assert_eq!(Failure::bad_input("--slots 0").exit_code(), BAD_INPUT);
+    fn every_kind_of_failure_exits_with_its_documented_code() {
+        let cases = one_of_each_failure();
+        let covered: std::collections::BTreeSet<_> =
+            cases.iter().map(|(f, _)| variant(f)).collect();
+        assert_eq!(covered.len(), 12, "an example of each variant: {covered:?}");
+        for (failure, code) in &cases {
+            assert_eq!(
+                failure.exit_code(),
+                *code,
+                "{} ({failure})",
+                variant(failure)
+            );
+            assert!(
+                HELP.contains(&format!("\n  {code} ")),
+                "exit {code} is documented"
+            );
+        }
+        let codes: std::collections::BTreeSet<i32> = cases.iter().map(|(_, c)| *c).collect();
         assert_eq!(
-            Failure::from(RunError::ClusterStopped("c".into())).exit_code(),
-            INFRA,
-            "a run"
+            codes,
+            [BAD_INPUT, INFRA].into(),
+            "failures never exit 0, 1 or 130"
         );
-        assert_eq!(
-            Failure::from(LocalError::Run(RunError::ClusterStopped("c".into()))).exit_code(),
-            INFRA,
-            "a local run"
-        );
-        assert_eq!(
-            Failure::from(WorkerError::BrokerClosed).exit_code(),
-            INFRA,
-            "a worker"
-        );
+    }
+
+    #[test]
+    fn every_documented_code_is_reached() {
+        let documented: Vec<i32> = HELP
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .collect();
+        assert_eq!(documented, [OK, JOBS_FAILED, BAD_INPUT, INFRA, CANCELLED]);
+        let passed = run(&[JobStatus::Passed]).summary();
+        let failed = run(&[JobStatus::Failed]).summary();
+        let lost = RunEnd::NoWorkers { not_run: 1 };
+        let reached = [
+            run_ended(&RunEnd::Completed, &passed, 0),
+            run_ended(&RunEnd::Completed, &passed, 1),
+            Failure::bad_input("x").exit_code(),
+            run_ended(&lost, &failed, 0),
+            run_ended(&RunEnd::Cancelled, &passed, 0),
+        ];
+        assert_eq!(reached.as_slice(), documented.as_slice());
     }
 
     #[test]

@@ -44,7 +44,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a whole cluster on this machine (artifact service, broker, N worker processes,
-    /// runner) and run a manifest on it.
+    /// runner) and run a manifest on it. SIGINT or SIGTERM cancels the run (exit 130); the
+    /// workers end with this process however it ends.
     Local(run::LocalArgs),
     /// Run a manifest on the cluster: upload layers, submit jobs, follow them, report.
     Run(run::RunArgs),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use cluster_action::broker::EmbeddedBroker;
+use cluster_action::broker::{BrokerConfig, EmbeddedBroker};
 use cluster_action::link::Target;
 use cluster_action::local::{self, LocalConfig};
 use cluster_action::runner::duration::parse_duration;
@@ -14,13 +14,14 @@ use cluster_action::runner::manifest::{self, Manifest};
 use cluster_action::runner::progress::{Mode, Progress};
 use cluster_action::runner::report;
 use cluster_action::runner::session::{self, RunConfig, RunError, RunResult};
-
+use cluster_action::store::ArtifactStore;
 use cluster_action::worker::{InProcessWorker, WorkerConfig, exec::ExecLimits};
 
-use super::cluster::{BrokerArgs, worker_dirs};
+use super::cluster::worker_dirs;
 use super::common::{
-    ClusterArgs, EMBEDDED_BROKER_IDLE_TIMEOUT, LOCAL_BROKER_WAIT, LOCAL_PEER_TIMEOUT,
-    LOCAL_POLL_MAX, default_name, shutdown_signal, warn_if_readable,
+    BrokerWaitArg, ClusterArgs, EMBEDDED_BROKER_IDLE_TIMEOUT, LOCAL_BROKER_WAIT,
+    LOCAL_PEER_TIMEOUT, LOCAL_POLL_MAX, PrefetchArg, broker_config, cpus, default_name,
+    shutdown_signal, warn_if_readable,
 };
 use super::exit::{self, Failure};
 use super::history::RunHistory;
@@ -74,13 +75,10 @@ pub struct RunArgs {
     /// Stop the cluster (every worker exits 0) when this run is done.
     #[arg(long)]
     stop_cluster: bool,
-    /// Wait this long for the broker to appear.
-    #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
-    broker_wait: Duration,
-    /// With --embed-broker: jobs given to a worker beyond its slots until its round trip is
-    /// measured (then sized from it); 0 turns prefetching off.
-    #[arg(long, default_value_t = 2)]
-    prefetch: u32,
+    #[command(flatten)]
+    broker_wait: BrokerWaitArg,
+    #[command(flatten)]
+    prefetch: PrefetchArg,
     /// Jobs this runner runs itself, as a worker of the cluster inside this process (0: none;
     /// default: the number of CPUs with --embed-broker, else 0).
     #[arg(long, value_name = "N")]
@@ -96,15 +94,19 @@ pub struct RunArgs {
 pub struct LocalArgs {
     #[command(flatten)]
     jobs: JobsArgs,
-    /// Worker processes to start.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Worker processes to start, 1 to 64 (for more parallelism give each more --slots).
+    #[arg(
+        long,
+        default_value_t = 3,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(local::MAX_WORKERS))
+    )]
     workers: u32,
     /// Slots per worker (default: CPUs divided among the workers, at least 1).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     slots: Option<u32>,
-    /// Jobs given to a worker beyond its slots until its round trip is measured; 0: none.
-    #[arg(long, default_value_t = 2)]
-    prefetch: u32,
+    #[command(flatten)]
+    prefetch: PrefetchArg,
     /// Longest pause between polls of an idle stream.
     #[arg(long, default_value = LOCAL_POLL_MAX, value_parser = parse_duration, value_name = "DURATION")]
     poll_max: Duration,
@@ -113,11 +115,131 @@ pub struct LocalArgs {
     peer_timeout: Duration,
 }
 
+/// What sets one runner apart from another beside the flags `run` and `local` share: the parts
+/// of [`RunConfig`] each command decides for itself.
+struct Runner {
+    name: String,
+    stop_cluster: bool,
+    broker_wait: Duration,
+    own_slots: u32,
+    slots_hint: usize,
+}
+
+/// What `run` and `local` both start from: the manifest and its history.
+struct Work {
+    manifest: Manifest,
+    history: RunHistory,
+}
+
+impl JobsArgs {
+    /// The manifest (checked, and its reports' destinations) and its suites' history.
+    async fn work(&self, cluster: &str) -> Result<Work, Failure> {
+        let manifest = load(self)?;
+        let history = RunHistory::load(&self.suites, &manifest, cluster).await?;
+        Ok(Work { manifest, history })
+    }
+
+    /// The run's configuration: the one place a [`RunConfig`] is built.
+    fn run_config(
+        &self,
+        cluster: &ClusterArgs,
+        history: &RunHistory,
+        runner: Runner,
+    ) -> Result<RunConfig, Failure> {
+        Ok(RunConfig {
+            ns: cluster.namespace()?,
+            stream: cluster.stream()?,
+            stop_cluster: runner.stop_cluster,
+            broker_wait: runner.broker_wait,
+            worker_wait: self.worker_wait,
+            outputs_dir: self.outputs_dir.clone(),
+            name: runner.name,
+            own_slots: runner.own_slots,
+            slots_hint: runner.slots_hint,
+            timings: history.timings.clone(),
+            rerun: history.rerun(self.suites.rerun),
+        })
+    }
+}
+
+/// `run` resolved from its flags and the environment, before anything starts.
+struct RunPlan {
+    work: Work,
+    store: ArtifactStore,
+    run: RunConfig,
+    /// With --embed-broker.
+    broker: Option<BrokerConfig>,
+    /// With slots: the worker inside this process, and the temporary directory of its cache.
+    own_worker: Option<(WorkerConfig, Option<tempfile::TempDir>)>,
+}
+
+impl RunPlan {
+    async fn resolve(args: &RunArgs) -> Result<Self, Failure> {
+        let cluster = &args.cluster;
+        let work = args.jobs.work(&cluster.cluster).await?;
+        let broker = match args.embed_broker {
+            true => Some(broker_config(
+                cluster,
+                EMBEDDED_BROKER_IDLE_TIMEOUT,
+                &args.prefetch,
+            )?),
+            false => None,
+        };
+        let own_slots = args
+            .slots
+            .unwrap_or(if args.embed_broker { cpus() } else { 0 });
+        let runner = Runner {
+            name: default_name("runner"),
+            // An embedded broker stops with the run: its workers exit then.
+            stop_cluster: args.stop_cluster || args.embed_broker,
+            broker_wait: args.broker_wait.broker_wait,
+            own_slots,
+            slots_hint: 0,
+        };
+        let run = args.jobs.run_config(cluster, &work.history, runner)?;
+        let own_worker = match own_slots {
+            0 => None,
+            slots => Some(own_worker(args, &run, slots)?),
+        };
+        Ok(Self {
+            work,
+            store: cluster.cleanup.store()?,
+            run,
+            broker,
+            own_worker,
+        })
+    }
+}
+
+/// The worker a runner with `slots` runs inside its process.
+fn own_worker(
+    args: &RunArgs,
+    run: &RunConfig,
+    slots: u32,
+) -> Result<(WorkerConfig, Option<tempfile::TempDir>), Failure> {
+    let (scratch, cache_dir, work_dir) = worker_dirs(args.cache_dir.clone(), None)?;
+    let cfg = WorkerConfig {
+        ns: run.ns.clone(),
+        stream: run.stream.clone(),
+        slots,
+        cache_dir,
+        work_dir,
+        broker_wait: run.broker_wait,
+        name: format!("{}-runner", run.name),
+        limits: ExecLimits::default(),
+    };
+    Ok((cfg, scratch))
+}
+
 /// Runs a manifest on an existing cluster (or one it embeds), with a worker of its own when it
 /// has slots. A run with `--stop-cluster` refused for bad input before it joined still stops
 /// the cluster it names, if it can reach it (see [`stop_unused_cluster`]).
 pub async fn run(args: RunArgs) -> Result<i32, Failure> {
-    match run_manifest(&args).await {
+    let ran = match RunPlan::resolve(&args).await {
+        Ok(plan) => run_manifest(plan, &args.jobs).await,
+        Err(failure) => Err(failure),
+    };
+    match ran {
         Err(failure)
             if args.stop_cluster && !args.embed_broker && refused_before_joining(&failure) =>
         {
@@ -150,7 +272,7 @@ async fn stop_unused_cluster(args: &RunArgs) {
         let target = Target {
             ns: cluster.namespace()?,
             stream: cluster.stream()?,
-            wait: args.broker_wait,
+            wait: args.broker_wait.broker_wait,
         };
         Ok((cluster.cleanup.store()?, target))
     };
@@ -174,64 +296,28 @@ async fn stop_unused_cluster(args: &RunArgs) {
     }
 }
 
-/// [`run`] itself.
-async fn run_manifest(args: &RunArgs) -> Result<i32, Failure> {
-    let manifest = load(&args.jobs)?;
-    let cluster = &args.cluster;
-    let history = RunHistory::load(&args.jobs.suites, &manifest, &cluster.cluster).await?;
-    let embed_broker = if args.embed_broker {
-        Some(BrokerArgs::config(
-            cluster,
-            EMBEDDED_BROKER_IDLE_TIMEOUT,
-            args.prefetch,
-        )?)
-    } else {
-        None
-    };
-    let own_slots = args.slots.unwrap_or(match embed_broker {
-        Some(_) => cpus(),
-        None => 0,
-    });
-    let name = default_name("runner");
-    let cfg = RunConfig {
-        ns: cluster.namespace()?,
-        stream: cluster.stream()?,
-        // An embedded broker stops with the run: its workers exit then.
-        stop_cluster: args.stop_cluster || embed_broker.is_some(),
-        broker_wait: args.broker_wait,
-        worker_wait: args.jobs.worker_wait,
-        outputs_dir: args.jobs.outputs_dir.clone(),
-        name: name.clone(),
-        own_slots,
-        slots_hint: 0,
-        timings: history.timings.clone(),
-        rerun: history.rerun(args.jobs.suites.rerun),
-    };
-    let store = cluster.cleanup.store()?;
-    let broker = embed_broker.map(|bcfg| EmbeddedBroker::start(store.clone(), bcfg));
-    let (_scratch, own_worker) = match own_slots {
-        0 => (None, None),
-        slots => {
-            let (scratch, cache_dir, work_dir) = worker_dirs(args.cache_dir.clone(), None)?;
+/// [`run`] itself, on its resolved plan.
+async fn run_manifest(plan: RunPlan, args: &JobsArgs) -> Result<i32, Failure> {
+    let RunPlan {
+        work,
+        store,
+        run,
+        broker,
+        own_worker,
+    } = plan;
+    let broker = broker.map(|cfg| EmbeddedBroker::start(store.clone(), cfg));
+    let (own_worker, _scratch) = match own_worker {
+        Some((cfg, scratch)) => {
             cluster_action::worker::contain::start_guard();
-            let wcfg = WorkerConfig {
-                ns: cfg.ns.clone(),
-                stream: cfg.stream.clone(),
-                slots,
-                cache_dir,
-                work_dir,
-                broker_wait: cfg.broker_wait,
-                name: format!("{name}-runner"),
-                limits: ExecLimits::default(),
-            };
-            (scratch, Some(InProcessWorker::start(store.clone(), wcfg)))
+            (Some(InProcessWorker::start(store.clone(), cfg)), scratch)
         }
+        None => (None, None),
     };
     let mut progress = Progress::new(Mode::detect());
     let result = session::run(
         store.clone(),
-        manifest,
-        &cfg,
+        work.manifest,
+        &run,
         &mut progress,
         shutdown_signal(),
     )
@@ -248,60 +334,63 @@ async fn run_manifest(args: &RunArgs) -> Result<i32, Failure> {
         tracing::warn!("this runner's worker: {e}");
     }
     let result = result?;
-    let saved = history
-        .save(
-            &args.jobs.suites,
-            Some(&store),
-            &cluster.cluster,
-            &result.report,
-        )
+    let saved = work
+        .history
+        .save(&args.suites, Some(&store), &run.ns.cluster, &result.report)
         .await;
-    let code = finish(result, &args.jobs)?;
+    let code = finish(result, args)?;
     saved?;
     stopped?;
     Ok(code)
 }
 
-/// The CPUs of this machine (at least 1).
-fn cpus() -> u32 {
-    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+/// `local` resolved from its flags and the environment, before anything starts.
+struct LocalPlan {
+    work: Work,
+    local: LocalConfig,
+}
+
+impl LocalPlan {
+    async fn resolve(args: &LocalArgs) -> Result<Self, Failure> {
+        let cluster = ClusterArgs::local(args.poll_max, args.peer_timeout);
+        let work = args.jobs.work(&cluster.cluster).await?;
+        let slots = args.slots.unwrap_or_else(|| (cpus() / args.workers).max(1));
+        let runner = Runner {
+            name: "local-runner".into(),
+            stop_cluster: true,
+            broker_wait: LOCAL_BROKER_WAIT,
+            own_slots: 0,
+            slots_hint: (args.workers * slots) as usize,
+        };
+        let local = LocalConfig {
+            workers: args.workers,
+            slots,
+            binary: std::env::current_exe().map_err(Failure::io(
+                "cannot find this program's path to start workers",
+            ))?,
+            worker_args: cluster.to_worker_args(),
+            broker: broker_config(&cluster, EMBEDDED_BROKER_IDLE_TIMEOUT, &args.prefetch)?,
+            run: args.jobs.run_config(&cluster, &work.history, runner)?,
+        };
+        Ok(Self { work, local })
+    }
 }
 
 /// Runs a manifest on a fresh cluster on this machine.
 pub async fn local(args: LocalArgs) -> Result<i32, Failure> {
-    let manifest = load(&args.jobs)?;
-    let slots = args.slots.unwrap_or_else(|| (cpus() / args.workers).max(1));
-    let cluster = ClusterArgs::local(args.poll_max, args.peer_timeout);
-    let history = RunHistory::load(&args.jobs.suites, &manifest, &cluster.cluster).await?;
-    let binary = std::env::current_exe().map_err(Failure::io(
-        "cannot find this program's path to start workers",
-    ))?;
-    let cfg = LocalConfig {
-        workers: args.workers,
-        slots,
-        binary,
-        worker_args: cluster.to_worker_args(),
-        broker: BrokerArgs::config(&cluster, EMBEDDED_BROKER_IDLE_TIMEOUT, args.prefetch)?,
-        run: RunConfig {
-            ns: cluster.namespace()?,
-            stream: cluster.stream()?,
-            stop_cluster: true,
-            broker_wait: LOCAL_BROKER_WAIT,
-            worker_wait: args.jobs.worker_wait,
-            outputs_dir: args.jobs.outputs_dir.clone(),
-            name: "local-runner".into(),
-            own_slots: 0,
-            slots_hint: (args.workers * slots) as usize,
-            timings: history.timings.clone(),
-            rerun: history.rerun(args.jobs.suites.rerun),
-        },
-    };
+    let LocalPlan { work, local } = LocalPlan::resolve(&args).await?;
+    // Caught from here on, before the first worker starts (see `local::run`).
+    let cancel = shutdown_signal();
     let mut progress = Progress::new(Mode::detect());
-    let result = local::run(manifest, &cfg, &mut progress, shutdown_signal()).await;
+    let result = local::run(work.manifest, &local, &mut progress, cancel).await;
     progress.end();
     let result = result?;
     // The local artifact service ends with the run: only the file keeps history.
-    (history.save(&args.jobs.suites, None, &cluster.cluster, &result.report)).await?;
+    let cluster = &local.run.ns.cluster;
+    (work
+        .history
+        .save(&args.jobs.suites, None, cluster, &result.report))
+    .await?;
     finish(result, &args.jobs)
 }
 
@@ -462,4 +551,30 @@ fn write(
             out.flush()
         })
         .map_err(Failure::io(format!("cannot write {}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::local::MAX_WORKERS;
+
+    #[test]
+    fn the_help_of_local_workers_names_the_limit_the_parser_keeps() {
+        let cli = super::super::Cli::command();
+        let local = cli.find_subcommand("local").expect("local");
+        let workers = local
+            .get_arguments()
+            .find(|a| a.get_id() == "workers")
+            .expect("--workers");
+        let help = workers.get_help().expect("help").to_string();
+        assert!(help.contains(&format!("1 to {MAX_WORKERS}")), "{help}");
+        let parsed = |n: u32| {
+            let workers = n.to_string();
+            super::super::Cli::try_parse_from(["ca", "local", "--workers", &workers, "m.yml"])
+        };
+        assert!(parsed(MAX_WORKERS).is_ok());
+        let refused = parsed(MAX_WORKERS + 1).expect_err("over the limit");
+        assert_eq!(refused.exit_code(), super::super::exit::BAD_INPUT);
+    }
 }

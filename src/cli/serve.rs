@@ -117,7 +117,7 @@ pub async fn serve(args: ServeArgs) -> Result<i32, exit::Failure> {
     };
     serve::run_until_signal(cfg, serve::announce_on_stdout)
         .await
-        .map_err(exit::Failure::infra)?;
+        .map_err(exit::Failure::Serve)?;
     Ok(exit::OK)
 }
 

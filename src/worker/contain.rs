@@ -132,22 +132,36 @@ pub fn become_subreaper() {
 pub fn in_child(parent: libc::pid_t) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
+        // SAFETY: prctl with integer arguments has no memory-safety preconditions and is
+        // async-signal-safe.
+        if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    signalled_when_parent_dies(libc::SIGKILL, parent)
+}
+
+/// Between fork and exec: `signal` reaches this child when the thread that forked it ends
+/// (with its process, however that ends), and an error when `parent` (the pid of the process
+/// that forked) is already gone, since the signal would then never come. Async-signal-safe
+/// and allocation-free, as `CommandExt::pre_exec` requires. Linux only; elsewhere a no-op.
+pub fn signalled_when_parent_dies(signal: libc::c_int, parent: libc::pid_t) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
         // SAFETY: prctl and getppid with integer arguments have no memory-safety
         // preconditions and are async-signal-safe.
         unsafe {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0
-                || libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0
-            {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal, 0, 0, 0) != 0 {
                 return Err(io::Error::last_os_error());
             }
-            // The worker died between fork and prctl: the signal will never come.
+            // The parent died between fork and prctl: the signal will never come.
             if libc::getppid() != parent {
                 return Err(io::Error::from_raw_os_error(libc::ESRCH));
             }
         }
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = parent;
+    let _ = (signal, parent);
     Ok(())
 }
 
