@@ -1,5 +1,5 @@
 //! A run's timing history and earlier attempts, outside the runner: read before the run
-//! (`--timings FILE`, else GitHub's REST API through `plan::github`), kept after it (the
+//! (`--timings FILE`, else GitHub's REST API through `history::github`), kept after it (the
 //! `ca-timings` and `ca-results` artifacts, and `--write-timings FILE`). Nothing here fails a
 //! run: a source that gives nothing is one line, and the run goes on with estimates. With a
 //! cluster secret both artifacts are sealed under the history keys of the secret alone
@@ -7,14 +7,15 @@
 
 use sha2::{Digest as _, Sha256};
 
-use cluster_action::plan::ArtifactDocument;
-use cluster_action::plan::github::{GithubRun, fetch_history, fetch_sealed_history};
-use cluster_action::plan::results::{AttemptResults, RerunMode, results_artifact_name};
-use cluster_action::plan::timings::{Timings, timings_artifact_name};
+use cluster_action::history::ArtifactDocument;
+use cluster_action::history::HistorySeal;
+use cluster_action::history::github::{GithubRun, fetch_history, fetch_sealed_history};
+use cluster_action::history::results::{AttemptResults, RerunMode, results_artifact_name};
+use cluster_action::history::timings::{Timings, timings_artifact_name};
 use cluster_action::runner::manifest::Manifest;
 use cluster_action::runner::report::RunReport;
 use cluster_action::runner::suites::outcomes;
-use cluster_action::seal::{HistorySeal, SECRET_VAR};
+use cluster_action::seal::SECRET_VAR;
 use cluster_action::store::ArtifactStore;
 
 use super::exit::Failure;

@@ -6,9 +6,9 @@ use std::time::Duration;
 use clap::Args;
 
 use cluster_action::broker::EmbeddedBroker;
+use cluster_action::duration::parse_duration;
 use cluster_action::link::Target;
 use cluster_action::local::{self, LocalConfig};
-use cluster_action::runner::duration::parse_duration;
 use cluster_action::runner::machine::RunEnd;
 use cluster_action::runner::manifest::{self, Manifest};
 use cluster_action::runner::progress::{Mode, Progress};

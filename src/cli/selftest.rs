@@ -14,9 +14,9 @@ use anyhow::{Context, bail, ensure};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
+use cluster_action::duration::parse_duration;
 use cluster_action::layer::{self, Digest, LayerCache};
 use cluster_action::link::{Incoming, Link};
-use cluster_action::runner::duration::parse_duration;
 use cluster_action::store::ArtifactStore;
 use cluster_action::stream::{self, Connection, Listener, Namespace, StreamConfig};
 

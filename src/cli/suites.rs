@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 
+use cluster_action::history::results::RerunMode;
+use cluster_action::history::timings::Timings;
 use cluster_action::layer::Listed;
-use cluster_action::plan::results::RerunMode;
-use cluster_action::plan::timings::Timings;
 use cluster_action::runner::manifest::{LayerDef, Manifest, SuiteDef};
 use cluster_action::runner::report::FlakyResult;
 use cluster_action::suite::{Framework, Split, Suite};

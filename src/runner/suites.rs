@@ -10,14 +10,14 @@
 
 use std::collections::BTreeMap;
 
+use crate::history::results::{TestOutcome, TestStatus as PlanStatus};
+use crate::history::timings::Timings;
 use crate::layer::Digest;
-use crate::plan::TestKey;
-use crate::plan::batch::{PlanTest, estimate_tests, plan_batches};
-use crate::plan::results::{TestOutcome, TestStatus as PlanStatus};
-use crate::plan::timings::Timings;
 use crate::proto::{Isolation, JobIndex, JobSpec, Submission};
 use crate::runner::manifest::{DEFAULT_TIMEOUT, SuiteDef};
+use crate::suite::TestKey;
 use crate::suite::junit::FinalStatus;
+use crate::suite::plan::{PlanTest, estimate_tests, plan_batches};
 use crate::suite::{ATTEMPT_ENV, Listing, REPORT_ENV, Split, TestCase, TestRecord, TestStatus};
 
 /// The file, relative to a batch's directory, its framework writes its report to; the batch's
@@ -580,8 +580,8 @@ pub(crate) mod tests {
     fn measured_long_tests_are_planned_first() {
         let mut timings = Timings::default();
         let key = |id: &str| TestKey::new("a", id);
-        let outcome = |ms| crate::plan::results::TestOutcome {
-            status: crate::plan::results::TestStatus::Passed,
+        let outcome = |ms| crate::history::results::TestOutcome {
+            status: crate::history::results::TestStatus::Passed,
             duration_ms: Some(ms),
             attempt: 1,
         };

@@ -21,14 +21,18 @@ mod command;
 mod error;
 mod gotest;
 pub mod junit;
+pub mod makespan;
 mod nextest;
+pub mod plan;
 mod process;
 mod pytest;
 mod report;
 
 use std::path::{Path, PathBuf};
 
-use crate::runner::outputs_dir::dir_name as ship_name;
+use serde::{Deserialize, Serialize};
+
+use crate::dir_name::dir_name as ship_name;
 
 pub use error::SuiteError;
 pub use junit::{TestEntry, TestRecord};
@@ -110,6 +114,31 @@ pub struct TestCase {
     pub name: String,
     /// The file it is in, where the framework says (pytest; `split: file` keeps these together).
     pub file: Option<String>,
+}
+
+/// One test of one suite: what every plan, history and result is keyed by.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TestKey {
+    /// The suite's name in the manifest.
+    pub suite: String,
+    /// The framework's own id of the test (nextest name, pytest node id, go test name).
+    pub id: String,
+}
+
+impl TestKey {
+    /// A key from its two parts.
+    pub fn new(suite: impl Into<String>, id: impl Into<String>) -> Self {
+        Self {
+            suite: suite.into(),
+            id: id.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for TestKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.suite, self.id)
+    }
 }
 
 /// A file the runner ships to workers for a suite.

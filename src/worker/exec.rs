@@ -107,7 +107,7 @@ impl ExecError {
 /// timing history, is GitHub's token of the workflow: GitHub puts it in no step's environment.
 pub const HIDDEN_VARS: &[&str] = &[
     crate::seal::SECRET_VAR,
-    crate::plan::github::TOKEN_VAR,
+    crate::history::github::TOKEN_VAR,
     "ACTIONS_RUNTIME_TOKEN",
     "ACTIONS_RESULTS_URL",
     "ACTIONS_RUNTIME_URL",

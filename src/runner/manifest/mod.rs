@@ -28,7 +28,7 @@
 //! A manifest needs jobs, suites or both.
 //!
 //! Durations are whole numbers with units `ms`, `s`, `m`, `h` (`1h30m`), or a plain number of
-//! seconds; see [`parse_duration`](crate::runner::duration::parse_duration). Scalars are
+//! seconds; see [`parse_duration`](crate::duration::parse_duration). Scalars are
 //! taken as written: `VERSION: 1.10` sets `1.10`. Before any of that, `limits` bounds what
 //! the YAML may cost to read (flow nesting depth, alias expansion).
 
@@ -48,9 +48,9 @@ pub use commands::from_commands;
 pub use error::{Location, ManifestError, Problem};
 pub use suites::SuiteDef;
 
+use crate::duration::millis;
 use crate::layer::{Digest, Listed};
 use crate::proto::{Isolation, JobDefaults, JobIndex, JobSpec, SecretEnv, Submission};
-use crate::runner::duration::millis;
 
 /// Time limit of one attempt when neither the job nor `defaults` sets one: long enough for
 /// real test suites, short enough that a hung job does not hold a runner for hours.

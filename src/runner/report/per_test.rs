@@ -4,7 +4,7 @@
 
 use super::github::{escape_data, escape_property};
 use super::{RunReport, one_line};
-use crate::runner::duration::format_duration;
+use crate::duration::format_duration;
 use crate::suite::TestRecord;
 use crate::suite::junit::FinalStatus;
 

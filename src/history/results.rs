@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::TestKey;
 use super::document::ArtifactDocument;
 use super::timings::{Timings, check_version};
+use crate::suite::TestKey;
 
 /// The format version this build writes and reads.
 pub const RESULTS_VERSION: u32 = 1;

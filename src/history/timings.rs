@@ -9,9 +9,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::TestKey;
 use super::document::ArtifactDocument;
 use super::results::{TestOutcome, TestStatus};
+use crate::suite::TestKey;
 
 /// The format version this build writes and reads.
 pub const TIMINGS_VERSION: u32 = 1;

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use super::TestKey;
-use super::timings::Timings;
+use crate::history::timings::Timings;
 
 /// The estimate for a test of a suite with no history at all.
 pub const DEFAULT_ESTIMATE_MS: u64 = 1_000;
@@ -263,7 +263,7 @@ mod tests {
     use rand::{RngExt, SeedableRng};
 
     use super::*;
-    use crate::plan::makespan::{lower_bound_ms, makespan_ms};
+    use crate::suite::makespan::{lower_bound_ms, makespan_ms};
 
     fn measured(id: &str, ms: u64) -> Estimated {
         with(id, None, Estimate::Measured(ms))
@@ -352,8 +352,8 @@ mod tests {
     fn unknown_tests_go_first_at_the_suite_median() {
         let mut timings = Timings::default();
         for (id, ms) in [("a", 100), ("b", 300), ("c", 50_000)] {
-            let outcome = crate::plan::results::TestOutcome {
-                status: crate::plan::results::TestStatus::Passed,
+            let outcome = crate::history::results::TestOutcome {
+                status: crate::history::results::TestStatus::Passed,
                 duration_ms: Some(ms),
                 attempt: 1,
             };

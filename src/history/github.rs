@@ -7,7 +7,7 @@
 //! one) is a [`Miss`], one line for the log, and the run goes on with estimates.
 //!
 //! A sealed cluster ([`fetch_sealed_history`]) looks for its documents under their sealed
-//! names and opens them with the history keys of its secret ([`crate::seal::HistorySeal`]);
+//! names and opens them with the history keys of its secret ([`crate::history::HistorySeal`]);
 //! history sealed under another secret, or none, is not found: one line, as with no history.
 
 use std::path::Path;
@@ -19,9 +19,9 @@ use octocrab::models::workflows::WorkflowListArtifact;
 use octocrab::{Octocrab, Page};
 
 use super::ArtifactDocument;
+use super::HistorySeal;
 use super::results::{AttemptResults, results_artifact_name};
 use super::timings::{Timings, timings_artifact_name};
-use crate::seal::HistorySeal;
 
 /// The REST API's base URL (GitHub Enterprise Server sets its own).
 pub const API_URL_VAR: &str = "GITHUB_API_URL";
