@@ -95,6 +95,7 @@
 pub mod broker;
 pub mod budget;
 pub mod cleanup;
+pub mod credentials;
 pub mod dir_name;
 pub mod duration;
 pub mod history;
@@ -111,3 +112,4 @@ pub mod stream;
 pub mod suite;
 pub mod token;
 pub mod worker;
+pub mod xml;

@@ -7,6 +7,7 @@
 
 use sha2::{Digest as _, Sha256};
 
+use cluster_action::credentials::SECRET_VAR;
 use cluster_action::history::ArtifactDocument;
 use cluster_action::history::HistorySeal;
 use cluster_action::history::github::{GithubRun, fetch_history, fetch_sealed_history};
@@ -15,7 +16,6 @@ use cluster_action::history::timings::{Timings, timings_artifact_name};
 use cluster_action::runner::manifest::Manifest;
 use cluster_action::runner::report::RunReport;
 use cluster_action::runner::suites::outcomes;
-use cluster_action::seal::SECRET_VAR;
 use cluster_action::store::ArtifactStore;
 
 use super::exit::Failure;

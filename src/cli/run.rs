@@ -321,7 +321,7 @@ fn load(args: &JobsArgs) -> Result<Manifest, Failure> {
             println!("{line}");
         }
     }
-    cluster_action::budget::check_manifest(&manifest)
+    cluster_action::budget::check_layers(&manifest.path, manifest.layers_used())
         .map_err(|e| Failure::bad_input(e.to_string()))?;
     Ok(manifest)
 }

@@ -15,8 +15,8 @@ use crate::history::timings::Timings;
 use crate::layer::Digest;
 use crate::proto::{Isolation, JobIndex, JobSpec, Submission};
 use crate::runner::manifest::{DEFAULT_TIMEOUT, SuiteDef};
+use crate::suite::FinalStatus;
 use crate::suite::TestKey;
-use crate::suite::junit::FinalStatus;
 use crate::suite::plan::{PlanTest, estimate_tests, plan_batches};
 use crate::suite::{ATTEMPT_ENV, Listing, REPORT_ENV, Split, TestCase, TestRecord, TestStatus};
 
@@ -162,7 +162,11 @@ impl SuiteRun {
                 })
                 .collect();
             let target = suite.def.batch.map(|d| d.as_millis() as u64);
-            let batches = plan_batches(estimate_tests(tests, &self.timings), target, slots);
+            let batches = plan_batches(
+                estimate_tests(tests, |key| self.timings.estimate_ms(key)),
+                target,
+                slots,
+            );
             plans.push(
                 batches
                     .into_iter()
@@ -435,7 +439,7 @@ pub(crate) mod tests {
             .collect()
     }
 
-    fn status_of(run: &SuiteRun, id: &str) -> crate::suite::junit::FinalStatus {
+    fn status_of(run: &SuiteRun, id: &str) -> crate::suite::FinalStatus {
         let records = run.records();
         records
             .iter()

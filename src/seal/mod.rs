@@ -35,10 +35,6 @@ pub use layer::{LayerSeal, SealedLayer};
 pub(crate) use frame::{open_with_nonce, seal_with_random_nonce};
 pub(crate) use name::keyed_hash;
 
-/// The environment variable that holds the cluster secret (never a flag: every process can
-/// read another's argv).
-pub const SECRET_VAR: &str = "CLUSTER_SECRET";
-
 /// Authentication failures seen by this process.
 static REFUSED: AtomicU64 = AtomicU64::new(0);
 

@@ -25,7 +25,7 @@ mod retry;
 mod transfer;
 mod twirp;
 
-pub use config::{RESULTS_URL_VAR, RUNTIME_TOKEN_VAR, StoreConfig};
+pub use config::StoreConfig;
 pub use error::StoreError;
 pub use retry::RetryPolicy;
 pub use transfer::{AppendCreation, AppendWriter, BlobTail, UploadOutcome};

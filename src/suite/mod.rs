@@ -27,6 +27,7 @@ pub mod plan;
 mod process;
 mod pytest;
 mod report;
+mod result;
 
 use std::path::{Path, PathBuf};
 
@@ -35,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use crate::dir_name::dir_name as ship_name;
 
 pub use error::SuiteError;
-pub use junit::{TestEntry, TestRecord};
+pub use result::{FinalStatus, TestEntry, TestRecord, TestResult, TestStatus};
 
 /// The variable naming the file a batch writes its report to (JUnit XML; for go, the test
 /// binaries' verbose output), relative to the job's directory or absolute.
@@ -148,51 +149,6 @@ pub struct Shipped {
     pub source: PathBuf,
     /// Where the batch command expects it, relative to the job's directory.
     pub dest: PathBuf,
-}
-
-/// How one test ended in one attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TestStatus {
-    /// It passed.
-    Passed,
-    /// It failed.
-    Failed,
-    /// The framework skipped it.
-    Skipped,
-    /// It could not run, or the report does not say what happened to it.
-    Error,
-    /// The batch stopped before it finished: it should run again.
-    NotRun,
-}
-
-impl TestStatus {
-    /// The status as the JSON report and messages name it.
-    pub fn name(self) -> &'static str {
-        match self {
-            TestStatus::Passed => "passed",
-            TestStatus::Failed => "failed",
-            TestStatus::Skipped => "skipped",
-            TestStatus::Error => "error",
-            TestStatus::NotRun => "not_run",
-        }
-    }
-}
-
-/// The result of one test in one attempt, from the framework's report.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TestResult {
-    /// The test.
-    pub case: TestCase,
-    /// How it ended.
-    pub status: TestStatus,
-    /// Its run time as the framework measured it.
-    pub duration_ms: u64,
-    /// The one-line reason of a failure or error.
-    pub message: Option<String>,
-    /// Its captured output (failure details, stdout, stderr).
-    pub output: String,
-    /// The worker that ran it, once the runner has recorded it (a report does not say).
-    pub worker: Option<String>,
 }
 
 /// A listed suite: its tests, the files workers need, and what a batch of it runs.

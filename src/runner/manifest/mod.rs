@@ -119,6 +119,20 @@ pub struct JobDef {
     pub secret_env: SecretEnv,
 }
 
+impl Manifest {
+    /// The layers its jobs use, each counted once: the layer artifacts the runner's job
+    /// uploads (see [`crate::budget::check_layers`]).
+    pub fn layers_used(&self) -> u32 {
+        let used: std::collections::BTreeSet<&String> = self
+            .jobs
+            .iter()
+            .flat_map(|j| &j.layers)
+            .filter(|l| self.layers.contains_key(*l))
+            .collect();
+        u32::try_from(used.len()).unwrap_or(u32::MAX)
+    }
+}
+
 impl JobDef {
     /// The job as submitted to the broker. `layer_digests` are the digests of
     /// [`JobDef::layers`], in the same order.
@@ -269,5 +283,40 @@ fn syntax_problem(error: &serde_yaml::Error) -> Problem {
         location,
         message,
         hint: Some(hint.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_layer_shared_by_jobs_counts_once() {
+        let names: Vec<String> = (0..3).map(|i| format!("l{i}")).collect();
+        let job = |layers: Vec<String>| JobDef {
+            name: "j".into(),
+            run: "true".into(),
+            env: BTreeMap::new(),
+            layers,
+            timeout: Duration::from_secs(1),
+            retries: 0,
+            outputs: vec![],
+            estimate: None,
+            isolation: Default::default(),
+            secret_env: Default::default(),
+        };
+        let layer = || LayerDef {
+            paths: vec![],
+            listed: Listed::Entries,
+        };
+        let manifest = Manifest {
+            path: PathBuf::from("m.yml"),
+            base_dir: PathBuf::from("."),
+            layers: names.iter().map(|n| (n.clone(), layer())).collect(),
+            jobs: vec![job(names.clone()), job(names)],
+            suites: Vec::new(),
+            defaults: Default::default(),
+        };
+        assert_eq!(manifest.layers_used(), 3);
     }
 }
