@@ -23,7 +23,7 @@ use super::common::{
     LOCAL_POLL_MAX, default_name, shutdown_signal, warn_if_readable,
 };
 use super::exit::{self, Failure};
-use super::history::RunHistory;
+use super::history::{load_history, save_history};
 use super::suites::SuiteArgs;
 
 /// What to run and where the reports go (shared by `run` and `local`).
@@ -178,7 +178,7 @@ async fn stop_unused_cluster(args: &RunArgs) {
 async fn run_manifest(args: &RunArgs) -> Result<i32, Failure> {
     let manifest = load(&args.jobs)?;
     let cluster = &args.cluster;
-    let history = RunHistory::load(&args.jobs.suites, &manifest, &cluster.cluster).await?;
+    let history = load_history(&args.jobs.suites, &manifest, &cluster.cluster).await?;
     let embed_broker = if args.embed_broker {
         Some(BrokerArgs::config(
             cluster,
@@ -248,14 +248,14 @@ async fn run_manifest(args: &RunArgs) -> Result<i32, Failure> {
         tracing::warn!("this runner's worker: {e}");
     }
     let result = result?;
-    let saved = history
-        .save(
-            &args.jobs.suites,
-            Some(&store),
-            &cluster.cluster,
-            &result.report,
-        )
-        .await;
+    let saved = save_history(
+        &history,
+        &args.jobs.suites,
+        Some(&store),
+        &cluster.cluster,
+        &result.report,
+    )
+    .await;
     let code = finish(result, &args.jobs)?;
     saved?;
     stopped?;
@@ -272,7 +272,7 @@ pub async fn local(args: LocalArgs) -> Result<i32, Failure> {
     let manifest = load(&args.jobs)?;
     let slots = args.slots.unwrap_or_else(|| (cpus() / args.workers).max(1));
     let cluster = ClusterArgs::local(args.poll_max, args.peer_timeout);
-    let history = RunHistory::load(&args.jobs.suites, &manifest, &cluster.cluster).await?;
+    let history = load_history(&args.jobs.suites, &manifest, &cluster.cluster).await?;
     let binary = std::env::current_exe().map_err(Failure::io(
         "cannot find this program's path to start workers",
     ))?;
@@ -301,7 +301,14 @@ pub async fn local(args: LocalArgs) -> Result<i32, Failure> {
     progress.end();
     let result = result?;
     // The local artifact service ends with the run: only the file keeps history.
-    (history.save(&args.jobs.suites, None, &cluster.cluster, &result.report)).await?;
+    save_history(
+        &history,
+        &args.jobs.suites,
+        None,
+        &cluster.cluster,
+        &result.report,
+    )
+    .await?;
     finish(result, &args.jobs)
 }
 

@@ -10,12 +10,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::history::results::{TestOutcome, TestStatus as PlanStatus};
 use crate::history::timings::Timings;
 use crate::layer::Digest;
 use crate::proto::{Isolation, JobIndex, JobSpec, Submission};
 use crate::runner::manifest::{DEFAULT_TIMEOUT, SuiteDef};
-use crate::suite::FinalStatus;
 use crate::suite::TestKey;
 use crate::suite::plan::{PlanTest, estimate_tests, plan_batches};
 use crate::suite::{ATTEMPT_ENV, Listing, REPORT_ENV, Split, TestCase, TestRecord, TestStatus};
@@ -342,33 +340,6 @@ impl SuiteRun {
         self.in_flight.insert(index, batch);
         Submission { index, spec }
     }
-}
-
-/// The outcome of each test for the timing history and the re-run of a later attempt, as of
-/// run attempt `attempt`: a skipped test counts as passed without a duration, an error as a
-/// failure.
-pub fn outcomes(records: &[TestRecord], attempt: u32) -> BTreeMap<TestKey, TestOutcome> {
-    records
-        .iter()
-        .map(|record| {
-            let entry = record.entry();
-            let (status, duration_ms) = match record.status() {
-                FinalStatus::Passed => (PlanStatus::Passed, Some(entry.duration_ms)),
-                FinalStatus::Flaky => (PlanStatus::Flaky, Some(entry.duration_ms)),
-                FinalStatus::Skipped => (PlanStatus::Passed, None),
-                FinalStatus::Failed | FinalStatus::Error => {
-                    (PlanStatus::Failed, Some(entry.duration_ms))
-                }
-                FinalStatus::NotRun => (PlanStatus::NotRun, None),
-            };
-            let outcome = TestOutcome {
-                status,
-                duration_ms,
-                attempt,
-            };
-            (TestKey::new(&record.suite, &record.case.id), outcome)
-        })
-        .collect()
 }
 
 /// Attempts of a record that ran to an end.
