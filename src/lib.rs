@@ -54,8 +54,9 @@
 //!   (`suite::plan`: batches from estimates, longest and unknown first, none over total /
 //!   slots; a fully measured suite dealt onto two batches per slot).
 //! - [`history`]: what a run keeps for later runs: the `ca-timings` and `ca-results`
-//!   documents (sealed as `ca-history-…` with a secret), re-run selection, and
-//!   `history::github`, which reads them back through GitHub's REST API (octocrab).
+//!   documents (sealed as `ca-history-…` with a secret), re-run selection, the `--timings`
+//!   files, `history::github`, which reads them back through GitHub's REST API (octocrab),
+//!   and `history::RunHistory`, loaded before a run and saved after it.
 //! - [`in_process`]: a broker or worker run as a task beside a runner, stopped by it
 //!   (`broker::EmbeddedBroker`, `worker::InProcessWorker`).
 //! - [`local`]: `cluster-action local`: [`serve`] in-process, an embedded broker, worker
@@ -63,6 +64,10 @@
 //! - [`serve`]: a local artifact service (both halves) for tests, benchmarks and `local`.
 //! - [`budget`]: GitHub's 500 artifacts per job: the runner's up-front check of a manifest, the
 //!   workers' outputs flush pacing.
+//! - [`credentials`]: the names of the credential variables, and the list hidden from jobs
+//!   and from `/proc`.
+//! - [`duration`], [`dir_name`], [`xml`]: durations as people write them, a free-text name as
+//!   a directory name (a job's outputs, a suite's shipped files), XML text for JUnit.
 //! - [`cleanup`]: what a cluster leaves behind: the broker's clean-stop deletion, `gc`'s
 //!   leftovers, the `keep` rule (artifacts' retention is the store's `expiresAt`).
 //!
