@@ -15,7 +15,9 @@
 //! is its streamed verbose output; for nextest and pytest the report file holds their progress
 //! lines until the framework's JUnit replaces it at the end; a `command` suite's JUnit is all
 //! or nothing.)
-//! [`junit`] merges the results of every batch and attempt into one JUnit XML.
+//! A test's attempts fold into one [`TestRecord`] and its [`FinalStatus`]; [`junit`] writes
+//! the records of every batch and attempt as one JUnit XML. [`plan`] packs a suite's tests
+//! (each a [`TestKey`]) into batches from their estimates, and [`makespan`] measures a plan.
 
 mod command;
 mod error;
