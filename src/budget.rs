@@ -3,7 +3,7 @@
 //! of a cluster is one GitHub job, so each plans against its own budget.
 //!
 //! - The runner's job creates the manifest's layers, its stream, the reports and, with an
-//!   embedded broker, the broker's markers and one down-stream per peer: [`check_manifest`]
+//!   embedded broker, the broker's markers and one down-stream per peer: [`check_layers`]
 //!   refuses up front (exit 2, with the count) a manifest whose layers cannot fit beside
 //!   [`RUNNER_RESERVE`].
 //! - A worker's job creates its stream and its outputs layers. Workers pack the outputs of
@@ -16,9 +16,8 @@
 //!   all of it refuses outputs: each such job is reported as an error naming the limit, never
 //!   dropped silently.
 
+use std::path::Path;
 use std::time::Duration;
-
-use crate::runner::manifest::Manifest;
 
 /// GitHub's limit on the artifacts one job may create ("Maximum of 500 artifacts per job",
 /// actions/upload-artifact's README).
@@ -73,20 +72,14 @@ pub struct OverBudget {
     pub max: u32,
 }
 
-/// The runner's upload plan of `manifest`: the number of layer artifacts it needs, or why
-/// they do not fit. Pure: called before anything is packed or uploaded.
-pub fn check_manifest(manifest: &Manifest) -> Result<u32, OverBudget> {
-    let used: std::collections::BTreeSet<&String> = manifest
-        .jobs
-        .iter()
-        .flat_map(|j| &j.layers)
-        .filter(|l| manifest.layers.contains_key(*l))
-        .collect();
-    let layers = u32::try_from(used.len()).unwrap_or(u32::MAX);
+/// The runner's upload plan of the manifest at `manifest`, whose jobs use `layers` distinct
+/// layers: the number of layer artifacts it needs, or why they do not fit. Pure: called
+/// before anything is packed or uploaded.
+pub fn check_layers(manifest: &Path, layers: u32) -> Result<u32, OverBudget> {
     let max = ARTIFACTS_PER_JOB - RUNNER_RESERVE;
     if layers > max {
         return Err(OverBudget {
-            manifest: manifest.path.display().to_string(),
+            manifest: manifest.display().to_string(),
             layers,
             total: layers.saturating_add(RUNNER_RESERVE),
             max,
@@ -110,50 +103,12 @@ pub fn outputs_linger(flushes: u32) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
-    use std::path::PathBuf;
-
-    use crate::runner::manifest::{JobDef, LayerDef};
-
-    fn with_layers(count: usize) -> Manifest {
-        let names: Vec<String> = (0..count).map(|i| format!("l{i}")).collect();
-        let job = |layers: Vec<String>| JobDef {
-            name: "j".into(),
-            run: "true".into(),
-            env: BTreeMap::new(),
-            layers,
-            timeout: std::time::Duration::from_secs(1),
-            retries: 0,
-            outputs: vec![],
-            estimate: None,
-            isolation: Default::default(),
-            secret_env: Default::default(),
-        };
-        Manifest {
-            path: PathBuf::from("m.yml"),
-            base_dir: PathBuf::from("."),
-            layers: names
-                .iter()
-                .map(|n| {
-                    let def = LayerDef {
-                        paths: vec![],
-                        listed: crate::layer::Listed::Entries,
-                    };
-                    (n.clone(), def)
-                })
-                .collect::<BTreeMap<_, _>>(),
-            // Two jobs sharing every layer: a layer counts once.
-            jobs: vec![job(names.clone()), job(names)],
-            suites: Vec::new(),
-            defaults: Default::default(),
-        }
-    }
-
     #[test]
     fn a_manifest_fits_up_to_the_budget_and_is_refused_with_its_count_beyond() {
-        assert_eq!(check_manifest(&with_layers(0)), Ok(0));
-        assert_eq!(check_manifest(&with_layers(400)), Ok(400));
-        let e = check_manifest(&with_layers(600)).unwrap_err();
+        let manifest = Path::new("m.yml");
+        assert_eq!(check_layers(manifest, 0), Ok(0));
+        assert_eq!(check_layers(manifest, 400), Ok(400));
+        let e = check_layers(manifest, 600).unwrap_err();
         assert_eq!((e.layers, e.total, e.max), (600, 700, 400));
         let msg = e.to_string();
         assert!(

@@ -78,7 +78,7 @@ impl FromStr for Keep {
 pub fn is_report(name: &str) -> bool {
     name.starts_with("ca-timings")
         || name.starts_with("ca-results-")
-        || name.starts_with(crate::seal::HISTORY_ARTIFACT)
+        || name.starts_with(crate::history::HISTORY_ARTIFACT)
 }
 
 /// The layers a cluster used or produced, as its broker saw them go by.

@@ -15,7 +15,7 @@
 //!   finished rather than created again: `store::AppendCreation`).
 //! - [`seal`]: with a cluster secret (`CLUSTER_SECRET`), keys per purpose and direction
 //!   (HKDF-SHA256), sealed frames (XChaCha20-Poly1305), chunked sealed layers and keyed
-//!   (HMAC) layer names; `seal::HistorySeal`, the timing history and results a sealed cluster
+//!   (HMAC) layer names; `history::HistorySeal`, the timing history and results a sealed cluster
 //!   keeps for later runs, under keys from the secret alone. Hooked in at the frame codec (`stream::frame` encode/decode, keys in
 //!   [`stream::StreamConfig::seal`]), at [`layer::publish`] and at [`layer::LayerCache`]'s
 //!   insert; a frame it refuses ends its stream, a layer it refuses fails the job.
@@ -49,14 +49,15 @@
 //!   requeue what a batch never finished, retry failures alone and away from the workers
 //!   they ran on, flaky); progress and reports
 //!   (per job, and per test: `runner::report`).
-//! - [`plan`]: a test suite's plan: batches from estimates (longest and unknown first, none
-//!   over total / slots; a fully measured suite dealt onto two batches per slot), the
-//!   `ca-timings` and `ca-results` documents (sealed as `ca-history-…` with a secret), re-run
-//!   selection, and `plan::github`, which reads them back through GitHub's REST API
-//!   (octocrab).
-//! - [`suite`]: test frameworks (nextest, pytest, go test, a command pair): listing a suite
-//!   on the runner, the command a worker runs for a batch, per-test results from the
-//!   framework's own report, and the merged JUnit.
+//! - [`suite`]: test suites: frameworks (nextest, pytest, go test, a command pair) listing a
+//!   suite on the runner, the command a worker runs for a batch, per-test results from the
+//!   framework's own report (`suite::result`), the merged JUnit, and the plan
+//!   (`suite::plan`: batches from estimates, longest and unknown first, none over total /
+//!   slots; a fully measured suite dealt onto two batches per slot).
+//! - [`history`]: what a run keeps for later runs: the `ca-timings` and `ca-results`
+//!   documents (sealed as `ca-history-…` with a secret), re-run selection, the `--timings`
+//!   files, `history::github`, which reads them back through GitHub's REST API (octocrab),
+//!   and `history::RunHistory`, loaded before a run and saved after it.
 //! - [`in_process`]: a broker or worker run as a task beside a runner, stopped by it
 //!   (`broker::EmbeddedBroker`, `worker::InProcessWorker`).
 //! - [`local`]: `cluster-action local`: [`serve`] in-process, an embedded broker, worker
@@ -66,6 +67,10 @@
 //!   and a layer, through the run's artifact store.
 //! - [`budget`]: GitHub's 500 artifacts per job: the runner's up-front check of a manifest, the
 //!   workers' outputs flush pacing.
+//! - [`credentials`]: the names of the credential variables, and the list hidden from jobs
+//!   and from `/proc`.
+//! - [`duration`], [`dir_name`], [`xml`]: durations as people write them, a free-text name as
+//!   a directory name (a job's outputs, a suite's shipped files), XML text for JUnit.
 //! - [`cleanup`]: what a cluster leaves behind: the broker's clean-stop deletion, `gc`'s
 //!   leftovers, the `keep` rule (artifacts' retention is the store's `expiresAt`).
 //!
@@ -98,11 +103,14 @@
 pub mod broker;
 pub mod budget;
 pub mod cleanup;
+pub mod credentials;
+pub mod dir_name;
+pub mod duration;
+pub mod history;
 pub mod in_process;
 pub mod layer;
 pub mod link;
 pub mod local;
-pub mod plan;
 pub mod proto;
 pub mod retry;
 pub mod runner;
@@ -114,3 +122,4 @@ pub mod stream;
 pub mod suite;
 pub mod token;
 pub mod worker;
+pub mod xml;

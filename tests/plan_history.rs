@@ -16,12 +16,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use cluster_action::plan::github::{GithubRun, History, MissReason, fetch_history};
-use cluster_action::plan::results::{
+use cluster_action::history::ArtifactDocument;
+use cluster_action::history::github::{GithubRun, History, MissReason, fetch_history};
+use cluster_action::history::results::{
     AttemptResults, RESULTS_FILE, RerunMode, TestOutcome, TestStatus, select_rerun,
 };
-use cluster_action::plan::timings::{TIMINGS_FILE, Timings};
-use cluster_action::plan::{ArtifactDocument, TestKey};
+use cluster_action::history::timings::{TIMINGS_FILE, Timings};
+use cluster_action::suite::TestKey;
 use serde_json::{Value, json};
 
 mod common;
@@ -538,7 +539,7 @@ async fn attempt_2_through_local_runs_only_the_tests_that_failed_or_never_ran() 
         timings: Timings::default(),
     };
     // `local` names its cluster `local`.
-    let name = cluster_action::plan::results::results_artifact_name("local", 1);
+    let name = cluster_action::history::results::results_artifact_name("local", 1);
     let server = serve(
         vec![Stored {
             id: 7,
@@ -575,7 +576,7 @@ async fn attempt_2_through_local_runs_only_the_tests_that_failed_or_never_ran() 
 fn local_timings(zip_bytes: Vec<u8>) -> Vec<Stored> {
     vec![Stored {
         id: 21,
-        name: cluster_action::plan::timings::timings_artifact_name("local", Some("ci.yml")),
+        name: cluster_action::history::timings::timings_artifact_name("local", Some("ci.yml")),
         run_id: 101,
         branch: "main",
         created_at: "2026-11-10T10:00:00Z",
@@ -695,8 +696,8 @@ async fn a_run_whose_history_artifact_is_garbled_says_so_once_and_passes() {
 
 #[tokio::test]
 async fn sealed_history_is_read_with_the_same_secret_and_missed_in_one_line_without_it() {
-    use cluster_action::plan::github::fetch_sealed_history;
-    use cluster_action::seal::{HISTORY_ARTIFACT, HistorySeal};
+    use cluster_action::history::github::fetch_sealed_history;
+    use cluster_action::history::{HISTORY_ARTIFACT, HistorySeal};
     let seal = HistorySeal::derive(b"s3cret").unwrap();
     // What a sealed run on main kept: its timings under their sealed name, sealed.
     let mut sealed = timings_artifact(1, 101, "main", "2026-11-10T10:00:00Z", 1_000);
@@ -724,8 +725,8 @@ async fn sealed_history_is_read_with_the_same_secret_and_missed_in_one_line_with
 
 #[tokio::test]
 async fn a_tampered_sealed_history_is_refused_in_one_line() {
-    use cluster_action::plan::github::fetch_sealed_history;
-    use cluster_action::seal::HistorySeal;
+    use cluster_action::history::HistorySeal;
+    use cluster_action::history::github::fetch_sealed_history;
     let seal = HistorySeal::derive(b"s3cret").unwrap();
     let mut sealed = timings_artifact(1, 101, "main", "2026-11-10T10:00:00Z", 1_000);
     sealed.name = seal.name(TIMINGS);
@@ -775,7 +776,7 @@ async fn run_binary(
 
 #[tokio::test]
 async fn a_sealed_run_s_history_is_sealed_and_only_the_same_secret_re_runs_from_it() {
-    use cluster_action::seal::HISTORY_ARTIFACT;
+    use cluster_action::history::HISTORY_ARTIFACT;
     use cluster_action::token::{BackendIds, make_token};
     let service = cluster_action::serve::start(Default::default())
         .await

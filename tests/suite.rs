@@ -20,11 +20,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Once;
 
-use cluster_action::suite::junit::{FinalStatus, TestRecord, merged};
+use cluster_action::suite::junit::merged;
 use cluster_action::suite::{
     ATTEMPT_ENV, Framework, Listing, REPORT_ENV, Split, Suite, SuiteError, TestCase, TestResult,
     TestStatus,
 };
+use cluster_action::suite::{FinalStatus, TestRecord};
 
 mod common;
 use common::await_some;

@@ -6,8 +6,8 @@ use std::time::Duration;
 use clap::Args;
 
 use cluster_action::broker::{self, BrokerEnd};
+use cluster_action::duration::parse_duration;
 use cluster_action::link::Target;
-use cluster_action::runner::duration::parse_duration;
 use cluster_action::runner::session;
 use cluster_action::worker::{self, WorkerConfig, WorkerEnd, exec::ExecLimits};
 

@@ -6,8 +6,9 @@ use std::time::Duration;
 use clap::Args;
 
 use cluster_action::broker::BrokerConfig;
-use cluster_action::runner::duration::parse_duration;
-use cluster_action::seal::{ClusterKeys, SECRET_VAR};
+use cluster_action::credentials::SECRET_VAR;
+use cluster_action::duration::parse_duration;
+use cluster_action::seal::ClusterKeys;
 use cluster_action::store::{ArtifactStore, StoreConfig};
 use cluster_action::stream::{Namespace, StreamConfig};
 

@@ -13,7 +13,7 @@
 
 use std::ffi::OsString;
 
-use cluster_action::worker::exec::HIDDEN_VARS;
+use cluster_action::credentials::HIDDEN_VARS;
 
 /// Hides the credential variables of this process as the module says. Must run first in
 /// `main`, while the process has one thread.

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use cluster_action::runner::duration::parse_duration;
+use cluster_action::duration::parse_duration;
 
 /// Turns the jobs of one GitHub Actions workflow run into a compute cluster that talks only
 /// through the run's artifact store.

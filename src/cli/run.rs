@@ -6,9 +6,9 @@ use std::time::Duration;
 use clap::Args;
 
 use cluster_action::broker::{BrokerConfig, EmbeddedBroker};
+use cluster_action::duration::parse_duration;
 use cluster_action::link::Target;
 use cluster_action::local::{self, LocalConfig};
-use cluster_action::runner::duration::parse_duration;
 use cluster_action::runner::machine::RunEnd;
 use cluster_action::runner::manifest::{self, Manifest};
 use cluster_action::runner::progress::{Mode, Progress};
@@ -24,8 +24,9 @@ use super::common::{
     shutdown_signal, warn_if_readable,
 };
 use super::exit::{self, Failure};
-use super::history::RunHistory;
+use super::history::{load_history, save_history};
 use super::suites::SuiteArgs;
+use cluster_action::history::RunHistory;
 
 /// What to run and where the reports go (shared by `run` and `local`).
 #[derive(Debug, Args)]
@@ -135,7 +136,7 @@ impl JobsArgs {
     /// The manifest (checked, and its reports' destinations) and its suites' history.
     async fn work(&self, cluster: &str) -> Result<Work, Failure> {
         let manifest = load(self)?;
-        let history = RunHistory::load(&self.suites, &manifest, cluster).await?;
+        let history = load_history(&self.suites, &manifest, cluster).await?;
         Ok(Work { manifest, history })
     }
 
@@ -334,10 +335,14 @@ async fn run_manifest(plan: RunPlan, args: &JobsArgs) -> Result<i32, Failure> {
         tracing::warn!("this runner's worker: {e}");
     }
     let result = result?;
-    let saved = work
-        .history
-        .save(&args.suites, Some(&store), &run.ns.cluster, &result.report)
-        .await;
+    let saved = save_history(
+        &work.history,
+        &args.suites,
+        Some(&store),
+        &run.ns.cluster,
+        &result.report,
+    )
+    .await;
     let code = finish(result, args)?;
     saved?;
     stopped?;
@@ -387,9 +392,13 @@ pub async fn local(args: LocalArgs) -> Result<i32, Failure> {
     let result = result?;
     // The local artifact service ends with the run: only the file keeps history.
     let cluster = &local.run.ns.cluster;
-    (work
-        .history
-        .save(&args.jobs.suites, None, cluster, &result.report))
+    save_history(
+        &work.history,
+        &args.jobs.suites,
+        None,
+        cluster,
+        &result.report,
+    )
     .await?;
     finish(result, &args.jobs)
 }
@@ -410,7 +419,7 @@ fn load(args: &JobsArgs) -> Result<Manifest, Failure> {
             println!("{line}");
         }
     }
-    cluster_action::budget::check_manifest(&manifest)
+    cluster_action::budget::check_layers(&manifest.path, manifest.layers_used())
         .map_err(|e| Failure::bad_input(e.to_string()))?;
     Ok(manifest)
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use cluster_action::runner::duration::parse_duration;
+use cluster_action::duration::parse_duration;
 use cluster_action::selftest::{self, Role, TransportCheck};
 
 use super::common::{ClusterArgs, store_from_env};

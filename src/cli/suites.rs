@@ -2,13 +2,13 @@
 //! `--pytest`, `--go-test`), timing history files and `--flaky-result`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
+use cluster_action::history::HistorySource;
+use cluster_action::history::results::RerunMode;
 use cluster_action::layer::Listed;
-use cluster_action::plan::results::RerunMode;
-use cluster_action::plan::timings::Timings;
 use cluster_action::runner::manifest::{LayerDef, Manifest, SuiteDef};
 use cluster_action::runner::report::FlakyResult;
 use cluster_action::suite::{Framework, Split, Suite};
@@ -112,35 +112,12 @@ impl SuiteArgs {
         }
     }
 
-    /// `--timings FILE`: none when not given or (said in one line) when the file does not
-    /// exist yet.
-    pub fn read_timings(&self) -> Result<Option<Timings>, Failure> {
-        let Some(path) = &self.timings else {
-            return Ok(None);
-        };
-        let read = Timings::read_file(path).map_err(|e| Failure::bad_input(e.to_string()))?;
-        if read.is_none() {
-            eprintln!(
-                "no timing history in {} yet: tests are estimated",
-                path.display()
-            );
+    /// Where the run's history is read from and written to, for `cluster`.
+    pub fn history_source(&self, cluster: &str) -> HistorySource {
+        HistorySource {
+            timings_file: self.timings.clone(),
+            write_timings: self.write_timings.clone(),
+            cluster: cluster.to_owned(),
         }
-        Ok(read)
     }
-
-    /// Writes `--write-timings FILE`.
-    pub fn write_timings(&self, timings: &Timings) -> Result<(), Failure> {
-        let Some(path) = &self.write_timings else {
-            return Ok(());
-        };
-        timings
-            .write_file(path)
-            .map_err(|e| Failure::bad_input(format!("{e}")))
-            .map(|()| written(path))
-    }
-}
-
-/// Says where the timings went.
-fn written(path: &Path) {
-    eprintln!("timing history written to {}", path.display());
 }

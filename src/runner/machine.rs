@@ -16,9 +16,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::warn;
 
-use super::outputs_dir;
 use super::report::{JobReport, RunReport};
 use super::suites::SuiteRun;
+use crate::dir_name::dir_name;
 use crate::layer::Digest;
 use crate::proto::{BrokerToRunner, JobIndex, JobOutcome, JobStatus, RunnerMsg};
 use crate::proto::{JobDefaults, Submission};
@@ -430,7 +430,7 @@ impl Machine {
             warn!(
                 "outputs of job '{name}' could not be brought back ({error}): again in {after:?}"
             );
-            let dir = outputs_dir::dir_name(name);
+            let dir = dir_name(name);
             entry.fetching = Some((layer.clone(), path.clone(), tries + 1));
             return vec![Effect::FetchOutputs {
                 index,
@@ -519,7 +519,7 @@ impl Machine {
             entry.fetching = Some((layer.clone(), path.clone(), 1));
             fx.push(Effect::FetchOutputs {
                 index,
-                dir: outputs_dir::dir_name(&entry.report.name),
+                dir: dir_name(&entry.report.name),
                 layer,
                 path,
                 after: Duration::ZERO,
@@ -853,7 +853,7 @@ mod tests {
             fx[0],
             Effect::FetchOutputs {
                 index: JobIndex(0),
-                dir: outputs_dir::dir_name("job 0"),
+                dir: dir_name("job 0"),
                 layer: Digest("ab".into()),
                 path: None,
                 after: Duration::ZERO,

@@ -23,15 +23,15 @@ use super::manifest::{Manifest, SuiteDef};
 use super::progress::Progress;
 use super::report::RunReport;
 use super::suites::{ListedSuite, REPORT_FILE, SuiteRun};
+use crate::history::results::{AttemptResults, RerunMode, RerunSelection, select_rerun};
+use crate::history::timings::Timings;
 use crate::layer::{self, Digest, LayerCache};
 use crate::link::{JoinError, Joined, LinkError, RunnerLink, Target};
-use crate::plan::TestKey;
-use crate::plan::results::{AttemptResults, RerunMode, RerunSelection, select_rerun};
-use crate::plan::timings::Timings;
 use crate::proto::{Hello, JobIndex, PROTOCOL_VERSION, RunnerMsg, Submission};
 use crate::seal::{ClusterKeys, LayerSeal};
 use crate::store::ArtifactStore;
 use crate::stream::{Namespace, StreamConfig, StreamError};
+use crate::suite::TestKey;
 use crate::suite::{Listing, Shipped, SuiteError};
 
 /// How to run a manifest.

@@ -10,14 +10,12 @@
 
 use std::collections::BTreeMap;
 
+use crate::history::timings::Timings;
 use crate::layer::Digest;
-use crate::plan::TestKey;
-use crate::plan::batch::{PlanTest, estimate_tests, plan_batches};
-use crate::plan::results::{TestOutcome, TestStatus as PlanStatus};
-use crate::plan::timings::Timings;
 use crate::proto::{Isolation, JobIndex, JobSpec, Submission};
 use crate::runner::manifest::{DEFAULT_TIMEOUT, SuiteDef};
-use crate::suite::junit::FinalStatus;
+use crate::suite::TestKey;
+use crate::suite::plan::{PlanTest, estimate_tests, plan_batches};
 use crate::suite::{ATTEMPT_ENV, Listing, REPORT_ENV, Split, TestCase, TestRecord, TestStatus};
 
 /// The file, relative to a batch's directory, its framework writes its report to; the batch's
@@ -162,7 +160,11 @@ impl SuiteRun {
                 })
                 .collect();
             let target = suite.def.batch.map(|d| d.as_millis() as u64);
-            let batches = plan_batches(estimate_tests(tests, &self.timings), target, slots);
+            let batches = plan_batches(
+                estimate_tests(tests, |key| self.timings.estimate_ms(key)),
+                target,
+                slots,
+            );
             plans.push(
                 batches
                     .into_iter()
@@ -340,33 +342,6 @@ impl SuiteRun {
     }
 }
 
-/// The outcome of each test for the timing history and the re-run of a later attempt, as of
-/// run attempt `attempt`: a skipped test counts as passed without a duration, an error as a
-/// failure.
-pub fn outcomes(records: &[TestRecord], attempt: u32) -> BTreeMap<TestKey, TestOutcome> {
-    records
-        .iter()
-        .map(|record| {
-            let entry = record.entry();
-            let (status, duration_ms) = match record.status() {
-                FinalStatus::Passed => (PlanStatus::Passed, Some(entry.duration_ms)),
-                FinalStatus::Flaky => (PlanStatus::Flaky, Some(entry.duration_ms)),
-                FinalStatus::Skipped => (PlanStatus::Passed, None),
-                FinalStatus::Failed | FinalStatus::Error => {
-                    (PlanStatus::Failed, Some(entry.duration_ms))
-                }
-                FinalStatus::NotRun => (PlanStatus::NotRun, None),
-            };
-            let outcome = TestOutcome {
-                status,
-                duration_ms,
-                attempt,
-            };
-            (TestKey::new(&record.suite, &record.case.id), outcome)
-        })
-        .collect()
-}
-
 /// Attempts of a record that ran to an end.
 fn ran(record: &TestRecord) -> usize {
     record
@@ -435,7 +410,7 @@ pub(crate) mod tests {
             .collect()
     }
 
-    fn status_of(run: &SuiteRun, id: &str) -> crate::suite::junit::FinalStatus {
+    fn status_of(run: &SuiteRun, id: &str) -> crate::suite::FinalStatus {
         let records = run.records();
         records
             .iter()
@@ -580,8 +555,8 @@ pub(crate) mod tests {
     fn measured_long_tests_are_planned_first() {
         let mut timings = Timings::default();
         let key = |id: &str| TestKey::new("a", id);
-        let outcome = |ms| crate::plan::results::TestOutcome {
-            status: crate::plan::results::TestStatus::Passed,
+        let outcome = |ms| crate::history::results::TestOutcome {
+            status: crate::history::results::TestStatus::Passed,
             duration_ms: Some(ms),
             attempt: 1,
         };

@@ -90,7 +90,7 @@ impl FrameSeal {
 
 /// `[nonce (24)][ciphertext + tag]` of `plain` under `cipher` with associated data `aad`, the
 /// nonce 192 fresh random bits (no counter state to lose or repeat).
-pub(super) fn seal_with_random_nonce(
+pub(crate) fn seal_with_random_nonce(
     cipher: &XChaCha20Poly1305,
     plain: &[u8],
     aad: &[u8],
@@ -104,7 +104,7 @@ pub(super) fn seal_with_random_nonce(
 
 /// The plaintext of [`seal_with_random_nonce`]'s `sealed`, or `None` when it fails
 /// authentication (or is too short to hold a nonce).
-pub(super) fn open_with_nonce(
+pub(crate) fn open_with_nonce(
     cipher: &XChaCha20Poly1305,
     sealed: &[u8],
     aad: &[u8],

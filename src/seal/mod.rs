@@ -5,8 +5,8 @@
 //! Modules: `keys` (HKDF-SHA256 derivation of one key per purpose and direction, and the key
 //! id peers compare), `frame` (one stream frame: random 192-bit nonces), `layer` (a layer file
 //! in 64 KiB chunks, STREAM-like: a nonce prefix, a chunk counter and a last-chunk flag), `name`
-//! (HMAC-SHA256 content addresses), `history` (the timing history and results a sealed
-//! cluster keeps for later runs, under keys from the secret alone).
+//! (HMAC-SHA256 content addresses). The history a sealed cluster keeps for later runs is sealed
+//! with these primitives under keys from the secret alone (`history::HistorySeal`).
 //!
 //! Nonces never repeat under one key: frame nonces are 192 random bits each (a collision is
 //! expected only after about 2^96 frames, so restarts, rotations and retries are harmless); a
@@ -16,13 +16,12 @@
 //! documents take 192 random bits each, like frames.
 //!
 //! Key schedule: the cluster's keys (`keys`) come from the secret, the run id and the cluster
-//! id, so nothing sealed in one run or cluster opens in another; the history keys (`history`)
+//! id, so nothing sealed in one run or cluster opens in another; the history keys (`history::HistorySeal`)
 //! come from the secret alone under a salt of their own, since a later run must read them.
 //!
 //! Every authentication failure is refused, counted ([`refused`]) and reported; none is used.
 
 mod frame;
-mod history;
 mod keys;
 mod layer;
 mod name;
@@ -30,13 +29,11 @@ mod name;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use frame::{FRAME_OVERHEAD, FrameSeal, open_frame};
-pub use history::{HISTORY_ARTIFACT, HistorySeal, SEALED_FILE};
 pub use keys::{ClusterKeys, Direction};
 pub use layer::{LayerSeal, SealedLayer};
 
-/// The environment variable that holds the cluster secret (never a flag: every process can
-/// read another's argv).
-pub const SECRET_VAR: &str = "CLUSTER_SECRET";
+pub(crate) use frame::{open_with_nonce, seal_with_random_nonce};
+pub(crate) use name::keyed_hash;
 
 /// Authentication failures seen by this process.
 static REFUSED: AtomicU64 = AtomicU64::new(0);
@@ -113,7 +110,7 @@ impl SealError {
         )
     }
 
-    fn forged(what: impl Into<String>) -> Self {
+    pub(crate) fn forged(what: impl Into<String>) -> Self {
         refuse(Self::Forged { what: what.into() })
     }
 

@@ -5,12 +5,8 @@
 use url::Url;
 
 use super::{RetryPolicy, StoreError};
+use crate::credentials::{RESULTS_URL_VAR, RUNTIME_TOKEN_VAR};
 use crate::token::{BackendIds, backend_ids};
-
-/// The variable holding the artifact service's base URL.
-pub const RESULTS_URL_VAR: &str = "ACTIONS_RESULTS_URL";
-/// The variable holding the runtime token (a JWT).
-pub const RUNTIME_TOKEN_VAR: &str = "ACTIONS_RUNTIME_TOKEN";
 
 /// Where the artifact service is and who we are to it.
 #[derive(Debug, Clone)]

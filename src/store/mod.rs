@@ -26,7 +26,7 @@ mod transfer;
 mod twirp;
 
 pub use crate::retry::RetryPolicy;
-pub use config::{RESULTS_URL_VAR, RUNTIME_TOKEN_VAR, StoreConfig};
+pub use config::StoreConfig;
 pub use error::StoreError;
 pub use transfer::{AppendCreation, AppendWriter, BlobTail, UploadOutcome};
 pub use twirp::{ArtifactInfo, ArtifactStore, DEFAULT_RETENTION};

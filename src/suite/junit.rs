@@ -1,125 +1,12 @@
-//! The merged report of suites: every attempt of every test folded into one record per test,
-//! written as one JUnit XML (a `<testsuite>` per suite group: nextest binary, pytest file, go
-//! package) in the form Surefire and nextest write, and as per-test entries for the JSON report.
+//! The merged JUnit of suites: every test's record ([`TestRecord`]) written as one JUnit XML
+//! (a `<testsuite>` per suite group: nextest binary, pytest file, go package) in the form
+//! Surefire and nextest write.
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-
-use super::{TestCase, TestResult, TestStatus};
-use crate::runner::report::junit::{escape, seconds};
-
-/// Everything known about one test of a run: its attempts, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TestRecord {
-    /// The suite it belongs to.
-    pub suite: String,
-    /// The test.
-    pub case: TestCase,
-    /// Its results, first attempt first (attempts left not run included).
-    pub attempts: Vec<TestResult>,
-}
-
-/// How a test ended over all its attempts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FinalStatus {
-    /// Its last attempt passed, and no earlier one failed.
-    Passed,
-    /// It failed on every attempt.
-    Failed,
-    /// It failed, then passed on a retry.
-    Flaky,
-    /// The framework skipped it.
-    Skipped,
-    /// It could not run, was not reported, or every attempt stopped before finishing it (a
-    /// test that crashes its batch each time must not pass for skipped).
-    Error,
-    /// No attempt was made (the run was cancelled first).
-    NotRun,
-}
-
-impl FinalStatus {
-    /// The status as the JSON report names it.
-    pub fn name(self) -> &'static str {
-        match self {
-            FinalStatus::Passed => "passed",
-            FinalStatus::Failed => "failed",
-            FinalStatus::Flaky => "flaky",
-            FinalStatus::Skipped => "skipped",
-            FinalStatus::Error => "error",
-            FinalStatus::NotRun => "not_run",
-        }
-    }
-}
-
-/// One test in the JSON report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TestEntry {
-    /// Its suite.
-    pub suite: String,
-    /// Its id in the suite.
-    pub id: String,
-    /// `passed`, `failed`, `flaky`, `skipped`, `error` or `not_run`.
-    pub status: &'static str,
-    /// Attempts that ran it to an end.
-    pub attempts: usize,
-    /// Run time of its last attempt.
-    pub duration_ms: u64,
-    /// Why its last attempt failed, when it did.
-    pub message: Option<String>,
-    /// The worker of each attempt that ran it to an end, in order (a retry runs on another
-    /// worker where there is one).
-    pub workers: Vec<String>,
-}
-
-impl TestRecord {
-    /// The attempts that ended (those the batch finished).
-    fn ran(&self) -> impl Iterator<Item = &TestResult> {
-        self.attempts
-            .iter()
-            .filter(|a| a.status != TestStatus::NotRun)
-    }
-
-    /// The last attempt that ended, else the last attempt made.
-    fn last(&self) -> Option<&TestResult> {
-        self.ran().last().or(self.attempts.last())
-    }
-
-    /// How the test ended over all its attempts.
-    pub fn status(&self) -> FinalStatus {
-        let Some(last) = self.last() else {
-            return FinalStatus::NotRun;
-        };
-        match last.status {
-            TestStatus::Passed if self.ran().any(|a| is_failure(a.status)) => FinalStatus::Flaky,
-            TestStatus::Passed => FinalStatus::Passed,
-            TestStatus::Failed => FinalStatus::Failed,
-            TestStatus::Skipped => FinalStatus::Skipped,
-            TestStatus::Error | TestStatus::NotRun => FinalStatus::Error,
-        }
-    }
-
-    /// The test's entry in the JSON report.
-    pub fn entry(&self) -> TestEntry {
-        let last = self.last();
-        TestEntry {
-            suite: self.suite.clone(),
-            id: self.case.id.clone(),
-            status: self.status().name(),
-            attempts: self.ran().count(),
-            duration_ms: last.map_or(0, |a| a.duration_ms),
-            message: last
-                .filter(|a| a.status != TestStatus::Passed)
-                .and_then(|a| a.message.clone()),
-            workers: self.ran().filter_map(|a| a.worker.clone()).collect(),
-        }
-    }
-}
-
-/// Whether a result is one a retry may turn around.
-fn is_failure(status: TestStatus) -> bool {
-    matches!(status, TestStatus::Failed | TestStatus::Error)
-}
+use super::result::is_failure;
+use super::{FinalStatus, TestRecord, TestResult, TestStatus};
+use crate::xml::{escape, seconds};
 
 /// Counts of a set of records, as JUnit's attributes carry them.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -263,44 +150,7 @@ fn push_attempt(xml: &mut String, element: &str, attempt: &TestResult) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn record(group: &str, name: &str, statuses: &[TestStatus]) -> TestRecord {
-        let case = TestCase {
-            id: format!("{group} {name}"),
-            group: group.into(),
-            name: name.into(),
-            file: None,
-        };
-        let attempts = statuses
-            .iter()
-            .map(|&status| TestResult {
-                case: case.clone(),
-                status,
-                duration_ms: 10,
-                message: (status != TestStatus::Passed).then(|| "it <broke>".to_owned()),
-                output: "out & about".into(),
-                worker: Some("w".into()),
-            })
-            .collect();
-        TestRecord {
-            suite: "s".into(),
-            case,
-            attempts,
-        }
-    }
-
-    #[test]
-    fn folds_attempts_into_one_status() {
-        use TestStatus::*;
-        let status = |s: &[TestStatus]| record("g", "t", s).status();
-        assert_eq!(status(&[Passed]), FinalStatus::Passed);
-        assert_eq!(status(&[Failed, Passed]), FinalStatus::Flaky);
-        assert_eq!(status(&[NotRun, Passed]), FinalStatus::Passed);
-        assert_eq!(status(&[Failed, Failed]), FinalStatus::Failed);
-        assert_eq!(status(&[NotRun, NotRun]), FinalStatus::Error);
-        assert_eq!(status(&[]), FinalStatus::NotRun);
-        assert_eq!(status(&[Error]), FinalStatus::Error);
-    }
+    use crate::suite::result::tests::record;
 
     #[test]
     fn writes_a_testsuite_per_group_with_counts() {
@@ -333,12 +183,5 @@ mod tests {
             .unwrap();
         assert_eq!(failure.attribute("message"), Some("it <broke>"));
         assert_eq!(failure.text(), Some("out & about"));
-    }
-
-    #[test]
-    fn entries_name_the_final_status() {
-        let entry = record("g", "t", &[TestStatus::Failed, TestStatus::Passed]).entry();
-        assert_eq!((entry.status, entry.attempts), ("flaky", 2));
-        assert_eq!(entry.message, None);
     }
 }

@@ -15,23 +15,30 @@
 //! is its streamed verbose output; for nextest and pytest the report file holds their progress
 //! lines until the framework's JUnit replaces it at the end; a `command` suite's JUnit is all
 //! or nothing.)
-//! [`junit`] merges the results of every batch and attempt into one JUnit XML.
+//! A test's attempts fold into one [`TestRecord`] and its [`FinalStatus`]; [`junit`] writes
+//! the records of every batch and attempt as one JUnit XML. [`plan`] packs a suite's tests
+//! (each a [`TestKey`]) into batches from their estimates, and [`makespan`] measures a plan.
 
 mod command;
 mod error;
 mod gotest;
 pub mod junit;
+pub mod makespan;
 mod nextest;
+pub mod plan;
 mod process;
 mod pytest;
 mod report;
+mod result;
 
 use std::path::{Path, PathBuf};
 
-use crate::runner::outputs_dir::dir_name as ship_name;
+use serde::{Deserialize, Serialize};
+
+use crate::dir_name::dir_name as ship_name;
 
 pub use error::SuiteError;
-pub use junit::{TestEntry, TestRecord};
+pub use result::{FinalStatus, TestEntry, TestRecord, TestResult, TestStatus};
 
 /// The variable naming the file a batch writes its report to (JUnit XML; for go, the test
 /// binaries' verbose output), relative to the job's directory or absolute.
@@ -112,6 +119,31 @@ pub struct TestCase {
     pub file: Option<String>,
 }
 
+/// One test of one suite: what every plan, history and result is keyed by.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TestKey {
+    /// The suite's name in the manifest.
+    pub suite: String,
+    /// The framework's own id of the test (nextest name, pytest node id, go test name).
+    pub id: String,
+}
+
+impl TestKey {
+    /// A key from its two parts.
+    pub fn new(suite: impl Into<String>, id: impl Into<String>) -> Self {
+        Self {
+            suite: suite.into(),
+            id: id.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for TestKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.suite, self.id)
+    }
+}
+
 /// A file the runner ships to workers for a suite.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shipped {
@@ -119,51 +151,6 @@ pub struct Shipped {
     pub source: PathBuf,
     /// Where the batch command expects it, relative to the job's directory.
     pub dest: PathBuf,
-}
-
-/// How one test ended in one attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TestStatus {
-    /// It passed.
-    Passed,
-    /// It failed.
-    Failed,
-    /// The framework skipped it.
-    Skipped,
-    /// It could not run, or the report does not say what happened to it.
-    Error,
-    /// The batch stopped before it finished: it should run again.
-    NotRun,
-}
-
-impl TestStatus {
-    /// The status as the JSON report and messages name it.
-    pub fn name(self) -> &'static str {
-        match self {
-            TestStatus::Passed => "passed",
-            TestStatus::Failed => "failed",
-            TestStatus::Skipped => "skipped",
-            TestStatus::Error => "error",
-            TestStatus::NotRun => "not_run",
-        }
-    }
-}
-
-/// The result of one test in one attempt, from the framework's report.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TestResult {
-    /// The test.
-    pub case: TestCase,
-    /// How it ended.
-    pub status: TestStatus,
-    /// Its run time as the framework measured it.
-    pub duration_ms: u64,
-    /// The one-line reason of a failure or error.
-    pub message: Option<String>,
-    /// Its captured output (failure details, stdout, stderr).
-    pub output: String,
-    /// The worker that ran it, once the runner has recorded it (a report does not say).
-    pub worker: Option<String>,
 }
 
 /// A listed suite: its tests, the files workers need, and what a batch of it runs.

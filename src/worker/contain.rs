@@ -229,7 +229,7 @@ pub fn start_guard() {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .process_group(0);
-            for var in super::exec::HIDDEN_VARS {
+            for var in crate::credentials::HIDDEN_VARS {
                 cmd.env_remove(var);
             }
             cmd.spawn()

@@ -28,6 +28,7 @@ use tokio::net::unix::pipe;
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::credentials::HIDDEN_VARS;
 use crate::proto::{Isolation, JobStatus};
 use crate::worker::output::TailBuffer;
 use crate::worker::{contain, sandbox};
@@ -98,23 +99,6 @@ impl ExecError {
         move |source| ExecError::Io { context, source }
     }
 }
-
-/// Credentials of the worker's own step that a job must not see: a plain `run:` step does not
-/// get the artifact ones either, and with them a job could delete or forge the cluster's
-/// artifacts; with the cluster secret it could open every sealed one, and a job that prints
-/// its environment would put the secret in the reports (a manifest that means to pass it
-/// names it in `secret-env`, which masks it). `GITHUB_TOKEN`, which the action gives a run for
-/// timing history, is GitHub's token of the workflow: GitHub puts it in no step's environment.
-pub const HIDDEN_VARS: &[&str] = &[
-    crate::seal::SECRET_VAR,
-    crate::plan::github::TOKEN_VAR,
-    "ACTIONS_RUNTIME_TOKEN",
-    "ACTIONS_RESULTS_URL",
-    "ACTIONS_RUNTIME_URL",
-    "ACTIONS_CACHE_URL",
-    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
-    "ACTIONS_ID_TOKEN_REQUEST_URL",
-];
 
 /// Runs `bash -c cmd` in `dir` with the worker's environment (less [`HIDDEN_VARS`]) plus `env`, stdin from
 /// `/dev/null`, until it exits, `timeout` passes or `cancel` completes.

@@ -28,7 +28,7 @@
 //! A manifest needs jobs, suites or both.
 //!
 //! Durations are whole numbers with units `ms`, `s`, `m`, `h` (`1h30m`), or a plain number of
-//! seconds; see [`parse_duration`](crate::runner::duration::parse_duration). Scalars are
+//! seconds; see [`parse_duration`](crate::duration::parse_duration). Scalars are
 //! taken as written: `VERSION: 1.10` sets `1.10`. Before any of that, `limits` bounds what
 //! the YAML may cost to read (flow nesting depth, alias expansion).
 
@@ -48,9 +48,9 @@ pub use commands::from_commands;
 pub use error::{Location, ManifestError, Problem};
 pub use suites::SuiteDef;
 
+use crate::duration::millis;
 use crate::layer::{Digest, Listed};
 use crate::proto::{Isolation, JobDefaults, JobIndex, JobSpec, SecretEnv, Submission};
-use crate::runner::duration::millis;
 
 /// Time limit of one attempt when neither the job nor `defaults` sets one: long enough for
 /// real test suites, short enough that a hung job does not hold a runner for hours.
@@ -117,6 +117,20 @@ pub struct JobDef {
     /// `defaults.secret-env` and the job's `secret-env`, with their values from the runner's
     /// environment.
     pub secret_env: SecretEnv,
+}
+
+impl Manifest {
+    /// The layers its jobs use, each counted once: the layer artifacts the runner's job
+    /// uploads (see [`crate::budget::check_layers`]).
+    pub fn layers_used(&self) -> u32 {
+        let used: std::collections::BTreeSet<&String> = self
+            .jobs
+            .iter()
+            .flat_map(|j| &j.layers)
+            .filter(|l| self.layers.contains_key(*l))
+            .collect();
+        u32::try_from(used.len()).unwrap_or(u32::MAX)
+    }
 }
 
 impl JobDef {
@@ -269,5 +283,40 @@ fn syntax_problem(error: &serde_yaml::Error) -> Problem {
         location,
         message,
         hint: Some(hint.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_layer_shared_by_jobs_counts_once() {
+        let names: Vec<String> = (0..3).map(|i| format!("l{i}")).collect();
+        let job = |layers: Vec<String>| JobDef {
+            name: "j".into(),
+            run: "true".into(),
+            env: BTreeMap::new(),
+            layers,
+            timeout: Duration::from_secs(1),
+            retries: 0,
+            outputs: vec![],
+            estimate: None,
+            isolation: Default::default(),
+            secret_env: Default::default(),
+        };
+        let layer = || LayerDef {
+            paths: vec![],
+            listed: Listed::Entries,
+        };
+        let manifest = Manifest {
+            path: PathBuf::from("m.yml"),
+            base_dir: PathBuf::from("."),
+            layers: names.iter().map(|n| (n.clone(), layer())).collect(),
+            jobs: vec![job(names.clone()), job(names)],
+            suites: Vec::new(),
+            defaults: Default::default(),
+        };
+        assert_eq!(manifest.layers_used(), 3);
     }
 }

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use super::locate::{NodePath, node_path};
 use super::{DEFAULT_RETRIES, DEFAULT_TIMEOUT, JobDef, LayerDef, schema};
+use crate::credentials::SECRET_VAR;
+use crate::duration::parse_duration;
 use crate::layer::{self, Listed};
 use crate::proto::{JobDefaults, SecretEnv};
-use crate::runner::duration::parse_duration;
-use crate::seal::SECRET_VAR;
 
 /// The longest string a process can be given as one argument or one `NAME=value`
 /// variable, with its terminating NUL (Linux's `MAX_ARG_STRLEN`): a longer `run` command

@@ -8,7 +8,7 @@ use serde::ser::Serializer;
 use serde_json::{Value, json};
 
 use super::{JobReport, RunReport, status_name};
-use crate::runner::outputs_dir::dir_name;
+use crate::dir_name::dir_name;
 use crate::suite::{TestEntry, TestRecord};
 
 /// The JSON report of a run, borrowing it (see [`RunReport::to_json`] for its shape).

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use super::{JobReport, RunReport, Summary, TestSummary, one_line};
+use crate::duration::format_duration;
 use crate::proto::JobStatus;
-use crate::runner::duration::format_duration;
 
 /// Rows per table at most; two tables of this many stay well under 1 MiB with the cell
 /// limits below.

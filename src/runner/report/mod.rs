@@ -18,8 +18,8 @@ pub use github::{add_masks, annotation, ci_line, group, output_file_text, step_o
 pub use json::JsonReport;
 pub use per_test::{FlakyResult, MAX_ERROR_ANNOTATIONS, TestSummary};
 
+use crate::duration::format_duration;
 use crate::proto::{JobOutcome, JobSpec, JobStatus};
-use crate::runner::duration::format_duration;
 
 /// The result of a whole run.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

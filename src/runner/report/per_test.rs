@@ -4,9 +4,9 @@
 
 use super::github::{escape_data, escape_property};
 use super::{RunReport, one_line};
-use crate::runner::duration::format_duration;
+use crate::duration::format_duration;
+use crate::suite::FinalStatus;
 use crate::suite::TestRecord;
-use crate::suite::junit::FinalStatus;
 
 /// At most this many `::error` annotations: GitHub shows about 10 per step.
 pub const MAX_ERROR_ANNOTATIONS: usize = 10;

@@ -5,13 +5,12 @@
 //! [`SAMPLES_KEPT`] durations are kept, so a test that got faster is believed soon.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::TestKey;
 use super::document::ArtifactDocument;
 use super::results::{TestOutcome, TestStatus};
+use crate::suite::TestKey;
 
 /// The format version this build writes and reads.
 pub const TIMINGS_VERSION: u32 = 1;
@@ -120,27 +119,6 @@ pub(crate) fn check_version(what: &str, found: u32, known: u32) -> Result<(), St
     }
 }
 
-/// A timings file that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum TimingsFileError {
-    /// The file exists but cannot be read or written.
-    #[error("timings file {path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not a `ca-timings` JSON document this build reads.
-    #[error("timings file {path} is not a ca-timings JSON file: {reason}")]
-    Format {
-        /// The file.
-        path: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-}
-
 impl Timings {
     /// The newest passing durations of `key`, oldest first (empty when it never passed).
     pub fn samples(&self, key: &TestKey) -> &[u64] {
@@ -192,38 +170,6 @@ impl Timings {
         if samples.len() > SAMPLES_KEPT {
             samples.drain(..samples.len() - SAMPLES_KEPT);
         }
-    }
-
-    /// Reads `--timings FILE`: none when the file does not exist yet (a first run), an error
-    /// naming the file when it cannot be read or is not a timings file.
-    pub fn read_file(path: &Path) -> Result<Option<Self>, TimingsFileError> {
-        let shown = path.display().to_string();
-        match std::fs::read(path) {
-            Ok(bytes) => {
-                Self::from_json(&bytes)
-                    .map(Some)
-                    .map_err(|reason| TimingsFileError::Format {
-                        path: shown,
-                        reason,
-                    })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(TimingsFileError::Io {
-                path: shown,
-                source,
-            }),
-        }
-    }
-
-    /// Writes `--write-timings FILE` (through a temporary file, so a reader never sees half).
-    pub fn write_file(&self, path: &Path) -> Result<(), TimingsFileError> {
-        let io = |source| TimingsFileError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        let partial = path.with_extension("partial");
-        std::fs::write(&partial, self.to_json()).map_err(io)?;
-        std::fs::rename(&partial, path).map_err(io)
     }
 }
 
@@ -293,23 +239,6 @@ mod tests {
         assert_eq!(huge.samples(&key("a")), &[LONGEST_DURATION_MS]);
         let zipped = timings.to_artifact_zip().unwrap();
         assert_eq!(Timings::from_artifact_zip(&zipped).unwrap(), timings);
-    }
-
-    #[test]
-    fn a_missing_file_is_a_first_run_and_a_garbled_one_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.json");
-        assert!(Timings::read_file(&path).unwrap().is_none());
-        std::fs::write(&path, b"not json").unwrap();
-        let err = Timings::read_file(&path).unwrap_err().to_string();
-        assert!(
-            err.contains("t.json") && err.contains("not a ca-timings"),
-            "{err}"
-        );
-        let mut timings = Timings::default();
-        timings.record_run(None, [(&key("a"), &outcome(TestStatus::Passed, 3))]);
-        timings.write_file(&path).unwrap();
-        assert_eq!(Timings::read_file(&path).unwrap(), Some(timings));
     }
 
     #[test]

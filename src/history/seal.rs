@@ -2,7 +2,7 @@
 //! runs (`ca-timings…`, `ca-results-…` in plain text without a secret).
 //!
 //! A later run must read them, so their keys cannot depend on the run id or the cluster id as
-//! the cluster's keys do ([`super::ClusterKeys`]): they come from the secret alone, by
+//! the cluster's keys do ([`crate::seal::ClusterKeys`]): they come from the secret alone, by
 //! HKDF-SHA256 under a salt of their own (`cluster-action history v1`) and one info label per
 //! purpose (`history documents`, `history names`), so they share nothing with any cluster key.
 //!
@@ -25,8 +25,7 @@ use chacha20poly1305::aead::KeyInit;
 use hkdf::Hkdf;
 use sha2::Sha256;
 
-use super::frame::{open_with_nonce, seal_with_random_nonce};
-use super::{SealError, name};
+use crate::seal::{SealError, keyed_hash, open_with_nonce, seal_with_random_nonce};
 
 /// HKDF salt of the history keys: versions their derivation, apart from the cluster keys'.
 const SALT: &[u8] = b"cluster-action history v1";
@@ -73,7 +72,7 @@ impl HistorySeal {
 
     /// The sealed artifact name of the history document whose plain name is `plain`.
     pub fn name(&self, plain: &str) -> String {
-        let tag = name::keyed_hash(&self.names, plain.as_bytes());
+        let tag = keyed_hash(&self.names, plain.as_bytes());
         format!("{HISTORY_ARTIFACT}{}", hex::encode(&tag[..NAME_BYTES]))
     }
 

@@ -11,7 +11,6 @@
 use std::collections::BTreeMap;
 
 use super::TestKey;
-use super::timings::Timings;
 
 /// The estimate for a test of a suite with no history at all.
 pub const DEFAULT_ESTIMATE_MS: u64 = 1_000;
@@ -80,12 +79,16 @@ pub struct Batch {
     pub guessed: bool,
 }
 
-/// Estimates every test from `timings`: its own history (at least 1 ms), else the median of
-/// the measured tests of its suite among `tests`, else [`DEFAULT_ESTIMATE_MS`].
-pub fn estimate_tests(tests: Vec<PlanTest>, timings: &Timings) -> Vec<Estimated> {
+/// Estimates every test from `history` (its estimate from timing history, if any): its own
+/// history (at least 1 ms), else the median of the measured tests of its suite among `tests`,
+/// else [`DEFAULT_ESTIMATE_MS`].
+pub fn estimate_tests(
+    tests: Vec<PlanTest>,
+    history: impl Fn(&TestKey) -> Option<u64>,
+) -> Vec<Estimated> {
     let measured: Vec<Option<u64>> = tests
         .iter()
-        .map(|t| timings.estimate_ms(&t.key).map(|ms| ms.max(1)))
+        .map(|t| history(&t.key).map(|ms| ms.max(1)))
         .collect();
     let mut by_suite: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
     for (test, ms) in tests.iter().zip(&measured) {
@@ -263,7 +266,7 @@ mod tests {
     use rand::{RngExt, SeedableRng};
 
     use super::*;
-    use crate::plan::makespan::{lower_bound_ms, makespan_ms};
+    use crate::suite::makespan::{lower_bound_ms, makespan_ms};
 
     fn measured(id: &str, ms: u64) -> Estimated {
         with(id, None, Estimate::Measured(ms))
@@ -350,15 +353,10 @@ mod tests {
 
     #[test]
     fn unknown_tests_go_first_at_the_suite_median() {
-        let mut timings = Timings::default();
-        for (id, ms) in [("a", 100), ("b", 300), ("c", 50_000)] {
-            let outcome = crate::plan::results::TestOutcome {
-                status: crate::plan::results::TestStatus::Passed,
-                duration_ms: Some(ms),
-                attempt: 1,
-            };
-            timings.record_run(None, [(&TestKey::new("s", id), &outcome)]);
-        }
+        let history: BTreeMap<TestKey, u64> = [("a", 100), ("b", 300), ("c", 50_000)]
+            .into_iter()
+            .map(|(id, ms)| (TestKey::new("s", id), ms))
+            .collect();
         let plan: Vec<PlanTest> = ["a", "b", "c", "new"]
             .into_iter()
             .map(|id| PlanTest {
@@ -366,13 +364,13 @@ mod tests {
                 group: None,
             })
             .collect();
-        let estimated = estimate_tests(plan.clone(), &timings);
+        let estimated = estimate_tests(plan.clone(), |key| history.get(key).copied());
         assert_eq!(estimated[3].estimate, Estimate::Guessed(300));
         let batches = plan_batches(estimated, Some(1), 4);
         assert_eq!(ids(&batches), [["new"], ["c"], ["b"], ["a"]]);
         assert!(batches[0].guessed && !batches[1].guessed);
 
-        let nothing = estimate_tests(plan, &Timings::default());
+        let nothing = estimate_tests(plan, |_| None);
         assert!(
             nothing
                 .iter()

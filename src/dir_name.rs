@@ -1,5 +1,6 @@
-//! The directory, under `--outputs-dir`, that a job's outputs are brought back to: one per
-//! job name, never shared. Job names are free text (`a b`, `a/b`, `ü`, `..`, 300 characters),
+//! Directory names for free-text names: the directory, under `--outputs-dir`, that a job's
+//! outputs are brought back to (one per job name, never shared), and a suite's own directory
+//! for the files it ships. Job names are free text (`a b`, `a/b`, `ü`, `..`, 300 characters),
 //! directory names are not, and a file system may fold case (macOS) or limit a name to 255
 //! bytes; a name mapped to a plain slug alone let `a b`, `a_b` and `a/b` overwrite each
 //! other's outputs.

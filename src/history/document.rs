@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use zip::write::SimpleFileOptions;
 
-use crate::seal::{HistorySeal, SEALED_FILE};
+use super::{HistorySeal, SEALED_FILE};
 
 /// A document kept in an artifact: [`super::timings::Timings`] and
 /// [`super::results::AttemptResults`].
@@ -81,7 +81,7 @@ fn unzip_one(archive: &[u8], name: &str) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::timings::Timings;
+    use crate::history::timings::Timings;
 
     #[test]
     fn a_sealed_document_holds_no_plain_text_and_opens_only_with_its_key_and_name() {

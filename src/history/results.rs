@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::TestKey;
 use super::document::ArtifactDocument;
 use super::timings::{Timings, check_version};
+use crate::suite::{FinalStatus, TestKey, TestRecord};
 
 /// The format version this build writes and reads.
 pub const RESULTS_VERSION: u32 = 1;
@@ -153,6 +153,33 @@ impl AttemptResults {
             timings,
         }
     }
+}
+
+/// The outcome of each test for the timing history and the re-run of a later attempt, as of
+/// run attempt `attempt`: a skipped test counts as passed without a duration, an error as a
+/// failure.
+pub fn outcomes(records: &[TestRecord], attempt: u32) -> BTreeMap<TestKey, TestOutcome> {
+    records
+        .iter()
+        .map(|record| {
+            let entry = record.entry();
+            let (status, duration_ms) = match record.status() {
+                FinalStatus::Passed => (TestStatus::Passed, Some(entry.duration_ms)),
+                FinalStatus::Flaky => (TestStatus::Flaky, Some(entry.duration_ms)),
+                FinalStatus::Skipped => (TestStatus::Passed, None),
+                FinalStatus::Failed | FinalStatus::Error => {
+                    (TestStatus::Failed, Some(entry.duration_ms))
+                }
+                FinalStatus::NotRun => (TestStatus::NotRun, None),
+            };
+            let outcome = TestOutcome {
+                status,
+                duration_ms,
+                attempt,
+            };
+            (TestKey::new(&record.suite, &record.case.id), outcome)
+        })
+        .collect()
 }
 
 /// `--rerun`: what an attempt above 1 runs.

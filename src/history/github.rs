@@ -7,7 +7,7 @@
 //! one) is a [`Miss`], one line for the log, and the run goes on with estimates.
 //!
 //! A sealed cluster ([`fetch_sealed_history`]) looks for its documents under their sealed
-//! names and opens them with the history keys of its secret ([`crate::seal::HistorySeal`]);
+//! names and opens them with the history keys of its secret ([`crate::history::HistorySeal`]);
 //! history sealed under another secret, or none, is not found: one line, as with no history.
 
 use std::path::Path;
@@ -19,14 +19,13 @@ use octocrab::models::workflows::WorkflowListArtifact;
 use octocrab::{Octocrab, Page};
 
 use super::ArtifactDocument;
+use super::HistorySeal;
 use super::results::{AttemptResults, results_artifact_name};
 use super::timings::{Timings, timings_artifact_name};
-use crate::seal::HistorySeal;
+use crate::credentials::GITHUB_TOKEN_VAR;
 
 /// The REST API's base URL (GitHub Enterprise Server sets its own).
 pub const API_URL_VAR: &str = "GITHUB_API_URL";
-/// The token the REST calls carry; it needs `actions: read`.
-pub const TOKEN_VAR: &str = "GITHUB_TOKEN";
 /// `owner/repo`.
 pub const REPOSITORY_VAR: &str = "GITHUB_REPOSITORY";
 /// The workflow run's id.
@@ -118,7 +117,7 @@ impl GithubRun {
         }
         Ok(Some(Self {
             api_url: api_url.trim_end_matches('/').to_string(),
-            token: set(TOKEN_VAR),
+            token: set(GITHUB_TOKEN_VAR),
             owner: owner.to_string(),
             repo: repo.to_string(),
             run_id,
@@ -196,7 +195,7 @@ impl std::fmt::Display for MissReason {
         match self {
             Self::NoToken => write!(
                 f,
-                "{TOKEN_VAR} is not set (the action passes its `token` input, ${{{{ github.token }}}})"
+                "{GITHUB_TOKEN_VAR} is not set (the action passes its `token` input, ${{{{ github.token }}}})"
             ),
             Self::NoDefaultBranch => {
                 write!(f, "{EVENT_PATH_VAR} names no repository.default_branch")
@@ -585,7 +584,7 @@ mod tests {
         all.extend([
             (RUN_ATTEMPT_VAR, "2"),
             (EVENT_PATH_VAR, event),
-            (TOKEN_VAR, "t"),
+            (GITHUB_TOKEN_VAR, "t"),
         ]);
         let run = GithubRun::from_vars(vars(&all)).unwrap().unwrap();
         assert_eq!((run.owner.as_str(), run.repo.as_str()), ("octo", "repo"));
@@ -625,6 +624,6 @@ mod tests {
         assert_eq!(history.timings, None);
         let lines = history.lines();
         assert_eq!(lines.len(), 1);
-        assert!(lines[0].contains(TOKEN_VAR), "{}", lines[0]);
+        assert!(lines[0].contains(GITHUB_TOKEN_VAR), "{}", lines[0]);
     }
 }
