@@ -43,7 +43,7 @@
 //!   slots, cancel, lost broker (a report of what finished), outputs fetches tried again,
 //!   compact report entries, the report) inside an
 //!   async shell (`runner::session`) that lists suites, publishes layers, joins the broker and
-//!   fetches outputs and batch reports; `runner::suites`, the suites' part of the machine
+//!   fetches outputs and batch reports; `runner::suite_run`, the suites' part of the machine
 //!   (plan batches once the slots are known, each test's result from its batch's report,
 //!   requeue what a batch never finished, retry failures alone and away from the workers
 //!   they ran on, flaky); progress and reports
@@ -67,7 +67,7 @@
 //!   leftovers, the `keep` rule (artifacts' retention is the store's `expiresAt`).
 //!
 //! Every rule of the cluster lives in one of the state machines (`broker::scheduler`,
-//! `worker::machine`, `runner::machine` with `runner::suites`): each takes events (messages, timers, signals, task
+//! `worker::machine`, `runner::machine` with `runner::suite_run`): each takes events (messages, timers, signals, task
 //! results) and returns effects, and is unit-tested without a network; the shells only move
 //! messages, timers and signals.
 //!

@@ -13,7 +13,7 @@ use cluster_action::plan::results::{AttemptResults, RerunMode, results_artifact_
 use cluster_action::plan::timings::{Timings, timings_artifact_name};
 use cluster_action::runner::manifest::Manifest;
 use cluster_action::runner::report::RunReport;
-use cluster_action::runner::suites::outcomes;
+use cluster_action::runner::suite_run::outcomes;
 use cluster_action::seal::{HistorySeal, SECRET_VAR};
 use cluster_action::store::ArtifactStore;
 

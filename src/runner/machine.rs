@@ -18,7 +18,7 @@ use tracing::warn;
 
 use super::outputs_dir;
 use super::report::{JobReport, RunReport};
-use super::suites::SuiteRun;
+use super::suite_run::SuiteRun;
 use crate::layer::Digest;
 use crate::proto::{BrokerToRunner, JobIndex, JobOutcome, JobStatus, RunnerMsg};
 use crate::proto::{JobDefaults, Submission};
@@ -94,7 +94,7 @@ pub enum Effect {
         path: Option<String>,
     },
     /// Fetch the outputs layer of suite batch `index` (none when it brought none back), read
-    /// its report file ([`super::suites::REPORT_FILE`]) and hand it to
+    /// its report file ([`super::suite_run::REPORT_FILE`]) and hand it to
     /// [`Machine::report_fetched`].
     FetchReport {
         /// The batch.
@@ -1103,7 +1103,7 @@ mod tests {
     }
 
     fn suite_machine(now: Instant, retries: u32) -> Machine {
-        use crate::runner::suites::{SuiteRun, tests::listed};
+        use crate::runner::suite_run::{SuiteRun, tests::listed};
         let suites = SuiteRun::new(
             vec![listed("s", &["a", "b"], retries)],
             Default::default(),
@@ -1130,7 +1130,7 @@ mod tests {
 
     #[test]
     fn suites_are_planned_once_the_first_slot_is_known_and_submission_ends_when_they_are_done() {
-        use crate::runner::suites::tests::junit;
+        use crate::runner::suite_run::tests::junit;
         let now = Instant::now();
         let mut m = suite_machine(now, 0);
         assert!(m.submit().is_empty(), "no slots known: nothing yet");

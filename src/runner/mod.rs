@@ -8,4 +8,4 @@ pub mod outputs_dir;
 pub mod progress;
 pub mod report;
 pub mod session;
-pub mod suites;
+pub mod suite_run;

@@ -22,7 +22,7 @@ use super::machine::{Effect, Machine, Rules, RunEnd, Timer};
 use super::manifest::{Manifest, SuiteDef};
 use super::progress::Progress;
 use super::report::RunReport;
-use super::suites::{ListedSuite, REPORT_FILE, SuiteRun};
+use super::suite_run::{ListedSuite, REPORT_FILE, SuiteRun};
 use crate::layer::{self, Digest, LayerCache};
 use crate::link::{JoinError, Joined, LinkError, RunnerLink, Target};
 use crate::plan::TestKey;
