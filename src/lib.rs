@@ -99,6 +99,7 @@ pub mod in_process;
 pub mod layer;
 pub mod link;
 pub mod local;
+pub mod notice;
 pub mod plan;
 pub mod proto;
 pub mod runner;

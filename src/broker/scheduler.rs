@@ -29,8 +29,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::info;
-
+use crate::notice::Notice;
 use crate::proto::{
     AttemptRef, BrokerToRunner, BrokerToWorker, DefaultsId, JobDefaults, JobId, JobIndex,
     JobOutcome, JobSpec, JobStatus, Submission,
@@ -58,13 +57,15 @@ pub struct Dispatch {
 /// A connected peer's id (its stream's peer id).
 pub type PeerId = String;
 
-/// A message the shell must send.
+/// Something the shell must do: send a message, or log a notice.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     /// Send to a worker.
     ToWorker(PeerId, BrokerToWorker),
     /// Send to a runner.
     ToRunner(PeerId, BrokerToRunner),
+    /// Tell the broker's log.
+    Notice(Notice),
 }
 
 /// Where a job stands.
@@ -383,13 +384,12 @@ impl Scheduler {
                 && job.attempts == outcome.attempt
         });
         if !current {
-            info!(
-                job = %global,
-                attempt = outcome.attempt,
-                worker = %outcome.worker,
-                "dropping a late result: not the job's current attempt (its worker was declared \
-                 lost, or the job was given to another)"
-            );
+            fx.push(Effect::Notice(Notice::info(format!(
+                "dropping a late result of job {global} attempt {} from worker {}: not the \
+                 job's current attempt (its worker was declared lost, or the job was given to \
+                 another)",
+                outcome.attempt, outcome.worker
+            ))));
             return fx;
         }
         if outcome.status != JobStatus::Cancelled {
@@ -1165,8 +1165,13 @@ mod tests {
         );
         let fx = s.worker_joined("b".into(), "b".into(), 1);
         assert_eq!(assigns(&fx)[0].2, 2, "the lost attempt counts");
-        // A late result from the lost worker changes nothing.
-        assert!(finished(&s.job_finished("a", g, outcome(1, JobStatus::Passed))).is_empty());
+        // A late result from the lost worker changes nothing: the log says it was dropped.
+        let fx = s.job_finished("a", g, outcome(1, JobStatus::Passed));
+        assert!(
+            matches!(&fx[..], [Effect::Notice(n)] if n.level == crate::notice::Level::Info
+                && n.text.starts_with("dropping a late result")),
+            "{fx:?}"
+        );
         let done = finished(&s.job_finished("b", g, outcome(2, JobStatus::Passed)));
         assert_eq!(
             (done[0].1.attempt, done[0].1.status),
