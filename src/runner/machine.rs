@@ -4,8 +4,11 @@
 //! leaves in the report, when a failed outputs fetch is tried again, and the final report.
 //!
 //! It does no I/O. Each event returns the [`Effect`]s the shell in `runner::session` carries
-//! out, as `broker::scheduler` does for the broker; time comes in as arguments, and the shell
-//! sleeps until [`Machine::deadline`].
+//! out, as `broker::scheduler` does for the broker; the shell sleeps until
+//! [`Machine::deadline`].
+//!
+//! Time: an `std::time::Instant` the shell hands in with each event that needs it; no clock is
+//! read here (the convention of every state machine, see `broker::scheduler`).
 //!
 //! Memory: a job's spec is given away at submission; what stays is its compact report entry,
 //! and of a passed or cancelled job no captured output (no report shows it).

@@ -7,6 +7,9 @@
 //! Attempts are keyed by job id *and* attempt number, so that a stale message about an
 //! earlier attempt never touches a later one.
 //!
+//! Time: an `std::time::Instant` the shell hands in with each event that needs it; no clock is
+//! read here (the convention of every state machine, see `broker::scheduler`).
+//!
 //! Fencing: an assigned attempt starts only under a lease ([`BrokerToWorker::Lease`]), valid
 //! for a while after this worker *sent* the request it answers. The broker declares a worker
 //! lost only after a longer silence, so a worker that was stalled (SIGSTOP, a frozen VM) or cut
