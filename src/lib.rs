@@ -68,8 +68,8 @@
 //!
 //! Every rule of the cluster lives in one of the state machines (`broker::scheduler`,
 //! `worker::machine`, `runner::machine` with `runner::suite_run`): each takes events (messages, timers, signals, task
-//! results) and returns effects, and is unit-tested without a network; the shells only move
-//! messages, timers and signals.
+//! results) and returns effects (its warnings too: [`notice::Notice`]), and is unit-tested
+//! without a network; the shells only move messages, timers and signals, and log notices.
 //!
 //! The data path of one job: the runner packs and publishes the manifest's layers, then sends
 //! the manifest's shared defaults once (`Defaults`: the environment every job inherits) and
