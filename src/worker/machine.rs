@@ -123,6 +123,11 @@ impl Lease {
             .any(|&sent| self.valid.is_zero() || now < sent + self.valid)
     }
 
+    /// Whether a request has gone unanswered for a whole lease.
+    fn overdue(&self, now: Instant) -> bool {
+        self.asked.values().any(|&sent| sent + self.valid <= now)
+    }
+
     /// A new request, sent now.
     fn ask(&mut self, now: Instant) -> WorkerMsg {
         let seq = self.next_seq;
@@ -490,8 +495,12 @@ impl Machine {
             .into_iter()
             .chain(self.waiting_launch.values().copied())
             .min();
+        // Renewed in time, the lease would hold: work waited while a renewal was due, or a
+        // request went unanswered for a whole lease.
         let stalled = match (self.lease.until, waited_since) {
-            (Some(until), Some(since)) => since + self.lease.valid / 2 <= until,
+            (Some(until), Some(since)) => {
+                since + self.lease.valid / 2 <= until || self.lease.overdue(now)
+            }
             _ => false,
         };
         if stalled && !self.lease.warned {
@@ -1034,6 +1043,24 @@ mod tests {
             "a lapse while idle is normal: {fx:?}"
         );
         assert_eq!(started(&w.message(lease(1, 10_000), at(30_100))), [(0, 1)]);
+    }
+
+    #[test]
+    fn a_renewal_unanswered_for_a_whole_lease_is_warned_of() {
+        let mut w = leased("w", 1);
+        // Work waits from late in the lease: the renewal is asked at once, then nothing
+        // answers.
+        assert_eq!(started(&w.message(assign(0, 1), at(9_000))), [(0, 1)]);
+        assert_eq!(renewals(&w.message(assign(1, 1), at(9_000))), [1]);
+        let fx = w.attempt_ended(JobId(0), passed(1), at(10_500));
+        assert!(started(&fx).is_empty(), "fenced");
+        assert!(
+            warnings(&fx).is_empty(),
+            "the answer may still come: {fx:?}"
+        );
+        let fx = w.tick(at(19_000));
+        assert_eq!(warnings(&fx).len(), 1, "{fx:?}");
+        assert_eq!(renewals(&fx), [2], "asked again");
     }
 
     #[test]
