@@ -263,9 +263,9 @@ impl Machine {
         self.jobs.values().filter(|e| !e.finished).count() + self.suites.in_flight()
     }
 
-    /// The submission: the shared defaults (once), every job in batches (see [`submit_all`]), the suites' first batches
-    /// when the slots are known, then the end of submission once the suites will submit
-    /// nothing more. The specs are given away: the machine keeps only the report entries.
+    /// The submission: the shared defaults (once), every job in batches (see `submit_all`),
+    /// the suites' first batches when the slots are known, then the end of submission once the
+    /// suites will submit nothing more. The specs are given away: the machine keeps only the report entries.
     pub fn submit(&mut self) -> Vec<Effect> {
         let mut jobs = std::mem::take(&mut self.unsent);
         let mut fx = Vec::new();
