@@ -44,7 +44,7 @@
 //!   slots, cancel, lost broker (a report of what finished), outputs fetches tried again,
 //!   compact report entries, the report) inside an
 //!   async shell (`runner::session`) that lists suites, publishes layers, joins the broker and
-//!   fetches outputs and batch reports; `runner::suites`, the suites' part of the machine
+//!   fetches outputs and batch reports; `runner::suite_run`, the suites' part of the machine
 //!   (plan batches once the slots are known, each test's result from its batch's report,
 //!   requeue what a batch never finished, retry failures alone and away from the workers
 //!   they ran on, flaky); progress and reports
@@ -75,9 +75,9 @@
 //!   leftovers, the `keep` rule (artifacts' retention is the store's `expiresAt`).
 //!
 //! Every rule of the cluster lives in one of the state machines (`broker::scheduler`,
-//! `worker::machine`, `runner::machine` with `runner::suites`): each takes events (messages, timers, signals, task
-//! results) and returns effects, and is unit-tested without a network; the shells only move
-//! messages, timers and signals.
+//! `worker::machine`, `runner::machine` with `runner::suite_run`): each takes events (messages, timers, signals, task
+//! results) and returns effects (its warnings too: [`notice::Notice`]), and is unit-tested
+//! without a network; the shells only move messages, timers and signals, and log notices.
 //!
 //! The data path of one job: the runner packs and publishes the manifest's layers, then sends
 //! the manifest's shared defaults once (`Defaults`: the environment every job inherits) and
@@ -111,6 +111,7 @@ pub mod in_process;
 pub mod layer;
 pub mod link;
 pub mod local;
+pub mod notice;
 pub mod proto;
 pub mod retry;
 pub mod runner;

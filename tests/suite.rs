@@ -730,6 +730,11 @@ fn pytest_listing_problems_name_their_cause() {
 /// `cluster-action local` with `args` in a copy of `source`, one retry per test (shorthands).
 /// Returns its exit code, its JSON report and its JUnit report.
 fn run_local(source: &Path, args: &[&str]) -> (i32, serde_json::Value, String) {
+    run_local_logged(source, args).0
+}
+
+/// [`run_local`], and what the run printed on stderr.
+fn run_local_logged(source: &Path, args: &[&str]) -> ((i32, serde_json::Value, String), String) {
     let dir = tempfile::tempdir().unwrap();
     copy_tree(source, dir.path());
     let reports = tempfile::tempdir().unwrap();
@@ -752,7 +757,8 @@ fn run_local(source: &Path, args: &[&str]) -> (i32, serde_json::Value, String) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let (report, _) = read_report_of(&json, &stderr);
     let xml = std::fs::read_to_string(&xml).unwrap();
-    (out.status.code().unwrap_or(-1), report, xml)
+    let code = out.status.code().unwrap_or(-1);
+    ((code, report, xml), stderr.into_owned())
 }
 
 /// Checks a `local` run: every expected test reported once, with its status; attempts are 1
@@ -833,6 +839,49 @@ fn nextest_through_local_runs_every_test_once_plus_retries() {
     };
     let run = run_local(&fixture.source, &["--workers", "2", "--nextest"]);
     check_local(run, &NEXTEST_EXPECTED, nextest_alone(&fixture.source));
+}
+
+#[test]
+fn a_clean_run_whose_retry_reaches_a_worker_idle_past_its_lease_prints_no_warning() {
+    if !have("python", &["-m", "pytest", "--version"]) {
+        return;
+    }
+    // A test that fails once after outliving the lease (half the peer timeout: 1 s) on one
+    // worker, while the other worker, done with its only test, sits idle: the retry goes to
+    // the idle worker (away from the one it failed on), whose lease lapsed meanwhile. That
+    // lapse is normal and must not read as trouble.
+    let source = tempfile::tempdir().unwrap();
+    std::fs::write(
+        source.path().join("test_slow.py"),
+        "import os, time\n\ndef test_slow_then_flaky():\n    time.sleep(3)\n    \
+         assert os.environ.get('CLUSTER_ATTEMPT') != '1'\n",
+    )
+    .unwrap();
+    std::fs::write(
+        source.path().join("test_ok.py"),
+        "def test_ok():\n    pass\n",
+    )
+    .unwrap();
+    let args = [
+        "--workers",
+        "2",
+        "--slots",
+        "1",
+        "--peer-timeout",
+        "2s",
+        "--pytest",
+    ];
+    let ((code, report, _), stderr) = run_local_logged(source.path(), &args);
+    assert_eq!(code, 0, "a flaky test passes the run: {stderr}");
+    assert_eq!(
+        report["test_summary"]["flaky"], 1,
+        "the retry ran: {report}"
+    );
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("WARN")).collect();
+    assert!(
+        warnings.is_empty(),
+        "a clean run warns of nothing: {warnings:#?}"
+    );
 }
 
 #[test]

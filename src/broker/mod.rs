@@ -611,6 +611,7 @@ impl Shell {
             match effect {
                 Effect::ToWorker(p, m) => push_for(&mut to_workers, p, m),
                 Effect::ToRunner(p, m) => push_for(&mut to_runners, p, m),
+                Effect::Notice(n) => n.log(),
             }
         }
         for (peer, msgs) in to_workers {

@@ -3,7 +3,14 @@
 //!
 //! It does no I/O. Each event returns the messages to send ([`Effect`]); the async shell in
 //! `broker::mod` delivers them. That keeps every scheduling rule unit-testable and
-//! deterministic. Time enters only through [`Scheduler::at`], so tests choose it.
+//! deterministic. The event's time enters through [`Scheduler::at`] (nearly every event may
+//! assign work, and an assignment to a free slot starts a round-trip measurement), so tests
+//! choose it.
+//!
+//! Time, as in every state machine here: a `std::time::Instant` the shell reads from its clock
+//! at each event and hands in; a machine never reads a clock, and the deadlines it returns are
+//! such instants (the shell sleeps until them). Lengths are `Duration`s; milliseconds only on
+//! the wire.
 //!
 //! Pipelining: each worker is kept [`Dispatch`]ed enough work beyond its slots to cover its
 //! round trip (sized from what the broker measures: the assign → started round trip of that
@@ -29,8 +36,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::info;
-
+use crate::notice::Notice;
 use crate::proto::{
     AttemptRef, BrokerToRunner, BrokerToWorker, DefaultsId, JobDefaults, JobId, JobIndex,
     JobOutcome, JobSpec, JobStatus, Submission,
@@ -58,13 +64,15 @@ pub struct Dispatch {
 /// A connected peer's id (its stream's peer id).
 pub type PeerId = String;
 
-/// A message the shell must send.
+/// Something the shell must do: send a message, or log a notice.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     /// Send to a worker.
     ToWorker(PeerId, BrokerToWorker),
     /// Send to a runner.
     ToRunner(PeerId, BrokerToRunner),
+    /// Tell the broker's log.
+    Notice(Notice),
 }
 
 /// Where a job stands.
@@ -182,8 +190,9 @@ struct Runner {
 #[derive(Debug)]
 pub struct Scheduler {
     dispatch: Dispatch,
-    /// The time of the event being handled.
-    now: Instant,
+    /// The time of the event being handled, as the shell last said ([`Scheduler::at`]); none
+    /// before it first did (then nothing is measured).
+    now: Option<Instant>,
     /// The mean duration of an attempt, in seconds (a running mean).
     job_secs: Option<f64>,
     /// Counts assignments (their `order`).
@@ -202,7 +211,7 @@ impl Scheduler {
     pub fn new(dispatch: Dispatch) -> Self {
         Self {
             dispatch,
-            now: Instant::now(),
+            now: None,
             job_secs: None,
             assignments: 0,
             jobs: HashMap::new(),
@@ -217,7 +226,7 @@ impl Scheduler {
 
     /// Sets the time of the next event (the shell calls it with the clock; tests choose it).
     pub fn at(&mut self, now: Instant) -> &mut Self {
-        self.now = now;
+        self.now = Some(now);
         self
     }
 
@@ -337,8 +346,8 @@ impl Scheduler {
                 p.started = true;
                 // A take-back that crossed the start: the attempt runs here.
                 p.taking_back = false;
-                if let Some(sent) = p.probe.take() {
-                    let sample = self.now.saturating_duration_since(sent).as_secs_f64();
+                if let (Some(sent), Some(now)) = (p.probe.take(), self.now) {
+                    let sample = now.saturating_duration_since(sent).as_secs_f64();
                     let mean = running_mean(w.round_trip.map(|d| d.as_secs_f64()), sample);
                     w.round_trip = Some(Duration::from_secs_f64(mean));
                 }
@@ -383,13 +392,12 @@ impl Scheduler {
                 && job.attempts == outcome.attempt
         });
         if !current {
-            info!(
-                job = %global,
-                attempt = outcome.attempt,
-                worker = %outcome.worker,
-                "dropping a late result: not the job's current attempt (its worker was declared \
-                 lost, or the job was given to another)"
-            );
+            fx.push(Effect::Notice(Notice::info(format!(
+                "dropping a late result of job {global} attempt {} from worker {}: not the \
+                 job's current attempt (its worker was declared lost, or the job was given to \
+                 another)",
+                outcome.attempt, outcome.worker
+            ))));
             return fx;
         }
         if outcome.status != JobStatus::Cancelled {
@@ -693,7 +701,7 @@ impl Scheduler {
             started: false,
             taking_back: false,
             order: self.assignments,
-            probe: free_slot.then_some(self.now),
+            probe: self.now.filter(|_| free_slot),
         }));
         w.assigned.insert(global);
         if let Some((id, defaults)) = &job.defaults
@@ -1165,8 +1173,13 @@ mod tests {
         );
         let fx = s.worker_joined("b".into(), "b".into(), 1);
         assert_eq!(assigns(&fx)[0].2, 2, "the lost attempt counts");
-        // A late result from the lost worker changes nothing.
-        assert!(finished(&s.job_finished("a", g, outcome(1, JobStatus::Passed))).is_empty());
+        // A late result from the lost worker changes nothing: the log says it was dropped.
+        let fx = s.job_finished("a", g, outcome(1, JobStatus::Passed));
+        assert!(
+            matches!(&fx[..], [Effect::Notice(n)] if n.level == crate::notice::Level::Info
+                && n.text.starts_with("dropping a late result")),
+            "{fx:?}"
+        );
         let done = finished(&s.job_finished("b", g, outcome(2, JobStatus::Passed)));
         assert_eq!(
             (done[0].1.attempt, done[0].1.status),

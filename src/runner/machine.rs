@@ -4,22 +4,23 @@
 //! leaves in the report, when a failed outputs fetch is tried again, and the final report.
 //!
 //! It does no I/O. Each event returns the [`Effect`]s the shell in `runner::session` carries
-//! out, as `broker::scheduler` does for the broker; time comes in as arguments, and the shell
-//! sleeps until [`Machine::deadline`].
+//! out, as `broker::scheduler` does for the broker; the shell sleeps until
+//! [`Machine::deadline`].
+//!
+//! Time: an `std::time::Instant` the shell hands in with each event that needs it; no clock is
+//! read here (the convention of every state machine, see `broker::scheduler`).
 //!
 //! Memory: a job's spec is given away at submission; what stays is its compact report entry,
 //! and of a passed or cancelled job no captured output (no report shows it).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
-
-use tokio::time::Instant;
-use tracing::warn;
+use std::time::{Duration, Instant};
 
 use super::report::{JobReport, RunReport};
-use super::suites::SuiteRun;
+use super::suite_run::SuiteRun;
 use crate::dir_name::dir_name;
 use crate::layer::Digest;
+use crate::notice::Notice;
 use crate::proto::{BrokerToRunner, JobIndex, JobOutcome, JobStatus, RunnerMsg};
 use crate::proto::{JobDefaults, Submission};
 use crate::retry::RetryPolicy;
@@ -80,8 +81,8 @@ pub enum Effect {
     },
     /// Show a job's final result (its outputs may still be on their way).
     Finished(Box<JobReport>),
-    /// Warn the user (on the terminal and in the CI log).
-    Warn(String),
+    /// Tell the user (a warning: on the terminal and in the CI log).
+    Notice(Notice),
     /// Fetch the outputs layer of a job into the directory named `dir` under the outputs
     /// directory, after waiting `after`, then report with [`Machine::outputs_fetched`].
     FetchOutputs {
@@ -97,7 +98,7 @@ pub enum Effect {
         path: Option<String>,
     },
     /// Fetch the outputs layer of suite batch `index` (none when it brought none back), read
-    /// its report file ([`super::suites::REPORT_FILE`]) and hand it to
+    /// its report file ([`super::suite_run::REPORT_FILE`]) and hand it to
     /// [`Machine::report_fetched`].
     FetchReport {
         /// The batch.
@@ -124,6 +125,42 @@ pub enum Timer {
     CancelGrace,
 }
 
+/// Where the run stands. Every run starts `Running`; the transitions:
+///
+/// | from | event | to |
+/// |---|---|---|
+/// | `Running` | a signal ([`Machine::cancel`]) | `Cancelling` (`Cancel` sent) |
+/// | `Running` | no worker for `worker_wait` ([`Timer::WorkerWait`]) | `Ended` (`Cancel` sent) |
+/// | `Running`, `Cancelling` | `AllDone` | `Ended` |
+/// | `Cancelling` | no confirmation within [`CANCEL_GRACE`] | `Ended` |
+/// | `Running`, `Cancelling` | the broker's stream ends ([`Machine::broker_gone`]) | `Ended` with the broker lost |
+///
+/// Nothing leaves `Ended`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Jobs are submitted and run.
+    Running {
+        /// The worker-wait clock, while it runs: without slots of its own, since when no
+        /// worker has been connected; with some, since when the runner's own worker may be
+        /// the only one (said once at the deadline, then `None` for good).
+        waiting_since: Option<Instant>,
+        /// `EndOfSubmission` was sent.
+        submitted_all: bool,
+    },
+    /// A cancel was sent at `since`; the broker confirms with `AllDone`.
+    Cancelling {
+        /// When the cancel was sent.
+        since: Instant,
+        /// `EndOfSubmission` was sent.
+        submitted_all: bool,
+    },
+    /// The run is over; nothing more is sent, and to a lost broker not even the stop.
+    Ended {
+        /// The broker went away before the end.
+        broker_lost: bool,
+    },
+}
+
 /// What the runner knows of one job.
 #[derive(Debug)]
 struct Entry {
@@ -148,17 +185,10 @@ pub struct Machine {
     stop_cluster: bool,
     worker_wait: Duration,
     own_slots: u32,
-    no_workers_since: Option<Instant>,
-    /// While only the runner's own worker may be there: since when.
-    alone_since: Option<Instant>,
-    cancelled_at: Option<Instant>,
-    broker_lost: bool,
-    ended: bool,
+    phase: Phase,
     suites: SuiteRun,
     /// Slots known before the broker says (`local` starts its workers itself), else 0.
     slots_hint: usize,
-    /// `EndOfSubmission` was sent.
-    submitted_all: bool,
 }
 
 /// How the machine is set up.
@@ -197,14 +227,12 @@ impl Machine {
             stop_cluster: rules.stop_cluster,
             worker_wait: rules.worker_wait,
             own_slots: rules.own_slots,
-            no_workers_since: Some(now),
-            alone_since: (rules.own_slots > 0).then_some(now),
-            cancelled_at: None,
-            broker_lost: false,
-            ended: false,
+            phase: Phase::Running {
+                waiting_since: Some(now),
+                submitted_all: false,
+            },
             suites: SuiteRun::new(Vec::new(), Default::default(), 0),
             slots_hint: 0,
-            submitted_all: false,
         }
     }
 
@@ -238,9 +266,9 @@ impl Machine {
         self.jobs.values().filter(|e| !e.finished).count() + self.suites.in_flight()
     }
 
-    /// The submission: the shared defaults (once), every job in batches (see [`submit_all`]), the suites' first batches
-    /// when the slots are known, then the end of submission once the suites will submit
-    /// nothing more. The specs are given away: the machine keeps only the report entries.
+    /// The submission: the shared defaults (once), every job in batches (see `submit_all`),
+    /// the suites' first batches when the slots are known, then the end of submission once the
+    /// suites will submit nothing more. The specs are given away: the machine keeps only the report entries.
     pub fn submit(&mut self) -> Vec<Effect> {
         let mut jobs = std::mem::take(&mut self.unsent);
         let mut fx = Vec::new();
@@ -265,10 +293,15 @@ impl Machine {
 
     /// `EndOfSubmission`, once, when the suites will submit nothing more.
     fn end_submission_when_done(&mut self) -> Vec<Effect> {
-        if self.submitted_all || !self.suites.is_done() {
+        let (Phase::Running { submitted_all, .. } | Phase::Cancelling { submitted_all, .. }) =
+            &mut self.phase
+        else {
+            return Vec::new();
+        };
+        if *submitted_all || !self.suites.is_done() {
             return Vec::new();
         }
-        self.submitted_all = true;
+        *submitted_all = true;
         vec![Effect::Send(RunnerMsg::EndOfSubmission)]
     }
 
@@ -286,7 +319,8 @@ impl Machine {
             BrokerToRunner::Welcome { workers, slots }
             | BrokerToRunner::Workers { workers, slots } => {
                 let mut fx = self.workers(workers, now);
-                if slots > 0 && !self.suites.is_planned() && self.cancelled_at.is_none() {
+                let running = matches!(self.phase, Phase::Running { .. });
+                if slots > 0 && !self.suites.is_planned() && running {
                     fx.extend(self.plan_suites(self.slots_hint.max(slots as usize)));
                     fx.extend(self.end_submission_when_done());
                 }
@@ -309,27 +343,35 @@ impl Machine {
                 }],
                 None => Vec::new(),
             },
-            BrokerToRunner::Finished { index, outcome } => self.finished(index, outcome),
-            BrokerToRunner::AllDone => {
-                let end = match self.cancelled_at {
-                    Some(_) => RunEnd::Cancelled,
-                    None => RunEnd::Completed,
-                };
-                self.end(end)
+            BrokerToRunner::Finished { index, outcome } if self.suites.owns(index) => {
+                self.batch_finished(index, outcome)
             }
+            BrokerToRunner::Finished { index, outcome } => self.job_finished(index, outcome),
+            BrokerToRunner::AllDone => match self.phase {
+                Phase::Running { .. } => self.end(RunEnd::Completed),
+                Phase::Cancelling { .. } => self.end(RunEnd::Cancelled),
+                Phase::Ended { .. } => Vec::new(),
+            },
             BrokerToRunner::Refused { reason } => vec![Effect::Refused(reason)],
         }
     }
 
     /// SIGINT or SIGTERM at `now`: ask the broker to cancel everything (once).
     pub fn cancel(&mut self, now: Instant) -> Vec<Effect> {
-        if self.cancelled_at.is_some() || self.ended {
+        let Phase::Running { submitted_all, .. } = self.phase else {
             return Vec::new();
-        }
-        warn!("cancelling: queued jobs are dropped, running jobs are killed");
-        self.cancelled_at = Some(now);
+        };
+        self.phase = Phase::Cancelling {
+            since: now,
+            submitted_all,
+        };
         self.suites.stop();
-        let mut fx = vec![Effect::Send(RunnerMsg::Cancel)];
+        let mut fx = vec![
+            Effect::Notice(Notice::warn(
+                "cancelling: queued jobs are dropped, running jobs are killed",
+            )),
+            Effect::Send(RunnerMsg::Cancel),
+        ];
         fx.extend(self.end_submission_when_done());
         fx
     }
@@ -337,68 +379,77 @@ impl Machine {
     /// The broker's stream ended, failed or could not be written (`reason`): the run ends,
     /// and the report keeps every outcome that had arrived.
     pub fn broker_gone(&mut self, reason: &str) -> Vec<Effect> {
-        if self.ended {
+        if self.ended() {
             return Vec::new();
         }
-        self.broker_lost = true;
         let not_run = self.unfinished();
-        self.end(RunEnd::BrokerLost {
+        let fx = self.end(RunEnd::BrokerLost {
             reason: reason.to_string(),
             not_run,
-        })
+        });
+        self.phase = Phase::Ended { broker_lost: true };
+        fx
+    }
+
+    fn ended(&self) -> bool {
+        matches!(self.phase, Phase::Ended { .. })
+    }
+
+    fn broker_lost(&self) -> bool {
+        self.phase == Phase::Ended { broker_lost: true }
     }
 
     /// The next timer to run, if any.
     pub fn deadline(&self) -> Option<(Instant, Timer)> {
-        if self.ended {
-            return None;
-        }
-        if let Some(at) = self.cancelled_at {
-            return Some((at + CANCEL_GRACE, Timer::CancelGrace));
-        }
-        // A runner with slots of its own is a worker itself: it never gives up for want of
-        // workers, it says once that it goes on alone.
-        match self.own_slots {
-            0 => self
-                .no_workers_since
-                .map(|t| (t + self.worker_wait, Timer::WorkerWait)),
-            _ => self
-                .alone_since
-                .map(|t| (t + self.worker_wait, Timer::Alone)),
+        match self.phase {
+            Phase::Ended { .. } => None,
+            Phase::Cancelling { since, .. } => Some((since + CANCEL_GRACE, Timer::CancelGrace)),
+            // A runner with slots of its own is a worker itself: it never gives up for want of
+            // workers, it says once that it goes on alone.
+            Phase::Running { waiting_since, .. } => {
+                let timer = match self.own_slots {
+                    0 => Timer::WorkerWait,
+                    _ => Timer::Alone,
+                };
+                waiting_since.map(|t| (t + self.worker_wait, timer))
+            }
         }
     }
 
     /// `timer` ran out.
     pub fn timer(&mut self, timer: Timer) -> Vec<Effect> {
-        if self.ended {
-            return Vec::new();
-        }
-        match timer {
-            Timer::WorkerWait => {
+        match (timer, &mut self.phase) {
+            (Timer::WorkerWait, Phase::Running { .. }) => {
                 let not_run = self.unfinished();
-                warn!(
-                    "no worker connected for {:?} with {not_run} job(s) waiting",
-                    self.worker_wait
-                );
                 self.suites.stop();
-                let mut fx = vec![Effect::Send(RunnerMsg::Cancel)];
+                let mut fx = vec![
+                    Effect::Notice(Notice::warn(format!(
+                        "no worker connected for {:?} with {not_run} job(s) waiting",
+                        self.worker_wait
+                    ))),
+                    Effect::Send(RunnerMsg::Cancel),
+                ];
                 fx.extend(self.end(RunEnd::NoWorkers { not_run }));
                 fx
             }
-            Timer::Alone => {
-                self.alone_since = None;
-                vec![Effect::Warn(format!(
+            (Timer::Alone, Phase::Running { waiting_since, .. }) => {
+                *waiting_since = None;
+                vec![Effect::Notice(Notice::warn(format!(
                     "no other worker joined within --worker-wait ({:?}): this runner goes on \
                      alone on its {} slot(s) with {} job(s) left",
                     self.worker_wait,
                     self.own_slots,
                     self.unfinished()
-                ))]
+                )))]
             }
-            Timer::CancelGrace => {
-                warn!("workers did not confirm the cancellation within {CANCEL_GRACE:?}");
-                self.end(RunEnd::Cancelled)
+            (Timer::CancelGrace, Phase::Cancelling { .. }) => {
+                let mut fx = vec![Effect::Notice(Notice::warn(format!(
+                    "workers did not confirm the cancellation within {CANCEL_GRACE:?}"
+                )))];
+                fx.extend(self.end(RunEnd::Cancelled));
+                fx
             }
+            _ => Vec::new(),
         }
     }
 
@@ -425,33 +476,36 @@ impl Machine {
         };
         let name = &entry.report.name;
         if let Some(after) = OUTPUTS_FETCH.after_failure(tries)
-            && !self.broker_lost
+            && self.phase != (Phase::Ended { broker_lost: true })
         {
-            warn!(
+            let notice = Notice::warn(format!(
                 "outputs of job '{name}' could not be brought back ({error}): again in {after:?}"
-            );
+            ));
             let dir = dir_name(name);
             entry.fetching = Some((layer.clone(), path.clone(), tries + 1));
-            return vec![Effect::FetchOutputs {
-                index,
-                dir,
-                layer,
-                path,
-                after,
-            }];
+            return vec![
+                Effect::Notice(notice),
+                Effect::FetchOutputs {
+                    index,
+                    dir,
+                    layer,
+                    path,
+                    after,
+                },
+            ];
         }
         let warning = format!("outputs of job '{name}' could not be brought back: {error}");
         if entry.report.status == JobStatus::Passed {
             entry.report.status = JobStatus::Error;
             entry.report.error = Some(format!("outputs could not be brought back: {error}"));
         }
-        vec![Effect::Warn(warning)]
+        vec![Effect::Notice(Notice::warn(warning))]
     }
 
     /// What to send once the run is over, before the stream is closed (nothing to a lost
     /// broker).
     pub fn closing(&self) -> Vec<Effect> {
-        match self.stop_cluster && !self.broker_lost {
+        match self.stop_cluster && !self.broker_lost() {
             true => vec![Effect::Send(RunnerMsg::StopCluster)],
             false => Vec::new(),
         }
@@ -477,39 +531,47 @@ impl Machine {
 
     /// The number of workers changed.
     fn workers(&mut self, workers: u32, now: Instant) -> Vec<Effect> {
-        self.no_workers_since = match workers {
-            0 => self.no_workers_since.or(Some(now)),
-            _ => None,
-        };
-        // Another worker beside the runner's own: the run is not alone (and never says so).
-        if workers > u32::from(self.own_slots > 0) {
-            self.alone_since = None;
+        if let Phase::Running { waiting_since, .. } = &mut self.phase {
+            *waiting_since = match (self.own_slots, workers) {
+                (0, 0) => waiting_since.or(Some(now)),
+                (0, _) => None,
+                // Another worker beside the runner's own: the run is not alone (and never
+                // says so).
+                (_, 2..) => None,
+                (_, _) => *waiting_since,
+            };
         }
         vec![Effect::Workers(workers)]
     }
 
-    fn finished(&mut self, index: JobIndex, mut outcome: JobOutcome) -> Vec<Effect> {
-        if self.suites.owns(index) {
-            self.suites.ended_on(index, &outcome.worker);
-            let mut fx = Vec::new();
-            let name = self.suites.name(index).unwrap_or("?");
-            if let Some(error) = outcome.error.as_deref() {
-                fx.push(Effect::Warn(format!("suite batch '{name}': {error}")));
-            } else if outcome.outputs_layer.is_none() && outcome.status != JobStatus::Cancelled {
-                let tail: Vec<&str> = outcome.output.lines().rev().take(10).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                fx.push(Effect::Warn(format!(
-                    "suite batch '{name}' wrote no report; the end of its output:\n{}",
-                    tail.join("\n")
-                )));
-            }
-            fx.push(Effect::FetchReport {
-                index,
-                layer: outcome.outputs_layer,
-                path: outcome.outputs_path,
-            });
-            return fx;
+    /// Suite batch `index` ended: its report is fetched (its exit code decides nothing), and
+    /// the user is told why when it brought none back.
+    fn batch_finished(&mut self, index: JobIndex, outcome: JobOutcome) -> Vec<Effect> {
+        self.suites.ended_on(index, &outcome.worker);
+        let mut fx = Vec::new();
+        let name = self.suites.name(index).unwrap_or("?");
+        if let Some(error) = outcome.error.as_deref() {
+            fx.push(Effect::Notice(Notice::warn(format!(
+                "suite batch '{name}': {error}"
+            ))));
+        } else if outcome.outputs_layer.is_none() && outcome.status != JobStatus::Cancelled {
+            let tail: Vec<&str> = outcome.output.lines().rev().take(10).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            fx.push(Effect::Notice(Notice::warn(format!(
+                "suite batch '{name}' wrote no report; the end of its output:\n{}",
+                tail.join("\n")
+            ))));
         }
+        fx.push(Effect::FetchReport {
+            index,
+            layer: outcome.outputs_layer,
+            path: outcome.outputs_path,
+        });
+        fx
+    }
+
+    /// Job `index` has its final outcome: shown, kept for the report, its outputs fetched.
+    fn job_finished(&mut self, index: JobIndex, mut outcome: JobOutcome) -> Vec<Effect> {
         let Some(entry) = self.jobs.get_mut(&index) else {
             return Vec::new();
         };
@@ -537,7 +599,7 @@ impl Machine {
     }
 
     fn end(&mut self, end: RunEnd) -> Vec<Effect> {
-        self.ended = true;
+        self.phase = Phase::Ended { broker_lost: false };
         vec![Effect::End(end)]
     }
 }
@@ -654,6 +716,16 @@ mod tests {
         }
     }
 
+    /// What a first cancel does: says so, and asks the broker.
+    fn cancelling() -> [Effect; 2] {
+        [
+            Effect::Notice(Notice::warn(
+                "cancelling: queued jobs are dropped, running jobs are killed",
+            )),
+            Effect::Send(RunnerMsg::Cancel),
+        ]
+    }
+
     fn workers(n: u32) -> BrokerToRunner {
         BrokerToRunner::Workers {
             workers: n,
@@ -744,6 +816,9 @@ mod tests {
         assert_eq!(
             fx,
             [
+                Effect::Notice(Notice::warn(
+                    "no worker connected for 60s with 2 job(s) waiting"
+                )),
                 Effect::Send(RunnerMsg::Cancel),
                 Effect::End(RunEnd::NoWorkers { not_run: 2 })
             ]
@@ -765,7 +840,7 @@ mod tests {
         let now = Instant::now();
         let mut m = machine(2, now);
         m.submit();
-        assert_eq!(m.cancel(now), [Effect::Send(RunnerMsg::Cancel)]);
+        assert_eq!(m.cancel(now), cancelling());
         assert!(
             m.cancel(now).is_empty(),
             "a second signal sends nothing more"
@@ -793,7 +868,12 @@ mod tests {
         m.cancel(now);
         assert_eq!(
             m.timer(Timer::CancelGrace),
-            [Effect::End(RunEnd::Cancelled)]
+            [
+                Effect::Notice(Notice::warn(
+                    "workers did not confirm the cancellation within 30s"
+                )),
+                Effect::End(RunEnd::Cancelled)
+            ]
         );
         assert_eq!(m.deadline(), None);
         assert!(m.cancel(now).is_empty(), "over already");
@@ -890,7 +970,10 @@ mod tests {
     fn fail_every_fetch(m: &mut Machine, index: u64) -> Vec<Effect> {
         for _ in 1..OUTPUTS_FETCH.max_attempts {
             let fx = m.outputs_fetched(JobIndex(index), Err("gone".into()));
-            assert!(matches!(fx[..], [Effect::FetchOutputs { .. }]), "{fx:?}");
+            assert!(
+                matches!(fx[..], [Effect::Notice(_), Effect::FetchOutputs { .. }]),
+                "{fx:?}"
+            );
         }
         m.outputs_fetched(JobIndex(index), Err("gone".into()))
     }
@@ -903,8 +986,15 @@ mod tests {
         let pauses: Vec<Duration> = (1..OUTPUTS_FETCH.max_attempts)
             .map(
                 |_| match &m.outputs_fetched(JobIndex(0), Err("503".into()))[..] {
-                    [Effect::FetchOutputs { after, layer, .. }] => {
+                    [Effect::Notice(n), Effect::FetchOutputs { after, layer, .. }] => {
                         assert_eq!(layer, &Digest("aa".into()));
+                        assert_eq!(
+                            n.text,
+                            format!(
+                                "outputs of job 'job 0' could not be brought back (503): \
+                                 again in {after:?}"
+                            )
+                        );
                         *after
                     }
                     other => panic!("unexpected {other:?}"),
@@ -931,9 +1021,9 @@ mod tests {
         let fx = fail_every_fetch(&mut m, 0);
         assert_eq!(
             fx,
-            [Effect::Warn(
-                "outputs of job 'job 0' could not be brought back: gone".into()
-            )]
+            [Effect::Notice(Notice::warn(
+                "outputs of job 'job 0' could not be brought back: gone"
+            ))]
         );
         fail_every_fetch(&mut m, 1);
         assert!(
@@ -1053,7 +1143,7 @@ mod tests {
         assert_eq!(m.deadline(), Some((start + WAIT, Timer::Alone)));
         let fx = m.timer(Timer::Alone);
         assert!(
-            matches!(&fx[..], [Effect::Warn(w)] if w.contains("goes on alone on its 2 slot(s)")),
+            matches!(&fx[..], [Effect::Notice(n)] if n.text.contains("goes on alone on its 2 slot(s)")),
             "{fx:?}"
         );
         assert_eq!(m.deadline(), None, "said once, and the run goes on");
@@ -1107,7 +1197,7 @@ mod tests {
     }
 
     fn suite_machine(now: Instant, retries: u32) -> Machine {
-        use crate::runner::suites::{SuiteRun, tests::listed};
+        use crate::runner::suite_run::{SuiteRun, tests::listed};
         let suites = SuiteRun::new(
             vec![listed("s", &["a", "b"], retries)],
             Default::default(),
@@ -1134,7 +1224,7 @@ mod tests {
 
     #[test]
     fn suites_are_planned_once_the_first_slot_is_known_and_submission_ends_when_they_are_done() {
-        use crate::runner::suites::tests::junit;
+        use crate::runner::suite_run::tests::junit;
         let now = Instant::now();
         let mut m = suite_machine(now, 0);
         assert!(m.submit().is_empty(), "no slots known: nothing yet");
@@ -1184,7 +1274,7 @@ mod tests {
         let now = Instant::now();
         let mut m = suite_machine(now, 2);
         let first = submitted(&m.message(workers(1), now))[0];
-        assert_eq!(m.cancel(now), [Effect::Send(RunnerMsg::Cancel)]);
+        assert_eq!(m.cancel(now), cancelling());
         assert_eq!(
             m.report_fetched(first, None),
             [Effect::Send(RunnerMsg::EndOfSubmission)]

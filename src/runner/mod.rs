@@ -6,4 +6,4 @@ pub mod manifest;
 pub mod progress;
 pub mod report;
 pub mod session;
-pub mod suites;
+pub mod suite_run;

@@ -22,11 +22,12 @@ use super::machine::{Effect, Machine, Rules, RunEnd, Timer};
 use super::manifest::{Manifest, SuiteDef};
 use super::progress::Progress;
 use super::report::RunReport;
-use super::suites::{ListedSuite, REPORT_FILE, SuiteRun};
+use super::suite_run::{ListedSuite, REPORT_FILE, SuiteRun};
 use crate::history::results::{AttemptResults, RerunMode, RerunSelection, select_rerun};
 use crate::history::timings::Timings;
 use crate::layer::{self, Digest, LayerCache};
 use crate::link::{JoinError, Joined, LinkError, RunnerLink, Target};
+use crate::notice::Level;
 use crate::proto::{Hello, JobIndex, PROTOCOL_VERSION, RunnerMsg, Submission};
 use crate::seal::{ClusterKeys, LayerSeal};
 use crate::store::ArtifactStore;
@@ -172,7 +173,7 @@ pub async fn run(
         stop_cluster: cfg.stop_cluster,
         own_slots: cfg.own_slots,
     };
-    let machine = Machine::new(jobs, &rules, tokio::time::Instant::now())
+    let machine = Machine::new(jobs, &rules, Instant::now())
         .with_defaults(defaults)
         .with_suites(suites, cfg.slots_hint);
     let hello = Hello::Runner {
@@ -245,7 +246,7 @@ impl Shell<'_> {
             let deadline = self.machine.deadline();
             let effects = tokio::select! {
                 msg = self.link.recv() => match msg {
-                    Ok(Some(msg)) => self.machine.message(msg, tokio::time::Instant::now()),
+                    Ok(Some(msg)) => self.machine.message(msg, Instant::now()),
                     Ok(None) => self
                         .machine
                         .broker_gone("it closed the stream before all jobs finished"),
@@ -253,7 +254,7 @@ impl Shell<'_> {
                 },
                 () = &mut cancel, if !cancelled => {
                     cancelled = true;
-                    self.machine.cancel(tokio::time::Instant::now())
+                    self.machine.cancel(Instant::now())
                 }
                 timer = sleep_until(deadline) => self.machine.timer(timer),
                 Some(done) = self.fetches.join_next(), if !self.fetches.is_empty() => {
@@ -299,7 +300,8 @@ impl Shell<'_> {
                     worker,
                 } => self.progress.started(&name, attempt, &worker),
                 Effect::Finished(report) => self.progress.finished(&report),
-                Effect::Warn(text) => self.progress.warn(&text),
+                Effect::Notice(n) if n.level == Level::Warn => self.progress.warn(&n.text),
+                Effect::Notice(n) => n.log(),
                 Effect::FetchOutputs {
                     index,
                     dir,
@@ -399,10 +401,10 @@ impl Shell<'_> {
 }
 
 /// Sleeps until the machine's next deadline, if it has one.
-async fn sleep_until(deadline: Option<(tokio::time::Instant, Timer)>) -> Timer {
+async fn sleep_until(deadline: Option<(Instant, Timer)>) -> Timer {
     match deadline {
         Some((at, timer)) => {
-            tokio::time::sleep_until(at).await;
+            tokio::time::sleep_until(at.into()).await;
             timer
         }
         None => std::future::pending().await,

@@ -7,6 +7,9 @@
 //! Attempts are keyed by job id *and* attempt number, so that a stale message about an
 //! earlier attempt never touches a later one.
 //!
+//! Time: an `std::time::Instant` the shell hands in with each event that needs it; no clock is
+//! read here (the convention of every state machine, see `broker::scheduler`).
+//!
 //! Fencing: an assigned attempt starts only under a lease ([`BrokerToWorker::Lease`]), valid
 //! for a while after this worker *sent* the request it answers. The broker declares a worker
 //! lost only after a longer silence, so a worker that was stalled (SIGSTOP, a frozen VM) or cut
@@ -33,13 +36,12 @@
 //! held outcomes stay bounded). An uploading attempt is never run again: a cancel reports it
 //! cancelled at once, a signal reports it with its outputs lost, a take-back never touches it.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::warn;
-
 use crate::layer::Digest;
+use crate::notice::Notice;
 use crate::proto::{
     AttemptRef, BrokerToWorker, DefaultsId, JobDefaults, JobId, JobOutcome, JobSpec, JobStatus,
     WorkerMsg,
@@ -79,6 +81,8 @@ pub enum Effect {
     Upload(JobId),
     /// Stop: kill what runs, close the stream and end this way.
     End(Ending),
+    /// Tell the worker's log.
+    Notice(Notice),
 }
 
 /// Why the worker ends.
@@ -103,7 +107,7 @@ struct Lease {
     until: Option<Instant>,
     /// How long a lease lasts, as the broker last said (until it says, nothing starts).
     valid: Duration,
-    /// A warning about an expired lease was logged and no lease came since.
+    /// A warning about an expired lease was given and no lease came since.
     warned: bool,
 }
 
@@ -117,6 +121,11 @@ impl Lease {
         self.asked
             .values()
             .any(|&sent| self.valid.is_zero() || now < sent + self.valid)
+    }
+
+    /// Whether a request has gone unanswered for a whole lease.
+    fn overdue(&self, now: Instant) -> bool {
+        self.asked.values().any(|&sent| sent + self.valid <= now)
     }
 
     /// A new request, sent now.
@@ -145,11 +154,13 @@ impl Lease {
 pub struct Machine {
     name: String,
     slots: usize,
-    queue: VecDeque<Assignment>,
+    /// Assigned attempts waiting for a slot, oldest first, each with when it came.
+    queue: VecDeque<(Assignment, Instant)>,
     /// Running attempts: job id → attempt number.
     running: BTreeMap<JobId, u32>,
-    /// Running attempts whose directory is ready, waiting for a lease to spawn their process.
-    waiting_launch: BTreeSet<JobId>,
+    /// Running attempts whose directory is ready, waiting for a lease to spawn their process:
+    /// since when.
+    waiting_launch: BTreeMap<JobId, Instant>,
     /// Attempts whose process ended, waiting for their outputs' upload: their outcomes.
     uploading: BTreeMap<JobId, JobOutcome>,
     /// The most attempts uploading before nothing new starts.
@@ -172,7 +183,7 @@ impl Machine {
             slots: (slots as usize).max(1),
             queue: VecDeque::new(),
             running: BTreeMap::new(),
-            waiting_launch: BTreeSet::new(),
+            waiting_launch: BTreeMap::new(),
             uploading: BTreeMap::new(),
             max_uploading: crate::budget::pending_uploads_max(slots),
             lease: Lease {
@@ -208,7 +219,7 @@ impl Machine {
                 defaults,
             } if !self.broker_lost => match self.inherited(job, defaults) {
                 Ok(job) => {
-                    self.queue.push_back(Assignment { id, attempt, job });
+                    self.queue.push_back((Assignment { id, attempt, job }, now));
                     self.fill(now)
                 }
                 Err(why) => {
@@ -313,7 +324,7 @@ impl Machine {
         if !self.running.contains_key(&id) {
             return Vec::new();
         }
-        self.waiting_launch.insert(id);
+        self.waiting_launch.insert(id, now);
         self.launch_or_ask(now)
     }
 
@@ -327,7 +338,7 @@ impl Machine {
         match self.lease.until {
             Some(until) if now < until => fx.extend(
                 std::mem::take(&mut self.waiting_launch)
-                    .into_iter()
+                    .into_keys()
                     .map(|id| Effect::Launch { id, until }),
             ),
             _ => self.fenced(now, &mut fx),
@@ -406,8 +417,8 @@ impl Machine {
     /// Cancel: a queued attempt is dropped and reported `Cancelled` now; a running one is
     /// killed and reported when it ends.
     fn cancel(&mut self, id: JobId) -> Vec<Effect> {
-        if let Some(pos) = self.queue.iter().position(|a| a.id == id) {
-            let Some(dropped) = self.queue.remove(pos) else {
+        if let Some(pos) = self.queue.iter().position(|(a, _)| a.id == id) {
+            let Some((dropped, _)) = self.queue.remove(pos) else {
                 return Vec::new();
             };
             let outcome = not_run(&self.name, dropped.attempt, JobStatus::Cancelled, None);
@@ -428,7 +439,7 @@ impl Machine {
     /// `Started` went out before this answer) or ended, and stay here.
     fn take_back(&mut self, jobs: &[AttemptRef]) -> Vec<Effect> {
         let mut released = Vec::new();
-        self.queue.retain(|a| {
+        self.queue.retain(|(a, _)| {
             let asked = jobs.iter().any(|r| r.id == a.id && r.attempt == a.attempt);
             if asked {
                 released.push(AttemptRef {
@@ -454,7 +465,7 @@ impl Machine {
                 self.fenced(now, &mut fx);
                 return fx;
             }
-            let Some(next) = self.queue.pop_front() else {
+            let Some((next, _)) = self.queue.pop_front() else {
                 break;
             };
             self.running.insert(next.id, next.attempt);
@@ -471,16 +482,36 @@ impl Machine {
         fx
     }
 
-    /// Work waits but the lease does not hold: ask for one (once), and say why nothing starts.
+    /// Work waits but the lease does not hold: ask for one (once), and warn when the lease ran
+    /// out though work had waited long enough for a renewal to come (the worker asks at half
+    /// the lease while work waits): the worker was stalled or cut off from the broker. A lease
+    /// that lapsed while nothing waited is normal (nothing is renewed then): asked again
+    /// quietly.
     fn fenced(&mut self, now: Instant, fx: &mut Vec<Effect>) {
-        if self.lease.until.is_some() && !self.lease.warned {
+        let waited_since = self
+            .queue
+            .front()
+            .map(|(_, since)| *since)
+            .into_iter()
+            .chain(self.waiting_launch.values().copied())
+            .min();
+        // Renewed in time, the lease would hold: work waited while a renewal was due, or a
+        // request went unanswered for a whole lease.
+        let stalled = match (self.lease.until, waited_since) {
+            (Some(until), Some(since)) => {
+                since + self.lease.valid / 2 <= until || self.lease.overdue(now)
+            }
+            _ => false,
+        };
+        if stalled && !self.lease.warned {
             self.lease.warned = true;
-            warn!(
-                queued = self.queue.len(),
-                prepared = self.waiting_launch.len(),
+            fx.push(Effect::Notice(Notice::warn(format!(
                 "this worker's lease ran out (it was stalled or cut off from the broker): \
-                 starting nothing it was given before until the broker renews it"
-            );
+                 starting nothing it was given before until the broker renews it ({} queued, \
+                 {} prepared)",
+                self.queue.len(),
+                self.waiting_launch.len()
+            ))));
         }
         if !self.lease.asking(now) {
             fx.push(Effect::Send(self.lease.ask(now)));
@@ -953,10 +984,63 @@ mod tests {
         assert_eq!(finished(&fx), [(0, JobStatus::Passed)]);
         assert!(started(&fx).is_empty(), "fenced");
         assert_eq!(renewals(&fx), [1], "asks for a new lease");
+        assert_eq!(
+            warnings(&fx).len(),
+            1,
+            "job 1 waited through the lease: said"
+        );
+        assert!(warnings(&fx)[0].starts_with("this worker's lease ran out"));
+        assert!(
+            warnings(&w.tick(at(30_050))).is_empty(),
+            "said once until a lease comes"
+        );
         // A lease answering a request sent before the stall is no lease now.
         assert!(started(&w.message(lease(0, 10_000), at(30_001))).is_empty());
         // Only an answer to the request sent after the stall lets it start again.
         assert_eq!(started(&w.message(lease(1, 10_000), at(30_100))), [(1, 1)]);
+    }
+
+    /// The texts of the warnings in `fx`.
+    fn warnings(fx: &[Effect]) -> Vec<&str> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::Notice(n) if n.level == crate::notice::Level::Warn => Some(&*n.text),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn work_given_to_a_worker_whose_lease_lapsed_while_idle_waits_for_a_lease_without_a_warning() {
+        let mut w = leased("w", 1);
+        // Nothing waited while the lease ran out (nothing is renewed then): a new assignment
+        // asks for a lease, as at a run's end when a retry comes to an idle worker.
+        let fx = w.message(assign(0, 1), at(30_000));
+        assert!(started(&fx).is_empty(), "fenced");
+        assert_eq!(renewals(&fx), [1]);
+        assert!(
+            warnings(&fx).is_empty(),
+            "a lapse while idle is normal: {fx:?}"
+        );
+        assert_eq!(started(&w.message(lease(1, 10_000), at(30_100))), [(0, 1)]);
+    }
+
+    #[test]
+    fn a_renewal_unanswered_for_a_whole_lease_is_warned_of() {
+        let mut w = leased("w", 1);
+        // Work waits from late in the lease: the renewal is asked at once, then nothing
+        // answers.
+        assert_eq!(started(&w.message(assign(0, 1), at(9_000))), [(0, 1)]);
+        assert_eq!(renewals(&w.message(assign(1, 1), at(9_000))), [1]);
+        let fx = w.attempt_ended(JobId(0), passed(1), at(10_500));
+        assert!(started(&fx).is_empty(), "fenced");
+        assert!(
+            warnings(&fx).is_empty(),
+            "the answer may still come: {fx:?}"
+        );
+        let fx = w.tick(at(19_000));
+        assert_eq!(warnings(&fx).len(), 1, "{fx:?}");
+        assert_eq!(renewals(&fx), [2], "asked again");
     }
 
     #[test]

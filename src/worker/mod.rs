@@ -393,6 +393,7 @@ impl Shell {
                 }
             }
             Effect::End(ending) => return Ok(Some(ending)),
+            Effect::Notice(notice) => notice.log(),
         }
         Ok(None)
     }
