@@ -30,7 +30,7 @@ mod name;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use frame::{FRAME_OVERHEAD, FrameSeal, open_frame};
-pub use history::{HISTORY_ARTIFACT, HistorySeal, SEALED_FILE};
+pub use history::{HISTORY_ARTIFACT, HistorySeal, SEALED_FILE, is_history_artifact};
 pub use keys::{ClusterKeys, Direction};
 pub use layer::{LayerSeal, SealedLayer};
 
