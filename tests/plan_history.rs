@@ -50,6 +50,8 @@ enum Fault {
     ListForbidden,
     /// Downloads answer 404 (the artifact was deleted between list and download).
     DownloadNotFound,
+    /// Lists say every artifact is 1 byte, whatever its zip weighs.
+    UnderstatedSizes,
 }
 
 /// Requests per endpoint.
@@ -83,7 +85,7 @@ impl Server {
             "id": a.id,
             "node_id": "MDg6QXJ0aWZhY3QxMQ==",
             "name": a.name,
-            "size_in_bytes": a.zip.len(),
+            "size_in_bytes": if self.fault == Fault::UnderstatedSizes { 1 } else { a.zip.len() },
             "url": url,
             "archive_download_url": format!("{url}/zip"),
             "expired": a.expired,
@@ -692,6 +694,48 @@ async fn a_run_whose_history_artifact_is_garbled_says_so_once_and_passes() {
          ca-timings-local-ci.yml (id 21, run 101): not a zip: …; going on with estimates",
     );
     assert_eq!(counts(&server), (1, 0, 1, 1));
+}
+
+#[tokio::test]
+async fn a_history_zip_past_the_bound_is_not_downloaded_whole() {
+    use cluster_action::plan::document::MAX_DOCUMENT_BYTES;
+    let artifacts = || {
+        let mut artifacts = repository_artifacts();
+        let past = usize::try_from(MAX_DOCUMENT_BYTES).unwrap() + 1;
+        artifacts[0].zip.resize(past, 0);
+        artifacts
+    };
+    let words = "its zip is larger than 32 MiB, the most a history document may take";
+    // Listed as large as it is: not downloaded at all.
+    let server = serve(artifacts(), Fault::None).await;
+    let history = fetch_history(&run(&server, 1), CLUSTER, true).await;
+    assert_one_miss(&history, |w| matches!(w, MissReason::Corrupt(_)), words);
+    assert_eq!(counts(&server).2, 0, "no download");
+    // Listed smaller than it is: the download stops at the bound.
+    let server = serve(artifacts(), Fault::UnderstatedSizes).await;
+    let history = fetch_history(&run(&server, 1), CLUSTER, true).await;
+    assert_one_miss(&history, |w| matches!(w, MissReason::Corrupt(_)), words);
+    assert_eq!(counts(&server).3, 1, "one blob read");
+}
+
+#[tokio::test]
+async fn a_run_whose_history_inflates_past_the_bound_says_so_once_and_passes() {
+    use cluster_action::plan::document::MAX_DOCUMENT_BYTES;
+    // Valid timings, padded with JSON whitespace past the bound: a small zip (spaces deflate
+    // a thousandfold) that would read fine if it were inflated whole.
+    let mut document = timings(101, 1_000).to_json();
+    document.resize(usize::try_from(MAX_DOCUMENT_BYTES).unwrap() + 1, b' ');
+    let bomb = zip(TIMINGS_FILE, &document);
+    drop(document);
+    assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+    let server = serve(local_timings(bomb), Fault::None).await;
+    let run = local_run(&server, &["t1", "t2", "t3"], 1).await;
+    assert_went_on_with_estimates(
+        run,
+        "no timing history (ca-timings-local-ci.yml on main): the artifact is unreadable: artifact \
+         ca-timings-local-ci.yml (id 21, run 101): ca-timings.json in the zip inflates past 32 \
+         MiB, the most a history document may take; going on with estimates",
+    );
 }
 
 #[tokio::test]

@@ -13,12 +13,13 @@
 use std::path::Path;
 use std::time::Duration;
 
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use octocrab::etag::Etagged;
 use octocrab::models::workflows::WorkflowListArtifact;
 use octocrab::{Octocrab, Page};
 
 use super::ArtifactDocument;
+use super::document::MAX_DOCUMENT_BYTES;
 use super::results::{AttemptResults, results_artifact_name};
 use super::timings::{Timings, timings_artifact_name};
 use crate::seal::HistorySeal;
@@ -492,9 +493,9 @@ impl<'a> HistoryClient<'a> {
             id: artifact.id.into_inner(),
             run_id: artifact.workflow_run.as_ref().map(|r| r.id.into_inner()),
         };
-        let bytes = match self.download(from.id).await {
+        let bytes = match self.download(&from, artifact.size_in_bytes).await {
             Ok(bytes) => bytes,
-            Err(e) => return miss(reason(&e)),
+            Err(why) => return miss(why),
         };
         let decoded = match self.seal {
             Some(seal) => T::from_sealed_zip(&bytes, seal, &plain),
@@ -506,17 +507,39 @@ impl<'a> HistoryClient<'a> {
         }
     }
 
-    /// `GET /repos/{o}/{r}/actions/artifacts/{id}/zip`, following its redirect to the zip.
-    /// (octocrab's `download_artifact` returns an error answer's body as if it were the zip,
-    /// so a 403 or 404 would look like a corrupt artifact; this checks the status first.)
-    async fn download(&self, id: u64) -> octocrab::Result<bytes::Bytes> {
+    /// `GET /repos/{o}/{r}/actions/artifacts/{id}/zip`, following its redirect to the zip, of
+    /// at most [`MAX_DOCUMENT_BYTES`]: an artifact listed larger is not asked for, and a
+    /// download is cut at the bound whatever the listing said. (octocrab's `download_artifact`
+    /// returns an error answer's body as if it were the zip, so a 403 or 404 would look like a
+    /// corrupt artifact; this checks the status first.)
+    async fn download(
+        &self,
+        from: &ArtifactRef,
+        listed_size: usize,
+    ) -> Result<bytes::Bytes, MissReason> {
+        let too_large = || {
+            MissReason::Corrupt(format!(
+                "{from}: its zip is larger than {} MiB, the most a history document may take",
+                MAX_DOCUMENT_BYTES >> 20
+            ))
+        };
+        let bound = usize::try_from(MAX_DOCUMENT_BYTES).unwrap_or(usize::MAX);
+        if listed_size > bound {
+            return Err(too_large());
+        }
         let route = format!(
-            "/repos/{}/{}/actions/artifacts/{id}/zip",
-            self.run.owner, self.run.repo
+            "/repos/{}/{}/actions/artifacts/{}/zip",
+            self.run.owner, self.run.repo, from.id
         );
-        let response = self.crab._get(route).await?;
-        let response = octocrab::map_github_error(response).await?;
-        Ok(response.into_body().collect().await?.to_bytes())
+        let response = self.crab._get(route).await.map_err(|e| reason(&e))?;
+        let response = octocrab::map_github_error(response)
+            .await
+            .map_err(|e| reason(&e))?;
+        match Limited::new(response.into_body(), bound).collect().await {
+            Ok(body) => Ok(body.to_bytes()),
+            Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
+            Err(e) => Err(MissReason::Failed(one_line(&e))),
+        }
     }
 }
 
