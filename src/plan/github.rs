@@ -752,6 +752,39 @@ mod tests {
         }
     }
 
+    #[test]
+    fn only_push_or_schedule_runs_of_this_workflow_and_repository_feed_history() {
+        let origin = |event: &str, workflow: u64, branch: &str, head: serde_json::Value| {
+            let run = serde_json::json!({
+                "event": event, "workflow_id": workflow, "head_branch": branch,
+                "repository": {"id": 1}, "head_repository": head,
+            });
+            serde_json::from_value::<RunOrigin>(run).unwrap()
+        };
+        let own = serde_json::json!({"id": 1});
+        let current = origin("pull_request", 10, "feature", own.clone());
+        let feeds = |o: RunOrigin| o.feeds_history_of(&current, "main");
+        assert!(feeds(origin("push", 10, "main", own.clone())));
+        assert!(feeds(origin("schedule", 10, "main", own.clone())));
+        for event in [
+            "pull_request",
+            "pull_request_target",
+            "workflow_dispatch",
+            "workflow_run",
+        ] {
+            assert!(!feeds(origin(event, 10, "main", own.clone())), "{event}");
+        }
+        assert!(
+            !feeds(origin("push", 11, "main", own.clone())),
+            "another workflow"
+        );
+        assert!(!feeds(origin("push", 10, "dev", own)), "another branch");
+        let fork = serde_json::json!({"id": 2});
+        assert!(!feeds(origin("push", 10, "main", fork)), "a fork's code");
+        let gone = serde_json::Value::Null;
+        assert!(!feeds(origin("push", 10, "main", gone)), "a deleted fork's");
+    }
+
     #[tokio::test]
     async fn without_a_token_there_is_one_line_and_nothing_else() {
         let run = GithubRun::from_vars(vars(&BASE)).unwrap().unwrap();
