@@ -483,8 +483,9 @@ impl<'a> HistoryClient<'a> {
     }
 
     /// The newest unexpired `ca-timings-<cluster>-<workflow>` of another run on the default
-    /// branch that may feed history ([`RunOrigin::feeds_history_of`]): one list by name, this
-    /// run's lookup and at most [`MAX_RUN_LOOKUPS`] of the newest candidates', one download.
+    /// branch that may feed history (of a push or scheduled run of this workflow in this
+    /// repository): one list by name, this run's lookup and at most [`MAX_RUN_LOOKUPS`] of the
+    /// newest candidates', one download.
     pub async fn default_branch_timings(&self) -> Lookup<Timings> {
         let plain = timings_artifact_name(self.cluster, self.run.workflow.as_deref());
         let name = self.stored_name(&plain);
