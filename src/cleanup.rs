@@ -26,6 +26,9 @@ use futures_util::StreamExt;
 use tracing::{info, warn};
 
 use crate::layer;
+use crate::history::is_history_artifact;
+use crate::history::results::RESULTS_ARTIFACT;
+use crate::history::timings::TIMINGS_ARTIFACT;
 use crate::proto::{JobOutcome, Submission};
 use crate::store::{ArtifactInfo, ArtifactStore, StoreError};
 use crate::stream::Namespace;
@@ -73,12 +76,29 @@ impl FromStr for Keep {
     }
 }
 
-/// Whether `name` is a report artifact: the timing history (`ca-timings…`), a run's results
-/// (`ca-results-…`), or either sealed (`ca-history-…`), which outlive the run on purpose.
+/// Whether `name` is a report artifact, which outlives the run on purpose: the timing history
+/// (`ca-timings-<cluster>[-<workflow>]`), an attempt's results
+/// (`ca-results-<cluster>-<attempt>`), or either sealed (`ca-history-<32 hex>`).
 pub fn is_report(name: &str) -> bool {
-    name.starts_with("ca-timings")
-        || name.starts_with("ca-results-")
-        || name.starts_with(crate::history::HISTORY_ARTIFACT)
+    let results = name
+        .strip_prefix(RESULTS_ARTIFACT)
+        .and_then(|rest| rest.strip_prefix('-')?.rsplit_once('-'))
+        .is_some_and(|(cluster, attempt)| {
+            Namespace::new(cluster, attempt).is_ok() && attempt.parse::<u32>().is_ok_and(|a| a > 0)
+        });
+    let timings = name
+        .strip_prefix(TIMINGS_ARTIFACT)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|rest| !rest.is_empty());
+    results || timings || is_history_artifact(name)
+}
+
+/// Whether `name` is an artifact a cluster makes and leaves behind when it crashes: a stream
+/// or marker of any cluster ([`Namespace::of_artifact`]) or a layer
+/// ([`layer::is_layer_artifact`]). Only names of their exact grammar: a user's `ca.crt` or
+/// `ca-layer-notes` is not the cluster's.
+fn is_cluster_artifact(name: &str) -> bool {
+    Namespace::of_artifact(name).is_some() || layer::is_layer_artifact(name)
 }
 
 /// The layers a cluster used or produced, as its broker saw them go by.
@@ -124,12 +144,12 @@ pub fn stop_targets(
     if keep == Keep::All {
         return Vec::new();
     }
-    let streams = format!("{ns}.");
     let closed = ns.closed_name();
     listed
         .into_iter()
         .filter(|a| {
-            (a.name.starts_with(&streams) && (a.name != closed || keep == Keep::None))
+            (Namespace::of_artifact(&a.name).as_ref() == Some(ns)
+                && (a.name != closed || keep == Keep::None))
                 || made.layers.contains(&a.name)
                 || (keep == Keep::None && is_report(&a.name))
         })
@@ -137,18 +157,15 @@ pub fn stop_targets(
 }
 
 /// Of the listed artifacts, a run's cluster-action leftovers that `gc` deletes: every cluster's
-/// streams and markers (`ca.…`) and every layer (`ca-layer-…`), and reports unless kept.
+/// streams and markers (`ca.<cluster>.<attempt>.…`) and every layer (`ca-layer-<digest>`), and
+/// reports unless kept; never a name outside their grammar.
 pub fn leftovers(listed: Vec<ArtifactInfo>, keep: Keep) -> Vec<ArtifactInfo> {
     if keep == Keep::All {
         return Vec::new();
     }
     listed
         .into_iter()
-        .filter(|a| {
-            a.name.starts_with("ca.")
-                || a.name.starts_with("ca-layer-")
-                || (keep == Keep::None && is_report(&a.name))
-        })
+        .filter(|a| is_cluster_artifact(&a.name) || (keep == Keep::None && is_report(&a.name)))
         .collect()
 }
 
@@ -230,62 +247,68 @@ mod tests {
         v.into_iter().map(|a| a.name).collect()
     }
 
-    const RUN: &[&str] = &[
-        "ca.c.1.listen",
-        "ca.c.1.closed",
-        "ca.c.1.0123456789abcdef.up.0",
-        "ca.other.1.listen",
-        "ca.c.2.listen",
-        "ca-layer-aa",
-        "ca-layer-bb",
-        "ca-timings",
-        "ca-results-c",
-        "ca-history-0123456789abcdef0123456789abcdef",
-        "user-artifact",
-    ];
+    /// A layer's digest: 64 hex characters of `c`.
+    fn digest(c: char) -> Digest {
+        Digest(c.to_string().repeat(64))
+    }
+
+    /// A run's artifacts: two clusters' streams, two layers, three reports, a user's own
+    /// artifacts (the last six, some looking like the cluster's).
+    fn run() -> Vec<String> {
+        let layer = |c| layer::artifact_name(&digest(c));
+        [
+            "ca.c.1.listen",
+            "ca.c.1.closed",
+            "ca.c.1.0123456789abcdef.up.0",
+            "ca.other.1.listen",
+            "ca.c.2.listen",
+            &layer('a'),
+            &layer('b'),
+            "ca-timings-c-ci.yml",
+            "ca-results-c-1",
+            "ca-history-0123456789abcdef0123456789abcdef",
+            "user-artifact",
+            "ca.crt",
+            "ca-layer-notes",
+            "ca.c.1.notes",
+            "ca-results-summary",
+            "ca-history-notes",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    fn listed_run() -> Vec<ArtifactInfo> {
+        let names = run();
+        listed(&names.iter().map(String::as_str).collect::<Vec<_>>())
+    }
 
     fn made() -> Made {
         let mut made = Made::default();
-        made.layers
-            .insert(layer::artifact_name(&Digest("aa".into())));
+        made.layers.insert(layer::artifact_name(&digest('a')));
         made
     }
 
     #[test]
     fn a_stop_deletes_its_own_streams_and_layers_only() {
         let ns = Namespace::new("c", "1").unwrap();
-        let picked = names(stop_targets(listed(RUN), &ns, &made(), Keep::Reports));
-        assert_eq!(
-            picked,
-            [
-                "ca.c.1.listen",
-                "ca.c.1.0123456789abcdef.up.0",
-                "ca-layer-aa"
-            ]
-        );
-        let picked = names(stop_targets(listed(RUN), &ns, &made(), Keep::None));
-        assert_eq!(
-            picked,
-            [
-                "ca.c.1.listen",
-                "ca.c.1.closed",
-                "ca.c.1.0123456789abcdef.up.0",
-                "ca-layer-aa",
-                "ca-timings",
-                "ca-results-c",
-                "ca-history-0123456789abcdef0123456789abcdef"
-            ]
-        );
-        assert!(stop_targets(listed(RUN), &ns, &made(), Keep::All).is_empty());
+        let run = run();
+        let pick = |i: &[usize]| i.iter().map(|&i| run[i].clone()).collect::<Vec<_>>();
+        let picked = names(stop_targets(listed_run(), &ns, &made(), Keep::Reports));
+        assert_eq!(picked, pick(&[0, 2, 5]));
+        let picked = names(stop_targets(listed_run(), &ns, &made(), Keep::None));
+        assert_eq!(picked, pick(&[0, 1, 2, 5, 7, 8, 9]));
+        assert!(stop_targets(listed_run(), &ns, &made(), Keep::All).is_empty());
     }
 
     #[test]
     fn gc_takes_every_clusters_leftovers_but_never_user_artifacts() {
-        let picked = names(leftovers(listed(RUN), Keep::Reports));
-        assert_eq!(picked, RUN[..7]);
-        let picked = names(leftovers(listed(RUN), Keep::None));
-        assert_eq!(picked, RUN[..10]);
-        assert!(leftovers(listed(RUN), Keep::All).is_empty());
+        let run = run();
+        let picked = names(leftovers(listed_run(), Keep::Reports));
+        assert_eq!(picked, run[..7]);
+        let picked = names(leftovers(listed_run(), Keep::None));
+        assert_eq!(picked, run[..10]);
+        assert!(leftovers(listed_run(), Keep::All).is_empty());
     }
 
     #[test]

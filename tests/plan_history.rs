@@ -1,8 +1,9 @@
 //! Timing history and earlier attempts' results read through GitHub's REST API, against a
 //! server on 127.0.0.1 that answers the endpoints octocrab calls with the JSON shapes GitHub
-//! documents ("List artifacts for a repository", "List workflow run artifacts", "Download an
-//! artifact": a 302 to the zip). The server counts requests, so the one-list-one-download
-//! budget is checked, and every failure (403, 404, a garbled zip) must come back as one line.
+//! documents ("List artifacts for a repository", "List workflow run artifacts", "Get a workflow
+//! run", "Download an artifact": a 302 to the zip). The server counts requests, so the
+//! one-list-one-download budget is checked, and every failure (403, 404, a garbled zip) must
+//! come back as one line.
 
 // Helpers of a test crate unwrap like its tests: a failure there is the test failing.
 #![allow(clippy::unwrap_used)]
@@ -35,7 +36,30 @@ const RUN: u64 = 900;
 const CLUSTER: &str = "default";
 const TIMINGS: &str = "ca-timings-default-ci.yml";
 
-/// One stored artifact: its listing fields and the zip a download redirects to.
+/// The repository's id, as GitHub numbers repositories.
+const REPO_ID: u64 = 1296269;
+/// A fork's id.
+const FORK_ID: u64 = 7_700_001;
+/// The id of the workflow `ci.yml` of the repository.
+const CI_WORKFLOW: u64 = 161335;
+
+/// Where a stored artifact's run came from: whose code it ran, on which event, which workflow.
+#[derive(Clone, Copy)]
+struct Origin {
+    head_repository: u64,
+    event: &'static str,
+    workflow_id: u64,
+}
+
+/// A run of `ci.yml` pushed to this repository.
+const OWN_PUSH: Origin = Origin {
+    head_repository: REPO_ID,
+    event: "push",
+    workflow_id: CI_WORKFLOW,
+};
+
+/// One stored artifact: its listing fields, its run's origin and the zip a download
+/// redirects to.
 struct Stored {
     id: u64,
     name: String,
@@ -43,6 +67,7 @@ struct Stored {
     branch: &'static str,
     created_at: &'static str,
     expired: bool,
+    origin: Origin,
     zip: Vec<u8>,
 }
 
@@ -54,6 +79,8 @@ enum Fault {
     ListForbidden,
     /// Downloads answer 404 (the artifact was deleted between list and download).
     DownloadNotFound,
+    /// Lists say every artifact is 1 byte, whatever its zip weighs.
+    UnderstatedSizes,
 }
 
 /// Requests per endpoint.
@@ -61,6 +88,8 @@ enum Fault {
 struct Counts {
     repo_lists: AtomicUsize,
     run_lists: AtomicUsize,
+    /// "Get a workflow run" requests.
+    run_gets: AtomicUsize,
     downloads: AtomicUsize,
     blobs: AtomicUsize,
     /// Blob reads that carried an Authorization header (the token must stay with the API).
@@ -87,7 +116,7 @@ impl Server {
             "id": a.id,
             "node_id": "MDg6QXJ0aWZhY3QxMQ==",
             "name": a.name,
-            "size_in_bytes": a.zip.len(),
+            "size_in_bytes": if self.fault == Fault::UnderstatedSizes { 1 } else { a.zip.len() },
             "url": url,
             "archive_download_url": format!("{url}/zip"),
             "expired": a.expired,
@@ -97,8 +126,8 @@ impl Server {
             "digest": "sha256:cfc3236bdad15b5898bca8408945c9e19e1917da8704adc20eaa618444f48e2f",
             "workflow_run": {
                 "id": a.run_id,
-                "repository_id": 1296269,
-                "head_repository_id": 1296269,
+                "repository_id": REPO_ID,
+                "head_repository_id": a.origin.head_repository,
                 "head_branch": a.branch,
                 "head_sha": "328faa0536e6fef19753d9d91dc96a9931694ce3"
             }
@@ -137,6 +166,62 @@ impl Server {
             .collect();
         json!({"total_count": total, "artifacts": artifacts})
     }
+}
+
+/// "Get a workflow run": the run of [`RUN`] (a pull request's, running `ci.yml`), or the run
+/// of a stored artifact, as GitHub documents the "workflow-run" object (the fields a client
+/// may read, trimmed of URLs).
+async fn get_run(
+    State(server): State<Arc<Server>>,
+    Path((owner, repo, run)): Path<(String, String, u64)>,
+    headers: HeaderMap,
+) -> Response {
+    server.counts.run_gets.fetch_add(1, Ordering::SeqCst);
+    if !authorized(&headers) {
+        return forbidden();
+    }
+    let current = Origin {
+        event: "pull_request",
+        ..OWN_PUSH
+    };
+    let found = if run == RUN {
+        Some(("feature", current))
+    } else {
+        let stored = server.artifacts.iter().find(|a| a.run_id == run);
+        stored.map(|a| (a.branch, a.origin))
+    };
+    let Some((branch, origin)) = found.filter(|_| (owner.as_str(), repo.as_str()) == (OWNER, REPO))
+    else {
+        return github_error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let repository = |id: u64| {
+        let full_name = if id == REPO_ID {
+            format!("{OWNER}/{REPO}")
+        } else {
+            format!("forker/{REPO}")
+        };
+        json!({"id": id, "node_id": "MDEwOlJlcG9zaXRvcnkx", "name": REPO, "full_name": full_name, "private": false, "fork": id != REPO_ID})
+    };
+    let body = json!({
+        "id": run,
+        "name": "CI",
+        "node_id": "MDEyOldvcmtmbG93IFJ1bjI2OTI4OQ==",
+        "check_suite_id": 42,
+        "head_branch": branch,
+        "head_sha": "acb5820ced9479c074f688cc328bf03f341a511d",
+        "path": ".github/workflows/ci.yml",
+        "run_number": 562,
+        "run_attempt": 1,
+        "event": origin.event,
+        "status": "completed",
+        "conclusion": "success",
+        "workflow_id": origin.workflow_id,
+        "created_at": "2026-11-10T09:50:00Z",
+        "updated_at": "2026-11-10T10:00:00Z",
+        "repository": repository(REPO_ID),
+        "head_repository": repository(origin.head_repository),
+    });
+    axum::Json(body).into_response()
 }
 
 /// GitHub's error body.
@@ -245,6 +330,7 @@ async fn serve(artifacts: Vec<Stored>, fault: Fault) -> Arc<Server> {
             "/repos/{owner}/{repo}/actions/runs/{run}/artifacts",
             get(list_run),
         )
+        .route("/repos/{owner}/{repo}/actions/runs/{run}", get(get_run))
         .route(
             "/repos/{owner}/{repo}/actions/artifacts/{id}/zip",
             get(download),
@@ -297,6 +383,7 @@ fn timings_artifact(
         branch,
         created_at: at,
         expired: false,
+        origin: OWN_PUSH,
         zip: zip(TIMINGS_FILE, &timings(run_id, ms).to_json()),
     }
 }
@@ -365,6 +452,69 @@ async fn timings_come_from_the_newest_default_branch_artifact_in_one_list_and_on
 }
 
 #[tokio::test]
+async fn timings_come_only_from_push_or_schedule_runs_of_this_workflow_in_this_repository() {
+    // Newer than the repository's own (run 101), each with the same name on `main`: a fork's
+    // pull request from its own `main` (the newest), a pull request from this repository's
+    // `main`, another workflow writing the same name, and (below) manual runs.
+    let from = |id: u64, at, origin: Origin| {
+        let mut artifact = timings_artifact(id, 100 + id, "main", at, id * 1_000);
+        artifact.origin = origin;
+        artifact
+    };
+    let fork = Origin {
+        head_repository: FORK_ID,
+        event: "pull_request",
+        ..OWN_PUSH
+    };
+    let own_pull_request = Origin {
+        event: "pull_request",
+        ..OWN_PUSH
+    };
+    let manual = Origin {
+        event: "workflow_dispatch",
+        ..OWN_PUSH
+    };
+    let other_workflow = Origin {
+        workflow_id: CI_WORKFLOW + 1,
+        ..OWN_PUSH
+    };
+    let mut artifacts = repository_artifacts();
+    artifacts.extend([
+        from(6, "2026-11-26T10:00:00Z", own_pull_request),
+        from(7, "2026-11-27T10:00:00Z", other_workflow),
+        from(8, "2026-11-28T10:00:00Z", fork),
+    ]);
+    let server = serve(artifacts, Fault::None).await;
+    let history = fetch_history(&run(&server, 1), CLUSTER, true).await;
+    assert_eq!(history.misses, []);
+    let (_, from_artifact) = history.timings.as_ref().unwrap();
+    assert_eq!((from_artifact.id, from_artifact.run_id), (1, Some(101)));
+    assert_eq!(slow_estimate(&history), Some(1_000));
+    // One list, this run and the three candidates from this repository (the fork's is known
+    // from the list), one download.
+    assert_eq!(counts(&server), (1, 0, 1, 1));
+    assert_eq!(server.counts.run_gets.load(Ordering::SeqCst), 4);
+
+    // Newer untrusted runs than the lookups allow: none is taken, in one line.
+    let mut artifacts = repository_artifacts();
+    artifacts.extend([
+        from(5, "2026-11-25T10:00:00Z", manual),
+        from(6, "2026-11-26T10:00:00Z", own_pull_request),
+        from(7, "2026-11-27T10:00:00Z", other_workflow),
+        from(8, "2026-11-28T10:00:00Z", fork),
+        from(9, "2026-11-29T10:00:00Z", manual),
+    ]);
+    let server = serve(artifacts, Fault::None).await;
+    let history = fetch_history(&run(&server, 1), CLUSTER, true).await;
+    assert_one_miss(
+        &history,
+        |w| matches!(w, MissReason::NotFound(_)),
+        "push or scheduled run of this workflow",
+    );
+    assert_eq!(server.counts.run_gets.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
 async fn a_rerun_takes_the_newest_earlier_attempt_and_runs_only_what_did_not_pass() {
     let results = |attempt: u32, failing: &[&str]| {
         let tests = ["ok", "bad", "lost"].into_iter().map(|id| {
@@ -393,6 +543,7 @@ async fn a_rerun_takes_the_newest_earlier_attempt_and_runs_only_what_did_not_pas
                 "2026-11-30T11:00:00Z"
             },
             expired: false,
+            origin: OWN_PUSH,
             zip: zip(RESULTS_FILE, &all.to_json()),
         }
     };
@@ -434,6 +585,7 @@ async fn a_rerun_without_earlier_results_falls_back_to_the_default_branch() {
         branch: "feature",
         created_at: "2026-11-30T10:00:00Z",
         expired: false,
+        origin: OWN_PUSH,
         zip: zip(RESULTS_FILE, &other.to_json()),
     });
     let server = serve(artifacts, Fault::None).await;
@@ -548,6 +700,7 @@ async fn attempt_2_through_local_runs_only_the_tests_that_failed_or_never_ran() 
             branch: "main",
             created_at: "2026-03-01T10:00:00Z",
             expired: false,
+            origin: OWN_PUSH,
             zip: zip(RESULTS_FILE, &previous.to_json()),
         }],
         Fault::None,
@@ -581,6 +734,7 @@ fn local_timings(zip_bytes: Vec<u8>) -> Vec<Stored> {
         branch: "main",
         created_at: "2026-11-10T10:00:00Z",
         expired: false,
+        origin: OWN_PUSH,
         zip: zip_bytes,
     }]
 }
@@ -692,6 +846,48 @@ async fn a_run_whose_history_artifact_is_garbled_says_so_once_and_passes() {
          ca-timings-local-ci.yml (id 21, run 101): not a zip: …; going on with estimates",
     );
     assert_eq!(counts(&server), (1, 0, 1, 1));
+}
+
+#[tokio::test]
+async fn a_history_zip_past_the_bound_is_not_downloaded_whole() {
+    use cluster_action::history::document::MAX_DOCUMENT_BYTES;
+    let artifacts = || {
+        let mut artifacts = repository_artifacts();
+        let past = usize::try_from(MAX_DOCUMENT_BYTES).unwrap() + 1;
+        artifacts[0].zip.resize(past, 0);
+        artifacts
+    };
+    let words = "its zip is larger than 32 MiB, the most a history document may take";
+    // Listed as large as it is: not downloaded at all.
+    let server = serve(artifacts(), Fault::None).await;
+    let history = fetch_history(&run(&server, 1), CLUSTER, true).await;
+    assert_one_miss(&history, |w| matches!(w, MissReason::Corrupt(_)), words);
+    assert_eq!(counts(&server).2, 0, "no download");
+    // Listed smaller than it is: the download stops at the bound.
+    let server = serve(artifacts(), Fault::UnderstatedSizes).await;
+    let history = fetch_history(&run(&server, 1), CLUSTER, true).await;
+    assert_one_miss(&history, |w| matches!(w, MissReason::Corrupt(_)), words);
+    assert_eq!(counts(&server).3, 1, "one blob read");
+}
+
+#[tokio::test]
+async fn a_run_whose_history_inflates_past_the_bound_says_so_once_and_passes() {
+    use cluster_action::history::document::MAX_DOCUMENT_BYTES;
+    // Valid timings, padded with JSON whitespace past the bound: a small zip (spaces deflate
+    // a thousandfold) that would read fine if it were inflated whole.
+    let mut document = timings(101, 1_000).to_json();
+    document.resize(usize::try_from(MAX_DOCUMENT_BYTES).unwrap() + 1, b' ');
+    let bomb = zip(TIMINGS_FILE, &document);
+    drop(document);
+    assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+    let server = serve(local_timings(bomb), Fault::None).await;
+    let run = local_run(&server, &["t1", "t2", "t3"], 1).await;
+    assert_went_on_with_estimates(
+        run,
+        "no timing history (ca-timings-local-ci.yml on main): the artifact is unreadable: artifact \
+         ca-timings-local-ci.yml (id 21, run 101): ca-timings.json in the zip inflates past 32 \
+         MiB, the most a history document may take; going on with estimates",
+    );
 }
 
 #[tokio::test]
@@ -847,6 +1043,7 @@ async fn a_sealed_run_s_history_is_sealed_and_only_the_same_secret_re_runs_from_
             branch: "main",
             created_at: "2026-03-01T10:00:00Z",
             expired: false,
+            origin: OWN_PUSH,
             zip,
         });
     }

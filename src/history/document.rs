@@ -9,6 +9,12 @@ use zip::write::SimpleFileOptions;
 
 use super::{HistorySeal, SEALED_FILE};
 
+/// The most a history document may inflate to, and its artifact's zip weigh when downloaded:
+/// a suite of a hundred thousand tests keeps well under it, and a zip bomb (a small zip that
+/// inflates to gigabytes) costs no more memory than this. Past it the document is unreadable:
+/// one line, and the run goes on without it.
+pub const MAX_DOCUMENT_BYTES: u64 = 32 << 20;
+
 /// A document kept in an artifact: [`super::timings::Timings`] and
 /// [`super::results::AttemptResults`].
 pub trait ArtifactDocument: Serialize + DeserializeOwned {
@@ -65,16 +71,30 @@ fn zip_one(name: &str, contents: &[u8]) -> Result<Vec<u8>, String> {
     Ok(cursor.into_inner())
 }
 
-/// The file `name` from a downloaded zip; the error says what is wrong with the archive.
+/// The file `name` from a downloaded zip, at most [`MAX_DOCUMENT_BYTES`] of it inflated (what
+/// the zip says of its size is not trusted); the error says what is wrong with the archive.
 fn unzip_one(archive: &[u8], name: &str) -> Result<Vec<u8>, String> {
     let mut zip =
         zip::ZipArchive::new(Cursor::new(archive)).map_err(|e| format!("not a zip: {e}"))?;
-    let mut file = zip
+    let file = zip
         .by_name(name)
         .map_err(|e| format!("the zip holds no {name}: {e}"))?;
+    let too_large = || {
+        format!(
+            "{name} in the zip inflates past {} MiB, the most a history document may take",
+            MAX_DOCUMENT_BYTES >> 20
+        )
+    };
+    if file.size() > MAX_DOCUMENT_BYTES {
+        return Err(too_large());
+    }
     let mut contents = Vec::new();
-    file.read_to_end(&mut contents)
+    file.take(MAX_DOCUMENT_BYTES + 1)
+        .read_to_end(&mut contents)
         .map_err(|e| format!("{name} in the zip cannot be read: {e}"))?;
+    if contents.len() as u64 > MAX_DOCUMENT_BYTES {
+        return Err(too_large());
+    }
     Ok(contents)
 }
 
@@ -99,6 +119,24 @@ mod tests {
             Timings::from_artifact_zip(&zip).is_err(),
             "not readable as plain"
         );
+    }
+
+    #[test]
+    fn a_document_is_inflated_only_up_to_the_bound_whatever_its_zip_claims() {
+        let big = vec![b' '; usize::try_from(MAX_DOCUMENT_BYTES).unwrap() + 1];
+        let mut zip = zip_one("a.json", &big).unwrap();
+        let fits = zip_one("a.json", &big[1..]).unwrap();
+        assert_eq!(unzip_one(&fits, "a.json").unwrap().len(), big.len() - 1);
+        let error = unzip_one(&zip, "a.json").unwrap_err();
+        assert!(error.contains("inflates past 32 MiB"), "{error}");
+        // The same zip claiming 2 bytes (the local header's and the central directory's
+        // uncompressed size): refused, not inflated whole.
+        let central = zip.windows(4).rposition(|w| w == b"PK\x01\x02").unwrap();
+        for at in [22, central + 24] {
+            zip[at..at + 4].copy_from_slice(&2u32.to_le_bytes());
+        }
+        let error = unzip_one(&zip, "a.json").unwrap_err();
+        assert!(error.contains("larger than its declared"), "{error}");
     }
 
     #[test]

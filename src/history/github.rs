@@ -1,10 +1,15 @@
 //! Timing history and earlier attempts' results from GitHub's REST API, with no service: the
 //! previous attempts of this run (`GET /repos/{o}/{r}/actions/runs/{id}/artifacts`; the runtime
 //! artifact service only sees the current attempt) and the newest timings of this workflow on
-//! the default branch (`GET /repos/{o}/{r}/actions/artifacts?name=…`). Each source costs one
-//! list and one download, far inside `GITHUB_TOKEN`'s 1,000 requests an hour. Nothing here
-//! fails a run: a source that cannot be read (no token, no permission, no artifact, a corrupt
-//! one) is a [`Miss`], one line for the log, and the run goes on with estimates.
+//! the default branch (`GET /repos/{o}/{r}/actions/artifacts?name=…`). Default-branch history
+//! is taken only from a run of this repository's own code (not a fork's pull request from its
+//! own `main`), of this workflow, from a push or a schedule: what the list says of each
+//! artifact's run (`head_repository_id`) and, for the newest few, the run itself (`GET
+//! …/actions/runs/{id}`: its `event` and `workflow_id`, and this run's own). Each source costs
+//! one list and one download, the default branch's also at most [`MAX_RUN_LOOKUPS`] + 1 run
+//! lookups, far inside `GITHUB_TOKEN`'s 1,000 requests an hour. Nothing here fails a run: a
+//! source that cannot be read (no token, no permission, no artifact, a corrupt one) is a
+//! [`Miss`], one line for the log, and the run goes on with estimates.
 //!
 //! A sealed cluster ([`fetch_sealed_history`]) looks for its documents under their sealed
 //! names and opens them with the history keys of its secret ([`crate::history::HistorySeal`]);
@@ -13,13 +18,14 @@
 use std::path::Path;
 use std::time::Duration;
 
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use octocrab::etag::Etagged;
 use octocrab::models::workflows::WorkflowListArtifact;
 use octocrab::{Octocrab, Page};
 
 use super::ArtifactDocument;
 use super::HistorySeal;
+use super::document::MAX_DOCUMENT_BYTES;
 use super::results::{AttemptResults, results_artifact_name};
 use super::timings::{Timings, timings_artifact_name};
 use crate::credentials::GITHUB_TOKEN_VAR;
@@ -42,6 +48,11 @@ pub const DEFAULT_API_URL: &str = "https://api.github.com";
 const PAGE_SIZE: u8 = 100;
 /// How long a REST request may take before the source counts as unreachable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// Candidate runs looked up, newest first, for one whose default-branch timings may be taken.
+pub const MAX_RUN_LOOKUPS: usize = 3;
+/// The events whose runs on the default branch run its own code as pushed: only they feed
+/// history (a pull request's or a manual run's code may be anyone's).
+const HISTORY_EVENTS: [&str; 2] = ["push", "schedule"];
 
 /// Where this workflow run is on GitHub, from the variables every Actions job has.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,7 +193,8 @@ pub enum MissReason {
     NoDefaultBranch,
     /// The token may not read the artifacts (HTTP 403, or 401).
     Forbidden(String),
-    /// No artifact fits (none listed, expired, another branch, or 404 on download).
+    /// No artifact fits (none listed, expired, another branch, none from a run that may feed
+    /// history, or 404 on download).
     NotFound(String),
     /// The artifact is there but is not what this build writes.
     Corrupt(String),
@@ -344,6 +356,43 @@ async fn fetch(
     history
 }
 
+/// What "Get a workflow run" says of a run that decides whether its history may be taken.
+#[derive(Debug, serde::Deserialize)]
+struct RunOrigin {
+    /// What started it: `push`, `schedule`, `pull_request`, …
+    event: String,
+    /// Its workflow.
+    workflow_id: u64,
+    /// The branch it ran on.
+    head_branch: Option<String>,
+    /// The repository it ran in.
+    repository: RepositoryId,
+    /// The repository whose code it ran: a fork's for a fork's pull request (none when that
+    /// fork was deleted).
+    head_repository: Option<RepositoryId>,
+}
+
+/// A repository, by id.
+#[derive(Debug, serde::Deserialize)]
+struct RepositoryId {
+    id: u64,
+}
+
+impl RunOrigin {
+    /// Whether this run's artifacts may feed the history of `current`'s workflow on `branch`:
+    /// a push or a schedule on `branch`, of the same workflow, running this repository's code.
+    fn feeds_history_of(&self, current: &RunOrigin, branch: &str) -> bool {
+        HISTORY_EVENTS.contains(&self.event.as_str())
+            && self.workflow_id == current.workflow_id
+            && self.head_branch.as_deref() == Some(branch)
+            && self.repository.id == current.repository.id
+            && self
+                .head_repository
+                .as_ref()
+                .is_some_and(|head| head.id == self.repository.id)
+    }
+}
+
 /// The REST client for one cluster of one run.
 pub struct HistoryClient<'a> {
     crab: Octocrab,
@@ -419,7 +468,7 @@ impl<'a> HistoryClient<'a> {
             .per_page(PAGE_SIZE)
             .send()
             .await;
-        let newest = listed.map(|page| {
+        let newest = listed.map_err(|e| reason(&e)).and_then(|page| {
             unexpired(page)
                 .filter_map(|a| {
                     let (attempt, _, plain) = names.iter().find(|(_, n, _)| *n == a.name)?;
@@ -427,12 +476,15 @@ impl<'a> HistoryClient<'a> {
                 })
                 .max_by_key(|(attempt, _, _)| *attempt)
                 .map(|(_, artifact, plain)| (artifact, plain))
+                .ok_or_else(none_listed)
         });
         self.fetch(Source::EarlierAttempts, what, newest).await
     }
 
     /// The newest unexpired `ca-timings-<cluster>-<workflow>` of another run on the default
-    /// branch: one list by name, one download.
+    /// branch that may feed history (of a push or scheduled run of this workflow in this
+    /// repository): one list by name, this run's lookup and at most [`MAX_RUN_LOOKUPS`] of the
+    /// newest candidates', one download.
     pub async fn default_branch_timings(&self) -> Lookup<Timings> {
         let plain = timings_artifact_name(self.cluster, self.run.workflow.as_deref());
         let name = self.stored_name(&plain);
@@ -452,18 +504,76 @@ impl<'a> HistoryClient<'a> {
             .per_page(PAGE_SIZE)
             .send()
             .await;
-        let newest = listed.map(|page| {
-            unexpired(page)
-                .filter(|a| a.name == name)
-                .filter(|a| {
-                    a.workflow_run.as_ref().is_some_and(|run| {
-                        &run.head_branch == branch && run.id.into_inner() != self.run.run_id
+        let newest = match listed {
+            Ok(page) => {
+                // Newest first, of other runs on the branch running this repository's code.
+                let mut candidates: Vec<WorkflowListArtifact> = unexpired(page)
+                    .filter(|a| a.name == name)
+                    .filter(|a| {
+                        a.workflow_run.as_ref().is_some_and(|run| {
+                            &run.head_branch == branch
+                                && run.head_repository_id == run.repository_id
+                                && run.id.into_inner() != self.run.run_id
+                        })
                     })
-                })
-                .max_by_key(|a| a.created_at)
-                .map(|a| (a, plain.clone()))
-        });
+                    .collect();
+                candidates.sort_by_key(|a| std::cmp::Reverse(a.created_at));
+                self.first_feeding_history(candidates, branch)
+                    .await
+                    .map(|a| (a, plain.clone()))
+            }
+            Err(e) => Err(reason(&e)),
+        };
         self.fetch(Source::DefaultBranch, what, newest).await
+    }
+
+    /// The first of `candidates` (newest first) whose run may feed the history of this run's
+    /// workflow on `branch`, looking up at most [`MAX_RUN_LOOKUPS`] runs (a run deleted since
+    /// is passed over).
+    async fn first_feeding_history(
+        &self,
+        candidates: Vec<WorkflowListArtifact>,
+        branch: &str,
+    ) -> Result<WorkflowListArtifact, MissReason> {
+        if candidates.is_empty() {
+            return Err(none_listed());
+        }
+        let current = self.run_origin(self.run.run_id).await?;
+        let mut looked_up = Vec::new();
+        for artifact in candidates {
+            let Some(run) = artifact.workflow_run.as_ref().map(|r| r.id.into_inner()) else {
+                continue;
+            };
+            if looked_up.contains(&run) {
+                continue;
+            }
+            if looked_up.len() == MAX_RUN_LOOKUPS {
+                break;
+            }
+            looked_up.push(run);
+            match self.run_origin(run).await {
+                Ok(origin) if origin.feeds_history_of(&current, branch) => return Ok(artifact),
+                Ok(_) | Err(MissReason::NotFound(_)) => {}
+                Err(why) => return Err(why),
+            }
+        }
+        Err(MissReason::NotFound(format!(
+            "none of the {} newest listed came from a push or scheduled run of this workflow \
+             in this repository",
+            looked_up.len()
+        )))
+    }
+
+    /// `GET /repos/{o}/{r}/actions/runs/{id}`: where run `id` came from.
+    async fn run_origin(&self, id: u64) -> Result<RunOrigin, MissReason> {
+        let route = format!(
+            "/repos/{}/{}/actions/runs/{id}",
+            self.run.owner, self.run.repo
+        );
+        self.crab
+            .get(route, None::<&()>)
+            .await
+            .map_err(|e| reason(&e))
     }
 
     /// Downloads the artifact a list chose (with the plain name of its document) and decodes
@@ -472,7 +582,7 @@ impl<'a> HistoryClient<'a> {
         &self,
         source: Source,
         what: String,
-        listed: octocrab::Result<Option<(WorkflowListArtifact, String)>>,
+        listed: Result<(WorkflowListArtifact, String), MissReason>,
     ) -> Lookup<T> {
         let miss = |why| {
             Lookup::Missed(Miss {
@@ -482,18 +592,17 @@ impl<'a> HistoryClient<'a> {
             })
         };
         let (artifact, plain) = match listed {
-            Ok(Some(found)) => found,
-            Ok(None) => return miss(MissReason::NotFound("none unexpired is listed".into())),
-            Err(e) => return miss(reason(&e)),
+            Ok(found) => found,
+            Err(why) => return miss(why),
         };
         let from = ArtifactRef {
             name: artifact.name.clone(),
             id: artifact.id.into_inner(),
             run_id: artifact.workflow_run.as_ref().map(|r| r.id.into_inner()),
         };
-        let bytes = match self.download(from.id).await {
+        let bytes = match self.download(&from, artifact.size_in_bytes).await {
             Ok(bytes) => bytes,
-            Err(e) => return miss(reason(&e)),
+            Err(why) => return miss(why),
         };
         let decoded = match self.seal {
             Some(seal) => T::from_sealed_zip(&bytes, seal, &plain),
@@ -505,18 +614,45 @@ impl<'a> HistoryClient<'a> {
         }
     }
 
-    /// `GET /repos/{o}/{r}/actions/artifacts/{id}/zip`, following its redirect to the zip.
-    /// (octocrab's `download_artifact` returns an error answer's body as if it were the zip,
-    /// so a 403 or 404 would look like a corrupt artifact; this checks the status first.)
-    async fn download(&self, id: u64) -> octocrab::Result<bytes::Bytes> {
+    /// `GET /repos/{o}/{r}/actions/artifacts/{id}/zip`, following its redirect to the zip, of
+    /// at most [`MAX_DOCUMENT_BYTES`]: an artifact listed larger is not asked for, and a
+    /// download is cut at the bound whatever the listing said. (octocrab's `download_artifact`
+    /// returns an error answer's body as if it were the zip, so a 403 or 404 would look like a
+    /// corrupt artifact; this checks the status first.)
+    async fn download(
+        &self,
+        from: &ArtifactRef,
+        listed_size: usize,
+    ) -> Result<bytes::Bytes, MissReason> {
+        let too_large = || {
+            MissReason::Corrupt(format!(
+                "{from}: its zip is larger than {} MiB, the most a history document may take",
+                MAX_DOCUMENT_BYTES >> 20
+            ))
+        };
+        let bound = usize::try_from(MAX_DOCUMENT_BYTES).unwrap_or(usize::MAX);
+        if listed_size > bound {
+            return Err(too_large());
+        }
         let route = format!(
-            "/repos/{}/{}/actions/artifacts/{id}/zip",
-            self.run.owner, self.run.repo
+            "/repos/{}/{}/actions/artifacts/{}/zip",
+            self.run.owner, self.run.repo, from.id
         );
-        let response = self.crab._get(route).await?;
-        let response = octocrab::map_github_error(response).await?;
-        Ok(response.into_body().collect().await?.to_bytes())
+        let response = self.crab._get(route).await.map_err(|e| reason(&e))?;
+        let response = octocrab::map_github_error(response)
+            .await
+            .map_err(|e| reason(&e))?;
+        match Limited::new(response.into_body(), bound).collect().await {
+            Ok(body) => Ok(body.to_bytes()),
+            Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
+            Err(e) => Err(MissReason::Failed(one_line(&e))),
+        }
     }
+}
+
+/// Why there is nothing when a list holds no artifact that fits.
+fn none_listed() -> MissReason {
+    MissReason::NotFound("none unexpired is listed".into())
 }
 
 /// The unexpired artifacts of a listing.
@@ -614,6 +750,39 @@ mod tests {
             assert_eq!(err.var, var);
             assert!(err.to_string().contains(&format!("{value:?}")), "{err}");
         }
+    }
+
+    #[test]
+    fn only_push_or_schedule_runs_of_this_workflow_and_repository_feed_history() {
+        let origin = |event: &str, workflow: u64, branch: &str, head: serde_json::Value| {
+            let run = serde_json::json!({
+                "event": event, "workflow_id": workflow, "head_branch": branch,
+                "repository": {"id": 1}, "head_repository": head,
+            });
+            serde_json::from_value::<RunOrigin>(run).unwrap()
+        };
+        let own = serde_json::json!({"id": 1});
+        let current = origin("pull_request", 10, "feature", own.clone());
+        let feeds = |o: RunOrigin| o.feeds_history_of(&current, "main");
+        assert!(feeds(origin("push", 10, "main", own.clone())));
+        assert!(feeds(origin("schedule", 10, "main", own.clone())));
+        for event in [
+            "pull_request",
+            "pull_request_target",
+            "workflow_dispatch",
+            "workflow_run",
+        ] {
+            assert!(!feeds(origin(event, 10, "main", own.clone())), "{event}");
+        }
+        assert!(
+            !feeds(origin("push", 11, "main", own.clone())),
+            "another workflow"
+        );
+        assert!(!feeds(origin("push", 10, "dev", own)), "another branch");
+        let fork = serde_json::json!({"id": 2});
+        assert!(!feeds(origin("push", 10, "main", fork)), "a fork's code");
+        let gone = serde_json::Value::Null;
+        assert!(!feeds(origin("push", 10, "main", gone)), "a deleted fork's");
     }
 
     #[tokio::test]

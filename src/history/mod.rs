@@ -19,4 +19,4 @@ pub mod timings;
 
 pub use document::ArtifactDocument;
 pub use load::{HistoryError, HistorySource, RunHistory};
-pub use seal::{HISTORY_ARTIFACT, HistorySeal, SEALED_FILE};
+pub use seal::{HISTORY_ARTIFACT, HistorySeal, SEALED_FILE, is_history_artifact};

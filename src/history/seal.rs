@@ -36,6 +36,14 @@ pub const SEALED_FILE: &str = "history.sealed";
 /// Bytes of the name's HMAC shown (128 bits).
 const NAME_BYTES: usize = 16;
 
+/// Whether `name` is a sealed history artifact's, as [`HistorySeal::name`] makes them: the
+/// prefix and 32 lowercase hex.
+pub fn is_history_artifact(name: &str) -> bool {
+    name.strip_prefix(HISTORY_ARTIFACT).is_some_and(|hex| {
+        hex.len() == 2 * NAME_BYTES && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
 /// The keys of a secret's history. `Debug` shows no key.
 #[derive(Clone)]
 pub struct HistorySeal {
@@ -113,6 +121,14 @@ mod tests {
         let hex = name.strip_prefix(HISTORY_ARTIFACT).unwrap();
         assert_eq!(hex.len(), 2 * NAME_BYTES);
         assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(is_history_artifact(&name));
+        for other in [
+            "ca-history-of-the-project",
+            &format!("{name}0"),
+            &name.to_uppercase(),
+        ] {
+            assert!(!is_history_artifact(other), "{other}");
+        }
         assert!(!name.contains("default") && !name.contains("ci.yml"));
         assert_ne!(name, seal.name("ca-results-default-1"));
         let other = HistorySeal::derive(b"other").unwrap();

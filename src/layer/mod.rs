@@ -39,5 +39,5 @@ pub use error::LayerError;
 pub use extract::extract;
 pub use materialize::materialize;
 pub use pack::{Listed, check, pack, pack_listed};
-pub use publish::{Published, artifact_name, publish};
+pub use publish::{Published, artifact_name, is_layer_artifact, publish};
 pub use select::{Bounds, Directories, SelectError, Selection, select};

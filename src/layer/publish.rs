@@ -34,6 +34,22 @@ pub fn artifact_name(digest: &Digest) -> String {
     format!("ca-layer-{}", digest.0)
 }
 
+/// Whether `name` is a layer's artifact, [`artifact_name`] or a copy's name: `ca-layer-`, a
+/// digest (64 lowercase hex, sealed or not), and for a copy a dot and 16 more; a user's
+/// `ca-layer-notes` is not.
+pub fn is_layer_artifact(name: &str) -> bool {
+    let hex = |text: &str, len: usize| {
+        text.len() == len && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    let Some(rest) = name.strip_prefix("ca-layer-") else {
+        return false;
+    };
+    match rest.split_once('.') {
+        Some((digest, copy)) => hex(digest, 64) && hex(copy, 16),
+        None => hex(rest, 64),
+    }
+}
+
 /// A name for another copy of the layer: the main name, a dot, and a random suffix (unique,
 /// so it is never taken by a dead upload of the same job).
 fn copy_name(digest: &Digest) -> String {
@@ -144,4 +160,26 @@ async fn publish_bytes(
         "layer uploaded"
     );
     Ok(UploadOutcome::Uploaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_names_and_copies_are_layers_and_look_alikes_are_not() {
+        let digest = Digest("0a".repeat(32));
+        assert!(is_layer_artifact(&artifact_name(&digest)));
+        assert!(is_layer_artifact(&copy_name(&digest)));
+        for name in [
+            "ca-layer-notes".to_string(),
+            "ca-layer-".into(),
+            format!("ca-layer-{}", "0A".repeat(32)),
+            format!("ca-layer-{}", "0a".repeat(31)),
+            format!("{}.copy", artifact_name(&digest)),
+            format!("{}.", artifact_name(&digest)),
+        ] {
+            assert!(!is_layer_artifact(&name), "{name}");
+        }
+    }
 }

@@ -77,8 +77,30 @@ impl Namespace {
     pub(crate) fn up0_peer<'a>(&self, name: &'a str) -> Option<&'a str> {
         let rest = name.strip_prefix(&format!("{self}."))?;
         let peer = rest.strip_suffix(".up.0")?;
-        (peer.len() == PEER_ID_LEN && peer.bytes().all(|b| b.is_ascii_hexdigit())).then_some(peer)
+        is_peer_id(peer).then_some(peer)
     }
+
+    /// The namespace of `name` when it is a name this module makes for some cluster (a listen
+    /// or closed marker, a stream segment); none for any other name, also one that merely
+    /// starts with `ca.` (a user's `ca.crt`).
+    pub fn of_artifact(name: &str) -> Option<Self> {
+        let mut parts = name.strip_prefix("ca.")?.splitn(3, '.');
+        let (cluster, attempt, rest) = (parts.next()?, parts.next()?, parts.next()?);
+        let ns = Self::new(cluster, attempt).ok()?;
+        let ours = match rest.split('.').collect::<Vec<_>>()[..] {
+            ["listen"] | ["closed"] => true,
+            [peer, "up" | "down", n] => {
+                is_peer_id(peer) && n.parse::<u64>().is_ok_and(|v| v.to_string() == n)
+            }
+            _ => false,
+        };
+        ours.then_some(ns)
+    }
+}
+
+/// Whether `text` is a peer id as [`new_peer_id`] makes them.
+fn is_peer_id(text: &str) -> bool {
+    text.len() == PEER_ID_LEN && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// `ca.<cluster>.<attempt>`: the common prefix of every name in the namespace.
@@ -172,6 +194,35 @@ mod tests {
         let other = Namespace::new("tests_1-a", "3").unwrap();
         assert_eq!(other.up0_peer(&up.segment(0)), None);
         assert_eq!(ns.up0_peer("ca.tests_1-a.2.not-hex-not-hex!.up.0"), None);
+    }
+
+    #[test]
+    fn only_names_this_module_makes_have_a_namespace() {
+        let ns = Namespace::new("c-1_x", "2").unwrap();
+        let peer = new_peer_id();
+        for name in [
+            ns.listen_name(),
+            ns.closed_name(),
+            ns.segments(&peer, Direction::Up).segment(0),
+            ns.segments(&peer, Direction::Down).segment(17),
+        ] {
+            assert_eq!(Namespace::of_artifact(&name), Some(ns.clone()), "{name}");
+        }
+        for name in [
+            "ca.crt",
+            "ca.pem",
+            "ca.c.1",
+            "ca.c.1.notes",
+            "ca.c.1.listen.bak",
+            "ca.c.1.0123456789abcdef.up",
+            "ca.c.1.0123456789abcdef.up.01",
+            "ca.c.1.0123456789abcdef.sideways.0",
+            "ca.c.1.0123456789abcdeg.up.0",
+            "ca.c!.1.listen",
+            "cb.c.1.listen",
+        ] {
+            assert_eq!(Namespace::of_artifact(name), None, "{name}");
+        }
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Reading a framework's report back into one result per test of a batch, with the rules
 //! that keep a test from being lost: a complete report that does not mention a test makes it
-//! an error, an incomplete one (or none) leaves it not run.
+//! an error, an incomplete one (or none) leaves it not run, and one that names a test twice
+//! gives it the worse outcome, never the first.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use super::{TestCase, TestResult, TestStatus};
 
@@ -29,20 +31,32 @@ pub(super) struct Reported {
 }
 
 impl Reported {
-    /// Records `case` under `key`; the first report of a key wins.
+    /// Records `case` under `key`. A key reported more than once (a tool that re-reports, two
+    /// JUnit test cases one key stands for) keeps its worst report ([`severity`]); of equally
+    /// bad ones, the first.
     pub fn insert(&mut self, key: String, case: ReportedCase) {
-        self.cases.entry(key).or_insert(case);
+        match self.cases.entry(key) {
+            Entry::Occupied(mut kept) => {
+                if severity(case.status) > severity(kept.get().status) {
+                    kept.insert(case);
+                }
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(case);
+            }
+        }
     }
 
-    /// One result per test of `batch`, found by `key_of`.
+    /// One result per test of `batch`, found by `key_of`; tests of the batch that share a key
+    /// (the report cannot tell them apart) each get its report.
     pub fn results(
-        mut self,
+        self,
         batch: &[TestCase],
         key_of: impl Fn(&TestCase) -> String,
     ) -> Vec<TestResult> {
         batch
             .iter()
-            .map(|case| match self.cases.remove(&key_of(case)) {
+            .map(|case| match self.cases.get(&key_of(case)).cloned() {
                 Some(found) => TestResult {
                     case: case.clone(),
                     status: found.status,
@@ -74,6 +88,20 @@ impl Reported {
                 }
             })
             .collect()
+    }
+}
+
+/// How bad an outcome is, for a test reported more than once in one attempt: an error beats a
+/// failure (both say the test is broken; an error also says it could not run as written), a
+/// failure beats a pass (a report that also says "failed" is never a pass), a pass beats a skip
+/// (it did run), and a skip beats "not run".
+fn severity(status: TestStatus) -> u8 {
+    match status {
+        TestStatus::NotRun => 0,
+        TestStatus::Skipped => 1,
+        TestStatus::Passed => 2,
+        TestStatus::Failed => 3,
+        TestStatus::Error => 4,
     }
 }
 
@@ -218,6 +246,53 @@ mod tests {
                 .unwrap()
                 .contains("not reported")
         );
+    }
+
+    #[test]
+    fn a_test_reported_twice_takes_the_worst_outcome() {
+        let report = r#"<testsuite name="g">
+  <testcase name="t" classname="g" time="1"/>
+  <testcase name="t" classname="g" time="2"><failure message="second">trace</failure></testcase>
+  <testcase name="u" classname="g"><error message="broke"/></testcase>
+  <testcase name="u" classname="g"><failure message="failed"/></testcase>
+  <testcase name="v" classname="g"><skipped/></testcase>
+  <testcase name="v" classname="g"/>
+  <testcase name="w" classname="g"><failure message="first"/></testcase>
+  <testcase name="w" classname="g"><failure message="second"/></testcase>
+</testsuite>"#;
+        let results = junit(report.as_bytes(), by_name)
+            .unwrap()
+            .results(&[case("t"), case("u"), case("v"), case("w")], |c| {
+                c.id.clone()
+            });
+        let outcomes: Vec<_> = results
+            .iter()
+            .map(|r| (r.status, r.message.as_deref()))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                (TestStatus::Failed, Some("second")),
+                (TestStatus::Error, Some("broke")),
+                (TestStatus::Passed, None),
+                (TestStatus::Failed, Some("first")),
+            ]
+        );
+    }
+
+    #[test]
+    fn tests_of_a_batch_sharing_a_key_each_get_its_outcome() {
+        let report = r#"<testsuite name="g">
+  <testcase name="t" classname="a"/>
+  <testcase name="t" classname="b"><failure message="b broke"/></testcase>
+</testsuite>"#;
+        let results = junit(report.as_bytes(), by_name)
+            .unwrap()
+            .results(&[case("a t"), case("b t")], |c| {
+                c.id.split(' ').next_back().unwrap().to_owned()
+            });
+        let statuses: Vec<_> = results.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [TestStatus::Failed, TestStatus::Failed]);
     }
 
     #[test]

@@ -1,0 +1,60 @@
+//! A report that names a test more than once: the test's outcome is the worst the framework
+//! reported for it, never the first. Driven as a user drives it, through `cluster-action local`
+//! and a `command` suite whose run script writes the JUnit.
+
+// Helpers of a test crate unwrap like its tests: a failure there is the test failing.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Runs `local` on a `command` suite of tests `a` and `b` whose run script writes `junit` to
+/// the report; returns the exit code, standard error and the JSON report's `tests`.
+fn run_suite(junit: &str) -> (Option<i32>, String, Vec<Value>) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("report.xml"), junit).unwrap();
+    let manifest = "suites:\n  - name: dup\n    framework: command\n    list: printf 'a\\nb\\n'\n    \
+                    run: cp report.xml \"$CLUSTER_JUNIT\"\n    layers: [report]\n\
+                    layers:\n  report: { paths: [report.xml] }\n";
+    std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
+    let report = dir.path().join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_cluster-action"))
+        .args(["local", "--workers", "1", "cluster.yml", "--report-json"])
+        .arg(&report)
+        .current_dir(dir.path())
+        .env_remove("GITHUB_RUN_ID")
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = std::fs::read(&report).unwrap_or_else(|e| panic!("no report ({e}): {stderr}"));
+    let report: Value = serde_json::from_slice(&report).unwrap();
+    let tests = report["tests"].as_array().unwrap().clone();
+    (out.status.code(), stderr, tests)
+}
+
+/// `(id, status)` of each test.
+fn statuses(tests: &[Value]) -> Vec<(&str, &str)> {
+    tests
+        .iter()
+        .map(|t| (t["id"].as_str().unwrap(), t["status"].as_str().unwrap()))
+        .collect()
+}
+
+#[test]
+fn a_test_passing_then_failing_in_one_report_is_failed_and_the_run_exits_1() {
+    let junit = "<testsuite name='dup'>\n\
+                 <testcase name='a'/>\n\
+                 <testcase name='b'/>\n\
+                 <testcase name='a'><failure message='a broke the second time'/></testcase>\n\
+                 </testsuite>\n";
+    let (code, stderr, tests) = run_suite(junit);
+    assert_eq!(
+        statuses(&tests),
+        [("a", "failed"), ("b", "passed")],
+        "{stderr}"
+    );
+    assert_eq!(tests[0]["message"], "a broke the second time");
+    assert_eq!(code, Some(1), "{stderr}");
+}
