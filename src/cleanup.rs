@@ -25,10 +25,10 @@ use std::str::FromStr;
 use futures_util::StreamExt;
 use tracing::{info, warn};
 
-use crate::layer;
 use crate::history::is_history_artifact;
 use crate::history::results::RESULTS_ARTIFACT;
 use crate::history::timings::TIMINGS_ARTIFACT;
+use crate::layer;
 use crate::proto::{JobOutcome, Submission};
 use crate::store::{ArtifactInfo, ArtifactStore, StoreError};
 use crate::stream::Namespace;
