@@ -1,104 +1,58 @@
 //! cluster-action: the jobs of one GitHub Actions workflow run as a compute cluster that talks
 //! only through the run's artifact store.
 //!
-//! Maintainer's map, bottom up:
-//! - [`token`]: backend ids from the runtime token's `scp` claim.
-//! - [`retry`]: the one retry schedule (attempts, doubling pauses) of every retrying caller.
-//! - [`store`]: the artifact v4 client (Twirp + blob on signed URLs, retries); the only code
-//!   that speaks HTTP to the store. Absorbs the differences between github.com and act.
-//! - [`stream`]: duplex message streams built from append-blob artifacts (listen/connect,
-//!   frames, adaptive polling that slows on idle streams (not while the layer above says a
-//!   message is owed: `stream::Expecting`, set by the broker and the runner) and speeds up when a new peer is
-//!   discovered, rotation, peer timeout, the closed marker of a stopped broker, a listener
-//!   that notices its listen artifact vanishing; store failures that outlast a request's
-//!   retries are tried again until the peer timeout, a segment whose creation failed part-way
-//!   finished rather than created again: `store::AppendCreation`).
-//! - [`seal`]: with a cluster secret (`CLUSTER_SECRET`), keys per purpose and direction
-//!   (HKDF-SHA256), sealed frames (XChaCha20-Poly1305), chunked sealed layers and keyed
-//!   (HMAC) layer names; `history::HistorySeal`, the timing history and results a sealed cluster
-//!   keeps for later runs, under keys from the secret alone. Hooked in at the frame codec (`stream::frame` encode/decode, keys in
-//!   [`stream::StreamConfig::seal`]), at [`layer::publish`] and at [`layer::LayerCache`]'s
-//!   insert; a frame it refuses ends its stream, a layer it refuses fails the job.
-//! - [`layer`]: content-addressed tar.gz layers: pack, publish, fetch, verify, extract.
-//! - [`proto`]: the messages between runner, broker and worker (JSON in stream frames); jobs
-//!   are named by the runner's [`proto::JobIndex`] towards runners and by the broker's
-//!   [`proto::JobId`] towards workers.
-//! - [`link`]: a typed link over one stream (`send`, `recv`, `close`) and `Link::join`, the one
-//!   way a runner or worker reaches its broker (no broker, closed cluster, hello); the only code
-//!   that encodes or decodes `proto`.
-//! - [`broker`]: a pure scheduler (`broker::scheduler`) inside an async shell that owns the
-//!   listener and one link per peer, and at a stop cleans up once every runner has left (it
-//!   may still be fetching outputs layers); `broker::EmbeddedBroker` runs one beside a runner.
-//! - [`worker`]: a pure state machine (`worker::machine`: slots, queue, cancel, stop, attempts
-//!   uploading their outputs after giving their slot back, bounded, the lease renewed at half
-//!   time while work waits) inside an async shell that
-//!   joins the broker and runs each attempt as a task (layers → directory → launch, asked of
-//!   the machine, which checks the lease again → `worker::exec` → staged outputs), then its
-//!   upload (`worker::outputs_pack` packs many jobs per layer); `worker::contain` makes every
-//!   process a job starts die with the job and with its worker (a guard process for a worker
-//!   that dies), `worker::sandbox` gives a job its own namespaces (`isolation: sandbox`);
-//!   `worker::InProcessWorker` runs one inside a runner (`run --slots`), joining the cluster
-//!   like any other.
-//! - [`runner`]: the manifest, and the run as a pure state machine (`runner::machine`:
-//!   submission in batches sized by bytes, progress, worker wait or going on alone on its own
-//!   slots, cancel, lost broker (a report of what finished), outputs fetches tried again,
-//!   compact report entries, the report) inside an
-//!   async shell (`runner::session`) that lists suites, publishes layers, joins the broker and
-//!   fetches outputs and batch reports; `runner::suite_run`, the suites' part of the machine
-//!   (plan batches once the slots are known, each test's result from its batch's report,
-//!   requeue what a batch never finished, retry failures alone and away from the workers
-//!   they ran on, flaky); progress and reports
-//!   (per job, and per test: `runner::report`).
-//! - [`suite`]: test suites: frameworks (nextest, pytest, go test, a command pair) listing a
-//!   suite on the runner, the command a worker runs for a batch, per-test results from the
-//!   framework's own report (`suite::result`), the merged JUnit, and the plan
-//!   (`suite::plan`: batches from estimates, longest and unknown first, none over total /
-//!   slots; a fully measured suite dealt onto two batches per slot).
-//! - [`history`]: what a run keeps for later runs: the `ca-timings` and `ca-results`
-//!   documents (sealed as `ca-history-…` with a secret), re-run selection, the `--timings`
-//!   files, `history::github`, which reads them back through GitHub's REST API (octocrab),
-//!   and `history::RunHistory`, loaded before a run and saved after it.
-//! - [`in_process`]: a broker or worker run as a task beside a runner, stopped by it
-//!   (`broker::EmbeddedBroker`, `worker::InProcessWorker`).
-//! - [`local`]: `cluster-action local`: [`serve`] in-process, an embedded broker, worker
-//!   processes and the runner.
-//! - [`serve`]: a local artifact service (both halves) for tests, benchmarks and `local`.
-//! - [`selftest`]: the transport check of two jobs (`selftest transport`): streams both ways
-//!   and a layer, through the run's artifact store.
-//! - [`budget`]: GitHub's 500 artifacts per job: the runner's up-front check of a manifest, the
-//!   workers' outputs flush pacing.
-//! - [`credentials`]: the names of the credential variables, and the list hidden from jobs
-//!   and from `/proc`.
-//! - [`duration`], [`dir_name`], [`xml`]: durations as people write them, a free-text name as
-//!   a directory name (a job's outputs, a suite's shipped files), XML text for JUnit.
-//! - [`cleanup`]: what a cluster leaves behind: the broker's clean-stop deletion, `gc`'s
-//!   leftovers, the `keep` rule (artifacts' retention is the store's `expiresAt`).
+//! # Map, bottom up
 //!
-//! Every rule of the cluster lives in one of the state machines (`broker::scheduler`,
-//! `worker::machine`, `runner::machine` with `runner::suite_run`): each takes events (messages, timers, signals, task
-//! results) and returns effects (its warnings too: [`notice::Notice`]), and is unit-tested
-//! without a network; the shells only move messages, timers and signals, and log notices.
+//! Each module depends only on the ones above it in this list.
 //!
-//! The data path of one job: the runner packs and publishes the manifest's layers, then sends
-//! the manifest's shared defaults once (`Defaults`: the environment every job inherits) and
-//! `Submit` on its stream (each job carrying only what it sets itself); the broker queues the
-//! jobs (longest estimate first) and sends `Assign` to a worker with a free slot (plus a
-//! pipeline sized from the measured round trip, taken back for an idle worker when the queue
-//! runs dry), the runner's defaults going to each worker once, before its first such job;
-//! under a lease the broker renews (`Lease`, fencing a worker declared lost), the worker
-//! merges the defaults in (`proto::JobDefaults::merge_into`, the manifest's own rule), fetches
-//! the layers into its cache, assembles the job's directory from private copies, runs
-//! `bash -c`, gives the slot back (`Uploading`), publishes declared outputs in a layer
-//! shared with other jobs and sends `Finished`; the broker forwards the outcome to the runner,
-//! which
-//! fetches the outputs and reports. A suite's batch is such a job: its command is the
-//! framework's run of exactly its tests, its one output the framework's report, which the
-//! runner reads back to decide each test. The binary (`src/main.rs`, `src/cli/`) maps flags onto
-//! these modules, composes the embedded broker for `run --embed-broker` and `local`, and maps
-//! every failure and every run's end onto an exit code in one exhaustive table
-//! (`cli/exit.rs`); `dist/index.js` is the GitHub Action around it, which replaces itself with
-//! the binary where Node has `process.execve` (the binary keeps the step's `--timeout` and
-//! writes its outputs, `run --step-outputs`).
+//! - [`token`], [`credentials`], [`duration`], [`dir_name`], [`xml`], [`retry`], [`notice`],
+//!   [`budget`], [`in_process`]: small shared rules: the runtime token's ids, the credential
+//!   variables (one list), durations as people write them, names as directories, XML text, the
+//!   one retry schedule, warnings as data, GitHub's 500 artifacts per job, a task beside a runner.
+//! - [`seal`]: with a cluster secret, keys per purpose, sealed frames and layers, keyed names.
+//! - [`store`]: the artifact v4 client (Twirp + blobs on signed URLs); the only code that speaks
+//!   HTTP to the store, absorbing the differences between github.com, Azurite and act.
+//! - [`stream`]: duplex message streams made of append-blob artifacts: listen/connect, frames,
+//!   adaptive polling, rotation, peer timeouts.
+//! - [`layer`]: content-addressed tar.gz layers: pack, publish, fetch, verify, extract, cache.
+//! - [`proto`] and [`link`]: the messages between runner, broker and worker, and the typed link
+//!   over one stream that is the only code encoding them.
+//! - [`suite`]: test suites: one file per framework (list, batch command, read its report), the
+//!   per-test result model (`suite::result`), the merged JUnit, the planner (`suite::plan`).
+//! - [`history`]: what a run keeps for later runs: timings and results documents, their seal,
+//!   the `--timings` files, GitHub's REST API (`history::github`), load before and save after.
+//! - [`cleanup`]: which artifacts are the cluster's, and what a stopped cluster deletes.
+//! - [`broker`]: the pure scheduler (`broker::scheduler`) in an async shell: queue, leases,
+//!   pipelining, requeue of lost work, the clean stop.
+//! - [`worker`]: the pure slot machine (`worker::machine`) in an async shell that fetches
+//!   layers and runs each attempt (`worker::exec`, `contain`, `sandbox`), then uploads outputs.
+//! - [`runner`]: the manifest, the run as a pure machine (`runner::machine`, with the suites'
+//!   part in `runner::suite_run`) in an async shell (`runner::session`), progress and reports.
+//! - [`serve`]: a local artifact service (both halves, fault injection) for tests and `local`.
+//! - [`selftest`], [`local`]: the transport check the act tests run; the whole cluster on one
+//!   machine (`serve`, an embedded broker, worker processes, the runner).
+//!
+//! The binary (`src/main.rs`, `src/cli/`) resolves flags once into these modules'
+//! configurations and maps every failure onto an exit code in one exhaustive table
+//! (`cli/exit.rs`). `dist/index.js` is the GitHub Action around it.
+//!
+//! Every rule lives in a state machine (`broker::scheduler`, `worker::machine`,
+//! `runner::machine` with `runner::suite_run`): events in, effects out (warnings too, as
+//! [`notice::Notice`]), unit-tested without a network. The shells move messages, timers and
+//! signals, and log the notices.
+//!
+//! # The data path of one job
+//!
+//! 1. The runner publishes the manifest's layers, sends its shared `Defaults` once, then
+//!    `Submit` (each job carrying only what it sets itself).
+//! 2. The broker queues jobs longest first and sends `Assign` to workers with free slots (plus
+//!    a pipeline sized from the measured round trip), under a `Lease` it renews.
+//! 3. The worker merges the defaults in, fetches layers into its cache, runs `bash -c` in the
+//!    job's own directory, gives the slot back, publishes declared outputs, sends `Finished`.
+//! 4. The broker forwards the outcome; the runner fetches the outputs and reports.
+//!
+//! A suite's batch is such a job: its command runs exactly its tests, its one output is the
+//! framework's report, from which the runner decides each test (never from the exit code).
 
 pub mod broker;
 pub mod budget;
