@@ -89,8 +89,8 @@ pub fn check_layers(manifest: &Path, layers: u32) -> Result<u32, OverBudget> {
 }
 
 /// How long the next outputs flush of a worker that has made `flushes` may wait for a full
-/// batch ([`pending_uploads_max`] jobs): [`MIN_LINGER`] in the first quarter of [`OUTPUTS_BUDGET`], then
-/// doubling every 1/16 of it up to [`MAX_LINGER`]; `None` once the budget is spent.
+/// batch ([`pending_uploads_max`] jobs): `MIN_LINGER` in the first quarter of [`OUTPUTS_BUDGET`], then
+/// doubling every 1/16 of it up to `MAX_LINGER`; `None` once the budget is spent.
 pub fn outputs_linger(flushes: u32) -> Option<Duration> {
     if flushes >= OUTPUTS_BUDGET {
         return None;

@@ -6,7 +6,7 @@
 //! listener, turns "no listener" into [`JoinError::NoBroker`] and a closed listener into
 //! [`Joined::ClusterClosed`], and sends the hello. The link then carries messages of its role
 //! only: a [`RunnerLink`] sends [`RunnerMsg`] and receives [`BrokerToRunner`]. The broker's
-//! end is the same type the other way round ([`Link::accept`] reads the hello and types the
+//! end is the same type the other way round ([`PeerLink::accept`] reads the hello and types the
 //! link by the role it announces).
 
 use std::marker::PhantomData;

@@ -177,7 +177,7 @@ fn units(tests: Vec<Estimated>) -> Vec<Unit> {
 /// above total / slots. A unit larger than the cap is a batch of its own.
 ///
 /// A suite that sets no target and whose every test has history is dealt instead: see
-/// [`deal_measured`].
+/// `deal_measured`.
 pub fn plan_batches(tests: Vec<Estimated>, target_ms: Option<u64>, slots: usize) -> Vec<Batch> {
     let mut units = units(tests);
     units.sort_by(|a, b| {
