@@ -3,7 +3,8 @@
 //! `-test.run '^(A|B)$' -test.v`, and the verbose output, which the testing package streams
 //! test by test, is the report: a batch killed part-way still tells which tests finished.
 //!
-//! The suite's `args` are `go` build flags (in the `-flag=value` form) and package patterns.
+//! The suite's `args` are `go` build flags (in the `-flag=value` form) and package patterns,
+//! `./...` when it names none.
 //! Each binary runs in its package's directory when the job directory has it (tests read
 //! `testdata/` relative to it), else in the job directory.
 
@@ -21,6 +22,10 @@ const GO: Tool = Tool {
     install: "install Go (Debian/Ubuntu: `apt-get install golang-go`; in CI, actions/setup-go)",
 };
 
+/// The packages of a suite that names none: every package of the module, as `go test ./...`
+/// (a bare `go list` would name only the package in the current directory).
+const ALL_PACKAGES: &str = "./...";
+
 /// The line a batch writes before a package's output; the import path follows.
 const PACKAGE_MARK: &str = "cluster-action package: ";
 
@@ -30,18 +35,18 @@ const END_MARK: &str = "cluster-action: batch finished";
 /// Lists the packages the suite's patterns name and their tests, building each test binary.
 pub(super) fn list(suite: &Suite, dir: &Path, work: &Path) -> Result<Listing, SuiteError> {
     let go = GO.find(suite)?;
-    let flags: Vec<String> = suite
-        .args
-        .iter()
-        .filter(|a| a.starts_with('-'))
-        .cloned()
-        .collect();
+    let (flags, mut patterns): (Vec<String>, Vec<String>) =
+        suite.args.iter().cloned().partition(|a| a.starts_with('-'));
+    if patterns.is_empty() {
+        patterns.push(ALL_PACKAGES.to_owned());
+    }
     let mut args = vec![
         "list".to_owned(),
         "-f".into(),
         "{{.ImportPath}}\t{{.Dir}}".into(),
     ];
-    args.extend(suite.args.iter().cloned());
+    args.extend(flags.iter().cloned());
+    args.extend(patterns);
     let packages = String::from_utf8_lossy(&output(suite, dir, &go, &args)?).into_owned();
     let root = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     let mut listing = Listing::new(suite, Vec::new());

@@ -92,3 +92,6 @@ pub fn await_within<T>(what: &str, patience: Duration, mut probe: impl FnMut() -
 /// `cluster-action` processes in a scratch directory, the `serve` service, and `Cluster`:
 /// a service, broker and workers started as jobs of one run (tests/cluster.rs and others).
 pub mod cluster;
+
+/// A suite fixture through `cluster-action local`, and its framework alone (tests/suite_*.rs).
+pub mod suite;
