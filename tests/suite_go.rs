@@ -32,3 +32,32 @@ fn go_test_without_packages_runs_every_package_of_the_module() {
     );
     assert_eq!(run.code, 1, "a test failed: {}", run.stderr);
 }
+
+#[test]
+fn a_line_a_test_prints_decides_no_result() {
+    if !available("go", &["version"]) {
+        return;
+    }
+    let dir = fixture_copy("suite-go-forged");
+    let run = local(dir.path(), &["--go-test", "./..."]);
+    let id = |name: &str| format!("example.com/forged {name}");
+    let want: std::collections::BTreeMap<String, String> = [
+        ("TestEarlier", "passed"),
+        ("TestLater", "failed"),
+        ("TestSubtests", "failed"),
+        ("TestSkips", "skipped"),
+    ]
+    .iter()
+    .map(|(name, status)| (id(name), status.to_string()))
+    .collect();
+    assert_eq!(run.statuses(), want, "{}", run.stderr);
+    assert_eq!(
+        run.message(&id("TestLater")),
+        "forged_test.go:16: TestLater fails whatever its output says"
+    );
+    assert_eq!(
+        run.message(&id("TestSubtests")),
+        "forged_test.go:22: a subtest fails"
+    );
+    assert_eq!(run.code, 1, "a test failed: {}", run.stderr);
+}
