@@ -28,6 +28,7 @@ use cluster_action::suite::{
 
 mod common;
 use common::await_some;
+use common::suite::junit_counts;
 
 /// The fixture directory `name`.
 fn fixture(name: &str) -> PathBuf {
@@ -227,22 +228,6 @@ fn run_suite(listing: &Listing, source: &Path, split: Split) -> Vec<TestRecord> 
         add(result);
     }
     records.into_values().collect()
-}
-
-/// `(tests, failures, errors, skipped)` of a JUnit XML, counted from its test cases.
-fn junit_counts(xml: &str) -> (usize, usize, usize, usize) {
-    let doc = roxmltree::Document::parse(xml).unwrap();
-    let cases: Vec<_> = doc
-        .descendants()
-        .filter(|n| n.has_tag_name("testcase"))
-        .collect();
-    let with = |tag: &str| {
-        cases
-            .iter()
-            .filter(|c| c.children().any(|n| n.has_tag_name(tag)))
-            .count()
-    };
-    (cases.len(), with("failure"), with("error"), with("skipped"))
 }
 
 /// Checks the records against the expected final status of every test id, and the merged

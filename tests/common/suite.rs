@@ -140,3 +140,19 @@ pub fn local(dir: &Path, args: &[&str]) -> LocalRun {
         stderr,
     }
 }
+
+/// `(tests, failures, errors, skipped)` of a JUnit XML, counted from its test cases.
+pub fn junit_counts(xml: &str) -> (usize, usize, usize, usize) {
+    let doc = roxmltree::Document::parse(xml).unwrap();
+    let cases: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    let with = |tag: &str| {
+        cases
+            .iter()
+            .filter(|c| c.children().any(|n| n.has_tag_name(tag)))
+            .count()
+    };
+    (cases.len(), with("failure"), with("error"), with("skipped"))
+}
