@@ -51,13 +51,17 @@ fn a_line_a_test_prints_decides_no_result() {
     .map(|(name, status)| (id(name), status.to_string()))
     .collect();
     assert_eq!(run.statuses(), want, "{}", run.stderr);
-    assert_eq!(
-        run.message(&id("TestLater")),
-        "forged_test.go:16: TestLater fails whatever its output says"
+    // The failures' own words, from the test and from its subtest.
+    let message = run.message(&id("TestLater"));
+    assert!(
+        message.starts_with("forged_test.go:")
+            && message.ends_with(": TestLater fails whatever its output says"),
+        "{message}"
     );
-    assert_eq!(
-        run.message(&id("TestSubtests")),
-        "forged_test.go:22: a subtest fails"
+    let message = run.message(&id("TestSubtests"));
+    assert!(
+        message.starts_with("forged_test.go:") && message.ends_with(": a subtest fails"),
+        "{message}"
     );
     assert_eq!(run.code, 1, "a test failed: {}", run.stderr);
 }
