@@ -97,7 +97,8 @@ fn collect(
     // The plugin's directory first on PYTHONPATH, so that `-p` finds it.
     let inherited = std::env::var_os("PYTHONPATH").unwrap_or_default();
     let python_path = std::env::join_paths(
-        std::iter::once(plugin.path().to_path_buf()).chain(std::env::split_paths(&inherited)),
+        std::iter::once(plugin.path().to_path_buf())
+            .chain(std::env::split_paths(&inherited).filter(|p| !p.as_os_str().is_empty())),
     )
     .unwrap_or_else(|_| plugin.path().as_os_str().to_owned());
     let env = [
