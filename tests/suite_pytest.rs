@@ -90,3 +90,18 @@ fn pytest_addopts_markers_select_what_is_listed_and_run() {
     assert_eq!(counts(&run), pytest_alone("suite-pytest-markers"));
     assert_eq!(run.code, 0, "the slow test is deselected: {}", run.stderr);
 }
+
+#[test]
+fn a_junitxml_among_the_suites_arguments_does_not_replace_the_batchs_own() {
+    if !have_pytest() {
+        return;
+    }
+    let dir = fixture_copy("suite-pytest-markers");
+    let run = local(dir.path(), &["--pytest", "--junitxml=mine.xml", "-rA"]);
+    let want = expected(&[
+        ("test_marked.py::test_fast", "passed"),
+        ("test_marked.py::test_also_fast", "passed"),
+    ]);
+    assert_eq!(run.statuses(), want, "{}", run.stderr);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
