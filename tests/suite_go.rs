@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use common::suite::{available, fixture_copy, local};
+use common::suite::{available, fixture_copy, local, local_with};
 
 #[test]
 fn go_test_without_packages_runs_every_package_of_the_module() {
@@ -63,5 +63,18 @@ fn a_line_a_test_prints_decides_no_result() {
         message.starts_with("forged_test.go:") && message.ends_with(": a subtest fails"),
         "{message}"
     );
+    assert_eq!(run.code, 1, "a test failed: {}", run.stderr);
+}
+
+#[test]
+fn the_users_goflags_apply_to_their_packages_not_to_test2json() {
+    if !available("go", &["version"]) {
+        return;
+    }
+    // A vendored module's setting: outside the module, Go 1.19 panics on it.
+    let dir = fixture_copy("suite-go-nested");
+    let run = local_with(dir.path(), &["--go-test"], &[("GOFLAGS", "-mod=vendor")]);
+    let statuses = run.statuses();
+    assert_eq!(statuses.len(), 2, "{statuses:?}\n{}", run.stderr);
     assert_eq!(run.code, 1, "a test failed: {}", run.stderr);
 }

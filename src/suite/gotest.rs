@@ -18,11 +18,12 @@
 //! `testdata/` relative to it), else in the job directory.
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
 use std::path::Path;
 
 use serde::Deserialize;
 
-use super::process::{Tool, output};
+use super::process::{Tool, output, run};
 use super::report::{Reported, ReportedCase, seconds_to_ms};
 use super::{
     Listing, Shipped, Suite, SuiteError, TestCase, TestStatus, shell_quote, ship_dest, ship_name,
@@ -109,8 +110,9 @@ pub(super) fn list(suite: &Suite, dir: &Path, work: &Path) -> Result<Listing, Su
     Ok(listing)
 }
 
-/// Builds the toolchain's `test2json` into `work` (outside the user's module, so that its
-/// `go.mod` has no say), to ship beside the test binaries: workers need no Go toolchain.
+/// Builds the toolchain's `test2json` into `work`, to ship beside the test binaries: workers
+/// need no Go toolchain. It builds outside the user's module and without their `GOFLAGS` and
+/// workspace, which are for their packages (`-mod=vendor` would refuse a command of Go's own).
 fn test2json(suite: &Suite, work: &Path, go: &Path) -> Result<Shipped, SuiteError> {
     let source = work.join(TEST2JSON);
     let args = [
@@ -119,7 +121,8 @@ fn test2json(suite: &Suite, work: &Path, go: &Path) -> Result<Shipped, SuiteErro
         source.display().to_string(),
         "cmd/test2json".into(),
     ];
-    output(suite, work, go, &args)?;
+    let env = [("GOFLAGS", OsStr::new("")), ("GOWORK", OsStr::new("off"))];
+    run(suite, work, go, &args, &env)?;
     Ok(Shipped {
         source,
         dest: ship_dest(suite, TEST2JSON),

@@ -117,6 +117,11 @@ impl LocalRun {
 /// `cluster-action local --workers 1 ARGS` in `dir` (a fixture copy), with the tools on PATH
 /// and none of the caller's CI variables.
 pub fn local(dir: &Path, args: &[&str]) -> LocalRun {
+    local_with(dir, args, &[])
+}
+
+/// [`local`] with the variables `env` added.
+pub fn local_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> LocalRun {
     let reports = tempfile::tempdir().unwrap();
     let json: PathBuf = reports.path().join("report.json");
     let mut command = Command::new(BIN);
@@ -131,6 +136,7 @@ pub fn local(dir: &Path, args: &[&str]) -> LocalRun {
     for name in SCRUBBED_ENV {
         command.env_remove(name);
     }
+    command.envs(env.iter().copied());
     let out = command.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let report = std::fs::read(&json).unwrap_or_else(|e| panic!("no JSON report ({e}): {stderr}"));
