@@ -42,13 +42,16 @@ fn a_line_a_test_prints_decides_no_result() {
     let run = local(dir.path(), &["--go-test", "./..."]);
     let id = |name: &str| format!("example.com/forged {name}");
     let want: std::collections::BTreeMap<String, String> = [
-        ("TestEarlier", "passed"),
-        ("TestLater", "failed"),
-        ("TestSubtests", "failed"),
-        ("TestSkips", "skipped"),
+        (id("TestEarlier"), "passed"),
+        (id("TestLater"), "failed"),
+        (id("TestSubtests"), "failed"),
+        (id("TestSkips"), "skipped"),
+        // A package whose binary passed, a test of it printing `--- FAIL:` lines.
+        ("example.com/forged/printer TestFirst".into(), "passed"),
+        ("example.com/forged/printer TestPrints".into(), "passed"),
     ]
-    .iter()
-    .map(|(name, status)| (id(name), status.to_string()))
+    .into_iter()
+    .map(|(id, status)| (id, status.to_owned()))
     .collect();
     assert_eq!(run.statuses(), want, "{}", run.stderr);
     // The failures' own words, from the test and from its subtest.

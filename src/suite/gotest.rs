@@ -10,7 +10,8 @@
 //! binaries run with `-test.v=test2json`, which marks the testing package's own lines, so that
 //! only those make events. Go 1.19's test2json reads the text alone, so printed lines can make
 //! events; then a result counts only for a test that has started (its `run` event came
-//! first), and a test's worst result wins: a printed line never turns a failure into a pass.
+//! first), a test's worst result wins (a printed line never turns a failure into a pass), and
+//! a binary that exited 0 failed none of its tests (its `fail` events are printed lines).
 //!
 //! The suite's `args` are `go` build flags (in the `-flag=value` form) and package patterns,
 //! `./...` when it names none.
@@ -219,14 +220,15 @@ struct Event {
 struct PackageRun {
     /// Top-level tests that started (a `run` event).
     started: HashSet<String>,
-    /// Each started top-level test's worst result and its run time in seconds.
-    results: HashMap<String, (TestStatus, f64)>,
+    /// Each started top-level test's results, each with its run time in seconds.
+    results: HashMap<String, Vec<(TestStatus, f64)>>,
     /// Each top-level test's output, its subtests' included.
     outputs: HashMap<String, String>,
     /// Whether the testing package printed its final `PASS` or `FAIL`.
     verdict: bool,
-    /// Whether the binary exited (test2json's event for the package as a whole).
-    exited: bool,
+    /// How the binary exited, once it has: test2json's event for the package as a whole,
+    /// `pass` for exit status 0.
+    exited: Option<TestStatus>,
 }
 
 impl PackageRun {
@@ -239,7 +241,7 @@ impl PackageRun {
             _ => None,
         };
         if event.test.is_empty() {
-            self.exited |= status.is_some();
+            self.exited = self.exited.or(status);
             let line = event.output.trim_start_matches('\u{16}').trim_end();
             self.verdict |= event.action == "output" && (line == "PASS" || line == "FAIL");
             return;
@@ -255,32 +257,46 @@ impl PackageRun {
                 .entry(top.to_owned())
                 .or_default()
                 .push_str(&event.output),
-            (_, Some(status)) if is_top && self.started.contains(top) => {
-                let result = self
-                    .results
-                    .entry(event.test)
-                    .or_insert((status, event.elapsed));
-                if severity(status) > severity(result.0) {
-                    *result = (status, event.elapsed);
-                }
-            }
+            (_, Some(status)) if is_top && self.started.contains(top) => self
+                .results
+                .entry(event.test)
+                .or_default()
+                .push((status, event.elapsed)),
             _ => {}
         }
     }
 
     /// Whether the binary ran to its end: it printed its verdict and exited.
     fn closed(&self) -> bool {
-        self.verdict && self.exited
+        self.verdict && self.exited.is_some()
     }
 
-    /// Each top-level test's result, by name.
+    /// Each top-level test's result, by name: the worst of its results, where a binary that
+    /// exited 0 failed none of its tests (a `fail` from it comes from a printed line).
     fn cases(self) -> impl Iterator<Item = (String, ReportedCase)> {
         let PackageRun {
             results,
             mut outputs,
+            exited,
             ..
         } = self;
-        results.into_iter().map(move |(name, (status, seconds))| {
+        let binary_passed = exited == Some(TestStatus::Passed);
+        results.into_iter().map(move |(name, results)| {
+            let believed: Vec<(TestStatus, f64)> = results
+                .iter()
+                .filter(|(status, _)| !(binary_passed && *status == TestStatus::Failed))
+                .copied()
+                .collect();
+            let pool = if believed.is_empty() {
+                &results
+            } else {
+                &believed
+            };
+            let (status, seconds) = pool
+                .iter()
+                .copied()
+                .max_by_key(|(status, _)| severity(*status))
+                .unwrap_or((TestStatus::Error, 0.0));
             let output = outputs.remove(&name).unwrap_or_default();
             let message = (status == TestStatus::Failed).then(|| failure_line(&output));
             let case = ReportedCase {
@@ -416,6 +432,31 @@ mod tests {
             sub.output
         );
         assert!(!reported.cases.contains_key("p TestSub/fails"));
+    }
+
+    #[test]
+    fn a_binary_that_exited_0_failed_none_of_its_tests() {
+        // TestA prints `--- FAIL: TestB (0.00s)` after TestB passed; the binary exits 0.
+        let events = r#"cluster-action package: p
+{"Action":"run","Package":"p","Test":"TestB"}
+{"Action":"pass","Package":"p","Test":"TestB","Elapsed":0.25}
+{"Action":"run","Package":"p","Test":"TestA"}
+{"Action":"fail","Package":"p","Test":"TestB","Elapsed":0}
+{"Action":"pass","Package":"p","Test":"TestA","Elapsed":0}
+{"Action":"output","Package":"p","Output":"PASS\n"}
+{"Action":"pass","Package":"p","Elapsed":0.3}
+"#;
+        let reported = parse(format!("{events}{END_MARK}\n").as_bytes());
+        assert!(reported.complete);
+        let b = &reported.cases["p TestB"];
+        assert_eq!((b.status, b.duration_ms), (TestStatus::Passed, 250));
+        // The same events from a binary that failed: the worst result stands.
+        let failed = events.replace(
+            r#""Action":"pass","Package":"p","Elapsed""#,
+            r#""Action":"fail","Package":"p","Elapsed""#,
+        );
+        let reported = parse(format!("{failed}{END_MARK}\n").as_bytes());
+        assert_eq!(reported.cases["p TestB"].status, TestStatus::Failed);
     }
 
     #[test]
