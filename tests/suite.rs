@@ -30,6 +30,7 @@ use cluster_action::suite::{FinalStatus, TestRecord};
 mod common;
 use common::await_some;
 use common::report::read_report_of;
+use common::suite::junit_counts;
 
 /// The fixture directory `name`.
 fn fixture(name: &str) -> PathBuf {
@@ -63,21 +64,7 @@ fn environment() {
 /// Whether `program` (with `probe` arguments) runs; a missing tool fails the test under CI.
 fn have(program: &str, probe: &[&str]) -> bool {
     environment();
-    let ok = Command::new(program)
-        .args(probe)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "`{program} {}` does not run: scripts/test.sh installs it",
-            probe.join(" ")
-        );
-        eprintln!("skipped: `{program}` is not available (scripts/test.sh installs it)");
-    }
-    ok
+    common::suite::available(program, probe)
 }
 
 /// The fixture of `framework` listed with `args`, or `None` when the framework's tool is
@@ -243,22 +230,6 @@ fn run_suite(listing: &Listing, source: &Path, split: Split) -> Vec<TestRecord> 
         add(result);
     }
     records.into_values().collect()
-}
-
-/// `(tests, failures, errors, skipped)` of a JUnit XML, counted from its test cases.
-fn junit_counts(xml: &str) -> (usize, usize, usize, usize) {
-    let doc = roxmltree::Document::parse(xml).unwrap();
-    let cases: Vec<_> = doc
-        .descendants()
-        .filter(|n| n.has_tag_name("testcase"))
-        .collect();
-    let with = |tag: &str| {
-        cases
-            .iter()
-            .filter(|c| c.children().any(|n| n.has_tag_name(tag)))
-            .count()
-    };
-    (cases.len(), with("failure"), with("error"), with("skipped"))
 }
 
 /// Checks the records against the expected final status of every test id, and the merged
@@ -498,7 +469,12 @@ fn go_batches_report_every_test_once() {
         return;
     };
     assert_eq!(listing.tests.len(), 6);
-    assert_eq!(listing.ship.len(), 2, "one test binary per package");
+    let binaries = listing
+        .ship
+        .iter()
+        .filter(|file| file.dest.extension() == Some("test".as_ref()))
+        .count();
+    assert_eq!(binaries, 2, "one test binary per package (and test2json)");
     let records = run_suite(&listing, &source, Split::Test);
     check(&records, &GO_EXPECTED, go_alone(&source));
 }

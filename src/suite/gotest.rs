@@ -1,15 +1,30 @@
 //! go test: the runner lists each package's tests (`go test -list .`) and builds its test
-//! binary once (`go test -c`); workers run the binaries (no Go toolchain needed) with
-//! `-test.run '^(A|B)$' -test.v`, and the verbose output, which the testing package streams
-//! test by test, is the report: a batch killed part-way still tells which tests finished.
+//! binary once (`go test -c`), and builds `test2json` of the same toolchain; workers run the
+//! binaries (no Go toolchain needed) under `test2json -t -p PKG BIN -test.v -test.run
+//! '^(A|B)$'`, and its JSON events, which stream test by test, are the report: a batch killed
+//! part-way still tells which tests finished.
 //!
-//! The suite's `args` are `go` build flags (in the `-flag=value` form) and package patterns.
+//! A result is the `pass`, `fail` or `skip` event of a top-level test (subtests count towards
+//! their test), never a line of text read back: a test that prints `--- PASS: TestLater` (or
+//! drives a nested `go test -v`) must not decide another test's result. From Go 1.20 the
+//! binaries run with `-test.v=test2json`, which marks the testing package's own lines, so that
+//! only those make events. Go 1.19's test2json reads the text alone, so printed lines can make
+//! events; then a result counts only for a test that has started (its `run` event came
+//! first), a test's worst result wins (a printed line never turns a failure into a pass), and
+//! a binary that exited 0 failed none of its tests (its `fail` events are printed lines).
+//!
+//! The suite's `args` are `go` build flags (in the `-flag=value` form) and package patterns,
+//! `./...` when it names none.
 //! Each binary runs in its package's directory when the job directory has it (tests read
 //! `testdata/` relative to it), else in the job directory.
 
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
 use std::path::Path;
 
-use super::process::{Tool, output};
+use serde::Deserialize;
+
+use super::process::{Tool, output, run};
 use super::report::{Reported, ReportedCase, seconds_to_ms};
 use super::{
     Listing, Shipped, Suite, SuiteError, TestCase, TestStatus, shell_quote, ship_dest, ship_name,
@@ -21,7 +36,14 @@ const GO: Tool = Tool {
     install: "install Go (Debian/Ubuntu: `apt-get install golang-go`; in CI, actions/setup-go)",
 };
 
-/// The line a batch writes before a package's output; the import path follows.
+/// The packages of a suite that names none: every package of the module, as `go test ./...`
+/// (a bare `go list` would name only the package in the current directory).
+const ALL_PACKAGES: &str = "./...";
+
+/// The converter of test binaries' verbose output into JSON events, shipped beside them.
+const TEST2JSON: &str = "test2json";
+
+/// The line a batch writes before running a package's binary; the import path follows.
 const PACKAGE_MARK: &str = "cluster-action package: ";
 
 /// The line a batch writes when every binary has exited.
@@ -30,18 +52,18 @@ const END_MARK: &str = "cluster-action: batch finished";
 /// Lists the packages the suite's patterns name and their tests, building each test binary.
 pub(super) fn list(suite: &Suite, dir: &Path, work: &Path) -> Result<Listing, SuiteError> {
     let go = GO.find(suite)?;
-    let flags: Vec<String> = suite
-        .args
-        .iter()
-        .filter(|a| a.starts_with('-'))
-        .cloned()
-        .collect();
+    let (flags, mut patterns): (Vec<String>, Vec<String>) =
+        suite.args.iter().cloned().partition(|a| a.starts_with('-'));
+    if patterns.is_empty() {
+        patterns.push(ALL_PACKAGES.to_owned());
+    }
     let mut args = vec![
         "list".to_owned(),
         "-f".into(),
         "{{.ImportPath}}\t{{.Dir}}".into(),
     ];
-    args.extend(suite.args.iter().cloned());
+    args.extend(flags.iter().cloned());
+    args.extend(patterns);
     let packages = String::from_utf8_lossy(&output(suite, dir, &go, &args)?).into_owned();
     let root = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     let mut listing = Listing::new(suite, Vec::new());
@@ -81,7 +103,46 @@ pub(super) fn list(suite: &Suite, dir: &Path, work: &Path) -> Result<Listing, Su
         listing.packages.push((package.to_owned(), relative));
         listing.tests.extend(tests);
     }
+    if !listing.tests.is_empty() {
+        listing.ship.push(test2json(suite, work, &go)?);
+        let version = output(suite, dir, &go, &["env".to_owned(), "GOVERSION".into()])?;
+        listing.run_args = vec![verbose_flag(&String::from_utf8_lossy(&version)).to_owned()];
+    }
     Ok(listing)
+}
+
+/// Builds the toolchain's `test2json` into `work`, to ship beside the test binaries: workers
+/// need no Go toolchain. It builds outside the user's module and without their `GOFLAGS` and
+/// workspace, which are for their packages (`-mod=vendor` would refuse a command of Go's own).
+fn test2json(suite: &Suite, work: &Path, go: &Path) -> Result<Shipped, SuiteError> {
+    let source = work.join(TEST2JSON);
+    let args = [
+        "build".to_owned(),
+        "-o".into(),
+        source.display().to_string(),
+        "cmd/test2json".into(),
+    ];
+    let env = [("GOFLAGS", OsStr::new("")), ("GOWORK", OsStr::new("off"))];
+    run(suite, work, go, &args, &env)?;
+    Ok(Shipped {
+        source,
+        dest: ship_dest(suite, TEST2JSON),
+    })
+}
+
+/// The verbose flag the test binaries of the toolchain `go env GOVERSION` names take:
+/// `-test.v=test2json` from Go 1.20 (the testing package marks its own lines for test2json),
+/// plain `-test.v` before, and for a version it cannot read.
+fn verbose_flag(version: &str) -> &'static str {
+    let minor = version
+        .split("go1.")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|digits| digits.parse::<u32>().ok());
+    match minor {
+        Some(minor) if minor >= 20 => "-test.v=test2json",
+        _ => "-test.v",
+    }
 }
 
 /// A name `-test.run` selects: a test, example or fuzz test (benchmarks do not run).
@@ -92,9 +153,11 @@ fn is_test_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-/// Runs each package's binary on its tests of the batch, all output to the report file.
+/// Runs each package's binary on its tests of the batch under test2json, every event to the
+/// report file.
 pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
     let report = super::REPORT_ENV;
+    let verbose: Vec<String> = listing.run_args.iter().map(|a| shell_quote(a)).collect();
     let mut command = format!(
         "d=\"$PWD\"/{}\n: > \"${report}\"\n",
         shell_quote(&ship_dest(&listing.suite, "").display().to_string())
@@ -111,9 +174,12 @@ pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
         let binary = format!("{}.test", ship_name(package));
         command.push_str(&format!(
             "echo {} >> \"${report}\"\n\
-             (cd {} 2>/dev/null; exec \"$d/{binary}\" -test.v -test.run {}) >> \"${report}\" 2>&1\n",
+             (cd {} 2>/dev/null; exec \"$d/{TEST2JSON}\" -t -p {} \"$d/{binary}\" {} -test.run {}) \
+             >> \"${report}\" 2>&1\n",
             shell_quote(&format!("{PACKAGE_MARK}{package}")),
             shell_quote(package_dir),
+            shell_quote(package),
+            verbose.join(" "),
             shell_quote(&format!("^({})$", names.join("|"))),
         ));
     }
@@ -129,57 +195,156 @@ pub(super) fn case_key(case: &TestCase) -> String {
     case.id.clone()
 }
 
-/// Reads the verbose output of a batch's binaries: `=== RUN`/`=== CONT` say whose output
-/// follows, `--- PASS/FAIL/SKIP: Name (1.50s)` end a test (subtests count towards their
-/// test), a package's final `PASS` or `FAIL` closes it. Lines may carry test2json's `\x16`
-/// marker. The report is complete when every package was closed and the batch finished.
-pub(super) fn parse(bytes: &[u8]) -> Reported {
-    let text = String::from_utf8_lossy(bytes);
-    let mut reported = Reported::default();
-    let mut package = String::new();
-    let mut closed = true;
-    let mut finished = false;
-    let mut current: Option<String> = None;
-    let mut outputs: std::collections::HashMap<String, String> = Default::default();
-    for raw in text.lines() {
-        let line = raw.trim_start_matches('\u{16}');
-        if let Some(next) = line.strip_prefix(PACKAGE_MARK) {
-            package = next.to_owned();
-            closed = false;
-            current = None;
-        } else if line == END_MARK {
-            finished = true;
-        } else if let Some(name) = event(line, "=== RUN").or_else(|| event(line, "=== CONT")) {
-            current = Some(top_level(name).to_owned());
-        } else if let Some((status, name, seconds)) = result(line) {
-            if !name.contains('/') {
-                let output = outputs.remove(name).unwrap_or_default();
-                let message = (status == TestStatus::Failed)
-                    .then(|| output.lines().last().unwrap_or("failed").trim().to_owned());
-                let case = ReportedCase {
-                    status,
-                    duration_ms: seconds_to_ms(seconds),
-                    message,
-                    output,
-                };
-                reported.insert(format!("{package} {name}"), case);
-            }
-        } else if line == "PASS" || line == "FAIL" {
-            closed = true;
-        } else if let Some(name) = &current {
-            let output = outputs.entry(name.clone()).or_default();
-            output.push_str(line);
-            output.push('\n');
-        }
-    }
-    reported.complete = closed && finished;
-    reported
+/// One event of test2json's output (`go doc cmd/test2json`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Event {
+    /// `run`, `pause`, `cont`, `pass`, `fail`, `skip`, `output`, …
+    action: String,
+    /// The package (`-p`).
+    #[serde(default)]
+    package: String,
+    /// The (sub)test; empty for the package's own events.
+    #[serde(default)]
+    test: String,
+    /// Seconds, on a result.
+    #[serde(default)]
+    elapsed: f64,
+    /// Text the test or the testing package printed.
+    #[serde(default)]
+    output: String,
 }
 
-/// The test name of an `=== ACTION Name` line.
-fn event<'a>(line: &'a str, action: &str) -> Option<&'a str> {
-    let name = line.strip_prefix(action)?.trim();
-    (!name.is_empty() && !name.contains(' ')).then_some(name)
+/// What the events of one package's binary said.
+#[derive(Debug, Default)]
+struct PackageRun {
+    /// Top-level tests that started (a `run` event).
+    started: HashSet<String>,
+    /// Each started top-level test's results, each with its run time in seconds.
+    results: HashMap<String, Vec<(TestStatus, f64)>>,
+    /// Each top-level test's output, its subtests' included.
+    outputs: HashMap<String, String>,
+    /// Whether the testing package printed its final `PASS` or `FAIL`.
+    verdict: bool,
+    /// How the binary exited, once it has: test2json's event for the package as a whole,
+    /// `pass` for exit status 0.
+    exited: Option<TestStatus>,
+}
+
+impl PackageRun {
+    /// Takes in one event of this package.
+    fn record(&mut self, event: Event) {
+        let status = match event.action.as_str() {
+            "pass" => Some(TestStatus::Passed),
+            "fail" => Some(TestStatus::Failed),
+            "skip" => Some(TestStatus::Skipped),
+            _ => None,
+        };
+        if event.test.is_empty() {
+            self.exited = self.exited.or(status);
+            let line = event.output.trim_start_matches('\u{16}').trim_end();
+            self.verdict |= event.action == "output" && (line == "PASS" || line == "FAIL");
+            return;
+        }
+        let top = top_level(&event.test);
+        let is_top = top == event.test;
+        match (event.action.as_str(), status) {
+            ("run", _) if is_top => {
+                self.started.insert(event.test);
+            }
+            ("output", _) => self
+                .outputs
+                .entry(top.to_owned())
+                .or_default()
+                .push_str(&event.output),
+            (_, Some(status)) if is_top && self.started.contains(top) => self
+                .results
+                .entry(event.test)
+                .or_default()
+                .push((status, event.elapsed)),
+            _ => {}
+        }
+    }
+
+    /// Whether the binary ran to its end: it printed its verdict and exited.
+    fn closed(&self) -> bool {
+        self.verdict && self.exited.is_some()
+    }
+
+    /// Each top-level test's result, by name: the worst of its results, where a binary that
+    /// exited 0 failed none of its tests (a `fail` from it comes from a printed line).
+    fn cases(self) -> impl Iterator<Item = (String, ReportedCase)> {
+        let PackageRun {
+            results,
+            mut outputs,
+            exited,
+            ..
+        } = self;
+        let binary_passed = exited == Some(TestStatus::Passed);
+        results.into_iter().map(move |(name, results)| {
+            let believed: Vec<(TestStatus, f64)> = results
+                .iter()
+                .filter(|(status, _)| !(binary_passed && *status == TestStatus::Failed))
+                .copied()
+                .collect();
+            let pool = if believed.is_empty() {
+                &results
+            } else {
+                &believed
+            };
+            let (status, seconds) = pool
+                .iter()
+                .copied()
+                .max_by_key(|(status, _)| severity(*status))
+                .unwrap_or((TestStatus::Error, 0.0));
+            let output = outputs.remove(&name).unwrap_or_default();
+            let message = (status == TestStatus::Failed).then(|| failure_line(&output));
+            let case = ReportedCase {
+                status,
+                duration_ms: seconds_to_ms(seconds),
+                message,
+                output,
+            };
+            (name, case)
+        })
+    }
+}
+
+/// How bad a result is: of several results for one test, the worst counts.
+fn severity(status: TestStatus) -> u8 {
+    match status {
+        TestStatus::Failed => 2,
+        TestStatus::Skipped => 1,
+        _ => 0,
+    }
+}
+
+/// Reads test2json's events of a batch's binaries into one result per top-level test (see the
+/// module documentation). The report is complete when the batch finished and every package's
+/// binary ran to its end.
+pub(super) fn parse(bytes: &[u8]) -> Reported {
+    let text = String::from_utf8_lossy(bytes);
+    let mut runs: HashMap<String, PackageRun> = HashMap::new();
+    let mut finished = false;
+    for line in text.lines() {
+        if let Some(package) = line.strip_prefix(PACKAGE_MARK) {
+            runs.entry(package.to_owned()).or_default();
+        } else if line == END_MARK {
+            finished = true;
+        } else if let Ok(event) = serde_json::from_str::<Event>(line) {
+            runs.entry(event.package.clone()).or_default().record(event);
+        }
+    }
+    let mut reported = Reported {
+        complete: finished && runs.values().all(PackageRun::closed),
+        ..Reported::default()
+    };
+    for (package, run) in runs {
+        for (name, case) in run.cases() {
+            reported.insert(format!("{package} {name}"), case);
+        }
+    }
+    reported
 }
 
 /// The top-level test of a (sub)test name.
@@ -187,55 +352,134 @@ fn top_level(name: &str) -> &str {
     name.split('/').next().unwrap_or(name)
 }
 
-/// A `--- STATUS: Name (1.50s)` line, at any indentation.
-fn result(line: &str) -> Option<(TestStatus, &str, f64)> {
-    let rest = line.trim_start().strip_prefix("--- ")?;
-    let (word, rest) = rest.split_once(": ")?;
-    let status = match word {
-        "PASS" => TestStatus::Passed,
-        "FAIL" => TestStatus::Failed,
-        "SKIP" => TestStatus::Skipped,
-        _ => return None,
-    };
-    let (name, time) = rest.split_once(" (")?;
-    let seconds = time.strip_suffix("s)")?.parse().ok()?;
-    Some((status, name, seconds))
+/// The line of a failed test's output that says why: its last line that is not the testing
+/// package's framing (`=== RUN`, `--- FAIL: …`).
+fn failure_line(output: &str) -> String {
+    const FRAMING: [&str; 7] = [
+        "=== RUN",
+        "=== PAUSE",
+        "=== CONT",
+        "=== NAME",
+        "--- PASS:",
+        "--- FAIL:",
+        "--- SKIP:",
+    ];
+    output
+        .lines()
+        .map(|line| line.trim_start_matches('\u{16}').trim())
+        .rfind(|line| !line.is_empty() && !FRAMING.iter().any(|f| line.starts_with(f)))
+        .unwrap_or("failed")
+        .to_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const OUTPUT: &str = "cluster-action package: p\n\
-        === RUN   TestA\n\
-        --- PASS: TestA (1.50s)\n\
-        === RUN   TestB\n\
-        \u{16}=== RUN   TestB/sub\n\
-        \x20   b_test.go:9: boom\n\
-        \x20   --- FAIL: TestB/sub (0.00s)\n\
-        --- FAIL: TestB (0.01s)\n\
-        FAIL\n";
+    /// Events as Go 1.19's `test2json -t -p p BIN -test.v` writes them (times left out), for
+    /// a batch of TestEarlier, which prints `--- PASS: TestLater (0.00s)`, TestLater, which
+    /// prints the same line and then fails, and TestSub, whose subtest fails.
+    const EVENTS: &str = r#"cluster-action package: p
+{"Action":"run","Package":"p","Test":"TestEarlier"}
+{"Action":"output","Package":"p","Test":"TestEarlier","Output":"=== RUN   TestEarlier\n"}
+{"Action":"output","Package":"p","Test":"TestLater","Output":"--- PASS: TestLater (0.00s)\n"}
+{"Action":"pass","Package":"p","Test":"TestLater","Elapsed":0}
+{"Action":"output","Package":"p","Test":"TestEarlier","Output":"--- PASS: TestEarlier (1.50s)\n"}
+{"Action":"pass","Package":"p","Test":"TestEarlier","Elapsed":1.5}
+{"Action":"run","Package":"p","Test":"TestLater"}
+{"Action":"output","Package":"p","Test":"TestLater","Output":"=== RUN   TestLater\n"}
+{"Action":"output","Package":"p","Test":"TestLater","Output":"--- PASS: TestLater (0.00s)\n"}
+{"Action":"pass","Package":"p","Test":"TestLater","Elapsed":0}
+{"Action":"output","Package":"p","Test":"TestLater","Output":"    later_test.go:16: it fails\n"}
+{"Action":"output","Package":"p","Test":"TestLater","Output":"--- FAIL: TestLater (0.01s)\n"}
+{"Action":"fail","Package":"p","Test":"TestLater","Elapsed":0.01}
+{"Action":"run","Package":"p","Test":"TestSub"}
+{"Action":"output","Package":"p","Test":"TestSub","Output":"=== RUN   TestSub\n"}
+{"Action":"run","Package":"p","Test":"TestSub/fails"}
+{"Action":"output","Package":"p","Test":"TestSub/fails","Output":"=== RUN   TestSub/fails\n"}
+{"Action":"output","Package":"p","Test":"TestSub/fails","Output":"    sub_test.go:9: boom\n"}
+{"Action":"output","Package":"p","Test":"TestSub","Output":"--- FAIL: TestSub (0.00s)\n"}
+{"Action":"output","Package":"p","Test":"TestSub/fails","Output":"    --- FAIL: TestSub/fails (0.00s)\n"}
+{"Action":"fail","Package":"p","Test":"TestSub/fails","Elapsed":0}
+{"Action":"fail","Package":"p","Test":"TestSub","Elapsed":0}
+{"Action":"output","Package":"p","Output":"FAIL\n"}
+{"Action":"fail","Package":"p","Elapsed":0.002}
+"#;
 
     #[test]
-    fn reads_results_output_and_completeness() {
-        let whole = format!("{OUTPUT}{END_MARK}\n");
+    fn results_come_from_the_events_of_started_tests_the_worst_winning() {
+        let whole = format!("{EVENTS}{END_MARK}\n");
         let reported = parse(whole.as_bytes());
         assert!(reported.complete);
-        let a = &reported.cases["p TestA"];
-        assert_eq!((a.status, a.duration_ms), (TestStatus::Passed, 1500));
-        let b = &reported.cases["p TestB"];
-        assert_eq!(b.status, TestStatus::Failed);
-        assert_eq!(b.message.as_deref(), Some("b_test.go:9: boom"));
-        assert!(!reported.cases.contains_key("p TestB/sub"));
+        let earlier = &reported.cases["p TestEarlier"];
+        assert_eq!(
+            (earlier.status, earlier.duration_ms),
+            (TestStatus::Passed, 1500)
+        );
+        let later = &reported.cases["p TestLater"];
+        assert_eq!(
+            (later.status, later.duration_ms),
+            (TestStatus::Failed, 10),
+            "printed lines decide nothing"
+        );
+        assert_eq!(later.message.as_deref(), Some("later_test.go:16: it fails"));
+        let sub = &reported.cases["p TestSub"];
+        assert_eq!(sub.status, TestStatus::Failed);
+        assert_eq!(sub.message.as_deref(), Some("sub_test.go:9: boom"));
+        assert!(
+            sub.output.contains("--- FAIL: TestSub/fails"),
+            "{}",
+            sub.output
+        );
+        assert!(!reported.cases.contains_key("p TestSub/fails"));
     }
 
     #[test]
-    fn output_cut_short_is_incomplete() {
-        let cut = &OUTPUT[..OUTPUT.find("--- FAIL: TestB ").unwrap()];
+    fn a_binary_that_exited_0_failed_none_of_its_tests() {
+        // TestA prints `--- FAIL: TestB (0.00s)` after TestB passed; the binary exits 0.
+        let events = r#"cluster-action package: p
+{"Action":"run","Package":"p","Test":"TestB"}
+{"Action":"pass","Package":"p","Test":"TestB","Elapsed":0.25}
+{"Action":"run","Package":"p","Test":"TestA"}
+{"Action":"fail","Package":"p","Test":"TestB","Elapsed":0}
+{"Action":"pass","Package":"p","Test":"TestA","Elapsed":0}
+{"Action":"output","Package":"p","Output":"PASS\n"}
+{"Action":"pass","Package":"p","Elapsed":0.3}
+"#;
+        let reported = parse(format!("{events}{END_MARK}\n").as_bytes());
+        assert!(reported.complete);
+        let b = &reported.cases["p TestB"];
+        assert_eq!((b.status, b.duration_ms), (TestStatus::Passed, 250));
+        // The same events from a binary that failed: the worst result stands.
+        let failed = events.replace(
+            r#""Action":"pass","Package":"p","Elapsed""#,
+            r#""Action":"fail","Package":"p","Elapsed""#,
+        );
+        let reported = parse(format!("{failed}{END_MARK}\n").as_bytes());
+        assert_eq!(reported.cases["p TestB"].status, TestStatus::Failed);
+    }
+
+    #[test]
+    fn events_cut_short_are_incomplete() {
+        let cut = &EVENTS[..EVENTS
+            .find(r#"{"Action":"run","Package":"p","Test":"TestSub"}"#)
+            .unwrap()];
         let reported = parse(cut.as_bytes());
         assert!(!reported.complete);
-        assert_eq!(reported.cases.len(), 1);
-        assert!(!parse(OUTPUT.as_bytes()).complete, "no end mark");
+        assert_eq!(reported.cases.len(), 2);
+        assert!(!parse(EVENTS.as_bytes()).complete, "no end mark");
+        // A binary that died without its verdict (os.Exit, a crash) did not finish its tests.
+        let died = EVENTS.replace(r#"{"Action":"output","Package":"p","Output":"FAIL\n"}"#, "");
+        assert!(!parse(format!("{died}{END_MARK}\n").as_bytes()).complete);
+    }
+
+    #[test]
+    fn the_verbose_flag_marks_framing_from_go_1_20() {
+        assert_eq!(verbose_flag("go1.19.8\n"), "-test.v");
+        assert_eq!(verbose_flag("go1.20"), "-test.v=test2json");
+        assert_eq!(verbose_flag("go1.23rc1"), "-test.v=test2json");
+        assert_eq!(verbose_flag("devel go1.24-1a2b3c Tue"), "-test.v=test2json");
+        assert_eq!(verbose_flag("gccgo"), "-test.v");
     }
 
     #[test]

@@ -12,9 +12,9 @@
 //! of the batch that a complete report does not mention is an [`TestStatus::Error`] ("not
 //! reported"); when the report is missing or cut short (the batch was killed), what it
 //! finished is kept and the rest is [`TestStatus::NotRun`], to be queued again. (go's report
-//! is its streamed verbose output; for nextest and pytest the report file holds their progress
-//! lines until the framework's JUnit replaces it at the end; a `command` suite's JUnit is all
-//! or nothing.)
+//! is the test binaries' test2json events, streamed test by test; for nextest and pytest the
+//! report file holds their progress lines until the framework's JUnit replaces it at the end;
+//! a `command` suite's JUnit is all or nothing.)
 //! A test's attempts fold into one [`TestRecord`] and its [`FinalStatus`]; [`junit`] writes
 //! the records of every batch and attempt as one JUnit XML. [`plan`] packs a suite's tests
 //! (each a [`TestKey`]) into batches from their estimates, and [`makespan`] measures a plan.
@@ -41,7 +41,7 @@ pub use error::SuiteError;
 pub use result::{FinalStatus, TestEntry, TestRecord, TestResult, TestStatus};
 
 /// The variable naming the file a batch writes its report to (JUnit XML; for go, the test
-/// binaries' verbose output), relative to the job's directory or absolute.
+/// binaries' test2json events), relative to the job's directory or absolute.
 pub const REPORT_ENV: &str = "CLUSTER_JUNIT";
 
 /// The variable holding the attempt number of a batch, from 1 (the first run).

@@ -1,6 +1,7 @@
 //! The runner's side of a framework: running its listing and build commands in the checkout,
 //! and turning "not installed" and "failed" into errors that name the command and the fix.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -56,21 +57,23 @@ pub(super) fn output(
     program: &Path,
     args: &[String],
 ) -> Result<Vec<u8>, SuiteError> {
-    Ok(run(suite, dir, program, args)?.stdout)
+    Ok(run(suite, dir, program, args, &[])?.stdout)
 }
 
-/// Runs `program args` in `dir`: its output when it exits 0, otherwise
-/// [`SuiteError::ListFailed`] with the tail of its standard error (or standard output), which
-/// the caller may read more closely first.
+/// Runs `program args` in `dir` with the variables `env` added: its output when it exits 0,
+/// otherwise [`SuiteError::ListFailed`] with the tail of its standard error (or standard
+/// output), which the caller may read more closely first.
 pub(super) fn run(
     suite: &Suite,
     dir: &Path,
     program: &Path,
     args: &[String],
+    env: &[(&str, &OsStr)],
 ) -> Result<std::process::Output, SuiteError> {
     let shown = shown_command(program, args);
     let result = Command::new(program)
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(dir)
         .stdin(Stdio::null())
         .output();

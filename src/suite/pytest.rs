@@ -1,5 +1,11 @@
-//! pytest: node ids from `python -m pytest --collect-only -q` on the runner, batches run by
-//! node id with pytest's own JUnit. The Python environment is the user's on every machine.
+//! pytest: node ids from `python -m pytest --collect-only` on the runner, batches run by node
+//! id with pytest's own JUnit. The Python environment is the user's on every machine.
+//!
+//! A project's configuration (`addopts`, plugins) applies as it does to `pytest` alone: its
+//! `-m`, `-k` or `--ignore` decide what is collected. What it prints does not matter: the
+//! listing reads the collected items through a plugin of ours ([`COLLECT_PLUGIN`]), not
+//! pytest's output, and a batch's own options come after everything else, so that its
+//! verbosity and its JUnit (path and prefix) win over the project's.
 
 use std::path::Path;
 
@@ -28,6 +34,16 @@ const ROOTDIR: &str = "--rootdir=.";
 /// pytest's exit code when it collected no tests.
 const NO_TESTS_COLLECTED: i32 = 5;
 
+/// The listing's plugin (module `cluster_action_collect`): writes the collected node ids to
+/// the file named by [`COLLECT_ENV`].
+const COLLECT_PLUGIN: &str = include_str!("pytest_collect.py");
+
+/// The module name [`COLLECT_PLUGIN`] is loaded under with `-p`.
+const COLLECT_MODULE: &str = "cluster_action_collect";
+
+/// The variable naming the file [`COLLECT_PLUGIN`] writes.
+const COLLECT_ENV: &str = "CLUSTER_ACTION_COLLECT";
+
 /// Collects the suite's node ids in `dir`.
 pub(super) fn list(suite: &Suite, dir: &Path) -> Result<Listing, SuiteError> {
     let python = match on_path("python") {
@@ -35,13 +51,62 @@ pub(super) fn list(suite: &Suite, dir: &Path) -> Result<Listing, SuiteError> {
         None => PYTHON.find(suite)?,
     };
     let parsed = parse(&suite.args);
-    let mut args: Vec<String> = ["-m", "pytest", "--collect-only", "-q"]
+    let text = collect(suite, dir, &python, listing_args(&parsed))?;
+    let mut tests = Vec::new();
+    for line in text.lines() {
+        let id: String = serde_json::from_str(line).map_err(|e| SuiteError::BadListing {
+            suite: suite.name.clone(),
+            command: format!("{} -m pytest --collect-only", python.display()),
+            why: format!("a node id that is not a JSON string ({e}): {line}"),
+        })?;
+        let (file, name) = id.split_once("::").unwrap_or((&id, &id));
+        tests.push(TestCase {
+            group: file.to_owned(),
+            name: name.to_owned(),
+            file: Some(file.to_owned()),
+            id: id.clone(),
+        });
+    }
+    let mut listing = Listing::new(suite, tests);
+    listing.run_args = run_args(&parsed, |path| dir.join(path).exists());
+    Ok(listing)
+}
+
+/// Runs pytest's collection with the suite's arguments `suite_args` in `dir`, with
+/// [`COLLECT_PLUGIN`] loaded, and returns what the plugin wrote: one JSON string (a node id)
+/// a line.
+fn collect(
+    suite: &Suite,
+    dir: &Path,
+    python: &Path,
+    suite_args: Vec<String>,
+) -> Result<String, SuiteError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SuiteError::Io { path, source }
+    };
+    let plugin = tempfile::tempdir().map_err(io(&std::env::temp_dir()))?;
+    let module = plugin.path().join(format!("{COLLECT_MODULE}.py"));
+    std::fs::write(&module, COLLECT_PLUGIN).map_err(io(&module))?;
+    let collected = plugin.path().join("collected");
+    std::fs::write(&collected, "").map_err(io(&collected))?;
+    let mut args: Vec<String> = ["-m", "pytest", "-p", COLLECT_MODULE, "--collect-only"]
         .map(str::to_owned)
         .to_vec();
-    // Verbosity would change the listing's format; it still applies to the batches.
-    args.extend(listing_args(&parsed));
-    let stdout = match run(suite, dir, &python, &args) {
-        Ok(out) => out.stdout,
+    args.extend(suite_args);
+    // The plugin's directory first on PYTHONPATH, so that `-p` finds it.
+    let inherited = std::env::var_os("PYTHONPATH").unwrap_or_default();
+    let python_path = std::env::join_paths(
+        std::iter::once(plugin.path().to_path_buf())
+            .chain(std::env::split_paths(&inherited).filter(|p| !p.as_os_str().is_empty())),
+    )
+    .unwrap_or_else(|_| plugin.path().as_os_str().to_owned());
+    let env = [
+        (COLLECT_ENV, collected.as_os_str()),
+        ("PYTHONPATH", python_path.as_os_str()),
+    ];
+    match run(suite, dir, python, &args, &env) {
+        Ok(_) => {}
         Err(SuiteError::ListFailed { stderr_tail, .. })
             if stderr_tail.contains("No module named pytest") =>
         {
@@ -49,30 +114,10 @@ pub(super) fn list(suite: &Suite, dir: &Path) -> Result<Listing, SuiteError> {
             return Err(PYTEST.missing(suite, looked));
         }
         Err(SuiteError::ListFailed { status, .. })
-            if status.ends_with(&format!("exit status: {NO_TESTS_COLLECTED}")) =>
-        {
-            Vec::new()
-        }
+            if status.ends_with(&format!("exit status: {NO_TESTS_COLLECTED}")) => {}
         Err(e) => return Err(e),
-    };
-    let text = String::from_utf8_lossy(&stdout);
-    let tests = text
-        .lines()
-        .take_while(|line| !line.trim().is_empty())
-        .filter(|line| line.contains("::"))
-        .map(|id| {
-            let (file, name) = id.split_once("::").unwrap_or((id, id));
-            TestCase {
-                id: id.to_owned(),
-                group: file.to_owned(),
-                name: name.to_owned(),
-                file: Some(file.to_owned()),
-            }
-        })
-        .collect();
-    let mut listing = Listing::new(suite, tests);
-    listing.run_args = run_args(&parsed, |path| dir.join(path).exists());
-    Ok(listing)
+    }
+    std::fs::read_to_string(&collected).map_err(io(&collected))
 }
 
 /// pytest's options that take a value, which may be the next word (`-k EXPR`, `--rootdir
@@ -221,8 +266,8 @@ fn wants_next_word(word: &str) -> bool {
         .is_some_and(|(at, c)| at + c.len_utf8() == letters.len())
 }
 
-/// What the listing passes to pytest: the suite's arguments but verbosity, with
-/// [`ROOTDIR`] first unless they choose a rootdir themselves.
+/// What the listing passes to pytest: the suite's arguments but verbosity (nothing the
+/// listing prints is read), with [`ROOTDIR`] first unless they choose a rootdir themselves.
 fn listing_args(parsed: &[Arg<'_>]) -> Vec<String> {
     let rootdir = own_rootdir(parsed).map(str::to_owned);
     rootdir
@@ -265,24 +310,26 @@ fn own_rootdir(parsed: &[Arg<'_>]) -> Option<&'static str> {
     (!chosen).then_some(ROOTDIR)
 }
 
-/// Runs the batch's node ids with the suite's options ([`run_args`]).
+/// The batch's own options, after the suite's and the configuration's `addopts` (which
+/// pytest puts first), so that they win: the verbosity that prints the progress lines
+/// [`progress_line`] reads (not a count a `-q` would lower), and a JUnit at the batch's path
+/// with the class names [`junit_key`] expects (no `--junit-prefix`).
+const BATCH_OPTIONS: &str = "--verbosity=1 --junitxml=\"$r.xml\" --junit-prefix=";
+
+/// Runs the batch's node ids with the suite's options ([`run_args`]), then [`BATCH_OPTIONS`].
 pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
-    let words: Vec<String> = listing
-        .run_args
-        .iter()
-        .map(String::as_str)
-        .chain(batch.iter().map(|case| case.id.as_str()))
-        .map(shell_quote)
-        .collect();
+    let options: Vec<String> = listing.run_args.iter().map(|a| shell_quote(a)).collect();
+    let ids: Vec<String> = batch.iter().map(|case| shell_quote(&case.id)).collect();
     format!(
         "py=$(command -v python || command -v python3)\n\
          r=\"${}\"\n\
-         \"$py\" -u -m pytest -v --junitxml=\"$r.xml\" {} | tee \"$r\"\n\
+         \"$py\" -u -m pytest {} {BATCH_OPTIONS} {} | tee \"$r\"\n\
          status=${{PIPESTATUS[0]}}\n\
          if [ -f \"$r.xml\" ]; then mv \"$r.xml\" \"$r\"; fi\n\
          exit $status\n",
         super::REPORT_ENV,
-        words.join(" ")
+        options.join(" "),
+        ids.join(" ")
     )
 }
 
@@ -450,6 +497,28 @@ mod tests {
         let (listing, run) = split(&["-vv", "--quiet", "--verbosity", "2", "-k", "v", "tests"]);
         assert_eq!(listing, strings(&["--rootdir=.", "-k", "v", "tests"]));
         assert_eq!(run, strings(&["--rootdir=.", "-k", "v"]));
+    }
+
+    #[test]
+    fn the_batchs_own_options_come_after_the_suites() {
+        let suite = Suite {
+            name: "py".into(),
+            framework: super::super::Framework::Pytest,
+            args: strings(&["--junitxml=mine.xml", "-q", "tests/"]),
+        };
+        let case = TestCase {
+            id: "tests/test_a.py::t".into(),
+            group: String::new(),
+            name: String::new(),
+            file: None,
+        };
+        let mut listing = Listing::new(&suite, vec![case.clone()]);
+        listing.run_args = run_args(&parse(&suite.args), |path| path == "tests/");
+        let command = batch_command(&listing, &[case]);
+        let at = |word: &str| command.find(word).unwrap();
+        assert!(at("--junitxml=mine.xml") < at(BATCH_OPTIONS), "{command}");
+        assert!(at(BATCH_OPTIONS) < at("tests/test_a.py::t"), "{command}");
+        assert!(!command.contains(" -q "), "{command}");
     }
 
     #[test]

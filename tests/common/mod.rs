@@ -160,3 +160,6 @@ pub mod manifest;
 
 /// The JSON report, read and checked against its schema.
 pub mod report;
+
+/// A suite fixture through `cluster-action local`, and its framework alone (tests/suite_*.rs).
+pub mod suite;
