@@ -5,7 +5,7 @@
 
 use std::io::{IsTerminal, Write};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::report::{self, JobReport};
 use super::suites::TestEnded;
@@ -45,6 +45,8 @@ pub struct Progress {
     bar: Option<ProgressBar>,
     /// Where lines go (stdout; on a terminal, above the bar).
     out: Box<dyn Write + Send>,
+    /// Where the bar is drawn (stderr) until [`Progress::begin`] draws it.
+    bar_target: Option<ProgressDrawTarget>,
     counts: Counts,
 }
 
@@ -92,15 +94,17 @@ impl Counts {
 impl Progress {
     /// Progress shown in `mode`, its lines on stdout.
     pub fn new(mode: Mode) -> Self {
-        Self::writing_to(mode, Box::new(std::io::stdout()))
+        let stdout = Box::new(std::io::stdout());
+        Self::writing_to(mode, stdout, ProgressDrawTarget::stderr())
     }
 
-    /// Progress shown in `mode`, its lines written to `out`.
-    fn writing_to(mode: Mode, out: Box<dyn Write + Send>) -> Self {
+    /// Progress shown in `mode`, its lines written to `out`, its bar drawn on `bar_target`.
+    fn writing_to(mode: Mode, out: Box<dyn Write + Send>, bar_target: ProgressDrawTarget) -> Self {
         Self {
             mode,
             bar: None,
             out,
+            bar_target: Some(bar_target),
             counts: Counts::default(),
         }
     }
@@ -109,8 +113,8 @@ impl Progress {
     pub fn begin(&mut self, jobs: usize, tests: usize) {
         self.counts.jobs = jobs;
         self.counts.tests = tests;
-        if self.mode == Mode::Bar {
-            let bar = ProgressBar::new((jobs + tests) as u64);
+        if let (Mode::Bar, Some(target)) = (self.mode, self.bar_target.take()) {
+            let bar = ProgressBar::with_draw_target(Some((jobs + tests) as u64), target);
             let style =
                 ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_bar());
@@ -229,5 +233,154 @@ impl Progress {
             bar.set_position((self.counts.jobs_done + self.counts.tests_done) as u64);
             bar.set_message(self.counts.line());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::suite::TestStatus;
+
+    /// A writer whose text the test reads back.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::ErrorKind::Other)?
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Buffer {
+        /// What was written since the last call.
+        fn take(&self) -> String {
+            let bytes = std::mem::take(&mut *self.0.lock().expect("not poisoned"));
+            String::from_utf8(bytes).expect("text")
+        }
+    }
+
+    fn progress(mode: Mode) -> (Progress, Buffer) {
+        let out = Buffer::default();
+        let progress =
+            Progress::writing_to(mode, Box::new(out.clone()), ProgressDrawTarget::hidden());
+        (progress, out)
+    }
+
+    fn ended(
+        id: &str,
+        attempt: u32,
+        status: TestStatus,
+        outcome: Option<FinalStatus>,
+    ) -> TestEnded {
+        TestEnded {
+            suite: "pytest".into(),
+            id: id.into(),
+            attempt,
+            status,
+            message: (status == TestStatus::Failed).then(|| "AssertionError: boom\nmore".into()),
+            outcome,
+        }
+    }
+
+    #[test]
+    fn the_counts_name_tests_and_jobs_done_of_those_there_are() {
+        let jobs = Counts {
+            jobs: 4,
+            jobs_done: 3,
+            passed: 2,
+            not_passed: 1,
+            workers: 2,
+            ..Counts::default()
+        };
+        assert_eq!(jobs.line(), "3/4 jobs: 2 passed, 1 not passed, 2 worker(s)");
+        let tests = Counts {
+            tests: 20,
+            tests_done: 12,
+            passed: 10,
+            not_passed: 1,
+            skipped: 1,
+            workers: 2,
+            ..Counts::default()
+        };
+        assert_eq!(
+            tests.line(),
+            "12/20 tests: 10 passed, 1 not passed, 1 skipped, 2 worker(s)"
+        );
+        let both = Counts {
+            jobs: 4,
+            jobs_done: 3,
+            ..tests.clone()
+        };
+        assert_eq!(
+            both.line(),
+            "12/20 tests, 3/4 jobs: 10 passed, 1 not passed, 1 skipped, 2 worker(s)"
+        );
+        assert_eq!(
+            Counts::default().line(),
+            "0/0 jobs: 0 passed, 0 not passed, 0 worker(s)"
+        );
+    }
+
+    #[test]
+    fn the_bar_counts_the_tests_of_a_run_of_suites_and_failures_are_printed_above_it() {
+        let (mut progress, out) = progress(Mode::Bar);
+        progress.begin(0, 3);
+        progress.workers(2);
+        let bar = progress.bar.clone().expect("a bar");
+        assert_eq!((bar.position(), bar.length()), (0, Some(3)));
+        progress.tests_ended(&[
+            ended("a", 1, TestStatus::Passed, Some(FinalStatus::Passed)),
+            ended("b", 1, TestStatus::Failed, Some(FinalStatus::Failed)),
+        ]);
+        assert_eq!(bar.position(), 2);
+        assert_eq!(
+            bar.message(),
+            "2/3 tests: 1 passed, 1 not passed, 2 worker(s)"
+        );
+        assert_eq!(
+            out.take(),
+            "FAILED pytest: b - AssertionError: boom\n",
+            "the failure as it happens, no line of counts (the bar has them)"
+        );
+        progress.end();
+    }
+
+    #[test]
+    fn ci_lines_name_each_failure_as_it_happens_then_the_counts() {
+        let (mut progress, out) = progress(Mode::Lines { github: false });
+        progress.begin(0, 3);
+        progress.tests_ended(&[
+            ended("a", 1, TestStatus::Passed, Some(FinalStatus::Passed)),
+            ended("b", 1, TestStatus::Failed, None),
+        ]);
+        assert_eq!(
+            out.take(),
+            "RETRY pytest: b (attempt 1) - AssertionError: boom\n\
+             1/3 tests: 1 passed, 0 not passed, 0 worker(s)\n"
+        );
+        progress.tests_ended(&[ended("b", 2, TestStatus::Failed, Some(FinalStatus::Failed))]);
+        assert_eq!(
+            out.take(),
+            "FAILED pytest: b (attempt 2) - AssertionError: boom\n\
+             2/3 tests: 1 passed, 1 not passed, 0 worker(s)\n"
+        );
+    }
+
+    #[test]
+    fn quiet_progress_prints_nothing() {
+        let (mut progress, out) = progress(Mode::Quiet);
+        progress.begin(0, 1);
+        progress.tests_ended(&[ended("b", 1, TestStatus::Failed, Some(FinalStatus::Failed))]);
+        assert_eq!(out.take(), "");
     }
 }
