@@ -57,8 +57,10 @@ struct Counts {
     jobs_done: usize,
     tests: usize,
     tests_done: usize,
-    /// Jobs and tests that passed (flaky tests too: they pass the run by default).
+    /// Jobs and tests that passed.
     passed: usize,
+    /// Tests that failed, then passed on a retry.
+    flaky: usize,
     /// Jobs and tests that failed, timed out, could not run or were cancelled.
     not_passed: usize,
     /// Tests the framework skipped.
@@ -67,8 +69,9 @@ struct Counts {
 }
 
 impl Counts {
-    /// `12/20 tests, 3/4 jobs: 14 passed, 1 not passed, 2 worker(s)`; a run without tests
-    /// counts jobs alone, a run of suites alone counts tests alone.
+    /// `12/20 tests, 3/4 jobs: 14 passed, 1 not passed, 2 worker(s)` (and flaky and skipped
+    /// tests when there are); a run without tests counts jobs alone, a run of suites alone
+    /// counts tests alone.
     fn line(&self) -> String {
         let mut done = Vec::new();
         if self.tests > 0 {
@@ -77,15 +80,19 @@ impl Counts {
         if self.jobs > 0 || self.tests == 0 {
             done.push(format!("{}/{} jobs", self.jobs_done, self.jobs));
         }
-        let skipped = match self.skipped {
-            0 => String::new(),
-            n => format!(", {n} skipped"),
-        };
+        let mut counts = vec![
+            format!("{} passed", self.passed),
+            format!("{} not passed", self.not_passed),
+        ];
+        for (n, what) in [(self.flaky, "flaky"), (self.skipped, "skipped")] {
+            if n > 0 {
+                counts.push(format!("{n} {what}"));
+            }
+        }
         format!(
-            "{}: {} passed, {} not passed{skipped}, {} worker(s)",
+            "{}: {}, {} worker(s)",
             done.join(", "),
-            self.passed,
-            self.not_passed,
+            counts.join(", "),
             self.workers
         )
     }
@@ -178,7 +185,8 @@ impl Progress {
         for test in ended {
             match test.outcome {
                 None => {}
-                Some(FinalStatus::Passed | FinalStatus::Flaky) => self.counts.passed += 1,
+                Some(FinalStatus::Passed) => self.counts.passed += 1,
+                Some(FinalStatus::Flaky) => self.counts.flaky += 1,
                 Some(FinalStatus::Skipped) => self.counts.skipped += 1,
                 Some(FinalStatus::Failed | FinalStatus::Error | FinalStatus::NotRun) => {
                     self.counts.not_passed += 1;
@@ -308,13 +316,14 @@ mod tests {
             tests_done: 12,
             passed: 10,
             not_passed: 1,
+            flaky: 1,
             skipped: 1,
             workers: 2,
             ..Counts::default()
         };
         assert_eq!(
             tests.line(),
-            "12/20 tests: 10 passed, 1 not passed, 1 skipped, 2 worker(s)"
+            "12/20 tests: 10 passed, 1 not passed, 1 flaky, 1 skipped, 2 worker(s)"
         );
         let both = Counts {
             jobs: 4,
@@ -323,7 +332,7 @@ mod tests {
         };
         assert_eq!(
             both.line(),
-            "12/20 tests, 3/4 jobs: 10 passed, 1 not passed, 1 skipped, 2 worker(s)"
+            "12/20 tests, 3/4 jobs: 10 passed, 1 not passed, 1 flaky, 1 skipped, 2 worker(s)"
         );
         assert_eq!(
             Counts::default().line(),
