@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use cluster_action::proto::{JobOutcome, JobSpec, JobStatus};
 use cluster_action::runner::report::{
-    JobReport, RunReport, Summary, TestSummary, annotation, ci_line, group, output_file_text,
-    status_name, step_outputs, test_line,
+    JobReport, RunReport, Summary, TestSummary, annotation, ci_line, fenced, group,
+    output_file_text, status_name, step_outputs, test_line,
 };
 use cluster_action::runner::suites::TestEnded;
 use cluster_action::suite::junit::{FinalStatus, TestRecord};
@@ -431,7 +431,8 @@ fn annotations_escape_workflow_command_syntax() {
     );
 }
 
-/// The workflow commands GitHub would act on in `log`, honouring `::stop-commands::`.
+/// The workflow commands GitHub would act on in `log` (in lines that start with `::` after
+/// spaces), honouring `::stop-commands::`.
 fn commands_seen(log: &str) -> Vec<String> {
     let mut stopped_until: Option<String> = None;
     let mut seen = Vec::new();
@@ -442,7 +443,7 @@ fn commands_seen(log: &str) -> Vec<String> {
             }
             continue;
         }
-        let Some(command) = line.strip_prefix("::") else {
+        let Some(command) = line.trim_start().strip_prefix("::") else {
             continue;
         };
         let (name, value) = command.split_once("::").unwrap_or((command, ""));
@@ -738,4 +739,25 @@ fn a_run_cut_short_counts_the_jobs_and_the_tests_that_did_not_run() {
         tests.unfinished_counts(),
         "1 of 1 job(s) and 2 of 8 test(s)"
     );
+}
+
+#[test]
+fn the_fenced_list_of_tests_that_did_not_pass_runs_no_workflow_command() {
+    let hostile = "boom\n  ::add-mask::secret\n::error::injected\n::endgroup::";
+    let report = RunReport {
+        tests: vec![test(
+            "::warning::id",
+            &[(TestStatus::Failed, Some(hostile))],
+        )],
+        ..RunReport::default()
+    };
+    let text = report.failed_tests_text().unwrap();
+    assert_eq!(
+        commands_seen(&text),
+        ["add-mask", "error", "endgroup"],
+        "unfenced, the message's lines would be commands"
+    );
+    let log = fenced(&text);
+    assert_eq!(commands_seen(&log), Vec::<String>::new(), "{log}");
+    assert!(log.contains(&text), "the list verbatim: {log}");
 }

@@ -359,15 +359,18 @@ fn finish(result: RunResult, args: &JobsArgs) -> Result<i32, Failure> {
     }
     let mut failing_tests = 0;
     if !report.tests.is_empty() {
-        if let Some(failed) = report.failed_tests_text() {
-            print!("{failed}");
+        let github = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+        match report.failed_tests_text() {
+            Some(failed) if github => print!("{}", report::fenced(&failed)),
+            Some(failed) => print!("{failed}"),
+            None => {}
         }
         let t = report.test_summary();
         eprintln!(
             "{} tests: {} passed, {} failed, {} flaky, {} skipped, {} errors",
             t.total, t.passed, t.failed, t.flaky, t.skipped, t.errors
         );
-        if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+        if github {
             for line in report.test_annotations() {
                 println!("{line}");
             }

@@ -198,12 +198,17 @@ impl Progress {
         if self.mode == Mode::Quiet {
             return;
         }
-        let mut lines: Vec<String> = ended.iter().filter_map(report::test_line).collect();
+        let lines: Vec<String> = ended.iter().filter_map(report::test_line).collect();
+        let mut text = match (self.mode, lines.is_empty()) {
+            (_, true) => String::new(),
+            (Mode::Lines { github: true }, false) => report::fenced(&lines.join("\n")),
+            (_, false) => lines.join("\n") + "\n",
+        };
         if matches!(self.mode, Mode::Lines { .. }) {
-            lines.push(self.counts.line());
+            text.push_str(&self.counts.line());
         }
-        if !lines.is_empty() {
-            self.print(&lines.join("\n"));
+        if !text.is_empty() {
+            self.print(text.trim_end());
         }
     }
 
@@ -383,6 +388,21 @@ mod tests {
             "FAILED pytest: b (attempt 2) - AssertionError: boom\n\
              2/3 tests: 1 passed, 1 not passed, 0 worker(s)\n"
         );
+    }
+
+    #[test]
+    fn on_github_the_tests_lines_are_fenced_from_workflow_commands() {
+        let (mut progress, out) = progress(Mode::Lines { github: true });
+        progress.begin(0, 1);
+        let mut hostile = ended("b", 1, TestStatus::Failed, Some(FinalStatus::Failed));
+        hostile.message = Some("::error::injected".into());
+        progress.tests_ended(&[hostile]);
+        let text = out.take();
+        let lines: Vec<&str> = text.lines().collect();
+        let token = lines[0].strip_prefix("::stop-commands::").expect("fenced");
+        assert_eq!(lines[1], "FAILED pytest: b - ::error::injected");
+        assert_eq!(lines[2], format!("::{token}::"));
+        assert_eq!(lines[3], "1/1 tests: 0 passed, 1 not passed, 0 worker(s)");
     }
 
     #[test]

@@ -14,7 +14,7 @@ mod per_test;
 use std::time::Duration;
 
 pub use destinations::check_destinations;
-pub use github::{add_masks, annotation, ci_line, group, output_file_text, step_outputs};
+pub use github::{add_masks, annotation, ci_line, fenced, group, output_file_text, step_outputs};
 pub use json::JsonReport;
 pub use per_test::{FlakyResult, MAX_ERROR_ANNOTATIONS, TestSummary, test_line};
 
