@@ -71,6 +71,23 @@ fn a_run_without_workers_gives_up_after_the_worker_wait() {
 }
 
 #[test]
+fn a_run_of_jobs_and_a_suite_without_workers_counts_both_as_not_run() {
+    let _serial = serial();
+    let scratch = Scratch::new();
+    let service = Service::up(&scratch);
+    let jobs = [("a".to_string(), "true".to_string(), String::new())];
+    let suite = "suites:\n  - name: s\n    framework: command\n    \
+                 list: \"echo t1; echo t2\"\n    run: \"true\"\n";
+    scratch.write("cluster.yml", format!("{}{suite}", manifest("", &jobs)));
+    let args = format!("run cluster.yml --embed-broker --slots 0 --worker-wait 2s {TIMINGS}");
+    let mut runner = service.start(&scratch, "runner", &args);
+    runner.expect_exit(3);
+    let stderr = runner.stderr();
+    let message = "no worker joined the cluster within --worker-wait; 1 of 1 job(s) and 2 of 2 test(s) did not run";
+    assert!(stderr.contains(message), "{stderr}");
+}
+
+#[test]
 fn a_runner_with_slots_and_no_workers_runs_the_manifest_alone_and_says_so() {
     let _serial = serial();
     let scratch = Scratch::new();

@@ -9,9 +9,12 @@ use std::collections::BTreeMap;
 
 use cluster_action::proto::{JobOutcome, JobSpec, JobStatus};
 use cluster_action::runner::report::{
-    JobReport, RunReport, Summary, TestSummary, annotation, ci_line, group, output_file_text,
-    status_name, step_outputs,
+    JobReport, RunReport, Summary, TestSummary, annotation, ci_line, fenced, group,
+    output_file_text, status_name, step_outputs, test_line,
 };
+use cluster_action::runner::suite_run::TestEnded;
+use cluster_action::suite::{FinalStatus, TestRecord};
+use cluster_action::suite::{TestCase, TestResult, TestStatus};
 use serde_json::json;
 
 mod common;
@@ -428,7 +431,8 @@ fn annotations_escape_workflow_command_syntax() {
     );
 }
 
-/// The workflow commands GitHub would act on in `log`, honouring `::stop-commands::`.
+/// The workflow commands GitHub would act on in `log` (in lines that start with `::` after
+/// spaces), honouring `::stop-commands::`.
 fn commands_seen(log: &str) -> Vec<String> {
     let mut stopped_until: Option<String> = None;
     let mut seen = Vec::new();
@@ -439,7 +443,7 @@ fn commands_seen(log: &str) -> Vec<String> {
             }
             continue;
         }
-        let Some(command) = line.strip_prefix("::") else {
+        let Some(command) = line.trim_start().strip_prefix("::") else {
             continue;
         };
         let (name, value) = command.split_once("::").unwrap_or((command, ""));
@@ -570,4 +574,190 @@ fn step_output_values_cannot_end_early_or_set_another_output() {
     assert_eq!(lines[1..end].join("\n"), hostile);
     assert_eq!(lines[end + 1].split_once("<<").unwrap().0, "total");
     assert_eq!(lines[end + 2], "3");
+}
+
+/// Test `id` of suite `pytest`, one attempt per `(status, message)`.
+fn test(id: &str, attempts: &[(TestStatus, Option<&str>)]) -> TestRecord {
+    let case = TestCase {
+        id: id.to_owned(),
+        group: "g".to_owned(),
+        name: id.to_owned(),
+        file: None,
+    };
+    let attempts = attempts
+        .iter()
+        .map(|(status, message)| TestResult {
+            case: case.clone(),
+            status: *status,
+            duration_ms: 10,
+            message: message.map(str::to_owned),
+            output: String::new(),
+            worker: Some("w-1".to_owned()),
+        })
+        .collect();
+    TestRecord {
+        suite: "pytest".to_owned(),
+        case,
+        attempts,
+    }
+}
+
+/// A run of one suite alone: 4 passed, 1 failed twice with a three-line message, 1 error.
+fn suites_alone() -> RunReport {
+    let mut tests: Vec<TestRecord> = (0..4)
+        .map(|i| test(&format!("t.py::ok{i}"), &[(TestStatus::Passed, None)]))
+        .collect();
+    let failure = Some("AssertionError: two and two make four\nassert (2 + 2) == 5\n\nthird");
+    tests.push(test(
+        "t.py::fails",
+        &[(TestStatus::Failed, failure), (TestStatus::Failed, failure)],
+    ));
+    tests.push(test(
+        "t.py::broken",
+        &[(TestStatus::Error, Some("fixture 'db' not found"))],
+    ));
+    RunReport {
+        tests,
+        wall_ms: 2_000,
+        ..RunReport::default()
+    }
+}
+
+#[test]
+fn markdown_of_a_run_of_suites_alone_counts_its_tests() {
+    let md = suites_alone().to_markdown();
+    assert!(
+        md.starts_with(
+            "## ❌ cluster-action: 2 of 6 tests did not pass\n\n\
+             ✅ 4 passed · ❌ 1 failed · 💥 1 errors · 🕒 2s wall time\n"
+        ),
+        "{md}"
+    );
+    assert!(
+        !md.contains("0 passed"),
+        "no count of jobs it does not have: {md}"
+    );
+}
+
+#[test]
+fn the_end_of_the_log_lists_each_test_that_did_not_pass_with_the_first_lines_of_its_message() {
+    assert_eq!(
+        suites_alone().failed_tests_text().unwrap(),
+        "=== tests that did not pass: 2 of 6 ===\n\
+         FAILED pytest: t.py::fails (2 attempts) - AssertionError: two and two make four\n\
+         \x20   assert (2 + 2) == 5\n\
+         \x20   third\n\
+         ERROR pytest: t.py::broken - fixture 'db' not found\n"
+    );
+    let green = RunReport {
+        tests: vec![test("t.py::ok", &[(TestStatus::Passed, None)])],
+        ..RunReport::default()
+    };
+    assert_eq!(green.failed_tests_text(), None);
+}
+
+#[test]
+fn the_end_of_the_log_stays_bounded_for_long_messages_and_many_failures() {
+    let long = format!("{}\n", "x".repeat(1_000)).repeat(50);
+    let tests: Vec<TestRecord> = (0..250)
+        .map(|i| test(&format!("t{i}"), &[(TestStatus::Failed, Some(&long))]))
+        .collect();
+    let report = RunReport {
+        tests,
+        ..RunReport::default()
+    };
+    let text = report.failed_tests_text().unwrap();
+    assert_eq!(text.matches("FAILED ").count(), 100, "the first 100 tests");
+    assert!(
+        text.ends_with("… and 150 more: the JSON report and the job summary list every test\n")
+    );
+    let first: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.contains("t1 "))
+        .collect();
+    assert_eq!(first.len(), 5, "5 lines of a message: {first:?}");
+    assert!(
+        first.iter().all(|l| l.chars().count() < 260),
+        "each line cut"
+    );
+    assert!(text.len() < 150_000, "{} bytes", text.len());
+}
+
+#[test]
+fn a_test_that_ends_is_named_with_the_first_line_of_its_message() {
+    let ended = |attempt, status, message: Option<&str>, outcome| TestEnded {
+        suite: "pytest".to_owned(),
+        id: "t.py::fails".to_owned(),
+        attempt,
+        status,
+        message: message.map(str::to_owned),
+        outcome,
+    };
+    let message = Some("\u{1b}[31mAssertionError\u{1b}[0m: two\nassert 4 == 5");
+    let lines = [
+        ended(1, TestStatus::Failed, message, None),
+        ended(2, TestStatus::Failed, message, Some(FinalStatus::Failed)),
+        ended(1, TestStatus::Error, None, Some(FinalStatus::Error)),
+        ended(2, TestStatus::Passed, None, Some(FinalStatus::Flaky)),
+        ended(0, TestStatus::NotRun, None, Some(FinalStatus::Error)),
+    ]
+    .map(|e| test_line(&e).unwrap());
+    assert_eq!(
+        lines,
+        [
+            "RETRY pytest: t.py::fails (attempt 1) - AssertionError: two",
+            "FAILED pytest: t.py::fails (attempt 2) - AssertionError: two",
+            "ERROR pytest: t.py::fails",
+            "FLAKY pytest: t.py::fails (passed on attempt 2)",
+            "ERROR pytest: t.py::fails - its batch stopped before it finished",
+        ]
+    );
+    let passed = ended(1, TestStatus::Passed, None, Some(FinalStatus::Passed));
+    assert_eq!(test_line(&passed), None, "a pass is only counted");
+}
+
+#[test]
+fn a_run_cut_short_counts_the_jobs_and_the_tests_that_did_not_run() {
+    let never = JobReport {
+        attempts: 0,
+        ..job("never", JobStatus::Error)
+    };
+    let jobs = RunReport {
+        jobs: vec![job("ran", JobStatus::Passed), never.clone()],
+        ..RunReport::default()
+    };
+    assert_eq!(jobs.unfinished_counts(), "1 of 2 job(s)");
+    let mut tests = suites_alone();
+    tests.tests.push(test("t.py::queued", &[]));
+    tests
+        .tests
+        .push(test("t.py::lost", &[(TestStatus::NotRun, None)]));
+    assert_eq!(tests.unfinished_counts(), "2 of 8 test(s)");
+    tests.jobs = vec![never];
+    assert_eq!(
+        tests.unfinished_counts(),
+        "1 of 1 job(s) and 2 of 8 test(s)"
+    );
+}
+
+#[test]
+fn the_fenced_list_of_tests_that_did_not_pass_runs_no_workflow_command() {
+    let hostile = "boom\n  ::add-mask::secret\n::error::injected\n::endgroup::";
+    let report = RunReport {
+        tests: vec![test(
+            "::warning::id",
+            &[(TestStatus::Failed, Some(hostile))],
+        )],
+        ..RunReport::default()
+    };
+    let text = report.failed_tests_text().unwrap();
+    assert_eq!(
+        commands_seen(&text),
+        ["add-mask", "error", "endgroup"],
+        "unfenced, the message's lines would be commands"
+    );
+    let log = fenced(&text);
+    assert_eq!(commands_seen(&log), Vec::<String>::new(), "{log}");
+    assert!(log.contains(&text), "the list verbatim: {log}");
 }

@@ -781,6 +781,54 @@ fn pytest_through_local_runs_every_test_once_plus_retries() {
 }
 
 #[test]
+fn a_failing_test_is_named_with_its_message_as_it_fails_and_in_the_list_at_the_end() {
+    let Some(fixture) = listed(Framework::Pytest, &[]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&fixture.source, dir.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_cluster-action"))
+        .args(["local", "--workers", "2", "--test-retries", "1", "--pytest"])
+        .env("CI", "true")
+        .env_remove("GITHUB_ACTIONS")
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "a test failed:\n{stdout}");
+    let (live, end) = stdout
+        .split_once("=== tests that did not pass: 1 of 7 ===\n")
+        .unwrap_or_else(|| panic!("a list of the tests that did not pass:\n{stdout}"));
+    let failure = "pytest: test_math.py::test_fails";
+    let message = "AssertionError: two and two make four";
+    let lines: Vec<&str> = live.lines().collect();
+    let first = format!("RETRY {failure} (attempt 1) - {message}");
+    let at = lines
+        .iter()
+        .position(|l| *l == first)
+        .unwrap_or_else(|| panic!("`{first}` as it failed:\n{stdout}"));
+    let counts = lines[at..]
+        .iter()
+        .find(|l| l.contains(" tests: "))
+        .unwrap_or_else(|| panic!("a line of counts after its batch:\n{stdout}"));
+    assert!(
+        !counts.starts_with("7/7 "),
+        "shown while tests were still to run: {counts}"
+    );
+    let last = format!("FAILED {failure} (attempt 2) - {message}");
+    assert!(lines.contains(&last.as_str()), "`{last}`:\n{stdout}");
+    assert!(
+        live.contains("7/7 tests: 5 passed, 1 not passed, 1 flaky"),
+        "every test counted:\n{stdout}"
+    );
+    assert_eq!(
+        end,
+        format!("FAILED {failure} (2 attempts) - {message}\n    assert (2 + 2) == 5\n")
+    );
+}
+
+#[test]
 fn a_pytest_suite_in_a_subdirectory_runs_from_the_checkout_root() {
     let Some(fixture) = listed(Framework::Pytest, &[]) else {
         return;

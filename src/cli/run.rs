@@ -457,12 +457,18 @@ fn finish(result: RunResult, args: &JobsArgs) -> Result<i32, Failure> {
     }
     let mut failing_tests = 0;
     if !report.tests.is_empty() {
+        let github = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+        match report.failed_tests_text() {
+            Some(failed) if github => print!("{}", report::fenced(&failed)),
+            Some(failed) => print!("{failed}"),
+            None => {}
+        }
         let t = report.test_summary();
         eprintln!(
             "{} tests: {} passed, {} failed, {} flaky, {} skipped, {} errors",
             t.total, t.passed, t.failed, t.flaky, t.skipped, t.errors
         );
-        if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+        if github {
             for line in report.test_annotations() {
                 println!("{line}");
             }
@@ -470,13 +476,13 @@ fn finish(result: RunResult, args: &JobsArgs) -> Result<i32, Failure> {
         failing_tests = t.failing(args.suites.flaky());
     }
     match &result.end {
-        RunEnd::NoWorkers { not_run } => eprintln!(
-            "error: no worker joined the cluster within --worker-wait; {not_run} of {} job(s) did not run",
-            s.total
+        RunEnd::NoWorkers { .. } => eprintln!(
+            "error: no worker joined the cluster within --worker-wait; {} did not run",
+            report.unfinished_counts()
         ),
-        RunEnd::BrokerLost { reason, not_run } => eprintln!(
-            "error: lost the broker: {reason}; {not_run} of {} job(s) did not finish",
-            s.total
+        RunEnd::BrokerLost { reason, .. } => eprintln!(
+            "error: lost the broker: {reason}; {} did not finish",
+            report.unfinished_counts()
         ),
         RunEnd::Completed | RunEnd::Cancelled => {}
     }

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::report::{JobReport, RunReport};
-use super::suite_run::SuiteRun;
+use super::suite_run::{SuiteRun, TestEnded};
 use crate::dir_name::dir_name;
 use crate::layer::Digest;
 use crate::notice::Notice;
@@ -81,6 +81,8 @@ pub enum Effect {
     },
     /// Show a job's final result (its outputs may still be on their way).
     Finished(Box<JobReport>),
+    /// Show the tests of a suite batch whose report was read: each attempt that ended.
+    TestsEnded(Vec<TestEnded>),
     /// Tell the user (a warning: on the terminal and in the CI log).
     Notice(Notice),
     /// Fetch the outputs layer of a job into the directory named `dir` under the outputs
@@ -261,6 +263,11 @@ impl Machine {
         self.jobs.is_empty()
     }
 
+    /// Tests listed in the run's suites.
+    pub fn tests(&self) -> usize {
+        self.suites.tests()
+    }
+
     /// Jobs without a final outcome yet, and suite batches on their way.
     pub fn unfinished(&self) -> usize {
         self.jobs.values().filter(|e| !e.finished).count() + self.suites.in_flight()
@@ -309,6 +316,10 @@ impl Machine {
     /// suites' next batches, and the end of submission when they are done.
     pub fn report_fetched(&mut self, index: JobIndex, report: Option<Vec<u8>>) -> Vec<Effect> {
         let mut fx = submit_all(self.suites.finished(index, report.as_deref()));
+        let ended = self.suites.take_ended();
+        if !ended.is_empty() {
+            fx.insert(0, Effect::TestsEnded(ended));
+        }
         fx.extend(self.end_submission_when_done());
         fx
     }
@@ -1250,10 +1261,13 @@ mod tests {
             "a batch's exit code decides nothing: its report is fetched"
         );
         let report = junit(&[("a", "pass"), ("b", "fail")]);
-        assert_eq!(
-            m.report_fetched(batches[0], Some(report)),
-            [Effect::Send(RunnerMsg::EndOfSubmission)]
-        );
+        let fx = m.report_fetched(batches[0], Some(report));
+        let [Effect::TestsEnded(ended), end] = &fx[..] else {
+            panic!("the tests, then the end of submission: {fx:?}");
+        };
+        assert_eq!(end, &Effect::Send(RunnerMsg::EndOfSubmission));
+        let ids: Vec<&str> = ended.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"], "each test's attempt is shown");
         let report = m.into_report(&RunEnd::Completed, 1);
         assert_eq!(report.jobs.len(), 0, "batches are not jobs");
         assert_eq!(report.tests.len(), 2);
@@ -1275,9 +1289,11 @@ mod tests {
         let mut m = suite_machine(now, 2);
         let first = submitted(&m.message(workers(1), now))[0];
         assert_eq!(m.cancel(now), cancelling());
-        assert_eq!(
-            m.report_fetched(first, None),
-            [Effect::Send(RunnerMsg::EndOfSubmission)]
+        let fx = m.report_fetched(first, None);
+        assert!(
+            matches!(&fx[..], [Effect::TestsEnded(ended), Effect::Send(RunnerMsg::EndOfSubmission)]
+                if ended.iter().all(|e| e.outcome.is_some())),
+            "the stopped batch's tests end there: {fx:?}"
         );
     }
 }

@@ -239,7 +239,8 @@ impl Shell<'_> {
         let submission = self.machine.submit();
         self.apply_all(submission).await?;
         info!(jobs = self.machine.len(), "jobs submitted");
-        self.progress.begin(self.machine.len());
+        self.progress
+            .begin(self.machine.len(), self.machine.tests());
         tokio::pin!(cancel);
         let mut cancelled = false;
         loop {
@@ -300,6 +301,7 @@ impl Shell<'_> {
                     worker,
                 } => self.progress.started(&name, attempt, &worker),
                 Effect::Finished(report) => self.progress.finished(&report),
+                Effect::TestsEnded(ended) => self.progress.tests_ended(&ended),
                 Effect::Notice(n) if n.level == Level::Warn => self.progress.warn(&n.text),
                 Effect::Notice(n) => n.log(),
                 Effect::FetchOutputs {

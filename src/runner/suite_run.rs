@@ -16,7 +16,9 @@ use crate::proto::{Isolation, JobIndex, JobSpec, Submission};
 use crate::runner::manifest::{DEFAULT_TIMEOUT, SuiteDef};
 use crate::suite::TestKey;
 use crate::suite::plan::{PlanTest, estimate_tests, plan_batches};
-use crate::suite::{ATTEMPT_ENV, Listing, REPORT_ENV, Split, TestCase, TestRecord, TestStatus};
+use crate::suite::{
+    ATTEMPT_ENV, FinalStatus, Listing, REPORT_ENV, Split, TestCase, TestRecord, TestStatus,
+};
 
 /// The file, relative to a batch's directory, its framework writes its report to; the batch's
 /// one output.
@@ -36,6 +38,24 @@ pub struct ListedSuite {
     pub listing: Listing,
     /// The layers of every batch, in order.
     pub layers: Vec<Digest>,
+}
+
+/// How one attempt of a test ended, for progress: every test of a finished batch but those
+/// going back to the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestEnded {
+    /// Its suite.
+    pub suite: String,
+    /// Its id in the suite.
+    pub id: String,
+    /// This attempt among those that ran it to an end (1 for the first); 0 when none did.
+    pub attempt: u32,
+    /// How this attempt ended.
+    pub status: TestStatus,
+    /// The framework's message, when it gave one.
+    pub message: Option<String>,
+    /// How the test ended over all its attempts when this was its last; `None`: it is retried.
+    pub outcome: Option<FinalStatus>,
 }
 
 /// A batch on its way through the cluster.
@@ -59,6 +79,8 @@ pub struct SuiteRun {
     position: BTreeMap<TestKey, (usize, usize)>,
     in_flight: BTreeMap<JobIndex, InFlight>,
     requeues: BTreeMap<TestKey, u32>,
+    /// Attempts ended since [`SuiteRun::take_ended`] last took them.
+    ended: Vec<TestEnded>,
     next_index: u64,
     batches_made: u64,
     planned: bool,
@@ -98,6 +120,7 @@ impl SuiteRun {
             position,
             in_flight: BTreeMap::new(),
             requeues: BTreeMap::new(),
+            ended: Vec::new(),
             next_index: first_index,
             batches_made: 0,
             planned: false,
@@ -118,6 +141,11 @@ impl SuiteRun {
     /// Whether no batch will be submitted any more: planned (or stopped), none in flight.
     pub fn is_done(&self) -> bool {
         (self.is_planned() || self.stopped) && self.in_flight.is_empty()
+    }
+
+    /// Tests listed in all suites.
+    pub fn tests(&self) -> usize {
+        self.position.len()
     }
 
     /// Batches submitted and not yet finished.
@@ -226,21 +254,37 @@ impl SuiteRun {
             };
             let status = result.status;
             let case = result.case.clone();
+            let message = result.message.clone();
             let record = &mut self.records[s][t];
             record.attempts.push(result);
             let ran = ran(record);
-            match status {
+            let again = match status {
                 TestStatus::NotRun => {
                     let count = self.requeues.entry(key).or_default();
                     *count += 1;
-                    if *count <= MAX_REQUEUES {
+                    let again = *count <= MAX_REQUEUES;
+                    if again {
                         requeue.push(case);
                     }
+                    again
                 }
                 TestStatus::Failed | TestStatus::Error if ran <= retries as usize => {
                     retry.push((case, ran as u32 + 1));
+                    true
                 }
-                _ => {}
+                _ => false,
+            };
+            // Back to the queue, nothing ended; stopped, nothing runs again.
+            if status != TestStatus::NotRun || !again || self.stopped {
+                let outcome = (!again || self.stopped).then(|| record.status());
+                self.ended.push(TestEnded {
+                    suite: name.clone(),
+                    id: record.case.id.clone(),
+                    attempt: ran as u32,
+                    status,
+                    message,
+                    outcome,
+                });
             }
         }
         if self.stopped {
@@ -259,6 +303,11 @@ impl SuiteRun {
             out.push(self.batch(suite, vec![case], attempt));
         }
         out
+    }
+
+    /// The attempts that ended since the last call, in the order their reports came.
+    pub fn take_ended(&mut self) -> Vec<TestEnded> {
+        std::mem::take(&mut self.ended)
     }
 
     /// Every test's record: suites in manifest order, tests in listing order.
@@ -524,6 +573,39 @@ pub(crate) mod tests {
         let entries: Vec<_> = run.records().iter().map(TestRecord::entry).collect();
         assert_eq!(entries[0].workers, ["w1"]);
         assert_eq!(entries[1].workers, ["w1", "w2", "w1"]);
+    }
+
+    #[test]
+    fn each_ended_attempt_is_told_once_with_its_outcome_when_it_was_the_last() {
+        let mut run = SuiteRun::new(vec![listed("a", &["1", "2"], 1)], Timings::default(), 0);
+        assert_eq!(run.tests(), 2);
+        let first = run.plan(1)[0].index;
+        let lost = run.finished(first, None);
+        assert!(
+            run.take_ended().is_empty(),
+            "tests back in the queue ended nothing"
+        );
+        let retry = run.finished(lost[0].index, Some(&junit(&[("1", "pass"), ("2", "fail")])));
+        let told = |run: &mut SuiteRun| -> Vec<(String, u32, TestStatus, Option<FinalStatus>)> {
+            let ended = run.take_ended();
+            ended
+                .into_iter()
+                .map(|e| (e.id, e.attempt, e.status, e.outcome))
+                .collect()
+        };
+        assert_eq!(
+            told(&mut run),
+            [
+                ("1".into(), 1, TestStatus::Passed, Some(FinalStatus::Passed)),
+                ("2".into(), 1, TestStatus::Failed, None),
+            ]
+        );
+        run.finished(retry[0].index, Some(&junit(&[("2", "pass")])));
+        assert_eq!(
+            told(&mut run),
+            [("2".into(), 2, TestStatus::Passed, Some(FinalStatus::Flaky))]
+        );
+        assert!(run.take_ended().is_empty(), "told once");
     }
 
     #[test]

@@ -99,26 +99,32 @@ pub fn annotation(job: &JobReport) -> Option<String> {
 }
 
 /// The job's output in a collapsible log group titled with its [`ci_line`]. The output is
-/// fenced with `::stop-commands::<token>` … `::<token>::`, with a fresh random token it does
-/// not contain, so nothing it prints can end the group or run a workflow command.
+/// [`fenced`], so nothing it prints can end the group or run a workflow command.
 pub fn group(job: &JobReport) -> String {
+    let output = match job.output.as_str() {
+        "" => "(no output)",
+        output => output,
+    };
+    format!(
+        "::group::{}\n{}::endgroup::\n",
+        escape_data(&ci_line(job)),
+        fenced(output)
+    )
+}
+
+/// Untrusted lines for a GitHub log (a test's id and message, a job's output), fenced with
+/// `::stop-commands::<token>` … `::<token>::`, with a fresh random token they do not contain,
+/// so that no line of them runs a workflow command (GitHub reads one in any line that starts
+/// with `::` after spaces, or holds `##[`).
+pub fn fenced(text: &str) -> String {
     let token = loop {
         let token = format!("{:032x}", rand::random::<u128>());
-        if !job.output.contains(&token) {
+        if !text.contains(&token) {
             break token;
         }
     };
-    let output = if job.output.is_empty() {
-        "(no output)\n".to_owned()
-    } else if job.output.ends_with('\n') {
-        job.output.clone()
-    } else {
-        format!("{}\n", job.output)
-    };
-    format!(
-        "::group::{}\n::stop-commands::{token}\n{output}::{token}::\n::endgroup::\n",
-        escape_data(&ci_line(job))
-    )
+    let newline = if text.ends_with('\n') { "" } else { "\n" };
+    format!("::stop-commands::{token}\n{text}{newline}::{token}::\n")
 }
 
 /// The action's step outputs of a run, named as action.yml declares them: jobs and tests that

@@ -24,10 +24,11 @@ impl RunReport {
     /// most 500 rows and says how many it left out.
     pub fn to_markdown(&self) -> String {
         let summary = self.summary();
+        let tests = self.test_summary();
         let mut page = format!(
             "## {}\n\n{}\n\n",
-            headline(&summary, &self.test_summary()),
-            counts(self, &summary)
+            headline(&summary, &tests),
+            counts(self, &summary, &tests)
         );
         let problems: Vec<&JobReport> = self
             .jobs
@@ -95,15 +96,31 @@ fn noun(jobs: usize, tests: usize) -> &'static str {
     }
 }
 
-/// The count of each outcome that occurred (passed always), and the wall time.
-fn counts(report: &RunReport, summary: &Summary) -> String {
-    let mut parts = vec![format!("✅ {} passed", summary.passed)];
-    for (count, label) in [
-        (summary.failed, "❌ {} failed"),
-        (summary.timed_out, "⏱️ {} timed out"),
-        (summary.errors, "💥 {} could not run"),
-        (summary.cancelled, "🚫 {} cancelled"),
-    ] {
+/// The count of each outcome that occurred (passed always), and the wall time: of the jobs,
+/// or of the tests in a run of suites alone (its jobs' counts would be all zero).
+fn counts(report: &RunReport, summary: &Summary, tests: &TestSummary) -> String {
+    let (passed, others) = match (summary.total, tests.total) {
+        (0, 1..) => (
+            tests.passed,
+            [
+                (tests.failed, "❌ {} failed"),
+                (tests.flaky, "🔁 {} flaky"),
+                (tests.skipped, "⏭️ {} skipped"),
+                (tests.errors, "💥 {} errors"),
+            ],
+        ),
+        _ => (
+            summary.passed,
+            [
+                (summary.failed, "❌ {} failed"),
+                (summary.timed_out, "⏱️ {} timed out"),
+                (summary.errors, "💥 {} could not run"),
+                (summary.cancelled, "🚫 {} cancelled"),
+            ],
+        ),
+    };
+    let mut parts = vec![format!("✅ {passed} passed")];
+    for (count, label) in others {
         if count > 0 {
             parts.push(label.replace("{}", &count.to_string()));
         }

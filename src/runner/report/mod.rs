@@ -14,9 +14,9 @@ mod per_test;
 use std::time::Duration;
 
 pub use destinations::check_destinations;
-pub use github::{add_masks, annotation, ci_line, group, output_file_text, step_outputs};
+pub use github::{add_masks, annotation, ci_line, fenced, group, output_file_text, step_outputs};
 pub use json::JsonReport;
-pub use per_test::{FlakyResult, MAX_ERROR_ANNOTATIONS, TestSummary};
+pub use per_test::{FlakyResult, MAX_ERROR_ANNOTATIONS, TestSummary, test_line};
 
 use crate::duration::format_duration;
 use crate::proto::{JobOutcome, JobSpec, JobStatus};
@@ -170,6 +170,30 @@ impl RunReport {
             } += 1;
         }
         summary
+    }
+}
+
+impl RunReport {
+    /// What never ran to an end, for the message of a run cut short: `3 of 4 job(s)`, `6 of 7
+    /// test(s)` or both joined by `and` (a run's jobs, and its tests when it has suites). A job
+    /// counts when no attempt of it ended, a test when no batch finished it.
+    pub fn unfinished_counts(&self) -> String {
+        let jobs = self.jobs.iter().filter(|job| job.attempts == 0).count();
+        let tests = self
+            .tests
+            .iter()
+            .filter(|record| {
+                (record.attempts.iter()).all(|a| a.status == crate::suite::TestStatus::NotRun)
+            })
+            .count();
+        let mut parts = Vec::new();
+        if !self.jobs.is_empty() || self.tests.is_empty() {
+            parts.push(format!("{jobs} of {} job(s)", self.jobs.len()));
+        }
+        if !self.tests.is_empty() {
+            parts.push(format!("{tests} of {} test(s)", self.tests.len()));
+        }
+        parts.join(" and ")
     }
 }
 

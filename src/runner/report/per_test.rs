@@ -1,17 +1,25 @@
 //! Reports per test, for the run's suites: counts, which tests fail the run (`--flaky-result`),
-//! the annotations (the first failures, one warning per flaky test) and the job summary's lists
-//! (failures, flaky tests, the slowest tests).
+//! the annotations (the first failures, one warning per flaky test), the job summary's lists
+//! (failures, flaky tests, the slowest tests), the log's line for a test as it ends and the
+//! list of the tests that did not pass at the end of the log.
 
 use super::github::{escape_data, escape_property};
-use super::{RunReport, one_line};
+use super::{RunReport, one_line, without_escapes};
 use crate::duration::format_duration;
+use crate::runner::suite_run::TestEnded;
 use crate::suite::FinalStatus;
-use crate::suite::TestRecord;
+use crate::suite::{TestRecord, TestStatus};
 
 /// At most this many `::error` annotations: GitHub shows about 10 per step.
 pub const MAX_ERROR_ANNOTATIONS: usize = 10;
 /// The job summary lists this many of the slowest tests.
 const SLOWEST: usize = 10;
+/// The end of the log names this many of the tests that did not pass at most.
+const MAX_LISTED_FAILURES: usize = 100;
+/// Lines of a test's message the end of the log shows at most.
+const MESSAGE_LINES: usize = 5;
+/// Characters of one line of a message shown in the log at most.
+const MAX_LINE_CHARS: usize = 200;
 
 /// Whether a test that passed only on a retry passes the run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -65,7 +73,124 @@ fn message(record: &TestRecord) -> String {
         .map_or_else(String::new, |m| one_line(&m))
 }
 
+/// One line for a test's attempt as it ends, for the log: `FAILED suite: id - message`,
+/// `ERROR …`, `RETRY suite: id (attempt 1) - message` for a failure that runs again, `FLAKY
+/// suite: id (passed on attempt 2)`; the message's first line only. `None` for a test that
+/// passed or was skipped: the progress counts it.
+pub fn test_line(ended: &TestEnded) -> Option<String> {
+    let (word, note) = match ended.outcome {
+        None => ("RETRY", Some(format!("attempt {}", ended.attempt))),
+        Some(FinalStatus::Passed | FinalStatus::Skipped) => return None,
+        Some(FinalStatus::Flaky) => {
+            let note = format!("passed on attempt {}", ended.attempt);
+            return Some(named_line(
+                "FLAKY",
+                &ended.suite,
+                &ended.id,
+                Some(&note),
+                None,
+            ));
+        }
+        Some(FinalStatus::Failed) => ("FAILED", None),
+        Some(FinalStatus::Error | FinalStatus::NotRun) => ("ERROR", None),
+    };
+    let note = note.or_else(|| (ended.attempt > 1).then(|| format!("attempt {}", ended.attempt)));
+    let message = ended.message.as_deref().or(match ended.status {
+        TestStatus::NotRun => Some("its batch stopped before it finished"),
+        _ => None,
+    });
+    let first = message.and_then(|m| message_lines(m).into_iter().next());
+    Some(named_line(
+        word,
+        &ended.suite,
+        &ended.id,
+        note.as_deref(),
+        first.as_deref(),
+    ))
+}
+
+/// `WORD suite: id (note) - message`, on one line.
+fn named_line(
+    word: &str,
+    suite: &str,
+    id: &str,
+    note: Option<&str>,
+    message: Option<&str>,
+) -> String {
+    let mut line = format!("{word} {suite}: {id}");
+    if let Some(note) = note {
+        line.push_str(&format!(" ({note})"));
+    }
+    if let Some(message) = message {
+        line.push_str(&format!(" - {message}"));
+    }
+    one_line(&line)
+}
+
+/// The lines of a framework's message worth showing: without escape sequences or blank lines,
+/// each cut to [`MAX_LINE_CHARS`].
+fn message_lines(message: &str) -> Vec<String> {
+    without_escapes(message)
+        .lines()
+        .map(str::trim_end)
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| match line.char_indices().nth(MAX_LINE_CHARS) {
+            Some((cut, _)) => format!("{}…", &line[..cut]),
+            None => line.to_owned(),
+        })
+        .collect()
+}
+
 impl RunReport {
+    /// The tests that failed or could not run, as a framework's short summary lists them at the
+    /// end of its log: a heading, then a `FAILED suite: id - message` line per test (the first
+    /// [`MAX_LISTED_FAILURES`]), with the next lines of its message indented under it (at
+    /// most [`MESSAGE_LINES`] in all). `None` when every test passed.
+    pub fn failed_tests_text(&self) -> Option<String> {
+        let failures: Vec<&TestRecord> = self.tests.iter().filter(|r| is_failure(r)).collect();
+        if failures.is_empty() {
+            return None;
+        }
+        let mut text = format!(
+            "=== tests that did not pass: {} of {} ===\n",
+            failures.len(),
+            self.tests.len()
+        );
+        for record in failures.iter().take(MAX_LISTED_FAILURES) {
+            let entry = record.entry();
+            let word = match record.status() {
+                FinalStatus::Failed => "FAILED",
+                _ => "ERROR",
+            };
+            let attempts = (entry.attempts > 1).then(|| format!("{} attempts", entry.attempts));
+            let mut lines = entry
+                .message
+                .as_deref()
+                .map(message_lines)
+                .unwrap_or_default()
+                .into_iter();
+            let first = lines.next();
+            text.push_str(&named_line(
+                word,
+                &record.suite,
+                &record.case.id,
+                attempts.as_deref(),
+                first.as_deref(),
+            ));
+            text.push('\n');
+            for line in lines.take(MESSAGE_LINES - 1) {
+                text.push_str(&format!("    {}\n", one_line(&line)));
+            }
+        }
+        if failures.len() > MAX_LISTED_FAILURES {
+            text.push_str(&format!(
+                "… and {} more: the JSON report and the job summary list every test\n",
+                failures.len() - MAX_LISTED_FAILURES
+            ));
+        }
+        Some(text)
+    }
+
     /// The counts of the suites' tests.
     pub fn test_summary(&self) -> TestSummary {
         let mut s = TestSummary {
