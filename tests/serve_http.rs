@@ -15,7 +15,7 @@ use cluster_action::token::{BackendIds, make_token};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use common::{RUN, ids};
+use common::{RUN, ids, start_service};
 
 /// A job's view of the service: its token and the HTTP client.
 struct Job {
@@ -148,10 +148,6 @@ async fn read_from(
     send(request).await
 }
 
-async fn start(cfg: ServeConfig) -> ServeHandle {
-    serve::start(cfg).await.unwrap()
-}
-
 /// Appends `&key=value` to a signed URL, as clients do.
 fn with(url: &str, query: &str) -> String {
     format!("{url}&{query}")
@@ -194,7 +190,7 @@ async fn append(job: &Job, upload: &str, data: &'static [u8]) -> reqwest::Respon
 
 #[tokio::test]
 async fn artifacts_follow_github_rules() {
-    let server = start(ServeConfig::default()).await;
+    let server = start_service(ServeConfig::default()).await;
     let owner = Job::new(&server, "job-a");
     let other = Job::new(&server, "job-b");
 
@@ -256,7 +252,7 @@ async fn artifacts_follow_github_rules() {
 
 #[tokio::test]
 async fn requests_need_a_token_for_the_run_they_name() {
-    let server = start(ServeConfig::default()).await;
+    let server = start_service(ServeConfig::default()).await;
     let job = Job::new(&server, "job-a");
     let url = format!(
         "{}twirp/github.actions.results.api.v1.ArtifactService/ListArtifacts",
@@ -294,7 +290,7 @@ async fn requests_need_a_token_for_the_run_they_name() {
 
 #[tokio::test]
 async fn staged_blocks_download_identical() {
-    let server = start(ServeConfig::default()).await;
+    let server = start_service(ServeConfig::default()).await;
     let job = Job::new(&server, "job-a");
     let upload = job.create("blocks").await;
     let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -372,7 +368,7 @@ fn urlencode(s: &str) -> String {
 
 #[tokio::test]
 async fn appends_read_back_by_range_and_etag() {
-    let server = start(ServeConfig::default()).await;
+    let server = start_service(ServeConfig::default()).await;
     let job = Job::new(&server, "job-a");
     let (upload, read_url) = append_blob(&job, "stream").await;
     let first = append(&job, &upload, b"hello").await;
@@ -421,7 +417,7 @@ async fn appends_read_back_by_range_and_etag() {
 
 #[tokio::test]
 async fn append_limits_answer_as_azure() {
-    let server = start(ServeConfig {
+    let server = start_service(ServeConfig {
         max_append_bytes: 8,
         max_appends: 2,
         ..ServeConfig::default()
@@ -446,7 +442,7 @@ async fn append_limits_answer_as_azure() {
 
 #[tokio::test]
 async fn signed_urls_grant_only_what_they_say() {
-    let server = start(ServeConfig::default()).await;
+    let server = start_service(ServeConfig::default()).await;
     let job = Job::new(&server, "job-a");
     let (upload, read_url) = append_blob(&job, "s").await;
 
@@ -471,7 +467,7 @@ async fn signed_urls_grant_only_what_they_say() {
 
 #[tokio::test]
 async fn expired_urls_fail_authentication() {
-    let server = start(ServeConfig {
+    let server = start_service(ServeConfig {
         url_ttl: Duration::ZERO,
         ..ServeConfig::default()
     })
@@ -499,7 +495,7 @@ async fn refuses_to_bind_beyond_loopback() {
 
 #[tokio::test]
 async fn faults_hit_roughly_the_configured_share() {
-    let server = start(ServeConfig {
+    let server = start_service(ServeConfig {
         fail_rate: 0.2,
         throttle_rate: 0.1,
         seed: 42,
@@ -560,7 +556,7 @@ async fn faults_hit_roughly_the_configured_share() {
 #[tokio::test]
 async fn stats_count_each_operation() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(ServeConfig {
+    let server = start_service(ServeConfig {
         data_dir: Some(dir.path().to_path_buf()),
         ..ServeConfig::default()
     })
@@ -612,7 +608,7 @@ async fn stats_count_each_operation() {
 
 #[tokio::test]
 async fn a_job_s_create_past_the_limit_is_refused_like_github_and_others_go_on() {
-    let server = start(ServeConfig {
+    let server = start_service(ServeConfig {
         max_artifacts_per_job: 3,
         ..ServeConfig::default()
     })
@@ -639,7 +635,7 @@ async fn a_job_s_create_past_the_limit_is_refused_like_github_and_others_go_on()
 
 #[tokio::test]
 async fn expires_at_is_kept_and_an_expired_artifact_is_gone() {
-    let server = start(ServeConfig::default()).await;
+    let server = start_service(ServeConfig::default()).await;
     let job = Job::new(&server, "job-a");
     for (name, at) in [
         ("later", json!("2099-01-02T03:04:05.678Z")),

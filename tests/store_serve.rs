@@ -22,7 +22,7 @@ use cluster_action::store::{ArtifactInfo, ArtifactStore, RetryPolicy, StoreError
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use common::{RUN, guarded, quick_retry, store, store_at};
+use common::{RUN, guarded, quick_retry, start_service, store, store_at};
 
 /// `len` bytes that differ from offset to offset.
 fn pattern(len: usize) -> Vec<u8> {
@@ -44,11 +44,6 @@ fn temp_file(name: &str, content: &[u8]) -> (TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = file(dir.path(), name, content);
     (dir, path)
-}
-
-/// The local artifact service with `cfg`.
-async fn start_service(cfg: ServeConfig) -> ServeHandle {
-    serve::start(cfg).await.unwrap()
 }
 
 /// Uploads the file at `path` as artifact `layer` (digest `ab12`) with `store`.

@@ -10,13 +10,13 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cluster_action::serve::{self, ServeConfig, ServeHandle};
+use cluster_action::serve::{ServeConfig, ServeHandle};
 use cluster_action::store::{ArtifactStore, RetryPolicy};
 use cluster_action::stream::{
     self, Connection, Listener, Namespace, StreamConfig, StreamError, StreamReceiver, StreamSender,
 };
 
-use common::{GUARD, guarded, store, store_at};
+use common::{GUARD, guarded, start_service, store, store_at};
 
 /// Timings that make tests take seconds; the peer timeout is long enough for a loaded machine.
 fn quick() -> StreamConfig {
@@ -41,11 +41,6 @@ fn impatient() -> StreamConfig {
 
 fn ns() -> Namespace {
     Namespace::new("test", "1").unwrap()
-}
-
-/// The local artifact service with `cfg`.
-async fn start_service(cfg: ServeConfig) -> ServeHandle {
-    serve::start(cfg).await.unwrap()
 }
 
 /// A listener of job `broker` on [`ns`].
