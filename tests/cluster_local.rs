@@ -75,6 +75,21 @@ fn expected_outputs(index: usize) -> BTreeMap<String, Vec<u8>> {
     }
 }
 
+/// Runs `cluster-action <args>` (a `local` run writing its report to `report.json`) in
+/// `scratch` to its end, which must be exit status `code`: the process (for its stderr), the
+/// report and its jobs by name.
+fn run_local(scratch: &Scratch, args: &str, code: i32) -> (Proc, Value, BTreeMap<String, Value>) {
+    let mut local = scratch.start("local", args);
+    local.expect_exit(code);
+    let (report, jobs) = read_report(&scratch.path().join("report.json"));
+    (local, report, jobs)
+}
+
+/// The JUnit report a run in `scratch` wrote to `junit.xml`.
+fn junit_xml(scratch: &Scratch) -> String {
+    fs::read_to_string(scratch.path().join("junit.xml")).unwrap()
+}
+
 #[test]
 fn local_runs_a_mixed_manifest_and_reports_every_job() {
     let _serial = serial();
@@ -108,14 +123,12 @@ fn local_runs_a_mixed_manifest_and_reports_every_job() {
     let head = "defaults: { timeout: 30s, retries: 0 }\nlayers:\n  data: { paths: [data] }\n";
     scratch.write("cluster.yml", manifest(head, &jobs));
 
-    let mut local = scratch.start(
-        "local",
+    let (_, report, jobs) = run_local(
+        &scratch,
         "local --workers 3 --slots 2 cluster.yml --report-json report.json \
          --report-junit junit.xml --outputs-dir outputs",
+        1,
     );
-    local.expect_exit(1);
-
-    let (report, jobs) = read_report(&scratch.path().join("report.json"));
     assert_eq!(jobs.len(), count, "every job appears exactly once");
     for i in 0..count {
         let name = Kind::name(i);
@@ -157,7 +170,7 @@ fn local_runs_a_mixed_manifest_and_reports_every_job() {
     assert_eq!(counts, [60, 42, 12, 6, 0, 0].map(Value::from).each_ref());
 
     // The JUnit file parses and agrees with the JSON report.
-    let xml = fs::read_to_string(scratch.path().join("junit.xml")).unwrap();
+    let xml = junit_xml(&scratch);
     let doc = roxmltree::Document::parse(&xml).unwrap();
     let suite = doc
         .descendants()
@@ -209,12 +222,10 @@ fn local_runs_a_commands_file() {
         "echo one\n\n# a comment\nexit 3\ntest -z \"$(ls -A)\"\n",
     );
     let args = "local --workers 1 --commands commands.txt --report-json report.json";
-    let mut local = scratch.start("local", args);
-    local.expect_exit(1);
+    let (local, _, jobs) = run_local(&scratch, args, 1);
     // An ordinary end of the cluster is no warning.
     let stderr = local.stderr();
     assert!(!stderr.contains("WARN"), "{stderr}");
-    let (_, jobs) = read_report(&scratch.path().join("report.json"));
     let outcomes: BTreeMap<&str, Value> = jobs
         .iter()
         .map(|(name, job)| (name.as_str(), json!([job["status"], job["exit_code"]])))
@@ -252,13 +263,8 @@ fn a_job_writing_into_the_layer_cache_leaves_the_next_job_s_files_intact() {
     let head = "layers:\n  data: { paths: [data] }\n";
     scratch.write("cluster.yml", manifest(head, &jobs));
     // One worker with one slot: the longest estimate runs first, then the check.
-    scratch
-        .start(
-            "local",
-            "local --workers 1 --slots 1 cluster.yml --report-json report.json",
-        )
-        .expect_exit(0);
-    let (_, jobs) = read_report(&scratch.path().join("report.json"));
+    let args = "local --workers 1 --slots 1 cluster.yml --report-json report.json";
+    let (_, _, jobs) = run_local(&scratch, args, 0);
     assert_eq!(
         jobs["tamper"]["status"], "passed",
         "the tamper job reached the cache"
@@ -290,18 +296,17 @@ fn huge_output_is_cut_to_its_tail_in_bounded_worker_memory() {
     ]
     .map(|(n, r, x)| (n.to_string(), r, x.to_string()));
     scratch.write("cluster.yml", manifest("", &jobs));
-    let mut local = scratch.start(
-        "local",
+    let (_, _, jobs) = run_local(
+        &scratch,
         "local --workers 1 --slots 1 cluster.yml --report-json report.json \
          --report-junit junit.xml --outputs-dir outputs",
+        1,
     );
-    local.expect_exit(1);
-    let (_, jobs) = read_report(&scratch.path().join("report.json"));
     let statuses = ["flood-pass", "flood-fail", "memory"].map(|n| jobs[n]["status"].clone());
     assert_eq!(statuses, ["passed", "failed", "passed"].map(Value::from));
 
     // The kept output is the last 1 MiB, after a marker saying how much was cut.
-    let xml = fs::read_to_string(scratch.path().join("junit.xml")).unwrap();
+    let xml = junit_xml(&scratch);
     let doc = roxmltree::Document::parse(&xml).unwrap();
     let case = doc
         .descendants()

@@ -16,31 +16,92 @@ use std::time::{Duration, Instant};
 use cluster_action::proto::{Isolation, JobStatus};
 use cluster_action::worker::exec::{ExecError, ExecLimits, Execution, run_job};
 
-const NO_ENV: [(&str, &str); 0] = [];
+/// A time limit no job here reaches.
 const LONG: Duration = Duration::from_secs(120);
 
-/// Runs `cmd` in `dir` with a time limit that is never reached and no cancellation.
-async fn run(cmd: &str, dir: &Path) -> Execution {
-    run_job(
-        cmd,
-        dir,
-        NO_ENV,
-        Isolation::Process,
-        LONG,
-        &ExecLimits::default(),
-        pending(),
-    )
-    .await
-    .unwrap()
+/// A job as most tests run it: no extra environment, process isolation, a time limit never
+/// reached and the default limits; a test sets only what it is about.
+struct Job<'a> {
+    cmd: &'a str,
+    dir: &'a Path,
+    env: BTreeMap<String, String>,
+    isolation: Isolation,
+    time_limit: Duration,
+    limits: ExecLimits,
 }
 
-/// The pids a job wrote to a file, one per line or separated by spaces.
-fn read_pids(path: &Path) -> Vec<i32> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .split_whitespace()
+impl<'a> Job<'a> {
+    fn new(cmd: &'a str, dir: &'a Path) -> Self {
+        Job {
+            cmd,
+            dir,
+            env: BTreeMap::new(),
+            isolation: Isolation::Process,
+            time_limit: LONG,
+            limits: ExecLimits::default(),
+        }
+    }
+
+    fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.insert(name.into(), value.into());
+        self
+    }
+
+    fn isolation(mut self, isolation: Isolation) -> Self {
+        self.isolation = isolation;
+        self
+    }
+
+    fn time_limit(mut self, limit: Duration) -> Self {
+        self.time_limit = limit;
+        self
+    }
+
+    /// Time between SIGTERM and SIGKILL when the job is stopped.
+    fn kill_grace(mut self, grace: Duration) -> Self {
+        self.limits.kill_grace = grace;
+        self
+    }
+
+    /// Runs the job until it ends or `cancel` completes.
+    async fn run_until(
+        self,
+        cancel: impl std::future::Future<Output = ()>,
+    ) -> Result<Execution, ExecError> {
+        let env = &self.env;
+        run_job(
+            self.cmd,
+            self.dir,
+            env,
+            self.isolation,
+            self.time_limit,
+            &self.limits,
+            cancel,
+        )
+        .await
+    }
+
+    /// Runs the job to its end, which must not be an error to start it.
+    async fn run(self) -> Execution {
+        self.run_until(pending()).await.unwrap()
+    }
+}
+
+/// Runs `cmd` in `dir` as [`Job::new`] sets it up.
+async fn run(cmd: &str, dir: &Path) -> Execution {
+    Job::new(cmd, dir).run().await
+}
+
+/// The pids in `text`, one per line or separated by spaces.
+fn parse_pids(text: &str) -> Vec<i32> {
+    text.split_whitespace()
         .map(|pid| pid.parse().unwrap())
         .collect()
+}
+
+/// The pids a job wrote to a file.
+fn read_pids(path: &Path) -> Vec<i32> {
+    parse_pids(&std::fs::read_to_string(path).unwrap())
 }
 
 use common::alive as running;
@@ -107,22 +168,14 @@ async fn killed_by_a_signal_fails_without_exit_code() {
 #[tokio::test]
 async fn runs_in_its_directory_with_extra_env_and_no_stdin() {
     let dir = tempfile::tempdir().unwrap();
-    let env = BTreeMap::from([("CLUSTER_TEST_VAR".to_string(), "some value".to_string())]);
     let cmd = r#"echo "$CLUSTER_TEST_VAR"; echo "$HOME"; pwd -P; cat; echo end"#;
     // Spawned as the worker does, which needs the future to be Send.
     let path = dir.path().to_path_buf();
     let done = tokio::spawn(async move {
-        let limits = ExecLimits::default();
-        run_job(
-            cmd,
-            &path,
-            &env,
-            Isolation::Process,
-            LONG,
-            &limits,
-            pending(),
-        )
-        .await
+        Job::new(cmd, &path)
+            .env("CLUSTER_TEST_VAR", "some value")
+            .run_until(pending())
+            .await
     })
     .await
     .unwrap()
@@ -145,17 +198,10 @@ async fn stdout_and_stderr_are_merged_in_write_order() {
 async fn a_missing_directory_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing");
-    let err = run_job(
-        "true",
-        &missing,
-        NO_ENV,
-        Isolation::Process,
-        LONG,
-        &ExecLimits::default(),
-        pending(),
-    )
-    .await
-    .unwrap_err();
+    let err = Job::new("true", &missing)
+        .run_until(pending())
+        .await
+        .unwrap_err();
     assert!(matches!(err, ExecError::Spawn { .. }), "{err:?}");
     assert!(
         err.to_string().contains(&*missing.to_string_lossy()),
@@ -199,19 +245,10 @@ async fn time_limit_kills_the_whole_group() {
         echo ready
         wait
     "#;
-    let limit = Duration::from_secs(2);
-    let limits = ExecLimits::default();
-    let done = run_job(
-        cmd,
-        dir.path(),
-        NO_ENV,
-        Isolation::Process,
-        limit,
-        &limits,
-        pending(),
-    )
-    .await
-    .unwrap();
+    let done = Job::new(cmd, dir.path())
+        .time_limit(Duration::from_secs(2))
+        .run()
+        .await;
     assert_eq!(done.status, JobStatus::TimedOut);
     assert_eq!(
         done.output,
@@ -226,18 +263,10 @@ async fn time_limit_kills_the_whole_group() {
 async fn time_limit_sends_sigterm_first_to_let_the_job_clean_up() {
     let dir = tempfile::tempdir().unwrap();
     let cmd = "trap 'echo cleaning up; exit 7' TERM; echo ready; sleep 1000 & wait";
-    let limit = Duration::from_secs(1);
-    let done = run_job(
-        cmd,
-        dir.path(),
-        NO_ENV,
-        Isolation::Process,
-        limit,
-        &ExecLimits::default(),
-        pending(),
-    )
-    .await
-    .unwrap();
+    let done = Job::new(cmd, dir.path())
+        .time_limit(Duration::from_secs(1))
+        .run()
+        .await;
     assert_eq!(done.status, JobStatus::TimedOut);
     assert_eq!(done.exit_code, Some(7));
     assert!(
@@ -252,22 +281,11 @@ async fn a_job_ignoring_sigterm_is_killed_after_the_grace() {
     let dir = tempfile::tempdir().unwrap();
     // Ignored signals stay ignored in children, so nothing here dies of SIGTERM.
     let cmd = "trap '' TERM; sleep 1000 & echo $$ $! > pids; wait; wait";
-    let limits = ExecLimits {
-        kill_grace: Duration::from_millis(200),
-        ..ExecLimits::default()
-    };
-    let limit = Duration::from_secs(1);
-    let done = run_job(
-        cmd,
-        dir.path(),
-        NO_ENV,
-        Isolation::Process,
-        limit,
-        &limits,
-        pending(),
-    )
-    .await
-    .unwrap();
+    let done = Job::new(cmd, dir.path())
+        .time_limit(Duration::from_secs(1))
+        .kill_grace(Duration::from_millis(200))
+        .run()
+        .await;
     assert_eq!(done.status, JobStatus::TimedOut);
     assert_eq!(done.exit_code, None);
     let pids = read_pids(&dir.path().join("pids"));
@@ -341,18 +359,9 @@ async fn cancellation_kills_the_group() {
     let ready = fifo(dir.path(), "ready");
     let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
     let cmd = "sleep 1000 & echo $$ $! > ready; wait";
-    let limits = ExecLimits::default();
-    let job = run_job(
-        cmd,
-        dir.path(),
-        NO_ENV,
-        Isolation::Process,
-        LONG,
-        &limits,
-        async {
-            let _ = cancelled.await;
-        },
-    );
+    let job = Job::new(cmd, dir.path()).run_until(async {
+        let _ = cancelled.await;
+    });
     let started = async {
         let pids = tokio::fs::read_to_string(&ready).await.unwrap();
         cancel.send(()).unwrap();
@@ -362,10 +371,7 @@ async fn cancellation_kills_the_group() {
     let done = done.unwrap();
     assert_eq!(done.status, JobStatus::Cancelled);
     assert_eq!(done.output, "[cluster-action: cancelled, killed]\n");
-    let pids: Vec<i32> = pids
-        .split_whitespace()
-        .map(|p| p.parse().unwrap())
-        .collect();
+    let pids = parse_pids(&pids);
     assert_eq!(pids.len(), 2);
     assert_gone(&pids).await;
 }
@@ -375,24 +381,12 @@ async fn dropping_the_job_kills_the_group() {
     let dir = tempfile::tempdir().unwrap();
     let ready = fifo(dir.path(), "ready");
     let cmd = "sleep 1000 & echo $$ $! > ready; wait";
-    let limits = ExecLimits::default();
-    let job = run_job(
-        cmd,
-        dir.path(),
-        NO_ENV,
-        Isolation::Process,
-        LONG,
-        &limits,
-        pending(),
-    );
+    let job = Job::new(cmd, dir.path()).run_until(pending());
     let pids = tokio::select! {
         done = job => panic!("the job ended: {done:?}"),
         pids = tokio::fs::read_to_string(&ready) => pids.unwrap(),
     };
-    let pids: Vec<i32> = pids
-        .split_whitespace()
-        .map(|p| p.parse().unwrap())
-        .collect();
+    let pids = parse_pids(&pids);
     assert_eq!(pids.len(), 2);
     assert_gone(&pids).await;
 }
@@ -400,12 +394,9 @@ async fn dropping_the_job_kills_the_group() {
 // ---------------------------------------------------------------------------------------------
 // isolation: sandbox
 
-/// Runs `cmd` in a sandbox in `dir`.
+/// Runs `cmd` in `dir` in a sandbox of kind `isolation`.
 async fn sandboxed(cmd: &str, dir: &Path, isolation: Isolation) -> Execution {
-    let limits = ExecLimits::default();
-    run_job(cmd, dir, NO_ENV, isolation, LONG, &limits, pending())
-        .await
-        .unwrap()
+    Job::new(cmd, dir).isolation(isolation).run().await
 }
 
 #[tokio::test]
@@ -480,22 +471,12 @@ async fn a_sandboxed_job_keeps_its_exit_status_and_time_limit() {
     let done = sandboxed("echo out; exit 7", dir.path(), Isolation::Sandbox).await;
     assert_eq!((done.status, done.exit_code), (JobStatus::Failed, Some(7)));
     assert_eq!(done.output, "out\n");
-    let limits = ExecLimits {
-        kill_grace: Duration::from_millis(200),
-        ..ExecLimits::default()
-    };
-    let limit = Duration::from_secs(1);
-    let done = run_job(
-        "sleep 1000",
-        dir.path(),
-        NO_ENV,
-        Isolation::Sandbox,
-        limit,
-        &limits,
-        pending(),
-    )
-    .await
-    .unwrap();
+    let done = Job::new("sleep 1000", dir.path())
+        .isolation(Isolation::Sandbox)
+        .time_limit(Duration::from_secs(1))
+        .kill_grace(Duration::from_millis(200))
+        .run()
+        .await;
     assert_eq!(done.status, JobStatus::TimedOut, "{}", done.output);
 }
 
@@ -520,7 +501,6 @@ async fn many_short_jobs_at_once_each_keep_their_exit_status() {
     let jobs: usize = std::env::var("STRESS_JOBS").map_or(3000, |v| v.parse().unwrap());
     const AT_ONCE: usize = 32;
     let dir = tempfile::tempdir().unwrap();
-    let limits = ExecLimits::default();
     let mut set = tokio::task::JoinSet::new();
     let mut lost = Vec::new();
     for i in 0..jobs {
@@ -529,22 +509,12 @@ async fn many_short_jobs_at_once_each_keep_their_exit_status() {
         }
         let job_dir = dir.path().join(i.to_string());
         std::fs::create_dir(&job_dir).unwrap();
-        let limits = limits.clone();
         set.spawn(async move {
             // Every 5th leaves a process outside its group; every 7th fails by design.
             let stray = if i % 5 == 0 { "(setsid true &); " } else { "" };
             let code = if i % 7 == 0 { 3 } else { 0 };
             let cmd = format!("{stray}exit {code}");
-            let run = run_job(
-                &cmd,
-                &job_dir,
-                NO_ENV,
-                Isolation::Process,
-                LONG,
-                &limits,
-                pending(),
-            );
-            match run.await {
+            match Job::new(&cmd, &job_dir).run_until(pending()).await {
                 Ok(x) if x.exit_code == Some(code) => None,
                 other => Some(format!("job {i}: {other:?}")),
             }

@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use cluster_action::layer::{self, Digest, LayerCache, LayerError};
-use cluster_action::serve::{self, ServeConfig};
+use cluster_action::serve::ServeConfig;
 use cluster_action::store::blob::BlobClient;
-use cluster_action::store::{ArtifactInfo, UploadOutcome};
-use common::{entries, guarded, ids, quick_retry, store, store_at};
+use cluster_action::store::{ArtifactInfo, ArtifactStore, UploadOutcome};
+use common::{entries, guarded, ids, quick_retry, start_service, store, store_at};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tempfile::TempDir;
@@ -44,19 +44,34 @@ fn packed_layer(dir: &Path) -> (PathBuf, PathBuf, Digest) {
     (tree, archive, digest)
 }
 
-/// A layer of one small file, `data.txt`, packed.
-fn small_layer(dir: &Path) -> (PathBuf, Digest) {
-    let tree = dir.join("tree");
+/// A layer of one small file, `data.txt`, packed in a new directory: the directory (the
+/// archive lives as long as it), the archive and its digest.
+fn small_layer() -> (TempDir, PathBuf, Digest) {
+    let dir = TempDir::new().unwrap();
+    let tree = dir.path().join("tree");
     fs::create_dir_all(&tree).unwrap();
     fs::write(tree.join("data.txt"), "the layer's bytes\n").unwrap();
-    let archive = dir.join("layer.tar.gz");
+    let archive = dir.path().join("layer.tar.gz");
     let digest = layer::pack(&tree, &[PathBuf::from(".")], &archive).unwrap();
-    (archive, digest)
+    (dir, archive, digest)
+}
+
+/// Publishes the layer `archive` with `store`: whether it uploaded it.
+async fn publish(store: &ArtifactStore, archive: &Path, digest: &Digest) -> UploadOutcome {
+    layer::publish(store, None, archive, digest)
+        .await
+        .unwrap()
+        .outcome
+}
+
+/// The `data.txt` of a layer tree or job directory `dir`.
+fn data_txt(dir: &Path) -> String {
+    fs::read_to_string(dir.join("data.txt")).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_big_layer_is_published_once_and_fetched_identically() {
-    let service = serve::start(ServeConfig::default()).await.unwrap();
+    let service = start_service(ServeConfig::default()).await;
     guarded(async {
         let dir = TempDir::new().unwrap();
         let (tree, archive, digest) = packed_layer(dir.path());
@@ -67,17 +82,11 @@ async fn a_big_layer_is_published_once_and_fetched_identically() {
         );
         let runner = store(&service, "runner");
         assert_eq!(
-            layer::publish(&runner, None, &archive, &digest)
-                .await
-                .unwrap()
-                .outcome,
+            publish(&runner, &archive, &digest).await,
             UploadOutcome::Uploaded
         );
         assert_eq!(
-            layer::publish(&runner, None, &archive, &digest)
-                .await
-                .unwrap()
-                .outcome,
+            publish(&runner, &archive, &digest).await,
             UploadOutcome::AlreadyPresent
         );
 
@@ -106,10 +115,9 @@ async fn a_big_layer_is_published_once_and_fetched_identically() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_layer_is_refused_and_leaves_no_cache_entry() {
-    let service = serve::start(ServeConfig::default()).await.unwrap();
+    let service = start_service(ServeConfig::default()).await;
     guarded(async {
-        let dir = TempDir::new().unwrap();
-        let (archive, digest) = small_layer(dir.path());
+        let (dir, archive, digest) = small_layer();
         // Someone stores other bytes under the layer's name: one flipped byte in the middle.
         let mut bytes = fs::read(&archive).unwrap();
         let middle = bytes.len() / 2;
@@ -142,10 +150,9 @@ async fn a_corrupt_layer_is_refused_and_leaves_no_cache_entry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_layer_whose_name_a_dead_upload_holds_is_still_published_and_fetched() {
-    let service = serve::start(ServeConfig::default()).await.unwrap();
+    let service = start_service(ServeConfig::default()).await;
     guarded(async {
-        let dir = TempDir::new().unwrap();
-        let (archive, digest) = small_layer(dir.path());
+        let (dir, archive, digest) = small_layer();
         // An upload that died after CreateArtifact: the name is taken, nothing is finalized.
         store(&service, "crashed")
             .create_artifact(&layer::artifact_name(&digest))
@@ -154,10 +161,7 @@ async fn a_layer_whose_name_a_dead_upload_holds_is_still_published_and_fetched()
 
         let runner = store(&service, "runner");
         assert_eq!(
-            layer::publish(&runner, None, &archive, &digest)
-                .await
-                .unwrap()
-                .outcome,
+            publish(&runner, &archive, &digest).await,
             UploadOutcome::Uploaded
         );
         let cache_dir = dir.path().join("cache");
@@ -166,17 +170,11 @@ async fn a_layer_whose_name_a_dead_upload_holds_is_still_published_and_fetched()
             .fetch(&store(&service, "worker"), &digest)
             .await
             .unwrap();
-        assert_eq!(
-            fs::read_to_string(fetched.join("data.txt")).unwrap(),
-            "the layer's bytes\n"
-        );
+        assert_eq!(data_txt(&fetched), "the layer's bytes\n");
         // A later publisher finds the copy at once: no second copy, no wait for the dead one.
         let creates = service.stats().twirp.get("CreateArtifact").copied();
         assert_eq!(
-            layer::publish(&store(&service, "other"), None, &archive, &digest)
-                .await
-                .unwrap()
-                .outcome,
+            publish(&store(&service, "other"), &archive, &digest).await,
             UploadOutcome::AlreadyPresent
         );
         assert_eq!(
@@ -199,14 +197,11 @@ async fn a_layer_whose_name_a_dead_upload_holds_is_still_published_and_fetched()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_that_writes_into_the_cache_does_not_change_the_next_job_s_files() {
-    let service = serve::start(ServeConfig::default()).await.unwrap();
+    let service = start_service(ServeConfig::default()).await;
     guarded(async {
-        let dir = TempDir::new().unwrap();
-        let (archive, digest) = small_layer(dir.path());
+        let (dir, archive, digest) = small_layer();
         let runner = store(&service, "runner");
-        layer::publish(&runner, None, &archive, &digest)
-            .await
-            .unwrap();
+        publish(&runner, &archive, &digest).await;
         let worker = store(&service, "worker");
         let cache = LayerCache::open(&dir.path().join("cache")).unwrap();
         let original = "the layer's bytes\n";
@@ -224,10 +219,7 @@ async fn a_job_that_writes_into_the_cache_does_not_change_the_next_job_s_files()
         fs::write(&cached, "tampered through the cache path\n").unwrap();
         let second = dir.path().join("job-2");
         cache.assemble(&worker, &digests, &second).await.unwrap();
-        assert_eq!(
-            fs::read_to_string(second.join("data.txt")).unwrap(),
-            original
-        );
+        assert_eq!(data_txt(&second), original);
 
         let cached = cache
             .fetch(&worker, &digest)
@@ -239,12 +231,9 @@ async fn a_job_that_writes_into_the_cache_does_not_change_the_next_job_s_files()
         fs::write(second.join("data.txt"), "the job's own change\n").unwrap();
         let third = dir.path().join("job-3");
         cache.assemble(&worker, &digests, &third).await.unwrap();
+        assert_eq!(data_txt(&third), original);
         assert_eq!(
-            fs::read_to_string(third.join("data.txt")).unwrap(),
-            original
-        );
-        assert_eq!(
-            fs::read_to_string(first.join("data.txt")).unwrap(),
+            data_txt(&first),
             original,
             "a job's files are its own copies"
         );

@@ -40,22 +40,41 @@ fn job(name: &str, status: JobStatus) -> JobReport {
     }
 }
 
+/// [`job`] `name`, ended with `status` on its second and last attempt.
+fn retried(name: &str, status: JobStatus) -> JobReport {
+    JobReport {
+        attempts: 2,
+        max_attempts: 2,
+        ..job(name, status)
+    }
+}
+
+/// A run of `jobs` that took `wall_ms` milliseconds.
+fn run_of(jobs: Vec<JobReport>, wall_ms: u64) -> RunReport {
+    RunReport {
+        jobs,
+        wall_ms,
+        ..RunReport::default()
+    }
+}
+
+/// `xml` parsed; a parse error fails the test showing the XML.
+fn parse(xml: &str) -> roxmltree::Document<'_> {
+    roxmltree::Document::parse(xml).unwrap_or_else(|e| panic!("{e}\n{xml}"))
+}
+
 /// One job of each outcome, plus a flaky one that passed on its second attempt.
 fn sample() -> RunReport {
     let mut passed = job("unit-1", JobStatus::Passed);
     passed.outputs = vec!["reports/unit-1.xml".to_owned()];
     let flaky = JobReport {
-        attempts: 2,
-        max_attempts: 2,
         worker: "w-2".to_owned(),
-        ..job("unit-2", JobStatus::Passed)
+        ..retried("unit-2", JobStatus::Passed)
     };
     let failed = JobReport {
-        attempts: 2,
-        max_attempts: 2,
         duration_ms: 300,
         output: "running 3 tests\nassertion failed: left == right\n".to_owned(),
-        ..job("unit-3", JobStatus::Failed)
+        ..retried("unit-3", JobStatus::Failed)
     };
     let timed_out = JobReport {
         duration_ms: 600_000,
@@ -74,26 +93,24 @@ fn sample() -> RunReport {
         exit_code: None,
         ..job("late", JobStatus::Cancelled)
     };
-    RunReport {
-        jobs: vec![passed, flaky, failed, timed_out, error, cancelled],
-        wall_ms: 61_500,
-        ..RunReport::default()
-    }
+    run_of(
+        vec![passed, flaky, failed, timed_out, error, cancelled],
+        61_500,
+    )
 }
 
 #[test]
 fn json_has_the_documented_shape() {
-    let report = RunReport {
-        jobs: vec![
+    let report = run_of(
+        vec![
             JobReport {
                 outputs: vec!["reports/a.xml".to_owned()],
                 ..job("a", JobStatus::Passed)
             },
             job("b", JobStatus::TimedOut),
         ],
-        wall_ms: 2_000,
-        ..RunReport::default()
-    };
+        2_000,
+    );
     assert_eq!(
         report.to_json(),
         json!({
@@ -148,7 +165,7 @@ fn count(node: roxmltree::Node, name: &str) -> u64 {
 fn junit_parses_and_agrees_with_the_json_counts() {
     let report = sample();
     let xml = report.to_junit();
-    let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
+    let doc = parse(&xml);
     let summary = &report.to_json()["summary"];
     let suites: Vec<_> = doc
         .descendants()
@@ -220,17 +237,16 @@ fn junit_survives_hostile_names_and_output() {
     let name = "a<b>&\"c\"'d' ]]> </testcase>";
     let output =
         "\u{1b}[31mred\u{1b}[0m\0nul\u{8}bs\u{b}vt\u{c}ff\r\n<![CDATA[x]]>\n&amp;\u{fffe}\n";
-    let report = RunReport {
-        jobs: vec![JobReport {
+    let report = run_of(
+        vec![JobReport {
             output: output.to_owned(),
             exit_code: Some(2),
             ..job(name, JobStatus::Failed)
         }],
-        wall_ms: 1,
-        ..RunReport::default()
-    };
+        1,
+    );
     let xml = report.to_junit();
-    let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
+    let doc = parse(&xml);
     let case = doc
         .descendants()
         .find(|n| n.has_tag_name("testcase"))
@@ -248,16 +264,15 @@ fn junit_survives_hostile_names_and_output() {
 #[test]
 fn junit_failure_body_is_the_tail_and_system_out_the_whole_output() {
     let output: String = (1..=200).map(|i| format!("line {i}\n")).collect();
-    let report = RunReport {
-        jobs: vec![JobReport {
+    let report = run_of(
+        vec![JobReport {
             output: output.clone(),
             ..job("long", JobStatus::Failed)
         }],
-        wall_ms: 1,
-        ..RunReport::default()
-    };
+        1,
+    );
     let xml = report.to_junit();
-    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let doc = parse(&xml);
     let text = |tag: &str| {
         doc.descendants()
             .find(|n| n.has_tag_name(tag))
@@ -297,20 +312,18 @@ fn markdown_leads_with_the_outcome_and_lists_problems_first() {
 
 #[test]
 fn markdown_headlines_for_success_and_cancellation() {
-    let passed = RunReport {
-        jobs: vec![job("a", JobStatus::Passed), job("b", JobStatus::Passed)],
-        wall_ms: 500,
-        ..RunReport::default()
-    };
+    let passed = run_of(
+        vec![job("a", JobStatus::Passed), job("b", JobStatus::Passed)],
+        500,
+    );
     let md = passed.to_markdown();
     assert!(md.starts_with("## ✅ cluster-action: all 2 jobs passed\n"));
     assert!(!md.contains("did not pass"));
 
-    let cancelled = RunReport {
-        jobs: vec![job("a", JobStatus::Passed), job("b", JobStatus::Cancelled)],
-        wall_ms: 500,
-        ..RunReport::default()
-    };
+    let cancelled = run_of(
+        vec![job("a", JobStatus::Passed), job("b", JobStatus::Cancelled)],
+        500,
+    );
     assert!(
         cancelled
             .to_markdown()
@@ -335,12 +348,7 @@ fn markdown_stays_bounded_for_a_huge_run() {
             }
         })
         .collect();
-    let md = RunReport {
-        jobs,
-        wall_ms: 1,
-        ..RunReport::default()
-    }
-    .to_markdown();
+    let md = run_of(jobs, 1).to_markdown();
     assert!(md.len() < 1024 * 1024, "{} bytes", md.len());
     assert!(md.contains("_49500 more not shown; the JSON report lists every job._"));
     assert!(md.contains("_99500 more not shown; the JSON report lists every job._"));
@@ -354,14 +362,13 @@ fn markdown_stays_bounded_for_a_huge_run() {
 
 #[test]
 fn markdown_cells_cannot_break_the_table() {
-    let report = RunReport {
-        jobs: vec![JobReport {
+    let report = run_of(
+        vec![JobReport {
             worker: "<script>".to_owned(),
             ..job("a | b\nc", JobStatus::Passed)
         }],
-        wall_ms: 1,
-        ..RunReport::default()
-    };
+        1,
+    );
     let md = report.to_markdown();
     assert!(md.contains("| a \\| b c | ✅ passed | 1 | 1.2s | \\<script\\> |"));
 }
@@ -402,10 +409,8 @@ fn ci_lines_say_what_happened_in_one_line() {
 #[test]
 fn annotations_escape_workflow_command_syntax() {
     let failed = JobReport {
-        attempts: 2,
-        max_attempts: 2,
         output: "\u{1b}[31m100% broken\u{1b}[0m\r\nsee: a, b\n".to_owned(),
-        ..job("db: a,b 50%", JobStatus::Failed)
+        ..retried("db: a,b 50%", JobStatus::Failed)
     };
     assert_eq!(
         annotation(&failed).unwrap(),

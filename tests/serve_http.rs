@@ -15,7 +15,7 @@ use cluster_action::token::{BackendIds, make_token};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use common::{RUN, ids};
+use common::{RUN, ids, start_service};
 
 /// A job's view of the service: its token and the HTTP client.
 struct Job {
@@ -42,14 +42,7 @@ impl Job {
             "{}twirp/github.actions.results.api.v1.ArtifactService/{method}",
             self.base
         );
-        let response = self
-            .http
-            .post(url)
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let response = send(self.http.post(url).bearer_auth(&self.token).json(&body)).await;
         let status = response.status();
         (status, response.json().await.unwrap())
     }
@@ -57,7 +50,7 @@ impl Job {
     /// A JSON answer of the service's own route `path` (`_stats`, `_artifacts`).
     async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
         let url = format!("{}{path}", self.base);
-        let response = self.http.get(url).send().await.unwrap();
+        let response = send(self.http.get(url)).await;
         response.json().await.unwrap()
     }
 
@@ -73,25 +66,33 @@ impl Job {
         body
     }
 
+    /// `CreateArtifact` of version 4 named `name`, with the fields `extra` besides.
+    async fn try_create(&self, name: &str, extra: Value) -> (StatusCode, Value) {
+        let mut fields = json!({"name": name, "version": 4});
+        fields
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        self.call("CreateArtifact", self.body(fields)).await
+    }
+
+    /// Creates `name`, which must succeed; the upload URL.
     async fn create(&self, name: &str) -> String {
-        let (status, answer) = self
-            .call(
-                "CreateArtifact",
-                self.body(json!({"name": name, "version": 4})),
-            )
-            .await;
+        let (status, answer) = self.try_create(name, json!({})).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
         assert_eq!(answer["ok"], true);
         answer["signedUploadUrl"].as_str().unwrap().to_string()
     }
 
+    /// `FinalizeArtifact` of `name` at `size` bytes.
+    async fn try_finalize(&self, name: &str, size: u64) -> (StatusCode, Value) {
+        let fields = json!({"name": name, "size": size.to_string()});
+        self.call("FinalizeArtifact", self.body(fields)).await
+    }
+
+    /// Finalizes `name`, which must succeed; its artifact id.
     async fn finalize(&self, name: &str, size: u64) -> String {
-        let (status, answer) = self
-            .call(
-                "FinalizeArtifact",
-                self.body(json!({"name": name, "size": size.to_string()})),
-            )
-            .await;
+        let (status, answer) = self.try_finalize(name, size).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
         answer["artifactId"].as_str().unwrap().to_string()
     }
@@ -128,8 +129,23 @@ fn http() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
-async fn start(cfg: ServeConfig) -> ServeHandle {
-    serve::start(cfg).await.unwrap()
+/// Sends `request`; reaching the service must not fail.
+async fn send(request: reqwest::RequestBuilder) -> reqwest::Response {
+    request.send().await.unwrap()
+}
+
+/// GETs `url` from byte `from` on, only if it no longer matches `etag` when one is given.
+async fn read_from(
+    job: &Job,
+    url: &str,
+    from: u64,
+    etag: Option<&reqwest::header::HeaderValue>,
+) -> reqwest::Response {
+    let mut request = job.http.get(url).header("range", format!("bytes={from}-"));
+    if let Some(etag) = etag {
+        request = request.header("if-none-match", etag);
+    }
+    send(request).await
 }
 
 /// Appends `&key=value` to a signed URL, as clients do.
@@ -160,13 +176,7 @@ fn error_code(response: &reqwest::Response) -> String {
 /// upload URL and a read URL.
 async fn append_blob(job: &Job, name: &str) -> (String, String) {
     let upload = job.create(name).await;
-    let created = job
-        .http
-        .put(&upload)
-        .header("x-ms-blob-type", "AppendBlob")
-        .send()
-        .await
-        .unwrap();
+    let created = send(job.http.put(&upload).header("x-ms-blob-type", "AppendBlob")).await;
     assert_eq!(created.status(), StatusCode::CREATED);
     job.finalize(name, 0).await;
     let (status, answer) = job.read_url(&job.ids, name).await;
@@ -175,27 +185,17 @@ async fn append_blob(job: &Job, name: &str) -> (String, String) {
 }
 
 async fn append(job: &Job, upload: &str, data: &'static [u8]) -> reqwest::Response {
-    job.http
-        .put(with(upload, "comp=appendblock"))
-        .body(data)
-        .send()
-        .await
-        .unwrap()
+    send(job.http.put(with(upload, "comp=appendblock")).body(data)).await
 }
 
 #[tokio::test]
 async fn artifacts_follow_github_rules() {
-    let server = start(ServeConfig::default()).await;
+    let server = start_service(ServeConfig::default()).await;
     let owner = Job::new(&server, "job-a");
     let other = Job::new(&server, "job-b");
 
     owner.create("report").await;
-    let (status, answer) = other
-        .call(
-            "CreateArtifact",
-            other.body(json!({"name": "report", "version": 4})),
-        )
-        .await;
+    let (status, answer) = other.try_create("report", json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(answer["code"], "already_exists");
 
@@ -241,7 +241,7 @@ async fn artifacts_follow_github_rules() {
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["artifactId"], id.as_str());
     assert!(owner.list(json!({})).await.is_empty());
-    let gone = owner.http.get(&read_url).send().await.unwrap();
+    let gone = send(owner.http.get(&read_url)).await;
     assert_eq!(gone.status(), StatusCode::NOT_FOUND);
     assert_eq!(error_code(&gone), "BlobNotFound");
 
@@ -252,7 +252,7 @@ async fn artifacts_follow_github_rules() {
 
 #[tokio::test]
 async fn requests_need_a_token_for_the_run_they_name() {
-    let server = start(ServeConfig::default()).await;
+    let server = start_service(ServeConfig::default()).await;
     let job = Job::new(&server, "job-a");
     let url = format!(
         "{}twirp/github.actions.results.api.v1.ArtifactService/ListArtifacts",
@@ -260,18 +260,11 @@ async fn requests_need_a_token_for_the_run_they_name() {
     );
     let body = job.body(json!({}));
 
-    let anonymous = job.http.post(&url).json(&body).send().await.unwrap();
+    let anonymous = send(job.http.post(&url).json(&body)).await;
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     let answer: Value = anonymous.json().await.unwrap();
     assert_eq!(answer["code"], "unauthenticated");
-    let garbage = job
-        .http
-        .post(&url)
-        .bearer_auth("not-a-jwt")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let garbage = send(job.http.post(&url).bearer_auth("not-a-jwt").json(&body)).await;
     assert_eq!(garbage.status(), StatusCode::UNAUTHORIZED);
 
     let mut other_run = body.clone();
@@ -297,7 +290,7 @@ async fn requests_need_a_token_for_the_run_they_name() {
 
 #[tokio::test]
 async fn staged_blocks_download_identical() {
-    let server = start(ServeConfig::default()).await;
+    let server = start_service(ServeConfig::default()).await;
     let job = Job::new(&server, "job-a");
     let upload = job.create("blocks").await;
     let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -305,26 +298,24 @@ async fn staged_blocks_download_identical() {
     let ids: Vec<String> = (0..chunks.len() as u32).map(block_id).collect();
     // Staged out of order: the block list decides the order.
     for (id, chunk) in ids.iter().zip(&chunks).rev() {
-        let staged = job
-            .http
-            .put(with(
-                &upload,
-                &format!("comp=block&blockid={}", urlencode(id)),
-            ))
-            .body(chunk.to_vec())
-            .send()
-            .await
-            .unwrap();
+        let staged = send(
+            job.http
+                .put(with(
+                    &upload,
+                    &format!("comp=block&blockid={}", urlencode(id)),
+                ))
+                .body(chunk.to_vec()),
+        )
+        .await;
         assert_eq!(staged.status(), StatusCode::CREATED);
     }
-    let committed = job
-        .http
-        .put(with(&upload, "comp=blocklist"))
-        .header("x-ms-blob-content-type", "application/zip")
-        .body(block_list(&ids))
-        .send()
-        .await
-        .unwrap();
+    let committed = send(
+        job.http
+            .put(with(&upload, "comp=blocklist"))
+            .header("x-ms-blob-content-type", "application/zip")
+            .body(block_list(&ids)),
+    )
+    .await;
     assert_eq!(committed.status(), StatusCode::CREATED);
     assert!(committed.headers().contains_key("etag"));
     assert!(committed.headers().contains_key("x-ms-request-id"));
@@ -333,13 +324,13 @@ async fn staged_blocks_download_identical() {
 
     let (_, answer) = job.read_url(&job.ids, "blocks").await;
     let read_url = answer["signedUrl"].as_str().unwrap();
-    let got = job.http.get(read_url).send().await.unwrap();
+    let got = send(job.http.get(read_url)).await;
     assert_eq!(got.status(), StatusCode::OK);
     assert_eq!(got.headers()["content-type"], "application/zip");
     assert!(got.headers().contains_key("etag"));
     assert_eq!(got.bytes().await.unwrap(), data);
 
-    let head = job.http.head(read_url).send().await.unwrap();
+    let head = send(job.http.head(read_url)).await;
     assert_eq!(head.status(), StatusCode::OK);
     assert_eq!(
         head.headers()["content-length"],
@@ -348,26 +339,24 @@ async fn staged_blocks_download_identical() {
     assert_eq!(head.headers()["x-ms-blob-type"], "BlockBlob");
 
     // A single-shot upload replaces the content.
-    let put = job
-        .http
-        .put(&upload)
-        .header("x-ms-blob-type", "BlockBlob")
-        .body("replaced")
-        .send()
-        .await
-        .unwrap();
+    let put = send(
+        job.http
+            .put(&upload)
+            .header("x-ms-blob-type", "BlockBlob")
+            .body("replaced"),
+    )
+    .await;
     assert_eq!(put.status(), StatusCode::CREATED);
-    let got = job.http.get(read_url).send().await.unwrap();
+    let got = send(job.http.get(read_url)).await;
     assert_eq!(got.bytes().await.unwrap(), "replaced");
 
     // A block list naming a block that was never staged is refused.
-    let bad = job
-        .http
-        .put(with(&upload, "comp=blocklist"))
-        .body(block_list(&[block_id(999)]))
-        .send()
-        .await
-        .unwrap();
+    let bad = send(
+        job.http
+            .put(with(&upload, "comp=blocklist"))
+            .body(block_list(&[block_id(999)])),
+    )
+    .await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&bad), "InvalidBlockList");
     server.shutdown().await;
@@ -379,42 +368,23 @@ fn urlencode(s: &str) -> String {
 
 #[tokio::test]
 async fn appends_read_back_by_range_and_etag() {
-    let server = start(ServeConfig::default()).await;
+    let server = start_service(ServeConfig::default()).await;
     let job = Job::new(&server, "job-a");
     let (upload, read_url) = append_blob(&job, "stream").await;
     let first = append(&job, &upload, b"hello").await;
     assert_eq!(first.status(), StatusCode::CREATED);
     assert_eq!(first.headers()["x-ms-blob-append-offset"], "0");
 
-    let got = job
-        .http
-        .get(&read_url)
-        .header("range", "bytes=0-")
-        .send()
-        .await
-        .unwrap();
+    let got = read_from(&job, &read_url, 0, None).await;
     assert_eq!(got.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(got.headers()["content-range"], "bytes 0-4/5");
     let etag = got.headers()["etag"].clone();
     assert_eq!(got.bytes().await.unwrap(), "hello");
 
-    let unchanged = job
-        .http
-        .get(&read_url)
-        .header("range", "bytes=5-")
-        .header("if-none-match", etag.clone())
-        .send()
-        .await
-        .unwrap();
+    let unchanged = read_from(&job, &read_url, 5, Some(&etag)).await;
     assert_eq!(unchanged.status(), StatusCode::NOT_MODIFIED);
 
-    let past_end = job
-        .http
-        .get(&read_url)
-        .header("range", "bytes=5-")
-        .send()
-        .await
-        .unwrap();
+    let past_end = read_from(&job, &read_url, 5, None).await;
     assert_eq!(past_end.status(), StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(error_code(&past_end), "InvalidRange");
 
@@ -422,46 +392,32 @@ async fn appends_read_back_by_range_and_etag() {
         append(&job, &upload, b" world").await.status(),
         StatusCode::CREATED
     );
-    let more = job
-        .http
-        .get(&read_url)
-        .header("range", "bytes=5-")
-        .header("if-none-match", etag)
-        .send()
-        .await
-        .unwrap();
+    let more = read_from(&job, &read_url, 5, Some(&etag)).await;
     assert_eq!(more.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(more.bytes().await.unwrap(), " world");
 
     // Appending at a stale position is refused, so a retried append cannot duplicate data.
-    let stale = job
-        .http
-        .put(with(&upload, "comp=appendblock"))
-        .header("x-ms-blob-condition-appendpos", "5")
-        .body("!")
-        .send()
-        .await
-        .unwrap();
+    let stale = send(
+        job.http
+            .put(with(&upload, "comp=appendblock"))
+            .header("x-ms-blob-condition-appendpos", "5")
+            .body("!"),
+    )
+    .await;
     assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
 
     // act's spelling is not Azure's: 400, and nothing is written.
-    let camel = job
-        .http
-        .put(with(&upload, "comp=appendBlock"))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let camel = send(job.http.put(with(&upload, "comp=appendBlock")).body("x")).await;
     assert_eq!(camel.status(), StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&camel), "InvalidQueryParameterValue");
-    let all = job.http.get(&read_url).send().await.unwrap();
+    let all = send(job.http.get(&read_url)).await;
     assert_eq!(all.bytes().await.unwrap(), "hello world");
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn append_limits_answer_as_azure() {
-    let server = start(ServeConfig {
+    let server = start_service(ServeConfig {
         max_append_bytes: 8,
         max_appends: 2,
         ..ServeConfig::default()
@@ -486,11 +442,11 @@ async fn append_limits_answer_as_azure() {
 
 #[tokio::test]
 async fn signed_urls_grant_only_what_they_say() {
-    let server = start(ServeConfig::default()).await;
+    let server = start_service(ServeConfig::default()).await;
     let job = Job::new(&server, "job-a");
     let (upload, read_url) = append_blob(&job, "s").await;
 
-    let read_with_upload_url = job.http.get(&upload).send().await.unwrap();
+    let read_with_upload_url = send(job.http.get(&upload)).await;
     assert_eq!(read_with_upload_url.status(), StatusCode::FORBIDDEN);
     assert_eq!(
         error_code(&read_with_upload_url),
@@ -500,31 +456,25 @@ async fn signed_urls_grant_only_what_they_say() {
     assert_eq!(write_with_read_url.status(), StatusCode::FORBIDDEN);
 
     let tampered = upload.replace("sp=w", "sp=r");
-    let forged = job.http.get(&tampered).send().await.unwrap();
+    let forged = send(job.http.get(&tampered)).await;
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     assert_eq!(error_code(&forged), "AuthenticationFailed");
     let unsigned = upload.split('?').next().unwrap();
-    let bare = job.http.get(unsigned).send().await.unwrap();
+    let bare = send(job.http.get(unsigned)).await;
     assert_eq!(error_code(&bare), "AuthenticationFailed");
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn expired_urls_fail_authentication() {
-    let server = start(ServeConfig {
+    let server = start_service(ServeConfig {
         url_ttl: Duration::ZERO,
         ..ServeConfig::default()
     })
     .await;
     let job = Job::new(&server, "job-a");
     let upload = job.create("late").await;
-    let refused = job
-        .http
-        .put(&upload)
-        .header("x-ms-blob-type", "AppendBlob")
-        .send()
-        .await
-        .unwrap();
+    let refused = send(job.http.put(&upload).header("x-ms-blob-type", "AppendBlob")).await;
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     assert_eq!(error_code(&refused), "AuthenticationFailed");
     let body = refused.text().await.unwrap();
@@ -545,7 +495,7 @@ async fn refuses_to_bind_beyond_loopback() {
 
 #[tokio::test]
 async fn faults_hit_roughly_the_configured_share() {
-    let server = start(ServeConfig {
+    let server = start_service(ServeConfig {
         fail_rate: 0.2,
         throttle_rate: 0.1,
         seed: 42,
@@ -580,7 +530,7 @@ async fn faults_hit_roughly_the_configured_share() {
     let mut saw_throttle = false;
     let mut saw_failure = false;
     for _ in 0..100 {
-        let response = job.http.get(&read_url).send().await.unwrap();
+        let response = send(job.http.get(&read_url)).await;
         match response.status() {
             StatusCode::TOO_MANY_REQUESTS => {
                 assert_eq!(response.headers()["retry-after"], "1");
@@ -594,12 +544,7 @@ async fn faults_hit_roughly_the_configured_share() {
 
     // The counters are never faulted and count faulted requests too.
     for _ in 0..20 {
-        let stats = job
-            .http
-            .get(format!("{}_stats", server.url()))
-            .send()
-            .await
-            .unwrap();
+        let stats = send(job.http.get(format!("{}_stats", server.url()))).await;
         assert_eq!(stats.status(), StatusCode::OK);
     }
     let stats = server.stats();
@@ -611,7 +556,7 @@ async fn faults_hit_roughly_the_configured_share() {
 #[tokio::test]
 async fn stats_count_each_operation() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(ServeConfig {
+    let server = start_service(ServeConfig {
         data_dir: Some(dir.path().to_path_buf()),
         ..ServeConfig::default()
     })
@@ -619,8 +564,8 @@ async fn stats_count_each_operation() {
     let job = Job::new(&server, "job-a");
     let (upload, read_url) = append_blob(&job, "counted").await;
     append(&job, &upload, b"abc").await;
-    job.http.head(&read_url).send().await.unwrap();
-    job.http.get(&read_url).send().await.unwrap();
+    send(job.http.head(&read_url)).await;
+    send(job.http.get(&read_url)).await;
     job.list(json!({})).await;
 
     let served: serve::StatsSnapshot = job.get("_stats").await;
@@ -663,7 +608,7 @@ async fn stats_count_each_operation() {
 
 #[tokio::test]
 async fn a_job_s_create_past_the_limit_is_refused_like_github_and_others_go_on() {
-    let server = start(ServeConfig {
+    let server = start_service(ServeConfig {
         max_artifacts_per_job: 3,
         ..ServeConfig::default()
     })
@@ -676,12 +621,7 @@ async fn a_job_s_create_past_the_limit_is_refused_like_github_and_others_go_on()
     // Deleting does not give a create back.
     let (status, _) = delete(&job, &job.ids, "c").await;
     assert_eq!(status, StatusCode::OK);
-    let (status, answer) = job
-        .call(
-            "CreateArtifact",
-            job.body(json!({"name": "d", "version": 4})),
-        )
-        .await;
+    let (status, answer) = job.try_create("d", json!({})).await;
     // 412 is not among the statuses the official client (or ours) retries.
     assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{answer}");
     assert_eq!(answer["code"], "failed_precondition");
@@ -695,29 +635,19 @@ async fn a_job_s_create_past_the_limit_is_refused_like_github_and_others_go_on()
 
 #[tokio::test]
 async fn expires_at_is_kept_and_an_expired_artifact_is_gone() {
-    let server = start(ServeConfig::default()).await;
+    let server = start_service(ServeConfig::default()).await;
     let job = Job::new(&server, "job-a");
     for (name, at) in [
         ("later", json!("2099-01-02T03:04:05.678Z")),
         ("fields", json!({"seconds": "4071006245", "nanos": 0})),
         ("gone", json!("2001-01-01T00:00:00Z")),
     ] {
-        let (status, answer) = job
-            .call(
-                "CreateArtifact",
-                job.body(json!({"name": name, "version": 4, "expiresAt": at})),
-            )
-            .await;
+        let (status, answer) = job.try_create(name, json!({"expiresAt": at})).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
     }
     job.finalize("later", 0).await;
     job.finalize("fields", 0).await;
-    let (status, _) = job
-        .call(
-            "FinalizeArtifact",
-            job.body(json!({"name": "gone", "size": "0"})),
-        )
-        .await;
+    let (status, _) = job.try_finalize("gone", 0).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let names: Vec<_> = job
         .list(json!({}))
@@ -743,10 +673,7 @@ async fn expires_at_is_kept_and_an_expired_artifact_is_gone() {
         ]
     );
     let (status, answer) = job
-        .call(
-            "CreateArtifact",
-            job.body(json!({"name": "bad", "version": 4, "expiresAt": "tomorrow"})),
-        )
+        .try_create("bad", json!({"expiresAt": "tomorrow"}))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     assert!(

@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -19,9 +19,10 @@ use bytes::Bytes;
 use cluster_action::serve::{self, ServeConfig, ServeHandle};
 use cluster_action::store::blob::{BLOCK_SIZE, BlobClient, RangeRead};
 use cluster_action::store::{ArtifactInfo, ArtifactStore, RetryPolicy, StoreError, UploadOutcome};
+use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use common::{RUN, guarded, quick_retry, store, store_at};
+use common::{RUN, guarded, quick_retry, start_service, store, store_at};
 
 /// `len` bytes that differ from offset to offset.
 fn pattern(len: usize) -> Vec<u8> {
@@ -31,10 +32,38 @@ fn pattern(len: usize) -> Vec<u8> {
 }
 
 /// Writes `content` to `name` in `dir`; returns the path.
-fn file(dir: &Path, name: &str, content: &[u8]) -> std::path::PathBuf {
+fn file(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, content).unwrap();
     path
+}
+
+/// A new directory with `content` in a file `name`: the directory (the file lives as long as
+/// it) and the file's path.
+fn temp_file(name: &str, content: &[u8]) -> (TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = file(dir.path(), name, content);
+    (dir, path)
+}
+
+/// Uploads the file at `path` as artifact `layer` (digest `ab12`) with `store`.
+async fn upload_layer(store: &ArtifactStore, path: &Path) -> UploadOutcome {
+    store.upload_file("layer", path, "ab12").await.unwrap()
+}
+
+/// The artifact `name` as `store` lists it; it must be there.
+async fn existing(store: &ArtifactStore, name: &str) -> ArtifactInfo {
+    store.find(name).await.unwrap().unwrap()
+}
+
+/// Creates `name` with `store` and writes `bytes` to it without finalizing it: an upload
+/// under way.
+async fn unfinalized(store: &ArtifactStore, name: &str, bytes: &'static [u8]) {
+    let upload = store.create_artifact(name).await.unwrap();
+    BlobClient::new(quick_retry())
+        .put_block_blob(name, &upload, Bytes::from_static(bytes))
+        .await
+        .unwrap();
 }
 
 /// Downloads `artifact` with `store` and returns its bytes.
@@ -54,14 +83,10 @@ fn twirp_calls(service: &ServeHandle, method: &str) -> u64 {
 
 #[tokio::test]
 async fn an_artifact_is_created_finalized_listed_downloaded_and_deleted() {
-    let service = serve::start(ServeConfig::default()).await.unwrap();
+    let service = start_service(ServeConfig::default()).await;
     guarded(async {
         let store = store(&service, "job-a");
-        let upload = store.create_artifact("report").await.unwrap();
-        BlobClient::new(quick_retry())
-            .put_block_blob("report", &upload, Bytes::from_static(b"all passed"))
-            .await
-            .unwrap();
+        unfinalized(&store, "report", b"all passed").await;
         assert_eq!(
             store.find("report").await.unwrap(),
             None,
@@ -84,7 +109,7 @@ async fn an_artifact_is_created_finalized_listed_downloaded_and_deleted() {
                 size: 10,
             }]
         );
-        let found = store.find("report").await.unwrap().unwrap();
+        let found = existing(&store, "report").await;
         assert_eq!(found, listed[0]);
         assert_eq!(
             store.find("repo").await.unwrap(),
@@ -102,20 +127,19 @@ async fn an_artifact_is_created_finalized_listed_downloaded_and_deleted() {
 
 #[tokio::test]
 async fn a_file_of_several_blocks_uploads_once_and_downloads_identically() {
-    let service = serve::start(ServeConfig::default()).await.unwrap();
+    let service = start_service(ServeConfig::default()).await;
     guarded(async {
         let store = store(&service, "job-a");
-        let dir = tempfile::tempdir().unwrap();
         let content = pattern(BLOCK_SIZE + 4321);
-        let path = file(dir.path(), "layer.tar.gz", &content);
+        let (_dir, path) = temp_file("layer.tar.gz", &content);
 
-        let first = store.upload_file("layer", &path, "ab12").await.unwrap();
-        let second = store.upload_file("layer", &path, "ab12").await.unwrap();
+        let first = upload_layer(&store, &path).await;
+        let second = upload_layer(&store, &path).await;
 
         assert_eq!(first, UploadOutcome::Uploaded);
         assert_eq!(second, UploadOutcome::AlreadyPresent);
         assert_eq!(service.stats().blob["put_block"], 2, "two blocks, once");
-        let found = store.find("layer").await.unwrap().unwrap();
+        let found = existing(&store, "layer").await;
         assert_eq!(found.size, content.len() as u64);
         assert!(
             download(&store, &found).await == content,
@@ -127,16 +151,15 @@ async fn a_file_of_several_blocks_uploads_once_and_downloads_identically() {
 
 #[tokio::test]
 async fn an_empty_file_uploads_as_an_empty_artifact() {
-    let service = serve::start(ServeConfig::default()).await.unwrap();
+    let service = start_service(ServeConfig::default()).await;
     guarded(async {
         let store = store(&service, "job-a");
-        let dir = tempfile::tempdir().unwrap();
-        let path = file(dir.path(), "empty", b"");
+        let (_dir, path) = temp_file("empty", b"");
 
         let outcome = store.upload_file("empty", &path, "e3b0").await.unwrap();
 
         assert_eq!(outcome, UploadOutcome::Uploaded);
-        let found = store.find("empty").await.unwrap().unwrap();
+        let found = existing(&store, "empty").await;
         assert_eq!(download(&store, &found).await, b"");
     })
     .await;
@@ -144,7 +167,7 @@ async fn an_empty_file_uploads_as_an_empty_artifact() {
 
 #[tokio::test]
 async fn uploading_a_missing_file_fails_without_taking_the_name() {
-    let service = serve::start(ServeConfig::default()).await.unwrap();
+    let service = start_service(ServeConfig::default()).await;
     guarded(async {
         let store = store(&service, "job-a");
         let dir = tempfile::tempdir().unwrap();
@@ -157,10 +180,7 @@ async fn uploading_a_missing_file_fails_without_taking_the_name() {
         assert!(matches!(error, StoreError::Io { .. }), "{error:?}");
         assert!(error.to_string().contains("'layer'"), "{error}");
         let path = file(dir.path(), "present", b"data");
-        assert_eq!(
-            store.upload_file("layer", &path, "ab12").await.unwrap(),
-            UploadOutcome::Uploaded
-        );
+        assert_eq!(upload_layer(&store, &path).await, UploadOutcome::Uploaded);
     })
     .await;
 }
@@ -168,17 +188,15 @@ async fn uploading_a_missing_file_fails_without_taking_the_name() {
 #[tokio::test]
 async fn concurrent_uploads_of_one_name_from_two_jobs_both_succeed() {
     // Latency keeps both uploads in flight at once.
-    let service = serve::start(ServeConfig {
+    let service = start_service(ServeConfig {
         latency: serve::Latency::constant(Duration::from_millis(20)),
         ..ServeConfig::default()
     })
-    .await
-    .unwrap();
+    .await;
     guarded(async {
         let (a, b) = (store(&service, "job-a"), store(&service, "job-b"));
-        let dir = tempfile::tempdir().unwrap();
         let content = pattern(100_000);
-        let path = file(dir.path(), "layer", &content);
+        let (_dir, path) = temp_file("layer", &content);
 
         let (from_a, from_b) = tokio::join!(
             a.upload_file("layer", &path, "ab12"),
@@ -192,7 +210,7 @@ async fn concurrent_uploads_of_one_name_from_two_jobs_both_succeed() {
             [UploadOutcome::Uploaded, UploadOutcome::AlreadyPresent]
         );
         for store in [&a, &b] {
-            let found = store.find("layer").await.unwrap().unwrap();
+            let found = existing(store, "layer").await;
             assert!(download(store, &found).await == content);
         }
     })
@@ -201,7 +219,7 @@ async fn concurrent_uploads_of_one_name_from_two_jobs_both_succeed() {
 
 #[tokio::test]
 async fn an_upload_that_meets_an_unfinished_one_waits_until_it_is_listed() {
-    let service = serve::start(ServeConfig::default()).await.unwrap();
+    let service = start_service(ServeConfig::default()).await;
     guarded(async {
         let a = store(&service, "job-a");
         // Patient enough to outwait job a's one finalize call on a loaded machine.
@@ -214,19 +232,14 @@ async fn an_upload_that_meets_an_unfinished_one_waits_until_it_is_listed() {
             },
         );
         // Job a's upload is under way: created and written, not yet finalized.
-        let upload = a.create_artifact("layer").await.unwrap();
-        BlobClient::new(quick_retry())
-            .put_block_blob("layer", &upload, Bytes::from_static(b"bytes"))
-            .await
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let path = file(dir.path(), "layer", b"bytes");
+        unfinalized(&a, "layer", b"bytes").await;
+        let (_dir, path) = temp_file("layer", b"bytes");
         let finalizing = Arc::new(AtomicBool::new(false));
 
         let b_upload = tokio::spawn({
             let finalizing = finalizing.clone();
             async move {
-                let outcome = b.upload_file("layer", &path, "ab12").await.unwrap();
+                let outcome = upload_layer(&b, &path).await;
                 (outcome, finalizing.load(Ordering::SeqCst))
             }
         });
@@ -249,14 +262,13 @@ async fn an_upload_that_meets_an_unfinished_one_waits_until_it_is_listed() {
 
 #[tokio::test]
 async fn another_jobs_artifact_is_read_and_deleted_with_its_owners_ids() {
-    let service = serve::start(ServeConfig::default()).await.unwrap();
+    let service = start_service(ServeConfig::default()).await;
     guarded(async {
         let (owner, reader) = (store(&service, "job-a"), store(&service, "job-b"));
-        let dir = tempfile::tempdir().unwrap();
-        let path = file(dir.path(), "layer", b"shared bytes");
-        owner.upload_file("layer", &path, "ab12").await.unwrap();
+        let (_dir, path) = temp_file("layer", b"shared bytes");
+        upload_layer(&owner, &path).await;
 
-        let found = reader.find("layer").await.unwrap().unwrap();
+        let found = existing(&reader, "layer").await;
 
         assert_eq!(found.job_backend_id, "job-a");
         assert_eq!(download(&reader, &found).await, b"shared bytes");
@@ -268,11 +280,11 @@ async fn another_jobs_artifact_is_read_and_deleted_with_its_owners_ids() {
 
 #[tokio::test]
 async fn a_tail_returns_each_appended_byte_once() {
-    let service = serve::start(ServeConfig::default()).await.unwrap();
+    let service = start_service(ServeConfig::default()).await;
     guarded(async {
         let (writer_store, reader_store) = (store(&service, "job-a"), store(&service, "job-b"));
         let mut writer = writer_store.create_append("stream").await.unwrap();
-        let mut tail = reader_store.tail(reader_store.find("stream").await.unwrap().unwrap());
+        let mut tail = reader_store.tail(existing(&reader_store, "stream").await);
         assert_eq!(
             tail.read_new().await.unwrap(),
             None,
@@ -306,17 +318,16 @@ async fn a_tail_returns_each_appended_byte_once() {
 #[tokio::test]
 async fn a_tail_re_signs_its_url_when_it_expires() {
     // URLs live 2 to 3 s (expiry is a whole second).
-    let service = serve::start(ServeConfig {
+    let service = start_service(ServeConfig {
         url_ttl: Duration::from_secs(3),
         ..ServeConfig::default()
     })
-    .await
-    .unwrap();
+    .await;
     guarded(async {
         let (writer_store, reader_store) = (store(&service, "job-a"), store(&service, "job-b"));
         let mut writer = writer_store.create_append("stream").await.unwrap();
         writer.append(Bytes::from_static(b"abc")).await.unwrap();
-        let found = reader_store.find("stream").await.unwrap().unwrap();
+        let found = existing(&reader_store, "stream").await;
         let mut tail = reader_store.tail(found.clone());
         assert_eq!(
             tail.read_new().await.unwrap(),
@@ -339,17 +350,16 @@ async fn a_tail_re_signs_its_url_when_it_expires() {
 #[tokio::test]
 async fn a_url_that_is_dead_when_signed_fails_after_one_re_sign() {
     // Every URL is expired when issued.
-    let service = serve::start(ServeConfig {
+    let service = start_service(ServeConfig {
         url_ttl: Duration::ZERO,
         ..ServeConfig::default()
     })
-    .await
-    .unwrap();
+    .await;
     guarded(async {
         let store = store(&service, "job-a");
         store.create_artifact("stream").await.unwrap();
         store.finalize_artifact("stream", 0, None).await.unwrap();
-        let found = store.find("stream").await.unwrap().unwrap();
+        let found = existing(&store, "stream").await;
 
         let read = store.tail(found.clone()).read_new().await.unwrap_err();
         let dir = tempfile::tempdir().unwrap();
@@ -373,33 +383,25 @@ async fn a_url_that_is_dead_when_signed_fails_after_one_re_sign() {
 
 #[tokio::test]
 async fn every_operation_succeeds_through_injected_faults() {
-    let service = serve::start(ServeConfig {
+    let service = start_service(ServeConfig {
         fail_rate: 0.3,
         throttle_rate: 0.1,
         seed: 7,
         ..ServeConfig::default()
     })
-    .await
-    .unwrap();
+    .await;
     guarded(async {
         let (a, b) = (store(&service, "job-a"), store(&service, "job-b"));
-        let dir = tempfile::tempdir().unwrap();
         let content = pattern(BLOCK_SIZE + 100);
-        let path = file(dir.path(), "layer", &content);
+        let (_dir, path) = temp_file("layer", &content);
 
-        assert_eq!(
-            a.upload_file("layer", &path, "ab12").await.unwrap(),
-            UploadOutcome::Uploaded
-        );
-        assert_eq!(
-            b.upload_file("layer", &path, "ab12").await.unwrap(),
-            UploadOutcome::AlreadyPresent
-        );
-        let layer = b.find("layer").await.unwrap().unwrap();
+        assert_eq!(upload_layer(&a, &path).await, UploadOutcome::Uploaded);
+        assert_eq!(upload_layer(&b, &path).await, UploadOutcome::AlreadyPresent);
+        let layer = existing(&b, "layer").await;
         assert!(download(&b, &layer).await == content);
 
         let mut writer = a.create_append("stream").await.unwrap();
-        let mut tail = b.tail(b.find("stream").await.unwrap().unwrap());
+        let mut tail = b.tail(existing(&b, "stream").await);
         let mut received = Vec::new();
         for i in 0..20 {
             writer.append(Bytes::from(format!("{i};"))).await.unwrap();
@@ -542,7 +544,7 @@ async fn reads_cut_short_are_asked_again() {
 
 #[tokio::test]
 async fn error_answers_name_the_artifact() {
-    let service = serve::start(ServeConfig::default()).await.unwrap();
+    let service = start_service(ServeConfig::default()).await;
     guarded(async {
         let (a, b) = (store(&service, "job-a"), store(&service, "job-b"));
         let missing = ArtifactInfo {
@@ -562,7 +564,7 @@ async fn error_answers_name_the_artifact() {
         assert!(error.to_string().contains("'stream'"), "{error}");
 
         // Another job's artifact asked for with our own ids is not found, as on github.com.
-        let mut wrong_owner = b.find("stream").await.unwrap().unwrap();
+        let mut wrong_owner = existing(&b, "stream").await;
         wrong_owner.job_backend_id = "job-b".into();
         let error = b.download_url(&wrong_owner).await.unwrap_err();
         assert!(matches!(error, StoreError::NotFound(ref n) if n == "stream"));

@@ -10,13 +10,13 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cluster_action::serve::{self, ServeConfig, ServeHandle};
+use cluster_action::serve::{ServeConfig, ServeHandle};
 use cluster_action::store::{ArtifactStore, RetryPolicy};
 use cluster_action::stream::{
     self, Connection, Listener, Namespace, StreamConfig, StreamError, StreamReceiver, StreamSender,
 };
 
-use common::{GUARD, guarded, store, store_at};
+use common::{GUARD, guarded, start_service, store, store_at};
 
 /// Timings that make tests take seconds; the peer timeout is long enough for a loaded machine.
 fn quick() -> StreamConfig {
@@ -31,20 +31,57 @@ fn quick() -> StreamConfig {
     }
 }
 
+/// [`quick`] timings with a peer timeout of a second, for tests of the timeout.
+fn impatient() -> StreamConfig {
+    StreamConfig {
+        peer_timeout: Duration::from_secs(1),
+        ..quick()
+    }
+}
+
 fn ns() -> Namespace {
     Namespace::new("test", "1").unwrap()
 }
 
-/// A listener (job `broker`) and one connected client (job `client`): (server end, client end).
-async fn pair(service: &ServeHandle, cfg: StreamConfig) -> (Connection, Connection) {
-    let mut listener = Listener::bind(store(service, "broker"), ns(), cfg.clone())
+/// A listener of job `broker` on [`ns`].
+async fn listen(service: &ServeHandle, cfg: StreamConfig) -> Listener {
+    Listener::bind(store(service, "broker"), ns(), cfg)
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// `listener`'s next client, connecting with `store` to `ns` with `cfg`: (server end, client
+/// end).
+async fn accept_one(
+    listener: &mut Listener,
+    store: ArtifactStore,
+    ns: Namespace,
+    cfg: StreamConfig,
+) -> (Connection, Connection) {
     let (server, client) = tokio::join!(
         listener.accept(),
-        stream::connect(store(service, "client"), ns(), cfg, Duration::from_secs(10)),
+        stream::connect(store, ns, cfg, Duration::from_secs(10)),
     );
     (server.unwrap(), client.unwrap())
+}
+
+/// A listener (job `broker`) and one connected client (job `client`): (server end, client end).
+async fn pair(service: &ServeHandle, cfg: StreamConfig) -> (Connection, Connection) {
+    let mut listener = listen(service, cfg.clone()).await;
+    accept_one(&mut listener, store(service, "client"), ns(), cfg).await
+}
+
+/// Why job `job` could not connect to [`ns`] within `patience`.
+async fn connect_error(service: &ServeHandle, job: &str, patience: Duration) -> StreamError {
+    guarded(stream::connect(
+        store(service, job),
+        ns(),
+        quick(),
+        patience,
+    ))
+    .await
+    .err()
+    .unwrap()
 }
 
 fn message(i: usize) -> Bytes {
@@ -68,6 +105,19 @@ async fn receive_all(rx: &mut StreamReceiver, count: usize) {
     assert_eq!(rx.recv().await.unwrap(), None);
 }
 
+/// Sends `count` messages each way at once and receives them all on the other side.
+async fn exchange_both_ways(server: Connection, client: Connection, count: usize) {
+    let (mut server_rx, mut client_rx) = (server.rx, client.rx);
+    let up = tokio::spawn(send_all(client.tx, count));
+    let down = tokio::spawn(send_all(server.tx, count));
+    tokio::join!(
+        receive_all(&mut server_rx, count),
+        receive_all(&mut client_rx, count)
+    );
+    up.await.unwrap();
+    down.await.unwrap();
+}
+
 /// Names of the segments of `peer`'s stream in `direction` ("up" or "down").
 async fn segments(store: &ArtifactStore, peer: &str, direction: &str) -> Vec<String> {
     let prefix = format!("{}.{peer}.{direction}.", ns());
@@ -85,7 +135,7 @@ async fn segments(store: &ArtifactStore, peer: &str, direction: &str) -> Vec<Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_messages_arrive_in_order_then_the_clean_end() {
-    let service = serve::start(ServeConfig::default()).await.unwrap();
+    let service = start_service(ServeConfig::default()).await;
     guarded(async {
         let (mut server, client) = pair(&service, quick()).await;
         let sending = tokio::spawn(send_all(client.tx, 10_000));
@@ -99,29 +149,20 @@ async fn ten_thousand_messages_arrive_in_order_then_the_clean_end() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_directions_at_once() {
-    let service = serve::start(ServeConfig::default()).await.unwrap();
+    let service = start_service(ServeConfig::default()).await;
     guarded(async {
-        let (mut server, mut client) = pair(&service, quick()).await;
-        let up = tokio::spawn(send_all(client.tx, 5_000));
-        let down = tokio::spawn(send_all(server.tx, 5_000));
-        tokio::join!(
-            receive_all(&mut server.rx, 5_000),
-            receive_all(&mut client.rx, 5_000)
-        );
-        up.await.unwrap();
-        down.await.unwrap();
+        let (server, client) = pair(&service, quick()).await;
+        exchange_both_ways(server, client, 5_000).await;
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listener_serves_several_clients() {
-    let service = serve::start(ServeConfig::default()).await.unwrap();
+    let service = start_service(ServeConfig::default()).await;
     guarded(async {
         let cfg = quick();
-        let mut listener = Listener::bind(store(&service, "broker"), ns(), cfg.clone())
-            .await
-            .unwrap();
+        let mut listener = listen(&service, cfg.clone()).await;
         let clients = (0..3).map(|i| {
             let store = store(&service, &format!("worker-{i}"));
             let cfg = cfg.clone();
@@ -165,12 +206,11 @@ async fn a_listener_serves_several_clients() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotates_through_segments_before_the_append_limit() {
     // The service enforces the limit too: a writer that overran it would fail.
-    let service = serve::start(ServeConfig {
+    let service = start_service(ServeConfig {
         max_appends: 20,
         ..ServeConfig::default()
     })
-    .await
-    .unwrap();
+    .await;
     guarded(async {
         // Small appends force many of them; messages bigger than an append travel in parts.
         let cfg = StreamConfig {
@@ -204,12 +244,11 @@ async fn rotates_through_segments_before_the_append_limit() {
 async fn moves_to_a_new_segment_when_the_upload_url_expires() {
     // The service signs expiry in whole seconds: 2 s gives URLs that live 1 to 2 s.
     let url_ttl = Duration::from_secs(2);
-    let service = serve::start(ServeConfig {
+    let service = start_service(ServeConfig {
         url_ttl,
         ..ServeConfig::default()
     })
-    .await
-    .unwrap();
+    .await;
     guarded(async {
         let (mut server, client) = pair(&service, quick()).await;
         let sending = tokio::spawn(async move {
@@ -233,7 +272,7 @@ async fn moves_to_a_new_segment_when_the_upload_url_expires() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_whose_segment_a_stopped_cluster_deleted_leaves_nothing_behind() {
-    let service = serve::start(ServeConfig::default()).await.unwrap();
+    let service = start_service(ServeConfig::default()).await;
     guarded(async {
         let (server, client) = pair(&service, quick()).await;
         // The cluster stops while the client is still connecting: the marker first, then
@@ -267,13 +306,9 @@ async fn a_writer_whose_segment_a_stopped_cluster_deleted_leaves_nothing_behind(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_vanishes_without_closing_times_out() {
-    let service = serve::start(ServeConfig::default()).await.unwrap();
+    let service = start_service(ServeConfig::default()).await;
     guarded(async {
-        let cfg = StreamConfig {
-            peer_timeout: Duration::from_secs(1),
-            ..quick()
-        };
-        let (mut server, client) = pair(&service, cfg).await;
+        let (mut server, client) = pair(&service, impatient()).await;
         client
             .tx
             .send(Bytes::from_static(b"last words"))
@@ -294,13 +329,9 @@ async fn a_peer_that_vanishes_without_closing_times_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keepalives_hold_an_idle_stream_open() {
-    let service = serve::start(ServeConfig::default()).await.unwrap();
+    let service = start_service(ServeConfig::default()).await;
     guarded(async {
-        let cfg = StreamConfig {
-            peer_timeout: Duration::from_secs(1),
-            ..quick()
-        };
-        let (mut server, client) = pair(&service, cfg).await;
+        let (mut server, client) = pair(&service, impatient()).await;
         // Idle for several peer timeouts: keepalives must keep the peer alive.
         let later = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(3)).await;
@@ -323,7 +354,7 @@ async fn keepalives_hold_an_idle_stream_open() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_ends_the_stream_cleanly() {
-    let service = serve::start(ServeConfig::default()).await.unwrap();
+    let service = start_service(ServeConfig::default()).await;
     guarded(async {
         let (mut server, client) = pair(&service, quick()).await;
         client.tx.send(Bytes::new()).await.unwrap();
@@ -343,24 +374,16 @@ async fn close_ends_the_stream_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivers_exactly_once_in_order_despite_faults() {
-    let service = serve::start(ServeConfig {
+    let service = start_service(ServeConfig {
         fail_rate: 0.1,
         throttle_rate: 0.05,
         seed: 7,
         ..ServeConfig::default()
     })
-    .await
-    .unwrap();
+    .await;
     guarded(async {
-        let (mut server, mut client) = pair(&service, quick()).await;
-        let up = tokio::spawn(send_all(client.tx, 2_000));
-        let down = tokio::spawn(send_all(server.tx, 2_000));
-        tokio::join!(
-            receive_all(&mut server.rx, 2_000),
-            receive_all(&mut client.rx, 2_000)
-        );
-        up.await.unwrap();
-        down.await.unwrap();
+        let (server, client) = pair(&service, quick()).await;
+        exchange_both_ways(server, client, 2_000).await;
     })
     .await;
 }
@@ -394,7 +417,7 @@ async fn failing_one_in_five(seed: u64) -> ServeHandle {
         seed,
         ..ServeConfig::default()
     };
-    serve::start(cfg).await.unwrap()
+    start_service(cfg).await
 }
 
 /// Two attempts per request, quickly: on [`failing_one_in_five`], one request in 25 fails for
@@ -518,11 +541,9 @@ async fn a_segment_half_created_when_the_store_failed_is_finished_not_created_ag
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_in_a_segment_is_a_bad_frame() {
-    let service = serve::start(ServeConfig::default()).await.unwrap();
+    let service = start_service(ServeConfig::default()).await;
     guarded(async {
-        let mut listener = Listener::bind(store(&service, "broker"), ns(), quick())
-            .await
-            .unwrap();
+        let mut listener = listen(&service, quick()).await;
         // A client that writes its up-stream by hand, with bytes that are no frame.
         let name = format!("{}.0123456789abcdef.up.0", ns());
         let mut raw = store(&service, "rogue").create_append(&name).await.unwrap();
@@ -548,16 +569,8 @@ async fn garbage_in_a_segment_is_a_bad_frame() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_gives_up_without_a_listener() {
-    let service = serve::start(ServeConfig::default()).await.unwrap();
-    let err = guarded(stream::connect(
-        store(&service, "client"),
-        ns(),
-        quick(),
-        Duration::from_millis(200),
-    ))
-    .await
-    .err()
-    .unwrap();
+    let service = start_service(ServeConfig::default()).await;
+    let err = connect_error(&service, "client", Duration::from_millis(200)).await;
     assert!(
         matches!(&err, StreamError::NoListener { name, .. } if name == "ca.test.1.listen"),
         "{err}"
@@ -566,7 +579,7 @@ async fn connect_gives_up_without_a_listener() {
 
 #[tokio::test]
 async fn a_closed_listener_turns_late_clients_away_at_once() {
-    let service = serve::start(ServeConfig::default()).await.unwrap();
+    let service = start_service(ServeConfig::default()).await;
     let broker = store(&service, "broker");
     let listener = Listener::bind(broker.clone(), ns(), quick()).await.unwrap();
     drop(listener);
@@ -574,15 +587,7 @@ async fn a_closed_listener_turns_late_clients_away_at_once() {
     // Closing twice is fine (a broker stopping after a `stop`).
     stream::close_listener(&broker, &ns()).await.unwrap();
     // The wait would be an hour: the client must not sit it out.
-    let err = guarded(stream::connect(
-        store(&service, "late-worker"),
-        ns(),
-        quick(),
-        Duration::from_secs(3600),
-    ))
-    .await
-    .err()
-    .unwrap();
+    let err = connect_error(&service, "late-worker", Duration::from_secs(3600)).await;
     assert!(
         matches!(&err, StreamError::ListenerClosed { name } if name == "ca.test.1.listen"),
         "{err}"
@@ -618,7 +623,7 @@ async fn rejects_bad_namespaces_and_settings() {
 /// the listener says so instead of waiting for clients that can no longer find it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listener_whose_listen_artifact_vanishes_says_so() {
-    let service = serve::start(ServeConfig::default()).await.unwrap();
+    let service = start_service(ServeConfig::default()).await;
     guarded(async {
         let broker = store(&service, "broker");
         let mut listener = Listener::bind(broker.clone(), ns(), quick()).await.unwrap();
@@ -649,7 +654,7 @@ async fn a_listener_whose_listen_artifact_vanishes_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sealed_streams_deliver_and_refuse_another_secret() {
     use cluster_action::seal::ClusterKeys;
-    let service = serve::start(ServeConfig::default()).await.unwrap();
+    let service = start_service(ServeConfig::default()).await;
     let sealed = |secret: &[u8]| StreamConfig {
         seal: Some(ClusterKeys::derive(secret, "run-1", "test").unwrap()),
         ..quick()
@@ -676,23 +681,12 @@ async fn sealed_streams_deliver_and_refuse_another_secret() {
             );
         }
 
-        let mut listener = Listener::bind(
-            store.clone(),
-            Namespace::new("other", "1").unwrap(),
-            sealed(b"secret"),
-        )
-        .await
-        .unwrap();
-        let (server, client) = tokio::join!(
-            listener.accept(),
-            stream::connect(
-                store.clone(),
-                Namespace::new("other", "1").unwrap(),
-                sealed(b"another"),
-                Duration::from_secs(10)
-            ),
-        );
-        let (mut server, client) = (server.unwrap(), client.unwrap());
+        let other = Namespace::new("other", "1").unwrap();
+        let mut listener = Listener::bind(store.clone(), other.clone(), sealed(b"secret"))
+            .await
+            .unwrap();
+        let (mut server, client) =
+            accept_one(&mut listener, store.clone(), other, sealed(b"another")).await;
         client.tx.send(message(1)).await.unwrap();
         let refused = server.rx.recv().await.unwrap_err();
         assert!(

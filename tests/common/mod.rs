@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use cluster_action::proto::JobSpec;
 
-use cluster_action::serve::ServeHandle;
+use cluster_action::serve::{ServeConfig, ServeHandle};
 use cluster_action::store::{ArtifactStore, RetryPolicy, StoreConfig};
 use cluster_action::token::{BackendIds, make_token};
 
@@ -45,6 +45,11 @@ pub fn quick_retry() -> RetryPolicy {
         base_delay: Duration::from_millis(5),
         max_delay: Duration::from_millis(50),
     }
+}
+
+/// The local artifact service with `cfg`.
+pub async fn start_service(cfg: ServeConfig) -> ServeHandle {
+    cluster_action::serve::start(cfg).await.unwrap()
 }
 
 /// A client of the service at `url` acting as job `job` of [`RUN`].
