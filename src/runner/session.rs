@@ -393,8 +393,10 @@ impl Shell<'_> {
         }
         let closing = self.machine.closing();
         self.apply_all(closing).await?;
-        if let Err(e) = self.link.close().await {
-            warn!("closing the stream to the broker: {e}");
+        match self.link.close().await {
+            Err(e) if e.is_listener_closed() => info!("closing the stream to the broker: {e}"),
+            Err(e) => warn!("closing the stream to the broker: {e}"),
+            Ok(()) => {}
         }
         Ok(self
             .machine

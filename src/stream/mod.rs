@@ -210,6 +210,16 @@ impl StreamError {
         matches!(self, StreamError::Store(e) if e.is_transient())
     }
 
+    /// Whether the stream ended because its listener closed: the cluster stopped, an ordinary
+    /// end for a peer that joined as it did (worth a note, not a warning).
+    pub fn is_listener_closed(&self) -> bool {
+        match self {
+            StreamError::ListenerClosed { .. } => true,
+            StreamError::Broken(inner) => inner.is_listener_closed(),
+            _ => false,
+        }
+    }
+
     /// [`StreamError::PeerTimeout`] for `peer` after `timeout`.
     fn peer_timeout(peer: &str, timeout: Duration) -> Self {
         Self::PeerTimeout {
@@ -227,4 +237,19 @@ pub struct Connection {
     pub tx: StreamSender,
     /// Receives the peer's messages.
     pub rx: StreamReceiver,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_listener_is_told_apart_however_deep_the_stream_broke() {
+        let closed = StreamError::ListenerClosed { name: "l".into() };
+        assert!(closed.is_listener_closed());
+        let broken = StreamError::Broken(Arc::new(StreamError::Broken(Arc::new(closed))));
+        assert!(broken.is_listener_closed());
+        let timeout = StreamError::peer_timeout("p", Duration::from_secs(1));
+        assert!(!StreamError::Broken(Arc::new(timeout)).is_listener_closed());
+    }
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Duration, Instant};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::frame::{self, Kind, MAX_PAYLOAD};
 use super::names::SegmentNames;
@@ -130,7 +130,12 @@ pub(crate) fn spawn(
             // Every sender was dropped without closing: stop, so the peer times out.
             Ok(false) => return,
             Err(e) => {
-                warn!(stream = %writer.names.segment(writer.index), error = %e, "stream writer failed");
+                let stream = writer.names.segment(writer.index);
+                if e.is_listener_closed() {
+                    info!(%stream, error = %e, "stream writer stopped");
+                } else {
+                    warn!(%stream, error = %e, "stream writer failed");
+                }
                 let e = Arc::new(e);
                 let _ = task_outcome.set(Err(Arc::clone(&e)));
                 Err(StreamError::Broken(e))

@@ -466,8 +466,10 @@ impl Shell {
                 }),
             _ => close.await,
         };
-        if let Err(e) = closed {
-            warn!("closing the stream to the broker: {e}");
+        match closed {
+            Err(e) if e.is_listener_closed() => info!("closing the stream to the broker: {e}"),
+            Err(e) => warn!("closing the stream to the broker: {e}"),
+            Ok(()) => {}
         }
         match result {
             // A broker that stopped the cluster before it knew this worker closes its stream
