@@ -1,6 +1,7 @@
-//! Suites whose framework fails in every batch, through `cluster-action local`: the run ends
-//! soon, every test an error in the framework's own words, said once in the log and in the job
-//! summary; and a nextest suite that could not start on workers is refused up front.
+//! Suites that do not end the normal way, through `cluster-action local`: a framework failing
+//! in every batch ends the run soon, every test an error in the framework's own words, said
+//! once in the log and in the job summary; a nextest suite that could not start on workers is
+//! refused up front; a cancelled run keeps what its tests did before the cancel.
 //!
 //! Tools (pytest, cargo-nextest) are looked up on PATH after the directories in
 //! `CLUSTER_TEST_TOOLS`; a missing one skips its test outside CI and fails it under `CI=true`.
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 mod common;
+use common::await_some;
 use common::report::read_report_of;
 
 /// PATH with the test tools first.
@@ -228,4 +230,58 @@ fn a_nextest_suite_needs_a_layer_holding_its_workspace() {
     for (id, status, message) in &tests {
         assert_ne!(status, "error", "{id}: {message}");
     }
+}
+
+#[test]
+fn a_cancelled_run_keeps_the_tests_that_passed_before_the_cancel() {
+    if !have("python", &["-m", "pytest", "--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("slow-started");
+    // One batch (one slot): `fast` passes, then `slow` says it started (pytest has printed
+    // `fast`'s PASSED by then) and waits far longer than the test.
+    std::fs::write(
+        dir.path().join("test_c.py"),
+        format!(
+            "import time\n\ndef test_fast():\n    pass\n\ndef test_slow():\n    \
+             open({:?}, 'w').close()\n    time.sleep(300)\n",
+            started.display().to_string()
+        ),
+    )
+    .unwrap();
+    let json = dir.path().join("report.json");
+    let local = Command::new(env!("CARGO_BIN_EXE_cluster-action"))
+        .args(["local", "--workers", "1", "--slots", "1", "--report-json"])
+        .arg(&json)
+        .arg("--pytest")
+        .current_dir(dir.path())
+        .env("PATH", tool_path())
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    await_some("the slow test to start", || started.exists().then_some(()));
+    // SAFETY: kill(2) on the child this test spawned and has not waited for.
+    unsafe { libc::kill(local.id() as libc::pid_t, libc::SIGTERM) };
+    let out = local.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let (report, _) = read_report_of(&json, &stderr);
+    let tests: Vec<(String, String, u64)> = report["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let id = t["id"].as_str().unwrap().to_owned();
+            let status = t["status"].as_str().unwrap().to_owned();
+            (id, status, t["attempts"].as_u64().unwrap())
+        })
+        .collect();
+    let want = [
+        ("test_c.py::test_fast".to_owned(), "passed".to_owned(), 1),
+        ("test_c.py::test_slow".to_owned(), "not_run".to_owned(), 0),
+    ];
+    assert_eq!(tests, want, "{report}");
 }

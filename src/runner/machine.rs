@@ -586,7 +586,9 @@ impl Machine {
             return Vec::new();
         };
         let mut fx = Vec::new();
-        if let (true, Some(layer)) = (self.fetch_outputs, outcome.outputs_layer.take()) {
+        // A cancelled job's outputs came back for suite batches' reports; none is fetched.
+        let fetch = self.fetch_outputs && outcome.status != JobStatus::Cancelled;
+        if let (true, Some(layer)) = (fetch, outcome.outputs_layer.take()) {
             let path = outcome.outputs_path.take();
             entry.fetching = Some((layer.clone(), path.clone(), 1));
             fx.push(Effect::FetchOutputs {

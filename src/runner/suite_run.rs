@@ -57,6 +57,8 @@ struct InFlight {
     /// How its process ended by itself, once the broker said (not when it was killed, lost
     /// or never started).
     exit: Option<Exit>,
+    /// Whether a cancel ended it (its tests not reported by then were not attempted).
+    cancelled: bool,
 }
 
 /// How a batch's process ended by itself: its exit code and the end of what it printed.
@@ -249,6 +251,7 @@ impl SuiteRun {
         if !outcome.worker.is_empty() {
             batch.worker = Some(outcome.worker.clone());
         }
+        batch.cancelled = outcome.status == JobStatus::Cancelled;
         if let (JobStatus::Passed | JobStatus::Failed, Some(code)) =
             (outcome.status, outcome.exit_code)
         {
@@ -273,6 +276,7 @@ impl SuiteRun {
             .listing
             .parse_report(report, &batch.tests);
         let results = self.explain_unreported(&batch, results);
+        let results = before_cancel(&batch, results);
         let retries = self.suites[suite].def.retries;
         let name = self.suites[suite].def.suite.name.clone();
         let mut requeue = Vec::new();
@@ -505,10 +509,20 @@ impl SuiteRun {
             name,
             worker: None,
             exit: None,
+            cancelled: false,
         };
         self.in_flight.insert(index, batch);
         Submission { index, spec }
     }
+}
+
+/// `results` of `batch` without the tests a cancel stopped it before: those were not
+/// attempted (they end `not_run`), while those its framework reported keep their results.
+fn before_cancel(batch: &InFlight, mut results: Vec<TestResult>) -> Vec<TestResult> {
+    if batch.cancelled {
+        results.retain(|r| r.status != TestStatus::NotRun);
+    }
+    results
 }
 
 /// Attempts of a record that ran to an end.
@@ -866,6 +880,25 @@ pub(crate) mod tests {
         }
         assert_eq!(attempts, 3, "1 + retries");
         assert_eq!(status_of(&run, "1").name(), "failed");
+    }
+
+    #[test]
+    fn a_cancelled_batch_keeps_what_its_framework_reported_and_the_rest_is_not_run() {
+        let mut suite = listed("a", &["t.py::fast", "t.py::slow"], 2);
+        suite.def.suite.framework = crate::suite::Framework::Pytest;
+        suite.listing = Listing::new(&suite.def.suite, suite.listing.tests.clone());
+        let mut run = SuiteRun::new(vec![suite], Timings::default(), 0);
+        let sub = run.plan(1).remove(0);
+        run.stop();
+        let mut cancelled = exited("w1", 0, "");
+        (cancelled.status, cancelled.exit_code) = (JobStatus::Cancelled, None);
+        run.ended_on(sub.index, &cancelled);
+        // pytest's progress, cut by the cancel: `fast` had passed.
+        let progress = b"t.py::fast PASSED     [ 50%]\nt.py::slow ";
+        assert!(run.finished(sub.index, Some(progress)).is_empty());
+        let entries: Vec<_> = run.records().iter().map(TestRecord::entry).collect();
+        assert_eq!((entries[0].status, entries[0].attempts), ("passed", 1));
+        assert_eq!((entries[1].status, entries[1].attempts), ("not_run", 0));
     }
 
     #[test]
