@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 mod common;
-use common::await_some;
 use common::report::read_report_of;
+use common::{await_some, copy_tree};
 
 /// PATH with the test tools first.
 fn tool_path() -> String {
@@ -51,23 +51,6 @@ fn checkout(name: &str, manifest: &str) -> tempfile::TempDir {
     copy_tree(&source, dir.path());
     std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
     dir
-}
-
-/// Copies the tree at `from` to `to`, leaving out build output and caches.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        if ["target", "__pycache__", ".pytest_cache"].contains(&name.to_str().unwrap()) {
-            continue;
-        }
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &to.join(&name));
-        } else {
-            std::fs::copy(entry.path(), to.join(&name)).unwrap();
-        }
-    }
 }
 
 /// What a `local` run left: its exit code, stderr, JSON report and job summary.
