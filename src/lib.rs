@@ -47,7 +47,7 @@
 //!   fetches outputs and batch reports; `runner::suite_run`, the suites' part of the machine
 //!   (plan batches once the slots are known, each test's result from its batch's report,
 //!   requeue what a batch never finished, retry failures alone and away from the workers
-//!   they ran on, flaky); progress and reports
+//!   they ran on, flaky, stop a suite whose framework fails the same way on two workers); progress and reports
 //!   (per job, and per test: `runner::report`).
 //! - [`suite`]: test suites: frameworks (nextest, pytest, go test, a command pair) listing a
 //!   suite on the runner, the command a worker runs for a batch, per-test results from the

@@ -1,8 +1,11 @@
 //! The runner's decisions for test suites, as a pure state machine: which batches to submit
 //! (planned from estimates once the cluster's slots are known), what each batch's report means
 //! for each test, which tests go back to the queue (those a crashed batch or a lost worker never
-//! finished), which are retried alone (a failure, up to the suite's `retries`), and when the
-//! suites are done.
+//! finished), which are retried alone (a failure, up to the suite's `retries`), which suites
+//! stop because their framework fails the same way everywhere ([`SuiteFailure`]; the tests
+//! its framework did not report carry what their batch printed), and when the suites are done.
+//! A batch a cancel ended keeps what its framework reported; its other tests were not
+//! attempted.
 //!
 //! It does no I/O: `runner::machine` feeds it the broker's messages and the reports the shell
 //! fetched, and submits the batches it returns. Each test's result comes from the framework's
