@@ -28,9 +28,9 @@ use cluster_action::suite::{
 use cluster_action::suite::{FinalStatus, TestRecord};
 
 mod common;
-use common::await_some;
 use common::report::read_report_of;
 use common::suite::junit_counts;
+use common::{await_some, copy_tree};
 
 /// The fixture directory `name`.
 fn fixture(name: &str) -> PathBuf {
@@ -103,23 +103,6 @@ fn suite(name: &str, framework: Framework, args: &[&str]) -> Suite {
         name: name.into(),
         framework,
         args: args.iter().map(|a| a.to_string()).collect(),
-    }
-}
-
-/// Copies the tree at `from` to `to`, leaving out build output and caches.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        if ["target", "__pycache__"].contains(&name.to_str().unwrap()) {
-            continue;
-        }
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &to.join(&name));
-        } else {
-            std::fs::copy(entry.path(), to.join(&name)).unwrap();
-        }
     }
 }
 

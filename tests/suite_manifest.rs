@@ -32,12 +32,12 @@ fn the_issue_example_is_accepted_as_written() {
 defaults:
   retries: 1
 layers:
-  app: {paths: [app]}
+  workspace: {paths: [.]}
 suites:
   - name: rust
     framework: nextest
     args: [--workspace]
-    layers: [app]
+    layers: [workspace]
     batch: 30s
     retries: 2
   - name: py
@@ -57,7 +57,7 @@ suites:
     };
     assert_eq!(rust.suite.framework, Framework::Nextest);
     assert_eq!(rust.suite.args, ["--workspace"]);
-    assert_eq!(rust.layers, ["app"]);
+    assert_eq!(rust.layers, ["workspace"]);
     assert_eq!(rust.batch, Some(Duration::from_secs(30)));
     assert_eq!((rust.retries, rust.split), (2, Split::Test));
     assert_eq!((py.retries, py.split, py.batch), (1, Split::File, None));

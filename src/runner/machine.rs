@@ -315,11 +315,15 @@ impl Machine {
     /// The report of suite batch `index` was fetched (`None`: it brought none back): the
     /// suites' next batches, and the end of submission when they are done.
     pub fn report_fetched(&mut self, index: JobIndex, report: Option<Vec<u8>>) -> Vec<Effect> {
-        let mut fx = submit_all(self.suites.finished(index, report.as_deref()));
+        let next = self.suites.finished(index, report.as_deref());
+        let mut fx: Vec<Effect> = (self.suites.take_notices().into_iter())
+            .map(Effect::Notice)
+            .collect();
         let ended = self.suites.take_ended();
         if !ended.is_empty() {
-            fx.insert(0, Effect::TestsEnded(ended));
+            fx.push(Effect::TestsEnded(ended));
         }
+        fx.extend(submit_all(next));
         fx.extend(self.end_submission_when_done());
         fx
     }
@@ -536,6 +540,7 @@ impl Machine {
         RunReport {
             jobs,
             tests: self.suites.records(),
+            suite_failures: self.suites.failures(),
             wall_ms,
         }
     }
@@ -558,14 +563,19 @@ impl Machine {
     /// Suite batch `index` ended: its report is fetched (its exit code decides nothing), and
     /// the user is told why when it brought none back.
     fn batch_finished(&mut self, index: JobIndex, outcome: JobOutcome) -> Vec<Effect> {
-        self.suites.ended_on(index, &outcome.worker);
+        self.suites.ended_on(index, &outcome);
         let mut fx = Vec::new();
         let name = self.suites.name(index).unwrap_or("?");
         if let Some(error) = outcome.error.as_deref() {
             fx.push(Effect::Notice(Notice::warn(format!(
                 "suite batch '{name}': {error}"
             ))));
-        } else if outcome.outputs_layer.is_none() && outcome.status != JobStatus::Cancelled {
+        } else if outcome.outputs_layer.is_none()
+            && outcome.exit_code.is_none()
+            && outcome.status != JobStatus::Cancelled
+        {
+            // A batch that exited by itself is explained with its tests
+            // (`SuiteRun::take_notices`).
             let tail: Vec<&str> = outcome.output.lines().rev().take(10).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             fx.push(Effect::Notice(Notice::warn(format!(
@@ -587,7 +597,9 @@ impl Machine {
             return Vec::new();
         };
         let mut fx = Vec::new();
-        if let (true, Some(layer)) = (self.fetch_outputs, outcome.outputs_layer.take()) {
+        // A cancelled job's outputs came back for suite batches' reports; none is fetched.
+        let fetch = self.fetch_outputs && outcome.status != JobStatus::Cancelled;
+        if let (true, Some(layer)) = (fetch, outcome.outputs_layer.take()) {
             let path = outcome.outputs_path.take();
             entry.fetching = Some((layer.clone(), path.clone(), 1));
             fx.push(Effect::FetchOutputs {

@@ -383,12 +383,21 @@ impl Shell<'_> {
         }
     }
 
-    /// Waits for the outputs still on their way, then stops the cluster if asked (a stopping
+    /// Waits for the outputs and batch reports still on their way, then stops the cluster if asked (a stopping
     /// broker deletes the outputs layers: stopped first, it deleted layers still being
     /// fetched), closes the stream, and makes the report.
     async fn finish(mut self, end: &RunEnd, started: Instant) -> Result<RunReport, RunError> {
         while let Some(done) = self.fetches.join_next().await {
             let effects = self.fetched(done);
+            self.apply_all(effects).await?;
+        }
+        // The reports of batches a cancel ended: what their tests did before it.
+        while let Some(done) = self.report_fetches.join_next().await {
+            let (index, report) = done.map_err(|source| RunError::Task {
+                what: "report fetch",
+                source,
+            })?;
+            let effects = self.machine.report_fetched(index, report);
             self.apply_all(effects).await?;
         }
         let closing = self.machine.closing();

@@ -1,23 +1,29 @@
 //! The runner's decisions for test suites, as a pure state machine: which batches to submit
 //! (planned from estimates once the cluster's slots are known), what each batch's report means
 //! for each test, which tests go back to the queue (those a crashed batch or a lost worker never
-//! finished), which are retried alone (a failure, up to the suite's `retries`), and when the
-//! suites are done.
+//! finished), which are retried alone (a failure, up to the suite's `retries`), which suites
+//! stop because their framework fails the same way everywhere ([`SuiteFailure`]; the tests
+//! its framework did not report carry what their batch printed), and when the suites are done.
+//! A batch a cancel ended keeps what its framework reported; its other tests were not
+//! attempted.
 //!
 //! It does no I/O: `runner::machine` feeds it the broker's messages and the reports the shell
 //! fetched, and submits the batches it returns. Each test's result comes from the framework's
 //! report ([`Listing::parse_report`]), never from the batch's exit code.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::history::timings::Timings;
 use crate::layer::Digest;
-use crate::proto::{Isolation, JobIndex, JobSpec, Submission};
+use crate::notice::Notice;
+use crate::proto::{Isolation, JobIndex, JobOutcome, JobSpec, JobStatus, Submission};
 use crate::runner::manifest::{DEFAULT_TIMEOUT, SuiteDef};
+use crate::runner::report::{last_lines, without_escapes};
 use crate::suite::TestKey;
 use crate::suite::plan::{PlanTest, estimate_tests, plan_batches};
 use crate::suite::{
-    ATTEMPT_ENV, FinalStatus, Listing, REPORT_ENV, Split, TestCase, TestRecord, TestStatus,
+    ATTEMPT_ENV, FinalStatus, Listing, REPORT_ENV, Split, TestCase, TestRecord, TestResult,
+    TestStatus,
 };
 
 /// The file, relative to a batch's directory, its framework writes its report to; the batch's
@@ -27,6 +33,10 @@ pub const REPORT_FILE: &str = "cluster-report.out";
 /// How often a test that its batch never finished (a crash, a lost worker) goes back to the
 /// queue before it counts as an error: a test that kills its batch every time must end.
 pub const MAX_REQUEUES: u32 = 3;
+
+/// Lines of a batch's output a test's message and the log quote: the end of a log is where
+/// a framework says why it stopped.
+const QUOTED_LINES: usize = 10;
 
 /// A listed suite, ready to run: its definition, its listing and the digests of the layers
 /// every batch gets (the suite's own, then the files its framework ships).
@@ -66,6 +76,38 @@ struct InFlight {
     name: String,
     /// The worker it ran on, once the broker said.
     worker: Option<String>,
+    /// How its process ended by itself, once the broker said (not when it was killed, lost
+    /// or never started).
+    exit: Option<Exit>,
+    /// Whether a cancel ended it (its tests not reported by then were not attempted).
+    cancelled: bool,
+}
+
+/// How a batch's process ended by itself: its exit code and the end of what it printed.
+#[derive(Debug, Clone)]
+struct Exit {
+    code: i32,
+    tail: String,
+}
+
+/// A batch that ended by itself without its framework reporting any of its tests.
+#[derive(Debug, Clone)]
+struct Silent {
+    worker: String,
+    code: i32,
+    tests: BTreeSet<String>,
+}
+
+/// A suite whose batches fail the same way on different workers: no batch of it is
+/// submitted any more, and its tests that did not run end as errors saying why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuiteFailure {
+    /// The suite.
+    pub suite: String,
+    /// How its batches failed, as a sentence.
+    pub reason: String,
+    /// The end of what its framework printed.
+    pub output: String,
 }
 
 /// Every suite of a run and what is known of each test.
@@ -81,6 +123,12 @@ pub struct SuiteRun {
     requeues: BTreeMap<TestKey, u32>,
     /// Attempts ended since [`SuiteRun::take_ended`] last took them.
     ended: Vec<TestEnded>,
+    /// Per suite, its batches that ended without reporting a test.
+    silent: BTreeMap<usize, Vec<Silent>>,
+    /// Per suite, why its batches stopped (see [`SuiteFailure`]).
+    failed: BTreeMap<usize, SuiteFailure>,
+    /// Notices for the user, taken by [`SuiteRun::take_notices`].
+    notices: Vec<Notice>,
     next_index: u64,
     batches_made: u64,
     planned: bool,
@@ -121,6 +169,9 @@ impl SuiteRun {
             in_flight: BTreeMap::new(),
             requeues: BTreeMap::new(),
             ended: Vec::new(),
+            silent: BTreeMap::new(),
+            failed: BTreeMap::new(),
+            notices: Vec::new(),
             next_index: first_index,
             batches_made: 0,
             planned: false,
@@ -220,13 +271,25 @@ impl SuiteRun {
         self.stopped = true;
     }
 
-    /// Batch `index` ended on `worker` (before its report is fetched): its tests' results
-    /// will name it, and their retries go to another worker where there is one.
-    pub fn ended_on(&mut self, index: JobIndex, worker: &str) {
-        if let Some(batch) = self.in_flight.get_mut(&index)
-            && !worker.is_empty()
+    /// Batch `index` ended as `outcome` says (before its report is fetched): its tests'
+    /// results will name its worker, and their retries go to another worker where there is
+    /// one; what it printed explains the tests its framework did not report.
+    pub fn ended_on(&mut self, index: JobIndex, outcome: &JobOutcome) {
+        let Some(batch) = self.in_flight.get_mut(&index) else {
+            return;
+        };
+        if !outcome.worker.is_empty() {
+            batch.worker = Some(outcome.worker.clone());
+        }
+        batch.cancelled = outcome.status == JobStatus::Cancelled;
+        if let (JobStatus::Passed | JobStatus::Failed, Some(code)) =
+            (outcome.status, outcome.exit_code)
         {
-            batch.worker = Some(worker.to_string());
+            let tail = without_escapes(last_lines(&outcome.output, QUOTED_LINES));
+            batch.exit = Some(Exit {
+                code,
+                tail: tail.trim_end().to_owned(),
+            });
         }
     }
 
@@ -242,6 +305,8 @@ impl SuiteRun {
         let results = self.suites[suite]
             .listing
             .parse_report(report, &batch.tests);
+        let results = self.explain_unreported(&batch, results);
+        let results = before_cancel(&batch, results);
         let retries = self.suites[suite].def.retries;
         let name = self.suites[suite].def.suite.name.clone();
         let mut requeue = Vec::new();
@@ -287,7 +352,10 @@ impl SuiteRun {
                 });
             }
         }
-        if self.stopped {
+        if self.failed.contains_key(&suite) {
+            self.settle_failed(suite);
+        }
+        if self.stopped || self.failed.contains_key(&suite) {
             return Vec::new();
         }
         let mut out = Vec::new();
@@ -308,6 +376,112 @@ impl SuiteRun {
     /// The attempts that ended since the last call, in the order their reports came.
     pub fn take_ended(&mut self) -> Vec<TestEnded> {
         std::mem::take(&mut self.ended)
+    }
+
+    /// The notices since the last call, for the user.
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
+    }
+
+    /// The suites whose batches failed the same way on different workers, in manifest order.
+    pub fn failures(&self) -> Vec<SuiteFailure> {
+        self.failed.values().cloned().collect()
+    }
+
+    /// `results` of `batch`, the tests its framework did not report carrying what the batch
+    /// printed. A batch that ended by itself without reporting any test is remembered; when
+    /// another such batch of the suite, with no test in common, ended the same way (the same
+    /// exit code) on another worker, the suite's failure is systematic (see
+    /// [`SuiteFailure`]): said once, with the output.
+    fn explain_unreported(
+        &mut self,
+        batch: &InFlight,
+        mut results: Vec<TestResult>,
+    ) -> Vec<TestResult> {
+        let Some(exit) = &batch.exit else {
+            return results;
+        };
+        let worker = batch.worker.as_deref().unwrap_or("a worker");
+        let said = format!(
+            "the batch exited with code {} on {worker}, its output ending:\n{}",
+            exit.code, exit.tail
+        );
+        let reported_none = results.iter().all(TestResult::is_unreported);
+        for result in results.iter_mut().filter(|r| r.is_unreported()) {
+            let message = result.message.take().unwrap_or_default();
+            result.message = Some(format!("{message}; {said}"));
+            result.output.clone_from(&exit.tail);
+        }
+        if results.is_empty() || !reported_none {
+            return results;
+        }
+        let name = self.suites[batch.suite].def.suite.name.clone();
+        let silent = self.silent.entry(batch.suite).or_default();
+        if silent.is_empty() {
+            self.notices.push(Notice::warn(format!(
+                "suite '{name}': batch '{}' reported none of its tests; {said}",
+                batch.name
+            )));
+        }
+        let tests: BTreeSet<String> = batch.tests.iter().map(|t| t.id.clone()).collect();
+        let earlier = silent
+            .iter()
+            .find(|s| s.code == exit.code && s.worker != worker && s.tests.is_disjoint(&tests));
+        if let (Some(earlier), false) = (earlier, self.failed.contains_key(&batch.suite)) {
+            let reason = format!(
+                "its batches exit with code {} without reporting a test, on {} and on {worker}",
+                exit.code, earlier.worker
+            );
+            self.notices.push(Notice::warn(format!(
+                "suite '{name}' stops: {reason}; its tests that did not run are errors \
+                 (each carries the output above)"
+            )));
+            self.failed.insert(
+                batch.suite,
+                SuiteFailure {
+                    suite: name,
+                    reason,
+                    output: exit.tail.clone(),
+                },
+            );
+        }
+        silent.push(Silent {
+            worker: worker.to_owned(),
+            code: exit.code,
+            tests,
+        });
+        results
+    }
+
+    /// Ends every test of failed suite `suite` that did not run and is in no batch in flight
+    /// as an error saying why the suite stopped.
+    fn settle_failed(&mut self, suite: usize) {
+        let Some(failure) = self.failed.get(&suite) else {
+            return;
+        };
+        let in_flight: BTreeSet<&str> = self
+            .in_flight
+            .values()
+            .filter(|b| b.suite == suite)
+            .flat_map(|b| b.tests.iter().map(|t| t.id.as_str()))
+            .collect();
+        let message = format!(
+            "not run: suite '{}' stopped: {}; its framework printed:\n{}",
+            failure.suite, failure.reason, failure.output
+        );
+        for record in &mut self.records[suite] {
+            if ran(record) > 0 || in_flight.contains(record.case.id.as_str()) {
+                continue;
+            }
+            record.attempts.push(TestResult {
+                case: record.case.clone(),
+                status: TestStatus::Error,
+                duration_ms: 0,
+                message: Some(message.clone()),
+                output: failure.output.clone(),
+                worker: None,
+            });
+        }
     }
 
     /// Every test's record: suites in manifest order, tests in listing order.
@@ -385,10 +559,21 @@ impl SuiteRun {
             tests,
             name,
             worker: None,
+            exit: None,
+            cancelled: false,
         };
         self.in_flight.insert(index, batch);
         Submission { index, spec }
     }
+}
+
+/// `results` of `batch` without the tests a cancel stopped it before: those were not
+/// attempted (they end `not_run`), while those its framework reported keep their results.
+fn before_cancel(batch: &InFlight, mut results: Vec<TestResult>) -> Vec<TestResult> {
+    if batch.cancelled {
+        results.retain(|r| r.status != TestStatus::NotRun);
+    }
+    results
 }
 
 /// Attempts of a record that ran to an end.
@@ -449,6 +634,164 @@ pub(crate) mod tests {
         }
         xml.push_str("</testsuite></testsuites>");
         xml.into_bytes()
+    }
+
+    /// The outcome of a batch whose process exited with `code` on `worker`, printing `output`.
+    fn exited(worker: &str, code: i32, output: &str) -> JobOutcome {
+        JobOutcome {
+            attempt: 1,
+            status: if code == 0 {
+                JobStatus::Passed
+            } else {
+                JobStatus::Failed
+            },
+            exit_code: Some(code),
+            duration_ms: 5,
+            worker: worker.into(),
+            output: output.into(),
+            outputs_layer: None,
+            outputs_path: None,
+            error: None,
+        }
+    }
+
+    /// Ends batch `sub` on `worker` with exit code `code`, having printed `output` and written
+    /// `report`; returns what comes next.
+    fn end(
+        run: &mut SuiteRun,
+        sub: &Submission,
+        (worker, code, output): (&str, i32, &str),
+        report: Option<&[u8]>,
+    ) -> Vec<Submission> {
+        run.ended_on(sub.index, &exited(worker, code, output));
+        run.finished(sub.index, report)
+    }
+
+    fn message_of(run: &SuiteRun, id: &str) -> String {
+        let records = run.records();
+        let record = records.iter().find(|r| r.case.id == id).expect("a record");
+        record.entry().message.unwrap_or_default()
+    }
+
+    #[test]
+    fn what_a_batch_printed_explains_the_tests_its_framework_did_not_report() {
+        let mut run = SuiteRun::new(vec![listed("a", &["1", "2"], 0)], Timings::default(), 0);
+        let sub = run.plan(1).remove(0);
+        let printed = "collecting\nERROR: file or directory not found: 2\n";
+        assert!(
+            end(
+                &mut run,
+                &sub,
+                ("w1", 4, printed),
+                Some(&junit(&[("1", "pass")]))
+            )
+            .is_empty()
+        );
+        assert_eq!(status_of(&run, "1").name(), "passed");
+        let message = message_of(&run, "2");
+        assert!(message.starts_with("not reported"), "{message}");
+        assert!(message.contains("exited with code 4 on w1"), "{message}");
+        assert!(
+            message.contains("ERROR: file or directory not found: 2"),
+            "{message}"
+        );
+        assert!(
+            run.take_notices().is_empty(),
+            "a test was reported: no suite trouble"
+        );
+    }
+
+    #[test]
+    fn batches_failing_the_same_way_on_two_workers_stop_the_suite() {
+        let mut run = SuiteRun::new(
+            vec![
+                listed("a", &["1", "2", "3", "4"], 2),
+                listed("b", &["5"], 0),
+            ],
+            Timings::default(),
+            0,
+        );
+        let subs = run.plan(4);
+        let of_a: Vec<&Submission> = subs
+            .iter()
+            .filter(|s| run.in_flight[&s.index].suite == 0)
+            .collect();
+        assert_eq!(of_a.len(), 4, "one test a batch");
+        let broken = ("w1", 2, "fatal: no config\n");
+        // The first batch that reports nothing is requeued (a worker may be broken) and said.
+        let again = end(&mut run, of_a[0], broken, None);
+        assert_eq!(again.len(), 1);
+        let notices = run.take_notices();
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        assert!(notices[0].text.contains("fatal: no config"), "{notices:?}");
+        // Another batch on the same worker: not yet systematic.
+        let again_too = end(&mut run, of_a[1], broken, None);
+        assert_eq!(again_too.len(), 1);
+        assert!(run.failures().is_empty());
+        assert!(run.take_notices().is_empty(), "said once");
+        // A batch of other tests on another worker, the same exit code: systematic.
+        assert!(end(&mut run, of_a[2], ("w2", 2, "fatal: no config\n"), None).is_empty());
+        let notices = run.take_notices();
+        assert_eq!(notices.len(), 1, "said once: {notices:?}");
+        assert!(notices[0].text.contains("suite 'a' stops"), "{notices:?}");
+        let failures = run.failures();
+        assert_eq!(failures.len(), 1);
+        assert_eq!(failures[0].output, "fatal: no config");
+        // Batches in flight end as they come, their tests as errors; nothing is retried.
+        for sub in [&again[0], &again_too[0], of_a[3]] {
+            assert!(end(&mut run, sub, ("w1", 2, "fatal: no config\n"), None).is_empty());
+        }
+        for id in ["1", "2", "3", "4"] {
+            assert_eq!(status_of(&run, id).name(), "error", "{id}");
+            assert!(message_of(&run, id).contains("fatal: no config"), "{id}");
+        }
+        assert!(run.take_notices().is_empty(), "the log has it once");
+        // The other suite goes on.
+        let of_b = subs
+            .iter()
+            .find(|s| run.in_flight.get(&s.index).is_some_and(|b| b.suite == 1));
+        let of_b = of_b.expect("b in flight").clone();
+        assert!(
+            end(
+                &mut run,
+                &of_b,
+                ("w1", 0, ""),
+                Some(&junit(&[("5", "pass")]))
+            )
+            .is_empty()
+        );
+        assert_eq!(status_of(&run, "5").name(), "passed");
+        assert!(run.is_done());
+    }
+
+    #[test]
+    fn a_test_that_stops_its_batch_everywhere_is_not_the_suites_failure() {
+        let mut run = SuiteRun::new(vec![listed("a", &["1", "2"], 0)], Timings::default(), 0);
+        let mut sub = run.plan(1).remove(0);
+        for worker in ["w1", "w2", "w1"] {
+            let next = end(&mut run, &sub, (worker, 3, "crash"), None);
+            assert_eq!(next.len(), 1, "requeued: the same tests each time");
+            sub = next[0].clone();
+        }
+        assert!(run.failures().is_empty());
+    }
+
+    #[test]
+    fn a_batch_killed_or_exiting_differently_is_not_the_same_failure() {
+        let mut run = SuiteRun::new(
+            vec![listed("a", &["1", "2", "3"], 0)],
+            Timings::default(),
+            0,
+        );
+        let subs = run.plan(3);
+        assert_eq!(subs.len(), 3);
+        end(&mut run, &subs[0], ("w1", 2, "x"), None);
+        end(&mut run, &subs[1], ("w2", 3, "y"), None);
+        let mut killed = exited("w2", 0, "z");
+        (killed.status, killed.exit_code) = (JobStatus::Error, None);
+        run.ended_on(subs[2].index, &killed);
+        run.finished(subs[2].index, None);
+        assert!(run.failures().is_empty());
     }
 
     fn ids(sub: &Submission, run: &SuiteRun) -> Vec<String> {
@@ -559,13 +902,13 @@ pub(crate) mod tests {
             "a first attempt goes anywhere"
         );
         let first = planned[0].index;
-        run.ended_on(first, "w1");
+        run.ended_on(first, &exited("w1", 1, ""));
         let next = run.finished(first, Some(&junit(&[("1", "pass"), ("2", "fail")])));
         assert_eq!(next[0].spec.avoid_workers, ["w1"]);
-        run.ended_on(next[0].index, "w2");
+        run.ended_on(next[0].index, &exited("w2", 1, ""));
         let last = run.finished(next[0].index, Some(&junit(&[("2", "fail")])));
         assert_eq!(last[0].spec.avoid_workers, ["w1", "w2"]);
-        run.ended_on(last[0].index, "w1");
+        run.ended_on(last[0].index, &exited("w1", 0, ""));
         assert!(
             run.finished(last[0].index, Some(&junit(&[("2", "pass")])))
                 .is_empty()
@@ -621,6 +964,25 @@ pub(crate) mod tests {
         }
         assert_eq!(attempts, 3, "1 + retries");
         assert_eq!(status_of(&run, "1").name(), "failed");
+    }
+
+    #[test]
+    fn a_cancelled_batch_keeps_what_its_framework_reported_and_the_rest_is_not_run() {
+        let mut suite = listed("a", &["t.py::fast", "t.py::slow"], 2);
+        suite.def.suite.framework = crate::suite::Framework::Pytest;
+        suite.listing = Listing::new(&suite.def.suite, suite.listing.tests.clone());
+        let mut run = SuiteRun::new(vec![suite], Timings::default(), 0);
+        let sub = run.plan(1).remove(0);
+        run.stop();
+        let mut cancelled = exited("w1", 0, "");
+        (cancelled.status, cancelled.exit_code) = (JobStatus::Cancelled, None);
+        run.ended_on(sub.index, &cancelled);
+        // pytest's progress, cut by the cancel: `fast` had passed.
+        let progress = b"t.py::fast PASSED     [ 50%]\nt.py::slow ";
+        assert!(run.finished(sub.index, Some(progress)).is_empty());
+        let entries: Vec<_> = run.records().iter().map(TestRecord::entry).collect();
+        assert_eq!((entries[0].status, entries[0].attempts), ("passed", 1));
+        assert_eq!((entries[1].status, entries[1].attempts), ("not_run", 0));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
+use super::result::{NOT_REPORTED, NOT_RUN};
 use super::{TestCase, TestResult, TestStatus};
 
 /// What a report says about one test.
@@ -67,15 +68,9 @@ impl Reported {
                 },
                 None => {
                     let (status, message) = if self.complete {
-                        (
-                            TestStatus::Error,
-                            "not reported: the framework's report does not mention this test",
-                        )
+                        (TestStatus::Error, NOT_REPORTED)
                     } else {
-                        (
-                            TestStatus::NotRun,
-                            "not run: the batch stopped before reporting this test",
-                        )
+                        (TestStatus::NotRun, NOT_RUN)
                     };
                     TestResult {
                         case: case.clone(),

@@ -6,6 +6,13 @@ use serde::Serialize;
 
 use super::TestCase;
 
+/// The message of a test a complete report does not mention.
+pub(super) const NOT_REPORTED: &str =
+    "not reported: the framework's report does not mention this test";
+
+/// The message of a test a batch stopped before reporting.
+pub(super) const NOT_RUN: &str = "not run: the batch stopped before reporting this test";
+
 /// How one test ended in one attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TestStatus {
@@ -49,6 +56,17 @@ pub struct TestResult {
     pub output: String,
     /// The worker that ran it, once the runner has recorded it (a report does not say).
     pub worker: Option<String>,
+}
+
+impl TestResult {
+    /// Whether the framework said nothing of this test: its batch's report does not mention
+    /// it (whole or cut short), so only what the batch printed can say why.
+    pub fn is_unreported(&self) -> bool {
+        matches!(
+            (self.status, self.message.as_deref()),
+            (TestStatus::Error, Some(NOT_REPORTED)) | (TestStatus::NotRun, Some(NOT_RUN))
+        )
+    }
 }
 
 /// Everything known about one test of a run: its attempts, in order.

@@ -177,8 +177,16 @@ async fn execute(
         error: None,
     };
     let mut staged = None;
-    if !spec.outputs.is_empty() && outcome.status != JobStatus::Cancelled {
-        let deadline = started.checked_add(timeout);
+    if !spec.outputs.is_empty() {
+        // A cancelled attempt's outputs still go back (a suite batch's report holds what its
+        // framework finished before the cancel), found within the grace alone.
+        let deadline = match outcome.status {
+            JobStatus::Cancelled => {
+                cancel = watch::channel(false).1;
+                Some(Instant::now())
+            }
+            _ => started.checked_add(timeout),
+        };
         let found = stage_outputs(
             shared,
             spec,
@@ -205,7 +213,7 @@ async fn cancelled(cancel: &mut watch::Receiver<bool>) {
 
 /// Stages the files matching the job's output globs with the worker's outputs packer, which
 /// publishes them in a layer shared with the other jobs finishing about now. Finding them gets what is left of the job's timeout
-/// (at least [`OUTPUTS_GRACE`]) and stops when the job is cancelled or this attempt is
+/// (at least [`OUTPUTS_GRACE`]) and stops when the job is cancelled (`cancel`) or this attempt is
 /// dropped; running out of time is a timeout of the job. Matching symlinks that leave the
 /// job's directory are left out, with a note in `output`.
 async fn stage_outputs(

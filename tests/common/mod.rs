@@ -100,6 +100,23 @@ pub fn await_within<T>(what: &str, patience: Duration, mut probe: impl FnMut() -
     }
 }
 
+/// Copies the tree at `from` to `to`, leaving out build output and caches.
+pub fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if ["target", "__pycache__", ".pytest_cache"].contains(&name.to_str().unwrap()) {
+            continue;
+        }
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &to.join(&name));
+        } else {
+            fs::copy(entry.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
 /// Every file under `dir` (recursively), by its path relative to `dir`, with its bytes.
 pub fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {

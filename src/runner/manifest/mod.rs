@@ -190,8 +190,23 @@ pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Manifest, Manif
     let raw: schema::Manifest =
         serde_yaml::from_str(text).map_err(|e| invalid(vec![syntax_problem(&e)], 0))?;
     let suites = suites::resolve(&raw);
-    match (validate::resolve(raw, base_dir), suites) {
-        (Ok((layers, jobs, defaults)), Ok(suites)) => Ok(Manifest {
+    let wrote_layers: Vec<bool> = raw.suites.iter().map(|s| s.layers.is_some()).collect();
+    let resolved = match (validate::resolve(raw, base_dir), suites) {
+        (Ok((layers, jobs, defaults)), Ok(suites)) => {
+            let findings = suites::check_workspaces(&suites, &layers, &wrote_layers);
+            match findings.is_empty() {
+                true => Ok((layers, jobs, defaults, suites)),
+                false => Err(findings),
+            }
+        }
+        (jobs, suites) => Err([jobs.err(), suites.err()]
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect()),
+    };
+    match resolved {
+        Ok((layers, jobs, defaults, suites)) => Ok(Manifest {
             path: path.to_path_buf(),
             base_dir: base_dir.to_path_buf(),
             layers,
@@ -199,12 +214,7 @@ pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Manifest, Manif
             suites,
             defaults,
         }),
-        (jobs, suites) => {
-            let findings: Vec<validate::Finding> = [jobs.err(), suites.err()]
-                .into_iter()
-                .flatten()
-                .flatten()
-                .collect();
+        Err(findings) => {
             let omitted = findings.len().saturating_sub(MAX_PROBLEMS);
             let mut problems: Vec<Problem> = findings
                 .into_iter()

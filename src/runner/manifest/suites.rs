@@ -19,14 +19,15 @@
 //!     run: ./run-tests.sh "$@"   # gets the ids as arguments, writes JUnit to $CLUSTER_JUNIT
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::locate::node_path;
 use super::validate::{Checker, Finding};
-use super::{DEFAULT_RETRIES, schema};
+use super::{DEFAULT_RETRIES, LayerDef, schema};
 use crate::suite::{Framework, Split, Suite};
 
 /// One entry of `suites:` as written. Everything is optional here so that every problem is
@@ -127,6 +128,49 @@ pub(super) fn resolve(raw: &schema::Manifest) -> Result<Vec<SuiteDef>, Vec<Findi
     } else {
         Err(check.findings)
     }
+}
+
+/// Refuses each nextest suite none of whose layers holds the workspace's `Cargo.toml` at its
+/// root: a batch runs nextest's archive with the workspace remapped onto the batch's
+/// directory, and nextest stops at once, in every batch, without it. `wrote_layers[i]` says
+/// whether suite `i` has a `layers:` key (where the problem is shown).
+pub(super) fn check_workspaces(
+    suites: &[SuiteDef],
+    layers: &BTreeMap<String, LayerDef>,
+    wrote_layers: &[bool],
+) -> Vec<Finding> {
+    let mut check = Checker::default();
+    for (index, suite) in suites.iter().enumerate() {
+        let holds_manifest = |layer: &LayerDef| {
+            layer
+                .paths
+                .iter()
+                .any(|p| p == Path::new(".") || p == Path::new("Cargo.toml"))
+        };
+        if suite.suite.framework != Framework::Nextest
+            || (suite.layers.iter())
+                .filter_map(|name| layers.get(name))
+                .any(holds_manifest)
+        {
+            continue;
+        }
+        let key = match wrote_layers.get(index) {
+            Some(true) => "layers",
+            _ => "framework",
+        };
+        check.problem(
+            node_path!["suites", index, key],
+            format!(
+                "suite '{}' runs nextest on workers with its workspace remapped onto each \
+                 batch's directory, and none of its layers holds the workspace's Cargo.toml",
+                suite.suite.name
+            ),
+            "ship the workspace as `--nextest` does: define `workspace: {paths: [.]}` under \
+             `layers:` (the manifest's directory, the workspace root) and give the suite \
+             `layers: [workspace]`",
+        );
+    }
+    check.findings
 }
 
 /// A suite's name: present, printable, unique among suites and jobs.

@@ -28,6 +28,9 @@ pub struct RunReport {
     pub jobs: Vec<JobReport>,
     /// Every test of the run's suites, in manifest and listing order.
     pub tests: Vec<crate::suite::TestRecord>,
+    /// The suites whose batches stopped on a systematic failure, with what their framework
+    /// printed.
+    pub suite_failures: Vec<crate::runner::suite_run::SuiteFailure>,
     /// Wall time of the run in milliseconds.
     pub wall_ms: u64,
 }
@@ -209,7 +212,7 @@ pub fn status_name(status: JobStatus) -> &'static str {
 }
 
 /// The last `n` lines of `text` (all of it if it has fewer).
-fn last_lines(text: &str, n: usize) -> &str {
+pub(crate) fn last_lines(text: &str, n: usize) -> &str {
     if n == 0 {
         return "";
     }
@@ -222,7 +225,7 @@ fn last_lines(text: &str, n: usize) -> &str {
 
 /// `text` without terminal escape sequences (colours, cursor moves, hyperlinks), for places
 /// that do not render them: JUnit XML and annotations.
-fn without_escapes(text: &str) -> String {
+pub(crate) fn without_escapes(text: &str) -> String {
     let mut plain = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {

@@ -256,6 +256,15 @@ impl RunReport {
             "\n### Tests\n\n{} tests: {} passed, {} failed, {} flaky, {} skipped, {} errors\n",
             s.total, s.passed, s.failed, s.flaky, s.skipped, s.errors
         );
+        for failure in &self.suite_failures {
+            let fence = "`".repeat(longest_backtick_run(&failure.output).max(2) + 1);
+            page.push_str(&format!(
+                "\n#### Suite {} stopped\n\n{}; its framework printed:\n\n{fence}text\n{}\n{fence}\n",
+                cell(&failure.suite),
+                cell(&failure.reason),
+                failure.output
+            ));
+        }
         let row = |r: &TestRecord| {
             format!(
                 "| {} | {} | {} | {} |\n",
@@ -306,6 +315,11 @@ impl RunReport {
         }
         page
     }
+}
+
+/// The longest run of backticks in `text`, so that a code fence around it is longer.
+fn longest_backtick_run(text: &str) -> usize {
+    text.split(|c| c != '`').map(str::len).max().unwrap_or(0)
 }
 
 /// `text` as one markdown table cell.
