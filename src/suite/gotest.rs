@@ -12,7 +12,8 @@ use std::path::Path;
 use super::process::{Tool, output};
 use super::report::{Reported, ReportedCase, seconds_to_ms};
 use super::{
-    Listing, Shipped, Suite, SuiteError, TestCase, TestStatus, shell_quote, ship_dest, ship_name,
+    Listing, Shipped, Suite, SuiteError, TestCase, TestStatus, here_document, shell_quote,
+    ship_dest, ship_name,
 };
 
 /// The Go toolchain, needed on the runner only.
@@ -92,7 +93,13 @@ fn is_test_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-/// Runs each package's binary on its tests of the batch, all output to the report file.
+/// The longest `-test.run` pattern one run of a test binary gets: a package with more of the
+/// batch's tests runs its binary once per pattern of this size (the kernel refuses a longer
+/// argument than 128 KiB, and a long alternation is slow to match).
+const LONGEST_PATTERN: usize = 16 * 1024;
+
+/// Runs each package's binary on its tests of the batch, all output to the report file: once
+/// per pattern of at most [`LONGEST_PATTERN`] bytes, the patterns read from a here-document.
 pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
     let report = super::REPORT_ENV;
     let mut command = format!(
@@ -100,21 +107,23 @@ pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
         shell_quote(&ship_dest(&listing.suite, "").display().to_string())
     );
     for (package, package_dir) in &listing.packages {
-        let names: Vec<&str> = batch
+        let names = batch
             .iter()
             .filter(|case| case.group == *package)
-            .map(|case| case.name.as_str())
-            .collect();
-        if names.is_empty() {
+            .map(|case| case.name.as_str());
+        let patterns = patterns(names);
+        if patterns.is_empty() {
             continue;
         }
         let binary = format!("{}.test", ship_name(package));
+        let (redirect, body) = here_document(patterns.iter().map(String::as_str));
         command.push_str(&format!(
-            "echo {} >> \"${report}\"\n\
-             (cd {} 2>/dev/null; exec \"$d/{binary}\" -test.v -test.run {}) >> \"${report}\" 2>&1\n",
+            "while IFS= read -r run <&3; do\n\
+             echo {} >> \"${report}\"\n\
+             (cd {} 2>/dev/null; exec \"$d/{binary}\" -test.v -test.run \"$run\" 3<&-) >> \"${report}\" 2>&1\n\
+             done 3{redirect}\n{body}",
             shell_quote(&format!("{PACKAGE_MARK}{package}")),
             shell_quote(package_dir),
-            shell_quote(&format!("^({})$", names.join("|"))),
         ));
     }
     command.push_str(&format!(
@@ -122,6 +131,27 @@ pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
         shell_quote(END_MARK)
     ));
     command
+}
+
+/// `-test.run` patterns matching exactly `names` (go identifiers: nothing to escape), each
+/// at most [`LONGEST_PATTERN`] bytes unless one name alone is longer.
+fn patterns<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut patterns = Vec::new();
+    let mut alternatives = String::new();
+    for name in names {
+        if !alternatives.is_empty() && alternatives.len() + name.len() + 5 > LONGEST_PATTERN {
+            patterns.push(format!("^({alternatives})$"));
+            alternatives.clear();
+        }
+        if !alternatives.is_empty() {
+            alternatives.push('|');
+        }
+        alternatives.push_str(name);
+    }
+    if !alternatives.is_empty() {
+        patterns.push(format!("^({alternatives})$"));
+    }
+    patterns
 }
 
 /// The key of `case` in what [`parse`] reports.
@@ -236,6 +266,26 @@ mod tests {
         assert!(!reported.complete);
         assert_eq!(reported.cases.len(), 1);
         assert!(!parse(OUTPUT.as_bytes()).complete, "no end mark");
+    }
+
+    #[test]
+    fn patterns_are_bounded_and_name_each_test_once() {
+        let names: Vec<String> = (0..5_000).map(|n| format!("Test{n:040}")).collect();
+        let made = patterns(names.iter().map(String::as_str));
+        assert!(made.len() > 1);
+        assert!(made.iter().all(|p| p.len() <= LONGEST_PATTERN));
+        let named: Vec<&str> = made
+            .iter()
+            .flat_map(|p| {
+                p.strip_prefix("^(")
+                    .unwrap()
+                    .strip_suffix(")$")
+                    .unwrap()
+                    .split('|')
+            })
+            .collect();
+        assert_eq!(named, names);
+        assert_eq!(patterns(["TestA", "TestB"]), ["^(TestA|TestB)$"]);
     }
 
     #[test]

@@ -1,0 +1,144 @@
+//! Test ids as they reach a framework and come back from its report: a batch of any size starts
+//! (ids travel in a file, never as one huge argument), ids with spaces, quotes, brackets, `$`,
+//! `#` and unicode survive listing, the batch and the report, options that rename tests in
+//! pytest's JUnit do not hide them, and an id no process can be given is refused alone.
+//! Driven as a user drives it, through `cluster-action local`.
+
+// Helpers of a test crate unwrap like its tests: a failure there is the test failing.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+/// PATH with the test tools (`CLUSTER_TEST_TOOLS`, colon-separated) first.
+fn tools_path() -> String {
+    let tools = std::env::var("CLUSTER_TEST_TOOLS").unwrap_or_default();
+    let path = std::env::var("PATH").unwrap_or_default();
+    format!("{tools}:{path}")
+}
+
+/// Whether a `python` with pytest runs; a missing one fails the test under CI.
+fn have_pytest() -> bool {
+    let ok = Command::new("python")
+        .args(["-m", "pytest", "--version"])
+        .env("PATH", tools_path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "`python -m pytest` does not run: scripts/test.sh installs it"
+        );
+        eprintln!("skipped: pytest is not available (scripts/test.sh installs it)");
+    }
+    ok
+}
+
+/// Runs `local` with `args` in `dir` (one worker); returns the exit code, standard error and
+/// the JSON report's `tests`.
+fn run_local(dir: &Path, args: &[&str]) -> (Option<i32>, String, Vec<Value>) {
+    let report = dir.join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_cluster-action"))
+        .args(["local", "--workers", "1", "--report-json"])
+        .arg(&report)
+        .args(args)
+        .current_dir(dir)
+        .env("PATH", tools_path())
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env_remove("GITHUB_RUN_ID")
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = std::fs::read(&report).unwrap_or_else(|e| panic!("no report ({e}): {stderr}"));
+    let report: Value = serde_json::from_slice(&report).unwrap();
+    let tests = report["tests"].as_array().unwrap().clone();
+    (out.status.code(), stderr, tests)
+}
+
+/// `(id, status)` of each test, and the first message, for a failure's explanation.
+fn statuses(tests: &[Value]) -> Vec<(&str, &str)> {
+    tests
+        .iter()
+        .map(|t| (t["id"].as_str().unwrap(), t["status"].as_str().unwrap()))
+        .collect()
+}
+
+/// How many tests have each status.
+fn counts(tests: &[Value]) -> std::collections::BTreeMap<&str, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for (_, status) in statuses(tests) {
+        *counts.entry(status).or_default() += 1;
+    }
+    counts
+}
+
+/// The first message of a test that did not pass, to explain a failed assertion.
+fn first_problem(tests: &[Value]) -> String {
+    tests
+        .iter()
+        .find(|t| t["status"] != "passed")
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// 20,000 trivial tests with long ids (about 1.6 MB of ids, far over the 128 KiB the kernel
+/// allows one argument) in one file, run as one batch (`split: file`): every one passes.
+#[test]
+fn a_batch_of_twenty_thousand_long_ids_starts_and_every_test_passes() {
+    if !have_pytest() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tests = "import pytest\n\n\
+                 @pytest.mark.parametrize('n', range(20000), ids=lambda n: \
+                 f'an-id-long-enough-that-twenty-thousand-exceed-any-argument-{n:05}')\n\
+                 def test_many(n):\n    pass\n";
+    std::fs::write(dir.path().join("test_many.py"), tests).unwrap();
+    let manifest = "suites:\n  - name: many\n    framework: pytest\n    args: [test_many.py]\n    \
+                    split: file\n    layers: [code]\n\
+                    layers:\n  code: { paths: [test_many.py] }\n";
+    std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
+    let (code, stderr, tests) = run_local(dir.path(), &["cluster.yml"]);
+    assert_eq!(
+        counts(&tests),
+        [("passed", 20_000)].into(),
+        "{}\n{stderr}",
+        first_problem(&tests)
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// A `command` suite's batch of 20,000 long ids (one batch: `split: file`): `run` gets them as
+/// its arguments and, one a line, in the file `CLUSTER_TESTS_FILE` names; every test passes.
+#[test]
+fn a_command_suite_gets_twenty_thousand_ids_as_arguments_and_in_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = r#"printf '%s\n' "$@" | cmp - "$CLUSTER_TESTS_FILE" || exit 1
+{ echo '<testsuite name="c">'; while IFS= read -r t; do echo "<testcase name=\"$t\"/>"; done < "$CLUSTER_TESTS_FILE"; echo '</testsuite>'; } > "$CLUSTER_JUNIT"
+"#;
+    let manifest = serde_yaml::to_string(&serde_json::json!({
+        "suites": [{
+            "name": "c",
+            "framework": "command",
+            "list": "seq -f 'an-id-long-enough-that-twenty-thousand-exceed-any-argument-%05g' 0 19999",
+            "run": run,
+            "split": "file",
+        }]
+    }))
+    .unwrap();
+    std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
+    let (code, stderr, tests) = run_local(dir.path(), &["cluster.yml"]);
+    assert_eq!(
+        counts(&tests),
+        [("passed", 20_000)].into(),
+        "{}\n{stderr}",
+        first_problem(&tests)
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+}
