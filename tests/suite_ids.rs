@@ -142,3 +142,32 @@ fn a_command_suite_gets_twenty_thousand_ids_as_arguments_and_in_a_file() {
     );
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+/// `--junit-prefix` renames every test in pytest's JUnit, `--junitxml` moves it: the batches
+/// still write their own, and results map to their tests.
+#[test]
+fn pytests_junit_prefix_or_junitxml_does_not_hide_the_results() {
+    if !have_pytest() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tests =
+        "def test_passes():\n    pass\n\n\ndef test_fails():\n    assert False, 'as meant'\n";
+    std::fs::write(dir.path().join("test_p.py"), tests).unwrap();
+    for option in [
+        "--junit-prefix=pre",
+        "--junitprefix=pre",
+        "--junitxml=mine.xml",
+    ] {
+        let (code, stderr, tests) = run_local(dir.path(), &["--pytest", option, "test_p.py"]);
+        assert_eq!(
+            statuses(&tests),
+            [
+                ("test_p.py::test_passes", "passed"),
+                ("test_p.py::test_fails", "failed")
+            ],
+            "{option}: {tests:?}\n{stderr}"
+        );
+        assert_eq!(code, Some(1), "{stderr}");
+    }
+}

@@ -291,13 +291,15 @@ class Batch:
 sys.exit(pytest.main(sys.argv[2:] + files, plugins=[Batch()]))
 "#;
 
-/// Runs the batch's tests ([`RUN_BATCH`]) with the suite's options ([`run_args`]).
+/// Runs the batch's tests ([`RUN_BATCH`]) with the suite's options ([`run_args`]), then the
+/// batch's own, which win over a user's: its JUnit file, and no `--junit-prefix` (the JUnit
+/// names are how results map to tests).
 pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
     let args: Vec<String> = listing.run_args.iter().map(|a| shell_quote(a)).collect();
     format!(
         "{}py=$(command -v python || command -v python3)\n\
          r=\"${}\"\n\
-         \"$py\" -u -c {} {} -v --junitxml=\"$r.xml\" {} | tee \"$r\"\n\
+         \"$py\" -u -c {} {} {} -v --junitxml=\"$r.xml\" --junit-prefix= | tee \"$r\"\n\
          status=${{PIPESTATUS[0]}}\n\
          if [ -f \"$r.xml\" ]; then mv \"$r.xml\" \"$r\"; fi\n\
          exit $status\n",
