@@ -171,3 +171,31 @@ fn pytests_junit_prefix_or_junitxml_does_not_hide_the_results() {
         assert_eq!(code, Some(1), "{stderr}");
     }
 }
+
+/// An id holding a NUL cannot be given to any program: that test is an error of its own,
+/// saying why, and the other tests of what would have been its batch pass.
+#[test]
+fn an_id_holding_a_nul_is_an_error_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = r#"{ echo '<testsuite name="c">'; for t in "$@"; do echo "<testcase name=\"$t\"/>"; done; echo '</testsuite>'; } > "$CLUSTER_JUNIT""#;
+    let manifest = serde_yaml::to_string(&serde_json::json!({
+        "suites": [{
+            "name": "c",
+            "framework": "command",
+            "list": "printf 'a\\nb\\0c\\nd\\n'",
+            "run": run,
+            "split": "file",
+        }]
+    }))
+    .unwrap();
+    std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
+    let (code, stderr, tests) = run_local(dir.path(), &["cluster.yml"]);
+    assert_eq!(
+        statuses(&tests),
+        [("a", "passed"), ("b\0c", "error"), ("d", "passed")],
+        "{tests:?}\n{stderr}"
+    );
+    let message = tests[1]["message"].as_str().unwrap();
+    assert!(message.contains("NUL"), "{message}");
+    assert_eq!(code, Some(1), "{stderr}");
+}

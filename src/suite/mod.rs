@@ -125,6 +125,21 @@ pub struct TestCase {
     pub file: Option<String>,
 }
 
+impl TestCase {
+    /// Why this test cannot be run, whatever the framework: an id holding a NUL cannot be
+    /// given to any program, nor one holding a line break written to the file of a batch's
+    /// ids. Such a test is an error of its own, never of the batch it would have spoiled.
+    pub fn refusal(&self) -> Option<&'static str> {
+        if self.id.contains('\0') {
+            Some("its id holds a NUL byte, which no program can be given")
+        } else if self.id.contains('\n') {
+            Some("its id holds a line break, which a batch cannot pass on to the framework")
+        } else {
+            None
+        }
+    }
+}
+
 /// One test of one suite: what every plan, history and result is keyed by.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct TestKey {
