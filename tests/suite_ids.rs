@@ -199,3 +199,86 @@ fn an_id_holding_a_nul_is_an_error_alone() {
     assert!(message.contains("NUL"), "{message}");
     assert_eq!(code, Some(1), "{stderr}");
 }
+
+/// Parametrised ids with spaces, quotes, brackets, `#`, `$`, backquotes, `::`, a line break
+/// and unicode (escaped by pytest, and raw where a suite turns the escaping off), and a fixture
+/// test: each survives listing, the batch and the report, and a failure maps to its test.
+#[test]
+fn pytest_ids_with_shell_and_markup_characters_survive_the_round_trip() {
+    if !have_pytest() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let escaped = r##"import pytest
+
+ODD = ["a b", "it's", 'say "hi"', "ü", "$HOME", "#hash", "[x]", "a\nb", "back\\slash",
+       "*?", "`id`", "a::b", "<&>", "semi;colon"]
+
+
+@pytest.fixture
+def value():
+    return 42
+
+
+def test_fixture(value):
+    assert value == 42
+
+
+@pytest.mark.parametrize("x", ODD)
+def test_x(x):
+    assert x in ODD
+
+
+@pytest.mark.parametrize("x", ["it's $HOME [1]"])
+def test_fails(x):
+    assert not x, "failed as meant"
+"##;
+    let raw = "import pytest\n\n\
+               @pytest.mark.parametrize('x', ['ü', '日本', 'a b'])\n\
+               def test_u(x):\n    assert x\n";
+    std::fs::write(dir.path().join("test_ids.py"), escaped).unwrap();
+    std::fs::write(dir.path().join("test_raw.py"), raw).unwrap();
+    let no_escaping = "-odisable_test_id_escaping_and_forfeit_all_rights_to_community_support=true";
+    let manifest = serde_yaml::to_string(&serde_json::json!({
+        "suites": [
+            {"name": "escaped", "framework": "pytest", "args": ["test_ids.py"], "layers": ["code"]},
+            {"name": "raw", "framework": "pytest", "args": [no_escaping, "test_raw.py"],
+             "layers": ["code"]},
+        ],
+        "layers": {"code": {"paths": ["test_ids.py", "test_raw.py"]}},
+    }))
+    .unwrap();
+    std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
+    let (code, stderr, tests) = run_local(dir.path(), &["cluster.yml"]);
+    let got = statuses(&tests);
+    for id in [
+        "test_ids.py::test_fixture",
+        "test_ids.py::test_x[a b]",
+        "test_ids.py::test_x[it's]",
+        "test_ids.py::test_x[say \"hi\"]",
+        r"test_ids.py::test_x[\xfc]",
+        "test_ids.py::test_x[$HOME]",
+        "test_ids.py::test_x[#hash]",
+        "test_ids.py::test_x[[x]]",
+        r"test_ids.py::test_x[a\nb]",
+        r"test_ids.py::test_x[back\\slash]",
+        "test_ids.py::test_x[`id`]",
+        "test_ids.py::test_x[a::b]",
+        "test_ids.py::test_x[<&>]",
+        "test_raw.py::test_u[ü]",
+        "test_raw.py::test_u[日本]",
+        "test_raw.py::test_u[a b]",
+    ] {
+        assert!(got.contains(&(id, "passed")), "{id}: {got:?}\n{stderr}");
+    }
+    let failed = "test_ids.py::test_fails[it's $HOME [1]]";
+    assert!(got.contains(&(failed, "failed")), "{got:?}\n{stderr}");
+    let message = tests.iter().find(|t| t["id"] == failed).unwrap()["message"].to_string();
+    assert!(message.contains("failed as meant"), "{message}");
+    assert_eq!(
+        counts(&tests),
+        [("failed", 1), ("passed", 18)].into(),
+        "{got:?}"
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+}
