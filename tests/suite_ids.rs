@@ -7,61 +7,42 @@
 // Helpers of a test crate unwrap like its tests: a failure there is the test failing.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-/// PATH with the test tools (`CLUSTER_TEST_TOOLS`, colon-separated) first.
-fn tools_path() -> String {
-    let tools = std::env::var("CLUSTER_TEST_TOOLS").unwrap_or_default();
-    let path = std::env::var("PATH").unwrap_or_default();
-    format!("{tools}:{path}")
-}
+use common::local::{local_tests, tool_runs, tools_path};
 
 /// Whether a `python` with pytest runs; a missing one fails the test under CI.
 fn have_pytest() -> bool {
-    let ok = Command::new("python")
-        .args(["-m", "pytest", "--version"])
-        .env("PATH", tools_path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "`python -m pytest` does not run: scripts/test.sh installs it"
-        );
-        eprintln!("skipped: pytest is not available (scripts/test.sh installs it)");
-    }
-    ok
+    tool_runs(
+        "python",
+        &["-m", "pytest", "--version"],
+        Some(&tools_path()),
+    )
 }
 
-/// Runs `local` with `args` in `dir` (one worker); returns the exit code, standard error and
-/// the JSON report's `tests`.
-fn run_local(dir: &Path, args: &[&str]) -> (Option<i32>, String, Vec<Value>) {
-    let report = dir.join("report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_cluster-action"))
-        .args(["local", "--workers", "1", "--report-json"])
-        .arg(&report)
-        .args(args)
-        .current_dir(dir)
-        .env("PATH", tools_path())
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env_remove("GITHUB_RUN_ID")
-        .env_remove("GITHUB_STEP_SUMMARY")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let report = std::fs::read(&report).unwrap_or_else(|e| panic!("no report ({e}): {stderr}"));
-    let report: Value = serde_json::from_slice(&report).unwrap();
-    let tests = report["tests"].as_array().unwrap().clone();
-    (out.status.code(), stderr, tests)
+/// Runs `local` on the manifest `manifest` (as JSON, written as `cluster.yml` in `dir`).
+fn run_manifest(dir: &Path, manifest: &Value) -> (Option<i32>, String, Vec<Value>) {
+    let text = serde_yaml::to_string(manifest).unwrap();
+    std::fs::write(dir.join("cluster.yml"), text).unwrap();
+    local_tests(dir, &["cluster.yml"])
 }
 
-/// `(id, status)` of each test, and the first message, for a failure's explanation.
+/// Checks that a run passed each of its `count` tests and exited 0.
+fn all_passed((code, stderr, tests): (Option<i32>, String, Vec<Value>), count: usize) {
+    assert_eq!(
+        counts(&tests),
+        [("passed", count)].into(),
+        "{}\n{stderr}",
+        first_problem(&tests)
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// `(id, status)` of each test.
 fn statuses(tests: &[Value]) -> Vec<(&str, &str)> {
     tests
         .iter()
@@ -100,18 +81,12 @@ fn a_batch_of_twenty_thousand_long_ids_starts_and_every_test_passes() {
                  f'an-id-long-enough-that-twenty-thousand-exceed-any-argument-{n:05}')\n\
                  def test_many(n):\n    pass\n";
     std::fs::write(dir.path().join("test_many.py"), tests).unwrap();
-    let manifest = "suites:\n  - name: many\n    framework: pytest\n    args: [test_many.py]\n    \
-                    split: file\n    layers: [code]\n\
-                    layers:\n  code: { paths: [test_many.py] }\n";
-    std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
-    let (code, stderr, tests) = run_local(dir.path(), &["cluster.yml"]);
-    assert_eq!(
-        counts(&tests),
-        [("passed", 20_000)].into(),
-        "{}\n{stderr}",
-        first_problem(&tests)
-    );
-    assert_eq!(code, Some(0), "{stderr}");
+    let manifest = serde_json::json!({
+        "suites": [{"name": "many", "framework": "pytest", "args": ["test_many.py"],
+                    "split": "file", "layers": ["code"]}],
+        "layers": {"code": {"paths": ["test_many.py"]}},
+    });
+    all_passed(run_manifest(dir.path(), &manifest), 20_000);
 }
 
 /// A `command` suite's batch of 20,000 long ids (one batch: `split: file`): `run` gets them as
@@ -122,7 +97,7 @@ fn a_command_suite_gets_twenty_thousand_ids_as_arguments_and_in_a_file() {
     let run = r#"printf '%s\n' "$@" | cmp - "$CLUSTER_TESTS_FILE" || exit 1
 { echo '<testsuite name="c">'; while IFS= read -r t; do echo "<testcase name=\"$t\"/>"; done < "$CLUSTER_TESTS_FILE"; echo '</testsuite>'; } > "$CLUSTER_JUNIT"
 "#;
-    let manifest = serde_yaml::to_string(&serde_json::json!({
+    let manifest = serde_json::json!({
         "suites": [{
             "name": "c",
             "framework": "command",
@@ -130,17 +105,8 @@ fn a_command_suite_gets_twenty_thousand_ids_as_arguments_and_in_a_file() {
             "run": run,
             "split": "file",
         }]
-    }))
-    .unwrap();
-    std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
-    let (code, stderr, tests) = run_local(dir.path(), &["cluster.yml"]);
-    assert_eq!(
-        counts(&tests),
-        [("passed", 20_000)].into(),
-        "{}\n{stderr}",
-        first_problem(&tests)
-    );
-    assert_eq!(code, Some(0), "{stderr}");
+    });
+    all_passed(run_manifest(dir.path(), &manifest), 20_000);
 }
 
 /// `--junit-prefix` renames every test in pytest's JUnit, `--junitxml` moves it: the batches
@@ -159,7 +125,7 @@ fn pytests_junit_prefix_or_junitxml_does_not_hide_the_results() {
         "--junitprefix=pre",
         "--junitxml=mine.xml",
     ] {
-        let (code, stderr, tests) = run_local(dir.path(), &["--pytest", option, "test_p.py"]);
+        let (code, stderr, tests) = local_tests(dir.path(), &["--pytest", option, "test_p.py"]);
         assert_eq!(
             statuses(&tests),
             [
@@ -178,7 +144,7 @@ fn pytests_junit_prefix_or_junitxml_does_not_hide_the_results() {
 fn an_id_holding_a_nul_is_an_error_alone() {
     let dir = tempfile::tempdir().unwrap();
     let run = r#"{ echo '<testsuite name="c">'; for t in "$@"; do echo "<testcase name=\"$t\"/>"; done; echo '</testsuite>'; } > "$CLUSTER_JUNIT""#;
-    let manifest = serde_yaml::to_string(&serde_json::json!({
+    let manifest = serde_json::json!({
         "suites": [{
             "name": "c",
             "framework": "command",
@@ -186,10 +152,8 @@ fn an_id_holding_a_nul_is_an_error_alone() {
             "run": run,
             "split": "file",
         }]
-    }))
-    .unwrap();
-    std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
-    let (code, stderr, tests) = run_local(dir.path(), &["cluster.yml"]);
+    });
+    let (code, stderr, tests) = run_manifest(dir.path(), &manifest);
     assert_eq!(
         statuses(&tests),
         [("a", "passed"), ("b\0c", "error"), ("d", "passed")],
@@ -239,17 +203,15 @@ def test_fails(x):
     std::fs::write(dir.path().join("test_ids.py"), escaped).unwrap();
     std::fs::write(dir.path().join("test_raw.py"), raw).unwrap();
     let no_escaping = "-odisable_test_id_escaping_and_forfeit_all_rights_to_community_support=true";
-    let manifest = serde_yaml::to_string(&serde_json::json!({
+    let manifest = serde_json::json!({
         "suites": [
             {"name": "escaped", "framework": "pytest", "args": ["test_ids.py"], "layers": ["code"]},
             {"name": "raw", "framework": "pytest", "args": [no_escaping, "test_raw.py"],
              "layers": ["code"]},
         ],
         "layers": {"code": {"paths": ["test_ids.py", "test_raw.py"]}},
-    }))
-    .unwrap();
-    std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
-    let (code, stderr, tests) = run_local(dir.path(), &["cluster.yml"]);
+    });
+    let (code, stderr, tests) = run_manifest(dir.path(), &manifest);
     let got = statuses(&tests);
     for id in [
         "test_ids.py::test_fixture",
