@@ -391,6 +391,38 @@ async fn dropping_the_job_kills_the_group() {
     assert_gone(&pids).await;
 }
 
+/// A command as long as a suite batch naming 20,000 tests (far over the 128 KiB the kernel
+/// allows one argument) runs like a short one: its output, its exit code, and no descriptor
+/// of its own left to the processes it starts; sandboxed too.
+#[tokio::test]
+async fn a_command_over_the_kernels_argument_limit_runs_like_a_short_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = "echo \"$(wc -c <<< \"$ids\")\"; ls /proc/self/fd; exit 3";
+    let ids: String = (0..20_000)
+        .map(|n| format!("test_many.py::test_many[{n:060}]\n"))
+        .collect();
+    let long = format!("ids='{ids}'\n{short}");
+    assert!(long.len() > 1 << 20);
+    for isolation in [Isolation::Process, Isolation::Sandbox] {
+        let short_cmd = format!("ids=x\n{short}");
+        let (short, long) = (
+            Job::new(&short_cmd, dir.path())
+                .isolation(isolation)
+                .run()
+                .await,
+            Job::new(&long, dir.path()).isolation(isolation).run().await,
+        );
+        assert_eq!(long.exit_code, Some(3), "{isolation:?}: {}", long.output);
+        let (count, fds) = long.output.split_once('\n').unwrap();
+        assert_eq!(count, (ids.len() + 1).to_string(), "{isolation:?}");
+        assert_eq!(
+            fds,
+            short.output.split_once('\n').unwrap().1,
+            "{isolation:?}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // isolation: sandbox
 

@@ -5,9 +5,11 @@
 // Helpers of a test crate unwrap like its tests: a failure there is the test failing.
 #![allow(clippy::unwrap_used)]
 
-use std::process::Command;
+mod common;
 
 use serde_json::Value;
+
+use common::local::local_tests;
 
 /// Runs `local` on a `command` suite of tests `a` and `b` whose run script writes `junit` to
 /// the report; returns the exit code, standard error and the JSON report's `tests`.
@@ -18,20 +20,7 @@ fn run_suite(junit: &str) -> (Option<i32>, String, Vec<Value>) {
                     run: cp report.xml \"$CLUSTER_JUNIT\"\n    layers: [report]\n\
                     layers:\n  report: { paths: [report.xml] }\n";
     std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
-    let report = dir.path().join("report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_cluster-action"))
-        .args(["local", "--workers", "1", "cluster.yml", "--report-json"])
-        .arg(&report)
-        .current_dir(dir.path())
-        .env_remove("GITHUB_RUN_ID")
-        .env_remove("GITHUB_STEP_SUMMARY")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let report = std::fs::read(&report).unwrap_or_else(|e| panic!("no report ({e}): {stderr}"));
-    let report: Value = serde_json::from_slice(&report).unwrap();
-    let tests = report["tests"].as_array().unwrap().clone();
-    (out.status.code(), stderr, tests)
+    local_tests(dir.path(), &["cluster.yml"])
 }
 
 /// `(id, status)` of each test.

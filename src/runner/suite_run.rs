@@ -155,7 +155,7 @@ impl SuiteRun {
                         TestRecord {
                             suite: name.clone(),
                             case: case.clone(),
-                            attempts: Vec::new(),
+                            attempts: refused(case).into_iter().collect(),
                         }
                     })
                     .collect()
@@ -230,6 +230,7 @@ impl SuiteRun {
                 .listing
                 .tests
                 .iter()
+                .filter(|case| case.refusal().is_none())
                 .map(|case| PlanTest {
                     key: TestKey::new(name, &case.id),
                     group: match suite.def.split {
@@ -576,6 +577,19 @@ fn before_cancel(batch: &InFlight, mut results: Vec<TestResult>) -> Vec<TestResu
     results
 }
 
+/// The error result of a test that is never run ([`TestCase::refusal`]).
+fn refused(case: &TestCase) -> Option<TestResult> {
+    let why = case.refusal()?;
+    Some(TestResult {
+        case: case.clone(),
+        status: TestStatus::Error,
+        duration_ms: 0,
+        message: Some(format!("not run: {why}")),
+        output: String::new(),
+        worker: None,
+    })
+}
+
 /// Attempts of a record that ran to an end.
 fn ran(record: &TestRecord) -> usize {
     record
@@ -861,6 +875,25 @@ pub(crate) mod tests {
         assert_eq!(ids(&next[0], &run), ["1", "2"]);
         assert_eq!(next[0].spec.env[ATTEMPT_ENV], "1");
         assert!(!run.is_done());
+    }
+
+    #[test]
+    fn a_test_whose_id_no_program_can_be_given_is_an_error_alone() {
+        let listed_ids = ["1", "nul\0in it", "line\nbreak", "2"];
+        let mut run = SuiteRun::new(vec![listed("a", &listed_ids, 2)], Timings::default(), 0);
+        let planned = run.plan(1);
+        assert_eq!(planned.len(), 1);
+        assert_eq!(ids(&planned[0], &run), ["1", "2"]);
+        let report = junit(&[("1", "pass"), ("2", "pass")]);
+        assert!(run.finished(planned[0].index, Some(&report)).is_empty());
+        assert!(run.is_done());
+        let records = run.records();
+        let message = |at: usize| records[at].attempts[0].message.clone().unwrap_or_default();
+        assert_eq!(status_of(&run, "1").name(), "passed");
+        assert_eq!(status_of(&run, "nul\0in it").name(), "error");
+        assert!(message(1).contains("NUL"), "{}", message(1));
+        assert_eq!(status_of(&run, "line\nbreak").name(), "error");
+        assert!(message(2).contains("line break"), "{}", message(2));
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! A suite of any tool: `list` prints one test id a line; `run` gets a batch's ids as its
-//! arguments (`"$@"`) and writes JUnit to the report file.
+//! arguments (`"$@"`) and in the file [`TESTS_FILE_ENV`] names, one a line, and writes JUnit to
+//! the report file.
 
 use std::path::{Path, PathBuf};
 
 use super::process::output;
-use super::{Listing, Suite, SuiteError, TestCase, shell_quote};
+use super::{Listing, Suite, SuiteError, TestCase, ids_path, write_lines};
 
 /// Runs the suite's `list` command in `dir`; each non-blank line is a test id.
 pub(super) fn list(suite: &Suite, list: &str, dir: &Path) -> Result<Listing, SuiteError> {
@@ -24,10 +25,20 @@ pub(super) fn list(suite: &Suite, list: &str, dir: &Path) -> Result<Listing, Sui
     Ok(Listing::new(suite, tests))
 }
 
-/// Runs the suite's `run` command with the batch's ids as positional arguments.
-pub(super) fn batch_command(run: &str, batch: &[TestCase]) -> String {
-    let ids: Vec<String> = batch.iter().map(|case| shell_quote(&case.id)).collect();
-    format!("set -- {}\n{run}\n", ids.join(" "))
+/// The variable naming the file that holds a batch's ids, one a line: a `run` that passes
+/// `"$@"` to another program fails once the ids outgrow the kernel's limit on arguments
+/// (about 2 MiB), one that reads this file does not.
+pub const TESTS_FILE_ENV: &str = "CLUSTER_TESTS_FILE";
+
+/// Runs the suite's `run` command with the batch's ids as positional arguments (set inside
+/// bash, which has no limit on them) and in the file [`TESTS_FILE_ENV`] names.
+pub(super) fn batch_command(suite: &Suite, run: &str, batch: &[TestCase]) -> String {
+    let file = ids_path(suite);
+    format!(
+        "export {TESTS_FILE_ENV}={file}\n{}mapfile -t ids < \"${TESTS_FILE_ENV}\"\n\
+         set -- \"${{ids[@]}}\"\nunset ids\n{run}\n",
+        write_lines(&file, batch.iter().map(|case| case.id.as_str()))
+    )
 }
 
 /// A test id may be a JUnit test case's name, or its class name and name joined by `.`,

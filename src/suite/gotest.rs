@@ -27,7 +27,8 @@ use serde::Deserialize;
 use super::process::{Tool, output, run};
 use super::report::{Reported, ReportedCase, seconds_to_ms};
 use super::{
-    Listing, Shipped, Suite, SuiteError, TestCase, TestStatus, shell_quote, ship_dest, ship_name,
+    Listing, Shipped, Suite, SuiteError, TestCase, TestStatus, here_document, shell_quote,
+    ship_dest, ship_name,
 };
 
 /// The Go toolchain, needed on the runner only.
@@ -153,8 +154,14 @@ fn is_test_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// The longest `-test.run` pattern one run of a test binary gets: a package with more of the
+/// batch's tests runs its binary once per pattern of this size (the kernel refuses a longer
+/// argument than 128 KiB, and a long alternation is slow to match).
+const LONGEST_PATTERN: usize = 16 * 1024;
+
 /// Runs each package's binary on its tests of the batch under test2json, every event to the
-/// report file.
+/// report file: once
+/// per pattern of at most [`LONGEST_PATTERN`] bytes, the patterns read from a here-document.
 pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
     let report = super::REPORT_ENV;
     let verbose: Vec<String> = listing.run_args.iter().map(|a| shell_quote(a)).collect();
@@ -163,24 +170,26 @@ pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
         shell_quote(&ship_dest(&listing.suite, "").display().to_string())
     );
     for (package, package_dir) in &listing.packages {
-        let names: Vec<&str> = batch
+        let names = batch
             .iter()
             .filter(|case| case.group == *package)
-            .map(|case| case.name.as_str())
-            .collect();
-        if names.is_empty() {
+            .map(|case| case.name.as_str());
+        let patterns = patterns(names);
+        if patterns.is_empty() {
             continue;
         }
         let binary = format!("{}.test", ship_name(package));
+        let (redirect, body) = here_document(patterns.iter().map(String::as_str));
         command.push_str(&format!(
-            "echo {} >> \"${report}\"\n\
-             (cd {} 2>/dev/null; exec \"$d/{TEST2JSON}\" -t -p {} \"$d/{binary}\" {} -test.run {}) \
-             >> \"${report}\" 2>&1\n",
+            "while IFS= read -r run <&3; do\n\
+             echo {} >> \"${report}\"\n\
+             (cd {} 2>/dev/null; exec \"$d/{TEST2JSON}\" -t -p {} \"$d/{binary}\" {} -test.run \"$run\" 3<&-) \
+             >> \"${report}\" 2>&1\n\
+             done 3{redirect}\n{body}",
             shell_quote(&format!("{PACKAGE_MARK}{package}")),
             shell_quote(package_dir),
             shell_quote(package),
             verbose.join(" "),
-            shell_quote(&format!("^({})$", names.join("|"))),
         ));
     }
     command.push_str(&format!(
@@ -188,6 +197,27 @@ pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
         shell_quote(END_MARK)
     ));
     command
+}
+
+/// `-test.run` patterns matching exactly `names` (go identifiers: nothing to escape), each
+/// at most [`LONGEST_PATTERN`] bytes unless one name alone is longer.
+fn patterns<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut patterns = Vec::new();
+    let mut alternatives = String::new();
+    for name in names {
+        if !alternatives.is_empty() && alternatives.len() + name.len() + 5 > LONGEST_PATTERN {
+            patterns.push(format!("^({alternatives})$"));
+            alternatives.clear();
+        }
+        if !alternatives.is_empty() {
+            alternatives.push('|');
+        }
+        alternatives.push_str(name);
+    }
+    if !alternatives.is_empty() {
+        patterns.push(format!("^({alternatives})$"));
+    }
+    patterns
 }
 
 /// The key of `case` in what [`parse`] reports.
@@ -324,19 +354,27 @@ fn severity(status: TestStatus) -> u8 {
 /// binary ran to its end.
 pub(super) fn parse(bytes: &[u8]) -> Reported {
     let text = String::from_utf8_lossy(bytes);
-    let mut runs: HashMap<String, PackageRun> = HashMap::new();
+    // One entry per run of a binary (a package with many tests runs its binary once per
+    // pattern): how one run exited says nothing of another's tests.
+    let mut runs: Vec<(String, PackageRun)> = Vec::new();
+    let mut current: HashMap<String, usize> = HashMap::new();
     let mut finished = false;
     for line in text.lines() {
         if let Some(package) = line.strip_prefix(PACKAGE_MARK) {
-            runs.entry(package.to_owned()).or_default();
+            current.insert(package.to_owned(), runs.len());
+            runs.push((package.to_owned(), PackageRun::default()));
         } else if line == END_MARK {
             finished = true;
         } else if let Ok(event) = serde_json::from_str::<Event>(line) {
-            runs.entry(event.package.clone()).or_default().record(event);
+            let run = *current.entry(event.package.clone()).or_insert_with(|| {
+                runs.push((event.package.clone(), PackageRun::default()));
+                runs.len() - 1
+            });
+            runs[run].1.record(event);
         }
     }
     let mut reported = Reported {
-        complete: finished && runs.values().all(PackageRun::closed),
+        complete: finished && runs.iter().all(|(_, run)| run.closed()),
         ..Reported::default()
     };
     for (package, run) in runs {
@@ -405,6 +443,33 @@ mod tests {
 {"Action":"output","Package":"p","Output":"FAIL\n"}
 {"Action":"fail","Package":"p","Elapsed":0.002}
 "#;
+
+    #[test]
+    fn each_run_of_a_packages_binary_answers_for_its_own_tests() {
+        // A package with many tests runs its binary once per pattern: the first run exited 0,
+        // which must not make the second run's real failure a printed line (Go 1.19's
+        // test2json also turns a printed `--- PASS:` into a pass event, as here).
+        let run = |test: &str, verdict: &str| {
+            format!(
+                "{PACKAGE_MARK}p\n\
+                 {{\"Action\":\"run\",\"Package\":\"p\",\"Test\":\"{test}\"}}\n\
+                 {{\"Action\":\"pass\",\"Package\":\"p\",\"Test\":\"{test}\",\"Elapsed\":0}}\n\
+                 {{\"Action\":\"{verdict}\",\"Package\":\"p\",\"Test\":\"{test}\",\"Elapsed\":0}}\n\
+                 {{\"Action\":\"output\",\"Package\":\"p\",\"Output\":\"{}\\n\"}}\n\
+                 {{\"Action\":\"{verdict}\",\"Package\":\"p\",\"Elapsed\":0}}\n",
+                verdict.to_uppercase()
+            )
+        };
+        let whole = format!(
+            "{}{}{END_MARK}\n",
+            run("TestA", "pass"),
+            run("TestB", "fail")
+        );
+        let reported = parse(whole.as_bytes());
+        assert!(reported.complete);
+        assert_eq!(reported.cases["p TestA"].status, TestStatus::Passed);
+        assert_eq!(reported.cases["p TestB"].status, TestStatus::Failed);
+    }
 
     #[test]
     fn results_come_from_the_events_of_started_tests_the_worst_winning() {
@@ -480,6 +545,26 @@ mod tests {
         assert_eq!(verbose_flag("go1.23rc1"), "-test.v=test2json");
         assert_eq!(verbose_flag("devel go1.24-1a2b3c Tue"), "-test.v=test2json");
         assert_eq!(verbose_flag("gccgo"), "-test.v");
+    }
+
+    #[test]
+    fn patterns_are_bounded_and_name_each_test_once() {
+        let names: Vec<String> = (0..5_000).map(|n| format!("Test{n:040}")).collect();
+        let made = patterns(names.iter().map(String::as_str));
+        assert!(made.len() > 1);
+        assert!(made.iter().all(|p| p.len() <= LONGEST_PATTERN));
+        let named: Vec<&str> = made
+            .iter()
+            .flat_map(|p| {
+                p.strip_prefix("^(")
+                    .unwrap()
+                    .strip_suffix(")$")
+                    .unwrap()
+                    .split('|')
+            })
+            .collect();
+        assert_eq!(named, names);
+        assert_eq!(patterns(["TestA", "TestB"]), ["^(TestA|TestB)$"]);
     }
 
     #[test]

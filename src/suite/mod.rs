@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dir_name::dir_name as ship_name;
 
+pub use command::TESTS_FILE_ENV;
 pub use error::SuiteError;
 pub use result::{FinalStatus, TestEntry, TestRecord, TestResult, TestStatus};
 
@@ -50,6 +51,11 @@ pub const ATTEMPT_ENV: &str = "CLUSTER_ATTEMPT";
 /// The directory, relative to a job's directory, where shipped files land.
 const SHIP_DIR: &str = ".cluster-suite";
 
+/// The file, beside a suite's shipped files, where a batch's command writes the ids of its
+/// tests (one a line) for the framework to read: ids never reach a framework as arguments, as
+/// the kernel refuses one over 128 KiB and all of them together over about 2 MiB.
+const IDS_FILE: &str = "ids";
+
 /// A test framework, as named by a suite's `framework:` key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Framework {
@@ -60,7 +66,7 @@ pub enum Framework {
     /// `go test`: test binaries built on the runner.
     Go,
     /// Any tool: `list` prints one test id a line, `run` gets a batch's ids as arguments and
-    /// writes JUnit to [`REPORT_ENV`].
+    /// in the file [`TESTS_FILE_ENV`] names, and writes JUnit to [`REPORT_ENV`].
     Command {
         /// Shell command printing the test ids.
         list: String,
@@ -117,6 +123,21 @@ pub struct TestCase {
     pub name: String,
     /// The file it is in, where the framework says (pytest; `split: file` keeps these together).
     pub file: Option<String>,
+}
+
+impl TestCase {
+    /// Why this test cannot be run, whatever the framework: an id holding a NUL cannot be
+    /// given to any program, nor one holding a line break written to the file of a batch's
+    /// ids. Such a test is an error of its own, never of the batch it would have spoiled.
+    pub fn refusal(&self) -> Option<&'static str> {
+        if self.id.contains('\0') {
+            Some("its id holds a NUL byte, which no program can be given")
+        } else if self.id.contains('\n') {
+            Some("its id holds a line break, which a batch cannot pass on to the framework")
+        } else {
+            None
+        }
+    }
 }
 
 /// One test of one suite: what every plan, history and result is keyed by.
@@ -214,12 +235,14 @@ impl Listing {
     /// The `bash -c` command a worker runs for `batch` in its job directory (with the
     /// shipped files and the suite's layers in place). It writes the framework's report to
     /// the file named by [`REPORT_ENV`]; its exit code does not decide any test's result.
+    /// The ids are in here-documents it writes to files the framework reads: no process it
+    /// starts gets them as arguments, however many they are.
     pub fn batch_command(&self, batch: &[TestCase]) -> String {
         match &self.suite.framework {
             Framework::Nextest => nextest::batch_command(self, batch),
             Framework::Pytest => pytest::batch_command(self, batch),
             Framework::Go => gotest::batch_command(self, batch),
-            Framework::Command { run, .. } => command::batch_command(run, batch),
+            Framework::Command { run, .. } => command::batch_command(&self.suite, run, batch),
         }
     }
 
@@ -274,6 +297,42 @@ fn ship_dest(suite: &Suite, file: &str) -> PathBuf {
     Path::new(SHIP_DIR).join(ship_name(&suite.name)).join(file)
 }
 
+/// The batch's file of test ids ([`IDS_FILE`]), as a shell word: absolute, as a batch may
+/// change directories.
+fn ids_path(suite: &Suite) -> String {
+    format!(
+        "\"$PWD\"/{}",
+        shell_quote(&ship_dest(suite, IDS_FILE).display().to_string())
+    )
+}
+
+/// Shell lines writing `lines`, one a line, to the file `path` (a shell word; its directory is
+/// made when missing): see [`here_document`].
+fn write_lines<'a>(path: &str, lines: impl IntoIterator<Item = &'a str>) -> String {
+    let (redirect, body) = here_document(lines);
+    format!("mkdir -p \"$(dirname {path})\"\ncat > {path} {redirect}\n{body}")
+}
+
+/// `lines` as a quoted here-document, in which nothing is expanded: the redirection (`<<'END'`)
+/// to put on a command's line, and the body with its end, to follow that line. However many
+/// the lines, no process gets them as arguments. No line may hold a line break (nor a NUL,
+/// which no shell passes on: the listing refuses such ids); the end is a word no line is.
+fn here_document<'a>(lines: impl IntoIterator<Item = &'a str>) -> (String, String) {
+    let lines: Vec<&str> = lines.into_iter().collect();
+    let mut end = String::from("CLUSTER_ACTION_END");
+    while lines.contains(&end.as_str()) {
+        end.push('_');
+    }
+    let mut body = String::new();
+    for line in lines {
+        body.push_str(line);
+        body.push('\n');
+    }
+    body.push_str(&end);
+    body.push('\n');
+    (format!("<<'{end}'"), body)
+}
+
 /// `text` quoted for bash: single quotes, with `'` written as `'\''`.
 fn shell_quote(text: &str) -> String {
     if !text.is_empty()
@@ -297,6 +356,70 @@ mod tests {
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote(""), "''");
         assert_eq!(shell_quote("t[1-$x]"), "'t[1-$x]'");
+    }
+
+    /// `command` without the bodies of its here-documents.
+    fn outside_here_documents(command: &str) -> String {
+        let mut outside = String::new();
+        let mut end: Option<String> = None;
+        for line in command.lines() {
+            match &end {
+                Some(word) if line == word => end = None,
+                Some(_) => {}
+                None => {
+                    if let Some((_, rest)) = line.split_once("<<'") {
+                        end = rest.split_once('\'').map(|(word, _)| word.to_owned());
+                    }
+                    outside.push_str(line);
+                    outside.push('\n');
+                }
+            }
+        }
+        outside
+    }
+
+    /// Whatever the number of ids (20,000 of 80 bytes here: 1.6 MB), a batch command is
+    /// short but for its here-documents, so no process it starts gets them as arguments.
+    #[test]
+    fn a_batch_command_holds_its_ids_only_in_here_documents() {
+        let frameworks = [
+            Framework::Nextest,
+            Framework::Pytest,
+            Framework::Go,
+            Framework::Command {
+                list: "true".into(),
+                run: "./run \"$@\"".into(),
+            },
+        ];
+        for framework in frameworks {
+            let name = framework.name();
+            let suite = Suite {
+                name: "s".into(),
+                framework,
+                args: vec!["-x".into()],
+            };
+            let tests: Vec<TestCase> = (0..20_000)
+                .map(|n| {
+                    let file = format!("tests/test_{}.py", n % 7);
+                    let name = format!("Test_{n:070}");
+                    TestCase {
+                        id: format!("{file}::{name}"),
+                        group: ["a/pkg", "b/pkg"][n % 2].into(),
+                        name,
+                        file: Some(file),
+                    }
+                })
+                .collect();
+            let mut listing = Listing::new(&suite, tests.clone());
+            listing.packages = vec![("a/pkg".into(), "a".into()), ("b/pkg".into(), "b".into())];
+            let command = listing.batch_command(&tests);
+            let outside = outside_here_documents(&command);
+            assert!(outside.len() < 8 * 1024, "{name}: {outside}");
+            assert!(
+                command.len() > 20_000 * 70,
+                "{name}: every id is in the command"
+            );
+        }
     }
 
     #[test]

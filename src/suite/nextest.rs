@@ -10,7 +10,10 @@ use serde::Deserialize;
 
 use super::process::{Tool, output};
 use super::report::seconds_to_ms;
-use super::{Listing, Shipped, Suite, SuiteError, TestCase, TestStatus, shell_quote, ship_dest};
+use super::{
+    Listing, Shipped, Suite, SuiteError, TestCase, TestStatus, here_document, shell_quote,
+    ship_dest,
+};
 
 /// The nextest binary, run on the runner and shipped to workers.
 const NEXTEST: Tool = Tool {
@@ -115,27 +118,49 @@ pub(super) fn list(suite: &Suite, dir: &Path, work: &Path) -> Result<Listing, Su
 
 /// Runs the batch from the shipped archive with the job directory as the workspace, with no
 /// retries of nextest's own (retries are the cluster's). Its status lines stand in for the
-/// report until nextest's JUnit replaces it at the end.
+/// report until nextest's JUnit replaces it at the end. The filter naming the batch's tests is
+/// the profile's `default-filter` in the tool config the batch writes, never an argument
+/// (one over 128 KiB cannot be passed).
 pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
     let dir = shell_quote(&ship_dest(&listing.suite, "").display().to_string());
     let config = format!(
-        "[store]\\ndir = \"%s/store\"\\n[profile.{PROFILE}]\\nfail-fast = false\\nretries = 0\\n\
-         [profile.{PROFILE}.junit]\\npath = \"junit.xml\"\\n"
+        "[store]\\ndir = \"%s/store\"\\n[profile.{PROFILE}.junit]\\npath = \"junit.xml\"\\n\
+         [profile.{PROFILE}]\\nfail-fast = false\\nretries = 0\\n"
     );
+    let filter = format!("default-filter = {}", toml_string(&filter(batch)));
+    let (redirect, body) = here_document([filter.as_str()]);
     format!(
         "d=\"$PWD\"/{dir}\n\
          r=\"${REPORT}\"\n\
          printf '{config}' \"$d\" > \"$d/nextest.toml\"\n\
+         cat >> \"$d/nextest.toml\" {redirect}\n{body}\
          \"$d/{BINARY}\" nextest run --archive-file \"$d/{ARCHIVE}\" --workspace-remap . \
          --tool-config-file \"cluster-action:$d/nextest.toml\" --profile {PROFILE} \
          --no-tests fail --color never --status-level pass --final-status-level none \
-         -E {} 2>&1 | tee \"$r\"\n\
+         2>&1 | tee \"$r\"\n\
          status=${{PIPESTATUS[0]}}\n\
          if cp \"$d/store/{PROFILE}/junit.xml\" \"$r.xml\"; then mv \"$r.xml\" \"$r\"; fi\n\
          exit $status\n",
-        shell_quote(&filter(batch)),
         REPORT = super::REPORT_ENV,
     )
+}
+
+/// `text` as a TOML basic string: `"` and `\\` escaped, control characters as `\\uXXXX`.
+fn toml_string(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                quoted.push('\\');
+                quoted.push(c);
+            }
+            c if c.is_control() => quoted.push_str(&format!("\\u{:04X}", c as u32)),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
 }
 
 /// A status line, `PASS [   0.005s] (2/3) binary-id test::name`: the test's key, status and

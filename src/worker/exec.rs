@@ -4,6 +4,10 @@
 //! signalled at once: at its time limit, when it is cancelled, when the future running it is
 //! dropped, and after it exits (background processes it left behind must not outlive it).
 //!
+//! A command too long for one argument (the kernel refuses any over 128 KiB; a suite batch
+//! names all its tests in its command) is a script bash reads from a file it inherits instead
+//! ([`LONGEST_ARGUMENT`]).
+//!
 //! Processes that leave the group (`setsid`) are caught by [`contain`]: they carry the job's
 //! mark, are adopted by this process once the job's shell is gone, and are killed when the job
 //! ends.
@@ -14,7 +18,7 @@
 use std::ffi::OsStr;
 use std::future::Future;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::pin::{Pin, pin};
@@ -32,6 +36,12 @@ use crate::credentials::HIDDEN_VARS;
 use crate::proto::{Isolation, JobStatus};
 use crate::worker::output::TailBuffer;
 use crate::worker::{contain, sandbox};
+
+/// The longest command passed as `bash -c`'s argument; a longer one is written to an unnamed
+/// file that bash inherits and runs as its script (`bash /dev/fd/N`, so `$0` is that path): the
+/// kernel refuses a single argument over 128 KiB (`MAX_ARG_STRLEN`), and arguments and
+/// environment together share a limit too.
+pub const LONGEST_ARGUMENT: usize = 64 * 1024;
 
 /// How much a job may print and how it is stopped.
 #[derive(Debug, Clone)]
@@ -100,7 +110,7 @@ impl ExecError {
     }
 }
 
-/// Runs `bash -c cmd` in `dir` with the worker's environment (less [`HIDDEN_VARS`]) plus `env`, stdin from
+/// Runs `bash -c cmd` (see [`LONGEST_ARGUMENT`] for a long `cmd`) in `dir` with the worker's environment (less [`HIDDEN_VARS`]) plus `env`, stdin from
 /// `/dev/null`, until it exits, `timeout` passes or `cancel` completes.
 ///
 /// `cancel` completing cancels the job; pass [`std::future::pending`] for a job that cannot be
@@ -130,9 +140,19 @@ where
     for var in HIDDEN_VARS {
         command.env_remove(var);
     }
+    // Kept open until bash has started: it holds a long command.
+    let script = if cmd.len() > LONGEST_ARGUMENT {
+        let script = script_file(cmd).map_err(ExecError::io("cannot write the job's command"))?;
+        let fd = script.as_raw_fd();
+        command.arg(format!("/dev/fd/{fd}"));
+        // SAFETY: `inherit` makes one async-signal-safe call and does not allocate.
+        unsafe { command.pre_exec(move || inherit(fd)) };
+        Some(script)
+    } else {
+        command.arg("-c").arg(cmd);
+        None
+    };
     command
-        .arg("-c")
-        .arg(cmd)
         .current_dir(dir)
         .envs(env)
         .stdin(Stdio::null())
@@ -163,6 +183,7 @@ where
     // The command holds our copies of the pipe's write end; the end of output is only seen
     // once the job's processes are the only writers left.
     drop(command);
+    drop(script);
     let mut group = Group::new(child)?;
     contain::spawned(group.pgid);
     let mut tail = TailBuffer::new(limits.output_limit);
@@ -261,6 +282,27 @@ enum Ending {
     Exited,
     TimedOut,
     Cancelled,
+}
+
+/// An unnamed file holding `cmd` as a script, read from its start; its first line closes the
+/// descriptor bash inherited it by (bash reads the script through its own), so the job's
+/// processes do not inherit it too.
+fn script_file(cmd: &str) -> io::Result<std::fs::File> {
+    use std::io::{Seek, Write};
+    let mut file = tempfile::tempfile()?;
+    let fd = file.as_raw_fd();
+    write!(file, "exec {fd}<&-\n{cmd}")?;
+    file.rewind()?;
+    Ok(file)
+}
+
+/// Lets the child inherit descriptor `fd` (between fork and exec).
+fn inherit(fd: libc::c_int) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor this process holds, with integer arguments.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Appends an executor note on its own line.

@@ -177,6 +177,9 @@ pub fn job_spec(name: &str, run: &str) -> JobSpec {
 /// (tests/cluster_*.rs and others).
 pub mod cluster;
 
+/// `cluster-action local` on suites, and whether a framework is installed.
+pub mod local;
+
 /// Manifest text and the `data` layer's files for the end-to-end tests.
 pub mod manifest;
 
