@@ -159,6 +159,9 @@ fn a_command_failing_in_every_batch_is_not_requeued_blindly() {
             "framework": "command",
             "list": "printf 't1\\nt2\\nt3\\nt4\\nt5\\nt6\\n'",
             "run": run,
+            // Several batches however many slots the plan saw (it is made when the first
+            // worker joins): the rule needs two batches with no test in common.
+            "batch": "1s",
         }]
     }))
     .unwrap();
