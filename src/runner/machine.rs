@@ -179,8 +179,11 @@ pub struct Machine {
     jobs: BTreeMap<JobIndex, Entry>,
     /// The specs until [`Machine::submit`] gives them away.
     unsent: Vec<Submission>,
-    /// What the manifest's jobs share, sent once before them (none: nothing shared).
+    /// What the manifest's jobs and suites share, until it is sent once before them (none:
+    /// nothing shared).
     defaults: Option<JobDefaults>,
+    /// The defaults once sent: what every later job and batch inherits.
+    shared: Option<JobDefaults>,
     fetch_outputs: bool,
     stop_cluster: bool,
     worker_wait: Duration,
@@ -223,6 +226,7 @@ impl Machine {
             jobs: entries,
             unsent: jobs,
             defaults: None,
+            shared: None,
             fetch_outputs: rules.fetch_outputs,
             stop_cluster: rules.stop_cluster,
             worker_wait: rules.worker_wait,
@@ -270,15 +274,13 @@ impl Machine {
     /// the suites' first batches when the slots are known, then the end of submission once the
     /// suites will submit nothing more. The specs are given away: the machine keeps only the report entries.
     pub fn submit(&mut self) -> Vec<Effect> {
-        let mut jobs = std::mem::take(&mut self.unsent);
+        let jobs = std::mem::take(&mut self.unsent);
         let mut fx = Vec::new();
         if let Some(defaults) = self.defaults.take() {
-            for job in &mut jobs {
-                defaults.factor_out(&mut job.spec);
-            }
-            fx.push(Effect::Send(RunnerMsg::Defaults(defaults)));
+            fx.push(Effect::Send(RunnerMsg::Defaults(defaults.clone())));
+            self.shared = Some(defaults);
         }
-        fx.extend(submit_all(jobs));
+        fx.extend(self.submit_inheriting(jobs));
         if self.slots_hint > 0 {
             fx.extend(self.plan_suites(self.slots_hint));
         }
@@ -288,7 +290,19 @@ impl Machine {
 
     /// The suites' first batches for `slots` slots (once).
     fn plan_suites(&mut self, slots: usize) -> Vec<Effect> {
-        submit_all(self.suites.plan(slots))
+        let batches = self.suites.plan(slots);
+        self.submit_inheriting(batches)
+    }
+
+    /// `Submit` messages for jobs or suite batches resolved with the manifest's defaults:
+    /// once the defaults were sent, each carries only what it sets itself.
+    fn submit_inheriting(&self, mut jobs: Vec<Submission>) -> Vec<Effect> {
+        if let Some(defaults) = &self.shared {
+            for job in &mut jobs {
+                defaults.factor_out(&mut job.spec);
+            }
+        }
+        submit_all(jobs)
     }
 
     /// `EndOfSubmission`, once, when the suites will submit nothing more.
@@ -308,7 +322,8 @@ impl Machine {
     /// The report of suite batch `index` was fetched (`None`: it brought none back): the
     /// suites' next batches, and the end of submission when they are done.
     pub fn report_fetched(&mut self, index: JobIndex, report: Option<Vec<u8>>) -> Vec<Effect> {
-        let mut fx = submit_all(self.suites.finished(index, report.as_deref()));
+        let batches = self.suites.finished(index, report.as_deref());
+        let mut fx = self.submit_inheriting(batches);
         fx.extend(self.end_submission_when_done());
         fx
     }

@@ -10,13 +10,17 @@
 
 use std::collections::BTreeMap;
 
+use crate::duration::millis;
 use crate::history::timings::Timings;
 use crate::layer::Digest;
-use crate::proto::{Isolation, JobIndex, JobSpec, Submission};
-use crate::runner::manifest::{DEFAULT_TIMEOUT, SuiteDef};
+use crate::proto::{JobIndex, JobSpec, SecretEnv, Submission};
+use crate::runner::manifest::SuiteDef;
 use crate::suite::TestKey;
 use crate::suite::plan::{PlanTest, estimate_tests, plan_batches};
-use crate::suite::{ATTEMPT_ENV, Listing, REPORT_ENV, Split, TestCase, TestRecord, TestStatus};
+use crate::suite::{
+    ATTEMPT_ENV, Listing, REPORT_ENV, Split, TestCase, TestRecord, TestResult, TestStatus,
+};
+use crate::worker::output::mask;
 
 /// The file, relative to a batch's directory, its framework writes its report to; the batch's
 /// one output.
@@ -218,8 +222,10 @@ impl SuiteRun {
         let name = self.suites[suite].def.suite.name.clone();
         let mut requeue = Vec::new();
         let mut retry = Vec::new();
+        let secrets = &self.suites[suite].def.secret_env;
         for mut result in results {
             result.worker.clone_from(&batch.worker);
+            mask_secrets(&mut result, secrets);
             let key = TestKey::new(&name, &result.case.id);
             let Some(&(s, t)) = self.position.get(&key) else {
                 continue;
@@ -311,7 +317,8 @@ impl SuiteRun {
                 tests.len()
             ),
         };
-        let env = BTreeMap::from([
+        let mut env = listed.def.env.clone();
+        env.extend([
             (REPORT_ENV.to_string(), REPORT_FILE.to_string()),
             (ATTEMPT_ENV.to_string(), attempt.to_string()),
         ]);
@@ -320,14 +327,14 @@ impl SuiteRun {
             run: listed.listing.batch_command(&tests),
             env,
             layers: listed.layers.clone(),
-            timeout_ms: DEFAULT_TIMEOUT.as_millis() as u64,
+            timeout_ms: batch_timeout(&listed.def, tests.len()),
             // A lost worker's batch comes back here as not run; failures are retried per test.
             retries: 0,
             outputs: vec![REPORT_FILE.to_string()],
             // No estimate: the broker keeps submission order, which is the plan's.
             estimate_ms: None,
-            isolation: Isolation::default(),
-            secret_env: Default::default(),
+            isolation: listed.def.isolation,
+            secret_env: listed.def.secret_env.clone(),
             inherits: false,
             avoid_workers,
         };
@@ -340,6 +347,21 @@ impl SuiteRun {
         self.in_flight.insert(index, batch);
         Submission { index, spec }
     }
+}
+
+/// The time limit of a batch of `tests` tests of suite `def`: the sum of its tests' limits.
+fn batch_timeout(def: &SuiteDef, tests: usize) -> u64 {
+    millis(def.timeout).saturating_mul(tests as u64)
+}
+
+/// `result` with the values of the suite's `secret-env` masked in what its test printed, as
+/// in a job's output: the framework's report is the batch's output here.
+fn mask_secrets(result: &mut TestResult, secrets: &SecretEnv) {
+    if secrets.is_empty() {
+        return;
+    }
+    result.output = mask(std::mem::take(&mut result.output), secrets);
+    result.message = result.message.take().map(|m| mask(m, secrets));
 }
 
 /// Attempts of a record that ran to an end.
@@ -382,6 +404,10 @@ pub(crate) mod tests {
                 batch: None,
                 retries,
                 split: Split::Test,
+                timeout: crate::runner::manifest::DEFAULT_TEST_TIMEOUT,
+                env: BTreeMap::new(),
+                secret_env: Default::default(),
+                isolation: Default::default(),
             },
             listing: Listing::new(&suite, tests),
             layers: Vec::new(),

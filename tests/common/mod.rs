@@ -160,3 +160,7 @@ pub mod manifest;
 
 /// The JSON report, read and checked against its schema.
 pub mod report;
+
+/// pytest suites run through `cluster-action local` in a directory of their own
+/// (tests/suite_defaults.rs, tests/suite_timeout.rs).
+pub mod pytest;
