@@ -223,6 +223,9 @@ impl SuiteRun {
         let mut requeue = Vec::new();
         let mut retry = Vec::new();
         let secrets = &self.suites[suite].def.secret_env;
+        // A batch that finished some of its tests (one stopped at a test's timeout too) sends
+        // the rest back without counting it: each round ends at least one test.
+        let progressed = results.iter().any(|r| r.status != TestStatus::NotRun);
         for mut result in results {
             result.worker.clone_from(&batch.worker);
             mask_secrets(&mut result, secrets);
@@ -236,6 +239,7 @@ impl SuiteRun {
             record.attempts.push(result);
             let ran = ran(record);
             match status {
+                TestStatus::NotRun if progressed => requeue.push(case),
                 TestStatus::NotRun => {
                     let count = self.requeues.entry(key).or_default();
                     *count += 1;
@@ -243,7 +247,9 @@ impl SuiteRun {
                         requeue.push(case);
                     }
                 }
-                TestStatus::Failed | TestStatus::Error if ran <= retries as usize => {
+                TestStatus::Failed | TestStatus::Error | TestStatus::TimedOut
+                    if ran <= retries as usize =>
+                {
                     retry.push((case, ran as u32 + 1));
                 }
                 _ => {}
@@ -300,6 +306,34 @@ impl SuiteRun {
         workers
     }
 
+    /// The time limit of a batch of `tests` of suite `suite`: what its tests may take, and one
+    /// per-test timeout more for the framework's start and for the batch's watchdog to stop a
+    /// test at its own timeout first. What its tests may take is the sum of their timeouts (so
+    /// the limit never cuts a test short), or, when every test has timing history, twice
+    /// their estimates if that is less: a batch twice as slow as its history still finishes,
+    /// and a test that hangs where the watchdog cannot see it (a framework without progress
+    /// lines, a test that keeps printing) costs about one timeout, not the batch's sum.
+    fn batch_timeout(&self, suite: usize, tests: &[TestCase]) -> u64 {
+        let def = &self.suites[suite].def;
+        let per_test = millis(def.timeout);
+        let all = per_test.saturating_mul(tests.len() as u64);
+        let estimates: Option<Vec<u64>> = tests
+            .iter()
+            .map(|case| {
+                self.timings
+                    .estimate_ms(&TestKey::new(&def.suite.name, &case.id))
+            })
+            .collect();
+        match estimates {
+            Some(ms) => {
+                let sum = ms.iter().fold(0u64, |a, b| a.saturating_add(*b));
+                all.min(sum.saturating_mul(2))
+            }
+            None => all,
+        }
+        .saturating_add(per_test)
+    }
+
     /// A batch of `tests` of suite `suite` at `attempt`, as submitted: away from the workers
     /// earlier attempts of its tests ran on, where there is another.
     fn batch(&mut self, suite: usize, tests: Vec<TestCase>, attempt: u32) -> Submission {
@@ -324,10 +358,12 @@ impl SuiteRun {
         ]);
         let spec = JobSpec {
             name: name.clone(),
-            run: listed.listing.batch_command(&tests),
+            run: listed
+                .listing
+                .guarded_batch_command(&tests, listed.def.timeout),
             env,
             layers: listed.layers.clone(),
-            timeout_ms: batch_timeout(&listed.def, tests.len()),
+            timeout_ms: self.batch_timeout(suite, &tests),
             // A lost worker's batch comes back here as not run; failures are retried per test.
             retries: 0,
             outputs: vec![REPORT_FILE.to_string()],
@@ -347,11 +383,6 @@ impl SuiteRun {
         self.in_flight.insert(index, batch);
         Submission { index, spec }
     }
-}
-
-/// The time limit of a batch of `tests` tests of suite `def`: the sum of its tests' limits.
-fn batch_timeout(def: &SuiteDef, tests: usize) -> u64 {
-    millis(def.timeout).saturating_mul(tests as u64)
 }
 
 /// `result` with the values of the suite's `secret-env` masked in what its test printed, as
@@ -575,6 +606,104 @@ pub(crate) mod tests {
         assert!(run.finished(first, None).is_empty());
         assert!(run.is_done());
         assert_eq!(status_of(&run, "1").name(), "error");
+    }
+
+    /// A pytest suite `py` of tests `ids` (in `t.py`) with a per-test timeout of 3 s.
+    fn pytest_suite(ids: &[&str], retries: u32) -> ListedSuite {
+        let suite = Suite {
+            name: "py".into(),
+            framework: Framework::Pytest,
+            args: Vec::new(),
+        };
+        let tests = ids
+            .iter()
+            .map(|id| TestCase {
+                id: format!("t.py::{id}"),
+                group: "t.py".into(),
+                name: (*id).into(),
+                file: Some("t.py".into()),
+            })
+            .collect();
+        let mut listed = listed("py", &[], retries);
+        listed.def.suite = suite.clone();
+        listed.def.timeout = std::time::Duration::from_secs(3);
+        listed.listing = Listing::new(&suite, tests);
+        listed
+    }
+
+    /// pytest's progress of a batch `a`, `hang`, `b` that its watchdog stopped during `hang`.
+    const STOPPED_AT_HANG: &str = "collected 3 items\n\nt.py::a PASSED   [ 33%]\nt.py::hang \n\
+        [cluster-action: no test finished for the per-test timeout] 3\n";
+
+    #[test]
+    fn the_test_running_at_its_timeout_is_retried_and_the_rest_requeued_uncounted() {
+        let mut run = SuiteRun::new(
+            vec![pytest_suite(&["a", "hang", "b"], 1)],
+            Timings::default(),
+            0,
+        );
+        let first = run.plan(1)[0].index;
+        let next = run.finished(first, Some(STOPPED_AT_HANG.as_bytes()));
+        let batches: Vec<Vec<String>> = next.iter().map(|s| ids(s, &run)).collect();
+        assert_eq!(batches, [vec!["t.py::b"], vec!["t.py::hang"]]);
+        assert_eq!(
+            next[0].spec.env[ATTEMPT_ENV], "1",
+            "b goes back to the queue"
+        );
+        assert!(
+            run.requeues.is_empty(),
+            "a batch that finished a test was not lost"
+        );
+        assert_eq!(next[1].spec.env[ATTEMPT_ENV], "2", "hang is retried");
+        let hang_alone =
+            "t.py::hang \n[cluster-action: no test finished for the per-test timeout] 3\n";
+        assert!(
+            run.finished(next[1].index, Some(hang_alone.as_bytes()))
+                .is_empty(),
+            "no retry left"
+        );
+        let b_passed = b"<testsuites><testsuite><testcase classname=\"t\" name=\"b\"/></testsuite></testsuites>";
+        assert!(run.finished(next[0].index, Some(b_passed)).is_empty());
+        assert!(run.is_done());
+        assert_eq!(status_of(&run, "t.py::a").name(), "passed");
+        assert_eq!(status_of(&run, "t.py::hang").name(), "timed_out");
+        let hang = run
+            .records()
+            .into_iter()
+            .find(|r| r.case.id == "t.py::hang")
+            .unwrap();
+        assert_eq!(hang.entry().attempts, 2, "one retry");
+        assert_eq!(hang.entry().duration_ms, 3000);
+    }
+
+    #[test]
+    fn a_batch_may_take_its_tests_timeouts_or_twice_their_history_and_one_timeout_more() {
+        let mut timings = Timings::default();
+        let outcome = |ms| crate::history::results::TestOutcome {
+            status: crate::history::results::TestStatus::Passed,
+            duration_ms: Some(ms),
+            attempt: 1,
+        };
+        let (k1, k2) = (TestKey::new("py", "t.py::a"), TestKey::new("py", "t.py::b"));
+        let (o1, o2) = (outcome(100), outcome(400));
+        timings.record_run(None, [(&k1, &o1), (&k2, &o2)]);
+        let suite = || pytest_suite(&["a", "b", "c"], 0);
+        let run = SuiteRun::new(vec![suite()], timings, 0);
+        let case = |id: &str| {
+            run.case(&TestKey::new("py", format!("t.py::{id}")))
+                .unwrap()
+        };
+        // Measured: 2 × (100 + 400) ms, and 3 s for the start and the watchdog.
+        assert_eq!(run.batch_timeout(0, &[case("a"), case("b")]), 4_000);
+        // One test without history: each test's 3 s, and 3 s more.
+        assert_eq!(run.batch_timeout(0, &[case("a"), case("c")]), 9_000);
+        // A slow measured test: never more than its timeout, and 3 s more.
+        let mut slow = Timings::default();
+        let o = outcome(60_000);
+        slow.record_run(None, [(&k1, &o)]);
+        let run = SuiteRun::new(vec![suite()], slow, 0);
+        let a = run.case(&k1).unwrap();
+        assert_eq!(run.batch_timeout(0, &[a]), 6_000);
     }
 
     #[test]

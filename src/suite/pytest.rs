@@ -303,6 +303,14 @@ pub(super) fn progress_line(line: &str) -> Option<(String, TestStatus, u64)> {
     id.contains("::").then(|| (mangle(id.trim()), status, 0))
 }
 
+/// A line `-v` leaves when a test started and has not finished (its node id, the status
+/// comes on the same line at its end): the test's key.
+pub(super) fn started_line(line: &str) -> Option<String> {
+    let id = line.trim();
+    let plain = id.contains("::") && !id.contains(" - ") && progress_line(line).is_none();
+    plain.then(|| mangle(id))
+}
+
 /// pytest's JUnit names a test by a class name made from its node id and a name.
 pub(super) fn junit_key(classname: &str, name: &str) -> Vec<String> {
     vec![format!("{classname}\u{0}{name}")]

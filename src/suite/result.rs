@@ -17,6 +17,8 @@ pub enum TestStatus {
     Skipped,
     /// It could not run, or the report does not say what happened to it.
     Error,
+    /// It was still running at the suite's per-test timeout and was stopped.
+    TimedOut,
     /// The batch stopped before it finished: it should run again.
     NotRun,
 }
@@ -29,6 +31,7 @@ impl TestStatus {
             TestStatus::Failed => "failed",
             TestStatus::Skipped => "skipped",
             TestStatus::Error => "error",
+            TestStatus::TimedOut => "timed_out",
             TestStatus::NotRun => "not_run",
         }
     }
@@ -76,6 +79,8 @@ pub enum FinalStatus {
     /// It could not run, was not reported, or every attempt stopped before finishing it (a
     /// test that crashes its batch each time must not pass for skipped).
     Error,
+    /// Its last attempt ran past the suite's per-test timeout.
+    TimedOut,
     /// No attempt was made (the run was cancelled first).
     NotRun,
 }
@@ -89,6 +94,7 @@ impl FinalStatus {
             FinalStatus::Flaky => "flaky",
             FinalStatus::Skipped => "skipped",
             FinalStatus::Error => "error",
+            FinalStatus::TimedOut => "timed_out",
             FinalStatus::NotRun => "not_run",
         }
     }
@@ -101,7 +107,7 @@ pub struct TestEntry {
     pub suite: String,
     /// Its id in the suite.
     pub id: String,
-    /// `passed`, `failed`, `flaky`, `skipped`, `error` or `not_run`.
+    /// `passed`, `failed`, `flaky`, `skipped`, `error`, `timed_out` or `not_run`.
     pub status: &'static str,
     /// Attempts that ran it to an end.
     pub attempts: usize,
@@ -137,6 +143,7 @@ impl TestRecord {
             TestStatus::Passed => FinalStatus::Passed,
             TestStatus::Failed => FinalStatus::Failed,
             TestStatus::Skipped => FinalStatus::Skipped,
+            TestStatus::TimedOut => FinalStatus::TimedOut,
             TestStatus::Error | TestStatus::NotRun => FinalStatus::Error,
         }
     }
@@ -160,7 +167,10 @@ impl TestRecord {
 
 /// Whether a result is one a retry may turn around.
 pub(super) fn is_failure(status: TestStatus) -> bool {
-    matches!(status, TestStatus::Failed | TestStatus::Error)
+    matches!(
+        status,
+        TestStatus::Failed | TestStatus::Error | TestStatus::TimedOut
+    )
 }
 
 #[cfg(test)]
@@ -204,6 +214,8 @@ pub(crate) mod tests {
         assert_eq!(status(&[NotRun, NotRun]), FinalStatus::Error);
         assert_eq!(status(&[]), FinalStatus::NotRun);
         assert_eq!(status(&[Error]), FinalStatus::Error);
+        assert_eq!(status(&[TimedOut]), FinalStatus::TimedOut);
+        assert_eq!(status(&[TimedOut, Passed]), FinalStatus::Flaky);
     }
 
     #[test]

@@ -54,7 +54,10 @@ impl TestSummary {
 
 /// Whether a test ended failed or in error.
 fn is_failure(record: &TestRecord) -> bool {
-    matches!(record.status(), FinalStatus::Failed | FinalStatus::Error)
+    matches!(
+        record.status(),
+        FinalStatus::Failed | FinalStatus::TimedOut | FinalStatus::Error
+    )
 }
 
 /// The last attempt's message of a record, on one line.
@@ -75,7 +78,8 @@ impl RunReport {
         for record in &self.tests {
             *match record.status() {
                 FinalStatus::Passed => &mut s.passed,
-                FinalStatus::Failed => &mut s.failed,
+                // A test stopped at its timeout failed; its entry says `timed_out`.
+                FinalStatus::Failed | FinalStatus::TimedOut => &mut s.failed,
                 FinalStatus::Flaky => &mut s.flaky,
                 FinalStatus::Skipped => &mut s.skipped,
                 FinalStatus::Error | FinalStatus::NotRun => &mut s.errors,
