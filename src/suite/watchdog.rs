@@ -12,27 +12,36 @@ use std::time::Duration;
 const MARK: &str = "[cluster-action: no test finished for the per-test timeout]";
 
 /// `command` (a batch's `bash -c` script, writing its report to `$CLUSTER_JUNIT`) run under
-/// the watchdog: checked every second, it ends the batch (exit 124; the worker then kills
-/// what is left of its process group) once the report has not grown for `timeout`, rounded
-/// up to whole seconds.
+/// the watchdog: a background loop that checks the report every second and, once it has not
+/// grown for `timeout` (rounded up to whole seconds), appends the mark and signals the batch's
+/// shell, which ends at once (exit 124; the worker then kills what is left of its process
+/// group). A batch that ends by itself ends the loop: the watchdog adds no time to it.
 pub(super) fn guard(command: &str, timeout: Duration) -> String {
     let seconds = timeout.as_millis().div_ceil(1000).max(1);
     let report = super::REPORT_ENV;
     format!(
-        "( {command}\n) &\n\
+        "trap 'exit 124' USR1\n\
+         ( {command}\n) &\n\
          run=$!\n\
-         size=-1\n\
-         since=$SECONDS\n\
-         while kill -0 \"$run\" 2>/dev/null; do\n\
-         \x20 now=$(wc -c 2>/dev/null < \"${report}\" || echo 0)\n\
-         \x20 if [ \"$now\" != \"$size\" ]; then size=$now; since=$SECONDS\n\
-         \x20 elif [ $((SECONDS - since)) -ge {seconds} ]; then\n\
-         \x20   printf '\\n%s %s\\n' '{MARK}' {seconds} >> \"${report}\"\n\
-         \x20   exit 124\n\
-         \x20 fi\n\
-         \x20 sleep 1\n\
-         done\n\
-         wait \"$run\"\n"
+         (\n\
+         \x20 size=-1\n\
+         \x20 since=$SECONDS\n\
+         \x20 while kill -0 \"$run\" 2>/dev/null; do\n\
+         \x20   now=$(wc -c 2>/dev/null < \"${report}\" || echo 0)\n\
+         \x20   if [ \"$now\" != \"$size\" ]; then size=$now; since=$SECONDS\n\
+         \x20   elif [ $((SECONDS - since)) -ge {seconds} ]; then\n\
+         \x20     printf '\\n%s %s\\n' '{MARK}' {seconds} >> \"${report}\"\n\
+         \x20     kill -USR1 $$\n\
+         \x20     exit\n\
+         \x20   fi\n\
+         \x20   sleep 1\n\
+         \x20 done\n\
+         ) &\n\
+         watch=$!\n\
+         wait \"$run\"\n\
+         status=$?\n\
+         kill \"$watch\" 2>/dev/null\n\
+         exit $status\n"
     )
 }
 
