@@ -63,21 +63,7 @@ fn environment() {
 /// Whether `program` (with `probe` arguments) runs; a missing tool fails the test under CI.
 fn have(program: &str, probe: &[&str]) -> bool {
     environment();
-    let ok = Command::new(program)
-        .args(probe)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "`{program} {}` does not run: scripts/test.sh installs it",
-            probe.join(" ")
-        );
-        eprintln!("skipped: `{program}` is not available (scripts/test.sh installs it)");
-    }
-    ok
+    common::pytest::have(program, probe)
 }
 
 /// The fixture of `framework` listed with `args`, or `None` when the framework's tool is

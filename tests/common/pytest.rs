@@ -1,6 +1,6 @@
-//! pytest suites through `cluster-action local`: whether pytest is there (the directories of
-//! `CLUSTER_TEST_TOOLS` first on PATH, as tests/suite.rs looks), and a run of a manifest in a
-//! directory that returns its exit code, JSON report and standard error.
+//! Test frameworks for the tests: whether pytest (or another tool) runs with the directories
+//! of `CLUSTER_TEST_TOOLS` first on PATH, and a run of a manifest through `cluster-action
+//! local` in a directory that returns its exit code, JSON report and standard error.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -18,8 +18,14 @@ pub fn tools_path() -> String {
 
 /// Whether `python -m pytest` runs; under `CI=true` a missing pytest fails the test.
 pub fn have_pytest() -> bool {
-    let ok = Command::new("python")
-        .args(["-m", "pytest", "--version"])
+    have("python", &["-m", "pytest", "--version"])
+}
+
+/// Whether `program` (with `probe` arguments) runs with [`tools_path`]; a missing tool fails
+/// the test under `CI=true`, and is skipped with a message outside CI.
+pub fn have(program: &str, probe: &[&str]) -> bool {
+    let ok = Command::new(program)
+        .args(probe)
         .env("PATH", tools_path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -28,9 +34,10 @@ pub fn have_pytest() -> bool {
     if !ok {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
-            "pytest does not run: scripts/test.sh installs it"
+            "`{program} {}` does not run: scripts/test.sh installs it",
+            probe.join(" ")
         );
-        eprintln!("skipped: pytest is not available (scripts/test.sh installs it)");
+        eprintln!("skipped: `{program}` is not available (scripts/test.sh installs it)");
     }
     ok
 }
