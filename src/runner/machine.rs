@@ -1238,6 +1238,34 @@ mod tests {
     }
 
     #[test]
+    fn suite_batches_inherit_the_shared_defaults_once_they_are_sent() {
+        use crate::runner::suite_run::{SuiteRun, tests::listed};
+        let now = Instant::now();
+        let defaults = JobDefaults {
+            env: BTreeMap::from([("DB_URL".to_string(), "sqlite://".to_string())]),
+            secret_env: Default::default(),
+        };
+        let mut suite = listed("s", &["a"], 0);
+        suite.def.env = BTreeMap::from([("MODE".to_string(), "own".to_string())]);
+        defaults.merge_into(&mut suite.def.env, &mut suite.def.secret_env);
+        let suites = SuiteRun::new(vec![suite], Default::default(), 0);
+        let mut m = Machine::new(Vec::new(), &rules(0), now)
+            .with_defaults(defaults.clone())
+            .with_suites(suites, 1);
+        let fx = m.submit();
+        assert_eq!(fx[0], Effect::Send(RunnerMsg::Defaults(defaults.clone())));
+        let Effect::Send(RunnerMsg::Submit { jobs }) = &fx[1] else {
+            panic!("the batch after the defaults: {fx:?}");
+        };
+        let mut sent = jobs[0].spec.clone();
+        assert!(sent.inherits);
+        assert!(!sent.env.contains_key("DB_URL"), "{:?}", sent.env);
+        defaults.merge_into(&mut sent.env, &mut sent.secret_env);
+        assert_eq!(sent.env["DB_URL"], "sqlite://");
+        assert_eq!(sent.env["MODE"], "own");
+    }
+
+    #[test]
     fn suites_are_planned_once_the_first_slot_is_known_and_submission_ends_when_they_are_done() {
         use crate::runner::suite_run::tests::junit;
         let now = Instant::now();
