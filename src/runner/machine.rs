@@ -563,6 +563,9 @@ impl Machine {
     /// the user is told why when it brought none back.
     fn batch_finished(&mut self, index: JobIndex, outcome: JobOutcome) -> Vec<Effect> {
         self.suites.ended_on(index, &outcome.worker);
+        if outcome.status == JobStatus::TimedOut {
+            self.suites.timed_out(index);
+        }
         let mut fx = Vec::new();
         let name = self.suites.name(index).unwrap_or("?");
         if let Some(error) = outcome.error.as_deref() {

@@ -9,8 +9,9 @@
 //! report ([`Listing::parse_report`]), never from the batch's exit code.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use crate::duration::millis;
+use crate::duration::{format_duration, millis};
 use crate::history::timings::Timings;
 use crate::layer::Digest;
 use crate::proto::{JobIndex, JobSpec, SecretEnv, Submission};
@@ -50,6 +51,9 @@ struct InFlight {
     name: String,
     /// The worker it ran on, once the broker said.
     worker: Option<String>,
+    /// Its time limit, and whether it was stopped there.
+    timeout_ms: u64,
+    timed_out: bool,
 }
 
 /// Every suite of a run and what is known of each test.
@@ -206,6 +210,13 @@ impl SuiteRun {
         }
     }
 
+    /// Batch `index` was stopped at its time limit (before its report is fetched).
+    pub fn timed_out(&mut self, index: JobIndex) {
+        if let Some(batch) = self.in_flight.get_mut(&index) {
+            batch.timed_out = true;
+        }
+    }
+
     /// Batch `index` ended and its report (if it wrote one) was fetched: each test's result is
     /// recorded, and the batches to submit next are returned: the tests it never finished go
     /// back to the queue together (at most [`MAX_REQUEUES`] times), and each failed test is
@@ -215,9 +226,10 @@ impl SuiteRun {
             return Vec::new();
         };
         let suite = batch.suite;
-        let results = self.suites[suite]
+        let mut results = self.suites[suite]
             .listing
             .parse_report(report, &batch.tests);
+        timed_out_alone(&batch, &mut results);
         let retries = self.suites[suite].def.retries;
         let name = self.suites[suite].def.suite.name.clone();
         let mut requeue = Vec::new();
@@ -379,9 +391,27 @@ impl SuiteRun {
             tests,
             name,
             worker: None,
+            timeout_ms: spec.timeout_ms,
+            timed_out: false,
         };
         self.in_flight.insert(index, batch);
         Submission { index, spec }
+    }
+}
+
+/// A test that ran alone in a batch stopped at its time limit, and that the report does not
+/// say finished, ran past its own timeout (the limit is longer): it is `timed_out`, retried
+/// like a failure, not sent back to the queue as not run.
+fn timed_out_alone(batch: &InFlight, results: &mut [TestResult]) {
+    if let (true, [result]) = (batch.timed_out, results)
+        && result.status == TestStatus::NotRun
+    {
+        result.status = TestStatus::TimedOut;
+        result.duration_ms = batch.timeout_ms;
+        result.message = Some(format!(
+            "timed out: still running at its batch's time limit of {}",
+            format_duration(Duration::from_millis(batch.timeout_ms))
+        ));
     }
 }
 
@@ -626,7 +656,7 @@ pub(crate) mod tests {
             .collect();
         let mut listed = listed("py", &[], retries);
         listed.def.suite = suite.clone();
-        listed.def.timeout = std::time::Duration::from_secs(3);
+        listed.def.timeout = Duration::from_secs(3);
         listed.listing = Listing::new(&suite, tests);
         listed
     }
@@ -674,6 +704,32 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(hang.entry().attempts, 2, "one retry");
         assert_eq!(hang.entry().duration_ms, 3000);
+    }
+
+    #[test]
+    fn a_test_alone_in_a_batch_stopped_at_its_limit_timed_out_and_is_retried() {
+        // Two tests, none reported: which one hung is unknown, both go back to the queue.
+        let mut run = SuiteRun::new(vec![listed("a", &["1", "2"], 1)], Timings::default(), 0);
+        let first = run.plan(1)[0].index;
+        run.timed_out(first);
+        let next = run.finished(first, None);
+        assert_eq!(ids(&next[0], &run), ["1", "2"]);
+        // One test: it is the one.
+        let mut run = SuiteRun::new(vec![listed("a", &["1"], 1)], Timings::default(), 0);
+        let first = run.plan(1)[0].index;
+        run.timed_out(first);
+        let retry = run.finished(first, None);
+        assert_eq!(
+            retry[0].spec.env[ATTEMPT_ENV], "2",
+            "retried like a failure"
+        );
+        run.timed_out(retry[0].index);
+        assert!(run.finished(retry[0].index, None).is_empty());
+        assert_eq!(status_of(&run, "1").name(), "timed_out");
+        let entry = run.records()[0].entry();
+        assert_eq!(entry.attempts, 2);
+        let message = entry.message.unwrap();
+        assert!(message.contains("time limit of 20m"), "{message}");
     }
 
     #[test]
