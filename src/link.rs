@@ -297,3 +297,13 @@ impl<Out: Serialize, In: Incoming> Link<Out, In> {
         (self.tx, self.rx)
     }
 }
+
+/// Logs a failure to close the stream to the broker: at info when the cluster's listener had
+/// closed (the cluster stopped as this peer left: an ordinary end), else as a warning.
+pub fn log_close_error(e: &crate::stream::StreamError) {
+    if e.is_listener_closed() {
+        tracing::info!("closing the stream to the broker: {e}");
+    } else {
+        tracing::warn!("closing the stream to the broker: {e}");
+    }
+}

@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use cluster_action::history::HistorySource;
 use cluster_action::history::results::RerunMode;
 use cluster_action::layer::Listed;
-use cluster_action::runner::manifest::{LayerDef, Manifest, SuiteDef};
+use cluster_action::runner::manifest::{DEFAULT_TEST_TIMEOUT, LayerDef, Manifest, SuiteDef};
 use cluster_action::runner::report::FlakyResult;
 use cluster_action::suite::{Framework, Split, Suite};
 
@@ -93,6 +93,10 @@ impl SuiteArgs {
             batch: None,
             retries: self.test_retries,
             split: Split::Test,
+            timeout: DEFAULT_TEST_TIMEOUT,
+            env: BTreeMap::new(),
+            secret_env: Default::default(),
+            isolation: Default::default(),
         };
         Ok(Manifest {
             path: PathBuf::from(flag),

@@ -167,7 +167,7 @@ pub fn outcomes(records: &[TestRecord], attempt: u32) -> BTreeMap<TestKey, TestO
                 FinalStatus::Passed => (TestStatus::Passed, Some(entry.duration_ms)),
                 FinalStatus::Flaky => (TestStatus::Flaky, Some(entry.duration_ms)),
                 FinalStatus::Skipped => (TestStatus::Passed, None),
-                FinalStatus::Failed | FinalStatus::Error => {
+                FinalStatus::Failed | FinalStatus::TimedOut | FinalStatus::Error => {
                     (TestStatus::Failed, Some(entry.duration_ms))
                 }
                 FinalStatus::NotRun => (TestStatus::NotRun, None),

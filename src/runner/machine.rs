@@ -181,8 +181,11 @@ pub struct Machine {
     jobs: BTreeMap<JobIndex, Entry>,
     /// The specs until [`Machine::submit`] gives them away.
     unsent: Vec<Submission>,
-    /// What the manifest's jobs share, sent once before them (none: nothing shared).
+    /// What the manifest's jobs and suites share, until it is sent once before them (none:
+    /// nothing shared).
     defaults: Option<JobDefaults>,
+    /// The defaults once sent: what every later job and batch inherits.
+    shared: Option<JobDefaults>,
     fetch_outputs: bool,
     stop_cluster: bool,
     worker_wait: Duration,
@@ -225,6 +228,7 @@ impl Machine {
             jobs: entries,
             unsent: jobs,
             defaults: None,
+            shared: None,
             fetch_outputs: rules.fetch_outputs,
             stop_cluster: rules.stop_cluster,
             worker_wait: rules.worker_wait,
@@ -277,15 +281,13 @@ impl Machine {
     /// the suites' first batches when the slots are known, then the end of submission once the
     /// suites will submit nothing more. The specs are given away: the machine keeps only the report entries.
     pub fn submit(&mut self) -> Vec<Effect> {
-        let mut jobs = std::mem::take(&mut self.unsent);
+        let jobs = std::mem::take(&mut self.unsent);
         let mut fx = Vec::new();
         if let Some(defaults) = self.defaults.take() {
-            for job in &mut jobs {
-                defaults.factor_out(&mut job.spec);
-            }
-            fx.push(Effect::Send(RunnerMsg::Defaults(defaults)));
+            fx.push(Effect::Send(RunnerMsg::Defaults(defaults.clone())));
+            self.shared = Some(defaults);
         }
-        fx.extend(submit_all(jobs));
+        fx.extend(self.submit_inheriting(jobs));
         if self.slots_hint > 0 {
             fx.extend(self.plan_suites(self.slots_hint));
         }
@@ -295,7 +297,19 @@ impl Machine {
 
     /// The suites' first batches for `slots` slots (once).
     fn plan_suites(&mut self, slots: usize) -> Vec<Effect> {
-        submit_all(self.suites.plan(slots))
+        let batches = self.suites.plan(slots);
+        self.submit_inheriting(batches)
+    }
+
+    /// `Submit` messages for jobs or suite batches resolved with the manifest's defaults:
+    /// once the defaults were sent, each carries only what it sets itself.
+    fn submit_inheriting(&self, mut jobs: Vec<Submission>) -> Vec<Effect> {
+        if let Some(defaults) = &self.shared {
+            for job in &mut jobs {
+                defaults.factor_out(&mut job.spec);
+            }
+        }
+        submit_all(jobs)
     }
 
     /// `EndOfSubmission`, once, when the suites will submit nothing more.
@@ -323,7 +337,7 @@ impl Machine {
         if !ended.is_empty() {
             fx.push(Effect::TestsEnded(ended));
         }
-        fx.extend(submit_all(next));
+        fx.extend(self.submit_inheriting(next));
         fx.extend(self.end_submission_when_done());
         fx
     }
@@ -564,6 +578,9 @@ impl Machine {
     /// the user is told why when it brought none back.
     fn batch_finished(&mut self, index: JobIndex, outcome: JobOutcome) -> Vec<Effect> {
         self.suites.ended_on(index, &outcome);
+        if outcome.status == JobStatus::TimedOut {
+            self.suites.timed_out(index);
+        }
         let mut fx = Vec::new();
         let name = self.suites.name(index).unwrap_or("?");
         if let Some(error) = outcome.error.as_deref() {
@@ -1243,6 +1260,34 @@ mod tests {
             })
             .flatten()
             .collect()
+    }
+
+    #[test]
+    fn suite_batches_inherit_the_shared_defaults_once_they_are_sent() {
+        use crate::runner::suite_run::{SuiteRun, tests::listed};
+        let now = Instant::now();
+        let defaults = JobDefaults {
+            env: BTreeMap::from([("DB_URL".to_string(), "sqlite://".to_string())]),
+            secret_env: Default::default(),
+        };
+        let mut suite = listed("s", &["a"], 0);
+        suite.def.env = BTreeMap::from([("MODE".to_string(), "own".to_string())]);
+        defaults.merge_into(&mut suite.def.env, &mut suite.def.secret_env);
+        let suites = SuiteRun::new(vec![suite], Default::default(), 0);
+        let mut m = Machine::new(Vec::new(), &rules(0), now)
+            .with_defaults(defaults.clone())
+            .with_suites(suites, 1);
+        let fx = m.submit();
+        assert_eq!(fx[0], Effect::Send(RunnerMsg::Defaults(defaults.clone())));
+        let Effect::Send(RunnerMsg::Submit { jobs }) = &fx[1] else {
+            panic!("the batch after the defaults: {fx:?}");
+        };
+        let mut sent = jobs[0].spec.clone();
+        assert!(sent.inherits);
+        assert!(!sent.env.contains_key("DB_URL"), "{:?}", sent.env);
+        defaults.merge_into(&mut sent.env, &mut sent.secret_env);
+        assert_eq!(sent.env["DB_URL"], "sqlite://");
+        assert_eq!(sent.env["MODE"], "own");
     }
 
     #[test]

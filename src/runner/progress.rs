@@ -188,7 +188,12 @@ impl Progress {
                 Some(FinalStatus::Passed) => self.counts.passed += 1,
                 Some(FinalStatus::Flaky) => self.counts.flaky += 1,
                 Some(FinalStatus::Skipped) => self.counts.skipped += 1,
-                Some(FinalStatus::Failed | FinalStatus::Error | FinalStatus::NotRun) => {
+                Some(
+                    FinalStatus::Failed
+                    | FinalStatus::TimedOut
+                    | FinalStatus::Error
+                    | FinalStatus::NotRun,
+                ) => {
                     self.counts.not_passed += 1;
                 }
             }

@@ -402,10 +402,8 @@ impl Shell<'_> {
         }
         let closing = self.machine.closing();
         self.apply_all(closing).await?;
-        match self.link.close().await {
-            Err(e) if e.is_listener_closed() => info!("closing the stream to the broker: {e}"),
-            Err(e) => warn!("closing the stream to the broker: {e}"),
-            Ok(()) => {}
+        if let Err(e) = self.link.close().await {
+            crate::link::log_close_error(&e);
         }
         Ok(self
             .machine

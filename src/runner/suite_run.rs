@@ -12,12 +12,14 @@
 //! report ([`Listing::parse_report`]), never from the batch's exit code.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
+use crate::duration::{format_duration, millis};
 use crate::history::timings::Timings;
 use crate::layer::Digest;
 use crate::notice::Notice;
-use crate::proto::{Isolation, JobIndex, JobOutcome, JobSpec, JobStatus, Submission};
-use crate::runner::manifest::{DEFAULT_TIMEOUT, SuiteDef};
+use crate::proto::{JobIndex, JobOutcome, JobSpec, JobStatus, SecretEnv, Submission};
+use crate::runner::manifest::SuiteDef;
 use crate::runner::report::{last_lines, without_escapes};
 use crate::suite::TestKey;
 use crate::suite::plan::{PlanTest, estimate_tests, plan_batches};
@@ -25,6 +27,7 @@ use crate::suite::{
     ATTEMPT_ENV, FinalStatus, Listing, REPORT_ENV, Split, TestCase, TestRecord, TestResult,
     TestStatus,
 };
+use crate::worker::output::mask;
 
 /// The file, relative to a batch's directory, its framework writes its report to; the batch's
 /// one output.
@@ -81,6 +84,9 @@ struct InFlight {
     exit: Option<Exit>,
     /// Whether a cancel ended it (its tests not reported by then were not attempted).
     cancelled: bool,
+    /// Its time limit, and whether it was stopped there.
+    timeout_ms: u64,
+    timed_out: bool,
 }
 
 /// How a batch's process ended by itself: its exit code and the end of what it printed.
@@ -294,6 +300,13 @@ impl SuiteRun {
         }
     }
 
+    /// Batch `index` was stopped at its time limit (before its report is fetched).
+    pub fn timed_out(&mut self, index: JobIndex) {
+        if let Some(batch) = self.in_flight.get_mut(&index) {
+            batch.timed_out = true;
+        }
+    }
+
     /// Batch `index` ended and its report (if it wrote one) was fetched: each test's result is
     /// recorded, and the batches to submit next are returned: the tests it never finished go
     /// back to the queue together (at most [`MAX_REQUEUES`] times), and each failed test is
@@ -303,17 +316,23 @@ impl SuiteRun {
             return Vec::new();
         };
         let suite = batch.suite;
-        let results = self.suites[suite]
+        let mut results = self.suites[suite]
             .listing
             .parse_report(report, &batch.tests);
+        timed_out_alone(&batch, &mut results);
         let results = self.explain_unreported(&batch, results);
         let results = before_cancel(&batch, results);
         let retries = self.suites[suite].def.retries;
         let name = self.suites[suite].def.suite.name.clone();
         let mut requeue = Vec::new();
         let mut retry = Vec::new();
+        let secrets = &self.suites[suite].def.secret_env;
+        // A batch that finished some of its tests (one stopped at a test's timeout too) sends
+        // the rest back without counting it: each round ends at least one test.
+        let progressed = results.iter().any(|r| r.status != TestStatus::NotRun);
         for mut result in results {
             result.worker.clone_from(&batch.worker);
+            mask_secrets(&mut result, secrets);
             let key = TestKey::new(&name, &result.case.id);
             let Some(&(s, t)) = self.position.get(&key) else {
                 continue;
@@ -325,6 +344,10 @@ impl SuiteRun {
             record.attempts.push(result);
             let ran = ran(record);
             let again = match status {
+                TestStatus::NotRun if progressed => {
+                    requeue.push(case);
+                    true
+                }
                 TestStatus::NotRun => {
                     let count = self.requeues.entry(key).or_default();
                     *count += 1;
@@ -334,7 +357,9 @@ impl SuiteRun {
                     }
                     again
                 }
-                TestStatus::Failed | TestStatus::Error if ran <= retries as usize => {
+                TestStatus::Failed | TestStatus::Error | TestStatus::TimedOut
+                    if ran <= retries as usize =>
+                {
                     retry.push((case, ran as u32 + 1));
                     true
                 }
@@ -518,6 +543,34 @@ impl SuiteRun {
         workers
     }
 
+    /// The time limit of a batch of `tests` of suite `suite`: what its tests may take, and one
+    /// per-test timeout more for the framework's start and for the batch's watchdog to stop a
+    /// test at its own timeout first. What its tests may take is the sum of their timeouts (so
+    /// the limit never cuts a test short), or, when every test has timing history, twice
+    /// their estimates if that is less: a batch twice as slow as its history still finishes,
+    /// and a test that hangs where the watchdog cannot see it (a framework without progress
+    /// lines, a test that keeps printing) costs about one timeout, not the batch's sum.
+    fn batch_timeout(&self, suite: usize, tests: &[TestCase]) -> u64 {
+        let def = &self.suites[suite].def;
+        let per_test = millis(def.timeout);
+        let all = per_test.saturating_mul(tests.len() as u64);
+        let estimates: Option<Vec<u64>> = tests
+            .iter()
+            .map(|case| {
+                self.timings
+                    .estimate_ms(&TestKey::new(&def.suite.name, &case.id))
+            })
+            .collect();
+        match estimates {
+            Some(ms) => {
+                let sum = ms.iter().fold(0u64, |a, b| a.saturating_add(*b));
+                all.min(sum.saturating_mul(2))
+            }
+            None => all,
+        }
+        .saturating_add(per_test)
+    }
+
     /// A batch of `tests` of suite `suite` at `attempt`, as submitted: away from the workers
     /// earlier attempts of its tests ran on, where there is another.
     fn batch(&mut self, suite: usize, tests: Vec<TestCase>, attempt: u32) -> Submission {
@@ -535,23 +588,26 @@ impl SuiteRun {
                 tests.len()
             ),
         };
-        let env = BTreeMap::from([
+        let mut env = listed.def.env.clone();
+        env.extend([
             (REPORT_ENV.to_string(), REPORT_FILE.to_string()),
             (ATTEMPT_ENV.to_string(), attempt.to_string()),
         ]);
         let spec = JobSpec {
             name: name.clone(),
-            run: listed.listing.batch_command(&tests),
+            run: listed
+                .listing
+                .guarded_batch_command(&tests, listed.def.timeout),
             env,
             layers: listed.layers.clone(),
-            timeout_ms: DEFAULT_TIMEOUT.as_millis() as u64,
+            timeout_ms: self.batch_timeout(suite, &tests),
             // A lost worker's batch comes back here as not run; failures are retried per test.
             retries: 0,
             outputs: vec![REPORT_FILE.to_string()],
             // No estimate: the broker keeps submission order, which is the plan's.
             estimate_ms: None,
-            isolation: Isolation::default(),
-            secret_env: Default::default(),
+            isolation: listed.def.isolation,
+            secret_env: listed.def.secret_env.clone(),
             inherits: false,
             avoid_workers,
         };
@@ -562,6 +618,8 @@ impl SuiteRun {
             worker: None,
             exit: None,
             cancelled: false,
+            timeout_ms: spec.timeout_ms,
+            timed_out: false,
         };
         self.in_flight.insert(index, batch);
         Submission { index, spec }
@@ -588,6 +646,32 @@ fn refused(case: &TestCase) -> Option<TestResult> {
         output: String::new(),
         worker: None,
     })
+}
+
+/// A test that ran alone in a batch stopped at its time limit, and that the report does not
+/// say finished, ran past its own timeout (the limit is longer): it is `timed_out`, retried
+/// like a failure, not sent back to the queue as not run.
+fn timed_out_alone(batch: &InFlight, results: &mut [TestResult]) {
+    if let (true, [result]) = (batch.timed_out, results)
+        && result.status == TestStatus::NotRun
+    {
+        result.status = TestStatus::TimedOut;
+        result.duration_ms = batch.timeout_ms;
+        result.message = Some(format!(
+            "timed out: still running at its batch's time limit of {}",
+            format_duration(Duration::from_millis(batch.timeout_ms))
+        ));
+    }
+}
+
+/// `result` with the values of the suite's `secret-env` masked in what its test printed, as
+/// in a job's output: the framework's report is the batch's output here.
+fn mask_secrets(result: &mut TestResult, secrets: &SecretEnv) {
+    if secrets.is_empty() {
+        return;
+    }
+    result.output = mask(std::mem::take(&mut result.output), secrets);
+    result.message = result.message.take().map(|m| mask(m, secrets));
 }
 
 /// Attempts of a record that ran to an end.
@@ -630,6 +714,10 @@ pub(crate) mod tests {
                 batch: None,
                 retries,
                 split: Split::Test,
+                timeout: crate::runner::manifest::DEFAULT_TEST_TIMEOUT,
+                env: BTreeMap::new(),
+                secret_env: Default::default(),
+                isolation: Default::default(),
             },
             listing: Listing::new(&suite, tests),
             layers: Vec::new(),
@@ -1026,6 +1114,130 @@ pub(crate) mod tests {
         assert!(run.finished(first, None).is_empty());
         assert!(run.is_done());
         assert_eq!(status_of(&run, "1").name(), "error");
+    }
+
+    /// A pytest suite `py` of tests `ids` (in `t.py`) with a per-test timeout of 3 s.
+    fn pytest_suite(ids: &[&str], retries: u32) -> ListedSuite {
+        let suite = Suite {
+            name: "py".into(),
+            framework: Framework::Pytest,
+            args: Vec::new(),
+        };
+        let tests = ids
+            .iter()
+            .map(|id| TestCase {
+                id: format!("t.py::{id}"),
+                group: "t.py".into(),
+                name: (*id).into(),
+                file: Some("t.py".into()),
+            })
+            .collect();
+        let mut listed = listed("py", &[], retries);
+        listed.def.suite = suite.clone();
+        listed.def.timeout = Duration::from_secs(3);
+        listed.listing = Listing::new(&suite, tests);
+        listed
+    }
+
+    /// pytest's progress of a batch `a`, `hang`, `b` that its watchdog stopped during `hang`.
+    const STOPPED_AT_HANG: &str = "collected 3 items\n\nt.py::a PASSED   [ 33%]\nt.py::hang \n\
+        [cluster-action: no test finished for the per-test timeout] 3\n";
+
+    #[test]
+    fn the_test_running_at_its_timeout_is_retried_and_the_rest_requeued_uncounted() {
+        let mut run = SuiteRun::new(
+            vec![pytest_suite(&["a", "hang", "b"], 1)],
+            Timings::default(),
+            0,
+        );
+        let first = run.plan(1)[0].index;
+        let next = run.finished(first, Some(STOPPED_AT_HANG.as_bytes()));
+        let batches: Vec<Vec<String>> = next.iter().map(|s| ids(s, &run)).collect();
+        assert_eq!(batches, [vec!["t.py::b"], vec!["t.py::hang"]]);
+        assert_eq!(
+            next[0].spec.env[ATTEMPT_ENV], "1",
+            "b goes back to the queue"
+        );
+        assert!(
+            run.requeues.is_empty(),
+            "a batch that finished a test was not lost"
+        );
+        assert_eq!(next[1].spec.env[ATTEMPT_ENV], "2", "hang is retried");
+        let hang_alone =
+            "t.py::hang \n[cluster-action: no test finished for the per-test timeout] 3\n";
+        assert!(
+            run.finished(next[1].index, Some(hang_alone.as_bytes()))
+                .is_empty(),
+            "no retry left"
+        );
+        let b_passed = b"<testsuites><testsuite><testcase classname=\"t\" name=\"b\"/></testsuite></testsuites>";
+        assert!(run.finished(next[0].index, Some(b_passed)).is_empty());
+        assert!(run.is_done());
+        assert_eq!(status_of(&run, "t.py::a").name(), "passed");
+        assert_eq!(status_of(&run, "t.py::hang").name(), "timed_out");
+        let hang = run
+            .records()
+            .into_iter()
+            .find(|r| r.case.id == "t.py::hang")
+            .unwrap();
+        assert_eq!(hang.entry().attempts, 2, "one retry");
+        assert_eq!(hang.entry().duration_ms, 3000);
+    }
+
+    #[test]
+    fn a_test_alone_in_a_batch_stopped_at_its_limit_timed_out_and_is_retried() {
+        // Two tests, none reported: which one hung is unknown, both go back to the queue.
+        let mut run = SuiteRun::new(vec![listed("a", &["1", "2"], 1)], Timings::default(), 0);
+        let first = run.plan(1)[0].index;
+        run.timed_out(first);
+        let next = run.finished(first, None);
+        assert_eq!(ids(&next[0], &run), ["1", "2"]);
+        // One test: it is the one.
+        let mut run = SuiteRun::new(vec![listed("a", &["1"], 1)], Timings::default(), 0);
+        let first = run.plan(1)[0].index;
+        run.timed_out(first);
+        let retry = run.finished(first, None);
+        assert_eq!(
+            retry[0].spec.env[ATTEMPT_ENV], "2",
+            "retried like a failure"
+        );
+        run.timed_out(retry[0].index);
+        assert!(run.finished(retry[0].index, None).is_empty());
+        assert_eq!(status_of(&run, "1").name(), "timed_out");
+        let entry = run.records()[0].entry();
+        assert_eq!(entry.attempts, 2);
+        let message = entry.message.unwrap();
+        assert!(message.contains("time limit of 20m"), "{message}");
+    }
+
+    #[test]
+    fn a_batch_may_take_its_tests_timeouts_or_twice_their_history_and_one_timeout_more() {
+        let mut timings = Timings::default();
+        let outcome = |ms| crate::history::results::TestOutcome {
+            status: crate::history::results::TestStatus::Passed,
+            duration_ms: Some(ms),
+            attempt: 1,
+        };
+        let (k1, k2) = (TestKey::new("py", "t.py::a"), TestKey::new("py", "t.py::b"));
+        let (o1, o2) = (outcome(100), outcome(400));
+        timings.record_run(None, [(&k1, &o1), (&k2, &o2)]);
+        let suite = || pytest_suite(&["a", "b", "c"], 0);
+        let run = SuiteRun::new(vec![suite()], timings, 0);
+        let case = |id: &str| {
+            run.case(&TestKey::new("py", format!("t.py::{id}")))
+                .unwrap()
+        };
+        // Measured: 2 × (100 + 400) ms, and 3 s for the start and the watchdog.
+        assert_eq!(run.batch_timeout(0, &[case("a"), case("b")]), 4_000);
+        // One test without history: each test's 3 s, and 3 s more.
+        assert_eq!(run.batch_timeout(0, &[case("a"), case("c")]), 9_000);
+        // A slow measured test: never more than its timeout, and 3 s more.
+        let mut slow = Timings::default();
+        let o = outcome(60_000);
+        slow.record_run(None, [(&k1, &o)]);
+        let run = SuiteRun::new(vec![suite()], slow, 0);
+        let a = run.case(&k1).unwrap();
+        assert_eq!(run.batch_timeout(0, &[a]), 6_000);
     }
 
     #[test]

@@ -30,7 +30,7 @@ impl Counts {
         for record in records {
             counts.tests += 1;
             match record.status() {
-                FinalStatus::Failed => counts.failures += 1,
+                FinalStatus::Failed | FinalStatus::TimedOut => counts.failures += 1,
                 FinalStatus::Error => counts.errors += 1,
                 FinalStatus::Skipped | FinalStatus::NotRun => counts.skipped += 1,
                 FinalStatus::Passed | FinalStatus::Flaky => {}
@@ -107,8 +107,8 @@ fn push_testcase(xml: &mut String, record: &TestRecord) {
                 push_attempt(&mut body, "flakyFailure", attempt);
             }
         }
-        (FinalStatus::Failed | FinalStatus::Error, Some(last)) => {
-            let element = if last.status == TestStatus::Failed {
+        (FinalStatus::Failed | FinalStatus::TimedOut | FinalStatus::Error, Some(last)) => {
+            let element = if matches!(last.status, TestStatus::Failed | TestStatus::TimedOut) {
                 "failure"
             } else {
                 "error"

@@ -30,8 +30,10 @@ mod process;
 mod pytest;
 mod report;
 mod result;
+mod watchdog;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -246,6 +248,18 @@ impl Listing {
         }
     }
 
+    /// [`Listing::batch_command`] under a watchdog that stops the batch when no test finished
+    /// for `timeout` (the suite's per-test timeout): the test then running is `timed_out`.
+    /// Only for frameworks whose progress says which test is running (pytest); the others
+    /// run as they are, bounded by their batch's time limit alone.
+    pub fn guarded_batch_command(&self, batch: &[TestCase], timeout: Duration) -> String {
+        let command = self.batch_command(batch);
+        match self.suite.framework {
+            Framework::Pytest => watchdog::guard(&command, timeout),
+            _ => command,
+        }
+    }
+
     /// One result per test of `batch`, in its order, from the report a batch command wrote
     /// (`None` when it wrote none). See the module documentation for tests the report does not
     /// mention.
@@ -254,9 +268,11 @@ impl Listing {
             (_, None) => report::Reported::default(),
             (Framework::Go, Some(bytes)) => gotest::parse(bytes),
             (Framework::Nextest, Some(bytes)) => report::junit(bytes, nextest::junit_key)
-                .unwrap_or_else(|| report::progress(bytes, nextest::progress_line)),
+                .unwrap_or_else(|| report::progress(bytes, nextest::progress_line, |_| None)),
             (Framework::Pytest, Some(bytes)) => report::junit(bytes, pytest::junit_key)
-                .unwrap_or_else(|| report::progress(bytes, pytest::progress_line)),
+                .unwrap_or_else(|| {
+                    report::progress(bytes, pytest::progress_line, pytest::started_line)
+                }),
             (Framework::Command { .. }, Some(bytes)) => {
                 report::junit(bytes, command::junit_key).unwrap_or_default()
             }

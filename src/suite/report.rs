@@ -1,12 +1,14 @@
 //! Reading a framework's report back into one result per test of a batch, with the rules
 //! that keep a test from being lost: a complete report that does not mention a test makes it
 //! an error, an incomplete one (or none) leaves it not run, and one that names a test twice
-//! gives it the worse outcome, never the first.
+//! gives it the worse outcome, never the first. A batch its per-test watchdog stopped
+//! ([`super::watchdog`]) leaves the test that was running `timed_out`.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 
 use super::result::{NOT_REPORTED, NOT_RUN};
+use super::watchdog;
 use super::{TestCase, TestResult, TestStatus};
 
 /// What a report says about one test.
@@ -29,6 +31,10 @@ pub(super) struct Reported {
     pub cases: HashMap<String, ReportedCase>,
     /// Whether the framework finished writing it: only then is a missing test an error.
     pub complete: bool,
+    /// Tests its progress says started and did not finish.
+    pub running: HashSet<String>,
+    /// The per-test timeout, in seconds, when the batch's watchdog stopped it there.
+    pub timed_out: Option<u64>,
 }
 
 impl Reported {
@@ -57,7 +63,8 @@ impl Reported {
     ) -> Vec<TestResult> {
         batch
             .iter()
-            .map(|case| match self.cases.get(&key_of(case)).cloned() {
+            .map(|case| (case, key_of(case)))
+            .map(|(case, key)| match self.cases.get(&key).cloned() {
                 Some(found) => TestResult {
                     case: case.clone(),
                     status: found.status,
@@ -67,16 +74,23 @@ impl Reported {
                     worker: None,
                 },
                 None => {
-                    let (status, message) = if self.complete {
-                        (TestStatus::Error, NOT_REPORTED)
-                    } else {
-                        (TestStatus::NotRun, NOT_RUN)
+                    let (status, message, duration_ms) = match self.timed_out {
+                        Some(seconds) if self.running.contains(&key) => (
+                            TestStatus::TimedOut,
+                            format!(
+                                "timed out: still running after {seconds}s, the suite's \
+                                 per-test timeout"
+                            ),
+                            seconds.saturating_mul(1000),
+                        ),
+                        _ if self.complete => (TestStatus::Error, NOT_REPORTED.to_owned(), 0),
+                        _ => (TestStatus::NotRun, NOT_RUN.to_owned(), 0),
                     };
                     TestResult {
                         case: case.clone(),
                         status,
-                        duration_ms: 0,
-                        message: Some(message.to_owned()),
+                        duration_ms,
+                        message: Some(message),
                         output: String::new(),
                         worker: None,
                     }
@@ -96,7 +110,8 @@ fn severity(status: TestStatus) -> u8 {
         TestStatus::Skipped => 1,
         TestStatus::Passed => 2,
         TestStatus::Failed => 3,
-        TestStatus::Error => 4,
+        TestStatus::TimedOut => 4,
+        TestStatus::Error => 5,
     }
 }
 
@@ -121,14 +136,25 @@ pub(super) fn junit(bytes: &[u8], key: fn(&str, &str) -> Vec<String>) -> Option<
 }
 
 /// A framework's progress lines, which a batch leaves as its report when it is killed before
-/// the framework writes JUnit: `line` reads one into a key, a status and a run time. Such a
-/// report is never complete, so the tests it does not mention run again.
+/// the framework writes JUnit: `line` reads one into a key, a status and a run time, and
+/// `started` the key of a test a line says started. Such a report is never complete, so the
+/// tests it does not mention run again, except the one that was running when the batch's
+/// watchdog stopped it at the per-test timeout.
 pub(super) fn progress(
     bytes: &[u8],
     line: fn(&str) -> Option<(String, TestStatus, u64)>,
+    started: fn(&str) -> Option<String>,
 ) -> Reported {
     let mut reported = Reported::default();
-    for (key, status, duration_ms) in String::from_utf8_lossy(bytes).lines().filter_map(line) {
+    let text = String::from_utf8_lossy(bytes);
+    for text_line in text.lines() {
+        if let Some(seconds) = watchdog::stopped_after(text_line) {
+            reported.timed_out = Some(seconds);
+        } else if let Some(key) = started(text_line) {
+            reported.running.insert(key);
+        }
+    }
+    for (key, status, duration_ms) in text.lines().filter_map(line) {
         let message = (status != TestStatus::Passed)
             .then(|| format!("{}; the batch was stopped before its report", status.name()));
         let case = ReportedCase {
@@ -139,6 +165,8 @@ pub(super) fn progress(
         };
         reported.insert(key, case);
     }
+    let finished = &reported.cases;
+    reported.running.retain(|key| !finished.contains_key(key));
     reported
 }
 
@@ -306,7 +334,7 @@ mod tests {
             };
             Some((name.to_owned(), status, 5))
         }
-        let results = progress(b"a ok\nnoise\nb bad\n", line)
+        let results = progress(b"a ok\nnoise\nb bad\n", line, |_| None)
             .results(&[case("a"), case("b"), case("c")], |c| c.id.clone());
         let statuses: Vec<_> = results.iter().map(|r| r.status).collect();
         assert_eq!(

@@ -24,6 +24,8 @@ pub enum TestStatus {
     Skipped,
     /// It could not run, or the report does not say what happened to it.
     Error,
+    /// It was still running at the suite's per-test timeout and was stopped.
+    TimedOut,
     /// The batch stopped before it finished: it should run again.
     NotRun,
 }
@@ -36,6 +38,7 @@ impl TestStatus {
             TestStatus::Failed => "failed",
             TestStatus::Skipped => "skipped",
             TestStatus::Error => "error",
+            TestStatus::TimedOut => "timed_out",
             TestStatus::NotRun => "not_run",
         }
     }
@@ -94,6 +97,8 @@ pub enum FinalStatus {
     /// It could not run, was not reported, or every attempt stopped before finishing it (a
     /// test that crashes its batch each time must not pass for skipped).
     Error,
+    /// Its last attempt ran past the suite's per-test timeout.
+    TimedOut,
     /// No attempt was made (the run was cancelled first).
     NotRun,
 }
@@ -107,6 +112,7 @@ impl FinalStatus {
             FinalStatus::Flaky => "flaky",
             FinalStatus::Skipped => "skipped",
             FinalStatus::Error => "error",
+            FinalStatus::TimedOut => "timed_out",
             FinalStatus::NotRun => "not_run",
         }
     }
@@ -119,7 +125,7 @@ pub struct TestEntry {
     pub suite: String,
     /// Its id in the suite.
     pub id: String,
-    /// `passed`, `failed`, `flaky`, `skipped`, `error` or `not_run`.
+    /// `passed`, `failed`, `flaky`, `skipped`, `error`, `timed_out` or `not_run`.
     pub status: &'static str,
     /// Attempts that ran it to an end.
     pub attempts: usize,
@@ -155,6 +161,7 @@ impl TestRecord {
             TestStatus::Passed => FinalStatus::Passed,
             TestStatus::Failed => FinalStatus::Failed,
             TestStatus::Skipped => FinalStatus::Skipped,
+            TestStatus::TimedOut => FinalStatus::TimedOut,
             TestStatus::Error | TestStatus::NotRun => FinalStatus::Error,
         }
     }
@@ -178,7 +185,10 @@ impl TestRecord {
 
 /// Whether a result is one a retry may turn around.
 pub(super) fn is_failure(status: TestStatus) -> bool {
-    matches!(status, TestStatus::Failed | TestStatus::Error)
+    matches!(
+        status,
+        TestStatus::Failed | TestStatus::Error | TestStatus::TimedOut
+    )
 }
 
 #[cfg(test)]
@@ -222,6 +232,8 @@ pub(crate) mod tests {
         assert_eq!(status(&[NotRun, NotRun]), FinalStatus::Error);
         assert_eq!(status(&[]), FinalStatus::NotRun);
         assert_eq!(status(&[Error]), FinalStatus::Error);
+        assert_eq!(status(&[TimedOut]), FinalStatus::TimedOut);
+        assert_eq!(status(&[TimedOut, Passed]), FinalStatus::Flaky);
     }
 
     #[test]

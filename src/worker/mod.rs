@@ -466,10 +466,8 @@ impl Shell {
                 }),
             _ => close.await,
         };
-        match closed {
-            Err(e) if e.is_listener_closed() => info!("closing the stream to the broker: {e}"),
-            Err(e) => warn!("closing the stream to the broker: {e}"),
-            Ok(()) => {}
+        if let Err(e) = closed {
+            crate::link::log_close_error(&e);
         }
         match result {
             // A broker that stopped the cluster before it knew this worker closes its stream

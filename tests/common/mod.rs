@@ -188,3 +188,7 @@ pub mod report;
 
 /// A suite fixture through `cluster-action local`, and its framework alone (tests/suite_*.rs).
 pub mod suite;
+
+/// pytest suites run through `cluster-action local` in a directory of their own
+/// (tests/suite_defaults.rs, tests/suite_timeout.rs).
+pub mod pytest;

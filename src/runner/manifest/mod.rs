@@ -2,7 +2,7 @@
 //! anything is uploaded or scheduled.
 //!
 //! ```yaml
-//! defaults:            # optional; every job inherits these
+//! defaults:            # optional; every job and suite inherits these
 //!   timeout: 10m       # per attempt (default 30m)
 //!   retries: 1         # extra attempts after a failure (default 0)
 //!   env: { RUST_BACKTRACE: "1" }
@@ -46,7 +46,7 @@ use std::time::Duration;
 
 pub use commands::from_commands;
 pub use error::{Location, ManifestError, Problem};
-pub use suites::SuiteDef;
+pub use suites::{DEFAULT_TEST_TIMEOUT, SuiteDef};
 
 use crate::duration::millis;
 use crate::layer::{Digest, Listed};

@@ -77,7 +77,7 @@ pub(super) struct Job {
 }
 
 /// Reads a mapping, refusing a key written twice (serde's maps keep the last one silently).
-fn unique_keys<'de, D, V>(deserializer: D) -> Result<BTreeMap<String, V>, D::Error>
+pub(super) fn unique_keys<'de, D, V>(deserializer: D) -> Result<BTreeMap<String, V>, D::Error>
 where
     D: Deserializer<'de>,
     V: Deserialize<'de>,

@@ -9,6 +9,10 @@
 //!     layers: [app]          # what workers need besides what the framework ships
 //!     batch: 30s             # target time per batch (default: from the suite and the slots)
 //!     retries: 2             # per test (default: defaults.retries, else 0)
+//!     timeout: 2m            # per test (default: defaults.timeout, else 10m)
+//!     env: { DB_URL: "sqlite://" }   # merged over defaults.env
+//!     secret-env: [API_TOKEN]        # added to defaults.secret-env
+//!     isolation: sandbox     # default: defaults.isolation, else process
 //!   - name: py
 //!     framework: pytest
 //!     args: [tests/]
@@ -28,6 +32,7 @@ use serde::Deserialize;
 use super::locate::node_path;
 use super::validate::{Checker, Finding};
 use super::{DEFAULT_RETRIES, LayerDef, schema};
+use crate::proto::{Isolation, SecretEnv};
 use crate::suite::{Framework, Split, Suite};
 
 /// One entry of `suites:` as written. Everything is optional here so that every problem is
@@ -45,7 +50,18 @@ pub(super) struct RawSuite {
     pub split: Option<String>,
     pub list: Option<String>,
     pub run: Option<String>,
+    pub timeout: Option<String>,
+    #[serde(default, deserialize_with = "schema::unique_keys")]
+    pub env: BTreeMap<String, Option<String>>,
+    #[serde(default, rename = "secret-env")]
+    pub secret_env: Vec<String>,
+    pub isolation: Option<Isolation>,
 }
+
+/// The time limit of one test of a suite when neither the suite nor `defaults:` sets one:
+/// `go test`'s own default for a test binary. A test still running after ten minutes has
+/// almost always hung; a suite whose tests take longer says so with `timeout:`.
+pub const DEFAULT_TEST_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
 /// A checked suite with the defaults applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +76,15 @@ pub struct SuiteDef {
     pub retries: u32,
     /// How tests may be grouped.
     pub split: Split,
+    /// The time limit of one test (a batch's follows from its tests').
+    pub timeout: Duration,
+    /// Environment of every batch: `defaults.env` overridden by the suite's `env`.
+    pub env: BTreeMap<String, String>,
+    /// `defaults.secret-env` and the suite's `secret-env`, with their values from the
+    /// runner's environment.
+    pub secret_env: SecretEnv,
+    /// How far each batch is kept apart from its worker and the other jobs.
+    pub isolation: Isolation,
 }
 
 /// Checks the manifest's suites against its layers and defaults; job names are taken so that
@@ -67,6 +92,8 @@ pub struct SuiteDef {
 pub(super) fn resolve(raw: &schema::Manifest) -> Result<Vec<SuiteDef>, Vec<Finding>> {
     let suites = &raw.suites;
     let mut check = Checker::default();
+    // The defaults' own problems are reported once, with the jobs'.
+    let (shared, default_timeout) = Checker::default().defaults(&raw.defaults);
     let mut seen: HashMap<String, usize> = HashMap::new();
     let jobs: Vec<&str> = raw.jobs.iter().filter_map(|j| j.name.as_deref()).collect();
     let mut resolved = Vec::with_capacity(suites.len());
@@ -108,6 +135,14 @@ pub(super) fn resolve(raw: &schema::Manifest) -> Result<Vec<SuiteDef>, Vec<Findi
             }
             None => raw.defaults.layers.clone().unwrap_or_default(),
         };
+        let timeout = match &suite.timeout {
+            Some(text) => check.timeout(Some(text), node_path!["suites", index, "timeout"], &owner),
+            None => default_timeout,
+        };
+        let mut env = check.env(&suite.env, &node_path!["suites", index, "env"], &owner);
+        let at = node_path!["suites", index, "secret-env"];
+        let mut secret_env = check.secret_env(&suite.secret_env, at, &owner);
+        shared.merge_into(&mut env, &mut secret_env);
         resolved.push(SuiteDef {
             suite: Suite {
                 name,
@@ -121,6 +156,13 @@ pub(super) fn resolve(raw: &schema::Manifest) -> Result<Vec<SuiteDef>, Vec<Findi
                 .or(raw.defaults.retries)
                 .unwrap_or(DEFAULT_RETRIES),
             split,
+            timeout: timeout.unwrap_or(DEFAULT_TEST_TIMEOUT),
+            env,
+            secret_env,
+            isolation: suite
+                .isolation
+                .or(raw.defaults.isolation)
+                .unwrap_or_default(),
         });
     }
     if check.findings.is_empty() {

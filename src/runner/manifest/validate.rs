@@ -60,18 +60,8 @@ pub(super) type Resolved = (BTreeMap<String, LayerDef>, Vec<JobDef>, JobDefaults
 pub(super) fn resolve(raw: schema::Manifest, base_dir: &Path) -> Result<Resolved, Vec<Finding>> {
     let mut check = Checker::default();
     let defaults = &raw.defaults;
-    let default_timeout = check
-        .timeout(
-            defaults.timeout.as_deref(),
-            node_path!["defaults", "timeout"],
-            "defaults",
-        )
-        .unwrap_or(DEFAULT_TIMEOUT);
-    let at = node_path!["defaults", "secret-env"];
-    let shared = JobDefaults {
-        env: check.env(&defaults.env, &node_path!["defaults", "env"], "defaults"),
-        secret_env: check.secret_env(&defaults.secret_env, at, "defaults"),
-    };
+    let (shared, default_timeout) = check.defaults(defaults);
+    let default_timeout = default_timeout.unwrap_or(DEFAULT_TIMEOUT);
     let default_layers = defaults.layers.clone().unwrap_or_default();
     check.layer_refs(
         &default_layers,
@@ -226,6 +216,25 @@ impl Checker {
         None
     }
 
+    /// What `defaults:` gives every job and suite: the shared environment, and the time limit
+    /// when it sets one.
+    pub(super) fn defaults(
+        &mut self,
+        defaults: &schema::Defaults,
+    ) -> (JobDefaults, Option<Duration>) {
+        let timeout = self.timeout(
+            defaults.timeout.as_deref(),
+            node_path!["defaults", "timeout"],
+            "defaults",
+        );
+        let at = node_path!["defaults", "secret-env"];
+        let shared = JobDefaults {
+            env: self.env(&defaults.env, &node_path!["defaults", "env"], "defaults"),
+            secret_env: self.secret_env(&defaults.secret_env, at, "defaults"),
+        };
+        (shared, timeout)
+    }
+
     /// A job's command: present and not blank.
     fn run(&mut self, index: usize, run: Option<&str>, owner: &str) -> String {
         match run {
@@ -274,13 +283,18 @@ impl Checker {
     }
 
     /// A time limit: a duration greater than zero (or unset).
-    fn timeout(&mut self, text: Option<&str>, at: NodePath, owner: &str) -> Option<Duration> {
+    pub(super) fn timeout(
+        &mut self,
+        text: Option<&str>,
+        at: NodePath,
+        owner: &str,
+    ) -> Option<Duration> {
         let timeout = self.duration(text?, at.clone(), owner, "timeout")?;
         if timeout.is_zero() {
             self.problem(
                 at,
                 format!("{owner} has a timeout of zero"),
-                "give a time limit greater than zero, such as 10m, or leave it out for 30m",
+                "give a time limit greater than zero, such as 10m, or leave it out for the default",
             );
             return None;
         }
@@ -288,7 +302,7 @@ impl Checker {
     }
 
     /// Environment variables a process can be given; returns those with a value.
-    fn env(
+    pub(super) fn env(
         &mut self,
         env: &BTreeMap<String, Option<String>>,
         at: &NodePath,
@@ -343,7 +357,7 @@ impl Checker {
 
     /// `secret-env` names, with their values from this process's environment. Allowed only
     /// with a cluster secret, which seals them on their way to the worker.
-    fn secret_env(&mut self, names: &[String], at: NodePath, owner: &str) -> SecretEnv {
+    pub(super) fn secret_env(&mut self, names: &[String], at: NodePath, owner: &str) -> SecretEnv {
         let mut found = SecretEnv::default();
         if names.is_empty() {
             return found;

@@ -62,7 +62,10 @@ impl TestSummary {
 
 /// Whether a test ended failed or in error.
 fn is_failure(record: &TestRecord) -> bool {
-    matches!(record.status(), FinalStatus::Failed | FinalStatus::Error)
+    matches!(
+        record.status(),
+        FinalStatus::Failed | FinalStatus::TimedOut | FinalStatus::Error
+    )
 }
 
 /// The last attempt's message of a record, on one line.
@@ -92,6 +95,7 @@ pub fn test_line(ended: &TestEnded) -> Option<String> {
             ));
         }
         Some(FinalStatus::Failed) => ("FAILED", None),
+        Some(FinalStatus::TimedOut) => ("TIMEOUT", None),
         Some(FinalStatus::Error | FinalStatus::NotRun) => ("ERROR", None),
     };
     let note = note.or_else(|| (ended.attempt > 1).then(|| format!("attempt {}", ended.attempt)));
@@ -160,6 +164,7 @@ impl RunReport {
             let entry = record.entry();
             let word = match record.status() {
                 FinalStatus::Failed => "FAILED",
+                FinalStatus::TimedOut => "TIMEOUT",
                 _ => "ERROR",
             };
             let attempts = (entry.attempts > 1).then(|| format!("{} attempts", entry.attempts));
@@ -200,7 +205,8 @@ impl RunReport {
         for record in &self.tests {
             *match record.status() {
                 FinalStatus::Passed => &mut s.passed,
-                FinalStatus::Failed => &mut s.failed,
+                // A test stopped at its timeout failed; its entry says `timed_out`.
+                FinalStatus::Failed | FinalStatus::TimedOut => &mut s.failed,
                 FinalStatus::Flaky => &mut s.flaky,
                 FinalStatus::Skipped => &mut s.skipped,
                 FinalStatus::Error | FinalStatus::NotRun => &mut s.errors,
