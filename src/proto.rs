@@ -84,6 +84,29 @@ pub struct JobSpec {
     pub avoid_workers: Vec<String>,
 }
 
+impl JobSpec {
+    /// A job named `name` running `run` with a time limit of `timeout_ms` and nothing else: no
+    /// environment, layers, outputs, retries or estimate, process isolation, inheriting no
+    /// defaults. Callers set the rest with struct update syntax (`JobSpec { retries: 2,
+    /// ..JobSpec::new(..) }`), so that a new field needs no change where it does not matter.
+    pub fn new(name: impl Into<String>, run: impl Into<String>, timeout_ms: u64) -> Self {
+        Self {
+            name: name.into(),
+            run: run.into(),
+            env: BTreeMap::new(),
+            layers: Vec::new(),
+            timeout_ms,
+            retries: 0,
+            outputs: Vec::new(),
+            estimate_ms: None,
+            isolation: Isolation::default(),
+            secret_env: SecretEnv::default(),
+            inherits: false,
+            avoid_workers: Vec::new(),
+        }
+    }
+}
+
 /// What the jobs of one runner share: the manifest's `defaults:` environment. A runner sends
 /// it once ([`RunnerMsg::Defaults`]), the broker hands it to each worker once
 /// ([`BrokerToWorker::Defaults`]), and a worker merges it into every job that

@@ -857,18 +857,9 @@ mod tests {
 
     fn job(index: u64, estimate_ms: Option<u64>, retries: u32) -> JobSpec {
         JobSpec {
-            secret_env: Default::default(),
-            inherits: false,
-            avoid_workers: Vec::new(),
-            name: format!("job-{index}"),
-            run: "true".into(),
-            env: BTreeMap::new(),
-            layers: Vec::new(),
-            timeout_ms: 1000,
             retries,
-            outputs: Vec::new(),
             estimate_ms,
-            isolation: Default::default(),
+            ..JobSpec::new(format!("job-{index}"), "true", 1000)
         }
     }
 

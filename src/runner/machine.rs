@@ -708,18 +708,9 @@ mod tests {
             .map(|i| Submission {
                 index: JobIndex(i),
                 spec: JobSpec {
-                    name: format!("job {i}"),
-                    run: "true".into(),
-                    env: BTreeMap::new(),
-                    layers: Vec::new(),
-                    timeout_ms: 1000,
                     retries: 2,
                     outputs: vec!["out/*".into()],
-                    estimate_ms: None,
-                    isolation: Default::default(),
-                    secret_env: Default::default(),
-                    inherits: false,
-                    avoid_workers: Vec::new(),
+                    ..JobSpec::new(format!("job {i}"), "true", 1000)
                 },
             })
             .collect()

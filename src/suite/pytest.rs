@@ -557,7 +557,8 @@ mod tests {
         let run = command.lines().find(|l| l.contains(" -u -c ")).unwrap();
         let at = |word: &str| run.find(word).unwrap();
         assert!(
-            run.find("mine.xml").is_none_or(|user| user < at(BATCH_OPTIONS)),
+            run.find("mine.xml")
+                .is_none_or(|user| user < at(BATCH_OPTIONS)),
             "{command}"
         );
         assert!(

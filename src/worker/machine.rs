@@ -574,20 +574,7 @@ mod tests {
     }
 
     fn spec(name: &str) -> JobSpec {
-        JobSpec {
-            name: name.into(),
-            run: "true".into(),
-            env: Default::default(),
-            layers: Vec::new(),
-            timeout_ms: 1000,
-            retries: 0,
-            outputs: Vec::new(),
-            estimate_ms: None,
-            isolation: Default::default(),
-            secret_env: Default::default(),
-            inherits: false,
-            avoid_workers: Vec::new(),
-        }
+        JobSpec::new(name, "true", 1000)
     }
 
     fn assign(id: u64, attempt: u32) -> BrokerToWorker {

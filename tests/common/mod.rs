@@ -156,20 +156,7 @@ pub fn names_ending(dir: &Path, suffix: &str) -> Vec<String> {
 /// by default (30 minutes, no retries, no layers, outputs or environment): a test sets what
 /// it is about with `JobSpec { field, ..job_spec(name, run) }`.
 pub fn job_spec(name: &str, run: &str) -> JobSpec {
-    JobSpec {
-        name: name.to_owned(),
-        run: run.to_owned(),
-        env: BTreeMap::new(),
-        layers: Vec::new(),
-        timeout_ms: 30 * 60 * 1000,
-        retries: 0,
-        outputs: Vec::new(),
-        estimate_ms: None,
-        isolation: Default::default(),
-        secret_env: Default::default(),
-        inherits: false,
-        avoid_workers: Vec::new(),
-    }
+    JobSpec::new(name, run, 30 * 60 * 1000)
 }
 
 /// `cluster-action` processes in a scratch directory, the `serve` service, `Cluster` (a
