@@ -71,6 +71,8 @@
 //!   and from `/proc`.
 //! - [`duration`], [`dir_name`], [`xml`]: durations as people write them, a free-text name as
 //!   a directory name (a job's outputs, a suite's shipped files), XML text for JUnit.
+//! - [`input_file`]: the one way a file handed to the runner is read (regular files only,
+//!   bounded: a manifest, a commands or timings file, a batch's report).
 //! - [`cleanup`]: what a cluster leaves behind: the broker's clean-stop deletion, `gc`'s
 //!   leftovers, the `keep` rule (artifacts' retention is the store's `expiresAt`).
 //!
@@ -108,6 +110,7 @@ pub mod dir_name;
 pub mod duration;
 pub mod history;
 pub mod in_process;
+pub mod input_file;
 pub mod layer;
 pub mod link;
 pub mod local;

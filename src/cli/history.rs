@@ -1,6 +1,7 @@
 //! The run's history around the library's [`RunHistory`]: the suite flags say where it is
 //! read from and written to, its notes go to stderr, and its errors are the user's to fix.
 
+use cluster_action::history::local_file::TimingsFileError;
 use cluster_action::history::{HistoryError, RunHistory};
 use cluster_action::runner::manifest::Manifest;
 use cluster_action::runner::report::RunReport;
@@ -33,7 +34,14 @@ pub async fn save_history(
     history
         .save(&source, store, &report.tests, say)
         .await
-        .map_err(bad_input)
+        .map_err(|e| match e {
+            // The file was fine before the run: failing to write it is the machine's (a full
+            // disk), like a report that cannot be written.
+            HistoryError::File(TimingsFileError::Write { path, source }) => {
+                Failure::io(format!("cannot write --write-timings {path}"))(source)
+            }
+            e => bad_input(e),
+        })
 }
 
 /// A note of the history on stderr.

@@ -392,15 +392,18 @@ pub async fn local(args: LocalArgs) -> Result<i32, Failure> {
     let result = result?;
     // The local artifact service ends with the run: only the file keeps history.
     let cluster = &local.run.ns.cluster;
-    save_history(
+    let saved = save_history(
         &work.history,
         &args.jobs.suites,
         None,
         cluster,
         &result.report,
     )
-    .await?;
-    finish(result, &args.jobs)
+    .await;
+    // The reports are written whatever became of the history.
+    let code = finish(result, &args.jobs)?;
+    saved?;
+    Ok(code)
 }
 
 fn load(args: &JobsArgs) -> Result<Manifest, Failure> {
