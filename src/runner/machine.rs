@@ -308,7 +308,21 @@ impl Machine {
     /// The report of suite batch `index` was fetched (`None`: it brought none back): the
     /// suites' next batches, and the end of submission when they are done.
     pub fn report_fetched(&mut self, index: JobIndex, report: Option<Vec<u8>>) -> Vec<Effect> {
-        let mut fx = submit_all(self.suites.finished(index, report.as_deref()));
+        let next = self.suites.finished(index, report.as_deref());
+        self.batch_done(next)
+    }
+
+    /// The report of suite batch `index` was not read (`reason`: too large, not a file): its
+    /// tests are errors saying so.
+    pub fn report_unreadable(&mut self, index: JobIndex, reason: &str) -> Vec<Effect> {
+        let next = self.suites.unreadable(index, reason);
+        self.batch_done(next)
+    }
+
+    /// After a suite batch: the suites' `next` batches, and the end of submission when they
+    /// are done.
+    fn batch_done(&mut self, next: Vec<Submission>) -> Vec<Effect> {
+        let mut fx = submit_all(next);
         fx.extend(self.end_submission_when_done());
         fx
     }

@@ -16,7 +16,9 @@ use crate::proto::{Isolation, JobIndex, JobSpec, Submission};
 use crate::runner::manifest::{DEFAULT_TIMEOUT, SuiteDef};
 use crate::suite::TestKey;
 use crate::suite::plan::{PlanTest, estimate_tests, plan_batches};
-use crate::suite::{ATTEMPT_ENV, Listing, REPORT_ENV, Split, TestCase, TestRecord, TestStatus};
+use crate::suite::{
+    ATTEMPT_ENV, Listing, REPORT_ENV, Split, TestCase, TestRecord, TestResult, TestStatus,
+};
 
 /// The file, relative to a batch's directory, its framework writes its report to; the batch's
 /// one output.
@@ -210,10 +212,30 @@ impl SuiteRun {
         let Some(batch) = self.in_flight.remove(&index) else {
             return Vec::new();
         };
-        let suite = batch.suite;
-        let results = self.suites[suite]
+        let results = self.suites[batch.suite]
             .listing
             .parse_report(report, &batch.tests);
+        self.record(batch, results)
+    }
+
+    /// Batch `index` ended with a report that was not read (`reason`: too large, not a
+    /// file): each of its tests is an error saying so, retried like one.
+    pub fn unreadable(&mut self, index: JobIndex, reason: &str) -> Vec<Submission> {
+        let Some(batch) = self.in_flight.remove(&index) else {
+            return Vec::new();
+        };
+        let results = batch
+            .tests
+            .iter()
+            .map(|case| TestResult::without_report(case.clone(), TestStatus::Error, reason))
+            .collect();
+        self.record(batch, results)
+    }
+
+    /// Records the `results` of `batch` and returns what to submit next (see
+    /// [`SuiteRun::finished`]).
+    fn record(&mut self, batch: InFlight, results: Vec<TestResult>) -> Vec<Submission> {
+        let suite = batch.suite;
         let retries = self.suites[suite].def.retries;
         let name = self.suites[suite].def.suite.name.clone();
         let mut requeue = Vec::new();
@@ -469,6 +491,22 @@ pub(crate) mod tests {
         assert_eq!(ids(&next[0], &run), ["1", "2"]);
         assert_eq!(next[0].spec.env[ATTEMPT_ENV], "1");
         assert!(!run.is_done());
+    }
+
+    #[test]
+    fn a_report_that_was_not_read_makes_its_tests_errors_saying_why() {
+        let mut run = SuiteRun::new(vec![listed("a", &["1", "2"], 0)], Timings::default(), 0);
+        let first = run.plan(1)[0].index;
+        assert!(
+            run.unreadable(first, "over 16 MiB").is_empty(),
+            "not requeued"
+        );
+        assert!(run.is_done());
+        for record in run.records() {
+            let attempt = &record.attempts[0];
+            assert_eq!(attempt.status, TestStatus::Error);
+            assert_eq!(attempt.message.as_deref(), Some("over 16 MiB"));
+        }
     }
 
     #[test]

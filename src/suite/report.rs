@@ -77,14 +77,7 @@ impl Reported {
                             "not run: the batch stopped before reporting this test",
                         )
                     };
-                    TestResult {
-                        case: case.clone(),
-                        status,
-                        duration_ms: 0,
-                        message: Some(message.to_owned()),
-                        output: String::new(),
-                        worker: None,
-                    }
+                    TestResult::without_report(case.clone(), status, message)
                 }
             })
             .collect()

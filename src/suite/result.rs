@@ -51,6 +51,21 @@ pub struct TestResult {
     pub worker: Option<String>,
 }
 
+impl TestResult {
+    /// `case` ended with `status` for the reason `message`, with no run time or output of its
+    /// own (what a report leaves out, or a report that could not be read).
+    pub fn without_report(case: TestCase, status: TestStatus, message: &str) -> Self {
+        Self {
+            case,
+            status,
+            duration_ms: 0,
+            message: Some(message.to_owned()),
+            output: String::new(),
+            worker: None,
+        }
+    }
+}
+
 /// Everything known about one test of a run: its attempts, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TestRecord {
