@@ -75,7 +75,14 @@ fn mkfifo(path: &Path) {
 
 /// A manifest in `dir` of one `command` suite of tests `a` and `b`, each passing.
 fn suite_manifest(dir: &Path) {
-    let manifest = "suites:\n  - name: r\n    framework: command\n    list: printf 'a\\nb\\n'\n    run: |\n      { echo '<testsuite>'; for t in \"$@\"; do echo \"<testcase name='$t'/>\"; done; echo '</testsuite>'; } > \"$CLUSTER_JUNIT\"\n";
+    suite_manifest_doing(dir, "true");
+}
+
+/// [`suite_manifest`], its batches running the shell command `first` first.
+fn suite_manifest_doing(dir: &Path, first: &str) {
+    let manifest = format!(
+        "suites:\n  - name: r\n    framework: command\n    list: printf 'a\\nb\\n'\n    run: |\n      {first}\n      {{ echo '<testsuite>'; for t in \"$@\"; do echo \"<testcase name='$t'/>\"; done; echo '</testsuite>'; }} > \"$CLUSTER_JUNIT\"\n"
+    );
     std::fs::write(dir.join("cluster.yml"), manifest).unwrap();
 }
 
@@ -128,6 +135,33 @@ fn write_timings_to_a_device_or_a_fifo_is_refused_before_the_run() {
     }
     let fifo = dir.path().join("fifo").symlink_metadata().unwrap();
     assert!(std::os::unix::fs::FileTypeExt::is_fifo(&fifo.file_type()));
+}
+
+#[test]
+fn a_history_that_cannot_be_written_exits_3_after_the_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let gone = dir.path().join("gone");
+    std::fs::create_dir(&gone).unwrap();
+    // The directory is there when the run starts; the batch removes it.
+    suite_manifest_doing(dir.path(), &format!("rm -rf '{}'", gone.display()));
+    let history = gone.join("timings.json");
+    let flags = [
+        "--write-timings",
+        history.to_str().unwrap(),
+        "--report-json",
+        "report.json",
+    ];
+    let (code, stderr) = run_suite(dir.path(), &flags);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot write --write-timings {}",
+            history.display()
+        )),
+        "{stderr}"
+    );
+    let report = std::fs::read_to_string(dir.path().join("report.json")).unwrap();
+    assert!(report.contains("\"passed\""), "{report}");
 }
 
 #[test]

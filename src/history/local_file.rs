@@ -79,9 +79,15 @@ pub fn read(path: &Path) -> Result<Option<Timings>, TimingsFileError> {
 }
 
 /// Checks, before a run, that `--write-timings FILE` can take a history: it is (or links to)
-/// a regular file, or nothing yet.
+/// a regular file, or nothing yet, in a directory where files can be created.
 pub fn check_writable(path: &Path) -> Result<(), TimingsFileError> {
-    destination(path).map(drop)
+    let target = destination(path)?;
+    tempfile::tempfile_in(directory_of(&target))
+        .map(drop)
+        .map_err(|source| TimingsFileError::Write {
+            path: path.display().to_string(),
+            source,
+        })
 }
 
 /// Writes `--write-timings FILE` atomically (a reader never sees half), through a symbolic
@@ -92,10 +98,6 @@ pub fn write(path: &Path, timings: &Timings) -> Result<(), TimingsFileError> {
         source,
     };
     let target = destination(path)?;
-    let dir = match target.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
     let permissions = match std::fs::metadata(&target) {
         Ok(meta) => meta.permissions(),
         // A new file: what `std::fs::write` would give (0666 less the umask).
@@ -105,12 +107,20 @@ pub fn write(path: &Path, timings: &Timings) -> Result<(), TimingsFileError> {
         .prefix(".ca-timings.")
         .suffix(".partial")
         .permissions(permissions)
-        .tempfile_in(dir)
+        .tempfile_in(directory_of(&target))
         .map_err(io)?;
     partial.write_all(&timings.to_json()).map_err(io)?;
     partial.as_file().sync_all().map_err(io)?;
     partial.persist(&target).map_err(|e| io(e.error))?;
     Ok(())
+}
+
+/// The directory of the file at `path` (`.` for a bare file name).
+fn directory_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
 }
 
 /// The file `--write-timings path` replaces: `path`, or the end of its chain of symbolic
@@ -246,6 +256,8 @@ mod tests {
         }
         assert!(fifo.symlink_metadata().unwrap().file_type().is_fifo());
         let nowhere = dir.path().join("no/such/dir/t.json");
+        let err = check_writable(&nowhere).unwrap_err();
+        assert!(matches!(err, TimingsFileError::Write { .. }), "{err}");
         let err = write(&nowhere, &timings()).unwrap_err();
         assert!(matches!(err, TimingsFileError::Write { .. }), "{err}");
         // --timings: a FIFO is refused without waiting for a writer.
