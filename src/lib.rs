@@ -6,9 +6,10 @@
 //! Each module depends only on the ones above it in this list.
 //!
 //! - [`token`], [`credentials`], [`duration`], [`dir_name`], [`xml`], [`retry`], [`notice`],
-//!   [`budget`], [`in_process`]: small shared rules: the runtime token's ids, the credential
-//!   variables (one list), durations as people write them, names as directories, XML text, the
-//!   one retry schedule, warnings as data, GitHub's 500 artifacts per job, a task beside a runner.
+//!   [`budget`], [`in_process`], [`input_file`]: small shared rules: the runtime token's ids, the
+//!   credential variables (one list), durations as people write them, names as directories, XML
+//!   text, the one retry schedule, warnings as data, GitHub's 500 artifacts per job, a task
+//!   beside a runner, the one bounded reader of the files a user hands in.
 //! - [`seal`]: with a cluster secret, keys per purpose, sealed frames and layers, keyed names.
 //! - [`store`]: the artifact v4 client (Twirp + blobs on signed URLs); the only code that speaks
 //!   HTTP to the store, absorbing the differences between github.com, Azurite and act.
@@ -62,6 +63,7 @@ pub mod dir_name;
 pub mod duration;
 pub mod history;
 pub mod in_process;
+pub mod input_file;
 pub mod layer;
 pub mod link;
 pub mod local;

@@ -179,9 +179,7 @@ fn repository_is_public() -> bool {
     let Some(path) = std::env::var_os("GITHUB_EVENT_PATH") else {
         return false;
     };
-    let event: Option<serde_json::Value> = std::fs::read(path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    let event = cluster_action::history::github::read_event(std::path::Path::new(&path));
     event.is_some_and(|e| e["repository"]["private"] == serde_json::Value::Bool(false))
 }
 

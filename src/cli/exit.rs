@@ -348,7 +348,8 @@ mod tests {
             (
                 Failure::from(ManifestError::Read {
                     path: "m.yml".into(),
-                    source: io(),
+                    flag: None,
+                    source: io().into(),
                 }),
                 BAD_INPUT,
             ),

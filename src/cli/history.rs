@@ -1,6 +1,7 @@
 //! The run's history around the library's [`RunHistory`]: the suite flags say where it is
 //! read from and written to, its notes go to stderr, and its errors are the user's to fix.
 
+use cluster_action::history::local_file::TimingsFileError;
 use cluster_action::history::{HistoryError, RunHistory};
 use cluster_action::runner::manifest::Manifest;
 use cluster_action::runner::report::RunReport;
@@ -33,7 +34,19 @@ pub async fn save_history(
     history
         .save(&source, store, &report.tests, say)
         .await
-        .map_err(bad_input)
+        .map_err(save_failure)
+}
+
+/// A history that could not be kept, as the exit table takes it: the file was checked before
+/// the run, so failing to write it then is the machine's (a full disk, a directory removed),
+/// like a report that cannot be written (exit 3); anything else is the user's (exit 2).
+fn save_failure(e: HistoryError) -> Failure {
+    match e {
+        HistoryError::File(TimingsFileError::Write { path, source }) => {
+            Failure::io(format!("cannot write --write-timings {path}"))(source)
+        }
+        e => bad_input(e),
+    }
 }
 
 /// A note of the history on stderr.
@@ -44,4 +57,32 @@ fn say(line: &str) {
 /// A history error as the exit table takes it.
 fn bad_input(e: HistoryError) -> Failure {
     Failure::bad_input(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::exit::{BAD_INPUT, INFRA};
+
+    #[test]
+    fn a_history_not_written_is_the_machines_and_a_file_refused_the_users() {
+        let write = TimingsFileError::Write {
+            path: "t.json".into(),
+            source: std::io::Error::other("no space left"),
+        };
+        let failure = save_failure(HistoryError::File(write));
+        assert_eq!(failure.exit_code(), INFRA);
+        assert!(
+            failure.to_string().contains("--write-timings t.json"),
+            "{failure}"
+        );
+        let refused = TimingsFileError::NotAFile {
+            path: "fifo".into(),
+            kind: "a FIFO (named pipe)",
+        };
+        assert_eq!(
+            save_failure(HistoryError::File(refused)).exit_code(),
+            BAD_INPUT
+        );
+    }
 }

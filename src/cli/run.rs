@@ -392,15 +392,18 @@ pub async fn local(args: LocalArgs) -> Result<i32, Failure> {
     let result = result?;
     // The local artifact service ends with the run: only the file keeps history.
     let cluster = &local.run.ns.cluster;
-    save_history(
+    let saved = save_history(
         &work.history,
         &args.jobs.suites,
         None,
         cluster,
         &result.report,
     )
-    .await?;
-    finish(result, &args.jobs)
+    .await;
+    // The reports are written whatever became of the history.
+    let code = finish(result, &args.jobs)?;
+    saved?;
+    Ok(code)
 }
 
 fn load(args: &JobsArgs) -> Result<Manifest, Failure> {
@@ -409,7 +412,14 @@ fn load(args: &JobsArgs) -> Result<Manifest, Failure> {
         (None, Some(path)) => manifest::from_commands(path).map_err(Failure::from),
         (None, None) => args.suites.manifest(),
     };
-    let reports = [args.report_json.as_deref(), args.report_junit.as_deref()];
+    let summary = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty());
+    let outputs = std::env::var_os("GITHUB_OUTPUT").filter(|p| args.step_outputs && !p.is_empty());
+    let reports = [
+        ("--report-json", args.report_json.as_deref()),
+        ("--report-junit", args.report_junit.as_deref()),
+        ("GITHUB_STEP_SUMMARY", summary.as_deref().map(Path::new)),
+        ("GITHUB_OUTPUT", outputs.as_deref().map(Path::new)),
+    ];
     report::check_destinations(&reports, args.outputs_dir.as_deref())
         .map_err(Failure::bad_input)?;
     let manifest = loaded?;

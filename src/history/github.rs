@@ -150,9 +150,20 @@ fn positive(var: &'static str, text: &str) -> Result<u64, RunEnvError> {
     }
 }
 
+/// The most the event JSON (`GITHUB_EVENT_PATH`) is read up to: GitHub caps an event's
+/// payload at 25 MB.
+pub const MAX_EVENT_BYTES: u64 = 32 << 20;
+
+/// The event JSON at `path` (`GITHUB_EVENT_PATH`), when it is a regular file of at most
+/// [`MAX_EVENT_BYTES`] holding JSON.
+pub fn read_event(path: &Path) -> Option<serde_json::Value> {
+    let bytes = crate::input_file::read_bounded(path, MAX_EVENT_BYTES).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 /// `repository.default_branch` of the event JSON at `path`, if it has one.
 fn default_branch(path: &Path) -> Option<String> {
-    let event: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    let event = read_event(path)?;
     Some(event["repository"]["default_branch"].as_str()?.to_string())
 }
 
@@ -687,6 +698,20 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+
+    #[test]
+    fn the_event_is_read_from_a_regular_file_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let event = dir.path().join("event.json");
+        std::fs::write(&event, r#"{"repository": {"default_branch": "trunk"}}"#).unwrap();
+        assert_eq!(default_branch(&event).as_deref(), Some("trunk"));
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success());
+        // Not waited on: a FIFO with no writer would block a plain read forever.
+        assert_eq!(read_event(&fifo), None);
+        assert_eq!(read_event(Path::new("/dev/zero")), None);
+    }
 
     fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: BTreeMap<String, String> = pairs

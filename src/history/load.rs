@@ -57,13 +57,17 @@ pub struct RunHistory {
 impl RunHistory {
     /// The history of a run's suites (none when `has_suites` is false): the timings file,
     /// else (on GitHub) the earlier attempts' and the default branch's artifacts, each miss
-    /// said in one line to `note`.
+    /// said in one line to `note`. A `--write-timings` file that cannot take a history is
+    /// refused here, before the run.
     pub async fn load(
         source: &HistorySource,
         has_suites: bool,
         mut note: impl FnMut(&str),
     ) -> Result<Self, HistoryError> {
         let from_file = read_timings(source, &mut note)?;
+        if let Some(path) = &source.write_timings {
+            local_file::check_writable(path)?;
+        }
         if !has_suites {
             return Ok(Self::default());
         }

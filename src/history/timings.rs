@@ -2,7 +2,9 @@
 //! come from. Uploaded as an artifact at the end of a run and read back at the start of the next
 //! one, or kept in a file (`--timings`, `--write-timings`) for local use. Only passing runs
 //! count (a timeout or a crash says nothing about how long the test takes) and only the newest
-//! [`SAMPLES_KEPT`] durations are kept, so a test that got faster is believed soon.
+//! [`SAMPLES_KEPT`] durations are kept, so a test that got faster is believed soon. A test
+//! that no run has listed for [`FORGOTTEN_AFTER_RUNS`] runs (deleted, renamed) is dropped, so
+//! the history stays the size of the suite rather than of every test it ever had.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +18,11 @@ use crate::suite::TestKey;
 pub const TIMINGS_VERSION: u32 = 1;
 /// How many passing durations are kept per test.
 pub const SAMPLES_KEPT: usize = 3;
+/// A test that this many runs in a row did not list is dropped from the history: a deleted or
+/// renamed test is forgotten after a while (a 1,000,000-entry history of long-gone tests took
+/// a runner 1.1 GB), while one left out of a few runs (a filtered or cancelled run, a re-run of
+/// the failures) keeps its estimate.
+pub const FORGOTTEN_AFTER_RUNS: u64 = 20;
 /// A duration above this (a week) is kept as this, so sums of estimates cannot overflow.
 pub const LONGEST_DURATION_MS: u64 = 7 * 24 * 3_600_000;
 /// The artifact's name prefix; [`timings_artifact_name`] adds the cluster and the workflow.
@@ -45,21 +52,37 @@ fn artifact_safe(text: &str) -> String {
         .collect()
 }
 
-/// The timing history: per test, its newest passing durations in milliseconds, oldest first.
+/// The timing history: per test, its newest passing durations in milliseconds, oldest first,
+/// and the last run that listed it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "TimingsWire", into = "TimingsWire")]
 pub struct Timings {
     /// The workflow run that recorded the newest durations (none for a local run).
     pub run_id: Option<u64>,
-    tests: BTreeMap<TestKey, Vec<u64>>,
+    /// How many runs this history has recorded: the clock of [`TestTimings::seen`].
+    runs: u64,
+    tests: BTreeMap<TestKey, TestTimings>,
 }
 
-/// The JSON shape: `{"version": 1, "run_id": 123, "tests": [{"suite", "id", "durations_ms"}]}`.
+/// One test's history.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct TestTimings {
+    /// Its newest passing durations, oldest first.
+    samples: Vec<u64>,
+    /// The last run (counted in [`Timings::runs`]) that listed it.
+    seen: u64,
+}
+
+/// The JSON shape: `{"version": 1, "run_id": 123, "runs": 7, "tests": [{"suite", "id",
+/// "durations_ms", "seen"}]}` (a file without `runs` and `seen`, written before they were,
+/// reads as every test seen in its newest run).
 #[derive(Serialize, Deserialize)]
 struct TimingsWire {
     version: u32,
     #[serde(default)]
     run_id: Option<u64>,
+    #[serde(default)]
+    runs: u64,
     tests: Vec<TimingsEntry>,
 }
 
@@ -69,6 +92,8 @@ struct TimingsEntry {
     suite: String,
     id: String,
     durations_ms: Vec<u64>,
+    #[serde(default)]
+    seen: Option<u64>,
 }
 
 impl TryFrom<TimingsWire> for Timings {
@@ -78,12 +103,16 @@ impl TryFrom<TimingsWire> for Timings {
         check_version("ca-timings", wire.version, TIMINGS_VERSION)?;
         let mut timings = Timings {
             run_id: wire.run_id,
+            runs: wire.runs,
             tests: BTreeMap::new(),
         };
         for entry in wire.tests {
             let key = TestKey::new(entry.suite, entry.id);
             for ms in entry.durations_ms {
                 timings.push(key.clone(), ms);
+            }
+            if let Some(test) = timings.tests.get_mut(&key) {
+                test.seen = entry.seen.unwrap_or(wire.runs).min(wire.runs);
             }
         }
         Ok(timings)
@@ -95,13 +124,15 @@ impl From<Timings> for TimingsWire {
         TimingsWire {
             version: TIMINGS_VERSION,
             run_id: timings.run_id,
+            runs: timings.runs,
             tests: timings
                 .tests
                 .into_iter()
-                .map(|(key, durations_ms)| TimingsEntry {
+                .map(|(key, test)| TimingsEntry {
                     suite: key.suite,
                     id: key.id,
-                    durations_ms,
+                    durations_ms: test.samples,
+                    seen: Some(test.seen),
                 })
                 .collect(),
         }
@@ -122,7 +153,9 @@ pub(crate) fn check_version(what: &str, found: u32, known: u32) -> Result<(), St
 impl Timings {
     /// The newest passing durations of `key`, oldest first (empty when it never passed).
     pub fn samples(&self, key: &TestKey) -> &[u64] {
-        self.tests.get(key).map_or(&[], Vec::as_slice)
+        self.tests
+            .get(key)
+            .map_or(&[], |test| test.samples.as_slice())
     }
 
     /// The estimate for `key`: the median of its kept durations (the mean of the middle two for
@@ -148,24 +181,33 @@ impl Timings {
         self.tests.is_empty()
     }
 
-    /// Adds one run's results: the duration of every test that passed (first time, not after a
-    /// retry) becomes its newest sample; every other outcome leaves the history as it was.
+    /// Adds one run's results (every test it listed): the duration of every test that passed
+    /// (first time, not after a retry) becomes its newest sample; every other outcome leaves
+    /// the samples as they were. A test listed is seen in this run; one not seen in the last
+    /// [`FORGOTTEN_AFTER_RUNS`] runs is dropped.
     pub fn record_run<'a>(
         &mut self,
         run_id: Option<u64>,
         outcomes: impl IntoIterator<Item = (&'a TestKey, &'a TestOutcome)>,
     ) {
+        self.runs += 1;
         for (key, outcome) in outcomes {
             if let (TestStatus::Passed, Some(ms)) = (outcome.status, outcome.duration_ms) {
                 self.push(key.clone(), ms);
             }
+            if let Some(test) = self.tests.get_mut(key) {
+                test.seen = self.runs;
+            }
         }
+        let runs = self.runs;
+        self.tests
+            .retain(|_, test| runs - test.seen < FORGOTTEN_AFTER_RUNS);
         self.run_id = run_id;
     }
 
     /// Appends a sample, dropping the oldest beyond [`SAMPLES_KEPT`].
     fn push(&mut self, key: TestKey, ms: u64) {
-        let samples = self.tests.entry(key).or_default();
+        let samples = &mut self.tests.entry(key).or_default().samples;
         samples.push(ms.min(LONGEST_DURATION_MS));
         if samples.len() > SAMPLES_KEPT {
             samples.drain(..samples.len() - SAMPLES_KEPT);
@@ -206,6 +248,46 @@ mod tests {
         assert_eq!(timings.estimate_ms(&key("a")), Some(30));
         assert_eq!(timings.run_id, Some(5));
         assert_eq!(timings.estimate_ms(&key("never")), None);
+    }
+
+    #[test]
+    fn a_test_no_run_listed_for_a_while_is_forgotten() {
+        let mut timings = Timings::default();
+        let (gone, kept, failing) = (key("gone"), key("kept"), key("failing"));
+        let passed = outcome(TestStatus::Passed, 5);
+        let failed = outcome(TestStatus::Failed, 5);
+        timings.record_run(
+            None,
+            [(&gone, &passed), (&kept, &passed), (&failing, &passed)],
+        );
+        for run in 1..FORGOTTEN_AFTER_RUNS {
+            timings.record_run(None, [(&kept, &passed), (&failing, &failed)]);
+            assert_eq!(timings.samples(&gone), &[5], "still kept after {run} runs");
+        }
+        // Written and read back, the history keeps when each test was seen.
+        let mut timings = Timings::from_json(&timings.to_json()).unwrap();
+        timings.record_run(None, [(&kept, &passed), (&failing, &failed)]);
+        assert_eq!(
+            timings.samples(&gone),
+            &[] as &[u64],
+            "unseen for the limit: dropped"
+        );
+        assert_eq!(timings.samples(&kept), &[5, 5, 5]);
+        assert_eq!(
+            timings.samples(&failing),
+            &[5],
+            "listed, though failing: kept"
+        );
+        assert_eq!(timings.len(), 2);
+        // A file written before runs were counted: every test counts as seen in its newest run.
+        let old = br#"{"version":1,"tests":[{"suite":"s","id":"a","durations_ms":[3]}]}"#;
+        let mut old = Timings::from_json(old).unwrap();
+        for _ in 1..FORGOTTEN_AFTER_RUNS {
+            old.record_run(None, []);
+        }
+        assert_eq!(old.samples(&key("a")), &[3]);
+        old.record_run(None, []);
+        assert!(old.is_empty());
     }
 
     #[test]

@@ -330,6 +330,19 @@ impl Machine {
     /// suites' next batches, and the end of submission when they are done.
     pub fn report_fetched(&mut self, index: JobIndex, report: Option<Vec<u8>>) -> Vec<Effect> {
         let next = self.suites.finished(index, report.as_deref());
+        self.batch_done(next)
+    }
+
+    /// The report of suite batch `index` was not read (`reason`: too large, not a file): its
+    /// tests are errors saying so.
+    pub fn report_unreadable(&mut self, index: JobIndex, reason: &str) -> Vec<Effect> {
+        let next = self.suites.unreadable(index, reason);
+        self.batch_done(next)
+    }
+
+    /// After a suite batch: the suites' notices and the attempts that ended, their `next`
+    /// batches, and the end of submission when they are done.
+    fn batch_done(&mut self, next: Vec<Submission>) -> Vec<Effect> {
         let mut fx: Vec<Effect> = (self.suites.take_notices().into_iter())
             .map(Effect::Notice)
             .collect();

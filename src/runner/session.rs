@@ -25,6 +25,7 @@ use super::report::RunReport;
 use super::suite_run::{ListedSuite, REPORT_FILE, SuiteRun};
 use crate::history::results::{AttemptResults, RerunMode, RerunSelection, select_rerun};
 use crate::history::timings::Timings;
+use crate::input_file::{InputFileError, read_bounded};
 use crate::layer::{self, Digest, LayerCache};
 use crate::link::{JoinError, Joined, LinkError, RunnerLink, Target};
 use crate::notice::Level;
@@ -34,6 +35,16 @@ use crate::store::ArtifactStore;
 use crate::stream::{Namespace, StreamConfig, StreamError};
 use crate::suite::TestKey;
 use crate::suite::{Listing, Shipped, SuiteError};
+
+/// The largest report of one suite batch the runner reads: a batch is a few minutes of tests
+/// and its JUnit, with every test's captured output, is far smaller; read into memory and
+/// parsed, a report costs several times its size (a 100 MB JUnit cost the runner 600 MB).
+/// Past it the batch's tests are errors that name the limit.
+pub const MAX_REPORT_BYTES: u64 = 16 << 20;
+
+/// What became of a suite batch's report: read (none when the batch wrote none), or refused
+/// for the reason given.
+type BatchReport = Result<Option<Vec<u8>>, String>;
 
 /// How to run a manifest.
 #[derive(Debug, Clone)]
@@ -230,7 +241,7 @@ struct Shell<'a> {
     outputs: Option<Outputs>,
     fetches: JoinSet<(JobIndex, Result<Vec<String>, String>)>,
     reports: Option<Reports>,
-    report_fetches: JoinSet<(JobIndex, Option<Vec<u8>>)>,
+    report_fetches: JoinSet<(JobIndex, BatchReport)>,
 }
 
 impl Shell<'_> {
@@ -262,10 +273,7 @@ impl Shell<'_> {
                     self.fetched(done)
                 }
                 Some(done) = self.report_fetches.join_next(), if !self.report_fetches.is_empty() => {
-                    match done {
-                        Ok((index, report)) => self.machine.report_fetched(index, report),
-                        Err(source) => return Err(RunError::Task { what: "report fetch", source }),
-                    }
+                    self.report_done(done)?
                 }
             };
             if let Some(end) = self.apply_all(effects).await? {
@@ -353,17 +361,17 @@ impl Shell<'_> {
         let store = self.store.clone();
         self.report_fetches.spawn(async move {
             let (Some(cache), Some(layer)) = (cache, layer) else {
-                return (index, None);
+                return (index, Ok(None));
             };
             match cache.fetch(&store, &layer).await {
                 Ok(tree) => {
                     let file = tree.join(path.unwrap_or_default()).join(REPORT_FILE);
-                    (index, tokio::fs::read(file).await.ok())
+                    (index, read_report(file).await)
                 }
                 Err(e) => {
                     // Its tests go back to the queue as not run.
                     warn!("the report of a suite batch could not be fetched: {e}");
-                    (index, None)
+                    (index, Ok(None))
                 }
             }
         });
@@ -383,6 +391,24 @@ impl Shell<'_> {
         }
     }
 
+    /// A batch report's fetch ended: the machine reads the report, or is told why it could
+    /// not be read.
+    fn report_done(
+        &mut self,
+        done: Result<(JobIndex, BatchReport), tokio::task::JoinError>,
+    ) -> Result<Vec<Effect>, RunError> {
+        Ok(match done {
+            Ok((index, Ok(report))) => self.machine.report_fetched(index, report),
+            Ok((index, Err(reason))) => self.machine.report_unreadable(index, &reason),
+            Err(source) => {
+                return Err(RunError::Task {
+                    what: "report fetch",
+                    source,
+                });
+            }
+        })
+    }
+
     /// Waits for the outputs and batch reports still on their way, then stops the cluster if asked (a stopping
     /// broker deletes the outputs layers: stopped first, it deleted layers still being
     /// fetched), closes the stream, and makes the report.
@@ -393,11 +419,7 @@ impl Shell<'_> {
         }
         // The reports of batches a cancel ended: what their tests did before it.
         while let Some(done) = self.report_fetches.join_next().await {
-            let (index, report) = done.map_err(|source| RunError::Task {
-                what: "report fetch",
-                source,
-            })?;
-            let effects = self.machine.report_fetched(index, report);
+            let effects = self.report_done(done)?;
             self.apply_all(effects).await?;
         }
         let closing = self.machine.closing();
@@ -408,6 +430,20 @@ impl Shell<'_> {
         Ok(self
             .machine
             .into_report(end, started.elapsed().as_millis() as u64))
+    }
+}
+
+/// The report a batch wrote at `file`: none when it wrote none; an error (its tests become
+/// errors saying it) when it is not a regular file or holds more than [`MAX_REPORT_BYTES`],
+/// which is then not read further.
+async fn read_report(file: PathBuf) -> BatchReport {
+    let read = tokio::task::spawn_blocking(move || read_bounded(&file, MAX_REPORT_BYTES)).await;
+    match read {
+        Ok(Ok(bytes)) => Ok(Some(bytes)),
+        Ok(Err(e @ (InputFileError::NotRegular(_) | InputFileError::TooLarge { .. }))) => Err(
+            format!("the batch's report ({REPORT_FILE}) was not read: {e}"),
+        ),
+        Ok(Err(InputFileError::Io(_))) | Err(_) => Ok(None),
     }
 }
 

@@ -315,10 +315,30 @@ impl SuiteRun {
         let Some(batch) = self.in_flight.remove(&index) else {
             return Vec::new();
         };
-        let suite = batch.suite;
-        let mut results = self.suites[suite]
+        let results = self.suites[batch.suite]
             .listing
             .parse_report(report, &batch.tests);
+        self.record(batch, results)
+    }
+
+    /// Batch `index` ended with a report that was not read (`reason`: too large, not a
+    /// file): each of its tests is an error saying so, retried like one.
+    pub fn unreadable(&mut self, index: JobIndex, reason: &str) -> Vec<Submission> {
+        let Some(batch) = self.in_flight.remove(&index) else {
+            return Vec::new();
+        };
+        let results = batch
+            .tests
+            .iter()
+            .map(|case| TestResult::without_report(case.clone(), TestStatus::Error, reason))
+            .collect();
+        self.record(batch, results)
+    }
+
+    /// Records the `results` of `batch` and returns what to submit next (see
+    /// [`SuiteRun::finished`]).
+    fn record(&mut self, batch: InFlight, mut results: Vec<TestResult>) -> Vec<Submission> {
+        let suite = batch.suite;
         timed_out_alone(&batch, &mut results);
         let results = self.explain_unreported(&batch, results);
         let results = before_cancel(&batch, results);
@@ -982,6 +1002,22 @@ pub(crate) mod tests {
         assert!(message(1).contains("NUL"), "{}", message(1));
         assert_eq!(status_of(&run, "line\nbreak").name(), "error");
         assert!(message(2).contains("line break"), "{}", message(2));
+    }
+
+    #[test]
+    fn a_report_that_was_not_read_makes_its_tests_errors_saying_why() {
+        let mut run = SuiteRun::new(vec![listed("a", &["1", "2"], 0)], Timings::default(), 0);
+        let first = run.plan(1)[0].index;
+        assert!(
+            run.unreadable(first, "over 16 MiB").is_empty(),
+            "not requeued"
+        );
+        assert!(run.is_done());
+        for record in run.records() {
+            let attempt = &record.attempts[0];
+            assert_eq!(attempt.status, TestStatus::Error);
+            assert_eq!(attempt.message.as_deref(), Some("over 16 MiB"));
+        }
     }
 
     #[test]

@@ -70,6 +70,19 @@ impl TestResult {
             (TestStatus::Error, Some(NOT_REPORTED)) | (TestStatus::NotRun, Some(NOT_RUN))
         )
     }
+
+    /// `case` ended with `status` for the reason `message`, with no run time or output of its
+    /// own (what a report leaves out, or a report that could not be read).
+    pub fn without_report(case: TestCase, status: TestStatus, message: &str) -> Self {
+        Self {
+            case,
+            status,
+            duration_ms: 0,
+            message: Some(message.to_owned()),
+            output: String::new(),
+            worker: None,
+        }
+    }
 }
 
 /// Everything known about one test of a run: its attempts, in order.

@@ -18,7 +18,7 @@ const MAX_NAME_CHARS: usize = 60;
 /// are skipped; a line that cannot be run (a NUL, over 128 KiB) is refused with its number. Job `L12: cargo test -p foo` runs the command on line 12 (names are cut to 60
 /// characters and stay unique through the line number).
 pub fn from_commands(path: &Path) -> Result<Manifest, ManifestError> {
-    let text = read(path)?;
+    let text = read(path, Some("--commands"))?;
     let mut problems = Vec::new();
     let mut jobs = Vec::new();
     let lines = text

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::input_file::InputFileError;
+
 /// A position in the manifest, 1-based.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Location {
@@ -27,14 +29,16 @@ pub struct Problem {
 /// Why a manifest or commands file was refused. Nothing is uploaded or scheduled then.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    /// The file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    /// The file could not be read (or is not a regular file, or is too large).
+    #[error("cannot read {}{}: {source}", flag.map(|f| format!("{f} ")).unwrap_or_default(), path.display())]
     Read {
         /// The file.
         path: PathBuf,
+        /// The flag that named it (`--commands`); none for the manifest.
+        flag: Option<&'static str>,
         /// The underlying error.
         #[source]
-        source: std::io::Error,
+        source: InputFileError,
     },
     /// The file was read but is not a valid manifest.
     #[error("{}", Listing { path, problems, omitted: *omitted })]

@@ -16,6 +16,11 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 
 use super::error::Location;
 
+/// The largest manifest or commands file read: a generated manifest of 100,000 jobs is about
+/// 10 MB; past this the file is refused unread (`/dev/zero` given as a manifest once grew the
+/// runner to 8 GB in 8 s).
+pub(crate) const MAX_FILE_BYTES: u64 = 64 << 20;
+
 /// The deepest nesting of flow collections (`[…]`, `{…}`) accepted.
 pub(super) const MAX_FLOW_DEPTH: usize = 32;
 

@@ -49,6 +49,7 @@ pub use error::{Location, ManifestError, Problem};
 pub use suites::{DEFAULT_TEST_TIMEOUT, SuiteDef};
 
 use crate::duration::millis;
+use crate::input_file::{self, InputFileError};
 use crate::layer::{Digest, Listed};
 use crate::proto::{Isolation, JobDefaults, JobIndex, JobSpec, SecretEnv, Submission};
 
@@ -162,7 +163,7 @@ impl JobDef {
 
 /// Reads and checks the manifest at `path`; layer paths are relative to its directory.
 pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-    let text = read(path)?;
+    let text = read(path, None)?;
     parse(&text, path, &base_dir_of(path))
 }
 
@@ -227,11 +228,18 @@ pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Manifest, Manif
     }
 }
 
-/// Reads a manifest or commands file.
-fn read(path: &Path) -> Result<String, ManifestError> {
-    std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+/// Reads a manifest or commands file (named by `flag`, if by one): a regular file of at most
+/// [`limits::MAX_FILE_BYTES`], in UTF-8.
+fn read(path: &Path, flag: Option<&'static str>) -> Result<String, ManifestError> {
+    let refused = |source| ManifestError::Read {
         path: path.to_path_buf(),
+        flag,
         source,
+    };
+    let bytes = input_file::read_bounded(path, limits::MAX_FILE_BYTES).map_err(refused)?;
+    String::from_utf8(bytes).map_err(|e| {
+        let invalid = std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error());
+        refused(InputFileError::Io(invalid))
     })
 }
 
