@@ -148,9 +148,15 @@ fn a_pytest_suite_without_its_files_ends_in_pytests_own_words() {
 fn a_command_failing_in_every_batch_is_not_requeued_blindly() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("given");
+    let started = dir.path().join("started");
     // Every batch says why it cannot start and writes no report; each records the ids it got.
+    // The first ones wait (up to 30 s) until two batches run at once, so that both workers
+    // have joined: with one worker the suite cannot tell its failure from the worker's.
     let run = format!(
-        "printf '%s\\n' \"$@\" >> {log}; echo 'cannot start: the frobnicator is missing' >&2; exit 3",
+        "echo >> {started}; for _ in $(seq 300); do [ \"$(wc -l < {started})\" -ge 2 ] && break; \
+         sleep 0.1; done; printf '%s\\n' \"$@\" >> {log}; \
+         echo 'cannot start: the frobnicator is missing' >&2; exit 3",
+        started = started.display(),
         log = log.display()
     );
     let manifest = serde_yaml::to_string(&serde_json::json!({
@@ -159,9 +165,6 @@ fn a_command_failing_in_every_batch_is_not_requeued_blindly() {
             "framework": "command",
             "list": "printf 't1\\nt2\\nt3\\nt4\\nt5\\nt6\\n'",
             "run": run,
-            // Several batches however many slots the plan saw (it is made when the first
-            // worker joins): the rule needs two batches with no test in common.
-            "batch": "1s",
         }]
     }))
     .unwrap();

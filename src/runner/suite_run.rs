@@ -101,7 +101,6 @@ struct Exit {
 struct Silent {
     worker: String,
     code: i32,
-    tests: BTreeSet<String>,
 }
 
 /// A suite whose batches fail the same way on different workers: no batch of it is
@@ -436,8 +435,8 @@ impl SuiteRun {
 
     /// `results` of `batch`, the tests its framework did not report carrying what the batch
     /// printed. A batch that ended by itself without reporting any test is remembered; when
-    /// another such batch of the suite, with no test in common, ended the same way (the same
-    /// exit code) on another worker, the suite's failure is systematic (see
+    /// another batch of the suite (or the same one, requeued) ended the same way (the same exit
+    /// code, no test reported) on another worker, the suite's failure is systematic (see
     /// [`SuiteFailure`]): said once, with the output.
     fn explain_unreported(
         &mut self,
@@ -469,10 +468,9 @@ impl SuiteRun {
                 batch.name
             )));
         }
-        let tests: BTreeSet<String> = batch.tests.iter().map(|t| t.id.clone()).collect();
         let earlier = silent
             .iter()
-            .find(|s| s.code == exit.code && s.worker != worker && s.tests.is_disjoint(&tests));
+            .find(|s| s.code == exit.code && s.worker != worker);
         if let (Some(earlier), false) = (earlier, self.failed.contains_key(&batch.suite)) {
             let reason = format!(
                 "its batches exit with code {} without reporting a test, on {} and on {worker}",
@@ -494,7 +492,6 @@ impl SuiteRun {
         silent.push(Silent {
             worker: worker.to_owned(),
             code: exit.code,
-            tests,
         });
         results
     }
@@ -887,15 +884,20 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_test_that_stops_its_batch_everywhere_is_not_the_suites_failure() {
+    fn a_batch_failing_the_same_way_on_a_second_worker_stops_its_suite() {
         let mut run = SuiteRun::new(vec![listed("a", &["1", "2"], 0)], Timings::default(), 0);
         let mut sub = run.plan(1).remove(0);
-        for worker in ["w1", "w2", "w1"] {
+        // Twice on one worker may be that worker's trouble: requeued.
+        for worker in ["w1", "w1"] {
             let next = end(&mut run, &sub, (worker, 3, "crash"), None);
             assert_eq!(next.len(), 1, "requeued: the same tests each time");
             sub = next[0].clone();
         }
         assert!(run.failures().is_empty());
+        // The same batch failing the same way on another worker is the suite's failure.
+        assert!(end(&mut run, &sub, ("w2", 3, "crash"), None).is_empty());
+        assert_eq!(run.failures().len(), 1);
+        assert!(run.is_done());
     }
 
     #[test]
