@@ -33,6 +33,12 @@ use crate::worker::output::mask;
 /// one output.
 pub const REPORT_FILE: &str = "cluster-report.out";
 
+/// The longest a batch of tests without full timing history runs (plus one per-test timeout)
+/// however many tests it holds: the sum of their timeouts would let one hanging test hold a
+/// slot for hours where no watchdog names it (nextest, go, `command`). A healthy batch stopped
+/// there loses nothing it finished: the rest go back to the queue, uncounted.
+pub const UNMEASURED_BATCH_LIMIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
 /// How often a test that its batch never finished (a crash, a lost worker) goes back to the
 /// queue before it counts as an error: a test that kills its batch every time must end.
 pub const MAX_REQUEUES: u32 = 3;
@@ -583,7 +589,7 @@ impl SuiteRun {
                 let sum = ms.iter().fold(0u64, |a, b| a.saturating_add(*b));
                 all.min(sum.saturating_mul(2))
             }
-            None => all,
+            None => all.min(per_test.max(millis(UNMEASURED_BATCH_LIMIT))),
         }
         .saturating_add(per_test)
     }
@@ -1276,6 +1282,15 @@ pub(crate) mod tests {
         let run = SuiteRun::new(vec![suite()], slow, 0);
         let a = run.case(&k1).unwrap();
         assert_eq!(run.batch_timeout(0, &[a]), 6_000);
+        // Many tests without history: at most the unmeasured limit, and one timeout more.
+        let many: Vec<String> = (0..1_000).map(|n| format!("t{n}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let run = SuiteRun::new(vec![pytest_suite(&many, 0)], Timings::default(), 0);
+        let cases: Vec<TestCase> = run.records().into_iter().map(|r| r.case).collect();
+        assert_eq!(
+            run.batch_timeout(0, &cases),
+            millis(UNMEASURED_BATCH_LIMIT) + 3_000
+        );
     }
 
     #[test]
