@@ -215,7 +215,13 @@ fn a_fifo_as_a_report_is_refused_before_the_run_and_stdout_is_not() {
         ],
     );
     assert_eq!(code, 0, "{stderr}");
-    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    // The run's progress lines share standard output with the report.
+    let start = stdout.find("\n{").map_or(0, |at| at + 1);
+    let report: serde_json::Value = serde_json::Deserializer::from_str(&stdout[start..])
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no report in: {stdout}"))
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(report["tests"].as_array().unwrap().len(), 2, "{report}");
 }
 
