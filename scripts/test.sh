@@ -68,7 +68,7 @@ step "Rust tests (cargo test)"
 cargo build --quiet
 export CLUSTER_ACTION_BIN="$(scripts/target-dir.sh)/debug/cluster-action"
 log=$(mktemp)
-if ! cargo test --quiet 2>&1 | tee "$log"; then status=1; fi
+if ! cargo test --quiet --no-fail-fast 2>&1 | tee "$log"; then status=1; fi
 tally "$log"
 
 step "JS tests (node --test)"
