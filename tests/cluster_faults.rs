@@ -566,7 +566,9 @@ fn soak_500_jobs_under_faults_with_a_stalled_and_a_killed_worker() {
     cluster.broker().await_stderr("considered dead");
     let stalled = cluster.worker("stalled");
     stalled.signal(libc::SIGCONT);
-    stalled.await_stderr("lease ran out");
+    // Whether it says "lease ran out" depends on what it held when stopped (a worker warns only
+    // when work waited through its lease; a_stalled_worker_starts_nothing_it_was_given_before_it_was_declared_lost
+    // checks the warning): this test is about every job once, whatever the worker says.
     await_some("jobs started on the worker to kill", started_on("killed"));
     cluster.worker("killed").signal(libc::SIGKILL);
 
