@@ -146,12 +146,14 @@ fn verbose_flag(version: &str) -> &'static str {
     }
 }
 
-/// A name `-test.run` selects: a test, example or fuzz test (benchmarks do not run).
+/// A name `-test.run` selects: a test, example or fuzz test (benchmarks do not run), a Go
+/// identifier, whose letters and digits may be any Unicode ones (`TestÄpfel`): a line of `go
+/// test -list` that is not one (`ok  pkg  0.1s`) has a space.
 fn is_test_name(name: &str) -> bool {
     ["Test", "Example", "Fuzz"]
         .iter()
         .any(|prefix| name.starts_with(prefix))
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && name.chars().all(|c| c.is_alphanumeric() || c == '_')
 }
 
 /// The longest `-test.run` pattern one run of a test binary gets: a package with more of the
@@ -570,6 +572,7 @@ mod tests {
     #[test]
     fn only_runnable_names_are_tests() {
         assert!(is_test_name("TestA") && is_test_name("ExampleX") && is_test_name("FuzzY"));
+        assert!(is_test_name("TestÄpfel") && is_test_name("Test_日本"));
         assert!(!is_test_name("BenchmarkZ") && !is_test_name("ok  \tpkg\t0.1s"));
     }
 }
