@@ -1,5 +1,5 @@
-//! go test: the runner lists each package's tests (`go test -list .`) and builds its test
-//! binary once (`go test -c`), and builds `test2json` of the same toolchain; workers run the
+//! go test: the runner builds each package's test binary once (`go test -c`) and lists its
+//! tests with it (`-test.list .`), and builds `test2json` of the same toolchain; workers run the
 //! binaries (no Go toolchain needed) under `test2json -t -p PKG BIN -test.v -test.run
 //! '^(A|B)$'`, and its JSON events, which stream test by test, are the report: a batch killed
 //! part-way still tells which tests finished.
@@ -70,30 +70,12 @@ pub(super) fn list(suite: &Suite, dir: &Path, work: &Path) -> Result<Listing, Su
     let mut listing = Listing::new(suite, Vec::new());
     for line in packages.lines().filter(|l| !l.trim().is_empty()) {
         let (package, package_dir) = line.split_once('\t').unwrap_or((line, ""));
-        let mut args = vec!["test".to_owned(), "-list".into(), ".".into()];
-        args.extend(flags.iter().cloned());
-        args.push(package.to_owned());
-        let names = String::from_utf8_lossy(&output(suite, dir, &go, &args)?).into_owned();
-        let tests: Vec<TestCase> = names
-            .lines()
-            .filter(|name| is_test_name(name))
-            .map(|name| TestCase {
-                id: format!("{package} {name}"),
-                group: package.to_owned(),
-                name: name.to_owned(),
-                file: None,
-            })
-            .collect();
+        let binary = format!("{}.test", ship_name(package));
+        let source = work.join(&binary);
+        let tests = package_tests(suite, dir, &go, &flags, (package, package_dir), &source)?;
         if tests.is_empty() {
             continue;
         }
-        let binary = format!("{}.test", ship_name(package));
-        let source = work.join(&binary);
-        let mut args = vec!["test".to_owned(), "-c".into(), "-o".into()];
-        args.push(source.display().to_string());
-        args.extend(flags.iter().cloned());
-        args.push(package.to_owned());
-        output(suite, dir, &go, &args)?;
         listing.ship.push(Shipped {
             source,
             dest: ship_dest(suite, &binary),
@@ -110,6 +92,52 @@ pub(super) fn list(suite: &Suite, dir: &Path, work: &Path) -> Result<Listing, Su
         listing.run_args = vec![verbose_flag(&String::from_utf8_lossy(&version)).to_owned()];
     }
     Ok(listing)
+}
+
+/// Builds the test binary of `package` (import path; its source directory `package_dir`, empty
+/// when `go list` did not say) to `binary` with `go test -c` and the suite's build `flags`,
+/// and lists its tests by running it with `-test.list .` in the package's directory, as `go
+/// test -list .` does (which would build and link it a second time). A package without test
+/// files has no binary (go writes none) and no tests.
+fn package_tests(
+    suite: &Suite,
+    dir: &Path,
+    go: &Path,
+    flags: &[String],
+    (package, package_dir): (&str, &str),
+    binary: &Path,
+) -> Result<Vec<TestCase>, SuiteError> {
+    match std::fs::remove_file(binary) {
+        Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
+            let path = binary.to_path_buf();
+            return Err(SuiteError::Io { path, source });
+        }
+        _ => {}
+    }
+    let mut args = vec!["test".to_owned(), "-c".into(), "-o".into()];
+    args.push(binary.display().to_string());
+    args.extend(flags.iter().cloned());
+    args.push(package.to_owned());
+    output(suite, dir, go, &args)?;
+    if !binary.exists() {
+        return Ok(Vec::new());
+    }
+    let run_dir = match package_dir {
+        "" => dir,
+        package_dir => Path::new(package_dir),
+    };
+    let list = ["-test.list".to_owned(), ".".into()];
+    let names = String::from_utf8_lossy(&output(suite, run_dir, binary, &list)?).into_owned();
+    Ok(names
+        .lines()
+        .filter(|name| is_test_name(name))
+        .map(|name| TestCase {
+            id: format!("{package} {name}"),
+            group: package.to_owned(),
+            name: name.to_owned(),
+            file: None,
+        })
+        .collect())
 }
 
 /// Builds the toolchain's `test2json` into `work`, to ship beside the test binaries: workers
