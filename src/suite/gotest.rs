@@ -250,11 +250,6 @@ fn patterns<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     patterns
 }
 
-/// The key of `case` in what [`parse`] reports.
-pub(super) fn case_key(case: &TestCase) -> String {
-    case.id.clone()
-}
-
 /// One event of test2json's output (`go doc cmd/test2json`).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -379,9 +374,9 @@ fn severity(status: TestStatus) -> u8 {
     }
 }
 
-/// Reads test2json's events of a batch's binaries into one result per top-level test (see the
-/// module documentation). The report is complete when the batch finished and every package's
-/// binary ran to its end.
+/// Reads test2json's events of a batch's binaries into one result per top-level test, keyed by
+/// its id (`package name`; see the module documentation). The report is complete when the
+/// batch finished and every package's binary ran to its end.
 pub(super) fn parse(bytes: &[u8]) -> Reported {
     let text = String::from_utf8_lossy(bytes);
     // One entry per run of a binary (a package with many tests runs its binary once per
