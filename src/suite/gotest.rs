@@ -44,6 +44,10 @@ const ALL_PACKAGES: &str = "./...";
 /// The converter of test binaries' verbose output into JSON events, shipped beside them.
 const TEST2JSON: &str = "test2json";
 
+/// Makes a test binary panic when a test calls `os.Exit(0)`, as `go test` does (from Go 1.16):
+/// a binary that exits 0 in the middle of a test must not pass it.
+const PANIC_ON_EXIT0: &str = "-test.paniconexit0";
+
 /// The line a batch writes before running a package's binary; the import path follows.
 const PACKAGE_MARK: &str = "cluster-action package: ";
 
@@ -190,8 +194,8 @@ fn is_test_name(name: &str) -> bool {
 const LONGEST_PATTERN: usize = 16 * 1024;
 
 /// Runs each package's binary on its tests of the batch under test2json, every event to the
-/// report file: once
-/// per pattern of at most [`LONGEST_PATTERN`] bytes, the patterns read from a here-document.
+/// report file: once per pattern of at most [`LONGEST_PATTERN`] bytes, the patterns read from a
+/// here-document.
 pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
     let report = super::REPORT_ENV;
     let verbose: Vec<String> = listing.run_args.iter().map(|a| shell_quote(a)).collect();
@@ -213,7 +217,7 @@ pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
         command.push_str(&format!(
             "while IFS= read -r run <&3; do\n\
              echo {} >> \"${report}\"\n\
-             (cd {} 2>/dev/null; exec \"$d/{TEST2JSON}\" -t -p {} \"$d/{binary}\" {} -test.run \"$run\" 3<&-) \
+             (cd {} 2>/dev/null; exec \"$d/{TEST2JSON}\" -t -p {} \"$d/{binary}\" {PANIC_ON_EXIT0} {} -test.run \"$run\" 3<&-) \
              >> \"${report}\" 2>&1\n\
              done 3{redirect}\n{body}",
             shell_quote(&format!("{PACKAGE_MARK}{package}")),
