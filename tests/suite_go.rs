@@ -112,5 +112,10 @@ fn a_go_test_calling_os_exit_0_fails_as_under_go_test() {
         statuses.get("example.com/ex TestFine").map(String::as_str),
         Some("passed")
     );
+    let message = run.message("example.com/ex TestExits");
+    assert!(
+        message.starts_with("panic: unexpected call to os.Exit(0)"),
+        "the panic says why, not a line of its trace: {message}"
+    );
     assert_eq!(run.code, 1, "a test failed: {}", run.stderr);
 }

@@ -419,9 +419,18 @@ fn top_level(name: &str) -> &str {
     name.split('/').next().unwrap_or(name)
 }
 
-/// The line of a failed test's output that says why: its last line that is not the testing
-/// package's framing (`=== RUN`, `--- FAIL: …`).
+/// The line of a failed test's output that says why: its first `panic: ` line when it
+/// panicked (the goroutine traces that follow say where, not why), else its last line that is
+/// not the testing package's framing (`=== RUN`, `--- FAIL: …`).
 fn failure_line(output: &str) -> String {
+    let lines = || {
+        output
+            .lines()
+            .map(|line| line.trim_start_matches('\u{16}').trim())
+    };
+    if let Some(panic) = lines().find(|line| line.starts_with("panic: ")) {
+        return panic.to_owned();
+    }
     const FRAMING: [&str; 7] = [
         "=== RUN",
         "=== PAUSE",
@@ -431,9 +440,7 @@ fn failure_line(output: &str) -> String {
         "--- FAIL:",
         "--- SKIP:",
     ];
-    output
-        .lines()
-        .map(|line| line.trim_start_matches('\u{16}').trim())
+    lines()
         .rfind(|line| !line.is_empty() && !FRAMING.iter().any(|f| line.starts_with(f)))
         .unwrap_or("failed")
         .to_owned()
@@ -594,6 +601,23 @@ mod tests {
             .collect();
         assert_eq!(named, names);
         assert_eq!(patterns(["TestA", "TestB"]), ["^(TestA|TestB)$"]);
+    }
+
+    #[test]
+    fn a_panic_says_why_a_test_failed_not_its_last_trace_line() {
+        let output = "=== RUN   TestExits\n--- FAIL: TestExits (0.00s)\n\
+                      panic: unexpected call to os.Exit(0) during test [recovered]\n\
+                      \tpanic: unexpected call to os.Exit(0) during test\n\n\
+                      goroutine 6 [running]:\n\
+                      \t/usr/lib/go-1.19/src/testing/testing.go:1493 +0x35f\n";
+        assert_eq!(
+            failure_line(output),
+            "panic: unexpected call to os.Exit(0) during test [recovered]"
+        );
+        assert_eq!(
+            failure_line("    a_test.go:3: boom\n--- FAIL: TestA\n"),
+            "a_test.go:3: boom"
+        );
     }
 
     #[test]
