@@ -81,3 +81,41 @@ fn the_users_goflags_apply_to_their_packages_not_to_test2json() {
     assert_eq!(statuses.len(), 2, "{statuses:?}\n{}", run.stderr);
     assert_eq!(run.code, 1, "a test failed: {}", run.stderr);
 }
+
+#[test]
+fn a_go_test_calling_os_exit_0_fails_as_under_go_test() {
+    if !available("go", &["version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("go.mod"),
+        "module example.com/ex\n\ngo 1.19\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("ex_test.go"),
+        "package ex\n\nimport (\n\t\"os\"\n\t\"testing\"\n)\n\n\
+         func TestExits(t *testing.T) { os.Exit(0) }\n\n\
+         func TestFine(t *testing.T) {}\n",
+    )
+    .unwrap();
+    let run = local(dir.path(), &["--go-test"]);
+    let statuses = run.statuses();
+    assert_eq!(
+        statuses.get("example.com/ex TestExits").map(String::as_str),
+        Some("failed"),
+        "{statuses:?}\n{}",
+        run.stderr
+    );
+    assert_eq!(
+        statuses.get("example.com/ex TestFine").map(String::as_str),
+        Some("passed")
+    );
+    let message = run.message("example.com/ex TestExits");
+    assert!(
+        message.starts_with("panic: unexpected call to os.Exit(0)"),
+        "the panic says why, not a line of its trace: {message}"
+    );
+    assert_eq!(run.code, 1, "a test failed: {}", run.stderr);
+}

@@ -1,5 +1,5 @@
-//! go test: the runner lists each package's tests (`go test -list .`) and builds its test
-//! binary once (`go test -c`), and builds `test2json` of the same toolchain; workers run the
+//! go test: the runner builds each package's test binary once (`go test -c`) and lists its
+//! tests with it (`-test.list .`), and builds `test2json` of the same toolchain; workers run the
 //! binaries (no Go toolchain needed) under `test2json -t -p PKG BIN -test.v -test.run
 //! '^(A|B)$'`, and its JSON events, which stream test by test, are the report: a batch killed
 //! part-way still tells which tests finished.
@@ -44,6 +44,10 @@ const ALL_PACKAGES: &str = "./...";
 /// The converter of test binaries' verbose output into JSON events, shipped beside them.
 const TEST2JSON: &str = "test2json";
 
+/// Makes a test binary panic when a test calls `os.Exit(0)`, as `go test` does (from Go 1.16):
+/// a binary that exits 0 in the middle of a test must not pass it.
+const PANIC_ON_EXIT0: &str = "-test.paniconexit0";
+
 /// The line a batch writes before running a package's binary; the import path follows.
 const PACKAGE_MARK: &str = "cluster-action package: ";
 
@@ -70,30 +74,12 @@ pub(super) fn list(suite: &Suite, dir: &Path, work: &Path) -> Result<Listing, Su
     let mut listing = Listing::new(suite, Vec::new());
     for line in packages.lines().filter(|l| !l.trim().is_empty()) {
         let (package, package_dir) = line.split_once('\t').unwrap_or((line, ""));
-        let mut args = vec!["test".to_owned(), "-list".into(), ".".into()];
-        args.extend(flags.iter().cloned());
-        args.push(package.to_owned());
-        let names = String::from_utf8_lossy(&output(suite, dir, &go, &args)?).into_owned();
-        let tests: Vec<TestCase> = names
-            .lines()
-            .filter(|name| is_test_name(name))
-            .map(|name| TestCase {
-                id: format!("{package} {name}"),
-                group: package.to_owned(),
-                name: name.to_owned(),
-                file: None,
-            })
-            .collect();
+        let binary = format!("{}.test", ship_name(package));
+        let source = work.join(&binary);
+        let tests = package_tests(suite, dir, &go, &flags, (package, package_dir), &source)?;
         if tests.is_empty() {
             continue;
         }
-        let binary = format!("{}.test", ship_name(package));
-        let source = work.join(&binary);
-        let mut args = vec!["test".to_owned(), "-c".into(), "-o".into()];
-        args.push(source.display().to_string());
-        args.extend(flags.iter().cloned());
-        args.push(package.to_owned());
-        output(suite, dir, &go, &args)?;
         listing.ship.push(Shipped {
             source,
             dest: ship_dest(suite, &binary),
@@ -110,6 +96,52 @@ pub(super) fn list(suite: &Suite, dir: &Path, work: &Path) -> Result<Listing, Su
         listing.run_args = vec![verbose_flag(&String::from_utf8_lossy(&version)).to_owned()];
     }
     Ok(listing)
+}
+
+/// Builds the test binary of `package` (import path; its source directory `package_dir`, empty
+/// when `go list` did not say) to `binary` with `go test -c` and the suite's build `flags`,
+/// and lists its tests by running it with `-test.list .` in the package's directory, as `go
+/// test -list .` does (which would build and link it a second time). A package without test
+/// files has no binary (go writes none) and no tests.
+fn package_tests(
+    suite: &Suite,
+    dir: &Path,
+    go: &Path,
+    flags: &[String],
+    (package, package_dir): (&str, &str),
+    binary: &Path,
+) -> Result<Vec<TestCase>, SuiteError> {
+    match std::fs::remove_file(binary) {
+        Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
+            let path = binary.to_path_buf();
+            return Err(SuiteError::Io { path, source });
+        }
+        _ => {}
+    }
+    let mut args = vec!["test".to_owned(), "-c".into(), "-o".into()];
+    args.push(binary.display().to_string());
+    args.extend(flags.iter().cloned());
+    args.push(package.to_owned());
+    output(suite, dir, go, &args)?;
+    if !binary.exists() {
+        return Ok(Vec::new());
+    }
+    let run_dir = match package_dir {
+        "" => dir,
+        package_dir => Path::new(package_dir),
+    };
+    let list = ["-test.list".to_owned(), ".".into()];
+    let names = String::from_utf8_lossy(&output(suite, run_dir, binary, &list)?).into_owned();
+    Ok(names
+        .lines()
+        .filter(|name| is_test_name(name))
+        .map(|name| TestCase {
+            id: format!("{package} {name}"),
+            group: package.to_owned(),
+            name: name.to_owned(),
+            file: None,
+        })
+        .collect())
 }
 
 /// Builds the toolchain's `test2json` into `work`, to ship beside the test binaries: workers
@@ -146,12 +178,14 @@ fn verbose_flag(version: &str) -> &'static str {
     }
 }
 
-/// A name `-test.run` selects: a test, example or fuzz test (benchmarks do not run).
+/// A name `-test.run` selects: a test, example or fuzz test (benchmarks do not run), a Go
+/// identifier, whose letters and digits may be any Unicode ones (`TestÄpfel`): a line of `go
+/// test -list` that is not one (`ok  pkg  0.1s`) has a space.
 fn is_test_name(name: &str) -> bool {
     ["Test", "Example", "Fuzz"]
         .iter()
         .any(|prefix| name.starts_with(prefix))
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && name.chars().all(|c| c.is_alphanumeric() || c == '_')
 }
 
 /// The longest `-test.run` pattern one run of a test binary gets: a package with more of the
@@ -160,8 +194,8 @@ fn is_test_name(name: &str) -> bool {
 const LONGEST_PATTERN: usize = 16 * 1024;
 
 /// Runs each package's binary on its tests of the batch under test2json, every event to the
-/// report file: once
-/// per pattern of at most [`LONGEST_PATTERN`] bytes, the patterns read from a here-document.
+/// report file: once per pattern of at most [`LONGEST_PATTERN`] bytes, the patterns read from a
+/// here-document.
 pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
     let report = super::REPORT_ENV;
     let verbose: Vec<String> = listing.run_args.iter().map(|a| shell_quote(a)).collect();
@@ -183,7 +217,7 @@ pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
         command.push_str(&format!(
             "while IFS= read -r run <&3; do\n\
              echo {} >> \"${report}\"\n\
-             (cd {} 2>/dev/null; exec \"$d/{TEST2JSON}\" -t -p {} \"$d/{binary}\" {} -test.run \"$run\" 3<&-) \
+             (cd {} 2>/dev/null; exec \"$d/{TEST2JSON}\" -t -p {} \"$d/{binary}\" {PANIC_ON_EXIT0} {} -test.run \"$run\" 3<&-) \
              >> \"${report}\" 2>&1\n\
              done 3{redirect}\n{body}",
             shell_quote(&format!("{PACKAGE_MARK}{package}")),
@@ -218,11 +252,6 @@ fn patterns<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
         patterns.push(format!("^({alternatives})$"));
     }
     patterns
-}
-
-/// The key of `case` in what [`parse`] reports.
-pub(super) fn case_key(case: &TestCase) -> String {
-    case.id.clone()
 }
 
 /// One event of test2json's output (`go doc cmd/test2json`).
@@ -349,9 +378,9 @@ fn severity(status: TestStatus) -> u8 {
     }
 }
 
-/// Reads test2json's events of a batch's binaries into one result per top-level test (see the
-/// module documentation). The report is complete when the batch finished and every package's
-/// binary ran to its end.
+/// Reads test2json's events of a batch's binaries into one result per top-level test, keyed by
+/// its id (`package name`; see the module documentation). The report is complete when the
+/// batch finished and every package's binary ran to its end.
 pub(super) fn parse(bytes: &[u8]) -> Reported {
     let text = String::from_utf8_lossy(bytes);
     // One entry per run of a binary (a package with many tests runs its binary once per
@@ -390,9 +419,18 @@ fn top_level(name: &str) -> &str {
     name.split('/').next().unwrap_or(name)
 }
 
-/// The line of a failed test's output that says why: its last line that is not the testing
-/// package's framing (`=== RUN`, `--- FAIL: …`).
+/// The line of a failed test's output that says why: its first `panic: ` line when it
+/// panicked (the goroutine traces that follow say where, not why), else its last line that is
+/// not the testing package's framing (`=== RUN`, `--- FAIL: …`).
 fn failure_line(output: &str) -> String {
+    let lines = || {
+        output
+            .lines()
+            .map(|line| line.trim_start_matches('\u{16}').trim())
+    };
+    if let Some(panic) = lines().find(|line| line.starts_with("panic: ")) {
+        return panic.to_owned();
+    }
     const FRAMING: [&str; 7] = [
         "=== RUN",
         "=== PAUSE",
@@ -402,9 +440,7 @@ fn failure_line(output: &str) -> String {
         "--- FAIL:",
         "--- SKIP:",
     ];
-    output
-        .lines()
-        .map(|line| line.trim_start_matches('\u{16}').trim())
+    lines()
         .rfind(|line| !line.is_empty() && !FRAMING.iter().any(|f| line.starts_with(f)))
         .unwrap_or("failed")
         .to_owned()
@@ -568,8 +604,26 @@ mod tests {
     }
 
     #[test]
+    fn a_panic_says_why_a_test_failed_not_its_last_trace_line() {
+        let output = "=== RUN   TestExits\n--- FAIL: TestExits (0.00s)\n\
+                      panic: unexpected call to os.Exit(0) during test [recovered]\n\
+                      \tpanic: unexpected call to os.Exit(0) during test\n\n\
+                      goroutine 6 [running]:\n\
+                      \t/usr/lib/go-1.19/src/testing/testing.go:1493 +0x35f\n";
+        assert_eq!(
+            failure_line(output),
+            "panic: unexpected call to os.Exit(0) during test [recovered]"
+        );
+        assert_eq!(
+            failure_line("    a_test.go:3: boom\n--- FAIL: TestA\n"),
+            "a_test.go:3: boom"
+        );
+    }
+
+    #[test]
     fn only_runnable_names_are_tests() {
         assert!(is_test_name("TestA") && is_test_name("ExampleX") && is_test_name("FuzzY"));
+        assert!(is_test_name("TestÄpfel") && is_test_name("Test_日本"));
         assert!(!is_test_name("BenchmarkZ") && !is_test_name("ok  \tpkg\t0.1s"));
     }
 }

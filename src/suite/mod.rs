@@ -277,11 +277,11 @@ impl Listing {
                 report::junit(bytes, command::junit_key).unwrap_or_default()
             }
         };
+        // A test's key in the report is its id (nextest's binary and name, go's package and
+        // name, a `command` suite's id), but for pytest, whose JUnit mangles node ids.
         reported.results(batch, |case| match self.suite.framework {
-            Framework::Nextest => nextest::case_key(case),
             Framework::Pytest => pytest::case_key(case),
-            Framework::Go => gotest::case_key(case),
-            Framework::Command { .. } => case.id.clone(),
+            _ => case.id.clone(),
         })
     }
 

@@ -215,14 +215,10 @@ fn escape(text: &str) -> String {
     escaped
 }
 
-/// nextest's JUnit names a test by its binary (the class name) and its name.
+/// nextest's JUnit names a test by its binary (the class name) and its name: the key is the
+/// test's id.
 pub(super) fn junit_key(classname: &str, name: &str) -> Vec<String> {
     vec![format!("{classname} {name}")]
-}
-
-/// The key [`junit_key`] gives `case`.
-pub(super) fn case_key(case: &TestCase) -> String {
-    case.id.clone()
 }
 
 #[cfg(test)]

@@ -319,12 +319,14 @@ const BATCH_OPTIONS: &str = "--verbosity=1 --junitxml=\"$r.xml\" --junit-prefix=
 /// What a batch runs with `python -c`, given the file of its node ids and pytest's arguments:
 /// pytest on the files of those ids, keeping only those tests. Neither the ids nor the files
 /// are arguments of any process (there may be too many), and pytest does not have to find each
-/// node id on its own, which takes time quadratic in their number (85 s for 20,000).
+/// node id on its own, which takes time quadratic in their number (85 s for 20,000). The file
+/// is split at line feeds alone (`newline=""`): a carriage return in an id (a raw parameter
+/// id) is part of it.
 const RUN_BATCH: &str = r#"import sys
 
 import pytest
 
-with open(sys.argv[1], encoding="utf-8") as lines:
+with open(sys.argv[1], encoding="utf-8", newline="") as lines:
     tests = lines.read().split("\n")[:-1]
 files = list(dict.fromkeys(test.split("::", 1)[0] for test in tests))
 tests = set(tests)
