@@ -11,7 +11,7 @@
 //! fetched, and submits the batches it returns. Each test's result comes from the framework's
 //! report ([`Listing::parse_report`]), never from the batch's exit code.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::duration::{format_duration, millis};
@@ -341,12 +341,16 @@ impl SuiteRun {
     }
 
     /// Records the `results` of `batch` and returns what to submit next (see
-    /// [`SuiteRun::finished`]).
+    /// [`SuiteRun::finished`]). Once the run stopped or the batch's suite failed nothing runs
+    /// again: each test ends with this attempt, those of a failed suite that did not run as
+    /// errors saying why it stopped.
     fn record(&mut self, batch: InFlight, mut results: Vec<TestResult>) -> Vec<Submission> {
         let suite = batch.suite;
         timed_out_alone(&batch, &mut results);
         let results = self.explain_unreported(&batch, results);
         let results = before_cancel(&batch, results);
+        let settled = self.failed.get(&suite).map(not_run_message);
+        let halted = self.stopped || settled.is_some();
         let retries = self.suites[suite].def.retries;
         let name = self.suites[suite].def.suite.name.clone();
         let mut requeue = Vec::new();
@@ -358,6 +362,12 @@ impl SuiteRun {
         for mut result in results {
             result.worker.clone_from(&batch.worker);
             mask_secrets(&mut result, secrets);
+            if let (Some((message, output)), TestStatus::NotRun) = (&settled, result.status) {
+                result = TestResult {
+                    output: output.clone(),
+                    ..TestResult::without_report(result.case, TestStatus::Error, message)
+                };
+            }
             let key = TestKey::new(&name, &result.case.id);
             let Some(&(s, t)) = self.position.get(&key) else {
                 continue;
@@ -368,46 +378,40 @@ impl SuiteRun {
             let record = &mut self.records[s][t];
             record.attempts.push(result);
             let ran = ran(record);
-            let again = match status {
-                TestStatus::NotRun if progressed => {
-                    requeue.push(case);
-                    true
-                }
-                TestStatus::NotRun => {
-                    let count = self.requeues.entry(key).or_default();
-                    *count += 1;
-                    let again = *count <= MAX_REQUEUES;
-                    if again {
+            let again = !halted
+                && match status {
+                    TestStatus::NotRun if progressed => {
                         requeue.push(case);
+                        true
                     }
-                    again
-                }
-                TestStatus::Failed | TestStatus::Error | TestStatus::TimedOut
-                    if ran <= retries as usize =>
-                {
-                    retry.push((case, ran as u32 + 1));
-                    true
-                }
-                _ => false,
-            };
-            // Back to the queue, nothing ended; stopped, nothing runs again.
-            if status != TestStatus::NotRun || !again || self.stopped {
-                let outcome = (!again || self.stopped).then(|| record.status());
+                    TestStatus::NotRun => {
+                        let count = self.requeues.entry(key).or_default();
+                        *count += 1;
+                        let again = *count <= MAX_REQUEUES;
+                        if again {
+                            requeue.push(case);
+                        }
+                        again
+                    }
+                    TestStatus::Failed | TestStatus::Error | TestStatus::TimedOut
+                        if ran <= retries as usize =>
+                    {
+                        retry.push((case, ran as u32 + 1));
+                        true
+                    }
+                    _ => false,
+                };
+            // Back to the queue, nothing ended.
+            if status != TestStatus::NotRun || !again {
                 self.ended.push(TestEnded {
                     suite: name.clone(),
                     id: record.case.id.clone(),
                     attempt: ran as u32,
                     status,
                     message,
-                    outcome,
+                    outcome: (!again).then(|| record.status()),
                 });
             }
-        }
-        if self.failed.contains_key(&suite) {
-            self.settle_failed(suite);
-        }
-        if self.stopped || self.failed.contains_key(&suite) {
-            return Vec::new();
         }
         let mut out = Vec::new();
         if !requeue.is_empty() {
@@ -500,37 +504,6 @@ impl SuiteRun {
             code: exit.code,
         });
         results
-    }
-
-    /// Ends every test of failed suite `suite` that did not run and is in no batch in flight
-    /// as an error saying why the suite stopped.
-    fn settle_failed(&mut self, suite: usize) {
-        let Some(failure) = self.failed.get(&suite) else {
-            return;
-        };
-        let in_flight: BTreeSet<&str> = self
-            .in_flight
-            .values()
-            .filter(|b| b.suite == suite)
-            .flat_map(|b| b.tests.iter().map(|t| t.id.as_str()))
-            .collect();
-        let message = format!(
-            "not run: suite '{}' stopped: {}; its framework printed:\n{}",
-            failure.suite, failure.reason, failure.output
-        );
-        for record in &mut self.records[suite] {
-            if ran(record) > 0 || in_flight.contains(record.case.id.as_str()) {
-                continue;
-            }
-            record.attempts.push(TestResult {
-                case: record.case.clone(),
-                status: TestStatus::Error,
-                duration_ms: 0,
-                message: Some(message.clone()),
-                output: failure.output.clone(),
-                worker: None,
-            });
-        }
     }
 
     /// Every test's record: suites in manifest order, tests in listing order.
@@ -658,17 +631,24 @@ fn before_cancel(batch: &InFlight, mut results: Vec<TestResult>) -> Vec<TestResu
     results
 }
 
+/// The message and output of a test of suite `failure` that did not run: the suite stopped.
+fn not_run_message(failure: &SuiteFailure) -> (String, String) {
+    let message = format!(
+        "not run: suite '{}' stopped: {}; its framework printed:\n{}",
+        failure.suite, failure.reason, failure.output
+    );
+    (message, failure.output.clone())
+}
+
 /// The error result of a test that is never run ([`TestCase::refusal`]).
 fn refused(case: &TestCase) -> Option<TestResult> {
     let why = case.refusal()?;
-    Some(TestResult {
-        case: case.clone(),
-        status: TestStatus::Error,
-        duration_ms: 0,
-        message: Some(format!("not run: {why}")),
-        output: String::new(),
-        worker: None,
-    })
+    let message = format!("not run: {why}");
+    Some(TestResult::without_report(
+        case.clone(),
+        TestStatus::Error,
+        &message,
+    ))
 }
 
 /// A test that ran alone in a batch stopped at its time limit, and that the report does not
@@ -904,6 +884,47 @@ pub(crate) mod tests {
         assert!(end(&mut run, &sub, ("w2", 3, "crash"), None).is_empty());
         assert_eq!(run.failures().len(), 1);
         assert!(run.is_done());
+    }
+
+    #[test]
+    fn every_test_of_a_stopped_suite_is_told_its_outcome_once() {
+        let mut run = SuiteRun::new(
+            vec![listed("a", &["1", "2", "3"], 1)],
+            Timings::default(),
+            0,
+        );
+        let subs = run.plan(3);
+        let crash = |worker| (worker, 2, "fatal: no config\n");
+        let mut outcomes: Vec<(String, FinalStatus)> = Vec::new();
+        let mut take = |run: &mut SuiteRun| {
+            (run.take_ended().into_iter())
+                .filter_map(|e| Some((e.id, e.outcome?)))
+                .for_each(|told| outcomes.push(told));
+        };
+        let requeued = end(&mut run, &subs[0], crash("w1"), None);
+        take(&mut run);
+        assert!(end(&mut run, &subs[1], crash("w2"), None).is_empty());
+        assert_eq!(run.failures().len(), 1, "the suite stops");
+        take(&mut run);
+        // A batch still in flight ran its test, which failed: no retry, it ends there.
+        let failed = Some(junit(&[("3", "fail")]));
+        assert!(end(&mut run, &subs[2], ("w1", 1, ""), failed.as_deref()).is_empty());
+        take(&mut run);
+        assert!(end(&mut run, &requeued[0], crash("w2"), None).is_empty());
+        take(&mut run);
+        assert!(run.is_done());
+        outcomes.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            outcomes,
+            [
+                ("1".to_string(), FinalStatus::Error),
+                ("2".to_string(), FinalStatus::Error),
+                ("3".to_string(), FinalStatus::Failed),
+            ]
+        );
+        for record in run.records() {
+            assert_eq!(record.entry().attempts, 1, "{record:?}");
+        }
     }
 
     #[test]
