@@ -463,7 +463,6 @@ impl Machine {
         match (timer, &mut self.phase) {
             (Timer::WorkerWait, Phase::Running { .. }) => {
                 let not_run = self.unfinished();
-                self.suites.stop();
                 let mut fx = vec![
                     Effect::Notice(Notice::warn(format!(
                         "no worker connected for {:?} with {not_run} job(s) waiting",
@@ -651,8 +650,11 @@ impl Machine {
         fx
     }
 
+    /// The run ends: no suite batch is submitted any more, and the reports still on their
+    /// way end their tests.
     fn end(&mut self, end: RunEnd) -> Vec<Effect> {
         self.phase = Phase::Ended { broker_lost: false };
+        self.suites.stop();
         vec![Effect::End(end)]
     }
 }
@@ -1355,6 +1357,20 @@ mod tests {
             matches!(&fx[..], [Effect::TestsEnded(ended), Effect::Send(RunnerMsg::EndOfSubmission)]
                 if ended.iter().all(|e| e.outcome.is_some())),
             "the stopped batch's tests end there: {fx:?}"
+        );
+    }
+
+    #[test]
+    fn a_report_fetched_after_the_broker_was_lost_submits_nothing_and_ends_its_tests() {
+        use crate::runner::suite_run::tests::junit;
+        let now = Instant::now();
+        let mut m = suite_machine(now, 2);
+        let first = submitted(&m.message(workers(1), now))[0];
+        m.broker_gone("it closed the stream");
+        let fx = m.report_fetched(first, Some(junit(&[("a", "pass"), ("b", "fail")])));
+        assert!(
+            matches!(&fx[..], [Effect::TestsEnded(ended)] if ended.iter().all(|e| e.outcome.is_some())),
+            "no retry for a lost broker; each test ends there: {fx:?}"
         );
     }
 }
