@@ -295,10 +295,12 @@ impl Machine {
         fx
     }
 
-    /// The suites' first batches for `slots` slots (once).
+    /// The suites' first batches for `slots` slots (once), after the tests none of them runs.
     fn plan_suites(&mut self, slots: usize) -> Vec<Effect> {
         let batches = self.suites.plan(slots);
-        self.submit_inheriting(batches)
+        let mut fx = self.suite_news();
+        fx.extend(self.submit_inheriting(batches));
+        fx
     }
 
     /// `Submit` messages for jobs or suite batches resolved with the manifest's defaults:
@@ -310,6 +312,18 @@ impl Machine {
             }
         }
         submit_all(jobs)
+    }
+
+    /// The suites' notices and the attempts that ended since they were last taken.
+    fn suite_news(&mut self) -> Vec<Effect> {
+        let mut fx: Vec<Effect> = (self.suites.take_notices().into_iter())
+            .map(Effect::Notice)
+            .collect();
+        let ended = self.suites.take_ended();
+        if !ended.is_empty() {
+            fx.push(Effect::TestsEnded(ended));
+        }
+        fx
     }
 
     /// `EndOfSubmission`, once, when the suites will submit nothing more.
@@ -340,16 +354,10 @@ impl Machine {
         self.batch_done(next)
     }
 
-    /// After a suite batch: the suites' notices and the attempts that ended, their `next`
-    /// batches, and the end of submission when they are done.
+    /// After a suite batch: the suites' news, their `next` batches, and the end of
+    /// submission when they are done.
     fn batch_done(&mut self, next: Vec<Submission>) -> Vec<Effect> {
-        let mut fx: Vec<Effect> = (self.suites.take_notices().into_iter())
-            .map(Effect::Notice)
-            .collect();
-        let ended = self.suites.take_ended();
-        if !ended.is_empty() {
-            fx.push(Effect::TestsEnded(ended));
-        }
+        let mut fx = self.suite_news();
         fx.extend(self.submit_inheriting(next));
         fx.extend(self.end_submission_when_done());
         fx

@@ -247,11 +247,12 @@ struct Shell<'a> {
 impl Shell<'_> {
     /// Submits the jobs and feeds the machine until the run ends.
     async fn follow(&mut self, cancel: impl Future<Output = ()>) -> Result<RunEnd, RunError> {
+        // Begun first: the submission may end tests (those no batch runs).
+        self.progress
+            .begin(self.machine.len(), self.machine.tests());
         let submission = self.machine.submit();
         self.apply_all(submission).await?;
         info!(jobs = self.machine.len(), "jobs submitted");
-        self.progress
-            .begin(self.machine.len(), self.machine.tests());
         tokio::pin!(cancel);
         let mut cancelled = false;
         loop {

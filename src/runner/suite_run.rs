@@ -228,12 +228,26 @@ impl SuiteRun {
     /// The first batches, for a cluster of `slots` slots (once): each suite packed from its
     /// estimates, the suites' batches merged so that guessed and longer batches go first while
     /// each suite keeps its plan's order. The broker runs batches without an estimate in
-    /// submission order, so this order is the dispatch order.
+    /// submission order, so this order is the dispatch order. The tests no batch runs
+    /// ([`TestCase::refusal`]) end here.
     pub fn plan(&mut self, slots: usize) -> Vec<Submission> {
         if self.planned || self.stopped {
             return Vec::new();
         }
         self.planned = true;
+        // The tests no batch runs end now.
+        let refused = self.records.iter().flatten().filter_map(|record| {
+            let attempt = record.attempts.first()?;
+            Some(TestEnded {
+                suite: record.suite.clone(),
+                id: record.case.id.clone(),
+                attempt: 1,
+                status: attempt.status,
+                message: attempt.message.clone(),
+                outcome: Some(record.status()),
+            })
+        });
+        self.ended.extend(refused);
         let mut plans: Vec<std::collections::VecDeque<(bool, u64, Vec<TestCase>)>> = Vec::new();
         for suite in &self.suites {
             let name = &suite.def.suite.name;
@@ -1031,6 +1045,21 @@ pub(crate) mod tests {
         assert!(message(1).contains("NUL"), "{}", message(1));
         assert_eq!(status_of(&run, "line\nbreak").name(), "error");
         assert!(message(2).contains("line break"), "{}", message(2));
+    }
+
+    #[test]
+    fn a_refused_test_is_told_ended_with_the_first_batches() {
+        let mut run = SuiteRun::new(
+            vec![listed("a", &["1", "nul\0in it"], 2)],
+            Timings::default(),
+            0,
+        );
+        run.plan(1);
+        let ended = run.take_ended();
+        assert_eq!(ended.len(), 1, "{ended:?}");
+        assert_eq!(ended[0].id, "nul\0in it");
+        assert_eq!(ended[0].outcome, Some(FinalStatus::Error));
+        assert!(run.take_ended().is_empty(), "told once");
     }
 
     #[test]
