@@ -16,8 +16,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::report::{JobReport, RunReport};
-use super::suite_run::{SuiteRun, TestEnded};
+use super::report::{JobReport, RunReport, last_lines};
+use super::suite_run::{QUOTED_LINES, SuiteRun, TestEnded};
 use crate::dir_name::dir_name;
 use crate::layer::Digest;
 use crate::notice::Notice;
@@ -613,11 +613,9 @@ impl Machine {
         {
             // A batch that exited by itself is explained with its tests
             // (`SuiteRun::take_notices`).
-            let tail: Vec<&str> = outcome.output.lines().rev().take(10).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            let tail = last_lines(&outcome.output, QUOTED_LINES).trim_end();
             fx.push(Effect::Notice(Notice::warn(format!(
-                "suite batch '{name}' wrote no report; the end of its output:\n{}",
-                tail.join("\n")
+                "suite batch '{name}' wrote no report; the end of its output:\n{tail}"
             ))));
         }
         fx.push(Effect::FetchReport {
@@ -1379,6 +1377,28 @@ mod tests {
         assert!(
             matches!(&fx[..], [Effect::TestsEnded(ended)] if ended.iter().all(|e| e.outcome.is_some())),
             "no retry for a lost broker; each test ends there: {fx:?}"
+        );
+    }
+
+    #[test]
+    fn a_batch_stopped_without_a_report_is_said_with_the_end_of_its_output() {
+        let now = Instant::now();
+        let mut m = suite_machine(now, 0);
+        let first = submitted(&m.message(workers(1), now))[0];
+        let mut stopped = outcome(1, JobStatus::TimedOut, None);
+        stopped.exit_code = None;
+        stopped.output = (1..=12).map(|n| format!("line {n}\n")).collect();
+        let fx = m.message(finished(first.0, stopped), now);
+        let [Effect::Notice(notice), Effect::FetchReport { .. }] = &fx[..] else {
+            panic!("a notice, then the fetch: {fx:?}");
+        };
+        let quoted: Vec<String> = (3..=12).map(|n| format!("line {n}")).collect();
+        assert_eq!(
+            notice.text,
+            format!(
+                "suite batch 's batch 1 (2 tests)' wrote no report; the end of its output:\n{}",
+                quoted.join("\n")
+            )
         );
     }
 }

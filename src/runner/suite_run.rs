@@ -45,7 +45,7 @@ pub const MAX_REQUEUES: u32 = 3;
 
 /// Lines of a batch's output a test's message and the log quote: the end of a log is where
 /// a framework says why it stopped.
-const QUOTED_LINES: usize = 10;
+pub(super) const QUOTED_LINES: usize = 10;
 
 /// A listed suite, ready to run: its definition, its listing and the digests of the layers
 /// every batch gets (the suite's own, then the files its framework ships).
