@@ -354,6 +354,13 @@ impl Machine {
         self.batch_done(next)
     }
 
+    /// The outputs of suite batch `index` could not be fetched (`reason`): its tests go back
+    /// to the queue, saying so.
+    pub fn report_lost(&mut self, index: JobIndex, reason: &str) -> Vec<Effect> {
+        let next = self.suites.report_lost(index, reason);
+        self.batch_done(next)
+    }
+
     /// After a suite batch: the suites' news, their `next` batches, and the end of
     /// submission when they are done.
     fn batch_done(&mut self, next: Vec<Submission>) -> Vec<Effect> {

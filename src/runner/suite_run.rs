@@ -343,13 +343,30 @@ impl SuiteRun {
     /// Batch `index` ended with a report that was not read (`reason`: too large, not a
     /// file): each of its tests is an error saying so, retried like one.
     pub fn unreadable(&mut self, index: JobIndex, reason: &str) -> Vec<Submission> {
-        let Some(batch) = self.in_flight.remove(&index) else {
+        self.without_report(index, TestStatus::Error, reason)
+    }
+
+    /// The outputs of batch `index`, its report with them, could not be fetched (`reason`):
+    /// its tests go back to the queue as not run, saying so. That is the store's failure, not
+    /// the batch's: its exit explains none of them, nor counts to stop its suite.
+    pub fn report_lost(&mut self, index: JobIndex, reason: &str) -> Vec<Submission> {
+        let message = format!("not run: the batch's report could not be fetched: {reason}");
+        self.without_report(index, TestStatus::NotRun, &message)
+    }
+
+    /// Records every test of batch `index` as `status` for the reason `message`.
+    fn without_report(
+        &mut self,
+        index: JobIndex,
+        status: TestStatus,
+        message: &str,
+    ) -> Vec<Submission> {
+        let Some(mut batch) = self.in_flight.remove(&index) else {
             return Vec::new();
         };
-        let results = batch
-            .tests
-            .iter()
-            .map(|case| TestResult::without_report(case.clone(), TestStatus::Error, reason))
+        batch.exit = None;
+        let results = (batch.tests.iter())
+            .map(|case| TestResult::without_report(case.clone(), status, message))
             .collect();
         self.record(batch, results)
     }
@@ -939,6 +956,29 @@ pub(crate) mod tests {
         for record in run.records() {
             assert_eq!(record.entry().attempts, 1, "{record:?}");
         }
+    }
+
+    #[test]
+    fn reports_the_store_lost_requeue_their_tests_and_never_stop_the_suite() {
+        let mut run = SuiteRun::new(vec![listed("a", &["1", "2"], 0)], Timings::default(), 0);
+        let mut sub = run.plan(1).remove(0);
+        for worker in ["w1", "w2"] {
+            run.ended_on(sub.index, &exited(worker, 0, "2 passed"));
+            let next = run.report_lost(sub.index, "503 from the store");
+            assert_eq!(next.len(), 1, "requeued");
+            sub = next[0].clone();
+        }
+        assert!(run.failures().is_empty(), "the batches did not fail");
+        assert!(run.take_notices().is_empty(), "{:?}", run.notices);
+        for _ in 2..MAX_REQUEUES {
+            sub = run.report_lost(sub.index, "503 from the store").remove(0);
+        }
+        assert!(run.report_lost(sub.index, "503 from the store").is_empty());
+        let message = message_of(&run, "1");
+        assert_eq!(
+            message,
+            "not run: the batch's report could not be fetched: 503 from the store"
+        );
     }
 
     #[test]
