@@ -377,7 +377,7 @@ impl SuiteRun {
     /// errors saying why it stopped.
     fn record(&mut self, batch: InFlight, mut results: Vec<TestResult>) -> Vec<Submission> {
         let suite = batch.suite;
-        timed_out_alone(&batch, &mut results);
+        at_time_limit(&batch, &mut results);
         let results = self.explain_unreported(&batch, results);
         let results = before_cancel(&batch, results);
         let settled = self.failed.get(&suite).map(not_run_message);
@@ -682,18 +682,30 @@ fn refused(case: &TestCase) -> Option<TestResult> {
     ))
 }
 
-/// A test that ran alone in a batch stopped at its time limit, and that the report does not
-/// say finished, ran past its own timeout (the limit is longer): it is `timed_out`, retried
-/// like a failure, not sent back to the queue as not run.
-fn timed_out_alone(batch: &InFlight, results: &mut [TestResult]) {
-    if let (true, [result]) = (batch.timed_out, results)
+/// `results` of a batch stopped at its time limit. A test that ran alone in it, and that the
+/// report does not say finished, ran past its own timeout (the limit is longer): it is
+/// `timed_out`, retried like a failure, not sent back to the queue as not run. Of several,
+/// which one hung is unknown: those not reported go back to the queue saying where the
+/// batch stopped (else a test that ends as not run after its requeues would not say why).
+fn at_time_limit(batch: &InFlight, results: &mut [TestResult]) {
+    if !batch.timed_out {
+        return;
+    }
+    let limit = format_duration(Duration::from_millis(batch.timeout_ms));
+    if let [result] = results
         && result.status == TestStatus::NotRun
     {
         result.status = TestStatus::TimedOut;
         result.duration_ms = batch.timeout_ms;
         result.message = Some(format!(
-            "timed out: still running at its batch's time limit of {}",
-            format_duration(Duration::from_millis(batch.timeout_ms))
+            "timed out: still running at its batch's time limit of {limit}"
+        ));
+        return;
+    }
+    for result in results.iter_mut().filter(|r| r.is_unreported()) {
+        let message = result.message.take().unwrap_or_default();
+        result.message = Some(format!(
+            "{message}; the batch was stopped at its time limit of {limit}"
         ));
     }
 }
@@ -1342,6 +1354,25 @@ pub(crate) mod tests {
         assert_eq!(entry.attempts, 2);
         let message = entry.message.unwrap();
         assert!(message.contains("time limit of 20m"), "{message}");
+    }
+
+    #[test]
+    fn tests_of_a_batch_stopped_at_its_limit_say_so_when_they_end_not_run() {
+        let mut run = SuiteRun::new(vec![listed("a", &["1", "2"], 0)], Timings::default(), 0);
+        let mut index = run.plan(1)[0].index;
+        for _ in 0..MAX_REQUEUES {
+            run.timed_out(index);
+            index = run.finished(index, None)[0].index;
+        }
+        run.timed_out(index);
+        assert!(run.finished(index, None).is_empty());
+        assert_eq!(status_of(&run, "1").name(), "error");
+        let message = message_of(&run, "1");
+        assert!(
+            message.starts_with("not run: the batch stopped before reporting this test; ")
+                && message.ends_with("the batch was stopped at its time limit of 30m"),
+            "{message}"
+        );
     }
 
     #[test]
