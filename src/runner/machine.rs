@@ -277,6 +277,20 @@ impl Machine {
         self.jobs.values().filter(|e| !e.finished).count() + self.suites.in_flight()
     }
 
+    /// What has not finished, for the user: `2 job(s)`, `40 test(s)` or both joined by `and`
+    /// (the jobs of a run with jobs or without suites, the tests of a run with suites).
+    fn left(&self) -> String {
+        let jobs = self.jobs.values().filter(|e| !e.finished).count();
+        let mut parts = Vec::new();
+        if !self.jobs.is_empty() || self.suites.is_empty() {
+            parts.push(format!("{jobs} job(s)"));
+        }
+        if !self.suites.is_empty() {
+            parts.push(format!("{} test(s)", self.suites.unfinished_tests()));
+        }
+        parts.join(" and ")
+    }
+
     /// The submission: the shared defaults (once), every job in batches (see `submit_all`),
     /// the suites' first batches when the slots are known, then the end of submission once the
     /// suites will submit nothing more. The specs are given away: the machine keeps only the report entries.
@@ -480,8 +494,9 @@ impl Machine {
                 let not_run = self.unfinished();
                 let mut fx = vec![
                     Effect::Notice(Notice::warn(format!(
-                        "no worker connected for {:?} with {not_run} job(s) waiting",
-                        self.worker_wait
+                        "no worker connected for {:?} with {} waiting",
+                        self.worker_wait,
+                        self.left()
                     ))),
                     Effect::Send(RunnerMsg::Cancel),
                 ];
@@ -492,10 +507,10 @@ impl Machine {
                 *waiting_since = None;
                 vec![Effect::Notice(Notice::warn(format!(
                     "no other worker joined within --worker-wait ({:?}): this runner goes on \
-                     alone on its {} slot(s) with {} job(s) left",
+                     alone on its {} slot(s) with {} left",
                     self.worker_wait,
                     self.own_slots,
-                    self.unfinished()
+                    self.left()
                 )))]
             }
             (Timer::CancelGrace, Phase::Cancelling { .. }) => {
@@ -1406,6 +1421,20 @@ mod tests {
                 "suite batch 's batch 1 (2 tests)' wrote no report; the end of its output:\n{}",
                 quoted.join("\n")
             )
+        );
+    }
+
+    #[test]
+    fn giving_up_for_want_of_workers_counts_the_tests_waiting() {
+        let now = Instant::now();
+        let mut m = suite_machine(now, 0);
+        m.submit();
+        let fx = m.timer(Timer::WorkerWait);
+        assert_eq!(
+            fx[0],
+            Effect::Notice(Notice::warn(
+                "no worker connected for 60s with 2 test(s) waiting"
+            ))
         );
     }
 }

@@ -210,6 +210,17 @@ impl SuiteRun {
         self.position.len()
     }
 
+    /// Tests that have not ended yet: those of the batches in flight, or, before the plan,
+    /// every test a batch will run.
+    pub fn unfinished_tests(&self) -> usize {
+        match self.planned || self.stopped {
+            true => self.in_flight.values().map(|b| b.tests.len()).sum(),
+            false => (self.records.iter().flatten())
+                .filter(|r| r.attempts.is_empty())
+                .count(),
+        }
+    }
+
     /// Batches submitted and not yet finished.
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
