@@ -16,8 +16,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::report::{JobReport, RunReport};
-use super::suite_run::{SuiteRun, TestEnded};
+use super::report::{JobReport, RunReport, last_lines};
+use super::suite_run::{QUOTED_LINES, SuiteRun, TestEnded};
 use crate::dir_name::dir_name;
 use crate::layer::Digest;
 use crate::notice::Notice;
@@ -277,6 +277,20 @@ impl Machine {
         self.jobs.values().filter(|e| !e.finished).count() + self.suites.in_flight()
     }
 
+    /// What has not finished, for the user: `2 job(s)`, `40 test(s)` or both joined by `and`
+    /// (the jobs of a run with jobs or without suites, the tests of a run with suites).
+    fn left(&self) -> String {
+        let jobs = self.jobs.values().filter(|e| !e.finished).count();
+        let mut parts = Vec::new();
+        if !self.jobs.is_empty() || self.suites.is_empty() {
+            parts.push(format!("{jobs} job(s)"));
+        }
+        if !self.suites.is_empty() {
+            parts.push(format!("{} test(s)", self.suites.unfinished_tests()));
+        }
+        parts.join(" and ")
+    }
+
     /// The submission: the shared defaults (once), every job in batches (see `submit_all`),
     /// the suites' first batches when the slots are known, then the end of submission once the
     /// suites will submit nothing more. The specs are given away: the machine keeps only the report entries.
@@ -295,10 +309,12 @@ impl Machine {
         fx
     }
 
-    /// The suites' first batches for `slots` slots (once).
+    /// The suites' first batches for `slots` slots (once), after the tests none of them runs.
     fn plan_suites(&mut self, slots: usize) -> Vec<Effect> {
         let batches = self.suites.plan(slots);
-        self.submit_inheriting(batches)
+        let mut fx = self.suite_news();
+        fx.extend(self.submit_inheriting(batches));
+        fx
     }
 
     /// `Submit` messages for jobs or suite batches resolved with the manifest's defaults:
@@ -310,6 +326,18 @@ impl Machine {
             }
         }
         submit_all(jobs)
+    }
+
+    /// The suites' notices and the attempts that ended since they were last taken.
+    fn suite_news(&mut self) -> Vec<Effect> {
+        let mut fx: Vec<Effect> = (self.suites.take_notices().into_iter())
+            .map(Effect::Notice)
+            .collect();
+        let ended = self.suites.take_ended();
+        if !ended.is_empty() {
+            fx.push(Effect::TestsEnded(ended));
+        }
+        fx
     }
 
     /// `EndOfSubmission`, once, when the suites will submit nothing more.
@@ -340,16 +368,17 @@ impl Machine {
         self.batch_done(next)
     }
 
-    /// After a suite batch: the suites' notices and the attempts that ended, their `next`
-    /// batches, and the end of submission when they are done.
+    /// The outputs of suite batch `index` could not be fetched (`reason`): its tests go back
+    /// to the queue, saying so.
+    pub fn report_lost(&mut self, index: JobIndex, reason: &str) -> Vec<Effect> {
+        let next = self.suites.report_lost(index, reason);
+        self.batch_done(next)
+    }
+
+    /// After a suite batch: the suites' news, their `next` batches, and the end of
+    /// submission when they are done.
     fn batch_done(&mut self, next: Vec<Submission>) -> Vec<Effect> {
-        let mut fx: Vec<Effect> = (self.suites.take_notices().into_iter())
-            .map(Effect::Notice)
-            .collect();
-        let ended = self.suites.take_ended();
-        if !ended.is_empty() {
-            fx.push(Effect::TestsEnded(ended));
-        }
+        let mut fx = self.suite_news();
         fx.extend(self.submit_inheriting(next));
         fx.extend(self.end_submission_when_done());
         fx
@@ -463,11 +492,11 @@ impl Machine {
         match (timer, &mut self.phase) {
             (Timer::WorkerWait, Phase::Running { .. }) => {
                 let not_run = self.unfinished();
-                self.suites.stop();
                 let mut fx = vec![
                     Effect::Notice(Notice::warn(format!(
-                        "no worker connected for {:?} with {not_run} job(s) waiting",
-                        self.worker_wait
+                        "no worker connected for {:?} with {} waiting",
+                        self.worker_wait,
+                        self.left()
                     ))),
                     Effect::Send(RunnerMsg::Cancel),
                 ];
@@ -478,10 +507,10 @@ impl Machine {
                 *waiting_since = None;
                 vec![Effect::Notice(Notice::warn(format!(
                     "no other worker joined within --worker-wait ({:?}): this runner goes on \
-                     alone on its {} slot(s) with {} job(s) left",
+                     alone on its {} slot(s) with {} left",
                     self.worker_wait,
                     self.own_slots,
-                    self.unfinished()
+                    self.left()
                 )))]
             }
             (Timer::CancelGrace, Phase::Cancelling { .. }) => {
@@ -606,11 +635,9 @@ impl Machine {
         {
             // A batch that exited by itself is explained with its tests
             // (`SuiteRun::take_notices`).
-            let tail: Vec<&str> = outcome.output.lines().rev().take(10).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            let tail = last_lines(&outcome.output, QUOTED_LINES).trim_end();
             fx.push(Effect::Notice(Notice::warn(format!(
-                "suite batch '{name}' wrote no report; the end of its output:\n{}",
-                tail.join("\n")
+                "suite batch '{name}' wrote no report; the end of its output:\n{tail}"
             ))));
         }
         fx.push(Effect::FetchReport {
@@ -651,8 +678,11 @@ impl Machine {
         fx
     }
 
+    /// The run ends: no suite batch is submitted any more, and the reports still on their
+    /// way end their tests.
     fn end(&mut self, end: RunEnd) -> Vec<Effect> {
         self.phase = Phase::Ended { broker_lost: false };
+        self.suites.stop();
         vec![Effect::End(end)]
     }
 }
@@ -1355,6 +1385,56 @@ mod tests {
             matches!(&fx[..], [Effect::TestsEnded(ended), Effect::Send(RunnerMsg::EndOfSubmission)]
                 if ended.iter().all(|e| e.outcome.is_some())),
             "the stopped batch's tests end there: {fx:?}"
+        );
+    }
+
+    #[test]
+    fn a_report_fetched_after_the_broker_was_lost_submits_nothing_and_ends_its_tests() {
+        use crate::runner::suite_run::tests::junit;
+        let now = Instant::now();
+        let mut m = suite_machine(now, 2);
+        let first = submitted(&m.message(workers(1), now))[0];
+        m.broker_gone("it closed the stream");
+        let fx = m.report_fetched(first, Some(junit(&[("a", "pass"), ("b", "fail")])));
+        assert!(
+            matches!(&fx[..], [Effect::TestsEnded(ended)] if ended.iter().all(|e| e.outcome.is_some())),
+            "no retry for a lost broker; each test ends there: {fx:?}"
+        );
+    }
+
+    #[test]
+    fn a_batch_stopped_without_a_report_is_said_with_the_end_of_its_output() {
+        let now = Instant::now();
+        let mut m = suite_machine(now, 0);
+        let first = submitted(&m.message(workers(1), now))[0];
+        let mut stopped = outcome(1, JobStatus::TimedOut, None);
+        stopped.exit_code = None;
+        stopped.output = (1..=12).map(|n| format!("line {n}\n")).collect();
+        let fx = m.message(finished(first.0, stopped), now);
+        let [Effect::Notice(notice), Effect::FetchReport { .. }] = &fx[..] else {
+            panic!("a notice, then the fetch: {fx:?}");
+        };
+        let quoted: Vec<String> = (3..=12).map(|n| format!("line {n}")).collect();
+        assert_eq!(
+            notice.text,
+            format!(
+                "suite batch 's batch 1 (2 tests)' wrote no report; the end of its output:\n{}",
+                quoted.join("\n")
+            )
+        );
+    }
+
+    #[test]
+    fn giving_up_for_want_of_workers_counts_the_tests_waiting() {
+        let now = Instant::now();
+        let mut m = suite_machine(now, 0);
+        m.submit();
+        let fx = m.timer(Timer::WorkerWait);
+        assert_eq!(
+            fx[0],
+            Effect::Notice(Notice::warn(
+                "no worker connected for 60s with 2 test(s) waiting"
+            ))
         );
     }
 }

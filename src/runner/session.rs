@@ -42,9 +42,16 @@ use crate::suite::{Listing, Shipped, SuiteError};
 /// Past it the batch's tests are errors that name the limit.
 pub const MAX_REPORT_BYTES: u64 = 16 << 20;
 
-/// What became of a suite batch's report: read (none when the batch wrote none), or refused
-/// for the reason given.
-type BatchReport = Result<Option<Vec<u8>>, String>;
+/// What became of a suite batch's report.
+#[derive(Debug)]
+enum BatchReport {
+    /// Read (none when the batch wrote none).
+    Read(Option<Vec<u8>>),
+    /// Refused for the reason given (too large, not a file).
+    Unreadable(String),
+    /// The batch's outputs could not be fetched from the store, for the reason given.
+    Lost(String),
+}
 
 /// How to run a manifest.
 #[derive(Debug, Clone)]
@@ -247,11 +254,12 @@ struct Shell<'a> {
 impl Shell<'_> {
     /// Submits the jobs and feeds the machine until the run ends.
     async fn follow(&mut self, cancel: impl Future<Output = ()>) -> Result<RunEnd, RunError> {
+        // Begun first: the submission may end tests (those no batch runs).
+        self.progress
+            .begin(self.machine.len(), self.machine.tests());
         let submission = self.machine.submit();
         self.apply_all(submission).await?;
         info!(jobs = self.machine.len(), "jobs submitted");
-        self.progress
-            .begin(self.machine.len(), self.machine.tests());
         tokio::pin!(cancel);
         let mut cancelled = false;
         loop {
@@ -361,18 +369,14 @@ impl Shell<'_> {
         let store = self.store.clone();
         self.report_fetches.spawn(async move {
             let (Some(cache), Some(layer)) = (cache, layer) else {
-                return (index, Ok(None));
+                return (index, BatchReport::Read(None));
             };
             match cache.fetch(&store, &layer).await {
                 Ok(tree) => {
                     let file = tree.join(path.unwrap_or_default()).join(REPORT_FILE);
                     (index, read_report(file).await)
                 }
-                Err(e) => {
-                    // Its tests go back to the queue as not run.
-                    warn!("the report of a suite batch could not be fetched: {e}");
-                    (index, Ok(None))
-                }
+                Err(e) => (index, BatchReport::Lost(e.to_string())),
             }
         });
     }
@@ -398,8 +402,11 @@ impl Shell<'_> {
         done: Result<(JobIndex, BatchReport), tokio::task::JoinError>,
     ) -> Result<Vec<Effect>, RunError> {
         Ok(match done {
-            Ok((index, Ok(report))) => self.machine.report_fetched(index, report),
-            Ok((index, Err(reason))) => self.machine.report_unreadable(index, &reason),
+            Ok((index, BatchReport::Read(report))) => self.machine.report_fetched(index, report),
+            Ok((index, BatchReport::Unreadable(reason))) => {
+                self.machine.report_unreadable(index, &reason)
+            }
+            Ok((index, BatchReport::Lost(reason))) => self.machine.report_lost(index, &reason),
             Err(source) => {
                 return Err(RunError::Task {
                     what: "report fetch",
@@ -439,11 +446,13 @@ impl Shell<'_> {
 async fn read_report(file: PathBuf) -> BatchReport {
     let read = tokio::task::spawn_blocking(move || read_bounded(&file, MAX_REPORT_BYTES)).await;
     match read {
-        Ok(Ok(bytes)) => Ok(Some(bytes)),
-        Ok(Err(e @ (InputFileError::NotRegular(_) | InputFileError::TooLarge { .. }))) => Err(
-            format!("the batch's report ({REPORT_FILE}) was not read: {e}"),
-        ),
-        Ok(Err(InputFileError::Io(_))) | Err(_) => Ok(None),
+        Ok(Ok(bytes)) => BatchReport::Read(Some(bytes)),
+        Ok(Err(e @ (InputFileError::NotRegular(_) | InputFileError::TooLarge { .. }))) => {
+            BatchReport::Unreadable(format!(
+                "the batch's report ({REPORT_FILE}) was not read: {e}"
+            ))
+        }
+        Ok(Err(InputFileError::Io(_))) | Err(_) => BatchReport::Read(None),
     }
 }
 

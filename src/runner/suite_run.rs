@@ -11,7 +11,7 @@
 //! fetched, and submits the batches it returns. Each test's result comes from the framework's
 //! report ([`Listing::parse_report`]), never from the batch's exit code.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::duration::{format_duration, millis};
@@ -45,7 +45,7 @@ pub const MAX_REQUEUES: u32 = 3;
 
 /// Lines of a batch's output a test's message and the log quote: the end of a log is where
 /// a framework says why it stopped.
-const QUOTED_LINES: usize = 10;
+pub(super) const QUOTED_LINES: usize = 10;
 
 /// A listed suite, ready to run: its definition, its listing and the digests of the layers
 /// every batch gets (the suite's own, then the files its framework ships).
@@ -210,6 +210,17 @@ impl SuiteRun {
         self.position.len()
     }
 
+    /// Tests that have not ended yet: those of the batches in flight, or, before the plan,
+    /// every test a batch will run.
+    pub fn unfinished_tests(&self) -> usize {
+        match self.planned || self.stopped {
+            true => self.in_flight.values().map(|b| b.tests.len()).sum(),
+            false => (self.records.iter().flatten())
+                .filter(|r| r.attempts.is_empty())
+                .count(),
+        }
+    }
+
     /// Batches submitted and not yet finished.
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
@@ -228,12 +239,26 @@ impl SuiteRun {
     /// The first batches, for a cluster of `slots` slots (once): each suite packed from its
     /// estimates, the suites' batches merged so that guessed and longer batches go first while
     /// each suite keeps its plan's order. The broker runs batches without an estimate in
-    /// submission order, so this order is the dispatch order.
+    /// submission order, so this order is the dispatch order. The tests no batch runs
+    /// ([`TestCase::refusal`]) end here.
     pub fn plan(&mut self, slots: usize) -> Vec<Submission> {
         if self.planned || self.stopped {
             return Vec::new();
         }
         self.planned = true;
+        // The tests no batch runs end now.
+        let refused = self.records.iter().flatten().filter_map(|record| {
+            let attempt = record.attempts.first()?;
+            Some(TestEnded {
+                suite: record.suite.clone(),
+                id: record.case.id.clone(),
+                attempt: 1,
+                status: attempt.status,
+                message: attempt.message.clone(),
+                outcome: Some(record.status()),
+            })
+        });
+        self.ended.extend(refused);
         let mut plans: Vec<std::collections::VecDeque<(bool, u64, Vec<TestCase>)>> = Vec::new();
         for suite in &self.suites {
             let name = &suite.def.suite.name;
@@ -329,24 +354,45 @@ impl SuiteRun {
     /// Batch `index` ended with a report that was not read (`reason`: too large, not a
     /// file): each of its tests is an error saying so, retried like one.
     pub fn unreadable(&mut self, index: JobIndex, reason: &str) -> Vec<Submission> {
-        let Some(batch) = self.in_flight.remove(&index) else {
+        self.without_report(index, TestStatus::Error, reason)
+    }
+
+    /// The outputs of batch `index`, its report with them, could not be fetched (`reason`):
+    /// its tests go back to the queue as not run, saying so. That is the store's failure, not
+    /// the batch's: its exit explains none of them, nor counts to stop its suite.
+    pub fn report_lost(&mut self, index: JobIndex, reason: &str) -> Vec<Submission> {
+        let message = format!("not run: the batch's report could not be fetched: {reason}");
+        self.without_report(index, TestStatus::NotRun, &message)
+    }
+
+    /// Records every test of batch `index` as `status` for the reason `message`.
+    fn without_report(
+        &mut self,
+        index: JobIndex,
+        status: TestStatus,
+        message: &str,
+    ) -> Vec<Submission> {
+        let Some(mut batch) = self.in_flight.remove(&index) else {
             return Vec::new();
         };
-        let results = batch
-            .tests
-            .iter()
-            .map(|case| TestResult::without_report(case.clone(), TestStatus::Error, reason))
+        batch.exit = None;
+        let results = (batch.tests.iter())
+            .map(|case| TestResult::without_report(case.clone(), status, message))
             .collect();
         self.record(batch, results)
     }
 
     /// Records the `results` of `batch` and returns what to submit next (see
-    /// [`SuiteRun::finished`]).
+    /// [`SuiteRun::finished`]). Once the run stopped or the batch's suite failed nothing runs
+    /// again: each test ends with this attempt, those of a failed suite that did not run as
+    /// errors saying why it stopped.
     fn record(&mut self, batch: InFlight, mut results: Vec<TestResult>) -> Vec<Submission> {
         let suite = batch.suite;
-        timed_out_alone(&batch, &mut results);
+        at_time_limit(&batch, &mut results);
         let results = self.explain_unreported(&batch, results);
         let results = before_cancel(&batch, results);
+        let settled = self.failed.get(&suite).map(not_run_message);
+        let halted = self.stopped || settled.is_some();
         let retries = self.suites[suite].def.retries;
         let name = self.suites[suite].def.suite.name.clone();
         let mut requeue = Vec::new();
@@ -358,6 +404,12 @@ impl SuiteRun {
         for mut result in results {
             result.worker.clone_from(&batch.worker);
             mask_secrets(&mut result, secrets);
+            if let (Some((message, output)), TestStatus::NotRun) = (&settled, result.status) {
+                result = TestResult {
+                    output: output.clone(),
+                    ..TestResult::without_report(result.case, TestStatus::Error, message)
+                };
+            }
             let key = TestKey::new(&name, &result.case.id);
             let Some(&(s, t)) = self.position.get(&key) else {
                 continue;
@@ -368,46 +420,40 @@ impl SuiteRun {
             let record = &mut self.records[s][t];
             record.attempts.push(result);
             let ran = ran(record);
-            let again = match status {
-                TestStatus::NotRun if progressed => {
-                    requeue.push(case);
-                    true
-                }
-                TestStatus::NotRun => {
-                    let count = self.requeues.entry(key).or_default();
-                    *count += 1;
-                    let again = *count <= MAX_REQUEUES;
-                    if again {
+            let again = !halted
+                && match status {
+                    TestStatus::NotRun if progressed => {
                         requeue.push(case);
+                        true
                     }
-                    again
-                }
-                TestStatus::Failed | TestStatus::Error | TestStatus::TimedOut
-                    if ran <= retries as usize =>
-                {
-                    retry.push((case, ran as u32 + 1));
-                    true
-                }
-                _ => false,
-            };
-            // Back to the queue, nothing ended; stopped, nothing runs again.
-            if status != TestStatus::NotRun || !again || self.stopped {
-                let outcome = (!again || self.stopped).then(|| record.status());
+                    TestStatus::NotRun => {
+                        let count = self.requeues.entry(key).or_default();
+                        *count += 1;
+                        let again = *count <= MAX_REQUEUES;
+                        if again {
+                            requeue.push(case);
+                        }
+                        again
+                    }
+                    TestStatus::Failed | TestStatus::Error | TestStatus::TimedOut
+                        if ran <= retries as usize =>
+                    {
+                        retry.push((case, ran as u32 + 1));
+                        true
+                    }
+                    _ => false,
+                };
+            // Back to the queue, nothing ended.
+            if status != TestStatus::NotRun || !again {
                 self.ended.push(TestEnded {
                     suite: name.clone(),
                     id: record.case.id.clone(),
                     attempt: ran as u32,
                     status,
                     message,
-                    outcome,
+                    outcome: (!again).then(|| record.status()),
                 });
             }
-        }
-        if self.failed.contains_key(&suite) {
-            self.settle_failed(suite);
-        }
-        if self.stopped || self.failed.contains_key(&suite) {
-            return Vec::new();
         }
         let mut out = Vec::new();
         if !requeue.is_empty() {
@@ -500,37 +546,6 @@ impl SuiteRun {
             code: exit.code,
         });
         results
-    }
-
-    /// Ends every test of failed suite `suite` that did not run and is in no batch in flight
-    /// as an error saying why the suite stopped.
-    fn settle_failed(&mut self, suite: usize) {
-        let Some(failure) = self.failed.get(&suite) else {
-            return;
-        };
-        let in_flight: BTreeSet<&str> = self
-            .in_flight
-            .values()
-            .filter(|b| b.suite == suite)
-            .flat_map(|b| b.tests.iter().map(|t| t.id.as_str()))
-            .collect();
-        let message = format!(
-            "not run: suite '{}' stopped: {}; its framework printed:\n{}",
-            failure.suite, failure.reason, failure.output
-        );
-        for record in &mut self.records[suite] {
-            if ran(record) > 0 || in_flight.contains(record.case.id.as_str()) {
-                continue;
-            }
-            record.attempts.push(TestResult {
-                case: record.case.clone(),
-                status: TestStatus::Error,
-                duration_ms: 0,
-                message: Some(message.clone()),
-                output: failure.output.clone(),
-                worker: None,
-            });
-        }
     }
 
     /// Every test's record: suites in manifest order, tests in listing order.
@@ -658,31 +673,50 @@ fn before_cancel(batch: &InFlight, mut results: Vec<TestResult>) -> Vec<TestResu
     results
 }
 
+/// The message and output of a test of suite `failure` that did not run: the suite stopped.
+fn not_run_message(failure: &SuiteFailure) -> (String, String) {
+    let message = format!(
+        "not run: suite '{}' stopped: {}; its framework printed:\n{}",
+        failure.suite, failure.reason, failure.output
+    );
+    (message, failure.output.clone())
+}
+
 /// The error result of a test that is never run ([`TestCase::refusal`]).
 fn refused(case: &TestCase) -> Option<TestResult> {
     let why = case.refusal()?;
-    Some(TestResult {
-        case: case.clone(),
-        status: TestStatus::Error,
-        duration_ms: 0,
-        message: Some(format!("not run: {why}")),
-        output: String::new(),
-        worker: None,
-    })
+    let message = format!("not run: {why}");
+    Some(TestResult::without_report(
+        case.clone(),
+        TestStatus::Error,
+        &message,
+    ))
 }
 
-/// A test that ran alone in a batch stopped at its time limit, and that the report does not
-/// say finished, ran past its own timeout (the limit is longer): it is `timed_out`, retried
-/// like a failure, not sent back to the queue as not run.
-fn timed_out_alone(batch: &InFlight, results: &mut [TestResult]) {
-    if let (true, [result]) = (batch.timed_out, results)
+/// `results` of a batch stopped at its time limit. A test that ran alone in it, and that the
+/// report does not say finished, ran past its own timeout (the limit is longer): it is
+/// `timed_out`, retried like a failure, not sent back to the queue as not run. Of several,
+/// which one hung is unknown: those not reported go back to the queue saying where the
+/// batch stopped (else a test that ends as not run after its requeues would not say why).
+fn at_time_limit(batch: &InFlight, results: &mut [TestResult]) {
+    if !batch.timed_out {
+        return;
+    }
+    let limit = format_duration(Duration::from_millis(batch.timeout_ms));
+    if let [result] = results
         && result.status == TestStatus::NotRun
     {
         result.status = TestStatus::TimedOut;
         result.duration_ms = batch.timeout_ms;
         result.message = Some(format!(
-            "timed out: still running at its batch's time limit of {}",
-            format_duration(Duration::from_millis(batch.timeout_ms))
+            "timed out: still running at its batch's time limit of {limit}"
+        ));
+        return;
+    }
+    for result in results.iter_mut().filter(|r| r.is_unreported()) {
+        let message = result.message.take().unwrap_or_default();
+        result.message = Some(format!(
+            "{message}; the batch was stopped at its time limit of {limit}"
         ));
     }
 }
@@ -907,6 +941,70 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn every_test_of_a_stopped_suite_is_told_its_outcome_once() {
+        let mut run = SuiteRun::new(
+            vec![listed("a", &["1", "2", "3"], 1)],
+            Timings::default(),
+            0,
+        );
+        let subs = run.plan(3);
+        let crash = |worker| (worker, 2, "fatal: no config\n");
+        let mut outcomes: Vec<(String, FinalStatus)> = Vec::new();
+        let mut take = |run: &mut SuiteRun| {
+            (run.take_ended().into_iter())
+                .filter_map(|e| Some((e.id, e.outcome?)))
+                .for_each(|told| outcomes.push(told));
+        };
+        let requeued = end(&mut run, &subs[0], crash("w1"), None);
+        take(&mut run);
+        assert!(end(&mut run, &subs[1], crash("w2"), None).is_empty());
+        assert_eq!(run.failures().len(), 1, "the suite stops");
+        take(&mut run);
+        // A batch still in flight ran its test, which failed: no retry, it ends there.
+        let failed = Some(junit(&[("3", "fail")]));
+        assert!(end(&mut run, &subs[2], ("w1", 1, ""), failed.as_deref()).is_empty());
+        take(&mut run);
+        assert!(end(&mut run, &requeued[0], crash("w2"), None).is_empty());
+        take(&mut run);
+        assert!(run.is_done());
+        outcomes.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            outcomes,
+            [
+                ("1".to_string(), FinalStatus::Error),
+                ("2".to_string(), FinalStatus::Error),
+                ("3".to_string(), FinalStatus::Failed),
+            ]
+        );
+        for record in run.records() {
+            assert_eq!(record.entry().attempts, 1, "{record:?}");
+        }
+    }
+
+    #[test]
+    fn reports_the_store_lost_requeue_their_tests_and_never_stop_the_suite() {
+        let mut run = SuiteRun::new(vec![listed("a", &["1", "2"], 0)], Timings::default(), 0);
+        let mut sub = run.plan(1).remove(0);
+        for worker in ["w1", "w2"] {
+            run.ended_on(sub.index, &exited(worker, 0, "2 passed"));
+            let next = run.report_lost(sub.index, "503 from the store");
+            assert_eq!(next.len(), 1, "requeued");
+            sub = next[0].clone();
+        }
+        assert!(run.failures().is_empty(), "the batches did not fail");
+        assert!(run.take_notices().is_empty(), "{:?}", run.notices);
+        for _ in 2..MAX_REQUEUES {
+            sub = run.report_lost(sub.index, "503 from the store").remove(0);
+        }
+        assert!(run.report_lost(sub.index, "503 from the store").is_empty());
+        let message = message_of(&run, "1");
+        assert_eq!(
+            message,
+            "not run: the batch's report could not be fetched: 503 from the store"
+        );
+    }
+
+    #[test]
     fn a_batch_killed_or_exiting_differently_is_not_the_same_failure() {
         let mut run = SuiteRun::new(
             vec![listed("a", &["1", "2", "3"], 0)],
@@ -1010,6 +1108,21 @@ pub(crate) mod tests {
         assert!(message(1).contains("NUL"), "{}", message(1));
         assert_eq!(status_of(&run, "line\nbreak").name(), "error");
         assert!(message(2).contains("line break"), "{}", message(2));
+    }
+
+    #[test]
+    fn a_refused_test_is_told_ended_with_the_first_batches() {
+        let mut run = SuiteRun::new(
+            vec![listed("a", &["1", "nul\0in it"], 2)],
+            Timings::default(),
+            0,
+        );
+        run.plan(1);
+        let ended = run.take_ended();
+        assert_eq!(ended.len(), 1, "{ended:?}");
+        assert_eq!(ended[0].id, "nul\0in it");
+        assert_eq!(ended[0].outcome, Some(FinalStatus::Error));
+        assert!(run.take_ended().is_empty(), "told once");
     }
 
     #[test]
@@ -1252,6 +1365,25 @@ pub(crate) mod tests {
         assert_eq!(entry.attempts, 2);
         let message = entry.message.unwrap();
         assert!(message.contains("time limit of 20m"), "{message}");
+    }
+
+    #[test]
+    fn tests_of_a_batch_stopped_at_its_limit_say_so_when_they_end_not_run() {
+        let mut run = SuiteRun::new(vec![listed("a", &["1", "2"], 0)], Timings::default(), 0);
+        let mut index = run.plan(1)[0].index;
+        for _ in 0..MAX_REQUEUES {
+            run.timed_out(index);
+            index = run.finished(index, None)[0].index;
+        }
+        run.timed_out(index);
+        assert!(run.finished(index, None).is_empty());
+        assert_eq!(status_of(&run, "1").name(), "error");
+        let message = message_of(&run, "1");
+        assert!(
+            message.starts_with("not run: the batch stopped before reporting this test; ")
+                && message.ends_with("the batch was stopped at its time limit of 30m"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -99,10 +99,10 @@ impl RunReport {
     /// of `passed`, `failed`, `timed_out`, `error`, `cancelled`; `exit_code` is null when the
     /// process did not exit; `outputs_dir` is where `outputs` are, relative to `--outputs-dir`
     /// (null when none were brought back); `error` is why a job with status `error` could not
-    /// A run with suites adds `test_summary` (`total`, `passed`, `failed`, `flaky`, `skipped`,
-    /// `errors`) and `tests`: `[{"suite", "id", "status", "attempts", "duration_ms",
-    /// "message"}]`, `status` one of `passed`, `failed`, `flaky`, `skipped`, `error`, `not_run`.
-    /// run (null otherwise).
+    /// run (null otherwise). A run with suites adds `test_summary` (`total`, `passed`, `failed`
+    /// (timed-out tests included), `flaky`, `skipped`, `errors`) and `tests`: `[{"suite", "id",
+    /// "status", "attempts", "duration_ms", "message", "workers"}]`, `status` one of `passed`,
+    /// `failed`, `flaky`, `skipped`, `error`, `timed_out`, `not_run`.
     pub fn to_json(&self) -> Value {
         // Plain structs of strings and numbers always serialize.
         serde_json::to_value(self.json()).unwrap_or(Value::Null)
