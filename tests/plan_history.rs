@@ -266,7 +266,7 @@ async fn list_repo(
     server.list(&owner, &repo, &headers, &query, keep)
 }
 
-/// "List workflow run artifacts": every attempt's.
+/// "List workflow run artifacts": every attempt's, filtered by `name`.
 async fn list_run(
     State(server): State<Arc<Server>>,
     Path((owner, repo, run)): Path<(String, String, u64)>,
@@ -274,7 +274,12 @@ async fn list_run(
     query: Query<Vec<(String, String)>>,
 ) -> Response {
     server.counts.run_lists.fetch_add(1, Ordering::SeqCst);
-    server.list(&owner, &repo, &headers, &query, |a| a.run_id == run)
+    let name = query
+        .iter()
+        .find(|(k, _)| k == "name")
+        .map(|(_, v)| v.clone());
+    let keep = |a: &Stored| a.run_id == run && name.as_ref().is_none_or(|n| *n == a.name);
+    server.list(&owner, &repo, &headers, &query, keep)
 }
 
 /// "Download an artifact": 302 to where the zip is.
@@ -571,6 +576,54 @@ async fn a_rerun_takes_the_newest_earlier_attempt_and_runs_only_what_did_not_pas
     let ids: Vec<&str> = selection.run.iter().map(|k| k.id.as_str()).collect();
     assert_eq!(ids, ["lost", "new"]);
     assert_eq!(selection.skipped, 2);
+}
+
+#[tokio::test]
+async fn a_rerun_finds_earlier_results_among_more_artifacts_than_a_page_shows() {
+    let outcomes = [(TestKey::new("rust", "bad"), {
+        let mut outcome = passed(10);
+        outcome.status = TestStatus::Failed;
+        outcome
+    })];
+    let results = AttemptResults::after_attempt(
+        None,
+        RUN,
+        1,
+        outcomes.into_iter().collect(),
+        timings(RUN, 5),
+    );
+    let mut artifacts = repository_artifacts();
+    artifacts.push(Stored {
+        id: 11,
+        name: format!("ca-results-{CLUSTER}-1"),
+        run_id: RUN,
+        branch: "feature",
+        created_at: "2026-11-30T10:00:00Z",
+        expired: false,
+        origin: OWN_PUSH,
+        zip: zip(RESULTS_FILE, &results.to_json()),
+    });
+    // A crashed attempt 1 left its stream segments: newer, and more than a page (100) holds.
+    artifacts.extend((0..150).map(|n| Stored {
+        id: 1_000 + n,
+        name: format!("ca.{CLUSTER}.1.w{n}.up.0"),
+        run_id: RUN,
+        branch: "feature",
+        created_at: "2026-11-30T10:30:00Z",
+        expired: false,
+        origin: OWN_PUSH,
+        zip: Vec::new(),
+    }));
+    let server = serve(artifacts, Fault::None).await;
+    let history = fetch_history(&run(&server, 3), CLUSTER, true).await;
+    assert_eq!(history.misses, []);
+    let (previous, from) = history.previous.as_ref().unwrap();
+    assert_eq!(
+        (previous.attempt, from.name.as_str()),
+        (1, "ca-results-default-1")
+    );
+    // Attempt 2 kept no results: asked for by name, then attempt 1.
+    assert_eq!(counts(&server), (0, 2, 1, 1));
 }
 
 #[tokio::test]

@@ -6,7 +6,8 @@
 //! own `main`), of this workflow, from a push or a schedule: what the list says of each
 //! artifact's run (`head_repository_id`) and, for the newest few, the run itself (`GET
 //! …/actions/runs/{id}`: its `event` and `workflow_id`, and this run's own). Each source costs
-//! one list and one download, the default branch's also at most [`MAX_RUN_LOOKUPS`] + 1 run
+//! one list and one download (earlier attempts: a list by name per attempt looked at, newest
+//! first, usually one), the default branch's also at most [`MAX_RUN_LOOKUPS`] + 1 run
 //! lookups, far inside `GITHUB_TOKEN`'s 1,000 requests an hour. Nothing here fails a run: a
 //! source that cannot be read (no token, no permission, no artifact, a corrupt one) is a
 //! [`Miss`], one line for the log, and the run goes on with estimates.
@@ -453,8 +454,9 @@ impl<'a> HistoryClient<'a> {
         }
     }
 
-    /// The newest earlier attempt's `ca-results-<cluster>-<attempt>`: one list of the run's
-    /// artifacts (every attempt's), one download.
+    /// The newest earlier attempt's `ca-results-<cluster>-<attempt>`: one list by name per
+    /// attempt looked at, newest first (one, unless the newest attempts kept no results), and
+    /// one download.
     pub async fn previous_attempt(&self) -> Lookup<AttemptResults> {
         let what = format!(
             "results of earlier attempts of run {} ({} to {})",
@@ -465,31 +467,36 @@ impl<'a> HistoryClient<'a> {
                 self.run.attempt.saturating_sub(1)
             ))
         );
-        // attempt → (stored name, plain name)
-        let names: Vec<(u32, String, String)> = (1..self.run.attempt)
-            .map(|attempt| {
-                let plain = results_artifact_name(self.cluster, attempt);
-                (attempt, self.stored_name(&plain), plain)
-            })
-            .collect();
-        let listed = self
-            .crab
-            .actions()
-            .list_workflow_run_artifacts(&self.run.owner, &self.run.repo, self.run.run_id.into())
-            .per_page(PAGE_SIZE)
-            .send()
-            .await;
-        let newest = listed.map_err(|e| reason(&e)).and_then(|page| {
-            unexpired(page)
-                .filter_map(|a| {
-                    let (attempt, _, plain) = names.iter().find(|(_, n, _)| *n == a.name)?;
-                    Some((*attempt, a, plain.clone()))
-                })
-                .max_by_key(|(attempt, _, _)| *attempt)
-                .map(|(_, artifact, plain)| (artifact, plain))
-                .ok_or_else(none_listed)
-        });
+        let newest = self.newest_earlier_results().await;
         self.fetch(Source::EarlierAttempts, what, newest).await
+    }
+
+    /// The newest earlier attempt's unexpired results artifact (with the plain name of its
+    /// document), asked for by name, newest attempt first (`GET …/runs/{id}/artifacts?name=`):
+    /// the run's listing holds every attempt's artifacts, a crashed or `keep: all` cluster's
+    /// stream segments among them, far more than one page shows.
+    async fn newest_earlier_results(&self) -> Result<(WorkflowListArtifact, String), MissReason> {
+        let route = format!(
+            "/repos/{}/{}/actions/runs/{}/artifacts",
+            self.run.owner, self.run.repo, self.run.run_id
+        );
+        for attempt in (1..self.run.attempt).rev() {
+            let plain = results_artifact_name(self.cluster, attempt);
+            let name = self.stored_name(&plain);
+            let listed: ArtifactList = self
+                .crab
+                .get(&route, Some(&[("name", name.as_str())]))
+                .await
+                .map_err(|e| reason(&e))?;
+            if let Some(artifact) = listed
+                .artifacts
+                .into_iter()
+                .find(|a| !a.expired && a.name == name)
+            {
+                return Ok((artifact, plain));
+            }
+        }
+        Err(none_listed())
     }
 
     /// The newest unexpired `ca-timings-<cluster>-<workflow>` of another run on the default
@@ -659,6 +666,12 @@ impl<'a> HistoryClient<'a> {
             Err(e) => Err(MissReason::Failed(one_line(&e))),
         }
     }
+}
+
+/// A page of "List workflow run artifacts".
+#[derive(serde::Deserialize)]
+struct ArtifactList {
+    artifacts: Vec<WorkflowListArtifact>,
 }
 
 /// Why there is nothing when a list holds no artifact that fits.
