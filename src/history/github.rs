@@ -329,6 +329,10 @@ async fn fetch(
     seal: Option<&HistorySeal>,
 ) -> History {
     let mut history = History::default();
+    if run.attempt == 1 && !want_timings {
+        // No earlier attempt, and the timings come from elsewhere: nothing to ask, nothing missed.
+        return history;
+    }
     let client = match HistoryClient::new(run, cluster, seal) {
         Ok(client) => client,
         Err(why) => {
@@ -821,6 +825,13 @@ mod tests {
         assert!(!feeds(origin("push", 10, "main", fork)), "a fork's code");
         let gone = serde_json::Value::Null;
         assert!(!feeds(origin("push", 10, "main", gone)), "a deleted fork's");
+    }
+
+    #[tokio::test]
+    async fn a_first_attempt_with_its_timings_from_a_file_asks_nothing_and_misses_nothing() {
+        let run = GithubRun::from_vars(vars(&BASE)).unwrap().unwrap();
+        let history = fetch_history(&run, "default", false).await;
+        assert_eq!(history, History::default());
     }
 
     #[tokio::test]
