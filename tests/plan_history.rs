@@ -684,6 +684,23 @@ async fn no_permission_is_one_line() {
 }
 
 #[tokio::test]
+async fn a_history_only_of_other_branches_says_so_without_looking_up_runs() {
+    let artifacts = vec![
+        timings_artifact(3, 103, "feature", "2026-11-21T10:00:00Z", 3_000),
+        timings_artifact(5, 105, "fix", "2026-11-22T10:00:00Z", 5_000),
+    ];
+    let server = serve(artifacts, Fault::None).await;
+    let history = fetch_history(&run(&server, 1), CLUSTER, true).await;
+    assert_one_miss(
+        &history,
+        |w| matches!(w, MissReason::NotFound(_)),
+        "the 2 newest listed are of this run, other branches or a fork's code",
+    );
+    assert_eq!(counts(&server), (1, 0, 0, 0));
+    assert_eq!(server.counts.run_gets.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
 async fn no_artifact_is_one_line() {
     let server = serve(Vec::new(), Fault::None).await;
     let history = fetch_history(&run(&server, 1), CLUSTER, true).await;

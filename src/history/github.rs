@@ -529,8 +529,11 @@ impl<'a> HistoryClient<'a> {
         let newest = match listed {
             Ok(page) => {
                 // Newest first, of other runs on the branch running this repository's code.
-                let mut candidates: Vec<WorkflowListArtifact> = unexpired(page)
-                    .filter(|a| a.name == name)
+                let named: Vec<WorkflowListArtifact> =
+                    unexpired(page).filter(|a| a.name == name).collect();
+                let listed = named.len();
+                let mut candidates: Vec<WorkflowListArtifact> = named
+                    .into_iter()
                     .filter(|a| {
                         a.workflow_run.as_ref().is_some_and(|run| {
                             &run.head_branch == branch
@@ -540,9 +543,16 @@ impl<'a> HistoryClient<'a> {
                     })
                     .collect();
                 candidates.sort_by_key(|a| std::cmp::Reverse(a.created_at));
-                self.first_feeding_history(candidates, branch)
-                    .await
-                    .map(|a| (a, plain.clone()))
+                if candidates.is_empty() && listed > 0 {
+                    Err(MissReason::NotFound(format!(
+                        "the {listed} newest listed are of this run, other branches or a fork's \
+                         code"
+                    )))
+                } else {
+                    self.first_feeding_history(candidates, branch)
+                        .await
+                        .map(|a| (a, plain.clone()))
+                }
             }
             Err(e) => Err(reason(&e)),
         };
