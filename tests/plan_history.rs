@@ -152,15 +152,17 @@ impl Server {
         axum::Json(self.page(query, keep)).into_response()
     }
 
-    /// A page of artifacts, newest first as GitHub lists them, at most `per_page`.
+    /// Page `page` of artifacts, newest first as GitHub lists them, `per_page` a page.
     fn page(&self, query: &Query<Vec<(String, String)>>, keep: impl Fn(&Stored) -> bool) -> Value {
         let param = |key: &str| query.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
         let per_page: usize = param("per_page").and_then(|p| p.parse().ok()).unwrap_or(30);
+        let page: usize = param("page").and_then(|p| p.parse().ok()).unwrap_or(1);
         let mut chosen: Vec<&Stored> = self.artifacts.iter().filter(|a| keep(a)).collect();
         chosen.sort_by(|a, b| b.created_at.cmp(a.created_at));
         let total = chosen.len();
         let artifacts: Vec<Value> = chosen
             .into_iter()
+            .skip(page.saturating_sub(1) * per_page)
             .take(per_page)
             .map(|a| self.artifact_json(a))
             .collect();
@@ -698,6 +700,26 @@ async fn a_history_only_of_other_branches_says_so_without_looking_up_runs() {
     );
     assert_eq!(counts(&server), (1, 0, 0, 0));
     assert_eq!(server.counts.run_gets.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn default_branch_timings_behind_a_page_of_other_branches_are_found_on_the_next() {
+    // The pull requests' runs of a day, newer than the default branch's last push.
+    let mut artifacts = repository_artifacts();
+    artifacts.extend((0..150).map(|n| {
+        timings_artifact(
+            1_000 + n,
+            1_000 + n,
+            "feature",
+            "2026-11-29T10:00:00Z",
+            9_000,
+        )
+    }));
+    let server = serve(artifacts, Fault::None).await;
+    let history = fetch_history(&run(&server, 1), CLUSTER, true).await;
+    assert_eq!(history.misses, []);
+    assert_eq!(slow_estimate(&history), Some(1_000));
+    assert_eq!(counts(&server), (2, 0, 1, 1), "two pages, one download");
 }
 
 #[tokio::test]
