@@ -3,8 +3,8 @@
 //! Everything a cluster exchanges is an artifact anyone who can read the run can download, and
 //! it counts against the account's storage. So at a clean stop the broker deletes what the
 //! cluster made ([`after_stop`]): its streams (every segment and the listen marker, named
-//! `ca.<cluster>.<attempt>.…`) and the layers its jobs used or produced (`ca-layer-<sha256>`,
-//! as the broker saw them in submissions and outcomes), keeping what [`Keep`] says, once every
+//! `ca.<cluster>.<attempt>.…`) and the layers its jobs used or produced (`ca-layer-<sha256>`
+//! and its copies, as the broker saw them in submissions and outcomes), keeping what [`Keep`] says, once every
 //! runner has left (a runner fetches its jobs' outputs layers before it closes its stream; see
 //! `broker::Departures`). A crashed
 //! cluster cannot clean up; its artifacts carry an `expiresAt` instead (the store's retention,
@@ -123,6 +123,16 @@ impl Made {
             self.layers.insert(layer::artifact_name(digest));
         }
     }
+
+    /// Whether `name` is one of these layers under its main name or a copy's
+    /// (`ca-layer-<sha256>.<random>`, published when a dead upload held the main name).
+    fn has_layer(&self, name: &str) -> bool {
+        let main = match name.split_once('.') {
+            Some((main, _)) if layer::is_layer_artifact(name) => main,
+            _ => name,
+        };
+        self.layers.contains(main)
+    }
 }
 
 /// What a cleanup did.
@@ -150,7 +160,7 @@ pub fn stop_targets(
         .filter(|a| {
             (Namespace::of_artifact(&a.name).as_ref() == Some(ns)
                 && (a.name != closed || keep == Keep::None))
-                || made.layers.contains(&a.name)
+                || made.has_layer(&a.name)
                 || (keep == Keep::None && is_report(&a.name))
         })
         .collect()
@@ -299,6 +309,18 @@ mod tests {
         let picked = names(stop_targets(listed_run(), &ns, &made(), Keep::None));
         assert_eq!(picked, pick(&[0, 1, 2, 5, 7, 8, 9]));
         assert!(stop_targets(listed_run(), &ns, &made(), Keep::All).is_empty());
+    }
+
+    #[test]
+    fn a_stop_deletes_the_copies_of_its_layers_too() {
+        let ns = Namespace::new("c", "1").unwrap();
+        let main = layer::artifact_name(&digest('a'));
+        let copy = format!("{main}.0123456789abcdef");
+        let others_copy = format!("{}.0123456789abcdef", layer::artifact_name(&digest('b')));
+        let not_a_copy = format!("{main}.notes");
+        let all = [main.as_str(), &copy, &others_copy, &not_a_copy];
+        let picked = names(stop_targets(listed(&all), &ns, &made(), Keep::Reports));
+        assert_eq!(picked, [main.clone(), copy]);
     }
 
     #[test]

@@ -254,3 +254,36 @@ fn a_batch_report_over_the_bound_makes_its_tests_errors_naming_it() {
         );
     }
 }
+
+#[test]
+fn a_history_not_written_is_said_when_a_report_fails_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let gone = dir.path().join("gone");
+    std::fs::create_dir(&gone).unwrap();
+    // Both destinations can be written when the run starts; the batch removes the history's
+    // directory and leaves a directory where the report goes.
+    let report = dir.path().join("report.json");
+    suite_manifest_doing(
+        dir.path(),
+        &format!(
+            "rm -rf '{gone}' && mkdir -p '{report}'",
+            gone = gone.display(),
+            report = report.display()
+        ),
+    );
+    let history = gone.join("timings.json");
+    let flags = [
+        "--write-timings",
+        history.to_str().unwrap(),
+        "--report-json",
+        report.to_str().unwrap(),
+    ];
+    let (code, stderr) = run_suite(dir.path(), &flags);
+    assert_eq!(code, 3, "{stderr}");
+    for lost in [
+        format!("cannot write {}", report.display()),
+        format!("cannot write --write-timings {}", history.display()),
+    ] {
+        assert!(stderr.contains(&lost), "expected {lost:?} in:\n{stderr}");
+    }
+}

@@ -152,15 +152,17 @@ impl Server {
         axum::Json(self.page(query, keep)).into_response()
     }
 
-    /// A page of artifacts, newest first as GitHub lists them, at most `per_page`.
+    /// Page `page` of artifacts, newest first as GitHub lists them, `per_page` a page.
     fn page(&self, query: &Query<Vec<(String, String)>>, keep: impl Fn(&Stored) -> bool) -> Value {
         let param = |key: &str| query.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
         let per_page: usize = param("per_page").and_then(|p| p.parse().ok()).unwrap_or(30);
+        let page: usize = param("page").and_then(|p| p.parse().ok()).unwrap_or(1);
         let mut chosen: Vec<&Stored> = self.artifacts.iter().filter(|a| keep(a)).collect();
         chosen.sort_by(|a, b| b.created_at.cmp(a.created_at));
         let total = chosen.len();
         let artifacts: Vec<Value> = chosen
             .into_iter()
+            .skip(page.saturating_sub(1) * per_page)
             .take(per_page)
             .map(|a| self.artifact_json(a))
             .collect();
@@ -266,7 +268,7 @@ async fn list_repo(
     server.list(&owner, &repo, &headers, &query, keep)
 }
 
-/// "List workflow run artifacts": every attempt's.
+/// "List workflow run artifacts": every attempt's, filtered by `name`.
 async fn list_run(
     State(server): State<Arc<Server>>,
     Path((owner, repo, run)): Path<(String, String, u64)>,
@@ -274,7 +276,12 @@ async fn list_run(
     query: Query<Vec<(String, String)>>,
 ) -> Response {
     server.counts.run_lists.fetch_add(1, Ordering::SeqCst);
-    server.list(&owner, &repo, &headers, &query, |a| a.run_id == run)
+    let name = query
+        .iter()
+        .find(|(k, _)| k == "name")
+        .map(|(_, v)| v.clone());
+    let keep = |a: &Stored| a.run_id == run && name.as_ref().is_none_or(|n| *n == a.name);
+    server.list(&owner, &repo, &headers, &query, keep)
 }
 
 /// "Download an artifact": 302 to where the zip is.
@@ -574,6 +581,54 @@ async fn a_rerun_takes_the_newest_earlier_attempt_and_runs_only_what_did_not_pas
 }
 
 #[tokio::test]
+async fn a_rerun_finds_earlier_results_among_more_artifacts_than_a_page_shows() {
+    let outcomes = [(TestKey::new("rust", "bad"), {
+        let mut outcome = passed(10);
+        outcome.status = TestStatus::Failed;
+        outcome
+    })];
+    let results = AttemptResults::after_attempt(
+        None,
+        RUN,
+        1,
+        outcomes.into_iter().collect(),
+        timings(RUN, 5),
+    );
+    let mut artifacts = repository_artifacts();
+    artifacts.push(Stored {
+        id: 11,
+        name: format!("ca-results-{CLUSTER}-1"),
+        run_id: RUN,
+        branch: "feature",
+        created_at: "2026-11-30T10:00:00Z",
+        expired: false,
+        origin: OWN_PUSH,
+        zip: zip(RESULTS_FILE, &results.to_json()),
+    });
+    // A crashed attempt 1 left its stream segments: newer, and more than a page (100) holds.
+    artifacts.extend((0..150).map(|n| Stored {
+        id: 1_000 + n,
+        name: format!("ca.{CLUSTER}.1.w{n}.up.0"),
+        run_id: RUN,
+        branch: "feature",
+        created_at: "2026-11-30T10:30:00Z",
+        expired: false,
+        origin: OWN_PUSH,
+        zip: Vec::new(),
+    }));
+    let server = serve(artifacts, Fault::None).await;
+    let history = fetch_history(&run(&server, 3), CLUSTER, true).await;
+    assert_eq!(history.misses, []);
+    let (previous, from) = history.previous.as_ref().unwrap();
+    assert_eq!(
+        (previous.attempt, from.name.as_str()),
+        (1, "ca-results-default-1")
+    );
+    // Attempt 2 kept no results: asked for by name, then attempt 1.
+    assert_eq!(counts(&server), (0, 2, 1, 1));
+}
+
+#[tokio::test]
 async fn a_rerun_without_earlier_results_falls_back_to_the_default_branch() {
     // This run has results, but of another cluster: not ours to re-run from.
     let mut artifacts = repository_artifacts();
@@ -628,6 +683,43 @@ async fn no_permission_is_one_line() {
         "actions: read",
     );
     assert_eq!(counts(&server), (1, 0, 0, 0));
+}
+
+#[tokio::test]
+async fn a_history_only_of_other_branches_says_so_without_looking_up_runs() {
+    let artifacts = vec![
+        timings_artifact(3, 103, "feature", "2026-11-21T10:00:00Z", 3_000),
+        timings_artifact(5, 105, "fix", "2026-11-22T10:00:00Z", 5_000),
+    ];
+    let server = serve(artifacts, Fault::None).await;
+    let history = fetch_history(&run(&server, 1), CLUSTER, true).await;
+    assert_one_miss(
+        &history,
+        |w| matches!(w, MissReason::NotFound(_)),
+        "the 2 newest listed are of this run, other branches or a fork's code",
+    );
+    assert_eq!(counts(&server), (1, 0, 0, 0));
+    assert_eq!(server.counts.run_gets.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn default_branch_timings_behind_a_page_of_other_branches_are_found_on_the_next() {
+    // The pull requests' runs of a day, newer than the default branch's last push.
+    let mut artifacts = repository_artifacts();
+    artifacts.extend((0..150).map(|n| {
+        timings_artifact(
+            1_000 + n,
+            1_000 + n,
+            "feature",
+            "2026-11-29T10:00:00Z",
+            9_000,
+        )
+    }));
+    let server = serve(artifacts, Fault::None).await;
+    let history = fetch_history(&run(&server, 1), CLUSTER, true).await;
+    assert_eq!(history.misses, []);
+    assert_eq!(slow_estimate(&history), Some(1_000));
+    assert_eq!(counts(&server), (2, 0, 1, 1), "two pages, one download");
 }
 
 #[tokio::test]

@@ -198,8 +198,14 @@ pub fn worker_ended(end: WorkerEnd) -> i32 {
 
 /// Prints `failure` with its causes (each once) and returns its exit code.
 pub fn report(failure: &Failure) -> i32 {
-    eprintln!("error: {}", with_causes(failure));
+    print(failure);
     failure.exit_code()
+}
+
+/// Prints `failure` with its causes (each once): one of several, beside the one that decides
+/// the exit code.
+pub fn print(failure: &Failure) {
+    eprintln!("error: {}", with_causes(failure));
 }
 
 /// The message of `err` followed by each cause its message does not already contain.

@@ -343,10 +343,8 @@ async fn run_manifest(plan: RunPlan, args: &JobsArgs) -> Result<i32, Failure> {
         &result.report,
     )
     .await;
-    let code = finish(result, args)?;
-    saved?;
-    stopped?;
-    Ok(code)
+    let code = finish(result, args);
+    ended(code, [saved, stopped.map_err(Failure::from)])
 }
 
 /// `local` resolved from its flags and the environment, before anything starts.
@@ -401,9 +399,29 @@ pub async fn local(args: LocalArgs) -> Result<i32, Failure> {
     )
     .await;
     // The reports are written whatever became of the history.
-    let code = finish(result, &args.jobs)?;
-    saved?;
-    Ok(code)
+    let code = finish(result, &args.jobs);
+    ended(code, [saved])
+}
+
+/// How a run that ran ends: `code` (the reports' and the run's), unless a step after it
+/// (keeping the history, stopping the broker) failed. The first failure is the command's; every
+/// later one is printed, so a history that was not kept is said even when a report failed too.
+fn ended(
+    code: Result<i32, Failure>,
+    after: impl IntoIterator<Item = Result<(), Failure>>,
+) -> Result<i32, Failure> {
+    let mut failures = after.into_iter().filter_map(Result::err);
+    let first = match code {
+        Ok(code) => match failures.next() {
+            Some(failure) => failure,
+            None => return Ok(code),
+        },
+        Err(failure) => failure,
+    };
+    for other in failures {
+        exit::print(&other);
+    }
+    Err(first)
 }
 
 fn load(args: &JobsArgs) -> Result<Manifest, Failure> {

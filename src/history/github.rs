@@ -6,10 +6,12 @@
 //! own `main`), of this workflow, from a push or a schedule: what the list says of each
 //! artifact's run (`head_repository_id`) and, for the newest few, the run itself (`GET
 //! …/actions/runs/{id}`: its `event` and `workflow_id`, and this run's own). Each source costs
-//! one list and one download, the default branch's also at most [`MAX_RUN_LOOKUPS`] + 1 run
-//! lookups, far inside `GITHUB_TOKEN`'s 1,000 requests an hour. Nothing here fails a run: a
-//! source that cannot be read (no token, no permission, no artifact, a corrupt one) is a
-//! [`Miss`], one line for the log, and the run goes on with estimates.
+//! one list and one download (earlier attempts: a list by name per attempt looked at, newest
+//! first, usually one), the default branch's also at most [`MAX_RUN_LOOKUPS`] + 1 run
+//! lookups and, when its newest page holds only other branches', up to [`MAX_LIST_PAGES`]
+//! pages of the list, far inside `GITHUB_TOKEN`'s 1,000 requests an hour. Nothing here fails
+//! a run: a source that cannot be read (no token, no permission, no artifact, a corrupt one)
+//! is a [`Miss`], one line for the log, and the run goes on with estimates.
 //!
 //! A sealed cluster ([`fetch_sealed_history`]) looks for its documents under their sealed
 //! names and opens them with the history keys of its secret ([`crate::history::HistorySeal`]);
@@ -19,9 +21,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use octocrab::etag::Etagged;
+use octocrab::Octocrab;
 use octocrab::models::workflows::WorkflowListArtifact;
-use octocrab::{Octocrab, Page};
 
 use super::ArtifactDocument;
 use super::HistorySeal;
@@ -44,8 +45,10 @@ pub const EVENT_PATH_VAR: &str = "GITHUB_EVENT_PATH";
 pub const WORKFLOW_REF_VAR: &str = "GITHUB_WORKFLOW_REF";
 /// github.com's API, when `GITHUB_API_URL` is not set.
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
-/// Artifacts asked for in the one list request (GitHub's maximum page).
+/// Artifacts asked for in one list request (GitHub's maximum page).
 const PAGE_SIZE: u8 = 100;
+/// Pages of the repository's listing read at most for the default branch's timings.
+pub const MAX_LIST_PAGES: u32 = 5;
 /// How long a REST request may take before the source counts as unreachable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// Candidate runs looked up, newest first, for one whose default-branch timings may be taken.
@@ -328,6 +331,10 @@ async fn fetch(
     seal: Option<&HistorySeal>,
 ) -> History {
     let mut history = History::default();
+    if run.attempt == 1 && !want_timings {
+        // No earlier attempt, and the timings come from elsewhere: nothing to ask, nothing missed.
+        return history;
+    }
     let client = match HistoryClient::new(run, cluster, seal) {
         Ok(client) => client,
         Err(why) => {
@@ -453,8 +460,9 @@ impl<'a> HistoryClient<'a> {
         }
     }
 
-    /// The newest earlier attempt's `ca-results-<cluster>-<attempt>`: one list of the run's
-    /// artifacts (every attempt's), one download.
+    /// The newest earlier attempt's `ca-results-<cluster>-<attempt>`: one list by name per
+    /// attempt looked at, newest first (one, unless the newest attempts kept no results), and
+    /// one download.
     pub async fn previous_attempt(&self) -> Lookup<AttemptResults> {
         let what = format!(
             "results of earlier attempts of run {} ({} to {})",
@@ -465,37 +473,42 @@ impl<'a> HistoryClient<'a> {
                 self.run.attempt.saturating_sub(1)
             ))
         );
-        // attempt → (stored name, plain name)
-        let names: Vec<(u32, String, String)> = (1..self.run.attempt)
-            .map(|attempt| {
-                let plain = results_artifact_name(self.cluster, attempt);
-                (attempt, self.stored_name(&plain), plain)
-            })
-            .collect();
-        let listed = self
-            .crab
-            .actions()
-            .list_workflow_run_artifacts(&self.run.owner, &self.run.repo, self.run.run_id.into())
-            .per_page(PAGE_SIZE)
-            .send()
-            .await;
-        let newest = listed.map_err(|e| reason(&e)).and_then(|page| {
-            unexpired(page)
-                .filter_map(|a| {
-                    let (attempt, _, plain) = names.iter().find(|(_, n, _)| *n == a.name)?;
-                    Some((*attempt, a, plain.clone()))
-                })
-                .max_by_key(|(attempt, _, _)| *attempt)
-                .map(|(_, artifact, plain)| (artifact, plain))
-                .ok_or_else(none_listed)
-        });
+        let newest = self.newest_earlier_results().await;
         self.fetch(Source::EarlierAttempts, what, newest).await
+    }
+
+    /// The newest earlier attempt's unexpired results artifact (with the plain name of its
+    /// document), asked for by name, newest attempt first (`GET …/runs/{id}/artifacts?name=`):
+    /// the run's listing holds every attempt's artifacts, a crashed or `keep: all` cluster's
+    /// stream segments among them, far more than one page shows.
+    async fn newest_earlier_results(&self) -> Result<(WorkflowListArtifact, String), MissReason> {
+        let route = format!(
+            "/repos/{}/{}/actions/runs/{}/artifacts",
+            self.run.owner, self.run.repo, self.run.run_id
+        );
+        for attempt in (1..self.run.attempt).rev() {
+            let plain = results_artifact_name(self.cluster, attempt);
+            let name = self.stored_name(&plain);
+            let listed: ArtifactList = self
+                .crab
+                .get(&route, Some(&[("name", name.as_str())]))
+                .await
+                .map_err(|e| reason(&e))?;
+            if let Some(artifact) = listed
+                .artifacts
+                .into_iter()
+                .find(|a| !a.expired && a.name == name)
+            {
+                return Ok((artifact, plain));
+            }
+        }
+        Err(none_listed())
     }
 
     /// The newest unexpired `ca-timings-<cluster>-<workflow>` of another run on the default
     /// branch that may feed history (of a push or scheduled run of this workflow in this
-    /// repository): one list by name, this run's lookup and at most [`MAX_RUN_LOOKUPS`] of the
-    /// newest candidates', one download.
+    /// repository): one list by name (more pages only while none is of the branch), this
+    /// run's lookup and at most [`MAX_RUN_LOOKUPS`] of the newest candidates', one download.
     pub async fn default_branch_timings(&self) -> Lookup<Timings> {
         let plain = timings_artifact_name(self.cluster, self.run.workflow.as_deref());
         let name = self.stored_name(&plain);
@@ -507,35 +520,65 @@ impl<'a> HistoryClient<'a> {
             });
         };
         let what = format!("timing history ({} on {branch})", self.shown(&plain));
-        let listed = self
-            .crab
-            .actions()
-            .list_repository_artifacts(&self.run.owner, &self.run.repo)
-            .name(name.as_str())
-            .per_page(PAGE_SIZE)
-            .send()
-            .await;
-        let newest = match listed {
-            Ok(page) => {
-                // Newest first, of other runs on the branch running this repository's code.
-                let mut candidates: Vec<WorkflowListArtifact> = unexpired(page)
-                    .filter(|a| a.name == name)
-                    .filter(|a| {
-                        a.workflow_run.as_ref().is_some_and(|run| {
-                            &run.head_branch == branch
-                                && run.head_repository_id == run.repository_id
-                                && run.id.into_inner() != self.run.run_id
-                        })
-                    })
-                    .collect();
-                candidates.sort_by_key(|a| std::cmp::Reverse(a.created_at));
-                self.first_feeding_history(candidates, branch)
-                    .await
-                    .map(|a| (a, plain.clone()))
-            }
-            Err(e) => Err(reason(&e)),
+        let newest = match self.branch_candidates(&name, branch).await {
+            Ok((candidates, _)) if !candidates.is_empty() => self
+                .first_feeding_history(candidates, branch)
+                .await
+                .map(|a| (a, plain.clone())),
+            Ok((_, 0)) => Err(none_listed()),
+            Ok((_, listed)) => Err(MissReason::NotFound(format!(
+                "the {listed} newest listed are of this run, other branches or a fork's code"
+            ))),
+            Err(why) => Err(why),
         };
         self.fetch(Source::DefaultBranch, what, newest).await
+    }
+
+    /// The unexpired artifacts `name` of other runs on `branch` running this repository's
+    /// code, newest first, and how many of that name were listed: pages of the listing are
+    /// read, newest first, until one holds such an artifact, at most [`MAX_LIST_PAGES`] (on a
+    /// busy repository the runs of pull requests list the same name far more often than the
+    /// default branch's).
+    async fn branch_candidates(
+        &self,
+        name: &str,
+        branch: &str,
+    ) -> Result<(Vec<WorkflowListArtifact>, usize), MissReason> {
+        let mut listed = 0;
+        for page in 1..=MAX_LIST_PAGES {
+            let answer = self
+                .crab
+                .actions()
+                .list_repository_artifacts(&self.run.owner, &self.run.repo)
+                .name(name)
+                .per_page(PAGE_SIZE)
+                .page(page)
+                .send()
+                .await
+                .map_err(|e| reason(&e))?;
+            let items = answer.value.map(|p| p.items).unwrap_or_default();
+            let last = items.len() < usize::from(PAGE_SIZE);
+            let named: Vec<WorkflowListArtifact> = items
+                .into_iter()
+                .filter(|a| !a.expired && a.name == name)
+                .collect();
+            listed += named.len();
+            let mut candidates: Vec<WorkflowListArtifact> = named
+                .into_iter()
+                .filter(|a| {
+                    a.workflow_run.as_ref().is_some_and(|run| {
+                        run.head_branch == branch
+                            && run.head_repository_id == run.repository_id
+                            && run.id.into_inner() != self.run.run_id
+                    })
+                })
+                .collect();
+            if !candidates.is_empty() || last {
+                candidates.sort_by_key(|a| std::cmp::Reverse(a.created_at));
+                return Ok((candidates, listed));
+            }
+        }
+        Ok((Vec::new(), listed))
     }
 
     /// The first of `candidates` (newest first) whose run may feed the history of this run's
@@ -661,17 +704,15 @@ impl<'a> HistoryClient<'a> {
     }
 }
 
+/// A page of "List workflow run artifacts".
+#[derive(serde::Deserialize)]
+struct ArtifactList {
+    artifacts: Vec<WorkflowListArtifact>,
+}
+
 /// Why there is nothing when a list holds no artifact that fits.
 fn none_listed() -> MissReason {
     MissReason::NotFound("none unexpired is listed".into())
-}
-
-/// The unexpired artifacts of a listing.
-fn unexpired(
-    page: Etagged<Page<WorkflowListArtifact>>,
-) -> impl Iterator<Item = WorkflowListArtifact> {
-    let items = page.value.map(|p| p.items).unwrap_or_default();
-    items.into_iter().filter(|a| !a.expired)
 }
 
 /// The reason an octocrab error stands for.
@@ -808,6 +849,13 @@ mod tests {
         assert!(!feeds(origin("push", 10, "main", fork)), "a fork's code");
         let gone = serde_json::Value::Null;
         assert!(!feeds(origin("push", 10, "main", gone)), "a deleted fork's");
+    }
+
+    #[tokio::test]
+    async fn a_first_attempt_with_its_timings_from_a_file_asks_nothing_and_misses_nothing() {
+        let run = GithubRun::from_vars(vars(&BASE)).unwrap().unwrap();
+        let history = fetch_history(&run, "default", false).await;
+        assert_eq!(history, History::default());
     }
 
     #[tokio::test]
