@@ -180,21 +180,11 @@ async fn execute(
     if !spec.outputs.is_empty() {
         // A cancelled attempt's outputs still go back (a suite batch's report holds what its
         // framework finished before the cancel), found within the grace alone.
-        let deadline = match outcome.status {
-            JobStatus::Cancelled => {
-                cancel = watch::channel(false).1;
-                Some(Instant::now())
-            }
-            _ => started.checked_add(timeout),
+        let (deadline, cancel) = match outcome.status {
+            JobStatus::Cancelled => (Some(Instant::now()), None),
+            _ => (started.checked_add(timeout), Some(&mut cancel)),
         };
-        let found = stage_outputs(
-            shared,
-            spec,
-            dir,
-            deadline,
-            &mut cancel,
-            &mut outcome.output,
-        );
+        let found = stage_outputs(shared, spec, dir, deadline, cancel, &mut outcome.output);
         match found.await {
             Ok(found) => staged = found,
             Err((status, e)) => outputs_lost(&mut outcome, status, e),
@@ -213,15 +203,15 @@ async fn cancelled(cancel: &mut watch::Receiver<bool>) {
 
 /// Stages the files matching the job's output globs with the worker's outputs packer, which
 /// publishes them in a layer shared with the other jobs finishing about now. Finding them gets what is left of the job's timeout
-/// (at least [`OUTPUTS_GRACE`]) and stops when the job is cancelled (`cancel`) or this attempt is
-/// dropped; running out of time is a timeout of the job. Matching symlinks that leave the
-/// job's directory are left out, with a note in `output`.
+/// (at least [`OUTPUTS_GRACE`]) and stops when the job is cancelled (`cancel`, none for an
+/// attempt already cancelled) or this attempt is dropped; running out of time is a timeout of the job. Matching symlinks
+/// that leave the job's directory are left out, with a note in `output`.
 async fn stage_outputs(
     shared: &Shared,
     spec: &JobSpec,
     dir: &Path,
     deadline: Option<Instant>,
-    cancel: &mut watch::Receiver<bool>,
+    cancel: Option<&mut watch::Receiver<bool>>,
     output: &mut String,
 ) -> Result<Option<Staged>, (JobStatus, String)> {
     let error = |e: String| (JobStatus::Error, e);
@@ -232,7 +222,12 @@ async fn stage_outputs(
         tokio::task::spawn_blocking(move || find_outputs(&root, &patterns, deadline, &flag));
     let found = tokio::select! {
         done = &mut finding => done,
-        () = cancelled(cancel) => {
+        () = async {
+            match cancel {
+                Some(cancel) => cancelled(cancel).await,
+                None => std::future::pending().await,
+            }
+        } => {
             stop.0.store(true, Ordering::Relaxed);
             (&mut finding).await
         }

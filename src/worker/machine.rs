@@ -16,7 +16,9 @@
 //! off finds its lease run out and starts nothing the broker has since given to others.
 //! The lease is checked twice: when an attempt is taken from the queue, and again when its
 //! job directory is ready and its process is about to be spawned ([`Machine::ready`]):
-//! fetching layers takes time, and a fence can come in between.
+//! fetching layers takes time, and a fence can come in between. A stall is told in the log
+//! by the shell's stall watch, a timer that fires every quarter lease: firing a whole lease
+//! late, it was stalled ([`Machine::awake`]).
 //!
 //! An attempt's states:
 //!
@@ -172,6 +174,8 @@ pub struct Machine {
     /// per runner of the cluster, kept for the worker's life (a late retry may still name
     /// them).
     defaults: BTreeMap<DefaultsId, Arc<JobDefaults>>,
+    /// When the shell's stall watch last fired ([`Machine::awake`]).
+    awake: Instant,
 }
 
 impl Machine {
@@ -195,6 +199,7 @@ impl Machine {
             },
             broker_lost: false,
             defaults: BTreeMap::new(),
+            awake: hello_sent,
         }
     }
 
@@ -232,6 +237,10 @@ impl Machine {
                 Vec::new()
             }
             BrokerToWorker::Lease { seq, valid_ms } => {
+                // The stall watch starts with the first lease (joining may take long).
+                if self.lease.valid.is_zero() {
+                    self.awake = now;
+                }
                 self.lease.granted(seq, Duration::from_millis(valid_ms));
                 let mut fx = self.launch_or_ask(now);
                 fx.extend(self.fill(now));
@@ -300,6 +309,33 @@ impl Machine {
             Some(&sent) => sent + self.lease.valid,
             None => until.checked_sub(self.lease.valid / 2).unwrap_or(until),
         })
+    }
+
+    /// When the shell should call [`Machine::awake`] next: every quarter of a lease, once the
+    /// broker said how long one lasts (`None` before).
+    pub fn awake_due(&self) -> Option<Instant> {
+        (!self.lease.valid.is_zero()).then(|| self.awake + self.lease.valid / 4)
+    }
+
+    /// The shell's stall watch fired at `now` (due at [`Machine::awake_due`]). A whole lease
+    /// since it last fired means this process did not run meanwhile (SIGSTOP, a frozen VM):
+    /// whatever it held, its lease ran out, and the broker may have declared it lost. Said
+    /// once until a lease comes, like the warning about a start the lease fences, which only
+    /// work waiting gives: this one is the sign of a stall also for a worker that was idle or
+    /// whose slots were all running.
+    pub fn awake(&mut self, now: Instant) -> Vec<Effect> {
+        let gap = now.saturating_duration_since(self.awake);
+        self.awake = now;
+        if self.lease.valid.is_zero() || gap < self.lease.valid || self.lease.warned {
+            return Vec::new();
+        }
+        self.lease.warned = true;
+        vec![Effect::Notice(Notice::warn(format!(
+            "this worker did not run for {:.1}s (it was stopped or frozen): its lease ran out, \
+             so it starts nothing it was given before until the broker renews it, and the \
+             broker may have given its jobs to other workers",
+            gap.as_secs_f64()
+        )))]
     }
 
     /// Time passed to `now` with nothing else happening (see [`Machine::renewal_due`]).
@@ -1028,6 +1064,37 @@ mod tests {
         let fx = w.tick(at(19_000));
         assert_eq!(warnings(&fx).len(), 1, "{fx:?}");
         assert_eq!(renewals(&fx), [2], "asked again");
+    }
+
+    #[test]
+    fn a_worker_that_did_not_run_for_a_whole_lease_says_so_whatever_it_held() {
+        let mut w = leased("w", 1);
+        assert_eq!(w.awake_due(), Some(at(2_500)), "every quarter lease");
+        assert!(w.awake(at(2_600)).is_empty(), "on time");
+        // Idle (nothing queued, nothing waits for a lease), then stopped for 30 s.
+        let fx = w.awake(at(32_600));
+        assert_eq!(warnings(&fx).len(), 1, "{fx:?}");
+        assert!(warnings(&fx)[0].contains("did not run for 30.0s"), "{fx:?}");
+        assert!(warnings(&fx)[0].contains("lease ran out"), "{fx:?}");
+        assert_eq!(w.awake_due(), Some(at(35_100)));
+        // Said once: the work given next waits for a lease without another warning.
+        assert!(warnings(&w.awake(at(70_000))).is_empty(), "said once");
+        let fx = w.message(assign(0, 1), at(70_001));
+        assert!(started(&fx).is_empty(), "fenced");
+        assert!(warnings(&fx).is_empty(), "{fx:?}");
+        // A lease comes: the next stall is said again.
+        assert_eq!(started(&w.message(lease(1, 10_000), at(70_100))), [(0, 1)]);
+        assert_eq!(warnings(&w.awake(at(90_000))).len(), 1);
+    }
+
+    #[test]
+    fn the_stall_watch_starts_with_the_first_lease() {
+        let mut w = Machine::new("w", 1, at(0));
+        assert_eq!(w.awake_due(), None, "no lease length yet");
+        // The broker answered the hello a minute later (a worker waits for its broker).
+        w.message(lease(0, 10_000), at(60_000));
+        assert_eq!(w.awake_due(), Some(at(62_500)));
+        assert!(w.awake(at(62_500)).is_empty(), "joining late is no stall");
     }
 
     #[test]

@@ -275,8 +275,11 @@ impl Shell {
                     self.task_done(done)
                 }
                 Some((id, answer)) = self.launch_asked.recv() => self.launch_asked(id, answer),
-                () = renewal(self.machine.renewal_due()) => {
+                () = sleep_until(self.machine.renewal_due()) => {
                     self.machine.tick(std::time::Instant::now())
+                }
+                () = sleep_until(self.machine.awake_due()) => {
+                    self.machine.awake(std::time::Instant::now())
                 }
                 () = &mut *shutdown => self.machine.interrupted(),
             };
@@ -486,8 +489,9 @@ impl Shell {
     }
 }
 
-/// Waits until `due` (the machine's next lease renewal), or forever when there is none.
-async fn renewal(due: Option<std::time::Instant>) {
+/// Waits until `due` (the machine's next lease renewal or stall watch), or forever when there
+/// is none.
+async fn sleep_until(due: Option<std::time::Instant>) {
     match due {
         Some(due) => tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await,
         None => std::future::pending().await,
