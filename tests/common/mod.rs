@@ -164,7 +164,8 @@ pub fn job_spec(name: &str, run: &str) -> JobSpec {
 /// (tests/cluster_*.rs and others).
 pub mod cluster;
 
-/// `cluster-action local` on suites, and whether a framework is installed.
+/// `cluster-action local` in a directory with the test tools on PATH, whether a tool is
+/// installed, and fixture copies (tests/suite*.rs and others).
 pub mod local;
 
 /// Manifest text and the `data` layer's files for the end-to-end tests.
@@ -172,10 +173,3 @@ pub mod manifest;
 
 /// The JSON report, read and checked against its schema.
 pub mod report;
-
-/// A suite fixture through `cluster-action local`, and its framework alone (tests/suite_*.rs).
-pub mod suite;
-
-/// pytest suites run through `cluster-action local` in a directory of their own
-/// (tests/suite_defaults.rs, tests/suite_timeout.rs).
-pub mod pytest;
