@@ -9,8 +9,9 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// The binary under test.
-const BIN: &str = env!("CARGO_BIN_EXE_cluster-action");
+mod common;
+use common::cluster::{BIN, SCRUBBED_ENV};
+use common::mkfifo;
 
 /// Exit code for bad input.
 const BAD_INPUT: i32 = 2;
@@ -26,21 +27,16 @@ const MEMORY_CAP: &str = "--as=4294967296";
 /// and capped at [`MEMORY_CAP`]: its exit code, standard output and standard error. A run
 /// killed for its time fails the test.
 fn run_out(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new("prlimit")
+    let mut command = Command::new("prlimit");
+    command
         .args([MEMORY_CAP, "timeout", "--kill-after=5", DEADLINE_SECS, BIN])
         .args(args)
         .current_dir(dir)
-        .env_remove("ACTIONS_RESULTS_URL")
-        .env_remove("ACTIONS_RUNTIME_TOKEN")
-        .env_remove("GITHUB_ACTIONS")
-        .env_remove("GITHUB_RUN_ID")
-        .env_remove("GITHUB_REPOSITORY")
-        .env_remove("GITHUB_STEP_SUMMARY")
-        .env_remove("GITHUB_OUTPUT")
-        .env_remove("CLUSTER_SECRET")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        .stdin(Stdio::null());
+    for var in SCRUBBED_ENV {
+        command.env_remove(var);
+    }
+    let out = command.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let code = out.status.code().unwrap_or(-1);
     assert!(
@@ -66,11 +62,6 @@ fn assert_refused((code, stderr): (i32, String), expected: &[&str]) {
     for part in expected {
         assert!(stderr.contains(part), "expected {part:?} in:\n{stderr}");
     }
-}
-
-/// A FIFO at `path`.
-fn mkfifo(path: &Path) {
-    assert!(Command::new("mkfifo").arg(path).status().unwrap().success());
 }
 
 /// A manifest in `dir` of one `command` suite of tests `a` and `b`, each passing.

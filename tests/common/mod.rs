@@ -100,6 +100,15 @@ pub fn await_within<T>(what: &str, patience: Duration, mut probe: impl FnMut() -
     }
 }
 
+/// Makes a named pipe at `path`.
+pub fn mkfifo(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    let made = unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) };
+    assert_eq!(made, 0, "mkfifo {}", path.display());
+}
+
 /// Copies the tree at `from` to `to`, leaving out build output and caches.
 pub fn copy_tree(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
