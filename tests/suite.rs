@@ -688,16 +688,7 @@ fn check_local(
 ) {
     let (code, report, xml) = (run.code, &run.report, &run.junit);
     let tests = run.tests();
-    let got: BTreeMap<&str, (&str, u64)> = tests
-        .iter()
-        .map(|t| {
-            let attempts = t["attempts"].as_u64().unwrap();
-            (
-                t["id"].as_str().unwrap(),
-                (t["status"].as_str().unwrap(), attempts),
-            )
-        })
-        .collect();
+    let got = run.outcomes();
     assert_eq!(got.len(), tests.len(), "each test once: {report}");
     let want: BTreeMap<&str, (&str, u64)> = expected
         .iter()

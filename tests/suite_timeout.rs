@@ -45,21 +45,7 @@ suites:
         .run();
     let (code, report, stderr) = (run.code, &run.report, &run.stderr);
     let took = started.elapsed();
-    let got: BTreeMap<&str, (&str, u64)> = report["tests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            let id = t["id"].as_str().unwrap();
-            (
-                id,
-                (
-                    t["status"].as_str().unwrap(),
-                    t["attempts"].as_u64().unwrap(),
-                ),
-            )
-        })
-        .collect();
+    let got = run.outcomes();
     let want: BTreeMap<&str, (&str, u64)> = [
         ("test_slow.py::test_a", ("passed", 1)),
         ("test_slow.py::test_hang", ("timed_out", 2)),

@@ -289,6 +289,29 @@ impl LocalRun {
         statuses
     }
 
+    /// Each reported test's final status and number of attempts by id; a test reported twice
+    /// fails the test.
+    pub fn outcomes(&self) -> BTreeMap<&str, (&str, u64)> {
+        let tests = self.tests();
+        let outcomes: BTreeMap<&str, (&str, u64)> = tests
+            .iter()
+            .map(|t| {
+                let status = t["status"].as_str().unwrap();
+                (
+                    t["id"].as_str().unwrap(),
+                    (status, t["attempts"].as_u64().unwrap()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            outcomes.len(),
+            tests.len(),
+            "each test once: {}",
+            self.report
+        );
+        outcomes
+    }
+
     /// The message of test `id`.
     pub fn message(&self, id: &str) -> String {
         let test = self.tests().iter().find(|t| t["id"] == id).unwrap();
