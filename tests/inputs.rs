@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 
 mod common;
 use common::cluster::{BIN, SCRUBBED_ENV};
+use common::manifest::{REPORT_EACH_PASSED, command_suite};
 use common::mkfifo;
 
 /// Exit code for bad input.
@@ -71,9 +72,7 @@ fn suite_manifest(dir: &Path) {
 
 /// [`suite_manifest`], its batches running the shell command `first` first.
 fn suite_manifest_doing(dir: &Path, first: &str) {
-    let manifest = format!(
-        "suites:\n  - name: r\n    framework: command\n    list: printf 'a\\nb\\n'\n    run: |\n      {first}\n      {{ echo '<testsuite>'; for t in \"$@\"; do echo \"<testcase name='$t'/>\"; done; echo '</testsuite>'; }} > \"$CLUSTER_JUNIT\"\n"
-    );
+    let manifest = command_suite(&["a", "b"], &format!("{first}\n{REPORT_EACH_PASSED}"));
     std::fs::write(dir.join("cluster.yml"), manifest).unwrap();
 }
 
@@ -223,12 +222,12 @@ fn a_batch_report_over_the_bound_makes_its_tests_errors_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     // A JUnit of two passing tests padded past the bound by a comment.
     let pad = cluster_action::runner::session::MAX_REPORT_BYTES + 1;
-    let manifest = format!(
-        "suites:\n  - name: r\n    framework: command\n    list: printf 'a\\nb\\n'\n    run: |\n      \
-         {{ echo '<testsuite>'; for t in \"$@\"; do echo \"<testcase name='$t'/>\"; done; \
+    let run = format!(
+        "{{ echo '<testsuite>'; for t in \"$@\"; do echo \"<testcase name='$t'/>\"; done; \
          echo '<!--'; head -c {pad} /dev/zero | tr '\\0' x; echo '-->'; echo '</testsuite>'; }} \
-         > \"$CLUSTER_JUNIT\"\n"
+         > \"$CLUSTER_JUNIT\""
     );
+    let manifest = command_suite(&["a", "b"], &run);
     std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
     let (code, stderr) = run_suite(dir.path(), &["--report-json", "report.json"]);
     assert_eq!(code, 1, "{stderr}");

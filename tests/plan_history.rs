@@ -28,6 +28,7 @@ use serde_json::{Value, json};
 
 mod common;
 use common::cluster::SCRUBBED_ENV;
+use common::manifest::{REPORT_EACH_PASSED, command_suite};
 use common::report::read_report_of;
 
 const OWNER: &str = "octo-org";
@@ -746,10 +747,7 @@ fn local_timings(zip_bytes: Vec<u8>) -> Vec<Stored> {
 /// look only at the run's own earlier attempts.
 async fn local_run(server: &Server, ids: &[&str], attempt: u32) -> (Option<i32>, String, Value) {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = format!(
-        "suites:\n  - name: r\n    framework: command\n    list: printf '{}\\n'\n    run: |\n      {{ echo '<testsuite>'; for t in \"$@\"; do echo \"<testcase name='$t'/>\"; done; echo '</testsuite>'; }} > \"$CLUSTER_JUNIT\"\n",
-        ids.join("\\n")
-    );
+    let manifest = command_suite(ids, REPORT_EACH_PASSED);
     std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
     let report = dir.path().join("report.json");
     let mut env = Vec::new();
