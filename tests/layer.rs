@@ -20,7 +20,7 @@ use tar::{EntryType, Header};
 use tempfile::TempDir;
 
 mod common;
-use common::entries;
+use common::{entries, mkfifo};
 
 /// Writes `rel` below `root` with `contents` and `mode`, creating parents.
 fn write(root: &Path, rel: &str, contents: &str, mode: u32) {
@@ -175,12 +175,7 @@ fn pack_refuses_paths_that_cannot_be_layer_entries() {
     assert!(pack_error(escaping, &["src"]).contains("src/hosts"));
     let link_dir = |root: &Path| symlink("src", root.join("alias")).unwrap();
     assert!(pack_error(link_dir, &["alias/main.rs"]).contains("'alias'"));
-    let fifo = |root: &Path| {
-        let path =
-            std::ffi::CString::new(root.join("src/pipe").into_os_string().into_encoded_bytes())
-                .unwrap();
-        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o644) }, 0);
-    };
+    let fifo = |root: &Path| mkfifo(&root.join("src/pipe"));
     assert!(pack_error(fifo, &["."]).contains("src/pipe"));
 }
 

@@ -27,6 +27,8 @@ use cluster_action::suite::TestKey;
 use serde_json::{Value, json};
 
 mod common;
+use common::cluster::SCRUBBED_ENV;
+use common::manifest::{REPORT_EACH_PASSED, command_suite};
 use common::report::read_report_of;
 
 const OWNER: &str = "octo-org";
@@ -837,42 +839,30 @@ fn local_timings(zip_bytes: Vec<u8>) -> Vec<Stored> {
 /// look only at the run's own earlier attempts.
 async fn local_run(server: &Server, ids: &[&str], attempt: u32) -> (Option<i32>, String, Value) {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = format!(
-        "suites:\n  - name: r\n    framework: command\n    list: printf '{}\\n'\n    run: |\n      {{ echo '<testsuite>'; for t in \"$@\"; do echo \"<testcase name='$t'/>\"; done; echo '</testsuite>'; }} > \"$CLUSTER_JUNIT\"\n",
-        ids.join("\\n")
-    );
+    let manifest = command_suite(ids, REPORT_EACH_PASSED);
     std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
     let report = dir.path().join("report.json");
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cluster-action"));
-    command
-        .args(["local", "--workers", "1", "cluster.yml", "--report-json"])
-        .arg(&report)
-        .current_dir(dir.path())
-        .env("GITHUB_API_URL", &server.base)
-        .env("GITHUB_REPOSITORY", format!("{OWNER}/{REPO}"))
-        .env("GITHUB_RUN_ID", RUN.to_string())
-        .env("GITHUB_RUN_ATTEMPT", attempt.to_string())
-        .env("GITHUB_TOKEN", TOKEN)
-        .env_remove("GITHUB_STEP_SUMMARY");
+    let mut env = Vec::new();
     if attempt == 1 {
         let event = dir.path().join("event.json");
         let body = json!({"repository": {"default_branch": "main", "private": true}});
         std::fs::write(&event, body.to_string()).unwrap();
         let workflow = format!("{OWNER}/{REPO}/.github/workflows/ci.yml@refs/heads/main");
-        command
-            .env("GITHUB_EVENT_PATH", &event)
-            .env("GITHUB_WORKFLOW_REF", workflow);
-    } else {
-        command
-            .env_remove("GITHUB_EVENT_PATH")
-            .env_remove("GITHUB_WORKFLOW_REF");
+        env.push(("GITHUB_EVENT_PATH", event.display().to_string()));
+        env.push(("GITHUB_WORKFLOW_REF", workflow));
     }
-    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let json = report.to_str().unwrap();
+    let args = [
+        "local",
+        "--workers",
+        "1",
+        "cluster.yml",
+        "--report-json",
+        json,
+    ];
+    let (code, stderr) = run_binary(dir.path(), &args, &server.base, attempt, &env).await;
     let (report, _) = read_report_of(&report, &stderr);
-    (out.status.code(), stderr, report)
+    (code, stderr, report)
 }
 
 /// The run passed every test, and said `expected` once and nothing else about the history it
@@ -1032,7 +1022,8 @@ async fn a_tampered_sealed_history_is_refused_in_one_line() {
 }
 
 /// Runs `cluster-action ARGS` in `dir` with the GitHub variables of attempt `attempt` of
-/// [`RUN`] (REST API at `api`), `env` added; returns its exit code and stderr.
+/// [`RUN`] (REST API at `api`), none of the caller's, `env` added; returns its exit code and
+/// stderr.
 async fn run_binary(
     dir: &std::path::Path,
     args: &[&str],
@@ -1041,17 +1032,18 @@ async fn run_binary(
     env: &[(&str, String)],
 ) -> (Option<i32>, String) {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cluster-action"));
+    for var in SCRUBBED_ENV {
+        command.env_remove(var);
+    }
     command
         .args(args)
         .current_dir(dir)
+        .env_remove("GITHUB_WORKFLOW_REF")
         .env("GITHUB_API_URL", api)
         .env("GITHUB_REPOSITORY", format!("{OWNER}/{REPO}"))
         .env("GITHUB_RUN_ID", RUN.to_string())
         .env("GITHUB_RUN_ATTEMPT", attempt.to_string())
         .env("GITHUB_TOKEN", TOKEN)
-        .env_remove("GITHUB_EVENT_PATH")
-        .env_remove("GITHUB_WORKFLOW_REF")
-        .env_remove("CLUSTER_SECRET")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
     let out = tokio::task::spawn_blocking(move || command.output().unwrap())
         .await

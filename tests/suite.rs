@@ -28,16 +28,11 @@ use cluster_action::suite::{
 use cluster_action::suite::{FinalStatus, TestRecord};
 
 mod common;
-use common::report::read_report_of;
-use common::suite::junit_counts;
-use common::{await_some, copy_tree};
-
-/// The fixture directory `name`.
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
+use common::await_some;
+use common::local::{
+    LocalRun, alone, available, copy_of, fixture, fixture_target_dir, junit_counts, local,
+    local_in_copy, tools_path,
+};
 
 /// Sets up the environment every framework here runs in, once per test process: the tool
 /// directories first on PATH, the cargo fixture's builds in this build's temporary directory,
@@ -45,11 +40,7 @@ fn fixture(name: &str) -> PathBuf {
 fn environment() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let mut path = std::env::var("CLUSTER_TEST_TOOLS").unwrap_or_default();
-        if let Some(rest) = std::env::var_os("PATH") {
-            path = format!("{path}:{}", rest.to_string_lossy());
-        }
-        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("suite-cargo");
+        let (path, target) = (tools_path(), fixture_target_dir());
         // SAFETY: runs before any test of this process starts a child or reads these
         // variables (every test calls it first; Once makes the others wait), and only Rust code
         // touches the environment here, through std's lock.
@@ -64,7 +55,7 @@ fn environment() {
 /// Whether `program` (with `probe` arguments) runs; a missing tool fails the test under CI.
 fn have(program: &str, probe: &[&str]) -> bool {
     environment();
-    common::suite::available(program, probe)
+    available(program, probe)
 }
 
 /// The fixture of `framework` listed with `args`, or `None` when the framework's tool is
@@ -108,8 +99,7 @@ fn suite(name: &str, framework: Framework, args: &[&str]) -> Suite {
 
 /// A job directory for one batch: the fixture (the suite's layer) and the shipped files.
 fn job_dir(listing: &Listing, source: &Path) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    copy_tree(source, dir.path());
+    let dir = copy_of(source);
     for file in &listing.ship {
         let dest = dir.path().join(&file.dest);
         std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
@@ -269,14 +259,8 @@ fn check(
 
 /// Runs `program args` in a copy of `source` with `CLUSTER_ATTEMPT=2` and returns its output.
 fn run_alone(source: &Path, program: &str, args: &[&str]) -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    copy_tree(source, dir.path());
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(dir.path())
-        .env(ATTEMPT_ENV, "2")
-        .output()
-        .unwrap();
+    let dir = copy_of(source);
+    let out = alone(dir.path(), program, args, &[(ATTEMPT_ENV, "2")]);
     (dir, String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
@@ -686,38 +670,11 @@ fn pytest_listing_problems_name_their_cause() {
 // Through `cluster-action local`: the runner lists, plans, ships and retries; workers run the
 // batches; the reports come back per test.
 
-/// `cluster-action local` with `args` in a copy of `source`, one retry per test (shorthands).
-/// Returns its exit code, its JSON report and its JUnit report.
-fn run_local(source: &Path, args: &[&str]) -> (i32, serde_json::Value, String) {
-    run_local_logged(source, args).0
-}
-
-/// [`run_local`], and what the run printed on stderr.
-fn run_local_logged(source: &Path, args: &[&str]) -> ((i32, serde_json::Value, String), String) {
-    let dir = tempfile::tempdir().unwrap();
-    copy_tree(source, dir.path());
-    let reports = tempfile::tempdir().unwrap();
-    let (json, xml) = (
-        reports.path().join("report.json"),
-        reports.path().join("report.xml"),
-    );
-    let out = Command::new(env!("CARGO_BIN_EXE_cluster-action"))
-        .arg("local")
-        .args(["--test-retries", "1"])
-        .arg("--report-json")
-        .arg(&json)
-        .arg("--report-junit")
-        .arg(&xml)
-        .args(args)
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let (report, _) = read_report_of(&json, &stderr);
-    let xml = std::fs::read_to_string(&xml).unwrap();
-    let code = out.status.code().unwrap_or(-1);
-    ((code, report, xml), stderr.into_owned())
+/// `cluster-action local` on `workers` workers in a copy of `source`, one retry per test,
+/// with `args` (shorthands).
+fn retried(source: &Path, workers: u32, args: &[&str]) -> LocalRun {
+    let local = local_in_copy(source).workers(workers);
+    local.args(&["--test-retries", "1"]).args(args).run()
 }
 
 /// Checks a `local` run: every expected test reported once, with its status; attempts are 1
@@ -725,21 +682,13 @@ fn run_local_logged(source: &Path, args: &[&str]) -> ((i32, serde_json::Value, S
 /// framework's alone; the flaky test makes no failure (`--flaky-result pass`), the failing one
 /// exit 1.
 fn check_local(
-    (code, report, xml): (i32, serde_json::Value, String),
+    run: LocalRun,
     expected: &[(&str, FinalStatus)],
     alone: (usize, usize, usize, usize),
 ) {
-    let tests = report["tests"].as_array().unwrap();
-    let got: BTreeMap<&str, (&str, u64)> = tests
-        .iter()
-        .map(|t| {
-            let attempts = t["attempts"].as_u64().unwrap();
-            (
-                t["id"].as_str().unwrap(),
-                (t["status"].as_str().unwrap(), attempts),
-            )
-        })
-        .collect();
+    let (code, report, xml) = (run.code, &run.report, &run.junit);
+    let tests = run.tests();
+    let got = run.outcomes();
     assert_eq!(got.len(), tests.len(), "each test once: {report}");
     let want: BTreeMap<&str, (&str, u64)> = expected
         .iter()
@@ -749,7 +698,7 @@ fn check_local(
         })
         .collect();
     assert_eq!(got, want);
-    assert_eq!(junit_counts(&xml), alone, "merged JUnit:\n{xml}");
+    assert_eq!(junit_counts(xml), alone, "merged JUnit:\n{xml}");
     assert_eq!(report["test_summary"]["flaky"], 1);
     assert_eq!(code, 1, "a test failed");
 }
@@ -759,7 +708,7 @@ fn pytest_through_local_runs_every_test_once_plus_retries() {
     let Some(fixture) = listed(Framework::Pytest, &[]) else {
         return;
     };
-    let run = run_local(&fixture.source, &["--workers", "2", "--pytest"]);
+    let run = retried(&fixture.source, 2, &["--pytest"]);
     check_local(run, &PYTEST_EXPECTED, pytest_alone(&fixture.source));
 }
 
@@ -768,18 +717,13 @@ fn a_failing_test_is_named_with_its_message_as_it_fails_and_in_the_list_at_the_e
     let Some(fixture) = listed(Framework::Pytest, &[]) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    copy_tree(&fixture.source, dir.path());
-    let out = Command::new(env!("CARGO_BIN_EXE_cluster-action"))
-        .args(["local", "--workers", "2", "--test-retries", "1", "--pytest"])
+    let run = local_in_copy(&fixture.source)
+        .workers(2)
+        .args(&["--test-retries", "1", "--pytest"])
         .env("CI", "true")
-        .env_remove("GITHUB_ACTIONS")
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "a test failed:\n{stdout}");
+        .run();
+    let stdout = &run.stdout;
+    assert_eq!(run.code, 1, "a test failed:\n{stdout}");
     let (live, end) = stdout
         .split_once("=== tests that did not pass: 1 of 7 ===\n")
         .unwrap_or_else(|| panic!("a list of the tests that did not pass:\n{stdout}"));
@@ -819,14 +763,14 @@ fn a_pytest_suite_in_a_subdirectory_runs_from_the_checkout_root() {
     // The fixture's pytest.ini would make its own directory the rootdir, and node ids
     // relative to it name no file from the checkout root, where the batches run.
     let checkout = tempfile::tempdir().unwrap();
-    copy_tree(&fixture.source, &checkout.path().join("sub"));
+    common::copy_tree(&fixture.source, &checkout.path().join("sub"));
     let expected: Vec<(String, FinalStatus)> = PYTEST_EXPECTED
         .iter()
         .map(|(id, status)| (format!("sub/{id}"), *status))
         .collect();
     let expected: Vec<(&str, FinalStatus)> =
         expected.iter().map(|(id, s)| (id.as_str(), *s)).collect();
-    let run = run_local(checkout.path(), &["--workers", "1", "--pytest", "sub"]);
+    let run = retried(checkout.path(), 1, &["--pytest", "sub"]);
     check_local(run, &expected, pytest_alone(&fixture.source));
 }
 
@@ -835,7 +779,7 @@ fn go_through_local_runs_every_test_once_plus_retries() {
     let Some(fixture) = listed(Framework::Go, &["./..."]) else {
         return;
     };
-    let run = run_local(&fixture.source, &["--workers", "2", "--go-test", "./..."]);
+    let run = retried(&fixture.source, 2, &["--go-test", "./..."]);
     check_local(run, &GO_EXPECTED, go_alone(&fixture.source));
 }
 
@@ -844,7 +788,7 @@ fn nextest_through_local_runs_every_test_once_plus_retries() {
     let Some(fixture) = listed(Framework::Nextest, &[]) else {
         return;
     };
-    let run = run_local(&fixture.source, &["--workers", "2", "--nextest"]);
+    let run = retried(&fixture.source, 2, &["--nextest"]);
     check_local(run, &NEXTEST_EXPECTED, nextest_alone(&fixture.source));
 }
 
@@ -869,16 +813,9 @@ fn a_clean_run_whose_retry_reaches_a_worker_idle_past_its_lease_prints_no_warnin
         "def test_ok():\n    pass\n",
     )
     .unwrap();
-    let args = [
-        "--workers",
-        "2",
-        "--slots",
-        "1",
-        "--peer-timeout",
-        "2s",
-        "--pytest",
-    ];
-    let ((code, report, _), stderr) = run_local_logged(source.path(), &args);
+    let args = ["--slots", "1", "--peer-timeout", "2s", "--pytest"];
+    let run = retried(source.path(), 2, &args);
+    let (code, report, stderr) = (run.code, &run.report, &run.stderr);
     assert_eq!(code, 0, "a flaky test passes the run: {stderr}");
     assert_eq!(
         report["test_summary"]["flaky"], 1,
@@ -922,10 +859,8 @@ done
     }))
     .unwrap();
     std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
-    let (code, report, _) = run_local(
-        dir.path(),
-        &["--workers", "2", "cluster.yml", "--peer-timeout", "3s"],
-    );
+    let run = retried(dir.path(), 2, &["cluster.yml", "--peer-timeout", "3s"]);
+    let (code, report) = (run.code, &run.report);
     assert!(marker.exists(), "a worker was killed");
     let statuses: BTreeMap<&str, &str> = report["tests"]
         .as_array()
@@ -978,18 +913,12 @@ echo '</testsuite>'; }} > "$CLUSTER_JUNIT"
     }))
     .unwrap();
     std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
-    let (code, report, xml) = run_local(
+    let run = retried(
         dir.path(),
-        &[
-            "--workers",
-            "2",
-            "--slots",
-            "1",
-            "--prefetch",
-            "0",
-            "cluster.yml",
-        ],
+        2,
+        &["--slots", "1", "--prefetch", "0", "cluster.yml"],
     );
+    let (code, report, xml) = (run.code, &run.report, &run.junit);
     let tests = report["tests"].as_array().unwrap();
     let machine = tests.iter().find(|t| t["id"] == "machine").unwrap();
     let first = std::fs::read_to_string(&first).unwrap();
@@ -1015,20 +944,11 @@ echo '</testsuite>'; }} > "$CLUSTER_JUNIT"
     assert_eq!(code, 0, "flaky passes");
 }
 
-/// `cluster-action local` with `args` in `dir`: its exit code and standard error.
+/// `cluster-action local` with `args` in `dir` with PATH `path`: its exit code and standard
+/// error.
 fn local_error(dir: &Path, path: &str, args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cluster-action"))
-        .arg("local")
-        .args(args)
-        .current_dir(dir)
-        .env("PATH", path)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let run = local(dir).env("PATH", path).args(args).run();
+    (run.code, run.stderr)
 }
 
 /// Asserts that a `local` run was refused as bad input (exit 2) with every one of `words` in
@@ -1121,8 +1041,7 @@ fn a_suite_with_no_tests_exits_2() {
     let Some(fixture) = listed(Framework::Pytest, &[]) else {
         return;
     };
-    let work = tempfile::tempdir().unwrap();
-    copy_tree(&fixture.source, work.path());
+    let work = copy_of(&fixture.source);
     assert_bad_input(
         local_error(
             work.path(),
@@ -1159,10 +1078,10 @@ fn a_second_run_plans_from_the_first_runs_timings_longest_first() {
     let timings = timings.to_str().unwrap();
     let ran = |args: &[&str]| {
         let _ = std::fs::remove_file(&order);
-        let mut all = vec!["cluster.yml", "--workers", "1", "--slots", "1"];
+        let mut all = vec!["cluster.yml", "--slots", "1"];
         all.extend(args);
-        let (code, _, _) = run_local(dir.path(), &all);
-        assert_eq!(code, 0);
+        let run = retried(dir.path(), 1, &all);
+        assert_eq!(run.code, 0);
         std::fs::read_to_string(&order).unwrap()
     };
     ran(&["--write-timings", timings]);

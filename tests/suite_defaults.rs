@@ -15,23 +15,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use common::pytest::{have_pytest, run_local};
+use common::local::{have_pytest, local};
 
 use cluster_action::proto::Isolation;
 use cluster_action::runner::manifest::{self, DEFAULT_TEST_TIMEOUT, ManifestError};
-
-/// Each test's status, by id, from `report`.
-fn statuses(report: &serde_json::Value) -> BTreeMap<String, String> {
-    report["tests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            let id = t["id"].as_str().unwrap().to_owned();
-            (id, t["status"].as_str().unwrap().to_owned())
-        })
-        .collect()
-}
 
 #[test]
 fn defaults_env_reaches_a_suite_and_a_suites_own_env_overrides_it() {
@@ -58,12 +45,13 @@ suites:
     env: { MODE: own, WANT_MODE: own }
 ";
     std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
-    let (code, report, stderr) = run_local(dir.path(), &["cluster.yml"], &[]);
-    let want: BTreeMap<String, String> = ["test_env.py::test_default", "test_env.py::test_mode"]
+    let run = local(dir.path()).args(&["cluster.yml"]).run();
+    let (code, report, stderr) = (run.code, &run.report, &run.stderr);
+    let want: BTreeMap<&str, &str> = ["test_env.py::test_default", "test_env.py::test_mode"]
         .iter()
-        .map(|id| (id.to_string(), "passed".to_string()))
+        .map(|id| (*id, "passed"))
         .collect();
-    let got = statuses(&report);
+    let got: BTreeMap<&str, &str> = run.statuses_in_order().into_iter().collect();
     assert_eq!(got.len(), 2, "both suites' tests share ids: {report}");
     assert_eq!(got, want, "{report}\n{stderr}");
     let suites: Vec<&str> = report["tests"]
@@ -96,17 +84,18 @@ suites:
     secret-env: [API_TOKEN]
 ";
     std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
-    let env = [
-        ("CLUSTER_SECRET", "a cluster secret for this test"),
-        ("API_TOKEN", "not-a-real-token-7f3a"),
-    ];
-    let (code, report, stderr) = run_local(dir.path(), &["cluster.yml"], &env);
+    let run = local(dir.path())
+        .args(&["cluster.yml"])
+        .env("CLUSTER_SECRET", "a cluster secret for this test")
+        .env("API_TOKEN", "not-a-real-token-7f3a")
+        .run();
+    let (code, report, stderr) = (run.code, run.report, run.stderr);
     let test = &report["tests"][0];
     assert_eq!(test["status"], "failed", "{report}\n{stderr}");
     let message = test["message"].as_str().unwrap();
     // It read the value (the first assertion passed), and the value is masked.
     assert!(message.contains("printed ***"), "{message}");
-    let junit = std::fs::read_to_string(dir.path().join("report.xml")).unwrap();
+    let junit = run.junit;
     assert!(junit.contains("printed ***"), "{junit}");
     for (what, text) in [
         ("report", report.to_string()),
@@ -142,7 +131,8 @@ suites:
     isolation: sandbox-no-network
 ";
     std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
-    let (code, report, stderr) = run_local(dir.path(), &["cluster.yml"], &[]);
+    let run = local(dir.path()).args(&["cluster.yml"]).run();
+    let (code, report, stderr) = (run.code, &run.report, &run.stderr);
     assert_eq!(report["tests"][0]["status"], "passed", "{report}\n{stderr}");
     assert_eq!(code, 0, "{stderr}");
 }

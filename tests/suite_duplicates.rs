@@ -7,28 +7,18 @@
 
 mod common;
 
-use serde_json::Value;
-
-use common::local::local_tests;
+use common::local::{LocalRun, local};
 
 /// Runs `local` on a `command` suite of tests `a` and `b` whose run script writes `junit` to
-/// the report; returns the exit code, standard error and the JSON report's `tests`.
-fn run_suite(junit: &str) -> (Option<i32>, String, Vec<Value>) {
+/// the report.
+fn run_suite(junit: &str) -> LocalRun {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("report.xml"), junit).unwrap();
     let manifest = "suites:\n  - name: dup\n    framework: command\n    list: printf 'a\\nb\\n'\n    \
                     run: cp report.xml \"$CLUSTER_JUNIT\"\n    layers: [report]\n\
                     layers:\n  report: { paths: [report.xml] }\n";
     std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
-    local_tests(dir.path(), &["cluster.yml"])
-}
-
-/// `(id, status)` of each test.
-fn statuses(tests: &[Value]) -> Vec<(&str, &str)> {
-    tests
-        .iter()
-        .map(|t| (t["id"].as_str().unwrap(), t["status"].as_str().unwrap()))
-        .collect()
+    local(dir.path()).args(&["cluster.yml"]).run()
 }
 
 #[test]
@@ -38,12 +28,13 @@ fn a_test_passing_then_failing_in_one_report_is_failed_and_the_run_exits_1() {
                  <testcase name='b'/>\n\
                  <testcase name='a'><failure message='a broke the second time'/></testcase>\n\
                  </testsuite>\n";
-    let (code, stderr, tests) = run_suite(junit);
+    let run = run_suite(junit);
     assert_eq!(
-        statuses(&tests),
+        run.statuses_in_order(),
         [("a", "failed"), ("b", "passed")],
-        "{stderr}"
+        "{}",
+        run.stderr
     );
-    assert_eq!(tests[0]["message"], "a broke the second time");
-    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(run.tests()[0]["message"], "a broke the second time");
+    assert_eq!(run.code, 1, "{}", run.stderr);
 }

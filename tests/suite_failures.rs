@@ -9,92 +9,31 @@
 // Helpers of a test crate unwrap like its tests: a failure there is the test failing.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 
 mod common;
-use common::report::read_report_of;
-use common::{await_some, copy_tree};
-
-/// PATH with the test tools first.
-fn tool_path() -> String {
-    let tools = std::env::var("CLUSTER_TEST_TOOLS").unwrap_or_default();
-    let rest = std::env::var("PATH").unwrap_or_default();
-    format!("{tools}:{rest}")
-}
-
-/// Whether `program probe…` runs; a missing tool fails the test under CI.
-fn have(program: &str, probe: &[&str]) -> bool {
-    let ok = Command::new(program)
-        .args(probe)
-        .env("PATH", tool_path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok || std::env::var("CI").as_deref() != Ok("true"),
-        "`{program}` does not run: scripts/test.sh installs it"
-    );
-    if !ok {
-        eprintln!("skipped: `{program}` is not available");
-    }
-    ok
-}
+use common::await_some;
+use common::local::{LocalRun, available, fixture_copy, fixture_target_dir, have_pytest, local};
 
 /// A copy of the fixture `name` in a new directory, with `manifest` as cluster.yml.
 fn checkout(name: &str, manifest: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
-    copy_tree(&source, dir.path());
+    let dir = fixture_copy(name);
     std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
     dir
 }
 
-/// What a `local` run left: its exit code, stderr, JSON report and job summary.
-struct Run {
-    code: i32,
-    stderr: String,
-    report: serde_json::Value,
-    summary: String,
-}
-
 /// `cluster-action local` on cluster.yml in `dir`, two workers of one slot each (so that two
-/// batches run on two workers).
-fn local(dir: &Path) -> Run {
-    let reports = tempfile::tempdir().unwrap();
-    let json = reports.path().join("report.json");
-    let summary = reports.path().join("summary.md");
-    let out = Command::new(env!("CARGO_BIN_EXE_cluster-action"))
-        .args(["local", "--workers", "2", "--slots", "1", "--report-json"])
-        .arg(&json)
-        .arg("cluster.yml")
-        .current_dir(dir)
-        .env("PATH", tool_path())
-        .env("GITHUB_STEP_SUMMARY", &summary)
-        .env("CARGO_TARGET_DIR", target_dir())
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let report = match out.status.code() {
-        Some(2) => serde_json::Value::Null,
-        _ => read_report_of(&json, &stderr).0,
-    };
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stderr,
-        report,
-        summary: std::fs::read_to_string(&summary).unwrap_or_default(),
-    }
-}
-
-/// Where the cargo fixture builds (shared with tests/suite.rs).
-fn target_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("suite-cargo")
+/// batches run on two workers), writing the job summary.
+fn run_manifest(dir: &Path) -> LocalRun {
+    local(dir)
+        .workers(2)
+        .args(&["--slots", "1", "cluster.yml"])
+        .env(
+            "CARGO_TARGET_DIR",
+            fixture_target_dir().display().to_string(),
+        )
+        .summary()
+        .run()
 }
 
 /// The tests of a report: (id, status, message).
@@ -112,7 +51,7 @@ fn tests(report: &serde_json::Value) -> Vec<(String, String, String)> {
 
 #[test]
 fn a_pytest_suite_without_its_files_ends_in_pytests_own_words() {
-    if !have("python", &["-m", "pytest", "--version"]) {
+    if !have_pytest() {
         return;
     }
     // No layers: the workers lack the test files, in every batch.
@@ -120,7 +59,7 @@ fn a_pytest_suite_without_its_files_ends_in_pytests_own_words() {
         "suite-pytest",
         "suites:\n  - name: py\n    framework: pytest\n    retries: 2\n",
     );
-    let run = local(dir.path());
+    let run = run_manifest(dir.path());
     let words = "file or directory not found";
     let tests = tests(&run.report);
     assert_eq!(tests.len(), 7, "{}", run.report);
@@ -169,7 +108,7 @@ fn a_command_failing_in_every_batch_is_not_requeued_blindly() {
     }))
     .unwrap();
     std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
-    let run = local(dir.path());
+    let run = run_manifest(dir.path());
     let words = "cannot start: the frobnicator is missing";
     for (id, status, message) in tests(&run.report) {
         assert_eq!(status, "error", "{id}: {message}");
@@ -192,12 +131,12 @@ fn a_command_failing_in_every_batch_is_not_requeued_blindly() {
 
 #[test]
 fn a_nextest_suite_needs_a_layer_holding_its_workspace() {
-    if !have("cargo-nextest", &["nextest", "--version"]) {
+    if !available("cargo-nextest", &["nextest", "--version"]) {
         return;
     }
     let suite = "suites:\n  - name: rust\n    framework: nextest\n";
     let dir = checkout("suite-cargo", suite);
-    let refused = local(dir.path());
+    let refused = run_manifest(dir.path());
     assert_eq!(refused.code, 2, "{}", refused.stderr);
     for words in ["suite 'rust'", "Cargo.toml", "workspace: {paths: [.]}"] {
         assert!(
@@ -209,7 +148,7 @@ fn a_nextest_suite_needs_a_layer_holding_its_workspace() {
     // What the message says to add makes it run as `--nextest` does: every test reported.
     let fixed = format!("layers:\n  workspace: {{paths: [.]}}\n{suite}    layers: [workspace]\n");
     std::fs::write(dir.path().join("cluster.yml"), fixed).unwrap();
-    let run = local(dir.path());
+    let run = run_manifest(dir.path());
     let tests = tests(&run.report);
     assert!(!tests.is_empty(), "{}", run.stderr);
     assert!(
@@ -223,7 +162,7 @@ fn a_nextest_suite_needs_a_layer_holding_its_workspace() {
 
 #[test]
 fn a_cancelled_run_keeps_the_tests_that_passed_before_the_cancel() {
-    if !have("python", &["-m", "pytest", "--version"]) {
+    if !have_pytest() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -239,25 +178,14 @@ fn a_cancelled_run_keeps_the_tests_that_passed_before_the_cancel() {
         ),
     )
     .unwrap();
-    let json = dir.path().join("report.json");
-    let local = Command::new(env!("CARGO_BIN_EXE_cluster-action"))
-        .args(["local", "--workers", "1", "--slots", "1", "--report-json"])
-        .arg(&json)
-        .arg("--pytest")
-        .current_dir(dir.path())
-        .env("PATH", tool_path())
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let running = local(dir.path())
+        .args(&["--slots", "1", "--pytest"])
+        .start();
     await_some("the slow test to start", || started.exists().then_some(()));
-    // SAFETY: kill(2) on the child this test spawned and has not waited for.
-    unsafe { libc::kill(local.id() as libc::pid_t, libc::SIGTERM) };
-    let out = local.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    let (report, _) = read_report_of(&json, &stderr);
+    running.signal(libc::SIGTERM);
+    let run = running.finish();
+    let (report, stderr) = (&run.report, &run.stderr);
+    assert_eq!(run.code, 130, "{stderr}");
     let tests: Vec<(String, String, u64)> = report["tests"]
         .as_array()
         .unwrap()

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use common::suite::{available, fixture_copy, local, local_with};
+use common::local::{available, fixture_copy, local};
 
 #[test]
 fn go_test_without_packages_runs_every_package_of_the_module() {
@@ -14,7 +14,7 @@ fn go_test_without_packages_runs_every_package_of_the_module() {
         return;
     }
     let dir = fixture_copy("suite-go-nested");
-    let run = local(dir.path(), &["--go-test"]);
+    let run = local(dir.path()).args(&["--go-test"]).run();
     let statuses = run.statuses();
     assert_eq!(
         statuses
@@ -39,7 +39,7 @@ fn a_line_a_test_prints_decides_no_result() {
         return;
     }
     let dir = fixture_copy("suite-go-forged");
-    let run = local(dir.path(), &["--go-test", "./..."]);
+    let run = local(dir.path()).args(&["--go-test", "./..."]).run();
     let id = |name: &str| format!("example.com/forged {name}");
     let want: std::collections::BTreeMap<String, String> = [
         (id("TestEarlier"), "passed"),
@@ -76,7 +76,10 @@ fn the_users_goflags_apply_to_their_packages_not_to_test2json() {
     }
     // A vendored module's setting: outside the module, Go 1.19 panics on it.
     let dir = fixture_copy("suite-go-nested");
-    let run = local_with(dir.path(), &["--go-test"], &[("GOFLAGS", "-mod=vendor")]);
+    let run = local(dir.path())
+        .args(&["--go-test"])
+        .env("GOFLAGS", "-mod=vendor")
+        .run();
     let statuses = run.statuses();
     assert_eq!(statuses.len(), 2, "{statuses:?}\n{}", run.stderr);
     assert_eq!(run.code, 1, "a test failed: {}", run.stderr);

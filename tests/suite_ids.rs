@@ -13,44 +13,32 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use common::local::local_tests;
-use common::suite::available;
-
-/// Whether a `python` with pytest runs; a missing one fails the test under CI.
-fn have_pytest() -> bool {
-    available("python", &["-m", "pytest", "--version"])
-}
+use common::local::{LocalRun, have_pytest, local};
+use common::manifest::REPORT_EACH_PASSED;
 
 /// Runs `local` on the manifest `manifest` (as JSON, written as `cluster.yml` in `dir`).
-fn run_manifest(dir: &Path, manifest: &Value) -> (Option<i32>, String, Vec<Value>) {
+fn run_manifest(dir: &Path, manifest: &Value) -> LocalRun {
     let text = serde_yaml::to_string(manifest).unwrap();
     std::fs::write(dir.join("cluster.yml"), text).unwrap();
-    local_tests(dir, &["cluster.yml"])
+    local(dir).args(&["cluster.yml"]).run()
 }
 
 /// Checks that a run passed each of its `count` tests and exited 0.
-fn all_passed((code, stderr, tests): (Option<i32>, String, Vec<Value>), count: usize) {
+fn all_passed(run: LocalRun, count: usize) {
     assert_eq!(
-        counts(&tests),
+        counts(&run),
         [("passed", count)].into(),
-        "{}\n{stderr}",
-        first_problem(&tests)
+        "{}\n{}",
+        first_problem(run.tests()),
+        run.stderr
     );
-    assert_eq!(code, Some(0), "{stderr}");
-}
-
-/// `(id, status)` of each test.
-fn statuses(tests: &[Value]) -> Vec<(&str, &str)> {
-    tests
-        .iter()
-        .map(|t| (t["id"].as_str().unwrap(), t["status"].as_str().unwrap()))
-        .collect()
+    assert_eq!(run.code, 0, "{}", run.stderr);
 }
 
 /// How many tests have each status.
-fn counts(tests: &[Value]) -> std::collections::BTreeMap<&str, usize> {
+fn counts(run: &LocalRun) -> std::collections::BTreeMap<&str, usize> {
     let mut counts = std::collections::BTreeMap::new();
-    for (_, status) in statuses(tests) {
+    for (_, status) in run.statuses_in_order() {
         *counts.entry(status).or_default() += 1;
     }
     counts
@@ -122,16 +110,20 @@ fn pytests_junit_prefix_or_junitxml_does_not_hide_the_results() {
         "--junitprefix=pre",
         "--junitxml=mine.xml",
     ] {
-        let (code, stderr, tests) = local_tests(dir.path(), &["--pytest", option, "test_p.py"]);
+        let run = local(dir.path())
+            .args(&["--pytest", option, "test_p.py"])
+            .run();
         assert_eq!(
-            statuses(&tests),
+            run.statuses_in_order(),
             [
                 ("test_p.py::test_passes", "passed"),
                 ("test_p.py::test_fails", "failed")
             ],
-            "{option}: {tests:?}\n{stderr}"
+            "{option}: {:?}\n{}",
+            run.tests(),
+            run.stderr
         );
-        assert_eq!(code, Some(1), "{stderr}");
+        assert_eq!(run.code, 1, "{}", run.stderr);
     }
 }
 
@@ -140,25 +132,25 @@ fn pytests_junit_prefix_or_junitxml_does_not_hide_the_results() {
 #[test]
 fn an_id_holding_a_nul_is_an_error_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let run = r#"{ echo '<testsuite name="c">'; for t in "$@"; do echo "<testcase name=\"$t\"/>"; done; echo '</testsuite>'; } > "$CLUSTER_JUNIT""#;
     let manifest = serde_json::json!({
         "suites": [{
             "name": "c",
             "framework": "command",
             "list": "printf 'a\\nb\\0c\\nd\\n'",
-            "run": run,
+            "run": REPORT_EACH_PASSED,
             "split": "file",
         }]
     });
-    let (code, stderr, tests) = run_manifest(dir.path(), &manifest);
+    let run = run_manifest(dir.path(), &manifest);
+    let (tests, stderr) = (run.tests(), &run.stderr);
     assert_eq!(
-        statuses(&tests),
+        run.statuses_in_order(),
         [("a", "passed"), ("b\0c", "error"), ("d", "passed")],
         "{tests:?}\n{stderr}"
     );
     let message = tests[1]["message"].as_str().unwrap();
     assert!(message.contains("NUL"), "{message}");
-    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(run.code, 1, "{stderr}");
 }
 
 /// Parametrised ids with spaces, quotes, brackets, `#`, `$`, backquotes, `::`, a line break
@@ -208,8 +200,9 @@ def test_fails(x):
         ],
         "layers": {"code": {"paths": ["test_ids.py", "test_raw.py"]}},
     });
-    let (code, stderr, tests) = run_manifest(dir.path(), &manifest);
-    let got = statuses(&tests);
+    let run = run_manifest(dir.path(), &manifest);
+    let (tests, stderr) = (run.tests(), &run.stderr);
+    let got = run.statuses_in_order();
     for id in [
         "test_ids.py::test_fixture",
         "test_ids.py::test_x[a b]",
@@ -235,9 +228,9 @@ def test_fails(x):
     let message = tests.iter().find(|t| t["id"] == failed).unwrap()["message"].to_string();
     assert!(message.contains("failed as meant"), "{message}");
     assert_eq!(
-        counts(&tests),
+        counts(&run),
         [("failed", 1), ("passed", 18)].into(),
         "{got:?}"
     );
-    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(run.code, 1, "{stderr}");
 }

@@ -5,15 +5,8 @@
 // Helpers of a test crate unwrap like its tests: a failure there is the test failing.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
-
 mod common;
-use common::suite::{LocalRun, alone, available, fixture_copy, junit_counts, local};
-
-/// Whether pytest runs (see `available`).
-fn have_pytest() -> bool {
-    available("python", &["-m", "pytest", "--version"])
-}
+use common::local::{LocalRun, alone, fixture_copy, have_pytest, junit_counts, local, statuses_of};
 
 /// `(tests, failures, errors, skipped)` of pytest alone on a copy of `fixture`, from its own
 /// JUnit (its configuration applies; the JUnit path is this test's).
@@ -25,6 +18,7 @@ fn pytest_alone(fixture: &str) -> (usize, usize, usize, usize) {
         dir.path(),
         "python",
         &["-m", "pytest", "-p", "no:cacheprovider", &junit],
+        &[],
     );
     junit_counts(&std::fs::read_to_string(&xml).unwrap())
 }
@@ -41,22 +35,14 @@ fn counts(run: &LocalRun) -> (usize, usize, usize, usize) {
     )
 }
 
-/// `(id, status)` pairs as [`LocalRun::statuses`] gives them.
-fn expected(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(id, status)| (id.to_string(), status.to_string()))
-        .collect()
-}
-
 #[test]
 fn pytest_addopts_quiet_and_junit_options_change_nothing() {
     if !have_pytest() {
         return;
     }
     let dir = fixture_copy("suite-pytest-addopts");
-    let run = local(dir.path(), &["--pytest"]);
-    let want = expected(&[
+    let run = local(dir.path()).args(&["--pytest"]).run();
+    let want = statuses_of(&[
         ("test_a.py::test_passes", "passed"),
         ("test_a.py::test_fails", "failed"),
         ("test_a.py::test_param[1]", "passed"),
@@ -81,8 +67,8 @@ fn pytest_addopts_markers_select_what_is_listed_and_run() {
         return;
     }
     let dir = fixture_copy("suite-pytest-markers");
-    let run = local(dir.path(), &["--pytest"]);
-    let want = expected(&[
+    let run = local(dir.path()).args(&["--pytest"]).run();
+    let want = statuses_of(&[
         ("test_marked.py::test_fast", "passed"),
         ("test_marked.py::test_also_fast", "passed"),
     ]);
@@ -97,8 +83,10 @@ fn a_junitxml_among_the_suites_arguments_does_not_replace_the_batchs_own() {
         return;
     }
     let dir = fixture_copy("suite-pytest-markers");
-    let run = local(dir.path(), &["--pytest", "--junitxml=mine.xml", "-rA"]);
-    let want = expected(&[
+    let run = local(dir.path())
+        .args(&["--pytest", "--junitxml=mine.xml", "-rA"])
+        .run();
+    let want = statuses_of(&[
         ("test_marked.py::test_fast", "passed"),
         ("test_marked.py::test_also_fast", "passed"),
     ]);

@@ -11,7 +11,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::pytest::{have_pytest, run_local_within};
+use common::local::{have_pytest, local};
 
 #[test]
 fn a_hanging_test_times_out_alone_within_its_per_test_timeout() {
@@ -39,24 +39,13 @@ suites:
 ";
     std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
     let started = Instant::now();
-    let (code, report, stderr) =
-        run_local_within(dir.path(), &["cluster.yml"], &[], Duration::from_secs(60));
+    let run = local(dir.path())
+        .args(&["cluster.yml"])
+        .within(Duration::from_secs(60))
+        .run();
+    let (code, report, stderr) = (run.code, &run.report, &run.stderr);
     let took = started.elapsed();
-    let got: BTreeMap<&str, (&str, u64)> = report["tests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            let id = t["id"].as_str().unwrap();
-            (
-                id,
-                (
-                    t["status"].as_str().unwrap(),
-                    t["attempts"].as_u64().unwrap(),
-                ),
-            )
-        })
-        .collect();
+    let got = run.outcomes();
     let want: BTreeMap<&str, (&str, u64)> = [
         ("test_slow.py::test_a", ("passed", 1)),
         ("test_slow.py::test_hang", ("timed_out", 2)),

@@ -29,7 +29,7 @@ install_go_and_nextest() {
 # Runs its arguments as root (through sudo unless this is root).
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# Exports CLUSTER_TEST_TOOLS: the directories where tests/suite.rs and the benchmarks' suite
+# Exports CLUSTER_TEST_TOOLS: the directories where tests/suite*.rs and the benchmarks' suite
 # scenario look first (then on PATH) for python (with pytest), go and cargo-nextest.
 export_test_tools() {
   export CLUSTER_TEST_TOOLS="$PWD/$TOOLS_VENV/bin:${CARGO_HOME:-$HOME/.cargo}/bin"

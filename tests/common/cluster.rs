@@ -23,7 +23,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_cluster-action");
 pub const TIMINGS: &str = "--poll-max 100ms --keepalive 300ms --peer-timeout 3s";
 
 /// Variables of the caller's environment that would change what the binary does.
-pub const SCRUBBED_ENV: [&str; 14] = [
+pub const SCRUBBED_ENV: [&str; 16] = [
     "ACTIONS_RESULTS_URL",
     "ACTIONS_RUNTIME_TOKEN",
     "CLUSTER_ACTION_CLUSTER",
@@ -35,6 +35,8 @@ pub const SCRUBBED_ENV: [&str; 14] = [
     "CLUSTER_WORKER",
     "GITHUB_ACTIONS",
     "GITHUB_JOB",
+    "GITHUB_OUTPUT",
+    "GITHUB_REPOSITORY",
     "GITHUB_RUN_ATTEMPT",
     "GITHUB_STEP_SUMMARY",
     "RUST_LOG",
@@ -181,13 +183,25 @@ impl Scratch {
     /// Starts `cluster-action ARGS` (split at spaces) in `cwd`, with `env` added to a scrubbed
     /// environment and `TMPDIR` set to [`Scratch::tmp`].
     pub fn spawn(&self, cwd: &Path, name: &str, args: &str, env: &[(&str, &str)]) -> Proc {
+        let args: Vec<&str> = args.split_whitespace().collect();
+        self.spawn_args(cwd, name, &args, env)
+    }
+
+    /// [`Scratch::spawn`] with the arguments given one by one (an argument may hold spaces).
+    pub fn spawn_args(
+        &self,
+        cwd: &Path,
+        name: &str,
+        args: &[impl AsRef<std::ffi::OsStr>],
+        env: &[(&str, &str)],
+    ) -> Proc {
         let logs = self.path().join("logs");
         fs::create_dir_all(&logs).unwrap();
         fs::create_dir_all(self.tmp()).unwrap();
         let stdout = logs.join(format!("{name}.out"));
         let stderr = logs.join(format!("{name}.err"));
         let mut cmd = Command::new(BIN);
-        cmd.args(args.split_whitespace())
+        cmd.args(args)
             .current_dir(cwd)
             .stdin(Stdio::null())
             .stdout(fs::File::create(&stdout).unwrap())

@@ -14,6 +14,17 @@ pub fn quoted(text: &str) -> String {
     serde_json::to_string(text).unwrap()
 }
 
+/// The `run` of a `command` suite that reports every test it is given as passed.
+pub const REPORT_EACH_PASSED: &str = r#"{ echo '<testsuite>'; for t in "$@"; do echo "<testcase name='$t'/>"; done; echo '</testsuite>'; } > "$CLUSTER_JUNIT""#;
+
+/// A manifest of one `command` suite, `r`, of the tests `ids`, its batches running the shell
+/// script `run` with their tests' ids as arguments.
+pub fn command_suite(ids: &[&str], run: &str) -> String {
+    let list = quoted(&format!("printf '{}\\n'", ids.join("\\n")));
+    let run = quoted(run);
+    format!("suites:\n  - name: r\n    framework: command\n    list: {list}\n    run: {run}\n")
+}
+
 /// A manifest head whose `defaults` give every job `$VAR`, the directory `dir` (more
 /// `defaults` keys may follow, indented by two spaces).
 pub fn defaults_env(var: &str, dir: &Path) -> String {

@@ -100,6 +100,15 @@ pub fn await_within<T>(what: &str, patience: Duration, mut probe: impl FnMut() -
     }
 }
 
+/// Makes a named pipe at `path`.
+pub fn mkfifo(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    let made = unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) };
+    assert_eq!(made, 0, "mkfifo {}", path.display());
+}
+
 /// Copies the tree at `from` to `to`, leaving out build output and caches.
 pub fn copy_tree(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
@@ -164,7 +173,8 @@ pub fn job_spec(name: &str, run: &str) -> JobSpec {
 /// (tests/cluster_*.rs and others).
 pub mod cluster;
 
-/// `cluster-action local` on suites, and whether a framework is installed.
+/// `cluster-action local` in a directory with the test tools on PATH, whether a tool is
+/// installed, and fixture copies (tests/suite*.rs and others).
 pub mod local;
 
 /// Manifest text and the `data` layer's files for the end-to-end tests.
@@ -172,10 +182,3 @@ pub mod manifest;
 
 /// The JSON report, read and checked against its schema.
 pub mod report;
-
-/// A suite fixture through `cluster-action local`, and its framework alone (tests/suite_*.rs).
-pub mod suite;
-
-/// pytest suites run through `cluster-action local` in a directory of their own
-/// (tests/suite_defaults.rs, tests/suite_timeout.rs).
-pub mod pytest;
