@@ -103,7 +103,7 @@ fn a_go_test_calling_os_exit_0_fails_as_under_go_test() {
          func TestFine(t *testing.T) {}\n",
     )
     .unwrap();
-    let run = local(dir.path(), &["--go-test"]);
+    let run = local(dir.path()).args(&["--go-test"]).run();
     let statuses = run.statuses();
     assert_eq!(
         statuses.get("example.com/ex TestExits").map(String::as_str),

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use common::suite::{available, local};
+use common::local::{available, local};
 
 #[test]
 fn a_go_test_named_with_unicode_letters_is_listed_and_its_failure_reported() {
@@ -25,7 +25,7 @@ fn a_go_test_named_with_unicode_letters_is_listed_and_its_failure_reported() {
          func TestPlain(t *testing.T) {}\n",
     )
     .unwrap();
-    let run = local(dir.path(), &["--go-test"]);
+    let run = local(dir.path()).args(&["--go-test"]).run();
     let statuses = run.statuses();
     assert_eq!(
         statuses.get("example.com/u TestÄpfel").map(String::as_str),
@@ -55,7 +55,9 @@ fn a_pytest_id_holding_a_carriage_return_runs_as_itself() {
     .unwrap();
     // Raw ids: pytest would otherwise write the carriage return as `\r`.
     let raw = "-odisable_test_id_escaping_and_forfeit_all_rights_to_community_support=true";
-    let run = local(dir.path(), &["--pytest", raw, "test_cr.py"]);
+    let run = local(dir.path())
+        .args(&["--pytest", raw, "test_cr.py"])
+        .run();
     let statuses = run.statuses();
     let cr = "test_cr.py::test_u[a\rb]";
     assert_eq!(
