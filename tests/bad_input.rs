@@ -133,3 +133,18 @@ fn local_refuses_more_workers_than_its_limit_naming_the_flag() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("64"), "the limit is named: {stderr}");
 }
+
+#[test]
+fn tests_naming_no_framework_is_refused_naming_the_frameworks() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["local", "--tests", "mocha", "spec/"], &[]);
+    assert_refused(
+        &out,
+        "--tests: 'mocha' is not a test framework: give one of nextest",
+    );
+    let out = run(dir.path(), &["local", "--tests", "command"], &[]);
+    assert_refused(
+        &out,
+        "a `command` suite needs its `list` and `run` commands",
+    );
+}

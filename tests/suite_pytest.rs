@@ -67,7 +67,8 @@ fn pytest_addopts_markers_select_what_is_listed_and_run() {
         return;
     }
     let dir = fixture_copy("suite-pytest-markers");
-    let run = local(dir.path()).args(&["--pytest"]).run();
+    // The general form of the shorthand, `--tests FRAMEWORK [ARGS]`, names the framework.
+    let run = local(dir.path()).args(&["--tests", "pytest"]).run();
     let want = statuses_of(&[
         ("test_marked.py::test_fast", "passed"),
         ("test_marked.py::test_also_fast", "passed"),

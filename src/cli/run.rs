@@ -34,8 +34,8 @@ pub struct JobsArgs {
     /// The job manifest (YAML). See the README for its format.
     #[arg(
         value_name = "MANIFEST",
-        required_unless_present_any = ["commands", "nextest", "pytest", "go_test"],
-        conflicts_with_all = ["commands", "nextest", "pytest", "go_test"]
+        required_unless_present_any = ["commands", "tests", "nextest", "pytest", "go_test"],
+        conflicts_with_all = ["commands", "tests", "nextest", "pytest", "go_test"]
     )]
     manifest: Option<PathBuf>,
     /// Instead of a manifest: a file with one shell command per line, each a job.

@@ -1,5 +1,6 @@
-//! The flags of `run` and `local` for test suites: the one-suite shorthands (`--nextest`,
-//! `--pytest`, `--go-test`), timing history files and `--flaky-result`.
+//! The flags of `run` and `local` for test suites: the one-suite shorthand (`--tests FRAMEWORK
+//! [ARGS]…`, with `--nextest`, `--pytest` and `--go-test` as its aliases), timing history files
+//! and `--flaky-result`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use cluster_action::history::results::RerunMode;
 use cluster_action::layer::Listed;
 use cluster_action::runner::manifest::{DEFAULT_TEST_TIMEOUT, LayerDef, Manifest, SuiteDef};
 use cluster_action::runner::report::FlakyResult;
-use cluster_action::suite::{Framework, Split, Suite};
+use cluster_action::suite::{Framework, Suite};
 
 use super::exit::Failure;
 
@@ -27,6 +28,14 @@ pub enum FlakyArg {
 /// Suite flags, shared by `run` and `local`.
 #[derive(Debug, Args)]
 pub struct SuiteArgs {
+    /// Instead of a manifest: one suite of this directory, run by FRAMEWORK (nextest, pytest,
+    /// go, ...: a manifest's `framework:` names) with ARGS for its listing and its batches, e.g.
+    /// `--tests pytest tests/` or `--tests go ./...`. The directory is shipped to the workers.
+    /// Give it last: it takes every argument after it. `--nextest ARGS`, `--pytest ARGS` and
+    /// `--go-test ARGS` are `--tests nextest ARGS`, `--tests pytest ARGS`, `--tests go ARGS`.
+    #[arg(long, num_args = 1.., allow_hyphen_values = true, value_name = "FRAMEWORK [ARGS]",
+          conflicts_with_all = ["nextest", "pytest", "go_test"])]
+    pub tests: Option<Vec<String>>,
     /// Instead of a manifest: one nextest suite of this directory, with these arguments for
     /// `cargo nextest list`/`run` (e.g. `--nextest --workspace`); the directory is shipped to
     /// the workers beside the archive. Give it last: it takes every argument after it.
@@ -60,18 +69,48 @@ pub struct SuiteArgs {
     pub rerun: RerunMode,
 }
 
+/// The framework `--tests NAME` names; `command` and unknown names are bad input.
+fn tests_framework(name: &str) -> Result<Framework, Failure> {
+    let listed: Vec<&str> = Framework::NAMES
+        .into_iter()
+        .filter(|n| *n != "command")
+        .collect();
+    Framework::named(name).ok_or_else(|| {
+        Failure::bad_input(if name == "command" {
+            "--tests: a `command` suite needs its `list` and `run` commands: write it in a \
+             manifest's `suites:`"
+                .to_owned()
+        } else {
+            format!(
+                "--tests: '{name}' is not a test framework: give one of {} first, e.g. \
+                 `--tests pytest tests/`",
+                listed.join(", ")
+            )
+        })
+    })
+}
+
 impl SuiteArgs {
     /// The one-suite manifest of the shorthand given, for the current directory.
     pub fn manifest(&self) -> Result<Manifest, Failure> {
-        let (framework, args, flag) = match (&self.nextest, &self.pytest, &self.go_test) {
-            (Some(args), _, _) => (Framework::Nextest, args.clone(), "--nextest"),
-            (_, Some(args), _) => (Framework::Pytest, args.clone(), "--pytest"),
-            (_, _, Some(args)) => (Framework::Go, args.clone(), "--go-test"),
-            _ => {
-                return Err(Failure::bad_input(
-                    "give a MANIFEST, --commands FILE or a suite",
-                ));
+        let (framework, args, flag) = match (&self.tests, &self.nextest, &self.pytest) {
+            (Some(given), _, _) => {
+                let (name, args) = match given.split_first() {
+                    Some((name, args)) => (name.as_str(), args),
+                    None => ("", &[][..]),
+                };
+                (tests_framework(name)?, args.to_vec(), "--tests")
             }
+            (_, Some(args), _) => (Framework::Nextest, args.clone(), "--nextest"),
+            (_, _, Some(args)) => (Framework::Pytest, args.clone(), "--pytest"),
+            _ => match &self.go_test {
+                Some(args) => (Framework::Go, args.clone(), "--go-test"),
+                None => {
+                    return Err(Failure::bad_input(
+                        "give a MANIFEST, --commands FILE or a suite",
+                    ));
+                }
+            },
         };
         let base_dir =
             std::env::current_dir().map_err(Failure::io("cannot read the current directory"))?;
@@ -83,6 +122,7 @@ impl SuiteArgs {
                 listed: Listed::Entries,
             },
         )]);
+        let split = framework.default_split();
         let suite = SuiteDef {
             suite: Suite {
                 name: framework.name().to_string(),
@@ -92,7 +132,7 @@ impl SuiteArgs {
             layers: layers.keys().cloned().collect(),
             batch: None,
             retries: self.test_retries,
-            split: Split::Test,
+            split,
             timeout: DEFAULT_TEST_TIMEOUT,
             env: BTreeMap::new(),
             secret_env: Default::default(),

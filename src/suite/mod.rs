@@ -81,6 +81,22 @@ impl Framework {
     /// The names `framework:` accepts, for messages.
     pub const NAMES: [&'static str; 4] = ["nextest", "pytest", "go", "command"];
 
+    /// The framework `framework: NAME` (or `--tests NAME`) names, for every framework but
+    /// `command`, which also needs its two commands.
+    pub fn named(name: &str) -> Option<Framework> {
+        match name {
+            "nextest" => Some(Framework::Nextest),
+            "pytest" => Some(Framework::Pytest),
+            "go" => Some(Framework::Go),
+            _ => None,
+        }
+    }
+
+    /// How the framework's tests are grouped into batches unless a suite says `split:`.
+    pub fn default_split(&self) -> Split {
+        Split::Test
+    }
+
     /// The framework's name as written in a manifest.
     pub fn name(&self) -> &'static str {
         match self {

@@ -16,7 +16,8 @@
 //!   - name: py
 //!     framework: pytest
 //!     args: [tests/]
-//!     split: file            # test (default) | file: a file's tests stay in one batch
+//!     split: file            # test | file: a file's tests stay in one batch (default: the
+//!                            # framework's, Framework::default_split)
 //!   - name: anything
 //!     framework: command
 //!     list: ./list-tests.sh  # prints one test id a line
@@ -115,7 +116,10 @@ pub(super) fn resolve(raw: &schema::Manifest) -> Result<Vec<SuiteDef>, Vec<Findi
             Some(batch)
         });
         let split = match suite.split.as_deref() {
-            None | Some("test") => Split::Test,
+            None => framework
+                .as_ref()
+                .map_or(Split::Test, Framework::default_split),
+            Some("test") => Split::Test,
             Some("file") => Split::File,
             Some(other) => {
                 check.problem(
@@ -265,13 +269,11 @@ fn framework(
             );
             return None;
         }
-        Some("nextest") => Framework::Nextest,
-        Some("pytest") => Framework::Pytest,
-        Some("go") => Framework::Go,
         Some("command") => Framework::Command {
             list: command(check, index, "list", suite.list.as_deref(), owner),
             run: command(check, index, "run", suite.run.as_deref(), owner),
         },
+        Some(name) if let Some(framework) = Framework::named(name) => framework,
         Some(other) => {
             check.problem(
                 node_path!["suites", index, "framework"],
