@@ -76,8 +76,8 @@ const INPUTS = {
   retention: 'all',
 };
 
-/** The `tests` input's frameworks and the binary's flag for each (a one-suite run). */
-const TEST_FLAGS = { nextest: '--nextest', pytest: '--pytest', go: '--go-test' };
+/** The `tests` input's frameworks: a one-suite run, `--tests FRAMEWORK [ARGS]` of the binary. */
+const TEST_FRAMEWORKS = ['nextest', 'pytest', 'go', 'jest', 'vitest', 'playwright', 'rspec', 'minitest'];
 
 /** A failure the user can fix, with the exit code that reports it. */
 class ActionError extends Error {
@@ -217,11 +217,11 @@ function readInputs(env = process.env) {
         `or 'tests' (a framework), got ${given.length ? given.join(' and ') : 'none'}`,
     );
   }
-  if (raw.tests && !TEST_FLAGS[raw.tests]) {
-    throw badInput(`tests: '${raw.tests}' is not a test framework: use one of ${Object.keys(TEST_FLAGS).join(', ')}`);
+  if (raw.tests && !TEST_FRAMEWORKS.includes(raw.tests)) {
+    throw badInput(`tests: '${raw.tests}' is not a test framework: use one of ${TEST_FRAMEWORKS.join(', ')}`);
   }
   if (raw['test-args'] && !raw.tests) {
-    throw badInput("test-args: arguments for a test framework need 'tests' (nextest, pytest or go)");
+    throw badInput(`test-args: arguments for a test framework need 'tests' (${TEST_FRAMEWORKS.join(', ')})`);
   }
   // A runner may have no slots of its own (0); a worker runs at least one job at once.
   const slotsPattern = role === 'runner' ? /^(0|[1-9]\d*)$/ : /^[1-9]\d*$/;
@@ -297,7 +297,7 @@ function commandLine(cfg, reports) {
   }
   argv.push(...cfg.args);
   // A suite flag takes every argument after it: it goes last.
-  if (cfg.tests && (cfg.mode === 'runner' || cfg.mode === 'embedded')) argv.push(TEST_FLAGS[cfg.tests], ...cfg.testArgs);
+  if (cfg.tests && (cfg.mode === 'runner' || cfg.mode === 'embedded')) argv.push('--tests', cfg.tests, ...cfg.testArgs);
   // The manifest goes last, after `--`, so a path starting with '-' is never read as a flag.
   if (cfg.jobs && (cfg.mode === 'runner' || cfg.mode === 'embedded')) argv.push('--', cfg.jobs);
   return argv;

@@ -210,7 +210,7 @@ test('each role gets the flags its inputs name, after the global --log-level', a
     [
       { role: 'runner', tests: 'pytest', 'test-args': `tests/ -k 'not slow'`, args: '--flaky-result fail' },
       ['run', '--cluster', 'default', '--report-json', 'JSON', '--report-junit', 'JUNIT', '--step-outputs', '--flaky-result', 'fail',
-        '--pytest', 'tests/', '-k', 'not slow'],
+        '--tests', 'pytest', 'tests/', '-k', 'not slow'],
     ],
     [
       { role: 'runner', commands: 'commands.txt', 'stop-cluster': 'false' },
@@ -319,7 +319,7 @@ test('bad inputs stop the step with exit 2 and a message naming the fix; nothing
     [{ role: 'runner', jobs: 'm.yml', commands: 'c.txt' }, /::error::role 'runner' needs exactly one of 'jobs' .*, 'commands' .* or 'tests' .*, got jobs and commands/],
     [{ role: 'runner', jobs: 'm.yml', tests: 'pytest' }, /::error::role 'runner' needs exactly one of .*, got jobs and tests/],
     [{ role: 'runner' }, /::error::role 'runner' needs exactly one of .*, got none/],
-    [{ role: 'runner', tests: 'jest' }, /::error::tests: 'jest' is not a test framework: use one of nextest, pytest, go/],
+    [{ role: 'runner', tests: 'mocha' }, /::error::tests: 'mocha' is not a test framework: use one of nextest, pytest, go, jest, vitest, playwright, rspec, minitest/],
     [{ role: 'runner', jobs: 'm.yml', 'test-args': '-x' }, /::error::test-args: arguments for a test framework need 'tests'/],
     [{ role: 'runner', jobs: 'm.yml', 'stop-cluster': 'yes' }, /::error::stop-cluster: 'yes' is not a boolean: use true or false/],
     [{ role: 'broker', args: `--name 'open` }, /::error::args: unterminated ' quote/],
