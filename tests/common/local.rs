@@ -71,6 +71,45 @@ pub fn fixture_copy(name: &str) -> tempfile::TempDir {
     copy_of(&fixture(name))
 }
 
+/// The node_modules holding jest, vitest and @playwright/test: `CLUSTER_TEST_NODE_MODULES`
+/// (scripts/test.sh sets it), else tests/frameworks/node_modules. `None` when it holds no
+/// `bin` (see [`available`] for what a missing tool does in and outside CI).
+pub fn node_modules() -> Option<PathBuf> {
+    let dir = std::env::var_os("CLUSTER_TEST_NODE_MODULES").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/frameworks/node_modules"),
+        PathBuf::from,
+    );
+    if dir.join(".bin").is_dir() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{} holds no packages: scripts/test.sh installs them (npm ci)",
+        dir.display()
+    );
+    eprintln!(
+        "skipped: {} holds no packages (scripts/test.sh installs them)",
+        dir.display()
+    );
+    None
+}
+
+/// A copy of the JavaScript fixture `name` with the test frameworks' `node_modules` in it, as
+/// a user's checkout after `npm ci` (hard links to [`node_modules`]: a copy costs no space and
+/// is shipped as the user's own directory would be). `None` when the packages are missing.
+pub fn js_fixture_copy(name: &str) -> Option<tempfile::TempDir> {
+    let modules = node_modules()?;
+    let dir = fixture_copy(name);
+    let status = Command::new("cp")
+        .arg("-al")
+        .arg(&modules)
+        .arg(dir.path().join("node_modules"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "cp -al {} failed", modules.display());
+    Some(dir)
+}
+
 /// Where the cargo fixture builds, apart from the fixture and shared by the tests using it.
 pub fn fixture_target_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("suite-cargo")
