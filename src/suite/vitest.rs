@@ -9,6 +9,9 @@
 //! ids of its tests (never a name pattern, which could match a neighbour whose names joined by
 //! spaces are the same) and appends one JSON line to the report file as each test ends, then a
 //! last line saying the run ended. A batch killed part-way leaves the lines of what finished.
+//! (Vitest 3 takes no test ids: there a batch's files run with an anchored pattern of its
+//! tests' exact names, and a neighbour of the same name joined by spaces runs too; the report
+//! names it, and the runner ignores a test the batch did not ask for.)
 //!
 //! A test's id is what `vitest list` prints for it: `[project] file > describe > test`, with
 //! the project when it has a name (the same test in two projects is two tests) and the file

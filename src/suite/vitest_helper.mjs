@@ -10,8 +10,10 @@
 //   node vitest_helper.mjs run IDS TESTS REPORT -- ARGS...
 //     Runs exactly the tests whose ids are the lines of IDS (TESTS being what `list` wrote):
 //     each file with Vitest's own ids of those tests, never a name pattern that could match a
-//     neighbour. One JSON object a line goes to REPORT as each test ends, and `{"end":true}`
-//     when the run ended: a batch killed part-way leaves the lines of the tests that finished.
+//     neighbour (Vitest 3 has no such ids: there, an anchored pattern of the exact names). One
+//     JSON object a line goes to REPORT as each test that ran ends (asked for or not), and
+//     `{"end":true}` when the run ended: a batch killed part-way leaves the lines of the tests
+//     that finished.
 //
 // A test's id is what `vitest list` prints for it: `[project] file > describe > test`, the
 // project part only when the project has a name, the file relative to the project's root.
@@ -75,6 +77,7 @@ async function list(out, args) {
         file: relative(process.cwd(), test.module.moduleId),
         name: test.fullName,
         ids: [test.id],
+        spaced: spaced(test),
       });
     }
   }
@@ -136,8 +139,10 @@ async function run(idsFile, testsFile, report, args) {
     },
     onTestCaseResult(test) {
       const id = idOf(test);
-      if (!wanted.has(id)) return;
       const result = test.result();
+      // A test not asked for is skipped by Vitest's filter; one that ran anyway is reported
+      // (the runner ignores it), so that the report shows what the batch ran.
+      if (!wanted.has(id) && result.state === "skipped") return;
       const ms = Math.round(test.diagnostic()?.duration ?? 0);
       const output = logs.get(test.id) || [];
       if (result.state === "failed") {
@@ -169,19 +174,34 @@ async function run(idsFile, testsFile, report, args) {
     const slot = options.maxWorkers === undefined && options.fileParallelism === undefined;
     return { reporters: [...own, recorder], reporter: undefined, ...(slot ? { maxWorkers: 1 } : {}) };
   });
-  await vitest.standalone();
+  // `init` before Vitest 3.2, deprecated since.
+  await (vitest.standalone ? vitest.standalone() : vitest.init());
   const specs = new Map();
   for (const test of wanted.values()) {
     const key = JSON.stringify([test.project || "", test.file]);
-    const spec = specs.get(key) || { project: test.project || "", file: test.file, ids: [] };
+    const spec = specs.get(key) || { project: test.project || "", file: test.file, ids: [], names: [] };
     spec.ids.push(...test.ids);
+    spec.names.push(test.spaced);
     specs.set(key, spec);
   }
   const specifications = [];
+  const byName = [];
   for (const spec of specs.values()) {
     const project = vitest.projects.find((p) => (p.name || "") === spec.project);
     if (!project) continue;
-    specifications.push(project.createSpecification(resolve(spec.file), { testIds: spec.ids }));
+    const file = resolve(spec.file);
+    const exact = project.createSpecification(file, { testIds: spec.ids });
+    if (Array.isArray(exact.testIds)) {
+      specifications.push(exact);
+    } else {
+      // Vitest 3 selects tests within a file by line or by name alone.
+      specifications.push(project.createSpecification(file));
+      byName.push(...spec.names);
+    }
+  }
+  if (byName.length) {
+    const escaped = byName.map((name) => name.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&"));
+    vitest.setGlobalTestNamePattern(new RegExp(`^(?:${escaped.join("|")})$`));
   }
   if (specifications.length) await vitest.runTestSpecifications(specifications, false);
   write({ end: true });
