@@ -4,7 +4,8 @@
 //   node vitest_helper.mjs list TESTS -- ARGS...
 //     Collects the tests ARGS select (the arguments of `vitest run`) without running them and
 //     writes one JSON object a line to TESTS: the test's id, its project, its file (relative
-//     to this directory), its full name and Vitest's own ids of the tests that id stands for.
+//     to this directory), its full name, Vitest's own ids of the tests that id stands for and
+//     its names joined by spaces (what Vitest matches a name pattern against).
 //     Unlike `vitest list`, tests skipped by `.skip`, `.todo` or a skipped describe are listed
 //     (Vitest reports them); those a `-t` pattern leaves out are not.
 //   node vitest_helper.mjs run IDS TESTS REPORT -- ARGS...
@@ -23,7 +24,7 @@ import { createRequire } from "node:module";
 import { join, relative, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 
-/// The exit code when vitest cannot be found from this directory.
+// The exit code when vitest cannot be found from this directory.
 const NOT_INSTALLED = 3;
 
 async function vitestNode() {
@@ -38,14 +39,14 @@ async function vitestNode() {
   return import(pathToFileURL(path).href);
 }
 
-/// The id of a test (a TestCase of Vitest's reporter API), as `vitest list` prints it.
+// The id of a test (a TestCase of Vitest's reporter API), as `vitest list` prints it.
 function idOf(test) {
   const name = `${test.module.task.name} > ${test.fullName}`;
   return test.project.name ? `[${test.project.name}] ${name}` : name;
 }
 
-/// Vitest started on the suite's arguments (those of `vitest run`) with `overrides`: the
-/// file filters the arguments hold and the instance.
+// Vitest started on the suite's arguments (those of `vitest run`) with `overrides`: the
+// file filters the arguments hold and the instance.
 async function start(node, args, overrides) {
   const { filter, options } = node.parseCLI(["vitest", "run", ...args]);
   const config = { ...options, watch: false, run: true, ...overrides(options) };
@@ -91,15 +92,15 @@ async function list(out, args) {
   process.exit(0);
 }
 
-/// A test's names joined by spaces: what Vitest matches `-t` against.
+// A test's names joined by spaces: what Vitest matches `-t` against.
 function spaced(test) {
   const names = [test.name];
   for (let suite = test.parent; suite.type === "suite"; suite = suite.parent) names.unshift(suite.name);
   return names.join(" ");
 }
 
-/// What the report says of a test that failed: the first error's message, and every error's
-/// stack and diff with the test's console output.
+// What the report says of a test that failed: the first error's message, and every error's
+// stack and diff with the test's console output.
 function failure(errors, logs) {
   const first = errors[0] || {};
   const message = first.message ? `${first.name || "Error"}: ${first.message}` : "failed";
@@ -108,10 +109,10 @@ function failure(errors, logs) {
   return { message: message.split("\n")[0].replace(ANSI, ""), output };
 }
 
-/// Terminal colour codes, which reports do not keep.
+// Terminal colour codes, which reports do not keep.
 const ANSI = /\u001b\[[0-9;]*m/g;
 
-/// A stack without the frames of Vitest and Node themselves.
+// A stack without the frames of Vitest and Node themselves.
 function own(stack) {
   const frame = (line) => /^\s+at /.test(line);
   const theirs = (line) => frame(line) && /node_modules|node:internal|<anonymous>/.test(line);
