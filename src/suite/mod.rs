@@ -1,4 +1,4 @@
-//! Test suites as work: a framework (nextest, pytest, go test or a pair of commands) lists a
+//! Test suites as work: a framework (nextest, pytest, go test, Vitest or a pair of commands) lists a
 //! suite's tests on the runner, says what a worker runs for a batch of them, and turns the
 //! framework's own report of that batch into one result per test.
 //!
@@ -30,6 +30,7 @@ mod process;
 mod pytest;
 mod report;
 mod result;
+mod vitest;
 mod watchdog;
 
 use std::path::{Path, PathBuf};
@@ -67,6 +68,8 @@ pub enum Framework {
     Pytest,
     /// `go test`: test binaries built on the runner.
     Go,
+    /// Vitest, from the checkout's `node_modules`, by test id (`[project] file > name`).
+    Vitest,
     /// Any tool: `list` prints one test id a line, `run` gets a batch's ids as arguments and
     /// in the file [`TESTS_FILE_ENV`] names, and writes JUnit to [`REPORT_ENV`].
     Command {
@@ -79,7 +82,7 @@ pub enum Framework {
 
 impl Framework {
     /// The names `framework:` accepts, for messages.
-    pub const NAMES: [&'static str; 4] = ["nextest", "pytest", "go", "command"];
+    pub const NAMES: [&'static str; 5] = ["nextest", "pytest", "go", "vitest", "command"];
 
     /// The framework `framework: NAME` (or `--tests NAME`) names, for every framework but
     /// `command`, which also needs its two commands.
@@ -88,6 +91,7 @@ impl Framework {
             "nextest" => Some(Framework::Nextest),
             "pytest" => Some(Framework::Pytest),
             "go" => Some(Framework::Go),
+            "vitest" => Some(Framework::Vitest),
             _ => None,
         }
     }
@@ -103,6 +107,7 @@ impl Framework {
             Framework::Nextest => "nextest",
             Framework::Pytest => "pytest",
             Framework::Go => "go",
+            Framework::Vitest => "vitest",
             Framework::Command { .. } => "command",
         }
     }
@@ -222,6 +227,7 @@ impl Suite {
             Framework::Nextest => nextest::list(self, dir, &work)?,
             Framework::Pytest => pytest::list(self, dir)?,
             Framework::Go => gotest::list(self, dir, &work)?,
+            Framework::Vitest => vitest::list(self, dir, &work)?,
             Framework::Command { list, .. } => command::list(self, list, dir)?,
         };
         if listing.tests.is_empty() {
@@ -260,6 +266,7 @@ impl Listing {
             Framework::Nextest => nextest::batch_command(self, batch),
             Framework::Pytest => pytest::batch_command(self, batch),
             Framework::Go => gotest::batch_command(self, batch),
+            Framework::Vitest => vitest::batch_command(self, batch),
             Framework::Command { run, .. } => command::batch_command(&self.suite, run, batch),
         }
     }
@@ -283,6 +290,7 @@ impl Listing {
         let reported = match (&self.suite.framework, report) {
             (_, None) => report::Reported::default(),
             (Framework::Go, Some(bytes)) => gotest::parse(bytes),
+            (Framework::Vitest, Some(bytes)) => vitest::parse(bytes),
             (Framework::Nextest, Some(bytes)) => report::junit(bytes, nextest::junit_key)
                 .unwrap_or_else(|| report::progress(bytes, nextest::progress_line, |_| None)),
             (Framework::Pytest, Some(bytes)) => report::junit(bytes, pytest::junit_key)
@@ -332,10 +340,12 @@ fn ship_dest(suite: &Suite, file: &str) -> PathBuf {
 /// The batch's file of test ids ([`IDS_FILE`]), as a shell word: absolute, as a batch may
 /// change directories.
 fn ids_path(suite: &Suite) -> String {
-    format!(
-        "\"$PWD\"/{}",
-        shell_quote(&ship_dest(suite, IDS_FILE).display().to_string())
-    )
+    format!("\"$PWD\"/{}", shipped_path(suite, IDS_FILE))
+}
+
+/// Where a shipped file named `file` of `suite` lands ([`ship_dest`]), as a shell word.
+fn shipped_path(suite: &Suite, file: &str) -> String {
+    shell_quote(&ship_dest(suite, file).display().to_string())
 }
 
 /// Shell lines writing `lines`, one a line, to the file `path` (a shell word; its directory is
@@ -418,6 +428,7 @@ mod tests {
             Framework::Nextest,
             Framework::Pytest,
             Framework::Go,
+            Framework::Vitest,
             Framework::Command {
                 list: "true".into(),
                 run: "./run \"$@\"".into(),

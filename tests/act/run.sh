@@ -140,8 +140,27 @@ scenario_suite() {
     pass "suite: tests: pytest over a matrix of 3, one merged JUnit with pytest's own counts, the flaky test flagged"
 }
 
+# A Vitest suite through the action (tests: vitest) over a matrix of 2: the merged JUnit has
+# Vitest's own counts for the suite run alone here, each test is reported once and the flaky one
+# is flagged, and the failing test fails the runner step (instance 0) and only it. The jobs'
+# node_modules are the test frameworks' (scripts/test.sh installs them).
+scenario_vitest() {
+  local dir="$logs/vitest" modules=${CLUSTER_TEST_NODE_MODULES:-$root/tests/frameworks/node_modules}
+  mkdir -p "$dir"
+  [ -x "$modules/.bin/vitest" ] ||
+    { fail vitest "no vitest in $modules (scripts/test.sh installs it)"; return; }
+  if act_run vitest tests/act/workflows/suite-vitest.yml --env CA_TEST_DIR="$dir" \
+    --env CA_TEST_NODE_MODULES="$modules"; then
+    fail vitest "act succeeded although a test failed"; tail -60 "$logs/vitest.log"; return
+  fi
+  expect_lines vitest 'Success - Main \./' 1 &&
+    expect_lines vitest 'Failure - Main \./' 1 &&
+    check vitest python3 tests/act/check_vitest.py "$modules" tests/fixtures/suite-vitest "$dir" &&
+    pass "vitest: tests: vitest over a matrix of 2, one merged JUnit with Vitest's own counts, the flaky test flagged"
+}
+
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(transport roles auto failing sealed example suite)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(transport roles auto failing sealed example suite vitest)
 for s in "${scenarios[@]}"; do
   "scenario_$s"
 done
