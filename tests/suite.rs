@@ -66,6 +66,7 @@ fn listed(framework: Framework, args: &[&str]) -> Option<Fixture> {
         Framework::Pytest => ("suite-pytest", &["python", "-m", "pytest", "--version"]),
         Framework::Go => ("suite-go", &["go", "version"]),
         Framework::Command { .. } => unreachable!("command suites have no fixture"),
+        Framework::Playwright => unreachable!("tests/suite_playwright.rs runs playwright"),
     };
     if !have(probe[0], &probe[1..]) {
         return None;

@@ -26,6 +26,7 @@ pub mod junit;
 pub mod makespan;
 mod nextest;
 pub mod plan;
+mod playwright;
 mod process;
 mod pytest;
 mod report;
@@ -67,6 +68,8 @@ pub enum Framework {
     Pytest,
     /// `go test`: test binaries built on the runner.
     Go,
+    /// `playwright test` (`@playwright/test`), from the project's `node_modules`.
+    Playwright,
     /// Any tool: `list` prints one test id a line, `run` gets a batch's ids as arguments and
     /// in the file [`TESTS_FILE_ENV`] names, and writes JUnit to [`REPORT_ENV`].
     Command {
@@ -79,7 +82,7 @@ pub enum Framework {
 
 impl Framework {
     /// The names `framework:` accepts, for messages.
-    pub const NAMES: [&'static str; 4] = ["nextest", "pytest", "go", "command"];
+    pub const NAMES: [&'static str; 5] = ["nextest", "pytest", "go", "command", "playwright"];
 
     /// The framework `framework: NAME` (or `--tests NAME`) names, for every framework but
     /// `command`, which also needs its two commands.
@@ -88,6 +91,7 @@ impl Framework {
             "nextest" => Some(Framework::Nextest),
             "pytest" => Some(Framework::Pytest),
             "go" => Some(Framework::Go),
+            "playwright" => Some(Framework::Playwright),
             _ => None,
         }
     }
@@ -103,6 +107,7 @@ impl Framework {
             Framework::Nextest => "nextest",
             Framework::Pytest => "pytest",
             Framework::Go => "go",
+            Framework::Playwright => "playwright",
             Framework::Command { .. } => "command",
         }
     }
@@ -222,6 +227,7 @@ impl Suite {
             Framework::Nextest => nextest::list(self, dir, &work)?,
             Framework::Pytest => pytest::list(self, dir)?,
             Framework::Go => gotest::list(self, dir, &work)?,
+            Framework::Playwright => playwright::list(self, dir, &work)?,
             Framework::Command { list, .. } => command::list(self, list, dir)?,
         };
         if listing.tests.is_empty() {
@@ -260,6 +266,7 @@ impl Listing {
             Framework::Nextest => nextest::batch_command(self, batch),
             Framework::Pytest => pytest::batch_command(self, batch),
             Framework::Go => gotest::batch_command(self, batch),
+            Framework::Playwright => playwright::batch_command(self, batch),
             Framework::Command { run, .. } => command::batch_command(&self.suite, run, batch),
         }
     }
@@ -283,6 +290,7 @@ impl Listing {
         let reported = match (&self.suite.framework, report) {
             (_, None) => report::Reported::default(),
             (Framework::Go, Some(bytes)) => gotest::parse(bytes),
+            (Framework::Playwright, Some(bytes)) => playwright::parse(bytes),
             (Framework::Nextest, Some(bytes)) => report::junit(bytes, nextest::junit_key)
                 .unwrap_or_else(|| report::progress(bytes, nextest::progress_line, |_| None)),
             (Framework::Pytest, Some(bytes)) => report::junit(bytes, pytest::junit_key)
@@ -418,6 +426,7 @@ mod tests {
             Framework::Nextest,
             Framework::Pytest,
             Framework::Go,
+            Framework::Playwright,
             Framework::Command {
                 list: "true".into(),
                 run: "./run \"$@\"".into(),
