@@ -102,7 +102,7 @@ suites:
 ",
         &[
             "ci.yml:3:16: suite 'a' has an unknown framework 'jest'",
-            "hint: use one of nextest, pytest, go, command",
+            "hint: use one of nextest, pytest, go, command, playwright",
             "ci.yml:4:11: suite 'a' is defined twice (first at line 2)",
             "ci.yml:6:12: suite 'a' has an unknown split 'module'",
             "ci.yml:7:14: suite 'a' uses layer 'nope', which is not defined",

@@ -298,6 +298,18 @@ fn playwright_bad_input_exits_2_with_the_words_a_user_needs() {
             "basics.spec.ts",
         ],
     );
+    // No Node on PATH.
+    let run = local(dir.path())
+        .env("PATH", "/nonexistent")
+        .args(&["--tests", "playwright"])
+        .run();
+    assert_bad_input(
+        &run,
+        &[
+            "`node` is not installed (not found on PATH)",
+            "npm install --save-dev @playwright/test",
+        ],
+    );
     // A checkout without its node_modules: Playwright is not installed.
     let bare = fixture_copy("suite-playwright");
     let run = local(bare.path()).args(&["--tests", "playwright"]).run();

@@ -1,5 +1,5 @@
-//! Test suites as work: a framework (nextest, pytest, go test or a pair of commands) lists a
-//! suite's tests on the runner, says what a worker runs for a batch of them, and turns the
+//! Test suites as work: a framework (nextest, pytest, go test, Playwright or a pair of commands)
+//! lists a suite's tests on the runner, says what a worker runs for a batch of them, and turns the
 //! framework's own report of that batch into one result per test.
 //!
 //! The runner's side is [`Suite::list`]: it runs the framework's listing (building what has to
@@ -14,7 +14,8 @@
 //! finished is kept and the rest is [`TestStatus::NotRun`], to be queued again. (go's report
 //! is the test binaries' test2json events, streamed test by test; for nextest and pytest the
 //! report file holds their progress lines until the framework's JUnit replaces it at the end;
-//! a `command` suite's JUnit is all or nothing.)
+//! Playwright's is a JSON line per test from a reporter of ours, then one at the run's end; a
+//! `command` suite's JUnit is all or nothing.)
 //! A test's attempts fold into one [`TestRecord`] and its [`FinalStatus`]; [`junit`] writes
 //! the records of every batch and attempt as one JUnit XML. [`plan`] packs a suite's tests
 //! (each a [`TestKey`]) into batches from their estimates, and [`makespan`] measures a plan.
@@ -45,7 +46,8 @@ pub use error::SuiteError;
 pub use result::{FinalStatus, TestEntry, TestRecord, TestResult, TestStatus};
 
 /// The variable naming the file a batch writes its report to (JUnit XML; for go, the test
-/// binaries' test2json events), relative to the job's directory or absolute.
+/// binaries' test2json events; for Playwright, its reporter's JSON lines), relative to the
+/// job's directory or absolute.
 pub const REPORT_ENV: &str = "CLUSTER_JUNIT";
 
 /// The variable holding the attempt number of a batch, from 1 (the first run).
