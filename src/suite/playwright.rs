@@ -1,6 +1,7 @@
-//! Playwright (`@playwright/test`): tests listed with `playwright test --list` on the runner,
-//! batches run with `--test-list`, results from a small reporter of ours. The project's
-//! `node_modules` (shipped with the checkout) and its browsers are the user's on every machine.
+//! Playwright (`@playwright/test` 1.56 or later): tests listed with `playwright test --list` on
+//! the runner, batches run with `--test-list` (new in 1.56: an older Playwright is refused
+//! before listing), results from a small reporter of ours. The project's `node_modules`
+//! (shipped with the checkout) and its browsers are the user's on every machine.
 //!
 //! A test is its project, its file (relative to the configuration's `rootDir`) and its title
 //! path, written as Playwright prints it without the line and column:
@@ -42,6 +43,13 @@ const PLAYWRIGHT: Tool = Tool {
 
 /// Playwright's command line, relative to the directory the suite is listed and run in.
 const CLI: &str = "node_modules/@playwright/test/cli.js";
+
+/// The package's manifest, which says its version.
+const PACKAGE: &str = "node_modules/@playwright/test/package.json";
+
+/// The first Playwright whose `playwright test` takes `--test-list` (1.56), as
+/// `(major, minor)`.
+const TEST_LIST_SINCE: (u64, u64) = (1, 56);
 
 /// The reporter of the listing and the batches.
 const REPORTER: &str = include_str!("playwright_reporter.cjs");
@@ -105,6 +113,7 @@ pub(super) fn list(suite: &Suite, dir: &Path, work: &Path) -> Result<Listing, Su
         let looked = format!("no {CLI} in {}", dir.display());
         return Err(PLAYWRIGHT.missing(suite, looked));
     }
+    check_version(suite, dir)?;
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| SuiteError::Io { path, source }
@@ -142,6 +151,40 @@ pub(super) fn list(suite: &Suite, dir: &Path, work: &Path) -> Result<Listing, Su
         listing.run_args.push("--workers=1".into());
     }
     Ok(listing)
+}
+
+/// Refuses a Playwright older than [`TEST_LIST_SINCE`], whose batches could not name their
+/// tests; a version that cannot be read is left for the listing to try.
+fn check_version(suite: &Suite, dir: &Path) -> Result<(), SuiteError> {
+    #[derive(Deserialize)]
+    struct Package {
+        version: String,
+    }
+    let Some(version) = std::fs::read(dir.join(PACKAGE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Package>(&bytes).ok())
+        .map(|package| package.version)
+    else {
+        return Ok(());
+    };
+    match major_minor(&version) {
+        Some(found) if found < TEST_LIST_SINCE => Err(SuiteError::TooOld {
+            suite: suite.name.clone(),
+            command: "playwright".into(),
+            found: format!("{version} (in {PACKAGE})"),
+            why: "a batch names its tests with `playwright test --test-list`, new in 1.56",
+            install: "upgrade it: `npm install --save-dev @playwright/test@latest`",
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// `(major, minor)` of a version such as `1.56.0` or `1.57.0-alpha-1`.
+fn major_minor(version: &str) -> Option<(u64, u64)> {
+    let mut parts = version.split(['.', '-']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
 }
 
 /// The test `test` names: grouped by project and file, named by its titles.
@@ -249,6 +292,41 @@ mod tests {
         assert_eq!(case.group, "[chromium] › a/b.spec.ts");
         assert_eq!(case.name, "outer › it's [1] #$x");
         assert_eq!(case.file.as_deref(), Some("a/b.spec.ts"));
+    }
+
+    #[test]
+    fn a_playwright_without_test_lists_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let suite = Suite {
+            name: "pw".into(),
+            framework: super::super::Framework::Playwright,
+            args: vec![],
+        };
+        let package = dir.path().join(PACKAGE);
+        std::fs::create_dir_all(package.parent().unwrap()).unwrap();
+        for (version, refused) in [
+            ("1.55.2", true),
+            ("1.9.0", true),
+            ("1.56.0", false),
+            ("1.65.2", false),
+            ("1.66.0-alpha-2026-01-01", false),
+            ("2.0.0", false),
+            ("next", false),
+        ] {
+            let json = format!(r#"{{"name": "@playwright/test", "version": "{version}"}}"#);
+            std::fs::write(&package, json).unwrap();
+            let checked = check_version(&suite, dir.path());
+            assert_eq!(checked.is_err(), refused, "{version}");
+            if let Err(e) = checked {
+                let message = e.to_string();
+                assert!(
+                    message.contains(&format!("`playwright` {version}")),
+                    "{message}"
+                );
+                assert!(message.contains("--test-list"), "{message}");
+                assert!(message.contains("@playwright/test@latest"), "{message}");
+            }
+        }
     }
 
     #[test]
