@@ -38,7 +38,9 @@ class ClusterActionReporter {
   onBegin(config, suite) {
     this.rootDir = config.rootDir;
     if (this.listing) {
-      for (const test of suite.allTests()) this.write({ test: identify(test, this.rootDir) });
+      // One write for the whole listing, however many tests.
+      const line = (test) => JSON.stringify({ test: identify(test, this.rootDir) }) + '\n';
+      fs.appendFileSync(this.out, suite.allTests().map(line).join(''));
     }
   }
 
