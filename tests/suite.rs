@@ -15,15 +15,13 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Once;
 
 use cluster_action::suite::junit::merged;
 use cluster_action::suite::{
-    ATTEMPT_ENV, Framework, Listing, REPORT_ENV, Split, Suite, SuiteError, TestCase, TestResult,
-    TestStatus,
+    ATTEMPT_ENV, Framework, Listing, Split, Suite, SuiteError, TestCase, TestResult, TestStatus,
 };
 use cluster_action::suite::{FinalStatus, TestRecord};
 
@@ -31,7 +29,7 @@ mod common;
 use common::await_some;
 use common::local::{
     LocalRun, alone, available, copy_of, fixture, fixture_target_dir, junit_counts, local,
-    local_in_copy, tools_path,
+    local_in_copy, spawn_batch, tools_path,
 };
 
 /// Sets up the environment every framework here runs in, once per test process: the tool
@@ -67,6 +65,7 @@ fn listed(framework: Framework, args: &[&str]) -> Option<Fixture> {
         Framework::Go => ("suite-go", &["go", "version"]),
         Framework::Command { .. } => unreachable!("command suites have no fixture"),
         Framework::Vitest => unreachable!("tests/suite_vitest.rs runs the vitest fixture"),
+        Framework::Playwright => unreachable!("tests/suite_playwright.rs runs playwright"),
     };
     if !have(probe[0], &probe[1..]) {
         return None;
@@ -114,18 +113,7 @@ fn job_dir(listing: &Listing, source: &Path) -> tempfile::TempDir {
 fn start_batch(listing: &Listing, source: &Path, batch: &[TestCase], attempt: u32) -> Batch {
     let dir = job_dir(listing, source);
     let report = dir.path().join("report.out");
-    let child = Command::new("bash")
-        .arg("-c")
-        .arg(listing.batch_command(batch))
-        .current_dir(dir.path())
-        .env(REPORT_ENV, &report)
-        .env(ATTEMPT_ENV, attempt.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
+    let child = spawn_batch(dir.path(), &listing.batch_command(batch), &report, attempt);
     Batch {
         _dir: dir,
         report,
@@ -477,17 +465,7 @@ fn kill_part_way(
     } else {
         file.clone()
     };
-    let mut child = Command::new("bash")
-        .arg("-c")
-        .arg(listing.batch_command(&batch))
-        .current_dir(dir.path())
-        .env(REPORT_ENV, &report)
-        .env(ATTEMPT_ENV, "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
+    let mut child = spawn_batch(dir.path(), &listing.batch_command(&batch), &report, 1);
     let mut seen = Vec::new();
     let mut lines = BufReader::new(child.stdout.take().unwrap());
     loop {

@@ -18,6 +18,20 @@ pub enum SuiteError {
         /// How to install it.
         install: &'static str,
     },
+    /// The framework is installed in a version that lacks what a batch needs.
+    #[error("suite '{suite}': `{command}` {found} is too old: {why}; {install}")]
+    TooOld {
+        /// The suite.
+        suite: String,
+        /// The framework's command.
+        command: String,
+        /// The version found, and where.
+        found: String,
+        /// What it lacks.
+        why: &'static str,
+        /// How to upgrade it.
+        install: &'static str,
+    },
     /// The listing (or build) command failed.
     #[error(
         "suite '{suite}': `{command}` failed ({status}); the end of its output:\n{stderr_tail}"

@@ -1,6 +1,7 @@
-//! Test suites as work: a framework (nextest, pytest, go test, Vitest or a pair of commands) lists a
-//! suite's tests on the runner, says what a worker runs for a batch of them, and turns the
-//! framework's own report of that batch into one result per test.
+//! Test suites as work: a framework (nextest, pytest, go test, Jest, Vitest, Playwright, RSpec,
+//! Minitest or a pair of commands) lists a suite's tests on the runner, says what a worker runs
+//! for a batch of them, and turns the framework's own report of that batch into one result per
+//! test.
 //!
 //! The runner's side is [`Suite::list`]: it runs the framework's listing (building what has to
 //! be built once: a nextest archive, go test binaries) and returns a [`Listing`], the tests
@@ -14,7 +15,8 @@
 //! finished is kept and the rest is [`TestStatus::NotRun`], to be queued again. (go's report
 //! is the test binaries' test2json events, streamed test by test; for nextest and pytest the
 //! report file holds their progress lines until the framework's JUnit replaces it at the end;
-//! a `command` suite's JUnit is all or nothing.)
+//! Playwright's is a JSON line per test from a reporter of ours, then one at the run's end; a
+//! `command` suite's JUnit is all or nothing.)
 //! A test's attempts fold into one [`TestRecord`] and its [`FinalStatus`]; [`junit`] writes
 //! the records of every batch and attempt as one JUnit XML. [`plan`] packs a suite's tests
 //! (each a [`TestKey`]) into batches from their estimates, and [`makespan`] measures a plan.
@@ -26,6 +28,7 @@ pub mod junit;
 pub mod makespan;
 mod nextest;
 pub mod plan;
+mod playwright;
 mod process;
 mod pytest;
 mod report;
@@ -45,7 +48,8 @@ pub use error::SuiteError;
 pub use result::{FinalStatus, TestEntry, TestRecord, TestResult, TestStatus};
 
 /// The variable naming the file a batch writes its report to (JUnit XML; for go, the test
-/// binaries' test2json events), relative to the job's directory or absolute.
+/// binaries' test2json events; for Playwright, its reporter's JSON lines), relative to the
+/// job's directory or absolute.
 pub const REPORT_ENV: &str = "CLUSTER_JUNIT";
 
 /// The variable holding the attempt number of a batch, from 1 (the first run).
@@ -70,6 +74,8 @@ pub enum Framework {
     Go,
     /// Vitest, from the checkout's `node_modules`, by test id (`[project] file > name`).
     Vitest,
+    /// `playwright test` (`@playwright/test`), from the project's `node_modules`.
+    Playwright,
     /// Any tool: `list` prints one test id a line, `run` gets a batch's ids as arguments and
     /// in the file [`TESTS_FILE_ENV`] names, and writes JUnit to [`REPORT_ENV`].
     Command {
@@ -82,7 +88,17 @@ pub enum Framework {
 
 impl Framework {
     /// The names `framework:` accepts, for messages.
-    pub const NAMES: [&'static str; 5] = ["nextest", "pytest", "go", "vitest", "command"];
+    pub const NAMES: [&'static str; 9] = [
+        "nextest",
+        "pytest",
+        "go",
+        "jest",
+        "vitest",
+        "playwright",
+        "rspec",
+        "minitest",
+        "command",
+    ];
 
     /// The framework `framework: NAME` (or `--tests NAME`) names, for every framework but
     /// `command`, which also needs its two commands.
@@ -92,6 +108,7 @@ impl Framework {
             "pytest" => Some(Framework::Pytest),
             "go" => Some(Framework::Go),
             "vitest" => Some(Framework::Vitest),
+            "playwright" => Some(Framework::Playwright),
             _ => None,
         }
     }
@@ -108,6 +125,7 @@ impl Framework {
             Framework::Pytest => "pytest",
             Framework::Go => "go",
             Framework::Vitest => "vitest",
+            Framework::Playwright => "playwright",
             Framework::Command { .. } => "command",
         }
     }
@@ -228,6 +246,7 @@ impl Suite {
             Framework::Pytest => pytest::list(self, dir)?,
             Framework::Go => gotest::list(self, dir, &work)?,
             Framework::Vitest => vitest::list(self, dir, &work)?,
+            Framework::Playwright => playwright::list(self, dir, &work)?,
             Framework::Command { list, .. } => command::list(self, list, dir)?,
         };
         if listing.tests.is_empty() {
@@ -267,6 +286,7 @@ impl Listing {
             Framework::Pytest => pytest::batch_command(self, batch),
             Framework::Go => gotest::batch_command(self, batch),
             Framework::Vitest => vitest::batch_command(self, batch),
+            Framework::Playwright => playwright::batch_command(self, batch),
             Framework::Command { run, .. } => command::batch_command(&self.suite, run, batch),
         }
     }
@@ -291,6 +311,7 @@ impl Listing {
             (_, None) => report::Reported::default(),
             (Framework::Go, Some(bytes)) => gotest::parse(bytes),
             (Framework::Vitest, Some(bytes)) => vitest::parse(bytes),
+            (Framework::Playwright, Some(bytes)) => playwright::parse(bytes),
             (Framework::Nextest, Some(bytes)) => report::junit(bytes, nextest::junit_key)
                 .unwrap_or_else(|| report::progress(bytes, nextest::progress_line, |_| None)),
             (Framework::Pytest, Some(bytes)) => report::junit(bytes, pytest::junit_key)
@@ -429,6 +450,7 @@ mod tests {
             Framework::Pytest,
             Framework::Go,
             Framework::Vitest,
+            Framework::Playwright,
             Framework::Command {
                 list: "true".into(),
                 run: "./run \"$@\"".into(),

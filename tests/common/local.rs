@@ -1,18 +1,20 @@
 //! `cluster-action local` run as a user runs it in a directory (a copy of a fixture, a
 //! manifest written by the test): the test tools first on PATH, none of the caller's CI
 //! variables, the reports in a scratch directory of their own, the run bounded in time. Also
-//! the probe that says whether a tool is installed, the fixture copy and a framework run alone
-//! for comparison.
+//! the probe that says whether a tool is installed, the fixture copy, a framework run alone
+//! for comparison and a batch command run as a worker runs it.
 //!
 //! Tools come from `CLUSTER_TEST_TOOLS` (colon-separated directories, put first on PATH;
 //! scripts/test.sh sets it). Outside CI a missing tool skips the test with a message; under
 //! `CI=true` it fails it.
 
 use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use cluster_action::suite::{ATTEMPT_ENV, REPORT_ENV};
 use serde_json::Value;
 
 use super::cluster::{Proc, Scratch};
@@ -134,6 +136,26 @@ pub fn alone(dir: &Path, program: &str, args: &[&str], env: &[(&str, &str)]) -> 
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
+        .unwrap()
+}
+
+/// A suite's batch `command` started as a worker starts it: `bash -c` in `dir` (the job's
+/// directory), leading its own process group (which a test may kill, as a lost worker's end
+/// would), with the tools on PATH, the report file `report` and the attempt `attempt` in its
+/// environment, its standard output piped.
+pub fn spawn_batch(dir: &Path, command: &str, report: &Path, attempt: u32) -> Child {
+    Command::new("bash")
+        .arg("-c")
+        .arg(command)
+        .current_dir(dir)
+        .env("PATH", tools_path())
+        .env(REPORT_ENV, report)
+        .env(ATTEMPT_ENV, attempt.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
         .unwrap()
 }
 
