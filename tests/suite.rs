@@ -65,6 +65,7 @@ fn listed(framework: Framework, args: &[&str]) -> Option<Fixture> {
         Framework::Nextest => ("suite-cargo", &["cargo-nextest", "nextest", "--version"]),
         Framework::Pytest => ("suite-pytest", &["python", "-m", "pytest", "--version"]),
         Framework::Go => ("suite-go", &["go", "version"]),
+        Framework::Rspec => ("suite-rspec", &["rspec", "--version"]),
         Framework::Command { .. } => unreachable!("command suites have no fixture"),
     };
     if !have(probe[0], &probe[1..]) {

@@ -1,4 +1,4 @@
-//! Test suites as work: a framework (nextest, pytest, go test or a pair of commands) lists a
+//! Test suites as work: a framework (nextest, pytest, go test, RSpec or a pair of commands) lists a
 //! suite's tests on the runner, says what a worker runs for a batch of them, and turns the
 //! framework's own report of that batch into one result per test.
 //!
@@ -30,6 +30,7 @@ mod process;
 mod pytest;
 mod report;
 mod result;
+mod rspec;
 mod watchdog;
 
 use std::path::{Path, PathBuf};
@@ -75,11 +76,13 @@ pub enum Framework {
         /// Shell command running the ids given as arguments (`"$@"`).
         run: String,
     },
+    /// `rspec`, by example id.
+    Rspec,
 }
 
 impl Framework {
     /// The names `framework:` accepts, for messages.
-    pub const NAMES: [&'static str; 4] = ["nextest", "pytest", "go", "command"];
+    pub const NAMES: [&'static str; 5] = ["nextest", "pytest", "go", "command", "rspec"];
 
     /// The framework `framework: NAME` (or `--tests NAME`) names, for every framework but
     /// `command`, which also needs its two commands.
@@ -88,6 +91,7 @@ impl Framework {
             "nextest" => Some(Framework::Nextest),
             "pytest" => Some(Framework::Pytest),
             "go" => Some(Framework::Go),
+            "rspec" => Some(Framework::Rspec),
             _ => None,
         }
     }
@@ -104,6 +108,7 @@ impl Framework {
             Framework::Pytest => "pytest",
             Framework::Go => "go",
             Framework::Command { .. } => "command",
+            Framework::Rspec => "rspec",
         }
     }
 }
@@ -223,6 +228,7 @@ impl Suite {
             Framework::Pytest => pytest::list(self, dir)?,
             Framework::Go => gotest::list(self, dir, &work)?,
             Framework::Command { list, .. } => command::list(self, list, dir)?,
+            Framework::Rspec => rspec::list(self, dir, &work)?,
         };
         if listing.tests.is_empty() {
             return Err(SuiteError::NoTests {
@@ -261,6 +267,7 @@ impl Listing {
             Framework::Pytest => pytest::batch_command(self, batch),
             Framework::Go => gotest::batch_command(self, batch),
             Framework::Command { run, .. } => command::batch_command(&self.suite, run, batch),
+            Framework::Rspec => rspec::batch_command(self, batch),
         }
     }
 
@@ -292,6 +299,7 @@ impl Listing {
             (Framework::Command { .. }, Some(bytes)) => {
                 report::junit(bytes, command::junit_key).unwrap_or_default()
             }
+            (Framework::Rspec, Some(bytes)) => rspec::parse(bytes, batch),
         };
         // A test's key in the report is its id (nextest's binary and name, go's package and
         // name, a `command` suite's id), but for pytest, whose JUnit mangles node ids.
@@ -422,6 +430,7 @@ mod tests {
                 list: "true".into(),
                 run: "./run \"$@\"".into(),
             },
+            Framework::Rspec,
         ];
         for framework in frameworks {
             let name = framework.name();

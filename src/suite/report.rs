@@ -54,6 +54,23 @@ impl Reported {
         }
     }
 
+    /// Makes each of `keys` the report does not mention an error, with `text` (what the
+    /// framework said went wrong outside any test: a file that failed to load) as its output
+    /// and its first line as its message.
+    pub fn error_unreported<'a>(&mut self, keys: impl IntoIterator<Item = &'a str>, text: &str) {
+        let message = text.lines().map(str::trim).find(|l| !l.is_empty());
+        for key in keys {
+            self.cases
+                .entry(key.to_owned())
+                .or_insert_with(|| ReportedCase {
+                    status: TestStatus::Error,
+                    duration_ms: 0,
+                    message: message.map(str::to_owned),
+                    output: text.to_owned(),
+                });
+        }
+    }
+
     /// One result per test of `batch`, found by `key_of`; tests of the batch that share a key
     /// (the report cannot tell them apart) each get its report.
     pub fn results(

@@ -1,0 +1,288 @@
+//! RSpec suites through `cluster-action local --tests rspec`, as a user runs them, on the
+//! fixture tests/fixtures/suite-rspec (nested groups, examples made in a loop, shared examples
+//! included twice, names with spaces, quotes, brackets and unicode, a slow, a failing, a
+//! skipped and a flaky example): every example once plus retries, ids that are RSpec's own and
+//! stay the same from run to run, counts equal to RSpec's alone, a lost worker losing no
+//! example, and the words a user needs when RSpec cannot list.
+
+// Helpers of a test crate unwrap like its tests: a failure there is the test failing.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+mod common;
+use common::local::{alone, available, fixture_copy, junit_counts, local};
+
+/// Whether `rspec` runs (see [`available`]).
+fn have_rspec() -> bool {
+    available("rspec", &["--version"])
+}
+
+/// The fixture's examples: id, full description, final status with one retry.
+const EXPECTED: [(&str, &str, &str); 13] = [
+    ("./spec/math_spec.rb[1:1]", "Math adds", "passed"),
+    ("./spec/math_spec.rb[1:2]", "Math fails", "failed"),
+    ("./spec/math_spec.rb[1:3]", "Math is slow", "passed"),
+    ("./spec/math_spec.rb[1:4]", "Math is skipped", "skipped"),
+    (
+        "./spec/math_spec.rb[1:5:1]",
+        "Math with numbers doubles 1",
+        "passed",
+    ),
+    (
+        "./spec/math_spec.rb[1:5:2]",
+        "Math with numbers doubles 2",
+        "passed",
+    ),
+    (
+        "./spec/math_spec.rb[1:5:3]",
+        "Math with numbers doubles 3",
+        "passed",
+    ),
+    (
+        "./spec/math_spec.rb[1:5:4:1]",
+        "Math with numbers nested deeper is flaky",
+        "flaky",
+    ),
+    (
+        "./spec/names_spec.rb[1:1]",
+        "Names has spaces, 'quotes' and \"double quotes\"",
+        "passed",
+    ),
+    (
+        "./spec/names_spec.rb[1:2]",
+        "Names has [brackets] and #hash $dollar",
+        "passed",
+    ),
+    (
+        "./spec/names_spec.rb[1:3]",
+        "Names has unicode: grüße 🚀",
+        "passed",
+    ),
+    (
+        "./spec/names_spec.rb[1:4:1:1]",
+        "Names Array behaves like a collection has a size",
+        "passed",
+    ),
+    (
+        "./spec/names_spec.rb[1:5:1:1]",
+        "Names Hash behaves like a collection has a size",
+        "passed",
+    ),
+];
+
+/// `(tests, failures, errors, skipped)` of RSpec alone on a copy of the fixture with
+/// `CLUSTER_ATTEMPT=2` (the flaky example passes), from its own JSON report.
+fn rspec_alone() -> (usize, usize, usize, usize) {
+    let dir = fixture_copy("suite-rspec");
+    let out = dir.path().join("alone.json");
+    let args = ["--format", "json", "--out", out.to_str().unwrap()];
+    alone(dir.path(), "rspec", &args, &[("CLUSTER_ATTEMPT", "2")]);
+    let report: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let count = |key: &str| usize::try_from(report["summary"][key].as_u64().unwrap()).unwrap();
+    (
+        count("example_count"),
+        count("failure_count"),
+        count("errors_outside_of_examples_count"),
+        count("pending_count"),
+    )
+}
+
+/// The timing history file at `path`: each test's recorded durations by id.
+fn durations(path: &Path) -> BTreeMap<String, Vec<u64>> {
+    let history: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    history["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let ms = t["durations_ms"].as_array().unwrap();
+            let ms = ms.iter().map(|d| d.as_u64().unwrap()).collect();
+            (t["id"].as_str().unwrap().to_owned(), ms)
+        })
+        .collect()
+}
+
+#[test]
+fn every_example_runs_once_plus_retries_under_its_own_id_and_name_from_run_to_run() {
+    if !have_rspec() {
+        return;
+    }
+    let dir = fixture_copy("suite-rspec");
+    let history = tempfile::tempdir().unwrap();
+    let timings = history.path().join("timings.json");
+    let timings = timings.to_str().unwrap();
+    let run = local(dir.path())
+        .workers(2)
+        .args(&["--test-retries", "1", "--write-timings", timings])
+        .args(&["--tests", "rspec"])
+        .run();
+    let want: BTreeMap<&str, (&str, u64)> = EXPECTED
+        .iter()
+        .map(|(id, _, status)| {
+            let attempts = if ["failed", "flaky"].contains(status) {
+                2
+            } else {
+                1
+            };
+            (*id, (*status, attempts))
+        })
+        .collect();
+    assert_eq!(run.outcomes(), want, "{}", run.stderr);
+    assert_eq!(
+        run.message("./spec/math_spec.rb[1:2]"),
+        "two and two make four"
+    );
+    assert_eq!(
+        run.message("./spec/math_spec.rb[1:4]"),
+        "not on this machine"
+    );
+    assert_eq!(run.report["test_summary"]["flaky"], 1, "{}", run.report);
+    assert_eq!(run.code, 1, "an example failed: {}", run.stderr);
+    // The merged JUnit: a test case per example, named by its full description in the group
+    // of its spec file, counted as RSpec counts alone.
+    assert_eq!(junit_counts(&run.junit), rspec_alone(), "{}", run.junit);
+    let doc = roxmltree::Document::parse(&run.junit).unwrap();
+    let names: BTreeMap<&str, &str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .map(|n| {
+            let name = n.attribute("name").unwrap();
+            (name, n.attribute("classname").unwrap())
+        })
+        .collect();
+    let want: BTreeMap<&str, &str> = EXPECTED
+        .iter()
+        .map(|(id, name, _)| (*name, &id[..id.rfind('[').unwrap()]))
+        .collect();
+    assert_eq!(names, want);
+    // The history knows the examples by id: a second run finds each there and adds to it.
+    let first = durations(Path::new(timings));
+    assert!(first["./spec/math_spec.rb[1:3]"][0] >= 900, "{first:?}");
+    let again = local(dir.path())
+        .args(&["--timings", timings, "--write-timings", timings])
+        .args(&["--tests", "rspec"])
+        .run();
+    assert_eq!(again.code, 1, "{}", again.stderr);
+    let second = durations(Path::new(timings));
+    assert_eq!(
+        second.keys().collect::<Vec<_>>(),
+        first.keys().collect::<Vec<_>>()
+    );
+    for (id, ms) in &second {
+        assert_eq!(ms.len(), 2, "{id} measured in both runs: {second:?}");
+    }
+}
+
+#[test]
+fn a_worker_killed_mid_batch_loses_no_example() {
+    if !have_rspec() {
+        return;
+    }
+    let dir = fixture_copy("suite-rspec");
+    let marker = dir.path().join("killed");
+    // On its first run, this example SIGKILLs the worker running it (the first
+    // `cluster-action` among its ancestors) mid-batch.
+    let spec = format!(
+        r#"RSpec.describe "A lost worker" do
+  it "is killed once" do
+    if (Dir.mkdir({marker:?}) rescue nil)
+      pid = Process.pid
+      while pid > 1
+        pid = File.read("/proc/#{{pid}}/stat").split(") ").last.split[1].to_i
+        next unless File.read("/proc/#{{pid}}/comm").strip == "cluster-action"
+        Process.kill(:KILL, pid)
+        sleep 5
+        break
+      end
+    end
+  end
+end
+"#,
+        marker = marker.display().to_string()
+    );
+    std::fs::write(dir.path().join("spec/lost_spec.rb"), spec).unwrap();
+    let run = local(dir.path())
+        .workers(2)
+        .args(&["--peer-timeout", "3s"])
+        .args(&[
+            "--tests",
+            "rspec",
+            "spec/lost_spec.rb",
+            "spec/names_spec.rb",
+        ])
+        .run();
+    assert!(marker.exists(), "a worker was killed");
+    let mut want: BTreeMap<String, String> = EXPECTED[8..]
+        .iter()
+        .map(|(id, _, _)| (id.to_string(), "passed".to_owned()))
+        .collect();
+    want.insert("./spec/lost_spec.rb[1:1]".into(), "passed".into());
+    assert_eq!(run.statuses(), want, "{}", run.stderr);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+/// Asserts that a `local` run was refused as bad input (exit 2) with each of `words` in its
+/// standard error.
+fn assert_bad_input(run: &common::local::LocalRun, words: &[&str]) {
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    for word in words {
+        assert!(
+            run.stderr.contains(word),
+            "{word:?} not in:\n{}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn rspec_missing_failing_to_list_or_listing_nothing_exits_2_saying_why() {
+    if !have_rspec() {
+        return;
+    }
+    let dir = fixture_copy("suite-rspec");
+    let run = local(dir.path())
+        .env("PATH", "/nonexistent")
+        .args(&["--tests", "rspec"])
+        .run();
+    assert_bad_input(&run, &["`ruby` is not installed", "ruby/setup-ruby"]);
+    // A Ruby without rspec-core among its gems.
+    let no_gems = tempfile::tempdir().unwrap();
+    let run = local(dir.path())
+        .env("GEM_PATH", no_gems.path().to_str().unwrap())
+        .env("GEM_HOME", no_gems.path().to_str().unwrap())
+        .args(&["--tests", "rspec"])
+        .run();
+    assert_bad_input(
+        &run,
+        &[
+            "`rspec` is not installed",
+            "cannot load it",
+            "`gem install rspec`",
+        ],
+    );
+    let run = local(dir.path())
+        .args(&["--tests", "rspec", "--tag", "no_example_is_tagged_this"])
+        .run();
+    assert_bad_input(
+        &run,
+        &["suite 'rspec': no tests match", "no_example_is_tagged_this"],
+    );
+    std::fs::write(
+        dir.path().join("spec/broken_spec.rb"),
+        "raise 'this spec file is broken'\n",
+    )
+    .unwrap();
+    let run = local(dir.path()).args(&["--tests", "rspec"]).run();
+    assert_bad_input(
+        &run,
+        &[
+            "`rspec --dry-run` failed",
+            "An error occurred while loading ./spec/broken_spec.rb.",
+            "this spec file is broken",
+        ],
+    );
+}
