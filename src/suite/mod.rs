@@ -31,6 +31,7 @@ mod pytest;
 mod report;
 mod result;
 mod rspec;
+mod ruby;
 mod watchdog;
 
 use std::path::{Path, PathBuf};

@@ -16,35 +16,27 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::process::{Tool, run, tail};
+use super::process::{Tool, tail};
 use super::report::{Reported, ReportedCase, seconds_to_ms};
-use super::{
-    Listing, Shipped, Suite, SuiteError, TestCase, TestStatus, ids_path, shell_quote, ship_dest,
-    write_lines,
-};
-
-/// The interpreter, on the runner and on every worker.
-const RUBY: Tool = Tool {
-    program: "ruby",
-    install: "install Ruby (Debian/Ubuntu: `apt-get install ruby`; in CI, ruby/setup-ruby) and \
-              RSpec (`gem install rspec`, or rspec in the project's Gemfile)",
-};
-
-/// RSpec itself, when the interpreter cannot load it.
-const RSPEC: Tool = Tool {
-    program: "rspec",
-    install: "install it for the Ruby on PATH: `gem install rspec`, or add rspec to the \
-              project's Gemfile and run `bundle install`",
-};
+use super::ruby::Script;
+use super::{Listing, Suite, SuiteError, TestCase, TestStatus, ids_path, shell_quote, write_lines};
 
 /// The runner of RSpec for the listing and the batches (see the module documentation).
-const RUNNER: &str = include_str!("rspec_batch.rb");
-
-/// [`RUNNER`]'s file name, on the runner and among the shipped files.
-const RUNNER_FILE: &str = "cluster_action_rspec.rb";
-
-/// What [`RUNNER`] says when it cannot load rspec-core.
-const CANNOT_LOAD: &str = "cluster-action: cannot load rspec-core";
+const RUNNER: Script = Script {
+    file: "cluster_action_rspec.rb",
+    text: include_str!("rspec_batch.rb"),
+    ruby: Tool {
+        program: "ruby",
+        install: "install Ruby (Debian/Ubuntu: `apt-get install ruby`; in CI, ruby/setup-ruby) \
+                  and RSpec (`gem install rspec`, or rspec in the project's Gemfile)",
+    },
+    gem: Tool {
+        program: "rspec",
+        install: "install it for the Ruby on PATH: `gem install rspec`, or add rspec to the \
+                  project's Gemfile and run `bundle install`",
+    },
+    feature: "rspec/core",
+};
 
 /// RSpec's options that take a value as the next word (`rspec --help`, 3.12): the words that
 /// are neither options nor paths.
@@ -86,16 +78,8 @@ const BATCH_OPTIONS: &str = "--no-fail-fast";
 /// Lists the suite's examples in `dir` with `--dry-run`, writing [`RUNNER`] (to ship) and
 /// the listing's report under `work`.
 pub(super) fn list(suite: &Suite, dir: &Path, work: &Path) -> Result<Listing, SuiteError> {
-    let ruby = RUBY.find(suite)?;
-    let runner = work.join(RUNNER_FILE);
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| SuiteError::Io { path, source }
-    };
-    std::fs::write(&runner, RUNNER).map_err(io(&runner))?;
     let report = work.join("listing.json");
     let mut args = vec![
-        runner.display().to_string(),
         String::new(),
         report.display().to_string(),
         "--dry-run".into(),
@@ -107,15 +91,8 @@ pub(super) fn list(suite: &Suite, dir: &Path, work: &Path) -> Result<Listing, Su
             .collect::<Vec<_>>()
             .join(" ")
     };
-    match run(suite, dir, &ruby, &args, &[]) {
+    match RUNNER.run_listing(suite, dir, work, &args) {
         Ok(_) => {}
-        Err(SuiteError::ListFailed { stderr_tail, .. }) if stderr_tail.contains(CANNOT_LOAD) => {
-            let looked = format!(
-                "`{} -e 'require \"rspec/core\"'`: cannot load it",
-                ruby.display()
-            );
-            return Err(RSPEC.missing(suite, looked));
-        }
         Err(SuiteError::ListFailed {
             status,
             stderr_tail,
@@ -136,7 +113,10 @@ pub(super) fn list(suite: &Suite, dir: &Path, work: &Path) -> Result<Listing, Su
         }
         Err(e) => return Err(e),
     }
-    let bytes = std::fs::read(&report).map_err(io(&report))?;
+    let bytes = std::fs::read(&report).map_err(|source| SuiteError::Io {
+        path: report.clone(),
+        source,
+    })?;
     let listed: Report = serde_json::from_slice(&bytes).map_err(|e| SuiteError::BadListing {
         suite: suite.name.clone(),
         command: shown(),
@@ -156,10 +136,7 @@ pub(super) fn list(suite: &Suite, dir: &Path, work: &Path) -> Result<Listing, Su
         })
         .collect();
     let mut listing = Listing::new(suite, tests);
-    listing.ship.push(Shipped {
-        source: runner,
-        dest: ship_dest(suite, RUNNER_FILE),
-    });
+    listing.ship.push(RUNNER.shipped(suite, work));
     listing.run_args = options(&suite.args);
     Ok(listing)
 }
@@ -201,13 +178,13 @@ fn options(args: &[String]) -> Vec<String> {
 /// Runs [`RUNNER`] on the batch's ids with the suite's options, then [`BATCH_OPTIONS`].
 pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
     let args: Vec<String> = listing.run_args.iter().map(|a| shell_quote(a)).collect();
-    let runner = shell_quote(&ship_dest(&listing.suite, RUNNER_FILE).display().to_string());
     format!(
-        "{}ruby \"$PWD\"/{runner} {} \"${}\" {} {BATCH_OPTIONS}\n",
+        "{}{} {} \"${}\" {} {BATCH_OPTIONS}\n",
         write_lines(
             &ids_path(&listing.suite),
             batch.iter().map(|c| c.id.as_str())
         ),
+        RUNNER.batch_words(&listing.suite),
         ids_path(&listing.suite),
         super::REPORT_ENV,
         args.join(" "),
@@ -294,7 +271,7 @@ impl Example {
                 let first = e.message.lines().map(str::trim).find(|l| !l.is_empty());
                 let backtrace = e.backtrace.iter().flatten();
                 let own = backtrace
-                    .filter(|line| !line.contains("/lib/rspec/") && !line.contains(RUNNER_FILE));
+                    .filter(|line| !line.contains("/lib/rspec/") && !line.contains(RUNNER.file));
                 let output = std::iter::once(format!("{}: {}", e.class, e.message.trim()))
                     .chain(own.cloned())
                     .collect::<Vec<_>>()

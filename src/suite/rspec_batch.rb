@@ -20,7 +20,7 @@ require "bundler/setup" if File.exist?(ENV.fetch("BUNDLE_GEMFILE", "Gemfile"))
 begin
   require "rspec/core"
 rescue LoadError => e
-  warn "cluster-action: cannot load rspec-core (#{e.message})"
+  warn "cluster-action: cannot load rspec/core (#{e.message})"
   exit 127
 end
 
