@@ -9,11 +9,14 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde_json::Value;
 
 mod common;
+use common::framework::{
+    assert_a_killed_worker_loses_no_test, assert_refused, assert_refused_without_ruby_or_its_gem,
+    assert_second_run_adds_to_the_history, ruby_killing_its_worker_once,
+};
 use common::local::{alone, available, fixture_copy, junit_counts, local};
 
 /// Whether `rspec` runs (see [`available`]).
@@ -91,21 +94,6 @@ fn rspec_alone() -> (usize, usize, usize, usize) {
     )
 }
 
-/// The timing history file at `path`: each test's recorded durations by id.
-fn durations(path: &Path) -> BTreeMap<String, Vec<u64>> {
-    let history: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    history["tests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            let ms = t["durations_ms"].as_array().unwrap();
-            let ms = ms.iter().map(|d| d.as_u64().unwrap()).collect();
-            (t["id"].as_str().unwrap().to_owned(), ms)
-        })
-        .collect()
-}
-
 #[test]
 fn every_example_runs_once_plus_retries_under_its_own_id_and_name_from_run_to_run() {
     if !have_rspec() {
@@ -114,10 +102,14 @@ fn every_example_runs_once_plus_retries_under_its_own_id_and_name_from_run_to_ru
     let dir = fixture_copy("suite-rspec");
     let history = tempfile::tempdir().unwrap();
     let timings = history.path().join("timings.json");
-    let timings = timings.to_str().unwrap();
     let run = local(dir.path())
         .workers(2)
-        .args(&["--test-retries", "1", "--write-timings", timings])
+        .args(&[
+            "--test-retries",
+            "1",
+            "--write-timings",
+            timings.to_str().unwrap(),
+        ])
         .args(&["--tests", "rspec"])
         .run();
     let want: BTreeMap<&str, (&str, u64)> = EXPECTED
@@ -159,22 +151,9 @@ fn every_example_runs_once_plus_retries_under_its_own_id_and_name_from_run_to_ru
         .map(|(id, name, _)| (*name, &id[..id.rfind('[').unwrap()]))
         .collect();
     assert_eq!(names, want);
-    // The history knows the examples by id: a second run finds each there and adds to it.
-    let first = durations(Path::new(timings));
-    assert!(first["./spec/math_spec.rb[1:3]"][0] >= 900, "{first:?}");
-    let again = local(dir.path())
-        .args(&["--timings", timings, "--write-timings", timings])
-        .args(&["--tests", "rspec"])
-        .run();
-    assert_eq!(again.code, 1, "{}", again.stderr);
-    let second = durations(Path::new(timings));
-    assert_eq!(
-        second.keys().collect::<Vec<_>>(),
-        first.keys().collect::<Vec<_>>()
-    );
-    for (id, ms) in &second {
-        assert_eq!(ms.len(), 2, "{id} measured in both runs: {second:?}");
-    }
+    // The history knows the tests by id: a second run finds each there and adds to it.
+    let args = ["--tests", "rspec"];
+    assert_second_run_adds_to_the_history(dir.path(), &timings, "./spec/math_spec.rb[1:3]", &args);
 }
 
 #[test]
@@ -187,55 +166,19 @@ fn a_worker_killed_mid_batch_loses_no_example() {
     // On its first run, this example SIGKILLs the worker running it (the first
     // `cluster-action` among its ancestors) mid-batch.
     let spec = format!(
-        r#"RSpec.describe "A lost worker" do
-  it "is killed once" do
-    if (Dir.mkdir({marker:?}) rescue nil)
-      pid = Process.pid
-      while pid > 1
-        pid = File.read("/proc/#{{pid}}/stat").split(") ").last.split[1].to_i
-        next unless File.read("/proc/#{{pid}}/comm").strip == "cluster-action"
-        Process.kill(:KILL, pid)
-        sleep 5
-        break
-      end
-    end
-  end
-end
-"#,
-        marker = marker.display().to_string()
+        "RSpec.describe \"A lost worker\" do\n  it \"is killed once\" do\n{}  end\nend\n",
+        ruby_killing_its_worker_once(&marker)
     );
     std::fs::write(dir.path().join("spec/lost_spec.rb"), spec).unwrap();
-    let run = local(dir.path())
-        .workers(2)
-        .args(&["--peer-timeout", "3s"])
-        .args(&[
-            "--tests",
-            "rspec",
-            "spec/lost_spec.rb",
-            "spec/names_spec.rb",
-        ])
-        .run();
-    assert!(marker.exists(), "a worker was killed");
-    let mut want: BTreeMap<String, String> = EXPECTED[8..]
-        .iter()
-        .map(|(id, _, _)| (id.to_string(), "passed".to_owned()))
-        .collect();
-    want.insert("./spec/lost_spec.rb[1:1]".into(), "passed".into());
-    assert_eq!(run.statuses(), want, "{}", run.stderr);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-}
-
-/// Asserts that a `local` run was refused as bad input (exit 2) with each of `words` in its
-/// standard error.
-fn assert_bad_input(run: &common::local::LocalRun, words: &[&str]) {
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    for word in words {
-        assert!(
-            run.stderr.contains(word),
-            "{word:?} not in:\n{}",
-            run.stderr
-        );
-    }
+    let mut ids: Vec<&str> = EXPECTED[8..].iter().map(|(id, _, _)| *id).collect();
+    ids.push("./spec/lost_spec.rb[1:1]");
+    let args = [
+        "--tests",
+        "rspec",
+        "spec/lost_spec.rb",
+        "spec/names_spec.rb",
+    ];
+    assert_a_killed_worker_loses_no_test(dir.path(), &marker, &args, &ids);
 }
 
 #[test]
@@ -244,30 +187,11 @@ fn rspec_missing_failing_to_list_or_listing_nothing_exits_2_saying_why() {
         return;
     }
     let dir = fixture_copy("suite-rspec");
-    let run = local(dir.path())
-        .env("PATH", "/nonexistent")
-        .args(&["--tests", "rspec"])
-        .run();
-    assert_bad_input(&run, &["`ruby` is not installed", "ruby/setup-ruby"]);
-    // A Ruby without rspec-core among its gems.
-    let no_gems = tempfile::tempdir().unwrap();
-    let run = local(dir.path())
-        .env("GEM_PATH", no_gems.path().to_str().unwrap())
-        .env("GEM_HOME", no_gems.path().to_str().unwrap())
-        .args(&["--tests", "rspec"])
-        .run();
-    assert_bad_input(
-        &run,
-        &[
-            "`rspec` is not installed",
-            "cannot load it",
-            "`gem install rspec`",
-        ],
-    );
+    assert_refused_without_ruby_or_its_gem(dir.path(), "rspec", &["--tests", "rspec"]);
     let run = local(dir.path())
         .args(&["--tests", "rspec", "--tag", "no_example_is_tagged_this"])
         .run();
-    assert_bad_input(
+    assert_refused(
         &run,
         &["suite 'rspec': no tests match", "no_example_is_tagged_this"],
     );
@@ -277,7 +201,7 @@ fn rspec_missing_failing_to_list_or_listing_nothing_exits_2_saying_why() {
     )
     .unwrap();
     let run = local(dir.path()).args(&["--tests", "rspec"]).run();
-    assert_bad_input(
+    assert_refused(
         &run,
         &[
             "`rspec --dry-run` failed",
