@@ -66,6 +66,7 @@ fn listed(framework: Framework, args: &[&str]) -> Option<Fixture> {
         Framework::Pytest => ("suite-pytest", &["python", "-m", "pytest", "--version"]),
         Framework::Go => ("suite-go", &["go", "version"]),
         Framework::Rspec => ("suite-rspec", &["rspec", "--version"]),
+        Framework::Minitest => ("suite-minitest", &["ruby", "-e", "require 'minitest'"]),
         Framework::Command { .. } => unreachable!("command suites have no fixture"),
     };
     if !have(probe[0], &probe[1..]) {

@@ -1,4 +1,4 @@
-//! Test suites as work: a framework (nextest, pytest, go test, RSpec or a pair of commands) lists a
+//! Test suites as work: a framework (nextest, pytest, go test, RSpec, Minitest or a pair of commands) lists a
 //! suite's tests on the runner, says what a worker runs for a batch of them, and turns the
 //! framework's own report of that batch into one result per test.
 //!
@@ -24,6 +24,7 @@ mod error;
 mod gotest;
 pub mod junit;
 pub mod makespan;
+mod minitest;
 mod nextest;
 pub mod plan;
 mod process;
@@ -79,11 +80,14 @@ pub enum Framework {
     },
     /// `rspec`, by example id.
     Rspec,
+    /// Minitest, by `Class#method`.
+    Minitest,
 }
 
 impl Framework {
     /// The names `framework:` accepts, for messages.
-    pub const NAMES: [&'static str; 5] = ["nextest", "pytest", "go", "command", "rspec"];
+    pub const NAMES: [&'static str; 6] =
+        ["nextest", "pytest", "go", "command", "rspec", "minitest"];
 
     /// The framework `framework: NAME` (or `--tests NAME`) names, for every framework but
     /// `command`, which also needs its two commands.
@@ -93,6 +97,7 @@ impl Framework {
             "pytest" => Some(Framework::Pytest),
             "go" => Some(Framework::Go),
             "rspec" => Some(Framework::Rspec),
+            "minitest" => Some(Framework::Minitest),
             _ => None,
         }
     }
@@ -110,6 +115,7 @@ impl Framework {
             Framework::Go => "go",
             Framework::Command { .. } => "command",
             Framework::Rspec => "rspec",
+            Framework::Minitest => "minitest",
         }
     }
 }
@@ -230,6 +236,7 @@ impl Suite {
             Framework::Go => gotest::list(self, dir, &work)?,
             Framework::Command { list, .. } => command::list(self, list, dir)?,
             Framework::Rspec => rspec::list(self, dir, &work)?,
+            Framework::Minitest => minitest::list(self, dir, &work)?,
         };
         if listing.tests.is_empty() {
             return Err(SuiteError::NoTests {
@@ -269,6 +276,7 @@ impl Listing {
             Framework::Go => gotest::batch_command(self, batch),
             Framework::Command { run, .. } => command::batch_command(&self.suite, run, batch),
             Framework::Rspec => rspec::batch_command(self, batch),
+            Framework::Minitest => minitest::batch_command(self, batch),
         }
     }
 
@@ -301,6 +309,7 @@ impl Listing {
                 report::junit(bytes, command::junit_key).unwrap_or_default()
             }
             (Framework::Rspec, Some(bytes)) => rspec::parse(bytes, batch),
+            (Framework::Minitest, Some(bytes)) => minitest::parse(bytes, batch),
         };
         // A test's key in the report is its id (nextest's binary and name, go's package and
         // name, a `command` suite's id), but for pytest, whose JUnit mangles node ids.
@@ -341,9 +350,15 @@ fn ship_dest(suite: &Suite, file: &str) -> PathBuf {
 /// The batch's file of test ids ([`IDS_FILE`]), as a shell word: absolute, as a batch may
 /// change directories.
 fn ids_path(suite: &Suite) -> String {
+    job_path(suite, IDS_FILE)
+}
+
+/// Where a file named `file` beside `suite`'s shipped files is, as a shell word: absolute, as
+/// a batch may change directories.
+fn job_path(suite: &Suite, file: &str) -> String {
     format!(
         "\"$PWD\"/{}",
-        shell_quote(&ship_dest(suite, IDS_FILE).display().to_string())
+        shell_quote(&ship_dest(suite, file).display().to_string())
     )
 }
 
@@ -432,6 +447,7 @@ mod tests {
                 run: "./run \"$@\"".into(),
             },
             Framework::Rspec,
+            Framework::Minitest,
         ];
         for framework in frameworks {
             let name = framework.name();
