@@ -157,11 +157,18 @@ fn every_example_runs_once_plus_retries_under_its_own_id_and_name_from_run_to_ru
 }
 
 #[test]
-fn a_worker_killed_mid_batch_loses_no_example() {
+fn a_worker_killed_mid_batch_loses_no_example_of_a_bundled_project() {
     if !have_rspec() {
         return;
     }
     let dir = fixture_copy("suite-rspec");
+    // The project has a bundle (rspec, from the gems installed here): the listing and the
+    // batches set it up, as `bundle exec rspec` does.
+    std::fs::write(
+        dir.path().join("Gemfile"),
+        "source 'https://rubygems.org'\ngem 'rspec'\n",
+    )
+    .unwrap();
     let marker = dir.path().join("killed");
     // On its first run, this example SIGKILLs the worker running it (the first
     // `cluster-action` among its ancestors) mid-batch.
@@ -207,6 +214,21 @@ fn rspec_missing_failing_to_list_or_listing_nothing_exits_2_saying_why() {
             "`rspec --dry-run` failed",
             "An error occurred while loading ./spec/broken_spec.rb.",
             "this spec file is broken",
+        ],
+    );
+    // A bundle that cannot be set up says why in its last line.
+    std::fs::remove_file(dir.path().join("spec/broken_spec.rb")).unwrap();
+    std::fs::write(
+        dir.path().join("Gemfile"),
+        "source 'https://rubygems.org'\ngem 'no_gem_is_called_this'\n",
+    )
+    .unwrap();
+    let run = local(dir.path()).args(&["--tests", "rspec"]).run();
+    assert_refused(
+        &run,
+        &[
+            "cluster-action: cannot set up the bundle of Gemfile",
+            "no_gem_is_called_this",
         ],
     );
 }

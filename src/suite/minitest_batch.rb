@@ -1,5 +1,3 @@
-# frozen_string_literal: true
-
 # cluster-action's runner of Minitest, for its listing and its batches (shipped to the workers
 # beside the suite):
 #
@@ -19,19 +17,11 @@
 # writes to REPORT one JSON line per finished test, a line per file that failed to load, and
 # a last line once Minitest is done. Neither the ids nor the files are ever a command line.
 #
-# With a Gemfile (or BUNDLE_GEMFILE) the bundle is set up first, as `bundle exec` does.
+# It follows ruby_prelude.rb, which sets up the project's bundle.
 
-require "json"
 require "set"
 
-require "bundler/setup" if File.exist?(ENV.fetch("BUNDLE_GEMFILE", "Gemfile"))
-
-begin
-  require "minitest"
-rescue LoadError => e
-  warn "cluster-action: cannot load minitest (#{e.message})"
-  exit 127
-end
+cluster_action_require "minitest"
 
 # Test files that `require "minitest/autorun"` must not start a run of their own at exit.
 Minitest.class_variable_set(:@@installed_at_exit, true)

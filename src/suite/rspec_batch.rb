@@ -1,5 +1,3 @@
-# frozen_string_literal: true
-
 # cluster-action's runner of RSpec, for its listing (with --dry-run) and its batches (shipped
 # to the workers beside the suite):
 #
@@ -11,18 +9,9 @@
 # finished example (the shape of an example of RSpec's JSON), so that a batch killed part-way
 # still says which examples finished; RSpec's JSON replaces it at the end.
 #
-# With a Gemfile (or BUNDLE_GEMFILE) the bundle is set up first, as `bundle exec rspec` does.
+# It follows ruby_prelude.rb, which sets up the project's bundle.
 
-require "json"
-
-require "bundler/setup" if File.exist?(ENV.fetch("BUNDLE_GEMFILE", "Gemfile"))
-
-begin
-  require "rspec/core"
-rescue LoadError => e
-  warn "cluster-action: cannot load rspec/core (#{e.message})"
-  exit 127
-end
+cluster_action_require "rspec/core"
 
 # Writes one JSON line per finished example to its output, flushed at once.
 class ClusterActionProgress

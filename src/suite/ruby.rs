@@ -9,18 +9,22 @@ use std::path::{Path, PathBuf};
 use super::process::{Tool, run};
 use super::{Shipped, Suite, SuiteError, shell_quote, ship_dest};
 
+/// The start of every [`Script`]: the bundle, and `cluster_action_require`, which loads the
+/// framework or says it cannot.
+const PRELUDE: &str = include_str!("ruby_prelude.rb");
+
 /// A Ruby script of cluster-action's that runs a framework.
 pub(super) struct Script {
     /// Its file name, on the runner and among the shipped files.
     pub file: &'static str,
-    /// Its text.
+    /// Its text, after [`PRELUDE`].
     pub text: &'static str,
     /// Ruby, with how to install it and the framework.
     pub ruby: Tool,
     /// The framework's gem, with how to install it.
     pub gem: Tool,
-    /// What the script requires to load the framework; when that fails it prints
-    /// `cluster-action: cannot load FEATURE` and exits.
+    /// What the script loads with `cluster_action_require`, which prints `cluster-action:
+    /// cannot load FEATURE` when it cannot.
     pub feature: &'static str,
 }
 
@@ -37,9 +41,11 @@ impl Script {
     ) -> Result<std::process::Output, SuiteError> {
         let ruby = self.ruby.find(suite)?;
         let script = self.path(work);
-        std::fs::write(&script, self.text).map_err(|source| SuiteError::Io {
-            path: script.clone(),
-            source,
+        std::fs::write(&script, [PRELUDE, self.text].concat()).map_err(|source| {
+            SuiteError::Io {
+                path: script.clone(),
+                source,
+            }
         })?;
         let mut all = vec![script.display().to_string()];
         all.extend(args.iter().cloned());
