@@ -3,8 +3,9 @@
 //! made in a loop, nested `describe` blocks with names holding spaces, quotes, brackets, `#`,
 //! `$` and unicode, a slow, a failing, an erroring, a skipped and a flaky test): every test
 //! once plus retries under Minitest's own `Class#method`, counts equal to Minitest's alone, ids
-//! that stay the same from run to run, a lost worker losing no test, and the words a user
-//! needs when Minitest cannot list.
+//! that stay the same from run to run (timing history, a workflow run's attempt 2 that
+//! re-runs only what failed), a batch running exactly its tests, a lost worker losing no test,
+//! and the words a user needs when Minitest cannot list.
 
 // Helpers of a test crate unwrap like its tests: a failure there is the test failing.
 #![allow(clippy::unwrap_used)]
@@ -16,8 +17,9 @@ use cluster_action::suite::{ATTEMPT_ENV, Framework, REPORT_ENV, Suite, TestStatu
 
 mod common;
 use common::framework::{
-    assert_a_killed_worker_loses_no_test, assert_refused, assert_refused_without_ruby_or_its_gem,
-    assert_second_run_adds_to_the_history, ruby_killing_its_worker_once,
+    assert_a_killed_worker_loses_no_test, assert_attempt_2_reruns_only, assert_refused,
+    assert_refused_without_ruby_or_its_gem, assert_second_run_adds_to_the_history,
+    ruby_killing_its_worker_once,
 };
 use common::local::{alone, available, fixture_copy, junit_counts, local, tools_path};
 
@@ -127,6 +129,13 @@ fn every_test_runs_once_plus_retries_under_its_own_id_from_run_to_run() {
     let mut sorted = ids.clone();
     sorted.sort();
     assert_eq!(sorted, EXPECTED.map(|(id, _)| id), "{}", run.junit);
+    // Attempt 2 of the workflow run runs only what failed.
+    assert_attempt_2_reruns_only(
+        dir.path(),
+        &run,
+        "minitest",
+        &["MathTest#test_fails", "MathTest#test_raises"],
+    );
     // The history knows the tests by id: a second run finds each there and adds to it.
     let args = ["--tests", "minitest"];
     assert_second_run_adds_to_the_history(dir.path(), &timings, "MathTest#test_slow", &args);

@@ -2,8 +2,9 @@
 //! fixture tests/fixtures/suite-rspec (nested groups, examples made in a loop, shared examples
 //! included twice, names with spaces, quotes, brackets and unicode, a slow, a failing, a
 //! skipped and a flaky example): every example once plus retries, ids that are RSpec's own and
-//! stay the same from run to run, counts equal to RSpec's alone, a lost worker losing no
-//! example, and the words a user needs when RSpec cannot list.
+//! stay the same from run to run (timing history, a workflow run's attempt 2 that re-runs only
+//! what failed), counts equal to RSpec's alone, a lost worker losing no example, and the words
+//! a user needs when RSpec cannot list.
 
 // Helpers of a test crate unwrap like its tests: a failure there is the test failing.
 #![allow(clippy::unwrap_used)]
@@ -14,8 +15,9 @@ use serde_json::Value;
 
 mod common;
 use common::framework::{
-    assert_a_killed_worker_loses_no_test, assert_refused, assert_refused_without_ruby_or_its_gem,
-    assert_second_run_adds_to_the_history, ruby_killing_its_worker_once,
+    assert_a_killed_worker_loses_no_test, assert_attempt_2_reruns_only, assert_refused,
+    assert_refused_without_ruby_or_its_gem, assert_second_run_adds_to_the_history,
+    ruby_killing_its_worker_once,
 };
 use common::local::{alone, available, fixture_copy, junit_counts, local};
 
@@ -151,6 +153,8 @@ fn every_example_runs_once_plus_retries_under_its_own_id_and_name_from_run_to_ru
         .map(|(id, name, _)| (*name, &id[..id.rfind('[').unwrap()]))
         .collect();
     assert_eq!(names, want);
+    // Attempt 2 of the workflow run runs only what failed.
+    assert_attempt_2_reruns_only(dir.path(), &run, "rspec", &["./spec/math_spec.rb[1:2]"]);
     // The history knows the tests by id: a second run finds each there and adds to it.
     let args = ["--tests", "rspec"];
     assert_second_run_adds_to_the_history(dir.path(), &timings, "./spec/math_spec.rb[1:3]", &args);

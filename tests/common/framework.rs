@@ -1,11 +1,22 @@
 //! What the tests of one framework's suites (tests/suite_rspec.rs, tests/suite_minitest.rs)
-//! share: a run refused with the words a user needs (Ruby or its framework missing), a second run that finds every test of the
-//! first run's timing history under the same id, and a worker killed by a test it runs.
+//! share: a run refused with the words a user needs (Ruby or its framework missing), a second
+//! run that finds every test of the first run's timing history under the same id, attempt 2
+//! of a workflow run re-running only what failed in attempt 1, and a worker killed by a test
+//! it runs.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde_json::Value;
+use axum::extract::Query;
+use axum::http::header;
+use axum::routing::get;
+use axum::{Json, Router};
+use cluster_action::history::ArtifactDocument;
+use cluster_action::history::results::{
+    AttemptResults, TestOutcome, TestStatus, results_artifact_name,
+};
+use cluster_action::suite::TestKey;
+use serde_json::{Value, json};
 
 use super::local::{LocalRun, local};
 
@@ -123,4 +134,125 @@ end
 "#,
         marker = marker.display().to_string()
     )
+}
+
+/// The repository, run and token of [`assert_attempt_2_reruns_only`]'s workflow run.
+const REPOSITORY: &str = "octo-org/octo-repo";
+const RUN_ID: u64 = 900;
+const TOKEN: &str = "ghs_test_token";
+
+/// Runs `local --tests FRAMEWORK` in `dir` as attempt 2 of a workflow run whose attempt 1 was
+/// `first` (the same in `dir`), with the GitHub REST API of [`serve_attempt_1`] holding
+/// attempt 1's results as a run keeps them: asserts that it ran exactly `failed` (the tests
+/// that failed or erred in attempt 1, failing again) and said so.
+pub fn assert_attempt_2_reruns_only(
+    dir: &Path,
+    first: &LocalRun,
+    framework: &str,
+    failed: &[&str],
+) {
+    let tests = first
+        .statuses()
+        .into_iter()
+        .map(|(id, status)| {
+            let status = match status.as_str() {
+                "passed" | "skipped" => TestStatus::Passed,
+                "flaky" => TestStatus::Flaky,
+                "not_run" => TestStatus::NotRun,
+                _ => TestStatus::Failed,
+            };
+            let outcome = TestOutcome {
+                status,
+                duration_ms: None,
+                attempt: 1,
+            };
+            (TestKey::new(framework, id), outcome)
+        })
+        .collect();
+    let results = AttemptResults {
+        run_id: RUN_ID,
+        attempt: 1,
+        tests,
+        timings: Default::default(),
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let api = serve_attempt_1(&runtime, results.to_artifact_zip().unwrap());
+    let run = local(dir)
+        .env("GITHUB_API_URL", api)
+        .env("GITHUB_REPOSITORY", REPOSITORY)
+        .env("GITHUB_RUN_ID", RUN_ID.to_string())
+        .env("GITHUB_RUN_ATTEMPT", "2")
+        .env("GITHUB_TOKEN", TOKEN)
+        .args(&["--tests", framework])
+        .run();
+    let total = first.tests().len();
+    let said = format!("re-run: running {} of {total} tests", failed.len());
+    assert!(
+        run.stderr.contains(&said),
+        "{said:?} not in:\n{}",
+        run.stderr
+    );
+    let ran: Vec<&str> = run.statuses_in_order().iter().map(|(id, _)| *id).collect();
+    let mut want = failed.to_vec();
+    want.sort_unstable();
+    let mut ran = ran;
+    ran.sort_unstable();
+    assert_eq!(ran, want, "{}", run.stderr);
+    assert_eq!(run.code, 1, "they fail again: {}", run.stderr);
+}
+
+/// A GitHub REST API on 127.0.0.1 for run [`RUN_ID`] of [`REPOSITORY`], whose one artifact is
+/// `zip`, attempt 1's results (`ca-results-local-1`: `local` names its cluster `local`): "list
+/// workflow run artifacts" and "download an artifact" (the zip itself). Returns its base URL;
+/// it serves on `runtime`'s threads while the test waits for a run.
+fn serve_attempt_1(runtime: &tokio::runtime::Runtime, zip: Vec<u8>) -> String {
+    let name = results_artifact_name("local", 1);
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let url = format!("{base}/repos/{REPOSITORY}/actions/artifacts/1");
+    let artifact = json!({
+        "id": 1,
+        "node_id": "MDg6QXJ0aWZhY3QxMQ==",
+        "name": name,
+        "size_in_bytes": zip.len(),
+        "url": url,
+        "archive_download_url": format!("{url}/zip"),
+        "expired": false,
+        "created_at": "2026-03-01T10:00:00Z",
+        "expires_at": "2027-03-01T10:00:00Z",
+        "updated_at": "2026-03-01T10:00:00Z",
+        "workflow_run": {
+            "id": RUN_ID,
+            "repository_id": 1,
+            "head_repository_id": 1,
+            "head_branch": "main",
+            "head_sha": "328faa0536e6fef19753d9d91dc96a9931694ce3"
+        }
+    });
+    let list = move |Query(query): Query<Vec<(String, String)>>| {
+        let wanted = query.iter().all(|(k, v)| k != "name" || *v == name);
+        let artifacts = if wanted {
+            vec![artifact.clone()]
+        } else {
+            vec![]
+        };
+        async move { Json(json!({"total_count": artifacts.len(), "artifacts": artifacts})) }
+    };
+    let download = move || {
+        let zip = zip.clone();
+        async move { ([(header::CONTENT_TYPE, "application/zip")], zip) }
+    };
+    let routes = Router::new()
+        .route(
+            &format!("/repos/{REPOSITORY}/actions/runs/{RUN_ID}/artifacts"),
+            get(list),
+        )
+        .route(
+            &format!("/repos/{REPOSITORY}/actions/artifacts/1/zip"),
+            get(download),
+        );
+    runtime.spawn(async move { axum::serve(listener, routes).await });
+    base
 }
