@@ -17,9 +17,9 @@ use cluster_action::suite::{ATTEMPT_ENV, Framework, REPORT_ENV, Suite, TestStatu
 
 mod common;
 use common::framework::{
-    assert_a_killed_worker_loses_no_test, assert_attempt_2_reruns_only, assert_refused,
-    assert_refused_without_ruby_or_its_gem, assert_second_run_adds_to_the_history,
-    ruby_killing_its_worker_once,
+    assert_a_hung_test_times_out_alone, assert_a_killed_worker_loses_no_test,
+    assert_attempt_2_reruns_only, assert_refused, assert_refused_without_ruby_or_its_gem,
+    assert_second_run_adds_to_the_history, ruby_killing_its_worker_once,
 };
 use common::local::{alone, available, fixture_copy, junit_counts, local, tools_path};
 
@@ -187,6 +187,28 @@ fn a_batch_runs_exactly_its_tests_not_those_a_name_pattern_would_match() {
     assert!(!text.contains("test_ab"), "test_ab ran: {text}");
     let results = listing.parse_report(Some(&report), batch);
     assert_eq!(results[0].status, TestStatus::Passed, "{text}");
+}
+
+#[test]
+fn a_hanging_test_times_out_alone_within_its_per_test_timeout() {
+    if !have_minitest() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("test")).unwrap();
+    // In the defined order (Minitest shuffles otherwise): a, hang, b, c.
+    let test = "require 'minitest/autorun'\n\nclass HangTest < Minitest::Test\n  \
+                i_suck_and_my_tests_are_order_dependent!\n\n  def test_1_a; end\n\n  \
+                def test_2_hangs\n    sleep\n  end\n\n  def test_3_b; end\n\n  \
+                def test_4_c; end\nend\n";
+    std::fs::write(dir.path().join("test/hang_test.rb"), test).unwrap();
+    let ids = [
+        "HangTest#test_1_a",
+        "HangTest#test_2_hangs",
+        "HangTest#test_3_b",
+        "HangTest#test_4_c",
+    ];
+    assert_a_hung_test_times_out_alone(dir.path(), "minitest", &["test"], ids);
 }
 
 #[test]

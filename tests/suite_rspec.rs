@@ -15,9 +15,9 @@ use serde_json::Value;
 
 mod common;
 use common::framework::{
-    assert_a_killed_worker_loses_no_test, assert_attempt_2_reruns_only, assert_refused,
-    assert_refused_without_ruby_or_its_gem, assert_second_run_adds_to_the_history,
-    ruby_killing_its_worker_once,
+    assert_a_hung_test_times_out_alone, assert_a_killed_worker_loses_no_test,
+    assert_attempt_2_reruns_only, assert_refused, assert_refused_without_ruby_or_its_gem,
+    assert_second_run_adds_to_the_history, ruby_killing_its_worker_once,
 };
 use common::local::{alone, available, fixture_copy, junit_counts, local};
 
@@ -158,6 +158,22 @@ fn every_example_runs_once_plus_retries_under_its_own_id_and_name_from_run_to_ru
     // The history knows the tests by id: a second run finds each there and adds to it.
     let args = ["--tests", "rspec"];
     assert_second_run_adds_to_the_history(dir.path(), &timings, "./spec/math_spec.rb[1:3]", &args);
+}
+
+#[test]
+fn a_hanging_example_times_out_alone_within_its_per_test_timeout() {
+    if !have_rspec() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("spec")).unwrap();
+    let spec = "RSpec.describe \"Hang\" do\n  it(\"a\") {}\n  it(\"hangs\") { sleep }\n  \
+                it(\"b\") {}\n  it(\"c\") {}\nend\n";
+    std::fs::write(dir.path().join("spec/hang_spec.rb"), spec).unwrap();
+    let id = |n: u32| format!("./spec/hang_spec.rb[1:{n}]");
+    let ids = [id(1), id(2), id(3), id(4)];
+    let ids = [ids[0].as_str(), &ids[1], &ids[2], &ids[3]];
+    assert_a_hung_test_times_out_alone(dir.path(), "rspec", &["spec"], ids);
 }
 
 #[test]

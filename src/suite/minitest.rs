@@ -9,16 +9,17 @@
 //! and its name its method; the listing also says which test file defined it, and a batch
 //! loads only its tests' files. A batch keeps, of each runnable class, only the methods its ids
 //! name (not a `-n` pattern, which could match a neighbour), and its reporter writes a JSON
-//! line per finished test (an unexpected exception is an error, a skip skipped), a line per
-//! test file that failed to load (the error of each of the batch's tests left unreported), and
-//! a last line once Minitest is done: a report without it was cut short.
+//! line per test that starts (for the per-test timeout's watchdog) and ends (an unexpected
+//! exception is an error, a skip skipped), a line per test file that failed to load (the error
+//! of each of the batch's tests left unreported), and a last line once Minitest is done: a
+//! report without it was cut short.
 
 use std::path::Path;
 
 use serde::Deserialize;
 
 use super::process::Tool;
-use super::report::{Reported, ReportedCase, seconds_to_ms};
+use super::report::{self, Event, Reported, ReportedCase, seconds_to_ms};
 use super::ruby::Script;
 use super::{
     Listing, Suite, SuiteError, TestCase, TestStatus, ids_path, job_path, shell_quote, write_lines,
@@ -122,6 +123,8 @@ struct Line {
     message: Option<String>,
     /// Its failures in full.
     output: String,
+    /// A test that started.
+    started: Option<String>,
     /// A test file that failed to load, and why.
     error: Option<String>,
     /// Minitest is done.
@@ -150,22 +153,27 @@ impl Line {
     }
 }
 
+/// What a line of a batch's report says.
+fn event(text: &str) -> Option<Event> {
+    let line = serde_json::from_str::<Line>(text).ok()?;
+    Some(if let Some(id) = &line.id {
+        Event::Finished(id.clone(), line.case())
+    } else if let Some(id) = line.started {
+        Event::Started(id)
+    } else if let Some(error) = line.error {
+        Event::Outside(error)
+    } else if line.done {
+        Event::Done
+    } else {
+        return None;
+    })
+}
+
 /// The results in a batch's report (see the module documentation): whole once its last line
 /// is there, and then a test file's load error is the error of each test of `batch` the
 /// report does not mention.
 pub(super) fn parse(bytes: &[u8], batch: &[TestCase]) -> Reported {
-    let mut reported = Reported::default();
-    let mut errors = Vec::new();
-    let lines = bytes.split(|&b| b == b'\n');
-    for line in lines.filter_map(|line| serde_json::from_slice::<Line>(line).ok()) {
-        if let Some(id) = &line.id {
-            reported.insert(id.clone(), line.case());
-        } else if let Some(error) = line.error {
-            errors.push(error);
-        } else if line.done {
-            reported.complete = true;
-        }
-    }
+    let (mut reported, errors) = report::events(bytes, event);
     if reported.complete && !errors.is_empty() {
         reported.error_unreported(batch.iter().map(|c| c.id.as_str()), &errors.join("\n\n"));
     }

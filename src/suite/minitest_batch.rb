@@ -14,8 +14,9 @@
 # would run: its id `Class#method`, class, method and the file whose loading defined it.
 # `run` loads the files listed in FILES and runs exactly the tests whose ids are in IDS (one a
 # line), each runnable class keeping only its methods named there, with a reporter that
-# writes to REPORT one JSON line per finished test, a line per file that failed to load, and
-# a last line once Minitest is done. Neither the ids nor the files are ever a command line.
+# writes to REPORT a JSON line per test that starts and per test that ends, a line per file
+# that failed to load, and a last line once Minitest is done. Neither the ids nor the files
+# are ever a command line.
 #
 # It follows ruby_prelude.rb, which sets up the project's bundle.
 
@@ -97,6 +98,10 @@ class ClusterActionReporter < Minitest::AbstractReporter
   def initialize(io)
     super()
     @io = io
+  end
+
+  def prerecord(klass, name)
+    write(started: "#{klass}##{name}")
   end
 
   def record(result)

@@ -282,12 +282,13 @@ impl Listing {
 
     /// [`Listing::batch_command`] under a watchdog that stops the batch when no test finished
     /// for `timeout` (the suite's per-test timeout): the test then running is `timed_out`.
-    /// Only for frameworks whose progress says which test is running (pytest); the others
-    /// run as they are, bounded by their batch's time limit alone.
+    /// Only for frameworks whose progress says which test is running (pytest, RSpec,
+    /// Minitest); the others run as they are, bounded by their batch's time limit alone.
     pub fn guarded_batch_command(&self, batch: &[TestCase], timeout: Duration) -> String {
         let command = self.batch_command(batch);
         match self.suite.framework {
             Framework::Pytest => watchdog::guard(&command, timeout),
+            Framework::Rspec | Framework::Minitest => watchdog::guard(&command, timeout),
             _ => command,
         }
     }

@@ -6,8 +6,9 @@
 //! it reads a batch's example ids (`./spec/a_spec.rb[1:2:1]`, what a user pastes into
 //! `rspec` to run one example again, distinct for each `it_behaves_like`) from a file, so that
 //! no command line holds them, and adds the formatters whose output is the report: RSpec's
-//! JSON, and until that is written one JSON line per finished example, so that a batch killed
-//! part-way still says what finished. With a Gemfile it sets up the bundle, as `bundle exec
+//! JSON, and until that is written a JSON line per example that starts or ends, so that a
+//! batch killed part-way still says what finished, and the per-test timeout's watchdog which
+//! example it stopped. With a Gemfile it sets up the bundle, as `bundle exec
 //! rspec` does. A test is named by its full description in the group of its spec file; a
 //! pending or skipped example is skipped; an error outside the examples (a spec file that
 //! fails to load) is the error of every test of the batch the report does not mention.
@@ -17,7 +18,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::process::{Tool, tail};
-use super::report::{Reported, ReportedCase, seconds_to_ms};
+use super::report::{self, Event, Reported, ReportedCase, seconds_to_ms};
 use super::ruby::Script;
 use super::{Listing, Suite, SuiteError, TestCase, TestStatus, ids_path, shell_quote, write_lines};
 
@@ -295,17 +296,28 @@ impl Example {
     }
 }
 
+/// What a line of [`RUNNER`]'s progress says: an example started (`{"started": ID}`) or
+/// ended (an example as RSpec's JSON has it).
+fn progress_event(line: &str) -> Option<Event> {
+    #[derive(Deserialize)]
+    struct Started {
+        started: String,
+    }
+    if let Ok(example) = serde_json::from_str::<Example>(line) {
+        let case = example.case();
+        return Some(Event::Finished(example.id, case));
+    }
+    let started = serde_json::from_str::<Started>(line).ok()?;
+    Some(Event::Started(started.started))
+}
+
 /// The results in a batch's report: RSpec's JSON when it finished (complete; an error outside
 /// examples is the error of each test of `batch` it does not mention), else the runner's
-/// progress lines (incomplete: the tests they do not mention run again).
+/// progress lines (incomplete: the tests they do not mention run again, but for the one the
+/// watchdog stopped at the per-test timeout).
 pub(super) fn parse(bytes: &[u8], batch: &[TestCase]) -> Reported {
     let Ok(report) = serde_json::from_slice::<Report>(bytes) else {
-        let mut reported = Reported::default();
-        let lines = bytes.split(|&b| b == b'\n');
-        for example in lines.filter_map(|line| serde_json::from_slice::<Example>(line).ok()) {
-            reported.insert(example.id.clone(), example.case());
-        }
-        return reported;
+        return report::events(bytes, progress_event).0;
     };
     let mut reported = Reported {
         complete: true,

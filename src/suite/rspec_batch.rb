@@ -5,20 +5,28 @@
 #
 # runs RSpec in this process with the arguments and the example ids in the file IDS (one a
 # line; none when IDS is empty), so that no command line holds them however many they are.
-# RSpec's own JSON report ends up in REPORT. While RSpec runs, REPORT holds one JSON line per
-# finished example (the shape of an example of RSpec's JSON), so that a batch killed part-way
-# still says which examples finished; RSpec's JSON replaces it at the end.
+# RSpec's own JSON report ends up in REPORT. While RSpec runs, REPORT holds a JSON line per
+# example that started (its id) and per example that ended (the shape of an example of RSpec's
+# JSON), so that a batch killed part-way still says which examples finished and which one was
+# running; RSpec's JSON replaces it at the end.
 #
 # It follows ruby_prelude.rb, which sets up the project's bundle.
 
 cluster_action_require "rspec/core"
 
-# Writes one JSON line per finished example to its output, flushed at once.
+# Writes a JSON line when an example starts (its id) and when it ends (the example as RSpec's
+# JSON has it) to its output, flushed at once.
 class ClusterActionProgress
-  RSpec::Core::Formatters.register self, :example_passed, :example_failed, :example_pending
+  RSpec::Core::Formatters.register self, :example_started, :example_passed, :example_failed,
+                                   :example_pending
 
   def initialize(output)
     @output = output
+  end
+
+  def example_started(notification)
+    @output.puts(JSON.generate(started: notification.example.id))
+    @output.flush
   end
 
   def example_passed(notification)

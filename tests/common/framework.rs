@@ -1,11 +1,12 @@
 //! What the tests of one framework's suites (tests/suite_rspec.rs, tests/suite_minitest.rs)
 //! share: a run refused with the words a user needs (Ruby or its framework missing), a second
 //! run that finds every test of the first run's timing history under the same id, attempt 2
-//! of a workflow run re-running only what failed in attempt 1, and a worker killed by a test
-//! it runs.
+//! of a workflow run re-running only what failed in attempt 1, a test that hangs stopped at
+//! the per-test timeout, and a worker killed by a test it runs.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use axum::extract::Query;
 use axum::http::header;
@@ -255,4 +256,49 @@ fn serve_attempt_1(runtime: &tokio::runtime::Runtime, zip: Vec<u8>) -> String {
         );
     runtime.spawn(async move { axum::serve(listener, routes).await });
     base
+}
+
+/// Runs `local` on a manifest suite of `framework` in `dir`, with a per-test timeout of 3 s,
+/// one retry and a file's tests in one batch, whose tests `[a, hang, b, c]` (in the order the
+/// framework runs them, `hang` never ending) are in the files of `paths`: asserts that `hang`
+/// times out on both attempts, its message naming the timeout, and the others pass once,
+/// long before a batch's own limit.
+pub fn assert_a_hung_test_times_out_alone(
+    dir: &Path,
+    framework: &str,
+    paths: &[&str],
+    [a, hang, b, c]: [&str; 4],
+) {
+    let manifest = format!(
+        "layers:\n  checkout: {{ paths: [{}] }}\nsuites:\n  - name: {framework}\n    \
+         framework: {framework}\n    layers: [checkout]\n    split: file\n    timeout: 3s\n    \
+         retries: 1\n",
+        paths.join(", ")
+    );
+    std::fs::write(dir.join("cluster.yml"), manifest).unwrap();
+    let started = Instant::now();
+    let run = local(dir)
+        .args(&["cluster.yml"])
+        .within(Duration::from_secs(60))
+        .run();
+    let took = started.elapsed();
+    let want: BTreeMap<&str, (&str, u64)> = [
+        (a, ("passed", 1)),
+        (hang, ("timed_out", 2)),
+        (b, ("passed", 1)),
+        (c, ("passed", 1)),
+    ]
+    .into();
+    assert_eq!(run.outcomes(), want, "{}\n{}", run.report, run.stderr);
+    let message = run.message(hang);
+    assert!(
+        message.contains("timed out") && message.contains("3s"),
+        "{message}"
+    );
+    assert_eq!(
+        run.code, 1,
+        "a timed-out test fails the run: {}",
+        run.stderr
+    );
+    assert!(took < Duration::from_secs(40), "took {took:?}");
 }
