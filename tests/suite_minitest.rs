@@ -18,7 +18,7 @@ use cluster_action::suite::{ATTEMPT_ENV, Framework, REPORT_ENV, Suite, TestStatu
 mod common;
 use common::framework::{
     assert_a_hung_test_times_out_alone, assert_a_killed_worker_loses_no_test,
-    assert_attempt_2_reruns_only, assert_refused, assert_refused_without_ruby_or_its_gem,
+    assert_attempt_2_reruns_only, assert_local_refused, assert_refused_without_ruby_or_its_gem,
     assert_second_run_adds_to_the_history, ruby_killing_its_worker_once,
 };
 use common::local::{alone, available, fixture_copy, junit_counts, local, tools_path};
@@ -244,11 +244,9 @@ fn minitest_missing_failing_to_list_or_listing_nothing_exits_2_saying_why() {
     }
     let dir = fixture_copy("suite-minitest");
     assert_refused_without_ruby_or_its_gem(dir.path(), "minitest", &["--tests", "minitest"]);
-    let run = local(dir.path())
-        .args(&["--tests", "minitest", "-n", "/no_test_is_named_this/"])
-        .run();
-    assert_refused(
-        &run,
+    assert_local_refused(
+        dir.path(),
+        &["--tests", "minitest", "-n", "/no_test_is_named_this/"],
         &["suite 'minitest': no tests match", "no_test_is_named_this"],
     );
     std::fs::write(
@@ -256,9 +254,9 @@ fn minitest_missing_failing_to_list_or_listing_nothing_exits_2_saying_why() {
         "raise 'this test file is broken'\n",
     )
     .unwrap();
-    let run = local(dir.path()).args(&["--tests", "minitest"]).run();
-    assert_refused(
-        &run,
+    assert_local_refused(
+        dir.path(),
+        &["--tests", "minitest"],
         &[
             "cluster_action_minitest.rb list",
             "cannot load test/broken_test.rb: RuntimeError: this test file is broken",

@@ -16,7 +16,7 @@ use serde_json::Value;
 mod common;
 use common::framework::{
     assert_a_hung_test_times_out_alone, assert_a_killed_worker_loses_no_test,
-    assert_attempt_2_reruns_only, assert_refused, assert_refused_without_ruby_or_its_gem,
+    assert_attempt_2_reruns_only, assert_local_refused, assert_refused_without_ruby_or_its_gem,
     assert_second_run_adds_to_the_history, ruby_killing_its_worker_once,
 };
 use common::local::{alone, available, fixture_copy, junit_counts, local};
@@ -215,11 +215,9 @@ fn rspec_missing_failing_to_list_or_listing_nothing_exits_2_saying_why() {
     }
     let dir = fixture_copy("suite-rspec");
     assert_refused_without_ruby_or_its_gem(dir.path(), "rspec", &["--tests", "rspec"]);
-    let run = local(dir.path())
-        .args(&["--tests", "rspec", "--tag", "no_example_is_tagged_this"])
-        .run();
-    assert_refused(
-        &run,
+    assert_local_refused(
+        dir.path(),
+        &["--tests", "rspec", "--tag", "no_example_is_tagged_this"],
         &["suite 'rspec': no tests match", "no_example_is_tagged_this"],
     );
     std::fs::write(
@@ -227,9 +225,9 @@ fn rspec_missing_failing_to_list_or_listing_nothing_exits_2_saying_why() {
         "raise 'this spec file is broken'\n",
     )
     .unwrap();
-    let run = local(dir.path()).args(&["--tests", "rspec"]).run();
-    assert_refused(
-        &run,
+    assert_local_refused(
+        dir.path(),
+        &["--tests", "rspec"],
         &[
             "`rspec --dry-run` failed",
             "An error occurred while loading ./spec/broken_spec.rb.",
@@ -243,9 +241,9 @@ fn rspec_missing_failing_to_list_or_listing_nothing_exits_2_saying_why() {
         "source 'https://rubygems.org'\ngem 'no_gem_is_called_this'\n",
     )
     .unwrap();
-    let run = local(dir.path()).args(&["--tests", "rspec"]).run();
-    assert_refused(
-        &run,
+    assert_local_refused(
+        dir.path(),
+        &["--tests", "rspec"],
         &[
             "cluster-action: cannot set up the bundle of Gemfile",
             "no_gem_is_called_this",

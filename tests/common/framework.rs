@@ -21,9 +21,15 @@ use serde_json::{Value, json};
 
 use super::local::{LocalRun, local};
 
+/// Asserts that `local` with `args` in `dir` is refused as bad input (exit 2) with each of
+/// `words` in its standard error.
+pub fn assert_local_refused(dir: &Path, args: &[&str], words: &[&str]) {
+    assert_refused(&local(dir).args(args).run(), words);
+}
+
 /// Asserts that a `local` run was refused as bad input (exit 2) with each of `words` in its
 /// standard error.
-pub fn assert_refused(run: &LocalRun, words: &[&str]) {
+fn assert_refused(run: &LocalRun, words: &[&str]) {
     assert_eq!(run.code, 2, "{}", run.stderr);
     for word in words {
         assert!(
