@@ -142,17 +142,29 @@ fn every_test_runs_once_plus_retries_under_its_own_id_from_run_to_run() {
 }
 
 #[test]
-fn a_batch_runs_exactly_its_tests_not_those_a_name_pattern_would_match() {
+fn a_batch_runs_exactly_its_tests_one_at_a_time() {
     if !have_minitest() {
         return;
     }
-    // `-n test_a` or `-n /test_a/` would run `test_ab` too.
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("test")).unwrap();
+    // `-n test_a` or `-n /test_a/` would run `test_ab` too.
     std::fs::write(
         dir.path().join("test/prefix_test.rb"),
         "require 'minitest/autorun'\n\nclass PrefixTest < Minitest::Test\n  \
          def test_a\n  end\n\n  def test_ab\n  end\nend\n",
+    )
+    .unwrap();
+    // `parallelize_me!` tests would run in a thread per processor: each fails when another
+    // runs beside it.
+    std::fs::write(
+        dir.path().join("test/parallel_test.rb"),
+        "require 'minitest/autorun'\n\nclass ParallelTest < Minitest::Test\n  \
+         parallelize_me!\n  LOCK = Mutex.new\n  @@running = 0\n\n  \
+         def alone\n    LOCK.synchronize { @@running += 1 }\n    sleep 0.3\n    \
+         LOCK.synchronize { @@running }\n  ensure\n    LOCK.synchronize { @@running -= 1 }\n  end\n\n  \
+         def test_1\n    assert_equal 1, alone\n  end\n\n  \
+         def test_2\n    assert_equal 1, alone\n  end\nend\n",
     )
     .unwrap();
     let work = tempfile::tempdir().unwrap();
@@ -163,30 +175,38 @@ fn a_batch_runs_exactly_its_tests_not_those_a_name_pattern_would_match() {
     };
     let listing = suite.list(dir.path(), work.path()).unwrap();
     let ids: Vec<&str> = listing.tests.iter().map(|t| t.id.as_str()).collect();
-    assert_eq!(ids, ["PrefixTest#test_a", "PrefixTest#test_ab"]);
+    let want = [
+        "ParallelTest#test_1",
+        "ParallelTest#test_2",
+        "PrefixTest#test_a",
+        "PrefixTest#test_ab",
+    ];
+    assert_eq!(ids, want);
     for file in &listing.ship {
         let dest = dir.path().join(&file.dest);
         std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
         std::fs::copy(&file.source, dest).unwrap();
     }
-    let batch = &listing.tests[..1];
+    let batch = &listing.tests[..3];
     let report = dir.path().join("report");
     let status = Command::new("bash")
         .arg("-c")
         .arg(listing.batch_command(batch))
         .current_dir(dir.path())
         .env("PATH", tools_path())
+        .env_remove("MT_CPU")
         .env(REPORT_ENV, &report)
         .env(ATTEMPT_ENV, "1")
         .stdout(Stdio::null())
         .status()
         .unwrap();
-    assert!(status.success());
     let report = std::fs::read(&report).unwrap();
     let text = String::from_utf8_lossy(&report);
+    assert!(status.success(), "{text}");
     assert!(!text.contains("test_ab"), "test_ab ran: {text}");
     let results = listing.parse_report(Some(&report), batch);
-    assert_eq!(results[0].status, TestStatus::Passed, "{text}");
+    let statuses: Vec<TestStatus> = results.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [TestStatus::Passed; 3], "{text}");
 }
 
 #[test]

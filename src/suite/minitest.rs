@@ -12,7 +12,8 @@
 //! line per test that starts (for the per-test timeout's watchdog) and ends (an unexpected
 //! exception is an error, a skip skipped), a line per test file that failed to load (the error
 //! of each of the batch's tests left unreported), and a last line once Minitest is done: a
-//! report without it was cut short.
+//! report without it was cut short. A batch runs one test at a time, as every framework's
+//! batch takes one slot ([`ONE_PER_SLOT`]).
 
 use std::path::Path;
 
@@ -90,7 +91,14 @@ pub(super) fn list(suite: &Suite, dir: &Path, work: &Path) -> Result<Listing, Su
     Ok(listing)
 }
 
-/// Runs [`RUNNER`] on the batch's ids and their test files, with the suite's arguments.
+/// The batch's parallelism unless the suite's environment sets it: one thread for
+/// `parallelize_me!` tests (`MT_CPU`) and no forked workers for Rails' `parallelize`
+/// (`PARALLEL_WORKERS`), so that a batch takes one slot as every framework's does.
+const ONE_PER_SLOT: &str =
+    "export MT_CPU=\"${MT_CPU:-1}\" PARALLEL_WORKERS=\"${PARALLEL_WORKERS:-1}\"\n";
+
+/// Runs [`RUNNER`] on the batch's ids and their test files, with the suite's arguments, one
+/// thread or process of tests at a time ([`ONE_PER_SLOT`]).
 pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
     let suite = &listing.suite;
     let mut files: Vec<&str> = batch.iter().filter_map(|c| c.file.as_deref()).collect();
@@ -98,7 +106,7 @@ pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
     files.dedup();
     let args: Vec<String> = listing.run_args.iter().map(|a| shell_quote(a)).collect();
     format!(
-        "{}{}{} run {} {} \"${}\" {}\n",
+        "{}{}{ONE_PER_SLOT}{} run {} {} \"${}\" {}\n",
         write_lines(&ids_path(suite), batch.iter().map(|c| c.id.as_str())),
         write_lines(&job_path(suite, FILES_FILE), files),
         RUNNER.batch_words(suite),
