@@ -8,10 +8,10 @@
 //! no command line holds them, and adds the formatters whose output is the report: RSpec's
 //! JSON, and until that is written a JSON line per example that starts or ends, so that a
 //! batch killed part-way still says what finished, and the per-test timeout's watchdog which
-//! example it stopped. With a Gemfile it sets up the bundle, as `bundle exec
-//! rspec` does. A test is named by its full description in the group of its spec file; a
-//! pending or skipped example is skipped; an error outside the examples (a spec file that
-//! fails to load) is the error of every test of the batch the report does not mention.
+//! example it stopped. With a Gemfile it sets up the bundle, as `bundle exec rspec` does. A
+//! test is named by its full description in the group of its spec file; a pending or skipped
+//! example is skipped; an error outside the examples (a spec file that fails to load) is the
+//! error of every test of the batch the report does not mention.
 
 use std::path::Path;
 
