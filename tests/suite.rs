@@ -63,6 +63,8 @@ fn listed(framework: Framework, args: &[&str]) -> Option<Fixture> {
         Framework::Nextest => ("suite-cargo", &["cargo-nextest", "nextest", "--version"]),
         Framework::Pytest => ("suite-pytest", &["python", "-m", "pytest", "--version"]),
         Framework::Go => ("suite-go", &["go", "version"]),
+        Framework::Rspec => ("suite-rspec", &["rspec", "--version"]),
+        Framework::Minitest => ("suite-minitest", &["ruby", "-e", "require 'minitest'"]),
         Framework::Command { .. } => unreachable!("command suites have no fixture"),
         Framework::Vitest => unreachable!("tests/suite_vitest.rs runs the vitest fixture"),
         Framework::Playwright => unreachable!("tests/suite_playwright.rs runs playwright"),

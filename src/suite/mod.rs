@@ -26,6 +26,7 @@ mod error;
 mod gotest;
 pub mod junit;
 pub mod makespan;
+mod minitest;
 mod nextest;
 pub mod plan;
 mod playwright;
@@ -33,6 +34,8 @@ mod process;
 mod pytest;
 mod report;
 mod result;
+mod rspec;
+mod ruby;
 mod vitest;
 mod watchdog;
 
@@ -84,6 +87,10 @@ pub enum Framework {
         /// Shell command running the ids given as arguments (`"$@"`).
         run: String,
     },
+    /// `rspec`, by example id.
+    Rspec,
+    /// Minitest, by `Class#method`.
+    Minitest,
 }
 
 impl Framework {
@@ -109,6 +116,8 @@ impl Framework {
             "go" => Some(Framework::Go),
             "vitest" => Some(Framework::Vitest),
             "playwright" => Some(Framework::Playwright),
+            "rspec" => Some(Framework::Rspec),
+            "minitest" => Some(Framework::Minitest),
             _ => None,
         }
     }
@@ -127,6 +136,8 @@ impl Framework {
             Framework::Vitest => "vitest",
             Framework::Playwright => "playwright",
             Framework::Command { .. } => "command",
+            Framework::Rspec => "rspec",
+            Framework::Minitest => "minitest",
         }
     }
 }
@@ -248,6 +259,8 @@ impl Suite {
             Framework::Vitest => vitest::list(self, dir, &work)?,
             Framework::Playwright => playwright::list(self, dir, &work)?,
             Framework::Command { list, .. } => command::list(self, list, dir)?,
+            Framework::Rspec => rspec::list(self, dir, &work)?,
+            Framework::Minitest => minitest::list(self, dir, &work)?,
         };
         if listing.tests.is_empty() {
             return Err(SuiteError::NoTests {
@@ -288,17 +301,20 @@ impl Listing {
             Framework::Vitest => vitest::batch_command(self, batch),
             Framework::Playwright => playwright::batch_command(self, batch),
             Framework::Command { run, .. } => command::batch_command(&self.suite, run, batch),
+            Framework::Rspec => rspec::batch_command(self, batch),
+            Framework::Minitest => minitest::batch_command(self, batch),
         }
     }
 
     /// [`Listing::batch_command`] under a watchdog that stops the batch when no test finished
     /// for `timeout` (the suite's per-test timeout): the test then running is `timed_out`.
-    /// Only for frameworks whose progress says which test is running (pytest); the others
-    /// run as they are, bounded by their batch's time limit alone.
+    /// Only for frameworks whose progress says which test is running (pytest, RSpec,
+    /// Minitest); the others run as they are, bounded by their batch's time limit alone.
     pub fn guarded_batch_command(&self, batch: &[TestCase], timeout: Duration) -> String {
         let command = self.batch_command(batch);
         match self.suite.framework {
             Framework::Pytest => watchdog::guard(&command, timeout),
+            Framework::Rspec | Framework::Minitest => watchdog::guard(&command, timeout),
             _ => command,
         }
     }
@@ -321,6 +337,8 @@ impl Listing {
             (Framework::Command { .. }, Some(bytes)) => {
                 report::junit(bytes, command::junit_key).unwrap_or_default()
             }
+            (Framework::Rspec, Some(bytes)) => rspec::parse(bytes, batch),
+            (Framework::Minitest, Some(bytes)) => minitest::parse(bytes, batch),
         };
         // A test's key in the report is its id (nextest's binary and name, go's package and
         // name, a `command` suite's id), but for pytest, whose JUnit mangles node ids.
@@ -361,12 +379,18 @@ fn ship_dest(suite: &Suite, file: &str) -> PathBuf {
 /// The batch's file of test ids ([`IDS_FILE`]), as a shell word: absolute, as a batch may
 /// change directories.
 fn ids_path(suite: &Suite) -> String {
-    format!("\"$PWD\"/{}", shipped_path(suite, IDS_FILE))
+    job_path(suite, IDS_FILE)
 }
 
 /// Where a shipped file named `file` of `suite` lands ([`ship_dest`]), as a shell word.
 fn shipped_path(suite: &Suite, file: &str) -> String {
     shell_quote(&ship_dest(suite, file).display().to_string())
+}
+
+/// Where a file named `file` beside `suite`'s shipped files is, as a shell word: absolute, as
+/// a batch may change directories.
+fn job_path(suite: &Suite, file: &str) -> String {
+    format!("\"$PWD\"/{}", shipped_path(suite, file))
 }
 
 /// Shell lines writing `lines`, one a line, to the file `path` (a shell word; its directory is
@@ -455,6 +479,8 @@ mod tests {
                 list: "true".into(),
                 run: "./run \"$@\"".into(),
             },
+            Framework::Rspec,
+            Framework::Minitest,
         ];
         for framework in frameworks {
             let name = framework.name();

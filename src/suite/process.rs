@@ -117,7 +117,7 @@ fn shown_command(program: &Path, args: &[String]) -> String {
 }
 
 /// The last [`TAIL_LINES`] lines of `text`, trimmed.
-fn tail(text: &str) -> String {
+pub(super) fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.trim_end().lines().collect();
     lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
 }

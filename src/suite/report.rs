@@ -54,6 +54,23 @@ impl Reported {
         }
     }
 
+    /// Makes each of `keys` the report does not mention an error, with `text` (what the
+    /// framework said went wrong outside any test: a file that failed to load) as its output
+    /// and its first line as its message.
+    pub fn error_unreported<'a>(&mut self, keys: impl IntoIterator<Item = &'a str>, text: &str) {
+        let message = text.lines().map(str::trim).find(|l| !l.is_empty());
+        for key in keys {
+            self.cases
+                .entry(key.to_owned())
+                .or_insert_with(|| ReportedCase {
+                    status: TestStatus::Error,
+                    duration_ms: 0,
+                    message: message.map(str::to_owned),
+                    output: text.to_owned(),
+                });
+        }
+    }
+
     /// One result per test of `batch`, found by `key_of`; tests of the batch that share a key
     /// (the report cannot tell them apart) each get its report.
     pub fn results(
@@ -168,6 +185,46 @@ pub(super) fn progress(
     let finished = &reported.cases;
     reported.running.retain(|key| !finished.contains_key(key));
     reported
+}
+
+/// What one line of a report of JSON lines says (the lines RSpec's and Minitest's runners
+/// write as tests start and end).
+pub(super) enum Event {
+    /// A test started.
+    Started(String),
+    /// A test ended.
+    Finished(String, ReportedCase),
+    /// Something went wrong outside any test (a file that failed to load).
+    Outside(String),
+    /// The framework is done: the report is whole.
+    Done,
+}
+
+/// The tests a report of lines says ended, `read` turning each line into what it says: whole
+/// once a line says [`Event::Done`]; the tests that started and did not end are running, and
+/// the one of them the batch's watchdog stopped is timed out. What went wrong outside tests
+/// comes beside it, in the report's order.
+pub(super) fn events(bytes: &[u8], read: fn(&str) -> Option<Event>) -> (Reported, Vec<String>) {
+    let mut reported = Reported::default();
+    let mut outside = Vec::new();
+    for line in String::from_utf8_lossy(bytes).lines() {
+        if let Some(seconds) = watchdog::stopped_after(line) {
+            reported.timed_out = Some(seconds);
+            continue;
+        }
+        match read(line) {
+            Some(Event::Started(key)) => {
+                reported.running.insert(key);
+            }
+            Some(Event::Finished(key, case)) => reported.insert(key, case),
+            Some(Event::Outside(text)) => outside.push(text),
+            Some(Event::Done) => reported.complete = true,
+            None => {}
+        }
+    }
+    let finished = &reported.cases;
+    reported.running.retain(|key| !finished.contains_key(key));
+    (reported, outside)
 }
 
 /// What one `<testcase>` says.

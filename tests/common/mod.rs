@@ -173,6 +173,9 @@ pub fn job_spec(name: &str, run: &str) -> JobSpec {
 /// (tests/cluster_*.rs and others).
 pub mod cluster;
 
+/// What the tests of one framework's suites share (tests/suite_rspec.rs and others).
+pub mod framework;
+
 /// `cluster-action local` in a directory with the test tools on PATH, whether a tool is
 /// installed, and fixture copies (tests/suite*.rs and others).
 pub mod local;
