@@ -41,6 +41,7 @@ use crate::dir_name::dir_name as ship_name;
 
 pub use command::TESTS_FILE_ENV;
 pub use error::SuiteError;
+pub use pytest::SESSION_ENV;
 pub use result::{FinalStatus, TestEntry, TestRecord, TestResult, TestStatus};
 
 /// The variable naming the file a batch writes its report to (JUnit XML; for go, the test
@@ -261,6 +262,19 @@ impl Listing {
             Framework::Pytest => pytest::batch_command(self, batch),
             Framework::Go => gotest::batch_command(self, batch),
             Framework::Command { run, .. } => command::batch_command(&self.suite, run, batch),
+        }
+    }
+
+    /// The `bash -c` command that starts a warm session of the suite, for frameworks that
+    /// have one (pytest): a worker runs it in a directory holding the suite's layers, with
+    /// [`SESSION_ENV`] naming a control directory of its own, and gives that directory to
+    /// the batches it hands the session (in [`SESSION_ENV`] too); their
+    /// [`Listing::batch_command`] then runs its tests there instead of starting the
+    /// framework. It prints `ready` once batches can be handed to it.
+    pub fn session_command(&self) -> Option<String> {
+        match self.suite.framework {
+            Framework::Pytest => Some(pytest::session_command(self)),
+            _ => None,
         }
     }
 

@@ -1,0 +1,199 @@
+//! pytest's warm session (`Listing::session_command`) against pytest alone: the batches a
+//! session runs, handed to it as a worker hands them (`CLUSTER_SESSION` naming its control
+//! directory, each batch its own job directory), give every test the result a batch's own
+//! pytest gives it (statuses, skips, xfail and xpass, errors in setup and in teardown, the
+//! framework's messages), with the session's fixtures set up once and a module's once per
+//! batch.
+
+// Helpers of a test crate unwrap like its tests: a failure there is the test failing.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use cluster_action::suite::{Framework, Listing, REPORT_ENV, SESSION_ENV, Suite, TestCase};
+
+mod common;
+use common::local::{copy_of, fixture, have_pytest, tools_path};
+
+/// A listed pytest suite in `dir` (listed with the tools on PATH).
+fn listing(dir: &Path) -> Listing {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // SAFETY: the one test of this process sets it before it starts a child; only Rust code
+    // touches the environment here, through std's lock.
+    ONCE.call_once(|| unsafe { std::env::set_var("PATH", tools_path()) });
+    let suite = Suite {
+        name: "py".into(),
+        framework: Framework::Pytest,
+        args: Vec::new(),
+    };
+    let work = tempfile::tempdir().unwrap();
+    suite.list(dir, work.path()).unwrap()
+}
+
+/// `bash -c command` in `dir` with the tools on PATH and `env`.
+fn bash(command: &str, dir: &Path, env: &[(&str, &Path)]) -> Command {
+    let mut bash = Command::new("bash");
+    bash.arg("-c")
+        .arg(command)
+        .current_dir(dir)
+        .env("PATH", tools_path())
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_os_str())))
+        .stdin(Stdio::null());
+    bash
+}
+
+/// A session of `listing` started in `tree`, controlled from `control`, once it said ready.
+struct Session {
+    child: Child,
+}
+
+impl Session {
+    fn start(listing: &Listing, tree: &Path, control: &Path) -> Session {
+        let command = listing.session_command().unwrap();
+        let mut child = bash(&command, tree, &[(SESSION_ENV, control)])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "ready\n");
+        Session { child }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `(status, message)` of each test of `batch`, from the report its batch command wrote in a
+/// fresh job directory (a copy of `tree` when `session` is `None`, else an empty one handed
+/// the session's control directory).
+fn run_batch(
+    listing: &Listing,
+    batch: &[TestCase],
+    tree: &Path,
+    control: Option<&Path>,
+) -> BTreeMap<String, (String, Option<String>)> {
+    let job = match control {
+        Some(_) => tempfile::tempdir().unwrap(),
+        None => copy_of(tree),
+    };
+    let report = job.path().join("report");
+    let mut env = vec![(REPORT_ENV, report.as_path())];
+    env.extend(control.map(|c| (SESSION_ENV, c)));
+    let ran = bash(&listing.batch_command(batch), job.path(), &env)
+        .output()
+        .unwrap();
+    let text = std::fs::read(&report).ok();
+    let results = listing.parse_report(text.as_deref(), batch);
+    results
+        .into_iter()
+        .map(|r| {
+            let status = format!("{:?}", r.status);
+            assert_ne!(
+                status,
+                "NotRun",
+                "{}: {}",
+                r.case.id,
+                String::from_utf8_lossy(&ran.stdout)
+            );
+            (r.case.id, (status, r.message))
+        })
+        .collect()
+}
+
+/// The setups `conftest.py` of the fixture counted, one line each: `scope [module] pid`.
+fn setups(tree: &Path) -> Vec<String> {
+    let log = std::fs::read_to_string(tree.join("setups.log")).unwrap_or_default();
+    log.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn a_session_gives_each_test_what_pytest_alone_gives_it() {
+    if !have_pytest() {
+        return;
+    }
+    let alone_tree = copy_of(&fixture("suite-pytest-session"));
+    let listing = listing(alone_tree.path());
+    assert_eq!(listing.tests.len(), 17, "{:?}", listing.tests);
+    let alone = run_batch(&listing, &listing.tests, alone_tree.path(), None);
+
+    let tree = copy_of(&fixture("suite-pytest-session"));
+    let control = tempfile::tempdir().unwrap();
+    let _session = Session::start(&listing, tree.path(), control.path());
+    // Batches of one to four tests, files interleaved and collected as they come: the last
+    // file of `sub/` after its first, whose directory (and conftest) the session keeps.
+    let mut tests = listing.tests.clone();
+    tests.reverse();
+    let mut in_session = BTreeMap::new();
+    let mut size = 1;
+    let mut batches_of = BTreeMap::<&str, usize>::new();
+    while !tests.is_empty() {
+        let batch: Vec<TestCase> = tests.drain(..size.min(tests.len())).collect();
+        in_session.extend(run_batch(
+            &listing,
+            &batch,
+            tree.path(),
+            Some(control.path()),
+        ));
+        for module in ["test_module.py", "sub/test_sub_more.py"] {
+            if batch.iter().any(|t| t.file.as_deref() == Some(module)) {
+                *batches_of.entry(module).or_default() += 1;
+            }
+        }
+        size = size % 4 + 1;
+    }
+    assert_eq!(in_session, alone);
+    let statuses: BTreeMap<&str, &str> = alone
+        .iter()
+        .map(|(id, (status, _))| (id.as_str(), status.as_str()))
+        .collect();
+    let expected = BTreeMap::from([
+        ("sub/test_sub.py::test_sub_fixture", "Passed"),
+        ("sub/test_sub_more.py::test_sub_fixture_again", "Passed"),
+        ("test_module.py::test_first", "Passed"),
+        ("test_module.py::test_second", "Passed"),
+        ("test_outcomes.py::TestGroup::test_method", "Passed"),
+        ("test_outcomes.py::test_fails", "Failed"),
+        ("test_outcomes.py::test_param[1]", "Passed"),
+        ("test_outcomes.py::test_param[2]", "Failed"),
+        ("test_outcomes.py::test_param[3]", "Passed"),
+        ("test_outcomes.py::test_passes", "Passed"),
+        ("test_outcomes.py::test_setup_error", "Error"),
+        ("test_outcomes.py::test_skipif", "Skipped"),
+        ("test_outcomes.py::test_skipped", "Skipped"),
+        ("test_outcomes.py::test_teardown_error", "Error"),
+        ("test_outcomes.py::test_xfail", "Skipped"),
+        ("test_outcomes.py::test_xpass", "Passed"),
+        ("test_outcomes.py::test_xpass_strict", "Failed"),
+    ]);
+    assert_eq!(statuses, expected);
+
+    // One process ran every batch, with the session's fixture set up once; the module
+    // fixture once per batch that holds tests of its module.
+    let setups = setups(tree.path());
+    let pids: std::collections::BTreeSet<&str> =
+        setups.iter().filter_map(|s| s.rsplit(' ').next()).collect();
+    assert_eq!(pids.len(), 1, "{setups:?}");
+    let count = |what: &str| setups.iter().filter(|s| s.starts_with(what)).count();
+    assert_eq!(count("session "), 1, "{setups:?}");
+    assert_eq!(
+        count("module test_module "),
+        batches_of["test_module.py"],
+        "{setups:?}"
+    );
+    assert_eq!(
+        count("module test_sub_more "),
+        batches_of["sub/test_sub_more.py"],
+        "{setups:?}"
+    );
+}
