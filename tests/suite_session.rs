@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use cluster_action::suite::{Framework, Listing, REPORT_ENV, SESSION_ENV, Suite, TestCase};
 
 mod common;
-use common::local::{copy_of, fixture, have_pytest, tools_path};
+use common::local::{LocalRun, copy_of, fixture, have_pytest, local, tools_path};
 
 /// A listed pytest suite in `dir` (listed with the tools on PATH).
 fn listing(dir: &Path) -> Listing {
@@ -196,4 +196,146 @@ fn a_session_gives_each_test_what_pytest_alone_gives_it() {
         batches_of["sub/test_sub_more.py"],
         "{setups:?}"
     );
+}
+
+// Through `cluster-action local`: the worker keeps the sessions and hands them the batches.
+
+/// A pytest project in a fresh directory: `files` (name and body) beside a conftest whose
+/// autouse fixture appends `NODE_ID PID` to the file `$RUN_LOG` as each test starts.
+fn project(files: &[(String, String)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let conftest = "import os\n\nimport pytest\n\n\n@pytest.fixture(autouse=True)\n\
+                    def logged(request):\n    with open(os.environ[\"RUN_LOG\"], \"a\") as log:\n\
+                    \x20       log.write(f\"{request.node.nodeid} {os.getpid()}\\n\")\n";
+    std::fs::write(dir.path().join("conftest.py"), conftest).unwrap();
+    std::fs::write(
+        dir.path().join("pytest.ini"),
+        "[pytest]\naddopts = -p no:cacheprovider\n",
+    )
+    .unwrap();
+    for (name, body) in files {
+        std::fs::write(dir.path().join(name), body).unwrap();
+    }
+    dir
+}
+
+/// `cluster-action local` on `workers` workers of one slot in `dir`, the suite `py` of its
+/// pytest project with `settings` (YAML lines of the suite), `RUN_LOG` at `log`.
+fn run_suite(dir: &Path, workers: u32, log: &Path, settings: &str, args: &[&str]) -> LocalRun {
+    let manifest = format!(
+        "layers:\n  checkout: {{paths: [.]}}\nsuites:\n  - name: py\n    framework: pytest\n\
+         \x20   layers: [checkout]\n    env: {{RUN_LOG: \"{}\"}}\n{settings}",
+        log.display()
+    );
+    std::fs::write(dir.join("cluster.yml"), manifest).unwrap();
+    local(dir)
+        .workers(workers)
+        .args(&["cluster.yml", "--slots", "1"])
+        .args(args)
+        .run()
+}
+
+/// The end of a run's log, for messages.
+fn last_lines(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// Each test's starts in the run log: `(node id, pid)` in order.
+fn starts(log: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.rsplit_once(' '))
+        .map(|(id, pid)| (id.to_owned(), pid.to_owned()))
+        .collect()
+}
+
+/// How many times each test started.
+fn runs(starts: &[(String, String)]) -> BTreeMap<String, usize> {
+    let mut runs = BTreeMap::new();
+    for (id, _) in starts {
+        *runs.entry(id.clone()).or_default() += 1;
+    }
+    runs
+}
+
+/// The processes the tests ran in, each once.
+fn pids(starts: &[(String, String)]) -> std::collections::BTreeSet<i32> {
+    starts.iter().map(|(_, pid)| pid.parse().unwrap()).collect()
+}
+
+#[test]
+fn a_thousand_tests_in_small_batches_give_what_pytest_alone_gives() {
+    if !have_pytest() {
+        return;
+    }
+    // 20 files of 50 tests: passes, failures, skips, xfails and setup errors.
+    let mut expected = BTreeMap::new();
+    let files: Vec<(String, String)> = (0..20)
+        .map(|f| {
+            let mut body = String::from(
+                "import pytest\n\n\n@pytest.fixture\ndef broken():\n    raise RuntimeError('no')\n",
+            );
+            for t in 0..50 {
+                let (code, status) = match (f * 50 + t) % 10 {
+                    3 => ("    assert False\n".to_owned(), "failed"),
+                    5 => ("    pytest.skip('later')\n".to_owned(), "skipped"),
+                    7 => ("    assert False\n".to_owned(), "skipped"),
+                    9 => (String::new(), "error"),
+                    _ => ("    assert True\n".to_owned(), "passed"),
+                };
+                let (mark, args) = match status {
+                    "skipped" if code.contains("assert") => ("@pytest.mark.xfail\n", ""),
+                    "error" => ("", "broken"),
+                    _ => ("", ""),
+                };
+                let code = if code.is_empty() {
+                    "    pass\n".to_owned()
+                } else {
+                    code
+                };
+                body.push_str(&format!("\n\n{mark}def test_{t}({args}):\n{code}"));
+                expected.insert(format!("test_f{f}.py::test_{t}"), status.to_owned());
+            }
+            (format!("test_f{f}.py"), body)
+        })
+        .collect();
+    let dir = project(&files);
+    let logs = tempfile::tempdir().unwrap();
+
+    let alone_log = logs.path().join("alone.log");
+    let xml = logs.path().join("alone.xml");
+    let junit = format!("--junitxml={}", xml.display());
+    common::local::alone(
+        dir.path(),
+        "python",
+        &["-m", "pytest", &junit],
+        &[("RUN_LOG", alone_log.to_str().unwrap())],
+    );
+    let alone_counts = common::local::junit_counts(&std::fs::read_to_string(&xml).unwrap());
+
+    let log = logs.path().join("run.log");
+    // A test's guessed estimate is 1s: a 2s target makes batches of two.
+    let run = run_suite(dir.path(), 2, &log, "    batch: 2s\n", &[]);
+    let statuses = run.statuses();
+    let wrong: Vec<_> = (statuses.iter())
+        .filter(|(id, status)| expected.get(*id) != Some(status))
+        .take(5)
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:?}: {}", last_lines(&run.stderr));
+    assert_eq!(statuses.len(), expected.len());
+    assert_eq!(common::local::junit_counts(&run.junit), alone_counts);
+    assert_eq!(run.code, 1, "tests failed: {}", run.stderr);
+    let starts = starts(&log);
+    assert!(
+        runs(&starts).values().all(|&n| n == 1),
+        "each test ran once"
+    );
+    assert_eq!(runs(&starts).len(), 1000);
+    // Two sessions (one per worker's slot) ran all 500 batches, and are gone with the run.
+    let pids = pids(&starts);
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    for pid in pids {
+        assert!(!common::alive(pid), "session {pid} outlived its worker");
+    }
 }

@@ -98,6 +98,18 @@ impl Framework {
         Split::Test
     }
 
+    /// Whether its batches can run in a warm session of it ([`Listing::session_command`]).
+    pub fn keeps_sessions(&self) -> bool {
+        matches!(self, Framework::Pytest)
+    }
+
+    /// Whether a batch under `isolation` can be handed to a session: its processes may
+    /// outlive it under `process` and `none`, never in a sandbox of its own.
+    pub fn sessions_allowed(isolation: crate::proto::Isolation) -> bool {
+        use crate::proto::Isolation;
+        matches!(isolation, Isolation::Process | Isolation::None)
+    }
+
     /// The framework's name as written in a manifest.
     pub fn name(&self) -> &'static str {
         match self {
