@@ -171,11 +171,20 @@ suites:
         .collect();
     assert_eq!(
         sessions,
-        [("a", true), ("b", false), ("c", false), ("d", false), ("e", true)]
+        [
+            ("a", true),
+            ("b", false),
+            ("c", false),
+            ("d", false),
+            ("e", true)
+        ]
     );
     refuse(
         "suites:\n  - {name: g, framework: go, session: true}\n",
-        &["ci.yml:2", "suite 'g' asks for sessions, which its framework does not keep"],
+        &[
+            "ci.yml:2",
+            "suite 'g' asks for sessions, which its framework does not keep",
+        ],
     );
     refuse(
         "suites:\n  - {name: s, framework: pytest, isolation: sandbox, session: true}\n",

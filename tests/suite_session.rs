@@ -3,7 +3,9 @@
 //! directory, each batch its own job directory), give every test the result a batch's own
 //! pytest gives it (statuses, skips, xfail and xpass, errors in setup and in teardown, the
 //! framework's messages), with the session's fixtures set up once and a module's once per
-//! batch.
+//! batch. Then through `cluster-action local`, where workers keep the sessions: a thousand
+//! tests in small batches, a session killed by its test, a test that hangs, a worker lost
+//! mid-session.
 
 // Helpers of a test crate unwrap like its tests: a failure there is the test failing.
 #![allow(clippy::unwrap_used)]
@@ -338,4 +340,133 @@ fn a_thousand_tests_in_small_batches_give_what_pytest_alone_gives() {
     for pid in pids {
         assert!(!common::alive(pid), "session {pid} outlived its worker");
     }
+}
+
+/// A file `test_s.py` of `count` tests `test_N`, test `special` with `body` (Python lines
+/// indented by four spaces; `os`, `signal` and `time` are imported), the others passing.
+fn tests_with(count: usize, special: usize, body: &str) -> Vec<(String, String)> {
+    let mut text = String::from("import os\nimport signal\nimport time\n");
+    for t in 0..count {
+        let code = if t == special { body } else { "    pass\n" };
+        text.push_str(&format!("\n\ndef test_{t}():\n{code}"));
+    }
+    vec![("test_s.py".to_owned(), text)]
+}
+
+/// Each test's final status, from the run's report.
+fn outcomes(run: &LocalRun) -> BTreeMap<String, String> {
+    run.statuses()
+}
+
+/// `ids` with `status`, as [`outcomes`] gives them.
+fn all(count: usize, status: &str) -> BTreeMap<String, String> {
+    (0..count)
+        .map(|t| (format!("test_s.py::test_{t}"), status.to_owned()))
+        .collect()
+}
+
+#[test]
+fn a_session_killed_mid_test_loses_only_that_test() {
+    if !have_pytest() {
+        return;
+    }
+    // test_2 kills its session on its first run (SIGKILL, as a crash or the OOM killer).
+    let body = "    crashed = os.environ['RUN_LOG'] + '.crashed'\n\
+                \x20   if not os.path.exists(crashed):\n\
+                \x20       open(crashed, 'w').close()\n\
+                \x20       os.kill(os.getpid(), signal.SIGKILL)\n";
+    let dir = project(&tests_with(6, 2, body));
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("run.log");
+    let run = run_suite(dir.path(), 1, &log, "    batch: 1h\n", &[]);
+    assert_eq!(
+        outcomes(&run),
+        all(6, "passed"),
+        "{}",
+        last_lines(&run.stderr)
+    );
+    let starts = starts(&log);
+    let runs = runs(&starts);
+    let twice: Vec<&String> = runs
+        .iter()
+        .filter(|(_, n)| **n != 1)
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(twice, ["test_s.py::test_2"], "{starts:?}");
+    // The crashed session's tests before it kept their results; a new one ran the rest.
+    let pids = pids(&starts);
+    assert_eq!(pids.len(), 2, "{starts:?}");
+}
+
+#[test]
+fn a_hanging_test_times_out_alone() {
+    if !have_pytest() {
+        return;
+    }
+    let dir = project(&tests_with(5, 2, "    time.sleep(300)\n"));
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("run.log");
+    let run = run_suite(dir.path(), 1, &log, "    batch: 1h\n    timeout: 2s\n", &[]);
+    let mut want = all(5, "passed");
+    want.insert("test_s.py::test_2".into(), "timed_out".into());
+    assert_eq!(outcomes(&run), want, "{}", last_lines(&run.stderr));
+    let starts = starts(&log);
+    assert!(runs(&starts).values().all(|&n| n == 1), "{starts:?}");
+    // The session stuck in the test was stopped; a new one ran the tests after it.
+    let pids = pids(&starts);
+    assert_eq!(pids.len(), 2, "{starts:?}");
+    for pid in pids {
+        assert!(!common::alive(pid), "session {pid} outlived the run");
+    }
+}
+
+#[test]
+fn a_worker_lost_mid_session_requeues_what_it_had_not_reported() {
+    if !have_pytest() {
+        return;
+    }
+    // test_5, on its first run, SIGKILLs the worker its session belongs to (the first
+    // `cluster-action` among its ancestors).
+    let body = "    lost = os.environ['RUN_LOG'] + '.lost'\n\
+                \x20   if not os.path.exists(lost):\n\
+                \x20       open(lost, 'w').close()\n\
+                \x20       pid = os.getpid()\n\
+                \x20       while pid > 1:\n\
+                \x20           pid = int(open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[1])\n\
+                \x20           if open(f'/proc/{pid}/comm').read().strip() == 'cluster-action':\n\
+                \x20               os.kill(pid, signal.SIGKILL)\n\
+                \x20               time.sleep(30)\n";
+    let dir = project(&tests_with(10, 5, body));
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("run.log");
+    let args = ["--peer-timeout", "3s"];
+    let run = run_suite(dir.path(), 2, &log, "    batch: 1s\n", &args);
+    assert!(
+        logs.path().join("run.log.lost").exists(),
+        "a worker was killed"
+    );
+    assert_eq!(
+        outcomes(&run),
+        all(10, "passed"),
+        "{}",
+        last_lines(&run.stderr)
+    );
+    let starts = starts(&log);
+    let lost = &starts
+        .iter()
+        .find(|(id, _)| id == "test_s.py::test_5")
+        .unwrap()
+        .1;
+    // Every test ran to an end once, but those the lost worker's session ran and the worker
+    // had not reported yet, which ran again elsewhere; that session died with its worker.
+    let mut seen = BTreeMap::<&str, &str>::new();
+    for (id, pid) in &starts {
+        if let Some(first) = seen.insert(id, pid) {
+            assert_eq!(first, lost, "{id} ran twice: {starts:?}");
+        }
+    }
+    assert!(
+        !common::alive(lost.parse().unwrap()),
+        "the lost worker's session lives on"
+    );
 }
