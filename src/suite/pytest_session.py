@@ -155,8 +155,9 @@ class Session:
                 self.serve(session, connection)
 
     def collect(self, session, files):
-        """Collects `files` (and what they need above them), once; each on its own, so that
-        a file that is not there spoils no other."""
+        """Collects `files` (and what they need above them), each on its own, so that a file
+        that is not there spoils no other; one that gave no test (it is not there, it failed
+        to import) is tried again by the next batch that needs it, which then says why too."""
         for file in files:
             try:
                 items = session.perform_collect([file])
@@ -166,7 +167,8 @@ class Session:
             for item in items:
                 self.order += 1
                 self.items.setdefault(item.nodeid, (self.order, item))
-            self.collected.add(file)
+            if items:
+                self.collected.add(file)
 
     def serve(self, session, connection):
         with connection.makefile("rb") as lines:
