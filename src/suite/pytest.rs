@@ -383,7 +383,7 @@ fn suite_options(listing: &Listing) -> String {
 }
 
 /// The variable naming the control directory of the warm pytest session a worker gives a
-/// batch (its socket, log and `served` mark): see [`session_command`].
+/// batch (its socket, log and `served` mark): see `Listing::session_command`.
 pub const SESSION_ENV: &str = "CLUSTER_SESSION";
 
 /// The warm session ([`SESSION_SERVER`]): one pytest that collects a file when a batch first
