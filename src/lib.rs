@@ -26,7 +26,8 @@
 //! - [`broker`]: the pure scheduler (`broker::scheduler`) in an async shell: queue, leases,
 //!   pipelining, requeue of lost work, the clean stop.
 //! - [`worker`]: the pure slot machine (`worker::machine`) in an async shell that fetches
-//!   layers and runs each attempt (`worker::exec`, `contain`, `sandbox`), then uploads outputs.
+//!   layers and runs each attempt (`worker::exec`, `contain`, `sandbox`), then uploads outputs;
+//!   it keeps warm framework sessions that suite batches are handed to (`worker::session`).
 //! - [`runner`]: the manifest, the run as a pure machine (`runner::machine`, with the suites'
 //!   part in `runner::suite_run`) in an async shell (`runner::session`), progress and reports.
 //! - [`serve`]: a local artifact service (both halves, fault injection) for tests and `local`.
@@ -54,6 +55,8 @@
 //!
 //! A suite's batch is such a job: its command runs exactly its tests, its one output is the
 //! framework's report, from which the runner decides each test (never from the exit code).
+//! A pytest batch may carry a session command: the worker then hands it a warm pytest of its
+//! suite (one per slot, started by the first such batch) instead of starting pytest for it.
 
 pub mod broker;
 pub mod budget;

@@ -82,6 +82,14 @@ pub struct JobSpec {
     /// these only when no other is.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub avoid_workers: Vec<String>,
+    /// For a batch of a suite whose framework keeps warm sessions (pytest): the `bash -c`
+    /// command that starts one in a directory holding the job's layers. A worker that can
+    /// (`isolation: process` or `none`) keeps one per slot for the jobs of the same command,
+    /// layers and environment, and names its control directory to the job in
+    /// `CLUSTER_SESSION`; the job's `run` hands its tests to it, or runs them itself when the
+    /// variable is unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 impl JobSpec {
@@ -103,6 +111,7 @@ impl JobSpec {
             secret_env: SecretEnv::default(),
             inherits: false,
             avoid_workers: Vec::new(),
+            session: None,
         }
     }
 }

@@ -152,3 +152,42 @@ fn the_binary_refuses_a_bad_suite_with_exit_2_and_its_line() {
     let expected = format!("{}:4:12: suite 'rust' has a bad batch", path.display());
     assert!(stderr.contains(&expected), "{expected:?} not in {stderr}");
 }
+
+#[test]
+fn pytest_suites_run_in_sessions_unless_they_say_no_or_run_in_a_sandbox() {
+    let m = parse(
+        "\
+suites:
+  - {name: a, framework: pytest}
+  - {name: b, framework: pytest, session: false}
+  - {name: c, framework: pytest, isolation: sandbox}
+  - {name: d, framework: go}
+  - {name: e, framework: pytest, isolation: none, session: true}
+",
+    )
+    .unwrap();
+    let sessions: Vec<(&str, bool)> = (m.suites.iter())
+        .map(|s| (s.suite.name.as_str(), s.session))
+        .collect();
+    assert_eq!(
+        sessions,
+        [
+            ("a", true),
+            ("b", false),
+            ("c", false),
+            ("d", false),
+            ("e", true)
+        ]
+    );
+    refuse(
+        "suites:\n  - {name: g, framework: go, session: true}\n",
+        &[
+            "ci.yml:2",
+            "suite 'g' asks for sessions, which its framework does not keep",
+        ],
+    );
+    refuse(
+        "suites:\n  - {name: s, framework: pytest, isolation: sandbox, session: true}\n",
+        &["suite 's' asks for sessions under `isolation: sandbox`"],
+    );
+}

@@ -123,6 +123,7 @@ impl SuiteArgs {
             },
         )]);
         let split = framework.default_split();
+        let session = framework.keeps_sessions();
         let suite = SuiteDef {
             suite: Suite {
                 name: framework.name().to_string(),
@@ -137,6 +138,7 @@ impl SuiteArgs {
             env: BTreeMap::new(),
             secret_env: Default::default(),
             isolation: Default::default(),
+            session,
         };
         Ok(Manifest {
             path: PathBuf::from(flag),

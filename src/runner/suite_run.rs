@@ -648,6 +648,10 @@ impl SuiteRun {
             secret_env: listed.def.secret_env.clone(),
             inherits: false,
             avoid_workers,
+            session: match listed.def.session {
+                true => listed.listing.session_command(),
+                false => None,
+            },
         };
         let batch = InFlight {
             suite,
@@ -775,6 +779,7 @@ pub(crate) mod tests {
                 env: BTreeMap::new(),
                 secret_env: Default::default(),
                 isolation: Default::default(),
+                session: false,
             },
             listing: Listing::new(&suite, tests),
             layers: Vec::new(),

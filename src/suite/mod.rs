@@ -48,6 +48,7 @@ use crate::dir_name::dir_name as ship_name;
 
 pub use command::TESTS_FILE_ENV;
 pub use error::SuiteError;
+pub use pytest::SESSION_ENV;
 pub use result::{FinalStatus, TestEntry, TestRecord, TestResult, TestStatus};
 
 /// The variable naming the file a batch writes its report to (JUnit XML; for go, the test
@@ -125,6 +126,18 @@ impl Framework {
     /// How the framework's tests are grouped into batches unless a suite says `split:`.
     pub fn default_split(&self) -> Split {
         Split::Test
+    }
+
+    /// Whether its batches can run in a warm session of it ([`Listing::session_command`]).
+    pub fn keeps_sessions(&self) -> bool {
+        matches!(self, Framework::Pytest)
+    }
+
+    /// Whether a batch under `isolation` can be handed to a session: its processes may
+    /// outlive it under `process` and `none`, never in a sandbox of its own.
+    pub fn sessions_allowed(isolation: crate::proto::Isolation) -> bool {
+        use crate::proto::Isolation;
+        matches!(isolation, Isolation::Process | Isolation::None)
     }
 
     /// The framework's name as written in a manifest.
@@ -303,6 +316,19 @@ impl Listing {
             Framework::Command { run, .. } => command::batch_command(&self.suite, run, batch),
             Framework::Rspec => rspec::batch_command(self, batch),
             Framework::Minitest => minitest::batch_command(self, batch),
+        }
+    }
+
+    /// The `bash -c` command that starts a warm session of the suite, for frameworks that
+    /// have one (pytest): a worker runs it in a directory holding the suite's layers, with
+    /// [`SESSION_ENV`] naming a control directory of its own, and gives that directory to
+    /// the batches it hands the session (in [`SESSION_ENV`] too); their
+    /// [`Listing::batch_command`] then runs its tests there instead of starting the
+    /// framework. It prints `ready` once batches can be handed to it.
+    pub fn session_command(&self) -> Option<String> {
+        match self.suite.framework {
+            Framework::Pytest => Some(pytest::session_command(self)),
+            _ => None,
         }
     }
 

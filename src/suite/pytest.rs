@@ -6,6 +6,10 @@
 //! listing reads the collected items through a plugin of ours ([`COLLECT_PLUGIN`]), not
 //! pytest's output, and a batch's own options come after everything else, so that its
 //! verbosity and its JUnit (path and prefix) win over the project's.
+//!
+//! A worker may keep a warm pytest per slot for a suite ([`session_command`]): a batch it
+//! gives one hands its node ids over instead of starting pytest, and gets back the same
+//! progress lines and JUnit, so that its report reads as any batch's.
 
 use std::path::Path;
 
@@ -344,13 +348,17 @@ class Batch:
 sys.exit(pytest.main(sys.argv[2:] + files, plugins=[Batch()]))
 "#;
 
-/// Runs the batch's tests ([`RUN_BATCH`]) with the suite's options ([`run_args`]), then
+/// Runs the batch's tests: handed to the worker's warm session when it gives the batch one
+/// ([`SESSION_ENV`], see [`session_command`]), through [`SESSION_CLIENT`]; otherwise with a
+/// pytest of their own ([`RUN_BATCH`]), with the suite's options ([`run_args`]), then
 /// [`BATCH_OPTIONS`].
 pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
-    let args: Vec<String> = listing.run_args.iter().map(|a| shell_quote(a)).collect();
     format!(
         "{}py=$(command -v python || command -v python3)\n\
          r=\"${}\"\n\
+         if [ -n \"${{{SESSION_ENV}:-}}\" ]; then\n\
+         exec \"$py\" -u -c {} {} \"$r\"\n\
+         fi\n\
          \"$py\" -u -c {} {} {} {BATCH_OPTIONS} | tee \"$r\"\n\
          status=${{PIPESTATUS[0]}}\n\
          if [ -f \"$r.xml\" ]; then mv \"$r.xml\" \"$r\"; fi\n\
@@ -360,9 +368,43 @@ pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
             batch.iter().map(|c| c.id.as_str())
         ),
         super::REPORT_ENV,
+        shell_quote(SESSION_CLIENT),
+        ids_path(&listing.suite),
         shell_quote(RUN_BATCH),
         ids_path(&listing.suite),
-        args.join(" ")
+        suite_options(listing),
+    )
+}
+
+/// The suite's options ([`run_args`]) as shell words.
+fn suite_options(listing: &Listing) -> String {
+    let args: Vec<String> = listing.run_args.iter().map(|a| shell_quote(a)).collect();
+    args.join(" ")
+}
+
+/// The variable naming the control directory of the warm pytest session a worker gives a
+/// batch (its socket, log and `served` mark): see `Listing::session_command`.
+pub const SESSION_ENV: &str = "CLUSTER_SESSION";
+
+/// The warm session ([`SESSION_SERVER`]): one pytest that collects a file when a batch first
+/// needs it and runs the batches it is handed over a unix socket, each with pytest's own
+/// JUnit and progress, as a batch's own pytest would write them.
+const SESSION_SERVER: &str = include_str!("pytest_session.py");
+
+/// What a batch runs when the worker gave it a session: hands it the batch's node ids and
+/// writes the report from what it sends back.
+const SESSION_CLIENT: &str = include_str!("pytest_client.py");
+
+/// The `bash -c` command a worker runs, in a directory holding the suite's layers and with
+/// [`SESSION_ENV`] naming a fresh control directory, to start a warm session of the suite:
+/// pytest with the suite's options and those of a batch (but its JUnit, which the session
+/// writes per batch). It writes `ready` to its output once batches can connect.
+pub(super) fn session_command(listing: &Listing) -> String {
+    format!(
+        "py=$(command -v python || command -v python3)\n\
+         exec \"$py\" -u -c {} {} --verbosity=1 --junit-prefix=\n",
+        shell_quote(SESSION_SERVER),
+        suite_options(listing),
     )
 }
 
@@ -556,7 +598,7 @@ mod tests {
         let mut listing = Listing::new(&suite, vec![case.clone()]);
         listing.run_args = run_args(&parse(&suite.args), |path| path == "tests/");
         let command = batch_command(&listing, &[case]);
-        let run = command.lines().find(|l| l.contains(" -u -c ")).unwrap();
+        let run = command.lines().find(|l| l.contains(" | tee ")).unwrap();
         let at = |word: &str| run.find(word).unwrap();
         assert!(
             run.find("mine.xml")

@@ -17,6 +17,7 @@ use super::outputs_pack::Staged;
 use crate::layer::{self, Digest};
 use crate::proto::{JobId, JobOutcome, JobSpec, JobStatus};
 use crate::retry::RetryPolicy;
+use crate::suite::{Framework, SESSION_ENV};
 
 /// An attempt asking to launch: its job, and where to send the end of the lease it may
 /// launch under.
@@ -80,7 +81,19 @@ pub(crate) async fn run(
         job: spec,
     } = assignment;
     let dir = shared.cfg.work_dir.join(format!("{id}-{attempt}"));
-    let mut ran = match prepare(&shared, &spec, &dir).await {
+    let env = job_env(&shared, &spec, attempt);
+    // A batch handed to a session needs no copy of the layers: the session has its own.
+    let session = spec
+        .session
+        .as_ref()
+        .filter(|_| Framework::sessions_allowed(spec.isolation));
+    let prepared = match session {
+        Some(_) => tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| format!("cannot make the job directory {}: {e}", dir.display())),
+        None => prepare(&shared, &spec, &dir).await,
+    };
+    let mut ran = match prepared {
         Err(e) => Ran {
             outcome: not_run(name, attempt, JobStatus::Error, Some(e)),
             staged: None,
@@ -90,13 +103,15 @@ pub(crate) async fn run(
                 () = gate.open() => true,
                 () = cancelled(&mut cancel) => false,
             };
-            if launched {
-                execute(&shared, &spec, attempt, &dir, cancel).await
-            } else {
+            if !launched {
                 Ran {
                     outcome: not_run(name, attempt, JobStatus::Cancelled, None),
                     staged: None,
                 }
+            } else if let Some(start) = session {
+                in_session(&shared, &spec, attempt, &dir, env, start, cancel).await
+            } else {
+                execute(&shared, &spec, attempt, &dir, env, cancel).await
             }
         }
     };
@@ -118,13 +133,45 @@ async fn prepare(shared: &Shared, spec: &JobSpec, dir: &Path) -> Result<(), Stri
         .map_err(|e| format!("cannot prepare the job directory {}: {e}", dir.display()))
 }
 
-async fn execute(
+/// Runs the attempt of a batch with a session command: handed a session of this worker's
+/// (leased, then given back or stopped), or, when none can be started, as any job (with its
+/// layers in its directory, the batch running its framework itself).
+async fn in_session(
     shared: &Shared,
     spec: &JobSpec,
     attempt: u32,
     dir: &Path,
-    mut cancel: watch::Receiver<bool>,
+    mut env: Vec<(String, String)>,
+    start: &str,
+    cancel: watch::Receiver<bool>,
 ) -> Ran {
+    let lease = match shared.sessions.lease(shared, spec, start, &env).await {
+        Ok(lease) => lease,
+        Err(e) => {
+            tracing::warn!(job = %spec.name, "{e}: the batch runs its framework itself");
+            if let Err(e) = prepare(shared, spec, dir).await {
+                let outcome = not_run(&shared.cfg.name, attempt, JobStatus::Error, Some(e));
+                return Ran {
+                    outcome,
+                    staged: None,
+                };
+            }
+            return execute(shared, spec, attempt, dir, env, cancel).await;
+        }
+    };
+    env.push((
+        SESSION_ENV.to_owned(),
+        lease.control().display().to_string(),
+    ));
+    let ran = execute(shared, spec, attempt, dir, env, cancel).await;
+    let grace = shared.cfg.limits.kill_grace;
+    shared.sessions.release(lease, grace).await;
+    ran
+}
+
+/// The environment of the attempt's process: the job's variables and secrets, and what the
+/// worker tells every job.
+fn job_env(shared: &Shared, spec: &JobSpec, attempt: u32) -> Vec<(String, String)> {
     let name = &shared.cfg.name;
     let mut env: Vec<(String, String)> = spec
         .env
@@ -143,6 +190,18 @@ async fn execute(
         env.push(("CLUSTER_ATTEMPT".into(), attempt.to_string()));
     }
     env.push(("CLUSTER_WORKER".into(), name.clone()));
+    env
+}
+
+async fn execute(
+    shared: &Shared,
+    spec: &JobSpec,
+    attempt: u32,
+    dir: &Path,
+    env: Vec<(String, String)>,
+    mut cancel: watch::Receiver<bool>,
+) -> Ran {
+    let name = &shared.cfg.name;
     let timeout = Duration::from_millis(spec.timeout_ms);
     let started = Instant::now();
     let run = exec::run_job(

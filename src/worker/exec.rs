@@ -361,16 +361,17 @@ where
 }
 
 /// The job's process group, led by the bash process. Dropping it before the leader is reaped
-/// kills the group.
-struct Group {
+/// kills the group. (A warm session's process is one too: see `worker::session`.)
+pub(crate) struct Group {
     child: Child,
     /// The leader's pid, which is also the group id.
-    pgid: libc::pid_t,
+    pub(crate) pgid: libc::pid_t,
     reaped: bool,
 }
 
 impl Group {
-    fn new(child: Child) -> Result<Self, ExecError> {
+    /// The group `child` leads (spawned with `process_group(0)`).
+    pub(crate) fn new(child: Child) -> Result<Self, ExecError> {
         let pgid = child
             .id()
             .and_then(|pid| libc::pid_t::try_from(pid).ok())
@@ -386,7 +387,7 @@ impl Group {
     }
 
     /// Sends `signal` to every process in the group.
-    fn signal(&self, signal: libc::c_int) {
+    pub(crate) fn signal(&self, signal: libc::c_int) {
         // SAFETY: killpg has no memory-safety preconditions. The leader is not reaped yet, so
         // `pgid` still names the job's group and no other.
         if unsafe { libc::killpg(self.pgid, signal) } == -1 {
@@ -399,7 +400,7 @@ impl Group {
 
     /// Completes when the leader has exited, leaving it a zombie (not reaped), so the group id
     /// stays ours until [`Group::reap`].
-    async fn exited(&self) -> Result<(), ExecError> {
+    pub(crate) async fn exited(&self) -> Result<(), ExecError> {
         let mut sigchld = signal(SignalKind::child())
             .map_err(ExecError::io("cannot listen for the job's exit"))?;
         // The listener exists before the check, so an exit right after it is not missed.
@@ -409,7 +410,8 @@ impl Group {
         Ok(())
     }
 
-    fn has_exited(&self) -> Result<bool, ExecError> {
+    /// Whether the leader has exited (it stays a zombie until [`Group::reap`]).
+    pub(crate) fn has_exited(&self) -> Result<bool, ExecError> {
         loop {
             // SAFETY: an all-zero siginfo_t is a valid value; waitid writes into it only.
             let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
@@ -438,7 +440,7 @@ impl Group {
     }
 
     /// Collects the exited leader's status; the group id is free for reuse afterwards.
-    async fn reap(&mut self) -> Result<ExitStatus, ExecError> {
+    pub(crate) async fn reap(&mut self) -> Result<ExitStatus, ExecError> {
         let status = self
             .child
             .wait()

@@ -16,6 +16,7 @@ pub mod machine;
 pub mod output;
 pub mod outputs_pack;
 pub mod sandbox;
+mod session;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -93,6 +94,8 @@ pub(crate) struct Shared {
     pub cfg: WorkerConfig,
     /// Publishes the outputs of several attempts in one layer.
     pub outputs: outputs_pack::OutputsPacker,
+    /// The warm framework sessions suite batches are handed to.
+    pub sessions: session::Sessions,
 }
 
 /// How a worker's run ended.
@@ -179,6 +182,7 @@ pub async fn run(
         shared: Arc::new(Shared {
             store,
             cache,
+            sessions: session::Sessions::new(cfg.work_dir.join("sessions"), cfg.slots),
             cfg,
             outputs,
         }),
@@ -459,6 +463,8 @@ impl Shell {
         result: Result<WorkerEnd, WorkerError>,
     ) -> Result<WorkerEnd, WorkerError> {
         self.tasks.shutdown().await;
+        let grace = self.shared.cfg.limits.kill_grace;
+        self.shared.sessions.stop_all(grace).await;
         let close = self.link.close();
         let closed = match result {
             Ok(WorkerEnd::Interrupted) => tokio::time::timeout(INTERRUPTED_CLOSE, close)

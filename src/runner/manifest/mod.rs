@@ -156,6 +156,7 @@ impl JobDef {
             secret_env: self.secret_env,
             inherits: false,
             avoid_workers: Vec::new(),
+            session: None,
         };
         Submission { index, spec }
     }

@@ -13,6 +13,8 @@
 //!     env: { DB_URL: "sqlite://" }   # merged over defaults.env
 //!     secret-env: [API_TOKEN]        # added to defaults.secret-env
 //!     isolation: sandbox     # default: defaults.isolation, else process
+//!     session: false         # a warm framework process per slot runs the batches (default:
+//!                            # on where the framework has them (pytest) and isolation allows)
 //!   - name: py
 //!     framework: pytest
 //!     args: [tests/]
@@ -57,6 +59,7 @@ pub(super) struct RawSuite {
     #[serde(default, rename = "secret-env")]
     pub secret_env: Vec<String>,
     pub isolation: Option<Isolation>,
+    pub session: Option<bool>,
 }
 
 /// The time limit of one test of a suite when neither the suite nor `defaults:` sets one:
@@ -86,6 +89,9 @@ pub struct SuiteDef {
     pub secret_env: SecretEnv,
     /// How far each batch is kept apart from its worker and the other jobs.
     pub isolation: Isolation,
+    /// Whether workers hand its batches to a warm session of its framework (one per slot)
+    /// instead of starting the framework for each: see [`Framework::keeps_sessions`].
+    pub session: bool,
 }
 
 /// Checks the manifest's suites against its layers and defaults; job names are taken so that
@@ -147,6 +153,11 @@ pub(super) fn resolve(raw: &schema::Manifest) -> Result<Vec<SuiteDef>, Vec<Findi
         let at = node_path!["suites", index, "secret-env"];
         let mut secret_env = check.secret_env(&suite.secret_env, at, &owner);
         shared.merge_into(&mut env, &mut secret_env);
+        let isolation = suite
+            .isolation
+            .or(raw.defaults.isolation)
+            .unwrap_or_default();
+        let session = session(&mut check, index, suite, framework.as_ref(), isolation);
         resolved.push(SuiteDef {
             suite: Suite {
                 name,
@@ -163,10 +174,8 @@ pub(super) fn resolve(raw: &schema::Manifest) -> Result<Vec<SuiteDef>, Vec<Findi
             timeout: timeout.unwrap_or(DEFAULT_TEST_TIMEOUT),
             env,
             secret_env,
-            isolation: suite
-                .isolation
-                .or(raw.defaults.isolation)
-                .unwrap_or_default(),
+            isolation,
+            session,
         });
     }
     if check.findings.is_empty() {
@@ -217,6 +226,47 @@ pub(super) fn check_workspaces(
         );
     }
     check.findings
+}
+
+/// Whether a suite's batches run in warm sessions: as `session:` says, by default where its
+/// framework keeps them and its isolation lets a process outlive a batch.
+fn session(
+    check: &mut Checker,
+    index: usize,
+    suite: &RawSuite,
+    framework: Option<&Framework>,
+    isolation: Isolation,
+) -> bool {
+    let keeps = framework.is_some_and(Framework::keeps_sessions);
+    let shares = Framework::sessions_allowed(isolation);
+    match suite.session {
+        None => keeps && shares,
+        Some(false) => false,
+        Some(true) if !keeps => {
+            check.problem(
+                node_path!["suites", index, "session"],
+                format!(
+                    "suite '{}' asks for sessions, which its framework does not keep",
+                    suite.name.as_deref().unwrap_or_default()
+                ),
+                "leave `session:` out: only pytest suites run in warm sessions",
+            );
+            false
+        }
+        Some(true) if !shares => {
+            check.problem(
+                node_path!["suites", index, "session"],
+                format!(
+                    "suite '{}' asks for sessions under `isolation: sandbox`, where no \
+                     process outlives its batch",
+                    suite.name.as_deref().unwrap_or_default()
+                ),
+                "leave `session:` out, or use `isolation: process`",
+            );
+            false
+        }
+        Some(true) => true,
+    }
 }
 
 /// A suite's name: present, printable, unique among suites and jobs.
