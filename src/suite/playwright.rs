@@ -8,7 +8,9 @@
 //! `[project] › file.spec.ts › describe › title` (no `[project] › ` for an unnamed project).
 //! That is a line of a `--test-list` file, so the same title in two projects is two tests,
 //! a test made in a loop is a test of its own, and a batch's ids are its test list, which
-//! Playwright reads from a file: no id is ever an argument.
+//! Playwright reads from a file: no id is ever an argument. A line of a test list selects
+//! every test its titles begin, so the tests a batch would run beside its own are left out
+//! with an inverted test list.
 //!
 //! Both the listing and the batches load [`REPORTER`] (`--reporter`, which replaces the
 //! project's reporters): it writes one JSON line per test listed or ended, then one when the
@@ -57,6 +59,9 @@ const REPORTER: &str = include_str!("playwright_reporter.cjs");
 /// [`REPORTER`]'s file name, on the runner and among the shipped files (`.cjs`: CommonJS
 /// whatever the project's `package.json` says).
 const REPORTER_FILE: &str = "playwright-reporter.cjs";
+
+/// The file, beside the batch's ids, of the tests its test list must not select.
+const INVERT_FILE: &str = "ids-invert";
 
 /// The variable naming the file [`REPORTER`] writes.
 const OUT_ENV: &str = "CLUSTER_ACTION_PLAYWRIGHT_OUT";
@@ -210,21 +215,64 @@ fn sets_workers(args: &[String]) -> bool {
 }
 
 /// Runs the batch's tests, named in a test list, with the suite's arguments and then the
-/// batch's own, which win: no retries of Playwright's, [`REPORTER`] writing the report.
+/// batch's own, which win: no retries of Playwright's, [`REPORTER`] writing the report. The
+/// tests the list would select beside the batch's ([`overselected`]) are in an inverted test
+/// list, so that the batch runs exactly its tests.
 pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
     let args: Vec<String> = listing.run_args.iter().map(|a| shell_quote(a)).collect();
     let reporter = format!("./{}", ship_dest(&listing.suite, REPORTER_FILE).display());
+    let mut lists = write_lines(
+        &ids_path(&listing.suite),
+        batch.iter().map(|c| c.id.as_str()),
+    );
+    lists.push_str(&format!(
+        "set -- --test-list {}\n",
+        ids_path(&listing.suite)
+    ));
+    let others = overselected(&listing.tests, batch);
+    if !others.is_empty() {
+        let invert = ship_dest(&listing.suite, INVERT_FILE).display().to_string();
+        let invert = format!("\"$PWD\"/{}", shell_quote(&invert));
+        lists.push_str(&write_lines(&invert, others));
+        lists.push_str(&format!("set -- \"$@\" --test-list-invert {invert}\n"));
+    }
     format!(
-        "{}{OUT_ENV}=\"${}\" node {CLI} test {} --test-list {} --retries=0 --reporter {}\n",
-        write_lines(
-            &ids_path(&listing.suite),
-            batch.iter().map(|c| c.id.as_str())
-        ),
+        "{lists}{OUT_ENV}=\"${}\" node {CLI} test {} \"$@\" --retries=0 --reporter {}\n",
         super::REPORT_ENV,
         args.join(" "),
-        ids_path(&listing.suite),
         shell_quote(&reporter),
     )
+}
+
+/// The ids of the tests of `tests` outside `batch` that the batch's test list selects too: a
+/// line of a test list selects every test whose titles begin with its own (`file › x` also
+/// selects `file › x › y`, a test of a describe `x` beside the test `x`). Left out are those
+/// whose own line would also deselect a test of the batch (`x › y` when the batch holds
+/// `x › y › z`).
+fn overselected<'a>(tests: &'a [TestCase], batch: &[TestCase]) -> Vec<&'a str> {
+    use std::collections::BTreeSet;
+    use std::ops::Bound::{Excluded, Unbounded};
+
+    /// The ids of `set` below `id` (beginning with `id › `).
+    fn below<'s>(set: &BTreeSet<&'s str>, id: &str) -> Vec<&'s str> {
+        let prefix = format!("{id}{SEPARATOR}");
+        set.range::<str, _>((Excluded(prefix.as_str()), Unbounded))
+            .take_while(|other| other.starts_with(&prefix))
+            .copied()
+            .collect()
+    }
+
+    let asked: BTreeSet<&str> = batch.iter().map(|c| c.id.as_str()).collect();
+    let all: BTreeSet<&str> = tests.iter().map(|c| c.id.as_str()).collect();
+    let mut others = BTreeSet::new();
+    for id in &asked {
+        for other in below(&all, id) {
+            if !asked.contains(other) && below(&asked, other).is_empty() {
+                others.insert(other);
+            }
+        }
+    }
+    others.into_iter().collect()
 }
 
 /// The tests [`REPORTER`]'s lines report, under their ids; whole once the run's end is in it.
@@ -424,6 +472,37 @@ mod tests {
         let results = parse(report.as_bytes()).results(&batch, |c| c.id.clone());
         let statuses: Vec<TestStatus> = results.iter().map(|r| r.status).collect();
         assert_eq!(statuses, [TestStatus::Passed, TestStatus::NotRun]);
+    }
+
+    #[test]
+    fn tests_a_test_list_would_select_beside_the_batchs_are_inverted() {
+        let tests: Vec<TestCase> = [
+            "[p] › f › x",
+            "[p] › f › x › inner",
+            "[p] › f › x › inner › deeper",
+            "[p] › f › xy",
+            "[q] › f › x › inner",
+        ]
+        .map(case_of)
+        .to_vec();
+        let others = |ids: &[&str]| -> Vec<String> {
+            let batch: Vec<TestCase> = ids.iter().map(|id| case_of(id)).collect();
+            overselected(&tests, &batch)
+                .into_iter()
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(
+            others(&["[p] › f › x"]),
+            ["[p] › f › x › inner", "[p] › f › x › inner › deeper"]
+        );
+        assert_eq!(
+            others(&["[p] › f › x › inner"]),
+            ["[p] › f › x › inner › deeper"]
+        );
+        // Leaving out `x › inner` would leave out the batch's `x › inner › deeper` too.
+        assert!(others(&["[p] › f › x", "[p] › f › x › inner › deeper"]).is_empty());
+        assert!(others(&["[p] › f › xy", "[q] › f › x › inner"]).is_empty());
     }
 
     #[test]
