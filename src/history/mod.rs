@@ -15,6 +15,7 @@ mod load;
 pub mod local_file;
 pub mod results;
 mod seal;
+pub mod sizing;
 pub mod timings;
 
 pub use document::ArtifactDocument;
