@@ -15,13 +15,14 @@
 //! meets a target, or without one the knee: where one more machine saves less than its
 //! set-up ([`choose`]). Pure: no I/O.
 
+use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
 use crate::history::sizing::PredictionCheck;
 use crate::history::timings::Timings;
 use crate::runner::manifest::SuiteDef;
 use crate::suite::makespan::makespan_ms;
-use crate::suite::plan::{Estimate, Estimated, PlanTest, estimate_tests, plan_batches};
+use crate::suite::plan::{Estimated, PlanTest, estimate_tests, plan_batches};
 use crate::suite::{Split, TestCase, TestKey, TestRecord};
 
 /// The per-batch cost of a suite whose cost no run measured: about a small framework's start
@@ -124,7 +125,7 @@ fn makespan_of(suites: &[SuiteWork], slots: usize, took: impl Fn(&TestKey) -> Op
                 .collect::<Vec<_>>()
         })
         .collect();
-    batches.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+    batches.sort_by_key(|&(guessed, estimate, _)| Reverse((guessed, estimate)));
     let durations: Vec<u64> = batches.into_iter().map(|(_, _, ms)| ms).collect();
     makespan_ms(&durations, slots)
 }
@@ -259,13 +260,13 @@ pub fn check_run(
 
 #[cfg(test)]
 mod tests {
-    use std::cmp::Reverse;
     use std::collections::BinaryHeap;
 
     use rand::rngs::StdRng;
     use rand::{RngExt, SeedableRng};
 
     use super::*;
+    use crate::suite::plan::Estimate;
 
     /// A cluster as it runs, simulated apart from the model: the runner lists for `listing_ms`
     /// before the first batch goes out; machine `i` joins after its own set-up
