@@ -35,17 +35,24 @@ struct Planned {
     code: i32,
     stdout: String,
     stderr: String,
-    /// The step outputs it wrote (`name=value` lines).
+    /// The step outputs it wrote.
     outputs: String,
+    /// The job summary it wrote.
+    summary: String,
 }
 
-/// `cluster-action plan ARGS` in `dir`, with `$GITHUB_OUTPUT` in a scratch file.
+/// `cluster-action plan ARGS` in `dir`, with `$GITHUB_OUTPUT` and `$GITHUB_STEP_SUMMARY` in
+/// scratch files.
 fn plan(dir: &Path, args: &[&str]) -> Planned {
     let scratch = Scratch::new();
     let outputs = scratch.path().join("outputs");
+    let summary = scratch.path().join("summary.md");
     let mut argv = vec!["plan"];
     argv.extend_from_slice(args);
-    let env = [("GITHUB_OUTPUT", outputs.to_str().unwrap())];
+    let env = [
+        ("GITHUB_OUTPUT", outputs.to_str().unwrap()),
+        ("GITHUB_STEP_SUMMARY", summary.to_str().unwrap()),
+    ];
     let mut proc = scratch.spawn_args(dir, "plan", &argv, &env);
     let code = proc.wait().code().unwrap_or(-1);
     Planned {
@@ -53,6 +60,7 @@ fn plan(dir: &Path, args: &[&str]) -> Planned {
         stdout: proc.stdout(),
         stderr: proc.stderr(),
         outputs: std::fs::read_to_string(&outputs).unwrap_or_default(),
+        summary: std::fs::read_to_string(&summary).unwrap_or_default(),
     }
 }
 
@@ -142,6 +150,9 @@ fn a_plan_for_a_measured_suite_names_n_and_a_run_on_n_lands_within_15_percent() 
         format!("workers: {workers} (the fewest predicted to meet --target 10s"),
     );
 
+    says(&planned.summary, "### How many machines");
+    says(&planned.summary, format!("workers: {workers} (the fewest"));
+
     // The run on that many machines, from the same history: within 15 % of the prediction,
     // and its own check says the same prediction, kept in the history for the next plan.
     let second = local(dir.path())
@@ -207,6 +218,16 @@ fn without_history_the_plan_says_so_and_answers_the_maximum_or_one() {
     assert_eq!(
         (output(&one, "workers"), output(&one, "matrix")),
         ("1", "[0]")
+    );
+    std::fs::write(dir.path().join("jobs.txt"), "true\n").unwrap();
+    let jobs = plan(
+        dir.path(),
+        &["--commands", "jobs.txt", "--max-workers", "2"],
+    );
+    assert_eq!(jobs.code, 0, "{}", jobs.stderr);
+    says(
+        &jobs.stdout,
+        "the work has no test suite: nothing to predict from; 2 machine(s)",
     );
 }
 

@@ -76,20 +76,16 @@ pub async fn plan(args: PlanArgs) -> Result<i32, Failure> {
     let slots = args.slots.unwrap_or_else(cpus);
     let work = list(&manifest, &history)?;
     let measured: usize = work.iter().map(SuiteWork::measured_count).sum();
-    let machines = if measured == 0 {
-        let (machines, why) = match args.max_workers {
-            Some(n) => (n, "--max-workers"),
-            None => (1, "no --max-workers"),
-        };
-        println!(
-            "no timing history of these tests: nothing to predict from; {machines} machine(s) \
-             ({why}). A run with the history kept (on GitHub, by default; else --write-timings) \
-             gives the next plan its durations."
-        );
-        machines
-    } else {
-        print_plan(&args, &history, &work, slots)
+    let (machines, text) = match (work.is_empty(), measured) {
+        (true, _) => unplanned(args.max_workers, "the work has no test suite"),
+        (false, 0) => unplanned(args.max_workers, "no timing history of these tests"),
+        _ => planned(&args, &history, &work, slots),
     };
+    print!("{text}");
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
+        let markdown = format!("### How many machines\n\n```\n{text}```\n");
+        append_summary(Path::new(&path), &markdown)?;
+    }
     if args.step_outputs {
         let matrix: Vec<String> = (0..machines).map(|i| i.to_string()).collect();
         set_step_outputs(&[
@@ -124,68 +120,78 @@ fn list(manifest: &Manifest, history: &RunHistory) -> Result<Vec<SuiteWork>, Fai
     Ok(work)
 }
 
-/// Prints the suites, the costs, the table and the answer; returns the answer.
-fn print_plan(args: &PlanArgs, history: &RunHistory, work: &[SuiteWork], slots: u32) -> u32 {
+/// The answer without a prediction (`why` there is none): `--max-workers`, else 1.
+fn unplanned(max_workers: Option<u32>, why: &str) -> (u32, String) {
+    let (machines, which) = match max_workers {
+        Some(n) => (n, "--max-workers"),
+        None => (1, "no --max-workers"),
+    };
+    let text = format!(
+        "{why}: nothing to predict from; {machines} machine(s) ({which}). A run of test suites \
+         with the history kept (on GitHub, by default; else --write-timings) gives the next \
+         plan their durations.\n"
+    );
+    (machines, text)
+}
+
+/// The suites, the costs, the table and the answer, as text; and the answer.
+fn planned(args: &PlanArgs, history: &RunHistory, work: &[SuiteWork], slots: u32) -> (u32, String) {
     let ms = |ms: u64| format_duration(Duration::from_millis(ms));
     let tests: usize = work.iter().map(|s| s.tests.len()).sum();
     let measured: usize = work.iter().map(SuiteWork::measured_count).sum();
-    let total = work
-        .iter()
-        .fold(0u64, |sum, s| sum.saturating_add(s.total_ms()));
-    println!(
-        "{measured} of {tests} tests measured; {} of tests in all (the others at their suite's median)",
-        ms(total)
-    );
-    println!(
-        "per-batch cost: {} (a default: the history has no measured cost)",
-        ms(DEFAULT_BATCH_COST_MS)
-    );
+    let total = (work.iter()).fold(0u64, |sum, s| sum.saturating_add(s.total_ms()));
+    let mut lines = vec![
+        format!(
+            "{measured} of {tests} tests measured; {} of tests in all (the others at their \
+             suite's median)",
+            ms(total)
+        ),
+        format!(
+            "per-batch cost: {} (a default: the history has no measured cost)",
+            ms(DEFAULT_BATCH_COST_MS)
+        ),
+    ];
     let sizing_history = &history.timings.sizing;
-    let setup_ms = match sizing_history.setup_ms() {
-        Some(setup) => {
-            println!(
-                "set-up of a run: {} (measured: the median of the last {} run(s))",
-                ms(setup),
-                sizing_history.setups_measured()
-            );
-            setup
-        }
-        None => {
-            println!(
-                "set-up of a run: {} (a default: no run measured it yet)",
-                ms(DEFAULT_SETUP_MS)
-            );
-            DEFAULT_SETUP_MS
-        }
-    };
+    let setup_ms = sizing_history.setup_ms().unwrap_or(DEFAULT_SETUP_MS);
+    lines.push(match sizing_history.setup_ms() {
+        Some(_) => format!(
+            "set-up of a run: {} (measured: the median of the last {} run(s))",
+            ms(setup_ms),
+            sizing_history.setups_measured()
+        ),
+        None => format!(
+            "set-up of a run: {} (a default: no run measured it yet)",
+            ms(setup_ms)
+        ),
+    });
     if let Some(check) = sizing_history.last_check() {
-        println!("last run: {}", describe_check(check));
+        lines.push(format!("last run: {}", describe_check(check)));
     }
     let max = args.max_workers.unwrap_or(DEFAULT_MAX_WORKERS);
     let predictions = sizing::predict(work, setup_ms, slots, max);
-    println!(
-        "{:>8}  {:>5}  {:>9}  {:>7}",
-        "machines", "slots", "predicted", "saves"
-    );
+    let row =
+        |machines: &dyn std::fmt::Display,
+         slots: &dyn std::fmt::Display,
+         wall: &str,
+         saves: &str| { format!("{machines:>8}  {slots:>5}  {wall:>9}  {saves:>7}") };
+    lines.push(row(&"machines", &"slots", "predicted", "saves"));
     let mut previous: Option<u64> = None;
     for p in &predictions {
         let saves = previous.map_or(String::new(), |before| ms(before.saturating_sub(p.wall_ms)));
-        println!(
-            "{:>8}  {:>5}  {:>9}  {:>7}",
-            p.machines,
-            p.machines * slots,
-            ms(p.wall_ms),
-            saves
-        );
+        lines.push(row(
+            &p.machines,
+            &(p.machines * slots),
+            &ms(p.wall_ms),
+            &saves,
+        ));
         previous = Some(p.wall_ms);
     }
     let target = args.target.map(cluster_action::duration::millis);
     let choice = sizing::choose(&predictions, target, setup_ms);
-    println!(
-        "{}",
-        describe_choice(&choice, &predictions, target, setup_ms)
-    );
-    choice.machines
+    lines.push(describe_choice(&choice, &predictions, target, setup_ms));
+    let mut text = lines.join("\n");
+    text.push('\n');
+    (choice.machines, text)
 }
 
 /// The answer as one line: `workers: 3 (…why…)`.
