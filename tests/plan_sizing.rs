@@ -107,7 +107,7 @@ fn a_plan_for_a_measured_suite_names_n_and_a_run_on_n_lands_within_15_percent() 
     assert!(
         first
             .stderr
-            .contains("no prediction (no history of these tests)"),
+            .contains("no prediction (no test of this run was measured before)"),
         "{}",
         first.stderr
     );

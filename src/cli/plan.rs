@@ -287,7 +287,7 @@ pub fn after_run(
             describe_check(&check)
         ),
         None => format!(
-            "How many machines: no prediction (no history of these tests); this run's set-up: {setup}"
+            "How many machines: no prediction (no test of this run was measured before); this run's set-up: {setup}"
         ),
     })
 }
