@@ -18,6 +18,9 @@
 // Dependency-free on purpose (node builtins only, no build step): what is committed is what
 // runs, on node 20 and node 24.
 //
+// The plan role runs `cluster-action plan`: it writes the `workers` and `matrix` step
+// outputs that size a later job's matrix.
+//
 // Exit codes: the binary's own (0 passed, 1 jobs failed, 2 bad input, 3 infrastructure, 130
 // cancelled; death by signal N is 128+N); the wrapper itself exits 2 for bad inputs and 3 when
 // it cannot get a binary.
@@ -44,7 +47,7 @@ const TARGETS = {
   'darwin-arm64': 'aarch64-apple-darwin',
 };
 
-const ROLES = ['broker', 'worker', 'runner', 'auto'];
+const ROLES = ['broker', 'worker', 'runner', 'auto', 'plan'];
 
 /**
  * Every input, and the roles that use it (`all` for every role). An input given to a role that
@@ -54,12 +57,14 @@ const ROLES = ['broker', 'worker', 'runner', 'auto'];
 const INPUTS = {
   role: 'all',
   instance: ['auto'],
-  jobs: ['runner', 'auto'],
-  commands: ['runner', 'auto'],
-  tests: ['runner', 'auto'],
-  'test-args': ['runner', 'auto'],
+  jobs: ['runner', 'auto', 'plan'],
+  commands: ['runner', 'auto', 'plan'],
+  tests: ['runner', 'auto', 'plan'],
+  'test-args': ['runner', 'auto', 'plan'],
   cluster: 'all',
-  slots: ['worker', 'runner', 'auto'],
+  slots: ['worker', 'runner', 'auto', 'plan'],
+  target: ['plan'],
+  'max-workers': ['plan'],
   'stop-cluster': ['runner'],
   'worker-wait': ['runner', 'auto'],
   'broker-wait': ['worker', 'runner', 'auto'],
@@ -211,7 +216,7 @@ function readInputs(env = process.env) {
     mode = Number(raw.instance) === 0 ? 'embedded' : 'worker';
   }
   const given = ['jobs', 'commands', 'tests'].filter(name => raw[name]);
-  if ((role === 'runner' || role === 'auto') && given.length !== 1) {
+  if ((role === 'runner' || role === 'auto' || role === 'plan') && given.length !== 1) {
     throw badInput(
       `role '${role}' needs exactly one of 'jobs' (a manifest), 'commands' (a file of commands) ` +
         `or 'tests' (a framework), got ${given.length ? given.join(' and ') : 'none'}`,
@@ -243,6 +248,12 @@ function readInputs(env = process.env) {
   }
   durationInput('worker-wait', raw['worker-wait']);
   durationInput('broker-wait', raw['broker-wait']);
+  if (durationInput('target', raw.target) === 0) {
+    throw badInput("target: no run takes 0s: give the wall time to aim for, e.g. 10m");
+  }
+  if (raw['max-workers'] && !/^[1-9]\d*$/.test(raw['max-workers'])) {
+    throw badInput(`max-workers: '${raw['max-workers']}' is not a positive whole number: give the most machines to plan for, e.g. 8`);
+  }
   return {
     ...raw,
     role,
@@ -276,6 +287,16 @@ function commandLine(cfg, reports) {
         ...flag('retention', cfg.retention),
       );
       break;
+    case 'plan':
+      argv.push(
+        'plan', '--cluster', cfg.cluster,
+        ...flag('slots', cfg.slots),
+        ...flag('target', cfg.target),
+        ...flag('max-workers', cfg['max-workers']),
+        '--step-outputs',
+        ...flag('commands', cfg.commands),
+      );
+      break;
     default: {
       const embedded = cfg.mode === 'embedded';
       argv.push(
@@ -296,10 +317,11 @@ function commandLine(cfg, reports) {
     }
   }
   argv.push(...cfg.args);
+  const namesWork = ['runner', 'embedded', 'plan'].includes(cfg.mode);
   // A suite flag takes every argument after it: it goes last.
-  if (cfg.tests && (cfg.mode === 'runner' || cfg.mode === 'embedded')) argv.push('--tests', cfg.tests, ...cfg.testArgs);
+  if (cfg.tests && namesWork) argv.push('--tests', cfg.tests, ...cfg.testArgs);
   // The manifest goes last, after `--`, so a path starting with '-' is never read as a flag.
-  if (cfg.jobs && (cfg.mode === 'runner' || cfg.mode === 'embedded')) argv.push('--', cfg.jobs);
+  if (cfg.jobs && namesWork) argv.push('--', cfg.jobs);
   return argv;
 }
 
@@ -583,9 +605,9 @@ function childEnv(cfg, env = process.env) {
   const out = { ...env };
   delete out.INPUT_SECRET;
   delete out.INPUT_TOKEN;
-  // GitHub puts the token in no job's environment: a run reads timing history and earlier
-  // attempts with it (workers and brokers do not get it, nor their jobs).
-  if (cfg.token && (cfg.mode === 'runner' || cfg.mode === 'embedded')) out.GITHUB_TOKEN = cfg.token;
+  // GitHub puts the token in no job's environment: a run (and a plan) reads timing history
+  // and earlier attempts with it (workers and brokers do not get it, nor their jobs).
+  if (cfg.token && ['runner', 'embedded', 'plan'].includes(cfg.mode)) out.GITHUB_TOKEN = cfg.token;
   if (cfg.secret) {
     for (const line of cfg.secret.split(/\r?\n/)) if (line.trim()) print(`::add-mask::${line}`);
     out.CLUSTER_SECRET = cfg.secret;

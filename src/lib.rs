@@ -30,6 +30,8 @@
 //!   it keeps warm framework sessions that suite batches are handed to (`worker::session`).
 //! - [`runner`]: the manifest, the run as a pure machine (`runner::machine`, with the suites'
 //!   part in `runner::suite_run`) in an async shell (`runner::session`), progress and reports.
+//! - [`sizing`]: how many machines a run is worth: the wall time predicted for 1…N machines
+//!   from the measured durations, a per-batch cost and the set-up runs measured.
 //! - [`serve`]: a local artifact service (both halves, fault injection) for tests and `local`.
 //! - [`selftest`], [`local`]: the transport check the act tests run; the whole cluster on one
 //!   machine (`serve`, an embedded broker, worker processes, the runner).
@@ -77,6 +79,7 @@ pub mod runner;
 pub mod seal;
 pub mod selftest;
 pub mod serve;
+pub mod sizing;
 pub mod store;
 pub mod stream;
 pub mod suite;

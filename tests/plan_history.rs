@@ -1152,3 +1152,63 @@ async fn a_sealed_run_s_history_is_sealed_and_only_the_same_secret_re_runs_from_
         assert!(!stderr.contains("re-run: running 1 of 3"), "{stderr}");
     }
 }
+
+/// `plan` reads the history as a run does: the default branch's `ca-timings` of the workflow,
+/// through the REST API, with the set-up and the last check runs kept in it.
+#[tokio::test]
+async fn a_plan_sizes_the_cluster_from_the_default_branch_history() {
+    use cluster_action::history::sizing::PredictionCheck;
+    let mut history = Timings::default();
+    let took = [("t1", 1_000), ("t2", 2_000), ("t3", 3_000)];
+    let outcomes: Vec<(TestKey, TestOutcome)> = (took.iter())
+        .map(|&(id, ms)| (TestKey::new("r", id), passed(ms)))
+        .collect();
+    history.record_run(Some(101), outcomes.iter().map(|(k, o)| (k, o)));
+    let check = PredictionCheck {
+        machines: 2,
+        slots: 1,
+        predicted_ms: 5_000,
+        actual_ms: 5_500,
+    };
+    history.sizing.record(2_000, Some(check));
+    let mut stored = timings_artifact(1, 101, "main", "2026-11-10T10:00:00Z", 0);
+    stored.zip = zip(TIMINGS_FILE, &history.to_json());
+    let server = serve(vec![stored], Fault::None).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("cluster.yml"),
+        command_suite(&["t1", "t2", "t3"], REPORT_EACH_PASSED),
+    )
+    .unwrap();
+    let event = dir.path().join("event.json");
+    let body = json!({"repository": {"default_branch": "main", "private": true}});
+    std::fs::write(&event, body.to_string()).unwrap();
+    let summary = dir.path().join("summary.md");
+    let env = [
+        ("GITHUB_EVENT_PATH", event.display().to_string()),
+        (
+            "GITHUB_WORKFLOW_REF",
+            format!("{OWNER}/{REPO}/.github/workflows/ci.yml@refs/heads/main"),
+        ),
+        ("GITHUB_STEP_SUMMARY", summary.display().to_string()),
+    ];
+    let args = ["plan", "--slots", "1", "--max-workers", "3", "cluster.yml"];
+    let (code, stderr) = run_binary(dir.path(), &args, &server.base, 1, &env).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let text = std::fs::read_to_string(&summary).unwrap();
+    // 6 s of tests, 2 s of set-up, 250 ms a batch: 8.2 s on one machine; 5.5 s on two (3.2 s
+    // then 2.2 s + 1.2 s); 5.2 s on three, which saves less than the set-up: the knee is 2.
+    for words in [
+        "3 of 3 tests measured; 6s of tests in all",
+        "set-up of a run: 2s (measured: the median of the last 1 run(s))",
+        "last run: predicted 5s on 2 machine(s) of 1 slot(s), took 5.5s (+10%)",
+        "workers: 2 (the knee: one more would save 250ms, less than its set-up of 2s; predicted 5.5s)",
+    ] {
+        assert!(
+            text.contains(words),
+            "expected {words:?} in:\n{text}\n{stderr}"
+        );
+    }
+    assert_eq!(server.counts.downloads.load(Ordering::SeqCst), 1);
+}

@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod deadline;
 pub mod exit;
 mod history;
+mod plan;
 mod run;
 mod selftest;
 mod serve;
@@ -49,6 +50,10 @@ pub enum Command {
     Local(run::LocalArgs),
     /// Run a manifest on the cluster: upload layers, submit jobs, follow them, report.
     Run(run::RunArgs),
+    /// How many machines to give a run: lists its suites, predicts the wall time of 1 to
+    /// --max-workers machines from the timing history, and answers the fewest that meet
+    /// --target (else the knee); with --step-outputs, as `workers` and `matrix` for a workflow.
+    Plan(plan::PlanArgs),
     /// Run the broker: accept workers and runners, schedule jobs.
     Broker(cluster::BrokerArgs),
     /// Run a worker: take jobs from the broker and run them.
@@ -118,6 +123,7 @@ pub async fn dispatch(command: Command) -> i32 {
     let result = match command {
         Command::Local(args) => run::local(args).await,
         Command::Run(args) => run::run(args).await,
+        Command::Plan(args) => plan::plan(args).await,
         Command::Broker(args) => cluster::broker(args).await,
         Command::Worker(args) => cluster::worker(args).await,
         Command::Stop(args) => cluster::stop(args).await,

@@ -25,12 +25,14 @@ use super::common::{
 };
 use super::exit::{self, Failure};
 use super::history::{load_history, save_history};
+use super::plan;
 use super::suites::SuiteArgs;
 use cluster_action::history::RunHistory;
 
-/// What to run and where the reports go (shared by `run` and `local`).
+/// What names the work beside the suite shorthands: a manifest or a file of commands (shared
+/// by `run`, `local` and `plan`, each with [`SuiteArgs`] beside it).
 #[derive(Debug, Args)]
-pub struct JobsArgs {
+pub struct WorkArgs {
     /// The job manifest (YAML). See the README for its format.
     #[arg(
         value_name = "MANIFEST",
@@ -41,6 +43,24 @@ pub struct JobsArgs {
     /// Instead of a manifest: a file with one shell command per line, each a job.
     #[arg(long, value_name = "FILE")]
     commands: Option<PathBuf>,
+}
+
+impl WorkArgs {
+    /// The manifest these flags and `suites` name (loaded and checked, nothing else).
+    pub fn manifest(&self, suites: &SuiteArgs) -> Result<Manifest, Failure> {
+        match (&self.manifest, &self.commands) {
+            (Some(path), _) => manifest::load(path).map_err(Failure::from),
+            (None, Some(path)) => manifest::from_commands(path).map_err(Failure::from),
+            (None, None) => suites.manifest(),
+        }
+    }
+}
+
+/// What to run and where the reports go (shared by `run` and `local`).
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    #[command(flatten)]
+    work: WorkArgs,
     /// Write the JSON report here.
     #[arg(long, value_name = "PATH")]
     report_json: Option<PathBuf>,
@@ -315,6 +335,7 @@ async fn run_manifest(plan: RunPlan, args: &JobsArgs) -> Result<i32, Failure> {
         None => (None, None),
     };
     let mut progress = Progress::new(Mode::detect());
+    let suites = work.manifest.suites.clone();
     let result = session::run(
         store.clone(),
         work.manifest,
@@ -335,8 +356,14 @@ async fn run_manifest(plan: RunPlan, args: &JobsArgs) -> Result<i32, Failure> {
         tracing::warn!("this runner's worker: {e}");
     }
     let result = result?;
+    // The cluster as it was: the machines that ran tests, each with this runner's slots (the
+    // action gives every instance the same); unknown for a runner without slots.
+    let machines = run_machines(&result.report);
+    let cluster = (run.own_slots > 0 && machines > 0).then_some((machines, run.own_slots));
+    let mut history = work.history;
+    let sizing = plan::after_run(&mut history, &suites, cluster, &result);
     let saved = save_history(
-        &work.history,
+        &history,
         &args.suites,
         Some(&store),
         &run.ns.cluster,
@@ -344,7 +371,10 @@ async fn run_manifest(plan: RunPlan, args: &JobsArgs) -> Result<i32, Failure> {
     )
     .await;
     let code = finish(result, args);
-    ended(code, [saved, stopped.map_err(Failure::from)])
+    ended(
+        code,
+        [saved, stopped.map_err(Failure::from), plan::say(sizing)],
+    )
 }
 
 /// `local` resolved from its flags and the environment, before anything starts.
@@ -385,22 +415,28 @@ pub async fn local(args: LocalArgs) -> Result<i32, Failure> {
     // Caught from here on, before the first worker starts (see `local::run`).
     let cancel = shutdown_signal();
     let mut progress = Progress::new(Mode::detect());
+    let suites = work.manifest.suites.clone();
     let result = local::run(work.manifest, &local, &mut progress, cancel).await;
     progress.end();
     let result = result?;
+    let mut history = work.history;
+    let machines = Some((local.workers, local.slots));
+    let sizing = plan::after_run(&mut history, &suites, machines, &result);
     // The local artifact service ends with the run: only the file keeps history.
     let cluster = &local.run.ns.cluster;
-    let saved = save_history(
-        &work.history,
-        &args.jobs.suites,
-        None,
-        cluster,
-        &result.report,
-    )
-    .await;
+    let saved = save_history(&history, &args.jobs.suites, None, cluster, &result.report).await;
     // The reports are written whatever became of the history.
     let code = finish(result, &args.jobs);
-    ended(code, [saved])
+    ended(code, [saved, plan::say(sizing)])
+}
+
+/// How many machines ran the tests of `report`: the workers its attempts name.
+fn run_machines(report: &report::RunReport) -> u32 {
+    let workers: std::collections::BTreeSet<&str> = (report.tests.iter())
+        .flat_map(|test| &test.attempts)
+        .filter_map(|attempt| attempt.worker.as_deref())
+        .collect();
+    u32::try_from(workers.len()).unwrap_or(u32::MAX)
 }
 
 /// How a run that ran ends: `code` (the reports' and the run's), unless a step after it
@@ -425,11 +461,7 @@ fn ended(
 }
 
 fn load(args: &JobsArgs) -> Result<Manifest, Failure> {
-    let loaded = match (&args.manifest, &args.commands) {
-        (Some(path), _) => manifest::load(path).map_err(Failure::from),
-        (None, Some(path)) => manifest::from_commands(path).map_err(Failure::from),
-        (None, None) => args.suites.manifest(),
-    };
+    let loaded = args.work.manifest(&args.suites);
     let summary = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty());
     let outputs = std::env::var_os("GITHUB_OUTPUT").filter(|p| args.step_outputs && !p.is_empty());
     let reports = [
@@ -528,7 +560,7 @@ fn finish(result: RunResult, args: &JobsArgs) -> Result<i32, Failure> {
 
 /// Appends the step outputs to the file `$GITHUB_OUTPUT` names; without one (not a GitHub
 /// step) prints them instead.
-fn set_step_outputs(outputs: &[(&str, String)]) -> Result<(), Failure> {
+pub(super) fn set_step_outputs(outputs: &[(&str, String)]) -> Result<(), Failure> {
     use std::io::Write;
     let Some(path) = std::env::var_os("GITHUB_OUTPUT").filter(|p| !p.is_empty()) else {
         let shown: Vec<String> = outputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -549,7 +581,7 @@ fn set_step_outputs(outputs: &[(&str, String)]) -> Result<(), Failure> {
 }
 
 /// Appends the markdown report to the job summary.
-fn append_summary(path: &Path, markdown: &str) -> Result<(), Failure> {
+pub(super) fn append_summary(path: &Path, markdown: &str) -> Result<(), Failure> {
     use std::io::Write;
     let what = format!("cannot write the job summary {}", path.display());
     std::fs::OpenOptions::new()

@@ -2,8 +2,9 @@
 //! a re-run selects from, and how both travel, in the run's own artifacts (no service) or a
 //! local file.
 //!
-//! Pure parts first: [`timings`] is the `ca-timings` history format and its merge rules,
-//! [`results`] the per-attempt results that a re-run selects from, [`document`] how both
+//! Pure parts first: [`timings`] is the `ca-timings` history format and its merge rules (with
+//! [`sizing`], what runs' wall times taught `cluster-action plan`), [`results`] the
+//! per-attempt results that a re-run selects from, [`document`] how both
 //! documents travel (versioned JSON in a zip) and [`HistorySeal`] how a sealed cluster keeps
 //! them. [`github`] finds and downloads them through GitHub's REST API, [`local_file`] reads
 //! and writes the `--timings` files, and [`RunHistory`] is the whole step around a run: load
@@ -15,6 +16,7 @@ mod load;
 pub mod local_file;
 pub mod results;
 mod seal;
+pub mod sizing;
 pub mod timings;
 
 pub use document::ArtifactDocument;

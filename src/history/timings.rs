@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::document::ArtifactDocument;
 use super::results::{TestOutcome, TestStatus};
+use super::sizing::SizingHistory;
 use crate::suite::TestKey;
 
 /// The format version this build writes and reads.
@@ -62,6 +63,8 @@ pub struct Timings {
     /// How many runs this history has recorded: the clock of [`TestTimings::seen`].
     runs: u64,
     tests: BTreeMap<TestKey, TestTimings>,
+    /// What runs' wall times taught the plan.
+    pub sizing: SizingHistory,
 }
 
 /// One test's history.
@@ -75,7 +78,8 @@ struct TestTimings {
 
 /// The JSON shape: `{"version": 1, "run_id": 123, "runs": 7, "tests": [{"suite", "id",
 /// "durations_ms", "seen"}]}` (a file without `runs` and `seen`, written before they were,
-/// reads as every test seen in its newest run).
+/// reads as every test seen in its newest run), and `"sizing"` once a run measured its wall
+/// time (see [`SizingHistory`]; absent, it reads as empty).
 #[derive(Serialize, Deserialize)]
 struct TimingsWire {
     version: u32,
@@ -84,6 +88,8 @@ struct TimingsWire {
     #[serde(default)]
     runs: u64,
     tests: Vec<TimingsEntry>,
+    #[serde(default, skip_serializing_if = "SizingHistory::is_empty")]
+    sizing: SizingHistory,
 }
 
 /// One test's line in the JSON.
@@ -105,6 +111,7 @@ impl TryFrom<TimingsWire> for Timings {
             run_id: wire.run_id,
             runs: wire.runs,
             tests: BTreeMap::new(),
+            sizing: wire.sizing,
         };
         for entry in wire.tests {
             let key = TestKey::new(entry.suite, entry.id);
@@ -135,6 +142,7 @@ impl From<Timings> for TimingsWire {
                     seen: Some(test.seen),
                 })
                 .collect(),
+            sizing: timings.sizing,
         }
     }
 }

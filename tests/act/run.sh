@@ -159,8 +159,34 @@ scenario_vitest() {
     pass "vitest: tests: vitest over a matrix of 2, one merged JUnit with Vitest's own counts, the flaky test flagged"
 }
 
+# How many machines: a `local` run measures the suite into a timings file, the plan job
+# (role: plan) sizes the matrix from it (outputs workers and matrix), and the cluster runs as
+# that many role: auto jobs through fromJSON: every test passes and the runner (reading the
+# same history) checks its prediction in its summary.
+scenario_plan() {
+  local dir="$logs/plan" workers matrix
+  mkdir -p "$dir"
+  if ! "$bin" local --workers 1 --slots 1 --write-timings "$dir/timings.json" \
+    tests/act/plan/sleeps.yml >"$logs/plan-local.log" 2>&1; then
+    fail plan "the local run measuring the suite failed"; tail -20 "$logs/plan-local.log"; return
+  fi
+  if ! act_run plan tests/act/workflows/plan.yml --env CA_TEST_DIR="$dir" \
+    --env CA_TEST_TIMINGS="$dir/timings.json"; then
+    fail plan "act failed"; tail -60 "$logs/plan.log"; return
+  fi
+  workers=$(sed -nE 's/.*\| planned: workers=([0-9]+) .*/\1/p' "$logs/plan.log")
+  [ -n "$workers" ] && [ "$workers" -ge 2 ] ||
+    { fail plan "the plan named '$workers' machines, not 2 or more (12s of tests, target 6s)"; return; }
+  matrix=$(seq -s, 0 $((workers - 1)))
+  expect_lines plan "\| planned: workers=$workers matrix=\[$matrix\]$" 1 &&
+    expect_lines plan 'Job succeeded' $((workers + 1)) &&
+    expect_lines plan '\| outputs: passed=12 failed=0 total=12$' 1 &&
+    expect_lines plan '\| How many machines: predicted .* machine\(s\) of 1 slot\(s\), took' 1 &&
+    pass "plan: a plan job sized the matrix from a measured history ($workers role: auto jobs through fromJSON), its prediction checked"
+}
+
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(transport roles auto failing sealed example suite vitest)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(transport roles auto failing sealed example suite vitest plan)
 for s in "${scenarios[@]}"; do
   "scenario_$s"
 done

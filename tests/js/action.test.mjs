@@ -243,6 +243,10 @@ test('each role gets the flags its inputs name, after the global --log-level', a
       '--slots', '2', '--worker-wait', '3m', '--keep', 'all', '--retention', '7', '--report-json', 'JSON', '--report-junit', 'JUNIT', '--step-outputs',
       '--keepalive', '2s', '--', 'm.yml']],
     [{ ...auto, instance: '1', keep: 'all' }, ['worker', '--cluster', 'default', '--slots', '2', '--broker-wait', '1m', '--keepalive', '2s']],
+    // plan names the work as a run does and writes the workers and matrix outputs.
+    [{ role: 'plan', tests: 'pytest', 'test-args': 'tests/', slots: '4', target: '10m', 'max-workers': '8' },
+      ['plan', '--cluster', 'default', '--slots', '4', '--target', '10m', '--max-workers', '8', '--step-outputs', '--tests', 'pytest', 'tests/']],
+    [{ role: 'plan', jobs: 'm.yml', cluster: 'c2' }, ['plan', '--cluster', 'c2', '--step-outputs', '--', 'm.yml']],
   );
   for (const [inputs, expected] of cases) {
     const result = await runAction({ inputs: { binary: fakeBinary, ...inputs } });
@@ -262,6 +266,7 @@ test('the binary gets the whole environment, artifact credentials included', asy
 test('the token input reaches a run as GITHUB_TOKEN, and no worker', async () => {
   for (const [inputs, expected] of [
     [{ role: 'runner', tests: 'go', token: 'ghs-run' }, 'ghs-run'],
+    [{ role: 'plan', tests: 'go', token: 'ghs-run' }, 'ghs-run'],
     [{ role: 'worker', token: 'ghs-run' }, undefined],
   ]) {
     const result = await runAction({ inputs: { binary: fakeBinary, ...inputs } });
@@ -298,6 +303,7 @@ test('an input the role does not use is a warning, not a flag', async () => {
     [{ role: 'runner', jobs: 'm.yml', instance: '0' }, 'instance', 'runner', '--embed-broker'],
     [{ role: 'auto', instance: '0', jobs: 'm.yml', 'stop-cluster': 'false' }, 'stop-cluster', 'auto', 'false'],
     [{ role: 'runner', jobs: 'm.yml', keep: 'none' }, 'keep', 'runner', '--keep'],
+    [{ role: 'runner', jobs: 'm.yml', target: '5m' }, 'target', 'runner', '--target'],
   ];
   for (const [inputs, name, role, absent] of cases) {
     const result = await runAction({ inputs: { binary: fakeBinary, ...inputs } });
@@ -309,7 +315,7 @@ test('an input the role does not use is a warning, not a flag', async () => {
 
 test('bad inputs stop the step with exit 2 and a message naming the fix; nothing runs', async () => {
   const cases = [
-    [{ role: 'brokr' }, /::error::role: 'brokr' is not a role: use one of broker, worker, runner, auto/],
+    [{ role: 'brokr' }, /::error::role: 'brokr' is not a role: use one of broker, worker, runner, auto, plan/],
     [{ role: 'broker', timeout: '10 minutes' }, /::error::timeout: '10 minutes' is not a duration: .*\(500ms, 30s, 10m, 1h\).*1h30m/],
     [{ role: 'broker', timeout: '0' }, /::error::timeout: '0' would stop the binary at once/],
     [{ role: 'runner', jobs: 'm.yml', 'worker-wait': 'soon' }, /::error::worker-wait: 'soon' is not a duration/],
@@ -319,6 +325,10 @@ test('bad inputs stop the step with exit 2 and a message naming the fix; nothing
     [{ role: 'runner', jobs: 'm.yml', commands: 'c.txt' }, /::error::role 'runner' needs exactly one of 'jobs' .*, 'commands' .* or 'tests' .*, got jobs and commands/],
     [{ role: 'runner', jobs: 'm.yml', tests: 'pytest' }, /::error::role 'runner' needs exactly one of .*, got jobs and tests/],
     [{ role: 'runner' }, /::error::role 'runner' needs exactly one of .*, got none/],
+    [{ role: 'plan' }, /::error::role 'plan' needs exactly one of .*, got none/],
+    [{ role: 'plan', tests: 'go', target: 'soon' }, /::error::target: 'soon' is not a duration/],
+    [{ role: 'plan', tests: 'go', target: '0' }, /::error::target: no run takes 0s/],
+    [{ role: 'plan', tests: 'go', 'max-workers': '0' }, /::error::max-workers: '0' is not a positive whole number/],
     [{ role: 'runner', tests: 'mocha' }, /::error::tests: 'mocha' is not a test framework: use one of nextest, pytest, go, jest, vitest, playwright, rspec, minitest/],
     [{ role: 'runner', jobs: 'm.yml', 'test-args': '-x' }, /::error::test-args: arguments for a test framework need 'tests'/],
     [{ role: 'runner', jobs: 'm.yml', 'stop-cluster': 'yes' }, /::error::stop-cluster: 'yes' is not a boolean: use true or false/],
