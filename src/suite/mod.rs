@@ -1,4 +1,4 @@
-//! Test suites as work: a framework (nextest, pytest, go test, Vitest or a pair of commands) lists a
+//! Test suites as work: a framework (nextest, pytest, go test or a pair of commands) lists a
 //! suite's tests on the runner, says what a worker runs for a batch of them, and turns the
 //! framework's own report of that batch into one result per test.
 //!
