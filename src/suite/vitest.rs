@@ -11,7 +11,10 @@
 //! last line saying the run ended. A batch killed part-way leaves the lines of what finished.
 //! (Vitest 3 takes no test ids: there a batch's files run with an anchored pattern of its
 //! tests' exact names, and a neighbour of the same name joined by spaces runs too; the report
-//! names it, and the runner ignores a test the batch did not ask for.)
+//! names it, and the runner ignores a test the batch did not ask for.) Vitest's ids are
+//! positions in a file: a file that declares other tests on a worker than on the runner (from
+//! its environment) runs other tests than those asked, whose report then lacks the asked ones:
+//! they are errors, never passes.
 //!
 //! A test's id is what `vitest list` prints for it: `[project] file > describe > test`, with
 //! the project when it has a name (the same test in two projects is two tests) and the file
