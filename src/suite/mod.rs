@@ -340,12 +340,16 @@ fn ship_dest(suite: &Suite, file: &str) -> PathBuf {
 /// The batch's file of test ids ([`IDS_FILE`]), as a shell word: absolute, as a batch may
 /// change directories.
 fn ids_path(suite: &Suite) -> String {
-    format!("\"$PWD\"/{}", shipped_path(suite, IDS_FILE))
+    shipped_path(suite, IDS_FILE)
 }
 
-/// Where a shipped file named `file` of `suite` lands ([`ship_dest`]), as a shell word.
+/// Where a shipped file named `file` of `suite` lands ([`ship_dest`]), as a shell word:
+/// absolute, as a batch may change directories.
 fn shipped_path(suite: &Suite, file: &str) -> String {
-    shell_quote(&ship_dest(suite, file).display().to_string())
+    format!(
+        "\"$PWD\"/{}",
+        shell_quote(&ship_dest(suite, file).display().to_string())
+    )
 }
 
 /// Shell lines writing `lines`, one a line, to the file `path` (a shell word; its directory is

@@ -158,7 +158,7 @@ pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
     let suite = &listing.suite;
     let args: Vec<String> = listing.run_args.iter().map(|a| shell_quote(a)).collect();
     format!(
-        "{}node \"$PWD\"/{} run {} \"$PWD\"/{} \"${REPORT_ENV}\" -- {}\n",
+        "{}node {} run {} {} \"${REPORT_ENV}\" -- {}\n",
         write_lines(&ids_path(suite), batch.iter().map(|c| c.id.as_str())),
         shipped_path(suite, HELPER_FILE),
         ids_path(suite),
