@@ -286,6 +286,26 @@ fn a_batch_runs_exactly_its_tests_and_a_file_that_fails_to_load_makes_its_tests_
         }
     }
     assert_eq!(results.len(), 3);
+
+    // A file that declares one more test on the worker than where it was listed: Vitest's
+    // ids, positions in the file, now name other tests. Those run, and are not taken for the
+    // asked one, which is an error.
+    let job = job_dir(&listing, dir.path());
+    let math = job.path().join("tests/math.test.mjs");
+    let source = std::fs::read_to_string(&math).unwrap();
+    let (imports, rest) = source.split_once("\ndescribe(\"math\"").unwrap();
+    let shifted =
+        format!("{imports}\ntest(\"declared here only\", () => {{}});\ndescribe(\"math\"{rest}");
+    std::fs::write(&math, shifted).unwrap();
+    let batch = batch_of(&listing, &["> outer > inner x"]);
+    let (results, ran) = run_batch(&listing, job.path(), &batch);
+    let (status, message) = &results[&batch[0].id];
+    assert_eq!(*status, TestStatus::Error, "{message}");
+    assert!(message.contains("not reported"), "{message}");
+    assert!(
+        ran.len() == 1 && ran[0].ends_with("> with spaces, (parens) and {braces}"),
+        "the test at its place ran instead: {ran:?}"
+    );
 }
 
 #[test]

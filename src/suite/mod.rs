@@ -408,15 +408,13 @@ fn ids_path(suite: &Suite) -> String {
     job_path(suite, IDS_FILE)
 }
 
-/// Where a shipped file named `file` of `suite` lands ([`ship_dest`]), as a shell word.
-fn shipped_path(suite: &Suite, file: &str) -> String {
-    shell_quote(&ship_dest(suite, file).display().to_string())
-}
-
 /// Where a file named `file` beside `suite`'s shipped files is, as a shell word: absolute, as
 /// a batch may change directories.
 fn job_path(suite: &Suite, file: &str) -> String {
-    format!("\"$PWD\"/{}", shipped_path(suite, file))
+    format!(
+        "\"$PWD\"/{}",
+        shell_quote(&ship_dest(suite, file).display().to_string())
+    )
 }
 
 /// Shell lines writing `lines`, one a line, to the file `path` (a shell word; its directory is

@@ -11,7 +11,10 @@
 //! last line saying the run ended. A batch killed part-way leaves the lines of what finished.
 //! (Vitest 3 takes no test ids: there a batch's files run with an anchored pattern of its
 //! tests' exact names, and a neighbour of the same name joined by spaces runs too; the report
-//! names it, and the runner ignores a test the batch did not ask for.)
+//! names it, and the runner ignores a test the batch did not ask for.) Vitest's ids are
+//! positions in a file: a file that declares other tests on a worker than on the runner (from
+//! its environment) runs other tests than those asked, whose report then lacks the asked ones:
+//! they are errors, never passes.
 //!
 //! A test's id is what `vitest list` prints for it: `[project] file > describe > test`, with
 //! the project when it has a name (the same test in two projects is two tests) and the file
@@ -27,8 +30,8 @@ use serde::Deserialize;
 use super::process::{Tool, run};
 use super::report::{Reported, ReportedCase};
 use super::{
-    Listing, REPORT_ENV, Shipped, Suite, SuiteError, TestCase, TestStatus, ids_path, shell_quote,
-    ship_dest, shipped_path, write_lines,
+    Listing, REPORT_ENV, Shipped, Suite, SuiteError, TestCase, TestStatus, ids_path, job_path,
+    shell_quote, ship_dest, write_lines,
 };
 
 /// Node itself.
@@ -155,11 +158,11 @@ pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
     let suite = &listing.suite;
     let args: Vec<String> = listing.run_args.iter().map(|a| shell_quote(a)).collect();
     format!(
-        "{}node \"$PWD\"/{} run {} \"$PWD\"/{} \"${REPORT_ENV}\" -- {}\n",
+        "{}node {} run {} {} \"${REPORT_ENV}\" -- {}\n",
         write_lines(&ids_path(suite), batch.iter().map(|c| c.id.as_str())),
-        shipped_path(suite, HELPER_FILE),
+        job_path(suite, HELPER_FILE),
         ids_path(suite),
-        shipped_path(suite, TESTS_FILE),
+        job_path(suite, TESTS_FILE),
         args.join(" ")
     )
 }

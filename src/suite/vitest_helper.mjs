@@ -119,6 +119,11 @@ function own(stack) {
   return stack.split("\n").filter((line) => !theirs(line)).join("\n");
 }
 
+// The key of a project's file.
+function specKey(project, file) {
+  return JSON.stringify([project || "", file]);
+}
+
 async function run(idsFile, testsFile, report, args) {
   const asked = new Set(readFileSync(idsFile, "utf8").split("\n").slice(0, -1));
   const wanted = new Map();
@@ -131,6 +136,10 @@ async function run(idsFile, testsFile, report, args) {
   const write = (entry) => appendFileSync(report, JSON.stringify(entry) + "\n");
   const written = new Set();
   const logs = new Map();
+  // What Vitest was asked to run: its own ids of tests, or (Vitest 3) files whose tests are
+  // chosen by name.
+  const chosen = new Set();
+  const byNameFiles = new Set();
   const recorder = {
     onUserConsoleLog(log) {
       if (!log.taskId) return;
@@ -141,9 +150,13 @@ async function run(idsFile, testsFile, report, args) {
     onTestCaseResult(test) {
       const id = idOf(test);
       const result = test.result();
-      // A test not asked for is skipped by Vitest's filter; one that ran anyway is reported
-      // (the runner ignores it), so that the report shows what the batch ran.
-      if (!wanted.has(id) && result.state === "skipped") return;
+      // Vitest skips the tests it was not asked for. A skipped test is reported only when it
+      // was asked for (by Vitest's id of it: a file that declares other tests here than where
+      // it was listed leaves an asked test unreported, an error); one that ran is reported
+      // whether asked for or not (the runner ignores the others), to show what the batch ran.
+      const file = relative(process.cwd(), test.module.moduleId);
+      const byName = byNameFiles.has(specKey(test.project.name, file)) && wanted.has(id);
+      if (result.state === "skipped" && !chosen.has(test.id) && !byName) return;
       const ms = Math.round(test.diagnostic()?.duration ?? 0);
       const output = logs.get(test.id) || [];
       if (result.state === "failed") {
@@ -179,7 +192,7 @@ async function run(idsFile, testsFile, report, args) {
   await (vitest.standalone ? vitest.standalone() : vitest.init());
   const specs = new Map();
   for (const test of wanted.values()) {
-    const key = JSON.stringify([test.project || "", test.file]);
+    const key = specKey(test.project, test.file);
     const spec = specs.get(key) || { project: test.project || "", file: test.file, ids: [], names: [] };
     spec.ids.push(...test.ids);
     spec.names.push(test.spaced);
@@ -194,10 +207,12 @@ async function run(idsFile, testsFile, report, args) {
     const exact = project.createSpecification(file, { testIds: spec.ids });
     if (Array.isArray(exact.testIds)) {
       specifications.push(exact);
+      for (const id of spec.ids) chosen.add(id);
     } else {
       // Vitest 3 selects tests within a file by line or by name alone.
       specifications.push(project.createSpecification(file));
       byName.push(...spec.names);
+      byNameFiles.add(specKey(spec.project, spec.file));
     }
   }
   if (byName.length) {
