@@ -66,6 +66,7 @@ fn listed(framework: Framework, args: &[&str]) -> Option<Fixture> {
         Framework::Pytest => ("suite-pytest", &["python", "-m", "pytest", "--version"]),
         Framework::Go => ("suite-go", &["go", "version"]),
         Framework::Command { .. } => unreachable!("command suites have no fixture"),
+        Framework::Jest => unreachable!("tests/suite_jest.rs runs the jest fixture"),
     };
     if !have(probe[0], &probe[1..]) {
         return None;

@@ -91,7 +91,7 @@ fn every_mistake_is_reported_at_once() {
         "\
 suites:
   - name: a
-    framework: jest
+    framework: mocha
   - name: a
     framework: pytest
     split: module
@@ -101,8 +101,8 @@ suites:
     list: ./list
 ",
         &[
-            "ci.yml:3:16: suite 'a' has an unknown framework 'jest'",
-            "hint: use one of nextest, pytest, go, command",
+            "ci.yml:3:16: suite 'a' has an unknown framework 'mocha'",
+            "hint: use one of nextest, pytest, go, jest, command",
             "ci.yml:4:11: suite 'a' is defined twice (first at line 2)",
             "ci.yml:6:12: suite 'a' has an unknown split 'module'",
             "ci.yml:7:14: suite 'a' uses layer 'nope', which is not defined",

@@ -1,4 +1,4 @@
-//! Test suites as work: a framework (nextest, pytest, go test or a pair of commands) lists a
+//! Test suites as work: a framework (nextest, pytest, go test, Jest or a pair of commands) lists a
 //! suite's tests on the runner, says what a worker runs for a batch of them, and turns the
 //! framework's own report of that batch into one result per test.
 //!
@@ -22,6 +22,7 @@
 mod command;
 mod error;
 mod gotest;
+mod jest;
 pub mod junit;
 pub mod makespan;
 mod nextest;
@@ -67,6 +68,8 @@ pub enum Framework {
     Pytest,
     /// `go test`: test binaries built on the runner.
     Go,
+    /// Jest, the project's own, by file and full test name.
+    Jest,
     /// Any tool: `list` prints one test id a line, `run` gets a batch's ids as arguments and
     /// in the file [`TESTS_FILE_ENV`] names, and writes JUnit to [`REPORT_ENV`].
     Command {
@@ -79,7 +82,7 @@ pub enum Framework {
 
 impl Framework {
     /// The names `framework:` accepts, for messages.
-    pub const NAMES: [&'static str; 4] = ["nextest", "pytest", "go", "command"];
+    pub const NAMES: [&'static str; 5] = ["nextest", "pytest", "go", "jest", "command"];
 
     /// The framework `framework: NAME` (or `--tests NAME`) names, for every framework but
     /// `command`, which also needs its two commands.
@@ -88,13 +91,18 @@ impl Framework {
             "nextest" => Some(Framework::Nextest),
             "pytest" => Some(Framework::Pytest),
             "go" => Some(Framework::Go),
+            "jest" => Some(Framework::Jest),
             _ => None,
         }
     }
 
     /// How the framework's tests are grouped into batches unless a suite says `split:`.
     pub fn default_split(&self) -> Split {
-        Split::Test
+        match self {
+            // Jest's unit of isolation is the file: its module registry, its hooks.
+            Framework::Jest => Split::File,
+            _ => Split::Test,
+        }
     }
 
     /// The framework's name as written in a manifest.
@@ -103,6 +111,7 @@ impl Framework {
             Framework::Nextest => "nextest",
             Framework::Pytest => "pytest",
             Framework::Go => "go",
+            Framework::Jest => "jest",
             Framework::Command { .. } => "command",
         }
     }
@@ -222,6 +231,7 @@ impl Suite {
             Framework::Nextest => nextest::list(self, dir, &work)?,
             Framework::Pytest => pytest::list(self, dir)?,
             Framework::Go => gotest::list(self, dir, &work)?,
+            Framework::Jest => jest::list(self, dir, &work)?,
             Framework::Command { list, .. } => command::list(self, list, dir)?,
         };
         if listing.tests.is_empty() {
@@ -260,6 +270,7 @@ impl Listing {
             Framework::Nextest => nextest::batch_command(self, batch),
             Framework::Pytest => pytest::batch_command(self, batch),
             Framework::Go => gotest::batch_command(self, batch),
+            Framework::Jest => jest::batch_command(self, batch),
             Framework::Command { run, .. } => command::batch_command(&self.suite, run, batch),
         }
     }
@@ -283,6 +294,7 @@ impl Listing {
         let reported = match (&self.suite.framework, report) {
             (_, None) => report::Reported::default(),
             (Framework::Go, Some(bytes)) => gotest::parse(bytes),
+            (Framework::Jest, Some(bytes)) => jest::parse(bytes, batch),
             (Framework::Nextest, Some(bytes)) => report::junit(bytes, nextest::junit_key)
                 .unwrap_or_else(|| report::progress(bytes, nextest::progress_line, |_| None)),
             (Framework::Pytest, Some(bytes)) => report::junit(bytes, pytest::junit_key)

@@ -1,0 +1,139 @@
+// cluster-action's driver of a Jest suite, run with node in the project's directory, where it
+// finds the project's own Jest (`require.resolve('jest')` from there, as `npx jest` would).
+// It parses the suite's arguments with Jest's own CLI parser (`buildArgv`), sets what it needs
+// on the parsed options and runs Jest in this process (`runCLI`), so that no test id is ever a
+// command-line argument. It writes what Jest reported, test by test, as one JSON document:
+//
+//   {"error": null | "why Jest did not run",
+//    "files": [{"file": "path/from/cwd.test.js", "error": null | "why the file failed",
+//               "output": "Jest's message for the file", "duration": ms,
+//               "tests": [{"titles": ["describe", ..., "test"], "status": "passed",
+//                          "duration": ms, "failure": "Jest's failure message"}]}]}
+//
+//   node cluster_action_jest.js list OUT [ARGS...]
+//     Loads every test file without running a test (a name pattern nothing matches: Jest
+//     reports each test it would have run as pending) and writes the tests ARGS select.
+//   node cluster_action_jest.js batch IDS OUT [ARGS...]
+//     Runs the tests of IDS, one JSON array a line: `[file]` (the whole file) or
+//     `[file, name]` (one test, its titles joined by " › "), one Jest worker unless ARGS say.
+'use strict';
+
+const fs = require('node:fs');
+const path = require('node:path');
+
+// The words the runner looks for when the project has no Jest.
+const NO_JEST = 'cluster-action: no `jest` package';
+
+// Jest's separator of titles in a test's name, as its reporters print it.
+const SEPARATOR = ' › ';
+
+// A name pattern no test matches: `(?!)` fails everywhere.
+const NOTHING = '(?!)';
+
+// `text` without terminal colour codes.
+function plain(text) {
+  return String(text ?? '').replace(/\u001b\[[0-9;]*m/g, '');
+}
+
+// `text` as a regular expression matching it literally.
+function escape(text) {
+  return text.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&');
+}
+
+// The pattern matching exactly the test named `name` (titles joined by SEPARATOR): Jest
+// matches its titles joined by spaces, and a title may itself hold SEPARATOR.
+function namePattern(name) {
+  return name.split(SEPARATOR).map(escape).join(`(?: |${escape(SEPARATOR)})`);
+}
+
+// The project's Jest, or exit 3 saying that it is missing.
+function projectJest() {
+  try {
+    return require(require.resolve('jest', {paths: [process.cwd()]}));
+  } catch (error) {
+    process.stderr.write(
+      `${NO_JEST} found from ${process.cwd()}: ${plain(error.message).split('\n')[0]}\n`,
+    );
+    process.exit(3);
+  }
+}
+
+// A failure message as Jest's reporters show it: its stack without the frames of Jest,
+// node and node_modules, paths relative to the working directory.
+function failure(message) {
+  const internal = /^\s+at .*(node_modules|node:internal|<anonymous>)/;
+  return plain(message)
+    .split('\n')
+    .filter(line => !internal.test(line))
+    .join('\n')
+    .split(process.cwd() + path.sep)
+    .join('');
+}
+
+// Jest's results as the document described above, paths relative to the working directory.
+function report(results, keep) {
+  const files = results.testResults.map(file => ({
+    file: path.relative(process.cwd(), file.testFilePath).split(path.sep).join('/'),
+    error: file.testExecError ? plain(file.testExecError.message) : null,
+    output: plain(file.failureMessage),
+    duration: file.perfStats ? file.perfStats.runtime : 0,
+    tests: file.testResults.filter(keep).map(test => ({
+      titles: [...test.ancestorTitles, test.title],
+      status: test.status,
+      duration: test.duration ?? 0,
+      failure: test.failureMessages.map(failure).join('\n'),
+    })),
+  }));
+  return {error: null, files};
+}
+
+// The batch's files and, unless it runs them whole, the name pattern of its tests.
+function batchTests(idsFile) {
+  const lines = fs.readFileSync(idsFile, 'utf8').split('\n').filter(line => line !== '');
+  const ids = lines.map(line => JSON.parse(line));
+  const files = [...new Set(ids.map(([file]) => file))];
+  const names = ids.filter(id => id.length > 1).map(([, name]) => namePattern(name));
+  const pattern = names.length > 0 ? `^(?:${names.join('|')})$` : null;
+  return {files, pattern};
+}
+
+async function main() {
+  const [mode, ...rest] = process.argv.slice(2);
+  const idsFile = mode === 'batch' ? rest.shift() : null;
+  const out = path.resolve(rest.shift());
+  const jest = projectJest();
+  let code = 1;
+  try {
+    const argv = await jest.buildArgv(rest);
+    let keep = () => true;
+    if (mode === 'list') {
+      const chosen = argv.testNamePattern ? new RegExp(argv.testNamePattern, 'i') : null;
+      keep = test => !chosen || chosen.test([...test.ancestorTitles, test.title].join(' '));
+      argv.testNamePattern = NOTHING;
+      argv.passWithNoTests = true;
+      argv.coverage = false;
+      argv.collectCoverage = false;
+    } else {
+      const {files, pattern} = batchTests(idsFile);
+      argv._ = files;
+      argv.runTestsByPath = true;
+      if (pattern !== null) {
+        argv.testNamePattern = pattern;
+      }
+      if (argv.maxWorkers === undefined && !argv.runInBand) {
+        argv.maxWorkers = 1;
+      }
+    }
+    const projects = argv.projects && argv.projects.length > 0 ? argv.projects : [process.cwd()];
+    const {results} = await jest.runCLI(argv, projects);
+    fs.writeFileSync(out, JSON.stringify(report(results, keep)));
+    code = mode === 'list' || results.success ? 0 : 1;
+  } catch (error) {
+    const why = plain(error && error.stack ? error.stack : error);
+    process.stderr.write(`${why}\n`);
+    fs.writeFileSync(out, JSON.stringify({error: why, files: []}));
+  }
+  process.exitCode = code;
+}
+
+main();
