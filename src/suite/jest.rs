@@ -13,8 +13,9 @@
 //! A batch gets its tests in the file of ids, one JSON array a line: `[file]` for the whole
 //! file when the batch holds every listed test of its files, `[file, name]` otherwise. The
 //! driver runs Jest on exactly those files and, for single tests, with a name pattern that
-//! matches each of their full names whole and literally. It runs one Jest worker unless the
-//! suite's arguments choose (`--maxWorkers`, `-i`), and writes Jest's results, test by test,
+//! matches each of their full names whole and literally, in the plan's order (longest first:
+//! the driver is Jest's test sequencer too). It runs one Jest worker unless the suite's
+//! arguments choose (`--maxWorkers`, `-i`), and writes Jest's results, test by test,
 //! as JSON to the report file; a file that failed to run makes its tests errors with Jest's
 //! message.
 
@@ -133,6 +134,25 @@ pub(super) fn list(suite: &Suite, dir: &Path, work: &Path) -> Result<Listing, Su
                 .to_owned();
             return Err(JEST.missing(suite, looked));
         }
+        // Named as the user knows it: Jest with their arguments, not the driver in a
+        // temporary directory.
+        Err(SuiteError::ListFailed {
+            suite: name,
+            status,
+            stderr_tail,
+            ..
+        }) => {
+            let command = std::iter::once("jest".to_owned())
+                .chain(suite.args.iter().map(|a| shell_quote(a)))
+                .collect::<Vec<_>>()
+                .join(" ");
+            return Err(SuiteError::ListFailed {
+                suite: name,
+                command,
+                status,
+                stderr_tail,
+            });
+        }
         Err(e) => return Err(e),
     }
     let bytes = std::fs::read(&listed).map_err(io(&listed))?;
@@ -141,8 +161,12 @@ pub(super) fn list(suite: &Suite, dir: &Path, work: &Path) -> Result<Listing, Su
         command: format!("jest --listTests ({DRIVER_FILE})"),
         why: e.to_string(),
     })?;
+    // Jest reports files as they finish; a listing's order is the files' (and in each, the
+    // order of definition).
+    let mut files = report.files;
+    files.sort_by(|a, b| a.file.cmp(&b.file));
     let mut tests = Vec::new();
-    for file in report.files {
+    for file in files {
         if file.tests.is_empty() && file.error.is_some() {
             tests.push(TestCase {
                 id: file.file.clone(),

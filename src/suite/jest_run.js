@@ -15,7 +15,9 @@
 //     reports each test it would have run as pending) and writes the tests ARGS select.
 //   node cluster_action_jest.js batch IDS OUT [ARGS...]
 //     Runs the tests of IDS, one JSON array a line: `[file]` (the whole file) or
-//     `[file, name]` (one test, its titles joined by " › "), one Jest worker unless ARGS say.
+//     `[file, name]` (one test, its titles joined by " › "), one Jest worker unless ARGS say,
+//     the files in the order of IDS (the plan's: longest first) unless ARGS choose a
+//     `--testSequencer`: Jest loads this file as the sequencer then.
 'use strict';
 
 const fs = require('node:fs');
@@ -97,6 +99,28 @@ function batchTests(idsFile) {
   return {files, pattern};
 }
 
+// The batch's files, in the plan's order (longest first), for the sequencer below.
+const ORDER = Symbol.for('cluster-action.jest.order');
+
+// Jest's test sequencer, when Jest loads this file as one (`testSequencer`): the batch's files
+// run in the plan's order, not by the sizes and past durations Jest's own keeps.
+class PlanOrder {
+  sort(tests) {
+    const order = globalThis[ORDER] ?? [];
+    const rank = test => {
+      const at = order.indexOf(path.relative(process.cwd(), test.path).split(path.sep).join('/'));
+      return at === -1 ? order.length : at;
+    };
+    return [...tests].sort((a, b) => rank(a) - rank(b));
+  }
+
+  cacheResults() {}
+
+  allFailedTests(tests) {
+    return tests;
+  }
+}
+
 async function main() {
   const [mode, ...rest] = process.argv.slice(2);
   const idsFile = mode === 'batch' ? rest.shift() : null;
@@ -117,6 +141,10 @@ async function main() {
       const {files, pattern} = batchTests(idsFile);
       argv._ = files;
       argv.runTestsByPath = true;
+      if (argv.testSequencer === undefined) {
+        globalThis[ORDER] = files;
+        argv.testSequencer = __filename;
+      }
       if (pattern !== null) {
         argv.testNamePattern = pattern;
       }
@@ -136,4 +164,8 @@ async function main() {
   process.exitCode = code;
 }
 
-main();
+// Jest requires this file again as the sequencer: the same module, its exports the class.
+module.exports = PlanOrder;
+if (require.main === module) {
+  main();
+}
