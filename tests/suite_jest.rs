@@ -241,12 +241,15 @@ fn jest_through_local_runs_every_test_once_plus_retries_and_plans_from_its_timin
 }
 
 #[test]
-fn a_jest_worker_killed_mid_batch_loses_no_test() {
+fn a_jest_worker_killed_mid_batch_loses_no_test_and_a_broken_file_is_an_error() {
     let Some(dir) = jest_fixture() else {
         return;
     };
     let scratch = tempfile::tempdir().unwrap();
     let marker = scratch.path().join("killed");
+    // A file that fails to load is a test of its own, an error with Jest's message.
+    let broken = "tests/broken.test.js";
+    std::fs::write(dir.path().join(broken), "test('never', () => {\n").unwrap();
     // The slow test, on its first run, SIGKILLs the worker running it.
     let run = local(dir.path())
         .workers(2)
@@ -263,7 +266,10 @@ fn a_jest_worker_killed_mid_batch_loses_no_test() {
     assert!(marker.exists(), "a worker was killed: {}", run.stderr);
     let statuses = run.statuses();
     assert_eq!(statuses.get(SLOW).map(String::as_str), Some("passed"));
-    assert_eq!(statuses.len(), EXPECTED.len(), "{}", run.report);
+    assert_eq!(statuses.get(broken).map(String::as_str), Some("error"));
+    let message = run.message(broken);
+    assert!(message.contains("Unexpected token"), "{message}");
+    assert_eq!(statuses.len(), EXPECTED.len() + 1, "{}", run.report);
     for (id, status) in EXPECTED {
         // A lost batch's tests run again as the same attempt or the next: the flaky test may
         // pass at once.
