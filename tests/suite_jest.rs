@@ -11,11 +11,11 @@
 // Helpers of a test crate unwrap like its tests: a failure there is the test failing.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 mod common;
-use common::local::{LocalRun, alone, js_fixture_copy, junit_counts, local, tools_path};
+use common::local::{LocalRun, alone, js_fixture_with_only, junit_counts, local, tools_path};
 
 /// The fixture's tests, by id, and how each ends with one retry.
 const EXPECTED: [(&str, &str); 10] = [
@@ -55,63 +55,9 @@ const EXPECTED: [(&str, &str); 10] = [
 /// The id of the slow test.
 const SLOW: &str = "tests/slow.test.js › slow: about a second";
 
-/// The fixture with node_modules holding Jest and its dependencies alone (npm's own record of
-/// the tree, `node_modules/.package-lock.json`, says which), as a project using only Jest has
-/// it: the test frameworks' other packages would make every run ship and unpack twice as much.
+/// The fixture with node_modules holding Jest and its dependencies alone.
 fn jest_fixture() -> Option<tempfile::TempDir> {
-    let dir = js_fixture_copy("suite-jest")?;
-    let modules = dir.path().join("node_modules");
-    let lock: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(modules.join(".package-lock.json")).unwrap())
-            .unwrap();
-    let packages = lock["packages"].as_object().unwrap();
-    // A package's name is what its path holds after its last `node_modules/`.
-    let name_of = |path: &str| path.rsplit_once("node_modules/").unwrap().1.to_owned();
-    let mut needed: BTreeSet<String> = BTreeSet::new();
-    let mut queue = vec!["jest".to_owned()];
-    while let Some(name) = queue.pop() {
-        if !needed.insert(name.clone()) {
-            continue;
-        }
-        // Every copy of the package in the tree, nested ones too: over-keeping is harmless.
-        let copies = packages
-            .iter()
-            .filter(|(path, _)| !path.is_empty() && name_of(path) == name);
-        for (_, package) in copies {
-            for key in ["dependencies", "optionalDependencies", "peerDependencies"] {
-                if let Some(deps) = package[key].as_object() {
-                    queue.extend(deps.keys().cloned());
-                }
-            }
-        }
-    }
-    for entry in std::fs::read_dir(&modules).unwrap() {
-        let entry = entry.unwrap();
-        let top = entry.file_name().to_string_lossy().into_owned();
-        if top.starts_with('.') {
-            continue;
-        }
-        let names: Vec<(String, std::path::PathBuf)> = if top.starts_with('@') {
-            std::fs::read_dir(entry.path())
-                .unwrap()
-                .map(|e| e.unwrap())
-                .map(|e| {
-                    (
-                        format!("{top}/{}", e.file_name().to_string_lossy()),
-                        e.path(),
-                    )
-                })
-                .collect()
-        } else {
-            vec![(top, entry.path())]
-        };
-        for (name, path) in names {
-            if !needed.contains(&name) {
-                std::fs::remove_dir_all(&path).unwrap();
-            }
-        }
-    }
-    Some(dir)
+    js_fixture_with_only("suite-jest", "jest")
 }
 
 /// What the fixture's setup file logs for the test `id`: its file and its titles, joined by

@@ -185,7 +185,11 @@ pub(super) fn list(suite: &Suite, dir: &Path, work: &Path) -> Result<Listing, Su
             });
         }
     }
+    // Two tests of one full name in one file are one test (Jest cannot run one alone).
+    let mut seen = std::collections::HashSet::new();
+    tests.retain(|case| seen.insert(case.id.clone()));
     let mut listing = Listing::new(suite, tests);
+    listing.file_tests = file_tests(&listing.tests);
     listing.ship.push(Shipped {
         source: driver,
         dest: ship_dest(suite, DRIVER_FILE),
@@ -194,15 +198,24 @@ pub(super) fn list(suite: &Suite, dir: &Path, work: &Path) -> Result<Listing, Su
     Ok(listing)
 }
 
+/// The file `case` is in.
+fn file_of(case: &TestCase) -> String {
+    case.file.clone().unwrap_or_else(|| case.group.clone())
+}
+
+/// How many of `tests` each file holds.
+fn file_tests(tests: &[TestCase]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for case in tests {
+        *counts.entry(file_of(case)).or_default() += 1;
+    }
+    counts
+}
+
 /// The lines of a batch's file of ids: `[file]` per file when the batch holds every listed
 /// test of each of its files (Jest runs them whole, with the suite's own name pattern, if
 /// any), else `[file, name]` per test (`[file]` for a file that failed to load).
 fn id_lines(listing: &Listing, batch: &[TestCase]) -> Vec<String> {
-    let file_of = |case: &TestCase| case.file.clone().unwrap_or_else(|| case.group.clone());
-    let mut listed: HashMap<String, usize> = HashMap::new();
-    for case in &listing.tests {
-        *listed.entry(file_of(case)).or_default() += 1;
-    }
     let mut asked: Vec<(String, usize)> = Vec::new();
     for case in batch {
         let file = file_of(case);
@@ -213,7 +226,7 @@ fn id_lines(listing: &Listing, batch: &[TestCase]) -> Vec<String> {
     }
     let whole = asked
         .iter()
-        .all(|(file, count)| listed.get(file) == Some(count));
+        .all(|(file, count)| listing.file_tests.get(file) == Some(count));
     let json = |value: serde_json::Value| value.to_string();
     if whole {
         return asked
@@ -350,7 +363,9 @@ mod tests {
             framework: Framework::Jest,
             args: vec![],
         };
-        Listing::new(&suite, tests)
+        let mut listing = Listing::new(&suite, tests);
+        listing.file_tests = file_tests(&listing.tests);
+        listing
     }
 
     #[test]
@@ -370,6 +385,11 @@ mod tests {
         let listing = listing(vec![a1.clone(), a2.clone(), b1.clone()]);
         let whole = id_lines(&listing, &[a1.clone(), b1.clone(), a2]);
         assert_eq!(whole, [r#"["a.test.js"]"#, r#"["b.test.js"]"#]);
+        // A re-run keeps only some of the listed tests: one of them is still part of its file.
+        let mut rerun = listing.clone();
+        rerun.tests.retain(|t| t.id == a1.id);
+        let alone = id_lines(&rerun, std::slice::from_ref(&a1));
+        assert_eq!(alone, [r#"["a.test.js","d › one"]"#]);
         let part = id_lines(&listing, &[a1, b1]);
         assert_eq!(
             part,

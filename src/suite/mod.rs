@@ -215,6 +215,9 @@ pub struct Listing {
     /// For go: each package's import path and source directory relative to the listing
     /// directory (where its binary runs).
     packages: Vec<(String, String)>,
+    /// For jest: how many tests each file has in the whole listing (a re-run keeps only some
+    /// of [`Listing::tests`]): a batch holding them all runs the file whole.
+    file_tests: std::collections::HashMap<String, usize>,
 }
 
 impl Suite {
@@ -257,6 +260,7 @@ impl Listing {
             ship: Vec::new(),
             run_args: Vec::new(),
             packages: Vec::new(),
+            file_tests: std::collections::HashMap::new(),
         }
     }
 
