@@ -99,6 +99,24 @@ function batchTests(idsFile) {
   return {files, pattern};
 }
 
+// Options that would keep Jest from running once and reporting (watch mode, a list of files
+// instead of results), dropped everywhere.
+const NOT_A_RUN = ['watch', 'watchAll', 'listTests'];
+
+// Options that select files, dropped in batches: the listing applied them, and a batch runs
+// exactly its files (a shard of them, or the files a git change touches in a job directory
+// without git, would run fewer).
+const SELECTING = [
+  'shard',
+  'onlyChanged',
+  'changedSince',
+  'lastCommit',
+  'onlyFailures',
+  'findRelatedTests',
+  'testPathPatterns',
+  'testPathIgnorePatterns',
+];
+
 // The batch's files, in the plan's order (longest first), for the sequencer below.
 const ORDER = Symbol.for('cluster-action.jest.order');
 
@@ -129,6 +147,9 @@ async function main() {
   let code = 1;
   try {
     const argv = await jest.buildArgv(rest);
+    for (const key of NOT_A_RUN) {
+      delete argv[key];
+    }
     let keep = () => true;
     if (mode === 'list') {
       const chosen = argv.testNamePattern ? new RegExp(argv.testNamePattern, 'i') : null;
@@ -138,6 +159,9 @@ async function main() {
       argv.coverage = false;
       argv.collectCoverage = false;
     } else {
+      for (const key of SELECTING) {
+        delete argv[key];
+      }
       const {files, pattern} = batchTests(idsFile);
       argv._ = files;
       argv.runTestsByPath = true;
