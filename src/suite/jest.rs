@@ -123,6 +123,12 @@ pub(super) fn list(suite: &Suite, dir: &Path, work: &Path) -> Result<Listing, Su
         listed.display().to_string(),
     ];
     args.extend(suite.args.iter().cloned());
+    // Named as the user knows it: Jest with their arguments, not the driver in a temporary
+    // directory.
+    let shown = std::iter::once("jest".to_owned())
+        .chain(suite.args.iter().map(|a| shell_quote(a)))
+        .collect::<Vec<_>>()
+        .join(" ");
     match run(suite, dir, &node, &args, &[]) {
         Ok(_) => {}
         Err(SuiteError::ListFailed { stderr_tail, .. }) if stderr_tail.contains(NO_JEST) => {
@@ -134,21 +140,15 @@ pub(super) fn list(suite: &Suite, dir: &Path, work: &Path) -> Result<Listing, Su
                 .to_owned();
             return Err(JEST.missing(suite, looked));
         }
-        // Named as the user knows it: Jest with their arguments, not the driver in a
-        // temporary directory.
         Err(SuiteError::ListFailed {
             suite: name,
             status,
             stderr_tail,
             ..
         }) => {
-            let command = std::iter::once("jest".to_owned())
-                .chain(suite.args.iter().map(|a| shell_quote(a)))
-                .collect::<Vec<_>>()
-                .join(" ");
             return Err(SuiteError::ListFailed {
                 suite: name,
-                command,
+                command: shown,
                 status,
                 stderr_tail,
             });
@@ -158,7 +158,7 @@ pub(super) fn list(suite: &Suite, dir: &Path, work: &Path) -> Result<Listing, Su
     let bytes = std::fs::read(&listed).map_err(io(&listed))?;
     let report: Report = serde_json::from_slice(&bytes).map_err(|e| SuiteError::BadListing {
         suite: suite.name.clone(),
-        command: format!("jest --listTests ({DRIVER_FILE})"),
+        command: shown,
         why: e.to_string(),
     })?;
     // Jest reports files as they finish; a listing's order is the files' (and in each, the
