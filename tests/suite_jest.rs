@@ -1,9 +1,9 @@
 //! Jest suites through `cluster-action local --tests jest`, as a user runs them in a project
 //! with its own node_modules (tests/fixtures/suite-jest, with the packages of
 //! tests/frameworks): every test listed by its file and full name, run exactly once (plus its
-//! retries, each alone), statuses and counts as Jest's own, a lost worker's tests run again,
-//! a second run planned from the first one's timings, and the user's mistakes refused with
-//! the words that fix them.
+//! retries, each alone), statuses and counts as Jest's own, a lost worker's tests run again (a
+//! killed batch keeps what Jest finished), a second run planned from the first one's timings,
+//! and the user's mistakes refused with the words that fix them.
 //!
 //! The fixture's setup file logs each test that ran to the file `JEST_RAN_LOG` names (its
 //! file and full name, a line each).
@@ -300,4 +300,60 @@ fn jest_missing_failing_or_selecting_nothing_exits_2_with_what_to_do() {
         &["-t", "no_test_is_called_this"],
         &["suite 'jest': no tests match", "no_test_is_called_this"],
     );
+}
+
+#[test]
+fn a_jest_batch_killed_part_way_keeps_what_finished() {
+    use cluster_action::suite::{ATTEMPT_ENV, Framework, REPORT_ENV, Suite, TestStatus};
+    use std::os::unix::process::CommandExt;
+    // The listing runs the `node` on this process's PATH.
+    if !common::local::available("node", &["--version"]) {
+        return;
+    }
+    let Some(dir) = jest_fixture() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let suite = Suite {
+        name: "jest".into(),
+        framework: Framework::Jest,
+        args: Vec::new(),
+    };
+    let listing = suite.list(dir.path(), work.path()).unwrap();
+    for file in &listing.ship {
+        let dest = dir.path().join(&file.dest);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&file.source, dest).unwrap();
+    }
+    // A quick test, then the slow one: the batch is killed while the slow one runs.
+    let first = EXPECTED[0].0;
+    let batch: Vec<_> = [first, SLOW]
+        .iter()
+        .map(|id| listing.tests.iter().find(|t| t.id == *id).unwrap().clone())
+        .collect();
+    let report = work.path().join("report");
+    let mut child = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(listing.batch_command(&batch))
+        .current_dir(dir.path())
+        .env(REPORT_ENV, &report)
+        .env(ATTEMPT_ENV, "1")
+        .env("PATH", tools_path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    common::await_some("the quick test's line in the report", || {
+        let text = std::fs::read_to_string(&report).unwrap_or_default();
+        text.contains("two and two make four").then_some(())
+    });
+    let pgid = i32::try_from(child.id()).unwrap();
+    // SAFETY: a plain syscall on the process group of the child started above.
+    assert_eq!(unsafe { libc::killpg(pgid, libc::SIGKILL) }, 0);
+    child.wait().unwrap();
+    let bytes = std::fs::read(&report).unwrap();
+    let results = listing.parse_report(Some(&bytes), &batch);
+    let got: Vec<TestStatus> = results.iter().map(|r| r.status).collect();
+    assert_eq!(got, [TestStatus::Passed, TestStatus::NotRun]);
 }

@@ -17,7 +17,8 @@
 //! the driver is Jest's test sequencer too). It runs one Jest worker unless the suite's
 //! arguments choose (`--maxWorkers`, `-i`), and writes Jest's results, test by test,
 //! as JSON to the report file; a file that failed to run makes its tests errors with Jest's
-//! message.
+//! message. Until Jest ends, the report holds a line per finished test (the driver is one of
+//! Jest's reporters too): a batch killed before then keeps those.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -96,6 +97,17 @@ struct TestReport {
     /// Jest's failure messages.
     #[serde(default)]
     failure: String,
+}
+
+/// A line the driver appends to the report as a test finishes, until its whole document
+/// replaces them.
+#[derive(Debug, Deserialize)]
+struct ProgressLine {
+    /// The test's file.
+    file: String,
+    /// The test.
+    #[serde(flatten)]
+    test: TestReport,
 }
 
 /// A test's id: its file and its titles, joined by [`SEPARATOR`].
@@ -278,12 +290,22 @@ fn status(jest: &str) -> Option<TestStatus> {
 }
 
 /// What the driver's report says of each test of `batch` (and of the tests Jest reported
-/// that the batch did not ask for, which [`Reported::results`] ignores). A report that does
-/// not parse (the batch was killed before Jest finished) is incomplete; a file that failed to
-/// run makes each of the batch's tests in it that Jest did not report an error.
+/// that the batch did not ask for, which [`Reported::results`] ignores). A report that is not
+/// the driver's whole document (the batch was killed before Jest ended) is its progress lines,
+/// incomplete: the tests they do not name run again. A file that failed to run makes each of
+/// the batch's tests in it that Jest did not report an error.
 pub(super) fn parse(bytes: &[u8], batch: &[TestCase]) -> Reported {
     let Ok(report) = serde_json::from_slice::<Report>(bytes) else {
-        return Reported::default();
+        let mut reported = Reported::default();
+        let text = String::from_utf8_lossy(bytes);
+        for line in text.lines() {
+            // The last line may be cut short: it is not JSON then.
+            if let Ok(progress) = serde_json::from_str::<ProgressLine>(line) {
+                let key = test_id(&progress.file, &progress.test.titles);
+                reported.insert(key, reported_case(&progress.test));
+            }
+        }
+        return reported;
     };
     let mut reported = Reported {
         complete: true,
@@ -297,23 +319,7 @@ pub(super) fn parse(bytes: &[u8], batch: &[TestCase]) -> Reported {
     }
     for file in &report.files {
         for test in &file.tests {
-            let duration_ms = seconds_to_ms(test.duration.unwrap_or(0.0) / 1000.0);
-            let case = match status(&test.status) {
-                Some(status) => ReportedCase {
-                    status,
-                    duration_ms,
-                    message: (status == TestStatus::Failed)
-                        .then(|| first_line(&test.failure))
-                        .flatten(),
-                    output: test.failure.clone(),
-                },
-                None => error_case(
-                    &format!("Jest reported the status '{}'", test.status),
-                    &test.failure,
-                    duration_ms,
-                ),
-            };
-            reported.insert(test_id(&file.file, &test.titles), case);
+            reported.insert(test_id(&file.file, &test.titles), reported_case(test));
         }
         let Some(why) = &file.error else { continue };
         let output = if file.output.trim().is_empty() {
@@ -330,6 +336,26 @@ pub(super) fn parse(bytes: &[u8], batch: &[TestCase]) -> Reported {
         }
     }
     reported
+}
+
+/// What Jest said of one test.
+fn reported_case(test: &TestReport) -> ReportedCase {
+    let duration_ms = seconds_to_ms(test.duration.unwrap_or(0.0) / 1000.0);
+    match status(&test.status) {
+        Some(status) => ReportedCase {
+            status,
+            duration_ms,
+            message: (status == TestStatus::Failed)
+                .then(|| first_line(&test.failure))
+                .flatten(),
+            output: test.failure.clone(),
+        },
+        None => error_case(
+            &format!("Jest reported the status '{}'", test.status),
+            &test.failure,
+            duration_ms,
+        ),
+    }
 }
 
 /// An error whose reason is the first line of `why`.
@@ -458,8 +484,24 @@ mod tests {
     }
 
     #[test]
-    fn a_cut_report_leaves_its_tests_not_run_and_jests_own_error_fails_them() {
-        let batch = [case("a.test.js", &["d", "ok"])];
+    fn a_killed_batch_keeps_what_finished_and_jests_own_error_fails_every_test() {
+        let batch = [
+            case("a.test.js", &["d", "ok"]),
+            case("a.test.js", &["d", "bad"]),
+            case("a.test.js", &["next"]),
+        ];
+        let progress = concat!(
+            r#"{"file":"a.test.js","titles":["d","ok"],"status":"passed","duration":7,"failure":""}"#,
+            "\n",
+            r#"{"file":"a.test.js","titles":["d","bad"],"status":"failed","duration":1,"failure":"Error: no"}"#,
+            "\n",
+            r#"{"file":"a.test.js","titles":["next"],"sta"#,
+        );
+        let results = parse(progress.as_bytes(), &batch).results(&batch, |c| c.id.clone());
+        let got: Vec<_> = results.iter().map(|r| r.status).collect();
+        use TestStatus::*;
+        assert_eq!(got, [Passed, Failed, NotRun]);
+        assert_eq!(results[1].message.as_deref(), Some("Error: no"));
         let cut = &REPORT.as_bytes()[..REPORT.len() / 2];
         let results = parse(cut, &batch).results(&batch, |c| c.id.clone());
         assert_eq!(results[0].status, TestStatus::NotRun);

@@ -72,19 +72,29 @@ function failure(message) {
     .join('');
 }
 
+// A test file's path relative to the working directory, with `/`.
+function relative(file) {
+  return path.relative(process.cwd(), file).split(path.sep).join('/');
+}
+
+// One test's result as the document has it.
+function testResult(test) {
+  return {
+    titles: [...test.ancestorTitles, test.title],
+    status: test.status,
+    duration: test.duration ?? 0,
+    failure: test.failureMessages.map(failure).join('\n'),
+  };
+}
+
 // Jest's results as the document described above, paths relative to the working directory.
 function report(results, keep) {
   const files = results.testResults.map(file => ({
-    file: path.relative(process.cwd(), file.testFilePath).split(path.sep).join('/'),
+    file: relative(file.testFilePath),
     error: file.testExecError ? plain(file.testExecError.message) : null,
     output: plain(file.failureMessage),
     duration: file.perfStats ? file.perfStats.runtime : 0,
-    tests: file.testResults.filter(keep).map(test => ({
-      titles: [...test.ancestorTitles, test.title],
-      status: test.status,
-      duration: test.duration ?? 0,
-      failure: test.failureMessages.map(failure).join('\n'),
-    })),
+    tests: file.testResults.filter(keep).map(testResult),
   }));
   return {error: null, files};
 }
@@ -97,6 +107,17 @@ function batchTests(idsFile) {
   const names = ids.filter(id => id.length > 1).map(([, name]) => namePattern(name));
   const pattern = names.length > 0 ? `^(?:${names.join('|')})$` : null;
   return {files, pattern};
+}
+
+// The reporters the project's configuration and the suite's arguments choose, so that adding
+// ours keeps them: read with the project's jest-config (a dependency of jest-cli).
+async function projectReporters(argv, projects) {
+  const from = dir => ({paths: [dir]});
+  const jestDir = path.dirname(require.resolve('jest/package.json', from(process.cwd())));
+  const cliDir = path.dirname(require.resolve('jest-cli/package.json', from(jestDir)));
+  const config = require(require.resolve('jest-config', from(cliDir)));
+  const {globalConfig} = await config.readConfigs({...argv}, projects);
+  return globalConfig.reporters ?? ['default'];
 }
 
 // Options that would keep Jest from running once and reporting (watch mode, a list of files
@@ -120,17 +141,34 @@ const SELECTING = [
 // The batch's files, in the plan's order (longest first), for the sequencer below.
 const ORDER = Symbol.for('cluster-action.jest.order');
 
-// Jest's test sequencer, when Jest loads this file as one (`testSequencer`): the batch's files
-// run in the plan's order, not by the sizes and past durations Jest's own keeps.
-class PlanOrder {
+// What a batch adds to Jest, as Jest loads this file again: as its test sequencer
+// (`testSequencer`), the batch's files run in the plan's order, not by the sizes and past
+// durations Jest's own keeps; as one of its reporters (with the option `out`), each test's
+// result is appended to the report file as it finishes, a JSON object (the document's test,
+// with its `file`) a line, so that a batch killed before Jest ends keeps what it finished. The
+// driver replaces those lines with the whole document when Jest ends.
+class Batch {
+  constructor(_config, options) {
+    this.out = options ? options.out : null;
+  }
+
   sort(tests) {
     const order = globalThis[ORDER] ?? [];
     const rank = test => {
-      const at = order.indexOf(path.relative(process.cwd(), test.path).split(path.sep).join('/'));
+      const at = order.indexOf(relative(test.path));
       return at === -1 ? order.length : at;
     };
     return [...tests].sort((a, b) => rank(a) - rank(b));
   }
+
+  onTestCaseResult(test, result) {
+    if (this.out) {
+      const line = {file: relative(test.path), ...testResult(result)};
+      fs.appendFileSync(this.out, `${JSON.stringify(line)}\n`);
+    }
+  }
+
+  getLastError() {}
 
   cacheResults() {}
 
@@ -177,6 +215,10 @@ async function main() {
       }
     }
     const projects = argv.projects && argv.projects.length > 0 ? argv.projects : [process.cwd()];
+    if (mode === 'batch') {
+      fs.writeFileSync(out, '');
+      argv.reporters = [...(await projectReporters(argv, projects)), [__filename, {out}]];
+    }
     const {results} = await jest.runCLI(argv, projects);
     fs.writeFileSync(out, JSON.stringify(report(results, keep)));
     code = mode === 'list' || results.success ? 0 : 1;
@@ -188,8 +230,9 @@ async function main() {
   process.exitCode = code;
 }
 
-// Jest requires this file again as the sequencer: the same module, its exports the class.
-module.exports = PlanOrder;
+// Jest requires this file again as a sequencer and a reporter: the same module, its exports
+// the class.
+module.exports = Batch;
 if (require.main === module) {
   main();
 }
