@@ -764,6 +764,32 @@ async fn a_garbled_artifact_is_one_line() {
     );
 }
 
+/// The ids of the tests a JSON report holds, in its order.
+fn reported_ids(report: &Value) -> Vec<&str> {
+    let tests = report["tests"].as_array().unwrap();
+    tests.iter().map(|t| t["id"].as_str().unwrap()).collect()
+}
+
+/// A server holding `previous`, the results of attempt 1 of `local`'s cluster in [`RUN`].
+async fn serve_attempt_1(previous: &AttemptResults) -> Arc<Server> {
+    // `local` names its cluster `local`.
+    let name = cluster_action::history::results::results_artifact_name("local", 1);
+    serve(
+        vec![Stored {
+            id: 7,
+            name,
+            run_id: RUN,
+            branch: "main",
+            created_at: "2026-03-01T10:00:00Z",
+            expired: false,
+            origin: OWN_PUSH,
+            zip: zip(RESULTS_FILE, &previous.to_json()),
+        }],
+        Fault::None,
+    )
+    .await
+}
+
 #[tokio::test]
 async fn attempt_2_through_local_runs_only_the_tests_that_failed_or_never_ran() {
     let outcome = |status| TestOutcome {
@@ -784,34 +810,14 @@ async fn attempt_2_through_local_runs_only_the_tests_that_failed_or_never_ran() 
         .into(),
         timings: Timings::default(),
     };
-    // `local` names its cluster `local`.
-    let name = cluster_action::history::results::results_artifact_name("local", 1);
-    let server = serve(
-        vec![Stored {
-            id: 7,
-            name,
-            run_id: RUN,
-            branch: "main",
-            created_at: "2026-03-01T10:00:00Z",
-            expired: false,
-            origin: OWN_PUSH,
-            zip: zip(RESULTS_FILE, &previous.to_json()),
-        }],
-        Fault::None,
-    )
-    .await;
+    let server = serve_attempt_1(&previous).await;
     let (code, stderr, report) = local_run(&server, &["t1", "t2", "t3", "t4", "t5"], 2).await;
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stderr.contains("re-run: running 3 of 5 tests"),
         "the run says what it re-runs: {stderr}"
     );
-    let ran: Vec<&str> = report["tests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_str().unwrap())
-        .collect();
+    let ran = reported_ids(&report);
     assert_eq!(ran, ["t3", "t4", "t5"], "failed, never ran, and new");
 }
 
@@ -1211,4 +1217,65 @@ async fn a_plan_sizes_the_cluster_from_the_default_branch_history() {
         );
     }
     assert_eq!(server.counts.downloads.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn attempt_2_of_a_jest_suite_runs_only_its_failed_test_and_that_test_alone() {
+    use cluster_action::suite::{Framework, Suite};
+    let Some(dir) = common::local::js_fixture_with_only("suite-jest", "jest") else {
+        return;
+    };
+    // Attempt 1 ran every test the suite lists; one of them failed.
+    let failed = "tests/math.test.js › math › two and two make five";
+    let suite = Suite {
+        name: "jest".into(),
+        framework: Framework::Jest,
+        args: Vec::new(),
+    };
+    let work = tempfile::tempdir().unwrap();
+    // Listed before the server starts: nothing else runs on this thread meanwhile.
+    let listing = suite.list(dir.path(), work.path()).unwrap();
+    let tests = listing.tests.iter().map(|case| {
+        let status = match case.id == failed {
+            true => TestStatus::Failed,
+            false => TestStatus::Passed,
+        };
+        let outcome = TestOutcome {
+            status,
+            duration_ms: Some(5),
+            attempt: 1,
+        };
+        (TestKey::new("jest", &case.id), outcome)
+    });
+    let previous = AttemptResults {
+        run_id: RUN,
+        attempt: 1,
+        tests: tests.collect(),
+        timings: Timings::default(),
+    };
+    let server = serve_attempt_1(&previous).await;
+    let log = work.path().join("ran");
+    let report = work.path().join("report.json");
+    let (json, path) = (report.to_str().unwrap(), common::local::tools_path());
+    let args = [
+        "local",
+        "--workers",
+        "1",
+        "--report-json",
+        json,
+        "--tests",
+        "jest",
+    ];
+    let env = [("JEST_RAN_LOG", log.display().to_string()), ("PATH", path)];
+    let (code, stderr) = run_binary(dir.path(), &args, &server.base, 2, &env).await;
+    assert_eq!(code, Some(1), "the test fails again: {stderr}");
+    let all = listing.tests.len();
+    let said = format!("re-run: running 1 of {all} tests");
+    assert!(stderr.contains(&said), "{said}: {stderr}");
+    let (report, _) = read_report_of(&report, &stderr);
+    let ran = reported_ids(&report);
+    assert_eq!(ran, [failed], "{report}");
+    // Jest ran that test alone, not its neighbours in tests/math.test.js.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(logged, "tests/math.test.js math two and two make five\n");
 }

@@ -66,6 +66,7 @@ fn listed(framework: Framework, args: &[&str]) -> Option<Fixture> {
         Framework::Rspec => ("suite-rspec", &["rspec", "--version"]),
         Framework::Minitest => ("suite-minitest", &["ruby", "-e", "require 'minitest'"]),
         Framework::Command { .. } => unreachable!("command suites have no fixture"),
+        Framework::Jest => unreachable!("tests/suite_jest.rs runs the jest fixture"),
         Framework::Vitest => unreachable!("tests/suite_vitest.rs runs the vitest fixture"),
         Framework::Playwright => unreachable!("tests/suite_playwright.rs runs playwright"),
     };

@@ -24,6 +24,7 @@
 mod command;
 mod error;
 mod gotest;
+mod jest;
 pub mod junit;
 pub mod makespan;
 mod minitest;
@@ -76,6 +77,8 @@ pub enum Framework {
     Pytest,
     /// `go test`: test binaries built on the runner.
     Go,
+    /// Jest, the project's own, by file and full test name.
+    Jest,
     /// Vitest, from the checkout's `node_modules`, by test id (`[project] file > name`).
     Vitest,
     /// `playwright test` (`@playwright/test`), from the project's `node_modules`.
@@ -119,13 +122,18 @@ impl Framework {
             "playwright" => Some(Framework::Playwright),
             "rspec" => Some(Framework::Rspec),
             "minitest" => Some(Framework::Minitest),
+            "jest" => Some(Framework::Jest),
             _ => None,
         }
     }
 
     /// How the framework's tests are grouped into batches unless a suite says `split:`.
     pub fn default_split(&self) -> Split {
-        Split::Test
+        match self {
+            // Jest's unit of isolation is the file: its module registry, its hooks.
+            Framework::Jest => Split::File,
+            _ => Split::Test,
+        }
     }
 
     /// Whether its batches can run in a warm session of it ([`Listing::session_command`]).
@@ -146,6 +154,7 @@ impl Framework {
             Framework::Nextest => "nextest",
             Framework::Pytest => "pytest",
             Framework::Go => "go",
+            Framework::Jest => "jest",
             Framework::Vitest => "vitest",
             Framework::Playwright => "playwright",
             Framework::Command { .. } => "command",
@@ -253,6 +262,9 @@ pub struct Listing {
     /// For go: each package's import path and source directory relative to the listing
     /// directory (where its binary runs).
     packages: Vec<(String, String)>,
+    /// For jest: how many tests each file has in the whole listing (a re-run keeps only some
+    /// of [`Listing::tests`]): a batch holding them all runs the file whole.
+    file_tests: std::collections::HashMap<String, usize>,
 }
 
 impl Suite {
@@ -269,6 +281,7 @@ impl Suite {
             Framework::Nextest => nextest::list(self, dir, &work)?,
             Framework::Pytest => pytest::list(self, dir)?,
             Framework::Go => gotest::list(self, dir, &work)?,
+            Framework::Jest => jest::list(self, dir, &work)?,
             Framework::Vitest => vitest::list(self, dir, &work)?,
             Framework::Playwright => playwright::list(self, dir, &work)?,
             Framework::Command { list, .. } => command::list(self, list, dir)?,
@@ -298,6 +311,7 @@ impl Listing {
             ship: Vec::new(),
             run_args: Vec::new(),
             packages: Vec::new(),
+            file_tests: std::collections::HashMap::new(),
         }
     }
 
@@ -311,6 +325,7 @@ impl Listing {
             Framework::Nextest => nextest::batch_command(self, batch),
             Framework::Pytest => pytest::batch_command(self, batch),
             Framework::Go => gotest::batch_command(self, batch),
+            Framework::Jest => jest::batch_command(self, batch),
             Framework::Vitest => vitest::batch_command(self, batch),
             Framework::Playwright => playwright::batch_command(self, batch),
             Framework::Command { run, .. } => command::batch_command(&self.suite, run, batch),
@@ -352,6 +367,7 @@ impl Listing {
         let reported = match (&self.suite.framework, report) {
             (_, None) => report::Reported::default(),
             (Framework::Go, Some(bytes)) => gotest::parse(bytes),
+            (Framework::Jest, Some(bytes)) => jest::parse(bytes, batch),
             (Framework::Vitest, Some(bytes)) => vitest::parse(bytes),
             (Framework::Playwright, Some(bytes)) => playwright::parse(bytes),
             (Framework::Nextest, Some(bytes)) => report::junit(bytes, nextest::junit_key)

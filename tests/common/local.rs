@@ -120,6 +120,66 @@ pub fn js_fixture_copy(name: &str) -> Option<tempfile::TempDir> {
     Some(dir)
 }
 
+/// [`js_fixture_copy`] with node_modules holding `package` and its dependencies alone (npm's
+/// own record of the tree, `node_modules/.package-lock.json`, says which), as a project using
+/// only that framework has it: the other frameworks' packages would make every run that ships
+/// the directory ship and unpack twice as much or more.
+pub fn js_fixture_with_only(name: &str, package: &str) -> Option<tempfile::TempDir> {
+    let dir = js_fixture_copy(name)?;
+    let modules = dir.path().join("node_modules");
+    let lock: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(modules.join(".package-lock.json")).unwrap())
+            .unwrap();
+    let packages = lock["packages"].as_object().unwrap();
+    // A package's name is what its path holds after its last `node_modules/`.
+    let name_of = |path: &str| path.rsplit_once("node_modules/").unwrap().1.to_owned();
+    let mut needed: std::collections::BTreeSet<String> = Default::default();
+    let mut queue = vec![package.to_owned()];
+    while let Some(name) = queue.pop() {
+        if !needed.insert(name.clone()) {
+            continue;
+        }
+        // Every copy of the package in the tree, nested ones too: over-keeping is harmless.
+        let copies = packages
+            .iter()
+            .filter(|(path, _)| !path.is_empty() && name_of(path) == name);
+        for (_, package) in copies {
+            for key in ["dependencies", "optionalDependencies", "peerDependencies"] {
+                if let Some(deps) = package[key].as_object() {
+                    queue.extend(deps.keys().cloned());
+                }
+            }
+        }
+    }
+    for entry in std::fs::read_dir(&modules).unwrap() {
+        let entry = entry.unwrap();
+        let top = entry.file_name().to_string_lossy().into_owned();
+        if top.starts_with('.') {
+            continue;
+        }
+        let names: Vec<(String, PathBuf)> = if top.starts_with('@') {
+            std::fs::read_dir(entry.path())
+                .unwrap()
+                .map(|e| e.unwrap())
+                .map(|e| {
+                    (
+                        format!("{top}/{}", e.file_name().to_string_lossy()),
+                        e.path(),
+                    )
+                })
+                .collect()
+        } else {
+            vec![(top, entry.path())]
+        };
+        for (name, path) in names {
+            if !needed.contains(&name) {
+                std::fs::remove_dir_all(&path).unwrap();
+            }
+        }
+    }
+    Some(dir)
+}
+
 /// Where the cargo fixture builds, apart from the fixture and shared by the tests using it.
 pub fn fixture_target_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("suite-cargo")
