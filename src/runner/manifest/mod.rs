@@ -22,7 +22,7 @@
 //!     # to defaults.secret-env), layers (replaces defaults.layers), isolation (none | process | sandbox | sandbox-no-network)
 //! suites:              # test suites the runner lists and batches itself; see `suites.rs`
 //!   - name: rust
-//!     framework: nextest    # nextest | pytest | go | command
+//!     framework: nextest    # nextest | pytest | go | jest | vitest | playwright | rspec | minitest | command
 //! ```
 //!
 //! A manifest needs jobs, suites or both.

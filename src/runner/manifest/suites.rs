@@ -4,7 +4,7 @@
 //! ```yaml
 //! suites:
 //!   - name: rust
-//!     framework: nextest     # nextest | pytest | go | command
+//!     framework: nextest     # nextest | pytest | go | jest | vitest | playwright | rspec | minitest | command
 //!     args: [--workspace]    # for listing and running
 //!     layers: [app]          # what workers need besides what the framework ships
 //!     batch: 30s             # target time per batch (default: from the suite and the slots)
