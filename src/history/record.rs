@@ -156,6 +156,12 @@ impl Record {
         }
     }
 
+    /// Whether its flake rate is at least `bp` hundredths of a percent (never when not seen).
+    pub fn rate_at_least(&self, bp: u32) -> bool {
+        let seen = self.runs_seen() as u64;
+        seen > 0 && self.flaky_runs() as u64 * 10_000 >= u64::from(bp) * seen
+    }
+
     /// How many runs back (0: the newest) it was last flaky.
     pub fn last_flaky_back(&self) -> Option<usize> {
         self.newest_first().position(|o| o == RunOutcome::Flaky)
@@ -183,6 +189,8 @@ mod tests {
         assert!((record.flake_rate() - 2.0 / 7.0).abs() < 1e-9);
         assert_eq!(record.last_flaky_back(), Some(1));
         assert_eq!(record.clean_streak(), 1);
+        assert!(record.rate_at_least(2_857) && !record.rate_at_least(2_858));
+        assert!(!Record::default().rate_at_least(0));
         assert_eq!(Record::default().flake_rate(), 0.0);
         assert_eq!(Record::from_letters("kp.p.").clean_streak(), 2);
         assert_eq!(Record::from_letters("ppp").last_flaky_back(), None);

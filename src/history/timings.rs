@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::document::ArtifactDocument;
+use super::quarantine::QuarantinePolicy;
 use super::record::{RECORD_RUNS, Record, RunOutcome, RunRef};
 use super::results::{TestOutcome, TestStatus};
 use crate::suite::TestKey;
@@ -238,6 +239,44 @@ impl Timings {
         let back = self.tests.get(key)?.record.last_flaky_back()?;
         let at = self.recent_runs.len().checked_sub(back + 1)?;
         self.recent_runs.get(at).copied()
+    }
+
+    /// The run whose record put `key` in quarantine, while it is there.
+    pub fn quarantined_since(&self, key: &TestKey) -> Option<RunRef> {
+        self.tests.get(key)?.quarantined_since
+    }
+
+    /// The tests of `suite` their record put in quarantine, with the run it did.
+    pub fn quarantine_marks<'a>(
+        &'a self,
+        suite: &'a str,
+    ) -> impl Iterator<Item = (TestKey, RunRef)> + 'a {
+        self.tests
+            .iter()
+            .filter(move |(key, _)| key.suite == suite)
+            .filter_map(|(key, test)| Some((key.clone(), test.quarantined_since?)))
+    }
+
+    /// After a run is recorded: each test of a suite whose policy (`policy_of` its suite) has
+    /// `auto` enters quarantine in the newest run or leaves it, as its record says
+    /// ([`QuarantinePolicy::enters`], [`QuarantinePolicy::releases`]).
+    pub fn update_quarantine<'a>(
+        &mut self,
+        policy_of: impl Fn(&str) -> Option<&'a QuarantinePolicy>,
+    ) {
+        let Some(&newest) = self.recent_runs.last() else {
+            return;
+        };
+        for (key, test) in &mut self.tests {
+            let Some(policy) = policy_of(&key.suite).filter(|p| p.auto) else {
+                continue;
+            };
+            test.quarantined_since = match test.quarantined_since {
+                Some(_) if policy.releases(&test.record) => None,
+                None if policy.enters(&test.record) => Some(newest),
+                since => since,
+            };
+        }
     }
 
     /// The newest runs, oldest first: those the records' letters stand for.

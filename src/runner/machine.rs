@@ -598,6 +598,7 @@ impl Machine {
             tests: self.suites.records(),
             suite_failures: self.suites.failures(),
             wall_ms,
+            history: None,
         }
     }
 

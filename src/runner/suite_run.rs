@@ -775,6 +775,7 @@ pub(crate) mod tests {
                 env: BTreeMap::new(),
                 secret_env: Default::default(),
                 isolation: Default::default(),
+                quarantine: Default::default(),
             },
             listing: Listing::new(&suite, tests),
             layers: Vec::new(),

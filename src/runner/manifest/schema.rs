@@ -45,6 +45,7 @@ pub(super) struct Defaults {
     pub secret_env: Vec<String>,
     pub layers: Option<Vec<String>>,
     pub isolation: Option<Isolation>,
+    pub quarantine: Option<super::flaky::RawQuarantine>,
 }
 
 /// One entry of `layers:`.

@@ -13,6 +13,7 @@
 //!     env: { DB_URL: "sqlite://" }   # merged over defaults.env
 //!     secret-env: [API_TOKEN]        # added to defaults.secret-env
 //!     isolation: sandbox     # default: defaults.isolation, else process
+//!     quarantine: { auto: true, tests: [slow_test] }   # over defaults.quarantine (flaky.rs)
 //!   - name: py
 //!     framework: pytest
 //!     args: [tests/]
@@ -33,6 +34,7 @@ use serde::Deserialize;
 use super::locate::node_path;
 use super::validate::{Checker, Finding};
 use super::{DEFAULT_RETRIES, LayerDef, schema};
+use crate::history::quarantine::QuarantinePolicy;
 use crate::proto::{Isolation, SecretEnv};
 use crate::suite::{Framework, Split, Suite};
 
@@ -57,6 +59,7 @@ pub(super) struct RawSuite {
     #[serde(default, rename = "secret-env")]
     pub secret_env: Vec<String>,
     pub isolation: Option<Isolation>,
+    pub quarantine: Option<super::flaky::RawQuarantine>,
 }
 
 /// The time limit of one test of a suite when neither the suite nor `defaults:` sets one:
@@ -86,6 +89,8 @@ pub struct SuiteDef {
     pub secret_env: SecretEnv,
     /// How far each batch is kept apart from its worker and the other jobs.
     pub isolation: Isolation,
+    /// Which of its tests fail no run: `defaults.quarantine` with the suite's over it.
+    pub quarantine: QuarantinePolicy,
 }
 
 /// Checks the manifest's suites against its layers and defaults; job names are taken so that
@@ -95,6 +100,12 @@ pub(super) fn resolve(raw: &schema::Manifest) -> Result<Vec<SuiteDef>, Vec<Findi
     let mut check = Checker::default();
     // The defaults' own problems are reported once, with the jobs'.
     let (shared, default_timeout) = Checker::default().defaults(&raw.defaults);
+    let quarantine = check.quarantine(
+        &QuarantinePolicy::default(),
+        raw.defaults.quarantine.as_ref(),
+        node_path!["defaults", "quarantine"],
+        "defaults",
+    );
     let mut seen: HashMap<String, usize> = HashMap::new();
     let jobs: Vec<&str> = raw.jobs.iter().filter_map(|j| j.name.as_deref()).collect();
     let mut resolved = Vec::with_capacity(suites.len());
@@ -147,6 +158,12 @@ pub(super) fn resolve(raw: &schema::Manifest) -> Result<Vec<SuiteDef>, Vec<Findi
         let at = node_path!["suites", index, "secret-env"];
         let mut secret_env = check.secret_env(&suite.secret_env, at, &owner);
         shared.merge_into(&mut env, &mut secret_env);
+        let quarantine = check.quarantine(
+            &quarantine,
+            suite.quarantine.as_ref(),
+            node_path!["suites", index, "quarantine"],
+            &owner,
+        );
         resolved.push(SuiteDef {
             suite: Suite {
                 name,
@@ -167,6 +184,7 @@ pub(super) fn resolve(raw: &schema::Manifest) -> Result<Vec<SuiteDef>, Vec<Findi
                 .isolation
                 .or(raw.defaults.isolation)
                 .unwrap_or_default(),
+            quarantine,
         });
     }
     if check.findings.is_empty() {

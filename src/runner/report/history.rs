@@ -1,0 +1,226 @@
+//! What the history says of a run's tests, in its reports: which tests were quarantined (their
+//! failure fails no run) and each test's record across runs (flake rate, runs seen, last flaky
+//! run) and trend (this run's time against its estimate before it).
+
+use std::time::Duration;
+
+use super::RunReport;
+use crate::duration::format_duration;
+use crate::history::quarantine::{QuarantineReason, Quarantined};
+use crate::history::timings::Timings;
+use crate::suite::{FinalStatus, TestKey, TestRecord};
+
+/// The job summary lists this many of the flakiest tests.
+const FLAKIEST: usize = 10;
+/// The job summary's table of quarantined tests shows this many rows at most.
+const MAX_QUARANTINED_ROWS: usize = 100;
+
+/// The history around one run, for its reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportHistory {
+    /// The history the run started from: estimates for the trend.
+    pub before: Timings,
+    /// The history with this run recorded: each test's record.
+    pub after: Timings,
+    /// The tests quarantined in this run.
+    pub quarantined: Quarantined,
+    /// Whether any history existed before the run (without, there is no record to show).
+    pub known: bool,
+}
+
+/// A test's record as the reports show it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TestRecordView {
+    /// Flaky runs per run seen, 0 to 1.
+    pub flake_rate: f64,
+    /// Runs it was seen in, this one included.
+    pub runs_seen: usize,
+}
+
+/// What a quarantined test did in the run: `passed`, `failed`, `flaky`, `error`, `skipped`.
+pub fn quarantined_outcome(status: FinalStatus) -> &'static str {
+    match status {
+        FinalStatus::Passed => "passed",
+        FinalStatus::Failed | FinalStatus::TimedOut => "failed",
+        FinalStatus::Flaky => "flaky",
+        FinalStatus::Skipped => "skipped",
+        FinalStatus::Error | FinalStatus::NotRun => "error",
+    }
+}
+
+/// `rate` as a percentage for people: `30 %`, `3.3 %`.
+fn percent(rate: f64) -> String {
+    let pct = rate * 100.0;
+    if pct >= 10.0 || pct == pct.round() {
+        format!("{pct:.0} %")
+    } else {
+        format!("{pct:.1} %")
+    }
+}
+
+/// The key of a record.
+fn key_of(record: &TestRecord) -> TestKey {
+    TestKey::new(&record.suite, &record.case.id)
+}
+
+impl RunReport {
+    /// Why `record`'s test is quarantined in this run, when it is.
+    pub fn quarantine_of(&self, record: &TestRecord) -> Option<&QuarantineReason> {
+        self.history.as_ref()?.quarantined.get(&key_of(record))
+    }
+
+    /// The record of `record`'s test across runs, where history exists.
+    pub fn record_view(&self, record: &TestRecord) -> Option<TestRecordView> {
+        let history = self.history.as_ref().filter(|h| h.known)?;
+        let kept = history.after.record(&key_of(record));
+        Some(TestRecordView {
+            flake_rate: kept.flake_rate(),
+            runs_seen: kept.runs_seen(),
+        })
+    }
+
+    /// The quarantined tests of the run, for the job summary: their outcome, flake rate, runs
+    /// seen and since when. Empty when none ran.
+    pub fn quarantine_markdown(&self) -> String {
+        let Some(history) = &self.history else {
+            return String::new();
+        };
+        let quarantined: Vec<(&TestRecord, &QuarantineReason)> = self
+            .tests
+            .iter()
+            .filter_map(|r| Some((r, history.quarantined.get(&key_of(r))?)))
+            .collect();
+        if quarantined.is_empty() {
+            return String::new();
+        }
+        let failed = quarantined
+            .iter()
+            .filter(|(r, _)| quarantined_outcome(r.status()) != "passed")
+            .count();
+        let mut page = format!(
+            "\n#### Quarantined tests\n\n{} quarantined tests ran, {failed} of them did not pass; \
+             their failures do not fail the run.\n\n\
+             | suite | test | outcome | flake rate | runs seen | since |\n|---|---|---|---|---|---|\n",
+            quarantined.len()
+        );
+        for (record, reason) in quarantined.iter().take(MAX_QUARANTINED_ROWS) {
+            let kept = history.after.record(&key_of(record));
+            let since = match (reason.since, reason.by_hand) {
+                (Some(run), _) => run.to_string(),
+                (None, _) => "by hand".to_owned(),
+            };
+            page.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {since} |\n",
+                super::per_test::cell(&record.suite),
+                super::per_test::cell(&record.case.id),
+                quarantined_outcome(record.status()),
+                percent(kept.flake_rate()),
+                kept.runs_seen()
+            ));
+        }
+        if quarantined.len() > MAX_QUARANTINED_ROWS {
+            page.push_str(&format!(
+                "\n_{} more not shown; the JSON report lists every test._\n",
+                quarantined.len() - MAX_QUARANTINED_ROWS
+            ));
+        }
+        page
+    }
+
+    /// The flakiest tests of the run by their record (rate, runs seen, last flaky run), for the
+    /// job summary; empty without history or when none was flaky.
+    pub fn flakiest_markdown(&self) -> String {
+        let Some(history) = self.history.as_ref().filter(|h| h.known) else {
+            return String::new();
+        };
+        let mut flaky: Vec<(&TestRecord, f64, usize)> = self
+            .tests
+            .iter()
+            .filter_map(|r| {
+                let kept = history.after.record(&key_of(r));
+                (kept.flaky_runs() > 0).then(|| (r, kept.flake_rate(), kept.runs_seen()))
+            })
+            .collect();
+        if flaky.is_empty() {
+            return String::new();
+        }
+        flaky.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.2.cmp(&a.2)));
+        let mut page = String::from(
+            "\n#### Flakiest tests\n\n| suite | test | flake rate | runs seen | last flaky |\n|---|---|---|---|---|\n",
+        );
+        for (record, rate, seen) in flaky.into_iter().take(FLAKIEST) {
+            let last = history
+                .after
+                .last_flaky(&key_of(record))
+                .map_or_else(|| "–".to_owned(), |run| run.to_string());
+            page.push_str(&format!(
+                "| {} | {} | {} | {seen} | {last} |\n",
+                super::per_test::cell(&record.suite),
+                super::per_test::cell(&record.case.id),
+                percent(rate)
+            ));
+        }
+        page
+    }
+
+    /// The trend of a test's time in this run against its estimate before it: `+40 %`,
+    /// `−10 %`, `new`; none without history.
+    pub fn trend(&self, record: &TestRecord, ms: u64) -> Option<String> {
+        let history = self.history.as_ref().filter(|h| h.known)?;
+        let Some(before) = history.before.estimate_ms(&key_of(record)) else {
+            return Some("new".to_owned());
+        };
+        if before == 0 {
+            return Some(format!("was {}", format_duration(Duration::ZERO)));
+        }
+        let change = (ms as f64 - before as f64) / before as f64 * 100.0;
+        Some(match change.round() as i64 {
+            0 => "±0 %".to_owned(),
+            up @ 1.. => format!(
+                "+{up} % (was {})",
+                format_duration(Duration::from_millis(before))
+            ),
+            down => format!(
+                "−{} % (was {})",
+                -down,
+                format_duration(Duration::from_millis(before))
+            ),
+        })
+    }
+
+    /// The one notice of a run that ran quarantined tests: how many, and how many of them did
+    /// not pass.
+    pub fn quarantine_notice(&self) -> Option<String> {
+        let quarantined: Vec<&TestRecord> = self
+            .tests
+            .iter()
+            .filter(|r| self.quarantine_of(r).is_some())
+            .collect();
+        if quarantined.is_empty() {
+            return None;
+        }
+        let failed = quarantined
+            .iter()
+            .filter(|r| quarantined_outcome(r.status()) != "passed")
+            .count();
+        Some(format!(
+            "::notice title=quarantined tests::{} quarantined tests ran; {failed} did not pass and \
+             did not fail the run (see the job summary)",
+            quarantined.len()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_read_as_percentages() {
+        assert_eq!(percent(0.3), "30 %");
+        assert_eq!(percent(1.0 / 30.0), "3.3 %");
+        assert_eq!(percent(0.0), "0 %");
+        assert_eq!(quarantined_outcome(FinalStatus::TimedOut), "failed");
+        assert_eq!(quarantined_outcome(FinalStatus::NotRun), "error");
+    }
+}
