@@ -1,7 +1,8 @@
 //! Flaky tests across runs, through `cluster-action local` with a `--timings` file that each
 //! run reads and writes (`--write-timings` on the same file): a test flaky one run in three is
 //! quarantined once ten runs are recorded and its failure no longer fails the run, twenty
-//! clean runs release it, and a test quarantined by hand fails no run. A tiny `command` suite
+//! clean runs release it, a test quarantined by hand fails no run, and a new test failing one
+//! run in two is flaky on its first run (`--detect-new-flakes`). A tiny `command` suite
 //! on one worker keeps the runs fast; the test's outcome is driven by the run's number (the
 //! manifest's `RUN`), so every run is deterministic.
 
@@ -15,7 +16,8 @@ use std::path::Path;
 use common::local::{LocalRun, local};
 
 /// Writes JUnit for the ids it is given: `flaky` fails its first attempt in runs whose number
-/// is a multiple of `FAIL_EVERY`, `broken` always fails, any other passes.
+/// is a multiple of `FAIL_EVERY`, `broken` always fails, `newbie` fails every second attempt,
+/// any other passes.
 const RUN_SCRIPT: &str = r#"{
   echo '<testsuite name="c">'
   for id in "$@"; do
@@ -23,6 +25,7 @@ const RUN_SCRIPT: &str = r#"{
     case "$id" in
       flaky) [ $((RUN % FAIL_EVERY)) -eq 0 ] && [ "$CLUSTER_ATTEMPT" = 1 ] && fail=1 ;;
       broken) fail=1 ;;
+      newbie) [ $((CLUSTER_ATTEMPT % 2)) -eq 0 ] && fail=1 ;;
     esac
     if [ -n "$fail" ]; then
       echo "<testcase classname=\"c\" name=\"$id\"><failure message=\"boom in run $RUN\"/></testcase>"
@@ -192,4 +195,49 @@ fn a_test_quarantined_by_hand_fails_no_run_and_keeps_its_failure_in_junit() {
     let by_file = run(plain.path(), 2, 3, &["--quarantine-file", "q.txt"]);
     assert_eq!(by_file.code, 0, "{}", by_file.stderr);
     assert_eq!(entry(&by_file, "broken")["status"], "quarantined");
+}
+
+#[test]
+fn a_new_test_failing_one_run_in_two_is_flaky_on_its_first_run() {
+    let old: Vec<String> = (0..20).map(|i| format!("old{i}")).collect();
+    let mut ids: Vec<&str> = old.iter().map(String::as_str).collect();
+    let dir = project(&ids, "{}");
+    let strict = ["--flaky-result", "fail", "--detect-new-flakes"];
+    let first = run(dir.path(), 1, 3, &strict);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    ids.push("newbie");
+    std::fs::write(dir.path().join("ids.txt"), ids.join("\n") + "\n").unwrap();
+    let second = local(dir.path())
+        .workers(2)
+        .args(&["--timings", "t.json", "--write-timings", "t.json"])
+        .args(&strict)
+        .args(&["cluster.yml"])
+        .summary()
+        .run();
+    let newbie = entry(&second, "newbie");
+    assert_eq!(newbie["status"], "flaky", "{}", second.report);
+    assert_eq!(newbie["attempts"], 3);
+    let workers: Vec<&str> = newbie["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert!(
+        workers.windows(2).all(|w| w[0] != w[1]),
+        "each run on another worker: {workers:?}"
+    );
+    assert_eq!(
+        entry(&second, "old3")["attempts"],
+        1,
+        "known tests run once"
+    );
+    assert_eq!(second.code, 1, "--flaky-result fail: {}", second.stderr);
+    assert!(
+        second
+            .summary
+            .contains("- c: 1 new tests ran 3 times each, on different workers where there were; 1 of them flaky."),
+        "{}",
+        second.summary
+    );
 }

@@ -452,7 +452,7 @@ fn load(args: &JobsArgs) -> Result<Manifest, Failure> {
     report::check_destinations(&reports, args.outputs_dir.as_deref())
         .map_err(Failure::bad_input)?;
     let mut manifest = loaded?;
-    args.suites.apply_quarantine(&mut manifest)?;
+    args.suites.apply_flaky_flags(&mut manifest)?;
     warn_if_readable();
     if matches!(Mode::detect(), Mode::Lines { github: true }) {
         for line in cluster_action::runner::report::add_masks(&manifest) {

@@ -83,6 +83,11 @@ pub struct SuiteArgs {
     /// are left out) in every suite, whatever their history.
     #[arg(long, value_name = "FILE")]
     pub quarantine_file: Option<PathBuf>,
+    /// Run each test the history has never seen several times (a suite's `new-test-runs`, 3 by
+    /// default), on different workers where there are any: outcomes that disagree make it
+    /// flaky. At most `new-test-share` (10 %) of a suite's time goes to these repeats.
+    #[arg(long)]
+    pub detect_new_flakes: bool,
     /// On a re-run (GITHUB_RUN_ATTEMPT above 1): `failed` runs only the tests that failed or
     /// never ran before, `all` every test.
     #[arg(long, default_value = "failed", value_name = "failed|all")]
@@ -158,6 +163,7 @@ impl SuiteArgs {
             secret_env: Default::default(),
             isolation: Default::default(),
             quarantine: Default::default(),
+            new_tests: Default::default(),
         };
         Ok(Manifest {
             path: PathBuf::from(flag),
@@ -169,13 +175,15 @@ impl SuiteArgs {
         })
     }
 
-    /// `manifest` with `--quarantine` and `--quarantine-file` applied to each of its suites.
-    pub fn apply_quarantine(&self, manifest: &mut Manifest) -> Result<(), Failure> {
+    /// `manifest` with `--quarantine`, `--quarantine-file` and `--detect-new-flakes` applied to
+    /// each of its suites.
+    pub fn apply_flaky_flags(&self, manifest: &mut Manifest) -> Result<(), Failure> {
         let ids = match &self.quarantine_file {
             Some(path) => quarantine_ids(path)?,
             None => Vec::new(),
         };
         for suite in &mut manifest.suites {
+            suite.new_tests.detect |= self.detect_new_flakes;
             let policy = &mut suite.quarantine;
             match self.quarantine {
                 Some(QuarantineArg::Auto) => policy.auto = true,

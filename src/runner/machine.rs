@@ -599,6 +599,7 @@ impl Machine {
             suite_failures: self.suites.failures(),
             wall_ms,
             history: None,
+            new_tests: self.suites.new_tests(),
         }
     }
 

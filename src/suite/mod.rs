@@ -17,13 +17,15 @@
 //! a `command` suite's JUnit is all or nothing.)
 //! A test's attempts fold into one [`TestRecord`] and its [`FinalStatus`]; [`junit`] writes
 //! the records of every batch and attempt as one JUnit XML. [`plan`] packs a suite's tests
-//! (each a [`TestKey`]) into batches from their estimates, and [`makespan`] measures a plan.
+//! (each a [`TestKey`]) into batches from their estimates, and [`makespan`] measures a plan;
+//! [`new_tests`] picks the new tests run several times to catch flaky ones early.
 
 mod command;
 mod error;
 mod gotest;
 pub mod junit;
 pub mod makespan;
+pub mod new_tests;
 mod nextest;
 pub mod plan;
 mod process;

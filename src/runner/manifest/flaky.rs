@@ -8,6 +8,9 @@
 //!   flake-rate: 10%     # quarantined at or above this rate (or 0.1)
 //!   release-after: 20   # clean runs in a row to leave quarantine (at most 30)
 //!   tests: [ID, ...]    # quarantined by hand, whatever the history
+//! detect-new-flakes: true   # a test the history has never seen runs several times
+//! new-test-runs: 3          # how many times in all (2 to 10)
+//! new-test-share: 10%       # at most this share of the suite's time goes to the repeats
 //! ```
 
 use serde::Deserialize;
@@ -16,6 +19,17 @@ use super::locate::{NodePath, Step};
 use super::validate::Checker;
 use crate::history::quarantine::QuarantinePolicy;
 use crate::history::record::RECORD_RUNS;
+use crate::suite::new_tests::NewTestPolicy;
+
+/// The most times a new test may be run.
+const MAX_NEW_TEST_RUNS: u32 = 10;
+
+/// The early flake detection keys as written, in `defaults:` or a suite.
+pub(super) struct RawNewTests<'a> {
+    pub detect: Option<bool>,
+    pub runs: Option<u32>,
+    pub share: Option<&'a str>,
+}
 
 /// `quarantine:` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -30,6 +44,51 @@ pub(super) struct RawQuarantine {
     pub release_after: Option<u32>,
     #[serde(default)]
     pub tests: Vec<String>,
+}
+
+/// A section that may hold the keys for flaky tests: `defaults:` or a suite.
+pub(super) trait FlakyKeys {
+    /// Its `quarantine:`.
+    fn quarantine(&self) -> Option<&RawQuarantine>;
+    /// Its `detect-new-flakes`, `new-test-runs` and `new-test-share`.
+    fn new_tests(&self) -> RawNewTests<'_>;
+}
+
+impl FlakyKeys for super::schema::Defaults {
+    fn quarantine(&self) -> Option<&RawQuarantine> {
+        self.quarantine.as_ref()
+    }
+
+    fn new_tests(&self) -> RawNewTests<'_> {
+        RawNewTests {
+            detect: self.detect_new_flakes,
+            runs: self.new_test_runs,
+            share: self.new_test_share.as_deref(),
+        }
+    }
+}
+
+impl FlakyKeys for super::suites::RawSuite {
+    fn quarantine(&self) -> Option<&RawQuarantine> {
+        self.quarantine.as_ref()
+    }
+
+    fn new_tests(&self) -> RawNewTests<'_> {
+        RawNewTests {
+            detect: self.detect_new_flakes,
+            runs: self.new_test_runs,
+            share: self.new_test_share.as_deref(),
+        }
+    }
+}
+
+/// A suite's settings for flaky tests.
+#[derive(Debug, Clone, Default)]
+pub(super) struct FlakySettings {
+    /// Which of its tests fail no run.
+    pub quarantine: QuarantinePolicy,
+    /// Whether its new tests run several times.
+    pub new_tests: NewTestPolicy,
 }
 
 /// `at` with `key` added.
@@ -52,9 +111,63 @@ pub(crate) fn parse_share(text: &str) -> Option<u32> {
 }
 
 impl Checker {
+    /// `base` (the defaults' settings, or none) with those of `section` (at `at`, of `owner`)
+    /// over it.
+    pub(super) fn flaky_settings(
+        &mut self,
+        base: &FlakySettings,
+        section: &impl FlakyKeys,
+        at: &NodePath,
+        owner: &str,
+    ) -> FlakySettings {
+        FlakySettings {
+            quarantine: self.quarantine(
+                &base.quarantine,
+                section.quarantine(),
+                under(at, "quarantine"),
+                owner,
+            ),
+            new_tests: self.new_tests(&base.new_tests, section.new_tests(), at, owner),
+        }
+    }
+
+    /// `base` (the defaults' policy) with `raw` (keys under `at`, of `owner`) over it.
+    fn new_tests(
+        &mut self,
+        base: &NewTestPolicy,
+        raw: RawNewTests,
+        at: &NodePath,
+        owner: &str,
+    ) -> NewTestPolicy {
+        let mut policy = *base;
+        if let Some(detect) = raw.detect {
+            policy.detect = detect;
+        }
+        match raw.runs {
+            Some(runs @ 2..=MAX_NEW_TEST_RUNS) => policy.runs = runs,
+            Some(runs) => self.problem(
+                under(at, "new-test-runs"),
+                format!("{owner} has new-test-runs {runs}"),
+                format!("give how many times a new test runs in all, 2 to {MAX_NEW_TEST_RUNS}"),
+            ),
+            None => {}
+        }
+        if let Some(text) = raw.share {
+            match parse_share(text) {
+                Some(share) => policy.share_bp = share,
+                None => self.problem(
+                    under(at, "new-test-share"),
+                    format!("{owner} has a new-test-share '{text}' that is not a share"),
+                    "give a percentage above 0 and at most 100%, such as 10%",
+                ),
+            }
+        }
+        policy
+    }
+
     /// `base` (the defaults' policy) with `raw` (at `at`, of `owner`) over it; each problem
     /// found is reported and leaves the base's value.
-    pub(super) fn quarantine(
+    fn quarantine(
         &mut self,
         base: &QuarantinePolicy,
         raw: Option<&RawQuarantine>,

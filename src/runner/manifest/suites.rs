@@ -14,6 +14,7 @@
 //!     secret-env: [API_TOKEN]        # added to defaults.secret-env
 //!     isolation: sandbox     # default: defaults.isolation, else process
 //!     quarantine: { auto: true, tests: [slow_test] }   # over defaults.quarantine (flaky.rs)
+//!     detect-new-flakes: true   # new tests run 3 times (new-test-runs, new-test-share)
 //!   - name: py
 //!     framework: pytest
 //!     args: [tests/]
@@ -31,11 +32,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::flaky::FlakySettings;
 use super::locate::node_path;
 use super::validate::{Checker, Finding};
 use super::{DEFAULT_RETRIES, LayerDef, schema};
 use crate::history::quarantine::QuarantinePolicy;
 use crate::proto::{Isolation, SecretEnv};
+use crate::suite::new_tests::NewTestPolicy;
 use crate::suite::{Framework, Split, Suite};
 
 /// One entry of `suites:` as written. Everything is optional here so that every problem is
@@ -60,6 +63,12 @@ pub(super) struct RawSuite {
     pub secret_env: Vec<String>,
     pub isolation: Option<Isolation>,
     pub quarantine: Option<super::flaky::RawQuarantine>,
+    #[serde(rename = "detect-new-flakes")]
+    pub detect_new_flakes: Option<bool>,
+    #[serde(rename = "new-test-runs")]
+    pub new_test_runs: Option<u32>,
+    #[serde(rename = "new-test-share")]
+    pub new_test_share: Option<String>,
 }
 
 /// The time limit of one test of a suite when neither the suite nor `defaults:` sets one:
@@ -91,6 +100,8 @@ pub struct SuiteDef {
     pub isolation: Isolation,
     /// Which of its tests fail no run: `defaults.quarantine` with the suite's over it.
     pub quarantine: QuarantinePolicy,
+    /// Whether (and how) new tests run several times to catch flaky ones early.
+    pub new_tests: NewTestPolicy,
 }
 
 /// Checks the manifest's suites against its layers and defaults; job names are taken so that
@@ -100,10 +111,10 @@ pub(super) fn resolve(raw: &schema::Manifest) -> Result<Vec<SuiteDef>, Vec<Findi
     let mut check = Checker::default();
     // The defaults' own problems are reported once, with the jobs'.
     let (shared, default_timeout) = Checker::default().defaults(&raw.defaults);
-    let quarantine = check.quarantine(
-        &QuarantinePolicy::default(),
-        raw.defaults.quarantine.as_ref(),
-        node_path!["defaults", "quarantine"],
+    let defaults = check.flaky_settings(
+        &FlakySettings::default(),
+        &raw.defaults,
+        &node_path!["defaults"],
         "defaults",
     );
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -158,12 +169,8 @@ pub(super) fn resolve(raw: &schema::Manifest) -> Result<Vec<SuiteDef>, Vec<Findi
         let at = node_path!["suites", index, "secret-env"];
         let mut secret_env = check.secret_env(&suite.secret_env, at, &owner);
         shared.merge_into(&mut env, &mut secret_env);
-        let quarantine = check.quarantine(
-            &quarantine,
-            suite.quarantine.as_ref(),
-            node_path!["suites", index, "quarantine"],
-            &owner,
-        );
+        let at = node_path!["suites", index];
+        let flaky = check.flaky_settings(&defaults, suite, &at, &owner);
         resolved.push(SuiteDef {
             suite: Suite {
                 name,
@@ -184,7 +191,8 @@ pub(super) fn resolve(raw: &schema::Manifest) -> Result<Vec<SuiteDef>, Vec<Findi
                 .isolation
                 .or(raw.defaults.isolation)
                 .unwrap_or_default(),
-            quarantine,
+            quarantine: flaky.quarantine,
+            new_tests: flaky.new_tests,
         });
     }
     if check.findings.is_empty() {

@@ -188,6 +188,48 @@ impl RunReport {
         })
     }
 
+    /// What early flake detection did, for the job summary: per suite, how many new tests ran
+    /// several times (and which of them were flaky) and how many ran once, over the share.
+    pub fn new_tests_markdown(&self) -> String {
+        let checks: Vec<_> = self
+            .new_tests
+            .iter()
+            .filter(|c| !c.checked.is_empty() || c.unchecked > 0)
+            .collect();
+        if checks.is_empty() {
+            return String::new();
+        }
+        let mut page = String::from("\n#### New tests\n\n");
+        for check in checks {
+            let flaky = self
+                .tests
+                .iter()
+                .filter(|r| {
+                    r.suite == check.suite
+                        && r.status() == FinalStatus::Flaky
+                        && check.checked.contains(&key_of(r))
+                })
+                .count();
+            page.push_str(&format!(
+                "- {}: {} new tests ran {} times each, on different workers where there were; \
+                 {flaky} of them flaky.",
+                super::per_test::cell(&check.suite),
+                check.checked.len(),
+                check.runs
+            ));
+            if check.unchecked > 0 {
+                page.push_str(&format!(
+                    " {} more ran once: their repeats would have taken more than {} of the \
+                     suite's time (`new-test-share`).",
+                    check.unchecked,
+                    percent(f64::from(check.share_bp) / 10_000.0)
+                ));
+            }
+            page.push('\n');
+        }
+        page
+    }
+
     /// The one notice of a run that ran quarantined tests: how many, and how many of them did
     /// not pass.
     pub fn quarantine_notice(&self) -> Option<String> {

@@ -37,6 +37,8 @@ pub struct RunReport {
     pub wall_ms: u64,
     /// What the history says of the tests (quarantine, records), once the run is recorded.
     pub history: Option<ReportHistory>,
+    /// Per suite with `detect-new-flakes`: the new tests run several times, and those run once.
+    pub new_tests: Vec<crate::suite::new_tests::NewTestChecks>,
 }
 
 /// The final result of one job.

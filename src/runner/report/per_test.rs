@@ -93,9 +93,11 @@ fn message(record: &TestRecord) -> String {
 /// One line for a test's attempt as it ends, for the log: `FAILED suite: id - message`,
 /// `ERROR …`, `RETRY suite: id (attempt 1) - message` for a failure that runs again, `FLAKY
 /// suite: id (passed on attempt 2)`; the message's first line only. `None` for a test that
-/// passed or was skipped: the progress counts it.
+/// passed (a new test running again too) or was skipped: the progress counts it.
 pub fn test_line(ended: &TestEnded) -> Option<String> {
     let (word, note) = match ended.outcome {
+        // A new test checked for flakiness passed and runs again: the progress counts it.
+        None if ended.status == TestStatus::Passed => return None,
         None => ("RETRY", Some(format!("attempt {}", ended.attempt))),
         Some(FinalStatus::Passed | FinalStatus::Skipped) => return None,
         Some(FinalStatus::Flaky) => {
@@ -328,6 +330,7 @@ impl RunReport {
             }
         }
         page.push_str(&self.quarantine_markdown());
+        page.push_str(&self.new_tests_markdown());
         page.push_str(&self.flakiest_markdown());
         let mut slowest: Vec<(&TestRecord, u64)> = self
             .tests
