@@ -59,6 +59,7 @@ const INPUTS = {
   tests: ['runner', 'auto'],
   'test-args': ['runner', 'auto'],
   quarantine: ['runner', 'auto'],
+  'detect-new-flakes': ['runner', 'auto'],
   cluster: 'all',
   slots: ['worker', 'runner', 'auto'],
   'stop-cluster': ['runner'],
@@ -251,6 +252,7 @@ function readInputs(env = process.env) {
     mode,
     cluster: raw.cluster || 'default',
     stopCluster: booleanInput('stop-cluster', raw['stop-cluster']),
+    detectNewFlakes: booleanInput('detect-new-flakes', raw['detect-new-flakes']),
     killGrace: env.CLUSTER_ACTION_KILL_GRACE || '10s',
     args: splitArgs(raw.args),
     testArgs: splitArgs(raw['test-args']),
@@ -315,6 +317,7 @@ function commandLine(cfg, reports) {
         '--report-junit', reports.junit,
         '--step-outputs',
         ...cfg.quarantine,
+        ...(cfg.detectNewFlakes ? ['--detect-new-flakes'] : []),
         ...flag('commands', cfg.commands),
       );
     }

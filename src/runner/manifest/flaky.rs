@@ -54,33 +54,26 @@ pub(super) trait FlakyKeys {
     fn new_tests(&self) -> RawNewTests<'_>;
 }
 
-impl FlakyKeys for super::schema::Defaults {
-    fn quarantine(&self) -> Option<&RawQuarantine> {
-        self.quarantine.as_ref()
-    }
+/// `defaults:` and a suite spell the keys alike.
+macro_rules! flaky_keys {
+    ($($section:ty),*) => {$(
+        impl FlakyKeys for $section {
+            fn quarantine(&self) -> Option<&RawQuarantine> {
+                self.quarantine.as_ref()
+            }
 
-    fn new_tests(&self) -> RawNewTests<'_> {
-        RawNewTests {
-            detect: self.detect_new_flakes,
-            runs: self.new_test_runs,
-            share: self.new_test_share.as_deref(),
+            fn new_tests(&self) -> RawNewTests<'_> {
+                RawNewTests {
+                    detect: self.detect_new_flakes,
+                    runs: self.new_test_runs,
+                    share: self.new_test_share.as_deref(),
+                }
+            }
         }
-    }
+    )*};
 }
 
-impl FlakyKeys for super::suites::RawSuite {
-    fn quarantine(&self) -> Option<&RawQuarantine> {
-        self.quarantine.as_ref()
-    }
-
-    fn new_tests(&self) -> RawNewTests<'_> {
-        RawNewTests {
-            detect: self.detect_new_flakes,
-            runs: self.new_test_runs,
-            share: self.new_test_share.as_deref(),
-        }
-    }
-}
+flaky_keys!(super::schema::Defaults, super::suites::RawSuite);
 
 /// A suite's settings for flaky tests.
 #[derive(Debug, Clone, Default)]
