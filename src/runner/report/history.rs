@@ -163,12 +163,16 @@ impl RunReport {
         page
     }
 
-    /// The trend of a test's time in this run against its estimate before it: `+40 %`,
-    /// `−10 %`, `new`; none without history.
+    /// The trend of a test's time in this run against its estimate before it: `+40 % (was
+    /// 1.2s)`, `−10 % (was …)`, `new` (never seen), `–` (no passing time yet); none without
+    /// history.
     pub fn trend(&self, record: &TestRecord, ms: u64) -> Option<String> {
         let history = self.history.as_ref().filter(|h| h.known)?;
-        let Some(before) = history.before.estimate_ms(&key_of(record)) else {
-            return Some("new".to_owned());
+        let key = key_of(record);
+        let Some(before) = history.before.estimate_ms(&key) else {
+            // Seen before without a passing time to compare with, or never seen.
+            let seen = history.before.has_seen(&key);
+            return Some(if seen { "–" } else { "new" }.to_owned());
         };
         if before == 0 {
             return Some(format!("was {}", format_duration(Duration::ZERO)));
@@ -256,6 +260,117 @@ impl RunReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::quarantine::QuarantinePolicy;
+    use crate::history::results::{TestOutcome, TestStatus as Outcome};
+    use crate::suite::{TestCase, TestResult, TestStatus};
+
+    /// The record of test `id` of suite `s` with one attempt per status, 20 ms each.
+    fn record(id: &str, statuses: &[TestStatus]) -> TestRecord {
+        let case = TestCase {
+            id: id.into(),
+            group: "g".into(),
+            name: id.into(),
+            file: None,
+        };
+        let attempts = statuses
+            .iter()
+            .map(|&status| TestResult {
+                case: case.clone(),
+                status,
+                duration_ms: 20,
+                message: None,
+                output: String::new(),
+                worker: None,
+            })
+            .collect();
+        TestRecord {
+            suite: "s".into(),
+            case,
+            attempts,
+        }
+    }
+
+    /// A run of `broken` (failing, quarantined by hand), `slow` (measured at 10 ms before,
+    /// 20 ms now) and `fresh` (never seen), with the history around it.
+    fn report() -> RunReport {
+        let tests = vec![
+            record("broken", &[TestStatus::Failed]),
+            record("slow", &[TestStatus::Passed]),
+            record("fresh", &[TestStatus::Passed]),
+        ];
+        let mut before = Timings::default();
+        let passed = |ms| TestOutcome {
+            status: Outcome::Passed,
+            duration_ms: Some(ms),
+            attempt: 1,
+        };
+        let (slow, broken) = (key_of(&tests[1]), key_of(&tests[0]));
+        let failed = TestOutcome {
+            status: Outcome::Failed,
+            ..passed(5)
+        };
+        before.record_run(None, [(&slow, &passed(5)), (&broken, &failed)]);
+        let mut after = before.clone();
+        after.record_run(None, [(&slow, &passed(20)), (&broken, &failed)]);
+        let policy = QuarantinePolicy {
+            tests: ["broken".to_owned()].into(),
+            ..QuarantinePolicy::default()
+        };
+        let quarantined = Quarantined::of(&before, [("s", &policy)]);
+        RunReport {
+            tests,
+            history: Some(ReportHistory {
+                before,
+                after,
+                quarantined,
+                known: true,
+            }),
+            ..RunReport::default()
+        }
+    }
+
+    #[test]
+    fn a_quarantined_failure_fails_nothing_and_is_told_once() {
+        let report = report();
+        let summary = report.test_summary();
+        assert_eq!(
+            (summary.failed, summary.quarantined, summary.passed),
+            (0, 1, 2)
+        );
+        assert_eq!(summary.failing(super::super::FlakyResult::Fail), 0);
+        let annotations = report.test_annotations();
+        assert_eq!(annotations.len(), 1, "{annotations:?}");
+        assert!(annotations[0].starts_with("::notice title=quarantined tests::1 quarantined"));
+        assert!(report.failed_tests_text().is_none());
+        let json = report.to_json();
+        assert_eq!(json["tests"][0]["status"], "quarantined");
+        assert_eq!(json["tests"][0]["outcome"], "failed");
+        assert_eq!(json["tests"][0]["runs_seen"], 2);
+        assert!(
+            report
+                .to_junit()
+                .contains("<property name=\"quarantined\" value=\"true\"/>")
+        );
+        let page = report.tests_markdown();
+        assert!(
+            page.contains("| s | broken | failed | 0 % | 2 | by hand |"),
+            "{page}"
+        );
+    }
+
+    #[test]
+    fn the_trend_compares_this_run_with_the_estimate_before_it() {
+        let report = report();
+        let trend = |i: usize| report.trend(&report.tests[i], 20);
+        assert_eq!(trend(1).as_deref(), Some("+300 % (was 5ms)"));
+        assert_eq!(trend(2).as_deref(), Some("new"));
+        assert_eq!(trend(0).as_deref(), Some("–"), "seen, never passed");
+        let without = RunReport {
+            history: None,
+            ..report.clone()
+        };
+        assert_eq!(without.trend(&report.tests[1], 20), None);
+    }
 
     #[test]
     fn rates_read_as_percentages() {
