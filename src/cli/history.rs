@@ -1,12 +1,13 @@
 //! The run's history around the library's [`RunHistory`]: the suite flags say where it is
-//! read from and written to, its notes go to stderr, and its errors are the user's to fix.
+//! read from and written to, its notes go to stderr, and its errors are the user's to fix;
+//! once kept, it tells the report what it says of the tests (quarantine, records).
 
-use cluster_action::history::local_file::TimingsFileError;
-use cluster_action::history::{HistoryError, RunHistory};
-use cluster_action::runner::manifest::Manifest;
 use std::collections::BTreeMap;
 
+use cluster_action::history::local_file::TimingsFileError;
 use cluster_action::history::quarantine::{QuarantinePolicy, Quarantined};
+use cluster_action::history::{HistoryError, RunHistory};
+use cluster_action::runner::manifest::Manifest;
 use cluster_action::runner::report::{ReportHistory, RunReport};
 use cluster_action::store::ArtifactStore;
 
