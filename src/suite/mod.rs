@@ -31,7 +31,7 @@ pub mod plan;
 mod process;
 mod pytest;
 mod report;
-mod result;
+pub(crate) mod result;
 mod watchdog;
 
 use std::path::{Path, PathBuf};

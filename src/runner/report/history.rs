@@ -262,41 +262,16 @@ mod tests {
     use super::*;
     use crate::history::quarantine::QuarantinePolicy;
     use crate::history::results::{TestOutcome, TestStatus as Outcome};
-    use crate::suite::{TestCase, TestResult, TestStatus};
-
-    /// The record of test `id` of suite `s` with one attempt per status, 20 ms each.
-    fn record(id: &str, statuses: &[TestStatus]) -> TestRecord {
-        let case = TestCase {
-            id: id.into(),
-            group: "g".into(),
-            name: id.into(),
-            file: None,
-        };
-        let attempts = statuses
-            .iter()
-            .map(|&status| TestResult {
-                case: case.clone(),
-                status,
-                duration_ms: 20,
-                message: None,
-                output: String::new(),
-                worker: None,
-            })
-            .collect();
-        TestRecord {
-            suite: "s".into(),
-            case,
-            attempts,
-        }
-    }
+    use crate::suite::TestStatus;
+    use crate::suite::result::tests::record;
 
     /// A run of `broken` (failing, quarantined by hand), `slow` (measured at 10 ms before,
     /// 20 ms now) and `fresh` (never seen), with the history around it.
     fn report() -> RunReport {
         let tests = vec![
-            record("broken", &[TestStatus::Failed]),
-            record("slow", &[TestStatus::Passed]),
-            record("fresh", &[TestStatus::Passed]),
+            record("g", "broken", &[TestStatus::Failed]),
+            record("g", "slow", &[TestStatus::Passed]),
+            record("g", "fresh", &[TestStatus::Passed]),
         ];
         let mut before = Timings::default();
         let passed = |ms| TestOutcome {
@@ -313,7 +288,7 @@ mod tests {
         let mut after = before.clone();
         after.record_run(None, [(&slow, &passed(20)), (&broken, &failed)]);
         let policy = QuarantinePolicy {
-            tests: ["broken".to_owned()].into(),
+            tests: ["g broken".to_owned()].into(),
             ..QuarantinePolicy::default()
         };
         let quarantined = Quarantined::of(&before, [("s", &policy)]);
@@ -353,7 +328,7 @@ mod tests {
         );
         let page = report.tests_markdown();
         assert!(
-            page.contains("| s | broken | failed | 0 % | 2 | by hand |"),
+            page.contains("| s | g broken | failed | 0 % | 2 | by hand |"),
             "{page}"
         );
     }
