@@ -61,6 +61,8 @@ const INPUTS = {
   commands: ['runner', 'auto', 'plan'],
   tests: ['runner', 'auto', 'plan'],
   'test-args': ['runner', 'auto', 'plan'],
+  quarantine: ['runner', 'auto'],
+  'detect-new-flakes': ['runner', 'auto'],
   cluster: 'all',
   slots: ['worker', 'runner', 'auto', 'plan'],
   target: ['plan'],
@@ -228,6 +230,7 @@ function readInputs(env = process.env) {
   if (raw['test-args'] && !raw.tests) {
     throw badInput(`test-args: arguments for a test framework need 'tests' (${TEST_FRAMEWORKS.join(', ')})`);
   }
+  const quarantine = quarantineInput(raw.quarantine);
   // A runner may have no slots of its own (0); a worker runs at least one job at once.
   const slotsPattern = role === 'runner' ? /^(0|[1-9]\d*)$/ : /^[1-9]\d*$/;
   if (raw.slots && !slotsPattern.test(raw.slots)) {
@@ -260,10 +263,32 @@ function readInputs(env = process.env) {
     mode,
     cluster: raw.cluster || 'default',
     stopCluster: booleanInput('stop-cluster', raw['stop-cluster']),
+    detectNewFlakes: booleanInput('detect-new-flakes', raw['detect-new-flakes']),
     killGrace: env.CLUSTER_ACTION_KILL_GRACE || '10s',
     args: splitArgs(raw.args),
     testArgs: splitArgs(raw['test-args']),
+    quarantine,
   };
+}
+
+/**
+ * The `quarantine` input as the binary's flags: `auto` (quarantine by flake rate) or `off`
+ * (none), and/or the path of a file of test ids quarantined by hand, split on whitespace.
+ */
+function quarantineInput(value) {
+  const words = splitArgs(value);
+  const modes = words.filter(word => word === 'auto' || word === 'off');
+  const files = words.filter(word => word !== 'auto' && word !== 'off');
+  if (modes.length > 1 || files.length > 1) {
+    throw badInput(
+      `quarantine: '${value}' gives more than one mode or file: give auto (by flake rate) or off, ` +
+        'and/or one file of test ids (one a line), e.g. `auto .github/quarantine.txt`',
+    );
+  }
+  return [
+    ...(modes.length ? ['--quarantine', modes[0]] : []),
+    ...(files.length ? ['--quarantine-file', files[0]] : []),
+  ];
 }
 
 /**
@@ -312,6 +337,8 @@ function commandLine(cfg, reports) {
         '--report-json', reports.json,
         '--report-junit', reports.junit,
         '--step-outputs',
+        ...cfg.quarantine,
+        ...(cfg.detectNewFlakes ? ['--detect-new-flakes'] : []),
         ...flag('commands', cfg.commands),
       );
     }

@@ -21,7 +21,8 @@
 //! - [`suite`]: test suites: one file per framework (list, batch command, read its report), the
 //!   per-test result model (`suite::result`), the merged JUnit, the planner (`suite::plan`).
 //! - [`history`]: what a run keeps for later runs: timings and results documents, their seal,
-//!   the `--timings` files, GitHub's REST API (`history::github`), load before and save after.
+//!   the `--timings` files, GitHub's REST API (`history::github`), load before and save after;
+//!   each test's record across runs and the quarantine it decides.
 //! - [`cleanup`]: which artifacts are the cluster's, and what a stopped cluster deletes.
 //! - [`broker`]: the pure scheduler (`broker::scheduler`) in an async shell: queue, leases,
 //!   pipelining, requeue of lost work, the clean stop.

@@ -772,3 +772,69 @@ fn layer_paths_resolving_outside_the_manifest_directory_need_allow_outside() {
         [PathBuf::from("vendor"), PathBuf::from("vendor/lib.txt")]
     );
 }
+
+#[test]
+fn quarantine_settings_merge_over_the_defaults_and_bad_ones_have_locations() {
+    let manifest = parse(
+        "defaults:\n  quarantine:\n    auto: true\n    flake-rate: 20%\n    tests: [a]\nsuites:\n  - name: s\n    framework: command\n    list: 'true'\n    run: 'true'\n    quarantine:\n      min-runs: 5\n      release-after: 3\n      tests: [b]\n  - name: t\n    framework: command\n    list: 'true'\n    run: 'true'\n",
+    );
+    let s = &manifest.suites[0].quarantine;
+    assert!(s.auto);
+    assert_eq!(
+        (s.min_runs, s.flake_rate_bp, s.release_after),
+        (5, 2_000, 3)
+    );
+    assert_eq!(s.tests.iter().collect::<Vec<_>>(), ["a", "b"]);
+    assert!(!manifest.suites[0].new_tests.detect);
+    let t = &manifest.suites[1].quarantine;
+    assert_eq!((t.min_runs, t.release_after), (10, 20));
+    assert_eq!(t.tests.len(), 1);
+
+    let err = refuse(
+        "defaults:\n  quarantine:\n    flake-rate: lots\nsuites:\n  - name: s\n    framework: command\n    list: 'true'\n    run: 'true'\n    quarantine:\n      release-after: 31\n      min-runs: 0\n      tests: ['']\n      when: never\n",
+    );
+    assert_has(
+        &err,
+        "jobs.yml:13:7: suites[0].quarantine: unknown field `when`",
+    );
+    let err = refuse(
+        "defaults:\n  quarantine:\n    flake-rate: lots\nsuites:\n  - name: s\n    framework: command\n    list: 'true'\n    run: 'true'\n    quarantine:\n      release-after: 31\n      min-runs: 0\n      tests: ['']\n",
+    );
+    assert_has(
+        &err,
+        "jobs.yml:3:17: defaults has a quarantine flake-rate 'lots' that is not a rate",
+    );
+    assert_has(
+        &err,
+        "jobs.yml:10:22: suite 's' has a quarantine release-after of 31",
+    );
+    assert_has(
+        &err,
+        "jobs.yml:11:17: suite 's' has a quarantine min-runs of 0",
+    );
+    assert_has(
+        &err,
+        "jobs.yml:12:15: suite 's' quarantines an empty test id",
+    );
+}
+
+#[test]
+fn new_test_detection_merges_over_the_defaults_and_bad_values_have_locations() {
+    let manifest = parse(
+        "defaults:\n  detect-new-flakes: true\n  new-test-share: 25%\nsuites:\n  - name: s\n    framework: command\n    list: 'true'\n    run: 'true'\n    new-test-runs: 5\n  - name: t\n    framework: command\n    list: 'true'\n    run: 'true'\n    detect-new-flakes: false\n",
+    );
+    let s = manifest.suites[0].new_tests;
+    assert!(s.detect);
+    assert_eq!((s.runs, s.share_bp), (5, 2_500));
+    let t = manifest.suites[1].new_tests;
+    assert!(!t.detect);
+    assert_eq!((t.runs, t.share_bp), (3, 2_500));
+    let err = refuse(
+        "defaults:\n  new-test-share: none\nsuites:\n  - name: s\n    framework: command\n    list: 'true'\n    run: 'true'\n    new-test-runs: 1\n",
+    );
+    assert_has(
+        &err,
+        "jobs.yml:2:19: defaults has a new-test-share 'none' that is not a share",
+    );
+    assert_has(&err, "jobs.yml:8:20: suite 's' has new-test-runs 1");
+}

@@ -557,6 +557,7 @@ fn step_outputs_count_jobs_and_tests_and_cancelled_jobs_are_not_failures() {
         flaky: 1,
         skipped: 1,
         errors: 1,
+        quarantined: 0,
     };
     let json = std::path::Path::new("/tmp/r/report.json");
     let with_suites = step_outputs(&jobs, &tests, Some(json), None);

@@ -216,7 +216,7 @@ fn check(
         .find(|r| r.status() == FinalStatus::Flaky)
         .unwrap();
     assert_eq!(flaky.entry().attempts, 2);
-    let xml = merged(records);
+    let xml = merged(records, |_| false);
     let counts = junit_counts(&xml);
     assert_eq!(
         counts, alone,

@@ -1,10 +1,14 @@
 //! The run's history around the library's [`RunHistory`]: the suite flags say where it is
-//! read from and written to, its notes go to stderr, and its errors are the user's to fix.
+//! read from and written to, its notes go to stderr, and its errors are the user's to fix;
+//! once kept, it tells the report what it says of the tests (quarantine, records).
+
+use std::collections::BTreeMap;
 
 use cluster_action::history::local_file::TimingsFileError;
+use cluster_action::history::quarantine::{QuarantinePolicy, Quarantined};
 use cluster_action::history::{HistoryError, RunHistory};
 use cluster_action::runner::manifest::Manifest;
-use cluster_action::runner::report::RunReport;
+use cluster_action::runner::report::{ReportHistory, RunReport};
 use cluster_action::store::ArtifactStore;
 
 use super::exit::Failure;
@@ -22,19 +26,45 @@ pub async fn load_history(
         .map_err(bad_input)
 }
 
-/// Keeps this run's history ([`RunHistory::save`]).
+/// The quarantine policy of each suite of `manifest`, by name.
+pub fn quarantine_policies(manifest: &Manifest) -> BTreeMap<String, QuarantinePolicy> {
+    manifest
+        .suites
+        .iter()
+        .map(|s| (s.suite.name.clone(), s.quarantine.clone()))
+        .collect()
+}
+
+/// Keeps this run's history ([`RunHistory::save`]) and gives `report` what the history says
+/// of its tests: the tests quarantined from the start (by `policies`) and each test's record
+/// with this run in it (the record before the run, when it could not be kept).
 pub async fn save_history(
     history: &RunHistory,
+    policies: &BTreeMap<String, QuarantinePolicy>,
     args: &SuiteArgs,
     store: Option<&ArtifactStore>,
     cluster: &str,
-    report: &RunReport,
+    report: &mut RunReport,
 ) -> Result<(), Failure> {
     let source = args.history_source(cluster);
-    history
-        .save(&source, store, &report.tests, say)
+    let saved = history
+        .save(
+            &source,
+            store,
+            &report.tests,
+            |suite| policies.get(suite),
+            say,
+        )
         .await
-        .map_err(save_failure)
+        .map_err(save_failure);
+    let before = &history.timings;
+    report.history = Some(ReportHistory {
+        quarantined: Quarantined::of(before, policies.iter().map(|(s, p)| (s.as_str(), p))),
+        after: saved.as_ref().map_or_else(|_| before.clone(), Clone::clone),
+        known: !before.is_empty(),
+        before: before.clone(),
+    });
+    saved.map(drop)
 }
 
 /// A history that could not be kept, as the exit table takes it: the file was checked before

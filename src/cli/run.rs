@@ -1,5 +1,6 @@
 //! `cluster-action run` and `cluster-action local`: run a manifest and report.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -24,10 +25,11 @@ use super::common::{
     shutdown_signal, warn_if_readable,
 };
 use super::exit::{self, Failure};
-use super::history::{load_history, save_history};
+use super::history::{load_history, quarantine_policies, save_history};
 use super::plan;
 use super::suites::SuiteArgs;
 use cluster_action::history::RunHistory;
+use cluster_action::history::quarantine::QuarantinePolicy;
 
 /// What names the work beside the suite shorthands: a manifest or a file of commands (shared
 /// by `run`, `local` and `plan`, each with [`SuiteArgs`] beside it).
@@ -150,6 +152,8 @@ struct Runner {
 struct Work {
     manifest: Manifest,
     history: RunHistory,
+    /// Each suite's quarantine policy, kept for after the run (the manifest goes to it).
+    quarantine: BTreeMap<String, QuarantinePolicy>,
 }
 
 impl JobsArgs {
@@ -157,7 +161,12 @@ impl JobsArgs {
     async fn work(&self, cluster: &str) -> Result<Work, Failure> {
         let manifest = load(self)?;
         let history = load_history(&self.suites, &manifest, cluster).await?;
-        Ok(Work { manifest, history })
+        let quarantine = quarantine_policies(&manifest);
+        Ok(Work {
+            manifest,
+            history,
+            quarantine,
+        })
     }
 
     /// The run's configuration: the one place a [`RunConfig`] is built.
@@ -355,7 +364,7 @@ async fn run_manifest(plan: RunPlan, args: &JobsArgs) -> Result<i32, Failure> {
     {
         tracing::warn!("this runner's worker: {e}");
     }
-    let result = result?;
+    let mut result = result?;
     // The cluster as it was: the machines that ran tests, each with this runner's slots (the
     // action gives every instance the same); unknown for a runner without slots.
     let machines = run_machines(&result.report);
@@ -364,10 +373,11 @@ async fn run_manifest(plan: RunPlan, args: &JobsArgs) -> Result<i32, Failure> {
     let sizing = plan::after_run(&mut history, &suites, cluster, &result);
     let saved = save_history(
         &history,
+        &work.quarantine,
         &args.suites,
         Some(&store),
         &run.ns.cluster,
-        &result.report,
+        &mut result.report,
     )
     .await;
     let code = finish(result, args);
@@ -418,13 +428,21 @@ pub async fn local(args: LocalArgs) -> Result<i32, Failure> {
     let suites = work.manifest.suites.clone();
     let result = local::run(work.manifest, &local, &mut progress, cancel).await;
     progress.end();
-    let result = result?;
+    let mut result = result?;
     let mut history = work.history;
     let machines = Some((local.workers, local.slots));
     let sizing = plan::after_run(&mut history, &suites, machines, &result);
     // The local artifact service ends with the run: only the file keeps history.
     let cluster = &local.run.ns.cluster;
-    let saved = save_history(&history, &args.jobs.suites, None, cluster, &result.report).await;
+    let saved = save_history(
+        &history,
+        &work.quarantine,
+        &args.jobs.suites,
+        None,
+        cluster,
+        &mut result.report,
+    )
+    .await;
     // The reports are written whatever became of the history.
     let code = finish(result, &args.jobs);
     ended(code, [saved, plan::say(sizing)])
@@ -472,7 +490,8 @@ fn load(args: &JobsArgs) -> Result<Manifest, Failure> {
     ];
     report::check_destinations(&reports, args.outputs_dir.as_deref())
         .map_err(Failure::bad_input)?;
-    let manifest = loaded?;
+    let mut manifest = loaded?;
+    args.suites.apply_flaky_flags(&mut manifest)?;
     warn_if_readable();
     if matches!(Mode::detect(), Mode::Lines { github: true }) {
         for line in cluster_action::runner::report::add_masks(&manifest) {
@@ -524,8 +543,12 @@ fn finish(result: RunResult, args: &JobsArgs) -> Result<i32, Failure> {
             None => {}
         }
         let t = report.test_summary();
+        let quarantined = match t.quarantined {
+            0 => String::new(),
+            n => format!(", {n} quarantined"),
+        };
         eprintln!(
-            "{} tests: {} passed, {} failed, {} flaky, {} skipped, {} errors",
+            "{} tests: {} passed, {} failed, {} flaky, {} skipped, {} errors{quarantined}",
             t.total, t.passed, t.failed, t.flaky, t.skipped, t.errors
         );
         if github {

@@ -1,6 +1,6 @@
 //! The flags of `run` and `local` for test suites: the one-suite shorthand (`--tests FRAMEWORK
-//! [ARGS]…`, with `--nextest`, `--pytest` and `--go-test` as its aliases), timing history files
-//! and `--flaky-result`.
+//! [ARGS]…`, with `--nextest`, `--pytest` and `--go-test` as its aliases), timing history files,
+//! `--flaky-result` and quarantine (`--quarantine`, `--quarantine-file`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,6 +24,18 @@ pub enum FlakyArg {
     /// It fails the run.
     Fail,
 }
+
+/// `--quarantine`: quarantine by flake rate, or no quarantine at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QuarantineArg {
+    /// Every suite quarantines by flake rate (`quarantine: {auto: true}`).
+    Auto,
+    /// No test is quarantined, whatever the manifest says.
+    Off,
+}
+
+/// The most a `--quarantine-file` may weigh.
+const MAX_QUARANTINE_FILE_BYTES: u64 = 4 << 20;
 
 /// Suite flags, shared by `run` and `local`.
 #[derive(Debug, Args)]
@@ -63,6 +75,19 @@ pub struct SuiteArgs {
     /// Write the timing history, this run's durations added, to FILE at the end.
     #[arg(long, value_name = "FILE")]
     pub write_timings: Option<PathBuf>,
+    /// `auto`: every suite quarantines tests by flake rate (a quarantined test runs, but its
+    /// failure does not fail the run); `off`: none is quarantined, whatever the manifest says.
+    #[arg(long, value_enum, value_name = "auto|off")]
+    pub quarantine: Option<QuarantineArg>,
+    /// Quarantine the test ids in FILE (one a line; blank lines and lines starting with `#`
+    /// are left out) in every suite, whatever their history.
+    #[arg(long, value_name = "FILE")]
+    pub quarantine_file: Option<PathBuf>,
+    /// Run each test the history has never seen several times (a suite's `new-test-runs`, 3 by
+    /// default), on different workers where there are any: outcomes that disagree make it
+    /// flaky. At most `new-test-share` (10 %) of a suite's time goes to these repeats.
+    #[arg(long)]
+    pub detect_new_flakes: bool,
     /// On a re-run (GITHUB_RUN_ATTEMPT above 1): `failed` runs only the tests that failed or
     /// never ran before, `all` every test.
     #[arg(long, default_value = "failed", value_name = "failed|all")]
@@ -139,6 +164,8 @@ impl SuiteArgs {
             secret_env: Default::default(),
             isolation: Default::default(),
             session,
+            quarantine: Default::default(),
+            new_tests: Default::default(),
         };
         Ok(Manifest {
             path: PathBuf::from(flag),
@@ -148,6 +175,30 @@ impl SuiteArgs {
             suites: vec![suite],
             defaults: Default::default(),
         })
+    }
+
+    /// `manifest` with `--quarantine`, `--quarantine-file` and `--detect-new-flakes` applied to
+    /// each of its suites.
+    pub fn apply_flaky_flags(&self, manifest: &mut Manifest) -> Result<(), Failure> {
+        let ids = match &self.quarantine_file {
+            Some(path) => quarantine_ids(path)?,
+            None => Vec::new(),
+        };
+        for suite in &mut manifest.suites {
+            suite.new_tests.detect |= self.detect_new_flakes;
+            let policy = &mut suite.quarantine;
+            match self.quarantine {
+                Some(QuarantineArg::Auto) => policy.auto = true,
+                Some(QuarantineArg::Off) => {
+                    policy.auto = false;
+                    policy.tests.clear();
+                    continue;
+                }
+                None => {}
+            }
+            policy.tests.extend(ids.iter().cloned());
+        }
+        Ok(())
     }
 
     /// The `--flaky-result` rule.
@@ -165,5 +216,41 @@ impl SuiteArgs {
             write_timings: self.write_timings.clone(),
             cluster: cluster.to_owned(),
         }
+    }
+}
+
+/// The ids of a `--quarantine-file`: one a line, blank lines and `#` comments left out.
+fn quarantine_ids(path: &std::path::Path) -> Result<Vec<String>, Failure> {
+    let bytes = cluster_action::input_file::read_bounded(path, MAX_QUARANTINE_FILE_BYTES)
+        .map_err(|e| Failure::bad_input(format!("--quarantine-file {}: {e}", path.display())))?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        Failure::bad_input(format!(
+            "--quarantine-file {} is not UTF-8 text: give one test id a line",
+            path.display()
+        ))
+    })?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(str::to_owned)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quarantine_file_gives_one_id_a_line_without_blanks_or_comments() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.txt");
+        std::fs::write(&path, "# flaky on CI\ntests/a.py::test_x\n\n  b::c  \n").unwrap();
+        assert_eq!(
+            quarantine_ids(&path).unwrap(),
+            ["tests/a.py::test_x", "b::c"]
+        );
+        let err = quarantine_ids(&dir.path().join("none")).unwrap_err();
+        assert!(err.to_string().contains("--quarantine-file"), "{err}");
     }
 }

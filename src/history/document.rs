@@ -21,10 +21,12 @@ pub trait ArtifactDocument: Serialize + DeserializeOwned {
     /// The file inside the artifact's zip.
     const FILE: &'static str;
 
-    /// The JSON document.
+    /// The JSON document, compact: with each test's record a history of 100,000 tests and
+    /// the results that carry it stay under [`MAX_DOCUMENT_BYTES`] (pretty-printed they would
+    /// not).
     fn to_json(&self) -> Vec<u8> {
         // These documents hold only strings, numbers and lists: serializing cannot fail.
-        serde_json::to_vec_pretty(self).unwrap_or_default()
+        serde_json::to_vec(self).unwrap_or_default()
     }
 
     /// From the JSON document; the error says what is wrong.

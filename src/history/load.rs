@@ -11,6 +11,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::github::{GithubRun, fetch_history, fetch_sealed_history};
 use super::local_file::{self, TimingsFileError};
+use super::quarantine::QuarantinePolicy;
 use super::results::{AttemptResults, RerunMode, outcomes, results_artifact_name};
 use super::timings::{Timings, timings_artifact_name};
 use super::{ArtifactDocument, HistorySeal};
@@ -114,27 +115,31 @@ impl RunHistory {
 
     /// Keeps this run's history of `tests`: the `--write-timings` file, and on GitHub the
     /// `ca-timings` and this attempt's `ca-results` artifacts (uploaded with the store's
-    /// default retention); an artifact that cannot be kept is one line to `note`.
-    pub async fn save(
+    /// default retention); an artifact that cannot be kept is one line to `note`. Each test
+    /// enters or leaves quarantine as its suite's policy (`policy_of` the suite) says
+    /// ([`Timings::update_quarantine`]). Returns the history with this run recorded.
+    pub async fn save<'a>(
         &self,
         source: &HistorySource,
         store: Option<&ArtifactStore>,
         tests: &[TestRecord],
+        policy_of: impl Fn(&str) -> Option<&'a QuarantinePolicy>,
         mut note: impl FnMut(&str),
-    ) -> Result<(), HistoryError> {
+    ) -> Result<Timings, HistoryError> {
         if tests.is_empty() {
-            return Ok(());
+            return Ok(self.timings.clone());
         }
         let attempt = self.run.as_ref().map_or(1, |r| r.attempt);
         let outcomes = outcomes(tests, attempt);
         let mut timings = self.timings.clone();
         timings.record_run(self.run.as_ref().map(|r| r.run_id), &outcomes);
+        timings.update_quarantine(policy_of);
         if let Some(path) = &source.write_timings {
             local_file::write(path, &timings)?;
             note(&format!("timing history written to {}", path.display()));
         }
         let (Some(run), Some(store)) = (&self.run, store) else {
-            return Ok(());
+            return Ok(timings);
         };
         let results = AttemptResults::after_attempt(
             self.previous.as_ref(),
@@ -170,7 +175,7 @@ impl RunHistory {
                 ));
             }
         }
-        Ok(())
+        Ok(timings)
     }
 }
 

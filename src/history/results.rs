@@ -100,7 +100,11 @@ impl TryFrom<ResultsWire> for AttemptResults {
     type Error = String;
 
     fn try_from(wire: ResultsWire) -> Result<Self, String> {
-        check_version("ca-results", wire.version, RESULTS_VERSION)?;
+        check_version(
+            "ca-results",
+            wire.version,
+            RESULTS_VERSION..=RESULTS_VERSION,
+        )?;
         Ok(Self {
             run_id: wire.run_id,
             attempt: wire.attempt,

@@ -5,18 +5,26 @@
 //! [`SAMPLES_KEPT`] durations are kept, so a test that got faster is believed soon. A test
 //! that no run has listed for [`FORGOTTEN_AFTER_RUNS`] runs (deleted, renamed) is dropped, so
 //! the history stays the size of the suite rather than of every test it ever had.
+//!
+//! Each test also keeps its [`Record`]: how it ended in each of the history's newest
+//! [`RECORD_RUNS`] runs, every run counting (those that did not list it too, as absent), so a
+//! flake rate and the last run it was flaky in can be told; the runs themselves are kept
+//! beside ([`Timings::recent_runs`]). Version 2 added the record; version 1 files read as
+//! tests without one.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::document::ArtifactDocument;
+use super::quarantine::QuarantinePolicy;
+use super::record::{RECORD_RUNS, Record, RunOutcome, RunRef};
 use super::results::{TestOutcome, TestStatus};
 use super::sizing::SizingHistory;
 use crate::suite::TestKey;
 
-/// The format version this build writes and reads.
-pub const TIMINGS_VERSION: u32 = 1;
+/// The format version this build writes (it reads every version from 1 on).
+pub const TIMINGS_VERSION: u32 = 2;
 /// How many passing durations are kept per test.
 pub const SAMPLES_KEPT: usize = 3;
 /// A test that this many runs in a row did not list is dropped from the history: a deleted or
@@ -62,6 +70,9 @@ pub struct Timings {
     pub run_id: Option<u64>,
     /// How many runs this history has recorded: the clock of [`TestTimings::seen`].
     runs: u64,
+    /// The newest runs (at most [`RECORD_RUNS`]), oldest first: the runs of each test's
+    /// [`Record`].
+    recent_runs: Vec<RunRef>,
     tests: BTreeMap<TestKey, TestTimings>,
     /// What runs' wall times taught the plan.
     pub sizing: SizingHistory,
@@ -74,12 +85,20 @@ struct TestTimings {
     samples: Vec<u64>,
     /// The last run (counted in [`Timings::runs`]) that listed it.
     seen: u64,
+    /// Its outcomes in the newest runs.
+    record: Record,
+    /// The run it was quarantined in, while it is.
+    quarantined_since: Option<RunRef>,
 }
 
-/// The JSON shape: `{"version": 1, "run_id": 123, "runs": 7, "tests": [{"suite", "id",
-/// "durations_ms", "seen"}]}` (a file without `runs` and `seen`, written before they were,
-/// reads as every test seen in its newest run), and `"sizing"` once a run measured its wall
-/// time (see [`SizingHistory`]; absent, it reads as empty).
+/// The JSON shape: `{"version": 2, "run_id": 123, "runs": 7, "recent_runs": [{"run",
+/// "run_id"}], "tests": [{"suite", "id", "durations_ms", "seen", "record",
+/// "quarantined_since"}]}`, `record` one letter a recent run (`p` passed, `f` failed, `k`
+/// flaky, `.` absent). A file without `runs` and `seen`, written before they were, reads as
+/// every test seen in its newest run; one without `recent_runs` and `record` (version 1) as
+/// tests with no record yet.
+/// `"sizing"` is there once a run measured its wall time (see [`SizingHistory`]; absent, it
+/// reads as empty).
 #[derive(Serialize, Deserialize)]
 struct TimingsWire {
     version: u32,
@@ -87,6 +106,8 @@ struct TimingsWire {
     run_id: Option<u64>,
     #[serde(default)]
     runs: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    recent_runs: Vec<RunRef>,
     tests: Vec<TimingsEntry>,
     #[serde(default, skip_serializing_if = "SizingHistory::is_empty")]
     sizing: SizingHistory,
@@ -100,16 +121,23 @@ struct TimingsEntry {
     durations_ms: Vec<u64>,
     #[serde(default)]
     seen: Option<u64>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    record: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    quarantined_since: Option<RunRef>,
 }
 
 impl TryFrom<TimingsWire> for Timings {
     type Error = String;
 
     fn try_from(wire: TimingsWire) -> Result<Self, String> {
-        check_version("ca-timings", wire.version, TIMINGS_VERSION)?;
+        check_version("ca-timings", wire.version, 1..=TIMINGS_VERSION)?;
+        let mut recent_runs = wire.recent_runs;
+        recent_runs.drain(..recent_runs.len().saturating_sub(RECORD_RUNS));
         let mut timings = Timings {
             run_id: wire.run_id,
             runs: wire.runs,
+            recent_runs,
             tests: BTreeMap::new(),
             sizing: wire.sizing,
         };
@@ -118,9 +146,10 @@ impl TryFrom<TimingsWire> for Timings {
             for ms in entry.durations_ms {
                 timings.push(key.clone(), ms);
             }
-            if let Some(test) = timings.tests.get_mut(&key) {
-                test.seen = entry.seen.unwrap_or(wire.runs).min(wire.runs);
-            }
+            let test = timings.tests.entry(key).or_default();
+            test.seen = entry.seen.unwrap_or(wire.runs).min(wire.runs);
+            test.record = Record::from_letters(&entry.record);
+            test.quarantined_since = entry.quarantined_since;
         }
         Ok(timings)
     }
@@ -132,6 +161,7 @@ impl From<Timings> for TimingsWire {
             version: TIMINGS_VERSION,
             run_id: timings.run_id,
             runs: timings.runs,
+            recent_runs: timings.recent_runs,
             tests: timings
                 .tests
                 .into_iter()
@@ -140,6 +170,8 @@ impl From<Timings> for TimingsWire {
                     id: key.id,
                     durations_ms: test.samples,
                     seen: Some(test.seen),
+                    record: test.record.letters().to_owned(),
+                    quarantined_since: test.quarantined_since,
                 })
                 .collect(),
             sizing: timings.sizing,
@@ -147,13 +179,22 @@ impl From<Timings> for TimingsWire {
     }
 }
 
-/// A format version this build can read, or an error naming both versions.
-pub(crate) fn check_version(what: &str, found: u32, known: u32) -> Result<(), String> {
-    if found == known {
+/// A format version this build can read (one of `known`), or an error naming the versions.
+pub(crate) fn check_version(
+    what: &str,
+    found: u32,
+    known: std::ops::RangeInclusive<u32>,
+) -> Result<(), String> {
+    if known.contains(&found) {
         Ok(())
     } else {
+        let (oldest, newest) = known.into_inner();
+        let versions = match oldest == newest {
+            true => format!("the version {newest}"),
+            false => format!("versions {oldest} to {newest}"),
+        };
         Err(format!(
-            "{what} format version {found} is not the version {known} this cluster-action reads"
+            "{what} format version {found} is not {versions} this cluster-action reads"
         ))
     }
 }
@@ -189,23 +230,101 @@ impl Timings {
         self.tests.is_empty()
     }
 
+    /// Whether a run has listed `key` (a test the history has never seen is new).
+    pub fn has_seen(&self, key: &TestKey) -> bool {
+        self.tests.contains_key(key)
+    }
+
+    /// The record of `key`: its outcomes in the newest runs (empty when never seen).
+    pub fn record(&self, key: &TestKey) -> Record {
+        self.tests
+            .get(key)
+            .map(|test| test.record.clone())
+            .unwrap_or_default()
+    }
+
+    /// The run `key` was last flaky in, within its record.
+    pub fn last_flaky(&self, key: &TestKey) -> Option<RunRef> {
+        let back = self.tests.get(key)?.record.last_flaky_back()?;
+        let at = self.recent_runs.len().checked_sub(back + 1)?;
+        self.recent_runs.get(at).copied()
+    }
+
+    /// The run whose record put `key` in quarantine, while it is there.
+    pub fn quarantined_since(&self, key: &TestKey) -> Option<RunRef> {
+        self.tests.get(key)?.quarantined_since
+    }
+
+    /// The tests of `suite` their record put in quarantine, with the run it did.
+    pub fn quarantine_marks<'a>(
+        &'a self,
+        suite: &'a str,
+    ) -> impl Iterator<Item = (TestKey, RunRef)> + 'a {
+        self.tests
+            .iter()
+            .filter(move |(key, _)| key.suite == suite)
+            .filter_map(|(key, test)| Some((key.clone(), test.quarantined_since?)))
+    }
+
+    /// After a run is recorded: each test of a suite whose policy (`policy_of` its suite) has
+    /// `auto` enters quarantine in the newest run or leaves it, as its record says
+    /// ([`QuarantinePolicy::enters`], [`QuarantinePolicy::releases`]).
+    pub fn update_quarantine<'a>(
+        &mut self,
+        policy_of: impl Fn(&str) -> Option<&'a QuarantinePolicy>,
+    ) {
+        let Some(&newest) = self.recent_runs.last() else {
+            return;
+        };
+        for (key, test) in &mut self.tests {
+            let Some(policy) = policy_of(&key.suite).filter(|p| p.auto) else {
+                continue;
+            };
+            test.quarantined_since = match test.quarantined_since {
+                Some(_) if policy.releases(&test.record) => None,
+                None if policy.enters(&test.record) => Some(newest),
+                since => since,
+            };
+        }
+    }
+
+    /// The newest runs, oldest first: those the records' letters stand for.
+    pub fn recent_runs(&self) -> &[RunRef] {
+        &self.recent_runs
+    }
+
     /// Adds one run's results (every test it listed): the duration of every test that passed
     /// (first time, not after a retry) becomes its newest sample; every other outcome leaves
-    /// the samples as they were. A test listed is seen in this run; one not seen in the last
-    /// [`FORGOTTEN_AFTER_RUNS`] runs is dropped.
+    /// the samples as they were. Every test's record gets this run's outcome (absent for
+    /// those not listed); a second attempt of the run recorded last (the same `run_id`, a
+    /// re-run) adds to that run's outcomes instead. A test listed is seen in this run; one not
+    /// seen in the last [`FORGOTTEN_AFTER_RUNS`] runs is dropped.
     pub fn record_run<'a>(
         &mut self,
         run_id: Option<u64>,
         outcomes: impl IntoIterator<Item = (&'a TestKey, &'a TestOutcome)>,
     ) {
         self.runs += 1;
+        let same_run =
+            run_id.is_some() && self.recent_runs.last().map(|r| r.run_id) == Some(run_id);
+        if !same_run {
+            self.recent_runs.push(RunRef {
+                run: self.runs,
+                run_id,
+            });
+            self.recent_runs
+                .drain(..self.recent_runs.len().saturating_sub(RECORD_RUNS));
+            for test in self.tests.values_mut() {
+                test.record.push(RunOutcome::Absent);
+            }
+        }
         for (key, outcome) in outcomes {
             if let (TestStatus::Passed, Some(ms)) = (outcome.status, outcome.duration_ms) {
                 self.push(key.clone(), ms);
             }
-            if let Some(test) = self.tests.get_mut(key) {
-                test.seen = self.runs;
-            }
+            let test = self.tests.entry(key.clone()).or_default();
+            test.seen = self.runs;
+            test.record.merge_newest(RunOutcome::of(outcome.status));
         }
         let runs = self.runs;
         self.tests
@@ -315,9 +434,12 @@ mod tests {
         timings.record_run(Some(7), [(&key("a::b"), &outcome(TestStatus::Passed, 12))]);
         let back = Timings::from_json(&timings.to_json()).unwrap();
         assert_eq!(back, timings);
-        let future = br#"{"version": 2, "tests": []}"#;
+        let future = br#"{"version": 3, "tests": []}"#;
         let err = Timings::from_json(future).unwrap_err();
-        assert!(err.contains("version 2"), "{err}");
+        assert!(
+            err.contains("version 3") && err.contains("versions 1 to 2"),
+            "{err}"
+        );
         // Too many samples in a file are cut to the newest three on reading.
         let long = br#"{"version":1,"tests":[{"suite":"s","id":"a","durations_ms":[1,2,3,4]}]}"#;
         assert_eq!(
@@ -329,6 +451,96 @@ mod tests {
         assert_eq!(huge.samples(&key("a")), &[LONGEST_DURATION_MS]);
         let zipped = timings.to_artifact_zip().unwrap();
         assert_eq!(Timings::from_artifact_zip(&zipped).unwrap(), timings);
+    }
+
+    #[test]
+    fn every_run_adds_to_each_tests_record_and_a_rerun_to_its_runs() {
+        let mut timings = Timings::default();
+        let (a, b) = (key("a"), key("b"));
+        let passed = outcome(TestStatus::Passed, 5);
+        let flaky = outcome(TestStatus::Flaky, 5);
+        let failed = outcome(TestStatus::Failed, 5);
+        timings.record_run(Some(10), [(&a, &passed), (&b, &failed)]);
+        timings.record_run(Some(11), [(&a, &flaky)]);
+        timings.record_run(Some(12), [(&a, &failed), (&b, &passed)]);
+        // A second attempt of run 12: a's failure passed now, so run 12 was flaky for it.
+        timings.record_run(Some(12), [(&a, &passed)]);
+        assert_eq!(timings.record(&a).letters(), "pkk");
+        assert_eq!(timings.record(&b).letters(), "f.p");
+        assert!(timings.has_seen(&b), "seen though it never passed before");
+        assert!(!timings.has_seen(&key("new")));
+        let runs: Vec<Option<u64>> = timings.recent_runs().iter().map(|r| r.run_id).collect();
+        assert_eq!(runs, [Some(10), Some(11), Some(12)]);
+        assert_eq!(timings.last_flaky(&a).and_then(|r| r.run_id), Some(12));
+        assert_eq!(timings.last_flaky(&b), None);
+        // Local runs have no id: each counts.
+        timings.record_run(None, [(&a, &passed)]);
+        timings.record_run(None, [(&a, &passed)]);
+        assert_eq!(timings.record(&a).letters(), "pkkpp");
+        assert_eq!(timings.last_flaky(&a).map(|r| r.run), Some(3));
+        let back = Timings::from_json(&timings.to_json()).unwrap();
+        assert_eq!(back, timings);
+        for _ in 0..RECORD_RUNS {
+            timings.record_run(None, [(&a, &passed)]);
+        }
+        assert_eq!(timings.record(&a).letters(), "p".repeat(RECORD_RUNS));
+        assert_eq!(timings.recent_runs().len(), RECORD_RUNS);
+    }
+
+    #[test]
+    fn a_version_1_file_reads_as_tests_without_a_record() {
+        let old = br#"{"version":1,"runs":4,"tests":[{"suite":"s","id":"a","durations_ms":[3],"seen":4}]}"#;
+        let mut old = Timings::from_json(old).unwrap();
+        assert_eq!(old.record(&key("a")).runs_seen(), 0);
+        assert!(old.has_seen(&key("a")));
+        old.record_run(None, [(&key("a"), &outcome(TestStatus::Flaky, 3))]);
+        assert_eq!(old.record(&key("a")).letters(), "k");
+        assert_eq!(old.last_flaky(&key("a")).map(|r| r.run), Some(5));
+    }
+
+    #[test]
+    fn fifty_thousand_tests_with_full_records_stay_a_few_megabytes() {
+        let mut timings = Timings::default();
+        let keys: Vec<TestKey> = (0..50_000)
+            .map(|i| {
+                TestKey::new(
+                    "suite",
+                    format!("tests/unit/test_module_{}.py::test_case_{i}", i / 50),
+                )
+            })
+            .collect();
+        for run in 0..RECORD_RUNS as u64 {
+            let outcomes: Vec<(TestKey, TestOutcome)> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| {
+                    let status = match (i as u64 + run) % 17 {
+                        0 => TestStatus::Flaky,
+                        1 => TestStatus::Failed,
+                        _ => TestStatus::Passed,
+                    };
+                    (
+                        k.clone(),
+                        outcome(status, 1_000 + (i as u64 * 7 + run) % 9_000),
+                    )
+                })
+                .collect();
+            timings.record_run(
+                Some(9_000_000_000 + run),
+                outcomes.iter().map(|(k, o)| (k, o)),
+            );
+        }
+        let json = timings.to_json();
+        let zip = timings.to_artifact_zip().unwrap();
+        // Measured: 7.8 MB of JSON, 0.8 MB as the zipped artifact.
+        assert!(json.len() < 10 << 20, "the JSON takes {} bytes", json.len());
+        assert!((json.len() as u64) < super::super::document::MAX_DOCUMENT_BYTES);
+        assert!(
+            zip.len() < 4 << 20,
+            "the artifact takes {} bytes",
+            zip.len()
+        );
+        assert_eq!(timings.record(&keys[0]).letters().len(), RECORD_RUNS);
     }
 
     #[test]

@@ -598,6 +598,8 @@ impl Machine {
             tests: self.suites.records(),
             suite_failures: self.suites.failures(),
             wall_ms,
+            history: None,
+            new_tests: self.suites.new_tests(),
         }
     }
 

@@ -1,7 +1,8 @@
 //! The runner's decisions for test suites, as a pure state machine: which batches to submit
 //! (planned from estimates once the cluster's slots are known), what each batch's report means
 //! for each test, which tests go back to the queue (those a crashed batch or a lost worker never
-//! finished), which are retried alone (a failure, up to the suite's `retries`), which suites
+//! finished), which are retried alone (a failure, up to the suite's `retries`; a new test
+//! checked for flakiness, up to its `new-test-runs`: [`choose_new_tests`]), which suites
 //! stop because their framework fails the same way everywhere ([`SuiteFailure`]; the tests
 //! its framework did not report carry what their batch printed), and when the suites are done.
 //! A batch a cancel ended keeps what its framework reported; its other tests were not
@@ -22,6 +23,7 @@ use crate::proto::{JobIndex, JobOutcome, JobSpec, JobStatus, SecretEnv, Submissi
 use crate::runner::manifest::SuiteDef;
 use crate::runner::report::{last_lines, without_escapes};
 use crate::suite::TestKey;
+use crate::suite::new_tests::{NewTestChecks, choose_new_tests};
 use crate::suite::plan::{PlanTest, estimate_tests, plan_batches};
 use crate::suite::{
     ATTEMPT_ENV, FinalStatus, Listing, REPORT_ENV, Split, TestCase, TestRecord, TestResult,
@@ -140,6 +142,10 @@ pub struct SuiteRun {
     failed: BTreeMap<usize, SuiteFailure>,
     /// Notices for the user, taken by [`SuiteRun::take_notices`].
     notices: Vec<Notice>,
+    /// The new tests run several times, with how many times each runs in all.
+    repeats: BTreeMap<TestKey, u32>,
+    /// Per suite checking new tests, which were (see [`SuiteRun::new_tests`]).
+    new_tests: Vec<NewTestChecks>,
     next_index: u64,
     batches_made: u64,
     planned: bool,
@@ -183,6 +189,8 @@ impl SuiteRun {
             silent: BTreeMap::new(),
             failed: BTreeMap::new(),
             notices: Vec::new(),
+            repeats: BTreeMap::new(),
+            new_tests: Vec::new(),
             next_index: first_index,
             batches_made: 0,
             planned: false,
@@ -276,11 +284,21 @@ impl SuiteRun {
                 })
                 .collect();
             let target = suite.def.batch.map(|d| d.as_millis() as u64);
-            let batches = plan_batches(
-                estimate_tests(tests, |key| self.timings.estimate_ms(key)),
-                target,
-                slots,
-            );
+            let estimated = estimate_tests(tests, |key| self.timings.estimate_ms(key));
+            // On a first run (no history at all) no test is new: every test would be.
+            if suite.def.new_tests.detect && !self.timings.is_empty() {
+                let checks = choose_new_tests(
+                    name,
+                    &estimated,
+                    |key| !self.timings.has_seen(key),
+                    &suite.def.new_tests,
+                );
+                for key in &checks.checked {
+                    self.repeats.insert(key.clone(), checks.runs);
+                }
+                self.new_tests.push(checks);
+            }
+            let batches = plan_batches(estimated, target, slots);
             plans.push(
                 batches
                     .into_iter()
@@ -441,6 +459,15 @@ impl SuiteRun {
                         retry.push((case, ran as u32 + 1));
                         true
                     }
+                    // A new test checked for flakiness runs again, alone, on another worker.
+                    _ if self
+                        .repeats
+                        .get(&key)
+                        .is_some_and(|&runs| ran < runs as usize) =>
+                    {
+                        retry.push((case, ran as u32 + 1));
+                        true
+                    }
                     _ => false,
                 };
             // Back to the queue, nothing ended.
@@ -546,6 +573,12 @@ impl SuiteRun {
             code: exit.code,
         });
         results
+    }
+
+    /// The new tests each suite with `detect-new-flakes` ran several times, and how many ran
+    /// once (over its share of time).
+    pub fn new_tests(&self) -> Vec<NewTestChecks> {
+        self.new_tests.clone()
     }
 
     /// Every test's record: suites in manifest order, tests in listing order.
@@ -780,6 +813,8 @@ pub(crate) mod tests {
                 secret_env: Default::default(),
                 isolation: Default::default(),
                 session: false,
+                quarantine: Default::default(),
+                new_tests: Default::default(),
             },
             listing: Listing::new(&suite, tests),
             layers: Vec::new(),
@@ -1174,6 +1209,74 @@ pub(crate) mod tests {
         );
         assert!(run.is_done());
         assert_eq!(status_of(&run, "2").name(), "flaky");
+    }
+
+    /// A history that has seen the tests `ids` of suite `a` pass in 1 ms.
+    fn seen(ids: &[&str]) -> Timings {
+        let outcome = crate::history::results::TestOutcome {
+            status: crate::history::results::TestStatus::Passed,
+            duration_ms: Some(1),
+            attempt: 1,
+        };
+        let keys: Vec<TestKey> = ids.iter().map(|id| TestKey::new("a", *id)).collect();
+        let mut timings = Timings::default();
+        timings.record_run(None, keys.iter().map(|k| (k, &outcome)));
+        timings
+    }
+
+    #[test]
+    fn a_new_test_runs_three_times_on_other_workers_and_is_flaky_when_outcomes_disagree() {
+        let old: Vec<String> = (0..40).map(|i| format!("old{i}")).collect();
+        let mut all: Vec<&str> = old.iter().map(String::as_str).collect();
+        all.extend(["new-steady", "new-flaky"]);
+        let mut suite = listed("a", &all, 0);
+        suite.def.new_tests.detect = true;
+        let old_ids: Vec<&str> = all[..40].to_vec();
+        let mut run = SuiteRun::new(vec![suite], seen(&old_ids), 0);
+        let first = run.plan(1).remove(0);
+        assert_eq!(run.new_tests()[0].checked.len(), 2, "{:?}", run.new_tests());
+        let report: Vec<(&str, &str)> = all.iter().map(|id| (*id, "pass")).collect();
+        let again = end(&mut run, &first, ("w1", 0, ""), Some(&junit(&report)));
+        let mut names: Vec<Vec<String>> = again.iter().map(|s| ids(s, &run)).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [["new-flaky"], ["new-steady"]],
+            "only the new tests run again"
+        );
+        assert!(again.iter().all(|s| s.spec.avoid_workers == ["w1"]));
+        assert_eq!(again[0].spec.env[ATTEMPT_ENV], "2");
+        let mut third = Vec::new();
+        for sub in &again {
+            let id = ids(sub, &run).remove(0);
+            let outcome = if id == "new-flaky" { "fail" } else { "pass" };
+            third.extend(end(
+                &mut run,
+                sub,
+                ("w2", 0, ""),
+                Some(&junit(&[(&id, outcome)])),
+            ));
+        }
+        assert_eq!(third.len(), 2, "a third run of each");
+        for sub in &third {
+            let id = ids(sub, &run).remove(0);
+            assert!(end(&mut run, sub, ("w3", 0, ""), Some(&junit(&[(&id, "pass")]))).is_empty());
+        }
+        assert!(run.is_done());
+        assert_eq!(status_of(&run, "new-steady").name(), "passed");
+        assert_eq!(status_of(&run, "new-flaky").name(), "flaky");
+        assert_eq!(status_of(&run, "old0").name(), "passed");
+        // Without any history no test counts as new.
+        let mut suite = listed("a", &["x"], 0);
+        suite.def.new_tests.detect = true;
+        let mut first_run = SuiteRun::new(vec![suite], Timings::default(), 0);
+        let sub = first_run.plan(1).remove(0);
+        assert!(
+            first_run
+                .finished(sub.index, Some(&junit(&[("x", "pass")])))
+                .is_empty()
+        );
+        assert!(first_run.new_tests().is_empty());
     }
 
     #[test]

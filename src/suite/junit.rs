@@ -59,7 +59,7 @@ impl Counts {
 /// passes with a `<flakyFailure>` per failed attempt; an error (also a test whose every
 /// attempt stopped before finishing it) `<error>`; a skipped test `<skipped>`, as does one
 /// never attempted (message "not run").
-pub fn merged(records: &[TestRecord]) -> String {
+pub fn merged(records: &[TestRecord], quarantined: impl Fn(&TestRecord) -> bool) -> String {
     let mut groups: Vec<((&str, &str), Vec<&TestRecord>)> = Vec::new();
     let mut index: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     for record in records {
@@ -81,7 +81,7 @@ pub fn merged(records: &[TestRecord]) -> String {
             Counts::of(members.iter().copied()).attributes()
         ));
         for record in members {
-            push_testcase(&mut xml, record);
+            push_testcase(&mut xml, record, quarantined(record));
         }
         xml.push_str("  </testsuite>\n");
     }
@@ -89,8 +89,9 @@ pub fn merged(records: &[TestRecord]) -> String {
     xml
 }
 
-/// Appends the `<testcase>` of `record`.
-fn push_testcase(xml: &mut String, record: &TestRecord) {
+/// Appends the `<testcase>` of `record`; a quarantined one keeps its failure and says it is
+/// quarantined in a property (`<property name="quarantined" value="true"/>`).
+fn push_testcase(xml: &mut String, record: &TestRecord, quarantined: bool) {
     let last = record.last();
     xml.push_str(&format!(
         r#"    <testcase name="{}" classname="{}" time="{}""#,
@@ -100,6 +101,11 @@ fn push_testcase(xml: &mut String, record: &TestRecord) {
     ));
     let failed: Vec<&TestResult> = record.ran().filter(|a| is_failure(a.status)).collect();
     let mut body = String::new();
+    if quarantined {
+        body.push_str(
+            "      <properties>\n        <property name=\"quarantined\" value=\"true\"/>\n      </properties>\n",
+        );
+    }
     match (record.status(), last) {
         (FinalStatus::Passed, _) => {}
         (FinalStatus::Flaky, _) => {
@@ -162,7 +168,7 @@ mod tests {
             record("b", "crashes", &[NotRun, NotRun]),
             record("b", "cancelled", &[]),
         ];
-        let xml = merged(&records);
+        let xml = merged(&records, |_| false);
         let doc = roxmltree::Document::parse(&xml).unwrap();
         let root = doc.root_element();
         assert_eq!(root.attribute("tests"), Some("5"));

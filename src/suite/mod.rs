@@ -19,7 +19,8 @@
 //! `command` suite's JUnit is all or nothing.)
 //! A test's attempts fold into one [`TestRecord`] and its [`FinalStatus`]; [`junit`] writes
 //! the records of every batch and attempt as one JUnit XML. [`plan`] packs a suite's tests
-//! (each a [`TestKey`]) into batches from their estimates, and [`makespan`] measures a plan.
+//! (each a [`TestKey`]) into batches from their estimates, and [`makespan`] measures a plan;
+//! [`new_tests`] picks the new tests run several times to catch flaky ones early.
 
 mod command;
 mod error;
@@ -28,13 +29,14 @@ mod jest;
 pub mod junit;
 pub mod makespan;
 mod minitest;
+pub mod new_tests;
 mod nextest;
 pub mod plan;
 mod playwright;
 mod process;
 mod pytest;
 mod report;
-mod result;
+pub(crate) mod result;
 mod rspec;
 mod ruby;
 mod vitest;

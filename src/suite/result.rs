@@ -103,7 +103,8 @@ pub enum FinalStatus {
     Passed,
     /// It failed on every attempt.
     Failed,
-    /// It failed, then passed on a retry.
+    /// It failed, then passed on a retry; or, run several times as a new test, its outcomes
+    /// disagreed.
     Flaky,
     /// The framework skipped it.
     Skipped,
@@ -172,6 +173,12 @@ impl TestRecord {
         match last.status {
             TestStatus::Passed if self.ran().any(|a| is_failure(a.status)) => FinalStatus::Flaky,
             TestStatus::Passed => FinalStatus::Passed,
+            // A new test run several times that passed, then failed: outcomes that disagree.
+            TestStatus::Failed | TestStatus::TimedOut | TestStatus::Error
+                if self.ran().any(|a| a.status == TestStatus::Passed) =>
+            {
+                FinalStatus::Flaky
+            }
             TestStatus::Failed => FinalStatus::Failed,
             TestStatus::Skipped => FinalStatus::Skipped,
             TestStatus::TimedOut => FinalStatus::TimedOut,
@@ -247,6 +254,9 @@ pub(crate) mod tests {
         assert_eq!(status(&[Error]), FinalStatus::Error);
         assert_eq!(status(&[TimedOut]), FinalStatus::TimedOut);
         assert_eq!(status(&[TimedOut, Passed]), FinalStatus::Flaky);
+        // A new test run several times: a failure after a pass disagrees with it.
+        assert_eq!(status(&[Passed, Passed, Failed]), FinalStatus::Flaky);
+        assert_eq!(status(&[Passed, NotRun, TimedOut]), FinalStatus::Flaky);
     }
 
     #[test]

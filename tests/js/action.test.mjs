@@ -213,6 +213,16 @@ test('each role gets the flags its inputs name, after the global --log-level', a
         '--tests', 'pytest', 'tests/', '-k', 'not slow'],
     ],
     [
+      { role: 'runner', tests: 'pytest', quarantine: 'auto .github/quarantine.txt', 'detect-new-flakes': 'true' },
+      ['run', '--cluster', 'default', '--report-json', 'JSON', '--report-junit', 'JUNIT', '--step-outputs',
+        '--quarantine', 'auto', '--quarantine-file', '.github/quarantine.txt', '--detect-new-flakes', '--tests', 'pytest'],
+    ],
+    [
+      { role: 'runner', jobs: 'm.yml', quarantine: 'off' },
+      ['run', '--cluster', 'default', '--report-json', 'JSON', '--report-junit', 'JUNIT', '--step-outputs',
+        '--quarantine', 'off', '--', 'm.yml'],
+    ],
+    [
       { role: 'runner', commands: 'commands.txt', 'stop-cluster': 'false' },
       ['run', '--cluster', 'default', '--report-json', 'JSON', '--report-junit', 'JUNIT', '--step-outputs', '--commands', 'commands.txt'],
     ],
@@ -332,6 +342,9 @@ test('bad inputs stop the step with exit 2 and a message naming the fix; nothing
     [{ role: 'runner', tests: 'mocha' }, /::error::tests: 'mocha' is not a test framework: use one of nextest, pytest, go, jest, vitest, playwright, rspec, minitest/],
     [{ role: 'runner', jobs: 'm.yml', 'test-args': '-x' }, /::error::test-args: arguments for a test framework need 'tests'/],
     [{ role: 'runner', jobs: 'm.yml', 'stop-cluster': 'yes' }, /::error::stop-cluster: 'yes' is not a boolean: use true or false/],
+    [{ role: 'runner', jobs: 'm.yml', 'detect-new-flakes': 'yes' }, /::error::detect-new-flakes: 'yes' is not a boolean/],
+    [{ role: 'runner', jobs: 'm.yml', quarantine: 'auto off' }, /::error::quarantine: 'auto off' gives more than one mode or file/],
+    [{ role: 'runner', jobs: 'm.yml', quarantine: 'a.txt b.txt' }, /::error::quarantine: 'a.txt b.txt' gives more than one mode or file/],
     [{ role: 'broker', args: `--name 'open` }, /::error::args: unterminated ' quote/],
     [{ role: 'broker', version: '../v1' }, /::error::version: '..\/v1' is not a release tag/],
     [{ role: 'broker', keep: 'some' }, /::error::keep: 'some' is not one of reports, all, none/],

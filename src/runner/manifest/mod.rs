@@ -9,6 +9,7 @@
 //!   secret-env: [API_TOKEN]   # passed from the runner's environment, masked in output;
 //!                             # needs CLUSTER_SECRET (values travel sealed)
 //!   layers: [app]
+//!   quarantine: { auto: true }   # flaky tests that fail no run; see `flaky.rs`
 //! layers:              # named file sets; paths relative to the manifest's directory, globs allowed
 //!   app:
 //!     paths: [target/release/myapp, tests/fixtures]
@@ -34,6 +35,7 @@
 
 mod commands;
 mod error;
+mod flaky;
 mod limits;
 mod locate;
 mod schema;

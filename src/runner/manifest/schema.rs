@@ -45,6 +45,13 @@ pub(super) struct Defaults {
     pub secret_env: Vec<String>,
     pub layers: Option<Vec<String>>,
     pub isolation: Option<Isolation>,
+    pub quarantine: Option<super::flaky::RawQuarantine>,
+    #[serde(rename = "detect-new-flakes")]
+    pub detect_new_flakes: Option<bool>,
+    #[serde(rename = "new-test-runs")]
+    pub new_test_runs: Option<u32>,
+    #[serde(rename = "new-test-share")]
+    pub new_test_share: Option<String>,
 }
 
 /// One entry of `layers:`.

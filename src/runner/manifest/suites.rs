@@ -15,6 +15,8 @@
 //!     isolation: sandbox     # default: defaults.isolation, else process
 //!     session: false         # a warm framework process per slot runs the batches (default:
 //!                            # on where the framework has them (pytest) and isolation allows)
+//!     quarantine: { auto: true, tests: [slow_test] }   # over defaults.quarantine (flaky.rs)
+//!     detect-new-flakes: true   # new tests run 3 times (new-test-runs, new-test-share)
 //!   - name: py
 //!     framework: pytest
 //!     args: [tests/]
@@ -32,10 +34,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::flaky::FlakySettings;
 use super::locate::node_path;
 use super::validate::{Checker, Finding};
 use super::{DEFAULT_RETRIES, LayerDef, schema};
+use crate::history::quarantine::QuarantinePolicy;
 use crate::proto::{Isolation, SecretEnv};
+use crate::suite::new_tests::NewTestPolicy;
 use crate::suite::{Framework, Split, Suite};
 
 /// One entry of `suites:` as written. Everything is optional here so that every problem is
@@ -60,6 +65,13 @@ pub(super) struct RawSuite {
     pub secret_env: Vec<String>,
     pub isolation: Option<Isolation>,
     pub session: Option<bool>,
+    pub quarantine: Option<super::flaky::RawQuarantine>,
+    #[serde(rename = "detect-new-flakes")]
+    pub detect_new_flakes: Option<bool>,
+    #[serde(rename = "new-test-runs")]
+    pub new_test_runs: Option<u32>,
+    #[serde(rename = "new-test-share")]
+    pub new_test_share: Option<String>,
 }
 
 /// The time limit of one test of a suite when neither the suite nor `defaults:` sets one:
@@ -92,6 +104,10 @@ pub struct SuiteDef {
     /// Whether workers hand its batches to a warm session of its framework (one per slot)
     /// instead of starting the framework for each: see [`Framework::keeps_sessions`].
     pub session: bool,
+    /// Which of its tests fail no run: `defaults.quarantine` with the suite's over it.
+    pub quarantine: QuarantinePolicy,
+    /// Whether (and how) new tests run several times to catch flaky ones early.
+    pub new_tests: NewTestPolicy,
 }
 
 /// Checks the manifest's suites against its layers and defaults; job names are taken so that
@@ -101,6 +117,12 @@ pub(super) fn resolve(raw: &schema::Manifest) -> Result<Vec<SuiteDef>, Vec<Findi
     let mut check = Checker::default();
     // The defaults' own problems are reported once, with the jobs'.
     let (shared, default_timeout) = Checker::default().defaults(&raw.defaults);
+    let defaults = check.flaky_settings(
+        &FlakySettings::default(),
+        &raw.defaults,
+        &node_path!["defaults"],
+        "defaults",
+    );
     let mut seen: HashMap<String, usize> = HashMap::new();
     let jobs: Vec<&str> = raw.jobs.iter().filter_map(|j| j.name.as_deref()).collect();
     let mut resolved = Vec::with_capacity(suites.len());
@@ -158,6 +180,8 @@ pub(super) fn resolve(raw: &schema::Manifest) -> Result<Vec<SuiteDef>, Vec<Findi
             .or(raw.defaults.isolation)
             .unwrap_or_default();
         let session = session(&mut check, index, suite, framework.as_ref(), isolation);
+        let at = node_path!["suites", index];
+        let flaky = check.flaky_settings(&defaults, suite, &at, &owner);
         resolved.push(SuiteDef {
             suite: Suite {
                 name,
@@ -176,6 +200,8 @@ pub(super) fn resolve(raw: &schema::Manifest) -> Result<Vec<SuiteDef>, Vec<Findi
             secret_env,
             isolation,
             session,
+            quarantine: flaky.quarantine,
+            new_tests: flaky.new_tests,
         });
     }
     if check.findings.is_empty() {

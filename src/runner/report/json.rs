@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::ser::Serializer;
 use serde_json::{Value, json};
 
-use super::{JobReport, RunReport, status_name};
+use super::{JobReport, RunReport, quarantined_outcome, status_name};
 use crate::dir_name::dir_name;
 use crate::suite::{TestEntry, TestRecord};
 
@@ -20,7 +20,23 @@ pub struct JsonReport<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     test_summary: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    tests: Option<Vec<TestEntry>>,
+    tests: Option<Vec<JsonTest>>,
+}
+
+/// One test: its entry, with what quarantine and the history add.
+#[derive(Serialize)]
+struct JsonTest {
+    #[serde(flatten)]
+    entry: TestEntry,
+    /// For a quarantined test (`status` is then `quarantined`): what it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<&'static str>,
+    /// Flaky runs per run seen, 0 to 1, where history exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flake_rate: Option<f64>,
+    /// Runs the history saw it in, this one included, where history exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runs_seen: Option<usize>,
 }
 
 #[derive(Serialize)]
@@ -86,10 +102,27 @@ impl RunReport {
                     "flaky": t.flaky,
                     "skipped": t.skipped,
                     "errors": t.errors,
+                    "quarantined": t.quarantined,
                 })
             }),
             tests: (!self.tests.is_empty())
-                .then(|| self.tests.iter().map(TestRecord::entry).collect()),
+                .then(|| self.tests.iter().map(|r| self.json_test(r)).collect()),
+        }
+    }
+
+    /// The JSON entry of `record`.
+    fn json_test(&self, record: &TestRecord) -> JsonTest {
+        let mut entry = record.entry();
+        let outcome = self.quarantine_of(record).map(|_| {
+            entry.status = "quarantined";
+            quarantined_outcome(record.status())
+        });
+        let view = self.record_view(record);
+        JsonTest {
+            entry,
+            outcome,
+            flake_rate: view.map(|v| (v.flake_rate * 1000.0).round() / 1000.0),
+            runs_seen: view.map(|v| v.runs_seen),
         }
     }
 
@@ -100,9 +133,12 @@ impl RunReport {
     /// process did not exit; `outputs_dir` is where `outputs` are, relative to `--outputs-dir`
     /// (null when none were brought back); `error` is why a job with status `error` could not
     /// run (null otherwise). A run with suites adds `test_summary` (`total`, `passed`, `failed`
-    /// (timed-out tests included), `flaky`, `skipped`, `errors`) and `tests`: `[{"suite", "id",
-    /// "status", "attempts", "duration_ms", "message", "workers"}]`, `status` one of `passed`,
-    /// `failed`, `flaky`, `skipped`, `error`, `timed_out`, `not_run`.
+    /// (timed-out tests included), `flaky`, `skipped`, `errors`, `quarantined`) and `tests`:
+    /// `[{"suite", "id", "status", "attempts", "duration_ms", "message", "workers"}]`, `status`
+    /// one of `passed`, `failed`, `flaky`, `skipped`, `error`, `timed_out`, `not_run`,
+    /// `quarantined` (with `"outcome"`: `passed`, `failed`, `flaky`, `skipped` or `error`);
+    /// where history exists each test adds `flake_rate` (flaky runs per run seen, 0 to 1) and
+    /// `runs_seen`.
     pub fn to_json(&self) -> Value {
         // Plain structs of strings and numbers always serialize.
         serde_json::to_value(self.json()).unwrap_or(Value::Null)

@@ -20,13 +20,14 @@ impl RunReport {
     ///
     /// A run with suites writes the suites' merged JUnit instead ([`junit::merged`]: a
     /// `<testsuite>` per suite group, a `<testcase>` per test), with the jobs' `<testsuite>`
-    /// after the suites' when it has jobs too (the top counts are then the tests').
+    /// after the suites' when it has jobs too (the top counts are then the tests'). A
+    /// quarantined test keeps its failure, marked by a `quarantined` property.
     pub fn to_junit(&self) -> String {
         let jobs = self.jobs_junit();
         if self.tests.is_empty() {
             return jobs;
         }
-        let mut xml = junit::merged(&self.tests);
+        let mut xml = junit::merged(&self.tests, |r| self.quarantine_of(r).is_some());
         if let (false, Some(start), Some(end)) = (
             self.jobs.is_empty(),
             jobs.find("  <testsuite "),

@@ -6,6 +6,7 @@
 
 mod destinations;
 mod github;
+mod history;
 mod json;
 pub(crate) mod junit;
 mod markdown;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 pub use destinations::check_destinations;
 pub use github::{add_masks, annotation, ci_line, fenced, group, output_file_text, step_outputs};
+pub use history::{ReportHistory, TestRecordView, quarantined_outcome};
 pub use json::JsonReport;
 pub use per_test::{FlakyResult, MAX_ERROR_ANNOTATIONS, TestSummary, test_line};
 
@@ -33,6 +35,10 @@ pub struct RunReport {
     pub suite_failures: Vec<crate::runner::suite_run::SuiteFailure>,
     /// Wall time of the run in milliseconds.
     pub wall_ms: u64,
+    /// What the history says of the tests (quarantine, records), once the run is recorded.
+    pub history: Option<ReportHistory>,
+    /// Per suite with `detect-new-flakes`: the new tests run several times, and those run once.
+    pub new_tests: Vec<crate::suite::new_tests::NewTestChecks>,
 }
 
 /// The final result of one job.

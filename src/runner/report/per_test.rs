@@ -46,6 +46,8 @@ pub struct TestSummary {
     pub skipped: usize,
     /// Could not run, or never finished.
     pub errors: usize,
+    /// Quarantined (whatever they did: their failure fails no run), counted here alone.
+    pub quarantined: usize,
 }
 
 impl TestSummary {
@@ -68,6 +70,18 @@ fn is_failure(record: &TestRecord) -> bool {
     )
 }
 
+impl RunReport {
+    /// Whether `record`'s failure counts against the run: it failed and is not quarantined.
+    fn fails(&self, record: &TestRecord) -> bool {
+        is_failure(record) && self.quarantine_of(record).is_none()
+    }
+
+    /// Whether `record`'s test was flaky and is not quarantined.
+    fn flagged_flaky(&self, record: &TestRecord) -> bool {
+        record.status() == FinalStatus::Flaky && self.quarantine_of(record).is_none()
+    }
+}
+
 /// The last attempt's message of a record, on one line.
 fn message(record: &TestRecord) -> String {
     record
@@ -79,9 +93,11 @@ fn message(record: &TestRecord) -> String {
 /// One line for a test's attempt as it ends, for the log: `FAILED suite: id - message`,
 /// `ERROR …`, `RETRY suite: id (attempt 1) - message` for a failure that runs again, `FLAKY
 /// suite: id (passed on attempt 2)`; the message's first line only. `None` for a test that
-/// passed or was skipped: the progress counts it.
+/// passed (a new test running again too) or was skipped: the progress counts it.
 pub fn test_line(ended: &TestEnded) -> Option<String> {
     let (word, note) = match ended.outcome {
+        // A new test checked for flakiness passed and runs again: the progress counts it.
+        None if ended.status == TestStatus::Passed => return None,
         None => ("RETRY", Some(format!("attempt {}", ended.attempt))),
         Some(FinalStatus::Passed | FinalStatus::Skipped) => return None,
         Some(FinalStatus::Flaky) => {
@@ -151,7 +167,7 @@ impl RunReport {
     /// [`MAX_LISTED_FAILURES`]), with the next lines of its message indented under it (at
     /// most [`MESSAGE_LINES`] in all). `None` when every test passed.
     pub fn failed_tests_text(&self) -> Option<String> {
-        let failures: Vec<&TestRecord> = self.tests.iter().filter(|r| is_failure(r)).collect();
+        let failures: Vec<&TestRecord> = self.tests.iter().filter(|r| self.fails(r)).collect();
         if failures.is_empty() {
             return None;
         }
@@ -203,6 +219,10 @@ impl RunReport {
             ..TestSummary::default()
         };
         for record in &self.tests {
+            if self.quarantine_of(record).is_some() {
+                s.quarantined += 1;
+                continue;
+            }
             *match record.status() {
                 FinalStatus::Passed => &mut s.passed,
                 // A test stopped at its timeout failed; its entry says `timed_out`.
@@ -217,9 +237,9 @@ impl RunReport {
 
     /// GitHub annotations for the tests: an `::error` for each of the first
     /// [`MAX_ERROR_ANNOTATIONS`] failures (the rest counted in a `::notice`), a `::warning`
-    /// for each flaky test.
+    /// for each flaky test, and one `::notice` for the quarantined tests that ran.
     pub fn test_annotations(&self) -> Vec<String> {
-        let failures: Vec<&TestRecord> = self.tests.iter().filter(|r| is_failure(r)).collect();
+        let failures: Vec<&TestRecord> = self.tests.iter().filter(|r| self.fails(r)).collect();
         let mut lines: Vec<String> = failures
             .iter()
             .take(MAX_ERROR_ANNOTATIONS)
@@ -241,7 +261,7 @@ impl RunReport {
         lines.extend(
             self.tests
                 .iter()
-                .filter(|r| r.status() == FinalStatus::Flaky)
+                .filter(|r| self.flagged_flaky(r))
                 .map(|r| {
                     format!(
                         "::warning title={}::flaky: failed, then passed on a retry",
@@ -249,6 +269,7 @@ impl RunReport {
                     )
                 }),
         );
+        lines.extend(self.quarantine_notice());
         lines
     }
 
@@ -259,9 +280,13 @@ impl RunReport {
         }
         let s = self.test_summary();
         let mut page = format!(
-            "\n### Tests\n\n{} tests: {} passed, {} failed, {} flaky, {} skipped, {} errors\n",
+            "\n### Tests\n\n{} tests: {} passed, {} failed, {} flaky, {} skipped, {} errors",
             s.total, s.passed, s.failed, s.flaky, s.skipped, s.errors
         );
+        if s.quarantined > 0 {
+            page.push_str(&format!(", {} quarantined", s.quarantined));
+        }
+        page.push('\n');
         for failure in &self.suite_failures {
             let fence = "`".repeat(longest_backtick_run(&failure.output).max(2) + 1);
             page.push_str(&format!(
@@ -283,13 +308,13 @@ impl RunReport {
         let lists: [(&str, Vec<&TestRecord>); 2] = [
             (
                 "Failures",
-                self.tests.iter().filter(|r| is_failure(r)).collect(),
+                self.tests.iter().filter(|r| self.fails(r)).collect(),
             ),
             (
                 "Flaky tests",
                 self.tests
                     .iter()
-                    .filter(|r| r.status() == FinalStatus::Flaky)
+                    .filter(|r| self.flagged_flaky(r))
                     .collect(),
             ),
         ];
@@ -304,16 +329,26 @@ impl RunReport {
                 page.push_str(&row(record));
             }
         }
+        page.push_str(&self.quarantine_markdown());
+        page.push_str(&self.new_tests_markdown());
+        page.push_str(&self.flakiest_markdown());
         let mut slowest: Vec<(&TestRecord, u64)> = self
             .tests
             .iter()
             .map(|r| (r, r.entry().duration_ms))
             .collect();
         slowest.sort_by_key(|s| std::cmp::Reverse(s.1));
-        page.push_str("\n#### Slowest tests\n\n| suite | test | time |\n|---|---|---|\n");
+        let with_trend = self.history.as_ref().is_some_and(|h| h.known);
+        page.push_str(match with_trend {
+            true => "\n#### Slowest tests\n\n| suite | test | time | trend |\n|---|---|---|---|\n",
+            false => "\n#### Slowest tests\n\n| suite | test | time |\n|---|---|---|\n",
+        });
         for (record, ms) in slowest.into_iter().take(SLOWEST) {
+            let trend = self
+                .trend(record, ms)
+                .map_or_else(String::new, |t| format!(" {t} |"));
             page.push_str(&format!(
-                "| {} | {} | {} |\n",
+                "| {} | {} | {} |{trend}\n",
                 cell(&record.suite),
                 cell(&record.case.id),
                 format_duration(std::time::Duration::from_millis(ms))
@@ -329,6 +364,6 @@ fn longest_backtick_run(text: &str) -> usize {
 }
 
 /// `text` as one markdown table cell.
-fn cell(text: &str) -> String {
+pub(super) fn cell(text: &str) -> String {
     one_line(text).replace('|', "\\|")
 }
