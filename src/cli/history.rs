@@ -32,7 +32,7 @@ pub async fn save_history(
 ) -> Result<(), Failure> {
     let source = args.history_source(cluster);
     history
-        .save(&source, store, &report.tests, say)
+        .save(&source, store, &report.tests, &report.batch_samples, say)
         .await
         .map_err(save_failure)
 }

@@ -5,6 +5,7 @@
 //! cluster secret both artifacts are sealed under the history keys of the secret alone
 //! ([`HistorySeal`]), named `ca-history-…`, so a later run with the same secret reads them.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use sha2::{Digest as _, Sha256};
@@ -18,6 +19,7 @@ use crate::credentials::SECRET_VAR;
 use crate::seal::SealError;
 use crate::store::ArtifactStore;
 use crate::suite::TestRecord;
+use crate::suite::batch_cost::BatchSample;
 
 /// Where a run's history is read from and kept, beside GitHub's artifacts.
 #[derive(Debug, Clone, Default)]
@@ -112,14 +114,16 @@ impl RunHistory {
         self.previous.clone().map(|p| (p, mode))
     }
 
-    /// Keeps this run's history of `tests`: the `--write-timings` file, and on GitHub the
-    /// `ca-timings` and this attempt's `ca-results` artifacts (uploaded with the store's
-    /// default retention); an artifact that cannot be kept is one line to `note`.
+    /// Keeps this run's history of `tests` and of its suites' batches (`batches`, per suite):
+    /// the `--write-timings` file, and on GitHub the `ca-timings` and this attempt's
+    /// `ca-results` artifacts (uploaded with the store's default retention); an artifact that
+    /// cannot be kept is one line to `note`.
     pub async fn save(
         &self,
         source: &HistorySource,
         store: Option<&ArtifactStore>,
         tests: &[TestRecord],
+        batches: &BTreeMap<String, Vec<BatchSample>>,
         mut note: impl FnMut(&str),
     ) -> Result<(), HistoryError> {
         if tests.is_empty() {
@@ -129,6 +133,9 @@ impl RunHistory {
         let outcomes = outcomes(tests, attempt);
         let mut timings = self.timings.clone();
         timings.record_run(self.run.as_ref().map(|r| r.run_id), &outcomes);
+        for (suite, samples) in batches {
+            timings.record_batches(suite, samples.iter().copied());
+        }
         if let Some(path) = &source.write_timings {
             local_file::write(path, &timings)?;
             note(&format!("timing history written to {}", path.display()));

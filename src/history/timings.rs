@@ -4,7 +4,9 @@
 //! count (a timeout or a crash says nothing about how long the test takes) and only the newest
 //! [`SAMPLES_KEPT`] durations are kept, so a test that got faster is believed soon. A test
 //! that no run has listed for [`FORGOTTEN_AFTER_RUNS`] runs (deleted, renamed) is dropped, so
-//! the history stays the size of the suite rather than of every test it ever had.
+//! the history stays the size of the suite rather than of every test it ever had. Per suite it
+//! also keeps what its newest batches cost beyond their tests ([`BatchSample`]), the planner's
+//! price of a batch.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::document::ArtifactDocument;
 use super::results::{TestOutcome, TestStatus};
 use crate::suite::TestKey;
+use crate::suite::batch_cost::{BatchCost, BatchSample};
 
 /// The format version this build writes and reads.
 pub const TIMINGS_VERSION: u32 = 1;
@@ -23,6 +26,8 @@ pub const SAMPLES_KEPT: usize = 3;
 /// a runner 1.1 GB), while one left out of a few runs (a filtered or cancelled run, a re-run of
 /// the failures) keeps its estimate.
 pub const FORGOTTEN_AFTER_RUNS: u64 = 20;
+/// How many batch samples are kept per suite (the newest).
+pub const BATCH_SAMPLES_KEPT: usize = 64;
 /// A duration above this (a week) is kept as this, so sums of estimates cannot overflow.
 pub const LONGEST_DURATION_MS: u64 = 7 * 24 * 3_600_000;
 /// The artifact's name prefix; [`timings_artifact_name`] adds the cluster and the workflow.
@@ -62,6 +67,8 @@ pub struct Timings {
     /// How many runs this history has recorded: the clock of [`TestTimings::seen`].
     runs: u64,
     tests: BTreeMap<TestKey, TestTimings>,
+    /// Per suite, what its newest batches cost beyond their tests, oldest first.
+    batches: BTreeMap<String, Vec<BatchSample>>,
 }
 
 /// One test's history.
@@ -74,8 +81,9 @@ struct TestTimings {
 }
 
 /// The JSON shape: `{"version": 1, "run_id": 123, "runs": 7, "tests": [{"suite", "id",
-/// "durations_ms", "seen"}]}` (a file without `runs` and `seen`, written before they were,
-/// reads as every test seen in its newest run).
+/// "durations_ms", "seen"}], "batches": [{"suite", "samples": [{"files", "overhead_ms"}]}]}`
+/// (a file without `runs` and `seen`, written before they were, reads as every test seen in
+/// its newest run; one without `batches` as no batch measured).
 #[derive(Serialize, Deserialize)]
 struct TimingsWire {
     version: u32,
@@ -84,6 +92,15 @@ struct TimingsWire {
     #[serde(default)]
     runs: u64,
     tests: Vec<TimingsEntry>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    batches: Vec<BatchesEntry>,
+}
+
+/// One suite's batch samples in the JSON.
+#[derive(Serialize, Deserialize)]
+struct BatchesEntry {
+    suite: String,
+    samples: Vec<BatchSample>,
 }
 
 /// One test's line in the JSON.
@@ -105,7 +122,11 @@ impl TryFrom<TimingsWire> for Timings {
             run_id: wire.run_id,
             runs: wire.runs,
             tests: BTreeMap::new(),
+            batches: BTreeMap::new(),
         };
+        for entry in wire.batches {
+            timings.record_batches(&entry.suite, entry.samples);
+        }
         for entry in wire.tests {
             let key = TestKey::new(entry.suite, entry.id);
             for ms in entry.durations_ms {
@@ -134,6 +155,11 @@ impl From<Timings> for TimingsWire {
                     durations_ms: test.samples,
                     seen: Some(test.seen),
                 })
+                .collect(),
+            batches: timings
+                .batches
+                .into_iter()
+                .map(|(suite, samples)| BatchesEntry { suite, samples })
                 .collect(),
         }
     }
@@ -171,6 +197,28 @@ impl Timings {
         }
     }
 
+    /// What a batch of `suite` costs beyond its tests, fitted to its kept batch samples; none
+    /// before any was measured.
+    pub fn batch_cost(&self, suite: &str) -> Option<BatchCost> {
+        BatchCost::fit(self.batches.get(suite).map_or(&[], Vec::as_slice))
+    }
+
+    /// Adds the batches one run measured of `suite`, keeping the newest
+    /// [`BATCH_SAMPLES_KEPT`].
+    pub fn record_batches(&mut self, suite: &str, samples: impl IntoIterator<Item = BatchSample>) {
+        let kept = self.batches.entry(suite.to_owned()).or_default();
+        kept.extend(samples.into_iter().map(|s| BatchSample {
+            overhead_ms: s.overhead_ms.min(LONGEST_DURATION_MS),
+            ..s
+        }));
+        if kept.len() > BATCH_SAMPLES_KEPT {
+            kept.drain(..kept.len() - BATCH_SAMPLES_KEPT);
+        }
+        if kept.is_empty() {
+            self.batches.remove(suite);
+        }
+    }
+
     /// How many tests have history.
     pub fn len(&self) -> usize {
         self.tests.len()
@@ -202,6 +250,11 @@ impl Timings {
         let runs = self.runs;
         self.tests
             .retain(|_, test| runs - test.seen < FORGOTTEN_AFTER_RUNS);
+        // A suite none of whose tests is left is forgotten with its batches.
+        let suites: std::collections::BTreeSet<&str> =
+            self.tests.keys().map(|k| k.suite.as_str()).collect();
+        self.batches
+            .retain(|suite, _| suites.contains(suite.as_str()));
         self.run_id = run_id;
     }
 
@@ -321,6 +374,36 @@ mod tests {
         assert_eq!(huge.samples(&key("a")), &[LONGEST_DURATION_MS]);
         let zipped = timings.to_artifact_zip().unwrap();
         assert_eq!(Timings::from_artifact_zip(&zipped).unwrap(), timings);
+    }
+
+    #[test]
+    fn batch_samples_are_kept_per_suite_newest_first_and_forgotten_with_the_suite() {
+        let mut timings = Timings::default();
+        let passed = outcome(TestStatus::Passed, 5);
+        timings.record_run(None, [(&key("a"), &passed)]);
+        assert_eq!(timings.batch_cost("s"), None);
+        let sample = |files, overhead_ms| BatchSample { files, overhead_ms };
+        timings.record_batches("s", (0..70).map(|i| sample(1, 1_000 + i)));
+        timings.record_batches("other", [sample(2, 10)]);
+        // The newest 64 of s: 1,006 to 1,069 ms, one file each.
+        let cost = timings.batch_cost("s").unwrap();
+        assert_eq!((cost.start_ms, cost.per_file_ms), (1_038, 0));
+        let back = Timings::from_json(&timings.to_json()).unwrap();
+        assert_eq!(back, timings);
+        // A file written before batches were kept reads as none measured, and one without
+        // batches writes none.
+        let old = br#"{"version":1,"tests":[{"suite":"s","id":"a","durations_ms":[3]}]}"#;
+        let old = Timings::from_json(old).unwrap();
+        assert_eq!(old.batch_cost("s"), None);
+        assert!(
+            !String::from_utf8(old.to_json())
+                .unwrap()
+                .contains("batches")
+        );
+        // A suite with no test left in the history loses its batches at the next run.
+        timings.record_run(None, [(&key("a"), &passed)]);
+        assert_eq!(timings.batch_cost("other"), None);
+        assert!(timings.batch_cost("s").is_some());
     }
 
     #[test]

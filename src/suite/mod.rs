@@ -19,6 +19,7 @@
 //! the records of every batch and attempt as one JUnit XML. [`plan`] packs a suite's tests
 //! (each a [`TestKey`]) into batches from their estimates, and [`makespan`] measures a plan.
 
+pub mod batch_cost;
 mod command;
 mod error;
 mod gotest;
