@@ -23,7 +23,7 @@ use crate::proto::{JobIndex, JobOutcome, JobSpec, JobStatus, SecretEnv, Submissi
 use crate::runner::manifest::SuiteDef;
 use crate::runner::report::{last_lines, without_escapes};
 use crate::suite::TestKey;
-use crate::suite::batch_cost::BatchSample;
+use crate::suite::batch_cost::{BatchCost, BatchSample};
 use crate::suite::plan::{PlanTest, estimate_tests, plan_batches};
 use crate::suite::{
     ATTEMPT_ENV, FinalStatus, Listing, REPORT_ENV, Split, TestCase, TestRecord, TestResult,
@@ -280,13 +280,16 @@ impl SuiteRun {
                         Split::File => Some(case.file.clone().unwrap_or(case.group.clone())),
                         Split::Test => None,
                     },
+                    file: case.file.clone(),
                 })
                 .collect();
             let target = suite.def.batch.map(|d| d.as_millis() as u64);
+            let cost = (self.timings.batch_cost(name)).unwrap_or(BatchCost::UNMEASURED);
             let batches = plan_batches(
                 estimate_tests(tests, |key| self.timings.estimate_ms(key)),
                 target,
                 slots,
+                cost,
             );
             plans.push(
                 batches
