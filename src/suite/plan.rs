@@ -41,9 +41,14 @@ pub const SMALLEST_BATCH_MS: u64 = 2_000;
 /// many batches per slot: its estimates are good enough that balance needs few batches.
 pub const MAX_BATCHES_PER_SLOT: usize = 4;
 /// How far off a measured plan's estimates are taken to be when plans are compared: each
-/// batch's time is its estimate times e^(σ·z), z standard normal, with this σ (a batch 25 %
-/// slower or faster than its history is common: another machine, a busy neighbour).
+/// test's time is its estimate times e^(σ·z), z standard normal, with this σ (a test 25 %
+/// slower or faster than its history is common: another machine, a busy neighbour). A batch
+/// of many tests is off by less than each of them; one of a long test by as much.
 pub const ESTIMATE_SPREAD: f64 = 0.25;
+/// How far off a whole batch is taken to be beyond its tests' own errors: the machine it lands
+/// on (its speed, its neighbours, a late start) is the same for all of its tests. Its time is
+/// further multiplied by e^(σ·z) with this σ.
+pub const MACHINE_SPREAD: f64 = 0.1;
 /// How many draws of those errors a plan's predicted makespan is the mean of.
 pub const SPREAD_DRAWS: u64 = 32;
 /// Without a target, a batch is at least this many times its cost (start and collection), so
@@ -366,6 +371,11 @@ fn plan_measured(units: Vec<Unit>, slots: usize, cost: BatchCost) -> Vec<Batch> 
 /// A batch of a measured plan, with its predicted time (its tests and its cost).
 struct PlannedBatch {
     batch: Batch,
+    /// Its units' estimates.
+    units_ms: Vec<u64>,
+    /// What it costs beyond them.
+    cost_ms: u64,
+    /// Both together.
     ms: u64,
 }
 
@@ -397,7 +407,7 @@ fn cut_slots(work: &[SlotWork], per_slot: usize, cost: BatchCost) -> Vec<Planned
 fn cut(units: &[Unit], ms: u64, pieces: usize, cost: BatchCost) -> Vec<PlannedBatch> {
     let weights: u64 = (1..=pieces as u64).sum();
     let mut batches = Vec::new();
-    let mut current = (empty_batch(), BTreeSet::<usize>::new());
+    let mut current = (empty_batch(), BTreeSet::<usize>::new(), Vec::<u64>::new());
     let mut done_ms = 0u64;
     let mut goal_ms = 0u64;
     let mut piece = 0;
@@ -406,7 +416,7 @@ fn cut(units: &[Unit], ms: u64, pieces: usize, cost: BatchCost) -> Vec<PlannedBa
             if !current.0.tests.is_empty() {
                 batches.push(std::mem::replace(
                     &mut current,
-                    (empty_batch(), BTreeSet::new()),
+                    (empty_batch(), BTreeSet::new(), Vec::new()),
                 ));
             }
             piece += 1;
@@ -414,7 +424,8 @@ fn cut(units: &[Unit], ms: u64, pieces: usize, cost: BatchCost) -> Vec<PlannedBa
             let share: u64 = (0..piece as u64).map(|i| pieces as u64 - i).sum();
             goal_ms = ms.saturating_mul(share) / weights;
         }
-        let (batch, files) = &mut current;
+        let (batch, files, units_ms) = &mut current;
+        units_ms.push(unit.ms);
         batch.tests.extend(unit.tests.iter().cloned());
         batch.estimate_ms = batch.estimate_ms.saturating_add(unit.ms);
         files.extend(unit.files.iter().copied());
@@ -425,15 +436,21 @@ fn cut(units: &[Unit], ms: u64, pieces: usize, cost: BatchCost) -> Vec<PlannedBa
     }
     batches
         .into_iter()
-        .map(|(batch, files)| PlannedBatch {
-            ms: batch.estimate_ms.saturating_add(cost.ms(files.len())),
-            batch,
+        .map(|(batch, files, units_ms)| {
+            let cost_ms = cost.ms(files.len());
+            PlannedBatch {
+                ms: batch.estimate_ms.saturating_add(cost_ms),
+                batch,
+                units_ms,
+                cost_ms,
+            }
         })
         .collect()
 }
 
 /// When `plan` (in dispatch order) is predicted to end on `slots` slots: the mean, over
-/// [`SPREAD_DRAWS`] seeded draws of each batch's error ([`ESTIMATE_SPREAD`]), of the makespan
+/// [`SPREAD_DRAWS`] seeded draws of each test's error ([`ESTIMATE_SPREAD`]) and each batch's
+/// ([`MACHINE_SPREAD`]), of the makespan
 /// of a queue handing the batches out in order. A plan with one batch per slot has no room to
 /// even out a batch that runs long; one with many pays more starts.
 fn predicted_makespan_ms(plan: &[PlannedBatch], slots: usize) -> u64 {
@@ -442,7 +459,13 @@ fn predicted_makespan_ms(plan: &[PlannedBatch], slots: usize) -> u64 {
     for _ in 0..SPREAD_DRAWS {
         let drawn: Vec<u64> = plan
             .iter()
-            .map(|b| (b.ms as f64 * (ESTIMATE_SPREAD * standard_normal(&mut rng)).exp()) as u64)
+            .map(|b| {
+                let tests: f64 = (b.units_ms.iter())
+                    .map(|&ms| ms as f64 * (ESTIMATE_SPREAD * standard_normal(&mut rng)).exp())
+                    .sum();
+                let machine = (MACHINE_SPREAD * standard_normal(&mut rng)).exp();
+                b.cost_ms.saturating_add((tests * machine) as u64)
+            })
             .collect();
         sum = sum.saturating_add(makespan_ms(&drawn, slots));
     }
