@@ -1,11 +1,10 @@
 //! Packing a suite's tests into batches: the unit of work a worker runs with one framework
 //! invocation. Batches are filled longest test first so the long ones start early and the
 //! small ones fill the end; tests without history go first of all (a new slow test must not be
-//! the last to start), those of the files with the most tests first among equal estimates
-//! (where a long unknown test most likely is). No batch holds more than an even share of the
-//! suite (total / slots), so every slot gets work, and batches shrink toward the end (the
-//! remaining work per slot) so the slots finish together. A `split: file` group stays in one
-//! batch.
+//! the last to start). No batch holds more than an even share of the suite (total / slots), so
+//! every slot gets work, and batches shrink toward the end (the remaining work per slot) so the
+//! slots finish together; without a target set, a batch is at least ten times what it costs
+//! beyond its tests. A `split: file` group stays in one batch.
 //!
 //! A suite whose every test has history (and no `batch` target) is planned over the slots
 //! instead (`plan_measured`): its tests go to the slots longest first, each to the slot that
@@ -16,9 +15,7 @@
 //! batches where starts are costly, more where they are cheap.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -175,27 +172,19 @@ struct Unit {
     guessed: bool,
     /// The files its tests come from (indices into the suite's files), sorted.
     files: Vec<usize>,
-    /// The most tests any of its files has in the suite: among guesses, the order.
-    file_tests: usize,
 }
 
 /// Tests of the same suite and group become one unit; the rest one unit each.
 fn units(tests: Vec<Estimated>) -> Vec<Unit> {
     let mut file_index: BTreeMap<(String, String), usize> = BTreeMap::new();
-    let mut file_tests: Vec<usize> = Vec::new();
     let mut units: Vec<Unit> = Vec::new();
     let mut group_unit: BTreeMap<(String, String), usize> = BTreeMap::new();
     for Estimated { test, estimate } in tests {
         let file = test.file.map(|file| {
             let next = file_index.len();
-            let index = *file_index
+            *file_index
                 .entry((test.key.suite.clone(), file))
-                .or_insert(next);
-            if index == file_tests.len() {
-                file_tests.push(0);
-            }
-            file_tests[index] += 1;
-            index
+                .or_insert(next)
         });
         let slot = test.group.map(|group| {
             let next = units.len();
@@ -217,7 +206,6 @@ fn units(tests: Vec<Estimated>) -> Vec<Unit> {
                     ms: estimate.ms(),
                     guessed: estimate.is_guess(),
                     files: Vec::new(),
-                    file_tests: 0,
                 });
                 units.last_mut().expect("just pushed")
             }
@@ -229,18 +217,12 @@ fn units(tests: Vec<Estimated>) -> Vec<Unit> {
             unit.files.sort_unstable();
         }
     }
-    for unit in &mut units {
-        unit.file_tests = (unit.files.iter().map(|&f| file_tests[f]))
-            .max()
-            .unwrap_or(0);
-    }
     units
 }
 
 /// Packs one suite's estimated tests into batches, in dispatch order; a batch costs `cost`
 /// beyond its tests. Every test is in exactly one batch. Units (tests, or groups) are taken
-/// guessed first, then longest first, then those of the files with the most tests first, and
-/// added to the open batch while it stays within its cap: the remaining work per slot, between
+/// guessed first, then longest first, and added to the open batch while it stays within its cap: the remaining work per slot, between
 /// [`SMALLEST_BATCH_MS`] and the target (`target_ms`, or [`default_target_ms`]), which is never
 /// above total / slots. A unit larger than the cap is a batch of its own.
 ///
@@ -256,7 +238,6 @@ pub fn plan_batches(
     units.sort_by(|a, b| {
         (b.guessed.cmp(&a.guessed))
             .then(b.ms.cmp(&a.ms))
-            .then(b.file_tests.cmp(&a.file_tests))
             .then_with(|| a.tests.cmp(&b.tests))
     });
     if target_ms.is_none() && units.iter().all(|u| !u.guessed) {
@@ -731,26 +712,6 @@ mod tests {
                 .iter()
                 .all(|e| e.estimate == Estimate::Guessed(DEFAULT_ESTIMATE_MS))
         );
-    }
-
-    #[test]
-    fn without_history_the_files_with_the_most_tests_go_first() {
-        let in_file = |id: &str, file: &str| {
-            let mut test = with(id, None, Estimate::Guessed(DEFAULT_ESTIMATE_MS));
-            test.test.file = Some(file.into());
-            test
-        };
-        let tests = vec![
-            in_file("a1", "a.py"),
-            in_file("b1", "b.py"),
-            in_file("b2", "b.py"),
-            in_file("b3", "b.py"),
-            in_file("c1", "c.py"),
-            in_file("c2", "c.py"),
-        ];
-        let batches = plan_batches(tests, Some(1_000), 2, FREE);
-        let order: Vec<&str> = ids(&batches).into_iter().flatten().collect();
-        assert_eq!(order, ["b1", "b2", "b3", "c1", "c2", "a1"]);
     }
 
     #[test]
