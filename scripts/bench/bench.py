@@ -356,9 +356,10 @@ def suite_heavy(binary, n, total_s, tmp, results):
     assert xdist.returncode == 0, f"pytest -n {slots} failed:\n{xdist.stdout[-2000:]}"
     results["_suite_heavy_xdist_s"] = round(xdist_s, 2)
     timings = tmp / "suite-heavy-timings.json"
+    after = tmp / "suite-heavy-timings-after.json"
     report = tmp / "suite-heavy-report.json"
     for key, extra in [("first", ["--write-timings", str(timings)]),
-                       ("history", ["--timings", str(timings)])]:
+                       ("history", ["--timings", str(timings), "--write-timings", str(after)])]:
         argv = [binary, "local", "--workers", str(workers), "--slots", str(per_worker),
                 "--report-json", str(report)] + extra + ["--pytest", "tests"]
         start = time.monotonic()
@@ -379,6 +380,15 @@ def suite_heavy(binary, n, total_s, tmp, results):
             results["_suite_heavy_long_test_position"] = ids.index(long_id)
             results["_suite_heavy_lb_s"] = round(lb, 2)
     results["_suite_heavy_xdist_ratio_lb"] = round(xdist_s / results["_suite_heavy_lb_s"], 3)
+    # The batches each run measured (those that ran all their tests; the history keeps them):
+    # how many, and what one cost beyond its tests on average.
+    first = [s for b in json.loads(timings.read_text()).get("batches", []) for s in b["samples"]]
+    both = [s for b in json.loads(after.read_text()).get("batches", []) for s in b["samples"]]
+    for key, samples in [("first", first), ("history", both[len(first):])]:
+        results[f"_suite_heavy_batches_{key}"] = len(samples)
+        if samples:
+            results[f"_suite_heavy_batch_overhead_{key}_s"] = \
+                round(sum(s["overhead_ms"] for s in samples) / len(samples) / 1000, 2)
 
 
 def latency_hiding(binary, n, tmp, results):
