@@ -5,10 +5,11 @@
 # Builds the release binary, prints a table, rewrites the figures in BENCHMARKS.md and writes
 # them to bench/results.json in cargo's target directory (CARGO_TARGET_DIR, default target/).
 # --quick runs each scenario smaller (a smoke check); --only runs just the named scenarios
-# (dispatch, balance, latency, suite, github_latency, layer, memory, idle) and updates just
-# their figures in BENCHMARKS.md. suite runs pytest, which this installs into .cache/venv first
-# (scripts/lib/tools.sh, shared with scripts/test.sh).
-# The full run takes about 11 minutes on 2 cores (idle alone about 4, suite about 4).
+# (dispatch, balance, latency, suite, suite_heavy, github_latency, layer, memory, idle) and
+# updates just their figures in BENCHMARKS.md. suite runs pytest and suite_heavy pytest-xdist,
+# which this installs into .cache/venv first (scripts/lib/tools.sh, shared with scripts/test.sh).
+# The full run takes about 13 minutes on 2 cores (idle alone about 4, suite about 4, suite_heavy
+# about 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/tools.sh
@@ -23,13 +24,13 @@ while [ $# -gt 0 ]; do
       [ $# -gt 0 ] || { echo "scripts/bench.sh: --only needs a scenario list" >&2; exit 2; }
       only=(--only "$1")
       shift ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "scripts/bench.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
-# The suite scenario (run unless --only leaves it out) needs python with pytest.
-if [ ${#only[@]} -eq 0 ] || [[ ",${only[1]}," == *,suite,* ]]; then
-  install_pytest
+# The suite scenarios (run unless --only leaves them out) need python with pytest (and xdist).
+if [ ${#only[@]} -eq 0 ] || [[ ",${only[1]}," =~ ,suite(_heavy)?, ]]; then
+  install_pytest_xdist
   export_test_tools
 fi
 cargo build --release --quiet

@@ -16,14 +16,15 @@
 //! set-up ([`choose`]). Pure: no I/O.
 
 use std::cmp::Reverse;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::history::sizing::PredictionCheck;
 use crate::history::timings::Timings;
 use crate::runner::manifest::SuiteDef;
+use crate::suite::batch_cost::BatchCost;
 use crate::suite::makespan::makespan_ms;
 use crate::suite::plan::{Estimated, PlanTest, estimate_tests, plan_batches};
-use crate::suite::{Split, TestCase, TestKey, TestRecord};
+use crate::suite::{TestCase, TestKey, TestRecord};
 
 /// The per-batch cost of a suite whose cost no run measured: about a small framework's start
 /// (an interpreter and its collection).
@@ -40,25 +41,36 @@ pub struct SuiteWork {
     pub tests: Vec<Estimated>,
     /// The suite's `batch:` target, if it sets one.
     pub batch_target_ms: Option<u64>,
-    /// What one batch costs beyond its tests.
-    pub batch_cost_ms: u64,
+    /// What one batch costs beyond its tests: measured by earlier runs, else
+    /// [`DEFAULT_BATCH_COST_MS`] to start.
+    pub batch_cost: BatchCost,
+    /// Whether `batch_cost` was measured (the history had batches of the suite).
+    pub cost_measured: bool,
 }
 
 impl SuiteWork {
     /// The tests `cases` of the suite `def`, estimated from `timings` as the runner would.
     pub fn estimated(def: &SuiteDef, cases: &[TestCase], timings: &Timings) -> Self {
-        let tests = cases.iter().map(|case| plan_test(def, case)).collect();
-        Self::of(def, estimate_tests(tests, |key| timings.estimate_ms(key)))
+        let tests = (cases.iter())
+            .map(|case| PlanTest::of(&def.suite.name, def.split, case))
+            .collect();
+        let estimated = estimate_tests(tests, |key| timings.estimate_ms(key));
+        Self::of(def, estimated, timings.batch_cost(&def.suite.name))
     }
 
-    /// The suite `def` with `tests`, at the default per-batch cost.
-    fn of(def: &SuiteDef, tests: Vec<Estimated>) -> Self {
+    /// The suite `def` with `tests`, at its measured per-batch cost (else the default).
+    fn of(def: &SuiteDef, tests: Vec<Estimated>, measured: Option<BatchCost>) -> Self {
+        let default = BatchCost {
+            start_ms: DEFAULT_BATCH_COST_MS,
+            per_file_ms: 0,
+        };
         Self {
             tests,
             batch_target_ms: def
                 .batch
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            batch_cost_ms: DEFAULT_BATCH_COST_MS,
+            batch_cost: measured.unwrap_or(default),
+            cost_measured: measured.is_some(),
         }
     }
 
@@ -72,17 +84,6 @@ impl SuiteWork {
         self.tests
             .iter()
             .fold(0, |sum, t| sum.saturating_add(t.estimate.ms()))
-    }
-}
-
-/// `case` of `def` as the planner takes it: a `split: file` suite groups a file's tests.
-fn plan_test(def: &SuiteDef, case: &TestCase) -> PlanTest {
-    PlanTest {
-        key: TestKey::new(&def.suite.name, &case.id),
-        group: match def.split {
-            Split::File => Some(case.file.clone().unwrap_or_else(|| case.group.clone())),
-            Split::Test => None,
-        },
     }
 }
 
@@ -113,13 +114,22 @@ fn makespan_of(suites: &[SuiteWork], slots: usize, took: impl Fn(&TestKey) -> Op
             let estimates: BTreeMap<&TestKey, u64> = (suite.tests.iter())
                 .map(|t| (&t.test.key, t.estimate.ms()))
                 .collect();
-            let planned = plan_batches(suite.tests.clone(), suite.batch_target_ms, slots);
+            let files: BTreeMap<&TestKey, Option<&String>> = (suite.tests.iter())
+                .map(|t| (&t.test.key, t.test.file.as_ref()))
+                .collect();
+            let cost = suite.batch_cost;
+            let planned = plan_batches(suite.tests.clone(), suite.batch_target_ms, slots, cost);
             let work = |key: &TestKey| took(key).or(estimates.get(key).copied()).unwrap_or(0);
             planned
                 .into_iter()
                 .map(|b| {
-                    let ms =
-                        (b.tests.iter().map(work)).fold(suite.batch_cost_ms, u64::saturating_add);
+                    let touched: BTreeSet<Option<&String>> = b
+                        .tests
+                        .iter()
+                        .filter_map(|k| files.get(k).copied())
+                        .collect();
+                    let ms = (b.tests.iter().map(work))
+                        .fold(cost.ms(touched.len()), u64::saturating_add);
                     (b.guessed, b.estimate_ms, ms)
                 })
                 .collect::<Vec<_>>()
@@ -310,12 +320,17 @@ mod tests {
                     test: PlanTest {
                         key: TestKey::new("s", format!("t{i:03}")),
                         group: None,
+                        file: None,
                     },
                     estimate: Estimate::Measured(ms),
                 })
                 .collect(),
             batch_target_ms: None,
-            batch_cost_ms,
+            batch_cost: BatchCost {
+                start_ms: batch_cost_ms,
+                per_file_ms: 0,
+            },
+            cost_measured: true,
         }
     }
 
@@ -329,16 +344,20 @@ mod tests {
     /// The batches the runner would send for `suite` on `slots` slots, as actual work.
     fn dispatched(suite: &SuiteWork, actual: &[u64], slots: usize) -> Vec<u64> {
         let index = |key: &TestKey| key.id[1..].parse::<usize>().unwrap();
-        let mut batches: Vec<(u64, u64)> =
-            plan_batches(suite.tests.clone(), suite.batch_target_ms, slots)
-                .iter()
-                .map(|b| {
-                    (
-                        b.estimate_ms,
-                        b.tests.iter().map(|k| actual[index(k)]).sum(),
-                    )
-                })
-                .collect();
+        let mut batches: Vec<(u64, u64)> = plan_batches(
+            suite.tests.clone(),
+            suite.batch_target_ms,
+            slots,
+            suite.batch_cost,
+        )
+        .iter()
+        .map(|b| {
+            (
+                b.estimate_ms,
+                b.tests.iter().map(|k| actual[index(k)]).sum(),
+            )
+        })
+        .collect();
         batches.sort_by_key(|&(estimate, _)| Reverse(estimate));
         batches.into_iter().map(|(_, work)| work).collect()
     }
@@ -493,7 +512,11 @@ mod tests {
                 })
                 .collect(),
             batch_target_ms: None,
-            batch_cost_ms: 0,
+            batch_cost: BatchCost {
+                start_ms: 0,
+                per_file_ms: 0,
+            },
+            cost_measured: true,
         };
         // One slot: one batch of 3 s; the run took 5 s: 2 s of set-up.
         let took = took(&[1_000, 2_000]);

@@ -6,7 +6,7 @@ memory and the service's request counters can be read) on this machine.
 
 Prints a table, writes the figures to OUT_JSON and rewrites OUT_MD (BENCHMARKS.md; "-" for
 none). --only runs just the named scenarios and updates just their figures in OUT_MD (dispatch, balance, latency, suite,
-github_latency, layer, memory, idle).
+suite_heavy, github_latency, layer, memory, idle).
 Standard library only.
 """
 import hashlib
@@ -309,6 +309,88 @@ def suite_scenario(binary, n, total_s, tmp, results):
     results["_suite_ratio_static_count_simulated"] = round(max(sums) / lb, 3)
 
 
+def heavy_suite(root, n, total_s, slots, files=16, seed=20261206):
+    """Writes a heavy-tailed pytest suite under `root`: n tests in `files` files of 4 to 24
+    tests each (seeded), one test (at a seeded position) lasting a quarter of a slot's share
+    (total_s / slots / 4), the others lognormal (sigma 1) making up the rest of total_s; every
+    file sleeps 0.1 to 0.5 s when imported (its collection cost). Returns the node ids in
+    collection order and the long test's id."""
+    rng = random.Random(seed)
+    (root / "tests").mkdir(parents=True)
+    (root / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\n")
+    weights = [rng.uniform(4, 24) for _ in range(files)]
+    counts = [max(1, round(w * n / sum(weights))) for w in weights]
+    counts[-1] += n - sum(counts)
+    long_s = total_s / slots / 4
+    raw = [rng.lognormvariate(0.0, 1.0) for _ in range(n - 1)]
+    rest = [r * (total_s - long_s) / sum(raw) for r in raw]
+    long_at = rng.randrange(n)
+    durations = rest[:long_at] + [long_s] + rest[long_at:]
+    ids, i = [], 0
+    for f, count in enumerate(counts):
+        name = f"tests/test_h{f:02}.py"
+        body = ["import time", "", f"time.sleep({rng.uniform(0.1, 0.5):.3f})  # the file's collection cost", ""]
+        for _ in range(count):
+            body += ["", f"def test_{i:03}():", f"    time.sleep({durations[i]:.3f})", ""]
+            ids.append(f"{name}::test_{i:03}")
+            i += 1
+        (root / name).write_text("\n".join(body))
+    return ids, ids[long_at]
+
+
+def suite_heavy(binary, n, total_s, tmp, results):
+    """A heavy-tailed pytest suite (heavy_suite) on `cluster-action local --workers 2 --slots 2`
+    without history and with the history that run wrote, beside `pytest -n 4` (pytest-xdist,
+    load scheduling) on the same 4 slots of this machine. Each ratio is a wall time over
+    xdist's, the processes' whole lives (listing, start-up and reporting included)."""
+    tools = pytest_tools()
+    root = tmp / "suite_heavy"
+    workers, per_worker = 2, 2
+    slots = workers * per_worker
+    ids, long_id = heavy_suite(root, n, total_s, slots)
+    env = dict(os.environ, PATH=f"{tools}:{os.environ.get('PATH', '')}")
+    start = time.monotonic()
+    xdist = subprocess.run(["python", "-m", "pytest", "-q", "-n", str(slots), "tests"], cwd=root, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    xdist_s = time.monotonic() - start
+    assert xdist.returncode == 0, f"pytest -n {slots} failed:\n{xdist.stdout[-2000:]}"
+    results["_suite_heavy_xdist_s"] = round(xdist_s, 2)
+    timings = tmp / "suite-heavy-timings.json"
+    after = tmp / "suite-heavy-timings-after.json"
+    report = tmp / "suite-heavy-report.json"
+    for key, extra in [("first", ["--write-timings", str(timings)]),
+                       ("history", ["--timings", str(timings), "--write-timings", str(after)])]:
+        argv = [binary, "local", "--workers", str(workers), "--slots", str(per_worker),
+                "--report-json", str(report)] + extra + ["--pytest", "tests"]
+        start = time.monotonic()
+        code = subprocess.run(argv, cwd=root, env=env, stdout=subprocess.DEVNULL,
+                              stderr=open(tmp / f"suite-heavy-{key}.log", "wb")).returncode
+        wall = time.monotonic() - start
+        assert code == 0, f"suite_heavy run ({key}) failed ({code}); see its log"
+        tests = json.loads(report.read_text())["tests"]
+        took = {t["id"]: t["duration_ms"] / 1000 for t in tests}
+        assert sorted(took) == sorted(ids) and all(t["status"] == "passed" for t in tests), \
+            f"suite_heavy run ({key}): not every test passed once"
+        results[f"suite_heavy_ratio_xdist_{key}"] = round(wall / xdist_s, 3)
+        results[f"_suite_heavy_{key}_s"] = round(wall, 2)
+        if key == "first":
+            lb = max(sum(took.values()) / slots, max(took.values()))
+            results["_suite_heavy_work_s"] = round(sum(took.values()), 1)
+            results["_suite_heavy_longest_test_s"] = round(took[long_id], 2)
+            results["_suite_heavy_long_test_position"] = ids.index(long_id)
+            results["_suite_heavy_lb_s"] = round(lb, 2)
+    results["_suite_heavy_xdist_ratio_lb"] = round(xdist_s / results["_suite_heavy_lb_s"], 3)
+    # The batches each run measured (those that ran all their tests; the history keeps them):
+    # how many, and what one cost beyond its tests on average.
+    first = [s for b in json.loads(timings.read_text()).get("batches", []) for s in b["samples"]]
+    both = [s for b in json.loads(after.read_text()).get("batches", []) for s in b["samples"]]
+    for key, samples in [("first", first), ("history", both[len(first):])]:
+        results[f"_suite_heavy_batches_{key}"] = len(samples)
+        if samples:
+            results[f"_suite_heavy_batch_overhead_{key}_s"] = \
+                round(sum(s["overhead_ms"] for s in samples) / len(samples) / 1000, 2)
+
+
 def latency_hiding(binary, n, tmp, results):
     path = manifest(tmp / "latency.yml", [{"name": f"l{i}", "run": "sleep 0.5"} for i in range(n)])
     with cluster(binary, latency_ms=200) as c:
@@ -423,9 +505,9 @@ def main():
     only = set(rest[rest.index("--only") + 1].split(",")) if "--only" in rest else None
     LOCAL_FLAGS = subprocess.check_output([binary, "selftest", "local-flags"], text=True).split()
     size = dict(dispatch=200, balance=(60, 20), latency=40, github_latency=40, layer=20, memory=10_000,
-                idle=(3, 10), suite=(60, 15)) if quick else \
+                idle=(3, 10), suite=(60, 15), suite_heavy=(60, 16)) if quick else \
         dict(dispatch=2000, balance=(300, 120), latency=200, github_latency=300, layer=200, memory=100_000,
-             idle=(65, 60), suite=(400, 480))
+             idle=(65, 60), suite=(400, 480), suite_heavy=(200, 120))
     results = {}
     timings = {}
     with tempfile.TemporaryDirectory(prefix="ca-bench-") as d:
@@ -435,6 +517,7 @@ def main():
             ("balance", lambda: balance(binary, *size["balance"], tmp, results)),
             ("latency", lambda: latency_hiding(binary, size["latency"], tmp, results)),
             ("suite", lambda: suite_scenario(binary, *size["suite"], tmp, results)),
+            ("suite_heavy", lambda: suite_heavy(binary, *size["suite_heavy"], tmp, results)),
             ("github_latency", lambda: github_latency(binary, size["github_latency"], tmp, results)),
             ("layer", lambda: layer_distribution(binary, size["layer"], tmp, results)),
             ("memory", lambda: memory(binary, size["memory"], tmp, results)),

@@ -1,5 +1,5 @@
 # The test frameworks the tests (scripts/test.sh) and the benchmarks (scripts/bench.sh) run,
-# installed into the checkout only when missing: pytest from PyPI into the virtualenv
+# installed into the checkout only when missing: pytest (and pytest-xdist) from PyPI into the virtualenv
 # .cache/venv, go (Debian's golang-go, with apt-get), cargo-nextest (`cargo install --locked`),
 # jest, vitest and @playwright/test from npm into tests/frameworks/node_modules (npm ci, pinned by
 # its lock file) and Debian's ruby, ruby-rspec, ruby-minitest and chromium (with apt-get; the
@@ -9,12 +9,22 @@
 
 TOOLS_VENV=.cache/venv
 PYTEST_VERSION=9.2.0
+PYTEST_XDIST_VERSION=3.8.0
 
 # pytest $PYTEST_VERSION in $TOOLS_VENV (made first if need be).
 install_pytest() {
   [ -x "$TOOLS_VENV/bin/python" ] || python3 -m venv "$TOOLS_VENV"
   if ! "$TOOLS_VENV/bin/python" -m pytest --version 2>/dev/null | grep -q "$PYTEST_VERSION"; then
     "$TOOLS_VENV/bin/pip" install --quiet --disable-pip-version-check "pytest==$PYTEST_VERSION"
+  fi
+}
+
+# pytest-xdist $PYTEST_XDIST_VERSION in $TOOLS_VENV beside pytest (the benchmarks' heavy-tailed
+# suite compares a cluster with `pytest -n N`).
+install_pytest_xdist() {
+  install_pytest
+  if ! "$TOOLS_VENV/bin/python" -m pip show pytest-xdist 2>/dev/null | grep -q "^Version: $PYTEST_XDIST_VERSION$"; then
+    "$TOOLS_VENV/bin/pip" install --quiet --disable-pip-version-check "pytest-xdist==$PYTEST_XDIST_VERSION"
   fi
 }
 

@@ -52,6 +52,7 @@ pub async fn save_history(
             &source,
             store,
             &report.tests,
+            &report.batch_samples,
             |suite| policies.get(suite),
             say,
         )

@@ -146,10 +146,17 @@ fn planned(args: &PlanArgs, history: &RunHistory, work: &[SuiteWork], slots: u32
              suite's median)",
             ms(total)
         ),
-        format!(
-            "per-batch cost: {} (a default: the history has no measured cost)",
-            ms(DEFAULT_BATCH_COST_MS)
-        ),
+        match work.iter().find(|s| s.cost_measured) {
+            Some(suite) => format!(
+                "per-batch cost: {} to start and {} a file (measured from earlier batches)",
+                ms(suite.batch_cost.start_ms),
+                ms(suite.batch_cost.per_file_ms)
+            ),
+            None => format!(
+                "per-batch cost: {} (a default: the history has no measured cost)",
+                ms(DEFAULT_BATCH_COST_MS)
+            ),
+        },
     ];
     let sizing_history = &history.timings.sizing;
     let setup_ms = sizing_history.setup_ms().unwrap_or(DEFAULT_SETUP_MS);

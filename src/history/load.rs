@@ -5,6 +5,7 @@
 //! cluster secret both artifacts are sealed under the history keys of the secret alone
 //! ([`HistorySeal`]), named `ca-history-…`, so a later run with the same secret reads them.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use sha2::{Digest as _, Sha256};
@@ -19,6 +20,7 @@ use crate::credentials::SECRET_VAR;
 use crate::seal::SealError;
 use crate::store::ArtifactStore;
 use crate::suite::TestRecord;
+use crate::suite::batch_cost::BatchSample;
 
 /// Where a run's history is read from and kept, beside GitHub's artifacts.
 #[derive(Debug, Clone, Default)]
@@ -113,16 +115,18 @@ impl RunHistory {
         self.previous.clone().map(|p| (p, mode))
     }
 
-    /// Keeps this run's history of `tests`: the `--write-timings` file, and on GitHub the
-    /// `ca-timings` and this attempt's `ca-results` artifacts (uploaded with the store's
-    /// default retention); an artifact that cannot be kept is one line to `note`. Each test
-    /// enters or leaves quarantine as its suite's policy (`policy_of` the suite) says
-    /// ([`Timings::update_quarantine`]). Returns the history with this run recorded.
+    /// Keeps this run's history of `tests` and of its suites' batches (`batches`, per suite):
+    /// the `--write-timings` file, and on GitHub the `ca-timings` and this attempt's
+    /// `ca-results` artifacts (uploaded with the store's default retention); an artifact that
+    /// cannot be kept is one line to `note`. Each test enters or leaves quarantine as its
+    /// suite's policy (`policy_of` the suite) says ([`Timings::update_quarantine`]). Returns
+    /// the history with this run recorded.
     pub async fn save<'a>(
         &self,
         source: &HistorySource,
         store: Option<&ArtifactStore>,
         tests: &[TestRecord],
+        batches: &BTreeMap<String, Vec<BatchSample>>,
         policy_of: impl Fn(&str) -> Option<&'a QuarantinePolicy>,
         mut note: impl FnMut(&str),
     ) -> Result<Timings, HistoryError> {
@@ -134,6 +138,9 @@ impl RunHistory {
         let mut timings = self.timings.clone();
         timings.record_run(self.run.as_ref().map(|r| r.run_id), &outcomes);
         timings.update_quarantine(policy_of);
+        for (suite, samples) in batches {
+            timings.record_batches(suite, samples.iter().copied());
+        }
         if let Some(path) = &source.write_timings {
             local_file::write(path, &timings)?;
             note(&format!("timing history written to {}", path.display()));

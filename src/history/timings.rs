@@ -11,6 +11,9 @@
 //! flake rate and the last run it was flaky in can be told; the runs themselves are kept
 //! beside ([`Timings::recent_runs`]). Version 2 added the record; version 1 files read as
 //! tests without one.
+//! the history stays the size of the suite rather than of every test it ever had. Per suite it
+//! also keeps what its newest batches cost beyond their tests ([`BatchSample`]), the planner's
+//! price of a batch.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +25,7 @@ use super::record::{RECORD_RUNS, Record, RunOutcome, RunRef};
 use super::results::{TestOutcome, TestStatus};
 use super::sizing::SizingHistory;
 use crate::suite::TestKey;
+use crate::suite::batch_cost::{BatchCost, BatchSample};
 
 /// The format version this build writes (it reads every version from 1 on).
 pub const TIMINGS_VERSION: u32 = 2;
@@ -32,6 +36,8 @@ pub const SAMPLES_KEPT: usize = 3;
 /// a runner 1.1 GB), while one left out of a few runs (a filtered or cancelled run, a re-run of
 /// the failures) keeps its estimate.
 pub const FORGOTTEN_AFTER_RUNS: u64 = 20;
+/// How many batch samples are kept per suite (the newest).
+pub const BATCH_SAMPLES_KEPT: usize = 64;
 /// A duration above this (a week) is kept as this, so sums of estimates cannot overflow.
 pub const LONGEST_DURATION_MS: u64 = 7 * 24 * 3_600_000;
 /// The artifact's name prefix; [`timings_artifact_name`] adds the cluster and the workflow.
@@ -76,6 +82,8 @@ pub struct Timings {
     tests: BTreeMap<TestKey, TestTimings>,
     /// What runs' wall times taught the plan.
     pub sizing: SizingHistory,
+    /// Per suite, what its newest batches cost beyond their tests, oldest first.
+    batches: BTreeMap<String, Vec<BatchSample>>,
 }
 
 /// One test's history.
@@ -99,6 +107,8 @@ struct TestTimings {
 /// tests with no record yet.
 /// `"sizing"` is there once a run measured its wall time (see [`SizingHistory`]; absent, it
 /// reads as empty).
+/// `"batches": [{"suite", "samples": [{"files", "overhead_ms"}]}]`, what suites' batches cost
+/// beyond their tests, is there once one was measured (absent, it reads as none measured).
 #[derive(Serialize, Deserialize)]
 struct TimingsWire {
     version: u32,
@@ -111,6 +121,15 @@ struct TimingsWire {
     tests: Vec<TimingsEntry>,
     #[serde(default, skip_serializing_if = "SizingHistory::is_empty")]
     sizing: SizingHistory,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    batches: Vec<BatchesEntry>,
+}
+
+/// One suite's batch samples in the JSON.
+#[derive(Serialize, Deserialize)]
+struct BatchesEntry {
+    suite: String,
+    samples: Vec<BatchSample>,
 }
 
 /// One test's line in the JSON.
@@ -140,7 +159,11 @@ impl TryFrom<TimingsWire> for Timings {
             recent_runs,
             tests: BTreeMap::new(),
             sizing: wire.sizing,
+            batches: BTreeMap::new(),
         };
+        for entry in wire.batches {
+            timings.record_batches(&entry.suite, entry.samples);
+        }
         for entry in wire.tests {
             let key = TestKey::new(entry.suite, entry.id);
             for ms in entry.durations_ms {
@@ -175,6 +198,11 @@ impl From<Timings> for TimingsWire {
                 })
                 .collect(),
             sizing: timings.sizing,
+            batches: timings
+                .batches
+                .into_iter()
+                .map(|(suite, samples)| BatchesEntry { suite, samples })
+                .collect(),
         }
     }
 }
@@ -217,6 +245,28 @@ impl Timings {
             0 => None,
             _ if n % 2 == 1 => Some(samples[n / 2]),
             _ => Some(samples[n / 2 - 1].midpoint(samples[n / 2])),
+        }
+    }
+
+    /// What a batch of `suite` costs beyond its tests, fitted to its kept batch samples; none
+    /// before any was measured.
+    pub fn batch_cost(&self, suite: &str) -> Option<BatchCost> {
+        BatchCost::fit(self.batches.get(suite).map_or(&[], Vec::as_slice))
+    }
+
+    /// Adds the batches one run measured of `suite`, keeping the newest
+    /// [`BATCH_SAMPLES_KEPT`].
+    pub fn record_batches(&mut self, suite: &str, samples: impl IntoIterator<Item = BatchSample>) {
+        let kept = self.batches.entry(suite.to_owned()).or_default();
+        kept.extend(samples.into_iter().map(|s| BatchSample {
+            overhead_ms: s.overhead_ms.min(LONGEST_DURATION_MS),
+            ..s
+        }));
+        if kept.len() > BATCH_SAMPLES_KEPT {
+            kept.drain(..kept.len() - BATCH_SAMPLES_KEPT);
+        }
+        if kept.is_empty() {
+            self.batches.remove(suite);
         }
     }
 
@@ -329,6 +379,11 @@ impl Timings {
         let runs = self.runs;
         self.tests
             .retain(|_, test| runs - test.seen < FORGOTTEN_AFTER_RUNS);
+        // A suite none of whose tests is left is forgotten with its batches.
+        let suites: std::collections::BTreeSet<&str> =
+            self.tests.keys().map(|k| k.suite.as_str()).collect();
+        self.batches
+            .retain(|suite, _| suites.contains(suite.as_str()));
         self.run_id = run_id;
     }
 
@@ -541,6 +596,36 @@ mod tests {
             zip.len()
         );
         assert_eq!(timings.record(&keys[0]).letters().len(), RECORD_RUNS);
+    }
+
+    #[test]
+    fn batch_samples_are_kept_per_suite_newest_first_and_forgotten_with_the_suite() {
+        let mut timings = Timings::default();
+        let passed = outcome(TestStatus::Passed, 5);
+        timings.record_run(None, [(&key("a"), &passed)]);
+        assert_eq!(timings.batch_cost("s"), None);
+        let sample = |files, overhead_ms| BatchSample { files, overhead_ms };
+        timings.record_batches("s", (0..70).map(|i| sample(1, 1_000 + i)));
+        timings.record_batches("other", [sample(2, 10)]);
+        // The newest 64 of s: 1,006 to 1,069 ms, one file each.
+        let cost = timings.batch_cost("s").unwrap();
+        assert_eq!((cost.start_ms, cost.per_file_ms), (1_038, 0));
+        let back = Timings::from_json(&timings.to_json()).unwrap();
+        assert_eq!(back, timings);
+        // A file written before batches were kept reads as none measured, and one without
+        // batches writes none.
+        let old = br#"{"version":1,"tests":[{"suite":"s","id":"a","durations_ms":[3]}]}"#;
+        let old = Timings::from_json(old).unwrap();
+        assert_eq!(old.batch_cost("s"), None);
+        assert!(
+            !String::from_utf8(old.to_json())
+                .unwrap()
+                .contains("batches")
+        );
+        // A suite with no test left in the history loses its batches at the next run.
+        timings.record_run(None, [(&key("a"), &passed)]);
+        assert_eq!(timings.batch_cost("other"), None);
+        assert!(timings.batch_cost("s").is_some());
     }
 
     #[test]

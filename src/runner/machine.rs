@@ -597,6 +597,7 @@ impl Machine {
             jobs,
             tests: self.suites.records(),
             suite_failures: self.suites.failures(),
+            batch_samples: self.suites.batch_samples(),
             wall_ms,
             history: None,
             new_tests: self.suites.new_tests(),

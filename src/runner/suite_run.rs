@@ -6,7 +6,8 @@
 //! stop because their framework fails the same way everywhere ([`SuiteFailure`]; the tests
 //! its framework did not report carry what their batch printed), and when the suites are done.
 //! A batch a cancel ended keeps what its framework reported; its other tests were not
-//! attempted.
+//! attempted. Every batch that ran all its tests to an end is measured: what it cost beyond
+//! them ([`BatchSample`]), which the timing history keeps for the next plan.
 //!
 //! It does no I/O: `runner::machine` feeds it the broker's messages and the reports the shell
 //! fetched, and submits the batches it returns. Each test's result comes from the framework's
@@ -23,11 +24,11 @@ use crate::proto::{JobIndex, JobOutcome, JobSpec, JobStatus, SecretEnv, Submissi
 use crate::runner::manifest::SuiteDef;
 use crate::runner::report::{last_lines, without_escapes};
 use crate::suite::TestKey;
+use crate::suite::batch_cost::{BatchCost, BatchSample};
 use crate::suite::new_tests::{NewTestChecks, choose_new_tests};
 use crate::suite::plan::{PlanTest, estimate_tests, plan_batches};
 use crate::suite::{
-    ATTEMPT_ENV, FinalStatus, Listing, REPORT_ENV, Split, TestCase, TestRecord, TestResult,
-    TestStatus,
+    ATTEMPT_ENV, FinalStatus, Listing, REPORT_ENV, TestCase, TestRecord, TestResult, TestStatus,
 };
 use crate::worker::output::mask;
 
@@ -90,6 +91,8 @@ struct InFlight {
     /// How its process ended by itself, once the broker said (not when it was killed, lost
     /// or never started).
     exit: Option<Exit>,
+    /// How long its job took, when its process ended by itself.
+    wall_ms: Option<u64>,
     /// Whether a cancel ended it (its tests not reported by then were not attempted).
     cancelled: bool,
     /// Its time limit, and whether it was stopped there.
@@ -146,6 +149,8 @@ pub struct SuiteRun {
     repeats: BTreeMap<TestKey, u32>,
     /// Per suite checking new tests, which were (see [`SuiteRun::new_tests`]).
     new_tests: Vec<NewTestChecks>,
+    /// Per suite, what its batches that ran every test cost beyond them.
+    batch_samples: BTreeMap<usize, Vec<BatchSample>>,
     next_index: u64,
     batches_made: u64,
     planned: bool,
@@ -191,6 +196,7 @@ impl SuiteRun {
             notices: Vec::new(),
             repeats: BTreeMap::new(),
             new_tests: Vec::new(),
+            batch_samples: BTreeMap::new(),
             next_index: first_index,
             batches_made: 0,
             planned: false,
@@ -275,13 +281,7 @@ impl SuiteRun {
                 .tests
                 .iter()
                 .filter(|case| case.refusal().is_none())
-                .map(|case| PlanTest {
-                    key: TestKey::new(name, &case.id),
-                    group: match suite.def.split {
-                        Split::File => Some(case.file.clone().unwrap_or(case.group.clone())),
-                        Split::Test => None,
-                    },
-                })
+                .map(|case| PlanTest::of(name, suite.def.split, case))
                 .collect();
             let target = suite.def.batch.map(|d| d.as_millis() as u64);
             let estimated = estimate_tests(tests, |key| self.timings.estimate_ms(key));
@@ -298,7 +298,8 @@ impl SuiteRun {
                 }
                 self.new_tests.push(checks);
             }
-            let batches = plan_batches(estimated, target, slots);
+            let cost = (self.timings.batch_cost(name)).unwrap_or(BatchCost::UNMEASURED);
+            let batches = plan_batches(estimated, target, slots, cost);
             plans.push(
                 batches
                     .into_iter()
@@ -345,6 +346,7 @@ impl SuiteRun {
                 code,
                 tail: tail.trim_end().to_owned(),
             });
+            batch.wall_ms = Some(outcome.duration_ms);
         }
     }
 
@@ -406,6 +408,9 @@ impl SuiteRun {
     /// errors saying why it stopped.
     fn record(&mut self, batch: InFlight, mut results: Vec<TestResult>) -> Vec<Submission> {
         let suite = batch.suite;
+        if let Some(sample) = batch_sample(&batch, &results) {
+            self.batch_samples.entry(suite).or_default().push(sample);
+        }
         at_time_limit(&batch, &mut results);
         let results = self.explain_unreported(&batch, results);
         let results = before_cancel(&batch, results);
@@ -500,6 +505,14 @@ impl SuiteRun {
     /// The attempts that ended since the last call, in the order their reports came.
     pub fn take_ended(&mut self) -> Vec<TestEnded> {
         std::mem::take(&mut self.ended)
+    }
+
+    /// Per suite (by name), what its batches that ran every test cost beyond their tests, in
+    /// the order they ended: the timing history keeps them for the next plan.
+    pub fn batch_samples(&self) -> BTreeMap<String, Vec<BatchSample>> {
+        (self.batch_samples.iter())
+            .map(|(&s, samples)| (self.suites[s].def.suite.name.clone(), samples.clone()))
+            .collect()
     }
 
     /// The notices since the last call, for the user.
@@ -692,6 +705,7 @@ impl SuiteRun {
             name,
             worker: None,
             exit: None,
+            wall_ms: None,
             cancelled: false,
             timeout_ms: spec.timeout_ms,
             timed_out: false,
@@ -708,6 +722,32 @@ fn before_cancel(batch: &InFlight, mut results: Vec<TestResult>) -> Vec<TestResu
         results.retain(|r| r.status != TestStatus::NotRun);
     }
     results
+}
+
+/// What `batch` cost beyond its tests, when it ended by itself (not stopped, not cancelled)
+/// and its framework reported every one of them: its job's wall time minus their durations,
+/// with the files they came from.
+fn batch_sample(batch: &InFlight, results: &[TestResult]) -> Option<BatchSample> {
+    let wall_ms = batch.wall_ms?;
+    let all_ran = !results.is_empty()
+        && results
+            .iter()
+            .all(|r| r.status != TestStatus::NotRun && !r.is_unreported());
+    if batch.timed_out || batch.cancelled || !all_ran {
+        return None;
+    }
+    let tests_ms = results
+        .iter()
+        .fold(0u64, |sum, r| sum.saturating_add(r.duration_ms));
+    let files: std::collections::BTreeSet<&str> = batch
+        .tests
+        .iter()
+        .filter_map(|c| c.file.as_deref())
+        .collect();
+    Some(BatchSample {
+        files: u32::try_from(files.len()).unwrap_or(u32::MAX),
+        overhead_ms: wall_ms.saturating_sub(tests_ms),
+    })
 }
 
 /// The message and output of a test of suite `failure` that did not run: the suite stopped.
@@ -780,7 +820,7 @@ fn ran(record: &TestRecord) -> usize {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::suite::{Framework, Suite};
+    use crate::suite::{Framework, Split, Suite};
 
     /// A `command` suite `name` of tests `ids`.
     pub(crate) fn listed(name: &str, ids: &[&str], retries: u32) -> ListedSuite {
@@ -1106,6 +1146,35 @@ pub(crate) mod tests {
         assert_eq!(sub.spec.env[REPORT_ENV], REPORT_FILE);
         assert_eq!(sub.spec.env[ATTEMPT_ENV], "1");
         assert_eq!(sub.spec.outputs, [REPORT_FILE]);
+    }
+
+    #[test]
+    fn a_batch_that_ran_every_test_is_measured_beyond_its_tests() {
+        let mut suite = listed("a", &["1", "2", "3"], 0);
+        let mut cases = suite.listing.tests.clone();
+        for (case, file) in cases.iter_mut().zip(["x.py", "x.py", "y.py"]) {
+            case.file = Some(file.into());
+        }
+        suite.listing = Listing::new(&suite.def.suite, cases);
+        let batch_of_2s = |report: &[u8]| {
+            let mut run = SuiteRun::new(vec![suite.clone()], Timings::default(), 0);
+            let sub = run.plan(1).remove(0);
+            let mut outcome = exited("w1", 1, "");
+            outcome.duration_ms = 2_000;
+            run.ended_on(sub.index, &outcome);
+            run.finished(sub.index, Some(report));
+            run.batch_samples()
+        };
+        // Three tests of 0.5 s (one failed: it ran) from two files in a batch of 2 s.
+        let all = batch_of_2s(&junit(&[("1", "pass"), ("2", "fail"), ("3", "pass")]));
+        let sample = BatchSample {
+            files: 2,
+            overhead_ms: 500,
+        };
+        assert_eq!(all, BTreeMap::from([("a".to_string(), vec![sample])]));
+        // A test not reported: the batch's time says nothing of its cost.
+        let partial = batch_of_2s(&junit(&[("1", "pass"), ("2", "pass")]));
+        assert!(partial.is_empty(), "{partial:?}");
     }
 
     #[test]

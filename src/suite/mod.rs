@@ -22,6 +22,7 @@
 //! (each a [`TestKey`]) into batches from their estimates, and [`makespan`] measures a plan;
 //! [`new_tests`] picks the new tests run several times to catch flaky ones early.
 
+pub mod batch_cost;
 mod command;
 mod error;
 mod gotest;

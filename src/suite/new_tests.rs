@@ -87,6 +87,7 @@ mod tests {
             test: PlanTest {
                 key: TestKey::new("s", id),
                 group: None,
+                file: None,
             },
             estimate: Estimate::Measured(ms),
         }

@@ -33,6 +33,10 @@ pub struct RunReport {
     /// The suites whose batches stopped on a systematic failure, with what their framework
     /// printed.
     pub suite_failures: Vec<crate::runner::suite_run::SuiteFailure>,
+    /// Per suite, what its batches that ran every test cost beyond them (for the timing
+    /// history).
+    pub batch_samples:
+        std::collections::BTreeMap<String, Vec<crate::suite::batch_cost::BatchSample>>,
     /// Wall time of the run in milliseconds.
     pub wall_ms: u64,
     /// What the history says of the tests (quarantine, records), once the run is recorded.
