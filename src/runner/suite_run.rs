@@ -365,10 +365,13 @@ impl SuiteRun {
         let Some(batch) = self.in_flight.remove(&index) else {
             return Vec::new();
         };
-        let results = self.suites[batch.suite]
-            .listing
-            .parse_report(report, &batch.tests);
-        self.record(batch, results)
+        let suite = &self.suites[batch.suite];
+        let read = suite.listing.read_report(report, &batch.tests);
+        if !read.unasked.is_empty() {
+            self.notices
+                .push(unasked_notice(&suite.def.suite.name, &read.unasked));
+        }
+        self.record(batch, read.results)
     }
 
     /// Batch `index` ended with a report that was not read (`reason`: too large, not a
@@ -817,6 +820,31 @@ fn ran(record: &TestRecord) -> usize {
         .count()
 }
 
+/// How many of the tests a batch did not ask for a notice names.
+const UNASKED_NAMED: usize = 5;
+
+/// The note that a batch's framework of suite `suite` reported tests it was not given
+/// (`unasked`), which are ignored: their results belong to the batches that run them.
+fn unasked_notice(suite: &str, unasked: &[String]) -> Notice {
+    let named: Vec<&str> = unasked
+        .iter()
+        .take(UNASKED_NAMED)
+        .map(String::as_str)
+        .collect();
+    let more = unasked.len().saturating_sub(UNASKED_NAMED);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    Notice::info(format!(
+        "suite '{suite}': a batch's framework also reported {} test(s) it was not given, \
+         ignored (their own batches report them): {}{more}",
+        unasked.len(),
+        named.join(", ")
+    ))
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -1187,6 +1215,30 @@ pub(crate) mod tests {
         assert!(run.is_done());
         assert_eq!(status_of(&run, "1").name(), "passed");
         assert_eq!(status_of(&run, "2").name(), "failed");
+    }
+
+    #[test]
+    fn a_test_the_batch_did_not_ask_for_is_ignored_with_a_note() {
+        let mut run = SuiteRun::new(vec![listed("a", &["1", "2"], 0)], Timings::default(), 0);
+        let subs = run.plan(1);
+        let report = junit(&[("1", "pass"), ("2", "pass"), ("1 neighbour", "fail")]);
+        assert!(run.finished(subs[0].index, Some(&report)).is_empty());
+        assert!(run.is_done());
+        assert_eq!(status_of(&run, "2").name(), "passed");
+        assert_eq!(
+            run.records().len(),
+            2,
+            "the neighbour is no test of the run"
+        );
+        let notices = run.take_notices();
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        assert!(
+            notices[0]
+                .text
+                .contains("reported 1 test(s) it was not given")
+                && notices[0].text.ends_with(": 1 neighbour"),
+            "{notices:?}"
+        );
     }
 
     #[test]

@@ -367,6 +367,12 @@ impl Listing {
     /// (`None` when it wrote none). See the module documentation for tests the report does not
     /// mention.
     pub fn parse_report(&self, report: Option<&[u8]>, batch: &[TestCase]) -> Vec<TestResult> {
+        self.read_report(report, batch).results
+    }
+
+    /// [`Listing::parse_report`], with the tests the report mentions that `batch` did not ask
+    /// for (a name filter that also matched a neighbour): ignored, for the runner to say so.
+    pub fn read_report(&self, report: Option<&[u8]>, batch: &[TestCase]) -> BatchReport {
         let reported = match (&self.suite.framework, report) {
             (_, None) => report::Reported::default(),
             (Framework::Go, Some(bytes)) => gotest::parse(bytes),
@@ -387,10 +393,15 @@ impl Listing {
         };
         // A test's key in the report is its id (nextest's binary and name, go's package and
         // name, a `command` suite's id), but for pytest, whose JUnit mangles node ids.
-        reported.results(batch, |case| match self.suite.framework {
+        let key_of = |case: &TestCase| match self.suite.framework {
             Framework::Pytest => pytest::case_key(case),
             _ => case.id.clone(),
-        })
+        };
+        let asked = batch.iter().map(key_of).collect();
+        BatchReport {
+            unasked: reported.unasked(&asked),
+            results: reported.results(batch, key_of),
+        }
     }
 
     /// The batches `split` allows: with [`Split::File`], the tests of one file (in test
@@ -414,6 +425,15 @@ impl Listing {
             }
         }
     }
+}
+
+/// What a batch's report says ([`Listing::read_report`]).
+#[derive(Debug)]
+pub struct BatchReport {
+    /// One result per test of the batch, in its order.
+    pub results: Vec<TestResult>,
+    /// The report's keys of tests the batch did not ask for, sorted: ignored.
+    pub unasked: Vec<String>,
 }
 
 /// Where a shipped file named `file` of `suite` lands, relative to the job's directory.

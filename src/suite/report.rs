@@ -35,6 +35,9 @@ pub(super) struct Reported {
     pub running: HashSet<String>,
     /// The per-test timeout, in seconds, when the batch's watchdog stopped it there.
     pub timed_out: Option<u64>,
+    /// For a test reported under several keys (a JUnit test case's name and its class name
+    /// joined to it), each further key and the first: one test, however many keys.
+    pub aliases: HashMap<String, String>,
 }
 
 impl Reported {
@@ -69,6 +72,25 @@ impl Reported {
                     output: text.to_owned(),
                 });
         }
+    }
+
+    /// The tests the report mentions that none of `asked` (the batch's keys) names, each once
+    /// by its first key, sorted: a framework that ran more than it was given (a name filter
+    /// that also matches a neighbour). They are ignored; the runner says so.
+    pub fn unasked(&self, asked: &HashSet<String>) -> Vec<String> {
+        let first = |key: &String| self.aliases.get(key).unwrap_or(key).clone();
+        let named: HashSet<String> = asked
+            .iter()
+            .filter(|key| self.cases.contains_key(*key))
+            .map(first)
+            .collect();
+        let mut unasked: Vec<String> = (self.cases.keys().map(first))
+            .filter(|key| !named.contains(key))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        unasked.sort();
+        unasked
     }
 
     /// One result per test of `batch`, found by `key_of`; tests of the batch that share a key
@@ -145,8 +167,12 @@ pub(super) fn junit(bytes: &[u8], key: fn(&str, &str) -> Vec<String>) -> Option<
         let name = case.attribute("name").unwrap_or_default();
         let classname = case.attribute("classname").unwrap_or_default();
         let found = junit_case(case);
-        for k in key(classname, name) {
-            reported.insert(k, found.clone());
+        let keys = key(classname, name);
+        for k in &keys {
+            reported.insert(k.clone(), found.clone());
+            if k != &keys[0] {
+                reported.aliases.insert(k.clone(), keys[0].clone());
+            }
         }
     }
     Some(reported)
@@ -288,6 +314,20 @@ mod tests {
 
     fn by_name(_classname: &str, name: &str) -> Vec<String> {
         vec![name.to_owned()]
+    }
+
+    #[test]
+    fn a_test_reported_under_several_keys_is_one_unasked_test() {
+        let xml = r#"<testsuite><testcase classname="c" name="a"/><testcase classname="c" name="x"/></testsuite>"#;
+        let reported = junit(xml.as_bytes(), super::super::command::junit_key).unwrap();
+        let asked = |keys: &[&str]| keys.iter().map(|k| k.to_string()).collect();
+        assert_eq!(reported.unasked(&asked(&["a"])), ["x"]);
+        // Asked by another of its keys, a test is asked.
+        assert_eq!(
+            reported.unasked(&asked(&["c.a", "c::x"])),
+            Vec::<String>::new()
+        );
+        assert_eq!(reported.unasked(&asked(&[])), ["a", "x"]);
     }
 
     const REPORT: &str = r#"<?xml version="1.0"?>
