@@ -29,7 +29,7 @@ mod common;
 use common::await_some;
 use common::local::{
     LocalRun, alone, available, copy_of, fixture, fixture_target_dir, junit_counts, local,
-    local_in_copy, spawn_batch, tools_path,
+    local_in_copy, spawn_batch, spawn_batch_held, tools_path,
 };
 
 /// Sets up the environment every framework here runs in, once per test process: the tool
@@ -468,7 +468,7 @@ fn kill_part_way(
     } else {
         file.clone()
     };
-    let mut child = spawn_batch(dir.path(), &listing.batch_command(&batch), &report, 1);
+    let mut child = spawn_batch_held(dir.path(), &listing.batch_command(&batch), &report);
     let mut seen = Vec::new();
     let mut lines = BufReader::new(child.stdout.take().unwrap());
     loop {

@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 mod common;
-use common::local::{LocalRun, alone, js_fixture_with_only, junit_counts, local, tools_path};
+use common::local::{
+    LocalRun, alone, js_fixture_with_only, junit_counts, local, spawn_batch_held, tools_path,
+};
 
 /// The fixture's tests, by id, and how each ends with one retry.
 const EXPECTED: [(&str, &str); 10] = [
@@ -304,8 +306,7 @@ fn jest_missing_failing_or_selecting_nothing_exits_2_with_what_to_do() {
 
 #[test]
 fn a_jest_batch_killed_part_way_keeps_what_finished() {
-    use cluster_action::suite::{ATTEMPT_ENV, Framework, REPORT_ENV, Suite, TestStatus};
-    use std::os::unix::process::CommandExt;
+    use cluster_action::suite::{Framework, Suite, TestStatus};
     // The listing runs the `node` on this process's PATH.
     if !common::local::available("node", &["--version"]) {
         return;
@@ -332,18 +333,7 @@ fn a_jest_batch_killed_part_way_keeps_what_finished() {
         .map(|id| listing.tests.iter().find(|t| t.id == *id).unwrap().clone())
         .collect();
     let report = work.path().join("report");
-    let mut child = std::process::Command::new("bash")
-        .arg("-c")
-        .arg(listing.batch_command(&batch))
-        .current_dir(dir.path())
-        .env(REPORT_ENV, &report)
-        .env(ATTEMPT_ENV, "1")
-        .env("PATH", tools_path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
+    let mut child = spawn_batch_held(dir.path(), &listing.batch_command(&batch), &report);
     common::await_some("the quick test's line in the report", || {
         let text = std::fs::read_to_string(&report).unwrap_or_default();
         text.contains("two and two make four").then_some(())

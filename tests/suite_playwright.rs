@@ -20,7 +20,8 @@ use cluster_action::suite::{ATTEMPT_ENV, Framework, Suite, TestStatus};
 mod common;
 use common::await_some;
 use common::local::{
-    LocalRun, alone, available, fixture_copy, js_fixture_copy, junit_counts, local, spawn_batch,
+    LocalRun, alone, available, fixture_copy, js_fixture_copy, junit_counts, local,
+    spawn_batch_held,
 };
 
 /// Playwright's command line in a checkout.
@@ -208,7 +209,7 @@ fn kill_part_way(dir: &Path, titles: &[&str], marker: &str) -> BTreeMap<String, 
         std::fs::copy(&file.source, dest).unwrap();
     }
     let report = dir.join("report.out");
-    let mut child = spawn_batch(dir, &listing.batch_command(&batch), &report, 1);
+    let mut child = spawn_batch_held(dir, &listing.batch_command(&batch), &report);
     let mut lines = BufReader::new(child.stdout.take().unwrap());
     let shown = format!("passed {}", id("desktop", "basics.spec.ts", marker));
     loop {

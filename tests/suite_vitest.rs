@@ -20,7 +20,8 @@ use cluster_action::suite::{
 mod common;
 use common::await_some;
 use common::local::{
-    alone, available, fixture_copy, js_fixture_copy, junit_counts, local, tools_path,
+    alone, available, fixture_copy, js_fixture_copy, junit_counts, local, spawn_batch_held,
+    tools_path,
 };
 
 /// The fixture's tests: id, final status and attempts with one retry.
@@ -322,9 +323,9 @@ fn a_vitest_batch_killed_part_way_keeps_what_finished() {
         "> flaky",
     ];
     let batch = batch_of(&listing, &names);
-    let mut child = start(&listing, job.path(), &batch);
-    // `slow` takes a second after `fails` reported.
     let report = job.path().join("report.out");
+    // `slow`, after `fails`, is held until the kill.
+    let mut child = spawn_batch_held(job.path(), &listing.batch_command(&batch), &report);
     await_some("the failure in the report", || {
         std::fs::read_to_string(&report)
             .is_ok_and(|text| text.contains("math > fails\""))

@@ -204,7 +204,33 @@ pub fn alone(dir: &Path, program: &str, args: &[&str], env: &[(&str, &str)]) -> 
 /// would), with the tools on PATH, the report file `report` and the attempt `attempt` in its
 /// environment, its standard output piped.
 pub fn spawn_batch(dir: &Path, command: &str, report: &Path, attempt: u32) -> Child {
-    Command::new("bash")
+    batch_command(dir, command, report, attempt)
+        .spawn()
+        .unwrap()
+}
+
+/// What the fixtures' slow tests read for how long to take, in milliseconds, instead of their
+/// second or so.
+pub const FIXTURE_SLOW_ENV: &str = "FIXTURE_SLOW_MS";
+
+/// [`spawn_batch`] for a test that kills the batch while its fixture's slow test runs: the
+/// slow test is held for five minutes (see [`FIXTURE_SLOW_ENV`]), so that no load on the
+/// machine lets it finish before the kill.
+pub fn spawn_batch_held(dir: &Path, command: &str, report: &Path) -> Child {
+    batch_command(dir, command, report, 1)
+        .env(FIXTURE_SLOW_ENV, HELD_MS)
+        .spawn()
+        .unwrap()
+}
+
+/// How long a held slow test takes: far beyond any wait of a test, short of go's ten-minute
+/// default timeout.
+pub const HELD_MS: &str = "300000";
+
+/// The command [`spawn_batch`] starts.
+fn batch_command(dir: &Path, command: &str, report: &Path, attempt: u32) -> Command {
+    let mut batch = Command::new("bash");
+    batch
         .arg("-c")
         .arg(command)
         .current_dir(dir)
@@ -214,9 +240,8 @@ pub fn spawn_batch(dir: &Path, command: &str, report: &Path, attempt: u32) -> Ch
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap()
+        .process_group(0);
+    batch
 }
 
 /// How long a `local` run may take unless a test says otherwise: only a hang reaches it (a
