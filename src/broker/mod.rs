@@ -36,6 +36,9 @@ pub struct BrokerConfig {
     /// Jobs given to a worker beyond its slots before its round trip is measured (then the
     /// pipeline is sized from measurements); 0 turns prefetching off.
     pub prefetch: u32,
+    /// How many workers are expected to join (0: unknown): none gets work beyond its slots
+    /// before they have (see [`scheduler::Dispatch::expected_workers`]).
+    pub expected_workers: u32,
     /// What a clean stop leaves in the store (the rest is deleted, see [`crate::cleanup`]).
     pub keep: Keep,
 }
@@ -406,6 +409,7 @@ impl Shell {
                 // Half the silence after which a worker is declared lost: a worker whose lease
                 // ran out may have been declared lost, one that holds it cannot have been.
                 lease: cfg.stream.peer_timeout / 2,
+                expected_workers: cfg.expected_workers,
             }),
             peers: HashMap::new(),
             expecting: HashMap::new(),

@@ -59,6 +59,11 @@ pub struct Dispatch {
     /// How long a lease lets a worker start assigned work; shorter than the peer timeout after
     /// which the broker declares a silent worker lost.
     pub lease: Duration,
+    /// How many workers are expected to join (0: unknown). Until that many have, no worker
+    /// gets work beyond its slots: the first to join would otherwise take the queue's first
+    /// jobs (a plan's longest) beyond its slots and run them one after another while the
+    /// workers that join a moment later take what is left.
+    pub expected_workers: u32,
 }
 
 /// A connected peer's id (its stream's peer id).
@@ -197,6 +202,8 @@ pub struct Scheduler {
     job_secs: Option<f64>,
     /// Counts assignments (their `order`).
     assignments: u64,
+    /// The names of the workers that joined so far (for [`Dispatch::expected_workers`]).
+    joined: BTreeSet<String>,
     jobs: HashMap<JobId, Job>,
     queue: BinaryHeap<Queued>,
     workers: BTreeMap<PeerId, Worker>,
@@ -214,6 +221,7 @@ impl Scheduler {
             now: None,
             job_secs: None,
             assignments: 0,
+            joined: BTreeSet::new(),
             jobs: HashMap::new(),
             queue: BinaryHeap::new(),
             workers: BTreeMap::new(),
@@ -266,6 +274,7 @@ impl Scheduler {
             Effect::ToWorker(peer.clone(), BrokerToWorker::Welcome),
             Effect::ToWorker(peer.clone(), self.lease(0)),
         ];
+        self.joined.insert(name.clone());
         self.workers.insert(
             peer,
             Worker {
@@ -725,8 +734,11 @@ impl Scheduler {
     /// Jobs kept assigned to `w` beyond its slots: enough to cover its round trip at the mean
     /// job time (the slots finish `round trip / job time` jobs each while the next assignment
     /// travels), at least one, at most [`MAX_EXTRA_PER_SLOT`] per slot; `prefetch` until both
-    /// are measured.
+    /// are measured; none until the expected workers joined.
     fn extra(&self, w: &Worker) -> u32 {
+        if self.joined.len() < self.dispatch.expected_workers as usize {
+            return 0;
+        }
         let prefetch = self.dispatch.prefetch;
         let (Some(round_trip), Some(job_secs)) = (w.round_trip, self.job_secs) else {
             return prefetch;
@@ -845,6 +857,7 @@ mod tests {
         Scheduler::new(Dispatch {
             prefetch,
             lease: Duration::from_secs(30),
+            expected_workers: 0,
         })
     }
 
@@ -996,6 +1009,29 @@ mod tests {
         );
     }
 
+    #[test]
+    fn no_prefetch_until_the_expected_workers_joined() {
+        let mut s = Scheduler::new(Dispatch {
+            prefetch: 2,
+            lease: Duration::from_secs(30),
+            expected_workers: 2,
+        });
+        s.runner_joined("r".into());
+        s.submit("r", (0..10).map(|i| spec(i, None, 0)).collect());
+        // The first to join takes the first jobs for its slots, and no more.
+        let first = s.worker_joined("a".into(), "a".into(), 2);
+        let names: Vec<_> = assigns(&first).into_iter().map(|a| a.3).collect();
+        assert_eq!(names, ["job-0", "job-1"]);
+        // The next jobs go to the second one's slots; then both prefetch.
+        let second = s.worker_joined("b".into(), "b".into(), 2);
+        let got: Vec<_> = assigns(&second).into_iter().map(|a| (a.0, a.3)).collect();
+        assert_eq!(
+            got[..2],
+            [("b".into(), "job-2".into()), ("b".into(), "job-3".into())]
+        );
+        let per = |w: &str| got.iter().filter(|(p, _)| p == w).count();
+        assert_eq!((per("a"), per("b")), (2, 4), "{got:?}");
+    }
     #[test]
     fn a_job_uploading_its_outputs_frees_its_slot_and_its_result_still_counts() {
         let mut s = sched(0);

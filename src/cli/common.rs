@@ -253,6 +253,7 @@ pub fn broker_config(
         stream: cluster.stream()?,
         idle_timeout,
         prefetch: prefetch.prefetch,
+        expected_workers: 0,
         keep: cluster.cleanup.keep,
     })
 }

@@ -412,7 +412,10 @@ impl LocalPlan {
                 "cannot find this program's path to start workers",
             ))?,
             worker_args: cluster.to_worker_args(),
-            broker: broker_config(&cluster, EMBEDDED_BROKER_IDLE_TIMEOUT, &args.prefetch)?,
+            broker: BrokerConfig {
+                expected_workers: args.workers,
+                ..broker_config(&cluster, EMBEDDED_BROKER_IDLE_TIMEOUT, &args.prefetch)?
+            },
             run: args.jobs.run_config(&cluster, &work.history, runner)?,
         };
         Ok(Self { work, local })
