@@ -65,6 +65,11 @@ pub struct JobSpec {
     pub outputs: Vec<String>,
     /// Expected duration in milliseconds, if known; orders the queue.
     pub estimate_ms: Option<u64>,
+    /// Expected duration in milliseconds, if known, where the queue's order is the runner's
+    /// own (a suite's batches, in the plan's order): the broker prefetches such a job to the
+    /// worker where it is expected to start soonest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_ms: Option<u64>,
     /// How far the job is kept apart from its worker and the other jobs.
     #[serde(default)]
     pub isolation: Isolation,
@@ -107,12 +112,19 @@ impl JobSpec {
             retries: 0,
             outputs: Vec::new(),
             estimate_ms: None,
+            expected_ms: None,
             isolation: Isolation::default(),
             secret_env: SecretEnv::default(),
             inherits: false,
             avoid_workers: Vec::new(),
             session: None,
         }
+    }
+
+    /// How long the job is expected to take, in milliseconds, if known: its
+    /// [`JobSpec::expected_ms`], else its [`JobSpec::estimate_ms`].
+    pub fn expected_ms(&self) -> Option<u64> {
+        self.expected_ms.or(self.estimate_ms)
     }
 }
 

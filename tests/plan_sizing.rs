@@ -95,10 +95,6 @@ fn predicted(planned: &Planned, machines: u32) -> String {
 }
 
 #[test]
-#[ignore = "bimodal since plans are made over slots (issue 19's planner): the run on N takes \
-            8.3 s or 10.8 s against 8.3 s predicted, about one run in two; run it with \
-            `cargo test --test plan_sizing -- --ignored` while fixing the plan for a worker \
-            that joins late"]
 fn a_plan_for_a_measured_suite_names_n_and_a_run_on_n_lands_within_15_percent() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("sleeps.yml"), SLEEPS).unwrap();

@@ -14,7 +14,10 @@
 //!
 //! Pipelining: each worker is kept [`Dispatch`]ed enough work beyond its slots to cover its
 //! round trip (sized from what the broker measures: the assign → started round trip of that
-//! worker, over the mean job time), bounded so that a lost worker strands little. When the
+//! worker, over the mean job time), bounded so that a lost worker strands little; none until
+//! the workers expected to join have ([`Dispatch::expected_workers`]). A job whose duration
+//! is expected (a suite batch from history) is prefetched to the worker where a slot is
+//! expected to free first, as a single queue over all slots would run it. When the
 //! queue runs dry and a worker has a free slot, unstarted prefetched work is taken back from
 //! a worker that holds more than it can run ([`BrokerToWorker::TakeBack`]); the worker answers
 //! with what it gave up, and an attempt it had started meanwhile keeps running there.
@@ -32,6 +35,7 @@
 //! worker only when no other is connected; take-back moves work only to a worker that may run
 //! it.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -94,6 +98,8 @@ struct Placement {
     worker: PeerId,
     /// The worker said it started.
     started: bool,
+    /// When it said so, as far as the broker knows the time.
+    started_at: Option<Instant>,
     /// Asked back from the worker; it answers with `Released` or `Started`.
     taking_back: bool,
     /// The order of assignments (the newest are taken back first: they start last).
@@ -353,6 +359,7 @@ impl Scheduler {
         match &mut job.state {
             JobState::Assigned(p) if p.worker == peer && job.attempts == attempt => {
                 p.started = true;
+                p.started_at = self.now;
                 // A take-back that crossed the start: the attempt runs here.
                 p.taking_back = false;
                 if let (Some(sent), Some(now)) = (p.probe.take(), self.now) {
@@ -679,19 +686,57 @@ impl Scheduler {
     }
 
     /// The worker `job` goes to next: of those it may run on (see [`Scheduler::may_run_on`]),
-    /// the one with the most free slots, or when `prefetching`, the one furthest below its
+    /// the one with the most free slots, or when `prefetching`, the one where it is expected
+    /// to start soonest (see [`Scheduler::expected_start`]), else the one furthest below its
     /// pipeline depth.
     fn next_target(&self, job: &Job, prefetching: bool) -> Option<PeerId> {
-        self.workers
-            .iter()
-            .filter(|(_, w)| self.has_room(w, prefetching) && self.may_run_on(job, w))
-            .max_by_key(|(_, w)| {
-                (
-                    i64::from(w.slots) - w.holding() as i64,
-                    std::cmp::Reverse(w.holding()),
-                )
-            })
-            .map(|(p, _)| p.clone())
+        let room = (self.workers.iter())
+            .filter(|(_, w)| self.has_room(w, prefetching) && self.may_run_on(job, w));
+        if prefetching
+            && job.spec.expected_ms().is_some()
+            && let Some(now) = self.now
+            && let Some(starts) = (room.clone())
+                .map(|(peer, w)| Some((self.expected_start(w, now)?, peer)))
+                .collect::<Option<Vec<_>>>()
+        {
+            return starts.into_iter().min().map(|(_, peer)| peer.clone());
+        }
+        room.max_by_key(|(_, w)| {
+            (
+                i64::from(w.slots) - w.holding() as i64,
+                Reverse(w.holding()),
+            )
+        })
+        .map(|(p, _)| p.clone())
+    }
+
+    /// When a job given to `w` at `now` is expected to start, from the expected durations of
+    /// the jobs it holds ([`JobSpec::expected_ms`](crate::proto::JobSpec::expected_ms)): each running job frees its slot when it
+    /// is expected to end, and the jobs waiting there take the slots in the order they were
+    /// given. None when one of them has no expected duration: prefetching then goes by room.
+    fn expected_start(&self, w: &Worker, now: Instant) -> Option<Instant> {
+        let mut free: BinaryHeap<Reverse<Instant>> = BinaryHeap::new();
+        let mut waiting = Vec::new();
+        for id in w.assigned.difference(&w.uploading) {
+            let job = self.jobs.get(id)?;
+            let JobState::Assigned(p) = &job.state else {
+                continue;
+            };
+            let ms = Duration::from_millis(job.spec.expected_ms()?);
+            match p.started_at {
+                Some(at) => free.push(Reverse((at + ms).max(now))),
+                None => waiting.push((p.order, ms)),
+            }
+        }
+        while free.len() < w.slots as usize {
+            free.push(Reverse(now));
+        }
+        waiting.sort_unstable();
+        for (_, ms) in waiting {
+            let Reverse(at) = free.pop()?;
+            free.push(Reverse(at + ms));
+        }
+        free.pop().map(|Reverse(at)| at)
     }
 
     fn assign(&mut self, global: JobId, worker: PeerId, fx: &mut Vec<Effect>) {
@@ -708,6 +753,7 @@ impl Scheduler {
         job.state = JobState::Assigned(Box::new(Placement {
             worker: worker.clone(),
             started: false,
+            started_at: None,
             taking_back: false,
             order: self.assignments,
             probe: self.now.filter(|_| free_slot),
@@ -1007,6 +1053,44 @@ mod tests {
             assigns(&more).is_empty(),
             "no worker has room beyond slots + prefetch"
         );
+    }
+
+    #[test]
+    fn a_prefetched_job_goes_where_a_slot_is_expected_to_free_first() {
+        // Two workers of two slots run four jobs, one of them short; a fifth job goes to the
+        // worker of the short one, whichever that is.
+        for short in 0..4 {
+            let mut s = sched(1);
+            let t0 = Instant::now();
+            s.at(t0).runner_joined("r".into());
+            s.worker_joined("a".into(), "a".into(), 2);
+            s.worker_joined("b".into(), "b".into(), 2);
+            let expected = |ms: u64, index: u64| Submission {
+                index: JobIndex(index),
+                spec: JobSpec {
+                    expected_ms: Some(ms),
+                    ..job(index, None, 0)
+                },
+            };
+            let four = (0..4).map(|i| expected(if i == short { 1_000 } else { 5_000 }, i));
+            let fx = s.submit("r", four.collect());
+            let running = assigns(&fx);
+            assert_eq!(running.len(), 4);
+            for (peer, id, attempt, _) in &running {
+                s.job_started(peer, *id, *attempt);
+            }
+            let fx = s
+                .at(t0 + Duration::from_millis(10))
+                .submit("r", vec![expected(2_000, 4)]);
+            let prefetched = assigns(&fx);
+            let holder = &running
+                .iter()
+                .find(|a| a.3 == format!("job-{short}"))
+                .unwrap()
+                .0;
+            assert_eq!(prefetched.len(), 1);
+            assert_eq!(&prefetched[0].0, holder, "short job {short}");
+        }
     }
 
     #[test]

@@ -660,6 +660,19 @@ impl SuiteRun {
 
     /// A batch of `tests` of suite `suite` at `attempt`, as submitted: away from the workers
     /// earlier attempts of its tests ran on, where there is another.
+    /// How long a batch of `tests` of suite `suite` is expected to take: their measured times
+    /// and the suite's measured batch cost; none if one of them has no history.
+    fn expected_ms(&self, suite: usize, tests: &[TestCase]) -> Option<u64> {
+        let name = &self.suites[suite].def.suite.name;
+        let cost = self.timings.batch_cost(name)?;
+        let files: std::collections::BTreeSet<_> = tests.iter().map(|t| &t.file).collect();
+        tests
+            .iter()
+            .map(|case| self.timings.estimate_ms(&TestKey::new(name, &case.id)))
+            .sum::<Option<u64>>()
+            .map(|ms| ms.saturating_add(cost.ms(files.len())))
+    }
+
     fn batch(&mut self, suite: usize, tests: Vec<TestCase>, attempt: u32) -> Submission {
         let avoid_workers = self.earlier_workers(suite, &tests);
         let index = JobIndex(self.next_index);
@@ -693,6 +706,7 @@ impl SuiteRun {
             outputs: vec![REPORT_FILE.to_string()],
             // No estimate: the broker keeps submission order, which is the plan's.
             estimate_ms: None,
+            expected_ms: self.expected_ms(suite, &tests),
             isolation: listed.def.isolation,
             secret_env: listed.def.secret_env.clone(),
             inherits: false,

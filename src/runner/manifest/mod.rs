@@ -154,6 +154,7 @@ impl JobDef {
             retries: self.retries,
             outputs: self.outputs,
             estimate_ms: self.estimate.map(millis),
+            expected_ms: None,
             isolation: self.isolation,
             secret_env: self.secret_env,
             inherits: false,
