@@ -123,7 +123,22 @@ pub enum FlakySetting {
     NewTestShare,
 }
 
+/// A setting as a section writes it: what it sets, its value as checked (none when the setting
+/// does not take what is written) and the problem to report then.
+type Written = (FlakySetting, Option<u32>, String);
+
 impl FlakySetting {
+    /// Its key in a manifest.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::MinRuns => "min-runs",
+            Self::FlakeRate => "flake-rate",
+            Self::ReleaseAfter => "release-after",
+            Self::NewTestRuns => "new-test-runs",
+            Self::NewTestShare => "new-test-share",
+        }
+    }
+
     /// The count `n`, when this setting takes it (a share takes no count).
     pub fn count(self, n: u32) -> Option<u32> {
         let takes = match self {
@@ -196,20 +211,22 @@ impl Checker {
         settings
     }
 
-    /// Sets `setting` in `settings` to `value`, as checked: none when the setting does not take
-    /// what is written at `at`, then `problem` (and the setting's hint) says so and the value
-    /// stays.
-    fn flaky_setting(
+    /// `settings` with the settings a section writes (under `at`) over them; each that its
+    /// setting does not take is reported with its problem and the setting's hint, and leaves
+    /// the value it had.
+    fn written_settings(
         &mut self,
         settings: &mut FlakySettings,
-        setting: FlakySetting,
-        value: Option<u32>,
-        at: NodePath,
-        problem: String,
+        at: &NodePath,
+        written: impl IntoIterator<Item = Option<Written>>,
     ) {
-        match value {
-            Some(value) => setting.set(value, &mut settings.quarantine, &mut settings.new_tests),
-            None => self.problem(at, problem, setting.hint()),
+        for (setting, value, problem) in written.into_iter().flatten() {
+            match value {
+                Some(value) => {
+                    setting.set(value, &mut settings.quarantine, &mut settings.new_tests)
+                }
+                None => self.problem(under(at, setting.key()), problem, setting.hint()),
+            }
         }
     }
 
@@ -221,29 +238,19 @@ impl Checker {
         at: &NodePath,
         owner: &str,
     ) {
+        use FlakySetting::{NewTestRuns, NewTestShare};
         if let Some(detect) = raw.detect {
             settings.new_tests.detect = detect;
         }
-        if let Some(runs) = raw.runs {
-            let runs_setting = FlakySetting::NewTestRuns;
-            self.flaky_setting(
-                settings,
-                runs_setting,
-                runs_setting.count(runs),
-                under(at, "new-test-runs"),
-                format!("{owner} has new-test-runs {runs}"),
-            );
-        }
-        if let Some(text) = raw.share {
-            let share = FlakySetting::NewTestShare;
-            self.flaky_setting(
-                settings,
-                share,
-                share.parse(text),
-                under(at, "new-test-share"),
-                format!("{owner} has a new-test-share '{text}' that is not a share"),
-            );
-        }
+        let runs = raw.runs.map(|runs| {
+            let problem = format!("{owner} has new-test-runs {runs}");
+            (NewTestRuns, NewTestRuns.count(runs), problem)
+        });
+        let share = raw.share.map(|text| {
+            let problem = format!("{owner} has a new-test-share '{text}' that is not a share");
+            (NewTestShare, NewTestShare.parse(text), problem)
+        });
+        self.written_settings(settings, at, [runs, share]);
     }
 
     /// `settings` with `raw` (at `at`, of `owner`) over their quarantine policy; each problem
@@ -255,42 +262,27 @@ impl Checker {
         at: NodePath,
         owner: &str,
     ) {
+        use FlakySetting::{FlakeRate, MinRuns, ReleaseAfter};
         let Some(raw) = raw else {
             return;
         };
         if let Some(auto) = raw.auto {
             settings.quarantine.auto = auto;
         }
-        if let Some(runs) = raw.min_runs {
-            let min_runs = FlakySetting::MinRuns;
-            self.flaky_setting(
-                settings,
-                min_runs,
-                min_runs.count(runs),
-                under(&at, "min-runs"),
-                format!("{owner} has a quarantine min-runs of {runs}"),
-            );
-        }
-        if let Some(text) = &raw.flake_rate {
-            let rate = FlakySetting::FlakeRate;
-            self.flaky_setting(
-                settings,
-                rate,
-                rate.parse(text),
-                under(&at, "flake-rate"),
-                format!("{owner} has a quarantine flake-rate '{text}' that is not a rate"),
-            );
-        }
-        if let Some(runs) = raw.release_after {
-            let release = FlakySetting::ReleaseAfter;
-            self.flaky_setting(
-                settings,
-                release,
-                release.count(runs),
-                under(&at, "release-after"),
-                format!("{owner} has a quarantine release-after of {runs}"),
-            );
-        }
+        let min_runs = raw.min_runs.map(|runs| {
+            let problem = format!("{owner} has a quarantine min-runs of {runs}");
+            (MinRuns, MinRuns.count(runs), problem)
+        });
+        let rate = raw.flake_rate.as_deref().map(|text| {
+            let problem =
+                format!("{owner} has a quarantine flake-rate '{text}' that is not a rate");
+            (FlakeRate, FlakeRate.parse(text), problem)
+        });
+        let release = raw.release_after.map(|runs| {
+            let problem = format!("{owner} has a quarantine release-after of {runs}");
+            (ReleaseAfter, ReleaseAfter.count(runs), problem)
+        });
+        self.written_settings(settings, &at, [min_runs, rate, release]);
         let tests = under(&at, "tests");
         for (i, id) in raw.tests.iter().enumerate() {
             if id.trim().is_empty() {
