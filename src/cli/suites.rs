@@ -386,12 +386,14 @@ mod tests {
         manifest: Option<PathBuf>,
     }
 
+    /// `args` parsed as the command line gives them.
     fn parsed(args: &[&str]) -> Flags {
         <Flags as clap::Parser>::try_parse_from(["ca"].iter().chain(args)).unwrap()
     }
 
-    fn refused(message: Result<impl std::fmt::Debug, Failure>) -> String {
-        message.unwrap_err().to_string()
+    /// The message of a refusal.
+    fn refused(result: Result<impl std::fmt::Debug, Failure>) -> String {
+        result.unwrap_err().to_string()
     }
 
     #[test]
