@@ -151,10 +151,11 @@ function durationInput(name, value) {
   return ms;
 }
 
-function booleanInput(name, value) {
+/** A true/false input; `expected` says in its error what the input takes. */
+function booleanInput(name, value, expected = 'a boolean: use true or false') {
   if (['true', 'True', 'TRUE'].includes(value)) return true;
   if (['false', 'False', 'FALSE', ''].includes(value)) return false;
-  throw badInput(`${name}: '${value}' is not a boolean: use true or false`);
+  throw badInput(`${name}: '${value}' is not ${expected}`);
 }
 
 /**
@@ -263,7 +264,7 @@ function readInputs(env = process.env) {
     mode,
     cluster: raw.cluster || 'default',
     stopCluster: booleanInput('stop-cluster', raw['stop-cluster']),
-    detectNewFlakes: booleanInput('detect-new-flakes', raw['detect-new-flakes']),
+    detectNewFlakes: detectNewFlakesInput(raw['detect-new-flakes']),
     killGrace: env.CLUSTER_ACTION_KILL_GRACE || '10s',
     args: splitArgs(raw.args),
     testArgs: splitArgs(raw['test-args']),
@@ -272,23 +273,39 @@ function readInputs(env = process.env) {
 }
 
 /**
- * The `quarantine` input as the binary's flags: `auto` (quarantine by flake rate) or `off`
- * (none), and/or the path of a file of test ids quarantined by hand, split on whitespace.
+ * The `quarantine` input as the binary's flags, split on whitespace: `auto` (quarantine by flake
+ * rate) or `off` (none), settings (words with `=`: `min-runs=5 flake-rate=20%`, which the binary
+ * checks), and/or the path of a file of test ids quarantined by hand.
  */
 function quarantineInput(value) {
   const words = splitArgs(value);
   const modes = words.filter(word => word === 'auto' || word === 'off');
-  const files = words.filter(word => word !== 'auto' && word !== 'off');
+  const settings = words.filter(word => word.includes('='));
+  const files = words.filter(word => !modes.includes(word) && !settings.includes(word));
   if (modes.length > 1 || files.length > 1) {
     throw badInput(
       `quarantine: '${value}' gives more than one mode or file: give auto (by flake rate) or off, ` +
-        'and/or one file of test ids (one a line), e.g. `auto .github/quarantine.txt`',
+        'settings and/or one file of test ids (one a line), e.g. `auto min-runs=5 .github/quarantine.txt`',
     );
   }
+  const flag = [...modes, ...settings].join(',');
   return [
-    ...(modes.length ? ['--quarantine', modes[0]] : []),
+    ...(flag ? ['--quarantine', flag] : []),
     ...(files.length ? ['--quarantine-file', files[0]] : []),
   ];
+}
+
+/**
+ * The `detect-new-flakes` input as the binary's flag: `true` or `false`, or settings (words
+ * with `=`: `runs=5 share=20%`, which the binary checks) that turn it on.
+ */
+function detectNewFlakesInput(value) {
+  const words = splitArgs(value);
+  if (words.length && words.every(word => word.includes('='))) {
+    return [`--detect-new-flakes=${words.join(',')}`];
+  }
+  const expected = 'a boolean or settings: use true, false or settings such as `runs=5 share=20%`';
+  return booleanInput('detect-new-flakes', value, expected) ? ['--detect-new-flakes'] : [];
 }
 
 /**
@@ -338,7 +355,7 @@ function commandLine(cfg, reports) {
         '--report-junit', reports.junit,
         '--step-outputs',
         ...cfg.quarantine,
-        ...(cfg.detectNewFlakes ? ['--detect-new-flakes'] : []),
+        ...cfg.detectNewFlakes,
         ...flag('commands', cfg.commands),
       );
     }

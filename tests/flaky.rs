@@ -2,7 +2,9 @@
 //! run reads and writes (`--write-timings` on the same file): a test flaky one run in three is
 //! quarantined once ten runs are recorded and its failure no longer fails the run, twenty
 //! clean runs release it, a test quarantined by hand fails no run, and a new test failing one
-//! run in two is flaky on its first run (`--detect-new-flakes`). A tiny `command` suite
+//! run in two is flaky on its first run (`--detect-new-flakes`), and the command line's
+//! settings (`--quarantine auto,min-runs=3,...`, `--detect-new-flakes=runs=5,...`) replace the
+//! defaults. A tiny `command` suite
 //! on one worker keeps the runs fast; the test's outcome is driven by the run's number (the
 //! manifest's `RUN`), so every run is deterministic.
 
@@ -197,17 +199,21 @@ fn a_test_quarantined_by_hand_fails_no_run_and_keeps_its_failure_in_junit() {
     assert_eq!(entry(&by_file, "broken")["status"], "quarantined");
 }
 
-#[test]
-fn a_new_test_failing_one_run_in_two_is_flaky_on_its_first_run() {
+/// The second run of a project of 20 tests, which adds `newbie` to them; both runs with `args`.
+fn a_new_test_run(args: &[&str]) -> LocalRun {
     let old: Vec<String> = (0..20).map(|i| format!("old{i}")).collect();
     let mut ids: Vec<&str> = old.iter().map(String::as_str).collect();
     let dir = project(&ids, "{}");
-    let strict = ["--flaky-result", "fail", "--detect-new-flakes"];
-    let first = run(dir.path(), 1, 3, &strict);
+    let first = run(dir.path(), 1, 3, args);
     assert_eq!(first.code, 0, "{}", first.stderr);
     ids.push("newbie");
     std::fs::write(dir.path().join("ids.txt"), ids.join("\n") + "\n").unwrap();
-    let second = run(dir.path(), 2, 3, &strict);
+    run(dir.path(), 2, 3, args)
+}
+
+#[test]
+fn a_new_test_failing_one_run_in_two_is_flaky_on_its_first_run() {
+    let second = a_new_test_run(&["--flaky-result", "fail", "--detect-new-flakes"]);
     let newbie = entry(&second, "newbie");
     assert_eq!(newbie["status"], "flaky", "{}", second.report);
     assert_eq!(newbie["attempts"], 3);
@@ -230,4 +236,56 @@ fn a_new_test_failing_one_run_in_two_is_flaky_on_its_first_run() {
         "{}",
         second.summary
     );
+}
+
+#[test]
+fn quarantine_settings_on_the_command_line_replace_the_defaults() {
+    // A test flaky in run 3 has a rate of 1 in 3 once 3 runs are recorded: (the flag, its
+    // status in runs 4 and 5).
+    let cases = [
+        ("auto", ["passed", "passed"]), // rates count after 10 runs
+        ("auto,min-runs=3,flake-rate=40%", ["passed", "passed"]), // 33 % is under the rate
+        (
+            "auto,min-runs=3,flake-rate=30%,release-after=1",
+            ["quarantined", "passed"], // run 4 is clean: it is released
+        ),
+    ];
+    for (flag, statuses) in cases {
+        let dir = project(&["steady", "flaky"], "{}");
+        let args = ["--flaky-result", "fail", "--quarantine", flag];
+        for n in 1..=3 {
+            assert_eq!(
+                run(dir.path(), n, 3, &args).code,
+                i32::from(n == 3),
+                "{flag}"
+            );
+        }
+        for (n, status) in (4..).zip(statuses) {
+            let done = run(dir.path(), n, 3, &args);
+            let flaky = entry(&done, "flaky");
+            assert_eq!(flaky["status"], status, "{flag}, run {n}: {}", done.report);
+            assert_eq!(flaky["runs_seen"], n, "{flag}");
+        }
+    }
+}
+
+#[test]
+fn new_test_settings_on_the_command_line_set_its_runs_within_the_share() {
+    let strict = [
+        "--flaky-result",
+        "fail",
+        "--detect-new-flakes=runs=5,share=50%",
+    ];
+    let second = a_new_test_run(&strict);
+    let newbie = entry(&second, "newbie");
+    assert_eq!(newbie["status"], "flaky", "{}", second.report);
+    assert_eq!(newbie["attempts"], 5);
+    assert!(
+        second.summary.contains("- c: 1 new tests ran 5 times each"),
+        "{}",
+        second.summary
+    );
+    // Four repeats of one test in 21 do not fit in the default 10 % of the suite's time.
+    let second = a_new_test_run(&["--detect-new-flakes=runs=5"]);
+    assert_eq!(entry(&second, "newbie")["attempts"], 1, "{}", second.report);
 }

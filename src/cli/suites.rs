@@ -1,6 +1,7 @@
 //! The flags of `run` and `local` for test suites: the one-suite shorthand (`--tests FRAMEWORK
 //! [ARGS]…`, with `--nextest`, `--pytest` and `--go-test` as its aliases), timing history files,
-//! `--flaky-result` and quarantine (`--quarantine`, `--quarantine-file`).
+//! `--flaky-result`, quarantine (`--quarantine`, `--quarantine-file`) and new tests
+//! (`--detect-new-flakes`), whose settings are checked as a manifest's are.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,7 +11,9 @@ use clap::{Args, ValueEnum};
 use cluster_action::history::HistorySource;
 use cluster_action::history::results::RerunMode;
 use cluster_action::layer::Listed;
-use cluster_action::runner::manifest::{DEFAULT_TEST_TIMEOUT, LayerDef, Manifest, SuiteDef};
+use cluster_action::runner::manifest::{
+    DEFAULT_TEST_TIMEOUT, FlakySetting, LayerDef, Manifest, SuiteDef,
+};
 use cluster_action::runner::report::FlakyResult;
 use cluster_action::suite::{Framework, Suite};
 
@@ -25,14 +28,47 @@ pub enum FlakyArg {
     Fail,
 }
 
-/// `--quarantine`: quarantine by flake rate, or no quarantine at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum QuarantineArg {
+/// `--quarantine`'s mode: quarantine by flake rate, or no quarantine at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QuarantineMode {
     /// Every suite quarantines by flake rate (`quarantine: {auto: true}`).
     Auto,
     /// No test is quarantined, whatever the manifest says.
     Off,
 }
+
+/// A setting a flag gives every suite, checked: what to set, and to what.
+type Setting = (FlakySetting, u32);
+
+/// `--quarantine`, read: its mode and its settings, each over every suite's.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct QuarantineFlag {
+    mode: Option<QuarantineMode>,
+    settings: Vec<Setting>,
+}
+
+/// The settings a flag takes: each one's name, the form of its value (for errors) and what it
+/// sets.
+type SettingNames = [(&'static str, &'static str, FlakySetting)];
+
+/// The settings `--quarantine` takes (named as the manifest's keys).
+const QUARANTINE_SETTINGS: [(&str, &str, FlakySetting); 3] = [
+    ("min-runs", "N", FlakySetting::MinRuns),
+    ("flake-rate", "RATE", FlakySetting::FlakeRate),
+    ("release-after", "N", FlakySetting::ReleaseAfter),
+];
+
+/// `--quarantine` written right, for its errors.
+const QUARANTINE_EXAMPLE: &str = "--quarantine auto,min-runs=10,flake-rate=10%,release-after=20";
+
+/// The settings `--detect-new-flakes` takes.
+const NEW_TEST_SETTINGS: [(&str, &str, FlakySetting); 2] = [
+    ("runs", "N", FlakySetting::NewTestRuns),
+    ("share", "SHARE", FlakySetting::NewTestShare),
+];
+
+/// `--detect-new-flakes` with settings written right, for its errors.
+const NEW_TEST_EXAMPLE: &str = "--detect-new-flakes=runs=3,share=10%";
 
 /// The most a `--quarantine-file` may weigh.
 const MAX_QUARANTINE_FILE_BYTES: u64 = 4 << 20;
@@ -77,8 +113,12 @@ pub struct SuiteArgs {
     pub write_timings: Option<PathBuf>,
     /// `auto`: every suite quarantines tests by flake rate (a quarantined test runs, but its
     /// failure does not fail the run); `off`: none is quarantined, whatever the manifest says.
-    #[arg(long, value_enum, value_name = "auto|off")]
-    pub quarantine: Option<QuarantineArg>,
+    /// Settings, comma-separated, replace every suite's (the manifest's keys): `min-runs=N`
+    /// (runs of history before a rate counts, default 10), `flake-rate=RATE` (quarantined at
+    /// or above, default 10%), `release-after=N` (clean runs in a row to leave, default 20, at
+    /// most 30); e.g. `--quarantine auto,min-runs=5,flake-rate=20%`.
+    #[arg(long, value_name = "auto|off|SETTINGS")]
+    pub quarantine: Option<String>,
     /// Quarantine the test ids in FILE (one a line; blank lines and lines starting with `#`
     /// are left out) in every suite, whatever their history.
     #[arg(long, value_name = "FILE")]
@@ -86,8 +126,11 @@ pub struct SuiteArgs {
     /// Run each test the history has never seen several times (a suite's `new-test-runs`, 3 by
     /// default), on different workers where there are any: outcomes that disagree make it
     /// flaky. At most `new-test-share` (10 %) of a suite's time goes to these repeats.
-    #[arg(long)]
-    pub detect_new_flakes: bool,
+    /// Settings after `=`, comma-separated, replace every suite's: `runs=N` (2 to 10),
+    /// `share=SHARE`; e.g. `--detect-new-flakes=runs=5,share=20%`.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "",
+          value_name = "SETTINGS")]
+    pub detect_new_flakes: Option<String>,
     /// On a re-run (GITHUB_RUN_ATTEMPT above 1): `failed` runs only the tests that failed or
     /// never ran before, `all` every test.
     #[arg(long, default_value = "failed", value_name = "failed|all")]
@@ -178,18 +221,29 @@ impl SuiteArgs {
     }
 
     /// `manifest` with `--quarantine`, `--quarantine-file` and `--detect-new-flakes` applied to
-    /// each of its suites.
+    /// each of its suites: their settings over the suite's.
     pub fn apply_flaky_flags(&self, manifest: &mut Manifest) -> Result<(), Failure> {
+        let quarantine = match &self.quarantine {
+            Some(text) => quarantine_flag(text)?,
+            None => QuarantineFlag::default(),
+        };
+        let new_tests = match &self.detect_new_flakes {
+            Some(text) => Some(new_test_settings(text)?),
+            None => None,
+        };
         let ids = match &self.quarantine_file {
             Some(path) => quarantine_ids(path)?,
             None => Vec::new(),
         };
         for suite in &mut manifest.suites {
-            suite.new_tests.detect |= self.detect_new_flakes;
+            suite.new_tests.detect |= new_tests.is_some();
+            for &(setting, value) in quarantine.settings.iter().chain(new_tests.iter().flatten()) {
+                setting.set(value, &mut suite.quarantine, &mut suite.new_tests);
+            }
             let policy = &mut suite.quarantine;
-            match self.quarantine {
-                Some(QuarantineArg::Auto) => policy.auto = true,
-                Some(QuarantineArg::Off) => {
+            match quarantine.mode {
+                Some(QuarantineMode::Auto) => policy.auto = true,
+                Some(QuarantineMode::Off) => {
                     policy.auto = false;
                     policy.tests.clear();
                     continue;
@@ -217,6 +271,76 @@ impl SuiteArgs {
             cluster: cluster.to_owned(),
         }
     }
+}
+
+/// The value of `flag`, comma-separated: its words (each one of `words`) and its settings
+/// (`NAME=VALUE`, one of `names`), checked; `example` is the flag written right.
+fn flag_settings<'a>(
+    flag: &str,
+    text: &'a str,
+    (words, names): (&[&str], &SettingNames),
+    example: &str,
+) -> Result<(Vec<&'a str>, Vec<Setting>), Failure> {
+    let mut given = Vec::new();
+    let mut settings = Vec::new();
+    for part in text
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+    {
+        let (name, value) = part.split_once('=').unwrap_or((part, ""));
+        if words.contains(&part) {
+            given.push(part);
+        } else if let Some(&(_, _, setting)) = names.iter().find(|(n, ..)| *n == name.trim()) {
+            let value = setting.parse(value).ok_or_else(|| {
+                Failure::bad_input(format!(
+                    "{flag}: '{part}': {} cannot be '{}': {}",
+                    name.trim(),
+                    value.trim(),
+                    setting.hint()
+                ))
+            })?;
+            settings.push((setting, value));
+        } else {
+            let forms = words
+                .iter()
+                .map(|word| word.to_string())
+                .chain(names.iter().map(|(name, form, _)| format!("{name}={form}")));
+            return Err(Failure::bad_input(format!(
+                "{flag}: '{part}' is none of {}: e.g. `{example}`",
+                forms.collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    Ok((given, settings))
+}
+
+/// `--quarantine TEXT`: `auto` or `off`, and/or settings.
+fn quarantine_flag(text: &str) -> Result<QuarantineFlag, Failure> {
+    let flag = "--quarantine";
+    let known = (&["auto", "off"][..], &QUARANTINE_SETTINGS[..]);
+    let (words, settings) = flag_settings(flag, text, known, QUARANTINE_EXAMPLE)?;
+    let refuse = |why: &str| {
+        Failure::bad_input(format!(
+            "{flag}: '{text}' {why}: give auto or off and/or settings, e.g. `{QUARANTINE_EXAMPLE}`"
+        ))
+    };
+    let mode = match words[..] {
+        [] if settings.is_empty() => return Err(refuse("says nothing")),
+        [] => None,
+        ["auto"] => Some(QuarantineMode::Auto),
+        ["off"] if settings.is_empty() => Some(QuarantineMode::Off),
+        ["off"] => return Err(refuse("gives settings with off, which quarantines nothing")),
+        _ => return Err(refuse("gives more than one of auto and off")),
+    };
+    Ok(QuarantineFlag { mode, settings })
+}
+
+/// `--detect-new-flakes=TEXT`: its settings (none when bare).
+fn new_test_settings(text: &str) -> Result<Vec<Setting>, Failure> {
+    let known = (&[][..], &NEW_TEST_SETTINGS[..]);
+    let (_, settings) = flag_settings("--detect-new-flakes", text, known, NEW_TEST_EXAMPLE)?;
+    Ok(settings)
 }
 
 /// The ids of a `--quarantine-file`: one a line, blank lines and `#` comments left out.
@@ -252,5 +376,159 @@ mod tests {
         );
         let err = quarantine_ids(&dir.path().join("none")).unwrap_err();
         assert!(err.to_string().contains("--quarantine-file"), "{err}");
+    }
+
+    /// The suite flags beside a manifest, as `run` and `local` take them.
+    #[derive(Debug, clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        suites: SuiteArgs,
+        manifest: Option<PathBuf>,
+    }
+
+    /// `args` parsed as the command line gives them.
+    fn parsed(args: &[&str]) -> Flags {
+        <Flags as clap::Parser>::try_parse_from(["ca"].iter().chain(args)).unwrap()
+    }
+
+    /// The message of a refusal.
+    fn refused(result: Result<impl std::fmt::Debug, Failure>) -> String {
+        result.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn quarantine_takes_auto_or_off_and_the_manifests_settings() {
+        use FlakySetting::*;
+        let auto = quarantine_flag("auto").unwrap();
+        assert_eq!(
+            (auto.mode, auto.settings),
+            (Some(QuarantineMode::Auto), vec![])
+        );
+        assert_eq!(
+            quarantine_flag("off").unwrap().mode,
+            Some(QuarantineMode::Off)
+        );
+        let all = quarantine_flag("auto, min-runs=5,flake-rate=20%,release-after=10").unwrap();
+        assert_eq!(all.mode, Some(QuarantineMode::Auto));
+        assert_eq!(
+            all.settings,
+            [(MinRuns, 5), (FlakeRate, 2_000), (ReleaseAfter, 10)]
+        );
+        let alone = quarantine_flag("flake-rate=0.25").unwrap();
+        assert_eq!(
+            (alone.mode, alone.settings),
+            (None, vec![(FlakeRate, 2_500)])
+        );
+    }
+
+    #[test]
+    fn detect_new_flakes_takes_runs_and_share_or_nothing() {
+        assert_eq!(new_test_settings("").unwrap(), []);
+        assert_eq!(
+            new_test_settings("runs=5,share=20%").unwrap(),
+            [
+                (FlakySetting::NewTestRuns, 5),
+                (FlakySetting::NewTestShare, 2_000)
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_settings_name_the_flag_the_part_and_the_form() {
+        let quarantine = |text| refused(quarantine_flag(text));
+        let new_tests = |text| refused(new_test_settings(text));
+        let cases = [
+            (
+                quarantine("auto,min-runs=0"),
+                "--quarantine: 'min-runs=0': min-runs cannot be '0': give how many runs of history",
+            ),
+            (
+                quarantine("flake-rate=lots"),
+                "flake-rate cannot be 'lots': give a percentage above 0 and at most 100%",
+            ),
+            (
+                quarantine("release-after=31"),
+                "release-after cannot be '31': give 1 to 30 clean runs",
+            ),
+            (quarantine("min-runs="), "min-runs cannot be ''"),
+            (
+                quarantine("sometimes"),
+                "--quarantine: 'sometimes' is none of auto, off, min-runs=N, flake-rate=RATE, release-after=N: e.g. `--quarantine auto,min-runs=10",
+            ),
+            (
+                quarantine("auto,min-run=5"),
+                "'min-run=5' is none of auto, off",
+            ),
+            (
+                quarantine("auto,off"),
+                "--quarantine: 'auto,off' gives more than one of auto and off: give auto or off",
+            ),
+            (
+                quarantine("off,min-runs=3"),
+                "gives settings with off, which quarantines nothing",
+            ),
+            (quarantine(" , "), "says nothing"),
+            (
+                new_tests("runs=1"),
+                "--detect-new-flakes: 'runs=1': runs cannot be '1': give how many times a new test runs in all, 2 to 10",
+            ),
+            (
+                new_tests("share=0%"),
+                "share cannot be '0%': give a percentage above 0",
+            ),
+            (
+                new_tests("true"),
+                "--detect-new-flakes: 'true' is none of runs=N, share=SHARE: e.g. `--detect-new-flakes=runs=3,share=10%`",
+            ),
+            (
+                new_tests("new-test-runs=5"),
+                "'new-test-runs=5' is none of runs=N",
+            ),
+        ];
+        for (message, error) in cases {
+            assert!(message.contains(error), "{error}: {message}");
+        }
+    }
+
+    #[test]
+    fn detect_new_flakes_takes_settings_only_after_an_equals_sign() {
+        let bare = parsed(&["--detect-new-flakes", "m.yml"]);
+        assert_eq!(bare.suites.detect_new_flakes.as_deref(), Some(""));
+        assert_eq!(bare.manifest, Some(PathBuf::from("m.yml")));
+        let before = parsed(&["--detect-new-flakes", "--pytest", "-k", "x"]);
+        assert_eq!(before.suites.detect_new_flakes.as_deref(), Some(""));
+        assert_eq!(before.suites.pytest, Some(vec!["-k".into(), "x".into()]));
+        let set = parsed(&["--detect-new-flakes=runs=5", "m.yml"]);
+        assert_eq!(set.suites.detect_new_flakes.as_deref(), Some("runs=5"));
+        assert_eq!(set.manifest, Some(PathBuf::from("m.yml")));
+        assert_eq!(parsed(&["m.yml"]).suites.detect_new_flakes, None);
+    }
+
+    #[test]
+    fn flag_settings_replace_every_suites_and_bad_ones_are_bad_input() {
+        let flags = parsed(&[
+            "--quarantine",
+            "min-runs=3,flake-rate=20%",
+            "--detect-new-flakes=runs=5",
+            "--pytest",
+        ]);
+        let mut manifest = flags.suites.manifest().unwrap();
+        manifest.suites[0].quarantine.release_after = 7;
+        flags.suites.apply_flaky_flags(&mut manifest).unwrap();
+        let suite = &manifest.suites[0];
+        let quarantine = &suite.quarantine;
+        assert!(!quarantine.auto, "settings alone leave auto as it was");
+        let rate = (quarantine.min_runs, quarantine.flake_rate_bp);
+        assert_eq!((rate, quarantine.release_after), ((3, 2_000), 7));
+        let new_tests = &suite.new_tests;
+        let default_share = cluster_action::suite::new_tests::NewTestPolicy::default().share_bp;
+        assert_eq!(
+            (new_tests.detect, new_tests.runs, new_tests.share_bp),
+            (true, 5, default_share)
+        );
+        let bad = parsed(&["--quarantine", "auto,flake-rate=200%", "--pytest"]);
+        let mut manifest = bad.suites.manifest().unwrap();
+        let failure = bad.suites.apply_flaky_flags(&mut manifest).unwrap_err();
+        assert_eq!(failure.exit_code(), super::super::exit::BAD_INPUT);
     }
 }

@@ -222,6 +222,19 @@ test('each role gets the flags its inputs name, after the global --log-level', a
       ['run', '--cluster', 'default', '--report-json', 'JSON', '--report-junit', 'JUNIT', '--step-outputs',
         '--quarantine', 'off', '--', 'm.yml'],
     ],
+    // Settings (words with `=`) go to --quarantine beside the mode, to --detect-new-flakes after
+    // an `=`; the binary checks their values.
+    [
+      { role: 'runner', tests: 'go', quarantine: 'auto min-runs=5 .github/quarantine.txt flake-rate=20%', 'detect-new-flakes': 'runs=5 share=20%' },
+      ['run', '--cluster', 'default', '--report-json', 'JSON', '--report-junit', 'JUNIT', '--step-outputs',
+        '--quarantine', 'auto,min-runs=5,flake-rate=20%', '--quarantine-file', '.github/quarantine.txt',
+        '--detect-new-flakes=runs=5,share=20%', '--tests', 'go'],
+    ],
+    [
+      { role: 'runner', jobs: 'm.yml', quarantine: 'release-after=10', 'detect-new-flakes': 'false' },
+      ['run', '--cluster', 'default', '--report-json', 'JSON', '--report-junit', 'JUNIT', '--step-outputs',
+        '--quarantine', 'release-after=10', '--', 'm.yml'],
+    ],
     [
       { role: 'runner', commands: 'commands.txt', 'stop-cluster': 'false' },
       ['run', '--cluster', 'default', '--report-json', 'JSON', '--report-junit', 'JUNIT', '--step-outputs', '--commands', 'commands.txt'],
@@ -342,9 +355,11 @@ test('bad inputs stop the step with exit 2 and a message naming the fix; nothing
     [{ role: 'runner', tests: 'mocha' }, /::error::tests: 'mocha' is not a test framework: use one of nextest, pytest, go, jest, vitest, playwright, rspec, minitest/],
     [{ role: 'runner', jobs: 'm.yml', 'test-args': '-x' }, /::error::test-args: arguments for a test framework need 'tests'/],
     [{ role: 'runner', jobs: 'm.yml', 'stop-cluster': 'yes' }, /::error::stop-cluster: 'yes' is not a boolean: use true or false/],
-    [{ role: 'runner', jobs: 'm.yml', 'detect-new-flakes': 'yes' }, /::error::detect-new-flakes: 'yes' is not a boolean/],
+    [{ role: 'runner', jobs: 'm.yml', 'detect-new-flakes': 'yes' }, /::error::detect-new-flakes: 'yes' is not a boolean or settings: use true, false or settings such as `runs=5 share=20%25`/], // % is escaped in workflow commands
+    [{ role: 'runner', jobs: 'm.yml', 'detect-new-flakes': 'true runs=5' }, /::error::detect-new-flakes: 'true runs=5' is not a boolean or settings/],
     [{ role: 'runner', jobs: 'm.yml', quarantine: 'auto off' }, /::error::quarantine: 'auto off' gives more than one mode or file/],
     [{ role: 'runner', jobs: 'm.yml', quarantine: 'a.txt b.txt' }, /::error::quarantine: 'a.txt b.txt' gives more than one mode or file/],
+    [{ role: 'runner', jobs: 'm.yml', quarantine: 'min-runs=5 a.txt off b.txt' }, /::error::quarantine: 'min-runs=5 a.txt off b.txt' gives more than one mode or file/],
     [{ role: 'broker', args: `--name 'open` }, /::error::args: unterminated ' quote/],
     [{ role: 'broker', version: '../v1' }, /::error::version: '..\/v1' is not a release tag/],
     [{ role: 'broker', keep: 'some' }, /::error::keep: 'some' is not one of reports, all, none/],

@@ -12,6 +12,9 @@
 //! new-test-runs: 3          # how many times in all (2 to 10)
 //! new-test-share: 10%       # at most this share of the suite's time goes to the repeats
 //! ```
+//!
+//! The command line sets the same values over every suite's (`--quarantine min-runs=5`,
+//! `--detect-new-flakes=runs=5`), checked alike by [`FlakySetting`].
 
 use serde::Deserialize;
 
@@ -103,6 +106,90 @@ pub(crate) fn parse_share(text: &str) -> Option<u32> {
     (value > 0.0 && (1.0..=10_000.0).contains(&bp)).then_some(bp as u32)
 }
 
+/// A setting for flaky tests with a value, which a manifest's key and the command line's
+/// `--quarantine` and `--detect-new-flakes` settings both give: one check of its value and one
+/// hint for both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlakySetting {
+    /// `quarantine: min-runs`: runs of history before a flake rate counts.
+    MinRuns,
+    /// `quarantine: flake-rate`: the rate at or above which a test is quarantined.
+    FlakeRate,
+    /// `quarantine: release-after`: clean runs in a row that leave quarantine.
+    ReleaseAfter,
+    /// `new-test-runs`: how many times a new test runs in all.
+    NewTestRuns,
+    /// `new-test-share`: the most of a suite's time the repeats of new tests take.
+    NewTestShare,
+}
+
+/// A setting as a section writes it: what it sets, its value as checked (none when the setting
+/// does not take what is written) and the problem to report then.
+type Written = (FlakySetting, Option<u32>, String);
+
+impl FlakySetting {
+    /// Its key in a manifest.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::MinRuns => "min-runs",
+            Self::FlakeRate => "flake-rate",
+            Self::ReleaseAfter => "release-after",
+            Self::NewTestRuns => "new-test-runs",
+            Self::NewTestShare => "new-test-share",
+        }
+    }
+
+    /// The count `n`, when this setting takes it (a share takes no count).
+    pub fn count(self, n: u32) -> Option<u32> {
+        let takes = match self {
+            Self::MinRuns => n >= 1,
+            Self::ReleaseAfter => (1..=RECORD_RUNS).contains(&(n as usize)),
+            Self::NewTestRuns => (2..=MAX_NEW_TEST_RUNS).contains(&n),
+            Self::FlakeRate | Self::NewTestShare => false,
+        };
+        takes.then_some(n)
+    }
+
+    /// The value written as `text` (a count, or a share in hundredths of a percent), when this
+    /// setting takes it.
+    pub fn parse(self, text: &str) -> Option<u32> {
+        match self {
+            Self::FlakeRate | Self::NewTestShare => parse_share(text),
+            _ => self.count(text.trim().parse().ok()?),
+        }
+    }
+
+    /// What it takes, said as the hint of a problem or an error.
+    pub fn hint(self) -> String {
+        match self {
+            Self::MinRuns => "give how many runs of history a flake rate needs, such as 10".into(),
+            Self::FlakeRate => "give a percentage above 0 and at most 100%, such as 10%, or a \
+                                fraction such as 0.1"
+                .into(),
+            Self::ReleaseAfter => format!(
+                "give 1 to {RECORD_RUNS} clean runs in a row (the history keeps each test's last \
+                 {RECORD_RUNS} runs)"
+            ),
+            Self::NewTestRuns => {
+                format!("give how many times a new test runs in all, 2 to {MAX_NEW_TEST_RUNS}")
+            }
+            Self::NewTestShare => "give a percentage above 0 and at most 100%, such as 10%".into(),
+        }
+    }
+
+    /// Sets it to `value` (as [`Self::count`] or [`Self::parse`] gave it) in the policy it
+    /// belongs to: `quarantine` or `new_tests`.
+    pub fn set(self, value: u32, quarantine: &mut QuarantinePolicy, new_tests: &mut NewTestPolicy) {
+        match self {
+            Self::MinRuns => quarantine.min_runs = value as usize,
+            Self::FlakeRate => quarantine.flake_rate_bp = value,
+            Self::ReleaseAfter => quarantine.release_after = value as usize,
+            Self::NewTestRuns => new_tests.runs = value,
+            Self::NewTestShare => new_tests.share_bp = value,
+        }
+    }
+}
+
 impl Checker {
     /// `base` (the defaults' settings, or none) with those of `section` (at `at`, of `owner`)
     /// over it.
@@ -113,100 +200,89 @@ impl Checker {
         at: &NodePath,
         owner: &str,
     ) -> FlakySettings {
-        FlakySettings {
-            quarantine: self.quarantine(
-                &base.quarantine,
-                section.quarantine(),
-                under(at, "quarantine"),
-                owner,
-            ),
-            new_tests: self.new_tests(&base.new_tests, section.new_tests(), at, owner),
+        let mut settings = base.clone();
+        self.quarantine(
+            &mut settings,
+            section.quarantine(),
+            under(at, "quarantine"),
+            owner,
+        );
+        self.new_tests(&mut settings, section.new_tests(), at, owner);
+        settings
+    }
+
+    /// `settings` with the settings a section writes (under `at`) over them; each that its
+    /// setting does not take is reported with its problem and the setting's hint, and leaves
+    /// the value it had.
+    fn written_settings(
+        &mut self,
+        settings: &mut FlakySettings,
+        at: &NodePath,
+        written: impl IntoIterator<Item = Option<Written>>,
+    ) {
+        for (setting, value, problem) in written.into_iter().flatten() {
+            match value {
+                Some(value) => {
+                    setting.set(value, &mut settings.quarantine, &mut settings.new_tests)
+                }
+                None => self.problem(under(at, setting.key()), problem, setting.hint()),
+            }
         }
     }
 
-    /// `base` (the defaults' policy) with `raw` (keys under `at`, of `owner`) over it.
+    /// `settings` with the new-test keys of `raw` (under `at`, of `owner`) over them.
     fn new_tests(
         &mut self,
-        base: &NewTestPolicy,
+        settings: &mut FlakySettings,
         raw: RawNewTests,
         at: &NodePath,
         owner: &str,
-    ) -> NewTestPolicy {
-        let mut policy = *base;
+    ) {
+        use FlakySetting::{NewTestRuns, NewTestShare};
         if let Some(detect) = raw.detect {
-            policy.detect = detect;
+            settings.new_tests.detect = detect;
         }
-        match raw.runs {
-            Some(runs @ 2..=MAX_NEW_TEST_RUNS) => policy.runs = runs,
-            Some(runs) => self.problem(
-                under(at, "new-test-runs"),
-                format!("{owner} has new-test-runs {runs}"),
-                format!("give how many times a new test runs in all, 2 to {MAX_NEW_TEST_RUNS}"),
-            ),
-            None => {}
-        }
-        if let Some(text) = raw.share {
-            match parse_share(text) {
-                Some(share) => policy.share_bp = share,
-                None => self.problem(
-                    under(at, "new-test-share"),
-                    format!("{owner} has a new-test-share '{text}' that is not a share"),
-                    "give a percentage above 0 and at most 100%, such as 10%",
-                ),
-            }
-        }
-        policy
+        let runs = raw.runs.map(|runs| {
+            let problem = format!("{owner} has new-test-runs {runs}");
+            (NewTestRuns, NewTestRuns.count(runs), problem)
+        });
+        let share = raw.share.map(|text| {
+            let problem = format!("{owner} has a new-test-share '{text}' that is not a share");
+            (NewTestShare, NewTestShare.parse(text), problem)
+        });
+        self.written_settings(settings, at, [runs, share]);
     }
 
-    /// `base` (the defaults' policy) with `raw` (at `at`, of `owner`) over it; each problem
-    /// found is reported and leaves the base's value.
+    /// `settings` with `raw` (at `at`, of `owner`) over their quarantine policy; each problem
+    /// found is reported and leaves the value it had.
     fn quarantine(
         &mut self,
-        base: &QuarantinePolicy,
+        settings: &mut FlakySettings,
         raw: Option<&RawQuarantine>,
         at: NodePath,
         owner: &str,
-    ) -> QuarantinePolicy {
-        let mut policy = base.clone();
+    ) {
+        use FlakySetting::{FlakeRate, MinRuns, ReleaseAfter};
         let Some(raw) = raw else {
-            return policy;
+            return;
         };
         if let Some(auto) = raw.auto {
-            policy.auto = auto;
+            settings.quarantine.auto = auto;
         }
-        match raw.min_runs {
-            Some(0) => self.problem(
-                under(&at, "min-runs"),
-                format!("{owner} has a quarantine min-runs of 0"),
-                "give how many runs of history a flake rate needs, such as 10",
-            ),
-            Some(runs) => policy.min_runs = runs as usize,
-            None => {}
-        }
-        if let Some(text) = &raw.flake_rate {
-            match parse_share(text) {
-                Some(rate) => policy.flake_rate_bp = rate,
-                None => self.problem(
-                    under(&at, "flake-rate"),
-                    format!("{owner} has a quarantine flake-rate '{text}' that is not a rate"),
-                    "give a percentage above 0 and at most 100%, such as 10%, or a fraction such as 0.1",
-                ),
-            }
-        }
-        match raw.release_after {
-            Some(runs @ 1..) if runs as usize <= RECORD_RUNS => {
-                policy.release_after = runs as usize
-            }
-            Some(runs) => self.problem(
-                under(&at, "release-after"),
-                format!("{owner} has a quarantine release-after of {runs}"),
-                format!(
-                    "give 1 to {RECORD_RUNS} clean runs in a row (the history keeps each test's \
-                     last {RECORD_RUNS} runs)"
-                ),
-            ),
-            None => {}
-        }
+        let min_runs = raw.min_runs.map(|runs| {
+            let problem = format!("{owner} has a quarantine min-runs of {runs}");
+            (MinRuns, MinRuns.count(runs), problem)
+        });
+        let rate = raw.flake_rate.as_deref().map(|text| {
+            let problem =
+                format!("{owner} has a quarantine flake-rate '{text}' that is not a rate");
+            (FlakeRate, FlakeRate.parse(text), problem)
+        });
+        let release = raw.release_after.map(|runs| {
+            let problem = format!("{owner} has a quarantine release-after of {runs}");
+            (ReleaseAfter, ReleaseAfter.count(runs), problem)
+        });
+        self.written_settings(settings, &at, [min_runs, rate, release]);
         let tests = under(&at, "tests");
         for (i, id) in raw.tests.iter().enumerate() {
             if id.trim().is_empty() {
@@ -218,10 +294,9 @@ impl Checker {
                     "give test ids as the reports name them (the JSON report's `id`)",
                 );
             } else {
-                policy.tests.insert(id.clone());
+                settings.quarantine.tests.insert(id.clone());
             }
         }
-        policy
     }
 }
 
@@ -239,5 +314,32 @@ mod tests {
         for bad in ["0", "0%", "150%", "-1", "ten", "", "%"] {
             assert_eq!(parse_share(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn settings_take_counts_in_their_ranges_and_shares() {
+        let cases = [
+            (FlakySetting::MinRuns, "1", Some(1)),
+            (FlakySetting::MinRuns, "0", None),
+            (FlakySetting::ReleaseAfter, "30", Some(30)),
+            (FlakySetting::ReleaseAfter, "31", None),
+            (FlakySetting::NewTestRuns, "2", Some(2)),
+            (FlakySetting::NewTestRuns, "1", None),
+            (FlakySetting::NewTestRuns, "11", None),
+            (FlakySetting::NewTestRuns, "five", None),
+            (FlakySetting::NewTestRuns, "-3", None),
+            (FlakySetting::FlakeRate, "20%", Some(2_000)),
+            (FlakySetting::FlakeRate, "0.2", Some(2_000)),
+            (FlakySetting::NewTestShare, "0%", None),
+        ];
+        for (setting, text, value) in cases {
+            assert_eq!(setting.parse(text), value, "{setting:?} {text}");
+        }
+        assert_eq!(FlakySetting::FlakeRate.count(1), None, "a rate is no count");
+        let (mut quarantine, mut new_tests) = Default::default();
+        FlakySetting::ReleaseAfter.set(5, &mut quarantine, &mut new_tests);
+        FlakySetting::NewTestShare.set(2_000, &mut quarantine, &mut new_tests);
+        assert_eq!((quarantine.release_after, new_tests.share_bp), (5, 2_000));
+        assert_eq!(quarantine.min_runs, QuarantinePolicy::default().min_runs);
     }
 }

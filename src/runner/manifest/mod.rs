@@ -48,6 +48,7 @@ use std::time::Duration;
 
 pub use commands::from_commands;
 pub use error::{Location, ManifestError, Problem};
+pub use flaky::FlakySetting;
 pub use suites::{DEFAULT_TEST_TIMEOUT, SuiteDef};
 
 use crate::duration::millis;
