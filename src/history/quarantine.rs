@@ -111,6 +111,13 @@ impl Quarantined {
         self.tests.get(key)
     }
 
+    /// The tests quarantined by hand.
+    pub fn by_hand(&self) -> impl Iterator<Item = &TestKey> {
+        (self.tests.iter())
+            .filter(|(_, reason)| reason.by_hand)
+            .map(|(key, _)| key)
+    }
+
     /// Whether no test is quarantined.
     pub fn is_empty(&self) -> bool {
         self.tests.is_empty()

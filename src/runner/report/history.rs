@@ -2,6 +2,7 @@
 //! failure fails no run) and each test's record across runs (flake rate, runs seen, last flaky
 //! run) and trend (this run's time against its estimate before it).
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::RunReport;
@@ -58,6 +59,28 @@ fn percent(rate: f64) -> String {
     }
 }
 
+/// The job summary's note of the ids quarantined by hand that no test of the run has
+/// (`absent`, at most [`MAX_QUARANTINED_ROWS`] named); empty when there are none.
+fn absent_markdown(absent: &[&TestKey]) -> String {
+    if absent.is_empty() {
+        return String::new();
+    }
+    let named: Vec<String> = (absent.iter().take(MAX_QUARANTINED_ROWS))
+        .map(|key| format!("`{key}`"))
+        .collect();
+    let more = match absent.len().saturating_sub(MAX_QUARANTINED_ROWS) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    format!(
+        "\n{} test(s) quarantined by hand are not in this run, so their quarantine does \
+         nothing here: {}{more}. Check the ids against the JSON report's (a typo, a renamed or \
+         removed test, or one this run's filters left out).\n",
+        absent.len(),
+        named.join(", ")
+    )
+}
+
 /// The key of a record.
 fn key_of(record: &TestRecord) -> TestKey {
     TestKey::new(&record.suite, &record.case.id)
@@ -80,7 +103,8 @@ impl RunReport {
     }
 
     /// The quarantined tests of the run, for the job summary: their outcome, flake rate, runs
-    /// seen and since when. Empty when none ran.
+    /// seen and since when, and the ids quarantined by hand that no test of the run has (a
+    /// typo quarantines nothing). Empty when there are neither.
     pub fn quarantine_markdown(&self) -> String {
         let Some(history) = &self.history else {
             return String::new();
@@ -90,8 +114,13 @@ impl RunReport {
             .iter()
             .filter_map(|r| Some((r, history.quarantined.get(&key_of(r))?)))
             .collect();
+        let ran: BTreeSet<TestKey> = self.tests.iter().map(key_of).collect();
+        let absent: Vec<&TestKey> = (history.quarantined.by_hand())
+            .filter(|key| !ran.contains(*key))
+            .collect();
+        let absent = absent_markdown(&absent);
         if quarantined.is_empty() {
-            return String::new();
+            return absent;
         }
         let failed = quarantined
             .iter()
@@ -124,6 +153,7 @@ impl RunReport {
                 quarantined.len() - MAX_QUARANTINED_ROWS
             ));
         }
+        page.push_str(&absent);
         page
     }
 
@@ -333,6 +363,25 @@ mod tests {
         );
     }
 
+    #[test]
+    fn an_id_quarantined_by_hand_that_no_test_has_is_named_in_the_summary() {
+        let mut report = report();
+        let page = report.tests_markdown();
+        assert!(!page.contains("not in this run"), "{page}");
+        let policy = QuarantinePolicy {
+            tests: ["g broken".to_owned(), "g brokn".to_owned()].into(),
+            ..QuarantinePolicy::default()
+        };
+        let history = report.history.as_mut().unwrap();
+        history.quarantined = Quarantined::of(&history.before, [("s", &policy)]);
+        let page = report.tests_markdown();
+        assert!(page.contains("| s | g broken | failed |"), "{page}");
+        assert!(
+            page.contains("1 test(s) quarantined by hand are not in this run")
+                && page.contains("`s: g brokn`"),
+            "{page}"
+        );
+    }
     #[test]
     fn the_trend_compares_this_run_with_the_estimate_before_it() {
         let report = report();
