@@ -5,11 +5,12 @@
 # Builds the release binary, prints a table, rewrites the figures in BENCHMARKS.md and writes
 # them to bench/results.json in cargo's target directory (CARGO_TARGET_DIR, default target/).
 # --quick runs each scenario smaller (a smoke check); --only runs just the named scenarios
-# (dispatch, balance, latency, suite, suite_heavy, github_latency, layer, memory, idle) and
-# updates just their figures in BENCHMARKS.md. suite runs pytest and suite_heavy pytest-xdist,
+# (dispatch, balance, latency, suite, suite_short, suite_heavy, github_latency, layer, memory,
+# idle) and updates just their figures in BENCHMARKS.md. suite and suite_short run pytest and
+# suite_heavy pytest-xdist,
 # which this installs into .cache/venv first (scripts/lib/tools.sh, shared with scripts/test.sh).
-# The full run takes about 13 minutes on 2 cores (idle alone about 4, suite about 4, suite_heavy
-# about 2).
+# The full run takes about 14 minutes on 2 cores (idle alone about 4, suite about 4, suite_heavy
+# about 2, suite_short about 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/tools.sh
@@ -29,7 +30,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 # The suite scenarios (run unless --only leaves them out) need python with pytest (and xdist).
-if [ ${#only[@]} -eq 0 ] || [[ ",${only[1]}," =~ ,suite(_heavy)?, ]]; then
+if [ ${#only[@]} -eq 0 ] || [[ ",${only[1]}," =~ ,suite(_heavy|_short)?, ]]; then
   install_pytest_xdist
   export_test_tools
 fi

@@ -6,7 +6,7 @@ memory and the service's request counters can be read) on this machine.
 
 Prints a table, writes the figures to OUT_JSON and rewrites OUT_MD (BENCHMARKS.md; "-" for
 none). --only runs just the named scenarios and updates just their figures in OUT_MD (dispatch, balance, latency, suite,
-suite_heavy, github_latency, layer, memory, idle).
+suite_short, suite_heavy, github_latency, layer, memory, idle).
 Standard library only.
 """
 import hashlib
@@ -264,36 +264,37 @@ def pytest_suite(root, durations, per_file=20):
     return ids
 
 
-def suite_scenario(binary, n, total_s, tmp, results):
+def suite_scenario(binary, n, total_s, tmp, results, name="suite"):
     """A pytest suite of n tests with lognormal durations (seed 20261201) scaled to total_s
     seconds of sleep, on 4 workers x 2 slots: without history, with the history the first run
     wrote, and as nextest-style static `count:k/8` shards run as 8 jobs. 480 s of tests is a
     minute on 8 slots: a suite worth spreading; a run's fixed cost (listing, the first
-    dispatch, the last results, about 2 s here) is reported apart as `suite_overhead_*_s`."""
+    dispatch, the last results, about 2 s here) is reported apart as `suite_overhead_*_s`.
+    `name` prefixes its figures (`suite_short`: the same at 96 s, where those costs weigh most)."""
     tools = pytest_tools()
-    root = tmp / "suite"
+    root = tmp / name
     durations = lognormal_durations(n, total_s, seed=20261201)
     ids = pytest_suite(root, durations)
-    timings = tmp / "suite-timings.json"
+    timings = tmp / f"{name}-timings.json"
     slots = 8
     measured = None
     for key, extra in [("no_history", ["--write-timings", str(timings)]), ("history", ["--timings", str(timings)])]:
         with cluster(binary, tools=tools) as c:
             code, wall, report, _ = c.run(None, ["--stop-cluster"] + extra, suite=["--pytest", "tests"], cwd=root)
-        assert code == 0, f"suite run ({key}) failed ({code})"
+        assert code == 0, f"{name} run ({key}) failed ({code})"
         took = {t["id"]: t["duration_ms"] / 1000 for t in report["tests"]}
         assert sorted(took) == sorted(ids) and all(t["status"] == "passed" for t in report["tests"]), \
-            f"suite run ({key}): not every test passed once"
+            f"{name} run ({key}): not every test passed once"
         lb = max(sum(took.values()) / slots, max(took.values()))
-        results[f"suite_ratio_{key}"] = round(wall / lb, 3)
-        results[f"_suite_makespan_{key}_s"] = round(wall, 2)
+        results[f"{name}_ratio_{key}"] = round(wall / lb, 3)
+        results[f"_{name}_makespan_{key}_s"] = round(wall, 2)
         # What the run adds to its tests' own time: listing, start, batches' framework starts, end.
-        results[f"_suite_overhead_{key}_s"] = round(wall - lb, 2)
+        results[f"_{name}_overhead_{key}_s"] = round(wall - lb, 2)
         if measured is None:
             measured = [took[i] for i in ids]
-            results["_suite_lb_s"] = round(lb, 2)
-            results["_suite_longest_test_s"] = round(max(measured), 2)
-            results["_suite_work_s"] = round(sum(measured), 1)
+            results[f"_{name}_lb_s"] = round(lb, 2)
+            results[f"_{name}_longest_test_s"] = round(max(measured), 2)
+            results[f"_{name}_work_s"] = round(sum(measured), 1)
     # nextest's `--partition count:k/N`: test i (in listing order) goes to shard i mod N.
     shards = [[i for j, i in enumerate(ids) if j % slots == k] for k in range(slots)]
     jobs = [{"name": f"count-{k + 1}-of-{slots}", "layers": ["suite"],
@@ -303,10 +304,10 @@ def suite_scenario(binary, n, total_s, tmp, results):
         code, wall, report, _ = c.run(path, ["--stop-cluster"])
     assert code == 0 and report["summary"]["passed"] == slots, f"static shards failed ({code})"
     lb = max(sum(measured) / slots, max(measured))
-    results["suite_ratio_static_count"] = round(wall / lb, 3)
-    results["_suite_makespan_static_count_s"] = round(wall, 2)
+    results[f"{name}_ratio_static_count"] = round(wall / lb, 3)
+    results[f"_{name}_makespan_static_count_s"] = round(wall, 2)
     sums = [sum(measured[j] for j in range(k, n, slots)) for k in range(slots)]
-    results["_suite_ratio_static_count_simulated"] = round(max(sums) / lb, 3)
+    results[f"_{name}_ratio_static_count_simulated"] = round(max(sums) / lb, 3)
 
 
 def heavy_suite(root, n, total_s, slots, files=16, seed=20261206):
@@ -505,9 +506,9 @@ def main():
     only = set(rest[rest.index("--only") + 1].split(",")) if "--only" in rest else None
     LOCAL_FLAGS = subprocess.check_output([binary, "selftest", "local-flags"], text=True).split()
     size = dict(dispatch=200, balance=(60, 20), latency=40, github_latency=40, layer=20, memory=10_000,
-                idle=(3, 10), suite=(60, 15), suite_heavy=(60, 16)) if quick else \
+                idle=(3, 10), suite=(60, 15), suite_short=(60, 5), suite_heavy=(60, 16)) if quick else \
         dict(dispatch=2000, balance=(300, 120), latency=200, github_latency=300, layer=200, memory=100_000,
-             idle=(65, 60), suite=(400, 480), suite_heavy=(200, 120))
+             idle=(65, 60), suite=(400, 480), suite_short=(400, 96), suite_heavy=(200, 120))
     results = {}
     timings = {}
     with tempfile.TemporaryDirectory(prefix="ca-bench-") as d:
@@ -517,6 +518,7 @@ def main():
             ("balance", lambda: balance(binary, *size["balance"], tmp, results)),
             ("latency", lambda: latency_hiding(binary, size["latency"], tmp, results)),
             ("suite", lambda: suite_scenario(binary, *size["suite"], tmp, results)),
+            ("suite_short", lambda: suite_scenario(binary, *size["suite_short"], tmp, results, "suite_short")),
             ("suite_heavy", lambda: suite_heavy(binary, *size["suite_heavy"], tmp, results)),
             ("github_latency", lambda: github_latency(binary, size["github_latency"], tmp, results)),
             ("layer", lambda: layer_distribution(binary, size["layer"], tmp, results)),
