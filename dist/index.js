@@ -57,6 +57,7 @@ const ROLES = ['broker', 'worker', 'runner', 'auto', 'plan'];
 const INPUTS = {
   role: 'all',
   instance: ['auto'],
+  instances: ['runner', 'auto'],
   jobs: ['runner', 'auto', 'plan'],
   commands: ['runner', 'auto', 'plan'],
   tests: ['runner', 'auto', 'plan'],
@@ -255,6 +256,12 @@ function readInputs(env = process.env) {
   if (durationInput('target', raw.target) === 0) {
     throw badInput("target: no run takes 0s: give the wall time to aim for, e.g. 10m");
   }
+  if (raw.instances && !/^[1-9]\d*$/.test(raw.instances)) {
+    throw badInput(
+      `instances: '${raw.instances}' is not a positive whole number: give how many workers the ` +
+        'cluster has, e.g. ${{ strategy.job-total }}',
+    );
+  }
   if (raw['max-workers'] && !/^[1-9]\d*$/.test(raw['max-workers'])) {
     throw badInput(`max-workers: '${raw['max-workers']}' is not a positive whole number: give the most machines to plan for, e.g. 8`);
   }
@@ -347,6 +354,7 @@ function commandLine(cfg, reports) {
         ...(embedded ? ['--embed-broker', '--stop-cluster'] : cfg.stopCluster ? ['--stop-cluster'] : []),
         ...flag('slots', cfg.slots),
         ...flag('worker-wait', cfg['worker-wait']),
+        ...flag('expect-workers', cfg.instances),
         ...(embedded ? [] : flag('broker-wait', cfg['broker-wait'])),
         ...flag('outputs-dir', cfg['outputs-dir']),
         ...(embedded ? flag('keep', cfg.keep) : []),

@@ -280,7 +280,9 @@ def suite_scenario(binary, n, total_s, tmp, results, name="suite"):
     measured = None
     for key, extra in [("no_history", ["--write-timings", str(timings)]), ("history", ["--timings", str(timings)])]:
         with cluster(binary, tools=tools) as c:
-            code, wall, report, _ = c.run(None, ["--stop-cluster"] + extra, suite=["--pytest", "tests"], cwd=root)
+            # The runner is told the cluster's size, as a workflow tells it the matrix's.
+            code, wall, report, _ = c.run(None, ["--stop-cluster", "--expect-workers", "4"] + extra,
+                                          suite=["--pytest", "tests"], cwd=root)
         assert code == 0, f"{name} run ({key}) failed ({code})"
         took = {t["id"]: t["duration_ms"] / 1000 for t in report["tests"]}
         assert sorted(took) == sorted(ids) and all(t["status"] == "passed" for t in report["tests"]), \

@@ -102,6 +102,12 @@ pub struct RunArgs {
     broker_wait: BrokerWaitArg,
     #[command(flatten)]
     prefetch: PrefetchArg,
+    /// How many workers the cluster is to have (a workflow's matrix size, e.g. `${{
+    /// strategy.job-total }}`), when known: the suites are planned for that many, not for the
+    /// few that joined first (a plan for 2 slots makes too few batches for 8), and with
+    /// --embed-broker no worker gets work beyond its slots until that many joined.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    expect_workers: u32,
     /// Jobs this runner runs itself, as a worker of the cluster inside this process (0: none;
     /// default: the number of CPUs with --embed-broker, else 0).
     #[arg(long, value_name = "N")]
@@ -146,6 +152,7 @@ struct Runner {
     broker_wait: Duration,
     own_slots: u32,
     slots_hint: usize,
+    expected_workers: u32,
 }
 
 /// What `run` and `local` both start from: the manifest and its history.
@@ -186,6 +193,7 @@ impl JobsArgs {
             name: runner.name,
             own_slots: runner.own_slots,
             slots_hint: runner.slots_hint,
+            expected_workers: runner.expected_workers,
             timings: history.timings.clone(),
             rerun: history.rerun(self.suites.rerun),
         })
@@ -208,11 +216,10 @@ impl RunPlan {
         let cluster = &args.cluster;
         let work = args.jobs.work(&cluster.cluster).await?;
         let broker = match args.embed_broker {
-            true => Some(broker_config(
-                cluster,
-                EMBEDDED_BROKER_IDLE_TIMEOUT,
-                &args.prefetch,
-            )?),
+            true => Some(BrokerConfig {
+                expected_workers: args.expect_workers,
+                ..broker_config(cluster, EMBEDDED_BROKER_IDLE_TIMEOUT, &args.prefetch)?
+            }),
             false => None,
         };
         let own_slots = args
@@ -225,6 +232,7 @@ impl RunPlan {
             broker_wait: args.broker_wait.broker_wait,
             own_slots,
             slots_hint: 0,
+            expected_workers: args.expect_workers,
         };
         let run = args.jobs.run_config(cluster, &work.history, runner)?;
         let own_worker = match own_slots {
@@ -404,6 +412,7 @@ impl LocalPlan {
             broker_wait: LOCAL_BROKER_WAIT,
             own_slots: 0,
             slots_hint: (args.workers * slots) as usize,
+            expected_workers: args.workers,
         };
         let local = LocalConfig {
             workers: args.workers,

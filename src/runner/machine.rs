@@ -194,6 +194,9 @@ pub struct Machine {
     suites: SuiteRun,
     /// Slots known before the broker says (`local` starts its workers itself), else 0.
     slots_hint: usize,
+    /// Workers the cluster is to have (`run --expect-workers`), else 0: suites are planned for
+    /// that many of the first workers' size, however many have joined when the first does.
+    expected_workers: u32,
 }
 
 /// How the machine is set up.
@@ -239,6 +242,7 @@ impl Machine {
             },
             suites: SuiteRun::new(Vec::new(), Default::default(), 0),
             slots_hint: 0,
+            expected_workers: 0,
         }
     }
 
@@ -247,6 +251,14 @@ impl Machine {
     pub fn with_suites(mut self, suites: SuiteRun, slots_hint: usize) -> Self {
         self.suites = suites;
         self.slots_hint = slots_hint;
+        self
+    }
+
+    /// The cluster is to have `workers` workers: the suites are planned for that many of the
+    /// size of those that joined first, not for the few that did (a plan for 2 slots makes
+    /// too few batches for 8).
+    pub fn expecting_workers(mut self, workers: u32) -> Self {
+        self.expected_workers = workers;
         self
     }
 
@@ -392,7 +404,10 @@ impl Machine {
                 let mut fx = self.workers(workers, now);
                 let running = matches!(self.phase, Phase::Running { .. });
                 if slots > 0 && !self.suites.is_planned() && running {
-                    fx.extend(self.plan_suites(self.slots_hint.max(slots as usize)));
+                    let per_worker = slots.div_ceil(workers.max(1));
+                    let expected = self.expected_workers.saturating_mul(per_worker);
+                    let planned = (self.slots_hint).max(slots.max(expected) as usize);
+                    fx.extend(self.plan_suites(planned));
                     fx.extend(self.end_submission_when_done());
                 }
                 fx
@@ -1325,6 +1340,19 @@ mod tests {
         defaults.merge_into(&mut sent.env, &mut sent.secret_env);
         assert_eq!(sent.env["DB_URL"], "sqlite://");
         assert_eq!(sent.env["MODE"], "own");
+    }
+
+    #[test]
+    fn suites_are_planned_for_the_workers_expected_not_the_first_to_join() {
+        let now = Instant::now();
+        // One worker of one slot: one batch of both tests.
+        let mut alone = suite_machine(now, 0);
+        alone.submit();
+        assert_eq!(submitted(&alone.message(workers(1), now)).len(), 1);
+        // The same first worker of four expected: a batch a test, for four slots.
+        let mut m = suite_machine(now, 0).expecting_workers(4);
+        m.submit();
+        assert_eq!(submitted(&m.message(workers(1), now)).len(), 2);
     }
 
     #[test]

@@ -76,6 +76,8 @@ pub struct RunConfig {
     /// The cluster's slots when known before the broker tells (`local`), else 0: suites are
     /// planned for them.
     pub slots_hint: usize,
+    /// Workers the cluster is to have, when known (`run --expect-workers`), else 0.
+    pub expected_workers: u32,
     /// Timing history the suites' batches are planned from.
     pub timings: Timings,
     /// On a re-run: the previous attempt's results, and what to run again.
@@ -193,7 +195,8 @@ pub async fn run(
     };
     let machine = Machine::new(jobs, &rules, Instant::now())
         .with_defaults(defaults)
-        .with_suites(suites, cfg.slots_hint);
+        .with_suites(suites, cfg.slots_hint)
+        .expecting_workers(cfg.expected_workers);
     let hello = Hello::Runner {
         version: PROTOCOL_VERSION,
         name: cfg.name.clone(),

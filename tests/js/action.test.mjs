@@ -266,6 +266,11 @@ test('each role gets the flags its inputs name, after the global --log-level', a
       '--slots', '2', '--worker-wait', '3m', '--keep', 'all', '--retention', '7', '--report-json', 'JSON', '--report-junit', 'JUNIT', '--step-outputs',
       '--keepalive', '2s', '--', 'm.yml']],
     [{ ...auto, instance: '1', keep: 'all' }, ['worker', '--cluster', 'default', '--slots', '2', '--broker-wait', '1m', '--keepalive', '2s']],
+    // The matrix size reaches the runner (and the broker inside it); a worker has no use for it.
+    [{ ...auto, instance: '0', instances: '4' }, ['run', '--cluster', 'default', '--embed-broker', '--stop-cluster', '--slots', '2',
+      '--worker-wait', '3m', '--expect-workers', '4', '--report-json', 'JSON', '--report-junit', 'JUNIT', '--step-outputs',
+      '--keepalive', '2s', '--', 'm.yml']],
+    [{ ...auto, instance: '3', instances: '4' }, ['worker', '--cluster', 'default', '--slots', '2', '--broker-wait', '1m', '--keepalive', '2s']],
     // plan names the work as a run does and writes the workers and matrix outputs.
     [{ role: 'plan', tests: 'pytest', 'test-args': 'tests/', slots: '4', target: '10m', 'max-workers': '8' },
       ['plan', '--cluster', 'default', '--slots', '4', '--target', '10m', '--max-workers', '8', '--step-outputs', '--tests', 'pytest', 'tests/']],
@@ -352,6 +357,7 @@ test('bad inputs stop the step with exit 2 and a message naming the fix; nothing
     [{ role: 'plan', tests: 'go', target: 'soon' }, /::error::target: 'soon' is not a duration/],
     [{ role: 'plan', tests: 'go', target: '0' }, /::error::target: no run takes 0s/],
     [{ role: 'plan', tests: 'go', 'max-workers': '0' }, /::error::max-workers: '0' is not a positive whole number/],
+    [{ role: 'auto', instance: '0', jobs: 'm.yml', instances: 'all' }, /::error::instances: 'all' is not a positive whole number: .*strategy\.job-total/],
     [{ role: 'runner', tests: 'mocha' }, /::error::tests: 'mocha' is not a test framework: use one of nextest, pytest, go, jest, vitest, playwright, rspec, minitest/],
     [{ role: 'runner', jobs: 'm.yml', 'test-args': '-x' }, /::error::test-args: arguments for a test framework need 'tests'/],
     [{ role: 'runner', jobs: 'm.yml', 'stop-cluster': 'yes' }, /::error::stop-cluster: 'yes' is not a boolean: use true or false/],
