@@ -241,14 +241,7 @@ fn assert_refused(dir: &Path, path: &str, args: &[&str], words: &[&str]) {
         .args(&["--tests", "jest"])
         .args(args)
         .run();
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    for word in words {
-        assert!(
-            run.stderr.contains(word),
-            "{word:?} not in:\n{}",
-            run.stderr
-        );
-    }
+    common::framework::assert_refused(&run, words);
     assert_eq!(run.stderr.matches(words[0]).count(), 1, "{}", run.stderr);
 }
 

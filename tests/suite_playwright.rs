@@ -19,6 +19,7 @@ use cluster_action::suite::{ATTEMPT_ENV, Framework, Suite, TestStatus};
 
 mod common;
 use common::await_some;
+use common::framework::assert_refused;
 use common::local::{
     LocalRun, alone, available, fixture_copy, js_fixture_copy, junit_counts, local,
     spawn_batch_held,
@@ -257,18 +258,6 @@ fn a_playwright_batch_killed_part_way_keeps_what_finished() {
     assert_eq!(got, want);
 }
 
-/// Asserts that `run` was refused as bad input (exit 2) with each of `words` in its error.
-fn assert_bad_input(run: &LocalRun, words: &[&str]) {
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    for word in words {
-        assert!(
-            run.stderr.contains(word),
-            "{word:?} not in:\n{}",
-            run.stderr
-        );
-    }
-}
-
 #[test]
 fn playwright_bad_input_exits_2_with_the_words_a_user_needs() {
     let Some(dir) = checkout() else {
@@ -278,7 +267,7 @@ fn playwright_bad_input_exits_2_with_the_words_a_user_needs() {
     let run = local(dir.path())
         .args(&["--tests", "playwright", "-g", "no_test_is_called_this"])
         .run();
-    assert_bad_input(
+    assert_refused(
         &run,
         &[
             "suite 'playwright': no tests match",
@@ -291,7 +280,7 @@ fn playwright_bad_input_exits_2_with_the_words_a_user_needs() {
     text.push_str("\nthis is not TypeScript(\n");
     std::fs::write(&spec, text).unwrap();
     let run = local(dir.path()).args(&["--tests", "playwright"]).run();
-    assert_bad_input(
+    assert_refused(
         &run,
         &[
             "suite 'playwright': `node node_modules/@playwright/test/cli.js test --list",
@@ -304,7 +293,7 @@ fn playwright_bad_input_exits_2_with_the_words_a_user_needs() {
         .env("PATH", "/nonexistent")
         .args(&["--tests", "playwright"])
         .run();
-    assert_bad_input(
+    assert_refused(
         &run,
         &[
             "`node` is not installed (not found on PATH)",
@@ -314,7 +303,7 @@ fn playwright_bad_input_exits_2_with_the_words_a_user_needs() {
     // A checkout without its node_modules: Playwright is not installed.
     let bare = fixture_copy("suite-playwright");
     let run = local(bare.path()).args(&["--tests", "playwright"]).run();
-    assert_bad_input(
+    assert_refused(
         &run,
         &[
             "`playwright` is not installed (no node_modules/@playwright/test/cli.js in",

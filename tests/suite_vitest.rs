@@ -19,6 +19,7 @@ use cluster_action::suite::{
 
 mod common;
 use common::await_some;
+use common::framework::assert_refused;
 use common::local::{
     alone, available, fixture_copy, js_fixture_copy, junit_counts, local, spawn_batch_held,
     tools_path,
@@ -348,15 +349,7 @@ fn a_vitest_batch_killed_part_way_keeps_what_finished() {
 /// Asserts that a `local` run in `dir` with `path` and `args` was refused as bad input (exit 2)
 /// with every one of `words` in its error.
 fn assert_bad_input(dir: &Path, path: &str, args: &[&str], words: &[&str]) {
-    let run = local(dir).env("PATH", path).args(args).run();
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    for word in words {
-        assert!(
-            run.stderr.contains(word),
-            "{word:?} not in:\n{}",
-            run.stderr
-        );
-    }
+    assert_refused(&local(dir).env("PATH", path).args(args).run(), words);
 }
 
 #[test]

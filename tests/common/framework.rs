@@ -29,7 +29,7 @@ pub fn assert_local_refused(dir: &Path, args: &[&str], words: &[&str]) {
 
 /// Asserts that a `local` run was refused as bad input (exit 2) with each of `words` in its
 /// standard error.
-fn assert_refused(run: &LocalRun, words: &[&str]) {
+pub fn assert_refused(run: &LocalRun, words: &[&str]) {
     assert_eq!(run.code, 2, "{}", run.stderr);
     for word in words {
         assert!(
