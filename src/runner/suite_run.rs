@@ -665,12 +665,11 @@ impl SuiteRun {
     fn expected_ms(&self, suite: usize, tests: &[TestCase]) -> Option<u64> {
         let name = &self.suites[suite].def.suite.name;
         let cost = self.timings.batch_cost(name)?;
-        let files: std::collections::BTreeSet<_> = tests.iter().map(|t| &t.file).collect();
         tests
             .iter()
             .map(|case| self.timings.estimate_ms(&TestKey::new(name, &case.id)))
             .sum::<Option<u64>>()
-            .map(|ms| ms.saturating_add(cost.ms(files.len())))
+            .map(|ms| ms.saturating_add(cost.ms(files_of(tests))))
     }
 
     fn batch(&mut self, suite: usize, tests: Vec<TestCase>, attempt: u32) -> Submission {
@@ -756,15 +755,18 @@ fn batch_sample(batch: &InFlight, results: &[TestResult]) -> Option<BatchSample>
     let tests_ms = results
         .iter()
         .fold(0u64, |sum, r| sum.saturating_add(r.duration_ms));
-    let files: std::collections::BTreeSet<&str> = batch
-        .tests
-        .iter()
-        .filter_map(|c| c.file.as_deref())
-        .collect();
     Some(BatchSample {
-        files: u32::try_from(files.len()).unwrap_or(u32::MAX),
+        files: u32::try_from(files_of(&batch.tests)).unwrap_or(u32::MAX),
         overhead_ms: wall_ms.saturating_sub(tests_ms),
     })
+}
+
+/// The distinct files `tests` come from (a test whose framework names none counts for
+/// none): what a batch of them collects, as the planner and the batch cost count it.
+fn files_of(tests: &[TestCase]) -> usize {
+    let files: std::collections::BTreeSet<&str> =
+        tests.iter().filter_map(|c| c.file.as_deref()).collect();
+    files.len()
 }
 
 /// The message and output of a test of suite `failure` that did not run: the suite stopped.
