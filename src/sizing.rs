@@ -29,6 +29,12 @@ use crate::suite::{TestCase, TestKey, TestRecord};
 /// The per-batch cost of a suite whose cost no run measured: about a small framework's start
 /// (an interpreter and its collection).
 pub const DEFAULT_BATCH_COST_MS: u64 = 250;
+
+/// [`DEFAULT_BATCH_COST_MS`] as a batch cost: all of it to start.
+const DEFAULT_BATCH_COST: BatchCost = BatchCost {
+    start_ms: DEFAULT_BATCH_COST_MS,
+    per_file_ms: 0,
+};
 /// The set-up of a job when no run measured one: about what a GitHub job spends before its
 /// first test (a runner, a checkout, the cluster joining).
 pub const DEFAULT_SETUP_MS: u64 = 20_000;
@@ -58,18 +64,23 @@ impl SuiteWork {
         Self::of(def, estimated, timings.batch_cost(&def.suite.name))
     }
 
+    /// The same suite at another measured per-batch cost (none: the default).
+    pub fn at_cost(&self, measured: Option<BatchCost>) -> Self {
+        Self {
+            batch_cost: measured.unwrap_or(DEFAULT_BATCH_COST),
+            cost_measured: measured.is_some(),
+            ..self.clone()
+        }
+    }
+
     /// The suite `def` with `tests`, at its measured per-batch cost (else the default).
     fn of(def: &SuiteDef, tests: Vec<Estimated>, measured: Option<BatchCost>) -> Self {
-        let default = BatchCost {
-            start_ms: DEFAULT_BATCH_COST_MS,
-            per_file_ms: 0,
-        };
         Self {
             tests,
             batch_target_ms: def
                 .batch
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            batch_cost: measured.unwrap_or(default),
+            batch_cost: measured.unwrap_or(DEFAULT_BATCH_COST),
             cost_measured: measured.is_some(),
         }
     }

@@ -10,7 +10,6 @@ use clap::Args;
 use cluster_action::duration::{format_duration, parse_duration};
 use cluster_action::history::RunHistory;
 use cluster_action::history::sizing::PredictionCheck;
-use cluster_action::history::timings::Timings;
 use cluster_action::runner::machine::RunEnd;
 use cluster_action::runner::manifest::{Manifest, SuiteDef};
 use cluster_action::runner::session::{RunError, RunResult};
@@ -269,23 +268,27 @@ pub fn after_run(
         && !report.tests.is_empty()
         && history.previous.is_none();
     let cluster = cluster.filter(|_| complete)?;
-    let estimated = |timings: &Timings| -> Vec<SuiteWork> {
-        (suites.iter())
-            .map(|def| {
-                let cases: Vec<TestCase> = (report.tests.iter())
-                    .filter(|r| r.suite == def.suite.name)
-                    .map(|r| r.case.clone())
-                    .collect();
-                SuiteWork::estimated(def, &cases, timings)
-            })
-            .collect()
-    };
+    let before: Vec<SuiteWork> = (suites.iter())
+        .map(|def| {
+            let cases: Vec<TestCase> = (report.tests.iter())
+                .filter(|r| r.suite == def.suite.name)
+                .map(|r| r.case.clone())
+                .collect();
+            SuiteWork::estimated(def, &cases, &history.timings)
+        })
+        .collect();
     // The set-up is what this run's batches, at what they cost in this run, leave unexplained;
     // the check is of the prediction the history before it made.
-    let mut with_this_run = history.timings.clone();
-    for (suite, samples) in &report.batch_samples {
-        with_this_run.record_batches(suite, samples.iter().copied());
-    }
+    let with_this_run: Vec<SuiteWork> = (suites.iter().zip(&before))
+        .map(
+            |(def, work)| match report.batch_samples.get(&def.suite.name) {
+                Some(samples) => {
+                    work.at_cost(history.timings.batch_cost_with(&def.suite.name, samples))
+                }
+                None => work.clone(),
+            },
+        )
+        .collect();
     let setup_before = history
         .timings
         .sizing
@@ -293,20 +296,8 @@ pub fn after_run(
         .unwrap_or(DEFAULT_SETUP_MS);
     let took = sizing::measured_durations(&report.tests);
     let wall_ms = report.wall_ms;
-    let (setup, _) = sizing::check_run(
-        &estimated(&with_this_run),
-        setup_before,
-        &took,
-        cluster,
-        wall_ms,
-    );
-    let (_, check) = sizing::check_run(
-        &estimated(&history.timings),
-        setup_before,
-        &took,
-        cluster,
-        wall_ms,
-    );
+    let (setup, _) = sizing::check_run(&with_this_run, setup_before, &took, cluster, wall_ms);
+    let (_, check) = sizing::check_run(&before, setup_before, &took, cluster, wall_ms);
     history.timings.sizing.record(setup, check);
     let setup = format_duration(Duration::from_millis(setup));
     Some(match check {

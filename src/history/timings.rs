@@ -254,17 +254,19 @@ impl Timings {
         BatchCost::fit(self.batches.get(suite).map_or(&[], Vec::as_slice))
     }
 
+    /// [`Timings::batch_cost`] as it will be once `samples` are recorded
+    /// ([`Timings::record_batches`]), without recording them.
+    pub fn batch_cost_with(&self, suite: &str, samples: &[BatchSample]) -> Option<BatchCost> {
+        let mut all = self.batches.get(suite).cloned().unwrap_or_default();
+        keep_samples(&mut all, samples.iter().copied());
+        BatchCost::fit(&all)
+    }
+
     /// Adds the batches one run measured of `suite`, keeping the newest
     /// [`BATCH_SAMPLES_KEPT`].
     pub fn record_batches(&mut self, suite: &str, samples: impl IntoIterator<Item = BatchSample>) {
         let kept = self.batches.entry(suite.to_owned()).or_default();
-        kept.extend(samples.into_iter().map(|s| BatchSample {
-            overhead_ms: s.overhead_ms.min(LONGEST_DURATION_MS),
-            ..s
-        }));
-        if kept.len() > BATCH_SAMPLES_KEPT {
-            kept.drain(..kept.len() - BATCH_SAMPLES_KEPT);
-        }
+        keep_samples(kept, samples);
         if kept.is_empty() {
             self.batches.remove(suite);
         }
@@ -399,6 +401,18 @@ impl Timings {
 
 impl ArtifactDocument for Timings {
     const FILE: &'static str = TIMINGS_FILE;
+}
+
+/// Adds `samples` to `kept` (each overhead at most [`LONGEST_DURATION_MS`]), keeping the newest
+/// [`BATCH_SAMPLES_KEPT`].
+fn keep_samples(kept: &mut Vec<BatchSample>, samples: impl IntoIterator<Item = BatchSample>) {
+    kept.extend(samples.into_iter().map(|s| BatchSample {
+        overhead_ms: s.overhead_ms.min(LONGEST_DURATION_MS),
+        ..s
+    }));
+    if kept.len() > BATCH_SAMPLES_KEPT {
+        kept.drain(..kept.len() - BATCH_SAMPLES_KEPT);
+    }
 }
 
 #[cfg(test)]
@@ -605,7 +619,11 @@ mod tests {
         timings.record_run(None, [(&key("a"), &passed)]);
         assert_eq!(timings.batch_cost("s"), None);
         let sample = |files, overhead_ms| BatchSample { files, overhead_ms };
-        timings.record_batches("s", (0..70).map(|i| sample(1, 1_000 + i)));
+        // The cost with samples not yet recorded is the cost once they are.
+        let first: Vec<_> = (0..70).map(|i| sample(1, 1_000 + i)).collect();
+        let foreseen = timings.batch_cost_with("s", &first);
+        timings.record_batches("s", first);
+        assert_eq!(foreseen, timings.batch_cost("s"));
         timings.record_batches("other", [sample(2, 10)]);
         // The newest 64 of s: 1,006 to 1,069 ms, one file each.
         let cost = timings.batch_cost("s").unwrap();
