@@ -21,7 +21,7 @@ mod common;
 use common::await_some;
 use common::framework::assert_refused;
 use common::local::{
-    alone, available, fixture_copy, js_fixture_copy, junit_counts, local, spawn_batch_held,
+    alone, available, fixture_copy, js_fixture_with_only, junit_counts, local, spawn_batch_held,
     tools_path,
 };
 
@@ -81,7 +81,7 @@ fn fixture() -> Option<tempfile::TempDir> {
     if !have_node() {
         return None;
     }
-    js_fixture_copy("suite-vitest")
+    js_fixture_with_only("suite-vitest", "vitest")
 }
 
 /// `(tests, failures, errors, skipped)` of Vitest alone on the whole of `dir`, from its own
