@@ -304,6 +304,30 @@ impl Suite {
     }
 }
 
+/// A job that starts a warm session of a suite before the suite is listed and has it load
+/// what the batches will need, so that the listing's time is not also spent, after it, by
+/// every slot: see [`Suite::warm_up`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarmUp {
+    /// The command that starts the session: the same as [`Listing::session_command`], so that
+    /// a worker hands the suite's batches the session this job warmed.
+    pub session: String,
+    /// The job's `bash -c` command, run with the session's control directory in
+    /// [`SESSION_ENV`]; without one (a worker that gave it no session) it does nothing.
+    pub run: String,
+}
+
+impl Suite {
+    /// The warm-up of the suite's sessions in `dir` (the checkout), for frameworks that keep
+    /// them (pytest); `None` for the others.
+    pub fn warm_up(&self, dir: &Path) -> Option<WarmUp> {
+        match self.framework {
+            Framework::Pytest => Some(pytest::warm_up(self, dir)),
+            _ => None,
+        }
+    }
+}
+
 impl Listing {
     /// The listing of `suite` with `tests` and no files to ship or arguments to pass on;
     /// each framework adds what it needs (the runner's unit tests build one directly).

@@ -14,7 +14,9 @@
 use std::path::Path;
 
 use super::process::{Tool, on_path, run};
-use super::{Listing, Suite, SuiteError, TestCase, TestStatus, ids_path, shell_quote, write_lines};
+use super::{
+    Listing, Suite, SuiteError, TestCase, TestStatus, WarmUp, ids_path, shell_quote, write_lines,
+};
 
 /// The interpreter, looked up as `python`, then as this.
 const PYTHON: Tool = Tool {
@@ -372,13 +374,13 @@ pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
         ids_path(&listing.suite),
         shell_quote(RUN_BATCH),
         ids_path(&listing.suite),
-        suite_options(listing),
+        suite_options(&listing.run_args),
     )
 }
 
-/// The suite's options ([`run_args`]) as shell words.
-fn suite_options(listing: &Listing) -> String {
-    let args: Vec<String> = listing.run_args.iter().map(|a| shell_quote(a)).collect();
+/// A suite's options ([`run_args`]) as shell words.
+fn suite_options(run_args: &[String]) -> String {
+    let args: Vec<String> = run_args.iter().map(|a| shell_quote(a)).collect();
     args.join(" ")
 }
 
@@ -400,12 +402,45 @@ const SESSION_CLIENT: &str = include_str!("pytest_client.py");
 /// pytest with the suite's options and those of a batch (but its JUnit, which the session
 /// writes per batch). It writes `ready` to its output once batches can connect.
 pub(super) fn session_command(listing: &Listing) -> String {
+    session_start(&listing.run_args)
+}
+
+/// [`session_command`] for a suite whose options ([`run_args`]) are `run_args`.
+fn session_start(run_args: &[String]) -> String {
     format!(
         "py=$(command -v python || command -v python3)\n\
          exec \"$py\" -u -c {} {} --verbosity=1 --junit-prefix=\n",
         shell_quote(SESSION_SERVER),
-        suite_options(listing),
+        suite_options(run_args),
     )
+}
+
+/// The warm-up of `suite`'s sessions, known before it is listed in `dir`: the session that
+/// [`session_command`] will start for its batches, and a job that has it collect what the
+/// suite's arguments select (its paths and node ids; pytest's default without any), as
+/// `pytest -n` collects in each of its processes. Run by a worker's free slots while the
+/// runner lists the suite, it makes the batches find their files collected.
+pub(super) fn warm_up(suite: &Suite, dir: &Path) -> WarmUp {
+    let parsed = parse(&suite.args);
+    let exists = |path: &str| dir.join(path).exists();
+    let selected: Vec<String> = parsed
+        .iter()
+        .filter_map(|arg| match arg {
+            Arg::Positional(word) if word.contains("::") || exists(word) => Some(shell_quote(word)),
+            _ => None,
+        })
+        .collect();
+    WarmUp {
+        session: session_start(&run_args(&parsed, exists)),
+        run: format!(
+            "if [ -n \"${{{SESSION_ENV}:-}}\" ]; then\n\
+             py=$(command -v python || command -v python3)\n\
+             exec \"$py\" -u -c {} --warm {}\n\
+             fi\n",
+            shell_quote(SESSION_CLIENT),
+            selected.join(" "),
+        ),
+    }
 }
 
 /// A `-v` progress line, `path::test[p] PASSED   [ 50%]`: the test's key and status.

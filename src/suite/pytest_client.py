@@ -6,6 +6,10 @@ with the session's JUnit of the batch, marks the session as served (the file `se
 control directory: the worker hands it the next batch only then) and exits with pytest's code.
 When the session ends before the batch does (a test crashed it), REPORT keeps the progress of
 what finished, the end of the session's log is printed, and the exit code is 3.
+
+`python -c THIS --warm [PATH...]` is a warm-up instead: the session collects the PATHs (node
+ids or paths; its own arguments' selection without any) and keeps what it collected for the
+batches to come; what it says is printed, and the exit code is 0 once it is done.
 """
 
 import json
@@ -14,10 +18,15 @@ import socket
 import sys
 
 control = os.environ["CLUSTER_SESSION"]
-ids, report = (os.path.abspath(path) for path in sys.argv[1:3])
-junit = report + ".xml"
 env = {name: os.environ[name] for name in ("CLUSTER_ATTEMPT", "CLUSTER_JOB_NAME") if name in os.environ}
-request = {"ids": ids, "junit": junit, "env": env}
+warm = sys.argv[1] == "--warm"
+if warm:
+    request = {"warm": sys.argv[2:], "env": env}
+    report = os.devnull
+else:
+    ids, report = (os.path.abspath(path) for path in sys.argv[1:3])
+    request = {"ids": ids, "junit": report + ".xml", "env": env}
+junit = report + ".xml"
 
 connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 os.chdir(control)
@@ -50,7 +59,7 @@ if done is None:
     print(tail.rstrip())
     print("[cluster-action: the pytest session ended before the batch did]", flush=True)
     sys.exit(3)
-if os.path.exists(junit):
+if not warm and os.path.exists(junit):
     os.replace(junit, report)
 open("served", "w").close()
 sys.exit(done)

@@ -10,7 +10,9 @@ between tests) to the file `log` there. Each connection is one batch: a JSON lin
 TEXT} (a progress line as `pytest -v` prints them: the node id when a test starts, the node id
 and pytest's word when a phase of it reports one), {"say": TEXT} (why something of the batch
 could not run: a file that failed to collect) and last {"done": EXIT_CODE}, after pytest's own
-JUnit of the batch's tests is at PATH.
+JUnit of the batch's tests is at PATH. A warm-up, {"warm": [PATH...], "env": {...}}, collects
+the PATHs (node ids or paths; the session's own arguments' selection without any) and keeps
+what they hold for the batches after: its events are {"say": TEXT} and {"done": 0}.
 
 Files are collected when a batch first needs them and kept, with the collectors above them,
 for the batches after: a conftest's fixtures stay attached to the directory that was
@@ -111,6 +113,7 @@ class Session:
         self.collected = set()
         self.batch = None
         self.order = 0
+        self.warmed = False
 
     @pytest.hookimpl(trylast=True)
     def pytest_configure(self, config):
@@ -170,12 +173,33 @@ class Session:
             if items:
                 self.collected.add(file)
 
+    def warm(self, session, paths):
+        """Collects `paths` at once, as a `pytest` of them would, and keeps their tests: a
+        file that gave tests is not collected again; one that gave none (it failed to import)
+        is left for the batch that needs it, which then says why. A session warms up once."""
+        if self.warmed:
+            return
+        self.warmed = True
+        try:
+            items = session.perform_collect(paths or None)
+        except pytest.UsageError as e:
+            self.batch.send(say=str(e))
+            return
+        for item in items:
+            self.order += 1
+            self.items.setdefault(item.nodeid, (self.order, item))
+            self.collected.add(item.nodeid.split("::", 1)[0])
+
     def serve(self, session, connection):
         with connection.makefile("rb") as lines:
             request = json.loads(lines.readline())
         self.batch = batch = Batch(connection)
         try:
             os.environ.update(request["env"])
+            if "warm" in request:
+                self.warm(session, request["warm"])
+                batch.send(done=0)
+                return
             with open(request["ids"], encoding="utf-8", newline="") as ids:
                 tests = list(dict.fromkeys(ids.read().split("\n")[:-1]))
             files = list(dict.fromkeys(test.split("::", 1)[0] for test in tests))
