@@ -30,7 +30,8 @@
 //!   layers and runs each attempt (`worker::exec`, `contain`, `sandbox`), then uploads outputs;
 //!   it keeps warm framework sessions that suite batches are handed to (`worker::session`).
 //! - [`runner`]: the manifest, the run as a pure machine (`runner::machine`, with the suites'
-//!   part in `runner::suite_run`) in an async shell (`runner::session`), progress and reports.
+//!   part in `runner::suite_run`) in an async shell (`runner::session`), the sessions' warm-up
+//!   while suites are listed (`runner::warm_up`), progress and reports.
 //! - [`sizing`]: how many machines a run is worth: the wall time predicted for 1…N machines
 //!   from the measured durations, a per-batch cost and the set-up runs measured.
 //! - [`serve`]: a local artifact service (both halves, fault injection) for tests and `local`.
@@ -59,7 +60,10 @@
 //! A suite's batch is such a job: its command runs exactly its tests, its one output is the
 //! framework's report, from which the runner decides each test (never from the exit code).
 //! A pytest batch may carry a session command: the worker then hands it a warm pytest of its
-//! suite (one per slot, started by the first such batch) instead of starting pytest for it.
+//! suite (one per slot) instead of starting pytest for it. The runner joins the cluster while
+//! it lists the suites and, meanwhile, submits one warm-up job per slot (`runner::warm_up`):
+//! each starts its slot's session and has it collect the suite, so that the batches find
+//! their files imported.
 
 pub mod broker;
 pub mod budget;

@@ -470,3 +470,57 @@ fn a_worker_lost_mid_session_requeues_what_it_had_not_reported() {
         "the lost worker's session lives on"
     );
 }
+
+#[test]
+fn the_sessions_collect_the_suite_while_it_is_listed() {
+    if !have_pytest() {
+        return;
+    }
+    // Three files of three tests. Imported on a worker, each file appends `FILE PID JOB` to
+    // the imports log (JOB: the job its session was importing it for); imported by the
+    // runner's listing, the first waits until a worker imported one (a minute at most): only
+    // a warm-up can, as no batch starts before the listing ends.
+    let logs = tempfile::tempdir().unwrap();
+    let imports = logs.path().join("imports.log");
+    let files: Vec<(String, String)> = (0..3)
+        .map(|f| {
+            let mut body = format!(
+                "import os\nimport time\n\nIMPORTS = {imports:?}\n\n\
+                 if os.environ.get('CLUSTER_SESSION'):\n    \
+                 with open(IMPORTS, 'a') as log:\n        \
+                 log.write(f\"test_w{f}.py {{os.getpid()}} {{os.environ['CLUSTER_JOB_NAME']}}\\n\")\n\
+                 else:\n    \
+                 deadline = time.monotonic() + 60\n    \
+                 while not os.path.exists(IMPORTS) and time.monotonic() < deadline:\n        \
+                 time.sleep(0.05)\n"
+            );
+            for t in 0..3 {
+                body.push_str(&format!("\n\ndef test_{t}():\n    pass\n"));
+            }
+            (format!("test_w{f}.py"), body)
+        })
+        .collect();
+    let dir = project(&files);
+    let log = logs.path().join("run.log");
+    let run = run_suite(dir.path(), 2, &log, "", &[]);
+    assert_eq!(run.code, 0, "{}", last_lines(&run.stderr));
+    assert_eq!(run.statuses().len(), 9);
+    assert!(run.statuses().values().all(|s| s == "passed"));
+    // The warm-ups are no jobs of the report.
+    assert_eq!(common::local::junit_counts(&run.junit), (9, 0, 0, 0));
+    assert!(!run.junit.contains("warm-up"), "{}", run.junit);
+
+    let text = std::fs::read_to_string(&imports).unwrap();
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.splitn(3, ' ').collect()).collect();
+    // Every file was imported by a warm-up, before any batch needed it, and no session
+    // imported a file twice.
+    let warmed: std::collections::BTreeSet<&str> = (lines.iter())
+        .filter(|l| l[2] == "py warm-up")
+        .map(|l| l[0])
+        .collect();
+    assert_eq!(warmed.len(), 3, "{text}");
+    let mut seen = std::collections::BTreeSet::new();
+    for line in &lines {
+        assert!(seen.insert((line[0], line[1])), "imported twice: {text}");
+    }
+}

@@ -213,6 +213,15 @@ pub struct Rules {
     pub own_slots: u32,
 }
 
+/// The slots a run plans for when the broker counts `workers` workers with `slots` slots in
+/// all: `slots_hint` when known (`local`), else as many as there are, or as the
+/// `expected_workers` of the first ones' size will have.
+pub fn planned_slots(workers: u32, slots: u32, expected_workers: u32, slots_hint: usize) -> usize {
+    let per_worker = slots.div_ceil(workers.max(1));
+    let expected = expected_workers.saturating_mul(per_worker);
+    slots_hint.max(slots.max(expected) as usize)
+}
+
 impl Machine {
     /// A run of `jobs` that starts at `now` (with no worker known yet).
     pub fn new(jobs: Vec<Submission>, rules: &Rules, now: Instant) -> Self {
@@ -404,9 +413,8 @@ impl Machine {
                 let mut fx = self.workers(workers, now);
                 let running = matches!(self.phase, Phase::Running { .. });
                 if slots > 0 && !self.suites.is_planned() && running {
-                    let per_worker = slots.div_ceil(workers.max(1));
-                    let expected = self.expected_workers.saturating_mul(per_worker);
-                    let planned = (self.slots_hint).max(slots.max(expected) as usize);
+                    let planned =
+                        planned_slots(workers, slots, self.expected_workers, self.slots_hint);
                     fx.extend(self.plan_suites(planned));
                     fx.extend(self.end_submission_when_done());
                 }

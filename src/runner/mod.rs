@@ -7,3 +7,4 @@ pub mod progress;
 pub mod report;
 pub mod session;
 pub mod suite_run;
+pub mod warm_up;

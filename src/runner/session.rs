@@ -6,9 +6,10 @@
 //! that embed one (`run --embed-broker`, `local`) start it beside the run
 //! ([`crate::broker::EmbeddedBroker`]).
 //!
-//! Data path: layers are packed and published first (only those the store lacks); the jobs
-//! go to the broker in batches; the broker's `Started`/`Finished` messages drive progress, and
-//! each job's outputs layer is fetched into `--outputs-dir` as it finishes.
+//! Data path: the suites are listed and the layers packed and published (only those the store
+//! lacks) while the runner joins the cluster; then the jobs go to the broker in batches; the
+//! broker's `Started`/`Finished` messages drive progress, and each job's outputs layer is
+//! fetched into `--outputs-dir` as it finishes.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -18,18 +19,19 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use super::machine::{Effect, Machine, Rules, RunEnd, Timer};
+use super::machine::{Effect, Machine, Rules, RunEnd, Timer, planned_slots};
 use super::manifest::{Manifest, SuiteDef};
 use super::progress::Progress;
 use super::report::RunReport;
 use super::suite_run::{ListedSuite, REPORT_FILE, SuiteRun};
+use super::warm_up::WarmUps;
 use crate::history::results::{AttemptResults, RerunMode, RerunSelection, select_rerun};
 use crate::history::timings::Timings;
 use crate::input_file::{InputFileError, read_bounded};
 use crate::layer::{self, Digest, LayerCache};
 use crate::link::{JoinError, Joined, LinkError, RunnerLink, Target};
 use crate::notice::Level;
-use crate::proto::{Hello, JobIndex, PROTOCOL_VERSION, RunnerMsg, Submission};
+use crate::proto::{BrokerToRunner, Hello, JobIndex, PROTOCOL_VERSION, RunnerMsg, Submission};
 use crate::seal::{ClusterKeys, LayerSeal};
 use crate::store::ArtifactStore;
 use crate::stream::{Namespace, StreamConfig, StreamError};
@@ -166,16 +168,44 @@ pub async fn run(
     let started = Instant::now();
     // What listing builds (a nextest archive, go test binaries) lives until the run returns.
     let builds = scratch_dir("cluster-action-suites-")?;
-    let mut listings = list_suites(&manifest, builds.path()).await?;
-    if let Some((previous, mode)) = &cfg.rerun {
-        let selection = rerun(&mut listings, previous, *mode);
-        progress.warn(&selection.to_string());
-    }
     let layer_seal = cfg.stream.seal.as_ref().map(ClusterKeys::layers);
+    // The layers first: the warm-ups need them, and they are packed from the checkout as the
+    // user left it, before a listing writes into it.
     let digests = publish_layers(&store, layer_seal.as_ref(), &manifest).await?;
+    let mut warm_ups = match cfg.rerun {
+        // A re-run's few tests need few files: a warm-up would collect them all.
+        Some(_) => WarmUps::none(),
+        None => WarmUps::new(&manifest.suites, &manifest.base_dir, &digests),
+    };
+    // Joining the cluster (a few round trips through the store) and warming its slots go on
+    // while the suites are listed: a listing that imports every test file takes seconds.
+    let (link, suites, heard) = {
+        let preparing = async {
+            let mut listings = list_suites(&manifest, builds.path()).await?;
+            if let Some((previous, mode)) = &cfg.rerun {
+                let selection = rerun(&mut listings, previous, *mode);
+                progress.warn(&selection.to_string());
+            }
+            ship_suites(&store, layer_seal.as_ref(), listings, &digests).await
+        };
+        tokio::pin!(preparing);
+        let joining = join_cluster(&store, cfg);
+        tokio::pin!(joining);
+        tokio::select! {
+            prepared = &mut preparing => {
+                let suites = prepared?;
+                (joining.await?, suites, Vec::new())
+            }
+            joined = &mut joining => {
+                let mut link = joined?;
+                let (suites, heard) =
+                    warm_up_while(&mut link, &mut warm_ups, cfg, preparing).await?;
+                (link, suites, heard)
+            }
+        }
+    };
     let defaults = std::mem::take(&mut manifest.defaults);
     let jobs = submissions(manifest, &digests);
-    let suites = ship_suites(&store, layer_seal.as_ref(), listings, &digests).await?;
     // The scratch directory (and the cache in it) is removed when the run returns.
     let outputs = cfg
         .outputs_dir
@@ -197,14 +227,6 @@ pub async fn run(
         .with_defaults(defaults)
         .with_suites(suites, cfg.slots_hint)
         .expecting_workers(cfg.expected_workers);
-    let hello = Hello::Runner {
-        version: PROTOCOL_VERSION,
-        name: cfg.name.clone(),
-    };
-    let link = match RunnerLink::join(store.clone(), &cfg.target(), hello).await? {
-        Joined::Linked(link) => link,
-        Joined::ClusterClosed => return Err(RunError::ClusterStopped(cfg.ns.cluster.clone())),
-    };
     // The broker owes this runner its jobs' outcomes for the whole run: a result after
     // minutes of silence is read at the busy pace.
     link.expecting().set(true);
@@ -218,11 +240,60 @@ pub async fn run(
         reports,
         report_fetches: JoinSet::new(),
     };
-    let end = shell.follow(cancel).await?;
+    let end = shell.follow(heard, cancel).await?;
     debug!(?end, "run ended");
     let report = shell.finish(&end, started).await?;
     info!("run finished in {:?}", started.elapsed());
     Ok(RunResult { report, end })
+}
+
+/// What the link received: a message, the end of the broker's stream, or why it broke.
+type Received = Result<Option<BrokerToRunner>, LinkError>;
+
+/// Joins the cluster `cfg` names as its runner.
+async fn join_cluster(store: &ArtifactStore, cfg: &RunConfig) -> Result<RunnerLink, RunError> {
+    let hello = Hello::Runner {
+        version: PROTOCOL_VERSION,
+        name: cfg.name.clone(),
+    };
+    match RunnerLink::join(store.clone(), &cfg.target(), hello).await? {
+        Joined::Linked(link) => Ok(link),
+        Joined::ClusterClosed => Err(RunError::ClusterStopped(cfg.ns.cluster.clone())),
+    }
+}
+
+/// Waits for `preparing` while submitting `warm_ups` through `link` for the slots the run
+/// plans for, as the broker says how many there are; what the link receives meanwhile is kept
+/// for the machine, which starts once `preparing` is done.
+async fn warm_up_while<T>(
+    link: &mut RunnerLink,
+    warm_ups: &mut WarmUps,
+    cfg: &RunConfig,
+    mut preparing: std::pin::Pin<&mut impl Future<Output = Result<T, RunError>>>,
+) -> Result<(T, Vec<Received>), RunError> {
+    let mut heard = Vec::new();
+    warm_ups.top_up(link, cfg.slots_hint).await?;
+    let mut listening = warm_ups.wanted();
+    loop {
+        tokio::select! {
+            prepared = &mut preparing => return Ok((prepared?, heard)),
+            msg = link.recv(), if listening => {
+                if let Ok(Some(
+                    BrokerToRunner::Welcome { workers, slots }
+                    | BrokerToRunner::Workers { workers, slots },
+                )) = &msg
+                {
+                    let planned =
+                        planned_slots(*workers, *slots, cfg.expected_workers, cfg.slots_hint);
+                    warm_ups.top_up(link, planned).await?;
+                }
+                // The end of the stream, or an error, is the machine's to handle: nothing is
+                // read after it.
+                listening = matches!(msg, Ok(Some(_)));
+                heard.push(msg);
+            }
+        }
+    }
 }
 
 /// The manifest's jobs as submitted: indexed in manifest order, with their layers' digests.
@@ -255,26 +326,31 @@ struct Shell<'a> {
 }
 
 impl Shell<'_> {
-    /// Submits the jobs and feeds the machine until the run ends.
-    async fn follow(&mut self, cancel: impl Future<Output = ()>) -> Result<RunEnd, RunError> {
+    /// Submits the jobs, gives the machine what was `heard` from the broker before, then feeds
+    /// it until the run ends.
+    async fn follow(
+        &mut self,
+        heard: Vec<Received>,
+        cancel: impl Future<Output = ()>,
+    ) -> Result<RunEnd, RunError> {
         // Begun first: the submission may end tests (those no batch runs).
         self.progress
             .begin(self.machine.len(), self.machine.tests());
         let submission = self.machine.submit();
         self.apply_all(submission).await?;
         info!(jobs = self.machine.len(), "jobs submitted");
+        for msg in heard {
+            let effects = self.received(msg);
+            if let Some(end) = self.apply_all(effects).await? {
+                return Ok(end);
+            }
+        }
         tokio::pin!(cancel);
         let mut cancelled = false;
         loop {
             let deadline = self.machine.deadline();
             let effects = tokio::select! {
-                msg = self.link.recv() => match msg {
-                    Ok(Some(msg)) => self.machine.message(msg, Instant::now()),
-                    Ok(None) => self
-                        .machine
-                        .broker_gone("it closed the stream before all jobs finished"),
-                    Err(e) => self.machine.broker_gone(&e.to_string()),
-                },
+                msg = self.link.recv() => self.received(msg),
                 () = &mut cancel, if !cancelled => {
                     cancelled = true;
                     self.machine.cancel(Instant::now())
@@ -290,6 +366,17 @@ impl Shell<'_> {
             if let Some(end) = self.apply_all(effects).await? {
                 return Ok(end);
             }
+        }
+    }
+
+    /// What the machine makes of what the link received.
+    fn received(&mut self, msg: Received) -> Vec<Effect> {
+        match msg {
+            Ok(Some(msg)) => self.machine.message(msg, Instant::now()),
+            Ok(None) => self
+                .machine
+                .broker_gone("it closed the stream before all jobs finished"),
+            Err(e) => self.machine.broker_gone(&e.to_string()),
         }
     }
 
@@ -537,11 +624,7 @@ async fn ship_suites(
 ) -> Result<Vec<ListedSuite>, RunError> {
     let mut suites = Vec::with_capacity(listings.len());
     for (def, listing) in listings {
-        let mut layers: Vec<Digest> = def
-            .layers
-            .iter()
-            .filter_map(|l| digests.get(l).cloned())
-            .collect();
+        let mut layers = suite_layers(&def, digests);
         if !listing.ship.is_empty() {
             let name = format!("suite '{}' files", def.suite.name);
             let layer_err = |source| RunError::Layer {
@@ -571,6 +654,14 @@ async fn ship_suites(
         });
     }
     Ok(suites)
+}
+
+/// The published layers of `def`'s batches but what its framework ships, in order.
+pub(super) fn suite_layers(def: &SuiteDef, digests: &BTreeMap<String, Digest>) -> Vec<Digest> {
+    def.layers
+        .iter()
+        .filter_map(|l| digests.get(l).cloned())
+        .collect()
 }
 
 /// The archive [`pack_shipped`] writes in its staging directory.
