@@ -478,8 +478,8 @@ fn the_sessions_collect_the_suite_while_it_is_listed() {
     }
     // Three files of three tests. Imported on a worker, each file appends `FILE PID JOB` to
     // the imports log (JOB: the job its session was importing it for); imported by the
-    // runner's listing, the first waits until a worker imported one (a minute at most): only
-    // a warm-up can, as no batch starts before the listing ends.
+    // runner's listing, the first waits until workers imported all three (a minute at most):
+    // only warm-ups can, as no batch starts before the listing ends.
     let logs = tempfile::tempdir().unwrap();
     let imports = logs.path().join("imports.log");
     let files: Vec<(String, String)> = (0..3)
@@ -490,8 +490,13 @@ fn the_sessions_collect_the_suite_while_it_is_listed() {
                  with open(IMPORTS, 'a') as log:\n        \
                  log.write(f\"test_w{f}.py {{os.getpid()}} {{os.environ['CLUSTER_JOB_NAME']}}\\n\")\n\
                  else:\n    \
+                 def warmed():\n        \
+                 try:\n            \
+                 return len({{line.split()[0] for line in open(IMPORTS)}}) == 3\n        \
+                 except OSError:\n            \
+                 return False\n\n    \
                  deadline = time.monotonic() + 60\n    \
-                 while not os.path.exists(IMPORTS) and time.monotonic() < deadline:\n        \
+                 while not warmed() and time.monotonic() < deadline:\n        \
                  time.sleep(0.05)\n"
             );
             for t in 0..3 {
@@ -523,4 +528,52 @@ fn the_sessions_collect_the_suite_while_it_is_listed() {
     for line in &lines {
         assert!(seen.insert((line[0], line[1])), "imported twice: {text}");
     }
+}
+
+#[test]
+fn a_batch_stops_the_warm_up_it_finds_running() {
+    if !have_pytest() {
+        return;
+    }
+    // Twenty files of one test, of which the suite selects the first file's. On the worker,
+    // each file but the first takes a second to import once the runner's listing imported the
+    // last file, and appends `FILE PID` to the imports log when imported: the batch comes
+    // while the warm-up imports the second file, some twenty seconds before it would be done.
+    let logs = tempfile::tempdir().unwrap();
+    let imports = logs.path().join("imports.log");
+    let listed = logs.path().join("listed");
+    let files: Vec<(String, String)> = (0..20)
+        .map(|f| {
+            let body = format!(
+                "import os\nimport time\n\nIMPORTS = {imports:?}\nLISTED = {listed:?}\n\n\
+                 if os.environ.get('CLUSTER_SESSION'):\n    \
+                 if {f} > 0:\n        \
+                 deadline = time.monotonic() + 60\n        \
+                 while not os.path.exists(LISTED) and time.monotonic() < deadline:\n            \
+                 time.sleep(0.05)\n        \
+                 time.sleep(1)\n    \
+                 with open(IMPORTS, 'a') as log:\n        \
+                 log.write(f\"test_x{f:02}.py {{os.getpid()}}\\n\")\n\
+                 elif {f} == 19:\n    \
+                 open(LISTED, 'w').close()\n\n\n\
+                 def test_{f:02}():\n    pass\n"
+            );
+            (format!("test_x{f:02}.py"), body)
+        })
+        .collect();
+    let dir = project(&files);
+    let log = logs.path().join("run.log");
+    let run = run_suite(dir.path(), 1, &log, "    args: [-k, x00]\n", &[]);
+    assert_eq!(run.code, 0, "{}", last_lines(&run.stderr));
+    let statuses = run.statuses();
+    assert_eq!(statuses.len(), 1, "{statuses:?}");
+    assert_eq!(statuses["test_x00.py::test_00"], "passed");
+    let text = std::fs::read_to_string(&imports).unwrap();
+    let imported: Vec<&str> = text.lines().filter_map(|l| l.split(' ').next()).collect();
+    assert_eq!(
+        imported.iter().filter(|f| **f == "test_x00.py").count(),
+        1,
+        "{text}"
+    );
+    assert!(imported.len() < 20, "the warm-up went on: {text}");
 }

@@ -2,7 +2,9 @@
 //! the cluster's slots start the suite's session and have it collect the suite, as each
 //! process of `pytest -n` does. A listing imports every test file, which takes seconds on a
 //! large suite; without warm-ups the slots wait for it idle, then import the same files again
-//! for their first batches.
+//! for their first batches. The job ends as soon as its session has the request: the session
+//! collects in its idle time, and the first batch that connects stops it after the file being
+//! imported (what was imported stays), so a warm-up never holds a slot a batch could use.
 //!
 //! A warm-up is a job of the run that no report shows: the run's machine ignores the broker's
 //! messages about jobs it did not submit, and a warm-up that fails costs only its time (the
@@ -26,8 +28,8 @@ use super::suite_run::REPORT_FILE;
 /// Warm-ups are numbered from here: far above any index of the run's own jobs and batches.
 const FIRST_INDEX: u64 = 1 << 48;
 
-/// How long a warm-up may take: a collection, however large, is far shorter.
-const TIME_LIMIT: Duration = Duration::from_secs(15 * 60);
+/// How long a warm-up job may take: it starts a session and hands it a request.
+const TIME_LIMIT: Duration = Duration::from_secs(5 * 60);
 
 /// The warm-ups of one run: a job to submit once per slot the run plans for.
 #[derive(Debug)]

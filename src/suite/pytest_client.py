@@ -7,9 +7,9 @@ control directory: the worker hands it the next batch only then) and exits with 
 When the session ends before the batch does (a test crashed it), REPORT keeps the progress of
 what finished, the end of the session's log is printed, and the exit code is 3.
 
-`python -c THIS --warm [PATH...]` is a warm-up instead: the session collects the PATHs (node
-ids or paths; its own arguments' selection without any) and keeps what it collected for the
-batches to come; what it says is printed, and the exit code is 0 once it is done.
+`python -c THIS --warm [PATH...]` is a warm-up instead: the session is asked to collect the
+PATHs (node ids or paths; its own arguments' selection without any) for the batches to come,
+which it does after this exits (0), until a batch connects.
 """
 
 import json

@@ -10,9 +10,12 @@ between tests) to the file `log` there. Each connection is one batch: a JSON lin
 TEXT} (a progress line as `pytest -v` prints them: the node id when a test starts, the node id
 and pytest's word when a phase of it reports one), {"say": TEXT} (why something of the batch
 could not run: a file that failed to collect) and last {"done": EXIT_CODE}, after pytest's own
-JUnit of the batch's tests is at PATH. A warm-up, {"warm": [PATH...], "env": {...}}, collects
-the PATHs (node ids or paths; the session's own arguments' selection without any) and keeps
-what they hold for the batches after: its events are {"say": TEXT} and {"done": 0}.
+JUnit of the batch's tests is at PATH. A warm-up, {"warm": [PATH...], "env": {...}}, is
+answered {"done": 0} at once; then, until a batch connects, the session collects the PATHs
+(node ids or paths; its own arguments' selection without any) as a `pytest` of them would,
+and keeps their tests for the batches. A batch that connects meanwhile stops it after the file
+being imported: the files imported so far stay imported, and each batch collects what it
+needs as without a warm-up, only faster.
 
 Files are collected when a batch first needs them and kept, with the collectors above them,
 for the batches after: a conftest's fixtures stay attached to the directory that was
@@ -25,6 +28,7 @@ session fixtures are torn down.
 
 import json
 import os
+import select
 import signal
 import socket
 import sys
@@ -90,6 +94,15 @@ class SessionEnd:
         return [self.session]
 
 
+class Interrupted(Exception):
+    """A batch connected while the session was warming up."""
+
+
+def batch_waiting():
+    """Whether a batch is waiting to connect."""
+    return bool(select.select([listener], [], [], 0)[0])
+
+
 class Batch:
     """One connection: its events go to the client while it listens."""
 
@@ -113,7 +126,10 @@ class Session:
         self.collected = set()
         self.batch = None
         self.order = 0
+        # The paths a warm-up asked for, until the session collected them (or was interrupted).
+        self.warm_up = None
         self.warmed = False
+        self.warming = False
 
     @pytest.hookimpl(trylast=True)
     def pytest_configure(self, config):
@@ -134,6 +150,8 @@ class Session:
     def pytest_collectreport(self, report):
         if report.failed and self.batch is not None:
             self.batch.send(say=f"{report.nodeid}: {report.longreprtext}")
+        if self.warming and batch_waiting():
+            raise Interrupted()
 
     def pytest_runtest_logstart(self, nodeid):
         if self.batch is not None:
@@ -153,6 +171,9 @@ class Session:
     def pytest_runtestloop(self, session):
         self.config = session.config
         while True:
+            if self.warm_up is not None and not batch_waiting():
+                self.warm(session, self.warm_up)
+                self.warm_up = None
             connection, _ = listener.accept()
             with connection:
                 self.serve(session, connection)
@@ -176,15 +197,16 @@ class Session:
     def warm(self, session, paths):
         """Collects `paths` at once, as a `pytest` of them would, and keeps their tests: a
         file that gave tests is not collected again; one that gave none (it failed to import)
-        is left for the batch that needs it, which then says why. A session warms up once."""
-        if self.warmed:
-            return
-        self.warmed = True
+        is left for the batch that needs it, which then says why. Interrupted by a batch, it
+        keeps no test (pytest's hooks that see the collected tests did not run), but the
+        modules imported stay imported."""
+        self.warming = True
         try:
             items = session.perform_collect(paths or None)
-        except pytest.UsageError as e:
-            self.batch.send(say=str(e))
+        except (Interrupted, pytest.UsageError):
             return
+        finally:
+            self.warming = False
         for item in items:
             self.order += 1
             self.items.setdefault(item.nodeid, (self.order, item))
@@ -197,7 +219,9 @@ class Session:
         try:
             os.environ.update(request["env"])
             if "warm" in request:
-                self.warm(session, request["warm"])
+                if not self.warmed:
+                    self.warmed = True
+                    self.warm_up = request["warm"]
                 batch.send(done=0)
                 return
             with open(request["ids"], encoding="utf-8", newline="") as ids:
