@@ -535,10 +535,12 @@ fn a_batch_stops_the_warm_up_it_finds_running() {
     if !have_pytest() {
         return;
     }
-    // Twenty files of one test, of which the suite selects the first file's. On the worker,
-    // each file but the first takes a second to import once the runner's listing imported the
-    // last file, and appends `FILE PID` to the imports log when imported: the batch comes
-    // while the warm-up imports the second file, some twenty seconds before it would be done.
+    // Twenty files of one test, of which the suite selects the first file's. Imported on the
+    // worker, each file appends `FILE PID JOB` to the imports log, and each but the first
+    // takes a second once the runner's listing is done with the last file. Imported by the
+    // listing, the first file waits until a worker imported it (a minute at most), which only
+    // a warm-up can do. So the batch comes while the warm-up imports the second file, some
+    // twenty seconds before it would be done.
     let logs = tempfile::tempdir().unwrap();
     let imports = logs.path().join("imports.log");
     let listed = logs.path().join("listed");
@@ -546,14 +548,18 @@ fn a_batch_stops_the_warm_up_it_finds_running() {
         .map(|f| {
             let body = format!(
                 "import os\nimport time\n\nIMPORTS = {imports:?}\nLISTED = {listed:?}\n\n\
+                 def await_file(path):\n    \
+                 deadline = time.monotonic() + 60\n    \
+                 while not os.path.exists(path) and time.monotonic() < deadline:\n        \
+                 time.sleep(0.05)\n\n\n\
                  if os.environ.get('CLUSTER_SESSION'):\n    \
                  if {f} > 0:\n        \
-                 deadline = time.monotonic() + 60\n        \
-                 while not os.path.exists(LISTED) and time.monotonic() < deadline:\n            \
-                 time.sleep(0.05)\n        \
+                 await_file(LISTED)\n        \
                  time.sleep(1)\n    \
                  with open(IMPORTS, 'a') as log:\n        \
-                 log.write(f\"test_x{f:02}.py {{os.getpid()}}\\n\")\n\
+                 log.write(f\"test_x{f:02}.py {{os.getpid()}} {{os.environ['CLUSTER_JOB_NAME']}}\\n\")\n\
+                 elif {f} == 0:\n    \
+                 await_file(IMPORTS)\n\
                  elif {f} == 19:\n    \
                  open(LISTED, 'w').close()\n\n\n\
                  def test_{f:02}():\n    pass\n"
@@ -569,11 +575,14 @@ fn a_batch_stops_the_warm_up_it_finds_running() {
     assert_eq!(statuses.len(), 1, "{statuses:?}");
     assert_eq!(statuses["test_x00.py::test_00"], "passed");
     let text = std::fs::read_to_string(&imports).unwrap();
-    let imported: Vec<&str> = text.lines().filter_map(|l| l.split(' ').next()).collect();
-    assert_eq!(
-        imported.iter().filter(|f| **f == "test_x00.py").count(),
-        1,
-        "{text}"
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.splitn(3, ' ').collect()).collect();
+    assert_eq!(lines[0][0], "test_x00.py", "{text}");
+    assert_eq!(lines[0][2], "py warm-up", "{text}");
+    assert!(lines.len() < 20, "the warm-up went on: {text}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l[0] != "test_x00.py" || l == &lines[0]),
+        "imported twice: {text}"
     );
-    assert!(imported.len() < 20, "the warm-up went on: {text}");
 }

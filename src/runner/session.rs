@@ -24,7 +24,7 @@ use super::manifest::{Manifest, SuiteDef};
 use super::progress::Progress;
 use super::report::RunReport;
 use super::suite_run::{ListedSuite, REPORT_FILE, SuiteRun};
-use super::warm_up::WarmUps;
+use super::warm_up::{self, WarmUps};
 use crate::history::results::{AttemptResults, RerunMode, RerunSelection, select_rerun};
 use crate::history::timings::Timings;
 use crate::input_file::{InputFileError, read_bounded};
@@ -188,6 +188,7 @@ pub async fn run(
             }
             ship_suites(&store, layer_seal.as_ref(), listings, &digests).await
         };
+        let listing_since = Instant::now();
         tokio::pin!(preparing);
         let joining = join_cluster(&store, cfg);
         tokio::pin!(joining);
@@ -199,7 +200,8 @@ pub async fn run(
             joined = &mut joining => {
                 let mut link = joined?;
                 let (suites, heard) =
-                    warm_up_while(&mut link, &mut warm_ups, cfg, preparing).await?;
+                    warm_up_while(&mut link, &mut warm_ups, cfg, listing_since, preparing)
+                        .await?;
                 (link, suites, heard)
             }
         }
@@ -262,30 +264,39 @@ async fn join_cluster(store: &ArtifactStore, cfg: &RunConfig) -> Result<RunnerLi
     }
 }
 
-/// Waits for `preparing` while submitting `warm_ups` through `link` for the slots the run
-/// plans for, as the broker says how many there are; what the link receives meanwhile is kept
-/// for the machine, which starts once `preparing` is done.
+/// Waits for `preparing` (the listing, begun at `listing_since`) while submitting `warm_ups`
+/// through `link`, once the listing has taken [`warm_up::AFTER`], for the slots the run plans
+/// for as the broker says how many there are; what the link receives meanwhile is kept for
+/// the machine, which starts once `preparing` is done.
 async fn warm_up_while<T>(
     link: &mut RunnerLink,
     warm_ups: &mut WarmUps,
     cfg: &RunConfig,
+    listing_since: Instant,
     mut preparing: std::pin::Pin<&mut impl Future<Output = Result<T, RunError>>>,
 ) -> Result<(T, Vec<Received>), RunError> {
     let mut heard = Vec::new();
-    warm_ups.top_up(link, cfg.slots_hint).await?;
+    let mut planned = cfg.slots_hint;
+    let due = tokio::time::Instant::from_std(listing_since + warm_up::AFTER);
+    let mut armed = false;
     let mut listening = warm_ups.wanted();
     loop {
         tokio::select! {
             prepared = &mut preparing => return Ok((prepared?, heard)),
+            () = tokio::time::sleep_until(due), if listening && !armed => {
+                armed = true;
+                warm_ups.top_up(link, planned).await?;
+            }
             msg = link.recv(), if listening => {
                 if let Ok(Some(
                     BrokerToRunner::Welcome { workers, slots }
                     | BrokerToRunner::Workers { workers, slots },
                 )) = &msg
                 {
-                    let planned =
-                        planned_slots(*workers, *slots, cfg.expected_workers, cfg.slots_hint);
-                    warm_ups.top_up(link, planned).await?;
+                    planned = planned_slots(*workers, *slots, cfg.expected_workers, cfg.slots_hint);
+                    if armed {
+                        warm_ups.top_up(link, planned).await?;
+                    }
                 }
                 // The end of the stream, or an error, is the machine's to handle: nothing is
                 // read after it.
