@@ -29,8 +29,8 @@ use super::suite_run::REPORT_FILE;
 /// Warm-ups start once a listing has taken this long. A shorter listing means a collection
 /// cheap enough that the slots lose little collecting for their batches, while warming them
 /// would compete with the listing for the processors wherever they share a machine (`local`,
-/// or several workers on one host): on 2 cores, eight sessions collecting a 2,000-test suite
-/// beside its one-second listing made a 60 s run 5 s longer.
+/// or several workers on one host): on 2 cores, eight sessions starting and collecting beside
+/// a 0.3 s listing made a 65 s run 3 to 5 s longer (BENCHMARKS.md).
 pub const AFTER: Duration = Duration::from_secs(2);
 
 /// Warm-ups are numbered from here: far above any index of the run's own jobs and batches.
