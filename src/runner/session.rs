@@ -170,42 +170,44 @@ pub async fn run(
     let builds = scratch_dir("cluster-action-suites-")?;
     let layer_seal = cfg.stream.seal.as_ref().map(ClusterKeys::layers);
     // The layers first: the warm-ups need them, and they are packed from the checkout as the
-    // user left it, before a listing writes into it.
-    let digests = publish_layers(&store, layer_seal.as_ref(), &manifest).await?;
-    let mut warm_ups = match cfg.rerun {
+    // user left it, before a listing writes into it. A layer that cannot be published is
+    // reported after the listing, whose errors come first, as they did before.
+    let published = publish_layers(&store, layer_seal.as_ref(), &manifest).await;
+    let mut warm_ups = match (&cfg.rerun, &published) {
+        (None, Ok(digests)) => WarmUps::new(&manifest.suites, &manifest.base_dir, digests),
         // A re-run's few tests need few files: a warm-up would collect them all.
-        Some(_) => WarmUps::none(),
-        None => WarmUps::new(&manifest.suites, &manifest.base_dir, &digests),
+        _ => WarmUps::none(),
     };
     // Joining the cluster (a few round trips through the store) and warming its slots go on
     // while the suites are listed: a listing that imports every test file takes seconds.
-    let (link, suites, heard) = {
-        let preparing = async {
+    let (link, listings, heard) = {
+        let listing = async {
             let mut listings = list_suites(&manifest, builds.path()).await?;
             if let Some((previous, mode)) = &cfg.rerun {
                 let selection = rerun(&mut listings, previous, *mode);
                 progress.warn(&selection.to_string());
             }
-            ship_suites(&store, layer_seal.as_ref(), listings, &digests).await
+            Ok(listings)
         };
         let listing_since = Instant::now();
-        tokio::pin!(preparing);
+        tokio::pin!(listing);
         let joining = join_cluster(&store, cfg);
         tokio::pin!(joining);
         tokio::select! {
-            prepared = &mut preparing => {
-                let suites = prepared?;
-                (joining.await?, suites, Vec::new())
+            listed = &mut listing => {
+                let listings = listed?;
+                (joining.await?, listings, Vec::new())
             }
             joined = &mut joining => {
                 let mut link = joined?;
-                let (suites, heard) =
-                    warm_up_while(&mut link, &mut warm_ups, cfg, listing_since, preparing)
-                        .await?;
-                (link, suites, heard)
+                let (listings, heard) =
+                    warm_up_while(&mut link, &mut warm_ups, cfg, listing_since, listing).await?;
+                (link, listings, heard)
             }
         }
     };
+    let digests = published?;
+    let suites = ship_suites(&store, layer_seal.as_ref(), listings, &digests).await?;
     let defaults = std::mem::take(&mut manifest.defaults);
     let jobs = submissions(manifest, &digests);
     // The scratch directory (and the cache in it) is removed when the run returns.
