@@ -6,8 +6,9 @@
 //! that embed one (`run --embed-broker`, `local`) start it beside the run
 //! ([`crate::broker::EmbeddedBroker`]).
 //!
-//! Data path: the suites are listed and the layers packed and published (only those the store
-//! lacks) while the runner joins the cluster; then the jobs go to the broker in batches; the
+//! Data path: the layers are packed and published first (only those the store lacks); the
+//! suites are listed while the runner joins the cluster (and, for a slow listing, warms the
+//! slots' sessions: [`super::warm_up`]); then the jobs go to the broker in batches; the
 //! broker's `Started`/`Finished` messages drive progress, and each job's outputs layer is
 //! fetched into `--outputs-dir` as it finishes.
 
@@ -266,16 +267,16 @@ async fn join_cluster(store: &ArtifactStore, cfg: &RunConfig) -> Result<RunnerLi
     }
 }
 
-/// Waits for `preparing` (the listing, begun at `listing_since`) while submitting `warm_ups`
-/// through `link`, once the listing has taken [`warm_up::AFTER`], for the slots the run plans
-/// for as the broker says how many there are; what the link receives meanwhile is kept for
-/// the machine, which starts once `preparing` is done.
+/// Waits for `listing` (begun at `listing_since`) while submitting `warm_ups` through `link`,
+/// once the listing has taken [`warm_up::AFTER`], for the slots the run plans for as the
+/// broker says how many there are; what the link receives meanwhile is kept for the machine,
+/// which starts once the listing is done.
 async fn warm_up_while<T>(
     link: &mut RunnerLink,
     warm_ups: &mut WarmUps,
     cfg: &RunConfig,
     listing_since: Instant,
-    mut preparing: std::pin::Pin<&mut impl Future<Output = Result<T, RunError>>>,
+    mut listing: std::pin::Pin<&mut impl Future<Output = Result<T, RunError>>>,
 ) -> Result<(T, Vec<Received>), RunError> {
     let mut heard = Vec::new();
     let mut planned = cfg.slots_hint;
@@ -284,7 +285,7 @@ async fn warm_up_while<T>(
     let mut listening = warm_ups.wanted();
     loop {
         tokio::select! {
-            prepared = &mut preparing => return Ok((prepared?, heard)),
+            listed = &mut listing => return Ok((listed?, heard)),
             () = tokio::time::sleep_until(due), if listening && !armed => {
                 armed = true;
                 warm_ups.top_up(link, planned).await?;
