@@ -687,11 +687,7 @@ impl SuiteRun {
                 tests.len()
             ),
         };
-        let mut env = listed.def.env.clone();
-        env.extend([
-            (REPORT_ENV.to_string(), REPORT_FILE.to_string()),
-            (ATTEMPT_ENV.to_string(), attempt.to_string()),
-        ]);
+        let env = batch_env(&listed.def, attempt);
         let spec = JobSpec {
             name: name.clone(),
             run: listed
@@ -759,6 +755,18 @@ fn batch_sample(batch: &InFlight, results: &[TestResult]) -> Option<BatchSample>
         files: u32::try_from(files_of(&batch.tests)).unwrap_or(u32::MAX),
         overhead_ms: wall_ms.saturating_sub(tests_ms),
     })
+}
+
+/// The environment of `def`'s batches on `attempt`: the suite's, the report's path and the
+/// attempt. A warm-up has the same ([`super::warm_up`]): a worker shares a session only
+/// between jobs whose environments agree but for what changes per batch.
+pub(super) fn batch_env(def: &SuiteDef, attempt: u32) -> BTreeMap<String, String> {
+    let mut env = def.env.clone();
+    env.extend([
+        (REPORT_ENV.to_string(), REPORT_FILE.to_string()),
+        (ATTEMPT_ENV.to_string(), attempt.to_string()),
+    ]);
+    env
 }
 
 /// The distinct files `tests` come from (a test whose framework names none counts for

@@ -21,10 +21,10 @@ use crate::layer::Digest;
 use crate::link::RunnerLink;
 use crate::proto::{JobIndex, JobSpec, RunnerMsg, Submission};
 use crate::stream::StreamError;
-use crate::suite::{ATTEMPT_ENV, Framework, REPORT_ENV};
+use crate::suite::Framework;
 
 use super::manifest::SuiteDef;
-use super::suite_run::REPORT_FILE;
+use super::suite_run::batch_env;
 
 /// Warm-ups start once a listing has taken this long. A shorter listing means a collection
 /// cheap enough that the slots lose little collecting for their batches, while warming them
@@ -52,33 +52,27 @@ impl WarmUps {
     /// The warm-ups of `suites` listed in `dir`, whose layers were published as `digests`:
     /// none unless exactly one suite keeps sessions.
     pub fn new(suites: &[SuiteDef], dir: &Path, digests: &BTreeMap<String, Digest>) -> Self {
-        let mut warm: Vec<&SuiteDef> = suites
+        let warm: Vec<&SuiteDef> = suites
             .iter()
             .filter(|def| def.session && Framework::sessions_allowed(def.isolation))
             .collect();
-        let spec = match (warm.pop(), warm.is_empty()) {
-            (Some(def), true) => def.suite.warm_up(dir).map(|warm_up| {
-                let mut env = def.env.clone();
-                env.extend([
-                    (REPORT_ENV.to_string(), REPORT_FILE.to_string()),
-                    (ATTEMPT_ENV.to_string(), "1".to_string()),
-                ]);
-                JobSpec {
-                    name: format!("{} warm-up", def.suite.name),
-                    run: warm_up.run,
-                    env,
-                    layers: super::session::suite_layers(def, digests),
-                    timeout_ms: TIME_LIMIT.as_millis() as u64,
-                    retries: 0,
-                    outputs: Vec::new(),
-                    estimate_ms: None,
-                    expected_ms: None,
-                    isolation: def.isolation,
-                    secret_env: def.secret_env.clone(),
-                    inherits: false,
-                    avoid_workers: Vec::new(),
-                    session: Some(warm_up.session),
-                }
+        let spec = match warm.as_slice() {
+            [def] => def.suite.warm_up(dir).map(|warm_up| JobSpec {
+                name: format!("{} warm-up", def.suite.name),
+                run: warm_up.run,
+                env: batch_env(def, 1),
+                // The suite's own layers: pytest ships no files of its own.
+                layers: super::session::suite_layers(def, digests),
+                timeout_ms: TIME_LIMIT.as_millis() as u64,
+                retries: 0,
+                outputs: Vec::new(),
+                estimate_ms: None,
+                expected_ms: None,
+                isolation: def.isolation,
+                secret_env: def.secret_env.clone(),
+                inherits: false,
+                avoid_workers: Vec::new(),
+                session: Some(warm_up.session),
             }),
             _ => None,
         };
