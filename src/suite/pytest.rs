@@ -295,9 +295,15 @@ fn run_args(parsed: &[Arg<'_>], exists: impl Fn(&str) -> bool) -> Vec<String> {
     let rootdir = own_rootdir(parsed).map(str::to_owned);
     let kept = parsed.iter().filter(|arg| match arg {
         Arg::Option(_) => !arg.is_verbosity(),
-        Arg::Positional(word) => !word.contains("::") && !exists(word),
+        Arg::Positional(word) => !selects(word, &exists),
     });
     rootdir.into_iter().chain(kept.flat_map(words)).collect()
+}
+
+/// Whether the positional argument `word` selects what to collect: a node id, or a path that
+/// `exists` (the others are values pytest takes as they are).
+fn selects(word: &str, exists: impl Fn(&str) -> bool) -> bool {
+    word.contains("::") || exists(word)
 }
 
 /// The words of one argument.
@@ -426,7 +432,7 @@ pub(super) fn warm_up(suite: &Suite, dir: &Path) -> WarmUp {
     let selected: Vec<String> = parsed
         .iter()
         .filter_map(|arg| match arg {
-            Arg::Positional(word) if word.contains("::") || exists(word) => Some(shell_quote(word)),
+            Arg::Positional(word) if selects(word, exists) => Some(shell_quote(word)),
             _ => None,
         })
         .collect();

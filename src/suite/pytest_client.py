@@ -19,14 +19,13 @@ import sys
 
 control = os.environ["CLUSTER_SESSION"]
 env = {name: os.environ[name] for name in ("CLUSTER_ATTEMPT", "CLUSTER_JOB_NAME") if name in os.environ}
-warm = sys.argv[1] == "--warm"
-if warm:
+if sys.argv[1] == "--warm":
     request = {"warm": sys.argv[2:], "env": env}
-    report = os.devnull
+    report, junit = os.devnull, None
 else:
     ids, report = (os.path.abspath(path) for path in sys.argv[1:3])
-    request = {"ids": ids, "junit": report + ".xml", "env": env}
-junit = report + ".xml"
+    junit = report + ".xml"
+    request = {"ids": ids, "junit": junit, "env": env}
 
 connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 os.chdir(control)
@@ -59,7 +58,7 @@ if done is None:
     print(tail.rstrip())
     print("[cluster-action: the pytest session ended before the batch did]", flush=True)
     sys.exit(3)
-if not warm and os.path.exists(junit):
+if junit and os.path.exists(junit):
     os.replace(junit, report)
 open("served", "w").close()
 sys.exit(done)
