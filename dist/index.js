@@ -152,6 +152,13 @@ function durationInput(name, value) {
   return ms;
 }
 
+/** Checks a count input (empty, or a positive whole number); `what` says in its error what to give. */
+function countInput(name, value, what) {
+  if (value && !/^[1-9]\d*$/.test(value)) {
+    throw badInput(`${name}: '${value}' is not a positive whole number: give ${what}`);
+  }
+}
+
 /** A true/false input; `expected` says in its error what the input takes. */
 function booleanInput(name, value, expected = 'a boolean: use true or false') {
   if (['true', 'True', 'TRUE'].includes(value)) return true;
@@ -256,15 +263,8 @@ function readInputs(env = process.env) {
   if (durationInput('target', raw.target) === 0) {
     throw badInput("target: no run takes 0s: give the wall time to aim for, e.g. 10m");
   }
-  if (raw.instances && !/^[1-9]\d*$/.test(raw.instances)) {
-    throw badInput(
-      `instances: '${raw.instances}' is not a positive whole number: give how many workers the ` +
-        'cluster has, e.g. ${{ strategy.job-total }}',
-    );
-  }
-  if (raw['max-workers'] && !/^[1-9]\d*$/.test(raw['max-workers'])) {
-    throw badInput(`max-workers: '${raw['max-workers']}' is not a positive whole number: give the most machines to plan for, e.g. 8`);
-  }
+  countInput('instances', raw.instances, 'how many workers the cluster has, e.g. ${{ strategy.job-total }}');
+  countInput('max-workers', raw['max-workers'], 'the most machines to plan for, e.g. 8');
   return {
     ...raw,
     role,
