@@ -8,10 +8,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::future::pending;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cluster_action::proto::{Isolation, JobStatus};
+use cluster_action::worker::contain;
 use cluster_action::worker::exec::{ExecError, ExecLimits, Execution, run_job};
 
 /// A time limit no job here reaches.
@@ -328,6 +330,29 @@ async fn a_process_escaping_the_group_dies_with_the_job() {
     );
     assert_gone(&escaped).await;
     assert_gone(&grandchild).await;
+}
+
+#[tokio::test]
+async fn a_job_reports_only_its_own_leftovers_and_kills_anothers_too() {
+    // Another job of this process ended and left a process outside its group that no sweep
+    // has killed yet: as when two jobs end together and this one's sweep comes first.
+    let other = contain::Mark::new();
+    // The job's sweep reaps it: that is what the test checks.
+    #[allow(clippy::zombie_processes)]
+    let stray = std::process::Command::new("sleep")
+        .arg("1000")
+        .env(contain::MARK_VAR, other.value())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let stray = i32::try_from(stray.id()).unwrap();
+    let _guard = KillOnDrop(stray);
+    drop(other);
+    let dir = tempfile::tempdir().unwrap();
+    let done = run("echo done", dir.path()).await;
+    assert_eq!(done.status, JobStatus::Passed);
+    assert_eq!(done.output, "done\n");
+    assert_gone(&[stray]).await;
 }
 
 #[tokio::test]

@@ -165,12 +165,15 @@ pub fn signalled_when_parent_dies(signal: libc::c_int, parent: libc::pid_t) -> i
     Ok(())
 }
 
-/// Kills what finished jobs of this process left behind: adopted children carrying the mark
-/// of a job of ours that is no longer running, and everything they started, and reaps them.
-/// Returns how many of them were running outside process group `pgid` (the group of the job
-/// that just ended, which its group kill reached already). Blocking: call it from a blocking
-/// thread.
-pub fn kill_leftovers(pgid: libc::pid_t) -> usize {
+/// Ends the mark of a job that just ended (`ended`, whose process group was `pgid`) and kills
+/// what finished jobs of this process left behind: adopted children carrying the mark of a
+/// job of ours that is no longer running, and everything they started, and reaps them.
+/// Returns how many of them were the ended job's own and ran outside its group (which its
+/// group kill reached already): another job's leftovers found on the way are killed, but
+/// not counted against this one. Blocking: call it from a blocking thread.
+pub fn kill_leftovers(ended: Mark, pgid: libc::pid_t) -> usize {
+    let own = ended.value.clone();
+    drop(ended);
     // One at a time: a stray is ours to reap, and only until it is reaped is its pid its own.
     // Two jobs ending together would otherwise both kill and reap the same stray, and the
     // second `waitpid` could reap (and its kill hit) a new job's shell that reused the pid.
@@ -185,27 +188,27 @@ pub fn kill_leftovers(pgid: libc::pid_t) -> usize {
         // one. So a shell whose mark was seen stale is seen a leader when looked up *after*:
         // a set of leaders taken before the marks were read could miss a shell that started
         // and ended meanwhile, which would then be reaped here, its job left with ECHILD.
-        let strays: Vec<libc::pid_t> = own_children()
+        let strays: Vec<(libc::pid_t, String)> = own_children()
             .into_iter()
-            .filter(|&pid| {
-                mark_of(pid)
-                    .and_then(|m| m.strip_prefix(&prefix).map(str::to_owned))
+            .filter_map(|pid| mark_of(pid).map(|mark| (pid, mark)))
+            .filter(|(_, mark)| {
+                mark.strip_prefix(&prefix)
                     .and_then(|seq| seq.parse::<u64>().ok())
                     .is_some_and(|seq| !is_running(seq))
             })
-            .filter(|pid| !is_leader(*pid))
+            .filter(|(pid, _)| !is_leader(*pid))
             .collect();
         if strays.is_empty() {
             break;
         }
-        for &pid in &strays {
-            if running_outside(pid, pgid) {
+        for (pid, mark) in &strays {
+            if *mark == own && running_outside(*pid, pgid) {
                 killed += 1;
             }
-            kill(pid);
+            kill(*pid);
         }
-        for &pid in &strays {
-            reap(pid);
+        for (pid, _) in &strays {
+            reap(*pid);
         }
     }
     killed

@@ -260,9 +260,8 @@ async fn supervise(
     group.signal(libc::SIGKILL);
     let killed = match mark {
         Some(mark) => {
-            drop(mark);
             let pgid = group.pgid;
-            tokio::task::spawn_blocking(move || contain::kill_leftovers(pgid))
+            tokio::task::spawn_blocking(move || contain::kill_leftovers(mark, pgid))
                 .await
                 .unwrap_or(0)
         }

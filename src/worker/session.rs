@@ -55,8 +55,9 @@ struct Warm {
     /// Its directory: `tree/` where it runs, `control/` for its socket, log and marks.
     dir: PathBuf,
     group: Group,
-    /// Keeps the processes it starts from being taken for a finished job's leftovers.
-    _mark: Option<contain::Mark>,
+    /// Keeps the processes it starts from being taken for a finished job's leftovers until
+    /// it stops.
+    mark: Option<contain::Mark>,
 }
 
 impl Warm {
@@ -83,8 +84,9 @@ impl Warm {
         self.group.signal(libc::SIGKILL);
         let _ = self.group.reap().await;
         let pgid = self.group.pgid;
-        drop(self._mark);
-        let _ = tokio::task::spawn_blocking(move || contain::kill_leftovers(pgid)).await;
+        if let Some(mark) = self.mark {
+            let _ = tokio::task::spawn_blocking(move || contain::kill_leftovers(mark, pgid)).await;
+        }
         if let Err(e) = tokio::fs::remove_dir_all(&self.dir).await {
             tracing::warn!(
                 "cannot remove session directory {}: {e}",
@@ -251,7 +253,7 @@ impl Sessions {
             key,
             dir: dir.to_path_buf(),
             group,
-            _mark: mark,
+            mark,
         };
         let mut line = String::new();
         let ready = match stdout {
