@@ -6,7 +6,7 @@
 //! and the user's mistakes refused with the words that fix them.
 //!
 //! The fixture's setup file logs each test that ran to the file `JEST_RAN_LOG` names (its
-//! file and full name, a line each).
+//! file and full name, a line each, and with `JEST_LOG_PID` the process it ran in).
 
 // Helpers of a test crate unwrap like its tests: a failure there is the test failing.
 #![allow(clippy::unwrap_used)]
@@ -339,4 +339,75 @@ fn a_jest_batch_killed_part_way_keeps_what_finished() {
     let results = listing.parse_report(Some(&bytes), &batch);
     let got: Vec<TestStatus> = results.iter().map(|r| r.status).collect();
     assert_eq!(got, [TestStatus::Passed, TestStatus::NotRun]);
+}
+
+#[test]
+fn a_jest_session_runs_its_slots_batches_in_one_node_and_a_crash_loses_only_its_test() {
+    let Some(dir) = jest_fixture() else {
+        return;
+    };
+    // Eight files of three tests, each file a batch of its own; the second test of the fifth
+    // kills its process (SIGKILL, as a crash or the OOM killer) on its first run.
+    let generated = dir.path().join("tests/gen");
+    std::fs::create_dir_all(&generated).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let crashed = scratch.path().join("crashed");
+    for f in 1..=8 {
+        let mut body = format!("const fs = require('node:fs');\ndescribe('f{f}', () => {{\n");
+        for t in 1..=3 {
+            let code = if (f, t) == (5, 2) {
+                format!(
+                    "if (!fs.existsSync({crashed:?})) {{ fs.writeFileSync({crashed:?}, ''); \
+                     process.kill(process.pid, 'SIGKILL'); }}"
+                )
+            } else {
+                String::new()
+            };
+            body.push_str(&format!("  test('t{t}', () => {{ {code} }});\n"));
+        }
+        body.push_str("});\n");
+        std::fs::write(generated.join(format!("f{f}.test.js")), body).unwrap();
+    }
+    let log = scratch.path().join("ran");
+    let manifest = format!(
+        "layers:\n  checkout: {{paths: [.]}}\nsuites:\n  - name: js\n    framework: jest\n\
+         \x20   layers: [checkout]\n    args: [tests/gen]\n    batch: 2s\n\
+         \x20   env: {{JEST_RAN_LOG: \"{}\", JEST_LOG_PID: \"1\"}}\n",
+        log.display()
+    );
+    std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
+    let run = local(dir.path())
+        .workers(1)
+        .args(&["cluster.yml", "--slots", "1"])
+        .run();
+    let want: BTreeMap<String, String> = (1..=8)
+        .flat_map(|f| {
+            (1..=3).map(move |t| {
+                (
+                    format!("tests/gen/f{f}.test.js › f{f} › t{t}"),
+                    "passed".to_owned(),
+                )
+            })
+        })
+        .collect();
+    assert_eq!(run.statuses(), want, "{}", run.stderr);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // Each test finished once (the crashed one, killed before its end, ran again); the tests
+    // of its file before it kept their results.
+    assert!(crashed.exists(), "the crashing test ran");
+    let ran = log_lines(&log);
+    let mut runs: BTreeMap<String, usize> = BTreeMap::new();
+    let mut pids = std::collections::BTreeSet::new();
+    for line in &ran {
+        let (test, pid) = line.rsplit_once(" pid=").unwrap();
+        *runs.entry(test.to_owned()).or_default() += 1;
+        pids.insert(pid.parse::<i32>().unwrap());
+    }
+    assert!(runs.values().all(|&n| n == 1), "{ran:#?}");
+    assert_eq!(runs.len(), 24, "{ran:#?}");
+    // Eight batches or more, two processes: the session the crash ended, and the next one.
+    assert_eq!(pids.len(), 2, "{ran:#?}");
+    for pid in pids {
+        assert!(!common::alive(pid), "session {pid} outlived the run");
+    }
 }

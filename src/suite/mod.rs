@@ -141,7 +141,7 @@ impl Framework {
 
     /// Whether its batches can run in a warm session of it ([`Listing::session_command`]).
     pub fn keeps_sessions(&self) -> bool {
-        matches!(self, Framework::Pytest)
+        matches!(self, Framework::Pytest | Framework::Jest)
     }
 
     /// Whether a batch under `isolation` can be handed to a session: its processes may
@@ -362,7 +362,7 @@ impl Listing {
     }
 
     /// The `bash -c` command that starts a warm session of the suite, for frameworks that
-    /// have one (pytest): a worker runs it in a directory holding the suite's layers, with
+    /// have one (pytest, Jest): a worker runs it in a directory holding the suite's layers, with
     /// [`SESSION_ENV`] naming a control directory of its own, and gives that directory to
     /// the batches it hands the session (in [`SESSION_ENV`] too); their
     /// [`Listing::batch_command`] then runs its tests there instead of starting the
@@ -370,6 +370,7 @@ impl Listing {
     pub fn session_command(&self) -> Option<String> {
         match self.suite.framework {
             Framework::Pytest => Some(pytest::session_command(self)),
+            Framework::Jest => Some(jest::session_command(self)),
             _ => None,
         }
     }
