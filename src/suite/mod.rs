@@ -52,13 +52,16 @@ use crate::dir_name::dir_name as ship_name;
 
 pub use command::TESTS_FILE_ENV;
 pub use error::SuiteError;
-pub use pytest::SESSION_ENV;
 pub use result::{FinalStatus, TestEntry, TestRecord, TestResult, TestStatus};
 
 /// The variable naming the file a batch writes its report to (JUnit XML; for go, the test
 /// binaries' test2json events; for Playwright, its reporter's JSON lines), relative to the
 /// job's directory or absolute.
 pub const REPORT_ENV: &str = "CLUSTER_JUNIT";
+
+/// The variable naming the control directory of the warm session (pytest, Jest) a worker
+/// gives a batch (its socket, log and `served` mark): see [`Listing::session_command`].
+pub const SESSION_ENV: &str = "CLUSTER_SESSION";
 
 /// The variable holding the attempt number of a batch, from 1 (the first run).
 pub const ATTEMPT_ENV: &str = "CLUSTER_ATTEMPT";

@@ -15,7 +15,8 @@ use std::path::Path;
 
 use super::process::{Tool, on_path, run};
 use super::{
-    Listing, Suite, SuiteError, TestCase, TestStatus, WarmUp, ids_path, shell_quote, write_lines,
+    Listing, SESSION_ENV, Suite, SuiteError, TestCase, TestStatus, WarmUp, ids_path, shell_quote,
+    write_lines,
 };
 
 /// The interpreter, looked up as `python`, then as this.
@@ -389,10 +390,6 @@ fn suite_options(run_args: &[String]) -> String {
     let args: Vec<String> = run_args.iter().map(|a| shell_quote(a)).collect();
     args.join(" ")
 }
-
-/// The variable naming the control directory of the warm pytest session a worker gives a
-/// batch (its socket, log and `served` mark): see `Listing::session_command`.
-pub const SESSION_ENV: &str = "CLUSTER_SESSION";
 
 /// The warm session ([`SESSION_SERVER`]): one pytest that collects a file when a batch first
 /// needs it and runs the batches it is handed over a unix socket, each with pytest's own
