@@ -28,8 +28,8 @@ use serde::Deserialize;
 use super::process::{Tool, run};
 use super::report::{Reported, ReportedCase, seconds_to_ms};
 use super::{
-    Listing, REPORT_ENV, SESSION_ENV, Shipped, Suite, SuiteError, TestCase, TestStatus, ids_path,
-    shell_quote, ship_dest, write_lines,
+    Listing, NODE_SESSION_START, REPORT_ENV, Shipped, Suite, SuiteError, TestCase, TestStatus,
+    ids_path, node_session_client, shell_quote, ship_dest, ship_node_session_server, write_lines,
 };
 
 /// Node, which runs Jest and the driver.
@@ -48,10 +48,6 @@ const JEST: Tool = Tool {
 
 /// The node script that lists and runs Jest suites.
 const DRIVER: &str = include_str!("jest_run.js");
-
-/// What a batch runs when the worker gave it a session: hands the session the batch and
-/// prints what Jest printed.
-const SESSION_CLIENT: &str = include_str!("jest_client.js");
 
 /// The driver's file name, on the runner and among a batch's shipped files.
 const DRIVER_FILE: &str = "cluster_action_jest.js";
@@ -210,6 +206,7 @@ pub(super) fn list(suite: &Suite, dir: &Path, work: &Path) -> Result<Listing, Su
         source: driver,
         dest: ship_dest(suite, DRIVER_FILE),
     });
+    ship_node_session_server(&mut listing, work)?;
     listing.run_args = suite.args.clone();
     Ok(listing)
 }
@@ -263,17 +260,14 @@ fn id_lines(listing: &Listing, batch: &[TestCase]) -> Vec<String> {
 }
 
 /// Runs the batch's tests: handed to the worker's warm session when it gives the batch one
-/// ([`SESSION_ENV`], see [`session_command`]), otherwise with the driver and the suite's
-/// arguments in a Node of their own.
+/// (see [`session_command`] and [`node_session_client`]), otherwise with the driver and the
+/// suite's arguments in a Node of their own.
 pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
     let lines = id_lines(listing, batch);
     format!(
-        "{}if [ -n \"${{{SESSION_ENV}:-}}\" ]; then\n\
-         exec node -e {} {ids} \"${REPORT_ENV}\"\n\
-         fi\n\
-         node \"$PWD\"/{} batch {ids} \"${REPORT_ENV}\" {}\n",
+        "{}{}node \"$PWD\"/{} batch {ids} \"${REPORT_ENV}\" {}\n",
         write_lines(&ids_path(&listing.suite), lines.iter().map(String::as_str)),
-        shell_quote(SESSION_CLIENT),
+        node_session_client("Jest", &ids_path(&listing.suite)),
         driver(listing),
         suite_options(listing),
         ids = ids_path(&listing.suite),
@@ -281,12 +275,11 @@ pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
 }
 
 /// The `bash -c` command that starts a warm Jest session of the suite (the driver's `serve`,
-/// with the suite's arguments) in a directory holding the suite's layers: its standard output
-/// and error go to the session's log, but for the `ready` line, which it writes to descriptor
-/// 3, the command's standard output.
+/// with the suite's arguments) in a directory holding the suite's layers; see
+/// [`NODE_SESSION_START`].
 pub(super) fn session_command(listing: &Listing) -> String {
     format!(
-        "exec 3>&1 1>&2\nexec node \"$PWD\"/{} serve {}\n",
+        "{NODE_SESSION_START}exec node \"$PWD\"/{} serve {}\n",
         driver(listing),
         suite_options(listing),
     )

@@ -19,15 +19,10 @@
 //     the files in the order of IDS (the plan's: longest first) unless ARGS choose a
 //     `--testSequencer`: Jest loads this file as the sequencer then.
 //   node cluster_action_jest.js serve [ARGS...]
-//     A warm session, in a directory of the suite's files, with CLUSTER_SESSION naming its
-//     control directory: one Node process with Jest loaded that runs the batches it is handed
-//     as `batch` runs them, one at a time, so that a batch costs its tests and not a start of
-//     Node, a load of Jest and its transformer and a cold transform cache. It listens on the
-//     unix socket `socket` there, writes `ready` to descriptor 3 once it does (its standard
-//     output and error are the session's log). Each connection is one batch: a JSON line
-//     {"ids": IDS, "out": OUT, "env": {NAME: VALUE}} in; out, {"out": TEXT} for what Jest
-//     prints while it runs, then {"done": EXIT_CODE} once OUT holds the document.
-//     A batch hands the session its request with `jest_client.js`.
+//     A warm session (node_session_server.cjs, shipped beside this file, serves it): one Node
+//     process with Jest loaded that runs the batches it is handed as `batch` runs them, so
+//     that a batch costs its tests and not a start of Node, a load of Jest and its
+//     transformer and a cold transform cache.
 'use strict';
 
 const fs = require('node:fs');
@@ -38,6 +33,9 @@ const NO_JEST = 'cluster-action: no `jest` package';
 
 // Jest's separator of titles in a test's name, as its reporters print it.
 const SEPARATOR = ' › ';
+
+// The session's loop, shipped beside this file.
+const SESSION_SERVER = 'node_session_server.cjs';
 
 // A name pattern no test matches: `(?!)` fails everywhere.
 const NOTHING = '(?!)';
@@ -238,89 +236,14 @@ async function run(jest, mode, idsFile, out, args) {
   return code;
 }
 
-// The variables of a batch that the session takes from each batch's request (the client sends
-// these).
-const PER_BATCH = ['CLUSTER_ATTEMPT', 'CLUSTER_JOB_NAME', 'CLUSTER_JUNIT'];
-
-// Runs the batch `request` asks for, its output sent to `connection` as it is printed, and
-// sends its exit code.
-async function serveBatch(jest, args, request, connection) {
-  for (const name of PER_BATCH) {
-    if (name in request.env) {
-      process.env[name] = request.env[name];
-    } else {
-      delete process.env[name];
-    }
-  }
-  // Jest's reporters replace `write` on the streams with buffering wrappers of their own and
-  // leave them: restoring the originals after the batch drops them, and what they print
-  // late goes to the log.
-  const streams = [process.stdout, process.stderr];
-  const originals = streams.map(stream => stream.write);
-  let open = true;
-  for (const [at, stream] of streams.entries()) {
-    stream.write = (chunk, encoding, callback) => {
-      if (!open) {
-        return originals[at].call(stream, chunk, encoding, callback);
-      }
-      connection.write(`${JSON.stringify({out: String(chunk)})}\n`);
-      if (typeof encoding === 'function') {
-        encoding();
-      } else if (typeof callback === 'function') {
-        callback();
-      }
-      return true;
-    };
-  }
-  let code;
-  try {
-    code = await run(jest, 'batch', request.ids, request.out, args);
-  } finally {
-    open = false;
-    streams.forEach((stream, at) => {
-      stream.write = originals[at];
-    });
-  }
-  connection.end(`${JSON.stringify({done: code})}\n`);
-}
-
-// The session: see `serve` at the top of this file.
-async function serve(jest, args) {
-  const net = require('node:net');
-  const readline = require('node:readline');
-  const control = process.env.CLUSTER_SESSION;
-  const here = process.cwd();
-  const server = net.createServer();
-  process.chdir(control);
-  await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    // By its name in the control directory: a unix socket's path is at most about 100 bytes.
-    server.listen('socket', resolve);
-  });
-  process.chdir(here);
-  fs.writeSync(3, 'ready\n');
-  fs.closeSync(3);
-  // One batch at a time: a slot hands its session one batch, but a client that lost its
-  // batch could leave a second connection waiting.
-  let queue = Promise.resolve();
-  server.on('connection', connection => {
-    connection.on('error', () => {});
-    const lines = readline.createInterface({input: connection});
-    lines.once('line', line => {
-      lines.close();
-      const request = JSON.parse(line);
-      queue = queue.then(() => serveBatch(jest, args, request, connection));
-    });
-  });
-}
-
 async function main() {
   const [mode, ...rest] = process.argv.slice(2);
   const idsFile = mode === 'batch' ? rest.shift() : null;
   const out = mode === 'serve' ? null : path.resolve(rest.shift());
   const jest = projectJest();
   if (mode === 'serve') {
-    await serve(jest, rest);
+    const {serve} = require(path.join(__dirname, SESSION_SERVER));
+    await serve(request => run(jest, 'batch', request.ids, request.out, rest));
     return;
   }
   process.exitCode = await run(jest, mode, idsFile, out, rest);

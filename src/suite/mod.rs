@@ -464,6 +464,51 @@ pub struct BatchReport {
     pub unasked: Vec<String>,
 }
 
+/// What a batch of a Node framework's suite runs when the worker gave it a session: hands the
+/// session the batch and prints what the framework printed.
+const NODE_SESSION_CLIENT: &str = include_str!("node_session_client.js");
+
+/// The loop of a Node framework's warm session, which its driver's `serve` mode loads from
+/// beside itself.
+const NODE_SESSION_SERVER: &str = include_str!("node_session_server.cjs");
+
+/// [`NODE_SESSION_SERVER`]'s file name, beside a suite's driver on the runner and in the
+/// batches' shipped files.
+const NODE_SESSION_SERVER_FILE: &str = "node_session_server.cjs";
+
+/// Writes [`NODE_SESSION_SERVER`] under `work` (where the listing wrote the framework's driver)
+/// and ships it with `listing`'s files, beside the driver.
+fn ship_node_session_server(listing: &mut Listing, work: &Path) -> Result<(), SuiteError> {
+    let source = work.join(NODE_SESSION_SERVER_FILE);
+    std::fs::write(&source, NODE_SESSION_SERVER).map_err(|e| SuiteError::Io {
+        path: source.clone(),
+        source: e,
+    })?;
+    listing.ship.push(Shipped {
+        source,
+        dest: ship_dest(&listing.suite, NODE_SESSION_SERVER_FILE),
+    });
+    Ok(())
+}
+
+/// The first lines of the `bash -c` command that starts a warm session of a Node framework:
+/// its standard output and error go to the session's log (the worker reads the command's
+/// standard output only until `ready`), but for descriptor 3, the command's standard output,
+/// where the session writes `ready` once batches can connect.
+const NODE_SESSION_START: &str = "exec 3>&1 1>&2\n";
+
+/// Shell lines that hand a batch of a Node framework (`name`, for messages) to the worker's
+/// session when it gave the batch one ([`SESSION_ENV`]), with its file of ids at `ids` (a
+/// shell word) and its report at [`REPORT_ENV`]; without one, the lines after them run.
+fn node_session_client(name: &str, ids: &str) -> String {
+    format!(
+        "if [ -n \"${{{SESSION_ENV}:-}}\" ]; then\n\
+         exec node -e {} {name} {ids} \"${REPORT_ENV}\"\n\
+         fi\n",
+        shell_quote(NODE_SESSION_CLIENT),
+    )
+}
+
 /// Where a shipped file named `file` of `suite` lands, relative to the job's directory.
 fn ship_dest(suite: &Suite, file: &str) -> PathBuf {
     Path::new(SHIP_DIR).join(ship_name(&suite.name)).join(file)

@@ -1,11 +1,12 @@
-// cluster-action's side of a Jest batch handed to the worker's warm session (the `serve` mode
-// of cluster_action_jest.js): `node -e THIS IDS OUT`, with CLUSTER_SESSION naming the
-// session's control directory. It sends the session the batch (its file of ids IDS, the
-// report OUT to write, the batch's own variables), prints what the session sends as Jest
-// prints it, then marks the session as served (the file `served` in its control directory:
-// the worker hands it the next batch only then) and exits with the batch's code. When the
-// session ends before the batch does (a test ended its process), OUT keeps a line per test
-// that finished, the end of the session's log is printed, and the exit code is 3.
+// cluster-action's side of a batch handed to the worker's warm session of a Node framework
+// (the `serve` mode of the Jest driver and of the Vitest helper): `node -e THIS NAME IDS OUT`,
+// with CLUSTER_SESSION naming the session's control directory. It sends the session the batch
+// (its file of ids IDS, the report OUT to write, the batch's own variables), prints what the
+// session sends as the framework prints it, then marks the session as served (the file
+// `served` in its control directory: the worker hands it the next batch only then) and exits
+// with the batch's code. When the session ends before the batch does (a test ended its
+// process), OUT keeps a line per test that finished, the end of the session's log is printed,
+// and the exit code is 3. NAME is the framework's, for those messages.
 'use strict';
 
 const fs = require('node:fs');
@@ -13,12 +14,12 @@ const net = require('node:net');
 const path = require('node:path');
 const readline = require('node:readline');
 
-const [idsFile, outFile] = process.argv.slice(1);
+const [name, idsFile, outFile] = process.argv.slice(1);
 const control = process.env.CLUSTER_SESSION;
 const env = {};
-for (const name of ['CLUSTER_ATTEMPT', 'CLUSTER_JOB_NAME', 'CLUSTER_JUNIT']) {
-  if (name in process.env) {
-    env[name] = process.env[name];
+for (const variable of ['CLUSTER_ATTEMPT', 'CLUSTER_JOB_NAME', 'CLUSTER_JUNIT']) {
+  if (variable in process.env) {
+    env[variable] = process.env[variable];
   }
 }
 const request = {ids: path.resolve(idsFile), out: path.resolve(outFile), env};
@@ -48,12 +49,12 @@ readline.createInterface({input: connection}).on('line', line => {
   }
 });
 connection.on('error', error => {
-  process.stdout.write(`[cluster-action: cannot reach the Jest session: ${error.message}]\n`);
+  process.stdout.write(`[cluster-action: cannot reach the ${name} session: ${error.message}]\n`);
 });
 connection.on('close', () => {
   if (done === null) {
     process.stdout.write(`${logTail()}\n`);
-    process.stdout.write('[cluster-action: the Jest session ended before the batch did]\n');
+    process.stdout.write(`[cluster-action: the ${name} session ended before the batch did]\n`);
     process.exitCode = 3;
     return;
   }
