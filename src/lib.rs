@@ -59,7 +59,7 @@
 //!
 //! A suite's batch is such a job: its command runs exactly its tests, its one output is the
 //! framework's report, from which the runner decides each test (never from the exit code).
-//! A pytest or Jest batch may carry a session command: the worker then hands it a warm
+//! A pytest, Jest or Vitest batch may carry a session command: the worker then hands it a warm
 //! framework process of its suite (one per slot) instead of starting the framework for it. The runner joins the cluster while
 //! it lists the suites and, meanwhile, submits one warm-up job per slot (`runner::warm_up`):
 //! each starts its slot's session and has it collect the suite, so that the batches find

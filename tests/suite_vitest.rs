@@ -396,3 +396,68 @@ fn vitest_bad_input_exits_2_with_the_words_a_user_needs() {
         ],
     );
 }
+
+#[test]
+fn a_vitest_session_runs_its_slots_batches_in_one_vitest_with_their_own_attempts() {
+    let Some(dir) = fixture() else {
+        return;
+    };
+    // Six files of two tests, each logging the Vitest it ran under (its parent process, the
+    // pool's forks' parent) and its attempt; each file's second test fails on its first one.
+    let generated = dir.path().join("tests/gen");
+    std::fs::create_dir_all(&generated).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let log = scratch.path().join("ran");
+    for f in 1..=6 {
+        let body = format!(
+            "import {{ appendFileSync }} from 'node:fs';\n\
+             import {{ describe, test, expect }} from 'vitest';\n\
+             const ran = (name) => appendFileSync({log:?}, \
+             `${{name}} ${{process.env.CLUSTER_ATTEMPT}} ${{process.ppid}}\\n`);\n\
+             describe('f{f}', () => {{\n\
+             \x20 test('t1', () => ran('f{f} t1'));\n\
+             \x20 test('t2', () => {{ ran('f{f} t2'); expect(process.env.CLUSTER_ATTEMPT).toBe('2'); }});\n\
+             }});\n"
+        );
+        std::fs::write(generated.join(format!("f{f}.test.mjs")), body).unwrap();
+    }
+    let manifest = "layers:\n  checkout: {paths: [.]}\nsuites:\n  - name: js\n    \
+                    framework: vitest\n    layers: [checkout]\n    args: [tests/gen]\n    \
+                    batch: 2s\n    retries: 1\n";
+    std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
+    let run = local(dir.path())
+        .workers(1)
+        .args(&["cluster.yml", "--slots", "1"])
+        .run();
+    let want: BTreeMap<String, String> = (1..=6)
+        .flat_map(|f| {
+            [("t1", "passed"), ("t2", "flaky")].map(|(t, status)| {
+                (
+                    format!("[unit] tests/gen/f{f}.test.mjs > f{f} > {t}"),
+                    status.to_owned(),
+                )
+            })
+        })
+        .collect();
+    assert_eq!(run.statuses(), want, "{}", run.stderr);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split(' ').collect()).collect();
+    // Each t1 once on attempt 1, each t2 on attempts 1 and 2: each batch's own variables
+    // reached its tests.
+    for f in 1..=6 {
+        let attempts = |t: &str| -> Vec<&str> {
+            let name = format!("f{f}");
+            let mut found: Vec<&str> = (lines.iter())
+                .filter(|l| l[0] == name && l[1] == t)
+                .map(|l| l[2])
+                .collect();
+            found.sort_unstable();
+            found
+        };
+        assert_eq!(attempts("t1"), ["1"], "{text}");
+        assert_eq!(attempts("t2"), ["1", "2"], "{text}");
+    }
+    // Twelve batches or more (six files, then six retries), one Vitest.
+    let parents: std::collections::BTreeSet<&str> = lines.iter().map(|l| l[3]).collect();
+    assert_eq!(parents.len(), 1, "{text}");
+}

@@ -59,7 +59,7 @@ pub use result::{FinalStatus, TestEntry, TestRecord, TestResult, TestStatus};
 /// job's directory or absolute.
 pub const REPORT_ENV: &str = "CLUSTER_JUNIT";
 
-/// The variable naming the control directory of the warm session (pytest, Jest) a worker
+/// The variable naming the control directory of the warm session (pytest, Jest, Vitest) a worker
 /// gives a batch (its socket, log and `served` mark): see [`Listing::session_command`].
 pub const SESSION_ENV: &str = "CLUSTER_SESSION";
 
@@ -144,7 +144,10 @@ impl Framework {
 
     /// Whether its batches can run in a warm session of it ([`Listing::session_command`]).
     pub fn keeps_sessions(&self) -> bool {
-        matches!(self, Framework::Pytest | Framework::Jest)
+        matches!(
+            self,
+            Framework::Pytest | Framework::Jest | Framework::Vitest
+        )
     }
 
     /// Whether a batch under `isolation` can be handed to a session: its processes may
@@ -365,7 +368,7 @@ impl Listing {
     }
 
     /// The `bash -c` command that starts a warm session of the suite, for frameworks that
-    /// have one (pytest, Jest): a worker runs it in a directory holding the suite's layers, with
+    /// have one (pytest, Jest, Vitest): a worker runs it in a directory holding the suite's layers, with
     /// [`SESSION_ENV`] naming a control directory of its own, and gives that directory to
     /// the batches it hands the session (in [`SESSION_ENV`] too); their
     /// [`Listing::batch_command`] then runs its tests there instead of starting the
@@ -374,6 +377,7 @@ impl Listing {
         match self.suite.framework {
             Framework::Pytest => Some(pytest::session_command(self)),
             Framework::Jest => Some(jest::session_command(self)),
+            Framework::Vitest => Some(vitest::session_command(self)),
             _ => None,
         }
     }

@@ -30,8 +30,9 @@ use serde::Deserialize;
 use super::process::{Tool, run};
 use super::report::{Reported, ReportedCase};
 use super::{
-    Listing, REPORT_ENV, Shipped, Suite, SuiteError, TestCase, TestStatus, ids_path, job_path,
-    shell_quote, ship_dest, write_lines,
+    Listing, NODE_SESSION_START, REPORT_ENV, Shipped, Suite, SuiteError, TestCase, TestStatus,
+    ids_path, job_path, node_session_client, shell_quote, ship_dest, ship_node_session_server,
+    write_lines,
 };
 
 /// Node itself.
@@ -148,6 +149,7 @@ pub(super) fn list(suite: &Suite, dir: &Path, work: &Path) -> Result<Listing, Su
             dest: ship_dest(suite, file),
         })
         .collect();
+    ship_node_session_server(&mut listing, work)?;
     listing.run_args = suite.args.clone();
     Ok(listing)
 }
@@ -156,15 +158,34 @@ pub(super) fn list(suite: &Suite, dir: &Path, work: &Path) -> Result<Listing, Su
 /// `--`, the report to [`REPORT_ENV`].
 pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
     let suite = &listing.suite;
-    let args: Vec<String> = listing.run_args.iter().map(|a| shell_quote(a)).collect();
     format!(
-        "{}node {} run {} {} \"${REPORT_ENV}\" -- {}\n",
+        "{}{}node {} run {} {} \"${REPORT_ENV}\" -- {}\n",
         write_lines(&ids_path(suite), batch.iter().map(|c| c.id.as_str())),
+        node_session_client("Vitest", &ids_path(suite)),
         job_path(suite, HELPER_FILE),
         ids_path(suite),
         job_path(suite, TESTS_FILE),
-        args.join(" ")
+        suite_options(listing),
     )
+}
+
+/// The `bash -c` command that starts a warm Vitest session of the suite (the helper's
+/// `serve`, with the suite's arguments) in a directory holding the suite's layers; see
+/// [`NODE_SESSION_START`].
+pub(super) fn session_command(listing: &Listing) -> String {
+    let suite = &listing.suite;
+    format!(
+        "{NODE_SESSION_START}exec node {} serve {} -- {}\n",
+        job_path(suite, HELPER_FILE),
+        job_path(suite, TESTS_FILE),
+        suite_options(listing),
+    )
+}
+
+/// The suite's arguments as shell words.
+fn suite_options(listing: &Listing) -> String {
+    let args: Vec<String> = listing.run_args.iter().map(|a| shell_quote(a)).collect();
+    args.join(" ")
 }
 
 /// One line of a batch's report.

@@ -15,14 +15,21 @@
 //     JSON object a line goes to REPORT as each test that ran ends (asked for or not), and
 //     `{"end":true}` when the run ended: a batch killed part-way leaves the lines of the tests
 //     that finished.
+//   node vitest_helper.mjs serve TESTS -- ARGS...
+//     A warm session (node_session_server.cjs, shipped beside this file, serves it): Vitest
+//     started once, its Vite server and what it transformed kept, running each batch it is
+//     handed as `run` runs one, so that a batch costs its tests and not Vitest's start.
 //
 // A test's id is what `vitest list` prints for it: `[project] file > describe > test`, the
 // project part only when the project has a name, the file relative to the project's root.
 
 import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { join, relative, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
+import { dirname, join, relative, resolve } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+// The session's loop, shipped beside this file.
+const SESSION_SERVER = "node_session_server.cjs";
 
 // The exit code when vitest cannot be found from this directory.
 const NOT_INSTALLED = 3;
@@ -124,7 +131,8 @@ function specKey(project, file) {
   return JSON.stringify([project || "", file]);
 }
 
-async function run(idsFile, testsFile, report, args) {
+// One batch: the tests of IDS (found in TESTS) and what its report has got so far.
+function batchOf(idsFile, testsFile, report) {
   const asked = new Set(readFileSync(idsFile, "utf8").split("\n").slice(0, -1));
   const wanted = new Map();
   for (const line of readFileSync(testsFile, "utf8").split("\n")) {
@@ -133,21 +141,32 @@ async function run(idsFile, testsFile, report, args) {
     if (asked.has(test.id)) wanted.set(test.id, test);
   }
   writeFileSync(report, "");
-  const write = (entry) => appendFileSync(report, JSON.stringify(entry) + "\n");
-  const written = new Set();
-  const logs = new Map();
-  // What Vitest was asked to run: its own ids of tests, or (Vitest 3) files whose tests are
-  // chosen by name.
-  const chosen = new Set();
-  const byNameFiles = new Set();
-  const recorder = {
+  return {
+    wanted,
+    write: (entry) => appendFileSync(report, JSON.stringify(entry) + "\n"),
+    written: new Set(),
+    logs: new Map(),
+    // What Vitest was asked to run: its own ids of tests, or (Vitest 3) files whose tests are
+    // chosen by name.
+    chosen: new Set(),
+    byNameFiles: new Set(),
+  };
+}
+
+// The reporter that writes the report of the batch `current()` returns (none: what Vitest
+// reports between batches is dropped).
+function recorderOf(current) {
+  return {
     onUserConsoleLog(log) {
-      if (!log.taskId) return;
-      const kept = logs.get(log.taskId) || [];
+      const batch = current();
+      if (!batch || !log.taskId) return;
+      const kept = batch.logs.get(log.taskId) || [];
       kept.push(log.content.replace(/\n$/, ""));
-      logs.set(log.taskId, kept);
+      batch.logs.set(log.taskId, kept);
     },
     onTestCaseResult(test) {
+      const batch = current();
+      if (!batch) return;
       const id = idOf(test);
       const result = test.result();
       // Vitest skips the tests it was not asked for. A skipped test is reported only when it
@@ -155,33 +174,40 @@ async function run(idsFile, testsFile, report, args) {
       // it was listed leaves an asked test unreported, an error); one that ran is reported
       // whether asked for or not (the runner ignores the others), to show what the batch ran.
       const file = relative(process.cwd(), test.module.moduleId);
-      const byName = byNameFiles.has(specKey(test.project.name, file)) && wanted.has(id);
-      if (result.state === "skipped" && !chosen.has(test.id) && !byName) return;
+      const byName = batch.byNameFiles.has(specKey(test.project.name, file)) && batch.wanted.has(id);
+      if (result.state === "skipped" && !batch.chosen.has(test.id) && !byName) return;
       const ms = Math.round(test.diagnostic()?.duration ?? 0);
-      const output = logs.get(test.id) || [];
+      const output = batch.logs.get(test.id) || [];
       if (result.state === "failed") {
-        write({ id, status: "failed", ms, ...failure(result.errors || [], output) });
+        batch.write({ id, status: "failed", ms, ...failure(result.errors || [], output) });
       } else if (result.state === "skipped") {
-        write({ id, status: "skipped", ms, message: result.note || "skipped", output: "" });
+        batch.write({ id, status: "skipped", ms, message: result.note || "skipped", output: "" });
       } else {
-        write({ id, status: "passed", ms, output: output.join("\n") });
+        batch.write({ id, status: "passed", ms, output: output.join("\n") });
       }
-      written.add(id);
+      batch.written.add(id);
     },
     onTestModuleEnd(module) {
+      const batch = current();
+      if (!batch) return;
       // A file that failed to load (or a hook of it that failed): its asked tests that did
       // not report are errors with Vitest's words.
       const errors = module.errors();
       if (!errors.length) return;
       const file = relative(process.cwd(), module.moduleId);
-      for (const test of wanted.values()) {
-        if (written.has(test.id) || test.file !== file) continue;
+      for (const test of batch.wanted.values()) {
+        if (batch.written.has(test.id) || test.file !== file) continue;
         if ((test.project || "") !== (module.project.name || "")) continue;
-        write({ id: test.id, status: "error", ms: 0, ...failure(errors, []) });
-        written.add(test.id);
+        batch.write({ id: test.id, status: "error", ms: 0, ...failure(errors, []) });
+        batch.written.add(test.id);
       }
     },
   };
+}
+
+// Vitest ready to run batches, with `recorder` among the reporters the suite's arguments
+// choose, and one Vitest worker unless they choose.
+async function runner(args, recorder) {
   const node = await vitestNode();
   const { vitest } = await start(node, args, (options) => {
     const own = [].concat(options.reporter ?? options.reporters ?? ["default"]);
@@ -190,8 +216,13 @@ async function run(idsFile, testsFile, report, args) {
   });
   // `init` before Vitest 3.2, deprecated since.
   await (vitest.standalone ? vitest.standalone() : vitest.init());
+  return vitest;
+}
+
+// Runs `batch`'s tests with `vitest` and ends its report.
+async function runBatch(vitest, batch) {
   const specs = new Map();
-  for (const test of wanted.values()) {
+  for (const test of batch.wanted.values()) {
     const key = specKey(test.project, test.file);
     const spec = specs.get(key) || { project: test.project || "", file: test.file, ids: [], names: [] };
     spec.ids.push(...test.ids);
@@ -207,22 +238,49 @@ async function run(idsFile, testsFile, report, args) {
     const exact = project.createSpecification(file, { testIds: spec.ids });
     if (Array.isArray(exact.testIds)) {
       specifications.push(exact);
-      for (const id of spec.ids) chosen.add(id);
+      for (const id of spec.ids) batch.chosen.add(id);
     } else {
       // Vitest 3 selects tests within a file by line or by name alone.
       specifications.push(project.createSpecification(file));
       byName.push(...spec.names);
-      byNameFiles.add(specKey(spec.project, spec.file));
+      batch.byNameFiles.add(specKey(spec.project, spec.file));
     }
   }
   if (byName.length) {
     const escaped = byName.map((name) => name.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&"));
     vitest.setGlobalTestNamePattern(new RegExp(`^(?:${escaped.join("|")})$`));
+  } else if (vitest.resetGlobalTestNamePattern) {
+    // A session's earlier batch may have set one.
+    vitest.resetGlobalTestNamePattern();
   }
   if (specifications.length) await vitest.runTestSpecifications(specifications, false);
-  write({ end: true });
+  batch.write({ end: true });
+}
+
+async function run(idsFile, testsFile, report, args) {
+  const batch = batchOf(idsFile, testsFile, report);
+  const vitest = await runner(args, recorderOf(() => batch));
+  await runBatch(vitest, batch);
   await vitest.close();
   process.exit(0);
+}
+
+// A warm session: Vitest stays started (its config, its Vite server and what it transformed)
+// across the batches node_session_server.cjs hands it.
+async function serve(testsFile, args) {
+  let batch = null;
+  const vitest = await runner(args, recorderOf(() => batch));
+  const require = createRequire(import.meta.url);
+  const { serve: loop } = require(join(dirname(fileURLToPath(import.meta.url)), SESSION_SERVER));
+  await loop(async (request) => {
+    batch = batchOf(request.ids, testsFile, request.out);
+    try {
+      await runBatch(vitest, batch);
+    } finally {
+      batch = null;
+    }
+    return 0;
+  });
 }
 
 const [command, ...rest] = process.argv.slice(2);
@@ -230,6 +288,7 @@ const dashes = rest.indexOf("--");
 const [positional, args] = dashes < 0 ? [rest, []] : [rest.slice(0, dashes), rest.slice(dashes + 1)];
 if (command === "list") await list(positional[0], args);
 else if (command === "run") await run(positional[0], positional[1], positional[2], args);
+else if (command === "serve") await serve(resolve(positional[0]), args);
 else {
   console.error(`cluster-action: unknown command ${command}`);
   process.exit(2);

@@ -275,7 +275,7 @@ fn session(
                     "suite '{}' asks for sessions, which its framework does not keep",
                     suite.name.as_deref().unwrap_or_default()
                 ),
-                "leave `session:` out: only pytest and Jest suites run in warm sessions",
+                "leave `session:` out: only pytest, Jest and Vitest suites run in warm sessions",
             );
             false
         }
