@@ -19,6 +19,12 @@
 //! as JSON to the report file; a file that failed to run makes its tests errors with Jest's
 //! message. Until Jest ends, the report holds a line per finished test (the driver is one of
 //! Jest's reporters too): a batch killed before then keeps those.
+//!
+//! A worker that gives a batch a session (see `worker::session`) has it run in a Node kept up
+//! across its slot's batches with Jest loaded: the driver's `serve` mode, which the session
+//! loop the Node frameworks share (`node_session_server.cjs`) hands each batch; Jest's
+//! `runCLI` runs it there as in a Node of its own, and its cache of transformed files stays
+//! warm.
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -22,6 +22,11 @@
 //! list`, tests skipped by `.skip`, `.todo` or a skipped describe are listed, as Vitest reports
 //! them. A batch runs one Vitest worker (`--maxWorkers=1`) unless the suite's arguments set
 //! `--maxWorkers` or `--fileParallelism`.
+//!
+//! A worker that gives a batch a session (see `worker::session`) has it run in a Vitest kept
+//! started across its slot's batches: the helper's `serve` mode, which the session loop the
+//! Node frameworks share (`node_session_server.cjs`) hands each batch, so that a batch costs
+//! its tests and not Vitest's start (its configuration, its Vite server, its transforms).
 
 use std::path::Path;
 
