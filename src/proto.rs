@@ -95,6 +95,11 @@ pub struct JobSpec {
     /// variable is unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
+    /// A file in the job's directory (a suite batch's report, which most frameworks write a
+    /// test at a time) whose lines the worker sends back while the job runs
+    /// ([`WorkerMsg::Progress`]), so that the runner shows tests as they finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
 }
 
 impl JobSpec {
@@ -118,6 +123,7 @@ impl JobSpec {
             inherits: false,
             avoid_workers: Vec::new(),
             session: None,
+            progress: None,
         }
     }
 
@@ -339,6 +345,16 @@ pub enum BrokerToRunner {
         /// Its last attempt.
         outcome: JobOutcome,
     },
+    /// Lines a running attempt's [`JobSpec::progress`] file gained (see
+    /// [`WorkerMsg::Progress`]).
+    Progress {
+        /// The job.
+        index: JobIndex,
+        /// Attempt number.
+        attempt: u32,
+        /// The lines, each with its newline.
+        lines: String,
+    },
     /// Every submitted job has a final outcome.
     AllDone,
     /// Workers connected changed (for progress and `--worker-wait`).
@@ -451,6 +467,16 @@ pub enum WorkerMsg {
     Released {
         /// The attempts given up.
         jobs: Vec<AttemptRef>,
+    },
+    /// Lines a running attempt's [`JobSpec::progress`] file gained, whole lines only, in
+    /// order: the broker passes them on to the job's runner.
+    Progress {
+        /// The job.
+        id: JobId,
+        /// Attempt number.
+        attempt: u32,
+        /// The lines, each with its newline.
+        lines: String,
     },
 }
 

@@ -551,6 +551,9 @@ impl Shell {
                 }
                 WorkerMsg::Renew { seq } => self.sched.renew(&peer, seq),
                 WorkerMsg::Released { jobs } => self.sched.released(&peer, &jobs),
+                WorkerMsg::Progress { id, attempt, lines } => {
+                    self.sched.job_progress(&peer, id, attempt, lines)
+                }
             },
             Event::Runner(peer, msg) => match msg {
                 RunnerMsg::Hello(_) => Vec::new(),

@@ -380,6 +380,33 @@ impl Scheduler {
         }
     }
 
+    /// A worker's running attempt wrote progress lines: they go to the job's runner, when the
+    /// attempt is still the job's current one on that worker.
+    pub fn job_progress(
+        &mut self,
+        peer: &str,
+        global: JobId,
+        attempt: u32,
+        lines: String,
+    ) -> Vec<Effect> {
+        let Some(job) = self.jobs.get(&global) else {
+            return Vec::new();
+        };
+        match &job.state {
+            JobState::Assigned(p) if p.worker == peer && p.started && job.attempts == attempt => {
+                vec![Effect::ToRunner(
+                    job.runner.to_string(),
+                    BrokerToRunner::Progress {
+                        index: job.index,
+                        attempt,
+                        lines,
+                    },
+                )]
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// A worker's attempt ended its process and uploads its outputs: its slot is free (the
     /// job stays the worker's until `Finished`).
     pub fn job_uploading(&mut self, peer: &str, global: JobId, attempt: u32) -> Vec<Effect> {
@@ -1383,6 +1410,33 @@ mod tests {
                 .unwrap()
                 .contains("worker machine-b was lost")
         );
+    }
+
+    #[test]
+    fn progress_reaches_the_runner_only_from_the_attempt_running_the_job() {
+        let mut s = sched(0);
+        s.runner_joined("r".into());
+        s.worker_joined("a".into(), "a".into(), 1);
+        s.worker_joined("b".into(), "b".into(), 1);
+        let fx = s.submit("r", vec![spec(0, None, 0)]);
+        let (peer, g) = (assigns(&fx)[0].0.clone(), assigns(&fx)[0].1);
+        let other = if peer == "a" { "b" } else { "a" };
+        let lines = || "one\n".to_string();
+        assert_eq!(s.job_progress(&peer, g, 1, lines()), [], "not started yet");
+        s.job_started(&peer, g, 1);
+        assert_eq!(
+            s.job_progress(&peer, g, 1, lines()),
+            [Effect::ToRunner(
+                "r".into(),
+                BrokerToRunner::Progress {
+                    index: JobIndex(0),
+                    attempt: 1,
+                    lines: lines()
+                }
+            )]
+        );
+        assert_eq!(s.job_progress(&peer, g, 2, lines()), [], "another attempt");
+        assert_eq!(s.job_progress(other, g, 1, lines()), [], "another worker");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::report::{JobReport, RunReport, last_lines};
-use super::suite_run::{QUOTED_LINES, SuiteRun, TestEnded};
+use super::suite_run::{QUOTED_LINES, SuiteRun, TestEnded, TestFinished};
 use crate::dir_name::dir_name;
 use crate::layer::Digest;
 use crate::notice::Notice;
@@ -83,6 +83,9 @@ pub enum Effect {
     Finished(Box<JobReport>),
     /// Show the tests of a suite batch whose report was read: each attempt that ended.
     TestsEnded(Vec<TestEnded>),
+    /// Show the tests a suite batch reported finished: while it runs, and at its end those
+    /// not shown before.
+    TestsFinished(Vec<TestFinished>),
     /// Tell the user (a warning: on the terminal and in the CI log).
     Notice(Notice),
     /// Fetch the outputs layer of a job into the directory named `dir` under the outputs
@@ -354,6 +357,10 @@ impl Machine {
         let mut fx: Vec<Effect> = (self.suites.take_notices().into_iter())
             .map(Effect::Notice)
             .collect();
+        let finished = self.suites.take_finished();
+        if !finished.is_empty() {
+            fx.push(Effect::TestsFinished(finished));
+        }
         let ended = self.suites.take_ended();
         if !ended.is_empty() {
             fx.push(Effect::TestsEnded(ended));
@@ -437,6 +444,17 @@ impl Machine {
                 }],
                 None => Vec::new(),
             },
+            BrokerToRunner::Progress {
+                index,
+                attempt,
+                lines,
+            } => {
+                let finished = self.suites.progress(index, attempt, &lines);
+                match finished.is_empty() {
+                    true => Vec::new(),
+                    false => vec![Effect::TestsFinished(finished)],
+                }
+            }
             BrokerToRunner::Finished { index, outcome } if self.suites.owns(index) => {
                 self.batch_finished(index, outcome)
             }

@@ -8,7 +8,7 @@ use std::io::{IsTerminal, Write};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::report::{self, JobReport};
-use super::suite_run::TestEnded;
+use super::suite_run::{TestEnded, TestFinished};
 use crate::proto::JobStatus;
 use crate::suite::FinalStatus;
 
@@ -217,6 +217,20 @@ impl Progress {
         }
     }
 
+    /// Tests a running batch reported finished: a line each, as they come (on a terminal,
+    /// above the bar).
+    pub fn tests_finished(&mut self, finished: &[TestFinished]) {
+        if self.mode == Mode::Quiet || finished.is_empty() {
+            return;
+        }
+        let lines: Vec<String> = finished.iter().map(report::finished_line).collect();
+        let text = match self.mode {
+            Mode::Lines { github: true } => report::fenced(&lines.join("\n")),
+            _ => lines.join("\n"),
+        };
+        self.print(text.trim_end());
+    }
+
     /// A problem worth the user's attention that does not stop the run.
     pub fn warn(&mut self, msg: &str) {
         match &self.bar {
@@ -408,6 +422,32 @@ mod tests {
         assert_eq!(lines[1], "FAILED pytest: b - ::error::injected");
         assert_eq!(lines[2], format!("::{token}::"));
         assert_eq!(lines[3], "1/1 tests: 0 passed, 1 not passed, 0 worker(s)");
+    }
+
+    #[test]
+    fn each_finished_test_is_a_line_with_its_run_time_when_known() {
+        let finished = |id: &str, status, duration_ms| TestFinished {
+            suite: "py".into(),
+            id: id.into(),
+            status,
+            duration_ms,
+        };
+        let (mut lines, out) = progress(Mode::Lines { github: false });
+        lines.begin(0, 2);
+        lines.tests_finished(&[
+            finished("a", TestStatus::Passed, 1520),
+            finished("b", TestStatus::Failed, 0),
+        ]);
+        assert_eq!(
+            out.take(),
+            "   PASS    [1.52s] py: a\n   FAIL            py: b\n"
+        );
+        let (mut github, out) = progress(Mode::Lines { github: true });
+        github.tests_finished(&[finished("::error::x", TestStatus::Passed, 0)]);
+        assert!(out.take().starts_with("::stop-commands::"), "fenced");
+        let (mut quiet, out) = progress(Mode::Quiet);
+        quiet.tests_finished(&[finished("a", TestStatus::Passed, 0)]);
+        assert_eq!(out.take(), "");
     }
 
     #[test]

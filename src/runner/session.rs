@@ -422,6 +422,7 @@ impl Shell<'_> {
                 } => self.progress.started(&name, attempt, &worker),
                 Effect::Finished(report) => self.progress.finished(&report),
                 Effect::TestsEnded(ended) => self.progress.tests_ended(&ended),
+                Effect::TestsFinished(finished) => self.progress.tests_finished(&finished),
                 Effect::Notice(n) if n.level == Level::Warn => self.progress.warn(&n.text),
                 Effect::Notice(n) => n.log(),
                 Effect::FetchOutputs {

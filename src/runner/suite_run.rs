@@ -13,7 +13,7 @@
 //! fetched, and submits the batches it returns. Each test's result comes from the framework's
 //! report ([`Listing::parse_report`]), never from the batch's exit code.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::duration::{format_duration, millis};
@@ -80,12 +80,39 @@ pub struct TestEnded {
     pub outcome: Option<FinalStatus>,
 }
 
+/// A test a running batch's framework reported, for progress (the batch's final report
+/// decides its result: a teardown may still fail it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestFinished {
+    /// Its suite.
+    pub suite: String,
+    /// Its id in the suite.
+    pub id: String,
+    /// How it ended, as reported so far.
+    pub status: TestStatus,
+    /// Its run time as the framework measured it.
+    pub duration_ms: u64,
+}
+
+/// What a running batch's report has shown so far ([`SuiteRun::progress`]).
+#[derive(Debug, Clone, Default)]
+struct Live {
+    /// The attempt the lines come from.
+    attempt: u32,
+    /// The report's lines so far.
+    text: String,
+    /// The tests already shown.
+    shown: BTreeSet<String>,
+}
+
 /// A batch on its way through the cluster.
 #[derive(Debug, Clone)]
 struct InFlight {
     suite: usize,
     tests: Vec<TestCase>,
     name: String,
+    /// What its report has shown while it runs.
+    live: Live,
     /// The worker it ran on, once the broker said.
     worker: Option<String>,
     /// How its process ended by itself, once the broker said (not when it was killed, lost
@@ -137,6 +164,9 @@ pub struct SuiteRun {
     position: BTreeMap<TestKey, (usize, usize)>,
     in_flight: BTreeMap<JobIndex, InFlight>,
     requeues: BTreeMap<TestKey, u32>,
+    /// Tests that finished in batches that ended, which their batch's progress had not shown,
+    /// since [`SuiteRun::take_finished`] last took them.
+    finished: Vec<TestFinished>,
     /// Attempts ended since [`SuiteRun::take_ended`] last took them.
     ended: Vec<TestEnded>,
     /// Per suite, its batches that ended without reporting a test.
@@ -190,6 +220,7 @@ impl SuiteRun {
             position,
             in_flight: BTreeMap::new(),
             requeues: BTreeMap::new(),
+            finished: Vec::new(),
             ended: Vec::new(),
             silent: BTreeMap::new(),
             failed: BTreeMap::new(),
@@ -357,6 +388,39 @@ impl SuiteRun {
         }
     }
 
+    /// Batch `index`'s attempt `attempt`, still running, added `lines` to its report: the
+    /// tests they show finished that were not shown before (lines of another attempt start
+    /// over). A framework whose report is whole only at its end (JUnit) shows none here.
+    pub fn progress(&mut self, index: JobIndex, attempt: u32, lines: &str) -> Vec<TestFinished> {
+        let Some(batch) = self.in_flight.get_mut(&index) else {
+            return Vec::new();
+        };
+        if batch.live.attempt != attempt {
+            batch.live = Live {
+                attempt,
+                ..Live::default()
+            };
+        }
+        batch.live.text.push_str(lines);
+        let suite = &self.suites[batch.suite];
+        let read = suite
+            .listing
+            .read_report(Some(batch.live.text.as_bytes()), &batch.tests);
+        let mut finished = Vec::new();
+        for result in read.results {
+            let known = result.status != TestStatus::NotRun && !result.is_unreported();
+            if known && batch.live.shown.insert(result.case.id.clone()) {
+                finished.push(TestFinished {
+                    suite: suite.def.suite.name.clone(),
+                    id: result.case.id,
+                    status: result.status,
+                    duration_ms: result.duration_ms,
+                });
+            }
+        }
+        finished
+    }
+
     /// Batch `index` ended and its report (if it wrote one) was fetched: each test's result is
     /// recorded, and the batches to submit next are returned: the tests it never finished go
     /// back to the queue together (at most [`MAX_REQUEUES`] times), and each failed test is
@@ -417,6 +481,8 @@ impl SuiteRun {
         at_time_limit(&batch, &mut results);
         let results = self.explain_unreported(&batch, results);
         let results = before_cancel(&batch, results);
+        self.finished
+            .extend(finished_unshown(&batch, &self.suites[suite], &results));
         let settled = self.failed.get(&suite).map(not_run_message);
         let halted = self.stopped || settled.is_some();
         let retries = self.suites[suite].def.retries;
@@ -503,6 +569,11 @@ impl SuiteRun {
             out.push(self.batch(suite, vec![case], attempt));
         }
         out
+    }
+
+    /// The tests of ended batches their progress had not shown, since the last call.
+    pub fn take_finished(&mut self) -> Vec<TestFinished> {
+        std::mem::take(&mut self.finished)
     }
 
     /// The attempts that ended since the last call, in the order their reports came.
@@ -710,11 +781,15 @@ impl SuiteRun {
                 true => listed.listing.session_command(),
                 false => None,
             },
+            // What the framework reports as it goes (most write a test at a time) comes back
+            // while the batch runs, for progress.
+            progress: Some(REPORT_FILE.to_string()),
         };
         let batch = InFlight {
             suite,
             tests,
             name,
+            live: Live::default(),
             worker: None,
             exit: None,
             wall_ms: None,
@@ -725,6 +800,25 @@ impl SuiteRun {
         self.in_flight.insert(index, batch);
         Submission { index, spec }
     }
+}
+
+/// The tests of `batch` (of `suite`) that `results` say finished and its progress had not
+/// shown: a line each for progress, at the batch's end.
+fn finished_unshown(
+    batch: &InFlight,
+    suite: &ListedSuite,
+    results: &[TestResult],
+) -> Vec<TestFinished> {
+    (results.iter())
+        .filter(|r| r.status != TestStatus::NotRun && !r.is_unreported())
+        .filter(|r| !batch.live.shown.contains(&r.case.id))
+        .map(|r| TestFinished {
+            suite: suite.def.suite.name.clone(),
+            id: r.case.id.clone(),
+            status: r.status,
+            duration_ms: r.duration_ms,
+        })
+        .collect()
 }
 
 /// `results` of `batch` without the tests a cancel stopped it before: those were not
@@ -1198,6 +1292,38 @@ pub(crate) mod tests {
         assert_eq!(sub.spec.env[REPORT_ENV], REPORT_FILE);
         assert_eq!(sub.spec.env[ATTEMPT_ENV], "1");
         assert_eq!(sub.spec.outputs, [REPORT_FILE]);
+    }
+
+    #[test]
+    fn progress_shows_each_test_once_as_the_report_grows_and_the_rest_at_the_end() {
+        let mut run = SuiteRun::new(vec![listed("a", &["1", "2"], 0)], Timings::default(), 0);
+        let sub = run.plan(1).remove(0);
+        assert_eq!(sub.spec.progress.as_deref(), Some(REPORT_FILE));
+        let shown = |finished: Vec<TestFinished>| -> Vec<(String, TestStatus)> {
+            finished.into_iter().map(|t| (t.id, t.status)).collect()
+        };
+        let one = String::from_utf8(junit(&[("1", "fail")])).unwrap();
+        // Half a report shows nothing; whole, the test it names (not the one it leaves out).
+        let (head, tail) = one.split_at(one.len() / 2);
+        assert_eq!(shown(run.progress(sub.index, 1, head)), []);
+        assert_eq!(
+            shown(run.progress(sub.index, 1, tail)),
+            [("1".to_string(), TestStatus::Failed)]
+        );
+        assert_eq!(shown(run.progress(sub.index, 1, "\n")), [], "once");
+        assert_eq!(
+            shown(run.progress(JobIndex(99), 1, &one)),
+            [],
+            "no such batch"
+        );
+        // Another attempt's lines start over.
+        assert_eq!(shown(run.progress(sub.index, 2, &one)).len(), 1);
+        // At the end, the tests progress had not shown.
+        run.finished(sub.index, Some(&junit(&[("1", "fail"), ("2", "pass")])));
+        assert_eq!(
+            shown(run.take_finished()),
+            [("2".to_string(), TestStatus::Passed)]
+        );
     }
 
     #[test]

@@ -73,6 +73,7 @@ impl WarmUps {
                 inherits: false,
                 avoid_workers: Vec::new(),
                 session: Some(warm_up.session),
+                progress: None,
             }),
             _ => None,
         };

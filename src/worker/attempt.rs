@@ -14,8 +14,9 @@ use super::Shared;
 use super::exec;
 use super::machine::{Assignment, not_run, outputs_lost};
 use super::outputs_pack::Staged;
+use super::progress;
 use crate::layer::{self, Digest};
-use crate::proto::{JobId, JobOutcome, JobSpec, JobStatus};
+use crate::proto::{AttemptRef, JobId, JobOutcome, JobSpec, JobStatus};
 use crate::retry::RetryPolicy;
 use crate::suite::{Framework, SESSION_ENV};
 
@@ -80,6 +81,7 @@ pub(crate) async fn run(
         attempt,
         job: spec,
     } = assignment;
+    let key = AttemptRef { id, attempt };
     let dir = shared.cfg.work_dir.join(format!("{id}-{attempt}"));
     let env = job_env(&shared, &spec, attempt);
     // A batch handed to a session needs no copy of the layers: the session has its own.
@@ -109,9 +111,9 @@ pub(crate) async fn run(
                     staged: None,
                 }
             } else if let Some(start) = session {
-                in_session(&shared, &spec, attempt, &dir, env, start, cancel).await
+                in_session(&shared, &spec, key, &dir, env, start, cancel).await
             } else {
-                execute(&shared, &spec, attempt, &dir, env, cancel).await
+                execute(&shared, &spec, key, &dir, env, cancel).await
             }
         }
     };
@@ -139,7 +141,7 @@ async fn prepare(shared: &Shared, spec: &JobSpec, dir: &Path) -> Result<(), Stri
 async fn in_session(
     shared: &Shared,
     spec: &JobSpec,
-    attempt: u32,
+    key: AttemptRef,
     dir: &Path,
     mut env: Vec<(String, String)>,
     start: &str,
@@ -150,20 +152,20 @@ async fn in_session(
         Err(e) => {
             tracing::warn!(job = %spec.name, "{e}: the batch runs its framework itself");
             if let Err(e) = prepare(shared, spec, dir).await {
-                let outcome = not_run(&shared.cfg.name, attempt, JobStatus::Error, Some(e));
+                let outcome = not_run(&shared.cfg.name, key.attempt, JobStatus::Error, Some(e));
                 return Ran {
                     outcome,
                     staged: None,
                 };
             }
-            return execute(shared, spec, attempt, dir, env, cancel).await;
+            return execute(shared, spec, key, dir, env, cancel).await;
         }
     };
     env.push((
         SESSION_ENV.to_owned(),
         lease.control().display().to_string(),
     ));
-    let ran = execute(shared, spec, attempt, dir, env, cancel).await;
+    let ran = execute(shared, spec, key, dir, env, cancel).await;
     let grace = shared.cfg.limits.kill_grace;
     shared.sessions.release(lease, grace).await;
     ran
@@ -193,15 +195,18 @@ fn job_env(shared: &Shared, spec: &JobSpec, attempt: u32) -> Vec<(String, String
     env
 }
 
+/// Runs the attempt `key` of `spec` in `dir` (prepared) with `env`, following its progress
+/// file while it runs, and stages its outputs.
 async fn execute(
     shared: &Shared,
     spec: &JobSpec,
-    attempt: u32,
+    key: AttemptRef,
     dir: &Path,
     env: Vec<(String, String)>,
     mut cancel: watch::Receiver<bool>,
 ) -> Ran {
     let name = &shared.cfg.name;
+    let attempt = key.attempt;
     let timeout = Duration::from_millis(spec.timeout_ms);
     let started = Instant::now();
     let run = exec::run_job(
@@ -212,8 +217,20 @@ async fn execute(
         timeout,
         &shared.cfg.limits,
         cancelled(&mut cancel),
-    )
-    .await;
+    );
+    let run = match &spec.progress {
+        Some(file) => {
+            let path = dir.join(file);
+            let lines = shared.progress.clone();
+            let follow = progress::follow(path, key, spec.secret_env.clone(), lines);
+            let mut run = std::pin::pin!(run);
+            tokio::select! {
+                done = &mut run => done,
+                () = follow => run.await,
+            }
+        }
+        None => run.await,
+    };
     let execution = match run {
         Ok(x) => x,
         Err(e) => {

@@ -382,6 +382,15 @@ impl Machine {
         fx
     }
 
+    /// Running attempt `attempt` of job `id` wrote progress `lines`: they go to the broker
+    /// while the attempt runs here and the broker is there.
+    pub fn progress(&mut self, id: JobId, attempt: u32, lines: String) -> Vec<Effect> {
+        if self.running.get(&id) != Some(&attempt) || self.broker_lost {
+            return Vec::new();
+        }
+        vec![Effect::Send(WorkerMsg::Progress { id, attempt, lines })]
+    }
+
     /// A running attempt ended with `outcome` at `now`: report it and use the slot.
     pub fn attempt_ended(&mut self, id: JobId, outcome: JobOutcome, now: Instant) -> Vec<Effect> {
         if self.running.get(&id) != Some(&outcome.attempt) {
@@ -657,6 +666,25 @@ mod tests {
             [(2, 1)],
             "sent once, used by every job"
         );
+    }
+
+    #[test]
+    fn progress_goes_to_the_broker_only_for_the_attempt_running_here() {
+        let mut w = leased("w", 1);
+        assert_eq!(started(&w.message(assign(1, 2), at(1))), [(1, 2)]);
+        let progress = |attempt| WorkerMsg::Progress {
+            id: JobId(1),
+            attempt,
+            lines: "a\n".into(),
+        };
+        assert_eq!(
+            w.progress(JobId(1), 2, "a\n".into()),
+            [Effect::Send(progress(2))]
+        );
+        assert!(w.progress(JobId(1), 1, "a\n".into()).is_empty(), "an older attempt");
+        assert!(w.progress(JobId(7), 2, "a\n".into()).is_empty(), "another job");
+        w.attempt_ended(JobId(1), passed(2), at(2));
+        assert!(w.progress(JobId(1), 2, "a\n".into()).is_empty(), "ended");
     }
 
     #[test]

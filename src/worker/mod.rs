@@ -15,6 +15,7 @@ pub mod exec;
 pub mod machine;
 pub mod output;
 pub mod outputs_pack;
+mod progress;
 pub mod sandbox;
 mod session;
 
@@ -96,6 +97,8 @@ pub(crate) struct Shared {
     pub outputs: outputs_pack::OutputsPacker,
     /// The warm framework sessions suite batches are handed to.
     pub sessions: session::Sessions,
+    /// Where running attempts' progress lines go (to the shell, which sends them).
+    pub progress: progress::Sender,
 }
 
 /// How a worker's run ended.
@@ -177,6 +180,7 @@ pub async fn run(
     };
     info!(name = %cfg.name, slots = cfg.slots, "worker connected");
     let (ask_launch, launch_asked) = mpsc::unbounded_channel();
+    let (progress, progress_lines) = mpsc::unbounded_channel();
     let mut shell = Shell {
         machine: Machine::new(cfg.name.clone(), cfg.slots, hello_sent),
         shared: Arc::new(Shared {
@@ -185,12 +189,14 @@ pub async fn run(
             sessions: session::Sessions::new(cfg.work_dir.join("sessions"), cfg.slots),
             cfg,
             outputs,
+            progress,
         }),
         link,
         tasks: JoinSet::new(),
         attempts: BTreeMap::new(),
         ask_launch,
         launch_asked,
+        progress_lines,
     };
     let result = shell.serve(&mut shutdown).await;
     shell.wind_down(result).await
@@ -208,6 +214,8 @@ struct Shell {
     /// Given to each attempt task: it asks here before it spawns its job's process.
     ask_launch: mpsc::UnboundedSender<attempt::LaunchRequest>,
     launch_asked: mpsc::UnboundedReceiver<attempt::LaunchRequest>,
+    /// The progress lines of running attempts ([`Shared::progress`]).
+    progress_lines: mpsc::UnboundedReceiver<(AttemptRef, String)>,
 }
 
 /// The shell's record of one attempt, from its start until its last task ended: what it
@@ -279,6 +287,9 @@ impl Shell {
                     self.task_done(done)
                 }
                 Some((id, answer)) = self.launch_asked.recv() => self.launch_asked(id, answer),
+                Some((key, lines)) = self.progress_lines.recv() => {
+                    self.machine.progress(key.id, key.attempt, lines)
+                }
                 () = sleep_until(self.machine.renewal_due()) => {
                     self.machine.tick(std::time::Instant::now())
                 }

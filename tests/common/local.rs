@@ -362,6 +362,13 @@ pub struct Running {
 }
 
 impl Running {
+    /// Waits until the run's standard output holds a line containing `text`.
+    pub fn await_stdout(&self, text: &str) {
+        super::await_some(&format!("'{text}' in the run's output"), || {
+            self.proc.stdout().contains(text).then_some(())
+        });
+    }
+
     /// Sends `signal` to the run's `cluster-action` process.
     pub fn signal(&self, signal: libc::c_int) {
         self.proc.signal(signal);

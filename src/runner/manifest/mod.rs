@@ -161,6 +161,7 @@ impl JobDef {
             inherits: false,
             avoid_workers: Vec::new(),
             session: None,
+            progress: None,
         };
         Submission { index, spec }
     }

@@ -18,7 +18,7 @@ pub use destinations::check_destinations;
 pub use github::{add_masks, annotation, ci_line, fenced, group, output_file_text, step_outputs};
 pub use history::{ReportHistory, TestRecordView, quarantined_outcome};
 pub use json::JsonReport;
-pub use per_test::{FlakyResult, MAX_ERROR_ANNOTATIONS, TestSummary, test_line};
+pub use per_test::{FlakyResult, MAX_ERROR_ANNOTATIONS, TestSummary, finished_line, test_line};
 
 use crate::duration::format_duration;
 use crate::proto::{JobOutcome, JobSpec, JobStatus};

@@ -6,7 +6,7 @@
 use super::github::{escape_data, escape_property};
 use super::{RunReport, one_line, without_escapes};
 use crate::duration::format_duration;
-use crate::runner::suite_run::TestEnded;
+use crate::runner::suite_run::{TestEnded, TestFinished};
 use crate::suite::FinalStatus;
 use crate::suite::{TestRecord, TestStatus};
 
@@ -130,6 +130,24 @@ pub fn test_line(ended: &TestEnded) -> Option<String> {
 }
 
 /// `WORD suite: id (note) - message`, on one line.
+/// The line progress shows for a test a running batch reported: its status as the framework
+/// said it, its run time, its suite and id (`   PASS    [0.52s] pytest: tests/a.py::t`).
+pub fn finished_line(test: &TestFinished) -> String {
+    let word = match test.status {
+        TestStatus::Passed => "PASS",
+        TestStatus::Failed => "FAIL",
+        TestStatus::Skipped => "SKIP",
+        TestStatus::TimedOut => "TIMEOUT",
+        TestStatus::Error | TestStatus::NotRun => "ERROR",
+    };
+    // A framework that streams no run times (pytest's progress lines) shows none.
+    let time = match test.duration_ms {
+        0 => String::new(),
+        ms => format!("[{:.2}s]", ms as f64 / 1000.0),
+    };
+    one_line(&format!("{word:>7} {time:>10} {}: {}", test.suite, test.id))
+}
+
 fn named_line(
     word: &str,
     suite: &str,
