@@ -1410,10 +1410,21 @@ mod tests {
         );
         let report = junit(&[("a", "pass"), ("b", "fail")]);
         let fx = m.report_fetched(batches[0], Some(report));
-        let [Effect::TestsEnded(ended), end] = &fx[..] else {
+        let [
+            Effect::TestsFinished(finished),
+            Effect::TestsEnded(ended),
+            end,
+        ] = &fx[..]
+        else {
             panic!("the tests, then the end of submission: {fx:?}");
         };
         assert_eq!(end, &Effect::Send(RunnerMsg::EndOfSubmission));
+        let ids: Vec<&str> = finished.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["a", "b"],
+            "each test is a line (no progress showed them)"
+        );
         let ids: Vec<&str> = ended.iter().map(|e| e.id.as_str()).collect();
         assert_eq!(ids, ["a", "b"], "each test's attempt is shown");
         let report = m.into_report(&RunEnd::Completed, 1);
@@ -1454,7 +1465,8 @@ mod tests {
         m.broker_gone("it closed the stream");
         let fx = m.report_fetched(first, Some(junit(&[("a", "pass"), ("b", "fail")])));
         assert!(
-            matches!(&fx[..], [Effect::TestsEnded(ended)] if ended.iter().all(|e| e.outcome.is_some())),
+            matches!(&fx[..], [Effect::TestsFinished(_), Effect::TestsEnded(ended)]
+                if ended.iter().all(|e| e.outcome.is_some())),
             "no retry for a lost broker; each test ends there: {fx:?}"
         );
     }

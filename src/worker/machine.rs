@@ -681,8 +681,14 @@ mod tests {
             w.progress(JobId(1), 2, "a\n".into()),
             [Effect::Send(progress(2))]
         );
-        assert!(w.progress(JobId(1), 1, "a\n".into()).is_empty(), "an older attempt");
-        assert!(w.progress(JobId(7), 2, "a\n".into()).is_empty(), "another job");
+        assert!(
+            w.progress(JobId(1), 1, "a\n".into()).is_empty(),
+            "an older attempt"
+        );
+        assert!(
+            w.progress(JobId(7), 2, "a\n".into()).is_empty(),
+            "another job"
+        );
         w.attempt_ended(JobId(1), passed(2), at(2));
         assert!(w.progress(JobId(1), 2, "a\n".into()).is_empty(), "ended");
     }
