@@ -1457,6 +1457,26 @@ mod tests {
     }
 
     #[test]
+    fn progress_of_a_running_batch_shows_the_tests_it_finished() {
+        use crate::runner::suite_run::tests::junit;
+        let now = Instant::now();
+        let mut m = suite_machine(now, 0);
+        let first = submitted(&m.message(workers(1), now))[0];
+        let progress = |index: JobIndex| BrokerToRunner::Progress {
+            index,
+            attempt: 1,
+            lines: String::from_utf8(junit(&[("a", "pass")])).unwrap() + "\n",
+        };
+        let fx = m.message(progress(first), now);
+        let [Effect::TestsFinished(finished)] = &fx[..] else {
+            panic!("{fx:?}");
+        };
+        assert_eq!(finished[0].id, "a");
+        assert!(m.message(progress(first), now).is_empty(), "shown once");
+        assert!(m.message(progress(JobIndex(77)), now).is_empty());
+    }
+
+    #[test]
     fn a_report_fetched_after_the_broker_was_lost_submits_nothing_and_ends_its_tests() {
         use crate::runner::suite_run::tests::junit;
         let now = Instant::now();
