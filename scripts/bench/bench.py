@@ -602,13 +602,14 @@ def update_markdown(path, figures, details, machine, timings):
                 while end < len(lines) and lines[end].startswith("| `"):
                     end += 1
                 lines.insert(end, row)
-    (name, secs), = timings.items()
-    note = (f"`{name}` measured {machine['date']} with `scripts/bench.sh --only {name}` "
-            f"({secs} s) on {machine['cpus']} CPUs ({machine['cpu']}), {machine['memory_gib']} GiB, "
-            f"Linux {machine['kernel']}.")
-    lines = [l for l in lines if not l.startswith(f"`{name}` measured ")]
-    first = next(i for i, l in enumerate(lines) if l.startswith("Measured "))
-    lines.insert(first + 1, note)
+    command = f"scripts/bench.sh --only {','.join(timings)}"
+    for name, secs in timings.items():
+        note = (f"`{name}` measured {machine['date']} with `{command}` "
+                f"({secs} s) on {machine['cpus']} CPUs ({machine['cpu']}), {machine['memory_gib']} GiB, "
+                f"Linux {machine['kernel']}.")
+        lines = [l for l in lines if not l.startswith(f"`{name}` measured ")]
+        first = next(i for i, l in enumerate(lines) if l.startswith("Measured "))
+        lines.insert(first + 1, note)
     path.write_text(head + BEGIN + "\n".join(lines) + END + tail)
 
 
