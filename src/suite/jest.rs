@@ -35,7 +35,8 @@ use super::process::{Tool, run};
 use super::report::{Reported, ReportedCase, seconds_to_ms};
 use super::{
     Listing, NODE_SESSION_START, REPORT_ENV, Shipped, Suite, SuiteError, TestCase, TestStatus,
-    ids_path, node_session_client, shell_quote, ship_dest, ship_node_session_server, write_lines,
+    ids_path, job_path, node_session_client, shell_quote, shell_words, ship_dest,
+    ship_node_session_server, write_lines,
 };
 
 /// Node, which runs Jest and the driver.
@@ -271,11 +272,11 @@ fn id_lines(listing: &Listing, batch: &[TestCase]) -> Vec<String> {
 pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
     let lines = id_lines(listing, batch);
     format!(
-        "{}{}node \"$PWD\"/{} batch {ids} \"${REPORT_ENV}\" {}\n",
+        "{}{}node {} batch {ids} \"${REPORT_ENV}\" {}\n",
         write_lines(&ids_path(&listing.suite), lines.iter().map(String::as_str)),
         node_session_client("Jest", &ids_path(&listing.suite)),
-        driver(listing),
-        suite_options(listing),
+        job_path(&listing.suite, DRIVER_FILE),
+        shell_words(&listing.run_args),
         ids = ids_path(&listing.suite),
     )
 }
@@ -285,21 +286,10 @@ pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
 /// [`NODE_SESSION_START`].
 pub(super) fn session_command(listing: &Listing) -> String {
     format!(
-        "{NODE_SESSION_START}exec node \"$PWD\"/{} serve {}\n",
-        driver(listing),
-        suite_options(listing),
+        "{NODE_SESSION_START}exec node {} serve {}\n",
+        job_path(&listing.suite, DRIVER_FILE),
+        shell_words(&listing.run_args),
     )
-}
-
-/// Where a batch finds the driver, relative to its directory, quoted for the shell.
-fn driver(listing: &Listing) -> String {
-    shell_quote(&ship_dest(&listing.suite, DRIVER_FILE).display().to_string())
-}
-
-/// The suite's arguments as shell words.
-fn suite_options(listing: &Listing) -> String {
-    let args: Vec<String> = listing.run_args.iter().map(|a| shell_quote(a)).collect();
-    args.join(" ")
 }
 
 /// The first non-blank line of `text`, trimmed.

@@ -23,7 +23,7 @@ use super::process::Tool;
 use super::report::{self, Event, Reported, ReportedCase, seconds_to_ms};
 use super::ruby::Script;
 use super::{
-    Listing, Suite, SuiteError, TestCase, TestStatus, ids_path, job_path, shell_quote, write_lines,
+    Listing, Suite, SuiteError, TestCase, TestStatus, ids_path, job_path, shell_words, write_lines,
 };
 
 /// The runner of Minitest for the listing and the batches (see the module documentation).
@@ -104,7 +104,6 @@ pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
     let mut files: Vec<&str> = batch.iter().filter_map(|c| c.file.as_deref()).collect();
     files.sort_unstable();
     files.dedup();
-    let args: Vec<String> = listing.run_args.iter().map(|a| shell_quote(a)).collect();
     format!(
         "{}{}{ONE_PER_SLOT}{} run {} {} \"${}\" {}\n",
         write_lines(&ids_path(suite), batch.iter().map(|c| c.id.as_str())),
@@ -113,7 +112,7 @@ pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
         ids_path(suite),
         job_path(suite, FILES_FILE),
         super::REPORT_ENV,
-        args.join(" "),
+        shell_words(&listing.run_args),
     )
 }
 

@@ -513,6 +513,12 @@ fn node_session_client(name: &str, ids: &str) -> String {
     )
 }
 
+/// `args` (a suite's arguments) as shell words, quoted, separated by spaces.
+fn shell_words(args: &[String]) -> String {
+    let words: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
+    words.join(" ")
+}
+
 /// Where a shipped file named `file` of `suite` lands, relative to the job's directory.
 fn ship_dest(suite: &Suite, file: &str) -> PathBuf {
     Path::new(SHIP_DIR).join(ship_name(&suite.name)).join(file)

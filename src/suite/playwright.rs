@@ -25,8 +25,8 @@ use serde::Deserialize;
 use super::process::{Tool, run};
 use super::report::{Reported, ReportedCase};
 use super::{
-    Listing, Shipped, Suite, SuiteError, TestCase, TestStatus, ids_path, shell_quote, ship_dest,
-    write_lines,
+    Listing, Shipped, Suite, SuiteError, TestCase, TestStatus, ids_path, shell_quote, shell_words,
+    ship_dest, write_lines,
 };
 
 /// Node, which runs Playwright.
@@ -219,7 +219,6 @@ fn sets_workers(args: &[String]) -> bool {
 /// tests the list would select beside the batch's ([`overselected`]) are in an inverted test
 /// list, so that the batch runs exactly its tests.
 pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
-    let args: Vec<String> = listing.run_args.iter().map(|a| shell_quote(a)).collect();
     let reporter = format!("./{}", ship_dest(&listing.suite, REPORTER_FILE).display());
     let mut lists = write_lines(
         &ids_path(&listing.suite),
@@ -239,7 +238,7 @@ pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
     format!(
         "{lists}{OUT_ENV}=\"${}\" node {CLI} test {} \"$@\" --retries=0 --reporter {}\n",
         super::REPORT_ENV,
-        args.join(" "),
+        shell_words(&listing.run_args),
         shell_quote(&reporter),
     )
 }

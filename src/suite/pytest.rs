@@ -16,7 +16,7 @@ use std::path::Path;
 use super::process::{Tool, on_path, run};
 use super::{
     Listing, SESSION_ENV, Suite, SuiteError, TestCase, TestStatus, WarmUp, ids_path, shell_quote,
-    write_lines,
+    shell_words, write_lines,
 };
 
 /// The interpreter, looked up as `python`, then as this.
@@ -381,14 +381,8 @@ pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
         ids_path(&listing.suite),
         shell_quote(RUN_BATCH),
         ids_path(&listing.suite),
-        suite_options(&listing.run_args),
+        shell_words(&listing.run_args),
     )
-}
-
-/// A suite's options ([`run_args`]) as shell words.
-fn suite_options(run_args: &[String]) -> String {
-    let args: Vec<String> = run_args.iter().map(|a| shell_quote(a)).collect();
-    args.join(" ")
 }
 
 /// The warm session ([`SESSION_SERVER`]): one pytest that collects a file when a batch first
@@ -414,7 +408,7 @@ fn session_start(run_args: &[String]) -> String {
         "py=$(command -v python || command -v python3)\n\
          exec \"$py\" -u -c {} {} --verbosity=1 --junit-prefix=\n",
         shell_quote(SESSION_SERVER),
-        suite_options(run_args),
+        shell_words(run_args),
     )
 }
 

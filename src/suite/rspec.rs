@@ -20,7 +20,10 @@ use serde::Deserialize;
 use super::process::{Tool, tail};
 use super::report::{self, Event, Reported, ReportedCase, seconds_to_ms};
 use super::ruby::Script;
-use super::{Listing, Suite, SuiteError, TestCase, TestStatus, ids_path, shell_quote, write_lines};
+use super::{
+    Listing, Suite, SuiteError, TestCase, TestStatus, ids_path, shell_quote, shell_words,
+    write_lines,
+};
 
 /// The runner of RSpec for the listing and the batches (see the module documentation).
 const RUNNER: Script = Script {
@@ -178,7 +181,6 @@ fn options(args: &[String]) -> Vec<String> {
 
 /// Runs [`RUNNER`] on the batch's ids with the suite's options, then [`BATCH_OPTIONS`].
 pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
-    let args: Vec<String> = listing.run_args.iter().map(|a| shell_quote(a)).collect();
     format!(
         "{}{} {} \"${}\" {} {BATCH_OPTIONS}\n",
         write_lines(
@@ -188,7 +190,7 @@ pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
         RUNNER.batch_words(&listing.suite),
         ids_path(&listing.suite),
         super::REPORT_ENV,
-        args.join(" "),
+        shell_words(&listing.run_args),
     )
 }
 

@@ -36,8 +36,8 @@ use super::process::{Tool, run};
 use super::report::{Reported, ReportedCase};
 use super::{
     Listing, NODE_SESSION_START, REPORT_ENV, Shipped, Suite, SuiteError, TestCase, TestStatus,
-    ids_path, job_path, node_session_client, shell_quote, ship_dest, ship_node_session_server,
-    write_lines,
+    ids_path, job_path, node_session_client, shell_quote, shell_words, ship_dest,
+    ship_node_session_server, write_lines,
 };
 
 /// Node itself.
@@ -170,7 +170,7 @@ pub(super) fn batch_command(listing: &Listing, batch: &[TestCase]) -> String {
         job_path(suite, HELPER_FILE),
         ids_path(suite),
         job_path(suite, TESTS_FILE),
-        suite_options(listing),
+        shell_words(&listing.run_args),
     )
 }
 
@@ -183,14 +183,8 @@ pub(super) fn session_command(listing: &Listing) -> String {
         "{NODE_SESSION_START}exec node {} serve {} -- {}\n",
         job_path(suite, HELPER_FILE),
         job_path(suite, TESTS_FILE),
-        suite_options(listing),
+        shell_words(&listing.run_args),
     )
-}
-
-/// The suite's arguments as shell words.
-fn suite_options(listing: &Listing) -> String {
-    let args: Vec<String> = listing.run_args.iter().map(|a| shell_quote(a)).collect();
-    args.join(" ")
 }
 
 /// One line of a batch's report.
