@@ -406,19 +406,11 @@ impl SuiteRun {
         let read = suite
             .listing
             .read_report(Some(batch.live.text.as_bytes()), &batch.tests);
-        let mut finished = Vec::new();
-        for result in read.results {
-            let known = result.status != TestStatus::NotRun && !result.is_unreported();
-            if known && batch.live.shown.insert(result.case.id.clone()) {
-                finished.push(TestFinished {
-                    suite: suite.def.suite.name.clone(),
-                    id: result.case.id,
-                    status: result.status,
-                    duration_ms: result.duration_ms,
-                });
-            }
-        }
-        finished
+        let shown = &mut batch.live.shown;
+        (read.results.iter())
+            .filter_map(|result| finished_of(suite, result))
+            .filter(|test| shown.insert(test.id.clone()))
+            .collect()
     }
 
     /// Batch `index` ended and its report (if it wrote one) was fetched: each test's result is
@@ -810,15 +802,21 @@ fn finished_unshown(
     results: &[TestResult],
 ) -> Vec<TestFinished> {
     (results.iter())
-        .filter(|r| r.status != TestStatus::NotRun && !r.is_unreported())
-        .filter(|r| !batch.live.shown.contains(&r.case.id))
-        .map(|r| TestFinished {
-            suite: suite.def.suite.name.clone(),
-            id: r.case.id.clone(),
-            status: r.status,
-            duration_ms: r.duration_ms,
-        })
+        .filter_map(|result| finished_of(suite, result))
+        .filter(|test| !batch.live.shown.contains(&test.id))
         .collect()
+}
+
+/// `result` (of a test of `suite`) as progress shows it, when its framework said how it
+/// ended.
+fn finished_of(suite: &ListedSuite, result: &TestResult) -> Option<TestFinished> {
+    let known = result.status != TestStatus::NotRun && !result.is_unreported();
+    known.then(|| TestFinished {
+        suite: suite.def.suite.name.clone(),
+        id: result.case.id.clone(),
+        status: result.status,
+        duration_ms: result.duration_ms,
+    })
 }
 
 /// `results` of `batch` without the tests a cancel stopped it before: those were not
