@@ -4,8 +4,9 @@
 //!
 //! The file is looked at every [`EVERY`]; whole lines only go, masked like the job's output,
 //! at most [`MAX_CHUNK`] bytes a time (a longer line is left to the final report). Following
-//! stops when the file shrinks: the framework replaced its lines by its whole report, which
-//! comes back with the job's outputs.
+//! stops when the file is replaced (another file moved to its path: pytest's JUnit) or
+//! shrinks (rewritten: Jest's whole document): the framework's whole report comes back with
+//! the job's outputs, and no part of it is read as lines.
 //!
 //! [`JobSpec::progress`]: crate::proto::JobSpec::progress
 
@@ -28,10 +29,13 @@ const MAX_CHUNK: u64 = 256 * 1024;
 /// Where the lines go: the worker's shell, which has its machine send them for the attempt.
 pub(crate) type Sender = mpsc::UnboundedSender<(AttemptRef, String)>;
 
-/// Follows the file at `path` for attempt `key` until the file shrinks (or this is dropped),
-/// sending the whole lines it gains to `tx`, `secrets` masked.
+/// Follows the file at `path` for attempt `key` until the file is replaced or shrinks (or
+/// this is dropped), sending the whole lines it gains to `tx`, `secrets` masked.
 pub(crate) async fn follow(path: PathBuf, key: AttemptRef, secrets: SecretEnv, tx: Sender) {
+    use std::os::unix::fs::MetadataExt;
     let mut offset = 0u64;
+    // The file followed, once it exists: its device and inode.
+    let mut followed = None;
     // Inside a line longer than MAX_CHUNK: dropped up to its end.
     let mut skipping = false;
     loop {
@@ -39,11 +43,11 @@ pub(crate) async fn follow(path: PathBuf, key: AttemptRef, secrets: SecretEnv, t
         let Ok(mut file) = tokio::fs::File::open(&path).await else {
             continue;
         };
-        let len = match file.metadata().await {
-            Ok(meta) => meta.len(),
-            Err(_) => continue,
+        let Ok(meta) = file.metadata().await else {
+            continue;
         };
-        if len < offset {
+        let (len, identity) = (meta.len(), (meta.dev(), meta.ino()));
+        if len < offset || *followed.get_or_insert(identity) != identity {
             return;
         }
         if len == offset || file.seek(SeekFrom::Start(offset)).await.is_err() {
@@ -96,6 +100,34 @@ fn whole_lines<'a>(chunk: &'a [u8], skipping: &mut bool, max: u64) -> (usize, &'
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::JobId;
+
+    #[tokio::test(start_paused = true)]
+    async fn lines_come_as_written_and_none_of_a_file_moved_over_them() {
+        let dir = tempfile::tempdir().expect("a scratch directory");
+        let path = dir.path().join("report");
+        std::fs::write(&path, "one\ntw").expect("written");
+        let key = AttemptRef {
+            id: JobId(1),
+            attempt: 1,
+        };
+        let secrets = SecretEnv([("TOKEN".to_string(), "s3cret".to_string())].into());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let follow = tokio::spawn(follow(path.clone(), key, secrets, tx));
+        assert_eq!(rx.recv().await, Some((key, "one\n".to_string())));
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("opened");
+        std::io::Write::write_all(&mut file, b"o s3cret\nthr").expect("appended");
+        assert_eq!(rx.recv().await, Some((key, "two ***\n".to_string())));
+        // The whole report moved over the lines, longer than they were: not read as lines.
+        let whole = dir.path().join("whole");
+        std::fs::write(&whole, "<testsuites>\n".repeat(10)).expect("written");
+        std::fs::rename(&whole, &path).expect("moved");
+        assert_eq!(rx.recv().await, None, "following ended");
+        follow.await.expect("ended");
+    }
 
     #[test]
     fn only_whole_lines_go_and_an_overlong_line_is_dropped_to_its_end() {
