@@ -16,11 +16,10 @@ const readline = require('node:readline');
 
 const [name, idsFile, outFile] = process.argv.slice(1);
 const control = process.env.CLUSTER_SESSION;
+// The variables that change from one batch to the next (null: this batch has none).
 const env = {};
 for (const variable of ['CLUSTER_ATTEMPT', 'CLUSTER_JOB_NAME', 'CLUSTER_JUNIT']) {
-  if (variable in process.env) {
-    env[variable] = process.env[variable];
-  }
+  env[variable] = process.env[variable] ?? null;
 }
 const request = {ids: path.resolve(idsFile), out: path.resolve(outFile), env};
 

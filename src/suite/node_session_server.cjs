@@ -4,7 +4,8 @@
 // the framework loaded across the batches it is handed, one at a time. It listens on the unix
 // socket `socket` there and writes `ready` to descriptor 3 once it does (its standard output
 // and error are the session's log). Each connection is one batch: a JSON line {"ids": IDS,
-// "out": OUT, "env": {NAME: VALUE}} in (node_session_client.js sends it); out, {"out": TEXT}
+// "out": OUT, "env": {NAME: VALUE or null}} in (node_session_client.js sends it: the batch's
+// own variables, null for one it has not, which is then unset); out, {"out": TEXT}
 // for what the process prints while the batch runs, then {"done": EXIT_CODE} once the
 // framework's side has written the batch's report to OUT.
 'use strict';
@@ -13,17 +14,14 @@ const fs = require('node:fs');
 const net = require('node:net');
 const readline = require('node:readline');
 
-// The variables that change from one batch to the next, set from each batch's request.
-const PER_BATCH = ['CLUSTER_ATTEMPT', 'CLUSTER_JOB_NAME', 'CLUSTER_JUNIT'];
-
 // Runs `batch` (the framework's side: the request in, a promise of the exit code out) with the
 // request's variables and what the process prints sent to `connection`, then sends the code.
 async function serveBatch(batch, request, connection) {
-  for (const name of PER_BATCH) {
-    if (name in request.env) {
-      process.env[name] = request.env[name];
-    } else {
+  for (const [name, value] of Object.entries(request.env)) {
+    if (value === null) {
       delete process.env[name];
+    } else {
+      process.env[name] = value;
     }
   }
   // Reporters may replace `write` on the streams with wrappers of their own and leave them
@@ -80,7 +78,15 @@ async function serve(batch) {
     const lines = readline.createInterface({input: connection});
     lines.once('line', line => {
       lines.close();
-      const request = JSON.parse(line);
+      let request;
+      try {
+        request = JSON.parse(line);
+      } catch (error) {
+        // Not a batch: its client sees the connection end without a result.
+        process.stderr.write(`a request that is not JSON (${error.message}): ${line}\n`);
+        connection.destroy();
+        return;
+      }
       queue = queue.then(() => serveBatch(batch, request, connection));
     });
   });
