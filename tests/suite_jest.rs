@@ -16,7 +16,8 @@ use std::path::Path;
 
 mod common;
 use common::local::{
-    LocalRun, alone, js_fixture_with_only, junit_counts, local, spawn_batch_held, tools_path,
+    LocalRun, alone, js_fixture_with_only, junit_counts, local, local_manifest, spawn_batch_held,
+    tools_path,
 };
 
 /// The fixture's tests, by id, and how each ends with one retry.
@@ -375,11 +376,7 @@ fn a_jest_session_runs_its_slots_batches_in_one_node_and_a_crash_loses_only_its_
          \x20   env: {{JEST_RAN_LOG: \"{}\", JEST_LOG_PID: \"1\"}}\n",
         log.display()
     );
-    std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
-    let run = local(dir.path())
-        .workers(1)
-        .args(&["cluster.yml", "--slots", "1"])
-        .run();
+    let run = local_manifest(dir.path(), &manifest).run();
     let want: BTreeMap<String, String> = (1..=8)
         .flat_map(|f| {
             (1..=3).map(move |t| {

@@ -12,14 +12,13 @@
 use std::path::Path;
 
 mod common;
-use common::local::{LocalRun, have_pytest, js_fixture_with_only, local};
+use common::local::{LocalRun, have_pytest, js_fixture_with_only, local_manifest};
 
 /// `local` on one slot in `dir` with `manifest` (the suite's env naming `GO_FILE`, the file
 /// the waiting test waits for): creates the file once the output named `first` (a line of
 /// `suite: first`), and returns the run.
 fn run_until_shown(dir: &Path, manifest: &str, suite: &str, first: &str) -> LocalRun {
-    std::fs::write(dir.join("cluster.yml"), manifest).unwrap();
-    let running = local(dir).args(&["cluster.yml", "--slots", "1"]).start();
+    let running = local_manifest(dir, manifest).start();
     running.await_stdout(&format!("{suite}: {first}"));
     std::fs::write(dir.join("go"), "").unwrap();
     running.finish()

@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use cluster_action::suite::{Framework, Listing, REPORT_ENV, SESSION_ENV, Suite, TestCase};
 
 mod common;
-use common::local::{LocalRun, copy_of, fixture, have_pytest, local, tools_path};
+use common::local::{LocalRun, copy_of, fixture, have_pytest, local_manifest, tools_path};
 
 /// A listed pytest suite in `dir` (listed with the tools on PATH).
 fn listing(dir: &Path) -> Listing {
@@ -229,10 +229,8 @@ fn run_suite(dir: &Path, workers: u32, log: &Path, settings: &str, args: &[&str]
          \x20   layers: [checkout]\n    env: {{RUN_LOG: \"{}\"}}\n{settings}",
         log.display()
     );
-    std::fs::write(dir.join("cluster.yml"), manifest).unwrap();
-    local(dir)
+    local_manifest(dir, &manifest)
         .workers(workers)
-        .args(&["cluster.yml", "--slots", "1"])
         .args(args)
         .run()
 }

@@ -21,8 +21,8 @@ mod common;
 use common::await_some;
 use common::framework::assert_refused;
 use common::local::{
-    alone, available, fixture_copy, js_fixture_with_only, junit_counts, local, spawn_batch_held,
-    tools_path,
+    alone, available, fixture_copy, js_fixture_with_only, junit_counts, local, local_manifest,
+    spawn_batch_held, tools_path,
 };
 
 /// The fixture's tests: id, final status and attempts with one retry.
@@ -424,11 +424,7 @@ fn a_vitest_session_runs_its_slots_batches_in_one_vitest_with_their_own_attempts
     let manifest = "layers:\n  checkout: {paths: [.]}\nsuites:\n  - name: js\n    \
                     framework: vitest\n    layers: [checkout]\n    args: [tests/gen]\n    \
                     batch: 2s\n    retries: 1\n";
-    std::fs::write(dir.path().join("cluster.yml"), manifest).unwrap();
-    let run = local(dir.path())
-        .workers(1)
-        .args(&["cluster.yml", "--slots", "1"])
-        .run();
+    let run = local_manifest(dir.path(), manifest).run();
     let want: BTreeMap<String, String> = (1..=6)
         .flat_map(|f| {
             [("t1", "passed"), ("t2", "flaky")].map(|(t, status)| {

@@ -277,6 +277,13 @@ pub fn local(dir: &Path) -> Local {
     }
 }
 
+/// [`local`] in `dir` on `manifest` (YAML, written to `dir/cluster.yml`), each worker with one
+/// slot: a suite of a test's own making.
+pub fn local_manifest(dir: &Path, manifest: &str) -> Local {
+    std::fs::write(dir.join("cluster.yml"), manifest).unwrap();
+    local(dir).args(&["cluster.yml", "--slots", "1"])
+}
+
 /// [`local`] in a copy of the tree at `source` (see [`copy_of`]), removed after the run.
 pub fn local_in_copy(source: &Path) -> Local {
     let copy = copy_of(source);
