@@ -94,6 +94,10 @@ pub struct TestFinished {
     pub duration_ms: u64,
 }
 
+/// The most of a running batch's report the runner keeps and reads for progress: reading it
+/// whole at each of its worker's messages (once a second) costs at most this much a batch.
+pub const LIVE_REPORT_LIMIT: usize = 4 << 20;
+
 /// What a running batch's report has shown so far ([`SuiteRun::progress`]).
 #[derive(Debug, Clone, Default)]
 struct Live {
@@ -103,6 +107,8 @@ struct Live {
     text: String,
     /// The tests already shown.
     shown: BTreeSet<String>,
+    /// Whether the report outgrew [`LIVE_REPORT_LIMIT`]: no more of it is read.
+    full: bool,
 }
 
 /// A batch on its way through the cluster.
@@ -390,7 +396,10 @@ impl SuiteRun {
 
     /// Batch `index`'s attempt `attempt`, still running, added `lines` to its report: the
     /// tests they show finished that were not shown before (lines of another attempt start
-    /// over). A framework whose report is whole only at its end (JUnit) shows none here.
+    /// over). A framework whose report is whole only at its end (JUnit) shows none here. The
+    /// report so far is read whole each time (the frameworks' readers take whole reports), so
+    /// a batch stops showing its tests this way past [`LIVE_REPORT_LIMIT`]: the rest show at
+    /// its end.
     pub fn progress(&mut self, index: JobIndex, attempt: u32, lines: &str) -> Vec<TestFinished> {
         let Some(batch) = self.in_flight.get_mut(&index) else {
             return Vec::new();
@@ -400,6 +409,11 @@ impl SuiteRun {
                 attempt,
                 ..Live::default()
             };
+        }
+        if batch.live.full || batch.live.text.len() + lines.len() > LIVE_REPORT_LIMIT {
+            batch.live.full = true;
+            batch.live.text = String::new();
+            return Vec::new();
         }
         batch.live.text.push_str(lines);
         let suite = &self.suites[batch.suite];
@@ -1322,6 +1336,21 @@ pub(crate) mod tests {
             shown(run.take_finished()),
             [("2".to_string(), TestStatus::Passed)]
         );
+    }
+
+    #[test]
+    fn a_report_past_the_limit_is_no_longer_read_while_its_batch_runs() {
+        let mut run = SuiteRun::new(vec![listed("a", &["1"], 0)], Timings::default(), 0);
+        let sub = run.plan(1).remove(0);
+        let filler = " ".repeat(LIVE_REPORT_LIMIT);
+        assert!(run.progress(sub.index, 1, &filler).is_empty());
+        let one = String::from_utf8(junit(&[("1", "pass")])).unwrap();
+        assert!(
+            run.progress(sub.index, 1, &one).is_empty(),
+            "not read any more"
+        );
+        run.finished(sub.index, Some(&junit(&[("1", "pass")])));
+        assert_eq!(run.take_finished().len(), 1, "shown at the batch's end");
     }
 
     #[test]
