@@ -20,7 +20,9 @@
 //! expected to free first, as a single queue over all slots would run it. When the
 //! queue runs dry and a worker has a free slot, unstarted prefetched work is taken back from
 //! a worker that holds more than it can run ([`BrokerToWorker::TakeBack`]); the worker answers
-//! with what it gave up, and an attempt it had started meanwhile keeps running there.
+//! with what it gave up, and an attempt it had started meanwhile keeps running there. A
+//! prefetched job is taken back too when a shorter one starts elsewhere and ends before it
+//! would start where it waits: the estimates guessed wrong which slot frees first.
 //!
 //! A job whose process ended and whose outputs its worker uploads ([`Scheduler::job_uploading`])
 //! stays that worker's until its result, but holds none of its slots.
@@ -367,14 +369,18 @@ impl Scheduler {
                     let mean = running_mean(w.round_trip.map(|d| d.as_secs_f64()), sample);
                     w.round_trip = Some(Duration::from_secs_f64(mean));
                 }
-                vec![Effect::ToRunner(
+                let mut fx = vec![Effect::ToRunner(
                     job.runner.to_string(),
                     BrokerToRunner::Started {
                         index: job.index,
                         attempt,
                         worker: w.name.clone(),
                     },
-                )]
+                )];
+                if let (Some(ms), Some(now)) = (job.spec.expected_ms(), self.now) {
+                    self.take_back_overtaken(peer, ms, now, &mut fx);
+                }
+                fx
             }
             _ => Vec::new(),
         }
@@ -737,11 +743,22 @@ impl Scheduler {
         .map(|(p, _)| p.clone())
     }
 
-    /// When a job given to `w` at `now` is expected to start, from the expected durations of
-    /// the jobs it holds ([`JobSpec::expected_ms`](crate::proto::JobSpec::expected_ms)): each running job frees its slot when it
-    /// is expected to end, and the jobs waiting there take the slots in the order they were
-    /// given. None when one of them has no expected duration: prefetching then goes by room.
+    /// When a job given to `w` at `now` is expected to start (see [`Scheduler::expected_starts`]).
     fn expected_start(&self, w: &Worker, now: Instant) -> Option<Instant> {
+        self.expected_starts(w, now).map(|(_, next)| next)
+    }
+
+    /// When the jobs waiting on `w` at `now` are expected to start, and a job given to it
+    /// next, from the expected durations of the jobs it holds
+    /// ([`JobSpec::expected_ms`](crate::proto::JobSpec::expected_ms)): each running job frees
+    /// its slot when it is expected to end, and the jobs waiting there take the slots in the
+    /// order they were given. None when one of them has no expected duration: prefetching
+    /// then goes by room.
+    fn expected_starts(
+        &self,
+        w: &Worker,
+        now: Instant,
+    ) -> Option<(Vec<(JobId, Instant)>, Instant)> {
         let mut free: BinaryHeap<Reverse<Instant>> = BinaryHeap::new();
         let mut waiting = Vec::new();
         for id in w.assigned.difference(&w.uploading) {
@@ -752,18 +769,74 @@ impl Scheduler {
             let ms = Duration::from_millis(job.spec.expected_ms()?);
             match p.started_at {
                 Some(at) => free.push(Reverse((at + ms).max(now))),
-                None => waiting.push((p.order, ms)),
+                None => waiting.push((p.order, *id, ms)),
             }
         }
         while free.len() < w.slots as usize {
             free.push(Reverse(now));
         }
         waiting.sort_unstable();
-        for (_, ms) in waiting {
+        let mut starts = Vec::with_capacity(waiting.len());
+        for (_, id, ms) in waiting {
             let Reverse(at) = free.pop()?;
+            starts.push((id, at));
             free.push(Reverse(at + ms));
         }
-        free.pop().map(|Reverse(at)| at)
+        free.pop().map(|Reverse(next)| (starts, next))
+    }
+
+    /// A job of `ms` expected started on `peer` at `now`: a longer job given to another worker
+    /// ahead of time, and expected to start there only after this one ends (and a take-back's
+    /// round trips), is taken back, to start where a slot frees first. Prefetching guesses
+    /// where a slot frees first from the estimates; when a slot frees early elsewhere, its
+    /// worker takes the queue's next, shorter jobs, and the longer one held behind busy slots
+    /// would start last and end the run late (a 2.4 s batch started 2 s after the others' last
+    /// in a run of 8 slots). The queue hands out the longest first; this keeps it so.
+    fn take_back_overtaken(&mut self, peer: &str, ms: u64, now: Instant, fx: &mut Vec<Effect>) {
+        let Some(here) = self.workers.get(peer) else {
+            return;
+        };
+        let ends = now + Duration::from_millis(ms);
+        let mut longest: Option<(u64, JobId, PeerId)> = None;
+        for (other, w) in self.workers.iter().filter(|(other, _)| *other != peer) {
+            let Some((starts, _)) = self.expected_starts(w, now) else {
+                continue;
+            };
+            let trips = 2 * w
+                .round_trip
+                .unwrap_or_default()
+                .max(here.round_trip.unwrap_or_default());
+            for (id, start) in starts {
+                let Some(job) = self.jobs.get(&id) else {
+                    continue;
+                };
+                let JobState::Assigned(p) = &job.state else {
+                    continue;
+                };
+                let job_ms = job.spec.expected_ms().unwrap_or(0);
+                if start > ends.max(now + trips)
+                    && job_ms > ms
+                    && !p.taking_back
+                    && self.may_run_on(job, here)
+                    && longest.as_ref().is_none_or(|(most, _, _)| job_ms > *most)
+                {
+                    longest = Some((job_ms, id, other.clone()));
+                }
+            }
+        }
+        let Some((_, id, holder)) = longest else {
+            return;
+        };
+        if let Some(job) = self.jobs.get_mut(&id)
+            && let JobState::Assigned(p) = &mut job.state
+        {
+            p.taking_back = true;
+            let jobs = vec![AttemptRef {
+                id,
+                attempt: job.attempts,
+            }];
+            fx.push(Effect::ToWorker(holder, BrokerToWorker::TakeBack { jobs }));
+        }
     }
 
     fn assign(&mut self, global: JobId, worker: PeerId, fx: &mut Vec<Effect>) {
@@ -1118,6 +1191,80 @@ mod tests {
             assert_eq!(prefetched.len(), 1);
             assert_eq!(&prefetched[0].0, holder, "short job {short}");
         }
+    }
+
+    #[test]
+    fn a_longer_job_held_behind_busy_slots_is_taken_back_when_a_shorter_one_starts_elsewhere() {
+        // Two workers of one slot each run a 5 s job, b's started first. A 3 s job is then
+        // prefetched to b (expected to free first), a 1 s job to a.
+        let expected = |ms: u64, index: u64| Submission {
+            index: JobIndex(index),
+            spec: JobSpec {
+                expected_ms: Some(ms),
+                ..job(index, None, 0)
+            },
+        };
+        let setup = || {
+            let mut s = sched(1);
+            let t0 = Instant::now();
+            s.at(t0).runner_joined("r".into());
+            s.worker_joined("a".into(), "a".into(), 1);
+            s.worker_joined("b".into(), "b".into(), 1);
+            let fx = s.submit("r", vec![expected(5_000, 0), expected(5_000, 1)]);
+            let running = assigns(&fx);
+            let on = |w: &str| running.iter().find(|a| a.0 == w).unwrap().clone();
+            let (running_a, running_b) = (on("a"), on("b"));
+            s.job_started("b", running_b.1, 1);
+            let half = t0 + Duration::from_millis(500);
+            s.at(half).job_started("a", running_a.1, 1);
+            let fx = s.submit("r", vec![expected(3_000, 2), expected(1_000, 3)]);
+            let given = assigns(&fx);
+            let id = |name: &str| given.iter().find(|a| a.3 == name).unwrap().clone();
+            let (three, one) = (id("job-2"), id("job-3"));
+            assert_eq!((three.0.as_str(), one.0.as_str()), ("b", "a"));
+            (s, t0, running_a, three, one)
+        };
+        let took_back = |fx: &[Effect]| -> Vec<(String, JobId)> {
+            fx.iter()
+                .filter_map(|e| match e {
+                    Effect::ToWorker(w, BrokerToWorker::TakeBack { jobs }) => {
+                        Some(jobs.iter().map(|j| (w.clone(), j.id)).collect::<Vec<_>>())
+                    }
+                    _ => None,
+                })
+                .flatten()
+                .collect()
+        };
+        // a's job ends at 1 s, 4 s early: a starts its 1 s job, due to end at 2 s, while the
+        // 3 s job waits on b until 5 s. It is taken back from b…
+        let (mut s, t0, running_a, three, one) = setup();
+        let ok = outcome(1, JobStatus::Passed);
+        s.at(t0 + Duration::from_secs(1))
+            .job_finished("a", running_a.1, ok.clone());
+        let fx = s.job_started("a", one.1, 1);
+        assert_eq!(took_back(&fx), [("b".to_string(), three.1)]);
+        // …and, once b gives it up, prefetched to a, where a slot frees first.
+        let fx = s.released(
+            "b",
+            &[AttemptRef {
+                id: three.1,
+                attempt: 1,
+            }],
+        );
+        assert_eq!(
+            assigns(&fx)
+                .iter()
+                .map(|a| (a.0.as_str(), a.1))
+                .collect::<Vec<_>>(),
+            [("a", three.1)]
+        );
+        // Ending as expected, a starts its 1 s job at 5.5 s, after b's slot frees at 5 s: the
+        // 3 s job stays on b.
+        let (mut s, t0, running_a, _, one) = setup();
+        s.at(t0 + Duration::from_millis(5_500))
+            .job_finished("a", running_a.1, ok);
+        let fx = s.job_started("a", one.1, 1);
+        assert!(took_back(&fx).is_empty(), "{fx:?}");
     }
 
     #[test]
