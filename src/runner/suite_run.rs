@@ -765,6 +765,8 @@ impl SuiteRun {
             ),
         };
         let env = batch_env(&listed.def, attempt);
+        let expected_ms = self.expected_ms(suite, &tests);
+        tracing::debug!(batch = %name, ?expected_ms, "batch planned");
         let spec = JobSpec {
             name: name.clone(),
             run: listed
@@ -778,7 +780,7 @@ impl SuiteRun {
             outputs: vec![REPORT_FILE.to_string()],
             // No estimate: the broker keeps submission order, which is the plan's.
             estimate_ms: None,
-            expected_ms: self.expected_ms(suite, &tests),
+            expected_ms,
             isolation: listed.def.isolation,
             secret_env: listed.def.secret_env.clone(),
             inherits: false,
