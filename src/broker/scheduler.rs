@@ -751,9 +751,9 @@ impl Scheduler {
     /// When the jobs waiting on `w` at `now` are expected to start, and a job given to it
     /// next, from the expected durations of the jobs it holds
     /// ([`JobSpec::expected_ms`](crate::proto::JobSpec::expected_ms)): each running job frees
-    /// its slot when it is expected to end, and the jobs waiting there take the slots in the
-    /// order they were given. None when one of them has no expected duration: prefetching
-    /// then goes by room.
+    /// its slot when it is expected to end, and the jobs waiting there take the slots longest
+    /// first, as the worker starts them. None when one of them has no expected duration:
+    /// prefetching then goes by room.
     fn expected_starts(
         &self,
         w: &Worker,
@@ -775,7 +775,8 @@ impl Scheduler {
         while free.len() < w.slots as usize {
             free.push(Reverse(now));
         }
-        waiting.sort_unstable();
+        // As the worker starts them: longest first, then in the order they were given.
+        waiting.sort_unstable_by_key(|&(order, _, ms)| (Reverse(ms), order));
         let mut starts = Vec::with_capacity(waiting.len());
         for (_, id, ms) in waiting {
             let Reverse(at) = free.pop()?;

@@ -224,7 +224,7 @@ impl Machine {
                 defaults,
             } if !self.broker_lost => match self.inherited(job, defaults) {
                 Ok(job) => {
-                    self.queue.push_back((Assignment { id, attempt, job }, now));
+                    self.enqueue(Assignment { id, attempt, job }, now);
                     self.fill(now)
                 }
                 Err(why) => {
@@ -497,7 +497,19 @@ impl Machine {
         vec![Effect::Send(WorkerMsg::Released { jobs: released })]
     }
 
-    /// Starts queued attempts, in the order they were assigned, while slots are free, fewer
+    /// Queues `next` for a slot: after the attempts assigned before it, but before those whose
+    /// expected time ([`JobSpec::expected_ms`]) is shorter than its own. The broker hands
+    /// jobs out longest first, and a job taken back from a busy worker can be assigned here
+    /// after a shorter one: it starts first, as the queue would have started it.
+    fn enqueue(&mut self, next: Assignment, now: Instant) {
+        let at = next.job.expected_ms().and_then(|ms| {
+            (self.queue.iter()).position(|(a, _)| a.job.expected_ms().is_some_and(|m| m < ms))
+        });
+        self.queue
+            .insert(at.unwrap_or(self.queue.len()), (next, now));
+    }
+
+    /// Starts queued attempts, in the order they were queued, while slots are free, fewer
     /// than the most attempts upload, and the lease holds; asks for a lease when it does not,
     /// or before it runs out while work waits.
     fn fill(&mut self, now: Instant) -> Vec<Effect> {
@@ -666,6 +678,45 @@ mod tests {
             [(2, 1)],
             "sent once, used by every job"
         );
+    }
+
+    #[test]
+    fn a_longer_job_assigned_later_starts_before_shorter_ones_waiting() {
+        let mut w = leased("w", 1);
+        let expecting = |id: u64, ms: Option<u64>| BrokerToWorker::Assign {
+            id: JobId(id),
+            attempt: 1,
+            job: Arc::new(JobSpec {
+                expected_ms: ms,
+                ..spec(&format!("job-{id}"))
+            }),
+            defaults: None,
+        };
+        assert_eq!(
+            started(&w.message(expecting(1, Some(1_000)), at(1))),
+            [(1, 1)]
+        );
+        for (id, ms) in [
+            (2, Some(1_000)),
+            (3, None),
+            (4, Some(5_000)),
+            (5, Some(1_000)),
+        ] {
+            assert!(started(&w.message(expecting(id, ms), at(2))).is_empty());
+        }
+        // The 5 s job first; the others in the order they came (one without an expected time
+        // keeps its place).
+        let mut order = Vec::new();
+        let mut ended = 1;
+        for now in 3..7 {
+            let fx = w.attempt_ended(JobId(ended), passed(1), at(now));
+            let [(next, 1)] = started(&fx)[..] else {
+                panic!("{fx:?}");
+            };
+            order.push(next);
+            ended = next;
+        }
+        assert_eq!(order, [4, 2, 3, 5]);
     }
 
     #[test]
