@@ -828,16 +828,24 @@ impl Scheduler {
         let Some((_, id, holder)) = longest else {
             return;
         };
-        if let Some(job) = self.jobs.get_mut(&id)
-            && let JobState::Assigned(p) = &mut job.state
-        {
-            p.taking_back = true;
-            let jobs = vec![AttemptRef {
-                id,
-                attempt: job.attempts,
-            }];
+        if let Some(asked) = self.taking_back(id) {
+            let jobs = vec![asked];
             fx.push(Effect::ToWorker(holder, BrokerToWorker::TakeBack { jobs }));
         }
+    }
+
+    /// Marks the assigned job `id` as asked back from its worker: the attempt to name in the
+    /// `TakeBack`, or none when it is not assigned.
+    fn taking_back(&mut self, id: JobId) -> Option<AttemptRef> {
+        let job = self.jobs.get_mut(&id)?;
+        let JobState::Assigned(p) = &mut job.state else {
+            return None;
+        };
+        p.taking_back = true;
+        Some(AttemptRef {
+            id,
+            attempt: job.attempts,
+        })
     }
 
     fn assign(&mut self, global: JobId, worker: PeerId, fx: &mut Vec<Effect>) {
@@ -952,14 +960,8 @@ impl Scheduler {
             };
             let Some((_, id)) = jobs.pop() else { break };
             want -= 1;
-            if let Some(job) = self.jobs.get_mut(&id)
-                && let JobState::Assigned(p) = &mut job.state
-            {
-                p.taking_back = true;
-                chosen.entry(peer.clone()).or_default().push(AttemptRef {
-                    id,
-                    attempt: job.attempts,
-                });
+            if let Some(asked) = self.taking_back(id) {
+                chosen.entry(peer.clone()).or_default().push(asked);
             }
         }
         for (peer, jobs) in chosen {
