@@ -102,12 +102,23 @@ struct Placement {
     started: bool,
     /// When it said so, as far as the broker knows the time.
     started_at: Option<Instant>,
-    /// Asked back from the worker; it answers with `Released` or `Started`.
-    taking_back: bool,
+    /// Asked back from the worker, and for whom; it answers with `Released` or `Started`.
+    taking_back: Option<TakingBack>,
     /// The order of assignments (the newest are taken back first: they start last).
     order: u64,
     /// When it was sent to a free slot: its `Started` measures the round trip.
     probe: Option<Instant>,
+}
+
+/// Why a job was asked back from the worker holding it.
+#[derive(Debug)]
+enum TakingBack {
+    /// Other workers have free slots the queue cannot fill: it goes to the queue.
+    ForFreeSlots,
+    /// It is expected to start sooner on this worker (see
+    /// [`Scheduler::take_back_overtaken`]): it goes there, even beyond that worker's
+    /// pipeline depth (the worker starts the longest of its waiting jobs first).
+    For(PeerId),
 }
 
 #[derive(Debug)]
@@ -363,7 +374,7 @@ impl Scheduler {
                 p.started = true;
                 p.started_at = self.now;
                 // A take-back that crossed the start: the attempt runs here.
-                p.taking_back = false;
+                p.taking_back = None;
                 if let (Some(sent), Some(now)) = (p.probe.take(), self.now) {
                     let sample = now.saturating_duration_since(sent).as_secs_f64();
                     let mean = running_mean(w.round_trip.map(|d| d.as_secs_f64()), sample);
@@ -485,12 +496,13 @@ impl Scheduler {
             let Some(job) = self.jobs.get_mut(&r.id) else {
                 continue;
             };
-            let unstarted = matches!(&job.state,
-                JobState::Assigned(p) if p.worker == peer && !p.started)
-                && job.attempts == r.attempt;
-            if !unstarted {
+            let JobState::Assigned(p) = &mut job.state else {
+                continue;
+            };
+            if p.worker != peer || p.started || job.attempts != r.attempt {
                 continue;
             }
+            let why = p.taking_back.take();
             if let Some(w) = self.workers.get_mut(peer) {
                 w.assigned.remove(&r.id);
             }
@@ -498,8 +510,17 @@ impl Scheduler {
             if job.cancelled {
                 let outcome = synthetic(job, "", JobStatus::Cancelled, None);
                 self.finish(r.id, outcome, &mut fx);
-            } else {
-                self.requeue(r.id);
+                continue;
+            }
+            job.state = JobState::Queued;
+            let job = &self.jobs[&r.id];
+            match why {
+                Some(TakingBack::For(to))
+                    if (self.workers.get(&to)).is_some_and(|w| self.may_run_on(job, w)) =>
+                {
+                    self.assign(r.id, to, &mut fx);
+                }
+                _ => self.requeue(r.id),
             }
         }
         self.fill(&mut fx);
@@ -788,7 +809,7 @@ impl Scheduler {
 
     /// A job of `ms` expected started on `peer` at `now`: a longer job given to another worker
     /// ahead of time, and expected to start there only after this one ends (and a take-back's
-    /// round trips), is taken back, to start where a slot frees first. Prefetching guesses
+    /// round trips), is taken back for this worker (see [`TakingBack::For`]). Prefetching guesses
     /// where a slot frees first from the estimates; when a slot frees early elsewhere, its
     /// worker takes the queue's next, shorter jobs, and the longer one held behind busy slots
     /// would start last and end the run late (a 2.4 s batch started 2 s after the others' last
@@ -817,7 +838,7 @@ impl Scheduler {
                 let job_ms = job.spec.expected_ms().unwrap_or(0);
                 if start > ends.max(now + trips)
                     && job_ms > ms
-                    && !p.taking_back
+                    && p.taking_back.is_none()
                     && self.may_run_on(job, here)
                     && longest.as_ref().is_none_or(|(most, _, _)| job_ms > *most)
                 {
@@ -828,20 +849,20 @@ impl Scheduler {
         let Some((_, id, holder)) = longest else {
             return;
         };
-        if let Some(asked) = self.taking_back(id) {
+        if let Some(asked) = self.taking_back(id, TakingBack::For(peer.into())) {
             let jobs = vec![asked];
             fx.push(Effect::ToWorker(holder, BrokerToWorker::TakeBack { jobs }));
         }
     }
 
-    /// Marks the assigned job `id` as asked back from its worker: the attempt to name in the
-    /// `TakeBack`, or none when it is not assigned.
-    fn taking_back(&mut self, id: JobId) -> Option<AttemptRef> {
+    /// Marks the assigned job `id` as asked back from its worker `why`: the attempt to name
+    /// in the `TakeBack`, or none when it is not assigned.
+    fn taking_back(&mut self, id: JobId, why: TakingBack) -> Option<AttemptRef> {
         let job = self.jobs.get_mut(&id)?;
         let JobState::Assigned(p) = &mut job.state else {
             return None;
         };
-        p.taking_back = true;
+        p.taking_back = Some(why);
         Some(AttemptRef {
             id,
             attempt: job.attempts,
@@ -863,7 +884,7 @@ impl Scheduler {
             worker: worker.clone(),
             started: false,
             started_at: None,
-            taking_back: false,
+            taking_back: None,
             order: self.assignments,
             probe: self.now.filter(|_| free_slot),
         }));
@@ -932,7 +953,7 @@ impl Scheduler {
                     continue;
                 };
                 match &job.state {
-                    JobState::Assigned(p) if p.taking_back => in_flight += 1,
+                    JobState::Assigned(p) if p.taking_back.is_some() => in_flight += 1,
                     JobState::Assigned(p)
                         if !p.started && idle.iter().any(|w| self.may_run_on(job, w)) =>
                     {
@@ -960,7 +981,7 @@ impl Scheduler {
             };
             let Some((_, id)) = jobs.pop() else { break };
             want -= 1;
-            if let Some(asked) = self.taking_back(id) {
+            if let Some(asked) = self.taking_back(id, TakingBack::ForFreeSlots) {
                 chosen.entry(peer.clone()).or_default().push(asked);
             }
         }
@@ -1268,6 +1289,55 @@ mod tests {
             .job_finished("a", running_a.1, ok);
         let fx = s.job_started("a", one.1, 1);
         assert!(took_back(&fx).is_empty(), "{fx:?}");
+    }
+
+    #[test]
+    fn a_job_taken_back_for_a_worker_goes_to_it_even_when_its_prefetch_is_full() {
+        // Two workers of one slot each start a job at once: `a` one of 5.5 s, `b` one of 5 s.
+        // A 3 s job is then prefetched to b (its slot frees first), a 1 s job to a.
+        let expected = |ms: u64, index: u64| Submission {
+            index: JobIndex(index),
+            spec: JobSpec {
+                expected_ms: Some(ms),
+                ..job(index, None, 0)
+            },
+        };
+        let mut s = sched(1);
+        let t0 = Instant::now();
+        s.at(t0).runner_joined("r".into());
+        s.worker_joined("a".into(), "a".into(), 1);
+        s.worker_joined("b".into(), "b".into(), 1);
+        let running = assigns(&s.submit("r", vec![expected(5_500, 0), expected(5_000, 1)]));
+        let (a, b) = (running[0].0.clone(), running[1].0.clone());
+        s.job_started(&a, running[0].1, 1);
+        s.job_started(&b, running[1].1, 1);
+        let given = assigns(&s.submit("r", vec![expected(3_000, 2), expected(1_000, 3)]));
+        let id = |name: &str| given.iter().find(|g| g.3 == name).unwrap().clone();
+        let (three, one) = (id("job-2"), id("job-3"));
+        assert_eq!((&three.0, &one.0), (&b, &a));
+        // A 0.5 s job waits in the queue: both workers hold as much as they prefetch.
+        assert!(assigns(&s.submit("r", vec![expected(500, 4)])).is_empty());
+        // a's job ends at 1 s: a takes the 0.5 s job and starts its 1 s one. Its prefetch is
+        // full again, but the 3 s job would start on b only at 5 s, and on a at 2 s.
+        let fx = s.at(t0 + Duration::from_secs(1)).job_finished(
+            &a,
+            running[0].1,
+            outcome(1, JobStatus::Passed),
+        );
+        assert_eq!(
+            assigns(&fx).iter().map(|g| &g.3).collect::<Vec<_>>(),
+            ["job-4"]
+        );
+        let fx = s.job_started(&a, one.1, 1);
+        let three_back = AttemptRef {
+            id: three.1,
+            attempt: 1,
+        };
+        assert_eq!(taken_back(&fx), [(b.clone(), vec![three_back])]);
+        // Given up by b, it goes to a, the worker it was taken back for, not back to b.
+        let fx = s.released(&b, &[three_back]);
+        let to: Vec<_> = assigns(&fx).into_iter().map(|g| (g.0, g.1)).collect();
+        assert_eq!(to, [(a, three.1)]);
     }
 
     #[test]
