@@ -103,16 +103,21 @@ impl ClusterArgs {
     }
 
     /// Stream timings from the flags (exit 2 when they cannot work together), and the
-    /// cluster's keys from `CLUSTER_SECRET`.
+    /// cluster's keys from `CLUSTER_SECRET`. Looking for new peers starts at a fifth of
+    /// `--poll-max` (between the stream's fastest poll and the default's 200ms): a cluster
+    /// that polls its streams often (`local`'s 100ms) finds its peers as fast, where a
+    /// runner's first look for its broker's answer otherwise waits 200ms and then 400ms.
     pub fn stream(&self) -> Result<StreamConfig, Failure> {
+        let defaults = StreamConfig::default();
         let cfg = StreamConfig {
+            discovery_min: (self.poll_max / 5).clamp(defaults.poll_min, defaults.discovery_min),
             poll_max: self.poll_max,
             idle_poll_max: self.idle_poll_max,
             idle_after: self.idle_after,
             keepalive: self.keepalive,
             peer_timeout: self.peer_timeout,
             seal: seal_from_env(&self.cluster)?,
-            ..StreamConfig::default()
+            ..defaults
         };
         cfg.validate()
             .map_err(|source| Failure::StreamSettings {
