@@ -1035,6 +1035,33 @@ fn a_suite_with_no_tests_exits_2() {
 }
 
 #[test]
+fn a_listing_that_fails_after_the_runner_joined_ends_the_run_at_once() {
+    // pytest's listing takes long enough for the runner to join the embedded broker first.
+    // The runner leaves at once: its broker does not wait a peer timeout (60 s here) for it.
+    environment();
+    let Some(fixture) = listed(Framework::Pytest, &[]) else {
+        return;
+    };
+    let work = copy_of(&fixture.source);
+    let path = std::env::var("PATH").unwrap();
+    let run = local(work.path())
+        .env("PATH", &path)
+        .args(&[
+            "--peer-timeout",
+            "60s",
+            "--pytest",
+            "-k",
+            "no_test_is_called_this",
+        ])
+        .within(std::time::Duration::from_secs(30))
+        .run();
+    assert_bad_input(
+        (run.code, run.stderr),
+        &["suite 'pytest': no tests match", "no_test_is_called_this"],
+    );
+}
+
+#[test]
 fn a_second_run_plans_from_the_first_runs_timings_longest_first() {
     environment();
     let dir = tempfile::tempdir().unwrap();

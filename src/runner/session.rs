@@ -195,31 +195,45 @@ pub async fn run(
         let joining = join_cluster(&store, cfg);
         tokio::pin!(joining);
         tokio::select! {
-            listed = &mut listing => {
-                let listings = listed?;
-                (joining.await?, listings, Vec::new())
-            }
+            listed = &mut listing => match listed {
+                Ok(listings) => (joining.await?, listings, Vec::new()),
+                Err(e) => {
+                    // A runner half way through joining leaves too, if it joins soon.
+                    if let Ok(Ok(link)) = tokio::time::timeout(LEAVE_WITHIN, joining).await {
+                        leave(&link).await;
+                    }
+                    return Err(e);
+                }
+            },
             joined = &mut joining => {
                 let mut link = joined?;
-                let (listings, heard) =
-                    warm_up_while(&mut link, &mut warm_ups, cfg, listing_since, listing).await?;
-                (link, listings, heard)
+                let listed =
+                    warm_up_while(&mut link, &mut warm_ups, cfg, listing_since, listing).await;
+                match listed {
+                    Ok((listings, heard)) => (link, listings, heard),
+                    Err(e) => return Err(leave_after(&link, e).await),
+                }
             }
         }
     };
-    let digests = published?;
-    let suites = ship_suites(&store, layer_seal.as_ref(), listings, &digests).await?;
-    let defaults = std::mem::take(&mut manifest.defaults);
-    let jobs = submissions(manifest, &digests);
-    // The scratch directory (and the cache in it) is removed when the run returns.
-    let outputs = cfg
-        .outputs_dir
-        .as_deref()
-        .map(|dir| Outputs::open(dir, layer_seal.clone()))
-        .transpose()?;
-    let reports = match suites.is_empty() {
-        true => None,
-        false => Some(Reports::open(layer_seal)?),
+    let prepared = async {
+        let digests = published?;
+        let suites = ship_suites(&store, layer_seal.as_ref(), listings, &digests).await?;
+        let defaults = std::mem::take(&mut manifest.defaults);
+        let jobs = submissions(manifest, &digests);
+        // The scratch directory (and the cache in it) is removed when the run returns.
+        let outputs = (cfg.outputs_dir.as_deref())
+            .map(|dir| Outputs::open(dir, layer_seal.clone()))
+            .transpose()?;
+        let reports = match suites.is_empty() {
+            true => None,
+            false => Some(Reports::open(layer_seal)?),
+        };
+        Ok((suites, defaults, jobs, outputs, reports))
+    };
+    let (suites, defaults, jobs, outputs, reports) = match prepared.await {
+        Ok(prepared) => prepared,
+        Err(e) => return Err(leave_after(&link, e).await),
     };
     let suites = SuiteRun::new(suites, cfg.timings.clone(), jobs.len() as u64);
     let rules = Rules {
@@ -245,11 +259,33 @@ pub async fn run(
         reports,
         report_fetches: JoinSet::new(),
     };
-    let end = shell.follow(heard, cancel).await?;
+    let end = match shell.follow(heard, cancel).await {
+        Ok(end) => end,
+        Err(e) => return Err(leave_after(&shell.link, e).await),
+    };
     debug!(?end, "run ended");
     let report = shell.finish(&end, started).await?;
     info!("run finished in {:?}", started.elapsed());
     Ok(RunResult { report, end })
+}
+
+/// How long a runner whose listing failed while it was joining the cluster waits for the
+/// join to complete, to leave at once rather than be waited for until the peer timeout.
+const LEAVE_WITHIN: Duration = Duration::from_secs(5);
+
+/// Closes the stream to the broker: a runner leaving on an error tells its broker at once
+/// (which otherwise waits for it until the peer timeout, and a broker embedded in this
+/// process keeps the run from ending until then).
+async fn leave(link: &RunnerLink) {
+    if let Err(e) = link.close().await {
+        crate::link::log_close_error(&e);
+    }
+}
+
+/// [`leave`]s, then hands back `error`, the reason.
+async fn leave_after(link: &RunnerLink, error: RunError) -> RunError {
+    leave(link).await;
+    error
 }
 
 /// What the link received: a message, the end of the broker's stream, or why it broke.
@@ -521,10 +557,9 @@ impl Shell<'_> {
         })
     }
 
-    /// Waits for the outputs and batch reports still on their way, then stops the cluster if asked (a stopping
-    /// broker deletes the outputs layers: stopped first, it deleted layers still being
-    /// fetched), closes the stream, and makes the report.
-    async fn finish(mut self, end: &RunEnd, started: Instant) -> Result<RunReport, RunError> {
+    /// Waits for the outputs and batch reports still on their way, then sends what the machine
+    /// sends last (the stop of the cluster, if asked).
+    async fn close(&mut self) -> Result<(), RunError> {
         while let Some(done) = self.fetches.join_next().await {
             let effects = self.fetched(done);
             self.apply_all(effects).await?;
@@ -536,9 +571,16 @@ impl Shell<'_> {
         }
         let closing = self.machine.closing();
         self.apply_all(closing).await?;
-        if let Err(e) = self.link.close().await {
-            crate::link::log_close_error(&e);
-        }
+        Ok(())
+    }
+
+    /// [`Shell::close`]s (a stopping broker deletes the outputs layers: stopped first, it
+    /// deleted layers still being fetched), leaves the cluster, even when that failed, and
+    /// makes the report.
+    async fn finish(mut self, end: &RunEnd, started: Instant) -> Result<RunReport, RunError> {
+        let closed = self.close().await;
+        leave(&self.link).await;
+        closed?;
         Ok(self
             .machine
             .into_report(end, started.elapsed().as_millis() as u64))
