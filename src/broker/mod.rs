@@ -75,6 +75,14 @@ impl PeerTx {
         }
     }
 
+    /// Tells a worker to exit, then closes the stream to the peer: the cluster stopped.
+    async fn dismiss(&self) -> Result<(), StreamError> {
+        if let Self::Worker(tx) = self {
+            tx.send(&BrokerToWorker::Exit).await?;
+        }
+        self.close().await
+    }
+
     /// Tells the peer it is refused, and why, then closes its stream.
     async fn refuse(self, reason: String) {
         let _ = match &self {
@@ -138,7 +146,8 @@ pub async fn run(
 }
 
 /// Peers still saying hello when the cluster stops are closed cleanly: `stopping` tells
-/// them, and each holds a sender of `unanswered` until it has joined or closed.
+/// them, and each holds a sender of `unanswered` until its `Joined` event is queued or it
+/// closed.
 struct Greeting {
     stopping: watch::Sender<bool>,
     unanswered: mpsc::Receiver<()>,
@@ -148,7 +157,19 @@ struct Greeting {
 #[derive(Clone)]
 struct Greeter {
     stopping: watch::Receiver<bool>,
-    _unanswered: mpsc::Sender<()>,
+    unanswered: Unanswered,
+}
+
+/// Held by a peer from its connection until its `Joined` event is queued (or it closed): a
+/// stopping broker waits for every one (see [`Greeting::close`]), and then finds each peer
+/// that joined meanwhile in its queue of events.
+type Unanswered = mpsc::Sender<()>;
+
+/// A peer's first frame, read before the cluster stopped.
+struct Greeted {
+    conn: Connection,
+    first: Bytes,
+    unanswered: Unanswered,
 }
 
 impl Greeting {
@@ -162,7 +183,7 @@ impl Greeting {
         };
         let greeter = Greeter {
             stopping,
-            _unanswered: unanswered_tx,
+            unanswered: unanswered_tx,
         };
         (greeting, greeter)
     }
@@ -202,6 +223,23 @@ impl Departures {
         }
     }
 
+    /// An event of the stopping cluster: a peer left, or joined as it stopped (it is
+    /// dismissed, and waited for).
+    async fn on(&mut self, ev: Event) {
+        match ev {
+            Event::Gone { peer, .. } => self.gone(&peer),
+            Event::Joined { peer, tx, .. } => {
+                if let PeerTx::Runner(_) = tx {
+                    self.runners.insert(peer.clone());
+                } else {
+                    self.others += 1;
+                }
+                dismiss(&peer, &tx).await;
+            }
+            _ => {}
+        }
+    }
+
     /// Runners still connected.
     fn runners(&self) -> usize {
         self.runners.len()
@@ -237,16 +275,23 @@ impl EmbeddedBroker {
     }
 }
 
-/// Completes once [`Departures::may_clean_up`] (or every reader is done).
+/// Completes once [`Departures::may_clean_up`] (or every reader is done). A peer that joined
+/// as the cluster stopped (its `Joined` event is queued: see [`Unanswered`]) is dismissed
+/// (see [`dismiss`]) and waited for like the others.
 async fn peers_left(events: &mut mpsc::Receiver<Event>, mut departures: Departures) {
     let grace = tokio::time::sleep(CLOSE_GRACE);
     tokio::pin!(grace);
     let mut grace_over = false;
-    while !departures.may_clean_up(grace_over) {
+    loop {
+        while let Ok(ev) = events.try_recv() {
+            departures.on(ev).await;
+        }
+        if departures.may_clean_up(grace_over) {
+            return;
+        }
         tokio::select! {
             ev = events.recv() => match ev {
-                Some(Event::Gone { peer, .. }) => departures.gone(&peer),
-                Some(_) => {}
+                Some(ev) => departures.on(ev).await,
                 None => return,
             },
             () = &mut grace, if !grace_over => grace_over = true,
@@ -276,10 +321,10 @@ async fn accept_loop(mut listener: Listener, events: mpsc::Sender<Event>, greete
 
 /// The first frame of a new peer, or `None` when it left first or the cluster stopped first
 /// (then its stream is closed cleanly, so it learns at once).
-async fn await_hello(conn: Connection, greeter: Greeter) -> Option<(Connection, Bytes)> {
+async fn await_hello(conn: Connection, greeter: Greeter) -> Option<Greeted> {
     let Greeter {
         mut stopping,
-        _unanswered,
+        unanswered,
     } = greeter;
     let Connection { peer, tx, mut rx } = conn;
     // The guard `wait_for` returns is dropped inside the block: it must not live across awaits.
@@ -292,7 +337,11 @@ async fn await_hello(conn: Connection, greeter: Greeter) -> Option<(Connection, 
         }
     };
     match first {
-        Ok(Some(frame)) => Some((Connection { peer, tx, rx }, frame)),
+        Ok(Some(first)) => Some(Greeted {
+            conn: Connection { peer, tx, rx },
+            first,
+            unanswered,
+        }),
         Ok(None) => None,
         Err(e) => {
             failed_before_hello(&peer, &tx, e).await;
@@ -322,11 +371,13 @@ async fn failed_before_hello(peer: &str, tx: &StreamSender, e: StreamError) {
 }
 
 /// Reads one peer's stream: a hello, then messages of its role, until it ends.
-async fn peer_loop(
-    hello: impl Future<Output = Option<(Connection, Bytes)>>,
-    events: mpsc::Sender<Event>,
-) {
-    let Some((Connection { peer, tx, rx }, first)) = hello.await else {
+async fn peer_loop(hello: impl Future<Output = Option<Greeted>>, events: mpsc::Sender<Event>) {
+    let Some(Greeted {
+        conn: Connection { peer, tx, rx },
+        first,
+        unanswered,
+    }) = hello.await
+    else {
         return;
     };
     let (hello, link) = match PeerLink::accept(tx, rx, &first) {
@@ -338,20 +389,23 @@ async fn peer_loop(
     };
     match link {
         PeerLink::Worker(link) => {
-            serve_peer(peer, hello, link, events, PeerTx::Worker, Event::Worker).await;
+            let (tx, ev) = (PeerTx::Worker, Event::Worker);
+            serve_peer(peer, hello, link, unanswered, events, tx, ev).await;
         }
         PeerLink::Runner(link) => {
-            serve_peer(peer, hello, link, events, PeerTx::Runner, Event::Runner).await;
+            let (tx, ev) = (PeerTx::Runner, Event::Runner);
+            serve_peer(peer, hello, link, unanswered, events, tx, ev).await;
         }
     }
 }
 
-/// Hands a joined peer's sending half to the main loop, then forwards its messages as
-/// events until its stream ends or fails.
+/// Hands a joined peer's sending half to the main loop (then lets go of `unanswered`), then
+/// forwards its messages as events until its stream ends or fails.
 async fn serve_peer<Out: serde::Serialize, In: Incoming>(
     peer: PeerId,
     hello: Hello,
     link: Link<Out, In>,
+    unanswered: Unanswered,
     events: mpsc::Sender<Event>,
     tx: fn(LinkSender<Out>) -> PeerTx,
     event: fn(PeerId, In) -> Event,
@@ -366,6 +420,7 @@ async fn serve_peer<Out: serde::Serialize, In: Incoming>(
     if events.send(joined).await.is_err() {
         return;
     }
+    drop(unanswered);
     loop {
         let ev = match rx.recv().await {
             Ok(Some(msg)) => event(peer.clone(), msg),
@@ -633,15 +688,19 @@ impl Shell {
         }
     }
 
-    /// Tells every worker to exit and flushes every stream.
+    /// Dismisses every peer (see [`dismiss`]).
     async fn stop_all(&mut self) {
-        let exits = self.sched.exit_all();
-        self.apply(exits).await;
         for (peer, tx) in self.peers.drain() {
-            if let Err(e) = tx.close().await {
-                debug!(%peer, "closing stream: {e}");
-            }
+            dismiss(&peer, &tx).await;
         }
+    }
+}
+
+/// Tells `peer` the cluster stopped: a worker is told to exit, and the stream to any peer is
+/// flushed and closed, so that it learns at once.
+async fn dismiss(peer: &str, tx: &PeerTx) {
+    if let Err(e) = tx.dismiss().await {
+        debug!(%peer, "closing stream: {e}");
     }
 }
 
@@ -663,6 +722,64 @@ fn report_send(peer: &str, sent: Result<(), StreamError>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::serve::{self, ServeConfig};
+    use crate::store::StoreConfig;
+    use crate::token::{BackendIds, make_token};
+
+    #[tokio::test]
+    async fn a_worker_that_joined_as_the_cluster_stopped_is_told_to_exit() {
+        let service = serve::start(ServeConfig::default()).await.unwrap();
+        let store = |job: &str| {
+            let ids = BackendIds {
+                run: "1".into(),
+                job: job.into(),
+            };
+            ArtifactStore::new(StoreConfig::new(service.url(), &make_token(&ids)).unwrap())
+                .unwrap()
+        };
+        let (ns, cfg) = (Namespace::new("t", "1").unwrap(), StreamConfig::default());
+        let mut listener = Listener::bind(store("broker"), ns.clone(), cfg.clone())
+            .await
+            .unwrap();
+        let wait = Duration::from_secs(30);
+        let (accepted, connected) = tokio::join!(
+            listener.accept(),
+            stream::connect(store("worker"), ns, cfg, wait)
+        );
+        let mut worker = Link::<WorkerMsg, BrokerToWorker>::over(connected.unwrap());
+        let (tx, rx) = Link::<BrokerToWorker, WorkerMsg>::over(accepted.unwrap()).split();
+        // Its hello was read as the cluster stopped, with no other peer left: its `Joined`
+        // event is the one the stopping broker finds queued.
+        let (events_tx, mut events) = mpsc::channel(4);
+        let hello = Hello::Worker {
+            version: PROTOCOL_VERSION,
+            name: "w".into(),
+            slots: 1,
+        };
+        let joined = Event::Joined {
+            peer: "w".into(),
+            hello,
+            tx: PeerTx::Worker(tx),
+            expecting: rx.expecting(),
+        };
+        events_tx.send(joined).await.unwrap();
+        let stopping =
+            tokio::spawn(async move { peers_left(&mut events, departures(&[], 0)).await });
+        // Told to exit, its stream closed, well within its peer timeout…
+        let told = tokio::time::timeout(wait, async {
+            (worker.recv().await.unwrap(), worker.recv().await.unwrap())
+        });
+        let told = told.await.expect("not told within 30s");
+        assert!(matches!(told, (Some(BrokerToWorker::Exit), None)), "{told:?}");
+        // …and waited for until it leaves.
+        assert!(!stopping.is_finished());
+        let gone = Event::Gone {
+            peer: "w".into(),
+            reason: "it closed its stream".into(),
+        };
+        events_tx.send(gone).await.unwrap();
+        stopping.await.unwrap();
+    }
 
     fn departures(runners: &[&str], others: usize) -> Departures {
         Departures {

@@ -643,14 +643,6 @@ impl Scheduler {
         self.stop_requested = true;
     }
 
-    /// The `Exit` messages for every worker, when stopping.
-    pub fn exit_all(&self) -> Vec<Effect> {
-        self.workers
-            .keys()
-            .map(|w| Effect::ToWorker(w.clone(), BrokerToWorker::Exit))
-            .collect()
-    }
-
     fn requeue(&mut self, global: JobId) {
         if let Some(job) = self.jobs.get_mut(&global) {
             job.state = JobState::Queued;
@@ -1695,7 +1687,7 @@ mod tests {
     }
 
     #[test]
-    fn stop_waits_for_work_and_exits_every_worker() {
+    fn stop_waits_for_work() {
         let mut s = sched(0);
         s.runner_joined("r".into());
         s.worker_joined("w".into(), "w".into(), 1);
@@ -1704,10 +1696,6 @@ mod tests {
         assert!(!s.should_stop());
         s.job_finished("w", assigns(&fx)[0].1, outcome(1, JobStatus::Passed));
         assert!(s.should_stop());
-        assert_eq!(
-            s.exit_all(),
-            [Effect::ToWorker("w".into(), BrokerToWorker::Exit)]
-        );
     }
 
     /// The instant `ms` milliseconds into a test.
