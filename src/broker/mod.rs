@@ -734,8 +734,7 @@ mod tests {
                 run: "1".into(),
                 job: job.into(),
             };
-            ArtifactStore::new(StoreConfig::new(service.url(), &make_token(&ids)).unwrap())
-                .unwrap()
+            ArtifactStore::new(StoreConfig::new(service.url(), &make_token(&ids)).unwrap()).unwrap()
         };
         let (ns, cfg) = (Namespace::new("t", "1").unwrap(), StreamConfig::default());
         let mut listener = Listener::bind(store("broker"), ns.clone(), cfg.clone())
@@ -770,7 +769,10 @@ mod tests {
             (worker.recv().await.unwrap(), worker.recv().await.unwrap())
         });
         let told = told.await.expect("not told within 30s");
-        assert!(matches!(told, (Some(BrokerToWorker::Exit), None)), "{told:?}");
+        assert!(
+            matches!(told, (Some(BrokerToWorker::Exit), None)),
+            "{told:?}"
+        );
         // …and waited for until it leaves.
         assert!(!stopping.is_finished());
         let gone = Event::Gone {
