@@ -409,7 +409,21 @@ impl Machine {
         let mut fx = self.suite_news();
         fx.extend(self.submit_inheriting(next));
         fx.extend(self.end_submission_when_done());
+        fx.extend(self.end_when_all_finished());
         fx
+    }
+
+    /// The run's end, once everything was submitted and has its final outcome: the broker's
+    /// `AllDone` would say the same a round trip later (the `EndOfSubmission` this runner
+    /// sent last travelling to the broker, and its answer back).
+    fn end_when_all_finished(&mut self) -> Vec<Effect> {
+        match self.phase {
+            Phase::Running {
+                submitted_all: true,
+                ..
+            } if self.unfinished() == 0 => self.end(RunEnd::Completed),
+            _ => Vec::new(),
+        }
     }
 
     /// A message from the broker, at `now`.
@@ -458,7 +472,11 @@ impl Machine {
             BrokerToRunner::Finished { index, outcome } if self.suites.owns(index) => {
                 self.batch_finished(index, outcome)
             }
-            BrokerToRunner::Finished { index, outcome } => self.job_finished(index, outcome),
+            BrokerToRunner::Finished { index, outcome } => {
+                let mut fx = self.job_finished(index, outcome);
+                fx.extend(self.end_when_all_finished());
+                fx
+            }
             BrokerToRunner::AllDone => match self.phase {
                 Phase::Running { .. } => self.end(RunEnd::Completed),
                 Phase::Cancelling { .. } => self.end(RunEnd::Cancelled),
@@ -901,6 +919,20 @@ mod tests {
             (2, 3)
         );
         assert_eq!(report.jobs[0].status, JobStatus::Passed);
+    }
+
+    #[test]
+    fn the_run_ends_with_its_last_outcome_not_a_round_trip_later() {
+        let now = Instant::now();
+        let mut m = machine(2, now);
+        let fx = m.submit();
+        assert_eq!(fx.last(), Some(&Effect::Send(RunnerMsg::EndOfSubmission)));
+        let fx = m.message(finished(0, outcome(1, JobStatus::Passed, None)), now);
+        assert!(!fx.iter().any(|e| matches!(e, Effect::End(_))), "{fx:?}");
+        let fx = m.message(finished(1, outcome(1, JobStatus::Failed, None)), now);
+        assert_eq!(fx.last(), Some(&Effect::End(RunEnd::Completed)));
+        // The broker's `AllDone`, when it comes, changes nothing.
+        assert!(m.message(BrokerToRunner::AllDone, now).is_empty());
     }
 
     #[test]
@@ -1413,12 +1445,16 @@ mod tests {
         let [
             Effect::TestsFinished(finished),
             Effect::TestsEnded(ended),
+            submitted_all,
             end,
         ] = &fx[..]
         else {
-            panic!("the tests, then the end of submission: {fx:?}");
+            panic!("the tests, the end of submission, the run's end: {fx:?}");
         };
-        assert_eq!(end, &Effect::Send(RunnerMsg::EndOfSubmission));
+        assert_eq!(submitted_all, &Effect::Send(RunnerMsg::EndOfSubmission));
+        // Everything has its outcome: the run ends without waiting for the broker's
+        // `AllDone`, a round trip later.
+        assert_eq!(end, &Effect::End(RunEnd::Completed));
         let ids: Vec<&str> = finished.iter().map(|e| e.id.as_str()).collect();
         assert_eq!(
             ids,
