@@ -1030,6 +1030,17 @@ mod tests {
         }
     }
 
+    /// Job `index`, expected to take `ms` from its history.
+    fn expected(ms: u64, index: u64) -> Submission {
+        Submission {
+            index: JobIndex(index),
+            spec: JobSpec {
+                expected_ms: Some(ms),
+                ..job(index, None, 0)
+            },
+        }
+    }
+
     fn job(index: u64, estimate_ms: Option<u64>, retries: u32) -> JobSpec {
         JobSpec {
             retries,
@@ -1181,13 +1192,6 @@ mod tests {
             s.at(t0).runner_joined("r".into());
             s.worker_joined("a".into(), "a".into(), 2);
             s.worker_joined("b".into(), "b".into(), 2);
-            let expected = |ms: u64, index: u64| Submission {
-                index: JobIndex(index),
-                spec: JobSpec {
-                    expected_ms: Some(ms),
-                    ..job(index, None, 0)
-                },
-            };
             let four = (0..4).map(|i| expected(if i == short { 1_000 } else { 5_000 }, i));
             let fx = s.submit("r", four.collect());
             let running = assigns(&fx);
@@ -1213,13 +1217,6 @@ mod tests {
     fn a_longer_job_held_behind_busy_slots_is_taken_back_when_a_shorter_one_starts_elsewhere() {
         // Two workers of one slot each run a 5 s job, b's started first. A 3 s job is then
         // prefetched to b (expected to free first), a 1 s job to a.
-        let expected = |ms: u64, index: u64| Submission {
-            index: JobIndex(index),
-            spec: JobSpec {
-                expected_ms: Some(ms),
-                ..job(index, None, 0)
-            },
-        };
         let setup = || {
             let mut s = sched(1);
             let t0 = Instant::now();
@@ -1287,13 +1284,6 @@ mod tests {
     fn a_job_taken_back_for_a_worker_goes_to_it_even_when_its_prefetch_is_full() {
         // Two workers of one slot each start a job at once: `a` one of 5.5 s, `b` one of 5 s.
         // A 3 s job is then prefetched to b (its slot frees first), a 1 s job to a.
-        let expected = |ms: u64, index: u64| Submission {
-            index: JobIndex(index),
-            spec: JobSpec {
-                expected_ms: Some(ms),
-                ..job(index, None, 0)
-            },
-        };
         let mut s = sched(1);
         let t0 = Instant::now();
         s.at(t0).runner_joined("r".into());
