@@ -212,14 +212,22 @@ struct Departures {
 impl Departures {
     /// Every peer joined now.
     fn of(peers: &HashMap<PeerId, PeerTx>) -> Self {
-        let runners: HashSet<PeerId> = peers
-            .iter()
-            .filter(|(_, tx)| matches!(tx, PeerTx::Runner(_)))
-            .map(|(peer, _)| peer.clone())
-            .collect();
-        Self {
-            others: peers.len() - runners.len(),
-            runners,
+        let mut departures = Self {
+            runners: HashSet::new(),
+            others: 0,
+        };
+        for (peer, tx) in peers {
+            departures.add(peer, tx);
+        }
+        departures
+    }
+
+    /// `peer` is to be waited for.
+    fn add(&mut self, peer: &str, tx: &PeerTx) {
+        if let PeerTx::Runner(_) = tx {
+            self.runners.insert(peer.to_owned());
+        } else {
+            self.others += 1;
         }
     }
 
@@ -229,11 +237,7 @@ impl Departures {
         match ev {
             Event::Gone { peer, .. } => self.gone(&peer),
             Event::Joined { peer, tx, .. } => {
-                if let PeerTx::Runner(_) = tx {
-                    self.runners.insert(peer.clone());
-                } else {
-                    self.others += 1;
-                }
+                self.add(&peer, &tx);
                 dismiss(&peer, &tx).await;
             }
             _ => {}
