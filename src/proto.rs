@@ -427,6 +427,15 @@ pub enum BrokerToWorker {
     },
 }
 
+impl BrokerToWorker {
+    /// Whether the worker answers it at once: an assignment with `Started` when a slot is
+    /// free, a take-back with `Released`. The broker's reader then looks for the answer at
+    /// its fastest pace ([`Expecting::answer_due`](crate::stream::Expecting::answer_due)).
+    pub fn answered_at_once(&self) -> bool {
+        matches!(self, Self::Assign { .. } | Self::TakeBack { .. })
+    }
+}
+
 /// Worker → broker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -478,6 +487,22 @@ pub enum WorkerMsg {
         /// The lines, each with its newline.
         lines: String,
     },
+}
+
+impl WorkerMsg {
+    /// Whether the broker answers it at once: a freed slot (`Uploading`, or `Finished` of a
+    /// job without outputs) and a release get the next job when one waits, a renewal its
+    /// lease. The worker's reader then looks for the answer at its fastest pace
+    /// ([`Expecting::answer_due`](crate::stream::Expecting::answer_due)).
+    pub fn answered_at_once(&self) -> bool {
+        matches!(
+            self,
+            Self::Uploading { .. }
+                | Self::Finished { .. }
+                | Self::Released { .. }
+                | Self::Renew { .. }
+        )
+    }
 }
 
 /// One attempt of one job, as take-back names it.

@@ -352,6 +352,62 @@ async fn keepalives_hold_an_idle_stream_open() {
     .await;
 }
 
+/// Polls 10 ms after a message, doubling up to 30 s: after 3 s of silence the next poll is
+/// 5.1 s after the last message (10 + 20 + ... + 2,560 ms, then 2,560 ms more).
+fn slowing() -> StreamConfig {
+    StreamConfig {
+        poll_min: Duration::from_millis(10),
+        poll_max: Duration::from_secs(30),
+        idle_poll_max: Duration::from_secs(30),
+        keepalive: Duration::from_secs(10),
+        peer_timeout: Duration::from_secs(60),
+        ..quick()
+    }
+}
+
+/// Silence long enough for [`slowing`]'s polls to be seconds apart, then a message from
+/// `server`: how long `client` took to read it.
+async fn read_after_silence(
+    server: &Connection,
+    client: &mut Connection,
+    answer_due: bool,
+) -> Duration {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    if answer_due {
+        client.rx.expecting().answer_due();
+    }
+    let sent = tokio::time::Instant::now();
+    server.tx.send(Bytes::from_static(b"answer")).await.unwrap();
+    assert_eq!(
+        client.rx.recv().await.unwrap(),
+        Some(Bytes::from_static(b"answer"))
+    );
+    sent.elapsed()
+}
+
+/// A worker whose slot frees says so and expects its next job at once; on a stream silent
+/// for a while its reader polls seconds apart (up to `poll_max`). Told that an answer is
+/// due, it polls at its fastest pace again, so the answer is read within a few `poll_min`,
+/// not at the next slow poll (about 2 s later here, as the same read without it shows).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_due_is_read_at_once_however_slow_the_polls_had_become() {
+    let service = start_service(ServeConfig::default()).await;
+    guarded(async {
+        let (server, mut client) = pair(&service, slowing()).await;
+        let waited = read_after_silence(&server, &mut client, false).await;
+        assert!(
+            waited >= Duration::from_secs(1),
+            "read {waited:?} after it was sent: the polls had not slowed"
+        );
+        let waited = read_after_silence(&server, &mut client, true).await;
+        assert!(
+            waited < Duration::from_secs(1),
+            "an answer due was read only {waited:?} after it was sent"
+        );
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_ends_the_stream_cleanly() {
     let service = start_service(ServeConfig::default()).await;

@@ -683,6 +683,11 @@ impl Shell {
         for (peer, msgs) in to_workers {
             if let Some(PeerTx::Worker(tx)) = self.peers.get(&peer) {
                 report_send(&peer, tx.send_all(&msgs).await);
+                if msgs.iter().any(BrokerToWorker::answered_at_once)
+                    && let Some(expecting) = self.expecting.get(&peer)
+                {
+                    expecting.answer_due();
+                }
             }
         }
         for (peer, msgs) in to_runners {

@@ -29,18 +29,39 @@ pub struct StreamReceiver {
     expecting: Expecting,
 }
 
-/// Tells a stream's reader whether its peer owes a message (a worker holding jobs owes their
-/// results; a runner's broker owes its outcomes): while it does, the reader polls at the busy
-/// pace however long the stream stays silent, instead of slowing to `idle_poll_max`. Clones
-/// share one setting; the protocol layer above the stream sets it.
+/// Tells a stream's reader what its peer owes. Whether it owes a message (a worker holding jobs
+/// owes their results; a runner's broker owes its outcomes): while it does, the reader polls
+/// at the busy pace however long the stream stays silent, instead of slowing to
+/// `idle_poll_max`. And when an answer is due now ([`Expecting::answer_due`]). Clones share
+/// one setting; the protocol layer above the stream sets it.
 #[derive(Debug, Clone)]
-pub struct Expecting(Arc<watch::Sender<bool>>);
+pub struct Expecting(Arc<watch::Sender<Owed>>);
+
+/// What the peer owes the reader: see [`Expecting`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Owed {
+    /// A message, some time.
+    message: bool,
+    /// How many times an answer was said to be due: a change is a new one.
+    answers: u64,
+}
 
 impl Expecting {
     /// Sets whether a message is owed; a change wakes the reader to poll at the new pace.
     pub fn set(&self, expecting: bool) {
         self.0
-            .send_if_modified(|now| std::mem::replace(now, expecting) != expecting);
+            .send_if_modified(|owed| std::mem::replace(&mut owed.message, expecting) != expecting);
+    }
+
+    /// A message was just sent that the peer answers at once (a worker's freed slot asks for
+    /// its next job): the reader polls at its fastest pace again, as after a message came.
+    /// The answer is then read within a few `poll_min`, not up to `poll_max` later, which on
+    /// a stream silent for a while (a worker running long jobs) would leave a slot idle for
+    /// most of a second each time it frees. It does not poll at once: the answer cannot be
+    /// there before the peer read what was sent.
+    pub fn answer_due(&self) {
+        self.0
+            .send_modify(|owed| owed.answers = owed.answers.wrapping_add(1));
     }
 }
 
@@ -75,7 +96,7 @@ pub(crate) fn spawn(
     wake: Option<watch::Receiver<()>>,
 ) -> StreamReceiver {
     let (tx, rx) = mpsc::channel(RECV_QUEUE);
-    let (expecting, expected) = watch::channel(false);
+    let (expecting, expected) = watch::channel(Owed::default());
     let segment = Segment::new(&store, 0, first);
     let seal = names.seal(cfg.seal.as_ref());
     let mut reader = Reader {
@@ -90,6 +111,7 @@ pub(crate) fn spawn(
         heard_message: false,
         wake,
         expected: Some(expected),
+        answers: 0,
         tx,
     };
     tokio::spawn(async move {
@@ -171,8 +193,10 @@ struct Reader {
     /// Whether a frame other than a keepalive was decoded since the last poll.
     heard_message: bool,
     wake: Option<watch::Receiver<()>>,
-    /// Whether the peer owes a message ([`Expecting`]); `None` once nobody can change it.
-    expected: Option<watch::Receiver<bool>>,
+    /// What the peer owes ([`Expecting`]); `None` once nobody can change it.
+    expected: Option<watch::Receiver<Owed>>,
+    /// The answers said to be due so far ([`Owed::answers`]).
+    answers: u64,
     tx: mpsc::Sender<Delivery>,
     seal: Option<FrameSeal>,
 }
@@ -226,12 +250,34 @@ impl Reader {
             if std::mem::take(&mut self.heard_message) {
                 poll.activity();
             }
-            poll.expect(self.expected.as_ref().is_some_and(|rx| *rx.borrow()));
+            if self.wait(&mut poll).await {
+                return Ok(Flow::Stop);
+            }
+        }
+    }
+
+    /// Waits until the next poll is due at `poll`'s pace, or until something changes it: the
+    /// peer owes a message or no longer does, or a wake-up (both poll at once), or an answer
+    /// is due (the pace is the fastest again, from now). True when nobody receives any more.
+    async fn wait(&mut self, poll: &mut PollPace) -> bool {
+        loop {
+            let owed = self.expected.as_mut().map(|rx| *rx.borrow_and_update());
+            poll.expect(owed.is_some_and(|owed| owed.message));
+            if let Some(owed) = owed
+                && owed.answers != std::mem::replace(&mut self.answers, owed.answers)
+            {
+                poll.activity();
+            }
             tokio::select! {
-                () = tokio::time::sleep(poll.next_delay()) => {}
+                () = tokio::time::sleep(poll.next_delay()) => return false,
                 changed = changed(&mut self.expected) => {
                     if !changed {
                         self.expected = None;
+                        return false;
+                    }
+                    let answers = self.expected.as_ref().map(|rx| rx.borrow().answers);
+                    if answers == Some(self.answers) {
+                        return false;
                     }
                 }
                 woken = woken(&mut self.wake) => {
@@ -240,8 +286,9 @@ impl Reader {
                     } else {
                         self.wake = None;
                     }
+                    return false;
                 }
-                () = self.tx.closed() => return Ok(Flow::Stop),
+                () = self.tx.closed() => return true,
             }
         }
     }
@@ -347,16 +394,17 @@ impl Reader {
     }
 }
 
-/// Completes with `true` on a wake-up, with `false` once nobody can wake the reader any more
-/// (the listener is gone), and never without a wake source.
-/// Completes when the expectation changes (true), or when nobody can change it any more (false).
-async fn changed(expected: &mut Option<watch::Receiver<bool>>) -> bool {
+/// Completes when what the peer owes changes (true), or when nobody can change it any more
+/// (false).
+async fn changed(expected: &mut Option<watch::Receiver<Owed>>) -> bool {
     match expected {
         Some(rx) => rx.changed().await.is_ok(),
         None => std::future::pending().await,
     }
 }
 
+/// Completes with `true` on a wake-up, with `false` once nobody can wake the reader any more
+/// (the listener is gone), and never without a wake source.
 async fn woken(wake: &mut Option<watch::Receiver<()>>) -> bool {
     match wake {
         Some(rx) => rx.changed().await.is_ok(),

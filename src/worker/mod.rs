@@ -33,7 +33,7 @@ use crate::in_process::InProcess;
 use crate::layer::Digest;
 use crate::layer::LayerCache;
 use crate::link::{JoinError, Joined, LinkError, Target, WorkerLink};
-use crate::proto::{AttemptRef, Hello, JobId, PROTOCOL_VERSION};
+use crate::proto::{AttemptRef, Hello, JobId, PROTOCOL_VERSION, WorkerMsg};
 use crate::store::ArtifactStore;
 use crate::stream::{self, Namespace, StreamConfig, StreamError};
 use attempt::Ran;
@@ -308,6 +308,9 @@ impl Shell {
                 }
             }
             self.link.send_all(&msgs).await?;
+            if msgs.iter().any(WorkerMsg::answered_at_once) {
+                self.link.expecting().answer_due();
+            }
             for effect in actions {
                 match self.apply(effect).await? {
                     None => {}
