@@ -5,12 +5,12 @@
 # Builds the release binary, prints a table, rewrites the figures in BENCHMARKS.md and writes
 # them to bench/results.json in cargo's target directory (CARGO_TARGET_DIR, default target/).
 # --quick runs each scenario smaller (a smoke check); --only runs just the named scenarios
-# (dispatch, balance, latency, suite, suite_short, suite_heavy, github_latency, layer, memory,
-# idle) and updates just their figures in BENCHMARKS.md. suite and suite_short run pytest and
-# suite_heavy pytest-xdist,
+# (dispatch, balance, latency, suite, suite_short, suite_short_github, suite_heavy,
+# github_latency, layer, memory, idle) and updates just their figures in BENCHMARKS.md. The suite
+# scenarios run pytest and suite_heavy pytest-xdist,
 # which this installs into .cache/venv first (scripts/lib/tools.sh, shared with scripts/test.sh).
-# The full run takes about 14 minutes on 2 cores (idle alone about 4, suite about 4, suite_heavy
-# about 2, suite_short about 1).
+# The full run takes about 15 minutes on 2 cores (idle alone about 4, suite about 4, suite_heavy
+# about 2, suite_short and suite_short_github about 1 each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/tools.sh

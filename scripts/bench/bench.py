@@ -6,7 +6,7 @@ memory and the service's request counters can be read) on this machine.
 
 Prints a table, writes the figures to OUT_JSON and rewrites OUT_MD (BENCHMARKS.md; "-" for
 none). --only runs just the named scenarios and updates just their figures in OUT_MD (dispatch, balance, latency, suite,
-suite_short, suite_heavy, github_latency, layer, memory, idle).
+suite_short, suite_short_github, suite_heavy, github_latency, layer, memory, idle).
 Standard library only.
 """
 import hashlib
@@ -264,13 +264,15 @@ def pytest_suite(root, durations, per_file=20):
     return ids
 
 
-def suite_scenario(binary, n, total_s, tmp, results, name="suite"):
+def suite_scenario(binary, n, total_s, tmp, results, name="suite", flags=None):
     """A pytest suite of n tests with lognormal durations (seed 20261201) scaled to total_s
     seconds of sleep, on 4 workers x 2 slots: without history, with the history the first run
     wrote, and as nextest-style static `count:k/8` shards run as 8 jobs. 480 s of tests is a
     minute on 8 slots: a suite worth spreading; a run's fixed cost (listing, the first
     dispatch, the last results, about 2 s here) is reported apart as `suite_overhead_*_s`.
-    `name` prefixes its figures (`suite_short`: the same at 96 s, where those costs weigh most)."""
+    `name` prefixes its figures (`suite_short`: the same at 96 s, where those costs weigh most;
+    `suite_short_github`: that one with the processes' `flags` at GitHub's defaults, `--poll-max
+    1s` and the rest, instead of `local`'s, as a cluster of a workflow's jobs polls)."""
     tools = pytest_tools()
     root = tmp / name
     durations = lognormal_durations(n, total_s, seed=20261201)
@@ -279,7 +281,7 @@ def suite_scenario(binary, n, total_s, tmp, results, name="suite"):
     slots = 8
     measured = None
     for key, extra in [("no_history", ["--write-timings", str(timings)]), ("history", ["--timings", str(timings)])]:
-        with cluster(binary, tools=tools) as c:
+        with cluster(binary, tools=tools, flags=flags) as c:
             # The runner is told the cluster's size, as a workflow tells it the matrix's.
             code, wall, report, _ = c.run(None, ["--stop-cluster", "--expect-workers", "4"] + extra,
                                           suite=["--pytest", "tests"], cwd=root)
@@ -302,7 +304,7 @@ def suite_scenario(binary, n, total_s, tmp, results, name="suite"):
     jobs = [{"name": f"count-{k + 1}-of-{slots}", "layers": ["suite"],
              "run": "python -m pytest -q " + " ".join(shard)} for k, shard in enumerate(shards)]
     path = manifest(root / "static.yml", jobs, layers={"suite": ["tests", "pytest.ini"]})
-    with cluster(binary, tools=tools) as c:
+    with cluster(binary, tools=tools, flags=flags) as c:
         code, wall, report, _ = c.run(path, ["--stop-cluster"])
     assert code == 0 and report["summary"]["passed"] == slots, f"static shards failed ({code})"
     lb = max(sum(measured) / slots, max(measured))
@@ -521,6 +523,8 @@ def main():
             ("latency", lambda: latency_hiding(binary, size["latency"], tmp, results)),
             ("suite", lambda: suite_scenario(binary, *size["suite"], tmp, results)),
             ("suite_short", lambda: suite_scenario(binary, *size["suite_short"], tmp, results, "suite_short")),
+            ("suite_short_github", lambda: suite_scenario(binary, *size["suite_short"], tmp, results,
+                                                          "suite_short_github", flags=[])),
             ("suite_heavy", lambda: suite_heavy(binary, *size["suite_heavy"], tmp, results)),
             ("github_latency", lambda: github_latency(binary, size["github_latency"], tmp, results)),
             ("layer", lambda: layer_distribution(binary, size["layer"], tmp, results)),
