@@ -430,7 +430,7 @@ pub enum BrokerToWorker {
 impl BrokerToWorker {
     /// Whether the worker answers it at once: an assignment with `Started` when a slot is
     /// free, a take-back with `Released`. The broker's reader then looks for the answer at
-    /// its fastest pace ([`Expecting::answer_due`](crate::stream::Expecting::answer_due)).
+    /// its fastest pace ([`Expecting::message_due`](crate::stream::Expecting::message_due)).
     pub fn answered_at_once(&self) -> bool {
         matches!(self, Self::Assign { .. } | Self::TakeBack { .. })
     }
@@ -493,7 +493,7 @@ impl WorkerMsg {
     /// Whether the broker answers it at once: a freed slot (`Uploading`, or `Finished` of a
     /// job without outputs) and a release get the next job when one waits, a renewal its
     /// lease. The worker's reader then looks for the answer at its fastest pace
-    /// ([`Expecting::answer_due`](crate::stream::Expecting::answer_due)).
+    /// ([`Expecting::message_due`](crate::stream::Expecting::message_due)).
     pub fn answered_at_once(&self) -> bool {
         matches!(
             self,

@@ -370,11 +370,11 @@ fn slowing() -> StreamConfig {
 async fn read_after_silence(
     server: &Connection,
     client: &mut Connection,
-    answer_due: bool,
+    message_due: bool,
 ) -> Duration {
     tokio::time::sleep(Duration::from_secs(3)).await;
-    if answer_due {
-        client.rx.expecting().answer_due();
+    if message_due {
+        client.rx.expecting().message_due();
     }
     let sent = tokio::time::Instant::now();
     server.tx.send(Bytes::from_static(b"answer")).await.unwrap();
@@ -390,7 +390,7 @@ async fn read_after_silence(
 /// due, it polls at its fastest pace again, so the answer is read within a few `poll_min`,
 /// not at the next slow poll (about 2 s later here, as the same read without it shows).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_answer_due_is_read_at_once_however_slow_the_polls_had_become() {
+async fn a_message_due_is_read_at_once_however_slow_the_polls_had_become() {
     let service = start_service(ServeConfig::default()).await;
     guarded(async {
         let (server, mut client) = pair(&service, slowing()).await;

@@ -602,6 +602,8 @@ impl Shell {
                 WorkerMsg::Hello(_) => Vec::new(),
                 WorkerMsg::Started { id, attempt } => self.sched.job_started(&peer, id, attempt),
                 WorkerMsg::Uploading { id, attempt } => {
+                    // Its result follows as soon as the outputs are in the store.
+                    self.message_due(&peer);
                     self.sched.job_uploading(&peer, id, attempt)
                 }
                 WorkerMsg::Finished { id, outcome } => {
@@ -683,10 +685,8 @@ impl Shell {
         for (peer, msgs) in to_workers {
             if let Some(PeerTx::Worker(tx)) = self.peers.get(&peer) {
                 report_send(&peer, tx.send_all(&msgs).await);
-                if msgs.iter().any(BrokerToWorker::answered_at_once)
-                    && let Some(expecting) = self.expecting.get(&peer)
-                {
-                    expecting.answer_due();
+                if msgs.iter().any(BrokerToWorker::answered_at_once) {
+                    self.message_due(&peer);
                 }
             }
         }
@@ -694,6 +694,14 @@ impl Shell {
             if let Some(PeerTx::Runner(tx)) = self.peers.get(&peer) {
                 report_send(&peer, tx.send_all(&msgs).await);
             }
+        }
+    }
+
+    /// Has `peer`'s reader look for its next message at the fastest pace: one is due at once
+    /// (see [`Expecting::message_due`]).
+    fn message_due(&self, peer: &str) {
+        if let Some(expecting) = self.expecting.get(peer) {
+            expecting.message_due();
         }
     }
 

@@ -32,7 +32,7 @@ pub struct StreamReceiver {
 /// Tells a stream's reader what its peer owes. Whether it owes a message (a worker holding jobs
 /// owes their results; a runner's broker owes its outcomes): while it does, the reader polls
 /// at the busy pace however long the stream stays silent, instead of slowing to
-/// `idle_poll_max`. And when an answer is due now ([`Expecting::answer_due`]). Clones share
+/// `idle_poll_max`. And when a message is due now ([`Expecting::message_due`]). Clones share
 /// one setting; the protocol layer above the stream sets it.
 #[derive(Debug, Clone)]
 pub struct Expecting(Arc<watch::Sender<Owed>>);
@@ -42,8 +42,8 @@ pub struct Expecting(Arc<watch::Sender<Owed>>);
 struct Owed {
     /// A message, some time.
     message: bool,
-    /// How many times an answer was said to be due: a change is a new one.
-    answers: u64,
+    /// How many times a message was said to be due: a change is a new one.
+    due: u64,
 }
 
 impl Expecting {
@@ -53,15 +53,16 @@ impl Expecting {
             .send_if_modified(|owed| std::mem::replace(&mut owed.message, expecting) != expecting);
     }
 
-    /// A message was just sent that the peer answers at once (a worker's freed slot asks for
-    /// its next job): the reader polls at its fastest pace again, as after a message came.
-    /// The answer is then read within a few `poll_min`, not up to `poll_max` later, which on
-    /// a stream silent for a while (a worker running long jobs) would leave a slot idle for
-    /// most of a second each time it frees. It does not poll at once: the answer cannot be
-    /// there before the peer read what was sent.
-    pub fn answer_due(&self) {
+    /// A message from the peer is due at once: the answer to one just sent (a worker's freed
+    /// slot asks for its next job), or one the peer announced (a worker uploading a job's
+    /// outputs sends its result once they are stored). The reader polls at its fastest pace
+    /// again, as after a message came, so the message is read within a few `poll_min`, not up
+    /// to `poll_max` later: on a stream silent for a while (a worker running long jobs) that
+    /// would leave a slot idle for most of a second each time it frees. It does not poll at
+    /// once: an answer cannot be there before the peer read what was sent.
+    pub fn message_due(&self) {
         self.0
-            .send_modify(|owed| owed.answers = owed.answers.wrapping_add(1));
+            .send_modify(|owed| owed.due = owed.due.wrapping_add(1));
     }
 }
 
@@ -111,7 +112,7 @@ pub(crate) fn spawn(
         heard_message: false,
         wake,
         expected: Some(expected),
-        answers: 0,
+        due: 0,
         tx,
     };
     tokio::spawn(async move {
@@ -195,8 +196,8 @@ struct Reader {
     wake: Option<watch::Receiver<()>>,
     /// What the peer owes ([`Expecting`]); `None` once nobody can change it.
     expected: Option<watch::Receiver<Owed>>,
-    /// The answers said to be due so far ([`Owed::answers`]).
-    answers: u64,
+    /// The messages said to be due so far ([`Owed::due`]).
+    due: u64,
     tx: mpsc::Sender<Delivery>,
     seal: Option<FrameSeal>,
 }
@@ -257,14 +258,14 @@ impl Reader {
     }
 
     /// Waits until the next poll is due at `poll`'s pace, or until something changes it: the
-    /// peer owes a message or no longer does, or a wake-up (both poll at once), or an answer
+    /// peer owes a message or no longer does, or a wake-up (both poll at once), or a message
     /// is due (the pace is the fastest again, from now). True when nobody receives any more.
     async fn wait(&mut self, poll: &mut PollPace) -> bool {
         loop {
             let owed = self.expected.as_mut().map(|rx| *rx.borrow_and_update());
             poll.expect(owed.is_some_and(|owed| owed.message));
             if let Some(owed) = owed
-                && owed.answers != std::mem::replace(&mut self.answers, owed.answers)
+                && owed.due != std::mem::replace(&mut self.due, owed.due)
             {
                 poll.activity();
             }
@@ -275,8 +276,8 @@ impl Reader {
                         self.expected = None;
                         return false;
                     }
-                    let answers = self.expected.as_ref().map(|rx| rx.borrow().answers);
-                    if answers == Some(self.answers) {
+                    let due = self.expected.as_ref().map(|rx| rx.borrow().due);
+                    if due == Some(self.due) {
                         return false;
                     }
                 }

@@ -309,7 +309,7 @@ impl Shell {
             }
             self.link.send_all(&msgs).await?;
             if msgs.iter().any(WorkerMsg::answered_at_once) {
-                self.link.expecting().answer_due();
+                self.link.expecting().message_due();
             }
             for effect in actions {
                 match self.apply(effect).await? {
