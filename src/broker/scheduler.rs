@@ -17,7 +17,8 @@
 //! worker, over the mean job time), bounded so that a lost worker strands little; none until
 //! the workers expected to join have ([`Dispatch::expected_workers`]). A job whose duration
 //! is expected (a suite batch from history) is prefetched to the worker where a slot is
-//! expected to free first, as a single queue over all slots would run it. When the
+//! expected to free first, as a single queue over all slots would run it, or waits in the
+//! queue when a worker whose pipeline is full frees a slot sooner. When the
 //! queue runs dry and a worker has a free slot, unstarted prefetched work is taken back from
 //! a worker that holds more than it can run ([`BrokerToWorker::TakeBack`]); the worker answers
 //! with what it gave up, and an attempt it had started meanwhile keeps running there. A
@@ -735,6 +736,12 @@ impl Scheduler {
     /// the one with the most free slots, or when `prefetching`, the one where it is expected
     /// to start soonest (see [`Scheduler::expected_start`]), else the one furthest below its
     /// pipeline depth.
+    ///
+    /// A job prefetched by its expected start stays in the queue (None) when a worker whose
+    /// pipeline is full is expected to free a slot for it sooner than it would start where
+    /// there is room: given to the worker with room, it would wait there behind busy slots
+    /// while shorter jobs start elsewhere, and be taken back or end the run late. It goes to
+    /// the first slot that frees.
     fn next_target(&self, job: &Job, prefetching: bool) -> Option<PeerId> {
         let room = (self.workers.iter())
             .filter(|(_, w)| self.has_room(w, prefetching) && self.may_run_on(job, w));
@@ -745,7 +752,13 @@ impl Scheduler {
                 .map(|(peer, w)| Some((self.expected_start(w, now)?, peer)))
                 .collect::<Option<Vec<_>>>()
         {
-            return starts.into_iter().min().map(|(_, peer)| peer.clone());
+            let (start, peer) = starts.into_iter().min()?;
+            let here = self.workers.get(peer)?;
+            let sooner_elsewhere = (self.workers.iter())
+                .filter(|(other, w)| *other != peer && self.may_run_on(job, w))
+                .filter_map(|(_, w)| Some(self.expected_start(w, now)? + trips(here, w)))
+                .any(|elsewhere| elsewhere < start);
+            return (!sooner_elsewhere).then(|| peer.clone());
         }
         room.max_by_key(|(_, w)| {
             (
@@ -816,10 +829,7 @@ impl Scheduler {
             let Some((starts, _)) = self.expected_starts(w, now) else {
                 continue;
             };
-            let trips = 2 * w
-                .round_trip
-                .unwrap_or_default()
-                .max(here.round_trip.unwrap_or_default());
+            let trips = trips(here, w);
             for (id, start) in starts {
                 let Some(job) = self.jobs.get(&id) else {
                     continue;
@@ -981,6 +991,15 @@ impl Scheduler {
             fx.push(Effect::ToWorker(peer, BrokerToWorker::TakeBack { jobs }));
         }
     }
+}
+
+/// What moving a job between workers `a` and `b` may cost: two round trips of the slower one
+/// (a take-back and its release, or an assignment and its start).
+fn trips(a: &Worker, b: &Worker) -> Duration {
+    2 * a
+        .round_trip
+        .unwrap_or_default()
+        .max(b.round_trip.unwrap_or_default())
 }
 
 /// A running mean with the weight [`SAMPLE_WEIGHT`] on the new sample.
@@ -1211,6 +1230,38 @@ mod tests {
             assert_eq!(prefetched.len(), 1);
             assert_eq!(&prefetched[0].0, holder, "short job {short}");
         }
+    }
+
+    #[test]
+    fn a_job_waits_in_the_queue_for_a_slot_that_frees_sooner_than_where_there_is_room() {
+        // Two workers of one slot each start a 5 s job and a 1 s job; a 0.5 s job is then
+        // prefetched where the 1 s one runs, which fills that worker's pipeline.
+        let mut s = sched(1);
+        let t0 = Instant::now();
+        s.at(t0).runner_joined("r".into());
+        s.worker_joined("a".into(), "a".into(), 1);
+        s.worker_joined("b".into(), "b".into(), 1);
+        let running = assigns(&s.submit("r", vec![expected(5_000, 0), expected(1_000, 1)]));
+        for (peer, id, attempt, _) in &running {
+            s.job_started(peer, *id, *attempt);
+        }
+        let short = running.iter().find(|a| a.3 == "job-1").unwrap().0.clone();
+        let half = assigns(&s.submit("r", vec![expected(500, 2)]));
+        assert_eq!(half.iter().map(|a| &a.0).collect::<Vec<_>>(), [&short]);
+        // A 3 s job would start at 5 s where there is room, but a slot frees at 1.5 s on the
+        // full worker: it waits in the queue…
+        assert!(assigns(&s.submit("r", vec![expected(3_000, 3)])).is_empty());
+        // …and goes there once the 1 s job ended and the 0.5 s one started; nothing is taken
+        // back.
+        let ended = s.at(t0 + Duration::from_secs(1)).job_finished(
+            &short,
+            running.iter().find(|a| a.0 == short).unwrap().1,
+            outcome(1, JobStatus::Passed),
+        );
+        let fx = [ended, s.job_started(&short, half[0].1, 1)].concat();
+        let given: Vec<_> = assigns(&fx).into_iter().map(|a| (a.0, a.3)).collect();
+        assert_eq!(given, [(short.clone(), "job-3".to_string())]);
+        assert!(taken_back(&fx).is_empty(), "{fx:?}");
     }
 
     #[test]
