@@ -1034,6 +1034,17 @@ mod tests {
     use super::*;
 
     /// A scheduler with this initial prefetch and a 30 s lease.
+    /// A scheduler prefetching 1 job per worker, with runner `r` and workers `a` and `b` of
+    /// `slots` slots each, joined at the instant returned.
+    fn two_workers(slots: u32) -> (Scheduler, Instant) {
+        let mut s = sched(1);
+        let t0 = Instant::now();
+        s.at(t0).runner_joined("r".into());
+        s.worker_joined("a".into(), "a".into(), slots);
+        s.worker_joined("b".into(), "b".into(), slots);
+        (s, t0)
+    }
+
     fn sched(prefetch: u32) -> Scheduler {
         Scheduler::new(Dispatch {
             prefetch,
@@ -1206,11 +1217,7 @@ mod tests {
         // Two workers of two slots run four jobs, one of them short; a fifth job goes to the
         // worker of the short one, whichever that is.
         for short in 0..4 {
-            let mut s = sched(1);
-            let t0 = Instant::now();
-            s.at(t0).runner_joined("r".into());
-            s.worker_joined("a".into(), "a".into(), 2);
-            s.worker_joined("b".into(), "b".into(), 2);
+            let (mut s, t0) = two_workers(2);
             let four = (0..4).map(|i| expected(if i == short { 1_000 } else { 5_000 }, i));
             let fx = s.submit("r", four.collect());
             let running = assigns(&fx);
@@ -1236,11 +1243,7 @@ mod tests {
     fn a_job_waits_in_the_queue_for_a_slot_that_frees_sooner_than_where_there_is_room() {
         // Two workers of one slot each start a 5 s job and a 1 s job; a 0.5 s job is then
         // prefetched where the 1 s one runs, which fills that worker's pipeline.
-        let mut s = sched(1);
-        let t0 = Instant::now();
-        s.at(t0).runner_joined("r".into());
-        s.worker_joined("a".into(), "a".into(), 1);
-        s.worker_joined("b".into(), "b".into(), 1);
+        let (mut s, t0) = two_workers(1);
         let running = assigns(&s.submit("r", vec![expected(5_000, 0), expected(1_000, 1)]));
         for (peer, id, attempt, _) in &running {
             s.job_started(peer, *id, *attempt);
@@ -1269,11 +1272,7 @@ mod tests {
         // Two workers of one slot each run a 5 s job, b's started first. A 3 s job is then
         // prefetched to b (expected to free first), a 1 s job to a.
         let setup = || {
-            let mut s = sched(1);
-            let t0 = Instant::now();
-            s.at(t0).runner_joined("r".into());
-            s.worker_joined("a".into(), "a".into(), 1);
-            s.worker_joined("b".into(), "b".into(), 1);
+            let (mut s, t0) = two_workers(1);
             let fx = s.submit("r", vec![expected(5_000, 0), expected(5_000, 1)]);
             let running = assigns(&fx);
             let on = |w: &str| running.iter().find(|a| a.0 == w).unwrap().clone();
@@ -1335,11 +1334,7 @@ mod tests {
     fn a_job_taken_back_for_a_worker_goes_to_it_even_when_its_prefetch_is_full() {
         // Two workers of one slot each start a job at once: `a` one of 5.5 s, `b` one of 5 s.
         // A 3 s job is then prefetched to b (its slot frees first), a 1 s job to a.
-        let mut s = sched(1);
-        let t0 = Instant::now();
-        s.at(t0).runner_joined("r".into());
-        s.worker_joined("a".into(), "a".into(), 1);
-        s.worker_joined("b".into(), "b".into(), 1);
+        let (mut s, t0) = two_workers(1);
         let running = assigns(&s.submit("r", vec![expected(5_500, 0), expected(5_000, 1)]));
         let (a, b) = (running[0].0.clone(), running[1].0.clone());
         s.job_started(&a, running[0].1, 1);
