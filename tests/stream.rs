@@ -386,9 +386,9 @@ async fn read_after_silence(
 }
 
 /// A worker whose slot frees says so and expects its next job at once; on a stream silent
-/// for a while its reader polls seconds apart (up to `poll_max`). Told that an answer is
+/// for a while its reader polls seconds apart (up to `poll_max`). Told that a message is
 /// due, it polls at its fastest pace again, so the answer is read within a few `poll_min`,
-/// not at the next slow poll (about 2 s later here, as the same read without it shows).
+/// not at the next slow poll (seconds later here, as the same read without it shows).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_due_is_read_at_once_however_slow_the_polls_had_become() {
     let service = start_service(ServeConfig::default()).await;
@@ -402,7 +402,7 @@ async fn a_message_due_is_read_at_once_however_slow_the_polls_had_become() {
         let waited = read_after_silence(&server, &mut client, true).await;
         assert!(
             waited < Duration::from_secs(1),
-            "an answer due was read only {waited:?} after it was sent"
+            "a message due was read only {waited:?} after it was sent"
         );
     })
     .await;

@@ -1033,7 +1033,6 @@ fn synthetic(job: &Job, worker: &str, status: JobStatus, error: Option<String>) 
 mod tests {
     use super::*;
 
-    /// A scheduler with this initial prefetch and a 30 s lease.
     /// A scheduler prefetching 1 job per worker, with runner `r` and workers `a` and `b` of
     /// `slots` slots each, joined at the instant returned.
     fn two_workers(slots: u32) -> (Scheduler, Instant) {
@@ -1045,6 +1044,7 @@ mod tests {
         (s, t0)
     }
 
+    /// A scheduler with this initial prefetch and a 30 s lease.
     fn sched(prefetch: u32) -> Scheduler {
         Scheduler::new(Dispatch {
             prefetch,
