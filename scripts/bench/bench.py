@@ -285,6 +285,8 @@ def suite_scenario(binary, n, total_s, tmp, results, name="suite", flags=None):
             # The runner is told the cluster's size, as a workflow tells it the matrix's.
             code, wall, report, _ = c.run(None, ["--stop-cluster", "--expect-workers", "4"] + extra,
                                           suite=["--pytest", "tests"], cwd=root)
+            # What the run asked of the artifact service: its polls, uploads and downloads.
+            results[f"_{name}_blob_requests_{key}"] = c.stats()["blob_total"]
         assert code == 0, f"{name} run ({key}) failed ({code})"
         took = {t["id"]: t["duration_ms"] / 1000 for t in report["tests"]}
         assert sorted(took) == sorted(ids) and all(t["status"] == "passed" for t in report["tests"]), \
