@@ -704,13 +704,23 @@ impl Scheduler {
                 let Some(job) = self.jobs.get(&q.global) else {
                     continue; // a stale queue entry
                 };
-                if let Some(worker) = self.next_target(job, prefetching) {
-                    self.assign(q.global, worker, fx);
-                } else if self.workers.values().any(|w| self.has_room(w, prefetching)) {
-                    waiting.push(q);
-                } else {
-                    self.queue.push(q);
-                    break;
+                match self.next_target(job, prefetching) {
+                    Target::Worker(worker) => self.assign(q.global, worker, fx),
+                    // The jobs after it would wait for the same slot: they are not looked at
+                    // again on every event while it frees.
+                    Target::SoonerElsewhere => {
+                        self.queue.push(q);
+                        break;
+                    }
+                    Target::None
+                        if self.workers.values().any(|w| self.has_room(w, prefetching)) =>
+                    {
+                        waiting.push(q);
+                    }
+                    Target::None => {
+                        self.queue.push(q);
+                        break;
+                    }
                 }
             }
             self.queue.extend(waiting.drain(..));
@@ -737,12 +747,12 @@ impl Scheduler {
     /// to start soonest (see [`Scheduler::expected_start`]), else the one furthest below its
     /// pipeline depth.
     ///
-    /// A job prefetched by its expected start stays in the queue (None) when a worker whose
-    /// pipeline is full is expected to free a slot for it sooner than it would start where
-    /// there is room: given to the worker with room, it would wait there behind busy slots
-    /// while shorter jobs start elsewhere, and be taken back or end the run late. It goes to
-    /// the first slot that frees.
-    fn next_target(&self, job: &Job, prefetching: bool) -> Option<PeerId> {
+    /// A job prefetched by its expected start stays in the queue
+    /// ([`Target::SoonerElsewhere`]) when a worker whose pipeline is full is expected to free
+    /// a slot for it sooner than it would start where there is room: given to the worker with
+    /// room, it would wait there behind busy slots while shorter jobs start elsewhere, and be
+    /// taken back or end the run late. It goes to the first slot that frees.
+    fn next_target(&self, job: &Job, prefetching: bool) -> Target {
         let room = (self.workers.iter())
             .filter(|(_, w)| self.has_room(w, prefetching) && self.may_run_on(job, w));
         if prefetching
@@ -752,13 +762,19 @@ impl Scheduler {
                 .map(|(peer, w)| Some((self.expected_start(w, now)?, peer)))
                 .collect::<Option<Vec<_>>>()
         {
-            let (start, peer) = starts.into_iter().min()?;
-            let here = self.workers.get(peer)?;
+            let Some((start, peer, here)) = (starts.into_iter().min())
+                .and_then(|(start, peer)| Some((start, peer, self.workers.get(peer)?)))
+            else {
+                return Target::None;
+            };
             let sooner_elsewhere = (self.workers.iter())
                 .filter(|(other, w)| *other != peer && self.may_run_on(job, w))
                 .filter_map(|(_, w)| Some(self.expected_start(w, now)? + trips(here, w)))
                 .any(|elsewhere| elsewhere < start);
-            return (!sooner_elsewhere).then(|| peer.clone());
+            return match sooner_elsewhere {
+                true => Target::SoonerElsewhere,
+                false => Target::Worker(peer.clone()),
+            };
         }
         room.max_by_key(|(_, w)| {
             (
@@ -766,7 +782,7 @@ impl Scheduler {
                 Reverse(w.holding()),
             )
         })
-        .map(|(p, _)| p.clone())
+        .map_or(Target::None, |(p, _)| Target::Worker(p.clone()))
     }
 
     /// When a job given to `w` at `now` is expected to start (see [`Scheduler::expected_starts`]).
@@ -991,6 +1007,16 @@ impl Scheduler {
             fx.push(Effect::ToWorker(peer, BrokerToWorker::TakeBack { jobs }));
         }
     }
+}
+
+/// Where the next queued job goes ([`Scheduler::next_target`]).
+enum Target {
+    /// To this worker.
+    Worker(PeerId),
+    /// Nowhere yet: no worker it may run on has room.
+    None,
+    /// Nowhere yet: a slot frees sooner on a worker without room, and it waits for it.
+    SoonerElsewhere,
 }
 
 /// What moving a job between workers `a` and `b` may cost: two round trips of the slower one
